@@ -1,0 +1,762 @@
+/**
+ * Local directory backend.
+ *
+ * Confinement: a share path is mapped to `<realpath(root)><path>` and no symbolic link is ever
+ * followed, anywhere in the path. Final components are opened with O_NOFOLLOW (or lstat'ed);
+ * intermediate directories are checked with an lstat walk whose verified results are cached, so
+ * hot paths pay no extra syscalls. Because something outside Portico may swap a directory for a
+ * symlink after it was verified, every opened descriptor is also checked against the root
+ * (readlink of /proc/self/fd/N), and directory listings read through that verified descriptor.
+ */
+import { constants as C, existsSync, mkdirSync, promises as fsp, realpathSync } from 'node:fs';
+import type { BigIntStats } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { resolve } from 'node:path';
+import { LRUCache } from 'lru-cache';
+import type {
+  Backend, BackendCapabilities, BackendFile, BackendStat, BackendWriter, ListOptions, ListPage,
+  OpenFileOptions, SetMetadata, StatFs, TimeNs, WriterOptions,
+} from '../../src/vfs/backend.ts';
+import { toVfsError, VfsError } from '../../src/vfs/errors.ts';
+import { baseName, isSameOrDescendant, joinPath, parentPath } from '../../src/vfs/path.ts';
+
+/** Prefix of the hidden temp files createWriter() and copy() stage in the target directory. */
+export const TEMP_PREFIX = '.portico-tmp-';
+
+export interface LocalBackendOptions {
+  /** fsync a writer's data before its commit renames it into place (default true). */
+  fsync?: boolean;
+}
+
+// O_NONBLOCK: opening a FIFO someone left in the share must not hang a worker thread; it has no
+// effect on regular files.
+const O_READ = C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK;
+const O_DIR = C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW;
+const LIST_STAT_CONCURRENCY = 64;
+/**
+ * Directory timestamps tick coarsely (kernel jiffies, NFS seconds): a directory changed within this
+ * window of being read may change again without a visible mtime/ctime change, so a fresh listing
+ * does not trust a name cache taken in that window (the "racy git" problem).
+ */
+const RACY_WINDOW_NS = 2_000_000_000n;
+
+interface NameCacheEntry {
+  key: string;
+  names: string[];
+  racy: boolean;
+}
+
+function nowNs(): bigint {
+  return BigInt(Date.now()) * 1_000_000n;
+}
+
+/**
+ * ns -> seconds as utimes() wants them. Rounded to the µs first: a double holds ~0.2 µs at today's
+ * epoch and libuv truncates it, so reading a time back and writing it again must not drift by 1 µs.
+ */
+function nsToSeconds(ns: TimeNs): number {
+  return Number((ns + 500n) / 1000n) / 1e6;
+}
+
+function toStat(name: string, st: BigIntStats, target?: string): BackendStat {
+  const out: BackendStat = {
+    name,
+    type: st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'file',
+    size: Number(st.size),
+    mtimeNs: st.mtimeNs,
+    ctimeNs: st.ctimeNs,
+    atimeNs: st.atimeNs,
+    mode: Number(st.mode & 0o7777n),
+    uid: Number(st.uid),
+    gid: Number(st.gid),
+    nlink: Number(st.nlink),
+    nativeId: `${st.dev}:${st.ino}`,
+  };
+  // statx reports no btime on some filesystems; libuv leaves it 0 then.
+  if (st.birthtimeNs !== 0n) out.birthtimeNs = st.birthtimeNs;
+  if (target !== undefined) out.target = target;
+  return out;
+}
+
+/** Index of the first name strictly greater than `after` (names sorted with JS `<`). */
+function firstAfter(names: readonly string[], after: string | undefined): number {
+  if (after === undefined) return 0;
+  let lo = 0;
+  let hi = names.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((names[mid] as string) <= after) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i] as T);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+function tempName(): string {
+  return TEMP_PREFIX + randomBytes(8).toString('hex');
+}
+
+export class LocalBackend implements Backend {
+  readonly kind = 'local';
+  readonly capabilities: BackendCapabilities = {
+    atomicRename: true,
+    serverSideCopy: true,
+    randomWrites: true,
+    emptyDirectories: true,
+    caseSensitive: true,
+    // utimes() takes seconds as a double: about µs resolution survives, not ns.
+    timestampPrecisionNs: 1000,
+    hardLinks: true,
+    symlinks: true,
+    sparseFiles: true,
+    posixMetadata: true,
+    birthTime: true,
+    maxFileSize: Number.MAX_SAFE_INTEGER,
+    maxNameBytes: 255,
+  };
+  /** Absolute, symlink-free path of the share root. */
+  readonly root: string;
+  private readonly rootPrefix: string;
+  private readonly fsync: boolean;
+  private readonly procFd: boolean;
+  /**
+   * Share paths of directories verified to be real directories (with every ancestor). The TTL bounds
+   * how long an outside swap of a verified directory for a symlink goes unnoticed by path-based
+   * operations; opened descriptors are checked regardless.
+   */
+  private readonly verifiedDirs = new LRUCache<string, true>({ max: 2048, ttl: 2000, ttlResolution: 50 });
+  private readonly nameCache = new LRUCache<string, NameCacheEntry>({
+    max: 256,
+    maxSize: 2_000_000,
+    sizeCalculation: (e) => e.names.length + 1,
+  });
+
+  constructor(root: string, options: LocalBackendOptions = {}) {
+    const abs = resolve(root);
+    mkdirSync(abs, { recursive: true });
+    this.root = realpathSync(abs);
+    this.rootPrefix = this.root === '/' ? '/' : this.root + '/';
+    this.fsync = options.fsync ?? true;
+    this.procFd = existsSync('/proc/self/fd');
+  }
+
+  /** Async factory, for symmetry with backends that need to connect. */
+  static async open(root: string, options: LocalBackendOptions = {}): Promise<LocalBackend> {
+    return new LocalBackend(root, options);
+  }
+
+  private abs(path: string): string {
+    if (path === '/') return this.root;
+    return this.root === '/' ? path : this.root + path;
+  }
+
+  /** Ensures every directory above `path` is a real directory (ELOOP on a symlink). */
+  private parentOk(path: string): Promise<void> | undefined {
+    const dir = parentPath(path);
+    if (dir === '/' || this.verifiedDirs.has(dir)) return undefined;
+    return this.walk(dir);
+  }
+
+  private async walk(dir: string): Promise<void> {
+    if (dir === '/' || this.verifiedDirs.has(dir)) return;
+    await this.walk(parentPath(dir));
+    const st = await fsp.lstat(this.abs(dir)).catch((e: unknown) => {
+      throw toVfsError(e, dir);
+    });
+    if (st.isSymbolicLink()) throw new VfsError('ELOOP', undefined, { path: dir });
+    if (!st.isDirectory()) throw new VfsError('ENOTDIR', undefined, { path: dir });
+    this.verifiedDirs.set(dir, true);
+  }
+
+  /** Drops cached knowledge of `path` itself (it was created, replaced or removed as a non-directory). */
+  private forgetOne(path: string): void {
+    this.nameCache.delete(parentPath(path));
+    this.nameCache.delete(path);
+    this.verifiedDirs.delete(path);
+  }
+
+  /** Drops cached knowledge of `path` and everything below it (a directory may have moved or gone). */
+  private forgetTree(path: string): void {
+    this.forgetOne(path);
+    for (const key of this.verifiedDirs.keys()) {
+      if (isSameOrDescendant(key, path)) this.verifiedDirs.delete(key);
+    }
+    for (const key of this.nameCache.keys()) {
+      if (isSameOrDescendant(key, path)) this.nameCache.delete(key);
+    }
+  }
+
+  /** Path of the object behind an open descriptor, as the kernel sees it. */
+  private fdPath(fh: FileHandle): string {
+    return `/proc/self/fd/${fh.fd}`;
+  }
+
+  /** Closes `fh` and throws ELOOP unless the descriptor lies inside the root. */
+  private async confine(fh: FileHandle, path: string): Promise<void> {
+    let inside: boolean;
+    try {
+      if (this.procFd) {
+        const real = await fsp.readlink(this.fdPath(fh));
+        inside = real === this.root || real.startsWith(this.rootPrefix);
+      } else {
+        // No /proc: re-walk the parents uncached and check the descriptor is what the path names.
+        this.verifiedDirs.clear();
+        await this.parentOk(path);
+        const [a, b] = await Promise.all([fh.stat({ bigint: true }), fsp.lstat(this.abs(path), { bigint: true })]);
+        inside = a.dev === b.dev && a.ino === b.ino;
+      }
+    } catch (e) {
+      await fh.close().catch(() => {});
+      throw toVfsError(e, path);
+    }
+    if (!inside) {
+      await fh.close().catch(() => {});
+      throw new VfsError('ELOOP', 'path resolves outside the share root', { path });
+    }
+  }
+
+  /**
+   * Opens `path` and confines the descriptor. Nothing that changes data happens before the check:
+   * O_TRUNC is applied afterwards with ftruncate, and a create is done as O_EXCL first so that, if
+   * the file turns out to be outside the root, we know it is ours to remove.
+   */
+  private async openConfined(path: string, flags: number, mode?: number): Promise<FileHandle> {
+    await this.parentOk(path);
+    const abs = this.abs(path);
+    const truncate = (flags & C.O_TRUNC) !== 0;
+    const base = flags & ~C.O_TRUNC;
+    let fh: FileHandle | undefined;
+    let created = false;
+    try {
+      if ((base & C.O_CREAT) === 0 || (base & C.O_EXCL) !== 0) {
+        fh = await fsp.open(abs, base, mode);
+        created = (base & C.O_CREAT) !== 0;
+      } else {
+        for (let attempt = 0; fh === undefined; attempt++) {
+          try {
+            fh = await fsp.open(abs, base | C.O_EXCL, mode);
+            created = true;
+          } catch (e) {
+            if ((e as { code?: unknown }).code !== 'EEXIST' || attempt >= 3) throw e;
+            // Exists: open it as it is (it may vanish again meanwhile; then retry the create).
+            fh = await fsp.open(abs, base & ~C.O_CREAT).catch((e2: unknown) => {
+              if ((e2 as { code?: unknown }).code === 'ENOENT') return undefined;
+              throw e2;
+            });
+          }
+        }
+      }
+    } catch (e) {
+      throw toVfsError(e, path);
+    }
+    try {
+      await this.confine(fh, path);
+    } catch (e) {
+      if (created) await fsp.unlink(abs).catch(() => {});
+      throw e;
+    }
+    if (truncate && !created) {
+      try {
+        await fh.truncate(0);
+      } catch (e) {
+        await fh.close().catch(() => {});
+        throw toVfsError(e, path);
+      }
+    }
+    return fh;
+  }
+
+  private async lstatPath(path: string): Promise<BackendStat> {
+    const abs = this.abs(path);
+    const st = await fsp.lstat(abs, { bigint: true });
+    const target = st.isSymbolicLink() ? await fsp.readlink(abs) : undefined;
+    return toStat(baseName(path), st, target);
+  }
+
+  async stat(path: string): Promise<BackendStat> {
+    try {
+      await this.parentOk(path);
+      return await this.lstatPath(path);
+    } catch (e) {
+      throw toVfsError(e, path);
+    }
+  }
+
+  async list(path: string, options: ListOptions): Promise<ListPage> {
+    const limit = Math.max(1, Math.floor(options.limit));
+    const fh = await this.openConfined(path, O_DIR);
+    try {
+      // Reading through the verified descriptor keeps an outside swap of `path` from redirecting us.
+      const base = this.procFd ? this.fdPath(fh) : this.abs(path);
+      const names = await this.sortedNames(path, fh, base, options.after === undefined);
+      const start = firstAfter(names, options.after);
+      const pageNames = names.slice(start, start + limit);
+      const stats = await mapLimit(pageNames, LIST_STAT_CONCURRENCY, async (name) => {
+        try {
+          const st = await fsp.lstat(`${base}/${name}`, { bigint: true });
+          const target = st.isSymbolicLink() ? await fsp.readlink(`${base}/${name}`).catch(() => undefined) : undefined;
+          return toStat(name, st, target);
+        } catch (e) {
+          // Removed between readdir and lstat: not part of the listing any more.
+          if ((e as { code?: unknown }).code === 'ENOENT') return undefined;
+          throw e;
+        }
+      });
+      const entries = stats.filter((s): s is BackendStat => s !== undefined);
+      const page: ListPage = { entries };
+      if (start + limit < names.length && pageNames.length > 0) page.next = pageNames[pageNames.length - 1] as string;
+      return page;
+    } catch (e) {
+      throw toVfsError(e, path);
+    } finally {
+      await fh.close().catch(() => {});
+    }
+  }
+
+  /**
+   * The directory's visible names, sorted. Cached per directory identity + mtime + ctime so a
+   * 100,000-entry directory is read once and then paged by binary search.
+   */
+  private async sortedNames(path: string, fh: FileHandle, base: string, fresh: boolean): Promise<string[]> {
+    const st = await fh.stat({ bigint: true });
+    const key = `${st.dev}:${st.ino}:${st.mtimeNs}:${st.ctimeNs}`;
+    const hit = this.nameCache.get(path);
+    if (hit !== undefined && hit.key === key && !(fresh && hit.racy)) return hit.names;
+    const names = (await fsp.readdir(base)).filter((n) => !n.startsWith(TEMP_PREFIX));
+    names.sort();
+    const changed = st.mtimeNs > st.ctimeNs ? st.mtimeNs : st.ctimeNs;
+    this.nameCache.set(path, { key, names, racy: nowNs() - changed < RACY_WINDOW_NS });
+    return names;
+  }
+
+  async read(path: string, offset: number, length: number): Promise<Buffer> {
+    const fh = await this.openConfined(path, O_READ);
+    try {
+      return await readAt(fh, offset, length);
+    } catch (e) {
+      throw toVfsError(e, path);
+    } finally {
+      await fh.close().catch(() => {});
+    }
+  }
+
+  async openFile(path: string, options: OpenFileOptions): Promise<BackendFile> {
+    let flags = (options.write ? C.O_RDWR : C.O_RDONLY) | C.O_NOFOLLOW | C.O_NONBLOCK;
+    if (options.create) flags |= C.O_CREAT | (options.exclusive ? C.O_EXCL : 0);
+    if (options.truncate) flags |= C.O_TRUNC;
+    const fh = await this.openConfined(path, flags, options.mode ?? 0o666);
+    if (options.create) this.nameCache.delete(parentPath(path));
+    return new LocalFile(fh, path);
+  }
+
+  async createWriter(path: string, options: WriterOptions = {}): Promise<BackendWriter> {
+    if (path === '/') throw new VfsError('EISDIR', undefined, { path });
+    const temp = joinPath(parentPath(path), tempName());
+    const fh = await this.openConfined(temp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, options.mode ?? 0o666);
+    return new LocalWriter(this, fh, path, temp, options.exclusive === true);
+  }
+
+  /** @internal LocalWriter's commit: publish `temp` at `path`. */
+  async publish(fh: FileHandle, temp: string, path: string, exclusive: boolean, meta: SetMetadata | undefined): Promise<BackendStat> {
+    if (this.fsync) await fh.datasync();
+    if (meta !== undefined) await applyMetaToHandle(fh, meta);
+    await this.parentOk(path);
+    try {
+      if (exclusive) {
+        // link(2) fails with EEXIST atomically; rename(2) would silently replace.
+        await fsp.link(this.abs(temp), this.abs(path));
+        await fsp.unlink(this.abs(temp));
+      } else {
+        await fsp.rename(this.abs(temp), this.abs(path));
+      }
+    } catch (e) {
+      throw toVfsError(e, path);
+    }
+    this.forgetOne(path);
+    return toStat(baseName(path), await fh.stat({ bigint: true }));
+  }
+
+  /** @internal */
+  async discard(temp: string): Promise<void> {
+    await fsp.unlink(this.abs(temp)).catch(() => {});
+  }
+
+  async mkdir(path: string, mode?: number): Promise<BackendStat> {
+    try {
+      if (path === '/') throw new VfsError('EEXIST', undefined, { path });
+      await this.parentOk(path);
+      await fsp.mkdir(this.abs(path), mode ?? 0o777);
+      this.nameCache.delete(parentPath(path));
+      return await this.lstatPath(path);
+    } catch (e) {
+      throw toVfsError(e, path);
+    }
+  }
+
+  async rmdir(path: string): Promise<void> {
+    try {
+      if (path === '/') throw new VfsError('EBUSY', 'cannot remove the share root', { path });
+      await this.parentOk(path);
+      await fsp.rmdir(this.abs(path));
+    } catch (e) {
+      throw toVfsError(e, path);
+    } finally {
+      this.forgetTree(path);
+    }
+  }
+
+  async unlink(path: string): Promise<void> {
+    try {
+      if (path === '/') throw new VfsError('EISDIR', undefined, { path });
+      await this.parentOk(path);
+      await fsp.unlink(this.abs(path));
+    } catch (e) {
+      // POSIX allows EPERM for unlink(dir); Linux says EISDIR. Report EISDIR either way.
+      if ((e as { code?: unknown }).code === 'EPERM') {
+        const st = await fsp.lstat(this.abs(path)).catch(() => undefined);
+        if (st?.isDirectory()) throw new VfsError('EISDIR', undefined, { path, cause: e });
+      }
+      throw toVfsError(e, path);
+    } finally {
+      this.forgetOne(path);
+    }
+  }
+
+  async rename(from: string, to: string): Promise<void> {
+    try {
+      if (from === '/' || to === '/') throw new VfsError('EBUSY', 'cannot rename the share root', { path: from });
+      await this.parentOk(from);
+      await this.parentOk(to);
+      await fsp.rename(this.abs(from), this.abs(to));
+    } catch (e) {
+      throw toVfsError(e, from);
+    } finally {
+      this.forgetTree(from);
+      this.forgetTree(to);
+    }
+  }
+
+  async copy(from: string, to: string): Promise<BackendStat> {
+    const src = await this.openConfined(from, O_READ);
+    let temp: string | undefined;
+    try {
+      const st = await src.stat({ bigint: true });
+      if (st.isDirectory()) throw new VfsError('EISDIR', undefined, { path: from });
+      if (!st.isFile()) throw new VfsError('EINVAL', 'not a regular file', { path: from });
+      await this.parentOk(to);
+      temp = joinPath(parentPath(to), tempName());
+      // Copy from the confined descriptor, never from the path: the kernel clones when it can
+      // (reflink) and copy_file_range()s otherwise; libuv also copies the mode.
+      const source = this.procFd ? this.fdPath(src) : this.abs(from);
+      await fsp.copyFile(source, this.abs(temp), C.COPYFILE_EXCL | C.COPYFILE_FICLONE);
+      await fsp.utimes(this.abs(temp), nsToSeconds(st.atimeNs), nsToSeconds(st.mtimeNs));
+      await fsp.rename(this.abs(temp), this.abs(to));
+      temp = undefined;
+      this.forgetOne(to);
+      return await this.lstatPath(to);
+    } catch (e) {
+      if (temp !== undefined) await this.discard(temp);
+      throw toVfsError(e, to);
+    } finally {
+      await src.close().catch(() => {});
+    }
+  }
+
+  async symlink(target: string, path: string): Promise<BackendStat> {
+    try {
+      await this.parentOk(path);
+      await fsp.symlink(target, this.abs(path));
+      this.forgetOne(path);
+      return await this.lstatPath(path);
+    } catch (e) {
+      throw toVfsError(e, path);
+    }
+  }
+
+  async readlink(path: string): Promise<string> {
+    try {
+      await this.parentOk(path);
+      return await fsp.readlink(this.abs(path));
+    } catch (e) {
+      throw toVfsError(e, path);
+    }
+  }
+
+  async link(existing: string, path: string): Promise<BackendStat> {
+    try {
+      await this.parentOk(existing);
+      await this.parentOk(path);
+      // linkat() without AT_SYMLINK_FOLLOW: linking a symlink links the symlink itself.
+      await fsp.link(this.abs(existing), this.abs(path));
+      this.forgetOne(path);
+      return await this.lstatPath(path);
+    } catch (e) {
+      throw toVfsError(e, path);
+    }
+  }
+
+  async setMetadata(path: string, meta: SetMetadata): Promise<BackendStat> {
+    try {
+      await this.parentOk(path);
+      const abs = this.abs(path);
+      const st = await fsp.lstat(abs, { bigint: true });
+      const isLink = st.isSymbolicLink();
+      // Linux cannot chmod a symlink (and chmod(2) would follow it): mode is skipped for symlinks.
+      if (meta.mode !== undefined && !isLink) await this.chmodNoFollow(path, meta.mode & 0o7777);
+      if (meta.uid !== undefined || meta.gid !== undefined) await fsp.lchown(abs, meta.uid ?? -1, meta.gid ?? -1);
+      if (meta.atimeNs !== undefined || meta.mtimeNs !== undefined) {
+        await fsp.lutimes(abs, nsToSeconds(meta.atimeNs ?? st.atimeNs), nsToSeconds(meta.mtimeNs ?? st.mtimeNs));
+      }
+      // birthtimeNs cannot be set on Linux; the VFS keeps its own override.
+      return await this.lstatPath(path);
+    } catch (e) {
+      throw toVfsError(e, path);
+    }
+  }
+
+  /** fchmod through an O_NOFOLLOW descriptor, so a symlink swapped in meanwhile is never followed. */
+  private async chmodNoFollow(path: string, mode: number): Promise<void> {
+    let fh: FileHandle;
+    try {
+      fh = await fsp.open(this.abs(path), O_READ);
+    } catch (e) {
+      // No read permission (only possible when not running as root): the lstat above said "not a symlink".
+      if ((e as { code?: unknown }).code !== 'EACCES') throw e;
+      await fsp.chmod(this.abs(path), mode);
+      return;
+    }
+    await this.confine(fh, path);
+    try {
+      await fh.chmod(mode);
+    } finally {
+      await fh.close().catch(() => {});
+    }
+  }
+
+  async truncate(path: string, size: number): Promise<void> {
+    const fh = await this.openConfined(path, C.O_WRONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
+    try {
+      await fh.truncate(size);
+    } catch (e) {
+      throw toVfsError(e, path);
+    } finally {
+      await fh.close().catch(() => {});
+    }
+  }
+
+  async statfs(): Promise<StatFs> {
+    try {
+      const s = await fsp.statfs(this.root);
+      return {
+        totalBytes: s.blocks * s.bsize,
+        freeBytes: s.bfree * s.bsize,
+        availableBytes: s.bavail * s.bsize,
+        totalFiles: s.files,
+        freeFiles: s.ffree,
+        blockSize: s.bsize,
+      };
+    } catch (e) {
+      throw toVfsError(e, '/');
+    }
+  }
+
+  async check(): Promise<void> {
+    let ok = false;
+    try {
+      ok = (await fsp.stat(this.root)).isDirectory();
+    } catch (e) {
+      throw new VfsError('EIO', `share root ${this.root} is not reachable`, { cause: e });
+    }
+    if (!ok) throw new VfsError('EIO', `share root ${this.root} is not a directory`);
+  }
+
+  async close(): Promise<void> {}
+
+  /**
+   * Removes temp files left by writers that never committed (crash, kill) and are older than
+   * `maxAgeMs`. Walks the whole tree without following symlinks; returns how many were removed.
+   */
+  async cleanupTemps(maxAgeMs: number): Promise<number> {
+    const cutoff = Date.now() - maxAgeMs;
+    let removed = 0;
+    const walkDir = async (abs: string): Promise<void> => {
+      const dirents = await fsp.readdir(abs, { withFileTypes: true }).catch(() => []);
+      for (const d of dirents) {
+        const child = `${abs}/${d.name}`;
+        if (d.isDirectory()) {
+          await walkDir(child);
+        } else if (d.isFile() && d.name.startsWith(TEMP_PREFIX)) {
+          const st = await fsp.lstat(child).catch(() => undefined);
+          if (st !== undefined && st.mtimeMs < cutoff && (await fsp.unlink(child).then(() => true, () => false))) removed++;
+        }
+      }
+    };
+    await walkDir(this.root);
+    return removed;
+  }
+}
+
+async function readAt(fh: FileHandle, offset: number, length: number): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(length);
+  let done = 0;
+  while (done < length) {
+    const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
+    if (bytesRead === 0) break;
+    done += bytesRead;
+  }
+  return done === length ? buf : buf.subarray(0, done);
+}
+
+async function applyMetaToHandle(fh: FileHandle, meta: SetMetadata): Promise<void> {
+  if (meta.mode !== undefined) await fh.chmod(meta.mode & 0o7777);
+  if (meta.uid !== undefined || meta.gid !== undefined) await fh.chown(meta.uid ?? -1, meta.gid ?? -1);
+  if (meta.atimeNs !== undefined || meta.mtimeNs !== undefined) {
+    let { atimeNs, mtimeNs } = meta;
+    if (atimeNs === undefined || mtimeNs === undefined) {
+      const st = await fh.stat({ bigint: true });
+      atimeNs ??= st.atimeNs;
+      mtimeNs ??= st.mtimeNs;
+    }
+    await fh.utimes(nsToSeconds(atimeNs), nsToSeconds(mtimeNs));
+  }
+}
+
+class LocalFile implements BackendFile {
+  private readonly fh: FileHandle;
+  private readonly path: string;
+  private closed = false;
+
+  constructor(fh: FileHandle, path: string) {
+    this.fh = fh;
+    this.path = path;
+  }
+
+  private live(): FileHandle {
+    if (this.closed) throw new VfsError('EBADF', undefined, { path: this.path });
+    return this.fh;
+  }
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    try {
+      return await readAt(this.live(), offset, length);
+    } catch (e) {
+      throw toVfsError(e, this.path);
+    }
+  }
+
+  async write(offset: number, data: Uint8Array): Promise<number> {
+    try {
+      const fh = this.live();
+      let done = 0;
+      while (done < data.length) {
+        const { bytesWritten } = await fh.write(data, done, data.length - done, offset + done);
+        done += bytesWritten;
+      }
+      return done;
+    } catch (e) {
+      throw toVfsError(e, this.path);
+    }
+  }
+
+  async truncate(size: number): Promise<void> {
+    try {
+      await this.live().truncate(size);
+    } catch (e) {
+      throw toVfsError(e, this.path);
+    }
+  }
+
+  async sync(): Promise<void> {
+    try {
+      await this.live().datasync();
+    } catch (e) {
+      throw toVfsError(e, this.path);
+    }
+  }
+
+  async stat(): Promise<BackendStat> {
+    try {
+      return toStat(baseName(this.path), await this.live().stat({ bigint: true }));
+    } catch (e) {
+      throw toVfsError(e, this.path);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      await this.fh.close();
+    } catch (e) {
+      throw toVfsError(e, this.path);
+    }
+  }
+}
+
+class LocalWriter implements BackendWriter {
+  private readonly backend: LocalBackend;
+  private readonly fh: FileHandle;
+  private readonly path: string;
+  private readonly temp: string;
+  private readonly exclusive: boolean;
+  private position = 0;
+  private done = false;
+
+  constructor(backend: LocalBackend, fh: FileHandle, path: string, temp: string, exclusive: boolean) {
+    this.backend = backend;
+    this.fh = fh;
+    this.path = path;
+    this.temp = temp;
+    this.exclusive = exclusive;
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    if (this.done) throw new VfsError('EBADF', 'writer already finished', { path: this.path });
+    // Reserve the range before awaiting, so overlapping calls still land in order.
+    let pos = this.position;
+    this.position += chunk.length;
+    let off = 0;
+    try {
+      while (off < chunk.length) {
+        const { bytesWritten } = await this.fh.write(chunk, off, chunk.length - off, pos);
+        off += bytesWritten;
+        pos += bytesWritten;
+      }
+    } catch (e) {
+      throw toVfsError(e, this.path);
+    }
+  }
+
+  async commit(meta?: SetMetadata): Promise<BackendStat> {
+    if (this.done) throw new VfsError('EBADF', 'writer already finished', { path: this.path });
+    this.done = true;
+    try {
+      return await this.backend.publish(this.fh, this.temp, this.path, this.exclusive, meta);
+    } catch (e) {
+      await this.backend.discard(this.temp);
+      throw toVfsError(e, this.path);
+    } finally {
+      await this.fh.close().catch(() => {});
+    }
+  }
+
+  async abort(): Promise<void> {
+    if (this.done) return;
+    this.done = true;
+    await this.fh.close().catch(() => {});
+    await this.backend.discard(this.temp);
+  }
+}

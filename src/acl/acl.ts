@@ -1,0 +1,150 @@
+/**
+ * Share access control: the one place a permission decision is made (the session layer calls it
+ * for every operation; protocols never decide).
+ *
+ * Model:
+ * - Rights are `read`, `write` and `admin`. `admin` guards changes of ownership (chown, SMB owner
+ *   SIDs) and breaking other principals' locks. Permission bits (chmod) need only `write`, as for a
+ *   file's owner in POSIX: `cp -p`, `rsync -a` and `tar x` all chmod what they write.
+ * - Share-level `access` entries grant rights to users/groups ('*' = any authenticated user).
+ *   Without entries, every authenticated user gets read and write.
+ * - Path `rules` refine that: for a path and a right, the rule on the NEAREST ancestor-or-self path
+ *   that names the principal (user, group or '*') and mentions the right decides; at that path a
+ *   deny beats an allow. Paths compare segment by segment ('/fin' never covers '/finance'), and with
+ *   the share's case sensitivity.
+ * - Guests get read only, and only on shares with `guest: read`; a rule may still deny them.
+ * - A read-only share refuses write and admin with EROFS rather than EACCES, so clients report
+ *   "read-only file system" (NFS4ERR_ROFS, STATUS_MEDIA_WRITE_PROTECTED).
+ */
+import { VfsError } from '../vfs/errors.ts';
+import { nameKey, normalizePath, splitPath } from '../vfs/path.ts';
+import type { Principal } from '../auth/authenticator.ts';
+
+export type Right = 'read' | 'write' | 'admin';
+
+export interface AccessEntry {
+  users?: string[];
+  groups?: string[];
+  rights: Right[];
+}
+
+export interface PathRule {
+  path: string;
+  users?: string[];
+  groups?: string[];
+  allow?: Right[];
+  deny?: Right[];
+}
+
+export interface ShareAclConfig {
+  name: string;
+  readOnly?: boolean;
+  caseSensitive?: boolean;
+  guest?: false | 'read';
+  access?: AccessEntry[];
+  rules?: PathRule[];
+}
+
+interface CompiledRule {
+  users: Set<string>;
+  groups: Set<string>;
+  allow: Set<Right>;
+  deny: Set<Right>;
+}
+
+const DEFAULT_ACCESS: AccessEntry[] = [{ users: ['*'], rights: ['read', 'write'] }];
+
+export class ShareAcl {
+  readonly share: string;
+  readonly readOnly: boolean;
+  private readonly caseSensitive: boolean;
+  private readonly guestRead: boolean;
+  private readonly access: AccessEntry[];
+  /** Rules grouped by their normalised, case-keyed path. */
+  private readonly rules = new Map<string, CompiledRule[]>();
+
+  constructor(cfg: ShareAclConfig) {
+    this.share = cfg.name;
+    this.readOnly = cfg.readOnly ?? false;
+    this.caseSensitive = cfg.caseSensitive ?? true;
+    this.guestRead = cfg.guest === 'read';
+    this.access = cfg.access && cfg.access.length > 0 ? cfg.access : DEFAULT_ACCESS;
+    for (const r of cfg.rules ?? []) {
+      const key = this.pathKey(normalizePath(r.path));
+      const list = this.rules.get(key) ?? [];
+      list.push({
+        users: new Set(r.users ?? []),
+        groups: new Set(r.groups ?? []),
+        allow: new Set(r.allow ?? []),
+        deny: new Set(r.deny ?? []),
+      });
+      this.rules.set(key, list);
+    }
+  }
+
+  private pathKey(path: string): string {
+    return this.caseSensitive ? path : '/' + splitPath(path).map((s) => nameKey(s, false)).join('/');
+  }
+
+  private static names(set: Set<string> | string[] | undefined, p: Principal): boolean {
+    if (!set) return false;
+    const has = (x: string): boolean => (Array.isArray(set) ? set.includes(x) : set.has(x));
+    if (has(p.user)) return true;
+    if (!p.guest && has('*')) return true;
+    return false;
+  }
+
+  private static matches(users: Set<string> | string[] | undefined, groups: Set<string> | string[] | undefined, p: Principal): boolean {
+    if (ShareAcl.names(users, p)) return true;
+    if (!groups) return false;
+    for (const g of p.groups) if (Array.isArray(groups) ? groups.includes(g) : groups.has(g)) return true;
+    return !p.guest && (Array.isArray(groups) ? groups.includes('*') : groups.has('*'));
+  }
+
+  /** Share-level grant, before path rules. */
+  private shareGrants(p: Principal, right: Right): boolean {
+    if (p.guest) return this.guestRead && right === 'read';
+    return this.access.some((e) => e.rights.includes(right) && ShareAcl.matches(e.users, e.groups, p));
+  }
+
+  /** True when the principal has the right on the path (normalised share path). */
+  allows(p: Principal, right: Right, path: string): boolean {
+    if (this.readOnly && right !== 'read') return false;
+    if (p.guest && right !== 'read') return false;
+    if (this.rules.size > 0) {
+      const segs = splitPath(this.pathKey(path));
+      for (let n = segs.length; n >= 0; n--) {
+        const rules = this.rules.get('/' + segs.slice(0, n).join('/'));
+        if (!rules) continue;
+        let allow = false;
+        let deny = false;
+        for (const r of rules) {
+          if (!ShareAcl.matches(r.users, r.groups, p)) continue;
+          if (r.deny.has(right)) deny = true;
+          if (r.allow.has(right)) allow = true;
+        }
+        if (deny) return false;
+        if (allow) return p.guest ? this.guestRead : true;
+      }
+    }
+    return this.shareGrants(p, right);
+  }
+
+  /** Throws EROFS on a read-only share, EACCES otherwise, when the right is missing. */
+  check(p: Principal, right: Right, path: string): void {
+    if (this.allows(p, right, path)) return;
+    if (this.readOnly && right !== 'read') throw new VfsError('EROFS', undefined, { path });
+    throw new VfsError('EACCES', `${p.user} has no ${right} right on ${this.share}:${path}`, { path });
+  }
+
+  /** Whether the principal may see the share at all (listing shares, mounting). */
+  visibleTo(p: Principal): boolean {
+    if (p.guest) return this.guestRead;
+    if (this.shareGrants(p, 'read') || this.shareGrants(p, 'write')) return true;
+    // A principal granted access only by a path rule still needs to reach the root to walk there.
+    for (const rules of this.rules.values()) {
+      for (const r of rules) if (ShareAcl.matches(r.users, r.groups, p) && r.allow.size > 0) return true;
+    }
+    return false;
+  }
+}

@@ -1,0 +1,44 @@
+/**
+ * The authentication contract between the protocols and the user database.
+ *
+ * Protocols never see password hashes or user rows: HTTP Basic calls `authenticate`, SMB runs NTLMv2
+ * itself with `ntHash` (the server challenge/response math belongs to the SMB layer) and reports the
+ * outcome with `recordResult`, NFS AUTH_SYS maps numeric ids with `principalForUid`. Every password
+ * attempt, whatever the protocol, goes through the same throttle.
+ */
+
+export interface Principal {
+  user: string;
+  uid: number;
+  gid: number;
+  groups: string[];
+  guest: boolean;
+}
+
+export interface AuthContext {
+  protocol: string;
+  clientAddress: string;
+}
+
+export interface Authenticator {
+  /** Password login (HTTP Basic, etc.). Throws VfsError('EAUTH') on bad credentials, VfsError('ETHROTTLED') when throttled. */
+  authenticate(user: string, password: string, ctx: AuthContext): Promise<Principal>;
+  /** The NT hash (MD4 of UTF-16LE password) for NTLMv2 verification by the SMB layer; undefined when the user is unknown/disabled. */
+  ntHash(user: string): Promise<Buffer | undefined>;
+  /** For NTLM: the SMB layer reports the outcome so throttling covers it too. */
+  recordResult(user: string, ctx: AuthContext, ok: boolean): void;
+  /** Checked before an NTLM attempt. Throws ETHROTTLED. */
+  checkThrottle(user: string, ctx: AuthContext): void;
+  principalFor(user: string): Promise<Principal | undefined>;
+  /** NFS AUTH_SYS mapping. */
+  principalForUid(uid: number): Promise<Principal | undefined>;
+  guest(): Principal;
+}
+
+/** uid/gid of the guest principal: the traditional "nobody" (65534 on Linux and in NFS anonymous mapping). */
+export const GUEST_ID = 65534;
+export const GUEST_USER = 'guest';
+
+export function guestPrincipal(): Principal {
+  return { user: GUEST_USER, uid: GUEST_ID, gid: GUEST_ID, groups: [], guest: true };
+}

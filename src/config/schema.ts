@@ -1,0 +1,213 @@
+/**
+ * The configuration schema (docs/CONFIG-SHAPE.md is the contract; this file implements it).
+ *
+ * Decisions (and why):
+ * - Every object is strict except `protocols.*` and `shares[].options`: a typo such as `server.lisen`
+ *   must fail loudly instead of silently leaving the default in force. Protocol entries pass unknown
+ *   keys through because each protocol plugin validates its own options later, and unknown protocol
+ *   names are accepted for future plugins.
+ * - Nested sections use `.prefault({})` (zod 4): the empty object is parsed, so inner defaults apply
+ *   when a whole section is absent (`.default({})` would return `{}` untouched).
+ * - The four built-in protocols always exist with their default ports, so setting one key
+ *   (`PORTICO_PROTOCOLS__WEBDAV__PORT=0`) never removes the others; port 0 is how one is disabled.
+ * - `shares[].protocols` defaults to every configured protocol (including plugin ones), and must only
+ *   name configured protocols.
+ * - Rule paths are normalised exactly like wire paths (src/vfs/path.ts), so the ACL code can compare
+ *   them with the paths it receives ('/finance/' and '/finance' are the same rule).
+ * - Error messages are phrased "must ..." so that load.ts can print `<key>: <message> (got <value>)`.
+ */
+import { z } from 'zod';
+import { normalizePath } from '../vfs/path.ts';
+import { isVfsError } from '../vfs/errors.ts';
+
+export const RIGHTS = ['read', 'write', 'admin'] as const;
+export type Right = (typeof RIGHTS)[number];
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
+export const FIRST_RUN_MODES = ['create-admin', 'loopback-only'] as const;
+export const BUILTIN_PROTOCOLS = ['webdav', 'nfs', 'smb', 'fuse'] as const;
+
+export const SHARE_NAME_RE = /^[A-Za-z0-9._-]{1,64}$/;
+/** Same alphabet as local user names (src/auth/local-users.ts), plus '*' = any authenticated user. */
+export const PRINCIPAL_NAME_RE = /^[A-Za-z0-9._@-]{1,64}$/;
+
+/**
+ * Cross-field checks run even when a sibling key already failed (zod 4 skips them by default), so one
+ * run reports every problem; they guard against the partially parsed value themselves.
+ */
+const whenObject = { when: (p: { value: unknown }) => typeof p.value === 'object' && p.value !== null && !Array.isArray(p.value) };
+
+/**
+ * Integer check as a refinement rather than `.int()`: zod 4 treats a failed `.int()` as fatal and then
+ * skips every cross-field check, hiding the other problems of the file.
+ */
+const int = () => z.number().refine(Number.isInteger, { error: 'must be an integer' });
+
+const port = int().min(0).max(65535);
+const listen = z.string().min(1);
+const userName = z.string().refine((s) => s === '*' || PRINCIPAL_NAME_RE.test(s), {
+  error: "must be '*' or match [A-Za-z0-9._@-]{1,64}",
+});
+const groupName = z.string().regex(PRINCIPAL_NAME_RE, { error: 'must match [A-Za-z0-9._@-]{1,64}' });
+const right = z.enum(RIGHTS);
+const rights = z.array(right);
+
+const serverSchema = z.strictObject({
+  listen: listen.default('0.0.0.0'),
+  stateDir: z.string().min(1).default('./state'),
+  shutdownGraceMs: int().min(0).default(10000),
+});
+
+const adminSchema = z.strictObject({
+  port: port.default(9090),
+  listen: listen.default('127.0.0.1'),
+});
+
+const logSchema = z.strictObject({
+  level: z.enum(LOG_LEVELS).default('info'),
+  format: z.enum(LOG_FORMATS).default('auto'),
+  audit: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      file: z.string().min(1).default('-'),
+    })
+    .prefault({}),
+});
+
+const throttleSchema = z
+  .strictObject({
+    maxFailures: int().min(1).default(5),
+    windowMs: int().min(1).default(900000),
+    lockoutMs: int().min(1).default(60000),
+    maxLockoutMs: int().min(1).default(900000),
+  })
+  .superRefine((t, ctx) => {
+    if (typeof t.maxLockoutMs === 'number' && typeof t.lockoutMs === 'number' && t.maxLockoutMs < t.lockoutMs) {
+      ctx.addIssue({ code: 'custom', path: ['maxLockoutMs'], input: t.maxLockoutMs, message: `must be >= lockoutMs (${t.lockoutMs})` });
+    }
+  }, whenObject);
+
+const authSchema = z.strictObject({
+  secretKey: z.string().min(32).nullable().default(null),
+  bcryptRounds: int().min(4).max(15).default(12),
+  firstRun: z.enum(FIRST_RUN_MODES).default('create-admin'),
+  throttle: throttleSchema.prefault({}),
+});
+
+/** A protocol entry: port (0 disables) and listen (default server.listen), plus the plugin's own keys. */
+const protocolEntrySchema = z.looseObject({
+  port: port.optional(),
+  listen: listen.optional(),
+});
+const portProtocol = (defaultPort: number) =>
+  z.looseObject({ port: port.default(defaultPort), listen: listen.optional() }).prefault({});
+
+const protocolsSchema = z
+  .object({
+    webdav: portProtocol(8080),
+    nfs: portProtocol(2049),
+    smb: portProtocol(445),
+    // FUSE mounts instead of listening: null = not mounted.
+    fuse: z.looseObject({ mountpoint: z.string().min(1).nullable().default(null) }).prefault({}),
+  })
+  .catchall(protocolEntrySchema);
+
+export const accessEntrySchema = z
+  .strictObject({
+    users: z.array(userName).optional(),
+    groups: z.array(groupName).optional(),
+    rights: rights.min(1),
+  })
+  .superRefine((a, ctx) => {
+    if (a.users === undefined && a.groups === undefined) {
+      ctx.addIssue({ code: 'custom', path: [], input: a, message: 'must name users or groups (or both)' });
+    }
+  }, whenObject);
+
+const rulePath = z.string().transform((p, ctx) => {
+  if (!p.startsWith('/')) {
+    ctx.addIssue({ code: 'custom', input: p, message: "must start with '/'" });
+    return z.NEVER;
+  }
+  try {
+    return normalizePath(p);
+  } catch (e) {
+    if (!isVfsError(e)) throw e;
+    ctx.addIssue({ code: 'custom', input: p, message: `must be a valid share path: ${e.message}` });
+    return z.NEVER;
+  }
+});
+
+export const pathRuleSchema = z
+  .strictObject({
+    path: rulePath,
+    users: z.array(userName).optional(),
+    groups: z.array(groupName).optional(),
+    allow: rights.optional(),
+    deny: rights.optional(),
+  })
+  .superRefine((r, ctx) => {
+    if (r.users === undefined && r.groups === undefined) {
+      ctx.addIssue({ code: 'custom', path: [], input: r, message: 'must name users or groups (or both)' });
+    }
+    if (r.allow === undefined && r.deny === undefined) {
+      ctx.addIssue({ code: 'custom', path: [], input: r, message: 'must have allow or deny (or both)' });
+    }
+  }, whenObject);
+
+const shareSchema = z.strictObject({
+  name: z.string().regex(SHARE_NAME_RE, { error: 'must match [A-Za-z0-9._-]{1,64}' }),
+  source: z.string().min(1),
+  options: z.record(z.string(), z.unknown()).default({}),
+  readOnly: z.boolean().default(false),
+  caseSensitive: z.boolean().default(true),
+  /** Absent = every configured protocol (filled in by configSchema). */
+  protocols: z.array(z.string().min(1)).optional(),
+  guest: z.union([z.literal(false), z.literal('read')], { error: 'must be false or "read" (guest write is never allowed)' }).default(false),
+  access: z.array(accessEntrySchema).default(() => [{ users: ['*'], rights: ['read', 'write'] as Right[] }]),
+  rules: z.array(pathRuleSchema).default([]),
+});
+
+const baseSchema = z
+  .strictObject({
+    server: serverSchema.prefault({}),
+    admin: adminSchema.prefault({}),
+    log: logSchema.prefault({}),
+    auth: authSchema.prefault({}),
+    protocols: protocolsSchema.prefault({}),
+    shares: z.array(shareSchema).min(1, { error: 'must have at least one share' }),
+  })
+  .superRefine((c, ctx) => {
+    // Refinements may run on partially valid input (zod 4 keeps going after non-fatal issues).
+    const protocols = (c.protocols ?? {}) as Record<string, unknown>;
+    const shares = Array.isArray(c.shares) ? c.shares : [];
+    const seen = new Map<string, number>();
+    shares.forEach((s, i) => {
+      if (typeof s?.name !== 'string') return;
+      const k = s.name.toLowerCase();
+      const j = seen.get(k);
+      if (j !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['shares', i, 'name'], input: s.name, message: `must be unique (case-insensitively); shares[${j}].name is "${shares[j]!.name}"` });
+      } else seen.set(k, i);
+      if (!Array.isArray(s.protocols)) return;
+      s.protocols.forEach((p, pi) => {
+        if (!Object.hasOwn(protocols, p)) {
+          ctx.addIssue({ code: 'custom', path: ['shares', i, 'protocols', pi], input: p, message: `must name a configured protocol (${Object.keys(protocols).join(', ')})` });
+        }
+      });
+    });
+  }, whenObject);
+
+export const configSchema = baseSchema.transform((c) => ({
+  ...c,
+  shares: c.shares.map((s) => ({ ...s, protocols: s.protocols ?? Object.keys(c.protocols) })),
+}));
+
+export type PorticoConfig = z.infer<typeof configSchema>;
+/** The config as written (before defaults), e.g. for building one in code. */
+export type PorticoConfigInput = z.input<typeof configSchema>;
+export type ShareConfig = PorticoConfig['shares'][number];
+export type AccessEntry = z.infer<typeof accessEntrySchema>;
+export type PathRule = z.infer<typeof pathRuleSchema>;
+export type ProtocolConfig = z.infer<typeof protocolEntrySchema>;

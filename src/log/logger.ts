@@ -1,0 +1,84 @@
+/**
+ * Process logging (pino).
+ *
+ * Two independent loggers:
+ * - the root logger (`createLogger`): operational messages, level from `log.level`;
+ * - the audit logger (`createAuditLogger`): one JSON line per security-relevant event
+ *   (logins, denials, file changes), logger name "audit", its own stream so it can be shipped or
+ *   retained separately from operational logs. It is always JSON, never pretty-printed.
+ *
+ * Child logger convention (every component follows it so lines can be correlated):
+ * - per connection/session: `logger.child({ session: sessionId, protocol: 'smb' })`
+ * - per request inside a session: `sessionLogger.child({ req: n })` where n is the protocol's own
+ *   request number when it has one (SMB MessageId, NFS xid, a per-connection counter for HTTP).
+ * - per component: `logger.child({ component: 'vfs' })`.
+ * The audit logger uses the same `session`/`protocol` keys plus `user`, `share`, `path`, `action`, `result`.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'pino';
+import type { PorticoConfig } from '../config/schema.ts';
+
+export type { Logger };
+
+type LogConfig = PorticoConfig['log'];
+
+export interface CreateLoggerOptions {
+  /** Write JSON lines here instead of stdout (tests, embedding); the format setting is then ignored. */
+  destination?: NodeJS.WritableStream;
+}
+
+const BASE_OPTIONS: LoggerOptions = {
+  // Never let credentials reach a log line, whatever a component passes in.
+  redact: {
+    paths: ['password', '*.password', 'secret', '*.secret', 'secretKey', '*.secretKey', 'authorization', '*.authorization'],
+    censor: '[redacted]',
+  },
+};
+
+/** Whether logs should be pretty-printed: explicit 'pretty', or 'auto' with a terminal on stdout. */
+export function usePretty(format: LogConfig['format'], isTty: boolean = process.stdout.isTTY === true): boolean {
+  return format === 'pretty' || (format === 'auto' && isTty);
+}
+
+export function createLogger(cfg: LogConfig, opts: CreateLoggerOptions = {}): Logger {
+  const options: LoggerOptions = { ...BASE_OPTIONS, level: cfg.level };
+  if (opts.destination) return pino(options, opts.destination as DestinationStream);
+  if (usePretty(cfg.format)) {
+    // A transport runs pino-pretty in a worker thread, so formatting never blocks the protocol loop,
+    // and pino-pretty (a dev dependency) is only resolved when someone actually asks for it.
+    try {
+      return pino({
+        ...options,
+        transport: {
+          target: 'pino-pretty',
+          options: { destination: 1, colorize: process.stdout.isTTY === true, translateTime: 'SYS:standard', ignore: 'pid,hostname' },
+        },
+      });
+    } catch {
+      // pino-pretty not installed (production install without dev dependencies): JSON is still readable.
+    }
+  }
+  return pino(options);
+}
+
+export interface AuditLoggerOptions {
+  /** Write here instead of the configured file/stdout (tests). */
+  destination?: NodeJS.WritableStream;
+}
+
+/**
+ * The audit logger: disabled -> a silent logger (calls cost nothing), '-' -> stdout,
+ * otherwise a file opened for append (parent directories created).
+ */
+export function createAuditLogger(cfg: LogConfig, opts: AuditLoggerOptions = {}): Logger {
+  const options: LoggerOptions = { ...BASE_OPTIONS, name: 'audit', level: 'info' };
+  if (!cfg.audit.enabled) return pino({ ...options, level: 'silent' });
+  if (opts.destination) return pino(options, opts.destination as DestinationStream);
+  if (cfg.audit.file === '-') return pino(options, pino.destination({ dest: 1, sync: true }));
+  const file = resolve(cfg.audit.file);
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  // sync: an audit record must be on disk (in the page cache) before the operation is acknowledged,
+  // and must not be lost on process.exit() after a signal.
+  return pino(options, pino.destination({ dest: file, append: true, mkdir: true, sync: true }));
+}

@@ -1,0 +1,225 @@
+/**
+ * A pass-through Backend that times and counts every call, in the manner of a stacked Samba VFS
+ * module: the VFS sees an ordinary Backend and never knows it is being measured.
+ *
+ * Cost per call: one performance.now() pair and two pre-bound metric updates. Label children for
+ * the success path are resolved once per (backend, op) at wrap time; error children are resolved
+ * on demand since errors are the slow path anyway.
+ *
+ * Optional methods (rename, copy, symlink, readlink, link) are defined only when the inner backend
+ * has them, because the VFS treats their presence as part of the capability contract.
+ */
+import { performance } from 'node:perf_hooks';
+import type { Counter, Histogram } from 'prom-client';
+import type {
+  Backend,
+  BackendFile,
+  BackendStat,
+  BackendWriter,
+  ListOptions,
+  ListPage,
+  OpenFileOptions,
+  SetMetadata,
+  StatFs,
+  WriterOptions,
+} from '../vfs/backend.ts';
+import { VfsError } from '../vfs/errors.ts';
+import type { Metrics } from './metrics.ts';
+
+/** Times one operation name for one backend label. */
+class OpMeter {
+  private readonly metrics: Metrics;
+  private readonly label: string;
+  private readonly op: string;
+  private readonly okCount: Counter.Internal;
+  private readonly duration: Histogram.Internal<'backend' | 'op'>;
+
+  constructor(metrics: Metrics, label: string, op: string) {
+    this.metrics = metrics;
+    this.label = label;
+    this.op = op;
+    this.okCount = metrics.backendRequestsTotal.labels(label, op, 'ok');
+    this.duration = metrics.backendRequestDuration.labels(label, op);
+  }
+
+  /** Records a success started at t0 (performance.now()) and passes the result through. */
+  ok<T>(t0: number, value: T): T {
+    this.duration.observe((performance.now() - t0) / 1000);
+    this.okCount.inc();
+    return value;
+  }
+
+  /** Records a failure started at t0 and returns the error so the caller can rethrow it. */
+  fail(t0: number, err: unknown): unknown {
+    this.duration.observe((performance.now() - t0) / 1000);
+    // A non-VfsError from a backend is a bug there; the protocols will treat it as EIO, so count it as such.
+    const code = err instanceof VfsError ? err.code : 'EIO';
+    this.metrics.backendRequestsTotal.labels(this.label, this.op, code).inc();
+    this.metrics.backendErrorsTotal.labels(this.label, this.op, code).inc();
+    return err;
+  }
+}
+
+const BACKEND_OPS = [
+  'stat', 'list', 'read', 'openFile', 'createWriter', 'mkdir', 'rmdir', 'unlink', 'rename', 'copy', 'symlink',
+  'readlink', 'link', 'setMetadata', 'truncate', 'statfs', 'check', 'close',
+  'file.read', 'file.write', 'file.truncate', 'file.sync', 'file.stat', 'file.close',
+  'writer.write', 'writer.commit', 'writer.abort',
+] as const;
+
+type Op = (typeof BACKEND_OPS)[number];
+type Meters = Record<Op, OpMeter>;
+
+function wrapFile(f: BackendFile, m: Meters): BackendFile {
+  return {
+    async read(offset: number, length: number): Promise<Buffer> {
+      const t = performance.now();
+      try { return m['file.read'].ok(t, await f.read(offset, length)); } catch (e) { throw m['file.read'].fail(t, e); }
+    },
+    async write(offset: number, data: Uint8Array): Promise<number> {
+      const t = performance.now();
+      try { return m['file.write'].ok(t, await f.write(offset, data)); } catch (e) { throw m['file.write'].fail(t, e); }
+    },
+    async truncate(size: number): Promise<void> {
+      const t = performance.now();
+      try { return m['file.truncate'].ok(t, await f.truncate(size)); } catch (e) { throw m['file.truncate'].fail(t, e); }
+    },
+    async sync(): Promise<void> {
+      const t = performance.now();
+      try { return m['file.sync'].ok(t, await f.sync()); } catch (e) { throw m['file.sync'].fail(t, e); }
+    },
+    async stat(): Promise<BackendStat> {
+      const t = performance.now();
+      try { return m['file.stat'].ok(t, await f.stat()); } catch (e) { throw m['file.stat'].fail(t, e); }
+    },
+    async close(): Promise<void> {
+      const t = performance.now();
+      try { return m['file.close'].ok(t, await f.close()); } catch (e) { throw m['file.close'].fail(t, e); }
+    },
+  };
+}
+
+function wrapWriter(w: BackendWriter, m: Meters): BackendWriter {
+  return {
+    async write(chunk: Uint8Array): Promise<void> {
+      const t = performance.now();
+      try { return m['writer.write'].ok(t, await w.write(chunk)); } catch (e) { throw m['writer.write'].fail(t, e); }
+    },
+    async commit(meta?: SetMetadata): Promise<BackendStat> {
+      const t = performance.now();
+      try { return m['writer.commit'].ok(t, await w.commit(meta)); } catch (e) { throw m['writer.commit'].fail(t, e); }
+    },
+    async abort(): Promise<void> {
+      const t = performance.now();
+      try { return m['writer.abort'].ok(t, await w.abort()); } catch (e) { throw m['writer.abort'].fail(t, e); }
+    },
+  };
+}
+
+/**
+ * Wraps `backend` so every call is recorded under `portico_backend_*{backend=label}`.
+ * `label` is normally the share name.
+ */
+export function instrumentBackend(backend: Backend, metrics: Metrics, label: string): Backend {
+  const b = backend;
+  const m = {} as Meters;
+  for (const op of BACKEND_OPS) m[op] = new OpMeter(metrics, label, op);
+
+  const wrapped: Backend = {
+    get kind(): string {
+      return b.kind;
+    },
+    get capabilities() {
+      return b.capabilities;
+    },
+    async stat(path: string): Promise<BackendStat> {
+      const t = performance.now();
+      try { return m.stat.ok(t, await b.stat(path)); } catch (e) { throw m.stat.fail(t, e); }
+    },
+    async list(path: string, options: ListOptions): Promise<ListPage> {
+      const t = performance.now();
+      try { return m.list.ok(t, await b.list(path, options)); } catch (e) { throw m.list.fail(t, e); }
+    },
+    async read(path: string, offset: number, length: number): Promise<Buffer> {
+      const t = performance.now();
+      try { return m.read.ok(t, await b.read(path, offset, length)); } catch (e) { throw m.read.fail(t, e); }
+    },
+    async openFile(path: string, options: OpenFileOptions): Promise<BackendFile> {
+      const t = performance.now();
+      try { return wrapFile(m.openFile.ok(t, await b.openFile(path, options)), m); } catch (e) { throw m.openFile.fail(t, e); }
+    },
+    async createWriter(path: string, options?: WriterOptions): Promise<BackendWriter> {
+      const t = performance.now();
+      try { return wrapWriter(m.createWriter.ok(t, await b.createWriter(path, options)), m); } catch (e) { throw m.createWriter.fail(t, e); }
+    },
+    async mkdir(path: string, mode?: number): Promise<BackendStat> {
+      const t = performance.now();
+      try { return m.mkdir.ok(t, await b.mkdir(path, mode)); } catch (e) { throw m.mkdir.fail(t, e); }
+    },
+    async rmdir(path: string): Promise<void> {
+      const t = performance.now();
+      try { return m.rmdir.ok(t, await b.rmdir(path)); } catch (e) { throw m.rmdir.fail(t, e); }
+    },
+    async unlink(path: string): Promise<void> {
+      const t = performance.now();
+      try { return m.unlink.ok(t, await b.unlink(path)); } catch (e) { throw m.unlink.fail(t, e); }
+    },
+    async setMetadata(path: string, meta: SetMetadata): Promise<BackendStat> {
+      const t = performance.now();
+      try { return m.setMetadata.ok(t, await b.setMetadata(path, meta)); } catch (e) { throw m.setMetadata.fail(t, e); }
+    },
+    async truncate(path: string, size: number): Promise<void> {
+      const t = performance.now();
+      try { return m.truncate.ok(t, await b.truncate(path, size)); } catch (e) { throw m.truncate.fail(t, e); }
+    },
+    async statfs(): Promise<StatFs> {
+      const t = performance.now();
+      try { return m.statfs.ok(t, await b.statfs()); } catch (e) { throw m.statfs.fail(t, e); }
+    },
+    async check(): Promise<void> {
+      const t = performance.now();
+      try { return m.check.ok(t, await b.check()); } catch (e) { throw m.check.fail(t, e); }
+    },
+    async close(): Promise<void> {
+      const t = performance.now();
+      try { return m.close.ok(t, await b.close()); } catch (e) { throw m.close.fail(t, e); }
+    },
+  };
+
+  if (b.rename) {
+    const rename = b.rename.bind(b);
+    wrapped.rename = async (from: string, to: string): Promise<void> => {
+      const t = performance.now();
+      try { return m.rename.ok(t, await rename(from, to)); } catch (e) { throw m.rename.fail(t, e); }
+    };
+  }
+  if (b.copy) {
+    const copy = b.copy.bind(b);
+    wrapped.copy = async (from: string, to: string): Promise<BackendStat> => {
+      const t = performance.now();
+      try { return m.copy.ok(t, await copy(from, to)); } catch (e) { throw m.copy.fail(t, e); }
+    };
+  }
+  if (b.symlink) {
+    const symlink = b.symlink.bind(b);
+    wrapped.symlink = async (target: string, path: string): Promise<BackendStat> => {
+      const t = performance.now();
+      try { return m.symlink.ok(t, await symlink(target, path)); } catch (e) { throw m.symlink.fail(t, e); }
+    };
+  }
+  if (b.readlink) {
+    const readlink = b.readlink.bind(b);
+    wrapped.readlink = async (path: string): Promise<string> => {
+      const t = performance.now();
+      try { return m.readlink.ok(t, await readlink(path)); } catch (e) { throw m.readlink.fail(t, e); }
+    };
+  }
+  if (b.link) {
+    const link = b.link.bind(b);
+    wrapped.link = async (existing: string, path: string): Promise<BackendStat> => {
+      const t = performance.now();
+      try { return m.link.ok(t, await link(existing, path)); } catch (e) { throw m.link.fail(t, e); }
+    };
+  }
+  return wrapped;
+}

@@ -1,0 +1,262 @@
+/**
+ * Assembles one Portico process: metadata store -> auth -> backends -> VFS -> sessions ->
+ * protocol plugins -> admin endpoint, and takes it down in the reverse order.
+ *
+ * First-run policy (no local user exists yet), from `auth.firstRun`:
+ * - 'create-admin': create user `admin` with a random password and print it ONCE to stderr. It is
+ *   never logged (logs are shipped and retained; stderr of a first interactive run is not).
+ * - 'loopback-only': force every protocol listener to 127.0.0.1 so an unconfigured server is
+ *   never reachable from the network, and log a warning saying so.
+ *
+ * Shutdown (SIGTERM/SIGINT via installSignalHandlers): plugins stop accepting and get
+ * `server.shutdownGraceMs` for in-flight work, then sessions end, the VFS publishes staged writes and
+ * closes the backends, and the store closes. A second signal exits with status 1 at once.
+ */
+import { randomInt } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { createBackend } from '../../backends/index.ts';
+import { LocalAuthenticator, LocalUserStore } from '../auth/local-users.ts';
+import { loadOrCreateSecret } from '../auth/secret-box.ts';
+import { Throttle } from '../auth/throttle.ts';
+import type { PorticoConfig } from '../config/schema.ts';
+import { createAuditLogger, createLogger, type Logger } from '../log/logger.ts';
+import { instrumentBackend } from '../metrics/instrumented-backend.ts';
+import { Metrics } from '../metrics/metrics.ts';
+import { SessionManager } from '../session/session-manager.ts';
+import { MetadataStore } from '../store/metadata-store.ts';
+import type { Backend } from '../vfs/backend.ts';
+import { Vfs } from '../vfs/vfs.ts';
+import { AdminServer } from './admin-server.ts';
+import { protocolRegistry, type ProtocolDescriptor, type ProtocolPlugin } from './plugin.ts';
+
+export interface GatewayOptions {
+  logger?: Logger;
+  audit?: Logger;
+  metrics?: Metrics;
+  /** Protocol registry to start plugins from (default: the process-wide `protocolRegistry`). */
+  registry?: Map<string, ProtocolDescriptor>;
+  /** Where the first-run admin password box is printed (default process.stderr). */
+  stderr?: NodeJS.WritableStream;
+}
+
+export const FIRST_ADMIN_USER = 'admin';
+const PASSWORD_LENGTH = 20;
+/** No 0/O, 1/l/I: the password is read off a terminal and typed by a person. */
+const PASSWORD_ALPHABET = 'ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789';
+
+export function randomPassword(length = PASSWORD_LENGTH): string {
+  let out = '';
+  for (let i = 0; i < length; i++) out += PASSWORD_ALPHABET[randomInt(PASSWORD_ALPHABET.length)];
+  return out;
+}
+
+/** Whether a protocol entry asks to run: port != 0, or (FUSE) a mountpoint is set. */
+export function protocolEnabled(config: PorticoConfig, name: string): boolean {
+  const entry = (config.protocols as Record<string, Record<string, unknown> | undefined>)[name];
+  if (!entry) return false;
+  if ('mountpoint' in entry) return typeof entry.mountpoint === 'string' && entry.mountpoint !== '';
+  return entry.port !== 0;
+}
+
+/** A copy of `config` where the default and every protocol listen address is 127.0.0.1. */
+export function loopbackOnly(config: PorticoConfig): PorticoConfig {
+  const protocols: Record<string, unknown> = {};
+  for (const [name, entry] of Object.entries(config.protocols)) {
+    protocols[name] = 'mountpoint' in entry ? entry : { ...entry, listen: '127.0.0.1' };
+  }
+  return { ...config, server: { ...config.server, listen: '127.0.0.1' }, protocols: protocols as PorticoConfig['protocols'] };
+}
+
+function firstRunBox(user: string, password: string): string {
+  const lines = [
+    'Portico first run: no user existed, so an administrator account was created.',
+    '',
+    `  username: ${user}`,
+    `  password: ${password}`,
+    '',
+    'This password is shown only this once and is not logged. Change it with:',
+    `  portico user passwd ${user}`,
+  ];
+  const width = Math.max(...lines.map((l) => l.length));
+  const bar = `+${'-'.repeat(width + 2)}+`;
+  return ['', bar, ...lines.map((l) => `| ${l.padEnd(width)} |`), bar, ''].join('\n') + '\n';
+}
+
+export class Gateway {
+  /** The effective config (after the loopback-only policy, if it applied). */
+  config: PorticoConfig;
+  readonly logger: Logger;
+  readonly audit: Logger;
+  readonly metrics: Metrics;
+  readonly backends = new Map<string, Backend>();
+  readonly plugins: ProtocolPlugin[] = [];
+  store: MetadataStore | undefined;
+  users: LocalUserStore | undefined;
+  vfs: Vfs | undefined;
+  sessions: SessionManager | undefined;
+  admin: AdminServer | undefined;
+  private readonly registry: Map<string, ProtocolDescriptor>;
+  private readonly stderr: NodeJS.WritableStream;
+  private state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
+  private stopping: Promise<void> | undefined;
+
+  constructor(config: PorticoConfig, opts: GatewayOptions = {}) {
+    this.config = config;
+    this.logger = opts.logger ?? createLogger(config.log);
+    this.audit = opts.audit ?? createAuditLogger(config.log);
+    this.metrics = opts.metrics ?? new Metrics();
+    this.registry = opts.registry ?? protocolRegistry;
+    this.stderr = opts.stderr ?? process.stderr;
+  }
+
+  async start(): Promise<void> {
+    if (this.state !== 'new') throw new Error(`gateway already ${this.state}`);
+    this.state = 'starting';
+    try {
+      await this.startInner();
+      this.state = 'running';
+    } catch (e) {
+      await this.stop(0).catch((err: unknown) => this.logger.error({ err }, 'cleanup after failed start'));
+      throw e;
+    }
+  }
+
+  private async startInner(): Promise<void> {
+    const { server, auth } = this.config;
+    const store = (this.store = MetadataStore.open(server.stateDir));
+    const secret = loadOrCreateSecret(server.stateDir, auth.secretKey);
+    const users = (this.users = new LocalUserStore(store, { secret, bcryptRounds: auth.bcryptRounds }));
+    if (users.count() === 0) await this.applyFirstRunPolicy(users);
+    const authenticator = new LocalAuthenticator(users, new Throttle(auth.throttle));
+
+    for (const share of this.config.shares) {
+      const backend = await createBackend(share.source, share.options);
+      this.backends.set(share.name, instrumentBackend(backend, this.metrics, share.name));
+    }
+    const vfs = (this.vfs = new Vfs({ store }));
+    for (const share of this.config.shares) {
+      vfs.addVolume(share.name, this.backends.get(share.name)!, { caseSensitive: share.caseSensitive, readOnly: share.readOnly });
+    }
+    this.sessions = new SessionManager({
+      vfs,
+      shares: this.config.shares,
+      authenticator,
+      metrics: this.metrics,
+      audit: this.audit,
+      logger: this.logger,
+    });
+
+    for (const name of Object.keys(this.config.protocols)) {
+      if (!protocolEnabled(this.config, name)) continue;
+      const descriptor = this.registry.get(name);
+      if (!descriptor) {
+        this.logger.info({ protocol: name }, `protocol ${name} not built yet`);
+        continue;
+      }
+      const plugin = descriptor.create();
+      await plugin.start({
+        config: this.config,
+        sessions: this.sessions,
+        logger: this.logger.child({ protocol: name }),
+        metrics: this.metrics,
+      });
+      this.plugins.push(plugin);
+      this.logger.info({ protocol: name }, plugin.describe());
+    }
+
+    if (this.config.admin.port !== 0) {
+      this.admin = new AdminServer({
+        listen: this.config.admin.listen,
+        port: this.config.admin.port,
+        metrics: this.metrics,
+        plugins: () => this.plugins,
+        backends: () => this.backends,
+        logger: this.logger.child({ component: 'admin' }),
+      });
+      const a = await this.admin.start();
+      this.logger.info({ component: 'admin' }, `admin on http://${hostPort(a)} (/health /ready /metrics)`);
+    }
+    this.logger.info({ shares: this.config.shares.map((s) => s.name) }, 'portico started');
+  }
+
+  private async applyFirstRunPolicy(users: LocalUserStore): Promise<void> {
+    if (this.config.auth.firstRun === 'create-admin') {
+      const password = randomPassword();
+      await users.addUser({ name: FIRST_ADMIN_USER, password });
+      this.stderr.write(firstRunBox(FIRST_ADMIN_USER, password));
+      this.logger.warn({ user: FIRST_ADMIN_USER }, 'first run: created user admin (password printed on stderr once)');
+    } else {
+      this.config = loopbackOnly(this.config);
+      this.logger.warn(
+        'no user exists and auth.firstRun is loopback-only: every protocol listens on 127.0.0.1 only; add a user with `portico user add NAME` and restart',
+      );
+    }
+  }
+
+  /** The admin endpoint's bound address (undefined when disabled or not started). */
+  adminAddress(): AddressInfo | undefined {
+    return this.admin?.address();
+  }
+
+  /** Idempotent; concurrent calls share one shutdown. */
+  stop(graceMs: number = this.config.server.shutdownGraceMs): Promise<void> {
+    if (!this.stopping) this.stopping = this.stopInner(graceMs);
+    return this.stopping;
+  }
+
+  private async stopInner(graceMs: number): Promise<void> {
+    this.state = 'stopping';
+    const errors: unknown[] = [];
+    const attempt = async (what: string, fn: () => Promise<void> | void): Promise<void> => {
+      try {
+        await fn();
+      } catch (err) {
+        errors.push(err);
+        this.logger.error({ err }, `shutdown: ${what} failed`);
+      }
+    };
+    // Plugins first (stop accepting, drain), concurrently so the grace period is not multiplied.
+    await Promise.all(this.plugins.map((p) => attempt(`stopping ${p.name}`, () => p.stop(graceMs))));
+    this.plugins.length = 0;
+    await attempt('admin server', () => this.admin?.stop());
+    await attempt('sessions', () => this.sessions?.closeAll());
+    if (this.vfs) await attempt('vfs', () => this.vfs!.shutdown());
+    // Without a VFS (failed start) the backends were never handed over: close them here.
+    else for (const b of this.backends.values()) await attempt('backend', () => b.close());
+    await attempt('metadata store', () => this.store?.close());
+    this.state = 'stopped';
+    this.logger.info('portico stopped');
+    if (errors.length > 0) throw new AggregateError(errors, 'shutdown had errors');
+  }
+
+  /**
+   * SIGTERM/SIGINT: graceful stop then exit(0) (exit(1) if shutdown failed); a second signal exits(1)
+   * immediately. Returns a function that removes the handlers.
+   */
+  installSignalHandlers(exit: (code: number) => void = (code) => process.exit(code)): () => void {
+    let received = false;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (received) {
+        this.logger.warn({ signal }, 'second signal: exiting now');
+        exit(1);
+        return;
+      }
+      received = true;
+      this.logger.info({ signal }, 'shutting down (send the signal again to exit immediately)');
+      this.stop().then(
+        () => exit(0),
+        () => exit(1),
+      );
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    return () => {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+    };
+  }
+}
+
+function hostPort(a: AddressInfo): string {
+  return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+}

@@ -1,0 +1,336 @@
+/**
+ * A Session is the one gate between a protocol and the VFS. It carries who is asking (principal,
+ * protocol, client address), and for every operation it: makes the ACL decision (src/acl), runs the
+ * VFS call, counts it in the metrics, and writes an audit entry for every change. Protocols hold a
+ * Session per authenticated connection (or per request for stateless HTTP) and call nothing else.
+ *
+ * Handles opened through a session belong to it: another session cannot use them (EBADF), and
+ * closing the session closes them and releases the locks it took.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { VfsError, toVfsError } from '../vfs/errors.ts';
+import { normalizePath } from '../vfs/path.ts';
+import type { Handle, TreeError, Vfs } from '../vfs/vfs.ts';
+import type { FileAttr, OpenOptions, ReaddirOptions, ReaddirResult, SetAttr, StatFsResult } from '../vfs/types.ts';
+import type { PropChange, PropRow } from '../store/metadata-store.ts';
+import type { Principal } from '../auth/authenticator.ts';
+import type { Right, ShareAcl } from '../acl/acl.ts';
+import type { LockInfo, LockKind, LockOwner, LockRange, LockStyle } from '../locks/lock-manager.ts';
+
+export interface SessionInit {
+  principal: Principal;
+  protocol: string;
+  clientAddress: string;
+}
+
+/** What a Session needs from its manager (kept narrow so the manager stays the only wiring point). */
+export interface SessionHost {
+  readonly vfs: Vfs;
+  acl(share: string, protocol: string): { acl: ShareAcl; volume: string };
+  observe(protocol: string, op: string, status: string, seconds: number): void;
+  bytes(protocol: string, direction: 'read' | 'write', n: number): void;
+  audit(entry: Record<string, unknown>): void;
+  detach(session: Session): void;
+  readonly logger: Logger | undefined;
+}
+
+export interface PathLockOptions {
+  kind: LockKind;
+  style: LockStyle;
+  depth?: 0 | 'infinity';
+  timeoutMs?: number;
+  /** Lock owner id inside this session (WebDAV: the principal; SMB: a handle; NFS: a lock-owner). */
+  ownerId?: string;
+  range?: LockRange;
+  wait?: { signal?: AbortSignal; timeoutMs?: number };
+  info?: unknown;
+}
+
+export class Session {
+  readonly id = randomUUID();
+  readonly principal: Principal;
+  readonly protocol: string;
+  readonly clientAddress: string;
+  readonly logger: Logger | undefined;
+  private readonly host: SessionHost;
+  private readonly handles = new Set<Handle>();
+  private readonly lockOwners = new Map<string, LockOwner>();
+  private closed = false;
+
+  constructor(host: SessionHost, init: SessionInit) {
+    this.host = host;
+    this.principal = init.principal;
+    this.protocol = init.protocol;
+    this.clientAddress = init.clientAddress;
+    this.logger = host.logger?.child({ session: this.id, protocol: init.protocol, user: init.principal.user });
+  }
+
+  private get vfs(): Vfs {
+    return this.host.vfs;
+  }
+
+  /**
+   * Runs one operation: resolve share, check rights on each (path, right), run, count, audit.
+   * `audit` marks operations that change something.
+   */
+  private async gate<T>(
+    op: string,
+    share: string,
+    checks: [string, Right][],
+    audit: Record<string, unknown> | null,
+    fn: (volume: string, acl: ShareAcl) => Promise<T>,
+  ): Promise<T> {
+    const t0 = performance.now();
+    let status = 'ok';
+    try {
+      if (this.closed) throw new VfsError('EBADF', 'session closed');
+      const { acl, volume } = this.host.acl(share, this.protocol);
+      for (const [path, right] of checks) acl.check(this.principal, right, normalizePath(path));
+      return await fn(volume, acl);
+    } catch (e) {
+      const ve = toVfsError(e);
+      status = ve.code;
+      if (ve.code === 'EIO') this.logger?.error({ err: ve.cause ?? ve, op, share }, 'I/O error');
+      throw ve;
+    } finally {
+      this.host.observe(this.protocol, op, status, (performance.now() - t0) / 1000);
+      if (audit) {
+        this.host.audit({
+          session: this.id,
+          user: this.principal.user,
+          client: this.clientAddress,
+          protocol: this.protocol,
+          op,
+          share,
+          ...audit,
+          status,
+        });
+      }
+    }
+  }
+
+  private own(h: Handle): Handle {
+    if (!this.handles.has(h) || h.closed) throw new VfsError('EBADF');
+    return h;
+  }
+
+  // ---------------------------------------------------------------- lookups
+
+  getattr(share: string, path: string): Promise<FileAttr> {
+    return this.gate('getattr', share, [[path, 'read']], null, (vol) => this.vfs.getattr(vol, path));
+  }
+
+  /** Path of a file id (for id-addressed protocols: NFS handles, FUSE inodes). */
+  pathOf(share: string, id: bigint): Promise<string> {
+    return this.gate('pathOf', share, [], null, async (vol) => this.vfs.pathOf(vol, id));
+  }
+
+  readdir(share: string, path: string, options?: ReaddirOptions): Promise<ReaddirResult> {
+    return this.gate('readdir', share, [[path, 'read']], null, (vol) => this.vfs.readdir(vol, path, options));
+  }
+
+  readlink(share: string, path: string): Promise<string> {
+    return this.gate('readlink', share, [[path, 'read']], null, (vol) => this.vfs.readlink(vol, path));
+  }
+
+  statfs(share: string): Promise<StatFsResult> {
+    return this.gate('statfs', share, [['/', 'read']], null, (vol) => this.vfs.statfs(vol));
+  }
+
+  getProps(share: string, path: string): Promise<PropRow[]> {
+    return this.gate('getprops', share, [[path, 'read']], null, (vol) => this.vfs.getProps(vol, path));
+  }
+
+  // ---------------------------------------------------------------- open files
+
+  open(share: string, path: string, opts: OpenOptions): Promise<Handle> {
+    const rights: [string, Right][] = [];
+    const creates = opts.disposition !== undefined && opts.disposition !== 'open';
+    if (opts.access.read) rights.push([path, 'read']);
+    if (opts.access.write || opts.access.delete || creates || opts.deleteOnClose) rights.push([path, 'write']);
+    if (rights.length === 0) rights.push([path, 'read']);
+    const audited = creates || opts.access.write || opts.deleteOnClose ? { path, disposition: opts.disposition ?? 'open' } : null;
+    return this.gate('open', share, rights, audited, async (vol) => {
+      const h = await this.vfs.open(vol, path, { ...opts, owner: `${this.id}:${opts.owner}` });
+      this.handles.add(h);
+      return h;
+    });
+  }
+
+  async read(h: Handle, offset: number, length: number): Promise<Buffer> {
+    const buf = await this.gate('read', h.volume.name, [], null, () => this.vfs.read(this.own(h), offset, length));
+    this.host.bytes(this.protocol, 'read', buf.length);
+    return buf;
+  }
+
+  async write(h: Handle, offset: number, data: Uint8Array): Promise<number> {
+    const n = await this.gate('write', h.volume.name, [], null, () => this.vfs.write(this.own(h), offset, data));
+    this.host.bytes(this.protocol, 'write', n);
+    return n;
+  }
+
+  fstat(h: Handle): Promise<FileAttr> {
+    return this.gate('fstat', h.volume.name, [], null, () => this.vfs.fstat(this.own(h)));
+  }
+
+  flush(h: Handle): Promise<void> {
+    return this.gate('flush', h.volume.name, [], null, () => this.vfs.flush(this.own(h)));
+  }
+
+  fsetattr(h: Handle, set: SetAttr): Promise<FileAttr> {
+    const admin = set.uid !== undefined || set.gid !== undefined;
+    const checks: [string, Right][] = [[h.path, 'write']];
+    if (admin) checks.push([h.path, 'admin']);
+    return this.gate('setattr', h.volume.name, checks, { path: h.path, set: Object.keys(set) }, () => this.vfs.fsetattr(this.own(h), set));
+  }
+
+  setDeleteOnClose(h: Handle, pending: boolean): Promise<void> {
+    return this.gate('delete-on-close', h.volume.name, [[h.path, 'write']], { path: h.path, pending }, async () =>
+      this.vfs.setDeleteOnClose(this.own(h), pending),
+    );
+  }
+
+  async close(h: Handle): Promise<void> {
+    if (!this.handles.has(h)) throw new VfsError('EBADF');
+    this.handles.delete(h);
+    await this.gate('close', h.volume.name, [], null, () => this.vfs.close(h));
+  }
+
+  // ---------------------------------------------------------------- namespace changes
+
+  mkdir(share: string, path: string, mode?: number): Promise<FileAttr> {
+    return this.gate('mkdir', share, [[path, 'write']], { path }, (vol) => this.vfs.mkdir(vol, path, mode));
+  }
+
+  unlink(share: string, path: string): Promise<void> {
+    return this.gate('unlink', share, [[path, 'write']], { path }, (vol) => this.vfs.unlink(vol, path));
+  }
+
+  rmdir(share: string, path: string): Promise<void> {
+    return this.gate('rmdir', share, [[path, 'write']], { path }, (vol) => this.vfs.rmdir(vol, path));
+  }
+
+  removeTree(share: string, path: string): Promise<TreeError[]> {
+    return this.gate('remove-tree', share, [[path, 'write']], { path }, (vol) => this.vfs.removeTree(vol, path));
+  }
+
+  rename(share: string, from: string, to: string, options?: { replace?: boolean }): Promise<void> {
+    return this.gate('rename', share, [[from, 'write'], [to, 'write']], { path: from, to }, (vol) => this.vfs.rename(vol, from, to, options));
+  }
+
+  copy(share: string, from: string, to: string, options?: { replace?: boolean; depth?: 0 | 'infinity' }): Promise<TreeError[]> {
+    return this.gate('copy', share, [[from, 'read'], [to, 'write']], { path: from, to }, (vol) => this.vfs.copy(vol, from, to, options));
+  }
+
+  symlink(share: string, target: string, path: string): Promise<FileAttr> {
+    return this.gate('symlink', share, [[path, 'write']], { path, target }, (vol) => this.vfs.symlink(vol, target, path));
+  }
+
+  link(share: string, existing: string, path: string): Promise<FileAttr> {
+    return this.gate('link', share, [[existing, 'read'], [path, 'write']], { path, existing }, (vol) => this.vfs.link(vol, existing, path));
+  }
+
+  setattr(share: string, path: string, set: SetAttr): Promise<FileAttr> {
+    const checks: [string, Right][] = [[path, 'write']];
+    if (set.uid !== undefined || set.gid !== undefined) checks.push([path, 'admin']);
+    return this.gate('setattr', share, checks, { path, set: Object.keys(set) }, (vol) => this.vfs.setattr(vol, path, set));
+  }
+
+  setProps(share: string, path: string, changes: PropChange[]): Promise<void> {
+    return this.gate('setprops', share, [[path, 'write']], { path, props: changes.length }, (vol) => this.vfs.setProps(vol, path, changes));
+  }
+
+  // ---------------------------------------------------------------- locks
+
+  private owner(ownerId: string | undefined): LockOwner {
+    const id = `${this.id}:${ownerId ?? 'session'}`;
+    let o = this.lockOwners.get(id);
+    if (!o) {
+      const known = ['webdav', 'smb', 'nfs', 'fuse'];
+      const protocol = (known.includes(this.protocol) ? this.protocol : 'internal') as LockOwner['protocol'];
+      o = { protocol, id, principal: this.principal.user };
+      this.lockOwners.set(id, o);
+    }
+    return o;
+  }
+
+  /** Locks a path (WebDAV LOCK; whole-file unless a range is given). Shared locks need read, exclusive write. */
+  lockPath(share: string, path: string, o: PathLockOptions): Promise<LockInfo> {
+    const right: Right = o.kind === 'exclusive' || o.style === 'webdav' ? 'write' : 'read';
+    return this.gate('lock', share, [[path, right]], { path, kind: o.kind, depth: o.depth ?? 0 }, async (vol) => {
+      const attr = await this.vfs.getattr(vol, path);
+      return this.vfs.locks.lock({
+        fileId: attr.id,
+        owner: this.owner(o.ownerId),
+        kind: o.kind,
+        style: o.style,
+        ...(o.range ? { range: o.range } : {}),
+        depth: o.depth ?? 0,
+        ancestors: this.vfs.ancestors(vol, path),
+        ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}),
+        ...(o.wait ? { wait: o.wait } : {}),
+        info: o.info,
+      });
+    });
+  }
+
+  /** Byte-range lock through an open handle (SMB LOCK, NFSv4 LOCK, FUSE setlk). */
+  lockHandle(h: Handle, o: Omit<PathLockOptions, 'depth'>): Promise<LockInfo> {
+    return this.gate('lock', h.volume.name, [], null, async () =>
+      this.vfs.locks.lock({
+        fileId: this.own(h).fileId,
+        owner: this.owner(o.ownerId ?? h.id),
+        kind: o.kind,
+        style: o.style,
+        ...(o.range ? { range: o.range } : {}),
+        ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}),
+        ...(o.wait ? { wait: o.wait } : {}),
+        info: o.info,
+      }),
+    );
+  }
+
+  unlockHandle(h: Handle, range: LockRange, style: LockStyle, ownerId?: string): Promise<void> {
+    return this.gate('unlock', h.volume.name, [], null, async () =>
+      this.vfs.locks.unlock(this.own(h).fileId, this.owner(ownerId ?? h.id), range, style),
+    );
+  }
+
+  /** Releases a lock by token; only its owner (same principal) or a principal with admin may. */
+  unlockToken(share: string, token: string): Promise<void> {
+    return this.gate('unlock', share, [], { token }, async (_vol, acl) => {
+      const l = this.vfs.locks.get(token);
+      if (!l) throw new VfsError('ENOTLOCKED');
+      if (l.owner.principal !== this.principal.user && !acl.allows(this.principal, 'admin', '/')) throw new VfsError('EACCES', 'lock belongs to another user');
+      this.vfs.locks.unlockToken(token);
+    });
+  }
+
+  refreshLock(share: string, token: string, timeoutMs?: number): Promise<LockInfo> {
+    return this.gate('refresh-lock', share, [], null, async () => {
+      const l = this.vfs.locks.get(token);
+      if (!l || l.owner.principal !== this.principal.user) throw new VfsError('ENOTLOCKED');
+      return this.vfs.locks.refresh(token, timeoutMs);
+    });
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Closes every handle of this session and releases its non-durable locks (connection gone). */
+  async end(options: { keepDurableLocks?: boolean } = {}): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const h of this.handles) await this.vfs.close(h).catch((e) => this.logger?.warn({ err: e }, 'close on session end failed'));
+    this.handles.clear();
+    for (const o of this.lockOwners.values()) {
+      if (options.keepDurableLocks && o.protocol === 'webdav') continue;
+      this.vfs.locks.releaseOwner(o);
+    }
+    this.host.detach(this);
+  }
+}

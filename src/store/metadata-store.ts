@@ -1,0 +1,281 @@
+/**
+ * The one embedded metadata store: everything that must outlive a restart and is not file content.
+ *
+ * - `nodes`: persistent 64-bit file ids. A row is (id, volume, parent id, name, match key). Paths are
+ *   never stored, only parent links, so renaming a directory is one UPDATE and every id below it
+ *   follows. Ids come from AUTOINCREMENT and are never reused, so a stale NFS handle or SMB FileId
+ *   can only ever fail (ESTALE), never reach another file.
+ * - `props`: properties keyed by file id (WebDAV dead properties, Windows attributes, creation time
+ *   overrides, extended attributes). Keyed by id so they follow renames for free.
+ * - `kv`: small durable values for other components (boot generation, durable locks, journals).
+ * - Other components own their tables through `migrate()` (e.g. the local user store).
+ *
+ * Why node:sqlite: it ships with Node 24 (no native addon to build or download), is transactional,
+ * survives crashes in WAL mode, and a single-row insert costs a few microseconds.
+ */
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { chmodSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { VfsError } from '../vfs/errors.ts';
+
+export type FileId = bigint;
+
+export interface NodeRow {
+  id: FileId;
+  vol: string;
+  parent: FileId;
+  name: string;
+  key: string;
+  /** Windows attribute bits kept by Portico (FILE_ATTRIBUTE_READONLY/HIDDEN/SYSTEM/ARCHIVE). */
+  attrs: bigint;
+  /** Creation-time override in ns (set by SMB/WebDAV clients; most backends cannot store one). */
+  birth: bigint | null;
+}
+
+export interface PropRow {
+  ns: string;
+  name: string;
+  value: Uint8Array;
+}
+
+export interface PropChange {
+  ns: string;
+  name: string;
+  /** null removes the property. */
+  value: Uint8Array | null;
+}
+
+/** Parent id of every volume root. No real node has id 0 (AUTOINCREMENT starts at 1). */
+export const NO_PARENT: FileId = 0n;
+
+const SCHEMA = [
+  `CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL) STRICT`,
+  `CREATE TABLE IF NOT EXISTS nodes (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     vol TEXT NOT NULL,
+     parent INTEGER NOT NULL,
+     name TEXT NOT NULL,
+     key TEXT NOT NULL,
+     attrs INTEGER NOT NULL DEFAULT 0,
+     birth INTEGER
+   ) STRICT`,
+  `CREATE UNIQUE INDEX IF NOT EXISTS nodes_child ON nodes(vol, parent, key)`,
+  `CREATE INDEX IF NOT EXISTS nodes_parent ON nodes(parent)`,
+  `CREATE TABLE IF NOT EXISTS props (
+     id INTEGER NOT NULL,
+     ns TEXT NOT NULL,
+     name TEXT NOT NULL,
+     value BLOB NOT NULL,
+     PRIMARY KEY (id, ns, name)
+   ) STRICT, WITHOUT ROWID`,
+  `CREATE TABLE IF NOT EXISTS migrations (component TEXT PRIMARY KEY, version INTEGER NOT NULL) STRICT`,
+];
+
+export class MetadataStore {
+  readonly db: DatabaseSync;
+  /** Incremented at every open; lets in-memory counters stay monotonic across restarts. */
+  readonly bootGeneration: number;
+  readonly path: string;
+  private readonly st: Record<string, StatementSync>;
+  private txDepth = 0;
+
+  private constructor(db: DatabaseSync, path: string) {
+    this.db = db;
+    this.path = path;
+    for (const sql of SCHEMA) db.exec(sql);
+    const prep = (sql: string): StatementSync => {
+      const s = db.prepare(sql);
+      s.setReadBigInts(true);
+      return s;
+    };
+    this.st = {
+      kvGet: prep('SELECT v FROM kv WHERE k = ?'),
+      kvSet: prep('INSERT INTO kv(k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v'),
+      kvDel: prep('DELETE FROM kv WHERE k = ?'),
+      root: prep('SELECT id, vol, parent, name, key, attrs, birth FROM nodes WHERE vol = ? AND parent = 0 AND key = \'\''),
+      child: prep('SELECT id, vol, parent, name, key, attrs, birth FROM nodes WHERE vol = ? AND parent = ? AND key = ?'),
+      insert: prep('INSERT INTO nodes(vol, parent, name, key) VALUES (?, ?, ?, ?) RETURNING id, vol, parent, name, key, attrs, birth'),
+      get: prep('SELECT id, vol, parent, name, key, attrs, birth FROM nodes WHERE id = ?'),
+      move: prep('UPDATE nodes SET parent = ?, name = ?, key = ? WHERE id = ?'),
+      rename: prep('UPDATE nodes SET name = ? WHERE id = ?'),
+      children: prep('SELECT id, vol, parent, name, key, attrs, birth FROM nodes WHERE parent = ? AND key > ? ORDER BY key LIMIT ?'),
+      delSubtree: prep(`WITH RECURSIVE sub(id) AS (SELECT ? UNION ALL SELECT n.id FROM nodes n JOIN sub ON n.parent = sub.id)
+                        SELECT id FROM sub`),
+      delNode: prep('DELETE FROM nodes WHERE id = ?'),
+      delProps: prep('DELETE FROM props WHERE id = ?'),
+      props: prep('SELECT ns, name, value FROM props WHERE id = ? ORDER BY ns, name'),
+      prop: prep('SELECT value FROM props WHERE id = ? AND ns = ? AND name = ?'),
+      propSet: prep('INSERT INTO props(id, ns, name, value) VALUES (?, ?, ?, ?) ON CONFLICT(id, ns, name) DO UPDATE SET value = excluded.value'),
+      propDel: prep('DELETE FROM props WHERE id = ? AND ns = ? AND name = ?'),
+      propCopy: prep('INSERT OR REPLACE INTO props(id, ns, name, value) SELECT ?, ns, name, value FROM props WHERE id = ?'),
+      setAttrs: prep('UPDATE nodes SET attrs = ? WHERE id = ?'),
+      setBirth: prep('UPDATE nodes SET birth = ? WHERE id = ?'),
+      migGet: prep('SELECT version FROM migrations WHERE component = ?'),
+      migSet: prep('INSERT INTO migrations(component, version) VALUES (?, ?) ON CONFLICT(component) DO UPDATE SET version = excluded.version'),
+    } as Record<string, StatementSync>;
+    const gen = Number(this.kvGet('boot-generation') ?? '0') + 1;
+    this.kvSet('boot-generation', String(gen));
+    this.bootGeneration = gen;
+  }
+
+  /** Opens (creating) `<dir>/portico.db`, or an in-memory store for ':memory:'. */
+  static open(dir: string): MetadataStore {
+    if (dir === ':memory:') return new MetadataStore(new DatabaseSync(':memory:'), ':memory:');
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const file = join(dir, 'portico.db');
+    let db: DatabaseSync;
+    try {
+      db = new DatabaseSync(file);
+    } catch (e) {
+      throw new VfsError('EIO', `cannot open metadata store ${file}: ${(e as Error).message}`, { cause: e });
+    }
+    // The store holds password hashes (local users): owner-only, like ~/.ssh.
+    chmodSync(file, 0o600);
+    db.exec('PRAGMA journal_mode = WAL');
+    // NORMAL in WAL mode: a power cut may lose the last transactions but never corrupts the store.
+    db.exec('PRAGMA synchronous = NORMAL');
+    db.exec('PRAGMA busy_timeout = 5000');
+    return new MetadataStore(db, file);
+  }
+
+  private row(s: string): StatementSync {
+    return this.st[s]!;
+  }
+
+  /** Runs fn in one transaction (nestable: inner calls join the outer one). */
+  transaction<T>(fn: () => T): T {
+    if (this.txDepth > 0) {
+      this.txDepth++;
+      try {
+        return fn();
+      } finally {
+        this.txDepth--;
+      }
+    }
+    this.db.exec('BEGIN IMMEDIATE');
+    this.txDepth = 1;
+    try {
+      const out = fn();
+      this.db.exec('COMMIT');
+      return out;
+    } catch (e) {
+      this.db.exec('ROLLBACK');
+      throw e;
+    } finally {
+      this.txDepth = 0;
+    }
+  }
+
+  /** Applies a component's schema steps once each, in order; `steps[i]` upgrades version i to i+1. */
+  migrate(component: string, steps: string[][]): void {
+    const have = Number((this.row('migGet').get(component) as { version?: bigint } | undefined)?.version ?? 0n);
+    if (have > steps.length) throw new VfsError('EIO', `state store has ${component} schema v${have}, newer than this build (v${steps.length})`);
+    for (let v = have; v < steps.length; v++) {
+      this.transaction(() => {
+        for (const sql of steps[v]!) this.db.exec(sql);
+        this.row('migSet').run(component, v + 1);
+      });
+    }
+  }
+
+  kvGet(key: string): string | undefined {
+    return (this.row('kvGet').get(key) as { v: string } | undefined)?.v;
+  }
+  kvSet(key: string, value: string): void {
+    this.row('kvSet').run(key, value);
+  }
+  kvDelete(key: string): void {
+    this.row('kvDel').run(key);
+  }
+
+  /** The id of a volume's root directory, created on first use. */
+  rootId(vol: string): FileId {
+    const r = this.row('root').get(vol) as NodeRow | undefined;
+    if (r) return r.id;
+    return (this.row('insert').get(vol, NO_PARENT, '', '') as { id: bigint }).id;
+  }
+
+  getNode(id: FileId): NodeRow | undefined {
+    return this.row('get').get(id) as NodeRow | undefined;
+  }
+
+  lookupChild(vol: string, parent: FileId, key: string): NodeRow | undefined {
+    return this.row('child').get(vol, parent, key) as NodeRow | undefined;
+  }
+
+  /** A child's row, inserted when it has none yet. Keeps the stored display name current. */
+  ensureChild(vol: string, parent: FileId, name: string, key: string): NodeRow {
+    const r = this.lookupChild(vol, parent, key);
+    if (r) {
+      if (r.name !== name) {
+        this.row('rename').run(name, r.id);
+        r.name = name;
+      }
+      return r;
+    }
+    return this.row('insert').get(vol, parent, name, key) as unknown as NodeRow;
+  }
+
+  /**
+   * Moves a node under a new parent/name. A row already holding the target key (the replaced file
+   * of a rename) is deleted with its subtree and properties first.
+   */
+  moveNode(vol: string, id: FileId, newParent: FileId, newName: string, newKey: string): void {
+    this.transaction(() => {
+      const existing = this.lookupChild(vol, newParent, newKey);
+      if (existing && existing.id !== id) this.deleteSubtree(existing.id);
+      this.row('move').run(newParent, newName, newKey, id);
+    });
+  }
+
+  /** Deletes a node, every row below it and their properties. Returns the deleted ids. */
+  deleteSubtree(id: FileId): FileId[] {
+    return this.transaction(() => {
+      const ids = (this.row('delSubtree').all(id) as { id: bigint }[]).map((r) => r.id);
+      for (const x of ids) {
+        this.row('delNode').run(x);
+        this.row('delProps').run(x);
+      }
+      return ids;
+    });
+  }
+
+  setWinAttributes(id: FileId, attrs: number): void {
+    this.row('setAttrs').run(BigInt(attrs), id);
+  }
+
+  setBirthTime(id: FileId, birthNs: bigint | null): void {
+    this.row('setBirth').run(birthNs, id);
+  }
+
+  /** Known children ordered by key, for reconciling listings. */
+  children(parent: FileId, afterKey = '', limit = 1000): NodeRow[] {
+    return this.row('children').all(parent, afterKey, limit) as unknown as NodeRow[];
+  }
+
+  getProps(id: FileId): PropRow[] {
+    return this.row('props').all(id) as unknown as PropRow[];
+  }
+
+  getProp(id: FileId, ns: string, name: string): Uint8Array | undefined {
+    return (this.row('prop').get(id, ns, name) as { value: Uint8Array } | undefined)?.value;
+  }
+
+  /** Applies all changes or none (WebDAV PROPPATCH is atomic per request). */
+  setProps(id: FileId, changes: PropChange[]): void {
+    this.transaction(() => {
+      for (const c of changes) {
+        if (c.value === null) this.row('propDel').run(id, c.ns, c.name);
+        else this.row('propSet').run(id, c.ns, c.name, c.value);
+      }
+    });
+  }
+
+  copyProps(from: FileId, to: FileId): void {
+    this.row('propCopy').run(to, from);
+  }
+
+  close(): void {
+    if (this.db.isOpen) this.db.close();
+  }
+}

@@ -1,0 +1,199 @@
+/**
+ * The backend contract: what the VFS core needs from a storage system, and nothing more.
+ *
+ * Shaped for object stores first (S3, shard sets) so that local disk is the easy case:
+ * ranged reads, streaming writes of unknown length, paged listing sorted by name, optional
+ * server-side copy, optional atomic rename. Anything a backend may or may not do is declared
+ * as data in `BackendCapabilities`; the VFS reads those flags and never infers behaviour from a
+ * backend's name.
+ *
+ * Paths given to a backend are already validated and normalised by the VFS (`src/vfs/path.ts`):
+ * share-relative, '/'-separated, starting with '/', no '.' or '..' segments, NFC. The root is '/'.
+ * A backend must still never let a path escape its root (the local backend refuses to follow
+ * symbolic links and checks every opened descriptor).
+ *
+ * Errors: throw `VfsError` (src/vfs/errors.ts) with the errno-like code; `toVfsError()` converts
+ * Node fs errors.
+ */
+
+export type NodeType = 'file' | 'dir' | 'symlink';
+
+/** Nanoseconds since the Unix epoch. */
+export type TimeNs = bigint;
+
+export interface BackendCapabilities {
+  /** rename(2)-style atomic rename of files and directories, replacing the target. */
+  atomicRename: boolean;
+  /** copy() is implemented without moving the bytes through Portico. */
+  serverSideCopy: boolean;
+  /** openFile() allows writes at arbitrary offsets into an existing file (else the VFS stages writes). */
+  randomWrites: boolean;
+  /** A directory can exist with no children (S3: a `dir/` marker object). */
+  emptyDirectories: boolean;
+  /** Names differing only in case are different files. */
+  caseSensitive: boolean;
+  /** Smallest timestamp step the backend stores, in nanoseconds (1 = ns, 1000 = µs, 1e9 = seconds). */
+  timestampPrecisionNs: number;
+  /** link() works. */
+  hardLinks: boolean;
+  /** symlink()/readlink() work. */
+  symlinks: boolean;
+  /** Holes in files take no space (truncate up and writes past EOF are cheap). */
+  sparseFiles: boolean;
+  /** mode/uid/gid are stored (natively or as object metadata). */
+  posixMetadata: boolean;
+  /** The backend keeps a creation (birth) time it reports in stat(). */
+  birthTime: boolean;
+  /** Largest file the backend can hold, in bytes. */
+  maxFileSize: number;
+  /** Longest single name, in UTF-8 bytes. */
+  maxNameBytes: number;
+}
+
+export interface BackendStat {
+  /** Last path segment ('' for the root). */
+  name: string;
+  type: NodeType;
+  size: number;
+  mtimeNs: TimeNs;
+  /** Status change time; backends without one report mtimeNs. */
+  ctimeNs: TimeNs;
+  atimeNs: TimeNs;
+  /** Creation time, when the backend keeps one (capabilities.birthTime). */
+  birthtimeNs?: TimeNs;
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  nlink?: number;
+  /**
+   * A backend-native identity that changes when the content object is replaced (local: dev:ino,
+   * S3: ETag). The VFS uses it to notice outside changes; it is never shown to clients.
+   */
+  nativeId?: string;
+  /** Symlink target, when type is 'symlink' and the backend can tell it cheaply. */
+  target?: string;
+}
+
+export interface ListPage {
+  /** Entries sorted by name in UTF-16 code unit order (JavaScript `<`), without '.' and '..'. */
+  entries: BackendStat[];
+  /** Pass back as `after` to get the next page; undefined when this was the last page. */
+  next?: string;
+}
+
+export interface ListOptions {
+  /** Return only names strictly greater than this one. */
+  after?: string;
+  /** At most this many entries (the backend may return fewer even when more exist). */
+  limit: number;
+}
+
+export interface SetMetadata {
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  atimeNs?: TimeNs;
+  mtimeNs?: TimeNs;
+  birthtimeNs?: TimeNs;
+}
+
+/** Flags for openFile(). The VFS has already decided create/exclusive semantics and checked share modes. */
+export interface OpenFileOptions {
+  write: boolean;
+  /** Create when missing. */
+  create?: boolean;
+  /** With create: fail with EEXIST when it exists. */
+  exclusive?: boolean;
+  /** Truncate to zero length on open. */
+  truncate?: boolean;
+  /** Mode for a created file. */
+  mode?: number;
+}
+
+/** A file opened for random access (backends with capabilities.randomWrites, and any backend for reads). */
+export interface BackendFile {
+  /** Reads up to `length` bytes at `offset`; a short result means end of file. */
+  read(offset: number, length: number): Promise<Buffer>;
+  write(offset: number, data: Uint8Array): Promise<number>;
+  truncate(size: number): Promise<void>;
+  /** Makes written data durable. */
+  sync(): Promise<void>;
+  stat(): Promise<BackendStat>;
+  close(): Promise<void>;
+}
+
+/**
+ * A streaming writer of unknown length. Nothing is visible at the target path until commit()
+ * resolves; abort() (or a failed commit) leaves the previous content, if any, in place.
+ */
+export interface BackendWriter {
+  write(chunk: Uint8Array): Promise<void>;
+  /** Publishes the data at the target path (atomic replace) and returns the new stat. */
+  commit(meta?: SetMetadata): Promise<BackendStat>;
+  abort(): Promise<void>;
+}
+
+export interface WriterOptions {
+  /** Fail with EEXIST at commit if the target exists by then. */
+  exclusive?: boolean;
+  mode?: number;
+  /** A size hint, when known (lets S3 choose single PUT vs multipart and part sizes). */
+  sizeHint?: number;
+}
+
+export interface StatFs {
+  totalBytes: number;
+  freeBytes: number;
+  availableBytes: number;
+  totalFiles: number;
+  freeFiles: number;
+  /** Preferred I/O size. */
+  blockSize: number;
+}
+
+export interface Backend {
+  /** Short kind name for logs and metrics labels ('local', 'memory', 's3', 'shard'). */
+  readonly kind: string;
+  readonly capabilities: BackendCapabilities;
+
+  /** lstat semantics: never follows a symlink. ENOENT when missing, ENOTDIR when a parent is a file. */
+  stat(path: string): Promise<BackendStat>;
+  /** One page of a directory listing, sorted by name. ENOTDIR/ENOENT as stat. */
+  list(path: string, options: ListOptions): Promise<ListPage>;
+
+  /** Ranged read without opening: short result at EOF. */
+  read(path: string, offset: number, length: number): Promise<Buffer>;
+  /** Random access. Backends without randomWrites may refuse `write: true` with ENOTSUP. */
+  openFile(path: string, options: OpenFileOptions): Promise<BackendFile>;
+  /** Streaming, atomic-on-commit write of a whole file. Parent must exist (ENOENT otherwise). */
+  createWriter(path: string, options?: WriterOptions): Promise<BackendWriter>;
+
+  /** EEXIST when the path exists; ENOENT when the parent is missing. */
+  mkdir(path: string, mode?: number): Promise<BackendStat>;
+  /** ENOTEMPTY when the directory has children. */
+  rmdir(path: string): Promise<void>;
+  /** Files and symlinks; EISDIR for a directory. */
+  unlink(path: string): Promise<void>;
+  /**
+   * Only when capabilities.atomicRename. Replaces the target with POSIX rules (the VFS has checked
+   * types and emptiness, but the backend must still be atomic). Without atomic rename the VFS
+   * copies then deletes.
+   */
+  rename?(from: string, to: string): Promise<void>;
+  /** Only when capabilities.serverSideCopy: copies one file, replacing the target. */
+  copy?(from: string, to: string): Promise<BackendStat>;
+  /** Only when capabilities.symlinks. */
+  symlink?(target: string, path: string): Promise<BackendStat>;
+  readlink?(path: string): Promise<string>;
+  /** Only when capabilities.hardLinks. */
+  link?(existing: string, path: string): Promise<BackendStat>;
+
+  /** Applies what it can store; returns the resulting stat. Size changes go through truncate(). */
+  setMetadata(path: string, meta: SetMetadata): Promise<BackendStat>;
+  /** Sets a file's size (extends with zeros, or shortens). */
+  truncate(path: string, size: number): Promise<void>;
+  statfs(): Promise<StatFs>;
+  /** Resolves when the backend is reachable (used by /ready); rejects with a VfsError otherwise. */
+  check(): Promise<void>;
+  close(): Promise<void>;
+}

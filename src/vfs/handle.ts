@@ -1,0 +1,47 @@
+/**
+ * An open file or directory. Handles are created and driven only by the Vfs; protocols keep them
+ * opaque (SMB FileIds, NFSv4 stateids and FUSE fhs map onto them).
+ */
+import type { BackendFile } from './backend.ts';
+import type { Volume } from './volume.ts';
+import type { WriteStage } from './write-stage.ts';
+import type { Access, FileId, NodeType } from './types.ts';
+
+export class Handle {
+  readonly id: string;
+  readonly volume: Volume;
+  readonly fileId: FileId;
+  readonly type: NodeType;
+  readonly access: Access;
+  readonly share: Access;
+  readonly owner: string;
+  /** Current backend path; the Vfs updates it when the file or a parent directory is renamed. */
+  path: string;
+  /** Random-access file (reads always; writes on backends with randomWrites). */
+  file: BackendFile | undefined;
+  /** Shared write stage on backends without random writes. */
+  stage: WriteStage | undefined;
+  /** Set when the file was unlinked while open: nothing is published on close. */
+  orphaned = false;
+  closed = false;
+
+  constructor(init: {
+    id: string;
+    volume: Volume;
+    fileId: FileId;
+    type: NodeType;
+    access: Access;
+    share: Access;
+    owner: string;
+    path: string;
+  }) {
+    this.id = init.id;
+    this.volume = init.volume;
+    this.fileId = init.fileId;
+    this.type = init.type;
+    this.access = init.access;
+    this.share = init.share;
+    this.owner = init.owner;
+    this.path = init.path;
+  }
+}

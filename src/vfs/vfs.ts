@@ -1,0 +1,819 @@
+/**
+ * The VFS core: POSIX-like semantics with Windows share modes over any Backend.
+ *
+ * Protocols never call this directly: they go through a Session (src/session), which checks rights,
+ * audits and counts. Every path argument is a share-relative path that this class normalises with
+ * the one validator (src/vfs/path.ts) before anything else sees it.
+ *
+ * One lock manager and one share-mode table serve every protocol, so a WebDAV lock, an SMB
+ * byte-range lock or share mode and an NFSv4 open/lock all see each other.
+ */
+import { EventEmitter } from 'node:events';
+import { randomUUID } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LRUCache } from 'lru-cache';
+import type { Backend, BackendStat } from './backend.ts';
+import { VfsError, isVfsError, toVfsError } from './errors.ts';
+import { baseName, isSameOrDescendant, joinPath, normalizePath, parentPath } from './path.ts';
+import { Volume, type VolumeOptions } from './volume.ts';
+import { ChangeTracker } from './change-tracker.ts';
+import { WriteStage } from './write-stage.ts';
+import { Handle } from './handle.ts';
+import {
+  SETTABLE_WIN_ATTRS,
+  SHARE_ALL,
+  WinAttr,
+  type ChangeEvent,
+  type ChangeKind,
+  type DirEntry,
+  type FileAttr,
+  type FileId,
+  type OpenOptions,
+  type ReaddirOptions,
+  type ReaddirResult,
+  type SetAttr,
+  type StatFsResult,
+} from './types.ts';
+import type { MetadataStore, NodeRow, PropChange, PropRow } from '../store/metadata-store.ts';
+import { LockManager, WHOLE_FILE, type LockRange } from '../locks/lock-manager.ts';
+import { ShareModeTable } from '../locks/share-modes.ts';
+
+export { Handle };
+
+export interface VfsOptions {
+  store: MetadataStore;
+  /** Where write stages for object-store backends live (default: <tmpdir>/portico-stage). */
+  stageDir?: string;
+  locks?: LockManager;
+}
+
+export interface TreeError {
+  path: string;
+  error: VfsError;
+}
+
+const READDIR_DEFAULT = 1000;
+const READDIR_MAX = 10_000;
+const COPY_CHUNK = 4 * 1024 * 1024;
+
+export class Vfs {
+  readonly store: MetadataStore;
+  readonly locks: LockManager;
+  readonly shareModes = new ShareModeTable();
+  /** 'change' events (ChangeEvent): SMB CHANGE_NOTIFY, cache invalidation, WebDAV ETags. */
+  readonly events = new EventEmitter();
+  private readonly volumes = new Map<string, Volume>();
+  private readonly changes: ChangeTracker;
+  private readonly handles = new Map<string, Handle>();
+  private readonly handlesByFile = new Map<FileId, Set<Handle>>();
+  private readonly stages = new Map<FileId, WriteStage>();
+  private readonly stagesClosing = new Map<FileId, Promise<void>>();
+  /** Names of recently listed entries, so a cookie stays resumable after its entry is deleted. */
+  private readonly cookieNames = new LRUCache<string, string>({ max: 200_000 });
+  private readonly stageDir: string;
+
+  constructor(options: VfsOptions) {
+    this.store = options.store;
+    this.locks = options.locks ?? new LockManager();
+    this.changes = new ChangeTracker(this.store.bootGeneration);
+    this.stageDir = options.stageDir ?? join(tmpdir(), 'portico-stage');
+    this.events.setMaxListeners(0);
+  }
+
+  addVolume(name: string, backend: Backend, options: VolumeOptions = {}): Volume {
+    if (this.volumes.has(name)) throw new VfsError('EEXIST', `volume ${name} exists`);
+    const v = new Volume(name, backend, this.store, options);
+    this.volumes.set(name, v);
+    return v;
+  }
+
+  volume(name: string): Volume {
+    const v = this.volumes.get(name);
+    if (!v) throw new VfsError('ENOENT', `no share named ${name}`);
+    return v;
+  }
+
+  volumeNames(): string[] {
+    return [...this.volumes.keys()];
+  }
+
+  // ---------------------------------------------------------------- attributes
+
+  private attr(v: Volume, row: NodeRow, st: BackendStat): FileAttr {
+    const dir = st.type === 'dir';
+    let win = Number(row.attrs) & SETTABLE_WIN_ATTRS;
+    if (dir) win |= WinAttr.DIRECTORY;
+    if (win === 0) win = WinAttr.NORMAL;
+    const a: FileAttr = {
+      id: row.id,
+      type: st.type,
+      size: st.size,
+      allocated: Math.ceil(st.size / 4096) * 4096,
+      mode: st.mode ?? (dir ? 0o755 : 0o644),
+      uid: st.uid ?? 0,
+      gid: st.gid ?? 0,
+      nlink: st.nlink ?? (dir ? 2 : 1),
+      atimeNs: st.atimeNs,
+      mtimeNs: st.mtimeNs,
+      ctimeNs: st.ctimeNs,
+      birthtimeNs: row.birth ?? st.birthtimeNs ?? (st.ctimeNs < st.mtimeNs ? st.ctimeNs : st.mtimeNs),
+      change: this.changes.observe(row.id, st),
+      winAttributes: win,
+    };
+    if (st.target !== undefined) a.target = st.target;
+    return a;
+  }
+
+  private async existing(v: Volume, path: string): Promise<{ path: string; stat: BackendStat }> {
+    const r = await v.resolve(path);
+    if (!r.stat) throw new VfsError('ENOENT', undefined, { path });
+    return { path: r.path, stat: r.stat };
+  }
+
+  async getattr(volume: string, path: string): Promise<FileAttr> {
+    const v = this.volume(volume);
+    const p = normalizePath(path, v.backend.capabilities.maxNameBytes);
+    const r = await this.existing(v, p);
+    return this.attr(v, v.row(r.path), r.stat);
+  }
+
+  /** Current share path of a file id (ESTALE when the id is gone). */
+  pathOf(volume: string, id: FileId): string {
+    return this.volume(volume).pathOf(id);
+  }
+
+  /** Ids of every ancestor directory of a path, root first (for depth-infinity WebDAV locks). */
+  ancestors(volume: string, path: string): FileId[] {
+    const v = this.volume(volume);
+    const out: FileId[] = [];
+    let p = normalizePath(path);
+    while (p !== '/') {
+      p = parentPath(p);
+      out.unshift(v.row(p).id);
+    }
+    return out;
+  }
+
+  async statfs(volume: string): Promise<StatFsResult> {
+    return this.volume(volume).backend.statfs();
+  }
+
+  private emit(v: Volume, kind: ChangeKind, id: FileId, path: string, type: FileAttr['type'], oldPath?: string): bigint {
+    const change = kind === 'delete' ? 0n : this.changes.bump(id);
+    if (this.events.listenerCount('change') > 0) {
+      const ev: ChangeEvent = { volume: v.name, kind, id, path, type, change };
+      if (oldPath !== undefined) ev.oldPath = oldPath;
+      this.events.emit('change', ev);
+    }
+    return change;
+  }
+
+  // ---------------------------------------------------------------- open files
+
+  async open(volume: string, path: string, opts: OpenOptions): Promise<Handle> {
+    const v = this.volume(volume);
+    const p = normalizePath(path, v.backend.capabilities.maxNameBytes);
+    const disp = opts.disposition ?? 'open';
+    const expect = opts.expect ?? 'any';
+    const share = opts.share ?? SHARE_ALL;
+    const r = await v.resolve(p);
+    let st = r.stat;
+    let created = false;
+    if (st) {
+      if (disp === 'create') throw new VfsError('EEXIST', undefined, { path: p });
+      if (st.type === 'dir' && expect === 'file') throw new VfsError('EISDIR', undefined, { path: p });
+      if (st.type !== 'dir' && expect === 'dir') throw new VfsError('ENOTDIR', undefined, { path: p });
+      if (st.type === 'dir' && (opts.access.write || disp === 'truncate' || disp === 'createOrTruncate')) {
+        throw new VfsError('EISDIR', undefined, { path: p });
+      }
+      if (st.type === 'symlink') throw new VfsError('ELOOP', 'cannot open a symbolic link', { path: p });
+    } else {
+      if (disp === 'open' || disp === 'truncate') throw new VfsError('ENOENT', undefined, { path: p });
+      if (r.path === '/') throw new VfsError('EEXIST', undefined, { path: p });
+      if (expect === 'dir') st = await v.backend.mkdir(r.path, opts.mode);
+      else st = await this.createEmpty(v, r.path, opts.mode, disp === 'create');
+      created = true;
+    }
+    const row = v.row(r.path);
+    const h = new Handle({
+      id: randomUUID(),
+      volume: v,
+      fileId: row.id,
+      type: st.type,
+      access: { ...opts.access },
+      share: { ...share },
+      owner: opts.owner,
+      path: r.path,
+    });
+    // Share modes are checked before anything destructive (a sharing violation must not truncate).
+    this.shareModes.open({
+      handleId: h.id,
+      fileId: row.id,
+      owner: opts.owner,
+      access: h.access,
+      share: h.share,
+      deleteOnClose: opts.deleteOnClose ?? false,
+    });
+    try {
+      if (opts.deleteOnClose) this.shareModes.setDeletePending(row.id, h.id, true);
+      if (created && opts.winAttributes !== undefined) v.setWinAttributes(r.path, opts.winAttributes & SETTABLE_WIN_ATTRS);
+      const truncate = !created && (disp === 'truncate' || disp === 'createOrTruncate');
+      if (st.type === 'file') await this.attachData(v, h, truncate);
+    } catch (e) {
+      this.shareModes.close(h.id);
+      await h.file?.close().catch(() => undefined);
+      throw toVfsError(e, p);
+    }
+    this.handles.set(h.id, h);
+    let set = this.handlesByFile.get(row.id);
+    if (!set) this.handlesByFile.set(row.id, (set = new Set()));
+    set.add(h);
+    if (created) this.emit(v, 'create', row.id, r.path, st.type);
+    return h;
+  }
+
+  /** Creates an empty file: exclusive on request, visible to others at once. */
+  private async createEmpty(v: Volume, path: string, mode: number | undefined, exclusive: boolean): Promise<BackendStat> {
+    if (v.backend.capabilities.randomWrites) {
+      const f = await v.backend.openFile(path, { write: true, create: true, exclusive, mode: mode ?? 0o644 });
+      try {
+        return await f.stat();
+      } finally {
+        await f.close();
+      }
+    }
+    const w = await v.backend.createWriter(path, { exclusive, mode: mode ?? 0o644, sizeHint: 0 });
+    return w.commit();
+  }
+
+  private async attachData(v: Volume, h: Handle, truncate: boolean): Promise<void> {
+    const caps = v.backend.capabilities;
+    if (caps.randomWrites) {
+      h.file = await v.backend.openFile(h.path, { write: h.access.write, truncate });
+      if (truncate) this.emit(v, 'modify', h.fileId, h.path, 'file');
+      return;
+    }
+    if (truncate) {
+      const w = await v.backend.createWriter(h.path, { sizeHint: 0 });
+      await w.commit();
+      this.emit(v, 'modify', h.fileId, h.path, 'file');
+    }
+    h.file = await v.backend.openFile(h.path, { write: false });
+    if (h.access.write) {
+      // A stage still uploading from the last close must land before a new one reads the object.
+      await this.stagesClosing.get(h.fileId);
+      let stage = this.stages.get(h.fileId);
+      if (!stage) {
+        stage = new WriteStage(this.stageDir, v.backend, h.path, false);
+        this.stages.set(h.fileId, stage);
+      }
+      stage.refs++;
+      h.stage = stage;
+    }
+  }
+
+  handle(id: string): Handle {
+    const h = this.handles.get(id);
+    if (!h || h.closed) throw new VfsError('EBADF');
+    return h;
+  }
+
+  private live(h: Handle): void {
+    if (h.closed) throw new VfsError('EBADF');
+  }
+
+  /** Windows and WebDAV locks are mandatory: others' I/O in a locked range fails. POSIX locks are advisory. */
+  private checkMandatory(h: Handle, start: number, length: number, access: 'read' | 'write'): void {
+    if (length === 0) return;
+    const range: LockRange = { start: BigInt(start), end: BigInt(start) + BigInt(length) };
+    for (const l of this.locks.locksOn(h.fileId)) {
+      if (l.style === 'posix') continue;
+      if (l.owner.id === h.owner || l.owner.id === h.id) continue;
+      if (l.range.start >= range.end || range.start >= l.range.end) continue;
+      if (access === 'write' || l.kind === 'exclusive') throw new VfsError('ELOCKED', undefined, { path: h.path });
+    }
+  }
+
+  async read(h: Handle, offset: number, length: number): Promise<Buffer> {
+    this.live(h);
+    if (h.type === 'dir') throw new VfsError('EISDIR');
+    if (!h.access.read) throw new VfsError('EBADF', 'handle not open for reading');
+    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) throw new VfsError('EINVAL');
+    this.checkMandatory(h, offset, length, 'read');
+    try {
+      if (h.stage) return await h.stage.read(offset, length);
+      return await h.file!.read(offset, length);
+    } catch (e) {
+      throw toVfsError(e, h.path);
+    }
+  }
+
+  async write(h: Handle, offset: number, data: Uint8Array): Promise<number> {
+    this.live(h);
+    if (h.type === 'dir') throw new VfsError('EISDIR');
+    if (!h.access.write) throw new VfsError('EBADF', 'handle not open for writing');
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new VfsError('EINVAL');
+    if (offset + data.length > h.volume.backend.capabilities.maxFileSize) throw new VfsError('EFBIG');
+    this.checkMandatory(h, offset, data.length, 'write');
+    let n: number;
+    try {
+      n = h.stage ? await h.stage.write(offset, data) : await h.file!.write(offset, data);
+    } catch (e) {
+      throw toVfsError(e, h.path);
+    }
+    this.emit(h.volume, 'modify', h.fileId, h.path, 'file');
+    return n;
+  }
+
+  async fstat(h: Handle): Promise<FileAttr> {
+    this.live(h);
+    const st = h.file ? await h.file.stat() : await h.volume.backend.stat(h.path);
+    if (h.stage?.dirty) st.size = h.stage.size;
+    return this.attr(h.volume, h.volume.row(h.path), st);
+  }
+
+  /** Makes everything written through this handle durable (object stores: uploaded). */
+  async flush(h: Handle): Promise<void> {
+    this.live(h);
+    try {
+      if (h.stage && !h.orphaned) {
+        if (await h.stage.publish()) await this.reopenReader(h);
+      } else if (h.file && h.access.write) await h.file.sync();
+    } catch (e) {
+      throw toVfsError(e, h.path);
+    }
+  }
+
+  /** After an object is replaced, readers must see the new object. */
+  private async reopenReader(h: Handle): Promise<void> {
+    for (const other of this.handlesByFile.get(h.fileId) ?? []) {
+      if (!other.file || other.orphaned) continue;
+      const old = other.file;
+      other.file = await other.volume.backend.openFile(other.path, { write: false });
+      await old.close().catch(() => undefined);
+    }
+  }
+
+  async close(h: Handle): Promise<void> {
+    if (h.closed) return;
+    let failure: unknown;
+    try {
+      if (h.stage) {
+        const stage = h.stage;
+        stage.refs--;
+        if (stage.refs === 0) {
+          this.stages.delete(h.fileId);
+          const orphaned = h.orphaned;
+          const done = (async () => {
+            try {
+              if (!orphaned) await stage.publish();
+            } finally {
+              await stage.discard();
+            }
+          })();
+          const settled = done.catch(() => undefined);
+          this.stagesClosing.set(h.fileId, settled);
+          try {
+            await done;
+          } finally {
+            if (this.stagesClosing.get(h.fileId) === settled) this.stagesClosing.delete(h.fileId);
+          }
+        }
+      }
+    } catch (e) {
+      failure = e;
+    }
+    h.closed = true;
+    await h.file?.close().catch(() => undefined);
+    this.handles.delete(h.id);
+    const set = this.handlesByFile.get(h.fileId);
+    set?.delete(h);
+    if (set?.size === 0) this.handlesByFile.delete(h.fileId);
+    const res = this.shareModes.close(h.id);
+    if (res?.last && res.deletePending && !h.orphaned) {
+      try {
+        if (h.type === 'dir') await this.rmdirPath(h.volume, h.path);
+        else await this.unlinkPath(h.volume, h.path, true);
+      } catch (e) {
+        failure ??= e;
+      }
+    }
+    if (failure) throw toVfsError(failure, h.path);
+  }
+
+  /** SMB FileDispositionInformation: mark or unmark delete-on-close through a handle. */
+  setDeleteOnClose(h: Handle, pending: boolean): void {
+    this.live(h);
+    if (pending && h.type === 'dir') {
+      // Windows refuses to mark a non-empty directory (STATUS_DIRECTORY_NOT_EMPTY); checked at close too.
+    }
+    this.shareModes.setDeletePending(h.fileId, h.id, pending);
+  }
+
+  async ftruncate(h: Handle, size: number): Promise<void> {
+    this.live(h);
+    if (!h.access.write) throw new VfsError('EBADF', 'handle not open for writing');
+    if (!Number.isSafeInteger(size) || size < 0) throw new VfsError('EINVAL');
+    if (h.stage) await h.stage.truncate(size);
+    else await h.file!.truncate(size);
+    this.emit(h.volume, 'modify', h.fileId, h.path, 'file');
+  }
+
+  // ---------------------------------------------------------------- namespace
+
+  async mkdir(volume: string, path: string, mode?: number): Promise<FileAttr> {
+    const v = this.volume(volume);
+    const p = normalizePath(path, v.backend.capabilities.maxNameBytes);
+    const r = await v.resolve(p);
+    if (r.stat) throw new VfsError('EEXIST', undefined, { path: p });
+    const st = await v.backend.mkdir(r.path, mode ?? 0o755);
+    const row = v.row(r.path);
+    this.emit(v, 'create', row.id, r.path, 'dir');
+    return this.attr(v, row, st);
+  }
+
+  async unlink(volume: string, path: string): Promise<void> {
+    const v = this.volume(volume);
+    const p = normalizePath(path);
+    const r = await this.existing(v, p);
+    if (r.stat.type === 'dir') throw new VfsError('EISDIR', undefined, { path: p });
+    const id = v.row(r.path).id;
+    this.shareModes.checkDelete(id);
+    await this.unlinkPath(v, r.path, false);
+  }
+
+  private async unlinkPath(v: Volume, path: string, fromClose: boolean): Promise<void> {
+    const row = v.row(path);
+    try {
+      await v.backend.unlink(path);
+    } catch (e) {
+      if (!(fromClose && isVfsError(e, 'ENOENT'))) throw e;
+    }
+    this.orphan(row.id);
+    v.removed(path, 'file');
+    this.locks.releaseFile(row.id);
+    this.changes.forget(row.id);
+    this.emit(v, 'delete', row.id, path, 'file');
+  }
+
+  /** Open handles of a deleted file keep working (POSIX) but must not resurrect it on close. */
+  private orphan(id: FileId): void {
+    for (const h of this.handlesByFile.get(id) ?? []) h.orphaned = true;
+  }
+
+  async rmdir(volume: string, path: string): Promise<void> {
+    const v = this.volume(volume);
+    const p = normalizePath(path);
+    if (p === '/') throw new VfsError('EBUSY', 'cannot remove the share root', { path: p });
+    const r = await this.existing(v, p);
+    if (r.stat.type !== 'dir') throw new VfsError('ENOTDIR', undefined, { path: p });
+    this.shareModes.checkDelete(v.row(r.path).id);
+    await this.rmdirPath(v, r.path);
+  }
+
+  private async rmdirPath(v: Volume, path: string): Promise<void> {
+    const row = v.row(path);
+    await v.backend.rmdir(path);
+    for (const id of v.removed(path, 'dir')) {
+      this.locks.releaseFile(id);
+      this.changes.forget(id);
+    }
+    this.emit(v, 'delete', row.id, path, 'dir');
+  }
+
+  /**
+   * rename(2) semantics: replaces a file with a file, or a directory with an empty directory; refuses
+   * to move a directory into itself. Open handles follow the file.
+   */
+  async rename(volume: string, from: string, to: string, options: { replace?: boolean } = {}): Promise<void> {
+    const v = this.volume(volume);
+    const max = v.backend.capabilities.maxNameBytes;
+    const f = normalizePath(from, max);
+    const t = normalizePath(to, max);
+    if (f === '/' || t === '/') throw new VfsError('EBUSY', 'cannot rename the share root');
+    if (f === t) {
+      await this.existing(v, f);
+      return;
+    }
+    if (isSameOrDescendant(v.key(t), v.key(f)) && v.key(t) !== v.key(f)) throw new VfsError('EINVAL', 'cannot move a directory into itself', { path: t });
+    const src = await this.existing(v, f);
+    const dst = await v.resolve(t);
+    const srcRow = v.row(src.path);
+    let target = dst.path;
+    if (dst.stat && dst.path !== src.path) {
+      if (options.replace === false) throw new VfsError('EEXIST', undefined, { path: t });
+      if (src.stat.type === 'dir' && dst.stat.type !== 'dir') throw new VfsError('ENOTDIR', undefined, { path: t });
+      if (src.stat.type !== 'dir' && dst.stat.type === 'dir') throw new VfsError('EISDIR', undefined, { path: t });
+      if (dst.stat.type === 'dir') {
+        const page = await v.backend.list(dst.path, { limit: 1 });
+        if (page.entries.length > 0) throw new VfsError('ENOTEMPTY', undefined, { path: t });
+      }
+      this.shareModes.checkDelete(v.row(dst.path).id);
+    } else if (dst.path === src.path) {
+      // Case-only rename on a case-insensitive share: same file, new spelling.
+      target = joinPath(parentPath(src.path), baseName(t));
+    }
+    this.shareModes.checkDelete(srcRow.id);
+    const replacedId = dst.stat && dst.path !== src.path ? v.row(dst.path).id : undefined;
+    if (v.backend.capabilities.atomicRename && v.backend.rename) {
+      await v.backend.rename(src.path, target);
+    } else {
+      await this.moveByCopy(v, src.path, src.stat, target, dst.stat);
+    }
+    if (replacedId !== undefined) {
+      this.orphan(replacedId);
+      this.locks.releaseFile(replacedId);
+      this.changes.forget(replacedId);
+    }
+    v.moved(src.path, target, src.stat.type);
+    this.retargetHandles(src.path, target, v);
+    this.emit(v, 'rename', srcRow.id, target, src.stat.type, src.path);
+  }
+
+  /** Rename for backends without atomic rename: copy, then delete the source (not atomic; see docs). */
+  private async moveByCopy(v: Volume, from: string, st: BackendStat, to: string, dstStat: BackendStat | undefined): Promise<void> {
+    if (dstStat?.type === 'dir') await v.backend.rmdir(to);
+    if (st.type !== 'dir') {
+      await this.copyFileData(v, from, to);
+      await v.backend.unlink(from);
+      return;
+    }
+    await v.backend.mkdir(to, st.mode);
+    for await (const e of this.listAll(v, from)) {
+      await this.moveByCopy(v, joinPath(from, e.name), e, joinPath(to, e.name), undefined);
+    }
+    await v.backend.rmdir(from);
+  }
+
+  private retargetHandles(from: string, to: string, v: Volume): void {
+    for (const h of this.handles.values()) {
+      if (h.volume !== v || !isSameOrDescendant(h.path, from)) continue;
+      h.path = to + h.path.slice(from.length);
+      if (h.stage) h.stage.path = h.path;
+    }
+  }
+
+  private async *listAll(v: Volume, path: string): AsyncGenerator<BackendStat> {
+    let after: string | undefined;
+    for (;;) {
+      const page = await v.backend.list(path, after === undefined ? { limit: 1000 } : { after, limit: 1000 });
+      yield* page.entries;
+      if (page.next === undefined) return;
+      after = page.next;
+    }
+  }
+
+  private async copyFileData(v: Volume, from: string, to: string): Promise<BackendStat> {
+    if (v.backend.capabilities.serverSideCopy && v.backend.copy) return v.backend.copy(from, to);
+    const w = await v.backend.createWriter(to);
+    try {
+      for (let off = 0; ; ) {
+        const buf = await v.backend.read(from, off, COPY_CHUNK);
+        if (buf.length === 0) break;
+        await w.write(buf);
+        off += buf.length;
+        if (buf.length < COPY_CHUNK) break;
+      }
+      return await w.commit();
+    } catch (e) {
+      await w.abort().catch(() => undefined);
+      throw e;
+    }
+  }
+
+  /**
+   * Copies a file, or a directory (depth 0: the directory alone; infinity: the tree). With
+   * replace, an existing target is removed first (WebDAV Overwrite: T). Errors on individual
+   * members are collected, not thrown (WebDAV answers them in a 207 multistatus).
+   */
+  async copy(volume: string, from: string, to: string, options: { replace?: boolean; depth?: 0 | 'infinity' } = {}): Promise<TreeError[]> {
+    const v = this.volume(volume);
+    const max = v.backend.capabilities.maxNameBytes;
+    const f = normalizePath(from, max);
+    const t = normalizePath(to, max);
+    if (f === t) throw new VfsError('EINVAL', 'source and destination are the same', { path: t });
+    const src = await this.existing(v, f);
+    if (src.stat.type === 'dir' && (options.depth ?? 'infinity') === 'infinity' && isSameOrDescendant(t, f)) {
+      throw new VfsError('EINVAL', 'cannot copy a directory into itself', { path: t });
+    }
+    const dst = await v.resolve(t);
+    if (dst.stat) {
+      if (options.replace === false) throw new VfsError('EEXIST', undefined, { path: t });
+      const errs = await this.removeTree(volume, dst.path);
+      if (errs.length > 0) return errs;
+    }
+    const errors: TreeError[] = [];
+    await this.copyNode(v, src.path, src.stat, dst.path, options.depth ?? 'infinity', errors);
+    return errors;
+  }
+
+  private async copyNode(v: Volume, from: string, st: BackendStat, to: string, depth: 0 | 'infinity', errors: TreeError[]): Promise<void> {
+    try {
+      const srcRow = v.row(from);
+      let out: BackendStat;
+      if (st.type === 'dir') out = await v.backend.mkdir(to, st.mode);
+      else if (st.type === 'symlink' && v.backend.symlink && v.backend.readlink) out = await v.backend.symlink(await v.backend.readlink(from), to);
+      else out = await this.copyFileData(v, from, to);
+      const row = v.row(to);
+      this.store.copyProps(srcRow.id, row.id);
+      if (srcRow.attrs !== 0n) v.setWinAttributes(to, Number(srcRow.attrs));
+      this.emit(v, 'create', row.id, to, out.type);
+    } catch (e) {
+      errors.push({ path: from, error: toVfsError(e, from) });
+      return;
+    }
+    if (st.type === 'dir' && depth === 'infinity') {
+      for await (const e of this.listAll(v, from)) {
+        await this.copyNode(v, joinPath(from, e.name), e, joinPath(to, e.name), depth, errors);
+      }
+    }
+  }
+
+  /**
+   * Removes a file or a whole tree, children first. Members that cannot be removed (sharing
+   * violation, permission) are reported and their ancestors are kept.
+   */
+  async removeTree(volume: string, path: string): Promise<TreeError[]> {
+    const v = this.volume(volume);
+    const p = normalizePath(path);
+    if (p === '/') throw new VfsError('EBUSY', 'cannot remove the share root', { path: p });
+    const r = await this.existing(v, p);
+    const errors: TreeError[] = [];
+    await this.removeNode(v, r.path, r.stat, errors);
+    return errors;
+  }
+
+  private async removeNode(v: Volume, path: string, st: BackendStat, errors: TreeError[]): Promise<boolean> {
+    let ok = true;
+    if (st.type === 'dir') {
+      const children: BackendStat[] = [];
+      for await (const e of this.listAll(v, path)) children.push(e);
+      for (const c of children) ok = (await this.removeNode(v, joinPath(path, c.name), c, errors)) && ok;
+      if (!ok) return false;
+    }
+    try {
+      this.shareModes.checkDelete(v.row(path).id);
+      if (st.type === 'dir') await this.rmdirPath(v, path);
+      else await this.unlinkPath(v, path, false);
+      return true;
+    } catch (e) {
+      errors.push({ path, error: toVfsError(e, path) });
+      return false;
+    }
+  }
+
+  async symlink(volume: string, target: string, path: string): Promise<FileAttr> {
+    const v = this.volume(volume);
+    if (!v.backend.capabilities.symlinks || !v.backend.symlink) throw new VfsError('ENOTSUP', 'backend has no symbolic links');
+    const p = normalizePath(path, v.backend.capabilities.maxNameBytes);
+    if (target.length === 0 || target.includes('\0') || Buffer.byteLength(target) > 4096) throw new VfsError('EINVAL', 'bad symlink target');
+    const r = await v.resolve(p);
+    if (r.stat) throw new VfsError('EEXIST', undefined, { path: p });
+    const st = await v.backend.symlink(target, r.path);
+    const row = v.row(r.path);
+    this.emit(v, 'create', row.id, r.path, 'symlink');
+    return this.attr(v, row, st);
+  }
+
+  async readlink(volume: string, path: string): Promise<string> {
+    const v = this.volume(volume);
+    const r = await this.existing(v, normalizePath(path));
+    if (r.stat.type !== 'symlink' || !v.backend.readlink) throw new VfsError('EINVAL', 'not a symbolic link', { path });
+    return v.backend.readlink(r.path);
+  }
+
+  /** Hard link. Note: each name has its own file id (ids belong to names; see docs/ARCHITECTURE.md). */
+  async link(volume: string, existingPath: string, path: string): Promise<FileAttr> {
+    const v = this.volume(volume);
+    if (!v.backend.capabilities.hardLinks || !v.backend.link) throw new VfsError('ENOTSUP', 'backend has no hard links');
+    const src = await this.existing(v, normalizePath(existingPath));
+    if (src.stat.type === 'dir') throw new VfsError('EPERM', 'cannot hard-link a directory');
+    const p = normalizePath(path, v.backend.capabilities.maxNameBytes);
+    const r = await v.resolve(p);
+    if (r.stat) throw new VfsError('EEXIST', undefined, { path: p });
+    const st = await v.backend.link(src.path, r.path);
+    const row = v.row(r.path);
+    this.emit(v, 'create', row.id, r.path, 'file');
+    return this.attr(v, row, st);
+  }
+
+  async setattr(volume: string, path: string, set: SetAttr): Promise<FileAttr> {
+    const v = this.volume(volume);
+    const r = await this.existing(v, normalizePath(path));
+    return this.applySetattr(v, r.path, r.stat, set);
+  }
+
+  async fsetattr(h: Handle, set: SetAttr): Promise<FileAttr> {
+    this.live(h);
+    if (set.size !== undefined) {
+      await this.ftruncate(h, set.size);
+      set = { ...set };
+      delete set.size;
+    }
+    const st = await h.volume.backend.stat(h.path);
+    return this.applySetattr(h.volume, h.path, st, set);
+  }
+
+  private async applySetattr(v: Volume, path: string, st: BackendStat, set: SetAttr): Promise<FileAttr> {
+    const row = v.row(path);
+    let kind: ChangeKind = 'attrib';
+    if (set.size !== undefined) {
+      if (st.type === 'dir') throw new VfsError('EISDIR', undefined, { path });
+      if (!Number.isSafeInteger(set.size) || set.size < 0) throw new VfsError('EINVAL', 'bad size', { path });
+      if (set.size > v.backend.capabilities.maxFileSize) throw new VfsError('EFBIG', undefined, { path });
+      const stage = this.stages.get(row.id);
+      if (stage) await stage.truncate(set.size);
+      else await v.backend.truncate(path, set.size);
+      kind = 'modify';
+    }
+    const meta: Parameters<Backend['setMetadata']>[1] = {};
+    if (set.mode !== undefined) meta.mode = set.mode & 0o7777;
+    if (set.uid !== undefined) meta.uid = set.uid;
+    if (set.gid !== undefined) meta.gid = set.gid;
+    if (set.atimeNs !== undefined) meta.atimeNs = set.atimeNs;
+    if (set.mtimeNs !== undefined) meta.mtimeNs = set.mtimeNs;
+    let out = st;
+    if (Object.keys(meta).length > 0) out = await v.backend.setMetadata(path, meta);
+    else if (kind === 'modify') out = await v.backend.stat(path);
+    if (set.birthtimeNs !== undefined) v.setBirthTime(path, set.birthtimeNs);
+    if (set.winAttributes !== undefined) v.setWinAttributes(path, set.winAttributes & SETTABLE_WIN_ATTRS);
+    this.emit(v, kind, row.id, path, st.type);
+    return this.attr(v, v.row(path), out);
+  }
+
+  // ---------------------------------------------------------------- directories
+
+  /**
+   * One page of a directory, sorted by name. Each entry's cookie is its file id, which stays valid
+   * across restarts; a cookie whose entry was since deleted still resumes while its name is in the
+   * recent-names table, otherwise EBADCOOKIE.
+   */
+  async readdir(volume: string, path: string, options: ReaddirOptions = {}): Promise<ReaddirResult> {
+    const v = this.volume(volume);
+    const r = await this.existing(v, normalizePath(path));
+    if (r.stat.type !== 'dir') throw new VfsError('ENOTDIR', undefined, { path });
+    const limit = Math.min(Math.max(1, options.limit ?? READDIR_DEFAULT), READDIR_MAX);
+    const dirRow = v.row(r.path);
+    let after: string | undefined;
+    if (options.cookie !== undefined && options.cookie !== 0n) after = this.cookieName(v, dirRow.id, options.cookie);
+    const page = await v.backend.list(r.path, after === undefined ? { limit } : { after, limit });
+    const seen = new Set<string>();
+    const entries: DirEntry[] = this.store.transaction(() => {
+      const out: DirEntry[] = [];
+      for (const e of page.entries) {
+        const nfc = e.name.normalize('NFC');
+        // Two names that differ only in case (possible on a case-sensitive disk) cannot both be
+        // addressed through a case-insensitive share: the first in order is shown.
+        const key = v.key(nfc);
+        if (seen.has(key)) continue;
+        seen.add(key);
+        const row = v.childRow(r.path, dirRow, e.name);
+        this.cookieNames.set(`${dirRow.id}:${row.id}`, e.name);
+        out.push({ name: nfc, cookie: row.id, attr: this.attr(v, row, e) });
+      }
+      return out;
+    });
+    return { entries, eof: page.next === undefined };
+  }
+
+  private cookieName(v: Volume, dirId: FileId, cookie: bigint): string {
+    const recent = this.cookieNames.get(`${dirId}:${cookie}`);
+    if (recent !== undefined) return recent;
+    const node = this.store.getNode(cookie);
+    if (node && node.parent === dirId && node.vol === v.name) return node.name;
+    throw new VfsError('EBADCOOKIE');
+  }
+
+  // ---------------------------------------------------------------- properties
+
+  async getProps(volume: string, path: string): Promise<PropRow[]> {
+    const v = this.volume(volume);
+    const r = await this.existing(v, normalizePath(path));
+    return this.store.getProps(v.row(r.path).id);
+  }
+
+  /** Atomic: every change applies or none does. */
+  async setProps(volume: string, path: string, changes: PropChange[]): Promise<void> {
+    const v = this.volume(volume);
+    const r = await this.existing(v, normalizePath(path));
+    const row = v.row(r.path);
+    this.store.setProps(row.id, changes);
+    this.emit(v, 'attrib', row.id, r.path, r.stat.type);
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  openHandles(): Handle[] {
+    return [...this.handles.values()];
+  }
+
+  /** Closes every handle (publishing staged writes), the lock manager and the backends. */
+  async shutdown(): Promise<void> {
+    for (const h of [...this.handles.values()]) await this.close(h).catch(() => undefined);
+    this.locks.close();
+    for (const v of this.volumes.values()) await v.backend.close().catch(() => undefined);
+  }
+}
+
+export { WHOLE_FILE };

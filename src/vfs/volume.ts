@@ -1,0 +1,195 @@
+/**
+ * A volume is one share's view of one backend: name resolution (case-insensitive and
+ * Unicode-normalisation-insensitive matching where needed) and the persistent file ids of its
+ * names, kept in the metadata store.
+ */
+import { LRUCache } from 'lru-cache';
+import type { Backend, BackendStat } from './backend.ts';
+import { VfsError, isVfsError } from './errors.ts';
+import { baseName, joinPath, nameKey, normalizeName, parentPath, splitPath } from './path.ts';
+import type { MetadataStore, NodeRow } from '../store/metadata-store.ts';
+import type { FileId } from './types.ts';
+
+export interface VolumeOptions {
+  /** false = Windows-style: names match regardless of case. */
+  caseSensitive?: boolean;
+  readOnly?: boolean;
+}
+
+/** Pages used when a name must be found by scanning a directory (case/normalisation mismatch). */
+const SCAN_PAGE = 1000;
+/** A scan gives up after this many entries (a hostile client must not make us list forever). */
+const SCAN_MAX = 1_000_000;
+
+export class Volume {
+  readonly name: string;
+  readonly backend: Backend;
+  readonly caseSensitive: boolean;
+  readonly readOnly: boolean;
+  readonly rootId: FileId;
+  private readonly store: MetadataStore;
+  /** Whether names on this volume need a scan fallback when an exact stat misses. */
+  private readonly foldCase: boolean;
+  /** path (as stored on the backend) -> node row. Cleared wholesale on directory renames/deletes. */
+  private readonly rows: LRUCache<string, NodeRow>;
+
+  constructor(name: string, backend: Backend, store: MetadataStore, options: VolumeOptions = {}) {
+    this.name = name;
+    this.backend = backend;
+    this.store = store;
+    this.caseSensitive = options.caseSensitive ?? true;
+    this.readOnly = options.readOnly ?? false;
+    this.foldCase = !this.caseSensitive && backend.capabilities.caseSensitive;
+    this.rootId = store.rootId(name);
+    this.rows = new LRUCache({ max: 100_000 });
+  }
+
+  key(name: string): string {
+    return nameKey(name, this.caseSensitive);
+  }
+
+  /**
+   * Maps a normalised share path to the path as it exists on the backend, with its stat.
+   * Returns stat undefined when the path does not exist (the parent chain may still exist: `parentExists`).
+   */
+  async resolve(path: string): Promise<{ path: string; stat: BackendStat | undefined }> {
+    try {
+      return { path, stat: await this.backend.stat(path) };
+    } catch (e) {
+      if (!isVfsError(e, 'ENOENT') || path === '/') throw e;
+      // Exact miss. Only scan when a different spelling could match: case folding on a
+      // case-sensitive backend, or non-ASCII names that may be stored in another normal form (NFD).
+      if (!this.foldCase && /^[\x00-\x7f]*$/.test(path)) return { path, stat: undefined };
+      return this.resolveByScan(path);
+    }
+  }
+
+  private async resolveByScan(path: string): Promise<{ path: string; stat: BackendStat | undefined }> {
+    let cur = '/';
+    const segs = splitPath(path);
+    for (let i = 0; i < segs.length; i++) {
+      const seg = segs[i]!;
+      const exact = joinPath(cur, seg);
+      let st: BackendStat | undefined;
+      try {
+        st = await this.backend.stat(exact);
+        cur = exact;
+      } catch (e) {
+        if (!isVfsError(e, 'ENOENT')) throw e;
+        const found = await this.findInDir(cur, this.key(seg));
+        if (!found) {
+          // Missing from here on: the rest keeps the client's spelling (for creates).
+          return { path: segs.slice(i).reduce((p, s) => joinPath(p, s), cur), stat: undefined };
+        }
+        cur = joinPath(cur, found.name);
+        st = found;
+      }
+      if (i === segs.length - 1) return { path: cur, stat: st };
+      if (st.type !== 'dir') throw new VfsError('ENOTDIR', undefined, { path });
+    }
+    return { path: cur, stat: await this.backend.stat(cur) };
+  }
+
+  private async findInDir(dir: string, key: string): Promise<BackendStat | undefined> {
+    let after: string | undefined;
+    let seen = 0;
+    for (;;) {
+      const page = await this.backend.list(dir, after === undefined ? { limit: SCAN_PAGE } : { after, limit: SCAN_PAGE });
+      for (const e of page.entries) {
+        if (this.key(e.name.normalize('NFC')) === key) return e;
+      }
+      seen += page.entries.length;
+      if (page.next === undefined || seen >= SCAN_MAX) return undefined;
+      after = page.next;
+    }
+  }
+
+  /** The node row (id, Windows attributes, birth override) for an existing backend path. */
+  row(path: string): NodeRow {
+    const cached = this.rows.get(path);
+    if (cached) return cached;
+    let row: NodeRow | undefined;
+    if (path === '/') row = this.store.getNode(this.rootId)!;
+    else {
+      const parent = this.row(parentPath(path));
+      const name = baseName(path).normalize('NFC');
+      row = this.store.ensureChild(this.name, parent.id, name, this.key(name));
+    }
+    this.rows.set(path, row);
+    return row;
+  }
+
+  /** Row of a child given its parent's row (used by readdir for a whole page at once). */
+  childRow(parentPathStr: string, parent: NodeRow, name: string): NodeRow {
+    const path = joinPath(parentPathStr, name);
+    const cached = this.rows.get(path);
+    if (cached) return cached;
+    const nfc = name.normalize('NFC');
+    const row = this.store.ensureChild(this.name, parent.id, nfc, this.key(nfc));
+    this.rows.set(path, row);
+    return row;
+  }
+
+  /** Current backend path of an id, or ESTALE when the id is unknown or belongs to another volume. */
+  pathOf(id: FileId): string {
+    const segs: string[] = [];
+    let cur = this.store.getNode(id);
+    for (let depth = 0; cur && cur.id !== this.rootId; depth++) {
+      if (cur.vol !== this.name || depth > 4096) throw new VfsError('ESTALE');
+      segs.push(cur.name);
+      cur = cur.parent === 0n ? undefined : this.store.getNode(cur.parent);
+    }
+    if (!cur) throw new VfsError('ESTALE');
+    return '/' + segs.reverse().join('/');
+  }
+
+  /** Records a rename in the id store (ids below a directory follow automatically). */
+  moved(from: string, to: string, type: string): void {
+    const row = this.row(from);
+    const parent = this.row(parentPath(to));
+    const name = normalizeName(baseName(to));
+    this.store.moveNode(this.name, row.id, parent.id, name, this.key(name));
+    if (type === 'dir') this.rows.clear();
+    else {
+      this.rows.delete(from);
+      this.rows.delete(to);
+    }
+  }
+
+  /** Forgets a deleted name and everything below it. Returns the ids that were removed. */
+  removed(path: string, type: string): FileId[] {
+    const cached = this.rows.get(path);
+    const id = cached?.id ?? this.lookupExisting(path);
+    if (type === 'dir') this.rows.clear();
+    else this.rows.delete(path);
+    return id === undefined ? [] : this.store.deleteSubtree(id);
+  }
+
+  /** Id of a path only if the store already knows it (no insert). */
+  private lookupExisting(path: string): FileId | undefined {
+    let id = this.rootId;
+    for (const seg of splitPath(path)) {
+      const r = this.store.lookupChild(this.name, id, this.key(seg.normalize('NFC')));
+      if (!r) return undefined;
+      id = r.id;
+    }
+    return id;
+  }
+
+  /** Drops cached rows after an attribute update so the next read sees the store. */
+  invalidate(path: string): void {
+    this.rows.delete(path);
+  }
+
+  setWinAttributes(path: string, attrs: number): void {
+    const r = this.row(path);
+    this.store.setWinAttributes(r.id, attrs);
+    r.attrs = BigInt(attrs);
+  }
+
+  setBirthTime(path: string, ns: bigint | null): void {
+    const r = this.row(path);
+    this.store.setBirthTime(r.id, ns);
+    r.birth = ns;
+  }
+}

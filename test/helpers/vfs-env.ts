@@ -1,0 +1,81 @@
+/**
+ * Builds a real VFS + session stack over a backend for tests: a metadata store in a temp state
+ * directory, one share named "s", and sessions for principals the test chooses.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Backend } from '../../src/vfs/backend.ts';
+import { MetadataStore } from '../../src/store/metadata-store.ts';
+import { Vfs } from '../../src/vfs/vfs.ts';
+import { SessionManager, type ShareDefinition } from '../../src/session/session-manager.ts';
+import type { Authenticator, Principal } from '../../src/auth/authenticator.ts';
+import { VfsError } from '../../src/vfs/errors.ts';
+import type { Session } from '../../src/session/session.ts';
+
+export const alice: Principal = { user: 'alice', uid: 1001, gid: 1001, groups: ['staff'], guest: false };
+export const bob: Principal = { user: 'bob', uid: 1002, gid: 1002, groups: ['finance'], guest: false };
+export const guest: Principal = { user: 'guest', uid: 65534, gid: 65534, groups: [], guest: true };
+
+/** Principals are handed in directly: these tests are about the VFS, not about passwords. */
+export const noPasswords: Authenticator = {
+  authenticate: async () => {
+    throw new VfsError('EAUTH');
+  },
+  ntHash: async () => undefined,
+  recordResult: () => undefined,
+  checkThrottle: () => undefined,
+  principalFor: async () => undefined,
+  principalForUid: async () => undefined,
+  guest: () => guest,
+};
+
+export interface VfsEnv {
+  vfs: Vfs;
+  store: MetadataStore;
+  sessions: SessionManager;
+  stateDir: string;
+  session(p?: Principal, protocol?: string): Session;
+  /** Closes everything but keeps state and backend content (for restart tests). */
+  stop(): Promise<void>;
+  /** stop() and delete the state directory. */
+  destroy(): Promise<void>;
+}
+
+export function makeVfsEnv(backend: Backend, opts: { stateDir?: string; share?: Partial<ShareDefinition>; caseSensitive?: boolean } = {}): VfsEnv {
+  const stateDir = opts.stateDir ?? mkdtempSync(join(tmpdir(), 'portico-state-'));
+  const store = MetadataStore.open(stateDir);
+  const vfs = new Vfs({ store, stageDir: join(stateDir, 'stage') });
+  const caseSensitive = opts.caseSensitive ?? opts.share?.caseSensitive ?? true;
+  vfs.addVolume('s', backend, { caseSensitive });
+  const sessions = new SessionManager({
+    vfs,
+    shares: [{ name: 's', caseSensitive, ...opts.share }],
+    authenticator: noPasswords,
+  });
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    await sessions.closeAll();
+    // The backend outlives a "restart" in tests that reopen it: only close handles and locks here.
+    for (const h of vfs.openHandles()) await vfs.close(h).catch(() => undefined);
+    vfs.locks.close();
+    store.close();
+  };
+  return {
+    vfs,
+    store,
+    sessions,
+    stateDir,
+    session: (p = alice, protocol = 'test') => sessions.openSession({ principal: p, protocol, clientAddress: '127.0.0.1' }),
+    stop,
+    destroy: async () => {
+      await stop();
+      rmSync(stateDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export const RW = { read: true, write: true, delete: false };
+export const RO = { read: true, write: false, delete: false };
