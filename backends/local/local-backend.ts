@@ -8,18 +8,19 @@
  * symlink after it was verified, every opened descriptor is also checked against the root
  * (readlink of /proc/self/fd/N), and directory listings read through that verified descriptor.
  */
-import { constants as C, existsSync, mkdirSync, promises as fsp, realpathSync } from 'node:fs';
-import type { BigIntStats } from 'node:fs';
+import { constants as C, existsSync, mkdirSync, promises as fsp, realpathSync, statSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import { LRUCache } from 'lru-cache';
 import type {
   Backend, BackendCapabilities, BackendFile, BackendStat, BackendWriter, ListOptions, ListPage,
-  OpenFileOptions, SetMetadata, StatFs, TimeNs, WriterOptions,
+  OpenFileOptions, SetMetadata, StatFs, WriterOptions,
 } from '../../src/vfs/backend.ts';
 import { toVfsError, VfsError } from '../../src/vfs/errors.ts';
 import { baseName, isSameOrDescendant, joinPath, parentPath } from '../../src/vfs/path.ts';
+import { applyMetaToHandle, LocalFile, LocalWriter, nsToSeconds, readAt, toStat } from './local-file.ts';
+import type { WriterHost } from './local-file.ts';
 
 /** Prefix of the hidden temp files createWriter() and copy() stage in the target directory. */
 export const TEMP_PREFIX = '.portico-tmp-';
@@ -49,34 +50,6 @@ interface NameCacheEntry {
 
 function nowNs(): bigint {
   return BigInt(Date.now()) * 1_000_000n;
-}
-
-/**
- * ns -> seconds as utimes() wants them. Rounded to the µs first: a double holds ~0.2 µs at today's
- * epoch and libuv truncates it, so reading a time back and writing it again must not drift by 1 µs.
- */
-function nsToSeconds(ns: TimeNs): number {
-  return Number((ns + 500n) / 1000n) / 1e6;
-}
-
-function toStat(name: string, st: BigIntStats, target?: string): BackendStat {
-  const out: BackendStat = {
-    name,
-    type: st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'file',
-    size: Number(st.size),
-    mtimeNs: st.mtimeNs,
-    ctimeNs: st.ctimeNs,
-    atimeNs: st.atimeNs,
-    mode: Number(st.mode & 0o7777n),
-    uid: Number(st.uid),
-    gid: Number(st.gid),
-    nlink: Number(st.nlink),
-    nativeId: `${st.dev}:${st.ino}`,
-  };
-  // statx reports no btime on some filesystems; libuv leaves it 0 then.
-  if (st.birthtimeNs !== 0n) out.birthtimeNs = st.birthtimeNs;
-  if (target !== undefined) out.target = target;
-  return out;
 }
 
 /** Index of the first name strictly greater than `after` (names sorted with JS `<`). */
@@ -109,7 +82,7 @@ function tempName(): string {
   return TEMP_PREFIX + randomBytes(8).toString('hex');
 }
 
-export class LocalBackend implements Backend {
+export class LocalBackend implements Backend, WriterHost {
   readonly kind = 'local';
   readonly capabilities: BackendCapabilities = {
     atomicRename: true,
@@ -146,8 +119,14 @@ export class LocalBackend implements Backend {
 
   constructor(root: string, options: LocalBackendOptions = {}) {
     const abs = resolve(root);
-    mkdirSync(abs, { recursive: true });
-    this.root = realpathSync(abs);
+    try {
+      mkdirSync(abs, { recursive: true });
+      this.root = realpathSync(abs);
+      if (!statSync(this.root).isDirectory()) throw new VfsError('ENOTDIR', `share root ${abs} is not a directory`);
+    } catch (e) {
+      if (e instanceof VfsError) throw e;
+      throw new VfsError(toVfsError(e).code, `cannot use ${abs} as a share root: ${(e as Error).message}`, { cause: e });
+    }
     this.rootPrefix = this.root === '/' ? '/' : this.root + '/';
     this.fsync = options.fsync ?? true;
     this.procFd = existsSync('/proc/self/fd');
@@ -213,8 +192,9 @@ export class LocalBackend implements Backend {
         inside = real === this.root || real.startsWith(this.rootPrefix);
       } else {
         // No /proc: re-walk the parents uncached and check the descriptor is what the path names.
-        this.verifiedDirs.clear();
-        await this.parentOk(path);
+        for (let dir = parentPath(path); dir !== '/'; dir = parentPath(dir)) {
+          if (!(await fsp.lstat(this.abs(dir))).isDirectory()) throw new VfsError('ELOOP', undefined, { path: dir });
+        }
         const [a, b] = await Promise.all([fh.stat({ bigint: true }), fsp.lstat(this.abs(path), { bigint: true })]);
         inside = a.dev === b.dev && a.ino === b.ino;
       }
@@ -609,154 +589,3 @@ export class LocalBackend implements Backend {
   }
 }
 
-async function readAt(fh: FileHandle, offset: number, length: number): Promise<Buffer> {
-  const buf = Buffer.allocUnsafe(length);
-  let done = 0;
-  while (done < length) {
-    const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
-    if (bytesRead === 0) break;
-    done += bytesRead;
-  }
-  return done === length ? buf : buf.subarray(0, done);
-}
-
-async function applyMetaToHandle(fh: FileHandle, meta: SetMetadata): Promise<void> {
-  if (meta.mode !== undefined) await fh.chmod(meta.mode & 0o7777);
-  if (meta.uid !== undefined || meta.gid !== undefined) await fh.chown(meta.uid ?? -1, meta.gid ?? -1);
-  if (meta.atimeNs !== undefined || meta.mtimeNs !== undefined) {
-    let { atimeNs, mtimeNs } = meta;
-    if (atimeNs === undefined || mtimeNs === undefined) {
-      const st = await fh.stat({ bigint: true });
-      atimeNs ??= st.atimeNs;
-      mtimeNs ??= st.mtimeNs;
-    }
-    await fh.utimes(nsToSeconds(atimeNs), nsToSeconds(mtimeNs));
-  }
-}
-
-class LocalFile implements BackendFile {
-  private readonly fh: FileHandle;
-  private readonly path: string;
-  private closed = false;
-
-  constructor(fh: FileHandle, path: string) {
-    this.fh = fh;
-    this.path = path;
-  }
-
-  private live(): FileHandle {
-    if (this.closed) throw new VfsError('EBADF', undefined, { path: this.path });
-    return this.fh;
-  }
-
-  async read(offset: number, length: number): Promise<Buffer> {
-    try {
-      return await readAt(this.live(), offset, length);
-    } catch (e) {
-      throw toVfsError(e, this.path);
-    }
-  }
-
-  async write(offset: number, data: Uint8Array): Promise<number> {
-    try {
-      const fh = this.live();
-      let done = 0;
-      while (done < data.length) {
-        const { bytesWritten } = await fh.write(data, done, data.length - done, offset + done);
-        done += bytesWritten;
-      }
-      return done;
-    } catch (e) {
-      throw toVfsError(e, this.path);
-    }
-  }
-
-  async truncate(size: number): Promise<void> {
-    try {
-      await this.live().truncate(size);
-    } catch (e) {
-      throw toVfsError(e, this.path);
-    }
-  }
-
-  async sync(): Promise<void> {
-    try {
-      await this.live().datasync();
-    } catch (e) {
-      throw toVfsError(e, this.path);
-    }
-  }
-
-  async stat(): Promise<BackendStat> {
-    try {
-      return toStat(baseName(this.path), await this.live().stat({ bigint: true }));
-    } catch (e) {
-      throw toVfsError(e, this.path);
-    }
-  }
-
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    try {
-      await this.fh.close();
-    } catch (e) {
-      throw toVfsError(e, this.path);
-    }
-  }
-}
-
-class LocalWriter implements BackendWriter {
-  private readonly backend: LocalBackend;
-  private readonly fh: FileHandle;
-  private readonly path: string;
-  private readonly temp: string;
-  private readonly exclusive: boolean;
-  private position = 0;
-  private done = false;
-
-  constructor(backend: LocalBackend, fh: FileHandle, path: string, temp: string, exclusive: boolean) {
-    this.backend = backend;
-    this.fh = fh;
-    this.path = path;
-    this.temp = temp;
-    this.exclusive = exclusive;
-  }
-
-  async write(chunk: Uint8Array): Promise<void> {
-    if (this.done) throw new VfsError('EBADF', 'writer already finished', { path: this.path });
-    // Reserve the range before awaiting, so overlapping calls still land in order.
-    let pos = this.position;
-    this.position += chunk.length;
-    let off = 0;
-    try {
-      while (off < chunk.length) {
-        const { bytesWritten } = await this.fh.write(chunk, off, chunk.length - off, pos);
-        off += bytesWritten;
-        pos += bytesWritten;
-      }
-    } catch (e) {
-      throw toVfsError(e, this.path);
-    }
-  }
-
-  async commit(meta?: SetMetadata): Promise<BackendStat> {
-    if (this.done) throw new VfsError('EBADF', 'writer already finished', { path: this.path });
-    this.done = true;
-    try {
-      return await this.backend.publish(this.fh, this.temp, this.path, this.exclusive, meta);
-    } catch (e) {
-      await this.backend.discard(this.temp);
-      throw toVfsError(e, this.path);
-    } finally {
-      await this.fh.close().catch(() => {});
-    }
-  }
-
-  async abort(): Promise<void> {
-    if (this.done) return;
-    this.done = true;
-    await this.fh.close().catch(() => {});
-    await this.backend.discard(this.temp);
-  }
-}

@@ -158,13 +158,6 @@ export class MemoryBackend implements Backend {
     return node;
   }
 
-  private lookupDir(path: string): Map<string, { name: string; node: MemNode }> {
-    const node = this.lookup(path);
-    if (node.type === 'symlink') throw new VfsError('ELOOP', undefined, { path });
-    if (node.children === undefined) throw new VfsError('ENOTDIR', undefined, { path });
-    return node.children;
-  }
-
   /** The parent directory node of `path` (ENOENT/ENOTDIR/ELOOP as a lookup would). */
   private parentOf(path: string): MemNode {
     const dir = this.lookup(parentPath(path));

@@ -8,10 +8,12 @@
  *   file's owner in POSIX: `cp -p`, `rsync -a` and `tar x` all chmod what they write.
  * - Share-level `access` entries grant rights to users/groups ('*' = any authenticated user).
  *   Without entries, every authenticated user gets read and write.
- * - Path `rules` refine that: for a path and a right, the rule on the NEAREST ancestor-or-self path
- *   that names the principal (user, group or '*') and mentions the right decides; at that path a
- *   deny beats an allow. Paths compare segment by segment ('/fin' never covers '/finance'), and with
- *   the share's case sensitivity.
+ * - Path `rules` refine that: for a path and a right, the rules on the NEAREST ancestor-or-self path
+ *   that name the principal and mention the right decide. At that path the most specific rules
+ *   decide: ones naming the user beat ones naming one of its groups, which beat ones naming '*'
+ *   (so "deny '*', allow group finance" at one path means what it says); among equally specific
+ *   rules a deny beats an allow. Paths compare segment by segment ('/fin' never covers '/finance'),
+ *   and with the share's case sensitivity.
  * - Guests get read only, and only on shares with `guest: read`; a rule may still deny them.
  * - A read-only share refuses write and admin with EROFS rather than EACCES, so clients report
  *   "read-only file system" (NFS4ERR_ROFS, STATUS_MEDIA_WRITE_PROTECTED).
@@ -101,6 +103,13 @@ export class ShareAcl {
     return !p.guest && (Array.isArray(groups) ? groups.includes('*') : groups.has('*'));
   }
 
+  private static specificity(r: CompiledRule, p: Principal): number {
+    if (r.users.has(p.user)) return 2;
+    for (const g of p.groups) if (r.groups.has(g)) return 1;
+    if (!p.guest && (r.users.has('*') || r.groups.has('*'))) return 0;
+    return -1;
+  }
+
   /** Share-level grant, before path rules. */
   private shareGrants(p: Principal, right: Right): boolean {
     if (p.guest) return this.guestRead && right === 'read';
@@ -116,10 +125,18 @@ export class ShareAcl {
       for (let n = segs.length; n >= 0; n--) {
         const rules = this.rules.get('/' + segs.slice(0, n).join('/'));
         if (!rules) continue;
+        // Specificity classes: 2 = names the user, 1 = names a group of it, 0 = names '*'.
+        let best = -1;
         let allow = false;
         let deny = false;
         for (const r of rules) {
-          if (!ShareAcl.matches(r.users, r.groups, p)) continue;
+          if (!r.allow.has(right) && !r.deny.has(right)) continue;
+          const cls = ShareAcl.specificity(r, p);
+          if (cls < 0 || cls < best) continue;
+          if (cls > best) {
+            best = cls;
+            allow = deny = false;
+          }
           if (r.deny.has(right)) deny = true;
           if (r.allow.has(right)) allow = true;
         }

@@ -56,6 +56,7 @@ export class ConfigError extends Error {
 
 export interface LoadConfigOptions {
   file?: string;
+  /** Default: process.env. Pass {} to ignore the environment. */
   env?: NodeJS.ProcessEnv;
   /** Dotted keys from CLI flags, e.g. {'protocols.webdav.port': 0, 'server.stateDir': '/x'}; [i] indexes arrays. */
   overrides?: Record<string, unknown>;
@@ -70,7 +71,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): PorticoConfig {
   const origins = new Map<string, string>();
   const issues: ConfigIssue[] = [];
 
-  for (const o of envOverrides(opts.env ?? {}, issues)) {
+  for (const o of envOverrides(opts.env ?? process.env, issues)) {
     applyOverride(raw, o.keys, resolvePathsIn(o.keys, o.value, cwd), o.origin, origins, issues);
   }
   for (const [dotted, value] of Object.entries(opts.overrides ?? {})) {
@@ -445,9 +446,12 @@ function zodIssues(zissues: readonly z.core.$ZodIssue[], raw: unknown, origins: 
 
 function withOrigin(issue: ConfigIssue, origins: Map<string, string>): ConfigIssue {
   // The nearest ancestor that was set by an override tells the operator where to look.
-  for (let k = issue.key; k !== ''; k = k.replace(/(\.[^.[\]]+|\[\d+\]|^[^.[\]]+)$/, '')) {
+  for (let k = issue.key; k !== ''; ) {
     const o = origins.get(k);
     if (o !== undefined) return { ...issue, origin: o };
+    const parent = k.replace(/(\.[^.[\]]+|\[\d+\]|\["(?:[^"\\]|\\.)*"\]|^[^.[\]]+)$/, '');
+    if (parent === k) break;
+    k = parent;
   }
   return issue;
 }

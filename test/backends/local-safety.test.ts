@@ -145,7 +145,10 @@ describe('LocalBackend symlink confinement', () => {
     await rename(join(root, 'd'), join(base, 'd-moved'));
     await symlink(outside, join(root, 'd'));
     await rejectsWith(b.read('/d/secret.txt', 0, 100), 'ELOOP');
-    await rejectsWith(b.openFile('/d/secret.txt', { write: true }), 'ELOOP');
+    // O_TRUNC and O_CREAT must not take effect outside before the descriptor check.
+    await rejectsWith(b.openFile('/d/secret.txt', { write: true, truncate: true }), 'ELOOP');
+    await rejectsWith(b.openFile('/d/sub/new', { write: true, create: true }), 'ELOOP');
+    await rejectsWith(b.openFile('/d/sub/new2', { write: true, create: true, exclusive: true }), 'ELOOP');
     await rejectsWith(b.list('/d/sub', { limit: 10 }), 'ELOOP');
     await rejectsWith(b.truncate('/d/secret.txt', 0), 'ELOOP');
     const w = await b.createWriter('/d/sub/x').then(
@@ -205,6 +208,11 @@ describe('LocalBackend temp files and listing cache', () => {
     const a = await b.createWriter('/g');
     await a.abort();
     expect(await readdir(b.root)).toEqual(['f']);
+  });
+
+  it('refuses a root that is a file', async () => {
+    await writeFile(join(base, 'file'), 'x');
+    expect(() => new LocalBackend(join(base, 'file'))).toThrowError(expect.objectContaining({ name: 'VfsError' }));
   });
 
   it('cleanupTemps removes stale temp files only', async () => {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { MEMORY_OBJECTSTORE_CAPABILITIES, MemoryBackend } from '../../backends/memory/memory-backend.ts';
 import { instrumentBackend } from '../../src/metrics/instrumented-backend.ts';
 import { Metrics } from '../../src/metrics/metrics.ts';
 import type { Backend, BackendCapabilities, BackendStat } from '../../src/vfs/backend.ts';
@@ -150,5 +151,40 @@ describe('instrumentBackend', () => {
     await expect(b.statfs()).rejects.toBe(boom);
     const text = await metrics.metricsText();
     expect(value(text, 'portico_backend_errors_total{backend="x",op="statfs",code="EIO"}')).toBe(1);
+  });
+
+  it('wraps the real MemoryBackend: optional methods follow its capabilities', async () => {
+    const metrics = new Metrics({ defaultMetrics: false });
+    const posix = instrumentBackend(new MemoryBackend(), metrics, 'mem');
+    expect(posix.kind).toBe('memory');
+    expect(typeof posix.rename).toBe('function');
+    expect(typeof posix.symlink).toBe('function');
+    expect(typeof posix.readlink).toBe('function');
+
+    await posix.mkdir('/d');
+    await expect(posix.mkdir('/d')).rejects.toMatchObject({ code: 'EEXIST' });
+    const w = await posix.createWriter('/d/f');
+    await w.write(Buffer.from('abc'));
+    await w.commit();
+    await posix.symlink!('/d/f', '/l');
+    expect(await posix.readlink!('/l')).toBe('/d/f');
+    await posix.rename!('/d/f', '/d/g');
+    await expect(posix.rmdir('/d')).rejects.toMatchObject({ code: 'ENOTEMPTY' });
+
+    const objectStore = instrumentBackend(new MemoryBackend({ capabilities: MEMORY_OBJECTSTORE_CAPABILITIES }), metrics, 'obj');
+    expect(objectStore.rename).toBeUndefined();
+    expect(objectStore.link).toBeUndefined();
+    expect(objectStore.symlink).toBeUndefined();
+
+    const text = await metrics.metricsText();
+    const s = (op: string, status: string): number | undefined =>
+      value(text, `portico_backend_requests_total{backend="mem",op="${op}",status="${status}"}`);
+    expect(s('mkdir', 'ok')).toBe(1);
+    expect(s('mkdir', 'EEXIST')).toBe(1);
+    expect(s('symlink', 'ok')).toBe(1);
+    expect(s('readlink', 'ok')).toBe(1);
+    expect(s('rename', 'ok')).toBe(1);
+    expect(s('rmdir', 'ENOTEMPTY')).toBe(1);
+    expect(value(text, 'portico_backend_errors_total{backend="mem",op="rmdir",code="ENOTEMPTY"}')).toBe(1);
   });
 });
