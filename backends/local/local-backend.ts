@@ -99,6 +99,7 @@ export class LocalBackend implements Backend, WriterHost {
     birthTime: true,
     maxFileSize: Number.MAX_SAFE_INTEGER,
     maxNameBytes: 255,
+    reservedPrefix: TEMP_PREFIX,
   };
   /** Absolute, symlink-free path of the share root. */
   readonly root: string;

@@ -2,15 +2,14 @@
  * A pass-through Backend that times and counts every call, in the manner of a stacked Samba VFS
  * module: the VFS sees an ordinary Backend and never knows it is being measured.
  *
- * Cost per call: one performance.now() pair and two pre-bound metric updates. Label children for
- * the success path are resolved once per (backend, op) at wrap time; error children are resolved
- * on demand since errors are the slow path anyway.
+ * Cost per call: one performance.now() pair and a few additions on an OpStats resolved once per
+ * (backend, op) at wrap time (metrics.ts explains why not prom-client's own counters here). Series
+ * appear in /metrics only once an op has been called.
  *
  * Optional methods (rename, copy, symlink, readlink, link) are defined only when the inner backend
  * has them, because the VFS treats their presence as part of the capability contract.
  */
 import { performance } from 'node:perf_hooks';
-import type { Counter, Histogram } from 'prom-client';
 import type {
   Backend,
   BackendFile,
@@ -24,38 +23,26 @@ import type {
   WriterOptions,
 } from '../vfs/backend.ts';
 import { VfsError } from '../vfs/errors.ts';
-import type { Metrics } from './metrics.ts';
+import type { Metrics, OpStats } from './metrics.ts';
 
 /** Times one operation name for one backend label. */
 class OpMeter {
-  private readonly metrics: Metrics;
-  private readonly label: string;
-  private readonly op: string;
-  private readonly okCount: Counter.Internal;
-  private readonly duration: Histogram.Internal<'backend' | 'op'>;
+  private readonly stats: OpStats;
 
   constructor(metrics: Metrics, label: string, op: string) {
-    this.metrics = metrics;
-    this.label = label;
-    this.op = op;
-    this.okCount = metrics.backendRequestsTotal.labels(label, op, 'ok');
-    this.duration = metrics.backendRequestDuration.labels(label, op);
+    this.stats = metrics.backendStats(label, op);
   }
 
   /** Records a success started at t0 (performance.now()) and passes the result through. */
   ok<T>(t0: number, value: T): T {
-    this.duration.observe((performance.now() - t0) / 1000);
-    this.okCount.inc();
+    this.stats.recordOk((performance.now() - t0) / 1000);
     return value;
   }
 
   /** Records a failure started at t0 and returns the error so the caller can rethrow it. */
   fail(t0: number, err: unknown): unknown {
-    this.duration.observe((performance.now() - t0) / 1000);
     // A non-VfsError from a backend is a bug there; the protocols will treat it as EIO, so count it as such.
-    const code = err instanceof VfsError ? err.code : 'EIO';
-    this.metrics.backendRequestsTotal.labels(this.label, this.op, code).inc();
-    this.metrics.backendErrorsTotal.labels(this.label, this.op, code).inc();
+    this.stats.record(err instanceof VfsError ? err.code : 'EIO', (performance.now() - t0) / 1000);
     return err;
   }
 }

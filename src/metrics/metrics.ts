@@ -11,12 +11,129 @@
  * - `status`: 'ok' or a VfsError code (ENOENT, EACCES...), never free text, so cardinality stays bounded.
  * - `backend`: the share name the backend serves.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 
 /** 100 µs .. 10 s: a cached stat is ~100 µs, an S3 multipart commit can take seconds. */
 export const DURATION_BUCKETS = [
   0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 ];
+const BUCKET_LABELS = [...DURATION_BUCKETS.map(String), '+Inf'];
+
+/**
+ * Accumulators for one (protocol|backend, op) pair: outcome counts and a latency histogram.
+ *
+ * Why not prom-client's Counter/Histogram on the hot path: every `inc`/`observe` there builds a
+ * label object and a hash string, ~1 µs and several allocations per call, which is more than a
+ * cached backend stat costs. Here a call is a few additions on numbers held by a long-lived object;
+ * the registry turns them into exposition text only when /metrics is scraped.
+ */
+export class OpStats {
+  ok = 0;
+  /** Non-ok outcomes by VfsError code. */
+  readonly failures = new Map<string, number>();
+  count = 0;
+  sum = 0;
+  /** Per-bucket (non-cumulative) counts; the last slot is +Inf. */
+  readonly buckets = new Float64Array(DURATION_BUCKETS.length + 1);
+
+  /** `status` is 'ok' or a VfsError code. */
+  record(status: string, seconds: number): void {
+    if (status === 'ok') this.ok++;
+    else this.failures.set(status, (this.failures.get(status) ?? 0) + 1);
+    this.observe(seconds);
+  }
+
+  recordOk(seconds: number): void {
+    this.ok++;
+    this.observe(seconds);
+  }
+
+  private observe(seconds: number): void {
+    this.count++;
+    this.sum += seconds;
+    let i = 0;
+    // Prometheus buckets are `le` (<=) upper bounds.
+    while (i < DURATION_BUCKETS.length && seconds > DURATION_BUCKETS[i]!) i++;
+    this.buckets[i]!++;
+  }
+}
+
+interface MetricValue {
+  labels: Record<string, string>;
+  value: number;
+  metricName?: string;
+}
+
+/**
+ * A family of OpStats keyed by two labels (protocol/backend and op), exposed as a counter with a
+ * status label, a histogram, and optionally an errors-only counter with a code label.
+ */
+class OpFamily {
+  private readonly byKey = new Map<string, Map<string, OpStats>>();
+
+  constructor(
+    registry: Registry,
+    keyLabel: string,
+    names: { total: string; totalHelp: string; duration: string; durationHelp: string; errors?: string; errorsHelp?: string },
+  ) {
+    const custom = (name: string, help: string, type: 'counter' | 'histogram', values: () => MetricValue[]): void => {
+      const metric = {
+        name,
+        help,
+        type,
+        aggregator: 'sum',
+        get: async () => ({ name, help, type, aggregator: 'sum', values: values() }),
+        reset: () => this.byKey.clear(),
+      };
+      registry.registerMetric(metric as unknown as Metric);
+    };
+    custom(names.total, names.totalHelp, 'counter', () => {
+      const out: MetricValue[] = [];
+      this.each((key, op, s) => {
+        if (s.ok > 0) out.push({ labels: { [keyLabel]: key, op, status: 'ok' }, value: s.ok });
+        for (const [code, n] of s.failures) out.push({ labels: { [keyLabel]: key, op, status: code }, value: n });
+      });
+      return out;
+    });
+    if (names.errors !== undefined) {
+      custom(names.errors, names.errorsHelp ?? '', 'counter', () => {
+        const out: MetricValue[] = [];
+        this.each((key, op, s) => {
+          for (const [code, n] of s.failures) out.push({ labels: { [keyLabel]: key, op, code }, value: n });
+        });
+        return out;
+      });
+    }
+    const duration = names.duration;
+    custom(duration, names.durationHelp, 'histogram', () => {
+      const out: MetricValue[] = [];
+      this.each((key, op, s) => {
+        let acc = 0;
+        for (let i = 0; i < BUCKET_LABELS.length; i++) {
+          acc += s.buckets[i]!;
+          out.push({ metricName: `${duration}_bucket`, labels: { le: BUCKET_LABELS[i]!, [keyLabel]: key, op }, value: acc });
+        }
+        out.push({ metricName: `${duration}_sum`, labels: { [keyLabel]: key, op }, value: s.sum });
+        out.push({ metricName: `${duration}_count`, labels: { [keyLabel]: key, op }, value: s.count });
+      });
+      return out;
+    });
+  }
+
+  /** The accumulator for (key, op), created on first use; callers on hot paths keep the reference. */
+  get(key: string, op: string): OpStats {
+    let ops = this.byKey.get(key);
+    if (!ops) this.byKey.set(key, (ops = new Map()));
+    let s = ops.get(op);
+    if (!s) ops.set(op, (s = new OpStats()));
+    return s;
+  }
+
+  private each(fn: (key: string, op: string, s: OpStats) => void): void {
+    for (const [key, ops] of this.byKey) for (const [op, s] of ops) if (s.count > 0) fn(key, op, s);
+  }
+
+}
 
 export interface MetricsOptions {
   /** Process metrics (CPU, memory, event loop lag, GC). Default true. */
@@ -26,16 +143,15 @@ export interface MetricsOptions {
 export class Metrics {
   readonly registry: Registry;
 
-  readonly requestsTotal: Counter<'protocol' | 'op' | 'status'>;
-  readonly requestDuration: Histogram<'protocol' | 'op'>;
+  /** portico_requests_total + portico_request_duration_seconds, by protocol and op. */
+  private readonly requests: OpFamily;
   readonly bytesRead: Counter<'protocol'>;
   readonly bytesWritten: Counter<'protocol'>;
   readonly sessionsOpen: Gauge<'protocol'>;
   readonly connectionsOpen: Gauge<'protocol'>;
 
-  readonly backendRequestsTotal: Counter<'backend' | 'op' | 'status'>;
-  readonly backendErrorsTotal: Counter<'backend' | 'op' | 'code'>;
-  readonly backendRequestDuration: Histogram<'backend' | 'op'>;
+  /** portico_backend_requests_total, portico_backend_errors_total, portico_backend_request_duration_seconds. */
+  private readonly backendOps: OpFamily;
 
   readonly cacheHits: Counter<'cache'>;
   readonly cacheMisses: Counter<'cache'>;
@@ -49,18 +165,11 @@ export class Metrics {
     const registers = [this.registry];
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
 
-    this.requestsTotal = new Counter({
-      name: 'portico_requests_total',
-      help: 'Protocol requests handled, by outcome (ok or VfsError code)',
-      labelNames: ['protocol', 'op', 'status'],
-      registers,
-    });
-    this.requestDuration = new Histogram({
-      name: 'portico_request_duration_seconds',
-      help: 'Protocol request latency',
-      labelNames: ['protocol', 'op'],
-      buckets: DURATION_BUCKETS,
-      registers,
+    this.requests = new OpFamily(this.registry, 'protocol', {
+      total: 'portico_requests_total',
+      totalHelp: 'Protocol requests handled, by outcome (ok or VfsError code)',
+      duration: 'portico_request_duration_seconds',
+      durationHelp: 'Protocol request latency',
     });
     this.bytesRead = new Counter({
       name: 'portico_bytes_read_total',
@@ -86,24 +195,13 @@ export class Metrics {
       labelNames: ['protocol'],
       registers,
     });
-    this.backendRequestsTotal = new Counter({
-      name: 'portico_backend_requests_total',
-      help: 'Backend calls, by outcome (ok or VfsError code)',
-      labelNames: ['backend', 'op', 'status'],
-      registers,
-    });
-    this.backendErrorsTotal = new Counter({
-      name: 'portico_backend_errors_total',
-      help: 'Backend calls that failed, by VfsError code',
-      labelNames: ['backend', 'op', 'code'],
-      registers,
-    });
-    this.backendRequestDuration = new Histogram({
-      name: 'portico_backend_request_duration_seconds',
-      help: 'Backend call latency',
-      labelNames: ['backend', 'op'],
-      buckets: DURATION_BUCKETS,
-      registers,
+    this.backendOps = new OpFamily(this.registry, 'backend', {
+      total: 'portico_backend_requests_total',
+      totalHelp: 'Backend calls, by outcome (ok or VfsError code)',
+      errors: 'portico_backend_errors_total',
+      errorsHelp: 'Backend calls that failed, by VfsError code',
+      duration: 'portico_backend_request_duration_seconds',
+      durationHelp: 'Backend call latency',
     });
     this.cacheHits = new Counter({ name: 'portico_cache_hits_total', help: 'Cache hits', labelNames: ['cache'], registers });
     this.cacheMisses = new Counter({ name: 'portico_cache_misses_total', help: 'Cache misses', labelNames: ['cache'], registers });
@@ -124,8 +222,22 @@ export class Metrics {
 
   /** One finished protocol request. `status` is 'ok' or a VfsError code. */
   observeRequest(protocol: string, op: string, status: string, seconds: number): void {
-    this.requestsTotal.labels(protocol, op, status).inc();
-    this.requestDuration.labels(protocol, op).observe(seconds);
+    this.requests.get(protocol, op).record(status, seconds);
+  }
+
+  /** The accumulator behind observeRequest, for a protocol that wants to keep it per op. */
+  requestStats(protocol: string, op: string): OpStats {
+    return this.requests.get(protocol, op);
+  }
+
+  /** The accumulator for one backend (share) and method; see instrumented-backend.ts. */
+  backendStats(backend: string, op: string): OpStats {
+    return this.backendOps.get(backend, op);
+  }
+
+  /** One backend call outside the instrumented wrapper (e.g. a retried S3 request). */
+  observeBackend(backend: string, op: string, status: string, seconds: number): void {
+    this.backendOps.get(backend, op).record(status, seconds);
   }
 
   addBytes(protocol: string, direction: 'read' | 'write', n: number): void {

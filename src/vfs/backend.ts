@@ -48,6 +48,11 @@ export interface BackendCapabilities {
   maxFileSize: number;
   /** Longest single name, in UTF-8 bytes. */
   maxNameBytes: number;
+  /**
+   * Names starting with this prefix are the backend's own (local: atomic-write temp files). They are
+   * hidden from listings, so the VFS refuses to let a client create or address one.
+   */
+  reservedPrefix?: string;
 }
 
 export interface BackendStat {

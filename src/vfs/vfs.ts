@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
 import type { Backend, BackendStat } from './backend.ts';
 import { VfsError, isVfsError, toVfsError } from './errors.ts';
-import { baseName, isSameOrDescendant, joinPath, normalizePath, parentPath } from './path.ts';
+import { baseName, isSameOrDescendant, joinPath, parentPath } from './path.ts';
 import { Volume, type VolumeOptions } from './volume.ts';
 import { ChangeTracker } from './change-tracker.ts';
 import { WriteStage } from './write-stage.ts';
@@ -133,7 +133,7 @@ export class Vfs {
 
   async getattr(volume: string, path: string): Promise<FileAttr> {
     const v = this.volume(volume);
-    const p = normalizePath(path, v.backend.capabilities.maxNameBytes);
+    const p = v.normalize(path);
     const r = await this.existing(v, p);
     return this.attr(v, v.row(r.path), r.stat);
   }
@@ -147,7 +147,7 @@ export class Vfs {
   ancestors(volume: string, path: string): FileId[] {
     const v = this.volume(volume);
     const out: FileId[] = [];
-    let p = normalizePath(path);
+    let p = v.normalize(path);
     while (p !== '/') {
       p = parentPath(p);
       out.unshift(v.row(p).id);
@@ -173,7 +173,7 @@ export class Vfs {
 
   async open(volume: string, path: string, opts: OpenOptions): Promise<Handle> {
     const v = this.volume(volume);
-    const p = normalizePath(path, v.backend.capabilities.maxNameBytes);
+    const p = v.normalize(path);
     const disp = opts.disposition ?? 'open';
     const expect = opts.expect ?? 'any';
     const share = opts.share ?? SHARE_ALL;
@@ -424,7 +424,7 @@ export class Vfs {
 
   async mkdir(volume: string, path: string, mode?: number): Promise<FileAttr> {
     const v = this.volume(volume);
-    const p = normalizePath(path, v.backend.capabilities.maxNameBytes);
+    const p = v.normalize(path);
     const r = await v.resolve(p);
     if (r.stat) throw new VfsError('EEXIST', undefined, { path: p });
     const st = await v.backend.mkdir(r.path, mode ?? 0o755);
@@ -435,7 +435,7 @@ export class Vfs {
 
   async unlink(volume: string, path: string): Promise<void> {
     const v = this.volume(volume);
-    const p = normalizePath(path);
+    const p = v.normalize(path);
     const r = await this.existing(v, p);
     if (r.stat.type === 'dir') throw new VfsError('EISDIR', undefined, { path: p });
     const id = v.row(r.path).id;
@@ -464,7 +464,7 @@ export class Vfs {
 
   async rmdir(volume: string, path: string): Promise<void> {
     const v = this.volume(volume);
-    const p = normalizePath(path);
+    const p = v.normalize(path);
     if (p === '/') throw new VfsError('EBUSY', 'cannot remove the share root', { path: p });
     const r = await this.existing(v, p);
     if (r.stat.type !== 'dir') throw new VfsError('ENOTDIR', undefined, { path: p });
@@ -488,9 +488,8 @@ export class Vfs {
    */
   async rename(volume: string, from: string, to: string, options: { replace?: boolean } = {}): Promise<void> {
     const v = this.volume(volume);
-    const max = v.backend.capabilities.maxNameBytes;
-    const f = normalizePath(from, max);
-    const t = normalizePath(to, max);
+    const f = v.normalize(from);
+    const t = v.normalize(to);
     if (f === '/' || t === '/') throw new VfsError('EBUSY', 'cannot rename the share root');
     if (f === t) {
       await this.existing(v, f);
@@ -589,9 +588,8 @@ export class Vfs {
    */
   async copy(volume: string, from: string, to: string, options: { replace?: boolean; depth?: 0 | 'infinity' } = {}): Promise<TreeError[]> {
     const v = this.volume(volume);
-    const max = v.backend.capabilities.maxNameBytes;
-    const f = normalizePath(from, max);
-    const t = normalizePath(to, max);
+    const f = v.normalize(from);
+    const t = v.normalize(to);
     if (f === t) throw new VfsError('EINVAL', 'source and destination are the same', { path: t });
     const src = await this.existing(v, f);
     if (src.stat.type === 'dir' && (options.depth ?? 'infinity') === 'infinity' && isSameOrDescendant(t, f)) {
@@ -636,7 +634,7 @@ export class Vfs {
    */
   async removeTree(volume: string, path: string): Promise<TreeError[]> {
     const v = this.volume(volume);
-    const p = normalizePath(path);
+    const p = v.normalize(path);
     if (p === '/') throw new VfsError('EBUSY', 'cannot remove the share root', { path: p });
     const r = await this.existing(v, p);
     const errors: TreeError[] = [];
@@ -666,7 +664,7 @@ export class Vfs {
   async symlink(volume: string, target: string, path: string): Promise<FileAttr> {
     const v = this.volume(volume);
     if (!v.backend.capabilities.symlinks || !v.backend.symlink) throw new VfsError('ENOTSUP', 'backend has no symbolic links');
-    const p = normalizePath(path, v.backend.capabilities.maxNameBytes);
+    const p = v.normalize(path);
     if (target.length === 0 || target.includes('\0') || Buffer.byteLength(target) > 4096) throw new VfsError('EINVAL', 'bad symlink target');
     const r = await v.resolve(p);
     if (r.stat) throw new VfsError('EEXIST', undefined, { path: p });
@@ -678,7 +676,7 @@ export class Vfs {
 
   async readlink(volume: string, path: string): Promise<string> {
     const v = this.volume(volume);
-    const r = await this.existing(v, normalizePath(path));
+    const r = await this.existing(v, v.normalize(path));
     if (r.stat.type !== 'symlink' || !v.backend.readlink) throw new VfsError('EINVAL', 'not a symbolic link', { path });
     return v.backend.readlink(r.path);
   }
@@ -687,9 +685,9 @@ export class Vfs {
   async link(volume: string, existingPath: string, path: string): Promise<FileAttr> {
     const v = this.volume(volume);
     if (!v.backend.capabilities.hardLinks || !v.backend.link) throw new VfsError('ENOTSUP', 'backend has no hard links');
-    const src = await this.existing(v, normalizePath(existingPath));
+    const src = await this.existing(v, v.normalize(existingPath));
     if (src.stat.type === 'dir') throw new VfsError('EPERM', 'cannot hard-link a directory');
-    const p = normalizePath(path, v.backend.capabilities.maxNameBytes);
+    const p = v.normalize(path);
     const r = await v.resolve(p);
     if (r.stat) throw new VfsError('EEXIST', undefined, { path: p });
     const st = await v.backend.link(src.path, r.path);
@@ -700,7 +698,7 @@ export class Vfs {
 
   async setattr(volume: string, path: string, set: SetAttr): Promise<FileAttr> {
     const v = this.volume(volume);
-    const r = await this.existing(v, normalizePath(path));
+    const r = await this.existing(v, v.normalize(path));
     return this.applySetattr(v, r.path, r.stat, set);
   }
 
@@ -751,7 +749,7 @@ export class Vfs {
    */
   async readdir(volume: string, path: string, options: ReaddirOptions = {}): Promise<ReaddirResult> {
     const v = this.volume(volume);
-    const r = await this.existing(v, normalizePath(path));
+    const r = await this.existing(v, v.normalize(path));
     if (r.stat.type !== 'dir') throw new VfsError('ENOTDIR', undefined, { path });
     const limit = Math.min(Math.max(1, options.limit ?? READDIR_DEFAULT), READDIR_MAX);
     const dirRow = v.row(r.path);
@@ -789,14 +787,14 @@ export class Vfs {
 
   async getProps(volume: string, path: string): Promise<PropRow[]> {
     const v = this.volume(volume);
-    const r = await this.existing(v, normalizePath(path));
+    const r = await this.existing(v, v.normalize(path));
     return this.store.getProps(v.row(r.path).id);
   }
 
   /** Atomic: every change applies or none does. */
   async setProps(volume: string, path: string, changes: PropChange[]): Promise<void> {
     const v = this.volume(volume);
-    const r = await this.existing(v, normalizePath(path));
+    const r = await this.existing(v, v.normalize(path));
     const row = v.row(r.path);
     this.store.setProps(row.id, changes);
     this.emit(v, 'attrib', row.id, r.path, r.stat.type);

@@ -6,7 +6,7 @@
 import { LRUCache } from 'lru-cache';
 import type { Backend, BackendStat } from './backend.ts';
 import { VfsError, isVfsError } from './errors.ts';
-import { baseName, joinPath, nameKey, normalizeName, parentPath, splitPath } from './path.ts';
+import { baseName, joinPath, nameKey, normalizeName, normalizePath, parentPath, splitPath } from './path.ts';
 import type { MetadataStore, NodeRow } from '../store/metadata-store.ts';
 import type { FileId } from './types.ts';
 
@@ -42,6 +42,17 @@ export class Volume {
     this.foldCase = !this.caseSensitive && backend.capabilities.caseSensitive;
     this.rootId = store.rootId(name);
     this.rows = new LRUCache({ max: 100_000 });
+  }
+
+  /** The one entry point for client paths on this volume: validated, normalised, no reserved names. */
+  normalize(path: string): string {
+    const caps = this.backend.capabilities;
+    const p = normalizePath(path, caps.maxNameBytes);
+    const reserved = caps.reservedPrefix;
+    if (reserved !== undefined && (p.startsWith('/' + reserved) || p.includes('/' + reserved))) {
+      throw new VfsError('EINVAL', `names starting with ${reserved} are reserved`, { path: p });
+    }
+    return p;
   }
 
   key(name: string): string {

@@ -124,4 +124,26 @@ describe('admin server', () => {
     expect(await a.metricsText()).toContain('process_cpu_user_seconds_total');
     expect(await b.metricsText()).not.toContain('portico_requests_total{');
   });
+
+  it('request histograms: le buckets are inclusive and cumulative, with +Inf, _sum and _count', async () => {
+    const m = new Metrics({ defaultMetrics: false });
+    m.observeRequest('nfs', 'WRITE', 'ok', 0.001);
+    m.observeRequest('nfs', 'WRITE', 'EROFS', 0.003);
+    m.observeRequest('nfs', 'WRITE', 'ok', 42);
+    const text = await m.metricsText();
+    const line = (le: string): string => `portico_request_duration_seconds_bucket{le="${le}",protocol="nfs",op="WRITE"}`;
+    expect(text).toContain(`${line('0.0005')} 0\n`);
+    expect(text).toContain(`${line('0.001')} 1\n`);
+    expect(text).toContain(`${line('0.005')} 2\n`);
+    expect(text).toContain(`${line('10')} 2\n`);
+    expect(text).toContain(`${line('+Inf')} 3\n`);
+    expect(text).toContain('portico_request_duration_seconds_count{protocol="nfs",op="WRITE"} 3\n');
+    expect(text).toContain('portico_request_duration_seconds_sum{protocol="nfs",op="WRITE"} 42.004\n');
+    expect(text).toContain('portico_requests_total{protocol="nfs",op="WRITE",status="ok"} 2\n');
+    expect(text).toContain('portico_requests_total{protocol="nfs",op="WRITE",status="EROFS"} 1\n');
+    expect(text).toContain('# TYPE portico_request_duration_seconds histogram');
+    // Registry JSON export (used by some exporters) works with these families too.
+    const json = await m.registry.getMetricsAsJSON();
+    expect(json.map((j) => j.name)).toContain('portico_backend_errors_total');
+  });
 });

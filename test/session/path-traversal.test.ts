@@ -94,6 +94,14 @@ describe('hostile path corpus on a local share', () => {
     expect(normalizePath('%2e%2e')).toBe('/%2e%2e');
   });
 
+  it('names reserved by the backend (atomic-write temp files) cannot be created or addressed', async () => {
+    for (const p of ['/.portico-tmp-0123', '/a/.portico-tmp-x', '/.portico-tmp-d/f']) {
+      await expect(s.open('s', p, { access: RW, disposition: 'create', owner: 'o' })).rejects.toMatchObject({ code: 'EINVAL' });
+      await expect(s.getattr('s', p)).rejects.toMatchObject({ code: 'EINVAL' });
+    }
+    await expect(s.mkdir('s', '/.portico-tmp-dir')).rejects.toMatchObject({ code: 'EINVAL' });
+  });
+
   const ops: [string, (s: Session, p: string) => Promise<unknown>][] = [
     ['getattr', (s, p) => s.getattr('s', p)],
     ['readdir', (s, p) => s.readdir('s', p)],
