@@ -570,6 +570,15 @@ export class LocalBackend implements Backend, WriterHost {
    * Removes temp files left by writers that never committed (crash, kill) and are older than
    * `maxAgeMs`. Walks the whole tree without following symlinks; returns how many were removed.
    */
+  /**
+   * Temp files older than a minute at startup belong to writes that died with a previous process
+   * (a live write renames its temp file within its own request); younger ones may be another
+   * process's write in progress on the same directory, so they are left alone.
+   */
+  recover(): Promise<number> {
+    return this.cleanupTemps(60_000);
+  }
+
   async cleanupTemps(maxAgeMs: number): Promise<number> {
     const cutoff = Date.now() - maxAgeMs;
     let removed = 0;

@@ -208,5 +208,7 @@ export function instrumentBackend(backend: Backend, metrics: Metrics, label: str
       try { return m.link.ok(t, await link(existing, path)); } catch (e) { throw m.link.fail(t, e); }
     };
   }
+  // Startup-only maintenance: forwarded without timing.
+  if (b.recover) wrapped.recover = b.recover.bind(b);
   return wrapped;
 }

@@ -22,6 +22,8 @@ import type { PorticoConfig } from '../config/schema.ts';
 import { createAuditLogger, createLogger, type Logger } from '../log/logger.ts';
 import { instrumentBackend } from '../metrics/instrumented-backend.ts';
 import { Metrics } from '../metrics/metrics.ts';
+import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { SessionManager } from '../session/session-manager.ts';
 import { MetadataStore } from '../store/metadata-store.ts';
 import type { Backend } from '../vfs/backend.ts';
@@ -133,9 +135,20 @@ export class Gateway {
       const backend = await createBackend(share.source, share.options);
       this.backends.set(share.name, instrumentBackend(backend, this.metrics, share.name));
     }
-    const vfs = (this.vfs = new Vfs({ store }));
+    // Write stages of a previous run are dead (their handles died with it): start empty.
+    const stageDir = join(server.stateDir, 'stage');
+    rmSync(stageDir, { recursive: true, force: true });
+    const vfs = (this.vfs = new Vfs({ store, stageDir }));
     for (const share of this.config.shares) {
       vfs.addVolume(share.name, this.backends.get(share.name)!, { caseSensitive: share.caseSensitive, readOnly: share.readOnly });
+    }
+    for (const [name, backend] of this.backends) {
+      if (!backend.recover) continue;
+      // In the background: a large tree must not delay start-up.
+      backend.recover().then(
+        (n) => n > 0 && this.logger.info({ share: name, removed: n }, 'removed leftovers of interrupted writes'),
+        (err: unknown) => this.logger.warn({ share: name, err }, 'startup recovery failed'),
+      );
     }
     this.sessions = new SessionManager({
       vfs,
@@ -231,9 +244,13 @@ export class Gateway {
 
   /**
    * SIGTERM/SIGINT: graceful stop then exit(0) (exit(1) if shutdown failed); a second signal exits(1)
-   * immediately. Returns a function that removes the handlers.
+   * immediately. Returns a function that removes the handlers. `exit` and `signals` are replaceable
+   * for tests.
    */
-  installSignalHandlers(exit: (code: number) => void = (code) => process.exit(code)): () => void {
+  installSignalHandlers(
+    exit: (code: number) => void = (code) => process.exit(code),
+    signals: Pick<NodeJS.EventEmitter, 'on' | 'off'> = process,
+  ): () => void {
     let received = false;
     const onSignal = (signal: NodeJS.Signals): void => {
       if (received) {
@@ -248,11 +265,11 @@ export class Gateway {
         () => exit(1),
       );
     };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
+    signals.on('SIGTERM', onSignal);
+    signals.on('SIGINT', onSignal);
     return () => {
-      process.off('SIGTERM', onSignal);
-      process.off('SIGINT', onSignal);
+      signals.off('SIGTERM', onSignal);
+      signals.off('SIGINT', onSignal);
     };
   }
 }

@@ -198,6 +198,12 @@ export interface Backend {
   /** Sets a file's size (extends with zeros, or shortens). */
   truncate(path: string, size: number): Promise<void>;
   statfs(): Promise<StatFs>;
+  /**
+   * Startup recovery, run once in the background after the gateway starts: remove what a crashed
+   * process left behind (local: atomic-write temp files; S3: orphaned multipart uploads, journals).
+   * Returns how many items it cleaned.
+   */
+  recover?(): Promise<number>;
   /** Resolves when the backend is reachable (used by /ready); rejects with a VfsError otherwise. */
   check(): Promise<void>;
   close(): Promise<void>;

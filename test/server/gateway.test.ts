@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -127,6 +128,32 @@ describe('Gateway', () => {
     await expect(gateway!.start()).rejects.toMatchObject({ code: 'ENOTSUP' });
     expect(plugin.ctx).toBeUndefined();
     expect(gateway!.store!.db.isOpen).toBe(false);
+  });
+
+  it('first signal stops gracefully then exits 0; a second one exits 1 at once', async () => {
+    const { plugin } = await setup();
+    let release!: () => void;
+    const draining = new Promise<void>((r) => (release = r));
+    plugin.stop = async (graceMs: number) => {
+      plugin.stoppedWith = graceMs;
+      await draining;
+    };
+    await gateway!.start();
+    const signals = new EventEmitter();
+    const exits: number[] = [];
+    const remove = gateway!.installSignalHandlers((code) => exits.push(code), signals);
+    signals.emit('SIGTERM', 'SIGTERM');
+    await new Promise((r) => setTimeout(r, 20));
+    expect(plugin.stoppedWith).toBe(1234);
+    expect(exits).toEqual([]);
+    signals.emit('SIGINT', 'SIGINT');
+    expect(exits).toEqual([1]);
+    release();
+    await gateway!.stop();
+    await new Promise((r) => setImmediate(r));
+    expect(exits).toEqual([1, 0]);
+    remove();
+    expect(signals.listenerCount('SIGTERM')).toBe(0);
   });
 
   it('helpers: protocolEnabled, loopbackOnly, randomPassword', () => {

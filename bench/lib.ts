@@ -1,0 +1,193 @@
+/**
+ * Shared pieces of the benchmarks: the real Portico stack (session -> VFS -> instrumented
+ * LocalBackend, with Prometheus metrics and a file audit log switched on, wired as
+ * src/server/gateway.ts wires a share), timing,
+ * memory sampling and the report table.
+ *
+ * The stack is built here from src/ rather than taken from test/helpers, so the benchmark does not
+ * depend on test code.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { MetadataStore } from '../src/store/metadata-store.ts';
+import { Vfs } from '../src/vfs/vfs.ts';
+import { VfsError } from '../src/vfs/errors.ts';
+import { SessionManager } from '../src/session/session-manager.ts';
+import type { Session } from '../src/session/session.ts';
+import type { Authenticator, Principal } from '../src/auth/authenticator.ts';
+import { Metrics } from '../src/metrics/metrics.ts';
+import { instrumentBackend } from '../src/metrics/instrumented-backend.ts';
+import { createAuditLogger, createLogger } from '../src/log/logger.ts';
+import { LocalBackend } from '../backends/local/local-backend.ts';
+
+export const benchUser: Principal = { user: 'bench', uid: 1001, gid: 1001, groups: ['staff'], guest: false };
+
+/** The benchmark hands its principal to the session directly; no login ever happens. */
+const noLogins: Authenticator = {
+  authenticate: async () => {
+    throw new VfsError('EAUTH');
+  },
+  ntHash: async () => undefined,
+  recordResult: () => undefined,
+  checkThrottle: () => undefined,
+  principalFor: async () => undefined,
+  principalForUid: async () => undefined,
+  guest: () => ({ user: 'guest', uid: 65534, gid: 65534, groups: [], guest: true }),
+};
+
+export interface PorticoStack {
+  session: Session;
+  vfs: Vfs;
+  metrics: Metrics;
+  /** Directory the LocalBackend serves (share "s"). */
+  root: string;
+  auditFile: string;
+  close(): Promise<void>;
+}
+
+/** One share "s" over a LocalBackend at `<base>/portico`, state in `<base>/state`, audit in `<base>/audit.log`. */
+export function makePorticoStack(base: string): PorticoStack {
+  const root = join(base, 'portico');
+  const stateDir = join(base, 'state');
+  const auditFile = join(base, 'audit.log');
+  mkdirSync(root, { recursive: true });
+  const store = MetadataStore.open(stateDir);
+  const vfs = new Vfs({ store, stageDir: join(stateDir, 'stage') });
+  const metrics = new Metrics();
+  // As src/server/gateway.ts wires a share: the backend is wrapped by the metrics layer.
+  vfs.addVolume('s', instrumentBackend(new LocalBackend(root), metrics, 's'), { caseSensitive: true });
+  const audit: Logger = createAuditLogger({ level: 'info', format: 'json', audit: { enabled: true, file: auditFile } });
+  const logger: Logger = createLogger({ level: 'info', format: 'json', audit: { enabled: false, file: '-' } }, {
+    destination: process.stderr,
+  });
+  const sessions = new SessionManager({ vfs, shares: [{ name: 's', caseSensitive: true }], authenticator: noLogins, metrics, audit, logger });
+  const session = sessions.openSession({ principal: benchUser, protocol: 'bench', clientAddress: '127.0.0.1' });
+  return {
+    session,
+    vfs,
+    metrics,
+    root,
+    auditFile,
+    close: async () => {
+      await sessions.closeAll();
+      await vfs.shutdown();
+      store.close();
+    },
+  };
+}
+
+/** Sum of every sample of a counter in the Prometheus exposition (robust to how Metrics stores it). */
+export async function counterTotal(metrics: Metrics, name: string): Promise<number> {
+  let total = 0;
+  for (const line of (await metrics.metricsText()).split('\n')) {
+    if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue;
+    total += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return total;
+}
+
+export async function timed(fn: () => Promise<void>): Promise<number> {
+  const t0 = performance.now();
+  await fn();
+  return performance.now() - t0;
+}
+
+/** Runs fn over items with at most `limit` in flight (the same fan-out LocalBackend.list uses). */
+export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i] as T);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+/**
+ * Writes back dirty pages before a timed streaming run, so one side's writeback never lands in the
+ * other side's measurement.
+ */
+export function flushDirtyPages(): void {
+  try {
+    execFileSync('sync', { stdio: 'ignore' });
+  } catch {
+    // No sync(1): the alternating order still spreads writeback over both sides.
+  }
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+}
+
+/** Peak resident set size in bytes: the kernel's high-water mark, and our own samples as a floor. */
+export class RssSampler {
+  private peak = 0;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(intervalMs = 50) {
+    this.sample();
+    this.timer = setInterval(() => this.sample(), intervalMs);
+    this.timer.unref();
+  }
+
+  sample(): void {
+    const rss = process.memoryUsage.rss();
+    if (rss > this.peak) this.peak = rss;
+  }
+
+  stop(): number {
+    clearInterval(this.timer);
+    this.sample();
+    return Math.max(this.peak, process.resourceUsage().maxRSS * 1024);
+  }
+}
+
+export interface Row {
+  workload: string;
+  unit: string;
+  raw: number;
+  portico: number | undefined;
+  /** Portico speed / raw speed (>1: Portico faster). */
+  ratio: number | undefined;
+  aim: number | undefined;
+  note?: string;
+  /** Every round's time in ms, for the JSON (noise on a shared machine shows here). */
+  samplesMs?: { raw: number[]; portico: number[] };
+}
+
+function fmt(n: number | undefined): string {
+  if (n === undefined) return '-';
+  if (n >= 1000) return Math.round(n).toLocaleString('en-US');
+  if (n >= 100) return n.toFixed(0);
+  if (n >= 10) return n.toFixed(1);
+  return n.toFixed(2);
+}
+
+export function verdict(r: Row): string {
+  if (r.aim === undefined || r.ratio === undefined) return 'info';
+  return r.ratio >= r.aim ? 'PASS' : 'BELOW';
+}
+
+export function renderTable(rows: Row[]): string {
+  const head = ['workload', 'unit', 'raw', 'portico', 'portico/raw', 'aim', 'verdict'];
+  const body = rows.map((r) => [
+    r.workload + (r.note ? ` (${r.note})` : ''),
+    r.unit,
+    fmt(r.raw),
+    fmt(r.portico),
+    r.ratio === undefined ? '-' : `${r.ratio.toFixed(2)}x`,
+    r.aim === undefined ? '-' : `>= ${r.aim}x`,
+    verdict(r),
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] as string).length)));
+  const line = (cells: string[]): string =>
+    cells.map((c, i) => (i === 0 || i === 1 || i === 6 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number))).join('  ').trimEnd();
+  return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
+}

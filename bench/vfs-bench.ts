@@ -1,0 +1,337 @@
+/**
+ * VFS benchmark: the real gate (session with ACL checks, Prometheus metrics and a synchronous audit
+ * log -> VFS -> metrics-instrumented LocalBackend) against the same work done with plain node:fs/promises calls on the
+ * same filesystem. Every figure is printed for both sides with the ratio Portico/raw; the aims are
+ * reported but never fail the run (this is a benchmark, not a test).
+ *
+ * Fairness rules:
+ * - Both sides run in this one process, on sibling temp directories of one filesystem, one
+ *   operation at a time (a single client's latency-bound stream), after the same warm-up.
+ * - Sides alternate (raw, portico, raw, portico) and the best round of each counts, so drift on a
+ *   shared machine and page-cache state hit both alike.
+ * - Streaming runs start with dirty pages written back (sync) and read a file that was just
+ *   written (page cache warm on both sides); files are deleted between rounds.
+ *
+ * Env: BENCH_QUICK=1 divides the operation counts by 10; BENCH_SIZE_MB sets the streaming file size
+ * (default 1024).
+ */
+import { promises as fsp, readFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { Session } from '../src/session/session.ts';
+import type { Handle } from '../src/vfs/vfs.ts';
+import { counterTotal, flushDirtyPages, makePorticoStack, mapLimit, median, renderTable, RssSampler, timed, verdict, type Row } from './lib.ts';
+
+const QUICK = process.env.BENCH_QUICK === '1';
+const SCALE = QUICK ? 10 : 1;
+const N_CREATE = 5_000 / SCALE;
+const N_STAT = 20_000 / SCALE;
+const N_DIR = 10_000 / SCALE;
+const LISTINGS = 5;
+const PAGE = 1000;
+const SIZE_MB = Number(process.env.BENCH_SIZE_MB ?? 1024);
+const CHUNK = 1024 * 1024;
+const SMALL = 4096;
+const WARMUP = 200;
+/** The fan-out LocalBackend.list uses for its per-entry lstat; the raw listing uses the same. */
+const LIST_STAT_CONCURRENCY = 64;
+const AIM_SMALL = 0.5;
+const AIM_STREAM = 0.9;
+
+const RW = { read: true, write: true, delete: false };
+const RO = { read: true, write: false, delete: false };
+
+if (!Number.isFinite(SIZE_MB) || SIZE_MB <= 0) throw new Error(`BENCH_SIZE_MB must be a positive number, got ${process.env.BENCH_SIZE_MB}`);
+const SIZE = Math.round(SIZE_MB * CHUNK);
+
+const fileName = (i: number): string => `f${String(i).padStart(6, '0')}`;
+
+// ---------------------------------------------------------------- the two sides of each workload
+
+async function rawCreate(dir: string, n: number, data: Buffer): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    const fh = await fsp.open(join(dir, fileName(i)), 'wx');
+    await fh.write(data, 0, data.length, 0);
+    await fh.close();
+  }
+}
+
+async function porticoCreate(s: Session, dir: string, n: number, data: Buffer): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    const h = await s.open('s', `${dir}/${fileName(i)}`, { access: RW, disposition: 'create', owner: 'bench', expect: 'file' });
+    await s.write(h, 0, data);
+    await s.close(h);
+  }
+}
+
+async function rawStat(paths: string[], n: number): Promise<void> {
+  for (let i = 0; i < n; i++) await fsp.stat(paths[i % paths.length] as string);
+}
+
+async function porticoStat(s: Session, paths: string[], n: number): Promise<void> {
+  for (let i = 0; i < n; i++) await s.getattr('s', paths[i % paths.length] as string);
+}
+
+/** What a server must do to answer a listing with attributes from plain fs: names, then one lstat each. */
+async function rawListWithAttrs(dir: string, concurrency: number): Promise<number> {
+  const names = await fsp.readdir(dir);
+  const stats = await mapLimit(names, concurrency, (n) => fsp.lstat(`${dir}/${n}`));
+  return stats.length;
+}
+
+async function porticoList(s: Session, dir: string): Promise<number> {
+  let count = 0;
+  let cookie: bigint | undefined;
+  for (;;) {
+    const r = await s.readdir('s', dir, cookie === undefined ? { limit: PAGE } : { cookie, limit: PAGE });
+    count += r.entries.length;
+    if (r.eof || r.entries.length === 0) return count;
+    cookie = r.entries.at(-1)!.cookie;
+  }
+}
+
+async function rawWriteBig(path: string, data: Buffer): Promise<void> {
+  const fh = await fsp.open(path, 'wx');
+  try {
+    for (let off = 0; off < SIZE; off += CHUNK) {
+      const len = Math.min(CHUNK, SIZE - off);
+      await fh.write(data, 0, len, off);
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Raw read into one reused buffer (what cat/dd do); `fresh` allocates per chunk like an API that returns buffers. */
+async function rawReadBig(path: string, fresh: boolean): Promise<number> {
+  const fh = await fsp.open(path, 'r');
+  let total = 0;
+  try {
+    const reused = Buffer.allocUnsafe(CHUNK);
+    for (let off = 0; ; ) {
+      const buf = fresh ? Buffer.allocUnsafe(CHUNK) : reused;
+      const { bytesRead } = await fh.read(buf, 0, CHUNK, off);
+      if (bytesRead === 0) break;
+      off += bytesRead;
+      total += bytesRead;
+    }
+  } finally {
+    await fh.close();
+  }
+  return total;
+}
+
+async function porticoWriteBig(s: Session, path: string, data: Buffer): Promise<void> {
+  const h = await s.open('s', path, { access: RW, disposition: 'create', owner: 'bench', expect: 'file' });
+  try {
+    for (let off = 0; off < SIZE; off += CHUNK) {
+      const len = Math.min(CHUNK, SIZE - off);
+      await s.write(h, off, len === CHUNK ? data : data.subarray(0, len));
+    }
+  } finally {
+    await s.close(h);
+  }
+}
+
+async function porticoReadBig(s: Session, path: string): Promise<number> {
+  const h: Handle = await s.open('s', path, { access: RO, owner: 'bench', expect: 'file' });
+  let total = 0;
+  try {
+    for (let off = 0; ; ) {
+      const b = await s.read(h, off, CHUNK);
+      if (b.length === 0) break;
+      off += b.length;
+      total += b.length;
+    }
+  } finally {
+    await s.close(h);
+  }
+  return total;
+}
+
+// ---------------------------------------------------------------- driver
+
+async function main(): Promise<void> {
+  const rss = new RssSampler();
+  const base = await fsp.mkdtemp(join(tmpdir(), 'portico-bench-'));
+  const rawRoot = join(base, 'raw');
+  const stack = makePorticoStack(base);
+  const s = stack.session;
+  const rows: Row[] = [];
+  const log = (msg: string): void => void process.stderr.write(`[bench] ${msg}\n`);
+  const best = (xs: number[]): number => Math.min(...xs);
+
+  console.log('Portico VFS benchmark');
+  console.log(`node ${process.version} | cpu ${cpus()[0]?.model ?? 'unknown'} x${cpus().length} | ${QUICK ? 'QUICK (N/10)' : 'full'} | stream ${SIZE_MB} MiB`);
+  console.log(`portico = Session (ACL, Metrics, pino sync audit file) -> Vfs (sqlite ids) -> instrumented LocalBackend`);
+  console.log(`raw     = node:fs/promises on a sibling dir of the same filesystem (${base})`);
+  console.log('');
+
+  try {
+    for (const d of ['warm', 'c1', 'c2', 'big']) {
+      await fsp.mkdir(join(rawRoot, d), { recursive: true });
+      await s.mkdir('s', `/${d}`);
+    }
+    const small = randomBytes(SMALL);
+
+    // 1. create + write 4 KiB + close
+    log('warm-up');
+    await rawCreate(join(rawRoot, 'warm'), WARMUP, small);
+    await porticoCreate(s, '/warm', WARMUP, small);
+    await rawStat([join(rawRoot, 'warm', fileName(0))], WARMUP);
+    await porticoStat(s, ['/warm/' + fileName(0)], WARMUP);
+    log(`create+write+close x${N_CREATE}`);
+    const createRaw: number[] = [];
+    const createPortico: number[] = [];
+    for (const d of ['c1', 'c2']) {
+      createRaw.push(await timed(() => rawCreate(join(rawRoot, d), N_CREATE, small)));
+      createPortico.push(await timed(() => porticoCreate(s, `/${d}`, N_CREATE, small)));
+    }
+    rows.push({
+      workload: 'create+write 4K+close',
+      unit: 'ops/s',
+      raw: (N_CREATE / best(createRaw)) * 1000,
+      portico: (N_CREATE / best(createPortico)) * 1000,
+      ratio: best(createRaw) / best(createPortico),
+      aim: AIM_SMALL,
+      samplesMs: { raw: createRaw, portico: createPortico },
+    });
+
+    // 2. stat of existing files, round-robin
+    log(`stat x${N_STAT}`);
+    const rawPaths = Array.from({ length: N_CREATE }, (_, i) => join(rawRoot, 'c1', fileName(i)));
+    const porticoPaths = Array.from({ length: N_CREATE }, (_, i) => `/c1/${fileName(i)}`);
+    const statRaw: number[] = [];
+    const statPortico: number[] = [];
+    for (let r = 0; r < 2; r++) {
+      statRaw.push(await timed(() => rawStat(rawPaths, N_STAT)));
+      statPortico.push(await timed(() => porticoStat(s, porticoPaths, N_STAT)));
+    }
+    rows.push({
+      workload: 'stat (getattr)',
+      unit: 'ops/s',
+      raw: (N_STAT / best(statRaw)) * 1000,
+      portico: (N_STAT / best(statPortico)) * 1000,
+      ratio: best(statRaw) / best(statPortico),
+      aim: AIM_SMALL,
+      samplesMs: { raw: statRaw, portico: statPortico },
+    });
+
+    // 3. readdir with attributes of an N_DIR-entry directory
+    log(`readdir ${N_DIR} entries x${LISTINGS}`);
+    const empty = Buffer.alloc(0);
+    const makeEntries = (dir: string): Promise<unknown> =>
+      mapLimit(Array.from({ length: N_DIR }, (_, i) => i), 16, (i) => fsp.writeFile(join(dir, fileName(i)), empty));
+    await makeEntries(join(rawRoot, 'big'));
+    await makeEntries(join(stack.root, 'big'));
+    const rawBig = join(rawRoot, 'big');
+    // The first Portico listing also assigns persistent ids to 10,000 names it has never seen.
+    let cold = 0;
+    const coldMs = await timed(async () => void (cold = await porticoList(s, '/big')));
+    if (cold !== N_DIR) throw new Error(`portico listed ${cold} entries, expected ${N_DIR}`);
+    const listRaw: number[] = [];
+    const listRawSeq: number[] = [];
+    const listNames: number[] = [];
+    const listPortico: number[] = [];
+    for (let r = 0; r < LISTINGS; r++) {
+      let n = 0;
+      listRaw.push(await timed(async () => void (n = await rawListWithAttrs(rawBig, LIST_STAT_CONCURRENCY))));
+      if (n !== N_DIR) throw new Error(`raw listed ${n} entries, expected ${N_DIR}`);
+      listRawSeq.push(await timed(async () => void (await rawListWithAttrs(rawBig, 1))));
+      listNames.push(await timed(async () => void (await fsp.readdir(rawBig))));
+      listPortico.push(await timed(async () => void (n = await porticoList(s, '/big'))));
+      if (n !== N_DIR) throw new Error(`portico listed ${n} entries, expected ${N_DIR}`);
+    }
+    const listRawMs = median(listRaw);
+    const listPorticoMs = median(listPortico);
+    rows.push({
+      workload: `readdir+attrs ${N_DIR}`,
+      unit: 'ms/listing',
+      raw: listRawMs,
+      portico: listPorticoMs,
+      ratio: listRawMs / listPorticoMs,
+      aim: AIM_SMALL,
+      note: `raw: readdir + lstat x${LIST_STAT_CONCURRENCY} parallel; median of ${LISTINGS}`,
+      samplesMs: { raw: listRaw, portico: listPortico },
+    });
+    rows.push({ workload: `readdir+attrs ${N_DIR}`, unit: 'ms/listing', raw: median(listRawSeq), portico: undefined, ratio: undefined, aim: undefined, note: 'raw: lstat sequential' });
+    rows.push({ workload: `readdir names only ${N_DIR}`, unit: 'ms/listing', raw: median(listNames), portico: undefined, ratio: undefined, aim: undefined, note: 'raw' });
+    rows.push({ workload: `readdir+attrs ${N_DIR}`, unit: 'ms/listing', raw: listRawMs, portico: coldMs, ratio: listRawMs / coldMs, aim: undefined, note: 'portico first listing: assigns ids' });
+
+    // 4. streaming write and read, 1 MiB chunks
+    const big = randomBytes(CHUNK);
+    const wRaw: number[] = [];
+    const rRaw: number[] = [];
+    const rRawFresh: number[] = [];
+    const wPortico: number[] = [];
+    const rPortico: number[] = [];
+    for (let round = 1; round <= 2; round++) {
+      log(`stream ${SIZE_MB} MiB round ${round}: raw`);
+      const rawFile = join(rawRoot, `stream${round}`);
+      flushDirtyPages();
+      wRaw.push(await timed(() => rawWriteBig(rawFile, big)));
+      let got = 0;
+      rRaw.push(await timed(async () => void (got = await rawReadBig(rawFile, false))));
+      if (got !== SIZE) throw new Error(`raw read ${got} bytes, expected ${SIZE}`);
+      rRawFresh.push(await timed(async () => void (await rawReadBig(rawFile, true))));
+      await fsp.unlink(rawFile);
+
+      log(`stream ${SIZE_MB} MiB round ${round}: portico`);
+      const pFile = `/stream${round}`;
+      flushDirtyPages();
+      wPortico.push(await timed(() => porticoWriteBig(s, pFile, big)));
+      rPortico.push(await timed(async () => void (got = await porticoReadBig(s, pFile))));
+      if (got !== SIZE) throw new Error(`portico read ${got} bytes, expected ${SIZE}`);
+      await s.unlink('s', pFile);
+    }
+    const mbps = (ms: number): number => SIZE / CHUNK / (ms / 1000);
+    rows.push({ workload: `seq write ${SIZE_MB} MiB`, unit: 'MiB/s', raw: mbps(best(wRaw)), portico: mbps(best(wPortico)), ratio: best(wRaw) / best(wPortico), aim: AIM_STREAM, samplesMs: { raw: wRaw, portico: wPortico } });
+    rows.push({ workload: `seq read ${SIZE_MB} MiB`, unit: 'MiB/s', raw: mbps(best(rRaw)), portico: mbps(best(rPortico)), ratio: best(rRaw) / best(rPortico), aim: AIM_STREAM, note: 'raw: one reused buffer', samplesMs: { raw: rRaw, portico: rPortico } });
+    rows.push({ workload: `seq read ${SIZE_MB} MiB`, unit: 'MiB/s', raw: mbps(best(rRawFresh)), portico: mbps(best(rPortico)), ratio: best(rRawFresh) / best(rPortico), aim: undefined, note: 'raw: new buffer per chunk', samplesMs: { raw: rRawFresh, portico: rPortico } });
+  } finally {
+    await stack.close().catch((e: unknown) => log(`close failed: ${String(e)}`));
+    const peak = rss.stop();
+    const auditLines = (() => {
+      try {
+        return readFileSync(stack.auditFile, 'utf8').split('\n').filter((l) => l.length > 0).length;
+      } catch {
+        return 0;
+      }
+    })();
+    const requests = await counterTotal(stack.metrics, 'portico_requests_total');
+    const backendCalls = await counterTotal(stack.metrics, 'portico_backend_requests_total');
+    await fsp.rm(base, { recursive: true, force: true });
+
+    console.log(renderTable(rows));
+    console.log('');
+    console.log(`ratio = Portico speed / raw speed (ms rows: raw ms / Portico ms). Aims are informational; the exit code ignores them.`);
+    console.log(`gate evidence: ${requests.toLocaleString('en-US')} requests in portico_requests_total, ${backendCalls.toLocaleString('en-US')} in portico_backend_requests_total, ${auditLines.toLocaleString('en-US')} audit lines written`);
+    console.log(`peak RSS: ${(peak / 1024 / 1024).toFixed(0)} MiB`);
+    const json = {
+      bench: 'vfs',
+      node: process.version,
+      cpu: cpus()[0]?.model ?? 'unknown',
+      cpus: cpus().length,
+      quick: QUICK,
+      streamMiB: SIZE_MB,
+      counts: { create: N_CREATE, stat: N_STAT, dirEntries: N_DIR, listings: LISTINGS },
+      gate: { metrics: true, instrumentedBackend: true, audit: true, requests, backendCalls, auditLines },
+      peakRssBytes: peak,
+      results: rows.map((r) => ({
+        workload: r.workload,
+        note: r.note ?? null,
+        unit: r.unit,
+        raw: r.raw,
+        portico: r.portico ?? null,
+        ratio: r.ratio ?? null,
+        aim: r.aim ?? null,
+        verdict: verdict(r),
+        samplesMs: r.samplesMs ?? null,
+      })),
+    };
+    console.log(JSON.stringify(json));
+  }
+}
+
+await main();
