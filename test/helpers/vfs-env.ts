@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import type { Backend } from '../../src/vfs/backend.ts';
 import { MetadataStore } from '../../src/store/metadata-store.ts';
 import { Vfs } from '../../src/vfs/vfs.ts';
-import { SessionManager, type ShareDefinition } from '../../src/session/session-manager.ts';
+import { SessionManager, type SessionMetrics, type ShareDefinition } from '../../src/session/session-manager.ts';
+import type { Logger } from 'pino';
 import type { Authenticator, Principal } from '../../src/auth/authenticator.ts';
 import { VfsError } from '../../src/vfs/errors.ts';
 import type { Session } from '../../src/session/session.ts';
@@ -42,7 +43,15 @@ export interface VfsEnv {
   destroy(): Promise<void>;
 }
 
-export function makeVfsEnv(backend: Backend, opts: { stateDir?: string; share?: Partial<ShareDefinition>; caseSensitive?: boolean } = {}): VfsEnv {
+export interface VfsEnvOptions {
+  stateDir?: string;
+  share?: Partial<ShareDefinition>;
+  caseSensitive?: boolean;
+  metrics?: SessionMetrics;
+  audit?: Logger;
+}
+
+export function makeVfsEnv(backend: Backend, opts: VfsEnvOptions = {}): VfsEnv {
   const stateDir = opts.stateDir ?? mkdtempSync(join(tmpdir(), 'portico-state-'));
   const store = MetadataStore.open(stateDir);
   const vfs = new Vfs({ store, stageDir: join(stateDir, 'stage') });
@@ -52,6 +61,8 @@ export function makeVfsEnv(backend: Backend, opts: { stateDir?: string; share?: 
     vfs,
     shares: [{ name: 's', caseSensitive, ...opts.share }],
     authenticator: noPasswords,
+    ...(opts.metrics ? { metrics: opts.metrics } : {}),
+    ...(opts.audit ? { audit: opts.audit } : {}),
   });
   let stopped = false;
   const stop = async (): Promise<void> => {
