@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { VfsError, toVfsError } from '../vfs/errors.ts';
 import { normalizePath } from '../vfs/path.ts';
-import type { Handle, TreeError, Vfs } from '../vfs/vfs.ts';
+import { handleLockOwner, type Handle, type TreeError, type Vfs } from '../vfs/vfs.ts';
 import type { FileAttr, OpenOptions, ReaddirOptions, ReaddirResult, SetAttr, StatFsResult } from '../vfs/types.ts';
 import type { PropChange, PropRow } from '../store/metadata-store.ts';
 import type { Principal } from '../auth/authenticator.ts';
@@ -57,6 +57,12 @@ export class Session {
   private readonly handles = new Set<Handle>();
   private readonly lockOwners = new Map<string, LockOwner>();
   private closed = false;
+  /**
+   * WebDAV lock tokens the client presented for the current request (from its `If` header). Every
+   * change this session makes passes them to the VFS; a WebDAV lock blocks changes by anyone who
+   * does not present its token, whatever their protocol. Protocols without tokens leave it empty.
+   */
+  lockTokens: Set<string> = new Set();
 
   constructor(host: SessionHost, init: SessionInit) {
     this.host = host;
@@ -152,7 +158,7 @@ export class Session {
     if (rights.length === 0) rights.push([path, 'read']);
     const audited = creates || opts.access.write || opts.deleteOnClose ? { path, disposition: opts.disposition ?? 'open' } : null;
     return this.gate('open', share, rights, audited, async (vol) => {
-      const h = await this.vfs.open(vol, path, { ...opts, owner: `${this.id}:${opts.owner}` });
+      const h = await this.vfs.open(vol, path, { lockTokens: new Set(this.lockTokens), ...opts, owner: `${this.id}:${opts.owner}` });
       this.handles.add(h);
       return h;
     });
@@ -200,51 +206,52 @@ export class Session {
   // ---------------------------------------------------------------- namespace changes
 
   mkdir(share: string, path: string, mode?: number): Promise<FileAttr> {
-    return this.gate('mkdir', share, [[path, 'write']], { path }, (vol) => this.vfs.mkdir(vol, path, mode));
+    return this.gate('mkdir', share, [[path, 'write']], { path }, (vol) => this.vfs.mkdir(vol, path, mode, this.lockTokens));
   }
 
   unlink(share: string, path: string): Promise<void> {
-    return this.gate('unlink', share, [[path, 'write']], { path }, (vol) => this.vfs.unlink(vol, path));
+    return this.gate('unlink', share, [[path, 'write']], { path }, (vol) => this.vfs.unlink(vol, path, this.lockTokens));
   }
 
   rmdir(share: string, path: string): Promise<void> {
-    return this.gate('rmdir', share, [[path, 'write']], { path }, (vol) => this.vfs.rmdir(vol, path));
+    return this.gate('rmdir', share, [[path, 'write']], { path }, (vol) => this.vfs.rmdir(vol, path, this.lockTokens));
   }
 
   removeTree(share: string, path: string): Promise<TreeError[]> {
-    return this.gate('remove-tree', share, [[path, 'write']], { path }, (vol) => this.vfs.removeTree(vol, path));
+    return this.gate('remove-tree', share, [[path, 'write']], { path }, (vol) => this.vfs.removeTree(vol, path, this.lockTokens));
   }
 
   rename(share: string, from: string, to: string, options?: { replace?: boolean }): Promise<void> {
-    return this.gate('rename', share, [[from, 'write'], [to, 'write']], { path: from, to }, (vol) => this.vfs.rename(vol, from, to, options));
+    return this.gate('rename', share, [[from, 'write'], [to, 'write']], { path: from, to }, (vol) => this.vfs.rename(vol, from, to, { ...options, tokens: this.lockTokens }));
   }
 
   copy(share: string, from: string, to: string, options?: { replace?: boolean; depth?: 0 | 'infinity' }): Promise<TreeError[]> {
-    return this.gate('copy', share, [[from, 'read'], [to, 'write']], { path: from, to }, (vol) => this.vfs.copy(vol, from, to, options));
+    return this.gate('copy', share, [[from, 'read'], [to, 'write']], { path: from, to }, (vol) => this.vfs.copy(vol, from, to, { ...options, tokens: this.lockTokens }));
   }
 
   symlink(share: string, target: string, path: string): Promise<FileAttr> {
-    return this.gate('symlink', share, [[path, 'write']], { path, target }, (vol) => this.vfs.symlink(vol, target, path));
+    return this.gate('symlink', share, [[path, 'write']], { path, target }, (vol) => this.vfs.symlink(vol, target, path, this.lockTokens));
   }
 
   link(share: string, existing: string, path: string): Promise<FileAttr> {
-    return this.gate('link', share, [[existing, 'read'], [path, 'write']], { path, existing }, (vol) => this.vfs.link(vol, existing, path));
+    return this.gate('link', share, [[existing, 'read'], [path, 'write']], { path, existing }, (vol) => this.vfs.link(vol, existing, path, this.lockTokens));
   }
 
   setattr(share: string, path: string, set: SetAttr): Promise<FileAttr> {
     const checks: [string, Right][] = [[path, 'write']];
     if (set.uid !== undefined || set.gid !== undefined) checks.push([path, 'admin']);
-    return this.gate('setattr', share, checks, { path, set: Object.keys(set) }, (vol) => this.vfs.setattr(vol, path, set));
+    return this.gate('setattr', share, checks, { path, set: Object.keys(set) }, (vol) => this.vfs.setattr(vol, path, set, this.lockTokens));
   }
 
   setProps(share: string, path: string, changes: PropChange[]): Promise<void> {
-    return this.gate('setprops', share, [[path, 'write']], { path, props: changes.length }, (vol) => this.vfs.setProps(vol, path, changes));
+    return this.gate('setprops', share, [[path, 'write']], { path, props: changes.length }, (vol) => this.vfs.setProps(vol, path, changes, this.lockTokens));
   }
 
   // ---------------------------------------------------------------- locks
 
-  private owner(ownerId: string | undefined): LockOwner {
-    const id = `${this.id}:${ownerId ?? 'session'}`;
+  /** `raw` ids are used as they are (handle owners, shared with the VFS I/O check). */
+  private owner(ownerId: string | undefined, raw = false): LockOwner {
+    const id = raw && ownerId !== undefined ? ownerId : `${this.id}:${ownerId ?? 'session'}`;
     let o = this.lockOwners.get(id);
     if (!o) {
       const known = ['webdav', 'smb', 'nfs', 'fuse'];
@@ -280,7 +287,7 @@ export class Session {
     return this.gate('lock', h.volume.name, [], null, async () =>
       this.vfs.locks.lock({
         fileId: this.own(h).fileId,
-        owner: this.owner(o.ownerId ?? h.id),
+        owner: o.ownerId !== undefined ? this.owner(o.ownerId) : this.owner(handleLockOwner(h), true),
         kind: o.kind,
         style: o.style,
         ...(o.range ? { range: o.range } : {}),
@@ -293,8 +300,16 @@ export class Session {
 
   unlockHandle(h: Handle, range: LockRange, style: LockStyle, ownerId?: string): Promise<void> {
     return this.gate('unlock', h.volume.name, [], null, async () =>
-      this.vfs.locks.unlock(this.own(h).fileId, this.owner(ownerId ?? h.id), range, style),
+      this.vfs.locks.unlock(this.own(h).fileId, ownerId !== undefined ? this.owner(ownerId) : this.owner(handleLockOwner(h), true), range, style),
     );
+  }
+
+  /** Active locks on a path, and depth-infinity locks on its ancestors (WebDAV lockdiscovery, If). */
+  locksOn(share: string, path: string): Promise<LockInfo[]> {
+    return this.gate('locks', share, [[path, 'read']], null, async (vol) => {
+      const attr = await this.vfs.getattr(vol, path);
+      return this.vfs.locks.locksOn(attr.id, { includeAncestors: this.vfs.ancestors(vol, path) });
+    });
   }
 
   /** Releases a lock by token; only its owner (same principal) or a principal with admin may. */

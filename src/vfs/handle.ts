@@ -21,6 +21,8 @@ export class Handle {
   file: BackendFile | undefined;
   /** Shared write stage on backends without random writes. */
   stage: WriteStage | undefined;
+  /** WebDAV lock tokens presented when the handle was opened (writes through it may use them). */
+  readonly lockTokens: ReadonlySet<string>;
   /** Set when the file was unlinked while open: nothing is published on close. */
   orphaned = false;
   closed = false;
@@ -34,7 +36,9 @@ export class Handle {
     share: Access;
     owner: string;
     path: string;
+    lockTokens?: ReadonlySet<string>;
   }) {
+    this.lockTokens = init.lockTokens ?? new Set();
     this.id = init.id;
     this.volume = init.volume;
     this.fileId = init.fileId;

@@ -78,6 +78,8 @@ export interface OpenOptions {
   owner: string;
   /** Windows attributes for a created file. */
   winAttributes?: number;
+  /** WebDAV lock tokens the opener presents (If header); kept on the handle for its writes. */
+  lockTokens?: ReadonlySet<string>;
 }
 
 export interface SetAttr {

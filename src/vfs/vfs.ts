@@ -48,6 +48,13 @@ export interface VfsOptions {
   locks?: LockManager;
 }
 
+/**
+ * Lock tokens the caller presents for this operation (WebDAV `If` header). A WebDAV lock blocks
+ * changes by anyone who does not present its token, through every protocol.
+ */
+export type Tokens = ReadonlySet<string>;
+export const NO_TOKENS: Tokens = new Set<string>();
+
 export interface TreeError {
   path: string;
   error: VfsError;
@@ -146,13 +153,7 @@ export class Vfs {
   /** Ids of every ancestor directory of a path, root first (for depth-infinity WebDAV locks). */
   ancestors(volume: string, path: string): FileId[] {
     const v = this.volume(volume);
-    const out: FileId[] = [];
-    let p = v.normalize(path);
-    while (p !== '/') {
-      p = parentPath(p);
-      out.unshift(v.row(p).id);
-    }
-    return out;
+    return this.ancestorIds(v, v.normalize(path));
   }
 
   async statfs(volume: string): Promise<StatFsResult> {
@@ -177,11 +178,13 @@ export class Vfs {
     const disp = opts.disposition ?? 'open';
     const expect = opts.expect ?? 'any';
     const share = opts.share ?? SHARE_ALL;
+    const tokens = opts.lockTokens ?? NO_TOKENS;
     const r = await v.resolve(p);
     let st = r.stat;
     let created = false;
     if (st) {
       if (disp === 'create') throw new VfsError('EEXIST', undefined, { path: p });
+      if (disp === 'truncate' || disp === 'createOrTruncate') this.checkDavLocks(v, r.path, tokens, { self: true, parent: false });
       if (st.type === 'dir' && expect === 'file') throw new VfsError('EISDIR', undefined, { path: p });
       if (st.type !== 'dir' && expect === 'dir') throw new VfsError('ENOTDIR', undefined, { path: p });
       if (st.type === 'dir' && (opts.access.write || disp === 'truncate' || disp === 'createOrTruncate')) {
@@ -191,6 +194,7 @@ export class Vfs {
     } else {
       if (disp === 'open' || disp === 'truncate') throw new VfsError('ENOENT', undefined, { path: p });
       if (r.path === '/') throw new VfsError('EEXIST', undefined, { path: p });
+      this.checkDavLocks(v, r.path, tokens, { self: false, parent: true });
       if (expect === 'dir') st = await v.backend.mkdir(r.path, opts.mode);
       else st = await this.createEmpty(v, r.path, opts.mode, disp === 'create');
       created = true;
@@ -205,6 +209,7 @@ export class Vfs {
       share: { ...share },
       owner: opts.owner,
       path: r.path,
+      lockTokens: tokens,
     });
     // Share modes are checked before anything destructive (a sharing violation must not truncate).
     this.shareModes.open({
@@ -283,16 +288,59 @@ export class Vfs {
     if (h.closed) throw new VfsError('EBADF');
   }
 
-  /** Windows and WebDAV locks are mandatory: others' I/O in a locked range fails. POSIX locks are advisory. */
-  private checkMandatory(h: Handle, start: number, length: number, access: 'read' | 'write'): void {
-    if (length === 0) return;
-    const range: LockRange = { start: BigInt(start), end: BigInt(start) + BigInt(length) };
-    for (const l of this.locks.locksOn(h.fileId)) {
+  /**
+   * Mandatory locking for I/O through a handle:
+   * - POSIX locks (NFS, FUSE) are advisory, as on Linux: they never block I/O.
+   * - Windows byte-range locks (MS-FSA 2.1.4.10): another owner's exclusive lock blocks reads and
+   *   writes in its range; any shared lock, even the handle's own, blocks writes.
+   * - WebDAV locks are write locks (RFC 4918 §7): writes need the lock's token (submitted through the
+   *   handle's lock tokens), including depth-infinity locks on parent collections; reads are free.
+   */
+  private checkIo(h: Handle, start: number, length: number, access: 'read' | 'write'): void {
+    if (this.locks.size === 0 || length === 0) return;
+    const s = BigInt(start);
+    const e = s + BigInt(length);
+    const ancestors = access === 'write' ? this.ancestorIds(h.volume, h.path) : [];
+    const self = handleLockOwner(h);
+    for (const l of this.locks.locksOn(h.fileId, { includeAncestors: ancestors })) {
       if (l.style === 'posix') continue;
-      if (l.owner.id === h.owner || l.owner.id === h.id) continue;
-      if (l.range.start >= range.end || range.start >= l.range.end) continue;
-      if (access === 'write' || l.kind === 'exclusive') throw new VfsError('ELOCKED', undefined, { path: h.path });
+      if (l.style === 'webdav') {
+        if (access === 'write' && !h.lockTokens.has(l.token)) throw new VfsError('ELOCKED', undefined, { path: h.path });
+        continue;
+      }
+      if (l.range.start >= e || s >= l.range.end) continue;
+      if (l.kind === 'exclusive' ? l.owner.id !== self : access === 'write') throw new VfsError('ELOCKED', undefined, { path: h.path });
     }
+  }
+
+  /**
+   * Namespace check for WebDAV locks (RFC 4918 §7.5-7.7): changing a resource needs the tokens of
+   * its locks and of depth-infinity locks above it; adding or removing a member of a collection needs
+   * the tokens of the collection's locks (depth 0 or infinity). `self` = the resource changes,
+   * `parent` = its membership in its parent collection changes.
+   */
+  private checkDavLocks(v: Volume, path: string, tokens: Tokens, what: { self: boolean; parent: boolean }): void {
+    if (this.locks.size === 0) return;
+    const ancestors = this.ancestorIds(v, path);
+    const check = (id: FileId | undefined, includeAncestors: FileId[]): void => {
+      if (id === undefined) return;
+      for (const l of this.locks.locksOn(id, { includeAncestors })) {
+        if (l.style === 'webdav' && !tokens.has(l.token)) throw new VfsError('ELOCKED', undefined, { path });
+      }
+    };
+    if (what.self && path !== '/') check(v.existingId(path), ancestors);
+    if (what.parent && path !== '/') check(ancestors.at(-1), ancestors.slice(0, -1));
+  }
+
+  /** Ids of the existing ancestor directories of a backend path, root first. */
+  private ancestorIds(v: Volume, path: string): FileId[] {
+    const out: FileId[] = [];
+    let p = path;
+    while (p !== '/') {
+      p = parentPath(p);
+      out.unshift(v.row(p).id);
+    }
+    return out;
   }
 
   async read(h: Handle, offset: number, length: number): Promise<Buffer> {
@@ -300,7 +348,7 @@ export class Vfs {
     if (h.type === 'dir') throw new VfsError('EISDIR');
     if (!h.access.read) throw new VfsError('EBADF', 'handle not open for reading');
     if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) throw new VfsError('EINVAL');
-    this.checkMandatory(h, offset, length, 'read');
+    this.checkIo(h, offset, length, 'read');
     try {
       if (h.stage) return await h.stage.read(offset, length);
       return await h.file!.read(offset, length);
@@ -315,7 +363,7 @@ export class Vfs {
     if (!h.access.write) throw new VfsError('EBADF', 'handle not open for writing');
     if (!Number.isSafeInteger(offset) || offset < 0) throw new VfsError('EINVAL');
     if (offset + data.length > h.volume.backend.capabilities.maxFileSize) throw new VfsError('EFBIG');
-    this.checkMandatory(h, offset, data.length, 'write');
+    this.checkIo(h, offset, data.length, 'write');
     let n: number;
     try {
       n = h.stage ? await h.stage.write(offset, data) : await h.file!.write(offset, data);
@@ -415,6 +463,7 @@ export class Vfs {
     this.live(h);
     if (!h.access.write) throw new VfsError('EBADF', 'handle not open for writing');
     if (!Number.isSafeInteger(size) || size < 0) throw new VfsError('EINVAL');
+    this.checkIo(h, Math.min(size, Number.MAX_SAFE_INTEGER - 1), 1, 'write');
     if (h.stage) await h.stage.truncate(size);
     else await h.file!.truncate(size);
     this.emit(h.volume, 'modify', h.fileId, h.path, 'file');
@@ -422,22 +471,24 @@ export class Vfs {
 
   // ---------------------------------------------------------------- namespace
 
-  async mkdir(volume: string, path: string, mode?: number): Promise<FileAttr> {
+  async mkdir(volume: string, path: string, mode?: number, tokens: Tokens = NO_TOKENS): Promise<FileAttr> {
     const v = this.volume(volume);
     const p = v.normalize(path);
     const r = await v.resolve(p);
     if (r.stat) throw new VfsError('EEXIST', undefined, { path: p });
+    this.checkDavLocks(v, r.path, tokens, { self: false, parent: true });
     const st = await v.backend.mkdir(r.path, mode ?? 0o755);
     const row = v.row(r.path);
     this.emit(v, 'create', row.id, r.path, 'dir');
     return this.attr(v, row, st);
   }
 
-  async unlink(volume: string, path: string): Promise<void> {
+  async unlink(volume: string, path: string, tokens: Tokens = NO_TOKENS): Promise<void> {
     const v = this.volume(volume);
     const p = v.normalize(path);
     const r = await this.existing(v, p);
     if (r.stat.type === 'dir') throw new VfsError('EISDIR', undefined, { path: p });
+    this.checkDavLocks(v, r.path, tokens, { self: true, parent: true });
     const id = v.row(r.path).id;
     this.shareModes.checkDelete(id);
     await this.unlinkPath(v, r.path, false);
@@ -462,12 +513,13 @@ export class Vfs {
     for (const h of this.handlesByFile.get(id) ?? []) h.orphaned = true;
   }
 
-  async rmdir(volume: string, path: string): Promise<void> {
+  async rmdir(volume: string, path: string, tokens: Tokens = NO_TOKENS): Promise<void> {
     const v = this.volume(volume);
     const p = v.normalize(path);
     if (p === '/') throw new VfsError('EBUSY', 'cannot remove the share root', { path: p });
     const r = await this.existing(v, p);
     if (r.stat.type !== 'dir') throw new VfsError('ENOTDIR', undefined, { path: p });
+    this.checkDavLocks(v, r.path, tokens, { self: true, parent: true });
     this.shareModes.checkDelete(v.row(r.path).id);
     await this.rmdirPath(v, r.path);
   }
@@ -486,7 +538,8 @@ export class Vfs {
    * rename(2) semantics: replaces a file with a file, or a directory with an empty directory; refuses
    * to move a directory into itself. Open handles follow the file.
    */
-  async rename(volume: string, from: string, to: string, options: { replace?: boolean } = {}): Promise<void> {
+  async rename(volume: string, from: string, to: string, options: { replace?: boolean; tokens?: Tokens } = {}): Promise<void> {
+    const tokens = options.tokens ?? NO_TOKENS;
     const v = this.volume(volume);
     const f = v.normalize(from);
     const t = v.normalize(to);
@@ -499,6 +552,8 @@ export class Vfs {
     const src = await this.existing(v, f);
     const dst = await v.resolve(t);
     const srcRow = v.row(src.path);
+    this.checkDavLocks(v, src.path, tokens, { self: true, parent: true });
+    this.checkDavLocks(v, dst.path, tokens, { self: dst.stat !== undefined && dst.path !== src.path, parent: true });
     let target = dst.path;
     if (dst.stat && dst.path !== src.path) {
       if (options.replace === false) throw new VfsError('EEXIST', undefined, { path: t });
@@ -586,7 +641,8 @@ export class Vfs {
    * replace, an existing target is removed first (WebDAV Overwrite: T). Errors on individual
    * members are collected, not thrown (WebDAV answers them in a 207 multistatus).
    */
-  async copy(volume: string, from: string, to: string, options: { replace?: boolean; depth?: 0 | 'infinity' } = {}): Promise<TreeError[]> {
+  async copy(volume: string, from: string, to: string, options: { replace?: boolean; depth?: 0 | 'infinity'; tokens?: Tokens } = {}): Promise<TreeError[]> {
+    const tokens = options.tokens ?? NO_TOKENS;
     const v = this.volume(volume);
     const f = v.normalize(from);
     const t = v.normalize(to);
@@ -596,9 +652,10 @@ export class Vfs {
       throw new VfsError('EINVAL', 'cannot copy a directory into itself', { path: t });
     }
     const dst = await v.resolve(t);
+    this.checkDavLocks(v, dst.path, tokens, { self: false, parent: true });
     if (dst.stat) {
       if (options.replace === false) throw new VfsError('EEXIST', undefined, { path: t });
-      const errs = await this.removeTree(volume, dst.path);
+      const errs = await this.removeTree(volume, dst.path, tokens);
       if (errs.length > 0) return errs;
     }
     const errors: TreeError[] = [];
@@ -632,25 +689,26 @@ export class Vfs {
    * Removes a file or a whole tree, children first. Members that cannot be removed (sharing
    * violation, permission) are reported and their ancestors are kept.
    */
-  async removeTree(volume: string, path: string): Promise<TreeError[]> {
+  async removeTree(volume: string, path: string, tokens: Tokens = NO_TOKENS): Promise<TreeError[]> {
     const v = this.volume(volume);
     const p = v.normalize(path);
     if (p === '/') throw new VfsError('EBUSY', 'cannot remove the share root', { path: p });
     const r = await this.existing(v, p);
     const errors: TreeError[] = [];
-    await this.removeNode(v, r.path, r.stat, errors);
+    await this.removeNode(v, r.path, r.stat, errors, tokens);
     return errors;
   }
 
-  private async removeNode(v: Volume, path: string, st: BackendStat, errors: TreeError[]): Promise<boolean> {
+  private async removeNode(v: Volume, path: string, st: BackendStat, errors: TreeError[], tokens: Tokens): Promise<boolean> {
     let ok = true;
     if (st.type === 'dir') {
       const children: BackendStat[] = [];
       for await (const e of this.listAll(v, path)) children.push(e);
-      for (const c of children) ok = (await this.removeNode(v, joinPath(path, c.name), c, errors)) && ok;
+      for (const c of children) ok = (await this.removeNode(v, joinPath(path, c.name), c, errors, tokens)) && ok;
       if (!ok) return false;
     }
     try {
+      this.checkDavLocks(v, path, tokens, { self: true, parent: true });
       this.shareModes.checkDelete(v.row(path).id);
       if (st.type === 'dir') await this.rmdirPath(v, path);
       else await this.unlinkPath(v, path, false);
@@ -661,13 +719,14 @@ export class Vfs {
     }
   }
 
-  async symlink(volume: string, target: string, path: string): Promise<FileAttr> {
+  async symlink(volume: string, target: string, path: string, tokens: Tokens = NO_TOKENS): Promise<FileAttr> {
     const v = this.volume(volume);
     if (!v.backend.capabilities.symlinks || !v.backend.symlink) throw new VfsError('ENOTSUP', 'backend has no symbolic links');
     const p = v.normalize(path);
     if (target.length === 0 || target.includes('\0') || Buffer.byteLength(target) > 4096) throw new VfsError('EINVAL', 'bad symlink target');
     const r = await v.resolve(p);
     if (r.stat) throw new VfsError('EEXIST', undefined, { path: p });
+    this.checkDavLocks(v, r.path, tokens, { self: false, parent: true });
     const st = await v.backend.symlink(target, r.path);
     const row = v.row(r.path);
     this.emit(v, 'create', row.id, r.path, 'symlink');
@@ -682,7 +741,7 @@ export class Vfs {
   }
 
   /** Hard link. Note: each name has its own file id (ids belong to names; see docs/ARCHITECTURE.md). */
-  async link(volume: string, existingPath: string, path: string): Promise<FileAttr> {
+  async link(volume: string, existingPath: string, path: string, tokens: Tokens = NO_TOKENS): Promise<FileAttr> {
     const v = this.volume(volume);
     if (!v.backend.capabilities.hardLinks || !v.backend.link) throw new VfsError('ENOTSUP', 'backend has no hard links');
     const src = await this.existing(v, v.normalize(existingPath));
@@ -690,20 +749,23 @@ export class Vfs {
     const p = v.normalize(path);
     const r = await v.resolve(p);
     if (r.stat) throw new VfsError('EEXIST', undefined, { path: p });
+    this.checkDavLocks(v, r.path, tokens, { self: false, parent: true });
     const st = await v.backend.link(src.path, r.path);
     const row = v.row(r.path);
     this.emit(v, 'create', row.id, r.path, 'file');
     return this.attr(v, row, st);
   }
 
-  async setattr(volume: string, path: string, set: SetAttr): Promise<FileAttr> {
+  async setattr(volume: string, path: string, set: SetAttr, tokens: Tokens = NO_TOKENS): Promise<FileAttr> {
     const v = this.volume(volume);
     const r = await this.existing(v, v.normalize(path));
+    this.checkDavLocks(v, r.path, tokens, { self: true, parent: false });
     return this.applySetattr(v, r.path, r.stat, set);
   }
 
   async fsetattr(h: Handle, set: SetAttr): Promise<FileAttr> {
     this.live(h);
+    this.checkDavLocks(h.volume, h.path, h.lockTokens, { self: true, parent: false });
     if (set.size !== undefined) {
       await this.ftruncate(h, set.size);
       set = { ...set };
@@ -792,9 +854,10 @@ export class Vfs {
   }
 
   /** Atomic: every change applies or none does. */
-  async setProps(volume: string, path: string, changes: PropChange[]): Promise<void> {
+  async setProps(volume: string, path: string, changes: PropChange[], tokens: Tokens = NO_TOKENS): Promise<void> {
     const v = this.volume(volume);
     const r = await this.existing(v, v.normalize(path));
+    this.checkDavLocks(v, r.path, tokens, { self: true, parent: false });
     const row = v.row(r.path);
     this.store.setProps(row.id, changes);
     this.emit(v, 'attrib', row.id, r.path, r.stat.type);
@@ -815,3 +878,8 @@ export class Vfs {
 }
 
 export { WHOLE_FILE };
+
+/** Lock owner id of a handle, for byte-range locks taken through it (SMB: the open is the owner). */
+export function handleLockOwner(h: Handle): string {
+  return `handle:${h.id}`;
+}

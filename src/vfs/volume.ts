@@ -177,6 +177,10 @@ export class Volume {
   }
 
   /** Id of a path only if the store already knows it (no insert). */
+  existingId(path: string): FileId | undefined {
+    return this.rows.get(path)?.id ?? this.lookupExisting(path);
+  }
+
   private lookupExisting(path: string): FileId | undefined {
     let id = this.rootId;
     for (const seg of splitPath(path)) {

@@ -452,6 +452,48 @@ export function vfsConformance(f: BackendFactory): void {
         await other.close(h2);
       });
 
+      it('a WebDAV lock blocks changes through any protocol unless its token is presented', async () => {
+        await writeFile(s, '/wl', 'x');
+        await s.mkdir('s', '/wd');
+        await writeFile(s, '/wd/member', 'm');
+        const dav = env.session(alice, 'webdav');
+        const smb = env.session(bob, 'smb');
+        const fileLock = await dav.lockPath('s', '/wl', { kind: 'exclusive', style: 'webdav', timeoutMs: 60_000 });
+        const h = await smb.open('s', '/wl', { access: RW, owner: 'h' });
+        expect((await smb.read(h, 0, 1)).toString()).toBe('x');
+        await expectCode(smb.write(h, 0, enc('y')), 'ELOCKED');
+        await smb.close(h);
+        await expectCode(smb.unlink('s', '/wl'), 'ELOCKED');
+        await expectCode(smb.rename('s', '/wl', '/wl2'), 'ELOCKED');
+        await expectCode(smb.setattr('s', '/wl', { size: 0 }), 'ELOCKED');
+        await expectCode(smb.open('s', '/wl', { access: RW, disposition: 'truncate', owner: 'h' }), 'ELOCKED');
+        // The lock holder, presenting the token, may change it.
+        dav.lockTokens.add(fileLock.token);
+        await writeFile(dav, '/wl', 'changed');
+        expect((await readFile(smb, '/wl')).toString()).toBe('changed');
+        // Depth-infinity lock on a collection: members cannot be added, removed or changed without it.
+        const dirLock = await dav.lockPath('s', '/wd', { kind: 'exclusive', style: 'webdav', depth: 'infinity', timeoutMs: 60_000 });
+        await expectCode(smb.open('s', '/wd/new', { access: RW, disposition: 'create', owner: 'h' }), 'ELOCKED');
+        await expectCode(smb.mkdir('s', '/wd/sub'), 'ELOCKED');
+        await expectCode(smb.unlink('s', '/wd/member'), 'ELOCKED');
+        await expectCode(smb.rename('s', '/wl', '/wd/moved-in'), 'ELOCKED');
+        const hm = await smb.open('s', '/wd/member', { access: RW, owner: 'h' });
+        await expectCode(smb.write(hm, 0, enc('z')), 'ELOCKED');
+        await smb.close(hm);
+        const removed = await smb.removeTree('s', '/wd');
+        expect(removed.map((e) => e.error.code)).toContain('ELOCKED');
+        dav.lockTokens.add(dirLock.token);
+        await dav.mkdir('s', '/wd/sub');
+        await writeFile(dav, '/wd/new', 'ok');
+        // A depth-0 lock on a collection also protects its membership (RFC 4918 §7.5).
+        await s.mkdir('s', '/d0');
+        await dav.lockPath('s', '/d0', { kind: 'exclusive', style: 'webdav', depth: 0, timeoutMs: 60_000 });
+        await expectCode(smb.mkdir('s', '/d0/x'), 'ELOCKED');
+        await dav.end();
+        // Ending the session released its (non-durable) locks.
+        await smb.mkdir('s', '/d0/x');
+      });
+
       it('closing a session releases its locks and handles', async () => {
         await writeFile(s, '/sl', 'x');
         const other = env.session(bob);
