@@ -157,7 +157,7 @@ export class ShareAcl {
   /** Whether the principal may see the share at all (listing shares, mounting). */
   visibleTo(p: Principal): boolean {
     if (p.guest) return this.guestRead;
-    if (this.shareGrants(p, 'read') || this.shareGrants(p, 'write')) return true;
+    if (this.shareGrants(p, 'read') || this.shareGrants(p, 'write') || this.shareGrants(p, 'admin')) return true;
     // A principal granted access only by a path rule still needs to reach the root to walk there.
     for (const rules of this.rules.values()) {
       for (const r of rules) if (ShareAcl.matches(r.users, r.groups, p) && r.allow.size > 0) return true;

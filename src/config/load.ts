@@ -143,7 +143,32 @@ function readConfigFile(file: string): Record<string, unknown> {
   }
   if (js === null || js === undefined) return {};
   if (!isPlainObject(js)) return fail(`${file}: the top level must be a mapping of keys`);
+  const bound = checkTreeBounds(js);
+  if (bound) return fail(`${file}: ${bound}`);
   return js;
+}
+
+/** Most nodes a config tree may have after alias expansion, and how deep it may nest. */
+const MAX_TREE_NODES = 1_000_000;
+const MAX_TREE_DEPTH = 256;
+
+/**
+ * YAML aliases are counted by the parser, but not what they point to: a self-referencing alias
+ * makes a cycle, a chain of aliases multiplies nesting depth past any recursion limit, and one large
+ * anchor referenced many times multiplies the work of every later pass. One iterative walk with a
+ * node budget and a depth limit catches all three before anything recursive sees the tree.
+ */
+function checkTreeBounds(root: unknown): string | undefined {
+  const stack: [unknown, number][] = [[root, 0]];
+  let visited = 0;
+  while (stack.length > 0) {
+    const [node, depth] = stack.pop()!;
+    if (++visited > MAX_TREE_NODES) return `more than ${MAX_TREE_NODES} values after expanding aliases (a cyclic or fanned-out alias?)`;
+    if (depth > MAX_TREE_DEPTH) return `nested deeper than ${MAX_TREE_DEPTH} levels`;
+    if (Array.isArray(node)) for (const v of node) stack.push([v, depth + 1]);
+    else if (node !== null && typeof node === 'object') for (const v of Object.values(node)) stack.push([v, depth + 1]);
+  }
+  return undefined;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -307,14 +332,18 @@ function envValue(text: string, s: Schema): unknown {
   const { def, nullable } = unwrap(s);
   let parsed: unknown;
   try {
-    parsed = YAML.parse(text, { maxAliasCount: 0 });
+    // logLevel 'error': the yaml package would otherwise warn through process.emitWarning,
+    // quoting the text — which may be a secret.
+    parsed = YAML.parse(text, { maxAliasCount: 0, logLevel: 'error' });
   } catch {
     return text;
   }
   const scalar = parsed === null || ['string', 'number', 'boolean'].includes(typeof parsed);
   if (!scalar) return text;
   const wantsString = def.type === 'string' || def.type === 'enum' || (def.type === 'literal' && def.values?.every((v) => typeof v === 'string'));
-  if (wantsString && typeof parsed !== 'string' && !(parsed === null && nullable)) return text;
+  // Where the schema wants a string, the raw text is the value: quotes, '#', tags and anchors in an
+  // environment variable are part of it, not YAML syntax.
+  if (wantsString && !(parsed === null && nullable)) return text;
   return parsed;
 }
 

@@ -87,10 +87,12 @@ export function isSameOrDescendant(inner: string, outer: string): boolean {
 }
 
 /**
- * Key used to match names: NFC always (already applied), and case-folded on case-insensitive shares.
- * Folding uses full Unicode lower-casing of the upper-cased form, which matches Windows' upcase table
- * for every character a client is likely to send (the German sharp s and Turkish dotless i aside).
+ * Key used to match names: NFC always, and case-folded on case-insensitive shares. Folding is full
+ * Unicode lower-casing of the upper-cased form, then NFC again (folding can decompose: U+0390 folds
+ * to iota + combining marks), which matches Windows' upcase table for every character a client is
+ * likely to send (the German sharp s and Turkish dotless i aside). Keys are stored in the id store
+ * (nodes.key): any change to this function needs a store migration that recomputes them.
  */
 export function nameKey(name: string, caseSensitive: boolean): string {
-  return caseSensitive ? name : name.toUpperCase().toLowerCase();
+  return caseSensitive ? name : name.toUpperCase().toLowerCase().normalize('NFC');
 }
