@@ -1,15 +1,15 @@
 /**
  * VFS benchmark: the real gate (session with ACL checks, Prometheus metrics and a synchronous audit
- * log -> VFS -> metrics-instrumented LocalBackend) against the same work done with plain node:fs/promises calls on the
- * same filesystem. Every figure is printed for both sides with the ratio Portico/raw; the aims are
+ * log -> VFS -> metrics-instrumented LocalBackend) against the same work done with plain
+ * node:fs/promises calls on the same filesystem. Every figure is printed for both sides with the ratio Portico/raw; the aims are
  * reported but never fail the run (this is a benchmark, not a test).
  *
  * Fairness rules:
  * - Both sides run in this one process, on sibling temp directories of one filesystem, one
  *   operation at a time (a single client's latency-bound stream), after the same warm-up.
  * - Sides alternate and the best round of each counts, so drift on a shared machine and page-cache
- *   state hit both alike: small-op workloads in ABBA blocks inside each of 2 rounds, listings one
- *   by one, streaming runs as raw, portico, raw, portico, ... (STREAM_ROUNDS).
+ *   state hit both alike: small-op workloads in ABBA blocks inside each of 2 rounds, listings and
+ *   streaming runs in ABBA order too (raw, portico, portico, raw, ...; STREAM_ROUNDS per side).
  * - Streaming runs follow an untimed warm-up of both sides, start with dirty pages written back
  *   (sync) and read a file that was just written (page cache warm on both sides); each file is
  *   deleted before the next is written, so at most one big file exists at a time.
@@ -17,13 +17,13 @@
  * Env: BENCH_QUICK=1 divides the operation counts by 10; BENCH_SIZE_MB sets the streaming file size
  * (default 1024).
  */
-import { promises as fsp, readFileSync } from 'node:fs';
+import { promises as fsp, readFileSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Session } from '../src/session/session.ts';
 import type { Handle } from '../src/vfs/vfs.ts';
-import { counterTotal, flushDirtyPages, makePorticoStack, mapLimit, median, renderTable, RssSampler, timed, verdict, type Row } from './lib.ts';
+import { counterTotal, flushDirtyPages, makePorticoStack, mapLimit, median, peakRss, renderTable, timed, verdict, type Row } from './lib.ts';
 
 const QUICK = process.env.BENCH_QUICK === '1';
 const SCALE = QUICK ? 10 : 1;
@@ -37,12 +37,11 @@ const CHUNK = 1024 * 1024;
 const SMALL = 4096;
 const WARMUP = 200;
 /**
- * Streaming rounds per side (raw, portico, raw, portico, ...; best counts). Three, not two: on the
- * shared VM this was written on, about one 1 GiB write in three took 5-10x longer than the others
- * (freed guest pages handed back to the host must be faulted in again), and two rounds often left
- * one side with no undisturbed run.
+ * Streaming rounds per side; the best counts. Four, not two: on the shared VM this was written on,
+ * about one 1 GiB write in three took 5-10x longer than the others (the first timed one almost
+ * always), and with two rounds one side was often left without an undisturbed run.
  */
-const STREAM_ROUNDS = 3;
+const STREAM_ROUNDS = 4;
 /** Small-op workloads alternate sides in this many blocks per round. */
 const BLOCKS = 20;
 /** The fan-out LocalBackend.list uses for its per-entry lstat; the raw listing uses the same. */
@@ -174,15 +173,17 @@ async function porticoWriteBig(s: Session, path: string, data: Buffer): Promise<
   }
 }
 
-async function porticoReadBig(s: Session, path: string): Promise<number> {
+/** reuse: readInto one buffer (as a protocol reading into its reply buffer); else read() allocating per chunk. */
+async function porticoReadBig(s: Session, path: string, reuse: boolean): Promise<number> {
   const h: Handle = await s.open('s', path, { access: RO, owner: 'bench', expect: 'file' });
   let total = 0;
+  const buf = Buffer.allocUnsafe(CHUNK);
   try {
     for (let off = 0; ; ) {
-      const b = await s.read(h, off, CHUNK);
-      if (b.length === 0) break;
-      off += b.length;
-      total += b.length;
+      const n = reuse ? await s.readInto(h, off, buf) : (await s.read(h, off, CHUNK)).length;
+      if (n === 0) break;
+      off += n;
+      total += n;
     }
   } finally {
     await s.close(h);
@@ -193,8 +194,12 @@ async function porticoReadBig(s: Session, path: string): Promise<number> {
 // ---------------------------------------------------------------- driver
 
 async function main(): Promise<void> {
-  const rss = new RssSampler();
   const base = await fsp.mkdtemp(join(tmpdir(), 'portico-bench-'));
+  // An interrupted run must not leave a 1 GiB file behind.
+  process.once('SIGINT', () => {
+    rmSync(base, { recursive: true, force: true });
+    process.exit(130);
+  });
   const rawRoot = join(base, 'raw');
   const stack = makePorticoStack(base);
   const s = stack.session;
@@ -330,6 +335,7 @@ async function main(): Promise<void> {
     const rRawFresh: number[] = [];
     const wPortico: number[] = [];
     const rPortico: number[] = [];
+    const rPorticoFresh: number[] = [];
     // Untimed: the first big write of a process pays for page-cache pages the (virtual) machine has
     // never touched (measured 3.6 s vs 0.36 s for 1 GiB); whoever ran first would carry that alone.
     log(`stream ${SIZE_MB} MiB warm-up (untimed)`);
@@ -338,9 +344,9 @@ async function main(): Promise<void> {
     await rawReadBig(join(rawRoot, 'stream0'), true);
     await fsp.unlink(join(rawRoot, 'stream0'));
     await porticoWriteBig(s, '/stream0', big);
-    await porticoReadBig(s, '/stream0');
+    await porticoReadBig(s, '/stream0', true);
     await s.unlink('s', '/stream0');
-    for (let round = 1; round <= STREAM_ROUNDS; round++) {
+    const streamRaw = async (round: number): Promise<void> => {
       log(`stream ${SIZE_MB} MiB round ${round}: raw`);
       const rawFile = join(rawRoot, `stream${round}`);
       flushDirtyPages();
@@ -350,22 +356,34 @@ async function main(): Promise<void> {
       if (got !== SIZE) throw new Error(`raw read ${got} bytes, expected ${SIZE}`);
       rRawFresh.push(await timed(async () => void (await rawReadBig(rawFile, true))));
       await fsp.unlink(rawFile);
-
+    };
+    const streamPortico = async (round: number): Promise<void> => {
       log(`stream ${SIZE_MB} MiB round ${round}: portico`);
       const pFile = `/stream${round}`;
       flushDirtyPages();
       wPortico.push(await timed(() => porticoWriteBig(s, pFile, big)));
-      rPortico.push(await timed(async () => void (got = await porticoReadBig(s, pFile))));
+      let got = 0;
+      rPortico.push(await timed(async () => void (got = await porticoReadBig(s, pFile, true))));
       if (got !== SIZE) throw new Error(`portico read ${got} bytes, expected ${SIZE}`);
+      rPorticoFresh.push(await timed(async () => void (await porticoReadBig(s, pFile, false))));
       await s.unlink('s', pFile);
+    };
+    for (let round = 1; round <= STREAM_ROUNDS; round++) {
+      if (round % 2 === 1) {
+        await streamRaw(round);
+        await streamPortico(round);
+      } else {
+        await streamPortico(round);
+        await streamRaw(round);
+      }
     }
     const mbps = (ms: number): number => SIZE / CHUNK / (ms / 1000);
     rows.push({ workload: `seq write ${SIZE_MB} MiB`, unit: 'MiB/s', raw: mbps(best(wRaw)), portico: mbps(best(wPortico)), ratio: best(wRaw) / best(wPortico), aim: AIM_STREAM, samplesMs: { raw: wRaw, portico: wPortico } });
-    rows.push({ workload: `seq read ${SIZE_MB} MiB`, unit: 'MiB/s', raw: mbps(best(rRaw)), portico: mbps(best(rPortico)), ratio: best(rRaw) / best(rPortico), aim: AIM_STREAM, note: 'raw: one reused buffer', samplesMs: { raw: rRaw, portico: rPortico } });
-    rows.push({ workload: `seq read ${SIZE_MB} MiB`, unit: 'MiB/s', raw: mbps(best(rRawFresh)), portico: mbps(best(rPortico)), ratio: best(rRawFresh) / best(rPortico), aim: undefined, note: 'raw: new buffer per chunk', samplesMs: { raw: rRawFresh, portico: rPortico } });
+    rows.push({ workload: `seq read ${SIZE_MB} MiB`, unit: 'MiB/s', raw: mbps(best(rRaw)), portico: mbps(best(rPortico)), ratio: best(rRaw) / best(rPortico), aim: AIM_STREAM, note: 'both: one reused buffer (readInto)', samplesMs: { raw: rRaw, portico: rPortico } });
+    rows.push({ workload: `seq read ${SIZE_MB} MiB`, unit: 'MiB/s', raw: mbps(best(rRawFresh)), portico: mbps(best(rPorticoFresh)), ratio: best(rRawFresh) / best(rPorticoFresh), aim: undefined, note: 'both: new buffer per chunk (read)', samplesMs: { raw: rRawFresh, portico: rPorticoFresh } });
   } finally {
     await stack.close().catch((e: unknown) => log(`close failed: ${String(e)}`));
-    const peak = rss.stop();
+    const peak = peakRss();
     const auditLines = (() => {
       try {
         return readFileSync(stack.auditFile, 'utf8').split('\n').filter((l) => l.length > 0).length;

@@ -44,13 +44,18 @@ export function toStat(name: string, st: BigIntStats, target?: string): BackendS
 
 export async function readAt(fh: FileHandle, offset: number, length: number): Promise<Buffer> {
   const buf = Buffer.allocUnsafe(length);
+  const done = await readIntoAt(fh, offset, buf);
+  return done === length ? buf : buf.subarray(0, done);
+}
+
+export async function readIntoAt(fh: FileHandle, offset: number, target: Uint8Array): Promise<number> {
   let done = 0;
-  while (done < length) {
-    const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
+  while (done < target.length) {
+    const { bytesRead } = await fh.read(target, done, target.length - done, offset + done);
     if (bytesRead === 0) break;
     done += bytesRead;
   }
-  return done === length ? buf : buf.subarray(0, done);
+  return done;
 }
 
 export async function applyMetaToHandle(fh: FileHandle, meta: SetMetadata): Promise<void> {
@@ -85,6 +90,14 @@ export class LocalFile implements BackendFile {
   async read(offset: number, length: number): Promise<Buffer> {
     try {
       return await readAt(this.live(), offset, length);
+    } catch (e) {
+      throw toVfsError(e, this.path);
+    }
+  }
+
+  async readInto(offset: number, target: Uint8Array): Promise<number> {
+    try {
+      return await readIntoAt(this.live(), offset, target);
     } catch (e) {
       throw toVfsError(e, this.path);
     }

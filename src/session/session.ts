@@ -170,6 +170,13 @@ export class Session {
     return buf;
   }
 
+  /** Reads into the caller's buffer (no allocation); returns the bytes read. */
+  async readInto(h: Handle, offset: number, target: Uint8Array): Promise<number> {
+    const n = await this.gate('read', h.volume.name, [], null, () => this.vfs.readInto(this.own(h), offset, target));
+    this.host.bytes(this.protocol, 'read', n);
+    return n;
+  }
+
   async write(h: Handle, offset: number, data: Uint8Array): Promise<number> {
     const n = await this.gate('write', h.volume.name, [], null, () => this.vfs.write(this.own(h), offset, data));
     this.host.bytes(this.protocol, 'write', n);

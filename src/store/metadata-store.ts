@@ -95,6 +95,7 @@ export class MetadataStore {
       root: prep('SELECT id, vol, parent, name, key, attrs, birth FROM nodes WHERE vol = ? AND parent = 0 AND key = \'\''),
       child: prep('SELECT id, vol, parent, name, key, attrs, birth FROM nodes WHERE vol = ? AND parent = ? AND key = ?'),
       insert: prep('INSERT INTO nodes(vol, parent, name, key) VALUES (?, ?, ?, ?) RETURNING id, vol, parent, name, key, attrs, birth'),
+      insertNew: prep('INSERT INTO nodes(vol, parent, name, key) VALUES (?, ?, ?, ?) ON CONFLICT(vol, parent, key) DO NOTHING RETURNING id, vol, parent, name, key, attrs, birth'),
       get: prep('SELECT id, vol, parent, name, key, attrs, birth FROM nodes WHERE id = ?'),
       move: prep('UPDATE nodes SET parent = ?, name = ?, key = ? WHERE id = ?'),
       rename: prep('UPDATE nodes SET name = ? WHERE id = ?'),
@@ -214,6 +215,15 @@ export class MetadataStore {
       return r;
     }
     return this.row('insert').get(vol, parent, name, key) as unknown as NodeRow;
+  }
+
+  /**
+   * Row for a name that was just created: insert first, and only on a conflict (a stale row left by
+   * an outside delete, or a concurrent lookup) fall back to the existing row.
+   */
+  insertChild(vol: string, parent: FileId, name: string, key: string): NodeRow {
+    const r = this.row('insertNew').get(vol, parent, name, key) as NodeRow | undefined;
+    return r ?? this.ensureChild(vol, parent, name, key);
   }
 
   /**

@@ -119,6 +119,12 @@ export interface OpenFileOptions {
 export interface BackendFile {
   /** Reads up to `length` bytes at `offset`; a short result means end of file. */
   read(offset: number, length: number): Promise<Buffer>;
+  /**
+   * Optional zero-allocation read: fills `target` from its start with the bytes at `offset` and
+   * returns how many it got (fewer at end of file). Lets protocols read straight into a reply
+   * buffer and streaming reads reuse one buffer (no per-chunk allocation and GC).
+   */
+  readInto?(offset: number, target: Uint8Array): Promise<number>;
   write(offset: number, data: Uint8Array): Promise<number>;
   truncate(size: number): Promise<void>;
   /** Makes written data durable. */

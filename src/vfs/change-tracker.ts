@@ -28,7 +28,7 @@ export class ChangeTracker {
   private seq = 0n;
   private readonly entries: LRUCache<FileId, Entry>;
 
-  constructor(bootGeneration: number, maxEntries = 1_000_000) {
+  constructor(bootGeneration: number, maxEntries = 250_000) {
     this.base = BigInt(bootGeneration) << SEQ_BITS;
     this.entries = new LRUCache({ max: maxEntries });
   }

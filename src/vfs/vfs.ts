@@ -13,7 +13,7 @@ import { randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
-import type { Backend, BackendStat } from './backend.ts';
+import type { Backend, BackendFile, BackendStat } from './backend.ts';
 import { VfsError, isVfsError, toVfsError } from './errors.ts';
 import { baseName, isSameOrDescendant, joinPath, parentPath } from './path.ts';
 import { Volume, type VolumeOptions } from './volume.ts';
@@ -77,7 +77,7 @@ export class Vfs {
   private readonly stages = new Map<FileId, WriteStage>();
   private readonly stagesClosing = new Map<FileId, Promise<void>>();
   /** Names of recently listed entries, so a cookie stays resumable after its entry is deleted. */
-  private readonly cookieNames = new LRUCache<string, string>({ max: 200_000 });
+  private readonly cookieNames = new LRUCache<string, string>({ max: 50_000 });
   private readonly stageDir: string;
 
   constructor(options: VfsOptions) {
@@ -179,9 +179,12 @@ export class Vfs {
     const expect = opts.expect ?? 'any';
     const share = opts.share ?? SHARE_ALL;
     const tokens = opts.lockTokens ?? NO_TOKENS;
-    const r = await v.resolve(p);
-    let st = r.stat;
+    // An exclusive create needs no lookup first where the exact name is authoritative: the backend's
+    // exclusive create reports EEXIST itself (one round trip less per new file).
+    const r = disp === 'create' && v.exactLookupAuthoritative(p) ? { path: p, stat: undefined } : await v.resolve(p);
+    let st: BackendStat | undefined = r.stat;
     let created = false;
+    let createdFile: BackendFile | undefined;
     if (st) {
       if (disp === 'create') throw new VfsError('EEXIST', undefined, { path: p });
       if (disp === 'truncate' || disp === 'createOrTruncate') this.checkDavLocks(v, r.path, tokens, { self: true, parent: false });
@@ -196,10 +199,10 @@ export class Vfs {
       if (r.path === '/') throw new VfsError('EEXIST', undefined, { path: p });
       this.checkDavLocks(v, r.path, tokens, { self: false, parent: true });
       if (expect === 'dir') st = await v.backend.mkdir(r.path, opts.mode);
-      else st = await this.createEmpty(v, r.path, opts.mode, disp === 'create');
+      else ({ st, file: createdFile } = await this.createEmpty(v, r.path, opts.mode, disp === 'create'));
       created = true;
     }
-    const row = v.row(r.path);
+    const row = created ? v.newRow(r.path) : v.row(r.path);
     const h = new Handle({
       id: randomUUID(),
       volume: v,
@@ -212,19 +215,25 @@ export class Vfs {
       lockTokens: tokens,
     });
     // Share modes are checked before anything destructive (a sharing violation must not truncate).
-    this.shareModes.open({
+    h.file = createdFile;
+    try {
+      this.shareModes.open({
       handleId: h.id,
       fileId: row.id,
       owner: opts.owner,
       access: h.access,
       share: h.share,
-      deleteOnClose: opts.deleteOnClose ?? false,
-    });
+        deleteOnClose: opts.deleteOnClose ?? false,
+      });
+    } catch (e) {
+      await createdFile?.close().catch(() => undefined);
+      throw e;
+    }
     try {
       if (opts.deleteOnClose) this.shareModes.setDeletePending(row.id, h.id, true);
       if (created && opts.winAttributes !== undefined) v.setWinAttributes(r.path, opts.winAttributes & SETTABLE_WIN_ATTRS);
       const truncate = !created && (disp === 'truncate' || disp === 'createOrTruncate');
-      if (st.type === 'file') await this.attachData(v, h, truncate);
+      if (st.type === 'file' && !h.file) await this.attachData(v, h, truncate);
     } catch (e) {
       this.shareModes.close(h.id);
       await h.file?.close().catch(() => undefined);
@@ -238,18 +247,27 @@ export class Vfs {
     return h;
   }
 
-  /** Creates an empty file: exclusive on request, visible to others at once. */
-  private async createEmpty(v: Volume, path: string, mode: number | undefined, exclusive: boolean): Promise<BackendStat> {
+  /**
+   * Creates an empty file: exclusive on request, visible to others at once. On random-write
+   * backends the descriptor of the create is kept for the handle (no close and reopen).
+   */
+  private async createEmpty(v: Volume, path: string, mode: number | undefined, exclusive: boolean): Promise<{ st: BackendStat; file?: BackendFile }> {
     if (v.backend.capabilities.randomWrites) {
-      const f = await v.backend.openFile(path, { write: true, create: true, exclusive, mode: mode ?? 0o644 });
-      try {
-        return await f.stat();
-      } finally {
-        await f.close();
+      const file = await v.backend.openFile(path, { write: true, create: true, exclusive, mode: mode ?? 0o644 });
+      if (!exclusive) {
+        // Without O_EXCL the file may have existed (a race with another creator): report what is there.
+        try {
+          return { st: await file.stat(), file };
+        } catch (e) {
+          await file.close().catch(() => undefined);
+          throw e;
+        }
       }
+      const now = BigInt(Date.now()) * 1_000_000n;
+      return { st: { name: baseName(path), type: 'file', size: 0, mtimeNs: now, ctimeNs: now, atimeNs: now }, file };
     }
     const w = await v.backend.createWriter(path, { exclusive, mode: mode ?? 0o644, sizeHint: 0 });
-    return w.commit();
+    return { st: await w.commit() };
   }
 
   private async attachData(v: Volume, h: Handle, truncate: boolean): Promise<void> {
@@ -352,6 +370,26 @@ export class Vfs {
     try {
       if (h.stage) return await h.stage.read(offset, length);
       return await h.file!.read(offset, length);
+    } catch (e) {
+      throw toVfsError(e, h.path);
+    }
+  }
+
+  /**
+   * Reads into a caller's buffer (from its start): no allocation per call, so streaming reads and
+   * protocol replies can reuse one buffer. Returns the bytes read (fewer at end of file).
+   */
+  async readInto(h: Handle, offset: number, target: Uint8Array): Promise<number> {
+    this.live(h);
+    if (h.type === 'dir') throw new VfsError('EISDIR');
+    if (!h.access.read) throw new VfsError('EBADF', 'handle not open for reading');
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new VfsError('EINVAL');
+    this.checkIo(h, offset, target.length, 'read');
+    try {
+      if (!h.stage && h.file!.readInto) return await h.file!.readInto(offset, target);
+      const buf = h.stage ? await h.stage.read(offset, target.length) : await h.file!.read(offset, target.length);
+      target.set(buf);
+      return buf.length;
     } catch (e) {
       throw toVfsError(e, h.path);
     }
@@ -478,7 +516,7 @@ export class Vfs {
     if (r.stat) throw new VfsError('EEXIST', undefined, { path: p });
     this.checkDavLocks(v, r.path, tokens, { self: false, parent: true });
     const st = await v.backend.mkdir(r.path, mode ?? 0o755);
-    const row = v.row(r.path);
+    const row = v.newRow(r.path);
     this.emit(v, 'create', row.id, r.path, 'dir');
     return this.attr(v, row, st);
   }
@@ -728,7 +766,7 @@ export class Vfs {
     if (r.stat) throw new VfsError('EEXIST', undefined, { path: p });
     this.checkDavLocks(v, r.path, tokens, { self: false, parent: true });
     const st = await v.backend.symlink(target, r.path);
-    const row = v.row(r.path);
+    const row = v.newRow(r.path);
     this.emit(v, 'create', row.id, r.path, 'symlink');
     return this.attr(v, row, st);
   }
@@ -751,7 +789,7 @@ export class Vfs {
     if (r.stat) throw new VfsError('EEXIST', undefined, { path: p });
     this.checkDavLocks(v, r.path, tokens, { self: false, parent: true });
     const st = await v.backend.link(src.path, r.path);
-    const row = v.row(r.path);
+    const row = v.newRow(r.path);
     this.emit(v, 'create', row.id, r.path, 'file');
     return this.attr(v, row, st);
   }

@@ -70,7 +70,7 @@ export class Volume {
       if (!isVfsError(e, 'ENOENT') || path === '/') throw e;
       // Exact miss. Only scan when a different spelling could match: case folding on a
       // case-sensitive backend, or non-ASCII names that may be stored in another normal form (NFD).
-      if (!this.foldCase && /^[\x00-\x7f]*$/.test(path)) return { path, stat: undefined };
+      if (this.exactLookupAuthoritative(path)) return { path, stat: undefined };
       return this.resolveByScan(path);
     }
   }
@@ -126,6 +126,21 @@ export class Volume {
       const name = baseName(path).normalize('NFC');
       row = this.store.ensureChild(this.name, parent.id, name, this.key(name));
     }
+    this.rows.set(path, row);
+    return row;
+  }
+
+  /** True when a miss of the exact name means the name does not exist (no scan would find it). */
+  exactLookupAuthoritative(path: string): boolean {
+    return !this.foldCase && /^[\x00-\x7f]*$/.test(path);
+  }
+
+  /** Row for a name just created: insert first (the common case), look up only on conflict. */
+  newRow(path: string): NodeRow {
+    if (path === '/') return this.row(path);
+    const parent = this.row(parentPath(path));
+    const name = baseName(path).normalize('NFC');
+    const row = this.store.insertChild(this.name, parent.id, name, this.key(name));
     this.rows.set(path, row);
     return row;
   }

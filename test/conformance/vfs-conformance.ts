@@ -137,6 +137,18 @@ export function vfsConformance(f: BackendFactory): void {
         await s.close(h);
       });
 
+      it('readInto fills the caller buffer and reports short reads at EOF', async () => {
+        await writeFile(s, '/ri', 'abcdefghij');
+        const h = await s.open('s', '/ri', { access: RO, owner: 'o' });
+        const buf = Buffer.alloc(4, 0x2e);
+        expect(await s.readInto(h, 2, buf)).toBe(4);
+        expect(buf.toString()).toBe('cdef');
+        expect(await s.readInto(h, 8, buf)).toBe(2);
+        expect(buf.subarray(0, 2).toString()).toBe('ij');
+        expect(await s.readInto(h, 10, buf)).toBe(0);
+        await s.close(h);
+      });
+
       it('truncate disposition empties an existing file', async () => {
         await writeFile(s, '/t', 'long content');
         const h = await s.open('s', '/t', { access: RW, disposition: 'truncate', owner: 'o' });
