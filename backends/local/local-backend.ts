@@ -21,6 +21,7 @@ import { toVfsError, VfsError } from '../../src/vfs/errors.ts';
 import { baseName, isSameOrDescendant, joinPath, parentPath } from '../../src/vfs/path.ts';
 import { applyMetaToHandle, LocalFile, LocalWriter, nsToSeconds, readAt, toStat } from './local-file.ts';
 import type { WriterHost } from './local-file.ts';
+import { firstAfter } from '../paging.ts';
 
 /** Prefix of the hidden temp files createWriter() and copy() stage in the target directory. */
 export const TEMP_PREFIX = '.portico-tmp-';
@@ -50,19 +51,6 @@ interface NameCacheEntry {
 
 function nowNs(): bigint {
   return BigInt(Date.now()) * 1_000_000n;
-}
-
-/** Index of the first name strictly greater than `after` (names sorted with JS `<`). */
-function firstAfter(names: readonly string[], after: string | undefined): number {
-  if (after === undefined) return 0;
-  let lo = 0;
-  let hi = names.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if ((names[mid] as string) <= after) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
 
 async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {

@@ -12,6 +12,7 @@ import type {
 } from '../../src/vfs/backend.ts';
 import { VfsError } from '../../src/vfs/errors.ts';
 import { baseName, nameKey, parentPath, splitPath } from '../../src/vfs/path.ts';
+import { firstAfter } from '../paging.ts';
 
 export interface MemoryBackendOptions {
   capabilities?: Partial<BackendCapabilities>;
@@ -74,18 +75,6 @@ interface MemNode {
 }
 
 const EMPTY = Buffer.alloc(0);
-
-function firstAfter(names: readonly string[], after: string | undefined): number {
-  if (after === undefined) return 0;
-  let lo = 0;
-  let hi = names.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if ((names[mid] as string) <= after) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
 
 export class MemoryBackend implements Backend {
   readonly kind = 'memory';

@@ -1,7 +1,7 @@
 /**
  * The VFS's public value types: what every protocol sees of a file.
  */
-import type { NodeType, TimeNs } from './backend.ts';
+import type { NodeType, StatFs, TimeNs } from './backend.ts';
 import type { FileId } from '../store/metadata-store.ts';
 
 export type { FileId, NodeType, TimeNs };
@@ -126,11 +126,4 @@ export interface ChangeEvent {
   change: bigint;
 }
 
-export interface StatFsResult {
-  totalBytes: number;
-  freeBytes: number;
-  availableBytes: number;
-  totalFiles: number;
-  freeFiles: number;
-  blockSize: number;
-}
+export type StatFsResult = StatFs;
