@@ -867,11 +867,14 @@ export class Vfs {
         if (seen.has(key)) continue;
         seen.add(key);
         const row = v.childRow(r.path, dirRow, e.name);
-        this.cookieNames.set(`${dirRow.id}:${row.id}`, e.name);
         out.push({ name: nfc, cookie: row.id, attr: this.attr(v, row, e) });
       }
       return out;
     });
+    // Clients resume from the last cookie of a page; remember its backend name in case that entry
+    // is deleted before they come back (other cookies resolve through the id store).
+    const last = entries.at(-1);
+    if (last) this.cookieNames.set(`${dirRow.id}:${last.cookie}`, page.entries.at(-1)!.name);
     return { entries, eof: page.next === undefined };
   }
 
