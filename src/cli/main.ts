@@ -3,6 +3,7 @@
  *
  *   portico serve [SOURCE]         run the gateway
  *   portico user add|passwd|del|list   manage local users (src/cli/user-commands.ts)
+ *   portico cache refresh SHARE[/path]  drop cached metadata in the running gateway (src/cli/cache-commands.ts)
  *   portico share list             show the configured shares
  *   portico config check FILE      validate a config file (exit 2 when invalid)
  *
@@ -29,6 +30,7 @@ import { Gateway } from '../server/gateway.ts';
 import { protocolRegistry } from '../server/plugin.ts';
 import { VfsError } from '../vfs/errors.ts';
 import { userCommand } from './user-commands.ts';
+import { cacheCommand } from './cache-commands.ts';
 
 /** Protocols that get a --<name>-port flag even before their plugin exists. */
 const PORT_PROTOCOLS = ['webdav', 'nfs', 'smb'];
@@ -216,6 +218,7 @@ export function buildProgram(): Command {
     .action(action((source: string | undefined, opts: ServeOptions) => serve(source, opts)));
 
   program.addCommand(userCommand({ configOption, loadToolConfig, action, printTable }));
+  program.addCommand(cacheCommand({ configOption, loadToolConfig, action }));
 
   const share = program.command('share').description('inspect shares');
   share

@@ -217,7 +217,8 @@ export function instrumentBackend(backend: Backend, metrics: Metrics, label: str
       try { return m.link.ok(t, await link(existing, path)); } catch (e) { throw m.link.fail(t, e); }
     };
   }
-  // Startup-only maintenance: forwarded without timing.
+  // Maintenance calls: forwarded without timing.
   if (b.recover) wrapped.recover = b.recover.bind(b);
+  if (b.invalidate) wrapped.invalidate = b.invalidate.bind(b);
   return wrapped;
 }

@@ -5,6 +5,10 @@
  * - GET /ready   -> 200 when every started protocol plugin is listening and every share's backend
  *                   answers check() within READY_CHECK_TIMEOUT_MS; else 503 naming what is not ready.
  * - GET /metrics -> Prometheus text.
+ * - POST /cache/refresh?share=NAME&path=/dir -> drops cached metadata and listings of the share at
+ *                   and below path, so outside changes (another S3 client) show at once. Needs
+ *                   `Authorization: Bearer <admin token>` (src/server/admin-token.ts): 401 without it,
+ *                   404 for an unknown share. Used by `portico cache refresh SHARE[/path]`.
  * HEAD is accepted wherever GET is. Other methods get 405, unknown paths 404.
  *
  * It never reads a request body and bounds header time, so a slow or hostile client on the admin
@@ -16,6 +20,7 @@ import type { Logger } from '../log/logger.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { Backend } from '../vfs/backend.ts';
 import type { ProtocolPlugin } from './plugin.ts';
+import { checkBearer } from './admin-token.ts';
 
 export const READY_CHECK_TIMEOUT_MS = 2000;
 
@@ -31,6 +36,10 @@ export interface AdminServerOptions {
   logger?: Logger;
   /** Per-backend check() timeout (default READY_CHECK_TIMEOUT_MS). */
   checkTimeoutMs?: number;
+  /** Bearer token for state-changing endpoints; without it they answer 404. */
+  token?: string;
+  /** Drops cached metadata of a share below a path; rejects with a VfsError (ENOENT: no such share). */
+  refreshCache?: (share: string, path: string) => Promise<void>;
 }
 
 export interface NotReady {
@@ -103,6 +112,10 @@ export class AdminServer {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (req.method === 'POST' && (req.url ?? '').split('?', 1)[0] === '/cache/refresh' && this.opts.refreshCache && this.opts.token) {
+      await this.refresh(req, res);
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('Allow', 'GET, HEAD');
       // The body (if any) is never read: close instead of draining it.
@@ -129,6 +142,30 @@ export class AdminServer {
       }
       default:
         send(res, req, 404, { status: 'not found' });
+    }
+  }
+
+  private async refresh(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    res.setHeader('Connection', 'close');
+    if (!checkBearer(req.headers.authorization, this.opts.token!)) {
+      res.setHeader('WWW-Authenticate', 'Bearer');
+      send(res, req, 401, { status: 'unauthorized' });
+      return;
+    }
+    const q = new URL(req.url ?? '/', 'http://admin').searchParams;
+    const share = q.get('share');
+    if (!share) {
+      send(res, req, 400, { status: 'missing share' });
+      return;
+    }
+    try {
+      await this.opts.refreshCache!(share, q.get('path') ?? '/');
+      send(res, req, 200, { status: 'refreshed', share, path: q.get('path') ?? '/' });
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      if (code === 'ENOENT') send(res, req, 404, { status: 'no such share', share });
+      else if (code === 'EINVAL' || code === 'ENAMETOOLONG' || code === 'EILSEQ') send(res, req, 400, { status: 'bad path' });
+      else throw e;
     }
   }
 }

@@ -24,6 +24,8 @@ import { instrumentBackend } from '../metrics/instrumented-backend.ts';
 import { Metrics } from '../metrics/metrics.ts';
 import { join } from 'node:path';
 import { rmSync } from 'node:fs';
+import { adminToken } from './admin-token.ts';
+import { VfsError } from '../vfs/errors.ts';
 import { SessionManager } from '../session/session-manager.ts';
 import { MetadataStore } from '../store/metadata-store.ts';
 import type { Backend } from '../vfs/backend.ts';
@@ -185,6 +187,13 @@ export class Gateway {
         plugins: () => this.plugins,
         backends: () => this.backends,
         logger: this.logger.child({ component: 'admin' }),
+        token: adminToken(secret),
+        refreshCache: async (share, path) => {
+          const name = this.config.shares.find((s) => s.name.toLowerCase() === share.toLowerCase())?.name;
+          if (!name || !this.vfs) throw new VfsError('ENOENT', `no share named ${share}`);
+          this.vfs.invalidate(name, path);
+          this.logger.info({ share: name, path }, 'cache refreshed');
+        },
       });
       const a = await this.admin.start();
       this.logger.info({ component: 'admin' }, `admin on http://${hostPort(a)} (/health /ready /metrics)`);

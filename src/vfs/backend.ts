@@ -210,6 +210,11 @@ export interface Backend {
    * Returns how many items it cleaned.
    */
   recover?(): Promise<number>;
+  /**
+   * Drops cached metadata (stats, listings, negative lookups) at and below a path, so changes made
+   * outside Portico show at once (`portico cache refresh`). Backends without caches omit it.
+   */
+  invalidate?(path: string): void;
   /** Resolves when the backend is reachable (used by /ready); rejects with a VfsError otherwise. */
   check(): Promise<void>;
   close(): Promise<void>;

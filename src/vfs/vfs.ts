@@ -904,6 +904,14 @@ export class Vfs {
     this.emit(v, 'attrib', row.id, r.path, r.stat.type);
   }
 
+  /** Forgets cached metadata of a volume at and below a path (backend caches and resolved names). */
+  invalidate(volume: string, path: string): void {
+    const v = this.volume(volume);
+    const p = v.normalize(path);
+    v.forgetCachedRows();
+    v.backend.invalidate?.(p);
+  }
+
   // ---------------------------------------------------------------- lifecycle
 
   openHandles(): Handle[] {

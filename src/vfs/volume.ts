@@ -206,6 +206,10 @@ export class Volume {
     return id;
   }
 
+  forgetCachedRows(): void {
+    this.rows.clear();
+  }
+
   /** Drops cached rows after an attribute update so the next read sees the store. */
   invalidate(path: string): void {
     this.rows.delete(path);
