@@ -1,12 +1,9 @@
 /**
  * The one place protocol servers are registered. Each protocol module adds itself here as it is
- * built, e.g.:
- *
- *   import { registerProtocol } from '../src/server/plugin.ts';
- *   import { webdavProtocol } from './webdav/plugin.ts';
- *   registerProtocol(webdavProtocol);
- *
- * The CLI and the gateway import this file for its side effect before reading `protocolRegistry`.
- * No protocol is built yet.
+ * built. The CLI and the gateway import this file for its side effect before reading
+ * `protocolRegistry`.
  */
-export {};
+import { registerProtocol } from '../src/server/plugin.ts';
+import { webdavProtocol } from './webdav/plugin.ts';
+
+registerProtocol(webdavProtocol);

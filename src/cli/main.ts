@@ -30,6 +30,7 @@ import { Gateway } from '../server/gateway.ts';
 import { protocolRegistry } from '../server/plugin.ts';
 import { VfsError } from '../vfs/errors.ts';
 import { userCommand } from './user-commands.ts';
+import { generateSelfSigned } from '../../protocols/webdav/tls.ts';
 import { cacheCommand } from './cache-commands.ts';
 
 /** Protocols that get a --<name>-port flag even before their plugin exists. */
@@ -219,6 +220,23 @@ export function buildProgram(): Command {
 
   program.addCommand(userCommand({ configOption, loadToolConfig, action, printTable }));
   program.addCommand(cacheCommand({ configOption, loadToolConfig, action }));
+
+  program
+    .command('cert')
+    .description('TLS certificates')
+    .command('generate')
+    .description('write a self-signed certificate and key (portico.crt, portico.key) for protocols.webdav.tls')
+    .requiredOption('--out <dir>', 'output directory (created if missing)')
+    .option('--host <name...>', 'DNS names or IP addresses it is valid for (default: localhost 127.0.0.1 ::1)')
+    .action(
+      action(async (opts: { out: string; host?: string[] }) => {
+        const r = await generateSelfSigned(opts.out, opts.host ?? []);
+        process.stdout.write(
+          `certificate: ${r.certFile}\nkey:         ${r.keyFile}\nfingerprint: ${r.fingerprint}\n` +
+            `config:\n  protocols:\n    webdav:\n      tls: { cert: ${r.certFile}, key: ${r.keyFile} }\n`,
+        );
+      }),
+    );
 
   const share = program.command('share').description('inspect shares');
   share

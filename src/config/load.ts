@@ -149,7 +149,7 @@ function readConfigFile(file: string): Record<string, unknown> {
 }
 
 /** Most nodes a config tree may have after alias expansion, and how deep it may nest. */
-const MAX_TREE_NODES = 1_000_000;
+const MAX_TREE_NODES = 200_000;
 const MAX_TREE_DEPTH = 256;
 
 /**

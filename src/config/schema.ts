@@ -103,9 +103,26 @@ const protocolEntrySchema = z.looseObject({
 const portProtocol = (defaultPort: number) =>
   z.looseObject({ port: port.default(defaultPort), listen: listen.optional() }).prefault({});
 
+/**
+ * WebDAV's own options (protocols/webdav/settings.ts applies the defaults, so the parsed config
+ * only holds what was written). Loose like every protocol entry.
+ */
+const webdavProtocol = z
+  .looseObject({
+    port: port.default(8080),
+    listen: listen.optional(),
+    tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).nullable().optional(),
+    maxLockTimeoutSeconds: int().min(1).optional(),
+    depthInfinity: z.boolean().optional(),
+    authCacheSeconds: int().min(0).optional(),
+    idleTimeoutMs: int().min(0).optional(),
+    requestTimeoutMs: int().min(0).optional(),
+  })
+  .prefault({});
+
 const protocolsSchema = z
   .object({
-    webdav: portProtocol(8080),
+    webdav: webdavProtocol,
     nfs: portProtocol(2049),
     smb: portProtocol(445),
     // FUSE mounts instead of listening: null = not mounted.
@@ -167,6 +184,8 @@ const shareSchema = z.strictObject({
   guest: z.union([z.literal(false), z.literal('read')], { error: 'must be false or "read" (guest write is never allowed)' }).default(false),
   access: z.array(accessEntrySchema).default(() => [{ users: ['*'], rights: ['read', 'write'] as Right[] }]),
   rules: z.array(pathRuleSchema).default([]),
+  /** WebDAV-only share options (absent = defaults). */
+  webdav: z.strictObject({ refuseAppleDouble: z.boolean().optional() }).optional(),
 });
 
 const baseSchema = z

@@ -19,10 +19,25 @@ const FILES: Record<string, string> = {
   'icon.svg': 'image/svg+xml',
 };
 
+/**
+ * Sent without indentation, blank lines and whole-line comments: a third less on the wire with
+ * the sources kept readable. Safe for these files because none has a multi-line string, template
+ * or a line that starts inside a block comment other than the leading ones removed here.
+ */
+export function compactSource(text: string): string {
+  return text
+    .replace(/^\s*\/\*[\s\S]*?\*\/\s*/, '')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('//'))
+    .join('\n');
+}
+
 const assets = new Map<string, Asset>();
 const versionHash = createHash('sha256');
 for (const [name, type] of Object.entries(FILES)) {
-  const body = readFileSync(new URL(`./${name}`, import.meta.url));
+  const raw = readFileSync(new URL(`./${name}`, import.meta.url));
+  const body = name.endsWith('.svg') ? raw : Buffer.from(`${compactSource(raw.toString('utf8'))}\n`);
   assets.set(name, { body, type });
   versionHash.update(name).update(body);
 }

@@ -79,29 +79,33 @@ interface Crumb {
   href: string;
 }
 
+/** Label of the gateway's root listing (GET / lists the shares the user can see). */
+const SHARES = 'Shares';
+
 /**
  * Breadcrumb links come from baseUrl itself (the server's own encoding, and any mount prefix it
- * has), one level per segment of `path`; labels come from the decoded `path`.
+ * has), one level per segment of `path`; labels come from the decoded `path`. The first crumb is
+ * the list of shares, one level above the share. An empty `share` is that list itself.
  */
 function breadcrumbs(share: string, path: string, baseUrl: string): Crumb[] {
-  const names = path.split('/').filter((s) => s !== '');
+  const names = share === '' ? [] : path.split('/').filter((s) => s !== '');
   const segs = baseUrl.split('/').filter((s) => s !== '');
+  if (share === '') return [{ label: SHARES, href: `/${segs.map((s) => `${s}/`).join('')}` }];
   let rootSegs: string[];
   let pathSegs: string[];
-  if (segs.length >= names.length) {
+  if (segs.length > names.length) {
     rootSegs = segs.slice(0, segs.length - names.length);
     pathSegs = segs.slice(segs.length - names.length);
   } else {
     rootSegs = [encodeSegment(share)];
     pathSegs = names.map(encodeSegment);
   }
-  const root = `/${rootSegs.map((s) => `${s}/`).join('')}`;
-  const crumbs: Crumb[] = [{ label: share, href: root }];
-  let href = root;
-  names.forEach((label, i) => {
-    href += `${pathSegs[i] ?? encodeSegment(label)}/`;
-    crumbs.push({ label, href });
-  });
+  const dirUrl = (parts: string[]): string => `/${parts.map((s) => `${s}/`).join('')}`;
+  const crumbs: Crumb[] = [
+    { label: SHARES, href: dirUrl(rootSegs.slice(0, -1)) },
+    { label: share, href: dirUrl(rootSegs) },
+  ];
+  names.forEach((label, i) => crumbs.push({ label, href: dirUrl([...rootSegs, ...pathSegs.slice(0, i + 1)]) }));
   return crumbs;
 }
 
@@ -112,7 +116,7 @@ function renderRow(e: UiEntry, baseUrl: string): string {
   const icon = isDir ? 'i-dir' : e.type === 'symlink' ? 'i-link' : 'i-file';
   const size = isDir ? 0 : Math.max(0, e.size);
   const date = formatDate(e.mtimeMs);
-  const sizeCell = isDir ? '<td class="s"><span class="vh">Folder</span></td>' : `<td class="s" title="${size.toLocaleString('en')} bytes">${formatSize(size)}</td>`;
+  const sizeCell = isDir ? '<td class="s"><span class="vh">Folder</span></td>' : `<td class="s" title="${size.toLocaleString('en')} byte${size === 1 ? '' : 's'}">${formatSize(size)}</td>`;
   const dateCell = date ? `<td class="m"><time datetime="${date.iso}">${date.text}</time></td>` : '<td class="m"></td>';
   const download = isDir ? '' : `<a class="btn" href="${href}" download="${name}" aria-label="Download ${name}">Download</a>`;
   return (
@@ -146,7 +150,8 @@ export function renderCollectionPage(opts: CollectionPageOptions): string {
     .map((c, i) => `<li><a href="${escapeHtml(c.href)}"${i === crumbs.length - 1 ? ' aria-current="page"' : ''}>${escapeHtml(c.label)}</a></li>`)
     .join('');
   const rows = sortEntries(entries).map((e) => renderRow(e, baseUrl)).join('');
-  const upRow = parent ? `<tr class="up"><td colspan="4"><a class="i-up" href="${escapeHtml(parent.href)}">Parent folder</a></td></tr>\n` : '';
+  const upLabel = crumbs.length === 2 ? 'All shares' : 'Parent folder';
+  const upRow = parent ? `<tr class="up"><td colspan="4"><a class="i-up" href="${escapeHtml(parent.href)}">${upLabel}</a></td></tr>\n` : '';
   const emptyRow = entries.length === 0 ? '<tr class="empty"><td colspan="4">This folder is empty.</td></tr>\n' : '';
   const truncated = opts.truncated
     ? `<p class="notice" id="truncated">This folder has more entries than the server lists at once; only the first ${entries.length.toLocaleString('en')} are shown.</p>`
@@ -178,8 +183,7 @@ export function renderCollectionPage(opts: CollectionPageOptions): string {
 <body data-base="${escapeHtml(baseUrl)}" data-readonly="${readOnly ? 'true' : 'false'}">
 <header class="top"><span class="brand">Portico</span><span class="who">Signed in as <b>${escapeHtml(user)}</b>${readOnly ? ' <span class="ro">Read-only</span>' : ''}</span></header>
 <main>
-<nav class="crumbs" aria-label="Breadcrumb"><ol>${crumbHtml}</ol></nav>
-<h1 id="title" tabindex="-1">${title}</h1>
+${crumbs.length > 1 ? `<nav class="crumbs" aria-label="Breadcrumb"><ol>${crumbHtml}</ol></nav>\n` : ''}<h1 id="title" tabindex="-1">${title}</h1>
 ${tools}<div id="messages" class="messages" aria-live="polite"></div>
 ${truncated}<table class="listing" id="listing">
 <caption class="vh">Contents of ${title}</caption>

@@ -1,0 +1,422 @@
+/**
+ * WebDAV benchmark: Portico against nginx (dav + dav_ext), Apache mod_dav and `rclone serve webdav`,
+ * all serving the SAME directory (prepared once) as /share/ on 127.0.0.1, measured in one run by the
+ * same client (node:http with keep-alive agents, written here), one server at a time.
+ *
+ *   node bench/webdav-bench.ts            1 GiB file, 3,000 ops per small-file figure, 10,000 entries
+ *   BENCH_QUICK=1 node bench/webdav-bench.ts   100 MB, 500 ops, 1,000 entries
+ *
+ * Figures per server: GET and PUT of the big file (MB/s = 10^6 B/s, streamed both ways, best of 2),
+ * 4 KiB PUT and GET at concurrency 1 and 16 (ops/s), PROPFIND Depth 1 of the big directory (ms,
+ * median of 5, whole response read and its <response> elements counted), and Portico's peak RSS
+ * during the big PUT (/proc/PID/status sampled every 50 ms, plus VmHWM).
+ *
+ * Portico authenticates every request with Basic auth (default bcrypt cost); the peers run without
+ * auth, which favours them. Peers missing on the machine are installed with apt-get (nginx-extras,
+ * apache2, rclone); one is skipped only when apt cannot install it, and the output says so.
+ * Ratios are printed next to their aims; the script never exits non-zero because of a ratio.
+ */
+import { request, Agent } from 'node:http';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { flushDirtyPages, mapLimit, median } from './lib.ts';
+import { aptInstall, chownTree, makeTraversable, startApache, startNginx, startRcloneServe, userIds, type PeerServer } from './peers/peers.ts';
+import { memoryOf, startPorticoChild } from './peers/portico-child.ts';
+
+const QUICK = process.env.BENCH_QUICK === '1';
+const BIG_BYTES = QUICK ? 100 * 1000 * 1000 : 1024 * 1024 * 1024;
+const BIG_LABEL = QUICK ? '100 MB' : '1 GiB';
+const SMALL_BYTES = 4096;
+const SMALL_OPS = QUICK ? 500 : 3000;
+const ENTRIES = QUICK ? 1000 : 10_000;
+const BIG_ROUNDS = 2;
+const PROPFIND_ROUNDS = 5;
+const USER = 'bench';
+const PASS = 'bench-password-1';
+const RSS_AIM_MB = 200;
+
+const PEERS = [
+  { name: 'nginx', pkg: 'nginx-extras', start: startNginx },
+  { name: 'apache', pkg: 'apache2', start: startApache },
+  { name: 'rclone', pkg: 'rclone', start: startRcloneServe },
+] as const;
+
+type Metric = 'getBig' | 'putBig' | 'put4kC1' | 'put4kC16' | 'get4kC1' | 'get4kC16' | 'propfind';
+
+const METRICS: { key: Metric; label: string; unit: string; higherIsBetter: boolean; big: boolean }[] = [
+  { key: 'getBig', label: `GET ${BIG_LABEL}`, unit: 'MB/s', higherIsBetter: true, big: true },
+  { key: 'putBig', label: `PUT ${BIG_LABEL}`, unit: 'MB/s', higherIsBetter: true, big: true },
+  { key: 'put4kC1', label: 'PUT 4 KiB c=1', unit: 'ops/s', higherIsBetter: true, big: false },
+  { key: 'put4kC16', label: 'PUT 4 KiB c=16', unit: 'ops/s', higherIsBetter: true, big: false },
+  { key: 'get4kC1', label: 'GET 4 KiB c=1', unit: 'ops/s', higherIsBetter: true, big: false },
+  { key: 'get4kC16', label: 'GET 4 KiB c=16', unit: 'ops/s', higherIsBetter: true, big: false },
+  { key: 'propfind', label: `PROPFIND D1 ${ENTRIES.toLocaleString('en-US')}`, unit: 'ms', higherIsBetter: false, big: false },
+];
+
+interface ServerFigures {
+  figures: Partial<Record<Metric, number>>;
+  errors: Partial<Record<Metric, string>>;
+  samples: Partial<Record<Metric, number[]>>;
+  propfindBytes?: number;
+}
+
+const log = (line: string): void => void process.stderr.write(`[webdav-bench] ${line}\n`);
+
+// ---------------------------------------------------------------- client
+
+interface Target {
+  name: string;
+  port: number;
+  auth: string | undefined;
+  agent: Agent;
+}
+
+interface Reply {
+  status: number;
+  bytes: number;
+  body?: Buffer;
+}
+
+function pathOf(rel: string): string {
+  return '/share/' + rel.split('/').map(encodeURIComponent).join('/');
+}
+
+/** One request; the response body is always read to the end (kept only when asked). */
+function send(t: Target, method: string, rel: string, opts: { headers?: Record<string, string | number>; body?: Buffer | Readable; keepBody?: boolean } = {}): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string | number> = { ...opts.headers };
+    if (t.auth) headers.Authorization = t.auth;
+    if (Buffer.isBuffer(opts.body)) headers['Content-Length'] = opts.body.length;
+    const req = request({ host: '127.0.0.1', port: t.port, method, path: pathOf(rel), headers, agent: t.agent }, (res) => {
+      let bytes = 0;
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => {
+        bytes += c.length;
+        if (opts.keepBody) chunks.push(c);
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes, ...(opts.keepBody ? { body: Buffer.concat(chunks) } : {}) }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    if (opts.body === undefined) req.end();
+    else if (Buffer.isBuffer(opts.body)) req.end(opts.body);
+    else {
+      opts.body.on('error', (e) => req.destroy(e));
+      opts.body.pipe(req);
+    }
+  });
+}
+
+function expectStatus(r: Reply, ok: number[], what: string): void {
+  if (!ok.includes(r.status)) throw new Error(`${what}: HTTP ${r.status}`);
+}
+
+/** `bytes` of data from one reused 1 MiB random block: streamed, never held whole. */
+function bigSource(bytes: number): Readable {
+  const block = randomBytes(1024 * 1024);
+  let left = bytes;
+  return new Readable({
+    highWaterMark: 4 * 1024 * 1024,
+    read() {
+      if (left <= 0) return void this.push(null);
+      const n = Math.min(block.length, left);
+      left -= n;
+      this.push(n === block.length ? block : block.subarray(0, n));
+    },
+  });
+}
+
+async function opsPerSecond(count: number, concurrency: number, op: (i: number) => Promise<void>): Promise<number> {
+  const idx = Array.from({ length: count }, (_, i) => i);
+  const t0 = performance.now();
+  await mapLimit(idx, concurrency, op);
+  return count / ((performance.now() - t0) / 1000);
+}
+
+const PROPFIND_BODY = Buffer.from(
+  '<?xml version="1.0" encoding="utf-8"?>\n<D:propfind xmlns:D="DAV:"><D:prop>' +
+    '<D:resourcetype/><D:getcontentlength/><D:getlastmodified/><D:getetag/><D:getcontenttype/><D:displayname/>' +
+    '</D:prop></D:propfind>',
+);
+
+/** <response> elements in a multistatus, whatever the prefix. */
+function countResponses(xml: Buffer): number {
+  return (xml.toString('utf8').match(/<([A-Za-z_][\w.-]*:)?response[\s>]/g) ?? []).length;
+}
+
+// ---------------------------------------------------------------- measurements
+
+interface RssFigures {
+  /** VmRSS after the warm-up, before the big PUT. */
+  idle: number;
+  /** Highest VmRSS sampled during the big PUTs. */
+  peakRss: number;
+  /** VmHWM after the big PUTs (the process's high-water mark so far). */
+  hwm: number;
+}
+
+async function measure(server: PeerServer, isPortico: boolean): Promise<ServerFigures & { rss?: RssFigures }> {
+  const t: Target = {
+    name: server.name,
+    port: server.port,
+    auth: server.auth ? `Basic ${Buffer.from(`${server.auth.user}:${server.auth.pass}`).toString('base64')}` : undefined,
+    agent: new Agent({ keepAlive: true, maxSockets: 16, keepAliveMsecs: 30_000 }),
+  };
+  const out: ServerFigures & { rss?: RssFigures } = { figures: {}, errors: {}, samples: {} };
+  const mem = (): { rss: number; hwm: number } | undefined => memoryOf(server.pid, (p) => readFileSync(p, 'utf8'));
+  const putDir = `put-${server.name}`;
+  const attempt = async (key: Metric, fn: () => Promise<number>): Promise<void> => {
+    try {
+      out.figures[key] = await fn();
+    } catch (e) {
+      out.errors[key] = e instanceof Error ? e.message : String(e);
+      log(`${server.name} ${key} failed: ${out.errors[key]}`);
+    }
+  };
+  try {
+    // Warm-up for everyone: connections, the first (bcrypt) login, directory caches.
+    await mapLimit(Array.from({ length: 64 }, (_, i) => i), 16, async (i) => {
+      expectStatus(await send(t, 'GET', `small/f${i % SMALL_OPS}`), [200], 'warm-up GET');
+    });
+    expectStatus(await send(t, 'PROPFIND', 'dir/', { headers: { Depth: 1, 'Content-Type': 'application/xml' }, body: PROPFIND_BODY }), [207], 'warm-up PROPFIND');
+
+    const idle = isPortico ? (mem()?.rss ?? 0) : 0;
+    await attempt('putBig', async () => {
+      const times: number[] = [];
+      let peakRss = 0;
+      let hwm = 0;
+      for (let round = 0; round < BIG_ROUNDS; round++) {
+        flushDirtyPages();
+        const sampler = isPortico
+          ? setInterval(() => {
+              const m = mem();
+              if (m) peakRss = Math.max(peakRss, m.rss);
+            }, 50)
+          : undefined;
+        const t0 = performance.now();
+        try {
+          const r = await send(t, 'PUT', `${putDir}/big.bin`, { headers: { 'Content-Length': BIG_BYTES, 'Content-Type': 'application/octet-stream' }, body: bigSource(BIG_BYTES) });
+          expectStatus(r, [200, 201, 204], 'PUT big');
+        } finally {
+          if (sampler) clearInterval(sampler);
+        }
+        times.push(performance.now() - t0);
+        if (isPortico) hwm = Math.max(hwm, mem()?.hwm ?? 0);
+      }
+      if (isPortico) out.rss = { idle, peakRss, hwm };
+      out.samples.putBig = times;
+      return BIG_BYTES / 1e6 / (Math.min(...times) / 1000);
+    });
+
+    await attempt('getBig', async () => {
+      const times: number[] = [];
+      for (let round = 0; round < BIG_ROUNDS; round++) {
+        const t0 = performance.now();
+        const r = await send(t, 'GET', 'big.bin');
+        expectStatus(r, [200], 'GET big');
+        if (r.bytes !== BIG_BYTES) throw new Error(`GET big: ${r.bytes} bytes, expected ${BIG_BYTES}`);
+        times.push(performance.now() - t0);
+      }
+      out.samples.getBig = times;
+      return BIG_BYTES / 1e6 / (Math.min(...times) / 1000);
+    });
+
+    const payload = randomBytes(SMALL_BYTES);
+    for (const [key, c] of [['put4kC1', 1], ['put4kC16', 16]] as const) {
+      await attempt(key, () =>
+        opsPerSecond(SMALL_OPS, c, async (i) => {
+          expectStatus(await send(t, 'PUT', `${putDir}/small/c${c}-${i}`, { body: payload }), [200, 201, 204], 'PUT 4 KiB');
+        }),
+      );
+    }
+    for (const [key, c] of [['get4kC1', 1], ['get4kC16', 16]] as const) {
+      await attempt(key, () =>
+        opsPerSecond(SMALL_OPS, c, async (i) => {
+          const r = await send(t, 'GET', `small/f${i}`);
+          expectStatus(r, [200], 'GET 4 KiB');
+          if (r.bytes !== SMALL_BYTES) throw new Error(`GET 4 KiB: ${r.bytes} bytes`);
+        }),
+      );
+    }
+
+    await attempt('propfind', async () => {
+      const times: number[] = [];
+      for (let round = 0; round < PROPFIND_ROUNDS; round++) {
+        const t0 = performance.now();
+        const r = await send(t, 'PROPFIND', 'dir/', { headers: { Depth: 1, 'Content-Type': 'application/xml' }, body: PROPFIND_BODY, keepBody: true });
+        times.push(performance.now() - t0);
+        expectStatus(r, [207], 'PROPFIND');
+        const n = countResponses(r.body!);
+        if (n !== ENTRIES + 1) throw new Error(`PROPFIND listed ${n} resources, expected ${ENTRIES + 1}`);
+        out.propfindBytes = r.bytes;
+      }
+      out.samples.propfind = times;
+      return median(times);
+    });
+  } finally {
+    t.agent.destroy();
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- data set
+
+function prepare(base: string): string {
+  const data = join(base, 'share');
+  mkdirSync(join(data, 'dir'), { recursive: true });
+  mkdirSync(join(data, 'small'));
+  log(`preparing ${data}: ${BIG_LABEL} file, ${SMALL_OPS} x 4 KiB, ${ENTRIES} entries`);
+  const block = randomBytes(1024 * 1024);
+  const fd = join(data, 'big.bin');
+  writeFileSync(fd, Buffer.alloc(0));
+  for (let left = BIG_BYTES; left > 0; left -= block.length) {
+    writeFileSync(fd, left >= block.length ? block : block.subarray(0, left), { flag: 'a' });
+  }
+  for (let i = 0; i < SMALL_OPS; i++) writeFileSync(join(data, 'small', `f${i}`), randomBytes(SMALL_BYTES));
+  const entry = Buffer.alloc(100, 'x');
+  for (let i = 0; i < ENTRIES; i++) writeFileSync(join(data, 'dir', `entry-${String(i).padStart(5, '0')}.txt`), entry);
+  for (const s of ['portico', ...PEERS.map((p) => p.name)]) mkdirSync(join(data, `put-${s}`, 'small'), { recursive: true });
+  return data;
+}
+
+// ---------------------------------------------------------------- report
+
+function fmt(n: number | undefined): string {
+  if (n === undefined || !Number.isFinite(n)) return '-';
+  if (n >= 1000) return Math.round(n).toLocaleString('en-US');
+  if (n >= 100) return n.toFixed(0);
+  if (n >= 10) return n.toFixed(1);
+  return n.toFixed(2);
+}
+
+function table(head: string[], rows: string[][], leftCols = 1): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]): string => cells.map((c, i) => (i < leftCols ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
+  return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+/** Portico speed / peer speed (>1: Portico faster); for ms figures, peer ms / Portico ms. */
+function ratio(metric: (typeof METRICS)[number], portico: number | undefined, peer: number | undefined): number | undefined {
+  if (portico === undefined || peer === undefined || portico <= 0 || peer <= 0) return undefined;
+  return metric.higherIsBetter ? portico / peer : peer / portico;
+}
+
+/** The aim for a ratio: big files >= 0.8x nginx and ahead (> 1x) of Apache and rclone; the rest ahead of every peer. */
+function aim(metric: (typeof METRICS)[number], peer: string): { min: number; strict: boolean } {
+  if (metric.big && peer === 'nginx') return { min: 0.8, strict: false };
+  return { min: 1, strict: true };
+}
+
+async function main(): Promise<void> {
+  const base = mkdtempSync(join(tmpdir(), 'portico-webdav-bench-'));
+  const running: PeerServer[] = [];
+  const results: Record<string, ServerFigures> = {};
+  const skipped: Record<string, string> = {};
+  let rss: RssFigures | undefined;
+  try {
+    const failed = aptInstall(PEERS.map((p) => p.pkg), log);
+    for (const p of PEERS) {
+      const why = failed.get(p.pkg);
+      if (why !== undefined) {
+        skipped[p.name] = `apt-get could not install ${p.pkg}: ${why}`;
+        log(`skipping ${p.name}: ${skipped[p.name]}`);
+      }
+    }
+    makeTraversable(base);
+    const data = prepare(base);
+    const www = userIds('www-data');
+    // Apache and nginx workers run as www-data and must write their PUTs into the shared tree.
+    if (www) chownTree(data, www.uid, www.gid);
+
+    const order: { name: string; start: () => Promise<PeerServer> }[] = [
+      { name: 'portico', start: () => startPorticoChild({ dir: data, user: USER, pass: PASS }) },
+      ...PEERS.filter((p) => skipped[p.name] === undefined).map((p) => ({ name: p.name, start: () => p.start({ dir: data }) })),
+    ];
+    for (const s of order) {
+      log(`${s.name}: starting`);
+      let server: PeerServer;
+      try {
+        server = await s.start();
+      } catch (e) {
+        if (s.name === 'portico') throw e;
+        skipped[s.name] = `did not start: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`;
+        log(`skipping ${s.name}: ${skipped[s.name]}`);
+        continue;
+      }
+      running.push(server);
+      log(`${s.name}: measuring on ${server.url} (pid ${server.pid})`);
+      const r = await measure(server, s.name === 'portico');
+      if (r.rss) rss = r.rss;
+      results[s.name] = r;
+      await server.stop();
+      running.splice(running.indexOf(server), 1);
+      rmSync(join(data, `put-${s.name}`, 'big.bin'), { force: true });
+    }
+  } finally {
+    for (const s of running) await s.stop().catch(() => undefined);
+    rmSync(base, { recursive: true, force: true });
+  }
+
+  const servers = Object.keys(results);
+  const peers = servers.filter((s) => s !== 'portico');
+  const p = results.portico!;
+  const out: string[] = [];
+  out.push(`WebDAV benchmark${QUICK ? ' (BENCH_QUICK=1)' : ''}: ${BIG_LABEL} file (best of ${BIG_ROUNDS}), ${SMALL_OPS.toLocaleString('en-US')} ops per 4 KiB figure, PROPFIND Depth 1 of ${ENTRIES.toLocaleString('en-US')} entries (median of ${PROPFIND_ROUNDS})`);
+  out.push(`Same directory, same Node client (keep-alive), one server at a time. Portico: Basic auth on every request; ${peers.join(', ') || 'no peer'}: no auth.`);
+  for (const [name, why] of Object.entries(skipped)) out.push(`Skipped ${name}: ${why}`);
+  out.push('');
+  out.push(
+    table(
+      ['metric', 'unit', ...servers],
+      METRICS.map((m) => [m.label, m.unit, ...servers.map((s) => (results[s]!.errors[m.key] ? 'error' : fmt(results[s]!.figures[m.key])))]),
+      2,
+    ),
+  );
+  out.push('');
+  out.push('ratio = Portico speed / peer speed (> 1: Portico faster; PROPFIND: peer ms / Portico ms); aim in brackets');
+  const ratios: Record<string, Record<string, number | undefined>> = {};
+  out.push(
+    table(
+      ['metric', ...peers.map((s) => `vs ${s}`)],
+      METRICS.map((m) => [
+        m.label,
+        ...peers.map((s) => {
+          const r = ratio(m, p.figures[m.key], results[s]!.figures[m.key]);
+          (ratios[m.key] ??= {})[s] = r;
+          const a = aim(m, s);
+          if (r === undefined) return `- (${a.strict ? '>' : '>='} ${a.min}x)`;
+          const met = a.strict ? r > a.min : r >= a.min;
+          return `${r.toFixed(2)}x (${a.strict ? '>' : '>='} ${a.min}x ${met ? 'PASS' : 'BELOW'})`;
+        }),
+      ]),
+    ),
+  );
+  out.push('');
+  const rssMb = rss ? rss.peakRss / 1e6 : undefined;
+  out.push(
+    `Portico peak RSS during the ${BIG_LABEL} PUT: ${fmt(rssMb)} MB (VmRSS sampled every 50 ms; VmHWM ${fmt(rss ? rss.hwm / 1e6 : undefined)} MB; ${fmt(rss ? rss.idle / 1e6 : undefined)} MB before the PUT) (aim < ${RSS_AIM_MB} MB: ${rssMb !== undefined && rssMb < RSS_AIM_MB ? 'PASS' : 'BELOW'})`,
+  );
+  const errors = servers.flatMap((s) => Object.entries(results[s]!.errors).map(([k, e]) => `${s} ${k}: ${e}`));
+  for (const e of errors) out.push(`error: ${e}`);
+  process.stdout.write(out.join('\n') + '\n');
+  const json = {
+    bench: 'webdav',
+    quick: QUICK,
+    sizes: { bigBytes: BIG_BYTES, smallBytes: SMALL_BYTES, smallOps: SMALL_OPS, propfindEntries: ENTRIES, bigRounds: BIG_ROUNDS, propfindRounds: PROPFIND_ROUNDS },
+    units: Object.fromEntries(METRICS.map((m) => [m.key, m.unit])),
+    auth: { portico: 'basic', peers: 'none' },
+    servers: Object.fromEntries(servers.map((s) => [s, { ...results[s]!.figures, samplesMs: results[s]!.samples, propfindBytes: results[s]!.propfindBytes, errors: results[s]!.errors }])),
+    ratios,
+    porticoRss: rss ? { peakRssBytes: rss.peakRss, vmHwmBytes: rss.hwm, idleRssBytes: rss.idle, aimBytes: RSS_AIM_MB * 1e6 } : null,
+    skipped,
+  };
+  process.stdout.write(JSON.stringify(json) + '\n');
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`webdav-bench failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  process.exit(1);
+});

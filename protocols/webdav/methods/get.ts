@@ -1,0 +1,164 @@
+/**
+ * GET and HEAD (RFC 7231 §4.3.1, RFC 7232, RFC 7233).
+ *
+ * Files: ETag (file id + change counter), Last-Modified, conditional requests (304/412), and byte
+ * ranges pushed down to the VFS as ranged reads — one range as 206, several as
+ * multipart/byteranges, unsatisfiable as 416, a malformed Range ignored (200, RFC 7233 §3.1),
+ * If-Range honoured. Bodies stream in 256 KiB reads with backpressure.
+ *
+ * Collections: with `Accept: text/html`, the browser UI's listing page (protocols/webdav/ui);
+ * otherwise a plain-text list of names (one per line, collections with a trailing '/').
+ */
+import { randomBytes } from 'node:crypto';
+import rangeParser from 'range-parser';
+import type { FileAttr } from '../../../src/vfs/types.ts';
+import type { Handle } from '../../../src/vfs/vfs.ts';
+import { PUT_TEMP_PREFIX, type DavContext } from '../context.ts';
+import { HttpError } from '../errors.ts';
+import { checkPreconditions, parseHttpDate } from '../conditional.ts';
+import { contentTypeOf, etagOf, httpDate } from '../properties.ts';
+import { baseNameOf } from '../paths.ts';
+import { renderCollectionPage } from '../ui/index.ts';
+
+const CHUNK = 256 * 1024;
+/** More ranges than this in one request are served as the whole file (abuse guard). */
+const MAX_RANGES = 64;
+const READ = { read: true, write: false, delete: false };
+
+export async function get(ctx: DavContext): Promise<void> {
+  const attr = await ctx.session.getattr(ctx.share, ctx.path);
+  if (attr.type === 'dir') return collection(ctx, attr);
+  const etag = etagOf(attr);
+  const lastModified = httpDate(attr.mtimeNs);
+  const base: Record<string, string | number> = {
+    ETag: etag,
+    'Last-Modified': lastModified,
+    'Accept-Ranges': 'bytes',
+    'Content-Type': contentTypeOf(baseNameOf(ctx.path)),
+  };
+  const pre = checkPreconditions(ctx, attr);
+  if (pre === 304) return ctx.send(304, { ETag: etag, 'Last-Modified': lastModified });
+  if (pre === 412) throw new HttpError(412, 'precondition failed');
+
+  const size = attr.size;
+  let ranges: Array<{ start: number; end: number }> | undefined;
+  const rangeHeader = ctx.header('range');
+  if (rangeHeader !== undefined && ctx.req.method === 'GET' && ifRangeHolds(ctx.header('if-range'), etag, attr)) {
+    const r = rangeParser(size, rangeHeader, { combine: true });
+    if (r === -1) {
+      return ctx.send(416, { ...base, 'Content-Range': `bytes */${size}`, 'Content-Type': 'text/plain; charset=utf-8' }, 'range not satisfiable\n');
+    }
+    if (r !== -2 && r.type === 'bytes' && r.length > 0 && r.length <= MAX_RANGES) ranges = [...r];
+  }
+
+  const res = ctx.res;
+  if (ranges === undefined) {
+    res.writeHead(200, { ...base, 'Content-Length': size });
+    if (ctx.req.method === 'HEAD' || size === 0) return void res.end();
+    return stream(ctx, [{ start: 0, end: size - 1 }], undefined);
+  }
+  if (ranges.length === 1) {
+    const r = ranges[0]!;
+    res.writeHead(206, { ...base, 'Content-Range': `bytes ${r.start}-${r.end}/${size}`, 'Content-Length': r.end - r.start + 1 });
+    return stream(ctx, ranges, undefined);
+  }
+  const boundary = randomBytes(12).toString('hex');
+  const type = String(base['Content-Type']);
+  const heads = ranges.map((r, i) => `${i === 0 ? '' : '\r\n'}--${boundary}\r\nContent-Type: ${type}\r\nContent-Range: bytes ${r.start}-${r.end}/${size}\r\n\r\n`);
+  const tail = `\r\n--${boundary}--\r\n`;
+  let length = Buffer.byteLength(tail);
+  ranges.forEach((r, i) => (length += Buffer.byteLength(heads[i]!) + r.end - r.start + 1));
+  res.writeHead(206, { ...base, 'Content-Type': `multipart/byteranges; boundary=${boundary}`, 'Content-Length': length });
+  return stream(ctx, ranges, { heads, tail });
+}
+
+/** RFC 7233 §3.2: a Range applies only when If-Range (an ETag or the exact date) still matches. */
+function ifRangeHolds(v: string | undefined, etag: string, attr: FileAttr): boolean {
+  if (v === undefined) return true;
+  const t = v.trim();
+  if (t.startsWith('"') || t.startsWith('W/')) return t === etag;
+  const d = parseHttpDate(t);
+  return d !== undefined && Math.floor(d / 1000) === Math.floor(Number(attr.mtimeNs / 1_000_000n) / 1000);
+}
+
+async function stream(ctx: DavContext, ranges: Array<{ start: number; end: number }>, multipart: { heads: string[]; tail: string } | undefined): Promise<void> {
+  let h: Handle | undefined;
+  try {
+    h = await ctx.session.open(ctx.share, ctx.path, { access: READ, owner: 'get', expect: 'file' });
+    for (let i = 0; i < ranges.length; i++) {
+      const r = ranges[i]!;
+      if (multipart) await ctx.write(multipart.heads[i]!);
+      for (let off = r.start; off <= r.end; ) {
+        const buf = await ctx.session.read(h, off, Math.min(CHUNK, r.end - off + 1));
+        // The file shrank under us: the promised length can no longer be met; cut the answer.
+        if (buf.length === 0) throw new HttpError(500, 'file changed while being sent');
+        await ctx.write(buf);
+        off += buf.length;
+      }
+    }
+    if (multipart) await ctx.write(multipart.tail);
+    ctx.res.end();
+  } finally {
+    if (h) await ctx.session.close(h).catch(() => undefined);
+  }
+}
+
+interface Entry {
+  name: string;
+  type: 'file' | 'dir' | 'symlink';
+  size: number;
+  mtimeMs: number;
+}
+
+/** Pages through a directory, hiding in-progress PUT temp files; stops at `max`. */
+async function listEntries(ctx: DavContext, max: number): Promise<{ entries: Entry[]; truncated: boolean }> {
+  const entries: Entry[] = [];
+  let cookie: bigint | undefined;
+  for (;;) {
+    const page = await ctx.session.readdir(ctx.share, ctx.path, cookie === undefined ? { limit: 1000 } : { cookie, limit: 1000 });
+    for (const e of page.entries) {
+      if (e.name.startsWith(PUT_TEMP_PREFIX)) continue;
+      if (entries.length >= max) return { entries, truncated: true };
+      entries.push({ name: e.name, type: e.attr.type, size: e.attr.size, mtimeMs: Number(e.attr.mtimeNs / 1_000_000n) });
+    }
+    if (page.eof || page.entries.length === 0) return { entries, truncated: false };
+    cookie = page.entries.at(-1)!.cookie;
+  }
+}
+
+function wantsHtml(ctx: DavContext): boolean {
+  return /\btext\/html\b/i.test(ctx.header('accept') ?? '');
+}
+
+async function collection(ctx: DavContext, attr: FileAttr): Promise<void> {
+  const { entries, truncated } = await listEntries(ctx, ctx.settings.maxHtmlEntries);
+  const readOnly = ctx.principal.guest || !ctx.sessions.acl(ctx.share, 'webdav').acl.allows(ctx.principal, 'write', ctx.path);
+  sendListing(ctx, ctx.share, ctx.path, ctx.href(ctx.path, true), entries, truncated, readOnly, etagOf(attr));
+}
+
+function sendListing(ctx: DavContext, share: string, path: string, baseUrl: string, entries: Entry[], truncated: boolean, readOnly: boolean, etag?: string): void {
+  const headers: Record<string, string> = { 'Cache-Control': 'no-cache', Vary: 'Accept' };
+  if (etag !== undefined) headers['ETag'] = `W/${etag}`;
+  if (wantsHtml(ctx)) {
+    const html = renderCollectionPage({ share, path, baseUrl, entries, user: ctx.principal.user, readOnly, truncated });
+    ctx.send(200, { ...headers, 'Content-Type': 'text/html; charset=utf-8', 'Content-Security-Policy': "default-src 'self'", 'X-Content-Type-Options': 'nosniff' }, html);
+    return;
+  }
+  const text = entries.map((e) => (e.type === 'dir' ? `${e.name}/` : e.name)).join('\n') + (entries.length > 0 ? '\n' : '');
+  ctx.send(200, { ...headers, 'Content-Type': 'text/plain; charset=utf-8' }, text);
+}
+
+/** GET on `/`: the shares this principal may see. */
+export async function getRoot(ctx: DavContext): Promise<void> {
+  const entries: Entry[] = [];
+  for (const share of ctx.sessions.sharesFor(ctx.principal, 'webdav')) {
+    let mtimeMs = 0;
+    try {
+      mtimeMs = Number((await ctx.session.getattr(share, '/')).mtimeNs / 1_000_000n);
+    } catch {
+      // A share whose backend is down is still listed.
+    }
+    entries.push({ name: share, type: 'dir', size: 0, mtimeMs });
+  }
+  sendListing(ctx, '', '/', '/', entries, false, true);
+}

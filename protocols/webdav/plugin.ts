@@ -1,0 +1,97 @@
+/**
+ * The WebDAV protocol plugin: an HTTP or HTTPS server on protocols.webdav.port/listen running the
+ * request pipeline of server.ts over the gateway's SessionManager.
+ *
+ * Slow and idle clients: the request head must arrive within HEADERS_TIMEOUT_MS; a connection with
+ * no traffic for idleTimeoutMs is closed; keep-alive connections idle longer than
+ * KEEP_ALIVE_TIMEOUT_MS are closed; requestTimeoutMs (default off) bounds a whole request.
+ */
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { ProtocolContext, ProtocolDescriptor, ProtocolPlugin } from '../../src/server/plugin.ts';
+import type { SessionManager } from '../../src/session/session-manager.ts';
+import { DavServer } from './server.ts';
+import { HEADERS_TIMEOUT_MS, KEEP_ALIVE_TIMEOUT_MS, MAX_HEADER_BYTES, davSettings, webdavOptions } from './settings.ts';
+import { loadTls } from './tls.ts';
+
+export class WebdavPlugin implements ProtocolPlugin {
+  readonly name = 'webdav';
+  private server: Server | undefined;
+  private dav: DavServer | undefined;
+  private url = 'webdav (not started)';
+  private listening = false;
+
+  ready(): boolean {
+    return this.listening;
+  }
+
+  describe(): string {
+    return `webdav on ${this.url}`;
+  }
+
+  /** Bound address (tests listen on port 0). */
+  address(): AddressInfo | undefined {
+    const a = this.server?.address();
+    return a && typeof a === 'object' ? a : undefined;
+  }
+
+  async start(ctx: ProtocolContext): Promise<void> {
+    const o = webdavOptions(ctx.config);
+    const dav = (this.dav = new DavServer({
+      sessions: ctx.sessions as SessionManager,
+      logger: ctx.logger,
+      settings: davSettings(ctx.config, o),
+      authCacheMs: o.authCacheSeconds * 1000,
+    }));
+    const serverOptions = {
+      maxHeaderSize: MAX_HEADER_BYTES,
+      headersTimeout: HEADERS_TIMEOUT_MS,
+      requestTimeout: o.requestTimeoutMs,
+      keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+      // Request targets are taken raw (paths.ts); never let node merge slashes or decode.
+      joinDuplicateHeaders: true,
+    };
+    const onRequest = (req: IncomingMessage, res: ServerResponse): void => dav.handle(req, res);
+    const server = o.tls ? createHttpsServer({ ...serverOptions, ...loadTls(o.tls) }, onRequest) : createHttpServer(serverOptions, onRequest);
+    // `Expect: 100-continue` is answered by the handler once the request passed its checks.
+    server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => dav.handle(req, res, true));
+    server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      if (!socket.writable) return socket.destroy();
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+      socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    });
+    server.setTimeout(o.idleTimeoutMs, (socket) => socket.destroy());
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(o.port, o.listen, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.listening = true;
+    const a = this.address();
+    const host = a ? (a.family === 'IPv6' ? `[${a.address}]` : a.address) : o.listen;
+    this.url = `${o.tls ? 'https' : 'http'}://${host}:${a?.port ?? o.port}/`;
+  }
+
+  async stop(graceMs: number): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    this.listening = false;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    const deadline = Date.now() + graceMs;
+    while ((this.dav?.inFlight ?? 0) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    server.closeAllConnections();
+    await closed;
+    this.server = undefined;
+  }
+}
+
+export const webdavProtocol: ProtocolDescriptor = {
+  name: 'webdav',
+  defaultPort: 8080,
+  create: () => new WebdavPlugin(),
+};
