@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { VfsError, toVfsError } from '../vfs/errors.ts';
 import { normalizePath } from '../vfs/path.ts';
-import { handleLockOwner, type Handle, type TreeError, type Vfs } from '../vfs/vfs.ts';
+import { handleLockOwner, type ContentWriter, type Handle, type ReplaceOptions, type TreeError, type Vfs } from '../vfs/vfs.ts';
 import type { FileAttr, OpenOptions, ReaddirOptions, ReaddirResult, SetAttr, StatFsResult } from '../vfs/types.ts';
 import type { PropChange, PropRow } from '../store/metadata-store.ts';
 import type { Principal } from '../auth/authenticator.ts';
@@ -208,6 +208,25 @@ export class Session {
     if (!this.handles.has(h)) throw new VfsError('EBADF');
     this.handles.delete(h);
     await this.gate('close', h.volume.name, [], null, () => this.vfs.close(h));
+  }
+
+  /**
+   * Atomic whole-content replacement (or creation) of a file, keeping an existing file's identity
+   * (see Vfs.replaceContent). Checked and audited when it starts; bytes counted as they are written.
+   */
+  replaceContent(share: string, path: string, opts: Omit<ReplaceOptions, 'tokens' | 'owner'> & { owner?: string } = {}): Promise<ContentWriter> {
+    return this.gate('replace', share, [[path, 'write']], { path }, async (vol) => {
+      const w = await this.vfs.replaceContent(vol, path, { ...opts, owner: `${this.id}:${opts.owner ?? 'replace'}`, tokens: new Set(this.lockTokens) });
+      return {
+        created: w.created,
+        write: async (chunk: Uint8Array): Promise<void> => {
+          await w.write(chunk);
+          this.host.bytes(this.protocol, 'write', chunk.length);
+        },
+        commit: () => this.gate('replace-commit', share, [], null, () => w.commit()),
+        abort: () => w.abort(),
+      };
+    });
   }
 
   // ---------------------------------------------------------------- namespace changes

@@ -55,6 +55,26 @@ export interface VfsOptions {
 export type Tokens = ReadonlySet<string>;
 export const NO_TOKENS: Tokens = new Set<string>();
 
+export interface ReplaceOptions {
+  /** Identity of the writer (for share modes), like OpenOptions.owner. */
+  owner: string;
+  tokens?: Tokens;
+  mode?: number;
+  sizeHint?: number;
+  /** Fail with EEXIST when the file exists (checked at start and again, atomically, at commit). */
+  exclusive?: boolean;
+}
+
+/** A whole-content writer from Vfs.replaceContent(): write chunks, then commit() or abort(). */
+export interface ContentWriter {
+  /** True when the file did not exist at start. */
+  readonly created: boolean;
+  /** The writer may keep `chunk` until commit: pass a buffer that is not reused. */
+  write(chunk: Uint8Array): Promise<void>;
+  commit(): Promise<FileAttr>;
+  abort(): Promise<void>;
+}
+
 export interface TreeError {
   path: string;
   error: VfsError;
@@ -505,6 +525,92 @@ export class Vfs {
     if (h.stage) await h.stage.truncate(size);
     else await h.file!.truncate(size);
     this.emit(h.volume, 'modify', h.fileId, h.path, 'file');
+  }
+
+  // ---------------------------------------------------------------- whole-content replacement
+
+  /**
+   * Replaces a file's whole content atomically, or creates it: the bytes stream into the backend's
+   * atomic writer (local: a reserved-prefix temp file renamed on commit; S3: PUT or multipart
+   * upload), so readers see the old content until commit() and never a partial file; abort() or a
+   * failure leaves the old content. An existing file keeps its identity — id, properties, WebDAV
+   * locks, Windows attributes — because only its content changes (WebDAV PUT, SMB/FUSE
+   * "write whole file" paths). While the upload runs it counts as an open with write access for
+   * share modes; Windows byte-range locks and WebDAV locks (without their tokens) refuse it.
+   */
+  async replaceContent(volume: string, path: string, opts: ReplaceOptions): Promise<ContentWriter> {
+    const v = this.volume(volume);
+    const p = v.normalize(path);
+    const tokens = opts.tokens ?? NO_TOKENS;
+    const r = await v.resolve(p);
+    if (r.stat) {
+      if (opts.exclusive) throw new VfsError('EEXIST', undefined, { path: p });
+      if (r.stat.type === 'dir') throw new VfsError('EISDIR', undefined, { path: p });
+      if (r.stat.type === 'symlink') throw new VfsError('ELOOP', 'cannot write through a symbolic link', { path: p });
+    } else if (r.path === '/') throw new VfsError('EISDIR', undefined, { path: p });
+    const checks = (): FileId | undefined => {
+      const id = r.stat ? v.row(r.path).id : undefined;
+      this.checkDavLocks(v, r.path, tokens, { self: id !== undefined, parent: id === undefined });
+      if (id !== undefined && this.locks.size > 0) {
+        for (const l of this.locks.locksOn(id)) if (l.style === 'windows') throw new VfsError('ELOCKED', undefined, { path: p });
+      }
+      return id;
+    };
+    const existingId = checks();
+    const recId = `replace:${randomUUID()}`;
+    if (existingId !== undefined) {
+      this.shareModes.open({ handleId: recId, fileId: existingId, owner: opts.owner, access: { read: false, write: true, delete: false }, share: SHARE_ALL, deleteOnClose: false });
+    }
+    let w: Awaited<ReturnType<Backend['createWriter']>>;
+    try {
+      w = await v.backend.createWriter(r.path, { exclusive: opts.exclusive ?? false, mode: opts.mode ?? 0o644, ...(opts.sizeHint !== undefined ? { sizeHint: opts.sizeHint } : {}) });
+    } catch (e) {
+      if (existingId !== undefined) this.shareModes.close(recId);
+      throw toVfsError(e, p);
+    }
+    let settled = false;
+    const finish = (): void => {
+      settled = true;
+      if (existingId !== undefined) this.shareModes.close(recId);
+    };
+    const maxSize = v.backend.capabilities.maxFileSize;
+    let size = 0;
+    return {
+      created: existingId === undefined,
+      write: async (chunk: Uint8Array): Promise<void> => {
+        if (settled) throw new VfsError('EBADF', 'writer already committed or aborted');
+        size += chunk.length;
+        if (size > maxSize) throw new VfsError('EFBIG', undefined, { path: p });
+        try {
+          await w.write(chunk);
+        } catch (e) {
+          throw toVfsError(e, p);
+        }
+      },
+      commit: async (): Promise<FileAttr> => {
+        if (settled) throw new VfsError('EBADF', 'writer already committed or aborted');
+        try {
+          checks();
+          const st = await w.commit();
+          finish();
+          const existed = existingId !== undefined && v.existingId(r.path) === existingId;
+          const row = existed ? v.row(r.path) : v.newRow(r.path);
+          this.emit(v, existed ? 'modify' : 'create', row.id, r.path, 'file');
+          return this.attr(v, row, st);
+        } catch (e) {
+          if (!settled) {
+            await w.abort().catch(() => undefined);
+            finish();
+          }
+          throw toVfsError(e, p);
+        }
+      },
+      abort: async (): Promise<void> => {
+        if (settled) return;
+        finish();
+        await w.abort().catch(() => undefined);
+      },
+    };
   }
 
   // ---------------------------------------------------------------- namespace

@@ -233,6 +233,63 @@ export function vfsConformance(f: BackendFactory): void {
       });
     });
 
+    describe('whole-content replacement', () => {
+      it('creates a file, and replaces an existing one keeping its id and properties', async () => {
+        const w = await s.replaceContent('s', '/r1');
+        expect(w.created).toBe(true);
+        await w.write(Buffer.from('first'));
+        const a1 = await w.commit();
+        expect(a1.size).toBe(5);
+        await s.setProps('s', '/r1', [{ ns: 'urn:x', name: 'p', value: enc('v') }]);
+        await s.setattr('s', '/r1', { winAttributes: 0x2 });
+        const w2 = await s.replaceContent('s', '/r1');
+        expect(w2.created).toBe(false);
+        await w2.write(Buffer.from('second '));
+        // Readers see the old content until commit, and no temporary name shows in listings.
+        expect((await readFile(s, '/r1')).toString()).toBe('first');
+        expect(await listNames(s, '/')).toEqual(['r1']);
+        await w2.write(Buffer.from('version'));
+        const a2 = await w2.commit();
+        expect(a2.id).toBe(a1.id);
+        expect(a2.change > a1.change).toBe(true);
+        expect((await readFile(s, '/r1')).toString()).toBe('second version');
+        expect((await s.getProps('s', '/r1')).map((p) => p.name)).toEqual(['p']);
+        expect((await s.getattr('s', '/r1')).winAttributes & 0x2).toBe(0x2);
+      });
+
+      it('abort leaves the old content and nothing else', async () => {
+        await writeFile(s, '/r2', 'keep');
+        const w = await s.replaceContent('s', '/r2');
+        await w.write(Buffer.from('partial upload'));
+        await w.abort();
+        expect((await readFile(s, '/r2')).toString()).toBe('keep');
+        expect(await listNames(s, '/')).toEqual(['r2']);
+        const n = await s.replaceContent('s', '/r3');
+        await n.write(Buffer.from('x'));
+        await n.abort();
+        await expectCode(s.getattr('s', '/r3'), 'ENOENT');
+      });
+
+      it('honours share modes, locks, exclusivity and refuses directories', async () => {
+        await writeFile(s, '/r4', 'x');
+        const other = env.session(bob, 'smb');
+        const h = await other.open('s', '/r4', { access: RO, share: { read: true, write: false, delete: false }, owner: 'o' });
+        await expectCode(s.replaceContent('s', '/r4'), 'ESHARING');
+        await other.close(h);
+        const dav = env.session(bob, 'webdav');
+        const lock = await dav.lockPath('s', '/r4', { kind: 'exclusive', style: 'webdav', timeoutMs: 60_000 });
+        await expectCode(s.replaceContent('s', '/r4'), 'ELOCKED');
+        dav.lockTokens.add(lock.token);
+        const w = await dav.replaceContent('s', '/r4');
+        await w.write(Buffer.from('by the lock owner'));
+        await w.commit();
+        await expectCode(s.replaceContent('s', '/r4', { exclusive: true }), 'EEXIST');
+        await s.mkdir('s', '/rd');
+        await expectCode(s.replaceContent('s', '/rd'), 'EISDIR');
+        await expectCode(s.replaceContent('s', '/nodir/f').then((x) => x.commit()), 'ENOENT');
+      });
+    });
+
     describe('directories', () => {
       it('mkdir, EEXIST, rmdir of non-empty is ENOTEMPTY, unlink of a dir is EISDIR', async () => {
         await s.mkdir('s', '/d');

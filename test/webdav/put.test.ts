@@ -13,6 +13,7 @@ import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NODE, ROOT, cleanEnv } from '../cli/helpers.ts';
 import { dav, run, startDav, type DavStack } from './helpers.ts';
+import { TEMP_PREFIX } from '../../backends/local/local-backend.ts';
 
 const ALICE: [string, string] = ['alice', 'alice-pw'];
 let stack: DavStack;
@@ -29,7 +30,8 @@ afterAll(async () => {
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 
-const tempFiles = (dir: string): string[] => readdirSync(dir).filter((n) => n.startsWith('.~portico-put-'));
+// An upload in progress lives in the local backend's reserved temp file (its atomic writer).
+const tempFiles = (dir: string): string[] => readdirSync(dir).filter((n) => n.startsWith(TEMP_PREFIX));
 
 async function settle(check: () => boolean, ms = 5000): Promise<void> {
   const end = Date.now() + ms;
@@ -154,7 +156,7 @@ describe('aborted PUT', () => {
     expect(tempFiles(stack.diskDir)).toEqual([]);
     expect((await dav(stack, 'GET', '/disk/abort-new.txt', { auth: ALICE })).status).toBe(404);
     const pf = await dav(stack, 'PROPFIND', '/disk/', { auth: ALICE, headers: { Depth: '1' } });
-    expect(pf.text).not.toContain('portico-put');
+    expect(pf.text).not.toContain(TEMP_PREFIX);
   });
 
   it('a curl killed mid-upload leaves the old content and no partial file', async () => {

@@ -6,33 +6,23 @@
  * 1. Checks first (before a byte of the body is read — `Expect: 100-continue` is answered only
  *    then): the target is not a collection (405), its parent exists (409), preconditions (412) and
  *    WebDAV locks (423).
- * 2. The body is written through a VFS handle to a new sibling `.~portico-put-<uuid>`, in writes of
- *    up to 1 MiB as it arrives (backpressure: the socket is not read while a write is pending).
- *    WebDAV never shows or serves these names (PROPFIND, GET, listings, and any URL naming one
- *    answers 404); other protocols may see one while an upload runs.
- * 3. Complete body: a new target is created by renaming the temp file onto it (atomic, no copy).
- *    An existing target keeps its identity — file id, dead properties, WebDAV locks, Windows
- *    attributes, open handles of other protocols — so its content is replaced in place: it is
- *    opened with truncate and the temp file's bytes are copied in. A rename would have given the
- *    name the temp file's id and dropped the target's locks and properties with its old id.
- * 4. Client gone mid-body (or any failure): the temp file is deleted; the target was never touched.
- * Zero-length bodies (Finder, WebClient and davfs2 create empty files first) skip the temp file.
- *
- * Residual risk, documented: a server crash leaves `.~portico-put-*` files behind, and a failure
- * during step 3's copy (disk full) can leave an existing target partially rewritten.
+ * 2. The body streams, in writes of up to 1 MiB as it arrives (backpressure: the socket is not read
+ *    while a write is pending), into the VFS's whole-content writer (Session.replaceContent), which
+ *    writes through the backend's atomic writer: a reserved-prefix temp file renamed on commit on
+ *    local disks, a PUT or multipart upload on S3. Nothing shows under any name a client can see
+ *    until the upload completes, and the backend's startup recovery removes what a crash leaves.
+ * 3. Complete body: commit. A new target is created; an existing target keeps its identity — file
+ *    id, dead properties, WebDAV locks, Windows attributes — because only its content changes. The
+ *    bytes are written once (no copy from a temp file).
+ * 4. Client gone mid-body (or any failure): abort; the target was never touched.
  */
-import { randomUUID } from 'node:crypto';
-import { isVfsError } from '../../../src/vfs/errors.ts';
-import type { Handle } from '../../../src/vfs/vfs.ts';
-import { PUT_TEMP_PREFIX, type DavContext } from '../context.ts';
+import type { DavContext } from '../context.ts';
 import { HttpError, statusFor } from '../errors.ts';
 import { checkPreconditions } from '../conditional.ts';
 import { etagOf } from '../properties.ts';
-import { joinChild, parentOf } from '../paths.ts';
+import type { ContentWriter } from '../../../src/vfs/vfs.ts';
 import { ALLOW } from './options.ts';
 
-const RW = { read: true, write: true, delete: false };
-const READ = { read: true, write: false, delete: false };
 const WRITE_BATCH = 1024 * 1024;
 
 function putError(e: unknown): unknown {
@@ -58,60 +48,33 @@ async function putInner(ctx: DavContext): Promise<void> {
   if (checkPreconditions(ctx, existing) !== undefined) throw new HttpError(412, 'precondition failed');
   await ctx.assertUnlocked(ctx.path, { self: existing !== undefined, parent: existing === undefined });
 
-  if (ctx.req.headers['content-length'] === '0') {
-    const h = await ctx.session.open(ctx.share, ctx.path, { access: RW, disposition: existing ? 'truncate' : 'openOrCreate', expect: 'file', owner: 'put' });
-    await ctx.session.close(h);
-    ctx.bodyConsumed = true;
-    return done(ctx, existing === undefined);
-  }
-
-  const temp = joinChild(parentOf(ctx.path), PUT_TEMP_PREFIX + randomUUID());
-  let h: Handle | undefined = await ctx.session.open(ctx.share, temp, { access: RW, disposition: 'create', expect: 'file', owner: 'put' });
-  let tempExists = true;
+  const declared = ctx.req.headers['content-length'];
+  const sizeHint = declared !== undefined && /^\d{1,16}$/.test(declared) ? Number(declared) : undefined;
+  const w = await ctx.session.replaceContent(ctx.share, ctx.path, sizeHint !== undefined ? { owner: 'put', sizeHint } : { owner: 'put' });
   try {
     ctx.continue();
-    await receive(ctx, h);
-    const closing = h;
-    h = undefined;
-    await ctx.session.close(closing);
-    let created = false;
-    if (!existing) {
-      try {
-        await ctx.session.rename(ctx.share, temp, ctx.path, { replace: false });
-        tempExists = false;
-        created = true;
-      } catch (e) {
-        // Someone created the target meanwhile: replace its content like any existing file.
-        if (!isVfsError(e, 'EEXIST')) throw e;
-      }
-    }
-    if (tempExists) await copyInto(ctx, temp, ctx.path);
-    return await done(ctx, created);
-  } finally {
-    if (h) await ctx.session.close(h).catch(() => undefined);
-    if (tempExists) {
-      await ctx.session.unlink(ctx.share, temp).catch((err: unknown) => ctx.log.warn({ err, temp }, 'webdav: could not remove PUT temp file'));
-    }
+    await receive(ctx, w);
+    const attr = await w.commit();
+    ctx.send(w.created ? 201 : 204, { ETag: etagOf(attr) });
+  } catch (e) {
+    await w.abort();
+    throw e;
   }
 }
 
-async function done(ctx: DavContext, created: boolean): Promise<void> {
-  const attr = await ctx.session.getattr(ctx.share, ctx.path);
-  ctx.send(created ? 201 : 204, { ETag: etagOf(attr) });
-}
-
-/** Streams the request body into `h`; throws when the client goes away before the end. */
-async function receive(ctx: DavContext, h: Handle): Promise<void> {
-  let off = 0;
+/** Streams the request body into the writer; throws when the client goes away before the end. */
+async function receive(ctx: DavContext, w: ContentWriter): Promise<void> {
+  let total = 0;
   let parts: Buffer[] = [];
   let pending = 0;
   const flush = async (): Promise<void> => {
     if (pending === 0) return;
+    // Socket chunks are never reused by Node, and concat makes a fresh buffer: safe to hand over.
     const buf = parts.length === 1 ? parts[0]! : Buffer.concat(parts, pending);
     parts = [];
     pending = 0;
-    await ctx.session.write(h, off, buf);
-    off += buf.length;
+    await w.write(buf);
+    total += buf.length;
   };
   for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
     parts.push(chunk);
@@ -122,23 +85,5 @@ async function receive(ctx: DavContext, h: Handle): Promise<void> {
   await flush();
   ctx.bodyConsumed = true;
   const declared = ctx.req.headers['content-length'];
-  if (declared !== undefined && Number(declared) !== off) throw new HttpError(400, 'body shorter than Content-Length');
-}
-
-/** Replaces the content of the existing `target` with that of `temp`, keeping the target's identity. */
-async function copyInto(ctx: DavContext, temp: string, target: string): Promise<void> {
-  const src = await ctx.session.open(ctx.share, temp, { access: READ, owner: 'put-src', expect: 'file' });
-  let dst: Handle | undefined;
-  try {
-    dst = await ctx.session.open(ctx.share, target, { access: RW, disposition: 'truncate', expect: 'file', owner: 'put' });
-    for (let off = 0; ; ) {
-      const buf = await ctx.session.read(src, off, WRITE_BATCH);
-      if (buf.length === 0) break;
-      await ctx.session.write(dst, off, buf);
-      off += buf.length;
-    }
-  } finally {
-    if (dst) await ctx.session.close(dst);
-    await ctx.session.close(src).catch(() => undefined);
-  }
+  if (declared !== undefined && Number(declared) !== total) throw new HttpError(400, 'body shorter than Content-Length');
 }
