@@ -397,6 +397,8 @@ function applyOverride(
 function isPathKey(keys: readonly (string | number)[], value: string): boolean {
   const k = keys.map((x) => (typeof x === 'number' ? '*' : x)).join('.');
   if (k === 'server.stateDir' || k === 'protocols.fuse.mountpoint') return true;
+  // TLS material of any protocol (protocols.webdav.tls.cert / .key, later SMB/NFS ones).
+  if (/^protocols\.[^.]+\.tls\.(cert|key)$/.test(k)) return true;
   if (k === 'log.audit.file') return value !== '-';
   // A scheme (memory:, s3://, file://, shard+...) is not a directory path.
   if (k === 'shares.*.source') return !/^[A-Za-z][A-Za-z0-9+.-]*:/.test(value);

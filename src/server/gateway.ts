@@ -25,6 +25,7 @@ import { Metrics } from '../metrics/metrics.ts';
 import { join } from 'node:path';
 import { rmSync } from 'node:fs';
 import { adminToken } from './admin-token.ts';
+import { DurableLocks } from '../locks/lock-persistence.ts';
 import { VfsError } from '../vfs/errors.ts';
 import { SessionManager } from '../session/session-manager.ts';
 import { MetadataStore } from '../store/metadata-store.ts';
@@ -103,6 +104,7 @@ export class Gateway {
   private readonly stderr: NodeJS.WritableStream;
   private state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
   private stopping: Promise<void> | undefined;
+  private durableLocks: DurableLocks | undefined;
 
   constructor(config: PorticoConfig, opts: GatewayOptions = {}) {
     this.config = config;
@@ -141,6 +143,9 @@ export class Gateway {
     const stageDir = join(server.stateDir, 'stage');
     rmSync(stageDir, { recursive: true, force: true });
     const vfs = (this.vfs = new Vfs({ store, stageDir }));
+    this.durableLocks = new DurableLocks(vfs.locks, store, this.logger);
+    const restored = this.durableLocks.start();
+    if (restored > 0) this.logger.info({ locks: restored }, 'restored WebDAV locks');
     for (const share of this.config.shares) {
       vfs.addVolume(share.name, this.backends.get(share.name)!, { caseSensitive: share.caseSensitive, readOnly: share.readOnly });
     }
@@ -242,6 +247,7 @@ export class Gateway {
     this.plugins.length = 0;
     await attempt('admin server', () => this.admin?.stop());
     await attempt('sessions', () => this.sessions?.closeAll());
+    await attempt('saving WebDAV locks', () => this.durableLocks?.stop());
     if (this.vfs) await attempt('vfs', () => this.vfs!.shutdown());
     // Without a VFS (failed start) the backends were never handed over: close them here.
     else for (const b of this.backends.values()) await attempt('backend', () => b.close());

@@ -327,3 +327,22 @@ describe('checkConfigFile', () => {
     if (!bad.ok) expect(bad.error.message).toContain('shares[0].source: is required');
   });
 });
+
+describe('TLS material paths', () => {
+  it('resolve against the config file directory', async () => {
+    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = mkdtempSync(join(tmpdir(), 'portico-tls-cfg-'));
+    try {
+      const file = join(dir, 'portico.yaml');
+      writeFileSync(file, 'protocols:\n  webdav:\n    port: 8443\n    tls:\n      cert: certs/server.crt\n      key: /abs/server.key\nshares:\n  - name: d\n    source: "memory:"\n');
+      const cfg = loadConfig({ file, env: {} });
+      const tls = (cfg.protocols.webdav as { tls?: { cert: string; key: string } }).tls!;
+      expect(tls.cert).toBe(join(dir, 'certs/server.crt'));
+      expect(tls.key).toBe('/abs/server.key');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

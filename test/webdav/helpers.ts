@@ -24,7 +24,8 @@ export interface DavStack {
   /** Directory of the local share ("disk"), when one was configured. */
   diskDir: string;
   addUser(name: string, password: string, groups?: string[]): Promise<void>;
-  stop(): Promise<void>;
+  /** keep: leave the state and data in place (restart tests pass `tmp` to the next startDav). */
+  stop(opts?: { keep?: boolean }): Promise<void>;
 }
 
 export interface DavStackOptions {
@@ -34,6 +35,8 @@ export interface DavStackOptions {
   /** Further config overrides (dotted keys). */
   config?: Record<string, unknown>;
   log?: Writable;
+  /** Reuse a previous stack's directory (state and data survive: a restart). */
+  tmp?: string;
 }
 
 class Sink extends Writable {
@@ -43,9 +46,9 @@ class Sink extends Writable {
 }
 
 export async function startDav(opts: DavStackOptions = {}): Promise<DavStack> {
-  const tmp = mkdtempSync(join(tmpdir(), 'portico-dav-'));
+  const tmp = opts.tmp ?? mkdtempSync(join(tmpdir(), 'portico-dav-'));
   const diskDir = join(tmp, 'disk');
-  mkdirSync(diskDir);
+  mkdirSync(diskDir, { recursive: true });
   const port = await freePort();
   const config = loadConfig({
     env: {},
@@ -80,9 +83,9 @@ export async function startDav(opts: DavStackOptions = {}): Promise<DavStack> {
     addUser: async (name, password, groups = []) => {
       await gateway.users!.addUser({ name, password, groups });
     },
-    stop: async () => {
+    stop: async (o = {}) => {
       await gateway.stop(0);
-      rmSync(tmp, { recursive: true, force: true });
+      if (!o.keep) rmSync(tmp, { recursive: true, force: true });
     },
   };
 }
