@@ -18,7 +18,7 @@
  * --log-level debug or trace.
  *
  * `--config` defaults to $PORTICO_CONFIG. Other PORTICO_* variables are config overrides
- * (docs/CONFIG-SHAPE.md). Precedence: defaults < file < env < these flags.
+ * (config/portico.example.yaml). Precedence: defaults < file < env < these flags.
  */
 import '../../protocols/index.ts';
 import { mkdirSync, readFileSync } from 'node:fs';

@@ -1,5 +1,5 @@
 /**
- * Loads the configuration: defaults < YAML file < PORTICO_* environment < CLI flags (docs/CONFIG-SHAPE.md).
+ * Loads the configuration: defaults < YAML file < PORTICO_* environment < CLI flags (keys documented in config/portico.example.yaml).
  *
  * Decisions (and why):
  * - Every problem is reported at once, as `<key.path>: <problem> (got <value>)`, so an operator fixes a

@@ -1,5 +1,5 @@
 /**
- * The configuration schema (docs/CONFIG-SHAPE.md is the contract; this file implements it).
+ * The configuration schema (every key is documented in config/portico.example.yaml).
  *
  * Decisions (and why):
  * - Every object is strict except `protocols.*` and `shares[].options`: a typo such as `server.lisen`

@@ -70,7 +70,7 @@ function run(fn: () => PorticoConfig): Outcome {
   return result;
 }
 
-/** What every returned config promises (docs/CONFIG-SHAPE.md, src/config/schema.ts). */
+/** What every returned config promises (config/portico.example.yaml, src/config/schema.ts). */
 function expectValidConfig(c: PorticoConfig): void {
   expect(c.shares.length).toBeGreaterThan(0);
   expect(isAbsolute(c.server.stateDir)).toBe(true);
