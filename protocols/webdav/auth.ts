@@ -9,7 +9,7 @@
  * Failures are never cached: every failed attempt goes through the authenticator and its throttle.
  * Apache's mod_authn_socache makes the same trade.
  */
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { Principal } from '../../src/auth/authenticator.ts';
 import type { SessionManager } from '../../src/session/session-manager.ts';
@@ -19,6 +19,8 @@ export interface BasicCredentials {
   password: string;
 }
 
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
 /** Parses `Authorization: Basic …`; undefined when absent, 'invalid' when malformed. */
 export function parseBasic(header: string | undefined): BasicCredentials | undefined | 'invalid' {
   if (header === undefined) return undefined;
@@ -27,7 +29,7 @@ export function parseBasic(header: string | undefined): BasicCredentials | undef
   const decoded = Buffer.from(m[1]!, 'base64');
   let text: string;
   try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(decoded);
+    text = UTF8.decode(decoded);
   } catch {
     // Old clients send ISO-8859-1 (RFC 7617 §2.1 leaves it open).
     text = decoded.toString('latin1');
@@ -38,7 +40,9 @@ export function parseBasic(header: string | undefined): BasicCredentials | undef
 }
 
 export class BasicAuthCache {
-  private readonly key = randomBytes(32);
+  // A KeyObject, not a Buffer: createHmac() turns a Buffer key into a KeyObject on every call
+  // (about 15 µs, most of the cost of an authenticated request's cache hit).
+  private readonly key: KeyObject = createSecretKey(randomBytes(32));
   private readonly cache: LRUCache<string, string>;
   private readonly sessions: SessionManager;
 
@@ -47,7 +51,8 @@ export class BasicAuthCache {
   constructor(sessions: SessionManager, ttlMs: number) {
     this.sessions = sessions;
     this.enabled = ttlMs > 0;
-    this.cache = new LRUCache<string, string>({ max: 10_000, ttl: Math.max(1, ttlMs) });
+    // maxSize with unit sizes, not max: the same bound without preallocating every slot.
+    this.cache = new LRUCache<string, string>({ maxSize: 10_000, sizeCalculation: () => 1, ttl: Math.max(1, ttlMs) });
   }
 
   private digest(c: BasicCredentials): string {

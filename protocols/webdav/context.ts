@@ -189,6 +189,8 @@ export class DavContext {
 
   /** WebDAV locks covering a path (own and inherited), or [] when it does not exist. */
   async davLocks(path: string = this.path): Promise<LockInfo[]> {
+    // No lock anywhere (the common case): skip the lookup (a getattr on the backend).
+    if (!this.session.anyLocks) return [];
     try {
       return (await this.session.locksOn(this.share, path)).filter((l) => l.style === 'webdav');
     } catch (e) {

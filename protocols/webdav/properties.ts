@@ -38,11 +38,19 @@ export interface DavResource {
   name: string;
 }
 
-/** Per-request data sources, fetched lazily (a Depth 1 PROPFIND asks the same share many times). */
+type Maybe<T> = T | Promise<T>;
+export type LockEntries = Array<{ lock: LockInfo; root: string | undefined }>;
+export type Quota = { available: number; used: number } | undefined;
+
+/**
+ * Per-request data sources, fetched lazily (a Depth 1 PROPFIND asks the same share many times).
+ * Each may answer synchronously (no locks at all, a quota already fetched): rendering then stays
+ * synchronous, which matters when a PROPFIND renders 10,000 responses.
+ */
 export interface PropSources {
-  deadProps(r: DavResource): Promise<PropRow[]>;
-  locks(r: DavResource): Promise<Array<{ lock: LockInfo; root: string | undefined }>>;
-  quota(): Promise<{ available: number; used: number } | undefined>;
+  deadProps(r: DavResource): Maybe<PropRow[]>;
+  locks(r: DavResource): Maybe<LockEntries>;
+  quota(): Maybe<Quota>;
 }
 
 interface LiveProp {
@@ -50,7 +58,18 @@ interface LiveProp {
   local: string;
   allprop: boolean;
   /** Inner XML, or undefined when the resource has no such property. */
-  value(r: DavResource, src: PropSources): string | undefined | Promise<string | undefined>;
+  value(r: DavResource, src: PropSources): Maybe<string | undefined>;
+}
+
+function then<T, U>(v: Maybe<T>, f: (x: T) => U): Maybe<U> {
+  return v instanceof Promise ? v.then(f) : f(v);
+}
+
+function lockDiscovery(entries: LockEntries): string {
+  const now = Date.now();
+  let out = '';
+  for (const { lock, root } of entries) out += activeLockXml(lock, root, now);
+  return out;
 }
 
 const key = (ns: string, local: string): string => `${ns} ${local}`;
@@ -59,18 +78,36 @@ export function etagOf(attr: FileAttr): string {
   return `"${attr.id.toString(16)}-${attr.change.toString(16)}"`;
 }
 
+// The last HTTP-date formatted: files listed together often share their modification second.
+let lastDateSecond = NaN;
+let lastDate = '';
+
 export function httpDate(ns: bigint): string {
-  return new Date(Number(ns / 1_000_000n)).toUTCString();
+  const ms = Number(ns / 1_000_000n);
+  const second = Math.floor(ms / 1000);
+  if (second !== lastDateSecond) {
+    lastDate = new Date(ms).toUTCString();
+    lastDateSecond = second;
+  }
+  return lastDate;
 }
 
 function isoDate(ns: bigint): string {
   return new Date(Number(ns / 1_000_000n)).toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
+/** Content types by lower-case extension (bounded: names, and so extensions, come from clients). */
+const typeByExtension = new Map<string, string>();
+
 export function contentTypeOf(name: string): string {
+  // The key is what mime-types' lookup() uses: the text after the last dot, lower-cased.
+  const ext = name.slice(name.lastIndexOf('.') + 1).toLowerCase();
+  const cached = typeByExtension.get(ext);
+  if (cached !== undefined) return cached;
   const t = mimeLookup(name);
-  if (t === false) return 'application/octet-stream';
-  return /^text\/|\+xml$|\/(xml|json|javascript)$/.test(t) ? `${t}; charset=utf-8` : t;
+  const type = t === false ? 'application/octet-stream' : /^text\/|\+xml$|\/(xml|json|javascript)$/.test(t) ? `${t}; charset=utf-8` : t;
+  if (typeByExtension.size < 1000) typeByExtension.set(ext, type);
+  return type;
 }
 
 export function win32Attributes(attr: FileAttr): string {
@@ -109,13 +146,10 @@ const LIVE: LiveProp[] = [
     ns: DAV_NS,
     local: 'lockdiscovery',
     allprop: true,
-    value: async (r, src) => {
-      const now = Date.now();
-      return (await src.locks(r)).map(({ lock, root }) => activeLockXml(lock, root, now)).join('');
-    },
+    value: (r, src) => then(src.locks(r), lockDiscovery),
   },
-  { ns: DAV_NS, local: 'quota-available-bytes', allprop: false, value: async (_r, src) => (await src.quota())?.available.toString() },
-  { ns: DAV_NS, local: 'quota-used-bytes', allprop: false, value: async (_r, src) => (await src.quota())?.used.toString() },
+  { ns: DAV_NS, local: 'quota-available-bytes', allprop: false, value: (_r, src) => then(src.quota(), (q) => q?.available.toString()) },
+  { ns: DAV_NS, local: 'quota-used-bytes', allprop: false, value: (_r, src) => then(src.quota(), (q) => q?.used.toString()) },
   { ns: MS_NS, local: 'Win32CreationTime', allprop: false, value: (r) => httpDate(r.attr.birthtimeNs) },
   { ns: MS_NS, local: 'Win32LastAccessTime', allprop: false, value: (r) => httpDate(r.attr.atimeNs) },
   { ns: MS_NS, local: 'Win32LastModifiedTime', allprop: false, value: (r) => httpDate(r.attr.mtimeNs) },
@@ -137,54 +171,176 @@ export function isWin32Property(ns: string, local: string): boolean {
   return ns === MS_NS && LIVE_BY_KEY.has(key(ns, local));
 }
 
+/**
+ * A PROPFIND request prepared once for all the resources it reports on (a Depth 1 PROPFIND renders
+ * the same request for every member of a directory): names deduplicated, live properties looked
+ * up, tags built, and whether dead properties are needed at all decided once. Rendering is
+ * synchronous unless a value has to be fetched (locks when some exist, quota the first time): a
+ * promise per response was most of what a 10,000-entry PROPFIND allocated.
+ */
+export interface PreparedRequest {
+  /** Whether rendering needs the resource's dead properties (a `prop` list of live names does not). */
+  readonly needDead: boolean;
+  /** One `<D:response>`; `dead` is ignored unless needDead. */
+  render(r: DavResource, dead: PropRow[], src: PropSources): Maybe<string>;
+}
+
+/** One property of a `prop` request, or one live property of allprop/propname. */
+interface Wanted {
+  key: string;
+  live: LiveProp | undefined;
+  tag: { open: string; close: string; empty: string };
+}
+
+const prepared = new WeakMap<PropRequest, PreparedRequest>();
+
+function deadXml(d: PropRow): string {
+  return Buffer.from(d.value.buffer, d.value.byteOffset, d.value.byteLength).toString('utf8');
+}
+
+function deadIndex(dead: PropRow[]): Map<string, PropRow> | undefined {
+  if (dead.length === 0) return undefined;
+  return new Map(dead.map((d) => [key(d.ns, d.name), d]));
+}
+
+const STATUS_200 = `<D:status>${statusLine(200)}</D:status></D:propstat>`;
+const STATUS_404 = `<D:status>${statusLine(404)}</D:status></D:propstat>`;
+
+function wrap(href: string, found: string, missing: string): string {
+  let out = `<D:response><D:href>${escapeText(href)}</D:href>`;
+  if (found !== '' || missing === '') out += `<D:propstat><D:prop>${found}</D:prop>${STATUS_200}`;
+  if (missing !== '') out += `<D:propstat><D:prop>${missing}</D:prop>${STATUS_404}`;
+  return out + '</D:response>\n';
+}
+
+/**
+ * What each property of a list contributes, given its value: `emit` turns a (possibly absent)
+ * value into found/missing XML. Runs synchronously, and switches to awaiting at the first value
+ * that is a promise.
+ */
+function collect(
+  list: Wanted[],
+  r: DavResource,
+  src: PropSources,
+  byKey: Map<string, PropRow> | undefined,
+  emit: (w: Wanted, v: string | undefined, acc: { found: string; missing: string }) => void,
+  done: (acc: { found: string; missing: string }) => string,
+): Maybe<string> {
+  const acc = { found: '', missing: '' };
+  for (let i = 0; i < list.length; i++) {
+    const w = list[i]!;
+    const d = byKey?.get(w.key);
+    if (d) {
+      acc.found += deadXml(d);
+      continue;
+    }
+    const got = w.live ? w.live.value(r, src) : undefined;
+    if (got instanceof Promise) return finish(list, i, got, r, src, byKey, emit, done, acc);
+    emit(w, got, acc);
+  }
+  return done(acc);
+}
+
+async function finish(
+  list: Wanted[],
+  from: number,
+  pending: Promise<string | undefined>,
+  r: DavResource,
+  src: PropSources,
+  byKey: Map<string, PropRow> | undefined,
+  emit: (w: Wanted, v: string | undefined, acc: { found: string; missing: string }) => void,
+  done: (acc: { found: string; missing: string }) => string,
+  acc: { found: string; missing: string },
+): Promise<string> {
+  emit(list[from]!, await pending, acc);
+  for (let i = from + 1; i < list.length; i++) {
+    const w = list[i]!;
+    const d = byKey?.get(w.key);
+    if (d) {
+      acc.found += deadXml(d);
+      continue;
+    }
+    emit(w, w.live ? await w.live.value(r, src) : undefined, acc);
+  }
+  return done(acc);
+}
+
+function wantedOf(ns: string, local: string): Wanted {
+  const k = key(ns, local);
+  return { key: k, live: LIVE_BY_KEY.get(k), tag: propTag(ns, local) };
+}
+
+function prepare(req: PropRequest): PreparedRequest {
+  if (req.mode === 'propname') {
+    const all = LIVE.map((p) => wantedOf(p.ns, p.local));
+    const emit = (w: Wanted, v: string | undefined, acc: { found: string }): void => {
+      if (v !== undefined) acc.found += w.tag.empty;
+    };
+    return {
+      needDead: true,
+      render(r, dead, src) {
+        const byKey = deadIndex(dead);
+        // Live names a dead property shadows are listed once, as the dead one.
+        const list = byKey ? all.filter((w) => !byKey.has(w.key)) : all;
+        return collect(list, r, src, undefined, emit, (acc) => {
+          for (const d of dead) acc.found += propTag(d.ns, d.name).empty;
+          return wrap(r.href, acc.found, '');
+        });
+      },
+    };
+  }
+  if (req.mode === 'allprop') {
+    const included = new Set(req.include.map((q) => key(q.ns, q.local)));
+    const shown = LIVE.filter((p) => p.allprop || included.has(key(p.ns, p.local))).map((p) => wantedOf(p.ns, p.local));
+    const emit = (w: Wanted, v: string | undefined, acc: { found: string }): void => {
+      if (v !== undefined) acc.found += v === '' ? w.tag.empty : w.tag.open + v + w.tag.close;
+    };
+    return {
+      needDead: true,
+      render(r, dead, src) {
+        const byKey = deadIndex(dead);
+        // Live properties a dead one shadows (displayname) are shown as the dead one, at the end.
+        const list = byKey ? shown.filter((w) => !byKey.has(w.key)) : shown;
+        return collect(list, r, src, undefined, emit, (acc) => {
+          for (const d of dead) acc.found += deadXml(d);
+          return wrap(r.href, acc.found, '');
+        });
+      },
+    };
+  }
+  const wanted: Wanted[] = [];
+  const seen = new Set<string>();
+  for (const n of req.names) {
+    const w = wantedOf(n.ns, n.local);
+    if (seen.has(w.key)) continue;
+    seen.add(w.key);
+    wanted.push(w);
+  }
+  // displayname may be stored dead (it then shadows the computed one); other live names never are.
+  const needDead = wanted.some((w) => w.live === undefined || (w.live.ns === DAV_NS && w.live.local === 'displayname'));
+  const emit = (w: Wanted, v: string | undefined, acc: { found: string; missing: string }): void => {
+    if (v === undefined) acc.missing += w.tag.empty;
+    else acc.found += v === '' ? w.tag.empty : w.tag.open + v + w.tag.close;
+  };
+  return {
+    needDead,
+    render(r, dead, src) {
+      return collect(wanted, r, src, needDead ? deadIndex(dead) : undefined, emit, (acc) => wrap(r.href, acc.found, acc.missing));
+    },
+  };
+}
+
+/** The prepared form of a request (made once per request object). */
+export function prepareRequest(req: PropRequest): PreparedRequest {
+  let c = prepared.get(req);
+  if (!c) prepared.set(req, (c = prepare(req)));
+  return c;
+}
+
 /** Renders one `<D:response>` for a resource. */
 export async function renderResponse(r: DavResource, req: PropRequest, src: PropSources): Promise<string> {
-  const found: string[] = [];
-  const missing: string[] = [];
-  const needDead = req.mode !== 'prop' || req.names.some((n) => !LIVE_BY_KEY.has(key(n.ns, n.local)) || (n.ns === DAV_NS && n.local === 'displayname'));
-  const dead = needDead ? await src.deadProps(r) : [];
-  const deadByKey = new Map(dead.map((d) => [key(d.ns, d.name), d]));
-  const deadXml = (d: PropRow): string => Buffer.from(d.value).toString('utf8');
-
-  if (req.mode === 'propname') {
-    for (const p of LIVE) {
-      if (deadByKey.has(key(p.ns, p.local))) continue;
-      if ((await p.value(r, src)) !== undefined) found.push(propTag(p.ns, p.local).empty);
-    }
-    for (const d of dead) found.push(propTag(d.ns, d.name).empty);
-  } else if (req.mode === 'allprop') {
-    const included = new Set(req.include.map((q) => key(q.ns, q.local)));
-    for (const p of LIVE) {
-      const k = key(p.ns, p.local);
-      if (deadByKey.has(k) || (!p.allprop && !included.has(k))) continue;
-      const v = await p.value(r, src);
-      if (v === undefined) continue;
-      const t = propTag(p.ns, p.local);
-      found.push(v === '' ? t.empty : t.open + v + t.close);
-    }
-    for (const d of dead) found.push(deadXml(d));
-  } else {
-    const seen = new Set<string>();
-    for (const n of req.names) {
-      const k = key(n.ns, n.local);
-      if (seen.has(k)) continue;
-      seen.add(k);
-      const d = deadByKey.get(k);
-      if (d) {
-        found.push(deadXml(d));
-        continue;
-      }
-      const live = LIVE_BY_KEY.get(k);
-      const v = live ? await live.value(r, src) : undefined;
-      const t = propTag(n.ns, n.local);
-      if (v === undefined) missing.push(t.empty);
-      else found.push(v === '' ? t.empty : t.open + v + t.close);
-    }
-  }
-  let out = `<D:response><D:href>${escapeText(r.href)}</D:href>`;
-  if (found.length > 0 || missing.length === 0) out += `<D:propstat><D:prop>${found.join('')}</D:prop><D:status>${statusLine(200)}</D:status></D:propstat>`;
-  if (missing.length > 0) out += `<D:propstat><D:prop>${missing.join('')}</D:prop><D:status>${statusLine(404)}</D:status></D:propstat>`;
-  return out + '</D:response>\n';
+  const c = prepareRequest(req);
+  return c.render(r, c.needDead ? await src.deadProps(r) : [], src);
 }
 
 export const MULTISTATUS_OPEN = `<?xml version="1.0" encoding="utf-8"?>\n<D:multistatus xmlns:D="DAV:" xmlns:Z="${MS_NS}">\n`;

@@ -121,7 +121,10 @@ export function textOf(el: XmlElement): string {
 // ---------------------------------------------------------------------------------------------------
 // Writing
 
+const NEEDS_ESCAPE = /[&<>\r]/;
+
 export function escapeText(s: string): string {
+  if (!NEEDS_ESCAPE.test(s)) return s;
   return s.replace(/[&<>]/g, (c) => (c === '&' ? '&amp;' : c === '<' ? '&lt;' : '&gt;')).replace(/\r/g, '&#13;');
 }
 

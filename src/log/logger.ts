@@ -79,6 +79,8 @@ export function createAuditLogger(cfg: LogConfig, opts: AuditLoggerOptions = {})
   const file = resolve(cfg.audit.file);
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
   // sync: an audit record must be on disk (in the page cache) before the operation is acknowledged,
-  // and must not be lost on process.exit() after a signal.
+  // and must not be lost on process.exit() after a signal. Kept after measuring: one write(2) of
+  // ~250 bytes per audited change (reads are not audited), about 10 µs against 7 µs buffered —
+  // under 1% of a 4 KiB WebDAV PUT, whose cost is the file system (create, fdatasync, rename).
   return pino(options, pino.destination({ dest: file, append: true, mkdir: true, sync: true }));
 }

@@ -10,7 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { VfsError, toVfsError } from '../vfs/errors.ts';
-import { normalizePath } from '../vfs/path.ts';
+import { joinPath, normalizePath } from '../vfs/path.ts';
 import { handleLockOwner, type ContentWriter, type Handle, type ReplaceOptions, type TreeError, type Vfs } from '../vfs/vfs.ts';
 import type { FileAttr, OpenOptions, ReaddirOptions, ReaddirResult, SetAttr, StatFsResult } from '../vfs/types.ts';
 import type { PropChange, PropRow } from '../store/metadata-store.ts';
@@ -148,6 +148,33 @@ export class Session {
     return this.gate('getprops', share, [[path, 'read']], null, (vol) => this.vfs.getProps(vol, path));
   }
 
+  /**
+   * One readdir page plus the dead properties of its members (WebDAV PROPFIND Depth 1): one store
+   * query per page instead of a lookup, a backend stat and a query per member. `props` maps member
+   * names to their properties ([] for none); members the principal may not read are absent (a
+   * per-member getProps would have failed for them).
+   */
+  readdirWithProps(share: string, path: string, options?: ReaddirOptions): Promise<ReaddirResult & { props: Map<string, PropRow[]> }> {
+    return this.gate('readdir', share, [[path, 'read']], null, async (vol, acl) => {
+      const page = await this.vfs.readdir(vol, path, options);
+      const dir = normalizePath(path);
+      const readable = page.entries.filter((e) => acl.allows(this.principal, 'read', joinPath(dir, e.name)));
+      const rows = this.vfs.store.getPropsMany(readable.map((e) => e.attr.id));
+      const props = new Map<string, PropRow[]>();
+      for (const e of readable) props.set(e.name, rows.get(e.attr.id) ?? []);
+      return { ...page, props };
+    });
+  }
+
+  /**
+   * Whether any lock (of any protocol) exists at all: when none does, lock discovery can answer
+   * "no locks" for every resource without a lookup per resource. Not an operation on a share, so
+   * not gated.
+   */
+  get anyLocks(): boolean {
+    return this.vfs.locks.size > 0;
+  }
+
   // ---------------------------------------------------------------- open files
 
   open(share: string, path: string, opts: OpenOptions): Promise<Handle> {
@@ -181,6 +208,14 @@ export class Session {
     const n = await this.gate('write', h.volume.name, [], null, () => this.vfs.write(this.own(h), offset, data));
     this.host.bytes(this.protocol, 'write', n);
     return n;
+  }
+
+  /**
+   * Attributes of an opened file as its open found them (Vfs.attrAtOpen): no backend call; falls
+   * back to fstat when the open did not look the file up.
+   */
+  attrAtOpen(h: Handle): Promise<FileAttr> {
+    return this.gate('fstat', h.volume.name, [], null, async () => this.vfs.attrAtOpen(this.own(h)) ?? this.vfs.fstat(h));
   }
 
   fstat(h: Handle): Promise<FileAttr> {

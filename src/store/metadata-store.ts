@@ -45,6 +45,9 @@ export interface PropChange {
   value: Uint8Array | null;
 }
 
+/** Ids per getPropsMany statement (one JSON array parameter). */
+const PROPS_MANY_BATCH = 10_000;
+
 /** Parent id of every volume root. No real node has id 0 (AUTOINCREMENT starts at 1). */
 export const NO_PARENT: FileId = 0n;
 
@@ -78,6 +81,7 @@ export class MetadataStore {
   readonly path: string;
   private readonly st: Record<string, StatementSync>;
   private txDepth = 0;
+  private propsManyStmt: StatementSync | undefined;
 
   private constructor(db: DatabaseSync, path: string) {
     this.db = db;
@@ -265,6 +269,28 @@ export class MetadataStore {
 
   getProps(id: FileId): PropRow[] {
     return this.row('props').all(id) as unknown as PropRow[];
+  }
+
+  /**
+   * Properties of many ids in one query (WebDAV PROPFIND Depth 1: one statement per directory page
+   * instead of one per member). Ids without properties are absent from the map.
+   */
+  getPropsMany(ids: readonly FileId[]): Map<FileId, PropRow[]> {
+    const out = new Map<FileId, PropRow[]>();
+    if (ids.length === 0) return out;
+    if (!this.propsManyStmt) {
+      this.propsManyStmt = this.db.prepare('SELECT id, ns, name, value FROM props WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id, ns, name');
+      this.propsManyStmt.setReadBigInts(true);
+    }
+    for (let i = 0; i < ids.length; i += PROPS_MANY_BATCH) {
+      const list = `[${ids.slice(i, i + PROPS_MANY_BATCH).join(',')}]`;
+      for (const r of this.propsManyStmt.all(list) as unknown as Array<PropRow & { id: FileId }>) {
+        let rows = out.get(r.id);
+        if (!rows) out.set(r.id, (rows = []));
+        rows.push({ ns: r.ns, name: r.name, value: r.value });
+      }
+    }
+    return out;
   }
 
   getProp(id: FileId, ns: string, name: string): Uint8Array | undefined {

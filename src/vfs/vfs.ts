@@ -96,8 +96,13 @@ export class Vfs {
   private readonly handlesByFile = new Map<FileId, Set<Handle>>();
   private readonly stages = new Map<FileId, WriteStage>();
   private readonly stagesClosing = new Map<FileId, Promise<void>>();
-  /** Names of recently listed entries, so a cookie stays resumable after its entry is deleted. */
-  private readonly cookieNames = new LRUCache<string, string>({ max: 50_000 });
+  /** Backend stat each handle's open found (attrAtOpen); dies with the handle. */
+  private readonly openStats = new WeakMap<Handle, BackendStat>();
+  /**
+   * Names of recently listed entries, so a cookie stays resumable after its entry is deleted.
+   * maxSize with unit sizes, not max: the same bound without preallocating 50,000 slots up front.
+   */
+  private readonly cookieNames = new LRUCache<string, string>({ maxSize: 50_000, sizeCalculation: () => 1 });
   private readonly stageDir: string;
 
   constructor(options: VfsOptions) {
@@ -260,6 +265,7 @@ export class Vfs {
       throw toVfsError(e, p);
     }
     this.handles.set(h.id, h);
+    if (!created && disp !== 'truncate' && disp !== 'createOrTruncate') this.openStats.set(h, st);
     let set = this.handlesByFile.get(row.id);
     if (!set) this.handlesByFile.set(row.id, (set = new Set()));
     set.add(h);
@@ -430,6 +436,19 @@ export class Vfs {
     }
     this.emit(h.volume, 'modify', h.fileId, h.path, 'file');
     return n;
+  }
+
+  /**
+   * Attributes of an opened file as the open's own lookup found them, without another backend call
+   * (undefined for a handle that created or truncated its file). For a reader that opens a file
+   * only to send it (WebDAV GET): the same information as a getattr just before the open, one round
+   * trip less than fstat. Like that getattr, it may predate a change someone makes after the open.
+   */
+  attrAtOpen(h: Handle): FileAttr | undefined {
+    this.live(h);
+    const st = this.openStats.get(h);
+    if (st === undefined || h.stage?.dirty) return undefined;
+    return this.attr(h.volume, h.volume.row(h.path), st);
   }
 
   async fstat(h: Handle): Promise<FileAttr> {

@@ -4,7 +4,8 @@
  * Files: ETag (file id + change counter), Last-Modified, conditional requests (304/412), and byte
  * ranges pushed down to the VFS as ranged reads — one range as 206, several as
  * multipart/byteranges, unsatisfiable as 416, a malformed Range ignored (200, RFC 7233 §3.1),
- * If-Range honoured. Bodies stream in 256 KiB reads with backpressure.
+ * If-Range honoured. Bodies stream through file-stream.ts (pooled 1 MiB buffers, reads overlapped
+ * with writes; a small file in one exact read).
  *
  * Collections: with `Accept: text/html`, the browser UI's listing page (protocols/webdav/ui);
  * otherwise a plain-text list of names (one per line, collections with a trailing '/').
@@ -13,33 +14,77 @@ import { randomBytes } from 'node:crypto';
 import rangeParser from 'range-parser';
 import type { FileAttr } from '../../../src/vfs/types.ts';
 import type { Handle } from '../../../src/vfs/vfs.ts';
+import { isVfsError } from '../../../src/vfs/errors.ts';
 import { PUT_TEMP_PREFIX, type DavContext } from '../context.ts';
+import { streamRange } from '../file-stream.ts';
 import { HttpError } from '../errors.ts';
 import { checkPreconditions, parseHttpDate } from '../conditional.ts';
 import { contentTypeOf, etagOf, httpDate } from '../properties.ts';
 import { baseNameOf } from '../paths.ts';
 import { renderCollectionPage } from '../ui/index.ts';
 
-const CHUNK = 256 * 1024;
 /** More ranges than this in one request are served as the whole file (abuse guard). */
 const MAX_RANGES = 64;
 const READ = { read: true, write: false, delete: false };
 
 export async function get(ctx: DavContext): Promise<void> {
+  // Open first: the open's own lookup gives the attributes (Session.attrAtOpen), so a GET costs
+  // the open plus the reads, not a getattr, an open and the reads.
+  let h: Handle;
+  try {
+    h = await ctx.session.open(ctx.share, ctx.path, { access: READ, owner: 'get' });
+  } catch (e) {
+    if (isVfsError(e, 'ENOENT') || isVfsError(e, 'ENOTDIR')) throw e;
+    // Anything else (a symbolic link, a sharing violation, ...) keeps the answers it always had:
+    // a conditional request may still get its 304/412 without opening the file.
+    return getByAttr(ctx);
+  }
+  try {
+    if (h.type === 'dir') return await collection(ctx, await ctx.session.attrAtOpen(h));
+    await sendFile(ctx, h, await ctx.session.attrAtOpen(h));
+  } finally {
+    await ctx.session.close(h).catch(() => undefined);
+  }
+}
+
+/** The path without an open handle: used when opening failed for a reason other than absence. */
+async function getByAttr(ctx: DavContext): Promise<void> {
   const attr = await ctx.session.getattr(ctx.share, ctx.path);
   if (attr.type === 'dir') return collection(ctx, attr);
-  const etag = etagOf(attr);
-  const lastModified = httpDate(attr.mtimeNs);
-  const base: Record<string, string | number> = {
-    ETag: etag,
-    'Last-Modified': lastModified,
+  let h: Handle | undefined;
+  const pre = preconditionAnswer(ctx, attr);
+  if (pre) return pre();
+  try {
+    h = await ctx.session.open(ctx.share, ctx.path, { access: READ, owner: 'get', expect: 'file' });
+    await sendFile(ctx, h, attr);
+  } finally {
+    if (h) await ctx.session.close(h).catch(() => undefined);
+  }
+}
+
+function baseHeaders(ctx: DavContext, attr: FileAttr): Record<string, string | number> {
+  return {
+    ETag: etagOf(attr),
+    'Last-Modified': httpDate(attr.mtimeNs),
     'Accept-Ranges': 'bytes',
     'Content-Type': contentTypeOf(baseNameOf(ctx.path)),
   };
-  const pre = checkPreconditions(ctx, attr);
-  if (pre === 304) return ctx.send(304, { ETag: etag, 'Last-Modified': lastModified });
-  if (pre === 412) throw new HttpError(412, 'precondition failed');
+}
 
+/** The 304/412 answer when a precondition stops the request, else undefined. */
+function preconditionAnswer(ctx: DavContext, attr: FileAttr): (() => void) | undefined {
+  const pre = checkPreconditions(ctx, attr);
+  if (pre === 304) return () => ctx.send(304, { ETag: etagOf(attr), 'Last-Modified': httpDate(attr.mtimeNs) });
+  if (pre === 412) throw new HttpError(412, 'precondition failed');
+  return undefined;
+}
+
+/** Answers a GET/HEAD of a file from an open handle. */
+async function sendFile(ctx: DavContext, h: Handle, attr: FileAttr): Promise<void> {
+  const pre = preconditionAnswer(ctx, attr);
+  if (pre) return pre();
+  const base = baseHeaders(ctx, attr);
+  const etag = base.ETag as string;
   const size = attr.size;
   let ranges: Array<{ start: number; end: number }> | undefined;
   const rangeHeader = ctx.header('range');
@@ -55,12 +100,12 @@ export async function get(ctx: DavContext): Promise<void> {
   if (ranges === undefined) {
     res.writeHead(200, { ...base, 'Content-Length': size });
     if (ctx.req.method === 'HEAD' || size === 0) return void res.end();
-    return stream(ctx, [{ start: 0, end: size - 1 }], undefined);
+    return streamRange(res, ctx.session, h, 0, size - 1, true);
   }
   if (ranges.length === 1) {
     const r = ranges[0]!;
     res.writeHead(206, { ...base, 'Content-Range': `bytes ${r.start}-${r.end}/${size}`, 'Content-Length': r.end - r.start + 1 });
-    return stream(ctx, ranges, undefined);
+    return streamRange(res, ctx.session, h, r.start, r.end, true);
   }
   const boundary = randomBytes(12).toString('hex');
   const type = String(base['Content-Type']);
@@ -69,7 +114,12 @@ export async function get(ctx: DavContext): Promise<void> {
   let length = Buffer.byteLength(tail);
   ranges.forEach((r, i) => (length += Buffer.byteLength(heads[i]!) + r.end - r.start + 1));
   res.writeHead(206, { ...base, 'Content-Type': `multipart/byteranges; boundary=${boundary}`, 'Content-Length': length });
-  return stream(ctx, ranges, { heads, tail });
+  for (let i = 0; i < ranges.length; i++) {
+    await ctx.write(heads[i]!);
+    await streamRange(res, ctx.session, h, ranges[i]!.start, ranges[i]!.end, false);
+  }
+  await ctx.write(tail);
+  res.end();
 }
 
 /** RFC 7233 §3.2: a Range applies only when If-Range (an ETag or the exact date) still matches. */
@@ -79,28 +129,6 @@ function ifRangeHolds(v: string | undefined, etag: string, attr: FileAttr): bool
   if (t.startsWith('"') || t.startsWith('W/')) return t === etag;
   const d = parseHttpDate(t);
   return d !== undefined && Math.floor(d / 1000) === Math.floor(Number(attr.mtimeNs / 1_000_000n) / 1000);
-}
-
-async function stream(ctx: DavContext, ranges: Array<{ start: number; end: number }>, multipart: { heads: string[]; tail: string } | undefined): Promise<void> {
-  let h: Handle | undefined;
-  try {
-    h = await ctx.session.open(ctx.share, ctx.path, { access: READ, owner: 'get', expect: 'file' });
-    for (let i = 0; i < ranges.length; i++) {
-      const r = ranges[i]!;
-      if (multipart) await ctx.write(multipart.heads[i]!);
-      for (let off = r.start; off <= r.end; ) {
-        const buf = await ctx.session.read(h, off, Math.min(CHUNK, r.end - off + 1));
-        // The file shrank under us: the promised length can no longer be met; cut the answer.
-        if (buf.length === 0) throw new HttpError(500, 'file changed while being sent');
-        await ctx.write(buf);
-        off += buf.length;
-      }
-    }
-    if (multipart) await ctx.write(multipart.tail);
-    ctx.res.end();
-  } finally {
-    if (h) await ctx.session.close(h).catch(() => undefined);
-  }
 }
 
 interface Entry {
