@@ -46,7 +46,8 @@ export class Throttle {
   constructor(opts: ThrottleOptions) {
     this.opts = { maxFailures: opts.maxFailures, windowMs: opts.windowMs, lockoutMs: opts.lockoutMs, maxLockoutMs: opts.maxLockoutMs };
     this.now = opts.now ?? Date.now;
-    this.entries = new LRUCache<string, Entry>({ max: opts.maxKeys ?? MAX_KEYS });
+    // maxSize (not max): the same bound, but storage grows with use instead of being allocated up front.
+    this.entries = new LRUCache<string, Entry>({ maxSize: opts.maxKeys ?? MAX_KEYS, sizeCalculation: () => 1 });
   }
 
   /** Throws ETHROTTLED while the user or the address is locked. */

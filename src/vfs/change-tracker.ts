@@ -30,7 +30,8 @@ export class ChangeTracker {
 
   constructor(bootGeneration: number, maxEntries = 250_000) {
     this.base = BigInt(bootGeneration) << SEQ_BITS;
-    this.entries = new LRUCache({ max: maxEntries });
+    // maxSize (not max): the same bound, but storage grows with use instead of being allocated up front.
+    this.entries = new LRUCache({ maxSize: maxEntries, sizeCalculation: () => 1 });
   }
 
   private next(): bigint {
