@@ -1,16 +1,20 @@
 /**
- * Backend factory: turns a share's `source` string (docs/CONFIG-SHAPE.md) into a Backend.
+ * Backend factory: turns a share's `source` string (documented in config/portico.example.yaml) into a Backend.
  *
  *   /abs/dir, ./rel/dir, file:///abs/dir  -> LocalBackend
  *   memory:, memory:posix                 -> MemoryBackend (POSIX-like)
  *   memory:objectstore                    -> MemoryBackend with object-store capabilities
- *   s3://..., shard+...                   -> not built yet (ENOTSUP)
+ *   s3://bucket[/prefix]                  -> S3Backend (options: backends/s3/config.ts; endpoint from
+ *                                            options.endpoint or AWS_ENDPOINT_URL_S3, path-style then)
+ *   shard+...                             -> not built yet (ENOTSUP)
  */
 import { fileURLToPath } from 'node:url';
 import type { Backend, BackendCapabilities } from '../src/vfs/backend.ts';
 import { VfsError } from '../src/vfs/errors.ts';
 import { LocalBackend } from './local/local-backend.ts';
 import { MEMORY_OBJECTSTORE_CAPABILITIES, MemoryBackend } from './memory/memory-backend.ts';
+import { S3Backend } from './s3/s3-backend.ts';
+import { parseS3Source } from './s3/config.ts';
 
 /** A share's free-form `options`; each backend reads the keys it knows. */
 export interface BackendSourceOptions {
@@ -60,6 +64,8 @@ export function createBackend(source: string, options: BackendSourceOptions = {}
       }
       return new MemoryBackend(memOptions);
     }
+    case 's3':
+      return new S3Backend(parseS3Source(source, options));
     default:
       throw new VfsError('ENOTSUP', `backend ${scheme} not built yet`);
   }
@@ -73,3 +79,4 @@ function localOptions(options: BackendSourceOptions): { fsync?: boolean } {
 
 export { LocalBackend, TEMP_PREFIX } from './local/local-backend.ts';
 export { MemoryBackend } from './memory/memory-backend.ts';
+export { S3Backend } from './s3/s3-backend.ts';

@@ -124,9 +124,16 @@ export function serveConfig(source: string | undefined, opts: ServeOptions): Loa
     const v = opts[camel(`${name}-port`)];
     if (typeof v === 'number') overrides[`protocols.${name}.port`] = v;
   }
-  const loaded = loadWithShares(opts.config, overrides, { name: DEFAULT_SHARE_NAME, source: source ?? DEFAULT_SOURCE });
+  let loaded = loadWithShares(opts.config, overrides, { name: DEFAULT_SHARE_NAME, source: source ?? DEFAULT_SOURCE });
   if (loaded.hadShares && source !== undefined) {
-    return { config: loadConfig({ env: process.env, ...(opts.config !== undefined ? { file: opts.config } : {}), overrides: { ...overrides, 'shares[0].source': source } }), hadShares: true };
+    loaded = { config: loadConfig({ env: process.env, ...(opts.config !== undefined ? { file: opts.config } : {}), overrides: { ...overrides, 'shares[0].source': source } }), hadShares: true };
+  }
+  // --s3-endpoint applies to every s3:// share (a flag beats the config, like every other flag).
+  const endpoint = opts.s3Endpoint;
+  if (typeof endpoint === 'string') {
+    for (const share of loaded.config.shares) {
+      if (share.source.startsWith('s3://')) share.options = { ...share.options, endpoint };
+    }
   }
   return loaded;
 }
@@ -215,6 +222,7 @@ export function buildProgram(): Command {
   for (const name of portFlagNames()) serveCmd.option(`--${name}-port <n>`, `${name} port (0 disables)`, parseIntArg);
   serveCmd
     .option('--fuse-mount <dir>', 'mount the shares with FUSE at this directory')
+    .option('--s3-endpoint <url>', 'S3-compatible endpoint for s3:// sources (else AWS_ENDPOINT_URL_S3 or the SDK default)')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent')
     .action(action((source: string | undefined, opts: ServeOptions) => serve(source, opts)));
 

@@ -160,6 +160,22 @@ export class Metrics {
 
   readonly authFailures: Counter<'protocol' | 'reason'>;
 
+  /**
+   * portico_s3_requests_total{backend,op,status} and portico_s3_request_duration_seconds{backend,op}:
+   * every HTTP request an S3 backend sends (each retry counts), `status` being 'ok', the HTTP status of
+   * a failure, or 'network' / 'timeout' when there was no response.
+   */
+  private readonly s3Ops: OpFamily;
+  /** S3 payload bytes by direction ('in' = downloaded, 'out' = uploaded). */
+  readonly s3Bytes: Counter<'backend' | 'direction'>;
+  readonly s3Retries: Counter<'backend' | 'op' | 'reason'>;
+  /** 0 closed, 1 half-open, 2 open. */
+  readonly s3Circuit: Gauge<'backend'>;
+  /** Reads served by a block that read-ahead had fetched before it was asked for. */
+  readonly readAheadHits: Counter<'backend'>;
+  /** Cache entries found corrupt (checksum mismatch) and dropped. */
+  readonly cacheCorruptions: Counter<'cache'>;
+
   constructor(options: MetricsOptions = {}) {
     this.registry = new Registry();
     const registers = [this.registry];
@@ -218,6 +234,22 @@ export class Metrics {
       labelNames: ['protocol', 'reason'],
       registers,
     });
+    this.s3Ops = new OpFamily(this.registry, 'backend', {
+      total: 'portico_s3_requests_total',
+      totalHelp: 'S3 HTTP requests sent, by operation and outcome (ok, HTTP status of a failure, network, timeout)',
+      duration: 'portico_s3_request_duration_seconds',
+      durationHelp: 'S3 request latency, including reading the response body',
+    });
+    this.s3Bytes = new Counter({ name: 'portico_s3_bytes_total', help: 'S3 payload bytes, by direction (in/out)', labelNames: ['backend', 'direction'], registers });
+    this.s3Retries = new Counter({ name: 'portico_s3_retries_total', help: 'S3 request retries, by operation and failure', labelNames: ['backend', 'op', 'reason'], registers });
+    this.s3Circuit = new Gauge({ name: 'portico_s3_circuit_state', help: 'S3 endpoint circuit breaker: 0 closed, 1 half-open, 2 open', labelNames: ['backend'], registers });
+    this.readAheadHits = new Counter({ name: 'portico_readahead_hits_total', help: 'Reads served by a read-ahead block', labelNames: ['backend'], registers });
+    this.cacheCorruptions = new Counter({ name: 'portico_cache_corruptions_total', help: 'Cache entries that failed their checksum and were dropped', labelNames: ['cache'], registers });
+  }
+
+  /** The accumulator for one S3 backend and operation (record() with 'ok', an HTTP status, 'network' or 'timeout'). */
+  s3Stats(backend: string, op: string): OpStats {
+    return this.s3Ops.get(backend, op);
   }
 
   /** One finished protocol request. `status` is 'ok' or a VfsError code. */

@@ -136,7 +136,14 @@ export class Gateway {
     const authenticator = new LocalAuthenticator(users, new Throttle(auth.throttle));
 
     for (const share of this.config.shares) {
-      const backend = await createBackend(share.source, share.options);
+      // S3 shares also get the metrics registry and a state directory (disk block cache, upload
+      // journal); the other backends ignore these keys.
+      const backend = await createBackend(share.source, {
+        ...share.options,
+        metrics: this.metrics,
+        metricsLabel: share.name,
+        stateDir: join(server.stateDir, 's3', share.name),
+      });
       this.backends.set(share.name, instrumentBackend(backend, this.metrics, share.name));
     }
     // Write stages of a previous run are dead (their handles died with it): start empty.

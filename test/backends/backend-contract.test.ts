@@ -464,8 +464,8 @@ describe('createBackend', () => {
     expect((await os.statfs()).totalBytes).toBe(1000);
   });
 
-  it('refuses backends that are not built and malformed sources', () => {
-    expect(() => createBackend('s3://bucket/prefix')).toThrow(/backend s3 not built yet/);
+  it('builds s3:// sources, refuses backends that are not built and malformed sources', () => {
+    expect(createBackend('s3://bucket/prefix', { endpoint: 'http://127.0.0.1:1' }).kind).toBe('s3');
     expect(() => createBackend('shard+s3://a,b')).toThrow(/backend shard not built yet/);
     expect(() => createBackend('memory:weird')).toThrowError(expect.objectContaining({ code: 'EINVAL' }));
     expect(() => createBackend('')).toThrowError(expect.objectContaining({ code: 'EINVAL' }));

@@ -1,0 +1,560 @@
+/**
+ * The S3 backend: one object per file at `prefix + path`, directories as `dir/` markers and implied
+ * prefixes, POSIX metadata in user metadata (keys.ts), block reads with caches and read-ahead
+ * (read-engine.ts), streaming multipart writes (writer.ts), retries and a circuit breaker
+ * (transport.ts, retry.ts). Design notes: backends/s3/README.md.
+ *
+ * Object stores have no random writes and no rename: the VFS stages writes locally and publishes
+ * them through createWriter(), and renames by copy() + unlink().
+ */
+import { readdir, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LRUCache } from 'lru-cache';
+import type {
+  Backend, BackendCapabilities, BackendFile, BackendStat, BackendWriter, ListOptions, ListPage, OpenFileOptions,
+  SetMetadata, StatFs, WriterOptions,
+} from '../../src/vfs/backend.ts';
+import { VfsError, isVfsError } from '../../src/vfs/errors.ts';
+import { baseName, parentPath } from '../../src/vfs/path.ts';
+import { DiskTier, MemoryTier } from './block-cache.ts';
+import type { S3BackendOptions } from './config.ts';
+import {
+  KeyMap, dirStat, encodeMeta, fileStat, formatTime, inheritedMeta, type MetaDefaults, type ObjectHead,
+} from './keys.ts';
+import { listPage, type ListHost } from './listing.ts';
+import { MetaCache, type Lookup } from './meta-cache.ts';
+import { ReadEngine, ReadState, type ObjectVersion } from './read-engine.ts';
+import { S3File } from './s3-file.ts';
+import { S3Meters } from './s3-metrics.ts';
+import { EtagChangedError, S3Transport, isNotFound } from './transport.ts';
+import { UploadJournal } from './upload-journal.ts';
+import { MAX_PART_BYTES, S3Writer, type WriterHost } from './writer.ts';
+
+const MiB = 1024 * 1024;
+const TiB = 1024 ** 4;
+const DIR_CONTENT_TYPE = 'application/x-directory';
+
+export const S3_CAPABILITIES: BackendCapabilities = {
+  atomicRename: false,
+  serverSideCopy: true,
+  randomWrites: false,
+  emptyDirectories: true,
+  caseSensitive: true,
+  timestampPrecisionNs: 1,
+  hardLinks: false,
+  symlinks: false,
+  sparseFiles: false,
+  posixMetadata: true,
+  birthTime: true,
+  maxFileSize: 5 * TiB,
+  maxNameBytes: 1024,
+};
+
+function nowNs(): bigint {
+  return BigInt(Date.now()) * 1_000_000n;
+}
+
+export class S3Backend implements Backend, WriterHost, ListHost {
+  readonly kind = 's3';
+  readonly capabilities = S3_CAPABILITIES;
+  readonly keys: KeyMap;
+  readonly transport: S3Transport;
+  readonly meters: S3Meters;
+  readonly meta: MetaCache;
+  readonly memory: MemoryTier;
+  readonly disk: DiskTier | undefined;
+  readonly engine: ReadEngine;
+  readonly defaults: MetaDefaults;
+  /** Time reported for directories without an explicit mtime (start-up, whole seconds). */
+  readonly baseNs: bigint;
+  readonly listMetadata: 'listing' | 'head';
+  readonly partSize: number;
+  readonly maxConcurrentParts: number;
+  readonly memoryPartLimit: number;
+  readonly spoolDir: string;
+  readonly maxFileSize = S3_CAPABILITIES.maxFileSize;
+  private readonly options: S3BackendOptions;
+  private readonly keyLocks = new Map<string, Promise<unknown>>();
+  private readonly lookupsInFlight = new Map<string, Promise<Lookup>>();
+  private readonly readStates = new LRUCache<string, ReadState>({ max: 1024 });
+  private readonly activeUploads = new Map<string, string>();
+  private readonly journal: UploadJournal | undefined;
+  /** Metadata of the share root: its marker's (prefix/), or kept in memory for a bucket root. */
+  private rootMeta: Record<string, string> = {};
+  private rootLoading: Promise<void> | undefined;
+
+  constructor(o: S3BackendOptions) {
+    this.options = o;
+    this.keys = new KeyMap(o.prefix);
+    this.meters = new S3Meters(o.metrics, o.metricsLabel ?? `s3://${o.bucket}/${this.keys.prefix}`);
+    this.transport = new S3Transport({
+      bucket: o.bucket,
+      region: o.region ?? 'us-east-1',
+      endpoint: o.endpoint,
+      forcePathStyle: o.forcePathStyle ?? o.endpoint !== undefined,
+      credentials: o.accessKeyId !== undefined && o.secretAccessKey !== undefined
+        ? { accessKeyId: o.accessKeyId, secretAccessKey: o.secretAccessKey, ...(o.sessionToken !== undefined ? { sessionToken: o.sessionToken } : {}) }
+        : undefined,
+      ...(o.maxAttempts !== undefined ? { maxAttempts: o.maxAttempts } : {}),
+      ...(o.retryBaseMs !== undefined ? { retryBaseMs: o.retryBaseMs } : {}),
+      ...(o.retryMaxMs !== undefined ? { retryMaxMs: o.retryMaxMs } : {}),
+      ...(o.requestTimeoutMs !== undefined ? { requestTimeoutMs: o.requestTimeoutMs } : {}),
+      ...(o.minThroughputBytesPerSec !== undefined ? { minThroughputBytesPerSec: o.minThroughputBytesPerSec } : {}),
+      ...(o.maxSockets !== undefined ? { maxSockets: o.maxSockets } : {}),
+      circuit: {
+        ...(o.circuitFailureThreshold !== undefined ? { failureThreshold: o.circuitFailureThreshold } : {}),
+        ...(o.circuitCooldownMs !== undefined ? { cooldownMs: o.circuitCooldownMs } : {}),
+      },
+    }, this.meters);
+    this.meta = new MetaCache({ ttlMs: o.metaTtlMs ?? 5000 }, this.meters);
+    this.memory = new MemoryTier(o.memoryCacheBytes ?? 32 * MiB, this.meters);
+    this.disk = o.cacheDir === undefined ? undefined : new DiskTier({ dir: o.cacheDir, maxBytes: o.diskCacheBytes ?? 10 * 1024 * MiB }, this.meters);
+    const blockSize = o.blockSize ?? 4 * MiB;
+    this.engine = new ReadEngine({
+      blockSize,
+      ...(o.randomReadSize !== undefined ? { pageSize: o.randomReadSize } : {}),
+      ...(o.readAheadRunBytes !== undefined ? { maxRunBytes: o.readAheadRunBytes } : {}),
+      maxConcurrent: o.maxConcurrentFetches ?? 16,
+      readAheadMaxBytes: o.readAheadMaxBytes ?? 32 * MiB,
+    }, this.transport, this.memory, this.disk, this.meters);
+    this.defaults = { fileMode: o.defaultFileMode ?? 0o644, dirMode: o.defaultDirMode ?? 0o755, uid: o.defaultUid ?? 0, gid: o.defaultGid ?? 0 };
+    this.baseNs = BigInt(Math.floor(Date.now() / 1000)) * 1_000_000_000n;
+    this.listMetadata = o.listMetadata ?? 'listing';
+    this.partSize = Math.min(MAX_PART_BYTES, Math.max(5 * MiB, o.partSize ?? 8 * MiB));
+    this.maxConcurrentParts = Math.max(1, o.maxConcurrentParts ?? 4);
+    this.memoryPartLimit = o.memoryPartLimit ?? 64 * MiB;
+    this.spoolDir = o.spoolDir ?? join(tmpdir(), 'portico-s3-spool');
+    this.journal = o.stateDir === undefined ? undefined : new UploadJournal(o.stateDir, `${o.bucket}|${this.keys.prefix}`);
+  }
+
+  // ------------------------------------------------------------------ lookups
+
+  /** What is at `path`: a file, a directory (marker or implied), or nothing. Cached for the TTL. */
+  lookup(path: string, fresh = false): Promise<Lookup> {
+    if (path === '/') return this.rootLoaded.then(() => this.rootLookup());
+    const key = this.keys.fileKey(path);
+    if (!fresh) {
+      const c = this.meta.get(key);
+      if (c !== undefined) return Promise.resolve(c);
+      const running = this.lookupsInFlight.get(key);
+      if (running !== undefined) return running;
+    }
+    const p = this.fetchLookup(path, key).finally(() => {
+      if (this.lookupsInFlight.get(key) === p) this.lookupsInFlight.delete(key);
+    });
+    this.lookupsInFlight.set(key, p);
+    return p;
+  }
+
+  private async fetchLookup(path: string, key: string): Promise<Lookup> {
+    const name = baseName(path);
+    const head = await this.transport.head(key, path);
+    let l: Lookup;
+    if (head !== undefined) {
+      l = { kind: 'file', head, stat: fileStat(name, head, this.defaults, this.baseNs) };
+      this.engine.observe(key, head.etag);
+    } else {
+      const dk = this.keys.dirKey(path);
+      // The marker, if any, is the first key under the prefix.
+      const r = await this.transport.list(dk, { maxKeys: 1 }, path);
+      if (r.keys.length === 0 && r.prefixes.length === 0) l = { kind: 'missing' };
+      else {
+        const marker = r.keys[0]?.key === dk ? await this.transport.head(dk, path) : undefined;
+        l = { kind: 'dir', marker, stat: dirStat(name, marker, this.defaults, this.baseNs) };
+      }
+    }
+    this.meta.set(key, l);
+    return l;
+  }
+
+  private rootLookup(): Extract<Lookup, { kind: 'dir' }> {
+    return { kind: 'dir', marker: undefined, stat: dirStat('', { size: 0, etag: '', lastModified: undefined, meta: this.rootMeta }, this.defaults, this.baseNs) };
+  }
+
+  /** The root's marker metadata, read once (a bucket root has none). */
+  private get rootLoaded(): Promise<void> {
+    if (this.keys.prefix === '') return Promise.resolve();
+    this.rootLoading ??= this.transport.head(this.keys.prefix, '/').then((m) => {
+      if (m !== undefined) this.rootMeta = m.meta;
+    }, (e: unknown) => {
+      this.rootLoading = undefined;
+      throw e;
+    });
+    return this.rootLoading;
+  }
+
+  /** A HEAD of one listed file (listMetadata 'head'). */
+  async headFile(key: string, name: string): Promise<Lookup> {
+    const head = await this.transport.head(key);
+    if (head === undefined) return { kind: 'missing' };
+    const l: Lookup = { kind: 'file', head, stat: fileStat(name, head, this.defaults, this.baseNs) };
+    this.meta.set(key, l);
+    return l;
+  }
+
+  /** ListHost: does directory `name` exist in the directory at `dirKey`? */
+  async probeDir(dirKey: string, name: string, path: string): Promise<boolean> {
+    const key = dirKey + name;
+    const known = this.meta.get(key);
+    if (known !== undefined) return known.kind === 'dir';
+    const cached = this.meta.probe(key);
+    if (cached !== undefined) return cached;
+    const r = await this.transport.list(`${key}/`, { maxKeys: 1 }, path);
+    const exists = r.keys.length > 0 || r.prefixes.length > 0;
+    this.meta.setProbe(key, exists);
+    return exists;
+  }
+
+  /** ENOENT, or ENOTDIR when an ancestor is a file. */
+  private async missing(path: string): Promise<VfsError> {
+    for (let p = parentPath(path); p !== '/'; p = parentPath(p)) {
+      const l = await this.lookup(p);
+      if (l.kind === 'file') return new VfsError('ENOTDIR', undefined, { path });
+      if (l.kind === 'dir') break;
+    }
+    return new VfsError('ENOENT', undefined, { path });
+  }
+
+  private async existing(path: string, fresh = false): Promise<Exclude<Lookup, { kind: 'missing' }>> {
+    const l = await this.lookup(path, fresh);
+    if (l.kind === 'missing') throw await this.missing(path);
+    return l;
+  }
+
+  /** The parent of `path` must be an existing directory (ENOENT / ENOTDIR otherwise). */
+  private async checkParent(path: string): Promise<void> {
+    const parent = parentPath(path);
+    if (parent === '/') return;
+    const l = await this.existing(parent);
+    if (l.kind !== 'dir') throw new VfsError('ENOTDIR', undefined, { path });
+  }
+
+  /** Before removing a child: an implied parent would vanish with its last child, so give it a marker. */
+  private async keepParent(path: string): Promise<void> {
+    const parent = parentPath(path);
+    if (parent === '/') return;
+    const l = await this.lookup(parent);
+    if (l.kind !== 'dir' || l.marker !== undefined) return;
+    const dk = this.keys.dirKey(parent);
+    const marker = await this.transport.head(dk, parent);
+    if (marker !== undefined) {
+      this.meta.set(this.keys.fileKey(parent), { kind: 'dir', marker, stat: dirStat(baseName(parent), marker, this.defaults, this.baseNs) });
+      return;
+    }
+    await this.putMarker(parent, encodeMeta('dir', {}, {}));
+  }
+
+  private async putMarker(path: string, meta: Record<string, string>): Promise<BackendStat> {
+    const dk = this.keys.dirKey(path);
+    const etag = await this.transport.put(dk, Buffer.alloc(0), meta, { contentType: DIR_CONTENT_TYPE, path });
+    const marker: ObjectHead = { size: 0, etag, lastModified: new Date(), meta, contentType: DIR_CONTENT_TYPE };
+    const stat = dirStat(baseName(path), marker, this.defaults, this.baseNs);
+    if (path === '/') this.rootMeta = meta;
+    else this.meta.set(this.keys.fileKey(path), { kind: 'dir', marker, stat });
+    this.changed(path);
+    return stat;
+  }
+
+  private changed(path: string): void {
+    this.meta.forgetListing(this.keys.dirKey(parentPath(path)));
+  }
+
+  // ------------------------------------------------------------------ Backend: reads
+
+  async stat(path: string): Promise<BackendStat> {
+    return { ...(await this.existing(path)).stat };
+  }
+
+  async list(path: string, options: ListOptions): Promise<ListPage> {
+    const l = await this.existing(path);
+    if (l.kind !== 'dir') throw new VfsError('ENOTDIR', undefined, { path });
+    const dk = this.keys.dirKey(path);
+    const cached = this.meta.page(dk, options.after, options.limit);
+    if (cached !== undefined) return cached;
+    const page = await listPage(this, dk, options.after, options.limit, path);
+    this.meta.setPage(dk, options.after, options.limit, page);
+    return page;
+  }
+
+  private versionOf(path: string, l: Lookup): ObjectVersion {
+    if (l.kind !== 'file') throw new VfsError(l.kind === 'dir' ? 'EISDIR' : 'ENOENT', undefined, { path });
+    return { key: this.keys.fileKey(path), etag: l.head.etag, size: l.head.size, path };
+  }
+
+  async read(path: string, offset: number, length: number): Promise<Buffer> {
+    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) throw new VfsError('EINVAL', undefined, { path });
+    let v = this.versionOf(path, await this.existing(path));
+    let state = this.readStates.get(v.key);
+    if (state === undefined) this.readStates.set(v.key, (state = new ReadState()));
+    try {
+      return await this.engine.read(v, offset, length, state);
+    } catch (e) {
+      if (!(e instanceof EtagChangedError) && !isVfsError(e, 'ENOENT')) throw e;
+      // Replaced or deleted since our cached lookup: ask S3 again and retry once.
+      v = this.versionOf(path, await this.existing(path, true));
+      return this.engine.read(v, offset, length, state);
+    }
+  }
+
+  async openFile(path: string, options: OpenFileOptions): Promise<BackendFile> {
+    if (options.write) throw new VfsError('ENOTSUP', 'S3 objects cannot be written in place', { path });
+    const l = await this.existing(path);
+    const v = this.versionOf(path, l);
+    return new S3File({
+      engine: this.engine,
+      refresh: async (p) => {
+        const fresh = await this.lookup(p, true).catch(() => undefined);
+        if (fresh?.kind !== 'file') return undefined;
+        return { version: this.versionOf(p, fresh), stat: fresh.stat };
+      },
+    }, path, v, { ...l.stat });
+  }
+
+  // ------------------------------------------------------------------ Backend: writes
+
+  async createWriter(path: string, options: WriterOptions = {}): Promise<BackendWriter> {
+    if (path === '/') throw new VfsError('EISDIR', undefined, { path });
+    const key = this.keys.fileKey(path);
+    await this.checkParent(path);
+    const l = await this.lookup(path);
+    if (l.kind === 'dir') throw new VfsError('EISDIR', undefined, { path });
+    return new S3Writer(this, { path, key, exclusive: options.exclusive === true, mode: options.mode, sizeHint: options.sizeHint });
+  }
+
+  /** WriterHost: metadata of a new version, inherited from the current one like an inode's. */
+  async baseMeta(path: string, _key: string, mode: number | undefined): Promise<{ meta: Record<string, string>; contentType: string | undefined }> {
+    const l = await this.lookup(path).catch(() => undefined);
+    const inherited = l?.kind === 'file' ? inheritedMeta(l.head.meta) : {};
+    const set: SetMetadata = {};
+    if (mode !== undefined) set.mode = mode;
+    if (inherited.btime === undefined) set.birthtimeNs = nowNs();
+    return { meta: encodeMeta('file', inherited, set), contentType: l?.kind === 'file' ? l.head.contentType : undefined };
+  }
+
+  async withKeyLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.keyLocks.get(key) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.keyLocks.set(key, tail);
+    try {
+      return await run;
+    } finally {
+      if (this.keyLocks.get(key) === tail) this.keyLocks.delete(key);
+    }
+  }
+
+  async exists(key: string, path: string): Promise<boolean> {
+    return (await this.transport.head(key, path)) !== undefined;
+  }
+
+  async published(path: string, key: string, etag: string, data: Buffer | undefined, meta: SetMetadata | undefined): Promise<BackendStat> {
+    this.changed(path);
+    if (meta !== undefined) return this.setMetadata(path, meta);
+    const head = await this.transport.head(key, path);
+    if (head === undefined) {
+      this.meta.forget(key);
+      throw new VfsError('EIO', 'object missing right after its upload (overwritten or deleted concurrently)', { path });
+    }
+    const stat = fileStat(baseName(path), head, this.defaults, this.baseNs);
+    this.meta.set(key, { kind: 'file', head, stat });
+    this.engine.observe(key, head.etag);
+    if (data !== undefined && head.etag === etag) this.engine.seed({ key, etag, size: data.length, path }, data);
+    return { ...stat };
+  }
+
+  uploadStarted(key: string, uploadId: string): void {
+    this.activeUploads.set(uploadId, key);
+    this.journal?.started(key, uploadId);
+  }
+
+  uploadEnded(uploadId: string): void {
+    this.activeUploads.delete(uploadId);
+    this.journal?.ended(uploadId);
+  }
+
+  async mkdir(path: string, mode?: number): Promise<BackendStat> {
+    if (path === '/') throw new VfsError('EEXIST', undefined, { path });
+    this.keys.dirKey(path);
+    await this.checkParent(path);
+    if ((await this.lookup(path)).kind !== 'missing') throw new VfsError('EEXIST', undefined, { path });
+    const stat = await this.putMarker(path, encodeMeta('dir', {}, { mode: mode ?? this.defaults.dirMode, birthtimeNs: nowNs() }));
+    this.changed(path);
+    return { ...stat };
+  }
+
+  async rmdir(path: string): Promise<void> {
+    if (path === '/') throw new VfsError('EBUSY', 'cannot remove the share root', { path });
+    const l = await this.existing(path, true);
+    if (l.kind !== 'dir') throw new VfsError('ENOTDIR', undefined, { path });
+    const dk = this.keys.dirKey(path);
+    const r = await this.transport.list(dk, { maxKeys: 2 }, path);
+    if (r.prefixes.length > 0 || r.keys.some((k) => k.key !== dk)) throw new VfsError('ENOTEMPTY', undefined, { path });
+    await this.keepParent(path);
+    if (r.keys.length > 0) await this.transport.delete(dk, path);
+    this.meta.set(this.keys.fileKey(path), { kind: 'missing' });
+    this.meta.forgetListing(dk);
+    this.changed(path);
+  }
+
+  async unlink(path: string): Promise<void> {
+    if (path === '/') throw new VfsError('EISDIR', undefined, { path });
+    const l = await this.existing(path);
+    if (l.kind === 'dir') throw new VfsError('EISDIR', undefined, { path });
+    const key = this.keys.fileKey(path);
+    await this.keepParent(path);
+    await this.transport.delete(key, path);
+    this.meta.forget(key);
+    this.meta.set(key, { kind: 'missing' });
+    this.readStates.delete(key);
+    this.changed(path);
+  }
+
+  /** Server-side copy (CopyObject; multipart UploadPartCopy above 5 GiB), keeping metadata and mtime. */
+  async copy(from: string, to: string): Promise<BackendStat> {
+    const src = await this.existing(from);
+    if (src.kind !== 'file') throw new VfsError('EISDIR', undefined, { path: from });
+    const dstKey = this.keys.fileKey(to);
+    await this.checkParent(to);
+    if ((await this.lookup(to)).kind === 'dir') throw new VfsError('EISDIR', undefined, { path: to });
+    const meta = { ...src.head.meta };
+    // Without an explicit mtime the copy's would be its own LastModified: a rename must keep it.
+    meta.mtime ??= formatTime(src.stat.mtimeNs);
+    let etag: string;
+    try {
+      etag = await this.copyObject(this.keys.fileKey(from), dstKey, src.head.size, meta, src.head.contentType, to);
+    } catch (e) {
+      if (isNotFound(e)) {
+        this.meta.forget(this.keys.fileKey(from));
+        throw new VfsError('ENOENT', undefined, { path: from });
+      }
+      throw e;
+    }
+    return this.published(to, dstKey, etag, undefined, undefined);
+  }
+
+  private async copyObject(src: string, dst: string, size: number, meta: Record<string, string>, contentType: string | undefined, path: string): Promise<string> {
+    if (size <= MAX_PART_BYTES) return this.transport.copy(src, dst, { meta, contentType, path });
+    const uploadId = await this.transport.createUpload(dst, meta, contentType, path);
+    this.uploadStarted(dst, uploadId);
+    try {
+      const part = Math.max(512 * MiB, Math.ceil(size / 10_000 / MiB) * MiB);
+      const ranges: [number, number, number][] = [];
+      for (let n = 1, off = 0; off < size; n++, off += part) ranges.push([n, off, Math.min(size, off + part)]);
+      const parts: { PartNumber: number; ETag: string }[] = [];
+      const worker = async (): Promise<void> => {
+        for (let r = ranges.shift(); r !== undefined; r = ranges.shift()) {
+          parts.push({ PartNumber: r[0], ETag: await this.transport.uploadPartCopy(dst, uploadId, r[0], src, r[1], r[2], path) });
+        }
+      };
+      await Promise.all(Array.from({ length: this.maxConcurrentParts }, worker));
+      parts.sort((a, b) => a.PartNumber - b.PartNumber);
+      const etag = await this.transport.completeUpload(dst, uploadId, parts, false, size, path);
+      this.uploadEnded(uploadId);
+      return etag;
+    } catch (e) {
+      await this.transport.abortUpload(dst, uploadId, path).then(() => this.uploadEnded(uploadId), () => undefined);
+      throw e;
+    }
+  }
+
+  async setMetadata(path: string, set: SetMetadata): Promise<BackendStat> {
+    if (path === '/') {
+      await this.rootLoaded;
+      const meta = encodeMeta('dir', this.rootMeta, set);
+      // The bucket root has no object to hold metadata: kept for this process only.
+      if (this.keys.prefix === '') this.rootMeta = meta;
+      else await this.putMarker('/', meta);
+      return { ...this.rootLookup().stat };
+    }
+    const l = await this.existing(path, true);
+    if (l.kind === 'dir') {
+      const stat = await this.putMarker(path, encodeMeta('dir', l.marker?.meta ?? {}, set));
+      return { ...stat };
+    }
+    const key = this.keys.fileKey(path);
+    const meta = encodeMeta('file', l.head.meta, set);
+    // S3 rewrites the object: keep the mtime it had unless the caller sets one.
+    meta.mtime ??= formatTime(l.stat.mtimeNs);
+    const etag = await this.copyObject(key, key, l.head.size, meta, l.head.contentType, path);
+    return this.published(path, key, etag, undefined, undefined);
+  }
+
+  async truncate(path: string, size: number): Promise<void> {
+    if (!Number.isSafeInteger(size) || size < 0) throw new VfsError('EINVAL', undefined, { path });
+    if (size > this.maxFileSize) throw new VfsError('EFBIG', undefined, { path });
+    const l = await this.existing(path, true);
+    const v = this.versionOf(path, l);
+    if (size === v.size) return;
+    const w = new S3Writer(this, { path, key: v.key, exclusive: false, mode: undefined, sizeHint: size });
+    try {
+      const state = new ReadState();
+      const step = this.engine.blockSize;
+      for (let off = 0; off < size; off += step) {
+        const want = Math.min(step, size - off);
+        const have = off < v.size ? await this.engine.read(v, off, want, state) : Buffer.alloc(0);
+        await w.write(have.length === want ? have : Buffer.concat([have, Buffer.alloc(want - have.length)]));
+      }
+      await w.commit();
+    } catch (e) {
+      await w.abort().catch(() => undefined);
+      throw e;
+    }
+  }
+
+  async statfs(): Promise<StatFs> {
+    // S3 has no capacity: report a large, constant size so tools see plenty of room.
+    const bytes = 2 ** 50;
+    const files = 2 ** 32;
+    return { totalBytes: bytes, freeBytes: bytes, availableBytes: bytes, totalFiles: files, freeFiles: files, blockSize: this.engine.blockSize };
+  }
+
+  // ------------------------------------------------------------------ lifecycle
+
+  /**
+   * Aborts multipart uploads a crashed process left under this share's prefix: those in the upload
+   * journal (stateDir), and any older than orphanUploadAgeMs. Uploads of this process are kept.
+   * Also removes spooled part files older than a day.
+   */
+  async recover(): Promise<number> {
+    const journaled = this.journal !== undefined ? await this.journal.pending() : new Map<string, string>();
+    const cutoff = Date.now() - (this.options.orphanUploadAgeMs ?? 24 * 3600 * 1000);
+    let n = 0;
+    for (const u of await this.transport.listUploads(this.keys.prefix)) {
+      if (this.activeUploads.has(u.uploadId)) continue;
+      const old = u.initiated !== undefined && u.initiated.getTime() <= cutoff;
+      if (!journaled.has(u.uploadId) && !old) continue;
+      await this.transport.abortUpload(u.key, u.uploadId);
+      n++;
+    }
+    await this.journal?.compact(new Map(this.activeUploads));
+    // Spooled parts of writers that died with a crashed process (live ones are rewritten or read
+    // within minutes; the directory may be shared by several backends, hence the age).
+    for (const name of await readdir(this.spoolDir).catch(() => [] as string[])) {
+      if (!name.startsWith('part-')) continue;
+      const file = join(this.spoolDir, name);
+      const st = await stat(file).catch(() => undefined);
+      if (st !== undefined && st.mtimeMs < Date.now() - 24 * 3600 * 1000 && (await rm(file, { force: true }).then(() => true, () => false))) n++;
+    }
+    return n;
+  }
+
+  /**
+   * Drops cached metadata under a share path ('/' = everything), so the next operations see what
+   * other S3 clients changed without waiting for the TTL (`portico cache refresh`).
+   */
+  invalidate(path = '/'): number {
+    const prefix = path === '/' ? this.keys.prefix : this.keys.fileKey(path);
+    this.readStates.clear();
+    return this.meta.invalidate(prefix);
+  }
+
+  async check(): Promise<void> {
+    await this.transport.list(this.keys.prefix, { maxKeys: 1 });
+  }
+
+  async close(): Promise<void> {
+    await this.disk?.flush();
+    this.transport.close();
+  }
+}

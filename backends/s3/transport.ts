@@ -1,0 +1,414 @@
+/**
+ * Every S3 request of the backend goes through here: the SDK client with its own retries switched
+ * off, and in their place bounded retries with backoff and jitter, a timeout per attempt (covering
+ * the response body too, so a stalled download is noticed), a circuit breaker for the endpoint,
+ * metrics per request, and exact length checks on downloaded bodies.
+ *
+ * The SDK's default request checksums are switched to "when required": with them on, streaming
+ * uploads are sent aws-chunked with trailing checksums, which many S3-compatible stores reject.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import { performance } from 'node:perf_hooks';
+import type { Readable } from 'node:stream';
+import {
+  AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CopyObjectCommand, CreateMultipartUploadCommand,
+  DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command,
+  PutObjectCommand, S3Client, UploadPartCommand, UploadPartCopyCommand, type ListObjectsV2CommandOutput,
+} from '@aws-sdk/client-s3';
+import { VfsError } from '../../src/vfs/errors.ts';
+import type { ObjectHead } from './keys.ts';
+import {
+  CircuitBreaker, RequestTimeoutError, TruncatedBodyError, backoffMs, classify, failureError, httpStatusOf,
+  type CircuitOptions,
+} from './retry.ts';
+import type { S3Meters } from './s3-metrics.ts';
+
+export interface TransportOptions {
+  bucket: string;
+  region: string;
+  endpoint?: string | undefined;
+  forcePathStyle: boolean;
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string } | undefined;
+  /** Attempts per request, the first included (default 5). */
+  maxAttempts?: number;
+  retryBaseMs?: number;
+  retryMaxMs?: number;
+  /** Timeout of one attempt without a body (default 30 s). */
+  requestTimeoutMs?: number;
+  /** Bodies get extra time at this rate (default 1 MiB/s): a 4 MiB block may take 4 s longer. */
+  minThroughputBytesPerSec?: number;
+  maxSockets?: number;
+  circuit?: CircuitOptions;
+}
+
+/** The object changed under a reader: a GET answered with another ETag than expected. */
+export class EtagChangedError extends Error {
+  readonly etag: string;
+  readonly size: number;
+  constructor(etag: string, size: number) {
+    super('object changed (ETag differs)');
+    this.name = 'EtagChangedError';
+    this.etag = etag;
+    this.size = size;
+  }
+}
+
+export interface ListResult {
+  keys: { key: string; size: number; etag: string; lastModified: Date | undefined }[];
+  prefixes: string[];
+  truncated: boolean;
+  token: string | undefined;
+}
+
+export interface UploadInfo {
+  key: string;
+  uploadId: string;
+  initiated: Date | undefined;
+}
+
+interface RunOptions {
+  /** Payload bytes (extends the timeout). */
+  bytes?: number;
+  /** Extra time on top of the timeout (server-side work such as assembling a multipart object). */
+  extraMs?: number;
+  path?: string | undefined;
+}
+
+/** Assumed slowest rate at which a store assembles a multipart object at completion. */
+const ASSEMBLY_BYTES_PER_SEC = 10 * 1024 * 1024;
+
+const MiB = 1024 * 1024;
+
+export class S3Transport {
+  readonly client: S3Client;
+  readonly bucket: string;
+  readonly breaker: CircuitBreaker;
+  private readonly meters: S3Meters;
+  private readonly maxAttempts: number;
+  private readonly retryBaseMs: number;
+  private readonly retryMaxMs: number;
+  private readonly timeoutMs: number;
+  private readonly throughput: number;
+  private readonly agent: http.Agent;
+  private closed = false;
+  private readonly sleepers = new Set<() => void>();
+  /** Attempts in flight, aborted by close(). */
+  private readonly attempts = new Set<AbortController>();
+
+  constructor(o: TransportOptions, meters: S3Meters) {
+    this.bucket = o.bucket;
+    this.meters = meters;
+    this.maxAttempts = Math.max(1, o.maxAttempts ?? 5);
+    this.retryBaseMs = o.retryBaseMs ?? 100;
+    this.retryMaxMs = o.retryMaxMs ?? 5000;
+    this.timeoutMs = o.requestTimeoutMs ?? 30_000;
+    this.throughput = o.minThroughputBytesPerSec ?? MiB;
+    const maxSockets = o.maxSockets ?? 64;
+    const secure = o.endpoint === undefined || o.endpoint.startsWith('https:');
+    this.agent = secure ? new https.Agent({ keepAlive: true, maxSockets }) : new http.Agent({ keepAlive: true, maxSockets });
+    this.breaker = new CircuitBreaker({ ...o.circuit, onChange: (s) => {
+      meters.circuit(s);
+      o.circuit?.onChange?.(s);
+    } });
+    this.client = new S3Client({
+      region: o.region,
+      ...(o.endpoint !== undefined ? { endpoint: o.endpoint } : {}),
+      forcePathStyle: o.forcePathStyle,
+      ...(o.credentials !== undefined ? { credentials: o.credentials } : {}),
+      maxAttempts: 1,
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+      requestHandler: secure ? { httpsAgent: this.agent as https.Agent } : { httpAgent: this.agent },
+    });
+  }
+
+  /**
+   * One logical request: attempts `fn` until it succeeds, fails with an answer (4xx), or runs out
+   * of attempts. The circuit breaker sees every attempt; an open circuit fails at once.
+   */
+  async run<T>(op: string, fn: (signal: AbortSignal) => Promise<T>, o: RunOptions = {}): Promise<T> {
+    const timeout = this.timeoutMs + Math.ceil(((o.bytes ?? 0) / this.throughput) * 1000) + (o.extraMs ?? 0);
+    for (let attempt = 1; ; attempt++) {
+      if (this.closed) throw new VfsError('EIO', 'S3 backend closed', o.path === undefined ? {} : { path: o.path });
+      if (!this.breaker.allow()) {
+        throw new VfsError('EIO', `S3 endpoint unavailable (circuit open, retry in ${this.breaker.retryInMs()} ms)`, o.path === undefined ? {} : { path: o.path });
+      }
+      const ac = new AbortController();
+      const timer = setTimeout(() => ac.abort(new RequestTimeoutError(timeout)), timeout);
+      this.attempts.add(ac);
+      const t0 = performance.now();
+      try {
+        const r = await fn(ac.signal);
+        this.meters.request(op, 'ok', (performance.now() - t0) / 1000);
+        this.breaker.success();
+        return r;
+      } catch (e) {
+        if (e instanceof EtagChangedError) {
+          this.meters.request(op, 'ok', (performance.now() - t0) / 1000);
+          this.breaker.success();
+          throw e;
+        }
+        const timedOut = ac.signal.aborted && ac.signal.reason instanceof RequestTimeoutError;
+        const c = classify(e, timedOut);
+        this.meters.request(op, c.status !== undefined ? String(c.status) : c.kind === 'timeout' ? 'timeout' : 'network', (performance.now() - t0) / 1000);
+        if (c.kind === 'client') this.breaker.success();
+        else if (c.kind === 'throttle') this.breaker.release();
+        else this.breaker.failure();
+        if (!c.retryable) throw clientError(c.status, op, e, o.path);
+        if (attempt >= this.maxAttempts || this.closed) throw failureError(c, op, e, o.path);
+        this.meters.retry(op, c.kind === 'throttle' || c.kind === 'server' ? String(c.status ?? c.code) : c.kind);
+        await this.sleep(backoffMs(attempt, this.retryBaseMs, this.retryMaxMs));
+      } finally {
+        clearTimeout(timer);
+        this.attempts.delete(ac);
+      }
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(t);
+        this.sleepers.delete(done);
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      this.sleepers.add(done);
+    });
+  }
+
+  async head(key: string, path?: string): Promise<ObjectHead | undefined> {
+    try {
+      return await this.run('HeadObject', async (signal) => {
+        const r = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal: signal });
+        return {
+          size: r.ContentLength ?? 0,
+          etag: r.ETag ?? '',
+          lastModified: r.LastModified,
+          meta: lowerKeys(r.Metadata),
+          contentType: r.ContentType,
+        };
+      }, { path });
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      throw e;
+    }
+  }
+
+  /**
+   * Bytes [start, end) of an object. The body must be exactly end - start bytes (a cut body is a
+   * retryable failure), and the response's ETag must be `etag` when one is given.
+   */
+  async getRange(key: string, start: number, end: number, etag: string | undefined, path?: string): Promise<Buffer> {
+    return (await this.getPieces(key, start, end, end - start, etag, path))[0] as Buffer;
+  }
+
+  /**
+   * Like getRange, but the body lands in separate buffers of `piece` bytes (the last one shorter):
+   * one GET for several cache blocks, each block still its own allocation.
+   */
+  async getPieces(key: string, start: number, end: number, piece: number, etag: string | undefined, path?: string): Promise<Buffer[]> {
+    const want = end - start;
+    return this.run('GetObject', async (signal) => {
+      const r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: `bytes=${start}-${end - 1}` }), { abortSignal: signal });
+      const body = r.Body as Readable | undefined;
+      const onAbort = (): void => {
+        body?.destroy(signal.reason as Error);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      try {
+        const total = totalFromRange(r.ContentRange) ?? r.ContentLength ?? 0;
+        if (etag !== undefined && r.ETag !== undefined && r.ETag !== etag) {
+          body?.destroy();
+          throw new EtagChangedError(r.ETag, total);
+        }
+        if (r.ContentLength !== undefined && r.ContentLength !== want) {
+          body?.destroy();
+          // A shorter object than we believed is a changed object, not a transport fault.
+          if (total < end) throw new EtagChangedError(r.ETag ?? '', total);
+          throw new TruncatedBodyError(`Content-Length ${r.ContentLength}, expected ${want}`);
+        }
+        const pieces: Buffer[] = [];
+        for (let at = 0; at < want; at += piece) pieces.push(Buffer.allocUnsafe(Math.min(piece, want - at)));
+        let off = 0;
+        if (body !== undefined) {
+          for await (const chunk of body as AsyncIterable<Buffer>) {
+            if (off + chunk.length > want) throw new TruncatedBodyError('body longer than requested');
+            for (let c = 0; c < chunk.length; ) {
+              const p = pieces[Math.floor((off + c) / piece)] as Buffer;
+              const at = (off + c) % piece;
+              const n = Math.min(chunk.length - c, p.length - at);
+              chunk.copy(p, at, c, c + n);
+              c += n;
+            }
+            off += chunk.length;
+          }
+        }
+        if (off !== want) throw new TruncatedBodyError(`body ended after ${off} of ${want} bytes`);
+        this.meters.bytes('in', want);
+        return pieces;
+      } finally {
+        signal.removeEventListener('abort', onAbort);
+      }
+    }, { bytes: want, path });
+  }
+
+  async put(key: string, body: Buffer, meta: Record<string, string>, o: { ifNoneMatch?: boolean; contentType?: string | undefined; path?: string } = {}): Promise<string> {
+    return this.run('PutObject', async (signal) => {
+      const r = await this.client.send(new PutObjectCommand({
+        Bucket: this.bucket, Key: key, Body: body, ContentLength: body.length, Metadata: meta,
+        ...(o.contentType !== undefined ? { ContentType: o.contentType } : {}),
+        ...(o.ifNoneMatch ? { IfNoneMatch: '*' } : {}),
+      }), { abortSignal: signal });
+      this.meters.bytes('out', body.length);
+      return r.ETag ?? '';
+    }, { bytes: body.length, path: o.path });
+  }
+
+  async list(prefix: string, o: { delimiter?: string; startAfter?: string | undefined; token?: string | undefined; maxKeys?: number }, path?: string): Promise<ListResult> {
+    const r: ListObjectsV2CommandOutput = await this.run('ListObjectsV2', (signal) => this.client.send(new ListObjectsV2Command({
+      Bucket: this.bucket, Prefix: prefix,
+      ...(o.delimiter !== undefined ? { Delimiter: o.delimiter } : {}),
+      ...(o.token !== undefined ? { ContinuationToken: o.token } : o.startAfter !== undefined ? { StartAfter: o.startAfter } : {}),
+      MaxKeys: o.maxKeys ?? 1000,
+    }), { abortSignal: signal }), { path });
+    return {
+      keys: (r.Contents ?? []).map((c) => ({ key: c.Key ?? '', size: c.Size ?? 0, etag: c.ETag ?? '', lastModified: c.LastModified })),
+      prefixes: (r.CommonPrefixes ?? []).map((p) => p.Prefix ?? '').filter((p) => p !== ''),
+      truncated: r.IsTruncated === true,
+      token: r.NextContinuationToken,
+    };
+  }
+
+  async copy(src: string, dst: string, o: { meta?: Record<string, string>; contentType?: string | undefined; path?: string }): Promise<string> {
+    return this.run('CopyObject', async (signal) => {
+      const r = await this.client.send(new CopyObjectCommand({
+        Bucket: this.bucket, Key: dst, CopySource: copySource(this.bucket, src),
+        ...(o.meta !== undefined ? { MetadataDirective: 'REPLACE', Metadata: o.meta } : {}),
+        ...(o.meta !== undefined && o.contentType !== undefined ? { ContentType: o.contentType } : {}),
+      }), { abortSignal: signal });
+      return r.CopyObjectResult?.ETag ?? '';
+    }, { path: o.path });
+  }
+
+  async delete(key: string, path?: string): Promise<void> {
+    await this.run('DeleteObject', (signal) => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal: signal }), { path });
+  }
+
+  async createUpload(key: string, meta: Record<string, string>, contentType: string | undefined, path?: string): Promise<string> {
+    return this.run('CreateMultipartUpload', async (signal) => {
+      const r = await this.client.send(new CreateMultipartUploadCommand({
+        Bucket: this.bucket, Key: key, Metadata: meta, ...(contentType !== undefined ? { ContentType: contentType } : {}),
+      }), { abortSignal: signal });
+      if (r.UploadId === undefined) throw new VfsError('EIO', 'CreateMultipartUpload returned no UploadId');
+      return r.UploadId;
+    }, { path });
+  }
+
+  /** `body` is a buffer, or a factory of a fresh stream per attempt (spooled parts). */
+  async uploadPart(key: string, uploadId: string, part: number, body: Buffer | (() => Readable), length: number, path?: string): Promise<string> {
+    return this.run('UploadPart', async (signal) => {
+      const r = await this.client.send(new UploadPartCommand({
+        Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber: part,
+        Body: typeof body === 'function' ? body() : body, ContentLength: length,
+      }), { abortSignal: signal });
+      this.meters.bytes('out', length);
+      return r.ETag ?? '';
+    }, { bytes: length, path });
+  }
+
+  async uploadPartCopy(key: string, uploadId: string, part: number, src: string, start: number, end: number, path?: string): Promise<string> {
+    return this.run('UploadPartCopy', async (signal) => {
+      const r = await this.client.send(new UploadPartCopyCommand({
+        Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber: part,
+        CopySource: copySource(this.bucket, src), CopySourceRange: `bytes=${start}-${end - 1}`,
+      }), { abortSignal: signal });
+      return r.CopyPartResult?.ETag ?? '';
+    }, { path });
+  }
+
+  /**
+   * Completion may take minutes for a large object (AWS documents it; s3rver copies every byte), so
+   * its timeout grows with `totalBytes`.
+   */
+  async completeUpload(key: string, uploadId: string, parts: { PartNumber: number; ETag: string }[], ifNoneMatch: boolean, totalBytes: number, path?: string): Promise<string> {
+    return this.run('CompleteMultipartUpload', async (signal) => {
+      const r = await this.client.send(new CompleteMultipartUploadCommand({
+        Bucket: this.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts },
+        ...(ifNoneMatch ? { IfNoneMatch: '*' } : {}),
+      }), { abortSignal: signal });
+      return r.ETag ?? '';
+    }, { path, extraMs: Math.ceil((totalBytes / ASSEMBLY_BYTES_PER_SEC) * 1000) });
+  }
+
+  async abortUpload(key: string, uploadId: string, path?: string): Promise<void> {
+    try {
+      await this.run('AbortMultipartUpload', (signal) => this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }), { abortSignal: signal }), { path });
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+    }
+  }
+
+  async listUploads(prefix: string): Promise<UploadInfo[]> {
+    const out: UploadInfo[] = [];
+    let keyMarker: string | undefined;
+    let idMarker: string | undefined;
+    for (let page = 0; page < 10_000; page++) {
+      const r = await this.run('ListMultipartUploads', (signal) => this.client.send(new ListMultipartUploadsCommand({
+        Bucket: this.bucket, Prefix: prefix,
+        ...(keyMarker !== undefined ? { KeyMarker: keyMarker } : {}),
+        ...(idMarker !== undefined ? { UploadIdMarker: idMarker } : {}),
+      }), { abortSignal: signal }));
+      for (const u of r.Uploads ?? []) {
+        if (u.Key !== undefined && u.UploadId !== undefined) out.push({ key: u.Key, uploadId: u.UploadId, initiated: u.Initiated });
+      }
+      if (r.IsTruncated !== true) break;
+      keyMarker = r.NextKeyMarker;
+      idMarker = r.NextUploadIdMarker;
+    }
+    return out;
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const wake of [...this.sleepers]) wake();
+    for (const ac of [...this.attempts]) ac.abort(new Error('S3 backend closed'));
+    this.client.destroy();
+    this.agent.destroy();
+  }
+}
+
+function lowerKeys(m: Record<string, string> | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(m ?? {})) out[k.toLowerCase()] = v;
+  return out;
+}
+
+function totalFromRange(cr: string | undefined): number | undefined {
+  const m = cr === undefined ? null : /\/(\d+)$/.exec(cr);
+  return m === null ? undefined : Number(m[1]);
+}
+
+function copySource(bucket: string, key: string): string {
+  // The copy source is a URL path: each segment percent-encoded, '/' kept.
+  return `${bucket}/${key.split('/').map(encodeURIComponent).join('/')}`;
+}
+
+export function isNotFound(e: unknown): boolean {
+  const cause = (e as { cause?: unknown } | null)?.cause;
+  return httpStatusOf(e) === 404 || httpStatusOf(cause) === 404;
+}
+
+export function isPreconditionFailed(e: unknown): boolean {
+  const cause = (e as { cause?: unknown } | null)?.cause;
+  const s = httpStatusOf(e) ?? httpStatusOf(cause);
+  return s === 412 || s === 409;
+}
+
+/** A 4xx answer as a VfsError (the original stays as `cause`). */
+function clientError(status: number | undefined, op: string, cause: unknown, path: string | undefined): VfsError {
+  const code = status === 404 ? 'ENOENT' : status === 403 ? 'EACCES' : status === 412 || status === 409 ? 'EEXIST' : status === 416 ? 'EINVAL' : 'EIO';
+  const msg = `S3 ${op}: ${(cause as Error)?.name ?? 'error'}${status !== undefined ? ` (HTTP ${status})` : ''}`;
+  return new VfsError(code, msg, path === undefined ? { cause } : { path, cause });
+}

@@ -1,0 +1,295 @@
+/**
+ * Streaming, atomic-on-commit object writes.
+ *
+ * Less than one part in total: one PutObject at commit. More: a multipart upload started when the
+ * first part fills, parts uploaded while the caller keeps writing (at most `maxConcurrentParts` at
+ * once; write() waits for a slot, so memory stays bounded), completed at commit only after every
+ * part succeeded: S3 shows nothing at the key before CompleteMultipartUpload, so no reader ever
+ * sees a partial object. Any failure or abort() aborts the upload.
+ *
+ * Part sizes: S3 allows 10,000 parts of 5 MiB..5 GiB. With a size hint the part size is chosen so
+ * that the hinted size fits in 9,000 parts; without one it starts at `partSize` and doubles every
+ * 1,000 parts (8 MiB parts reach 8 TiB before part 10,000), so a 5 TiB stream of unknown length
+ * still fits. Parts above `memoryPartLimit` are spooled to a temporary file instead of memory and
+ * streamed from it (a fresh stream per retry).
+ *
+ * commit() resolves once S3 has acknowledged the object (it is durable), never earlier.
+ */
+import { createReadStream } from 'node:fs';
+import { mkdir, open, rm, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { BackendStat, BackendWriter, SetMetadata } from '../../src/vfs/backend.ts';
+import { VfsError, toVfsError } from '../../src/vfs/errors.ts';
+import { encodeMeta } from './keys.ts';
+import { isPreconditionFailed, type S3Transport } from './transport.ts';
+
+const MiB = 1024 * 1024;
+export const MAX_PART_BYTES = 5 * 1024 * MiB;
+export const MIN_PART_BYTES = 5 * MiB;
+const MAX_PARTS = 10_000;
+
+/** What a writer needs from its backend. */
+export interface WriterHost {
+  transport: S3Transport;
+  partSize: number;
+  maxConcurrentParts: number;
+  memoryPartLimit: number;
+  spoolDir: string;
+  maxFileSize: number;
+  /** Metadata and content type of the new version (inherited from the old one, plus the mode). */
+  baseMeta(path: string, key: string, mode: number | undefined): Promise<{ meta: Record<string, string>; contentType: string | undefined }>;
+  /** Serialises exclusive commits of one key inside this process. */
+  withKeyLock<T>(key: string, fn: () => Promise<T>): Promise<T>;
+  /** Fresh existence check of a file key (no cache). */
+  exists(key: string, path: string): Promise<boolean>;
+  /** Called once the object is in S3: HEAD, cache updates; `data` = the whole content when small. */
+  published(path: string, key: string, etag: string, data: Buffer | undefined, meta: SetMetadata | undefined): Promise<BackendStat>;
+  uploadStarted(key: string, uploadId: string): void;
+  uploadEnded(uploadId: string): void;
+}
+
+export interface WriterParams {
+  path: string;
+  key: string;
+  exclusive: boolean;
+  mode: number | undefined;
+  sizeHint: number | undefined;
+}
+
+/** A part being filled: in memory, or in a spool file. */
+interface Part {
+  number: number;
+  size: number;
+  len: number;
+  buf?: Buffer;
+  file?: { fh: FileHandle; path: string };
+}
+
+export class S3Writer implements BackendWriter {
+  private readonly host: WriterHost;
+  private readonly p: WriterParams;
+  private readonly base: Promise<{ meta: Record<string, string>; contentType: string | undefined }>;
+  private readonly basePart: number;
+  private current: Part | undefined;
+  private nextPart = 1;
+  private total = 0;
+  private uploadId: string | undefined;
+  private readonly parts: { PartNumber: number; ETag: string }[] = [];
+  private readonly inflight = new Set<Promise<void>>();
+  private failure: unknown;
+  private done = false;
+  /** When the multipart upload began (its completion is verified against it). */
+  private startedAt = 0;
+
+  constructor(host: WriterHost, p: WriterParams) {
+    this.host = host;
+    this.p = p;
+    this.base = host.baseMeta(p.path, p.key, p.mode);
+    this.base.catch(() => undefined);
+    const hint = p.sizeHint !== undefined && p.sizeHint > 0 ? p.sizeHint : undefined;
+    const forHint = hint === undefined ? 0 : Math.ceil(hint / 9000 / MiB) * MiB;
+    this.basePart = Math.min(MAX_PART_BYTES, Math.max(MIN_PART_BYTES, host.partSize, forHint));
+  }
+
+  private partSize(n: number): number {
+    const hinted = this.p.sizeHint !== undefined && this.p.sizeHint > 0;
+    // Without a hint: double every 1,000 parts. With one: constant, then (hint was wrong) grow fast.
+    const exp = hinted ? Math.max(0, Math.floor((n - 9000) / 100) + (n > 9000 ? 1 : 0)) : Math.floor((n - 1) / 1000);
+    return Math.min(MAX_PART_BYTES, this.basePart * 2 ** exp);
+  }
+
+  private live(): void {
+    if (this.done) throw new VfsError('EBADF', 'writer already finished', { path: this.p.path });
+    if (this.failure !== undefined) throw toVfsError(this.failure, this.p.path);
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    this.live();
+    if (this.total + chunk.length > this.host.maxFileSize) throw new VfsError('EFBIG', undefined, { path: this.p.path });
+    let off = 0;
+    while (off < chunk.length) {
+      const part = this.current ?? (this.current = await this.newPart());
+      const n = Math.min(part.size - part.len, chunk.length - off);
+      await this.append(part, chunk.subarray(off, off + n));
+      off += n;
+      this.total += n;
+      if (part.len === part.size) {
+        this.current = undefined;
+        await this.ship(part);
+      }
+    }
+  }
+
+  private async newPart(): Promise<Part> {
+    const number = this.nextPart++;
+    if (number > MAX_PARTS) throw new VfsError('EFBIG', 'more than 10,000 parts', { path: this.p.path });
+    const size = this.partSize(number);
+    const part: Part = { number, size, len: 0 };
+    if (size > this.host.memoryPartLimit) {
+      await mkdir(this.host.spoolDir, { recursive: true, mode: 0o700 });
+      const path = join(this.host.spoolDir, `part-${randomBytes(8).toString('hex')}`);
+      part.file = { fh: await open(path, 'w+', 0o600), path };
+    }
+    return part;
+  }
+
+  private async append(part: Part, data: Uint8Array): Promise<void> {
+    if (part.file !== undefined) {
+      let done = 0;
+      while (done < data.length) done += (await part.file.fh.write(data, done, data.length - done, part.len + done)).bytesWritten;
+    } else {
+      const need = part.len + data.length;
+      if (part.buf === undefined || part.buf.length < need) {
+        // Grow geometrically up to the part size: a 10-byte file must not cost an 8 MiB buffer.
+        const hint = this.p.sizeHint !== undefined && part.number === 1 ? this.p.sizeHint : 0;
+        const cap = Math.min(part.size, Math.max(need, hint, 64 * 1024, (part.buf?.length ?? 0) * 2));
+        const grown = Buffer.allocUnsafe(cap);
+        part.buf?.copy(grown, 0, 0, part.len);
+        part.buf = grown;
+      }
+      part.buf.set(data, part.len);
+    }
+    part.len += data.length;
+  }
+
+  /** Uploads a full part in the background, waiting first for a free upload slot. */
+  private async ship(part: Part): Promise<void> {
+    try {
+      if (this.uploadId === undefined) {
+        const { meta, contentType } = await this.base;
+        this.startedAt = Date.now();
+        this.uploadId = await this.host.transport.createUpload(this.p.key, meta, contentType, this.p.path);
+        this.host.uploadStarted(this.p.key, this.uploadId);
+      }
+      while (this.inflight.size >= this.host.maxConcurrentParts) await Promise.race(this.inflight);
+      if (this.failure !== undefined) throw this.failure;
+    } catch (e) {
+      this.failure ??= e;
+      await releasePart(part);
+      throw toVfsError(e, this.p.path);
+    }
+    const uploadId = this.uploadId;
+    const t = this.uploadPart(uploadId, part).then(
+      (etag) => {
+        this.parts.push({ PartNumber: part.number, ETag: etag });
+      },
+      (e: unknown) => {
+        this.failure ??= e;
+      },
+    ).finally(() => {
+      this.inflight.delete(t);
+    });
+    this.inflight.add(t);
+  }
+
+  private async uploadPart(uploadId: string, part: Part): Promise<string> {
+    try {
+      if (part.file !== undefined) {
+        const { path } = part.file;
+        await part.file.fh.sync().catch(() => undefined);
+        return await this.host.transport.uploadPart(this.p.key, uploadId, part.number, () => createReadStream(path, { start: 0, end: part.len - 1 }), part.len, this.p.path);
+      }
+      return await this.host.transport.uploadPart(this.p.key, uploadId, part.number, (part.buf as Buffer).subarray(0, part.len), part.len, this.p.path);
+    } finally {
+      await releasePart(part);
+    }
+  }
+
+  async commit(meta?: SetMetadata): Promise<BackendStat> {
+    this.live();
+    this.done = true;
+    try {
+      if (this.uploadId === undefined) return await this.putWhole(meta);
+      const last = this.current;
+      this.current = undefined;
+      if (last !== undefined && last.len > 0) await this.ship(last);
+      else if (last !== undefined) await releasePart(last);
+      while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
+      if (this.failure !== undefined) throw this.failure;
+      const parts = [...this.parts].sort((a, b) => a.PartNumber - b.PartNumber);
+      const uploadId = this.uploadId;
+      const complete = (): Promise<string> => this.completeOrVerify(uploadId, parts);
+      const etag = this.p.exclusive ? await this.host.withKeyLock(this.p.key, async () => {
+        if (await this.host.exists(this.p.key, this.p.path)) throw new VfsError('EEXIST', undefined, { path: this.p.path });
+        return complete();
+      }) : await complete();
+      this.host.uploadEnded(uploadId);
+      this.uploadId = undefined;
+      return await this.host.published(this.p.path, this.p.key, etag, undefined, hasMeta(meta) ? meta : undefined);
+    } catch (e) {
+      await this.cleanup();
+      if (isPreconditionFailed(e)) throw new VfsError('EEXIST', undefined, { path: this.p.path });
+      throw toVfsError(e, this.p.path);
+    }
+  }
+
+  /**
+   * CompleteMultipartUpload, and when it fails after attempts whose outcome is unknown (a timeout:
+   * the store may have finished assembling; a retry then finds no upload), a HEAD decides: an
+   * object of exactly our size written since this upload started is ours.
+   */
+  private async completeOrVerify(uploadId: string, parts: { PartNumber: number; ETag: string }[]): Promise<string> {
+    try {
+      return await this.host.transport.completeUpload(this.p.key, uploadId, parts, this.p.exclusive, this.total, this.p.path);
+    } catch (e) {
+      if (isPreconditionFailed(e)) throw e;
+      const head = await this.host.transport.head(this.p.key, this.p.path).catch(() => undefined);
+      const since = this.startedAt - 2000;
+      if (head !== undefined && head.size === this.total && (head.lastModified?.getTime() ?? 0) >= since) return head.etag;
+      throw e;
+    }
+  }
+
+  private async putWhole(meta: SetMetadata | undefined): Promise<BackendStat> {
+    const part = this.current;
+    this.current = undefined;
+    const body = part?.buf !== undefined ? part.buf.subarray(0, part.len) : Buffer.alloc(0);
+    try {
+      const base = await this.base;
+      const m = hasMeta(meta) ? encodeMeta('file', base.meta, meta as SetMetadata) : base.meta;
+      const put = (): Promise<string> => this.host.transport.put(this.p.key, body, m, { ifNoneMatch: this.p.exclusive, contentType: base.contentType, path: this.p.path });
+      const etag = this.p.exclusive ? await this.host.withKeyLock(this.p.key, async () => {
+        if (await this.host.exists(this.p.key, this.p.path)) throw new VfsError('EEXIST', undefined, { path: this.p.path });
+        return put();
+      }) : await put();
+      return await this.host.published(this.p.path, this.p.key, etag, body, undefined);
+    } finally {
+      if (part !== undefined) await releasePart(part);
+    }
+  }
+
+  async abort(): Promise<void> {
+    this.done = true;
+    await this.cleanup();
+  }
+
+  private async cleanup(): Promise<void> {
+    this.failure ??= new VfsError('ECANCELED', 'writer aborted', { path: this.p.path });
+    while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
+    if (this.current !== undefined) {
+      await releasePart(this.current);
+      this.current = undefined;
+    }
+    const id = this.uploadId;
+    this.uploadId = undefined;
+    if (id !== undefined) {
+      // Best effort: if this fails, recover() finds the upload later.
+      await this.host.transport.abortUpload(this.p.key, id, this.p.path).then(() => this.host.uploadEnded(id), () => undefined);
+    }
+  }
+}
+
+function hasMeta(m: SetMetadata | undefined): boolean {
+  return m !== undefined && Object.values(m).some((v) => v !== undefined);
+}
+
+async function releasePart(part: Part): Promise<void> {
+  part.buf = undefined;
+  const f = part.file;
+  part.file = undefined;
+  if (f !== undefined) {
+    await f.fh.close().catch(() => undefined);
+    await rm(f.path, { force: true });
+  }
+}
