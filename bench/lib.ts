@@ -13,29 +13,15 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { MetadataStore } from '../src/store/metadata-store.ts';
 import { Vfs } from '../src/vfs/vfs.ts';
-import { VfsError } from '../src/vfs/errors.ts';
 import { SessionManager } from '../src/session/session-manager.ts';
 import type { Session } from '../src/session/session.ts';
-import type { Authenticator, Principal } from '../src/auth/authenticator.ts';
+import { refuseAllLogins, type Principal } from '../src/auth/authenticator.ts';
 import { Metrics } from '../src/metrics/metrics.ts';
 import { instrumentBackend } from '../src/metrics/instrumented-backend.ts';
 import { createAuditLogger, createLogger } from '../src/log/logger.ts';
 import { LocalBackend } from '../backends/local/local-backend.ts';
 
 export const benchUser: Principal = { user: 'bench', uid: 1001, gid: 1001, groups: ['staff'], guest: false };
-
-/** The benchmark hands its principal to the session directly; no login ever happens. */
-const noLogins: Authenticator = {
-  authenticate: async () => {
-    throw new VfsError('EAUTH');
-  },
-  ntHash: async () => undefined,
-  recordResult: () => undefined,
-  checkThrottle: () => undefined,
-  principalFor: async () => undefined,
-  principalForUid: async () => undefined,
-  guest: () => ({ user: 'guest', uid: 65534, gid: 65534, groups: [], guest: true }),
-};
 
 export interface PorticoStack {
   session: Session;
@@ -62,7 +48,7 @@ export function makePorticoStack(base: string): PorticoStack {
   const logger: Logger = createLogger({ level: 'info', format: 'json', audit: { enabled: false, file: '-' } }, {
     destination: process.stderr,
   });
-  const sessions = new SessionManager({ vfs, shares: [{ name: 's', caseSensitive: true }], authenticator: noLogins, metrics, audit, logger });
+  const sessions = new SessionManager({ vfs, shares: [{ name: 's', caseSensitive: true }], authenticator: refuseAllLogins, metrics, audit, logger });
   const session = sessions.openSession({ principal: benchUser, protocol: 'bench', clientAddress: '127.0.0.1' });
   return {
     session,
@@ -94,19 +80,8 @@ export async function timed(fn: () => Promise<void>): Promise<number> {
   return performance.now() - t0;
 }
 
-/** Runs fn over items with at most `limit` in flight (the same fan-out LocalBackend.list uses). */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
-}
+/** The same bounded fan-out LocalBackend.list uses. */
+export { mapLimit } from '../backends/paging.ts';
 
 /**
  * Writes back dirty pages before a timed streaming run, so one side's writeback never lands in the

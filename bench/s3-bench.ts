@@ -38,8 +38,7 @@ import { MetadataStore } from '../src/store/metadata-store.ts';
 import { Vfs } from '../src/vfs/vfs.ts';
 import { SessionManager } from '../src/session/session-manager.ts';
 import type { Session } from '../src/session/session.ts';
-import type { Authenticator } from '../src/auth/authenticator.ts';
-import { VfsError } from '../src/vfs/errors.ts';
+import { refuseAllLogins } from '../src/auth/authenticator.ts';
 import { benchUser, median, renderTable, type Row } from './lib.ts';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -76,18 +75,6 @@ async function startServer(): Promise<ServerInfo & { child: ChildProcess }> {
   return { ...info, child };
 }
 
-const noLogins: Authenticator = {
-  authenticate: async () => {
-    throw new VfsError('EAUTH');
-  },
-  ntHash: async () => undefined,
-  recordResult: () => undefined,
-  checkThrottle: () => undefined,
-  principalFor: async () => undefined,
-  principalForUid: async () => undefined,
-  guest: () => ({ user: 'guest', uid: 65534, gid: 65534, groups: [], guest: true }),
-};
-
 interface Stack {
   session: Session;
   close(): Promise<void>;
@@ -99,7 +86,7 @@ function stack(base: string, backend: S3Backend): Stack {
   const store = MetadataStore.open(stateDir);
   const vfs = new Vfs({ store, stageDir: join(stateDir, 'stage') });
   vfs.addVolume('s', backend, { caseSensitive: true });
-  const sessions = new SessionManager({ vfs, shares: [{ name: 's', caseSensitive: true }], authenticator: noLogins });
+  const sessions = new SessionManager({ vfs, shares: [{ name: 's', caseSensitive: true }], authenticator: refuseAllLogins });
   return {
     session: sessions.openSession({ principal: benchUser, protocol: 'bench', clientAddress: '127.0.0.1' }),
     close: async () => {

@@ -21,7 +21,7 @@ import { toVfsError, VfsError } from '../../src/vfs/errors.ts';
 import { baseName, isSameOrDescendant, joinPath, parentPath } from '../../src/vfs/path.ts';
 import { applyMetaToHandle, LocalFile, LocalWriter, nsToSeconds, readAt, toStat } from './local-file.ts';
 import type { WriterHost } from './local-file.ts';
-import { firstAfter } from '../paging.ts';
+import { firstAfter, mapLimit } from '../paging.ts';
 
 /** Prefix of the hidden temp files createWriter() and copy() stage in the target directory. */
 export const TEMP_PREFIX = '.portico-tmp-';
@@ -51,19 +51,6 @@ interface NameCacheEntry {
 
 function nowNs(): bigint {
   return BigInt(Date.now()) * 1_000_000n;
-}
-
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
 }
 
 function tempName(): string {

@@ -7,6 +7,8 @@
  * attempt, whatever the protocol, goes through the same throttle.
  */
 
+import { VfsError } from '../vfs/errors.ts';
+
 export interface Principal {
   user: string;
   uid: number;
@@ -42,3 +44,19 @@ export const GUEST_USER = 'guest';
 export function guestPrincipal(): Principal {
   return { user: GUEST_USER, uid: GUEST_ID, gid: GUEST_ID, groups: [], guest: true };
 }
+
+/**
+ * For in-process callers that hand their principals to sessions directly (tests, benchmarks,
+ * embedding): every password or NTLM login is refused, and nobody maps by uid.
+ */
+export const refuseAllLogins: Authenticator = {
+  authenticate: async () => {
+    throw new VfsError('EAUTH');
+  },
+  ntHash: async () => undefined,
+  recordResult: () => undefined,
+  checkThrottle: () => undefined,
+  principalFor: async () => undefined,
+  principalForUid: async () => undefined,
+  guest: guestPrincipal,
+};

@@ -10,8 +10,7 @@ import { MetadataStore } from '../../src/store/metadata-store.ts';
 import { Vfs } from '../../src/vfs/vfs.ts';
 import { SessionManager, type SessionMetrics, type ShareDefinition } from '../../src/session/session-manager.ts';
 import type { Logger } from 'pino';
-import type { Authenticator, Principal } from '../../src/auth/authenticator.ts';
-import { VfsError } from '../../src/vfs/errors.ts';
+import { refuseAllLogins, type Authenticator, type Principal } from '../../src/auth/authenticator.ts';
 import type { Session } from '../../src/session/session.ts';
 
 export const alice: Principal = { user: 'alice', uid: 1001, gid: 1001, groups: ['staff'], guest: false };
@@ -19,17 +18,7 @@ export const bob: Principal = { user: 'bob', uid: 1002, gid: 1002, groups: ['fin
 export const guest: Principal = { user: 'guest', uid: 65534, gid: 65534, groups: [], guest: true };
 
 /** Principals are handed in directly: these tests are about the VFS, not about passwords. */
-export const noPasswords: Authenticator = {
-  authenticate: async () => {
-    throw new VfsError('EAUTH');
-  },
-  ntHash: async () => undefined,
-  recordResult: () => undefined,
-  checkThrottle: () => undefined,
-  principalFor: async () => undefined,
-  principalForUid: async () => undefined,
-  guest: () => guest,
-};
+export const noPasswords: Authenticator = refuseAllLogins;
 
 export interface VfsEnv {
   vfs: Vfs;
