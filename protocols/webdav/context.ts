@@ -172,9 +172,9 @@ export class DavContext {
   // ------------------------------------------------------------------ resources
 
   /** getattr, or undefined when the path does not exist. */
-  async stat(path: string = this.path): Promise<FileAttr | undefined> {
+  async stat(path: string = this.path, share: string = this.share): Promise<FileAttr | undefined> {
     try {
-      return await this.session.getattr(this.share, path);
+      return await this.session.getattr(share, path);
     } catch (e) {
       if (isVfsError(e, 'ENOENT') || isVfsError(e, 'ENOTDIR')) return undefined;
       throw e;

@@ -290,6 +290,22 @@ export class Session {
     return this.gate('copy', share, [[from, 'read'], [to, 'write']], { path: from, to }, (vol) => this.vfs.copy(vol, from, to, { ...options, tokens: this.lockTokens }));
   }
 
+  /**
+   * Copies from one share into another (WebDAV COPY/MOVE whose Destination is another share).
+   * Rights on both shares are checked before anything is copied: read on the source (and write
+   * when `forMove`, since the caller removes the source afterwards) and write on the destination;
+   * the destination share must be served to this protocol too.
+   */
+  copyToShare(share: string, from: string, toShare: string, to: string, options: { replace?: boolean; depth?: 0 | 'infinity'; forMove?: boolean } = {}): Promise<TreeError[]> {
+    const checks: [string, Right][] = options.forMove ? [[from, 'read'], [from, 'write']] : [[from, 'read']];
+    return this.gate(options.forMove ? 'move' : 'copy', share, checks, { path: from, toShare, to }, (vol) => {
+      const dest = this.host.acl(toShare, this.protocol);
+      dest.acl.check(this.principal, 'write', normalizePath(to));
+      const { replace, depth } = options;
+      return this.vfs.copy(vol, from, to, { replace, depth, tokens: this.lockTokens, toVolume: dest.volume });
+    });
+  }
+
   symlink(share: string, target: string, path: string): Promise<FileAttr> {
     return this.gate('symlink', share, [[path, 'write']], { path, target }, (vol) => this.vfs.symlink(vol, target, path, this.lockTokens));
   }

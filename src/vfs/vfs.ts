@@ -803,48 +803,76 @@ export class Vfs {
    * Copies a file, or a directory (depth 0: the directory alone; infinity: the tree). With
    * replace, an existing target is removed first (WebDAV Overwrite: T). Errors on individual
    * members are collected, not thrown (WebDAV answers them in a 207 multistatus).
+   *
+   * `toVolume` copies into another volume (another share, possibly another backend): file data
+   * is streamed from one backend's reader into the other's atomic writer (no server-side copy
+   * across backends), dead properties and Windows attributes follow, and the copies get new ids.
    */
-  async copy(volume: string, from: string, to: string, options: { replace?: boolean; depth?: 0 | 'infinity'; tokens?: Tokens } = {}): Promise<TreeError[]> {
+  async copy(volume: string, from: string, to: string, options: { replace?: boolean; depth?: 0 | 'infinity'; tokens?: Tokens; toVolume?: string } = {}): Promise<TreeError[]> {
     const tokens = options.tokens ?? NO_TOKENS;
     const v = this.volume(volume);
+    const w = options.toVolume === undefined ? v : this.volume(options.toVolume);
     const f = v.normalize(from);
-    const t = v.normalize(to);
-    if (f === t) throw new VfsError('EINVAL', 'source and destination are the same', { path: t });
+    const t = w.normalize(to);
     const src = await this.existing(v, f);
-    if (src.stat.type === 'dir' && (options.depth ?? 'infinity') === 'infinity' && isSameOrDescendant(t, f)) {
-      throw new VfsError('EINVAL', 'cannot copy a directory into itself', { path: t });
+    if (v === w) {
+      if (f === t) throw new VfsError('EINVAL', 'source and destination are the same', { path: t });
+      if (src.stat.type === 'dir' && (options.depth ?? 'infinity') === 'infinity' && isSameOrDescendant(t, f)) {
+        throw new VfsError('EINVAL', 'cannot copy a directory into itself', { path: t });
+      }
     }
-    const dst = await v.resolve(t);
-    this.checkDavLocks(v, dst.path, tokens, { self: false, parent: true });
+    const dst = await w.resolve(t);
+    this.checkDavLocks(w, dst.path, tokens, { self: false, parent: true });
     if (dst.stat) {
       if (options.replace === false) throw new VfsError('EEXIST', undefined, { path: t });
-      const errs = await this.removeTree(volume, dst.path, tokens);
+      const errs = await this.removeTree(w.name, dst.path, tokens);
       if (errs.length > 0) return errs;
     }
     const errors: TreeError[] = [];
-    await this.copyNode(v, src.path, src.stat, dst.path, options.depth ?? 'infinity', errors);
+    await this.copyNode(v, src.path, src.stat, w, dst.path, options.depth ?? 'infinity', errors);
     return errors;
   }
 
-  private async copyNode(v: Volume, from: string, st: BackendStat, to: string, depth: 0 | 'infinity', errors: TreeError[]): Promise<void> {
+  private async copyNode(v: Volume, from: string, st: BackendStat, w: Volume, to: string, depth: 0 | 'infinity', errors: TreeError[]): Promise<void> {
     try {
       const srcRow = v.row(from);
       let out: BackendStat;
-      if (st.type === 'dir') out = await v.backend.mkdir(to, st.mode);
-      else if (st.type === 'symlink' && v.backend.symlink && v.backend.readlink) out = await v.backend.symlink(await v.backend.readlink(from), to);
-      else out = await this.copyFileData(v, from, to);
-      const row = v.row(to);
+      if (st.type === 'dir') out = await w.backend.mkdir(to, st.mode);
+      else if (st.type === 'symlink' && v.backend.readlink) {
+        if (!w.backend.symlink) throw new VfsError('ENOTSUP', 'the destination share cannot store symbolic links', { path: to });
+        out = await w.backend.symlink(await v.backend.readlink(from), to);
+      } else if (v === w) out = await this.copyFileData(v, from, to);
+      else out = await this.streamAcross(v, from, w, to, st.mode);
+      const row = w.row(to);
       this.store.copyProps(srcRow.id, row.id);
-      if (srcRow.attrs !== 0n) v.setWinAttributes(to, Number(srcRow.attrs));
-      this.emit(v, 'create', row.id, to, out.type);
+      if (srcRow.attrs !== 0n) w.setWinAttributes(to, Number(srcRow.attrs));
+      this.emit(w, 'create', row.id, to, out.type);
     } catch (e) {
       errors.push({ path: from, error: toVfsError(e, from) });
       return;
     }
     if (st.type === 'dir' && depth === 'infinity') {
       for await (const e of this.listAll(v, from)) {
-        await this.copyNode(v, joinPath(from, e.name), e, joinPath(to, e.name), depth, errors);
+        await this.copyNode(v, joinPath(from, e.name), e, w, joinPath(to, e.name), depth, errors);
       }
+    }
+  }
+
+  /** One file from one volume's backend into another's, through the target's atomic writer. */
+  private async streamAcross(v: Volume, from: string, w: Volume, to: string, mode: number | undefined): Promise<BackendStat> {
+    const size = (await v.backend.stat(from)).size;
+    const writer = await w.backend.createWriter(to, mode === undefined ? { sizeHint: size } : { sizeHint: size, mode });
+    try {
+      for (let off = 0; ; ) {
+        const buf = await v.backend.read(from, off, COPY_CHUNK);
+        if (buf.length === 0) break;
+        await writer.write(buf);
+        off += buf.length;
+      }
+      return await writer.commit();
+    } catch (e) {
+      await writer.abort().catch(() => undefined);
+      throw e;
     }
   }
 

@@ -236,7 +236,6 @@ describe('hostile and malformed input', () => {
       expect(r.status, `${method} ${JSON.stringify(headers)}`).toBe(400);
     }
     expect((await dav(stack, 'COPY', '/disk/abc.txt', { auth: ALICE, headers: { Destination: 'http://elsewhere.example/disk/c.txt' } })).status).toBe(502);
-    expect((await dav(stack, 'COPY', '/disk/abc.txt', { auth: ALICE, headers: { Destination: `${stack.origin}/mem/c.txt` } })).status).toBe(502);
     expect((await dav(stack, 'GET', `/disk/${'a'.repeat(9000)}`, { auth: ALICE })).status).toBe(414);
     const big = await rawStatus(`GET /disk/ HTTP/1.1\r\nHost: x\r\nX-Big: ${'b'.repeat(20_000)}\r\n\r\n`);
     expect(big).toBe(431);

@@ -2,8 +2,11 @@
  * COPY and MOVE (RFC 4918 §9.8, §9.9).
  *
  * - Destination: an absolute URL of this server (same authority as Host) or an absolute path;
- *   another server -> 502 (§9.8.5). Decision: another share -> 502 as well — shares are separate
- *   volumes (possibly separate backends) and the VFS renames and copies within one.
+ *   another server -> 502 (§9.8.5). Another share of this server works: shares are separate volumes
+ *   (possibly on separate backends), so the data is streamed from one backend into the other by the
+ *   VFS (Vfs.copy with toVolume), rights are checked on both shares, and a MOVE is a copy followed by
+ *   removal of the source — not atomic: a failure while removing answers 207 and leaves both
+ *   copies, never neither. Ids (and so WebDAV locks) do not travel to another share.
  * - Overwrite: T (default) replaces an existing destination (COPY: removed first, 204; MOVE: atomic
  *   rename for file onto file, else the destination tree is removed first); F -> 412.
  * - Depth: COPY 0 or infinity (default); MOVE infinity only. Anything else -> 400.
@@ -16,14 +19,17 @@ import { VfsError, isVfsError } from '../../../src/vfs/errors.ts';
 import { normalizePath } from '../../../src/vfs/path.ts';
 import type { FileAttr } from '../../../src/vfs/types.ts';
 import type { TreeError } from '../../../src/vfs/vfs.ts';
-import { PUT_TEMP_PREFIX, type DavContext } from '../context.ts';
+import type { DavContext } from '../context.ts';
 import { HttpError, statusFor } from '../errors.ts';
 import { checkPreconditions, hasPreconditions } from '../conditional.ts';
 import { MULTISTATUS_CLOSE, MULTISTATUS_OPEN, statusResponse } from '../properties.ts';
-import { baseNameOf, hrefOf, isWithin, parseDestination } from '../paths.ts';
+import { baseNameOf, hrefOf, isWithin, parentOf, parseDestination } from '../paths.ts';
 
 interface Plan {
   src: FileAttr;
+  /** The destination's share (volume name) and its spelling in the Destination URL. */
+  destShare: string;
+  destSpelling: string;
   dest: string;
   destAttr: FileAttr | undefined;
   overwrite: boolean;
@@ -42,7 +48,7 @@ async function plan(ctx: DavContext, move: boolean): Promise<Plan> {
   } catch {
     throw new HttpError(409, 'Destination share does not exist');
   }
-  if (volume !== ctx.share) throw new HttpError(502, 'COPY and MOVE work within one share');
+  const across = volume !== ctx.share;
   let dest: string;
   try {
     dest = normalizePath(t.path);
@@ -50,8 +56,7 @@ async function plan(ctx: DavContext, move: boolean): Promise<Plan> {
     throw new HttpError(e instanceof VfsError && e.code === 'ENAMETOOLONG' ? 414 : 400, (e as Error).message);
   }
   const name = baseNameOf(dest);
-  if (name.startsWith(PUT_TEMP_PREFIX)) throw new HttpError(403, 'reserved name');
-  if (name.startsWith('._') && ctx.settings.refuseAppleDouble.has(ctx.share.toLowerCase())) throw new HttpError(403, 'AppleDouble files are refused on this share');
+  if (name.startsWith('._') && ctx.settings.refuseAppleDouble.has(volume.toLowerCase())) throw new HttpError(403, 'AppleDouble files are refused on this share');
 
   const ow = ctx.header('overwrite')?.trim();
   if (ow !== undefined && ow !== 'T' && ow !== 'F') throw new HttpError(400, 'Overwrite must be T or F');
@@ -64,30 +69,38 @@ async function plan(ctx: DavContext, move: boolean): Promise<Plan> {
   const src = await ctx.session.getattr(ctx.share, ctx.path);
   if (hasPreconditions(ctx) && checkPreconditions(ctx, src) !== undefined) throw new HttpError(412, 'precondition failed');
   if (ctx.path === '/' && move) throw new HttpError(403, 'the share root cannot be moved');
-  if (dest === ctx.path) throw new HttpError(403, 'source and destination are the same');
-  if (src.type === 'dir' && (move || depth === 'infinity') && isWithin(dest, ctx.path)) throw new HttpError(403, 'cannot copy or move a collection into itself');
+  if (!across && dest === ctx.path) throw new HttpError(403, 'source and destination are the same');
+  if (!across && src.type === 'dir' && (move || depth === 'infinity') && isWithin(dest, ctx.path)) throw new HttpError(403, 'cannot copy or move a collection into itself');
   if (dest === '/') throw new HttpError(412, 'the share root cannot be overwritten');
-  await ctx.requireParent(dest);
-  const destAttr = await ctx.stat(dest);
-  const sameFile = destAttr !== undefined && destAttr.id === src.id;
+  const parent = await ctx.stat(parentOf(dest), volume);
+  if (!parent || parent.type !== 'dir') throw new HttpError(409, 'parent collection does not exist');
+  const destAttr = await ctx.stat(dest, volume);
+  const sameFile = !across && destAttr !== undefined && destAttr.id === src.id;
   if (destAttr && !sameFile && ow === 'F') throw new HttpError(412, 'Destination exists and Overwrite is F');
-  return { src, dest, destAttr: sameFile ? undefined : destAttr, overwrite: ow !== 'F', depth };
+  return { src, destShare: volume, destSpelling: t.share, dest, destAttr: sameFile ? undefined : destAttr, overwrite: ow !== 'F', depth };
 }
 
 export async function copy(ctx: DavContext): Promise<void> {
   const p = await plan(ctx, false);
   let errors: TreeError[];
   try {
-    errors = await ctx.session.copy(ctx.share, ctx.path, p.dest, { replace: p.overwrite, depth: p.depth });
+    errors = p.destShare === ctx.share
+      ? await ctx.session.copy(ctx.share, ctx.path, p.dest, { replace: p.overwrite, depth: p.depth })
+      : await ctx.session.copyToShare(ctx.share, ctx.path, p.destShare, p.dest, { replace: p.overwrite, depth: p.depth });
   } catch (e) {
     throw contextual(e);
   }
   if (errors.length > 0) return report(ctx, errors, [ctx.path, p.dest]);
-  ctx.send(p.destAttr ? 204 : 201, p.destAttr ? {} : { Location: hrefOf(ctx.shareSpelling, p.dest, p.src.type === 'dir') });
+  created(ctx, p);
+}
+
+function created(ctx: DavContext, p: Plan): void {
+  ctx.send(p.destAttr ? 204 : 201, p.destAttr ? {} : { Location: hrefOf(p.destSpelling, p.dest, p.src.type === 'dir') });
 }
 
 export async function move(ctx: DavContext): Promise<void> {
   const p = await plan(ctx, true);
+  if (p.destShare !== ctx.share) return moveAcross(ctx, p);
   try {
     if (p.destAttr && (p.destAttr.type === 'dir' || p.src.type === 'dir')) {
       const errors = await ctx.session.removeTree(ctx.share, p.dest);
@@ -104,7 +117,32 @@ export async function move(ctx: DavContext): Promise<void> {
     if (l.fileId !== p.src.id || !ctx.session.lockTokens.has(l.token)) continue;
     await ctx.session.unlockToken(ctx.share, l.token).catch(() => undefined);
   }
-  ctx.send(p.destAttr ? 204 : 201, p.destAttr ? {} : { Location: hrefOf(ctx.shareSpelling, p.dest, p.src.type === 'dir') });
+  created(ctx, p);
+}
+
+/**
+ * MOVE into another share: copy the tree (rights on both shares checked first, including write on
+ * the source), then remove the source. A copy failure leaves the source untouched (207 or the
+ * member's status); a removal failure answers 207 naming what stayed behind.
+ */
+async function moveAcross(ctx: DavContext, p: Plan): Promise<void> {
+  // A lock on the source (or its parent) without its token: 423 before anything is copied. Locks
+  // deeper in the tree are found by the removal and answered in the 207.
+  await ctx.assertUnlocked(ctx.path, { self: true, parent: true });
+  let errors: TreeError[];
+  try {
+    errors = await ctx.session.copyToShare(ctx.share, ctx.path, p.destShare, p.dest, { replace: p.overwrite, depth: 'infinity', forMove: true });
+  } catch (e) {
+    throw contextual(e);
+  }
+  if (errors.length > 0) return report(ctx, errors, [ctx.path, p.dest]);
+  try {
+    errors = await ctx.session.removeTree(ctx.share, ctx.path);
+  } catch (e) {
+    throw contextual(e);
+  }
+  if (errors.length > 0) return report(ctx, errors, []);
+  created(ctx, p);
 }
 
 function contextual(e: unknown): unknown {
