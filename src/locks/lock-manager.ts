@@ -306,26 +306,35 @@ export class LockManager {
   }
 
   /**
-   * Mandatory-lock check for I/O (MS-FSA 2.1.4.10). Others' exclusive locks block reads and writes; any
-   * lock by others blocks writes; a windows shared lock blocks writes even through the handle holding it.
-   * WebDAV locks are write locks only (RFC 4918 §7), so they never block reads.
-   * `ancestors` (optional) also applies depth-infinity WebDAV locks on the parent collections.
+   * The one rule for whether a read or write of `range` may proceed, for every protocol (the VFS
+   * calls it on each read, write and size change through a handle):
+   * - windows (SMB byte-range locks, MS-FSA 2.1.4.10): mandatory. An exclusive lock blocks reads and
+   *   writes through any other handle; a shared lock blocks writes through every handle, its own
+   *   included. "Same" means the same lock owner id (the handle), whatever the protocol.
+   * - webdav (RFC 4918 §7): write locks. They never block reads; a write needs the lock's token among
+   *   `who.tokens` (submitted in the If header), also for depth-infinity locks on `ancestors`.
+   * - posix (NFSv4 LOCK, fcntl): advisory, as on Linux and every common NFS server: they conflict
+   *   with other locks (lock()/test()), never with I/O.
+   * Throws ELOCKED (no path: the caller adds it).
    */
-  checkIo(fileId: FileId, owner: LockOwner, range: LockRange, access: 'read' | 'write', ancestors: FileId[] = []): void {
-    const ownerKey = ownerKeyOf(owner);
+  checkIo(fileId: FileId, who: { ownerId: string; tokens: ReadonlySet<string> }, range: LockRange, access: 'read' | 'write', ancestors: readonly FileId[] = []): void {
     checkRange(range);
     this.#expireDue();
-    const blocks = (e: Entry): boolean => {
-      const same = e.ownerKey === ownerKey;
-      if (e.style === 'webdav') return access === 'write' && !same;
-      if (e.kind === 'exclusive') return !same;
-      return access === 'write' && (!same || e.style === 'windows');
-    };
+    const write = access === 'write';
     for (const e of this.#files.get(fileId)?.locks ?? []) {
-      if (overlaps(e, range.start, range.end) && blocks(e)) throw new VfsError('ELOCKED');
+      if (e.style === 'posix') continue;
+      if (e.style === 'webdav') {
+        if (write && !who.tokens.has(e.token)) throw new VfsError('ELOCKED');
+        continue;
+      }
+      if (!overlaps(e, range.start, range.end)) continue;
+      if (e.kind === 'exclusive' ? e.owner.id !== who.ownerId : write) throw new VfsError('ELOCKED');
     }
+    if (!write) return;
     for (const a of ancestors) {
-      for (const e of this.#files.get(a)?.locks ?? []) if (e.depth === 'infinity' && blocks(e)) throw new VfsError('ELOCKED');
+      for (const e of this.#files.get(a)?.locks ?? []) {
+        if (e.style === 'webdav' && e.depth === 'infinity' && !who.tokens.has(e.token)) throw new VfsError('ELOCKED');
+      }
     }
   }
 

@@ -332,28 +332,16 @@ export class Vfs {
     if (h.closed) throw new VfsError('EBADF');
   }
 
-  /**
-   * Mandatory locking for I/O through a handle:
-   * - POSIX locks (NFS, FUSE) are advisory, as on Linux: they never block I/O.
-   * - Windows byte-range locks (MS-FSA 2.1.4.10): another owner's exclusive lock blocks reads and
-   *   writes in its range; any shared lock, even the handle's own, blocks writes.
-   * - WebDAV locks are write locks (RFC 4918 §7): writes need the lock's token (submitted through the
-   *   handle's lock tokens), including depth-infinity locks on parent collections; reads are free.
-   */
+  /** Lock rules for I/O through a handle: one rule for every protocol, in LockManager.checkIo. */
   private checkIo(h: Handle, start: number, length: number, access: 'read' | 'write'): void {
     if (this.locks.size === 0 || length === 0) return;
-    const s = BigInt(start);
-    const e = s + BigInt(length);
+    const range = { start: BigInt(start), end: BigInt(start) + BigInt(length) };
     const ancestors = access === 'write' ? this.ancestorIds(h.volume, h.path) : [];
-    const self = handleLockOwner(h);
-    for (const l of this.locks.locksOn(h.fileId, { includeAncestors: ancestors })) {
-      if (l.style === 'posix') continue;
-      if (l.style === 'webdav') {
-        if (access === 'write' && !h.lockTokens.has(l.token)) throw new VfsError('ELOCKED', undefined, { path: h.path });
-        continue;
-      }
-      if (l.range.start >= e || s >= l.range.end) continue;
-      if (l.kind === 'exclusive' ? l.owner.id !== self : access === 'write') throw new VfsError('ELOCKED', undefined, { path: h.path });
+    try {
+      this.locks.checkIo(h.fileId, { ownerId: handleLockOwner(h), tokens: h.lockTokens }, range, access, ancestors);
+    } catch (e) {
+      if (isVfsError(e, 'ELOCKED')) throw new VfsError('ELOCKED', undefined, { path: h.path });
+      throw e;
     }
   }
 

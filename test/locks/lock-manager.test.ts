@@ -337,29 +337,39 @@ describe('blocking waits', () => {
 });
 
 describe('checkIo and test', () => {
-  it('follows MS-FSA 2.1.4.10 for I/O', async () => {
+  it('follows MS-FSA 2.1.4.10 for windows locks, token rules for webdav, and treats posix locks as advisory', async () => {
     const m = make();
     const h1 = smb('s:h1');
     const h2 = smb('s:h2');
+    const as = (o: LockOwner, tokens: string[] = []) => ({ ownerId: o.id, tokens: new Set(tokens) });
     await m.lock(req(h1, 'exclusive', r(0, 10), 'windows'));
     await m.lock(req(h1, 'shared', r(20, 30), 'windows'));
-    m.checkIo(F, h1, r(0, 10), 'write');
-    expect(await code(() => m.checkIo(F, h2, r(9, 11), 'read'))).toBe('ELOCKED');
-    m.checkIo(F, h2, r(10, 20), 'write');
-    m.checkIo(F, h2, r(20, 30), 'read');
-    expect(await code(() => m.checkIo(F, h2, r(25, 26), 'write'))).toBe('ELOCKED');
+    m.checkIo(F, as(h1), r(0, 10), 'write');
+    expect(await code(() => m.checkIo(F, as(h2), r(9, 11), 'read'))).toBe('ELOCKED');
+    m.checkIo(F, as(h2), r(10, 20), 'write');
+    m.checkIo(F, as(h2), r(20, 30), 'read');
+    expect(await code(() => m.checkIo(F, as(h2), r(25, 26), 'write'))).toBe('ELOCKED');
     // A windows shared lock blocks writes even through its own handle.
-    expect(await code(() => m.checkIo(F, h1, r(25, 26), 'write'))).toBe('ELOCKED');
-    // WebDAV write locks do not block readers, and do block other writers.
+    expect(await code(() => m.checkIo(F, as(h1), r(25, 26), 'write'))).toBe('ELOCKED');
+    // WebDAV write locks do not block readers; writers need the token, whoever they are.
     const g = 300n;
-    await m.lock({ ...req(dav('alice'), 'exclusive', WHOLE_FILE, 'webdav'), fileId: g });
-    m.checkIo(g, h2, r(0, 1), 'read');
-    expect(await code(() => m.checkIo(g, h2, r(0, 1), 'write'))).toBe('ELOCKED');
-    m.checkIo(g, dav('alice'), r(0, 1), 'write');
-    // Collection locks apply when ancestors are given.
-    await m.lock({ fileId: 400n, owner: dav('alice'), kind: 'exclusive', style: 'webdav', depth: 'infinity' });
-    m.checkIo(401n, h2, r(0, 1), 'write');
-    expect(await code(() => m.checkIo(401n, h2, r(0, 1), 'write', [400n]))).toBe('ELOCKED');
+    const wl = await m.lock({ ...req(dav('alice'), 'exclusive', WHOLE_FILE, 'webdav'), fileId: g });
+    m.checkIo(g, as(h2), r(0, 1), 'read');
+    expect(await code(() => m.checkIo(g, as(h2), r(0, 1), 'write'))).toBe('ELOCKED');
+    expect(await code(() => m.checkIo(g, as(dav('alice')), r(0, 1), 'write'))).toBe('ELOCKED');
+    m.checkIo(g, as(h2, [wl.token]), r(0, 1), 'write');
+    // Collection (depth infinity) locks apply to writes when ancestors are given.
+    const cl = await m.lock({ fileId: 400n, owner: dav('alice'), kind: 'exclusive', style: 'webdav', depth: 'infinity' });
+    m.checkIo(401n, as(h2), r(0, 1), 'write');
+    m.checkIo(401n, as(h2), r(0, 1), 'read', [400n]);
+    expect(await code(() => m.checkIo(401n, as(h2), r(0, 1), 'write', [400n]))).toBe('ELOCKED');
+    m.checkIo(401n, as(h2, [cl.token]), r(0, 1), 'write', [400n]);
+    // POSIX locks are advisory: they conflict with other locks, never with I/O.
+    const p = 500n;
+    await m.lock({ ...req(A, 'exclusive', r(0, 100)), fileId: p });
+    m.checkIo(p, as(B), r(0, 100), 'write');
+    m.checkIo(p, as(B), r(0, 100), 'read');
+    expect(await code(() => m.lock({ ...req(B, 'shared', r(50, 60)), fileId: p }))).toBe('ELOCKED');
   });
 
   it('test() returns the first conflicting lock, ignoring the caller’s own posix locks', async () => {
@@ -393,7 +403,7 @@ describe('limits, validation, events, persistence', () => {
     expect(await code(m.lock({ ...req(A, 'shared'), kind: 'read' as LockKind }))).toBe('EINVAL');
     expect(await code(m.lock({ ...req(A, 'shared'), timeoutMs: -1 }))).toBe('EINVAL');
     expect(await code(() => m.unlock(F, A, r(3, 2)))).toBe('EINVAL');
-    expect(await code(() => m.checkIo(F, A, r(3, 3), 'read'))).toBe('EINVAL');
+    expect(await code(() => m.checkIo(F, { ownerId: A.id, tokens: new Set() }, r(3, 3), 'read'))).toBe('EINVAL');
   });
 
   it('emits granted/released, and unsubscribes', async () => {
