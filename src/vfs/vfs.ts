@@ -769,20 +769,24 @@ export class Vfs {
     }
   }
 
-  private async copyFileData(v: Volume, from: string, to: string): Promise<BackendStat> {
-    if (v.backend.capabilities.serverSideCopy && v.backend.copy) return v.backend.copy(from, to);
-    const w = await v.backend.createWriter(to);
+  /**
+   * One file's data: server-side copy within a backend that has it, else streamed from the source
+   * backend into the target's atomic writer (`w`: another volume, for copies across shares).
+   */
+  private async copyFileData(v: Volume, from: string, to: string, w: Volume = v, mode?: number): Promise<BackendStat> {
+    if (v === w && v.backend.capabilities.serverSideCopy && v.backend.copy) return v.backend.copy(from, to);
+    const options = v === w ? {} : { sizeHint: (await v.backend.stat(from)).size, ...(mode === undefined ? {} : { mode }) };
+    const writer = await w.backend.createWriter(to, options);
     try {
       for (let off = 0; ; ) {
         const buf = await v.backend.read(from, off, COPY_CHUNK);
         if (buf.length === 0) break;
-        await w.write(buf);
+        await writer.write(buf);
         off += buf.length;
-        if (buf.length < COPY_CHUNK) break;
       }
-      return await w.commit();
+      return await writer.commit();
     } catch (e) {
-      await w.abort().catch(() => undefined);
+      await writer.abort().catch(() => undefined);
       throw e;
     }
   }
@@ -829,8 +833,7 @@ export class Vfs {
       else if (st.type === 'symlink' && v.backend.readlink) {
         if (!w.backend.symlink) throw new VfsError('ENOTSUP', 'the destination share cannot store symbolic links', { path: to });
         out = await w.backend.symlink(await v.backend.readlink(from), to);
-      } else if (v === w) out = await this.copyFileData(v, from, to);
-      else out = await this.streamAcross(v, from, w, to, st.mode);
+      } else out = await this.copyFileData(v, from, to, w, st.mode);
       const row = w.row(to);
       this.store.copyProps(srcRow.id, row.id);
       if (srcRow.attrs !== 0n) w.setWinAttributes(to, Number(srcRow.attrs));
@@ -843,24 +846,6 @@ export class Vfs {
       for await (const e of this.listAll(v, from)) {
         await this.copyNode(v, joinPath(from, e.name), e, w, joinPath(to, e.name), depth, errors);
       }
-    }
-  }
-
-  /** One file from one volume's backend into another's, through the target's atomic writer. */
-  private async streamAcross(v: Volume, from: string, w: Volume, to: string, mode: number | undefined): Promise<BackendStat> {
-    const size = (await v.backend.stat(from)).size;
-    const writer = await w.backend.createWriter(to, mode === undefined ? { sizeHint: size } : { sizeHint: size, mode });
-    try {
-      for (let off = 0; ; ) {
-        const buf = await v.backend.read(from, off, COPY_CHUNK);
-        if (buf.length === 0) break;
-        await writer.write(buf);
-        off += buf.length;
-      }
-      return await writer.commit();
-    } catch (e) {
-      await writer.abort().catch(() => undefined);
-      throw e;
     }
   }
 
