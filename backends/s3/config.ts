@@ -46,6 +46,12 @@ export interface S3BackendOptions {
   memoryPartLimit?: number;
   /** Where spooled parts go, default <tmpdir>/portico-s3-spool. */
   spoolDir?: string;
+  /**
+   * Largest server-side copy in one request, default (and at most) 5 GiB, at least 5 MiB: copy() and
+   * metadata rewrites use CopyObject up to this size and a multipart copy (UploadPartCopy parts of
+   * at most this size) above it; patched uploads of the write stage copy at most this much per part.
+   */
+  multipartCopyThreshold?: number;
 
   /** Metadata cache TTL in ms (default 5000; 0 = always ask S3). */
   metaTtlMs?: number;
@@ -151,7 +157,7 @@ export function parseS3Source(source: string, options: Record<string, unknown> =
     const token = str('sessionToken', o.sessionToken);
     if (token !== undefined) out.sessionToken = token;
   }
-  const sizes = ['blockSize', 'randomReadSize', 'memoryCacheBytes', 'diskCacheBytes', 'readAheadMaxBytes', 'readAheadRunBytes', 'partSize', 'memoryPartLimit', 'minThroughputBytesPerSec'] as const;
+  const sizes = ['blockSize', 'randomReadSize', 'memoryCacheBytes', 'diskCacheBytes', 'readAheadMaxBytes', 'readAheadRunBytes', 'partSize', 'memoryPartLimit', 'minThroughputBytesPerSec', 'multipartCopyThreshold'] as const;
   for (const k of sizes) {
     const v = parseSize(k, o[k]);
     if (v !== undefined) out[k] = v;
@@ -175,6 +181,9 @@ export function parseS3Source(source: string, options: Record<string, unknown> =
     out.listMetadata = o.listMetadata;
   }
   if (out.partSize !== undefined && out.partSize < 5 * 1024 * 1024) throw bad('partSize', o.partSize, 'at least 5 MiB (the S3 minimum)');
+  if (out.multipartCopyThreshold !== undefined && (out.multipartCopyThreshold < 5 * 1024 * 1024 || out.multipartCopyThreshold > 5 * 1024 ** 3)) {
+    throw bad('multipartCopyThreshold', o.multipartCopyThreshold, 'between 5 MiB and 5 GiB (the S3 limits of one copy)');
+  }
   if (out.blockSize !== undefined && (out.blockSize < 4096 || out.blockSize > 1024 ** 3)) throw bad('blockSize', o.blockSize, 'between 4 KiB and 1 GiB');
   if (o.metrics !== undefined) {
     if (typeof o.metrics !== 'object' || o.metrics === null || typeof (o.metrics as { s3Stats?: unknown }).s3Stats !== 'function') throw bad('metrics', '[object]', 'a Metrics instance');

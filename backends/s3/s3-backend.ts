@@ -12,8 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
 import type {
-  Backend, BackendCapabilities, BackendFile, BackendStat, BackendWriter, ListOptions, ListPage, OpenFileOptions,
-  SetMetadata, StatFs, WriterOptions,
+  Backend, BackendCapabilities, BackendFile, BackendStat, BackendWriter, ContentVersion, ListOptions, ListPage, OpenFileOptions,
+  PatchWriter, SetMetadata, StatFs, WriterOptions,
 } from '../../src/vfs/backend.ts';
 import { VfsError, isVfsError } from '../../src/vfs/errors.ts';
 import { baseName, parentPath } from '../../src/vfs/path.ts';
@@ -27,7 +27,8 @@ import { MetaCache, type Lookup } from './meta-cache.ts';
 import { ReadEngine, ReadState, type ObjectVersion } from './read-engine.ts';
 import { S3File } from './s3-file.ts';
 import { S3Meters } from './s3-metrics.ts';
-import { EtagChangedError, S3Transport, isNotFound } from './transport.ts';
+import { httpStatusOf } from './retry.ts';
+import { EtagChangedError, S3Transport, isNotFound, isPreconditionFailed } from './transport.ts';
 import { UploadJournal } from './upload-journal.ts';
 import { MAX_PART_BYTES, S3Writer, type WriterHost } from './writer.ts';
 
@@ -49,6 +50,7 @@ export const S3_CAPABILITIES: BackendCapabilities = {
   birthTime: true,
   maxFileSize: 5 * TiB,
   maxNameBytes: 1024,
+  patchWrites: true,
 };
 
 function nowNs(): bigint {
@@ -57,7 +59,8 @@ function nowNs(): bigint {
 
 export class S3Backend implements Backend, WriterHost, ListHost {
   readonly kind = 's3';
-  readonly capabilities = S3_CAPABILITIES;
+  /** S3_CAPABILITIES plus patchMinBytes (two parts: below that, patching saves nothing). */
+  readonly capabilities: BackendCapabilities;
   readonly keys: KeyMap;
   readonly transport: S3Transport;
   readonly meters: S3Meters;
@@ -74,6 +77,14 @@ export class S3Backend implements Backend, WriterHost, ListHost {
   readonly memoryPartLimit: number;
   readonly spoolDir: string;
   readonly maxFileSize = S3_CAPABILITIES.maxFileSize;
+  /** Largest single server-side copy (CopyObject, or one UploadPartCopy part). */
+  readonly copyPartMax: number;
+  /**
+   * Content identities known to be equal: ETag of a server-side copy or in-place metadata rewrite
+   * -> ETag of its source (an S3 copy may get a new ETag for the same bytes, e.g. a multipart copy).
+   * Lets a write stage keep its base across a rename or a chmod of the file it patches.
+   */
+  private readonly sameContent = new LRUCache<string, string>({ max: 10_000 });
   private readonly options: S3BackendOptions;
   private readonly keyLocks = new Map<string, Promise<unknown>>();
   private readonly lookupsInFlight = new Map<string, Promise<Lookup>>();
@@ -124,6 +135,8 @@ export class S3Backend implements Backend, WriterHost, ListHost {
     this.partSize = Math.min(MAX_PART_BYTES, Math.max(5 * MiB, o.partSize ?? 8 * MiB));
     this.maxConcurrentParts = Math.max(1, o.maxConcurrentParts ?? 4);
     this.memoryPartLimit = o.memoryPartLimit ?? 64 * MiB;
+    this.copyPartMax = Math.min(MAX_PART_BYTES, Math.max(5 * MiB, o.multipartCopyThreshold ?? MAX_PART_BYTES));
+    this.capabilities = { ...S3_CAPABILITIES, patchMinBytes: 2 * this.partSize };
     this.spoolDir = o.spoolDir ?? join(tmpdir(), 'portico-s3-spool');
     this.journal = o.stateDir === undefined ? undefined : new UploadJournal(o.stateDir, `${o.bucket}|${this.keys.prefix}`);
   }
@@ -322,6 +335,86 @@ export class S3Backend implements Backend, WriterHost, ListHost {
     return new S3Writer(this, { path, key, exclusive: options.exclusive === true, mode: options.mode, sizeHint: options.sizeHint });
   }
 
+  /**
+   * A writer replacing `path` whose unchanged ranges are copied from its current version `base`
+   * (UploadPartCopy with if-match; see writer.ts). ESTALE at once when the cached state already
+   * shows another version.
+   */
+  async createPatchWriter(path: string, base: ContentVersion, options: WriterOptions = {}): Promise<PatchWriter> {
+    if (path === '/') throw new VfsError('EISDIR', undefined, { path });
+    const key = this.keys.fileKey(path);
+    await this.checkParent(path);
+    const l = await this.lookup(path);
+    if (l.kind === 'dir') throw new VfsError('EISDIR', undefined, { path });
+    const etag = l.kind === 'file' ? this.effectiveEtag(l.head.etag, base) : undefined;
+    if (etag === undefined) throw new VfsError('ESTALE', 'the object changed since it was opened', { path });
+    return new S3Writer(this, {
+      path, key, exclusive: false, mode: options.mode, sizeHint: options.sizeHint, base: { etag, size: base.size },
+    });
+  }
+
+  /**
+   * The ETag to copy `base`'s bytes under, given the object's current (cached) ETag: the current
+   * one when it is the base or a known same-content copy of it; undefined when it is another
+   * version (the cache is never older than the base, which was taken from it).
+   */
+  private effectiveEtag(current: string, base: ContentVersion): string | undefined {
+    if (current === base.id || this.isSameContent(current, base.id)) return current;
+    return undefined;
+  }
+
+  private isSameContent(etag: string, base: string): boolean {
+    let e: string | undefined = etag;
+    for (let i = 0; i < 32 && e !== undefined; i++) {
+      if (e === base) return true;
+      e = this.sameContent.get(e);
+    }
+    return false;
+  }
+
+  private noteSameContent(newEtag: string, oldEtag: string): void {
+    if (newEtag !== '' && oldEtag !== '' && newEtag !== oldEtag) this.sameContent.set(newEtag, oldEtag);
+  }
+
+  /** Bytes of one version of a file: ESTALE when the object is no longer that version. */
+  async readVersion(path: string, version: ContentVersion, offset: number, length: number): Promise<Buffer> {
+    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) throw new VfsError('EINVAL', undefined, { path });
+    const l = await this.lookup(path);
+    // Even when the object has changed, cached blocks of the base may still serve the read.
+    const etag = l.kind === 'file' ? this.effectiveEtag(l.head.etag, version) ?? version.id : version.id;
+    return this.readBase(path, this.keys.fileKey(path), etag, version.size, offset, offset + length);
+  }
+
+  /** WriterHost: bytes [start, end) of (key, etag), through the block caches, without read-ahead. */
+  async readBase(path: string, key: string, etag: string, size: number, start: number, end: number): Promise<Buffer> {
+    let tag = etag;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.engine.read({ key, etag: tag, size, path }, start, end - start);
+      } catch (e) {
+        if (e instanceof EtagChangedError) {
+          // A same-content rewrite (our copy or chmod) is still the base; anything else is not.
+          if (attempt < 2 && this.isSameContent(e.etag, tag)) {
+            tag = e.etag;
+            continue;
+          }
+          this.meta.forget(key);
+          throw new VfsError('ESTALE', 'the object changed since it was opened', { path, cause: e });
+        }
+        if (isVfsError(e, 'ENOENT') || isNotFound(e)) {
+          this.meta.forget(key);
+          throw new VfsError('ESTALE', 'the object was deleted since it was opened', { path, cause: e });
+        }
+        // 416: the object is now shorter than a range inside the base: another version.
+        if (httpStatusOf(e) === 416 || httpStatusOf((e as { cause?: unknown }).cause) === 416) {
+          this.meta.forget(key);
+          throw new VfsError('ESTALE', 'the object changed since it was opened', { path, cause: e });
+        }
+        throw e;
+      }
+    }
+  }
+
   /** WriterHost: metadata of a new version, inherited from the current one like an inode's. */
   async baseMeta(path: string, _key: string, mode: number | undefined): Promise<{ meta: Record<string, string>; contentType: string | undefined }> {
     const l = await this.lookup(path).catch(() => undefined);
@@ -410,44 +503,73 @@ export class S3Backend implements Backend, WriterHost, ListHost {
     this.changed(path);
   }
 
-  /** Server-side copy (CopyObject; multipart UploadPartCopy above 5 GiB), keeping metadata and mtime. */
+  /**
+   * Server-side copy (CopyObject; multipart UploadPartCopy above multipartCopyThreshold, default
+   * 5 GiB), keeping metadata and mtime. The copy is pinned to the source version we looked up
+   * (if-match); when our cached view was stale, it looks again once.
+   */
   async copy(from: string, to: string): Promise<BackendStat> {
-    const src = await this.existing(from);
-    if (src.kind !== 'file') throw new VfsError('EISDIR', undefined, { path: from });
+    const srcKey = this.keys.fileKey(from);
     const dstKey = this.keys.fileKey(to);
-    await this.checkParent(to);
-    if ((await this.lookup(to)).kind === 'dir') throw new VfsError('EISDIR', undefined, { path: to });
-    const meta = { ...src.head.meta };
-    // Without an explicit mtime the copy's would be its own LastModified: a rename must keep it.
-    meta.mtime ??= formatTime(src.stat.mtimeNs);
-    let etag: string;
-    try {
-      etag = await this.copyObject(this.keys.fileKey(from), dstKey, src.head.size, meta, src.head.contentType, to);
-    } catch (e) {
-      if (isNotFound(e)) {
-        this.meta.forget(this.keys.fileKey(from));
-        throw new VfsError('ENOENT', undefined, { path: from });
+    for (let attempt = 0; ; attempt++) {
+      const src = await this.existing(from, attempt > 0);
+      if (src.kind !== 'file') throw new VfsError('EISDIR', undefined, { path: from });
+      if (attempt === 0) {
+        await this.checkParent(to);
+        if ((await this.lookup(to)).kind === 'dir') throw new VfsError('EISDIR', undefined, { path: to });
       }
-      throw e;
+      const meta = { ...src.head.meta };
+      // Without an explicit mtime the copy's would be its own LastModified: a rename must keep it.
+      meta.mtime ??= formatTime(src.stat.mtimeNs);
+      let etag: string;
+      try {
+        etag = await this.copyObject(srcKey, dstKey, src.head.size, meta, src.head.contentType, to, src.head.etag);
+      } catch (e) {
+        if (isNotFound(e)) {
+          this.meta.forget(srcKey);
+          throw new VfsError('ENOENT', undefined, { path: from });
+        }
+        if (isPreconditionFailed(e)) {
+          this.meta.forget(srcKey);
+          if (attempt === 0) continue;
+          throw new VfsError('EAGAIN', 'the source changed during the copy', { path: from, cause: e });
+        }
+        throw e;
+      }
+      this.noteSameContent(etag, src.head.etag);
+      return this.published(to, dstKey, etag, undefined, undefined);
     }
-    return this.published(to, dstKey, etag, undefined, undefined);
   }
 
-  private async copyObject(src: string, dst: string, size: number, meta: Record<string, string>, contentType: string | undefined, path: string): Promise<string> {
-    if (size <= MAX_PART_BYTES) return this.transport.copy(src, dst, { meta, contentType, path });
+  /**
+   * Copies version `srcEtag` of `src` to `dst` (x-amz-copy-source-if-match on every request: a
+   * source replaced meanwhile fails with 412 instead of copying, or assembling, another version).
+   * CopyObject up to copyPartMax (5 GiB, S3's limit for one copy, unless multipartCopyThreshold is
+   * lower); above, a multipart upload of UploadPartCopy parts (512 MiB, or copyPartMax when lower,
+   * and always large enough for 10,000 parts), at most maxConcurrentParts at once.
+   */
+  private async copyObject(src: string, dst: string, size: number, meta: Record<string, string>, contentType: string | undefined, path: string, srcEtag: string): Promise<string> {
+    if (size <= this.copyPartMax) return this.transport.copy(src, dst, { meta, contentType, path, ifMatch: srcEtag });
     const uploadId = await this.transport.createUpload(dst, meta, contentType, path);
     this.uploadStarted(dst, uploadId);
     try {
-      const part = Math.max(512 * MiB, Math.ceil(size / 10_000 / MiB) * MiB);
+      const part = Math.max(Math.min(512 * MiB, this.copyPartMax), Math.ceil(size / 10_000 / MiB) * MiB);
       const ranges: [number, number, number][] = [];
       for (let n = 1, off = 0; off < size; n++, off += part) ranges.push([n, off, Math.min(size, off + part)]);
       const parts: { PartNumber: number; ETag: string }[] = [];
       const worker = async (): Promise<void> => {
         for (let r = ranges.shift(); r !== undefined; r = ranges.shift()) {
-          parts.push({ PartNumber: r[0], ETag: await this.transport.uploadPartCopy(dst, uploadId, r[0], src, r[1], r[2], path) });
+          try {
+            parts.push({ PartNumber: r[0], ETag: await this.transport.uploadPartCopy(dst, uploadId, r[0], src, r[1], r[2], path, srcEtag) });
+          } catch (e) {
+            ranges.length = 0; // the other workers stop after their current part
+            throw e;
+          }
         }
       };
-      await Promise.all(Array.from({ length: this.maxConcurrentParts }, worker));
+      const results = await Promise.allSettled(Array.from({ length: this.maxConcurrentParts }, worker));
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed !== undefined) throw failed.reason;
       parts.sort((a, b) => a.PartNumber - b.PartNumber);
       const etag = await this.transport.completeUpload(dst, uploadId, parts, false, size, path);
       this.uploadEnded(uploadId);
@@ -467,17 +589,29 @@ export class S3Backend implements Backend, WriterHost, ListHost {
       else await this.putMarker('/', meta);
       return { ...this.rootLookup().stat };
     }
-    const l = await this.existing(path, true);
-    if (l.kind === 'dir') {
-      const stat = await this.putMarker(path, encodeMeta('dir', l.marker?.meta ?? {}, set));
-      return { ...stat };
-    }
     const key = this.keys.fileKey(path);
-    const meta = encodeMeta('file', l.head.meta, set);
-    // S3 rewrites the object: keep the mtime it had unless the caller sets one.
-    meta.mtime ??= formatTime(l.stat.mtimeNs);
-    const etag = await this.copyObject(key, key, l.head.size, meta, l.head.contentType, path);
-    return this.published(path, key, etag, undefined, undefined);
+    for (let attempt = 0; ; attempt++) {
+      const l = await this.existing(path, true);
+      if (l.kind === 'dir') {
+        const stat = await this.putMarker(path, encodeMeta('dir', l.marker?.meta ?? {}, set));
+        return { ...stat };
+      }
+      const meta = encodeMeta('file', l.head.meta, set);
+      // S3 rewrites the object: keep the mtime it had unless the caller sets one.
+      meta.mtime ??= formatTime(l.stat.mtimeNs);
+      let etag: string;
+      try {
+        // Pinned to the version just HEADed: the rewrite never carries another writer's content
+        // under metadata computed from ours (and the same-content record below stays exact).
+        etag = await this.copyObject(key, key, l.head.size, meta, l.head.contentType, path, l.head.etag);
+      } catch (e) {
+        if (isPreconditionFailed(e) && attempt === 0) continue;
+        if (isPreconditionFailed(e)) throw new VfsError('EAGAIN', 'the object changed during the metadata update', { path, cause: e });
+        throw e;
+      }
+      this.noteSameContent(etag, l.head.etag);
+      return this.published(path, key, etag, undefined, undefined);
+    }
   }
 
   async truncate(path: string, size: number): Promise<void> {

@@ -281,10 +281,12 @@ export class S3Transport {
     };
   }
 
-  async copy(src: string, dst: string, o: { meta?: Record<string, string>; contentType?: string | undefined; path?: string }): Promise<string> {
+  /** `ifMatch`: copy only from that version of the source (x-amz-copy-source-if-match), else 412. */
+  async copy(src: string, dst: string, o: { meta?: Record<string, string>; contentType?: string | undefined; path?: string; ifMatch?: string | undefined }): Promise<string> {
     return this.run('CopyObject', async (signal) => {
       const r = await this.client.send(new CopyObjectCommand({
         Bucket: this.bucket, Key: dst, CopySource: copySource(this.bucket, src),
+        ...(o.ifMatch !== undefined ? { CopySourceIfMatch: o.ifMatch } : {}),
         ...(o.meta !== undefined ? { MetadataDirective: 'REPLACE', Metadata: o.meta } : {}),
         ...(o.meta !== undefined && o.contentType !== undefined ? { ContentType: o.contentType } : {}),
       }), { abortSignal: signal });
@@ -318,14 +320,21 @@ export class S3Transport {
     }, { bytes: length, path });
   }
 
-  async uploadPartCopy(key: string, uploadId: string, part: number, src: string, start: number, end: number, path?: string): Promise<string> {
+  /**
+   * Bytes [start, end) of `src` as part `part` of an upload, copied inside the store. With
+   * `ifMatch` the store copies only from that version of the source (x-amz-copy-source-if-match);
+   * otherwise a 412 (EEXIST here; callers that pass ifMatch turn it into ESTALE). The copy runs on
+   * the server, so the timeout grows with the range like a completion's.
+   */
+  async uploadPartCopy(key: string, uploadId: string, part: number, src: string, start: number, end: number, path?: string, ifMatch?: string): Promise<string> {
     return this.run('UploadPartCopy', async (signal) => {
       const r = await this.client.send(new UploadPartCopyCommand({
         Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber: part,
         CopySource: copySource(this.bucket, src), CopySourceRange: `bytes=${start}-${end - 1}`,
+        ...(ifMatch !== undefined ? { CopySourceIfMatch: ifMatch } : {}),
       }), { abortSignal: signal });
       return r.CopyPartResult?.ETag ?? '';
-    }, { path });
+    }, { path, extraMs: Math.ceil(((end - start) / ASSEMBLY_BYTES_PER_SEC) * 1000) });
   }
 
   /**

@@ -14,12 +14,29 @@
  * streamed from it (a fresh stream per retry).
  *
  * commit() resolves once S3 has acknowledged the object (it is durable), never earlier.
+ *
+ * Patch writers (`base` set, Backend.createPatchWriter) also take copyBase(start, end): ranges of
+ * the object's current version (the base, pinned by its ETag) appended without passing through
+ * Portico. S3 wants every part but the last to be >= 5 MiB and a part to be either uploaded bytes or
+ * one UploadPartCopy, so a base range is laid out as:
+ *   1. top-up: when a part is being filled with written bytes, base bytes are read (ranged GETs of
+ *      the base version through the read engine, ETag-checked) until that part is full;
+ *   2. copy parts: the rest, as UploadPartCopy parts of at most max(copyPartMax, part size) bytes
+ *      each (5 GiB at most), sent with x-amz-copy-source-if-match: <base ETag>, while at least
+ *      MIN_PART_BYTES remain;
+ *   3. a tail under 5 MiB is read like the top-up and starts the next uploaded part.
+ * Only bytes within one part of a change are downloaded. Part count: with a part size P >= size /
+ * 4000, uploaded parts are full except the last, so uploaded bytes plus copied bytes (= size) give
+ * U + C/P <= 4001 (U uploaded parts, C copied bytes); copy runs are separated by uploaded parts
+ * (at most U + 1 runs) and a run of L bytes takes at most 1 + L/P copy parts; in all
+ * <= U + (U + 1) + C/P <= 8003 < 10,000. A base that changed (412 on a copy, another ETag on a read)
+ * fails the writer with ESTALE: nothing is published, never a mix of versions.
  */
 import { createReadStream } from 'node:fs';
 import { mkdir, open, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { BackendStat, BackendWriter, SetMetadata } from '../../src/vfs/backend.ts';
+import type { BackendStat, PatchWriter, SetMetadata } from '../../src/vfs/backend.ts';
 import { VfsError, toVfsError } from '../../src/vfs/errors.ts';
 import { encodeMeta } from './keys.ts';
 import { isPreconditionFailed, type S3Transport } from './transport.ts';
@@ -47,6 +64,10 @@ export interface WriterHost {
   published(path: string, key: string, etag: string, data: Buffer | undefined, meta: SetMetadata | undefined): Promise<BackendStat>;
   uploadStarted(key: string, uploadId: string): void;
   uploadEnded(uploadId: string): void;
+  /** Largest UploadPartCopy part (patch writers). */
+  copyPartMax: number;
+  /** Bytes [start, end) of version (key, etag); ESTALE when the object is no longer that version. */
+  readBase(path: string, key: string, etag: string, size: number, start: number, end: number): Promise<Buffer>;
 }
 
 export interface WriterParams {
@@ -55,6 +76,8 @@ export interface WriterParams {
   exclusive: boolean;
   mode: number | undefined;
   sizeHint: number | undefined;
+  /** Patch writers: the version copyBase() copies from (its ETag is sent as if-match). */
+  base?: { etag: string; size: number } | undefined;
 }
 
 /** A part being filled: in memory, or in a spool file. */
@@ -66,7 +89,10 @@ interface Part {
   file?: { fh: FileHandle; path: string };
 }
 
-export class S3Writer implements BackendWriter {
+/** Largest ranged GET of the base while topping up a part. */
+const BASE_READ_CHUNK = 4 * MiB;
+
+export class S3Writer implements PatchWriter {
   private readonly host: WriterHost;
   private readonly p: WriterParams;
   private readonly base: Promise<{ meta: Record<string, string>; contentType: string | undefined }>;
@@ -88,7 +114,8 @@ export class S3Writer implements BackendWriter {
     this.base = host.baseMeta(p.path, p.key, p.mode);
     this.base.catch(() => undefined);
     const hint = p.sizeHint !== undefined && p.sizeHint > 0 ? p.sizeHint : undefined;
-    const forHint = hint === undefined ? 0 : Math.ceil(hint / 9000 / MiB) * MiB;
+    // Patch writers may add one copy part per uploaded one: half the parts for the uploaded ones.
+    const forHint = hint === undefined ? 0 : Math.ceil(hint / (p.base !== undefined ? 4000 : 9000) / MiB) * MiB;
     this.basePart = Math.min(MAX_PART_BYTES, Math.max(MIN_PART_BYTES, host.partSize, forHint));
   }
 
@@ -153,29 +180,106 @@ export class S3Writer implements BackendWriter {
     part.len += data.length;
   }
 
+  /** Starts the multipart upload if needed and waits for a free part slot; returns the upload id. */
+  private async slot(): Promise<string> {
+    if (this.uploadId === undefined) {
+      const { meta, contentType } = await this.base;
+      this.startedAt = Date.now();
+      this.uploadId = await this.host.transport.createUpload(this.p.key, meta, contentType, this.p.path);
+      this.host.uploadStarted(this.p.key, this.uploadId);
+    }
+    while (this.inflight.size >= this.host.maxConcurrentParts) await Promise.race(this.inflight);
+    if (this.failure !== undefined) throw this.failure;
+    return this.uploadId;
+  }
+
   /** Uploads a full part in the background, waiting first for a free upload slot. */
   private async ship(part: Part): Promise<void> {
+    let uploadId: string;
     try {
-      if (this.uploadId === undefined) {
-        const { meta, contentType } = await this.base;
-        this.startedAt = Date.now();
-        this.uploadId = await this.host.transport.createUpload(this.p.key, meta, contentType, this.p.path);
-        this.host.uploadStarted(this.p.key, this.uploadId);
-      }
-      while (this.inflight.size >= this.host.maxConcurrentParts) await Promise.race(this.inflight);
-      if (this.failure !== undefined) throw this.failure;
+      uploadId = await this.slot();
     } catch (e) {
       this.failure ??= e;
       await releasePart(part);
       throw toVfsError(e, this.p.path);
     }
-    const uploadId = this.uploadId;
     const t = this.uploadPart(uploadId, part).then(
       (etag) => {
         this.parts.push({ PartNumber: part.number, ETag: etag });
       },
       (e: unknown) => {
         this.failure ??= e;
+      },
+    ).finally(() => {
+      this.inflight.delete(t);
+    });
+    this.inflight.add(t);
+  }
+
+  /**
+   * Appends bytes [start, end) of the base version (see the file comment for the part layout).
+   * Only on patch writers (Backend.createPatchWriter).
+   */
+  async copyBase(start: number, end: number): Promise<void> {
+    this.live();
+    const base = this.p.base;
+    if (base === undefined) throw new VfsError('EINVAL', 'copyBase() on a writer without a base', { path: this.p.path });
+    if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start || end > base.size) {
+      throw new VfsError('EINVAL', `copyBase(${start}, ${end}) outside the base (${base.size} bytes)`, { path: this.p.path });
+    }
+    if (this.total + (end - start) > this.host.maxFileSize) throw new VfsError('EFBIG', undefined, { path: this.p.path });
+    let at = start;
+    // 1. Fill the part being written: an uploaded part must be full unless it is the last.
+    const cur = this.current;
+    if (cur !== undefined && cur.len > 0) {
+      const n = Math.min(cur.size - cur.len, end - at);
+      await this.appendBase(at, at + n);
+      at += n;
+    }
+    // 2. Whole copy parts while at least the S3 minimum remains.
+    while (end - at >= MIN_PART_BYTES) {
+      // Never below the uploaded part size (keeps the 10,000-part bound when copyPartMax is small).
+      const n = Math.min(MAX_PART_BYTES, Math.max(this.host.copyPartMax, this.basePart), end - at);
+      await this.shipCopy(at, at + n);
+      at += n;
+    }
+    // 3. A short tail: read, it begins the next uploaded part.
+    if (at < end) await this.appendBase(at, end);
+  }
+
+  /** Base bytes [start, end) read (ETag-checked) and appended like written bytes. */
+  private async appendBase(start: number, end: number): Promise<void> {
+    const base = this.p.base as { etag: string; size: number };
+    for (let off = start; off < end;) {
+      const n = Math.min(BASE_READ_CHUNK, end - off);
+      const data = await this.host.readBase(this.p.path, this.p.key, base.etag, base.size, off, off + n);
+      if (data.length !== n) throw new VfsError('ESTALE', 'base object shorter than expected', { path: this.p.path });
+      await this.write(data);
+      off += n;
+    }
+  }
+
+  /** One UploadPartCopy part of the base, in the background like an uploaded part. */
+  private async shipCopy(start: number, end: number): Promise<void> {
+    const base = this.p.base as { etag: string; size: number };
+    const number = this.nextPart++;
+    if (number > MAX_PARTS) throw new VfsError('EFBIG', 'more than 10,000 parts', { path: this.p.path });
+    let uploadId: string;
+    try {
+      uploadId = await this.slot();
+    } catch (e) {
+      this.failure ??= e;
+      throw toVfsError(e, this.p.path);
+    }
+    this.total += end - start;
+    const t = this.host.transport.uploadPartCopy(this.p.key, uploadId, number, this.p.key, start, end, this.p.path, base.etag).then(
+      (etag) => {
+        this.parts.push({ PartNumber: number, ETag: etag });
+      },
+      (e: unknown) => {
+        this.failure ??= isPreconditionFailed(e)
+          ? new VfsError('ESTALE', 'the object changed since it was opened (UploadPartCopy precondition failed)', { path: this.p.path, cause: e })
+          : e;
       },
     ).finally(() => {
       this.inflight.delete(t);
@@ -200,7 +304,9 @@ export class S3Writer implements BackendWriter {
     this.live();
     this.done = true;
     try {
-      if (this.uploadId === undefined) return await this.putWhole(meta);
+      // A spooled first part (parts above memoryPartLimit, with a size hint that overestimated)
+      // is not in memory: it goes as a one-part multipart upload.
+      if (this.uploadId === undefined && (this.current?.file === undefined || this.current.len === 0)) return await this.putWhole(meta);
       const last = this.current;
       this.current = undefined;
       if (last !== undefined && last.len > 0) await this.ship(last);
@@ -209,6 +315,7 @@ export class S3Writer implements BackendWriter {
       if (this.failure !== undefined) throw this.failure;
       const parts = [...this.parts].sort((a, b) => a.PartNumber - b.PartNumber);
       const uploadId = this.uploadId;
+      if (uploadId === undefined) throw new VfsError('EIO', 'multipart upload missing at commit', { path: this.p.path });
       const complete = (): Promise<string> => this.completeOrVerify(uploadId, parts);
       const etag = this.p.exclusive ? await this.host.withKeyLock(this.p.key, async () => {
         if (await this.host.exists(this.p.key, this.p.path)) throw new VfsError('EEXIST', undefined, { path: this.p.path });
@@ -219,7 +326,7 @@ export class S3Writer implements BackendWriter {
       return await this.host.published(this.p.path, this.p.key, etag, undefined, hasMeta(meta) ? meta : undefined);
     } catch (e) {
       await this.cleanup();
-      if (isPreconditionFailed(e)) throw new VfsError('EEXIST', undefined, { path: this.p.path });
+      if (isPreconditionFailed(e)) throw new VfsError(this.p.base !== undefined && !this.p.exclusive ? 'ESTALE' : 'EEXIST', undefined, { path: this.p.path });
       throw toVfsError(e, this.p.path);
     }
   }

@@ -6,7 +6,7 @@
  * (backend, op) at wrap time (metrics.ts explains why not prom-client's own counters here). Series
  * appear in /metrics only once an op has been called.
  *
- * Optional methods (rename, copy, symlink, readlink, link) are defined only when the inner backend
+ * Optional methods (rename, copy, symlink, readlink, link, createPatchWriter, readVersion) are defined only when the inner backend
  * has them, because the VFS treats their presence as part of the capability contract.
  */
 import { performance } from 'node:perf_hooks';
@@ -15,9 +15,11 @@ import type {
   BackendFile,
   BackendStat,
   BackendWriter,
+  ContentVersion,
   ListOptions,
   ListPage,
   OpenFileOptions,
+  PatchWriter,
   SetMetadata,
   StatFs,
   WriterOptions,
@@ -96,7 +98,7 @@ function wrapFile(f: BackendFile, m: Meters): BackendFile {
 }
 
 function wrapWriter(w: BackendWriter, m: Meters): BackendWriter {
-  return {
+  const wrapped: BackendWriter = {
     async write(chunk: Uint8Array): Promise<void> {
       const t = performance.now();
       try { return m['writer.write'].ok(t, await w.write(chunk)); } catch (e) { throw m['writer.write'].fail(t, e); }
@@ -110,6 +112,15 @@ function wrapWriter(w: BackendWriter, m: Meters): BackendWriter {
       try { return m['writer.abort'].ok(t, await w.abort()); } catch (e) { throw m['writer.abort'].fail(t, e); }
     },
   };
+  if (w.writev) {
+    const writev = w.writev.bind(w);
+    // Counted as writer.write: the same operation for several chunks at once.
+    wrapped.writev = async (chunks: readonly Uint8Array[]): Promise<void> => {
+      const t = performance.now();
+      try { return m['writer.write'].ok(t, await writev(chunks)); } catch (e) { throw m['writer.write'].fail(t, e); }
+    };
+  }
+  return wrapped;
 }
 
 /**
@@ -215,6 +226,24 @@ export function instrumentBackend(backend: Backend, metrics: Metrics, label: str
     wrapped.link = async (existing: string, path: string): Promise<BackendStat> => {
       const t = performance.now();
       try { return m.link.ok(t, await link(existing, path)); } catch (e) { throw m.link.fail(t, e); }
+    };
+  }
+  // Patch writes (capabilities.patchWrites): counted as createWriter / read; copyBase is forwarded.
+  if (b.createPatchWriter) {
+    const createPatchWriter = b.createPatchWriter.bind(b);
+    wrapped.createPatchWriter = async (path: string, base: ContentVersion, options?: WriterOptions): Promise<PatchWriter> => {
+      const t = performance.now();
+      try {
+        const w = m.createWriter.ok(t, await createPatchWriter(path, base, options));
+        return { ...wrapWriter(w, m), copyBase: (start: number, end: number) => w.copyBase(start, end) };
+      } catch (e) { throw m.createWriter.fail(t, e); }
+    };
+  }
+  if (b.readVersion) {
+    const readVersion = b.readVersion.bind(b);
+    wrapped.readVersion = async (path: string, version: ContentVersion, offset: number, length: number): Promise<Buffer> => {
+      const t = performance.now();
+      try { return m.read.ok(t, await readVersion(path, version, offset, length)); } catch (e) { throw m.read.fail(t, e); }
     };
   }
   // Maintenance calls: forwarded without timing.

@@ -49,6 +49,15 @@ export interface BackendCapabilities {
   /** Longest single name, in UTF-8 bytes. */
   maxNameBytes: number;
   /**
+   * createPatchWriter() and readVersion() exist (optional; absent means false). The VFS then stages
+   * only the changed ranges of a large file and publishes "unchanged ranges of the old version +
+   * new bytes", the unchanged ranges copied inside the store (S3: UploadPartCopy) instead of being
+   * downloaded and uploaded again. See src/vfs/write-stage.ts.
+   */
+  patchWrites?: boolean;
+  /** With patchWrites: files smaller than this are still staged whole (patching them gains nothing). */
+  patchMinBytes?: number;
+  /**
    * Names starting with this prefix are the backend's own (local: atomic-write temp files). They are
    * hidden from listings, so the VFS refuses to let a client create or address one.
    */
@@ -139,9 +148,39 @@ export interface BackendFile {
  */
 export interface BackendWriter {
   write(chunk: Uint8Array): Promise<void>;
+  /**
+   * Optional vectored write: the chunks, in order, as one write (local: one pwritev). Lets a
+   * protocol hand over the socket chunks of a request body without concatenating them first. The
+   * writer may keep the chunks until commit, like write(). Absent: the caller writes them one by one.
+   */
+  writev?(chunks: readonly Uint8Array[]): Promise<void>;
   /** Publishes the data at the target path (atomic replace) and returns the new stat. */
   commit(meta?: SetMetadata): Promise<BackendStat>;
   abort(): Promise<void>;
+}
+
+/**
+ * One version of a file's content: what a patch is made against. `id` is the backend's content
+ * identity (BackendStat.nativeId; S3: the ETag): it changes whenever the content is replaced.
+ */
+export interface ContentVersion {
+  id: string;
+  size: number;
+}
+
+/**
+ * A BackendWriter (same atomic-on-commit rules) bound to a base version of the file it replaces,
+ * which can also append ranges of that base without the bytes passing through Portico. The new
+ * content is the concatenation of what write() and copyBase() appended, in call order.
+ */
+export interface PatchWriter extends BackendWriter {
+  /**
+   * Appends bytes [start, end) of the base version (end <= base.size). The backend decides how
+   * (S3: UploadPartCopy of whole parts, ranged reads of the base for the rest). If the file's content
+   * is no longer the base (replaced by someone else), this or commit() fails with ESTALE and
+   * nothing is published: a new object never mixes two versions.
+   */
+  copyBase(start: number, end: number): Promise<void>;
 }
 
 export interface WriterOptions {
@@ -178,6 +217,17 @@ export interface Backend {
   openFile(path: string, options: OpenFileOptions): Promise<BackendFile>;
   /** Streaming, atomic-on-commit write of a whole file. Parent must exist (ENOENT otherwise). */
   createWriter(path: string, options?: WriterOptions): Promise<BackendWriter>;
+  /**
+   * Only when capabilities.patchWrites: a writer replacing the file at `path`, whose current content
+   * must be `base`, that can reuse ranges of it (PatchWriter.copyBase).
+   */
+  createPatchWriter?(path: string, base: ContentVersion, options?: WriterOptions): Promise<PatchWriter>;
+  /**
+   * Only when capabilities.patchWrites: bytes [offset, offset + length) of content version
+   * `version` of `path` (short at its end). ESTALE when the file's content is no longer that version
+   * (never bytes of another version).
+   */
+  readVersion?(path: string, version: ContentVersion, offset: number, length: number): Promise<Buffer>;
 
   /** EEXIST when the path exists; ENOENT when the parent is missing. */
   mkdir(path: string, mode?: number): Promise<BackendStat>;

@@ -24,16 +24,38 @@
  *    Node since 17) refuses, so any truncated V2 listing was a 500. V2 listings are answered here
  *    with S3's paging rules (MaxKeys counts keys and common prefixes; the opaque token resumes
  *    after the last key or prefix returned).
+ * 7. UploadPartCopy (PUT /bucket/key?partNumber=N&uploadId=U with x-amz-copy-source): answered
+ *    NotImplemented. Implemented as AWS documents it: optional `x-amz-copy-source-range:
+ *    bytes=first-last` (inclusive; must lie inside the source, else 400 InvalidArgument; without it
+ *    the whole source), at most 5 GiB per part (400 InvalidRequest), the conditional headers
+ *    x-amz-copy-source-if-match / -if-none-match / -if-unmodified-since / -if-modified-since with
+ *    S3's combination rules (a failed condition is 412 PreconditionFailed, nothing copied), 404
+ *    NoSuchKey / NoSuchUpload, and a `CopyPartResult` XML with the part's ETag (MD5 of the copied
+ *    bytes) and LastModified. The source's metadata check and file open happen under the source key's
+ *    lock, and the bytes are streamed from that descriptor, so a part never mixes two versions of
+ *    the source (an overwrite renames a new file into place). CopyObject's own x-amz-copy-source-if-*
+ *    headers, ignored by s3rver, are checked the same way just before s3rver copies.
+ *    UploadPart itself answered before the part file was completely written (s3rver awaited its
+ *    hashing stream, not the file), so a quick CompleteMultipartUpload could assemble a cut part:
+ *    parts are now written to a temporary file, renamed into place, then acknowledged.
+ * 8. CompleteMultipartUpload: s3rver assembled whatever part files existed, ignoring the request's
+ *    part list rules. Now checked like S3: parts in ascending order (400 InvalidPartOrder), each
+ *    listed part uploaded with the listed ETag (400 InvalidPart), every part but the last at least
+ *    5 MiB (400 EntityTooSmall), only the listed parts assembled. So tests catch clients that break
+ *    the rules AWS enforces. The object's ETag is S3's multipart form (MD5 of the parts' binary
+ *    MD5s, "-N"), not the MD5 of the content; and as on S3 a CopyObject (or in-place metadata
+ *    rewrite) of such an object is a new single-part object whose ETag is the content's MD5 — the
+ *    same bytes under another ETag, which clients that pin versions by ETag must cope with.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { createWriteStream, mkdtempSync, readdirSync, rmSync, type Dirent } from 'node:fs';
-import { copyFile, mkdir, readFile, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { createReadStream, createWriteStream, mkdtempSync, readdirSync, rmSync, type Dirent } from 'node:fs';
+import { copyFile, mkdir, open, readFile, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { S3Client } from '@aws-sdk/client-s3';
 
 const require = createRequire(import.meta.url);
@@ -61,11 +83,15 @@ interface KoaContext {
   method: string;
   path: string;
   query: Record<string, string | undefined>;
+  headers: Record<string, string | string[] | undefined>;
+  req: Readable;
   status: number;
   body: unknown;
   type: string;
   set(name: string, value: string): void;
 }
+
+type KeyLock = <T>(key: string, fn: () => Promise<T>) => Promise<T>;
 
 interface S3rverInstance {
   store: FilesystemStore;
@@ -126,7 +152,7 @@ function keyLock(): <T>(key: string, fn: () => Promise<T>) => Promise<T> {
   };
 }
 
-function patchStore(store: FilesystemStore): void {
+function patchStore(store: FilesystemStore): KeyLock {
   const lock = keyLock();
   const origGet = store.getObject.bind(store);
   const origDelete = store.deleteObject.bind(store);
@@ -139,11 +165,17 @@ function patchStore(store: FilesystemStore): void {
         await mkdir(dirname(dst), { recursive: true });
         const tmp = `${dst}.incoming-${randomBytes(6).toString('hex')}`;
         await copyFile(src, tmp);
-        await copyFile(`${src}.md5`, `${dst}.md5`).catch(() => undefined);
+        const srcMd5 = await readFile(`${src}.md5`, 'utf8').catch(() => undefined);
+        // A copy is a new single-part object: a multipart source's "-N" ETag becomes the MD5 (as on S3).
+        await writeFile(`${dst}.md5`, srcMd5 === undefined || srcMd5.includes('-') ? await md5File(tmp) : srcMd5);
         if (replacement === null) await copyFile(store.getResourcePath(srcBucket, srcKey, 'metadata.json'), store.getResourcePath(destBucket, destKey, 'metadata.json')).catch(() => undefined);
         await rename(tmp, dst);
       }
-      if (replacement !== null) await store.putMetadata(destBucket, destKey, replacement);
+      if (replacement !== null) {
+        // Rewritten in place (metadata change): also a new single-part object.
+        const md5 = src === dst && (await readFile(`${dst}.md5`, 'utf8').catch(() => '')).includes('-') ? await md5File(dst) : undefined;
+        await store.putMetadata(destBucket, destKey, replacement, md5);
+      }
       return store.getMetadata(destBucket, destKey);
     });
   store.deleteObject = (bucket, key) => lock(`${bucket}/${key}`, () => origDelete(bucket, key));
@@ -175,7 +207,8 @@ function patchStore(store: FilesystemStore): void {
       await unlink(tmp).catch(() => undefined);
       throw e;
     }
-    const digest = md5.digest('hex');
+    // A multipart completion passes S3's "-N" ETag (see 8.).
+    const digest = (object as S3Object & { etag?: string }).etag ?? md5.digest('hex');
     await lock(`${object.bucket}/${object.key}`, async () => {
       await rename(tmp, objectPath);
       await store.putMetadata(object.bucket, object.key, object.metadata, digest);
@@ -211,6 +244,13 @@ function patchStore(store: FilesystemStore): void {
       isTruncated,
     };
   };
+  return lock;
+}
+
+async function md5File(file: string): Promise<string> {
+  const h = createHash('md5');
+  for await (const c of createReadStream(file) as AsyncIterable<Buffer>) h.update(c);
+  return h.digest('hex');
 }
 
 /** Every key under `prefix`, in S3 (UTF-8 byte) order. */
@@ -293,14 +333,226 @@ async function listObjectsV2(store: FilesystemStore, ctx: KoaContext, bucket: st
     + contents.join('') + prefixes.join('') + '</ListBucketResult>';
 }
 
-/** ListMultipartUploads and AbortMultipartUpload over s3rver's upload directories. */
-function uploadsMiddleware(dir: string, store: FilesystemStore) {
+function s3Error(ctx: KoaContext, status: number, code: string, message: string, extra = ''): void {
+  ctx.status = status;
+  ctx.type = 'application/xml';
+  ctx.body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${xml(message)}</Message>${extra}<RequestId>0</RequestId></Error>`;
+}
+
+function header(ctx: KoaContext, name: string): string | undefined {
+  const v = ctx.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+const MiB = 1024 * 1024;
+const MAX_COPY_PART = 5 * 1024 * MiB;
+const MIN_PART = 5 * MiB;
+
+/**
+ * S3's rules for x-amz-copy-source-if-* (CopyObject / UploadPartCopy): if-match true makes a false
+ * if-unmodified-since irrelevant; if-none-match false fails even when if-modified-since holds.
+ * Returns the failed header, or undefined when the copy may proceed.
+ */
+function failedCopyCondition(ctx: KoaContext, etag: string, lastModified: Date): string | undefined {
+  const bare = (e: string): string => e.trim().replace(/^W\//, '').replace(/"/g, '');
+  const tags = (v: string): string[] => v.split(',').map(bare);
+  const ifMatch = header(ctx, 'x-amz-copy-source-if-match');
+  const ifNoneMatch = header(ctx, 'x-amz-copy-source-if-none-match');
+  const ifUnmod = header(ctx, 'x-amz-copy-source-if-unmodified-since');
+  const ifMod = header(ctx, 'x-amz-copy-source-if-modified-since');
+  const t = Math.floor(lastModified.getTime() / 1000) * 1000;
+  const matched = ifMatch === undefined ? undefined : tags(ifMatch).some((x) => x === '*' || x === bare(etag));
+  if (matched === false) return 'x-amz-copy-source-If-Match';
+  if (matched === undefined && ifUnmod !== undefined && !Number.isNaN(Date.parse(ifUnmod)) && t > Date.parse(ifUnmod)) return 'x-amz-copy-source-If-Unmodified-Since';
+  const noneMatched = ifNoneMatch === undefined ? undefined : !tags(ifNoneMatch).some((x) => x === '*' || x === bare(etag));
+  if (noneMatched === false) return 'x-amz-copy-source-If-None-Match';
+  if (noneMatched === undefined && ifMod !== undefined && !Number.isNaN(Date.parse(ifMod)) && t <= Date.parse(ifMod)) return 'x-amz-copy-source-If-Modified-Since';
+  return undefined;
+}
+
+/** The x-amz-copy-source header as bucket and key. */
+function copySource(ctx: KoaContext): { srcBucket: string; srcKey: string } | undefined {
+  const source = (header(ctx, 'x-amz-copy-source') ?? '').replace(/^\//, '').replace(/\?versionId=.*$/, '');
+  const slash = source.indexOf('/');
+  if (slash <= 0 || slash === source.length - 1) return undefined;
+  return { srcBucket: decodeURIComponent(source.slice(0, slash)), srcKey: decodeURIComponent(source.slice(slash + 1)) };
+}
+
+/** UploadPartCopy (see 7. above). */
+async function uploadPartCopy(dir: string, store: FilesystemStore, lock: KeyLock, ctx: KoaContext, bucket: string, key: string): Promise<void> {
+  const uploadId = ctx.query.uploadId as string;
+  const partNumber = Number(ctx.query.partNumber);
+  if (!Number.isInteger(partNumber) || partNumber < 1 || partNumber > 10_000) {
+    s3Error(ctx, 400, 'InvalidArgument', 'Part number must be an integer between 1 and 10000, inclusive');
+    return;
+  }
+  const upload = join(dir, bucket, UPLOADS_DIR, uploadId);
+  if (!/^[0-9a-f]+$/i.test(uploadId) || (await stat(upload).catch(() => undefined)) === undefined) {
+    s3Error(ctx, 404, 'NoSuchUpload', 'The specified upload does not exist.', `<UploadId>${xml(uploadId)}</UploadId>`);
+    return;
+  }
+  const src = copySource(ctx);
+  if (src === undefined) {
+    s3Error(ctx, 400, 'InvalidArgument', 'Copy Source must mention the source bucket and key: sourcebucket/sourcekey');
+    return;
+  }
+  const { srcBucket, srcKey } = src;
+  const rangeHeader = header(ctx, 'x-amz-copy-source-range');
+  // Under the source key's lock: metadata and the descriptor we stream from are one version.
+  const opened = await lock(`${srcBucket}/${srcKey}`, async () => {
+    const meta = await store.getMetadata(srcBucket, srcKey).catch(() => undefined);
+    if (meta === undefined) return undefined;
+    const fh = await open(store.getResourcePath(srcBucket, srcKey, 'object'), 'r');
+    return { meta, fh };
+  });
+  if (opened === undefined) {
+    s3Error(ctx, 404, 'NoSuchKey', 'The specified key does not exist.', `<Key>${xml(srcKey)}</Key>`);
+    return;
+  }
+  const { meta, fh } = opened;
+  try {
+    const size = Number(meta['content-length']);
+    const etag = meta.etag as string;
+    const failed = failedCopyCondition(ctx, etag, new Date(meta['last-modified'] as string));
+    if (failed !== undefined) {
+      s3Error(ctx, 412, 'PreconditionFailed', 'At least one of the pre-conditions you specified did not hold', `<Condition>${failed}</Condition>`);
+      return;
+    }
+    let first = 0;
+    let last = size - 1;
+    if (rangeHeader !== undefined) {
+      const m = /^bytes=(\d+)-(\d+)$/.exec(rangeHeader.trim());
+      if (m === null || Number(m[1]) > Number(m[2])) {
+        s3Error(ctx, 400, 'InvalidArgument', 'The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy');
+        return;
+      }
+      first = Number(m[1]);
+      last = Number(m[2]);
+      if (last >= size) {
+        s3Error(ctx, 400, 'InvalidArgument', `Range specified is not valid for source object of size: ${size}`);
+        return;
+      }
+    }
+    if (last - first + 1 > MAX_COPY_PART) {
+      s3Error(ctx, 400, 'InvalidRequest', 'The specified copy source is larger than the maximum allowable size for a copy source: 5368709120');
+      return;
+    }
+    const body = last < first ? Readable.from([]) : fh.createReadStream({ start: first, end: last, autoClose: false });
+    const md5 = await storePart(upload, partNumber, body);
+    ctx.type = 'application/xml';
+    ctx.body = `<?xml version="1.0" encoding="UTF-8"?>\n<CopyPartResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><LastModified>${new Date().toISOString()}</LastModified><ETag>"${md5}"</ETag></CopyPartResult>`;
+  } finally {
+    await fh.close().catch(() => undefined);
+  }
+}
+
+/**
+ * Writes a part file the way s3rver lays it out (`<upload>/<n>` and `<n>.md5`), but acknowledged
+ * only once it is completely on disk (s3rver's putPart resolved when its hashing stream finished,
+ * possibly before the file write did): a temporary file, flushed, then renamed into place.
+ */
+async function storePart(upload: string, partNumber: number, body: Readable): Promise<string> {
+  const file = join(upload, String(partNumber));
+  const tmp = `${file}.incoming-${randomBytes(6).toString('hex')}`;
+  const md5 = createHash('md5');
+  const out = createWriteStream(tmp);
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      md5.update(chunk);
+      if (!out.write(chunk)) await once(out, 'drain');
+    }
+    out.end();
+    await once(out, 'finish');
+  } catch (e) {
+    out.destroy();
+    await unlink(tmp).catch(() => undefined);
+    throw e;
+  }
+  const digest = md5.digest('hex');
+  await rename(tmp, file);
+  await writeFile(`${file}.md5`, digest);
+  return digest;
+}
+
+/** UploadPart, acknowledged only once the part is on disk (see storePart). */
+async function uploadPart(dir: string, ctx: KoaContext, bucket: string): Promise<void> {
+  const uploadId = ctx.query.uploadId as string;
+  const partNumber = Number(ctx.query.partNumber);
+  const upload = join(dir, bucket, UPLOADS_DIR, uploadId);
+  if (!/^[0-9a-f]+$/i.test(uploadId) || (await stat(upload).catch(() => undefined)) === undefined) {
+    s3Error(ctx, 404, 'NoSuchUpload', 'The specified upload does not exist.', `<UploadId>${xml(uploadId)}</UploadId>`);
+    return;
+  }
+  if (!Number.isInteger(partNumber) || partNumber < 1 || partNumber > 10_000) {
+    s3Error(ctx, 400, 'InvalidArgument', 'Part number must be an integer between 1 and 10000, inclusive');
+    return;
+  }
+  const md5 = await storePart(upload, partNumber, ctx.req);
+  ctx.set('ETag', `"${md5}"`);
+  ctx.status = 200;
+  ctx.body = '';
+}
+
+/** CompleteMultipartUpload with S3's part checks (see 8. above). */
+async function completeUpload(dir: string, store: FilesystemStore, ctx: KoaContext, bucket: string): Promise<void> {
+  const uploadId = ctx.query.uploadId as string;
+  const upload = join(dir, bucket, UPLOADS_DIR, uploadId);
+  if (!/^[0-9a-f]+$/i.test(uploadId) || (await stat(upload).catch(() => undefined)) === undefined) {
+    s3Error(ctx, 404, 'NoSuchUpload', 'The specified upload does not exist.', `<UploadId>${xml(uploadId)}</UploadId>`);
+    return;
+  }
+  const chunks: Buffer[] = [];
+  for await (const c of ctx.req as AsyncIterable<Buffer>) chunks.push(c);
+  const text = Buffer.concat(chunks).toString('utf8');
+  const parts: { number: number; etag: string }[] = [];
+  for (const m of text.matchAll(/<Part>([\s\S]*?)<\/Part>/g)) {
+    const n = /<PartNumber>\s*(\d+)\s*<\/PartNumber>/.exec(m[1] as string);
+    const e = /<ETag>([\s\S]*?)<\/ETag>/.exec(m[1] as string);
+    if (n === null || e === null) break;
+    parts.push({ number: Number(n[1]), etag: (e[1] as string).replace(/&quot;|&#34;|"/g, '').trim() });
+  }
+  if (parts.length === 0) {
+    s3Error(ctx, 400, 'MalformedXML', 'The XML you provided was not well-formed or did not validate against our published schema.');
+    return;
+  }
+  for (let i = 0; i < parts.length; i++) {
+    const p = parts[i]!;
+    if (i > 0 && p.number <= parts[i - 1]!.number) {
+      s3Error(ctx, 400, 'InvalidPartOrder', 'The list of parts was not in ascending order. The parts list must be specified in order by part number.');
+      return;
+    }
+    const file = join(upload, String(p.number));
+    const [st, md5] = await Promise.all([stat(file).catch(() => undefined), readFile(`${file}.md5`, 'utf8').catch(() => undefined)]);
+    if (st === undefined || md5 === undefined || md5.trim() !== p.etag) {
+      s3Error(ctx, 400, 'InvalidPart', "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.", `<PartNumber>${p.number}</PartNumber><ETag>${xml(p.etag)}</ETag>`);
+      return;
+    }
+    if (i < parts.length - 1 && st.size < MIN_PART) {
+      s3Error(ctx, 400, 'EntityTooSmall', 'Your proposed upload is smaller than the minimum allowed object size.', `<ProposedSize>${st.size}</ProposedSize><MinSizeAllowed>${MIN_PART}</MinSizeAllowed><PartNumber>${p.number}</PartNumber><ETag>${xml(p.etag)}</ETag>`);
+      return;
+    }
+  }
+  const key = await readFile(join(upload, 'key'), 'utf8');
+  const metadata = JSON.parse(await readFile(join(upload, 'metadata'), 'utf8')) as Record<string, string>;
+  // S3's multipart ETag: MD5 of the concatenated binary part MD5s, then "-<part count>".
+  const etag = `${createHash('md5').update(Buffer.concat(parts.map((p) => Buffer.from(p.etag, 'hex')))).digest('hex')}-${parts.length}`;
+  async function* body(): AsyncGenerator<Buffer> {
+    for (const p of parts) yield* createReadStream(join(upload, String(p.number))) as AsyncIterable<Buffer>;
+  }
+  await store.putObject({ bucket, key, content: Readable.from(body()), metadata, etag } as S3Object);
+  await rm(upload, { recursive: true, force: true });
+  ctx.type = 'application/xml';
+  ctx.body = `<?xml version="1.0" encoding="UTF-8"?>\n<CompleteMultipartUploadResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Location>${xml(ctx.path)}</Location><Bucket>${xml(bucket)}</Bucket><Key>${xml(key)}</Key><ETag>"${etag}"</ETag></CompleteMultipartUploadResult>`;
+}
+
+/** ListMultipartUploads, AbortMultipartUpload, UploadPartCopy, CompleteMultipartUpload (see above). */
+function uploadsMiddleware(dir: string, store: FilesystemStore, lock: KeyLock) {
   return async (ctx: KoaContext, next: () => Promise<void>): Promise<void> => {
-    await extensions(dir, store, ctx, next);
+    await extensions(dir, store, lock, ctx, next);
   };
 }
 
-async function extensions(dir: string, store: FilesystemStore, ctx: KoaContext, next: () => Promise<void>): Promise<void> {
+async function extensions(dir: string, store: FilesystemStore, lock: KeyLock, ctx: KoaContext, next: () => Promise<void>): Promise<void> {
   {
     const bucketOnly = /^\/([^/]+)\/?$/.exec(ctx.path);
     if (ctx.method === 'GET' && bucketOnly !== null && ctx.query['list-type'] === '2' && ctx.query.uploads === undefined) {
@@ -327,6 +579,29 @@ async function extensions(dir: string, store: FilesystemStore, ctx: KoaContext, 
     }
     const objectPath = /^\/([^/]+)\/(.+)$/.exec(ctx.path);
     const uploadId = ctx.query.uploadId;
+    if (ctx.method === 'PUT' && objectPath !== null && uploadId !== undefined && ctx.query.partNumber !== undefined && header(ctx, 'x-amz-copy-source') !== undefined) {
+      await uploadPartCopy(dir, store, lock, ctx, decodeURIComponent(objectPath[1] as string), decodeURIComponent(objectPath[2] as string));
+      return;
+    }
+    if (ctx.method === 'PUT' && objectPath !== null && uploadId === undefined && Object.keys(ctx.query).length === 0
+      && header(ctx, 'x-amz-copy-source') !== undefined && Object.keys(ctx.headers).some((h) => h.startsWith('x-amz-copy-source-if-'))) {
+      // CopyObject's conditions (see 7.), checked just before s3rver copies (not atomic with it).
+      const src = copySource(ctx);
+      const meta = src === undefined ? undefined : await store.getMetadata(src.srcBucket, src.srcKey).catch(() => undefined);
+      const failed = meta === undefined ? undefined : failedCopyCondition(ctx, meta.etag as string, new Date(meta['last-modified'] as string));
+      if (failed !== undefined) {
+        s3Error(ctx, 412, 'PreconditionFailed', 'At least one of the pre-conditions you specified did not hold', `<Condition>${failed}</Condition>`);
+        return;
+      }
+    }
+    if (ctx.method === 'PUT' && objectPath !== null && uploadId !== undefined && ctx.query.partNumber !== undefined) {
+      await uploadPart(dir, ctx, decodeURIComponent(objectPath[1] as string));
+      return;
+    }
+    if (ctx.method === 'POST' && objectPath !== null && uploadId !== undefined) {
+      await completeUpload(dir, store, ctx, decodeURIComponent(objectPath[1] as string));
+      return;
+    }
     if (ctx.method === 'DELETE' && objectPath !== null && uploadId !== undefined) {
       const upload = join(dir, decodeURIComponent(objectPath[1] as string), UPLOADS_DIR, uploadId);
       if (!/^[0-9a-f]+$/i.test(uploadId) || (await stat(upload).catch(() => undefined)) === undefined) {
@@ -366,8 +641,8 @@ export async function startS3rver(options: { bucket?: string; port?: number } = 
   const bucket = options.bucket ?? 'portico-test';
   const dir = mkdtempSync(join(tmpdir(), 'portico-s3rver-'));
   const server = new S3rver({ port: options.port ?? 0, address: '127.0.0.1', silent: true, directory: dir, configureBuckets: [{ name: bucket }] });
-  patchStore(server.store);
-  server.middleware.unshift(uploadsMiddleware(dir, server.store));
+  const lock = patchStore(server.store);
+  server.middleware.unshift(uploadsMiddleware(dir, server.store, lock));
   const inFlight = inFlightCounter();
   server.middleware.unshift(inFlight.middleware);
   const addr = await server.run();
