@@ -318,20 +318,27 @@ export class WriteStage {
     const size = this.size;
     const w = await this.backend.createWriter(this.path, { sizeHint: size });
     try {
-      for (let off = 0; off < size;) {
-        const want = Math.min(COPY_CHUNK, size - off);
-        // A fresh buffer per chunk: a writer may keep the chunk it was given (no reuse under it).
-        const buf = Buffer.allocUnsafe(want);
-        const got = await readAt(this.fh!, buf, 0, want, off);
-        // A hole at the end (truncate up) has no bytes in the temp file: send zeros.
-        buf.fill(0, got);
-        await w.write(buf);
-        off += want;
-      }
+      await this.sendFromFile(w, 0, size);
       return await w.commit();
     } catch (e) {
       await w.abort().catch(() => undefined);
       throw toVfsError(e, this.path);
+    }
+  }
+
+  /**
+   * Bytes [start, end) of the temp file into the writer, in fresh COPY_CHUNK buffers (a writer may
+   * keep the chunk it was given). Bytes the temp file does not hold (a hole left by a truncate up,
+   * or cut by a truncate running meanwhile) go as zeros; a cut range stays dirty for the next publish.
+   */
+  private async sendFromFile(w: BackendWriter, start: number, end: number): Promise<void> {
+    for (let off = start; off < end;) {
+      const want = Math.min(COPY_CHUNK, end - off);
+      const buf = Buffer.allocUnsafe(want);
+      const got = await readAt(this.fh!, buf, 0, want, off);
+      buf.fill(0, got);
+      await w.write(buf);
+      off += want;
     }
   }
 
@@ -348,17 +355,7 @@ export class WriteStage {
         if (s.kind === 'base') await w.copyBase!(s.start, s.end);
         else if (s.kind === 'zero') {
           for (let off = s.start; off < s.end; off += COPY_CHUNK) await w.write(ZEROS.subarray(0, Math.min(COPY_CHUNK, s.end - off)));
-        } else {
-          for (let off = s.start; off < s.end;) {
-            const want = Math.min(COPY_CHUNK, s.end - off);
-            const buf = Buffer.allocUnsafe(want);
-            const got = await readAt(this.fh!, buf, 0, want, off);
-            // Cut by a truncate running meanwhile: zeros now, the range stays dirty for next time.
-            buf.fill(0, got);
-            await w.write(buf);
-            off += want;
-          }
-        }
+        } else await this.sendFromFile(w, s.start, s.end);
       }
       return await w.commit();
     } catch (e) {
