@@ -1,20 +1,28 @@
 /**
  * WebDAV benchmark: Portico against nginx (dav + dav_ext), Apache mod_dav and `rclone serve webdav`,
  * all serving the SAME directory (prepared once) as /share/ on 127.0.0.1, measured in one run by the
- * same client (node:http with keep-alive agents, written here), one server at a time.
+ * same client (node:http with keep-alive agents, written here). All servers are started first and
+ * each figure is measured on them in turn, in an order that rotates every round (big files: 2
+ * rounds; 4 KiB figures: 3 slices; PROPFIND: 5 rounds), so that a shared machine's changing load
+ * weighs on every server alike instead of on whichever happened to be measured during a busy minute.
  *
  *   node bench/webdav-bench.ts            1 GiB file, 3,000 ops per small-file figure, 10,000 entries
  *   BENCH_QUICK=1 node bench/webdav-bench.ts   100 MB, 500 ops, 1,000 entries
  *
  * Figures per server: GET and PUT of the big file (MB/s = 10^6 B/s, streamed both ways, best of 2),
- * 4 KiB PUT and GET at concurrency 1 and 16 (ops/s), PROPFIND Depth 1 of the big directory (ms,
+ * 4 KiB PUT and GET at concurrency 1 and 16 (ops/s over all slices; every file is touched once per
+ * figure, so Portico's first access to a file — creating its persistent id — is included), PROPFIND Depth 1 of the big directory (ms,
  * median of 5, whole response read and its <response> elements counted), and Portico's peak RSS
  * during the big PUT (/proc/PID/status sampled every 50 ms, plus VmHWM).
  *
  * Portico authenticates every request with Basic auth (default bcrypt cost); the peers run without
- * auth, which favours them. Peers missing on the machine are installed with apt-get (nginx-extras,
- * apache2, rclone); one is skipped only when apt cannot install it, and the output says so.
- * Ratios are printed next to their aims; the script never exits non-zero because of a ratio.
+ * auth, which favours them. Portico runs twice: as deployed by default (durable writes: a PUT is
+ * acknowledged once data and name are fsync'ed), and with `fsync: false` on the share for the PUT
+ * figures only — what the peers do (none of them fsyncs) — so the comparison is honest both ways.
+ * Peers missing on the machine are installed with apt-get (nginx-extras, apache2, rclone); one is
+ * skipped only when apt cannot install it, and the output says so. Ratios are printed next to their
+ * aims; the script never exits non-zero because of a ratio. BENCH_SERVERS=portico,nginx measures only
+ * the servers named (portico, portico-nofsync, nginx, apache, rclone; portico is always needed).
  */
 import { request, Agent } from 'node:http';
 import { randomBytes } from 'node:crypto';
@@ -27,16 +35,23 @@ import { aptInstall, chownTree, makeTraversable, startApache, startNginx, startR
 import { memoryOf, startPorticoChild } from './peers/portico-child.ts';
 
 const QUICK = process.env.BENCH_QUICK === '1';
+/** BENCH_SERVERS=portico,nginx measures only those (default: all). For quick iterations. */
+const ONLY = process.env.BENCH_SERVERS ? new Set(process.env.BENCH_SERVERS.split(',').map((s) => s.trim())) : undefined;
 const BIG_BYTES = QUICK ? 100 * 1000 * 1000 : 1024 * 1024 * 1024;
 const BIG_LABEL = QUICK ? '100 MB' : '1 GiB';
 const SMALL_BYTES = 4096;
 const SMALL_OPS = QUICK ? 500 : 3000;
 const ENTRIES = QUICK ? 1000 : 10_000;
 const BIG_ROUNDS = 2;
+/** Slices of each small-file figure, interleaved between the servers. */
+const SMALL_ROUNDS = 3;
 const PROPFIND_ROUNDS = 5;
 const USER = 'bench';
 const PASS = 'bench-password-1';
 const RSS_AIM_MB = 200;
+
+/** The second Portico run: `fsync: false` on the share, PUT figures only. */
+const NOFSYNC = 'portico-nofsync';
 
 const PEERS = [
   { name: 'nginx', pkg: 'nginx-extras', start: startNginx },
@@ -129,13 +144,6 @@ function bigSource(bytes: number): Readable {
   });
 }
 
-async function opsPerSecond(count: number, concurrency: number, op: (i: number) => Promise<void>): Promise<number> {
-  const idx = Array.from({ length: count }, (_, i) => i);
-  const t0 = performance.now();
-  await mapLimit(idx, concurrency, op);
-  return count / ((performance.now() - t0) / 1000);
-}
-
 const PROPFIND_BODY = Buffer.from(
   '<?xml version="1.0" encoding="utf-8"?>\n<D:propfind xmlns:D="DAV:"><D:prop>' +
     '<D:resourcetype/><D:getcontentlength/><D:getlastmodified/><D:getetag/><D:getcontenttype/><D:displayname/>' +
@@ -158,108 +166,165 @@ interface RssFigures {
   hwm: number;
 }
 
-async function measure(server: PeerServer, isPortico: boolean): Promise<ServerFigures & { rss?: RssFigures }> {
-  const t: Target = {
+/** Metrics a run measures: all, or (the no-fsync Portico) only those fsync changes. */
+const PUT_METRICS: readonly Metric[] = ['putBig', 'put4kC1', 'put4kC16'];
+
+/** One server under test, started once and measured metric by metric, interleaved with the others. */
+interface Contender {
+  name: string;
+  server: PeerServer;
+  target: Target;
+  isPortico: boolean;
+  only: readonly Metric[] | undefined;
+  out: ServerFigures & { rss?: RssFigures };
+}
+
+function targetOf(server: PeerServer): Target {
+  return {
     name: server.name,
     port: server.port,
     auth: server.auth ? `Basic ${Buffer.from(`${server.auth.user}:${server.auth.pass}`).toString('base64')}` : undefined,
     agent: new Agent({ keepAlive: true, maxSockets: 16, keepAliveMsecs: 30_000 }),
   };
-  const out: ServerFigures & { rss?: RssFigures } = { figures: {}, errors: {}, samples: {} };
-  const mem = (): { rss: number; hwm: number } | undefined => memoryOf(server.pid, (p) => readFileSync(p, 'utf8'));
-  const putDir = `put-${server.name}`;
-  const attempt = async (key: Metric, fn: () => Promise<number>): Promise<void> => {
+}
+
+const memOf = (pid: number): { rss: number; hwm: number } | undefined => memoryOf(pid, (p) => readFileSync(p, 'utf8'));
+
+/** Warm-up for everyone: connections, the first (bcrypt) login, directory caches. */
+async function warmUp(c: Contender): Promise<void> {
+  await mapLimit(Array.from({ length: 64 }, (_, i) => i), 16, async (i) => {
+    expectStatus(await send(c.target, 'GET', `small/f${i % SMALL_OPS}`), [200], 'warm-up GET');
+  });
+  expectStatus(await send(c.target, 'PROPFIND', 'dir/', { headers: { Depth: 1, 'Content-Type': 'application/xml' }, body: PROPFIND_BODY }), [207], 'warm-up PROPFIND');
+}
+
+/**
+ * Runs `sample(contender, round)` for every contender that measures `key`, `rounds` times, the
+ * order of the contenders rotating each round: a machine whose load changes during the run then
+ * weighs on every server alike (measuring one server after the other made the ratios follow the
+ * load). A contender whose sample throws is marked failed for that metric and left out.
+ */
+async function interleave(cs: Contender[], key: Metric, rounds: number, sample: (c: Contender, round: number) => Promise<void>): Promise<void> {
+  const active = cs.filter((c) => !c.only || c.only.includes(key));
+  for (let round = 0; round < rounds; round++) {
+    for (let k = 0; k < active.length; k++) {
+      const c = active[(k + round) % active.length]!;
+      if (c.out.errors[key] !== undefined) continue;
+      try {
+        await sample(c, round);
+      } catch (e) {
+        c.out.errors[key] = e instanceof Error ? e.message : String(e);
+        log(`${c.name} ${key} failed: ${c.out.errors[key]}`);
+      }
+    }
+  }
+}
+
+async function measureAll(cs: Contender[]): Promise<void> {
+  for (const c of cs) await warmUp(c);
+  for (const c of cs) if (c.isPortico) c.out.rss = { idle: memOf(c.server.pid)?.rss ?? 0, peakRss: 0, hwm: 0 };
+  const putDir = (c: Contender): string => `put-${c.name}`;
+
+  // Big files: best of BIG_ROUNDS, streamed both ways. Portico's RSS is sampled during its PUTs.
+  const bigTimes = new Map<string, { putBig: number[]; getBig: number[] }>();
+  const times = (c: Contender): { putBig: number[]; getBig: number[] } => {
+    let t = bigTimes.get(c.name);
+    if (!t) bigTimes.set(c.name, (t = { putBig: [], getBig: [] }));
+    return t;
+  };
+  await interleave(cs, 'putBig', BIG_ROUNDS, async (c) => {
+    flushDirtyPages();
+    const rss = c.out.rss;
+    const sampler = rss
+      ? setInterval(() => {
+          const m = memOf(c.server.pid);
+          if (m) rss.peakRss = Math.max(rss.peakRss, m.rss);
+        }, 50)
+      : undefined;
+    const t0 = performance.now();
     try {
-      out.figures[key] = await fn();
-    } catch (e) {
-      out.errors[key] = e instanceof Error ? e.message : String(e);
-      log(`${server.name} ${key} failed: ${out.errors[key]}`);
+      const r = await send(c.target, 'PUT', `${putDir(c)}/big.bin`, { headers: { 'Content-Length': BIG_BYTES, 'Content-Type': 'application/octet-stream' }, body: bigSource(BIG_BYTES) });
+      expectStatus(r, [200, 201, 204], 'PUT big');
+    } finally {
+      if (sampler) clearInterval(sampler);
+    }
+    times(c).putBig.push(performance.now() - t0);
+    if (rss) rss.hwm = Math.max(rss.hwm, memOf(c.server.pid)?.hwm ?? 0);
+  });
+  await interleave(cs, 'getBig', BIG_ROUNDS, async (c) => {
+    const t0 = performance.now();
+    const r = await send(c.target, 'GET', 'big.bin');
+    expectStatus(r, [200], 'GET big');
+    if (r.bytes !== BIG_BYTES) throw new Error(`GET big: ${r.bytes} bytes, expected ${BIG_BYTES}`);
+    times(c).getBig.push(performance.now() - t0);
+  });
+  for (const c of cs) {
+    for (const key of ['putBig', 'getBig'] as const) {
+      const t = bigTimes.get(c.name)?.[key];
+      if (!t || t.length === 0 || c.out.errors[key] !== undefined) continue;
+      c.out.samples[key] = t;
+      c.out.figures[key] = BIG_BYTES / 1e6 / (Math.min(...t) / 1000);
+    }
+  }
+
+  // Small files: SMALL_OPS operations per figure in SMALL_ROUNDS slices, every file touched once
+  // per figure; ops/s over all slices (first touches included, as a client sees them).
+  const payload = randomBytes(SMALL_BYTES);
+  const perRound = Math.ceil(SMALL_OPS / SMALL_ROUNDS);
+  const small = async (key: Metric, c: number, op: (t: Contender, i: number) => Promise<void>): Promise<void> => {
+    const spent = new Map<string, { ops: number; ms: number; samples: number[] }>();
+    await interleave(cs, key, SMALL_ROUNDS, async (ct, round) => {
+      const first = round * perRound;
+      const idx = Array.from({ length: Math.max(0, Math.min(perRound, SMALL_OPS - first)) }, (_, k) => first + k);
+      const t0 = performance.now();
+      await mapLimit(idx, c, (i) => op(ct, i));
+      const ms = performance.now() - t0;
+      let acc = spent.get(ct.name);
+      if (!acc) spent.set(ct.name, (acc = { ops: 0, ms: 0, samples: [] }));
+      acc.ops += idx.length;
+      acc.ms += ms;
+      acc.samples.push(ms);
+    });
+    for (const ct of cs) {
+      const acc = spent.get(ct.name);
+      if (!acc || ct.out.errors[key] !== undefined) continue;
+      ct.out.figures[key] = acc.ops / (acc.ms / 1000);
+      ct.out.samples[key] = acc.samples;
     }
   };
-  try {
-    // Warm-up for everyone: connections, the first (bcrypt) login, directory caches.
-    await mapLimit(Array.from({ length: 64 }, (_, i) => i), 16, async (i) => {
-      expectStatus(await send(t, 'GET', `small/f${i % SMALL_OPS}`), [200], 'warm-up GET');
+  for (const [key, c] of [['put4kC1', 1], ['put4kC16', 16]] as const) {
+    await small(key, c, async (ct, i) => {
+      expectStatus(await send(ct.target, 'PUT', `${putDir(ct)}/small/c${c}-${i}`, { body: payload }), [200, 201, 204], 'PUT 4 KiB');
     });
-    expectStatus(await send(t, 'PROPFIND', 'dir/', { headers: { Depth: 1, 'Content-Type': 'application/xml' }, body: PROPFIND_BODY }), [207], 'warm-up PROPFIND');
-
-    const idle = isPortico ? (mem()?.rss ?? 0) : 0;
-    await attempt('putBig', async () => {
-      const times: number[] = [];
-      let peakRss = 0;
-      let hwm = 0;
-      for (let round = 0; round < BIG_ROUNDS; round++) {
-        flushDirtyPages();
-        const sampler = isPortico
-          ? setInterval(() => {
-              const m = mem();
-              if (m) peakRss = Math.max(peakRss, m.rss);
-            }, 50)
-          : undefined;
-        const t0 = performance.now();
-        try {
-          const r = await send(t, 'PUT', `${putDir}/big.bin`, { headers: { 'Content-Length': BIG_BYTES, 'Content-Type': 'application/octet-stream' }, body: bigSource(BIG_BYTES) });
-          expectStatus(r, [200, 201, 204], 'PUT big');
-        } finally {
-          if (sampler) clearInterval(sampler);
-        }
-        times.push(performance.now() - t0);
-        if (isPortico) hwm = Math.max(hwm, mem()?.hwm ?? 0);
-      }
-      if (isPortico) out.rss = { idle, peakRss, hwm };
-      out.samples.putBig = times;
-      return BIG_BYTES / 1e6 / (Math.min(...times) / 1000);
-    });
-
-    await attempt('getBig', async () => {
-      const times: number[] = [];
-      for (let round = 0; round < BIG_ROUNDS; round++) {
-        const t0 = performance.now();
-        const r = await send(t, 'GET', 'big.bin');
-        expectStatus(r, [200], 'GET big');
-        if (r.bytes !== BIG_BYTES) throw new Error(`GET big: ${r.bytes} bytes, expected ${BIG_BYTES}`);
-        times.push(performance.now() - t0);
-      }
-      out.samples.getBig = times;
-      return BIG_BYTES / 1e6 / (Math.min(...times) / 1000);
-    });
-
-    const payload = randomBytes(SMALL_BYTES);
-    for (const [key, c] of [['put4kC1', 1], ['put4kC16', 16]] as const) {
-      await attempt(key, () =>
-        opsPerSecond(SMALL_OPS, c, async (i) => {
-          expectStatus(await send(t, 'PUT', `${putDir}/small/c${c}-${i}`, { body: payload }), [200, 201, 204], 'PUT 4 KiB');
-        }),
-      );
-    }
-    for (const [key, c] of [['get4kC1', 1], ['get4kC16', 16]] as const) {
-      await attempt(key, () =>
-        opsPerSecond(SMALL_OPS, c, async (i) => {
-          const r = await send(t, 'GET', `small/f${i}`);
-          expectStatus(r, [200], 'GET 4 KiB');
-          if (r.bytes !== SMALL_BYTES) throw new Error(`GET 4 KiB: ${r.bytes} bytes`);
-        }),
-      );
-    }
-
-    await attempt('propfind', async () => {
-      const times: number[] = [];
-      for (let round = 0; round < PROPFIND_ROUNDS; round++) {
-        const t0 = performance.now();
-        const r = await send(t, 'PROPFIND', 'dir/', { headers: { Depth: 1, 'Content-Type': 'application/xml' }, body: PROPFIND_BODY, keepBody: true });
-        times.push(performance.now() - t0);
-        expectStatus(r, [207], 'PROPFIND');
-        const n = countResponses(r.body!);
-        if (n !== ENTRIES + 1) throw new Error(`PROPFIND listed ${n} resources, expected ${ENTRIES + 1}`);
-        out.propfindBytes = r.bytes;
-      }
-      out.samples.propfind = times;
-      return median(times);
-    });
-  } finally {
-    t.agent.destroy();
   }
-  return out;
+  for (const [key, c] of [['get4kC1', 1], ['get4kC16', 16]] as const) {
+    await small(key, c, async (ct, i) => {
+      const r = await send(ct.target, 'GET', `small/f${i}`);
+      expectStatus(r, [200], 'GET 4 KiB');
+      if (r.bytes !== SMALL_BYTES) throw new Error(`GET 4 KiB: ${r.bytes} bytes`);
+    });
+  }
+
+  // PROPFIND Depth 1: median of PROPFIND_ROUNDS, the whole response read and counted.
+  const pf = new Map<string, number[]>();
+  await interleave(cs, 'propfind', PROPFIND_ROUNDS, async (c) => {
+    const t0 = performance.now();
+    const r = await send(c.target, 'PROPFIND', 'dir/', { headers: { Depth: 1, 'Content-Type': 'application/xml' }, body: PROPFIND_BODY, keepBody: true });
+    const ms = performance.now() - t0;
+    expectStatus(r, [207], 'PROPFIND');
+    const n = countResponses(r.body!);
+    if (n !== ENTRIES + 1) throw new Error(`PROPFIND listed ${n} resources, expected ${ENTRIES + 1}`);
+    c.out.propfindBytes = r.bytes;
+    let t = pf.get(c.name);
+    if (!t) pf.set(c.name, (t = []));
+    t.push(ms);
+  });
+  for (const c of cs) {
+    const t = pf.get(c.name);
+    if (!t || c.out.errors.propfind !== undefined) continue;
+    c.out.samples.propfind = t;
+    c.out.figures.propfind = median(t);
+  }
 }
 
 // ---------------------------------------------------------------- data set
@@ -278,7 +343,7 @@ function prepare(base: string): string {
   for (let i = 0; i < SMALL_OPS; i++) writeFileSync(join(data, 'small', `f${i}`), randomBytes(SMALL_BYTES));
   const entry = Buffer.alloc(100, 'x');
   for (let i = 0; i < ENTRIES; i++) writeFileSync(join(data, 'dir', `entry-${String(i).padStart(5, '0')}.txt`), entry);
-  for (const s of ['portico', ...PEERS.map((p) => p.name)]) mkdirSync(join(data, `put-${s}`, 'small'), { recursive: true });
+  for (const s of ['portico', NOFSYNC, ...PEERS.map((p) => p.name)]) mkdirSync(join(data, `put-${s}`, 'small'), { recursive: true });
   return data;
 }
 
@@ -331,11 +396,16 @@ async function main(): Promise<void> {
     // Apache and nginx workers run as www-data and must write their PUTs into the shared tree.
     if (www) chownTree(data, www.uid, www.gid);
 
-    const order: { name: string; start: () => Promise<PeerServer> }[] = [
+    const order: { name: string; start: () => Promise<PeerServer>; only?: readonly Metric[] }[] = [
       { name: 'portico', start: () => startPorticoChild({ dir: data, user: USER, pass: PASS }) },
+      { name: NOFSYNC, start: () => startPorticoChild({ dir: data, user: USER, pass: PASS, name: NOFSYNC, shareOptions: { fsync: false } }), only: PUT_METRICS },
       ...PEERS.filter((p) => skipped[p.name] === undefined).map((p) => ({ name: p.name, start: () => p.start({ dir: data }) })),
     ];
+    // Every server is started first and stays up; each metric is then measured on all of them in
+    // rotating order (interleave()), so load changes on a shared machine hit them alike.
+    const contenders: Contender[] = [];
     for (const s of order) {
+      if (ONLY && !ONLY.has(s.name)) continue;
       log(`${s.name}: starting`);
       let server: PeerServer;
       try {
@@ -347,13 +417,18 @@ async function main(): Promise<void> {
         continue;
       }
       running.push(server);
-      log(`${s.name}: measuring on ${server.url} (pid ${server.pid})`);
-      const r = await measure(server, s.name === 'portico');
-      if (r.rss) rss = r.rss;
-      results[s.name] = r;
-      await server.stop();
-      running.splice(running.indexOf(server), 1);
-      rmSync(join(data, `put-${s.name}`, 'big.bin'), { force: true });
+      log(`${s.name}: up on ${server.url} (pid ${server.pid})`);
+      contenders.push({ name: s.name, server, target: targetOf(server), isPortico: s.name === 'portico', only: s.only, out: { figures: {}, errors: {}, samples: {} } });
+    }
+    try {
+      log(`measuring ${contenders.map((c) => c.name).join(', ')}, interleaved`);
+      await measureAll(contenders);
+    } finally {
+      for (const c of contenders) c.target.agent.destroy();
+    }
+    for (const c of contenders) {
+      results[c.name] = c.out;
+      if (c.out.rss) rss = c.out.rss;
     }
   } finally {
     for (const s of running) await s.stop().catch(() => undefined);
@@ -361,11 +436,13 @@ async function main(): Promise<void> {
   }
 
   const servers = Object.keys(results);
-  const peers = servers.filter((s) => s !== 'portico');
+  const peers = servers.filter((s) => s !== 'portico' && s !== NOFSYNC);
   const p = results.portico!;
+  const nf = results[NOFSYNC];
   const out: string[] = [];
   out.push(`WebDAV benchmark${QUICK ? ' (BENCH_QUICK=1)' : ''}: ${BIG_LABEL} file (best of ${BIG_ROUNDS}), ${SMALL_OPS.toLocaleString('en-US')} ops per 4 KiB figure, PROPFIND Depth 1 of ${ENTRIES.toLocaleString('en-US')} entries (median of ${PROPFIND_ROUNDS})`);
-  out.push(`Same directory, same Node client (keep-alive), one server at a time. Portico: Basic auth on every request; ${peers.join(', ') || 'no peer'}: no auth.`);
+  out.push(`Same directory, same Node client (keep-alive); all servers up at once, each figure measured on them in turn (rotating order, ${SMALL_ROUNDS} slices per 4 KiB figure). Portico: Basic auth on every request; ${peers.join(', ') || 'no peer'}: no auth.`);
+  out.push(`portico: default settings (durable PUT: data and directory fsync'ed before the answer). ${NOFSYNC}: the share with \`fsync: false\`, PUT figures only (the peers never fsync).`);
   for (const [name, why] of Object.entries(skipped)) out.push(`Skipped ${name}: ${why}`);
   out.push('');
   out.push(
@@ -378,23 +455,23 @@ async function main(): Promise<void> {
   out.push('');
   out.push('ratio = Portico speed / peer speed (> 1: Portico faster; PROPFIND: peer ms / Portico ms); aim in brackets');
   const ratios: Record<string, Record<string, number | undefined>> = {};
-  out.push(
-    table(
-      ['metric', ...peers.map((s) => `vs ${s}`)],
-      METRICS.map((m) => [
-        m.label,
-        ...peers.map((s) => {
-          const r = ratio(m, p.figures[m.key], results[s]!.figures[m.key]);
-          (ratios[m.key] ??= {})[s] = r;
-          const a = aim(m, s);
-          if (r === undefined) return `- (${a.strict ? '>' : '>='} ${a.min}x)`;
-          const met = a.strict ? r > a.min : r >= a.min;
-          return `${r.toFixed(2)}x (${a.strict ? '>' : '>='} ${a.min}x ${met ? 'PASS' : 'BELOW'})`;
-        }),
-      ]),
-    ),
-  );
+  const ratioCell = (m: (typeof METRICS)[number], mine: number | undefined, s: string, record?: Record<string, Record<string, number | undefined>>): string => {
+    const r = ratio(m, mine, results[s]!.figures[m.key]);
+    if (record) (record[m.key] ??= {})[s] = r;
+    const a = aim(m, s);
+    if (r === undefined) return `- (${a.strict ? '>' : '>='} ${a.min}x)`;
+    const met = a.strict ? r > a.min : r >= a.min;
+    return `${r.toFixed(2)}x (${a.strict ? '>' : '>='} ${a.min}x ${met ? 'PASS' : 'BELOW'})`;
+  };
+  out.push(table(['metric', ...peers.map((s) => `vs ${s}`)], METRICS.map((m) => [m.label, ...peers.map((s) => ratioCell(m, p.figures[m.key], s, ratios))])));
   out.push('');
+  const nofsyncRatios: Record<string, Record<string, number | undefined>> = {};
+  if (nf) {
+    out.push(`${NOFSYNC} (no fsync, as the peers run) against the peers, PUT figures:`);
+    const putMetrics = METRICS.filter((m) => PUT_METRICS.includes(m.key));
+    out.push(table(['metric', ...peers.map((s) => `vs ${s}`)], putMetrics.map((m) => [m.label, ...peers.map((s) => ratioCell(m, nf.figures[m.key], s, nofsyncRatios))])));
+    out.push('');
+  }
   const rssMb = rss ? rss.peakRss / 1e6 : undefined;
   out.push(
     `Portico peak RSS during the ${BIG_LABEL} PUT: ${fmt(rssMb)} MB (VmRSS sampled every 50 ms; VmHWM ${fmt(rss ? rss.hwm / 1e6 : undefined)} MB; ${fmt(rss ? rss.idle / 1e6 : undefined)} MB before the PUT) (aim < ${RSS_AIM_MB} MB: ${rssMb !== undefined && rssMb < RSS_AIM_MB ? 'PASS' : 'BELOW'})`,
@@ -410,6 +487,7 @@ async function main(): Promise<void> {
     auth: { portico: 'basic', peers: 'none' },
     servers: Object.fromEntries(servers.map((s) => [s, { ...results[s]!.figures, samplesMs: results[s]!.samples, propfindBytes: results[s]!.propfindBytes, errors: results[s]!.errors }])),
     ratios,
+    nofsyncRatios,
     porticoRss: rss ? { peakRssBytes: rss.peakRss, vmHwmBytes: rss.hwm, idleRssBytes: rss.idle, aimBytes: RSS_AIM_MB * 1e6 } : null,
     skipped,
   };

@@ -8,7 +8,10 @@
  * symlink after it was verified, every opened descriptor is also checked against the root
  * (readlink of /proc/self/fd/N), and directory listings read through that verified descriptor.
  */
-import { constants as C, existsSync, mkdirSync, promises as fsp, realpathSync, statSync } from 'node:fs';
+import {
+  close as closeCb, closeSync, constants as C, existsSync, fstatSync, fsync as fsyncCb, ftruncate, lstatSync, mkdirSync, open as openCb, openSync, promises as fsp,
+  readlinkSync, realpathSync, statSync, type BigIntStats,
+} from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
@@ -21,14 +24,35 @@ import { toVfsError, VfsError } from '../../src/vfs/errors.ts';
 import { baseName, isSameOrDescendant, joinPath, parentPath } from '../../src/vfs/path.ts';
 import { applyMetaToHandle, LocalFile, LocalWriter, nsToSeconds, readAt, toStat } from './local-file.ts';
 import type { WriterHost } from './local-file.ts';
+import { INLINE_BATCH, InlineIo, isLocalFileSystem, yieldToLoop } from './inline-io.ts';
 import { firstAfter, mapLimit } from '../paging.ts';
 
 /** Prefix of the hidden temp files createWriter() and copy() stage in the target directory. */
 export const TEMP_PREFIX = '.portico-tmp-';
 
 export interface LocalBackendOptions {
-  /** fsync a writer's data before its commit renames it into place (default true). */
+  /**
+   * Durability of whole-file writes (WebDAV PUT, copies through the VFS writer). true (default):
+   * a commit is acknowledged only once the data and the name are on stable storage — the temp
+   * file is fdatasync'ed before the rename and the directory fsync'ed after it (concurrent commits
+   * into one directory share that directory fsync). false: the commit returns after the rename and
+   * the kernel writes back later (what nginx, Apache mod_dav and rclone do): much faster for small
+   * files, but a power loss (not a process crash) can lose writes acknowledged in the last ~30 s or
+   * leave them empty. Readers never see a partial file either way.
+   */
   fsync?: boolean;
+  /**
+   * Lookups and small reads made with synchronous system calls while they complete in memory time,
+   * with a breaker that falls back to the thread pool when they are slow (inline-io.ts). 'auto'
+   * (default): on local file systems only; true: also on network/FUSE ones; false: never.
+   */
+  inlineIo?: boolean | 'auto';
+}
+
+/** Directory fsyncs of one directory: commits queued for the next one, and whether one runs. */
+interface DirSync {
+  running: boolean;
+  queued: Array<{ resolve: () => void; reject: (e: unknown) => void }>;
 }
 
 // O_NONBLOCK: opening a FIFO someone left in the share must not hang a worker thread; it has no
@@ -36,6 +60,11 @@ export interface LocalBackendOptions {
 const O_READ = C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK;
 const O_DIR = C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW;
 const LIST_STAT_CONCURRENCY = 64;
+/**
+ * A batch of INLINE_BATCH inline lstats slower than this counts as one slow call: ~150 µs a name
+ * on average, far above memory speed (~5 µs), so the names came from the device.
+ */
+const INLINE_SLOW_BATCH_MS = 20;
 /**
  * Directory timestamps tick coarsely (kernel jiffies, NFS seconds): a directory changed within this
  * window of being read may change again without a visible mtime/ctime change, so a fresh listing
@@ -51,6 +80,20 @@ interface NameCacheEntry {
 
 function nowNs(): bigint {
   return BigInt(Date.now()) * 1_000_000n;
+}
+
+/**
+ * ENOENT for a name that does not exist, without a stack trace: every PUT of a new file looks its
+ * name up first, and capturing a stack for an expected miss was ~3% of a small PUT's CPU.
+ */
+function missing(path: string): VfsError {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return new VfsError('ENOENT', undefined, { path });
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
 }
 
 function tempName(): string {
@@ -81,6 +124,11 @@ export class LocalBackend implements Backend, WriterHost {
   private readonly rootPrefix: string;
   private readonly fsync: boolean;
   private readonly procFd: boolean;
+  /** When synchronous lookups and small reads may be made (inline-io.ts). */
+  readonly io: InlineIo;
+  private readonly dirSyncs = new Map<string, DirSync>();
+  /** Directory fsyncs made so far (diagnostics and tests: concurrent commits share them). */
+  dirFsyncs = 0;
   /**
    * Share paths of directories verified to be real directories (with every ancestor). The TTL bounds
    * how long an outside swap of a verified directory for a symlink goes unnoticed by path-based
@@ -106,6 +154,8 @@ export class LocalBackend implements Backend, WriterHost {
     this.rootPrefix = this.root === '/' ? '/' : this.root + '/';
     this.fsync = options.fsync ?? true;
     this.procFd = existsSync('/proc/self/fd');
+    const inline = options.inlineIo ?? 'auto';
+    this.io = new InlineIo(inline === 'auto' ? isLocalFileSystem(this.root) : inline);
   }
 
   /** Async factory, for symmetry with backends that need to connect. */
@@ -128,9 +178,12 @@ export class LocalBackend implements Backend, WriterHost {
   private async walk(dir: string): Promise<void> {
     if (dir === '/' || this.verifiedDirs.has(dir)) return;
     await this.walk(parentPath(dir));
-    const st = await fsp.lstat(this.abs(dir)).catch((e: unknown) => {
+    let st: BigIntStats;
+    try {
+      st = this.io.ok ? this.io.run(() => lstatSync(this.abs(dir), { bigint: true })) : await fsp.lstat(this.abs(dir), { bigint: true });
+    } catch (e) {
       throw toVfsError(e, dir);
-    });
+    }
     if (st.isSymbolicLink()) throw new VfsError('ELOOP', undefined, { path: dir });
     if (!st.isDirectory()) throw new VfsError('ENOTDIR', undefined, { path: dir });
     this.verifiedDirs.set(dir, true);
@@ -155,33 +208,101 @@ export class LocalBackend implements Backend, WriterHost {
   }
 
   /** Path of the object behind an open descriptor, as the kernel sees it. */
-  private fdPath(fh: FileHandle): string {
-    return `/proc/self/fd/${fh.fd}`;
+  private fdPath(fh: FileHandle | number): string {
+    return `/proc/self/fd/${typeof fh === 'number' ? fh : fh.fd}`;
   }
 
-  /** Closes `fh` and throws ELOOP unless the descriptor lies inside the root. */
-  private async confine(fh: FileHandle, path: string): Promise<void> {
+  /**
+   * Throws ELOOP unless descriptor `fd` (opened for `path`) lies inside the root. The /proc
+   * readlink is synchronous: the kernel answers it from the open file's dentry (no device I/O,
+   * ~2 µs), where a thread-pool round trip would cost ten times that.
+   */
+  private async checkConfined(fd: number, path: string): Promise<void> {
     let inside: boolean;
     try {
       if (this.procFd) {
-        const real = await fsp.readlink(this.fdPath(fh));
+        const real = readlinkSync(this.fdPath(fd));
         inside = real === this.root || real.startsWith(this.rootPrefix);
       } else {
         // No /proc: re-walk the parents uncached and check the descriptor is what the path names.
         for (let dir = parentPath(path); dir !== '/'; dir = parentPath(dir)) {
           if (!(await fsp.lstat(this.abs(dir))).isDirectory()) throw new VfsError('ELOOP', undefined, { path: dir });
         }
-        const [a, b] = await Promise.all([fh.stat({ bigint: true }), fsp.lstat(this.abs(path), { bigint: true })]);
+        const a = fstatSync(fd, { bigint: true });
+        const b = await fsp.lstat(this.abs(path), { bigint: true });
         inside = a.dev === b.dev && a.ino === b.ino;
       }
     } catch (e) {
-      await fh.close().catch(() => {});
       throw toVfsError(e, path);
     }
-    if (!inside) {
+    if (!inside) throw new VfsError('ELOOP', 'path resolves outside the share root', { path });
+  }
+
+  /** Closes `fh` and throws ELOOP unless the descriptor lies inside the root. */
+  private async confine(fh: FileHandle, path: string): Promise<void> {
+    try {
+      await this.checkConfined(fh.fd, path);
+    } catch (e) {
       await fh.close().catch(() => {});
-      throw new VfsError('ELOOP', 'path resolves outside the share root', { path });
+      throw e;
     }
+  }
+
+  /**
+   * openConfined for a raw descriptor (LocalFile): the same rules. `inline`: a plain open (no
+   * create, no truncate) made synchronously while the breaker allows it.
+   */
+  private async openConfinedFd(path: string, flags: number, mode: number | undefined, inline: boolean): Promise<number> {
+    const walking = this.parentOk(path);
+    if (walking) await walking;
+    const abs = this.abs(path);
+    const truncate = (flags & C.O_TRUNC) !== 0;
+    const base = flags & ~C.O_TRUNC;
+    const open = (f: number): Promise<number> => new Promise((res, rej) => openCb(abs, f, mode ?? 0o666, (e, fd) => (e ? rej(e) : res(fd))));
+    let fd: number | undefined;
+    let created = false;
+    try {
+      if (inline && (base & C.O_CREAT) === 0 && !truncate && this.io.ok) {
+        fd = this.io.run(() => openSync(abs, base));
+      } else if ((base & C.O_CREAT) === 0 || (base & C.O_EXCL) !== 0) {
+        fd = await open(base);
+        created = (base & C.O_CREAT) !== 0;
+      } else {
+        for (let attempt = 0; fd === undefined; attempt++) {
+          try {
+            fd = await open(base | C.O_EXCL);
+            created = true;
+          } catch (e) {
+            if ((e as { code?: unknown }).code !== 'EEXIST' || attempt >= 3) throw e;
+            // Exists: open it as it is (it may vanish again meanwhile; then retry the create).
+            fd = await open(base & ~C.O_CREAT).catch((e2: unknown) => {
+              if ((e2 as { code?: unknown }).code === 'ENOENT') return undefined;
+              throw e2;
+            });
+          }
+        }
+      }
+    } catch (e) {
+      throw toVfsError(e, path);
+    }
+    const closeFd = (): Promise<void> => new Promise((res) => closeCb(fd!, () => res()));
+    try {
+      await this.checkConfined(fd, path);
+    } catch (e) {
+      if (inline && !created) closeSync(fd);
+      else await closeFd();
+      if (created) await fsp.unlink(abs).catch(() => {});
+      throw e;
+    }
+    if (truncate && !created) {
+      try {
+        await new Promise<void>((res, rej) => ftruncate(fd!, 0, (e) => (e ? rej(e) : res())));
+      } catch (e) {
+        await closeFd();
+        throw toVfsError(e, path);
+      }
+    }
+    return fd;
   }
 
   /**
@@ -244,23 +365,55 @@ export class LocalBackend implements Backend, WriterHost {
 
   async stat(path: string): Promise<BackendStat> {
     try {
-      await this.parentOk(path);
+      const walking = this.parentOk(path);
+      if (walking) await walking;
+      if (this.io.ok) {
+        const abs = this.abs(path);
+        // throwIfNoEntry: a miss (every PUT of a new file) costs no Error with a stack trace.
+        const st = this.io.run(() => lstatSync(abs, { bigint: true, throwIfNoEntry: false }));
+        if (st === undefined) throw missing(path);
+        return toStat(baseName(path), st, st.isSymbolicLink() ? readlinkSync(abs) : undefined);
+      }
       return await this.lstatPath(path);
     } catch (e) {
       throw toVfsError(e, path);
     }
   }
 
-  async list(path: string, options: ListOptions): Promise<ListPage> {
-    const limit = Math.max(1, Math.floor(options.limit));
-    const fh = await this.openConfined(path, O_DIR);
-    try {
-      // Reading through the verified descriptor keeps an outside swap of `path` from redirecting us.
-      const base = this.procFd ? this.fdPath(fh) : this.abs(path);
-      const names = await this.sortedNames(path, fh, base, options.after === undefined);
-      const start = firstAfter(names, options.after);
-      const pageNames = names.slice(start, start + limit);
-      const stats = await mapLimit(pageNames, LIST_STAT_CONCURRENCY, async (name) => {
+  /** lstat of one listed name, inline; undefined when it was removed since the readdir. */
+  private lstatEntrySync(base: string, name: string): BackendStat | undefined {
+    const p = `${base}/${name}`;
+    const st = lstatSync(p, { bigint: true, throwIfNoEntry: false });
+    if (st === undefined) return undefined;
+    let target: string | undefined;
+    if (st.isSymbolicLink()) {
+      try {
+        target = readlinkSync(p);
+      } catch {
+        target = undefined;
+      }
+    }
+    return toStat(name, st, target);
+  }
+
+  /**
+   * lstat of a page of names: inline in batches of INLINE_BATCH with a yield to the event loop
+   * between them while the breaker allows it (a batch slower than INLINE_SLOW_BATCH_MS trips it),
+   * the rest through the thread pool (LIST_STAT_CONCURRENCY at a time).
+   */
+  private async statNames(base: string, names: readonly string[]): Promise<Array<BackendStat | undefined>> {
+    const out = new Array<BackendStat | undefined>(names.length);
+    let i = 0;
+    while (i < names.length && this.io.ok) {
+      const end = Math.min(i + INLINE_BATCH, names.length);
+      const t0 = performance.now();
+      for (; i < end; i++) out[i] = this.io.run(() => this.lstatEntrySync(base, names[i]!));
+      const ms = performance.now() - t0;
+      if (ms > INLINE_SLOW_BATCH_MS) this.io.slow(ms);
+      if (i < names.length) await yieldToLoop();
+    }
+    if (i < names.length) {
+      const rest = await mapLimit(names.slice(i), LIST_STAT_CONCURRENCY, async (name) => {
         try {
           const st = await fsp.lstat(`${base}/${name}`, { bigint: true });
           const target = st.isSymbolicLink() ? await fsp.readlink(`${base}/${name}`).catch(() => undefined) : undefined;
@@ -271,6 +424,22 @@ export class LocalBackend implements Backend, WriterHost {
           throw e;
         }
       });
+      for (let k = 0; k < rest.length; k++) out[i + k] = rest[k];
+    }
+    return out;
+  }
+
+  async list(path: string, options: ListOptions): Promise<ListPage> {
+    const limit = Math.max(1, Math.floor(options.limit));
+    const inline = this.io.ok;
+    const fd = await this.openConfinedFd(path, O_DIR, undefined, true);
+    try {
+      // Reading through the verified descriptor keeps an outside swap of `path` from redirecting us.
+      const base = this.procFd ? this.fdPath(fd) : this.abs(path);
+      const names = await this.sortedNames(path, fd, base, options.after === undefined);
+      const start = firstAfter(names, options.after);
+      const pageNames = names.slice(start, start + limit);
+      const stats = await this.statNames(base, pageNames);
       const entries = stats.filter((s): s is BackendStat => s !== undefined);
       const page: ListPage = { entries };
       if (start + limit < names.length && pageNames.length > 0) page.next = pageNames[pageNames.length - 1] as string;
@@ -278,7 +447,8 @@ export class LocalBackend implements Backend, WriterHost {
     } catch (e) {
       throw toVfsError(e, path);
     } finally {
-      await fh.close().catch(() => {});
+      if (inline) closeSync(fd);
+      else await new Promise<void>((res) => closeCb(fd, () => res()));
     }
   }
 
@@ -286,8 +456,8 @@ export class LocalBackend implements Backend, WriterHost {
    * The directory's visible names, sorted. Cached per directory identity + mtime + ctime so a
    * 100,000-entry directory is read once and then paged by binary search.
    */
-  private async sortedNames(path: string, fh: FileHandle, base: string, fresh: boolean): Promise<string[]> {
-    const st = await fh.stat({ bigint: true });
+  private async sortedNames(path: string, fd: number, base: string, fresh: boolean): Promise<string[]> {
+    const st = fstatSync(fd, { bigint: true });
     const key = `${st.dev}:${st.ino}:${st.mtimeNs}:${st.ctimeNs}`;
     const hit = this.nameCache.get(path);
     if (hit !== undefined && hit.key === key && !(fresh && hit.racy)) return hit.names;
@@ -313,9 +483,9 @@ export class LocalBackend implements Backend, WriterHost {
     let flags = (options.write ? C.O_RDWR : C.O_RDONLY) | C.O_NOFOLLOW | C.O_NONBLOCK;
     if (options.create) flags |= C.O_CREAT | (options.exclusive ? C.O_EXCL : 0);
     if (options.truncate) flags |= C.O_TRUNC;
-    const fh = await this.openConfined(path, flags, options.mode ?? 0o666);
+    const fd = await this.openConfinedFd(path, flags, options.mode ?? 0o666, !options.write);
     if (options.create) this.nameCache.delete(parentPath(path));
-    return new LocalFile(fh, path);
+    return new LocalFile(fd, path, options.write, this.io);
   }
 
   async createWriter(path: string, options: WriterOptions = {}): Promise<BackendWriter> {
@@ -326,10 +496,14 @@ export class LocalBackend implements Backend, WriterHost {
   }
 
   /** @internal LocalWriter's commit: publish `temp` at `path`. */
-  async publish(fh: FileHandle, temp: string, path: string, exclusive: boolean, meta: SetMetadata | undefined): Promise<BackendStat> {
+  async publish(fh: FileHandle, temp: string, path: string, exclusive: boolean, meta: SetMetadata | undefined): Promise<{ stat: BackendStat; durable: Promise<void> }> {
     if (this.fsync) await fh.datasync();
     if (meta !== undefined) await applyMetaToHandle(fh, meta);
     await this.parentOk(path);
+    // The descriptor is closed while the name is published (two thread-pool calls side by side
+    // instead of one after the other); a close error still fails the commit.
+    const closing = fh.close();
+    closing.catch(() => undefined);
     try {
       if (exclusive) {
         // link(2) fails with EEXIST atomically; rename(2) would silently replace.
@@ -340,9 +514,60 @@ export class LocalBackend implements Backend, WriterHost {
       }
     } catch (e) {
       throw toVfsError(e, path);
+    } finally {
+      this.forgetOne(path);
     }
-    this.forgetOne(path);
-    return toStat(baseName(path), await fh.stat({ bigint: true }));
+    await closing;
+    // After the rename: rename(2) changes the inode's ctime, part of the change signature.
+    const abs = this.abs(path);
+    let st: BigIntStats;
+    try {
+      st = this.io.ok ? this.io.run(() => lstatSync(abs, { bigint: true })) : await fsp.lstat(abs, { bigint: true });
+    } catch (e) {
+      throw toVfsError(e, path);
+    }
+    return { stat: toStat(baseName(path), st), durable: this.fsync ? this.syncDir(parentPath(path)) : Promise.resolve() };
+  }
+
+  /**
+   * fsync(2) of a directory, so that names renamed into it survive a power loss. Group commit:
+   * callers queue (after their rename) and each directory fsync covers every caller queued before
+   * it started, so concurrent commits into one directory share one.
+   */
+  private syncDir(dir: string): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let s = this.dirSyncs.get(dir);
+      if (s === undefined) this.dirSyncs.set(dir, (s = { running: false, queued: [] }));
+      s.queued.push({ resolve, reject });
+      if (!s.running) void this.runDirSyncs(dir, s);
+    });
+  }
+
+  private async runDirSyncs(dir: string, s: DirSync): Promise<void> {
+    s.running = true;
+    while (s.queued.length > 0) {
+      const batch = s.queued;
+      s.queued = [];
+      try {
+        // Opening and closing a directory are lookups (inline when allowed); the fsync is not.
+        const fd = this.io.ok ? this.io.run(() => openSync(this.abs(dir), O_DIR)) : await new Promise<number>((res, rej) => openCb(this.abs(dir), O_DIR, (e, n) => (e ? rej(e) : res(n))));
+        try {
+          this.dirFsyncs++;
+          await new Promise<void>((res, rej) => fsyncCb(fd, (e) => (e ? rej(e) : res())));
+        } catch (e) {
+          // A file system that cannot fsync a directory (some FUSE and network ones) has nothing to flush.
+          if ((e as { code?: unknown }).code !== 'EINVAL') throw e;
+        } finally {
+          closeSync(fd);
+        }
+        for (const w of batch) w.resolve();
+      } catch (e) {
+        const err = toVfsError(e, dir);
+        for (const w of batch) w.reject(err);
+      }
+    }
+    s.running = false;
+    this.dirSyncs.delete(dir);
   }
 
   /** @internal */
@@ -409,7 +634,7 @@ export class LocalBackend implements Backend, WriterHost {
     const src = await this.openConfined(from, O_READ);
     let temp: string | undefined;
     try {
-      const st = await src.stat({ bigint: true });
+      const st = fstatSync(src.fd, { bigint: true });
       if (st.isDirectory()) throw new VfsError('EISDIR', undefined, { path: from });
       if (!st.isFile()) throw new VfsError('EINVAL', 'not a regular file', { path: from });
       await this.parentOk(to);

@@ -1,16 +1,29 @@
 /**
- * Open-file objects of the local backend: a BackendFile over a FileHandle, and the streaming
+ * Open-file objects of the local backend: a BackendFile over a raw descriptor, and the streaming
  * writer that stages into a hidden temp file and lets the backend publish it on commit.
+ *
+ * fstat of an open descriptor is always made synchronously (`fstatSync`): once a file is open its
+ * inode is in memory, so fstat never waits for the device on a local file system (a few µs), while
+ * a thread-pool round trip costs ~20 µs of CPU plus a wake-up of the event loop. Small reads and
+ * read-only closes are inline only while the breaker of inline-io.ts allows it; writes, truncates
+ * and fsync always use the thread pool.
  */
-import type { BigIntStats } from 'node:fs';
+import {
+  close as closeCb, closeSync, fdatasync, fstatSync, ftruncate, read as fsReadCb, readSync, write as fsWriteCb, type BigIntStats,
+} from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import type { BackendFile, BackendStat, BackendWriter, SetMetadata, TimeNs } from '../../src/vfs/backend.ts';
 import { toVfsError, VfsError } from '../../src/vfs/errors.ts';
 import { baseName } from '../../src/vfs/path.ts';
+import { INLINE_MAX_READ, type InlineIo } from './inline-io.ts';
 
 /** What a LocalWriter needs from its backend. */
 export interface WriterHost {
-  publish(fh: FileHandle, temp: string, path: string, exclusive: boolean, meta: SetMetadata | undefined): Promise<BackendStat>;
+  /**
+   * Renames the temp file into place and closes `fh` (also when it fails); `durable` settles once
+   * the new name is on stable storage (the directory fsync, when the backend fsyncs).
+   */
+  publish(fh: FileHandle, temp: string, path: string, exclusive: boolean, meta: SetMetadata | undefined): Promise<{ stat: BackendStat; durable: Promise<void> }>;
   discard(temp: string): Promise<void>;
 }
 
@@ -72,70 +85,124 @@ export async function applyMetaToHandle(fh: FileHandle, meta: SetMetadata): Prom
   }
 }
 
-export class LocalFile implements BackendFile {
-  private readonly fh: FileHandle;
-  private readonly path: string;
-  private closed = false;
+/**
+ * Closes descriptors of LocalFiles that were dropped without close() (a bug elsewhere): the
+ * descriptor is this object's alone until close(), so closing it here can never hit a reused number.
+ */
+const leakedFds = new FinalizationRegistry<number>((fd) => {
+  try {
+    closeSync(fd);
+  } catch {
+    // already gone
+  }
+});
 
-  constructor(fh: FileHandle, path: string) {
-    this.fh = fh;
+function fsRead(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number> {
+  return new Promise((resolve, reject) => fsReadCb(fd, buf, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))));
+}
+
+function fsWrite(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number> {
+  return new Promise((resolve, reject) => fsWriteCb(fd, buf, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))));
+}
+
+function fsCall(call: (cb: (e: NodeJS.ErrnoException | null) => void) => void): Promise<void> {
+  return new Promise((resolve, reject) => call((e) => (e ? reject(e) : resolve())));
+}
+
+/**
+ * A file opened for random access, over a raw descriptor (not a FileHandle): small reads, fstat
+ * and the close of a read-only descriptor can then be made inline (inline-io.ts), and the
+ * callback API costs less per call than fs/promises. Like a FileHandle, close() waits for the
+ * calls in flight, so a descriptor number is never released while a thread-pool call still uses it.
+ */
+export class LocalFile implements BackendFile {
+  private readonly fd: number;
+  private readonly path: string;
+  private readonly writable: boolean;
+  private readonly io: InlineIo;
+  private closed = false;
+  private inFlight = 0;
+  private drained: (() => void) | undefined;
+
+  constructor(fd: number, path: string, writable: boolean, io: InlineIo) {
+    this.fd = fd;
     this.path = path;
+    this.writable = writable;
+    this.io = io;
+    leakedFds.register(this, fd, this);
   }
 
-  private live(): FileHandle {
+  private live(): number {
     if (this.closed) throw new VfsError('EBADF', undefined, { path: this.path });
-    return this.fh;
+    return this.fd;
+  }
+
+  /** Runs a thread-pool call on the descriptor, counted so close() can wait for it. */
+  private async tracked<T>(call: (fd: number) => Promise<T>): Promise<T> {
+    const fd = this.live();
+    this.inFlight++;
+    try {
+      return await call(fd);
+    } catch (e) {
+      throw toVfsError(e, this.path);
+    } finally {
+      if (--this.inFlight === 0 && this.drained) this.drained();
+    }
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
-    try {
-      return await readAt(this.live(), offset, length);
-    } catch (e) {
-      throw toVfsError(e, this.path);
-    }
+    const buf = Buffer.allocUnsafe(length);
+    const n = await this.readInto(offset, buf);
+    return n === length ? buf : buf.subarray(0, n);
   }
 
   async readInto(offset: number, target: Uint8Array): Promise<number> {
-    try {
-      return await readIntoAt(this.live(), offset, target);
-    } catch (e) {
-      throw toVfsError(e, this.path);
+    if (target.length <= INLINE_MAX_READ && this.io.ok) {
+      const fd = this.live();
+      try {
+        return this.io.run(() => {
+          let done = 0;
+          while (done < target.length) {
+            const n = readSync(fd, target, done, target.length - done, offset + done);
+            if (n === 0) break;
+            done += n;
+          }
+          return done;
+        });
+      } catch (e) {
+        throw toVfsError(e, this.path);
+      }
     }
+    return this.tracked(async (fd) => {
+      let done = 0;
+      while (done < target.length) {
+        const n = await fsRead(fd, target, done, target.length - done, offset + done);
+        if (n === 0) break;
+        done += n;
+      }
+      return done;
+    });
   }
 
   async write(offset: number, data: Uint8Array): Promise<number> {
-    try {
-      const fh = this.live();
+    return this.tracked(async (fd) => {
       let done = 0;
-      while (done < data.length) {
-        const { bytesWritten } = await fh.write(data, done, data.length - done, offset + done);
-        done += bytesWritten;
-      }
+      while (done < data.length) done += await fsWrite(fd, data, done, data.length - done, offset + done);
       return done;
-    } catch (e) {
-      throw toVfsError(e, this.path);
-    }
+    });
   }
 
   async truncate(size: number): Promise<void> {
-    try {
-      await this.live().truncate(size);
-    } catch (e) {
-      throw toVfsError(e, this.path);
-    }
+    return this.tracked((fd) => fsCall((cb) => ftruncate(fd, size, cb)));
   }
 
   async sync(): Promise<void> {
-    try {
-      await this.live().datasync();
-    } catch (e) {
-      throw toVfsError(e, this.path);
-    }
+    return this.tracked((fd) => fsCall((cb) => fdatasync(fd, cb)));
   }
 
   async stat(): Promise<BackendStat> {
     try {
-      return toStat(baseName(this.path), await this.live().stat({ bigint: true }));
+      return toStat(baseName(this.path), fstatSync(this.live(), { bigint: true }));
     } catch (e) {
       throw toVfsError(e, this.path);
     }
@@ -144,8 +211,13 @@ export class LocalFile implements BackendFile {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.inFlight > 0) await new Promise<void>((resolve) => (this.drained = resolve));
+    leakedFds.unregister(this);
     try {
-      await this.fh.close();
+      // A read-only descriptor has nothing to flush: closed inline when allowed. A written one may
+      // flush on close (network file systems report write errors there): thread pool.
+      if (!this.writable && this.io.ok) this.io.run(() => closeSync(this.fd));
+      else await fsCall((cb) => closeCb(this.fd, cb));
     } catch (e) {
       throw toVfsError(e, this.path);
     }
@@ -186,17 +258,59 @@ export class LocalWriter implements BackendWriter {
     }
   }
 
+  /**
+   * Writes several chunks in order with one pwritev(2) (socket chunks of an HTTP body, 16-64 KiB
+   * each, without first copying them into one buffer). A short write continues with the rest.
+   */
+  async writev(chunks: readonly Uint8Array[]): Promise<void> {
+    if (this.done) throw new VfsError('EBADF', 'writer already finished', { path: this.path });
+    let total = 0;
+    for (const c of chunks) total += c.length;
+    let pos = this.position;
+    this.position += total;
+    try {
+      let rest: Uint8Array[] = chunks.filter((c) => c.length > 0);
+      while (rest.length > 0) {
+        // Linux takes at most IOV_MAX (1024) buffers per call.
+        const batch = rest.length > 1024 ? rest.slice(0, 1024) : rest;
+        let n = (await this.fh.writev(batch, pos)).bytesWritten;
+        if (n === 0) throw new VfsError('EIO', 'pwritev wrote nothing', { path: this.path });
+        pos += n;
+        const next: Uint8Array[] = [];
+        for (let i = 0; i < rest.length; i++) {
+          const c = rest[i]!;
+          if (n >= c.length) {
+            n -= c.length;
+            continue;
+          }
+          next.push(n === 0 ? c : c.subarray(n));
+          n = 0;
+        }
+        rest = next;
+      }
+    } catch (e) {
+      throw toVfsError(e, this.path);
+    }
+  }
+
   async commit(meta?: SetMetadata): Promise<BackendStat> {
     if (this.done) throw new VfsError('EBADF', 'writer already finished', { path: this.path });
     this.done = true;
+    let published: { stat: BackendStat; durable: Promise<void> };
     try {
-      return await this.backend.publish(this.fh, this.temp, this.path, this.exclusive, meta);
+      published = await this.backend.publish(this.fh, this.temp, this.path, this.exclusive, meta);
     } catch (e) {
+      // Closed already unless publish failed before it got there (a second close is a no-op).
+      await this.fh.close().catch(() => {});
       await this.backend.discard(this.temp);
       throw toVfsError(e, this.path);
-    } finally {
-      await this.fh.close().catch(() => {});
     }
+    try {
+      await published.durable;
+    } catch (e) {
+      throw toVfsError(e, this.path);
+    }
+    return published.stat;
   }
 
   async abort(): Promise<void> {

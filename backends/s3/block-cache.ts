@@ -17,10 +17,11 @@
  * many bytes are already waiting to be written: a slow disk must not hold up reads from S3.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, open, readdir, rename, stat, unlink, utimes } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { LRUCache } from 'lru-cache';
+import { mapLimit } from '../paging.ts';
 import type { S3Meters } from './s3-metrics.ts';
 
 export interface BlockRef {
@@ -60,10 +61,107 @@ class VersionIndex {
   }
 }
 
+/**
+ * Recycles block buffers (exactly `size` bytes, each owning its ArrayBuffer). Why: a fresh 4 MiB
+ * buffer costs page faults on first write (the kernel maps and zeroes it; ~0.2-0.3 ms per MiB here)
+ * and its release costs garbage collection work; a sequential stream churns through one per block.
+ * With recycling, a reader using readInto() (WebDAV GET does) moves data from socket or disk into
+ * memory that is already mapped, and produces no block garbage at all.
+ *
+ * A buffer is only recycled when nobody can still see it:
+ * - never once a view of it was handed to a caller (`exportView`: read() returns views of cached
+ *   blocks; such buffers are left to the garbage collector as before). Checked at release and again
+ *   at reuse: a read that held a block across its release may return a view of it afterwards;
+ * - not while an operation that started before its release is still running: reads and disk
+ *   writes `enter()` before touching blocks and `leave()` when done; a released buffer waits
+ *   ("cooling") until every operation older than its release has left. Operations that start
+ *   later cannot reach it (it is no longer in the cache).
+ * At most `max` buffers are kept (free + cooling); beyond, they go to the garbage collector.
+ */
+export class BlockPool {
+  readonly size: number;
+  private readonly max: number;
+  private readonly free: Buffer[] = [];
+  private readonly cooling: { buf: Buffer; after: number }[] = [];
+  /** ArrayBuffers in `free` or `cooling` (guards against a double release). */
+  private readonly held = new WeakSet<ArrayBufferLike>();
+  private readonly exported = new WeakSet<ArrayBufferLike>();
+  private seq = 0;
+  /** Operations in progress, by start number; a Set iterates in insertion (= ascending) order. */
+  private readonly active = new Set<number>();
+
+  constructor(size: number, max: number) {
+    this.size = size;
+    this.max = Math.max(0, max);
+  }
+
+  /** A buffer of `size` bytes: a recycled one when the size is the pool's and one is ready. */
+  take(size: number): Buffer {
+    while (size === this.size) {
+      let b = this.free.pop();
+      if (b === undefined && this.cooling.length > 0 && (this.cooling[0] as { after: number }).after < this.oldestActive()) b = this.cooling.shift()?.buf;
+      if (b === undefined) break;
+      this.held.delete(b.buffer);
+      // A read that held the block across its release may have returned a view of it since.
+      if (!this.exported.has(b.buffer)) return b;
+    }
+    // allocUnsafeSlow: a buffer of its own (small sizes would come from Node's shared slab).
+    return size === this.size ? Buffer.allocUnsafeSlow(size) : Buffer.allocUnsafe(size);
+  }
+
+  /** A cache let go of `buf`: keep it for reuse when that is safe (see above). */
+  release(buf: Buffer): void {
+    const ab = buf.buffer;
+    if (buf.length !== this.size || buf.byteOffset !== 0 || ab.byteLength !== this.size || this.exported.has(ab) || this.held.has(ab)) return;
+    if (this.free.length + this.cooling.length >= this.max) return;
+    this.held.add(ab);
+    if (this.active.size === 0) this.free.push(buf);
+    else this.cooling.push({ buf, after: this.seq });
+  }
+
+  /** A view of `buf` leaves the cache (read() result): never recycle it. */
+  exportView(buf: Buffer): void {
+    this.exported.add(buf.buffer);
+  }
+
+  enter(): number {
+    const s = ++this.seq;
+    this.active.add(s);
+    return s;
+  }
+
+  leave(s: number): void {
+    this.active.delete(s);
+  }
+
+  private oldestActive(): number {
+    for (const s of this.active) return s;
+    return Infinity;
+  }
+}
+
+interface MemEntry {
+  data: Buffer;
+  version: string;
+}
+
+/**
+ * Memory tier. Blocks a reader has used live in an LRU bounded in bytes (`maxBytes`). Blocks that
+ * read-ahead brought in and nobody has read yet live apart, in the `ahead` area, which the LRU
+ * cannot evict: otherwise a window of read-ahead as large as the LRU (or several readers' windows)
+ * would push out blocks fetched for a reader before it gets to them, and it would fetch them again.
+ * The ahead area is bounded by the read engine's read-ahead budget (it checks `aheadBytes` before
+ * fetching more); a block moves to the LRU when it is first read, or when it has waited
+ * `demoteStale()`'s age there (its reader went away).
+ */
 export class MemoryTier {
-  private readonly lru: LRUCache<string, { data: Buffer; version: string }>;
+  private readonly lru: LRUCache<string, MemEntry>;
+  private readonly ahead = new Map<string, MemEntry & { at: number }>();
+  private aheadSize = 0;
   private readonly versions = new VersionIndex();
   private readonly meters: S3Meters;
+  /** Where dropped blocks go for reuse (set by the read engine). */
+  pool: BlockPool | undefined;
 
   constructor(maxBytes: number, meters: S3Meters) {
     this.meters = meters;
@@ -71,35 +169,102 @@ export class MemoryTier {
       maxSize: Math.max(1, maxBytes),
       sizeCalculation: (v) => Math.max(1, v.data.length),
       dispose: (v, id, reason) => {
-        this.versions.remove(v.version, id);
+        if (!this.ahead.has(id)) this.versions.remove(v.version, id);
+        this.pool?.release(v.data);
         if (reason === 'evict') meters.eviction('memory');
-        meters.cacheBytes('memory', this.lru.calculatedSize);
+        meters.cacheBytes('memory', this.bytes);
       },
     });
   }
 
+  /** The block's data; a read-ahead block moves to the LRU (it has been used). */
   get(id: string): Buffer | undefined {
-    return this.lru.get(id)?.data;
+    const a = this.ahead.get(id);
+    if (a === undefined) return this.lru.get(id)?.data;
+    this.takeAhead(id, a);
+    if (a.data.length <= this.lru.maxSize) this.lru.set(id, { data: a.data, version: a.version });
+    else this.versions.remove(a.version, id);
+    return a.data;
+  }
+
+  /** The block's data without counting it as used (no LRU update, no move out of the ahead area). */
+  peek(id: string): Buffer | undefined {
+    return this.ahead.get(id)?.data ?? this.lru.peek(id)?.data;
   }
 
   has(id: string): boolean {
-    return this.lru.has(id);
+    return this.ahead.has(id) || this.lru.has(id);
   }
 
-  set(id: string, b: BlockRef, data: Buffer): void {
-    if (data.length > this.lru.maxSize) return;
+  /** Stores a block; `ahead` = brought in by read-ahead, not read yet. */
+  set(id: string, b: BlockRef, data: Buffer, ahead = false): void {
     const version = objectKey(b.key, b.etag);
-    this.lru.set(id, { data, version });
+    if (ahead) {
+      if (this.lru.has(id)) return;
+      const old = this.ahead.get(id);
+      if (old !== undefined) {
+        this.aheadSize -= old.data.length;
+        if (old.data !== data) this.pool?.release(old.data);
+      }
+      this.ahead.set(id, { data, version, at: Date.now() });
+      this.aheadSize += data.length;
+    } else {
+      if (data.length > this.lru.maxSize) return;
+      // Setting the same buffer again only refreshes it (a replaced entry's buffer is released).
+      if (this.lru.peek(id)?.data === data) {
+        this.lru.get(id);
+        return;
+      }
+      const old = this.ahead.get(id);
+      if (old !== undefined) {
+        this.takeAhead(id, old);
+        if (old.data !== data) this.pool?.release(old.data);
+      }
+      this.lru.set(id, { data, version });
+    }
     this.versions.add(version, id);
-    this.meters.cacheBytes('memory', this.lru.calculatedSize);
+    this.meters.cacheBytes('memory', this.bytes);
+  }
+
+  private takeAhead(id: string, e: MemEntry): void {
+    this.ahead.delete(id);
+    this.aheadSize -= e.data.length;
+  }
+
+  /** Moves read-ahead blocks unread for `maxAgeMs` to the LRU; returns the bytes freed in the ahead area. */
+  demoteStale(maxAgeMs: number): number {
+    const cutoff = Date.now() - maxAgeMs;
+    let freed = 0;
+    for (const [id, e] of this.ahead) {
+      if (e.at > cutoff) continue;
+      freed += e.data.length;
+      this.get(id);
+    }
+    return freed;
   }
 
   dropVersion(key: string, etag: string): void {
-    for (const id of this.versions.ids(objectKey(key, etag))) this.lru.delete(id);
+    const version = objectKey(key, etag);
+    for (const id of this.versions.ids(version)) {
+      const a = this.ahead.get(id);
+      if (a !== undefined) {
+        this.takeAhead(id, a);
+        this.versions.remove(version, id);
+        this.pool?.release(a.data);
+      }
+      this.lru.delete(id);
+    }
+    this.meters.cacheBytes('memory', this.bytes);
   }
 
+  /** Bytes held: the LRU plus read-ahead blocks not read yet. */
   get bytes(): number {
-    return this.lru.calculatedSize;
+    return this.lru.calculatedSize + this.aheadSize;
+  }
+
+  /** Bytes of read-ahead blocks not read yet. */
+  get aheadBytes(): number {
+    return this.aheadSize;
   }
 }
 
@@ -151,6 +316,8 @@ export class DiskTier {
   private readonly madeDirs = new Set<string>();
   private readonly unlinking = new Map<string, Promise<void>>();
   readonly ready: Promise<void>;
+  /** True once the index of the files found at start-up is built (`ready` resolved). */
+  isReady = false;
 
   constructor(o: DiskTierOptions, meters: S3Meters) {
     this.dir = o.dir;
@@ -167,7 +334,9 @@ export class DiskTier {
         meters.cacheBytes('disk', this.lru.calculatedSize);
       },
     });
-    this.ready = this.scan().catch(() => undefined);
+    this.ready = this.scan().catch(() => undefined).then(() => {
+      this.isReady = true;
+    });
   }
 
   /** Deletes a block file in the background; a later write of the same file waits for it. */
@@ -183,43 +352,21 @@ export class DiskTier {
     return join(this.dir, h.slice(0, 2), `${h.slice(2, 42)}.blk`);
   }
 
-  /** Rebuilds the index from the files of a previous run (oldest first, so they are evicted first). */
+  /**
+   * Rebuilds the index from the files of a previous run (oldest first, so they are evicted first).
+   * Files are examined 16 at a time: a 10 GiB cache holds thousands of blocks, and reads that need
+   * the disk tier wait for this (`ready`).
+   */
   private async scan(): Promise<void> {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
-    const found: { id: string; entry: DiskEntry; mtime: number }[] = [];
+    const files: string[] = [];
     for (const sub of await readdir(this.dir).catch(() => [] as string[])) {
       if (!/^[0-9a-f]{2}$/.test(sub)) continue;
       const subdir = join(this.dir, sub);
       this.madeDirs.add(subdir);
-      for (const name of await readdir(subdir).catch(() => [] as string[])) {
-        const file = join(subdir, name);
-        if (!name.endsWith('.blk')) {
-          // A temporary file of an interrupted write.
-          await unlink(file).catch(() => undefined);
-          continue;
-        }
-        try {
-          const st = await stat(file);
-          const fh = await open(file, 'r');
-          let head: ReturnType<typeof headerId>;
-          try {
-            const buf = Buffer.alloc(Math.min(st.size, FIXED_HEADER + 4096));
-            await fh.read(buf, 0, buf.length, 0);
-            head = headerId(buf);
-          } finally {
-            await fh.close();
-          }
-          if (head === undefined || this.fileOf(head.id) !== file) {
-            await unlink(file).catch(() => undefined);
-            continue;
-          }
-          const [, etag, , key] = head.id.split('\u0000');
-          found.push({ id: head.id, mtime: st.mtimeMs, entry: { size: st.size, file, version: objectKey(key ?? '', etag ?? ''), touched: st.mtimeMs } });
-        } catch {
-          // Vanished or unreadable: ignore; a later put overwrites it.
-        }
-      }
+      for (const name of await readdir(subdir).catch(() => [] as string[])) files.push(join(subdir, name));
     }
+    const found = (await mapLimit(files, 16, (file) => this.examine(file))).filter((f) => f !== undefined);
     found.sort((a, b) => a.mtime - b.mtime);
     for (const f of found) {
       this.lru.set(f.id, f.entry);
@@ -228,41 +375,79 @@ export class DiskTier {
     this.meters.cacheBytes('disk', this.lru.calculatedSize);
   }
 
+  /** One file found at start-up: its index entry, or undefined (and the file is gone) when it is not a block of ours. */
+  private async examine(file: string): Promise<{ id: string; entry: DiskEntry; mtime: number } | undefined> {
+    if (!file.endsWith('.blk')) {
+      // A temporary file of an interrupted write.
+      await unlink(file).catch(() => undefined);
+      return undefined;
+    }
+    try {
+      const fh = await open(file, 'r');
+      let head: ReturnType<typeof headerId>;
+      let st: Awaited<ReturnType<typeof fh.stat>>;
+      try {
+        st = await fh.stat();
+        const buf = Buffer.alloc(Math.min(st.size, FIXED_HEADER + 4096));
+        await fh.read(buf, 0, buf.length, 0);
+        head = headerId(buf);
+      } finally {
+        await fh.close();
+      }
+      if (head === undefined || this.fileOf(head.id) !== file) {
+        await unlink(file).catch(() => undefined);
+        return undefined;
+      }
+      const [, etag, , key] = head.id.split('\u0000');
+      return { id: head.id, mtime: st.mtimeMs, entry: { size: st.size, file, version: objectKey(key ?? '', etag ?? ''), touched: st.mtimeMs } };
+    } catch {
+      // Vanished or unreadable: ignore; a later put overwrites it.
+      return undefined;
+    }
+  }
+
   has(id: string): boolean {
     return this.lru.has(id);
   }
 
-  /** The block's data, or undefined (missing, or corrupt: then the file is gone too). */
-  async get(id: string, expectLength: number): Promise<Buffer | undefined> {
+  /**
+   * The block's data, or undefined (missing, or corrupt: then the file is gone too). One readv puts
+   * the header and the data in separate buffers, so the data lands in a buffer of its own, taken
+   * from `alloc` (the block pool: memory already mapped, which the kernel copies into three times
+   * faster than into fresh pages) and handed back through `recycle` when it is not returned.
+   */
+  async get(id: string, expectLength: number, alloc?: (size: number) => Buffer, recycle?: (buf: Buffer) => void): Promise<Buffer | undefined> {
     const e = this.lru.get(id);
     if (e === undefined) return undefined;
-    let buf: Buffer;
+    const headerLen = FIXED_HEADER + Buffer.byteLength(id, 'utf8');
+    if (e.size !== headerLen + expectLength) return this.corrupt(id);
+    const head = Buffer.allocUnsafe(headerLen);
+    const data = alloc?.(expectLength) ?? Buffer.allocUnsafe(expectLength);
+    let got = 0;
     try {
-      // One read of the size we indexed (a different size fails the length check below).
       const fh = await open(e.file, 'r');
       try {
-        buf = Buffer.allocUnsafe(e.size);
-        let got = 0;
+        got = (await fh.readv([head, data], 0)).bytesRead;
         while (got < e.size) {
-          const { bytesRead } = await fh.read(buf, got, e.size - got, got);
+          // A short read (rare): go on where it stopped.
+          const { bytesRead } = got < headerLen
+            ? await fh.read(head, got, headerLen - got, got)
+            : await fh.read(data, got - headerLen, e.size - got, got);
           if (bytesRead === 0) break;
           got += bytesRead;
         }
-        buf = buf.subarray(0, got);
       } finally {
         await fh.close();
       }
     } catch {
+      recycle?.(data);
       this.lru.delete(id);
       return undefined;
     }
-    const h = headerId(buf);
-    const ok = h !== undefined && h.id === id && h.dataLen === expectLength && buf.length === h.headerLen + h.dataLen
-      && crc32(buf.subarray(h.headerLen)) === h.crc;
-    if (!ok) {
-      this.meters.corruption('disk');
-      this.lru.delete(id);
-      return undefined;
+    const h = headerId(head);
+    if (got !== e.size || h === undefined || h.id !== id || h.dataLen !== expectLength || crc32(data) !== h.crc) {
+      recycle?.(data);
+      return this.corrupt(id);
     }
     const now = Date.now();
     if (now - e.touched > TOUCH_INTERVAL_MS) {
@@ -270,17 +455,29 @@ export class DiskTier {
       const t = new Date(now);
       utimes(e.file, t, t).catch(() => undefined);
     }
-    return buf.subarray(h.headerLen);
+    return data;
   }
 
-  /** Stores a block in the background (skipped when the disk is already behind). */
-  put(id: string, b: BlockRef, data: Buffer): void {
-    if (this.lru.has(id) || data.length > this.lru.maxSize) return;
-    if (this.pendingBytes + data.length > this.maxPending) return;
+  private corrupt(id: string): undefined {
+    this.meters.corruption('disk');
+    this.lru.delete(id);
+    return undefined;
+  }
+
+  /**
+   * Stores a block in the background (skipped when the disk is already behind). `done` is called
+   * once the write no longer reads `data` (finished, failed or skipped): the caller may recycle it.
+   */
+  put(id: string, b: BlockRef, data: Buffer, done?: () => void): void {
+    if (this.lru.has(id) || data.length > this.lru.maxSize || this.pendingBytes + data.length > this.maxPending) {
+      done?.();
+      return;
+    }
     this.pendingBytes += data.length;
     const p = this.write(id, b, data).finally(() => {
       this.pendingBytes -= data.length;
       this.pending.delete(p);
+      done?.();
     });
     this.pending.add(p);
   }

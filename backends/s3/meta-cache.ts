@@ -13,6 +13,14 @@
  *   in a directory drops that directory's pages.
  * - snapshots: a directory's complete sorted listing, used only when names contain characters
  *   whose UTF-8 order differs from JavaScript string order (see listing.ts); TTL-bound.
+ * - complete: directories whose whole membership we know as of a moment - one we just created
+ *   (mkdir found nothing at or below the name) or one we listed completely - for the TTL from that
+ *   moment, with the names they hold plus every name our own writes added or made uncertain since.
+ *   A lookup of any other name in such a directory is a miss without a request (a negative entry
+ *   for the whole directory): creating many files in a fresh or freshly listed directory (untar,
+ *   cp -r, a client that lists before it creates) costs no HEAD + ListObjectsV2 per new name. The
+ *   staleness is that of a cached listing page: a name another S3 client adds meanwhile shows after
+ *   the TTL (or invalidate()).
  */
 import { LRUCache } from 'lru-cache';
 import type { BackendStat, ListPage } from '../../src/vfs/backend.ts';
@@ -50,6 +58,13 @@ export class MetaCache {
   private readonly pages: LRUCache<string, Timed<Map<string, ListPage>>>;
   /** key -> whether keys exist below `key/` (listing.ts asks for directories S3 lists late). */
   private readonly probes: LRUCache<string, Timed<boolean>>;
+  /** dirKey -> names that may exist in it; every other name is missing (see above). */
+  private readonly complete: LRUCache<string, Timed<Set<string>>>;
+  /** dirKey -> clock of our last change in it (forgetListing), to tell a listing raced by our own write. */
+  private readonly changedAt: LRUCache<string, number>;
+  private clock = 0;
+  /** Highest change clock evicted from changedAt (an absent entry may have been changed up to then). */
+  private evictedChange = 0;
   private readonly meters: S3Meters;
 
   constructor(o: { ttlMs: number; maxEntries?: number }, meters: S3Meters) {
@@ -60,6 +75,13 @@ export class MetaCache {
     this.snapshots = new LRUCache({ max: 64 });
     this.pages = new LRUCache({ max: 1024 });
     this.probes = new LRUCache({ max: 10_000 });
+    this.complete = new LRUCache({ max: 1024 });
+    this.changedAt = new LRUCache({
+      max: 10_000,
+      dispose: (v, _k, reason) => {
+        if (reason !== 'set' && v > this.evictedChange) this.evictedChange = v;
+      },
+    });
     this.meters = meters;
   }
 
@@ -78,6 +100,7 @@ export class MetaCache {
 
   set(key: string, value: Lookup): void {
     if (value.kind === 'file') this.setAttr(key, value.head, value.stat);
+    if (value.kind !== 'missing') this.mayExist(key);
     this.probes.delete(key);
     if (this.ttlMs === 0) return;
     this.lookups.set(key, { value, expires: Date.now() + this.ttlMs });
@@ -99,6 +122,43 @@ export class MetaCache {
     this.lookups.delete(key);
     this.attrs.delete(key);
     this.probes.delete(key);
+    this.mayExist(key);
+  }
+
+  /**
+   * Records that directory `dirKey` holds exactly `names` now (a complete listing, or [] for a
+   * directory just created). Large directories are not recorded (memory).
+   */
+  setComplete(dirKey: string, names: Iterable<string>, since?: number): void {
+    if (this.ttlMs === 0) return;
+    // Our own write landed in the directory while its membership was being read: the answer may miss it.
+    if (since !== undefined && this.changedSince(dirKey, since)) return;
+    const set = new Set(names);
+    if (set.size > COMPLETE_MAX_NAMES) return;
+    this.complete.set(dirKey, { value: set, expires: Date.now() + this.ttlMs });
+  }
+
+  /** True when `key` is known missing because its directory's membership is known (see above). */
+  knownMissing(key: string): boolean {
+    if (this.ttlMs === 0) return false;
+    const cut = key.lastIndexOf('/', key.length - 2) + 1;
+    const e = this.complete.get(key.slice(0, cut));
+    if (e === undefined) return false;
+    if (e.expires <= Date.now()) {
+      this.complete.delete(key.slice(0, cut));
+      return false;
+    }
+    return !e.value.has(key.slice(cut));
+  }
+
+  /** A name that may now exist in its directory (our own write; or unknown): never a "known miss". */
+  private mayExist(key: string): void {
+    if (this.complete.size === 0) return;
+    const cut = key.lastIndexOf('/', key.length - 2) + 1;
+    const e = this.complete.get(key.slice(0, cut));
+    if (e === undefined) return;
+    e.value.add(key.slice(cut));
+    if (e.value.size > COMPLETE_MAX_NAMES) this.complete.delete(key.slice(0, cut));
   }
 
   probe(key: string): boolean | undefined {
@@ -108,6 +168,7 @@ export class MetaCache {
   }
 
   setProbe(key: string, exists: boolean): void {
+    if (exists) this.mayExist(key);
     if (this.ttlMs > 0) this.probes.set(key, { value: exists, expires: Date.now() + this.ttlMs });
   }
 
@@ -144,11 +205,29 @@ export class MetaCache {
   forgetListing(dirKey: string): void {
     this.snapshots.delete(dirKey);
     this.pages.delete(dirKey);
+    this.changedAt.set(dirKey, ++this.clock);
+  }
+
+  /** The change clock now: pass it to setComplete() to ignore a membership raced by our own change. */
+  now(): number {
+    return this.clock;
+  }
+
+  private changedSince(dirKey: string, since: number): boolean {
+    const at = this.changedAt.get(dirKey);
+    return at === undefined ? this.evictedChange > since : at > since;
   }
 
   /** Drops everything cached for keys starting with `prefix` ('' = everything). */
   invalidate(prefix: string): number {
     let n = 0;
+    // Directory memberships answer for names below them: drop those at or above the prefix too.
+    for (const k of [...this.complete.keys()]) {
+      if (k.startsWith(prefix) || prefix.startsWith(k)) {
+        this.complete.delete(k);
+        n++;
+      }
+    }
     for (const cache of [this.lookups, this.attrs, this.snapshots, this.probes, this.pages] as LRUCache<string, object>[]) {
       if (prefix === '') {
         n += cache.size;
@@ -165,6 +244,9 @@ export class MetaCache {
     return n;
   }
 }
+
+/** Directories with more names than this are not recorded as complete (memory). */
+const COMPLETE_MAX_NAMES = 10_000;
 
 function copyPage(p: ListPage): ListPage {
   const out: ListPage = { entries: p.entries.map((e) => ({ ...e })) };

@@ -152,6 +152,8 @@ export class S3Backend implements Backend, WriterHost, ListHost {
       if (c !== undefined) return Promise.resolve(c);
       const running = this.lookupsInFlight.get(key);
       if (running !== undefined) return running;
+      // A name not in a directory whose whole membership we know (meta-cache.ts): no request.
+      if (this.meta.knownMissing(key)) return Promise.resolve({ kind: 'missing' });
     }
     const p = this.fetchLookup(path, key).finally(() => {
       if (this.lookupsInFlight.get(key) === p) this.lookupsInFlight.delete(key);
@@ -285,8 +287,11 @@ export class S3Backend implements Backend, WriterHost, ListHost {
     const dk = this.keys.dirKey(path);
     const cached = this.meta.page(dk, options.after, options.limit);
     if (cached !== undefined) return cached;
+    const since = this.meta.now();
     const page = await listPage(this, dk, options.after, options.limit, path);
     this.meta.setPage(dk, options.after, options.limit, page);
+    // The whole directory in one page: lookups of other names in it need no request for a while.
+    if (options.after === undefined && page.next === undefined) this.meta.setComplete(dk, page.entries.map((e) => e.name), since);
     return page;
   }
 
@@ -470,9 +475,12 @@ export class S3Backend implements Backend, WriterHost, ListHost {
     if (path === '/') throw new VfsError('EEXIST', undefined, { path });
     this.keys.dirKey(path);
     await this.checkParent(path);
+    const since = this.meta.now();
     if ((await this.lookup(path)).kind !== 'missing') throw new VfsError('EEXIST', undefined, { path });
     const stat = await this.putMarker(path, encodeMeta('dir', {}, { mode: mode ?? this.defaults.dirMode, birthtimeNs: nowNs() }));
     this.changed(path);
+    // Nothing was at or below the name: the new directory is known empty (its creates skip lookups).
+    this.meta.setComplete(this.keys.dirKey(path), [], since);
     return { ...stat };
   }
 

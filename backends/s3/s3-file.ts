@@ -40,9 +40,21 @@ export class S3File implements BackendFile {
   async read(offset: number, length: number): Promise<Buffer> {
     this.live();
     if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) throw new VfsError('EINVAL', undefined, { path: this.path });
+    return this.retrying(() => this.host.engine.read(this.version, offset, length, this.state));
+  }
+
+  /** The bytes at `offset` copied into `target` (one copy, out of the block cache). */
+  async readInto(offset: number, target: Uint8Array): Promise<number> {
+    this.live();
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new VfsError('EINVAL', undefined, { path: this.path });
+    return this.retrying(() => this.host.engine.readInto(this.version, offset, target, this.state));
+  }
+
+  /** Runs a read; when the object turned out replaced, moves to the new version and runs it once more. */
+  private async retrying<T>(fn: () => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.host.engine.read(this.version, offset, length, this.state);
+        return await fn();
       } catch (e) {
         if (isVfsError(e, 'ENOENT')) throw new VfsError('ESTALE', 'object deleted while open', { path: this.path, cause: e });
         if (!(e instanceof EtagChangedError) || attempt > 0) throw e instanceof EtagChangedError ? new VfsError('EIO', 'object keeps changing', { path: this.path, cause: e }) : e;
@@ -52,13 +64,6 @@ export class S3File implements BackendFile {
         this.st = fresh.stat;
       }
     }
-  }
-
-  /** The bytes at `offset` copied into `target` (one copy out of the block cache). */
-  async readInto(offset: number, target: Uint8Array): Promise<number> {
-    const buf = await this.read(offset, target.length);
-    target.set(buf);
-    return buf.length;
   }
 
   async write(): Promise<number> {

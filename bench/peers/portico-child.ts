@@ -42,6 +42,10 @@ export interface PorticoChildOptions {
   user: string;
   pass: string;
   port?: number;
+  /** The share's backend options (`shares[].options`), e.g. `{ fsync: false }`. */
+  shareOptions?: Record<string, unknown>;
+  /** Server name in results (default 'portico'). */
+  name?: string;
 }
 
 export async function startPorticoChild(o: PorticoChildOptions): Promise<PeerServer> {
@@ -56,7 +60,7 @@ export async function startPorticoChild(o: PorticoChildOptions): Promise<PeerSer
       admin: { port: 0 },
       log: { level: 'warn', format: 'json', audit: { enabled: true, file: join(tmp, 'audit.log') } },
       protocols: { webdav: { port }, nfs: { port: 0 }, smb: { port: 0 } },
-      shares: [{ name: 'share', source: o.dir }],
+      shares: [{ name: 'share', source: o.dir, ...(o.shareOptions ? { options: o.shareOptions } : {}) }],
     }),
   );
   const add = await runPortico(['user', 'add', o.user, '--password-stdin', '--config', conf], `${o.pass}\n`);
@@ -66,6 +70,7 @@ export async function startPorticoChild(o: PorticoChildOptions): Promise<PeerSer
   let output = '';
   const keep = (d: Buffer): void => {
     output = (output + d.toString('utf8')).slice(-8000);
+    if (process.env.DEBUG_INLINE) process.stderr.write(d); // TEMP
   };
   child.stdout.on('data', keep);
   child.stderr.on('data', keep);
@@ -75,7 +80,7 @@ export async function startPorticoChild(o: PorticoChildOptions): Promise<PeerSer
   });
   const logTail = (): string => output.split('\n').slice(-30).join('\n');
   const server: PeerServer = {
-    name: 'portico',
+    name: o.name ?? 'portico',
     url: `http://127.0.0.1:${port}/share/`,
     port,
     pid: child.pid!,

@@ -3,11 +3,21 @@
  *
  * WebDAV is stateless: clients send credentials with every request. Verifying a bcrypt hash per
  * request (about 250 ms at cost 12) would make every client unusable, so successful logins are
- * remembered for `ttlMs` under an HMAC of (user, password) with a per-process random key — the
- * password itself is never kept. On a hit the principal is re-read from the authenticator, so a
- * disabled or deleted user is refused at once (a changed password is honoured within the TTL).
- * Failures are never cached: every failed attempt goes through the authenticator and its throttle.
- * Apache's mod_authn_socache makes the same trade.
+ * remembered for `ttlMs`, keyed by an HMAC of the whole `Authorization` header under a per-process
+ * random key (the header, which carries the password, is never kept; a hit costs one HMAC and no
+ * decoding). Apache's mod_authn_socache makes the same trade.
+ *
+ * - Invalidation: each entry records the authenticator's `generation()` when its login started;
+ *   the user database moving on (a user added, deleted, disabled, a password or groups changed, in
+ *   this process or by `portico user ...` in another one) turns every older entry into a miss, so
+ *   such changes apply at the next request. Authenticators without `generation()` get the older
+ *   rule: a hit re-reads the user (`principalFor`), so a disabled or deleted user is refused at once.
+ * - Failures are never cached: every failed attempt goes through the authenticator and its
+ *   throttle. An unknown header always costs a bcrypt compare.
+ * - Concurrent logins with one header (a client opening 16 connections at once) share the first
+ *   attempt's bcrypt when it succeeds; when it fails, each request makes its own attempt (and is
+ *   counted by the throttle). Without this, 16 simultaneous first requests ran 16 bcrypts, which
+ *   also held the libuv thread pool (4 threads) that every file operation needs for about a second.
  */
 import { createHmac, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
@@ -39,37 +49,89 @@ export function parseBasic(header: string | undefined): BasicCredentials | undef
   return { user: text.slice(0, i), password: text.slice(i + 1) };
 }
 
+interface Entry {
+  principal: Principal;
+  /** The authenticator's generation when the login started (undefined: it has none). */
+  generation: number | undefined;
+}
+
+/** Headers longer than this are never cached (nor hashed for the cache). */
+const MAX_CACHED_HEADER = 1024;
+
 export class BasicAuthCache {
   // A KeyObject, not a Buffer: createHmac() turns a Buffer key into a KeyObject on every call
   // (about 15 µs, most of the cost of an authenticated request's cache hit).
   private readonly key: KeyObject = createSecretKey(randomBytes(32));
-  private readonly cache: LRUCache<string, string>;
+  private readonly cache: LRUCache<string, Entry>;
+  private readonly inflight = new Map<string, Promise<Principal>>();
   private readonly sessions: SessionManager;
-
   private readonly enabled: boolean;
 
   constructor(sessions: SessionManager, ttlMs: number) {
     this.sessions = sessions;
     this.enabled = ttlMs > 0;
     // maxSize with unit sizes, not max: the same bound without preallocating every slot.
-    this.cache = new LRUCache<string, string>({ maxSize: 10_000, sizeCalculation: () => 1, ttl: Math.max(1, ttlMs) });
+    this.cache = new LRUCache<string, Entry>({ maxSize: 10_000, sizeCalculation: () => 1, ttl: Math.max(1, ttlMs) });
   }
 
-  private digest(c: BasicCredentials): string {
-    return createHmac('sha256', this.key).update(c.user).update('\0').update(c.password).digest('base64');
+  private digest(header: string): string {
+    return createHmac('sha256', this.key).update(header).digest('base64');
   }
 
-  /** Authenticates (throws VfsError EAUTH / ETHROTTLED like the authenticator). */
-  async authenticate(c: BasicCredentials, clientAddress: string): Promise<Principal> {
-    const d = this.digest(c);
-    const cachedUser = this.cache.get(d);
-    if (cachedUser !== undefined) {
-      const p = await this.sessions.authenticator.principalFor(cachedUser);
-      if (p) return p;
-      this.cache.delete(d);
+  private generation(): number | undefined {
+    const a = this.sessions.authenticator;
+    return a.generation ? a.generation() : undefined;
+  }
+
+  /**
+   * Authenticates an `Authorization` header: 'invalid' when it is not well-formed Basic (the
+   * caller answers 401), else the principal; throws VfsError EAUTH / ETHROTTLED like the
+   * authenticator.
+   */
+  async authenticate(header: string, clientAddress: string): Promise<Principal | 'invalid'> {
+    const cacheable = this.enabled && header.length <= MAX_CACHED_HEADER;
+    const key = cacheable ? this.digest(header) : undefined;
+    const generation = this.generation();
+    if (key !== undefined) {
+      const hit = this.cache.get(key);
+      if (hit !== undefined) {
+        if (generation !== undefined) {
+          if (hit.generation === generation) return hit.principal;
+        } else {
+          const p = await this.sessions.authenticator.principalFor(hit.principal.user);
+          if (p) return p;
+        }
+        this.cache.delete(key);
+      }
     }
-    const p = await this.sessions.authenticate(c.user, c.password, { protocol: 'webdav', clientAddress });
-    if (this.enabled) this.cache.set(d, p.user);
-    return p;
+    const creds = parseBasic(header);
+    if (creds === undefined || creds === 'invalid') return 'invalid';
+    if (key !== undefined) {
+      const running = this.inflight.get(key);
+      if (running !== undefined) {
+        try {
+          const p = await running;
+          if (this.generation() === generation) return p;
+        } catch {
+          // The shared attempt failed: this request makes (and is counted for) its own.
+        }
+      }
+    }
+    const attempt = this.sessions.authenticate(creds.user, creds.password, { protocol: 'webdav', clientAddress }).then(freeze);
+    if (key === undefined) return attempt;
+    this.inflight.set(key, attempt);
+    try {
+      const p = await attempt;
+      this.cache.set(key, { principal: p, generation });
+      return p;
+    } finally {
+      if (this.inflight.get(key) === attempt) this.inflight.delete(key);
+    }
   }
+}
+
+/** Cached principals are shared by every request of a client: nothing may change them. */
+function freeze(p: Principal): Principal {
+  Object.freeze(p.groups);
+  return Object.freeze(p);
 }

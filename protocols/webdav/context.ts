@@ -31,9 +31,6 @@ export interface DavSettings {
   refuseAppleDouble: Set<string>;
 }
 
-/** PUT writes its body to a sibling with this prefix, then renames or copies it into place. */
-export const PUT_TEMP_PREFIX = '.~portico-put-';
-
 export class DavContext {
   readonly req: IncomingMessage;
   readonly res: ServerResponse;

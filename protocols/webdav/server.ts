@@ -17,9 +17,9 @@ import type { SessionManager } from '../../src/session/session-manager.ts';
 import type { Session } from '../../src/session/session.ts';
 import { VfsError, isVfsError } from '../../src/vfs/errors.ts';
 import { normalizePath } from '../../src/vfs/path.ts';
-import { BasicAuthCache, parseBasic } from './auth.ts';
+import { BasicAuthCache } from './auth.ts';
 import { applyIfHeader } from './conditional.ts';
-import { DavContext, PUT_TEMP_PREFIX, type DavSettings } from './context.ts';
+import { DavContext, type DavSettings } from './context.ts';
 import { HttpError, isExpected, statusOf } from './errors.ts';
 import { parseRequestTarget, type DavTarget } from './paths.ts';
 import { escapeText } from './xml.ts';
@@ -169,15 +169,18 @@ export class DavServer {
       await this.sendError(req, res, e, ctx);
     } finally {
       if (session) await session.end({ keepDurableLocks: true }).catch((err: unknown) => this.log.warn({ err }, 'session end failed'));
-      const ms = Math.round((performance.now() - t0) * 10) / 10;
       const status = res.statusCode;
-      const entry = { req: id, method, url: req.url, status, ms, user, client: clientAddress };
-      if (status >= 500) this.log.warn(entry, 'webdav request');
-      else this.log.debug(entry, 'webdav request');
+      // The entry is built only when it is logged (debug is off in production; this runs per request).
+      if (status >= 500 || this.log.isLevelEnabled('debug')) {
+        const ms = Math.round((performance.now() - t0) * 10) / 10;
+        const entry = { req: id, method, url: req.url, status, ms, user, client: clientAddress };
+        if (status >= 500) this.log.warn(entry, 'webdav request');
+        else this.log.debug(entry, 'webdav request');
+      }
     }
   }
 
-  /** Share-relative path, validated by the one VFS validator (400/414), temp names hidden (404). */
+  /** Share-relative path, validated by the one VFS validator (400/414). */
   private sharePath(target: DavTarget): string {
     let path: string;
     try {
@@ -186,7 +189,6 @@ export class DavServer {
       if (e instanceof VfsError) throw new HttpError(e.code === 'ENAMETOOLONG' ? 414 : 400, e.message);
       throw e;
     }
-    if (path.includes('/' + PUT_TEMP_PREFIX)) throw new HttpError(404, 'not found');
     return path;
   }
 
@@ -200,14 +202,14 @@ export class DavServer {
   }
 
   private async principal(req: IncomingMessage, clientAddress: string, guestAllowed: boolean): Promise<Principal> {
-    const creds = parseBasic(req.headers.authorization);
-    if (creds === undefined) {
+    const header = req.headers.authorization;
+    if (header === undefined) {
       if (guestAllowed) return this.sessions.authenticator.guest();
       throw new HttpError(401, 'authentication required');
     }
-    if (creds === 'invalid') throw new HttpError(401, 'unsupported or malformed Authorization header');
+    let p: Principal | 'invalid';
     try {
-      return await this.auth.authenticate(creds, clientAddress);
+      p = await this.auth.authenticate(header, clientAddress);
     } catch (e) {
       if (isVfsError(e, 'EAUTH')) throw new HttpError(401, 'invalid user name or password');
       if (isVfsError(e, 'ETHROTTLED')) {
@@ -216,6 +218,8 @@ export class DavServer {
       }
       throw e;
     }
+    if (p === 'invalid') throw new HttpError(401, 'unsupported or malformed Authorization header');
+    return p;
   }
 
   private uiAsset(req: IncomingMessage, res: ServerResponse, name: string): void {

@@ -35,6 +35,13 @@ export interface Authenticator {
   /** NFS AUTH_SYS mapping. */
   principalForUid(uid: number): Promise<Principal | undefined>;
   guest(): Principal;
+  /**
+   * Optional: a value that changes whenever any user may have changed (added, deleted, disabled,
+   * password or groups changed), in this process or another one. Protocols that remember
+   * successful logins (WebDAV Basic) use it to forget them at once, without reading the user on
+   * every request. Absent: such caches must re-read the user (`principalFor`) on every hit.
+   */
+  generation?(): number;
 }
 
 /** uid/gid of the guest principal: the traditional "nobody" (65534 on Linux and in NFS anonymous mapping). */

@@ -43,6 +43,10 @@ export const MAX_PASSWORD_BYTES = 72;
 export const MAX_PASSWORD_CHARS = 1024;
 const MAX_ID = 0xfffffffe;
 const CANARY_KEY = 'auth.secret-canary';
+/** How stale generation()'s view of other processes' changes may be. */
+const DATA_VERSION_MS = 100;
+/** User changes per database connection, shared by every LocalUserStore on it (see generation()). */
+const CONNECTION_CHANGES = new WeakMap<object, { n: number }>();
 
 export interface UserInfo {
   name: string;
@@ -132,8 +136,12 @@ export class LocalUserStore {
   private readonly store: MetadataStore;
   private readonly box: SecretBox;
   private readonly rounds: number;
-  private readonly st: Record<'get' | 'byUid' | 'list' | 'count' | 'insert' | 'setPw' | 'del' | 'setDisabled' | 'setGroups' | 'maxUid', StatementSync>;
+  private readonly st: Record<'get' | 'byUid' | 'list' | 'count' | 'insert' | 'setPw' | 'del' | 'setDisabled' | 'setGroups' | 'maxUid' | 'dataVersion', StatementSync>;
   private dummyHash: Promise<string> | undefined;
+  /** Changes made through this connection (its own commits do not move data_version). */
+  private readonly changes: { n: number };
+  private dataVersion = 0;
+  private dataVersionAt = -Infinity;
 
   /**
    * @param secret the key that seals NT hashes (auth.secretKey or loadOrCreateSecret()).
@@ -159,6 +167,9 @@ export class LocalUserStore {
       }
     }
     const db = store.db;
+    let changes = CONNECTION_CHANGES.get(db);
+    if (changes === undefined) CONNECTION_CHANGES.set(db, (changes = { n: 0 }));
+    this.changes = changes;
     const cols = 'name, uid, gid, groups, bcrypt, nthash, disabled, created, updated';
     this.st = {
       get: db.prepare(`SELECT ${cols} FROM users WHERE name = ?`),
@@ -171,7 +182,26 @@ export class LocalUserStore {
       setDisabled: db.prepare('UPDATE users SET disabled = ?, updated = ? WHERE name = ?'),
       setGroups: db.prepare('UPDATE users SET groups = ?, updated = ? WHERE name = ?'),
       maxUid: db.prepare('SELECT MAX(uid) AS m FROM users WHERE uid >= ?'),
+      // Changes whenever another connection (`portico user ...` run while the gateway serves)
+      // committed to the database. One cheap statement, no table read.
+      dataVersion: db.prepare('PRAGMA data_version'),
     };
+  }
+
+  /**
+   * Changes whenever a user may have changed: through this store at once, through any other
+   * connection to the database (`portico user ...` in another process; SQLite's data_version)
+   * within DATA_VERSION_MS. Not every change it reports is a user change (other components commit
+   * through other connections rarely), which only costs a cache refill.
+   */
+  generation(): number {
+    const now = Date.now();
+    if (now - this.dataVersionAt >= DATA_VERSION_MS) {
+      // ~3 µs (it reads the WAL index): read at most every DATA_VERSION_MS, not on every request.
+      this.dataVersion = Number((this.st.dataVersion.get() as { data_version: number | bigint }).data_version);
+      this.dataVersionAt = now;
+    }
+    return this.changes.n * 0x1_0000_0000 + this.dataVersion;
   }
 
   async addUser(u: NewUser): Promise<UserInfo> {
@@ -192,6 +222,7 @@ export class LocalUserStore {
       if (owner) throw new VfsError('EEXIST', `uid ${uid} is already used by user "${owner.name}"`);
       const now = Date.now();
       this.st.insert.run(name, uid, u.gid ?? uid, JSON.stringify(groups), hash, sealed, u.disabled ? 1 : 0, now, now);
+      this.changes.n++;
       return toInfo(this.row(name)!);
     });
   }
@@ -201,22 +232,26 @@ export class LocalUserStore {
     const row = this.mustRow(name);
     const hash = await bcrypt.hash(password, this.rounds);
     const r = this.st.setPw.run(hash, this.sealNtHash(row.name, password), Date.now(), row.name);
+    this.changes.n++;
     if (Number(r.changes) === 0) throw new VfsError('ENOENT', `no such user "${name}"`);
   }
 
   deleteUser(name: string): void {
     const r = this.st.del.run(name);
+    this.changes.n++;
     if (Number(r.changes) === 0) throw new VfsError('ENOENT', `no such user "${name}"`);
   }
 
   setDisabled(name: string, disabled: boolean): void {
     const row = this.mustRow(name);
     this.st.setDisabled.run(disabled ? 1 : 0, Date.now(), row.name);
+    this.changes.n++;
   }
 
   setGroups(name: string, groups: string[]): void {
     const row = this.mustRow(name);
     this.st.setGroups.run(JSON.stringify(validateGroups(groups)), Date.now(), row.name);
+    this.changes.n++;
   }
 
   listUsers(): UserInfo[] {
@@ -353,5 +388,9 @@ export class LocalAuthenticator implements Authenticator {
 
   guest(): Principal {
     return guestPrincipal();
+  }
+
+  generation(): number {
+    return this.users.generation();
   }
 }

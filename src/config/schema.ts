@@ -19,6 +19,7 @@
 import { z } from 'zod';
 import { normalizePath } from '../vfs/path.ts';
 import { isVfsError } from '../vfs/errors.ts';
+import { WRITE_BACK_DEFAULTS, WRITE_BACK_MODES } from '../vfs/write-back.ts';
 
 export const RIGHTS = ['read', 'write', 'admin'] as const;
 export type Right = (typeof RIGHTS)[number];
@@ -173,6 +174,30 @@ export const pathRuleSchema = z
     }
   }, whenObject);
 
+/**
+ * `shares[].writeBack`: `sync` (default) | `async`, or an object with `mode` and the tuning keys.
+ * Semantics in src/vfs/write-back.ts and config/portico.example.yaml. Only object-store backends
+ * (no random writes) stage writes, so the key has no effect on local or memory:posix shares.
+ */
+const writeBackSchema = z.preprocess(
+  (v) => (typeof v === 'string' ? { mode: v } : v),
+  z
+    .strictObject({
+      mode: z.enum(WRITE_BACK_MODES).default(WRITE_BACK_DEFAULTS.mode),
+      maxConcurrentUploads: int().min(1).max(256).default(WRITE_BACK_DEFAULTS.maxConcurrentUploads),
+      maxPendingUploads: int().min(1).default(WRITE_BACK_DEFAULTS.maxPendingUploads),
+      retryBaseMs: int().min(1).default(WRITE_BACK_DEFAULTS.retryBaseMs),
+      retryMaxMs: int().min(1).default(WRITE_BACK_DEFAULTS.retryMaxMs),
+      permanentFailureAttempts: int().min(1).default(WRITE_BACK_DEFAULTS.permanentFailureAttempts),
+      shutdownDrainMs: int().min(0).default(WRITE_BACK_DEFAULTS.shutdownDrainMs),
+    })
+    .superRefine((w, ctx) => {
+      if (typeof w.retryMaxMs === 'number' && typeof w.retryBaseMs === 'number' && w.retryMaxMs < w.retryBaseMs) {
+        ctx.addIssue({ code: 'custom', path: ['retryMaxMs'], input: w.retryMaxMs, message: `must be >= retryBaseMs (${w.retryBaseMs})` });
+      }
+    }, whenObject),
+);
+
 const shareSchema = z.strictObject({
   name: z.string().regex(SHARE_NAME_RE, { error: 'must match [A-Za-z0-9._-]{1,64}' }),
   source: z.string().min(1),
@@ -186,6 +211,12 @@ const shareSchema = z.strictObject({
   rules: z.array(pathRuleSchema).default([]),
   /** WebDAV-only share options (absent = defaults). */
   webdav: z.strictObject({ refuseAppleDouble: z.boolean().optional() }).optional(),
+  /**
+   * When a close/flush on an object-store share returns: after the upload (sync) or after a local
+   * journal write (async). Absent = sync (the VFS applies WRITE_BACK_DEFAULTS; kept absent so the
+   * parsed config of a share that does not use it stays as it was).
+   */
+  writeBack: writeBackSchema.optional(),
 });
 
 const baseSchema = z

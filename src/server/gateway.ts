@@ -9,8 +9,10 @@
  *   never reachable from the network, and log a warning saying so.
  *
  * Shutdown (SIGTERM/SIGINT via installSignalHandlers): plugins stop accepting and get
- * `server.shutdownGraceMs` for in-flight work, then sessions end, the VFS publishes staged writes and
- * closes the backends, and the store closes. A second signal exits with status 1 at once.
+ * `server.shutdownGraceMs` for in-flight work, then sessions end, the VFS publishes staged writes
+ * (shares with `writeBack: async` journal them; pending uploads get `writeBack.shutdownDrainMs` and
+ * the rest resumes at the next start) and closes the backends, and the store closes. A second
+ * signal exits with status 1 at once.
  */
 import { randomInt } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
@@ -23,7 +25,6 @@ import { createAuditLogger, createLogger, type Logger } from '../log/logger.ts';
 import { instrumentBackend } from '../metrics/instrumented-backend.ts';
 import { Metrics } from '../metrics/metrics.ts';
 import { join } from 'node:path';
-import { rmSync } from 'node:fs';
 import { adminToken } from './admin-token.ts';
 import { DurableLocks } from '../locks/lock-persistence.ts';
 import { VfsError } from '../vfs/errors.ts';
@@ -146,16 +147,32 @@ export class Gateway {
       });
       this.backends.set(share.name, instrumentBackend(backend, this.metrics, share.name));
     }
-    // Write stages of a previous run are dead (their handles died with it): start empty.
     const stageDir = join(server.stateDir, 'stage');
-    rmSync(stageDir, { recursive: true, force: true });
-    const vfs = (this.vfs = new Vfs({ store, stageDir }));
+    const vfs = (this.vfs = new Vfs({
+      store,
+      stageDir,
+      writeBackDir: join(server.stateDir, 'writeback'),
+      metricsRegistry: this.metrics.registry,
+      logger: this.logger.child({ component: 'write-back' }),
+      treeMoves: { logger: this.logger.child({ component: 'tree-move' }) },
+    }));
     this.durableLocks = new DurableLocks(vfs.locks, store, this.logger);
     const restored = this.durableLocks.start();
     if (restored > 0) this.logger.info({ locks: restored }, 'restored WebDAV locks');
     for (const share of this.config.shares) {
-      vfs.addVolume(share.name, this.backends.get(share.name)!, { caseSensitive: share.caseSensitive, readOnly: share.readOnly });
+      vfs.addVolume(share.name, this.backends.get(share.name)!, { caseSensitive: share.caseSensitive, readOnly: share.readOnly, writeBack: share.writeBack });
     }
+    // Before serving: stages journaled by async write-back before the last stop (or crash) are
+    // reopened (the files read as their staged content meanwhile); every other stage file of a
+    // previous run is dead (its handles died) and removed. Their uploads start once interrupted
+    // directory moves below hold the ones inside a moving tree.
+    await vfs.recoverWriteBack({ deferUploads: true });
+    // Then directory renames a crash interrupted (object stores: journaled copy + delete) are
+    // finished, so every share serves whole trees; one that fails again keeps retrying in the
+    // background and its tree refuses changes (EBUSY) meanwhile.
+    const moves = await vfs.resumeTreeMoves();
+    if (moves.resumed + moves.retrying + moves.quarantined > 0) this.logger.info({ ...moves }, 'interrupted directory renames');
+    vfs.startWriteBackUploads();
     for (const [name, backend] of this.backends) {
       if (!backend.recover) continue;
       // In the background: a large tree must not delay start-up.

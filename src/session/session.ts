@@ -52,8 +52,8 @@ export class Session {
   readonly principal: Principal;
   readonly protocol: string;
   readonly clientAddress: string;
-  readonly logger: Logger | undefined;
   private readonly host: SessionHost;
+  private childLogger: Logger | undefined;
   private readonly handles = new Set<Handle>();
   private readonly lockOwners = new Map<string, LockOwner>();
   private closed = false;
@@ -69,7 +69,18 @@ export class Session {
     this.principal = init.principal;
     this.protocol = init.protocol;
     this.clientAddress = init.clientAddress;
-    this.logger = host.logger?.child({ session: this.id, protocol: init.protocol, user: init.principal.user });
+  }
+
+  /**
+   * This session's logger (bindings: session, protocol, user), made on first use: pino's child()
+   * serialises its bindings at once, a cost WebDAV would pay on every request for a logger it
+   * rarely uses.
+   */
+  get logger(): Logger | undefined {
+    if (this.childLogger === undefined && this.host.logger !== undefined) {
+      this.childLogger = this.host.logger.child({ session: this.id, protocol: this.protocol, user: this.principal.user });
+    }
+    return this.childLogger;
   }
 
   private get vfs(): Vfs {
@@ -254,9 +265,16 @@ export class Session {
       const w = await this.vfs.replaceContent(vol, path, { ...opts, owner: `${this.id}:${opts.owner ?? 'replace'}`, tokens: new Set(this.lockTokens) });
       return {
         created: w.created,
+        existing: w.existing,
         write: async (chunk: Uint8Array): Promise<void> => {
           await w.write(chunk);
           this.host.bytes(this.protocol, 'write', chunk.length);
+        },
+        writev: async (chunks: readonly Uint8Array[]): Promise<void> => {
+          await w.writev(chunks);
+          let n = 0;
+          for (const c of chunks) n += c.length;
+          this.host.bytes(this.protocol, 'write', n);
         },
         commit: () => this.gate('replace-commit', share, [], null, () => w.commit()),
         abort: () => w.abort(),

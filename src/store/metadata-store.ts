@@ -8,6 +8,11 @@
  * - `props`: properties keyed by file id (WebDAV dead properties, Windows attributes, creation time
  *   overrides, extended attributes). Keyed by id so they follow renames for free.
  * - `kv`: small durable values for other components (boot generation, durable locks, journals).
+ * - `tree_moves` (component `tree-moves` in `migrations`): the journal of directory renames done by
+ *   copy on backends without atomic rename (src/vfs/tree-move.ts owns the record format). A row is
+ *   written in the same transaction as the rename's id update, before the first copy, and deleted
+ *   when the move is complete; rows that cannot be decoded are set aside (`quarantined`), never
+ *   deleted, so an operator can still read what was in them.
  * - Other components own their tables through `migrate()` (e.g. the local user store).
  *
  * Why node:sqlite: it ships with Node 24 (no native addon to build or download), is transactional,
@@ -50,6 +55,30 @@ const PROPS_MANY_BATCH = 10_000;
 
 /** Parent id of every volume root. No real node has id 0 (AUTOINCREMENT starts at 1). */
 export const NO_PARENT: FileId = 0n;
+
+/** One journaled directory move (the record is tree-move.ts's JSON; this layer never parses it). */
+export interface TreeMoveRow {
+  id: string;
+  vol: string;
+  record: string;
+  created: number;
+}
+
+/** Journal rows read per volume at start-up (a volume refuses more active moves long before this). */
+const TREE_MOVES_READ_MAX = 1000;
+
+const TREE_MOVE_MIGRATIONS: string[][] = [
+  [
+    `CREATE TABLE tree_moves (
+       id TEXT PRIMARY KEY,
+       vol TEXT NOT NULL,
+       record TEXT NOT NULL,
+       created INTEGER NOT NULL,
+       quarantined TEXT
+     ) STRICT`,
+    `CREATE INDEX tree_moves_vol ON tree_moves(vol)`,
+  ],
+];
 
 const SCHEMA = [
   `CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL) STRICT`,
@@ -118,6 +147,11 @@ export class MetadataStore {
       migGet: prep('SELECT version FROM migrations WHERE component = ?'),
       migSet: prep('INSERT INTO migrations(component, version) VALUES (?, ?) ON CONFLICT(component) DO UPDATE SET version = excluded.version'),
     } as Record<string, StatementSync>;
+    this.migrate('tree-moves', TREE_MOVE_MIGRATIONS);
+    this.st.tmInsert = prep('INSERT INTO tree_moves(id, vol, record, created) VALUES (?, ?, ?, ?)');
+    this.st.tmPending = prep('SELECT id, vol, record, created FROM tree_moves WHERE vol = ? AND quarantined IS NULL ORDER BY rowid LIMIT ?');
+    this.st.tmDelete = prep('DELETE FROM tree_moves WHERE id = ?');
+    this.st.tmQuarantine = prep('UPDATE tree_moves SET quarantined = ? WHERE id = ?');
     const gen = Number(this.kvGet('boot-generation') ?? '0') + 1;
     this.kvSet('boot-generation', String(gen));
     this.bootGeneration = gen;
@@ -171,6 +205,22 @@ export class MetadataStore {
     }
   }
 
+  /**
+   * A transaction that is on disk when it returns, power cut included: the store runs
+   * `synchronous = NORMAL` (a crash loses nothing committed, a power cut may lose the last
+   * transactions), which is right for ids but not for a record that must exist before an irreversible
+   * step elsewhere (the tree-move journal before the first copy). Costs one fsync of the WAL.
+   */
+  durableTransaction<T>(fn: () => T): T {
+    if (this.txDepth > 0 || this.path === ':memory:') return this.transaction(fn);
+    this.db.exec('PRAGMA synchronous = FULL');
+    try {
+      return this.transaction(fn);
+    } finally {
+      this.db.exec('PRAGMA synchronous = NORMAL');
+    }
+  }
+
   /** Applies a component's schema steps once each, in order; `steps[i]` upgrades version i to i+1. */
   migrate(component: string, steps: string[][]): void {
     const have = Number((this.row('migGet').get(component) as { version?: bigint } | undefined)?.version ?? 0n);
@@ -191,6 +241,30 @@ export class MetadataStore {
   }
   kvDelete(key: string): void {
     this.row('kvDel').run(key);
+  }
+
+  /** Journals a directory move (call inside the transaction that also moves its id rows). */
+  insertTreeMove(id: string, vol: string, record: string): void {
+    this.row('tmInsert').run(id, vol, record, Date.now());
+  }
+
+  /** A volume's journaled moves that are not quarantined, oldest first. */
+  pendingTreeMoves(vol: string): TreeMoveRow[] {
+    return (this.row('tmPending').all(vol, TREE_MOVES_READ_MAX) as unknown as Array<{ id: string; vol: string; record: string; created: bigint }>).map((r) => ({
+      id: String(r.id),
+      vol: String(r.vol),
+      record: String(r.record),
+      created: Number(r.created),
+    }));
+  }
+
+  deleteTreeMove(id: string): void {
+    this.row('tmDelete').run(id);
+  }
+
+  /** Sets a journal row aside (it is kept, with the reason, but never resumed). */
+  quarantineTreeMove(id: string, reason: string): void {
+    this.row('tmQuarantine').run(reason.slice(0, 1000), id);
   }
 
   /** The id of a volume's root directory, created on first use. */

@@ -15,10 +15,13 @@ import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
 import type { Backend, BackendFile, BackendStat } from './backend.ts';
 import { VfsError, isVfsError, toVfsError } from './errors.ts';
-import { baseName, isSameOrDescendant, joinPath, parentPath } from './path.ts';
+import { baseName, isSameOrDescendant, joinPath, nameKey, parentPath } from './path.ts';
 import { Volume, type VolumeOptions } from './volume.ts';
 import { ChangeTracker } from './change-tracker.ts';
 import { WriteStage } from './write-stage.ts';
+import { WriteBack, type WriteBackLogger, type WriteBackOptions } from './write-back.ts';
+import { TreeMoves, type TreeMoveOptions, type TreeMoveRecord, type TreeMoveReport } from './tree-move.ts';
+import { DeferredCreates } from './deferred-create.ts';
 import { Handle } from './handle.ts';
 import {
   SETTABLE_WIN_ATTRS,
@@ -38,6 +41,7 @@ import {
 import type { MetadataStore, NodeRow, PropChange, PropRow } from '../store/metadata-store.ts';
 import { LockManager, WHOLE_FILE, type LockRange } from '../locks/lock-manager.ts';
 import { ShareModeTable } from '../locks/share-modes.ts';
+import type { Registry } from 'prom-client';
 
 export { Handle };
 
@@ -46,6 +50,21 @@ export interface VfsOptions {
   /** Where write stages for object-store backends live (default: <tmpdir>/portico-stage). */
   stageDir?: string;
   locks?: LockManager;
+  /**
+   * Journal and lost+found of the async write-back (src/vfs/write-back.ts); required for shares
+   * with `writeBack: async`. The gateway uses <stateDir>/writeback.
+   */
+  writeBackDir?: string;
+  /** Registry for the portico_writeback_* metrics. */
+  metricsRegistry?: Registry;
+  logger?: WriteBackLogger;
+  /** Directory renames on backends without atomic rename (src/vfs/tree-move.ts): concurrency, retries, logger. */
+  treeMoves?: TreeMoveOptions;
+}
+
+/** addVolume() options: the volume's own plus the share's write-back settings. */
+export interface AddVolumeOptions extends VolumeOptions {
+  writeBack?: Partial<WriteBackOptions>;
 }
 
 /**
@@ -69,8 +88,18 @@ export interface ReplaceOptions {
 export interface ContentWriter {
   /** True when the file did not exist at start. */
   readonly created: boolean;
+  /**
+   * The replaced file's attributes as the start's own lookup found them (undefined when created):
+   * lets a caller evaluate preconditions (WebDAV If-Match) without a lookup of its own.
+   */
+  readonly existing: FileAttr | undefined;
   /** The writer may keep `chunk` until commit: pass a buffer that is not reused. */
   write(chunk: Uint8Array): Promise<void>;
+  /**
+   * The chunks in order, as one backend write where the backend can (local: one pwritev), else one
+   * by one: no concatenation into one buffer first. Same ownership rule as write().
+   */
+  writev(chunks: readonly Uint8Array[]): Promise<void>;
   commit(): Promise<FileAttr>;
   abort(): Promise<void>;
 }
@@ -104,6 +133,18 @@ export class Vfs {
    */
   private readonly cookieNames = new LRUCache<string, string>({ maxSize: 50_000, sizeCalculation: () => 1 });
   private readonly stageDir: string;
+  /** Async write-back: journaled stages uploading in the background (src/vfs/write-back.ts). */
+  readonly writeBack: WriteBack;
+  /** Handles opened through the write-back paths (async shares); their close/flush use them too. */
+  private readonly wbHandles = new WeakSet<Handle>();
+  /** Of those, the ones with write access (or a truncating open): they hold the file's upload. */
+  private readonly wbWriters = new WeakSet<Handle>();
+  /** Journaled directory moves on backends without atomic rename (src/vfs/tree-move.ts). */
+  readonly treeMoves: TreeMoves;
+  /** Per volume without random writes: files created but not uploaded yet (src/vfs/deferred-create.ts). */
+  private readonly deferredCreates = new Map<string, DeferredCreates>();
+  /** Write-back holds a tree move keeps until it ends (by journal id). */
+  private readonly treeMoveHolds = new Map<string, (() => void)[]>();
 
   constructor(options: VfsOptions) {
     this.store = options.store;
@@ -111,13 +152,66 @@ export class Vfs {
     this.changes = new ChangeTracker(this.store.bootGeneration);
     this.stageDir = options.stageDir ?? join(tmpdir(), 'portico-stage');
     this.events.setMaxListeners(0);
+    this.writeBack = new WriteBack({
+      ...(options.writeBackDir !== undefined ? { dir: options.writeBackDir } : {}),
+      stageDir: this.stageDir,
+      host: {
+        backendOf: (vol) => this.volumes.get(vol)?.backend,
+        fileIdOf: (vol, path) => this.volume(vol).row(path).id,
+      },
+      ...(options.logger ? { logger: options.logger } : {}),
+      ...(options.metricsRegistry ? { registry: options.metricsRegistry } : {}),
+    });
+    this.treeMoves = new TreeMoves(this.store, {
+      moved: (v, m) => this.treeMoved(v, m),
+      resuming: (v, m) => this.treeMoveHold(v, m),
+      undo: (v, m) => this.treeMoveUndo(v, m),
+      ended: (v, m, outcome) => this.treeMoveEnded(v, m, outcome),
+    }, options.treeMoves);
   }
 
-  addVolume(name: string, backend: Backend, options: VolumeOptions = {}): Volume {
+  addVolume(name: string, backend: Backend, options: AddVolumeOptions = {}): Volume {
     if (this.volumes.has(name)) throw new VfsError('EEXIST', `volume ${name} exists`);
-    const v = new Volume(name, backend, this.store, options);
+    const { writeBack, ...volumeOptions } = options;
+    this.writeBack.configure(name, writeBack);
+    // Backends without atomic rename get the tree-move guard; journaled moves of a previous run are
+    // guarded from here on and finished by resumeTreeMoves().
+    // Object stores also get the deferred-create layer (createEmpty), inside the guard so moves see it.
+    let inner = backend;
+    if (!backend.capabilities.randomWrites) {
+      const d = new DeferredCreates(backend);
+      this.deferredCreates.set(name, d);
+      inner = d.backend;
+    }
+    const v = new Volume(name, this.treeMoves.attach(name, inner), this.store, volumeOptions);
     this.volumes.set(name, v);
+    this.treeMoves.recover(v);
     return v;
+  }
+
+  /**
+   * Start-up step after addVolume() (and recoverWriteBack(), whose pending uploads must be known
+   * to follow a move), before serving: finishes directory renames a previous run left journaled.
+   * Resolves once each was tried; one that fails again is retried in the background, its tree
+   * refusing changes (EBUSY) meanwhile.
+   */
+  resumeTreeMoves(volume?: string): Promise<TreeMoveReport> {
+    return this.treeMoves.resume(volume);
+  }
+
+  /**
+   * Start-up step after every addVolume(), before serving: reopens the stages the write-back
+   * journal lists and resumes their uploads in the background; removes every other file of the
+   * stage directory (stages of a previous run that were never journaled died with their handles).
+   * Returns the number of resumed uploads.
+   */
+  recoverWriteBack(options: { deferUploads?: boolean } = {}): Promise<number> {
+    return this.writeBack.recover({ defer: options.deferUploads === true });
+  }
+
+  /** After recoverWriteBack({ deferUploads: true }) (and resumeTreeMoves()): uploads may start. */
+  startWriteBackUploads(): void {
+    this.writeBack.startUploads();
   }
 
   volume(name: string): Volume {
@@ -133,6 +227,14 @@ export class Vfs {
   // ---------------------------------------------------------------- attributes
 
   private attr(v: Volume, row: NodeRow, st: BackendStat): FileAttr {
+    // Async write-back: a file whose upload is pending shows its staged size and mtime (the store
+    // still has the previous content, or an empty object); one being written shows its stage's size.
+    if (st.type === 'file' && this.writeBack.active(v.name)) {
+      const staged = this.writeBack.staged(row.id);
+      const live = this.stages.get(row.id);
+      if (staged !== undefined) st = { ...st, size: staged.size, mtimeNs: staged.mtimeNs, ctimeNs: staged.mtimeNs > st.ctimeNs ? staged.mtimeNs : st.ctimeNs };
+      else if (live?.dirty) st = { ...st, size: live.size };
+    }
     const dir = st.type === 'dir';
     let win = Number(row.attrs) & SETTABLE_WIN_ATTRS;
     if (dir) win |= WinAttr.DIRECTORY;
@@ -205,11 +307,17 @@ export class Vfs {
     const share = opts.share ?? SHARE_ALL;
     const tokens = opts.lockTokens ?? NO_TOKENS;
     // An exclusive create needs no lookup first where the exact name is authoritative: the backend's
-    // exclusive create reports EEXIST itself (one round trip less per new file).
-    const r = disp === 'create' && v.exactLookupAuthoritative(p) ? { path: p, stat: undefined } : await v.resolve(p);
+    // exclusive create reports EEXIST itself (one round trip less per new file). A plain read-only
+    // open on a random-access backend opens first and takes the attributes from the descriptor
+    // (openForRead): one round trip instead of a stat, then an open.
+    const early = disp === 'open' && expect !== 'dir' && !opts.access.write && !opts.access.delete && !opts.deleteOnClose ? await this.openForRead(v, p) : undefined;
+    const r = early !== undefined ? { path: p, stat: early.st } : disp === 'create' && v.exactLookupAuthoritative(p) ? { path: p, stat: undefined } : await v.resolve(p);
+    // Not inside a directory being renamed by copy (object stores): its close could not publish (tree-move.ts).
+    if (opts.access.write || opts.access.delete || opts.deleteOnClose) this.treeMoves.assertNotMoving(v.name, r.path);
     let st: BackendStat | undefined = r.stat;
     let created = false;
-    let createdFile: BackendFile | undefined;
+    // The descriptor the handle reads through when openForRead opened it (a directory's was closed).
+    let createdFile: BackendFile | undefined = early?.file;
     if (st) {
       if (disp === 'create') throw new VfsError('EEXIST', undefined, { path: p });
       if (disp === 'truncate' || disp === 'createOrTruncate') this.checkDavLocks(v, r.path, tokens, { self: true, parent: false });
@@ -224,7 +332,7 @@ export class Vfs {
       if (r.path === '/') throw new VfsError('EEXIST', undefined, { path: p });
       this.checkDavLocks(v, r.path, tokens, { self: false, parent: true });
       if (expect === 'dir') st = await v.backend.mkdir(r.path, opts.mode);
-      else ({ st, file: createdFile } = await this.createEmpty(v, r.path, opts.mode, disp === 'create'));
+      else ({ st, file: createdFile } = await this.createEmpty(v, r.path, opts.mode, disp === 'create', opts.access.write));
       created = true;
     }
     const row = created ? v.newRow(r.path) : v.row(r.path);
@@ -252,6 +360,7 @@ export class Vfs {
       });
     } catch (e) {
       await createdFile?.close().catch(() => undefined);
+      if (created) await this.deferredCreates.get(v.name)?.abandon(r.path);
       throw e;
     }
     try {
@@ -262,6 +371,7 @@ export class Vfs {
     } catch (e) {
       this.shareModes.close(h.id);
       await h.file?.close().catch(() => undefined);
+      if (created) await this.deferredCreates.get(v.name)?.abandon(r.path);
       throw toVfsError(e, p);
     }
     this.handles.set(h.id, h);
@@ -274,10 +384,44 @@ export class Vfs {
   }
 
   /**
-   * Creates an empty file: exclusive on request, visible to others at once. On random-write
-   * backends the descriptor of the create is kept for the handle (no close and reopen).
+   * Read-only open without a lookup first, on backends with random access (the local disk): open,
+   * then the attributes from the open descriptor. Returns undefined to take the general path
+   * (resolve, then open) whenever anything is unusual — a symbolic link (O_NOFOLLOW refuses it),
+   * a name that needs the case/normalisation scan, a non-regular file, any error — so those keep
+   * their answers; a miss on a name whose exact lookup is authoritative is ENOENT at once.
    */
-  private async createEmpty(v: Volume, path: string, mode: number | undefined, exclusive: boolean): Promise<{ st: BackendStat; file?: BackendFile }> {
+  private async openForRead(v: Volume, p: string): Promise<{ st: BackendStat; file: BackendFile | undefined } | undefined> {
+    if (!v.backend.capabilities.randomWrites || p === '/' || this.writeBack.active(v.name)) return undefined;
+    let file: BackendFile;
+    try {
+      file = await v.backend.openFile(p, { write: false });
+    } catch (e) {
+      if (isVfsError(e, 'ENOENT') && v.exactLookupAuthoritative(p)) throw new VfsError('ENOENT', undefined, { path: p });
+      return undefined;
+    }
+    let st: BackendStat | undefined;
+    try {
+      st = await file.stat();
+    } catch {
+      st = undefined;
+    }
+    if (st?.type === 'file') return { st, file };
+    await file.close().catch(() => undefined);
+    return st?.type === 'dir' ? { st, file: undefined } : undefined;
+  }
+
+  /**
+   * Creates an empty file: exclusive on request. On random-write backends the descriptor of the
+   * create is kept for the handle (no close and reopen).
+   *
+   * Object stores: when the creating handle has write access (so its close publishes the file
+   * anyway) and the share has no async write-back, the empty upload is skipped: the file is
+   * announced to the volume's deferred-create layer, which shows it on this gateway until the
+   * handle's first publish writes it, once (src/vfs/deferred-create.ts has the decision and its
+   * limits). S3: create + write + close drops from 7 requests to 2-4. Otherwise the empty object is
+   * uploaded at once, visible to every client.
+   */
+  private async createEmpty(v: Volume, path: string, mode: number | undefined, exclusive: boolean, willWrite = false): Promise<{ st: BackendStat; file?: BackendFile }> {
     if (v.backend.capabilities.randomWrites) {
       const file = await v.backend.openFile(path, { write: true, create: true, exclusive, mode: mode ?? 0o644 });
       if (!exclusive) {
@@ -292,6 +436,11 @@ export class Vfs {
       const now = BigInt(Date.now()) * 1_000_000n;
       return { st: { name: baseName(path), type: 'file', size: 0, mtimeNs: now, ctimeNs: now, atimeNs: now }, file };
     }
+    const deferred = this.deferredCreates.get(v.name);
+    if (deferred !== undefined && willWrite && !this.writeBack.active(v.name)) {
+      const st = await deferred.create(path, mode ?? 0o644, exclusive);
+      if (st !== undefined) return { st };
+    }
     const w = await v.backend.createWriter(path, { exclusive, mode: mode ?? 0o644, sizeHint: 0 });
     return { st: await w.commit() };
   }
@@ -303,6 +452,7 @@ export class Vfs {
       if (truncate) this.emit(v, 'modify', h.fileId, h.path, 'file');
       return;
     }
+    if (this.writeBack.active(v.name)) return this.attachStaged(v, h, truncate);
     if (truncate) {
       const w = await v.backend.createWriter(h.path, { sizeHint: 0 });
       await w.commit();
@@ -314,11 +464,72 @@ export class Vfs {
       await this.stagesClosing.get(h.fileId);
       let stage = this.stages.get(h.fileId);
       if (!stage) {
-        stage = new WriteStage(this.stageDir, v.backend, h.path, false);
+        // A file created but not uploaded yet (deferred create) is empty: nothing to load, and the
+        // stage starts dirty, so the last close publishes it even when nothing was written.
+        const pending = this.deferredCreates.get(v.name)?.isPending(h.path) === true;
+        stage = new WriteStage(this.stageDir, v.backend, h.path, pending);
         this.stages.set(h.fileId, stage);
       }
       stage.refs++;
       h.stage = stage;
+    }
+  }
+
+  /**
+   * attachData on shares with async write-back (src/vfs/write-back.ts). Every open shares the file's
+   * stage when it has one — live, or pending upload — so reads see the staged content. A writer (or
+   * a truncating open) holds the file's upload: no attempt starts while it is attached. It does not
+   * wait for an attempt already running (a hung store would hang the open): that attempt publishes
+   * what it read, the stage keeps every write that arrived meanwhile dirty (WriteStage generations),
+   * and the entry is uploaded again after the writer's close — the same rule as a sync-mode flush
+   * racing another handle's writes.
+   */
+  private async attachStaged(v: Volume, h: Handle, truncate: boolean): Promise<void> {
+    const wb = this.writeBack;
+    const writes = h.access.write || truncate;
+    if (writes) wb.hold(h.fileId);
+    let stage: WriteStage | undefined;
+    try {
+      // An in-band upload of a close that could not be journaled must land first (as in sync mode).
+      if (writes) await this.stagesClosing.get(h.fileId);
+      h.file = await v.backend.openFile(h.path, { write: false });
+      stage = this.stages.get(h.fileId) ?? wb.stageOf(h.fileId);
+      if (!stage && !writes) {
+        // A reader of a file nobody stages reads the object, as in sync mode.
+        return;
+      }
+      if (!stage) {
+        // A truncating open is a content change like any write: staged (an empty, dirty stage) and
+        // uploaded after the close, not an empty PUT now. Creates still reach the store at once
+        // (createEmpty): the name must exist for every client and exclusivity is checked there.
+        stage = new WriteStage(this.stageDir, v.backend, h.path, truncate);
+        if (truncate) {
+          truncate = false;
+          this.emit(v, 'modify', h.fileId, h.path, 'file');
+        }
+      }
+      this.stages.set(h.fileId, stage);
+      stage.refs++;
+      h.stage = stage;
+      this.wbHandles.add(h);
+      if (writes) this.wbWriters.add(h);
+      if (truncate) {
+        await stage.truncate(0);
+        this.emit(v, 'modify', h.fileId, h.path, 'file');
+      }
+    } catch (e) {
+      if (h.stage !== undefined) {
+        const st = h.stage;
+        h.stage = undefined;
+        this.wbHandles.delete(h);
+        this.wbWriters.delete(h);
+        if (--st.refs === 0) {
+          this.stages.delete(h.fileId);
+          if (!wb.has(h.fileId)) await st.discard();
+        }
+      }
+      if (writes) wb.release(h.fileId);
+      throw e;
     }
   }
 
@@ -450,7 +661,15 @@ export class Vfs {
   async flush(h: Handle): Promise<void> {
     this.live(h);
     try {
-      if (h.stage && !h.orphaned) {
+      if (h.stage && !h.orphaned && this.wbHandles.has(h)) {
+        // Async write-back: durable on this gateway (journaled); uploaded once the last writer
+        // closes. A stage that cannot be journaled is uploaded now, as in sync mode.
+        if (!this.wbWriters.has(h) || !h.stage.dirty) return;
+        const stage = h.stage;
+        await this.writeBack.commit(h.volume.name, h.fileId, h.path, stage).catch(async () => {
+          if (await stage.publish()) await this.reopenReader(h);
+        });
+      } else if (h.stage && !h.orphaned) {
         if (await h.stage.publish()) await this.reopenReader(h);
       } else if (h.file && h.access.write) await h.file.sync();
     } catch (e) {
@@ -472,7 +691,8 @@ export class Vfs {
     if (h.closed) return;
     let failure: unknown;
     try {
-      if (h.stage) {
+      if (h.stage && this.wbHandles.has(h)) await this.closeStaged(h, h.stage);
+      else if (h.stage) {
         const stage = h.stage;
         stage.refs--;
         if (stage.refs === 0) {
@@ -513,6 +733,56 @@ export class Vfs {
       }
     }
     if (failure) throw toVfsError(failure, h.path);
+  }
+
+  /**
+   * close() of a handle opened through attachStaged. When no writer is left on a dirty stage, it is
+   * journaled (fsync + record: durable here) and its upload queued; the close returns without
+   * waiting for the store. A stage that cannot be journaled (journal unwritable, maxPendingUploads
+   * reached) is uploaded in-band, as in sync mode.
+   */
+  private async closeStaged(h: Handle, stage: WriteStage): Promise<void> {
+    const wb = this.writeBack;
+    const writer = this.wbWriters.delete(h);
+    stage.refs--;
+    try {
+      const otherWriters = [...(this.handlesByFile.get(h.fileId) ?? [])].some((o) => o !== h && this.wbWriters.has(o));
+      // A reader's close journals only a dirty stage that is not pending yet (changed by a setattr
+      // truncate while only readers had it open); a pending one is journaled already.
+      if (!h.orphaned && stage.dirty && !otherWriters && (writer || !wb.has(h.fileId))) {
+        // commit() registers the pending stage before its first await: an open arriving meanwhile
+        // finds it there once it leaves this.stages.
+        const journaled = wb.commit(h.volume.name, h.fileId, h.path, stage);
+        if (stage.refs === 0) this.stages.delete(h.fileId);
+        await journaled.catch((e: unknown) => this.publishInBand(h, stage, e));
+        return;
+      }
+      if (stage.refs === 0) {
+        this.stages.delete(h.fileId);
+        if (!wb.has(h.fileId)) await stage.discard();
+      }
+    } finally {
+      if (writer) wb.release(h.fileId);
+    }
+  }
+
+  private async publishInBand(h: Handle, stage: WriteStage, why: unknown): Promise<void> {
+    if (!isVfsError(why, 'EAGAIN')) this.writeBack.logWarn({ err: why, share: h.volume.name, path: h.path }, 'write-back: could not journal a close; uploading in-band');
+    const done = (async () => {
+      try {
+        await stage.publish();
+      } finally {
+        // Discard unless someone reopened it meanwhile or a pending upload still owns it.
+        if (stage.refs === 0 && this.stages.get(h.fileId) !== stage && !this.writeBack.has(h.fileId)) await stage.discard();
+      }
+    })();
+    const settled = done.catch(() => undefined);
+    this.stagesClosing.set(h.fileId, settled);
+    try {
+      await done;
+    } finally {
+      if (this.stagesClosing.get(h.fileId) === settled) this.stagesClosing.delete(h.fileId);
+    }
   }
 
   /** SMB FileDispositionInformation: mark or unmark delete-on-close through a handle. */
@@ -564,6 +834,7 @@ export class Vfs {
       return id;
     };
     const existingId = checks();
+    const existing = r.stat && existingId !== undefined ? this.attr(v, v.row(r.path), r.stat) : undefined;
     const recId = `replace:${randomUUID()}`;
     if (existingId !== undefined) {
       this.shareModes.open({ handleId: recId, fileId: existingId, owner: opts.owner, access: { read: false, write: true, delete: false }, share: SHARE_ALL, deleteOnClose: false });
@@ -584,6 +855,7 @@ export class Vfs {
     let size = 0;
     return {
       created: existingId === undefined,
+      existing,
       write: async (chunk: Uint8Array): Promise<void> => {
         if (settled) throw new VfsError('EBADF', 'writer already committed or aborted');
         size += chunk.length;
@@ -594,12 +866,28 @@ export class Vfs {
           throw toVfsError(e, p);
         }
       },
+      writev: async (chunks: readonly Uint8Array[]): Promise<void> => {
+        if (settled) throw new VfsError('EBADF', 'writer already committed or aborted');
+        for (const c of chunks) size += c.length;
+        if (size > maxSize) throw new VfsError('EFBIG', undefined, { path: p });
+        try {
+          if (w.writev) await w.writev(chunks);
+          else for (const c of chunks) await w.write(c);
+        } catch (e) {
+          throw toVfsError(e, p);
+        }
+      },
       commit: async (): Promise<FileAttr> => {
         if (settled) throw new VfsError('EBADF', 'writer already committed or aborted');
+        // A pending async upload of this file must not land after the new content: held (a running
+        // attempt finishes first), then dropped once the new content is committed.
+        let wbRelease: (() => void) | undefined;
         try {
+          if (existingId !== undefined && this.writeBack.has(existingId)) wbRelease = await this.writeBack.pause([existingId]);
           checks();
           const st = await w.commit();
           finish();
+          if (wbRelease !== undefined) await this.writeBack.cancel(existingId!);
           const existed = existingId !== undefined && v.existingId(r.path) === existingId;
           const row = existed ? v.row(r.path) : v.newRow(r.path);
           this.emit(v, existed ? 'modify' : 'create', row.id, r.path, 'file');
@@ -610,6 +898,8 @@ export class Vfs {
             finish();
           }
           throw toVfsError(e, p);
+        } finally {
+          wbRelease?.();
         }
       },
       abort: async (): Promise<void> => {
@@ -647,12 +937,19 @@ export class Vfs {
 
   private async unlinkPath(v: Volume, path: string, fromClose: boolean): Promise<void> {
     const row = v.row(path);
+    // A pending async upload must not land after the delete (it would bring the file back).
+    const wbRelease = this.writeBack.has(row.id) ? await this.writeBack.pause([row.id]) : undefined;
     try {
       await v.backend.unlink(path);
     } catch (e) {
-      if (!(fromClose && isVfsError(e, 'ENOENT'))) throw e;
+      if (!(fromClose && isVfsError(e, 'ENOENT'))) {
+        wbRelease?.();
+        throw e;
+      }
     }
+    // Orphaned first: a close racing this must not journal the deleted file again.
     this.orphan(row.id);
+    if (wbRelease !== undefined || this.writeBack.has(row.id)) await this.writeBack.cancel(row.id).finally(() => wbRelease?.());
     v.removed(path, 'file');
     this.locks.releaseFile(row.id);
     this.changes.forget(row.id);
@@ -721,10 +1018,33 @@ export class Vfs {
     }
     this.shareModes.checkDelete(srcRow.id);
     const replacedId = dst.stat && dst.path !== src.path ? v.row(dst.path).id : undefined;
-    if (v.backend.capabilities.atomicRename && v.backend.rename) {
-      await v.backend.rename(src.path, target);
-    } else {
-      await this.moveByCopy(v, src.path, src.stat, target, dst.stat);
+    // Pending async uploads at or below the source, and of a replaced target, must not land while
+    // the names move: held here, then retargeted (or cancelled) below.
+    const wbIds = this.writeBack.idsUnder(volume, src.path);
+    if (replacedId !== undefined && this.writeBack.has(replacedId)) wbIds.push(replacedId);
+    const wbRelease = wbIds.length > 0 ? await this.writeBack.pause(wbIds) : undefined;
+    const atomic = v.backend.capabilities.atomicRename && v.backend.rename !== undefined;
+    if (!atomic && src.stat.type === 'dir') {
+      // A journaled tree move (src/vfs/tree-move.ts). It owns the id update, the handles, the
+      // pending uploads and the change event, now or when it completes in the background.
+      await this.renameTree(v, src.path, src.stat, target, srcRow.id, replacedId, wbRelease);
+      return;
+    }
+    let leave: (() => void) | undefined;
+    try {
+      if (atomic) {
+        await v.backend.rename!(src.path, target);
+      } else {
+        // Copy + delete of one file: refused in or around a tree being moved, and a tree move
+        // starting meanwhile waits for it (else it could strand the delete half).
+        leave = this.treeMoves.enter(volume, [src.path, target]);
+        await this.moveByCopy(v, src.path, src.stat, target, dst.stat);
+      }
+    } catch (e) {
+      wbRelease?.();
+      throw e;
+    } finally {
+      leave?.();
     }
     if (replacedId !== undefined) {
       this.orphan(replacedId);
@@ -732,31 +1052,147 @@ export class Vfs {
       this.changes.forget(replacedId);
     }
     v.moved(src.path, target, src.stat.type);
-    this.retargetHandles(src.path, target, v);
+    const moved = this.retargetHandles(src.path, target, v);
+    // The old object is gone: open read views move to the new one (S3 reads would find nothing).
+    if (!atomic) await this.reopenMoved(v, moved);
+    if (wbRelease !== undefined) {
+      try {
+        if (replacedId !== undefined) await this.writeBack.cancel(replacedId);
+        await this.writeBack.moved(volume, src.path, target);
+      } finally {
+        wbRelease();
+      }
+    }
     this.emit(v, 'rename', srcRow.id, target, src.stat.type, src.path);
   }
 
-  /** Rename for backends without atomic rename: copy, then delete the source (not atomic; see docs). */
-  private async moveByCopy(v: Volume, from: string, st: BackendStat, to: string, dstStat: BackendStat | undefined): Promise<void> {
-    if (dstStat?.type === 'dir') await v.backend.rmdir(to);
-    if (st.type !== 'dir') {
-      await this.copyFileData(v, from, to);
-      await v.backend.unlink(from);
-      return;
+  /**
+   * File rename on a backend without atomic rename: server-side copy (S3 CopyObject), then delete
+   * the source. Not atomic, but a crash leaves at worst both names, never neither. Directories go
+   * through renameTree().
+   */
+  private async moveByCopy(v: Volume, from: string, st: BackendStat, to: string, _dstStat: BackendStat | undefined): Promise<void> {
+    if (st.type === 'dir') throw new VfsError('EISDIR', 'directories are moved by renameTree', { path: from });
+    // On a case-insensitive store a case-only rename copies the object onto itself, then deletes it.
+    if (!v.backend.capabilities.caseSensitive && nameKey(from, false) === nameKey(to, false)) {
+      throw new VfsError('ENOTSUP', 'case-only rename on a case-insensitive backend without atomic rename', { path: to });
     }
-    await v.backend.mkdir(to, st.mode);
-    for await (const e of this.listAll(v, from)) {
-      await this.moveByCopy(v, joinPath(from, e.name), e, joinPath(to, e.name), undefined);
-    }
-    await v.backend.rmdir(from);
+    await this.copyFileData(v, from, to);
+    await v.backend.unlink(from);
   }
 
-  private retargetHandles(from: string, to: string, v: Volume): void {
+  /**
+   * Directory rename on a backend without atomic rename: a journaled, concurrent tree move that
+   * always completes, across errors and restarts (design and the concurrency rules: tree-move.ts).
+   * The id rows move at once, in the journal's transaction; the objects follow. While it runs,
+   * changes inside either tree fail with EBUSY; it refuses to start while a file inside is open for
+   * writing or deleting (as Windows does).
+   */
+  private async renameTree(v: Volume, from: string, st: BackendStat, to: string, dirId: FileId, replacedId: FileId | undefined, wbRelease: (() => void) | undefined): Promise<void> {
+    let rec: TreeMoveRecord;
+    try {
+      if (!v.backend.capabilities.caseSensitive && nameKey(from, false) === nameKey(to, false)) {
+        throw new VfsError('ENOTSUP', 'case-only rename on a case-insensitive backend without atomic rename', { path: to });
+      }
+      // Below the directory only: SMB renames a directory through a handle on it opened with DELETE access.
+      for (const h of this.handles.values()) {
+        if (h.volume === v && h.path !== from && isSameOrDescendant(h.path, from) && (h.access.write || h.access.delete)) {
+          throw new VfsError('EBUSY', 'a file in this directory is open for writing or deleting', { path: h.path });
+        }
+      }
+      // Synchronous from the checks to the guard: nothing can start under the trees in between.
+      rec = this.treeMoves.start(v, { from, to, dirId, mode: st.mode }, () => v.moved(from, to, 'dir'));
+    } catch (e) {
+      wbRelease?.();
+      throw e;
+    }
+    if (wbRelease) this.treeMoveHolds.set(rec.id, [wbRelease]);
+    if (replacedId !== undefined) {
+      this.orphan(replacedId);
+      this.locks.releaseFile(replacedId);
+      this.changes.forget(replacedId);
+    }
+    await this.treeMoves.run(v, rec);
+  }
+
+  /** Tree-move host: the objects are at `to`; the trees are still guarded. */
+  private async treeMoved(v: Volume, m: TreeMoveRecord): Promise<void> {
+    v.forgetCachedRows();
+    // Rows a reader created under the old name while the objects moved (the directory's own row
+    // moved at the start) are stale now. Not for a case-only rename: both names share one key.
+    if (v.key(m.from) !== v.key(m.to)) {
+      const stale = v.existingId(m.from);
+      if (stale !== undefined && stale !== m.dirId) {
+        for (const id of v.removed(m.from, 'dir')) {
+          this.locks.releaseFile(id);
+          this.changes.forget(id);
+        }
+      }
+    }
+    // Pending async uploads below the old path follow (held until the guard is lifted).
+    if (this.writeBack.idsUnder(v.name, m.from).length > 0) {
+      try {
+        await this.treeMoveHold(v, m);
+        await this.writeBack.moved(v.name, m.from, m.to);
+      } catch (err) {
+        this.writeBack.logWarn({ err, share: v.name, from: m.from, to: m.to }, 'tree move: could not retarget pending uploads');
+      }
+    }
+    await this.reopenMoved(v, this.retargetHandles(m.from, m.to, v));
+  }
+
+  /** Holds the pending async uploads below a moving tree's source until the move ends (they would be refused). */
+  private async treeMoveHold(v: Volume, m: TreeMoveRecord): Promise<void> {
+    const ids = this.writeBack.idsUnder(v.name, m.from);
+    if (ids.length === 0) return;
+    const release = await this.writeBack.pause(ids);
+    const holds = this.treeMoveHolds.get(m.id) ?? [];
+    holds.push(release);
+    this.treeMoveHolds.set(m.id, holds);
+  }
+
+  /** Tree-move host: a live move failed before changing anything; its directory row goes back. */
+  private treeMoveUndo(v: Volume, m: TreeMoveRecord): void {
+    const name = baseName(m.from).normalize('NFC');
+    this.store.moveNode(v.name, m.dirId, v.row(parentPath(m.from)).id, name, v.key(name));
+    v.forgetCachedRows();
+  }
+
+  /** Tree-move host: the guard is lifted. */
+  private treeMoveEnded(v: Volume, m: TreeMoveRecord, outcome: 'moved' | 'undone'): void {
+    for (const release of this.treeMoveHolds.get(m.id) ?? []) release();
+    this.treeMoveHolds.delete(m.id);
+    if (outcome === 'moved') this.emit(v, 'rename', m.dirId, m.to, 'dir', m.from);
+  }
+
+  /** Handles at or below `from` now name `to`; returns them. */
+  private retargetHandles(from: string, to: string, v: Volume): Handle[] {
+    const out: Handle[] = [];
     for (const h of this.handles.values()) {
       if (h.volume !== v || !isSameOrDescendant(h.path, from)) continue;
       h.path = to + h.path.slice(from.length);
       if (h.stage) h.stage.path = h.path;
+      out.push(h);
     }
+    return out;
+  }
+
+  /**
+   * After a rename by copy: the handles' open objects were deleted, so their read views reopen on
+   * the copies. A failure keeps the old view (reads of cached data still work; others get ESTALE).
+   */
+  private async reopenMoved(v: Volume, handles: Handle[]): Promise<void> {
+    const writable = v.backend.capabilities.randomWrites;
+    await Promise.all(handles.map(async (h) => {
+      if (h.type !== 'file' || h.file === undefined || h.orphaned || h.closed) return;
+      const old = h.file;
+      try {
+        h.file = await v.backend.openFile(h.path, { write: writable && h.access.write });
+      } catch {
+        return;
+      }
+      await old.close().catch(() => undefined);
+    }));
   }
 
   private async *listAll(v: Volume, path: string): AsyncGenerator<BackendStat> {
@@ -833,7 +1269,11 @@ export class Vfs {
       else if (st.type === 'symlink' && v.backend.readlink) {
         if (!w.backend.symlink) throw new VfsError('ENOTSUP', 'the destination share cannot store symbolic links', { path: to });
         out = await w.backend.symlink(await v.backend.readlink(from), to);
-      } else out = await this.copyFileData(v, from, to, w, st.mode);
+      } else {
+        // A pending async upload holds the latest content: land it before copying the object.
+        await this.writeBack.uploadNow(srcRow.id);
+        out = await this.copyFileData(v, from, to, w, st.mode);
+      }
       const row = w.row(to);
       this.store.copyProps(srcRow.id, row.id);
       if (srcRow.attrs !== 0n) w.setWinAttributes(to, Number(srcRow.attrs));
@@ -941,6 +1381,9 @@ export class Vfs {
 
   private async applySetattr(v: Volume, path: string, st: BackendStat, set: SetAttr): Promise<FileAttr> {
     const row = v.row(path);
+    // A pending async upload lands first: a change applied to the object now would be overwritten
+    // by it (rsync sets mtime right after close). A file open for writing is left alone (sync rules).
+    if (this.writeBack.has(row.id)) await this.writeBack.uploadNow(row.id);
     let kind: ChangeKind = 'attrib';
     if (set.size !== undefined) {
       if (st.type === 'dir') throw new VfsError('EISDIR', undefined, { path });
@@ -1046,7 +1489,13 @@ export class Vfs {
 
   /** Closes every handle (publishing staged writes), the lock manager and the backends. */
   async shutdown(): Promise<void> {
+    // A running directory move stops between objects; the next start finishes it (journaled).
+    await this.treeMoves.close();
     for (const h of [...this.handles.values()]) await this.close(h).catch(() => undefined);
+    // Async write-back: pending uploads get the shares' shutdownDrainMs; the rest stays journaled
+    // and is uploaded by the next start.
+    await this.writeBack.drain();
+    await this.writeBack.close();
     this.locks.close();
     for (const v of this.volumes.values()) await v.backend.close().catch(() => undefined);
   }

@@ -2,9 +2,11 @@
  * One behavioural contract (src/vfs/backend.ts), run against every backend. Tests of an optional
  * capability check the backend's own flag: with the flag off they assert the method is refused.
  */
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Backend } from '../../src/vfs/backend.ts';
 import { isVfsError } from '../../src/vfs/errors.ts';
@@ -448,27 +450,60 @@ describe('createBackend', () => {
   });
 
   it('maps sources to backends', async () => {
-    const plain = createBackend(join(dir, 'plain'));
+    const plain = await createBackend(join(dir, 'plain'));
     expect(plain.kind).toBe('local');
     expect((await plain.stat('/')).type).toBe('dir');
-    const url = createBackend(`file://${join(dir, 'url')}`, { fsync: false });
+    const url = await createBackend(`file://${join(dir, 'url')}`, { fsync: false });
     expect(url).toBeInstanceOf(LocalBackend);
     await put(url, '/x', 'y');
-    expect(await text(createBackend(join(dir, 'url')), '/x')).toBe('y');
-    const mem = createBackend('memory:');
+    expect(await text(await createBackend(join(dir, 'url')), '/x')).toBe('y');
+    const mem = await createBackend('memory:');
     expect(mem.kind).toBe('memory');
     expect(mem.capabilities.randomWrites).toBe(true);
-    const os = createBackend('memory:objectstore', { totalBytes: 1000 });
+    const os = await createBackend('memory:objectstore', { totalBytes: 1000 });
     expect(os.capabilities).toMatchObject({ randomWrites: false, atomicRename: false, hardLinks: false, symlinks: false, serverSideCopy: true });
     expect(os.rename).toBeUndefined();
     expect((await os.statfs()).totalBytes).toBe(1000);
   });
 
-  it('builds s3:// sources, refuses backends that are not built and malformed sources', () => {
-    expect(createBackend('s3://bucket/prefix', { endpoint: 'http://127.0.0.1:1' }).kind).toBe('s3');
-    expect(() => createBackend('shard+s3://a,b')).toThrow(/backend shard not built yet/);
-    expect(() => createBackend('memory:weird')).toThrowError(expect.objectContaining({ code: 'EINVAL' }));
-    expect(() => createBackend('')).toThrowError(expect.objectContaining({ code: 'EINVAL' }));
+  it('builds s3:// sources, refuses backends that are not built and malformed sources', async () => {
+    const s3 = await createBackend('s3://bucket/prefix', { endpoint: 'http://127.0.0.1:1' });
+    expect(s3.kind).toBe('s3');
+    await s3.close();
+    await expect(createBackend('shard+s3://a,b')).rejects.toThrow(/backend shard not built yet/);
+    await expect(createBackend('memory:weird')).rejects.toMatchObject({ code: 'EINVAL' });
+    await expect(createBackend('')).rejects.toMatchObject({ code: 'EINVAL' });
+    // A malformed s3:// source fails before the S3 module is loaded, with the same error.
+    await expect(createBackend('s3://b', { partSize: '1MiB' })).rejects.toMatchObject({ code: 'EINVAL' });
+  });
+
+  it('loads the AWS SDK only when an s3:// backend is created', async () => {
+    // A fresh process (this one has loaded the SDK through other tests): a resolve hook records
+    // every module of the SDK's graph that gets imported.
+    const root = join(import.meta.dirname, '..', '..');
+    const script = `
+      import { registerHooks } from 'node:module';
+      const seen = [];
+      registerHooks({ resolve(spec, ctx, next) { const r = next(spec, ctx); if (/@aws-sdk|@smithy/.test(r.url)) seen.push(r.url); return r; } });
+      await import(${JSON.stringify(pathToFileURL(join(root, 'src/server/gateway.ts')).href)});
+      const { createBackend } = await import(${JSON.stringify(pathToFileURL(join(root, 'backends/index.ts')).href)});
+      await createBackend('memory:');
+      await createBackend(${JSON.stringify(dir)});
+      const before = seen.length;
+      const b = await createBackend('s3://bucket/p', { endpoint: 'http://127.0.0.1:1', accessKeyId: 'a', secretAccessKey: 'b' });
+      await b.close();
+      process.stdout.write(JSON.stringify({ before, after: seen.length, kind: b.kind }));
+    `;
+    const out = await new Promise<string>((resolve, reject) => {
+      execFile(process.execPath, ['--input-type=module', '-e', script], { cwd: root, timeout: 60_000 }, (err, stdout, stderr) => {
+        if (err) reject(new Error(`${err.message}\n${stderr}`));
+        else resolve(stdout);
+      });
+    });
+    const r = JSON.parse(out) as { before: number; after: number; kind: string };
+    expect(r.before).toBe(0);
+    expect(r.after).toBeGreaterThan(0);
+    expect(r.kind).toBe('s3');
   });
 });
 

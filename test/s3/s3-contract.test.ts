@@ -301,6 +301,11 @@ describe('S3 backend contract', () => {
     await b.mkdir('/d');
     await put(b, '/d/a', 'a');
     env.proxy.resetLog();
+    // /d was created here: its membership is known, so a miss in it costs no request at all.
+    await rejectsWith(b.stat('/d/missing'), 'ENOENT');
+    expect(env.proxy.log.length).toBe(0);
+    // Without that knowledge a miss costs one HEAD (and one listing probe), then it is cached.
+    b.invalidate('/d/missing');
     await rejectsWith(b.stat('/d/missing'), 'ENOENT');
     await rejectsWith(b.stat('/d/missing'), 'ENOENT');
     expect(env.proxy.count('HeadObject')).toBe(1);

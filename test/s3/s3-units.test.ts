@@ -145,7 +145,7 @@ describe('s3:// sources', () => {
   });
 
   it('createBackend builds an S3 backend for s3:// sources', async () => {
-    const b = createBackend('s3://bucket/prefix', { endpoint: 'http://127.0.0.1:1', accessKeyId: 'a', secretAccessKey: 'b' });
+    const b = await createBackend('s3://bucket/prefix', { endpoint: 'http://127.0.0.1:1', accessKeyId: 'a', secretAccessKey: 'b' });
     expect(b.kind).toBe('s3');
     expect(b.capabilities).toMatchObject({ atomicRename: false, serverSideCopy: true, randomWrites: false, emptyDirectories: true, maxNameBytes: 1024 });
     expect(b.rename).toBeUndefined();

@@ -190,7 +190,6 @@ describe('hostile and malformed input', () => {
     const viaCurl = await curl(['-u', 'alice:alice-pw', '-o', '/dev/null', '-w', '%{http_code}', '-T', '-', `${stack.origin}/disk/%2e%2e/%2e%2e/escape2.txt`], 'evil');
     expect(viaCurl.stdout).toBe('400');
     expect((await dav(stack, 'GET', '/%2e%2e/etc/passwd', { auth: ALICE })).status).toBe(404);
-    expect((await dav(stack, 'GET', '/disk/.~portico-put-x', { auth: ALICE })).status).toBe(404);
     expect(readdirSync(stack.tmp).sort()).toEqual(before);
     expect(existsSync(join(stack.tmp, 'escape.txt'))).toBe(false);
     expect(readdirSync(stack.diskDir).filter((n) => n.includes('escape'))).toEqual([]);

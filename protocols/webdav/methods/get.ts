@@ -15,7 +15,7 @@ import rangeParser from 'range-parser';
 import type { FileAttr } from '../../../src/vfs/types.ts';
 import type { Handle } from '../../../src/vfs/vfs.ts';
 import { isVfsError } from '../../../src/vfs/errors.ts';
-import { PUT_TEMP_PREFIX, type DavContext } from '../context.ts';
+import type { DavContext } from '../context.ts';
 import { streamRange } from '../file-stream.ts';
 import { HttpError } from '../errors.ts';
 import { checkPreconditions, parseHttpDate } from '../conditional.ts';
@@ -138,14 +138,13 @@ interface Entry {
   mtimeMs: number;
 }
 
-/** Pages through a directory, hiding in-progress PUT temp files; stops at `max`. */
+/** Pages through a directory; stops at `max`. */
 async function listEntries(ctx: DavContext, max: number): Promise<{ entries: Entry[]; truncated: boolean }> {
   const entries: Entry[] = [];
   let cookie: bigint | undefined;
   for (;;) {
     const page = await ctx.session.readdir(ctx.share, ctx.path, cookie === undefined ? { limit: 1000 } : { cookie, limit: 1000 });
     for (const e of page.entries) {
-      if (e.name.startsWith(PUT_TEMP_PREFIX)) continue;
       if (entries.length >= max) return { entries, truncated: true };
       entries.push({ name: e.name, type: e.attr.type, size: e.attr.size, mtimeMs: Number(e.attr.mtimeNs / 1_000_000n) });
     }

@@ -9,7 +9,7 @@
  */
 import type { FileAttr, ReaddirResult } from '../../../src/vfs/types.ts';
 import type { PropRow } from '../../../src/store/metadata-store.ts';
-import { PUT_TEMP_PREFIX, type DavContext } from '../context.ts';
+import type { DavContext } from '../context.ts';
 import { HttpError } from '../errors.ts';
 import { MULTISTATUS_CLOSE, MULTISTATUS_OPEN, prepareRequest, renderResponse, type DavResource, type LockEntries, type PropRequest, type PropSources, type QName, type Quota } from '../properties.ts';
 import { baseNameOf, childHref, hrefOf, joinChild } from '../paths.ts';
@@ -165,7 +165,6 @@ async function walk(
     // The next page is listed (backend round trips) while this one is rendered.
     next = page.eof || page.entries.length === 0 ? undefined : list(page.entries.at(-1)!.cookie);
     for (const e of page.entries) {
-      if (e.name.startsWith(PUT_TEMP_PREFIX)) continue;
       if (recurse && --budget.left < 0) throw new HttpError(507, 'too many resources for a Depth: infinity PROPFIND');
       let dead: PropRow[] = NO_PROPS;
       if (page.props) {

@@ -1,0 +1,122 @@
+/**
+ * Synchronous ("inline") system calls for the local backend's cheap cases, with a breaker.
+ *
+ * Why: every asynchronous fs call in Node is a round trip through the libuv thread pool — a queue
+ * lock, a worker wake-up, the system call, an eventfd write and an event-loop wake-up — about 20 µs
+ * of CPU and, on a busy machine, a context switch each way. A 4 KiB WebDAV GET made five of them
+ * (lstat, open, readlink, read, close): more than the HTTP work itself. When the kernel answers
+ * from its caches (dentries, inodes, page cache) the same calls made synchronously take 2-5 µs
+ * each. That is what nginx and Apache do (blocking calls in their workers).
+ *
+ * The risk of a synchronous call is that it waits for the device (a cold cache on a disk, a slow
+ * network or FUSE file system) and the whole event loop waits with it. So:
+ * - by default ('auto') inline calls are made only on local file systems (ext4, xfs, btrfs, tmpfs,
+ *   ... by statfs type): a hung NFS or FUSE server must not freeze the whole gateway;
+ * - only lookups and reads that usually complete in memory are made inline: lstat, read-only
+ *   open, fstat, readlink, reads of at most INLINE_MAX_READ bytes, and the close of a read-only
+ *   descriptor. Creates, writes, renames, unlinks and fsync always use the thread pool;
+ * - every inline call is timed. A call slower than INLINE_SLOW_MS may have gone to the device, or
+ *   the process may just have been preempted on a busy machine (the two look the same from here),
+ *   so one slow call proves nothing; INLINE_SLOW_PER_SECOND of them within a second, or one call
+ *   over INLINE_STALL_MS, trips the breaker: the backend uses the thread pool for everything for
+ *   INLINE_BACKOFF_MS, then tries inline calls again. A cold disk costs a few stalls per back-off
+ *   period, not one per request. (Reads from a cold SSD, ~0.1 ms, stay inline: about what a
+ *   thread-pool round trip costs anyway; a disk seek, 5-15 ms, counts.)
+ * - long loops (a directory page's lstats) yield to the event loop every INLINE_BATCH calls.
+ *
+ * `inlineIo: false` (share option) turns it off, `true` forces it on a network file system.
+ */
+import { statfsSync } from 'node:fs';
+
+/**
+ * A synchronous call slower than this may have waited for the device. Well above a cold SSD read
+ * (~0.1 ms, fine to wait for inline) and above most preemptions: on a 2-core machine at load 8, a
+ * tight loop of lstat calls saw ~10 calls a second over 1 ms but only ~1 over 5 ms.
+ */
+export const INLINE_SLOW_MS = 5;
+/** This many slow calls within one second trip the breaker. */
+export const INLINE_SLOW_PER_SECOND = 10;
+/** One call this slow trips the breaker at once. */
+export const INLINE_STALL_MS = 100;
+/** How long the thread pool is used after the breaker tripped. */
+export const INLINE_BACKOFF_MS = 10_000;
+/** Reads up to this size may be made inline (one small file, a PROPFIND-sized page of data). */
+export const INLINE_MAX_READ = 64 * 1024;
+/** Inline calls made in a row before yielding to the event loop. */
+export const INLINE_BATCH = 128;
+
+/**
+ * statfs f_type of local, block-device or memory file systems (linux/magic.h): ext2/3/4, xfs,
+ * btrfs, tmpfs, ramfs, zfs, f2fs, overlayfs, jfs, reiserfs, bcachefs, squashfs, erofs, exfat, vfat,
+ * ntfs3/ntfs. Anything else (nfs, cifs/smb, fuse, ceph, 9p, ...) is not inline under 'auto'.
+ */
+const LOCAL_FS_TYPES = new Set<number>([
+  0xef53, 0x58465342, 0x9123683e, 0x01021994, 0x858458f6, 0x2fc12fc1, 0xf2f52010, 0x794c7630, 0x3153464a, 0x52654973,
+  0xca451a4e, 0x73717368, 0xe0f5e1e2, 0x2011bab0, 0x4d44, 0x7366746e, 0x5346544e,
+]);
+
+/** Whether the file system holding `dir` is one 'auto' makes inline calls on. */
+export function isLocalFileSystem(dir: string): boolean {
+  try {
+    return LOCAL_FS_TYPES.has(Number(statfsSync(dir).type) >>> 0);
+  } catch {
+    return false;
+  }
+}
+
+export class InlineIo {
+  readonly enabled: boolean;
+  /** Date.now() until which the thread pool is used; 0 = inline allowed. */
+  private asyncUntil = 0;
+  private windowStart = 0;
+  private slowInWindow = 0;
+  /** Times the breaker tripped (tests, diagnostics). */
+  trips = 0;
+
+  constructor(enabled: boolean) {
+    this.enabled = enabled;
+  }
+
+  /** Whether synchronous calls may be made now. */
+  get ok(): boolean {
+    if (!this.enabled) return false;
+    if (this.asyncUntil === 0) return true;
+    if (Date.now() < this.asyncUntil) return false;
+    this.asyncUntil = 0;
+    return true;
+  }
+
+  /** Runs one synchronous call, timed (its result counts whatever the time). */
+  run<T>(call: () => T): T {
+    const t0 = performance.now();
+    try {
+      return call();
+    } finally {
+      const ms = performance.now() - t0;
+      if (ms > INLINE_SLOW_MS) this.slow(ms);
+    }
+  }
+
+  /** Records a slow call (or batch of calls) of `ms` milliseconds. */
+  slow(ms: number): void {
+    if (ms >= INLINE_STALL_MS) return this.trip();
+    const now = Date.now();
+    if (now - this.windowStart >= 1000) {
+      this.windowStart = now;
+      this.slowInWindow = 0;
+    }
+    if (++this.slowInWindow >= INLINE_SLOW_PER_SECOND) this.trip();
+  }
+
+  trip(): void {
+    if (process.env.DEBUG_INLINE) process.stderr.write(`INLINE TRIP ${Date.now()} slow=${this.slowInWindow}\n`); // TEMP
+    this.asyncUntil = Date.now() + INLINE_BACKOFF_MS;
+    this.slowInWindow = 0;
+    this.trips++;
+  }
+}
+
+/** Lets other callbacks run (between batches of inline calls). */
+export function yieldToLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}

@@ -1,0 +1,205 @@
+/**
+ * The local backend's fast paths: inline (synchronous) lookups and small reads with their breaker,
+ * the same answers with inline I/O on and off (confinement included), raw-descriptor files whose
+ * close waits for reads in flight, vectored writes, and the durable commit's shared directory fsync.
+ */
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { LocalBackend, TEMP_PREFIX } from '../../backends/local/local-backend.ts';
+import { INLINE_BACKOFF_MS, INLINE_SLOW_PER_SECOND, INLINE_STALL_MS, InlineIo, isLocalFileSystem } from '../../backends/local/inline-io.ts';
+import { isVfsError, type VfsErrorCode } from '../../src/vfs/errors.ts';
+
+async function codeOf(p: Promise<unknown>): Promise<VfsErrorCode | 'ok'> {
+  try {
+    await p;
+    return 'ok';
+  } catch (e) {
+    if (isVfsError(e)) return e.code;
+    throw e;
+  }
+}
+
+describe('InlineIo breaker', () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it('is off when disabled, and on until enough slow calls trip it for the back-off period', () => {
+    expect(new InlineIo(false).ok).toBe(false);
+    let now = 1_000_000;
+    vi.spyOn(Date, 'now').mockImplementation(() => now);
+    const io = new InlineIo(true);
+    expect(io.ok).toBe(true);
+    // Preemption on a busy machine makes a few calls slow: not enough to trip.
+    for (let i = 0; i < INLINE_SLOW_PER_SECOND - 1; i++) io.slow(2);
+    expect(io.ok).toBe(true);
+    // A new one-second window starts from zero.
+    now += 1000;
+    for (let i = 0; i < INLINE_SLOW_PER_SECOND - 1; i++) io.slow(2);
+    expect(io.ok).toBe(true);
+    io.slow(2);
+    expect(io.ok).toBe(false);
+    expect(io.trips).toBe(1);
+    now += INLINE_BACKOFF_MS;
+    expect(io.ok).toBe(true);
+    // One call as slow as a stalled device trips it at once.
+    io.slow(INLINE_STALL_MS);
+    expect(io.ok).toBe(false);
+    expect(io.trips).toBe(2);
+  });
+
+  it('run() returns the call result and rethrows its error', () => {
+    const io = new InlineIo(true);
+    expect(io.run(() => 42)).toBe(42);
+    expect(() =>
+      io.run(() => {
+        throw new Error('boom');
+      }),
+    ).toThrow('boom');
+  });
+
+  it("'auto' decides by the share root's file system type", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'portico-inline-auto-'));
+    try {
+      expect(new LocalBackend(dir).io.enabled).toBe(isLocalFileSystem(dir));
+      expect(new LocalBackend(dir, { inlineIo: false }).io.enabled).toBe(false);
+      expect(new LocalBackend(dir, { inlineIo: true }).io.enabled).toBe(true);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+for (const inlineIo of [true, false]) {
+  describe(`LocalBackend with inlineIo ${inlineIo}`, () => {
+    let base: string;
+    let root: string;
+    let b: LocalBackend;
+
+    beforeEach(async () => {
+      base = await mkdtemp(join(tmpdir(), 'portico-fast-'));
+      root = join(base, 'root');
+      await mkdir(join(root, 'dir'), { recursive: true });
+      await mkdir(join(base, 'outside'));
+      await writeFile(join(base, 'outside', 'secret.txt'), 'TOP SECRET');
+      await writeFile(join(root, 'dir', 'a.txt'), 'hello');
+      await writeFile(join(root, 'big.bin'), Buffer.alloc(200 * 1024, 7));
+      await symlink(join(base, 'outside'), join(root, 'esc'));
+      await symlink('a.txt', join(root, 'dir', 'link'));
+      b = new LocalBackend(root, { fsync: false, inlineIo });
+      expect(b.io.enabled).toBe(inlineIo);
+    });
+
+    afterEach(async () => {
+      await b.close();
+      await rm(base, { recursive: true, force: true });
+    });
+
+    it('stat: files, directories, symlinks with targets, and the missing', async () => {
+      expect(await b.stat('/dir/a.txt')).toMatchObject({ name: 'a.txt', type: 'file', size: 5 });
+      expect(await b.stat('/dir')).toMatchObject({ type: 'dir' });
+      expect(await b.stat('/dir/link')).toMatchObject({ type: 'symlink', target: 'a.txt' });
+      expect(await codeOf(b.stat('/dir/nope'))).toBe('ENOENT');
+      expect(await codeOf(b.stat('/dir/a.txt/x'))).toBe('ENOTDIR');
+      // Through a symlinked directory: refused, never followed.
+      expect(await codeOf(b.stat('/esc/secret.txt'))).toBe('ELOOP');
+    });
+
+    it('list: sorted pages with attributes; symlinks listed as such', async () => {
+      for (let i = 0; i < 300; i++) await writeFile(join(root, 'dir', `f${String(i).padStart(3, '0')}`), 'x'.repeat(i));
+      const seen: string[] = [];
+      let after: string | undefined;
+      for (;;) {
+        const page = await b.list('/dir', after === undefined ? { limit: 128 } : { after, limit: 128 });
+        for (const e of page.entries) {
+          seen.push(e.name);
+          if (e.name.startsWith('f')) expect(e.size).toBe(Number(e.name.slice(1)));
+        }
+        if (page.next === undefined) break;
+        after = page.next;
+      }
+      expect(seen).toEqual(['a.txt', ...Array.from({ length: 300 }, (_, i) => `f${String(i).padStart(3, '0')}`), 'link']);
+      expect((await b.list('/dir', { limit: 1000 })).entries.find((e) => e.name === 'link')).toMatchObject({ type: 'symlink', target: 'a.txt' });
+      // A symlink is not listed through (O_DIRECTORY|O_NOFOLLOW: ENOTDIR on Linux).
+      expect(['ELOOP', 'ENOTDIR']).toContain(await codeOf(b.list('/esc', { limit: 10 })));
+    });
+
+    it('openFile: small and large reads, fstat, and refusals (symlink, escape)', async () => {
+      const f = await b.openFile('/big.bin', { write: false });
+      const small = Buffer.alloc(10);
+      expect(await f.readInto!(100, small)).toBe(10);
+      expect(small.equals(Buffer.alloc(10, 7))).toBe(true);
+      const large = Buffer.alloc(150 * 1024);
+      expect(await f.readInto!(100 * 1024, large)).toBe(100 * 1024);
+      expect((await f.read(200 * 1024 - 3, 10)).length).toBe(3);
+      expect(await f.stat()).toMatchObject({ type: 'file', size: 200 * 1024 });
+      await f.close();
+      expect(await codeOf(f.read(0, 1))).toBe('EBADF');
+      expect(await codeOf(b.openFile('/dir/link', { write: false }))).toBe('ELOOP');
+      expect(await codeOf(b.openFile('/esc/secret.txt', { write: false }))).toBe('ELOOP');
+      expect(await codeOf(b.openFile('/nope', { write: false }))).toBe('ENOENT');
+    });
+
+    it('close() waits for reads in flight on the descriptor', async () => {
+      const f = await b.openFile('/big.bin', { write: false });
+      // Over the inline limit: a thread-pool read, still running when close() is called.
+      const reading = f.read(0, 200 * 1024);
+      const closing = f.close();
+      expect((await reading).length).toBe(200 * 1024);
+      await closing;
+    });
+
+    it('random writes through a writable file, then read back', async () => {
+      const f = await b.openFile('/dir/new.bin', { write: true, create: true, exclusive: true });
+      await f.write(0, Buffer.from('abcdef'));
+      await f.write(3, Buffer.from('XYZ'));
+      await f.sync();
+      await f.truncate(5);
+      await f.close();
+      expect(await readFile(join(root, 'dir', 'new.bin'), 'utf8')).toBe('abcXY');
+    });
+  });
+}
+
+describe('LocalWriter', () => {
+  let base: string;
+  beforeEach(async () => {
+    base = await mkdtemp(join(tmpdir(), 'portico-writer-'));
+  });
+  afterEach(async () => {
+    await rm(base, { recursive: true, force: true });
+  });
+
+  it('writev: many chunks (more than IOV_MAX), empty ones, mixed with write(), in order', async () => {
+    const b = new LocalBackend(base, { fsync: false });
+    const w = await b.createWriter('/v.bin');
+    const chunks = Array.from({ length: 2500 }, (_, i) => (i % 7 === 0 ? Buffer.alloc(0) : Buffer.alloc(1 + (i % 13), i % 251)));
+    await w.write(Buffer.from('head'));
+    await w.writev!(chunks);
+    await w.write(Buffer.from('tail'));
+    const st = await w.commit();
+    const expected = Buffer.concat([Buffer.from('head'), ...chunks, Buffer.from('tail')]);
+    expect(st.size).toBe(expected.length);
+    expect((await readFile(join(base, 'v.bin'))).equals(expected)).toBe(true);
+  });
+
+  it('durable commits: concurrent commits into one directory share directory fsyncs; fsync false makes none', async () => {
+    const durable = new LocalBackend(join(base, 'd'));
+    await mkdir(join(base, 'd', 'x'), { recursive: true });
+    const n = 24;
+    const writers = await Promise.all(Array.from({ length: n }, (_, i) => durable.createWriter(`/x/f${i}`)));
+    await Promise.all(writers.map((w, i) => w.write(Buffer.from(`content ${i}`))));
+    await Promise.all(writers.map((w) => w.commit()));
+    expect((await readdir(join(base, 'd', 'x'))).sort()).toEqual(Array.from({ length: n }, (_, i) => `f${i}`).sort());
+    expect(durable.dirFsyncs).toBeGreaterThanOrEqual(1);
+    expect(durable.dirFsyncs).toBeLessThan(n);
+    for (let i = 0; i < n; i++) expect(await readFile(join(base, 'd', 'x', `f${i}`), 'utf8')).toBe(`content ${i}`);
+
+    const fast = new LocalBackend(join(base, 'f'), { fsync: false });
+    const w = await fast.createWriter('/one');
+    await w.write(Buffer.from('1'));
+    await w.commit();
+    expect(fast.dirFsyncs).toBe(0);
+    expect((await readdir(join(base, 'f'))).filter((x) => x.startsWith(TEMP_PREFIX))).toEqual([]);
+  });
+});

@@ -1,0 +1,158 @@
+/**
+ * The streaming side of the S3 read engine: GETs that hand blocks over as they complete and resume
+ * after a cut body without fetching delivered blocks again, the read-ahead area that the LRU cannot
+ * evict, and block buffers recycled under readInto() without ever changing bytes a caller holds.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BlockPool, blockId } from '../../backends/s3/block-cache.ts';
+import { pattern, s3Env, type S3Env } from './fixture.ts';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const BLOCK = 64 * KiB;
+
+let env: S3Env;
+let prefix: string;
+const SIZE = 4 * MiB;
+const data = pattern(SIZE, 31);
+
+beforeAll(async () => {
+  env = await s3Env();
+  prefix = env.freshPrefix();
+  await env.rawPut(`${prefix}/obj.bin`, data);
+});
+afterAll(async () => {
+  await env.close();
+});
+
+const getRanges = (): string[] => env.proxy.log.filter((e) => e.op === 'GetObject').map((e) => e.range ?? '');
+
+describe('S3 streaming reads', () => {
+  it('a GET hands over each block as it completes; after a cut body only the missing blocks are asked again', async () => {
+    const b = env.backend({ prefix, blockSize: BLOCK });
+    const st = await b.stat('/obj.bin');
+    env.proxy.resetLog();
+    // The first response stops after one and a half blocks.
+    env.proxy.inject({ kind: 'truncate', bytes: BLOCK + BLOCK / 2, match: (r) => r.op === 'GetObject' });
+    const got: number[] = [];
+    const pieces: Buffer[] = [];
+    await b.transport.getStream(`${prefix}/obj.bin`, 0, 4 * BLOCK, BLOCK, st.nativeId, '/obj.bin', (k, buf) => {
+      got.push(k);
+      pieces[k] = buf;
+    });
+    expect(got).toEqual([0, 1, 2, 3]);
+    expect(Buffer.concat(pieces).equals(data.subarray(0, 4 * BLOCK))).toBe(true);
+    // Block 0 came from the cut response; the retry started at block 1.
+    expect(getRanges()).toEqual([`bytes=0-${4 * BLOCK - 1}`, `bytes=${BLOCK}-${4 * BLOCK - 1}`]);
+    expect(b.meters.local.bytesIn).toBe(4 * BLOCK);
+  });
+
+  it('sequential read-ahead uses few large GETs, and its blocks wait outside the LRU until read', async () => {
+    // An LRU of 2 blocks and a window of 8: read-ahead blocks must not push each other out.
+    const b = env.backend({ prefix, blockSize: BLOCK, memoryCacheBytes: 2 * BLOCK, readAheadMaxBytes: 8 * BLOCK, readAheadRunBytes: 8 * BLOCK });
+    const f = await b.openFile('/obj.bin', { write: false });
+    env.proxy.resetLog();
+    for (let off = 0; off < SIZE; off += 16 * KiB) {
+      const buf = await f.read(off, 16 * KiB);
+      expect(buf.equals(data.subarray(off, off + 16 * KiB))).toBe(true);
+    }
+    await f.close();
+    const bytes = env.proxy.bytes('GetObject');
+    // Every byte fetched once, in GETs of up to 6 blocks (refills at a quarter of the window).
+    expect(bytes).toBe(SIZE);
+    const n = getRanges().length;
+    expect(n).toBeLessThan(SIZE / BLOCK / 3);
+    expect(b.memory.bytes).toBeLessThanOrEqual(2 * BLOCK + 8 * BLOCK);
+  });
+
+  it('readInto recycles block buffers, yet views returned by read() keep their bytes', async () => {
+    // A tiny LRU forces evictions (and recycling) all the time.
+    const b = env.backend({ prefix, blockSize: BLOCK, memoryCacheBytes: 2 * BLOCK, readAheadMaxBytes: 4 * BLOCK });
+    const viewer = await b.openFile('/obj.bin', { write: false });
+    const views: { off: number; buf: Buffer }[] = [];
+    for (const off of [0, 5 * BLOCK + 17, 40 * BLOCK + 3]) views.push({ off, buf: await viewer.read(off, 1000) });
+    const streams = await Promise.all([0, 1, 2].map(() => b.openFile('/obj.bin', { write: false })));
+    const target = streams.map(() => Buffer.alloc(24 * KiB));
+    // Three sequential readers interleaved, plus random reads into a fourth buffer.
+    const random = Buffer.alloc(3000);
+    let seed = 7;
+    const step = 24 * KiB;
+    for (let off = 0; off < SIZE; off += step) {
+      await Promise.all(streams.map(async (s, i) => {
+        const at = (off + i * 7 * BLOCK) % SIZE;
+        const n = await s.readInto!(at, target[i] as Buffer);
+        expect(n).toBe(Math.min(step, SIZE - at));
+        expect((target[i] as Buffer).subarray(0, n).equals(data.subarray(at, at + n))).toBe(true);
+      }));
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      const at = seed % (SIZE - random.length);
+      await viewer.readInto!(at, random);
+      expect(random.equals(data.subarray(at, at + random.length))).toBe(true);
+    }
+    for (const v of views) expect(v.buf.equals(data.subarray(v.off, v.off + 1000))).toBe(true);
+    for (const s of [...streams, viewer]) await s.close();
+  });
+
+  it('read-ahead blocks nobody reads give their budget back after a while (reader gone)', async () => {
+    const b = env.backend({ prefix, blockSize: BLOCK, readAheadMaxBytes: 4 * BLOCK });
+    const f = await b.openFile('/obj.bin', { write: false });
+    for (let off = 0; off < 4 * BLOCK; off += BLOCK) await f.read(off, BLOCK);
+    await f.close();
+    // Let the read-ahead land.
+    for (let i = 0; i < 100 && b.memory.aheadBytes === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(b.memory.aheadBytes).toBeGreaterThan(0);
+    const ahead = b.memory.aheadBytes;
+    // Not stale yet: nothing moves; stale: everything moves to the LRU.
+    expect(b.memory.demoteStale(60_000)).toBe(0);
+    expect(b.memory.demoteStale(0)).toBe(ahead);
+    expect(b.memory.aheadBytes).toBe(0);
+    const st = await b.stat('/obj.bin');
+    expect(b.memory.has(blockId(BLOCK, { key: `${prefix}/obj.bin`, etag: st.nativeId!, index: 4 }))).toBe(true);
+  });
+});
+
+describe('BlockPool', () => {
+  it('reuses a released block only once every operation older than the release has left', () => {
+    const pool = new BlockPool(65536, 4);
+    const a = pool.take(65536);
+    const op = pool.enter();
+    pool.release(a);
+    // The operation may still copy out of `a`.
+    expect(pool.take(65536)).not.toBe(a);
+    pool.leave(op);
+    expect(pool.take(65536)).toBe(a);
+    // Released twice by mistake: handed out once.
+    pool.release(a);
+    pool.release(a);
+    const x = pool.take(65536);
+    const y = pool.take(65536);
+    expect(x === a && y === a).toBe(false);
+  });
+
+  it('never reuses a block a view was returned of, even when the view was taken after its release', () => {
+    const pool = new BlockPool(65536, 4);
+    const a = pool.take(65536);
+    const op = pool.enter();
+    pool.release(a);
+    pool.exportView(a);
+    pool.leave(op);
+    expect(pool.take(65536)).not.toBe(a);
+    const b = pool.take(65536);
+    pool.exportView(b);
+    pool.release(b);
+    expect(pool.take(65536)).not.toBe(b);
+  });
+
+  it('keeps at most its bound and only buffers of its size that own their memory', () => {
+    const pool = new BlockPool(65536, 2);
+    const bufs = [pool.take(65536), pool.take(65536), pool.take(65536)];
+    for (const b of bufs) pool.release(b);
+    const again = [pool.take(65536), pool.take(65536), pool.take(65536)];
+    expect(again.filter((b) => bufs.includes(b)).length).toBe(2);
+    const slice = Buffer.allocUnsafe(131072).subarray(0, 65536);
+    pool.release(slice);
+    expect(pool.take(65536)).not.toBe(slice);
+    const odd = pool.take(100);
+    expect(odd.length).toBe(100);
+  });
+});

@@ -1,0 +1,399 @@
+/**
+ * Async write-back on a memory:objectstore backend (uploads held, failed or counted by a gate):
+ * close returns before the upload, the gateway serves staged content meanwhile, rename/unlink/
+ * overwrite/setattr of pending files, retries, quarantine, an in-process restart from the journal,
+ * a torn journal record, and sync mode left as it was. The real-restart tests against s3rver are in
+ * writeback-s3-restart.test.ts.
+ */
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { MemoryBackend, MEMORY_OBJECTSTORE_CAPABILITIES } from '../../backends/memory/memory-backend.ts';
+import type { Backend } from '../../src/vfs/backend.ts';
+import { isVfsError } from '../../src/vfs/errors.ts';
+import { MetadataStore } from '../../src/store/metadata-store.ts';
+import { Vfs } from '../../src/vfs/vfs.ts';
+import { encodeRecord, parseJournal, type WriteBackOptions } from '../../src/vfs/write-back.ts';
+import { Registry } from 'prom-client';
+import { gate, until, type GatedBackend } from './gate.ts';
+
+const RW = { read: true, write: true, delete: false };
+const RO = { read: true, write: false, delete: false };
+
+interface Env {
+  vfs: Vfs;
+  store: MetadataStore;
+  stateDir: string;
+  g: GatedBackend;
+}
+
+const dirs: string[] = [];
+const stores: MetadataStore[] = [];
+afterEach(() => {
+  for (const s of stores.splice(0)) s.close();
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+async function start(inner: Backend, o: { stateDir?: string; writeBack?: Partial<WriteBackOptions> } = {}): Promise<Env> {
+  const stateDir = o.stateDir ?? mkdtempSync(join(tmpdir(), 'portico-wb-'));
+  if (o.stateDir === undefined) dirs.push(stateDir);
+  const store = MetadataStore.open(stateDir);
+  stores.push(store);
+  const g = gate(inner);
+  const vfs = new Vfs({ store, stageDir: join(stateDir, 'stage'), writeBackDir: join(stateDir, 'writeback') });
+  vfs.addVolume('s', g.backend, { writeBack: { mode: 'async', retryBaseMs: 5, retryMaxMs: 40, ...o.writeBack } });
+  await vfs.recoverWriteBack();
+  return { vfs, store, stateDir, g };
+}
+
+const objectStore = (): MemoryBackend => new MemoryBackend({ capabilities: MEMORY_OBJECTSTORE_CAPABILITIES });
+
+async function writeFile(vfs: Vfs, path: string, data: string | Buffer, disposition: 'createOrTruncate' | 'openOrCreate' = 'createOrTruncate'): Promise<void> {
+  const h = await vfs.open('s', path, { access: RW, disposition, owner: 'w', expect: 'file' });
+  try {
+    await vfs.write(h, 0, typeof data === 'string' ? Buffer.from(data) : data);
+  } finally {
+    await vfs.close(h);
+  }
+}
+
+async function readFile(vfs: Vfs, path: string): Promise<string> {
+  const h = await vfs.open('s', path, { access: RO, owner: 'r', expect: 'file' });
+  try {
+    return (await vfs.read(h, 0, 1 << 20)).toString();
+  } finally {
+    await vfs.close(h);
+  }
+}
+
+async function stored(b: Backend, path: string): Promise<string | undefined> {
+  try {
+    const st = await b.stat(path);
+    return (await b.read(path, 0, st.size)).toString();
+  } catch (e) {
+    if (isVfsError(e, 'ENOENT')) return undefined;
+    throw e;
+  }
+}
+
+/** The stage files go right after the journal records their uploads (moments after `pending` drops). */
+const stageEmpty = (env: Env): Promise<void> => until(() => readdirSync(join(env.stateDir, 'stage')).length === 0, 20_000, 'stage files to be removed');
+const drained = (env: Env): Promise<void> => until(() => env.vfs.writeBack.stats().pending === 0, 20_000, 'pending uploads to drain');
+
+describe('async write-back (memory:objectstore)', () => {
+  it('close returns before the upload; the gateway serves the staged content until it lands', async () => {
+    const mem = objectStore();
+    const env = await start(mem);
+    await writeFile(env.vfs, '/a.txt', 'first');
+    await drained(env);
+    env.g.close();
+    const before = BigInt(Date.now()) * 1_000_000n;
+    await writeFile(env.vfs, '/a.txt', 'second version');
+    await writeFile(env.vfs, '/new.txt', 'brand new');
+    // Closed and acknowledged, not uploaded: the store still has the old content (and an empty new file).
+    expect(await stored(mem, '/a.txt')).toBe('first');
+    expect(await stored(mem, '/new.txt')).toBe('');
+    expect(env.vfs.writeBack.stats()).toMatchObject({ pending: 2, pendingBytes: 'second version'.length + 'brand new'.length });
+    // This gateway reads, stats and lists the staged content.
+    expect(await readFile(env.vfs, '/a.txt')).toBe('second version');
+    expect(await readFile(env.vfs, '/new.txt')).toBe('brand new');
+    const attr = await env.vfs.getattr('s', '/a.txt');
+    expect(attr.size).toBe('second version'.length);
+    // The staged mtime is the close's time (the store's object is older).
+    expect(attr.mtimeNs >= before).toBe(true);
+    expect((await mem.stat('/a.txt')).mtimeNs < before).toBe(true);
+    const list = await env.vfs.readdir('s', '/');
+    expect(Object.fromEntries(list.entries.map((e) => [e.name, e.attr.size]))).toEqual({ 'a.txt': 14, 'new.txt': 9 });
+    env.g.open();
+    await drained(env);
+    expect(await stored(mem, '/a.txt')).toBe('second version');
+    expect(await stored(mem, '/new.txt')).toBe('brand new');
+    // Uploaded: the stage files are gone, the journal holds nothing live.
+    await stageEmpty(env);
+    expect(parseJournal(readFileSync(join(env.stateDir, 'writeback', 'journal.log'), 'utf8')).live.size).toBe(0);
+  });
+
+  it('a writer reopening a pending file continues from the staged content', async () => {
+    const mem = objectStore();
+    const env = await start(mem);
+    env.g.close();
+    await writeFile(env.vfs, '/f', 'hello world');
+    const h = await env.vfs.open('s', '/f', { access: RW, disposition: 'open', owner: 'w2' });
+    await env.vfs.write(h, 6, Buffer.from('there'));
+    expect((await env.vfs.read(h, 0, 100)).toString()).toBe('hello there');
+    // A flush in async mode is durable here, not uploaded (the writer still holds the upload).
+    await env.vfs.flush(h);
+    expect(await stored(mem, '/f')).toBe('');
+    await env.vfs.close(h);
+    env.g.open();
+    await drained(env);
+    expect(await stored(mem, '/f')).toBe('hello there');
+  });
+
+  it('a writer open does not wait for a running upload; its newer content is uploaded after its close', async () => {
+    const mem = objectStore();
+    const env = await start(mem);
+    env.g.close();
+    await writeFile(env.vfs, '/f', 'v1');
+    await until(() => env.g.waiting === 1, 5000, 'the upload to reach the store');
+    const r = await env.vfs.open('s', '/f', { access: RO, owner: 'r' });
+    // The store holds the upload; opening for writing still returns at once.
+    const h = await env.vfs.open('s', '/f', { access: RW, owner: 'w' });
+    await env.vfs.write(h, 0, Buffer.from('v2'));
+    expect((await env.vfs.read(r, 0, 10)).toString()).toBe('v2');
+    await env.vfs.close(h);
+    env.g.open();
+    await env.vfs.close(r);
+    await drained(env);
+    expect(await stored(mem, '/f')).toBe('v2');
+    expect(env.g.commits).toBeGreaterThanOrEqual(2);
+  });
+
+  it('rename retargets a pending upload; unlink and overwrite cancel it', async () => {
+    const mem = objectStore();
+    const env = await start(mem);
+    await env.vfs.mkdir('s', '/d');
+    // The store fails every upload: they stay pending (retried), not in flight.
+    env.g.fail('EIO', Infinity);
+    await writeFile(env.vfs, '/d/a', 'AAA');
+    await writeFile(env.vfs, '/d/gone', 'GGG');
+    await writeFile(env.vfs, '/d/put', 'old staged');
+    await env.vfs.rename('s', '/d/a', '/d/b');
+    await env.vfs.unlink('s', '/d/gone');
+    expect(await readFile(env.vfs, '/d/b')).toBe('AAA');
+    expect(env.vfs.writeBack.pendingPaths().map((p) => p.path).sort()).toEqual(['/d/b', '/d/put']);
+    env.g.fail(undefined);
+    // A WebDAV PUT supersedes the pending upload of /d/put.
+    const w = await env.vfs.replaceContent('s', '/d/put', { owner: 'dav' });
+    await w.write(Buffer.from('from PUT'));
+    await w.commit();
+    await drained(env);
+    expect(await stored(mem, '/d/b')).toBe('AAA');
+    expect(await stored(mem, '/d/a')).toBeUndefined();
+    expect(await stored(mem, '/d/gone')).toBeUndefined();
+    expect(await stored(mem, '/d/put')).toBe('from PUT');
+    await stageEmpty(env);
+  });
+
+  it('a directory rename carries the pending uploads below it; rename over a pending file cancels its upload', async () => {
+    const mem = objectStore();
+    const env = await start(mem);
+    await env.vfs.mkdir('s', '/src');
+    await env.vfs.mkdir('s', '/src/sub');
+    env.g.fail('EIO', Infinity);
+    await writeFile(env.vfs, '/src/sub/x', 'X');
+    await writeFile(env.vfs, '/victim', 'to be replaced');
+    await writeFile(env.vfs, '/winner', 'replaces it');
+    await env.vfs.rename('s', '/src', '/dst');
+    await env.vfs.rename('s', '/winner', '/victim');
+    expect(await readFile(env.vfs, '/dst/sub/x')).toBe('X');
+    expect(await readFile(env.vfs, '/victim')).toBe('replaces it');
+    env.g.fail(undefined);
+    await drained(env);
+    expect(await stored(mem, '/dst/sub/x')).toBe('X');
+    expect(await stored(mem, '/src/sub/x')).toBeUndefined();
+    expect(await stored(mem, '/victim')).toBe('replaces it');
+    expect(await stored(mem, '/winner')).toBeUndefined();
+  });
+
+  it('a truncating open and a setattr of a pending file keep the latest content', async () => {
+    const mem = objectStore();
+    const env = await start(mem);
+    env.g.close();
+    await writeFile(env.vfs, '/t', 'long staged content');
+    await writeFile(env.vfs, '/t', 'short');
+    expect(await readFile(env.vfs, '/t')).toBe('short');
+    await writeFile(env.vfs, '/m', 'twelve bytes');
+    env.g.open();
+    // setattr on a pending file uploads it first, then applies (mtime set after close survives).
+    const mtimeNs = 1_600_000_000_123_456_789n;
+    await env.vfs.setattr('s', '/m', { size: 6, mtimeNs });
+    expect(await stored(mem, '/m')).toBe('twelve');
+    expect((await mem.stat('/m')).mtimeNs).toBe(mtimeNs);
+    await drained(env);
+    expect(await stored(mem, '/t')).toBe('short');
+  });
+
+  it('a copy of a pending file copies its staged content', async () => {
+    const mem = objectStore();
+    const env = await start(mem);
+    await writeFile(env.vfs, '/c', 'old');
+    await drained(env);
+    await writeFile(env.vfs, '/c', 'newer');
+    const errors = await env.vfs.copy('s', '/c', '/c2');
+    expect(errors).toEqual([]);
+    expect(await stored(mem, '/c2')).toBe('newer');
+  });
+
+  it('retries a failing store with backoff until the upload succeeds', async () => {
+    const mem = objectStore();
+    const env = await start(mem);
+    env.g.fail('EIO', 4);
+    await writeFile(env.vfs, '/r', 'eventually');
+    await drained(env);
+    expect(await stored(mem, '/r')).toBe('eventually');
+    expect(env.vfs.writeBack.stats()).toMatchObject({ failures: 4, uploads: 1, quarantined: 0 });
+  });
+
+  it('quarantines a stage that fails permanently, with its content and a description', async () => {
+    const mem = objectStore();
+    const env = await start(mem, { writeBack: { permanentFailureAttempts: 2 } });
+    env.g.fail('ENOENT', Infinity);
+    await writeFile(env.vfs, '/lost.bin', 'precious bytes');
+    await until(() => env.vfs.writeBack.stats().quarantined === 1, 20_000, 'quarantine');
+    expect(env.vfs.writeBack.stats().pending).toBe(0);
+    const lf = join(env.stateDir, 'writeback', 'lost+found', 's');
+    const files = readdirSync(lf).sort();
+    expect(files).toHaveLength(2);
+    const data = files.find((f) => !f.endsWith('.json'))!;
+    expect(data).toMatch(/lost\.bin$/);
+    expect(readFileSync(join(lf, data), 'utf8')).toBe('precious bytes');
+    const info = JSON.parse(readFileSync(join(lf, `${data}.json`), 'utf8')) as { path: string; error: { code: string }; saved: string };
+    expect(info).toMatchObject({ path: '/lost.bin', error: { code: 'ENOENT' }, saved: 'content' });
+    await stageEmpty(env);
+  });
+
+  it('restart: journaled uploads resume from the state dir; a torn last record is skipped', async () => {
+    const mem = objectStore();
+    const env = await start(mem);
+    env.g.close();
+    const big = Buffer.alloc(3 * 1024 * 1024 + 17, 7);
+    await writeFile(env.vfs, '/one', 'first file');
+    await writeFile(env.vfs, '/two', big);
+    expect(await stored(mem, '/one')).toBe('');
+    // "Crash": the first VFS is abandoned with its uploads held (nothing shut down); a torn append follows.
+    const journal = join(env.stateDir, 'writeback', 'journal.log');
+    appendFileSync(journal, encodeRecord({ t: 'del', k: 'whatever' }).slice(0, 20));
+    const again = await start(mem, { stateDir: env.stateDir });
+    // Served from the restored stages at once, uploaded in the background.
+    expect((await again.vfs.getattr('s', '/two')).size).toBe(big.length);
+    expect(await readFile(again.vfs, '/one')).toBe('first file');
+    await drained(again);
+    expect(await stored(mem, '/one')).toBe('first file');
+    expect((await mem.read('/two', 0, big.length + 1)).equals(big)).toBe(true);
+    await stageEmpty(env);
+  });
+
+  it('start-up removes stage files no journal record references', async () => {
+    const mem = objectStore();
+    const env = await start(mem);
+    env.g.close();
+    await writeFile(env.vfs, '/kept', 'kept');
+    // A stage of a handle that was open at the crash (never journaled).
+    const h = await env.vfs.open('s', '/open', { access: RW, disposition: 'createOrTruncate', owner: 'o' });
+    await env.vfs.write(h, 0, Buffer.from('unacknowledged'));
+    expect(readdirSync(join(env.stateDir, 'stage'))).toHaveLength(2);
+    const again = await start(mem, { stateDir: env.stateDir });
+    expect(readdirSync(join(env.stateDir, 'stage'))).toHaveLength(1);
+    await drained(again);
+    expect(await stored(mem, '/kept')).toBe('kept');
+  });
+
+  it('shutdown drains pending uploads within shutdownDrainMs, and leaves the rest journaled', async () => {
+    const mem = objectStore();
+    const env = await start(mem, { writeBack: { shutdownDrainMs: 100 } });
+    env.g.close();
+    await writeFile(env.vfs, '/late', 'uploaded by the next start');
+    await env.vfs.shutdown();
+    expect(existsSync(join(env.stateDir, 'writeback', 'journal.log'))).toBe(true);
+    expect(parseJournal(readFileSync(join(env.stateDir, 'writeback', 'journal.log'), 'utf8')).live.size).toBe(1);
+    const again = await start(mem, { stateDir: env.stateDir });
+    await drained(again);
+    expect(await stored(mem, '/late')).toBe('uploaded by the next start');
+
+    const env3 = await start(objectStore(), { writeBack: { shutdownDrainMs: 10_000 } });
+    await writeFile(env3.vfs, '/x', 'drained');
+    await env3.vfs.shutdown();
+    expect(parseJournal(readFileSync(join(env3.stateDir, 'writeback', 'journal.log'), 'utf8')).live.size).toBe(0);
+  });
+
+  it('maxPendingUploads: a close beyond it uploads in-band', async () => {
+    const mem = objectStore();
+    const env = await start(mem, { writeBack: { maxPendingUploads: 1 } });
+    env.g.close();
+    await writeFile(env.vfs, '/p1', 'pending');
+    let closed = false;
+    const second = writeFile(env.vfs, '/p2', 'in-band').then(() => (closed = true));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(closed).toBe(false);
+    env.g.open();
+    await second;
+    expect(await stored(mem, '/p2')).toBe('in-band');
+    await drained(env);
+    expect(await stored(mem, '/p1')).toBe('pending');
+  });
+
+  it('sync mode (the default) still uploads before close returns', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'portico-wb-'));
+    dirs.push(stateDir);
+    const store = MetadataStore.open(stateDir);
+    stores.push(store);
+    const mem = objectStore();
+    const g = gate(mem);
+    const vfs = new Vfs({ store, stageDir: join(stateDir, 'stage'), writeBackDir: join(stateDir, 'writeback') });
+    vfs.addVolume('s', g.backend);
+    g.close();
+    let closed = false;
+    const done = writeFile(vfs, '/s', 'synchronous').then(() => (closed = true));
+    await until(() => g.waiting === 1, 5000, 'the upload');
+    expect(closed).toBe(false);
+    g.open();
+    await done;
+    expect(await stored(mem, '/s')).toBe('synchronous');
+    expect(existsSync(join(stateDir, 'writeback'))).toBe(false);
+  });
+
+  it('exposes pending uploads, bytes and failures as metrics (an in-process restart takes the names over)', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'portico-wb-'));
+    dirs.push(stateDir);
+    const registry = new Registry();
+    const open = (): { vfs: Vfs; g: GatedBackend } => {
+      const store = MetadataStore.open(stateDir);
+      stores.push(store);
+      const g = gate(mem);
+      const vfs = new Vfs({ store, stageDir: join(stateDir, 'stage'), writeBackDir: join(stateDir, 'writeback'), metricsRegistry: registry });
+      vfs.addVolume('s', g.backend, { writeBack: { mode: 'async', retryBaseMs: 5, retryMaxMs: 40 } });
+      return { vfs, g };
+    };
+    const mem = objectStore();
+    const a = open();
+    await a.vfs.recoverWriteBack();
+    a.g.fail('EIO', 2);
+    a.g.close();
+    await writeFile(a.vfs, '/m1', 'x'.repeat(1000));
+    let text = await registry.metrics();
+    expect(text).toMatch(/portico_writeback_pending_uploads\{share="s"\} 1/);
+    expect(text).toMatch(/portico_writeback_pending_bytes\{share="s"\} 1000/);
+    a.g.open();
+    await until(() => a.vfs.writeBack.stats().pending === 0, 20_000, 'the upload');
+    text = await registry.metrics();
+    expect(text).toMatch(/portico_writeback_upload_failures_total\{share="s",code="EIO"\} 2/);
+    expect(text).toMatch(/portico_writeback_uploads_total\{share="s"\} 1/);
+    const b = open();
+    await b.vfs.recoverWriteBack();
+    expect(await registry.metrics()).toMatch(/portico_writeback_pending_uploads\{share="s"\} 0/);
+  });
+
+  it('refuses async mode without a write-back directory', () => {
+    const store = MetadataStore.open(':memory:');
+    stores.push(store);
+    const vfs = new Vfs({ store });
+    expect(() => vfs.addVolume('s', objectStore(), { writeBack: { mode: 'async' } })).toThrow(/write-back directory/);
+  });
+});
+
+describe('write-back journal format', () => {
+  it('skips torn and corrupt lines and keeps the newest record per key', () => {
+    const put = (k: string, path: string): string => encodeRecord({
+      t: 'put', k, vol: 's', path, fid: '1', size: 1, mtime: '1',
+      snap: { v: 1, file: 'stage-x', path, mode: 'whole', size: 1, dirty: true, base: null, baseEnd: 0, extents: [] },
+    });
+    const corrupt = put('c', '/c').replace('/c', '/C');
+    const text = put('a', '/a1') + put('b', '/b') + corrupt + put('a', '/a2') + encodeRecord({ t: 'del', k: 'b' }) + put('z', '/z').slice(0, 30);
+    const { live, bad } = parseJournal(text);
+    expect(bad).toBe(2);
+    expect([...live.keys()]).toEqual(['a']);
+    expect(live.get('a')!.path).toBe('/a2');
+  });
+});
