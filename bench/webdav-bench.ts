@@ -234,6 +234,10 @@ async function measureAll(cs: Contender[]): Promise<void> {
   };
   await interleave(cs, 'putBig', BIG_ROUNDS, async (c) => {
     flushDirtyPages();
+    // sync(1) blocked this event loop for seconds: let the agent's timers and the sockets' FINs be
+    // processed first, or a keep-alive socket the server closed meanwhile (idle longer than its
+    // keep-alive timeout while other servers were measured) is reused and the PUT fails with EPIPE.
+    await new Promise((r) => setTimeout(r, 50));
     const rss = c.out.rss;
     const sampler = rss
       ? setInterval(() => {

@@ -109,7 +109,6 @@ export class InlineIo {
   }
 
   trip(): void {
-    if (process.env.DEBUG_INLINE) process.stderr.write(`INLINE TRIP ${Date.now()} slow=${this.slowInWindow}\n`); // TEMP
     this.asyncUntil = Date.now() + INLINE_BACKOFF_MS;
     this.slowInWindow = 0;
     this.trips++;

@@ -70,7 +70,6 @@ export async function startPorticoChild(o: PorticoChildOptions): Promise<PeerSer
   let output = '';
   const keep = (d: Buffer): void => {
     output = (output + d.toString('utf8')).slice(-8000);
-    if (process.env.DEBUG_INLINE) process.stderr.write(d); // TEMP
   };
   child.stdout.on('data', keep);
   child.stderr.on('data', keep);
