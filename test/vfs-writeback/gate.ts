@@ -77,7 +77,7 @@ export function gate(inner: Backend): GatedBackend {
 }
 
 /** Polls `cond` every 10 ms until true; throws after `ms` (a hang guard, not a speed assertion). */
-export async function until(cond: () => boolean | Promise<boolean>, ms = 20_000, what = 'condition'): Promise<void> {
+export async function until(cond: () => boolean | Promise<boolean>, ms = 30_000, what = 'condition'): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await cond())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);

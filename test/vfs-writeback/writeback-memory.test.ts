@@ -136,7 +136,7 @@ describe('async write-back (memory:objectstore)', () => {
     const env = await start(mem);
     env.g.close();
     await writeFile(env.vfs, '/f', 'v1');
-    await until(() => env.g.waiting === 1, 5000, 'the upload to reach the store');
+    await until(() => env.g.waiting === 1, 30_000, 'the upload to reach the store');
     const r = await env.vfs.open('s', '/f', { access: RO, owner: 'r' });
     // The store holds the upload; opening for writing still returns at once.
     const h = await env.vfs.open('s', '/f', { access: RW, owner: 'w' });
@@ -336,7 +336,7 @@ describe('async write-back (memory:objectstore)', () => {
     g.close();
     let closed = false;
     const done = writeFile(vfs, '/s', 'synchronous').then(() => (closed = true));
-    await until(() => g.waiting === 1, 5000, 'the upload');
+    await until(() => g.waiting === 1, 30_000, 'the upload');
     expect(closed).toBe(false);
     g.open();
     await done;
