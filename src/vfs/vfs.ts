@@ -698,20 +698,13 @@ export class Vfs {
         if (stage.refs === 0) {
           this.stages.delete(h.fileId);
           const orphaned = h.orphaned;
-          const done = (async () => {
+          await this.trackClosing(h.fileId, async () => {
             try {
               if (!orphaned) await stage.publish();
             } finally {
               await stage.discard();
             }
-          })();
-          const settled = done.catch(() => undefined);
-          this.stagesClosing.set(h.fileId, settled);
-          try {
-            await done;
-          } finally {
-            if (this.stagesClosing.get(h.fileId) === settled) this.stagesClosing.delete(h.fileId);
-          }
+          });
         }
       }
     } catch (e) {
@@ -768,20 +761,28 @@ export class Vfs {
 
   private async publishInBand(h: Handle, stage: WriteStage, why: unknown): Promise<void> {
     if (!isVfsError(why, 'EAGAIN')) this.writeBack.logWarn({ err: why, share: h.volume.name, path: h.path }, 'write-back: could not journal a close; uploading in-band');
-    const done = (async () => {
+    await this.trackClosing(h.fileId, async () => {
       try {
         await stage.publish();
       } finally {
         // Discard unless someone reopened it meanwhile or a pending upload still owns it.
         if (stage.refs === 0 && this.stages.get(h.fileId) !== stage && !this.writeBack.has(h.fileId)) await stage.discard();
       }
-    })();
+    });
+  }
+
+  /**
+   * Runs a stage's last-close work (publish, discard), registered in stagesClosing until it settles
+   * so that an open of the same file meanwhile waits for it instead of reading a half-published state.
+   */
+  private async trackClosing(fileId: FileId, work: () => Promise<void>): Promise<void> {
+    const done = work();
     const settled = done.catch(() => undefined);
-    this.stagesClosing.set(h.fileId, settled);
+    this.stagesClosing.set(fileId, settled);
     try {
       await done;
     } finally {
-      if (this.stagesClosing.get(h.fileId) === settled) this.stagesClosing.delete(h.fileId);
+      if (this.stagesClosing.get(fileId) === settled) this.stagesClosing.delete(fileId);
     }
   }
 

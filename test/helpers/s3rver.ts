@@ -185,30 +185,10 @@ function patchStore(store: FilesystemStore): KeyLock {
     await mkdir(dirname(objectPath), { recursive: true });
     // Not ending in the object suffix: listings ignore it while it is being written.
     const tmp = `${objectPath}.incoming-${randomBytes(6).toString('hex')}`;
-    const md5 = createHash('md5');
-    let size = 0;
-    const out = createWriteStream(tmp);
-    try {
-      if (Buffer.isBuffer(object.content)) {
-        md5.update(object.content);
-        size = object.content.length;
-        out.end(object.content);
-      } else {
-        for await (const chunk of object.content as AsyncIterable<Buffer>) {
-          md5.update(chunk);
-          size += chunk.length;
-          if (!out.write(chunk)) await once(out, 'drain');
-        }
-        out.end();
-      }
-      await once(out, 'finish');
-    } catch (e) {
-      out.destroy();
-      await unlink(tmp).catch(() => undefined);
-      throw e;
-    }
+    const spooled = await spool(Buffer.isBuffer(object.content) ? [object.content] : (object.content as AsyncIterable<Buffer>), tmp);
+    const size = spooled.size;
     // A multipart completion passes S3's "-N" ETag (see 8.).
-    const digest = (object as S3Object & { etag?: string }).etag ?? md5.digest('hex');
+    const digest = (object as S3Object & { etag?: string }).etag ?? spooled.md5;
     await lock(`${object.bucket}/${object.key}`, async () => {
       await rename(tmp, objectPath);
       await store.putMetadata(object.bucket, object.key, object.metadata, digest);
@@ -446,19 +426,15 @@ async function uploadPartCopy(dir: string, store: FilesystemStore, lock: KeyLock
   }
 }
 
-/**
- * Writes a part file the way s3rver lays it out (`<upload>/<n>` and `<n>.md5`), but acknowledged
- * only once it is completely on disk (s3rver's putPart resolved when its hashing stream finished,
- * possibly before the file write did): a temporary file, flushed, then renamed into place.
- */
-async function storePart(upload: string, partNumber: number, body: Readable): Promise<string> {
-  const file = join(upload, String(partNumber));
-  const tmp = `${file}.incoming-${randomBytes(6).toString('hex')}`;
+/** Streams a body into `tmp` (removed again on failure), hashing it on the way. */
+async function spool(body: Iterable<Buffer> | AsyncIterable<Buffer>, tmp: string): Promise<{ md5: string; size: number }> {
   const md5 = createHash('md5');
+  let size = 0;
   const out = createWriteStream(tmp);
   try {
-    for await (const chunk of body as AsyncIterable<Buffer>) {
+    for await (const chunk of body) {
       md5.update(chunk);
+      size += chunk.length;
       if (!out.write(chunk)) await once(out, 'drain');
     }
     out.end();
@@ -468,7 +444,18 @@ async function storePart(upload: string, partNumber: number, body: Readable): Pr
     await unlink(tmp).catch(() => undefined);
     throw e;
   }
-  const digest = md5.digest('hex');
+  return { md5: md5.digest('hex'), size };
+}
+
+/**
+ * Writes a part file the way s3rver lays it out (`<upload>/<n>` and `<n>.md5`), but acknowledged
+ * only once it is completely on disk (s3rver's putPart resolved when its hashing stream finished,
+ * possibly before the file write did): a temporary file, flushed, then renamed into place.
+ */
+async function storePart(upload: string, partNumber: number, body: Readable): Promise<string> {
+  const file = join(upload, String(partNumber));
+  const tmp = `${file}.incoming-${randomBytes(6).toString('hex')}`;
+  const digest = (await spool(body as AsyncIterable<Buffer>, tmp)).md5;
   await rename(tmp, file);
   await writeFile(`${file}.md5`, digest);
   return digest;
