@@ -14,7 +14,9 @@
  * 2. Atomic PUT: s3rver wrote the object file in place, so a reader could see half a new body
  *    under the old ETag. Bodies now go to a temporary file renamed into place, and the rename plus
  *    metadata update and a GET's metadata read plus file open are serialised per key (an open
- *    descriptor keeps reading the version it opened, as on S3).
+ *    descriptor keeps reading the version it opened, as on S3). Listings read each key's metadata
+ *    under the same lock: s3rver rewrites metadata.json in place, and a listing that read it
+ *    mid-rewrite could not parse it and left the (existing) key out.
  * 3. ListMultipartUploads (GET /bucket?uploads) and 4. AbortMultipartUpload (DELETE
  *    /bucket/key?uploadId=): answered NotImplemented / MethodNotAllowed; implemented over s3rver's
  *    own upload directories.
@@ -217,7 +219,9 @@ function patchStore(store: FilesystemStore): KeyLock {
       }
       objects.push(key);
     }
-    const withMeta = await Promise.all(objects.map(async (key) => [key, await store.getMetadata(bucket, key).catch(() => undefined)] as const));
+    // Under the key's lock (see 2.): a read racing a PUT's in-place rewrite of metadata.json could
+    // not parse it, and the existing key was silently left out of the listing.
+    const withMeta = await Promise.all(objects.map(async (key) => [key, await lock(`${bucket}/${key}`, () => store.getMetadata(bucket, key)).catch(() => undefined)] as const));
     return {
       objects: withMeta.filter(([, m]) => m !== undefined).map(([key, m]) => new S3ObjectModel(bucket, key, null, m as Record<string, string>)),
       commonPrefixes: [...prefixes].sort(utf8Compare),
@@ -261,7 +265,7 @@ async function sortedKeys(store: FilesystemStore, bucket: string, prefix: string
 }
 
 /** ListObjectsV2 with S3's paging (see 5. above). */
-async function listObjectsV2(store: FilesystemStore, ctx: KoaContext, bucket: string): Promise<void> {
+async function listObjectsV2(store: FilesystemStore, lock: KeyLock, ctx: KoaContext, bucket: string): Promise<void> {
   const q = ctx.query;
   const prefix = q.prefix ?? '';
   const delimiter = q.delimiter ?? '';
@@ -297,7 +301,10 @@ async function listObjectsV2(store: FilesystemStore, ctx: KoaContext, bucket: st
   const contents: string[] = [];
   for (const it of items) {
     if (it.prefix) continue;
-    const m = await store.getMetadata(bucket, it.key).catch(() => undefined);
+    // Under the key's lock (see 2.), like a GET: a listing that raced an overwrite of the key read
+    // a truncated metadata.json, failed to parse it and dropped the key (S3 lists an existing key
+    // during an overwrite, under its old or its new version; absent only once deleted).
+    const m = await lock(`${bucket}/${it.key}`, () => store.getMetadata(bucket, it.key)).catch(() => undefined);
     if (m === undefined) continue;
     contents.push(`<Contents><Key>${xml(it.key)}</Key><LastModified>${new Date(m['last-modified'] as string).toISOString()}</LastModified><ETag>${xml(m.etag as string)}</ETag><Size>${m['content-length']}</Size><StorageClass>STANDARD</StorageClass></Contents>`);
   }
@@ -545,7 +552,7 @@ async function extensions(dir: string, store: FilesystemStore, lock: KeyLock, ct
     if (ctx.method === 'GET' && bucketOnly !== null && ctx.query['list-type'] === '2' && ctx.query.uploads === undefined) {
       const bucket = decodeURIComponent(bucketOnly[1] as string);
       if ((await stat(join(dir, bucket)).catch(() => undefined)) !== undefined) {
-        await listObjectsV2(store, ctx, bucket);
+        await listObjectsV2(store, lock, ctx, bucket);
         return;
       }
     }
