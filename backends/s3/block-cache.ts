@@ -64,16 +64,16 @@ class VersionIndex {
 /**
  * Recycles block buffers (exactly `size` bytes, each owning its ArrayBuffer). Why: a fresh 4 MiB
  * buffer costs page faults on first write (the kernel maps and zeroes it; ~0.2-0.3 ms per MiB here)
- * and its release costs garbage collection work; a sequential stream churns through one per block.
- * With recycling, a reader using readInto() (WebDAV GET does) moves data from socket or disk into
- * memory that is already mapped, and produces no block garbage at all.
+ * and becomes garbage when it leaves the cache; a sequential stream churns through one per block,
+ * and with few GCs (long GETs) that garbage piles up in RSS. With recycling, data moves from socket
+ * or disk into memory that is already mapped, and a stream leaves no block garbage.
  *
- * A buffer is only recycled when nobody can still see it:
- * - never once a view of it was handed to a caller (`exportView`: read() returns views of cached
- *   blocks; such buffers are left to the garbage collector as before). Checked at release and again
- *   at reuse: a read that held a block across its release may return a view of it afterwards;
+ * A buffer is recycled only when nobody can still see it:
+ * - never once a view of it was handed to a caller (`exportView`; the read engine returns views
+ *   only of blocks read from the disk tier, see read-engine.ts). Checked at release and again at
+ *   reuse: a read that held a block across its release may return a view of it afterwards;
  * - not while an operation that started before its release is still running: reads and disk
- *   writes `enter()` before touching blocks and `leave()` when done; a released buffer waits
+ *   writes `enter()` before touching blocks and `leave()` when done, and a released buffer waits
  *   ("cooling") until every operation older than its release has left. Operations that start
  *   later cannot reach it (it is no longer in the cache).
  * At most `max` buffers are kept (free + cooling); beyond, they go to the garbage collector.
@@ -119,7 +119,7 @@ export class BlockPool {
     else this.cooling.push({ buf, after: this.seq });
   }
 
-  /** A view of `buf` leaves the cache (read() result): never recycle it. */
+  /** A view of `buf` leaves the cache: never recycle it. */
   exportView(buf: Buffer): void {
     this.exported.add(buf.buffer);
   }
@@ -162,6 +162,8 @@ export class MemoryTier {
   private readonly meters: S3Meters;
   /** Where dropped blocks go for reuse (set by the read engine). */
   pool: BlockPool | undefined;
+  /** Called when the ahead area shrinks (the read engine lets held read-ahead go on). */
+  onAheadFreed: (() => void) | undefined;
 
   constructor(maxBytes: number, meters: S3Meters) {
     this.meters = meters;
@@ -229,6 +231,12 @@ export class MemoryTier {
   private takeAhead(id: string, e: MemEntry): void {
     this.ahead.delete(id);
     this.aheadSize -= e.data.length;
+    this.onAheadFreed?.();
+  }
+
+  /** Moves one read-ahead block to the LRU (its reader went away), if it is still in the ahead area. */
+  demote(id: string): void {
+    if (this.ahead.has(id)) this.get(id);
   }
 
   /** Moves read-ahead blocks unread for `maxAgeMs` to the LRU; returns the bytes freed in the ahead area. */
@@ -412,17 +420,16 @@ export class DiskTier {
 
   /**
    * The block's data, or undefined (missing, or corrupt: then the file is gone too). One readv puts
-   * the header and the data in separate buffers, so the data lands in a buffer of its own, taken
-   * from `alloc` (the block pool: memory already mapped, which the kernel copies into three times
-   * faster than into fresh pages) and handed back through `recycle` when it is not returned.
+   * the header and the data in separate buffers, so the block is a buffer of its own (no copy out
+   * of a header+data buffer).
    */
-  async get(id: string, expectLength: number, alloc?: (size: number) => Buffer, recycle?: (buf: Buffer) => void): Promise<Buffer | undefined> {
+  async get(id: string, expectLength: number): Promise<Buffer | undefined> {
     const e = this.lru.get(id);
     if (e === undefined) return undefined;
     const headerLen = FIXED_HEADER + Buffer.byteLength(id, 'utf8');
     if (e.size !== headerLen + expectLength) return this.corrupt(id);
     const head = Buffer.allocUnsafe(headerLen);
-    const data = alloc?.(expectLength) ?? Buffer.allocUnsafe(expectLength);
+    const data = Buffer.allocUnsafe(expectLength);
     let got = 0;
     try {
       const fh = await open(e.file, 'r');
@@ -440,15 +447,11 @@ export class DiskTier {
         await fh.close();
       }
     } catch {
-      recycle?.(data);
       this.lru.delete(id);
       return undefined;
     }
     const h = headerId(head);
-    if (got !== e.size || h === undefined || h.id !== id || h.dataLen !== expectLength || crc32(data) !== h.crc) {
-      recycle?.(data);
-      return this.corrupt(id);
-    }
+    if (got !== e.size || h === undefined || h.id !== id || h.dataLen !== expectLength || crc32(data) !== h.crc) return this.corrupt(id);
     const now = Date.now();
     if (now - e.touched > TOUCH_INTERVAL_MS) {
       e.touched = now;

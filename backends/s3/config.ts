@@ -33,7 +33,7 @@ export interface S3BackendOptions {
   diskCacheBytes?: number;
   /** Largest read-ahead window, default 32 MiB. */
   readAheadMaxBytes?: number;
-  /** Largest GET read-ahead issues for adjacent blocks, default 32 MiB (GETs are costly: few, large ones). */
+  /** Largest GET read-ahead issues for adjacent blocks, default 128 MiB (GETs are costly; its body is read only as the read-ahead budget allows). */
   readAheadRunBytes?: number;
   /** Concurrent block fetches, default 16. */
   maxConcurrentFetches?: number;

@@ -7,19 +7,22 @@
  * - Priorities: fetches wait for one of `maxConcurrent` slots; foreground reads are served before
  *   read-ahead, which may also never take the last `reserve` slots, and a queued read-ahead that a
  *   reader starts waiting for is promoted.
- * - Read-ahead refills its window when three quarters of it have been consumed, in runs of adjacent
- *   blocks fetched by one GET each (up to `maxRunBytes`, default 32 MiB): few, large requests for
- *   streams, while the cache keeps its block granularity. Each GET hands its blocks over one by one
- *   as they complete (transport.getStream), so a reader waits for its block, not for the whole run;
- *   large runs therefore cost no latency, and they matter: every GET costs the client several ms of
- *   CPU (the SDK, and the garbage collection each response triggers), so 4 MiB GETs cost about
- *   three times the CPU per byte of one streamed GetObject, 24-32 MiB GETs about the same.
- * - Read-ahead bytes are bounded across readers (`prefetchBudgetBytes`): those in flight plus those
- *   landed and not read yet. Landed read-ahead blocks wait in the memory tier's `ahead` area, which
- *   its LRU cannot evict, so a window never pushes out blocks fetched for a reader before it reads
- *   them (block-cache.ts).
- * - `read()` results may be views of cached blocks (no copy for a read inside one block): callers
- *   must treat returned buffers as read-only. `readInto()` copies into the caller's buffer.
+ * - Read-ahead tops its window up when a quarter of it is left, in runs of adjacent blocks fetched
+ *   by one GET each; a reader at its full window asks for `maxRunBytes` (128 MiB) at once. Few,
+ *   large requests matter: every GET costs the client several ms of CPU (the SDK, and the garbage
+ *   collection each response sets off), so 8 MiB GETs cost about twice the CPU per byte of one
+ *   streamed GetObject, 64 MiB ones the same. Each GET hands its blocks over one by one as they
+ *   complete (transport.getStream), so a reader waits for its block, not for the whole run.
+ * - Read-ahead bytes are bounded across readers (`prefetchBudgetBytes`): admitted and in flight,
+ *   plus landed and not read yet. A long GET's body is gated block by block against that budget
+ *   (admit()): without room it is not read (TCP pauses the store) until readers free some. Landed
+ *   read-ahead blocks wait in the memory tier's `ahead` area, which its LRU cannot evict, so a
+ *   window never pushes out blocks fetched for a reader before it reads them (block-cache.ts). A
+ *   reader that seeks away or closes stops its read-ahead (cancelReadAhead()).
+ * - `read()` returns a buffer of its own (one copy out of the cache) on a stream's first pass over
+ *   blocks fetched from S3, which are recycled (BlockPool): a stream moves data into memory that is
+ *   already mapped. Re-reads of cached blocks and blocks read from the disk tier get views (no
+ *   copy; callers treat read results as read-only). `readInto()` copies into the caller's buffer.
  * - Reads of cached blocks complete without a promise per block (one await per read).
  * - Read-ahead: a reader whose read starts where its previous one ended (or at offset 0) is
  *   sequential; its window starts at one block and doubles each time it enters a new block, up to
@@ -54,13 +57,17 @@ export class ReadState {
   lastBlock = -1;
   /** Highest block index read-ahead has been asked for. */
   ahead = -1;
+  /** Stops for this reader's read-ahead GETs in flight (the reader moved away or closed). */
+  readonly fetches = new Set<() => void>();
+  /** Blocks read-ahead landed for this reader, by index, not yet passed by it. */
+  readonly landed = new Map<number, string>();
 }
 
 export interface ReadEngineOptions {
   blockSize: number;
-  /** Largest GET read-ahead issues for adjacent blocks (default 32 MiB). */
+  /** Largest GET read-ahead issues for adjacent blocks (default 128 MiB; its bytes come in as the budget allows). */
   maxRunBytes?: number;
-  /** Read-ahead bytes in flight across all readers (default readAheadMaxBytes). */
+  /** Read-ahead bytes across all readers: admitted and in flight, plus landed and unread (default readAheadMaxBytes + blockSize). */
   prefetchBudgetBytes?: number;
   /** Fetch unit of small random reads (a power-of-two fraction of blockSize; >= blockSize disables). */
   pageSize?: number;
@@ -72,6 +79,22 @@ const FG = 0;
 const BG = 1;
 /** Read-ahead blocks nobody read for this long give their budget back (their reader went away). */
 const AHEAD_STALE_MS = 10_000;
+/**
+ * A read-ahead GET held back this long for lack of budget ends there (its reader is slow or gone):
+ * a store may drop a connection that is not read from, and the GET holds a fetch slot meanwhile.
+ */
+const GATE_WAIT_MS = 10_000;
+
+/** A read-ahead GET waiting to go on with its next block (see admit()). */
+interface GateWaiter {
+  size: number;
+  /** A foreground reader waits for this block or a later one of the same GET: it must go on. */
+  needed: () => boolean;
+  /** The GET's reader moved away: end it. */
+  cancelled: () => boolean;
+  resolve: (go: boolean) => void;
+  timer: NodeJS.Timeout;
+}
 
 /** One GET (one slot), covering one or more adjacent units. */
 interface Fetch {
@@ -111,9 +134,16 @@ export class ReadEngine {
   private readonly meters: S3Meters;
   /** Block buffers for reuse (block-cache.ts BlockPool); shared with the memory tier. */
   private readonly pool: BlockPool;
-  private readonly take = (size: number): Buffer => this.pool.take(size);
-  private readonly recycle = (buf: Buffer): void => this.pool.release(buf);
+  /** Blocks read from the disk tier, and blocks a sequential reader has gone past (read() returns views of them). */
+  private readonly viewable = new WeakSet<ArrayBufferLike>();
+  private readonly take = (size: number): Buffer => {
+    const b = this.pool.take(size);
+    this.viewable.delete(b.buffer);
+    return b;
+  };
   private readonly inflight = new Map<string, Pending>();
+  /** Read-ahead GETs held back for budget, oldest first. */
+  private readonly gateWaiters: GateWaiter[] = [];
   private readonly waiting: [Fetch[], Fetch[]] = [[], []];
   private active = 0;
   /** Blocks brought in by read-ahead that no reader has used yet. */
@@ -128,17 +158,18 @@ export class ReadEngine {
     this.maxConcurrent = Math.max(1, o.maxConcurrent);
     this.reserve = this.maxConcurrent > 2 ? Math.max(1, Math.floor(this.maxConcurrent / 8)) : 0;
     this.maxWindow = Math.max(0, Math.floor(o.readAheadMaxBytes / o.blockSize));
-    this.runBlocks = Math.max(1, Math.floor((o.maxRunBytes ?? 32 * 1024 * 1024) / o.blockSize));
+    this.runBlocks = Math.max(1, Math.floor((o.maxRunBytes ?? 128 * 1024 * 1024) / o.blockSize));
     // The window plus the block its reader is waiting for (in flight too while the window refills).
     this.prefetchBudget = o.prefetchBudgetBytes ?? Math.max(o.readAheadMaxBytes, o.blockSize) + o.blockSize;
     this.transport = transport;
     this.memory = memory;
     this.disk = disk;
     this.meters = meters;
-    // A stream releases one block for each it takes, but takes them in bursts (a read-ahead refill):
-    // room for one window's worth.
-    this.pool = new BlockPool(o.blockSize, Math.max(4, Math.min(16, Math.ceil(this.prefetchBudget / o.blockSize))));
+    // A stream releases one block for each it takes, and takes them one at a time as its GET's bytes
+    // arrive (disk-tier reads do not use the pool): a few suffice; every one kept is memory held.
+    this.pool = new BlockPool(o.blockSize, 4);
     memory.pool = this.pool;
+    memory.onAheadFreed = () => this.wake();
   }
 
   /** Records the current ETag of a key; the blocks of an older version are dropped. */
@@ -159,7 +190,7 @@ export class ReadEngine {
     for (let i = 0; i * B < data.length; i++) {
       const ref = { key: v.key, etag: v.etag, index: i };
       const part = data.subarray(i * B, Math.min(data.length, (i + 1) * B));
-      const copy = this.pool.take(part.length);
+      const copy = this.take(part.length);
       part.copy(copy);
       this.memory.set(blockId(B, ref), ref, copy);
     }
@@ -172,24 +203,31 @@ export class ReadEngine {
     try {
       const got = this.collect(v, offset, end, state);
       const parts = got instanceof Promise ? await got : got;
-      if (parts.length === 1) {
-        // A view of the cached block (no copy); its buffer is never recycled from now on.
+      // Decision: the first pass of a stream over blocks fetched from S3 gets copies (buffers of the
+      // caller's own), so those blocks stay recyclable (BlockPool): a view would make each one a
+      // fresh 4 MiB allocation that turns into garbage when it leaves the cache, and with long GETs
+      // (few GCs) that garbage piled up - a 2 GiB download through read() peaked at ~330 MB RSS with
+      // views, ~265 MB with copies, for the same CPU (the copy costs about what the page faults of
+      // fresh blocks did). A block that is read again after a reader went past it (a re-read: the
+      // cache at work) and a block read from the disk tier (a fresh buffer the thread pool filled,
+      // its page faults off the event loop) get views: no copy at all; they are not recycled then.
+      if (parts.length === 1 && this.viewable.has((parts[0] as Part).buf.buffer)) {
         const { buf, base } = parts[0] as Part;
         this.pool.exportView(buf);
         return buf.subarray(offset - base, Math.min(buf.length, end - base));
       }
       const out = Buffer.allocUnsafe(end - offset);
       copyParts(parts, offset, end, out);
+      // Read to its end: reading that block again is a re-read too.
+      const tail = parts[parts.length - 1] as Part;
+      if (end === tail.base + tail.buf.length) this.viewable.add(tail.buf.buffer);
       return out;
     } finally {
       this.pool.leave(op);
     }
   }
 
-  /**
-   * Like read(), into `target` (from its start): the bytes are copied once, out of the cache, and
-   * the blocks stay recyclable (no view escapes), so a stream read this way allocates no memory.
-   */
+  /** Like read(), into `target` (from its start): a stream read this way allocates no memory at all. */
   async readInto(v: ObjectVersion, offset: number, target: Uint8Array, state?: ReadState): Promise<number> {
     const end = Math.min(v.size, offset + target.length);
     if (end <= offset) return 0;
@@ -208,7 +246,14 @@ export class ReadEngine {
     const B = this.blockSize;
     const first = Math.floor(offset / B);
     const last = Math.floor((end - 1) / B);
-    if (state !== undefined) this.track(state, offset, end, first, last);
+    if (state !== undefined) {
+      // A reader went past a block: reading it again later is a re-read (read() may give views).
+      if (state.lastBlock >= 0 && first > state.lastBlock) {
+        const passed = this.memory.peek(blockId(B, { key: v.key, etag: v.etag, index: state.lastBlock }));
+        if (passed !== undefined) this.viewable.add(passed.buffer);
+      }
+      this.track(state, offset, end, first, last);
+    }
     if (this.pageSize > 0 && (state === undefined || state.window === 0) && end - offset <= 4 * this.pageSize) {
       return this.readPages(v, offset, end);
     }
@@ -260,16 +305,18 @@ export class ReadEngine {
     } else {
       s.window = 0;
       s.ahead = -1;
+      this.cancelReadAhead(s);
     }
     s.next = end;
     s.lastBlock = Math.max(first, last);
   }
 
   /**
-   * Tops the window up once the lead (blocks ahead of the reader, cached or in flight) is down to a
-   * quarter of it, in runs of adjacent missing blocks: GETs of three quarters of the window, while a
-   * quarter is still ahead to read meanwhile (the next run's first block arrives after one block's
-   * transfer, progressive delivery).
+   * Tops the read-ahead up once the lead (blocks ahead of the reader, cached, in flight or asked
+   * for) is down to a quarter of the window, in runs of adjacent missing blocks fetched by one GET
+   * each. A reader whose window is at its maximum asks for `runBlocks` (128 MiB) at once: its GET's
+   * blocks come in only as the budget allows (admit()), so memory stays bounded by the budget while
+   * a stream costs one GET per 128 MiB.
    */
   private readAhead(v: ObjectVersion, s: ReadState, last: number): void {
     // Until the disk tier knows what it holds (start-up scan), every block would look missing and
@@ -278,23 +325,20 @@ export class ReadEngine {
       void this.disk.ready.then(() => this.readAhead(v, s, last));
       return;
     }
+    for (const i of s.landed.keys()) if (i <= last) s.landed.delete(i);
     const lastBlockOfObject = Math.floor((v.size - 1) / this.blockSize);
-    const target = Math.min(lastBlockOfObject, last + s.window);
+    const span = s.window >= this.maxWindow ? Math.max(s.window, this.runBlocks) : s.window;
+    const target = Math.min(lastBlockOfObject, last + span);
     if (s.ahead > last && s.ahead - last > Math.floor(s.window / 4)) return;
     // Everything up to `done` is cached, in flight or scheduled now.
     let done = Math.max(last, s.ahead);
     let run: number[] = [];
-    // Fetches the run, or as much of its start as the budget allows (false: budget exhausted).
     const flush = (): boolean => {
       if (run.length === 0) return true;
-      const n = Math.min(run.length, this.budgetBlocks());
-      if (n > 0) {
-        this.fetch(v, this.blockSize, run[0] as number, n, BG);
-        done = run[n - 1] as number;
-      }
-      const all = n === run.length;
+      this.fetch(v, this.blockSize, run[0] as number, run.length, BG, s);
+      done = run[run.length - 1] as number;
       run = [];
-      return all;
+      return true;
     };
     for (let i = done + 1; i <= target; i++) {
       const id = blockId(this.blockSize, { key: v.key, etag: v.etag, index: i });
@@ -312,13 +356,78 @@ export class ReadEngine {
     s.ahead = Math.max(s.ahead, done);
   }
 
-  /** How many more blocks of read-ahead fit in the budget (in flight + landed and not read yet). */
-  private budgetBlocks(): number {
-    const room = (): number => Math.floor((this.prefetchBudget - this.prefetchBytes - this.memory.aheadBytes) / this.blockSize);
-    const n = room();
-    if (n > 0) return n;
+  /** Read-ahead bytes the budget still has room for (admitted and in flight, landed and not read yet). */
+  private room(): number {
+    return this.prefetchBudget - this.prefetchBytes - this.memory.aheadBytes;
+  }
+
+  /**
+   * The gate of read-ahead GETs (transport.getStream): may the next block (`size` bytes) come in?
+   * Yes when the budget has room (the bytes are then reserved until the block lands), or when a
+   * reader waits for it or for a later block of the same GET. Otherwise the GET is held (its body
+   * not read) until room frees up, in order of arrival; after GATE_WAIT_MS it ends there.
+   */
+  private admit(size: number, needed: () => boolean, cancelled: () => boolean): boolean | Promise<boolean> {
+    if (cancelled()) return false;
+    if (needed()) {
+      this.prefetchBytes += size;
+      return true;
+    }
     // Blocks whose reader went away must not hold the budget for ever.
-    return this.memory.demoteStale(AHEAD_STALE_MS) > 0 ? Math.max(0, room()) : 0;
+    if (this.room() < size && this.gateWaiters.length === 0) this.memory.demoteStale(AHEAD_STALE_MS);
+    if (this.gateWaiters.length === 0 && this.room() >= size) {
+      this.prefetchBytes += size;
+      return true;
+    }
+    return new Promise<boolean>((resolve) => {
+      const w: GateWaiter = {
+        size,
+        needed,
+        cancelled,
+        resolve,
+        timer: setTimeout(() => {
+          const i = this.gateWaiters.indexOf(w);
+          if (i >= 0) this.gateWaiters.splice(i, 1);
+          resolve(false);
+          this.wake();
+        }, GATE_WAIT_MS),
+      };
+      w.timer.unref?.();
+      this.gateWaiters.push(w);
+    });
+  }
+
+  /**
+   * Lets held read-ahead GETs go on, oldest first, as far as the budget allows; one a reader needs
+   * goes at once, one whose reader moved away ends.
+   */
+  private wake(): void {
+    let blocked = false;
+    for (let i = 0; i < this.gateWaiters.length; ) {
+      const w = this.gateWaiters[i] as GateWaiter;
+      const cancelled = w.cancelled();
+      const go = !cancelled && (w.needed() || (!blocked && this.room() >= w.size));
+      if (!go && !cancelled) {
+        // In order: a later GET does not overtake an earlier one, unless a reader needs it.
+        blocked = true;
+        i++;
+        continue;
+      }
+      this.gateWaiters.splice(i, 1);
+      clearTimeout(w.timer);
+      if (go) this.prefetchBytes += w.size;
+      w.resolve(go);
+    }
+  }
+
+  /** The reader moved away (or closed): its read-ahead GETs stop, their unread blocks join the LRU. */
+  cancelReadAhead(s: ReadState): void {
+    if (s.fetches.size === 0 && s.landed.size === 0) return;
+    for (const stop of [...s.fetches]) stop();
+    s.fetches.clear();
+    for (const id of s.landed.values()) this.memory.demote(id);
+    s.landed.clear();
+    this.wake();
   }
 
   /** One block of a version, through the tiers; at most one fetch per block at a time. */
@@ -344,6 +453,8 @@ export class ReadEngine {
         running.used = true;
         if (running.prefetch && this.prefetched.delete(id)) this.meters.readAheadHit();
         if (running.fetch !== undefined) this.promote(running.fetch);
+        // A read-ahead GET held back at or before this block must go on now.
+        if (this.gateWaiters.length > 0) this.wake();
       }
       return running.promise;
     }
@@ -355,8 +466,10 @@ export class ReadEngine {
     const pending: Pending = { fetch: undefined, prefetch: priority === BG, used: priority === FG, promise: undefined as unknown as Promise<Buffer> };
     pending.promise = (async () => {
       await disk.ready;
-      const fromDisk = disk.has(id) ? await disk.get(id, len, this.take, this.recycle) : undefined;
+      // A fresh buffer, not a pooled one: read() returns views of disk blocks (see read()).
+      const fromDisk = disk.has(id) ? await disk.get(id, len) : undefined;
       if (fromDisk !== undefined) {
+        this.viewable.add(fromDisk.buffer);
         this.meters.hit('disk');
         this.memory.set(id, ref, fromDisk, !pending.used);
         if (this.inflight.get(id) === pending) this.inflight.delete(id);
@@ -373,9 +486,12 @@ export class ReadEngine {
 
   /**
    * Units [first, first + count) with one ranged GET; returns one promise per unit, each settled as
-   * soon as its bytes are in (transport.getStream). Read-ahead budget is given back block by block.
+   * soon as its bytes are in (transport.getStream). Read-ahead (BG) GETs go through the budget gate
+   * block by block (admit()); one held back too long ends early, its blocks no one waits for are
+   * dropped (and `state` learns they were not fetched), those a reader joined meanwhile are fetched
+   * for it.
    */
-  private fetch(v: ObjectVersion, unitSize: number, first: number, count: number, priority: number): Promise<Buffer>[] {
+  private fetch(v: ObjectVersion, unitSize: number, first: number, count: number, priority: number, state?: ReadState): Promise<Buffer>[] {
     const start = first * unitSize;
     const end = Math.min(v.size, (first + count) * unitSize);
     const f: Fetch = { priority };
@@ -397,18 +513,38 @@ export class ReadEngine {
       if (prefetch) this.prefetched.set(id, true);
       units.push({ id, ref, resolve, reject, pending });
     }
-    let budget = prefetch ? end - start : 0;
-    this.prefetchBytes += budget;
     let delivered = 0;
+    /** Bytes admitted by the gate and not landed yet. */
+    let admitted = 0;
+    let cancelled = false;
+    const stop = (): void => {
+      cancelled = true;
+    };
+    if (prefetch) state?.fetches.add(stop);
+    const sizeOf = (k: number): number => Math.min(unitSize, end - (start + k * unitSize));
+    const gate = prefetch
+      ? (k: number): boolean | Promise<boolean> => {
+          const needed = (): boolean => units.slice(k).some((u) => u.pending.used);
+          const go = this.admit(sizeOf(k), needed, () => cancelled);
+          const count = (ok: boolean): boolean => {
+            if (ok) admitted += sizeOf(k);
+            return ok;
+          };
+          return go instanceof Promise ? go.then(count) : count(go);
+        }
+      : undefined;
     const disk = unitSize === this.blockSize ? this.disk : undefined;
     const deliver = (k: number, buf: Buffer): void => {
       const u = units[k] as (typeof units)[number];
       delivered = k + 1;
       if (prefetch) {
         this.prefetchBytes -= buf.length;
-        budget -= buf.length;
+        admitted -= buf.length;
       }
-      this.memory.set(u.id, u.ref, buf, !u.pending.used);
+      // Read-ahead whose reader moved away lands as an ordinary cache entry (no budget held).
+      const ahead = !u.pending.used && !cancelled;
+      this.memory.set(u.id, u.ref, buf, ahead);
+      if (ahead) state?.landed.set(u.ref.index, u.id);
       if (disk !== undefined) {
         // The write reads `buf` in the background: it must not be recycled meanwhile.
         const op = this.pool.enter();
@@ -416,24 +552,43 @@ export class ReadEngine {
       }
       if (this.inflight.get(u.id) === u.pending) this.inflight.delete(u.id);
       u.resolve(buf);
+      // Landed in the LRU (a reader took it), the budget has room again.
+      if (prefetch && u.pending.used) this.wake();
     };
     void (async () => {
+      let failure: unknown;
       try {
         await this.slot(f);
         try {
-          await this.transport.getStream(v.key, start, end, unitSize, v.etag, v.path, deliver, this.take);
+          await this.transport.getStream(v.key, start, end, unitSize, v.etag, v.path, deliver, this.take, gate);
         } finally {
           this.release();
         }
       } catch (e) {
+        failure = e;
         if (e instanceof EtagChangedError) this.observe(v.key, e.etag);
-        for (const u of units.slice(delivered)) {
-          this.prefetched.delete(u.id);
-          u.reject(e);
-        }
       } finally {
-        this.prefetchBytes -= budget;
-        for (const u of units.slice(delivered)) if (this.inflight.get(u.id) === u.pending) this.inflight.delete(u.id);
+        state?.fetches.delete(stop);
+        if (admitted > 0) {
+          this.prefetchBytes -= admitted;
+          admitted = 0;
+          this.wake();
+        }
+      }
+      const rest = units.slice(delivered);
+      if (rest.length === 0) return;
+      if (failure === undefined && state !== undefined && !cancelled) {
+        // Ended early by the gate: read-ahead has not got these blocks after all.
+        state.ahead = Math.min(state.ahead, first + delivered - 1);
+      }
+      for (const u of rest) {
+        if (this.inflight.get(u.id) === u.pending) this.inflight.delete(u.id);
+        this.prefetched.delete(u.id);
+        if (failure !== undefined) u.reject(failure);
+        else if (u.pending.used) {
+          // A reader joined a block the GET gave up on: fetch it for that reader.
+          (this.fetch(v, unitSize, u.ref.index, 1, FG)[0] as Promise<Buffer>).then(u.resolve, u.reject);
+        } else u.reject(new Error('read-ahead ended early'));
       }
     })();
     return units.map((u) => u.pending.promise);

@@ -85,5 +85,7 @@ export class S3File implements BackendFile {
 
   async close(): Promise<void> {
     this.closed = true;
+    // Read-ahead for a reader that is gone stops (its blocks stay cached).
+    this.host.engine.cancelReadAhead(this.state);
   }
 }

@@ -67,6 +67,14 @@ export interface UploadInfo {
   initiated: Date | undefined;
 }
 
+/** The clock of one attempt: its timeout does not run while the caller waits for itself. */
+export interface AttemptClock {
+  /** Stops the attempt's timeout (we are holding the response back, not the store). */
+  hold(): void;
+  /** Starts it again with the time that was left. */
+  resume(): void;
+}
+
 interface RunOptions {
   /** Payload bytes (extends the timeout). */
   bytes?: number;
@@ -127,7 +135,7 @@ export class S3Transport {
    * One logical request: attempts `fn` until it succeeds, fails with an answer (4xx), or runs out
    * of attempts. The circuit breaker sees every attempt; an open circuit fails at once.
    */
-  async run<T>(op: string, fn: (signal: AbortSignal) => Promise<T>, o: RunOptions = {}): Promise<T> {
+  async run<T>(op: string, fn: (signal: AbortSignal, clock: AttemptClock) => Promise<T>, o: RunOptions = {}): Promise<T> {
     const timeout = this.timeoutMs + Math.ceil(((o.bytes ?? 0) / this.throughput) * 1000) + (o.extraMs ?? 0);
     for (let attempt = 1; ; attempt++) {
       if (this.closed) throw new VfsError('EIO', 'S3 backend closed', o.path === undefined ? {} : { path: o.path });
@@ -135,11 +143,27 @@ export class S3Transport {
         throw new VfsError('EIO', `S3 endpoint unavailable (circuit open, retry in ${this.breaker.retryInMs()} ms)`, o.path === undefined ? {} : { path: o.path });
       }
       const ac = new AbortController();
-      const timer = setTimeout(() => ac.abort(new RequestTimeoutError(timeout)), timeout);
+      let deadline = performance.now() + timeout;
+      let heldAt: number | undefined;
+      const expire = (): void => ac.abort(new RequestTimeoutError(timeout));
+      let timer = setTimeout(expire, timeout);
+      const clock: AttemptClock = {
+        hold: () => {
+          if (heldAt !== undefined) return;
+          heldAt = performance.now();
+          clearTimeout(timer);
+        },
+        resume: () => {
+          if (heldAt === undefined) return;
+          deadline += performance.now() - heldAt;
+          heldAt = undefined;
+          timer = setTimeout(expire, Math.max(0, deadline - performance.now()));
+        },
+      };
       this.attempts.add(ac);
       const t0 = performance.now();
       try {
-        const r = await fn(ac.signal);
+        const r = await fn(ac.signal, clock);
         this.meters.request(op, 'ok', (performance.now() - t0) / 1000);
         this.breaker.success();
         return r;
@@ -230,13 +254,19 @@ export class S3Transport {
    * delivered before it belong to the expected version). Each piece buffer comes from `alloc` (a
    * pool) when given, and is taken only when its first byte arrives, so a long GET does not hold
    * memory for bytes still on the wire. `onPiece` must not throw.
+   *
+   * `gate(k)`, when given, is asked before piece k starts: true goes on, false ends the GET there
+   * (the call resolves; pieces from k on are not delivered), a promise holds the response back until
+   * it settles - the body is not read meanwhile, so TCP flow control pauses the store - and the
+   * attempt's timeout does not run while it waits. That lets read-ahead ask for long ranges (few
+   * GETs) while only a bounded number of their bytes is in memory at any time.
    */
   async getStream(
     key: string, start: number, end: number, piece: number, etag: string | undefined, path: string | undefined,
-    onPiece: (k: number, buf: Buffer) => void, alloc?: (size: number) => Buffer,
+    onPiece: (k: number, buf: Buffer) => void, alloc?: (size: number) => Buffer, gate?: (k: number) => boolean | Promise<boolean>,
   ): Promise<void> {
     let delivered = 0;
-    await this.run('GetObject', async (signal) => {
+    await this.run('GetObject', async (signal, clock) => {
       const from = start + delivered * piece;
       const want = end - from;
       const r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: `bytes=${from}-${end - 1}` }), { abortSignal: signal });
@@ -266,6 +296,20 @@ export class S3Transport {
             got += chunk.length;
             for (let c = 0; c < chunk.length; ) {
               if (cur === undefined) {
+                let go = gate?.(delivered) ?? true;
+                if (go instanceof Promise) {
+                  clock.hold();
+                  try {
+                    go = await go;
+                  } finally {
+                    clock.resume();
+                  }
+                }
+                if (!go) {
+                  // Ended early by the caller: the rest is not wanted (now).
+                  body.destroy();
+                  return;
+                }
                 const size = Math.min(piece, end - (start + delivered * piece));
                 cur = alloc?.(size) ?? Buffer.allocUnsafe(size);
                 fill = 0;

@@ -65,7 +65,7 @@ describe('S3 streaming reads', () => {
     expect(b.memory.bytes).toBeLessThanOrEqual(2 * BLOCK + 8 * BLOCK);
   });
 
-  it('readInto recycles block buffers, yet views returned by read() keep their bytes', async () => {
+  it('block buffers are recycled under concurrent readers, and buffers returned by read() keep their bytes', async () => {
     // A tiny LRU forces evictions (and recycling) all the time.
     const b = env.backend({ prefix, blockSize: BLOCK, memoryCacheBytes: 2 * BLOCK, readAheadMaxBytes: 4 * BLOCK });
     const viewer = await b.openFile('/obj.bin', { write: false });
@@ -93,21 +93,74 @@ describe('S3 streaming reads', () => {
     for (const s of [...streams, viewer]) await s.close();
   });
 
-  it('read-ahead blocks nobody reads give their budget back after a while (reader gone)', async () => {
-    const b = env.backend({ prefix, blockSize: BLOCK, readAheadMaxBytes: 4 * BLOCK });
+  it('views of disk-tier blocks returned by read() keep their bytes while the pool recycles S3 blocks', async () => {
+    const cacheDir = env.tempDir();
+    const warm = env.backend({ prefix, blockSize: BLOCK, cacheDir });
+    const f0 = await warm.openFile('/obj.bin', { write: false });
+    for (let off = 0; off < 8 * BLOCK; off += BLOCK) await f0.read(off, BLOCK);
+    await f0.close();
+    await warm.close();
+    // A restart: blocks 0..7 come from disk (views), the rest from S3 through a tiny LRU.
+    const b = env.backend({ prefix, blockSize: BLOCK, cacheDir, memoryCacheBytes: 2 * BLOCK, readAheadMaxBytes: 4 * BLOCK });
     const f = await b.openFile('/obj.bin', { write: false });
-    for (let off = 0; off < 4 * BLOCK; off += BLOCK) await f.read(off, BLOCK);
+    const kept: { off: number; buf: Buffer }[] = [];
+    for (let off = 0; off < SIZE; off += BLOCK / 2) {
+      const buf = await f.read(off, BLOCK / 2);
+      expect(buf.equals(data.subarray(off, off + BLOCK / 2))).toBe(true);
+      if (off % (5 * BLOCK) === 0) kept.push({ off, buf });
+    }
+    expect(b.meters.local.hits.disk).toBeGreaterThan(0);
+    for (const k of kept) expect(k.buf.equals(data.subarray(k.off, k.off + BLOCK / 2))).toBe(true);
     await f.close();
-    // Let the read-ahead land.
-    for (let i = 0; i < 100 && b.memory.aheadBytes === 0; i++) await new Promise((r) => setTimeout(r, 10));
-    expect(b.memory.aheadBytes).toBeGreaterThan(0);
+  });
+
+  it('read-ahead of a reader that goes away gives its budget back: at close, on a seek, or after a while', async () => {
+    const b = env.backend({ prefix, blockSize: BLOCK, readAheadMaxBytes: 4 * BLOCK });
+    const st = await b.stat('/obj.bin');
+    const id = (i: number): string => blockId(BLOCK, { key: `${prefix}/obj.bin`, etag: st.nativeId!, index: i });
+    const landed = async (): Promise<void> => {
+      for (let i = 0; i < 200 && b.memory.aheadBytes === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(b.memory.aheadBytes).toBeGreaterThan(0);
+    };
+    const walk = async (f: Awaited<ReturnType<typeof b.openFile>>, from: number): Promise<void> => {
+      for (let off = from; off < from + 4 * BLOCK; off += BLOCK) await f.read(off, BLOCK);
+    };
+    // Still open, not read for a while: the stale rule moves its blocks to the LRU.
+    const f = await b.openFile('/obj.bin', { write: false });
+    await walk(f, 0);
+    await landed();
     const ahead = b.memory.aheadBytes;
-    // Not stale yet: nothing moves; stale: everything moves to the LRU.
     expect(b.memory.demoteStale(60_000)).toBe(0);
     expect(b.memory.demoteStale(0)).toBe(ahead);
     expect(b.memory.aheadBytes).toBe(0);
-    const st = await b.stat('/obj.bin');
-    expect(b.memory.has(blockId(BLOCK, { key: `${prefix}/obj.bin`, etag: st.nativeId!, index: 4 }))).toBe(true);
+    expect(b.memory.has(id(4))).toBe(true);
+    // A seek elsewhere: the old position's read-ahead is let go at once.
+    await walk(f, 20 * BLOCK);
+    await landed();
+    await f.read(50 * BLOCK + 5, 100);
+    expect(b.memory.aheadBytes).toBe(0);
+    // Close: the same.
+    await walk(f, 30 * BLOCK);
+    await landed();
+    await f.close();
+    expect(b.memory.aheadBytes).toBe(0);
+    expect(b.memory.has(id(34))).toBe(true);
+  });
+
+  it('a long read-ahead GET holds its body back while the budget is full and goes on as the reader reads', async () => {
+    // Budget: 4 blocks + 1; a GET may ask for 32 blocks at once.
+    const b = env.backend({ prefix, blockSize: BLOCK, readAheadMaxBytes: 4 * BLOCK, readAheadRunBytes: 32 * BLOCK });
+    const f = await b.openFile('/obj.bin', { write: false });
+    env.proxy.resetLog();
+    for (let off = 0; off < 8 * BLOCK; off += BLOCK) expect((await f.read(off, BLOCK)).equals(data.subarray(off, off + BLOCK))).toBe(true);
+    // The reader pauses: read-ahead lands up to the budget, no further.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(b.memory.aheadBytes).toBeLessThanOrEqual(5 * BLOCK);
+    // Reading on releases it: the rest of the object comes through the same few GETs.
+    for (let off = 8 * BLOCK; off < SIZE; off += BLOCK) expect((await f.read(off, BLOCK)).equals(data.subarray(off, off + BLOCK))).toBe(true);
+    await f.close();
+    expect(env.proxy.bytes('GetObject')).toBe(SIZE);
+    expect(getRanges().length).toBeLessThanOrEqual(6);
   });
 });
 
