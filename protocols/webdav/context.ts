@@ -179,8 +179,8 @@ export class DavContext {
   }
 
   /** 409 when the parent of `path` is missing or not a collection (RFC 4918 §9.3.1, §9.7.1). */
-  async requireParent(path: string): Promise<void> {
-    const p = await this.stat(parentOf(path));
+  async requireParent(path: string, share: string = this.share): Promise<void> {
+    const p = await this.stat(parentOf(path), share);
     if (!p || p.type !== 'dir') throw new HttpError(409, 'parent collection does not exist');
   }
 

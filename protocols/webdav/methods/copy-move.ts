@@ -23,7 +23,7 @@ import type { DavContext } from '../context.ts';
 import { HttpError, statusFor } from '../errors.ts';
 import { checkPreconditions, hasPreconditions } from '../conditional.ts';
 import { MULTISTATUS_CLOSE, MULTISTATUS_OPEN, statusResponse } from '../properties.ts';
-import { baseNameOf, hrefOf, isWithin, parentOf, parseDestination } from '../paths.ts';
+import { baseNameOf, hrefOf, isWithin, parseDestination } from '../paths.ts';
 
 interface Plan {
   src: FileAttr;
@@ -72,8 +72,7 @@ async function plan(ctx: DavContext, move: boolean): Promise<Plan> {
   if (!across && dest === ctx.path) throw new HttpError(403, 'source and destination are the same');
   if (!across && src.type === 'dir' && (move || depth === 'infinity') && isWithin(dest, ctx.path)) throw new HttpError(403, 'cannot copy or move a collection into itself');
   if (dest === '/') throw new HttpError(412, 'the share root cannot be overwritten');
-  const parent = await ctx.stat(parentOf(dest), volume);
-  if (!parent || parent.type !== 'dir') throw new HttpError(409, 'parent collection does not exist');
+  await ctx.requireParent(dest, volume);
   const destAttr = await ctx.stat(dest, volume);
   const sameFile = !across && destAttr !== undefined && destAttr.id === src.id;
   if (destAttr && !sameFile && ow === 'F') throw new HttpError(412, 'Destination exists and Overwrite is F');
