@@ -12,9 +12,13 @@
  * network or FUSE file system) and the whole event loop waits with it. So:
  * - by default ('auto') inline calls are made only on local file systems (ext4, xfs, btrfs, tmpfs,
  *   ... by statfs type): a hung NFS or FUSE server must not freeze the whole gateway;
- * - only lookups and reads that usually complete in memory are made inline: lstat, read-only
- *   open, fstat, readlink, reads of at most INLINE_MAX_READ bytes, and the close of a read-only
- *   descriptor. Creates, writes, renames, unlinks and fsync always use the thread pool;
+ * - only calls that usually complete in memory are made inline: lstat, read-only open, fstat,
+ *   readlink, reads of at most INLINE_MAX_READ bytes, the close of a read-only descriptor, and a
+ *   whole small-file write — creating the temp file, its first INLINE_MAX_WRITE bytes (page cache),
+ *   its close and the rename that publishes it (a journaled metadata change each on ext4/xfs, ~5-15
+ *   µs when the journal is not committing). Larger writes, truncates, unlinks, directory changes
+ *   and fsync always use the thread pool (fsync always waits for the device; a long stream of
+ *   writes is what the kernel throttles when dirty pages pile up);
  * - every inline call is timed. A call slower than INLINE_SLOW_MS may have gone to the device, or
  *   the process may just have been preempted on a busy machine (the two look the same from here),
  *   so one slow call proves nothing; INLINE_SLOW_PER_SECOND of them within a second, or one call
@@ -42,6 +46,8 @@ export const INLINE_STALL_MS = 100;
 export const INLINE_BACKOFF_MS = 10_000;
 /** Reads up to this size may be made inline (one small file, a PROPFIND-sized page of data). */
 export const INLINE_MAX_READ = 64 * 1024;
+/** A writer's first bytes up to this offset may be written inline (a small file: one 4 KiB PUT). */
+export const INLINE_MAX_WRITE = 64 * 1024;
 /** Inline calls made in a row before yielding to the event loop. */
 export const INLINE_BATCH = 128;
 

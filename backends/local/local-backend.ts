@@ -9,8 +9,8 @@
  * (readlink of /proc/self/fd/N), and directory listings read through that verified descriptor.
  */
 import {
-  close as closeCb, closeSync, constants as C, existsSync, fstatSync, fsync as fsyncCb, ftruncate, lstatSync, mkdirSync, open as openCb, openSync, promises as fsp,
-  readlinkSync, realpathSync, statSync, type BigIntStats,
+  close as closeCb, closeSync, constants as C, existsSync, fdatasync as fdatasyncCb, fstatSync, fsync as fsyncCb, ftruncate, linkSync, lstatSync, mkdirSync,
+  open as openCb, openSync, promises as fsp, readlinkSync, realpathSync, renameSync, statSync, unlinkSync, type BigIntStats,
 } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
@@ -22,7 +22,7 @@ import type {
 } from '../../src/vfs/backend.ts';
 import { toVfsError, VfsError } from '../../src/vfs/errors.ts';
 import { baseName, isSameOrDescendant, joinPath, parentPath } from '../../src/vfs/path.ts';
-import { applyMetaToHandle, LocalFile, LocalWriter, nsToSeconds, readAt, toStat } from './local-file.ts';
+import { applyMetaToFd, LocalFile, LocalWriter, nsToSeconds, readAt, toStat } from './local-file.ts';
 import type { WriterHost } from './local-file.ts';
 import { INLINE_BATCH, InlineIo, isLocalFileSystem, yieldToLoop } from './inline-io.ts';
 import { firstAfter, mapLimit } from '../paging.ts';
@@ -96,8 +96,14 @@ function missing(path: string): VfsError {
   }
 }
 
+/**
+ * Temp names: a random per-process part (two gateways on one directory never collide; O_EXCL would
+ * refuse a collision anyway) and a counter. randomBytes per name cost ~10 µs of every PUT.
+ */
+const TEMP_PROCESS = randomBytes(6).toString('hex');
+let tempCounter = 0;
 function tempName(): string {
-  return TEMP_PREFIX + randomBytes(8).toString('hex');
+  return `${TEMP_PREFIX}${TEMP_PROCESS}-${(tempCounter++).toString(36)}`;
 }
 
 export class LocalBackend implements Backend, WriterHost {
@@ -249,8 +255,9 @@ export class LocalBackend implements Backend, WriterHost {
   }
 
   /**
-   * openConfined for a raw descriptor (LocalFile): the same rules. `inline`: a plain open (no
-   * create, no truncate) made synchronously while the breaker allows it.
+   * openConfined for a raw descriptor (LocalFile, LocalWriter): the same rules. `inline`: a plain
+   * open (no create, no truncate) or an exclusive create, made synchronously while the breaker
+   * allows it.
    */
   private async openConfinedFd(path: string, flags: number, mode: number | undefined, inline: boolean): Promise<number> {
     const walking = this.parentOk(path);
@@ -262,8 +269,9 @@ export class LocalBackend implements Backend, WriterHost {
     let fd: number | undefined;
     let created = false;
     try {
-      if (inline && (base & C.O_CREAT) === 0 && !truncate && this.io.ok) {
-        fd = this.io.run(() => openSync(abs, base));
+      if (inline && ((base & C.O_CREAT) === 0 || (base & C.O_EXCL) !== 0) && !truncate && this.io.ok) {
+        fd = this.io.run(() => openSync(abs, base, mode ?? 0o666));
+        created = (base & C.O_CREAT) !== 0;
       } else if ((base & C.O_CREAT) === 0 || (base & C.O_EXCL) !== 0) {
         fd = await open(base);
         created = (base & C.O_CREAT) !== 0;
@@ -491,35 +499,67 @@ export class LocalBackend implements Backend, WriterHost {
   async createWriter(path: string, options: WriterOptions = {}): Promise<BackendWriter> {
     if (path === '/') throw new VfsError('EISDIR', undefined, { path });
     const temp = joinPath(parentPath(path), tempName());
-    const fh = await this.openConfined(temp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, options.mode ?? 0o666);
-    return new LocalWriter(this, fh, path, temp, options.exclusive === true);
+    const fd = await this.openConfinedFd(temp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, options.mode ?? 0o666, true);
+    return new LocalWriter(this, fd, this.io, path, temp, options.exclusive === true);
   }
 
-  /** @internal LocalWriter's commit: publish `temp` at `path`. */
-  async publish(fh: FileHandle, temp: string, path: string, exclusive: boolean, meta: SetMetadata | undefined): Promise<{ stat: BackendStat; durable: Promise<void> }> {
-    if (this.fsync) await fh.datasync();
-    if (meta !== undefined) await applyMetaToHandle(fh, meta);
-    await this.parentOk(path);
-    // The descriptor is closed while the name is published (two thread-pool calls side by side
-    // instead of one after the other); a close error still fails the commit.
-    const closing = fh.close();
-    closing.catch(() => undefined);
+  /**
+   * @internal LocalWriter's commit: publish `temp` at `path`. The fdatasync (when durable) always
+   * uses the thread pool; the close and the rename are inline while the breaker allows it (journaled
+   * metadata changes that complete in memory), else two thread-pool calls side by side.
+   */
+  async publish(fd: number, temp: string, path: string, exclusive: boolean, meta: SetMetadata | undefined): Promise<{ stat: BackendStat; durable: Promise<void> }> {
+    const closeAsync = (): Promise<void> => new Promise<void>((res, rej) => closeCb(fd, (e) => (e ? rej(toVfsError(e, path)) : res())));
+    let closing: Promise<void> | undefined;
     try {
-      if (exclusive) {
-        // link(2) fails with EEXIST atomically; rename(2) would silently replace.
-        await fsp.link(this.abs(temp), this.abs(path));
-        await fsp.unlink(this.abs(temp));
-      } else {
-        await fsp.rename(this.abs(temp), this.abs(path));
-      }
+      if (this.fsync) await new Promise<void>((res, rej) => fdatasyncCb(fd, (e) => (e ? rej(e) : res())));
+      if (meta !== undefined) await applyMetaToFd(fd, meta);
+      await this.parentOk(path);
     } catch (e) {
+      await closeAsync().catch(() => undefined);
       throw toVfsError(e, path);
-    } finally {
-      this.forgetOne(path);
+    }
+    const tempAbs = this.abs(temp);
+    const abs = this.abs(path);
+    if (this.io.ok) {
+      try {
+        this.io.run(() => {
+          closing = Promise.resolve();
+          closeSync(fd);
+          if (exclusive) {
+            // link(2) fails with EEXIST atomically; rename(2) would silently replace.
+            linkSync(tempAbs, abs);
+            unlinkSync(tempAbs);
+          } else {
+            renameSync(tempAbs, abs);
+          }
+        });
+      } catch (e) {
+        if (closing === undefined) await closeAsync().catch(() => undefined);
+        throw toVfsError(e, path);
+      } finally {
+        this.forgetOne(path);
+      }
+    } else {
+      // The descriptor is closed while the name is published (two thread-pool calls side by side
+      // instead of one after the other); a close error still fails the commit.
+      closing = closeAsync();
+      closing.catch(() => undefined);
+      try {
+        if (exclusive) {
+          await fsp.link(tempAbs, abs);
+          await fsp.unlink(tempAbs);
+        } else {
+          await fsp.rename(tempAbs, abs);
+        }
+      } catch (e) {
+        throw toVfsError(e, path);
+      } finally {
+        this.forgetOne(path);
+      }
     }
     await closing;
     // After the rename: rename(2) changes the inode's ctime, part of the change signature.
-    const abs = this.abs(path);
     let st: BigIntStats;
     try {
       st = this.io.ok ? this.io.run(() => lstatSync(abs, { bigint: true })) : await fsp.lstat(abs, { bigint: true });

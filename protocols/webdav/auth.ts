@@ -3,9 +3,11 @@
  *
  * WebDAV is stateless: clients send credentials with every request. Verifying a bcrypt hash per
  * request (about 250 ms at cost 12) would make every client unusable, so successful logins are
- * remembered for `ttlMs`, keyed by an HMAC of the whole `Authorization` header under a per-process
- * random key (the header, which carries the password, is never kept; a hit costs one HMAC and no
- * decoding). Apache's mod_authn_socache makes the same trade.
+ * remembered for `ttlMs`, keyed by a SHA-256 of a per-process random secret followed by the whole
+ * `Authorization` header (the header, which carries the password, is never kept; a hit costs one
+ * hash and no decoding). Apache's mod_authn_socache makes the same trade. A secret-prefixed hash
+ * rather than an HMAC: the digest never leaves the process (so length extension has nothing to
+ * attack) and `crypto.hash` costs ~0.6 µs where `createHmac` cost 12-18 µs per request.
  *
  * - Invalidation: each entry records the authenticator's `generation()` when its login started;
  *   the user database moving on (a user added, deleted, disabled, a password or groups changed, in
@@ -19,7 +21,7 @@
  *   counted by the throttle). Without this, 16 simultaneous first requests ran 16 bcrypts, which
  *   also held the libuv thread pool (4 threads) that every file operation needs for about a second.
  */
-import { createHmac, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { Principal } from '../../src/auth/authenticator.ts';
 import type { SessionManager } from '../../src/session/session-manager.ts';
@@ -59,9 +61,7 @@ interface Entry {
 const MAX_CACHED_HEADER = 1024;
 
 export class BasicAuthCache {
-  // A KeyObject, not a Buffer: createHmac() turns a Buffer key into a KeyObject on every call
-  // (about 15 µs, most of the cost of an authenticated request's cache hit).
-  private readonly key: KeyObject = createSecretKey(randomBytes(32));
+  private readonly secret = randomBytes(32).toString('base64');
   private readonly cache: LRUCache<string, Entry>;
   private readonly inflight = new Map<string, Promise<Principal>>();
   private readonly sessions: SessionManager;
@@ -75,7 +75,7 @@ export class BasicAuthCache {
   }
 
   private digest(header: string): string {
-    return createHmac('sha256', this.key).update(header).digest('base64');
+    return hash('sha256', this.secret + header, 'base64');
   }
 
   private generation(): number | undefined {

@@ -231,12 +231,14 @@ export class LocalUserStore {
     validatePassword(password);
     const row = this.mustRow(name);
     const hash = await bcrypt.hash(password, this.rounds);
+    this.store.commitGroup();
     const r = this.st.setPw.run(hash, this.sealNtHash(row.name, password), Date.now(), row.name);
     this.changes.n++;
     if (Number(r.changes) === 0) throw new VfsError('ENOENT', `no such user "${name}"`);
   }
 
   deleteUser(name: string): void {
+    this.store.commitGroup();
     const r = this.st.del.run(name);
     this.changes.n++;
     if (Number(r.changes) === 0) throw new VfsError('ENOENT', `no such user "${name}"`);
@@ -244,12 +246,14 @@ export class LocalUserStore {
 
   setDisabled(name: string, disabled: boolean): void {
     const row = this.mustRow(name);
+    this.store.commitGroup();
     this.st.setDisabled.run(disabled ? 1 : 0, Date.now(), row.name);
     this.changes.n++;
   }
 
   setGroups(name: string, groups: string[]): void {
     const row = this.mustRow(name);
+    this.store.commitGroup();
     this.st.setGroups.run(JSON.stringify(validateGroups(groups)), Date.now(), row.name);
     this.changes.n++;
   }

@@ -1427,20 +1427,18 @@ export class Vfs {
     if (options.cookie !== undefined && options.cookie !== 0n) after = this.cookieName(v, dirRow.id, options.cookie);
     const page = await v.backend.list(r.path, after === undefined ? { limit } : { after, limit });
     const seen = new Set<string>();
-    const entries: DirEntry[] = this.store.transaction(() => {
-      const out: DirEntry[] = [];
-      for (const e of page.entries) {
-        const nfc = e.name.normalize('NFC');
-        // Two names that differ only in case (possible on a case-sensitive disk) cannot both be
-        // addressed through a case-insensitive share: the first in order is shown.
-        const key = v.key(nfc);
-        if (seen.has(key)) continue;
-        seen.add(key);
-        const row = v.childRow(r.path, dirRow, e.name);
-        out.push({ name: nfc, cookie: row.id, attr: this.attr(v, row, e) });
-      }
-      return out;
-    });
+    // New ids join the metadata store's group commit (one transaction for many rows).
+    const entries: DirEntry[] = [];
+    for (const e of page.entries) {
+      const nfc = e.name.normalize('NFC');
+      // Two names that differ only in case (possible on a case-sensitive disk) cannot both be
+      // addressed through a case-insensitive share: the first in order is shown.
+      const key = v.key(nfc);
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const row = v.childRow(r.path, dirRow, e.name);
+      entries.push({ name: nfc, cookie: row.id, attr: this.attr(v, row, e) });
+    }
     // Clients resume from the last cookie of a page; remember its backend name in case that entry
     // is deleted before they come back (other cookies resolve through the id store).
     const last = entries.at(-1);

@@ -1,0 +1,146 @@
+/**
+ * The metadata store's group commit of id rows and its durably reserved id ranges
+ * (src/store/metadata-store.ts): rows are visible at once in the process, reach the disk within
+ * milliseconds or before any other write, and ids handed out are never handed out again — even when
+ * the process dies before the rows that used them were committed.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { MetadataStore } from '../../src/store/metadata-store.ts';
+import { NODE, ROOT } from '../cli/helpers.ts';
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'portico-store-'));
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+/** What another connection (another process) sees of the nodes table. */
+function committedNames(): string[] {
+  const db = new DatabaseSync(join(dir, 'portico.db'), { readOnly: true });
+  try {
+    return (db.prepare('SELECT name FROM nodes WHERE parent != 0 ORDER BY id').all() as Array<{ name: string }>).map((r) => r.name);
+  } finally {
+    db.close();
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+describe('metadata store group commit', () => {
+  it('a new id row is visible at once in the process and committed within milliseconds', async () => {
+    const s = MetadataStore.open(dir);
+    try {
+      const root = s.rootId('v');
+      const a = s.ensureChild('v', root, 'a', 'a');
+      expect(s.lookupChild('v', root, 'a')?.id).toBe(a.id);
+      expect(s.getNode(a.id)?.name).toBe('a');
+      // Not yet visible to other connections (the group is open) ...
+      expect(committedNames()).toEqual([]);
+      // ... but within a few milliseconds it is.
+      for (let i = 0; i < 200 && committedNames().length === 0; i++) await sleep(5);
+      expect(committedNames()).toEqual(['a']);
+    } finally {
+      s.close();
+    }
+  });
+
+  it('any other write commits the open group first, in order', () => {
+    const s = MetadataStore.open(dir);
+    try {
+      const root = s.rootId('v');
+      const a = s.ensureChild('v', root, 'a', 'a');
+      s.insertChild('v', root, 'b', 'b');
+      s.setWinAttributes(a.id, 0x20);
+      // Synchronously after the attribute write: both rows and the attribute are on disk.
+      expect(committedNames()).toEqual(['a', 'b']);
+      const db = new DatabaseSync(join(dir, 'portico.db'), { readOnly: true });
+      expect((db.prepare('SELECT attrs FROM nodes WHERE name = ?').get('a') as { attrs: number }).attrs).toBe(0x20);
+      db.close();
+      // A transaction (a rename here) commits the group too, and sees its rows.
+      const c = s.ensureChild('v', root, 'c', 'c');
+      s.moveNode('v', c.id, root, 'c2', 'c2');
+      expect(committedNames()).toEqual(['a', 'b', 'c2']);
+    } finally {
+      s.close();
+    }
+  });
+
+  it('a full group commits at once; close commits what is open', () => {
+    const s = MetadataStore.open(dir);
+    const root = s.rootId('v');
+    for (let i = 0; i < 300; i++) s.ensureChild('v', root, `n${i}`, `n${i}`);
+    // 256 rows filled one group, which committed; the other 44 wait.
+    expect(committedNames().length).toBe(256);
+    s.close();
+    expect(committedNames().length).toBe(300);
+  });
+
+  it('ids are unique and increasing across reservations and restarts', () => {
+    const seen = new Set<bigint>();
+    let last = 0n;
+    for (let round = 0; round < 3; round++) {
+      const s = MetadataStore.open(dir);
+      const root = s.rootId('v');
+      // More than one reservation (4096 ids) per round.
+      for (let i = 0; i < 5000; i++) {
+        const id = s.ensureChild('v', root, `r${round}-${i}`, `r${round}-${i}`).id;
+        expect(seen.has(id)).toBe(false);
+        expect(id > last).toBe(true);
+        seen.add(id);
+        last = id;
+      }
+      s.close();
+    }
+    expect(seen.size).toBe(15_000);
+  });
+
+  it('ids whose rows a crash lost are never handed out again (child process SIGKILLed before the commit)', () => {
+    // The child creates rows, prints their ids and kills itself before the group can commit.
+    const script = `
+      import { MetadataStore } from ${JSON.stringify(join(ROOT, 'src/store/metadata-store.ts'))};
+      const s = MetadataStore.open(${JSON.stringify(dir)});
+      const root = s.rootId('v');
+      s.ensureChild('v', root, 'kept', 'kept');
+      s.kvSet('marker', '1'); // commits 'kept'
+      const ids = [];
+      for (let i = 0; i < 10; i++) ids.push(String(s.ensureChild('v', root, 'lost' + i, 'lost' + i).id));
+      process.stdout.write(ids.join(',') + '\\n', () => process.kill(process.pid, 'SIGKILL'));
+    `;
+    const r = spawnSync(NODE, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+    expect(r.signal).toBe('SIGKILL');
+    const lost = r.stdout.trim().split(',').map((x) => BigInt(x));
+    expect(lost).toHaveLength(10);
+    // The committed row survived; the lost ones are gone.
+    expect(committedNames()).toEqual(['kept']);
+
+    const s = MetadataStore.open(dir);
+    try {
+      const root = s.rootId('v');
+      expect(s.lookupChild('v', root, 'lost0')).toBeUndefined();
+      const fresh = [];
+      for (let i = 0; i < 20; i++) fresh.push(s.ensureChild('v', root, 'lost' + i, 'lost' + i).id);
+      for (const id of fresh) expect(lost).not.toContain(id);
+      const maxLost = lost.reduce((a, b) => (a > b ? a : b));
+      for (const id of fresh) expect(id > maxLost).toBe(true);
+      // The lost ids lead nowhere.
+      for (const id of lost) expect(s.getNode(id)).toBeUndefined();
+    } finally {
+      s.close();
+    }
+  });
+
+  it('an in-memory store (tests) needs no group and behaves the same', () => {
+    const s = MetadataStore.open(':memory:');
+    const root = s.rootId('v');
+    const a = s.ensureChild('v', root, 'a', 'a');
+    const b = s.insertChild('v', root, 'b', 'b');
+    expect(b.id > a.id).toBe(true);
+    expect(s.insertChild('v', root, 'a', 'a').id).toBe(a.id);
+    s.close();
+  });
+});
