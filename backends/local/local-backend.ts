@@ -132,6 +132,8 @@ export class LocalBackend implements Backend, WriterHost {
   private readonly procFd: boolean;
   /** When synchronous lookups and small reads may be made (inline-io.ts). */
   readonly io: InlineIo;
+  /** The breaker of inline small-file writes (temp create, first bytes, close, rename). */
+  readonly wio: InlineIo;
   private readonly dirSyncs = new Map<string, DirSync>();
   /** Directory fsyncs made so far (diagnostics and tests: concurrent commits share them). */
   dirFsyncs = 0;
@@ -162,6 +164,7 @@ export class LocalBackend implements Backend, WriterHost {
     this.procFd = existsSync('/proc/self/fd');
     const inline = options.inlineIo ?? 'auto';
     this.io = new InlineIo(inline === 'auto' ? isLocalFileSystem(this.root) : inline);
+    this.wio = InlineIo.forWrites(this.io.enabled);
   }
 
   /** Async factory, for symmetry with backends that need to connect. */
@@ -269,9 +272,11 @@ export class LocalBackend implements Backend, WriterHost {
     let fd: number | undefined;
     let created = false;
     try {
-      if (inline && ((base & C.O_CREAT) === 0 || (base & C.O_EXCL) !== 0) && !truncate && this.io.ok) {
-        fd = this.io.run(() => openSync(abs, base, mode ?? 0o666));
-        created = (base & C.O_CREAT) !== 0;
+      const creates = (base & C.O_CREAT) !== 0;
+      const io = creates ? this.wio : this.io;
+      if (inline && (!creates || (base & C.O_EXCL) !== 0) && !truncate && io.ok) {
+        fd = io.run(() => openSync(abs, base, mode ?? 0o666));
+        created = creates;
       } else if ((base & C.O_CREAT) === 0 || (base & C.O_EXCL) !== 0) {
         fd = await open(base);
         created = (base & C.O_CREAT) !== 0;
@@ -500,7 +505,7 @@ export class LocalBackend implements Backend, WriterHost {
     if (path === '/') throw new VfsError('EISDIR', undefined, { path });
     const temp = joinPath(parentPath(path), tempName());
     const fd = await this.openConfinedFd(temp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, options.mode ?? 0o666, true);
-    return new LocalWriter(this, fd, this.io, path, temp, options.exclusive === true);
+    return new LocalWriter(this, fd, this.wio, path, temp, options.exclusive === true);
   }
 
   /**
@@ -521,9 +526,9 @@ export class LocalBackend implements Backend, WriterHost {
     }
     const tempAbs = this.abs(temp);
     const abs = this.abs(path);
-    if (this.io.ok) {
+    if (this.wio.ok) {
       try {
-        this.io.run(() => {
+        this.wio.run(() => {
           closing = Promise.resolve();
           closeSync(fd);
           if (exclusive) {

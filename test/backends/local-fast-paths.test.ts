@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { LocalBackend, TEMP_PREFIX } from '../../backends/local/local-backend.ts';
-import { INLINE_BACKOFF_MS, INLINE_SLOW_PER_SECOND, INLINE_STALL_MS, InlineIo, isLocalFileSystem } from '../../backends/local/inline-io.ts';
+import { INLINE_BACKOFF_MS, INLINE_SLOW_PER_SECOND, INLINE_SLOW_WRITE_MS, INLINE_STALL_MS, InlineIo, isLocalFileSystem } from '../../backends/local/inline-io.ts';
 import { isVfsError, type VfsErrorCode } from '../../src/vfs/errors.ts';
 
 async function codeOf(p: Promise<unknown>): Promise<VfsErrorCode | 'ok'> {
@@ -46,6 +46,23 @@ describe('InlineIo breaker', () => {
     io.slow(INLINE_STALL_MS);
     expect(io.ok).toBe(false);
     expect(io.trips).toBe(2);
+  });
+
+  it('the write breaker counts calls over INLINE_SLOW_WRITE_MS as slow; the read breaker does not', () => {
+    const busy = (ms: number): void => {
+      const end = performance.now() + ms;
+      while (performance.now() < end);
+    };
+    const writes = InlineIo.forWrites(true);
+    const reads = new InlineIo(true);
+    for (let i = 0; i < INLINE_SLOW_PER_SECOND; i++) {
+      writes.run(() => busy(INLINE_SLOW_WRITE_MS + 0.3));
+      reads.run(() => busy(INLINE_SLOW_WRITE_MS + 0.3));
+    }
+    expect(writes.ok).toBe(false);
+    expect(writes.trips).toBe(1);
+    expect(reads.ok).toBe(true);
+    expect(InlineIo.forWrites(false).ok).toBe(false);
   });
 
   it('run() returns the call result and rethrows its error', () => {
@@ -258,7 +275,7 @@ for (const inlineIo of [true, false]) {
       await w.write(Buffer.from('x'));
       const mtimeNs = 1_600_000_000_123_456_000n;
       const st = await w.commit({ mode: 0o640, mtimeNs });
-      expect(st.mode & 0o777).toBe(0o640);
+      expect((st.mode ?? 0) & 0o777).toBe(0o640);
       // utimes takes seconds as a double: kept to the microsecond.
       expect(st.mtimeNs / 1000n).toBe(mtimeNs / 1000n);
 
