@@ -22,7 +22,12 @@
  * Peers missing on the machine are installed with apt-get (nginx-extras, apache2, rclone); one is
  * skipped only when apt cannot install it, and the output says so. Ratios are printed next to their
  * aims; the script never exits non-zero because of a ratio. BENCH_SERVERS=portico,nginx measures only
- * the servers named (portico, portico-nofsync, nginx, apache, rclone; portico is always needed).
+ * the servers named (portico, portico-nofsync, nginx, apache, rclone, node-floor; portico is
+ * always needed).
+ *
+ * node-floor (bench/peers/node-floor.ts) is not a peer: node:http answering a fixed 4 KiB body from
+ * memory, measured for the GET 4 KiB figures only, so that the output shows the ceiling of any
+ * server on Node's HTTP stack on this machine next to the peers (and Portico's share of it).
  */
 import { request, Agent } from 'node:http';
 import { randomBytes } from 'node:crypto';
@@ -31,7 +36,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { flushDirtyPages, mapLimit, median } from './lib.ts';
-import { aptInstall, chownTree, makeTraversable, startApache, startNginx, startRcloneServe, userIds, type PeerServer } from './peers/peers.ts';
+import { aptInstall, chownTree, makeTraversable, startApache, startNginx, startNodeFloor, startRcloneServe, userIds, type PeerServer } from './peers/peers.ts';
 import { memoryOf, startPorticoChild } from './peers/portico-child.ts';
 
 const QUICK = process.env.BENCH_QUICK === '1';
@@ -52,6 +57,13 @@ const RSS_AIM_MB = 200;
 
 /** The second Portico run: `fsync: false` on the share, PUT figures only. */
 const NOFSYNC = 'portico-nofsync';
+/**
+ * Not a peer: node:http answering a fixed 4 KiB body from memory (bench/peers/node-floor.ts), GET
+ * 4 KiB figures only. The most any server on Node's HTTP stack can do here, printed beside the
+ * peers so that their ratios can be read against it.
+ */
+const FLOOR = 'node-floor';
+const FLOOR_METRICS: readonly Metric[] = ['get4kC1', 'get4kC16'];
 
 const PEERS = [
   { name: 'nginx', pkg: 'nginx-extras', start: startNginx },
@@ -195,6 +207,7 @@ async function warmUp(c: Contender): Promise<void> {
   await mapLimit(Array.from({ length: 64 }, (_, i) => i), 16, async (i) => {
     expectStatus(await send(c.target, 'GET', `small/f${i % SMALL_OPS}`), [200], 'warm-up GET');
   });
+  if (c.only && !c.only.includes('propfind')) return;
   expectStatus(await send(c.target, 'PROPFIND', 'dir/', { headers: { Depth: 1, 'Content-Type': 'application/xml' }, body: PROPFIND_BODY }), [207], 'warm-up PROPFIND');
 }
 
@@ -404,6 +417,7 @@ async function main(): Promise<void> {
       { name: 'portico', start: () => startPorticoChild({ dir: data, user: USER, pass: PASS }) },
       { name: NOFSYNC, start: () => startPorticoChild({ dir: data, user: USER, pass: PASS, name: NOFSYNC, shareOptions: { fsync: false } }), only: PUT_METRICS },
       ...PEERS.filter((p) => skipped[p.name] === undefined).map((p) => ({ name: p.name, start: () => p.start({ dir: data }) })),
+      { name: FLOOR, start: () => startNodeFloor(), only: FLOOR_METRICS },
     ];
     // Every server is started first and stays up; each metric is then measured on all of them in
     // rotating order (interleave()), so load changes on a shared machine hit them alike.
@@ -440,13 +454,15 @@ async function main(): Promise<void> {
   }
 
   const servers = Object.keys(results);
-  const peers = servers.filter((s) => s !== 'portico' && s !== NOFSYNC);
+  const peers = servers.filter((s) => s !== 'portico' && s !== NOFSYNC && s !== FLOOR);
+  const floor = results[FLOOR];
   const p = results.portico!;
   const nf = results[NOFSYNC];
   const out: string[] = [];
   out.push(`WebDAV benchmark${QUICK ? ' (BENCH_QUICK=1)' : ''}: ${BIG_LABEL} file (best of ${BIG_ROUNDS}), ${SMALL_OPS.toLocaleString('en-US')} ops per 4 KiB figure, PROPFIND Depth 1 of ${ENTRIES.toLocaleString('en-US')} entries (median of ${PROPFIND_ROUNDS})`);
   out.push(`Same directory, same Node client (keep-alive); all servers up at once, each figure measured on them in turn (rotating order, ${SMALL_ROUNDS} slices per 4 KiB figure). Portico: Basic auth on every request; ${peers.join(', ') || 'no peer'}: no auth.`);
   out.push(`portico: default settings (durable PUT: data and directory fsync'ed before the answer). ${NOFSYNC}: the share with \`fsync: false\`, PUT figures only (the peers never fsync).`);
+  if (floor) out.push(`${FLOOR}: not a WebDAV server — node:http answering a fixed 4 KiB body from memory (no disk, no auth), GET 4 KiB only: the ceiling of any server on Node's HTTP stack here.`);
   for (const [name, why] of Object.entries(skipped)) out.push(`Skipped ${name}: ${why}`);
   out.push('');
   out.push(
@@ -469,6 +485,24 @@ async function main(): Promise<void> {
   };
   out.push(table(['metric', ...peers.map((s) => `vs ${s}`)], METRICS.map((m) => [m.label, ...peers.map((s) => ratioCell(m, p.figures[m.key], s, ratios))])));
   out.push('');
+  if (floor) {
+    const getMetrics = METRICS.filter((m) => FLOOR_METRICS.includes(m.key));
+    out.push(`${FLOOR} (Node's HTTP stack alone) against the peers, and Portico's share of it:`);
+    out.push(
+      table(
+        ['metric', ...peers.map((s) => `${FLOOR} vs ${s}`), `portico / ${FLOOR}`],
+        getMetrics.map((m) => [
+          m.label,
+          ...peers.map((s) => {
+            const r = ratio(m, floor.figures[m.key], results[s]!.figures[m.key]);
+            return r === undefined ? '-' : `${r.toFixed(2)}x`;
+          }),
+          ((r) => (r === undefined ? '-' : `${r.toFixed(2)}x`))(ratio(m, p.figures[m.key], floor.figures[m.key])),
+        ]),
+      ),
+    );
+    out.push('');
+  }
   const nofsyncRatios: Record<string, Record<string, number | undefined>> = {};
   if (nf) {
     out.push(`${NOFSYNC} (no fsync, as the peers run) against the peers, PUT figures:`);

@@ -260,6 +260,21 @@ export async function startRcloneServe(o: PeerOptions): Promise<PeerServer> {
   return launch({ name: 'rclone', port, tmp, auth: o.auth, cmd: 'rclone', args, errorLog: undefined });
 }
 
+/**
+ * bench/peers/node-floor.ts on the Node that runs Portico: node:http answering every GET with a
+ * fixed 4 KiB body from memory (the floor of any server on Node's HTTP stack).
+ */
+export async function startNodeFloor(o: { port?: number } = {}): Promise<PeerServer> {
+  const tmp = peerTmp('node-floor');
+  const port = o.port ?? (await freePort());
+  const root = fileURLToPath(new URL('../..', import.meta.url));
+  return launch({
+    name: 'node-floor', port, tmp, auth: undefined, errorLog: undefined,
+    cmd: join(root, 'node_modules', '.bin', 'node'),
+    args: [join(root, 'bench', 'peers', 'node-floor.ts'), String(port)],
+  });
+}
+
 /** Debian packages among `pkgs` that are not installed. */
 export function missingPackages(pkgs: readonly string[]): string[] {
   return pkgs.filter((p) => {

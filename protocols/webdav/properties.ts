@@ -12,7 +12,7 @@
  *   properties are protected (403 cannot-modify-protected-property); Win32* ones are applied to the
  *   file's real times and attributes (methods/proppatch.ts).
  */
-import { lookup as mimeLookup } from 'mime-types';
+import { types as mimeTypes } from 'mime-types';
 import type { LockInfo } from '../../src/locks/lock-manager.ts';
 import type { FileAttr } from '../../src/vfs/types.ts';
 import type { PropRow } from '../../src/store/metadata-store.ts';
@@ -96,17 +96,24 @@ function isoDate(ns: bigint): string {
   return new Date(Number(ns / 1_000_000n)).toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
-/** Content types by lower-case extension (bounded: names, and so extensions, come from clients). */
+/**
+ * Content types by lower-case extension, with the charset added to textual ones. Only extensions the
+ * mime database knows are kept (bounded by it); every other name is application/octet-stream. (A
+ * cache keyed by whatever followed the last dot filled up with dot-less names — `f123` — and then
+ * missed on every request.)
+ */
 const typeByExtension = new Map<string, string>();
 
 export function contentTypeOf(name: string): string {
-  // The key is what mime-types' lookup() uses: the text after the last dot, lower-cased.
+  // What mime-types' lookup() uses as the extension: the text after the last dot (the whole name
+  // when it has none), lower-cased.
   const ext = name.slice(name.lastIndexOf('.') + 1).toLowerCase();
   const cached = typeByExtension.get(ext);
   if (cached !== undefined) return cached;
-  const t = mimeLookup(name);
-  const type = t === false ? 'application/octet-stream' : /^text\/|\+xml$|\/(xml|json|javascript)$/.test(t) ? `${t}; charset=utf-8` : t;
-  if (typeByExtension.size < 1000) typeByExtension.set(ext, type);
+  if (!Object.hasOwn(mimeTypes, ext)) return 'application/octet-stream';
+  const t = mimeTypes[ext]!;
+  const type = /^text\/|\+xml$|\/(xml|json|javascript)$/.test(t) ? `${t}; charset=utf-8` : t;
+  typeByExtension.set(ext, type);
   return type;
 }
 
