@@ -35,8 +35,10 @@ const TABLE: Record<VfsErrorCode, number> = {
   EIO: 500,
   ETIMEDOUT: 504,
   EAGAIN: 503,
-  // EBUSY is "cannot remove/rename the share root" or a busy file.
-  EBUSY: 403,
+  // EBUSY: transient (a directory rename in progress there, a file in it open for writing): 503
+  // with Retry-After, so clients retry instead of reporting "access denied"; about the share root
+  // itself (never removable or renamable): 403, see statusFor.
+  EBUSY: 503,
   ENOTSUP: 501,
   ENOSYS: 501,
   ECANCELED: 503,
@@ -57,7 +59,9 @@ const TABLE: Record<VfsErrorCode, number> = {
 };
 
 export function statusFor(e: unknown, ctx: ErrorContext = 'default'): number {
-  const code = toVfsError(e).code;
+  const ve = toVfsError(e);
+  const code = ve.code;
+  if (code === 'EBUSY' && ve.path === '/') return 403;
   switch (ctx) {
     case 'mkcol':
       if (code === 'EEXIST') return 405;
@@ -76,9 +80,6 @@ export function statusFor(e: unknown, ctx: ErrorContext = 'default'): number {
       break;
     case 'refresh':
       if (code === 'ENOTLOCKED') return 412;
-      break;
-    case 'delete':
-      if (code === 'EBUSY') return 403;
       break;
     default:
       break;
@@ -103,6 +104,16 @@ export class HttpError extends Error {
     this.condition = options.condition;
     this.hrefs = options.hrefs ?? [];
   }
+}
+
+/** Seconds a client is asked to wait before retrying a 503 (a rename in progress, a store throttling). */
+export const RETRY_AFTER_SECONDS = 2;
+
+/** Headers an error answer carries besides its body's: Retry-After on 503 unless one was set. */
+export function errorHeaders(status: number, given: Record<string, string> = {}): Record<string, string> {
+  const out: Record<string, string> = { ...given };
+  if (status === 503 && out['Retry-After'] === undefined) out['Retry-After'] = String(RETRY_AFTER_SECONDS);
+  return out;
 }
 
 export function badRequest(message: string): HttpError {

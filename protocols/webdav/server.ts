@@ -20,7 +20,7 @@ import { normalizePath } from '../../src/vfs/path.ts';
 import { BasicAuthCache } from './auth.ts';
 import { applyIfHeader } from './conditional.ts';
 import { DavContext, type DavSettings } from './context.ts';
-import { HttpError, isExpected, statusOf } from './errors.ts';
+import { HttpError, errorHeaders, isExpected, statusOf } from './errors.ts';
 import { parseRequestTarget, type DavTarget } from './paths.ts';
 import { escapeText } from './xml.ts';
 import { UI_ASSET_PREFIX, serveUiAsset } from './ui/index.ts';
@@ -250,11 +250,10 @@ export class DavServer {
       return;
     }
     if (!isExpected(e) || status >= 500) this.log.warn({ err: e, url: req.url, method: req.method }, 'webdav request failed');
-    const headers: Record<string, string> = { 'Cache-Control': 'no-store' };
     let condition: string | undefined;
     let hrefs: string[] = [];
+    const headers = errorHeaders(status, { 'Cache-Control': 'no-store', ...(e instanceof HttpError ? e.headers : {}) });
     if (e instanceof HttpError) {
-      Object.assign(headers, e.headers);
       condition = e.condition;
       hrefs = e.hrefs;
     }

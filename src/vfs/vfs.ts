@@ -992,7 +992,7 @@ export class Vfs {
     const v = this.volume(volume);
     const f = v.normalize(from);
     const t = v.normalize(to);
-    if (f === '/' || t === '/') throw new VfsError('EBUSY', 'cannot rename the share root');
+    if (f === '/' || t === '/') throw new VfsError('EBUSY', 'cannot rename the share root', { path: '/' });
     if (f === t) {
       await this.existing(v, f);
       return;
