@@ -25,7 +25,6 @@ import { baseName, isSameOrDescendant, joinPath, parentPath } from '../../src/vf
 import { applyMetaToFd, LocalFile, LocalWriter, nsToSeconds, readAt, toStat } from './local-file.ts';
 import type { WriterHost } from './local-file.ts';
 import { INLINE_BATCH, InlineIo, isLocalFileSystem, yieldToLoop } from './inline-io.ts';
-import { WORKER_MIN_NAMES, statWorker } from './stat-worker.ts';
 import { firstAfter, mapLimit } from '../paging.ts';
 
 /** Prefix of the hidden temp files createWriter() and copy() stage in the target directory. */
@@ -411,20 +410,11 @@ export class LocalBackend implements Backend, WriterHost {
   }
 
   /**
-   * lstat of a page of names: a large page on the stat thread (stat-worker.ts) while inline calls
-   * are allowed; otherwise inline in batches of INLINE_BATCH with a yield to the event loop
+   * lstat of a page of names: inline in batches of INLINE_BATCH with a yield to the event loop
    * between them while the breaker allows it (a batch slower than INLINE_SLOW_BATCH_MS trips it),
    * the rest through the thread pool (LIST_STAT_CONCURRENCY at a time).
    */
   private async statNames(base: string, names: readonly string[]): Promise<Array<BackendStat | undefined>> {
-    if (names.length >= WORKER_MIN_NAMES && this.io.ok && !statWorker.broken) {
-      try {
-        return await statWorker.statMany(base, names);
-      } catch (e) {
-        // A file-system error is the listing's; a thread that failed leaves the other paths.
-        if (typeof (e as { code?: unknown }).code === 'string') throw e;
-      }
-    }
     const out = new Array<BackendStat | undefined>(names.length);
     let i = 0;
     while (i < names.length && this.io.ok) {

@@ -10,7 +10,6 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { LocalBackend, TEMP_PREFIX } from '../../backends/local/local-backend.ts';
 import { INLINE_BACKOFF_MS, INLINE_SLOW_PER_SECOND, INLINE_SLOW_WRITE_MS, INLINE_STALL_MS, InlineIo, isLocalFileSystem } from '../../backends/local/inline-io.ts';
 import { isVfsError, type VfsErrorCode } from '../../src/vfs/errors.ts';
-import { WORKER_MIN_NAMES, statWorker } from '../../backends/local/stat-worker.ts';
 
 async function codeOf(p: Promise<unknown>): Promise<VfsErrorCode | 'ok'> {
   try {
@@ -140,27 +139,6 @@ for (const inlineIo of [true, false]) {
       expect((await b.list('/dir', { limit: 1000 })).entries.find((e) => e.name === 'link')).toMatchObject({ type: 'symlink', target: 'a.txt' });
       // A symlink is not listed through (O_DIRECTORY|O_NOFOLLOW: ENOTDIR on Linux).
       expect(['ELOOP', 'ENOTDIR']).toContain(await codeOf(b.list('/esc', { limit: 10 })));
-    });
-
-    it(`a large page (>= ${WORKER_MIN_NAMES} names) gives the same entries as stat'ed one by one${inlineIo ? ' (stat thread)' : ' (thread pool)'}`, async () => {
-      const big = join(root, 'many');
-      await mkdir(join(big, 'sub'), { recursive: true });
-      for (let i = 0; i < 600; i++) await writeFile(join(big, `n${String(i).padStart(3, '0')}`), 'y'.repeat(i % 50));
-      await symlink('n001', join(big, 'ln'));
-      await symlink(join(base, 'outside'), join(big, 'out'));
-      const before = statWorker.batches;
-      const page = await b.list('/many', { limit: 1000 });
-      expect(statWorker.batches - before).toBe(inlineIo ? 1 : 0);
-      expect(page.entries).toHaveLength(603);
-      // Each entry as a single stat() of it reports it.
-      for (const e of page.entries) {
-        const one = await b.stat(`/many/${e.name}`);
-        expect(e).toEqual({ ...one, atimeNs: e.atimeNs });
-      }
-      expect(page.entries.find((e) => e.name === 'sub')).toMatchObject({ type: 'dir' });
-      expect(page.entries.find((e) => e.name === 'ln')).toMatchObject({ type: 'symlink', target: 'n001' });
-      expect(page.entries.find((e) => e.name === 'out')).toMatchObject({ type: 'symlink', target: join(base, 'outside') });
-      expect(page.entries.find((e) => e.name === 'n049')).toMatchObject({ type: 'file', size: 49 });
     });
 
     it('openFile: small and large reads, fstat, and refusals (symlink, escape)', async () => {
