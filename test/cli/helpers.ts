@@ -1,5 +1,4 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -39,17 +38,8 @@ export function runCli(args: string[], opts: { input?: string; cwd?: string; env
   });
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
+/** A port nothing listens on now (the one helper of the bench and the tests). */
+export { freePort } from '../../bench/peers/peers.ts';
 
 export function killQuietly(child: ChildProcess | undefined): void {
   if (child && child.exitCode === null && child.signalCode === null && child.pid !== undefined) {

@@ -3,6 +3,7 @@
  * and backends on fresh key prefixes (so tests never see each other's objects).
  */
 import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,6 +27,21 @@ export interface S3Env {
   rawGet(key: string): Promise<Buffer | undefined>;
   rawHead(key: string): Promise<boolean>;
   close(): Promise<void>;
+}
+
+/**
+ * One s3Env for the calling test file: started before its tests (handed to `set`), closed after
+ * them. Call at the top level of the file.
+ */
+export function useS3Env(set: (env: S3Env) => void): void {
+  let env: S3Env | undefined;
+  beforeAll(async () => {
+    env = await s3Env();
+    set(env);
+  });
+  afterAll(async () => {
+    await env?.close();
+  });
 }
 
 export async function s3Env(): Promise<S3Env> {

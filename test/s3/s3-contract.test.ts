@@ -3,18 +3,13 @@
  * to an object store: the mapping seen by other S3 tools, implied and marker directories, metadata
  * in x-amz-meta-*, and listing order rules.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CreateMultipartUploadCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import type { S3Backend } from '../../backends/s3/s3-backend.ts';
-import { names, put, rejectsWith, s3Env, text, type S3Env } from './fixture.ts';
+import { names, put, rejectsWith, useS3Env, text, type S3Env } from './fixture.ts';
 
 let env: S3Env;
-beforeAll(async () => {
-  env = await s3Env();
-});
-afterAll(async () => {
-  await env.close();
-});
+useS3Env((e) => (env = e));
 
 const key = (b: S3Backend, path: string): string => b.keys.fileKey(path);
 

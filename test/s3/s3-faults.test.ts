@@ -3,18 +3,13 @@
  * SlowDown, dropped connections and cut bodies; EIO / ETIMEDOUT after bounded retries; the circuit
  * breaker failing fast and recovering; and no acknowledged or partial data, ever.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { makeVfsEnv, RO, RW } from '../helpers/vfs-env.ts';
-import { pattern, put, rejectsWith, s3Env, text, type S3Env } from './fixture.ts';
+import { pattern, put, rejectsWith, useS3Env, text, type S3Env } from './fixture.ts';
 
 const MiB = 1024 * 1024;
 let env: S3Env;
-beforeAll(async () => {
-  env = await s3Env();
-});
-afterAll(async () => {
-  await env.close();
-});
+useS3Env((e) => (env = e));
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

@@ -6,24 +6,19 @@
  * multipart copy path of copy()/rename and metadata rewrites. Real s3rver, with the helper's
  * UploadPartCopy and S3's part rules on completion (test/helpers/s3rver.ts, 7. and 8.).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import type { S3Backend } from '../../backends/s3/s3-backend.ts';
 import { WriteStage, type StageSnapshot } from '../../src/vfs/write-stage.ts';
 import { makeVfsEnv, RW } from '../helpers/vfs-env.ts';
 import { instrumentBackend } from '../../src/metrics/instrumented-backend.ts';
 import { Metrics } from '../../src/metrics/metrics.ts';
-import { pattern, rejectsWith, s3Env, type S3Env } from './fixture.ts';
+import { pattern, rejectsWith, useS3Env, type S3Env } from './fixture.ts';
 
 const MiB = 1024 * 1024;
 
 let env: S3Env;
-beforeAll(async () => {
-  env = await s3Env();
-});
-afterAll(async () => {
-  await env.close();
-});
+useS3Env((e) => (env = e));
 
 /** A backend with the smallest legal part size, so tens of MiB make several parts. */
 function backend(extra: Parameters<S3Env['backend']>[0] = {}): S3Backend {

@@ -12,21 +12,16 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { S3Backend } from '../../backends/s3/s3-backend.ts';
 import { S3RVER_CREDENTIALS } from '../helpers/s3rver.ts';
-import { s3Env, type S3Env } from './fixture.ts';
+import { useS3Env, type S3Env } from './fixture.ts';
 import { expectCode, get, idsOf, makeTree, moved, openEnv, removeDir, treeSpec } from '../vfs-journal/helpers.ts';
 import { ROOT, NODE, cleanEnv } from '../cli/helpers.ts';
 
 let env: S3Env;
-beforeAll(async () => {
-  env = await s3Env();
-});
-afterAll(async () => {
-  await env?.close();
-});
+useS3Env((e) => (env = e));
 
 async function keysUnder(prefix: string): Promise<string[]> {
   const out: string[] = [];

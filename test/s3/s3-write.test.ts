@@ -4,19 +4,14 @@
  * aborts what a crashed writer left behind.
  */
 import { existsSync, readdirSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CreateMultipartUploadCommand, ListObjectsV2Command, UploadPartCommand } from '@aws-sdk/client-s3';
 import { S3Writer } from '../../backends/s3/writer.ts';
-import { pattern, put, rejectsWith, s3Env, type S3Env } from './fixture.ts';
+import { pattern, put, rejectsWith, useS3Env, type S3Env } from './fixture.ts';
 
 const MiB = 1024 * 1024;
 let env: S3Env;
-beforeAll(async () => {
-  env = await s3Env();
-});
-afterAll(async () => {
-  await env.close();
-});
+useS3Env((e) => (env = e));
 
 async function writeAll(w: { write(c: Uint8Array): Promise<void> }, data: Buffer, chunk = MiB): Promise<void> {
   for (let off = 0; off < data.length; off += chunk) await w.write(data.subarray(off, Math.min(data.length, off + chunk)));
