@@ -29,10 +29,14 @@
  * reserved durably in advance (ID_RESERVE at a time, one fsync each): a client holding a lost id (an
  * NFS handle, an ETag) gets ESTALE or a changed ETag, never another file. (Before, autocommit
  * inserts under `synchronous = NORMAL` could lose the last ids on a power cut AND reuse them.)
+ * An open group holds SQLite's write lock for those milliseconds. Another process waiting for it
+ * (`portico user ...`) just waits; a second store on the same file in THIS process could not (its
+ * busy wait would block the very event loop whose timer commits the group), so while a process has
+ * two stores open on one file (tests that simulate a restart) neither groups: each write commits.
  */
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { chmodSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { VfsError } from '../vfs/errors.ts';
 
 export type FileId = bigint;
@@ -64,6 +68,9 @@ export interface PropChange {
 
 /** Ids per getPropsMany statement (one JSON array parameter). */
 const PROPS_MANY_BATCH = 10_000;
+
+/** Open stores by database file, to see a second store on one file in this process (file comment). */
+const openStores = new Map<string, Set<MetadataStore>>();
 
 /** Longest an id row waits for its group commit. */
 const GROUP_COMMIT_MS = 5;
@@ -141,6 +148,13 @@ export class MetadataStore {
   private constructor(db: DatabaseSync, path: string) {
     this.db = db;
     this.path = path;
+    if (path !== ':memory:') {
+      let set = openStores.get(resolve(path));
+      if (!set) openStores.set(resolve(path), (set = new Set()));
+      // A sibling's open group would hold the write lock this store is about to need.
+      for (const other of set) other.commitGroup();
+      set.add(this);
+    }
     for (const sql of SCHEMA) db.exec(sql);
     const prep = (sql: string): StatementSync => {
       const s = db.prepare(sql);
@@ -236,7 +250,7 @@ export class MetadataStore {
 
   /** Makes the next id-row insert part of the open group (opening one), unless a transaction is open. */
   private joinGroup(): void {
-    if (this.txDepth > 0 || this.path === ':memory:') return;
+    if (this.txDepth > 0 || this.path === ':memory:' || (openStores.get(resolve(this.path))?.size ?? 0) > 1) return;
     if (this.group) {
       this.group.rows++;
       return;
@@ -497,5 +511,8 @@ export class MetadataStore {
     if (!this.db.isOpen) return;
     this.commitGroup();
     this.db.close();
+    const set = openStores.get(resolve(this.path));
+    set?.delete(this);
+    if (set?.size === 0) openStores.delete(resolve(this.path));
   }
 }

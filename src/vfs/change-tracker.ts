@@ -17,8 +17,27 @@ import type { FileId } from './types.ts';
 
 interface Entry {
   change: bigint;
-  /** Signature of the last backend stat seen; undefined after our own change (re-learned without a bump). */
-  sig: string | undefined;
+  /**
+   * Signature of the last backend stat seen (its fields, compared one by one: building a string of
+   * three bigints cost ~2 µs per stat, a tenth of a PROPFIND entry); undefined after our own change
+   * (re-learned without a bump).
+   */
+  sig: Signature | undefined;
+}
+
+interface Signature {
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+  size: number;
+  nativeId: string | undefined;
+}
+
+function signatureOf(st: BackendStat): Signature {
+  return { mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, size: st.size, nativeId: st.nativeId };
+}
+
+function sameSignature(a: Signature, st: BackendStat): boolean {
+  return a.mtimeNs === st.mtimeNs && a.ctimeNs === st.ctimeNs && a.size === st.size && a.nativeId === st.nativeId;
 }
 
 const SEQ_BITS = 40n;
@@ -41,16 +60,15 @@ export class ChangeTracker {
 
   /** The counter for a file, given its current backend stat. */
   observe(id: FileId, stat: BackendStat): bigint {
-    const sig = `${stat.mtimeNs}:${stat.ctimeNs}:${stat.size}:${stat.nativeId ?? ''}`;
     const e = this.entries.get(id);
     if (!e) {
-      const fresh = { change: this.next(), sig };
+      const fresh = { change: this.next(), sig: signatureOf(stat) };
       this.entries.set(id, fresh);
       return fresh.change;
     }
-    if (e.sig === undefined) e.sig = sig;
-    else if (e.sig !== sig) {
-      e.sig = sig;
+    if (e.sig === undefined) e.sig = signatureOf(stat);
+    else if (!sameSignature(e.sig, stat)) {
+      e.sig = signatureOf(stat);
       e.change = this.next();
     }
     return e.change;

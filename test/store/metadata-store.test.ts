@@ -134,6 +134,32 @@ describe('metadata store group commit', () => {
     }
   });
 
+  it('two stores on one file in one process (a simulated restart) never wait for each other', () => {
+    const a = MetadataStore.open(dir);
+    const root = a.rootId('v');
+    a.ensureChild('v', root, 'a1', 'a1'); // opens a group: the write lock is held
+    // Opening a second store commits the first one's group (else its writes would wait for a
+    // timer that their own busy wait keeps from running).
+    const b = MetadataStore.open(dir);
+    try {
+      expect(b.lookupChild('v', root, 'a1')).toBeDefined();
+      b.kvSet('k', 'v');
+      b.ensureChild('v', root, 'b1', 'b1');
+      // While both are open neither groups: each write is visible to the other at once.
+      a.ensureChild('v', root, 'a2', 'a2');
+      expect(b.lookupChild('v', root, 'a2')).toBeDefined();
+      expect(a.lookupChild('v', root, 'b1')).toBeDefined();
+      expect(committedNames().sort()).toEqual(['a1', 'a2', 'b1']);
+    } finally {
+      b.close();
+    }
+    // Alone again: grouping resumes.
+    a.ensureChild('v', root, 'a3', 'a3');
+    expect(committedNames()).not.toContain('a3');
+    a.close();
+    expect(committedNames()).toContain('a3');
+  });
+
   it('an in-memory store (tests) needs no group and behaves the same', () => {
     const s = MetadataStore.open(':memory:');
     const root = s.rootId('v');
