@@ -71,6 +71,11 @@ const PROPS_MANY_BATCH = 10_000;
 
 /** Open stores by database file, to see a second store on one file in this process (file comment). */
 const openStores = new Map<string, Set<MetadataStore>>();
+// A process that exits on purpose (process.exit after a fatal error, not a kill) commits its groups
+// on the way out: 'exit' listeners run synchronously, as a commit does.
+process.on('exit', () => {
+  for (const set of openStores.values()) for (const store of set) store.commitGroup();
+});
 
 /** Longest an id row waits for its group commit. */
 const GROUP_COMMIT_MS = 5;

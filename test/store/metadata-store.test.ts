@@ -134,6 +134,19 @@ describe('metadata store group commit', () => {
     }
   });
 
+  it('a process that calls process.exit() commits its open group on the way out', () => {
+    const script = `
+      import { MetadataStore } from ${JSON.stringify(join(ROOT, 'src/store/metadata-store.ts'))};
+      const s = MetadataStore.open(${JSON.stringify(dir)});
+      const root = s.rootId('v');
+      s.ensureChild('v', root, 'late', 'late');
+      process.exit(3);
+    `;
+    const r = spawnSync(NODE, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+    expect(r.status).toBe(3);
+    expect(committedNames()).toEqual(['late']);
+  });
+
   it('two stores on one file in one process (a simulated restart) never wait for each other', () => {
     const a = MetadataStore.open(dir);
     const root = a.rootId('v');
