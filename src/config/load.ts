@@ -328,6 +328,9 @@ function envOverrides(env: NodeJS.ProcessEnv, issues: ConfigIssue[]): Override[]
   return out;
 }
 
+/** The texts YAML reads as null (the empty text included). */
+const YAML_NULL = /^\s*(null|Null|NULL|~)?\s*$/;
+
 function envValue(text: string, s: Schema): unknown {
   const { def, nullable } = unwrap(s);
   let parsed: unknown;
@@ -342,8 +345,9 @@ function envValue(text: string, s: Schema): unknown {
   if (!scalar) return text;
   const wantsString = def.type === 'string' || def.type === 'enum' || (def.type === 'literal' && def.values?.every((v) => typeof v === 'string'));
   // Where the schema wants a string, the raw text is the value: quotes, '#', tags and anchors in an
-  // environment variable are part of it, not YAML syntax.
-  if (wantsString && !(parsed === null && nullable)) return text;
+  // environment variable are part of it, not YAML syntax. Only YAML's own null spellings unset a
+  // nullable string ('#' alone also parses to null, as a comment, but is a value like any other).
+  if (wantsString) return nullable && YAML_NULL.test(text) ? null : text;
   return parsed;
 }
 

@@ -259,6 +259,16 @@ describe('loadConfig: environment and CLI overrides', () => {
     expect(c.protocols.fuse.mountpoint).toBeNull();
   });
 
+  it("keeps a string value's raw text; only YAML's null spellings unset a nullable one (auth.secretKey)", () => {
+    const load = (v: string): unknown => loadConfig({ file: write(MINIMAL), env: { PORTICO_AUTH__SECRET_KEY: v } }).auth.secretKey;
+    const pad = 'k'.repeat(40);
+    // A leading '#' made YAML read the whole value as a comment, i.e. null: the key was silently
+    // unset (found by the config fuzz test). It is a value like any other.
+    for (const v of [`#${pad}`, ` # ${pad}`, `'${pad}'`, `!${pad}`, `&${pad}`, `a b #${pad}`]) expect(load(v)).toBe(v);
+    expect(() => load('#')).toThrow(/auth\.secretKey: must be at least 32 characters/);
+    for (const v of ['', '  ', '~', 'null', 'Null', 'NULL', ' null ']) expect(load(v)).toBe(null);
+  });
+
   it('names the variable when it does not name a key', () => {
     const err = configError(() =>
       loadConfig({
