@@ -266,15 +266,18 @@ describe('browser UI against a minimal WebDAV server', () => {
     await mkdir(join(root, 'Photos 2024'));
     session = await openAs(browser, USER, PASS, { viewport: { width: 375, height: 700 } });
     const { page } = session;
-    let bytes = 0;
     const loaded: string[] = [];
-    page.on('response', async (r) => {
+    // Bodies are read as each response arrives; all of them are awaited before counting (the
+    // 'response' listener is not awaited by Playwright: counting at networkidle raced them).
+    const bodies: Promise<number>[] = [];
+    page.on('response', (r) => {
       if (r.status() !== 200) return; // the 401 challenge before the browser sends credentials
       loaded.push(new URL(r.url()).pathname);
-      bytes += (await r.body().catch(() => Buffer.alloc(0))).length;
+      bodies.push(r.body().then((b) => b.length, () => 0));
     });
     await page.goto(`${server.origin}/data/`);
     await page.waitForLoadState('networkidle');
+    const bytes = (await Promise.all(bodies)).reduce((a, b) => a + b, 0);
     const overflow = (await page.evaluate('document.documentElement.scrollWidth - document.documentElement.clientWidth')) as number;
     expect(overflow).toBeLessThanOrEqual(0);
     expect(await page.locator('th.m').isVisible()).toBe(false);
