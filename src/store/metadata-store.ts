@@ -147,18 +147,20 @@ export class MetadataStore {
   /** Next id to hand out and the end of the durably reserved range (inclusive). */
   private nextId = 1n;
   private idEnd = 0n;
-  /** Told when a group commit fails (its id rows are lost; see the file comment). Default: a process warning. */
-  onGroupCommitError: (err: unknown) => void = (err) => process.emitWarning(`metadata store: group commit failed: ${(err as Error).message}`);
+  /** The open stores on this database file, this one included (undefined for ':memory:'). */
+  private readonly siblings: Set<MetadataStore> | undefined;
 
   private constructor(db: DatabaseSync, path: string) {
     this.db = db;
     this.path = path;
     if (path !== ':memory:') {
-      let set = openStores.get(resolve(path));
-      if (!set) openStores.set(resolve(path), (set = new Set()));
+      const file = resolve(path);
+      let set = openStores.get(file);
+      if (!set) openStores.set(file, (set = new Set()));
       // A sibling's open group would hold the write lock this store is about to need.
       for (const other of set) other.commitGroup();
       set.add(this);
+      this.siblings = set;
     }
     for (const sql of SCHEMA) db.exec(sql);
     const prep = (sql: string): StatementSync => {
@@ -248,14 +250,16 @@ export class MetadataStore {
     try {
       this.db.exec('COMMIT');
     } catch (e) {
+      // The group's id rows are lost (see the file comment); nothing else was in it.
       if (this.db.isTransaction) this.db.exec('ROLLBACK');
-      this.onGroupCommitError(e);
+      process.emitWarning(`metadata store: group commit failed: ${(e as Error).message}`);
     }
   }
 
   /** Makes the next id-row insert part of the open group (opening one), unless a transaction is open. */
   private joinGroup(): void {
-    if (this.txDepth > 0 || this.path === ':memory:' || (openStores.get(resolve(this.path))?.size ?? 0) > 1) return;
+    // No group in an explicit transaction (it commits the rows), for ':memory:', or beside a sibling.
+    if (this.txDepth > 0 || this.siblings === undefined || this.siblings.size > 1) return;
     if (this.group) {
       this.group.rows++;
       return;
@@ -279,8 +283,7 @@ export class MetadataStore {
    */
   private allocId(): FileId {
     if (this.nextId > this.idEnd) {
-      const inGroup = this.group !== undefined;
-      if (inGroup) this.commitGroup();
+      // Commits an open group first; the caller's next insert opens a new one.
       this.durableTransaction(() => {
         const seq = (this.row('seqGet').get() as { seq: bigint } | undefined)?.seq;
         const max = (this.row('maxId').get() as { m: bigint | null }).m ?? 0n;
@@ -293,7 +296,6 @@ export class MetadataStore {
         this.nextId = start;
         this.idEnd = end;
       });
-      if (inGroup) this.joinGroup();
     }
     return this.nextId++;
   }
@@ -516,8 +518,7 @@ export class MetadataStore {
     if (!this.db.isOpen) return;
     this.commitGroup();
     this.db.close();
-    const set = openStores.get(resolve(this.path));
-    set?.delete(this);
-    if (set?.size === 0) openStores.delete(resolve(this.path));
+    this.siblings?.delete(this);
+    if (this.siblings?.size === 0) openStores.delete(resolve(this.path));
   }
 }
