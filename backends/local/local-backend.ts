@@ -515,7 +515,8 @@ export class LocalBackend implements Backend, WriterHost {
    */
   async publish(fd: number, temp: string, path: string, exclusive: boolean, meta: SetMetadata | undefined): Promise<{ stat: BackendStat; durable: Promise<void> }> {
     const closeAsync = (): Promise<void> => new Promise<void>((res, rej) => closeCb(fd, (e) => (e ? rej(toVfsError(e, path)) : res())));
-    let closing: Promise<void> | undefined;
+    // Settles once the descriptor is closed; a close error still fails the commit.
+    let closing: Promise<void> = Promise.resolve();
     try {
       if (this.fsync) await new Promise<void>((res, rej) => fdatasyncCb(fd, (e) => (e ? rej(e) : res())));
       if (meta !== undefined) await applyMetaToFd(fd, meta);
@@ -527,9 +528,11 @@ export class LocalBackend implements Backend, WriterHost {
     const tempAbs = this.abs(temp);
     const abs = this.abs(path);
     if (this.wio.ok) {
+      // Set before the close: a close that fails has still released the descriptor (never twice).
+      let closeTried = false;
       try {
         this.wio.run(() => {
-          closing = Promise.resolve();
+          closeTried = true;
           closeSync(fd);
           if (exclusive) {
             // link(2) fails with EEXIST atomically; rename(2) would silently replace.
@@ -540,7 +543,7 @@ export class LocalBackend implements Backend, WriterHost {
           }
         });
       } catch (e) {
-        if (closing === undefined) await closeAsync().catch(() => undefined);
+        if (!closeTried) await closeAsync().catch(() => undefined);
         throw toVfsError(e, path);
       } finally {
         this.forgetOne(path);

@@ -116,6 +116,34 @@ function fsCall(call: (cb: (e: NodeJS.ErrnoException | null) => void) => void): 
 }
 
 /**
+ * Thread-pool calls in flight on one raw descriptor. Like a FileHandle, its owner closes the
+ * descriptor only once they have settled: a number released early could be reused by another open
+ * while a call still writes through it.
+ */
+class FdCalls {
+  private inFlight = 0;
+  private waiters: Array<() => void> = [];
+
+  async run<T>(call: () => Promise<T>): Promise<T> {
+    this.inFlight++;
+    try {
+      return await call();
+    } finally {
+      if (--this.inFlight === 0) {
+        const w = this.waiters;
+        this.waiters = [];
+        for (const resolve of w) resolve();
+      }
+    }
+  }
+
+  /** Resolves once no call is in flight. */
+  settled(): Promise<void> {
+    return this.inFlight === 0 ? Promise.resolve() : new Promise((resolve) => this.waiters.push(resolve));
+  }
+}
+
+/**
  * A file opened for random access, over a raw descriptor (not a FileHandle): small reads, fstat
  * and the close of a read-only descriptor can then be made inline (inline-io.ts), and the
  * callback API costs less per call than fs/promises. Like a FileHandle, close() waits for the
@@ -127,8 +155,7 @@ export class LocalFile implements BackendFile {
   private readonly writable: boolean;
   private readonly io: InlineIo;
   private closed = false;
-  private inFlight = 0;
-  private drained: (() => void) | undefined;
+  private readonly calls = new FdCalls();
 
   constructor(fd: number, path: string, writable: boolean, io: InlineIo) {
     this.fd = fd;
@@ -146,13 +173,10 @@ export class LocalFile implements BackendFile {
   /** Runs a thread-pool call on the descriptor, counted so close() can wait for it. */
   private async tracked<T>(call: (fd: number) => Promise<T>): Promise<T> {
     const fd = this.live();
-    this.inFlight++;
     try {
-      return await call(fd);
+      return await this.calls.run(() => call(fd));
     } catch (e) {
       throw toVfsError(e, this.path);
-    } finally {
-      if (--this.inFlight === 0 && this.drained) this.drained();
     }
   }
 
@@ -217,7 +241,7 @@ export class LocalFile implements BackendFile {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.inFlight > 0) await new Promise<void>((resolve) => (this.drained = resolve));
+    await this.calls.settled();
     leakedFds.unregister(this);
     try {
       // A read-only descriptor has nothing to flush: closed inline when allowed. A written one may
@@ -247,6 +271,8 @@ export class LocalWriter implements BackendWriter {
   private readonly exclusive: boolean;
   private position = 0;
   private done = false;
+  /** Thread-pool writes in flight: commit and abort wait for them before the descriptor is closed. */
+  private readonly calls = new FdCalls();
 
   constructor(backend: WriterHost, fd: number, io: InlineIo, path: string, temp: string, exclusive: boolean) {
     this.backend = backend;
@@ -275,11 +301,13 @@ export class LocalWriter implements BackendWriter {
         });
         return;
       }
-      while (off < chunk.length) {
-        const n = await fsWrite(this.fd, chunk, off, chunk.length - off, pos);
-        off += n;
-        pos += n;
-      }
+      await this.calls.run(async () => {
+        while (off < chunk.length) {
+          const n = await fsWrite(this.fd, chunk, off, chunk.length - off, pos);
+          off += n;
+          pos += n;
+        }
+      });
     } catch (e) {
       throw toVfsError(e, this.path);
     }
@@ -301,7 +329,7 @@ export class LocalWriter implements BackendWriter {
       while (rest.length > 0) {
         // Linux takes at most IOV_MAX (1024) buffers per call.
         const batch = rest.length > 1024 ? rest.slice(0, 1024) : rest;
-        let n = inline ? this.io.run(() => writevSync(this.fd, batch, pos)) : await fsWritev(this.fd, batch, pos);
+        let n = inline ? this.io.run(() => writevSync(this.fd, batch, pos)) : await this.calls.run(() => fsWritev(this.fd, batch, pos));
         if (n === 0) throw new VfsError('EIO', 'pwritev wrote nothing', { path: this.path });
         pos += n;
         const next: Uint8Array[] = [];
@@ -324,6 +352,7 @@ export class LocalWriter implements BackendWriter {
   async commit(meta?: SetMetadata): Promise<BackendStat> {
     if (this.done) throw new VfsError('EBADF', 'writer already finished', { path: this.path });
     this.done = true;
+    await this.calls.settled();
     let published: { stat: BackendStat; durable: Promise<void> };
     try {
       published = await this.backend.publish(this.fd, this.temp, this.path, this.exclusive, meta);
@@ -343,6 +372,7 @@ export class LocalWriter implements BackendWriter {
   async abort(): Promise<void> {
     if (this.done) return;
     this.done = true;
+    await this.calls.settled();
     await fsCall((cb) => closeCb(this.fd, cb)).catch(() => {});
     await this.backend.discard(this.temp);
   }

@@ -286,6 +286,25 @@ for (const inlineIo of [true, false]) {
       expect(await temps()).toEqual([]);
     });
 
+    it('commit and abort wait for thread-pool writes still in flight on the descriptor', async () => {
+      const big = Buffer.alloc(4 * 1024 * 1024, 9);
+      const w = await b.createWriter('/inflight');
+      await w.write(Buffer.from('head'));
+      const writing = w.write(big); // past the inline limit: a thread-pool write
+      const st = await w.commit();
+      await writing;
+      expect(st.size).toBe(4 + big.length);
+      expect((await readFile(join(base, 'inflight'))).subarray(4).equals(big)).toBe(true);
+
+      const a = await b.createWriter('/aborted');
+      const pending = a.write(big);
+      await a.abort();
+      // The write finished on its descriptor before it was closed (no EBADF, no other file hit).
+      await expect(pending).resolves.toBeUndefined();
+      await expect(b.stat('/aborted')).rejects.toMatchObject({ code: 'ENOENT' });
+      expect(await temps()).toEqual([]);
+    });
+
     it('a writer whose directory is missing fails at create; after a commit into a vanished directory nothing is left', async () => {
       await expect(b.createWriter('/nodir/f')).rejects.toMatchObject({ code: 'ENOENT' });
       await mkdir(join(base, 'd'));
