@@ -5,7 +5,7 @@
  * window; concurrent first logins share one bcrypt when it succeeds and are each counted when it fails.
  */
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { BasicAuthCache } from '../../protocols/webdav/auth.ts';
 import { guestPrincipal, type Authenticator, type Principal } from '../../src/auth/authenticator.ts';
 import { LocalUserStore } from '../../src/auth/local-users.ts';
@@ -13,7 +13,7 @@ import { loadOrCreateSecret } from '../../src/auth/secret-box.ts';
 import type { SessionManager } from '../../src/session/session-manager.ts';
 import { MetadataStore } from '../../src/store/metadata-store.ts';
 import { VfsError } from '../../src/vfs/errors.ts';
-import { dav, startDav, type DavStack } from './helpers.ts';
+import { dav, useDav, type DavStack } from './helpers.ts';
 
 const basic = (user: string, pass: string): string => `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`;
 
@@ -105,13 +105,7 @@ describe('BasicAuthCache', () => {
 
 describe('WebDAV logins and user changes', () => {
   let stack: DavStack;
-  beforeAll(async () => {
-    stack = await startDav();
-    await stack.addUser('alice', 'alice-pw');
-  });
-  afterAll(async () => {
-    await stack?.stop();
-  });
+  useDav((s) => (stack = s), { alice: 'alice-pw' });
 
   it('a password changed in this process applies at the next request', async () => {
     expect((await dav(stack, 'PROPFIND', '/disk/', { auth: ['alice', 'alice-pw'], headers: { Depth: '0' } })).status).toBe(207);

@@ -5,8 +5,8 @@
  * never be deleted or moved (403).
  */
 import { request } from 'node:http';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dav, startDav, type DavStack } from './helpers.ts';
+import { describe, expect, it } from 'vitest';
+import { dav, useDav, type DavStack } from './helpers.ts';
 import { RETRY_AFTER_SECONDS, errorHeaders, statusFor } from '../../protocols/webdav/errors.ts';
 import { VfsError } from '../../src/vfs/errors.ts';
 
@@ -14,14 +14,7 @@ let stack: DavStack;
 const ALICE: [string, string] = ['alice', 'alice-pw'];
 const AUTH = `Basic ${Buffer.from('alice:alice-pw').toString('base64')}`;
 
-beforeAll(async () => {
-  stack = await startDav({ shares: [{ name: 'obj', source: 'memory:objectstore' }] });
-  await stack.addUser('alice', 'alice-pw');
-});
-
-afterAll(async () => {
-  await stack?.stop();
-});
+useDav((s) => (stack = s), { alice: 'alice-pw' }, { shares: [{ name: 'obj', source: 'memory:objectstore' }] });
 
 /** A PUT whose body is sent in two parts: the second only when `finish()` is called. */
 function slowPut(path: string, first: Buffer, second: Buffer): { finish: () => void; done: Promise<number> } {

@@ -5,21 +5,14 @@
  */
 import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { TEMP_PREFIX } from '../../backends/local/local-backend.ts';
-import { dav, startDav, type DavStack } from './helpers.ts';
+import { dav, useDav, type DavStack } from './helpers.ts';
 
 const ALICE: [string, string] = ['alice', 'alice-pw'];
 let stack: DavStack;
 
-beforeAll(async () => {
-  stack = await startDav();
-  await stack.addUser('alice', 'alice-pw');
-});
-
-afterAll(async () => {
-  await stack?.stop();
-});
+useDav((s) => (stack = s), { alice: 'alice-pw' });
 
 const temps = (): string[] => readdirSync(stack.diskDir).filter((n) => n.startsWith(TEMP_PREFIX));
 

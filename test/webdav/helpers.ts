@@ -8,6 +8,7 @@ import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { afterAll, beforeAll } from 'vitest';
 import { loadConfig } from '../../src/config/load.ts';
 import { createLogger } from '../../src/log/logger.ts';
 import { Gateway } from '../../src/server/gateway.ts';
@@ -88,6 +89,22 @@ export async function startDav(opts: DavStackOptions = {}): Promise<DavStack> {
       if (!o.keep) rmSync(tmp, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * One DAV stack for the calling test file (or describe block) with the given local users (name ->
+ * password): started before its tests and handed to `set`, stopped after them.
+ */
+export function useDav(set: (stack: DavStack) => void, users: Record<string, string>, opts: DavStackOptions = {}): void {
+  let stack: DavStack | undefined;
+  beforeAll(async () => {
+    stack = await startDav(opts);
+    for (const [name, password] of Object.entries(users)) await stack.addUser(name, password);
+    set(stack);
+  });
+  afterAll(async () => {
+    await stack?.stop();
+  });
 }
 
 export interface DavResponse {

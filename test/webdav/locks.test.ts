@@ -3,10 +3,10 @@
  * resources, timeouts and refresh, UNLOCK errors, If header evaluation, cross-protocol enforcement
  * (a WebDAV lock blocks an SMB-style writer in another Session), Win32 properties and atomicity.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { isVfsError } from '../../src/vfs/errors.ts';
 import { WinAttr } from '../../src/vfs/types.ts';
-import { dav, startDav, type DavStack } from './helpers.ts';
+import { dav, useDav, type DavStack } from './helpers.ts';
 
 let stack: DavStack;
 const ALICE: [string, string] = ['alice', 'alice-pw'];
@@ -14,15 +14,7 @@ const BOB: [string, string] = ['bob', 'bob-pw'];
 const LOCK_EXCL = '<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner><D:href>mailto:alice@example.com</D:href></D:owner></D:lockinfo>';
 const LOCK_SHARED = '<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:shared/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner>shared one</D:owner></D:lockinfo>';
 
-beforeAll(async () => {
-  stack = await startDav({ webdav: { maxLockTimeoutSeconds: 600 } });
-  await stack.addUser('alice', 'alice-pw');
-  await stack.addUser('bob', 'bob-pw');
-});
-
-afterAll(async () => {
-  await stack?.stop();
-});
+useDav((s) => (stack = s), { alice: 'alice-pw', bob: 'bob-pw' }, { webdav: { maxLockTimeoutSeconds: 600 } });
 
 async function lockOf(path: string, body = LOCK_EXCL, headers: Record<string, string> = {}, auth = ALICE): Promise<{ status: number; token: string; text: string }> {
   const r = await dav(stack, 'LOCK', path, { auth, body, headers });
