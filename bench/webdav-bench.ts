@@ -487,17 +487,15 @@ async function main(): Promise<void> {
   out.push('');
   if (floor) {
     const getMetrics = METRICS.filter((m) => FLOOR_METRICS.includes(m.key));
+    const times = (r: number | undefined): string => (r === undefined ? '-' : `${r.toFixed(2)}x`);
     out.push(`${FLOOR} (Node's HTTP stack alone) against the peers, and Portico's share of it:`);
     out.push(
       table(
         ['metric', ...peers.map((s) => `${FLOOR} vs ${s}`), `portico / ${FLOOR}`],
         getMetrics.map((m) => [
           m.label,
-          ...peers.map((s) => {
-            const r = ratio(m, floor.figures[m.key], results[s]!.figures[m.key]);
-            return r === undefined ? '-' : `${r.toFixed(2)}x`;
-          }),
-          ((r) => (r === undefined ? '-' : `${r.toFixed(2)}x`))(ratio(m, p.figures[m.key], floor.figures[m.key])),
+          ...peers.map((s) => times(ratio(m, floor.figures[m.key], results[s]!.figures[m.key]))),
+          times(ratio(m, p.figures[m.key], floor.figures[m.key])),
         ]),
       ),
     );
