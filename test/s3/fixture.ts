@@ -30,14 +30,14 @@ export interface S3Env {
 }
 
 /**
- * One s3Env for the calling test file: started before its tests (handed to `set`), closed after
- * them. Call at the top level of the file.
+ * One s3Env for the calling test file: started before its tests (handed to `set`, which may also
+ * prepare shared objects), closed after them. Call at the top level of the file.
  */
-export function useS3Env(set: (env: S3Env) => void): void {
+export function useS3Env(set: (env: S3Env) => unknown): void {
   let env: S3Env | undefined;
   beforeAll(async () => {
     env = await s3Env();
-    set(env);
+    await set(env);
   });
   afterAll(async () => {
     await env?.close();

@@ -3,9 +3,9 @@
  * after a cut body without fetching delivered blocks again, the read-ahead area that the LRU cannot
  * evict, and block buffers recycled under readInto() without ever changing bytes a caller holds.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { BlockPool, blockId } from '../../backends/s3/block-cache.ts';
-import { pattern, s3Env, type S3Env } from './fixture.ts';
+import { pattern, useS3Env, type S3Env } from './fixture.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -16,13 +16,10 @@ let prefix: string;
 const SIZE = 4 * MiB;
 const data = pattern(SIZE, 31);
 
-beforeAll(async () => {
-  env = await s3Env();
+useS3Env(async (e) => {
+  env = e;
   prefix = env.freshPrefix();
   await env.rawPut(`${prefix}/obj.bin`, data);
-});
-afterAll(async () => {
-  await env.close();
 });
 
 const getRanges = (): string[] => env.proxy.log.filter((e) => e.op === 'GetObject').map((e) => e.range ?? '');

@@ -5,10 +5,10 @@
  */
 import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { blockId } from '../../backends/s3/block-cache.ts';
 import { Metrics } from '../../src/metrics/metrics.ts';
-import { pattern, put, s3Env, type S3Env } from './fixture.ts';
+import { pattern, put, useS3Env, type S3Env } from './fixture.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -20,13 +20,10 @@ let bigPrefix: string;
 const BIG = 64 * MiB;
 const bigData = pattern(BIG, 7);
 
-beforeAll(async () => {
-  env = await s3Env();
+useS3Env(async (e) => {
+  env = e;
   bigPrefix = env.freshPrefix();
   await env.rawPut(`${bigPrefix}/big.bin`, bigData);
-});
-afterAll(async () => {
-  await env.close();
 });
 
 const gets = (): { start: number; end: number }[] =>
