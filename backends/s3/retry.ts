@@ -12,6 +12,7 @@
  * from many concurrent requests and keeps the mean wait low.
  */
 import { VfsError } from '../../src/vfs/errors.ts';
+import { backoffCeilingMs } from '../../src/vfs/backoff.ts';
 
 export type FailureKind = 'ok' | 'client' | 'throttle' | 'server' | 'network' | 'timeout';
 
@@ -86,8 +87,7 @@ export function classify(e: unknown, timedOut: boolean): Classified {
 
 /** Full-jitter exponential backoff for retry number `attempt` (1 = first retry). */
 export function backoffMs(attempt: number, baseMs: number, capMs: number, random: () => number = Math.random): number {
-  const ceiling = Math.min(capMs, baseMs * 2 ** Math.min(attempt, 30));
-  return Math.floor(random() * ceiling);
+  return Math.floor(random() * backoffCeilingMs(attempt, baseMs, capMs));
 }
 
 export type CircuitState = 'closed' | 'open' | 'half-open';

@@ -79,6 +79,7 @@ import type { FileId } from './types.ts';
 import type { Volume } from './volume.ts';
 import type { MetadataStore } from '../store/metadata-store.ts';
 import { mapLimit } from '../../backends/paging.ts';
+import { backoffCeilingMs } from './backoff.ts';
 
 // ------------------------------------------------------------------ the journal record
 
@@ -1041,7 +1042,7 @@ export class TreeMoves {
 
   private scheduleRetry(vm: VolumeMoves, v: Volume, m: ActiveMove, err: unknown): void {
     if (this.closed || !this.store.db.isOpen) return;
-    const delay = Math.min(this.retryMaxMs, this.retryBaseMs * 2 ** Math.min(m.attempt, 30));
+    const delay = backoffCeilingMs(m.attempt, this.retryBaseMs, this.retryMaxMs);
     m.attempt++;
     this.logger?.warn({ share: vm.name, from: m.record.from, to: m.record.to, err, retryInMs: delay, attempt: m.attempt }, 'directory rename interrupted; it will be finished in the background');
     m.timer = setTimeout(() => {

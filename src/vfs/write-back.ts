@@ -73,6 +73,7 @@ import { VfsError, toVfsError, type VfsErrorCode } from './errors.ts';
 import { isSameOrDescendant } from './path.ts';
 import type { FileId } from './types.ts';
 import { WriteStage, type StageSnapshot } from './write-stage.ts';
+import { backoffCeilingMs } from './backoff.ts';
 
 export const WRITE_BACK_MODES = ['sync', 'async'] as const;
 export type WriteBackMode = (typeof WRITE_BACK_MODES)[number];
@@ -756,7 +757,7 @@ export class WriteBack {
       return;
     }
     vs.failStreak++;
-    const cap = Math.min(vs.opts.retryMaxMs, vs.opts.retryBaseMs * 2 ** Math.min(vs.failStreak - 1, 30));
+    const cap = backoffCeilingMs(vs.failStreak - 1, vs.opts.retryBaseMs, vs.opts.retryMaxMs);
     vs.resumeAt = Date.now() + Math.round(cap / 2 + (Math.random() * cap) / 2);
     vs.queue.delete(e.fileId);
     vs.queue.add(e.fileId);
