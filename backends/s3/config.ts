@@ -5,9 +5,16 @@
  * variables), else AWS. Path-style addressing is the default whenever a custom endpoint is set
  * (MinIO, Ceph, s3rver and most S3-compatible stores want it). Credentials: accessKeyId +
  * secretAccessKey when both are given, else the SDK's standard chain (environment, shared files,
- * SSO, container and instance roles). Sizes accept numbers of bytes or strings such as "4MiB".
+ * SSO, web identity, container and instance roles), untouched: no region, profile or provider is
+ * forced on it. Sizes accept numbers of bytes or strings such as "4MiB".
+ *
+ * TLS: `tls.ca` (a PEM file of CA certificates; the gateway passes the config's `s3.tls.ca` for
+ * shares that set none), else AWS_CA_BUNDLE (what the AWS CLI and the other SDKs honour; the JS
+ * SDK does not, so we do): trusted for an https endpoint instead of the default roots.
  */
+import type { Logger } from '../../src/log/logger.ts';
 import type { Metrics } from '../../src/metrics/metrics.ts';
+import { STORE_FEATURES, type StoreFeature } from './features.ts';
 import { VfsError } from '../../src/vfs/errors.ts';
 
 export interface S3BackendOptions {
@@ -20,6 +27,12 @@ export interface S3BackendOptions {
   accessKeyId?: string;
   secretAccessKey?: string;
   sessionToken?: string;
+  /** PEM file of CA certificates trusted for an https endpoint (instead of Node's default roots). */
+  tlsCa?: string;
+  /** Which setting named tlsCa (for messages), e.g. "AWS_CA_BUNDLE". */
+  tlsCaSource?: string;
+  /** Optional S3 APIs known missing in the store: never tried (features.ts). */
+  disableFeatures?: StoreFeature[];
 
   /** Read block (ranged GET) size, default 4 MiB. */
   blockSize?: number;
@@ -78,6 +91,8 @@ export interface S3BackendOptions {
   defaultDirMode?: number;
 
   metrics?: Metrics;
+  /** Where a missing optional feature is reported (one warning per feature). */
+  logger?: Logger;
   /** `backend` label of the metrics (default the source, s3://bucket/prefix). */
   metricsLabel?: string;
 }
@@ -157,6 +172,23 @@ export function parseS3Source(source: string, options: Record<string, unknown> =
     const token = str('sessionToken', o.sessionToken);
     if (token !== undefined) out.sessionToken = token;
   }
+  const tls = o.tls;
+  if (tls !== undefined && tls !== null && (typeof tls !== 'object' || Array.isArray(tls))) throw bad('tls', tls, 'an object such as { ca: /path/to/ca.pem }');
+  const ca = str('tls.ca', (tls as { ca?: unknown } | null | undefined)?.ca ?? undefined);
+  if (ca !== undefined) {
+    out.tlsCa = ca;
+    out.tlsCaSource = str('tlsCaSource', o.tlsCaSource) ?? 'shares[].options.tls.ca';
+  } else if (env.AWS_CA_BUNDLE) {
+    out.tlsCa = env.AWS_CA_BUNDLE;
+    out.tlsCaSource = 'AWS_CA_BUNDLE';
+  }
+  if (o.disableFeatures !== undefined) {
+    const list = o.disableFeatures;
+    if (!Array.isArray(list) || list.some((f) => !(STORE_FEATURES as readonly unknown[]).includes(f))) {
+      throw bad('disableFeatures', list, `a list of ${STORE_FEATURES.join(', ')}`);
+    }
+    out.disableFeatures = list as StoreFeature[];
+  }
   const sizes = ['blockSize', 'randomReadSize', 'memoryCacheBytes', 'diskCacheBytes', 'readAheadMaxBytes', 'readAheadRunBytes', 'partSize', 'memoryPartLimit', 'minThroughputBytesPerSec', 'multipartCopyThreshold'] as const;
   for (const k of sizes) {
     const v = parseSize(k, o[k]);
@@ -188,6 +220,10 @@ export function parseS3Source(source: string, options: Record<string, unknown> =
   if (o.metrics !== undefined) {
     if (typeof o.metrics !== 'object' || o.metrics === null || typeof (o.metrics as { s3Stats?: unknown }).s3Stats !== 'function') throw bad('metrics', '[object]', 'a Metrics instance');
     out.metrics = o.metrics as Metrics;
+  }
+  if (o.logger !== undefined) {
+    if (typeof o.logger !== 'object' || o.logger === null || typeof (o.logger as { warn?: unknown }).warn !== 'function') throw bad('logger', '[object]', 'a logger');
+    out.logger = o.logger as Logger;
   }
   return out;
 }

@@ -6,7 +6,12 @@
  * Retryable (AWS's own guidance for S3): 5xx (500 InternalError, 503 SlowDown/ServiceUnavailable),
  * 429 and the throttling codes, 408/RequestTimeout, connection failures, our per-request timeout
  * and a body shorter than its Content-Length. Everything else (403, 404, 412, 400...) is an
- * answer, not a failure: the endpoint is alive.
+ * answer, not a failure: the endpoint is alive. So is 501 NotImplemented (and the NotImplemented
+ * code under any status): many S3-compatible stores lack optional APIs (multipart listing,
+ * UploadPartCopy, conditional headers), and their answer is about a feature, never a sign that
+ * the endpoint is down - it must not open the circuit (features.ts turns it into a degradation).
+ * A TLS certificate the client does not trust is not retried either (nothing changes until the
+ * configuration does) and does not open the circuit: its message says what to set instead.
  *
  * Backoff is "full jitter" (delay = random(0, min(cap, base * 2^attempt))), which spreads retries
  * from many concurrent requests and keeps the mean wait low.
@@ -14,7 +19,7 @@
 import { VfsError } from '../../src/vfs/errors.ts';
 import { backoffCeilingMs } from '../../src/vfs/backoff.ts';
 
-export type FailureKind = 'ok' | 'client' | 'throttle' | 'server' | 'network' | 'timeout';
+export type FailureKind = 'ok' | 'client' | 'unsupported' | 'tls' | 'throttle' | 'server' | 'network' | 'timeout';
 
 export interface Classified {
   kind: FailureKind;
@@ -27,6 +32,14 @@ export interface Classified {
 
 const THROTTLE_CODES = new Set(['SlowDown', 'Throttling', 'ThrottlingException', 'TooManyRequestsException', 'RequestLimitExceeded', 'RequestThrottled']);
 const RETRY_CODES = new Set(['RequestTimeout', 'RequestTimeoutException', 'InternalError', 'ServiceUnavailable', 'PriorRequestNotComplete', 'IncompleteBody', 'TruncatedBody']);
+/** Codes stores use for an API or header they do not implement (AWS: 501 NotImplemented). */
+const UNSUPPORTED_CODES = new Set(['NotImplemented', 'NotSupported', 'XNotImplemented', 'UnsupportedOperation']);
+/** Node's certificate verification failures (the store's certificate is not trusted or not valid for its name). */
+export const TLS_CODES = new Set([
+  'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_UNTRUSTED', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'ERR_TLS_CERT_ALTNAME_INVALID',
+  'CERT_SIGNATURE_FAILURE', 'CERT_REJECTED',
+]);
 const NETWORK_CODES = new Set([
   'ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT',
   'ERR_STREAM_PREMATURE_CLOSE', 'UND_ERR_SOCKET', 'ERR_HTTP_REQUEST_TIMEOUT',
@@ -70,6 +83,7 @@ export function classify(e: unknown, timedOut: boolean): Classified {
   // An error despite a 2xx status: the body could not be read or parsed (cut short, garbled).
   if (status !== undefined && status >= 200 && status < 300) return { kind: 'network', retryable: true, status, code };
   if (status !== undefined && status > 0) {
+    if (status === 501 || UNSUPPORTED_CODES.has(code)) return { kind: 'unsupported', retryable: false, status, code };
     if (status === 429 || THROTTLE_CODES.has(code) || (status === 503 && code === 'SlowDown')) return { kind: 'throttle', retryable: true, status, code };
     if (status >= 500 || status === 408 || RETRY_CODES.has(code)) return { kind: 'server', retryable: true, status, code };
     return { kind: 'client', retryable: false, status, code };
@@ -77,6 +91,7 @@ export function classify(e: unknown, timedOut: boolean): Classified {
   if (e instanceof TruncatedBodyError || RETRY_CODES.has(code)) return { kind: 'network', retryable: true, status, code };
   const cause = (e as { cause?: unknown } | null)?.cause;
   const causeCode = cause === undefined ? '' : codeOf(cause);
+  if (TLS_CODES.has(code) || TLS_CODES.has(causeCode)) return { kind: 'tls', retryable: false, status, code: TLS_CODES.has(code) ? code : causeCode };
   if (NETWORK_CODES.has(code) || NETWORK_CODES.has(causeCode) || code === 'TimeoutError' || code === 'AbortError' || /socket hang up|aborted|premature|ECONNRESET|other side closed|terminated/i.test(String((e as Error)?.message))) {
     return { kind: 'network', retryable: true, status, code: NETWORK_CODES.has(causeCode) ? causeCode : code };
   }

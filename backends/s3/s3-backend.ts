@@ -7,6 +7,7 @@
  * Object stores have no random writes and no rename: the VFS stages writes locally and publishes
  * them through createWriter(), and renames by copy() + unlink().
  */
+import { readFileSync } from 'node:fs';
 import { readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +20,7 @@ import { VfsError, isVfsError } from '../../src/vfs/errors.ts';
 import { baseName, parentPath } from '../../src/vfs/path.ts';
 import { DiskTier, MemoryTier } from './block-cache.ts';
 import type { S3BackendOptions } from './config.ts';
+import { StoreFeatures } from './features.ts';
 import {
   KeyMap, dirStat, encodeMeta, fileStat, formatTime, inheritedMeta, type MetaDefaults, type ObjectHead,
 } from './keys.ts';
@@ -52,6 +54,18 @@ export const S3_CAPABILITIES: BackendCapabilities = {
   maxNameBytes: 1024,
   patchWrites: true,
 };
+
+/** The PEM file named by tls.ca / AWS_CA_BUNDLE; a clear EINVAL when it cannot be used. */
+function readCaBundle(file: string, source: string | undefined): string {
+  let pem: string;
+  try {
+    pem = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new VfsError('EINVAL', `S3 CA bundle ${file} (from ${source ?? 'tls.ca'}) cannot be read: ${(e as Error).message}`, { cause: e });
+  }
+  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new VfsError('EINVAL', `S3 CA bundle ${file} (from ${source ?? 'tls.ca'}) holds no PEM certificate`);
+  return pem;
+}
 
 function nowNs(): bigint {
   return BigInt(Date.now()) * 1_000_000n;
@@ -113,6 +127,8 @@ export class S3Backend implements Backend, WriterHost, ListHost {
       ...(o.requestTimeoutMs !== undefined ? { requestTimeoutMs: o.requestTimeoutMs } : {}),
       ...(o.minThroughputBytesPerSec !== undefined ? { minThroughputBytesPerSec: o.minThroughputBytesPerSec } : {}),
       ...(o.maxSockets !== undefined ? { maxSockets: o.maxSockets } : {}),
+      ...(o.tlsCa !== undefined ? { ca: readCaBundle(o.tlsCa, o.tlsCaSource), caSource: `${o.tlsCa} (${o.tlsCaSource ?? 'tls.ca'})` } : {}),
+      features: new StoreFeatures({ label: this.meters.label, metrics: o.metrics, logger: o.logger, disabled: o.disableFeatures }),
       circuit: {
         ...(o.circuitFailureThreshold !== undefined ? { failureThreshold: o.circuitFailureThreshold } : {}),
         ...(o.circuitCooldownMs !== undefined ? { cooldownMs: o.circuitCooldownMs } : {}),
@@ -120,7 +136,11 @@ export class S3Backend implements Backend, WriterHost, ListHost {
     }, this.meters);
     this.meta = new MetaCache({ ttlMs: o.metaTtlMs ?? 5000 }, this.meters);
     this.memory = new MemoryTier(o.memoryCacheBytes ?? 32 * MiB, this.meters);
-    this.disk = o.cacheDir === undefined ? undefined : new DiskTier({ dir: o.cacheDir, maxBytes: o.diskCacheBytes ?? 10 * 1024 * MiB }, this.meters);
+    // The disk tier is on by default where the share has a state directory (the gateway gives each
+    // one): files just written are read back from it (write-through, block-cache.ts BlockSink).
+    // diskCacheBytes: 0 turns it off.
+    const cacheDir = o.cacheDir ?? (o.stateDir !== undefined ? join(o.stateDir, 'blocks') : undefined);
+    this.disk = cacheDir === undefined || o.diskCacheBytes === 0 ? undefined : new DiskTier({ dir: cacheDir, maxBytes: o.diskCacheBytes ?? 10 * 1024 * MiB }, this.meters);
     const blockSize = o.blockSize ?? 4 * MiB;
     this.engine = new ReadEngine({
       blockSize,
@@ -656,17 +676,25 @@ export class S3Backend implements Backend, WriterHost, ListHost {
   /**
    * Aborts multipart uploads a crashed process left under this share's prefix: those in the upload
    * journal (stateDir), and any older than orphanUploadAgeMs. Uploads of this process are kept.
-   * Also removes spooled part files older than a day.
+   * Also removes spooled part files older than a day. A store that cannot list (or abort) multipart
+   * uploads skips that part (features.ts logs it once); the journal is still compacted.
    */
   async recover(): Promise<number> {
     const journaled = this.journal !== undefined ? await this.journal.pending() : new Map<string, string>();
     const cutoff = Date.now() - (this.options.orphanUploadAgeMs ?? 24 * 3600 * 1000);
     let n = 0;
-    for (const u of await this.transport.listUploads(this.keys.prefix)) {
+    const uploads = this.transport.features.has('multipartListing') && this.transport.features.has('multipartAbort')
+      ? await this.transport.listUploads(this.keys.prefix).catch((e: unknown) => {
+        if (isVfsError(e, 'ENOTSUP') && !this.transport.features.has('multipartListing')) return [];
+        throw e;
+      })
+      : [];
+    for (const u of uploads) {
       if (this.activeUploads.has(u.uploadId)) continue;
       const old = u.initiated !== undefined && u.initiated.getTime() <= cutoff;
       if (!journaled.has(u.uploadId) && !old) continue;
       await this.transport.abortUpload(u.key, u.uploadId);
+      if (!this.transport.features.has('multipartAbort')) break;
       n++;
     }
     await this.journal?.compact(new Map(this.activeUploads));

@@ -6,17 +6,28 @@
  *
  * The SDK's default request checksums are switched to "when required": with them on, streaming
  * uploads are sent aws-chunked with trailing checksums, which many S3-compatible stores reject.
+ *
+ * Optional APIs (features.ts): a store's 501 / NotImplemented answer fails the request with
+ * ENOTSUP and never counts against the circuit; the methods using an optional API switch the
+ * feature off at the first such answer and degrade (listUploads reports it, abortUpload stops
+ * sending aborts, uploadPartCopy streams the range through the gateway, put/completeUpload drop
+ * If-None-Match, copy drops x-amz-copy-source-if-match).
+ *
+ * TLS: `ca` (share option tls.ca, config s3.tls.ca, or AWS_CA_BUNDLE as the AWS CLI and the other
+ * SDKs honour it; this SDK does not) replaces the default trust store for an https endpoint, as a
+ * CA bundle does for the AWS CLI. An untrusted certificate fails at once with a message naming them.
  */
 import http from 'node:http';
 import https from 'node:https';
 import { performance } from 'node:perf_hooks';
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CopyObjectCommand, CreateMultipartUploadCommand,
   DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command,
   PutObjectCommand, S3Client, UploadPartCommand, UploadPartCopyCommand, type ListObjectsV2CommandOutput,
 } from '@aws-sdk/client-s3';
 import { VfsError } from '../../src/vfs/errors.ts';
+import { StoreFeatures } from './features.ts';
 import type { ObjectHead } from './keys.ts';
 import {
   CircuitBreaker, RequestTimeoutError, TruncatedBodyError, backoffMs, classify, failureError, httpStatusOf,
@@ -40,6 +51,12 @@ export interface TransportOptions {
   minThroughputBytesPerSec?: number;
   maxSockets?: number;
   circuit?: CircuitOptions;
+  /** PEM certificate(s) trusted for an https endpoint instead of Node's default roots. */
+  ca?: string | undefined;
+  /** Where `ca` came from (for messages): a file path and the setting that named it. */
+  caSource?: string | undefined;
+  /** Optional APIs of the store (default: all assumed present, nothing logged or counted). */
+  features?: StoreFeatures;
 }
 
 /** The object changed under a reader: a GET answered with another ETag than expected. */
@@ -92,6 +109,10 @@ export class S3Transport {
   readonly client: S3Client;
   readonly bucket: string;
   readonly breaker: CircuitBreaker;
+  readonly features: StoreFeatures;
+  /** The endpoint as configured (undefined = AWS), for messages. */
+  readonly endpoint: string | undefined;
+  private readonly caSource: string | undefined;
   private readonly meters: S3Meters;
   private readonly maxAttempts: number;
   private readonly retryBaseMs: number;
@@ -114,7 +135,12 @@ export class S3Transport {
     this.throughput = o.minThroughputBytesPerSec ?? MiB;
     const maxSockets = o.maxSockets ?? 64;
     const secure = o.endpoint === undefined || o.endpoint.startsWith('https:');
-    this.agent = secure ? new https.Agent({ keepAlive: true, maxSockets }) : new http.Agent({ keepAlive: true, maxSockets });
+    this.endpoint = o.endpoint;
+    this.caSource = o.ca !== undefined ? o.caSource : undefined;
+    this.features = o.features ?? new StoreFeatures({ label: o.bucket });
+    this.agent = secure
+      ? new https.Agent({ keepAlive: true, maxSockets, ...(o.ca !== undefined ? { ca: o.ca } : {}) })
+      : new http.Agent({ keepAlive: true, maxSockets });
     this.breaker = new CircuitBreaker({ ...o.circuit, onChange: (s) => {
       meters.circuit(s);
       o.circuit?.onChange?.(s);
@@ -176,9 +202,15 @@ export class S3Transport {
         const timedOut = ac.signal.aborted && ac.signal.reason instanceof RequestTimeoutError;
         const c = classify(e, timedOut);
         this.meters.request(op, c.status !== undefined ? String(c.status) : c.kind === 'timeout' ? 'timeout' : 'network', (performance.now() - t0) / 1000);
-        if (c.kind === 'client') this.breaker.success();
-        else if (c.kind === 'throttle') this.breaker.release();
+        // 4xx and 501 are answers (the endpoint is alive); an untrusted certificate says nothing
+        // about the endpoint's health either, and retrying it cannot help.
+        if (c.kind === 'client' || c.kind === 'unsupported') this.breaker.success();
+        else if (c.kind === 'throttle' || c.kind === 'tls') this.breaker.release();
         else this.breaker.failure();
+        if (c.kind === 'tls') throw this.tlsError(c.code, op, e, o.path);
+        if (c.kind === 'unsupported') {
+          throw new VfsError('ENOTSUP', `S3 ${op}: the store does not implement it (${c.code}${c.status !== undefined ? `, HTTP ${c.status}` : ''})`, o.path === undefined ? { cause: e } : { path: o.path, cause: e });
+        }
         if (!c.retryable) throw clientError(c.status, op, e, o.path);
         if (attempt >= this.maxAttempts || this.closed) throw failureError(c, op, e, o.path);
         this.meters.retry(op, c.kind === 'throttle' || c.kind === 'server' ? String(c.status ?? c.code) : c.kind);
@@ -334,16 +366,27 @@ export class S3Transport {
     }, { bytes: end - start, path });
   }
 
+  /**
+   * `ifNoneMatch`: create only (If-None-Match: *; a 412 when the key exists). A store that does not
+   * implement the header (501) gets the PUT again without it, and conditionalWrites is switched off.
+   */
   async put(key: string, body: Buffer, meta: Record<string, string>, o: { ifNoneMatch?: boolean; contentType?: string | undefined; path?: string } = {}): Promise<string> {
-    return this.run('PutObject', async (signal) => {
+    const conditional = o.ifNoneMatch === true && this.features.has('conditionalWrites');
+    const once = (ifNoneMatch: boolean): Promise<string> => this.run('PutObject', async (signal) => {
       const r = await this.client.send(new PutObjectCommand({
         Bucket: this.bucket, Key: key, Body: body, ContentLength: body.length, Metadata: meta,
         ...(o.contentType !== undefined ? { ContentType: o.contentType } : {}),
-        ...(o.ifNoneMatch ? { IfNoneMatch: '*' } : {}),
+        ...(ifNoneMatch ? { IfNoneMatch: '*' } : {}),
       }), { abortSignal: signal });
       this.meters.bytes('out', body.length);
       return r.ETag ?? '';
     }, { bytes: body.length, path: o.path });
+    try {
+      return await once(conditional);
+    } catch (e) {
+      if (!conditional || !this.features.lacks('conditionalWrites', e)) throw e;
+    }
+    return once(false);
   }
 
   async list(prefix: string, o: { delimiter?: string; startAfter?: string | undefined; token?: string | undefined; maxKeys?: number }, path?: string): Promise<ListResult> {
@@ -363,10 +406,20 @@ export class S3Transport {
 
   /** `ifMatch`: copy only from that version of the source (x-amz-copy-source-if-match), else 412. */
   async copy(src: string, dst: string, o: { meta?: Record<string, string>; contentType?: string | undefined; path?: string; ifMatch?: string | undefined }): Promise<string> {
+    const pinned = o.ifMatch !== undefined && this.features.has('copyConditions');
+    try {
+      return await this.copyOnce(src, dst, o, pinned);
+    } catch (e) {
+      if (!pinned || !this.features.lacks('copyConditions', e)) throw e;
+    }
+    return this.copyOnce(src, dst, o, false);
+  }
+
+  private copyOnce(src: string, dst: string, o: { meta?: Record<string, string>; contentType?: string | undefined; path?: string; ifMatch?: string | undefined }, pinned: boolean): Promise<string> {
     return this.run('CopyObject', async (signal) => {
       const r = await this.client.send(new CopyObjectCommand({
         Bucket: this.bucket, Key: dst, CopySource: copySource(this.bucket, src),
-        ...(o.ifMatch !== undefined ? { CopySourceIfMatch: o.ifMatch } : {}),
+        ...(pinned && o.ifMatch !== undefined ? { CopySourceIfMatch: o.ifMatch } : {}),
         ...(o.meta !== undefined ? { MetadataDirective: 'REPLACE', Metadata: o.meta } : {}),
         ...(o.meta !== undefined && o.contentType !== undefined ? { ContentType: o.contentType } : {}),
       }), { abortSignal: signal });
@@ -405,8 +458,75 @@ export class S3Transport {
    * `ifMatch` the store copies only from that version of the source (x-amz-copy-source-if-match);
    * otherwise a 412 (EEXIST here; callers that pass ifMatch turn it into ESTALE). The copy runs on
    * the server, so the timeout grows with the range like a completion's.
+   *
+   * A store without UploadPartCopy (501): the feature is switched off and this part, and every
+   * later one, is streamed from the store through the gateway instead (uploadPartFromStore).
    */
   async uploadPartCopy(key: string, uploadId: string, part: number, src: string, start: number, end: number, path?: string, ifMatch?: string): Promise<string> {
+    if (this.features.has('uploadPartCopy')) {
+      try {
+        return await this.uploadPartCopyOnce(key, uploadId, part, src, start, end, path, ifMatch);
+      } catch (e) {
+        if (!this.features.lacks('uploadPartCopy', e)) throw e;
+      }
+    }
+    return this.uploadPartFromStore(key, uploadId, part, src, start, end, path, ifMatch);
+  }
+
+  /**
+   * UploadPartCopy done by the gateway: bytes [start, end) of `src` from one ranged GET, streamed
+   * into UploadPart as they arrive (at most about two pieces in memory: the GET's body is read only
+   * while the upload takes it, see getStream's gate). `ifMatch` is checked on the GET's ETag, and a
+   * mismatch fails like the store's 412 would, so callers see the same EEXIST/ESTALE either way.
+   * A failed attempt starts over with a fresh GET.
+   */
+  private uploadPartFromStore(key: string, uploadId: string, part: number, src: string, start: number, end: number, path?: string, ifMatch?: string): Promise<string> {
+    const length = end - start;
+    const piece = Math.min(length, MiB);
+    return this.run('UploadPart', async (signal) => {
+      const body = new PassThrough({ highWaterMark: piece });
+      let fetchError: unknown;
+      const room = (): boolean | Promise<boolean> => {
+        if (body.destroyed) return false;
+        if (!body.writableNeedDrain) return true;
+        return new Promise<boolean>((resolve) => {
+          const done = (ok: boolean) => (): void => {
+            body.off('drain', onDrain);
+            body.off('close', onClose);
+            resolve(ok);
+          };
+          const onDrain = done(true);
+          const onClose = done(false);
+          body.once('drain', onDrain);
+          body.once('close', onClose);
+        });
+      };
+      const fetching = this.getStream(src, start, end, piece, ifMatch, path, (_k, buf) => {
+        if (!body.destroyed) body.write(buf);
+      }, undefined, room).then(() => {
+        body.end();
+      }, (e: unknown) => {
+        fetchError = e;
+        body.destroy(e instanceof Error ? e : new Error(String(e)));
+      });
+      try {
+        const r = await this.client.send(new UploadPartCommand({
+          Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber: part, Body: body, ContentLength: length,
+        }), { abortSignal: signal });
+        this.meters.bytes('out', length);
+        return r.ETag ?? '';
+      } catch (e) {
+        if (fetchError instanceof EtagChangedError) throw new PreconditionFailedError('the copy source changed (its ETag is not the one asked for)');
+        throw fetchError ?? e;
+      } finally {
+        body.destroy();
+        // The GET stops at its next piece; wait for it so a retry never runs beside it.
+        if (!signal.aborted) await fetching;
+      }
+    }, { bytes: length * 2, path });
+  }
+
+  private uploadPartCopyOnce(key: string, uploadId: string, part: number, src: string, start: number, end: number, path?: string, ifMatch?: string): Promise<string> {
     return this.run('UploadPartCopy', async (signal) => {
       const r = await this.client.send(new UploadPartCopyCommand({
         Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber: part,
@@ -422,33 +542,47 @@ export class S3Transport {
    * its timeout grows with `totalBytes`.
    */
   async completeUpload(key: string, uploadId: string, parts: { PartNumber: number; ETag: string }[], ifNoneMatch: boolean, totalBytes: number, path?: string): Promise<string> {
-    return this.run('CompleteMultipartUpload', async (signal) => {
+    const conditional = ifNoneMatch && this.features.has('conditionalWrites');
+    const once = (withHeader: boolean): Promise<string> => this.run('CompleteMultipartUpload', async (signal) => {
       const r = await this.client.send(new CompleteMultipartUploadCommand({
         Bucket: this.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts },
-        ...(ifNoneMatch ? { IfNoneMatch: '*' } : {}),
+        ...(withHeader ? { IfNoneMatch: '*' } : {}),
       }), { abortSignal: signal });
       return r.ETag ?? '';
     }, { path, extraMs: Math.ceil((totalBytes / ASSEMBLY_BYTES_PER_SEC) * 1000) });
+    try {
+      return await once(conditional);
+    } catch (e) {
+      if (!conditional || !this.features.lacks('conditionalWrites', e)) throw e;
+    }
+    return once(false);
   }
 
+  /** Gone already is fine; a store without AbortMultipartUpload (405/501) is not asked again. */
   async abortUpload(key: string, uploadId: string, path?: string): Promise<void> {
+    if (!this.features.has('multipartAbort')) return;
     try {
       await this.run('AbortMultipartUpload', (signal) => this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }), { abortSignal: signal }), { path });
     } catch (e) {
-      if (!isNotFound(e)) throw e;
+      if (!isNotFound(e) && !this.features.lacks('multipartAbort', e)) throw e;
     }
   }
 
+  /** Multipart uploads in progress under `prefix`. ENOTSUP when the store cannot list them. */
   async listUploads(prefix: string): Promise<UploadInfo[]> {
     const out: UploadInfo[] = [];
     let keyMarker: string | undefined;
     let idMarker: string | undefined;
     for (let page = 0; page < 10_000; page++) {
+      if (!this.features.has('multipartListing')) throw new VfsError('ENOTSUP', 'the S3 store does not implement ListMultipartUploads');
       const r = await this.run('ListMultipartUploads', (signal) => this.client.send(new ListMultipartUploadsCommand({
         Bucket: this.bucket, Prefix: prefix,
         ...(keyMarker !== undefined ? { KeyMarker: keyMarker } : {}),
         ...(idMarker !== undefined ? { UploadIdMarker: idMarker } : {}),
-      }), { abortSignal: signal }));
+      }), { abortSignal: signal })).catch((e: unknown) => {
+        if (this.features.lacks('multipartListing', e)) throw new VfsError('ENOTSUP', 'the S3 store does not implement ListMultipartUploads', { cause: e });
+        throw e;
+      });
       for (const u of r.Uploads ?? []) {
         if (u.Key !== undefined && u.UploadId !== undefined) out.push({ key: u.Key, uploadId: u.UploadId, initiated: u.Initiated });
       }
@@ -459,12 +593,35 @@ export class S3Transport {
     return out;
   }
 
+  /** An untrusted or invalid certificate, with what to set. */
+  private tlsError(code: string, op: string, cause: unknown, path: string | undefined): VfsError {
+    const where = this.endpoint ?? 'the AWS endpoint';
+    const inner = (cause as { cause?: unknown })?.cause;
+    const detail = (cause as Error)?.message || (inner as Error)?.message || code;
+    let hint: string;
+    if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') hint = 'the certificate is not issued for the host name in the endpoint URL: use a name it lists';
+    else if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') hint = "the store's certificate is outside its validity period (or this host's clock is wrong)";
+    else if (this.caSource !== undefined) hint = `the CA certificates in ${this.caSource} do not verify it: point that setting at the CA that issued the store's certificate`;
+    else hint = "for a store whose certificate comes from a private CA, set AWS_CA_BUNDLE=/path/to/ca.pem in the gateway's environment, or s3.tls.ca (every S3 share) or shares[].options.tls.ca in the config";
+    return new VfsError('EIO', `S3 ${op}: TLS certificate of ${where} not trusted (${code}: ${detail}); ${hint}`, path === undefined ? { cause } : { path, cause });
+  }
+
   close(): void {
     this.closed = true;
     for (const wake of [...this.sleepers]) wake();
     for (const ac of [...this.attempts]) ac.abort(new Error('S3 backend closed'));
     this.client.destroy();
     this.agent.destroy();
+  }
+}
+
+/** A failed copy condition found by the gateway itself: shaped like the store's 412 answer. */
+class PreconditionFailedError extends Error {
+  readonly $metadata = { httpStatusCode: 412 };
+  readonly Code = 'PreconditionFailed';
+  constructor(message: string) {
+    super(message);
+    this.name = 'PreconditionFailed';
   }
 }
 
