@@ -65,6 +65,11 @@ const adminSchema = z.strictObject({
   listen: listen.default('127.0.0.1'),
 });
 
+/** Settings shared by every S3 share (a share's own `options` win). */
+const s3Schema = z.strictObject({
+  tls: z.strictObject({ ca: z.string().min(1).nullable().default(null) }).prefault({}),
+});
+
 const logSchema = z.strictObject({
   level: z.enum(LOG_LEVELS).default('info'),
   format: z.enum(LOG_FORMATS).default('auto'),
@@ -209,6 +214,8 @@ const shareSchema = z.strictObject({
   guest: z.union([z.literal(false), z.literal('read')], { error: 'must be false or "read" (guest write is never allowed)' }).default(false),
   access: z.array(accessEntrySchema).default(() => [{ users: ['*'], rights: ['read', 'write'] as Right[] }]),
   rules: z.array(pathRuleSchema).default([]),
+  /** New symbolic links leading outside the share: refused (default) or kept (src/acl/acl.ts). */
+  symlinks: z.enum(['refuse', 'keep']).default('refuse'),
   /** WebDAV-only share options (absent = defaults). */
   webdav: z.strictObject({ refuseAppleDouble: z.boolean().optional() }).optional(),
   /**
@@ -223,6 +230,7 @@ const baseSchema = z
   .strictObject({
     server: serverSchema.prefault({}),
     admin: adminSchema.prefault({}),
+    s3: s3Schema.prefault({}),
     log: logSchema.prefault({}),
     auth: authSchema.prefault({}),
     protocols: protocolsSchema.prefault({}),

@@ -2,7 +2,8 @@
  * The admin HTTP endpoint: liveness, readiness and Prometheus metrics.
  *
  * - GET /health  -> 200 {"status":"ok"} while the process runs (liveness: never touches backends).
- * - GET /ready   -> 200 when every started protocol plugin is listening and every share's backend
+ * - GET /ready   -> 200 when every started protocol plugin is listening, start-up work (a share's
+ *                   recovery of interrupted uploads) has finished, and every share's backend
  *                   answers check() within READY_CHECK_TIMEOUT_MS; else 503 naming what is not ready.
  * - GET /metrics -> Prometheus text.
  * - POST /cache/refresh?share=NAME&path=/dir -> drops cached metadata and listings of the share at
@@ -33,6 +34,8 @@ export interface AdminServerOptions {
   plugins: () => Iterable<ProtocolPlugin>;
   /** share name -> backend, read at every /ready. */
   backends: () => Iterable<[string, Backend]>;
+  /** Start-up work still running (not ready until it is done), read at every /ready. */
+  starting?: () => Iterable<NotReady>;
   logger?: Logger;
   /** Per-backend check() timeout (default READY_CHECK_TIMEOUT_MS). */
   checkTimeoutMs?: number;
@@ -102,6 +105,7 @@ export class AdminServer {
     for (const p of this.opts.plugins()) {
       if (!p.ready()) out.push({ kind: 'protocol', name: p.name, reason: 'not listening' });
     }
+    out.push(...(this.opts.starting?.() ?? []));
     const timeoutMs = this.opts.checkTimeoutMs ?? READY_CHECK_TIMEOUT_MS;
     const checks = [...this.opts.backends()].map(async ([name, backend]): Promise<NotReady | undefined> => {
       const reason = await checkWithTimeout(backend, timeoutMs);

@@ -106,6 +106,8 @@ export class Gateway {
   private state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
   private stopping: Promise<void> | undefined;
   private durableLocks: DurableLocks | undefined;
+  /** Shares whose start-up recovery (backend.recover()) is still running: /ready waits for them. */
+  private readonly recovering = new Set<string>();
 
   constructor(config: PorticoConfig, opts: GatewayOptions = {}) {
     this.config = config;
@@ -136,13 +138,17 @@ export class Gateway {
     if (users.count() === 0) await this.applyFirstRunPolicy(users);
     const authenticator = new LocalAuthenticator(users, new Throttle(auth.throttle));
 
+    const s3Ca = this.config.s3.tls.ca;
     for (const share of this.config.shares) {
-      // S3 shares also get the metrics registry and a state directory (disk block cache, upload
-      // journal); the other backends ignore these keys.
+      // S3 shares also get the metrics registry, a logger, a state directory (disk block cache,
+      // upload journal) and the config's s3.tls.ca unless they name their own CA; the other
+      // backends ignore these keys.
       const backend = await createBackend(share.source, {
+        ...(s3Ca !== null && share.options.tls === undefined ? { tls: { ca: s3Ca }, tlsCaSource: 's3.tls.ca' } : {}),
         ...share.options,
         metrics: this.metrics,
         metricsLabel: share.name,
+        logger: this.logger.child({ component: 's3', share: share.name }),
         stateDir: join(server.stateDir, 's3', share.name),
       });
       this.backends.set(share.name, instrumentBackend(backend, this.metrics, share.name));
@@ -175,11 +181,13 @@ export class Gateway {
     vfs.startWriteBackUploads();
     for (const [name, backend] of this.backends) {
       if (!backend.recover) continue;
-      // In the background: a large tree must not delay start-up.
+      // In the background: a large tree must not delay start-up. /ready answers 503 until it has
+      // finished (or failed, or was skipped because the store lacks the APIs it needs).
+      this.recovering.add(name);
       backend.recover().then(
         (n) => n > 0 && this.logger.info({ share: name, removed: n }, 'removed leftovers of interrupted writes'),
         (err: unknown) => this.logger.warn({ share: name, err }, 'startup recovery failed'),
-      );
+      ).finally(() => this.recovering.delete(name));
     }
     this.sessions = new SessionManager({
       vfs,
@@ -215,6 +223,7 @@ export class Gateway {
         metrics: this.metrics,
         plugins: () => this.plugins,
         backends: () => this.backends,
+        starting: () => [...this.recovering].map((name) => ({ kind: 'share' as const, name, reason: 'start-up recovery running' })),
         logger: this.logger.child({ component: 'admin' }),
         token: adminToken(secret),
         refreshCache: async (share, path) => {
