@@ -17,6 +17,15 @@
  * - Guests get read only, and only on shares with `guest: read`; a rule may still deny them.
  * - A read-only share refuses write and admin with EROFS rather than EACCES, so clients report
  *   "read-only file system" (NFS4ERR_ROFS, STATUS_MEDIA_WRITE_PROTECTED).
+ *
+ * Consequences the session layer relies on (docs/SECURITY.md):
+ * - Below a path, a decision can differ from the path's own only at a rule path: a member whose own
+ *   path carries no rule inherits its directory's decision. So a listing hides exactly the members
+ *   that carry a rule denying read (memberFilter), and a recursive operation needs per-node checks
+ *   only when rules lie below its root (rulesBelow) — else the check on the root covers the tree.
+ * - A rule belongs to a path, not to a file: renaming or moving a directory that contains a rule's
+ *   path (or the rule's path itself) would change which rule governs the files. The session refuses
+ *   such moves (rulesAtOrBelow).
  */
 import { VfsError } from '../vfs/errors.ts';
 import { nameKey, normalizePath, splitPath } from '../vfs/path.ts';
@@ -38,8 +47,16 @@ export interface PathRule {
   deny?: Right[];
 }
 
+/**
+ * New symbolic links whose target leads outside the share (an absolute target, or `..` climbing
+ * above the share root from the link's directory): `refuse` (default) or `keep`. Portico itself
+ * never follows links, but a share's directory may also be served by other tools that do.
+ */
+export type SymlinkPolicy = 'refuse' | 'keep';
+
 export interface ShareAclConfig {
   name: string;
+  symlinks?: SymlinkPolicy;
   readOnly?: boolean;
   caseSensitive?: boolean;
   guest?: false | 'read';
@@ -64,6 +81,11 @@ export class ShareAcl {
   private readonly access: AccessEntry[];
   /** Rules grouped by their normalised, case-keyed path. */
   private readonly rules = new Map<string, CompiledRule[]>();
+  /** Case-keyed names of the children of a case-keyed directory path that carry a rule. */
+  private readonly ruledChildren = new Map<string, Set<string>>();
+  /** The rules' paths as configured (normalised), by case key: for messages and logs. */
+  private readonly rulePaths = new Map<string, string>();
+  readonly symlinks: SymlinkPolicy;
 
   constructor(cfg: ShareAclConfig) {
     this.share = cfg.name;
@@ -71,8 +93,18 @@ export class ShareAcl {
     this.caseSensitive = cfg.caseSensitive ?? true;
     this.guestRead = cfg.guest === 'read';
     this.access = cfg.access && cfg.access.length > 0 ? cfg.access : DEFAULT_ACCESS;
+    this.symlinks = cfg.symlinks ?? 'refuse';
     for (const r of cfg.rules ?? []) {
-      const key = this.pathKey(normalizePath(r.path));
+      const path = normalizePath(r.path);
+      const key = this.pathKey(path);
+      this.rulePaths.set(key, path);
+      if (key !== '/') {
+        const cut = key.lastIndexOf('/');
+        const parent = cut === 0 ? '/' : key.slice(0, cut);
+        let kids = this.ruledChildren.get(parent);
+        if (!kids) this.ruledChildren.set(parent, (kids = new Set()));
+        kids.add(key.slice(cut + 1));
+      }
       const list = this.rules.get(key) ?? [];
       list.push({
         users: new Set(r.users ?? []),
@@ -152,6 +184,50 @@ export class ShareAcl {
     if (this.allows(p, right, path)) return;
     if (this.readOnly && right !== 'read') throw new VfsError('EROFS', undefined, { path });
     throw new VfsError('EACCES', `${p.user} has no ${right} right on ${this.share}:${path}`, { path });
+  }
+
+  /**
+   * For a listing of `dir` (which the principal may read): a predicate telling which member names
+   * stay visible, or undefined when every member does (no rule sits directly below `dir`, the
+   * common case, which costs one map lookup).
+   */
+  memberFilter(p: Principal, dir: string): ((name: string) => boolean) | undefined {
+    if (this.ruledChildren.size === 0) return undefined;
+    const dirKey = this.pathKey(dir);
+    const kids = this.ruledChildren.get(dirKey);
+    if (!kids) return undefined;
+    const prefix = dirKey === '/' ? '/' : dirKey + '/';
+    const hidden = new Set<string>();
+    for (const k of kids) if (!this.allows(p, 'read', prefix + k)) hidden.add(k);
+    if (hidden.size === 0) return undefined;
+    // Backends may list names in NFD (macOS clients); rule paths are NFC, like every checked path.
+    return (name) => !hidden.has(this.caseSensitive ? name.normalize('NFC') : nameKey(name, false));
+  }
+
+  /** Whether two normalised paths name the same place on this share (case-folded where it is). */
+  samePath(a: string, b: string): boolean {
+    return a === b || this.pathKey(a) === this.pathKey(b);
+  }
+
+  /** Configured rule paths strictly below `path` (normalised share path). */
+  rulesBelow(path: string): string[] {
+    return this.rulesUnder(path, false);
+  }
+
+  /** Configured rule paths at `path` or below it. */
+  rulesAtOrBelow(path: string): string[] {
+    return this.rulesUnder(path, true);
+  }
+
+  private rulesUnder(path: string, self: boolean): string[] {
+    if (this.rulePaths.size === 0) return [];
+    const key = this.pathKey(path);
+    const prefix = key === '/' ? '/' : key + '/';
+    const out: string[] = [];
+    for (const [k, original] of this.rulePaths) {
+      if ((self && k === key) || (k !== key && k.startsWith(prefix))) out.push(original);
+    }
+    return out;
   }
 
   /** Whether the principal may see the share at all (listing shares, mounting). */

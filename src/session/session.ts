@@ -10,8 +10,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { VfsError, toVfsError } from '../vfs/errors.ts';
-import { joinPath, normalizePath } from '../vfs/path.ts';
-import { handleLockOwner, type ContentWriter, type Handle, type ReplaceOptions, type TreeError, type Vfs } from '../vfs/vfs.ts';
+import { normalizePath, symlinkLeavesShare } from '../vfs/path.ts';
+import { handleLockOwner, type ContentWriter, type Handle, type ReplaceOptions, type TreeError, type TreeGuard, type Vfs } from '../vfs/vfs.ts';
 import type { FileAttr, OpenOptions, ReaddirOptions, ReaddirResult, SetAttr, StatFsResult } from '../vfs/types.ts';
 import type { PropChange, PropRow } from '../store/metadata-store.ts';
 import type { Principal } from '../auth/authenticator.ts';
@@ -143,8 +143,25 @@ export class Session {
     return this.gate('pathOf', share, [], null, async (vol) => this.vfs.pathOf(vol, id));
   }
 
+  /**
+   * One page of a directory. Members the principal may not read are absent (access-based
+   * enumeration, for every protocol): they carry a rule of their own (see ShareAcl.memberFilter).
+   */
   readdir(share: string, path: string, options?: ReaddirOptions): Promise<ReaddirResult> {
-    return this.gate('readdir', share, [[path, 'read']], null, (vol) => this.vfs.readdir(vol, path, options));
+    return this.gate('readdir', share, [[path, 'read']], null, (vol, acl) => this.visiblePage(vol, acl, path, options));
+  }
+
+  private async visiblePage(vol: string, acl: ShareAcl, path: string, options: ReaddirOptions | undefined): Promise<ReaddirResult> {
+    let page = await this.vfs.readdir(vol, path, options);
+    const visible = acl.memberFilter(this.principal, normalizePath(path));
+    if (!visible) return page;
+    // An empty page means the end to every caller: a page that only hidden members filled is
+    // followed by the next one. Hidden members are rule paths, so this loops a few times at most.
+    for (;;) {
+      const entries = page.entries.filter((e) => visible(e.name));
+      if (entries.length > 0 || page.eof || page.entries.length === 0) return { entries, eof: page.eof };
+      page = await this.vfs.readdir(vol, path, { ...options, cookie: page.entries.at(-1)!.cookie });
+    }
   }
 
   readlink(share: string, path: string): Promise<string> {
@@ -167,12 +184,10 @@ export class Session {
    */
   readdirWithProps(share: string, path: string, options?: ReaddirOptions): Promise<ReaddirResult & { props: Map<string, PropRow[]> }> {
     return this.gate('readdir', share, [[path, 'read']], null, async (vol, acl) => {
-      const page = await this.vfs.readdir(vol, path, options);
-      const dir = normalizePath(path);
-      const readable = page.entries.filter((e) => acl.allows(this.principal, 'read', joinPath(dir, e.name)));
-      const rows = this.vfs.store.getPropsMany(readable.map((e) => e.attr.id));
+      const page = await this.visiblePage(vol, acl, path, options);
+      const rows = this.vfs.store.getPropsMany(page.entries.map((e) => e.attr.id));
       const props = new Map<string, PropRow[]>();
-      for (const e of readable) props.set(e.name, rows.get(e.attr.id) ?? []);
+      for (const e of page.entries) props.set(e.name, rows.get(e.attr.id) ?? []);
       return { ...page, props };
     });
   }
@@ -296,16 +311,96 @@ export class Session {
     return this.gate('rmdir', share, [[path, 'write']], { path }, (vol) => this.vfs.rmdir(vol, path, this.lockTokens));
   }
 
+  /**
+   * Removes a file or a tree. Every member is checked for write where a path rule lies below `path`;
+   * a member the principal may not remove is kept with its ancestors and reported (TreeError), and
+   * its subtree is not entered.
+   */
   removeTree(share: string, path: string): Promise<TreeError[]> {
-    return this.gate('remove-tree', share, [[path, 'write']], { path }, (vol) => this.vfs.removeTree(vol, path, this.lockTokens));
+    return this.gate('remove-tree', share, [[path, 'write']], { path }, (vol, acl) =>
+      this.vfs.removeTree(vol, path, this.lockTokens, this.treeGuard('remove-tree', share, undefined, [acl, path])),
+    );
   }
 
+  /**
+   * Renames within a share. Refused (EACCES) when a path rule lies at `from` or below it, or below
+   * `to`: the rule would then govern other files than before (see refuseRuleMove).
+   */
   rename(share: string, from: string, to: string, options?: { replace?: boolean }): Promise<void> {
-    return this.gate('rename', share, [[from, 'write'], [to, 'write']], { path: from, to }, (vol) => this.vfs.rename(vol, from, to, { ...options, tokens: this.lockTokens }));
+    return this.gate('rename', share, [[from, 'write'], [to, 'write']], { path: from, to }, (vol, acl) => {
+      this.refuseRuleMove(share, acl, from, acl, to);
+      return this.vfs.rename(vol, from, to, { ...options, tokens: this.lockTokens });
+    });
   }
 
+  /**
+   * Copies within a share. Below a path rule every member is checked: read on its source, write on
+   * its target, and the share's symlink policy for links; what the principal may not touch is not
+   * copied and is reported (TreeError), its subtree skipped.
+   */
   copy(share: string, from: string, to: string, options?: { replace?: boolean; depth?: 0 | 'infinity' }): Promise<TreeError[]> {
-    return this.gate('copy', share, [[from, 'read'], [to, 'write']], { path: from, to }, (vol) => this.vfs.copy(vol, from, to, { ...options, tokens: this.lockTokens }));
+    return this.gate('copy', share, [[from, 'read'], [to, 'write']], { path: from, to }, (vol, acl) =>
+      this.vfs.copy(vol, from, to, { ...options, tokens: this.lockTokens, guard: this.treeGuard('copy', share, [acl, from], [acl, to]) }),
+    );
+  }
+
+  /**
+   * The per-node checks and the audit of a recursive operation. Checks are made only where a path
+   * rule lies below the operation's root on that side: elsewhere every member inherits the root's
+   * decision (ShareAcl), which the gate has already checked. Paths are normalised before the check:
+   * backends may list names in NFD, rules are NFC.
+   */
+  private treeGuard(op: string, share: string, source: [ShareAcl, string] | undefined, target: [ShareAcl, string, string?]): TreeGuard {
+    const checker = (acl: ShareAcl, right: Right, root: string): ((path: string) => void) | undefined =>
+      acl.rulesBelow(normalizePath(root)).length === 0 ? undefined : (path) => acl.check(this.principal, right, normalizePath(path));
+    const [targetAcl, targetRoot, targetShare] = target;
+    const guard: TreeGuard = {
+      visited: (kind, path, error, to) =>
+        this.host.audit({
+          session: this.id,
+          user: this.principal.user,
+          client: this.clientAddress,
+          protocol: this.protocol,
+          op: `${op}-member`,
+          share,
+          path,
+          ...(to !== undefined ? { to } : {}),
+          ...(targetShare !== undefined ? { toShare: targetShare } : {}),
+          action: kind,
+          status: error === undefined ? 'ok' : error.code,
+        }),
+    };
+    const readCheck = source && checker(source[0], 'read', source[1]);
+    const writeCheck = checker(targetAcl, 'write', targetRoot);
+    if (readCheck) guard.source = readCheck;
+    if (writeCheck) guard.target = writeCheck;
+    if (targetAcl.symlinks === 'refuse') guard.link = (linkTarget, path) => this.checkSymlink(targetAcl, linkTarget, path);
+    return guard;
+  }
+
+  /**
+   * A path rule belongs to a path, not to the files under it: a rename or move of a directory that
+   * holds a rule's path (or of the rule's path itself), or that puts a tree where rules lie below
+   * its new name, would silently change which rule governs those files, for every principal. Such
+   * moves are refused; an administrator changes the rules first. Case-only renames on a
+   * case-insensitive share keep the same rule keys and pass.
+   */
+  private refuseRuleMove(share: string, fromAcl: ShareAcl, from: string, toAcl: ShareAcl, to: string): void {
+    const f = normalizePath(from);
+    const t = normalizePath(to);
+    if (fromAcl === toAcl && fromAcl.samePath(f, t)) return;
+    const rule = fromAcl.rulesAtOrBelow(f)[0] ?? toAcl.rulesBelow(t)[0];
+    if (rule === undefined) return;
+    const ruleShare = fromAcl.rulesAtOrBelow(f).length > 0 ? fromAcl.share : toAcl.share;
+    this.logger?.warn({ share, from: f, to: t, ruleShare, rule }, 'move refused: it would change which path rule governs files');
+    throw new VfsError('EACCES', `moving ${f} would change which path rule governs ${ruleShare}:${rule}; change the rule first`, { path: f });
+  }
+
+  /** The share's symlink policy (ShareAcl.symlinks) for a new link at `path`. */
+  private checkSymlink(acl: ShareAcl, target: string, path: string): void {
+    if (acl.symlinks === 'refuse' && symlinkLeavesShare(normalizePath(path), target)) {
+      throw new VfsError('EACCES', `symbolic links leading outside the share are refused on ${acl.share} (symlinks: refuse)`, { path });
+    }
   }
 
   /**
@@ -316,16 +411,23 @@ export class Session {
    */
   copyToShare(share: string, from: string, toShare: string, to: string, options: { replace?: boolean; depth?: 0 | 'infinity'; forMove?: boolean } = {}): Promise<TreeError[]> {
     const checks: [string, Right][] = options.forMove ? [[from, 'read'], [from, 'write']] : [[from, 'read']];
-    return this.gate(options.forMove ? 'move' : 'copy', share, checks, { path: from, toShare, to }, (vol) => {
+    const op = options.forMove ? 'move' : 'copy';
+    return this.gate(op, share, checks, { path: from, toShare, to }, (vol, acl) => {
       const dest = this.host.acl(toShare, this.protocol);
       dest.acl.check(this.principal, 'write', normalizePath(to));
+      // A move across shares is a copy and a removal, but it changes rule governance as a rename does.
+      if (options.forMove) this.refuseRuleMove(share, acl, from, dest.acl, to);
       const { replace, depth } = options;
-      return this.vfs.copy(vol, from, to, { replace, depth, tokens: this.lockTokens, toVolume: dest.volume });
+      const guard = this.treeGuard(op, share, [acl, from], [dest.acl, to, dest.volume]);
+      return this.vfs.copy(vol, from, to, { replace, depth, tokens: this.lockTokens, toVolume: dest.volume, guard });
     });
   }
 
   symlink(share: string, target: string, path: string): Promise<FileAttr> {
-    return this.gate('symlink', share, [[path, 'write']], { path, target }, (vol) => this.vfs.symlink(vol, target, path, this.lockTokens));
+    return this.gate('symlink', share, [[path, 'write']], { path, target }, (vol, acl) => {
+      this.checkSymlink(acl, target, path);
+      return this.vfs.symlink(vol, target, path, this.lockTokens);
+    });
   }
 
   link(share: string, existing: string, path: string): Promise<FileAttr> {
@@ -360,7 +462,17 @@ export class Session {
   /** Locks a path (WebDAV LOCK; whole-file unless a range is given). Shared locks need read, exclusive write. */
   lockPath(share: string, path: string, o: PathLockOptions): Promise<LockInfo> {
     const right: Right = o.kind === 'exclusive' || o.style === 'webdav' ? 'write' : 'read';
-    return this.gate('lock', share, [[path, right]], { path, kind: o.kind, depth: o.depth ?? 0 }, async (vol) => {
+    return this.gate('lock', share, [[path, right]], { path, kind: o.kind, depth: o.depth ?? 0 }, async (vol, acl) => {
+      // A depth-infinity lock covers every member, present and future, and cannot leave any out:
+      // refused as a whole when a rule below denies the right it needs (it would block the
+      // principals that rule admits).
+      if (o.depth === 'infinity') {
+        for (const rule of acl.rulesBelow(normalizePath(path))) {
+          if (!acl.allows(this.principal, right, rule)) {
+            throw new VfsError('EACCES', `a depth-infinity lock on ${normalizePath(path)} would cover ${rule}, where ${this.principal.user} has no ${right} right`, { path });
+          }
+        }
+      }
       const attr = await this.vfs.getattr(vol, path);
       return this.vfs.locks.lock({
         fileId: attr.id,

@@ -96,3 +96,21 @@ export function isSameOrDescendant(inner: string, outer: string): boolean {
 export function nameKey(name: string, caseSensitive: boolean): string {
   return caseSensitive ? name : name.toUpperCase().toLowerCase().normalize('NFC');
 }
+
+/**
+ * Whether a symbolic link at `linkPath` (normalised) with `target` leads outside the share: an
+ * absolute target, or `..` segments climbing above the root from the link's directory. Lexical, as
+ * the kernel would resolve it if no component were itself a link; a link inside the share that
+ * points at another in-share link is judged by that link's own check when it was made.
+ */
+export function symlinkLeavesShare(linkPath: string, target: string): boolean {
+  if (target.startsWith('/')) return true;
+  let depth = splitPath(parentPath(linkPath)).length;
+  for (const seg of target.split('/')) {
+    if (seg === '' || seg === '.') continue;
+    if (seg === '..') {
+      if (--depth < 0) return true;
+    } else depth++;
+  }
+  return false;
+}

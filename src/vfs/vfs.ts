@@ -109,6 +109,23 @@ export interface TreeError {
   error: VfsError;
 }
 
+/**
+ * Per-node checks and reports for the recursive operations (copy, removeTree), supplied by the
+ * session layer: the VFS itself decides no permission. A check throws to skip the node: the node
+ * is reported as a TreeError and its subtree is not entered (a copy does not copy it, a removal
+ * keeps it and so its ancestors).
+ */
+export interface TreeGuard {
+  /** Copy: may the source node at `path` be read? */
+  source?(path: string): void;
+  /** Copy: may a node be created at `path` in the target? Removal: may the node be removed? */
+  target?(path: string): void;
+  /** Copy: may a symbolic link to `target` be created at `path`? */
+  link?(target: string, path: string): void;
+  /** Every node touched (`error` undefined) or skipped or failed: for the audit log. */
+  visited?(op: 'copy' | 'remove', path: string, error: VfsError | undefined, to?: string): void;
+}
+
 const READDIR_DEFAULT = 1000;
 const READDIR_MAX = 10_000;
 const COPY_CHUNK = 4 * 1024 * 1024;
@@ -1237,7 +1254,7 @@ export class Vfs {
    * is streamed from one backend's reader into the other's atomic writer (no server-side copy
    * across backends), dead properties and Windows attributes follow, and the copies get new ids.
    */
-  async copy(volume: string, from: string, to: string, options: { replace?: boolean; depth?: 0 | 'infinity'; tokens?: Tokens; toVolume?: string } = {}): Promise<TreeError[]> {
+  async copy(volume: string, from: string, to: string, options: { replace?: boolean; depth?: 0 | 'infinity'; tokens?: Tokens; toVolume?: string; guard?: TreeGuard } = {}): Promise<TreeError[]> {
     const tokens = options.tokens ?? NO_TOKENS;
     const v = this.volume(volume);
     const w = options.toVolume === undefined ? v : this.volume(options.toVolume);
@@ -1254,22 +1271,27 @@ export class Vfs {
     this.checkDavLocks(w, dst.path, tokens, { self: false, parent: true });
     if (dst.stat) {
       if (options.replace === false) throw new VfsError('EEXIST', undefined, { path: t });
-      const errs = await this.removeTree(w.name, dst.path, tokens);
+      const g = options.guard;
+      const errs = await this.removeTree(w.name, dst.path, tokens, g && { target: g.target, visited: g.visited });
       if (errs.length > 0) return errs;
     }
     const errors: TreeError[] = [];
-    await this.copyNode(v, src.path, src.stat, w, dst.path, options.depth ?? 'infinity', errors);
+    await this.copyNode(v, src.path, src.stat, w, dst.path, options.depth ?? 'infinity', errors, options.guard);
     return errors;
   }
 
-  private async copyNode(v: Volume, from: string, st: BackendStat, w: Volume, to: string, depth: 0 | 'infinity', errors: TreeError[]): Promise<void> {
+  private async copyNode(v: Volume, from: string, st: BackendStat, w: Volume, to: string, depth: 0 | 'infinity', errors: TreeError[], guard: TreeGuard | undefined): Promise<void> {
     try {
+      guard?.source?.(from);
+      guard?.target?.(to);
       const srcRow = v.row(from);
       let out: BackendStat;
       if (st.type === 'dir') out = await w.backend.mkdir(to, st.mode);
       else if (st.type === 'symlink' && v.backend.readlink) {
         if (!w.backend.symlink) throw new VfsError('ENOTSUP', 'the destination share cannot store symbolic links', { path: to });
-        out = await w.backend.symlink(await v.backend.readlink(from), to);
+        const target = await v.backend.readlink(from);
+        guard?.link?.(target, to);
+        out = await w.backend.symlink(target, to);
       } else {
         // A pending async upload holds the latest content: land it before copying the object.
         await this.writeBack.uploadNow(srcRow.id);
@@ -1279,13 +1301,16 @@ export class Vfs {
       this.store.copyProps(srcRow.id, row.id);
       if (srcRow.attrs !== 0n) w.setWinAttributes(to, Number(srcRow.attrs));
       this.emit(w, 'create', row.id, to, out.type);
+      guard?.visited?.('copy', from, undefined, to);
     } catch (e) {
-      errors.push({ path: from, error: toVfsError(e, from) });
+      const error = toVfsError(e, from);
+      errors.push({ path: from, error });
+      guard?.visited?.('copy', from, error, to);
       return;
     }
     if (st.type === 'dir' && depth === 'infinity') {
       for await (const e of this.listAll(v, from)) {
-        await this.copyNode(v, joinPath(from, e.name), e, w, joinPath(to, e.name), depth, errors);
+        await this.copyNode(v, joinPath(from, e.name), e, w, joinPath(to, e.name), depth, errors, guard);
       }
     }
   }
@@ -1294,22 +1319,34 @@ export class Vfs {
    * Removes a file or a whole tree, children first. Members that cannot be removed (sharing
    * violation, permission) are reported and their ancestors are kept.
    */
-  async removeTree(volume: string, path: string, tokens: Tokens = NO_TOKENS): Promise<TreeError[]> {
+  async removeTree(volume: string, path: string, tokens: Tokens = NO_TOKENS, guard?: TreeGuard): Promise<TreeError[]> {
     const v = this.volume(volume);
     const p = v.normalize(path);
     if (p === '/') throw new VfsError('EBUSY', 'cannot remove the share root', { path: p });
     const r = await this.existing(v, p);
     const errors: TreeError[] = [];
-    await this.removeNode(v, r.path, r.stat, errors, tokens);
+    await this.removeNode(v, r.path, r.stat, errors, tokens, guard);
     return errors;
   }
 
-  private async removeNode(v: Volume, path: string, st: BackendStat, errors: TreeError[], tokens: Tokens): Promise<boolean> {
+  private async removeNode(v: Volume, path: string, st: BackendStat, errors: TreeError[], tokens: Tokens, guard: TreeGuard | undefined): Promise<boolean> {
+    const fail = (e: unknown): false => {
+      const error = toVfsError(e, path);
+      errors.push({ path, error });
+      guard?.visited?.('remove', path, error);
+      return false;
+    };
+    try {
+      // Checked before the children are listed: a node the principal may not remove is not entered.
+      guard?.target?.(path);
+    } catch (e) {
+      return fail(e);
+    }
     let ok = true;
     if (st.type === 'dir') {
       const children: BackendStat[] = [];
       for await (const e of this.listAll(v, path)) children.push(e);
-      for (const c of children) ok = (await this.removeNode(v, joinPath(path, c.name), c, errors, tokens)) && ok;
+      for (const c of children) ok = (await this.removeNode(v, joinPath(path, c.name), c, errors, tokens, guard)) && ok;
       if (!ok) return false;
     }
     try {
@@ -1317,10 +1354,10 @@ export class Vfs {
       this.shareModes.checkDelete(v.row(path).id);
       if (st.type === 'dir') await this.rmdirPath(v, path);
       else await this.unlinkPath(v, path, false);
+      guard?.visited?.('remove', path, undefined);
       return true;
     } catch (e) {
-      errors.push({ path, error: toVfsError(e, path) });
-      return false;
+      return fail(e);
     }
   }
 

@@ -54,6 +54,7 @@ describe('loadConfig: valid files', () => {
         guest: false,
         access: [{ users: ['*'], rights: ['read', 'write'] }],
         rules: [],
+        symlinks: 'refuse',
       },
     ]);
   });
