@@ -17,7 +17,7 @@
  * many bytes are already waiting to be written: a slow disk must not hold up reads from S3.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, open, readdir, rename, unlink, utimes } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, unlink, utimes, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { LRUCache } from 'lru-cache';
@@ -283,27 +283,39 @@ interface DiskEntry {
   touched: number;
 }
 
-const MAGIC = 0x50424b31; // "PBK1"
+/**
+ * Block file layout: a header (magic, id length, data length, CRC-32 of the data, the id), zero
+ * padding up to DATA_OFFSET, then the data. The data sits at a fixed offset so that a block can be
+ * written before its id is known: a writer's bytes are teed into block files while the upload runs,
+ * and the id (it holds the new object's ETag) and the header are filled in once S3 has answered
+ * (BlockSink). "PBK2"; files of the earlier layout ("PBK1", data right after the id) are not ours
+ * any more: the start-up scan removes them (they cost a GET each, never wrong data).
+ */
+const MAGIC = 0x50424b32; // "PBK2"
 const FIXED_HEADER = 16;
+export const DATA_OFFSET = 4096;
 const TOUCH_INTERVAL_MS = 60_000;
+/** Subdirectory of block files being written by a BlockSink (cleared at start-up). */
+const INCOMING = 'incoming';
 
-function encodeHeader(id: string, data: Buffer): Buffer {
+function encodeHeader(id: string, dataLength: number, crc: number): Buffer | undefined {
   const idBytes = Buffer.from(id, 'utf8');
-  const h = Buffer.alloc(FIXED_HEADER + idBytes.length);
+  if (FIXED_HEADER + idBytes.length > DATA_OFFSET) return undefined;
+  const h = Buffer.alloc(DATA_OFFSET);
   h.writeUInt32BE(MAGIC, 0);
   h.writeUInt32BE(idBytes.length, 4);
-  h.writeUInt32BE(data.length, 8);
-  h.writeUInt32BE(crc32(data), 12);
+  h.writeUInt32BE(dataLength, 8);
+  h.writeUInt32BE(crc, 12);
   idBytes.copy(h, FIXED_HEADER);
   return h;
 }
 
 /** The id stored in a block file's header (undefined when the header is not ours). */
-function headerId(buf: Buffer): { id: string; dataLen: number; crc: number; headerLen: number } | undefined {
+function headerId(buf: Buffer): { id: string; dataLen: number; crc: number } | undefined {
   if (buf.length < FIXED_HEADER || buf.readUInt32BE(0) !== MAGIC) return undefined;
   const idLen = buf.readUInt32BE(4);
-  if (idLen > 8192 || buf.length < FIXED_HEADER + idLen) return undefined;
-  return { id: buf.toString('utf8', FIXED_HEADER, FIXED_HEADER + idLen), dataLen: buf.readUInt32BE(8), crc: buf.readUInt32BE(12), headerLen: FIXED_HEADER + idLen };
+  if (FIXED_HEADER + idLen > DATA_OFFSET || buf.length < FIXED_HEADER + idLen) return undefined;
+  return { id: buf.toString('utf8', FIXED_HEADER, FIXED_HEADER + idLen), dataLen: buf.readUInt32BE(8), crc: buf.readUInt32BE(12) };
 }
 
 export interface DiskTierOptions {
@@ -367,6 +379,8 @@ export class DiskTier {
    */
   private async scan(): Promise<void> {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    // Blocks a writer was teeing when the process stopped: never adopted, never ours to serve.
+    await rm(join(this.dir, INCOMING), { recursive: true, force: true });
     const files: string[] = [];
     for (const sub of await readdir(this.dir).catch(() => [] as string[])) {
       if (!/^[0-9a-f]{2}$/.test(sub)) continue;
@@ -396,7 +410,7 @@ export class DiskTier {
       let st: Awaited<ReturnType<typeof fh.stat>>;
       try {
         st = await fh.stat();
-        const buf = Buffer.alloc(Math.min(st.size, FIXED_HEADER + 4096));
+        const buf = Buffer.alloc(Math.min(st.size, DATA_OFFSET));
         await fh.read(buf, 0, buf.length, 0);
         head = headerId(buf);
       } finally {
@@ -426,7 +440,7 @@ export class DiskTier {
   async get(id: string, expectLength: number): Promise<Buffer | undefined> {
     const e = this.lru.get(id);
     if (e === undefined) return undefined;
-    const headerLen = FIXED_HEADER + Buffer.byteLength(id, 'utf8');
+    const headerLen = DATA_OFFSET;
     if (e.size !== headerLen + expectLength) return this.corrupt(id);
     const head = Buffer.allocUnsafe(headerLen);
     const data = Buffer.allocUnsafe(expectLength);
@@ -494,7 +508,8 @@ export class DiskTier {
       this.madeDirs.add(sub);
     }
     const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-    const header = encodeHeader(id, data);
+    const header = encodeHeader(id, data.length, crc32(data));
+    if (header === undefined) return;
     try {
       const fh = await open(tmp, 'w', 0o600);
       try {
@@ -518,6 +533,40 @@ export class DiskTier {
     for (const id of this.versions.ids(objectKey(key, etag))) this.lru.delete(id);
   }
 
+  /**
+   * A write-through sink for an object being uploaded (`sizeHint` bytes, when known): undefined
+   * when it would not fit in half the tier (one upload must not flush the whole cache).
+   */
+  sink(key: string, blockSize: number, sizeHint: number | undefined): BlockSink | undefined {
+    if (sizeHint !== undefined && sizeHint > this.lru.maxSize / 2) return undefined;
+    return new BlockSink(this, key, blockSize, join(this.dir, INCOMING), this.lru.maxSize / 2);
+  }
+
+  /**
+   * Takes a block file a sink wrote (header in place) into the tier under its id: renamed to the
+   * block's name, indexed. A failure leaves the block out (the file is removed).
+   */
+  async adopt(id: string, b: BlockRef, tmp: string, dataLength: number): Promise<void> {
+    await this.ready;
+    const file = this.fileOf(id);
+    const sub = join(file, '..');
+    try {
+      if (!this.madeDirs.has(sub)) {
+        await mkdir(sub, { recursive: true, mode: 0o700 });
+        this.madeDirs.add(sub);
+      }
+      await this.unlinking.get(file);
+      await rename(tmp, file);
+    } catch {
+      await unlink(tmp).catch(() => undefined);
+      return;
+    }
+    const version = objectKey(b.key, b.etag);
+    this.lru.set(id, { size: DATA_OFFSET + dataLength, file, version, touched: Date.now() });
+    this.versions.add(version, id);
+    this.meters.cacheBytes('disk', this.lru.calculatedSize);
+  }
+
   /** Test/inspection helper: the file holding a block. */
   pathOf(id: string): string | undefined {
     return this.lru.get(id)?.file;
@@ -531,5 +580,178 @@ export class DiskTier {
   async flush(): Promise<void> {
     await this.ready;
     while (this.pending.size > 0 || this.unlinking.size > 0) await Promise.allSettled([...this.pending, ...this.unlinking.values()]);
+  }
+}
+
+/** One block file a sink is filling or has filled (data at DATA_OFFSET, header written at adopt). */
+interface SinkBlock {
+  file: string;
+  fh: FileHandle | undefined;
+  length: number;
+  crc: number;
+}
+
+/**
+ * Write-through of an upload into the disk tier (read-after-write without a GET). The writer
+ * (writer.ts) hands every byte it uploads to the sink as well; the sink puts them into one file per
+ * block under `<cacheDir>/incoming/`, at the block file's data offset, with a running CRC-32. The
+ * block ids hold the object's ETag, which only the store's answer to the upload tells: adopt(etag)
+ * then writes each header and renames the files into the tier. So a file just written through the
+ * gateway reads from local disk, as rclone's `--vfs-cache-mode full` serves it from its cache,
+ * keyed by the version S3 assigned: a later change by another client has another ETag and never
+ * reads these blocks (they are dropped when the backend sees the new ETag).
+ *
+ * Decisions: the tee is awaited by the writer's write() (the store is the slower side, and a
+ * bounded writer must not queue unbounded disk writes); any local failure (disk full, ...) just
+ * ends the sink - the upload never fails because of its cache; an upload larger than half the
+ * tier is not teed (it would flush the whole cache for one file); a patch writer's server-side
+ * copied ranges never pass through here, so such an upload ends its sink (writer.ts).
+ */
+export class BlockSink {
+  private readonly tier: DiskTier;
+  private readonly key: string;
+  private readonly blockSize: number;
+  private readonly dir: string;
+  private readonly maxBytes: number;
+  private readonly blocks: SinkBlock[] = [];
+  private total = 0;
+  private dead = false;
+  private dirMade = false;
+
+  constructor(tier: DiskTier, key: string, blockSize: number, dir: string, maxBytes: number) {
+    this.tier = tier;
+    this.key = key;
+    this.blockSize = blockSize;
+    this.dir = dir;
+    this.maxBytes = maxBytes;
+  }
+
+  get alive(): boolean {
+    return !this.dead;
+  }
+
+  /** Appends the chunks (in order) to the block files; never throws (a failure ends the sink). */
+  async writev(chunks: readonly Uint8Array[]): Promise<void> {
+    if (this.dead) return;
+    try {
+      let pieces: Uint8Array[] = [];
+      let queued = 0;
+      let cur: SinkBlock | undefined;
+      const flush = async (): Promise<void> => {
+        if (cur === undefined || queued === 0) return;
+        for (const p of pieces) cur.crc = crc32(p, cur.crc);
+        await writevAll(cur.fh!, pieces, DATA_OFFSET + cur.length);
+        cur.length += queued;
+        pieces = [];
+        queued = 0;
+        if (cur.length === this.blockSize) {
+          const fh = cur.fh!;
+          cur.fh = undefined;
+          await fh.close();
+        }
+      };
+      for (const chunk of chunks) {
+        let off = 0;
+        while (off < chunk.length) {
+          if (cur === undefined || cur.length + queued >= this.blockSize) {
+            await flush();
+            cur = await this.current();
+          }
+          const n = Math.min(this.blockSize - cur.length - queued, chunk.length - off);
+          pieces.push(chunk.subarray(off, off + n));
+          queued += n;
+          off += n;
+          this.total += n;
+        }
+      }
+      await flush();
+      if (this.total > this.maxBytes) await this.discard();
+    } catch {
+      await this.discard();
+    }
+  }
+
+  write(chunk: Uint8Array): Promise<void> {
+    return this.writev([chunk]);
+  }
+
+  /** The block being filled (a new one when the last is full). */
+  private async current(): Promise<SinkBlock> {
+    const last = this.blocks[this.blocks.length - 1];
+    if (last !== undefined && last.length < this.blockSize) return last;
+    if (!this.dirMade) {
+      await mkdir(this.dir, { recursive: true, mode: 0o700 });
+      this.dirMade = true;
+    }
+    const file = join(this.dir, `${process.pid}-${Math.random().toString(36).slice(2)}-${this.blocks.length}.tmp`);
+    const b: SinkBlock = { file, fh: undefined, length: 0, crc: 0 };
+    this.blocks.push(b);
+    b.fh = await open(file, 'w', 0o600);
+    return b;
+  }
+
+  /**
+   * The upload committed as `etag` with exactly the bytes written here: headers in, files into the
+   * tier. Bytes written here that are not the object's (a size mismatch) adopt nothing.
+   */
+  async adopt(etag: string, size: number): Promise<void> {
+    if (this.dead) return;
+    if (size !== this.total) return this.discard();
+    this.dead = true;
+    const blocks = this.blocks.splice(0);
+    try {
+      for (let i = 0; i < blocks.length; i += 16) {
+        await Promise.all(blocks.slice(i, i + 16).map(async (b, k) => {
+          const index = i + k;
+          const ref: BlockRef = { key: this.key, etag, index };
+          const id = blockId(this.blockSize, ref);
+          const header = encodeHeader(id, b.length, b.crc);
+          const fh = b.fh ?? await open(b.file, 'r+');
+          b.fh = undefined;
+          try {
+            if (header === undefined) throw new Error('block id too long');
+            await fh.write(header, 0, header.length, 0);
+          } catch (e) {
+            await fh.close().catch(() => undefined);
+            await unlink(b.file).catch(() => undefined);
+            throw e;
+          }
+          await fh.close();
+          await this.tier.adopt(id, ref, b.file, b.length);
+        }));
+      }
+    } catch {
+      await removeBlocks(blocks);
+    }
+  }
+
+  /** Drops everything written (abort, a failure, an upload this sink cannot describe). */
+  async discard(): Promise<void> {
+    this.dead = true;
+    await removeBlocks(this.blocks.splice(0));
+  }
+}
+
+async function removeBlocks(blocks: SinkBlock[]): Promise<void> {
+  for (const b of blocks) {
+    const fh = b.fh;
+    b.fh = undefined;
+    await fh?.close().catch(() => undefined);
+    await unlink(b.file).catch(() => undefined);
+  }
+}
+
+async function writevAll(fh: FileHandle, pieces: Uint8Array[], position: number): Promise<void> {
+  let rest = pieces;
+  let at = position;
+  while (rest.length > 0) {
+    let n = (await fh.writev(rest, at)).bytesWritten;
+    at += n;
+    // A short write (rare): go on with what is left.
+    while (rest.length > 0 && n >= rest[0]!.length) {
+      n -= rest[0]!.length;
+      rest = rest.slice(1);
+    }
+    if (n > 0) rest = [rest[0]!.subarray(n), ...rest.slice(1)];
   }
 }

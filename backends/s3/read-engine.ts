@@ -35,7 +35,7 @@
  *   that ETag; a different one raises EtagChangedError, and the old version's blocks are dropped.
  */
 import { LRUCache } from 'lru-cache';
-import { BlockPool, blockId, type BlockRef, type DiskTier, type MemoryTier } from './block-cache.ts';
+import { BlockPool, blockId, type BlockRef, type BlockSink, type DiskTier, type MemoryTier } from './block-cache.ts';
 import { EtagChangedError, type S3Transport } from './transport.ts';
 import type { S3Meters } from './s3-metrics.ts';
 
@@ -181,6 +181,14 @@ export class ReadEngine {
       this.memory.dropVersion(key, prev);
       this.disk?.dropVersion(key, prev);
     }
+  }
+
+  /**
+   * A write-through sink for an upload to `key` (block-cache.ts BlockSink): its bytes land in the
+   * disk tier under the ETag the store assigns. Undefined without a disk tier.
+   */
+  sink(key: string, sizeHint: number | undefined): BlockSink | undefined {
+    return this.disk?.sink(key, this.blockSize, sizeHint);
   }
 
   /** Puts freshly written content in the memory tier (read-your-writes without a GET). */

@@ -40,6 +40,7 @@ import type { BackendStat, PatchWriter, SetMetadata } from '../../src/vfs/backen
 import { VfsError, toVfsError } from '../../src/vfs/errors.ts';
 import { encodeMeta } from './keys.ts';
 import { isPreconditionFailed, type S3Transport } from './transport.ts';
+import type { BlockSink } from './block-cache.ts';
 
 const MiB = 1024 * 1024;
 export const MAX_PART_BYTES = 5 * 1024 * MiB;
@@ -68,6 +69,8 @@ export interface WriterHost {
   copyPartMax: number;
   /** Bytes [start, end) of version (key, etag); ESTALE when the object is no longer that version. */
   readBase(path: string, key: string, etag: string, size: number, start: number, end: number): Promise<Buffer>;
+  /** The read engine: written bytes are teed into its disk tier (read-after-write without a GET). */
+  readonly engine?: { sink(key: string, sizeHint: number | undefined): BlockSink | undefined };
 }
 
 export interface WriterParams {
@@ -107,6 +110,8 @@ export class S3Writer implements PatchWriter {
   private done = false;
   /** When the multipart upload began (its completion is verified against it). */
   private startedAt = 0;
+  /** Write-through into the disk block cache, adopted under the new ETag at commit (block-cache.ts). */
+  private sink: BlockSink | undefined;
 
   constructor(host: WriterHost, p: WriterParams) {
     this.host = host;
@@ -117,6 +122,7 @@ export class S3Writer implements PatchWriter {
     // Patch writers may add one copy part per uploaded one: half the parts for the uploaded ones.
     const forHint = hint === undefined ? 0 : Math.ceil(hint / (p.base !== undefined ? 4000 : 9000) / MiB) * MiB;
     this.basePart = Math.min(MAX_PART_BYTES, Math.max(MIN_PART_BYTES, host.partSize, forHint));
+    this.sink = host.engine?.sink(p.key, hint);
   }
 
   private partSize(n: number): number {
@@ -132,8 +138,21 @@ export class S3Writer implements PatchWriter {
   }
 
   async write(chunk: Uint8Array): Promise<void> {
+    return this.writev([chunk]);
+  }
+
+  /** The chunks in order: one vectored write into the cache sink, then into the parts. */
+  async writev(chunks: readonly Uint8Array[]): Promise<void> {
     this.live();
-    if (this.total + chunk.length > this.host.maxFileSize) throw new VfsError('EFBIG', undefined, { path: this.p.path });
+    let n = 0;
+    for (const c of chunks) n += c.length;
+    if (this.total + n > this.host.maxFileSize) throw new VfsError('EFBIG', undefined, { path: this.p.path });
+    if (this.sink?.alive === true) await this.sink.writev(chunks);
+    for (const c of chunks) await this.writeParts(c);
+  }
+
+  private async writeParts(chunk: Uint8Array): Promise<void> {
+    this.live();
     let off = 0;
     while (off < chunk.length) {
       const part = this.current ?? (this.current = await this.newPart());
@@ -262,6 +281,12 @@ export class S3Writer implements PatchWriter {
   /** One UploadPartCopy part of the base, in the background like an uploaded part. */
   private async shipCopy(start: number, end: number): Promise<void> {
     const base = this.p.base as { etag: string; size: number };
+    // Copied bytes never pass through the writer: its cache sink cannot describe the object.
+    if (this.sink !== undefined) {
+      const s = this.sink;
+      this.sink = undefined;
+      await s.discard();
+    }
     const number = this.nextPart++;
     if (number > MAX_PARTS) throw new VfsError('EFBIG', 'more than 10,000 parts', { path: this.p.path });
     let uploadId: string;
@@ -323,6 +348,7 @@ export class S3Writer implements PatchWriter {
       }) : await complete();
       this.host.uploadEnded(uploadId);
       this.uploadId = undefined;
+      await this.adoptCache(etag);
       return await this.host.published(this.p.path, this.p.key, etag, undefined, hasMeta(meta) ? meta : undefined);
     } catch (e) {
       await this.cleanup();
@@ -360,6 +386,7 @@ export class S3Writer implements PatchWriter {
         if (await this.host.exists(this.p.key, this.p.path)) throw new VfsError('EEXIST', undefined, { path: this.p.path });
         return put();
       }) : await put();
+      await this.adoptCache(etag);
       return await this.host.published(this.p.path, this.p.key, etag, body, undefined);
     } finally {
       if (part !== undefined) await releasePart(part);
@@ -371,8 +398,21 @@ export class S3Writer implements PatchWriter {
     await this.cleanup();
   }
 
+  /**
+   * The object is in the store as `etag`: the teed blocks join the disk tier under it, before the
+   * new version is published to the caches (a reader that learns the ETag finds its blocks).
+   */
+  private async adoptCache(etag: string): Promise<void> {
+    const s = this.sink;
+    this.sink = undefined;
+    await s?.adopt(etag, this.total);
+  }
+
   private async cleanup(): Promise<void> {
     this.failure ??= new VfsError('ECANCELED', 'writer aborted', { path: this.p.path });
+    const s = this.sink;
+    this.sink = undefined;
+    await s?.discard();
     while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
     if (this.current !== undefined) {
       await releasePart(this.current);

@@ -313,7 +313,9 @@ describe('async write-back over S3, across a crash', () => {
     // Meanwhile another S3 client replaces the object.
     await env.rawPut(`${prefix}/q`, 'the other client wins');
     const adminPort = await freePort();
-    const second = new Child({ stateDir: state, prefix, writeBack: { permanentFailureAttempts: 2 }, adminPort });
+    // Without its disk block tier: the base's blocks the first run cached there would rebuild the
+    // whole content (saved: 'content'); this case is about a base that can no longer be read.
+    const second = new Child({ stateDir: state, prefix, writeBack: { permanentFailureAttempts: 2 }, adminPort, options: { diskCacheBytes: 0 } });
     await until(async () => (await second.stats()).quarantined === 1, 30_000, 'the quarantine');
     expect((await second.stats()).pending).toBe(0);
     expect((await env.rawGet(`${prefix}/q`))!.toString()).toBe('the other client wins');
