@@ -4,7 +4,9 @@
  * S3-compatible stores implement S3 to different depths: stock s3rver answers ListMultipartUploads
  * and UploadPartCopy with 501 NotImplemented and AbortMultipartUpload with 405 MethodNotAllowed;
  * older AWS answered a conditional PUT (If-None-Match) with 501; Ceph, MinIO, Garage, SeaweedFS
- * each lack a few others. Such an answer is about a feature, never about the endpoint's health
+ * each lack a few others. One defect counts as a missing feature too: a CopyObject onto an
+ * existing key that reports the key's previous ETag for new content (stock s3rver keeps the old
+ * MD5 when metadata is replaced), found by s3-backend.ts's copy(). Such an answer is about a feature, never about the endpoint's health
  * (retry.ts keeps it away from the circuit breaker). The first one per feature disables the feature
  * for this backend with one warning naming the store's answer and what degrades, and sets
  * `portico_s3_feature_available{share,feature}` to 0 (1 until then). What depends on a feature
@@ -16,7 +18,7 @@ import type { Logger } from '../../src/log/logger.ts';
 import type { Metrics } from '../../src/metrics/metrics.ts';
 import { httpStatusOf } from './retry.ts';
 
-export const STORE_FEATURES = ['multipartListing', 'multipartAbort', 'uploadPartCopy', 'conditionalWrites', 'copyConditions'] as const;
+export const STORE_FEATURES = ['multipartListing', 'multipartAbort', 'uploadPartCopy', 'conditionalWrites', 'copyConditions', 'copyEtags'] as const;
 export type StoreFeature = (typeof STORE_FEATURES)[number];
 
 /** What the gateway does without each feature (the log line and the README say the same). */
@@ -26,6 +28,7 @@ export const DEGRADATION: Record<StoreFeature, string> = {
   uploadPartCopy: 'patched writes of large files and copies above multipartCopyThreshold upload the whole object: unchanged ranges are streamed from the store through the gateway (GET + UploadPart) instead of copied inside it',
   conditionalWrites: 'exclusive creates are checked by a HEAD under a per-key lock only, without If-None-Match (a create racing another S3 client on the same name is not caught by the store)',
   copyConditions: 'server-side copies are not pinned to the source version (x-amz-copy-source-if-match is not sent)',
+  copyEtags: 'a copy onto an existing object deletes that object first, so the copy gets an ETag of its own (not atomic: other S3 clients may miss the name for a moment)',
 };
 
 const UNSUPPORTED_CODES = new Set(['NotImplemented', 'NotSupported', 'XNotImplemented', 'UnsupportedOperation', 'MethodNotAllowed']);

@@ -539,19 +539,32 @@ export class S3Backend implements Backend, WriterHost, ListHost {
   async copy(from: string, to: string): Promise<BackendStat> {
     const srcKey = this.keys.fileKey(from);
     const dstKey = this.keys.fileKey(to);
+    let replaced: string | undefined;
     for (let attempt = 0; ; attempt++) {
       const src = await this.existing(from, attempt > 0);
       if (src.kind !== 'file') throw new VfsError('EISDIR', undefined, { path: from });
       if (attempt === 0) {
         await this.checkParent(to);
-        if ((await this.lookup(to)).kind === 'dir') throw new VfsError('EISDIR', undefined, { path: to });
+        const dst = await this.lookup(to);
+        if (dst.kind === 'dir') throw new VfsError('EISDIR', undefined, { path: to });
+        if (dst.kind === 'file' && srcKey !== dstKey) replaced = dst.head.etag;
       }
       const meta = { ...src.head.meta };
       // Without an explicit mtime the copy's would be its own LastModified: a rename must keep it.
       meta.mtime ??= formatTime(src.stat.mtimeNs);
       let etag: string;
       try {
+        // A store whose copies keep the destination's old ETag (features.ts, copyEtags): the old
+        // object goes first, so the copy is identified by its own content.
+        if (replaced !== undefined && !this.transport.features.has('copyEtags')) await this.transport.delete(dstKey, to);
         etag = await this.copyObject(srcKey, dstKey, src.head.size, meta, src.head.contentType, to, src.head.etag);
+        if (replaced !== undefined && etag === replaced && etag !== src.head.etag && this.transport.features.has('copyEtags')) {
+          // New content under the replaced object's ETag: caches keyed by ETag would serve the old
+          // bytes. Written again, with the old object out of the way first.
+          this.transport.features.disable('copyEtags', `CopyObject onto ${dstKey} answered its previous ETag ${etag} for the content of ${srcKey} (ETag ${src.head.etag})`);
+          await this.transport.delete(dstKey, to);
+          etag = await this.copyObject(srcKey, dstKey, src.head.size, meta, src.head.contentType, to, src.head.etag);
+        }
       } catch (e) {
         if (isNotFound(e)) {
           this.meta.forget(srcKey);

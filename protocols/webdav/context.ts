@@ -189,7 +189,7 @@ export class DavContext {
     // No lock anywhere (the common case): skip the lookup (a getattr on the backend).
     if (!this.session.anyLocks) return [];
     try {
-      return (await this.session.locksOn(this.share, path)).filter((l) => l.style === 'webdav');
+      return (await this.session.locksOn(this.share, path)).filter((l) => l.style === 'token');
     } catch (e) {
       if (isVfsError(e, 'ENOENT') || isVfsError(e, 'ENOTDIR')) return [];
       throw e;

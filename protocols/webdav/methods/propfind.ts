@@ -42,7 +42,7 @@ export function parsePropfindBody(root: XmlElement | undefined): PropRequest {
 export function propSources(ctx: DavContext, spellingOf: (share: string) => string): PropSources {
   const quotas = new Map<string, Quota | Promise<Quota>>();
   const lookupLocks = async (r: DavResource): Promise<LockEntries> => {
-    const locks = (await ctx.session.locksOn(r.share, r.path)).filter((l) => l.style === 'webdav');
+    const locks = (await ctx.session.locksOn(r.share, r.path)).filter((l) => l.style === 'token');
     const out: LockEntries = [];
     for (const lock of locks) {
       let root: string | undefined;
