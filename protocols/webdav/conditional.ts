@@ -68,7 +68,7 @@ async function resourceState(ctx: DavContext, share: string, path: string): Prom
   const remember = (locks: Awaited<ReturnType<typeof s.locksOn>>): Set<string> => {
     const tokens = new Set<string>();
     for (const l of locks) {
-      if (l.style !== 'webdav') continue;
+      if (l.style !== 'token') continue;
       tokens.add(l.token);
       ctx.knownLocks.set(l.token, l);
     }

@@ -8,7 +8,7 @@
  *     posix   → the owner's own locks never conflict; a new lock replaces/merges them like fcntl(F_SETLK).
  *     windows → same handle conflicts only when the new lock is exclusive (MS-FSA 2.1.4.10: "overlapping
  *               exclusive byte-range locks are not allowed even by the same owner"; shared over own exclusive is fine).
- *     webdav  → no exemption: WebDAV locks are identified by token (RFC 4918 §6.1), so the same principal
+ *     token   → no exemption: token locks (WebDAV's, RFC 4918 §6.1) are identified by their token, so the same principal
  *               asking for a second exclusive lock on a locked resource gets 423 like anybody else.
  *   The same owner key with different styles is treated as two different owners.
  * - `ancestors` lists the ids of ALL ancestor directories; order is irrelevant to the manager (callers
@@ -26,14 +26,24 @@ import { VfsError } from '../vfs/errors.ts';
 export type FileId = bigint;
 
 export interface LockOwner {
-  protocol: 'webdav' | 'smb' | 'nfs' | 'fuse' | 'internal';
+  /**
+   * The front-end's name ('webdav', 'smb', 'nfs', 'fuse', a plugin's, or 'internal'): part of the
+   * owner key only, so the lock manager knows no protocol list.
+   */
+  protocol: string;
   /** smb: `${sessionId}:${fileHandleId}`, nfs: `${clientid}:${owner}`, webdav: principal name, fuse: lock owner. */
   id: string;
   principal?: string;
 }
 
 export type LockKind = 'shared' | 'exclusive';
-export type LockStyle = 'posix' | 'windows' | 'webdav';
+/**
+ * posix: fcntl semantics; windows: SMB byte-range semantics; token: a lock identified by a token
+ * that the holder presents with each change it makes (WebDAV's; a generic lock credential: any
+ * front-end with such tokens uses it). Token locks block every change made without their token,
+ * whatever the protocol, and are the ones that outlive a restart (lock-persistence.ts).
+ */
+export type LockStyle = 'posix' | 'windows' | 'token';
 
 /** Byte range, end exclusive. */
 export interface LockRange {
@@ -123,8 +133,7 @@ interface FileState {
 }
 
 const KINDS = new Set(['shared', 'exclusive']);
-const STYLES = new Set(['posix', 'windows', 'webdav']);
-const PROTOCOLS = new Set(['webdav', 'smb', 'nfs', 'fuse', 'internal']);
+const STYLES = new Set(['posix', 'windows', 'token']);
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 function einval(what: string): VfsError {
@@ -132,7 +141,7 @@ function einval(what: string): VfsError {
 }
 
 function ownerKeyOf(owner: LockOwner): string {
-  if (owner === null || typeof owner !== 'object' || !PROTOCOLS.has(owner.protocol) || typeof owner.id !== 'string') {
+  if (owner === null || typeof owner !== 'object' || typeof owner.protocol !== 'string' || owner.protocol === '' || owner.protocol.includes(':') || typeof owner.id !== 'string') {
     throw einval('invalid lock owner');
   }
   return `${owner.protocol}:${owner.id}`;
@@ -246,7 +255,7 @@ export class LockManager {
   /**
    * posix: releases the owner's posix locks in `range`, splitting as needed; unlocking an unlocked range is a no-op.
    * windows: removes the owner's windows lock with exactly this range (exclusive first, as Samba does), else ENOTLOCKED.
-   * webdav: removes the owner's webdav locks with exactly this range, else ENOTLOCKED (prefer unlockToken).
+   * token: removes the owner's token locks with exactly this range, else ENOTLOCKED (prefer unlockToken).
    */
   unlock(fileId: FileId, owner: LockOwner, range: LockRange = WHOLE_FILE, style: LockStyle = 'posix'): void {
     const ownerKey = ownerKeyOf(owner);
@@ -311,7 +320,7 @@ export class LockManager {
    * - windows (SMB byte-range locks, MS-FSA 2.1.4.10): mandatory. An exclusive lock blocks reads and
    *   writes through any other handle; a shared lock blocks writes through every handle, its own
    *   included. "Same" means the same lock owner id (the handle), whatever the protocol.
-   * - webdav (RFC 4918 §7): write locks. They never block reads; a write needs the lock's token among
+   * - token (WebDAV, RFC 4918 §7): write locks. They never block reads; a write needs the lock's token among
    *   `who.tokens` (submitted in the If header), also for depth-infinity locks on `ancestors`.
    * - posix (NFSv4 LOCK, fcntl): advisory, as on Linux and every common NFS server: they conflict
    *   with other locks (lock()/test()), never with I/O.
@@ -323,7 +332,7 @@ export class LockManager {
     const write = access === 'write';
     for (const e of this.#files.get(fileId)?.locks ?? []) {
       if (e.style === 'posix') continue;
-      if (e.style === 'webdav') {
+      if (e.style === 'token') {
         if (write && !who.tokens.has(e.token)) throw new VfsError('ELOCKED');
         continue;
       }
@@ -333,7 +342,7 @@ export class LockManager {
     if (!write) return;
     for (const a of ancestors) {
       for (const e of this.#files.get(a)?.locks ?? []) {
-        if (e.style === 'webdav' && e.depth === 'infinity' && !who.tokens.has(e.token)) throw new VfsError('ELOCKED');
+        if (e.style === 'token' && e.depth === 'infinity' && !who.tokens.has(e.token)) throw new VfsError('ELOCKED');
       }
     }
   }
@@ -346,13 +355,14 @@ export class LockManager {
     return found === undefined ? undefined : toInfo(found);
   }
 
-  releaseOwner(owner: LockOwner): number {
+  /** Releases the owner's locks (all, or all but those of the style `keep`) and cancels its waits. */
+  releaseOwner(owner: LockOwner, options: { keep?: LockStyle } = {}): number {
     const ownerKey = ownerKeyOf(owner);
     this.#expireDue();
     for (const w of [...(this.#waitersByOwner.get(ownerKey) ?? [])]) {
       this.#failWaiter(w, new VfsError('ECANCELED', 'ECANCELED: lock owner released'));
     }
-    const mine = [...(this.#byOwner.get(ownerKey) ?? [])];
+    const mine = [...(this.#byOwner.get(ownerKey) ?? [])].filter((e) => e.style !== options.keep);
     for (const e of mine) this.#remove(e, 'released');
     this.#wake();
     return mine.length;
@@ -374,11 +384,11 @@ export class LockManager {
     };
   }
 
-  /** WebDAV locks with a timeout: the only ones clients expect to survive a restart (RFC 4918 §6.6). */
+  /** Token locks with a timeout: the only ones clients expect to survive a restart (WebDAV, RFC 4918 §6.6). */
   exportDurable(): LockInfo[] {
     this.#expireDue();
     const out: LockInfo[] = [];
-    for (const e of this.#byToken.values()) if (e.style === 'webdav' && e.timeoutMs !== undefined) out.push(toInfo(e));
+    for (const e of this.#byToken.values()) if (e.style === 'token' && e.timeoutMs !== undefined) out.push(toInfo(e));
     return out;
   }
 

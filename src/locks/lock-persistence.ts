@@ -29,7 +29,10 @@ function decode(text: string): LockInfo[] {
     }
     return v;
   });
-  return Array.isArray(out) ? (out as LockInfo[]) : [];
+  if (!Array.isArray(out)) return [];
+  // Saved before the style was renamed from 'webdav' to 'token' (the lock manager knows no protocols).
+  for (const l of out as Array<{ style?: unknown }>) if (l !== null && typeof l === 'object' && l.style === 'webdav') l.style = 'token';
+  return out as LockInfo[];
 }
 
 export class DurableLocks {
@@ -61,7 +64,7 @@ export class DurableLocks {
       }
     }
     this.unsubscribe = this.locks.onChange((ev) => {
-      if (ev.lock.style === 'webdav') this.schedule();
+      if (ev.lock.style === 'token') this.schedule();
     });
     return restored;
   }

@@ -8,12 +8,13 @@
 import type { PorticoConfig } from '../config/schema.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Metrics } from '../metrics/metrics.ts';
+import type { SessionManager } from '../session/session-manager.ts';
 
 export interface ProtocolContext {
   /** Effective config. Listen address for a plugin: `config.protocols[name].listen ?? config.server.listen`. */
   config: PorticoConfig;
-  /** The SessionManager (typed as unknown until session/session-manager.ts exists). */
-  sessions: unknown;
+  /** The one gate: protocols open sessions here and call nothing else of the core. */
+  sessions: SessionManager;
   /** Already a child logger `{ protocol: name }`. */
   logger: Logger;
   metrics: Metrics;

@@ -18,6 +18,15 @@ import type { Principal } from '../auth/authenticator.ts';
 import type { Right, ShareAcl } from '../acl/acl.ts';
 import type { LockInfo, LockKind, LockOwner, LockRange, LockStyle } from '../locks/lock-manager.ts';
 
+/** A principal's rights on a path (Session.access). */
+export interface AccessRights {
+  read: boolean;
+  write: boolean;
+  delete: boolean;
+  admin: boolean;
+  readOnlyShare: boolean;
+}
+
 export interface SessionInit {
   principal: Principal;
   protocol: string;
@@ -58,9 +67,10 @@ export class Session {
   private readonly lockOwners = new Map<string, LockOwner>();
   private closed = false;
   /**
-   * WebDAV lock tokens the client presented for the current request (from its `If` header). Every
-   * change this session makes passes them to the VFS; a WebDAV lock blocks changes by anyone who
-   * does not present its token, whatever their protocol. Protocols without tokens leave it empty.
+   * Lock tokens the caller presents for the current request (generic lock credentials; WebDAV: from
+   * its `If` header). Every change this session makes passes them to the VFS; a token lock blocks
+   * changes by anyone who does not present its token, whatever their protocol. Front-ends without
+   * tokens leave it empty.
    */
   lockTokens: Set<string> = new Set();
 
@@ -133,6 +143,27 @@ export class Session {
   }
 
   // ---------------------------------------------------------------- lookups
+
+  /**
+   * The principal's rights on a path, decided once here for every front-end: NFS ACCESS, SMB
+   * MAXIMUM_ALLOWED and the WebDAV UI's read-only hint map this instead of asking the ACL. No file
+   * is looked up (the rights are the rules'; whether the file exists is the operation's business).
+   * `delete` is `write` on the path itself (the ACL has no separate delete right); `readOnlyShare`
+   * tells a refusal by the share (EROFS) from one by the rules.
+   */
+  access(share: string, path: string): AccessRights {
+    if (this.closed) throw new VfsError('EBADF', 'session closed');
+    const { acl } = this.host.acl(share, this.protocol);
+    const p = normalizePath(path);
+    const write = acl.allows(this.principal, 'write', p);
+    return {
+      read: acl.allows(this.principal, 'read', p),
+      write,
+      delete: write,
+      admin: acl.allows(this.principal, 'admin', p),
+      readOnlyShare: acl.readOnly,
+    };
+  }
 
   getattr(share: string, path: string): Promise<FileAttr> {
     return this.gate('getattr', share, [[path, 'read']], null, (vol) => this.vfs.getattr(vol, path));
@@ -451,9 +482,7 @@ export class Session {
     const id = raw && ownerId !== undefined ? ownerId : `${this.id}:${ownerId ?? 'session'}`;
     let o = this.lockOwners.get(id);
     if (!o) {
-      const known = ['webdav', 'smb', 'nfs', 'fuse'];
-      const protocol = (known.includes(this.protocol) ? this.protocol : 'internal') as LockOwner['protocol'];
-      o = { protocol, id, principal: this.principal.user };
+      o = { protocol: this.protocol, id, principal: this.principal.user };
       this.lockOwners.set(id, o);
     }
     return o;
@@ -461,7 +490,7 @@ export class Session {
 
   /** Locks a path (WebDAV LOCK; whole-file unless a range is given). Shared locks need read, exclusive write. */
   lockPath(share: string, path: string, o: PathLockOptions): Promise<LockInfo> {
-    const right: Right = o.kind === 'exclusive' || o.style === 'webdav' ? 'write' : 'read';
+    const right: Right = o.kind === 'exclusive' || o.style === 'token' ? 'write' : 'read';
     return this.gate('lock', share, [[path, right]], { path, kind: o.kind, depth: o.depth ?? 0 }, async (vol, acl) => {
       // A depth-infinity lock covers every member, present and future, and cannot leave any out:
       // refused as a whole when a rule below denies the right it needs (it would block the
@@ -543,16 +572,17 @@ export class Session {
     return this.closed;
   }
 
-  /** Closes every handle of this session and releases its non-durable locks (connection gone). */
+  /**
+   * Closes every handle of this session and releases its locks (connection gone). With
+   * keepDurableLocks, token locks stay: they are identified by their token, not by the session
+   * that took them (WebDAV opens a session per request).
+   */
   async end(options: { keepDurableLocks?: boolean } = {}): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     for (const h of this.handles) await this.vfs.close(h).catch((e) => this.logger?.warn({ err: e }, 'close on session end failed'));
     this.handles.clear();
-    for (const o of this.lockOwners.values()) {
-      if (options.keepDurableLocks && o.protocol === 'webdav') continue;
-      this.vfs.locks.releaseOwner(o);
-    }
+    for (const o of this.lockOwners.values()) this.vfs.locks.releaseOwner(o, options.keepDurableLocks ? { keep: 'token' } : {});
     this.host.detach(this);
   }
 }

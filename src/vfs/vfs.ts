@@ -68,8 +68,9 @@ export interface AddVolumeOptions extends VolumeOptions {
 }
 
 /**
- * Lock tokens the caller presents for this operation (WebDAV `If` header). A WebDAV lock blocks
- * changes by anyone who does not present its token, through every protocol.
+ * Lock tokens the caller presents for this operation (generic lock credentials; WebDAV: its `If`
+ * header). A token lock blocks changes by anyone who does not present its token, through every
+ * protocol.
  */
 export type Tokens = ReadonlySet<string>;
 export const NO_TOKENS: Tokens = new Set<string>();
@@ -337,7 +338,7 @@ export class Vfs {
     let createdFile: BackendFile | undefined = early?.file;
     if (st) {
       if (disp === 'create') throw new VfsError('EEXIST', undefined, { path: p });
-      if (disp === 'truncate' || disp === 'createOrTruncate') this.checkDavLocks(v, r.path, tokens, { self: true, parent: false });
+      if (disp === 'truncate' || disp === 'createOrTruncate') this.checkTokenLocks(v, r.path, tokens, { self: true, parent: false });
       if (st.type === 'dir' && expect === 'file') throw new VfsError('EISDIR', undefined, { path: p });
       if (st.type !== 'dir' && expect === 'dir') throw new VfsError('ENOTDIR', undefined, { path: p });
       if (st.type === 'dir' && (opts.access.write || disp === 'truncate' || disp === 'createOrTruncate')) {
@@ -347,7 +348,7 @@ export class Vfs {
     } else {
       if (disp === 'open' || disp === 'truncate') throw new VfsError('ENOENT', undefined, { path: p });
       if (r.path === '/') throw new VfsError('EEXIST', undefined, { path: p });
-      this.checkDavLocks(v, r.path, tokens, { self: false, parent: true });
+      this.checkTokenLocks(v, r.path, tokens, { self: false, parent: true });
       if (expect === 'dir') st = await v.backend.mkdir(r.path, opts.mode);
       else ({ st, file: createdFile } = await this.createEmpty(v, r.path, opts.mode, disp === 'create', opts.access.write));
       created = true;
@@ -574,18 +575,18 @@ export class Vfs {
   }
 
   /**
-   * Namespace check for WebDAV locks (RFC 4918 §7.5-7.7): changing a resource needs the tokens of
+   * Namespace check for token locks (WebDAV's semantics, RFC 4918 §7.5-7.7): changing a resource needs the tokens of
    * its locks and of depth-infinity locks above it; adding or removing a member of a collection needs
    * the tokens of the collection's locks (depth 0 or infinity). `self` = the resource changes,
    * `parent` = its membership in its parent collection changes.
    */
-  private checkDavLocks(v: Volume, path: string, tokens: Tokens, what: { self: boolean; parent: boolean }): void {
+  private checkTokenLocks(v: Volume, path: string, tokens: Tokens, what: { self: boolean; parent: boolean }): void {
     if (this.locks.size === 0) return;
     const ancestors = this.ancestorIds(v, path);
     const check = (id: FileId | undefined, includeAncestors: FileId[]): void => {
       if (id === undefined) return;
       for (const l of this.locks.locksOn(id, { includeAncestors })) {
-        if (l.style === 'webdav' && !tokens.has(l.token)) throw new VfsError('ELOCKED', undefined, { path });
+        if (l.style === 'token' && !tokens.has(l.token)) throw new VfsError('ELOCKED', undefined, { path });
       }
     };
     if (what.self && path !== '/') check(v.existingId(path), ancestors);
@@ -845,7 +846,7 @@ export class Vfs {
     } else if (r.path === '/') throw new VfsError('EISDIR', undefined, { path: p });
     const checks = (): FileId | undefined => {
       const id = r.stat ? v.row(r.path).id : undefined;
-      this.checkDavLocks(v, r.path, tokens, { self: id !== undefined, parent: id === undefined });
+      this.checkTokenLocks(v, r.path, tokens, { self: id !== undefined, parent: id === undefined });
       if (id !== undefined && this.locks.size > 0) {
         for (const l of this.locks.locksOn(id)) if (l.style === 'windows') throw new VfsError('ELOCKED', undefined, { path: p });
       }
@@ -935,7 +936,7 @@ export class Vfs {
     const p = v.normalize(path);
     const r = await v.resolve(p);
     if (r.stat) throw new VfsError('EEXIST', undefined, { path: p });
-    this.checkDavLocks(v, r.path, tokens, { self: false, parent: true });
+    this.checkTokenLocks(v, r.path, tokens, { self: false, parent: true });
     const st = await v.backend.mkdir(r.path, mode ?? 0o755);
     const row = v.newRow(r.path);
     this.emit(v, 'create', row.id, r.path, 'dir');
@@ -947,7 +948,7 @@ export class Vfs {
     const p = v.normalize(path);
     const r = await this.existing(v, p);
     if (r.stat.type === 'dir') throw new VfsError('EISDIR', undefined, { path: p });
-    this.checkDavLocks(v, r.path, tokens, { self: true, parent: true });
+    this.checkTokenLocks(v, r.path, tokens, { self: true, parent: true });
     const id = v.row(r.path).id;
     this.shareModes.checkDelete(id);
     await this.unlinkPath(v, r.path, false);
@@ -985,7 +986,7 @@ export class Vfs {
     if (p === '/') throw new VfsError('EBUSY', 'cannot remove the share root', { path: p });
     const r = await this.existing(v, p);
     if (r.stat.type !== 'dir') throw new VfsError('ENOTDIR', undefined, { path: p });
-    this.checkDavLocks(v, r.path, tokens, { self: true, parent: true });
+    this.checkTokenLocks(v, r.path, tokens, { self: true, parent: true });
     this.shareModes.checkDelete(v.row(r.path).id);
     await this.rmdirPath(v, r.path);
   }
@@ -1018,8 +1019,8 @@ export class Vfs {
     const src = await this.existing(v, f);
     const dst = await v.resolve(t);
     const srcRow = v.row(src.path);
-    this.checkDavLocks(v, src.path, tokens, { self: true, parent: true });
-    this.checkDavLocks(v, dst.path, tokens, { self: dst.stat !== undefined && dst.path !== src.path, parent: true });
+    this.checkTokenLocks(v, src.path, tokens, { self: true, parent: true });
+    this.checkTokenLocks(v, dst.path, tokens, { self: dst.stat !== undefined && dst.path !== src.path, parent: true });
     let target = dst.path;
     if (dst.stat && dst.path !== src.path) {
       if (options.replace === false) throw new VfsError('EEXIST', undefined, { path: t });
@@ -1268,7 +1269,7 @@ export class Vfs {
       }
     }
     const dst = await w.resolve(t);
-    this.checkDavLocks(w, dst.path, tokens, { self: false, parent: true });
+    this.checkTokenLocks(w, dst.path, tokens, { self: false, parent: true });
     if (dst.stat) {
       if (options.replace === false) throw new VfsError('EEXIST', undefined, { path: t });
       const g = options.guard;
@@ -1350,7 +1351,7 @@ export class Vfs {
       if (!ok) return false;
     }
     try {
-      this.checkDavLocks(v, path, tokens, { self: true, parent: true });
+      this.checkTokenLocks(v, path, tokens, { self: true, parent: true });
       this.shareModes.checkDelete(v.row(path).id);
       if (st.type === 'dir') await this.rmdirPath(v, path);
       else await this.unlinkPath(v, path, false);
@@ -1368,7 +1369,7 @@ export class Vfs {
     if (target.length === 0 || target.includes('\0') || Buffer.byteLength(target) > 4096) throw new VfsError('EINVAL', 'bad symlink target');
     const r = await v.resolve(p);
     if (r.stat) throw new VfsError('EEXIST', undefined, { path: p });
-    this.checkDavLocks(v, r.path, tokens, { self: false, parent: true });
+    this.checkTokenLocks(v, r.path, tokens, { self: false, parent: true });
     const st = await v.backend.symlink(target, r.path);
     const row = v.newRow(r.path);
     this.emit(v, 'create', row.id, r.path, 'symlink');
@@ -1391,7 +1392,7 @@ export class Vfs {
     const p = v.normalize(path);
     const r = await v.resolve(p);
     if (r.stat) throw new VfsError('EEXIST', undefined, { path: p });
-    this.checkDavLocks(v, r.path, tokens, { self: false, parent: true });
+    this.checkTokenLocks(v, r.path, tokens, { self: false, parent: true });
     const st = await v.backend.link(src.path, r.path);
     const row = v.newRow(r.path);
     this.emit(v, 'create', row.id, r.path, 'file');
@@ -1401,13 +1402,13 @@ export class Vfs {
   async setattr(volume: string, path: string, set: SetAttr, tokens: Tokens = NO_TOKENS): Promise<FileAttr> {
     const v = this.volume(volume);
     const r = await this.existing(v, v.normalize(path));
-    this.checkDavLocks(v, r.path, tokens, { self: true, parent: false });
+    this.checkTokenLocks(v, r.path, tokens, { self: true, parent: false });
     return this.applySetattr(v, r.path, r.stat, set);
   }
 
   async fsetattr(h: Handle, set: SetAttr): Promise<FileAttr> {
     this.live(h);
-    this.checkDavLocks(h.volume, h.path, h.lockTokens, { self: true, parent: false });
+    this.checkTokenLocks(h.volume, h.path, h.lockTokens, { self: true, parent: false });
     if (set.size !== undefined) {
       await this.ftruncate(h, set.size);
       set = { ...set };
@@ -1503,7 +1504,7 @@ export class Vfs {
   async setProps(volume: string, path: string, changes: PropChange[], tokens: Tokens = NO_TOKENS): Promise<void> {
     const v = this.volume(volume);
     const r = await this.existing(v, v.normalize(path));
-    this.checkDavLocks(v, r.path, tokens, { self: true, parent: false });
+    this.checkTokenLocks(v, r.path, tokens, { self: true, parent: false });
     const row = v.row(r.path);
     this.store.setProps(row.id, changes);
     this.emit(v, 'attrib', row.id, r.path, r.stat.type);

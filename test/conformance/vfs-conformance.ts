@@ -277,7 +277,7 @@ export function vfsConformance(f: BackendFactory): void {
         await expectCode(s.replaceContent('s', '/r4'), 'ESHARING');
         await other.close(h);
         const dav = env.session(bob, 'webdav');
-        const lock = await dav.lockPath('s', '/r4', { kind: 'exclusive', style: 'webdav', timeoutMs: 60_000 });
+        const lock = await dav.lockPath('s', '/r4', { kind: 'exclusive', style: 'token', timeoutMs: 60_000 });
         await expectCode(s.replaceContent('s', '/r4'), 'ELOCKED');
         dav.lockTokens.add(lock.token);
         const w = await dav.replaceContent('s', '/r4');
@@ -511,8 +511,8 @@ export function vfsConformance(f: BackendFactory): void {
         await s.unlockHandle(h1, { start: 10n, end: 20n }, 'windows');
         await other.write(h2, 15, enc('z'));
         // A WebDAV lock with a 50 ms timeout conflicts, then expires by itself.
-        const l = await s.lockPath('s', '/lk', { kind: 'exclusive', style: 'webdav', timeoutMs: 50 });
-        await expectCode(other.lockPath('s', '/lk', { kind: 'exclusive', style: 'webdav' }), 'ELOCKED');
+        const l = await s.lockPath('s', '/lk', { kind: 'exclusive', style: 'token', timeoutMs: 50 });
+        await expectCode(other.lockPath('s', '/lk', { kind: 'exclusive', style: 'token' }), 'ELOCKED');
         await expectCode(other.write(h2, 0, enc('q')), 'ELOCKED');
         await new Promise((r) => setTimeout(r, 80));
         expect(env.vfs.locks.get(l.token)).toBeUndefined();
@@ -527,7 +527,7 @@ export function vfsConformance(f: BackendFactory): void {
         await writeFile(s, '/wd/member', 'm');
         const dav = env.session(alice, 'webdav');
         const smb = env.session(bob, 'smb');
-        const fileLock = await dav.lockPath('s', '/wl', { kind: 'exclusive', style: 'webdav', timeoutMs: 60_000 });
+        const fileLock = await dav.lockPath('s', '/wl', { kind: 'exclusive', style: 'token', timeoutMs: 60_000 });
         const h = await smb.open('s', '/wl', { access: RW, owner: 'h' });
         expect((await smb.read(h, 0, 1)).toString()).toBe('x');
         await expectCode(smb.write(h, 0, enc('y')), 'ELOCKED');
@@ -541,7 +541,7 @@ export function vfsConformance(f: BackendFactory): void {
         await writeFile(dav, '/wl', 'changed');
         expect((await readFile(smb, '/wl')).toString()).toBe('changed');
         // Depth-infinity lock on a collection: members cannot be added, removed or changed without it.
-        const dirLock = await dav.lockPath('s', '/wd', { kind: 'exclusive', style: 'webdav', depth: 'infinity', timeoutMs: 60_000 });
+        const dirLock = await dav.lockPath('s', '/wd', { kind: 'exclusive', style: 'token', depth: 'infinity', timeoutMs: 60_000 });
         await expectCode(smb.open('s', '/wd/new', { access: RW, disposition: 'create', owner: 'h' }), 'ELOCKED');
         await expectCode(smb.mkdir('s', '/wd/sub'), 'ELOCKED');
         await expectCode(smb.unlink('s', '/wd/member'), 'ELOCKED');
@@ -556,7 +556,7 @@ export function vfsConformance(f: BackendFactory): void {
         await writeFile(dav, '/wd/new', 'ok');
         // A depth-0 lock on a collection also protects its membership (RFC 4918 §7.5).
         await s.mkdir('s', '/d0');
-        await dav.lockPath('s', '/d0', { kind: 'exclusive', style: 'webdav', depth: 0, timeoutMs: 60_000 });
+        await dav.lockPath('s', '/d0', { kind: 'exclusive', style: 'token', depth: 0, timeoutMs: 60_000 });
         await expectCode(smb.mkdir('s', '/d0/x'), 'ELOCKED');
         await dav.end();
         // Ending the session released its (non-durable) locks.

@@ -2,6 +2,11 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { isVfsError } from '../../src/vfs/errors.ts';
 import { LockManager, MAX_OFFSET, WHOLE_FILE } from '../../src/locks/lock-manager.ts';
 import type { LockEvent, LockInfo, LockKind, LockOwner, LockRequest, LockStyle } from '../../src/locks/lock-manager.ts';
+import { DurableLocks } from '../../src/locks/lock-persistence.ts';
+import { MetadataStore } from '../../src/store/metadata-store.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const F = 100n;
 const r = (start: number | bigint, end: number | bigint) => ({ start: BigInt(start), end: BigInt(end) });
@@ -70,19 +75,19 @@ describe('conflicts per style', () => {
   it('webdav: exclusive conflicts with every other lock, even the same principal; shared locks coexist', async () => {
     const m = make();
     const u = dav('alice');
-    await m.lock(req(u, 'exclusive', WHOLE_FILE, 'webdav'));
-    expect(await code(m.lock(req(u, 'exclusive', WHOLE_FILE, 'webdav')))).toBe('ELOCKED');
-    expect(await code(m.lock(req(u, 'shared', WHOLE_FILE, 'webdav')))).toBe('ELOCKED');
+    await m.lock(req(u, 'exclusive', WHOLE_FILE, 'token'));
+    expect(await code(m.lock(req(u, 'exclusive', WHOLE_FILE, 'token')))).toBe('ELOCKED');
+    expect(await code(m.lock(req(u, 'shared', WHOLE_FILE, 'token')))).toBe('ELOCKED');
     const g = 200n;
-    await m.lock({ ...req(u, 'shared', WHOLE_FILE, 'webdav'), fileId: g });
-    await m.lock({ ...req(u, 'shared', WHOLE_FILE, 'webdav'), fileId: g });
-    await m.lock({ ...req(dav('bob'), 'shared', WHOLE_FILE, 'webdav'), fileId: g });
-    expect(await code(m.lock({ ...req(dav('bob'), 'exclusive', WHOLE_FILE, 'webdav'), fileId: g }))).toBe('ELOCKED');
+    await m.lock({ ...req(u, 'shared', WHOLE_FILE, 'token'), fileId: g });
+    await m.lock({ ...req(u, 'shared', WHOLE_FILE, 'token'), fileId: g });
+    await m.lock({ ...req(dav('bob'), 'shared', WHOLE_FILE, 'token'), fileId: g });
+    expect(await code(m.lock({ ...req(dav('bob'), 'exclusive', WHOLE_FILE, 'token'), fileId: g }))).toBe('ELOCKED');
   });
 
   it('cross-protocol: a WebDAV lock blocks an NFS lock and an SMB lock blocks FUSE', async () => {
     const m = make();
-    await m.lock(req(dav('alice'), 'exclusive', WHOLE_FILE, 'webdav'));
+    await m.lock(req(dav('alice'), 'exclusive', WHOLE_FILE, 'token'));
     expect(await code(m.lock(req(A, 'shared', r(0, 1))))).toBe('ELOCKED');
     const g = { fileId: 7n };
     await m.lock({ ...req(smb('s:h'), 'exclusive', r(0, 100), 'windows'), ...g });
@@ -142,7 +147,7 @@ describe('windows exact unlock', () => {
 
   it('webdav unlock by token; unknown token is ENOTLOCKED', async () => {
     const m = make();
-    const l = await m.lock(req(dav('alice'), 'exclusive', WHOLE_FILE, 'webdav'));
+    const l = await m.lock(req(dav('alice'), 'exclusive', WHOLE_FILE, 'token'));
     m.unlockToken(l.token);
     expect(await code(() => m.unlockToken(l.token))).toBe('ENOTLOCKED');
     expect(m.get(l.token)).toBeUndefined();
@@ -156,33 +161,33 @@ describe('depth infinity', () => {
 
   it('a collection lock blocks locks on members below it', async () => {
     const m = make();
-    const dir = await m.lock({ fileId: DIR, owner: dav('alice'), kind: 'exclusive', style: 'webdav', depth: 'infinity', ancestors: [ROOT] });
+    const dir = await m.lock({ fileId: DIR, owner: dav('alice'), kind: 'exclusive', style: 'token', depth: 'infinity', ancestors: [ROOT] });
     expect(dir.depth).toBe('infinity');
-    expect(await code(m.lock({ fileId: FILE, owner: dav('bob'), kind: 'shared', style: 'webdav', ancestors: [ROOT, DIR] }))).toBe('ELOCKED');
+    expect(await code(m.lock({ fileId: FILE, owner: dav('bob'), kind: 'shared', style: 'token', ancestors: [ROOT, DIR] }))).toBe('ELOCKED');
     expect(await code(m.lock({ fileId: FILE, owner: A, kind: 'exclusive', style: 'posix', range: r(0, 1), ancestors: [ROOT, DIR] }))).toBe('ELOCKED');
     // A sibling outside the collection is free.
-    await m.lock({ fileId: 9n, owner: dav('bob'), kind: 'exclusive', style: 'webdav', ancestors: [ROOT] });
+    await m.lock({ fileId: 9n, owner: dav('bob'), kind: 'exclusive', style: 'token', ancestors: [ROOT] });
     expect(m.locksOn(FILE, { includeAncestors: [ROOT, DIR] }).map((l) => l.token)).toEqual([dir.token]);
-    expect(m.test({ fileId: FILE, owner: dav('bob'), kind: 'shared', style: 'webdav', ancestors: [ROOT, DIR] })?.token).toBe(dir.token);
+    expect(m.test({ fileId: FILE, owner: dav('bob'), kind: 'shared', style: 'token', ancestors: [ROOT, DIR] })?.token).toBe(dir.token);
   });
 
   it('a collection lock request is blocked by existing locks below the collection', async () => {
     const m = make();
-    const member = await m.lock({ fileId: FILE, owner: dav('bob'), kind: 'shared', style: 'webdav', ancestors: [ROOT, DIR] });
-    expect(await code(m.lock({ fileId: ROOT, owner: dav('alice'), kind: 'exclusive', style: 'webdav', depth: 'infinity' }))).toBe('ELOCKED');
+    const member = await m.lock({ fileId: FILE, owner: dav('bob'), kind: 'shared', style: 'token', ancestors: [ROOT, DIR] });
+    expect(await code(m.lock({ fileId: ROOT, owner: dav('alice'), kind: 'exclusive', style: 'token', depth: 'infinity' }))).toBe('ELOCKED');
     // depth 0 on the directory does not cover members
-    const dir0 = await m.lock({ fileId: DIR, owner: dav('alice'), kind: 'exclusive', style: 'webdav', depth: 0, ancestors: [ROOT] });
+    const dir0 = await m.lock({ fileId: DIR, owner: dav('alice'), kind: 'exclusive', style: 'token', depth: 0, ancestors: [ROOT] });
     m.unlockToken(member.token);
     // DIR itself is a member of ROOT, so its exclusive lock still blocks a ROOT collection lock.
-    expect(await code(m.lock({ fileId: ROOT, owner: dav('carol'), kind: 'shared', style: 'webdav', depth: 'infinity' }))).toBe('ELOCKED');
+    expect(await code(m.lock({ fileId: ROOT, owner: dav('carol'), kind: 'shared', style: 'token', depth: 'infinity' }))).toBe('ELOCKED');
     m.unlockToken(dir0.token);
-    await m.lock({ fileId: ROOT, owner: dav('carol'), kind: 'shared', style: 'webdav', depth: 'infinity' });
-    expect(await code(m.lock({ fileId: DIR, owner: dav('dave'), kind: 'exclusive', style: 'webdav', depth: 'infinity', ancestors: [ROOT] }))).toBe('ELOCKED');
+    await m.lock({ fileId: ROOT, owner: dav('carol'), kind: 'shared', style: 'token', depth: 'infinity' });
+    expect(await code(m.lock({ fileId: DIR, owner: dav('dave'), kind: 'exclusive', style: 'token', depth: 'infinity', ancestors: [ROOT] }))).toBe('ELOCKED');
   });
 
   it('depth infinity must cover the whole file', async () => {
     const m = make();
-    expect(await code(m.lock({ fileId: DIR, owner: dav('a'), kind: 'exclusive', style: 'webdav', depth: 'infinity', range: r(0, 10) }))).toBe('EINVAL');
+    expect(await code(m.lock({ fileId: DIR, owner: dav('a'), kind: 'exclusive', style: 'token', depth: 'infinity', range: r(0, 10) }))).toBe('EINVAL');
   });
 });
 
@@ -193,7 +198,7 @@ describe('expiry and refresh', () => {
     const m = make({ now: () => now });
     const events: LockEvent[] = [];
     m.onChange((ev) => events.push(ev));
-    const l = await m.lock(req(dav('alice'), 'exclusive', WHOLE_FILE, 'webdav', { timeoutMs: 1000, info: { root: '/x' } }));
+    const l = await m.lock(req(dav('alice'), 'exclusive', WHOLE_FILE, 'token', { timeoutMs: 1000, info: { root: '/x' } }));
     expect(l).toMatchObject({ createdAt: 1_000_000, expiresAt: 1_001_000, timeoutMs: 1000, info: { root: '/x' } });
     now += 999;
     expect(m.get(l.token)).toBeDefined();
@@ -203,7 +208,7 @@ describe('expiry and refresh', () => {
     expect(m.locksOn(F)).toEqual([]);
     expect(events.map((e) => e.type)).toEqual(['granted', 'expired']);
 
-    const l2 = await m.lock(req(dav('bob'), 'exclusive', WHOLE_FILE, 'webdav', { timeoutMs: 500 }));
+    const l2 = await m.lock(req(dav('bob'), 'exclusive', WHOLE_FILE, 'token', { timeoutMs: 500 }));
     now += 500;
     vi.advanceTimersByTime(500);
     expect(events.map((e) => e.type)).toEqual(['granted', 'expired', 'granted', 'expired']);
@@ -215,7 +220,7 @@ describe('expiry and refresh', () => {
     vi.useFakeTimers();
     let now = 0;
     const m = make({ now: () => now });
-    const l = await m.lock(req(dav('alice'), 'exclusive', WHOLE_FILE, 'webdav', { timeoutMs: 1000 }));
+    const l = await m.lock(req(dav('alice'), 'exclusive', WHOLE_FILE, 'token', { timeoutMs: 1000 }));
     now = 900;
     expect(m.refresh(l.token).expiresAt).toBe(1900);
     now = 1500;
@@ -353,13 +358,13 @@ describe('checkIo and test', () => {
     expect(await code(() => m.checkIo(F, as(h1), r(25, 26), 'write'))).toBe('ELOCKED');
     // WebDAV write locks do not block readers; writers need the token, whoever they are.
     const g = 300n;
-    const wl = await m.lock({ ...req(dav('alice'), 'exclusive', WHOLE_FILE, 'webdav'), fileId: g });
+    const wl = await m.lock({ ...req(dav('alice'), 'exclusive', WHOLE_FILE, 'token'), fileId: g });
     m.checkIo(g, as(h2), r(0, 1), 'read');
     expect(await code(() => m.checkIo(g, as(h2), r(0, 1), 'write'))).toBe('ELOCKED');
     expect(await code(() => m.checkIo(g, as(dav('alice')), r(0, 1), 'write'))).toBe('ELOCKED');
     m.checkIo(g, as(h2, [wl.token]), r(0, 1), 'write');
     // Collection (depth infinity) locks apply to writes when ancestors are given.
-    const cl = await m.lock({ fileId: 400n, owner: dav('alice'), kind: 'exclusive', style: 'webdav', depth: 'infinity' });
+    const cl = await m.lock({ fileId: 400n, owner: dav('alice'), kind: 'exclusive', style: 'token', depth: 'infinity' });
     m.checkIo(401n, as(h2), r(0, 1), 'write');
     m.checkIo(401n, as(h2), r(0, 1), 'read', [400n]);
     expect(await code(() => m.checkIo(401n, as(h2), r(0, 1), 'write', [400n]))).toBe('ELOCKED');
@@ -420,9 +425,9 @@ describe('limits, validation, events, persistence', () => {
   it('exports timed WebDAV locks and imports them into a fresh manager', async () => {
     let now = 10_000;
     const m1 = make({ now: () => now });
-    const kept = await m1.lock(req(dav('alice'), 'exclusive', WHOLE_FILE, 'webdav', { timeoutMs: 60_000, ancestors: [1n], info: { owner: '<href>a</href>' } }));
-    await m1.lock({ ...req(dav('bob'), 'shared', WHOLE_FILE, 'webdav', { timeoutMs: 10 }), fileId: 2n });
-    await m1.lock({ ...req(dav('carol'), 'exclusive', WHOLE_FILE, 'webdav'), fileId: 3n }); // no timeout: not durable
+    const kept = await m1.lock(req(dav('alice'), 'exclusive', WHOLE_FILE, 'token', { timeoutMs: 60_000, ancestors: [1n], info: { owner: '<href>a</href>' } }));
+    await m1.lock({ ...req(dav('bob'), 'shared', WHOLE_FILE, 'token', { timeoutMs: 10 }), fileId: 2n });
+    await m1.lock({ ...req(dav('carol'), 'exclusive', WHOLE_FILE, 'token'), fileId: 3n }); // no timeout: not durable
     await m1.lock({ ...req(A, 'exclusive', WHOLE_FILE, 'posix', { timeoutMs: 60_000 }), fileId: 4n });
     const dump = m1.exportDurable();
     expect(dump.map((l) => l.owner.id).sort()).toEqual(['alice', 'bob']);
@@ -430,13 +435,52 @@ describe('limits, validation, events, persistence', () => {
 
     now += 20; // bob's lock expired "while down"
     const m2 = make({ now: () => now });
-    await m2.lock({ ...req(dav('dave'), 'exclusive', WHOLE_FILE, 'webdav'), fileId: 2n });
+    await m2.lock({ ...req(dav('dave'), 'exclusive', WHOLE_FILE, 'token'), fileId: 2n });
     m2.importDurable(dump);
     expect(m2.get(kept.token)).toEqual(kept);
     expect(m2.locksOn(2n).map((l) => l.owner.id)).toEqual(['dave']);
-    expect(await code(m2.lock(req(dav('alice'), 'shared', WHOLE_FILE, 'webdav')))).toBe('ELOCKED');
+    expect(await code(m2.lock(req(dav('alice'), 'shared', WHOLE_FILE, 'token')))).toBe('ELOCKED');
     m2.importDurable(dump); // idempotent
     expect(m2.size).toBe(2);
+  });
+});
+
+describe('protocol-neutral owners and token locks', () => {
+  it('takes any front-end name as an owner protocol, refuses empty or colon-bearing ones', async () => {
+    const m = make();
+    const plugin: LockOwner = { protocol: 'sftp', id: 'c1' };
+    await m.lock(req(plugin, 'exclusive', r(0, 10)));
+    expect(await code(m.lock(req(nfs('x'), 'exclusive', r(5, 6))))).toBe('ELOCKED');
+    expect(await code(m.lock(req({ protocol: '', id: 'a' }, 'shared', r(20, 30))))).toBe('EINVAL');
+    expect(await code(m.lock(req({ protocol: 'a:b', id: 'c' }, 'shared', r(20, 30))))).toBe('EINVAL');
+  });
+
+  it('releaseOwner can keep the owner\'s token locks (a WebDAV request ends, its LOCK stays)', async () => {
+    const m = make();
+    const o = dav('alice');
+    const tok = await m.lock({ ...req(o, 'exclusive', WHOLE_FILE, 'token', { timeoutMs: 60_000 }), fileId: 7n });
+    await m.lock({ ...req(o, 'exclusive', r(0, 5), 'posix'), fileId: 8n });
+    expect(m.releaseOwner(o, { keep: 'token' })).toBe(1);
+    expect(m.get(tok.token)?.token).toBe(tok.token);
+    expect(m.locksOn(8n)).toEqual([]);
+  });
+
+  it('restores locks saved with the old style name \'webdav\' as token locks', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'portico-locks-legacy-'));
+    try {
+      const store = MetadataStore.open(dir);
+      const saved = [{ token: 'opaquelocktoken:legacy', fileId: { $n: '42' }, owner: { protocol: 'webdav', id: 'alice', principal: 'alice' }, kind: 'exclusive', style: 'webdav', range: { start: { $n: '0' }, end: { $n: String(MAX_OFFSET) } }, depth: 0, ancestors: [], timeoutMs: 600_000, expiresAt: Date.now() + 600_000, createdAt: Date.now() }];
+      store.kvSet('durable-locks-v1', JSON.stringify(saved));
+      const m = make();
+      const durable = new DurableLocks(m, store);
+      expect(durable.start()).toBe(1);
+      expect(m.get('opaquelocktoken:legacy')?.style).toBe('token');
+      durable.stop();
+      m.close();
+      store.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

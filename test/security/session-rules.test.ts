@@ -93,12 +93,12 @@ describe('recursive operations below a rule', () => {
     const b = env.session(bob);
     await b.mkdir('s', '/t');
     const a = env.session(alice);
-    await expectCode(a.lockPath('s', '/t', { kind: 'exclusive', style: 'webdav', depth: 'infinity' }), 'EACCES');
-    const l = await a.lockPath('s', '/t', { kind: 'exclusive', style: 'webdav', depth: 0 });
+    await expectCode(a.lockPath('s', '/t', { kind: 'exclusive', style: 'token', depth: 'infinity' }), 'EACCES');
+    const l = await a.lockPath('s', '/t', { kind: 'exclusive', style: 'token', depth: 0 });
     expect(l.token).toBeTruthy();
     // bob may write everything below: his depth-infinity lock is granted once alice's is gone.
     env.vfs.locks.unlockToken(l.token);
-    expect((await b.lockPath('s', '/t', { kind: 'exclusive', style: 'webdav', depth: 'infinity' })).token).toBeTruthy();
+    expect((await b.lockPath('s', '/t', { kind: 'exclusive', style: 'token', depth: 'infinity' })).token).toBeTruthy();
   });
 });
 

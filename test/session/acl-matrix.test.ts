@@ -107,6 +107,24 @@ describe('session gate enforces the ACL', () => {
     await expectCode(env.session(guest).getattr('s', '/pub'), 'EACCES');
   });
 
+  it('access() reports the rights mask every front-end maps (NFS ACCESS, SMB MAXIMUM_ALLOWED, the UI hint)', async () => {
+    env = makeVfsEnv(new MemoryBackend(), {
+      share: {
+        access: [{ users: ['alice'], rights: ['read', 'write', 'admin'] }, { users: ['bob'], rights: ['read'] }],
+        rules: [{ path: '/private', users: ['bob'], deny: ['read'] }, { path: '/locked', users: ['alice'], deny: ['write'] }],
+      },
+    });
+    expect(env.session(alice).access('s', '/x')).toEqual({ read: true, write: true, delete: true, admin: true, readOnlyShare: false });
+    expect(env.session(alice).access('s', '/locked/y')).toEqual({ read: true, write: false, delete: false, admin: true, readOnlyShare: false });
+    expect(env.session(bob).access('s', '/x')).toEqual({ read: true, write: false, delete: false, admin: false, readOnlyShare: false });
+    expect(env.session(bob).access('s', '/private/p')).toEqual({ read: false, write: false, delete: false, admin: false, readOnlyShare: false });
+    expect(env.session(guest).access('s', '/x').read).toBe(false);
+    expect(() => env.session(alice).access('s', '/../x')).toThrow(/dot segment/);
+    await env.destroy();
+    env = makeVfsEnv(new MemoryBackend(), { share: { readOnly: true } });
+    expect(env.session(alice).access('s', '/')).toEqual({ read: true, write: false, delete: false, admin: false, readOnlyShare: true });
+  });
+
   it('read-only share refuses every change with EROFS', async () => {
     const backend = new MemoryBackend();
     env = makeVfsEnv(backend, { share: { readOnly: true } });

@@ -77,7 +77,7 @@ export async function lock(ctx: DavContext): Promise<void> {
   try {
     info = await ctx.session.lockPath(ctx.share, ctx.path, {
       kind: scopeKind as LockKind,
-      style: 'webdav',
+      style: 'token',
       depth,
       timeoutMs,
       ownerId: ctx.principal.user,
