@@ -859,8 +859,10 @@ export class Vfs {
       this.shareModes.open({ handleId: recId, fileId: existingId, owner: opts.owner, access: { read: false, write: true, delete: false }, share: SHARE_ALL, deleteOnClose: false });
     }
     let w: Awaited<ReturnType<Backend['createWriter']>>;
+    // Async write-back: the body goes to a local stage, journaled at commit (write-back.ts stagedReplace).
+    const staged = this.writeBack.stagedReplace(v.name, v.backend, r.path, { existing: r.stat, sizeHint: opts.sizeHint, exclusive: opts.exclusive ?? false, mode: opts.mode ?? 0o644 });
     try {
-      w = await v.backend.createWriter(r.path, { exclusive: opts.exclusive ?? false, mode: opts.mode ?? 0o644, ...(opts.sizeHint !== undefined ? { sizeHint: opts.sizeHint } : {}) });
+      w = staged ?? await v.backend.createWriter(r.path, { exclusive: opts.exclusive ?? false, mode: opts.mode ?? 0o644, ...(opts.sizeHint !== undefined ? { sizeHint: opts.sizeHint } : {}) });
     } catch (e) {
       if (existingId !== undefined) this.shareModes.close(recId);
       throw toVfsError(e, p);
@@ -909,8 +911,9 @@ export class Vfs {
           if (wbRelease !== undefined) await this.writeBack.cancel(existingId!);
           const existed = existingId !== undefined && v.existingId(r.path) === existingId;
           const row = existed ? v.row(r.path) : v.newRow(r.path);
+          const shown = staged !== undefined ? await staged.journal(row.id) : st;
           this.emit(v, existed ? 'modify' : 'create', row.id, r.path, 'file');
-          return this.attr(v, row, st);
+          return this.attr(v, row, shown);
         } catch (e) {
           if (!settled) {
             await w.abort().catch(() => undefined);

@@ -68,8 +68,8 @@ import { basename, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { Backend } from './backend.ts';
-import { VfsError, toVfsError, type VfsErrorCode } from './errors.ts';
+import type { Backend, BackendStat, BackendWriter } from './backend.ts';
+import { VfsError, isVfsError, toVfsError, type VfsErrorCode } from './errors.ts';
 import { isSameOrDescendant } from './path.ts';
 import type { FileId } from './types.ts';
 import { WriteStage, type StageSnapshot } from './write-stage.ts';
@@ -110,6 +110,15 @@ const WRITE_BACK_METRICS = [
 ];
 
 const COPY_CHUNK = 4 * 1024 * 1024;
+/**
+ * A whole-content replacement (WebDAV PUT) of a file that does not exist yet is staged only from
+ * this size (or of unknown size): a new file needs its empty object in the store at once, which
+ * costs the same round trips as uploading a small body in-band, so staging it would only add the
+ * fsyncs.
+ */
+const STAGE_NEW_MIN_BYTES = 1024 * 1024;
+/** While a staged body streams in, its stage is fsync'd in the background every this many bytes. */
+const STAGE_SYNC_EVERY = 64 * 1024 * 1024;
 const JOURNAL_FILE = 'journal.log';
 const COMPACT_MIN_BYTES = 1024 * 1024;
 
@@ -609,6 +618,19 @@ export class WriteBack {
     );
   }
 
+  /**
+   * A writer for a whole-content replacement (Vfs.replaceContent: WebDAV PUT) on an async share:
+   * the body goes to a fresh stage on local disk, private until commit (readers keep the old
+   * content, an abort leaves nothing). Undefined when the share is not async, or for a small new
+   * file (see STAGE_NEW_MIN_BYTES): the caller then streams into the store as in sync mode.
+   */
+  stagedReplace(volume: string, backend: Backend, path: string, o: StagedReplaceOptions): StagedReplace | undefined {
+    const vs = this.vols.get(volume);
+    if (vs === undefined || vs.opts.mode !== 'async' || this.dir === undefined || this.stopped) return undefined;
+    if (o.existing === undefined && o.sizeHint !== undefined && o.sizeHint < STAGE_NEW_MIN_BYTES) return undefined;
+    return new StagedReplace(this, volume, new WriteStage(this.stageDir, backend, path, true), backend, o);
+  }
+
   private journalFor(): Journal {
     this.journal ??= new Journal(this.dir!);
     return this.journal;
@@ -1019,4 +1041,106 @@ function baseNameOf(path: string): string {
 /** A file-name-safe rendering of a name (lost+found entries are read by people). */
 function safeName(s: string): string {
   return s.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 100) || '_';
+}
+
+export interface StagedReplaceOptions {
+  /** The file's stat when it exists (replaced), undefined when the replacement creates it. */
+  existing: BackendStat | undefined;
+  sizeHint: number | undefined;
+  exclusive: boolean;
+  mode: number;
+}
+
+/**
+ * The writer of WriteBack.stagedReplace(): the acknowledgement of a PUT at local-disk speed, as a
+ * close is in async mode. write()/writev() go to the stage (fsync'd in the background every
+ * STAGE_SYNC_EVERY bytes, so the last fsync has little left to write); commit() only creates the
+ * empty object of a new file (the name must exist for every client; exclusivity is checked by the
+ * store there); journal(id) then makes the stage the file's pending upload exactly as a last close
+ * does (fsync, journal record; WriteBack.commit) — once the VFS knows the file's id. When it cannot
+ * be journaled (maxPendingUploads, journal unwritable) the stage is uploaded in-band.
+ */
+export class StagedReplace implements BackendWriter {
+  private readonly wb: WriteBack;
+  private readonly volume: string;
+  private readonly stage: WriteStage;
+  private readonly backend: Backend;
+  private readonly o: StagedReplaceOptions;
+  private size = 0;
+  private unsynced = 0;
+  private syncing: Promise<void> | undefined;
+  private stat: BackendStat | undefined;
+  private settled = false;
+
+  constructor(wb: WriteBack, volume: string, stage: WriteStage, backend: Backend, o: StagedReplaceOptions) {
+    this.wb = wb;
+    this.volume = volume;
+    this.stage = stage;
+    this.backend = backend;
+    this.o = o;
+  }
+
+  write(chunk: Uint8Array): Promise<void> {
+    return this.writev([chunk]);
+  }
+
+  async writev(chunks: readonly Uint8Array[]): Promise<void> {
+    if (this.settled) throw new VfsError('EBADF', 'writer already committed or aborted', { path: this.stage.path });
+    const n = await this.stage.writev(this.size, chunks);
+    this.size += n;
+    this.unsynced += n;
+    if (this.unsynced >= STAGE_SYNC_EVERY && this.syncing === undefined) {
+      this.unsynced = 0;
+      // One at a time, off the request's path; a failure shows again in the final fsync.
+      this.syncing = this.stage.sync().catch(() => undefined).finally(() => {
+        this.syncing = undefined;
+      });
+    }
+  }
+
+  /** The file exists in the store (a new one as its empty object); the content is not journaled yet. */
+  async commit(): Promise<BackendStat> {
+    if (this.settled) throw new VfsError('EBADF', 'writer already committed or aborted', { path: this.stage.path });
+    this.settled = true;
+    try {
+      if (this.o.existing !== undefined) this.stat = this.o.existing;
+      else {
+        const w = await this.backend.createWriter(this.stage.path, { exclusive: this.o.exclusive, mode: this.o.mode, sizeHint: 0 });
+        this.stat = await w.commit();
+      }
+      await this.syncing;
+      return this.stat;
+    } catch (e) {
+      await this.stage.discard();
+      throw e;
+    }
+  }
+
+  /**
+   * After commit(), with the file's id: the stage becomes its pending upload (durable here when
+   * this resolves), or is uploaded in-band when it cannot be journaled. Returns the stat to report
+   * (the VFS overlays the staged size and mtime of a pending file).
+   */
+  async journal(id: FileId): Promise<BackendStat> {
+    const stat = this.stat;
+    if (stat === undefined) throw new VfsError('EINVAL', 'journal() before commit()', { path: this.stage.path });
+    try {
+      await this.wb.commit(this.volume, id, this.stage.path, this.stage);
+      return stat;
+    } catch (e) {
+      if (!isVfsError(e, 'EAGAIN')) this.wb.logWarn({ err: e, share: this.volume, path: this.stage.path }, 'write-back: could not journal a PUT; uploading in-band');
+      try {
+        return (await this.stage.publish()) ?? stat;
+      } finally {
+        if (!this.wb.has(id) || this.wb.stageOf(id) !== this.stage) await this.stage.discard();
+      }
+    }
+  }
+
+  async abort(): Promise<void> {
+    if (this.settled) return;
+    this.settled = true;
+    await this.syncing;
+    await this.stage.discard();
+  }
 }

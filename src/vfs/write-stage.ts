@@ -256,6 +256,23 @@ export class WriteStage {
     return data.length;
   }
 
+  /** The chunks one after the other from `offset`, as one vectored write (a request body's socket chunks). */
+  async writev(offset: number, chunks: readonly Uint8Array[]): Promise<number> {
+    await this.begin();
+    let n = 0;
+    for (const c of chunks) n += c.length;
+    await writevAll(this.fh!, chunks, offset);
+    const end = offset + n;
+    if (this.mode === 'sparse' && n > 0) {
+      addExtent(this.extents, offset, end);
+      if (this.during !== undefined) addExtent(this.during.extents, offset, end);
+    }
+    this.size = Math.max(this.size, end);
+    this.dirty = true;
+    this.gen++;
+    return n;
+  }
+
   async truncate(size: number): Promise<void> {
     await this.begin();
     if (this.mode === 'sparse') {
@@ -398,6 +415,21 @@ export class WriteStage {
 async function writeAll(fh: FileHandle, data: Uint8Array, position: number): Promise<void> {
   let done = 0;
   while (done < data.length) done += (await fh.write(data, done, data.length - done, position + done)).bytesWritten;
+}
+
+async function writevAll(fh: FileHandle, chunks: readonly Uint8Array[], position: number): Promise<void> {
+  let rest = chunks.filter((c) => c.length > 0);
+  let at = position;
+  while (rest.length > 0) {
+    let n = (await fh.writev(rest, at)).bytesWritten;
+    at += n;
+    // A short write (rare): go on with what is left.
+    while (rest.length > 0 && n >= rest[0]!.length) {
+      n -= rest[0]!.length;
+      rest = rest.slice(1);
+    }
+    if (n > 0) rest = [rest[0]!.subarray(n), ...rest.slice(1)];
+  }
 }
 
 /** Reads up to `length` bytes at `position` into buf[at..]; returns how many (fewer at the file's end). */

@@ -7,10 +7,12 @@
  */
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { MetadataStore } from '../../src/store/metadata-store.ts';
 import { Vfs } from '../../src/vfs/vfs.ts';
+import type { WriteBackMode } from '../../src/vfs/write-back.ts';
 import type { S3Backend } from '../../backends/s3/s3-backend.ts';
+import { until } from '../vfs-writeback/gate.ts';
 import { pattern, useS3Env, type S3Env } from './fixture.ts';
 
 const KiB = 1024;
@@ -93,5 +95,153 @@ describe('read-after-write: backend writer', () => {
     const b = env.backend({ stateDir: env.tempDir() });
     expect(b.disk).toBeDefined();
     expect(env.backend({ stateDir: env.tempDir(), diskCacheBytes: 0 }).disk).toBeUndefined();
+  });
+});
+
+interface Gw {
+  vfs: Vfs;
+  b: S3Backend;
+  state: string;
+  close(): Promise<void>;
+}
+
+const open: Gw[] = [];
+afterEach(async () => {
+  for (const g of open.splice(0)) await g.close();
+});
+
+/** A VFS over one S3 share "s" as the gateway wires it (state dir: disk tier, journal, stages). */
+async function gateway(mode: WriteBackMode): Promise<Gw> {
+  const state = env.tempDir();
+  // Short attempts: a test holds uploads at the proxy, then lets them go (held requests time out).
+  const b = env.backend({ blockSize: BLOCK, partSize: 5 * MiB, memoryCacheBytes: 2 * BLOCK, stateDir: join(state, 's3'), requestTimeoutMs: 1500 });
+  const store = MetadataStore.open(state);
+  const vfs = new Vfs({ store, stageDir: join(state, 'stage'), writeBackDir: join(state, 'writeback') });
+  vfs.addVolume('s', b, { writeBack: { mode, retryBaseMs: 20, retryMaxMs: 200 } });
+  await vfs.recoverWriteBack();
+  const g: Gw = {
+    vfs, b, state,
+    close: async () => {
+      await vfs.shutdown();
+      store.close();
+    },
+  };
+  open.push(g);
+  return g;
+}
+
+/** What a WebDAV PUT does: Session.replaceContent, body in 1 MiB vectored batches, commit. */
+async function davPut(vfs: Vfs, path: string, data: Buffer): Promise<void> {
+  const w = await vfs.replaceContent('s', path, { owner: 'dav', sizeHint: data.length });
+  for (let off = 0; off < data.length; off += MiB) {
+    const batch = data.subarray(off, Math.min(data.length, off + MiB));
+    await w.writev([batch.subarray(0, batch.length >> 1), batch.subarray(batch.length >> 1)]);
+  }
+  await w.commit();
+}
+
+/** What a WebDAV GET does: open, readInto a reused buffer, close. */
+async function davGet(vfs: Vfs, path: string): Promise<Buffer> {
+  const h = await vfs.open('s', path, { access: RO, owner: 'get', expect: 'file' });
+  try {
+    const size = (await vfs.fstat(h)).size;
+    const out = Buffer.alloc(size);
+    const buf = Buffer.alloc(256 * KiB);
+    for (let off = 0; off < size;) {
+      const n = await vfs.readInto(h, off, buf);
+      if (n === 0) break;
+      buf.copy(out, off, 0, n);
+      off += n;
+    }
+    return out;
+  } finally {
+    await vfs.close(h);
+  }
+}
+
+async function vfsWrite(vfs: Vfs, path: string, data: Buffer): Promise<void> {
+  const h = await vfs.open('s', path, { access: RW, disposition: 'createOrTruncate', owner: 'w', expect: 'file' });
+  try {
+    for (let off = 0; off < data.length; off += MiB) await vfs.write(h, off, data.subarray(off, Math.min(data.length, off + MiB)));
+  } finally {
+    await vfs.close(h);
+  }
+}
+
+describe('read-after-write through the VFS (the WebDAV PUT and GET paths)', () => {
+  it('sync: a PUT, and a write + close, read back with zero object GETs', async () => {
+    const g = await gateway('sync');
+    const a = pattern(12 * MiB + 3, 21);
+    const c = pattern(6 * MiB + 9, 22);
+    await davPut(g.vfs, '/put.bin', a);
+    await vfsWrite(g.vfs, '/written.bin', c);
+    env.proxy.resetLog();
+    expect((await davGet(g.vfs, '/put.bin')).equals(a)).toBe(true);
+    expect((await davGet(g.vfs, '/written.bin')).equals(c)).toBe(true);
+    expect(objectGets()).toBe(0);
+    // Replaced through the gateway: the new version is read locally too, never the old blocks.
+    const a2 = pattern(12 * MiB + 3, 23);
+    await davPut(g.vfs, '/put.bin', a2);
+    env.proxy.resetLog();
+    expect((await davGet(g.vfs, '/put.bin')).equals(a2)).toBe(true);
+    expect(objectGets()).toBe(0);
+    expect((await env.rawGet(`${g.b.keys.prefix}put.bin`))!.equals(a2)).toBe(true);
+  });
+
+  it('async: a PUT is acknowledged before any byte reaches the store, reads locally while pending and after its upload', async () => {
+    const g = await gateway('async');
+    const old = pattern(3 * MiB, 30);
+    await davPut(g.vfs, '/f.bin', old);
+    await until(() => g.vfs.writeBack.stats().pending === 0, 20_000, 'first upload');
+    const data = pattern(12 * MiB + 5, 31);
+    env.proxy.resetLog();
+    // The upload is held until the test lets it go: the PUT must not wait for it.
+    env.proxy.inject({ kind: 'hang', times: Infinity, match: (r) => r.op === 'UploadPart' || r.op === 'PutObject' || r.op === 'CreateMultipartUpload' });
+    await davPut(g.vfs, '/f.bin', data);
+    expect(g.vfs.writeBack.stats().pending).toBe(1);
+    expect((await g.vfs.getattr('s', '/f.bin')).size).toBe(data.length);
+    expect((await davGet(g.vfs, '/f.bin')).equals(data)).toBe(true);
+    expect(objectGets()).toBe(0);
+    env.proxy.clearFaults();
+    await until(() => g.vfs.writeBack.stats().pending === 0, 30_000, 'the upload');
+    expect((await env.rawGet(`${g.b.keys.prefix}f.bin`))!.equals(data)).toBe(true);
+    env.proxy.resetLog();
+    // Uploaded: the stage is gone, the disk tier has the new version's blocks.
+    expect((await davGet(g.vfs, '/f.bin')).equals(data)).toBe(true);
+    expect(objectGets()).toBe(0);
+  });
+
+  it('async: a new large file costs one empty PutObject before the answer; an aborted PUT leaves the old content', async () => {
+    const g = await gateway('async');
+    const data = pattern(7 * MiB, 40);
+    env.proxy.resetLog();
+    env.proxy.inject({ kind: 'hang', times: Infinity, match: (r) => r.op === 'UploadPart' || r.op === 'CreateMultipartUpload' });
+    await davPut(g.vfs, '/new.bin', data);
+    // The name exists for every client (an empty object); the content is pending.
+    expect(env.proxy.count('PutObject')).toBe(1);
+    expect((await env.rawGet(`${g.b.keys.prefix}new.bin`))!.length).toBe(0);
+    expect((await davGet(g.vfs, '/new.bin')).equals(data)).toBe(true);
+    expect(objectGets()).toBe(0);
+    env.proxy.clearFaults();
+    await until(() => g.vfs.writeBack.stats().pending === 0, 30_000, 'the upload');
+    const w = await g.vfs.replaceContent('s', '/new.bin', { owner: 'dav' });
+    await w.write(Buffer.from('never committed'));
+    await w.abort();
+    expect(g.vfs.writeBack.stats().pending).toBe(0);
+    expect((await davGet(g.vfs, '/new.bin')).equals(data)).toBe(true);
+    expect(readdirSync(join(g.state, 'stage'))).toEqual([]);
+  });
+
+  it('a small new file on an async share goes in-band (one PutObject with its bytes) and reads back from memory', async () => {
+    const g = await gateway('async');
+    const data = pattern(4 * KiB, 50);
+    env.proxy.resetLog();
+    await davPut(g.vfs, '/small.txt', data);
+    expect(g.vfs.writeBack.stats().pending).toBe(0);
+    expect(env.proxy.count('PutObject')).toBe(1);
+    expect((await env.rawGet(`${g.b.keys.prefix}small.txt`))!.equals(data)).toBe(true);
+    env.proxy.resetLog();
+    expect((await davGet(g.vfs, '/small.txt')).equals(data)).toBe(true);
+    expect(objectGets()).toBe(0);
   });
 });
