@@ -27,6 +27,10 @@ export interface DavSettings {
   maxHtmlEntries: number;
   /** Entries a Depth: infinity PROPFIND may report at most. */
   maxInfinityEntries: number;
+  /** Properties one PROPFIND may name (protocols.webdav.maxPropfindProperties). */
+  maxPropfindProperties: number;
+  /** Largest PROPFIND answer in bytes (protocols.webdav.maxPropfindResponseBytes). */
+  maxPropfindResponseBytes: number;
   /** Share names (lower-case) that refuse AppleDouble `._*` files. */
   refuseAppleDouble: Set<string>;
 }

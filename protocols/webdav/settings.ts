@@ -18,6 +18,10 @@ export interface WebdavOptions {
   idleTimeoutMs: number;
   /** Whole-request time limit (0 = none: large uploads over slow links take hours). */
   requestTimeoutMs: number;
+  /** Properties one PROPFIND may name (prop, or allprop's include); more -> 413. */
+  maxPropfindProperties: number;
+  /** Largest PROPFIND answer, estimated before the work (-> 403) and counted while streaming. */
+  maxPropfindResponseBytes: number;
 }
 
 export const WEBDAV_DEFAULTS = {
@@ -26,6 +30,18 @@ export const WEBDAV_DEFAULTS = {
   authCacheSeconds: 60,
   idleTimeoutMs: 120_000,
   requestTimeoutMs: 0,
+  /**
+   * Clients name 5-20 properties (Windows WebClient about a dozen, Finder, rclone and davfs2
+   * fewer); a few hundred is far above any of them, and it bounds what one `<D:prop>` can multiply
+   * by the number of members (the 45,000-name PROPFIND of issue 15 made a 603 MB answer).
+   */
+  maxPropfindProperties: 256,
+  /**
+   * An allprop answer is ~700 bytes per member, so 128 MiB is a Depth 1 listing of ~190,000
+   * members (the 10,000-member benchmark directory makes 7 MB); a bigger answer takes seconds of
+   * CPU and that much bandwidth for one request.
+   */
+  maxPropfindResponseBytes: 128 * 1024 * 1024,
 } as const;
 
 /** Time allowed for the request line and headers (slowloris guard). */
@@ -47,6 +63,8 @@ export function webdavOptions(config: PorticoConfig): WebdavOptions {
     authCacheSeconds: pick('authCacheSeconds', WEBDAV_DEFAULTS.authCacheSeconds),
     idleTimeoutMs: pick('idleTimeoutMs', WEBDAV_DEFAULTS.idleTimeoutMs),
     requestTimeoutMs: pick('requestTimeoutMs', WEBDAV_DEFAULTS.requestTimeoutMs),
+    maxPropfindProperties: pick('maxPropfindProperties', WEBDAV_DEFAULTS.maxPropfindProperties),
+    maxPropfindResponseBytes: pick('maxPropfindResponseBytes', WEBDAV_DEFAULTS.maxPropfindResponseBytes),
   };
 }
 
@@ -59,6 +77,8 @@ export function davSettings(config: PorticoConfig, o: WebdavOptions = webdavOpti
     xmlLimits: DEFAULT_XML_LIMITS,
     maxHtmlEntries: 50_000,
     maxInfinityEntries: 100_000,
+    maxPropfindProperties: o.maxPropfindProperties,
+    maxPropfindResponseBytes: o.maxPropfindResponseBytes,
     refuseAppleDouble: new Set(config.shares.filter((s) => s.webdav?.refuseAppleDouble === true).map((s) => s.name.toLowerCase())),
   };
 }

@@ -20,6 +20,7 @@ import { z } from 'zod';
 import { normalizePath } from '../vfs/path.ts';
 import { isVfsError } from '../vfs/errors.ts';
 import { WRITE_BACK_DEFAULTS, WRITE_BACK_MODES } from '../vfs/write-back.ts';
+import { ADMISSION_DEFAULTS } from '../session/admission.ts';
 
 export const RIGHTS = ['read', 'write', 'admin'] as const;
 export type Right = (typeof RIGHTS)[number];
@@ -101,6 +102,17 @@ const authSchema = z.strictObject({
   throttle: throttleSchema.prefault({}),
 });
 
+/**
+ * Per-client and per-user caps on connections and requests in flight, shared by every protocol
+ * (src/session/admission.ts holds the counters, the defaults and the reasons for them). 0 = no cap.
+ */
+const limitsSchema = z.strictObject({
+  maxConnectionsPerClient: int().min(0).default(ADMISSION_DEFAULTS.maxConnectionsPerClient),
+  maxInFlightPerClient: int().min(0).default(ADMISSION_DEFAULTS.maxInFlightPerClient),
+  maxInFlightPerUser: int().min(0).default(ADMISSION_DEFAULTS.maxInFlightPerUser),
+  inFlightWaitMs: int().min(0).max(60_000).default(ADMISSION_DEFAULTS.inFlightWaitMs),
+});
+
 /** A protocol entry: port (0 disables) and listen (default server.listen), plus the plugin's own keys. */
 const protocolEntrySchema = z.looseObject({
   port: port.optional(),
@@ -123,6 +135,9 @@ const webdavProtocol = z
     authCacheSeconds: int().min(0).optional(),
     idleTimeoutMs: int().min(0).optional(),
     requestTimeoutMs: int().min(0).optional(),
+    // Work bounds of one PROPFIND (protocols/webdav/methods/propfind.ts).
+    maxPropfindProperties: int().min(1).optional(),
+    maxPropfindResponseBytes: int().min(1024).optional(),
   })
   .prefault({});
 
@@ -233,6 +248,7 @@ const baseSchema = z
     s3: s3Schema.prefault({}),
     log: logSchema.prefault({}),
     auth: authSchema.prefault({}),
+    limits: limitsSchema.prefault({}),
     protocols: protocolsSchema.prefault({}),
     shares: z.array(shareSchema).min(1, { error: 'must have at least one share' }),
   })
