@@ -5,15 +5,24 @@
  * Slow and idle clients: the request head must arrive within HEADERS_TIMEOUT_MS; a connection with
  * no traffic for idleTimeoutMs is closed; keep-alive connections idle longer than
  * KEEP_ALIVE_TIMEOUT_MS are closed; requestTimeoutMs (default off) bounds a whole request.
+ *
+ * Connections and requests are counted per client and per user against `limits.*`
+ * (src/session/admission.ts, one set of counters for every protocol of the gateway). A connection
+ * over its client's cap is reset as soon as it is accepted, with no answer: any answer would need
+ * the descriptor kept until it is delivered, which is what a connection flood wants; the refusals
+ * are logged (at most one line per REFUSAL_LOG_MS) so an operator sees a NAT that needs a higher cap.
  */
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { ProtocolContext, ProtocolDescriptor, ProtocolPlugin } from '../../src/server/plugin.ts';
 import type { SessionManager } from '../../src/session/session-manager.ts';
+import { admissionFor } from '../../src/session/admission.ts';
 import { DavServer } from './server.ts';
 import { HEADERS_TIMEOUT_MS, KEEP_ALIVE_TIMEOUT_MS, MAX_HEADER_BYTES, davSettings, webdavOptions } from './settings.ts';
 import { loadTls } from './tls.ts';
+
+const REFUSAL_LOG_MS = 10_000;
 
 export class WebdavPlugin implements ProtocolPlugin {
   readonly name = 'webdav';
@@ -38,11 +47,13 @@ export class WebdavPlugin implements ProtocolPlugin {
 
   async start(ctx: ProtocolContext): Promise<void> {
     const o = webdavOptions(ctx.config);
+    const admission = admissionFor(ctx.sessions as object, ctx.config.limits);
     const dav = (this.dav = new DavServer({
       sessions: ctx.sessions as SessionManager,
       logger: ctx.logger,
       settings: davSettings(ctx.config, o),
       authCacheMs: o.authCacheSeconds * 1000,
+      admission,
     }));
     const serverOptions = {
       maxHeaderSize: MAX_HEADER_BYTES,
@@ -62,6 +73,24 @@ export class WebdavPlugin implements ProtocolPlugin {
       socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
     });
     server.setTimeout(o.idleTimeoutMs, (socket) => socket.destroy());
+    let refused = 0;
+    let loggedAt = 0;
+    server.on('connection', (socket: Socket) => {
+      const release = admission.openConnection(socket.remoteAddress ?? '');
+      if (release) {
+        socket.once('close', release);
+        return;
+      }
+      // RST rather than FIN: no TIME_WAIT state left behind per refused connection.
+      socket.resetAndDestroy();
+      refused++;
+      const now = Date.now();
+      if (now - loggedAt >= REFUSAL_LOG_MS) {
+        ctx.logger.warn({ client: socket.remoteAddress, refused, limit: 'limits.maxConnectionsPerClient', max: ctx.config.limits.maxConnectionsPerClient }, 'webdav: connections refused, client over its cap');
+        loggedAt = now;
+        refused = 0;
+      }
+    });
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

@@ -15,6 +15,7 @@ import type { Logger } from 'pino';
 import type { Principal } from '../../src/auth/authenticator.ts';
 import type { SessionManager } from '../../src/session/session-manager.ts';
 import type { Session } from '../../src/session/session.ts';
+import { AdmissionRefused, type Admission, type AdmissionPass } from '../../src/session/admission.ts';
 import { VfsError, isVfsError } from '../../src/vfs/errors.ts';
 import { normalizePath } from '../../src/vfs/path.ts';
 import { BasicAuthCache } from './auth.ts';
@@ -75,6 +76,8 @@ export interface DavServerOptions {
   settings: DavSettings;
   /** How long a successful Basic login is remembered (0 = never). */
   authCacheMs: number;
+  /** Per-client and per-user in-flight caps shared with the other protocols (none: no caps). */
+  admission?: Admission;
 }
 
 export class DavServer {
@@ -82,6 +85,7 @@ export class DavServer {
   private readonly log: Logger;
   private readonly settings: DavSettings;
   private readonly auth: BasicAuthCache;
+  private readonly admission: Admission | undefined;
   private readonly idPrefix = randomBytes(3).toString('hex');
   private seq = 0;
   /** Requests in progress (for graceful stop). */
@@ -92,6 +96,7 @@ export class DavServer {
     this.log = o.logger;
     this.settings = o.settings;
     this.auth = new BasicAuthCache(o.sessions, o.authCacheMs);
+    this.admission = o.admission;
   }
 
   /** The `request` (and `checkContinue`) listener. */
@@ -114,8 +119,12 @@ export class DavServer {
     let user: string | undefined;
     let session: Session | undefined;
     let ctx: DavContext | undefined;
+    let pass: AdmissionPass | undefined;
     res.setHeader('X-Request-Id', id);
     try {
+      // Before any work (authentication included: a first login costs a bcrypt).
+      const admission = this.admission;
+      if (admission) await this.admit(res, async () => (pass = await admission.enter(clientAddress)));
       const url = req.url ?? '/';
       const target = parseRequestTarget(url);
       if (url.startsWith(UI_ASSET_PREFIX)) return this.uiAsset(req, res, url.slice(UI_ASSET_PREFIX.length));
@@ -139,6 +148,7 @@ export class DavServer {
       }
       const principal = await this.principal(req, clientAddress, guestOk && READ_METHODS.has(method));
       user = principal.user;
+      if (pass) await this.admit(res, () => pass!.enterUser(principal.user, principal.guest));
       if (!isRoot && share === '') throw new HttpError(404, `no share named ${target.share}`);
       const path = this.sharePath(target);
       if (!isRoot) this.macShortcuts(method, share, path);
@@ -168,6 +178,7 @@ export class DavServer {
     } catch (e) {
       await this.sendError(req, res, e, ctx);
     } finally {
+      pass?.release();
       if (session) await session.end({ keepDurableLocks: true }).catch((err: unknown) => this.log.warn({ err }, 'session end failed'));
       const status = res.statusCode;
       // The entry is built only when it is logged (debug is off in production; this runs per request).
@@ -178,6 +189,22 @@ export class DavServer {
         else this.log.debug(entry, 'webdav request');
       }
     }
+  }
+
+  /**
+   * Takes an in-flight slot (src/session/admission.ts): at once, or after waiting up to
+   * limits.inFlightWaitMs; a cap still full then is 503 with Retry-After naming the limit, so
+   * clients back off and retry instead of failing.
+   */
+  private async admit(res: ServerResponse, take: () => unknown): Promise<void> {
+    try {
+      await take();
+    } catch (e) {
+      if (e instanceof AdmissionRefused) throw new HttpError(503, e.message);
+      throw e;
+    }
+    // The client gave up while waiting: no work for it (serve()'s finally releases the slot).
+    if (res.destroyed) throw new HttpError(499, 'client went away');
   }
 
   /** Share-relative path, validated by the one VFS validator (400/414). */
@@ -280,7 +307,9 @@ export class DavServer {
       body = `<?xml version="1.0" encoding="utf-8"?>\n<D:error xmlns:D="DAV:">${el}</D:error>\n`;
     } else {
       headers['Content-Type'] = 'text/plain; charset=utf-8';
-      const msg = status >= 500 ? '' : e instanceof Error ? `: ${e.message}` : '';
+      // An HttpError's text is written for the client (a limit, an unsupported method); other 5xx
+      // errors may carry internal detail.
+      const msg = status >= 500 && !(e instanceof HttpError) ? '' : e instanceof Error ? `: ${e.message}` : '';
       body = `${status}${msg}\n`;
     }
     const buf = Buffer.from(body, 'utf8');
