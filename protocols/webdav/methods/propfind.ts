@@ -6,22 +6,84 @@
  * The multistatus is streamed: the header goes out first and each `<D:response>` is written as the
  * directory is paged through with readdir cookies, with backpressure; nothing is collected whole.
  * A failure after the 207 started cuts the connection (the status cannot change any more).
+ *
+ * Work bounds (security issue 15: one PROPFIND naming 45,000 properties on a 500-member folder made
+ * a 603 MB answer and stalled every other request for seconds):
+ * - At most `maxPropfindProperties` names per request, refused with 413 while the body is parsed
+ *   (the parser stops at the limit: parsing the 45,000 names alone took 60-360 ms of one thread).
+ *   413 because the request content asks for more than the server processes, as the XML element
+ *   limit already answers; the client can split the names over several requests.
+ * - The answer's size is estimated before the 207: the first response (the resource itself,
+ *   rendered anyway) times the members, counted from up to LOOKAHEAD members listed ahead. Over
+ *   `maxPropfindResponseBytes` -> 403 naming the limit, for the reason RFC 4918 answers an unbounded
+ *   Depth with 403 (propfind-finite-depth): the server declines to produce an answer this large,
+ *   and the request as made will never succeed, so it is a client error (a 5xx such as 507 would
+ *   count as a server failure in monitors and invite retries). A larger directory than the
+ *   lookahead is counted while streaming, and the connection is cut when the bound is passed — a
+ *   truncated multistatus would look like a complete listing to a sync client, which may then
+ *   delete what it did not see.
+ * - Rendering yields to the event loop (setImmediate) after SLICE_MS of work and waits for the
+ *   socket to drain (ctx.write), so one large answer cannot hold the loop: /health and other
+ *   clients' requests run between slices.
  */
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { FileAttr, ReaddirResult } from '../../../src/vfs/types.ts';
 import type { PropRow } from '../../../src/store/metadata-store.ts';
 import type { DavContext } from '../context.ts';
 import { HttpError } from '../errors.ts';
-import { MULTISTATUS_CLOSE, MULTISTATUS_OPEN, prepareRequest, renderResponse, type DavResource, type LockEntries, type PropRequest, type PropSources, type QName, type Quota } from '../properties.ts';
+import { MULTISTATUS_CLOSE, MULTISTATUS_OPEN, prepareRequest, renderResponse, type DavResource, type LockEntries, type PreparedRequest, type PropRequest, type PropSources, type QName, type Quota } from '../properties.ts';
 import { baseNameOf, childHref, hrefOf, joinChild } from '../paths.ts';
-import { DAV_NS, childElements, isDav, type XmlElement } from '../xml.ts';
+import { DAV_NS, childElements, escapeText, isDav, parseXml, type XmlElement } from '../xml.ts';
 
 const PAGE = 1000;
+/**
+ * Members listed before the 207 is sent, for the size estimate: the VFS's largest page (a bounded
+ * amount of listing and memory), and all of any directory up to that size, so the estimate is a
+ * count there, not a guess.
+ */
+const LOOKAHEAD = 10_000;
+/**
+ * Longest stretch of rendering before yielding to the event loop, ms: other requests wait at most
+ * about this long per large answer in progress (a yield costs ~10-50 µs, under 1% at 5 ms).
+ */
+const SLICE_MS = 5;
+/** Elements a PROPFIND body has besides the property names: propfind, prop/allprop/include/propname. */
+const BODY_ELEMENTS_BESIDES_NAMES = 8;
 
 export function parseDepth(v: string | undefined, dflt: '0' | '1' | 'infinity' = 'infinity'): '0' | '1' | 'infinity' {
   if (v === undefined) return dflt;
   const d = v.trim().toLowerCase();
   if (d === '0' || d === '1' || d === 'infinity') return d;
   throw new HttpError(400, `bad Depth header: ${v}`);
+}
+
+function tooManyProperties(named: string, max: number): HttpError {
+  return new HttpError(413, `PROPFIND names ${named} properties; at most ${max} are answered per request (protocols.webdav.maxPropfindProperties): ask for them in several requests`);
+}
+
+/**
+ * Reads and parses a PROPFIND body, refusing more than maxPropfindProperties names with 413. The
+ * XML parser gets an element cap just above the limit, so a body of 45,000 names stops being parsed
+ * at the limit instead of being turned into a tree first.
+ */
+export async function readPropfindRequest(ctx: DavContext): Promise<PropRequest> {
+  const max = ctx.settings.maxPropfindProperties;
+  const xml = ctx.settings.xmlLimits;
+  const capped = max + BODY_ELEMENTS_BESIDES_NAMES < xml.maxElements;
+  const limits = capped ? { ...xml, maxElements: max + BODY_ELEMENTS_BESIDES_NAMES } : xml;
+  const body = await ctx.body();
+  let root: XmlElement | undefined;
+  try {
+    root = parseXml(body, limits);
+  } catch (e) {
+    // body() already enforced the byte limit parseXml checks, so a 413 from it is the element cap.
+    if (capped && e instanceof HttpError && e.status === 413) throw tooManyProperties(`more than ${max}`, max);
+    throw e;
+  }
+  const req = parsePropfindBody(root);
+  const named = req.mode === 'prop' ? req.names.length : req.mode === 'allprop' ? req.include.length : 0;
+  if (named > max) throw tooManyProperties(String(named), max);
+  return req;
 }
 
 export function parsePropfindBody(root: XmlElement | undefined): PropRequest {
@@ -83,7 +145,7 @@ export async function propfind(ctx: DavContext): Promise<void> {
   if (depth === 'infinity' && !ctx.settings.depthInfinity) {
     throw new HttpError(403, 'Depth: infinity PROPFIND is disabled', { condition: 'propfind-finite-depth' });
   }
-  const req = parsePropfindBody(await ctx.xmlBody());
+  const req = await readPropfindRequest(ctx);
   const attr = await ctx.session.getattr(ctx.share, ctx.path);
   const src = propSources(ctx, () => ctx.shareSpelling);
   const isDir = attr.type === 'dir';
@@ -96,16 +158,53 @@ export async function propfind(ctx: DavContext): Promise<void> {
   };
   // Render the first response before committing to 207, so a failure here still gets its status.
   const first = await renderResponse(self, req, src);
-  ctx.res.writeHead(207, { 'Content-Type': 'application/xml; charset=utf-8' });
-  await ctx.write(MULTISTATUS_OPEN + first);
+  const slicer = new Slicer();
+  const out = new Output(ctx, ctx.settings.maxPropfindResponseBytes, slicer);
+  let members: Lister | undefined;
+  let ahead: { pages: Page[]; eof: boolean } = { pages: [], eof: true };
   if (isDir && depth !== '0') {
-    const budget = { left: ctx.settings.maxInfinityEntries };
-    const batch = new Batcher(ctx);
-    await walk(ctx, req, src, ctx.path, self.href, depth === 'infinity', budget, batch);
-    await batch.flush();
+    members = new Lister(ctx, prepareRequest(req), ctx.path, slicer);
+    // Listed before the 207 too: for the size check, and a failure to list still gets its status.
+    ahead = await members.lookahead(LOOKAHEAD);
   }
-  await ctx.write(MULTISTATUS_CLOSE);
+  checkEstimate(ctx, self, first, ahead, depth === 'infinity');
+  ctx.res.writeHead(207, { 'Content-Type': 'application/xml; charset=utf-8' });
+  out.add(MULTISTATUS_OPEN + first);
+  await out.flush();
+  if (members) {
+    const budget = { left: ctx.settings.maxInfinityEntries };
+    await walk(ctx, req, src, members, self.href, depth === 'infinity', budget, out);
+  }
+  out.add(MULTISTATUS_CLOSE);
+  await out.flush();
   ctx.res.end();
+}
+
+/**
+ * 403 when the answer would exceed maxPropfindResponseBytes: each member is taken to cost what the
+ * resource's own response cost, with the member's href instead of its own. Exact for a `prop`
+ * request (the same names for every member) up to property values; allprop's dead properties vary
+ * per member, which the count while streaming (Output) catches. Past the lookahead the count of
+ * members is a lower bound, so a refusal is certain and a pass is not.
+ */
+function checkEstimate(ctx: DavContext, self: DavResource, first: string, ahead: { pages: Page[]; eof: boolean }, recurse: boolean): void {
+  const max = ctx.settings.maxPropfindResponseBytes;
+  const perMember = first.length - escapeText(self.href).length;
+  let members = 0;
+  let estimate = MULTISTATUS_OPEN.length + first.length + MULTISTATUS_CLOSE.length;
+  for (const page of ahead.pages) {
+    for (const e of page.entries) {
+      members++;
+      // The member's href is its collection's plus its name (percent-encoding may add a little).
+      estimate += perMember + self.href.length + e.name.length + 1;
+    }
+  }
+  if (estimate <= max) return;
+  const atLeast = ahead.eof && !recurse ? '' : 'at least ';
+  throw new HttpError(
+    403,
+    `the PROPFIND answer would be ${atLeast}${estimate} bytes (${members} members, ~${perMember} bytes each), more than protocols.webdav.maxPropfindResponseBytes (${max}): ask for fewer properties`,
+  );
 }
 
 /**
@@ -115,19 +214,56 @@ export async function propfind(ctx: DavContext): Promise<void> {
  */
 const BATCH_BYTES = 256 * 1024;
 
-/** Collects responses into writes of about BATCH_BYTES (one chunk each) instead of one per entry. */
-class Batcher {
+/**
+ * Time slices of one request's work: `due()` once SLICE_MS have passed since the last yield,
+ * `yield()` lets the event loop run everything that is waiting (I/O first: setImmediate runs after
+ * the poll phase) before the work goes on.
+ */
+class Slicer {
+  private yieldAt = performance.now() + SLICE_MS;
+  due(): boolean {
+    return performance.now() >= this.yieldAt;
+  }
+  async yield(): Promise<void> {
+    await nextTurn();
+    this.yieldAt = performance.now() + SLICE_MS;
+  }
+}
+
+/**
+ * The streamed answer: collects responses into writes of about BATCH_BYTES (one chunk each)
+ * instead of one per entry, counts the answer against maxPropfindResponseBytes, and tells the
+ * renderer when to pause (a write is due, or the time slice is used up).
+ */
+class Output {
   private parts: string[] = [];
   private size = 0;
+  /** Characters produced so far (bytes for the ASCII that multistatus answers mostly are). */
+  private total = 0;
   private readonly ctx: DavContext;
-  constructor(ctx: DavContext) {
+  private readonly max: number;
+  readonly slicer: Slicer;
+  constructor(ctx: DavContext, max: number, slicer: Slicer) {
     this.ctx = ctx;
+    this.max = max;
+    this.slicer = slicer;
   }
-  /** Adds a response; true when a flush is due. */
+  /** Adds a response; true when `pause()` is due. Synchronous: called once per member. */
   add(s: string): boolean {
     this.parts.push(s);
     this.size += s.length;
-    return this.size >= BATCH_BYTES;
+    this.total += s.length;
+    if (this.total > this.max) {
+      // Past the estimate (a directory larger than the lookahead, large dead properties): the 207
+      // is out, so the answer can only be cut (see the header comment for why not truncated).
+      throw new HttpError(500, `PROPFIND answer passed protocols.webdav.maxPropfindResponseBytes (${this.max}) while streaming; connection cut`);
+    }
+    return this.size >= BATCH_BYTES || this.slicer.due();
+  }
+  /** Writes what is due (with backpressure) and yields to the event loop when the slice is used up. */
+  async pause(): Promise<void> {
+    if (this.size >= BATCH_BYTES) await this.flush();
+    if (this.slicer.due()) await this.slicer.yield();
   }
   async flush(): Promise<void> {
     if (this.parts.length === 0) return;
@@ -140,30 +276,81 @@ class Batcher {
 
 type Page = ReaddirResult & { props?: Map<string, PropRow[]> };
 
+/**
+ * The pages of one directory, the next one listed (backend round trips) while the current one is
+ * rendered; `lookahead` lists pages before any is rendered and keeps them. Listing a page can be
+ * synchronous work (inline lstats on a local disk, ~5-10 ms per 1000 members), so the next page is
+ * asked for after a yield when the time slice is used up.
+ */
+class Lister {
+  readonly dir: string;
+  private next: Promise<Page> | undefined;
+  private readonly held: Page[] = [];
+  private readonly ctx: DavContext;
+  private readonly needDead: boolean;
+  private readonly slicer: Slicer;
+
+  constructor(ctx: DavContext, prepared: PreparedRequest, dir: string, slicer: Slicer) {
+    this.ctx = ctx;
+    this.dir = dir;
+    this.slicer = slicer;
+    // Dead properties come with each page (one store query), unless the request needs none.
+    this.needDead = prepared.needDead;
+    this.next = this.list(undefined);
+  }
+
+  private list(cookie: bigint | undefined): Promise<Page> {
+    const opts = cookie === undefined ? { limit: PAGE } : { cookie, limit: PAGE };
+    const p: Promise<Page> = this.needDead ? this.ctx.session.readdirWithProps(this.ctx.share, this.dir, opts) : this.ctx.session.readdir(this.ctx.share, this.dir, opts);
+    // Awaited by page(), or abandoned when the walk stops early (507, client gone).
+    p.catch(() => undefined);
+    return p;
+  }
+
+  private async fetch(): Promise<Page | undefined> {
+    if (!this.next) return undefined;
+    const page = await this.next;
+    if (page.eof || page.entries.length === 0) {
+      this.next = undefined;
+      return page;
+    }
+    if (this.slicer.due()) await this.slicer.yield();
+    this.next = this.list(page.entries.at(-1)!.cookie);
+    return page;
+  }
+
+  /** Lists pages ahead until `members` entries are held or the directory ends. */
+  async lookahead(members: number): Promise<{ pages: Page[]; eof: boolean }> {
+    let n = 0;
+    while (n < members) {
+      const page = await this.fetch();
+      if (!page) break;
+      this.held.push(page);
+      n += page.entries.length;
+    }
+    return { pages: this.held, eof: this.next === undefined };
+  }
+
+  /** The next page (held ones first), or undefined at the end. */
+  page(): Promise<Page | undefined> {
+    const held = this.held.shift();
+    return held ? Promise.resolve(held) : this.fetch();
+  }
+}
+
 async function walk(
   ctx: DavContext,
   req: PropRequest,
   src: PropSources,
-  dir: string,
+  lister: Lister,
   dirHref: string,
   recurse: boolean,
   budget: { left: number },
-  batch: Batcher,
+  out: Output,
 ): Promise<void> {
   const prepared = prepareRequest(req);
-  // Dead properties come with each page (one store query), unless the request needs none.
-  const list = (cookie: bigint | undefined): Promise<Page> => {
-    const opts = cookie === undefined ? { limit: PAGE } : { cookie, limit: PAGE };
-    const p: Promise<Page> = prepared.needDead ? ctx.session.readdirWithProps(ctx.share, dir, opts) : ctx.session.readdir(ctx.share, dir, opts);
-    // Awaited below, or abandoned when the walk stops early (507, client gone).
-    p.catch(() => undefined);
-    return p;
-  };
-  let next: Promise<Page> | undefined = list(undefined);
-  while (next) {
-    const page: Page = await next;
-    // The next page is listed (backend round trips) while this one is rendered.
-    next = page.eof || page.entries.length === 0 ? undefined : list(page.entries.at(-1)!.cookie);
+  const dir = lister.dir;
+  for (let page = await lister.page(); page; page = await lister.page()) {
     for (const e of page.entries) {
       if (recurse && --budget.left < 0) throw new HttpError(507, 'too many resources for a Depth: infinity PROPFIND');
       let dead: PropRow[] = NO_PROPS;
@@ -175,16 +362,16 @@ async function walk(
       }
       const isDir = e.attr.type === 'dir';
       const r: DavResource = { share: ctx.share, path: joinChild(dir, e.name), href: childHref(dirHref, e.name, isDir), attr: e.attr, name: e.name };
-      let out: string;
+      let xml: string;
       try {
         const rendered = prepared.render(r, dead, src);
-        out = typeof rendered === 'string' ? rendered : await rendered;
+        xml = typeof rendered === 'string' ? rendered : await rendered;
       } catch {
         // The entry vanished between readdir and its properties (a lock lookup): leave it out.
         continue;
       }
-      if (batch.add(out)) await batch.flush();
-      if (recurse && isDir) await walk(ctx, req, src, r.path, r.href, true, budget, batch);
+      if (out.add(xml)) await out.pause();
+      if (recurse && isDir) await walk(ctx, req, src, new Lister(ctx, prepared, r.path, out.slicer), r.href, true, budget, out);
     }
   }
 }
@@ -217,7 +404,7 @@ export async function propfindRoot(ctx: DavContext): Promise<void> {
   if (depth === 'infinity' && !ctx.settings.depthInfinity) {
     throw new HttpError(403, 'Depth: infinity PROPFIND is disabled', { condition: 'propfind-finite-depth' });
   }
-  const req = parsePropfindBody(await ctx.xmlBody());
+  const req = await readPropfindRequest(ctx);
   const src = propSources(ctx, (s) => s);
   ctx.res.writeHead(207, { 'Content-Type': 'application/xml; charset=utf-8' });
   await ctx.write(MULTISTATUS_OPEN + (await renderResponse({ share: '', path: '/', href: '/', attr: rootAttr(), name: '' }, req, src)));
