@@ -24,6 +24,7 @@ import { DavContext, type DavSettings } from './context.ts';
 import { HttpError, errorHeaders, isExpected, statusOf } from './errors.ts';
 import { parseRequestTarget, type DavTarget } from './paths.ts';
 import { escapeText } from './xml.ts';
+import { DEFAULT_CSP } from './content-policy.ts';
 import { UI_ASSET_PREFIX, serveUiAsset } from './ui/index.ts';
 import { ALLOW, ROOT_ALLOW, options } from './methods/options.ts';
 import { get, getRoot } from './methods/get.ts';
@@ -121,6 +122,11 @@ export class DavServer {
     let ctx: DavContext | undefined;
     let pass: AdmissionPass | undefined;
     res.setHeader('X-Request-Id', id);
+    // Every answer, errors and UI assets included: browsers use our Content-Type, never a guess,
+    // and a document made from an answer that sets no policy of its own runs nothing
+    // (content-policy.ts; GET of files and the UI page set theirs).
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    res.setHeader('Content-Security-Policy', DEFAULT_CSP);
     try {
       // Before any work (authentication included: a first login costs a bcrypt).
       const admission = this.admission;

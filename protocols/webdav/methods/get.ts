@@ -7,8 +7,13 @@
  * If-Range honoured. Bodies stream through file-stream.ts (pooled 1 MiB buffers, reads overlapped
  * with writes; a small file in one exact read).
  *
- * Collections: with `Accept: text/html`, the browser UI's listing page (protocols/webdav/ui);
- * otherwise a plain-text list of names (one per line, collections with a trailing '/').
+ * File contents carry the policy headers of content-policy.ts (a sandboxing CSP, and
+ * `Content-Disposition: attachment` for types a browser would run), so that a file uploaded by one
+ * user never runs as the gateway's origin in another user's browser.
+ *
+ * Collections: with `Accept: text/html`, the browser UI's listing page (protocols/webdav/ui) under
+ * its own strict CSP with a fresh nonce; otherwise a plain-text list of names (one per line,
+ * collections with a trailing '/').
  */
 import { randomBytes } from 'node:crypto';
 import rangeParser from 'range-parser';
@@ -21,7 +26,8 @@ import { HttpError } from '../errors.ts';
 import { checkPreconditions, parseHttpDate } from '../conditional.ts';
 import { contentTypeOf, etagOf, httpDate } from '../properties.ts';
 import { baseNameOf } from '../paths.ts';
-import { renderCollectionPage } from '../ui/index.ts';
+import { storedContentHeaders } from '../content-policy.ts';
+import { newPageNonce, renderCollectionPage, uiPagePolicy } from '../ui/index.ts';
 
 /** More ranges than this in one request are served as the whole file (abuse guard). */
 const MAX_RANGES = 64;
@@ -97,6 +103,7 @@ async function sendFile(ctx: DavContext, h: Handle, attr: FileAttr): Promise<voi
   }
 
   const res = ctx.res;
+  Object.assign(base, storedContentHeaders(baseNameOf(ctx.path), String(base['Content-Type'])));
   if (ranges === undefined) {
     res.writeHead(200, { ...base, 'Content-Length': size });
     if (ctx.req.method === 'HEAD' || size === 0) return void res.end();
@@ -167,10 +174,12 @@ function sendListing(ctx: DavContext, share: string, path: string, baseUrl: stri
   const headers: Record<string, string> = { 'Cache-Control': 'no-cache', Vary: 'Accept' };
   if (etag !== undefined) headers['ETag'] = `W/${etag}`;
   if (wantsHtml(ctx)) {
-    const html = renderCollectionPage({ share, path, baseUrl, entries, user: ctx.principal.user, readOnly, truncated });
-    ctx.send(200, { ...headers, 'Content-Type': 'text/html; charset=utf-8', 'Content-Security-Policy': "default-src 'self'", 'X-Content-Type-Options': 'nosniff' }, html);
+    const nonce = newPageNonce();
+    const html = renderCollectionPage({ share, path, baseUrl, entries, user: ctx.principal.user, readOnly, truncated, nonce });
+    ctx.send(200, { ...headers, 'Content-Type': 'text/html; charset=utf-8', 'Content-Security-Policy': uiPagePolicy(nonce) }, html);
     return;
   }
+  // Names are chosen by users: the plain list keeps the server's sandboxing default policy.
   const text = entries.map((e) => (e.type === 'dir' ? `${e.name}/` : e.name)).join('\n') + (entries.length > 0 ? '\n' : '');
   ctx.send(200, { ...headers, 'Content-Type': 'text/plain; charset=utf-8' }, text);
 }

@@ -1,7 +1,8 @@
 /* Portico WebDAV browser UI: progressive enhancement of the server-rendered listing.
  * Plain ES2020, no dependencies. Loaded as a blocking script in <head> so the `js` class is set
- * before first paint; everything else waits for the DOM. The page is served with
- * `Content-Security-Policy: default-src 'self'`: no inline handlers, no style attributes. */
+ * before first paint; everything else waits for the DOM. The page is served with a strict
+ * Content-Security-Policy (ui/page-policy.ts: this script and the stylesheet by nonce, fetch and
+ * XHR to the gateway only): no inline handlers, no style attributes, no eval. */
 (() => {
   'use strict';
   document.documentElement.classList.add('js');

@@ -1,8 +1,9 @@
 /**
  * The server-rendered HTML listing of a WebDAV collection. It is complete without JavaScript
  * (browse, breadcrumbs, download); app.js enhances it (sorting, local dates, upload, new folder,
- * rename, delete). The gateway sends `Content-Security-Policy: default-src 'self'`, so the page has
- * no inline script, style or event handler: all behaviour and looks come from the assets.
+ * rename, delete). The gateway sends the strict policy of page-policy.ts (the script and the
+ * stylesheet allowed by a per-answer nonce, nothing else), so the page has no inline script, style
+ * or event handler: all behaviour and looks come from the assets.
  */
 import { uiAssetUrl } from './assets.ts';
 
@@ -24,6 +25,8 @@ export interface CollectionPageOptions {
   readOnly: boolean;
   /** The listing was cut short by the server's entry limit. */
   truncated?: boolean;
+  /** The nonce of this answer's Content-Security-Policy (page-policy.ts), put on the script and stylesheet. */
+  nonce?: string;
 }
 
 const HTML_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
@@ -142,6 +145,7 @@ function summary(entries: readonly UiEntry[]): string {
 
 export function renderCollectionPage(opts: CollectionPageOptions): string {
   const { share, path, baseUrl, entries, user, readOnly } = opts;
+  const nonce = opts.nonce === undefined ? '' : ` nonce="${escapeHtml(opts.nonce)}"`;
   const crumbs = breadcrumbs(share, path, baseUrl);
   const here = crumbs[crumbs.length - 1]!;
   const parent = crumbs.length > 1 ? crumbs[crumbs.length - 2] : undefined;
@@ -177,8 +181,8 @@ export function renderCollectionPage(opts: CollectionPageOptions): string {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${title} · Portico</title>
 <link rel="icon" href="${uiAssetUrl('icon.svg')}" type="image/svg+xml">
-<link rel="stylesheet" href="${uiAssetUrl('style.css')}">
-<script src="${uiAssetUrl('app.js')}"></script>
+<link rel="stylesheet"${nonce} href="${uiAssetUrl('style.css')}">
+<script${nonce} src="${uiAssetUrl('app.js')}"></script>
 </head>
 <body data-base="${escapeHtml(baseUrl)}" data-readonly="${readOnly ? 'true' : 'false'}">
 <header class="top"><span class="brand">Portico</span><span class="who">Signed in as <b>${escapeHtml(user)}</b>${readOnly ? ' <span class="ro">Read-only</span>' : ''}</span></header>

@@ -6,4 +6,5 @@
  */
 export { UI_ASSET_PREFIX, serveUiAsset } from './assets.ts';
 export { renderCollectionPage } from './collection-page.ts';
+export { newPageNonce, uiPagePolicy } from './page-policy.ts';
 export type { UiEntry } from './collection-page.ts';
