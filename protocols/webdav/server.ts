@@ -25,6 +25,7 @@ import { HttpError, errorHeaders, isExpected, statusOf } from './errors.ts';
 import { parseRequestTarget, type DavTarget } from './paths.ts';
 import { escapeText } from './xml.ts';
 import { DEFAULT_CSP } from './content-policy.ts';
+import { assertSameOrigin } from './same-origin.ts';
 import { UI_ASSET_PREFIX, serveUiAsset } from './ui/index.ts';
 import { ALLOW, ROOT_ALLOW, options } from './methods/options.ts';
 import { get, getRoot } from './methods/get.ts';
@@ -135,6 +136,8 @@ export class DavServer {
       const target = parseRequestTarget(url);
       if (url.startsWith(UI_ASSET_PREFIX)) return this.uiAsset(req, res, url.slice(UI_ASSET_PREFIX.length));
       if (method === 'OPTIONS') return options(res, target.share === '');
+      // CSRF: before any authentication work, so a forged request costs no bcrypt (same-origin.ts).
+      assertSameOrigin(req);
       const handler = HANDLERS[method];
       if (!handler) throw new HttpError(501, `method ${method} not implemented`, { headers: { Allow: ALLOW } });
 
