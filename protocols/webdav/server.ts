@@ -307,7 +307,9 @@ export class DavServer {
     // An unread request body (a refused PUT) would have to be drained to keep the connection.
     const unread = ctx ? !ctx.bodyConsumed && ctx.hasBody() : req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0';
     if (unread || req.headers['transfer-encoding'] !== undefined) headers.Connection = 'close';
-    res.shouldKeepAlive = !headers.Connection;
+    // Only ever turned off here: node has already turned it off for a request that asked to close
+    // (`Connection: close`, HTTP/1.0), and setting it true again kept that connection open.
+    if (headers.Connection) res.shouldKeepAlive = false;
     let body: string;
     if (condition !== undefined) {
       headers['Content-Type'] = 'application/xml; charset=utf-8';
