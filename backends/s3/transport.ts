@@ -483,8 +483,14 @@ export class S3Transport {
   private uploadPartFromStore(key: string, uploadId: string, part: number, src: string, start: number, end: number, path?: string, ifMatch?: string): Promise<string> {
     const length = end - start;
     const piece = Math.min(length, MiB);
-    return this.run('UploadPart', async (signal) => {
+    return this.run('UploadPart', async (attemptSignal) => {
       const body = new PassThrough({ highWaterMark: piece });
+      // Errors reach the upload through `stop`, not through the body (the SDK may not listen yet).
+      body.on('error', () => undefined);
+      // A failed GET must end the upload at once: a body that stops short would leave the PUT
+      // waiting for bytes until its timeout.
+      const stop = new AbortController();
+      const signal = AbortSignal.any([attemptSignal, stop.signal]);
       let fetchError: unknown;
       const room = (): boolean | Promise<boolean> => {
         if (body.destroyed) return false;
@@ -507,6 +513,7 @@ export class S3Transport {
         body.end();
       }, (e: unknown) => {
         fetchError = e;
+        stop.abort(e);
         body.destroy(e instanceof Error ? e : new Error(String(e)));
       });
       try {
@@ -521,7 +528,7 @@ export class S3Transport {
       } finally {
         body.destroy();
         // The GET stops at its next piece; wait for it so a retry never runs beside it.
-        if (!signal.aborted) await fetching;
+        if (!attemptSignal.aborted) await fetching;
       }
     }, { bytes: length * 2, path });
   }
