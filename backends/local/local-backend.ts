@@ -17,7 +17,7 @@ import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import { LRUCache } from 'lru-cache';
 import type {
-  Backend, BackendCapabilities, BackendFile, BackendStat, BackendWriter, ListOptions, ListPage,
+  Backend, BackendCapabilities, BackendFile, BackendStat, BackendWatcher, BackendWatchListener, BackendWriter, ListOptions, ListPage,
   OpenFileOptions, SetMetadata, StatFs, WriterOptions,
 } from '../../src/vfs/backend.ts';
 import { toVfsError, VfsError } from '../../src/vfs/errors.ts';
@@ -26,6 +26,7 @@ import { applyMetaToFd, LocalFile, LocalWriter, nsToSeconds, readAt, toStat } fr
 import type { WriterHost } from './local-file.ts';
 import { INLINE_BATCH, InlineIo, isLocalFileSystem, yieldToLoop } from './inline-io.ts';
 import { firstAfter, mapLimit } from '../paging.ts';
+import { LocalWatches, type LocalWatchOptions } from './local-watch.ts';
 
 /** Prefix of the hidden temp files createWriter() and copy() stage in the target directory. */
 export const TEMP_PREFIX = '.portico-tmp-';
@@ -47,6 +48,8 @@ export interface LocalBackendOptions {
    * (default): on local file systems only; true: also on network/FUSE ones; false: never.
    */
   inlineIo?: boolean | 'auto';
+  /** Limits of the watches of outside changes (local-watch.ts). */
+  watch?: LocalWatchOptions;
 }
 
 /** Directory fsyncs of one directory: commits queued for the next one, and whether one runs. */
@@ -124,6 +127,8 @@ export class LocalBackend implements Backend, WriterHost {
     maxFileSize: Number.MAX_SAFE_INTEGER,
     maxNameBytes: 255,
     reservedPrefix: TEMP_PREFIX,
+    // Outside changes through inotify (local-watch.ts).
+    watch: true,
   };
   /** Absolute, symlink-free path of the share root. */
   readonly root: string;
@@ -143,6 +148,9 @@ export class LocalBackend implements Backend, WriterHost {
    * operations; opened descriptors are checked regardless.
    */
   private readonly verifiedDirs = new LRUCache<string, true>({ max: 2048, ttl: 2000, ttlResolution: 50 });
+  /** Watches of outside changes, made at the first watch() (local-watch.ts). */
+  private watches: LocalWatches | undefined;
+  private readonly watchOptions: LocalWatchOptions;
   private readonly nameCache = new LRUCache<string, NameCacheEntry>({
     max: 256,
     maxSize: 2_000_000,
@@ -165,6 +173,7 @@ export class LocalBackend implements Backend, WriterHost {
     const inline = options.inlineIo ?? 'auto';
     this.io = new InlineIo(inline === 'auto' ? isLocalFileSystem(this.root) : inline);
     this.wio = InlineIo.forWrites(this.io.enabled);
+    this.watchOptions = options.watch ?? {};
   }
 
   /** Async factory, for symmetry with backends that need to connect. */
@@ -812,7 +821,28 @@ export class LocalBackend implements Backend, WriterHost {
     if (!ok) throw new VfsError('EIO', `share root ${this.root} is not a directory`);
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    this.watches?.closeAll();
+  }
+
+  /**
+   * Outside changes at or below `dir` (local-watch.ts). The directory and its ancestors are
+   * verified as real directories first (no symlink on the way), as for every path-based operation.
+   */
+  async watch(dir: string, recursive: boolean, listener: BackendWatchListener): Promise<BackendWatcher> {
+    await this.walk(dir);
+    this.watches ??= new LocalWatches(this.root, TEMP_PREFIX, this.watchOptions);
+    return this.watches.watch(dir, recursive, listener);
+  }
+
+  /**
+   * Drops what is cached about `path` and below (listings, verified directories): called for a
+   * change seen made outside Portico, so a directory swapped for a symlink there is not trusted
+   * for the rest of the verified-directory window, and by `portico cache refresh`.
+   */
+  invalidate(path: string): void {
+    this.forgetTree(path);
+  }
 
   /**
    * Removes temp files left by writers that never committed (crash, kill) and are older than

@@ -62,6 +62,11 @@ export interface BackendCapabilities {
    * hidden from listings, so the VFS refuses to let a client create or address one.
    */
   reservedPrefix?: string;
+  /**
+   * watch() reports changes made to the store by others than this Portico process (local: inotify
+   * through node's fs.watch). Absent means false: only changes made through Portico are seen.
+   */
+  watch?: boolean;
 }
 
 export interface BackendStat {
@@ -201,6 +206,24 @@ export interface StatFs {
   blockSize: number;
 }
 
+/**
+ * What a backend watcher reports (Backend.watch). Paths are backend paths (as stat() and list()
+ * take them), coalesced over a short window: one call per path however many changes it saw.
+ */
+export interface BackendWatchListener {
+  /** Something at `path` appeared, went away or changed, by someone else or by Portico itself. */
+  change(path: string): void;
+  /**
+   * Changes may have been missed (too many at once, a watch limit reached, a directory that could
+   * not be watched): whoever relies on them should re-read the watched directory.
+   */
+  lost(reason: string): void;
+}
+
+export interface BackendWatcher {
+  close(): void;
+}
+
 export interface Backend {
   /** Short kind name for logs and metrics labels ('local', 'memory', 's3', 'shard'). */
   readonly kind: string;
@@ -265,6 +288,13 @@ export interface Backend {
    * outside Portico show at once (`portico cache refresh`). Backends without caches omit it.
    */
   invalidate?(path: string): void;
+  /**
+   * Only when capabilities.watch: reports changes at the direct children of the directory `dir`,
+   * or anywhere below it when `recursive`, made by anyone (the VFS tells its own apart). The
+   * watcher holds resources (local: one inotify watch per directory) until close(); the VFS keeps
+   * one per watched directory (src/session/watch.ts). ENOENT/ENOTDIR when `dir` is not a directory.
+   */
+  watch?(dir: string, recursive: boolean, listener: BackendWatchListener): Promise<BackendWatcher>;
   /** Resolves when the backend is reachable (used by /ready); rejects with a VfsError otherwise. */
   check(): Promise<void>;
   close(): Promise<void>;
