@@ -96,26 +96,28 @@ describe('an uploaded HTML file opened by another user', () => {
     await positiveControl(page);
 
     const mark = requests.entries.length;
-    const download = page.waitForEvent('download');
+    const download = page.waitForEvent('download', { timeout: 10_000 }).catch((e: Error) => e);
     await page.goto(`${stack.origin}/team/evil.html`).catch((e: Error) => expect(e.message).toMatch(/Download is starting/));
-    const d = await download;
-    expect(d.suggestedFilename()).toBe('evil.html');
-    expect(readFileSync((await d.path())!, 'utf8')).toBe(EVIL_HTML);
     await new Promise((r) => setTimeout(r, 1000));
     // Server side: the GET of evil.html reached the gateway; nothing read the secret, nothing was written.
     expect(requests.since(mark).some((r) => r.url === '/team/evil.html' && r.status === 200)).toBe(true);
     expect(readsOfSecret(mark)).toBe(0);
     expect(requests.since(mark).filter((r) => r.method !== 'GET')).toEqual([]);
     expect(existsSync(loot())).toBe(false);
+    const d = await download;
+    if (d instanceof Error) throw d;
+    expect(d.suggestedFilename()).toBe('evil.html');
+    expect(readFileSync((await d.path())!, 'utf8')).toBe(EVIL_HTML);
   });
 
   it('rendered anyway (Content-Disposition dropped on the way), runs no script, and is not the gateway origin', async () => {
     session ??= await openAs(browser, BOB[0], BOB[1]);
     const { page, problems } = session;
+    let dropped: string | undefined;
     await page.route('**/team/evil.html', async (route) => {
       const response = await route.fetch();
       const headers = response.headers();
-      expect(headers['content-disposition']).toMatch(/^attachment;/);
+      dropped = headers['content-disposition'];
       delete headers['content-disposition'];
       await route.fulfill({ response, headers });
     });
@@ -137,6 +139,7 @@ describe('an uploaded HTML file opened by another user', () => {
     await new Promise((r) => setTimeout(r, 500));
     expect(requests.since(mark).filter((r) => r.url === '/team/drop/loot.txt' && r.method === 'PUT' && r.status < 300)).toEqual([]);
     expect(existsSync(loot())).toBe(false);
+    expect(dropped).toMatch(/^attachment;/);
     await page.unroute('**/team/evil.html');
   });
 });
