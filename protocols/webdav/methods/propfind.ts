@@ -22,9 +22,9 @@
  *   lookahead is counted while streaming, and the connection is cut when the bound is passed — a
  *   truncated multistatus would look like a complete listing to a sync client, which may then
  *   delete what it did not see.
- * - Rendering yields to the event loop (setImmediate) after SLICE_MS of work and waits for the
- *   socket to drain (ctx.write), so one large answer cannot hold the loop: /health and other
- *   clients' requests run between slices.
+ * - Rendering and paging yield to the event loop (setImmediate) after a slice of work (SLICE_MS
+ *   shared by the answers in progress) and wait for the socket to drain (ctx.write), so large
+ *   answers cannot hold the loop: /health and other clients' requests run between slices.
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { FileAttr, ReaddirResult } from '../../../src/vfs/types.ts';
@@ -43,10 +43,13 @@ const PAGE = 1000;
  */
 const LOOKAHEAD = 10_000;
 /**
- * Longest stretch of rendering before yielding to the event loop, ms: other requests wait at most
- * about this long per large answer in progress (a yield costs ~10-50 µs, under 1% at 5 ms).
+ * Rendering between two yields to the event loop, ms, shared by the answers in progress: each gets
+ * SLICE_MS / (answers streaming), at least MIN_SLICE_MS, so one turn of the loop costs other
+ * requests about SLICE_MS however many large answers stream at once (four answers of 5 ms each
+ * made 20 ms turns). A yield costs ~10-50 µs: under 5% even at the 1 ms floor.
  */
 const SLICE_MS = 5;
+const MIN_SLICE_MS = 1;
 /** Elements a PROPFIND body has besides the property names: propfind, prop/allprop/include/propname. */
 const BODY_ELEMENTS_BESIDES_NAMES = 8;
 
@@ -159,25 +162,29 @@ export async function propfind(ctx: DavContext): Promise<void> {
   // Render the first response before committing to 207, so a failure here still gets its status.
   const first = await renderResponse(self, req, src);
   const slicer = new Slicer();
-  const out = new Output(ctx, ctx.settings.maxPropfindResponseBytes, slicer);
-  let members: Lister | undefined;
-  let ahead: { pages: Page[]; eof: boolean } = { pages: [], eof: true };
-  if (isDir && depth !== '0') {
-    members = new Lister(ctx, prepareRequest(req), ctx.path, slicer);
-    // Listed before the 207 too: for the size check, and a failure to list still gets its status.
-    ahead = await members.lookahead(LOOKAHEAD);
+  try {
+    const out = new Output(ctx, ctx.settings.maxPropfindResponseBytes, slicer);
+    let members: Lister | undefined;
+    let ahead: { pages: Page[]; eof: boolean } = { pages: [], eof: true };
+    if (isDir && depth !== '0') {
+      members = new Lister(ctx, prepareRequest(req), ctx.path, slicer);
+      // Listed before the 207 too: for the size check, and a failure to list still gets its status.
+      ahead = await members.lookahead(LOOKAHEAD);
+    }
+    checkEstimate(ctx, self, first, ahead, depth === 'infinity');
+    ctx.res.writeHead(207, { 'Content-Type': 'application/xml; charset=utf-8' });
+    out.add(MULTISTATUS_OPEN + first);
+    await out.flush();
+    if (members) {
+      const budget = { left: ctx.settings.maxInfinityEntries };
+      await walk(ctx, req, src, members, self.href, depth === 'infinity', budget, out);
+    }
+    out.add(MULTISTATUS_CLOSE);
+    await out.flush();
+    ctx.res.end();
+  } finally {
+    slicer.close();
   }
-  checkEstimate(ctx, self, first, ahead, depth === 'infinity');
-  ctx.res.writeHead(207, { 'Content-Type': 'application/xml; charset=utf-8' });
-  out.add(MULTISTATUS_OPEN + first);
-  await out.flush();
-  if (members) {
-    const budget = { left: ctx.settings.maxInfinityEntries };
-    await walk(ctx, req, src, members, self.href, depth === 'infinity', budget, out);
-  }
-  out.add(MULTISTATUS_CLOSE);
-  await out.flush();
-  ctx.res.end();
 }
 
 /**
@@ -214,20 +221,36 @@ function checkEstimate(ctx: DavContext, self: DavResource, first: string, ahead:
  */
 const BATCH_BYTES = 256 * 1024;
 
+/** Answers being rendered now (for the shared slice). */
+let streaming = 0;
+
 /**
- * Time slices of one request's work: `due()` once SLICE_MS have passed since the last yield,
- * `yield()` lets the event loop run everything that is waiting (I/O first: setImmediate runs after
- * the poll phase) before the work goes on.
+ * Time slices of one request's work: `due()` once its share of SLICE_MS has passed since the last
+ * yield, `yield()` lets the event loop run everything that is waiting (I/O first: setImmediate runs
+ * after the poll phase) before the work goes on. `close()` once the answer is over.
  */
 class Slicer {
-  private yieldAt = performance.now() + SLICE_MS;
+  private yieldAt: number;
+  private open = true;
+  constructor() {
+    streaming++;
+    this.yieldAt = performance.now() + slice();
+  }
   due(): boolean {
     return performance.now() >= this.yieldAt;
   }
   async yield(): Promise<void> {
     await nextTurn();
-    this.yieldAt = performance.now() + SLICE_MS;
+    this.yieldAt = performance.now() + slice();
   }
+  close(): void {
+    if (this.open) streaming--;
+    this.open = false;
+  }
+}
+
+function slice(): number {
+  return Math.max(MIN_SLICE_MS, SLICE_MS / Math.max(1, streaming));
 }
 
 /**
