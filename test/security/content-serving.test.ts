@@ -34,8 +34,11 @@ const EVIL_HTML = `<!doctype html><html><head><title>evil</title></head><body><p
 /** Every request the gateway answered, from its debug log (what reached the server, whoever sent it). */
 class RequestLog extends Writable {
   readonly entries: Array<{ method: string; url: string; status: number; user?: string }> = [];
+  private partial = '';
   override _write(chunk: Buffer, _e: string, cb: () => void): void {
-    for (const line of chunk.toString('utf8').split('\n')) {
+    const lines = (this.partial + chunk.toString('utf8')).split('\n');
+    this.partial = lines.pop()!;
+    for (const line of lines) {
       if (!line.includes('"webdav request"')) continue;
       const e = JSON.parse(line) as { method: string; url: string; status: number; user?: string };
       this.entries.push({ method: e.method, url: e.url, status: e.status, user: e.user });
