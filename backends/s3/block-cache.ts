@@ -333,6 +333,8 @@ export class DiskTier {
   private readonly maxPending: number;
   private pendingBytes = 0;
   private readonly pending = new Set<Promise<void>>();
+  /** Blocks being written by put(), readable meanwhile (a small file read right after its write). */
+  private readonly writing = new Map<string, Buffer>();
   private readonly madeDirs = new Set<string>();
   private readonly unlinking = new Map<string, Promise<void>>();
   readonly ready: Promise<void>;
@@ -429,7 +431,7 @@ export class DiskTier {
   }
 
   has(id: string): boolean {
-    return this.lru.has(id);
+    return this.lru.has(id) || this.writing.has(id);
   }
 
   /**
@@ -438,6 +440,9 @@ export class DiskTier {
    * of a header+data buffer).
    */
   async get(id: string, expectLength: number): Promise<Buffer | undefined> {
+    const w = this.writing.get(id);
+    // A copy: the writer's buffer may be recycled once its write is done.
+    if (w !== undefined && w.length === expectLength) return Buffer.from(w);
     const e = this.lru.get(id);
     if (e === undefined) return undefined;
     const headerLen = DATA_OFFSET;
@@ -491,7 +496,9 @@ export class DiskTier {
       return;
     }
     this.pendingBytes += data.length;
+    this.writing.set(id, data);
     const p = this.write(id, b, data).finally(() => {
+      if (this.writing.get(id) === data) this.writing.delete(id);
       this.pendingBytes -= data.length;
       this.pending.delete(p);
       done?.();

@@ -191,6 +191,20 @@ export class ReadEngine {
     return this.disk?.sink(key, this.blockSize, sizeHint);
   }
 
+  /**
+   * A small object just written whole (one PutObject): its blocks go to the disk tier in the
+   * background (seed() puts them in memory at once). The caller must not change `data` afterwards.
+   */
+  stored(key: string, etag: string, data: Buffer): void {
+    const disk = this.disk;
+    if (disk === undefined) return;
+    const B = this.blockSize;
+    for (let i = 0; i * B < data.length; i++) {
+      const ref = { key, etag, index: i };
+      disk.put(blockId(B, ref), ref, data.subarray(i * B, Math.min(data.length, (i + 1) * B)));
+    }
+  }
+
   /** Puts freshly written content in the memory tier (read-your-writes without a GET). */
   seed(v: ObjectVersion, data: Buffer): void {
     this.observe(v.key, v.etag);

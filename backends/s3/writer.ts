@@ -70,7 +70,10 @@ export interface WriterHost {
   /** Bytes [start, end) of version (key, etag); ESTALE when the object is no longer that version. */
   readBase(path: string, key: string, etag: string, size: number, start: number, end: number): Promise<Buffer>;
   /** The read engine: written bytes are teed into its disk tier (read-after-write without a GET). */
-  readonly engine?: { sink(key: string, sizeHint: number | undefined): BlockSink | undefined };
+  readonly engine?: {
+    sink(key: string, sizeHint: number | undefined): BlockSink | undefined;
+    stored(key: string, etag: string, data: Buffer): void;
+  };
 }
 
 export interface WriterParams {
@@ -110,8 +113,15 @@ export class S3Writer implements PatchWriter {
   private done = false;
   /** When the multipart upload began (its completion is verified against it). */
   private startedAt = 0;
-  /** Write-through into the disk block cache, adopted under the new ETag at commit (block-cache.ts). */
+  /**
+   * Multipart uploads: every part, as it ships, also goes into the disk block cache, adopted under
+   * the new ETag at commit (block-cache.ts BlockSink). Off after a server-side copied part (its
+   * bytes never pass through here) or a spooled part. A single-PutObject body is handed to the
+   * caches after the PUT instead (memory at once, disk in the background): no file work on a small
+   * write's path.
+   */
   private sink: BlockSink | undefined;
+  private sinkOff = false;
 
   constructor(host: WriterHost, p: WriterParams) {
     this.host = host;
@@ -122,7 +132,6 @@ export class S3Writer implements PatchWriter {
     // Patch writers may add one copy part per uploaded one: half the parts for the uploaded ones.
     const forHint = hint === undefined ? 0 : Math.ceil(hint / (p.base !== undefined ? 4000 : 9000) / MiB) * MiB;
     this.basePart = Math.min(MAX_PART_BYTES, Math.max(MIN_PART_BYTES, host.partSize, forHint));
-    this.sink = host.engine?.sink(p.key, hint);
   }
 
   private partSize(n: number): number {
@@ -141,13 +150,11 @@ export class S3Writer implements PatchWriter {
     return this.writev([chunk]);
   }
 
-  /** The chunks in order: one vectored write into the cache sink, then into the parts. */
   async writev(chunks: readonly Uint8Array[]): Promise<void> {
     this.live();
     let n = 0;
     for (const c of chunks) n += c.length;
     if (this.total + n > this.host.maxFileSize) throw new VfsError('EFBIG', undefined, { path: this.p.path });
-    if (this.sink?.alive === true) await this.sink.writev(chunks);
     for (const c of chunks) await this.writeParts(c);
   }
 
@@ -212,8 +219,30 @@ export class S3Writer implements PatchWriter {
     return this.uploadId;
   }
 
+  /** The part's bytes into the cache sink (parts ship in order); see `sink`. */
+  private async tee(part: Part): Promise<void> {
+    if (this.sinkOff) return;
+    if (this.sink === undefined) {
+      this.sink = part.number === 1 ? this.host.engine?.sink(this.p.key, this.p.sizeHint) : undefined;
+      if (this.sink === undefined) {
+        this.sinkOff = true;
+        return;
+      }
+    }
+    if (part.buf === undefined) return this.dropSink();
+    await this.sink.writev([part.buf.subarray(0, part.len)]);
+  }
+
+  private async dropSink(): Promise<void> {
+    this.sinkOff = true;
+    const s = this.sink;
+    this.sink = undefined;
+    await s?.discard();
+  }
+
   /** Uploads a full part in the background, waiting first for a free upload slot. */
   private async ship(part: Part): Promise<void> {
+    await this.tee(part);
     let uploadId: string;
     try {
       uploadId = await this.slot();
@@ -282,11 +311,7 @@ export class S3Writer implements PatchWriter {
   private async shipCopy(start: number, end: number): Promise<void> {
     const base = this.p.base as { etag: string; size: number };
     // Copied bytes never pass through the writer: its cache sink cannot describe the object.
-    if (this.sink !== undefined) {
-      const s = this.sink;
-      this.sink = undefined;
-      await s.discard();
-    }
+    await this.dropSink();
     const number = this.nextPart++;
     if (number > MAX_PARTS) throw new VfsError('EFBIG', 'more than 10,000 parts', { path: this.p.path });
     let uploadId: string;
@@ -386,7 +411,7 @@ export class S3Writer implements PatchWriter {
         if (await this.host.exists(this.p.key, this.p.path)) throw new VfsError('EEXIST', undefined, { path: this.p.path });
         return put();
       }) : await put();
-      await this.adoptCache(etag);
+      this.host.engine?.stored(this.p.key, etag, body);
       return await this.host.published(this.p.path, this.p.key, etag, body, undefined);
     } finally {
       if (part !== undefined) await releasePart(part);
@@ -405,14 +430,13 @@ export class S3Writer implements PatchWriter {
   private async adoptCache(etag: string): Promise<void> {
     const s = this.sink;
     this.sink = undefined;
+    this.sinkOff = true;
     await s?.adopt(etag, this.total);
   }
 
   private async cleanup(): Promise<void> {
     this.failure ??= new VfsError('ECANCELED', 'writer aborted', { path: this.p.path });
-    const s = this.sink;
-    this.sink = undefined;
-    await s?.discard();
+    await this.dropSink();
     while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
     if (this.current !== undefined) {
       await releasePart(this.current);
