@@ -51,6 +51,12 @@
  *   describing it (share, path, size, error, snapshot), all fsync'd, before the journal record is
  *   dropped; an error is logged and portico_writeback_quarantined_total counts it. Nothing vanishes
  *   silently: if even the quarantine cannot be written, the record stays and is retried.
+ * - Whole-content replacements (WebDAV PUT, Vfs.replaceContent) are staged too (stagedReplace): the
+ *   body goes to a fresh stage private to the request (readers keep the old content; an abort leaves
+ *   nothing), fsync'd in the background every 64 MiB while it streams in, and journaled at its end
+ *   exactly as a last close is, so the PUT is answered at local-disk speed. A new file first gets its
+ *   empty object (as a create does); a new file under 1 MiB goes in-band instead, since that empty
+ *   object costs the round trips of its whole upload.
  * - Back-pressure: each pending stage keeps a temp file (and a descriptor). A share holds at most
  *   `maxPendingUploads`; a close beyond that uploads in-band as in sync mode (the client slows down
  *   to the store's pace instead of the gateway's disk and descriptors filling up).
