@@ -835,6 +835,11 @@ export class LocalBackend implements Backend, WriterHost {
     return this.watches.watch(dir, recursive, listener);
   }
 
+  /** Directories watched for outside changes now, all watchers together (diagnostics and tests). */
+  get watchedDirs(): number {
+    return this.watches?.watchedDirs ?? 0;
+  }
+
   /**
    * Drops what is cached about `path` and below (listings, verified directories): called for a
    * change seen made outside Portico, so a directory swapped for a symlink there is not trusted

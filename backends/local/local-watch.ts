@@ -59,10 +59,19 @@ export class LocalWatches {
     return this.dirs;
   }
 
-  /** Watches `dir` (a verified, symlink-free directory of the share). */
-  watch(dir: string, recursive: boolean, listener: BackendWatchListener): BackendWatcher {
+  /**
+   * Watches `dir` (a verified, symlink-free directory of the share). Resolves once every directory
+   * of a recursive watch is watched (at most maxDirs of them), so what changes afterwards is seen.
+   */
+  async watch(dir: string, recursive: boolean, listener: BackendWatchListener): Promise<BackendWatcher> {
     const w = new TreeWatcher(this, dir, recursive, listener);
     this.watchers.add(w);
+    try {
+      await w.ready;
+    } catch (e) {
+      w.close();
+      throw toVfsError(e, dir);
+    }
     return w;
   }
 
@@ -100,13 +109,15 @@ class TreeWatcher implements BackendWatcher {
   private readonly listener: BackendWatchListener;
   /** Backend path -> its inotify watch. */
   private readonly dirs = new Map<string, FSWatcher>();
-  private pending = new Set<string>();
+  /** Paths to report -> found only by a walk (see BackendWatchListener.change). */
+  private pending = new Map<string, boolean>();
   /** Names reported with 'rename' in this window: directories may have appeared or gone. */
   private appearedOrGone = new Set<string>();
   private lostReason: string | undefined;
   private limitReported = false;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  readonly ready: Promise<void>;
 
   constructor(set: LocalWatches, dir: string, recursive: boolean, listener: BackendWatchListener) {
     this.set = set;
@@ -120,7 +131,7 @@ class TreeWatcher implements BackendWatcher {
       set.give();
       throw toVfsError(e, dir);
     }
-    if (recursive) void this.walk(dir, false);
+    this.ready = recursive ? this.walk(dir, false) : Promise.resolve();
   }
 
   private open(dir: string): FSWatcher {
@@ -142,13 +153,19 @@ class TreeWatcher implements BackendWatcher {
     // Atomic-write temp files are the backend's own: their final rename is reported by name.
     if (this.set.reserved(n)) return;
     const path = joinPath(dir, n);
-    this.report(path);
+    this.report(path, false);
     if (this.recursive && type === 'rename') this.appearedOrGone.add(path);
   }
 
-  private report(path: string): void {
-    if (this.pending.size >= this.set.maxPending) this.lose(`more than ${this.set.maxPending} changes within ${this.set.coalesceMs} ms`);
-    else this.pending.add(path);
+  private report(path: string, found: boolean): void {
+    const was = this.pending.get(path);
+    if (was !== undefined) {
+      if (was && !found) this.pending.set(path, false);
+    } else if (this.pending.size >= this.set.maxPending) {
+      this.lose(`more than ${this.set.maxPending} changes within ${this.set.coalesceMs} ms`);
+    } else {
+      this.pending.set(path, found);
+    }
     this.schedule();
   }
 
@@ -168,11 +185,11 @@ class TreeWatcher implements BackendWatcher {
     const pending = this.pending;
     const dirsToCheck = this.appearedOrGone;
     const lost = this.lostReason;
-    this.pending = new Set();
+    this.pending = new Map();
     this.appearedOrGone = new Set();
     this.lostReason = undefined;
     if (lost !== undefined) this.listener.lost(lost);
-    for (const p of pending) this.listener.change(p);
+    for (const [p, found] of pending) this.listener.change(p, found);
     for (const p of dirsToCheck) void this.recheck(p);
   }
 
@@ -188,7 +205,7 @@ class TreeWatcher implements BackendWatcher {
     if (!isDir) {
       this.dropTree(path);
     } else if (!this.dirs.has(path) && this.add(path)) {
-      // New here (made, or moved in, outside Portico): what it holds is new too.
+      // New to this watcher: made or moved in (by anyone), so what it holds may be new too.
       await this.walk(path, true);
     }
   }
@@ -232,7 +249,7 @@ class TreeWatcher implements BackendWatcher {
       for (const e of entries) {
         if (this.set.reserved(e.name)) continue;
         const path = joinPath(dir, e.name);
-        if (report) this.report(path);
+        if (report) this.report(path, true);
         // Dirent types come from the directory entry (lstat-like): a link is never a directory here.
         if (e.isDirectory() && !this.dirs.has(path)) {
           if (!this.add(path)) {

@@ -17,6 +17,7 @@ import type { PropChange, PropRow } from '../store/metadata-store.ts';
 import type { Principal } from '../auth/authenticator.ts';
 import type { Right, ShareAcl } from '../acl/acl.ts';
 import type { LockInfo, LockKind, LockOwner, LockRange, LockStyle } from '../locks/lock-manager.ts';
+import { endWatches, openWatch, type Watch, type WatchOptions } from './watch.ts';
 
 /** A principal's rights on a path (Session.access). */
 export interface AccessRights {
@@ -566,6 +567,39 @@ export class Session {
     });
   }
 
+  // ---------------------------------------------------------------- change watches
+
+  /**
+   * A change watch on a directory (SMB CHANGE_NOTIFY, NFSv4 directory delegations and cache
+   * revalidation; src/session/watch.ts). Needs read on `dir`. Every event is checked for read on
+   * its path(s) with this principal when it is queued and again when it is delivered, so nothing
+   * below a rule that hides it arrives. The watch ends with the session.
+   */
+  watch(share: string, dir: string, options: WatchOptions = {}): Promise<Watch> {
+    return this.gate('watch', share, [[dir, 'read']], null, async (vol) => {
+      const attr = await this.vfs.getattr(vol, dir);
+      if (attr.type !== 'dir') throw new VfsError('ENOTDIR', undefined, { path: dir });
+      const readable = (path: string): boolean => {
+        try {
+          return this.host.acl(share, this.protocol).acl.allows(this.principal, 'read', normalizePath(path));
+        } catch {
+          return false;
+        }
+      };
+      return openWatch({
+        owner: this,
+        ownerEnded: () => this.closed,
+        vfs: this.vfs,
+        volume: vol,
+        share,
+        dirId: attr.id,
+        dirPath: this.vfs.pathOf(vol, attr.id),
+        readable,
+        logger: this.host.logger,
+      }, options);
+    });
+  }
+
   // ---------------------------------------------------------------- lifecycle
 
   get isClosed(): boolean {
@@ -580,6 +614,7 @@ export class Session {
   async end(options: { keepDurableLocks?: boolean } = {}): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    endWatches(this);
     for (const h of this.handles) await this.vfs.close(h).catch((e) => this.logger?.warn({ err: e }, 'close on session end failed'));
     this.handles.clear();
     for (const o of this.lockOwners.values()) this.vfs.locks.releaseOwner(o, options.keepDurableLocks ? { keep: 'token' } : {});

@@ -63,8 +63,8 @@ export interface BackendCapabilities {
    */
   reservedPrefix?: string;
   /**
-   * watch() reports changes made to the store by others than this Portico process (local: inotify
-   * through node's fs.watch). Absent means false: only changes made through Portico are seen.
+   * watch() reports changes made to the backend's files by others than this Portico process
+   * (local: inotify through node's fs.watch). Absent means false: only Portico's own are seen.
    */
   watch?: boolean;
 }
@@ -211,8 +211,13 @@ export interface StatFs {
  * take them), coalesced over a short window: one call per path however many changes it saw.
  */
 export interface BackendWatchListener {
-  /** Something at `path` appeared, went away or changed, by someone else or by Portico itself. */
-  change(path: string): void;
+  /**
+   * Something at `path` appeared, went away or changed, by someone else or by Portico itself.
+   * `found`: not seen changing, but found in a directory that appeared (made or moved in), which
+   * the watcher walked because what was created in it before its watch began would go unseen: news
+   * only when the VFS does not know the path yet (a tree Portico moved holds only known names).
+   */
+  change(path: string, found?: boolean): void;
   /**
    * Changes may have been missed (too many at once, a watch limit reached, a directory that could
    * not be watched): whoever relies on them should re-read the watched directory.

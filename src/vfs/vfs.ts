@@ -13,7 +13,7 @@ import { randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
-import type { Backend, BackendFile, BackendStat } from './backend.ts';
+import type { Backend, BackendFile, BackendStat, BackendWatcher, BackendWatchListener } from './backend.ts';
 import { VfsError, isVfsError, toVfsError } from './errors.ts';
 import { baseName, isSameOrDescendant, joinPath, nameKey, parentPath } from './path.ts';
 import { Volume, type VolumeOptions } from './volume.ts';
@@ -1519,6 +1519,59 @@ export class Vfs {
     const p = v.normalize(path);
     v.forgetCachedRows();
     v.backend.invalidate?.(p);
+  }
+
+  // ---------------------------------------------------------------- outside changes (change watches)
+
+  /**
+   * For change watches (src/session/watch.ts): the backend's watcher of changes made outside
+   * Portico at the children of the directory `dir` (or anywhere below it), or undefined when the
+   * backend cannot tell them (capabilities.watch). Each path it reports goes to noticeOutside().
+   */
+  async watchOutside(volume: string, dir: string, recursive: boolean, listener: BackendWatchListener): Promise<BackendWatcher | undefined> {
+    const v = this.volume(volume);
+    if (v.backend.capabilities.watch !== true || v.backend.watch === undefined) return undefined;
+    const r = await this.existing(v, v.normalize(dir));
+    if (r.stat.type !== 'dir') throw new VfsError('ENOTDIR', undefined, { path: dir });
+    return v.backend.watch(r.path, recursive, listener);
+  }
+
+  /**
+   * A path a backend watcher reported, turned into a change event like Portico's own. Its cached
+   * metadata is dropped and it is looked at afresh: a name the store does not know is a create (it
+   * gets its id now); a known name that is gone is a delete (its ids go, as for a delete through
+   * Portico; the type is 'dir' when the store knew members of it, else 'file'); a known name that
+   * now holds another file (a new id) is a delete and a create; else a modify (a file whose mtime
+   * and ctime moved together: content) or an attrib (ctime alone: chmod, chown, touch). The event
+   * carries the change value the fresh stat gave, and is not emitted when `own(path, change)` says
+   * the last event at the path carried that value: the report was Portico's own change echoed. A
+   * path only `found` in a directory that appeared is news only when unknown (a create).
+   */
+  async noticeOutside(volume: string, path: string, own: (path: string, change: bigint) => boolean, found = false): Promise<void> {
+    const v = this.volume(volume);
+    v.normalize(path); // a name no client could address (reserved, invalid) is not reported
+    const known = v.existingId(path);
+    if (found && known !== undefined) return;
+    v.invalidate(path);
+    v.backend.invalidate?.(path);
+    let attr: FileAttr | undefined;
+    try {
+      attr = await this.getattr(volume, path);
+    } catch (e) {
+      if (!isVfsError(e, 'ENOENT') && !isVfsError(e, 'ENOTDIR')) throw e;
+    }
+    // Not through emit(): the fresh stat already advanced the change value of an outside change.
+    const send = (kind: ChangeKind, id: FileId, type: FileAttr['type'], change: bigint): void => {
+      if (this.events.listenerCount('change') > 0) this.events.emit('change', { volume: v.name, kind, id, path, type, change } satisfies ChangeEvent);
+    };
+    if (known !== undefined && attr?.id !== known) {
+      const type = this.store.children(known, '', 1).length > 0 ? 'dir' : 'file';
+      if (attr === undefined) v.removed(path, type);
+      send('delete', known, type, 0n);
+    }
+    if (attr === undefined) return;
+    if (attr.id !== known) send('create', attr.id, attr.type, attr.change);
+    else if (!own(path, attr.change)) send(attr.type === 'file' && attr.mtimeNs === attr.ctimeNs ? 'modify' : 'attrib', attr.id, attr.type, attr.change);
   }
 
   // ---------------------------------------------------------------- lifecycle
