@@ -13,6 +13,8 @@ import { Vfs } from '../../src/vfs/vfs.ts';
 import type { WriteBackMode } from '../../src/vfs/write-back.ts';
 import type { S3Backend } from '../../backends/s3/s3-backend.ts';
 import { until } from '../vfs-writeback/gate.ts';
+import { startDav } from '../webdav/helpers.ts';
+import { S3RVER_CREDENTIALS } from '../helpers/s3rver.ts';
 import { pattern, useS3Env, type S3Env } from './fixture.ts';
 
 const KiB = 1024;
@@ -243,5 +245,33 @@ describe('read-after-write through the VFS (the WebDAV PUT and GET paths)', () =
     env.proxy.resetLog();
     expect((await davGet(g.vfs, '/small.txt')).equals(data)).toBe(true);
     expect(objectGets()).toBe(0);
+  });
+});
+
+describe('read-after-write over WebDAV (the whole gateway)', () => {
+  it('PUT then GET: zero object GETs reach the store on sync and async shares, and the bytes are right', async () => {
+    const share = (name: string, writeBack: 'sync' | 'async'): Record<string, unknown> => ({
+      name, writeBack,
+      source: `s3://${env.s3.bucket}/${env.freshPrefix()}`,
+      options: { endpoint: env.proxy.endpoint, ...S3RVER_CREDENTIALS, partSize: '5MiB', blockSize: '1MiB' },
+    });
+    const stack = await startDav({ shares: [share('ss', 'sync'), share('sa', 'async')] });
+    try {
+      await stack.addUser('alice', 'alice-pw');
+      const auth = `Basic ${Buffer.from('alice:alice-pw').toString('base64')}`;
+      for (const name of ['ss', 'sa']) {
+        for (const [file, data] of [['big.bin', pattern(11 * MiB + 1, 60)], ['small.txt', pattern(3000, 61)]] as const) {
+          const put = await fetch(`${stack.origin}/${name}/${file}`, { method: 'PUT', headers: { Authorization: auth }, body: data });
+          expect(put.status).toBe(201);
+          env.proxy.resetLog();
+          const got = await fetch(`${stack.origin}/${name}/${file}`, { headers: { Authorization: auth } });
+          expect(got.status).toBe(200);
+          expect(Buffer.from(await got.arrayBuffer()).equals(data)).toBe(true);
+          expect(objectGets()).toBe(0);
+        }
+      }
+    } finally {
+      await stack.stop();
+    }
   });
 });
