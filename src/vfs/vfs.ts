@@ -630,7 +630,8 @@ export class Vfs {
     this.checkIo(h, offset, target.length, 'read');
     try {
       if (!h.stage && h.file!.readInto) return await h.file!.readInto(offset, target);
-      const buf = h.stage ? await h.stage.read(offset, target.length) : await h.file!.read(offset, target.length);
+      if (h.stage) return await h.stage.readInto(offset, target);
+      const buf = await h.file!.read(offset, target.length);
       target.set(buf);
       return buf.length;
     } catch (e) {

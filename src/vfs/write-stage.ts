@@ -235,6 +235,24 @@ export class WriteStage {
     return buf;
   }
 
+  /**
+   * Like read(), into `target` (from its start); returns the bytes read. A whole stage reads
+   * straight into it: a stream of reads (a WebDAV GET of a pending file) allocates nothing.
+   */
+  async readInto(offset: number, target: Uint8Array): Promise<number> {
+    if (this.mode !== 'whole') {
+      const buf = await this.read(offset, target.length);
+      target.set(buf);
+      return buf.length;
+    }
+    await this.ready;
+    const end = Math.min(this.size, offset + target.length);
+    if (end <= offset) return 0;
+    const got = await readAt(this.fh!, target, 0, end - offset, offset);
+    target.fill(0, got, end - offset);
+    return end - offset;
+  }
+
   private async readBase(start: number, end: number): Promise<Buffer> {
     const data = await this.backend.readVersion!(this.path, this.base!, start, end - start);
     if (data.length === end - start) return data;
