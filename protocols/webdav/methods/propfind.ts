@@ -210,7 +210,7 @@ function checkEstimate(ctx: DavContext, self: DavResource, first: string, ahead:
   const atLeast = ahead.eof && !recurse ? '' : 'at least ';
   throw new HttpError(
     403,
-    `the PROPFIND answer would be ${atLeast}${estimate} bytes (${members} members, ~${perMember} bytes each), more than protocols.webdav.maxPropfindResponseBytes (${max}): ask for fewer properties`,
+    `the PROPFIND answer would be ${atLeast}${estimate} bytes (${members} members, ~${perMember} bytes each), more than protocols.webdav.maxPropfindResponseBytes (${max}): ask for fewer properties (or have the limit raised)`,
   );
 }
 
