@@ -687,6 +687,8 @@ export class BlockSink {
     const last = this.blocks[this.blocks.length - 1];
     if (last !== undefined && last.length < this.blockSize) return last;
     if (!this.dirMade) {
+      // The start-up scan clears incoming/: never write there before it is done.
+      await this.tier.ready;
       await mkdir(this.dir, { recursive: true, mode: 0o700 });
       this.dirMade = true;
     }
