@@ -19,6 +19,10 @@
  *   address (dual-stack listeners), and an IPv6 address by its /64 prefix: one host normally owns
  *   a whole /64 (privacy addresses rotate inside it), so per-address counting would let one host
  *   open a connection from each of 2^64 addresses.
+ * - No per-user connection count: an HTTP connection belongs to no user (each request authenticates,
+ *   and one connection may carry several users' requests), so for WebDAV the per-user bound is on
+ *   requests in flight, which is what holds the server's work. SMB and NFS sessions are bound to a
+ *   user; they can add a per-user connection count here when they land.
  * - Users are keyed by their canonical name. The guest principal is never capped per user: it is
  *   every anonymous client at once, and one of them must not be able to starve the others; anonymous
  *   traffic is bounded per client address instead.

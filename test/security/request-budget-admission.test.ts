@@ -7,7 +7,7 @@
 import { request, type ClientRequest } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { loadConfig, ConfigError } from '../../src/config/load.ts';
-import { Admission, AdmissionRefused, clientKey } from '../../src/session/admission.ts';
+import { Admission, AdmissionRefused, admissionFor, clientKey } from '../../src/session/admission.ts';
 import { dav, useDav, type DavStack } from '../webdav/helpers.ts';
 
 const ALICE: [string, string] = ['alice', 'alice-pw'];
@@ -28,9 +28,15 @@ function heldPut(stack: DavStack, who: [string, string], path: string): { finish
   return { finish: () => req.end('b'), done, req };
 }
 
-/** Until the server has taken the held requests in (their PUT handler waits for the body). */
-async function settle(): Promise<void> {
-  await new Promise((r) => setTimeout(r, 150));
+/**
+ * Until the server has exactly `n` requests from 127.0.0.1 in progress (held PUTs taken in, their
+ * handler waiting for the body; or all of them over). The gateway's own Admission is looked up
+ * the way its plugins find it.
+ */
+async function inFlight(stack: DavStack, n: number): Promise<void> {
+  const admission = admissionFor(stack.gateway.sessions!, stack.gateway.config.limits);
+  for (let i = 0; i < 250 && admission.inFlightOf('127.0.0.1') !== n; i++) await new Promise((r) => setTimeout(r, 20));
+  expect(admission.inFlightOf('127.0.0.1')).toBe(n);
 }
 
 describe('per-client in-flight cap', () => {
@@ -40,7 +46,7 @@ describe('per-client in-flight cap', () => {
   it('a request over the cap waits, then gets 503 with Retry-After naming limits.maxInFlightPerClient; once a slot frees, requests pass again', async () => {
     const a = heldPut(stack, ALICE, '/mem/a.txt');
     const b = heldPut(stack, BOB, '/mem/b.txt');
-    await settle();
+    await inFlight(stack, 2);
     const t0 = performance.now();
     // Another user from the same address: the per-client cap applies.
     const r = await dav(stack, 'GET', '/mem/', { auth: BOB });
@@ -60,7 +66,7 @@ describe('per-client in-flight cap', () => {
   it('a request waiting for a slot gets the one freed within the wait', async () => {
     const a = heldPut(stack, ALICE, '/mem/c.txt');
     const b = heldPut(stack, ALICE, '/mem/d.txt');
-    await settle();
+    await inFlight(stack, 2);
     const waiting = dav(stack, 'PROPFIND', '/mem/', { auth: BOB, headers: { Depth: '0' } });
     await new Promise((r) => setTimeout(r, 50));
     a.finish();
@@ -73,7 +79,7 @@ describe('per-client in-flight cap', () => {
   it('a client that gives up while waiting leaves no slot taken', async () => {
     const a = heldPut(stack, ALICE, '/mem/e.txt');
     const b = heldPut(stack, ALICE, '/mem/f.txt');
-    await settle();
+    await inFlight(stack, 2);
     // Queued behind the cap, then abandoned.
     const gone = request({ host: '127.0.0.1', port: stack.port, method: 'GET', path: '/mem/', agent: false, headers: { Authorization: basic(ALICE) } });
     gone.on('error', () => undefined);
@@ -84,11 +90,11 @@ describe('per-client in-flight cap', () => {
     b.finish();
     expect(await a.done).toBe(201);
     expect(await b.done).toBe(201);
-    await settle();
     // Both slots are free again: two held requests fit, as at the start.
+    await inFlight(stack, 0);
     const c = heldPut(stack, ALICE, '/mem/g.txt');
     const d = heldPut(stack, ALICE, '/mem/h.txt');
-    await settle();
+    await inFlight(stack, 2);
     c.finish();
     d.finish();
     expect(await c.done).toBe(201);
@@ -104,7 +110,7 @@ describe('per-user in-flight cap', () => {
   it('a user over the cap gets 503 with Retry-After naming limits.maxInFlightPerUser; another user is served meanwhile', async () => {
     const a = heldPut(stack, ALICE, '/mem/a.txt');
     const b = heldPut(stack, ALICE, '/mem/b.txt');
-    await settle();
+    await inFlight(stack, 2);
     const r = await dav(stack, 'GET', '/mem/', { auth: ALICE });
     expect(r.status).toBe(503);
     expect(r.headers['retry-after']).toMatch(/^\d+$/);
