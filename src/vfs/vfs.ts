@@ -1541,9 +1541,11 @@ export class Vfs {
    * A path a backend watcher reported, turned into a change event like Portico's own. Its cached
    * metadata is dropped and it is looked at afresh: a name the store does not know is a create (it
    * gets its id now); a known name that is gone is a delete (its ids go, as for a delete through
-   * Portico; the type is 'dir' when the store knew members of it, else 'file'); a known name that
-   * now holds another file (a new id) is a delete and a create; else a modify (a file whose mtime
-   * and ctime moved together: content) or an attrib (ctime alone: chmod, chown, touch). The event
+   * Portico; the type is 'dir' when the store knew members of it, else 'file'; a name nobody ever
+   * looked up or listed has no id, and no client can miss it); a known name that now holds another
+   * file (a new id) is a delete and a create; else a modify (a file whose mtime and ctime moved
+   * together: content) or an attrib (ctime alone: chmod, chown, touch) — for a directory only the
+   * attrib: its content changes are its members' own events (and advance its value). The event
    * carries the change value the fresh stat gave, and is not emitted when `own(path, change)` says
    * the last event at the path carried that value: the report was Portico's own change echoed. A
    * path only `found` in a directory that appeared is news only when unknown (a create).
@@ -1572,7 +1574,9 @@ export class Vfs {
     }
     if (attr === undefined) return;
     if (attr.id !== known) send('create', attr.id, attr.type, attr.change);
-    else if (!own(path, attr.change)) send(attr.type === 'file' && attr.mtimeNs === attr.ctimeNs ? 'modify' : 'attrib', attr.id, attr.type, attr.change);
+    else if (own(path, attr.change)) return;
+    else if (attr.type !== 'dir') send(attr.type === 'file' && attr.mtimeNs === attr.ctimeNs ? 'modify' : 'attrib', attr.id, attr.type, attr.change);
+    else if (attr.ctimeNs > attr.mtimeNs) send('attrib', attr.id, attr.type, attr.change);
   }
 
   // ---------------------------------------------------------------- lifecycle

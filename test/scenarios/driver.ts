@@ -51,6 +51,11 @@ export interface Capabilities {
   randomWrite: boolean;
   /** appendFile(): adds at the end without sending the whole file. */
   append: boolean;
+  /**
+   * writeFile() replaces content atomically: a reader sees the old or the new bytes, never a mix,
+   * and concurrent writers leave one writer's whole content (WebDAV PUT; not open+truncate+write).
+   */
+  atomicWrite: boolean;
   /** truncate(): sets a file's size down (content cut) or up (zero-filled). */
   truncate: boolean;
   /** setTimes(): sets a file's modification time. */

@@ -35,6 +35,8 @@ export interface Scenario {
    * run it on one share per backend rather than on both a case-sensitive and an insensitive one.
    */
   dataOnly?: boolean;
+  /** Thousands of requests: a harness may leave it out on a slow store (saying where it is covered). */
+  heavy?: boolean;
   run(c: FileClient, ctx: ScenarioContext): Promise<void>;
 }
 
@@ -268,6 +270,42 @@ export const scenarios: Scenario[] = [
     },
   },
 
+  {
+    name: 'a directory of 1,100 entries lists completely through more than one page',
+    dataOnly: true,
+    heavy: true,
+    async run(c, ctx) {
+      const names = Array.from({ length: 1100 }, (_, i) => `entry-${String(i).padStart(4, '0')}`);
+      // Created 50 at a time by both clients: the listing must not depend on who wrote what.
+      for (let i = 0; i < names.length; i += 50) {
+        await Promise.all(names.slice(i, i + 50).map((n, j) => (j % 2 === 0 ? c : ctx.peer).writeFile(ctx.p(n), Buffer.alloc(0))));
+      }
+      const mine = (await c.list(ctx.dir)).map((e) => e.name).sort();
+      expect(mine.length).toBe(names.length);
+      expect(mine).toEqual(names);
+      expect((await ctx.peer.list(ctx.dir)).length).toBe(names.length);
+    },
+  },
+  {
+    name: 'a name changes type: directory removed and re-created as a file, and back, seen by both clients',
+    async run(c, ctx) {
+      const x = ctx.p('x');
+      await c.mkdir(x);
+      await c.writeFile(ctx.p('x', 'inner'), text('in'));
+      expect((await ctx.peer.stat(x)).type).toBe('dir');
+      await c.remove(ctx.p('x', 'inner'));
+      await c.rmdir(x);
+      await c.writeFile(x, text('now a file'));
+      expect(await ctx.peer.stat(x)).toMatchObject({ type: 'file', size: 10 });
+      await expectContent(ctx.peer, x, text('now a file'));
+      await ctx.peer.remove(x);
+      await ctx.peer.mkdir(x);
+      expect((await c.stat(x)).type).toBe('dir');
+      expect(await c.list(x)).toEqual([]);
+      expect(await listed(c, ctx.dir)).toEqual(['x/']);
+    },
+  },
+
   // ---------------------------------------------------------------- rename
   {
     name: 'rename a file: content moves, the old name is gone, the peer sees the new name',
@@ -481,6 +519,7 @@ export const scenarios: Scenario[] = [
       await c.mkdir(ctx.p('Docs'));
       await expectCode(c.mkdir(ctx.p('DOCS')), 'EEXIST');
       await c.writeFile(ctx.p('docs', 'inner.txt'), text('in'));
+      await expectCode(c.writeFile(ctx.p('DOCS'), text('a file over the directory')), 'EISDIR');
       expect(await listed(c, ctx.p('DOCS'))).toEqual(['inner.txt']);
       expect(await listed(c, ctx.dir)).toEqual(['Docs/', 'Report.TXT']);
       // Non-ASCII case folding, as Windows folds it.
@@ -633,6 +672,28 @@ export const scenarios: Scenario[] = [
       await Promise.all([...mine.map((f) => c.writeFile(f.path, f.data)), ...theirs.map((f) => ctx.peer.writeFile(f.path, f.data))]);
       for (const f of mine) await expectFile(ctx.peer, f.path, f.data);
       for (const f of theirs) await expectFile(c, f.path, f.data);
+    },
+  },
+
+  {
+    name: 'whole-file replacement is atomic: readers see the old or the new content, concurrent writers leave one whole version',
+    needs: ['atomicWrite'],
+    dataOnly: true,
+    async run(c, ctx) {
+      const f = ctx.p('doc');
+      const versions = Array.from({ length: 4 }, () => randomBytes(512 * KiB));
+      await c.writeFile(f, versions[0]!);
+      const known = new Set(versions.map(sha));
+      const reads: Promise<void>[] = [];
+      for (let round = 1; round < versions.length; round++) {
+        reads.push(ctx.peer.readFile(f).then((b) => void expect(known.has(sha(b)), `read ${b.length} bytes of no version`).toBe(true)));
+        await c.writeFile(f, versions[round]!);
+      }
+      await Promise.all(reads);
+      await Promise.all(versions.map((v, i) => (i % 2 === 0 ? c : ctx.peer).writeFile(f, v)));
+      const final = await c.readFile(f);
+      expect(known.has(sha(final)), 'final content is one whole version').toBe(true);
+      expect(sha(await ctx.peer.readFile(f))).toBe(sha(final));
     },
   },
 

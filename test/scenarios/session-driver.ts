@@ -72,6 +72,8 @@ export async function sessionClient(o: SessionClientOptions): Promise<FileClient
   const caps: Capabilities = {
     randomWrite: true,
     append: true,
+    // open(createOrTruncate) + writes + close, as NFS and SMB clients write: not atomic.
+    atomicWrite: false,
     truncate: true,
     setTimes: true,
     mtimeResolutionMs: 1,

@@ -179,6 +179,7 @@ export function webdavClient(o: WebdavClientOptions): FileClient {
   const caps: Capabilities = {
     randomWrite: false,
     append: false,
+    atomicWrite: true,
     truncate: false,
     // Win32LastModifiedTime (urn:schemas-microsoft-com:) by PROPPATCH, as the Windows WebClient sets it.
     setTimes: true,
