@@ -37,11 +37,15 @@ import { DAV_NS, childElements, escapeText, isDav, parseXml, type XmlElement } f
 
 const PAGE = 1000;
 /**
- * Members listed before the 207 is sent, for the size estimate: the VFS's largest page (a bounded
- * amount of listing and memory), and all of any directory up to that size, so the estimate is a
- * count there, not a guess.
+ * Members listed before the 207 is sent, at most, for the size estimate: the VFS's largest page (a
+ * bounded amount of listing and memory), and all of any directory up to that size, so the estimate
+ * is a count there, not a guess. Only requests whose answer could pass the bound within that many
+ * members list that far (and only until the bound is certainly passed); the others list their
+ * first page, as before, and keep the next one listed while the current one is rendered.
  */
 const LOOKAHEAD = 10_000;
+/** Longest href a member adds to its collection's: a 255-byte name, every byte percent-encoded. */
+const MAX_NAME_HREF = 3 * 255 + 1;
 /**
  * Rendering between two yields to the event loop, ms, shared by the answers in progress: each gets
  * SLICE_MS / (answers streaming), at least MIN_SLICE_MS, so one turn of the loop costs other
@@ -169,7 +173,7 @@ export async function propfind(ctx: DavContext): Promise<void> {
     if (isDir && depth !== '0') {
       members = new Lister(ctx, prepareRequest(req), ctx.path, slicer);
       // Listed before the 207 too: for the size check, and a failure to list still gets its status.
-      ahead = await members.lookahead(LOOKAHEAD);
+      ahead = await members.lookahead(lookaheadFor(ctx, self, first));
     }
     checkEstimate(ctx, self, first, ahead, depth === 'infinity');
     ctx.res.writeHead(207, { 'Content-Type': 'application/xml; charset=utf-8' });
@@ -187,6 +191,28 @@ export async function propfind(ctx: DavContext): Promise<void> {
   }
 }
 
+/** Size of the answer for the resource itself and the multistatus around it. */
+function fixedSize(first: string): number {
+  return MULTISTATUS_OPEN.length + first.length + MULTISTATUS_CLOSE.length;
+}
+
+/** What one member is estimated to add besides its name: its response with its own href. */
+function perMemberOf(self: DavResource, first: string): number {
+  return first.length - escapeText(self.href).length + self.href.length;
+}
+
+/**
+ * Members to list before the 207: 1 (the first page) when even LOOKAHEAD members with the longest
+ * names could not pass the bound (allprop: ~1.4 KB each at worst, 14 MB for 10,000), else as many
+ * as make passing it certain, up to LOOKAHEAD.
+ */
+function lookaheadFor(ctx: DavContext, self: DavResource, first: string): number {
+  const room = ctx.settings.maxPropfindResponseBytes - fixedSize(first);
+  const least = perMemberOf(self, first) + 1;
+  if ((least + MAX_NAME_HREF) * LOOKAHEAD <= room) return 1;
+  return Math.max(1, Math.min(LOOKAHEAD, Math.floor(room / least) + 1));
+}
+
 /**
  * 403 when the answer would exceed maxPropfindResponseBytes: each member is taken to cost what the
  * resource's own response cost, with the member's href instead of its own. Exact for a `prop`
@@ -196,14 +222,14 @@ export async function propfind(ctx: DavContext): Promise<void> {
  */
 function checkEstimate(ctx: DavContext, self: DavResource, first: string, ahead: { pages: Page[]; eof: boolean }, recurse: boolean): void {
   const max = ctx.settings.maxPropfindResponseBytes;
-  const perMember = first.length - escapeText(self.href).length;
+  const perMember = perMemberOf(self, first);
   let members = 0;
-  let estimate = MULTISTATUS_OPEN.length + first.length + MULTISTATUS_CLOSE.length;
+  let estimate = fixedSize(first);
   for (const page of ahead.pages) {
     for (const e of page.entries) {
       members++;
       // The member's href is its collection's plus its name (percent-encoding may add a little).
-      estimate += perMember + self.href.length + e.name.length + 1;
+      estimate += perMember + e.name.length + 1;
     }
   }
   if (estimate <= max) return;
