@@ -127,6 +127,8 @@ export class LocalBackend implements Backend, WriterHost {
     maxFileSize: Number.MAX_SAFE_INTEGER,
     maxNameBytes: 255,
     reservedPrefix: TEMP_PREFIX,
+    // device:inode: a file keeps it through every change but an atomic replace (which the VFS announces).
+    nativeIdentity: true,
     // Outside changes through inotify (local-watch.ts).
     watch: true,
   };

@@ -49,7 +49,10 @@ export function toStat(name: string, st: BigIntStats, target?: string): BackendS
     uid: Number(st.uid),
     gid: Number(st.gid),
     nlink: Number(st.nlink),
-    nativeId: `${st.dev}:${st.ino}`,
+    // The inode number alone is reused at once after a delete (ext4 hands the freed one to the next
+    // create): with the birth time it names one file (src/vfs/change-tracker.ts, identity). Where the
+    // file system keeps no birth time (libuv reports 0) a quickly reused inode can hide a replacement.
+    nativeId: st.birthtimeNs !== 0n ? `${st.dev}:${st.ino}:${st.birthtimeNs}` : `${st.dev}:${st.ino}`,
   };
   // statx reports no btime on some filesystems; libuv leaves it 0 then.
   if (st.birthtimeNs !== 0n) out.birthtimeNs = st.birthtimeNs;

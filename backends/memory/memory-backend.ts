@@ -34,6 +34,7 @@ export const MEMORY_POSIX_CAPABILITIES: BackendCapabilities = {
   birthTime: true,
   maxFileSize: Number.MAX_SAFE_INTEGER,
   maxNameBytes: 255,
+  nativeIdentity: true,
 };
 
 /** What `memory:objectstore` overrides: an S3-like store. */
@@ -43,6 +44,8 @@ export const MEMORY_OBJECTSTORE_CAPABILITIES: Partial<BackendCapabilities> = {
   hardLinks: false,
   symlinks: false,
   serverSideCopy: true,
+  // As on S3, the native id is a version: an overwrite makes a new object.
+  nativeIdentity: false,
 };
 
 const TOTAL_FILES = 2 ** 32;

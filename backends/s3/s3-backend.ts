@@ -53,6 +53,7 @@ export const S3_CAPABILITIES: BackendCapabilities = {
   maxFileSize: 5 * TiB,
   maxNameBytes: 1024,
   patchWrites: true,
+  constantDirectoryTimes: true,
 };
 
 /** The PEM file named by tls.ca / AWS_CA_BUNDLE; a clear EINVAL when it cannot be used. */

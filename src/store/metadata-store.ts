@@ -51,6 +51,23 @@ export interface NodeRow {
   attrs: bigint;
   /** Creation-time override in ns (set by SMB/WebDAV clients; most backends cannot store one). */
   birth: bigint | null;
+  /**
+   * The backend's identity of the file this row names (local: device:inode), on backends whose
+   * identity is stable across changes (BackendCapabilities.nativeIdentity); null until learned.
+   * A different identity at the same name means the file was replaced outside Portico.
+   */
+  native: string | null;
+  /** The change attribute: advances on every change (src/vfs/change-tracker.ts). 0 = none yet. */
+  chg: bigint;
+  /**
+   * The backend stat signature the change attribute was last taken at (mtime, ctime, size), or
+   * null after a change made through Portico (learned at the next stat, without an advance).
+   */
+  sigM: bigint | null;
+  sigC: bigint | null;
+  sigS: bigint | null;
+  /** Directory mtime kept by Portico where the backend has no directory times (object stores). */
+  dirMtime: bigint | null;
 }
 
 export interface PropRow {
@@ -108,6 +125,35 @@ const TREE_MOVE_MIGRATIONS: string[][] = [
        quarantined TEXT
      ) STRICT`,
     `CREATE INDEX tree_moves_vol ON tree_moves(vol)`,
+  ],
+];
+
+/** A new row's change state (src/vfs/change-tracker.ts initialChange). */
+export type ChangeInit = Pick<NodeRow, 'chg' | 'sigM' | 'sigC' | 'sigS' | 'native'>;
+
+const NO_CHANGE = [0n, null, null, null, null] as const;
+
+function changeArgs(init: ChangeInit | undefined): readonly [bigint, bigint | null, bigint | null, bigint | null, string | null] {
+  return init === undefined ? NO_CHANGE : [init.chg, init.sigM, init.sigC, init.sigS, init.native];
+}
+
+/** The columns of a NodeRow, in every SELECT and RETURNING of nodes. */
+const NODE_COLS = 'id, vol, parent, name, key, attrs, birth, native, chg, sig_m AS sigM, sig_c AS sigC, sig_s AS sigS, dir_mtime AS dirMtime';
+
+/**
+ * Identity and change state per node (component `nodes`): the backend identity, the persisted
+ * change attribute with the stat signature it was taken at, and directory times for backends
+ * without them. Rows from before this step have no identity and change 0: both are learned at the
+ * next stat (one advance of the change attribute, once).
+ */
+const NODE_MIGRATIONS: string[][] = [
+  [
+    'ALTER TABLE nodes ADD COLUMN native TEXT',
+    'ALTER TABLE nodes ADD COLUMN chg INTEGER NOT NULL DEFAULT 0',
+    'ALTER TABLE nodes ADD COLUMN sig_m INTEGER',
+    'ALTER TABLE nodes ADD COLUMN sig_c INTEGER',
+    'ALTER TABLE nodes ADD COLUMN sig_s INTEGER',
+    'ALTER TABLE nodes ADD COLUMN dir_mtime INTEGER',
   ],
 ];
 
@@ -169,21 +215,27 @@ export class MetadataStore {
       return s;
     };
     this.st = {
+      migGet: prep('SELECT version FROM migrations WHERE component = ?'),
+      migSet: prep('INSERT INTO migrations(component, version) VALUES (?, ?) ON CONFLICT(component) DO UPDATE SET version = excluded.version'),
+    };
+    // Before the node statements are prepared: they name the columns these steps add.
+    this.migrate('nodes', NODE_MIGRATIONS);
+    Object.assign(this.st, {
       kvGet: prep('SELECT v FROM kv WHERE k = ?'),
       kvSet: prep('INSERT INTO kv(k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v'),
       kvDel: prep('DELETE FROM kv WHERE k = ?'),
-      root: prep('SELECT id, vol, parent, name, key, attrs, birth FROM nodes WHERE vol = ? AND parent = 0 AND key = \'\''),
-      child: prep('SELECT id, vol, parent, name, key, attrs, birth FROM nodes WHERE vol = ? AND parent = ? AND key = ?'),
-      insert: prep('INSERT INTO nodes(id, vol, parent, name, key) VALUES (?, ?, ?, ?, ?) RETURNING id, vol, parent, name, key, attrs, birth'),
-      insertNew: prep('INSERT INTO nodes(id, vol, parent, name, key) VALUES (?, ?, ?, ?, ?) ON CONFLICT(vol, parent, key) DO NOTHING RETURNING id, vol, parent, name, key, attrs, birth'),
+      root: prep(`SELECT ${NODE_COLS} FROM nodes WHERE vol = ? AND parent = 0 AND key = ''`),
+      child: prep(`SELECT ${NODE_COLS} FROM nodes WHERE vol = ? AND parent = ? AND key = ?`),
+      insert: prep(`INSERT INTO nodes(id, vol, parent, name, key, chg, sig_m, sig_c, sig_s, native) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING ${NODE_COLS}`),
+      insertNew: prep(`INSERT INTO nodes(id, vol, parent, name, key, chg, sig_m, sig_c, sig_s, native) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(vol, parent, key) DO NOTHING RETURNING ${NODE_COLS}`),
       seqGet: prep("SELECT seq FROM sqlite_sequence WHERE name = 'nodes'"),
       seqInsert: prep("INSERT INTO sqlite_sequence(name, seq) VALUES ('nodes', ?)"),
       seqSet: prep("UPDATE sqlite_sequence SET seq = ? WHERE name = 'nodes'"),
       maxId: prep('SELECT MAX(id) AS m FROM nodes'),
-      get: prep('SELECT id, vol, parent, name, key, attrs, birth FROM nodes WHERE id = ?'),
+      get: prep(`SELECT ${NODE_COLS} FROM nodes WHERE id = ?`),
       move: prep('UPDATE nodes SET parent = ?, name = ?, key = ? WHERE id = ?'),
       rename: prep('UPDATE nodes SET name = ? WHERE id = ?'),
-      children: prep('SELECT id, vol, parent, name, key, attrs, birth FROM nodes WHERE parent = ? AND key > ? ORDER BY key LIMIT ?'),
+      children: prep(`SELECT ${NODE_COLS} FROM nodes WHERE parent = ? AND key > ? ORDER BY key LIMIT ?`),
       delSubtree: prep(`WITH RECURSIVE sub(id) AS (SELECT ? UNION ALL SELECT n.id FROM nodes n JOIN sub ON n.parent = sub.id)
                         SELECT id FROM sub`),
       delNode: prep('DELETE FROM nodes WHERE id = ?'),
@@ -195,9 +247,9 @@ export class MetadataStore {
       propCopy: prep('INSERT OR REPLACE INTO props(id, ns, name, value) SELECT ?, ns, name, value FROM props WHERE id = ?'),
       setAttrs: prep('UPDATE nodes SET attrs = ? WHERE id = ?'),
       setBirth: prep('UPDATE nodes SET birth = ? WHERE id = ?'),
-      migGet: prep('SELECT version FROM migrations WHERE component = ?'),
-      migSet: prep('INSERT INTO migrations(component, version) VALUES (?, ?) ON CONFLICT(component) DO UPDATE SET version = excluded.version'),
-    } as Record<string, StatementSync>;
+      setChange: prep('UPDATE nodes SET chg = ?, sig_m = ?, sig_c = ?, sig_s = ?, native = ? WHERE id = ?'),
+      setDirMtime: prep('UPDATE nodes SET dir_mtime = ? WHERE id = ?'),
+    });
     this.migrate('tree-moves', TREE_MOVE_MIGRATIONS);
     this.st.tmInsert = prep('INSERT INTO tree_moves(id, vol, record, created) VALUES (?, ?, ?, ?)');
     this.st.tmPending = prep('SELECT id, vol, record, created FROM tree_moves WHERE vol = ? AND quarantined IS NULL ORDER BY rowid LIMIT ?');
@@ -393,7 +445,7 @@ export class MetadataStore {
     const r = this.row('root').get(vol) as NodeRow | undefined;
     if (r) return r.id;
     const id = this.allocId();
-    return (this.w('insert').get(id, vol, NO_PARENT, '', '') as { id: bigint }).id;
+    return (this.w('insert').get(id, vol, NO_PARENT, '', '', ...NO_CHANGE) as { id: bigint }).id;
   }
 
   getNode(id: FileId): NodeRow | undefined {
@@ -404,8 +456,11 @@ export class MetadataStore {
     return this.row('child').get(vol, parent, key) as NodeRow | undefined;
   }
 
-  /** A child's row, inserted when it has none yet. Keeps the stored display name current. */
-  ensureChild(vol: string, parent: FileId, name: string, key: string): NodeRow {
+  /**
+   * A child's row, inserted when it has none yet (with the change state of its first stat when the
+   * caller has one: src/vfs/change-tracker.ts). Keeps the stored display name current.
+   */
+  ensureChild(vol: string, parent: FileId, name: string, key: string, init?: ChangeInit): NodeRow {
     const r = this.lookupChild(vol, parent, key);
     if (r) {
       if (r.name !== name) {
@@ -416,7 +471,7 @@ export class MetadataStore {
     }
     const id = this.allocId();
     this.joinGroup();
-    const row = this.row('insert').get(id, vol, parent, name, key) as unknown as NodeRow;
+    const row = this.row('insert').get(id, vol, parent, name, key, ...changeArgs(init)) as unknown as NodeRow;
     this.groupFilled();
     return row;
   }
@@ -425,12 +480,24 @@ export class MetadataStore {
    * Row for a name that was just created: insert first, and only on a conflict (a stale row left by
    * an outside delete, or a concurrent lookup) fall back to the existing row.
    */
-  insertChild(vol: string, parent: FileId, name: string, key: string): NodeRow {
+  insertChild(vol: string, parent: FileId, name: string, key: string, init?: ChangeInit): NodeRow {
     const id = this.allocId();
     this.joinGroup();
-    const r = this.row('insertNew').get(id, vol, parent, name, key) as NodeRow | undefined;
+    const r = this.row('insertNew').get(id, vol, parent, name, key, ...changeArgs(init)) as NodeRow | undefined;
     this.groupFilled();
-    return r ?? this.ensureChild(vol, parent, name, key);
+    return r ?? this.ensureChild(vol, parent, name, key, init);
+  }
+
+  /**
+   * Gives a name a new id: the row's file was replaced (outside Portico) by another at the same
+   * name. The old row, what lies below it and their properties are deleted, so the old id is stale.
+   */
+  replaceChild(old: NodeRow, init?: ChangeInit): NodeRow {
+    return this.transaction(() => {
+      this.deleteSubtree(old.id);
+      const id = this.allocId();
+      return this.row('insert').get(id, old.vol, old.parent, old.name, old.key, ...changeArgs(init)) as unknown as NodeRow;
+    });
   }
 
   /**
@@ -455,6 +522,25 @@ export class MetadataStore {
       }
       return ids;
     });
+  }
+
+  /**
+   * Persists a row's change state (chg, signature, identity) as the row object holds it. Joins the
+   * group commit like id rows: a crash may lose the last few milliseconds of them, after which the
+   * files' stats no longer match the stored signatures and their change attributes advance again,
+   * which clients take as "changed" (never as "unchanged" when it was).
+   */
+  saveChange(row: NodeRow): void {
+    this.joinGroup();
+    this.row('setChange').run(row.chg, row.sigM, row.sigC, row.sigS, row.native, row.id);
+    this.groupFilled();
+  }
+
+  /** Directory mtime kept for backends without directory times; joins the group commit. */
+  setDirMtime(id: FileId, ns: bigint): void {
+    this.joinGroup();
+    this.row('setDirMtime').run(ns, id);
+    this.groupFilled();
   }
 
   setWinAttributes(id: FileId, attrs: number): void {

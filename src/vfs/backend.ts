@@ -58,6 +58,17 @@ export interface BackendCapabilities {
   /** With patchWrites: files smaller than this are still staged whole (patching them gains nothing). */
   patchMinBytes?: number;
   /**
+   * BackendStat.nativeId names the file itself and survives its changes (local: device:inode), so a
+   * different one at the same name means another file (optional; absent means false: on object
+   * stores the native id is a version, the ETag). See src/vfs/change-tracker.ts.
+   */
+  nativeIdentity?: boolean;
+  /**
+   * Directory times do not move when members are added or removed (S3: there are none); Portico
+   * keeps a directory mtime of its own for changes made through it (optional; absent means false).
+   */
+  constantDirectoryTimes?: boolean;
+  /**
    * Names starting with this prefix are the backend's own (local: atomic-write temp files). They are
    * hidden from listings, so the VFS refuses to let a client create or address one.
    */

@@ -1,87 +1,102 @@
 /**
- * Per-file change counters that never go backwards, without a database write per change.
+ * Change attributes and file identity, kept with each file's id row in the metadata store so that
+ * neither moves at a restart or when a cache evicts the row (NFS clients revalidate every cached
+ * page and directory by the change attribute; WebDAV ETags are built from it).
  *
- * A value is `(bootGeneration << 40) | seq`, where seq comes from ONE process-wide sequence. The
- * boot generation is persisted and increases at every start, so every value handed out after a
- * restart is larger than any value handed out before it; within a run, each bump takes the next
- * seq. A file whose entry was evicted from the bounded table simply gets a fresh (larger) value on
- * its next stat: clients may re-validate a cache once, but never see the counter go back.
+ * A row holds its change value `chg` and the backend stat signature it was taken at (mtime, ctime,
+ * size, and the backend's native id). On every stat:
+ * - same signature -> the same value, no write;
+ * - no signature yet (a new row, or just after a change made through Portico) -> the signature is
+ *   learned, the value kept (a change through Portico already advanced it);
+ * - a different signature -> the file changed outside Portico: the value advances by one.
+ * A change through Portico advances the value by one and clears the signature (`bump`). Values are
+ * per file and never go back: a file's `(id, chg)` pair names one state of one file.
  *
- * Outside changes (a file edited directly on disk, an object rewritten by another S3 client) are
- * noticed by comparing a signature of the backend stat (mtime, ctime, size, native id) with the last
- * one seen: a different signature bumps the counter.
+ * Identity. On backends whose native id names the file itself and survives its changes
+ * (BackendCapabilities.nativeIdentity: local disks' device:inode:birth), a different native id at
+ * the same name means that the file was replaced outside Portico (deleted
+ * and created again, or an editor's save by rename): `observe` answers REPLACED and the VFS gives
+ * the name a new id, so the old id is stale (ESTALE) instead of silently naming the new file, and
+ * the new file does not inherit the old one's properties. Changes Portico makes that replace the
+ * native id (an atomic content replace writes a new inode) are announced first with `expect`, which
+ * forgets the known native id so that the next stat adopts the new one. On other backends (object
+ * stores: the native id is the ETag, a version) a different native id is just a change.
+ *
+ * Writes join the metadata store's group commit (metadata-store.ts): a crash may lose the last few
+ * milliseconds of them; the files' stats then differ from the stored signatures and their values
+ * advance once more, which a client takes as "changed", never as "unchanged" when it was.
  */
-import { LRUCache } from 'lru-cache';
 import type { BackendStat } from './backend.ts';
-import type { FileId } from './types.ts';
+import type { MetadataStore, NodeRow } from '../store/metadata-store.ts';
 
-interface Entry {
-  change: bigint;
-  /**
-   * Signature of the last backend stat seen (its fields, compared one by one: building a string of
-   * three bigints cost ~2 µs per stat, a tenth of a PROPFIND entry); undefined after our own change
-   * (re-learned without a bump).
-   */
-  sig: Signature | undefined;
+/** observe(): the name now holds another file (identity backends only). */
+export const REPLACED = -1n;
+
+function sameSignature(row: NodeRow, st: BackendStat): boolean {
+  return row.sigM === st.mtimeNs && row.sigC === st.ctimeNs && Number(row.sigS) === st.size && row.native === (st.nativeId ?? null);
 }
 
-interface Signature {
-  mtimeNs: bigint;
-  ctimeNs: bigint;
-  size: number;
-  nativeId: string | undefined;
+function learn(row: NodeRow, st: BackendStat): void {
+  row.sigM = st.mtimeNs;
+  row.sigC = st.ctimeNs;
+  row.sigS = BigInt(st.size);
+  row.native = st.nativeId ?? null;
 }
 
-function signatureOf(st: BackendStat): Signature {
-  return { mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, size: st.size, nativeId: st.nativeId };
+/** Whether the stat shows another file than the row's known identity (identity backends). */
+export function isReplaced(row: NodeRow, st: BackendStat): boolean {
+  return row.native !== null && st.nativeId !== undefined && row.native !== st.nativeId;
 }
 
-function sameSignature(a: Signature, st: BackendStat): boolean {
-  return a.mtimeNs === st.mtimeNs && a.ctimeNs === st.ctimeNs && a.size === st.size && a.nativeId === st.nativeId;
+/** Change-state columns for a row inserted with its first stat (one write instead of two). */
+export function initialChange(st: BackendStat): Pick<NodeRow, 'chg' | 'sigM' | 'sigC' | 'sigS' | 'native'> {
+  return { chg: 1n, sigM: st.mtimeNs, sigC: st.ctimeNs, sigS: BigInt(st.size), native: st.nativeId ?? null };
 }
-
-const SEQ_BITS = 40n;
 
 export class ChangeTracker {
-  private readonly base: bigint;
-  private seq = 0n;
-  private readonly entries: LRUCache<FileId, Entry>;
+  private readonly store: MetadataStore;
 
-  constructor(bootGeneration: number, maxEntries = 250_000) {
-    this.base = BigInt(bootGeneration) << SEQ_BITS;
-    // maxSize (not max): the same bound, but storage grows with use instead of being allocated up front.
-    this.entries = new LRUCache({ maxSize: maxEntries, sizeCalculation: () => 1 });
+  constructor(store: MetadataStore) {
+    this.store = store;
   }
 
-  private next(): bigint {
-    this.seq++;
-    return this.base | this.seq;
-  }
-
-  /** The counter for a file, given its current backend stat. */
-  observe(id: FileId, stat: BackendStat): bigint {
-    const e = this.entries.get(id);
-    if (!e) {
-      const fresh = { change: this.next(), sig: signatureOf(stat) };
-      this.entries.set(id, fresh);
-      return fresh.change;
+  /**
+   * The change value of a row given the file's current stat, or REPLACED when `identity` is set
+   * and the native id shows another file at the name.
+   */
+  observe(row: NodeRow, st: BackendStat, identity: boolean): bigint {
+    // The identity is checked even right after a change through Portico (no signature): only
+    // expect() lets a new native id in.
+    if (identity && isReplaced(row, st)) return REPLACED;
+    if (row.sigM === null) {
+      if (row.chg === 0n) row.chg = 1n;
+      learn(row, st);
+      this.store.saveChange(row);
+      return row.chg;
     }
-    if (e.sig === undefined) e.sig = signatureOf(stat);
-    else if (!sameSignature(e.sig, stat)) {
-      e.sig = signatureOf(stat);
-      e.change = this.next();
-    }
-    return e.change;
+    if (sameSignature(row, st)) return row.chg;
+    row.chg++;
+    learn(row, st);
+    this.store.saveChange(row);
+    return row.chg;
   }
 
-  /** Records a change made through Portico; returns the new value. */
-  bump(id: FileId): bigint {
-    const change = this.next();
-    this.entries.set(id, { change, sig: undefined });
-    return change;
+  /** A change made through Portico: advances the value; the next stat is learned without another. */
+  bump(row: NodeRow): bigint {
+    row.chg++;
+    row.sigM = row.sigC = row.sigS = null;
+    this.store.saveChange(row);
+    return row.chg;
   }
 
-  forget(id: FileId): void {
-    this.entries.delete(id);
+  /**
+   * Announces a change through Portico that may give the file a new native id (an atomic content
+   * replace): until the next stat, a different native id is adopted, not taken for a replacement.
+   */
+  expect(row: NodeRow): void {
+    if (row.sigM === null && row.native === null) return;
+    row.sigM = row.sigC = row.sigS = null;
+    row.native = null;
+    this.store.saveChange(row);
   }
 }

@@ -17,7 +17,7 @@ import type { Backend, BackendFile, BackendStat, BackendWatcher, BackendWatchLis
 import { VfsError, isVfsError, toVfsError } from './errors.ts';
 import { baseName, isSameOrDescendant, joinPath, nameKey, parentPath } from './path.ts';
 import { Volume, type VolumeOptions } from './volume.ts';
-import { ChangeTracker } from './change-tracker.ts';
+import { ChangeTracker, REPLACED } from './change-tracker.ts';
 import { WriteStage } from './write-stage.ts';
 import { WriteBack, type WriteBackLogger, type WriteBackOptions } from './write-back.ts';
 import { TreeMoves, type TreeMoveOptions, type TreeMoveRecord, type TreeMoveReport } from './tree-move.ts';
@@ -167,7 +167,7 @@ export class Vfs {
   constructor(options: VfsOptions) {
     this.store = options.store;
     this.locks = options.locks ?? new LockManager();
-    this.changes = new ChangeTracker(this.store.bootGeneration);
+    this.changes = new ChangeTracker(this.store);
     this.stageDir = options.stageDir ?? join(tmpdir(), 'portico-stage');
     this.events.setMaxListeners(0);
     this.writeBack = new WriteBack({
@@ -254,6 +254,12 @@ export class Vfs {
       else if (live?.dirty) st = { ...st, size: live.size };
     }
     const dir = st.type === 'dir';
+    // Object stores have no directory times that move with the children: Portico keeps one (emit).
+    if (dir && row.dirMtime !== null && row.dirMtime > st.mtimeNs) st = { ...st, mtimeNs: row.dirMtime, ctimeNs: row.dirMtime > st.ctimeNs ? row.dirMtime : st.ctimeNs };
+    let change = this.changes.observe(row, st, v.identity);
+    // A row fetched without its stat may name a file replaced outside: it shows its last state
+    // here, and the next lookup with a stat gives the name its new id (Volume.row).
+    if (change === REPLACED) change = row.chg;
     let win = Number(row.attrs) & SETTABLE_WIN_ATTRS;
     if (dir) win |= WinAttr.DIRECTORY;
     if (win === 0) win = WinAttr.NORMAL;
@@ -270,7 +276,7 @@ export class Vfs {
       mtimeNs: st.mtimeNs,
       ctimeNs: st.ctimeNs,
       birthtimeNs: row.birth ?? st.birthtimeNs ?? (st.ctimeNs < st.mtimeNs ? st.ctimeNs : st.mtimeNs),
-      change: this.changes.observe(row.id, st),
+      change,
       winAttributes: win,
     };
     if (st.target !== undefined) a.target = st.target;
@@ -287,7 +293,7 @@ export class Vfs {
     const v = this.volume(volume);
     const p = v.normalize(path);
     const r = await this.existing(v, p);
-    return this.attr(v, v.row(r.path), r.stat);
+    return this.attr(v, v.row(r.path, r.stat), r.stat);
   }
 
   /** Current share path of a file id (ESTALE when the id is gone). */
@@ -305,14 +311,46 @@ export class Vfs {
     return this.volume(volume).backend.statfs();
   }
 
+  /**
+   * A change made through Portico: advances the file's change attribute, and on a namespace change
+   * (create, delete, rename) its parent directory's (both, for a rename across directories) —
+   * NFS clients revalidate cached directories by it (change_info4) — and, where the backend keeps
+   * no directory times, the parent's mtime too. Then tells the listeners.
+   */
   private emit(v: Volume, kind: ChangeKind, id: FileId, path: string, type: FileAttr['type'], oldPath?: string): bigint {
-    const change = kind === 'delete' ? 0n : this.changes.bump(id);
+    let change = 0n;
+    if (kind !== 'delete') {
+      const row = v.cachedRow(id) ?? this.store.getNode(id);
+      if (row) change = this.changes.bump(row);
+    }
+    if (kind === 'create' || kind === 'delete' || kind === 'rename') {
+      this.touchDir(v, parentPath(path));
+      if (oldPath !== undefined && parentPath(oldPath) !== parentPath(path)) this.touchDir(v, parentPath(oldPath));
+    }
     if (this.events.listenerCount('change') > 0) {
       const ev: ChangeEvent = { volume: v.name, kind, id, path, type, change };
       if (oldPath !== undefined) ev.oldPath = oldPath;
       this.events.emit('change', ev);
     }
     return change;
+  }
+
+  /** A directory's membership changed through Portico (emit). */
+  private touchDir(v: Volume, dir: string): void {
+    let row: NodeRow;
+    try {
+      row = v.row(dir);
+    } catch {
+      return;
+    }
+    this.changes.bump(row);
+    if (v.backend.capabilities.constantDirectoryTimes) {
+      const now = BigInt(Date.now()) * 1_000_000n;
+      if (row.dirMtime === null || now > row.dirMtime) {
+        row.dirMtime = now;
+        this.store.setDirMtime(row.id, now);
+      }
+    }
   }
 
   // ---------------------------------------------------------------- open files
@@ -353,7 +391,7 @@ export class Vfs {
       else ({ st, file: createdFile } = await this.createEmpty(v, r.path, opts.mode, disp === 'create', opts.access.write));
       created = true;
     }
-    const row = created ? v.newRow(r.path) : v.row(r.path);
+    const row = created ? v.newRow(r.path, st) : v.row(r.path, st);
     const h = new Handle({
       id: randomUUID(),
       volume: v,
@@ -846,7 +884,7 @@ export class Vfs {
       if (r.stat.type === 'symlink') throw new VfsError('ELOOP', 'cannot write through a symbolic link', { path: p });
     } else if (r.path === '/') throw new VfsError('EISDIR', undefined, { path: p });
     const checks = (): FileId | undefined => {
-      const id = r.stat ? v.row(r.path).id : undefined;
+      const id = r.stat ? v.row(r.path, r.stat).id : undefined;
       this.checkTokenLocks(v, r.path, tokens, { self: id !== undefined, parent: id === undefined });
       if (id !== undefined && this.locks.size > 0) {
         for (const l of this.locks.locksOn(id)) if (l.style === 'windows') throw new VfsError('ELOCKED', undefined, { path: p });
@@ -907,11 +945,13 @@ export class Vfs {
         try {
           if (existingId !== undefined && this.writeBack.has(existingId)) wbRelease = await this.writeBack.pause([existingId]);
           checks();
+          // The new content may come as a new inode (an atomic replace): not a replacement of the file.
+          if (existingId !== undefined) this.changes.expect(v.row(r.path));
           const st = await w.commit();
           finish();
           if (wbRelease !== undefined) await this.writeBack.cancel(existingId!);
           const existed = existingId !== undefined && v.existingId(r.path) === existingId;
-          const row = existed ? v.row(r.path) : v.newRow(r.path);
+          const row = existed ? v.row(r.path) : v.newRow(r.path, st);
           const shown = staged !== undefined ? await staged.journal(row.id) : st;
           this.emit(v, existed ? 'modify' : 'create', row.id, r.path, 'file');
           return this.attr(v, row, shown);
@@ -942,7 +982,7 @@ export class Vfs {
     if (r.stat) throw new VfsError('EEXIST', undefined, { path: p });
     this.checkTokenLocks(v, r.path, tokens, { self: false, parent: true });
     const st = await v.backend.mkdir(r.path, mode ?? 0o755);
-    const row = v.newRow(r.path);
+    const row = v.newRow(r.path, st);
     this.emit(v, 'create', row.id, r.path, 'dir');
     return this.attr(v, row, st);
   }
@@ -975,7 +1015,6 @@ export class Vfs {
     if (wbRelease !== undefined || this.writeBack.has(row.id)) await this.writeBack.cancel(row.id).finally(() => wbRelease?.());
     v.removed(path, 'file');
     this.locks.releaseFile(row.id);
-    this.changes.forget(row.id);
     this.emit(v, 'delete', row.id, path, 'file');
   }
 
@@ -998,10 +1037,7 @@ export class Vfs {
   private async rmdirPath(v: Volume, path: string): Promise<void> {
     const row = v.row(path);
     await v.backend.rmdir(path);
-    for (const id of v.removed(path, 'dir')) {
-      this.locks.releaseFile(id);
-      this.changes.forget(id);
-    }
+    for (const id of v.removed(path, 'dir')) this.locks.releaseFile(id);
     this.emit(v, 'delete', row.id, path, 'dir');
   }
 
@@ -1072,7 +1108,6 @@ export class Vfs {
     if (replacedId !== undefined) {
       this.orphan(replacedId);
       this.locks.releaseFile(replacedId);
-      this.changes.forget(replacedId);
     }
     v.moved(src.path, target, src.stat.type);
     const moved = this.retargetHandles(src.path, target, v);
@@ -1133,7 +1168,6 @@ export class Vfs {
     if (replacedId !== undefined) {
       this.orphan(replacedId);
       this.locks.releaseFile(replacedId);
-      this.changes.forget(replacedId);
     }
     await this.treeMoves.run(v, rec);
   }
@@ -1146,10 +1180,7 @@ export class Vfs {
     if (v.key(m.from) !== v.key(m.to)) {
       const stale = v.existingId(m.from);
       if (stale !== undefined && stale !== m.dirId) {
-        for (const id of v.removed(m.from, 'dir')) {
-          this.locks.releaseFile(id);
-          this.changes.forget(id);
-        }
+        for (const id of v.removed(m.from, 'dir')) this.locks.releaseFile(id);
       }
     }
     // Pending async uploads below the old path follow (held until the guard is lifted).
@@ -1302,7 +1333,7 @@ export class Vfs {
         await this.writeBack.uploadNow(srcRow.id);
         out = await this.copyFileData(v, from, to, w, st.mode);
       }
-      const row = w.row(to);
+      const row = w.newRow(to, out);
       this.store.copyProps(srcRow.id, row.id);
       if (srcRow.attrs !== 0n) w.setWinAttributes(to, Number(srcRow.attrs));
       this.emit(w, 'create', row.id, to, out.type);
@@ -1375,7 +1406,7 @@ export class Vfs {
     if (r.stat) throw new VfsError('EEXIST', undefined, { path: p });
     this.checkTokenLocks(v, r.path, tokens, { self: false, parent: true });
     const st = await v.backend.symlink(target, r.path);
-    const row = v.newRow(r.path);
+    const row = v.newRow(r.path, st);
     this.emit(v, 'create', row.id, r.path, 'symlink');
     return this.attr(v, row, st);
   }
@@ -1398,7 +1429,7 @@ export class Vfs {
     if (r.stat) throw new VfsError('EEXIST', undefined, { path: p });
     this.checkTokenLocks(v, r.path, tokens, { self: false, parent: true });
     const st = await v.backend.link(src.path, r.path);
-    const row = v.newRow(r.path);
+    const row = v.newRow(r.path, st);
     this.emit(v, 'create', row.id, r.path, 'file');
     return this.attr(v, row, st);
   }
@@ -1478,8 +1509,8 @@ export class Vfs {
       const key = v.key(nfc);
       if (seen.has(key)) continue;
       seen.add(key);
-      const row = v.childRow(r.path, dirRow, e.name);
-      entries.push({ name: nfc, cookie: row.id, attr: this.attr(v, row, e) });
+      const attr = this.attr(v, v.childRow(r.path, dirRow, e.name, e), e);
+      entries.push({ name: nfc, cookie: attr.id, attr });
     }
     // Clients resume from the last cookie of a page; remember its backend name in case that entry
     // is deleted before they come back (other cookies resolve through the id store).

@@ -9,6 +9,7 @@ import { VfsError, isVfsError } from './errors.ts';
 import { baseName, joinPath, nameKey, normalizeName, normalizePath, parentPath, splitPath } from './path.ts';
 import type { MetadataStore, NodeRow } from '../store/metadata-store.ts';
 import type { FileId } from './types.ts';
+import { initialChange, isReplaced } from './change-tracker.ts';
 
 export interface VolumeOptions {
   /** false = Windows-style: names match regardless of case. */
@@ -32,6 +33,13 @@ export class Volume {
   private readonly foldCase: boolean;
   /** path (as stored on the backend) -> node row. Cleared wholesale on directory renames/deletes. */
   private readonly rows: LRUCache<string, NodeRow>;
+  /** The same cached rows by id (change state is updated on the one row object). */
+  private readonly byId = new Map<FileId, NodeRow>();
+  /**
+   * The backend's native ids name files, not versions (BackendCapabilities.nativeIdentity): a
+   * different one at a known name means the file was replaced (src/vfs/change-tracker.ts).
+   */
+  readonly identity: boolean;
 
   constructor(name: string, backend: Backend, store: MetadataStore, options: VolumeOptions = {}) {
     this.name = name;
@@ -43,7 +51,36 @@ export class Volume {
     this.rootId = store.rootId(name);
     // maxSize with unit sizes, not max: the same bound, but memory grows with use instead of
     // 100,000 slots (about 3 MB per volume) being preallocated at start.
-    this.rows = new LRUCache({ maxSize: 100_000, sizeCalculation: () => 1 });
+    this.rows = new LRUCache({
+      maxSize: 100_000,
+      sizeCalculation: () => 1,
+      dispose: (row) => {
+        if (this.byId.get(row.id) === row) this.byId.delete(row.id);
+      },
+    });
+    this.identity = backend.capabilities.nativeIdentity === true;
+  }
+
+  private cache(path: string, row: NodeRow): NodeRow {
+    this.rows.set(path, row);
+    this.byId.set(row.id, row);
+    return row;
+  }
+
+  /** The cached row of an id (undefined when not cached: the store has it). */
+  cachedRow(id: FileId): NodeRow | undefined {
+    return this.byId.get(id);
+  }
+
+  /**
+   * On identity backends, a row whose known native id differs from the stat's names a file that
+   * was replaced outside Portico: the name gets a new row (new id), the old id goes stale.
+   */
+  private checked(path: string, row: NodeRow, st: BackendStat | undefined): NodeRow {
+    if (!this.identity || st === undefined || !isReplaced(row, st)) return row;
+    this.rows.delete(path);
+    if (st.type === 'dir' || row.id === this.rootId) this.forgetCachedRows();
+    return this.cache(path, this.store.replaceChild(row, initialChange(st)));
   }
 
   /** The one entry point for client paths on this volume: validated, normalised, no reserved names. */
@@ -117,19 +154,22 @@ export class Volume {
     }
   }
 
-  /** The node row (id, Windows attributes, birth override) for an existing backend path. */
-  row(path: string): NodeRow {
+  /**
+   * The node row (id, Windows attributes, birth override, change state) for an existing backend
+   * path. With the path's current stat, a row created now starts with its change state, and a
+   * replaced file is noticed (see checked()).
+   */
+  row(path: string, st?: BackendStat): NodeRow {
     const cached = this.rows.get(path);
-    if (cached) return cached;
+    if (cached) return this.checked(path, cached, st);
     let row: NodeRow | undefined;
     if (path === '/') row = this.store.getNode(this.rootId)!;
     else {
       const parent = this.row(parentPath(path));
       const name = baseName(path).normalize('NFC');
-      row = this.store.ensureChild(this.name, parent.id, name, this.key(name));
+      row = this.store.ensureChild(this.name, parent.id, name, this.key(name), st && initialChange(st));
     }
-    this.rows.set(path, row);
-    return row;
+    return this.checked(path, this.cache(path, row), st);
   }
 
   /** True when a miss of the exact name means the name does not exist (no scan would find it). */
@@ -137,25 +177,29 @@ export class Volume {
     return !this.foldCase && /^[\x00-\x7f]*$/.test(path);
   }
 
-  /** Row for a name just created: insert first (the common case), look up only on conflict. */
-  newRow(path: string): NodeRow {
+  /**
+   * Row for a name just created: insert first (the common case), look up only on conflict. On an
+   * identity backend, a conflicting row that names another file (a stale row left by an outside
+   * delete) is replaced, so the new file neither takes the old id nor inherits its properties.
+   */
+  newRow(path: string, st?: BackendStat): NodeRow {
     if (path === '/') return this.row(path);
     const parent = this.row(parentPath(path));
     const name = baseName(path).normalize('NFC');
-    const row = this.store.insertChild(this.name, parent.id, name, this.key(name));
-    this.rows.set(path, row);
-    return row;
+    const init = st && initialChange(st);
+    const row = this.store.insertChild(this.name, parent.id, name, this.key(name), init);
+    this.rows.delete(path);
+    return this.checked(path, this.cache(path, row), st);
   }
 
-  /** Row of a child given its parent's row (used by readdir for a whole page at once). */
-  childRow(parentPathStr: string, parent: NodeRow, name: string): NodeRow {
+  /** Row of a child given its parent's row and its listed stat (readdir, a whole page at once). */
+  childRow(parentPathStr: string, parent: NodeRow, name: string, st?: BackendStat): NodeRow {
     const path = joinPath(parentPathStr, name);
     const cached = this.rows.get(path);
-    if (cached) return cached;
+    if (cached) return this.checked(path, cached, st);
     const nfc = name.normalize('NFC');
-    const row = this.store.ensureChild(this.name, parent.id, nfc, this.key(nfc));
-    this.rows.set(path, row);
-    return row;
+    const row = this.store.ensureChild(this.name, parent.id, nfc, this.key(nfc), st && initialChange(st));
+    return this.checked(path, this.cache(path, row), st);
   }
 
   /** Current backend path of an id, or ESTALE when the id is unknown or belongs to another volume. */
@@ -177,7 +221,7 @@ export class Volume {
     const parent = this.row(parentPath(to));
     const name = normalizeName(baseName(to));
     this.store.moveNode(this.name, row.id, parent.id, name, this.key(name));
-    if (type === 'dir') this.rows.clear();
+    if (type === 'dir') this.forgetCachedRows();
     else {
       this.rows.delete(from);
       this.rows.delete(to);
@@ -188,7 +232,7 @@ export class Volume {
   removed(path: string, type: string): FileId[] {
     const cached = this.rows.get(path);
     const id = cached?.id ?? this.lookupExisting(path);
-    if (type === 'dir') this.rows.clear();
+    if (type === 'dir') this.forgetCachedRows();
     else this.rows.delete(path);
     return id === undefined ? [] : this.store.deleteSubtree(id);
   }
@@ -210,6 +254,7 @@ export class Volume {
 
   forgetCachedRows(): void {
     this.rows.clear();
+    this.byId.clear();
   }
 
   /** Drops cached rows after an attribute update so the next read sees the store. */

@@ -1,12 +1,17 @@
 /**
- * Change counters (src/vfs/change-tracker.ts): stable while the backend stat is unchanged, bumped
- * by any difference in mtime, ctime, size or native id (an outside change), bumped once by our own
- * change and then re-learned without a second bump, and never going back across restarts or
- * evictions.
+ * Change attributes (src/vfs/change-tracker.ts) on rows of a real metadata store: stable while the
+ * backend stat is unchanged — across a reopen of the store (a restart) and for a row read again
+ * from the store (an eviction) —, advanced by any difference in mtime, ctime, size or native id
+ * (an outside change), advanced once by our own change and then re-learned without a second
+ * advance, and REPLACED for another native id on identity backends.
  */
-import { describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { BackendStat } from '../../src/vfs/backend.ts';
-import { ChangeTracker } from '../../src/vfs/change-tracker.ts';
+import { ChangeTracker, REPLACED, initialChange } from '../../src/vfs/change-tracker.ts';
+import { MetadataStore, type NodeRow } from '../../src/store/metadata-store.ts';
 
 const stat = (o: Partial<BackendStat> = {}): BackendStat => ({
   name: 'f',
@@ -19,41 +24,75 @@ const stat = (o: Partial<BackendStat> = {}): BackendStat => ({
   ...o,
 });
 
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function open(dir?: string): { store: MetadataStore; dir: string; t: ChangeTracker; row(name: string, st?: BackendStat): NodeRow } {
+  const d = dir ?? mkdtempSync(join(tmpdir(), 'portico-chg-'));
+  if (!dir) dirs.push(d);
+  const store = MetadataStore.open(d);
+  const root = store.rootId('v');
+  return { store, dir: d, t: new ChangeTracker(store), row: (name, st) => store.ensureChild('v', root, name, name, st && initialChange(st)) };
+}
+
 describe('ChangeTracker', () => {
-  it('keeps a value while the stat is the same and bumps on any signature difference', () => {
-    const t = new ChangeTracker(1);
-    const a = t.observe(1n, stat());
-    expect(t.observe(1n, stat({ atimeNs: 9_999n }))).toBe(a); // atime is not part of it
-    // Each field in turn, the others kept from the previous stat.
+  it('keeps a value while the stat is the same and advances on any signature difference', () => {
+    const { store, t, row } = open();
+    const r = row('f');
+    const a = t.observe(r, stat(), false);
+    expect(t.observe(r, stat({ atimeNs: 9_999n }), false)).toBe(a); // atime is not part of it
     let cur = stat();
     let last = a;
     for (const change of [{ mtimeNs: 1_001n }, { ctimeNs: 2_001n }, { size: 11 }, { nativeId: '1:3' }, { nativeId: undefined }] as Partial<BackendStat>[]) {
       cur = { ...cur, ...change };
-      const v = t.observe(1n, cur);
-      expect(v > last).toBe(true);
-      expect(t.observe(1n, cur)).toBe(v);
+      const v = t.observe(r, cur, false);
+      expect(v).toBe(last + 1n);
+      expect(t.observe(r, cur, false)).toBe(v);
       last = v;
     }
-    expect(t.observe(2n, stat())).not.toBe(t.observe(1n, stat()));
+    store.close();
   });
 
-  it("our own change bumps once; the next stat is learned without another bump", () => {
-    const t = new ChangeTracker(1);
-    const a = t.observe(1n, stat());
-    const b = t.bump(1n);
-    expect(b > a).toBe(true);
-    expect(t.observe(1n, stat({ size: 99, mtimeNs: 5_000n }))).toBe(b);
-    expect(t.observe(1n, stat({ size: 99, mtimeNs: 5_000n }))).toBe(b);
-    expect(t.observe(1n, stat({ size: 100, mtimeNs: 5_000n })) > b).toBe(true);
+  it('our own change advances once; the next stat is learned without another advance', () => {
+    const { store, t, row } = open();
+    const r = row('f', stat());
+    const a = t.observe(r, stat(), true);
+    const b = t.bump(r);
+    expect(b).toBe(a + 1n);
+    expect(t.observe(r, stat({ size: 99, mtimeNs: 5_000n }), true)).toBe(b);
+    expect(t.observe(r, stat({ size: 99, mtimeNs: 5_000n }), true)).toBe(b);
+    expect(t.observe(r, stat({ size: 100, mtimeNs: 5_000n }), true)).toBe(b + 1n);
+    store.close();
   });
 
-  it('never goes back: a later boot generation starts above, an evicted entry comes back larger', () => {
-    const first = new ChangeTracker(1, 2);
-    const v1 = first.observe(1n, stat());
-    first.observe(2n, stat());
-    first.observe(3n, stat()); // evicts 1n (bound 2)
-    expect(first.observe(1n, stat()) > v1).toBe(true);
-    const second = new ChangeTracker(2);
-    expect(second.observe(1n, stat()) > first.observe(1n, stat())).toBe(true);
+  it('does not move at a restart or when the row is read again from the store; moves for a change made while down', () => {
+    const first = open();
+    const r = first.row('f', stat());
+    const v1 = first.t.observe(r, stat(), true);
+    first.t.bump(r);
+    const v2 = first.t.observe(r, stat({ size: 20 }), true);
+    expect(v2).toBe(v1 + 1n);
+    // Evicted: the same row read again from the store.
+    expect(first.t.observe(first.store.getNode(r.id)!, stat({ size: 20 }), true)).toBe(v2);
+    first.store.close();
+    const second = open(first.dir);
+    const again = second.store.getNode(r.id)!;
+    expect(second.t.observe(again, stat({ size: 20 }), true)).toBe(v2);
+    expect(second.t.observe(second.store.getNode(r.id)!, stat({ size: 21 }), true)).toBe(v2 + 1n);
+    second.store.close();
+  });
+
+  it('reports another native id at a known name as REPLACED on identity backends only; expect() adopts it', () => {
+    const { store, t, row } = open();
+    const r = row('f', stat());
+    expect(t.observe(r, stat({ nativeId: '9:9' }), true)).toBe(REPLACED);
+    expect(t.observe(r, stat({ nativeId: '9:9' }), false)).toBe(2n);
+    const q = row('g', stat());
+    t.expect(q);
+    expect(t.observe(q, stat({ nativeId: '7:7' }), true)).toBe(1n);
+    expect(t.observe(q, stat({ nativeId: '7:8' }), true)).toBe(REPLACED);
+    store.close();
   });
 });

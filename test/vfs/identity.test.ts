@@ -1,0 +1,109 @@
+/**
+ * File identity on a local disk (issue 9, "Identity"): an id names one file, never a name that is
+ * reused. A file replaced outside Portico (deleted and created again, or saved by an editor through
+ * a rename) gets a new id; the old id is stale and the new file does not inherit the old one's
+ * properties. A change in place outside Portico keeps the id and advances the change attribute; an
+ * atomic content replace through Portico (a new inode) keeps the id. Across a restart too.
+ */
+import { appendFileSync, mkdtempSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { LocalBackend } from '../../backends/local/local-backend.ts';
+import { makeVfsEnv, type VfsEnv } from '../helpers/vfs-env.ts';
+import { expectCode, readFile, writeFile } from '../conformance/vfs-conformance.ts';
+
+const PROP = [{ ns: 'urn:x', name: 'tag', value: Buffer.from('kept') }];
+let env: VfsEnv | undefined;
+const dirs: string[] = [];
+afterEach(async () => {
+  await env?.destroy();
+  env = undefined;
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function local(): { root: string; env: VfsEnv } {
+  const root = mkdtempSync(join(tmpdir(), 'portico-ident-'));
+  dirs.push(root);
+  env = makeVfsEnv(new LocalBackend(root));
+  return { root, env };
+}
+
+describe('identity on a local disk', () => {
+  it('a file deleted and created again outside Portico gets a new id; the old id is stale, its properties stay behind', async () => {
+    const { root, env: e } = local();
+    const s = e.session();
+    await writeFile(s, '/doc.txt', 'v1');
+    const before = await s.getattr('s', '/doc.txt');
+    await s.setProps('s', '/doc.txt', PROP);
+    unlinkSync(join(root, 'doc.txt'));
+    writeFileSync(join(root, 'doc.txt'), 'v2 from outside');
+    const after = await s.getattr('s', '/doc.txt');
+    expect(after.id).not.toBe(before.id);
+    await expectCode(s.pathOf('s', before.id), 'ESTALE');
+    expect(await s.getProps('s', '/doc.txt')).toEqual([]);
+    expect((await readFile(s, '/doc.txt')).toString()).toBe('v2 from outside');
+  });
+
+  it('an editor\'s save by rename over the file is a new file; a listing notices it too', async () => {
+    const { root, env: e } = local();
+    const s = e.session();
+    await writeFile(s, '/a.txt', 'v1');
+    const before = (await s.readdir('s', '/')).entries.find((x) => x.name === 'a.txt')!;
+    writeFileSync(join(root, '.a.txt.swp'), 'v2');
+    renameSync(join(root, '.a.txt.swp'), join(root, 'a.txt'));
+    const listed = (await s.readdir('s', '/')).entries.find((x) => x.name === 'a.txt')!;
+    expect(listed.attr.id).not.toBe(before.attr.id);
+    expect(listed.cookie).toBe(listed.attr.id);
+    await expectCode(s.pathOf('s', before.attr.id), 'ESTALE');
+  });
+
+  it('a change in place outside Portico keeps the id and advances the change attribute', async () => {
+    const { root, env: e } = local();
+    const s = e.session();
+    await writeFile(s, '/log.txt', 'one');
+    const before = await s.getattr('s', '/log.txt');
+    await new Promise((r) => setTimeout(r, 20)); // past the file system's timestamp granularity
+    appendFileSync(join(root, 'log.txt'), ' two');
+    const after = await s.getattr('s', '/log.txt');
+    expect(after.id).toBe(before.id);
+    expect(after.change).toBe(before.change + 1n);
+    expect(after.size).toBe(7);
+  });
+
+  it('an atomic content replace through Portico (a new inode) keeps the id, the properties and advances the change once', async () => {
+    const { env: e } = local();
+    const s = e.session();
+    await writeFile(s, '/put.bin', 'old');
+    const before = await s.getattr('s', '/put.bin');
+    await s.setProps('s', '/put.bin', PROP);
+    const withProps = await s.getattr('s', '/put.bin');
+    const w = await s.replaceContent('s', '/put.bin');
+    await w.write(Buffer.from('new content'));
+    const committed = await w.commit();
+    expect(committed.id).toBe(before.id);
+    const after = await s.getattr('s', '/put.bin');
+    expect(after.id).toBe(before.id);
+    expect(after.change).toBe(committed.change);
+    expect(after.change > withProps.change).toBe(true);
+    expect((await s.getProps('s', '/put.bin')).map((p) => p.name)).toEqual(['tag']);
+  });
+
+  it('a file replaced outside while Portico was down is a new file after the restart; an unchanged one keeps id and change', async () => {
+    const { root, env: e } = local();
+    const s = e.session();
+    await writeFile(s, '/same', 'x');
+    await writeFile(s, '/swapped', 'x');
+    const same = await s.getattr('s', '/same');
+    const swapped = await s.getattr('s', '/swapped');
+    await e.stop();
+    unlinkSync(join(root, 'swapped'));
+    writeFileSync(join(root, 'swapped'), 'y');
+    env = makeVfsEnv(new LocalBackend(root), { stateDir: e.stateDir });
+    const s2 = env.session();
+    const same2 = await s2.getattr('s', '/same');
+    expect([same2.id, same2.change]).toEqual([same.id, same.change]);
+    expect((await s2.getattr('s', '/swapped')).id).not.toBe(swapped.id);
+    rmSync(e.stateDir, { recursive: true, force: true });
+  });
+});
