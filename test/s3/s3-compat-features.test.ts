@@ -9,6 +9,9 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
+import { parseS3Source } from '../../backends/s3/config.ts';
+import { isUnsupportedAnswer } from '../../backends/s3/features.ts';
+import { classify } from '../../backends/s3/retry.ts';
 import { Metrics } from '../../src/metrics/metrics.ts';
 import { makeVfsEnv, RW } from '../helpers/vfs-env.ts';
 import { startAnswerProxy, type AnswerProxy } from '../helpers/answer-proxy.ts';
@@ -172,5 +175,40 @@ describe('what still opens the circuit', () => {
     await rejectsWith(b.stat('/slow2'), 'EIO');
     expect(b.transport.breaker.state).toBe('open');
     env.proxy.clearFaults();
+  });
+});
+
+describe('classification and options', () => {
+  const answer = (status: number, code: string): Error => Object.assign(new Error(code), { name: code, Code: code, $metadata: { httpStatusCode: status } });
+
+  it('501 and NotImplemented are answers about a feature; 500/502/503/504 are endpoint failures; certificate errors are neither', () => {
+    expect(classify(answer(501, 'NotImplemented'), false)).toMatchObject({ kind: 'unsupported', retryable: false });
+    expect(classify(answer(400, 'NotImplemented'), false)).toMatchObject({ kind: 'unsupported', retryable: false });
+    for (const [status, code] of [[500, 'InternalError'], [502, 'BadGateway'], [503, 'ServiceUnavailable'], [504, 'GatewayTimeout']] as const) {
+      expect(classify(answer(status, code), false)).toMatchObject({ kind: 'server', retryable: true });
+    }
+    expect(classify(answer(405, 'MethodNotAllowed'), false)).toMatchObject({ kind: 'client', retryable: false });
+    const cert = Object.assign(new Error('self-signed certificate in certificate chain'), { code: 'SELF_SIGNED_CERT_IN_CHAIN' });
+    expect(classify(cert, false)).toMatchObject({ kind: 'tls', retryable: false, code: 'SELF_SIGNED_CERT_IN_CHAIN' });
+    expect(classify(Object.assign(new Error('wrapped'), { cause: cert }), false)).toMatchObject({ kind: 'tls' });
+    expect(isUnsupportedAnswer(answer(501, 'NotImplemented'))).toBe(true);
+    expect(isUnsupportedAnswer(answer(405, 'MethodNotAllowed'))).toBe(true);
+    expect(isUnsupportedAnswer(Object.assign(new Error('x'), { cause: answer(501, 'NotImplemented') }))).toBe(true);
+    expect(isUnsupportedAnswer(answer(400, 'InvalidArgument'))).toBe(false);
+    expect(isUnsupportedAnswer(answer(503, 'ServiceUnavailable'))).toBe(false);
+  });
+
+  it('tls.ca, AWS_CA_BUNDLE and disableFeatures from share options and the environment', () => {
+    expect(parseS3Source('s3://b', {}, { AWS_CA_BUNDLE: '/etc/ca.pem' })).toMatchObject({ tlsCa: '/etc/ca.pem', tlsCaSource: 'AWS_CA_BUNDLE' });
+    expect(parseS3Source('s3://b', { tls: { ca: '/x.pem' } }, { AWS_CA_BUNDLE: '/etc/ca.pem' })).toMatchObject({ tlsCa: '/x.pem', tlsCaSource: 'shares[].options.tls.ca' });
+    expect(parseS3Source('s3://b', { tls: { ca: '/x.pem' }, tlsCaSource: 's3.tls.ca' }, {})).toMatchObject({ tlsCaSource: 's3.tls.ca' });
+    expect(parseS3Source('s3://b', {}, {}).tlsCa).toBeUndefined();
+    expect(() => parseS3Source('s3://b', { tls: '/x.pem' }, {})).toThrow(/tls/);
+    expect(parseS3Source('s3://b', { disableFeatures: ['uploadPartCopy'] }, {}).disableFeatures).toEqual(['uploadPartCopy']);
+    expect(() => parseS3Source('s3://b', { disableFeatures: ['versioning'] }, {})).toThrow(/disableFeatures/);
+    // Path-style exactly when an endpoint is set, unless the share says otherwise.
+    expect(parseS3Source('s3://b', { endpoint: 'http://h:9000' }, {}).forcePathStyle).toBe(true);
+    expect(parseS3Source('s3://b', { endpoint: 'http://h:9000', forcePathStyle: false }, {}).forcePathStyle).toBe(false);
+    expect(parseS3Source('s3://b', {}, {}).forcePathStyle).toBe(false);
   });
 });
