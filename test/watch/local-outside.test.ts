@@ -133,6 +133,21 @@ describe('outside changes on a local share', () => {
     expect((await until(direct, has('delete a', 'create b'))).map(brief).sort()).toEqual(['create b', 'delete a']);
   });
 
+  it('a directory whose name is stored in NFD (written by a macOS client) is watched by its NFC name', async () => {
+    const root = tempDir('portico-outside-');
+    const nfd = 'Fin\u0061\u0301nzas';
+    mkdirSync(join(root, nfd));
+    env = makeVfsEnv(new LocalBackend(root));
+    const a = env.session(alice);
+    const w = await a.watch('s', '/Fin\u00e1nzas');
+    writeFileSync(join(root, nfd, 'outside.txt'), 'o');
+    const seen = await until(w, has('create outside.txt'));
+    expect(seen.map(brief)).toEqual(['create outside.txt']);
+    expect(seen[0]).toMatchObject({ id: (await a.getattr('s', '/Fin\u00e1nzas/outside.txt')).id });
+    await writeFile(env.session(bob), '/Fin\u00e1nzas/inside.txt', 'i');
+    expect((await settle(w)).map(brief)).toEqual(['create inside.txt', 'modify inside.txt']);
+  });
+
   it('a change made through Portico is reported once, not again by inotify', async () => {
     const root = tempDir('portico-outside-');
     env = makeVfsEnv(new LocalBackend(root));

@@ -239,6 +239,20 @@ describe.each(backends)('change watches on the %s backend', (_name, make) => {
     await expectCode(c.watch('s', '/d/file'), 'ENOTDIR');
   });
 
+  it('matches names as the share does: a case-insensitive share watched in another spelling', async () => {
+    env = makeVfsEnv(make(), { caseSensitive: false });
+    const a = env.session(alice);
+    const b = env.session(bob);
+    await b.mkdir('s', '/Docs');
+    const w = await a.watch('s', '/DOCS', { recursive: true });
+    expect(w.dir).toBe('/Docs');
+    await b.mkdir('s', '/docs/Sub');
+    await writeFile(b, '/DOCS/sub/File.txt', 'x');
+    const seen = await settle(w);
+    expect(seen.map(brief)).toEqual(['create Sub', 'create Sub/File.txt', 'modify Sub/File.txt']);
+    expect(seen[1]).toMatchObject({ path: '/Docs/Sub/File.txt' });
+  });
+
   it('follows its directory through renames of it and of an ancestor', async () => {
     env = makeVfsEnv(make());
     const a = env.session(alice);
