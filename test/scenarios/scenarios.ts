@@ -92,6 +92,21 @@ function op<K extends 'writeAt' | 'appendFile' | 'truncate' | 'setTimes' | 'syml
   return f.bind(c) as NonNullable<FileClient[K]>;
 }
 
+/** Runs fn while `c` holds a lock on `path`; the lock is released even when fn fails (its error wins). */
+async function withLock(c: FileClient, path: string, fn: () => Promise<void>): Promise<void> {
+  const lock = await op(c, 'lock')(path);
+  let failure: unknown;
+  try {
+    await fn();
+  } catch (e) {
+    failure = e;
+  }
+  await lock.unlock().catch((e: unknown) => {
+    failure ??= e;
+  });
+  if (failure !== undefined) throw failure;
+}
+
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
@@ -157,6 +172,12 @@ export const scenarios: Scenario[] = [
       expect((await c.stat(ctx.p('dir'))).type).toBe('dir');
       await expectCode(c.list(ctx.p('file')), 'ENOTDIR');
       await expectCode(c.list(ctx.p('missing')), 'ENOENT');
+      // Names no client of every platform can use (docs/ARCHITECTURE.md "Paths"): refused, nothing made.
+      for (const bad of ['new\nline', 'tab\there', 'back\\slash', 'nul\u0000byte', 'del\u007f']) {
+        await expectCode(c.writeFile(ctx.p(bad), text('x')), 'EINVAL');
+        await expectCode(c.mkdir(ctx.p(bad)), 'EINVAL');
+        await expectCode(c.rename(ctx.p('file'), ctx.p(bad)), 'EINVAL');
+      }
       expect(await listed(c, ctx.dir)).toEqual(['dir/', 'file']);
     },
   },
@@ -239,6 +260,11 @@ export const scenarios: Scenario[] = [
       expect(await listed(ctx.peer, ctx.dir)).toEqual(['d2/', 'one', 'three']);
       await c.writeFile(ctx.p('two'), text('again'));
       expect(await listed(ctx.peer, ctx.dir)).toEqual(['d2/', 'one', 'three', 'two']);
+      // And the other way: what the peer adds and removes shows in this client's next listing.
+      await ctx.peer.writeFile(ctx.p('d2', 'from-peer'), text('p'));
+      await ctx.peer.remove(ctx.p('one'));
+      expect(await listed(c, ctx.dir)).toEqual(['d2/', 'three', 'two']);
+      expect(await listed(c, ctx.p('d2'))).toEqual(['from-peer']);
     },
   },
   {
@@ -420,6 +446,19 @@ export const scenarios: Scenario[] = [
     },
   },
   {
+    name: 'case-sensitive share: names POSIX allows but URLs and Windows treat specially ( ? " < > | * : ) round-trip exactly',
+    share: 'caseSensitive',
+    async run(c, ctx) {
+      const names = ['what?', 'say "hi"', '<angle>', 'pipe|line', 'star*', 'colon:name', 'mix ?#%&', 'trailing.', 'trailing '];
+      for (const n of names) await c.writeFile(ctx.p(n), text(n));
+      expect(await listed(c, ctx.dir)).toEqual([...names].sort());
+      expect(await listed(ctx.peer, ctx.dir)).toEqual([...names].sort());
+      for (const n of names) await expectContent(ctx.peer, ctx.p(n), text(n));
+      await c.rename(ctx.p('what?'), ctx.p('why?'));
+      await expectContent(ctx.peer, ctx.p('why?'), text('what?'));
+    },
+  },
+  {
     name: 'Unicode and emoji names round-trip exactly (files and directories)',
     async run(c, ctx) {
       const names = ['café', 'Ελληνικά', 'Русский', '中文文件.txt', '日本語', 'עברית', 'العربية', '😀', 'party-🎉.txt', '👨‍👩‍👧 family', '🇫🇷', '❤️'];
@@ -597,6 +636,10 @@ export const scenarios: Scenario[] = [
       expect((await c.stat(ctx.p('kept.doc'))).mtimeMs).toBe(t);
       await c.writeFile(ctx.p('kept.doc'), text('changed'));
       expect((await c.stat(ctx.p('kept.doc'))).mtimeMs).toBeGreaterThan(t + 1000);
+      // Directories too (Explorer and rsync restore folder times after a copy).
+      await c.mkdir(ctx.p('folder'));
+      await op(c, 'setTimes')(ctx.p('folder'), t);
+      expect((await ctx.peer.stat(ctx.p('folder'))).mtimeMs).toBe(t);
     },
   },
 
@@ -749,23 +792,40 @@ export const scenarios: Scenario[] = [
   // ---------------------------------------------------------------- locks
   {
     name: 'an exclusive lock keeps other clients from changing the file until it is released',
-    dataOnly: true,
     needs: ['locks'],
+    dataOnly: true,
     async run(c, ctx) {
       const f = ctx.p('locked.txt');
       await c.writeFile(f, text('v1'));
-      const lock = await op(c, 'lock')(f);
-      try {
+      await withLock(c, f, async () => {
         await expectCode(ctx.peer.writeFile(f, text('intruder')), 'ELOCKED');
         await expectCode(ctx.peer.remove(f), 'ELOCKED');
         await expectCode(ctx.peer.rename(f, ctx.p('stolen')), 'ELOCKED');
+        await c.writeFile(ctx.p('other'), text('o'));
+        await expectCode(ctx.peer.rename(ctx.p('other'), f), 'ELOCKED');
         await expectContent(ctx.peer, f, text('v1'));
         await c.writeFile(f, text('v2 by the holder'));
-      } finally {
-        await lock.unlock();
-      }
+      });
       await ctx.peer.writeFile(f, text('v3 after unlock'));
       await expectContent(c, f, text('v3 after unlock'));
+    },
+  },
+  {
+    name: 'a lock on a file keeps other clients from moving or deleting the folder it is in',
+    needs: ['locks'],
+    dataOnly: true,
+    async run(c, ctx) {
+      await c.mkdir(ctx.p('folder'));
+      const f = ctx.p('folder', 'locked.txt');
+      await c.writeFile(f, text('v1'));
+      await withLock(c, f, async () => {
+        // Both would take the locked file away from the URL its holder locked (RFC 4918 §7).
+        await expectCode(ctx.peer.rmdir(ctx.p('folder')), ctx.peer.caps.rmdirRecursive ? 'ELOCKED' : 'ENOTEMPTY');
+        await expectCode(ctx.peer.rename(ctx.p('folder'), ctx.p('elsewhere')), 'ELOCKED');
+        await expectContent(ctx.peer, f, text('v1'));
+      });
+      await ctx.peer.rename(ctx.p('folder'), ctx.p('elsewhere'));
+      await expectContent(c, ctx.p('elsewhere', 'locked.txt'), text('v1'));
     },
   },
 ];

@@ -57,8 +57,12 @@ function codeFor(method: string, status: number, o: { intoItself?: boolean } = {
 }
 
 function fail(method: string, path: string, a: Answer, o: { intoItself?: boolean } = {}): never {
-  const detail = a.body.length > 0 && a.body.length < 2000 ? ` ${a.body.toString('utf8').replace(/\s+/g, ' ')}` : '';
-  throw new ClientError(codeFor(method, a.status, o), `${method} ${path}: HTTP ${a.status}${detail}`);
+  const body = a.body.toString('utf8');
+  const detail = a.body.length > 0 && a.body.length < 2000 ? ` ${body.replace(/\s+/g, ' ')}` : '';
+  // 207 on DELETE, MOVE or COPY: some member failed; its status says why (RFC 4918 §9.6.1).
+  const member = a.status === 207 ? /HTTP\/1\.1 (\d{3})/.exec(body) : null;
+  const status = member !== null ? Number(member[1]) : a.status;
+  throw new ClientError(codeFor(method, status, o), `${method} ${path}: HTTP ${a.status}${detail}`);
 }
 
 /** Percent-encodes each segment of a share path (decoded exactly once by the server). */
