@@ -25,7 +25,7 @@
 import { watch as fsWatch, promises as fsp, type Dirent, type FSWatcher } from 'node:fs';
 import type { BackendWatcher, BackendWatchListener } from '../../src/vfs/backend.ts';
 import { VfsError, toVfsError } from '../../src/vfs/errors.ts';
-import { isSameOrDescendant, joinPath } from '../../src/vfs/path.ts';
+import { baseName, isSameOrDescendant, joinPath } from '../../src/vfs/path.ts';
 
 export interface LocalWatchOptions {
   /** Directory watches one backend holds at once, all its watchers together (default 4096). */
@@ -155,6 +155,9 @@ class TreeWatcher implements BackendWatcher {
     const path = joinPath(dir, n);
     this.report(path, false);
     if (this.recursive && type === 'rename') this.appearedOrGone.add(path);
+    // The watched directory itself moved or went (inotify's IN_MOVE_SELF, IN_DELETE_SELF): node
+    // names it by its own base name, like a child of that name. Both are looked at.
+    if (n === baseName(dir) && dir !== '/') this.report(dir, false);
   }
 
   private report(path: string, found: boolean): void {

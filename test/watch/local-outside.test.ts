@@ -148,6 +148,21 @@ describe('outside changes on a local share', () => {
     expect((await settle(w)).map(brief)).toEqual(['create inside.txt', 'modify inside.txt']);
   });
 
+  it('a watched directory moved or removed outside ends its watch', async () => {
+    const root = tempDir('portico-outside-');
+    mkdirSync(join(root, 'a'));
+    mkdirSync(join(root, 'c'));
+    env = makeVfsEnv(new LocalBackend(root));
+    const s = env.session(alice);
+    const moved = await s.watch('s', '/a');
+    const removed = await s.watch('s', '/c');
+    renameSync(join(root, 'a'), join(root, 'b'));
+    rmSync(join(root, 'c'), { recursive: true });
+    for (let i = 0; i < 100 && (moved.ended === undefined || removed.ended === undefined); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(moved.ended).toBe('removed');
+    expect(removed.ended).toBe('removed');
+  });
+
   it('a change made through Portico is reported once, not again by inotify', async () => {
     const root = tempDir('portico-outside-');
     env = makeVfsEnv(new LocalBackend(root));
