@@ -54,8 +54,9 @@
  *   once; a create or delete reported from outside first (its echo looked at before the VFS had
  *   recorded it, under load) is not reported again when the VFS emits it. Accepted limits, written
  *   down: an outside change to a file within the coalescing window (~50 ms) after a Portico change
- *   to it is taken for the echo; concurrent Portico and outside writes to one file may give two
- *   modify events; an outside rename is a delete and a create (nothing tells it was one file); a
+ *   to it is taken for the echo; concurrent Portico and outside writes to one file, or a Portico
+ *   write whose backend call outlasts the coalescing window, may give two modify events (creates
+ *   and deletes are never doubled); an outside rename is a delete and a create (nothing tells it was one file); a
  *   backend that lost changes (inotify limits, floods) makes the watches of that directory overflow.
  */
 import type { Logger } from 'pino';
