@@ -344,6 +344,10 @@ export const scenarios: Scenario[] = [
       await expectFile(c, ctx.p('new'), data);
       await c.rename(ctx.p('new'), ctx.p('sub', 'moved'));
       await expectFile(ctx.peer, ctx.p('sub', 'moved'), data);
+      // An empty file renamed right after its creation (object stores may not have written it yet).
+      await c.writeFile(ctx.p('empty'), Buffer.alloc(0));
+      await c.rename(ctx.p('empty'), ctx.p('sub', 'empty-moved'));
+      await expectFile(ctx.peer, ctx.p('sub', 'empty-moved'), Buffer.alloc(0));
       expect(await listed(ctx.peer, ctx.dir)).toEqual(['sub/']);
     },
   },
@@ -380,7 +384,12 @@ export const scenarios: Scenario[] = [
       await expectFile(ctx.peer, ctx.p('dst', 'top.txt'), text('top'));
       await c.writeFile(ctx.p('dst', 'inner', 'empty', 'new'), text('n'));
       await expectFile(ctx.peer, ctx.p('dst', 'inner', 'empty', 'new'), text('n'));
-      expect(await listed(c, ctx.dir)).toEqual(['dst/']);
+      // "Save as" pattern: the old name is at once free for a new directory.
+      await c.mkdir(ctx.p('src'));
+      await c.writeFile(ctx.p('src', 'top.txt'), text('second'));
+      await expectFile(ctx.peer, ctx.p('src', 'top.txt'), text('second'));
+      await expectFile(ctx.peer, ctx.p('dst', 'top.txt'), text('top'));
+      expect(await listed(c, ctx.dir)).toEqual(['dst/', 'src/']);
     },
   },
   {
@@ -430,6 +439,31 @@ export const scenarios: Scenario[] = [
   },
 
   // ---------------------------------------------------------------- names
+  {
+    name: 'a deep tree (16 levels) is made, renamed at its top, read at the bottom and removed bottom-up',
+    async run(c, ctx) {
+      const levels = Array.from({ length: 16 }, (_, i) => `level-${i}`);
+      for (let i = 1; i <= levels.length; i++) await c.mkdir(ctx.p(...levels.slice(0, i)));
+      await c.writeFile(ctx.p(...levels, 'bottom.txt'), text('deep'));
+      await c.rename(ctx.p(levels[0]!), ctx.p('top'));
+      const moved = ['top', ...levels.slice(1)];
+      await expectFile(ctx.peer, ctx.p(...moved, 'bottom.txt'), text('deep'));
+      await expectCode(c.stat(ctx.p(...levels, 'bottom.txt')), 'ENOENT');
+      await c.remove(ctx.p(...moved, 'bottom.txt'));
+      for (let i = moved.length; i >= 1; i--) await c.rmdir(ctx.p(...moved.slice(0, i)));
+      expect(await c.list(ctx.dir)).toEqual([]);
+    },
+  },
+  {
+    name: 'the share root is a directory whose listing shows this scenario\'s directory',
+    async run(c, ctx) {
+      expect((await c.stat('/')).type).toBe('dir');
+      const root = await c.list('/');
+      expect(root.find((e) => `/${e.name}` === ctx.dir)?.type).toBe('dir');
+      await expectCode(c.rmdir('/'), 'EACCES', 'EBUSY', 'EINVAL');
+      expect((await ctx.peer.stat(ctx.dir)).type).toBe('dir');
+    },
+  },
   {
     name: 'names with spaces and URL-special characters round-trip exactly',
     async run(c, ctx) {
@@ -488,6 +522,9 @@ export const scenarios: Scenario[] = [
       await expectContent(c, ctx.p(nfd), text('then as NFC'));
       await c.mkdir(ctx.p(`dir-${nfd}`));
       await expectCode(c.mkdir(ctx.p(`dir-${nfc}`)), 'EEXIST');
+      await c.writeFile(ctx.p(`dir-${nfc}`, `in-${nfd}`), text('nested'));
+      await expectContent(ctx.peer, ctx.p(`dir-${nfd}`, `in-${nfc}`), text('nested'));
+      expect((await ctx.peer.list(ctx.p(`dir-${nfd}`))).map((e) => e.name)).toEqual([`in-${nfc}`]);
       await c.remove(ctx.p(nfd));
       expect(await listed(c, ctx.dir)).toEqual([`dir-${nfc}/`]);
     },
@@ -561,9 +598,10 @@ export const scenarios: Scenario[] = [
       await expectCode(c.writeFile(ctx.p('DOCS'), text('a file over the directory')), 'EISDIR');
       expect(await listed(c, ctx.p('DOCS'))).toEqual(['inner.txt']);
       expect(await listed(c, ctx.dir)).toEqual(['Docs/', 'Report.TXT']);
-      // Non-ASCII case folding, as Windows folds it.
+      // Non-ASCII case folding, as Windows folds it, and combined with NFD spellings (macOS).
       await c.writeFile(ctx.p('ÉTÉ.txt'), text('summer'));
       await expectContent(c, ctx.p('été.TXT'), text('summer'));
+      await expectContent(ctx.peer, ctx.p('e\u0301te\u0301.txt'), text('summer'));
       await c.remove(ctx.p('REPORT.txt'));
       expect(await listed(c, ctx.dir)).toEqual(['Docs/', 'ÉTÉ.txt']);
     },
@@ -718,6 +756,29 @@ export const scenarios: Scenario[] = [
     },
   },
 
+  {
+    name: 'concurrent renames of different files in one directory through both clients all land',
+    async run(c, ctx) {
+      const n = 8;
+      await Promise.all(Array.from({ length: n }, (_, i) => c.writeFile(ctx.p(`r${i}`), text(`content ${i}`))));
+      await Promise.all(Array.from({ length: n }, (_, i) => (i % 2 === 0 ? c : ctx.peer).rename(ctx.p(`r${i}`), ctx.p(`renamed-${i}`))));
+      expect(await listed(c, ctx.dir)).toEqual(Array.from({ length: n }, (_, i) => `renamed-${i}`).sort());
+      for (let i = 0; i < n; i++) await expectContent(ctx.peer, ctx.p(`renamed-${i}`), text(`content ${i}`));
+    },
+  },
+  {
+    name: 'two clients racing to make the same directory: exactly one succeeds, the other gets EEXIST',
+    async run(c, ctx) {
+      for (let round = 0; round < 3; round++) {
+        const d = ctx.p(`race-${round}`);
+        const results = await Promise.allSettled([c.mkdir(d), ctx.peer.mkdir(d)]);
+        expect(results.filter((r) => r.status === 'fulfilled').length, `round ${round}`).toBe(1);
+        const lost = results.find((r) => r.status === 'rejected');
+        expect(lost?.status === 'rejected' && lost.reason instanceof ClientError ? lost.reason.code : lost).toBe('EEXIST');
+      }
+      expect((await c.list(ctx.dir)).filter((e) => e.name.startsWith('race-')).map((e) => e.type)).toEqual(['dir', 'dir', 'dir']);
+    },
+  },
   {
     name: 'whole-file replacement is atomic: readers see the old or the new content, concurrent writers leave one whole version',
     needs: ['atomicWrite'],
