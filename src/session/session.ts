@@ -10,7 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { VfsError, toVfsError } from '../vfs/errors.ts';
-import { normalizePath, symlinkLeavesShare } from '../vfs/path.ts';
+import { joinPath, normalizeName, normalizePath, parentPath, symlinkLeavesShare } from '../vfs/path.ts';
 import { handleLockOwner, type ContentWriter, type Handle, type ReplaceOptions, type TreeError, type TreeGuard, type Vfs } from '../vfs/vfs.ts';
 import type { FileAttr, OpenOptions, ReaddirOptions, ReaddirResult, SetAttr, StatFsResult } from '../vfs/types.ts';
 import type { PropChange, PropRow } from '../store/metadata-store.ts';
@@ -174,6 +174,110 @@ export class Session {
   pathOf(share: string, id: bigint): Promise<string> {
     return this.gate('pathOf', share, [], null, async (vol) => this.vfs.pathOf(vol, id));
   }
+
+  // ---------------------------------------------------------------- by id (NFS, SMB, FUSE)
+  //
+  // Handle-based front-ends address files by id. An id is turned into its current path (a cached
+  // walk of the id rows: Vfs.pathOf, ESTALE when the file is gone), the rights are checked on that
+  // path as for every path operation, and the work is the path operation's — so the ACL, the audit
+  // log and the token-lock checks are the same whichever way a file is named. Lookups and
+  // attributes of warm entries answer from memory (src/vfs/attr-cache.ts).
+
+  /** The current share path of an id (ESTALE when the file is gone). */
+  private idPath(share: string, id: bigint): string {
+    return this.vfs.pathOf(this.host.acl(share, this.protocol).volume, id);
+  }
+
+  /** A child path of a directory id, the name validated as any client name is. */
+  private childPath(share: string, dirId: bigint, name: string): string {
+    return joinPath(this.idPath(share, dirId), normalizeName(name));
+  }
+
+  /** Attributes by id (NFS GETATTR, FUSE getattr): read on the file's path. */
+  getattrById(share: string, id: bigint): Promise<FileAttr> {
+    return this.gate('getattr', share, [], null, (vol, acl) => {
+      acl.check(this.principal, 'read', this.vfs.pathOf(vol, id));
+      return this.vfs.getattrById(vol, id);
+    });
+  }
+
+  /** A name in a directory given by id (NFS LOOKUP, FUSE lookup): read on the child's path. */
+  lookup(share: string, dirId: bigint, name: string): Promise<FileAttr> {
+    return this.gate('lookup', share, [], null, (vol, acl) => {
+      const dir = this.vfs.pathOf(vol, dirId);
+      const nfc = normalizeName(name);
+      acl.check(this.principal, 'read', joinPath(dir, nfc));
+      return this.vfs.lookupIn(vol, dirId, dir, nfc);
+    });
+  }
+
+  /** The parent directory of an id (NFS LOOKUPP); the share root is its own parent. */
+  lookupParent(share: string, id: bigint): Promise<FileAttr> {
+    return this.gate('lookup', share, [], null, (vol, acl) => {
+      const parent = parentPath(this.vfs.pathOf(vol, id));
+      acl.check(this.principal, 'read', parent);
+      return this.vfs.getattr(vol, parent);
+    });
+  }
+
+  readdirById(share: string, dirId: bigint, options?: ReaddirOptions): Promise<ReaddirResult> {
+    return this.gate('readdir', share, [], null, (vol, acl) => {
+      const dir = this.vfs.pathOf(vol, dirId);
+      acl.check(this.principal, 'read', dir);
+      return this.visiblePage(vol, acl, dir, options);
+    });
+  }
+
+  /**
+   * Opens an existing file by id. The path is looked up again by the open: when it now holds
+   * another file (replaced since the id was handed out) the open is undone and ESTALE answers.
+   */
+  async openById(share: string, id: bigint, opts: OpenOptions): Promise<Handle> {
+    const h = await this.open(share, this.idPath(share, id), { ...opts, disposition: opts.disposition === 'truncate' ? 'truncate' : 'open' });
+    if (h.fileId !== id) {
+      await this.close(h);
+      throw new VfsError('ESTALE', 'the file was replaced', { path: h.path });
+    }
+    return h;
+  }
+
+  /** Opens or creates `name` in a directory id (NFS OPEN with a create, SMB CREATE, FUSE create). */
+  openIn(share: string, dirId: bigint, name: string, opts: OpenOptions): Promise<Handle> {
+    return this.open(share, this.childPath(share, dirId, name), opts);
+  }
+
+  mkdirIn(share: string, dirId: bigint, name: string, mode?: number): Promise<FileAttr> {
+    return this.mkdir(share, this.childPath(share, dirId, name), mode);
+  }
+
+  symlinkIn(share: string, dirId: bigint, name: string, target: string): Promise<FileAttr> {
+    return this.symlink(share, target, this.childPath(share, dirId, name));
+  }
+
+  linkIn(share: string, id: bigint, dirId: bigint, name: string): Promise<FileAttr> {
+    return this.link(share, this.idPath(share, id), this.childPath(share, dirId, name));
+  }
+
+  /** Removes a file, link or empty directory by (directory id, name) (NFS REMOVE, FUSE unlink/rmdir). */
+  async removeIn(share: string, dirId: bigint, name: string): Promise<void> {
+    const path = this.childPath(share, dirId, name);
+    const attr = await this.getattr(share, path);
+    await (attr.type === 'dir' ? this.rmdir(share, path) : this.unlink(share, path));
+  }
+
+  renameIn(share: string, dirId: bigint, name: string, toDirId: bigint, toName: string, options?: { replace?: boolean }): Promise<void> {
+    return this.rename(share, this.childPath(share, dirId, name), this.childPath(share, toDirId, toName), options);
+  }
+
+  readlinkById(share: string, id: bigint): Promise<string> {
+    return this.readlink(share, this.idPath(share, id));
+  }
+
+  setattrById(share: string, id: bigint, set: SetAttr): Promise<FileAttr> {
+    return this.setattr(share, this.idPath(share, id), set);
+  }
+
+  // ---------------------------------------------------------------- directories
 
   /**
    * One page of a directory. Members the principal may not read are absent (access-based

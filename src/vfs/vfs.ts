@@ -18,6 +18,7 @@ import { VfsError, isVfsError, toVfsError } from './errors.ts';
 import { baseName, isSameOrDescendant, joinPath, nameKey, parentPath } from './path.ts';
 import { Volume, type VolumeOptions } from './volume.ts';
 import { ChangeTracker, REPLACED } from './change-tracker.ts';
+import { AttrCache } from './attr-cache.ts';
 import { WriteStage } from './write-stage.ts';
 import { WriteBack, type WriteBackLogger, type WriteBackOptions } from './write-back.ts';
 import { TreeMoves, type TreeMoveOptions, type TreeMoveRecord, type TreeMoveReport } from './tree-move.ts';
@@ -60,6 +61,11 @@ export interface VfsOptions {
   logger?: WriteBackLogger;
   /** Directory renames on backends without atomic rename (src/vfs/tree-move.ts): concurrency, retries, logger. */
   treeMoves?: TreeMoveOptions;
+  /**
+   * How long attributes and name lookups by id may be answered from memory (src/vfs/attr-cache.ts;
+   * outside changes show within it). 0 = off. Default ATTR_CACHE_TTL_MS.
+   */
+  attrCacheMs?: number;
 }
 
 /** addVolume() options: the volume's own plus the share's write-back settings. */
@@ -139,6 +145,7 @@ export class Vfs {
   readonly events = new EventEmitter();
   private readonly volumes = new Map<string, Volume>();
   private readonly changes: ChangeTracker;
+  private readonly attrCache: AttrCache;
   private readonly handles = new Map<string, Handle>();
   private readonly handlesByFile = new Map<FileId, Set<Handle>>();
   private readonly stages = new Map<FileId, WriteStage>();
@@ -168,6 +175,7 @@ export class Vfs {
     this.store = options.store;
     this.locks = options.locks ?? new LockManager();
     this.changes = new ChangeTracker(this.store);
+    this.attrCache = new AttrCache(options.attrCacheMs);
     this.stageDir = options.stageDir ?? join(tmpdir(), 'portico-stage');
     this.events.setMaxListeners(0);
     this.writeBack = new WriteBack({
@@ -245,13 +253,17 @@ export class Vfs {
   // ---------------------------------------------------------------- attributes
 
   private attr(v: Volume, row: NodeRow, st: BackendStat): FileAttr {
-    // Async write-back: a file whose upload is pending shows its staged size and mtime (the store
-    // still has the previous content, or an empty object); one being written shows its stage's size.
-    if (st.type === 'file' && this.writeBack.active(v.name)) {
-      const staged = this.writeBack.staged(row.id);
-      const live = this.stages.get(row.id);
+    // A file being written through a stage (backends without random writes) shows the stage's size,
+    // as a local file would (NFS clients GETATTR after their WRITEs). With async write-back, a file
+    // whose upload is pending shows its staged size and mtime (the store still has the previous
+    // content, or an empty object).
+    if (st.type === 'file') {
+      const staged = this.writeBack.active(v.name) ? this.writeBack.staged(row.id) : undefined;
       if (staged !== undefined) st = { ...st, size: staged.size, mtimeNs: staged.mtimeNs, ctimeNs: staged.mtimeNs > st.ctimeNs ? staged.mtimeNs : st.ctimeNs };
-      else if (live?.dirty) st = { ...st, size: live.size };
+      else if (this.stages.size > 0) {
+        const live = this.stages.get(row.id);
+        if (live?.dirty) st = { ...st, size: live.size };
+      }
     }
     const dir = st.type === 'dir';
     // Object stores have no directory times that move with the children: Portico keeps one (emit).
@@ -296,9 +308,45 @@ export class Vfs {
     return this.attr(v, v.row(r.path, r.stat), r.stat);
   }
 
-  /** Current share path of a file id (ESTALE when the id is gone). */
+  /** Current share path of a file id (ESTALE when the id is gone); cached per volume. */
   pathOf(volume: string, id: FileId): string {
     return this.volume(volume).pathOf(id);
+  }
+
+  // ---------------------------------------------------------------- by id (NFS, SMB, FUSE)
+
+  /**
+   * Attributes by id: from the attribute cache when warm (attr-cache.ts), else one stat. ESTALE
+   * when the id is unknown or of another volume, when its file is gone, or when the name now holds
+   * another file (replaced outside Portico).
+   */
+  async getattrById(volume: string, id: FileId): Promise<FileAttr> {
+    const v = this.volume(volume);
+    const path = v.pathOf(id);
+    const hit = this.attrCache.get(id);
+    if (hit) return hit;
+    const r = await v.resolve(path);
+    if (!r.stat) throw new VfsError('ESTALE', undefined, { path });
+    const row = v.row(r.path, r.stat);
+    if (row.id !== id) throw new VfsError('ESTALE', undefined, { path });
+    const a = this.attr(v, row, r.stat);
+    this.attrCache.set(a);
+    return a;
+  }
+
+  /**
+   * A name in a directory given by id and path (the caller's pathOf; `name` already normalised by
+   * normalizeName): the child's attributes, from the name and attribute caches when warm.
+   */
+  async lookupIn(volume: string, dirId: FileId, dir: string, name: string): Promise<FileAttr> {
+    const v = this.volume(volume);
+    const key = v.key(name);
+    const hit = this.attrCache.child(dirId, key);
+    if (hit) return hit;
+    const r = await this.existing(v, v.normalize(joinPath(dir, name)));
+    const a = this.attr(v, v.row(r.path, r.stat), r.stat);
+    this.attrCache.setChild(dirId, key, a);
+    return a;
   }
 
   /** Ids of every ancestor directory of a path, root first (for depth-infinity WebDAV locks). */
@@ -318,6 +366,7 @@ export class Vfs {
    * no directory times, the parent's mtime too. Then tells the listeners.
    */
   private emit(v: Volume, kind: ChangeKind, id: FileId, path: string, type: FileAttr['type'], oldPath?: string): bigint {
+    this.attrCache.drop(id);
     let change = 0n;
     if (kind !== 'delete') {
       const row = v.cachedRow(id) ?? this.store.getNode(id);
@@ -344,6 +393,7 @@ export class Vfs {
       return;
     }
     this.changes.bump(row);
+    this.attrCache.dropDir(row.id);
     if (v.backend.capabilities.constantDirectoryTimes) {
       const now = BigInt(Date.now()) * 1_000_000n;
       if (row.dirMtime === null || now > row.dirMtime) {
@@ -1550,6 +1600,7 @@ export class Vfs {
     const v = this.volume(volume);
     const p = v.normalize(path);
     v.forgetCachedRows();
+    this.attrCache.clear();
     v.backend.invalidate?.(p);
   }
 

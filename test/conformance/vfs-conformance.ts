@@ -453,6 +453,56 @@ export function vfsConformance(f: BackendFactory): void {
         }
       });
 
+      it('by id: lookup, getattr, readdir and open address files by id, through renames and a restart; stale ids answer ESTALE', async () => {
+        await s.mkdir('s', '/byid');
+        const root = (await s.getattr('s', '/')).id;
+        const dir = await s.lookup('s', root, 'byid');
+        expect(dir.type).toBe('dir');
+        await writeFile(s, '/byid/f', 'hello');
+        const file = await s.lookup('s', dir.id, 'f');
+        expect(file.size).toBe(5);
+        expect((await s.getattrById('s', file.id)).size).toBe(5);
+        expect((await s.lookupParent('s', file.id)).id).toBe(dir.id);
+        expect((await s.lookupParent('s', root)).id).toBe(root);
+        expect((await s.readdirById('s', dir.id)).entries.map((e) => [e.name, e.attr.id])).toEqual([['f', file.id]]);
+        await expectCode(s.lookup('s', dir.id, 'missing'), 'ENOENT');
+        await expectCode(s.lookup('s', dir.id, '..'), 'EINVAL');
+        // A change through Portico shows at once in the cached attributes, and in the directory's.
+        const before = await s.getattrById('s', dir.id);
+        const h = await s.openById('s', file.id, { access: RW, owner: 'o' });
+        await s.write(h, 5, Buffer.from(' world'));
+        expect((await s.getattrById('s', file.id)).size).toBe(11);
+        await s.close(h);
+        const r = await s.openById('s', file.id, { access: RO, owner: 'o' });
+        expect((await s.read(r, 0, 100)).toString()).toBe('hello world');
+        await s.close(r);
+        // Renamed (and its directory renamed): the id still finds it, the old name does not.
+        await s.renameIn('s', dir.id, 'f', dir.id, 'g');
+        expect((await s.getattrById('s', dir.id)).change > before.change).toBe(true);
+        await expectCode(s.lookup('s', dir.id, 'f'), 'ENOENT');
+        await s.rename('s', '/byid', '/byid2');
+        expect(await s.pathOf('s', file.id)).toBe('/byid2/g');
+        expect((await s.getattrById('s', file.id)).size).toBe(11);
+        await env.stop();
+        const again = await f.reopen(backend);
+        const env2 = makeVfsEnv(again, { stateDir: env.stateDir });
+        try {
+          const s2 = env2.session();
+          expect((await s2.getattrById('s', file.id)).size).toBe(11);
+          expect((await s2.lookup('s', dir.id, 'g')).id).toBe(file.id);
+          // Removed by name in its directory: the id goes stale.
+          await s2.removeIn('s', dir.id, 'g');
+          await expectCode(s2.getattrById('s', file.id), 'ESTALE');
+          await expectCode(s2.openById('s', file.id, { access: RO, owner: 'o' }), 'ESTALE');
+          await s2.mkdirIn('s', dir.id, 'sub');
+          await s2.removeIn('s', dir.id, 'sub');
+          await expectCode(s2.lookup('s', dir.id, 'sub'), 'ENOENT');
+        } finally {
+          await env2.stop();
+          if (again !== backend) await again.close();
+        }
+      });
+
       it('ids are never reused after delete', async () => {
         await writeFile(s, '/r', 'x');
         const id1 = (await s.getattr('s', '/r')).id;

@@ -1,0 +1,76 @@
+/**
+ * Attributes and name lookups by id for the id-addressed front-ends (NFS, SMB, FUSE), which send a
+ * LOOKUP, GETATTR or QUERY_INFO for nearly every file operation: a warm entry answers from memory
+ * instead of a backend round trip (a stat through libuv's thread pool costs ~20-50 µs of latency).
+ *
+ * - `attrs`: id -> the attributes last seen, for `ttlMs`. Every change made through Portico drops
+ *   the entries it affects at once (the file, and the parent directory of a namespace change: see
+ *   Vfs.emit and Vfs.write), so a client never reads back stale attributes of its own change;
+ *   changes made outside Portico show within `ttlMs` (nfs-ganesha's mdcache and Samba's stat cache
+ *   make the same trade). ttlMs 0 turns the cache off.
+ * - `names`: (directory id, name key) -> child id, so a warm LOOKUP needs no path walk and no
+ *   resolution (on case-insensitive shares over case-sensitive backends a miss would otherwise scan
+ *   the directory). A directory's names are dropped whenever its membership changes through
+ *   Portico; an entry is used only while the child's attributes are also cached, so outside
+ *   changes show within the same ttlMs.
+ * Both are bounded (LRU).
+ */
+import { LRUCache } from 'lru-cache';
+import type { FileAttr, FileId } from './types.ts';
+
+export const ATTR_CACHE_TTL_MS = 1000;
+const MAX_ATTRS = 100_000;
+const MAX_DIRS = 10_000;
+const MAX_NAMES_PER_DIR = 10_000;
+
+export class AttrCache {
+  readonly ttlMs: number;
+  private readonly attrs: LRUCache<FileId, FileAttr> | undefined;
+  private readonly names: LRUCache<FileId, Map<string, FileId>> | undefined;
+
+  constructor(ttlMs = ATTR_CACHE_TTL_MS) {
+    this.ttlMs = ttlMs;
+    if (ttlMs <= 0) return;
+    this.attrs = new LRUCache({ max: MAX_ATTRS, ttl: ttlMs, ttlAutopurge: false, updateAgeOnGet: false });
+    this.names = new LRUCache({ max: MAX_DIRS });
+  }
+
+  get(id: FileId): FileAttr | undefined {
+    return this.attrs?.get(id);
+  }
+
+  set(attr: FileAttr): void {
+    this.attrs?.set(attr.id, attr);
+  }
+
+  /** A cached child of a directory, by name key, whose attributes are still cached. */
+  child(dirId: FileId, key: string): FileAttr | undefined {
+    const id = this.names?.get(dirId)?.get(key);
+    return id === undefined ? undefined : this.attrs!.get(id);
+  }
+
+  setChild(dirId: FileId, key: string, attr: FileAttr): void {
+    if (!this.names) return;
+    let m = this.names.get(dirId);
+    if (!m) this.names.set(dirId, (m = new Map()));
+    else if (m.size >= MAX_NAMES_PER_DIR) m.clear();
+    m.set(key, attr.id);
+    this.attrs!.set(attr.id, attr);
+  }
+
+  /** A change through Portico to a file (its attributes). */
+  drop(id: FileId): void {
+    this.attrs?.delete(id);
+  }
+
+  /** A directory's membership changed: its attributes and its name map. */
+  dropDir(id: FileId): void {
+    this.attrs?.delete(id);
+    this.names?.delete(id);
+  }
+
+  clear(): void {
+    this.attrs?.clear();
+    this.names?.clear();
+  }
+}
