@@ -7,7 +7,7 @@
  * A new front-end adds its driver to DRIVERS (and becomes the peer choice for the others when
  * that is useful); the list runs through it unchanged.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, it } from 'vitest';
@@ -18,8 +18,15 @@ import { scenarios, type Scenario, type ScenarioContext } from './scenarios.ts';
 import { sessionClient } from './session-driver.ts';
 import { webdavClient } from './webdav-driver.ts';
 
-/** The client under test logs in as alice, its peer as bob (both may read and write every share). */
-const USERS: Record<string, string> = { alice: 'scenario-secret', bob: 'other-secret' };
+/**
+ * The client under test logs in as alice, its peer as bob (both may read and write every share);
+ * carol may only read them (the scenarios' read-only client).
+ */
+const USERS: Record<string, string> = { alice: 'scenario-secret', bob: 'other-secret', carol: 'read-only-secret' };
+const ACCESS = [
+  { users: ['alice', 'bob'], rights: ['read', 'write'] },
+  { users: ['carol'], rights: ['read'] },
+];
 /**
  * The session driver opens its sessions under this protocol name: a share serves only configured
  * protocols, and these shares are configured for WebDAV.
@@ -32,13 +39,14 @@ interface ShareSpec {
   caseInsensitive: boolean;
 }
 
+// Shares of their own (startDav's "mem" and "disk" stay unused): each with the access list above.
 const SHARES: ShareSpec[] = [
-  { name: 'mem', backend: 'memory', caseInsensitive: false },
-  { name: 'mem-ci', backend: 'memory', caseInsensitive: true },
-  { name: 'disk', backend: 'local', caseInsensitive: false },
-  { name: 'disk-ci', backend: 'local', caseInsensitive: true },
-  { name: 's3', backend: 's3', caseInsensitive: false },
-  { name: 's3-ci', backend: 's3', caseInsensitive: true },
+  { name: 'sc-mem', backend: 'memory', caseInsensitive: false },
+  { name: 'sc-mem-ci', backend: 'memory', caseInsensitive: true },
+  { name: 'sc-disk', backend: 'local', caseInsensitive: false },
+  { name: 'sc-disk-ci', backend: 'local', caseInsensitive: true },
+  { name: 'sc-s3', backend: 's3', caseInsensitive: false },
+  { name: 'sc-s3-ci', backend: 's3', caseInsensitive: true },
 ];
 
 type Driver = (share: ShareInfo, user: string) => Promise<FileClient>;
@@ -87,27 +95,28 @@ const KNOWN_FAILURES: KnownFailure[] = [
 
 let s3: S3rverHandle;
 let stack: DavStack;
-let ciDisk: string;
+let disks: string;
 
 beforeAll(async () => {
   s3 = await startS3rver();
-  ciDisk = mkdtempSync(join(tmpdir(), 'portico-scenarios-ci-'));
+  disks = mkdtempSync(join(tmpdir(), 'portico-scenarios-'));
+  // Multipart from 5 MiB and 1 MiB read blocks: the multi-MiB scenarios cross both boundaries.
   const s3Options = { endpoint: s3.endpoint, ...S3RVER_CREDENTIALS, partSize: 5 * 1024 * 1024, blockSize: 1024 * 1024 };
-  stack = await startDav({
-    shares: [
-      { name: 'mem-ci', source: 'memory:', caseSensitive: false },
-      { name: 'disk-ci', source: ciDisk, caseSensitive: false },
-      { name: 's3', source: `s3://${s3.bucket}/scenarios`, options: s3Options },
-      { name: 's3-ci', source: `s3://${s3.bucket}/scenarios-ci`, options: s3Options, caseSensitive: false },
-    ],
-  });
+  const source = (spec: ShareSpec): Record<string, unknown> => {
+    if (spec.backend === 'memory') return { source: 'memory:' };
+    if (spec.backend === 's3') return { source: `s3://${s3.bucket}/${spec.name}`, options: s3Options };
+    const dir = join(disks, spec.name);
+    mkdirSync(dir);
+    return { source: dir };
+  };
+  stack = await startDav({ shares: SHARES.map((spec) => ({ name: spec.name, ...source(spec), caseSensitive: !spec.caseInsensitive, access: ACCESS })) });
   for (const [user, password] of Object.entries(USERS)) await stack.addUser(user, password);
 }, 60_000);
 
 afterAll(async () => {
   await stack?.stop();
   await s3?.stop();
-  if (ciDisk) rmSync(ciDisk, { recursive: true, force: true });
+  if (disks) rmSync(disks, { recursive: true, force: true });
 });
 
 /**
@@ -129,6 +138,7 @@ for (const spec of SHARES) {
       let client: FileClient;
       let peer: FileClient;
       let ref: FileClient;
+      let readOnly: FileClient;
       let info: ShareInfo;
 
       beforeAll(async () => {
@@ -147,11 +157,10 @@ for (const spec of SHARES) {
         client = await DRIVERS[driverName]!(info, 'alice');
         peer = await DRIVERS[PEER[driverName]!]!(info, 'bob');
         ref = await DRIVERS.session!(info, 'alice');
+        readOnly = await DRIVERS[driverName]!(info, 'carol');
       });
       afterAll(async () => {
-        await client?.close();
-        await peer?.close();
-        await ref?.close();
+        for (const c of [client, peer, ref, readOnly]) await c?.close();
       });
 
       scenarios.forEach((sc, i) => {
@@ -171,6 +180,7 @@ for (const spec of SHARES) {
             dir,
             p: (...names) => [dir, ...names].join('/'),
             peer,
+            readOnly,
             share: info,
           };
           await sc.run(client, ctx);
