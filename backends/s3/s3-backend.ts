@@ -470,7 +470,14 @@ export class S3Backend implements Backend, WriterHost, ListHost {
   async published(path: string, key: string, etag: string, data: Buffer | undefined, meta: SetMetadata | undefined): Promise<BackendStat> {
     this.changed(path);
     if (meta !== undefined) return this.setMetadata(path, meta);
-    const head = await this.transport.head(key, path);
+    let head = await this.transport.head(key, path);
+    // Our ETag with another size: the store answered the PUT before the object was complete
+    // (stock s3rver does: it writes the file in place after answering). Caching that size would
+    // hide the content until the TTL; look again for a moment (README, "S3-compatible stores").
+    for (let i = 1; i <= 8 && data !== undefined && head !== undefined && head.etag === etag && head.size !== data.length; i++) {
+      await new Promise((r) => setTimeout(r, 25 * i));
+      head = await this.transport.head(key, path);
+    }
     if (head === undefined) {
       this.meta.forget(key);
       throw new VfsError('EIO', 'object missing right after its upload (overwritten or deleted concurrently)', { path });

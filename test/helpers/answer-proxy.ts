@@ -3,7 +3,8 @@
  * (any status and code: 501 NotImplemented as stores without an optional API answer, 405
  * MethodNotAllowed, 503 ServiceUnavailable of a store in trouble) and forwards every other request
  * untouched (Host header included, so signatures still verify). Rules are consumed in order like
- * fault-proxy.ts's; `log` records each request's operation and the status it got.
+ * fault-proxy.ts's; `log` records each request's operation and the status it got. `rewrite` rules
+ * change the headers of forwarded answers (a store reporting a size it has not finished writing).
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -24,9 +25,17 @@ export interface AnswerRule {
   times?: number;
 }
 
+export interface RewriteRule {
+  match: (r: AnswerRequest) => boolean;
+  headers: (h: http.IncomingHttpHeaders) => void;
+  /** Default 1. */
+  times?: number;
+}
+
 export class AnswerProxy {
   readonly log: { op: string; method: string; url: string; status: number }[] = [];
   private readonly rules: (AnswerRule & { left: number })[] = [];
+  private readonly rewrites: (RewriteRule & { left: number })[] = [];
   private readonly upstream: URL;
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
   private server: http.Server | undefined;
@@ -44,8 +53,13 @@ export class AnswerProxy {
     this.rules.push({ ...rule, left: rule.times ?? Infinity });
   }
 
+  rewrite(rule: RewriteRule): void {
+    this.rewrites.push({ ...rule, left: rule.times ?? 1 });
+  }
+
   clear(): void {
     this.rules.length = 0;
+    this.rewrites.length = 0;
   }
 
   count(op: string, status?: number): number {
@@ -89,6 +103,12 @@ export class AnswerProxy {
     }
     const up = http.request({ host: this.upstream.hostname, port: this.upstream.port, method: req.method, path: req.url, headers: req.headers, agent: this.agent }, (ur) => {
       entry.status = ur.statusCode ?? 0;
+      const w = this.rewrites.findIndex((r) => r.match(info));
+      if (w >= 0) {
+        const rule = this.rewrites[w]!;
+        if (--rule.left <= 0) this.rewrites.splice(w, 1);
+        rule.headers(ur.headers);
+      }
       res.writeHead(ur.statusCode ?? 502, ur.headers);
       ur.pipe(res);
       ur.on('error', () => res.socket?.destroy());
