@@ -275,6 +275,70 @@ async function main(): Promise<void> {
       samplesMs: { raw: statRaw, portico: statPortico },
     });
 
+    // 2b. by id (what NFS, SMB and FUSE send): per-operation µs through the session gate, warm
+    // entries (the attribute and name caches answer; issue 9's aims: LOOKUP+GETATTR <= 5 µs,
+    // open+read 4 KiB+close <= 30 µs). Raw baseline: the syscalls a server without caches makes
+    // (a stat per LOOKUP and per GETATTR; open, pread, close).
+    log(`by id x${N_STAT}`);
+    const c1 = await s.lookup('s', (await s.getattr('s', '/')).id, 'c1');
+    const ids: bigint[] = [];
+    for (let i = 0; i < N_CREATE; i++) ids.push((await s.lookup('s', c1.id, fileName(i))).id);
+    const names = Array.from({ length: N_CREATE }, (_, i) => fileName(i));
+    const byId = { lookup: [] as number[], getattr: [] as number[], pair: [] as number[], rawPair: [] as number[], read: [] as number[], rawRead: [] as number[] };
+    const readBuf = Buffer.alloc(SMALL);
+    for (let r = 0; r < 2; r++) {
+      const t1 = await interleaved(
+        N_STAT,
+        BLOCKS,
+        async (from, to) => {
+          for (let i = from; i < to; i++) {
+            const p = rawPaths[i % rawPaths.length] as string;
+            await fsp.stat(p);
+            await fsp.stat(p);
+          }
+        },
+        async (from, to) => {
+          for (let i = from; i < to; i++) {
+            const a = await s.lookup('s', c1.id, names[i % names.length] as string);
+            await s.getattrById('s', a.id);
+          }
+        },
+      );
+      byId.rawPair.push(t1.raw);
+      byId.pair.push(t1.portico);
+      byId.lookup.push(await timed(async () => {
+        for (let i = 0; i < N_STAT; i++) await s.lookup('s', c1.id, names[i % names.length] as string);
+      }));
+      byId.getattr.push(await timed(async () => {
+        for (let i = 0; i < N_STAT; i++) await s.getattrById('s', ids[i % ids.length] as bigint);
+      }));
+      const t2 = await interleaved(
+        N_CREATE,
+        BLOCKS,
+        async (from, to) => {
+          for (let i = from; i < to; i++) {
+            const fh = await fsp.open(rawPaths[i] as string, 'r');
+            await fh.read(readBuf, 0, SMALL, 0);
+            await fh.close();
+          }
+        },
+        async (from, to) => {
+          for (let i = from; i < to; i++) {
+            const h = await s.openById('s', ids[i] as bigint, { access: RO, owner: 'bench' });
+            await s.readInto(h, 0, readBuf);
+            await s.close(h);
+          }
+        },
+      );
+      byId.rawRead.push(t2.raw);
+      byId.read.push(t2.portico);
+    }
+    const us = (ms: number, n: number): number => (ms * 1000) / n;
+    rows.push({ workload: 'by id: LOOKUP (warm)', unit: 'µs/op', raw: us(best(byId.rawPair), 2 * N_STAT), portico: us(best(byId.lookup), N_STAT), ratio: undefined, aim: undefined, note: 'raw: one stat' });
+    rows.push({ workload: 'by id: GETATTR (warm)', unit: 'µs/op', raw: us(best(byId.rawPair), 2 * N_STAT), portico: us(best(byId.getattr), N_STAT), ratio: undefined, aim: undefined, note: 'raw: one stat' });
+    rows.push({ workload: 'by id: LOOKUP+GETATTR', unit: 'µs/pair', raw: us(best(byId.rawPair), N_STAT), portico: us(best(byId.pair), N_STAT), ratio: best(byId.rawPair) / best(byId.pair), aim: undefined, note: 'aim <= 5 µs; raw: two stats', samplesMs: { raw: byId.rawPair, portico: byId.pair } });
+    rows.push({ workload: 'by id: open+read 4K+close', unit: 'µs/op', raw: us(best(byId.rawRead), N_CREATE), portico: us(best(byId.read), N_CREATE), ratio: best(byId.rawRead) / best(byId.read), aim: undefined, note: 'aim <= 30 µs; raw: open, read, close', samplesMs: { raw: byId.rawRead, portico: byId.read } });
+
     // 3. readdir with attributes of an N_DIR-entry directory
     log(`readdir ${N_DIR} entries x${LISTINGS}`);
     const empty = Buffer.alloc(0);
