@@ -898,6 +898,30 @@ export const scenarios: Scenario[] = [
     },
   },
   {
+    name: 'a lock on a directory keeps other clients from adding, removing or renaming its members; its holder may',
+    needs: ['locks'],
+    dataOnly: true,
+    async run(c, ctx) {
+      const d = ctx.p('locked-dir');
+      await c.mkdir(d);
+      await c.writeFile(ctx.p('locked-dir', 'member'), text('m'));
+      await withLock(c, d, async () => {
+        // A depth-0 lock on a collection protects its membership (RFC 4918 §7.5).
+        await expectCode(ctx.peer.writeFile(ctx.p('locked-dir', 'new'), text('n')), 'ELOCKED');
+        await expectCode(ctx.peer.mkdir(ctx.p('locked-dir', 'sub')), 'ELOCKED');
+        await expectCode(ctx.peer.remove(ctx.p('locked-dir', 'member')), 'ELOCKED');
+        await expectCode(ctx.peer.rename(ctx.p('locked-dir', 'member'), ctx.p('out')), 'ELOCKED');
+        await ctx.peer.writeFile(ctx.p('outside'), text('o'));
+        await expectCode(ctx.peer.rename(ctx.p('outside'), ctx.p('locked-dir', 'in')), 'ELOCKED');
+        expect(await listed(ctx.peer, d)).toEqual(['member']);
+        await c.writeFile(ctx.p('locked-dir', 'by-holder'), text('h'));
+        await c.rename(ctx.p('locked-dir', 'by-holder'), ctx.p('locked-dir', 'renamed-by-holder'));
+      });
+      await ctx.peer.writeFile(ctx.p('locked-dir', 'new'), text('n'));
+      expect(await listed(c, d)).toEqual(['member', 'new', 'renamed-by-holder']);
+    },
+  },
+  {
     name: 'a lock on a file keeps other clients from moving or deleting the folder it is in',
     needs: ['locks'],
     dataOnly: true,

@@ -144,15 +144,32 @@ export function webdavClient(o: WebdavClientOptions): FileClient {
     const p = encodePath(path);
     return p === '' ? `${base}/` : `${base}/${p}`;
   };
-  /** Lock tokens this client holds, by request target (sent as tagged If lists on changes there). */
+  /** Lock tokens this client holds, by the locked resource's request target. */
   const held = new Map<string, string>();
+  const parentOf = (path: string): string => path.replace(/\/[^/]*\/?$/, '') || '/';
 
-  const send = (method: string, path: string, headers: Record<string, string> = {}, body?: Uint8Array | string): Promise<Answer> =>
+  /**
+   * The If header a change needs (RFC 4918 §10.4): a tagged list for each held lock on a resource
+   * the change touches — the target itself and its parent collection (whose membership a create,
+   * delete or move changes), and for MOVE the destination and its parent too.
+   */
+  const ifHeader = (method: string, paths: string[]): string | undefined => {
+    if (held.size === 0 || method === 'GET' || method === 'PROPFIND' || method === 'UNLOCK') return undefined;
+    const lists = new Set<string>();
+    for (const p of paths.flatMap((x) => [x, parentOf(x)])) {
+      const t = target(p);
+      const token = held.get(t);
+      if (token !== undefined) lists.add(`<${o.origin}${t}> (<${token}>)`);
+    }
+    return lists.size === 0 ? undefined : [...lists].join(' ');
+  };
+
+  const send = (method: string, path: string, headers: Record<string, string> = {}, body?: Uint8Array | string, alsoTouches: string[] = []): Promise<Answer> =>
     new Promise((resolve, reject) => {
       const t = target(path);
       const h: Record<string, string | number> = { Authorization: auth, ...headers };
-      const token = held.get(t);
-      if (token !== undefined && method !== 'GET' && method !== 'PROPFIND' && method !== 'UNLOCK') h.If = `<${o.origin}${t}> (<${token}>)`;
+      const ifh = ifHeader(method, [path, ...alsoTouches]);
+      if (ifh !== undefined) h.If = ifh;
       if (body !== undefined) h['Content-Length'] = typeof body === 'string' ? Buffer.byteLength(body) : body.length;
       const req = request({ host: url.hostname, port: url.port, method, path: t, headers: h, agent }, (res) => {
         const parts: Buffer[] = [];
@@ -239,7 +256,7 @@ export function webdavClient(o: WebdavClientOptions): FileClient {
         .map((r): Entry => ({ name: r.segments.at(-1)!, type: r.collection ? 'dir' : 'file' }));
     },
     async rename(from, to, opts = {}) {
-      const a = await send('MOVE', from, { Destination: `${o.origin}${target(to)}`, Overwrite: opts.replace === false ? 'F' : 'T' });
+      const a = await send('MOVE', from, { Destination: `${o.origin}${target(to)}`, Overwrite: opts.replace === false ? 'F' : 'T' }, undefined, [to]);
       if (a.status === 201 || a.status === 204) return;
       const f = `/${encodePath(from)}/`;
       const intoItself = `/${encodePath(to)}/`.startsWith(f);
