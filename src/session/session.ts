@@ -57,16 +57,30 @@ export interface PathLockOptions {
   info?: unknown;
 }
 
-export class Session {
+/**
+ * What a client owns across its calls: open handles, lock owners, watches. Separate from the
+ * caller: NFS sends AUTH_SYS credentials with every call and NFSv4 state belongs to a client across
+ * connections; SMB has several sessions per connection. A protocol keeps one ClientState per client
+ * (per NFSv4 clientid, per SMB session, per WebDAV request) and makes each call through a Session
+ * view of it carrying that call's principal (Session.as).
+ */
+export class ClientState {
   readonly id = randomUUID();
+  readonly handles = new Set<Handle>();
+  readonly lockOwners = new Map<string, LockOwner>();
+  closed = false;
+  /** The session registered with the manager (counted once, detached once). */
+  root: Session | undefined;
+}
+
+export class Session {
   readonly principal: Principal;
   readonly protocol: string;
   readonly clientAddress: string;
+  /** The client state this call acts for (shared by every view made with `as`). */
+  readonly state: ClientState;
   private readonly host: SessionHost;
   private childLogger: Logger | undefined;
-  private readonly handles = new Set<Handle>();
-  private readonly lockOwners = new Map<string, LockOwner>();
-  private closed = false;
   /**
    * Lock tokens the caller presents for the current request (generic lock credentials; WebDAV: from
    * its `If` header). Every change this session makes passes them to the VFS; a token lock blocks
@@ -75,11 +89,40 @@ export class Session {
    */
   lockTokens: Set<string> = new Set();
 
-  constructor(host: SessionHost, init: SessionInit) {
+  constructor(host: SessionHost, init: SessionInit, state?: ClientState) {
     this.host = host;
     this.principal = init.principal;
     this.protocol = init.protocol;
     this.clientAddress = init.clientAddress;
+    this.state = state ?? new ClientState();
+    this.state.root ??= this;
+  }
+
+  /** The client state's id: the same for every view (audit entries, lock and share-mode owners). */
+  get id(): string {
+    return this.state.id;
+  }
+
+  private get handles(): Set<Handle> {
+    return this.state.handles;
+  }
+
+  private get lockOwners(): Map<string, LockOwner> {
+    return this.state.lockOwners;
+  }
+
+  private get closed(): boolean {
+    return this.state.closed;
+  }
+
+  /**
+   * A view of this client's state that makes calls as another principal (per-call credentials:
+   * NFS AUTH_SYS, an SMB session of a multi-session connection). Handles, lock owners and watches
+   * are shared with this session; rights, audit entries and new files' owners are the view's.
+   */
+  as(principal: Principal): Session {
+    if (principal === this.principal) return this;
+    return new Session(this.host, { principal, protocol: this.protocol, clientAddress: this.clientAddress }, this.state);
   }
 
   /**
@@ -580,6 +623,35 @@ export class Session {
     return this.gate('setprops', share, [[path, 'write']], { path, props: changes.length }, (vol) => this.vfs.setProps(vol, path, changes, this.lockTokens));
   }
 
+  // ---------------------------------------------------------------- extended attributes and named streams
+  // NFS xattrs, FUSE user.* xattrs and SMB named streams (space 'stream'), one store with WebDAV dead
+  // properties (src/vfs/xattrs.ts). Reading one or the list needs read, changing one write, as
+  // for dead properties; changes are audited with the name (never the value).
+  // (Types by import() keep this section the only change to the file.)
+
+  getXattr(share: string, path: string, name: string, space: import('../vfs/xattrs.ts').XattrSpace = 'user'): Promise<Uint8Array> {
+    return this.gate('getxattr', share, [[path, 'read']], null, (vol) => this.vfs.getXattr(vol, path, name, space));
+  }
+
+  listXattrs(share: string, path: string, space: import('../vfs/xattrs.ts').XattrSpace = 'user'): Promise<import('../vfs/xattrs.ts').XattrEntry[]> {
+    return this.gate('listxattrs', share, [[path, 'read']], null, (vol) => this.vfs.listXattrs(vol, path, space));
+  }
+
+  setXattr(
+    share: string,
+    path: string,
+    name: string,
+    value: Uint8Array,
+    opts: { mode?: import('../vfs/xattrs.ts').XattrSetMode; space?: import('../vfs/xattrs.ts').XattrSpace } = {},
+  ): Promise<void> {
+    const audit = { path, xattr: name, space: opts.space ?? 'user', mode: opts.mode ?? 'either', size: value.byteLength };
+    return this.gate('setxattr', share, [[path, 'write']], audit, (vol) => this.vfs.setXattr(vol, path, name, value, opts, this.lockTokens));
+  }
+
+  removeXattr(share: string, path: string, name: string, space: import('../vfs/xattrs.ts').XattrSpace = 'user'): Promise<void> {
+    return this.gate('removexattr', share, [[path, 'write']], { path, xattr: name, space }, (vol) => this.vfs.removeXattr(vol, path, name, space, this.lockTokens));
+  }
+
   // ---------------------------------------------------------------- locks
 
   /** `raw` ids are used as they are (handle owners, shared with the VFS I/O check). */
@@ -691,7 +763,7 @@ export class Session {
         }
       };
       return openWatch({
-        owner: this,
+        owner: this.state,
         ownerEnded: () => this.closed,
         vfs: this.vfs,
         volume: vol,
@@ -717,11 +789,11 @@ export class Session {
    */
   async end(options: { keepDurableLocks?: boolean } = {}): Promise<void> {
     if (this.closed) return;
-    this.closed = true;
-    endWatches(this);
+    this.state.closed = true;
+    endWatches(this.state);
     for (const h of this.handles) await this.vfs.close(h).catch((e) => this.logger?.warn({ err: e }, 'close on session end failed'));
     this.handles.clear();
     for (const o of this.lockOwners.values()) this.vfs.locks.releaseOwner(o, options.keepDurableLocks ? { keep: 'token' } : {});
-    this.host.detach(this);
+    this.host.detach(this.state.root ?? this);
   }
 }

@@ -144,3 +144,35 @@ describe('session gate enforces the ACL', () => {
     expect((await env.session(alice, 'nfs').getattr('S', '/')).type).toBe('dir');
   });
 });
+
+describe('client state apart from the caller (per-call credentials)', () => {
+  let env: VfsEnv;
+  afterEach(async () => env.destroy());
+
+  it('views made with as() share handles, lock owners and the end, and check rights and audit as their own principal', async () => {
+    const audit: Record<string, unknown>[] = [];
+    const logger = { info: (e: Record<string, unknown>) => void audit.push(e) } as unknown as import('pino').Logger;
+    env = makeVfsEnv(new MemoryBackend(), {
+      audit: logger,
+      share: { access: [{ users: ['alice'], rights: ['read', 'write'] }, { users: ['bob'], rights: ['read'] }] },
+    });
+    const client = env.session(alice, 'nfs');
+    const asBob = client.as(bob);
+    expect(client.as(alice)).toBe(client);
+    expect(asBob.id).toBe(client.id);
+    await writeFile(client, '/f', 'data');
+    // bob may read but not write, in the same client state.
+    await expectCode(asBob.open('s', '/f', { access: RW, owner: 'o' }), 'EACCES');
+    const h = await asBob.open('s', '/f', { access: RO, owner: 'o' });
+    // The handle belongs to the client: usable and closable through any view.
+    expect((await client.read(h, 0, 4)).toString()).toBe('data');
+    await writeFile(asBob.as(alice), '/g', 'x');
+    expect(audit.filter((e) => e.op === 'open' && e.path === '/g').map((e) => e.user)).toEqual(['alice']);
+    expect(env.sessions.openSessions()).toBe(1);
+    await asBob.end();
+    expect(client.isClosed).toBe(true);
+    expect(h.closed).toBe(true);
+    expect(env.sessions.openSessions()).toBe(0);
+    await expectCode(client.getattr('s', '/f'), 'EBADF');
+  });
+});
