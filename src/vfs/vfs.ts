@@ -43,6 +43,7 @@ import type { MetadataStore, NodeRow, PropChange, PropRow } from '../store/metad
 import { LockManager, WHOLE_FILE, type LockRange } from '../locks/lock-manager.ts';
 import { ShareModeTable } from '../locks/share-modes.ts';
 import type { Registry } from 'prom-client';
+import { checkXattrName, findXattr, listOf, planRemove, planSet, XATTR_NS, type XattrEntry, type XattrSetMode, type XattrSpace } from './xattrs.ts';
 
 export { Handle };
 
@@ -1593,6 +1594,63 @@ export class Vfs {
     const row = v.row(r.path);
     this.store.setProps(row.id, changes);
     this.emit(v, 'attrib', row.id, r.path, r.stat.type);
+  }
+
+  // ---------------------------------------------------------------- extended attributes and named streams
+  // NFS xattrs (RFC 8276) and SMB named streams as rows of the property store: they follow the file
+  // id like dead properties do. Mapping, limits and why: xattrs.ts.
+
+  /** One xattr's (or stream's) value; ENODATA when the file has none of that name. */
+  async getXattr(volume: string, path: string, name: string, space: XattrSpace = 'user'): Promise<Uint8Array> {
+    checkXattrName(name, space);
+    const { id } = await this.xattrFile(volume, path);
+    const value = space === 'user' ? this.store.getProp(id, XATTR_NS, name) : findXattr(this.store.getProps(id), name, space)?.value;
+    if (value === undefined) throw new VfsError('ENODATA', undefined, { path });
+    return value;
+  }
+
+  /** Names and value sizes of a file's xattrs (or streams), in name order. */
+  async listXattrs(volume: string, path: string, space: XattrSpace = 'user'): Promise<XattrEntry[]> {
+    const { id } = await this.xattrFile(volume, path);
+    return listOf(this.store.getProps(id), space);
+  }
+
+  /**
+   * Sets one xattr: `create` fails with EEXIST when it exists, `replace` with ENODATA when it does
+   * not, `either` (the default) does both (RFC 8276 §8.4.1). Token locks apply as to setProps; the
+   * change is an 'attrib' event, so the change attribute advances and watches see it.
+   */
+  async setXattr(
+    volume: string,
+    path: string,
+    name: string,
+    value: Uint8Array,
+    opts: { mode?: XattrSetMode; space?: XattrSpace } = {},
+    tokens: Tokens = NO_TOKENS,
+  ): Promise<void> {
+    const { v, path: p, id, type } = await this.xattrFile(volume, path, tokens);
+    // No await between reading the rows and writing: the mode and limit checks hold at the write.
+    this.store.setProps(id, [planSet(this.store.getProps(id), name, value, opts.mode ?? 'either', opts.space ?? 'user')]);
+    this.emit(v, 'attrib', id, p, type);
+  }
+
+  /** Removes one xattr (or stream); ENODATA when there is none of that name. */
+  async removeXattr(volume: string, path: string, name: string, space: XattrSpace = 'user', tokens: Tokens = NO_TOKENS): Promise<void> {
+    const { v, path: p, id, type } = await this.xattrFile(volume, path, tokens);
+    this.store.setProps(id, [planRemove(this.store.getProps(id), name, space)]);
+    this.emit(v, 'attrib', id, p, type);
+  }
+
+  /**
+   * The file an xattr operation is about; with tokens, checks token locks as a change. The row is
+   * taken with the current stat, so a file replaced outside Portico is a new file without the old
+   * one's xattrs (change-tracker.ts).
+   */
+  private async xattrFile(volume: string, path: string, tokens?: Tokens): Promise<{ v: Volume; path: string; id: FileId; type: FileAttr['type'] }> {
+    const v = this.volume(volume);
+    const r = await this.existing(v, v.normalize(path));
+    if (tokens !== undefined) this.checkTokenLocks(v, r.path, tokens, { self: true, parent: false });
+    return { v, path: r.path, id: v.row(r.path, r.stat).id, type: r.stat.type };
   }
 
   /** Forgets cached metadata of a volume at and below a path (backend caches and resolved names). */
