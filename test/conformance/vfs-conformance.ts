@@ -10,6 +10,7 @@ import { isVfsError, type VfsErrorCode } from '../../src/vfs/errors.ts';
 import { makeVfsEnv, alice, bob, RW, RO, type VfsEnv } from '../helpers/vfs-env.ts';
 import type { Session } from '../../src/session/session.ts';
 import { WHOLE_FILE } from '../../src/locks/lock-manager.ts';
+import { xattrConformance } from '../xattr/xattr-conformance.ts';
 
 export interface BackendFactory {
   name: string;
@@ -694,6 +695,10 @@ export function vfsConformance(f: BackendFactory): void {
         expect(st.availableBytes).toBeLessThanOrEqual(st.totalBytes);
         expect(st.blockSize).toBeGreaterThan(0);
       });
+    });
+
+    describe('extended attributes and named streams', () => {
+      xattrConformance({ factory: f, backend: () => backend, env: () => env, session: () => s });
     });
   });
 }
