@@ -59,6 +59,8 @@ const serverSchema = z.strictObject({
   listen: listen.default('0.0.0.0'),
   stateDir: z.string().min(1).default('./state'),
   shutdownGraceMs: int().min(0).default(10000),
+  /** Attributes and lookups by id answered from memory for this long (src/vfs/attr-cache.ts); 0 = off. */
+  attrCacheMs: int().min(0).max(60_000).default(1000),
 });
 
 const adminSchema = z.strictObject({

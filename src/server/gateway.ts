@@ -161,6 +161,7 @@ export class Gateway {
       metricsRegistry: this.metrics.registry,
       logger: this.logger.child({ component: 'write-back' }),
       treeMoves: { logger: this.logger.child({ component: 'tree-move' }) },
+      attrCacheMs: server.attrCacheMs,
     }));
     this.durableLocks = new DurableLocks(vfs.locks, store, this.logger);
     const restored = this.durableLocks.start();

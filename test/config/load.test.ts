@@ -33,7 +33,7 @@ const MINIMAL = 'shares:\n  - name: data\n    source: ./data\n';
 describe('loadConfig: valid files', () => {
   it('applies every default to a minimal file and resolves paths against its directory', () => {
     const c = loadConfig({ file: write(MINIMAL), env: {} });
-    expect(c.server).toEqual({ listen: '0.0.0.0', stateDir: join(dir, 'state'), shutdownGraceMs: 10000 });
+    expect(c.server).toEqual({ listen: '0.0.0.0', stateDir: join(dir, 'state'), shutdownGraceMs: 10000, attrCacheMs: 1000 });
     expect(c.admin).toEqual({ port: 9090, listen: '127.0.0.1' });
     expect(c.log).toEqual({ level: 'info', format: 'auto', audit: { enabled: true, file: '-' } });
     expect(c.auth).toEqual({
@@ -93,7 +93,7 @@ shares:
     source: s3://bucket/prefix
 `);
     const c = loadConfig({ file, env: {} });
-    expect(c.server).toEqual({ listen: '::', stateDir: '/var/lib/portico', shutdownGraceMs: 0 });
+    expect(c.server).toEqual({ listen: '::', stateDir: '/var/lib/portico', shutdownGraceMs: 0, attrCacheMs: 1000 });
     expect(c.log.audit.file).toBe(join(dir, 'audit/audit.log'));
     expect(c.auth.throttle.maxLockoutMs).toBe(10);
     expect(c.protocols.webdav).toEqual({ port: 0, listen: '127.0.0.1', maxBody: 100 });
