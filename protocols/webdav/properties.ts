@@ -11,6 +11,9 @@
  * - DAV:displayname may be set (stored dead; it then shadows the computed name); the other computed
  *   properties are protected (403 cannot-modify-protected-property); Win32* ones are applied to the
  *   file's real times and attributes (methods/proppatch.ts).
+ * - Extended attributes (set over NFS, FUSE, or the session API) are shown as dead properties in
+ *   urn:portico:xattr, names escaped and values encoded to stay well-formed (xattr-props.ts); SMB
+ *   named streams are not shown. Both namespaces are protected: only the xattr API writes them.
  */
 import { types as mimeTypes } from 'mime-types';
 import type { LockInfo } from '../../src/locks/lock-manager.ts';
@@ -19,6 +22,7 @@ import type { PropRow } from '../../src/store/metadata-store.ts';
 import { DAV_NS, MS_NS, escapeText, propTag } from './xml.ts';
 import { statusLine } from './errors.ts';
 import type { LockDetails } from './context.ts';
+import { davDeadProps, isXattrNamespace } from './xattr-props.ts';
 
 export interface QName {
   ns: string;
@@ -169,9 +173,12 @@ export function isLiveProperty(ns: string, local: string): boolean {
   return LIVE_BY_KEY.has(key(ns, local));
 }
 
-/** Live properties a client may not set (everything computed but displayname and the Win32 set). */
+/**
+ * Live properties a client may not set (everything computed but displayname and the Win32 set), and
+ * extended attributes and named streams, which the xattr API alone writes (xattr-props.ts).
+ */
 export function isProtectedProperty(ns: string, local: string): boolean {
-  return LIVE_BY_KEY.has(key(ns, local)) && ns === DAV_NS && local !== 'displayname';
+  return (LIVE_BY_KEY.has(key(ns, local)) && ns === DAV_NS && local !== 'displayname') || isXattrNamespace(ns);
 }
 
 export function isWin32Property(ns: string, local: string): boolean {
@@ -285,7 +292,8 @@ function prepare(req: PropRequest): PreparedRequest {
     };
     return {
       needDead: true,
-      render(r, dead, src) {
+      render(r, rows, src) {
+        const dead = davDeadProps(rows);
         const byKey = deadIndex(dead);
         // Live names a dead property shadows are listed once, as the dead one.
         const list = byKey ? all.filter((w) => !byKey.has(w.key)) : all;
@@ -304,7 +312,8 @@ function prepare(req: PropRequest): PreparedRequest {
     };
     return {
       needDead: true,
-      render(r, dead, src) {
+      render(r, rows, src) {
+        const dead = davDeadProps(rows);
         const byKey = deadIndex(dead);
         // Live properties a dead one shadows (displayname) are shown as the dead one, at the end.
         const list = byKey ? shown.filter((w) => !byKey.has(w.key)) : shown;
@@ -332,7 +341,7 @@ function prepare(req: PropRequest): PreparedRequest {
   return {
     needDead,
     render(r, dead, src) {
-      return collect(wanted, r, src, needDead ? deadIndex(dead) : undefined, emit, (acc) => wrap(r.href, acc.found, acc.missing));
+      return collect(wanted, r, src, needDead ? deadIndex(davDeadProps(dead)) : undefined, emit, (acc) => wrap(r.href, acc.found, acc.missing));
     },
   };
 }
