@@ -640,6 +640,14 @@ export const scenarios: Scenario[] = [
       await c.writeFile(ctx.p('readme.md'), data);
       await c.rename(ctx.p('readme.md'), ctx.p('README.md'));
       expect(await listed(c, ctx.dir)).toEqual(['README.md']);
+      // A case-only rename is no replacement: allowed even without replace.
+      await c.rename(ctx.p('README.md'), ctx.p('ReadMe.md'), { replace: false });
+      await c.rename(ctx.p('ReadMe.md'), ctx.p('README.md'), { replace: false });
+      // Another file under another spelling is: EEXIST without replace, both kept.
+      await c.writeFile(ctx.p('notes'), text('notes'));
+      await expectCode(c.rename(ctx.p('notes'), ctx.p('readme.MD'), { replace: false }), 'EEXIST');
+      await expectFile(c, ctx.p('README.md'), data);
+      await c.remove(ctx.p('NOTES'));
       await expectFile(ctx.peer, ctx.p('readme.MD'), data);
       await c.mkdir(ctx.p('photos'));
       await c.writeFile(ctx.p('photos', 'a.jpg'), text('jpg'));
@@ -844,6 +852,13 @@ export const scenarios: Scenario[] = [
       await c.remove(ctx.p('moved.bin'));
       await expectCode(ctx.peer.readFile(ctx.p('moved.bin')), 'ENOENT');
       expect(await ctx.peer.list(ctx.dir)).toEqual([]);
+      // Deleted and re-created at once, shorter: no stale size, content or absence anywhere.
+      await c.writeFile(ctx.p('again'), v1);
+      await expectFile(ctx.peer, ctx.p('again'), v1);
+      await ctx.peer.remove(ctx.p('again'));
+      await expectCode(c.stat(ctx.p('again')), 'ENOENT');
+      await ctx.peer.writeFile(ctx.p('again'), text('short'));
+      await expectFile(c, ctx.p('again'), text('short'));
     },
   },
 
