@@ -1550,6 +1550,7 @@ export class Vfs {
     let after: string | undefined;
     if (options.cookie !== undefined && options.cookie !== 0n) after = this.cookieName(v, dirRow.id, options.cookie);
     const page = await v.backend.list(r.path, after === undefined ? { limit } : { after, limit });
+    v.listed(r.path, after, page);
     const seen = new Set<string>();
     // New ids join the metadata store's group commit (one transaction for many rows).
     const entries: DirEntry[] = [];

@@ -4,17 +4,20 @@
  * names, kept in the metadata store.
  */
 import { LRUCache } from 'lru-cache';
-import type { Backend, BackendStat } from './backend.ts';
+import type { Backend, BackendStat, ListPage } from './backend.ts';
 import { VfsError, isVfsError } from './errors.ts';
 import { baseName, joinPath, nameKey, normalizeName, normalizePath, parentPath, splitPath } from './path.ts';
 import type { MetadataStore, NodeRow } from '../store/metadata-store.ts';
 import type { FileId } from './types.ts';
 import { initialChange, isReplaced } from './change-tracker.ts';
+import { FoldedIndex, type FoldedIndexOptions } from './folded-index.ts';
 
 export interface VolumeOptions {
   /** false = Windows-style: names match regardless of case. */
   caseSensitive?: boolean;
   readOnly?: boolean;
+  /** Bounds and TTL of the folded-name index (src/vfs/folded-index.ts); defaults for production. */
+  foldedIndex?: FoldedIndexOptions;
 }
 
 /** Pages used when a name must be found by scanning a directory (case/normalisation mismatch). */
@@ -45,6 +48,11 @@ export class Volume {
    * different one at a known name means the file was replaced (src/vfs/change-tracker.ts).
    */
   readonly identity: boolean;
+  /**
+   * Per directory, folded name -> stored name: a lookup whose exact spelling missed is answered
+   * without listing the directory again (src/vfs/folded-index.ts).
+   */
+  readonly folded: FoldedIndex;
 
   constructor(name: string, backend: Backend, store: MetadataStore, options: VolumeOptions = {}) {
     this.name = name;
@@ -64,6 +72,7 @@ export class Volume {
       },
     });
     this.identity = backend.capabilities.nativeIdentity === true;
+    this.folded = new FoldedIndex((nfc) => this.key(nfc), options.foldedIndex);
   }
 
   private cache(path: string, row: NodeRow): NodeRow {
@@ -120,32 +129,81 @@ export class Volume {
     }
   }
 
+  /**
+   * Component by component from the root: the exact spelling first, then the directory's folded
+   * index. A directory component the fresh index knows under one spelling needs no stat; the last
+   * component's exact spelling was just stat'ed by resolve() when everything before it matched
+   * exactly, so a miss there costs no backend call at all once its directory is indexed.
+   */
   private async resolveByScan(path: string): Promise<{ path: string; stat: BackendStat | undefined }> {
     let cur = '/';
+    let exact = true;
     const segs = splitPath(path);
     for (let i = 0; i < segs.length; i++) {
       const seg = segs[i]!;
-      const exact = joinPath(cur, seg);
+      const last = i === segs.length - 1;
+      const key = this.key(seg.normalize('NFC'));
+      if (!last) {
+        const hit = this.folded.peek(cur, key, true);
+        if (hit?.dir) {
+          exact &&= hit.name === seg;
+          cur = joinPath(cur, hit.name);
+          continue;
+        }
+      }
       let st: BackendStat | undefined;
-      try {
-        st = await this.backend.stat(exact);
-        cur = exact;
-      } catch (e) {
-        if (!isVfsError(e, 'ENOENT')) throw e;
-        const found = await this.findInDir(cur, this.key(seg));
+      if (!(last && exact)) {
+        try {
+          st = await this.backend.stat(joinPath(cur, seg));
+          cur = joinPath(cur, seg);
+        } catch (e) {
+          if (!isVfsError(e, 'ENOENT')) throw e;
+        }
+      }
+      if (st === undefined) {
+        const found = await this.findFolded(cur, key);
         if (!found) {
           // Missing from here on: the rest keeps the client's spelling (for creates).
           return { path: segs.slice(i).reduce((p, s) => joinPath(p, s), cur), stat: undefined };
         }
+        exact = false;
         cur = joinPath(cur, found.name);
         st = found;
       }
-      if (i === segs.length - 1) return { path: cur, stat: st };
+      if (last) return { path: cur, stat: st };
       if (st.type !== 'dir') throw new VfsError('ENOTDIR', undefined, { path });
     }
     return { path: cur, stat: await this.backend.stat(cur) };
   }
 
+  /**
+   * A name of `dir` by its key, through the folded index. A name the index holds but the backend no
+   * longer has (removed outside Portico) drops the index and asks again once.
+   */
+  private async findFolded(dir: string, key: string): Promise<BackendStat | undefined> {
+    const list = (d: string, after: string | undefined) => this.backend.list(d, after === undefined ? { limit: SCAN_PAGE } : { after, limit: SCAN_PAGE });
+    for (let attempt = 0; attempt < 2; attempt++) {
+      let name: string | null | undefined;
+      try {
+        name = await this.folded.lookup(dir, key, list);
+      } catch (e) {
+        // The directory itself went away (a stale index of its parent): nothing below it exists.
+        if (isVfsError(e, 'ENOENT') || isVfsError(e, 'ENOTDIR')) return undefined;
+        throw e;
+      }
+      if (name === undefined) return this.findInDir(dir, key);
+      if (name === null) return undefined;
+      try {
+        return await this.backend.stat(joinPath(dir, name));
+      } catch (e) {
+        if (!isVfsError(e, 'ENOENT')) throw e;
+        this.folded.forget(dir);
+      }
+    }
+    return undefined;
+  }
+
+  /** Pages through a directory too large for the folded index, up to the first match. */
   private async findInDir(dir: string, key: string): Promise<BackendStat | undefined> {
     let after: string | undefined;
     let seen = 0;
@@ -195,6 +253,7 @@ export class Volume {
     const init = st && initialChange(st);
     const row = this.store.insertChild(this.name, parent.id, name, this.key(name), init);
     this.rows.delete(path);
+    this.folded.added(parentPath(path), baseName(path), st?.type === 'dir');
     return this.checked(path, this.cache(path, row), st);
   }
 
@@ -235,8 +294,13 @@ export class Volume {
     const parent = this.row(parentPath(to));
     const name = normalizeName(baseName(to));
     this.store.moveNode(this.name, row.id, parent.id, name, this.key(name));
-    if (type === 'dir') this.forgetCachedRows();
-    else {
+    this.folded.removed(parentPath(from), baseName(from));
+    this.folded.added(parentPath(to), baseName(to), type === 'dir');
+    if (type === 'dir') {
+      this.forgetRows();
+      this.folded.forgetTree(from);
+      this.folded.forgetTree(to);
+    } else {
       const replaced = this.rows.get(to);
       if (replaced !== undefined) this.paths.delete(replaced.id);
       this.rows.delete(from);
@@ -249,8 +313,11 @@ export class Volume {
   removed(path: string, type: string): FileId[] {
     const cached = this.rows.get(path);
     const id = cached?.id ?? this.lookupExisting(path);
-    if (type === 'dir') this.forgetCachedRows();
-    else {
+    this.folded.removed(parentPath(path), baseName(path));
+    if (type === 'dir') {
+      this.forgetRows();
+      this.folded.forgetTree(path);
+    } else {
       this.rows.delete(path);
       if (id !== undefined) this.paths.delete(id);
     }
@@ -272,10 +339,21 @@ export class Volume {
     return id;
   }
 
+  /** Forgets every cached row and folded-name index (a cache refresh, a tree move's end). */
   forgetCachedRows(): void {
+    this.forgetRows();
+    this.folded.clear();
+  }
+
+  private forgetRows(): void {
     this.rows.clear();
     this.byId.clear();
     this.paths.clear();
+  }
+
+  /** A page Vfs.readdir listed (fills the folded index of a directory paged from start to end). */
+  listed(dir: string, after: string | undefined, page: ListPage): void {
+    this.folded.listed(dir, after, page);
   }
 
   /** The id of a backend path when its row is cached (no store query, no insert). */
@@ -283,9 +361,15 @@ export class Volume {
     return this.rows.get(path)?.id;
   }
 
-  /** Drops cached rows after an attribute update so the next read sees the store. */
+  /**
+   * Something changed at `path` outside Portico (a change-watch report, Vfs.noticeOutside): its
+   * cached row is dropped so the next read sees the store, and the folded-name indexes of its
+   * directory and (when it is one) of itself, whose members may have changed.
+   */
   invalidate(path: string): void {
     this.rows.delete(path);
+    if (path !== '/') this.folded.forget(parentPath(path));
+    this.folded.forgetTree(path);
   }
 
   setWinAttributes(path: string, attrs: number): void {
