@@ -470,13 +470,21 @@ export class S3Backend implements Backend, WriterHost, ListHost {
   async published(path: string, key: string, etag: string, data: Buffer | undefined, meta: SetMetadata | undefined): Promise<BackendStat> {
     this.changed(path);
     if (meta !== undefined) return this.setMetadata(path, meta);
+    const expected = data?.length ?? this.transport.takeCompletedSize(key, etag);
     let head = await this.transport.head(key, path);
-    // Our ETag with another size: the store answered the PUT before the object was complete
-    // (stock s3rver does: it writes the file in place after answering). Caching that size would
-    // hide the content until the TTL; look again for a moment (README, "S3-compatible stores").
-    for (let i = 1; i <= 8 && data !== undefined && head !== undefined && head.etag === etag && head.size !== data.length; i++) {
+    // Our ETag with another size: the store answered before the object was complete (stock
+    // s3rver writes a PUT's file, or a part's, after answering). Caching that size would hide the
+    // content until the TTL: look again for a moment, then fail the publish (the stage stays
+    // dirty and goes out again) rather than call a short object written (README, "S3-compatible
+    // stores").
+    const short = (): boolean => expected !== undefined && head !== undefined && head.etag === etag && head.size !== expected;
+    for (let i = 1; i <= 8 && short(); i++) {
       await new Promise((r) => setTimeout(r, 25 * i));
       head = await this.transport.head(key, path);
+    }
+    if (short()) {
+      this.meta.forget(key);
+      throw new VfsError('EIO', `the store reports ${head?.size} bytes for the object just written (${expected} were written)`, { path });
     }
     if (head === undefined) {
       this.meta.forget(key);

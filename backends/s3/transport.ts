@@ -124,6 +124,8 @@ export class S3Transport {
   private readonly sleepers = new Set<() => void>();
   /** Attempts in flight, aborted by close(). */
   private readonly attempts = new Set<AbortController>();
+  /** key + ETag -> size of multipart objects just completed here, for the check after it (takeCompletedSize). */
+  private readonly completed = new Map<string, number>();
 
   constructor(o: TransportOptions, meters: S3Meters) {
     this.bucket = o.bucket;
@@ -557,12 +559,28 @@ export class S3Transport {
       }), { abortSignal: signal });
       return r.ETag ?? '';
     }, { path, extraMs: Math.ceil((totalBytes / ASSEMBLY_BYTES_PER_SEC) * 1000) });
+    let etag: string;
     try {
-      return await once(conditional);
+      etag = await once(conditional);
     } catch (e) {
       if (!conditional || !this.features.lacks('conditionalWrites', e)) throw e;
+      etag = await once(false);
     }
-    return once(false);
+    if (this.completed.size >= 1000) this.completed.delete(this.completed.keys().next().value as string);
+    this.completed.set(`${key}\n${etag}`, totalBytes);
+    return etag;
+  }
+
+  /**
+   * The size of the object completed here as (key, etag), once: what a HEAD of it must report.
+   * (Stock s3rver acknowledges UploadPart before the part is on disk, so a completion right after
+   * can assemble a short part under a valid answer.)
+   */
+  takeCompletedSize(key: string, etag: string): number | undefined {
+    const k = `${key}\n${etag}`;
+    const n = this.completed.get(k);
+    this.completed.delete(k);
+    return n;
   }
 
   /** Gone already is fine; a store without AbortMultipartUpload (405/501) is not asked again. */

@@ -175,6 +175,25 @@ describe('answers of a store that is not finished writing', () => {
   });
 });
 
+describe('the size of what was just written', () => {
+  it('a multipart object whose HEAD keeps showing another size than written fails the commit with EIO; a passing one is asked again', async () => {
+    ap = await startAnswerProxy(env.s3.endpoint);
+    const b = env.backend({ endpoint: ap.endpoint, partSize: 5 * MiB });
+    let armed = false;
+    ap.rewrite({ match: (r) => armed && r.op === 'HeadObject', headers: (h) => void (h['content-length'] = String(5 * MiB)), times: 1 });
+    const data = pattern(6 * MiB, 5);
+    const w = await b.createWriter('/m', { sizeHint: data.length });
+    await w.write(data);
+    armed = true;
+    expect((await w.commit()).size).toBe(6 * MiB);
+    ap.rewrite({ match: (r) => armed && r.op === 'HeadObject', headers: (h) => void (h['content-length'] = String(5 * MiB)), times: 100 });
+    const w2 = await b.createWriter('/m2', { sizeHint: data.length });
+    await w2.write(data);
+    const e = await w2.commit().then(() => undefined, (err: unknown) => err as Error);
+    expect(e?.message).toMatch(/the store reports 5242880 bytes for the object just written \(6291456 were written\)/);
+  });
+});
+
 describe('what still opens the circuit', () => {
   it('503 ServiceUnavailable on every request opens it', async () => {
     ap = await startAnswerProxy(env.s3.endpoint);
