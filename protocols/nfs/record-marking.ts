@@ -1,0 +1,136 @@
+/**
+ * ONC RPC record marking over TCP (RFC 5531 §11): a record is one or more fragments, each with a
+ * 4-byte header whose top bit marks the last fragment and whose low 31 bits give its length.
+ *
+ * The parser reassembles fragments across TCP segments and refuses a record whose total size
+ * (fragment bodies plus their headers) passes `maxRecordBytes` as soon as a header announces it,
+ * before buffering it: a client cannot make the server hold more than one bounded record per
+ * connection. A record that lies wholly inside one incoming chunk is returned as a subarray of
+ * that chunk (no copy); otherwise its pieces are concatenated once.
+ *
+ * An oversized record gets no reply: RFC 5531 gives the server no way to answer a record it did
+ * not read, so the connection is closed (the caller's job, on RecordMarkingError).
+ */
+
+/** Default bound: a 1 MiB WRITE or READ plus room for the RPC and COMPOUND headers around it. */
+export const DEFAULT_MAX_RECORD_BYTES = 1024 * 1024 + 64 * 1024;
+const LAST_FRAGMENT = 0x8000_0000;
+const HEADER = 4;
+
+export class RecordMarkingError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RecordMarkingError';
+  }
+}
+
+/** Prepends the record mark of a single-fragment record (replies are always one fragment). */
+export function recordMark(length: number): Buffer {
+  if (length < 0 || length > 0x7fff_ffff) throw new RecordMarkingError(`record of ${length} bytes cannot be one fragment`);
+  const h = Buffer.allocUnsafe(HEADER);
+  h.writeUInt32BE((LAST_FRAGMENT | length) >>> 0, 0);
+  return h;
+}
+
+/** Frames a whole record as fragments of at most `fragment` bytes (tests and clients). */
+export function frameRecord(record: Buffer, fragment = 0x7fff_ffff): Buffer {
+  const parts: Buffer[] = [];
+  let at = 0;
+  do {
+    const n = Math.min(fragment, record.length - at);
+    const last = at + n >= record.length;
+    const h = Buffer.allocUnsafe(HEADER);
+    h.writeUInt32BE(((last ? LAST_FRAGMENT : 0) | n) >>> 0, 0);
+    parts.push(h, record.subarray(at, at + n));
+    at += n;
+  } while (at < record.length);
+  return Buffer.concat(parts);
+}
+
+export class RecordParser {
+  readonly maxRecordBytes: number;
+  private header = Buffer.alloc(HEADER);
+  private headerHave = 0;
+  /** Bytes of the current fragment still to come; -1 while reading a header. */
+  private fragLeft = -1;
+  private fragLast = false;
+  /** Pieces of the record being assembled and their total (bodies plus headers, for the bound). */
+  private pieces: Buffer[] = [];
+  private bodyBytes = 0;
+  private wireBytes = 0;
+  private failed = false;
+
+  constructor(maxRecordBytes = DEFAULT_MAX_RECORD_BYTES) {
+    this.maxRecordBytes = maxRecordBytes;
+  }
+
+  /** Bytes held for an incomplete record (for per-connection accounting). */
+  get buffered(): number {
+    return this.bodyBytes + this.headerHave;
+  }
+
+  /**
+   * Feeds bytes from the stream; returns the records completed by them, in order. Throws only
+   * RecordMarkingError (a record over the bound), after which the parser refuses further input.
+   */
+  push(chunk: Buffer): Buffer[] {
+    if (this.failed) throw new RecordMarkingError('stream already failed');
+    const out: Buffer[] = [];
+    let at = 0;
+    while (at < chunk.length) {
+      if (this.fragLeft < 0) {
+        // Fast path: a whole header in this chunk.
+        if (this.headerHave === 0 && chunk.length - at >= HEADER) {
+          this.startFragment(chunk.readUInt32BE(at));
+          at += HEADER;
+        } else {
+          const take = Math.min(HEADER - this.headerHave, chunk.length - at);
+          chunk.copy(this.header, this.headerHave, at, at + take);
+          this.headerHave += take;
+          at += take;
+          if (this.headerHave < HEADER) break;
+          this.headerHave = 0;
+          this.startFragment(this.header.readUInt32BE(0));
+        }
+        if (this.fragLeft === 0 && this.fragLast) out.push(this.finish());
+        continue;
+      }
+      const take = Math.min(this.fragLeft, chunk.length - at);
+      if (take > 0) {
+        this.pieces.push(chunk.subarray(at, at + take));
+        this.bodyBytes += take;
+        this.fragLeft -= take;
+        at += take;
+      }
+      if (this.fragLeft === 0) {
+        if (this.fragLast) out.push(this.finish());
+        else this.fragLeft = -1;
+      }
+    }
+    return out;
+  }
+
+  private startFragment(h: number): void {
+    const len = h & 0x7fff_ffff;
+    this.fragLast = (h & LAST_FRAGMENT) !== 0;
+    this.wireBytes += HEADER + len;
+    if (this.wireBytes > this.maxRecordBytes) {
+      this.failed = true;
+      this.pieces = [];
+      throw new RecordMarkingError(`record of more than ${this.maxRecordBytes} bytes (limit) announced`);
+    }
+    this.fragLeft = len;
+    if (len === 0 && !this.fragLast) this.fragLeft = -1;
+  }
+
+  private finish(): Buffer {
+    const pieces = this.pieces;
+    const rec = pieces.length === 1 && pieces[0] ? pieces[0] : Buffer.concat(pieces, this.bodyBytes);
+    this.pieces = [];
+    this.bodyBytes = 0;
+    this.wireBytes = 0;
+    this.fragLeft = -1;
+    this.fragLast = false;
+    return rec;
+  }
+}

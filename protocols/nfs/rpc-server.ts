@@ -1,0 +1,346 @@
+/**
+ * ONC RPC server over TCP (node:net): record marking in, calls dispatched to registered
+ * program/version/procedure handlers, replies out in whatever order they complete.
+ *
+ * Per connection, everything is bounded:
+ * - one incomplete record of at most `maxRecordBytes` (record-marking.ts; a larger one closes
+ *   the connection, RFC 5531 has no reply for it);
+ * - at most `maxOutstanding` calls running; records past that wait in a backlog while reading
+ *   is paused, so the backlog is at most what one socket read delivered;
+ * - replies the client does not read: once `maxBufferedReplyBytes` are queued on the socket,
+ *   reading stops until it drains, so a client that never reads its replies holds at most that
+ *   plus the replies of its outstanding calls — the kernel's socket buffers then push back on it;
+ * - an idle connection (no bytes either way for `idleTimeoutMs`, no call running) is closed.
+ * Connections are independent: a slow or stuck client only ever waits on itself.
+ *
+ * No input crashes the server: decoding is total (rpc.ts), a handler's exception becomes
+ * SYSTEM_ERR for that call, socket errors close that socket only.
+ */
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { DEFAULT_MAX_RECORD_BYTES, RecordMarkingError, RecordParser } from './record-marking.ts';
+import { AUTH_STAT, decodeCall, encodeReplyHeader, type RpcCall, type RpcReply } from './rpc.ts';
+import { XdrWriter } from './xdr.ts';
+
+export interface RpcConnectionInfo {
+  readonly id: number;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  /** Aborted when the connection closes: long calls can stop early. */
+  readonly signal: AbortSignal;
+}
+
+/** What a procedure answers: its results (written after the reply header) or an accept error. */
+export type RpcOutcome =
+  | { kind: 'success'; encode: (w: XdrWriter) => void }
+  | { kind: 'garbage_args' }
+  | { kind: 'system_err' }
+  | { kind: 'auth_error'; stat: number };
+
+export type RpcProcedure = (call: RpcCall, conn: RpcConnectionInfo) => RpcOutcome | Promise<RpcOutcome>;
+
+export interface RpcVersion {
+  procedures: ReadonlyMap<number, RpcProcedure>;
+  /**
+   * Whether a call's credential may use this procedure: AUTH_OK, or the auth_stat to refuse it
+   * with (AUTH_TOOWEAK for AUTH_NONE where AUTH_SYS is required). Absent: every flavor rpc.ts
+   * decodes is accepted.
+   */
+  checkAuth?: (call: RpcCall) => number;
+}
+
+export interface RpcProgram {
+  prog: number;
+  versions: ReadonlyMap<number, RpcVersion>;
+}
+
+/** pino-compatible, optional. */
+export interface RpcLogger {
+  debug(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+}
+
+export interface RpcServerOptions {
+  maxRecordBytes?: number;
+  maxOutstanding?: number;
+  maxBufferedReplyBytes?: number;
+  idleTimeoutMs?: number;
+  maxConnections?: number;
+  logger?: RpcLogger;
+}
+
+export const RPC_SERVER_DEFAULTS = {
+  maxRecordBytes: DEFAULT_MAX_RECORD_BYTES,
+  /** Linux's 4.0 client keeps up to 64 RPC slots per transport by default; 4.1 negotiates less. */
+  maxOutstanding: 128,
+  maxBufferedReplyBytes: 4 * 1024 * 1024,
+  /** Linux's nfsd closes idle TCP connections after 6 minutes; clients reconnect at once. */
+  idleTimeoutMs: 6 * 60_000,
+  maxConnections: 4096,
+} as const;
+
+export interface RpcConnectionStats {
+  id: number;
+  outstanding: number;
+  backlog: number;
+  writableLength: number;
+  readingPaused: boolean;
+  partialRecordBytes: number;
+}
+
+const LAST_FRAGMENT = 0x8000_0000;
+const MAX_FRAGMENT = 0x7fff_ffff;
+const NOOP_LOGGER: RpcLogger = { debug() {}, warn() {} };
+
+export class RpcServer {
+  private readonly programs = new Map<number, RpcProgram>();
+  private readonly opts: Required<Omit<RpcServerOptions, 'logger'>>;
+  private readonly log: RpcLogger;
+  private readonly server: Server;
+  private readonly conns = new Set<RpcConnection>();
+  private nextId = 1;
+
+  constructor(programs: readonly RpcProgram[], options: RpcServerOptions = {}) {
+    for (const p of programs) this.programs.set(p.prog, p);
+    this.opts = {
+      maxRecordBytes: options.maxRecordBytes ?? RPC_SERVER_DEFAULTS.maxRecordBytes,
+      maxOutstanding: options.maxOutstanding ?? RPC_SERVER_DEFAULTS.maxOutstanding,
+      maxBufferedReplyBytes: options.maxBufferedReplyBytes ?? RPC_SERVER_DEFAULTS.maxBufferedReplyBytes,
+      idleTimeoutMs: options.idleTimeoutMs ?? RPC_SERVER_DEFAULTS.idleTimeoutMs,
+      maxConnections: options.maxConnections ?? RPC_SERVER_DEFAULTS.maxConnections,
+    };
+    this.log = options.logger ?? NOOP_LOGGER;
+    this.server = createServer({ noDelay: true }, (s) => this.accept(s));
+    this.server.maxConnections = this.opts.maxConnections;
+    this.server.on('error', (e) => this.log.warn({ err: e }, 'rpc listener error'));
+  }
+
+  listen(port: number, host = '127.0.0.1'): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      const onError = (e: Error): void => reject(e);
+      this.server.once('error', onError);
+      this.server.listen(port, host, () => {
+        this.server.off('error', onError);
+        resolve(this.server.address() as AddressInfo);
+      });
+    });
+  }
+
+  /** Stops listening and closes every connection (outstanding calls' replies are dropped). */
+  close(): Promise<void> {
+    for (const c of this.conns) c.destroy();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+
+  stats(): RpcConnectionStats[] {
+    return [...this.conns].map((c) => c.stats());
+  }
+
+  private accept(socket: Socket): void {
+    const conn = new RpcConnection(this.nextId++, socket, this, this.opts, this.log);
+    this.conns.add(conn);
+    socket.once('close', () => this.conns.delete(conn));
+  }
+
+  /** Program/version/procedure/auth checks: the procedure to run, or the rejection. */
+  route(call: RpcCall): RpcProcedure | RpcReply {
+    const p = this.programs.get(call.prog);
+    if (!p) return { kind: 'prog_unavail' };
+    const v = p.versions.get(call.vers);
+    if (!v) {
+      let low = Infinity;
+      let high = -Infinity;
+      for (const n of p.versions.keys()) {
+        low = Math.min(low, n);
+        high = Math.max(high, n);
+      }
+      return { kind: 'prog_mismatch', low, high };
+    }
+    const proc = v.procedures.get(call.proc);
+    if (!proc) return { kind: 'proc_unavail' };
+    if (v.checkAuth) {
+      const stat = v.checkAuth(call);
+      if (stat !== AUTH_STAT.OK) return { kind: 'auth_error', stat };
+    }
+    return proc;
+  }
+}
+
+class RpcConnection {
+  private readonly parser: RecordParser;
+  private readonly info: RpcConnectionInfo;
+  private readonly abort = new AbortController();
+  private outstanding = 0;
+  private readonly backlog: Buffer[] = [];
+  private readingPaused = false;
+  private closed = false;
+  readonly id: number;
+  private readonly socket: Socket;
+  private readonly server: RpcServer;
+  private readonly opts: Required<Omit<RpcServerOptions, 'logger'>>;
+  private readonly log: RpcLogger;
+
+  constructor(id: number, socket: Socket, server: RpcServer, opts: Required<Omit<RpcServerOptions, 'logger'>>, log: RpcLogger) {
+    this.id = id;
+    this.socket = socket;
+    this.server = server;
+    this.opts = opts;
+    this.log = log;
+    this.parser = new RecordParser(opts.maxRecordBytes);
+    this.info = {
+      id,
+      remoteAddress: socket.remoteAddress ?? '',
+      remotePort: socket.remotePort ?? 0,
+      signal: this.abort.signal,
+    };
+    socket.setNoDelay(true);
+    socket.setTimeout(opts.idleTimeoutMs);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => this.pump());
+    socket.on('timeout', () => {
+      if (this.outstanding === 0) {
+        this.log.debug({ conn: id }, 'rpc connection idle, closing');
+        this.destroy();
+      }
+    });
+    socket.on('error', (e) => this.log.debug({ conn: id, err: e }, 'rpc socket error'));
+    socket.on('close', () => {
+      this.closed = true;
+      this.backlog.length = 0;
+      this.abort.abort();
+    });
+  }
+
+  stats(): RpcConnectionStats {
+    return {
+      id: this.id,
+      outstanding: this.outstanding,
+      backlog: this.backlog.length,
+      writableLength: this.socket.writableLength,
+      readingPaused: this.readingPaused,
+      partialRecordBytes: this.parser.buffered,
+    };
+  }
+
+  destroy(): void {
+    this.closed = true;
+    this.socket.destroy();
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closed) return;
+    let records: Buffer[];
+    try {
+      records = this.parser.push(chunk);
+    } catch (e) {
+      if (!(e instanceof RecordMarkingError)) throw e;
+      this.log.warn({ conn: this.id, remote: this.info.remoteAddress, err: e.message }, 'rpc record refused, closing connection');
+      this.closeAfterFlush();
+      return;
+    }
+    for (const rec of records) this.backlog.push(rec);
+    this.pump();
+  }
+
+  /** Starts waiting calls while there is room, then pauses or resumes reading to match. */
+  private pump(): void {
+    if (this.closed) return;
+    while (this.backlog.length > 0 && this.outstanding < this.opts.maxOutstanding && !this.writeBlocked()) {
+      const rec = this.backlog.shift() as Buffer;
+      this.outstanding++;
+      void this.run(rec);
+    }
+    const pause = this.backlog.length > 0 || this.writeBlocked();
+    if (pause && !this.readingPaused) {
+      this.readingPaused = true;
+      this.socket.pause();
+    } else if (!pause && this.readingPaused) {
+      this.readingPaused = false;
+      this.socket.resume();
+    }
+  }
+
+  private writeBlocked(): boolean {
+    return this.socket.writableLength >= this.opts.maxBufferedReplyBytes;
+  }
+
+  private closeAfterFlush(): void {
+    this.closed = true;
+    this.backlog.length = 0;
+    this.socket.pause();
+    this.socket.end();
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+  }
+
+  private async run(rec: Buffer): Promise<void> {
+    try {
+      const d = decodeCall(rec);
+      if (d.kind === 'drop') {
+        this.log.debug({ conn: this.id, reason: d.reason }, 'rpc record dropped');
+        return;
+      }
+      if (d.kind === 'reject') {
+        this.log.debug({ conn: this.id, xid: d.xid, reason: d.reason, reply: d.reply.kind }, 'rpc call rejected');
+        this.send(d.xid, d.reply);
+        return;
+      }
+      const call = d.call;
+      const route = this.server.route(call);
+      if (typeof route !== 'function') {
+        this.log.debug({ conn: this.id, xid: call.xid, prog: call.prog, vers: call.vers, proc: call.proc, reply: route.kind }, 'rpc call rejected');
+        this.send(call.xid, route);
+        return;
+      }
+      let outcome: RpcOutcome;
+      try {
+        outcome = await route(call, this.info);
+      } catch (e) {
+        this.log.warn({ conn: this.id, xid: call.xid, proc: call.proc, err: e }, 'rpc procedure failed');
+        outcome = { kind: 'system_err' };
+      }
+      if (outcome.kind === 'success') this.send(call.xid, { kind: 'success' }, outcome.encode);
+      else if (outcome.kind === 'auth_error') this.send(call.xid, { kind: 'auth_error', stat: outcome.stat });
+      else this.send(call.xid, { kind: outcome.kind });
+    } catch (e) {
+      // Nothing above should throw; if an encoder does, this call fails, not the connection.
+      this.log.warn({ conn: this.id, err: e }, 'rpc call failed unexpectedly');
+    } finally {
+      this.outstanding--;
+      this.pump();
+    }
+  }
+
+  private send(xid: number, reply: RpcReply, encode?: (w: XdrWriter) => void): void {
+    if (this.closed || this.socket.destroyed) return;
+    let w = new XdrWriter();
+    let mark = w.reserveU32();
+    encodeReplyHeader(w, xid, reply);
+    if (encode) {
+      try {
+        encode(w);
+      } catch (e) {
+        this.log.warn({ conn: this.id, xid, err: e }, 'rpc reply encoding failed');
+        w = new XdrWriter();
+        mark = w.reserveU32();
+        encodeReplyHeader(w, xid, { kind: 'system_err' });
+      }
+    }
+    const length = w.length - 4;
+    if (length > MAX_FRAGMENT) {
+      w = new XdrWriter();
+      mark = w.reserveU32();
+      encodeReplyHeader(w, xid, { kind: 'system_err' });
+      w.patchU32(mark, (LAST_FRAGMENT | (w.length - 4)) >>> 0);
+    } else {
+      w.patchU32(mark, (LAST_FRAGMENT | length) >>> 0);
+    }
+    const chunks = w.chunksOut();
+    if (chunks.length === 1) {
+      this.socket.write(chunks[0] as Buffer);
+    } else {
+      // Corked writes leave as one writev: header chunks and READ data by reference.
+      this.socket.cork();
+      for (const c of chunks) this.socket.write(c);
+      this.socket.uncork();
+    }
+  }
+}
