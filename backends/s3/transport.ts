@@ -485,6 +485,7 @@ export class S3Transport {
   private uploadPartFromStore(key: string, uploadId: string, part: number, src: string, start: number, end: number, path?: string, ifMatch?: string): Promise<string> {
     const length = end - start;
     const piece = Math.min(length, MiB);
+    let failedFetch: unknown;
     return this.run('UploadPart', async (attemptSignal) => {
       const body = new PassThrough({ highWaterMark: piece });
       // Errors reach the upload through `stop`, not through the body (the SDK may not listen yet).
@@ -514,7 +515,7 @@ export class S3Transport {
       }, undefined, room).then(() => {
         body.end();
       }, (e: unknown) => {
-        fetchError = e;
+        fetchError = failedFetch = e;
         stop.abort(e);
         body.destroy(e instanceof Error ? e : new Error(String(e)));
       });
@@ -532,7 +533,11 @@ export class S3Transport {
         // The GET stops at its next piece; wait for it so a retry never runs beside it.
         if (!attemptSignal.aborted) await fetching;
       }
-    }, { bytes: length * 2, path });
+    }, { bytes: length * 2, path }).catch((e: unknown) => {
+      // The GET's own error (already retried; a 404 stays ENOENT), not its echo in the upload.
+      if (failedFetch instanceof VfsError && !(e instanceof VfsError && isPreconditionFailed(e))) throw failedFetch;
+      throw e;
+    });
   }
 
   private uploadPartCopyOnce(key: string, uploadId: string, part: number, src: string, start: number, end: number, path?: string, ifMatch?: string): Promise<string> {

@@ -101,6 +101,8 @@ describe('optional S3 APIs the store lacks', () => {
     // The copy condition is kept: another version of the source fails like the store's 412.
     const id = await b.transport.createUpload(b.keys.fileKey('/copy3'), {}, undefined);
     await rejectsWith(b.transport.uploadPartCopy(b.keys.fileKey('/copy3'), id, 1, b.keys.fileKey('/big'), 0, 10, undefined, '"0123456789abcdef0123456789abcdef"'), 'EEXIST');
+    await rejectsWith(b.transport.uploadPartCopy(b.keys.fileKey('/copy3'), id, 1, b.keys.fileKey('/missing'), 0, 10), 'ENOENT');
+    await rejectsWith(b.copy('/missing', '/copy4'), 'ENOENT');
     await b.transport.abortUpload(b.keys.fileKey('/copy3'), id);
   });
 
