@@ -57,11 +57,11 @@ async function startGateway(endpoint: string, bucket: string): Promise<{ gateway
   const log = new Lines();
   const logger = createLogger(config.log, { destination: log });
   const gateway = new Gateway(config, { logger, audit: logger, stderr: new Sink(), registry: new Map() });
-  await gateway.start();
   cleanups.push(async () => {
-    await gateway.stop(0);
+    await gateway.stop(0).catch(() => undefined);
     rmSync(tmp, { recursive: true, force: true });
   });
+  await gateway.start();
   const a = gateway.adminAddress()!;
   return { gateway, admin: `http://127.0.0.1:${a.port}`, log };
 }
