@@ -1,0 +1,54 @@
+/**
+ * TCP record marking (RFC 5531 §11): reassembly across fragments and across arbitrary TCP
+ * segment boundaries, the record-size bound, and zero copy for a record in one chunk.
+ */
+import { describe, expect, it } from 'vitest';
+import { RecordMarkingError, RecordParser, frameRecord, recordMark } from '../../protocols/nfs/record-marking.ts';
+
+describe('RecordParser', () => {
+  it('returns a single-fragment record in one chunk as a view of that chunk', () => {
+    const rec = Buffer.from('0123456789abcdef');
+    const wire = frameRecord(rec);
+    expect(wire.subarray(0, 4).toString('hex')).toBe('80000010');
+    const [out, ...rest] = new RecordParser().push(wire);
+    expect(rest).toEqual([]);
+    expect(out?.equals(rec)).toBe(true);
+    expect(out?.buffer).toBe(wire.buffer);
+  });
+
+  it('reassembles fragments split at every byte boundary', () => {
+    const rec = Buffer.from(Array.from({ length: 37 }, (_, i) => i));
+    const wire = Buffer.concat([frameRecord(rec, 5), frameRecord(Buffer.from('next'), 3)]);
+    for (let cut = 0; cut <= wire.length; cut++) {
+      const p = new RecordParser();
+      const got = [...p.push(wire.subarray(0, cut)), ...p.push(wire.subarray(cut))];
+      expect(got.map((b) => b.toString('hex'))).toEqual([rec.toString('hex'), Buffer.from('next').toString('hex')]);
+      expect(p.buffered).toBe(0);
+    }
+  });
+
+  it('reassembles a record fed one byte at a time, with zero-length fragments in it', () => {
+    const wire = Buffer.concat([Buffer.from('00000000', 'hex'), Buffer.from('00000002', 'hex'), Buffer.from('ab'), recordMark(1), Buffer.from('c')]);
+    const p = new RecordParser();
+    const out: Buffer[] = [];
+    for (const b of wire) out.push(...p.push(Buffer.from([b])));
+    expect(out.map((b) => b.toString())).toEqual(['abc']);
+  });
+
+  it('refuses a record over the bound as soon as a header announces it, holding nothing', () => {
+    const p = new RecordParser(1000);
+    expect(() => p.push(Buffer.from('800003e8', 'hex'))).toThrow(RecordMarkingError);
+    expect(p.buffered).toBe(0);
+    expect(() => p.push(Buffer.from('00'))).toThrow(RecordMarkingError);
+  });
+
+  it('counts fragment headers and bodies together against the bound', () => {
+    const rec = Buffer.alloc(900);
+    const ok = new RecordParser(1000);
+    expect(ok.push(frameRecord(rec, 300)).length).toBe(1);
+    // The same 900 bytes in 100 fragments of 9: 900 + 400 header bytes > 1000.
+    expect(() => new RecordParser(1000).push(frameRecord(rec, 9))).toThrow(RecordMarkingError);
+    // The largest announced fragment (2^31 - 1).
+    expect(() => new RecordParser().push(Buffer.from('ffffffff', 'hex'))).toThrow(RecordMarkingError);
+  });
+});
