@@ -46,7 +46,7 @@ function hasData(a: Access): boolean {
 }
 
 /** MS-FSA 2.1.5.1.2.2, both directions. */
-function shareConflict(existing: OpenRecord, next: { access: Access; share: Access }): boolean {
+export function shareConflict(existing: Pick<OpenRecord, 'access' | 'share'>, next: { access: Access; share: Access }): boolean {
   if (!hasData(next.access) || !hasData(existing.access)) return false;
   return (
     (next.access.read && !existing.share.read) ||
@@ -74,9 +74,48 @@ interface FileShares {
   deletePending: boolean;
 }
 
+export type ShareModeEvent = { type: 'open' | 'close'; rec: OpenRecord };
+
 export class ShareModeTable {
   readonly #files = new Map<FileId, FileShares>();
   readonly #handles = new Map<string, OpenRecord>();
+  readonly #listeners = new Set<(ev: ShareModeEvent) => void>();
+  /**
+   * Called before a new open is checked (client-records.ts: the grace period refuses opens that
+   * conflict with state a client may still reclaim); throws to refuse.
+   */
+  guard: ((rec: OpenRecord) => void) | undefined;
+  /**
+   * Asked about an existing open that conflicts with a new one: true when that open may be closed
+   * to let the new one in (durable-handles.ts: a disconnected durable handle without handle
+   * caching, MS-SMB2 3.3.5.9). The table then forgets it; the hook closes the rest.
+   */
+  evict: ((existing: OpenRecord) => boolean) | undefined;
+
+  /** Open and close events (client-records.ts keeps clients' opens for reclaim after a restart). */
+  onChange(listener: (ev: ShareModeEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => {
+      this.#listeners.delete(listener);
+    };
+  }
+
+  #emit(type: ShareModeEvent['type'], rec: OpenRecord): void {
+    for (const l of this.#listeners) {
+      try {
+        l({ type, rec });
+      } catch {
+        // a listener's failure must not leave the table half-updated
+      }
+    }
+  }
+
+  /** Would an open with this access and share mode conflict with the file's opens now? (No change.) */
+  wouldConflict(fileId: FileId, access: Access, share: Access): boolean {
+    const next = { access, share };
+    for (const existing of this.#files.get(fileId)?.opens.values() ?? []) if (shareConflict(existing, next)) return true;
+    return false;
+  }
 
   /** Registers an open or throws ESHARING; EDELETEPENDING if the file is delete-pending (checked first, as Windows does). */
   open(rec: OpenRecord): void {
@@ -94,16 +133,21 @@ export class ShareModeTable {
     };
     // FILE_DELETE_ON_CLOSE without DELETE access is refused at create time (MS-SMB2 3.3.5.9).
     if (stored.deleteOnClose && !stored.access.delete) throw new VfsError('EACCES', 'EACCES: delete-on-close needs delete access');
-    const fs = this.#files.get(rec.fileId);
+    this.guard?.(stored);
+    let fs = this.#files.get(rec.fileId);
     if (fs !== undefined) {
       if (fs.deletePending) throw new VfsError('EDELETEPENDING');
-      for (const existing of fs.opens.values()) {
-        if (shareConflict(existing, stored)) throw new VfsError('ESHARING');
+      for (const existing of [...fs.opens.values()]) {
+        if (!shareConflict(existing, stored)) continue;
+        if (this.evict?.(copy(existing)) !== true) throw new VfsError('ESHARING');
+        this.close(existing.handleId);
       }
+      fs = this.#files.get(rec.fileId);
     }
     if (fs === undefined) this.#files.set(rec.fileId, { opens: new Map([[stored.handleId, stored]]), deletePending: false });
     else fs.opens.set(stored.handleId, stored);
     this.#handles.set(stored.handleId, stored);
+    if (this.#listeners.size > 0) this.#emit('open', copy(stored));
   }
 
   /**
@@ -115,6 +159,7 @@ export class ShareModeTable {
     if (rec === undefined) return undefined;
     this.#handles.delete(handleId);
     const fs = this.#files.get(rec.fileId);
+    if (this.#listeners.size > 0) this.#emit('close', copy(rec));
     if (fs === undefined) return { fileId: rec.fileId, last: true, deletePending: false };
     fs.opens.delete(handleId);
     if (rec.deleteOnClose) fs.deletePending = true;

@@ -42,6 +42,7 @@ import {
 import type { MetadataStore, NodeRow, PropChange, PropRow } from '../store/metadata-store.ts';
 import { LockManager, WHOLE_FILE, type LockRange } from '../locks/lock-manager.ts';
 import { ShareModeTable } from '../locks/share-modes.ts';
+import { LeaseTable } from '../locks/leases.ts';
 import type { Registry } from 'prom-client';
 import { checkXattrName, findXattr, listOf, planRemove, planSet, XATTR_NS, type XattrEntry, type XattrSetMode, type XattrSpace } from './xattrs.ts';
 
@@ -142,6 +143,17 @@ export class Vfs {
   readonly store: MetadataStore;
   readonly locks: LockManager;
   readonly shareModes = new ShareModeTable();
+  /** Leases, oplocks and delegations, broken before every conflicting operation (src/locks/leases.ts). */
+  readonly leases: LeaseTable = new LeaseTable({
+    opensOn: (id) => this.shareModes.opensOn(id),
+    ancestorsOf: (vol, id) => {
+      try {
+        return this.ancestors(vol, this.pathOf(vol, id));
+      } catch {
+        return [];
+      }
+    },
+  });
   /** 'change' events (ChangeEvent): SMB CHANGE_NOTIFY, cache invalidation, WebDAV ETags. */
   readonly events = new EventEmitter();
   private readonly volumes = new Map<string, Volume>();
@@ -442,6 +454,8 @@ export class Vfs {
       else ({ st, file: createdFile } = await this.createEmpty(v, r.path, opts.mode, disp === 'create', opts.access.write));
       created = true;
     }
+    // Others' leases are broken, and the breaks acknowledged, before the open acts (leases.ts).
+    if (!created && this.leases.size > 0) await this.leases.beforeOpen(v.row(r.path, st).id, { owner: opts.owner, access: opts.access, share, truncate: disp === 'truncate' || disp === 'createOrTruncate' }, this.shareModes);
     const row = created ? v.newRow(r.path, st) : v.row(r.path, st);
     const h = new Handle({
       id: randomUUID(),
@@ -735,6 +749,7 @@ export class Vfs {
     if (!Number.isSafeInteger(offset) || offset < 0) throw new VfsError('EINVAL');
     if (offset + data.length > h.volume.backend.capabilities.maxFileSize) throw new VfsError('EFBIG');
     this.checkIo(h, offset, data.length, 'write');
+    if (this.leases.size > 0) await this.leases.beforeWrite(h.fileId, h);
     let n: number;
     try {
       n = h.stage ? await h.stage.write(offset, data) : await h.file!.write(offset, data);
@@ -821,6 +836,7 @@ export class Vfs {
     h.closed = true;
     await h.file?.close().catch(() => undefined);
     this.handles.delete(h.id);
+    if (this.leases.size > 0) this.leases.closed(h);
     const set = this.handlesByFile.get(h.fileId);
     set?.delete(h);
     if (set?.size === 0) this.handlesByFile.delete(h.fileId);
@@ -908,6 +924,7 @@ export class Vfs {
     if (!h.access.write) throw new VfsError('EBADF', 'handle not open for writing');
     if (!Number.isSafeInteger(size) || size < 0) throw new VfsError('EINVAL');
     this.checkIo(h, Math.min(size, Number.MAX_SAFE_INTEGER - 1), 1, 'write');
+    if (this.leases.size > 0) await this.leases.beforeWrite(h.fileId, h);
     if (h.stage) await h.stage.truncate(size);
     else await h.file!.truncate(size);
     this.emit(h.volume, 'modify', h.fileId, h.path, 'file');
@@ -943,6 +960,7 @@ export class Vfs {
       return id;
     };
     const existingId = checks();
+    if (existingId !== undefined && this.leases.size > 0) await this.leases.beforeWrite(existingId, opts.owner);
     const existing = r.stat && existingId !== undefined ? this.attr(v, v.row(r.path), r.stat) : undefined;
     const recId = `replace:${randomUUID()}`;
     if (existingId !== undefined) {
@@ -1045,6 +1063,7 @@ export class Vfs {
     if (r.stat.type === 'dir') throw new VfsError('EISDIR', undefined, { path: p });
     this.checkTokenLocks(v, r.path, tokens, { self: true, parent: true });
     const id = v.row(r.path).id;
+    if (this.leases.size > 0) await this.leases.beforeNamespace(v.name, [id]);
     this.shareModes.checkDelete(id);
     await this.unlinkPath(v, r.path, false);
   }
@@ -1081,6 +1100,7 @@ export class Vfs {
     const r = await this.existing(v, p);
     if (r.stat.type !== 'dir') throw new VfsError('ENOTDIR', undefined, { path: p });
     this.checkTokenLocks(v, r.path, tokens, { self: true, parent: true });
+    if (this.leases.size > 0) await this.leases.beforeNamespace(v.name, [v.row(r.path).id]);
     this.shareModes.checkDelete(v.row(r.path).id);
     await this.rmdirPath(v, r.path);
   }
@@ -1112,6 +1132,7 @@ export class Vfs {
     const srcRow = v.row(src.path);
     this.checkTokenLocks(v, src.path, tokens, { self: true, parent: true });
     this.checkTokenLocks(v, dst.path, tokens, { self: dst.stat !== undefined && dst.path !== src.path, parent: true });
+    if (this.leases.size > 0) await this.leases.beforeNamespace(v.name, dst.stat && dst.path !== src.path ? [srcRow.id, v.row(dst.path).id] : [srcRow.id]);
     let target = dst.path;
     if (dst.stat && dst.path !== src.path) {
       if (options.replace === false) throw new VfsError('EEXIST', undefined, { path: t });
@@ -1411,6 +1432,7 @@ export class Vfs {
     const p = v.normalize(path);
     if (p === '/') throw new VfsError('EBUSY', 'cannot remove the share root', { path: p });
     const r = await this.existing(v, p);
+    if (this.leases.size > 0) await this.leases.beforeNamespace(v.name, [v.row(r.path).id]);
     const errors: TreeError[] = [];
     await this.removeNode(v, r.path, r.stat, errors, tokens, guard);
     return errors;
@@ -1514,6 +1536,7 @@ export class Vfs {
       if (st.type === 'dir') throw new VfsError('EISDIR', undefined, { path });
       if (!Number.isSafeInteger(set.size) || set.size < 0) throw new VfsError('EINVAL', 'bad size', { path });
       if (set.size > v.backend.capabilities.maxFileSize) throw new VfsError('EFBIG', undefined, { path });
+      if (this.leases.size > 0) await this.leases.beforeWrite(row.id);
       const stage = this.stages.get(row.id);
       if (stage) await stage.truncate(set.size);
       else await v.backend.truncate(path, set.size);
