@@ -37,8 +37,13 @@ export interface Scenario {
    * run it on one share per backend rather than on both a case-sensitive and an insensitive one.
    */
   dataOnly?: boolean;
-  /** Thousands of requests: a harness may leave it out on a slow store (saying where it is covered). */
+  /**
+   * Thousands of requests: a harness may run it through fewer drivers (its peer checks the result
+   * through another front-end) or leave it out on a slow store, saying where it is covered.
+   */
   heavy?: boolean;
+  /** About how names travel (encoding, normalisation, length), not about storage behaviour. */
+  namesOnly?: boolean;
   run(c: FileClient, ctx: ScenarioContext): Promise<void>;
 }
 
@@ -467,6 +472,7 @@ export const scenarios: Scenario[] = [
   // ---------------------------------------------------------------- names
   {
     name: 'a deep tree (10 levels) is made, renamed at its top, read at the bottom and removed bottom-up',
+    dataOnly: true,
     async run(c, ctx) {
       const levels = Array.from({ length: 10 }, (_, i) => `level-${i}`);
       for (let i = 1; i <= levels.length; i++) await c.mkdir(ctx.p(...levels.slice(0, i)));
@@ -492,6 +498,7 @@ export const scenarios: Scenario[] = [
   },
   {
     name: 'names with spaces and URL-special characters round-trip exactly',
+    namesOnly: true,
     async run(c, ctx) {
       const names = ['a b', 'multiple   spaces', ' leading space', '100% done', 'hash#tag', 'amp&and', 'plus+sign', 'semi;colon', "it's", 'eq=ual', 'at@home', 'bang!', '(paren)', '[bracket]', '{brace}', 'tilde~', 'comma,', 'dollar$', '%2e%2e', '%41'];
       for (const n of names) await c.writeFile(ctx.p(n), text(n));
@@ -507,6 +514,7 @@ export const scenarios: Scenario[] = [
   },
   {
     name: 'case-sensitive share: names POSIX allows but URLs and Windows treat specially ( ? " < > | * : ) round-trip exactly',
+    namesOnly: true,
     share: 'caseSensitive',
     async run(c, ctx) {
       const names = ['what?', 'say "hi"', '<angle>', 'pipe|line', 'star*', 'colon:name', 'mix ?#%&', 'trailing.', 'trailing '];
@@ -520,6 +528,7 @@ export const scenarios: Scenario[] = [
   },
   {
     name: 'Unicode and emoji names round-trip exactly (files and directories)',
+    namesOnly: true,
     async run(c, ctx) {
       const names = ['café', 'Ελληνικά', 'Русский', '中文文件.txt', '日本語', 'עברית', 'العربية', '😀', 'party-🎉.txt', '👨‍👩‍👧 family', '🇫🇷', '❤️'];
       for (const n of names) await c.writeFile(ctx.p(n), text(n));
@@ -536,6 +545,7 @@ export const scenarios: Scenario[] = [
   },
   {
     name: 'NFC and NFD spellings address one file (names are kept in NFC)',
+    namesOnly: true,
     async run(c, ctx) {
       const nfc = 'caf\u00e9';
       const nfd = 'cafe\u0301';
@@ -557,6 +567,7 @@ export const scenarios: Scenario[] = [
   },
   {
     name: 'names of exactly 255 bytes (ASCII and multi-byte) work for files and directories; 256 bytes is ENAMETOOLONG',
+    namesOnly: true,
     async run(c, ctx) {
       // A store that cannot hold 255-byte names (a test double) gets the longest it can hold.
       const max = Math.min(255, ctx.share.storeNameBytes);
@@ -580,6 +591,7 @@ export const scenarios: Scenario[] = [
   },
   {
     name: 'leading dots: hidden files and directories are ordinary names',
+    namesOnly: true,
     async run(c, ctx) {
       const names = ['.hidden', '..double', '...', '.a.b', '.'.repeat(5) + 'x'];
       for (const n of names) await c.writeFile(ctx.p(n), text(n));
