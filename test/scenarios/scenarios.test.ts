@@ -10,7 +10,7 @@
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDav, type DavStack } from '../webdav/helpers.ts';
 import { S3RVER_CREDENTIALS, startS3rver, type S3rverHandle } from '../helpers/s3rver.ts';
 import type { FileClient, ShareInfo } from './driver.ts';
@@ -145,6 +145,14 @@ function applies(sc: Scenario, share: ShareSpec, driver: string): boolean {
   if (sc.share === 'caseSensitive') return !share.caseInsensitive;
   return !(sc.dataOnly === true && share.caseInsensitive);
 }
+
+describe('the scenario list', () => {
+  it('has unique names, and every known failure names one of them', () => {
+    const names = scenarios.map((sc) => sc.name);
+    expect(new Set(names).size).toBe(names.length);
+    for (const k of KNOWN_FAILURES) expect(names, k.bug).toContain(k.scenario);
+  });
+});
 
 for (const spec of SHARES) {
   for (const driverName of Object.keys(DRIVERS)) {
