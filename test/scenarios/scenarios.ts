@@ -136,7 +136,7 @@ export const scenarios: Scenario[] = [
     },
   },
   {
-    name: 'a multi-MiB file (6 MiB + 3) reads back whole and by ranges',
+    name: 'multi-MiB files (exactly 5 MiB, and 6 MiB + 3) read back whole and by ranges',
     dataOnly: true,
     async run(c, ctx) {
       const data = randomBytes(6 * MiB + 3);
@@ -145,6 +145,11 @@ export const scenarios: Scenario[] = [
       for (const [off, len] of [[0, 100], [4 * MiB - 7, 20], [5 * MiB + 1, MiB], [6 * MiB, 3], [6 * MiB + 2, 10]] as const) {
         expect(sha(await c.readRange(ctx.p('big.bin'), off, len)), `range ${off}+${len}`).toBe(sha(data.subarray(off, off + len)));
       }
+      // Exactly one S3 multipart part in the suite's configuration (partSize 5 MiB), and its last byte.
+      const five = randomBytes(5 * MiB);
+      await c.writeFile(ctx.p('five.bin'), five);
+      await expectFile(ctx.peer, ctx.p('five.bin'), five);
+      expect(sha(await c.readRange(ctx.p('five.bin'), 5 * MiB - 1, 10))).toBe(sha(five.subarray(5 * MiB - 1)));
     },
   },
   {
