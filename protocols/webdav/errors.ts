@@ -56,6 +56,9 @@ const TABLE: Record<VfsErrorCode, number> = {
   // Decision: 429 with Retry-After rather than 401. A 401 makes Windows and macOS prompt again
   // and retry at once, which only extends the lockout; 429 tells the user to wait.
   ETHROTTLED: 429,
+  // The grace period after a restart (src/locks/client-records.ts): transient, so 503 with
+  // Retry-After (errorHeaders) like EBUSY; clients retry.
+  EGRACE: 503,
 };
 
 export function statusFor(e: unknown, ctx: ErrorContext = 'default'): number {

@@ -86,6 +86,8 @@ export interface LockRequest {
   /** Block until granted instead of failing with ELOCKED. */
   wait?: { signal?: AbortSignal; timeoutMs?: number };
   info?: unknown;
+  /** A reclaim after a restart: `guard` checks it against the client's record instead of refusing it. */
+  reclaim?: boolean;
 }
 
 export type LockEvent = { type: 'granted' | 'released' | 'expired'; lock: LockInfo };
@@ -216,6 +218,12 @@ export class LockManager {
   readonly #waitersByOwner = new Map<string, Set<Waiter>>();
   readonly #waitersByAncestor = new Map<FileId, Set<Waiter>>();
   readonly #listeners = new Set<(ev: LockEvent) => void>();
+  /**
+   * Called for every new lock request before conflicts are looked at; throws to refuse
+   * (client-records.ts, during the grace period after a restart: EGRACE for a request conflicting
+   * with state a client may still reclaim; ENOENT for a reclaim of state it did not hold).
+   */
+  guard: ((req: LockRequest) => void) | undefined;
   /** Min-heap of expiry times; items go stale when their lock is removed or refreshed (lazy deletion). */
   readonly #heap: Array<{ at: number; e: Entry }> = [];
   readonly #dirty = new Set<FileId>();
@@ -239,6 +247,7 @@ export class LockManager {
   async lock(req: LockRequest): Promise<LockInfo> {
     if (this.#closed) throw new VfsError('ECANCELED', 'ECANCELED: lock manager closed');
     const r = this.#normalize(req);
+    this.guard?.(req);
     const waitMs = req.wait?.timeoutMs;
     if (waitMs !== undefined && (typeof waitMs !== 'number' || !Number.isFinite(waitMs) || waitMs < 0)) throw einval('wait.timeoutMs must be >= 0');
     this.#expireDue();

@@ -18,6 +18,9 @@ import type { Principal } from '../auth/authenticator.ts';
 import type { Right, ShareAcl } from '../acl/acl.ts';
 import type { LockInfo, LockKind, LockOwner, LockRange, LockStyle } from '../locks/lock-manager.ts';
 import { endWatches, openWatch, type Watch, type WatchOptions } from './watch.ts';
+import { actingAs } from '../locks/clients.ts';
+import { ClientRecords, type GraceStatus } from '../locks/client-records.ts';
+import { DurableHandles } from '../locks/durable-handles.ts';
 
 /** A principal's rights on a path (Session.access). */
 export interface AccessRights {
@@ -776,6 +779,178 @@ export class Session {
     });
   }
 
+  // ---------------------------------------------------------------- leases, durable handles, grace
+  //
+  // Client state the NFSv4 and SMB front-ends translate (src/locks/leases.ts, durable-handles.ts,
+  // client-records.ts; docs/ARCHITECTURE.md "Leases, durable handles and grace"). Lease types by
+  // import() keep the imports of this section to values.
+
+  /** The client key leases and records use: the bound one, else `state:<ClientState id>`. */
+  private get clientKey(): string {
+    return this.vfs.leases.clients.clientOfState(this.state.id);
+  }
+
+  /**
+   * Names this client with the protocol's stable key (SMB ClientGuid, NFSv4 co_ownerid) and boot
+   * verifier. Leases are held by (client key, lease key), and a bound client's opens and locks are
+   * recorded for reclaim after a restart. Call before its first open. `known`: it held state
+   * before the restart and the grace period is on; `reclaimable`: it may reclaim now (a new
+   * verifier means the client restarted: its old state is void).
+   */
+  bindClient(clientKey: string, o: { verifier?: string } = {}): { known: boolean; reclaimable: boolean } {
+    if (this.closed) throw new VfsError('EBADF', 'session closed');
+    if (typeof clientKey !== 'string' || clientKey === '') throw new VfsError('EINVAL', 'client key must be a non-empty string');
+    this.vfs.leases.clients.bind(this.state.id, clientKey);
+    const records = ClientRecords.of(this.vfs);
+    return records?.register(clientKey, { protocol: this.protocol, ...(o.verifier !== undefined ? { verifier: o.verifier } : {}) }) ?? { known: false, reclaimable: false };
+  }
+
+  /**
+   * Asks for a lease (SMB lease or oplock, NFS delegation) on an open handle's file, held by
+   * (this client, `key`). Returns the level granted (possibly less, or 0). Breaks arrive through
+   * `onBreak`; the lease ends with the last handle it was granted with, or, with
+   * `bindToHandle: false` (NFS delegations), at releaseLease or the client's end.
+   */
+  requestLease(
+    h: Handle,
+    o: { key: string; level: number; onBreak: import('../locks/leases.ts').LeaseBreakCallback; breakTimeoutMs?: number; recallOnWriteOpen?: boolean; bindToHandle?: boolean },
+  ): import('../locks/leases.ts').LeaseGrant {
+    this.own(h);
+    if (this.closed) throw new VfsError('EBADF', 'session closed');
+    return this.vfs.leases.grant({
+      volume: h.volume.name,
+      fileId: h.fileId,
+      holder: { client: this.clientKey, key: o.key },
+      level: o.level,
+      onBreak: o.onBreak,
+      stateId: this.state.id,
+      ...(o.bindToHandle === false ? {} : { handle: h }),
+      ...(o.breakTimeoutMs !== undefined ? { breakTimeoutMs: o.breakTimeoutMs } : {}),
+      ...(o.recallOnWriteOpen !== undefined ? { recallOnWriteOpen: o.recallOnWriteOpen } : {}),
+    });
+  }
+
+  /** Acknowledges a break with the level kept (SMB LEASE_BREAK_ACK); EINVAL when none is out or the level is too high. */
+  ackLeaseBreak(key: string, level: number): import('../locks/leases.ts').LeaseGrant {
+    return this.vfs.leases.ack({ client: this.clientKey, key }, level);
+  }
+
+  /** Gives a lease up (NFS DELEGRETURN). */
+  releaseLease(key: string): void {
+    this.vfs.leases.release({ client: this.clientKey, key });
+  }
+
+  /**
+   * Runs `fn`'s calls on this session as lease key `key` of this client: they never break that
+   * lease (an SMB CREATE with a lease context, a rename through a leased handle; an NFS client's
+   * calls under its delegation key).
+   */
+  withLeaseKey<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    return actingAs({ client: this.clientKey, key }, fn);
+  }
+
+  /**
+   * Makes an open handle durable: when this client ends (connection lost) it is parked with its
+   * share mode, its locks and its lease for `timeoutMs` (0 or absent: 60 s; capped by
+   * locks.durableHandleMaxMs), and reclaimDurable(key) by the same principal takes it back.
+   */
+  makeDurable(h: Handle, o: { key: string; timeoutMs?: number }): { timeoutMs: number } {
+    if (this.closed) throw new VfsError('EBADF', 'session closed');
+    return DurableHandles.of(this.vfs).mark(this.own(h), { key: o.key, principal: this.principal.user, ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}) });
+  }
+
+  /**
+   * Takes back a parked durable handle (SMB durable reconnect): it joins this client with its
+   * locks, and its lease's breaks go to `onLeaseBreak` when given. ENOENT when nothing is parked
+   * under the key (expired, broken by a conflicting open, never made); EACCES for another principal.
+   */
+  async reclaimDurable(key: string, o: { onLeaseBreak?: import('../locks/leases.ts').LeaseBreakCallback } = {}): Promise<Handle> {
+    let status = 'ok';
+    let path: string | undefined;
+    let share: string | undefined;
+    try {
+      if (this.closed) throw new VfsError('EBADF', 'session closed');
+      const { handle, lockOwner } = DurableHandles.of(this.vfs).reclaim(key, this.principal.user, o.onLeaseBreak);
+      const h = handle as Handle;
+      path = h.path;
+      share = h.volume.name;
+      this.handles.add(h);
+      if (lockOwner !== undefined) this.lockOwners.set(lockOwner.id, lockOwner);
+      return h;
+    } catch (e) {
+      status = toVfsError(e).code;
+      throw toVfsError(e);
+    } finally {
+      this.host.audit({ session: this.id, user: this.principal.user, client: this.clientAddress, protocol: this.protocol, op: 'reclaim-durable', ...(share !== undefined ? { share, path } : {}), status });
+    }
+  }
+
+  /** Grace period after a restart (client-records.ts): whether it is on, until when, how many clients may still reclaim. */
+  graceStatus(): GraceStatus {
+    return ClientRecords.of(this.vfs)?.status() ?? { active: false, endsAt: undefined, pending: 0 };
+  }
+
+  private reclaimable(): void {
+    if (this.closed) throw new VfsError('EBADF', 'session closed');
+    if (ClientRecords.of(this.vfs)?.inGrace !== true) throw new VfsError('EINVAL', 'no grace period: nothing can be reclaimed (NFS4ERR_NO_GRACE)');
+  }
+
+  /**
+   * Reopens, during the grace period, an open this client held before the restart (NFSv4 OPEN
+   * CLAIM_PREVIOUS): same file, access and share bits as recorded, else ENOENT (RECLAIM_BAD).
+   * Rights are checked as for any open.
+   */
+  async reclaimOpen(share: string, path: string, opts: OpenOptions): Promise<Handle> {
+    this.reclaimable();
+    return actingAs({ client: this.clientKey, reclaim: true }, () => this.open(share, path, opts));
+  }
+
+  async reclaimOpenById(share: string, id: bigint, opts: OpenOptions): Promise<Handle> {
+    this.reclaimable();
+    return actingAs({ client: this.clientKey, reclaim: true }, () => this.openById(share, id, opts));
+  }
+
+  /** Retakes, during the grace period, a byte-range lock this client held before the restart (NFSv4 LOCK reclaim). */
+  reclaimLock(h: Handle, o: Omit<PathLockOptions, 'depth' | 'wait' | 'timeoutMs'>): Promise<LockInfo> {
+    return this.gate('lock', h.volume.name, [], { path: h.path, reclaim: true, kind: o.kind }, async () => {
+      this.reclaimable();
+      return this.vfs.locks.lock({
+        fileId: this.own(h).fileId,
+        owner: o.ownerId !== undefined ? this.owner(o.ownerId) : this.owner(handleLockOwner(h), true),
+        kind: o.kind,
+        style: o.style,
+        ...(o.range ? { range: o.range } : {}),
+        info: o.info,
+        reclaim: true,
+      });
+    });
+  }
+
+  /** This client has reclaimed all it will (NFSv4.1 RECLAIM_COMPLETE): grace ends once every known client has. */
+  reclaimComplete(): void {
+    ClientRecords.of(this.vfs)?.reclaimComplete(this.clientKey);
+  }
+
+  /**
+   * Session.end(): durable handles are parked instead of closed (their own lock owners with them),
+   * leases granted without handles end, and the client key is unbound.
+   */
+  private parkDurable(): void {
+    const durable = DurableHandles.find(this.vfs);
+    if (durable !== undefined) {
+      for (const h of [...this.handles]) {
+        if (!durable.isDurable(h)) continue;
+        const ownerId = handleLockOwner(h);
+        const owner = this.lockOwners.get(ownerId);
+        this.lockOwners.delete(ownerId);
+        this.handles.delete(h);
+        durable.park(h, owner);
+      }
+    }
+    this.vfs.leases.releaseState(this.state.id);
+    this.vfs.leases.clients.unbind(this.state.id);
+  }
+
   // ---------------------------------------------------------------- lifecycle
 
   get isClosed(): boolean {
@@ -791,6 +966,7 @@ export class Session {
     if (this.closed) return;
     this.state.closed = true;
     endWatches(this.state);
+    this.parkDurable();
     for (const h of this.handles) await this.vfs.close(h).catch((e) => this.logger?.warn({ err: e }, 'close on session end failed'));
     this.handles.clear();
     for (const o of this.lockOwners.values()) this.vfs.locks.releaseOwner(o, options.keepDurableLocks ? { keep: 'token' } : {});

@@ -53,6 +53,11 @@ export const VFS_ERROR_CODES = {
   EBADCOOKIE: 'bad readdir cookie',
   /** Too many failed logins from this user or address (throttled). */
   ETHROTTLED: 'too many failed attempts',
+  /**
+   * The grace period after a restart: the request conflicts with state a client held before it and
+   * may still reclaim; retry later (NFS4ERR_GRACE; HTTP 503 with Retry-After).
+   */
+  EGRACE: 'in grace period, retry later',
 } as const;
 
 export type VfsErrorCode = keyof typeof VFS_ERROR_CODES;

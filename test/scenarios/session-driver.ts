@@ -34,6 +34,8 @@ const CODES: Partial<Record<VfsErrorCode, ClientErrorCode>> = {
   EILSEQ: 'EINVAL',
   ENAMETOOLONG: 'ENAMETOOLONG',
   EBUSY: 'EBUSY',
+  // The grace period after a restart: transient, retried later, as WebDAV's 503 maps to EBUSY.
+  EGRACE: 'EBUSY',
   ENOTSUP: 'ENOTSUP',
   ENOSYS: 'ENOTSUP',
   ENOSPC: 'ENOSPC',

@@ -1,0 +1,400 @@
+/**
+ * Client records and the grace period after a restart (NFSv4 RFC 8881 §8.4.2 and §9.6; nfs-ganesha
+ * keeps client records in stable storage for the same purpose).
+ *
+ * A protocol binds each client to its stable key (Session.bindClient: NFSv4's co_ownerid with its
+ * verifier; SMB's ClientGuid). For bound clients this component keeps, in the metadata store
+ * (table `client_records`), what they hold: per open the file id, access and share (deny) bits,
+ * per lock the file id, range, kind and style — byte-range locks of every protocol but token locks
+ * (WebDAV's survive restarts on their own: lock-persistence.ts). Records follow the share-mode and
+ * lock tables' events, written at the end of the tick that changed them (one statement per changed
+ * client; not debounced further: a reply to the change cannot leave before it, so only a power cut
+ * can lose one — the store runs synchronous = NORMAL).
+ *
+ * After a restart, the records with state start a grace period (`graceMs`, default 90 s, an NFS
+ * lease time; 0 = none). During it:
+ * - a client known before may reclaim exactly what its record shows (Session.reclaimOpen,
+ *   Session.reclaimLock); a reclaim of anything else, by an unknown client, by a client whose
+ *   verifier changed (it rebooted: RFC 8881 §2.4.1), or outside the grace period fails
+ *   (ENOENT: no such state, NFS4ERR_RECLAIM_BAD; EINVAL: no grace, NFS4ERR_NO_GRACE);
+ * - a new lock or open that conflicts with state not yet reclaimed gets EGRACE (NFS4ERR_GRACE,
+ *   which clients retry; WebDAV 503 + Retry-After). Requests that conflict with nothing recorded
+ *   go ahead: the records are exact, which RFC 8881 §8.4.2.1 allows, so a restart does not stop
+ *   every client for 90 s (Linux nfsd, which records only client ids, refuses all of them);
+ *   refused rather than queued because NFS has the error and clients retry by themselves, and a
+ *   queue would hold requests for up to the whole grace period;
+ * - grace ends at its deadline, or as soon as every client with recorded state has said it has
+ *   finished (reclaimComplete: NFSv4.1 RECLAIM_COMPLETE) or lost its state (a new verifier).
+ *   Unreclaimed state is then forgotten, with the records of clients that did not come back.
+ *
+ * Shutdown: `freeze()` first (before the front-ends end their clients), so the records keep what
+ * clients held when the gateway went down — the state they will reclaim.
+ */
+import type { MetadataStore } from '../store/metadata-store.ts';
+import { VfsError } from '../vfs/errors.ts';
+import { currentRequester } from './clients.ts';
+import type { LeaseTable } from './leases.ts';
+import type { FileId, LockKind, LockManager, LockRequest, LockStyle } from './lock-manager.ts';
+import { WHOLE_FILE } from './lock-manager.ts';
+import { shareConflict, type Access, type OpenRecord, type ShareModeTable } from './share-modes.ts';
+
+export const DEFAULT_GRACE_MS = 90_000;
+
+const MIGRATIONS = [[
+  `CREATE TABLE client_records (
+     client TEXT PRIMARY KEY,
+     protocol TEXT NOT NULL,
+     verifier TEXT,
+     state TEXT NOT NULL,
+     updated INTEGER NOT NULL
+   )`,
+]];
+
+export interface RecordedOpen {
+  fileId: FileId;
+  access: Access;
+  share: Access;
+}
+
+export interface RecordedLock {
+  fileId: FileId;
+  start: bigint;
+  end: bigint;
+  kind: LockKind;
+  style: LockStyle;
+}
+
+interface Live {
+  protocol: string;
+  verifier: string | null;
+  opens: Map<string, RecordedOpen>;
+  locks: Map<string, RecordedLock>;
+}
+
+interface Prev {
+  client: string;
+  protocol: string;
+  verifier: string | null;
+  opens: Array<RecordedOpen & { reclaimed: boolean }>;
+  locks: Array<RecordedLock & { reclaimed: boolean }>;
+  complete: boolean;
+}
+
+export interface ClientRecordsHost {
+  readonly store: MetadataStore;
+  readonly locks: LockManager;
+  readonly shareModes: ShareModeTable;
+  readonly leases: LeaseTable;
+}
+
+export interface GraceStatus {
+  active: boolean;
+  /** epoch ms; undefined when not in grace */
+  endsAt: number | undefined;
+  /** Clients with recorded state that have not completed their reclaims. */
+  pending: number;
+}
+
+const installed = new WeakMap<object, ClientRecords>();
+
+function encodeState(opens: RecordedOpen[], locks: RecordedLock[]): string {
+  return JSON.stringify({
+    opens: opens.map((o) => ({ f: String(o.fileId), a: o.access, s: o.share })),
+    locks: locks.map((l) => ({ f: String(l.fileId), b: String(l.start), e: String(l.end), k: l.kind, y: l.style })),
+  });
+}
+
+function decodeState(text: string): { opens: RecordedOpen[]; locks: RecordedLock[] } {
+  const raw = JSON.parse(text) as { opens?: Array<{ f: string; a: Access; s: Access }>; locks?: Array<{ f: string; b: string; e: string; k: LockKind; y: LockStyle }> };
+  return {
+    opens: (raw.opens ?? []).map((o) => ({ fileId: BigInt(o.f), access: o.a, share: o.s })),
+    locks: (raw.locks ?? []).map((l) => ({ fileId: BigInt(l.f), start: BigInt(l.b), end: BigInt(l.e), kind: l.k, style: l.y })),
+  };
+}
+
+function sameAccess(a: Access, b: Access): boolean {
+  return a.read === b.read && a.write === b.write && a.delete === b.delete;
+}
+
+export class ClientRecords {
+  readonly #host: ClientRecordsHost;
+  readonly #live = new Map<string, Live>();
+  /** Share-mode handle id → client key (captured at open: later unbinding does not matter). */
+  readonly #handleClient = new Map<string, string>();
+  readonly #lockClient = new Map<string, string>();
+  readonly #prev = new Map<string, Prev>();
+  readonly #dirty = new Set<string>();
+  readonly #now: () => number;
+  readonly #st: { upsert: import('node:sqlite').StatementSync; del: import('node:sqlite').StatementSync };
+  #flushQueued = false;
+  #graceEndsAt: number | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #frozen = false;
+  #unsubscribe: Array<() => void> = [];
+
+  private constructor(host: ClientRecordsHost, o: { graceMs: number; now?: () => number }) {
+    this.#host = host;
+    this.#now = o.now ?? Date.now;
+    const store = host.store;
+    store.migrate('client-records', MIGRATIONS);
+    const db = store.db;
+    this.#st = {
+      upsert: db.prepare(
+        'INSERT INTO client_records(client, protocol, verifier, state, updated) VALUES (?, ?, ?, ?, ?) ON CONFLICT(client) DO UPDATE SET protocol = excluded.protocol, verifier = excluded.verifier, state = excluded.state, updated = excluded.updated',
+      ),
+      del: db.prepare('DELETE FROM client_records WHERE client = ?'),
+    };
+    // The previous run's records: those with state may be reclaimed; the others are forgotten.
+    const rows = db.prepare('SELECT client, protocol, verifier, state FROM client_records').all() as Array<{ client: string; protocol: string; verifier: string | null; state: string }>;
+    store.commitGroup();
+    for (const r of rows) {
+      let state: { opens: RecordedOpen[]; locks: RecordedLock[] };
+      try {
+        state = decodeState(r.state);
+      } catch {
+        state = { opens: [], locks: [] };
+      }
+      if (o.graceMs > 0 && state.opens.length + state.locks.length > 0) {
+        this.#prev.set(r.client, {
+          client: r.client,
+          protocol: r.protocol,
+          verifier: r.verifier,
+          opens: state.opens.map((x) => ({ ...x, reclaimed: false })),
+          locks: state.locks.map((x) => ({ ...x, reclaimed: false })),
+          complete: false,
+        });
+      } else this.#st.del.run(r.client);
+    }
+    if (this.#prev.size > 0) {
+      this.#graceEndsAt = this.#now() + o.graceMs;
+      this.#timer = setTimeout(() => this.#endGrace(), o.graceMs);
+      this.#timer.unref();
+      host.locks.guard = (req) => this.#lockGuard(req);
+      host.shareModes.guard = (rec) => this.#openGuard(rec);
+    }
+    this.#unsubscribe.push(
+      host.shareModes.onChange((ev) => (ev.type === 'open' ? this.#opened(ev.rec) : this.#closed(ev.rec))),
+      host.locks.onChange((ev) => {
+        if (ev.lock.style === 'token') return;
+        if (ev.type === 'granted') this.#locked(ev.lock.token, ev.lock.owner.id, { fileId: ev.lock.fileId, start: ev.lock.range.start, end: ev.lock.range.end, kind: ev.lock.kind, style: ev.lock.style });
+        else this.#unlocked(ev.lock.token);
+      }),
+    );
+  }
+
+  /**
+   * Loads the previous run's records and starts keeping this run's; starts the grace period when
+   * a client held state (graceMs > 0). Call before serving.
+   */
+  static install(host: ClientRecordsHost, o: { graceMs?: number; now?: () => number } = {}): ClientRecords {
+    installed.get(host)?.stop();
+    const r = new ClientRecords(host, { graceMs: o.graceMs ?? DEFAULT_GRACE_MS, ...(o.now ? { now: o.now } : {}) });
+    installed.set(host, r);
+    return r;
+  }
+
+  static of(host: object): ClientRecords | undefined {
+    return installed.get(host);
+  }
+
+  get inGrace(): boolean {
+    if (this.#graceEndsAt === undefined) return false;
+    if (this.#now() >= this.#graceEndsAt) {
+      this.#endGrace();
+      return false;
+    }
+    return true;
+  }
+
+  status(): GraceStatus {
+    const active = this.inGrace;
+    let pending = 0;
+    for (const p of this.#prev.values()) if (!p.complete) pending++;
+    return { active, endsAt: active ? this.#graceEndsAt : undefined, pending: active ? pending : 0 };
+  }
+
+  /**
+   * A client (re)appears under its key. `known`: it held state before the restart and may reclaim
+   * it now. A different verifier than recorded means the client restarted: its old state is void.
+   */
+  register(clientKey: string, o: { protocol: string; verifier?: string }): { known: boolean; reclaimable: boolean } {
+    if (typeof clientKey !== 'string' || clientKey === '') throw new VfsError('EINVAL', 'EINVAL: client key must be a non-empty string');
+    let live = this.#live.get(clientKey);
+    if (live === undefined) this.#live.set(clientKey, (live = { protocol: o.protocol, verifier: o.verifier ?? null, opens: new Map(), locks: new Map() }));
+    else if (o.verifier !== undefined) live.verifier = o.verifier;
+    const prev = this.inGrace ? this.#prev.get(clientKey) : undefined;
+    let reclaimable = prev !== undefined && !prev.complete;
+    if (prev !== undefined && reclaimable && o.verifier !== undefined && prev.verifier !== null && prev.verifier !== o.verifier) {
+      this.#complete(prev);
+      reclaimable = false;
+    }
+    this.#markDirty(clientKey);
+    return { known: prev !== undefined, reclaimable };
+  }
+
+  /** The client has reclaimed all it will (NFSv4.1 RECLAIM_COMPLETE); its unreclaimed state is dropped. */
+  reclaimComplete(clientKey: string): void {
+    const prev = this.#prev.get(clientKey);
+    if (prev !== undefined && this.inGrace) this.#complete(prev);
+  }
+
+  /** Stops following the tables (shutdown: the records keep what clients held). */
+  freeze(): void {
+    this.#frozen = true;
+    this.#flush();
+  }
+
+  /** freeze() and release the hooks and the timer. */
+  stop(): void {
+    this.freeze();
+    for (const u of this.#unsubscribe) u();
+    this.#unsubscribe = [];
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#host.locks.guard !== undefined) this.#host.locks.guard = undefined;
+    if (this.#host.shareModes.guard !== undefined) this.#host.shareModes.guard = undefined;
+    if (installed.get(this.#host) === this) installed.delete(this.#host);
+  }
+
+  // ---- guards (installed only while grace may be active) ----
+
+  #lockGuard(req: LockRequest): void {
+    if (req.style === 'token' || !this.inGrace) return;
+    const client = this.#clientOfLockOwner(req.owner.id);
+    const range = req.range ?? WHOLE_FILE;
+    if (req.reclaim === true) {
+      const prev = client === undefined ? undefined : this.#prev.get(client);
+      if (prev === undefined || prev.complete) throw new VfsError('ENOENT', 'ENOENT: no such lock held before the restart');
+      const l = prev.locks.find((x) => !x.reclaimed && x.fileId === req.fileId && x.start === range.start && x.end === range.end && x.kind === req.kind && x.style === req.style);
+      if (l === undefined) throw new VfsError('ENOENT', 'ENOENT: no such lock held before the restart');
+      l.reclaimed = true;
+      return;
+    }
+    for (const p of this.#prev.values()) {
+      if (p.complete) continue;
+      for (const l of p.locks) {
+        if (l.reclaimed || l.fileId !== req.fileId || l.start >= range.end || range.start >= l.end) continue;
+        if (l.kind === 'shared' && req.kind === 'shared') continue;
+        throw new VfsError('EGRACE');
+      }
+    }
+  }
+
+  #openGuard(rec: OpenRecord): void {
+    if (!this.inGrace) return;
+    const ctx = currentRequester();
+    if (ctx?.reclaim === true) {
+      const client = this.#host.leases.clients.clientOfOwner(rec.owner);
+      const prev = client === undefined ? undefined : this.#prev.get(client);
+      const o = prev?.complete === false ? prev.opens.find((x) => !x.reclaimed && x.fileId === rec.fileId && sameAccess(x.access, rec.access) && sameAccess(x.share, rec.share)) : undefined;
+      if (o === undefined) throw new VfsError('ENOENT', 'ENOENT: no such open held before the restart');
+      o.reclaimed = true;
+      return;
+    }
+    for (const p of this.#prev.values()) {
+      if (p.complete) continue;
+      for (const o of p.opens) if (!o.reclaimed && o.fileId === rec.fileId && shareConflict(o, rec)) throw new VfsError('EGRACE');
+    }
+  }
+
+  // ---- following the tables ----
+
+  #clientOfLockOwner(ownerId: string): string | undefined {
+    if (ownerId.startsWith('handle:')) return this.#handleClient.get(ownerId.slice('handle:'.length));
+    const i = ownerId.indexOf(':');
+    return i <= 0 ? undefined : this.#host.leases.clients.bound(ownerId.slice(0, i));
+  }
+
+  #liveOf(client: string | undefined): Live | undefined {
+    return client === undefined || this.#frozen ? undefined : this.#live.get(client);
+  }
+
+  #opened(rec: OpenRecord): void {
+    const i = rec.owner.indexOf(':');
+    const client = i <= 0 ? undefined : this.#host.leases.clients.bound(rec.owner.slice(0, i));
+    const live = this.#liveOf(client);
+    if (live === undefined) return;
+    this.#handleClient.set(rec.handleId, client!);
+    live.opens.set(rec.handleId, { fileId: rec.fileId, access: { ...rec.access }, share: { ...rec.share } });
+    this.#markDirty(client!);
+  }
+
+  #closed(rec: OpenRecord): void {
+    const client = this.#handleClient.get(rec.handleId);
+    if (client === undefined || this.#frozen) return;
+    this.#handleClient.delete(rec.handleId);
+    if (this.#live.get(client)?.opens.delete(rec.handleId)) this.#markDirty(client);
+  }
+
+  #locked(token: string, ownerId: string, lock: RecordedLock): void {
+    const client = this.#clientOfLockOwner(ownerId);
+    const live = this.#liveOf(client);
+    if (live === undefined) return;
+    this.#lockClient.set(token, client!);
+    live.locks.set(token, lock);
+    this.#markDirty(client!);
+  }
+
+  #unlocked(token: string): void {
+    const client = this.#lockClient.get(token);
+    if (client === undefined || this.#frozen) return;
+    this.#lockClient.delete(token);
+    if (this.#live.get(client)?.locks.delete(token)) this.#markDirty(client);
+  }
+
+  #markDirty(client: string): void {
+    if (this.#frozen) return;
+    this.#dirty.add(client);
+    if (this.#flushQueued) return;
+    this.#flushQueued = true;
+    queueMicrotask(() => this.#flush());
+  }
+
+  #flush(): void {
+    this.#flushQueued = false;
+    if (this.#dirty.size === 0) return;
+    const store = this.#host.store;
+    if (!store.db.isOpen) return;
+    store.commitGroup();
+    const now = this.#now();
+    const grace = this.#graceEndsAt !== undefined;
+    for (const client of this.#dirty) {
+      const live = this.#live.get(client);
+      const prev = grace ? this.#prev.get(client) : undefined;
+      // During grace the row keeps what may still be reclaimed: a crash now must not lose it.
+      const opens = [...(live?.opens.values() ?? []), ...(prev?.complete === false ? prev.opens.filter((o) => !o.reclaimed) : [])];
+      const locks = [...(live?.locks.values() ?? []), ...(prev?.complete === false ? prev.locks.filter((l) => !l.reclaimed) : [])];
+      const protocol = live?.protocol ?? prev?.protocol ?? '';
+      const verifier = live?.verifier ?? prev?.verifier ?? null;
+      try {
+        this.#st.upsert.run(client, protocol, verifier, encodeState(opens, locks), now);
+      } catch {
+        // A store failure loses reclaimability, not service.
+      }
+    }
+    this.#dirty.clear();
+  }
+
+  #complete(prev: Prev): void {
+    prev.complete = true;
+    this.#markDirty(prev.client);
+    for (const p of this.#prev.values()) if (!p.complete) return;
+    this.#endGrace();
+  }
+
+  #endGrace(): void {
+    if (this.#graceEndsAt === undefined) return;
+    this.#graceEndsAt = undefined;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#host.locks.guard = undefined;
+    this.#host.shareModes.guard = undefined;
+    // Clients that did not come back lose their records; the others' rows drop unreclaimed state.
+    for (const client of this.#prev.keys()) {
+      if (this.#live.has(client)) this.#dirty.add(client);
+      else if (!this.#frozen && this.#host.store.db.isOpen) this.#st.del.run(client);
+    }
+    this.#prev.clear();
+    this.#flush();
+  }
+}
