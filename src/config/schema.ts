@@ -115,6 +115,19 @@ const limitsSchema = z.strictObject({
   inFlightWaitMs: int().min(0).max(60_000).default(ADMISSION_DEFAULTS.inFlightWaitMs),
 });
 
+/**
+ * Leases, durable handles and the grace period after a restart (src/locks/leases.ts,
+ * durable-handles.ts, client-records.ts): shared by every protocol.
+ */
+const locksSchema = z.strictObject({
+  /** How long a lease/oplock/delegation holder has to acknowledge a break before it is revoked (SMB: 35 s). */
+  leaseBreakTimeoutMs: int().min(1).max(600_000).default(35_000),
+  /** After a restart, clients may reclaim their opens and locks for this long (NFS: one lease time, 90 s); 0 = none. */
+  graceMs: int().min(0).max(3_600_000).default(90_000),
+  /** The longest a durable handle is kept for its client's reconnect (SMB durable v2 asks for a timeout). */
+  durableHandleMaxMs: int().min(1).max(3_600_000).default(300_000),
+});
+
 /** A protocol entry: port (0 disables) and listen (default server.listen), plus the plugin's own keys. */
 const protocolEntrySchema = z.looseObject({
   port: port.optional(),
@@ -251,6 +264,7 @@ const baseSchema = z
     log: logSchema.prefault({}),
     auth: authSchema.prefault({}),
     limits: limitsSchema.prefault({}),
+    locks: locksSchema.prefault({}),
     protocols: protocolsSchema.prefault({}),
     shares: z.array(shareSchema).min(1, { error: 'must have at least one share' }),
   })

@@ -27,6 +27,8 @@ import { Metrics } from '../metrics/metrics.ts';
 import { join } from 'node:path';
 import { adminToken } from './admin-token.ts';
 import { DurableLocks } from '../locks/lock-persistence.ts';
+import { ClientRecords } from '../locks/client-records.ts';
+import { DurableHandles } from '../locks/durable-handles.ts';
 import { VfsError } from '../vfs/errors.ts';
 import { SessionManager } from '../session/session-manager.ts';
 import { MetadataStore } from '../store/metadata-store.ts';
@@ -106,6 +108,7 @@ export class Gateway {
   private state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
   private stopping: Promise<void> | undefined;
   private durableLocks: DurableLocks | undefined;
+  private clientRecords: ClientRecords | undefined;
   /** Shares whose start-up recovery (backend.recover()) is still running: /ready waits for them. */
   private readonly recovering = new Set<string>();
 
@@ -166,6 +169,13 @@ export class Gateway {
     this.durableLocks = new DurableLocks(vfs.locks, store, this.logger);
     const restored = this.durableLocks.start();
     if (restored > 0) this.logger.info({ locks: restored }, 'restored WebDAV locks');
+    // Leases, durable handles and the grace period after a restart (src/locks/), for every protocol.
+    const { leaseBreakTimeoutMs, durableHandleMaxMs, graceMs } = this.config.locks;
+    vfs.leases.configure({ breakTimeoutMs: leaseBreakTimeoutMs });
+    DurableHandles.of(vfs).configure({ maxTimeoutMs: durableHandleMaxMs });
+    this.clientRecords = ClientRecords.install(vfs, { graceMs });
+    const grace = this.clientRecords.status();
+    if (grace.active) this.logger.info({ clients: grace.pending, graceMs }, 'grace period: clients may reclaim the opens and locks they held');
     for (const share of this.config.shares) {
       vfs.addVolume(share.name, this.backends.get(share.name)!, { caseSensitive: share.caseSensitive, readOnly: share.readOnly, writeBack: share.writeBack });
     }
@@ -267,6 +277,8 @@ export class Gateway {
 
   private async stopInner(graceMs: number): Promise<void> {
     this.state = 'stopping';
+    // Before the front-ends end their clients: the records keep what clients held (to reclaim).
+    this.clientRecords?.freeze();
     const errors: unknown[] = [];
     const attempt = async (what: string, fn: () => Promise<void> | void): Promise<void> => {
       try {
@@ -285,6 +297,7 @@ export class Gateway {
     if (this.vfs) await attempt('vfs', () => this.vfs!.shutdown());
     // Without a VFS (failed start) the backends were never handed over: close them here.
     else for (const b of this.backends.values()) await attempt('backend', () => b.close());
+    await attempt('client records', () => this.clientRecords?.stop());
     await attempt('metadata store', () => this.store?.close());
     this.state = 'stopped';
     this.logger.info('portico stopped');
