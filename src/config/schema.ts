@@ -254,6 +254,11 @@ const shareSchema = z.strictObject({
    * parsed config of a share that does not use it stays as it was).
    */
   writeBack: writeBackSchema.optional(),
+  /**
+   * Per-share quota (src/vfs/quota.ts): most bytes (sum of file sizes) and names; past either,
+   * changes that grow usage fail with EDQUOT (WebDAV 507). Absent = none (kept absent when unset).
+   */
+  quota: z.strictObject({ bytes: int().min(0).optional(), files: int().min(0).optional() }).optional(),
 });
 
 const baseSchema = z

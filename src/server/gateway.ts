@@ -177,7 +177,13 @@ export class Gateway {
     const grace = this.clientRecords.status();
     if (grace.active) this.logger.info({ clients: grace.pending, graceMs }, 'grace period: clients may reclaim the opens and locks they held');
     for (const share of this.config.shares) {
-      vfs.addVolume(share.name, this.backends.get(share.name)!, { caseSensitive: share.caseSensitive, readOnly: share.readOnly, writeBack: share.writeBack });
+      vfs.addVolume(share.name, this.backends.get(share.name)!, {
+        caseSensitive: share.caseSensitive,
+        readOnly: share.readOnly,
+        writeBack: share.writeBack,
+        // The source names the counter: a share pointed elsewhere is scanned again.
+        ...(share.quota !== undefined ? { quota: { ...share.quota, source: share.source } } : {}),
+      });
     }
     // Before serving: stages journaled by async write-back before the last stop (or crash) are
     // reopened (the files read as their staged content meanwhile); every other stage file of a
@@ -241,6 +247,8 @@ export class Gateway {
           const name = this.config.shares.find((s) => s.name.toLowerCase() === share.toLowerCase())?.name;
           if (!name || !this.vfs) throw new VfsError('ENOENT', `no share named ${share}`);
           this.vfs.invalidate(name, path);
+          // Outside changes may have moved the share's usage: its quota counter is scanned again.
+          void this.vfs.volume(name).quota?.rescan();
           this.logger.info({ share: name, path }, 'cache refreshed');
         },
       });

@@ -369,7 +369,9 @@ export class Vfs {
   }
 
   async statfs(volume: string): Promise<StatFsResult> {
-    return this.volume(volume).backend.statfs();
+    const v = this.volume(volume);
+    const st = await v.backend.statfs();
+    return v.quota ? v.quota.statfs(st) : st;
   }
 
   /**
@@ -450,6 +452,7 @@ export class Vfs {
       if (disp === 'open' || disp === 'truncate') throw new VfsError('ENOENT', undefined, { path: p });
       if (r.path === '/') throw new VfsError('EEXIST', undefined, { path: p });
       this.checkTokenLocks(v, r.path, tokens, { self: false, parent: true });
+      v.quota?.check(1, 0, p);
       if (expect === 'dir') st = await v.backend.mkdir(r.path, opts.mode);
       else ({ st, file: createdFile } = await this.createEmpty(v, r.path, opts.mode, disp === 'create', opts.access.write));
       created = true;
@@ -489,6 +492,7 @@ export class Vfs {
       if (created && opts.winAttributes !== undefined) v.setWinAttributes(r.path, opts.winAttributes & SETTABLE_WIN_ATTRS);
       const truncate = !created && (disp === 'truncate' || disp === 'createOrTruncate');
       if (st.type === 'file' && !h.file) await this.attachData(v, h, truncate);
+      if (truncate && st.type === 'file') v.quota?.truncated(r.path, row.id, st.size);
     } catch (e) {
       this.shareModes.close(h.id);
       await h.file?.close().catch(() => undefined);
@@ -500,6 +504,7 @@ export class Vfs {
     let set = this.handlesByFile.get(row.id);
     if (!set) this.handlesByFile.set(row.id, (set = new Set()));
     set.add(h);
+    if (created) v.quota?.add(r.path, 1, st.type === 'file' ? st.size : 0);
     if (created) this.emit(v, 'create', row.id, r.path, st.type);
     return h;
   }
@@ -750,10 +755,13 @@ export class Vfs {
     if (offset + data.length > h.volume.backend.capabilities.maxFileSize) throw new VfsError('EFBIG');
     this.checkIo(h, offset, data.length, 'write');
     if (this.leases.size > 0) await this.leases.beforeWrite(h.fileId, h);
+    // Quota: growth past the limit fails before the bytes land (counted now, undone on failure).
+    const grew = h.volume.quota ? await h.volume.quota.resize(h, offset + data.length) : 0;
     let n: number;
     try {
       n = h.stage ? await h.stage.write(offset, data) : await h.file!.write(offset, data);
     } catch (e) {
+      h.volume.quota?.undo(h, grew);
       throw toVfsError(e, h.path);
     }
     this.emit(h.volume, 'modify', h.fileId, h.path, 'file');
@@ -840,6 +848,7 @@ export class Vfs {
     const set = this.handlesByFile.get(h.fileId);
     set?.delete(h);
     if (set?.size === 0) this.handlesByFile.delete(h.fileId);
+    if (set?.size === 0) h.volume.quota?.lastClose(h.fileId);
     const res = this.shareModes.close(h.id);
     if (res?.last && res.deletePending && !h.orphaned) {
       try {
@@ -925,8 +934,14 @@ export class Vfs {
     if (!Number.isSafeInteger(size) || size < 0) throw new VfsError('EINVAL');
     this.checkIo(h, Math.min(size, Number.MAX_SAFE_INTEGER - 1), 1, 'write');
     if (this.leases.size > 0) await this.leases.beforeWrite(h.fileId, h);
-    if (h.stage) await h.stage.truncate(size);
-    else await h.file!.truncate(size);
+    const grew = h.volume.quota ? await h.volume.quota.resize(h, size, true) : 0;
+    try {
+      if (h.stage) await h.stage.truncate(size);
+      else await h.file!.truncate(size);
+    } catch (e) {
+      h.volume.quota?.undo(h, grew);
+      throw e;
+    }
     this.emit(h.volume, 'modify', h.fileId, h.path, 'file');
   }
 
@@ -962,6 +977,8 @@ export class Vfs {
     const existingId = checks();
     if (existingId !== undefined && this.leases.size > 0) await this.leases.beforeWrite(existingId, opts.owner);
     const existing = r.stat && existingId !== undefined ? this.attr(v, v.row(r.path), r.stat) : undefined;
+    // Quota: the declared size is checked now, the bytes reserved as they come, counted at commit.
+    const qw = v.quota?.writer(r.path, existing?.size ?? 0, existingId === undefined, opts.sizeHint);
     const recId = `replace:${randomUUID()}`;
     if (existingId !== undefined) {
       this.shareModes.open({ handleId: recId, fileId: existingId, owner: opts.owner, access: { read: false, write: true, delete: false }, share: SHARE_ALL, deleteOnClose: false });
@@ -973,12 +990,14 @@ export class Vfs {
       w = staged ?? await v.backend.createWriter(r.path, { exclusive: opts.exclusive ?? false, mode: opts.mode ?? 0o644, ...(opts.sizeHint !== undefined ? { sizeHint: opts.sizeHint } : {}) });
     } catch (e) {
       if (existingId !== undefined) this.shareModes.close(recId);
+      qw?.release();
       throw toVfsError(e, p);
     }
     let settled = false;
     const finish = (): void => {
       settled = true;
       if (existingId !== undefined) this.shareModes.close(recId);
+      qw?.release();
     };
     const maxSize = v.backend.capabilities.maxFileSize;
     let size = 0;
@@ -989,6 +1008,7 @@ export class Vfs {
         if (settled) throw new VfsError('EBADF', 'writer already committed or aborted');
         size += chunk.length;
         if (size > maxSize) throw new VfsError('EFBIG', undefined, { path: p });
+        qw?.grow(size);
         try {
           await w.write(chunk);
         } catch (e) {
@@ -999,6 +1019,7 @@ export class Vfs {
         if (settled) throw new VfsError('EBADF', 'writer already committed or aborted');
         for (const c of chunks) size += c.length;
         if (size > maxSize) throw new VfsError('EFBIG', undefined, { path: p });
+        qw?.grow(size);
         try {
           if (w.writev) await w.writev(chunks);
           else for (const c of chunks) await w.write(c);
@@ -1016,10 +1037,13 @@ export class Vfs {
           checks();
           // The new content may come as a new inode (an atomic replace): not a replacement of the file.
           if (existingId !== undefined) this.changes.expect(v.row(r.path));
+          qw?.grow(size);
           const st = await w.commit();
           finish();
           if (wbRelease !== undefined) await this.writeBack.cancel(existingId!);
           const existed = existingId !== undefined && v.existingId(r.path) === existingId;
+          qw?.commit(r.path, size, existed);
+          if (existingId !== undefined) v.quota?.forgetSize(existingId);
           const row = existed ? v.row(r.path) : v.newRow(r.path, st);
           const shown = staged !== undefined ? await staged.journal(row.id) : st;
           this.emit(v, existed ? 'modify' : 'create', row.id, r.path, 'file');
@@ -1050,8 +1074,10 @@ export class Vfs {
     const r = await v.resolve(p);
     if (r.stat) throw new VfsError('EEXIST', undefined, { path: p });
     this.checkTokenLocks(v, r.path, tokens, { self: false, parent: true });
+    v.quota?.check(1, 0, p);
     const st = await v.backend.mkdir(r.path, mode ?? 0o755);
     const row = v.newRow(r.path, st);
+    v.quota?.add(r.path, 1, 0);
     this.emit(v, 'create', row.id, r.path, 'dir');
     return this.attr(v, row, st);
   }
@@ -1072,6 +1098,7 @@ export class Vfs {
     const row = v.row(path);
     // A pending async upload must not land after the delete (it would bring the file back).
     const wbRelease = this.writeBack.has(row.id) ? await this.writeBack.pause([row.id]) : undefined;
+    const size = v.quota ? await v.quota.sizeOf(path, row.id) : 0;
     try {
       await v.backend.unlink(path);
     } catch (e) {
@@ -1084,6 +1111,7 @@ export class Vfs {
     this.orphan(row.id);
     if (wbRelease !== undefined || this.writeBack.has(row.id)) await this.writeBack.cancel(row.id).finally(() => wbRelease?.());
     v.removed(path, 'file');
+    v.quota?.replaced(path, row.id, { type: 'file', size });
     this.locks.releaseFile(row.id);
     this.emit(v, 'delete', row.id, path, 'file');
   }
@@ -1109,6 +1137,7 @@ export class Vfs {
     const row = v.row(path);
     await v.backend.rmdir(path);
     for (const id of v.removed(path, 'dir')) this.locks.releaseFile(id);
+    v.quota?.add(path, -1, 0);
     this.emit(v, 'delete', row.id, path, 'dir');
   }
 
@@ -1155,10 +1184,12 @@ export class Vfs {
     if (replacedId !== undefined && this.writeBack.has(replacedId)) wbIds.push(replacedId);
     const wbRelease = wbIds.length > 0 ? await this.writeBack.pause(wbIds) : undefined;
     const atomic = v.backend.capabilities.atomicRename && v.backend.rename !== undefined;
+    v.quota?.moved(src.path, target, src.stat.type, src.stat.size);
     if (!atomic && src.stat.type === 'dir') {
       // A journaled tree move (src/vfs/tree-move.ts). It owns the id update, the handles, the
       // pending uploads and the change event, now or when it completes in the background.
       await this.renameTree(v, src.path, src.stat, target, srcRow.id, replacedId, wbRelease);
+      if (replacedId !== undefined) v.quota?.replaced(dst.path, replacedId, dst.stat!);
       return;
     }
     let leave: (() => void) | undefined;
@@ -1180,6 +1211,7 @@ export class Vfs {
     if (replacedId !== undefined) {
       this.orphan(replacedId);
       this.locks.releaseFile(replacedId);
+      v.quota?.replaced(dst.path, replacedId, dst.stat!);
     }
     v.moved(src.path, target, src.stat.type);
     const moved = this.retargetHandles(src.path, target, v);
@@ -1392,6 +1424,7 @@ export class Vfs {
     try {
       guard?.source?.(from);
       guard?.target?.(to);
+      w.quota?.check(1, st.type === 'file' ? st.size : 0, to);
       const srcRow = v.row(from);
       let out: BackendStat;
       if (st.type === 'dir') out = await w.backend.mkdir(to, st.mode);
@@ -1406,6 +1439,7 @@ export class Vfs {
         out = await this.copyFileData(v, from, to, w, st.mode);
       }
       const row = w.newRow(to, out);
+      w.quota?.add(to, 1, out.type === 'file' ? out.size : 0);
       this.store.copyProps(srcRow.id, row.id);
       if (srcRow.attrs !== 0n) w.setWinAttributes(to, Number(srcRow.attrs));
       this.emit(w, 'create', row.id, to, out.type);
@@ -1478,8 +1512,10 @@ export class Vfs {
     const r = await v.resolve(p);
     if (r.stat) throw new VfsError('EEXIST', undefined, { path: p });
     this.checkTokenLocks(v, r.path, tokens, { self: false, parent: true });
+    v.quota?.check(1, 0, p);
     const st = await v.backend.symlink(target, r.path);
     const row = v.newRow(r.path, st);
+    v.quota?.add(r.path, 1, 0);
     this.emit(v, 'create', row.id, r.path, 'symlink');
     return this.attr(v, row, st);
   }
@@ -1501,8 +1537,11 @@ export class Vfs {
     const r = await v.resolve(p);
     if (r.stat) throw new VfsError('EEXIST', undefined, { path: p });
     this.checkTokenLocks(v, r.path, tokens, { self: false, parent: true });
+    // A hard link counts its size once more, as a scan of names does.
+    v.quota?.check(1, src.stat.type === 'file' ? src.stat.size : 0, p);
     const st = await v.backend.link(src.path, r.path);
     const row = v.newRow(r.path, st);
+    v.quota?.add(r.path, 1, st.type === 'file' ? st.size : 0);
     this.emit(v, 'create', row.id, r.path, 'file');
     return this.attr(v, row, st);
   }
@@ -1538,8 +1577,11 @@ export class Vfs {
       if (set.size > v.backend.capabilities.maxFileSize) throw new VfsError('EFBIG', undefined, { path });
       if (this.leases.size > 0) await this.leases.beforeWrite(row.id);
       const stage = this.stages.get(row.id);
+      const old = v.quota?.openSize(row.id) ?? (stage?.dirty ? stage.size : st.size);
+      v.quota?.check(0, set.size - old, path);
       if (stage) await stage.truncate(set.size);
       else await v.backend.truncate(path, set.size);
+      v.quota?.resized(path, row.id, old, set.size);
       kind = 'modify';
     }
     const meta: Parameters<Backend['setMetadata']>[1] = {};
@@ -1759,6 +1801,8 @@ export class Vfs {
     await this.writeBack.drain();
     await this.writeBack.close();
     this.locks.close();
+    // Quota counters are saved as clean (the next start trusts them without a scan).
+    for (const v of this.volumes.values()) await v.quota?.close();
     for (const v of this.volumes.values()) await v.backend.close().catch(() => undefined);
   }
 }

@@ -11,6 +11,7 @@ import type { MetadataStore, NodeRow } from '../store/metadata-store.ts';
 import type { FileId } from './types.ts';
 import { initialChange, isReplaced } from './change-tracker.ts';
 import { FoldedIndex, type FoldedIndexOptions } from './folded-index.ts';
+import { ShareQuota, type QuotaOptions } from './quota.ts';
 
 export interface VolumeOptions {
   /** false = Windows-style: names match regardless of case. */
@@ -18,6 +19,8 @@ export interface VolumeOptions {
   readOnly?: boolean;
   /** Bounds and TTL of the folded-name index (src/vfs/folded-index.ts); defaults for production. */
   foldedIndex?: FoldedIndexOptions;
+  /** Per-share quota (src/vfs/quota.ts); absent, or neither limit set: none. */
+  quota?: QuotaOptions;
 }
 
 /** Pages used when a name must be found by scanning a directory (case/normalisation mismatch). */
@@ -53,6 +56,8 @@ export class Volume {
    * without listing the directory again (src/vfs/folded-index.ts).
    */
   readonly folded: FoldedIndex;
+  /** Usage accounting and EDQUOT enforcement when the share has a quota (src/vfs/quota.ts). */
+  readonly quota: ShareQuota | undefined;
 
   constructor(name: string, backend: Backend, store: MetadataStore, options: VolumeOptions = {}) {
     this.name = name;
@@ -73,6 +78,8 @@ export class Volume {
     });
     this.identity = backend.capabilities.nativeIdentity === true;
     this.folded = new FoldedIndex((nfc) => this.key(nfc), options.foldedIndex);
+    const q = options.quota;
+    this.quota = q !== undefined && (q.bytes !== undefined || q.files !== undefined) ? new ShareQuota(name, backend, store, q) : undefined;
   }
 
   private cache(path: string, row: NodeRow): NodeRow {
