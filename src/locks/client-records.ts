@@ -259,7 +259,9 @@ export class ClientRecords {
   // ---- guards (installed only while grace may be active) ----
 
   #lockGuard(req: LockRequest): void {
-    if (req.style === 'token' || !this.inGrace) return;
+    // Token locks are not recorded (WebDAV's survive restarts on their own), but a new one that
+    // conflicts with a recorded lock waits for the grace period like any other.
+    if (!this.inGrace) return;
     const client = this.#clientOfLockOwner(req.owner.id);
     const range = req.range ?? WHOLE_FILE;
     if (req.reclaim === true) {
