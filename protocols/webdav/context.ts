@@ -31,6 +31,10 @@ export interface DavSettings {
   maxPropfindProperties: number;
   /** Largest PROPFIND answer in bytes (protocols.webdav.maxPropfindResponseBytes). */
   maxPropfindResponseBytes: number;
+  /** Properties one PROPPATCH may set or remove (protocols.webdav.maxProppatchProperties). */
+  maxProppatchProperties: number;
+  /** Largest dead property value PROPPATCH stores, bytes (protocols.webdav.maxPropertyValueBytes). */
+  maxPropertyValueBytes: number;
   /** Share names (lower-case) that refuse AppleDouble `._*` files. */
   refuseAppleDouble: Set<string>;
 }

@@ -22,6 +22,10 @@ export interface WebdavOptions {
   maxPropfindProperties: number;
   /** Largest PROPFIND answer, estimated before the work (-> 403) and counted while streaming. */
   maxPropfindResponseBytes: number;
+  /** Properties one PROPPATCH may set or remove; more -> 413 while the body is parsed. */
+  maxProppatchProperties: number;
+  /** Largest dead property value PROPPATCH stores (the element as stored, UTF-8); larger -> 413. */
+  maxPropertyValueBytes: number;
 }
 
 export const WEBDAV_DEFAULTS = {
@@ -42,6 +46,17 @@ export const WEBDAV_DEFAULTS = {
    * CPU and that much bandwidth for one request.
    */
   maxPropfindResponseBytes: 128 * 1024 * 1024,
+  /**
+   * Clients set a handful per request (Windows WebClient the four Win32 times and attributes, litmus
+   * at most a few dozen); a PROPPATCH of 40,000 properties (430 KB) used to hold the event loop
+   * ~690 ms parsing and storing them in one piece.
+   */
+  maxProppatchProperties: 256,
+  /**
+   * Dead properties are metadata (tags, checksums, a client's bookkeeping: bytes to a few KB); every
+   * allprop PROPFIND of the collection sends each value again, per member.
+   */
+  maxPropertyValueBytes: 64 * 1024,
 } as const;
 
 /** Time allowed for the request line and headers (slowloris guard). */
@@ -65,6 +80,8 @@ export function webdavOptions(config: PorticoConfig): WebdavOptions {
     requestTimeoutMs: pick('requestTimeoutMs', WEBDAV_DEFAULTS.requestTimeoutMs),
     maxPropfindProperties: pick('maxPropfindProperties', WEBDAV_DEFAULTS.maxPropfindProperties),
     maxPropfindResponseBytes: pick('maxPropfindResponseBytes', WEBDAV_DEFAULTS.maxPropfindResponseBytes),
+    maxProppatchProperties: pick('maxProppatchProperties', WEBDAV_DEFAULTS.maxProppatchProperties),
+    maxPropertyValueBytes: pick('maxPropertyValueBytes', WEBDAV_DEFAULTS.maxPropertyValueBytes),
   };
 }
 
@@ -79,6 +96,8 @@ export function davSettings(config: PorticoConfig, o: WebdavOptions = webdavOpti
     maxInfinityEntries: 100_000,
     maxPropfindProperties: o.maxPropfindProperties,
     maxPropfindResponseBytes: o.maxPropfindResponseBytes,
+    maxProppatchProperties: o.maxProppatchProperties,
+    maxPropertyValueBytes: o.maxPropertyValueBytes,
     refuseAppleDouble: new Set(config.shares.filter((s) => s.webdav?.refuseAppleDouble === true).map((s) => s.name.toLowerCase())),
   };
 }

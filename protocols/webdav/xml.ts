@@ -42,8 +42,14 @@ export const DEFAULT_XML_LIMITS: XmlLimits = { maxBytes: 1024 * 1024, maxElement
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
 
+/**
+ * Called for each element as it is opened, with its ancestors (root first), before its content is
+ * parsed: a method can count what it bounds and throw (an HttpError) to stop parsing there.
+ */
+export type XmlOpenHook = (el: XmlElement, ancestors: readonly XmlElement[]) => void;
+
 /** Parses a request body; undefined for an empty (or whitespace-only) body. Throws HttpError 400/413. */
-export function parseXml(body: Buffer, limits: XmlLimits = DEFAULT_XML_LIMITS): XmlElement | undefined {
+export function parseXml(body: Buffer, limits: XmlLimits = DEFAULT_XML_LIMITS, onOpen?: XmlOpenHook): XmlElement | undefined {
   if (body.length > limits.maxBytes) throw new HttpError(413, 'XML body too large');
   let text: string;
   try {
@@ -76,6 +82,7 @@ export function parseXml(body: Buffer, limits: XmlLimits = DEFAULT_XML_LIMITS): 
     const parent = stack.at(-1);
     if (parent) parent.children.push(el);
     else root = el;
+    onOpen?.(el, stack);
     stack.push(el);
   });
   parser.on('closetag', () => {

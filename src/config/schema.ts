@@ -153,6 +153,9 @@ const webdavProtocol = z
     // Work bounds of one PROPFIND (protocols/webdav/methods/propfind.ts).
     maxPropfindProperties: int().min(1).optional(),
     maxPropfindResponseBytes: int().min(1024).optional(),
+    // Work bounds of one PROPPATCH (protocols/webdav/methods/proppatch.ts).
+    maxProppatchProperties: int().min(1).optional(),
+    maxPropertyValueBytes: int().min(1024).optional(),
   })
   .prefault({});
 

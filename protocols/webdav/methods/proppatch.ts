@@ -9,6 +9,16 @@
  *   the file's real birth/access/modification times and Windows attributes with one
  *   `session.setattr`; if the dead-property part then fails, the attributes are put back.
  * - Other computed properties are protected: 403 with cannot-modify-protected-property.
+ *
+ * Work bounds (security issue 15 §4: a PROPPATCH setting 40,000 properties, a 430 KB body, held the
+ * event loop ~690 ms being parsed, stored in one transaction and answered in one piece):
+ * - At most `maxProppatchProperties` properties set or removed per request, counted while the body
+ *   is parsed: the parser stops at the first one over the limit (413 naming the key) instead of
+ *   building the whole tree. Properties are counted, not elements: a value may hold markup.
+ * - A dead property value (the element as stored) over `maxPropertyValueBytes` refuses the request
+ *   with 413 naming the key. Both are checked before anything is applied, so nothing is stored.
+ * 413 as for PROPFIND's name limit: request content the server will not process in one go, which
+ * will fail again unchanged (the client can split it; a 507 would read as a server failure).
  */
 import type { PropChange } from '../../../src/store/metadata-store.ts';
 import type { SetAttr } from '../../../src/vfs/types.ts';
@@ -16,13 +26,15 @@ import type { DavContext } from '../context.ts';
 import { HttpError, statusLine } from '../errors.ts';
 import { checkPreconditions, hasPreconditions } from '../conditional.ts';
 import { MULTISTATUS_CLOSE, MULTISTATUS_OPEN, isProtectedProperty, isWin32Property } from '../properties.ts';
-import { DAV_NS, childElements, escapeText, isDav, propTag, serializeElement, textOf, type XmlElement } from '../xml.ts';
+import { DAV_NS, childElements, escapeText, isDav, parseXml, propTag, serializeElement, textOf, type XmlElement } from '../xml.ts';
 
 interface Op {
   set: boolean;
   el: XmlElement;
   status: number;
   condition?: string;
+  /** A dead property's stored value (set), serialised while the request is checked. */
+  value?: Buffer;
 }
 
 const WIN32_FIELD: Record<string, keyof SetAttr> = {
@@ -39,11 +51,30 @@ function win32Value(local: string, text: string): bigint | number | undefined {
   return Number.isNaN(ms) ? undefined : BigInt(ms) * 1_000_000n;
 }
 
+/**
+ * Reads and parses a PROPPATCH body, counting the properties it sets or removes as they are opened
+ * (propertyupdate > set|remove > prop > property) and stopping at the first one over
+ * maxProppatchProperties with 413.
+ */
+function readPropertyUpdate(ctx: DavContext, body: Buffer): XmlElement | undefined {
+  const max = ctx.settings.maxProppatchProperties;
+  let properties = 0;
+  return parseXml(body, ctx.settings.xmlLimits, (_el, up) => {
+    if (up.length !== 3 || !isDav(up[0]!, 'propertyupdate') || !isDav(up[2]!, 'prop')) return;
+    const instr = up[1]!;
+    if (instr.ns !== DAV_NS || (instr.local !== 'set' && instr.local !== 'remove')) return;
+    if (++properties > max) {
+      throw new HttpError(
+        413,
+        `PROPPATCH sets or removes more than ${max} properties; at most ${max} are accepted per request (protocols.webdav.maxProppatchProperties): send them in several requests`,
+      );
+    }
+  });
+}
+
 export async function proppatch(ctx: DavContext): Promise<void> {
-  const root = await ctx.xmlBody();
+  const root = readPropertyUpdate(ctx, await ctx.body());
   if (!root || !isDav(root, 'propertyupdate')) throw new HttpError(400, 'PROPPATCH body must be a DAV:propertyupdate element');
-  const attr = await ctx.session.getattr(ctx.share, ctx.path);
-  if (hasPreconditions(ctx) && checkPreconditions(ctx, attr) !== undefined) throw new HttpError(412, 'precondition failed');
 
   const ops: Op[] = [];
   for (const instr of childElements(root)) {
@@ -54,6 +85,20 @@ export async function proppatch(ctx: DavContext): Promise<void> {
     }
   }
   if (ops.length === 0) throw new HttpError(400, 'PROPPATCH without any property');
+  // Values are checked before anything is looked up or applied: a refusal stores nothing.
+  const maxValue = ctx.settings.maxPropertyValueBytes;
+  for (const op of ops) {
+    if (!op.set || isWin32Property(op.el.ns, op.el.local) || isProtectedProperty(op.el.ns, op.el.local)) continue;
+    op.value = Buffer.from(serializeElement(op.el), 'utf8');
+    if (op.value.length > maxValue) {
+      throw new HttpError(
+        413,
+        `PROPPATCH value of {${op.el.ns}}${op.el.local} is ${op.value.length} bytes; property values of at most ${maxValue} bytes are stored (protocols.webdav.maxPropertyValueBytes)`,
+      );
+    }
+  }
+  const attr = await ctx.session.getattr(ctx.share, ctx.path);
+  if (hasPreconditions(ctx) && checkPreconditions(ctx, attr) !== undefined) throw new HttpError(412, 'precondition failed');
 
   const changes: PropChange[] = [];
   const set: SetAttr = {};
@@ -74,7 +119,7 @@ export async function proppatch(ctx: DavContext): Promise<void> {
       op.condition = 'cannot-modify-protected-property';
       failed = true;
     } else {
-      changes.push({ ns, name: local, value: op.set ? Buffer.from(serializeElement(op.el), 'utf8') : null });
+      changes.push({ ns, name: local, value: op.set ? op.value! : null });
     }
   }
   if (failed) {
