@@ -352,17 +352,24 @@ export class LeaseTable {
     await this.#breakAll(set, this.#requester(by), () => 0);
   }
 
-  /** Before a rename or delete of these files or directories: H of leases on them or below them. */
-  async beforeNamespace(volume: string, ids: FileId[]): Promise<void> {
-    const targets = new Set(ids);
-    const hit: Lease[] = [];
-    for (const set of this.#byFile.values()) {
-      for (const l of set) {
-        if (l.volume !== volume || (l.level & LEASE_H) === 0) continue;
-        if (targets.has(l.fileId) || this.#host.ancestorsOf(volume, l.fileId).some((a) => targets.has(a))) hit.push(l);
+  /**
+   * Before a rename or delete: H of leases on `files` (the files and directories themselves), and
+   * for `dirs` (directories renamed or removed) of leases on anything below them. Only the latter
+   * walks the leases of the volume (a path lookup each); a file's own delete looks up its leases.
+   */
+  async beforeNamespace(volume: string, files: FileId[], dirs: FileId[] = []): Promise<void> {
+    const hit = new Set<Lease>();
+    for (const id of files) for (const l of this.#byFile.get(id) ?? []) if ((l.level & LEASE_H) !== 0) hit.add(l);
+    if (dirs.length > 0) {
+      const targets = new Set(dirs);
+      for (const set of this.#byFile.values()) {
+        for (const l of set) {
+          if (l.volume !== volume || (l.level & LEASE_H) === 0 || hit.has(l)) continue;
+          if (this.#host.ancestorsOf(volume, l.fileId).some((a) => targets.has(a))) hit.add(l);
+        }
       }
     }
-    if (hit.length === 0) return;
+    if (hit.size === 0) return;
     await this.#breakAll(hit, this.#requester(), () => LEASE_R | LEASE_W);
   }
 

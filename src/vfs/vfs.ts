@@ -1128,7 +1128,7 @@ export class Vfs {
     const r = await this.existing(v, p);
     if (r.stat.type !== 'dir') throw new VfsError('ENOTDIR', undefined, { path: p });
     this.checkTokenLocks(v, r.path, tokens, { self: true, parent: true });
-    if (this.leases.size > 0) await this.leases.beforeNamespace(v.name, [v.row(r.path).id]);
+    if (this.leases.size > 0) await this.leases.beforeNamespace(v.name, [], [v.row(r.path).id]);
     this.shareModes.checkDelete(v.row(r.path).id);
     await this.rmdirPath(v, r.path);
   }
@@ -1161,7 +1161,9 @@ export class Vfs {
     const srcRow = v.row(src.path);
     this.checkTokenLocks(v, src.path, tokens, { self: true, parent: true });
     this.checkTokenLocks(v, dst.path, tokens, { self: dst.stat !== undefined && dst.path !== src.path, parent: true });
-    if (this.leases.size > 0) await this.leases.beforeNamespace(v.name, dst.stat && dst.path !== src.path ? [srcRow.id, v.row(dst.path).id] : [srcRow.id]);
+    if (this.leases.size > 0) {
+      await this.leases.beforeNamespace(v.name, dst.stat && dst.path !== src.path ? [srcRow.id, v.row(dst.path).id] : [srcRow.id], src.stat.type === 'dir' ? [srcRow.id] : []);
+    }
     let target = dst.path;
     if (dst.stat && dst.path !== src.path) {
       if (options.replace === false) throw new VfsError('EEXIST', undefined, { path: t });
@@ -1466,7 +1468,7 @@ export class Vfs {
     const p = v.normalize(path);
     if (p === '/') throw new VfsError('EBUSY', 'cannot remove the share root', { path: p });
     const r = await this.existing(v, p);
-    if (this.leases.size > 0) await this.leases.beforeNamespace(v.name, [v.row(r.path).id]);
+    if (this.leases.size > 0) await this.leases.beforeNamespace(v.name, [v.row(r.path).id], r.stat.type === 'dir' ? [v.row(r.path).id] : []);
     const errors: TreeError[] = [];
     await this.removeNode(v, r.path, r.stat, errors, tokens, guard);
     return errors;

@@ -124,6 +124,25 @@ for (const f of STATE_BACKENDS) {
       await expect(other.getattr('s', '/g')).rejects.toMatchObject({ code: 'ENOENT' });
     });
 
+    it('renaming a directory above the file breaks H; renaming a sibling breaks nothing', async () => {
+      await holder.mkdir('s', '/d');
+      const w = await holder.replaceContent('s', '/d/x');
+      await w.write(enc('x'));
+      await w.commit();
+      await holder.mkdir('s', '/d/sub');
+      const h = await holder.withLeaseKey('LD', () => holder.open('s', '/d/x', { access: RO, owner: 'x' }));
+      expect(holder.requestLease(h, { key: 'LD', level: RH, onBreak: (ev) => breaks.push(ev) }).level).toBe(RH);
+      await other.rename('s', '/d/sub', '/d/sub2');
+      await other.rename('s', '/f', '/f2');
+      expect(breaks).toEqual([]);
+      const renaming = other.rename('s', '/d', '/e');
+      expect(await settledWithin(renaming, 30)).toBe(false);
+      expect(breaks[0]).toMatchObject({ from: RH, to: LEASE_R });
+      holder.ackLeaseBreak('LD', LEASE_R);
+      await renaming;
+      expect(h.path).toBe('/e/x');
+    });
+
     it('a holder that never acknowledges is revoked after the break timeout, and the operation proceeds', async () => {
       await lease(RWH, 'L1', { breakTimeoutMs: 150 });
       const t0 = Date.now();
