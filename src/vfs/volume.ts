@@ -140,7 +140,7 @@ export class Volume {
    * Component by component from the root: the exact spelling first, then the directory's folded
    * index. A directory component the fresh index knows under one spelling needs no stat; the last
    * component's exact spelling was just stat'ed by resolve() when everything before it matched
-   * exactly, so a miss there costs no backend call at all once its directory is indexed.
+   * exactly, so a miss there costs nothing beyond that stat once its directory is indexed.
    */
   private async resolveByScan(path: string): Promise<{ path: string; stat: BackendStat | undefined }> {
     let cur = '/';
@@ -159,7 +159,9 @@ export class Volume {
         }
       }
       let st: BackendStat | undefined;
-      if (!(last && exact)) {
+      // The last name needs no stat of its own when resolve() just stat'ed it (everything before it
+      // matched exactly), or when its directory's fresh index answers for it (one spelling or none).
+      if (!(last && (exact || this.folded.peek(cur, key, true) !== undefined))) {
         try {
           st = await this.backend.stat(joinPath(cur, seg));
           cur = joinPath(cur, seg);
