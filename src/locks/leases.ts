@@ -160,6 +160,8 @@ export class LeaseTable {
   /** Every lease in force, per file: its size is the VFS hooks' fast path. */
   readonly #byFile = new Map<FileId, Set<Lease>>();
   readonly #byHolder = new Map<string, Lease>();
+  /** Leases granted without a handle, per ClientState id (they end with it; a lookup, not a scan, at every session end). */
+  readonly #byState = new Map<string, Set<Lease>>();
   /** The lease a handle was granted with (kept after the lease ends: the handle's holder identity). */
   readonly #ofHandle = new WeakMap<LeaseHandle, Lease>();
   readonly #host: LeaseHost;
@@ -236,6 +238,11 @@ export class LeaseTable {
         live: true,
       };
       this.#byHolder.set(hkey, lease);
+      if (!lease.boundToHandles && lease.stateId !== undefined) {
+        let mine = this.#byState.get(lease.stateId);
+        if (mine === undefined) this.#byState.set(lease.stateId, (mine = new Set()));
+        mine.add(lease);
+      }
       let set = this.#byFile.get(req.fileId);
       if (set === undefined) this.#byFile.set(req.fileId, (set = new Set()));
       set.add(lease);
@@ -291,7 +298,8 @@ export class LeaseTable {
 
   /** The ClientState ended: its leases without handles go (NFS: the client's lease expired). */
   releaseState(stateId: string): void {
-    for (const l of [...this.#byHolder.values()]) if (l.stateId === stateId && !l.boundToHandles) this.#remove(l);
+    const mine = this.#byState.get(stateId);
+    if (mine !== undefined) for (const l of [...mine]) this.#remove(l);
   }
 
   /** Does this handle's lease cache handles (H)? A parked durable handle with one is not evicted silently. */
@@ -502,6 +510,10 @@ export class LeaseTable {
     if (l.timer !== undefined) clearTimeout(l.timer);
     l.timer = undefined;
     this.#byHolder.delete(l.hkey);
+    if (l.stateId !== undefined) {
+      const mine = this.#byState.get(l.stateId);
+      if (mine?.delete(l) && mine.size === 0) this.#byState.delete(l.stateId);
+    }
     const set = this.#byFile.get(l.fileId);
     if (set?.delete(l) && set.size === 0) this.#byFile.delete(l.fileId);
     this.#wakeWaiters(l);

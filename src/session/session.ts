@@ -853,6 +853,8 @@ export class Session {
    * Makes an open handle durable: when this client ends (connection lost) it is parked with its
    * share mode, its locks and its lease for `timeoutMs` (0 or absent: 60 s; capped by
    * locks.durableHandleMaxMs), and reclaimDurable(key) by the same principal takes it back.
+   * end() parks whatever is durable: on a clean LOGOFF or TREE_DISCONNECT, where SMB closes durable
+   * handles, the front-end closes them itself first.
    */
   makeDurable(h: Handle, o: { key: string; timeoutMs?: number }): { timeoutMs: number } {
     if (this.closed) throw new VfsError('EBADF', 'session closed');
