@@ -259,8 +259,12 @@ class RpcConnection {
     }
   }
 
+  /**
+   * At or past the bound, the last write() returned false (the bound is never below the socket's
+   * high-water mark), so 'drain' will come and resume reading.
+   */
   private writeBlocked(): boolean {
-    return this.socket.writableLength >= this.opts.maxBufferedReplyBytes;
+    return this.socket.writableLength >= Math.max(this.opts.maxBufferedReplyBytes, this.socket.writableHighWaterMark);
   }
 
   private closeAfterFlush(): void {

@@ -178,7 +178,8 @@ export class XdrReader {
 
 /** Chunks smaller than this are copied into the scratch buffer; larger ones are referenced. */
 const REF_THRESHOLD = 1024;
-const SCRATCH = 4096;
+/** Under half of Buffer.poolSize (8 KiB): allocUnsafe slices the shared pool instead of allocating. */
+const SCRATCH = 2048;
 const ZERO = Buffer.alloc(4);
 
 /** A reserved position to patch later. */
