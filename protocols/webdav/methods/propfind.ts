@@ -247,7 +247,7 @@ function checkEstimate(ctx: DavContext, self: DavResource, first: string, ahead:
  */
 const BATCH_BYTES = 256 * 1024;
 
-/** Answers being rendered now (for the shared slice). */
+/** Answers being rendered now, PROPFINDs and GET's collection listings (for the shared slice). */
 let streaming = 0;
 
 /**
@@ -255,7 +255,7 @@ let streaming = 0;
  * yield, `yield()` lets the event loop run everything that is waiting (I/O first: setImmediate runs
  * after the poll phase) before the work goes on. `close()` once the answer is over.
  */
-class Slicer {
+export class Slicer {
   private yieldAt: number;
   private open = true;
   constructor() {

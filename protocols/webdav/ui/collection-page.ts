@@ -68,13 +68,58 @@ export function formatDate(mtimeMs: number): { iso: string; text: string } | und
 
 const collator = new Intl.Collator('en', { numeric: true, sensitivity: 'base' });
 
+function compareEntries(a: UiEntry, b: UiEntry): number {
+  const da = a.type === 'dir' ? 0 : 1;
+  const db = b.type === 'dir' ? 0 : 1;
+  return da - db || collator.compare(a.name, b.name) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+}
+
 /** Folders first, then natural name order (the order app.js uses for "Name, ascending"). */
 export function sortEntries(entries: readonly UiEntry[]): UiEntry[] {
-  return [...entries].sort((a, b) => {
-    const da = a.type === 'dir' ? 0 : 1;
-    const db = b.type === 'dir' ? 0 : 1;
-    return da - db || collator.compare(a.name, b.name) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
-  });
+  return [...entries].sort(compareEntries);
+}
+
+/**
+ * Slices of work for a caller that must not hold the event loop: `due()` when its slice is used up,
+ * `yield()` to let other work run (protocols/webdav/methods/propfind.ts `Slicer`).
+ */
+export interface WorkSlices {
+  due(): boolean;
+  yield(): Promise<void>;
+}
+
+/** Sorted runs of this many entries are merged (each run's sort is well under a millisecond). */
+const SORT_RUN = 256;
+
+/**
+ * sortEntries' order, by a merge sort that yields whenever the slice is used up: the collator's
+ * compare costs ~1 µs, so sorting 50,000 names in one piece held the loop for 50-100 ms.
+ */
+export async function sortEntriesInSlices(entries: readonly UiEntry[], slices: WorkSlices): Promise<UiEntry[]> {
+  const n = entries.length;
+  let a = [...entries];
+  for (let lo = 0; lo < n; lo += SORT_RUN) {
+    const run = a.slice(lo, lo + SORT_RUN).sort(compareEntries);
+    for (let i = 0; i < run.length; i++) a[lo + i] = run[i]!;
+    if (slices.due()) await slices.yield();
+  }
+  let b = new Array<UiEntry>(n);
+  for (let width = SORT_RUN; width < n; width *= 2) {
+    for (let lo = 0; lo < n; lo += 2 * width) {
+      const mid = Math.min(lo + width, n);
+      const hi = Math.min(lo + 2 * width, n);
+      let i = lo;
+      let j = mid;
+      for (let k = lo; k < hi; k++) {
+        // Ties take the left run: stable, like Array.prototype.sort.
+        if (i < mid && (j >= hi || compareEntries(a[i]!, a[j]!) <= 0)) b[k] = a[i++]!;
+        else b[k] = a[j++]!;
+        if ((k & 255) === 255 && slices.due()) await slices.yield();
+      }
+    }
+    [a, b] = [b, a];
+  }
+  return a;
 }
 
 interface Crumb {
@@ -112,7 +157,8 @@ function breadcrumbs(share: string, path: string, baseUrl: string): Crumb[] {
   return crumbs;
 }
 
-function renderRow(e: UiEntry, baseUrl: string): string {
+/** One member's row (collectionPageParts' head and tail go around the rows, in sortEntries' order). */
+export function renderRow(e: UiEntry, baseUrl: string): string {
   const isDir = e.type === 'dir';
   const name = escapeHtml(e.name);
   const href = escapeHtml(baseUrl + encodeSegment(e.name) + (isDir ? '/' : ''));
@@ -143,7 +189,17 @@ function summary(entries: readonly UiEntry[]): string {
   return `${plural(dirs, 'folder')}, ${plural(files, 'file')}${files > 0 ? ` (${formatSize(bytes)})` : ''}`;
 }
 
+/** The whole page in one string (small listings, tests; the gateway streams collectionPageParts). */
 export function renderCollectionPage(opts: CollectionPageOptions): string {
+  const { head, tail } = collectionPageParts(opts);
+  return head + sortEntries(opts.entries).map((e) => renderRow(e, opts.baseUrl)).join('') + tail;
+}
+
+/**
+ * The page around its rows, for an answer streamed in slices: `head`, then `renderRow` of each entry
+ * in sortEntries' order, then `tail`. `entries` gives the count, the summary and the empty notice.
+ */
+export function collectionPageParts(opts: CollectionPageOptions): { head: string; tail: string } {
   const { share, path, baseUrl, entries, user, readOnly } = opts;
   const nonce = opts.nonce === undefined ? '' : ` nonce="${escapeHtml(opts.nonce)}"`;
   const crumbs = breadcrumbs(share, path, baseUrl);
@@ -153,7 +209,6 @@ export function renderCollectionPage(opts: CollectionPageOptions): string {
   const crumbHtml = crumbs
     .map((c, i) => `<li><a href="${escapeHtml(c.href)}"${i === crumbs.length - 1 ? ' aria-current="page"' : ''}>${escapeHtml(c.label)}</a></li>`)
     .join('');
-  const rows = sortEntries(entries).map((e) => renderRow(e, baseUrl)).join('');
   const upLabel = crumbs.length === 2 ? 'All shares' : 'Parent folder';
   const upRow = parent ? `<tr class="up"><td colspan="4"><a class="i-up" href="${escapeHtml(parent.href)}">${upLabel}</a></td></tr>\n` : '';
   const emptyRow = entries.length === 0 ? '<tr class="empty"><td colspan="4">This folder is empty.</td></tr>\n' : '';
@@ -174,7 +229,7 @@ export function renderCollectionPage(opts: CollectionPageOptions): string {
 <div id="drop" class="drop" hidden><p>Drop to upload to <b>${title}</b></p></div>
 <noscript><p class="notice">Turn on JavaScript to upload, create folders, rename and delete.</p></noscript>
 `;
-  return `<!doctype html>
+  const head = `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -193,11 +248,13 @@ ${truncated}<table class="listing" id="listing">
 <caption class="vh">Contents of ${title}</caption>
 <thead><tr><th scope="col" class="n" data-key="name" aria-sort="ascending">Name</th><th scope="col" class="s" data-key="size">Size</th><th scope="col" class="m" data-key="mtime">Modified</th><th scope="col" class="a"><span class="vh">Actions</span></th></tr></thead>
 <tbody>
-${upRow}${rows}${emptyRow}</tbody>
+${upRow}`;
+  const tail = `${emptyRow}</tbody>
 </table>
 <p class="summary" id="summary">${summary(entries)}</p>
 </main>
 </body>
 </html>
 `;
+  return { head, tail };
 }
