@@ -1,10 +1,16 @@
 /**
- * A real NFSv4 client (libnfs's nfs-ls / nfs-cat, Debian libnfs-utils) against the wire layer with
- * the NOTSUPP stub dispatcher: it must get a clean NFS error — an exit status and a message
- * naming the NFS status, not a hang or a crash — and the server must go on answering.
+ * A real NFSv4 client (libnfs's nfs-ls / nfs-cat / nfs-cp, Debian libnfs-utils) against the wire
+ * layer. With the NOTSUPP stub dispatcher it must get a clean NFS error — an exit status and a
+ * message naming the NFS status, not a hang or a crash — and the server must go on answering.
+ * With the test-only toy dispatcher (a fixed tree) it mounts, lists and reads: the result
+ * encoders (GETATTR, READDIR, OPEN, READ with its zero-copy data) are what a real client parses.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { TOY_BIG, toyDispatcher } from './toy-dispatcher.ts';
 import { RpcClient, callRecord, startServer } from './helpers.ts';
 import type { RpcServer } from '../../protocols/nfs/rpc-server.ts';
 
@@ -45,4 +51,30 @@ describe('libnfs against the stub server', () => {
       }
     });
   }
+});
+
+describe('libnfs against the toy dispatcher', () => {
+  it('mounts, lists, reads a small and a 3 MiB file, and gets NFS4ERR_NOENT for a missing path', async () => {
+    const s = await startServer({ dispatcher: toyDispatcher });
+    server = s.server;
+    const url = (path: string): string => `nfs://127.0.0.1${path}?version=4&nfsport=${s.port}`;
+    const ls = await run('nfs-ls', [url('/')]);
+    expect(ls.code).toBe(0);
+    expect(ls.out).toMatch(/^d\S+\s+2\s+0\s+0\s+0 sub$/m);
+    expect(ls.out).toMatch(/^-rw-r--r--\s+1\s+0\s+0\s+12000 hello.txt$/m);
+    expect((await run('nfs-ls', [url('/sub')])).out).toMatch(/inner\.txt/);
+    const cat = await run('nfs-cat', [url('/sub/inner.txt')]);
+    expect(cat).toMatchObject({ code: 0, out: 'inner\n' });
+    const dir = mkdtempSync(join(tmpdir(), 'portico-nfs-'));
+    try {
+      const cp = await run('nfs-cp', [url('/sub/big.bin'), join(dir, 'big.bin')]);
+      expect(cp.code).toBe(0);
+      expect(readFileSync(join(dir, 'big.bin')).equals(TOY_BIG)).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const missing = await run('nfs-ls', [url('/nope')]);
+    expect(missing.code).not.toBe(0);
+    expect(missing.out).toMatch(/NFS4ERR_NOENT/);
+  });
 });

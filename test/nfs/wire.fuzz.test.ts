@@ -27,8 +27,14 @@ const MAX_CALL_MS = 50;
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const STATEID = '00000001 0a0b0c0d0e0f101112131415';
 
-/** Captured libnfs traffic (a 4.0 mount: NULL, SETCLIENTID…), split into its records. */
-const CAPTURED: Buffer[] = new RecordParser().push(hex(readFileSync(new URL('./fixtures/libnfs-mount-4.0.hex', import.meta.url), 'utf8')));
+/**
+ * Captured libnfs 4.0 traffic, split into its records: a mount refused by the stub (NULL,
+ * SETCLIENTID), and mounts, listings, a read and a missing path served by the toy dispatcher
+ * (SETCLIENTID_CONFIRM, PUTROOTFH, LOOKUP, GETATTR, GETFH, ACCESS, READDIR, OPEN, READ, CLOSE…).
+ */
+const CAPTURED: Buffer[] = ['libnfs-mount-4.0.hex', 'libnfs-4.0-session.hex'].flatMap((f) =>
+  new RecordParser().push(hex(readFileSync(new URL(`./fixtures/${f}`, import.meta.url), 'utf8'))),
+);
 
 /** COMPOUND argument bodies covering every codec family. */
 const COMPOUNDS: Buffer[] = [
@@ -41,10 +47,15 @@ const COMPOUNDS: Buffer[] = [
   '00000000 00000001 00000001 0000002b 0000000000000001 00000001 00000000 00000000 00100000 00100000 00001000 00000010 00000040 00000000 00000000 00001000 00001000 00000000 00000002 00000002 00000000 40000000 00000001 00000001 00000000 00000000 00000000 00000000 00000000',
   '00000000 00000002 00000004 00000048 00000006 757365722e6b0000 00000049 00000000 00000001 6b000000 00000001 76000000 0000004a 0000000000000000 00001000 0000004b 00000001 6b000000',
   '00000000 00000000 00000004 0000001a 0000000000000000 0000000000000000 00002000 00008000 00000002 00100000 00000000 0000001d 00000001 61000000 00000001 62000000 00000006 00000005 00000002 2f780000 00000001 6c000000 00000000 0000001c 00000001 61000000',
-].map(hex);
+]
+  .map(hex)
+  .concat(CAPTURED.flatMap((rec) => {
+    const d = decodeCall(rec);
+    return d.kind === 'call' && d.call.proc === 1 ? [d.call.args] : [];
+  }));
 
 /** Whole call records: the COMPOUNDs wrapped in RPC headers, plus the captured ones. */
-const RECORDS: Buffer[] = [...COMPOUNDS.map((args, i) => callRecord({ xid: i + 1, proc: 1, args })), ...CAPTURED];
+const RECORDS: Buffer[] = [...COMPOUNDS.slice(0, 9).map((args, i) => callRecord({ xid: i + 1, proc: 1, args })), ...CAPTURED];
 
 /** Random edits of a seed: byte sets, u32 words set to edge values, inserts, deletes, truncation. */
 function mutated(seeds: Buffer[]): fc.Arbitrary<Buffer> {
@@ -151,6 +162,16 @@ describe('RPC call decoder', () => {
 });
 
 describe('COMPOUND decoder', () => {
+  it('decodes every captured libnfs COMPOUND whole (the seeds are valid traffic)', () => {
+    const captured = COMPOUNDS.slice(9);
+    expect(captured.length).toBeGreaterThanOrEqual(15);
+    for (const args of captured) {
+      const d = decodeCompound(args);
+      expect(d.kind).toBe('ok');
+      if (d.kind === 'ok') expect(d.args.stop).toBeUndefined();
+    }
+  });
+
   const check = (args: Buffer): CompoundDecode => {
     const d = decodeCompound(args);
     expect(['ok', 'refuse', 'garbage']).toContain(d.kind);
