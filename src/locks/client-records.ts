@@ -23,6 +23,7 @@
  *   every client for 90 s (Linux nfsd, which records only client ids, refuses all of them);
  *   refused rather than queued because NFS has the error and clients retry by themselves, and a
  *   queue would hold requests for up to the whole grace period;
+ * - no lease or delegation is granted on a file with unreclaimed state (the reclaim would conflict);
  * - grace ends at its deadline, or as soon as every client with recorded state has said it has
  *   finished (reclaimComplete: NFSv4.1 RECLAIM_COMPLETE) or lost its state (a new verifier).
  *   Unreclaimed state is then forgotten, with the records of clients that did not come back.
@@ -171,6 +172,7 @@ export class ClientRecords {
       this.#timer.unref();
       host.locks.guard = (req) => this.#lockGuard(req);
       host.shareModes.guard = (rec) => this.#openGuard(rec);
+      host.leases.guard = (fileId) => !this.#recorded(fileId);
     }
     this.#unsubscribe.push(
       host.shareModes.onChange((ev) => (ev.type === 'open' ? this.#opened(ev.rec) : this.#closed(ev.rec))),
@@ -253,6 +255,7 @@ export class ClientRecords {
     this.#timer = undefined;
     if (this.#host.locks.guard !== undefined) this.#host.locks.guard = undefined;
     if (this.#host.shareModes.guard !== undefined) this.#host.shareModes.guard = undefined;
+    if (this.#host.leases.guard !== undefined) this.#host.leases.guard = undefined;
     if (installed.get(this.#host) === this) installed.delete(this.#host);
   }
 
@@ -297,6 +300,16 @@ export class ClientRecords {
       if (p.complete) continue;
       for (const o of p.opens) if (!o.reclaimed && o.fileId === rec.fileId && shareConflict(o, rec)) throw new VfsError('EGRACE');
     }
+  }
+
+  /** Does unreclaimed state of the previous run name this file? (No new leases on it during grace.) */
+  #recorded(fileId: FileId): boolean {
+    if (!this.inGrace) return false;
+    for (const p of this.#prev.values()) {
+      if (p.complete) continue;
+      if (p.opens.some((o) => !o.reclaimed && o.fileId === fileId) || p.locks.some((l) => !l.reclaimed && l.fileId === fileId)) return true;
+    }
+    return false;
   }
 
   // ---- following the tables ----
@@ -391,6 +404,7 @@ export class ClientRecords {
     this.#timer = undefined;
     this.#host.locks.guard = undefined;
     this.#host.shareModes.guard = undefined;
+    this.#host.leases.guard = undefined;
     // Clients that did not come back lose their records; the others' rows drop unreclaimed state.
     for (const client of this.#prev.keys()) {
       if (this.#live.has(client)) this.#dirty.add(client);

@@ -167,6 +167,11 @@ export class LeaseTable {
   readonly #host: LeaseHost;
   readonly clients: ClientDirectory;
   #breakTimeoutMs = DEFAULT_BREAK_TIMEOUT_MS;
+  /**
+   * May a new lease be granted on this file now? (client-records.ts: not on a file whose state a
+   * client may still reclaim during the grace period — the reclaim would conflict with it.)
+   */
+  guard: ((fileId: FileId) => boolean) | undefined;
 
   constructor(host: LeaseHost, clients: ClientDirectory = new ClientDirectory()) {
     this.#host = host;
@@ -209,6 +214,7 @@ export class LeaseTable {
     if (others.length > 0 || otherLeases.length > 0) allowed &= ~LEASE_W;
     if (otherLeases.some((l) => (l.level & LEASE_W) !== 0 || l.breaking)) allowed = 0;
     if (req.recallOnWriteOpen && others.some((o) => o.access.write)) allowed = 0;
+    if (this.guard !== undefined && !this.guard(req.fileId)) allowed = 0;
     const current = lease?.level ?? 0;
     // An upgrade keeps what is held; a request for less than held changes nothing (SMB).
     const level = (req.level & current) === current ? (req.level & allowed) | current : current;

@@ -73,6 +73,8 @@ for (const f of STATE_BACKENDS) {
       await expect(other.lockHandle(h2, { kind: 'shared', style: 'posix', range: { start: 50n, end: 60n }, ownerId: 'lo-b' })).rejects.toMatchObject({ code: 'EGRACE' });
       await expect(other.open('s', '/f', { access: RW, owner: 'bw' })).rejects.toMatchObject({ code: 'EGRACE' });
       expect(other.graceStatus().active).toBe(true);
+      // No delegation on a file whose state may still be reclaimed.
+      expect(other.requestLease(h2, { key: 'dg', level: 3, bindToHandle: false, onBreak: () => undefined }).level).toBe(0);
 
       // A client unknown before the restart cannot reclaim anything.
       const stranger = env2.session(bob, 'nfs');
@@ -95,6 +97,7 @@ for (const f of STATE_BACKENDS) {
       // The only client with state is done: grace ends early; reclaims are over.
       c1.reclaimComplete();
       expect(records.status()).toEqual({ active: false, endsAt: undefined, pending: 0 });
+      expect(c1.requestLease(h1, { key: 'after', level: 3, onBreak: () => undefined }).level).toBe(3);
       await expect(c1.reclaimOpen('s', '/f', { access: RO, owner: 'late' })).rejects.toMatchObject({ code: 'EINVAL' });
     });
 

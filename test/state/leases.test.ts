@@ -143,6 +143,24 @@ for (const f of STATE_BACKENDS) {
       expect(h.path).toBe('/e/x');
     });
 
+    it('an NFS read delegation (RH, recallOnWriteOpen, no handle) is recalled by an open for write, not by one for read', async () => {
+      const nfs = env.session(alice, 'nfs');
+      nfs.bindClient('nfs:client-d');
+      const h = await nfs.withLeaseKey('deleg', () => nfs.open('s', '/f', { access: RO, owner: 'd' }));
+      const recalls: LeaseBreak[] = [];
+      const grant = nfs.requestLease(h, { key: 'deleg', level: RH, recallOnWriteOpen: true, bindToHandle: false, onBreak: (ev) => recalls.push(ev) });
+      expect(grant.level).toBe(RH);
+      await nfs.close(h); // a delegation outlives the client's opens
+      await other.open('s', '/f', { access: RO, owner: 'r' });
+      expect(recalls).toEqual([]);
+      const opening = other.open('s', '/f', { access: RW, owner: 'w' });
+      expect(await settledWithin(opening, 30)).toBe(false);
+      expect(recalls[0]).toMatchObject({ from: RH, to: 0, ackRequired: true });
+      nfs.releaseLease('deleg'); // DELEGRETURN
+      await opening;
+      expect(env.vfs.leases.size).toBe(0);
+    });
+
     it('a holder that never acknowledges is revoked after the break timeout, and the operation proceeds', async () => {
       await lease(RWH, 'L1', { breakTimeoutMs: 150 });
       const t0 = Date.now();
