@@ -69,6 +69,16 @@ export class RecordParser {
     return this.bodyBytes + this.headerHave;
   }
 
+  /** Drops any incomplete record (the connection is going away). */
+  reset(): void {
+    this.pieces = [];
+    this.bodyBytes = 0;
+    this.wireBytes = 0;
+    this.headerHave = 0;
+    this.fragLeft = -1;
+    this.fragLast = false;
+  }
+
   /**
    * Feeds bytes from the stream; returns the records completed by them, in order. Throws only
    * RecordMarkingError (a record over the bound), after which the parser refuses further input.
@@ -116,7 +126,7 @@ export class RecordParser {
     this.wireBytes += HEADER + len;
     if (this.wireBytes > this.maxRecordBytes) {
       this.failed = true;
-      this.pieces = [];
+      this.reset();
       throw new RecordMarkingError(`record of more than ${this.maxRecordBytes} bytes (limit) announced`);
     }
     this.fragLeft = len;

@@ -11,6 +11,9 @@
  *   reading stops until it drains, so a client that never reads its replies holds at most that
  *   plus the replies of its outstanding calls — the kernel's socket buffers then push back on it;
  * - an idle connection (no bytes either way for `idleTimeoutMs`, no call running) is closed.
+ * Across connections, incomplete records together hold at most `maxPartialBytes`: the connection
+ * whose data would pass it is closed (many clients each holding a large half-sent record would
+ * otherwise hold connections × maxRecordBytes).
  * Connections are independent: a slow or stuck client only ever waits on itself.
  *
  * No input crashes the server: decoding is total (rpc.ts), a handler's exception becomes
@@ -65,6 +68,7 @@ export interface RpcServerOptions {
   maxBufferedReplyBytes?: number;
   idleTimeoutMs?: number;
   maxConnections?: number;
+  maxPartialBytes?: number;
   logger?: RpcLogger;
 }
 
@@ -76,6 +80,8 @@ export const RPC_SERVER_DEFAULTS = {
   /** Linux's nfsd closes idle TCP connections after 6 minutes; clients reconnect at once. */
   idleTimeoutMs: 6 * 60_000,
   maxConnections: 4096,
+  /** 512 concurrent 1 MiB WRITEs in flight at once, far past what a few clients send. */
+  maxPartialBytes: 512 * 1024 * 1024,
 } as const;
 
 export interface RpcConnectionStats {
@@ -98,6 +104,8 @@ export class RpcServer {
   private readonly server: Server;
   private readonly conns = new Set<RpcConnection>();
   private nextId = 1;
+  /** Bytes of incomplete records held by all connections. */
+  partialBytes = 0;
 
   constructor(programs: readonly RpcProgram[], options: RpcServerOptions = {}) {
     for (const p of programs) this.programs.set(p.prog, p);
@@ -107,6 +115,7 @@ export class RpcServer {
       maxBufferedReplyBytes: options.maxBufferedReplyBytes ?? RPC_SERVER_DEFAULTS.maxBufferedReplyBytes,
       idleTimeoutMs: options.idleTimeoutMs ?? RPC_SERVER_DEFAULTS.idleTimeoutMs,
       maxConnections: options.maxConnections ?? RPC_SERVER_DEFAULTS.maxConnections,
+      maxPartialBytes: options.maxPartialBytes ?? RPC_SERVER_DEFAULTS.maxPartialBytes,
     };
     this.log = options.logger ?? NOOP_LOGGER;
     this.server = createServer({ noDelay: true }, (s) => this.accept(s));
@@ -204,6 +213,8 @@ class RpcConnection {
     });
     socket.on('error', (e) => this.log.debug({ conn: id, err: e }, 'rpc socket error'));
     socket.on('close', () => {
+      this.server.partialBytes -= this.parser.buffered;
+      this.parser.reset();
       this.closed = true;
       this.backlog.length = 0;
       this.abort.abort();
@@ -229,11 +240,22 @@ class RpcConnection {
   private onData(chunk: Buffer): void {
     if (this.closed) return;
     let records: Buffer[];
+    const before = this.parser.buffered;
     try {
       records = this.parser.push(chunk);
     } catch (e) {
       if (!(e instanceof RecordMarkingError)) throw e;
+      this.server.partialBytes -= before;
       this.log.warn({ conn: this.id, remote: this.info.remoteAddress, err: e.message }, 'rpc record refused, closing connection');
+      this.closeAfterFlush();
+      return;
+    }
+    const after = this.parser.buffered;
+    this.server.partialBytes += after - before;
+    if (after > 0 && this.server.partialBytes > this.opts.maxPartialBytes) {
+      this.log.warn({ conn: this.id, remote: this.info.remoteAddress, held: this.server.partialBytes }, 'rpc partial records over the server budget, closing connection');
+      this.server.partialBytes -= after;
+      this.parser.reset();
       this.closeAfterFlush();
       return;
     }

@@ -115,6 +115,22 @@ describe('framing', () => {
     expect((await good.call(22, callRecord({ xid: 22, proc: 0 }))).reply).toEqual({ kind: 'success' });
   });
 
+  it('closes the connection whose half-sent record passes the server-wide budget', async () => {
+    const port = await start({ maxPartialBytes: 100 * 1024 });
+    const a = await client(port);
+    const b = await client(port);
+    a.socket.write(Buffer.concat([hex('80080000'), Buffer.alloc(60 * 1024)]));
+    await expect.poll(() => server?.partialBytes, { timeout: 5000 }).toBe(60 * 1024);
+    b.socket.write(Buffer.concat([hex('80080000'), Buffer.alloc(60 * 1024)]));
+    await expect.poll(() => b.closed, { timeout: 5000 }).toBe(true);
+    expect(a.closed).toBe(false);
+    expect(server?.partialBytes).toBe(60 * 1024);
+    a.close();
+    await expect.poll(() => server?.partialBytes, { timeout: 5000 }).toBe(0);
+    const c = await client(port);
+    expect((await c.call(24, callRecord({ xid: 24, proc: 0 }))).reply).toEqual({ kind: 'success' });
+  });
+
   it('a client stuck in the middle of a record does not stall another', async () => {
     const port = await start();
     const stuck = await client(port);
