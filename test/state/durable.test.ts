@@ -7,7 +7,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { makeVfsEnv, alice, bob, RW, RO, type VfsEnv } from '../helpers/vfs-env.ts';
 import { DurableHandles } from '../../src/locks/durable-handles.ts';
-import { LEASE_H, LEASE_R } from '../../src/locks/leases.ts';
+import { LEASE_H, LEASE_R, LEASE_W } from '../../src/locks/leases.ts';
 import type { Handle } from '../../src/vfs/vfs.ts';
 import type { Session } from '../../src/session/session.ts';
 import type { Backend } from '../../src/vfs/backend.ts';
@@ -122,6 +122,35 @@ for (const f of STATE_BACKENDS) {
       expect(env.vfs.leases.size).toBe(0);
       await bobs.write(w2, 0, enc('x'));
       await expect(env.session(alice, 'smb').reclaimDurable('k-leased')).rejects.toMatchObject({ code: 'ENOENT' });
+    });
+
+    it('a parked handle keeps its lease: a compatible open lowers it at once (nobody to ask), the reconnect takes it with a new break callback', async () => {
+      await first.unlockHandle(h, RANGE, 'windows');
+      await first.close(h);
+      const leased = await first.withLeaseKey('LK', () => first.open('s', '/f', { access: RW, owner: 'l' }));
+      const old: number[] = [];
+      expect(first.requestLease(leased, { key: 'LK', level: LEASE_R | LEASE_W | LEASE_H, onBreak: (ev) => old.push(ev.to) }).level).toBe(7);
+      first.makeDurable(leased, { key: 'k-lease', timeoutMs: 10_000 });
+      await first.end();
+      // Another client reads: W is taken from the disconnected holder without a wait or a message.
+      const bobs = env.session(bob, 'smb');
+      const t0 = Date.now();
+      const reader = await bobs.open('s', '/f', { access: RO, owner: 'r' });
+      expect(Date.now() - t0).toBeLessThan(2000);
+      expect(old).toEqual([]);
+      expect(env.vfs.leases.leasesOn(leased.fileId)).toEqual([{ holder: { client: 'smb:guid-1', key: 'LK' }, level: LEASE_R | LEASE_H, breaking: false }]);
+      // The client reconnects; breaks go to its new connection, and are waited for again.
+      const second = env.session(alice, 'smb');
+      second.bindClient('smb:guid-1');
+      const fresh: number[] = [];
+      const back = await second.reclaimDurable('k-lease', { onLeaseBreak: (ev) => fresh.push(ev.to) });
+      expect(back).toBe(leased);
+      const writing = bobs.write(await bobs.open('s', '/f', { access: RW, owner: 'w' }), 0, enc('!'));
+      await sleep(30);
+      expect(fresh).toEqual([0]);
+      second.ackLeaseBreak('LK', 0);
+      await writing;
+      await bobs.close(reader);
     });
 
     it('a key in use by another open handle is refused', async () => {
