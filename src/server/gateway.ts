@@ -181,8 +181,9 @@ export class Gateway {
         caseSensitive: share.caseSensitive,
         readOnly: share.readOnly,
         writeBack: share.writeBack,
-        // The source names the counter: a share pointed elsewhere is scanned again.
-        ...(share.quota !== undefined ? { quota: { ...share.quota, source: share.source } } : {}),
+        // The source names the counter: a share pointed elsewhere is scanned again, and so is a
+        // memory: share at every start (its content did not survive the last one).
+        ...(share.quota !== undefined ? { quota: { ...share.quota, source: share.source.startsWith('memory:') ? `${share.source}#${process.pid}:${Date.now()}` : share.source } } : {}),
       });
     }
     // Before serving: stages journaled by async write-back before the last stop (or crash) are

@@ -35,7 +35,7 @@
  * concurrent uploads cannot both fit in the room one of them has.
  */
 import type { Backend, StatFs } from './backend.ts';
-import { VfsError } from './errors.ts';
+import { VfsError, isVfsError } from './errors.ts';
 import { joinPath, splitPath } from './path.ts';
 import type { Handle } from './handle.ts';
 import type { FileId } from './types.ts';
@@ -419,7 +419,12 @@ export class ShareQuota {
         if (last) level.listed = true;
         for (const s of subdirs) level.pending.add(s);
         for (const s of subdirs) {
-          await this.walkDir(joinPath(dir, s), w);
+          try {
+            await this.walkDir(joinPath(dir, s), w);
+          } catch (e) {
+            // Removed since its page was listed: its removal (a passed name) is in the total already.
+            if (!isVfsError(e, 'ENOENT') && !isVfsError(e, 'ENOTDIR')) throw e;
+          }
           level.pending.delete(s);
         }
         if (last) return;

@@ -243,10 +243,10 @@ describe.each(kinds)('quota on $name', (kind) => {
 });
 
 describe('quota scan concurrent with changes through Portico', () => {
-  it('ends with the exact usage when files are created, grown and deleted in passed and unreached parts of the tree', async () => {
+  it('ends with the exact usage when files are created, grown, deleted and trees removed in passed and unreached parts of the tree', async () => {
     const mem = new MemoryBackend();
     const { s, vfs } = await start(mem, { bytes: 1e9, files: 1e6 });
-    for (const d of ['/a', '/m', '/z']) {
+    for (const d of ['/a', '/m', '/q', '/z']) {
       await s.mkdir('s', d);
       for (let i = 0; i < 30; i++) await writeFile(s, `${d}/f${i}`, Buffer.alloc(10 + i));
     }
@@ -270,7 +270,10 @@ describe('quota scan concurrent with changes through Portico', () => {
       await s.rename('s', `${d}/f3`, `${d}/zz-moved`);
     }
     await writeFile(s, '/top', Buffer.alloc(42));
+    // A directory removed before the walk reaches it.
+    await s.removeTree('s', '/q');
     await scan;
+    expect(q.scans).toBe(2);
     const live = await used(s);
     await q.rescan();
     expect(await used(s)).toMatchObject({ bytes: live.bytes, files: live.files });
