@@ -117,6 +117,37 @@ describe('COMPOUND4args', () => {
     expect(a.ops[2]?.args).toMatchObject({ option: 1, name: 'user.k' });
   });
 
+  it('decodes EXCHANGE_ID and CREATE_SESSION (4.1)', () => {
+    const a = ok(
+      compound(1, [
+        '0000002a 0102030405060708 00000004 61626364 00000001 00000000 00000001 00000003 6f726700 00000004 6e616d65 0000000000000001 00000002',
+        '0000002b 0000000000000001 00000001 00000001' +
+          '00000000 00100400 00100400 00001000 00000010 00000040 00000000' +
+          '00000000 00001000 00001000 00000000 00000002 00000001 00000000' +
+          '40000000 00000001 00000001 00000000 00000001 6d000000 00000000 00000000 00000000',
+      ]),
+    );
+    expect(a.stop).toBeUndefined();
+    expect(a.ops[0]?.args).toEqual({
+      verifier: hex('0102030405060708'),
+      ownerId: Buffer.from('abcd'),
+      flags: 1,
+      stateProtect: { how: 0 },
+      implId: { domain: 'org', name: 'name', date: { seconds: 1n, nseconds: 2 } },
+    });
+    expect(a.ops[1]?.args).toEqual({
+      clientid: 1n,
+      sequence: 1,
+      flags: 1,
+      fore: { headerPadSize: 0, maxRequestSize: 0x100400, maxResponseSize: 0x100400, maxResponseSizeCached: 4096, maxOperations: 16, maxRequests: 64, rdmaIrd: [] },
+      back: { headerPadSize: 0, maxRequestSize: 4096, maxResponseSize: 4096, maxResponseSizeCached: 0, maxOperations: 2, maxRequests: 1, rdmaIrd: [] },
+      cbProgram: 0x40000000,
+      secParms: [{ flavor: 1, sys: { stamp: 0, machineName: 'm', uid: 0, gid: 0, gids: [] } }],
+    });
+    // Two impl ids (the XDR says <1>), and a callback flavor the union does not have.
+    expect(ok(compound(1, ['0000002a 0102030405060708 00000000 00000000 00000000 00000002'])).stop?.status).toBe(NFS4ERR.BADXDR);
+  });
+
   it('has a codec for every operation the issue lists', () => {
     const listed = [
       'PUTROOTFH', 'PUTPUBFH', 'PUTFH', 'GETFH', 'SAVEFH', 'RESTOREFH', 'LOOKUP', 'LOOKUPP', 'GETATTR', 'SETATTR', 'ACCESS', 'OPEN',
@@ -244,6 +275,36 @@ describe('execution and COMPOUND4res', () => {
           '00000022 00000000 00000002 00000000 00000002' +
           '00000023 00002721 00000003 74637000 0000000b 312e322e332e342e302e3100' +
           '0000000c 0000271a 0000000000000000 000000000000000a 00000002 0000000000000001 00000001 6f000000',
+      ).toString('hex'),
+    );
+  });
+});
+
+describe('4.1 results', () => {
+  it('encodes EXCHANGE_ID, CREATE_SESSION and SEQUENCE results', () => {
+    const sid = Buffer.from('00112233445566778899aabbccddeeff', 'hex');
+    const attrs = { headerPadSize: 0, maxRequestSize: 0x100400, maxResponseSize: 0x100400, maxResponseSizeCached: 4096, maxOperations: 16, maxRequests: 64, rdmaIrd: [] };
+    const w = new XdrWriter();
+    encodeCompoundRes(w, {
+      status: 0,
+      tag: Buffer.alloc(0),
+      results: [
+        {
+          op: OP.EXCHANGE_ID,
+          status: 0,
+          res: { clientid: 5n, sequenceid: 1, flags: 0x80010000, stateProtect: { how: 0 }, serverOwner: { minorId: 0n, majorId: Buffer.from('p') }, serverScope: Buffer.from('s') },
+        },
+        { op: OP.CREATE_SESSION, status: 0, res: { sessionid: sid, sequence: 1, flags: 0, fore: attrs, back: attrs } },
+        { op: OP.SEQUENCE, status: 0, res: { sessionid: sid, sequenceid: 7, slotid: 0, highestSlotid: 0, targetHighestSlotid: 63, statusFlags: 0 } },
+      ],
+    });
+    const ch = '00000000 00100400 00100400 00001000 00000010 00000040 00000000';
+    expect(w.toBuffer().toString('hex')).toBe(
+      hex(
+        '00000000 00000000 00000003' +
+          '0000002a 00000000 0000000000000005 00000001 80010000 00000000 0000000000000000 00000001 70000000 00000001 73000000 00000000' +
+          '0000002b 00000000 00112233445566778899aabbccddeeff 00000001 00000000' + ch + ch +
+          '00000035 00000000 00112233445566778899aabbccddeeff 00000007 00000000 00000000 0000003f 00000000',
       ).toString('hex'),
     );
   });
