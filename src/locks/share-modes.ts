@@ -137,7 +137,8 @@ export class ShareModeTable {
     let fs = this.#files.get(rec.fileId);
     if (fs !== undefined) {
       if (fs.deletePending) throw new VfsError('EDELETEPENDING');
-      for (const existing of [...fs.opens.values()]) {
+      // Deleting the entry being visited is safe in a Map iteration (evict), so no copy per open.
+      for (const existing of fs.opens.values()) {
         if (!shareConflict(existing, stored)) continue;
         if (this.evict?.(copy(existing)) !== true) throw new VfsError('ESHARING');
         this.close(existing.handleId);
