@@ -19,7 +19,8 @@
  *   the first in listing order is the answer, as readdir shows (Vfs.readdir) and as the scan found.
  * - Bounded: at most `maxDirs` directories and `maxEntries` names (LRU); a directory with more than
  *   `maxDirEntries` names is not indexed (remembered for `oversizedMs`): its misses page through it
- *   as before (Volume.findInDir), stopping at the first match.
+ *   as before (Volume.findInDir), stopping at the first match; so does a miss while `maxBuilds`
+ *   other directories are being listed for their index.
  */
 import { LRUCache } from 'lru-cache';
 import type { ListPage } from './backend.ts';
@@ -31,6 +32,11 @@ export const FOLDED_INDEX_DEFAULTS = {
   maxEntries: 400_000,
   maxDirEntries: 100_000,
   oversizedMs: 60_000,
+  /**
+   * Directories listed at once to build an index; a miss in yet another one pages through it as
+   * before. What bounds memory against misses in many large directories at the same time.
+   */
+  maxBuilds: 8,
 };
 
 export type FoldedIndexOptions = Partial<typeof FOLDED_INDEX_DEFAULTS>;
@@ -118,7 +124,8 @@ export class FoldedIndex {
     this.o = { ...FOLDED_INDEX_DEFAULTS, ...options };
     this.key = key;
     this.dirs = new LRUCache({ max: this.o.maxDirs, maxSize: this.o.maxEntries, sizeCalculation: (d) => d.names.size + 1 });
-    this.listings = new LRUCache({ max: 64, dispose: (l) => this.endBuild(l.index) });
+    // Readdir passes in progress: bounded by count and by the names they hold together.
+    this.listings = new LRUCache({ max: 64, maxSize: this.o.maxEntries, sizeCalculation: (l) => l.index.names.size + 1, dispose: (l) => this.endBuild(l.index) });
     this.oversized = new LRUCache({ max: 1024, ttl: this.o.oversizedMs });
   }
 
@@ -166,6 +173,7 @@ export class FoldedIndex {
       if (this.oversized.has(dir)) return undefined;
       let scan = this.scans.get(dir);
       if (scan === undefined) {
+        if (this.scans.size >= this.o.maxBuilds) return undefined;
         scan = this.build(dir, list).finally(() => this.scans.delete(dir));
         this.scans.set(dir, scan);
       }
@@ -250,7 +258,7 @@ export class FoldedIndex {
     if (page.next === undefined) {
       this.listings.delete(dir);
       this.install(dir, l.index);
-    }
+    } else this.listings.set(dir, l); // its size is counted again
   }
 
   /** `name` was created in `dir` through Portico (or appeared there by a rename). */
