@@ -31,8 +31,12 @@
  * replace — WebDAV PUT — at its first chunk past the limit or at once from its declared size, and
  * again just before its commit, so a PUT over quota fails whole and the old content stays). Writes
  * that do not grow usage always pass, so a share over its quota (outside changes, a lowered limit)
- * can always be cleaned up. Bytes of whole-content writers still streaming are reserved, so two
- * concurrent uploads cannot both fit in the room one of them has.
+ * can always be cleaned up. Bytes of whole-content writers still streaming are reserved, and handle
+ * writes are counted before their bytes are written, so two concurrent uploads or writers cannot
+ * both fit in the room one of them has. Not so (yet) for creates and truncates by path: they are
+ * checked before the backend call and counted after it, so creates racing for the last free names
+ * can all pass, by at most the number in flight at once (holding the room across the call needs a
+ * release on every failure path of Vfs.open).
  */
 import type { Backend, StatFs } from './backend.ts';
 import { VfsError, isVfsError } from './errors.ts';
