@@ -242,6 +242,26 @@ describe.each(kinds)('quota on $name', (kind) => {
   });
 });
 
+describe('quota and concurrent writers', () => {
+  it('two uploads cannot both take the room one of them fits in; pipelined handle writes count once', async () => {
+    const { s } = await start(new MemoryBackend(), { bytes: 10_000 });
+    const a = await s.replaceContent('s', '/a');
+    const b = await s.replaceContent('s', '/b');
+    await a.write(Buffer.alloc(6000));
+    await expectCode(b.write(Buffer.alloc(6000)), 'EDQUOT');
+    await b.abort();
+    await a.commit();
+    expect((await used(s)).bytes).toBe(6000);
+    // Eight writes in flight at once on one handle, each extending the file: counted once each.
+    const h = await s.open('s', '/c', { access: RW, disposition: 'create', owner: 'o' });
+    await Promise.all(Array.from({ length: 8 }, (_, i) => s.write(h, i * 500, Buffer.alloc(500, i))));
+    await s.close(h);
+    expect((await s.getattr('s', '/c')).size).toBe(4000);
+    expect((await used(s)).bytes).toBe(10_000);
+    await expectCode(writeFile(s, '/d', Buffer.alloc(1)), 'EDQUOT');
+  });
+});
+
 describe('quota scan concurrent with changes through Portico', () => {
   it('ends with the exact usage when files are created, grown, deleted and trees removed in passed and unreached parts of the tree', async () => {
     const mem = new MemoryBackend();

@@ -9,9 +9,12 @@
 import { mkdirSync, mkdtempSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { LocalBackend } from '../../backends/local/local-backend.ts';
-import { MemoryBackend } from '../../backends/memory/memory-backend.ts';
+import { MemoryBackend, MEMORY_OBJECTSTORE_CAPABILITIES } from '../../backends/memory/memory-backend.ts';
+import { S3Backend } from '../../backends/s3/s3-backend.ts';
+import { S3RVER_CREDENTIALS, startS3rver, type S3rverHandle } from '../helpers/s3rver.ts';
 import type { Backend } from '../../src/vfs/backend.ts';
 import { MetadataStore } from '../../src/store/metadata-store.ts';
 import { Vfs } from '../../src/vfs/vfs.ts';
@@ -228,5 +231,41 @@ describe('folded-name index: missing-name probes', () => {
     const listed = other.calls.list;
     for (let i = 0; i < 100; i++) await expectCode(v2.getattr('s', `/Big/thumbs-${i}.db`), 'ENOENT');
     expect(other.calls.list).toBe(listed);
+  });
+});
+
+describe('folded-name index on object stores', () => {
+  let s3rver: Promise<S3rverHandle> | undefined;
+  afterAll(async () => {
+    if (s3rver !== undefined) await (await s3rver).stop();
+  });
+  const stores: [string, () => Promise<Backend>][] = [
+    ['memory (object store)', async () => new MemoryBackend({ capabilities: MEMORY_OBJECTSTORE_CAPABILITIES })],
+    ['s3 (s3rver)', async () => {
+      const h = await (s3rver ??= startS3rver());
+      const b = new S3Backend({ bucket: h.bucket, prefix: `fold-${randomBytes(6).toString('hex')}`, endpoint: h.endpoint, ...S3RVER_CREDENTIALS, blockSize: 64 * 1024 });
+      cleanup.push(() => b.close());
+      return b;
+    }],
+  ];
+  it.each(stores)('%s: names created, renamed (a directory by copy) and deleted through Portico answer in any case without listing again', async (_name, make) => {
+    const { backend, calls } = counted(await make());
+    const vfs = makeVfs(backend);
+    await vfs.mkdir('s', '/Docs');
+    for (let i = 0; i < 20; i++) await create(vfs, `/Docs/Note-${i}.txt`);
+    await expectCode(vfs.getattr('s', '/docs/desktop.ini'), 'ENOENT');
+    const lists = calls.list;
+    for (let i = 0; i < 20; i++) await expectCode(vfs.getattr('s', `/DOCS/thumbs-${i}.db`), 'ENOENT');
+    expect((await vfs.getattr('s', '/docs/NOTE-7.TXT')).type).toBe('file');
+    await create(vfs, '/docs/Later.txt');
+    expect((await vfs.getattr('s', '/DOCS/later.TXT')).type).toBe('file');
+    await vfs.unlink('s', '/docs/note-3.txt');
+    await expectCode(vfs.getattr('s', '/docs/NOTE-3.txt'), 'ENOENT');
+    expect(calls.list - lists).toBe(0);
+    // A directory rename on a store without atomic rename (a journaled tree move).
+    await vfs.rename('s', '/docs', '/Archive');
+    expect((await vfs.getattr('s', '/archive/note-7.TXT')).type).toBe('file');
+    await expectCode(vfs.getattr('s', '/docs/note-7.txt'), 'ENOENT');
+    await expectCode(vfs.getattr('s', '/ARCHIVE/note-3.txt'), 'ENOENT');
   });
 });
