@@ -34,6 +34,7 @@ import { SessionManager } from '../session/session-manager.ts';
 import { MetadataStore } from '../store/metadata-store.ts';
 import type { Backend } from '../vfs/backend.ts';
 import { Vfs } from '../vfs/vfs.ts';
+import { registerQuotaMetrics } from '../vfs/quota.ts';
 import { AdminServer } from './admin-server.ts';
 import { protocolRegistry, type ProtocolDescriptor, type ProtocolPlugin } from './plugin.ts';
 
@@ -186,6 +187,7 @@ export class Gateway {
         ...(share.quota !== undefined ? { quota: { ...share.quota, source: share.source.startsWith('memory:') ? `${share.source}#${process.pid}:${Date.now()}` : share.source } } : {}),
       });
     }
+    registerQuotaMetrics(this.metrics.registry, () => vfs.volumeNames().flatMap((n) => vfs.volume(n).quota ?? []));
     // Before serving: stages journaled by async write-back before the last stop (or crash) are
     // reopened (the files read as their staged content meanwhile); every other stage file of a
     // previous run is dead (its handles died) and removed. Their uploads start once interrupted

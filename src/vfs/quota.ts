@@ -38,6 +38,7 @@
  * can all pass, by at most the number in flight at once (holding the room across the call needs a
  * release on every failure path of Vfs.open).
  */
+import { Gauge, type Registry } from 'prom-client';
 import type { Backend, StatFs } from './backend.ts';
 import { VfsError, isVfsError } from './errors.ts';
 import { joinPath, splitPath } from './path.ts';
@@ -477,4 +478,39 @@ export class ShareQuota {
     await this.scanning?.catch(() => undefined);
     this.persistNow(trustworthy);
   }
+}
+
+const QUOTA_METRICS = ['portico_quota_used', 'portico_quota_limit'];
+
+/**
+ * portico_quota_used / portico_quota_limit {share, kind: bytes | files}: read at each scrape from
+ * the shares' quotas (`quotas` lists them; shares without a limit of a kind are not reported).
+ */
+export function registerQuotaMetrics(registry: Registry, quotas: () => Iterable<ShareQuota>): void {
+  // An in-process restart on the same registry takes the names over.
+  for (const name of QUOTA_METRICS) registry.removeSingleMetric(name);
+  const each = (g: Gauge, value: (q: ShareQuota, kind: 'bytes' | 'files') => number): void => {
+    g.reset();
+    for (const q of quotas()) {
+      for (const kind of ['bytes', 'files'] as const) if (q.limits[kind] !== undefined) g.set({ share: q.name, kind }, value(q, kind));
+    }
+  };
+  new Gauge({
+    name: 'portico_quota_used',
+    help: 'Usage counted against a share quota (bytes: sum of file sizes; files: names)',
+    labelNames: ['share', 'kind'],
+    registers: [registry],
+    collect() {
+      each(this, (q, kind) => q.used()[kind]);
+    },
+  });
+  new Gauge({
+    name: 'portico_quota_limit',
+    help: 'A share quota limit (bytes or files)',
+    labelNames: ['share', 'kind'],
+    registers: [registry],
+    collect() {
+      each(this, (q, kind) => q.limits[kind]!);
+    },
+  });
 }

@@ -78,6 +78,11 @@ describe.each(['q', 'qmem'])('WebDAV on a share with a quota (%s)', (share) => {
     expect((await dav(stack, 'MKCOL', `/${share}/d4/`, { auth: AUTH })).status).toBe(507);
     expect((await dav(stack, 'DELETE', `/${share}/b.bin`, { auth: AUTH })).status).toBe(204);
     expect(await quotaProps(stack, `/${share}/`)).toEqual({ available: 4000, used: 6000 });
+    // And the same figures in the metrics.
+    const metrics = await stack.gateway.metrics.registry.metrics();
+    expect(metrics).toContain(`portico_quota_used{share="${share}",kind="bytes"} 6000`);
+    expect(metrics).toContain(`portico_quota_used{share="${share}",kind="files"} 4`);
+    expect(metrics).toContain(`portico_quota_limit{share="${share}",kind="bytes"} 10000`);
   });
 
   it.runIf(share === 'q')('a restart keeps the usage', async () => {
