@@ -68,6 +68,7 @@ export interface QuotaUsage {
 export interface QuotaStore {
   kvGet(key: string): string | undefined;
   kvSet(key: string, value: string): void;
+  kvDelete(key: string): void;
 }
 
 export const QUOTA_RESCAN_MS = 24 * 3600_000;
@@ -159,6 +160,14 @@ export class ShareQuota {
 
   private get key(): string {
     return `quota:${this.name}`;
+  }
+
+  /**
+   * For a share started without a quota: its saved counter, if any, stops counting now, so a quota
+   * configured again later must not trust it (it is walked instead).
+   */
+  static forget(store: QuotaStore, name: string): void {
+    if (store.kvGet(`quota:${name}`) !== undefined) store.kvDelete(`quota:${name}`);
   }
 
   private load(): Persisted | undefined {

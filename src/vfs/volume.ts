@@ -80,6 +80,7 @@ export class Volume {
     this.folded = new FoldedIndex((nfc) => this.key(nfc), options.foldedIndex);
     const q = options.quota;
     this.quota = q !== undefined && (q.bytes !== undefined || q.files !== undefined) ? new ShareQuota(name, backend, store, q) : undefined;
+    if (this.quota === undefined) ShareQuota.forget(store, name);
   }
 
   private cache(path: string, row: NodeRow): NodeRow {

@@ -231,6 +231,22 @@ describe.each(kinds)('quota on $name', (kind) => {
     expect(await used(e3.s)).toMatchObject({ bytes: 3000, files: 4 });
   });
 
+  it.runIf(kind.name === 'local')('a start without the quota drops the counter: configured again, the share is walked', async () => {
+    const k = await kind.make();
+    const e1 = await start(k.backend, { bytes: 1_000_000 });
+    await writeFile(e1.s, '/a', Buffer.alloc(100));
+    await e1.stop();
+    // A run without a quota: nothing counts its changes.
+    const store = MetadataStore.open(e1.stateDir);
+    const plain = new Vfs({ store, stageDir: join(e1.stateDir, 'stage') });
+    plain.addVolume('s', new LocalBackend(k.where));
+    store.close();
+    k.outside!('b', 900);
+    const e2 = await start(new LocalBackend(k.where), { bytes: 1_000_000 }, e1.stateDir);
+    expect(e2.vfs.volume('s').quota!.scans).toBe(1);
+    expect((await used(e2.s)).bytes).toBe(1000);
+  });
+
   it.runIf(kind.name === 'local')('outside changes show after a rescan (cache refresh)', async () => {
     const k = await kind.make();
     const { s, vfs } = await start(k.backend, { bytes: 1_000_000 });
