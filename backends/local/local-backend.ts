@@ -9,7 +9,7 @@
  * (readlink of /proc/self/fd/N), and directory listings read through that verified descriptor.
  */
 import {
-  close as closeCb, closeSync, constants as C, existsSync, fdatasync as fdatasyncCb, fstatSync, fsync as fsyncCb, ftruncate, linkSync, lstatSync, mkdirSync,
+  close as closeCb, closeSync, constants as C, existsSync, fchown as fchownCb, fchownSync, fdatasync as fdatasyncCb, fstatSync, fsync as fsyncCb, ftruncate, linkSync, lstatSync, mkdirSync,
   open as openCb, openSync, promises as fsp, readlinkSync, realpathSync, renameSync, statSync, unlinkSync, type BigIntStats,
 } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
@@ -17,7 +17,7 @@ import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import { LRUCache } from 'lru-cache';
 import type {
-  Backend, BackendCapabilities, BackendFile, BackendStat, BackendWatcher, BackendWatchListener, BackendWriter, ListOptions, ListPage,
+  Backend, BackendCapabilities, BackendFile, BackendStat, BackendWatcher, BackendWatchListener, BackendWriter, FileOwner, ListOptions, ListPage,
   OpenFileOptions, SetMetadata, StatFs, WriterOptions,
 } from '../../src/vfs/backend.ts';
 import { toVfsError, VfsError } from '../../src/vfs/errors.ts';
@@ -27,6 +27,13 @@ import type { WriterHost } from './local-file.ts';
 import { INLINE_BATCH, InlineIo, isLocalFileSystem, yieldToLoop } from './inline-io.ts';
 import { firstAfter, mapLimit } from '../paging.ts';
 import { LocalWatches, type LocalWatchOptions } from './local-watch.ts';
+
+/** Only root may give a file to another user; files this process makes are its own already. */
+const PROCESS_UID = process.getuid?.() ?? -1;
+const PROCESS_GID = process.getgid?.() ?? -1;
+function needsChown(owner: FileOwner): boolean {
+  return PROCESS_UID === 0 && (owner.uid !== PROCESS_UID || owner.gid !== PROCESS_GID);
+}
 
 /** Prefix of the hidden temp files createWriter() and copy() stage in the target directory. */
 export const TEMP_PREFIX = '.portico-tmp-';
@@ -273,7 +280,7 @@ export class LocalBackend implements Backend, WriterHost {
    * open (no create, no truncate) or an exclusive create, made synchronously while the breaker
    * allows it.
    */
-  private async openConfinedFd(path: string, flags: number, mode: number | undefined, inline: boolean): Promise<number> {
+  private async openConfinedFd(path: string, flags: number, mode: number | undefined, inline: boolean, owner?: FileOwner): Promise<number> {
     const walking = this.parentOk(path);
     if (walking) await walking;
     const abs = this.abs(path);
@@ -325,6 +332,17 @@ export class LocalBackend implements Backend, WriterHost {
         await closeFd();
         throw toVfsError(e, path);
       }
+    }
+    if (created && owner !== undefined && needsChown(owner)) {
+      // A file that exists but cannot take its creator's owner (a file system without owners)
+      // is still the file that was asked for: the owner stays the service user's.
+      if (inline && this.wio.ok) {
+        try {
+          fchownSync(fd, owner.uid, owner.gid);
+        } catch {
+          // as above
+        }
+      } else await new Promise<void>((res) => fchownCb(fd!, owner.uid, owner.gid, () => res()));
     }
     return fd;
   }
@@ -507,7 +525,7 @@ export class LocalBackend implements Backend, WriterHost {
     let flags = (options.write ? C.O_RDWR : C.O_RDONLY) | C.O_NOFOLLOW | C.O_NONBLOCK;
     if (options.create) flags |= C.O_CREAT | (options.exclusive ? C.O_EXCL : 0);
     if (options.truncate) flags |= C.O_TRUNC;
-    const fd = await this.openConfinedFd(path, flags, options.mode ?? 0o666, !options.write);
+    const fd = await this.openConfinedFd(path, flags, options.mode ?? 0o666, !options.write, options.owner);
     if (options.create) this.nameCache.delete(parentPath(path));
     return new LocalFile(fd, path, options.write, this.io);
   }
@@ -515,7 +533,7 @@ export class LocalBackend implements Backend, WriterHost {
   async createWriter(path: string, options: WriterOptions = {}): Promise<BackendWriter> {
     if (path === '/') throw new VfsError('EISDIR', undefined, { path });
     const temp = joinPath(parentPath(path), tempName());
-    const fd = await this.openConfinedFd(temp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, options.mode ?? 0o666, true);
+    const fd = await this.openConfinedFd(temp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, options.mode ?? 0o666, true, options.owner);
     return new LocalWriter(this, fd, this.wio, path, temp, options.exclusive === true);
   }
 
@@ -634,11 +652,12 @@ export class LocalBackend implements Backend, WriterHost {
     await fsp.unlink(this.abs(temp)).catch(() => {});
   }
 
-  async mkdir(path: string, mode?: number): Promise<BackendStat> {
+  async mkdir(path: string, mode?: number, owner?: FileOwner): Promise<BackendStat> {
     try {
       if (path === '/') throw new VfsError('EEXIST', undefined, { path });
       await this.parentOk(path);
       await fsp.mkdir(this.abs(path), mode ?? 0o777);
+      if (owner !== undefined && needsChown(owner)) await fsp.lchown(this.abs(path), owner.uid, owner.gid).catch(() => undefined);
       this.nameCache.delete(parentPath(path));
       return await this.lstatPath(path);
     } catch (e) {
@@ -715,10 +734,11 @@ export class LocalBackend implements Backend, WriterHost {
     }
   }
 
-  async symlink(target: string, path: string): Promise<BackendStat> {
+  async symlink(target: string, path: string, owner?: FileOwner): Promise<BackendStat> {
     try {
       await this.parentOk(path);
       await fsp.symlink(target, this.abs(path));
+      if (owner !== undefined && needsChown(owner)) await fsp.lchown(this.abs(path), owner.uid, owner.gid).catch(() => undefined);
       this.forgetOne(path);
       return await this.lstatPath(path);
     } catch (e) {

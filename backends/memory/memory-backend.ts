@@ -7,7 +7,7 @@
  * exactly as on a backend that never had them.
  */
 import type {
-  Backend, BackendCapabilities, BackendFile, BackendStat, BackendWriter, ListOptions, ListPage, NodeType,
+  Backend, BackendCapabilities, BackendFile, BackendStat, BackendWriter, FileOwner, ListOptions, ListPage, NodeType,
   OpenFileOptions, SetMetadata, StatFs, TimeNs, WriterOptions,
 } from '../../src/vfs/backend.ts';
 import { VfsError } from '../../src/vfs/errors.ts';
@@ -84,7 +84,7 @@ export class MemoryBackend implements Backend {
   readonly capabilities: BackendCapabilities;
   readonly rename?: (from: string, to: string) => Promise<void>;
   readonly copy?: (from: string, to: string) => Promise<BackendStat>;
-  readonly symlink?: (target: string, path: string) => Promise<BackendStat>;
+  readonly symlink?: (target: string, path: string, owner?: FileOwner) => Promise<BackendStat>;
   readonly readlink?: (path: string) => Promise<string>;
   readonly link?: (existing: string, path: string) => Promise<BackendStat>;
 
@@ -102,7 +102,7 @@ export class MemoryBackend implements Backend {
     if (caps.atomicRename) this.rename = (from, to) => this.renameNode(from, to);
     if (caps.serverSideCopy) this.copy = (from, to) => this.copyNode(from, to);
     if (caps.symlinks) {
-      this.symlink = (target, path) => this.symlinkNode(target, path);
+      this.symlink = (target, path, owner) => this.symlinkNode(target, path, owner);
       this.readlink = (path) => this.readlinkNode(path);
     }
     if (caps.hardLinks) this.link = (existing, path) => this.linkNode(existing, path);
@@ -118,11 +118,11 @@ export class MemoryBackend implements Backend {
     return p === 1n ? ns : ns - (((ns % p) + p) % p);
   }
 
-  private newNode(type: NodeType, mode: number): MemNode {
+  private newNode(type: NodeType, mode: number, owner?: FileOwner): MemNode {
     const t = this.now();
     this.nodeCount++;
     const node: MemNode = {
-      id: this.nextId++, type, mode: mode & 0o7777, uid: 0, gid: 0, nlink: type === 'dir' ? 2 : 1,
+      id: this.nextId++, type, mode: mode & 0o7777, uid: owner?.uid ?? 0, gid: owner?.gid ?? 0, nlink: type === 'dir' ? 2 : 1,
       atimeNs: t, mtimeNs: t, ctimeNs: t, birthtimeNs: t, size: 0, data: EMPTY, opens: 0,
     };
     if (type === 'dir') node.children = new Map();
@@ -265,7 +265,7 @@ export class MemoryBackend implements Backend {
     if (node === undefined) {
       if (!options.create) throw new VfsError('ENOENT', undefined, { path });
       this.checkName(name, path);
-      node = this.newNode('file', options.mode ?? 0o644);
+      node = this.newNode('file', options.mode ?? 0o644, options.owner);
       this.attach(dir, name, node);
     } else if (options.create && options.exclusive) {
       throw new VfsError('EEXIST', undefined, { path });
@@ -342,7 +342,8 @@ export class MemoryBackend implements Backend {
     if (old?.type === 'dir') throw new VfsError('EISDIR', undefined, { path });
     if (data.length > this.capabilities.maxFileSize) throw new VfsError('EFBIG', undefined, { path });
     this.reserve(data.length - this.reclaimable(old), path);
-    const node = this.newNode('file', options.mode ?? 0o644);
+    // Like an object store's writer here (s3-backend.ts baseMeta), a replaced file keeps its owner.
+    const node = this.newNode('file', options.mode ?? 0o644, options.owner ?? (old !== undefined ? { uid: old.uid, gid: old.gid } : undefined));
     node.data = data;
     if (old !== undefined) this.detach(dir, name);
     this.attach(dir, name, node);
@@ -367,13 +368,13 @@ export class MemoryBackend implements Backend {
     return node !== undefined && node.type === 'file' && node.nlink === 1 && node.opens === 0 ? node.size : 0;
   }
 
-  async mkdir(path: string, mode?: number): Promise<BackendStat> {
+  async mkdir(path: string, mode?: number, owner?: FileOwner): Promise<BackendStat> {
     if (path === '/') throw new VfsError('EEXIST', undefined, { path });
     const dir = this.parentOf(path);
     const name = baseName(path);
     if (this.child(dir, name) !== undefined) throw new VfsError('EEXIST', undefined, { path });
     this.checkName(name, path);
-    const node = this.newNode('dir', mode ?? 0o755);
+    const node = this.newNode('dir', mode ?? 0o755, owner);
     this.attach(dir, name, node);
     return this.statOf(name, node);
   }
@@ -456,12 +457,12 @@ export class MemoryBackend implements Backend {
     return this.statOf(baseName(to), node);
   }
 
-  private async symlinkNode(target: string, path: string): Promise<BackendStat> {
+  private async symlinkNode(target: string, path: string, owner?: FileOwner): Promise<BackendStat> {
     const dir = this.parentOf(path);
     const name = baseName(path);
     if (this.child(dir, name) !== undefined) throw new VfsError('EEXIST', undefined, { path });
     this.checkName(name, path);
-    const node = this.newNode('symlink', 0o777);
+    const node = this.newNode('symlink', 0o777, owner);
     node.target = target;
     node.size = Buffer.byteLength(target, 'utf8');
     this.attach(dir, name, node);

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
 import type {
-  Backend, BackendCapabilities, BackendFile, BackendStat, BackendWriter, ContentVersion, ListOptions, ListPage, OpenFileOptions,
+  Backend, BackendCapabilities, BackendFile, BackendStat, BackendWriter, ContentVersion, FileOwner, ListOptions, ListPage, OpenFileOptions,
   PatchWriter, SetMetadata, StatFs, WriterOptions,
 } from '../../src/vfs/backend.ts';
 import { VfsError, isVfsError } from '../../src/vfs/errors.ts';
@@ -358,7 +358,7 @@ export class S3Backend implements Backend, WriterHost, ListHost {
     await this.checkParent(path);
     const l = await this.lookup(path);
     if (l.kind === 'dir') throw new VfsError('EISDIR', undefined, { path });
-    return new S3Writer(this, { path, key, exclusive: options.exclusive === true, mode: options.mode, sizeHint: options.sizeHint });
+    return new S3Writer(this, { path, key, exclusive: options.exclusive === true, mode: options.mode, owner: options.owner, sizeHint: options.sizeHint });
   }
 
   /**
@@ -442,11 +442,16 @@ export class S3Backend implements Backend, WriterHost, ListHost {
   }
 
   /** WriterHost: metadata of a new version, inherited from the current one like an inode's. */
-  async baseMeta(path: string, _key: string, mode: number | undefined): Promise<{ meta: Record<string, string>; contentType: string | undefined }> {
+  async baseMeta(path: string, _key: string, mode: number | undefined, owner?: FileOwner): Promise<{ meta: Record<string, string>; contentType: string | undefined }> {
     const l = await this.lookup(path).catch(() => undefined);
     const inherited = l?.kind === 'file' ? inheritedMeta(l.head.meta) : {};
     const set: SetMetadata = {};
     if (mode !== undefined) set.mode = mode;
+    // A new object takes its creator's owner; a replaced one keeps the owner it inherits.
+    if (owner !== undefined && l?.kind !== 'file') {
+      set.uid = owner.uid;
+      set.gid = owner.gid;
+    }
     if (inherited.btime === undefined) set.birthtimeNs = nowNs();
     return { meta: encodeMeta('file', inherited, set), contentType: l?.kind === 'file' ? l.head.contentType : undefined };
   }
@@ -507,13 +512,13 @@ export class S3Backend implements Backend, WriterHost, ListHost {
     this.journal?.ended(uploadId);
   }
 
-  async mkdir(path: string, mode?: number): Promise<BackendStat> {
+  async mkdir(path: string, mode?: number, owner?: FileOwner): Promise<BackendStat> {
     if (path === '/') throw new VfsError('EEXIST', undefined, { path });
     this.keys.dirKey(path);
     await this.checkParent(path);
     const since = this.meta.now();
     if ((await this.lookup(path)).kind !== 'missing') throw new VfsError('EEXIST', undefined, { path });
-    const stat = await this.putMarker(path, encodeMeta('dir', {}, { mode: mode ?? this.defaults.dirMode, birthtimeNs: nowNs() }));
+    const stat = await this.putMarker(path, encodeMeta('dir', {}, { mode: mode ?? this.defaults.dirMode, birthtimeNs: nowNs(), ...(owner ?? {}) }));
     this.changed(path);
     // Nothing was at or below the name: the new directory is known empty (its creates skip lookups).
     this.meta.setComplete(this.keys.dirKey(path), [], since);

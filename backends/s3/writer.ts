@@ -36,7 +36,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { BackendStat, PatchWriter, SetMetadata } from '../../src/vfs/backend.ts';
+import type { BackendStat, FileOwner, PatchWriter, SetMetadata } from '../../src/vfs/backend.ts';
 import { VfsError, toVfsError } from '../../src/vfs/errors.ts';
 import { encodeMeta } from './keys.ts';
 import { isPreconditionFailed, type S3Transport } from './transport.ts';
@@ -56,7 +56,7 @@ export interface WriterHost {
   spoolDir: string;
   maxFileSize: number;
   /** Metadata and content type of the new version (inherited from the old one, plus the mode). */
-  baseMeta(path: string, key: string, mode: number | undefined): Promise<{ meta: Record<string, string>; contentType: string | undefined }>;
+  baseMeta(path: string, key: string, mode: number | undefined, owner?: FileOwner): Promise<{ meta: Record<string, string>; contentType: string | undefined }>;
   /** Serialises exclusive commits of one key inside this process. */
   withKeyLock<T>(key: string, fn: () => Promise<T>): Promise<T>;
   /** Fresh existence check of a file key (no cache). */
@@ -81,6 +81,8 @@ export interface WriterParams {
   key: string;
   exclusive: boolean;
   mode: number | undefined;
+  /** Owner of a file this writer creates (a replaced file keeps its own). */
+  owner?: FileOwner | undefined;
   sizeHint: number | undefined;
   /** Patch writers: the version copyBase() copies from (its ETag is sent as if-match). */
   base?: { etag: string; size: number } | undefined;
@@ -126,7 +128,7 @@ export class S3Writer implements PatchWriter {
   constructor(host: WriterHost, p: WriterParams) {
     this.host = host;
     this.p = p;
-    this.base = host.baseMeta(p.path, p.key, p.mode);
+    this.base = host.baseMeta(p.path, p.key, p.mode, p.owner);
     this.base.catch(() => undefined);
     const hint = p.sizeHint !== undefined && p.sizeHint > 0 ? p.sizeHint : undefined;
     // Patch writers may add one copy part per uploaded one: half the parts for the uploaded ones.

@@ -16,6 +16,7 @@ import type {
   BackendStat,
   BackendWriter,
   ContentVersion,
+  FileOwner,
   ListOptions,
   ListPage,
   OpenFileOptions,
@@ -159,9 +160,9 @@ export function instrumentBackend(backend: Backend, metrics: Metrics, label: str
       const t = performance.now();
       try { return wrapWriter(m.createWriter.ok(t, await b.createWriter(path, options)), m); } catch (e) { throw m.createWriter.fail(t, e); }
     },
-    async mkdir(path: string, mode?: number): Promise<BackendStat> {
+    async mkdir(path: string, mode?: number, owner?: FileOwner): Promise<BackendStat> {
       const t = performance.now();
-      try { return m.mkdir.ok(t, await b.mkdir(path, mode)); } catch (e) { throw m.mkdir.fail(t, e); }
+      try { return m.mkdir.ok(t, await b.mkdir(path, mode, owner)); } catch (e) { throw m.mkdir.fail(t, e); }
     },
     async rmdir(path: string): Promise<void> {
       const t = performance.now();
@@ -209,9 +210,9 @@ export function instrumentBackend(backend: Backend, metrics: Metrics, label: str
   }
   if (b.symlink) {
     const symlink = b.symlink.bind(b);
-    wrapped.symlink = async (target: string, path: string): Promise<BackendStat> => {
+    wrapped.symlink = async (target: string, path: string, owner?: FileOwner): Promise<BackendStat> => {
       const t = performance.now();
-      try { return m.symlink.ok(t, await symlink(target, path)); } catch (e) { throw m.symlink.fail(t, e); }
+      try { return m.symlink.ok(t, await symlink(target, path, owner)); } catch (e) { throw m.symlink.fail(t, e); }
     };
   }
   if (b.readlink) {

@@ -101,6 +101,11 @@ export class Session {
     this.state.root ??= this;
   }
 
+  /** Owner of what this principal creates (FileOwner): NFS and SMB clients see their files as theirs. */
+  private get creator(): { uid: number; gid: number } {
+    return { uid: this.principal.uid, gid: this.principal.gid };
+  }
+
   /** The client state's id: the same for every view (audit entries, lock and share-mode owners). */
   get id(): string {
     return this.state.id;
@@ -393,7 +398,7 @@ export class Session {
     if (rights.length === 0) rights.push([path, 'read']);
     const audited = creates || opts.access.write || opts.deleteOnClose ? { path, disposition: opts.disposition ?? 'open' } : null;
     return this.gate('open', share, rights, audited, async (vol) => {
-      const h = await this.vfs.open(vol, path, { lockTokens: new Set(this.lockTokens), ...opts, owner: `${this.id}:${opts.owner}` });
+      const h = await this.vfs.open(vol, path, { lockTokens: new Set(this.lockTokens), creator: this.creator, ...opts, owner: `${this.id}:${opts.owner}` });
       this.handles.add(h);
       return h;
     });
@@ -459,7 +464,7 @@ export class Session {
    */
   replaceContent(share: string, path: string, opts: Omit<ReplaceOptions, 'tokens' | 'owner'> & { owner?: string } = {}): Promise<ContentWriter> {
     return this.gate('replace', share, [[path, 'write']], { path }, async (vol) => {
-      const w = await this.vfs.replaceContent(vol, path, { ...opts, owner: `${this.id}:${opts.owner ?? 'replace'}`, tokens: new Set(this.lockTokens) });
+      const w = await this.vfs.replaceContent(vol, path, { creator: this.creator, ...opts, owner: `${this.id}:${opts.owner ?? 'replace'}`, tokens: new Set(this.lockTokens) });
       return {
         created: w.created,
         existing: w.existing,
@@ -482,7 +487,7 @@ export class Session {
   // ---------------------------------------------------------------- namespace changes
 
   mkdir(share: string, path: string, mode?: number): Promise<FileAttr> {
-    return this.gate('mkdir', share, [[path, 'write']], { path }, (vol) => this.vfs.mkdir(vol, path, mode, this.lockTokens));
+    return this.gate('mkdir', share, [[path, 'write']], { path }, (vol) => this.vfs.mkdir(vol, path, mode, this.lockTokens, this.creator));
   }
 
   unlink(share: string, path: string): Promise<void> {
@@ -522,7 +527,7 @@ export class Session {
    */
   copy(share: string, from: string, to: string, options?: { replace?: boolean; depth?: 0 | 'infinity' }): Promise<TreeError[]> {
     return this.gate('copy', share, [[from, 'read'], [to, 'write']], { path: from, to }, (vol, acl) =>
-      this.vfs.copy(vol, from, to, { ...options, tokens: this.lockTokens, guard: this.treeGuard('copy', share, [acl, from], [acl, to]) }),
+      this.vfs.copy(vol, from, to, { ...options, tokens: this.lockTokens, guard: this.treeGuard('copy', share, [acl, from], [acl, to]), creator: this.creator }),
     );
   }
 
@@ -601,14 +606,14 @@ export class Session {
       if (options.forMove) this.refuseRuleMove(share, acl, from, dest.acl, to);
       const { replace, depth } = options;
       const guard = this.treeGuard(op, share, [acl, from], [dest.acl, to, dest.volume]);
-      return this.vfs.copy(vol, from, to, { replace, depth, tokens: this.lockTokens, toVolume: dest.volume, guard });
+      return this.vfs.copy(vol, from, to, { replace, depth, tokens: this.lockTokens, toVolume: dest.volume, guard, creator: this.creator });
     });
   }
 
   symlink(share: string, target: string, path: string): Promise<FileAttr> {
     return this.gate('symlink', share, [[path, 'write']], { path, target }, (vol, acl) => {
       this.checkSymlink(acl, target, path);
-      return this.vfs.symlink(vol, target, path, this.lockTokens);
+      return this.vfs.symlink(vol, target, path, this.lockTokens, this.creator);
     });
   }
 

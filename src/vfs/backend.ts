@@ -138,6 +138,19 @@ export interface OpenFileOptions {
   truncate?: boolean;
   /** Mode for a created file. */
   mode?: number;
+  /** Owner of a created file (see FileOwner). */
+  owner?: FileOwner;
+}
+
+/**
+ * The owner a new file, directory or link takes: the creating principal's uid and gid, so NFS and
+ * SMB clients see their own files as theirs. Applied where the backend stores owners
+ * (capabilities.posixMetadata) and may set them: the local backend only when the gateway runs as
+ * root (otherwise the service user owns everything it creates, as with any unprivileged server).
+ */
+export interface FileOwner {
+  uid: number;
+  gid: number;
 }
 
 /** A file opened for random access (backends with capabilities.randomWrites, and any backend for reads). */
@@ -203,6 +216,8 @@ export interface WriterOptions {
   /** Fail with EEXIST at commit if the target exists by then. */
   exclusive?: boolean;
   mode?: number;
+  /** Owner of the file when the writer creates it (see FileOwner). */
+  owner?: FileOwner;
   /** A size hint, when known (lets S3 choose single PUT vs multipart and part sizes). */
   sizeHint?: number;
 }
@@ -269,7 +284,7 @@ export interface Backend {
   readVersion?(path: string, version: ContentVersion, offset: number, length: number): Promise<Buffer>;
 
   /** EEXIST when the path exists; ENOENT when the parent is missing. */
-  mkdir(path: string, mode?: number): Promise<BackendStat>;
+  mkdir(path: string, mode?: number, owner?: FileOwner): Promise<BackendStat>;
   /** ENOTEMPTY when the directory has children. */
   rmdir(path: string): Promise<void>;
   /** Files and symlinks; EISDIR for a directory. */
@@ -283,7 +298,7 @@ export interface Backend {
   /** Only when capabilities.serverSideCopy: copies one file, replacing the target. */
   copy?(from: string, to: string): Promise<BackendStat>;
   /** Only when capabilities.symlinks. */
-  symlink?(target: string, path: string): Promise<BackendStat>;
+  symlink?(target: string, path: string, owner?: FileOwner): Promise<BackendStat>;
   readlink?(path: string): Promise<string>;
   /** Only when capabilities.hardLinks. */
   link?(existing: string, path: string): Promise<BackendStat>;

@@ -34,7 +34,7 @@
  * A Proxy over the backend, so methods this layer does not know (and optional methods' absence)
  * pass through unchanged.
  */
-import type { Backend, BackendFile, BackendStat, BackendWriter, ListOptions, ListPage, SetMetadata, WriterOptions } from './backend.ts';
+import type { Backend, BackendFile, BackendStat, BackendWriter, FileOwner, ListOptions, ListPage, SetMetadata, WriterOptions } from './backend.ts';
 import { VfsError, isVfsError } from './errors.ts';
 import { baseName, parentPath } from './path.ts';
 
@@ -126,7 +126,7 @@ export class DeferredCreates {
    * directory. Returns its stat, or undefined when the name turned out taken by someone else and the
    * caller must create the classic way (non-exclusive: the old path replaces it, as it always did).
    */
-  async create(path: string, mode: number, exclusive: boolean): Promise<BackendStat | undefined> {
+  async create(path: string, mode: number, exclusive: boolean, owner?: FileOwner): Promise<BackendStat | undefined> {
     const parent = parentPath(path);
     if (this.pendingAncestor(path)) throw new VfsError('ENOTDIR', undefined, { path });
     if (this.files.has(path)) {
@@ -152,7 +152,13 @@ export class DeferredCreates {
     const now = nowNs();
     const st: BackendStat = { name: baseName(path), type: 'file', size: 0, mtimeNs: now, ctimeNs: now, atimeNs: now, mode: mode & 0o7777 };
     if (this.inner.capabilities.birthTime) st.birthtimeNs = now;
-    const f: PendingFile = { path, mode, st, meta: {}, writers: new Set(), committing: false, materializing: undefined };
+    // The creator's owner goes with the first publish, like any metadata set while pending.
+    const meta: SetMetadata = {};
+    if (owner !== undefined && this.inner.capabilities.posixMetadata) {
+      meta.uid = st.uid = owner.uid;
+      meta.gid = st.gid = owner.gid;
+    }
+    const f: PendingFile = { path, mode, st, meta, writers: new Set(), committing: false, materializing: undefined };
     this.files.set(path, f);
     let dir = this.byDir.get(parent);
     if (dir === undefined) this.byDir.set(parent, (dir = new Map()));
@@ -308,10 +314,10 @@ export class DeferredCreates {
         if (options?.exclusive) throw new VfsError('EEXIST', undefined, { path });
         return this.writerFor(f, options);
       },
-      mkdir: async (path: string, mode?: number) => {
+      mkdir: async (path: string, mode?: number, owner?: FileOwner) => {
         if (this.files.has(path)) throw new VfsError('EEXIST', undefined, { path });
         if (this.pendingAncestor(path)) throw new VfsError('ENOTDIR', undefined, { path });
-        return inner.mkdir(path, mode);
+        return inner.mkdir(path, mode, owner);
       },
       rmdir: async (path: string) => {
         if (this.byDir.has(path)) throw new VfsError('ENOTEMPTY', undefined, { path });
@@ -379,9 +385,9 @@ export class DeferredCreates {
         if (this.files.has(path)) return Buffer.alloc(0);
         return call('readVersion', [path, ...rest]);
       },
-      symlink: async (target: string, path: string) => {
+      symlink: async (target: string, path: string, owner?: FileOwner) => {
         if (this.files.has(path)) throw new VfsError('EEXIST', undefined, { path });
-        return call('symlink', [target, path]);
+        return call('symlink', [target, path, owner]);
       },
       link: async (existing: string, path: string) => {
         if (this.files.has(path)) throw new VfsError('EEXIST', undefined, { path });

@@ -80,6 +80,8 @@ export interface OpenOptions {
   winAttributes?: number;
   /** WebDAV lock tokens the opener presents (If header); kept on the handle for its writes. */
   lockTokens?: ReadonlySet<string>;
+  /** Owner of a file or directory this open creates: the creating principal's (backend.ts FileOwner). */
+  creator?: { uid: number; gid: number };
 }
 
 export interface SetAttr {

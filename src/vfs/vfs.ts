@@ -13,7 +13,7 @@ import { randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
-import type { Backend, BackendFile, BackendStat, BackendWatcher, BackendWatchListener } from './backend.ts';
+import type { Backend, BackendFile, BackendStat, BackendWatcher, FileOwner, BackendWatchListener } from './backend.ts';
 import { VfsError, isVfsError, toVfsError } from './errors.ts';
 import { baseName, isSameOrDescendant, joinPath, nameKey, parentPath } from './path.ts';
 import { Volume, type VolumeOptions } from './volume.ts';
@@ -91,6 +91,8 @@ export interface ReplaceOptions {
   sizeHint?: number;
   /** Fail with EEXIST when the file exists (checked at start and again, atomically, at commit). */
   exclusive?: boolean;
+  /** Owner of the file when this creates it (a replaced file keeps its owner and mode). */
+  creator?: FileOwner;
 }
 
 /** A whole-content writer from Vfs.replaceContent(): write chunks, then commit() or abort(). */
@@ -453,8 +455,8 @@ export class Vfs {
       if (r.path === '/') throw new VfsError('EEXIST', undefined, { path: p });
       this.checkTokenLocks(v, r.path, tokens, { self: false, parent: true });
       v.quota?.check(1, 0, p);
-      if (expect === 'dir') st = await v.backend.mkdir(r.path, opts.mode);
-      else ({ st, file: createdFile } = await this.createEmpty(v, r.path, opts.mode, disp === 'create', opts.access.write));
+      if (expect === 'dir') st = await v.backend.mkdir(r.path, opts.mode, opts.creator);
+      else ({ st, file: createdFile } = await this.createEmpty(v, r.path, opts.mode, disp === 'create', opts.access.write, opts.creator));
       created = true;
     }
     // Others' leases are broken, and the breaks acknowledged, before the open acts (leases.ts).
@@ -547,9 +549,9 @@ export class Vfs {
    * limits). S3: create + write + close drops from 7 requests to 2-4. Otherwise the empty object is
    * uploaded at once, visible to every client.
    */
-  private async createEmpty(v: Volume, path: string, mode: number | undefined, exclusive: boolean, willWrite = false): Promise<{ st: BackendStat; file?: BackendFile }> {
+  private async createEmpty(v: Volume, path: string, mode: number | undefined, exclusive: boolean, willWrite = false, owner?: FileOwner): Promise<{ st: BackendStat; file?: BackendFile }> {
     if (v.backend.capabilities.randomWrites) {
-      const file = await v.backend.openFile(path, { write: true, create: true, exclusive, mode: mode ?? 0o644 });
+      const file = await v.backend.openFile(path, { write: true, create: true, exclusive, mode: mode ?? 0o644, ...(owner ? { owner } : {}) });
       if (!exclusive) {
         // Without O_EXCL the file may have existed (a race with another creator): report what is there.
         try {
@@ -564,10 +566,10 @@ export class Vfs {
     }
     const deferred = this.deferredCreates.get(v.name);
     if (deferred !== undefined && willWrite && !this.writeBack.active(v.name)) {
-      const st = await deferred.create(path, mode ?? 0o644, exclusive);
+      const st = await deferred.create(path, mode ?? 0o644, exclusive, owner);
       if (st !== undefined) return { st };
     }
-    const w = await v.backend.createWriter(path, { exclusive, mode: mode ?? 0o644, sizeHint: 0 });
+    const w = await v.backend.createWriter(path, { exclusive, mode: mode ?? 0o644, sizeHint: 0, ...(owner ? { owner } : {}) });
     return { st: await w.commit() };
   }
 
@@ -985,9 +987,12 @@ export class Vfs {
     }
     let w: Awaited<ReturnType<Backend['createWriter']>>;
     // Async write-back: the body goes to a local stage, journaled at commit (write-back.ts stagedReplace).
-    const staged = this.writeBack.stagedReplace(v.name, v.backend, r.path, { existing: r.stat, sizeHint: opts.sizeHint, exclusive: opts.exclusive ?? false, mode: opts.mode ?? 0o644 });
+    const staged = this.writeBack.stagedReplace(v.name, v.backend, r.path, { existing: r.stat, sizeHint: opts.sizeHint, exclusive: opts.exclusive ?? false, mode: opts.mode ?? 0o644, owner: opts.creator });
     try {
-      w = staged ?? await v.backend.createWriter(r.path, { exclusive: opts.exclusive ?? false, mode: opts.mode ?? 0o644, ...(opts.sizeHint !== undefined ? { sizeHint: opts.sizeHint } : {}) });
+      // A replaced file keeps its owner and mode: on a local disk the new content is a new inode.
+      const keep = existing !== undefined && v.backend.capabilities.posixMetadata ? { mode: existing.mode, owner: { uid: existing.uid, gid: existing.gid } } : undefined;
+      const owner = keep?.owner ?? opts.creator;
+      w = staged ?? await v.backend.createWriter(r.path, { exclusive: opts.exclusive ?? false, mode: keep?.mode ?? opts.mode ?? 0o644, ...(owner ? { owner } : {}), ...(opts.sizeHint !== undefined ? { sizeHint: opts.sizeHint } : {}) });
     } catch (e) {
       if (existingId !== undefined) this.shareModes.close(recId);
       qw?.release();
@@ -1068,14 +1073,14 @@ export class Vfs {
 
   // ---------------------------------------------------------------- namespace
 
-  async mkdir(volume: string, path: string, mode?: number, tokens: Tokens = NO_TOKENS): Promise<FileAttr> {
+  async mkdir(volume: string, path: string, mode?: number, tokens: Tokens = NO_TOKENS, creator?: FileOwner): Promise<FileAttr> {
     const v = this.volume(volume);
     const p = v.normalize(path);
     const r = await v.resolve(p);
     if (r.stat) throw new VfsError('EEXIST', undefined, { path: p });
     this.checkTokenLocks(v, r.path, tokens, { self: false, parent: true });
     v.quota?.check(1, 0, p);
-    const st = await v.backend.mkdir(r.path, mode ?? 0o755);
+    const st = await v.backend.mkdir(r.path, mode ?? 0o755, creator);
     const row = v.newRow(r.path, st);
     v.quota?.add(r.path, 1, 0);
     this.emit(v, 'create', row.id, r.path, 'dir');
@@ -1369,9 +1374,9 @@ export class Vfs {
    * One file's data: server-side copy within a backend that has it, else streamed from the source
    * backend into the target's atomic writer (`w`: another volume, for copies across shares).
    */
-  private async copyFileData(v: Volume, from: string, to: string, w: Volume = v, mode?: number): Promise<BackendStat> {
+  private async copyFileData(v: Volume, from: string, to: string, w: Volume = v, mode?: number, owner?: FileOwner): Promise<BackendStat> {
     if (v === w && v.backend.capabilities.serverSideCopy && v.backend.copy) return v.backend.copy(from, to);
-    const options = v === w ? {} : { sizeHint: (await v.backend.stat(from)).size, ...(mode === undefined ? {} : { mode }) };
+    const options = v === w ? {} : { sizeHint: (await v.backend.stat(from)).size, ...(mode === undefined ? {} : { mode }), ...(owner ? { owner } : {}) };
     const writer = await w.backend.createWriter(to, options);
     try {
       for (let off = 0; ; ) {
@@ -1396,7 +1401,7 @@ export class Vfs {
    * is streamed from one backend's reader into the other's atomic writer (no server-side copy
    * across backends), dead properties and Windows attributes follow, and the copies get new ids.
    */
-  async copy(volume: string, from: string, to: string, options: { replace?: boolean; depth?: 0 | 'infinity'; tokens?: Tokens; toVolume?: string; guard?: TreeGuard } = {}): Promise<TreeError[]> {
+  async copy(volume: string, from: string, to: string, options: { replace?: boolean; depth?: 0 | 'infinity'; tokens?: Tokens; toVolume?: string; guard?: TreeGuard; creator?: FileOwner } = {}): Promise<TreeError[]> {
     const tokens = options.tokens ?? NO_TOKENS;
     const v = this.volume(volume);
     const w = options.toVolume === undefined ? v : this.volume(options.toVolume);
@@ -1418,27 +1423,28 @@ export class Vfs {
       if (errs.length > 0) return errs;
     }
     const errors: TreeError[] = [];
-    await this.copyNode(v, src.path, src.stat, w, dst.path, options.depth ?? 'infinity', errors, options.guard);
+    await this.copyNode(v, src.path, src.stat, w, dst.path, options.depth ?? 'infinity', errors, options.guard, options.creator);
     return errors;
   }
 
-  private async copyNode(v: Volume, from: string, st: BackendStat, w: Volume, to: string, depth: 0 | 'infinity', errors: TreeError[], guard: TreeGuard | undefined): Promise<void> {
+  /** `creator`: the copies belong to who copies (cp without -p); a server-side copy keeps the source's. */
+  private async copyNode(v: Volume, from: string, st: BackendStat, w: Volume, to: string, depth: 0 | 'infinity', errors: TreeError[], guard: TreeGuard | undefined, creator?: FileOwner): Promise<void> {
     try {
       guard?.source?.(from);
       guard?.target?.(to);
       w.quota?.check(1, st.type === 'file' ? st.size : 0, to);
       const srcRow = v.row(from);
       let out: BackendStat;
-      if (st.type === 'dir') out = await w.backend.mkdir(to, st.mode);
+      if (st.type === 'dir') out = await w.backend.mkdir(to, st.mode, creator);
       else if (st.type === 'symlink' && v.backend.readlink) {
         if (!w.backend.symlink) throw new VfsError('ENOTSUP', 'the destination share cannot store symbolic links', { path: to });
         const target = await v.backend.readlink(from);
         guard?.link?.(target, to);
-        out = await w.backend.symlink(target, to);
+        out = await w.backend.symlink(target, to, creator);
       } else {
         // A pending async upload holds the latest content: land it before copying the object.
         await this.writeBack.uploadNow(srcRow.id);
-        out = await this.copyFileData(v, from, to, w, st.mode);
+        out = await this.copyFileData(v, from, to, w, st.mode, creator);
       }
       const row = w.newRow(to, out);
       w.quota?.add(to, 1, out.type === 'file' ? out.size : 0);
@@ -1454,7 +1460,7 @@ export class Vfs {
     }
     if (st.type === 'dir' && depth === 'infinity') {
       for await (const e of this.listAll(v, from)) {
-        await this.copyNode(v, joinPath(from, e.name), e, w, joinPath(to, e.name), depth, errors, guard);
+        await this.copyNode(v, joinPath(from, e.name), e, w, joinPath(to, e.name), depth, errors, guard, creator);
       }
     }
   }
@@ -1506,7 +1512,7 @@ export class Vfs {
     }
   }
 
-  async symlink(volume: string, target: string, path: string, tokens: Tokens = NO_TOKENS): Promise<FileAttr> {
+  async symlink(volume: string, target: string, path: string, tokens: Tokens = NO_TOKENS, creator?: FileOwner): Promise<FileAttr> {
     const v = this.volume(volume);
     if (!v.backend.capabilities.symlinks || !v.backend.symlink) throw new VfsError('ENOTSUP', 'backend has no symbolic links');
     const p = v.normalize(path);
@@ -1515,7 +1521,7 @@ export class Vfs {
     if (r.stat) throw new VfsError('EEXIST', undefined, { path: p });
     this.checkTokenLocks(v, r.path, tokens, { self: false, parent: true });
     v.quota?.check(1, 0, p);
-    const st = await v.backend.symlink(target, r.path);
+    const st = await v.backend.symlink(target, r.path, creator);
     const row = v.newRow(r.path, st);
     v.quota?.add(r.path, 1, 0);
     this.emit(v, 'create', row.id, r.path, 'symlink');

@@ -74,7 +74,7 @@ import { basename, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { Backend, BackendStat, BackendWriter } from './backend.ts';
+import type { Backend, BackendStat, BackendWriter, FileOwner } from './backend.ts';
 import { VfsError, isVfsError, toVfsError, type VfsErrorCode } from './errors.ts';
 import { isSameOrDescendant } from './path.ts';
 import type { FileId } from './types.ts';
@@ -1055,6 +1055,8 @@ export interface StagedReplaceOptions {
   sizeHint: number | undefined;
   exclusive: boolean;
   mode: number;
+  /** Owner of the file when the replacement creates it (backend.ts FileOwner). */
+  owner?: FileOwner | undefined;
 }
 
 /**
@@ -1111,7 +1113,7 @@ export class StagedReplace implements BackendWriter {
     try {
       if (this.o.existing !== undefined) this.stat = this.o.existing;
       else {
-        const w = await this.backend.createWriter(this.stage.path, { exclusive: this.o.exclusive, mode: this.o.mode, sizeHint: 0 });
+        const w = await this.backend.createWriter(this.stage.path, { exclusive: this.o.exclusive, mode: this.o.mode, sizeHint: 0, ...(this.o.owner ? { owner: this.o.owner } : {}) });
         this.stat = await w.commit();
       }
       await this.syncing;

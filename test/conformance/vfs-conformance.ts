@@ -504,6 +504,33 @@ export function vfsConformance(f: BackendFactory): void {
         }
       });
 
+      it('new files, directories and links take the creating principal\'s uid and gid; a replaced file keeps its owner', async () => {
+        if (!caps().posixMetadata) return;
+        // The local backend may give files away only as root (else the service user owns them).
+        const canChown = f.name !== 'local' || process.getuid?.() === 0;
+        const b = env.session(bob);
+        const own = (a: { uid: number; gid: number }): number[] => [a.uid, a.gid];
+        await writeFile(b, '/owned', 'x');
+        await b.mkdir('s', '/owned-dir');
+        const w = await b.replaceContent('s', '/owned-put');
+        await w.write(Buffer.from('y'));
+        await w.commit();
+        const expected = canChown ? [bob.uid, bob.gid] : undefined;
+        for (const p of ['/owned', '/owned-dir', '/owned-put']) {
+          const a = await s.getattr('s', p);
+          if (expected) expect([p, ...own(a)]).toEqual([p, ...expected]);
+        }
+        if (caps().symlinks && expected) expect(own(await b.symlink('s', 'owned', '/owned-link')).slice(0, 2)).toEqual(expected);
+        // alice replaces bob's file: it stays bob's (a local replace writes a new inode).
+        const r = await s.replaceContent('s', '/owned-put');
+        await r.write(Buffer.from('z'));
+        await r.commit();
+        if (expected) expect(own(await s.getattr('s', '/owned-put'))).toEqual(expected);
+        // A copy belongs to who copies.
+        await s.copy('s', '/owned-dir', '/copied-dir');
+        if (expected) expect(own(await s.getattr('s', '/copied-dir'))).toEqual([alice.uid, alice.gid]);
+      });
+
       it('ids are never reused after delete', async () => {
         await writeFile(s, '/r', 'x');
         const id1 = (await s.getattr('s', '/r')).id;
