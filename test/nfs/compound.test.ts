@@ -310,6 +310,25 @@ describe('4.1 results', () => {
   });
 });
 
+describe('OPEN results', () => {
+  it('encodes no delegation: NONE (4.0), NONE_EXT with a reason, and the bool CONTENTION/RESOURCE carry (RFC 8881 §18.16.3)', () => {
+    const open = (delegation: object): string => {
+      const w = new XdrWriter();
+      encodeCompoundRes(w, {
+        status: 0,
+        tag: Buffer.alloc(0),
+        results: [{ op: OP.OPEN, status: 0, res: { stateid: { seqid: 1, other: Buffer.alloc(12) }, cinfo: { atomic: true, before: 1n, after: 2n }, rflags: 4, attrSet: [], delegation } as never }],
+      });
+      return w.toBuffer().subarray(12 + 8 + 16 + 20 + 4 + 4).toString('hex');
+    };
+    expect(open({ type: 0 })).toBe('00000000');
+    expect(open({ type: 3, why: 0 })).toBe('0000000300000000');
+    expect(open({ type: 3, why: 1, serverWillPushOrSignal: true })).toBe('000000030000000100000001');
+    expect(open({ type: 3, why: 2 })).toBe('000000030000000200000000');
+    expect(open({ type: 3, why: 8 })).toBe('0000000300000008');
+  });
+});
+
 describe('fattr4', () => {
   it('decodes settable values (size, mode, owner, times) and refuses what SETATTR may not set', () => {
     const mask = bitmapOf([FATTR4.SIZE, FATTR4.MODE, FATTR4.OWNER, FATTR4.TIME_ACCESS_SET, FATTR4.TIME_MODIFY_SET]);
