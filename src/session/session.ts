@@ -452,9 +452,19 @@ export class Session {
     );
   }
 
+  /**
+   * Closes a handle. Byte-range locks taken through it (lockHandle without an owner id: SMB's, a
+   * handle's own) go with it (MS-SMB2 3.3.5.10: a CLOSE releases the open's locks); locks of
+   * explicit owners (NFSv4 lock-owners) belong to their owner and stay.
+   */
   async close(h: Handle): Promise<void> {
     if (!this.handles.has(h)) throw new VfsError('EBADF');
     this.handles.delete(h);
+    const owner = this.lockOwners.get(handleLockOwner(h));
+    if (owner !== undefined) {
+      this.lockOwners.delete(handleLockOwner(h));
+      this.vfs.locks.releaseOwner(owner);
+    }
     await this.gate('close', h.volume.name, [], null, () => this.vfs.close(h));
   }
 

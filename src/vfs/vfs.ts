@@ -19,6 +19,7 @@ import { baseName, isSameOrDescendant, joinPath, nameKey, parentPath } from './p
 import { Volume, type VolumeOptions } from './volume.ts';
 import { ChangeTracker, REPLACED } from './change-tracker.ts';
 import { AttrCache } from './attr-cache.ts';
+import { Slicer } from '../util/slicer.ts';
 import { WriteStage } from './write-stage.ts';
 import { WriteBack, type WriteBackLogger, type WriteBackOptions } from './write-back.ts';
 import { TreeMoves, type TreeMoveOptions, type TreeMoveRecord, type TreeMoveReport } from './tree-move.ts';
@@ -1423,12 +1424,17 @@ export class Vfs {
       if (errs.length > 0) return errs;
     }
     const errors: TreeError[] = [];
-    await this.copyNode(v, src.path, src.stat, w, dst.path, options.depth ?? 'infinity', errors, options.guard, options.creator);
+    const slicer = new Slicer();
+    try {
+      await this.copyNode(v, src.path, src.stat, w, dst.path, options.depth ?? 'infinity', errors, options.guard, options.creator, slicer);
+    } finally {
+      slicer.close();
+    }
     return errors;
   }
 
   /** `creator`: the copies belong to who copies (cp without -p); a server-side copy keeps the source's. */
-  private async copyNode(v: Volume, from: string, st: BackendStat, w: Volume, to: string, depth: 0 | 'infinity', errors: TreeError[], guard: TreeGuard | undefined, creator?: FileOwner): Promise<void> {
+  private async copyNode(v: Volume, from: string, st: BackendStat, w: Volume, to: string, depth: 0 | 'infinity', errors: TreeError[], guard: TreeGuard | undefined, creator: FileOwner | undefined, slicer: Slicer): Promise<void> {
     try {
       guard?.source?.(from);
       guard?.target?.(to);
@@ -1460,7 +1466,9 @@ export class Vfs {
     }
     if (st.type === 'dir' && depth === 'infinity') {
       for await (const e of this.listAll(v, from)) {
-        await this.copyNode(v, joinPath(from, e.name), e, w, joinPath(to, e.name), depth, errors, guard, creator);
+        // A big tree on a fast backend (memory) is work without waits: it yields between members.
+        await slicer.breathe();
+        await this.copyNode(v, joinPath(from, e.name), e, w, joinPath(to, e.name), depth, errors, guard, creator, slicer);
       }
     }
   }
@@ -1476,11 +1484,16 @@ export class Vfs {
     const r = await this.existing(v, p);
     if (this.leases.size > 0) await this.leases.beforeNamespace(v.name, [v.row(r.path).id], r.stat.type === 'dir' ? [v.row(r.path).id] : []);
     const errors: TreeError[] = [];
-    await this.removeNode(v, r.path, r.stat, errors, tokens, guard);
+    const slicer = new Slicer();
+    try {
+      await this.removeNode(v, r.path, r.stat, errors, tokens, guard, slicer);
+    } finally {
+      slicer.close();
+    }
     return errors;
   }
 
-  private async removeNode(v: Volume, path: string, st: BackendStat, errors: TreeError[], tokens: Tokens, guard: TreeGuard | undefined): Promise<boolean> {
+  private async removeNode(v: Volume, path: string, st: BackendStat, errors: TreeError[], tokens: Tokens, guard: TreeGuard | undefined, slicer: Slicer): Promise<boolean> {
     const fail = (e: unknown): false => {
       const error = toVfsError(e, path);
       errors.push({ path, error });
@@ -1497,7 +1510,10 @@ export class Vfs {
     if (st.type === 'dir') {
       const children: BackendStat[] = [];
       for await (const e of this.listAll(v, path)) children.push(e);
-      for (const c of children) ok = (await this.removeNode(v, joinPath(path, c.name), c, errors, tokens, guard)) && ok;
+      for (const c of children) {
+        await slicer.breathe();
+        ok = (await this.removeNode(v, joinPath(path, c.name), c, errors, tokens, guard, slicer)) && ok;
+      }
       if (!ok) return false;
     }
     try {

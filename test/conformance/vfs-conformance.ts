@@ -683,6 +683,21 @@ export function vfsConformance(f: BackendFactory): void {
         await smb.mkdir('s', '/d0/x');
       });
 
+      it('closing a handle releases the byte-range locks taken through it, not an explicit owner\'s', async () => {
+        await writeFile(s, '/cl', Buffer.alloc(10));
+        const other = env.session(bob, 'smb');
+        const h = await s.open('s', '/cl', { access: RW, owner: 'h' });
+        await s.lockHandle(h, { kind: 'exclusive', style: 'windows', range: { start: 0n, end: 5n } });
+        const n = await s.open('s', '/cl', { access: RW, owner: 'n' });
+        await s.lockHandle(n, { kind: 'exclusive', style: 'posix', range: { start: 5n, end: 10n }, ownerId: 'lock-owner-1' });
+        const o = await other.open('s', '/cl', { access: RW, owner: 'o' });
+        await expectCode(other.lockHandle(o, { kind: 'shared', style: 'windows', range: { start: 0n, end: 1n } }), 'ELOCKED');
+        await s.close(h);
+        await other.lockHandle(o, { kind: 'shared', style: 'windows', range: { start: 0n, end: 1n } });
+        await s.close(n);
+        await expectCode(other.lockHandle(o, { kind: 'shared', style: 'windows', range: { start: 6n, end: 7n } }), 'ELOCKED');
+      });
+
       it('closing a session releases its locks and handles', async () => {
         await writeFile(s, '/sl', 'x');
         const other = env.session(bob);

@@ -22,11 +22,11 @@
  *   lookahead is counted while streaming, and the connection is cut when the bound is passed — a
  *   truncated multistatus would look like a complete listing to a sync client, which may then
  *   delete what it did not see.
- * - Rendering and paging yield to the event loop (setImmediate) after a slice of work (SLICE_MS
+ * - Rendering and paging yield to the event loop (setImmediate) after a slice of work (src/util/slicer.ts: SLICE_MS
  *   shared by the answers in progress) and wait for the socket to drain (ctx.write), so large
  *   answers cannot hold the loop: /health and other clients' requests run between slices.
  */
-import { setImmediate as nextTurn } from 'node:timers/promises';
+import { Slicer } from '../../../src/util/slicer.ts';
 import type { FileAttr, ReaddirResult } from '../../../src/vfs/types.ts';
 import type { PropRow } from '../../../src/store/metadata-store.ts';
 import type { DavContext } from '../context.ts';
@@ -46,14 +46,6 @@ const PAGE = 1000;
 const LOOKAHEAD = 10_000;
 /** Longest href a member adds to its collection's: a 255-byte name, every byte percent-encoded. */
 const MAX_NAME_HREF = 3 * 255 + 1;
-/**
- * Rendering between two yields to the event loop, ms, shared by the answers in progress: each gets
- * SLICE_MS / (answers streaming), at least MIN_SLICE_MS, so one turn of the loop costs other
- * requests about SLICE_MS however many large answers stream at once (four answers of 5 ms each
- * made 20 ms turns). A yield costs ~10-50 µs: under 5% even at the 1 ms floor.
- */
-const SLICE_MS = 5;
-const MIN_SLICE_MS = 1;
 /** Elements a PROPFIND body has besides the property names: propfind, prop/allprop/include/propname. */
 const BODY_ELEMENTS_BESIDES_NAMES = 8;
 
@@ -247,37 +239,8 @@ function checkEstimate(ctx: DavContext, self: DavResource, first: string, ahead:
  */
 const BATCH_BYTES = 256 * 1024;
 
-/** Answers being rendered now, PROPFINDs and GET's collection listings (for the shared slice). */
-let streaming = 0;
-
-/**
- * Time slices of one request's work: `due()` once its share of SLICE_MS has passed since the last
- * yield, `yield()` lets the event loop run everything that is waiting (I/O first: setImmediate runs
- * after the poll phase) before the work goes on. `close()` once the answer is over.
- */
-export class Slicer {
-  private yieldAt: number;
-  private open = true;
-  constructor() {
-    streaming++;
-    this.yieldAt = performance.now() + slice();
-  }
-  due(): boolean {
-    return performance.now() >= this.yieldAt;
-  }
-  async yield(): Promise<void> {
-    await nextTurn();
-    this.yieldAt = performance.now() + slice();
-  }
-  close(): void {
-    if (this.open) streaming--;
-    this.open = false;
-  }
-}
-
-function slice(): number {
-  return Math.max(MIN_SLICE_MS, SLICE_MS / Math.max(1, streaming));
-}
+/** Time slices shared with every long operation (src/util/slicer.ts); re-exported for the listings. */
+export { Slicer };
 
 /**
  * The streamed answer: collects responses into writes of about BATCH_BYTES (one chunk each)
