@@ -29,7 +29,7 @@ interface Child {
   stop(): Promise<void>;
 }
 
-async function startChild(trees: Record<string, number>, config: Record<string, unknown> = {}): Promise<Child> {
+async function startChild(trees: Record<string, number | { files: number; perDir: number }>, config: Record<string, unknown> = {}): Promise<Child> {
   const proc = spawn(process.execPath, [SERVER], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, BUDGET_CONFIG: JSON.stringify(config), BUDGET_TREES: JSON.stringify(trees) },
