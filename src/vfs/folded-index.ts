@@ -11,7 +11,8 @@
  * - Kept current by Portico's own namespace changes (Volume.newRow/removed/moved call added/removed):
  *   a bulk copy into a directory keeps its index instead of rebuilding it per created name.
  * - Outside changes (another program on the disk, another S3 client): an index is used for `ttlMs`
- *   from the start of the listing that built it; change-watch reports (Vfs.noticeOutside) and
+ *   from the end of the listing that built it (so outside changes made while a large directory is
+ *   listed can be missed for that long too); change-watch reports (Vfs.noticeOutside) and
  *   `portico cache refresh` drop it at once. The exact-spelling stat still runs first (Volume.resolve),
  *   so a name created outside Portico in the spelling the client asks for is found at once; only a
  *   name created outside in *another* spelling can be missed, for at most `ttlMs`.
@@ -59,8 +60,11 @@ class DirIndex {
   readonly multi = new Set<string>();
   /** Set when a change could not be applied to it while it was being built: it is not installed. */
   stale = false;
-  /** Ms timestamp of the start of the listing that built it (its age counts from there). */
-  readonly at: number;
+  /**
+   * Ms timestamp its age counts from: the end of the scan that built it (a long listing of a large
+   * directory must still be usable), the start of a readdir pass (a client may page slowly).
+   */
+  at: number;
   readonly dir: string;
   constructor(at: number, dir: string) {
     this.at = at;
@@ -113,7 +117,7 @@ export class FoldedIndex {
   private readonly dirs: LRUCache<string, DirIndex>;
   /** Builds in progress (a scan, or a readdir pass), so Portico's changes meanwhile reach them too. */
   private readonly building = new Map<string, Set<DirIndex>>();
-  private readonly scans = new Map<string, Promise<void>>();
+  private readonly scans = new Map<string, Promise<DirIndex | undefined>>();
   private readonly listings: LRUCache<string, Listing>;
   private readonly oversized: LRUCache<string, true>;
   /** Counters for tests and benchmarks. */
@@ -163,13 +167,8 @@ export class FoldedIndex {
    * pages through it itself). Listing errors (the directory went away) propagate.
    */
   async lookup(dir: string, key: string, list: ListFn): Promise<string | null | undefined> {
-    for (let i = 0; i < 3; i++) {
-      const hit = this.peek(dir, key);
-      if (hit !== undefined) {
-        if (hit === null) this.stats.misses++;
-        else this.stats.hits++;
-        return hit === null ? null : hit.name;
-      }
+    let hit = this.peek(dir, key);
+    if (hit === undefined) {
       if (this.oversized.has(dir)) return undefined;
       let scan = this.scans.get(dir);
       if (scan === undefined) {
@@ -177,13 +176,24 @@ export class FoldedIndex {
         scan = this.build(dir, list).finally(() => this.scans.delete(dir));
         this.scans.set(dir, scan);
       }
-      await scan;
+      const built = await scan;
+      hit = this.peek(dir, key);
+      // Not installed (a newer index won, or it aged already): the listing just made still answers,
+      // unless a change it could not follow came meanwhile.
+      if (hit === undefined && built !== undefined && !built.stale) {
+        const name = built.names.get(key);
+        hit = name === undefined ? null : { name, dir: built.dirs.has(key) };
+      }
+      // Too large, or changed under the listing: the caller pages through the directory.
+      if (hit === undefined) return undefined;
     }
-    // Rebuilt and dropped again by changes each time (a very busy directory): answer unindexed.
-    return undefined;
+    if (hit === null) this.stats.misses++;
+    else this.stats.hits++;
+    return hit === null ? null : hit.name;
   }
 
-  private async build(dir: string, list: ListFn): Promise<void> {
+  /** Lists `dir` into a new index and installs it; undefined when too large or changed meanwhile. */
+  private async build(dir: string, list: ListFn): Promise<DirIndex | undefined> {
     this.stats.builds++;
     const index = new DirIndex(Date.now(), dir);
     this.startBuild(dir, index);
@@ -191,17 +201,19 @@ export class FoldedIndex {
       let after: string | undefined;
       for (;;) {
         const page = await list(dir, after);
-        if (index.stale) return;
+        if (index.stale) return undefined;
         for (const e of page.entries) index.add(this.keyOf(e.name), e.name, e.type === 'dir');
         if (index.names.size > this.o.maxDirEntries) {
           this.stats.oversized++;
           this.oversized.set(dir, true);
-          return;
+          return undefined;
         }
         if (page.next === undefined || page.entries.length === 0) break;
         after = page.next;
       }
+      index.at = Date.now();
       this.install(dir, index);
+      return index;
     } finally {
       this.endBuild(index);
     }

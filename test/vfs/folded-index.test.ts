@@ -167,6 +167,26 @@ describe('folded-name index: answers', () => {
     expect((await long.getattr('s', '/d/refresh.TXT')).size).toBe(1);
   });
 
+  it('a listing slower than the TTL still gives an index (its age counts from the listing\'s end)', async () => {
+    const mem = new MemoryBackend();
+    const { backend, calls } = counted(mem);
+    const vfs = makeVfs(backend, { ttlMs: 200 });
+    await vfs.mkdir('s', '/D');
+    for (let i = 0; i < 2500; i++) await create(vfs, `/D/n${i}`);
+    vfs.invalidate('s', '/');
+    const fast = mem.list.bind(mem);
+    mem.list = async (p, o) => {
+      await new Promise((r) => setTimeout(r, 100));
+      return fast(p, o);
+    };
+    const before = calls.list;
+    await expectCode(vfs.getattr('s', '/D/x'), 'ENOENT');
+    const lists = calls.list;
+    expect(lists - before).toBe(3);
+    await expectCode(vfs.getattr('s', '/D/y'), 'ENOENT');
+    expect(calls.list).toBe(lists);
+  });
+
   it('a directory larger than the index bound is paged through as before, with the same answers', async () => {
     const { backend, calls } = counted(new LocalBackend(localDir(120)));
     const vfs = makeVfs(backend, { maxDirEntries: 50 });
