@@ -313,6 +313,15 @@ export class LockManager {
     return e === undefined ? undefined : toInfo(e);
   }
 
+  /**
+   * Locks on files below a directory (by the ancestors each lock was taken with): a move of the
+   * directory moves those files too, so it needs their tokens (WebDAV) like a removal does.
+   */
+  locksBelow(dirId: FileId): LockInfo[] {
+    this.#expireDue();
+    return [...(this.#byAncestor.get(dirId) ?? [])].map(toInfo);
+  }
+
   locksOn(fileId: FileId, options: { includeAncestors?: FileId[] } = {}): LockInfo[] {
     this.#expireDue();
     const out: LockInfo[] = [];

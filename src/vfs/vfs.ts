@@ -1167,6 +1167,13 @@ export class Vfs {
     const srcRow = v.row(src.path);
     this.checkTokenLocks(v, src.path, tokens, { self: true, parent: true });
     this.checkTokenLocks(v, dst.path, tokens, { self: dst.stat !== undefined && dst.path !== src.path, parent: true });
+    // Moving a directory moves its members' URLs: a token lock on any of them needs its token, as a
+    // removal of the tree would (RFC 4918 §7.5: a lock on a member is a lock on its URL).
+    if (src.stat.type === 'dir' && this.locks.size > 0) {
+      for (const l of this.locks.locksBelow(srcRow.id)) {
+        if (l.style === 'token' && !tokens.has(l.token)) throw new VfsError('ELOCKED', undefined, { path: src.path });
+      }
+    }
     if (this.leases.size > 0) {
       await this.leases.beforeNamespace(v.name, dst.stat && dst.path !== src.path ? [srcRow.id, v.row(dst.path).id] : [srcRow.id], src.stat.type === 'dir' ? [srcRow.id] : []);
     }
@@ -1192,6 +1199,13 @@ export class Vfs {
     if (replacedId !== undefined && this.writeBack.has(replacedId)) wbIds.push(replacedId);
     const wbRelease = wbIds.length > 0 ? await this.writeBack.pause(wbIds) : undefined;
     const atomic = v.backend.capabilities.atomicRename && v.backend.rename !== undefined;
+    // A case-insensitive share: the replaced file's name in another spelling than the client gave
+    // (readme.MD over README.md). As on Windows, the result takes the client's spelling: the
+    // rename replaces the file under its stored name, then renames it to the new spelling (on a
+    // case-sensitive store, renaming straight to readme.MD would leave README.md beside it). Not for
+    // directories on stores without atomic rename (a journaled tree move; they keep the old spelling).
+    const stored = target;
+    if (replacedId !== undefined && baseName(t) !== baseName(dst.path) && (atomic || src.stat.type !== 'dir')) target = joinPath(parentPath(dst.path), baseName(t));
     v.quota?.moved(src.path, target, src.stat.type, src.stat.size);
     if (!atomic && src.stat.type === 'dir') {
       // A journaled tree move (src/vfs/tree-move.ts). It owns the id update, the handles, the
@@ -1203,12 +1217,14 @@ export class Vfs {
     let leave: (() => void) | undefined;
     try {
       if (atomic) {
-        await v.backend.rename!(src.path, target);
+        await v.backend.rename!(src.path, stored);
+        if (stored !== target) await v.backend.rename!(stored, target);
       } else {
         // Copy + delete of one file: refused in or around a tree being moved, and a tree move
         // starting meanwhile waits for it (else it could strand the delete half).
-        leave = this.treeMoves.enter(volume, [src.path, target]);
-        await this.moveByCopy(v, src.path, src.stat, target, dst.stat);
+        leave = this.treeMoves.enter(volume, [src.path, stored, target]);
+        await this.moveByCopy(v, src.path, src.stat, stored, dst.stat);
+        if (stored !== target) await this.moveByCopy(v, stored, src.stat, target, undefined);
       }
     } catch (e) {
       wbRelease?.();
@@ -1222,6 +1238,7 @@ export class Vfs {
       v.quota?.replaced(dst.path, replacedId, dst.stat!);
     }
     v.moved(src.path, target, src.stat.type);
+    if (stored !== target) v.invalidate(stored);
     const moved = this.retargetHandles(src.path, target, v);
     // The old object is gone: open read views move to the new one (S3 reads would find nothing).
     if (!atomic) await this.reopenMoved(v, moved);

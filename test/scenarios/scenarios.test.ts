@@ -76,15 +76,6 @@ interface KnownFailure {
 
 const KNOWN_FAILURES: KnownFailure[] = [
   {
-    scenario: 'case-insensitive share: a rename onto another spelling of an existing file replaces it and takes the new spelling',
-    // Every backend, every front-end: the cause is in the core.
-    bug: 'Vfs.rename resolves the target to the existing file and renames onto its stored spelling (README.md), not the one the client gave (readme.MD); src/vfs/vfs.ts rename()',
-  },
-  {
-    scenario: 'a lock on a file keeps other clients from moving or deleting the folder it is in',
-    bug: 'Vfs.rename checks token (WebDAV) locks on the source, the target and their parents only (checkDavLocks self+parent), not on members of a moved directory: a depth-0 lock on folder/f does not stop another client moving folder, and the holder\'s UNLOCK of the old URL then answers 409; src/vfs/vfs.ts rename()',
-  },
-  {
     scenario: 'two clients racing to make the same directory: exactly one succeeds, the other gets EEXIST',
     backend: 's3',
     bug: 'S3Backend.mkdir looks the name up, then PUTs the marker (backends/s3/s3-backend.ts mkdir): two concurrent mkdirs of one name in the gateway both pass the lookup and both succeed; nothing serialises them (no per-name lock, no If-None-Match on the marker)',
