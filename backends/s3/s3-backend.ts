@@ -516,13 +516,17 @@ export class S3Backend implements Backend, WriterHost, ListHost {
     if (path === '/') throw new VfsError('EEXIST', undefined, { path });
     this.keys.dirKey(path);
     await this.checkParent(path);
-    const since = this.meta.now();
-    if ((await this.lookup(path)).kind !== 'missing') throw new VfsError('EEXIST', undefined, { path });
-    const stat = await this.putMarker(path, encodeMeta('dir', {}, { mode: mode ?? this.defaults.dirMode, birthtimeNs: nowNs(), ...(owner ?? {}) }));
-    this.changed(path);
-    // Nothing was at or below the name: the new directory is known empty (its creates skip lookups).
-    this.meta.setComplete(this.keys.dirKey(path), [], since);
-    return { ...stat };
+    // The lookup and the marker PUT are one step for this gateway: two mkdirs of one name (or a
+    // mkdir and an exclusive file create, which takes the same lock) cannot both pass the lookup.
+    return this.withKeyLock(this.keys.fileKey(path), async () => {
+      const since = this.meta.now();
+      if ((await this.lookup(path)).kind !== 'missing') throw new VfsError('EEXIST', undefined, { path });
+      const stat = await this.putMarker(path, encodeMeta('dir', {}, { mode: mode ?? this.defaults.dirMode, birthtimeNs: nowNs(), ...(owner ?? {}) }));
+      this.changed(path);
+      // Nothing was at or below the name: the new directory is known empty (its creates skip lookups).
+      this.meta.setComplete(this.keys.dirKey(path), [], since);
+      return { ...stat };
+    });
   }
 
   async rmdir(path: string): Promise<void> {

@@ -76,11 +76,6 @@ interface KnownFailure {
 
 const KNOWN_FAILURES: KnownFailure[] = [
   {
-    scenario: 'two clients racing to make the same directory: exactly one succeeds, the other gets EEXIST',
-    backend: 's3',
-    bug: 'S3Backend.mkdir looks the name up, then PUTs the marker (backends/s3/s3-backend.ts mkdir): two concurrent mkdirs of one name in the gateway both pass the lookup and both succeed; nothing serialises them (no per-name lock, no If-None-Match on the marker)',
-  },
-  {
     scenario: 'case-sensitive share: names POSIX allows but URLs and Windows treat specially ( ? " < > | * : ) round-trip exactly',
     backend: 's3',
     bug: 'not Portico: s3rver decodes x-amz-copy-source with decodeURI, which keeps %3F %23 %3A %26 %3D %2B %24 %2C %3B %40 encoded, so CopyObject (a rename on S3) of a key holding ? # : & = + $ , ; @ is NoSuchKey; S3 decodes the whole header. The fix belongs in test/helpers/s3rver.ts',
