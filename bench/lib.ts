@@ -81,7 +81,7 @@ export async function timed(fn: () => Promise<void>): Promise<number> {
 }
 
 /** The same bounded fan-out LocalBackend.list uses. */
-export { mapLimit } from '../backends/paging.ts';
+export { mapLimit } from '../src/util/map-limit.ts';
 
 /**
  * Writes back dirty pages before a timed streaming run, so one side's writeback never lands in the

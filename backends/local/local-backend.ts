@@ -25,7 +25,8 @@ import { baseName, isSameOrDescendant, joinPath, parentPath } from '../../src/vf
 import { applyMetaToFd, LocalFile, LocalWriter, nsToSeconds, readAt, toStat } from './local-file.ts';
 import type { WriterHost } from './local-file.ts';
 import { INLINE_BATCH, InlineIo, isLocalFileSystem, yieldToLoop } from './inline-io.ts';
-import { firstAfter, mapLimit } from '../paging.ts';
+import { firstAfter } from '../paging.ts';
+import { mapLimit } from '../../src/util/map-limit.ts';
 import { LocalWatches, type LocalWatchOptions } from './local-watch.ts';
 
 /** Only root may give a file to another user; files this process makes are its own already. */

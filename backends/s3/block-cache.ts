@@ -21,7 +21,7 @@ import { mkdir, open, readdir, rename, rm, unlink, utimes, type FileHandle } fro
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { LRUCache } from 'lru-cache';
-import { mapLimit } from '../paging.ts';
+import { mapLimit } from '../../src/util/map-limit.ts';
 import type { S3Meters } from './s3-metrics.ts';
 
 export interface BlockRef {

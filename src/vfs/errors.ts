@@ -62,6 +62,15 @@ export const VFS_ERROR_CODES = {
 
 export type VfsErrorCode = keyof typeof VFS_ERROR_CODES;
 
+/**
+ * Errors about one file or name, not about the store: a retry cannot fix them. Background work
+ * (write-back uploads, journaled tree moves) stops retrying such an entry and sets it aside
+ * (quarantine, conflict) instead of waiting on it forever.
+ */
+export const ENTRY_ERRORS: ReadonlySet<VfsErrorCode> = new Set<VfsErrorCode>([
+  'ENOENT', 'ENOTDIR', 'EISDIR', 'ESTALE', 'EFBIG', 'ENAMETOOLONG', 'EINVAL', 'EILSEQ', 'EEXIST', 'ENOTSUP', 'ELOOP',
+]);
+
 export class VfsError extends Error {
   readonly code: VfsErrorCode;
   /** Share-relative path the error is about, when one is known (for logs and 207 multistatus bodies). */

@@ -72,13 +72,14 @@
  * aside (quarantined, with the reason) and logged; it never stops a start.
  */
 import { randomUUID } from 'node:crypto';
-import type { Backend, BackendStat, BackendWriter } from './backend.ts';
-import { VfsError, isVfsError, toVfsError, type VfsErrorCode } from './errors.ts';
+import type { Backend, BackendStat, BackendWriter, SetMetadata } from './backend.ts';
+import { streamFile } from './file-copy.ts';
+import { ENTRY_ERRORS, VfsError, isVfsError, toVfsError, type VfsErrorCode } from './errors.ts';
 import { isSameOrDescendant, joinPath, nameKey, normalizePath } from './path.ts';
 import type { FileId } from './types.ts';
 import type { Volume } from './volume.ts';
 import type { MetadataStore } from '../store/metadata-store.ts';
-import { mapLimit } from '../../backends/paging.ts';
+import { mapLimit } from '../util/map-limit.ts';
 import { backoffCeilingMs } from './backoff.ts';
 
 // ------------------------------------------------------------------ the journal record
@@ -198,13 +199,10 @@ export interface MoveTreeResult {
 
 const LIST_PAGE = 1000;
 const CONFLICT_PATHS_MAX = 20;
-const COPY_CHUNK = 4 * 1024 * 1024;
 
-/** Errors a retry cannot fix for this entry: the entry stays at its source (a conflict). */
-const PERMANENT: ReadonlySet<VfsErrorCode> = new Set<VfsErrorCode>(['ENAMETOOLONG', 'EINVAL', 'EISDIR', 'ENOTDIR', 'EEXIST', 'EFBIG', 'EILSEQ', 'ENOTSUP', 'ELOOP']);
-
+/** Errors a retry cannot fix for this entry (errors.ts ENTRY_ERRORS): the entry stays at its source (a conflict). */
 function permanent(e: unknown): boolean {
-  return e instanceof VfsError && PERMANENT.has(e.code);
+  return e instanceof VfsError && ENTRY_ERRORS.has(e.code);
 }
 
 async function statOrUndefined(b: Backend, path: string): Promise<BackendStat | undefined> {
@@ -548,24 +546,12 @@ async function copyEntry(b: Backend, src: string, dst: string, e: BackendStat): 
   }
   // The file's own stat (a listing entry may carry less): what a resumed move compares against.
   e = await b.stat(src);
-  const w: BackendWriter = await b.createWriter(dst, { sizeHint: e.size, ...(e.mode !== undefined ? { mode: e.mode } : {}) });
-  try {
-    for (let off = 0; ; ) {
-      const buf = await b.read(src, off, COPY_CHUNK);
-      if (buf.length > 0) await w.write(buf);
-      off += buf.length;
-      if (buf.length < COPY_CHUNK) break;
-    }
-    const meta: Parameters<BackendWriter['commit']>[0] = { mtimeNs: e.mtimeNs, atimeNs: e.atimeNs };
-    if (e.mode !== undefined) meta.mode = e.mode & 0o7777;
-    if (e.uid !== undefined) meta.uid = e.uid;
-    if (e.gid !== undefined) meta.gid = e.gid;
-    if (e.birthtimeNs !== undefined) meta.birthtimeNs = e.birthtimeNs;
-    await w.commit(meta);
-  } catch (err) {
-    await w.abort().catch(() => undefined);
-    throw err;
-  }
+  const meta: SetMetadata = { mtimeNs: e.mtimeNs, atimeNs: e.atimeNs };
+  if (e.mode !== undefined) meta.mode = e.mode & 0o7777;
+  if (e.uid !== undefined) meta.uid = e.uid;
+  if (e.gid !== undefined) meta.gid = e.gid;
+  if (e.birthtimeNs !== undefined) meta.birthtimeNs = e.birthtimeNs;
+  await streamFile(b, src, b, dst, { sizeHint: e.size, ...(e.mode !== undefined ? { mode: e.mode } : {}), meta });
 }
 
 // ------------------------------------------------------------------ the guard

@@ -20,6 +20,7 @@ import { Volume, type VolumeOptions } from './volume.ts';
 import { ChangeTracker, REPLACED } from './change-tracker.ts';
 import { AttrCache } from './attr-cache.ts';
 import { Slicer } from '../util/slicer.ts';
+import { streamFile } from './file-copy.ts';
 import { WriteStage } from './write-stage.ts';
 import { WriteBack, type WriteBackLogger, type WriteBackOptions } from './write-back.ts';
 import { TreeMoves, type TreeMoveOptions, type TreeMoveRecord, type TreeMoveReport } from './tree-move.ts';
@@ -140,7 +141,6 @@ export interface TreeGuard {
 
 const READDIR_DEFAULT = 1000;
 const READDIR_MAX = 10_000;
-const COPY_CHUNK = 4 * 1024 * 1024;
 
 export class Vfs {
   readonly store: MetadataStore;
@@ -1395,19 +1395,7 @@ export class Vfs {
   private async copyFileData(v: Volume, from: string, to: string, w: Volume = v, mode?: number, owner?: FileOwner): Promise<BackendStat> {
     if (v === w && v.backend.capabilities.serverSideCopy && v.backend.copy) return v.backend.copy(from, to);
     const options = v === w ? {} : { sizeHint: (await v.backend.stat(from)).size, ...(mode === undefined ? {} : { mode }), ...(owner ? { owner } : {}) };
-    const writer = await w.backend.createWriter(to, options);
-    try {
-      for (let off = 0; ; ) {
-        const buf = await v.backend.read(from, off, COPY_CHUNK);
-        if (buf.length === 0) break;
-        await writer.write(buf);
-        off += buf.length;
-      }
-      return await writer.commit();
-    } catch (e) {
-      await writer.abort().catch(() => undefined);
-      throw e;
-    }
+    return streamFile(v.backend, from, w.backend, to, options);
   }
 
   /**

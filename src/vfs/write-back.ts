@@ -75,7 +75,8 @@ import { randomBytes } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Backend, BackendStat, BackendWriter, FileOwner } from './backend.ts';
-import { VfsError, isVfsError, toVfsError, type VfsErrorCode } from './errors.ts';
+import { ENTRY_ERRORS, VfsError, isVfsError, toVfsError, type VfsErrorCode } from './errors.ts';
+import { COPY_CHUNK } from './file-copy.ts';
 import { isSameOrDescendant } from './path.ts';
 import type { FileId } from './types.ts';
 import { WriteStage, type StageSnapshot } from './write-stage.ts';
@@ -105,17 +106,12 @@ export const WRITE_BACK_DEFAULTS: WriteBackOptions = {
   shutdownDrainMs: 5000,
 };
 
-/** Failures about one file (not about the store): retried a few times, then quarantined. */
-const PERMANENT: ReadonlySet<VfsErrorCode> = new Set<VfsErrorCode>([
-  'ENOENT', 'ENOTDIR', 'EISDIR', 'ESTALE', 'EFBIG', 'ENAMETOOLONG', 'EINVAL', 'EILSEQ', 'EEXIST',
-]);
 
 const WRITE_BACK_METRICS = [
   'portico_writeback_pending_uploads', 'portico_writeback_pending_bytes', 'portico_writeback_uploads_total',
   'portico_writeback_upload_failures_total', 'portico_writeback_quarantined_total',
 ];
 
-const COPY_CHUNK = 4 * 1024 * 1024;
 /**
  * A whole-content replacement (WebDAV PUT) of a file that does not exist yet is staged only from
  * this size (or of unknown size): a new file needs its empty object in the store at once, which
@@ -780,7 +776,8 @@ export class WriteBack {
     c.failures.set(err.code, (c.failures.get(err.code) ?? 0) + 1);
     this.promFailures?.inc({ share: e.vol, code: err.code });
     if (this.stopped || this.entries.get(e.fileId) !== e) return;
-    if (PERMANENT.has(err.code) && ++e.permanent >= vs.opts.permanentFailureAttempts) {
+    // Failures about this one file (errors.ts ENTRY_ERRORS): retried a few times, then quarantined.
+    if (ENTRY_ERRORS.has(err.code) && ++e.permanent >= vs.opts.permanentFailureAttempts) {
       await this.quarantine(e, err);
       return;
     }

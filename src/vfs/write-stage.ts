@@ -46,8 +46,8 @@ import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Backend, BackendStat, BackendWriter, ContentVersion } from './backend.ts';
 import { VfsError, toVfsError } from './errors.ts';
+import { COPY_CHUNK } from './file-copy.ts';
 
-const COPY_CHUNK = 4 * 1024 * 1024;
 const ZEROS = Buffer.alloc(COPY_CHUNK);
 
 export type StageMode = 'pending' | 'whole' | 'sparse';
