@@ -28,11 +28,13 @@ const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const STATEID = '00000001 0a0b0c0d0e0f101112131415';
 
 /**
- * Captured libnfs 4.0 traffic, split into its records: a mount refused by the stub (NULL,
- * SETCLIENTID), and mounts, listings, a read and a missing path served by the toy dispatcher
- * (SETCLIENTID_CONFIRM, PUTROOTFH, LOOKUP, GETATTR, GETFH, ACCESS, READDIR, OPEN, READ, CLOSE…).
+ * Captured client traffic, split into its records: libnfs 4.0 — a mount refused by the stub (NULL,
+ * SETCLIENTID), and mounts, listings, a read and a missing path served by the toy dispatcher —
+ * and the Linux 6.1 kernel client's 4.0, 4.1 and 4.2 mounts running the kvm harness's workload
+ * against the toy (two of each distinct COMPOUND shape under 4 KiB: EXCHANGE_ID, CREATE_SESSION,
+ * SEQUENCE, OPEN with its create modes, CREATE, RENAME, SETATTR, READDIR, WRITE, …).
  */
-const CAPTURED: Buffer[] = ['libnfs-mount-4.0.hex', 'libnfs-4.0-session.hex'].flatMap((f) =>
+const CAPTURED: Buffer[] = ['libnfs-mount-4.0.hex', 'libnfs-4.0-session.hex', 'linux-6.1-nfs4.0-4.1-4.2.hex'].flatMap((f) =>
   new RecordParser().push(hex(readFileSync(new URL(`./fixtures/${f}`, import.meta.url), 'utf8'))),
 );
 
