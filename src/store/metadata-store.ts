@@ -9,7 +9,7 @@
  *   overrides, extended attributes). Keyed by id so they follow renames for free.
  * - `kv`: small durable values for other components (boot generation, durable locks, journals).
  * - `tree_moves` (component `tree-moves` in `migrations`): the journal of directory renames done by
- *   copy on backends without atomic rename (src/vfs/tree-move.ts owns the record format). A row is
+ *   copy on backends without atomic rename (src/vfs/tree-move/record.ts owns the record format). A row is
  *   written in the same transaction as the rename's id update, before the first copy, and deleted
  *   when the move is complete; rows that cannot be decoded are set aside (`quarantined`), never
  *   deleted, so an operator can still read what was in them.
@@ -104,7 +104,7 @@ const ID_RESERVE = 4096n;
 /** Parent id of every volume root. No real node has id 0 (AUTOINCREMENT starts at 1). */
 export const NO_PARENT: FileId = 0n;
 
-/** One journaled directory move (the record is tree-move.ts's JSON; this layer never parses it). */
+/** One journaled directory move (the record is src/vfs/tree-move/record.ts's JSON; this layer never parses it). */
 export interface TreeMoveRow {
   id: string;
   vol: string;

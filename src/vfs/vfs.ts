@@ -23,7 +23,7 @@ import { Slicer } from '../util/slicer.ts';
 import { streamFile } from './file-copy.ts';
 import { WriteStage } from './write-stage.ts';
 import { WriteBack, type WriteBackLogger, type WriteBackOptions } from './write-back.ts';
-import { TreeMoves, type TreeMoveOptions, type TreeMoveRecord, type TreeMoveReport } from './tree-move.ts';
+import { TreeMoves, type TreeMoveOptions, type TreeMoveReport } from './tree-move/index.ts';
 import { DeferredCreates } from './deferred-create.ts';
 import { Handle } from './handle.ts';
 import {
@@ -63,7 +63,7 @@ export interface VfsOptions {
   /** Registry for the portico_writeback_* metrics. */
   metricsRegistry?: Registry;
   logger?: WriteBackLogger;
-  /** Directory renames on backends without atomic rename (src/vfs/tree-move.ts): concurrency, retries, logger. */
+  /** Directory renames on backends without atomic rename (src/vfs/tree-move/): concurrency, retries, logger. */
   treeMoves?: TreeMoveOptions;
   /**
    * How long attributes and name lookups by id may be answered from memory (src/vfs/attr-cache.ts;
@@ -180,12 +180,10 @@ export class Vfs {
   private readonly wbHandles = new WeakSet<Handle>();
   /** Of those, the ones with write access (or a truncating open): they hold the file's upload. */
   private readonly wbWriters = new WeakSet<Handle>();
-  /** Journaled directory moves on backends without atomic rename (src/vfs/tree-move.ts). */
+  /** Journaled directory moves on backends without atomic rename (src/vfs/tree-move/). */
   readonly treeMoves: TreeMoves;
   /** Per volume without random writes: files created but not uploaded yet (src/vfs/deferred-create.ts). */
   private readonly deferredCreates = new Map<string, DeferredCreates>();
-  /** Write-back holds a tree move keeps until it ends (by journal id). */
-  private readonly treeMoveHolds = new Map<string, (() => void)[]>();
 
   constructor(options: VfsOptions) {
     this.store = options.store;
@@ -204,11 +202,19 @@ export class Vfs {
       ...(options.logger ? { logger: options.logger } : {}),
       ...(options.metricsRegistry ? { registry: options.metricsRegistry } : {}),
     });
+    // What a directory move needs of the VFS around it (src/vfs/tree-move/moves.ts TreeMoveHost).
     this.treeMoves = new TreeMoves(this.store, {
-      moved: (v, m) => this.treeMoved(v, m),
-      resuming: (v, m) => this.treeMoveHold(v, m),
-      undo: (v, m) => this.treeMoveUndo(v, m),
-      ended: (v, m, outcome) => this.treeMoveEnded(v, m, outcome),
+      writeBack: this.writeBack,
+      busyBelow: (v, dir) => {
+        for (const h of this.handles.values()) {
+          if (h.volume === v && h.path !== dir && isSameOrDescendant(h.path, dir) && (h.access.write || h.access.delete)) return h.path;
+        }
+        return undefined;
+      },
+      handlesMoved: (v, from, to) => this.reopenMoved(v, this.retargetHandles(from, to, v)),
+      releaseLocks: (id) => this.locks.releaseFile(id),
+      orphan: (id) => this.orphan(id),
+      renamed: (v, dirId, from, to) => this.emit(v, 'rename', dirId, to, 'dir', from),
     }, options.treeMoves);
   }
 
@@ -436,7 +442,7 @@ export class Vfs {
     // (openForRead): one round trip instead of a stat, then an open.
     const early = disp === 'open' && expect !== 'dir' && !opts.access.write && !opts.access.delete && !opts.deleteOnClose ? await this.openForRead(v, p) : undefined;
     const r = early !== undefined ? { path: p, stat: early.st } : disp === 'create' && v.exactLookupAuthoritative(p) ? { path: p, stat: undefined } : await v.resolve(p);
-    // Not inside a directory being renamed by copy (object stores): its close could not publish (tree-move.ts).
+    // Not inside a directory being renamed by copy (object stores): its close could not publish (tree-move/guard.ts).
     if (opts.access.write || opts.access.delete || opts.deleteOnClose) this.treeMoves.assertNotMoving(v.name, r.path);
     let st: BackendStat | undefined = r.stat;
     let created = false;
@@ -1208,9 +1214,9 @@ export class Vfs {
     if (replacedId !== undefined && baseName(t) !== baseName(dst.path) && (atomic || src.stat.type !== 'dir')) target = joinPath(parentPath(dst.path), baseName(t));
     v.quota?.moved(src.path, target, src.stat.type, src.stat.size);
     if (!atomic && src.stat.type === 'dir') {
-      // A journaled tree move (src/vfs/tree-move.ts). It owns the id update, the handles, the
+      // A journaled tree move (src/vfs/tree-move/). It owns the id update, the handles, the
       // pending uploads and the change event, now or when it completes in the background.
-      await this.renameTree(v, src.path, src.stat, target, srcRow.id, replacedId, wbRelease);
+      await this.treeMoves.renameTree(v, src.path, src.stat, target, srcRow.id, replacedId, wbRelease);
       if (replacedId !== undefined) v.quota?.replaced(dst.path, replacedId, dst.stat!);
       return;
     }
@@ -1256,7 +1262,7 @@ export class Vfs {
   /**
    * File rename on a backend without atomic rename: server-side copy (S3 CopyObject), then delete
    * the source. Not atomic, but a crash leaves at worst both names, never neither. Directories go
-   * through renameTree().
+   * through TreeMoves.renameTree() (src/vfs/tree-move/).
    */
   private async moveByCopy(v: Volume, from: string, st: BackendStat, to: string, _dstStat: BackendStat | undefined): Promise<void> {
     if (st.type === 'dir') throw new VfsError('EISDIR', 'directories are moved by renameTree', { path: from });
@@ -1266,86 +1272,6 @@ export class Vfs {
     }
     await this.copyFileData(v, from, to);
     await v.backend.unlink(from);
-  }
-
-  /**
-   * Directory rename on a backend without atomic rename: a journaled, concurrent tree move that
-   * always completes, across errors and restarts (design and the concurrency rules: tree-move.ts).
-   * The id rows move at once, in the journal's transaction; the objects follow. While it runs,
-   * changes inside either tree fail with EBUSY; it refuses to start while a file inside is open for
-   * writing or deleting (as Windows does).
-   */
-  private async renameTree(v: Volume, from: string, st: BackendStat, to: string, dirId: FileId, replacedId: FileId | undefined, wbRelease: (() => void) | undefined): Promise<void> {
-    let rec: TreeMoveRecord;
-    try {
-      if (!v.backend.capabilities.caseSensitive && nameKey(from, false) === nameKey(to, false)) {
-        throw new VfsError('ENOTSUP', 'case-only rename on a case-insensitive backend without atomic rename', { path: to });
-      }
-      // Below the directory only: SMB renames a directory through a handle on it opened with DELETE access.
-      for (const h of this.handles.values()) {
-        if (h.volume === v && h.path !== from && isSameOrDescendant(h.path, from) && (h.access.write || h.access.delete)) {
-          throw new VfsError('EBUSY', 'a file in this directory is open for writing or deleting', { path: h.path });
-        }
-      }
-      // Synchronous from the checks to the guard: nothing can start under the trees in between.
-      rec = this.treeMoves.start(v, { from, to, dirId, mode: st.mode }, () => v.moved(from, to, 'dir'));
-    } catch (e) {
-      wbRelease?.();
-      throw e;
-    }
-    if (wbRelease) this.treeMoveHolds.set(rec.id, [wbRelease]);
-    if (replacedId !== undefined) {
-      this.orphan(replacedId);
-      this.locks.releaseFile(replacedId);
-    }
-    await this.treeMoves.run(v, rec);
-  }
-
-  /** Tree-move host: the objects are at `to`; the trees are still guarded. */
-  private async treeMoved(v: Volume, m: TreeMoveRecord): Promise<void> {
-    v.forgetCachedRows();
-    // Rows a reader created under the old name while the objects moved (the directory's own row
-    // moved at the start) are stale now. Not for a case-only rename: both names share one key.
-    if (v.key(m.from) !== v.key(m.to)) {
-      const stale = v.existingId(m.from);
-      if (stale !== undefined && stale !== m.dirId) {
-        for (const id of v.removed(m.from, 'dir')) this.locks.releaseFile(id);
-      }
-    }
-    // Pending async uploads below the old path follow (held until the guard is lifted).
-    if (this.writeBack.idsUnder(v.name, m.from).length > 0) {
-      try {
-        await this.treeMoveHold(v, m);
-        await this.writeBack.moved(v.name, m.from, m.to);
-      } catch (err) {
-        this.writeBack.logWarn({ err, share: v.name, from: m.from, to: m.to }, 'tree move: could not retarget pending uploads');
-      }
-    }
-    await this.reopenMoved(v, this.retargetHandles(m.from, m.to, v));
-  }
-
-  /** Holds the pending async uploads below a moving tree's source until the move ends (they would be refused). */
-  private async treeMoveHold(v: Volume, m: TreeMoveRecord): Promise<void> {
-    const ids = this.writeBack.idsUnder(v.name, m.from);
-    if (ids.length === 0) return;
-    const release = await this.writeBack.pause(ids);
-    const holds = this.treeMoveHolds.get(m.id) ?? [];
-    holds.push(release);
-    this.treeMoveHolds.set(m.id, holds);
-  }
-
-  /** Tree-move host: a live move failed before changing anything; its directory row goes back. */
-  private treeMoveUndo(v: Volume, m: TreeMoveRecord): void {
-    const name = baseName(m.from).normalize('NFC');
-    this.store.moveNode(v.name, m.dirId, v.row(parentPath(m.from)).id, name, v.key(name));
-    v.forgetCachedRows();
-  }
-
-  /** Tree-move host: the guard is lifted. */
-  private treeMoveEnded(v: Volume, m: TreeMoveRecord, outcome: 'moved' | 'undone'): void {
-    for (const release of this.treeMoveHolds.get(m.id) ?? []) release();
-    this.treeMoveHolds.delete(m.id);
-    if (outcome === 'moved') this.emit(v, 'rename', m.dirId, m.to, 'dir', m.from);
   }
 
   /** Handles at or below `from` now name `to`; returns them. */

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Backend } from '../../src/vfs/backend.ts';
 import { MetadataStore } from '../../src/store/metadata-store.ts';
 import { Vfs } from '../../src/vfs/vfs.ts';
-import type { TreeMoveLogger, TreeMoveOptions } from '../../src/vfs/tree-move.ts';
+import type { TreeMoveLogger, TreeMoveOptions } from '../../src/vfs/tree-move/index.ts';
 import { isVfsError, type VfsErrorCode } from '../../src/vfs/errors.ts';
 
 export interface Env {

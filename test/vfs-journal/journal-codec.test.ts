@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { MemoryBackend, MEMORY_OBJECTSTORE_CAPABILITIES } from '../../backends/memory/memory-backend.ts';
 import { MetadataStore } from '../../src/store/metadata-store.ts';
-import { decodeTreeMove, encodeTreeMove, TREE_MOVE_RECORD_MAX_BYTES, type TreeMoveRecord } from '../../src/vfs/tree-move.ts';
+import { decodeTreeMove, encodeTreeMove, TREE_MOVE_RECORD_MAX_BYTES, type TreeMoveRecord } from '../../src/vfs/tree-move/index.ts';
 import { isVfsError } from '../../src/vfs/errors.ts';
 import { expectCode, gate, get, hooked, idsOf, makeTree, memoryLogger, moved, openEnv, removeDir, treeSpec, until, type Env } from './helpers.ts';
 
