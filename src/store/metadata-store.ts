@@ -76,6 +76,13 @@ export interface PropRow {
   value: Uint8Array;
 }
 
+/** A bound on one file's properties, namespaces with bounds of their own left out (xattrs). */
+export interface PropBound {
+  rows: number;
+  bytes: number;
+  exceptNs: string[];
+}
+
 export interface PropChange {
   ns: string;
   name: string;
@@ -188,6 +195,7 @@ export class MetadataStore {
   private readonly st: Record<string, StatementSync>;
   private txDepth = 0;
   private propsManyStmt: StatementSync | undefined;
+  private propsTotalStmt: StatementSync | undefined;
   /** The open group commit of id rows (see the file comment). */
   private group: { rows: number; timer: NodeJS.Timeout } | undefined;
   /** Next id to hand out and the end of the durably reserved range (inclusive). */
@@ -587,11 +595,21 @@ export class MetadataStore {
   }
 
   /** Applies all changes or none (WebDAV PROPPATCH is atomic per request). */
-  setProps(id: FileId, changes: PropChange[]): void {
+  setProps(id: FileId, changes: PropChange[], bound?: PropBound): void {
     this.transaction(() => {
       for (const c of changes) {
         if (c.value === null) this.row('propDel').run(id, c.ns, c.name);
         else this.row('propSet').run(id, c.ns, c.name, c.value);
+      }
+      // Checked inside the transaction: over the bound, nothing of this call is kept.
+      if (bound !== undefined && changes.some((c) => c.value !== null)) {
+        this.propsTotalStmt ??= this.db.prepare(
+          'SELECT COUNT(*) AS n, COALESCE(SUM(length(CAST(ns AS BLOB)) + length(CAST(name AS BLOB)) + length(value)), 0) AS bytes FROM props WHERE id = ? AND ns NOT IN (SELECT value FROM json_each(?))',
+        );
+        const t = this.propsTotalStmt.get(id, JSON.stringify(bound.exceptNs)) as { n: number; bytes: number };
+        if (t.n > bound.rows || t.bytes > bound.bytes) {
+          throw new VfsError('ENOSPC', `a file keeps at most ${bound.rows} properties and ${bound.bytes} bytes of them (now ${t.n}, ${t.bytes} bytes)`);
+        }
       }
     });
   }

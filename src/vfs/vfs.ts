@@ -46,7 +46,7 @@ import { LockManager, WHOLE_FILE, type LockRange } from '../locks/lock-manager.t
 import { ShareModeTable } from '../locks/share-modes.ts';
 import { LeaseTable } from '../locks/leases.ts';
 import type { Registry } from 'prom-client';
-import { checkXattrName, findXattr, listOf, planRemove, planSet, XATTR_NS, type XattrEntry, type XattrSetMode, type XattrSpace } from './xattrs.ts';
+import { checkXattrName, findXattr, listOf, planRemove, planSet, STREAM_NS, XATTR_NS, type XattrEntry, type XattrSetMode, type XattrSpace } from './xattrs.ts';
 
 export { Handle };
 
@@ -116,6 +116,14 @@ export interface ContentWriter {
   commit(): Promise<FileAttr>;
   abort(): Promise<void>;
 }
+
+/**
+ * Dead properties one file may keep (WebDAV PROPPATCH, across requests): every allprop PROPFIND
+ * renders a file's properties in one piece, and a listing sends each member's, so an unbounded set
+ * is unbounded work per request (docs/SECURITY.md). Past it a PROPPATCH fails whole with ENOSPC
+ * (507). xattrs and named streams have their own, smaller bounds (xattrs.ts).
+ */
+const DEAD_PROPS_BOUND = { rows: 1024, bytes: 1024 * 1024, exceptNs: [XATTR_NS, STREAM_NS] };
 
 export interface TreeError {
   path: string;
@@ -1613,7 +1621,7 @@ export class Vfs {
     const r = await this.existing(v, v.normalize(path));
     this.checkTokenLocks(v, r.path, tokens, { self: true, parent: false });
     const row = v.row(r.path);
-    this.store.setProps(row.id, changes);
+    this.store.setProps(row.id, changes, DEAD_PROPS_BOUND);
     this.emit(v, 'attrib', row.id, r.path, r.stat.type);
   }
 
