@@ -9,7 +9,8 @@
  * that chunk (no copy); otherwise its pieces are concatenated once.
  *
  * An oversized record gets no reply: RFC 5531 gives the server no way to answer a record it did
- * not read, so the connection is closed (the caller's job, on RecordMarkingError).
+ * not read, so the connection is closed (the caller's job, when `error` is set). Records completed
+ * before it in the same input are still returned, so the calls a client sent first are answered.
  */
 
 /** Default bound: a 1 MiB WRITE or READ plus room for the RPC and COMPOUND headers around it. */
@@ -58,7 +59,7 @@ export class RecordParser {
   private pieces: Buffer[] = [];
   private bodyBytes = 0;
   private wireBytes = 0;
-  private failed = false;
+  private failure: RecordMarkingError | undefined;
 
   constructor(maxRecordBytes = DEFAULT_MAX_RECORD_BYTES) {
     this.maxRecordBytes = maxRecordBytes;
@@ -79,20 +80,27 @@ export class RecordParser {
     this.fragLast = false;
   }
 
+  /** Set once a record over the bound was announced; the stream is then dead (input ignored). */
+  get error(): RecordMarkingError | undefined {
+    return this.failure;
+  }
+
   /**
-   * Feeds bytes from the stream; returns the records completed by them, in order. Throws only
-   * RecordMarkingError (a record over the bound), after which the parser refuses further input.
+   * Feeds bytes from the stream; returns the records completed by them, in order. Never throws:
+   * a record over the bound sets `error` (the records completed before it are still returned) and
+   * every later input is ignored.
    */
   push(chunk: Buffer): Buffer[] {
-    if (this.failed) throw new RecordMarkingError('stream already failed');
     const out: Buffer[] = [];
+    if (this.failure) return out;
     let at = 0;
     while (at < chunk.length) {
       if (this.fragLeft < 0) {
         // Fast path: a whole header in this chunk.
         if (this.headerHave === 0 && chunk.length - at >= HEADER) {
-          this.startFragment(chunk.readUInt32BE(at));
+          const ok = this.startFragment(chunk.readUInt32BE(at));
           at += HEADER;
+          if (!ok) break;
         } else {
           const take = Math.min(HEADER - this.headerHave, chunk.length - at);
           chunk.copy(this.header, this.headerHave, at, at + take);
@@ -100,7 +108,7 @@ export class RecordParser {
           at += take;
           if (this.headerHave < HEADER) break;
           this.headerHave = 0;
-          this.startFragment(this.header.readUInt32BE(0));
+          if (!this.startFragment(this.header.readUInt32BE(0))) break;
         }
         if (this.fragLeft === 0 && this.fragLast) out.push(this.finish());
         continue;
@@ -120,17 +128,19 @@ export class RecordParser {
     return out;
   }
 
-  private startFragment(h: number): void {
+  /** Starts a fragment from its header; false (and `error` set) when the record passes the bound. */
+  private startFragment(h: number): boolean {
     const len = h & 0x7fff_ffff;
     this.fragLast = (h & LAST_FRAGMENT) !== 0;
     this.wireBytes += HEADER + len;
     if (this.wireBytes > this.maxRecordBytes) {
-      this.failed = true;
       this.reset();
-      throw new RecordMarkingError(`record of more than ${this.maxRecordBytes} bytes (limit) announced`);
+      this.failure = new RecordMarkingError(`record of more than ${this.maxRecordBytes} bytes (limit) announced`);
+      return false;
     }
     this.fragLeft = len;
     if (len === 0 && !this.fragLast) this.fragLeft = -1;
+    return true;
   }
 
   private finish(): Buffer {

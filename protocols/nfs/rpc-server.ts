@@ -3,8 +3,9 @@
  * program/version/procedure handlers, replies out in whatever order they complete.
  *
  * Per connection, everything is bounded:
- * - one incomplete record of at most `maxRecordBytes` (record-marking.ts; a larger one closes
- *   the connection, RFC 5531 has no reply for it);
+ * - one incomplete record of at most `maxRecordBytes` (record-marking.ts); a larger one gets no
+ *   reply (RFC 5531 has none for a record not read): the calls read before it are answered, then
+ *   the connection ends;
  * - at most `maxOutstanding` calls running; records past that wait in a backlog while reading
  *   is paused, so the backlog is at most what one socket read delivered;
  * - replies the client does not read: once `maxBufferedReplyBytes` are queued on the socket,
@@ -20,7 +21,7 @@
  * SYSTEM_ERR for that call, socket errors close that socket only.
  */
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { DEFAULT_MAX_RECORD_BYTES, RecordMarkingError, RecordParser } from './record-marking.ts';
+import { DEFAULT_MAX_RECORD_BYTES, RecordParser } from './record-marking.ts';
 import { AUTH_STAT, decodeCall, encodeReplyHeader, type RpcCall, type RpcReply } from './rpc.ts';
 import { XdrWriter } from './xdr.ts';
 
@@ -182,6 +183,8 @@ class RpcConnection {
   private readonly backlog: Buffer[] = [];
   private readingPaused = false;
   private closed = false;
+  /** A record was refused: answer what was read before it, read nothing more, then end. */
+  private closing = false;
   readonly id: number;
   private readonly socket: Socket;
   private readonly server: RpcServer;
@@ -238,28 +241,21 @@ class RpcConnection {
   }
 
   private onData(chunk: Buffer): void {
-    if (this.closed) return;
-    let records: Buffer[];
+    if (this.closed || this.closing) return;
     const before = this.parser.buffered;
-    try {
-      records = this.parser.push(chunk);
-    } catch (e) {
-      if (!(e instanceof RecordMarkingError)) throw e;
-      this.server.partialBytes -= before;
-      this.log.warn({ conn: this.id, remote: this.info.remoteAddress, err: e.message }, 'rpc record refused, closing connection');
-      this.closeAfterFlush();
-      return;
-    }
+    const records = this.parser.push(chunk);
     const after = this.parser.buffered;
     this.server.partialBytes += after - before;
-    if (after > 0 && this.server.partialBytes > this.opts.maxPartialBytes) {
+    for (const rec of records) this.backlog.push(rec);
+    if (this.parser.error) {
+      this.log.warn({ conn: this.id, remote: this.info.remoteAddress, err: this.parser.error.message }, 'rpc record refused, closing connection');
+      this.closing = true;
+    } else if (after > 0 && this.server.partialBytes > this.opts.maxPartialBytes) {
       this.log.warn({ conn: this.id, remote: this.info.remoteAddress, held: this.server.partialBytes }, 'rpc partial records over the server budget, closing connection');
       this.server.partialBytes -= after;
       this.parser.reset();
-      this.closeAfterFlush();
-      return;
+      this.closing = true;
     }
-    for (const rec of records) this.backlog.push(rec);
     this.pump();
   }
 
@@ -270,6 +266,15 @@ class RpcConnection {
       const rec = this.backlog.shift() as Buffer;
       this.outstanding++;
       void this.run(rec);
+    }
+    if (this.closing) {
+      // Calls read before the refused record are answered, then the connection ends.
+      if (!this.readingPaused) {
+        this.readingPaused = true;
+        this.socket.pause();
+      }
+      if (this.backlog.length === 0 && this.outstanding === 0) this.endNow();
+      return;
     }
     const pause = this.backlog.length > 0 || this.writeBlocked();
     if (pause && !this.readingPaused) {
@@ -289,10 +294,10 @@ class RpcConnection {
     return this.socket.writableLength >= Math.max(this.opts.maxBufferedReplyBytes, this.socket.writableHighWaterMark);
   }
 
-  private closeAfterFlush(): void {
+  /** Ends the connection once its queued replies are written (destroyed after 1 s at most). */
+  private endNow(): void {
     this.closed = true;
     this.backlog.length = 0;
-    this.socket.pause();
     this.socket.end();
     setTimeout(() => this.socket.destroy(), 1000).unref();
   }

@@ -37,18 +37,31 @@ describe('RecordParser', () => {
 
   it('refuses a record over the bound as soon as a header announces it, holding nothing', () => {
     const p = new RecordParser(1000);
-    expect(() => p.push(Buffer.from('800003e8', 'hex'))).toThrow(RecordMarkingError);
+    expect(p.push(Buffer.from('800003e8', 'hex'))).toEqual([]);
+    expect(p.error).toBeInstanceOf(RecordMarkingError);
     expect(p.buffered).toBe(0);
-    expect(() => p.push(Buffer.from('00'))).toThrow(RecordMarkingError);
+    expect(p.push(Buffer.from('80000001 00', 'hex'))).toEqual([]);
+  });
+
+  it('still returns the records completed before the refused one', () => {
+    const p = new RecordParser(1000);
+    const out = p.push(Buffer.concat([frameRecord(Buffer.from('first')), Buffer.from('80100000', 'hex'), Buffer.alloc(100)]));
+    expect(out.map((b) => b.toString())).toEqual(['first']);
+    expect(p.error).toBeInstanceOf(RecordMarkingError);
   });
 
   it('counts fragment headers and bodies together against the bound', () => {
     const rec = Buffer.alloc(900);
     const ok = new RecordParser(1000);
     expect(ok.push(frameRecord(rec, 300)).length).toBe(1);
+    expect(ok.error).toBeUndefined();
     // The same 900 bytes in 100 fragments of 9: 900 + 400 header bytes > 1000.
-    expect(() => new RecordParser(1000).push(frameRecord(rec, 9))).toThrow(RecordMarkingError);
+    const many = new RecordParser(1000);
+    expect(many.push(frameRecord(rec, 9))).toEqual([]);
+    expect(many.error).toBeInstanceOf(RecordMarkingError);
     // The largest announced fragment (2^31 - 1).
-    expect(() => new RecordParser().push(Buffer.from('ffffffff', 'hex'))).toThrow(RecordMarkingError);
+    const huge = new RecordParser();
+    huge.push(Buffer.from('ffffffff', 'hex'));
+    expect(huge.error).toBeInstanceOf(RecordMarkingError);
   });
 });

@@ -115,6 +115,26 @@ describe('framing', () => {
     expect((await good.call(22, callRecord({ xid: 22, proc: 0 }))).reply).toEqual({ kind: 'success' });
   });
 
+  it('answers the calls sent before a refused record, then closes the connection', async () => {
+    const t = testProgram();
+    const port = await start({ programs: [t.program], maxRecordBytes: 4096 });
+    const c = await client(port);
+    const slow = c.reply(25);
+    const fast = c.reply(26);
+    c.socket.write(
+      Buffer.concat([
+        frameRecord(callRecord({ xid: 25, prog: TEST_PROG, vers: 1, proc: 1 })),
+        frameRecord(callRecord({ xid: 26, prog: TEST_PROG, vers: 1, proc: 2 })),
+        hex('80100000'),
+      ]),
+    );
+    expect((await fast).results.readUInt32BE(0)).toBe(2);
+    expect(c.closed).toBe(false);
+    t.release();
+    expect((await slow).results.readUInt32BE(0)).toBe(1);
+    await expect.poll(() => c.closed, { timeout: 5000 }).toBe(true);
+  });
+
   it('closes the connection whose half-sent record passes the server-wide budget', async () => {
     const port = await start({ maxPartialBytes: 100 * 1024 });
     const a = await client(port);
