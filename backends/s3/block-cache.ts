@@ -599,26 +599,39 @@ export class DiskTier {
 /** One block file a sink is filling or has filled (data at DATA_OFFSET, header written at adopt). */
 interface SinkBlock {
   file: string;
+  /** The open file, once its open completes (writes chain on `chain`). */
   fh: FileHandle | undefined;
+  /** Bytes handed to this block (in order; the CRC covers them). */
   length: number;
   crc: number;
+  /** Some of its bytes were not written (the disk was behind, or a write failed): never adopted. */
+  broken: boolean;
+  /** The block's open and writes, in order. */
+  chain: Promise<void>;
 }
+
+/** Bytes a sink lets wait for the disk before it skips what comes (those blocks are not cached). */
+const SINK_MAX_PENDING = 32 * 1024 * 1024;
 
 /**
  * Write-through of an upload into the disk tier (read-after-write without a GET). The writer
- * (writer.ts) hands every byte it uploads to the sink as well; the sink puts them into one file per
- * block under `<cacheDir>/incoming/`, at the block file's data offset, with a running CRC-32. The
- * block ids hold the object's ETag, which only the store's answer to the upload tells: adopt(etag)
- * then writes each header and renames the files into the tier. So a file just written through the
- * gateway reads from local disk, as rclone's `--vfs-cache-mode full` serves it from its cache,
- * keyed by the version S3 assigned: a later change by another client has another ETag and never
- * reads these blocks (they are dropped when the backend sees the new ETag).
+ * (writer.ts) hands every part it uploads to the sink as well; the sink puts the bytes into one file
+ * per block under `<cacheDir>/incoming/`, at the block file's data offset, with a CRC-32 computed as
+ * they are handed over (in order). The block ids hold the object's ETag, which only the store's
+ * answer to the upload tells: adopt(etag) then writes each header and renames the files into the
+ * tier. So a file just written through the gateway reads from local disk, as rclone's
+ * `--vfs-cache-mode full` serves it from its cache, keyed by the version S3 assigned: a later change
+ * by another client has another ETag and never reads these blocks (they are dropped when the
+ * backend sees the new ETag).
  *
- * Decisions: the tee is awaited by the writer's write() (the store is the slower side, and a
- * bounded writer must not queue unbounded disk writes); any local failure (disk full, ...) just
- * ends the sink - the upload never fails because of its cache; an upload larger than half the
- * tier is not teed (it would flush the whole cache for one file); a patch writer's server-side
- * copied ranges never pass through here, so such an upload ends its sink (writer.ts).
+ * Decisions: the disk writes run in the background and never hold the upload up: when more than
+ * SINK_MAX_PENDING bytes wait for the disk, further bytes are skipped and the blocks they belong to
+ * are not adopted (measured: with the store on the same disk, awaiting the tee cut a 1 GiB PUT from
+ * 69 to 43 MB/s; a slow disk must cost cache hits, not upload speed - the disk tier's rule for its
+ * other writes too). Any local failure (disk full, ...) only loses blocks - the upload never fails
+ * because of its cache. An upload larger than half the tier is not teed (it would flush the whole
+ * cache for one file); a patch writer's server-side copied ranges never pass through here, so such
+ * an upload ends its sink (writer.ts).
  */
 export class BlockSink {
   private readonly tier: DiskTier;
@@ -628,8 +641,9 @@ export class BlockSink {
   private readonly maxBytes: number;
   private readonly blocks: SinkBlock[] = [];
   private total = 0;
+  private pending = 0;
   private dead = false;
-  private dirMade = false;
+  private dirReady: Promise<void> | undefined;
 
   constructor(tier: DiskTier, key: string, blockSize: number, dir: string, maxBytes: number) {
     this.tier = tier;
@@ -643,104 +657,82 @@ export class BlockSink {
     return !this.dead;
   }
 
-  /** Appends the chunks (in order) to the block files; never throws (a failure ends the sink). */
-  async writev(chunks: readonly Uint8Array[]): Promise<void> {
+  /**
+   * The next bytes of the object (in order). Returns at once: the disk writes go on in the
+   * background; `data` must stay unchanged until adopt() or discard() settles.
+   */
+  write(data: Uint8Array): void {
     if (this.dead) return;
-    try {
-      let pieces: Uint8Array[] = [];
-      let queued = 0;
-      let cur: SinkBlock | undefined;
-      const flush = async (): Promise<void> => {
-        if (cur === undefined || queued === 0) return;
-        for (const p of pieces) cur.crc = crc32(p, cur.crc);
-        await writevAll(cur.fh!, pieces, DATA_OFFSET + cur.length);
-        cur.length += queued;
-        pieces = [];
-        queued = 0;
-        if (cur.length === this.blockSize) {
-          const fh = cur.fh!;
-          cur.fh = undefined;
-          await fh.close();
-        }
-      };
-      for (const chunk of chunks) {
-        let off = 0;
-        while (off < chunk.length) {
-          if (cur === undefined || cur.length + queued >= this.blockSize) {
-            await flush();
-            cur = await this.current();
-          }
-          const n = Math.min(this.blockSize - cur.length - queued, chunk.length - off);
-          pieces.push(chunk.subarray(off, off + n));
-          queued += n;
-          off += n;
-          this.total += n;
-        }
+    if (this.total + data.length > this.maxBytes) {
+      void this.discard();
+      return;
+    }
+    for (let off = 0; off < data.length;) {
+      const index = Math.floor(this.total / this.blockSize);
+      const at = this.total - index * this.blockSize;
+      const n = Math.min(this.blockSize - at, data.length - off);
+      const piece = data.subarray(off, off + n);
+      const b = this.blocks[index] ?? this.open(index);
+      b.crc = crc32(piece, b.crc);
+      b.length += n;
+      if (b.broken || this.pending + n > SINK_MAX_PENDING) b.broken = true;
+      else {
+        this.pending += n;
+        b.chain = b.chain.then(async () => {
+          if (!b.broken) await writeAll(b.fh!, piece, DATA_OFFSET + at);
+        }).catch(() => {
+          b.broken = true;
+        }).finally(() => {
+          this.pending -= n;
+        });
       }
-      await flush();
-      if (this.total > this.maxBytes) await this.discard();
-    } catch {
-      await this.discard();
+      off += n;
+      this.total += n;
     }
   }
 
-  write(chunk: Uint8Array): Promise<void> {
-    return this.writev([chunk]);
-  }
-
-  /** The block being filled (a new one when the last is full). */
-  private async current(): Promise<SinkBlock> {
-    const last = this.blocks[this.blocks.length - 1];
-    if (last !== undefined && last.length < this.blockSize) return last;
-    if (!this.dirMade) {
-      // The start-up scan clears incoming/: never write there before it is done.
-      await this.tier.ready;
-      await mkdir(this.dir, { recursive: true, mode: 0o700 });
-      this.dirMade = true;
-    }
-    const file = join(this.dir, `${process.pid}-${Math.random().toString(36).slice(2)}-${this.blocks.length}.tmp`);
-    const b: SinkBlock = { file, fh: undefined, length: 0, crc: 0 };
-    this.blocks.push(b);
-    b.fh = await open(file, 'w', 0o600);
+  /** A block file (opened in the background, after the tier's start-up scan, which clears incoming/). */
+  private open(index: number): SinkBlock {
+    this.dirReady ??= this.tier.ready.then(() => mkdir(this.dir, { recursive: true, mode: 0o700 })).then(() => undefined);
+    const file = join(this.dir, `${process.pid}-${Math.random().toString(36).slice(2)}-${index}.tmp`);
+    const b: SinkBlock = { file, fh: undefined, length: 0, crc: 0, broken: false, chain: Promise.resolve() };
+    b.chain = this.dirReady.then(async () => {
+      b.fh = await open(file, 'w', 0o600);
+    }).catch(() => {
+      b.broken = true;
+    });
+    this.blocks[index] = b;
     return b;
   }
 
   /**
-   * The upload committed as `etag` with exactly the bytes written here: headers in, files into the
-   * tier. Bytes written here that are not the object's (a size mismatch) adopt nothing.
+   * The upload committed as `etag` with exactly the bytes handed here: headers in, complete blocks
+   * into the tier (each block stands alone; one that missed bytes is left out).
    */
   async adopt(etag: string, size: number): Promise<void> {
     if (this.dead) return;
     if (size !== this.total) return this.discard();
     this.dead = true;
     const blocks = this.blocks.splice(0);
-    try {
-      for (let i = 0; i < blocks.length; i += 16) {
-        await Promise.all(blocks.slice(i, i + 16).map(async (b, k) => {
-          const index = i + k;
-          const ref: BlockRef = { key: this.key, etag, index };
-          const id = blockId(this.blockSize, ref);
-          const header = encodeHeader(id, b.length, b.crc);
-          const fh = b.fh ?? await open(b.file, 'r+');
-          b.fh = undefined;
-          try {
-            if (header === undefined) throw new Error('block id too long');
-            await fh.write(header, 0, header.length, 0);
-          } catch (e) {
-            await fh.close().catch(() => undefined);
-            await unlink(b.file).catch(() => undefined);
-            throw e;
-          }
-          await fh.close();
-          await this.tier.adopt(id, ref, b.file, b.length);
-        }));
-      }
-    } catch {
-      await removeBlocks(blocks);
+    for (let i = 0; i < blocks.length; i += 16) {
+      await Promise.all(blocks.slice(i, i + 16).map(async (b, k) => {
+        await b.chain;
+        const index = i + k;
+        const ref: BlockRef = { key: this.key, etag, index };
+        const id = blockId(this.blockSize, ref);
+        const header = encodeHeader(id, b.length, b.crc);
+        const fh = b.fh;
+        b.fh = undefined;
+        let ok = !b.broken && fh !== undefined && header !== undefined;
+        if (ok) ok = await fh!.write(header!, 0, header!.length, 0).then(() => true, () => false);
+        await fh?.close().catch(() => undefined);
+        if (ok) await this.tier.adopt(id, ref, b.file, b.length);
+        else await unlink(b.file).catch(() => undefined);
+      }));
     }
   }
 
-  /** Drops everything written (abort, a failure, an upload this sink cannot describe). */
+  /** Drops everything handed over (abort, a failure, an upload this sink cannot describe). */
   async discard(): Promise<void> {
     this.dead = true;
     await removeBlocks(this.blocks.splice(0));
@@ -749,6 +741,9 @@ export class BlockSink {
 
 async function removeBlocks(blocks: SinkBlock[]): Promise<void> {
   for (const b of blocks) {
+    if (b === undefined) continue;
+    b.broken = true;
+    await b.chain;
     const fh = b.fh;
     b.fh = undefined;
     await fh?.close().catch(() => undefined);
@@ -756,17 +751,7 @@ async function removeBlocks(blocks: SinkBlock[]): Promise<void> {
   }
 }
 
-async function writevAll(fh: FileHandle, pieces: Uint8Array[], position: number): Promise<void> {
-  let rest = pieces;
-  let at = position;
-  while (rest.length > 0) {
-    let n = (await fh.writev(rest, at)).bytesWritten;
-    at += n;
-    // A short write (rare): go on with what is left.
-    while (rest.length > 0 && n >= rest[0]!.length) {
-      n -= rest[0]!.length;
-      rest = rest.slice(1);
-    }
-    if (n > 0) rest = [rest[0]!.subarray(n), ...rest.slice(1)];
-  }
+async function writeAll(fh: FileHandle, data: Uint8Array, position: number): Promise<void> {
+  let done = 0;
+  while (done < data.length) done += (await fh.write(data, done, data.length - done, position + done)).bytesWritten;
 }

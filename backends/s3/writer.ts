@@ -232,7 +232,8 @@ export class S3Writer implements PatchWriter {
       }
     }
     if (part.buf === undefined) return this.dropSink();
-    await this.sink.writev([part.buf.subarray(0, part.len)]);
+    // In the background (bounded by the sink); the part's buffer is not reused after its upload.
+    this.sink.write(part.buf.subarray(0, part.len));
   }
 
   private async dropSink(): Promise<void> {
