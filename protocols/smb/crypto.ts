@@ -1,0 +1,267 @@
+/**
+ * SMB2/3 cryptography over node:crypto: AES-CMAC (RFC 4493), the SP800-108 counter-mode KDF
+ * with HMAC-SHA256 (MS-SMB2 3.1.4.2), message signing (3.1.4.1 / 3.1.5.1), the 3.1.1 preauth
+ * integrity hash (3.3.5.4, 3.3.5.5.3) and the TRANSFORM_HEADER's encryption (2.2.41, 3.1.4.3).
+ *
+ * Node has no CMAC primitive, so CMAC is built on AES-128-CBC with a zero IV (CBC-MAC over the
+ * blocks, the last one xored with K1 or K2; one cipher call per message). GMAC is AES-128-GCM
+ * with the message as AAD and no plaintext, its tag being the signature.
+ */
+import { createCipheriv, createDecipheriv, createHash, createHmac, timingSafeEqual, type CipherCCM, type CipherCCMTypes, type CipherGCM, type CipherGCMTypes, type DecipherCCM, type DecipherGCM } from 'node:crypto';
+import { Command, Flags, HEADER_BYTES, PROTOCOL_TRANSFORM } from './header.ts';
+import { Cipher, Dialect, SigningAlgorithm } from './messages/negotiate.ts';
+import { SmbDecodeError, WireReader } from './wire.ts';
+
+const ZERO16 = Buffer.alloc(16);
+const SIG_AT = 48;
+
+function shiftLeft1(b: Buffer): Buffer {
+  const out = Buffer.alloc(16);
+  for (let i = 0; i < 16; i++) out[i] = ((b[i]! << 1) | (i < 15 ? b[i + 1]! >> 7 : 0)) & 0xff;
+  if (b[0]! & 0x80) out[15]! ^= 0x87;
+  return out;
+}
+
+/** AES-CMAC (RFC 4493) with a 128-bit key: a 16-byte tag. */
+export function aesCmac(key: Buffer, message: Buffer): Buffer {
+  if (key.length !== 16) throw new RangeError('AES-CMAC key must be 16 bytes');
+  const ecb = createCipheriv('aes-128-ecb', key, null).setAutoPadding(false);
+  const l = ecb.update(ZERO16);
+  const k1 = shiftLeft1(l);
+  const k2 = shiftLeft1(k1);
+  const n = Math.max(1, Math.ceil(message.length / 16));
+  const complete = message.length > 0 && message.length % 16 === 0;
+  const padded = Buffer.alloc(n * 16);
+  message.copy(padded);
+  if (!complete) padded[message.length] = 0x80;
+  const sub = complete ? k1 : k2;
+  for (let i = 0; i < 16; i++) padded[(n - 1) * 16 + i]! ^= sub[i]!;
+  const cbc = createCipheriv('aes-128-cbc', key, ZERO16).setAutoPadding(false);
+  const out = cbc.update(padded);
+  return Buffer.from(out.subarray(out.length - 16));
+}
+
+/**
+ * SP800-108 KDF in counter mode with HMAC-SHA256, r = 32, one iteration (L <= 256):
+ * HMAC(Ki, [i=1]_32 || Label || 0x00 || Context || [L]_32), truncated to L bits (MS-SMB2 3.1.4.2).
+ * The labels and contexts MS-SMB2 gives already end with their NUL terminator.
+ */
+export function kdfCounterSha256(ki: Buffer, label: Buffer, context: Buffer, lBits: 128 | 256): Buffer {
+  const h = createHmac('sha256', ki);
+  const i = Buffer.alloc(4);
+  i.writeUInt32BE(1);
+  const l = Buffer.alloc(4);
+  l.writeUInt32BE(lBits);
+  h.update(i).update(label).update(Buffer.from([0])).update(context).update(l);
+  return h.digest().subarray(0, lBits / 8);
+}
+
+const z = (s: string): Buffer => Buffer.from(`${s}\0`, 'latin1');
+
+export interface SessionKeys {
+  /** The key used to sign: the session key itself for 2.x. */
+  signingKey: Buffer;
+  /** ServerOut: what the server encrypts with (the client's DecryptionKey). */
+  encryptionKey: Buffer;
+  /** ServerIn: what the server decrypts with (the client's EncryptionKey). */
+  decryptionKey: Buffer;
+  applicationKey: Buffer;
+}
+
+/**
+ * The session's keys from its session key (MS-SMB2 3.3.5.5.3). 3.0/3.0.2 use fixed contexts;
+ * 3.1.1 uses the session's preauth integrity hash as the context of every key. With an AES-256
+ * cipher the encryption keys are 256 bits, derived from the full session key (NTLM's is 16 bytes
+ * anyway; Kerberos' may be 32); all other keys come from its first 16 bytes.
+ */
+export function deriveKeys(fullSessionKey: Buffer, dialect: number, opts: { preauthHash?: Buffer; cipher?: number } = {}): SessionKeys {
+  const sk = Buffer.alloc(16);
+  fullSessionKey.copy(sk, 0, 0, 16);
+  if (dialect < Dialect.SMB3_0) return { signingKey: sk, encryptionKey: Buffer.alloc(0), decryptionKey: Buffer.alloc(0), applicationKey: sk };
+  const aes256 = opts.cipher === Cipher.AES_256_CCM || opts.cipher === Cipher.AES_256_GCM;
+  const encKi = aes256 ? fullSessionKey : sk;
+  const encL = aes256 ? 256 : 128;
+  if (dialect === Dialect.SMB3_1_1) {
+    const ctx = opts.preauthHash;
+    if (!ctx || ctx.length !== 64) throw new RangeError('SMB 3.1.1 keys need the 64-byte preauth integrity hash');
+    return {
+      signingKey: kdfCounterSha256(sk, z('SMBSigningKey'), ctx, 128),
+      applicationKey: kdfCounterSha256(sk, z('SMBAppKey'), ctx, 128),
+      encryptionKey: kdfCounterSha256(encKi, z('SMBS2CCipherKey'), ctx, encL),
+      decryptionKey: kdfCounterSha256(encKi, z('SMBC2SCipherKey'), ctx, encL),
+    };
+  }
+  return {
+    signingKey: kdfCounterSha256(sk, z('SMB2AESCMAC'), z('SmbSign'), 128),
+    applicationKey: kdfCounterSha256(sk, z('SMB2APP'), z('SmbRpc'), 128),
+    encryptionKey: kdfCounterSha256(encKi, z('SMB2AESCCM'), z('ServerOut'), encL),
+    decryptionKey: kdfCounterSha256(encKi, z('SMB2AESCCM'), z('ServerIn '), encL),
+  };
+}
+
+/** Which algorithm signs on a connection: by dialect, and the 3.1.1 SIGNING_CAPABILITIES choice. */
+export function signingAlgorithmFor(dialect: number, negotiated?: number): number {
+  if (dialect < Dialect.SMB3_0) return SigningAlgorithm.HMAC_SHA256;
+  if (dialect === Dialect.SMB3_1_1 && negotiated !== undefined) return negotiated;
+  return SigningAlgorithm.AES_CMAC;
+}
+
+/**
+ * The signature of one message (a compound element with its padding), computed with the
+ * signature field taken as zero; the message itself is not modified.
+ */
+export function computeSignature(element: Buffer, key: Buffer, algorithm: number): Buffer {
+  if (element.length < HEADER_BYTES) throw new RangeError('message shorter than an SMB2 header');
+  const zeroed = Buffer.from(element);
+  zeroed.fill(0, SIG_AT, SIG_AT + 16);
+  switch (algorithm) {
+    case SigningAlgorithm.HMAC_SHA256:
+      return createHmac('sha256', key).update(zeroed).digest().subarray(0, 16);
+    case SigningAlgorithm.AES_CMAC:
+      return aesCmac(key, zeroed);
+    case SigningAlgorithm.AES_GMAC: {
+      // 3.1.4.1: nonce = MessageId, then a 32-bit word: bit 0 set by the server, bit 1 for CANCEL.
+      const nonce = Buffer.alloc(12);
+      element.copy(nonce, 0, 24, 32);
+      const flags = element.readUInt32LE(16);
+      const command = element.readUInt16LE(12);
+      nonce.writeUInt32LE(((flags & Flags.SERVER_TO_REDIR) ? 1 : 0) | (command === Command.CANCEL ? 2 : 0), 8);
+      const gcm = createCipheriv('aes-128-gcm', key, nonce, { authTagLength: 16 });
+      gcm.setAAD(zeroed);
+      gcm.final();
+      return gcm.getAuthTag();
+    }
+    default:
+      throw new RangeError(`signing algorithm ${algorithm}`);
+  }
+}
+
+/** Signs in place: sets SMB2_FLAGS_SIGNED and writes the signature. */
+export function signMessage(element: Buffer, key: Buffer, algorithm: number): void {
+  element.writeUInt32LE(element.readUInt32LE(16) | Flags.SIGNED, 16);
+  computeSignature(element, key, algorithm).copy(element, SIG_AT);
+}
+
+/** Constant-time check of a received message's signature. */
+export function verifySignature(element: Buffer, key: Buffer, algorithm: number): boolean {
+  if (element.length < HEADER_BYTES) return false;
+  const expected = computeSignature(element, key, algorithm);
+  return timingSafeEqual(expected, element.subarray(SIG_AT, SIG_AT + 16));
+}
+
+/** The SHA-512 chain of 3.1.1: H(i) = SHA-512(H(i-1) || message), from 64 zero bytes. */
+export class PreauthHash {
+  value: Buffer;
+  constructor(start: Buffer = Buffer.alloc(64)) {
+    this.value = Buffer.from(start);
+  }
+  update(message: Buffer): this {
+    this.value = createHash('sha512').update(this.value).update(message).digest();
+    return this;
+  }
+  /** A session's chain starts from the connection's value after NEGOTIATE. */
+  fork(): PreauthHash {
+    return new PreauthHash(this.value);
+  }
+}
+
+export const TRANSFORM_HEADER_BYTES = 52;
+const ENCRYPTED_FLAG = 0x0001;
+
+export interface TransformHeader {
+  signature: Buffer;
+  nonce: Buffer;
+  originalMessageSize: number;
+  flags: number;
+  sessionId: bigint;
+}
+
+export function decodeTransformHeader(message: Buffer): TransformHeader {
+  const r = new WireReader(message);
+  r.need(TRANSFORM_HEADER_BYTES, 'TRANSFORM_HEADER');
+  if (r.u32() !== PROTOCOL_TRANSFORM) throw new SmbDecodeError('bad-value', 'not a TRANSFORM_HEADER');
+  const signature = r.bytes(16);
+  const nonce = r.bytes(16);
+  const originalMessageSize = r.u32();
+  r.u16();
+  const flags = r.u16();
+  const sessionId = r.u64();
+  if (originalMessageSize !== message.length - TRANSFORM_HEADER_BYTES) {
+    throw new SmbDecodeError('bad-value', `OriginalMessageSize ${originalMessageSize}, ${message.length - TRANSFORM_HEADER_BYTES} bytes follow`, 36);
+  }
+  if (flags !== ENCRYPTED_FLAG) throw new SmbDecodeError('bad-value', `TRANSFORM_HEADER Flags ${flags}`, 42);
+  return { signature, nonce, originalMessageSize, flags, sessionId };
+}
+
+function cipherName(cipher: number): { name: CipherCCMTypes | CipherGCMTypes; nonce: number; ccm: boolean } {
+  switch (cipher) {
+    case Cipher.AES_128_CCM:
+      return { name: 'aes-128-ccm', nonce: 11, ccm: true };
+    case Cipher.AES_256_CCM:
+      return { name: 'aes-256-ccm', nonce: 11, ccm: true };
+    case Cipher.AES_128_GCM:
+      return { name: 'aes-128-gcm', nonce: 12, ccm: false };
+    case Cipher.AES_256_GCM:
+      return { name: 'aes-256-gcm', nonce: 12, ccm: false };
+    default:
+      throw new RangeError(`cipher ${cipher}`);
+  }
+}
+
+/** The nonce size a cipher uses from the TRANSFORM_HEADER's 16-byte Nonce field (the rest is zero). */
+export function nonceBytes(cipher: number): number {
+  return cipherName(cipher).nonce;
+}
+
+/**
+ * Encrypts one message (a whole, possibly compounded, SMB2 message) into TRANSFORM_HEADER +
+ * ciphertext. The AAD is the header from Nonce to SessionId (32 bytes). `nonce` must never repeat
+ * under one key: the caller keeps a counter per session (a random nonce is not safe for GCM
+ * over 2^32 messages).
+ */
+export function encryptMessage(message: Buffer, key: Buffer, cipher: number, sessionId: bigint, nonce: Buffer): Buffer {
+  const c = cipherName(cipher);
+  if (nonce.length !== c.nonce) throw new RangeError(`nonce must be ${c.nonce} bytes`);
+  const out = Buffer.alloc(TRANSFORM_HEADER_BYTES + message.length);
+  out.writeUInt32LE(PROTOCOL_TRANSFORM, 0);
+  nonce.copy(out, 20);
+  out.writeUInt32LE(message.length, 36);
+  out.writeUInt16LE(ENCRYPTED_FLAG, 42);
+  out.writeBigUInt64LE(sessionId, 44);
+  const aad = out.subarray(20, TRANSFORM_HEADER_BYTES);
+  const enc: CipherCCM | CipherGCM = c.ccm
+    ? createCipheriv(c.name as CipherCCMTypes, key, nonce, { authTagLength: 16 })
+    : createCipheriv(c.name as CipherGCMTypes, key, nonce, { authTagLength: 16 });
+  // CCM needs the plaintext length up front; GCM accepts and ignores it.
+  (enc as CipherCCM).setAAD(aad, { plaintextLength: message.length });
+  const body = enc.update(message);
+  enc.final();
+  body.copy(out, TRANSFORM_HEADER_BYTES);
+  enc.getAuthTag().copy(out, 4);
+  return out;
+}
+
+/**
+ * Decrypts a TRANSFORM_HEADER message with the session's decryption key. Returns undefined when
+ * authentication fails (a forged or corrupted message: the server drops it and the connection,
+ * MS-SMB2 3.3.5.2.1.1).
+ */
+export function decryptMessage(message: Buffer, key: Buffer, cipher: number): Buffer | undefined {
+  const h = decodeTransformHeader(message);
+  const c = cipherName(cipher);
+  const nonce = h.nonce.subarray(0, c.nonce);
+  const aad = message.subarray(20, TRANSFORM_HEADER_BYTES);
+  const ct = message.subarray(TRANSFORM_HEADER_BYTES);
+  try {
+    const dec: DecipherCCM | DecipherGCM = c.ccm
+      ? createDecipheriv(c.name as CipherCCMTypes, key, nonce, { authTagLength: 16 })
+      : createDecipheriv(c.name as CipherGCMTypes, key, nonce, { authTagLength: 16 });
+    dec.setAuthTag(h.signature);
+    (dec as DecipherCCM).setAAD(aad, { plaintextLength: ct.length });
+    const out = dec.update(ct);
+    dec.final();
+    return out;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,113 @@
+/**
+ * SMB2 Direct TCP transport framing (MS-SMB2 2.1): each message is preceded by 4 bytes, a zero
+ * byte and a 24-bit big-endian length.
+ *
+ * A bounded stream parser: the length is checked against `maxMessageBytes` as soon as the header
+ * is read, before a byte of the body is buffered, so a connection holds at most one bounded
+ * message. It never throws: a bad header (a non-zero first byte, an empty or oversized message)
+ * is returned as an error value, after which the parser refuses further input and the connection
+ * is to be closed (there is no way to answer a message that was not read; Windows and Samba drop
+ * the connection too). A message wholly inside one chunk is a view of that chunk (no copy).
+ */
+
+/** 8 MiB of READ/WRITE payload plus room for the SMB2 header, the command and a TRANSFORM_HEADER. */
+export const DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024 + 64 * 1024;
+/** The 24-bit length field's own ceiling. */
+export const MAX_FRAME_LENGTH = 0xff_ffff;
+const HEADER = 4;
+
+export interface FrameError {
+  kind: 'bad-header' | 'too-large' | 'empty' | 'failed';
+  message: string;
+}
+
+export interface FramePush {
+  messages: Buffer[];
+  /** Set when the stream is broken: the messages before it are still valid, nothing after. */
+  error?: FrameError;
+}
+
+/** Prepends the Direct TCP header to one message. */
+export function frameHeader(length: number): Buffer {
+  if (!Number.isInteger(length) || length < 0 || length > MAX_FRAME_LENGTH) throw new RangeError(`SMB2 message of ${length} bytes cannot be framed`);
+  const h = Buffer.alloc(HEADER);
+  h.writeUInt32BE(length, 0);
+  return h;
+}
+
+export function frame(message: Buffer): Buffer {
+  return Buffer.concat([frameHeader(message.length), message]);
+}
+
+export class FrameParser {
+  readonly maxMessageBytes: number;
+  private header = Buffer.alloc(HEADER);
+  private headerHave = 0;
+  /** Body bytes still to come; -1 while reading a header. */
+  private left = -1;
+  private pieces: Buffer[] = [];
+  private have = 0;
+  private failed: FrameError | undefined;
+
+  constructor(maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES) {
+    this.maxMessageBytes = Math.min(maxMessageBytes, MAX_FRAME_LENGTH);
+  }
+
+  /** Bytes held for an incomplete message (per-connection accounting). */
+  get buffered(): number {
+    return this.have + this.headerHave;
+  }
+
+  push(chunk: Buffer): FramePush {
+    const messages: Buffer[] = [];
+    if (this.failed) return { messages, error: { kind: 'failed', message: `stream already failed: ${this.failed.message}` } };
+    let at = 0;
+    while (at < chunk.length) {
+      if (this.left < 0) {
+        let h: number;
+        if (this.headerHave === 0 && chunk.length - at >= HEADER) {
+          h = chunk.readUInt32BE(at);
+          at += HEADER;
+        } else {
+          const take = Math.min(HEADER - this.headerHave, chunk.length - at);
+          chunk.copy(this.header, this.headerHave, at, at + take);
+          this.headerHave += take;
+          at += take;
+          if (this.headerHave < HEADER) break;
+          this.headerHave = 0;
+          h = this.header.readUInt32BE(0);
+        }
+        const error = this.check(h);
+        if (error) {
+          this.failed = error;
+          this.pieces = [];
+          this.have = 0;
+          return { messages, error };
+        }
+        this.left = h & MAX_FRAME_LENGTH;
+        continue;
+      }
+      const take = Math.min(this.left, chunk.length - at);
+      this.pieces.push(chunk.subarray(at, at + take));
+      this.have += take;
+      this.left -= take;
+      at += take;
+      if (this.left === 0) {
+        const p = this.pieces;
+        messages.push(p.length === 1 ? p[0]! : Buffer.concat(p, this.have));
+        this.pieces = [];
+        this.have = 0;
+        this.left = -1;
+      }
+    }
+    return { messages };
+  }
+
+  private check(h: number): FrameError | undefined {
+    if (h >>> 24 !== 0) return { kind: 'bad-header', message: `Direct TCP header first byte ${h >>> 24}, expected 0` };
+    const len = h & MAX_FRAME_LENGTH;
+    if (len === 0) return { kind: 'empty', message: 'empty message' };
+    if (len > this.maxMessageBytes) return { kind: 'too-large', message: `message of ${len} bytes, limit ${this.maxMessageBytes}` };
+    return undefined;
+  }
+}
