@@ -13,11 +13,11 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { MetadataStore } from '../src/store/metadata-store.ts';
 import { Vfs } from '../src/vfs/vfs.ts';
+import { buildVolumeStack } from '../src/vfs/volume-stack.ts';
 import { SessionManager } from '../src/session/session-manager.ts';
 import type { Session } from '../src/session/session.ts';
 import { refuseAllLogins, type Principal } from '../src/auth/authenticator.ts';
 import { Metrics } from '../src/metrics/metrics.ts';
-import { instrumentBackend } from '../src/metrics/instrumented-backend.ts';
 import { createAuditLogger, createLogger } from '../src/log/logger.ts';
 import { LocalBackend } from '../backends/local/local-backend.ts';
 
@@ -43,7 +43,7 @@ export function makePorticoStack(base: string): PorticoStack {
   const vfs = new Vfs({ store, stageDir: join(stateDir, 'stage') });
   const metrics = new Metrics();
   // As src/server/gateway.ts wires a share: the backend is wrapped by the metrics layer.
-  vfs.addVolume('s', instrumentBackend(new LocalBackend(root), metrics, 's'), { caseSensitive: true });
+  vfs.addVolume('s', buildVolumeStack(new LocalBackend(root), { metrics, metricsLabel: 's' }), { caseSensitive: true });
   const audit: Logger = createAuditLogger({ level: 'info', format: 'json', audit: { enabled: true, file: auditFile } });
   const logger: Logger = createLogger({ level: 'info', format: 'json', audit: { enabled: false, file: '-' } }, {
     destination: process.stderr,

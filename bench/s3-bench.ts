@@ -38,6 +38,7 @@ import { S3Backend } from '../backends/s3/s3-backend.ts';
 import type { S3BackendOptions } from '../backends/s3/config.ts';
 import { MetadataStore } from '../src/store/metadata-store.ts';
 import { Vfs } from '../src/vfs/vfs.ts';
+import { buildVolumeStack } from '../src/vfs/volume-stack.ts';
 import { SessionManager } from '../src/session/session-manager.ts';
 import type { Session } from '../src/session/session.ts';
 import { refuseAllLogins } from '../src/auth/authenticator.ts';
@@ -87,7 +88,7 @@ function stack(base: string, backend: S3Backend): Stack {
   const stateDir = mkdtempSync(join(base, 'state-'));
   const store = MetadataStore.open(stateDir);
   const vfs = new Vfs({ store, stageDir: join(stateDir, 'stage') });
-  vfs.addVolume('s', backend, { caseSensitive: true });
+  vfs.addVolume('s', buildVolumeStack(backend), { caseSensitive: true });
   const sessions = new SessionManager({ vfs, shares: [{ name: 's', caseSensitive: true }], authenticator: refuseAllLogins });
   return {
     session: sessions.openSession({ principal: benchUser, protocol: 'bench', clientAddress: '127.0.0.1' }),

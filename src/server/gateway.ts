@@ -22,7 +22,6 @@ import { loadOrCreateSecret } from '../auth/secret-box.ts';
 import { Throttle } from '../auth/throttle.ts';
 import type { PorticoConfig } from '../config/schema.ts';
 import { createAuditLogger, createLogger, type Logger } from '../log/logger.ts';
-import { instrumentBackend } from '../metrics/instrumented-backend.ts';
 import { Metrics } from '../metrics/metrics.ts';
 import { join } from 'node:path';
 import { adminToken } from './admin-token.ts';
@@ -34,6 +33,7 @@ import { SessionManager } from '../session/session-manager.ts';
 import { MetadataStore } from '../store/metadata-store.ts';
 import type { Backend } from '../vfs/backend.ts';
 import { Vfs } from '../vfs/vfs.ts';
+import { buildVolumeStack, type VolumeStack } from '../vfs/volume-stack.ts';
 import { registerQuotaMetrics } from '../vfs/quota.ts';
 import { AdminServer } from './admin-server.ts';
 import { protocolRegistry, type ProtocolDescriptor, type ProtocolPlugin } from './plugin.ts';
@@ -97,6 +97,7 @@ export class Gateway {
   readonly logger: Logger;
   readonly audit: Logger;
   readonly metrics: Metrics;
+  /** Each share's backend as its volume calls it: the top of its stack (buildVolumeStack). */
   readonly backends = new Map<string, Backend>();
   readonly plugins: ProtocolPlugin[] = [];
   store: MetadataStore | undefined;
@@ -143,6 +144,7 @@ export class Gateway {
     const authenticator = new LocalAuthenticator(users, new Throttle(auth.throttle));
 
     const s3Ca = this.config.s3.tls.ca;
+    const stacks = new Map<string, VolumeStack>();
     for (const share of this.config.shares) {
       // S3 shares also get the metrics registry, a logger, a state directory (disk block cache,
       // upload journal) and the config's s3.tls.ca unless they name their own CA; the other
@@ -155,7 +157,11 @@ export class Gateway {
         logger: this.logger.child({ component: 's3', share: share.name }),
         stateDir: join(server.stateDir, 's3', share.name),
       });
-      this.backends.set(share.name, instrumentBackend(backend, this.metrics, share.name));
+      // The share's backend stack, in one place (src/vfs/volume-stack.ts has the order and why):
+      // storage, metrics, deferred creates (object stores), tree-move guard (no atomic rename).
+      const stack = buildVolumeStack(backend, { metrics: this.metrics, metricsLabel: share.name });
+      stacks.set(share.name, stack);
+      this.backends.set(share.name, stack.backend);
     }
     const stageDir = join(server.stateDir, 'stage');
     const vfs = (this.vfs = new Vfs({
@@ -178,7 +184,7 @@ export class Gateway {
     const grace = this.clientRecords.status();
     if (grace.active) this.logger.info({ clients: grace.pending, graceMs }, 'grace period: clients may reclaim the opens and locks they held');
     for (const share of this.config.shares) {
-      vfs.addVolume(share.name, this.backends.get(share.name)!, {
+      vfs.addVolume(share.name, stacks.get(share.name)!, {
         caseSensitive: share.caseSensitive,
         readOnly: share.readOnly,
         writeBack: share.writeBack,

@@ -24,7 +24,8 @@ import { streamFile } from './file-copy.ts';
 import { WriteStage } from './write-stage.ts';
 import { WriteBack, type WriteBackLogger, type WriteBackOptions } from './write-back.ts';
 import { TreeMoves, type TreeMoveOptions, type TreeMoveReport } from './tree-move/index.ts';
-import { DeferredCreates } from './deferred-create.ts';
+import type { DeferredCreates } from './deferred-create.ts';
+import type { VolumeStack } from './volume-stack.ts';
 import { Handle } from './handle.ts';
 import {
   SETTABLE_WIN_ATTRS,
@@ -226,20 +227,23 @@ export class Vfs {
     }, options.treeMoves);
   }
 
-  addVolume(name: string, backend: Backend, options: AddVolumeOptions = {}): Volume {
+  /**
+   * Adds a share over a finished backend stack (buildVolumeStack, src/vfs/volume-stack.ts: the
+   * layers and their order are decided there, not here). The VFS keeps the layers it drives: the
+   * deferred-create layer, and the tree-move guard, in which journaled moves of a previous run are
+   * guarded from here on (resumeTreeMoves() finishes them).
+   */
+  addVolume(name: string, stack: VolumeStack, options: AddVolumeOptions = {}): Volume {
     if (this.volumes.has(name)) throw new VfsError('EEXIST', `volume ${name} exists`);
+    // A directory move on storage without atomic rename must be guarded: refuse a stack without it.
+    if (!stack.storage.capabilities.atomicRename && stack.backend !== stack.treeMoveGuard.backend) {
+      throw new VfsError('EINVAL', `volume ${name}: the backend stack lacks its tree-move guard on top (build it with buildVolumeStack)`);
+    }
     const { writeBack, ...volumeOptions } = options;
     this.writeBack.configure(name, writeBack);
-    // Backends without atomic rename get the tree-move guard; journaled moves of a previous run are
-    // guarded from here on and finished by resumeTreeMoves().
-    // Object stores also get the deferred-create layer (createEmpty), inside the guard so moves see it.
-    let inner = backend;
-    if (!backend.capabilities.randomWrites) {
-      const d = new DeferredCreates(backend);
-      this.deferredCreates.set(name, d);
-      inner = d.backend;
-    }
-    const v = new Volume(name, this.treeMoves.attach(name, inner), this.store, volumeOptions);
+    if (stack.deferredCreates !== undefined) this.deferredCreates.set(name, stack.deferredCreates);
+    this.treeMoves.attach(name, stack.treeMoveGuard);
+    const v = new Volume(name, stack.backend, this.store, volumeOptions);
     this.volumes.set(name, v);
     this.treeMoves.recover(v);
     return v;

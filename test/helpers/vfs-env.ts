@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { Backend } from '../../src/vfs/backend.ts';
 import { MetadataStore } from '../../src/store/metadata-store.ts';
 import { Vfs } from '../../src/vfs/vfs.ts';
+import { buildVolumeStack } from '../../src/vfs/volume-stack.ts';
 import { SessionManager, type SessionMetrics, type ShareDefinition } from '../../src/session/session-manager.ts';
 import type { Logger } from 'pino';
 import { refuseAllLogins, type Authenticator, type Principal } from '../../src/auth/authenticator.ts';
@@ -45,7 +46,7 @@ export function makeVfsEnv(backend: Backend, opts: VfsEnvOptions = {}): VfsEnv {
   const store = MetadataStore.open(stateDir);
   const vfs = new Vfs({ store, stageDir: join(stateDir, 'stage') });
   const caseSensitive = opts.caseSensitive ?? opts.share?.caseSensitive ?? true;
-  vfs.addVolume('s', backend, { caseSensitive });
+  vfs.addVolume('s', buildVolumeStack(backend), { caseSensitive });
   const sessions = new SessionManager({
     vfs,
     shares: [{ name: 's', caseSensitive, ...opts.share }],

@@ -16,6 +16,7 @@ import { S3Backend } from '../../backends/s3/s3-backend.ts';
 import type { Backend } from '../../src/vfs/backend.ts';
 import { MetadataStore } from '../../src/store/metadata-store.ts';
 import { Vfs } from '../../src/vfs/vfs.ts';
+import { buildVolumeStack } from '../../src/vfs/volume-stack.ts';
 import { SessionManager } from '../../src/session/session-manager.ts';
 import type { Session } from '../../src/session/session.ts';
 import type { QuotaOptions } from '../../src/vfs/quota.ts';
@@ -49,7 +50,7 @@ function tmp(prefix: string): string {
 async function start(backend: Backend, quota: QuotaOptions, stateDir = tmp('portico-quota-state-')): Promise<Env> {
   const store = MetadataStore.open(stateDir);
   const vfs = new Vfs({ store, stageDir: join(stateDir, 'stage') });
-  const v = vfs.addVolume('s', backend, { quota });
+  const v = vfs.addVolume('s', buildVolumeStack(backend), { quota });
   await v.quota!.ready;
   const sessions = new SessionManager({ vfs, shares: [{ name: 's' }], authenticator: noPasswords });
   const s = sessions.openSession({ principal: alice, protocol: 'test', clientAddress: '127.0.0.1' });
@@ -239,7 +240,7 @@ describe.each(kinds)('quota on $name', (kind) => {
     // A run without a quota: nothing counts its changes.
     const store = MetadataStore.open(e1.stateDir);
     const plain = new Vfs({ store, stageDir: join(e1.stateDir, 'stage') });
-    plain.addVolume('s', new LocalBackend(k.where));
+    plain.addVolume('s', buildVolumeStack(new LocalBackend(k.where)));
     store.close();
     k.outside!('b', 900);
     const e2 = await start(new LocalBackend(k.where), { bytes: 1_000_000 }, e1.stateDir);

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { S3Backend } from '../../backends/s3/s3-backend.ts';
 import { MetadataStore } from '../../src/store/metadata-store.ts';
 import { Vfs } from '../../src/vfs/vfs.ts';
+import { buildVolumeStack } from '../../src/vfs/volume-stack.ts';
 
 interface ChildConfig {
   stateDir: string;
@@ -23,7 +24,7 @@ interface ChildConfig {
 const cfg = JSON.parse(process.argv[2] ?? '{}') as ChildConfig;
 const store = MetadataStore.open(cfg.stateDir);
 const vfs = new Vfs({ store, stageDir: join(cfg.stateDir, 'stage'), treeMoves: { concurrency: cfg.concurrency } });
-vfs.addVolume('s', new S3Backend({
+vfs.addVolume('s', buildVolumeStack(new S3Backend({
   bucket: cfg.bucket,
   prefix: cfg.prefix,
   endpoint: cfg.endpoint,
@@ -31,7 +32,7 @@ vfs.addVolume('s', new S3Backend({
   secretAccessKey: cfg.secretAccessKey,
   retryBaseMs: 5,
   retryMaxMs: 50,
-}));
+})));
 await vfs.resumeTreeMoves();
 process.stdout.write('renaming\n');
 try {

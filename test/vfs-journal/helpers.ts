@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { Backend } from '../../src/vfs/backend.ts';
 import { MetadataStore } from '../../src/store/metadata-store.ts';
 import { Vfs } from '../../src/vfs/vfs.ts';
+import { buildVolumeStack } from '../../src/vfs/volume-stack.ts';
 import type { TreeMoveLogger, TreeMoveOptions } from '../../src/vfs/tree-move/index.ts';
 import { isVfsError, type VfsErrorCode } from '../../src/vfs/errors.ts';
 
@@ -24,7 +25,7 @@ export function openEnv(backend: Backend, o: { stateDir?: string; treeMoves?: Tr
   const stateDir = o.stateDir ?? mkdtempSync(join(tmpdir(), 'portico-treemove-'));
   const store = MetadataStore.open(stateDir);
   const vfs = new Vfs({ store, stageDir: join(stateDir, 'stage'), ...(o.treeMoves ? { treeMoves: o.treeMoves } : {}) });
-  vfs.addVolume('s', backend, { caseSensitive: o.caseSensitive ?? true });
+  vfs.addVolume('s', buildVolumeStack(backend), { caseSensitive: o.caseSensitive ?? true });
   let stopped = false;
   return {
     vfs,

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { MemoryBackend, MEMORY_OBJECTSTORE_CAPABILITIES } from '../../backends/memory/memory-backend.ts';
 import { MetadataStore } from '../../src/store/metadata-store.ts';
 import { Vfs } from '../../src/vfs/vfs.ts';
+import { buildVolumeStack } from '../../src/vfs/volume-stack.ts';
 import { VfsError } from '../../src/vfs/errors.ts';
 import type { ChangeEvent } from '../../src/vfs/types.ts';
 import {
@@ -316,7 +317,7 @@ describe('tree move and async write-back', () => {
       await vfs.shutdown();
       store.close();
     });
-    vfs.addVolume('s', b, { writeBack: { mode: 'async', retryBaseMs: 5, retryMaxMs: 20 } });
+    vfs.addVolume('s', buildVolumeStack(b), { writeBack: { mode: 'async', retryBaseMs: 5, retryMaxMs: 20 } });
     await vfs.recoverWriteBack();
     await vfs.mkdir('s', '/src');
     await put(vfs, '/src/f', 'old');

@@ -14,6 +14,7 @@ import type { Backend } from '../../src/vfs/backend.ts';
 import { isVfsError } from '../../src/vfs/errors.ts';
 import { MetadataStore } from '../../src/store/metadata-store.ts';
 import { Vfs } from '../../src/vfs/vfs.ts';
+import { buildVolumeStack } from '../../src/vfs/volume-stack.ts';
 import { encodeRecord, parseJournal, type WriteBackOptions } from '../../src/vfs/write-back.ts';
 import { Registry } from 'prom-client';
 import { gate, until, type GatedBackend } from './gate.ts';
@@ -42,7 +43,7 @@ async function start(inner: Backend, o: { stateDir?: string; writeBack?: Partial
   stores.push(store);
   const g = gate(inner);
   const vfs = new Vfs({ store, stageDir: join(stateDir, 'stage'), writeBackDir: join(stateDir, 'writeback') });
-  vfs.addVolume('s', g.backend, { writeBack: { mode: 'async', retryBaseMs: 5, retryMaxMs: 40, ...o.writeBack } });
+  vfs.addVolume('s', buildVolumeStack(g.backend), { writeBack: { mode: 'async', retryBaseMs: 5, retryMaxMs: 40, ...o.writeBack } });
   await vfs.recoverWriteBack();
   return { vfs, store, stateDir, g };
 }
@@ -332,7 +333,7 @@ describe('async write-back (memory:objectstore)', () => {
     const mem = objectStore();
     const g = gate(mem);
     const vfs = new Vfs({ store, stageDir: join(stateDir, 'stage'), writeBackDir: join(stateDir, 'writeback') });
-    vfs.addVolume('s', g.backend);
+    vfs.addVolume('s', buildVolumeStack(g.backend));
     g.close();
     let closed = false;
     const done = writeFile(vfs, '/s', 'synchronous').then(() => (closed = true));
@@ -353,7 +354,7 @@ describe('async write-back (memory:objectstore)', () => {
       stores.push(store);
       const g = gate(mem);
       const vfs = new Vfs({ store, stageDir: join(stateDir, 'stage'), writeBackDir: join(stateDir, 'writeback'), metricsRegistry: registry });
-      vfs.addVolume('s', g.backend, { writeBack: { mode: 'async', retryBaseMs: 5, retryMaxMs: 40 } });
+      vfs.addVolume('s', buildVolumeStack(g.backend), { writeBack: { mode: 'async', retryBaseMs: 5, retryMaxMs: 40 } });
       return { vfs, g };
     };
     const mem = objectStore();
@@ -379,7 +380,7 @@ describe('async write-back (memory:objectstore)', () => {
     const store = MetadataStore.open(':memory:');
     stores.push(store);
     const vfs = new Vfs({ store });
-    expect(() => vfs.addVolume('s', objectStore(), { writeBack: { mode: 'async' } })).toThrow(/write-back directory/);
+    expect(() => vfs.addVolume('s', buildVolumeStack(objectStore()), { writeBack: { mode: 'async' } })).toThrow(/write-back directory/);
   });
 });
 

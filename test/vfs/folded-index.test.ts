@@ -18,6 +18,7 @@ import { S3RVER_CREDENTIALS, startS3rver, type S3rverHandle } from '../helpers/s
 import type { Backend } from '../../src/vfs/backend.ts';
 import { MetadataStore } from '../../src/store/metadata-store.ts';
 import { Vfs } from '../../src/vfs/vfs.ts';
+import { buildVolumeStack } from '../../src/vfs/volume-stack.ts';
 import type { FoldedIndexOptions } from '../../src/vfs/folded-index.ts';
 import { expectCode } from '../conformance/vfs-conformance.ts';
 
@@ -62,7 +63,7 @@ function makeVfs(backend: Backend, foldedIndex: FoldedIndexOptions = {}, caseSen
   const state = tmp('portico-fold-state-');
   const store = MetadataStore.open(state);
   const vfs = new Vfs({ store, stageDir: join(state, 'stage'), attrCacheMs: 0 });
-  vfs.addVolume('s', backend, { caseSensitive, foldedIndex });
+  vfs.addVolume('s', buildVolumeStack(backend), { caseSensitive, foldedIndex });
   cleanup.push(async () => {
     for (const h of vfs.openHandles()) await vfs.close(h).catch(() => undefined);
     vfs.locks.close();

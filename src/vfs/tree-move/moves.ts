@@ -46,7 +46,7 @@
  * would be refused) and then retargeted to the new paths.
  */
 import { randomUUID } from 'node:crypto';
-import type { Backend, BackendStat } from '../backend.ts';
+import type { BackendStat } from '../backend.ts';
 import { VfsError, isVfsError, toVfsError } from '../errors.ts';
 import { baseName, nameKey, parentPath } from '../path.ts';
 import type { FileId } from '../types.ts';
@@ -128,11 +128,12 @@ export class TreeMoves {
     this.logger = options.logger;
   }
 
-  /** The backend a volume should use: guarded when it has no atomic rename (only then do tree moves happen). */
-  attach(name: string, backend: Backend): Backend {
-    const guard = new TreeMoveGuard(backend);
+  /**
+   * A volume's guard (built with its backend stack, src/vfs/volume-stack.ts): its moves run on the
+   * guard's inner backend and hold their trees in it. Call before recover().
+   */
+  attach(name: string, guard: TreeMoveGuard): void {
     this.vols.set(name, new VolumeMoves(name, guard));
-    return backend.capabilities.atomicRename ? backend : guard.backend;
   }
 
   /**
