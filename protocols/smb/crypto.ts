@@ -138,7 +138,7 @@ export function computeSignature(element: Buffer, key: Buffer, algorithm: number
 
 /** Signs in place: sets SMB2_FLAGS_SIGNED and writes the signature. */
 export function signMessage(element: Buffer, key: Buffer, algorithm: number): void {
-  element.writeUInt32LE(element.readUInt32LE(16) | Flags.SIGNED, 16);
+  element.writeUInt32LE((element.readUInt32LE(16) | Flags.SIGNED) >>> 0, 16);
   computeSignature(element, key, algorithm).copy(element, SIG_AT);
 }
 
