@@ -13,7 +13,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from '../../protocols/smb/header.ts';
-import { Dialect, SigningAlgorithm } from '../../protocols/smb/messages/negotiate.ts';
+import { Cipher, Dialect, SigningAlgorithm } from '../../protocols/smb/messages/negotiate.ts';
 import { OID } from '../../protocols/smb/spnego.ts';
 import { startSmokeServer, type SmokeEvent, type SmokeServer } from './smoke-server.ts';
 
@@ -68,12 +68,37 @@ describe.skipIf(!HAVE_SMBCLIENT)('smbclient against the wire layer (SMB 3.1.1, N
     expect(auth).toMatchObject({ user: 'alice', ok: true, micPresent: true, mechListMicOk: true });
     // smbclient only goes on after verifying the signed final SESSION_SETUP response and our mechListMIC.
     const signed = of(ev, 'signed-request');
-    expect(signed[0]).toMatchObject({ command: Command.TREE_CONNECT, signatureOk: true });
+    expect(signed[0]).toMatchObject({ command: Command.TREE_CONNECT, signatureOk: true, encrypted: false });
+    expect(neg?.signing).toBe(SigningAlgorithm.AES_GMAC);
     expect(signed[0]?.path).toMatch(/\\IPC\$$/i);
     expect(r.out).toMatch(/ACCESS_DENIED/);
     if (process.env.SMB_CAPTURE_NEGTOKENINIT) writeFileSync(process.env.SMB_CAPTURE_NEGTOKENINIT, setups[0]!.securityBuffer.toString('hex'));
-    // The signing algorithm smbclient and Portico agreed on, exercised on the TREE_CONNECT above.
-    expect([SigningAlgorithm.AES_GMAC, SigningAlgorithm.AES_CMAC, undefined]).toContain(neg?.signing);
+  });
+
+  it.each([
+    ['SMB3_02', Dialect.SMB3_0_2, 'AES-CMAC'],
+    ['SMB3_00', Dialect.SMB3_0, 'AES-CMAC'],
+    ['SMB2_10', Dialect.SMB2_1, 'HMAC-SHA256'],
+    ['SMB2_02', Dialect.SMB2_0_2, 'HMAC-SHA256'],
+  ] as const)('-m %s: authenticates and signs with the dialect\'s keys (%s, %s)', async (m, dialect, _algorithm) => {
+    server = await startSmokeServer({ alice: 'pw' });
+    const r = await smbclient(['-L', '//127.0.0.1', '-p', String(server.port), '-U', 'alice%pw', '-m', m]);
+    expect(of(server.events, 'negotiate')[0]?.dialect).toBe(dialect);
+    expect(of(server.events, 'authenticate')[0]).toMatchObject({ user: 'alice', ok: true });
+    expect(of(server.events, 'signed-request')[0]).toMatchObject({ command: Command.TREE_CONNECT, signatureOk: true, encrypted: false });
+    expect(r.out).toMatch(/ACCESS_DENIED/);
+  });
+
+  it.each([
+    ['SMB3_11', Cipher.AES_128_GCM],
+    ['SMB3_00', Cipher.AES_128_CCM],
+  ] as const)('--client-protection=encrypt -m %s: the TREE_CONNECT arrives in a TRANSFORM_HEADER and decrypts', async (m, cipher) => {
+    server = await startSmokeServer({ alice: 'pw' });
+    const r = await smbclient(['-L', '//127.0.0.1', '-p', String(server.port), '-U', 'alice%pw', '-m', m, '--client-protection=encrypt']);
+    expect(of(server.events, 'decrypt')[0]).toEqual({ kind: 'decrypt', ok: true, cipher });
+    expect(of(server.events, 'signed-request')[0]).toMatchObject({ command: Command.TREE_CONNECT, encrypted: true });
+    // smbclient decrypted and authenticated our encrypted answer to get the status.
+    expect(r.out).toMatch(/ACCESS_DENIED/);
   });
 
   it('a wrong password is NT_STATUS_LOGON_FAILURE', async () => {

@@ -23,7 +23,8 @@ import { decodeSessionSetupRequest, encodeSessionSetupResponse, type SessionSetu
 import { encodeErrorResponse } from '../../protocols/smb/messages/error.ts';
 import { decodeSmb1Negotiate, isSmb1 } from '../../protocols/smb/messages/smb1-negotiate.ts';
 import { decodeTreeConnectRequest } from '../../protocols/smb/messages/tree-connect.ts';
-import { PreauthHash, deriveKeys, signMessage, signingAlgorithmFor, verifySignature } from '../../protocols/smb/crypto.ts';
+import { PreauthHash, decodeTransformHeader, decryptMessage, deriveKeys, encryptMessage, nonceBytes, signMessage, signingAlgorithmFor, verifySignature, type SessionKeys } from '../../protocols/smb/crypto.ts';
+import { PROTOCOL_TRANSFORM } from '../../protocols/smb/header.ts';
 import { NegState, OID, decodeSpnego, encodeNegTokenInit2, encodeNegTokenResp, type SpnegoToken } from '../../protocols/smb/spnego.ts';
 import { NtlmServer, NtlmSigner, decodeAuthenticateMessage, fileTimeNow, type AuthenticateMessage } from '../../protocols/smb/ntlm.ts';
 import { ntHash } from '../../src/auth/md4.ts';
@@ -33,7 +34,8 @@ export type SmokeEvent =
   | { kind: 'negotiate'; request: NegotiateRequest; dialect: number; signing?: number; cipher?: number }
   | { kind: 'session-setup'; request: SessionSetupRequest; spnego: SpnegoToken; ntlmType: number; securityBuffer: Buffer }
   | { kind: 'authenticate'; user: string; domain: string; ok: boolean; reason?: string; micPresent: boolean; mechListMicOk?: boolean }
-  | { kind: 'signed-request'; command: number; signatureOk: boolean; path?: string }
+  | { kind: 'signed-request'; command: number; signatureOk: boolean; path?: string; encrypted: boolean }
+  | { kind: 'decrypt'; ok: boolean; cipher: number }
   | { kind: 'decode-error'; message: string };
 
 export interface SmokeServer {
@@ -46,6 +48,8 @@ interface Conn {
   preauth: PreauthHash;
   dialect: number;
   signingAlgorithm: number;
+  /** 0: no encryption negotiated. */
+  cipher: number;
   sessions: Map<bigint, Sess>;
 }
 interface Sess {
@@ -53,6 +57,8 @@ interface Sess {
   ntlm: NtlmServer;
   mechTypesDer?: Buffer;
   signingKey?: Buffer;
+  keys?: SessionKeys;
+  nonce: bigint;
 }
 
 const NTLMSSP_TYPE = (b: Buffer | undefined): number => (b && b.length >= 12 ? b.readUInt32LE(8) : 0);
@@ -76,7 +82,28 @@ export async function startSmokeServer(users: Record<string, string>): Promise<S
     if (!sock.destroyed) sock.write(frame(msg));
   };
 
-  const onMessage = (sock: Socket, conn: Conn, msg: Buffer): void => {
+  const onMessage = (sock: Socket, conn: Conn, msg: Buffer, encrypted = false): void => {
+    if (msg.length >= 4 && msg.readUInt32LE(0) === PROTOCOL_TRANSFORM) {
+      // Decrypt with the session's ServerIn key; the answer goes back encrypted (MS-SMB2 3.3.4.1.4).
+      const t = tryDecode(() => decodeTransformHeader(msg));
+      const sess = t.ok ? conn.sessions.get(t.value.sessionId) : undefined;
+      const plain = sess?.keys && conn.cipher ? decryptMessage(msg, sess.keys.decryptionKey, conn.cipher) : undefined;
+      events.push({ kind: 'decrypt', ok: plain !== undefined, cipher: conn.cipher });
+      if (!plain || !sess?.keys || !t.ok) return void sock.destroy();
+      const keys = sess.keys;
+      const sessionId = t.value.sessionId;
+      onMessage({
+        write: (framed: Buffer) => {
+          const inner = framed.subarray(4);
+          const nonce = Buffer.alloc(nonceBytes(conn.cipher));
+          nonce.writeBigUInt64LE(sess.nonce++);
+          return sock.write(frame(encryptMessage(inner, keys.encryptionKey, conn.cipher, sessionId, nonce)));
+        },
+        get destroyed() { return sock.destroyed; },
+        destroy: () => sock.destroy(),
+      } as unknown as Socket, conn, plain, true);
+      return;
+    }
     if (isSmb1(msg)) {
       const d = tryDecode(() => decodeSmb1Negotiate(msg));
       if (!d.ok) return void sock.destroy();
@@ -111,7 +138,10 @@ export async function startSmokeServer(users: Record<string, string>): Promise<S
         }
         conn.dialect = dialect;
         conn.signingAlgorithm = signingAlgorithmFor(dialect, choice.signingAlgorithm);
-        const resp = reply(sock, h, 0, (w) => encodeNegotiateResponse(w, negotiateResponse(dialect, contexts)));
+        // 3.0/3.0.2 have one cipher, AES-128-CCM, when both sides announce encryption.
+        conn.cipher = dialect === Dialect.SMB3_1_1 ? (choice.cipher ?? 0) : dialect >= Dialect.SMB3_0 && q.capabilities & Capabilities.ENCRYPTION ? Cipher.AES_128_CCM : 0;
+        const caps = dialect >= Dialect.SMB3_0 && dialect < Dialect.SMB3_1_1 && conn.cipher ? Capabilities.ENCRYPTION : 0;
+        const resp = reply(sock, h, 0, (w) => encodeNegotiateResponse(w, { ...negotiateResponse(dialect, contexts), capabilities: Capabilities.LARGE_MTU | caps }));
         conn.preauth.update(el.bytes).update(resp);
         events.push({ kind: 'negotiate', request: q, dialect, ...(choice.signingAlgorithm !== undefined ? { signing: choice.signingAlgorithm } : {}), ...(choice.cipher ? { cipher: choice.cipher } : {}) });
         send(sock, resp);
@@ -132,7 +162,7 @@ export async function startSmokeServer(users: Record<string, string>): Promise<S
         events.push({ kind: 'session-setup', request, spnego, ntlmType: NTLMSSP_TYPE(token), securityBuffer: Buffer.from(request.securityBuffer) });
         if (NTLMSSP_TYPE(token) === 1 && token) {
           const sessionId = nextSession++;
-          const sess: Sess = { preauth: conn.preauth.fork().update(el.bytes), ntlm: new NtlmServer({ computerName: 'PORTICO', domainName: 'WORKGROUP' }) };
+          const sess: Sess = { preauth: conn.preauth.fork().update(el.bytes), ntlm: new NtlmServer({ computerName: 'PORTICO', domainName: 'WORKGROUP' }), nonce: 1n };
           if (spnego.kind === 'init') sess.mechTypesDer = spnego.mechTypesDer;
           conn.sessions.set(sessionId, sess);
           const challenge = sess.ntlm.challenge(token);
@@ -176,6 +206,7 @@ export async function startSmokeServer(users: Record<string, string>): Promise<S
           }
           const keys = deriveKeys(result.exportedSessionKey, conn.dialect, { preauthHash: sess.preauth.value });
           sess.signingKey = keys.signingKey;
+          sess.keys = keys;
           const blob = encodeNegTokenResp({ negState: NegState.ACCEPT_COMPLETED, ...(ourMic ? { mechListMIC: ourMic } : {}) });
           const resp = reply(sock, h, STATUS.SUCCESS, (w) => encodeSessionSetupResponse(w, { sessionFlags: 0, securityBuffer: blob }));
           // MS-SMB2 3.3.5.5.3: the final SESSION_SETUP response is signed (3.1.1 always).
@@ -191,9 +222,10 @@ export async function startSmokeServer(users: Record<string, string>): Promise<S
       if (sess?.signingKey) {
         const signatureOk = (h.flags & Flags.SIGNED) !== 0 && verifySignature(el.bytes, sess.signingKey, conn.signingAlgorithm);
         const path = h.command === Command.TREE_CONNECT ? tryDecode(() => decodeTreeConnectRequest(el.bytes)) : undefined;
-        events.push({ kind: 'signed-request', command: h.command, signatureOk, ...(path?.ok ? { path: path.value.path } : {}) });
+        events.push({ kind: 'signed-request', command: h.command, signatureOk: encrypted || signatureOk, encrypted, ...(path?.ok ? { path: path.value.path } : {}) });
         const resp = reply(sock, h, STATUS.ACCESS_DENIED, (w) => encodeErrorResponse(w));
-        signMessage(resp, sess.signingKey, conn.signingAlgorithm);
+        // An encrypted response is not signed as well (3.3.4.1.1); its encryption authenticates it.
+        if (!encrypted) signMessage(resp, sess.signingKey, conn.signingAlgorithm);
         send(sock, resp);
         continue;
       }
@@ -221,7 +253,7 @@ export async function startSmokeServer(users: Record<string, string>): Promise<S
   const server: Server = createServer((sock) => {
     sockets.add(sock);
     const parser = new FrameParser();
-    const conn: Conn = { preauth: new PreauthHash(), dialect: 0, signingAlgorithm: 0, sessions: new Map() };
+    const conn: Conn = { preauth: new PreauthHash(), dialect: 0, signingAlgorithm: 0, cipher: 0, sessions: new Map() };
     sock.on('data', (chunk: Buffer) => {
       const r = parser.push(chunk);
       for (const m of r.messages) onMessage(sock, conn, m);
