@@ -56,7 +56,7 @@ import type { MetadataStore } from '../../store/metadata-store.ts';
 import { backoffCeilingMs } from '../backoff.ts';
 import { decodeTreeMove, encodeTreeMove, type TreeMoveRecord } from './record.ts';
 import { moveTree, type MoveTreeResult } from './walker.ts';
-import { TreeMoveGuard, type GuardedMove } from './guard.ts';
+import type { GuardedMove, TreeMoveGuard } from './guard.ts';
 
 /** pino-compatible. */
 export interface TreeMoveLogger {
