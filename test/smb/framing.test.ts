@@ -1,0 +1,126 @@
+/** Direct TCP framing and the SMB2 header/compound layer. */
+import { describe, expect, it } from 'vitest';
+import { FrameParser, frame } from '../../protocols/smb/framing.ts';
+import { Command, Flags, RelatedChain, joinCompound, readHeader, splitCompound, headerTemplate } from '../../protocols/smb/header.ts';
+import { STATUS } from '../../protocols/smb/status.ts';
+import { SmbDecodeError } from '../../protocols/smb/wire.ts';
+import { encodeEmpty } from '../../protocols/smb/messages/simple.ts';
+import { element } from './helpers.ts';
+
+describe('FrameParser', () => {
+  it('reassembles messages split at every byte and joined in one chunk', () => {
+    const msgs = [Buffer.from('a'.repeat(70)), Buffer.from('b'.repeat(5)), Buffer.from('c'.repeat(300))];
+    const stream = Buffer.concat(msgs.map(frame));
+    for (let cut = 0; cut <= stream.length; cut++) {
+      const p = new FrameParser();
+      const a = p.push(stream.subarray(0, cut));
+      const b = p.push(stream.subarray(cut));
+      expect([...a.messages, ...b.messages]).toEqual(msgs);
+      expect(a.error ?? b.error).toBeUndefined();
+    }
+    const p = new FrameParser();
+    const one = Buffer.concat(msgs.map(frame));
+    expect(p.push(one).messages.map((m) => m.length)).toEqual([70, 5, 300]);
+  });
+
+  it('refuses an oversized message at its header, before buffering, and stays failed', () => {
+    const p = new FrameParser(1000);
+    const h = Buffer.from([0, 0, 0x03, 0xe9]); // 1001
+    const r = p.push(h);
+    expect(r.error?.kind).toBe('too-large');
+    expect(p.buffered).toBe(0);
+    expect(p.push(Buffer.from([0, 0, 0, 1, 1])).error?.kind).toBe('failed');
+  });
+
+  it('refuses a non-zero first byte and an empty message, as values', () => {
+    expect(new FrameParser().push(Buffer.from([1, 0, 0, 4, 1, 2, 3, 4])).error?.kind).toBe('bad-header');
+    expect(new FrameParser().push(Buffer.from([0, 0, 0, 0])).error?.kind).toBe('empty');
+  });
+
+  it('a message valid before a bad header is still returned', () => {
+    const r = new FrameParser().push(Buffer.concat([frame(Buffer.from('ok')), Buffer.from([9, 9, 9, 9])]));
+    expect(r.messages).toEqual([Buffer.from('ok')]);
+    expect(r.error?.kind).toBe('bad-header');
+  });
+
+  it('the default bound is 8 MiB + 64 KiB and the 24-bit field caps any configuration', () => {
+    expect(new FrameParser().maxMessageBytes).toBe(8 * 1024 * 1024 + 64 * 1024);
+    expect(new FrameParser(1 << 30).maxMessageBytes).toBe(0xffffff);
+  });
+});
+
+describe('SMB2 header', () => {
+  it('round-trips sync and async headers', () => {
+    const sync = element(Command.ECHO, encodeEmpty, { treeId: 9, sessionId: 0x1122334455667788n, credits: 31, creditCharge: 2, status: 0x103 });
+    expect(readHeader(sync)).toMatchObject({ command: Command.ECHO, treeId: 9, asyncId: 0n, sessionId: 0x1122334455667788n, credits: 31, creditCharge: 2, status: 0x103 });
+    const asy = element(Command.LOCK, encodeEmpty, { flags: Flags.ASYNC_COMMAND | Flags.SERVER_TO_REDIR, asyncId: 0xabcdefn, treeId: 5 });
+    expect(readHeader(asy)).toMatchObject({ asyncId: 0xabcdefn, treeId: 0 });
+  });
+
+  it('refuses a wrong protocol id, StructureSize or a short header', () => {
+    const m = element(Command.ECHO, encodeEmpty);
+    expect(() => readHeader(m.subarray(0, 63))).toThrow(SmbDecodeError);
+    const bad = Buffer.from(m);
+    bad[0] = 0xfd;
+    expect(() => readHeader(bad)).toThrow(SmbDecodeError);
+    const bad2 = Buffer.from(m);
+    bad2[4] = 63;
+    expect(() => readHeader(bad2)).toThrow(SmbDecodeError);
+  });
+});
+
+describe('compounds (MS-SMB2 3.3.5.2.7)', () => {
+  const three = () => joinCompound([
+    element(Command.CREATE, (w) => w.zeros(60), { sessionId: 5n, treeId: 1 }),
+    element(Command.QUERY_INFO, (w) => w.zeros(41), { flags: Flags.RELATED_OPERATIONS, sessionId: 0xffffffffffffffffn, treeId: 0xffffffff }),
+    element(Command.CLOSE, (w) => w.zeros(24), { flags: Flags.RELATED_OPERATIONS }),
+  ]).message;
+
+  it('splits on 8-aligned NextCommand; each element is its own bytes with padding', () => {
+    const msg = three();
+    const s = splitCompound(msg);
+    expect(s.ok).toBe(true);
+    if (!s.ok) return;
+    expect(s.value.map((e) => e.header.command)).toEqual([Command.CREATE, Command.QUERY_INFO, Command.CLOSE]);
+    expect(s.value.map((e) => e.offset)).toEqual([0, 128, 240]);
+    expect(s.value[0]!.bytes.length).toBe(128);
+    expect(s.value[2]!.body.length).toBe(24);
+  });
+
+  it('refuses unaligned, backward and past-the-end NextCommand, and over-long chains', () => {
+    const msg = three();
+    for (const v of [127, 8, 0x7fffffff, msg.length]) {
+      const bad = Buffer.from(msg);
+      bad.writeUInt32LE(v, 20);
+      const r = splitCompound(bad);
+      expect(r.ok).toBe(false);
+    }
+    expect(splitCompound(msg, 2).ok).toBe(false);
+  });
+
+  it('related elements inherit session, tree and FileId; an error propagates; a related first element fails', () => {
+    const s = splitCompound(three());
+    if (!s.ok) throw s.error;
+    const chain = new RelatedChain();
+    const [a, b, c] = s.value;
+    expect(chain.next(a!.header)).toEqual({ sessionId: 5n, treeId: 1, inherit: false });
+    chain.done(STATUS.SUCCESS, { persistent: 1n, volatile: 2n });
+    expect(chain.next(b!.header)).toEqual({ sessionId: 5n, treeId: 1, inherit: true });
+    expect(chain.currentFileId()).toEqual({ persistent: 1n, volatile: 2n });
+    chain.done(STATUS.BUFFER_OVERFLOW); // a warning does not stop the chain
+    expect(chain.next(c!.header).failWith).toBeUndefined();
+
+    const chain2 = new RelatedChain();
+    chain2.next(a!.header);
+    chain2.done(STATUS.OBJECT_NAME_NOT_FOUND);
+    expect(chain2.next(b!.header).failWith).toBe(STATUS.OBJECT_NAME_NOT_FOUND);
+    expect(chain2.next(c!.header).failWith).toBe(STATUS.OBJECT_NAME_NOT_FOUND);
+
+    expect(new RelatedChain().next(b!.header).failWith).toBe(STATUS.INVALID_PARAMETER);
+    const unrelated = headerTemplate({ sessionId: 9n, treeId: 3 });
+    const chain3 = new RelatedChain();
+    chain3.next(a!.header);
+    chain3.done(STATUS.ACCESS_DENIED);
+    expect(chain3.next(unrelated)).toEqual({ sessionId: 9n, treeId: 3, inherit: false });
+  });
+});
