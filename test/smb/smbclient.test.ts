@@ -5,7 +5,9 @@
  * a SPNEGO NegTokenInit, and then complete NTLMv2: with the right password smbclient accepts
  * the server's mechListMIC and the signed final SESSION_SETUP response (keys from the preauth
  * hash) and goes on to a TREE_CONNECT whose signature the server verifies; with a wrong password
- * it reports NT_STATUS_LOGON_FAILURE.
+ * it reports NT_STATUS_LOGON_FAILURE. Every dialect from 2.0.2 to 3.1.1 signs with its own keys
+ * and algorithm; with --client-protection=encrypt the requests arrive in TRANSFORM_HEADERs; and
+ * with shares configured `smbclient -L` prints the list it read over DCE/RPC srvsvc on IPC$.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
@@ -15,6 +17,7 @@ import { join } from 'node:path';
 import { Command } from '../../protocols/smb/header.ts';
 import { Cipher, Dialect, SigningAlgorithm } from '../../protocols/smb/messages/negotiate.ts';
 import { OID } from '../../protocols/smb/spnego.ts';
+import { ShareType } from '../../protocols/smb/dcerpc.ts';
 import { startSmokeServer, type SmokeEvent, type SmokeServer } from './smoke-server.ts';
 
 const HAVE_SMBCLIENT = spawnSync('smbclient', ['--version']).status === 0;
@@ -99,6 +102,20 @@ describe.skipIf(!HAVE_SMBCLIENT)('smbclient against the wire layer (SMB 3.1.1, N
     expect(of(server.events, 'signed-request')[0]).toMatchObject({ command: Command.TREE_CONNECT, encrypted: true });
     // smbclient decrypted and authenticated our encrypted answer to get the status.
     expect(r.out).toMatch(/ACCESS_DENIED/);
+  });
+
+  it.each([[[] as string[]], [['--client-protection=encrypt']]])('-L lists the shares over DCE/RPC srvsvc on IPC$ (NetrShareEnumAll level 1) %j', async (extra) => {
+    server = await startSmokeServer({ alice: 'pw' }, { shares: [
+      { name: 'data', type: ShareType.DISKTREE, remark: 'Portico data' },
+      { name: 'Ünïcode shäre', type: ShareType.DISKTREE, remark: '' },
+      { name: 'IPC$', type: ShareType.IPC | ShareType.SPECIAL, remark: 'IPC Service' },
+    ] });
+    const r = await smbclient(['-L', '//127.0.0.1', '-p', String(server.port), '-U', 'alice%pw', '-m', 'SMB3_11', ...extra]);
+    expect(r.out).toMatch(/data\s+Disk\s+Portico data/);
+    expect(r.out).toMatch(/Ünïcode shäre\s+Disk/);
+    expect(r.out).toMatch(/IPC\$\s+IPC\s+IPC Service/);
+    expect(of(server.events, 'rpc').map((e) => [e.ptype, e.opnum, e.ok])).toEqual([[11, undefined, true], [0, 15, true]]);
+    expect(of(server.events, 'signed-request').every((e) => e.signatureOk && e.encrypted === (extra.length > 0))).toBe(true);
   });
 
   it('a wrong password is NT_STATUS_LOGON_FAILURE', async () => {

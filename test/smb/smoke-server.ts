@@ -1,32 +1,43 @@
 /**
  * Test-only: a minimal SMB2 server over the wire layer, enough for a real client to negotiate
- * SMB 3.1.1 and authenticate with NTLMv2 inside SPNEGO. It is not the SMB front-end (that comes
- * with the command semantics); it exists to put the encoders, the preauth hash, the key
- * derivation, signing, NTLMSSP and SPNEGO in front of smbclient, which checks every one of them:
- * smbclient refuses a session whose final SESSION_SETUP response is not signed with the key
- * derived from the preauth hash, and whose mechListMIC does not verify.
+ * (every dialect, 3.1.1 contexts), authenticate with NTLMv2 inside SPNEGO, sign or encrypt, and
+ * (with `shares`) list shares over DCE/RPC on IPC$\srvsvc. It is not the SMB front-end (that
+ * comes with the command semantics); it exists to put the encoders, the preauth hash, the key
+ * derivation, signing, encryption, NTLMSSP, SPNEGO and DCE/RPC in front of smbclient, which
+ * checks every one of them: it refuses a session whose final SESSION_SETUP response is not
+ * signed with the key derived from the preauth hash, or whose mechListMIC does not verify, and
+ * an encrypted answer that does not authenticate.
  *
- * After authentication, every request is checked against its signature and recorded, and any
- * command is answered STATUS_ACCESS_DENIED (signed), so the client stops.
+ * After authentication every request's signature is checked and recorded. Without `shares`
+ * every command is answered STATUS_ACCESS_DENIED, so the client stops there.
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { FrameParser, frame } from '../../protocols/smb/framing.ts';
-import { Command, Flags, HEADER_BYTES, headerTemplate, splitCompound, writeHeader, type Smb2Header } from '../../protocols/smb/header.ts';
+import { Command, Flags, PROTOCOL_TRANSFORM, RelatedChain, headerTemplate, joinCompound, splitCompound, writeHeader, type Smb2Header } from '../../protocols/smb/header.ts';
 import { STATUS } from '../../protocols/smb/status.ts';
-import { WireWriter, tryDecode } from '../../protocols/smb/wire.ts';
+import { WireWriter, isRelatedFileId, tryDecode, type FileId } from '../../protocols/smb/wire.ts';
 import {
   Capabilities, Cipher, ContextType, Dialect, HashAlgorithm, SecurityMode, SigningAlgorithm,
-  chooseContexts, decodeNegotiateRequest, encodeNegotiateResponse, type NegotiateContext, type NegotiateRequest,
+  chooseContexts, decodeNegotiateRequest, encodeNegotiateResponse, type NegotiateContext, type NegotiateRequest, type NegotiateResponse,
 } from '../../protocols/smb/messages/negotiate.ts';
 import { decodeSessionSetupRequest, encodeSessionSetupResponse, type SessionSetupRequest } from '../../protocols/smb/messages/session-setup.ts';
 import { encodeErrorResponse } from '../../protocols/smb/messages/error.ts';
 import { decodeSmb1Negotiate, isSmb1 } from '../../protocols/smb/messages/smb1-negotiate.ts';
-import { decodeTreeConnectRequest } from '../../protocols/smb/messages/tree-connect.ts';
-import { PreauthHash, decodeTransformHeader, decryptMessage, deriveKeys, encryptMessage, nonceBytes, signMessage, signingAlgorithmFor, verifySignature, type SessionKeys } from '../../protocols/smb/crypto.ts';
-import { PROTOCOL_TRANSFORM } from '../../protocols/smb/header.ts';
+import { ShareType as TreeShareType, decodeTreeConnectRequest, encodeTreeConnectResponse } from '../../protocols/smb/messages/tree-connect.ts';
+import { decodeCreateRequest, encodeCreateResponse } from '../../protocols/smb/messages/create.ts';
+import { decodeCloseRequest, decodeReadRequest, decodeWriteRequest, encodeCloseResponse, encodeReadResponse, encodeWriteResponse } from '../../protocols/smb/messages/file-ops.ts';
+import { Fsctl, decodeIoctlRequest, encodeIoctlResponse } from '../../protocols/smb/messages/ioctl.ts';
+import { encodeEmpty } from '../../protocols/smb/messages/simple.ts';
+import {
+  PreauthHash, decodeTransformHeader, decryptMessage, deriveKeys, encryptMessage, nonceBytes, signMessage, signingAlgorithmFor, verifySignature, type SessionKeys,
+} from '../../protocols/smb/crypto.ts';
 import { NegState, OID, decodeSpnego, encodeNegTokenInit2, encodeNegTokenResp, type SpnegoToken } from '../../protocols/smb/spnego.ts';
-import { NtlmServer, NtlmSigner, decodeAuthenticateMessage, fileTimeNow, type AuthenticateMessage } from '../../protocols/smb/ntlm.ts';
+import { NtlmServer, NtlmSigner, decodeAuthenticateMessage, fileTimeNow } from '../../protocols/smb/ntlm.ts';
+import {
+  SYNTAX, SrvsvcOpnum, WERR, bindResults, decodePdu, decodeShareEnumAll, decodeShareGetInfo, encodeBindAck, encodeBindNak, encodeFault,
+  encodeResponse, encodeShareEnumAllResponse, encodeShareGetInfoResponse, FaultStatus, type ShareInfo1,
+} from '../../protocols/smb/dcerpc.ts';
 import { ntHash } from '../../src/auth/md4.ts';
 
 export type SmokeEvent =
@@ -36,6 +47,7 @@ export type SmokeEvent =
   | { kind: 'authenticate'; user: string; domain: string; ok: boolean; reason?: string; micPresent: boolean; mechListMicOk?: boolean }
   | { kind: 'signed-request'; command: number; signatureOk: boolean; path?: string; encrypted: boolean }
   | { kind: 'decrypt'; ok: boolean; cipher: number }
+  | { kind: 'rpc'; ptype: number; opnum?: number; ok: boolean }
   | { kind: 'decode-error'; message: string };
 
 export interface SmokeServer {
@@ -56,68 +68,176 @@ interface Sess {
   preauth: PreauthHash;
   ntlm: NtlmServer;
   mechTypesDer?: Buffer;
-  signingKey?: Buffer;
   keys?: SessionKeys;
   nonce: bigint;
+  /** srvsvc pipe opens: volatile FileId -> bytes waiting for a READ. */
+  pipes: Map<bigint, Buffer[]>;
 }
 
+const IPC_TREE = 1;
 const NTLMSSP_TYPE = (b: Buffer | undefined): number => (b && b.length >= 12 ? b.readUInt32LE(8) : 0);
 
-export async function startSmokeServer(users: Record<string, string>): Promise<SmokeServer> {
+export async function startSmokeServer(users: Record<string, string>, opts: { shares?: ShareInfo1[] } = {}): Promise<SmokeServer> {
   const events: SmokeEvent[] = [];
   const serverGuid = randomBytes(16);
   const sockets = new Set<Socket>();
   let nextSession = 0x1000n;
+  let nextFile = 1n;
 
-  const reply = (sock: Socket, req: Smb2Header, status: number, body: (w: WireWriter) => void, over: Partial<Smb2Header> = {}): Buffer => {
+  const response = (req: Smb2Header, status: number, body: (w: WireWriter) => void, over: Partial<Smb2Header> = {}): Buffer => {
     const w = new WireWriter(512);
     writeHeader(w, headerTemplate({
       status, command: req.command, credits: Math.max(1, Math.min(req.credits, 64)), creditCharge: req.creditCharge,
-      flags: Flags.SERVER_TO_REDIR, messageId: req.messageId, treeId: req.treeId, sessionId: req.sessionId, ...over,
+      flags: Flags.SERVER_TO_REDIR | (req.flags & Flags.RELATED_OPERATIONS), messageId: req.messageId, treeId: req.treeId, sessionId: req.sessionId, ...over,
     }));
     body(w);
-    return w.finish();
+    return Buffer.from(w.finish());
   };
-  const send = (sock: Socket, msg: Buffer): void => {
-    if (!sock.destroyed) sock.write(frame(msg));
-  };
+  const error = (req: Smb2Header, status: number): Buffer => response(req, status, (w) => encodeErrorResponse(w));
 
-  const onMessage = (sock: Socket, conn: Conn, msg: Buffer, encrypted = false): void => {
+  function negotiateResponse(dialect: number, contexts: NegotiateContext[], capabilities: number): NegotiateResponse {
+    return {
+      securityMode: SecurityMode.SIGNING_ENABLED | SecurityMode.SIGNING_REQUIRED,
+      dialect, serverGuid, capabilities,
+      maxTransactSize: 8 << 20, maxReadSize: 8 << 20, maxWriteSize: 8 << 20,
+      systemTime: fileTimeNow(), serverStartTime: 0n,
+      securityBuffer: encodeNegTokenInit2([OID.NTLMSSP]),
+      contexts,
+    };
+  }
+
+  /** srvsvc over a pipe: one PDU in, one PDU out. */
+  function rpc(input: Buffer): Buffer {
+    const d = tryDecode(() => decodePdu(input));
+    if (!d.ok) {
+      events.push({ kind: 'rpc', ptype: input[2] ?? -1, ok: false });
+      return encodeBindNak(input.length >= 16 ? input.readUInt32LE(12) : 0);
+    }
+    const pdu = d.value;
+    if (pdu.kind === 'bind') {
+      events.push({ kind: 'rpc', ptype: pdu.pdu.header.ptype, ok: true });
+      return encodeBindAck(pdu.pdu, bindResults(pdu.pdu, [SYNTAX.SRVSVC]), '\\PIPE\\srvsvc', 0x12345);
+    }
+    if (pdu.kind === 'request') {
+      const q = pdu.pdu;
+      const shares = opts.shares ?? [];
+      if (q.opnum === SrvsvcOpnum.NetrShareEnumAll) {
+        const a = tryDecode(() => decodeShareEnumAll(q.stub));
+        events.push({ kind: 'rpc', ptype: 0, opnum: q.opnum, ok: a.ok });
+        if (!a.ok) return encodeFault(q.header.callId, q.contextId, FaultStatus.PROTO_ERROR);
+        return Buffer.concat(encodeResponse(q, encodeShareEnumAllResponse(a.value.level === 1 ? shares : [], a.value.resumeHandle !== undefined, a.value.level === 1 ? WERR.OK : WERR.INVALID_LEVEL)));
+      }
+      if (q.opnum === SrvsvcOpnum.NetrShareGetInfo) {
+        const a = tryDecode(() => decodeShareGetInfo(q.stub));
+        events.push({ kind: 'rpc', ptype: 0, opnum: q.opnum, ok: a.ok });
+        if (!a.ok) return encodeFault(q.header.callId, q.contextId, FaultStatus.PROTO_ERROR);
+        const s = shares.find((x) => x.name.toLowerCase() === a.value.netName.toLowerCase());
+        return Buffer.concat(encodeResponse(q, encodeShareGetInfoResponse(s, s ? WERR.OK : WERR.NET_NAME_NOT_FOUND)));
+      }
+      events.push({ kind: 'rpc', ptype: 0, opnum: q.opnum, ok: false });
+      return encodeFault(q.header.callId, q.contextId, FaultStatus.OP_RNG_ERROR);
+    }
+    events.push({ kind: 'rpc', ptype: pdu.header.ptype, ok: false });
+    return encodeFault(pdu.header.callId, 0, FaultStatus.PROTO_ERROR);
+  }
+
+  /** One command after authentication, IPC$ and srvsvc only. */
+  function command(h: Smb2Header, el: Buffer, sess: Sess, fileId: FileId | undefined): { resp: Buffer; fileId?: FileId } {
+    const zeroTimes = { creationTime: 0n, lastAccessTime: 0n, lastWriteTime: 0n, changeTime: 0n };
+    const fid = (id: FileId): FileId => (isRelatedFileId(id) && fileId ? fileId : id);
+    switch (h.command) {
+      case Command.TREE_CONNECT: {
+        const t = decodeTreeConnectRequest(el);
+        if (!/\\IPC\$$/i.test(t.path)) return { resp: error(h, STATUS.BAD_NETWORK_NAME) };
+        return { resp: response(h, 0, (w) => encodeTreeConnectResponse(w, { shareType: TreeShareType.PIPE, shareFlags: 0x30, capabilities: 0, maximalAccess: 0x1f01ff }), { treeId: IPC_TREE }) };
+      }
+      case Command.CREATE: {
+        const c = decodeCreateRequest(el);
+        if (h.treeId !== IPC_TREE || c.name.toLowerCase() !== 'srvsvc') return { resp: error(h, STATUS.OBJECT_NAME_NOT_FOUND) };
+        const id = { persistent: nextFile, volatile: nextFile++ };
+        sess.pipes.set(id.volatile, []);
+        return {
+          resp: response(h, 0, (w) => encodeCreateResponse(w, { oplockLevel: 0, flags: 0, createAction: 1, ...zeroTimes, allocationSize: 4096n, endOfFile: 0n, fileAttributes: 0x80, fileId: id, contexts: [] })),
+          fileId: id,
+        };
+      }
+      case Command.WRITE: {
+        const q = decodeWriteRequest(el);
+        const pipe = sess.pipes.get(fid(q.fileId).volatile);
+        if (!pipe) return { resp: error(h, STATUS.FILE_CLOSED) };
+        pipe.push(rpc(q.data));
+        return { resp: response(h, 0, (w) => encodeWriteResponse(w, { count: q.data.length, remaining: 0 })) };
+      }
+      case Command.READ: {
+        const q = decodeReadRequest(el);
+        const pipe = sess.pipes.get(fid(q.fileId).volatile);
+        if (!pipe) return { resp: error(h, STATUS.FILE_CLOSED) };
+        const data = pipe.shift();
+        if (!data) return { resp: error(h, 0xc000_00d9 /* STATUS_PIPE_EMPTY */) };
+        if (data.length > q.length) {
+          pipe.unshift(data.subarray(q.length));
+          return { resp: response(h, STATUS.BUFFER_OVERFLOW, (w) => encodeReadResponse(w, { data: data.subarray(0, q.length), dataRemaining: data.length - q.length })) };
+        }
+        return { resp: response(h, 0, (w) => encodeReadResponse(w, { data, dataRemaining: 0 })) };
+      }
+      case Command.IOCTL: {
+        const q = decodeIoctlRequest(el);
+        if (q.ctlCode !== Fsctl.PIPE_TRANSCEIVE) return { resp: error(h, STATUS.NOT_SUPPORTED) };
+        const id = fid(q.fileId);
+        const pipe = sess.pipes.get(id.volatile);
+        if (!pipe) return { resp: error(h, STATUS.FILE_CLOSED) };
+        const out = rpc(q.input);
+        const part = out.subarray(0, q.maxOutputResponse);
+        if (part.length < out.length) pipe.push(out.subarray(part.length));
+        return { resp: response(h, part.length < out.length ? STATUS.BUFFER_OVERFLOW : 0, (w) => encodeIoctlResponse(w, { ctlCode: q.ctlCode, fileId: id, input: Buffer.alloc(0), output: part, flags: 0 })) };
+      }
+      case Command.CLOSE: {
+        const q = decodeCloseRequest(el);
+        sess.pipes.delete(fid(q.fileId).volatile);
+        return { resp: response(h, 0, (w) => encodeCloseResponse(w, { flags: 0, ...zeroTimes, allocationSize: 0n, endOfFile: 0n, fileAttributes: 0 })) };
+      }
+      case Command.TREE_DISCONNECT:
+      case Command.LOGOFF:
+      case Command.ECHO:
+        return { resp: response(h, 0, encodeEmpty) };
+      default:
+        return { resp: error(h, STATUS.NOT_SUPPORTED) };
+    }
+  }
+
+  const onMessage = (sock: Socket, conn: Conn, msg: Buffer, encryptedFor?: { sess: Sess; sessionId: bigint }): void => {
+    const send = (out: Buffer): void => {
+      if (sock.destroyed) return;
+      if (!encryptedFor?.sess.keys) return void sock.write(frame(out));
+      // Answer an encrypted request encrypted, under the same session (MS-SMB2 3.3.4.1.4).
+      const nonce = Buffer.alloc(nonceBytes(conn.cipher));
+      nonce.writeBigUInt64LE(encryptedFor.sess.nonce++);
+      sock.write(frame(encryptMessage(out, encryptedFor.sess.keys.encryptionKey, conn.cipher, encryptedFor.sessionId, nonce)));
+    };
+
     if (msg.length >= 4 && msg.readUInt32LE(0) === PROTOCOL_TRANSFORM) {
-      // Decrypt with the session's ServerIn key; the answer goes back encrypted (MS-SMB2 3.3.4.1.4).
       const t = tryDecode(() => decodeTransformHeader(msg));
       const sess = t.ok ? conn.sessions.get(t.value.sessionId) : undefined;
-      const plain = sess?.keys && conn.cipher ? decryptMessage(msg, sess.keys.decryptionKey, conn.cipher) : undefined;
+      const plain = t.ok && sess?.keys && conn.cipher ? decryptMessage(msg, sess.keys.decryptionKey, conn.cipher) : undefined;
       events.push({ kind: 'decrypt', ok: plain !== undefined, cipher: conn.cipher });
-      if (!plain || !sess?.keys || !t.ok) return void sock.destroy();
-      const keys = sess.keys;
-      const sessionId = t.value.sessionId;
-      onMessage({
-        write: (framed: Buffer) => {
-          const inner = framed.subarray(4);
-          const nonce = Buffer.alloc(nonceBytes(conn.cipher));
-          nonce.writeBigUInt64LE(sess.nonce++);
-          return sock.write(frame(encryptMessage(inner, keys.encryptionKey, conn.cipher, sessionId, nonce)));
-        },
-        get destroyed() { return sock.destroyed; },
-        destroy: () => sock.destroy(),
-      } as unknown as Socket, conn, plain, true);
-      return;
+      if (!plain || !sess || !t.ok) return void sock.destroy();
+      return onMessage(sock, conn, plain, { sess, sessionId: t.value.sessionId });
     }
     if (isSmb1(msg)) {
       const d = tryDecode(() => decodeSmb1Negotiate(msg));
-      if (!d.ok) return void sock.destroy();
+      if (!d.ok || !d.value.smb2Wildcard) return void sock.destroy();
       events.push({ kind: 'smb1-negotiate', dialects: d.value.dialects });
-      // Answer "SMB 2.???" with the wildcard dialect; the client then negotiates over SMB2.
+      // "SMB 2.???" gets the wildcard dialect; the client then negotiates over SMB2.
       const req = headerTemplate({ command: Command.NEGOTIATE, credits: 1 });
-      send(sock, reply(sock, req, 0, (w) => encodeNegotiateResponse(w, negotiateResponse(Dialect.WILDCARD, []))));
-      return;
+      return send(response(req, 0, (w) => encodeNegotiateResponse(w, negotiateResponse(Dialect.WILDCARD, [], 0))));
     }
     const split = splitCompound(msg);
     if (!split.ok) {
       events.push({ kind: 'decode-error', message: split.error.message });
       return void sock.destroy();
     }
+    const out: { resp: Buffer; key?: Buffer }[] = [];
+    const chain = new RelatedChain();
     for (const el of split.value) {
       const h = el.header;
       if (h.command === Command.NEGOTIATE) {
@@ -140,11 +260,11 @@ export async function startSmokeServer(users: Record<string, string>): Promise<S
         conn.signingAlgorithm = signingAlgorithmFor(dialect, choice.signingAlgorithm);
         // 3.0/3.0.2 have one cipher, AES-128-CCM, when both sides announce encryption.
         conn.cipher = dialect === Dialect.SMB3_1_1 ? (choice.cipher ?? 0) : dialect >= Dialect.SMB3_0 && q.capabilities & Capabilities.ENCRYPTION ? Cipher.AES_128_CCM : 0;
-        const caps = dialect >= Dialect.SMB3_0 && dialect < Dialect.SMB3_1_1 && conn.cipher ? Capabilities.ENCRYPTION : 0;
-        const resp = reply(sock, h, 0, (w) => encodeNegotiateResponse(w, { ...negotiateResponse(dialect, contexts), capabilities: Capabilities.LARGE_MTU | caps }));
+        const caps = Capabilities.LARGE_MTU | (dialect >= Dialect.SMB3_0 && dialect < Dialect.SMB3_1_1 && conn.cipher ? Capabilities.ENCRYPTION : 0);
+        const resp = response(h, 0, (w) => encodeNegotiateResponse(w, negotiateResponse(dialect, contexts, caps)));
         conn.preauth.update(el.bytes).update(resp);
         events.push({ kind: 'negotiate', request: q, dialect, ...(choice.signingAlgorithm !== undefined ? { signing: choice.signingAlgorithm } : {}), ...(choice.cipher ? { cipher: choice.cipher } : {}) });
-        send(sock, resp);
+        out.push({ resp });
         continue;
       }
       if (h.command === Command.SESSION_SETUP) {
@@ -154,7 +274,7 @@ export async function startSmokeServer(users: Record<string, string>): Promise<S
         });
         if (!d.ok) {
           events.push({ kind: 'decode-error', message: d.error.message });
-          send(sock, reply(sock, h, STATUS.INVALID_PARAMETER, (w) => encodeErrorResponse(w)));
+          out.push({ resp: error(h, STATUS.INVALID_PARAMETER) });
           continue;
         }
         const { request, spnego } = d.value;
@@ -162,93 +282,91 @@ export async function startSmokeServer(users: Record<string, string>): Promise<S
         events.push({ kind: 'session-setup', request, spnego, ntlmType: NTLMSSP_TYPE(token), securityBuffer: Buffer.from(request.securityBuffer) });
         if (NTLMSSP_TYPE(token) === 1 && token) {
           const sessionId = nextSession++;
-          const sess: Sess = { preauth: conn.preauth.fork().update(el.bytes), ntlm: new NtlmServer({ computerName: 'PORTICO', domainName: 'WORKGROUP' }), nonce: 1n };
+          const sess: Sess = { preauth: conn.preauth.fork().update(el.bytes), ntlm: new NtlmServer({ computerName: 'PORTICO', domainName: 'WORKGROUP' }), nonce: 1n, pipes: new Map() };
           if (spnego.kind === 'init') sess.mechTypesDer = spnego.mechTypesDer;
           conn.sessions.set(sessionId, sess);
           const challenge = sess.ntlm.challenge(token);
           const blob = encodeNegTokenResp({ negState: NegState.ACCEPT_INCOMPLETE, supportedMech: OID.NTLMSSP, responseToken: challenge });
-          const resp = reply(sock, h, STATUS.MORE_PROCESSING_REQUIRED, (w) => encodeSessionSetupResponse(w, { sessionFlags: 0, securityBuffer: blob }), { sessionId });
+          const resp = response(h, STATUS.MORE_PROCESSING_REQUIRED, (w) => encodeSessionSetupResponse(w, { sessionFlags: 0, securityBuffer: blob }), { sessionId });
           sess.preauth.update(resp);
-          send(sock, resp);
+          out.push({ resp });
           continue;
         }
         const sess = conn.sessions.get(h.sessionId);
-        if (NTLMSSP_TYPE(token) === 3 && token && sess) {
-          sess.preauth.update(el.bytes);
-          let auth: AuthenticateMessage;
-          const a = tryDecode(() => decodeAuthenticateMessage(token));
-          if (!a.ok) {
-            send(sock, reply(sock, h, STATUS.LOGON_FAILURE, (w) => encodeErrorResponse(w)));
-            continue;
-          }
-          auth = a.value;
-          const pw = Object.entries(users).find(([u]) => u.toLowerCase() === auth.user.toLowerCase())?.[1];
-          const result = sess.ntlm.verify(token, auth, pw === undefined ? undefined : ntHash(pw));
-          if (!result.ok || result.anonymous) {
-            events.push({ kind: 'authenticate', user: auth.user, domain: auth.domain, ok: false, reason: result.ok ? 'anonymous' : result.reason, micPresent: !!auth.mic });
-            conn.sessions.delete(h.sessionId);
-            send(sock, reply(sock, h, STATUS.LOGON_FAILURE, (w) => encodeErrorResponse(w)));
-            continue;
-          }
-          // mechListMIC: the client's over its mechTypes, then ours (MS-SPNG 3.1.5.1; RFC 4178 §5).
-          let mechListMicOk: boolean | undefined;
-          let ourMic: Buffer | undefined;
-          if (sess.mechTypesDer) {
-            if (spnego.kind === 'resp' && spnego.mechListMIC) {
-              mechListMicOk = new NtlmSigner(result.exportedSessionKey, 'client-to-server', result.flags).verify(sess.mechTypesDer, spnego.mechListMIC);
-            }
-            ourMic = new NtlmSigner(result.exportedSessionKey, 'server-to-client', result.flags).sign(sess.mechTypesDer);
-          }
-          events.push({ kind: 'authenticate', user: auth.user, domain: auth.domain, ok: mechListMicOk !== false, micPresent: !!auth.mic, ...(mechListMicOk !== undefined ? { mechListMicOk } : {}) });
-          if (mechListMicOk === false) {
-            send(sock, reply(sock, h, STATUS.LOGON_FAILURE, (w) => encodeErrorResponse(w)));
-            continue;
-          }
-          const keys = deriveKeys(result.exportedSessionKey, conn.dialect, { preauthHash: sess.preauth.value });
-          sess.signingKey = keys.signingKey;
-          sess.keys = keys;
-          const blob = encodeNegTokenResp({ negState: NegState.ACCEPT_COMPLETED, ...(ourMic ? { mechListMIC: ourMic } : {}) });
-          const resp = reply(sock, h, STATUS.SUCCESS, (w) => encodeSessionSetupResponse(w, { sessionFlags: 0, securityBuffer: blob }));
-          // MS-SMB2 3.3.5.5.3: the final SESSION_SETUP response is signed (3.1.1 always).
-          signMessage(resp, keys.signingKey, conn.signingAlgorithm);
-          send(sock, resp);
+        const a = NTLMSSP_TYPE(token) === 3 && token ? tryDecode(() => decodeAuthenticateMessage(token)) : undefined;
+        if (!sess || !token || !a?.ok) {
+          out.push({ resp: error(h, STATUS.LOGON_FAILURE) });
           continue;
         }
-        send(sock, reply(sock, h, STATUS.LOGON_FAILURE, (w) => encodeErrorResponse(w)));
+        sess.preauth.update(el.bytes);
+        const auth = a.value;
+        const pw = Object.entries(users).find(([u]) => u.toLowerCase() === auth.user.toLowerCase())?.[1];
+        const result = sess.ntlm.verify(token, auth, pw === undefined ? undefined : ntHash(pw));
+        if (!result.ok || result.anonymous) {
+          events.push({ kind: 'authenticate', user: auth.user, domain: auth.domain, ok: false, reason: result.ok ? 'anonymous' : result.reason, micPresent: !!auth.mic });
+          conn.sessions.delete(h.sessionId);
+          out.push({ resp: error(h, STATUS.LOGON_FAILURE) });
+          continue;
+        }
+        // mechListMIC: the client's over its mechTypes, then ours (RFC 4178 §5, MS-SPNG 3.1.5.1).
+        let mechListMicOk: boolean | undefined;
+        let ourMic: Buffer | undefined;
+        if (sess.mechTypesDer) {
+          if (spnego.kind === 'resp' && spnego.mechListMIC) {
+            mechListMicOk = new NtlmSigner(result.exportedSessionKey, 'client-to-server', result.flags).verify(sess.mechTypesDer, spnego.mechListMIC);
+          }
+          ourMic = new NtlmSigner(result.exportedSessionKey, 'server-to-client', result.flags).sign(sess.mechTypesDer);
+        }
+        events.push({ kind: 'authenticate', user: auth.user, domain: auth.domain, ok: mechListMicOk !== false, micPresent: !!auth.mic, ...(mechListMicOk !== undefined ? { mechListMicOk } : {}) });
+        if (mechListMicOk === false) {
+          out.push({ resp: error(h, STATUS.LOGON_FAILURE) });
+          continue;
+        }
+        sess.keys = deriveKeys(result.exportedSessionKey, conn.dialect, { preauthHash: sess.preauth.value, cipher: conn.cipher });
+        const blob = encodeNegTokenResp({ negState: NegState.ACCEPT_COMPLETED, ...(ourMic ? { mechListMIC: ourMic } : {}) });
+        // MS-SMB2 3.3.5.5.3: the final SESSION_SETUP response is signed (3.1.1 always).
+        out.push({ resp: response(h, STATUS.SUCCESS, (w) => encodeSessionSetupResponse(w, { sessionFlags: 0, securityBuffer: blob })), key: sess.keys.signingKey });
         continue;
       }
-      // Anything after authentication: check its signature, record it, refuse it, signed.
-      const sess = conn.sessions.get(h.sessionId);
-      if (sess?.signingKey) {
-        const signatureOk = (h.flags & Flags.SIGNED) !== 0 && verifySignature(el.bytes, sess.signingKey, conn.signingAlgorithm);
-        const path = h.command === Command.TREE_CONNECT ? tryDecode(() => decodeTreeConnectRequest(el.bytes)) : undefined;
-        events.push({ kind: 'signed-request', command: h.command, signatureOk: encrypted || signatureOk, encrypted, ...(path?.ok ? { path: path.value.path } : {}) });
-        const resp = reply(sock, h, STATUS.ACCESS_DENIED, (w) => encodeErrorResponse(w));
-        // An encrypted response is not signed as well (3.3.4.1.1); its encryption authenticates it.
-        if (!encrypted) signMessage(resp, sess.signingKey, conn.signingAlgorithm);
-        send(sock, resp);
+      const ids = chain.next(h);
+      const sess = conn.sessions.get(ids.sessionId);
+      if (!sess?.keys) {
+        out.push({ resp: error(h, STATUS.USER_SESSION_DELETED) });
+        chain.done(STATUS.USER_SESSION_DELETED);
         continue;
       }
-      send(sock, reply(sock, h, STATUS.USER_SESSION_DELETED, (w) => encodeErrorResponse(w)));
+      const signatureOk = (h.flags & Flags.SIGNED) !== 0 && verifySignature(el.bytes, sess.keys.signingKey, conn.signingAlgorithm);
+      const path = h.command === Command.TREE_CONNECT ? tryDecode(() => decodeTreeConnectRequest(el.bytes)) : undefined;
+      events.push({ kind: 'signed-request', command: h.command, signatureOk: !!encryptedFor || signatureOk, encrypted: !!encryptedFor, ...(path?.ok ? { path: path.value.path } : {}) });
+      // A request with a bad signature is refused, never executed (MS-SMB2 3.3.5.2.4).
+      if (!encryptedFor && !signatureOk) {
+        out.push({ resp: error(h, STATUS.ACCESS_DENIED) });
+        chain.done(STATUS.ACCESS_DENIED);
+        continue;
+      }
+      const key = encryptedFor ? undefined : sess.keys.signingKey;
+      if (ids.failWith !== undefined) {
+        out.push({ resp: error(h, ids.failWith), ...(key ? { key } : {}) });
+        continue;
+      }
+      if (!opts.shares) {
+        out.push({ resp: error(h, STATUS.ACCESS_DENIED), ...(key ? { key } : {}) });
+        chain.done(STATUS.ACCESS_DENIED);
+        continue;
+      }
+      const r = tryDecode(() => command(h, el.bytes, sess, chain.currentFileId()));
+      const resp = r.ok ? r.value.resp : error(h, STATUS.INVALID_PARAMETER);
+      chain.done(resp.readUInt32LE(8), r.ok ? r.value.fileId : undefined);
+      out.push({ resp, ...(key ? { key } : {}) });
     }
+    if (out.length === 0) return;
+    const joined = joinCompound(out.map((o) => o.resp));
+    // Every element of a compound response is signed over its own bytes and padding.
+    out.forEach((o, i) => {
+      if (o.key) signMessage(joined.message.subarray(joined.offsets[i], joined.offsets[i]! + joined.lengths[i]!), o.key, conn.signingAlgorithm);
+    });
+    send(joined.message);
   };
-
-  function negotiateResponse(dialect: number, contexts: NegotiateContext[]) {
-    const now = fileTimeNow();
-    return {
-      securityMode: SecurityMode.SIGNING_ENABLED | SecurityMode.SIGNING_REQUIRED,
-      dialect,
-      serverGuid,
-      capabilities: Capabilities.LARGE_MTU,
-      maxTransactSize: 8 << 20,
-      maxReadSize: 8 << 20,
-      maxWriteSize: 8 << 20,
-      systemTime: now,
-      serverStartTime: 0n,
-      securityBuffer: encodeNegTokenInit2([OID.NTLMSSP]),
-      contexts,
-    };
-  }
 
   const server: Server = createServer((sock) => {
     sockets.add(sock);
@@ -275,5 +393,3 @@ export async function startSmokeServer(users: Record<string, string>): Promise<S
       }),
   };
 }
-
-export { HEADER_BYTES };

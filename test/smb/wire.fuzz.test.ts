@@ -3,7 +3,7 @@
  * splitting, every command decoder, the SMB1 negotiate, NTLMSSP and SPNEGO. Random bytes and
  * mutations of valid messages (every codec's encoded seed, smbclient's captured NegTokenInit,
  * MS-NLMP's AUTHENTICATE) must give a value or an SmbDecodeError — no other throw — in bounded
- * time, holding no more than the input: every Buffer in a decoded value is a view of the input,
+ * time (DCE/RPC PDUs and srvsvc NDR too), holding no more than the input: every Buffer in a decoded value is a view of the input,
  * arrays and strings no longer than it.
  */
 import { describe, expect, it } from 'vitest';
@@ -25,6 +25,7 @@ import { decodeSmb1Negotiate, encodeSmb1Negotiate } from '../../protocols/smb/me
 import { decodeAuthenticateMessage, decodeAvPairs, decodeChallengeMessage, decodeNegotiateMessage, NtlmServer } from '../../protocols/smb/ntlm.ts';
 import { decodeSpnego, encodeNegTokenInit2, encodeNegTokenResp, OID } from '../../protocols/smb/spnego.ts';
 import { decodeTransformHeader } from '../../protocols/smb/crypto.ts';
+import { SYNTAX, decodePdu, decodeShareEnumAll, decodeShareGetInfo, encodeBind, encodeRequest, encodeShareEnumAllRequest } from '../../protocols/smb/dcerpc.ts';
 import { element, hex } from './helpers.ts';
 
 /** SMB_FUZZ_RUNS=N for a longer run than the suite's. */
@@ -85,6 +86,10 @@ const DECODERS: { name: string; decode: (b: Buffer) => unknown; seed: Buffer }[]
   { name: 'NTLMSSP AUTHENTICATE', decode: decodeAuthenticateMessage, seed: NLMP_AUTHENTICATE },
   { name: 'AV pairs', decode: decodeAvPairs, seed: NTLM_CHALLENGE.subarray(NTLM_CHALLENGE.readUInt32LE(44)) },
   { name: 'SPNEGO', decode: decodeSpnego, seed: CAPTURED_INIT },
+  { name: 'DCE/RPC BIND', decode: decodePdu, seed: encodeBind(1, [{ contextId: 0, abstract: SYNTAX.SRVSVC, transfer: [SYNTAX.NDR, SYNTAX.NDR64] }, { contextId: 1, abstract: SYNTAX.SRVSVC, transfer: [SYNTAX.NDR] }]) },
+  { name: 'DCE/RPC REQUEST', decode: decodePdu, seed: encodeRequest(2, 0, 15, encodeShareEnumAllRequest('\\\\127.0.0.1')) },
+  { name: 'NetrShareEnumAll', decode: decodeShareEnumAll, seed: encodeShareEnumAllRequest('\\\\127.0.0.1') },
+  { name: 'NetrShareGetInfo', decode: decodeShareGetInfo, seed: hex('00000000 05000000 00000000 05000000 64006100740061000000 0000 01000000') },
   { name: 'SPNEGO NegTokenResp', decode: decodeSpnego, seed: encodeNegTokenResp({ negState: 0, supportedMech: OID.NTLMSSP, responseToken: NLMP_AUTHENTICATE, mechListMIC: Buffer.alloc(16, 9) }) },
 ];
 
