@@ -238,6 +238,11 @@ export function ntowfv2(ntHash: Buffer, user: string, domain: string): Buffer {
   return hmacMd5(ntHash, Buffer.from(user.toUpperCase() + domain, 'utf16le'));
 }
 
+/** An anonymous AUTHENTICATE (MS-NLMP 3.2.5.1.2): no user, no NT response, an empty or one-zero-byte LM response. */
+export function isAnonymous(auth: AuthenticateMessage): boolean {
+  return auth.user === '' && auth.ntResponse.length === 0 && auth.lmResponse.length <= 1;
+}
+
 /** The time as a FILETIME (100 ns since 1601-01-01). */
 export function fileTimeNow(ms = Date.now()): bigint {
   return BigInt(ms) * 10_000n + 116_444_736_000_000_000n;
@@ -312,7 +317,7 @@ export class NtlmServer {
    * look the hash up and to throttle.
    */
   verify(authBytes: Buffer, auth: AuthenticateMessage, ntHash: Buffer | undefined): NtlmResult {
-    if (auth.user === '' && auth.ntResponse.length === 0 && auth.lmResponse.length <= 1) return { ok: true, anonymous: true, flags: auth.flags };
+    if (isAnonymous(auth)) return { ok: true, anonymous: true, flags: auth.flags };
     if (auth.ntResponse.length <= 24) return { ok: false, reason: 'ntlmv1' };
     if (!ntHash) return { ok: false, reason: 'unknown-user' };
     const proof = auth.ntResponse.subarray(0, 16);

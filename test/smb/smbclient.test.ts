@@ -9,7 +9,7 @@
  * and algorithm; with --client-protection=encrypt the requests arrive in TRANSFORM_HEADERs; and
  * with shares configured `smbclient -L` prints the list it read over DCE/RPC srvsvc on IPC$.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,6 +18,10 @@ import { Command } from '../../protocols/smb/header.ts';
 import { Cipher, Dialect, SigningAlgorithm } from '../../protocols/smb/messages/negotiate.ts';
 import { OID } from '../../protocols/smb/spnego.ts';
 import { ShareType } from '../../protocols/smb/dcerpc.ts';
+import { decodeAuthenticateMessage } from '../../protocols/smb/ntlm.ts';
+import { MetadataStore } from '../../src/store/metadata-store.ts';
+import { LocalAuthenticator, LocalUserStore } from '../../src/auth/local-users.ts';
+import { Throttle } from '../../src/auth/throttle.ts';
 import { startSmokeServer, type SmokeEvent, type SmokeServer } from './smoke-server.ts';
 
 const HAVE_SMBCLIENT = spawnSync('smbclient', ['--version']).status === 0;
@@ -47,13 +51,33 @@ const of = <K extends SmokeEvent['kind']>(events: SmokeEvent[], kind: K): Extrac
 
 describe.skipIf(!HAVE_SMBCLIENT)('smbclient against the wire layer (SMB 3.1.1, NTLMv2 in SPNEGO)', () => {
   let server: SmokeServer | undefined;
+  // The real user store: alice's NT hash is the sealed one LocalUserStore keeps, read through the Authenticator.
+  let dir: string;
+  let store: MetadataStore;
+  let users: LocalUserStore;
+  // A fresh throttle per test: failures count per address too, and every test logs in from 127.0.0.1.
+  let authenticator: LocalAuthenticator;
+  beforeEach(() => {
+    authenticator = new LocalAuthenticator(users, new Throttle({ maxFailures: 3, windowMs: 60_000, lockoutMs: 60_000, maxLockoutMs: 60_000 }));
+  });
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'portico-smb-users-'));
+    store = MetadataStore.open(dir);
+    users = new LocalUserStore(store, { secret: 'smb-test-secret-smb-test-secret-0', bcryptRounds: 4 });
+    await users.addUser({ name: 'alice', password: 'pw', groups: ['staff'] });
+    await users.addUser({ name: 'bob', password: 'bob-pw' });
+  });
+  afterAll(() => {
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
   afterEach(async () => {
     await server?.close();
     server = undefined;
   });
 
   it('negotiates 3.1.1, sends NTLMSSP NEGOTIATE in SPNEGO, authenticates, and signs its TREE_CONNECT', async () => {
-    server = await startSmokeServer({ alice: 'pw' });
+    server = await startSmokeServer(authenticator);
     const r = await smbclient(['-L', '//127.0.0.1', '-p', String(server.port), '-U', 'alice%pw', '-m', 'SMB3_11']);
     const ev = server.events;
     expect(of(ev, 'decode-error')).toEqual([]);
@@ -67,8 +91,11 @@ describe.skipIf(!HAVE_SMBCLIENT)('smbclient against the wire layer (SMB 3.1.1, N
     if (first.kind === 'init') expect(first.mechTypes).toContain(OID.NTLMSSP);
     expect(setups[0]?.ntlmType).toBe(1);
     expect(setups[1]?.ntlmType).toBe(3);
-    const auth = of(ev, 'authenticate')[0];
-    expect(auth).toMatchObject({ user: 'alice', ok: true, micPresent: true, mechListMicOk: true });
+    // smbclient sent an NTLM MIC and a SPNEGO mechListMIC; both were checked by the login.
+    const second = setups[1]!.spnego;
+    expect(second.kind === 'resp' && second.mechListMIC?.length).toBe(16);
+    if (second.kind === 'resp') expect(decodeAuthenticateMessage(second.responseToken!).mic).toBeDefined();
+    expect(of(ev, 'authenticate')[0]).toEqual({ kind: 'authenticate', ok: true, user: 'alice', uid: 10000 });
     // smbclient only goes on after verifying the signed final SESSION_SETUP response and our mechListMIC.
     const signed = of(ev, 'signed-request');
     expect(signed[0]).toMatchObject({ command: Command.TREE_CONNECT, signatureOk: true, encrypted: false });
@@ -84,7 +111,7 @@ describe.skipIf(!HAVE_SMBCLIENT)('smbclient against the wire layer (SMB 3.1.1, N
     ['SMB2_10', Dialect.SMB2_1, 'HMAC-SHA256'],
     ['SMB2_02', Dialect.SMB2_0_2, 'HMAC-SHA256'],
   ] as const)('-m %s: authenticates and signs with the dialect\'s keys (%s, %s)', async (m, dialect, _algorithm) => {
-    server = await startSmokeServer({ alice: 'pw' });
+    server = await startSmokeServer(authenticator);
     const r = await smbclient(['-L', '//127.0.0.1', '-p', String(server.port), '-U', 'alice%pw', '-m', m]);
     expect(of(server.events, 'negotiate')[0]?.dialect).toBe(dialect);
     expect(of(server.events, 'authenticate')[0]).toMatchObject({ user: 'alice', ok: true });
@@ -96,7 +123,7 @@ describe.skipIf(!HAVE_SMBCLIENT)('smbclient against the wire layer (SMB 3.1.1, N
     ['SMB3_11', Cipher.AES_128_GCM],
     ['SMB3_00', Cipher.AES_128_CCM],
   ] as const)('--client-protection=encrypt -m %s: the TREE_CONNECT arrives in a TRANSFORM_HEADER and decrypts', async (m, cipher) => {
-    server = await startSmokeServer({ alice: 'pw' });
+    server = await startSmokeServer(authenticator);
     const r = await smbclient(['-L', '//127.0.0.1', '-p', String(server.port), '-U', 'alice%pw', '-m', m, '--client-protection=encrypt']);
     expect(of(server.events, 'decrypt')[0]).toEqual({ kind: 'decrypt', ok: true, cipher });
     expect(of(server.events, 'signed-request')[0]).toMatchObject({ command: Command.TREE_CONNECT, encrypted: true });
@@ -105,7 +132,7 @@ describe.skipIf(!HAVE_SMBCLIENT)('smbclient against the wire layer (SMB 3.1.1, N
   });
 
   it.each([[[] as string[]], [['--client-protection=encrypt']]])('-L lists the shares over DCE/RPC srvsvc on IPC$ (NetrShareEnumAll level 1) %j', async (extra) => {
-    server = await startSmokeServer({ alice: 'pw' }, { shares: [
+    server = await startSmokeServer(authenticator, { shares: [
       { name: 'data', type: ShareType.DISKTREE, remark: 'Portico data' },
       { name: 'Ünïcode shäre', type: ShareType.DISKTREE, remark: '' },
       { name: 'IPC$', type: ShareType.IPC | ShareType.SPECIAL, remark: 'IPC Service' },
@@ -119,10 +146,27 @@ describe.skipIf(!HAVE_SMBCLIENT)('smbclient against the wire layer (SMB 3.1.1, N
   });
 
   it('a wrong password is NT_STATUS_LOGON_FAILURE', async () => {
-    server = await startSmokeServer({ alice: 'pw' });
+    server = await startSmokeServer(authenticator);
     const r = await smbclient(['-L', '//127.0.0.1', '-p', String(server.port), '-U', 'alice%nope', '-m', 'SMB3_11']);
-    expect(of(server.events, 'authenticate')[0]).toMatchObject({ user: 'alice', ok: false, reason: 'bad-password' });
+    expect(of(server.events, 'authenticate')[0]).toMatchObject({ ok: false, reason: 'bad-password' });
     expect(of(server.events, 'signed-request')).toEqual([]);
+    expect(r.out).toMatch(/NT_STATUS_LOGON_FAILURE/);
+  });
+
+  it('an unknown user is NT_STATUS_LOGON_FAILURE too; user names are case-insensitive', async () => {
+    server = await startSmokeServer(authenticator);
+    const r = await smbclient(['-L', '//127.0.0.1', '-p', String(server.port), '-U', 'mallory%pw', '-m', 'SMB3_11']);
+    expect(of(server.events, 'authenticate')[0]).toMatchObject({ ok: false, reason: 'unknown-user' });
+    expect(r.out).toMatch(/NT_STATUS_LOGON_FAILURE/);
+    await smbclient(['-L', '//127.0.0.1', '-p', String(server.port), '-U', 'ALICE%pw', '-m', 'SMB3_11']);
+    expect(of(server.events, 'authenticate')[1]).toEqual({ kind: 'authenticate', ok: true, user: 'alice', uid: 10000 });
+  });
+
+  it('the shared throttle: after 3 wrong NTLM passwords even the right one is refused', async () => {
+    server = await startSmokeServer(authenticator);
+    for (let i = 0; i < 3; i++) await smbclient(['-L', '//127.0.0.1', '-p', String(server.port), '-U', 'bob%wrong', '-m', 'SMB3_11']);
+    const r = await smbclient(['-L', '//127.0.0.1', '-p', String(server.port), '-U', 'bob%bob-pw', '-m', 'SMB3_11']);
+    expect(of(server.events, 'authenticate').map((e) => e.reason)).toEqual(['bad-password', 'bad-password', 'bad-password', 'throttled']);
     expect(r.out).toMatch(/NT_STATUS_LOGON_FAILURE/);
   });
 });

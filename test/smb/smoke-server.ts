@@ -32,19 +32,20 @@ import { encodeEmpty } from '../../protocols/smb/messages/simple.ts';
 import {
   PreauthHash, decodeTransformHeader, decryptMessage, deriveKeys, encryptMessage, nonceBytes, signMessage, signingAlgorithmFor, verifySignature, type SessionKeys,
 } from '../../protocols/smb/crypto.ts';
-import { NegState, OID, decodeSpnego, encodeNegTokenInit2, encodeNegTokenResp, type SpnegoToken } from '../../protocols/smb/spnego.ts';
-import { NtlmServer, NtlmSigner, decodeAuthenticateMessage, fileTimeNow } from '../../protocols/smb/ntlm.ts';
+import { OID, decodeSpnego, encodeNegTokenInit2, type SpnegoToken } from '../../protocols/smb/spnego.ts';
+import { fileTimeNow } from '../../protocols/smb/ntlm.ts';
+import { SpnegoLogin } from '../../protocols/smb/login.ts';
+import type { Authenticator } from '../../src/auth/authenticator.ts';
 import {
   SYNTAX, SrvsvcOpnum, WERR, bindResults, decodePdu, decodeShareEnumAll, decodeShareGetInfo, encodeBindAck, encodeBindNak, encodeFault,
   encodeResponse, encodeShareEnumAllResponse, encodeShareGetInfoResponse, FaultStatus, type ShareInfo1,
 } from '../../protocols/smb/dcerpc.ts';
-import { ntHash } from '../../src/auth/md4.ts';
 
 export type SmokeEvent =
   | { kind: 'smb1-negotiate'; dialects: string[] }
   | { kind: 'negotiate'; request: NegotiateRequest; dialect: number; signing?: number; cipher?: number }
   | { kind: 'session-setup'; request: SessionSetupRequest; spnego: SpnegoToken; ntlmType: number; securityBuffer: Buffer }
-  | { kind: 'authenticate'; user: string; domain: string; ok: boolean; reason?: string; micPresent: boolean; mechListMicOk?: boolean }
+  | { kind: 'authenticate'; ok: boolean; user?: string; uid?: number; reason?: string }
   | { kind: 'signed-request'; command: number; signatureOk: boolean; path?: string; encrypted: boolean }
   | { kind: 'decrypt'; ok: boolean; cipher: number }
   | { kind: 'rpc'; ptype: number; opnum?: number; ok: boolean }
@@ -66,8 +67,7 @@ interface Conn {
 }
 interface Sess {
   preauth: PreauthHash;
-  ntlm: NtlmServer;
-  mechTypesDer?: Buffer;
+  login: SpnegoLogin;
   keys?: SessionKeys;
   nonce: bigint;
   /** srvsvc pipe opens: volatile FileId -> bytes waiting for a READ. */
@@ -77,7 +77,7 @@ interface Sess {
 const IPC_TREE = 1;
 const NTLMSSP_TYPE = (b: Buffer | undefined): number => (b && b.length >= 12 ? b.readUInt32LE(8) : 0);
 
-export async function startSmokeServer(users: Record<string, string>, opts: { shares?: ShareInfo1[] } = {}): Promise<SmokeServer> {
+export async function startSmokeServer(authenticator: Authenticator, opts: { shares?: ShareInfo1[] } = {}): Promise<SmokeServer> {
   const events: SmokeEvent[] = [];
   const serverGuid = randomBytes(16);
   const sockets = new Set<Socket>();
@@ -205,7 +205,7 @@ export async function startSmokeServer(users: Record<string, string>, opts: { sh
     }
   }
 
-  const onMessage = (sock: Socket, conn: Conn, msg: Buffer, encryptedFor?: { sess: Sess; sessionId: bigint }): void => {
+  const onMessage = async (sock: Socket, conn: Conn, msg: Buffer, encryptedFor?: { sess: Sess; sessionId: bigint }): Promise<void> => {
     const send = (out: Buffer): void => {
       if (sock.destroyed) return;
       if (!encryptedFor?.sess.keys) return void sock.write(frame(out));
@@ -268,64 +268,49 @@ export async function startSmokeServer(users: Record<string, string>, opts: { sh
         continue;
       }
       if (h.command === Command.SESSION_SETUP) {
-        const d = tryDecode(() => {
-          const request = decodeSessionSetupRequest(el.bytes);
-          return { request, spnego: decodeSpnego(request.securityBuffer) };
-        });
+        const d = tryDecode(() => decodeSessionSetupRequest(el.bytes));
         if (!d.ok) {
           events.push({ kind: 'decode-error', message: d.error.message });
           out.push({ resp: error(h, STATUS.INVALID_PARAMETER) });
           continue;
         }
-        const { request, spnego } = d.value;
-        const token = spnego.kind === 'init' ? spnego.mechToken : spnego.kind === 'resp' ? spnego.responseToken : spnego.token;
-        events.push({ kind: 'session-setup', request, spnego, ntlmType: NTLMSSP_TYPE(token), securityBuffer: Buffer.from(request.securityBuffer) });
-        if (NTLMSSP_TYPE(token) === 1 && token) {
-          const sessionId = nextSession++;
-          const sess: Sess = { preauth: conn.preauth.fork().update(el.bytes), ntlm: new NtlmServer({ computerName: 'PORTICO', domainName: 'WORKGROUP' }), nonce: 1n, pipes: new Map() };
-          if (spnego.kind === 'init') sess.mechTypesDer = spnego.mechTypesDer;
+        const request = d.value;
+        const spnego = tryDecode(() => decodeSpnego(request.securityBuffer));
+        if (spnego.ok) {
+          const t = spnego.value;
+          const token = t.kind === 'init' ? t.mechToken : t.kind === 'resp' ? t.responseToken : t.token;
+          events.push({ kind: 'session-setup', request, spnego: t, ntlmType: NTLMSSP_TYPE(token), securityBuffer: Buffer.from(request.securityBuffer) });
+        }
+        let sessionId = h.sessionId;
+        let sess = conn.sessions.get(sessionId);
+        if (!sess) {
+          sessionId = nextSession++;
+          sess = {
+            preauth: conn.preauth.fork(),
+            login: new SpnegoLogin({ authenticator, ctx: { protocol: 'smb', clientAddress: sock.remoteAddress ?? '' }, computerName: 'PORTICO', domainName: 'WORKGROUP' }),
+            nonce: 1n,
+            pipes: new Map(),
+          };
           conn.sessions.set(sessionId, sess);
-          const challenge = sess.ntlm.challenge(token);
-          const blob = encodeNegTokenResp({ negState: NegState.ACCEPT_INCOMPLETE, supportedMech: OID.NTLMSSP, responseToken: challenge });
-          const resp = response(h, STATUS.MORE_PROCESSING_REQUIRED, (w) => encodeSessionSetupResponse(w, { sessionFlags: 0, securityBuffer: blob }), { sessionId });
+        }
+        sess.preauth.update(el.bytes);
+        const step = await sess.login.step(request.securityBuffer);
+        if (step.kind === 'continue') {
+          const resp = response(h, STATUS.MORE_PROCESSING_REQUIRED, (w) => encodeSessionSetupResponse(w, { sessionFlags: 0, securityBuffer: step.token }), { sessionId });
           sess.preauth.update(resp);
           out.push({ resp });
           continue;
         }
-        const sess = conn.sessions.get(h.sessionId);
-        const a = NTLMSSP_TYPE(token) === 3 && token ? tryDecode(() => decodeAuthenticateMessage(token)) : undefined;
-        if (!sess || !token || !a?.ok) {
-          out.push({ resp: error(h, STATUS.LOGON_FAILURE) });
+        if (step.kind === 'failed') {
+          events.push({ kind: 'authenticate', ok: false, reason: step.reason });
+          conn.sessions.delete(sessionId);
+          out.push({ resp: error({ ...h, sessionId }, step.status) });
           continue;
         }
-        sess.preauth.update(el.bytes);
-        const auth = a.value;
-        const pw = Object.entries(users).find(([u]) => u.toLowerCase() === auth.user.toLowerCase())?.[1];
-        const result = sess.ntlm.verify(token, auth, pw === undefined ? undefined : ntHash(pw));
-        if (!result.ok || result.anonymous) {
-          events.push({ kind: 'authenticate', user: auth.user, domain: auth.domain, ok: false, reason: result.ok ? 'anonymous' : result.reason, micPresent: !!auth.mic });
-          conn.sessions.delete(h.sessionId);
-          out.push({ resp: error(h, STATUS.LOGON_FAILURE) });
-          continue;
-        }
-        // mechListMIC: the client's over its mechTypes, then ours (RFC 4178 §5, MS-SPNG 3.1.5.1).
-        let mechListMicOk: boolean | undefined;
-        let ourMic: Buffer | undefined;
-        if (sess.mechTypesDer) {
-          if (spnego.kind === 'resp' && spnego.mechListMIC) {
-            mechListMicOk = new NtlmSigner(result.exportedSessionKey, 'client-to-server', result.flags).verify(sess.mechTypesDer, spnego.mechListMIC);
-          }
-          ourMic = new NtlmSigner(result.exportedSessionKey, 'server-to-client', result.flags).sign(sess.mechTypesDer);
-        }
-        events.push({ kind: 'authenticate', user: auth.user, domain: auth.domain, ok: mechListMicOk !== false, micPresent: !!auth.mic, ...(mechListMicOk !== undefined ? { mechListMicOk } : {}) });
-        if (mechListMicOk === false) {
-          out.push({ resp: error(h, STATUS.LOGON_FAILURE) });
-          continue;
-        }
-        sess.keys = deriveKeys(result.exportedSessionKey, conn.dialect, { preauthHash: sess.preauth.value, cipher: conn.cipher });
-        const blob = encodeNegTokenResp({ negState: NegState.ACCEPT_COMPLETED, ...(ourMic ? { mechListMIC: ourMic } : {}) });
+        events.push({ kind: 'authenticate', ok: true, user: step.principal.user, uid: step.principal.uid });
+        sess.keys = deriveKeys(step.sessionKey, conn.dialect, { preauthHash: sess.preauth.value, cipher: conn.cipher });
         // MS-SMB2 3.3.5.5.3: the final SESSION_SETUP response is signed (3.1.1 always).
-        out.push({ resp: response(h, STATUS.SUCCESS, (w) => encodeSessionSetupResponse(w, { sessionFlags: 0, securityBuffer: blob })), key: sess.keys.signingKey });
+        out.push({ resp: response(h, STATUS.SUCCESS, (w) => encodeSessionSetupResponse(w, { sessionFlags: 0, securityBuffer: step.token }), { sessionId }), key: sess.keys.signingKey });
         continue;
       }
       const ids = chain.next(h);
@@ -372,10 +357,12 @@ export async function startSmokeServer(users: Record<string, string>, opts: { sh
     sockets.add(sock);
     const parser = new FrameParser();
     const conn: Conn = { preauth: new PreauthHash(), dialect: 0, signingAlgorithm: 0, cipher: 0, sessions: new Map() };
+    // Messages are handled one at a time, in order (authentication awaits the user store).
+    let queue = Promise.resolve();
     sock.on('data', (chunk: Buffer) => {
       const r = parser.push(chunk);
-      for (const m of r.messages) onMessage(sock, conn, m);
-      if (r.error) sock.destroy();
+      for (const m of r.messages) queue = queue.then(() => onMessage(sock, conn, m)).catch(() => void sock.destroy());
+      if (r.error) queue = queue.then(() => void sock.destroy());
     });
     sock.on('error', () => undefined);
     sock.on('close', () => sockets.delete(sock));
