@@ -5,5 +5,7 @@
  */
 import { registerProtocol } from '../src/server/plugin.ts';
 import { webdavProtocol } from './webdav/plugin.ts';
+import { nfsProtocol } from './nfs/plugin.ts';
 
 registerProtocol(webdavProtocol);
+registerProtocol(nfsProtocol);

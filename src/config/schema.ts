@@ -159,10 +159,24 @@ const webdavProtocol = z
   })
   .prefault({});
 
+/**
+ * NFSv4's own options: AUTH_SYS squashing and the anonymous ids (protocols/nfs/plugin.ts applies
+ * the defaults — root, 65534 — so the parsed config only holds what was written).
+ */
+const nfsProtocol = z
+  .looseObject({
+    port: port.default(2049),
+    listen: listen.optional(),
+    squash: z.enum(['none', 'root', 'all']).optional(),
+    anonUid: int().min(0).max(4294967294).optional(),
+    anonGid: int().min(0).max(4294967294).optional(),
+  })
+  .prefault({});
+
 const protocolsSchema = z
   .object({
     webdav: webdavProtocol,
-    nfs: portProtocol(2049),
+    nfs: nfsProtocol,
     smb: portProtocol(445),
     // FUSE mounts instead of listening: null = not mounted.
     fuse: z.looseObject({ mountpoint: z.string().min(1).nullable().default(null) }).prefault({}),

@@ -1,0 +1,46 @@
+/**
+ * AUTH_SYS credentials → Portico principals, per call (nfs-ganesha's op_ctx->creds): each
+ * COMPOUND runs as the principal of its credential through `Session.as(principal)`, so rights and
+ * audit entries are that user's while opens and locks stay the NFSv4 client's.
+ *
+ * Decision: a uid no Portico user carries is squashed to the anonymous principal (a guest with
+ * `anonUid`/`anonGid`), never refused: NFS clients send whatever uid the local user has, and a
+ * refusal per call would show as EACCES anyway — the anonymous principal gets exactly what a
+ * guest gets (read on `guest: read` shares, nothing elsewhere), so nothing is granted by mistake.
+ * `squash`: `root` (default, as exports' root_squash) also maps uid 0 to the anonymous principal,
+ * `all` maps every uid, `none` maps uid 0 to the user whose uid is 0, when one exists.
+ * AUTH_NONE (only when allowed) is the anonymous principal.
+ */
+import type { Authenticator, Principal } from '../../../src/auth/authenticator.ts';
+import { AUTH_FLAVOR, type Credential } from '../rpc.ts';
+
+export type Squash = 'none' | 'root' | 'all';
+
+const CACHE_MS = 2000;
+const MAX_CACHED = 4096;
+
+export class PrincipalMap {
+  private readonly auth: Authenticator;
+  private readonly squash: Squash;
+  readonly anonymous: Principal;
+  private readonly cache = new Map<number, { p: Principal; at: number }>();
+
+  constructor(auth: Authenticator, o: { squash: Squash; anonUid: number; anonGid: number }) {
+    this.auth = auth;
+    this.squash = o.squash;
+    this.anonymous = { ...auth.guest(), uid: o.anonUid, gid: o.anonGid };
+  }
+
+  async of(cred: Credential): Promise<Principal> {
+    if (cred.flavor !== AUTH_FLAVOR.SYS) return this.anonymous;
+    const uid = cred.sys.uid;
+    if (this.squash === 'all' || (uid === 0 && this.squash === 'root')) return this.anonymous;
+    const now = Date.now();
+    const hit = this.cache.get(uid);
+    if (hit && now - hit.at < CACHE_MS) return hit.p;
+    const p = (await this.auth.principalForUid(uid)) ?? this.anonymous;
+    if (this.cache.size >= MAX_CACHED) this.cache.clear();
+    this.cache.set(uid, { p, at: now });
+    return p;
+  }
+}
