@@ -27,6 +27,7 @@ import { decodeSpnego, encodeNegTokenInit2, encodeNegTokenResp, OID } from '../.
 import { decodeTransformHeader } from '../../protocols/smb/crypto.ts';
 import { SYNTAX, decodePdu, decodeShareEnumAll, decodeShareGetInfo, encodeBind, encodeRequest, encodeShareEnumAllRequest } from '../../protocols/smb/dcerpc.ts';
 import { element, hex } from './helpers.ts';
+import { NEG_REQ, NEG_RESP, SS_REQ1, SS_REQ2, SS_RESP1, SS_RESP_FINAL } from './fixtures/ms-smb311.ts';
 
 /** SMB_FUZZ_RUNS=N for a longer run than the suite's. */
 const RUNS = Number(process.env.SMB_FUZZ_RUNS ?? 1000);
@@ -90,6 +91,19 @@ const DECODERS: { name: string; decode: (b: Buffer) => unknown; seed: Buffer }[]
   { name: 'DCE/RPC REQUEST', decode: decodePdu, seed: encodeRequest(2, 0, 15, encodeShareEnumAllRequest('\\\\127.0.0.1')) },
   { name: 'NetrShareEnumAll', decode: decodeShareEnumAll, seed: encodeShareEnumAllRequest('\\\\127.0.0.1') },
   { name: 'NetrShareGetInfo', decode: decodeShareGetInfo, seed: hex('00000000 05000000 00000000 05000000 64006100740061000000 0000 01000000') },
+  // Windows 10's packets from Microsoft's 3.1.1 walkthrough.
+  { name: 'NEGOTIATE request (Windows)', decode: N.decodeNegotiateRequest, seed: NEG_REQ },
+  { name: 'NEGOTIATE response (Windows, NEGOEX)', decode: N.decodeNegotiateResponse, seed: NEG_RESP },
+  { name: 'SESSION_SETUP request (Windows NEGOTIATE)', decode: SS.decodeSessionSetupRequest, seed: SS_REQ1 },
+  { name: 'SESSION_SETUP request (Windows AUTHENTICATE)', decode: SS.decodeSessionSetupRequest, seed: SS_REQ2 },
+  { name: 'SESSION_SETUP response (Windows CHALLENGE)', decode: SS.decodeSessionSetupResponse, seed: SS_RESP1 },
+  { name: 'SESSION_SETUP response (Windows final)', decode: SS.decodeSessionSetupResponse, seed: SS_RESP_FINAL },
+  { name: 'SPNEGO (Windows NegTokenInit2 with NEGOEX)', decode: decodeSpnego, seed: Buffer.from(N.decodeNegotiateResponse(NEG_RESP).securityBuffer) },
+  { name: 'SPNEGO (Windows NegTokenResp with mechListMIC)', decode: decodeSpnego, seed: Buffer.from(SS.decodeSessionSetupRequest(SS_REQ2).securityBuffer) },
+  { name: 'NTLMSSP AUTHENTICATE (Windows, with MIC)', decode: decodeAuthenticateMessage, seed: (() => {
+    const t = decodeSpnego(SS.decodeSessionSetupRequest(SS_REQ2).securityBuffer);
+    return Buffer.from(t.kind === 'resp' && t.responseToken ? t.responseToken : Buffer.alloc(0));
+  })() },
   { name: 'SPNEGO NegTokenResp', decode: decodeSpnego, seed: encodeNegTokenResp({ negState: 0, supportedMech: OID.NTLMSSP, responseToken: NLMP_AUTHENTICATE, mechListMIC: Buffer.alloc(16, 9) }) },
 ];
 
