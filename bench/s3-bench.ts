@@ -11,6 +11,8 @@
  * - listing a directory of many keys vs a raw ListObjectsV2 loop
  * - peak RSS of a process doing a big upload, and of one doing a big download (read(), then
  *   readInto()), with what the memory was at the peak (V8 heap, ArrayBuffers)
+ * - read-after-write through the VFS (the WebDAV PUT and GET paths without HTTP): sync and async
+ *   shares with the disk tier against a sync share without it
  * - S3 requests per operation for a small-file workload
  *
  * s3rver runs in a child process (its own event loop). It is slow — it stores every object and part
@@ -23,7 +25,7 @@
  *
  * Env: BENCH_QUICK=1 (small sizes), BENCH_S3_SIZE_MB (default 1024), BENCH_S3_BIG_MB (RSS phase,
  * default 5120), BENCH_S3_LIST_N (default 100000), BENCH_S3_SMALL_N (default 200), BENCH_S3_ONLY
- * (comma list of phases: rss,upload,read,random,cache,list,small; read/random/cache upload first),
+ * (comma list of phases: rss,upload,read,random,cache,raw,list,small; read/random/cache upload first),
  * BENCH_S3_OPTS (JSON of extra S3 backend options, for tuning experiments).
  */
 import { fork, type ChildProcess } from 'node:child_process';
@@ -80,17 +82,19 @@ async function startServer(): Promise<ServerInfo & { child: ChildProcess }> {
 
 interface Stack {
   session: Session;
+  vfs: Vfs;
   close(): Promise<void>;
 }
 
 /** Session -> VFS -> the S3 backend as share "s", as the gateway wires a share. */
-function stack(base: string, backend: S3Backend): Stack {
+function stack(base: string, backend: S3Backend, writeBack: 'sync' | 'async' = 'sync'): Stack {
   const stateDir = mkdtempSync(join(base, 'state-'));
   const store = MetadataStore.open(stateDir);
-  const vfs = new Vfs({ store, stageDir: join(stateDir, 'stage') });
-  vfs.addVolume('s', buildVolumeStack(backend), { caseSensitive: true });
+  const vfs = new Vfs({ store, stageDir: join(stateDir, 'stage'), writeBackDir: join(stateDir, 'writeback') });
+  vfs.addVolume('s', buildVolumeStack(backend), { caseSensitive: true, writeBack: { mode: writeBack } });
   const sessions = new SessionManager({ vfs, shares: [{ name: 's', caseSensitive: true }], authenticator: refuseAllLogins });
   return {
+    vfs,
     session: sessions.openSession({ principal: benchUser, protocol: 'bench', clientAddress: '127.0.0.1' }),
     close: async () => {
       await sessions.closeAll();
@@ -362,6 +366,56 @@ async function cachePhase(c: Ctx): Promise<void> {
   c.rows.push({ workload: `re-read ${SIZE_MB} MiB: disk tier after a restart (readInto()) vs first read`, unit: 'MB/s', raw: mbps(c.size, dCold), portico: mbps(c.size, dWarm.into), ratio: dCold / dWarm.into, aim: 10, note: `speed-up; ${gets.into} GETs on re-read` });
 }
 
+/**
+ * Read-after-write through the VFS, without HTTP (what bench:s3-gateway measures over WebDAV): a
+ * whole-content replacement (the WebDAV PUT path, 1 MiB batches) of a new file, then a read of it
+ * right after (readInto, as WebDAV GET reads), on a sync and an async share with the disk tier on,
+ * and on a sync share without it (the before: every byte fetched back from S3).
+ */
+async function rawPhase(c: Ctx): Promise<void> {
+  log('read-after-write (VFS, no HTTP)');
+  const size = Math.min(c.size, 256 * MiB);
+  const cases = [
+    { name: 'before (sync, no disk tier)', mode: 'sync' as const, opts: { diskCacheBytes: 0 } },
+    { name: 'sync, disk tier', mode: 'sync' as const, opts: {} },
+    { name: 'async, disk tier', mode: 'async' as const, opts: {} },
+  ];
+  const best = new Map<string, { put: number; get: number; after: number; gets: number }>();
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const k of cases) {
+      const b = c.backend({ prefix: `raw-${round}-${k.mode}-${k.opts.diskCacheBytes ?? 'disk'}`, stateDir: mkdtempSync(join(c.base, 'raw-')), ...k.opts });
+      const st = stack(c.base, b, k.mode);
+      const t0 = performance.now();
+      const w = await st.session.replaceContent('s', '/f.bin', { owner: 'put', sizeHint: size });
+      for (let i = 0; i < size / CHUNK; i++) await w.writev([Buffer.from(chunkOf(c.chunk, i))]);
+      await w.commit();
+      const put = performance.now() - t0;
+      const gets0 = b.meters.local.requests.get('GetObject') ?? 0;
+      const get = await vfsReadAll(st.session, '/f.bin', size, true, Buffer.allocUnsafe(CHUNK));
+      const gets = (b.meters.local.requests.get('GetObject') ?? 0) - gets0;
+      // Async: the upload lands, then the file is read again (from the disk tier).
+      let after = NaN;
+      if (k.mode === 'async') {
+        while (st.vfs.writeBack.stats().pending > 0) await new Promise((r) => setTimeout(r, 50));
+        after = await vfsReadAll(st.session, '/f.bin', size, true, Buffer.allocUnsafe(CHUNK));
+      }
+      await st.close();
+      const prev = best.get(k.name);
+      best.set(k.name, {
+        put: Math.min(prev?.put ?? Infinity, put), get: Math.min(prev?.get ?? Infinity, get),
+        after: Math.min(prev?.after ?? Infinity, after), gets,
+      });
+    }
+  }
+  const before = best.get(cases[0]!.name)!;
+  for (const k of cases.slice(1)) {
+    const r = best.get(k.name)!;
+    c.rows.push({ workload: `PUT path ${size / MiB} MiB, ${k.name} vs before`, unit: 'MB/s', raw: mbps(size, before.put), portico: mbps(size, r.put), ratio: before.put / r.put, aim: undefined, note: k.mode === 'async' ? 'answered once staged and journaled' : 'answered once in S3' });
+    c.rows.push({ workload: `read right after, ${k.name} vs before`, unit: 'MB/s', raw: mbps(size, before.get), portico: mbps(size, r.get), ratio: before.get / r.get, aim: undefined, note: `${r.gets} GETs (before: ${before.gets})${k.mode === 'async' ? '; from the pending stage while it uploads' : ''}` });
+    if (k.mode === 'async') c.rows.push({ workload: `read after the upload landed, ${k.name} vs before`, unit: 'MB/s', raw: mbps(size, before.get), portico: mbps(size, r.after), ratio: before.get / r.after, aim: undefined, note: 'disk tier' });
+  }
+}
+
 async function listPhase(c: Ctx): Promise<void> {
   log(`listing ${LIST_N} keys (written straight into s3rver's store)`);
   const dir = join(c.srv.dir, c.srv.bucket, 'listing', 'dir');
@@ -521,6 +575,7 @@ async function main(): Promise<void> {
     if (wanted('read')) await readPhase(c);
     if (wanted('random')) await randomPhase(c);
     if (wanted('cache')) await cachePhase(c);
+    if (wanted('raw')) await rawPhase(c);
     if (wanted('list')) await listPhase(c);
     if (wanted('small')) perOp = await smallPhase(c);
     process.stdout.write(`\nPortico S3 benchmark: s3rver in a child process, raw = AWS SDK v3 on the same server, same run (best of ${ROUNDS} rounds)\n\n`);
