@@ -16,7 +16,7 @@ import * as INF from '../../protocols/smb/messages/info.ts';
 import * as BR from '../../protocols/smb/messages/break.ts';
 import * as ER from '../../protocols/smb/messages/error.ts';
 import * as SI from '../../protocols/smb/messages/simple.ts';
-import { decodeSmb1Negotiate, encodeSmb1Negotiate, isSmb1 } from '../../protocols/smb/messages/smb1-negotiate.ts';
+import { decodeSmb1Negotiate, encodeSmb1Negotiate, isSmb1, smb2DialectForSmb1 } from '../../protocols/smb/messages/smb1-negotiate.ts';
 import { element, hex } from './helpers.ts';
 
 const fid = { persistent: 0x0102030405060708n, volatile: 0x1112131415161718n };
@@ -191,6 +191,9 @@ describe('SMB1 NEGOTIATE', () => {
     expect(isSmb1(m)).toBe(true);
     expect(decodeSmb1Negotiate(m)).toEqual({ dialects: ['NT LM 0.12', 'SMB 2.002', 'SMB 2.???'], smb2002: true, smb2Wildcard: true });
     expect(decodeSmb1Negotiate(encodeSmb1Negotiate(['NT LM 0.12']))).toMatchObject({ smb2002: false, smb2Wildcard: false });
+    expect(smb2DialectForSmb1(decodeSmb1Negotiate(m))).toBe(0x02ff);
+    expect(smb2DialectForSmb1(decodeSmb1Negotiate(encodeSmb1Negotiate(['NT LM 0.12', 'SMB 2.002'])))).toBe(0x0202);
+    expect(smb2DialectForSmb1(decodeSmb1Negotiate(encodeSmb1Negotiate(['NT LM 0.12'])))).toBeUndefined();
   });
 
   it('unterminated strings, a wrong buffer format, another command: SmbDecodeError', () => {

@@ -23,7 +23,7 @@ import {
 } from '../../protocols/smb/messages/negotiate.ts';
 import { decodeSessionSetupRequest, encodeSessionSetupResponse, type SessionSetupRequest } from '../../protocols/smb/messages/session-setup.ts';
 import { encodeErrorResponse } from '../../protocols/smb/messages/error.ts';
-import { decodeSmb1Negotiate, isSmb1 } from '../../protocols/smb/messages/smb1-negotiate.ts';
+import { decodeSmb1Negotiate, isSmb1, smb2DialectForSmb1 } from '../../protocols/smb/messages/smb1-negotiate.ts';
 import { ShareType as TreeShareType, decodeTreeConnectRequest, encodeTreeConnectResponse } from '../../protocols/smb/messages/tree-connect.ts';
 import { decodeCreateRequest, encodeCreateResponse } from '../../protocols/smb/messages/create.ts';
 import { decodeCloseRequest, decodeReadRequest, decodeWriteRequest, encodeCloseResponse, encodeReadResponse, encodeWriteResponse } from '../../protocols/smb/messages/file-ops.ts';
@@ -225,11 +225,13 @@ export async function startSmokeServer(authenticator: Authenticator, opts: { sha
     }
     if (isSmb1(msg)) {
       const d = tryDecode(() => decodeSmb1Negotiate(msg));
-      if (!d.ok || !d.value.smb2Wildcard) return void sock.destroy();
+      const dialect = d.ok ? smb2DialectForSmb1(d.value) : undefined;
+      if (!d.ok || dialect === undefined) return void sock.destroy();
       events.push({ kind: 'smb1-negotiate', dialects: d.value.dialects });
       // "SMB 2.???" gets the wildcard dialect; the client then negotiates over SMB2.
       const req = headerTemplate({ command: Command.NEGOTIATE, credits: 1 });
-      return send(response(req, 0, (w) => encodeNegotiateResponse(w, negotiateResponse(Dialect.WILDCARD, [], 0))));
+      if (dialect === Dialect.SMB2_0_2) conn.dialect = dialect;
+      return send(response(req, 0, (w) => encodeNegotiateResponse(w, negotiateResponse(dialect, [], 0))));
     }
     const split = splitCompound(msg);
     if (!split.ok) {

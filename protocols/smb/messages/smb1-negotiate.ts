@@ -48,6 +48,19 @@ export function decodeSmb1Negotiate(message: Buffer): Smb1Negotiate {
   return { dialects, smb2002: dialects.includes('SMB 2.002'), smb2Wildcard: dialects.includes('SMB 2.???') };
 }
 
+/**
+ * The dialect of the SMB2 NEGOTIATE response that answers an SMB1 one (MS-SMB2 3.3.5.3.1):
+ * 0x02FF when "SMB 2.???" was offered (the client then sends an SMB2 NEGOTIATE and the real
+ * negotiation happens there), 0x0202 when only "SMB 2.002" was, undefined when no SMB2 dialect was
+ * (the connection is closed: Portico speaks no SMB1). The response carries MessageId 0 and no
+ * negotiate contexts, and does not enter the preauth hash (only SMB2 NEGOTIATEs do).
+ */
+export function smb2DialectForSmb1(n: Smb1Negotiate): number | undefined {
+  if (n.smb2Wildcard) return 0x02ff;
+  if (n.smb2002) return 0x0202;
+  return undefined;
+}
+
 /** Test/client side: an SMB1 NEGOTIATE offering these dialects. */
 export function encodeSmb1Negotiate(dialects: string[]): Buffer {
   const data = Buffer.concat(dialects.map((d) => Buffer.concat([Buffer.from([2]), Buffer.from(d, 'latin1'), Buffer.from([0])])));
