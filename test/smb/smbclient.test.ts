@@ -145,6 +145,15 @@ describe.skipIf(!HAVE_SMBCLIENT)('smbclient against the wire layer (SMB 3.1.1, N
     expect(of(server.events, 'signed-request').every((e) => e.signatureOk && e.encrypted === (extra.length > 0))).toBe(true);
   });
 
+  it('with SMB1 allowed, smbclient starts with the SMB1 multi-protocol NEGOTIATE and is led to SMB2 by the wildcard', async () => {
+    server = await startSmokeServer(authenticator);
+    const r = await smbclient(['-L', '//127.0.0.1', '-p', String(server.port), '-U', 'alice%pw', '--option=client min protocol=NT1', '-m', 'SMB3_11']);
+    expect(of(server.events, 'smb1-negotiate')[0]?.dialects).toEqual(expect.arrayContaining(['NT LM 0.12', 'SMB 2.002', 'SMB 2.???']));
+    expect(of(server.events, 'negotiate')[0]?.dialect).toBe(Dialect.SMB3_1_1);
+    expect(of(server.events, 'authenticate')[0]).toMatchObject({ ok: true, user: 'alice' });
+    expect(r.out).toMatch(/ACCESS_DENIED/);
+  });
+
   it('a wrong password is NT_STATUS_LOGON_FAILURE', async () => {
     server = await startSmokeServer(authenticator);
     const r = await smbclient(['-L', '//127.0.0.1', '-p', String(server.port), '-U', 'alice%nope', '-m', 'SMB3_11']);
