@@ -9,7 +9,7 @@
 import { NFS4ERR, OP } from '../nfs4-types.ts';
 import type { OpResult } from '../compound.ts';
 import type { CloseArgs, OpenConfirmArgs, OpenDowngradeArgs, StateidArgs } from '../xdr4/open.ts';
-import { fail, failWith, ok, resolveStateid, viewFor, type OpContext } from '../server/context.ts';
+import { fail, failWith, ok, resolveStateid, type OpContext } from '../server/context.ts';
 import { openKey } from './open.ts';
 
 export async function close(c: OpContext, a: CloseArgs): Promise<OpResult> {
@@ -53,7 +53,6 @@ export function openDowngrade(c: OpContext, a: OpenDowngradeArgs): OpResult {
   st.open.access = acc;
   st.open.deny = a.shareDeny;
   st.open.seqid++;
-  void viewFor;
   return ok(OP.OPEN_DOWNGRADE, { stateid: { seqid: st.open.seqid, other: st.open.other } });
 }
 

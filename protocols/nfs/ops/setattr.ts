@@ -11,7 +11,7 @@ import { NFS4ERR, OP } from '../nfs4-types.ts';
 import type { OpResult } from '../compound.ts';
 import type { SetattrArgs } from '../xdr4/attributes.ts';
 import { bitmapOf, type NfsTime4 } from '../xdr4/common.ts';
-import { handleWith, resolveStateid, viewFor, type OpContext } from '../server/context.ts';
+import { handleWith, resolveStateid, type OpContext } from '../server/context.ts';
 import { nfsstatOf } from '../errors.ts';
 import { SUPPORTED } from '../server/attrs.ts';
 import { bitmapHas } from '../xdr4/common.ts';
@@ -55,16 +55,19 @@ export async function setattr(c: OpContext, a: SetattrArgs): Promise<OpResult> {
   if (d.attrs.length === 0) return res(NFS4ERR.OK);
   try {
     let h: Handle | undefined;
+    let view = c.view;
     const st = resolveStateid(c, a.stateid);
     if (st.kind === 'error') return res(st.status);
     if (s.set.size !== undefined && st.kind !== 'special') {
       if (st.open.fileId !== cur.id) return res(NFS4ERR.BAD_STATEID);
       h = handleWith(st.open, 'write');
       if (!h) return res(NFS4ERR.OPENMODE);
+      // The handle belongs to the open's client (4.0 COMPOUNDs carry no session naming it).
+      view = st.open.client.session.as(c.principal);
     }
     const attr = await c.view.getattrById(cur.share, cur.id);
     if (s.set.size !== undefined && attr.type !== 'file') return res(attr.type === 'dir' ? NFS4ERR.ISDIR : NFS4ERR.INVAL);
-    if (h) await viewFor(c).as(c.principal).fsetattr(h, s.set);
+    if (h) await view.fsetattr(h, s.set);
     else await c.view.setattrById(cur.share, cur.id, s.set);
     return res(NFS4ERR.OK, d.attrs);
   } catch (e) {

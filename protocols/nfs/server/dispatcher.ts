@@ -158,8 +158,22 @@ function guarded(c: OpContext, op: DecodedOp): Promise<OpResult> | OpResult {
 }
 
 export function createDispatcher(srv: NfsServer): Nfs4Dispatcher {
+  const inner = dispatcher(srv);
   return {
     async compound(args: CompoundArgs, ctx: Nfs4CallContext): Promise<CompoundRes> {
+      const res = await inner(args, ctx);
+      // Failures at debug level, one line each: what a client asked and where it stopped.
+      if (res.status !== NFS4ERR.OK && srv.logger?.isLevelEnabled('debug')) {
+        srv.logger.debug({ minor: args.minorversion, ops: args.ops.map((o) => o.op), results: res.results.map((r) => `${r.op}:${r.status}`) }, 'nfs: compound failed');
+      }
+      return res;
+    },
+  };
+}
+
+function dispatcher(srv: NfsServer): (args: CompoundArgs, ctx: Nfs4CallContext) => Promise<CompoundRes> {
+  return async (args, ctx) => {
+    {
       const principal = await srv.principals.of(ctx.call.cred);
       const c: OpContext = {
         srv,
@@ -179,7 +193,7 @@ export function createDispatcher(srv: NfsServer): Nfs4Dispatcher {
         return runCompound(args, (op) => fail(op.op, NFS4ERR.OP_NOT_IN_SESSION));
       }
       return sequenced(srv, c, args, first.args);
-    },
+    }
   };
 }
 
