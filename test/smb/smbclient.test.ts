@@ -131,6 +131,29 @@ describe.skipIf(!HAVE_SMBCLIENT)('smbclient against the wire layer (SMB 3.1.1, N
     expect(r.out).toMatch(/ACCESS_DENIED/);
   });
 
+  it.each([
+    ['AES-256-GCM', Cipher.AES_256_GCM],
+    ['AES-256-CCM', Cipher.AES_256_CCM],
+    ['AES-128-CCM', Cipher.AES_128_CCM],
+  ] as const)('3.1.1 encryption with %s chosen by the server: 256-bit keys where due, smbclient reads the encrypted answer', async (_n, cipher) => {
+    server = await startSmokeServer(authenticator, { ciphers: [cipher] });
+    const r = await smbclient(['-L', '//127.0.0.1', '-p', String(server.port), '-U', 'alice%pw', '-m', 'SMB3_11', '--client-protection=encrypt']);
+    expect(of(server.events, 'negotiate')[0]?.cipher).toBe(cipher);
+    expect(of(server.events, 'decrypt')[0]).toEqual({ kind: 'decrypt', ok: true, cipher });
+    expect(r.out).toMatch(/ACCESS_DENIED/);
+  });
+
+  it.each([
+    ['AES-CMAC', SigningAlgorithm.AES_CMAC],
+    ['HMAC-SHA256', SigningAlgorithm.HMAC_SHA256],
+  ] as const)('3.1.1 signing with %s chosen through SIGNING_CAPABILITIES', async (_n, algorithm) => {
+    server = await startSmokeServer(authenticator, { signing: [algorithm] });
+    const r = await smbclient(['-L', '//127.0.0.1', '-p', String(server.port), '-U', 'alice%pw', '-m', 'SMB3_11']);
+    expect(of(server.events, 'negotiate')[0]?.signing).toBe(algorithm);
+    expect(of(server.events, 'signed-request')[0]).toMatchObject({ command: Command.TREE_CONNECT, signatureOk: true });
+    expect(r.out).toMatch(/ACCESS_DENIED/);
+  });
+
   it.each([[[] as string[]], [['--client-protection=encrypt']]])('-L lists the shares over DCE/RPC srvsvc on IPC$ (NetrShareEnumAll level 1) %j', async (extra) => {
     server = await startSmokeServer(authenticator, { shares: [
       { name: 'data', type: ShareType.DISKTREE, remark: 'Portico data' },

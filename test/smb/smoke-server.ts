@@ -77,7 +77,15 @@ interface Sess {
 const IPC_TREE = 1;
 const NTLMSSP_TYPE = (b: Buffer | undefined): number => (b && b.length >= 12 ? b.readUInt32LE(8) : 0);
 
-export async function startSmokeServer(authenticator: Authenticator, opts: { shares?: ShareInfo1[] } = {}): Promise<SmokeServer> {
+export interface SmokeOptions {
+  /** Serve IPC$ and srvsvc with these shares; without, every command after login is refused. */
+  shares?: ShareInfo1[];
+  /** The server's cipher and signing preferences for 3.1.1 (default: GCM before CCM, 128 before 256; GMAC, CMAC). */
+  ciphers?: number[];
+  signing?: number[];
+}
+
+export async function startSmokeServer(authenticator: Authenticator, opts: SmokeOptions = {}): Promise<SmokeServer> {
   const events: SmokeEvent[] = [];
   const serverGuid = randomBytes(16);
   const sockets = new Set<Socket>();
@@ -249,8 +257,8 @@ export async function startSmokeServer(authenticator: Authenticator, opts: { sha
         const dialect = [Dialect.SMB3_1_1, Dialect.SMB3_0_2, Dialect.SMB3_0, Dialect.SMB2_1, Dialect.SMB2_0_2].find((x) => q.dialects.includes(x));
         if (dialect === undefined) return void sock.destroy();
         const choice = chooseContexts(q.contexts, {
-          ciphers: [Cipher.AES_128_GCM, Cipher.AES_128_CCM, Cipher.AES_256_GCM, Cipher.AES_256_CCM],
-          signing: [SigningAlgorithm.AES_GMAC, SigningAlgorithm.AES_CMAC],
+          ciphers: opts.ciphers ?? [Cipher.AES_128_GCM, Cipher.AES_128_CCM, Cipher.AES_256_GCM, Cipher.AES_256_CCM],
+          signing: opts.signing ?? [SigningAlgorithm.AES_GMAC, SigningAlgorithm.AES_CMAC],
         });
         const contexts: NegotiateContext[] = [];
         if (dialect === Dialect.SMB3_1_1) {
