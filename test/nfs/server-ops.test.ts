@@ -1,0 +1,224 @@
+/**
+ * Per-operation tests of the real NFS server with the project's own NFSv4.1 client (client41.ts):
+ * the error cases of RFC 8881 a client depends on (NOFILEHANDLE, BADHANDLE, STALE after a delete,
+ * NOTDIR, ISDIR, bad and stale stateids, SEQUENCE replays and misordering, OP_NOT_IN_SESSION),
+ * the write path read back over WebDAV, RENAME's change_info of both directories, a lock conflict
+ * between two clients, an xattr shown as a WebDAV dead property, and handles that survive a
+ * restart of the gateway.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FATTR4, NFS4ERR, OP } from '../../protocols/nfs/nfs4-types.ts';
+import { dav } from '../webdav/helpers.ts';
+import { startNfs, type NfsStack } from './gateway.ts';
+import { Nfs41Client, ops, resultOf, type Stateid } from './client41.ts';
+
+let stack: NfsStack;
+let c: Nfs41Client;
+const AUTH: [string, string] = ['root', 'Secret-Pass1'];
+
+beforeAll(async () => {
+  stack = await startNfs();
+  c = await Nfs41Client.connect(stack.nfsPort);
+  expect((await dav({ port: stack.davPort }, 'MKCOL', '/mem/dir', { auth: AUTH })).status).toBe(201);
+  expect((await dav({ port: stack.davPort }, 'PUT', '/mem/file.txt', { body: 'file content\n', auth: AUTH })).status).toBe(201);
+}, 60_000);
+
+afterAll(async () => {
+  c?.close();
+  await stack?.stop();
+});
+
+async function fhOf(path: string): Promise<Buffer> {
+  const r = await c.call([...c.lookupPath(path), ops.getfh()]);
+  expect(r.status).toBe(NFS4ERR.OK);
+  return resultOf(r, OP.GETFH)!.body!.fh as Buffer;
+}
+
+async function createFile(dirPath: string, name: string, data: Buffer): Promise<{ fh: Buffer }> {
+  const r = await c.call([...c.lookupPath(dirPath), ops.open(c.clientid, 'o1', name, { create: 'guarded' }), ops.getfh()]);
+  expect(r.status).toBe(NFS4ERR.OK);
+  const sid = resultOf(r, OP.OPEN)!.body!.stateid as Stateid;
+  const fh = resultOf(r, OP.GETFH)!.body!.fh as Buffer;
+  const w = await c.call([ops.putfh(fh), ops.write(sid, 0n, data), ops.close(sid)]);
+  expect(w.status).toBe(NFS4ERR.OK);
+  return { fh };
+}
+
+describe('filehandles', () => {
+  it('NOFILEHANDLE without a current filehandle', async () => {
+    const r = await c.call([ops.getattr([FATTR4.TYPE])]);
+    expect(r.results.map((x) => x.status)).toEqual([NFS4ERR.OK, NFS4ERR.NOFILEHANDLE]);
+    expect(r.status).toBe(NFS4ERR.NOFILEHANDLE);
+    expect((await c.call([ops.lookup('x')])).status).toBe(NFS4ERR.NOFILEHANDLE);
+    expect((await c.call([ops.restorefh()])).status).toBe(NFS4ERR.RESTOREFH);
+  });
+
+  it('BADHANDLE for bytes that are not a Portico handle, or a forged one', async () => {
+    expect((await c.call([ops.putfh(Buffer.from('not a handle'))])).status).toBe(NFS4ERR.BADHANDLE);
+    const fh = Buffer.from(await fhOf('/mem/file.txt'));
+    fh[19] = (fh[19] ?? 0) ^ 1; // another id, same check value
+    expect((await c.call([ops.putfh(fh)])).status).toBe(NFS4ERR.BADHANDLE);
+  });
+
+  it('STALE for the handle of a deleted file, also when the name is created again', async () => {
+    const { fh } = await createFile('/mem', 'gone.txt', Buffer.from('x'));
+    expect((await c.call([ops.putfh(fh), ops.getattr([FATTR4.SIZE])])).status).toBe(NFS4ERR.OK);
+    expect((await c.call([...c.lookupPath('/mem'), ops.remove('gone.txt')])).status).toBe(NFS4ERR.OK);
+    expect((await c.call([ops.putfh(fh), ops.getattr([FATTR4.SIZE])])).status).toBe(NFS4ERR.STALE);
+    await createFile('/mem', 'gone.txt', Buffer.from('again'));
+    expect((await c.call([ops.putfh(fh), ops.getattr([FATTR4.SIZE])])).status).toBe(NFS4ERR.STALE);
+  });
+
+  it('NOTDIR for a LOOKUP in a file, ISDIR for opening or reading a directory', async () => {
+    const file = await fhOf('/mem/file.txt');
+    expect((await c.call([ops.putfh(file), ops.lookup('x')])).status).toBe(NFS4ERR.NOTDIR);
+    expect((await c.call([...c.lookupPath('/mem'), ops.open(c.clientid, 'o1', 'dir', { access: 1 })])).status).toBe(NFS4ERR.ISDIR);
+    const dir = await fhOf('/mem/dir');
+    expect((await c.call([ops.putfh(dir), ops.read({ seqid: 0, other: Buffer.alloc(12) }, 0n, 10)])).status).toBe(NFS4ERR.ISDIR);
+  });
+
+  it('handles survive a rename of their directory', async () => {
+    expect((await dav({ port: stack.davPort }, 'MKCOL', '/mem/moving', { auth: AUTH })).status).toBe(201);
+    const { fh } = await createFile('/mem/moving', 'inside.txt', Buffer.from('inside'));
+    const mem = await fhOf('/mem');
+    const r = await c.call([ops.putfh(mem), ops.savefh(), ops.putfh(mem), ops.rename('moving', 'moved')]);
+    expect(r.status).toBe(NFS4ERR.OK);
+    const cinfo = resultOf(r, OP.RENAME)!.body!;
+    expect((cinfo.target as { after: bigint }).after).toBeGreaterThan((cinfo.target as { before: bigint }).before);
+    expect((cinfo.source as { after: bigint }).after).toBeGreaterThan((cinfo.source as { before: bigint }).before);
+    const rd = await c.call([ops.putfh(fh), ops.read({ seqid: 0, other: Buffer.alloc(12) }, 0n, 100)]);
+    expect(rd.status).toBe(NFS4ERR.OK);
+    expect((resultOf(rd, OP.READ)!.body!.data as Buffer).toString()).toBe('inside');
+  });
+});
+
+describe('stateids', () => {
+  it('BAD_STATEID for an unknown stateid, STALE_STATEID for one of another server instance', async () => {
+    const file = await fhOf('/mem/file.txt');
+    const mine = Buffer.alloc(12);
+    const open = await c.call([...c.lookupPath('/mem'), ops.open(c.clientid, 'o2', 'file.txt', { access: 1 })]);
+    const sid = resultOf(open, OP.OPEN)!.body!.stateid as Stateid;
+    sid.other.copy(mine, 0, 0, 4); // this boot's tag, an id never handed out
+    mine.writeUInt32BE(0xfffffff0, 8);
+    expect((await c.call([ops.putfh(file), ops.read({ seqid: 1, other: mine }, 0n, 10)])).status).toBe(NFS4ERR.BAD_STATEID);
+    const other = Buffer.from(sid.other);
+    other.writeUInt32BE((other.readUInt32BE(0) + 1) >>> 0, 0);
+    expect((await c.call([ops.putfh(file), ops.read({ seqid: 1, other }, 0n, 10)])).status).toBe(NFS4ERR.STALE_STATEID);
+    // A stateid of an open of another file is bad for this one; a seqid from the future too.
+    const dirFile = await createFile('/mem/dir', 'f.txt', Buffer.from('f'));
+    expect((await c.call([ops.putfh(dirFile.fh), ops.read(sid, 0n, 10)])).status).toBe(NFS4ERR.BAD_STATEID);
+    expect((await c.call([ops.putfh(file), ops.read({ seqid: sid.seqid + 5, other: sid.other }, 0n, 10)])).status).toBe(NFS4ERR.BAD_STATEID);
+    const rd = await c.call([ops.putfh(file), ops.read(sid, 0n, 100), ops.close(sid)]);
+    expect(rd.status).toBe(NFS4ERR.OK);
+    expect((resultOf(rd, OP.READ)!.body!.data as Buffer).toString()).toBe('file content\n');
+    // After CLOSE the stateid is gone.
+    expect((await c.call([ops.putfh(file), ops.read(sid, 0n, 10)])).status).toBe(NFS4ERR.BAD_STATEID);
+  });
+
+  it('a read-only open cannot WRITE (OPENMODE)', async () => {
+    const open = await c.call([...c.lookupPath('/mem'), ops.open(c.clientid, 'o3', 'file.txt', { access: 1 })]);
+    const sid = resultOf(open, OP.OPEN)!.body!.stateid as Stateid;
+    const file = await fhOf('/mem/file.txt');
+    expect((await c.call([ops.putfh(file), ops.write(sid, 0n, Buffer.from('x'))])).status).toBe(NFS4ERR.OPENMODE);
+    expect((await c.call([ops.putfh(file), ops.close(sid)])).status).toBe(NFS4ERR.OK);
+  });
+});
+
+describe('SEQUENCE', () => {
+  it('a retransmitted request gets the cached reply and is not executed again', async () => {
+    const seqid = ++c.slotSeq;
+    const req = [c.sequence({ seqid, cacheThis: true }), ...c.lookupPath('/mem'), ops.mkdir('once')];
+    const first = await c.raw(1, req);
+    expect(first.status).toBe(NFS4ERR.OK);
+    const again = await c.raw(1, [c.sequence({ seqid, cacheThis: true }), ...c.lookupPath('/mem'), ops.mkdir('once')]);
+    expect(again.raw.equals(first.raw)).toBe(true);
+    // Executed once: the next request on the slot creating it again finds it.
+    expect((await c.call([...c.lookupPath('/mem'), ops.mkdir('once')])).status).toBe(NFS4ERR.EXIST);
+  });
+
+  it('an uncached retransmission is RETRY_UNCACHED_REP, a seqid out of order SEQ_MISORDERED', async () => {
+    const seqid = ++c.slotSeq;
+    expect((await c.raw(1, [c.sequence({ seqid, cacheThis: false }), ops.putrootfh()])).status).toBe(NFS4ERR.OK);
+    expect((await c.raw(1, [c.sequence({ seqid, cacheThis: false }), ops.putrootfh()])).status).toBe(NFS4ERR.RETRY_UNCACHED_REP);
+    expect((await c.raw(1, [c.sequence({ seqid: seqid + 2 }), ops.putrootfh()])).status).toBe(NFS4ERR.SEQ_MISORDERED);
+    expect((await c.raw(1, [c.sequence({ seqid: 1, slot: 999 }), ops.putrootfh()])).status).toBe(NFS4ERR.BADSLOT);
+    expect((await c.raw(1, [c.sequence({ seqid: 1, sessionid: Buffer.alloc(16, 7) }), ops.putrootfh()])).status).toBe(NFS4ERR.BADSESSION);
+  });
+
+  it('4.1 operations need a SEQUENCE first, and SEQUENCE only first', async () => {
+    expect((await c.raw(1, [ops.putrootfh()])).status).toBe(NFS4ERR.OP_NOT_IN_SESSION);
+    expect((await c.call([ops.putrootfh(), c.sequence({ seqid: 12345 })])).status).toBe(NFS4ERR.SEQUENCE_POS);
+  });
+});
+
+describe('data and locks', () => {
+  it('writes over NFS are read back over WebDAV; COMMIT returns the write verifier', async () => {
+    const data = Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7) & 0xff));
+    const r = await c.call([...c.lookupPath('/disk'), ops.open(c.clientid, 'o4', 'written.bin', { create: 'unchecked' }), ops.getfh()]);
+    expect(r.status).toBe(NFS4ERR.OK);
+    const sid = resultOf(r, OP.OPEN)!.body!.stateid as Stateid;
+    const fh = resultOf(r, OP.GETFH)!.body!.fh as Buffer;
+    const w1 = await c.call([ops.putfh(fh), ops.write(sid, 0n, data.subarray(0, 200_000), 0)]);
+    expect(resultOf(w1, OP.WRITE)!.body!.committed).toBe(0);
+    const w2 = await c.call([ops.putfh(fh), ops.write(sid, 200_000n, data.subarray(200_000), 0), ops.commit()]);
+    expect(w2.status).toBe(NFS4ERR.OK);
+    expect((resultOf(w2, OP.COMMIT)!.body!.verifier as Buffer).equals(resultOf(w1, OP.WRITE)!.body!.verifier as Buffer)).toBe(true);
+    expect((await c.call([ops.putfh(fh), ops.close(sid)])).status).toBe(NFS4ERR.OK);
+    const got = await dav({ port: stack.davPort }, 'GET', '/disk/written.bin', { auth: AUTH });
+    expect(got.status).toBe(200);
+    expect(got.body.equals(data)).toBe(true);
+  });
+
+  it('a byte-range lock of one client denies a conflicting one of another (DENIED), until LOCKU', async () => {
+    const other = await Nfs41Client.connect(stack.nfsPort);
+    try {
+      const file = await fhOf('/mem/file.txt');
+      const o1 = await c.call([...c.lookupPath('/mem'), ops.open(c.clientid, 'lk', 'file.txt')]);
+      const s1 = resultOf(o1, OP.OPEN)!.body!.stateid as Stateid;
+      const o2 = await other.call([...other.lookupPath('/mem'), ops.open(other.clientid, 'lk', 'file.txt')]);
+      const s2 = resultOf(o2, OP.OPEN)!.body!.stateid as Stateid;
+      const l1 = await c.call([ops.putfh(file), ops.lock(s1, c.clientid, 'lo', 0n, 100n)]);
+      expect(l1.status).toBe(NFS4ERR.OK);
+      const ls = resultOf(l1, OP.LOCK)!.body!.stateid as Stateid;
+      expect((await other.call([ops.putfh(file), ops.lock(s2, other.clientid, 'lo', 50n, 10n)])).status).toBe(NFS4ERR.DENIED);
+      expect((await other.call([ops.putfh(file), ops.lock(s2, other.clientid, 'lo', 100n, 10n)])).status).toBe(NFS4ERR.OK);
+      expect((await c.call([ops.putfh(file), ops.locku(ls, 0n, 100n)])).status).toBe(NFS4ERR.OK);
+      expect((await other.call([ops.putfh(file), ops.lock(s2, other.clientid, 'lo2', 50n, 10n)])).status).toBe(NFS4ERR.OK);
+    } finally {
+      other.close();
+    }
+  });
+
+  it('an xattr set over NFS (4.2) is read back and shows as a WebDAV dead property', async () => {
+    const file = await fhOf('/mem/file.txt');
+    const set = await c.call([ops.putfh(file), ops.setxattr('color', Buffer.from('blue'))], 2);
+    expect(set.status).toBe(NFS4ERR.OK);
+    const get = await c.call([ops.putfh(file), ops.getxattr('color')], 2);
+    expect((resultOf(get, OP.GETXATTR)!.body!.value as Buffer).toString()).toBe('blue');
+    expect((await c.call([ops.putfh(file), ops.getxattr('nope')], 2)).status).toBe(NFS4ERR.NOXATTR);
+    const pf = await dav({ port: stack.davPort }, 'PROPFIND', '/mem/file.txt', { auth: AUTH, headers: { Depth: '0' } });
+    expect(pf.text).toMatch(/color[^>]*>blue</);
+  });
+});
+
+describe('restart', () => {
+  it('a handle from before a restart finds its file after it; the old session is BADSESSION', async () => {
+    const fh = await fhOf('/disk/written.bin');
+    const port = stack.nfsPort;
+    const tmp = stack.tmp;
+    c.close();
+    await stack.stop({ keep: true });
+    stack = await startNfs({ tmp, nfsPort: port });
+    const old = c;
+    c = await Nfs41Client.connect(stack.nfsPort);
+    const r = await c.call([ops.putfh(fh), ops.getattr([FATTR4.SIZE])]);
+    expect(r.status).toBe(NFS4ERR.OK);
+    const stale = await Nfs41Client.connect(stack.nfsPort, { session: false });
+    try {
+      stale.sessionid = old.sessionid;
+      expect((await stale.call([ops.putrootfh()])).status).toBe(NFS4ERR.BADSESSION);
+    } finally {
+      stale.close();
+    }
+  });
+});
