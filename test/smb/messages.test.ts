@@ -10,6 +10,7 @@ import * as N from '../../protocols/smb/messages/negotiate.ts';
 import * as SS from '../../protocols/smb/messages/session-setup.ts';
 import * as TC from '../../protocols/smb/messages/tree-connect.ts';
 import * as CR from '../../protocols/smb/messages/create.ts';
+import * as CC from '../../protocols/smb/messages/create-contexts.ts';
 import * as F from '../../protocols/smb/messages/file-ops.ts';
 import * as IO from '../../protocols/smb/messages/ioctl.ts';
 import * as INF from '../../protocols/smb/messages/info.ts';
@@ -208,5 +209,59 @@ describe('SMB1 NEGOTIATE', () => {
     const cmd = Buffer.from(m);
     cmd[4] = 0x73;
     expect(tryDecode(() => decodeSmb1Negotiate(cmd)).ok).toBe(false);
+  });
+});
+
+describe('IOCTL payloads', () => {
+  it('VALIDATE_NEGOTIATE_INFO round-trips and must repeat the NEGOTIATE exactly', () => {
+    const neg = { capabilities: 0x7f, clientGuid: guid, securityMode: 1, dialects: [0x0202, 0x0210, 0x0300, 0x0302] };
+    const q = IO.decodeValidateNegotiateInfo(IO.encodeValidateNegotiateInfo({ capabilities: 0x7f, guid, securityMode: 1, dialects: neg.dialects }));
+    expect(IO.validateNegotiateMatches(q, neg)).toBe(true);
+    expect(IO.validateNegotiateMatches({ ...q, dialects: [0x0300] }, neg)).toBe(false);
+    expect(IO.validateNegotiateMatches({ ...q, securityMode: 2 }, neg)).toBe(false);
+    expect(IO.validateNegotiateMatches({ ...q, capabilities: 0 }, neg)).toBe(false);
+    const resp = { capabilities: 4, guid, securityMode: 3, dialect: 0x0302 };
+    expect(IO.decodeValidateNegotiateInfoResponse(IO.encodeValidateNegotiateInfoResponse(resp))).toEqual(resp);
+    const bad = IO.encodeValidateNegotiateInfo({ capabilities: 0, guid, securityMode: 1, dialects: [0x0300] });
+    bad.writeUInt16LE(9, 22);
+    expect(tryDecode(() => IO.decodeValidateNegotiateInfo(bad)).ok).toBe(false);
+  });
+
+  it('QUERY_NETWORK_INTERFACE_INFO entries, IPv4 and IPv6', () => {
+    const list = [
+      { ifIndex: 1, capability: 1, linkSpeed: 10_000_000_000n, address: '192.168.1.10' },
+      { ifIndex: 2, capability: 0, linkSpeed: 1_000_000_000n, address: 'fe80:0:0:0:0:0:0:1' },
+    ];
+    const b = IO.encodeNetworkInterfaceInfo(list);
+    expect(b.length).toBe(2 * 152);
+    expect(IO.decodeNetworkInterfaceInfo(b)).toEqual(list);
+    expect(IO.decodeNetworkInterfaceInfo(IO.encodeNetworkInterfaceInfo([{ ...list[1]!, address: 'fe80::1' }]))[0]!.address).toBe('fe80:0:0:0:0:0:0:1');
+  });
+});
+
+describe('create context payloads', () => {
+  it('round trips and exact sizes', () => {
+    expect(CC.decodeMaximalAccessRequest(Buffer.alloc(0))).toEqual({});
+    expect(CC.decodeMaximalAccessRequest(hex('0100000000000000'))).toEqual({ timestamp: 1n });
+    expect(CC.encodeMaximalAccessResponse(0, 0x1f01ff).toString('hex')).toBe('00000000ff011f00');
+    expect(CC.encodeQueryOnDiskIdResponse(7n, 9n).length).toBe(32);
+    const dh2q = { timeoutMs: 60000, flags: 0, createGuid: guid };
+    expect(CC.decodeDurableRequestV2(CC.encodeDurableRequestV2(dh2q))).toEqual(dh2q);
+    const dh2c = { fileId: fid, createGuid: guid, flags: 0 };
+    expect(CC.decodeDurableReconnectV2(CC.encodeDurableReconnectV2(dh2c))).toEqual(dh2c);
+    const v1 = { version: 1 as const, leaseKey: guid, leaseState: 7, flags: 0 };
+    const v2 = { version: 2 as const, leaseKey: guid, leaseState: 3, flags: 4, parentLeaseKey: Buffer.alloc(16, 9), epoch: 5 };
+    expect(CC.decodeLeaseRequest(CC.encodeLease(v1))).toEqual(v1);
+    expect(CC.decodeLeaseRequest(CC.encodeLease(v2))).toEqual(v2);
+    for (const [fn, n] of [[CC.decodeDurableRequest, 15], [CC.decodeDurableRequestV2, 31], [CC.decodeLeaseRequest, 40], [CC.decodeTimewarp, 4], [CC.decodeAllocationSize, 9], [CC.decodeDurableReconnect, 17]] as const) {
+      const r = tryDecode(() => (fn as (b: Buffer) => unknown)(Buffer.alloc(n)));
+      expect(r.ok).toBe(false);
+    }
+  });
+
+  it('findContext by name in a decoded CREATE', () => {
+    const q = CR.decodeCreateRequest(element(Command.CREATE, (w) => CR.encodeCreateRequest(w, createReq)));
+    expect(CC.findContext(q.contexts, CC.ContextName.DURABLE_REQUEST_V2)?.data.length).toBe(32);
+    expect(CC.findContext(q.contexts, CC.ContextName.LEASE)).toBeUndefined();
   });
 });

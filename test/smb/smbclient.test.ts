@@ -177,6 +177,14 @@ describe.skipIf(!HAVE_SMBCLIENT)('smbclient against the wire layer (SMB 3.1.1, N
     expect(r.out).toMatch(/ACCESS_DENIED/);
   });
 
+  it.each([['SMB3_02', Dialect.SMB3_0_2], ['SMB3_00', Dialect.SMB3_0]] as const)('-m %s -L: FSCTL_VALIDATE_NEGOTIATE_INFO after the IPC$ TREE_CONNECT matches, and the shares list', async (m, dialect) => {
+    server = await startSmokeServer(authenticator, { shares: [{ name: 'data', type: ShareType.DISKTREE, remark: 'Portico data' }] });
+    const r = await smbclient(['-L', '//127.0.0.1', '-p', String(server.port), '-U', 'alice%pw', '-m', m]);
+    expect(of(server.events, 'negotiate')[0]?.dialect).toBe(dialect);
+    expect(of(server.events, 'validate-negotiate')).toEqual([{ kind: 'validate-negotiate', ok: true }]);
+    expect(r.out).toMatch(/data\s+Disk\s+Portico data/);
+  });
+
   it('a wrong password is NT_STATUS_LOGON_FAILURE', async () => {
     server = await startSmokeServer(authenticator);
     const r = await smbclient(['-L', '//127.0.0.1', '-p', String(server.port), '-U', 'alice%nope', '-m', 'SMB3_11']);

@@ -27,7 +27,7 @@ import { decodeSmb1Negotiate, isSmb1, smb2DialectForSmb1 } from '../../protocols
 import { ShareType as TreeShareType, decodeTreeConnectRequest, encodeTreeConnectResponse } from '../../protocols/smb/messages/tree-connect.ts';
 import { decodeCreateRequest, encodeCreateResponse } from '../../protocols/smb/messages/create.ts';
 import { decodeCloseRequest, decodeReadRequest, decodeWriteRequest, encodeCloseResponse, encodeReadResponse, encodeWriteResponse } from '../../protocols/smb/messages/file-ops.ts';
-import { Fsctl, decodeIoctlRequest, encodeIoctlResponse } from '../../protocols/smb/messages/ioctl.ts';
+import { Fsctl, decodeIoctlRequest, decodeValidateNegotiateInfo, encodeIoctlResponse, encodeValidateNegotiateInfoResponse, validateNegotiateMatches } from '../../protocols/smb/messages/ioctl.ts';
 import { encodeEmpty } from '../../protocols/smb/messages/simple.ts';
 import {
   PreauthHash, decodeTransformHeader, decryptMessage, deriveKeys, encryptMessage, nonceBytes, signMessage, signingAlgorithmFor, verifySignature, type SessionKeys,
@@ -49,6 +49,7 @@ export type SmokeEvent =
   | { kind: 'signed-request'; command: number; signatureOk: boolean; path?: string; encrypted: boolean }
   | { kind: 'decrypt'; ok: boolean; cipher: number }
   | { kind: 'rpc'; ptype: number; opnum?: number; ok: boolean }
+  | { kind: 'validate-negotiate'; ok: boolean }
   | { kind: 'decode-error'; message: string };
 
 export interface SmokeServer {
@@ -64,6 +65,9 @@ interface Conn {
   /** 0: no encryption negotiated. */
   cipher: number;
   sessions: Map<bigint, Sess>;
+  /** What the client's NEGOTIATE said and what we answered (for VALIDATE_NEGOTIATE_INFO). */
+  negotiate?: NegotiateRequest;
+  serverCapabilities: number;
 }
 interface Sess {
   preauth: PreauthHash;
@@ -150,7 +154,7 @@ export async function startSmokeServer(authenticator: Authenticator, opts: Smoke
   }
 
   /** One command after authentication, IPC$ and srvsvc only. */
-  function command(h: Smb2Header, el: Buffer, sess: Sess, fileId: FileId | undefined): { resp: Buffer; fileId?: FileId } {
+  function command(h: Smb2Header, el: Buffer, sess: Sess, fileId: FileId | undefined, conn: Conn, sock: Socket): { resp: Buffer; fileId?: FileId } {
     const zeroTimes = { creationTime: 0n, lastAccessTime: 0n, lastWriteTime: 0n, changeTime: 0n };
     const fid = (id: FileId): FileId => (isRelatedFileId(id) && fileId ? fileId : id);
     switch (h.command) {
@@ -190,6 +194,18 @@ export async function startSmokeServer(authenticator: Authenticator, opts: Smoke
       }
       case Command.IOCTL: {
         const q = decodeIoctlRequest(el);
+        if (q.ctlCode === Fsctl.VALIDATE_NEGOTIATE_INFO) {
+          // MS-SMB2 3.3.5.15.12: a mismatch means a downgraded negotiation; drop the connection.
+          const v = tryDecode(() => decodeValidateNegotiateInfo(q.input));
+          const ok = v.ok && !!conn.negotiate && validateNegotiateMatches(v.value, conn.negotiate);
+          events.push({ kind: 'validate-negotiate', ok });
+          if (!ok) {
+            sock.destroy();
+            return { resp: error(h, STATUS.ACCESS_DENIED) };
+          }
+          const output = encodeValidateNegotiateInfoResponse({ capabilities: conn.serverCapabilities, guid: serverGuid, securityMode: SecurityMode.SIGNING_ENABLED | SecurityMode.SIGNING_REQUIRED, dialect: conn.dialect });
+          return { resp: response(h, 0, (w) => encodeIoctlResponse(w, { ctlCode: q.ctlCode, fileId: q.fileId, input: Buffer.alloc(0), output, flags: 0 })) };
+        }
         if (q.ctlCode !== Fsctl.PIPE_TRANSCEIVE) return { resp: error(h, STATUS.NOT_SUPPORTED) };
         const id = fid(q.fileId);
         const pipe = sess.pipes.get(id.volatile);
@@ -271,6 +287,8 @@ export async function startSmokeServer(authenticator: Authenticator, opts: Smoke
         // 3.0/3.0.2 have one cipher, AES-128-CCM, when both sides announce encryption.
         conn.cipher = dialect === Dialect.SMB3_1_1 ? (choice.cipher ?? 0) : dialect >= Dialect.SMB3_0 && q.capabilities & Capabilities.ENCRYPTION ? Cipher.AES_128_CCM : 0;
         const caps = Capabilities.LARGE_MTU | (dialect >= Dialect.SMB3_0 && dialect < Dialect.SMB3_1_1 && conn.cipher ? Capabilities.ENCRYPTION : 0);
+        conn.negotiate = q;
+        conn.serverCapabilities = caps;
         const resp = response(h, 0, (w) => encodeNegotiateResponse(w, negotiateResponse(dialect, contexts, caps)));
         conn.preauth.update(el.bytes).update(resp);
         events.push({ kind: 'negotiate', request: q, dialect, ...(choice.signingAlgorithm !== undefined ? { signing: choice.signingAlgorithm } : {}), ...(choice.cipher ? { cipher: choice.cipher } : {}) });
@@ -349,7 +367,7 @@ export async function startSmokeServer(authenticator: Authenticator, opts: Smoke
         chain.done(STATUS.ACCESS_DENIED);
         continue;
       }
-      const r = tryDecode(() => command(h, el.bytes, sess, chain.currentFileId()));
+      const r = tryDecode(() => command(h, el.bytes, sess, chain.currentFileId(), conn, sock));
       const resp = r.ok ? r.value.resp : error(h, STATUS.INVALID_PARAMETER);
       chain.done(resp.readUInt32LE(8), r.ok ? r.value.fileId : undefined);
       out.push({ resp, ...(key ? { key } : {}) });
@@ -366,7 +384,7 @@ export async function startSmokeServer(authenticator: Authenticator, opts: Smoke
   const server: Server = createServer((sock) => {
     sockets.add(sock);
     const parser = new FrameParser();
-    const conn: Conn = { preauth: new PreauthHash(), dialect: 0, signingAlgorithm: 0, cipher: 0, sessions: new Map() };
+    const conn: Conn = { preauth: new PreauthHash(), dialect: 0, signingAlgorithm: 0, cipher: 0, sessions: new Map(), serverCapabilities: 0 };
     // Messages are handled one at a time, in order (authentication awaits the user store).
     let queue = Promise.resolve();
     sock.on('data', (chunk: Buffer) => {

@@ -16,6 +16,7 @@ import * as N from '../../protocols/smb/messages/negotiate.ts';
 import * as SS from '../../protocols/smb/messages/session-setup.ts';
 import * as TC from '../../protocols/smb/messages/tree-connect.ts';
 import * as CR from '../../protocols/smb/messages/create.ts';
+import * as CC from '../../protocols/smb/messages/create-contexts.ts';
 import * as F from '../../protocols/smb/messages/file-ops.ts';
 import * as IO from '../../protocols/smb/messages/ioctl.ts';
 import * as INF from '../../protocols/smb/messages/info.ts';
@@ -91,6 +92,10 @@ const DECODERS: { name: string; decode: (b: Buffer) => unknown; seed: Buffer }[]
   { name: 'DCE/RPC REQUEST', decode: decodePdu, seed: encodeRequest(2, 0, 15, encodeShareEnumAllRequest('\\\\127.0.0.1')) },
   { name: 'NetrShareEnumAll', decode: decodeShareEnumAll, seed: encodeShareEnumAllRequest('\\\\127.0.0.1') },
   { name: 'NetrShareGetInfo', decode: decodeShareGetInfo, seed: hex('00000000 05000000 00000000 05000000 64006100740061000000 0000 01000000') },
+  { name: 'VALIDATE_NEGOTIATE_INFO', decode: IO.decodeValidateNegotiateInfo, seed: IO.encodeValidateNegotiateInfo({ capabilities: 0x7f, guid: Buffer.alloc(16, 3), securityMode: 1, dialects: [0x202, 0x210, 0x300, 0x302] }) },
+  { name: 'NETWORK_INTERFACE_INFO', decode: IO.decodeNetworkInterfaceInfo, seed: IO.encodeNetworkInterfaceInfo([{ ifIndex: 1, capability: 1, linkSpeed: 1n, address: '10.0.0.1' }, { ifIndex: 2, capability: 0, linkSpeed: 1n, address: 'fe80::1' }]) },
+  { name: 'RqLs', decode: CC.decodeLeaseRequest, seed: CC.encodeLease({ version: 2, leaseKey: Buffer.alloc(16, 1), leaseState: 7, flags: 4, parentLeaseKey: Buffer.alloc(16, 2), epoch: 1 }) },
+  { name: 'DH2Q', decode: CC.decodeDurableRequestV2, seed: CC.encodeDurableRequestV2({ timeoutMs: 0, flags: 2, createGuid: Buffer.alloc(16, 5) }) },
   // Windows 10's packets from Microsoft's 3.1.1 walkthrough.
   { name: 'NEGOTIATE request (Windows)', decode: N.decodeNegotiateRequest, seed: NEG_REQ },
   { name: 'NEGOTIATE response (Windows, NEGOEX)', decode: N.decodeNegotiateResponse, seed: NEG_RESP },
