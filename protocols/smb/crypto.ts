@@ -24,20 +24,40 @@ function shiftLeft1(b: Buffer): Buffer {
 
 /** AES-CMAC (RFC 4493) with a 128-bit key: a 16-byte tag. */
 export function aesCmac(key: Buffer, message: Buffer): Buffer {
+  return aesCmacParts(key, [message]);
+}
+
+/**
+ * AES-CMAC over the concatenation of `parts`, without concatenating them: the blocks before the
+ * last go through one CBC pass as they are (only the last block, at most 16 bytes, is copied to
+ * be padded and xored with K1 or K2). Signing a 1 MiB READ response thus copies nothing.
+ */
+export function aesCmacParts(key: Buffer, parts: Buffer[]): Buffer {
   if (key.length !== 16) throw new RangeError('AES-CMAC key must be 16 bytes');
   const ecb = createCipheriv('aes-128-ecb', key, null).setAutoPadding(false);
   const l = ecb.update(ZERO16);
   const k1 = shiftLeft1(l);
   const k2 = shiftLeft1(k1);
-  const n = Math.max(1, Math.ceil(message.length / 16));
-  const complete = message.length > 0 && message.length % 16 === 0;
-  const padded = Buffer.alloc(n * 16);
-  message.copy(padded);
-  if (!complete) padded[message.length] = 0x80;
-  const sub = complete ? k1 : k2;
-  for (let i = 0; i < 16; i++) padded[(n - 1) * 16 + i]! ^= sub[i]!;
+  const total = parts.reduce((n, p) => n + p.length, 0);
+  const complete = total > 0 && total % 16 === 0;
+  const lastStart = complete ? total - 16 : total - (total % 16);
+  const last = Buffer.alloc(16);
   const cbc = createCipheriv('aes-128-cbc', key, ZERO16).setAutoPadding(false);
-  const out = cbc.update(padded);
+  let at = 0;
+  let out: Buffer = ZERO16;
+  for (const p of parts) {
+    const headEnd = Math.min(p.length, Math.max(0, lastStart - at));
+    if (headEnd > 0) {
+      const o = cbc.update(p.subarray(0, headEnd));
+      if (o.length) out = o;
+    }
+    if (headEnd < p.length) p.copy(last, at + headEnd - lastStart, headEnd);
+    at += p.length;
+  }
+  if (!complete) last[total - lastStart] = 0x80;
+  const sub = complete ? k1 : k2;
+  for (let i = 0; i < 16; i++) last[i]! ^= sub[i]!;
+  out = cbc.update(last);
   return Buffer.from(out.subarray(out.length - 16));
 }
 
@@ -112,13 +132,16 @@ export function signingAlgorithmFor(dialect: number, negotiated?: number): numbe
  */
 export function computeSignature(element: Buffer, key: Buffer, algorithm: number): Buffer {
   if (element.length < HEADER_BYTES) throw new RangeError('message shorter than an SMB2 header');
-  const zeroed = Buffer.from(element);
-  zeroed.fill(0, SIG_AT, SIG_AT + 16);
+  // The message as signed: the signature field read as zeros. Fed in three parts, never copied.
+  const parts = [element.subarray(0, SIG_AT), ZERO16, element.subarray(SIG_AT + 16)];
   switch (algorithm) {
-    case SigningAlgorithm.HMAC_SHA256:
-      return createHmac('sha256', key).update(zeroed).digest().subarray(0, 16);
+    case SigningAlgorithm.HMAC_SHA256: {
+      const h = createHmac('sha256', key);
+      for (const p of parts) h.update(p);
+      return h.digest().subarray(0, 16);
+    }
     case SigningAlgorithm.AES_CMAC:
-      return aesCmac(key, zeroed);
+      return aesCmacParts(key, parts);
     case SigningAlgorithm.AES_GMAC: {
       // 3.1.4.1: nonce = MessageId, then a 32-bit word: bit 0 set by the server, bit 1 for CANCEL.
       const nonce = Buffer.alloc(12);
@@ -127,7 +150,8 @@ export function computeSignature(element: Buffer, key: Buffer, algorithm: number
       const command = element.readUInt16LE(12);
       nonce.writeUInt32LE(((flags & Flags.SERVER_TO_REDIR) ? 1 : 0) | (command === Command.CANCEL ? 2 : 0), 8);
       const gcm = createCipheriv('aes-128-gcm', key, nonce, { authTagLength: 16 });
-      gcm.setAAD(zeroed);
+      // GCM takes its AAD in several calls (GHASH runs over their concatenation).
+      for (const p of parts) gcm.setAAD(p);
       gcm.final();
       return gcm.getAuthTag();
     }
