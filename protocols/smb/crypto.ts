@@ -246,7 +246,9 @@ export function nonceBytes(cipher: number): number {
 export function encryptMessage(message: Buffer, key: Buffer, cipher: number, sessionId: bigint, nonce: Buffer): Buffer {
   const c = cipherName(cipher);
   if (nonce.length !== c.nonce) throw new RangeError(`nonce must be ${c.nonce} bytes`);
-  const out = Buffer.alloc(TRANSFORM_HEADER_BYTES + message.length);
+  // Unzeroed: the header is zeroed below and every body byte is written by the cipher.
+  const out = Buffer.allocUnsafe(TRANSFORM_HEADER_BYTES + message.length);
+  out.fill(0, 0, TRANSFORM_HEADER_BYTES);
   out.writeUInt32LE(PROTOCOL_TRANSFORM, 0);
   nonce.copy(out, 20);
   out.writeUInt32LE(message.length, 36);
@@ -259,8 +261,9 @@ export function encryptMessage(message: Buffer, key: Buffer, cipher: number, ses
   // CCM needs the plaintext length up front; GCM accepts and ignores it.
   (enc as CipherCCM).setAAD(aad, { plaintextLength: message.length });
   const body = enc.update(message);
-  enc.final();
+  const tail = enc.final();
   body.copy(out, TRANSFORM_HEADER_BYTES);
+  tail.copy(out, TRANSFORM_HEADER_BYTES + body.length);
   enc.getAuthTag().copy(out, 4);
   return out;
 }
