@@ -149,7 +149,9 @@ async function startPortico(name: string, s3: S3Info, prefix: string, writeBack:
     admin: { port: 0 },
     log: { level: 'warn', format: 'json', audit: { enabled: true, file: join(tmp, 'audit.log') } },
     protocols: { webdav: { port }, nfs: { port: 0 }, smb: { port: 0 } },
-    shares: [{ name: 'share', source: `s3://${s3.bucket}/${prefix}`, writeBack, options: { endpoint: s3.endpoint, ...CREDS, ...options } }],
+    // async waits 5 s after the last close before uploading, as rclone's --vfs-write-back does by
+    // default: the matching mode, and a GET right after a PUT does not compete with its upload.
+    shares: [{ name: 'share', source: `s3://${s3.bucket}/${prefix}`, writeBack: writeBack === 'async' ? { mode: 'async', uploadDelayMs: 5000 } : writeBack, options: { endpoint: s3.endpoint, ...CREDS, ...options } }],
   }));
   const add = await run(NODE, [BIN, 'user', 'add', USER, '--password-stdin', '--config', conf], `${PASS}\n`);
   if (add.code !== 0) throw new Error(`portico user add failed (${add.code}): ${add.out}`);

@@ -242,6 +242,7 @@ const writeBackSchema = z.preprocess(
       retryMaxMs: int().min(1).default(WRITE_BACK_DEFAULTS.retryMaxMs),
       permanentFailureAttempts: int().min(1).default(WRITE_BACK_DEFAULTS.permanentFailureAttempts),
       shutdownDrainMs: int().min(0).default(WRITE_BACK_DEFAULTS.shutdownDrainMs),
+      uploadDelayMs: int().min(0).max(3_600_000).default(WRITE_BACK_DEFAULTS.uploadDelayMs),
     })
     .superRefine((w, ctx) => {
       if (typeof w.retryMaxMs === 'number' && typeof w.retryBaseMs === 'number' && w.retryMaxMs < w.retryBaseMs) {

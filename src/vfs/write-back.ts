@@ -94,6 +94,12 @@ export interface WriteBackOptions {
   retryMaxMs: number;
   permanentFailureAttempts: number;
   shutdownDrainMs: number;
+  /**
+   * How long a file waits after its last journaling before its upload starts (rclone's
+   * --vfs-write-back): a file rewritten meanwhile is uploaded once, and a read right after a write
+   * does not compete with the upload. A shutdown drain starts every upload at once. 0 = at once.
+   */
+  uploadDelayMs: number;
 }
 
 export const WRITE_BACK_DEFAULTS: WriteBackOptions = {
@@ -104,6 +110,7 @@ export const WRITE_BACK_DEFAULTS: WriteBackOptions = {
   retryMaxMs: 60_000,
   permanentFailureAttempts: 3,
   shutdownDrainMs: 5000,
+  uploadDelayMs: 0,
 };
 
 
@@ -384,6 +391,9 @@ interface VolumeState {
   failStreak: number;
   resumeAt: number;
   timer: NodeJS.Timeout | undefined;
+  /** The next pump for uploads waiting out uploadDelayMs, and when it is due (epoch ms). */
+  delayTimer: NodeJS.Timeout | undefined;
+  delayDue: number;
 }
 
 export interface WriteBackStats {
@@ -420,6 +430,8 @@ export class WriteBack {
   /** Records of shares not configured this run: kept in the journal, never touched. */
   private foreign = 0;
   private stopped = false;
+  /** drain() ran: uploadDelayMs no longer applies. */
+  private draining = false;
   /** recover({ defer: true }) until startUploads(): restored uploads wait for start-up to finish. */
   private deferred = false;
   private readonly counters = new Map<string, { uploads: number; failures: Map<string, number>; quarantined: number }>();
@@ -483,7 +495,7 @@ export class WriteBack {
     }
     const vs = this.vols.get(volume);
     if (vs) vs.opts = o;
-    else this.vols.set(volume, { opts: o, active: 0, queue: new Set(), failStreak: 0, resumeAt: 0, timer: undefined });
+    else this.vols.set(volume, { opts: o, active: 0, queue: new Set(), failStreak: 0, resumeAt: 0, timer: undefined, delayTimer: undefined, delayDue: 0 });
   }
 
   /**
@@ -709,11 +721,29 @@ export class WriteBack {
       return;
     }
     if (vs.active >= vs.opts.maxConcurrentUploads) return;
+    const delay = this.draining ? 0 : vs.opts.uploadDelayMs;
+    let wake = Infinity;
     for (const id of vs.queue) {
       if (vs.active >= vs.opts.maxConcurrentUploads) break;
       const e = this.entries.get(id);
       if (e === undefined || e.inflight !== undefined || (this.holds.get(id) ?? 0) > 0) continue;
+      if (delay > 0) {
+        const due = Number(e.mtimeNs / 1_000_000n) + delay;
+        if (due > now) {
+          wake = Math.min(wake, due);
+          continue;
+        }
+      }
       this.start(e);
+    }
+    if (wake !== Infinity && (vs.delayTimer === undefined || wake < vs.delayDue)) {
+      if (vs.delayTimer) clearTimeout(vs.delayTimer);
+      vs.delayDue = wake;
+      vs.delayTimer = setTimeout(() => {
+        vs.delayTimer = undefined;
+        this.pump(volume);
+      }, wake - now);
+      vs.delayTimer.unref();
     }
   }
 
@@ -931,6 +961,9 @@ export class WriteBack {
   /** Waits until no upload is pending or `ms` passed; returns how many are still pending. */
   async drain(ms?: number): Promise<number> {
     const limit = ms ?? Math.max(0, ...[...this.vols.values()].map((v) => v.opts.shutdownDrainMs));
+    // Going down: uploads waiting out uploadDelayMs start now.
+    this.draining = true;
+    for (const v of this.vols.keys()) this.pump(v);
     const deadline = Date.now() + limit;
     while (this.entries.size > 0 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, Math.min(50, Math.max(1, deadline - Date.now()))));
@@ -946,7 +979,8 @@ export class WriteBack {
     this.stopped = true;
     for (const vs of this.vols.values()) {
       if (vs.timer) clearTimeout(vs.timer);
-      vs.timer = undefined;
+      if (vs.delayTimer) clearTimeout(vs.delayTimer);
+      vs.timer = vs.delayTimer = undefined;
     }
     if (this.entries.size > 0) {
       this.log.info({ uploads: this.entries.size }, 'write-back: uploads still pending at shutdown stay journaled for the next start');

@@ -325,6 +325,28 @@ describe('async write-back (memory:objectstore)', () => {
     expect(await stored(mem, '/p1')).toBe('pending');
   });
 
+  it('uploadDelayMs: an upload waits out the delay after the last close (a rewrite meanwhile is uploaded once); a drain starts it at once', async () => {
+    const mem = objectStore();
+    const env = await start(mem, { writeBack: { uploadDelayMs: 600 } });
+    const t0 = Date.now();
+    await writeFile(env.vfs, '/d', 'one');
+    await writeFile(env.vfs, '/d', 'two');
+    await new Promise((r) => setTimeout(r, 200));
+    if (Date.now() - t0 < 550) expect(env.g.commits).toBe(0);
+    // Served from the stage meanwhile.
+    expect(await readFile(env.vfs, '/d')).toBe('two');
+    await drained(env);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(550);
+    expect(await stored(mem, '/d')).toBe('two');
+    expect(env.g.commits).toBe(1);
+    // Going down: a waiting upload starts at once.
+    await writeFile(env.vfs, '/e', 'three');
+    const t1 = Date.now();
+    expect(await env.vfs.writeBack.drain(5000)).toBe(0);
+    expect(Date.now() - t1).toBeLessThan(550);
+    expect(await stored(mem, '/e')).toBe('three');
+  });
+
   it('sync mode (the default) still uploads before close returns', async () => {
     const stateDir = mkdtempSync(join(tmpdir(), 'portico-wb-'));
     dirs.push(stateDir);
