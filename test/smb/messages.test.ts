@@ -19,6 +19,7 @@ import * as ER from '../../protocols/smb/messages/error.ts';
 import * as SI from '../../protocols/smb/messages/simple.ts';
 import { decodeSmb1Negotiate, encodeSmb1Negotiate, isSmb1, smb2DialectForSmb1 } from '../../protocols/smb/messages/smb1-negotiate.ts';
 import { element, hex } from './helpers.ts';
+import { hasImpacket, runPython } from './python.ts';
 
 const fid = { persistent: 0x0102030405060708n, volatile: 0x1112131415161718n };
 const guid = hex('00112233445566778899aabbccddeeff');
@@ -263,5 +264,40 @@ describe('create context payloads', () => {
     const q = CR.decodeCreateRequest(element(Command.CREATE, (w) => CR.encodeCreateRequest(w, createReq)));
     expect(CC.findContext(q.contexts, CC.ContextName.DURABLE_REQUEST_V2)?.data.length).toBe(32);
     expect(CC.findContext(q.contexts, CC.ContextName.LEASE)).toBeUndefined();
+  });
+});
+
+describe('ERROR data', () => {
+  const link = { unparsedPathLength: 8, substituteName: '..\\target dir\\f', printName: '..\\target dir\\f', relative: true };
+
+  it('the symbolic link error response round-trips, bare and in a 3.1.1 error context', () => {
+    expect(ER.decodeSymlinkErrorData(ER.encodeSymlinkErrorData(link))).toEqual(link);
+    const e = ER.errorWithContexts([{ id: ER.ErrorId.DEFAULT, data: ER.encodeSymlinkErrorData(link) }, { id: 7, data: hex('01') }]);
+    const el = element(Command.CREATE, (w) => ER.encodeErrorResponse(w, e), { status: 0x8000002d });
+    const back = ER.decodeErrorResponse(el);
+    const ctx = ER.decodeErrorContexts(back);
+    expect(ctx.map((c) => c.id)).toEqual([0, 7]);
+    expect(ER.decodeSymlinkErrorData(ctx[0]!.data)).toEqual(link);
+    expect(ER.encodeRequiredSize(4096).readUInt32LE(0)).toBe(4096);
+  });
+
+  it('impacket reads Portico\'s symbolic link error response field by field', async () => {
+    if (!(await hasImpacket())) return;
+    const py = await runPython(`from impacket.smb3structs import SMB2ErrorSymbolicLink
+s = SMB2ErrorSymbolicLink(h(inp['b']))
+pb = s['PathBuffer']
+out = {k: s[k] for k in ['SymLinkLength', 'SymLinkErrorTag', 'ReparseTag', 'ReparseDataLenght', 'UnparsedPathLength', 'SubstituteNameLength', 'PrintNameOffset', 'Flags']}
+out['sub'] = pb[s['SubstituteNameOffset']:s['SubstituteNameOffset'] + s['SubstituteNameLength']].decode('utf-16le')`, { b: ER.encodeSymlinkErrorData(link).toString('hex') });
+    const n = Buffer.byteLength(link.substituteName, 'utf16le');
+    expect(py).toEqual({ SymLinkLength: 24 + 2 * n, SymLinkErrorTag: 0x4c4d5953, ReparseTag: 0xa000000c, ReparseDataLenght: 12 + 2 * n, UnparsedPathLength: 8, SubstituteNameLength: n, PrintNameOffset: n, Flags: 1, sub: link.substituteName });
+  });
+
+  it('lying lengths are SmbDecodeErrors', () => {
+    const b = ER.encodeSymlinkErrorData(link);
+    for (let n = 0; n < b.length; n++) expect(tryDecode(() => ER.decodeSymlinkErrorData(b.subarray(0, n))).ok).toBe(false);
+    const bad = Buffer.from(b);
+    bad.writeUInt16LE(0xfff0, 16);
+    expect(tryDecode(() => ER.decodeSymlinkErrorData(bad)).ok).toBe(false);
+    expect(tryDecode(() => ER.decodeErrorContexts({ errorContextCount: 3, errorData: hex('0400000000000000aabbccdd') })).ok).toBe(false);
   });
 });

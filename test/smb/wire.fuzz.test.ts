@@ -96,6 +96,7 @@ const DECODERS: { name: string; decode: (b: Buffer) => unknown; seed: Buffer }[]
   { name: 'NETWORK_INTERFACE_INFO', decode: IO.decodeNetworkInterfaceInfo, seed: IO.encodeNetworkInterfaceInfo([{ ifIndex: 1, capability: 1, linkSpeed: 1n, address: '10.0.0.1' }, { ifIndex: 2, capability: 0, linkSpeed: 1n, address: 'fe80::1' }]) },
   { name: 'RqLs', decode: CC.decodeLeaseRequest, seed: CC.encodeLease({ version: 2, leaseKey: Buffer.alloc(16, 1), leaseState: 7, flags: 4, parentLeaseKey: Buffer.alloc(16, 2), epoch: 1 }) },
   { name: 'DH2Q', decode: CC.decodeDurableRequestV2, seed: CC.encodeDurableRequestV2({ timeoutMs: 0, flags: 2, createGuid: Buffer.alloc(16, 5) }) },
+  { name: 'symbolic link error response', decode: ER.decodeSymlinkErrorData, seed: ER.encodeSymlinkErrorData({ unparsedPathLength: 4, substituteName: 'a\\b', printName: 'a\\b', relative: true }) },
   // Windows 10's packets from Microsoft's 3.1.1 walkthrough.
   { name: 'NEGOTIATE request (Windows)', decode: N.decodeNegotiateRequest, seed: NEG_REQ },
   { name: 'NEGOTIATE response (Windows, NEGOEX)', decode: N.decodeNegotiateResponse, seed: NEG_RESP },
