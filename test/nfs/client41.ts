@@ -65,13 +65,18 @@ export const ops = {
     bitmap(w, attrs);
   }),
   /** OPEN CLAIM_NULL; `create`: GUARDED with no attributes. access 1 read, 2 write, 3 both. */
-  open: (clientid: bigint, owner: string, name: string, o: { access?: number; deny?: number; create?: 'guarded' | 'unchecked' } = {}) =>
+  open: (clientid: bigint, owner: string, name: string, o: { access?: number; deny?: number; create?: 'guarded' | 'unchecked'; mode?: number } = {}) =>
     w4(OP.OPEN, (w) => {
       w.u32(0).u32(o.access ?? 3).u32(o.deny ?? 0).u64(clientid).opaque(Buffer.from(owner));
       if (o.create) {
         w.u32(1).u32(o.create === 'guarded' ? 1 : 0);
-        bitmap(w, []);
-        w.opaque(Buffer.alloc(0));
+        if (o.mode === undefined) {
+          bitmap(w, []);
+          w.opaque(Buffer.alloc(0));
+        } else {
+          bitmap(w, [33]);
+          w.opaque(new XdrWriter().u32(o.mode).toBuffer());
+        }
       } else {
         w.u32(0);
       }

@@ -115,6 +115,19 @@ describe('stateids', () => {
     expect((await c.call([ops.putfh(file), ops.read(sid, 0n, 10)])).status).toBe(NFS4ERR.BAD_STATEID);
   });
 
+  it('an UNCHECKED create applies its mode only when it creates the file', async () => {
+    const mode = async (): Promise<number> => {
+      const r = await c.call([...c.lookupPath('/disk/modes.txt'), ops.getattr([FATTR4.MODE])]);
+      return (resultOf(r, OP.GETATTR)!.body!.vals as Buffer).readUInt32BE(0);
+    };
+    for (const m of [0o600, 0o644]) {
+      const r = await c.call([...c.lookupPath('/disk'), ops.open(c.clientid, 'om', 'modes.txt', { create: 'unchecked', mode: m })]);
+      expect(r.status).toBe(NFS4ERR.OK);
+      expect((await c.call([...c.lookupPath('/disk/modes.txt'), ops.close(resultOf(r, OP.OPEN)!.body!.stateid as Stateid)])).status).toBe(NFS4ERR.OK);
+      expect(await mode()).toBe(0o600);
+    }
+  });
+
   it('a read-only open cannot WRITE (OPENMODE)', async () => {
     const open = await c.call([...c.lookupPath('/mem'), ops.open(c.clientid, 'o3', 'file.txt', { access: 1 })]);
     const sid = resultOf(open, OP.OPEN)!.body!.stateid as Stateid;

@@ -20,7 +20,7 @@ import { CLAIM, CREATEMODE4, FATTR4, NFS4ERR, OP, OPEN4_RESULT, OPEN_DELEGATE, W
 import type { OpResult } from '../compound.ts';
 import type { OpenArgs, OpenResOk } from '../xdr4/open.ts';
 import { bitmapOf, type ChangeInfo4, type Fattr4 } from '../xdr4/common.ts';
-import { changeAround, clientView, fail, failWith, ok, stateidOf, type FileFh, type OpContext } from '../server/context.ts';
+import { NfsServer, changeAround, clientView, fail, failWith, ok, stateidOf, type FileFh, type OpContext } from '../server/context.ts';
 import type { NfsClient, OpenState } from '../server/state.ts';
 import { setAttrOf } from './setattr.ts';
 
@@ -83,11 +83,27 @@ export async function open(c: OpContext, a: OpenArgs): Promise<OpResult> {
         const truncate = ca.set.size === 0;
         const disposition = how.mode === CREATEMODE4.UNCHECKED ? (truncate ? 'createOrTruncate' : 'openOrCreate') : 'create';
         const mode = ca.set.mode ?? 0o644;
+        // An UNCHECKED create of an existing file applies none of createattrs but a zero size
+        // (§18.16.3). The core's open does not say whether it created, so ask first (a racing
+        // create in between only makes us skip the attributes, never apply them to another's file).
+        let existed = false;
+        if (how.mode === CREATEMODE4.UNCHECKED) {
+          existed = await c.view.lookup(cur.share, cur.id, name).then(
+            () => true,
+            (e: unknown) => {
+              if (e instanceof VfsError && e.code === 'ENOENT') return false;
+              throw e;
+            },
+          );
+        }
         try {
           const r = await changeAround(c, cur, () => view.openIn(cur.share, cur.id, name, { ...opts, disposition, mode }));
           h = r.value;
           cinfo = r.cinfo;
-          if (exclusive) c.srv.exclusive.set(h.fileId, (how as { verifier: Buffer }).verifier.toString('hex'));
+          if (exclusive) {
+            if (c.srv.exclusive.size >= NfsServer.MAX_EXCLUSIVE) c.srv.exclusive.delete(c.srv.exclusive.keys().next().value as bigint);
+            c.srv.exclusive.set(h.fileId, (how as { verifier: Buffer }).verifier.toString('hex'));
+          }
         } catch (e) {
           if (!(exclusive && e instanceof VfsError && e.code === 'EEXIST')) throw e;
           // A retransmitted exclusive create (same verifier) opens the file it created.
@@ -95,10 +111,11 @@ export async function open(c: OpContext, a: OpenArgs): Promise<OpResult> {
           if (c.srv.exclusive.get(existing.id) !== (how as { verifier: Buffer }).verifier.toString('hex')) throw e;
           h = await view.openById(cur.share, existing.id, opts);
           cinfo = { atomic: true, before: dir.change, after: dir.change };
+          existed = true;
         }
         const rest: SetAttr = { ...ca.set };
         delete rest.size;
-        if (h.type === 'file' && Object.keys(rest).length > 0) {
+        if (!existed && h.type === 'file' && Object.keys(rest).length > 0) {
           try {
             await view.fsetattr(h, rest);
           } catch (e) {
@@ -106,7 +123,7 @@ export async function open(c: OpContext, a: OpenArgs): Promise<OpResult> {
             throw e;
           }
         }
-        attrSet = ca.attrs;
+        attrSet = existed ? ca.attrs.filter((n) => n === FATTR4.SIZE && truncate) : ca.attrs;
       }
     } else if (a.claim.type === CLAIM.FH || a.claim.type === CLAIM.PREVIOUS) {
       if (a.create) return fail(OP.OPEN, NFS4ERR.INVAL);
@@ -141,7 +158,7 @@ export async function open(c: OpContext, a: OpenArgs): Promise<OpResult> {
     stateid: stateidOf(st),
     cinfo,
     rflags: OPEN4_RESULT.LOCKTYPE_POSIX,
-    attrSet: bitmapOf(attrSet.filter((n) => n !== FATTR4.SIZE || a.create !== undefined)),
+    attrSet: bitmapOf(attrSet),
     delegation: c.minor > 0 && wants !== 0 ? { type: OPEN_DELEGATE.NONE_EXT, why: WND4.NOT_WANTED } : { type: OPEN_DELEGATE.NONE },
   };
   return ok(OP.OPEN, res);

@@ -37,6 +37,8 @@ export class NfsServer {
   readonly base: Session;
   /** Verifiers of exclusive creates (EXCLUSIVE4/4_1): a retransmitted create opens the file it made. */
   readonly exclusive = new Map<bigint, string>();
+  /** Bound of `exclusive` (oldest forgotten first: a retransmission comes within seconds). */
+  static readonly MAX_EXCLUSIVE = 10_000;
   private readonly statfsCache = new Map<string, { at: number; v: Promise<StatFsResult> }>();
   private readonly rootIds = new Map<string, bigint>();
 
