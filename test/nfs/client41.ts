@@ -64,6 +64,9 @@ export const ops = {
     w.u64(cookie).opaqueFixed(Buffer.alloc(8)).u32(maxcount).u32(maxcount);
     bitmap(w, attrs);
   }),
+  /** OPEN CLAIM_PREVIOUS of the current file (a reclaim after a server restart). */
+  openPrevious: (clientid: bigint, owner: string, o: { access?: number; deny?: number } = {}) =>
+    w4(OP.OPEN, (w) => void w.u32(0).u32(o.access ?? 3).u32(o.deny ?? 0).u64(clientid).opaque(Buffer.from(owner)).u32(0).u32(1).u32(0)),
   /** OPEN CLAIM_NULL; `create`: GUARDED with no attributes. access 1 read, 2 write, 3 both. */
   open: (clientid: bigint, owner: string, name: string, o: { access?: number; deny?: number; create?: 'guarded' | 'unchecked'; mode?: number } = {}) =>
     w4(OP.OPEN, (w) => {
@@ -186,16 +189,20 @@ export class Nfs41Client {
   clientid = 0n;
   sessionid: Buffer = Buffer.alloc(16);
   slotSeq = 0;
-  readonly owner = randomBytes(8).toString('hex');
+  owner = randomBytes(8).toString('hex');
+  /** The client's boot verifier (the same across server restarts, as a client that did not reboot). */
+  verifier: Buffer = randomBytes(8);
 
   private constructor(rpc: RpcClient, uid: number) {
     this.rpc = rpc;
     this.cred = { flavor: AUTH_FLAVOR.SYS, body: encodeAuthSys({ stamp: 1, machineName: 'client41', uid, gid: uid, gids: [] }) };
   }
 
-  static async connect(port: number, o: { uid?: number; session?: boolean } = {}): Promise<Nfs41Client> {
+  static async connect(port: number, o: { uid?: number; session?: boolean; owner?: string; verifier?: Buffer; reclaimComplete?: boolean } = {}): Promise<Nfs41Client> {
     const c = new Nfs41Client(await RpcClient.connect(port), o.uid ?? 0);
-    if (o.session !== false) await c.createSession();
+    if (o.owner) c.owner = o.owner;
+    if (o.verifier) c.verifier = o.verifier;
+    if (o.session !== false) await c.createSession(o.reclaimComplete !== false);
     return c;
   }
 
@@ -220,10 +227,10 @@ export class Nfs41Client {
     return this.raw(minor, [this.sequence(), ...list]);
   }
 
-  async createSession(): Promise<void> {
+  async createSession(reclaimComplete = true): Promise<void> {
     const ex = await this.raw(1, [
       w4(OP.EXCHANGE_ID, (w) => {
-        w.opaqueFixed(randomBytes(8)).opaque(Buffer.from(`client41-${this.owner}`)).u32(0).u32(0).u32(0);
+        w.opaqueFixed(this.verifier).opaque(Buffer.from(`client41-${this.owner}`)).u32(0).u32(0).u32(0);
       }),
     ]);
     if (ex.status !== 0) throw new Error(`EXCHANGE_ID ${ex.status}`);
@@ -239,6 +246,11 @@ export class Nfs41Client {
     ]);
     if (cs.status !== 0) throw new Error(`CREATE_SESSION ${cs.status}`);
     this.sessionid = cs.results[0]!.body!.sessionid as Buffer;
+    this.slotSeq = 0;
+    if (reclaimComplete) await this.reclaimComplete();
+  }
+
+  async reclaimComplete(): Promise<void> {
     const rc = await this.call([w4(OP.RECLAIM_COMPLETE, (w) => w.bool(false))]);
     if (rc.status !== 0) throw new Error(`RECLAIM_COMPLETE ${rc.status}`);
   }
