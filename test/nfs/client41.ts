@@ -64,6 +64,14 @@ export const ops = {
     w.u64(cookie).opaqueFixed(Buffer.alloc(8)).u32(maxcount).u32(maxcount);
     bitmap(w, attrs);
   }),
+  setclientid: (verifier: Buffer, id: string) =>
+    w4(OP.SETCLIENTID, (w) => void w.opaqueFixed(verifier).opaque(Buffer.from(id)).u32(0x40000000).string('tcp').string('127.0.0.1.0.0').u32(1)),
+  setclientidConfirm: (clientid: bigint, confirm: Buffer) => w4(OP.SETCLIENTID_CONFIRM, (w) => void w.u64(clientid).opaqueFixed(confirm)),
+  renew: (clientid: bigint) => w4(OP.RENEW, (w) => void w.u64(clientid)),
+  /** 4.0 OPEN with an explicit owner seqid (4.1 ignores it). */
+  open40: (seqid: number, clientid: bigint, owner: string, name: string, access = 1) =>
+    w4(OP.OPEN, (w) => void w.u32(seqid).u32(access).u32(0).u64(clientid).opaque(Buffer.from(owner)).u32(0).u32(0).string(name)),
+  close40: (seqid: number, s: Stateid) => w4(OP.CLOSE, (w) => void stateid(w.u32(seqid), s)),
   /** OPEN CLAIM_PREVIOUS of the current file (a reclaim after a server restart). */
   openPrevious: (clientid: bigint, owner: string, o: { access?: number; deny?: number } = {}) =>
     w4(OP.OPEN, (w) => void w.u32(0).u32(o.access ?? 3).u32(o.deny ?? 0).u64(clientid).opaque(Buffer.from(owner)).u32(0).u32(1).u32(0)),
@@ -159,6 +167,9 @@ const READERS: Record<number, (r: XdrReader) => Record<string, unknown>> = {
   },
   [OP.SETXATTR]: (r) => ({ cinfo: readCinfo(r) }),
   [OP.GETXATTR]: (r) => ({ value: Buffer.from(r.opaque(1 << 20)) }),
+  [OP.SETCLIENTID]: (r) => ({ clientid: r.u64(), confirm: Buffer.from(r.opaqueFixed(8)) }),
+  [OP.SETCLIENTID_CONFIRM]: () => ({}),
+  [OP.RENEW]: () => ({}),
   [OP.EXCHANGE_ID]: (r) => ({ clientid: r.u64(), seq: r.u32() }),
   [OP.CREATE_SESSION]: (r) => ({ sessionid: Buffer.from(r.opaqueFixed(16)), seq: r.u32(), flags: r.u32(), fore: [r.u32(), r.u32(), r.u32(), r.u32(), r.u32(), r.u32()] }),
 };

@@ -164,6 +164,34 @@ describe('SEQUENCE', () => {
   });
 });
 
+describe('4.0 client state', () => {
+  it('SETCLIENTID, SETCLIENTID_CONFIRM, RENEW; a retransmitted OPEN and CLOSE get their first results', async () => {
+    const v = Buffer.from('verifier');
+    const sc = await c.raw(0, [ops.setclientid(v, `v40-${c.owner}`)]);
+    expect(sc.status).toBe(NFS4ERR.OK);
+    const { clientid, confirm } = sc.results[0]!.body as { clientid: bigint; confirm: Buffer };
+    expect((await c.raw(0, [ops.renew(clientid)])).status).toBe(NFS4ERR.STALE_CLIENTID);
+    expect((await c.raw(0, [ops.setclientidConfirm(clientid, Buffer.alloc(8))])).status).not.toBe(NFS4ERR.OK);
+    expect((await c.raw(0, [ops.setclientidConfirm(clientid, confirm)])).status).toBe(NFS4ERR.OK);
+    expect((await c.raw(0, [ops.renew(clientid)])).status).toBe(NFS4ERR.OK);
+    expect((await c.raw(0, [ops.renew(clientid + 1000n)])).status).toBe(NFS4ERR.STALE_CLIENTID);
+    const open = () => c.raw(0, [ops.putrootfh(), ops.lookup('mem'), ops.open40(7, clientid, 'o40', 'file.txt'), ops.getfh()]);
+    const first = await open();
+    expect(first.status).toBe(NFS4ERR.OK);
+    const again = await open();
+    expect(again.raw.equals(first.raw)).toBe(true);
+    const sid = resultOf(first, OP.OPEN)!.body!.stateid as Stateid;
+    expect(sid.seqid).toBe(1);
+    const fh = resultOf(first, OP.GETFH)!.body!.fh as Buffer;
+    const close = () => c.raw(0, [ops.putfh(fh), ops.close40(8, sid)]);
+    const closed = await close();
+    expect(closed.status).toBe(NFS4ERR.OK);
+    expect((await close()).raw.equals(closed.raw)).toBe(true);
+    // A new seqid for the closed stateid is no replay: the state is gone.
+    expect((await c.raw(0, [ops.putfh(fh), ops.close40(9, sid)])).status).toBe(NFS4ERR.BAD_STATEID);
+  });
+});
+
 describe('data and locks', () => {
   it('writes over NFS are read back over WebDAV; COMMIT returns the write verifier', async () => {
     const data = Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7) & 0xff));

@@ -39,6 +39,8 @@ export class NfsServer {
   readonly exclusive = new Map<bigint, string>();
   /** Bound of `exclusive` (oldest forgotten first: a retransmission comes within seconds). */
   static readonly MAX_EXCLUSIVE = 10_000;
+  /** 4.0 replays of OPEN and CLOSE by owner seqid (dispatcher.ts), the most recent first to go last. */
+  readonly replay40 = new Map<string, { res: OpResult; cur: Fh | undefined }>();
   private readonly statfsCache = new Map<string, { at: number; v: Promise<StatFsResult> }>();
   private readonly rootIds = new Map<string, bigint>();
 
@@ -49,6 +51,11 @@ export class NfsServer {
     this.principals = o.principals;
     this.logger = o.logger;
     this.base = o.sessions.openSession({ principal: o.principals.anonymous, protocol: 'nfs', clientAddress: 'nfs' });
+  }
+
+  remember40(key: string, res: OpResult, cur: Fh | undefined): void {
+    if (this.replay40.size >= 4096) this.replay40.delete(this.replay40.keys().next().value as string);
+    this.replay40.set(key, { res, cur });
   }
 
   statfs(view: Session, share: string): Promise<StatFsResult> {

@@ -152,9 +152,31 @@ async function execOp(c: OpContext, op: DecodedOp): Promise<OpResult> {
   }
 }
 
-/** 4.2 operations are only for 4.2 COMPOUNDs (the decoder already refuses later minors' numbers). */
-function guarded(c: OpContext, op: DecodedOp): Promise<OpResult> | OpResult {
-  return execOp(c, op);
+/**
+ * 4.0 has no sessions: a retransmitted OPEN or CLOSE (after a reconnect) is recognised by its
+ * owner's seqid (RFC 7530 §9.1.9) and answered with the result it had, with the filehandle it left
+ * current, instead of running again. Only successes are kept: the Linux client sends the same seqid
+ * again after errors that do not advance it (STALE_CLIENTID, BAD_STATEID...), with a new request.
+ * Seqids are not otherwise checked (no BAD_SEQID): see README "4.0 seqids".
+ */
+function replayKey40(c: OpContext, op: DecodedOp): string | undefined {
+  if (c.minor !== 0) return undefined;
+  if (op.op === OP.OPEN) return `open:${op.args.owner.clientid}:${op.args.owner.owner.toString('hex')}:${op.args.seqid}`;
+  if (op.op === OP.CLOSE) return `close:${op.args.stateid.other.toString('hex')}:${op.args.seqid}`;
+  return undefined;
+}
+
+async function guarded(c: OpContext, op: DecodedOp): Promise<OpResult> {
+  const key = replayKey40(c, op);
+  if (key === undefined) return execOp(c, op);
+  const hit = c.srv.replay40.get(key);
+  if (hit) {
+    c.cur = hit.cur;
+    return hit.res;
+  }
+  const res = await execOp(c, op);
+  if (res.status === NFS4ERR.OK) c.srv.remember40(key, res, c.cur);
+  return res;
 }
 
 export function createDispatcher(srv: NfsServer): Nfs4Dispatcher {
