@@ -17,7 +17,7 @@ let c: Nfs41Client;
 const AUTH: [string, string] = ['root', 'Secret-Pass1'];
 
 beforeAll(async () => {
-  stack = await startNfs();
+  stack = await startNfs({ shares: [{ name: 'ro', source: 'memory:', readOnly: true }, { name: 'pub', source: 'memory:', guest: 'read' }] });
   c = await Nfs41Client.connect(stack.nfsPort);
   expect((await dav({ port: stack.davPort }, 'MKCOL', '/mem/dir', { auth: AUTH })).status).toBe(201);
   expect((await dav({ port: stack.davPort }, 'PUT', '/mem/file.txt', { body: 'file content\n', auth: AUTH })).status).toBe(201);
@@ -89,6 +89,34 @@ describe('filehandles', () => {
     const rd = await c.call([ops.putfh(fh), ops.read({ seqid: 0, other: Buffer.alloc(12) }, 0n, 100)]);
     expect(rd.status).toBe(NFS4ERR.OK);
     expect((resultOf(rd, OP.READ)!.body!.data as Buffer).toString()).toBe('inside');
+  });
+});
+
+describe('rights', () => {
+  it('a read-only share answers ROFS to changes and ACCESS grants no write bits there', async () => {
+    expect((await c.call([...c.lookupPath('/ro'), ops.open(c.clientid, 'o', 'new.txt', { create: 'unchecked' })])).status).toBe(NFS4ERR.ROFS);
+    expect((await c.call([...c.lookupPath('/ro'), ops.mkdir('d')])).status).toBe(NFS4ERR.ROFS);
+    const a = await c.call([...c.lookupPath('/ro'), ops.access(0x3f)]);
+    expect(a.status).toBe(NFS4ERR.OK);
+    expect(resultOf(a, OP.ACCESS)!.body).toEqual({ supported: 0x3f, access: 0x01 | 0x02 | 0x20 });
+    const rw = await c.call([...c.lookupPath('/mem'), ops.access(0x3f)]);
+    expect(resultOf(rw, OP.ACCESS)!.body).toEqual({ supported: 0x3f, access: 0x3f });
+  });
+
+  it('an unknown uid is squashed to the anonymous guest: it sees and reads guest shares only, and may not write', async () => {
+    expect((await dav({ port: stack.davPort }, 'PUT', '/pub/readme.txt', { body: 'public\n', auth: AUTH })).status).toBe(201);
+    const anon = await Nfs41Client.connect(stack.nfsPort, { uid: 4242 });
+    try {
+      const ls = await anon.call([ops.putrootfh(), ops.readdir()]);
+      expect(resultOf(ls, OP.READDIR)!.body!.names).toEqual(['pub']);
+      expect((await anon.call(anon.lookupPath('/mem'))).status).toBe(NFS4ERR.NOENT);
+      const rd = await anon.call([...anon.lookupPath('/pub/readme.txt'), ops.read({ seqid: 0, other: Buffer.alloc(12) }, 0n, 100)]);
+      expect((resultOf(rd, OP.READ)!.body!.data as Buffer).toString()).toBe('public\n');
+      expect((await anon.call([...anon.lookupPath('/pub'), ops.open(anon.clientid, 'o', 'x.txt', { create: 'unchecked' })])).status).toBe(NFS4ERR.ACCESS);
+      expect((await anon.call([...anon.lookupPath('/pub'), ops.remove('readme.txt')])).status).toBe(NFS4ERR.ACCESS);
+    } finally {
+      anon.close();
+    }
   });
 });
 
