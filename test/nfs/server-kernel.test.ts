@@ -3,17 +3,23 @@
  * NFS server on the gateway (a local-directory share): NFS 4.0, 4.1 and 4.2 mounts run the
  * harness's whole workload at its default sizes (mkdir, small and 64 MiB writes read back, nested
  * dirs, 2000 files listed with ls -l, renames, O_TRUNC/truncate/extend/in-place writes, appends,
- * touch -d, chmod, ENOENT/EEXIST/ENOTEMPTY, rm -r, df) with 0 failures. The files the kernel wrote
- * are then checked from the gateway's side. Runs where QEMU and the harness's boot cache are
- * present (as kernel-client.test.ts); about 4 minutes under TCG.
+ * touch -d, chmod, ENOENT/EEXIST/ENOTEMPTY, rm -r, df) with 0 failures, and, with `--restart-cmd`,
+ * the gateway is restarted in the middle of every version and the same mount goes on: files held
+ * open across the restart are reclaimed in the grace period (OPEN CLAIM_PREVIOUS), handles and a
+ * cwd from before it still work, renames and creates after it too. The gateway runs as a process
+ * of its own (gateway-child.ts, restarted by gateway-child.sh). Runs where QEMU and the harness's
+ * boot cache are present (as kernel-client.test.ts); about 5 minutes under TCG.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { execFile, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startNfs, type NfsStack } from './gateway.ts';
+import { freePort } from '../cli/helpers.ts';
 
 const HARNESS = fileURLToPath(new URL('../../../shared/tools/kvm/mount-test.sh', import.meta.url));
+const CHILD = fileURLToPath(new URL('./gateway-child.sh', import.meta.url));
 const CACHE = '/var/cache/kvm-harness/vmlinuz';
 const READY =
   existsSync(HARNESS) &&
@@ -21,29 +27,38 @@ const READY =
   spawnSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' }).status === 0 &&
   spawnSync('busybox', ['true'], { stdio: 'ignore' }).status === 0;
 
-let stack: NfsStack | undefined;
-afterAll(async () => {
-  await stack?.stop();
+let dir: string | undefined;
+let port = 0;
+const child = (cmd: 'start' | 'stop' | 'restart'): string => `PORTICO_NODE='${process.execPath}' '${CHILD}' ${cmd} ${port} '${dir}'`;
+
+afterAll(() => {
+  if (!dir) return;
+  spawnSync('bash', ['-c', child('stop')], { stdio: 'ignore', timeout: 30_000 });
+  rmSync(dir, { recursive: true, force: true });
 });
 
-function harness(args: string[]): Promise<{ code: number | null; text: string }> {
+function run(cmd: string, args: string[], timeoutMs: number): Promise<{ code: number | null; text: string }> {
   return new Promise((resolve) => {
-    execFile(HARNESS, args, { timeout: 1_000_000, killSignal: 'SIGKILL', maxBuffer: 16 << 20 }, (err, stdout, stderr) =>
+    execFile(cmd, args, { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 16 << 20 }, (err, stdout, stderr) =>
       resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, text: `${stdout}${stderr}` }),
     );
   });
 }
 
 describe.skipIf(!READY)('Linux kernel client against the real NFS server (QEMU harness)', () => {
-  it('mounts 4.0, 4.1 and 4.2 and passes the whole workload', async () => {
-    stack = await startNfs();
-    const out = await harness(['--no-build', '--nfs', `${stack.nfsPort}:/disk`, '--nfs-vers', '4.0 4.1 4.2', '--timeout', '900']);
+  it('mounts 4.0, 4.1 and 4.2, passes the whole workload and goes on across a gateway restart in each', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'portico-nfs-kernel-'));
+    port = await freePort();
+    const started = await run('bash', ['-c', child('start')], 60_000);
+    expect(started.code, started.text).toBe(0);
+    const out = await run(HARNESS, ['--no-build', '--nfs', `${port}:/disk`, '--nfs-vers', '4.0 4.1 4.2', '--restart-cmd', child('restart'), '--timeout', '1200'], 1_300_000);
     const fails = out.text.split('\n').filter((l) => /^FAIL/.test(l));
     expect(fails).toEqual([]);
     expect(out.text).toMatch(/^\d+ passed, 0 failed$/m);
-    expect(out.text).toMatch(/^PASS nfs 4\.0 umount$/m);
-    expect(out.text).toMatch(/^PASS nfs 4\.1 umount$/m);
-    expect(out.text).toMatch(/^PASS nfs 4\.2 umount$/m);
+    for (const v of ['4.0', '4.1', '4.2']) {
+      expect(out.text).toMatch(new RegExp(`^PASS nfs ${v.replace('.', '\\.')} restart-held-cwd$`, 'm'));
+      expect(out.text).toMatch(new RegExp(`^PASS nfs ${v.replace('.', '\\.')} umount$`, 'm'));
+    }
     expect(out.code).toBe(0);
-  }, 1_100_000);
+  }, 1_400_000);
 });

@@ -40,8 +40,9 @@ export async function commit(c: OpContext, _a: CommitArgs): Promise<OpResult> {
     const attr = await c.view.getattrById(cur.share, cur.id);
     if (attr.type === 'dir') return fail(OP.COMMIT, NFS4ERR.ISDIR);
     if (attr.type !== 'file') return fail(OP.COMMIT, NFS4ERR.SYMLINK);
-    // Every client's writable handles on the file: COMMIT names no stateid (4.0 has no session).
-    for (const client of c.srv.state.clients.values()) {
+    // COMMIT names no stateid: the session's client's writable handles on the file (4.0 has no
+    // session, so every client's).
+    for (const client of c.client ? [c.client] : c.srv.state.clients.values()) {
       for (const o of client.opens.values()) {
         if (o.fileId !== cur.id) continue;
         const view = client.session.as(c.principal);
