@@ -258,6 +258,25 @@ describe('data and locks', () => {
     }
   });
 
+  it('a WebDAV lock makes an NFS WRITE fail with NFS4ERR_LOCKED until it is unlocked', async () => {
+    expect((await dav({ port: stack.davPort }, 'PUT', '/mem/davlocked.txt', { body: 'dav\n', auth: AUTH })).status).toBe(201);
+    const body =
+      '<?xml version="1.0" encoding="utf-8"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner>t</D:owner></D:lockinfo>';
+    const lk = await dav({ port: stack.davPort }, 'LOCK', '/mem/davlocked.txt', { body, auth: AUTH, headers: { Depth: '0', Timeout: 'Second-60', 'Content-Type': 'application/xml' } });
+    expect(lk.status).toBe(200);
+    const token = String(lk.headers['lock-token']);
+    const open = await c.call([...c.lookupPath('/mem'), ops.open(c.clientid, 'dl', 'davlocked.txt', { access: 3 }), ops.getfh()]);
+    let status = open.status;
+    if (status === NFS4ERR.OK) {
+      const sid = resultOf(open, OP.OPEN)!.body!.stateid as Stateid;
+      const fh = resultOf(open, OP.GETFH)!.body!.fh as Buffer;
+      status = (await c.call([ops.putfh(fh), ops.write(sid, 0n, Buffer.from('nfs'))])).status;
+      expect((await dav({ port: stack.davPort }, 'UNLOCK', '/mem/davlocked.txt', { auth: AUTH, headers: { 'Lock-Token': token } })).status).toBe(204);
+      expect((await c.call([ops.putfh(fh), ops.write(sid, 0n, Buffer.from('nfs')), ops.close(sid)])).status).toBe(NFS4ERR.OK);
+    }
+    expect(status).toBe(NFS4ERR.LOCKED);
+  });
+
   it('an xattr set over NFS (4.2) is read back and shows as a WebDAV dead property', async () => {
     const file = await fhOf('/mem/file.txt');
     const set = await c.call([ops.putfh(file), ops.setxattr('color', Buffer.from('blue'))], 2);

@@ -195,27 +195,25 @@ export function createDispatcher(srv: NfsServer): Nfs4Dispatcher {
 
 function dispatcher(srv: NfsServer): (args: CompoundArgs, ctx: Nfs4CallContext) => Promise<CompoundRes> {
   return async (args, ctx) => {
-    {
-      const principal = await srv.principals.of(ctx.call.cred);
-      const c: OpContext = {
-        srv,
-        minor: args.minorversion,
-        principal,
-        view: srv.base.as(principal),
-        clientAddress: ctx.conn.remoteAddress,
-      };
-      if (args.minorversion === 0) return runCompound(args, (op) => guarded(c, op));
-      const first = args.ops[0];
-      if (!first) return runCompound(args, () => fail(OP.ILLEGAL, NFS4ERR.OK));
-      if (first.op !== OP.SEQUENCE) {
-        if (SESSIONLESS.has(first.op)) {
-          // These must come alone (or with only session-less siblings, e.g. DESTROY_SESSION first).
-          return runCompound(args, (op, i) => (i > 0 && !SESSIONLESS.has(op.op) ? fail(op.op, NFS4ERR.NOT_ONLY_OP) : guarded(c, op)));
-        }
-        return runCompound(args, (op) => fail(op.op, NFS4ERR.OP_NOT_IN_SESSION));
+    const principal = await srv.principals.of(ctx.call.cred);
+    const c: OpContext = {
+      srv,
+      minor: args.minorversion,
+      principal,
+      view: srv.base.as(principal),
+      clientAddress: ctx.conn.remoteAddress,
+    };
+    if (args.minorversion === 0) return runCompound(args, (op) => guarded(c, op));
+    const first = args.ops[0];
+    if (!first) return runCompound(args, () => fail(OP.ILLEGAL, NFS4ERR.OK));
+    if (first.op !== OP.SEQUENCE) {
+      if (SESSIONLESS.has(first.op)) {
+        // These must come alone (or with only session-less siblings, e.g. DESTROY_SESSION first).
+        return runCompound(args, (op, i) => (i > 0 && !SESSIONLESS.has(op.op) ? fail(op.op, NFS4ERR.NOT_ONLY_OP) : guarded(c, op)));
       }
-      return sequenced(srv, c, args, first.args);
+      return runCompound(args, (op) => fail(op.op, NFS4ERR.OP_NOT_IN_SESSION));
     }
+    return sequenced(srv, c, args, first.args);
   };
 }
 
