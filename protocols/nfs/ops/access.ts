@@ -3,6 +3,7 @@
  * read/write onto the ACCESS4 bits. EXECUTE follows read, and for files also a mode with an x bit
  * (the client runs what the server says it may). XA* bits exist from 4.2 (RFC 8276 §8.4.1.1).
  */
+import { VfsError } from '../../../src/vfs/errors.ts';
 import { ACCESS4, NFS4ERR, OP } from '../nfs4-types.ts';
 import type { OpResult } from '../compound.ts';
 import type { AccessArgs } from '../xdr4/attributes.ts';
@@ -19,7 +20,12 @@ export async function access(c: OpContext, a: AccessArgs): Promise<OpResult> {
     return ok(OP.ACCESS, { supported, access: supported & (ACCESS4.READ | ACCESS4.LOOKUP | ACCESS4.EXECUTE) });
   }
   try {
-    const attr = await c.view.getattrById(cur.share, cur.id);
+    // No read right on the file itself: ACCESS answers "nothing" rather than failing (§18.1.3).
+    const attr = await c.view.getattrById(cur.share, cur.id).catch((e: unknown) => {
+      if (e instanceof VfsError && e.code === 'EACCES') return undefined;
+      throw e;
+    });
+    if (!attr) return ok(OP.ACCESS, { supported, access: 0 });
     const path = await c.view.pathOf(cur.share, cur.id);
     const r = c.view.access(cur.share, path);
     const write = r.write && !r.readOnlyShare;
