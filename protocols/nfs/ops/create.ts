@@ -16,7 +16,8 @@ export async function create(c: OpContext, a: CreateArgs): Promise<OpResult> {
   if (!cur) return fail(OP.CREATE, NFS4ERR.NOFILEHANDLE);
   if (cur.kind === 'pseudo') return fail(OP.CREATE, NFS4ERR.ROFS);
   const t = a.objtype;
-  if (t.type !== NF4.DIR && t.type !== NF4.LNK) return fail(OP.CREATE, t.type === NF4.REG ? NFS4ERR.BADTYPE : NFS4ERR.BADTYPE);
+  // Regular files are made by OPEN; devices, sockets and FIFOs have no place in the core.
+  if (t.type !== NF4.DIR && t.type !== NF4.LNK) return fail(OP.CREATE, NFS4ERR.BADTYPE);
   if (a.name === '.' || a.name === '..') return fail(OP.CREATE, NFS4ERR.BADNAME);
   const d = decodeAttrValues(a.attrs, { settable: true });
   if (!d.ok) return fail(OP.CREATE, d.status);
@@ -29,10 +30,10 @@ export async function create(c: OpContext, a: CreateArgs): Promise<OpResult> {
     const { value: made, cinfo } = await changeAround(c, cur, () =>
       t.type === NF4.DIR ? view.mkdirIn(cur.share, cur.id, a.name, s.set.mode ?? 0o755) : view.symlinkIn(cur.share, cur.id, a.name, (t as { linkData: string }).linkData),
     );
+    // The mode went with mkdir (a symlink's has no meaning); a size is not a directory's.
     const rest = { ...s.set };
     delete rest.size;
-    if (t.type === NF4.LNK) delete rest.mode;
-    else delete rest.mode;
+    delete rest.mode;
     let set = d.attrs;
     if (Object.keys(rest).length > 0) {
       try {

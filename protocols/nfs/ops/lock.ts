@@ -35,7 +35,7 @@ function denied(a: { offset: bigint; length: bigint; locktype: number }): Lock4D
 function lockStateFor(c: OpContext, open: OpenState, lockOwnerKey: string): LockState {
   for (const l of open.locks) if (l.lockOwnerKey === lockOwnerKey) return l;
   const other = c.srv.state.newOther();
-  const l: LockState = { kind: 'lock', other, key: other.toString('hex'), seqid: 0, client: open.client, open, lockOwnerKey, ownerId: ownerIdOf(lockOwnerKey), held: 0 };
+  const l: LockState = { kind: 'lock', other, key: other.toString('hex'), seqid: 0, client: open.client, open, lockOwnerKey, ownerId: ownerIdOf(lockOwnerKey) };
   open.locks.add(l);
   c.srv.state.states.set(l.key, l);
   return l;
@@ -60,6 +60,8 @@ export async function lock(c: OpContext, a: LockArgs): Promise<OpResult> {
     ls = st.lock;
   }
   if (ls.open.fileId !== cur.id) return fail(OP.LOCK, NFS4ERR.BAD_STATEID);
+  // A write lock needs an open for writing, a read lock one for reading (§18.10.4).
+  if ((kindOf(a.locktype) === 'exclusive' ? ls.open.access & 2 : ls.open.access & 1) === 0) return fail(OP.LOCK, NFS4ERR.OPENMODE);
   const h = ls.open.handles.find((x) => !x.closed);
   if (!h) return fail(OP.LOCK, NFS4ERR.BAD_STATEID);
   const view = ls.client.session.as(c.principal);
@@ -72,7 +74,6 @@ export async function lock(c: OpContext, a: LockArgs): Promise<OpResult> {
     if (a.reclaim && e instanceof VfsError && e.code === 'EINVAL') return fail(OP.LOCK, NFS4ERR.NO_GRACE);
     return failWith(OP.LOCK, e, 'lock');
   }
-  ls.held++;
   ls.seqid++;
   c.currentStateid = stateidOf(ls);
   return ok(OP.LOCK, { stateid: stateidOf(ls) });

@@ -177,7 +177,7 @@ export function resolveStateid(c: OpContext, s: Stateid4): ResolvedStateid {
   if ((sid.seqid === 0 && sid.other.equals(ZERO12)) || (sid.seqid === 0xffffffff && sid.other.equals(ONES12))) return { kind: 'special' };
   if (!StateTable.otherIsCurrentBoot(sid.other)) return { kind: 'error', status: NFS4ERR.STALE_STATEID };
   const st = c.srv.state.states.get(sid.other.toString('hex'));
-  if (!st) return { kind: 'error', status: c.minor === 0 ? NFS4ERR.BAD_STATEID : NFS4ERR.BAD_STATEID };
+  if (!st) return { kind: 'error', status: NFS4ERR.BAD_STATEID };
   if (c.client && st.client !== c.client) return { kind: 'error', status: NFS4ERR.BAD_STATEID };
   if (!(c.minor > 0 && sid.seqid === 0)) {
     if (sid.seqid > st.seqid) return { kind: 'error', status: NFS4ERR.BAD_STATEID };

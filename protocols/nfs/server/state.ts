@@ -61,17 +61,9 @@ export interface LockState {
   lockOwnerKey: string;
   /** The owner id passed to Session.lockHandle (posix locks of one NFS lock-owner). */
   ownerId: string;
-  /** Ranges held (to free and to answer LOCKS_HELD). */
-  held: number;
 }
 
 export type StateidState = OpenState | LockState;
-
-export interface OwnerSeq {
-  seqid: number;
-  /** 4.0 replay: the last result of a seqid-carrying operation of this owner. */
-  last?: { seqid: number; op: number; result: unknown };
-}
 
 export class NfsClient {
   readonly clientid: bigint;
@@ -87,9 +79,8 @@ export class NfsClient {
   lastRenew = Date.now();
   readonly session: Session;
   readonly sessions = new Map<string, NfsSession>();
+  /** Open states by `<open-owner>/<file id>` (OPEN upgrades the owner's state on the file). */
   readonly opens = new Map<string, OpenState>();
-  readonly openOwners = new Map<string, OwnerSeq>();
-  readonly lockOwners = new Map<string, OwnerSeq>();
   reclaimDone = false;
   ended = false;
 
