@@ -57,7 +57,9 @@ export async function open(c: OpContext, a: OpenArgs): Promise<OpResult> {
   if (!cur) return fail(OP.OPEN, NFS4ERR.NOFILEHANDLE);
   const client = clientOf(c, a.owner.clientid);
   if (typeof client === 'number') return fail(OP.OPEN, client);
-  if ((a.shareAccess & 3) === 0 || (a.shareAccess & 3) > 3 || a.shareDeny > 3) return fail(OP.OPEN, NFS4ERR.INVAL);
+  if ((a.shareAccess & 3) === 0 || a.shareDeny > 3) return fail(OP.OPEN, NFS4ERR.INVAL);
+  // The by-filehandle claims are 4.1's (RFC 8881 §18.16.1); 4.0 has no such arm.
+  if (c.minor === 0 && a.claim.type >= CLAIM.FH) return fail(OP.OPEN, NFS4ERR.NOTSUPP);
   if (cur.kind === 'pseudo') return fail(OP.OPEN, a.claim.type === CLAIM.NULL ? NFS4ERR.ROFS : NFS4ERR.ISDIR);
   const view = clientView(c, client);
   const opts = openOptions(a, client);
