@@ -18,7 +18,7 @@ export async function close(c: OpContext, a: CloseArgs): Promise<OpResult> {
   if (st.kind === 'error') return fail(OP.CLOSE, st.status);
   if (st.kind !== 'open') return fail(OP.CLOSE, NFS4ERR.BAD_STATEID);
   const open = st.open;
-  const view = open.client.session.as(c.principal);
+  const view = open.client.viewAs(c.principal);
   c.srv.state.states.delete(open.key);
   open.client.opens.delete(openKey(open));
   try {

@@ -64,7 +64,7 @@ export async function lock(c: OpContext, a: LockArgs): Promise<OpResult> {
   if ((kindOf(a.locktype) === 'exclusive' ? ls.open.access & 2 : ls.open.access & 1) === 0) return fail(OP.LOCK, NFS4ERR.OPENMODE);
   const h = ls.open.handles.find((x) => !x.closed);
   if (!h) return fail(OP.LOCK, NFS4ERR.BAD_STATEID);
-  const view = ls.client.session.as(c.principal);
+  const view = ls.client.viewAs(c.principal);
   try {
     const o = { kind: kindOf(a.locktype), style: 'posix' as const, range, ownerId: ls.ownerId };
     if (a.reclaim) await view.reclaimLock(h, o);
@@ -119,7 +119,7 @@ export async function locku(c: OpContext, a: LockuArgs): Promise<OpResult> {
   const ls = st.lock;
   const h = ls.open.handles.find((x) => !x.closed);
   try {
-    if (h) await ls.client.session.as(c.principal).unlockHandle(h, range, 'posix', ls.ownerId);
+    if (h) await ls.client.viewAs(c.principal).unlockHandle(h, range, 'posix', ls.ownerId);
   } catch (e) {
     // Unlocking a range that holds no lock is no error for POSIX locks (§18.12.3 lets it pass).
     if (!(e instanceof VfsError && e.code === 'ENOTLOCKED')) return failWith(OP.LOCKU, e, 'lock');
@@ -131,7 +131,7 @@ export async function locku(c: OpContext, a: LockuArgs): Promise<OpResult> {
 /** Drops a lock state, releasing whatever it still holds. */
 export async function freeLockState(c: OpContext, ls: LockState): Promise<void> {
   const h = ls.open.handles.find((x) => !x.closed);
-  if (h) await ls.client.session.as(c.principal).unlockHandle(h, WHOLE_FILE, 'posix', ls.ownerId).catch(() => {});
+  if (h) await ls.client.viewAs(c.principal).unlockHandle(h, WHOLE_FILE, 'posix', ls.ownerId).catch(() => {});
   ls.open.locks.delete(ls);
   c.srv.state.states.delete(ls.key);
 }

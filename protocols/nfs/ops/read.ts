@@ -27,7 +27,7 @@ export async function ioHandle(
   if (st.kind === 'error') return { status: st.status };
   if (st.kind !== 'special') {
     if (st.open.fileId !== cur.id) return { status: NFS4ERR.BAD_STATEID };
-    const view = st.open.client.session.as(c.principal);
+    const view = st.open.client.viewAs(c.principal);
     const h = handleWith(st.open, want);
     if (h) return { h, view, done: async () => {} };
     if (want === 'write') return { status: NFS4ERR.OPENMODE };

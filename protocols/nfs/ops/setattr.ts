@@ -63,7 +63,7 @@ export async function setattr(c: OpContext, a: SetattrArgs): Promise<OpResult> {
       h = handleWith(st.open, 'write');
       if (!h) return res(NFS4ERR.OPENMODE);
       // The handle belongs to the open's client (4.0 COMPOUNDs carry no session naming it).
-      view = st.open.client.session.as(c.principal);
+      view = st.open.client.viewAs(c.principal);
     }
     const attr = await c.view.getattrById(cur.share, cur.id);
     if (s.set.size !== undefined && attr.type !== 'file') return res(attr.type === 'dir' ? NFS4ERR.ISDIR : NFS4ERR.INVAL);

@@ -45,7 +45,7 @@ export async function commit(c: OpContext, _a: CommitArgs): Promise<OpResult> {
     for (const client of c.client ? [c.client] : c.srv.state.clients.values()) {
       for (const o of client.opens.values()) {
         if (o.fileId !== cur.id) continue;
-        const view = client.session.as(c.principal);
+        const view = client.viewAs(c.principal);
         for (const h of o.handles) if (!h.closed && h.access.write) await view.flush(h);
       }
     }

@@ -58,6 +58,18 @@ export class NfsServer {
     this.replay40.set(key, { res, cur });
   }
 
+  private readonly baseViews = new WeakMap<Principal, Session>();
+
+  /** The base state as a call's principal, one view per principal object (they are cached 2 s). */
+  baseView(p: Principal): Session {
+    let v = this.baseViews.get(p);
+    if (!v) {
+      v = this.base.as(p);
+      this.baseViews.set(p, v);
+    }
+    return v;
+  }
+
   statfs(view: Session, share: string): Promise<StatFsResult> {
     const hit = this.statfsCache.get(share);
     const now = Date.now();
@@ -133,7 +145,7 @@ export function curFh(c: OpContext): Fh | number {
 
 /** The client's view as this call's principal. */
 export function clientView(c: OpContext, client: NfsClient): Session {
-  return client.session.as(c.principal);
+  return client.viewAs(c.principal);
 }
 
 /** The view for a file operation: the client's when known (its handles), else the base one. */

@@ -166,15 +166,25 @@ function replayKey40(c: OpContext, op: DecodedOp): string | undefined {
   return undefined;
 }
 
+/** An operation that throws is a bug: SERVERFAULT for it (logged), not an RPC SYSTEM_ERR for the COMPOUND. */
+async function safely(c: OpContext, op: DecodedOp): Promise<OpResult> {
+  try {
+    return await execOp(c, op);
+  } catch (e) {
+    c.srv.logger?.error({ err: e, op: op.op }, 'nfs: operation failed unexpectedly');
+    return fail(op.op, NFS4ERR.SERVERFAULT);
+  }
+}
+
 async function guarded(c: OpContext, op: DecodedOp): Promise<OpResult> {
   const key = replayKey40(c, op);
-  if (key === undefined) return execOp(c, op);
+  if (key === undefined) return safely(c, op);
   const hit = c.srv.replay40.get(key);
   if (hit) {
     c.cur = hit.cur;
     return hit.res;
   }
-  const res = await execOp(c, op);
+  const res = await safely(c, op);
   if (res.status === NFS4ERR.OK) c.srv.remember40(key, res, c.cur);
   return res;
 }
@@ -200,7 +210,7 @@ function dispatcher(srv: NfsServer): (args: CompoundArgs, ctx: Nfs4CallContext) 
       srv,
       minor: args.minorversion,
       principal,
-      view: srv.base.as(principal),
+      view: srv.baseView(principal),
       clientAddress: ctx.conn.remoteAddress,
     };
     if (args.minorversion === 0) return runCompound(args, (op) => guarded(c, op));

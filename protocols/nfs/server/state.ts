@@ -14,6 +14,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Handle } from '../../../src/vfs/vfs.ts';
 import type { Session } from '../../../src/session/session.ts';
+import type { Principal } from '../../../src/auth/authenticator.ts';
 import type { CompoundRes } from '../compound.ts';
 import type { ChannelAttrs4 } from '../xdr4/common.ts';
 
@@ -94,6 +95,18 @@ export class NfsClient {
 
   get key(): string {
     return `nfs4:${this.ownerHex}`;
+  }
+
+  private readonly views = new WeakMap<Principal, Session>();
+
+  /** This client's state as a call's principal (Session.as), one view per principal object. */
+  viewAs(p: Principal): Session {
+    let v = this.views.get(p);
+    if (!v) {
+      v = this.session.as(p);
+      this.views.set(p, v);
+    }
+    return v;
   }
 }
 
