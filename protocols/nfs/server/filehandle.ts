@@ -19,24 +19,27 @@
  * Bytes that do not parse, or whose check fails, are NFS4ERR_BADHANDLE; a well-formed handle of a
  * share that is no longer exported, NFS4ERR_STALE.
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { NFS4ERR } from '../nfs4-types.ts';
 import type { NfsExport, NfsExports } from './exports.ts';
 
 export type Fh = { kind: 'pseudo'; bytes: Buffer } | { kind: 'file'; exp: NfsExport; share: string; id: bigint; bytes: Buffer };
 
 const LEN = 28;
+/** Handles made or checked recently: a PUTFH of one of them needs no HMAC (a fifth of a GETATTR's time). */
+const KNOWN_MAX = 16_384;
 const MAGIC0 = 0x50;
 const MAGIC1 = 0x6e;
 const VERSION = 1;
 
 export class FhCodec {
-  private readonly key: Buffer;
+  private readonly key: KeyObject;
   private readonly exports: NfsExports;
+  private readonly known = new Map<string, Fh>();
   readonly pseudo: Fh;
 
   constructor(secret: string | Buffer, exports: NfsExports) {
-    this.key = createHmac('sha256', secret).update('portico-nfs-filehandle-v1').digest();
+    this.key = createSecretKey(createHmac('sha256', secret).update('portico-nfs-filehandle-v1').digest());
     this.exports = exports;
     this.pseudo = { kind: 'pseudo', bytes: this.make(0, Buffer.alloc(8), 0n) };
   }
@@ -58,11 +61,22 @@ export class FhCodec {
   }
 
   forFile(exp: NfsExport, id: bigint): Fh {
-    return { kind: 'file', exp, share: exp.name, id, bytes: this.make(1, exp.key, id) };
+    const fh: Fh = { kind: 'file', exp, share: exp.name, id, bytes: this.make(1, exp.key, id) };
+    this.remember(fh);
+    return fh;
+  }
+
+  private remember(fh: Fh): void {
+    const k = fh.bytes.toString('latin1');
+    if (this.known.has(k)) return;
+    if (this.known.size >= KNOWN_MAX) this.known.delete(this.known.keys().next().value as string);
+    this.known.set(k, fh);
   }
 
   /** The handle a client sent, or the status to answer. */
   decode(bytes: Buffer): Fh | { status: number } {
+    const hit = bytes.length === LEN ? this.known.get(bytes.toString('latin1')) : undefined;
+    if (hit) return hit;
     if (bytes.length !== LEN || bytes[0] !== MAGIC0 || bytes[1] !== MAGIC1 || bytes[2] !== VERSION) return { status: NFS4ERR.BADHANDLE };
     if (!timingSafeEqual(this.mac(bytes).subarray(0, 8), bytes.subarray(20, 28))) return { status: NFS4ERR.BADHANDLE };
     const kind = bytes[3];
@@ -70,6 +84,8 @@ export class FhCodec {
     if (kind !== 1) return { status: NFS4ERR.BADHANDLE };
     const exp = this.exports.byShareKey(bytes.subarray(4, 12));
     if (!exp) return { status: NFS4ERR.STALE };
-    return { kind: 'file', exp, share: exp.name, id: bytes.readBigUInt64BE(12), bytes: Buffer.from(bytes) };
+    const fh: Fh = { kind: 'file', exp, share: exp.name, id: bytes.readBigUInt64BE(12), bytes: Buffer.from(bytes) };
+    this.remember(fh);
+    return fh;
   }
 }
