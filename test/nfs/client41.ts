@@ -64,6 +64,7 @@ export const ops = {
     w.u64(cookie).opaqueFixed(Buffer.alloc(8)).u32(maxcount).u32(maxcount);
     bitmap(w, attrs);
   }),
+  reclaimComplete: (oneFs = false) => w4(OP.RECLAIM_COMPLETE, (w) => void w.bool(oneFs)),
   setclientid: (verifier: Buffer, id: string) =>
     w4(OP.SETCLIENTID, (w) => void w.opaqueFixed(verifier).opaque(Buffer.from(id)).u32(0x40000000).string('tcp').string('127.0.0.1.0.0').u32(1)),
   setclientidConfirm: (clientid: bigint, confirm: Buffer) => w4(OP.SETCLIENTID_CONFIRM, (w) => void w.u64(clientid).opaqueFixed(confirm)),

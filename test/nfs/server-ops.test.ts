@@ -186,6 +186,12 @@ describe('SEQUENCE', () => {
     expect((await c.raw(1, [c.sequence({ seqid: 1, sessionid: Buffer.alloc(16, 7) }), ops.putrootfh()])).status).toBe(NFS4ERR.BADSESSION);
   });
 
+  it('RECLAIM_COMPLETE once per client (COMPLETE_ALREADY), per file system with a filehandle', async () => {
+    expect((await c.call([ops.reclaimComplete()])).status).toBe(NFS4ERR.COMPLETE_ALREADY);
+    expect((await c.call([ops.reclaimComplete(true)])).status).toBe(NFS4ERR.NOFILEHANDLE);
+    expect((await c.call([...c.lookupPath('/mem'), ops.reclaimComplete(true)])).status).toBe(NFS4ERR.OK);
+  });
+
   it('4.1 operations need a SEQUENCE first, and SEQUENCE only first', async () => {
     expect((await c.raw(1, [ops.putrootfh()])).status).toBe(NFS4ERR.OP_NOT_IN_SESSION);
     expect((await c.call([ops.putrootfh(), c.sequence({ seqid: 12345 })])).status).toBe(NFS4ERR.SEQUENCE_POS);

@@ -73,10 +73,12 @@ export async function destroyClientid(c: OpContext, a: ClientidArgs): Promise<Op
   return ok(OP.DESTROY_CLIENTID, null);
 }
 
-export function reclaimComplete(c: OpContext, _a: ReclaimCompleteArgs): OpResult {
+export function reclaimComplete(c: OpContext, a: ReclaimCompleteArgs): OpResult {
   const client = c.client;
   if (!client) return fail(OP.RECLAIM_COMPLETE, NFS4ERR.OP_NOT_IN_SESSION);
-  if (client.reclaimDone && c.cur === undefined) return fail(OP.RECLAIM_COMPLETE, NFS4ERR.COMPLETE_ALREADY);
+  // rca_one_fs: done for the current filehandle's file system only (grace is per server here).
+  if (a.oneFs) return c.cur ? ok(OP.RECLAIM_COMPLETE, null) : fail(OP.RECLAIM_COMPLETE, NFS4ERR.NOFILEHANDLE);
+  if (client.reclaimDone) return fail(OP.RECLAIM_COMPLETE, NFS4ERR.COMPLETE_ALREADY);
   client.reclaimDone = true;
   client.session.reclaimComplete();
   return ok(OP.RECLAIM_COMPLETE, null);
