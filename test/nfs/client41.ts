@@ -64,6 +64,16 @@ export const ops = {
     w.u64(cookie).opaqueFixed(Buffer.alloc(8)).u32(maxcount).u32(maxcount);
     bitmap(w, attrs);
   }),
+  /** COPY (4.2): saved filehandle + src stateid to the current filehandle + dst stateid, synchronous. */
+  copy: (src: Stateid, dst: Stateid, srcOffset: bigint, dstOffset: bigint, count: bigint) => w4(OP.COPY, (w) => {
+    stateid(w, src);
+    stateid(w, dst);
+    w.u64(srcOffset).u64(dstOffset).u64(count).bool(false).bool(true).u32(0);
+  }),
+  seek: (s: Stateid, offset: bigint, what: 0 | 1) => w4(OP.SEEK, (w) => {
+    stateid(w, s);
+    w.u64(offset).u32(what);
+  }),
   reclaimComplete: (oneFs = false) => w4(OP.RECLAIM_COMPLETE, (w) => void w.bool(oneFs)),
   setclientid: (verifier: Buffer, id: string) =>
     w4(OP.SETCLIENTID, (w) => void w.opaqueFixed(verifier).opaque(Buffer.from(id)).u32(0x40000000).string('tcp').string('127.0.0.1.0.0').u32(1)),
@@ -168,6 +178,12 @@ const READERS: Record<number, (r: XdrReader) => Record<string, unknown>> = {
   },
   [OP.SETXATTR]: (r) => ({ cinfo: readCinfo(r) }),
   [OP.GETXATTR]: (r) => ({ value: Buffer.from(r.opaque(1 << 20)) }),
+  [OP.COPY]: (r) => {
+    const n = r.u32();
+    if (n === 1) readStateid(r);
+    return { count: r.u64(), committed: r.u32(), verifier: Buffer.from(r.opaqueFixed(8)), consecutive: r.bool(), synchronous: r.bool() };
+  },
+  [OP.SEEK]: (r) => ({ eof: r.bool(), offset: r.u64() }),
   [OP.SETCLIENTID]: (r) => ({ clientid: r.u64(), confirm: Buffer.from(r.opaqueFixed(8)) }),
   [OP.SETCLIENTID_CONFIRM]: () => ({}),
   [OP.RENEW]: () => ({}),

@@ -283,6 +283,26 @@ describe('data and locks', () => {
     expect(status).toBe(NFS4ERR.LOCKED);
   });
 
+  it('COPY (4.2) copies a range inside the server, SEEK finds data and the hole at the end', async () => {
+    const src = await c.call([...c.lookupPath('/disk'), ops.open(c.clientid, 'cp', 'written.bin', { access: 1 }), ops.getfh()], 2);
+    const ss = resultOf(src, OP.OPEN)!.body!.stateid as Stateid;
+    const sfh = resultOf(src, OP.GETFH)!.body!.fh as Buffer;
+    const dst = await c.call([...c.lookupPath('/disk'), ops.open(c.clientid, 'cp', 'copied.bin', { access: 3, create: 'unchecked' }), ops.getfh()], 2);
+    const ds = resultOf(dst, OP.OPEN)!.body!.stateid as Stateid;
+    const dfh = resultOf(dst, OP.GETFH)!.body!.fh as Buffer;
+    const cp = await c.call([ops.putfh(sfh), ops.savefh(), ops.putfh(dfh), ops.copy(ss, ds, 1000n, 0n, 0n)], 2);
+    expect(cp.status).toBe(NFS4ERR.OK);
+    expect(resultOf(cp, OP.COPY)!.body).toMatchObject({ count: 299_000n, committed: 2, synchronous: true });
+    const seek = await c.call([ops.putfh(dfh), ops.seek(ds, 10n, 1)], 2);
+    expect(resultOf(seek, OP.SEEK)!.body).toEqual({ eof: true, offset: 299_000n });
+    expect((await c.call([ops.putfh(dfh), ops.seek(ds, 299_000n, 0)], 2)).status).toBe(NFS4ERR.NXIO);
+    expect((await c.call([ops.putfh(dfh), ops.close(ds)], 2)).status).toBe(NFS4ERR.OK);
+    expect((await c.call([ops.putfh(sfh), ops.close(ss)], 2)).status).toBe(NFS4ERR.OK);
+    const data = Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7) & 0xff));
+    const got = await dav({ port: stack.davPort }, 'GET', '/disk/copied.bin', { auth: AUTH });
+    expect(got.body.equals(data.subarray(1000))).toBe(true);
+  });
+
   it('an xattr set over NFS (4.2) is read back and shows as a WebDAV dead property', async () => {
     const file = await fhOf('/mem/file.txt');
     const set = await c.call([ops.putfh(file), ops.setxattr('color', Buffer.from('blue'))], 2);
