@@ -74,6 +74,11 @@ export const ops = {
     stateid(w, s);
     w.u64(offset).u32(what);
   }),
+  /** VERIFY / NVERIFY of the size attribute. */
+  verifySize: (op: 'verify' | 'nverify', size: bigint) => w4(op === 'verify' ? OP.VERIFY : OP.NVERIFY, (w) => {
+    bitmap(w, [4]);
+    w.opaque(new XdrWriter().u64(size).toBuffer());
+  }),
   reclaimComplete: (oneFs = false) => w4(OP.RECLAIM_COMPLETE, (w) => void w.bool(oneFs)),
   setclientid: (verifier: Buffer, id: string) =>
     w4(OP.SETCLIENTID, (w) => void w.opaqueFixed(verifier).opaque(Buffer.from(id)).u32(0x40000000).string('tcp').string('127.0.0.1.0.0').u32(1)),

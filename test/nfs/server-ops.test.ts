@@ -69,6 +69,14 @@ describe('filehandles', () => {
     expect((await c.call([ops.putfh(fh), ops.getattr([FATTR4.SIZE])])).status).toBe(NFS4ERR.STALE);
   });
 
+  it('VERIFY and NVERIFY compare attribute values (SAME / NOT_SAME)', async () => {
+    const file = await fhOf('/mem/file.txt');
+    expect((await c.call([ops.putfh(file), ops.verifySize('verify', 13n)])).status).toBe(NFS4ERR.OK);
+    expect((await c.call([ops.putfh(file), ops.verifySize('verify', 14n)])).status).toBe(NFS4ERR.NOT_SAME);
+    expect((await c.call([ops.putfh(file), ops.verifySize('nverify', 13n)])).status).toBe(NFS4ERR.SAME);
+    expect((await c.call([ops.putfh(file), ops.verifySize('nverify', 14n)])).status).toBe(NFS4ERR.OK);
+  });
+
   it('NOTDIR for a LOOKUP in a file, ISDIR for opening or reading a directory', async () => {
     const file = await fhOf('/mem/file.txt');
     expect((await c.call([ops.putfh(file), ops.lookup('x')])).status).toBe(NFS4ERR.NOTDIR);
