@@ -6,6 +6,8 @@
 import { registerProtocol } from '../src/server/plugin.ts';
 import { webdavProtocol } from './webdav/plugin.ts';
 import { nfsProtocol } from './nfs/plugin.ts';
+import { smbProtocol } from './smb/plugin.ts';
 
 registerProtocol(webdavProtocol);
 registerProtocol(nfsProtocol);
+registerProtocol(smbProtocol);

@@ -1,0 +1,560 @@
+/**
+ * The commands after SESSION_SETUP: each is a decoded request → Session call → response body and
+ * status. Files are opened by path on the share (`Session.open` with the SMB share access as VFS
+ * share modes, so a deny-write open refuses a WebDAV PUT or an NFS WRITE too); an SMB FileId
+ * stands for one open (a Handle), the VFS file id is the IndexNumber clients see. IPC$ serves
+ * the srvsvc pipe for share listing. Anything not handled here is STATUS_NOT_SUPPORTED.
+ */
+import { Command, type Smb2Header } from '../header.ts';
+import { STATUS } from '../status.ts';
+import { isRelatedFileId, tryDecode, type FileId } from '../wire.ts';
+import { SecurityMode } from '../messages/negotiate.ts';
+import { ShareType, decodeTreeConnectRequest, encodeTreeConnectResponse } from '../messages/tree-connect.ts';
+import { decodeCreateRequest, encodeCreateResponse, type CreateContext } from '../messages/create.ts';
+import { CloseFlags, decodeCloseRequest, decodeFlushRequest, decodeReadRequest, decodeWriteRequest, encodeCloseResponse, encodeReadResponse, encodeWriteResponse } from '../messages/file-ops.ts';
+import { Fsctl, decodeIoctlRequest, decodeValidateNegotiateInfo, encodeIoctlResponse, encodeValidateNegotiateInfoResponse, validateNegotiateMatches } from '../messages/ioctl.ts';
+import { InfoType, QueryDirectoryFlags, decodeQueryDirectoryRequest, decodeQueryInfoRequest, decodeSetInfoRequest, encodeOutputResponse } from '../messages/info.ts';
+import { encodeEmpty, encodeSetInfoResponse } from '../messages/simple.ts';
+import { ContextName, contextOf, encodeMaximalAccessResponse, findContext } from '../messages/create-contexts.ts';
+import {
+  SYNTAX, SrvsvcOpnum, WERR, bindResults, decodePdu, decodeShareEnumAll, decodeShareGetInfo, encodeBindAck, encodeBindNak, encodeFault,
+  encodeResponse, encodeShareEnumAllResponse, encodeShareGetInfoResponse, FaultStatus, type ShareInfo1,
+} from '../dcerpc.ts';
+import type { CreateDisposition, FileAttr } from '../../../src/vfs/types.ts';
+import { SETTABLE_WIN_ATTRS } from '../../../src/vfs/types.ts';
+import { isVfsError } from '../../../src/vfs/errors.ts';
+import type { Session } from '../../../src/session/session.ts';
+import { NT, ntStatusOf } from '../errors.ts';
+import {
+  FileInfoClass, VARIABLE_FILE_CLASSES, VARIABLE_FS_CLASSES, attributesOf, dirEntry, fileInfo, fromFileTime, fsInfo, hasWildcards, isDirClass, patternMatcher, timesOf,
+} from './fsinfo.ts';
+import type { Conn, Open, SmbServer, SmbSession, Tree } from './server.ts';
+
+export interface CommandResult {
+  resp: Buffer;
+  fileId?: FileId;
+  /** Work after the response is queued (LOGOFF ends the session's state). */
+  after?: () => Promise<void>;
+}
+
+const Access = {
+  READ_DATA: 0x1, WRITE_DATA: 0x2, APPEND_DATA: 0x4, READ_EA: 0x8, WRITE_EA: 0x10, EXECUTE: 0x20, DELETE_CHILD: 0x40,
+  READ_ATTRIBUTES: 0x80, WRITE_ATTRIBUTES: 0x100, DELETE: 0x10000, READ_CONTROL: 0x20000, WRITE_DAC: 0x40000, WRITE_OWNER: 0x80000,
+  SYNCHRONIZE: 0x100000, MAXIMUM_ALLOWED: 0x2000000, GENERIC_ALL: 0x1000_0000, GENERIC_EXECUTE: 0x2000_0000, GENERIC_WRITE: 0x4000_0000, GENERIC_READ: 0x8000_0000,
+} as const;
+const READ_MASK = 0x0012_00a9; // FILE_GENERIC_READ | EXECUTE
+const ALL_MASK = 0x001f_01ff; // FILE_ALL_ACCESS
+const Disposition = { SUPERSEDE: 0, OPEN: 1, CREATE: 2, OPEN_IF: 3, OVERWRITE: 4, OVERWRITE_IF: 5 } as const;
+const CreateOptions = { DIRECTORY_FILE: 0x1, NON_DIRECTORY_FILE: 0x40, DELETE_ON_CLOSE: 0x1000 } as const;
+const CreateAction = { SUPERSEDED: 0, OPENED: 1, CREATED: 2, OVERWRITTEN: 3 } as const;
+const STATUS_PIPE_EMPTY = 0xc000_00d9;
+
+const DISPOSITIONS: Record<number, CreateDisposition> = {
+  [Disposition.SUPERSEDE]: 'createOrTruncate',
+  [Disposition.OPEN]: 'open',
+  [Disposition.CREATE]: 'create',
+  [Disposition.OPEN_IF]: 'openOrCreate',
+  [Disposition.OVERWRITE]: 'truncate',
+  [Disposition.OVERWRITE_IF]: 'createOrTruncate',
+};
+
+/** The call's view: the SMB session's client state as its principal. */
+const viewOf = (sess: SmbSession): Session => sess.root!.as(sess.root!.principal);
+
+/** A share-relative path from a CREATE or rename name (backslashes, an optional leading one). */
+function sharePath(name: string): string | undefined {
+  let n = name.replace(/\\/g, '/').replace(/^\/+/, '').replace(/\/+$/, '');
+  if (n.endsWith('::$DATA')) n = n.slice(0, -7);
+  // Named streams are not kept (issue 11: refused with the status Windows gives a missing one).
+  if (n.includes(':')) return undefined;
+  return `/${n}`;
+}
+
+function maximalAccessFor(view: Session, share: string, path: string): number {
+  try {
+    const r = view.access(share, path);
+    if (r.write && !r.readOnlyShare) return ALL_MASK;
+    return r.read ? READ_MASK : 0;
+  } catch {
+    return 0;
+  }
+}
+
+export async function runCommand(srv: SmbServer, conn: Conn, sess: SmbSession, h: Smb2Header, el: Buffer, chainFileId: FileId | undefined): Promise<CommandResult> {
+  const fail = (status: number): CommandResult => ({ resp: srv.error(conn, h, status) });
+  const ok = (body: Parameters<SmbServer['response']>[3], over = {}): CommandResult => ({ resp: srv.response(conn, h, 0, body, over) });
+  const decoded = <T>(fn: () => T): T | undefined => {
+    const d = tryDecode(fn);
+    return d.ok ? d.value : undefined;
+  };
+  const fidOf = (id: FileId): FileId => (isRelatedFileId(id) && chainFileId ? chainFileId : id);
+  const openOf = (id: FileId): Open | undefined => {
+    const f = fidOf(id);
+    const o = sess.opens.get(f.volatile);
+    return o && o.tree.id === h.treeId ? o : undefined;
+  };
+  const tree = sess.trees.get(h.treeId);
+  const view = viewOf(sess);
+
+  switch (h.command) {
+    case Command.LOGOFF: {
+      conn.sessions.delete(sess.id);
+      return { ...ok(encodeEmpty), after: () => srv.endSession(sess) };
+    }
+    case Command.ECHO:
+      return ok(encodeEmpty);
+    case Command.TREE_CONNECT: {
+      const q = decoded(() => decodeTreeConnectRequest(el));
+      if (!q) return fail(STATUS.INVALID_PARAMETER);
+      const name = q.path.split('\\').pop() ?? '';
+      const id = sess.nextTree++;
+      if (name.toUpperCase() === 'IPC$') {
+        sess.trees.set(id, { id, share: undefined, maximalAccess: READ_MASK | Access.WRITE_DATA });
+        return ok((w) => encodeTreeConnectResponse(w, { shareType: ShareType.PIPE, shareFlags: 0x30, capabilities: 0, maximalAccess: ALL_MASK }), { treeId: id });
+      }
+      const share = srv.sessions.sharesFor(view.principal, 'smb').find((s) => s.toLowerCase() === name.toLowerCase());
+      if (!share) return fail(STATUS.BAD_NETWORK_NAME);
+      const maximalAccess = maximalAccessFor(view, share, '/');
+      if (maximalAccess === 0) return fail(STATUS.ACCESS_DENIED);
+      sess.trees.set(id, { id, share, maximalAccess });
+      return ok((w) => encodeTreeConnectResponse(w, { shareType: ShareType.DISK, shareFlags: 0, capabilities: 0, maximalAccess }), { treeId: id });
+    }
+    case Command.TREE_DISCONNECT: {
+      if (!tree) return fail(NT.INVALID_HANDLE /* STATUS_NETWORK_NAME_DELETED for a gone tree */);
+      sess.trees.delete(tree.id);
+      for (const [k, o] of sess.opens) {
+        if (o.tree !== tree) continue;
+        sess.opens.delete(k);
+        if (o.handle) await view.close(o.handle).catch(() => undefined);
+      }
+      return ok(encodeEmpty);
+    }
+    case Command.IOCTL: {
+      const q = decoded(() => decodeIoctlRequest(el));
+      if (!q) return fail(STATUS.INVALID_PARAMETER);
+      if (q.ctlCode === Fsctl.VALIDATE_NEGOTIATE_INFO) {
+        // MS-SMB2 3.3.5.15.12: a mismatch means a downgraded negotiation; drop the connection.
+        const v = tryDecode(() => decodeValidateNegotiateInfo(q.input));
+        if (!(v.ok && conn.negotiate && validateNegotiateMatches(v.value, conn.negotiate))) {
+          conn.sock.destroy();
+          return fail(STATUS.ACCESS_DENIED);
+        }
+        const output = encodeValidateNegotiateInfoResponse({ capabilities: conn.serverCapabilities, guid: srv.serverGuid, securityMode: conn.securityMode || SecurityMode.SIGNING_ENABLED, dialect: conn.dialect });
+        return ok((w) => encodeIoctlResponse(w, { ctlCode: q.ctlCode, fileId: q.fileId, input: Buffer.alloc(0), output, flags: 0 }));
+      }
+      if (q.ctlCode !== Fsctl.PIPE_TRANSCEIVE) return fail(STATUS.NOT_SUPPORTED);
+      const o = openOf(q.fileId);
+      if (!o?.pipe) return fail(STATUS.FILE_CLOSED);
+      const out = rpc(srv, sess, q.input);
+      const part = out.subarray(0, q.maxOutputResponse);
+      if (part.length < out.length) o.pipe.push(out.subarray(part.length));
+      return { resp: srv.response(conn, h, part.length < out.length ? STATUS.BUFFER_OVERFLOW : 0, (w) => encodeIoctlResponse(w, { ctlCode: q.ctlCode, fileId: fidOf(q.fileId), input: Buffer.alloc(0), output: part, flags: 0 })) };
+    }
+    case Command.CREATE:
+      if (!tree) return fail(NT.INVALID_HANDLE);
+      return create(srv, conn, sess, tree, h, el, view);
+    case Command.CLOSE: {
+      const q = decoded(() => decodeCloseRequest(el));
+      if (!q) return fail(STATUS.INVALID_PARAMETER);
+      const o = openOf(q.fileId);
+      if (!o) return fail(STATUS.FILE_CLOSED);
+      sess.opens.delete(o.volatile);
+      let attr: FileAttr | undefined;
+      if (o.handle) {
+        if (q.flags & CloseFlags.POSTQUERY_ATTRIB) attr = await view.fstat(o.handle).catch(() => undefined);
+        try {
+          await view.close(o.handle);
+        } catch (e) {
+          return fail(ntStatusOf(e));
+        }
+      }
+      const t = attr ? timesOf(attr) : { creationTime: 0n, lastAccessTime: 0n, lastWriteTime: 0n, changeTime: 0n };
+      return ok((w) => encodeCloseResponse(w, {
+        flags: attr ? CloseFlags.POSTQUERY_ATTRIB : 0, ...t,
+        allocationSize: attr && attr.type !== 'dir' ? BigInt(attr.allocated) : 0n, endOfFile: attr && attr.type !== 'dir' ? BigInt(attr.size) : 0n, fileAttributes: attr ? attributesOf(attr) : 0,
+      }));
+    }
+    case Command.FLUSH: {
+      const q = decoded(() => decodeFlushRequest(el));
+      if (!q) return fail(STATUS.INVALID_PARAMETER);
+      const o = openOf(q.fileId);
+      if (!o) return fail(STATUS.FILE_CLOSED);
+      if (o.handle && o.kind === 'file') {
+        try {
+          await view.flush(o.handle);
+        } catch (e) {
+          return fail(ntStatusOf(e));
+        }
+      }
+      return ok(encodeEmpty);
+    }
+    case Command.READ: {
+      const q = decoded(() => decodeReadRequest(el));
+      if (!q) return fail(STATUS.INVALID_PARAMETER);
+      const o = openOf(q.fileId);
+      if (!o) return fail(STATUS.FILE_CLOSED);
+      if (o.pipe) {
+        const data = o.pipe.shift();
+        if (!data) return fail(STATUS_PIPE_EMPTY);
+        if (data.length > q.length) {
+          o.pipe.unshift(data.subarray(q.length));
+          return { resp: srv.response(conn, h, STATUS.BUFFER_OVERFLOW, (w) => encodeReadResponse(w, { data: data.subarray(0, q.length), dataRemaining: data.length - q.length })) };
+        }
+        return ok((w) => encodeReadResponse(w, { data, dataRemaining: 0 }));
+      }
+      if (o.kind !== 'file' || !o.handle) return fail(STATUS.INVALID_DEVICE_REQUEST);
+      if (q.offset > BigInt(Number.MAX_SAFE_INTEGER)) return fail(STATUS.INVALID_PARAMETER);
+      let data: Buffer;
+      try {
+        data = await view.read(o.handle, Number(q.offset), q.length);
+      } catch (e) {
+        return fail(ntStatusOf(e));
+      }
+      // Nothing at or past the end of the file is STATUS_END_OF_FILE (MS-SMB2 3.3.5.12).
+      if (data.length === 0 && q.length > 0) return fail(STATUS.END_OF_FILE);
+      if (data.length < q.minimumCount) return fail(STATUS.END_OF_FILE);
+      return ok((w) => encodeReadResponse(w, { data, dataRemaining: 0 }));
+    }
+    case Command.WRITE: {
+      const q = decoded(() => decodeWriteRequest(el));
+      if (!q) return fail(STATUS.INVALID_PARAMETER);
+      const o = openOf(q.fileId);
+      if (!o) return fail(STATUS.FILE_CLOSED);
+      if (o.pipe) {
+        o.pipe.push(rpc(srv, sess, q.data));
+        return ok((w) => encodeWriteResponse(w, { count: q.data.length, remaining: 0 }));
+      }
+      if (o.kind !== 'file' || !o.handle) return fail(STATUS.INVALID_DEVICE_REQUEST);
+      if (q.offset > BigInt(Number.MAX_SAFE_INTEGER)) return fail(STATUS.INVALID_PARAMETER);
+      let n: number;
+      try {
+        n = await view.write(o.handle, Number(q.offset), q.data);
+      } catch (e) {
+        return fail(ntStatusOf(e));
+      }
+      return ok((w) => encodeWriteResponse(w, { count: n, remaining: 0 }));
+    }
+    case Command.QUERY_DIRECTORY:
+      return queryDirectory(srv, conn, sess, h, el, view, openOf);
+    case Command.QUERY_INFO:
+      return queryInfo(srv, conn, h, el, view, openOf);
+    case Command.SET_INFO:
+      return setInfo(srv, conn, h, el, view, openOf);
+    default:
+      return fail(STATUS.NOT_SUPPORTED);
+  }
+}
+
+async function create(srv: SmbServer, conn: Conn, sess: SmbSession, tree: Tree, h: Smb2Header, el: Buffer, view: Session): Promise<CommandResult> {
+  const fail = (status: number): CommandResult => ({ resp: srv.error(conn, h, status) });
+  const d = tryDecode(() => decodeCreateRequest(el));
+  if (!d.ok) return fail(STATUS.INVALID_PARAMETER);
+  const q = d.value;
+  const zeroTimes = { creationTime: 0n, lastAccessTime: 0n, lastWriteTime: 0n, changeTime: 0n };
+  if (tree.share === undefined) {
+    if (q.name.toLowerCase() !== 'srvsvc') return fail(STATUS.OBJECT_NAME_NOT_FOUND);
+    const id = srv.newFileId();
+    const fileId = { persistent: id, volatile: id };
+    sess.opens.set(id, { volatile: id, tree, kind: 'pipe', grantedAccess: q.desiredAccess, deletePending: false, pipe: [] });
+    return {
+      resp: srv.response(conn, h, 0, (w) => encodeCreateResponse(w, { oplockLevel: 0, flags: 0, createAction: 1, ...zeroTimes, allocationSize: 4096n, endOfFile: 0n, fileAttributes: 0x80, fileId, contexts: [] })),
+      fileId,
+    };
+  }
+  const share = tree.share;
+  const path = sharePath(q.name);
+  if (path === undefined) return fail(STATUS.OBJECT_NAME_NOT_FOUND);
+  const disposition = DISPOSITIONS[q.createDisposition];
+  if (disposition === undefined) return fail(STATUS.INVALID_PARAMETER);
+  const wantDir = (q.createOptions & CreateOptions.DIRECTORY_FILE) !== 0;
+  const wantFile = (q.createOptions & CreateOptions.NON_DIRECTORY_FILE) !== 0;
+  if (wantDir && wantFile) return fail(STATUS.INVALID_PARAMETER);
+  if (wantDir && (disposition === 'truncate' || disposition === 'createOrTruncate')) return fail(STATUS.INVALID_PARAMETER);
+  const max = maximalAccessFor(view, share, path);
+  let desired = q.desiredAccess;
+  if (desired & Access.MAXIMUM_ALLOWED) desired |= max;
+  if (desired & Access.GENERIC_ALL) desired |= ALL_MASK;
+  if (desired & Access.GENERIC_READ) desired |= READ_MASK;
+  if (desired & Access.GENERIC_EXECUTE) desired |= Access.EXECUTE | Access.READ_ATTRIBUTES;
+  if (desired & Access.GENERIC_WRITE) desired |= Access.WRITE_DATA | Access.APPEND_DATA | Access.WRITE_ATTRIBUTES | Access.WRITE_EA;
+  desired &= 0x00ff_ffff & ~Access.MAXIMUM_ALLOWED;
+  const deleteOnClose = (q.createOptions & CreateOptions.DELETE_ON_CLOSE) !== 0;
+  if (deleteOnClose && !(desired & Access.DELETE)) return fail(STATUS.ACCESS_DENIED);
+  // MAXIMUM_ALLOWED grants what the rights allow, but the share-mode access asked for is only what
+  // was named (a client probing with MAXIMUM_ALLOWED must not lock others out of writing).
+  const named = q.desiredAccess & Access.MAXIMUM_ALLOWED ? q.desiredAccess | READ_MASK : desired;
+  const access = {
+    read: (named & (Access.READ_DATA | Access.EXECUTE)) !== 0,
+    write: (named & (Access.WRITE_DATA | Access.APPEND_DATA)) !== 0,
+    delete: (named & Access.DELETE) !== 0,
+  };
+  const shareAccess = { read: (q.shareAccess & 1) !== 0, write: (q.shareAccess & 2) !== 0, delete: (q.shareAccess & 4) !== 0 };
+  // Whether the open creates: known before for the dispositions that may or may not.
+  let existed: boolean | undefined;
+  if (disposition === 'openOrCreate' || disposition === 'createOrTruncate') {
+    existed = await view.getattr(share, path).then(() => true, (e: unknown) => (isVfsError(e, 'ENOENT') ? false : undefined));
+  }
+  let handle;
+  try {
+    handle = await view.open(share, path, {
+      access,
+      share: shareAccess,
+      disposition,
+      expect: wantDir ? 'dir' : wantFile ? 'file' : 'any',
+      deleteOnClose,
+      owner: `smb:${conn.id}:${sess.id}`,
+      ...(q.fileAttributes & SETTABLE_WIN_ATTRS ? { winAttributes: q.fileAttributes & SETTABLE_WIN_ATTRS } : {}),
+    });
+  } catch (e) {
+    // A missing parent directory is a path not found (MS-FSA 2.1.5.1), not a name not found.
+    if (isVfsError(e, 'ENOENT') && disposition !== 'open' && disposition !== 'truncate' && path.lastIndexOf('/') > 0) {
+      const parent = path.slice(0, path.lastIndexOf('/'));
+      const parentThere = await view.getattr(share, parent).then(() => true, () => false);
+      if (!parentThere) return fail(NT.OBJECT_PATH_NOT_FOUND);
+    }
+    return fail(ntStatusOf(e));
+  }
+  let attr: FileAttr;
+  try {
+    attr = await view.fstat(handle);
+  } catch (e) {
+    await view.close(handle).catch(() => undefined);
+    return fail(ntStatusOf(e));
+  }
+  const createAction =
+    disposition === 'create' ? CreateAction.CREATED
+    : disposition === 'truncate' ? CreateAction.OVERWRITTEN
+    : disposition === 'openOrCreate' ? (existed === false ? CreateAction.CREATED : CreateAction.OPENED)
+    : disposition === 'createOrTruncate' ? (existed === false ? CreateAction.CREATED : q.createDisposition === Disposition.SUPERSEDE ? CreateAction.SUPERSEDED : CreateAction.OVERWRITTEN)
+    : CreateAction.OPENED;
+  const id = srv.newFileId();
+  const fileId = { persistent: id, volatile: id };
+  sess.opens.set(id, { volatile: id, tree, kind: attr.type === 'dir' ? 'dir' : 'file', handle, grantedAccess: desired, deletePending: deleteOnClose });
+  const contexts: CreateContext[] = [];
+  if (findContext(q.contexts, ContextName.MAXIMAL_ACCESS)) contexts.push(contextOf(ContextName.MAXIMAL_ACCESS, encodeMaximalAccessResponse(0, max)));
+  return {
+    resp: srv.response(conn, h, 0, (w) => encodeCreateResponse(w, {
+      oplockLevel: 0, flags: 0, createAction, ...timesOf(attr),
+      allocationSize: attr.type === 'dir' ? 0n : BigInt(attr.allocated), endOfFile: attr.type === 'dir' ? 0n : BigInt(attr.size),
+      fileAttributes: attributesOf(attr), fileId, contexts,
+    })),
+    fileId,
+  };
+}
+
+type OpenOf = (id: FileId) => Open | undefined;
+
+async function queryDirectory(srv: SmbServer, conn: Conn, sess: SmbSession, h: Smb2Header, el: Buffer, view: Session, openOf: OpenOf): Promise<CommandResult> {
+  const fail = (status: number): CommandResult => ({ resp: srv.error(conn, h, status) });
+  const d = tryDecode(() => decodeQueryDirectoryRequest(el));
+  if (!d.ok) return fail(STATUS.INVALID_PARAMETER);
+  const q = d.value;
+  const o = openOf(q.fileId);
+  if (!o) return fail(STATUS.FILE_CLOSED);
+  if (o.kind !== 'dir' || !o.handle || o.tree.share === undefined) return fail(STATUS.INVALID_PARAMETER);
+  if (!isDirClass(q.infoClass)) return fail(NT.NOT_SUPPORTED);
+  const share = o.tree.share;
+  void sess;
+  if (!o.dir || q.flags & (QueryDirectoryFlags.RESTART_SCANS | QueryDirectoryFlags.REOPEN)) {
+    o.dir = { pattern: q.pattern || '*', dotsSent: false, eof: false, pending: [] };
+  }
+  const st = o.dir;
+  const first = st.cookie === undefined && !st.dotsSent && !st.single;
+  const pattern = st.pattern ?? '*';
+  const matches = patternMatcher(pattern);
+  const single = (q.flags & QueryDirectoryFlags.RETURN_SINGLE_ENTRY) !== 0;
+  const chunks: Buffer[] = [];
+  let used = 0;
+  let lastStart = -1;
+  const add = (name: string, attr: FileAttr): boolean => {
+    const e = dirEntry(q.infoClass, name, attr);
+    const start = (used + 7) & ~7;
+    if (start + e.length > q.outputBufferLength) return false;
+    if (lastStart >= 0) chunks[chunks.length - 1]!.writeUInt32LE(start - lastStart, 0);
+    if (start > used) chunks.push(Buffer.alloc(start - used));
+    chunks.push(e);
+    lastStart = start;
+    used = start + e.length;
+    return true;
+  };
+  try {
+    if (!hasWildcards(pattern)) {
+      // One name: a lookup, not a listing (Windows probes names this way constantly).
+      if (st.single) return fail(STATUS.NO_MORE_FILES);
+      st.single = true;
+      let a: FileAttr;
+      try {
+        a = await view.lookup(share, o.handle.fileId, pattern);
+      } catch (e) {
+        return fail(isVfsError(e, 'ENOENT') ? NT.NO_SUCH_FILE : ntStatusOf(e));
+      }
+      if (!add(a.type === 'dir' || pattern !== '' ? pattern : pattern, a)) return fail(NT.INFO_LENGTH_MISMATCH);
+    } else {
+      if (!st.dotsSent) {
+        const self = await view.fstat(o.handle);
+        const parent = o.handle.path === '/' ? self : await view.lookupParent(share, self.id).catch(() => self);
+        const dots: [string, FileAttr][] = [['.', self], ['..', parent]];
+        for (const [n, a] of dots) if (matches(n)) st.pending.push({ name: n, attr: a });
+        st.dotsSent = true;
+      }
+      for (;;) {
+        while (st.pending.length > 0) {
+          const e = st.pending[0]!;
+          if (!add(e.name, e.attr)) {
+            if (chunks.length === 0) return fail(NT.INFO_LENGTH_MISMATCH);
+            break;
+          }
+          st.pending.shift();
+          if (single) break;
+        }
+        if (st.pending.length > 0 || (single && chunks.length > 0) || st.eof) break;
+        const page = await view.readdirById(share, o.handle.fileId, { ...(st.cookie !== undefined ? { cookie: st.cookie } : {}), limit: 512 });
+        for (const e of page.entries) {
+          st.cookie = e.cookie;
+          if (matches(e.name)) st.pending.push({ name: e.name, attr: e.attr });
+        }
+        if (page.entries.length === 0 || page.eof) st.eof = true;
+      }
+    }
+  } catch (e) {
+    return fail(ntStatusOf(e));
+  }
+  if (chunks.length === 0) return fail(first ? NT.NO_SUCH_FILE : STATUS.NO_MORE_FILES);
+  const output = Buffer.concat(chunks);
+  return { resp: srv.response(conn, h, 0, (w) => encodeOutputResponse(w, output)) };
+}
+
+async function queryInfo(srv: SmbServer, conn: Conn, h: Smb2Header, el: Buffer, view: Session, openOf: OpenOf): Promise<CommandResult> {
+  const fail = (status: number): CommandResult => ({ resp: srv.error(conn, h, status) });
+  const d = tryDecode(() => decodeQueryInfoRequest(el));
+  if (!d.ok) return fail(STATUS.INVALID_PARAMETER);
+  const q = d.value;
+  const o = openOf(q.fileId);
+  if (!o) return fail(STATUS.FILE_CLOSED);
+  if (!o.handle || o.tree.share === undefined) return fail(NT.NOT_SUPPORTED);
+  let out: Buffer | undefined;
+  let variable = false;
+  try {
+    if (q.infoType === InfoType.FILE) {
+      const a = await view.fstat(o.handle);
+      const name = o.handle.path === '/' ? '\\' : o.handle.path.replace(/\//g, '\\');
+      out = fileInfo(q.infoClass, a, { deletePending: o.deletePending, accessMask: o.grantedAccess, name });
+      variable = VARIABLE_FILE_CLASSES.has(q.infoClass);
+    } else if (q.infoType === InfoType.FILESYSTEM) {
+      const s = await view.statfs(o.tree.share);
+      out = fsInfo(q.infoClass, s, { label: o.tree.share, serial: Number(BigInt.asUintN(32, BigInt(o.tree.share.length) * 2654435761n)) });
+      variable = VARIABLE_FS_CLASSES.has(q.infoClass);
+    }
+  } catch (e) {
+    return fail(ntStatusOf(e));
+  }
+  if (!out) return fail(NT.NOT_SUPPORTED);
+  if (out.length > q.outputBufferLength) {
+    if (!variable) return fail(NT.INFO_LENGTH_MISMATCH);
+    const part = out.subarray(0, q.outputBufferLength);
+    return { resp: srv.response(conn, h, STATUS.BUFFER_OVERFLOW, (w) => encodeOutputResponse(w, part)) };
+  }
+  const body = out;
+  return { resp: srv.response(conn, h, 0, (w) => encodeOutputResponse(w, body)) };
+}
+
+async function setInfo(srv: SmbServer, conn: Conn, h: Smb2Header, el: Buffer, view: Session, openOf: OpenOf): Promise<CommandResult> {
+  const fail = (status: number): CommandResult => ({ resp: srv.error(conn, h, status) });
+  const d = tryDecode(() => decodeSetInfoRequest(el));
+  if (!d.ok) return fail(STATUS.INVALID_PARAMETER);
+  const q = d.value;
+  const o = openOf(q.fileId);
+  if (!o) return fail(STATUS.FILE_CLOSED);
+  if (!o.handle || o.tree.share === undefined || q.infoType !== InfoType.FILE) return fail(NT.NOT_SUPPORTED);
+  const b = q.buffer;
+  const handle = o.handle;
+  const share = o.tree.share;
+  try {
+    switch (q.infoClass) {
+      case FileInfoClass.Basic: {
+        if (b.length < 36) return fail(NT.INFO_LENGTH_MISMATCH);
+        // 0 leaves a time as it is; -1 (stop updating it on this handle) too, for now.
+        const t = (at: number): bigint | undefined => {
+          const v = b.readBigUInt64LE(at);
+          return v === 0n || v === 0xffff_ffff_ffff_ffffn || v === 0xffff_ffff_ffff_fffen ? undefined : fromFileTime(v);
+        };
+        const birth = t(0), atime = t(8), mtime = t(16);
+        const attrs = b.readUInt32LE(32);
+        const set = {
+          ...(birth !== undefined ? { birthtimeNs: birth } : {}),
+          ...(atime !== undefined ? { atimeNs: atime } : {}),
+          ...(mtime !== undefined ? { mtimeNs: mtime } : {}),
+          ...(attrs !== 0 ? { winAttributes: attrs & SETTABLE_WIN_ATTRS } : {}),
+        };
+        if (Object.keys(set).length > 0) await view.fsetattr(handle, set);
+        break;
+      }
+      case FileInfoClass.EndOfFile: {
+        if (b.length < 8) return fail(NT.INFO_LENGTH_MISMATCH);
+        if (o.kind !== 'file') return fail(STATUS.INVALID_PARAMETER);
+        const size = b.readBigUInt64LE(0);
+        if (size > BigInt(Number.MAX_SAFE_INTEGER)) return fail(STATUS.INVALID_PARAMETER);
+        await view.fsetattr(handle, { size: Number(size) });
+        break;
+      }
+      case FileInfoClass.Allocation:
+      case FileInfoClass.Position:
+        // Allocation is the backend's (sizes rounded to 4 KiB); the position is the client's.
+        break;
+      case FileInfoClass.Rename: {
+        // FILE_RENAME_INFORMATION_TYPE_2 (MS-FSCC 2.4.42.2): ReplaceIfExists, 7 reserved, RootDirectory 8, length 4, name.
+        if (b.length < 20) return fail(NT.INFO_LENGTH_MISMATCH);
+        const len = b.readUInt32LE(16);
+        if (20 + len > b.length || len & 1) return fail(STATUS.INVALID_PARAMETER);
+        const to = sharePath(b.subarray(20, 20 + len).toString('utf16le'));
+        if (to === undefined || to === '/') return fail(NT.OBJECT_NAME_INVALID);
+        await view.rename(share, handle.path, to, { replace: b[0] !== 0 });
+        break;
+      }
+      case FileInfoClass.Disposition:
+      case FileInfoClass.DispositionEx: {
+        if (b.length < 1) return fail(NT.INFO_LENGTH_MISMATCH);
+        const pending = q.infoClass === FileInfoClass.Disposition ? b[0] !== 0 : b.length >= 4 && (b.readUInt32LE(0) & 0x1) !== 0;
+        if (pending && o.kind === 'dir') {
+          // A non-empty directory cannot be marked (MS-FSA 2.1.5.14.3).
+          const page = await view.readdirById(share, handle.fileId, { limit: 1 });
+          if (page.entries.length > 0) return fail(NT.DIRECTORY_NOT_EMPTY);
+        }
+        await view.setDeleteOnClose(handle, pending);
+        o.deletePending = pending;
+        break;
+      }
+      default:
+        return fail(NT.NOT_SUPPORTED);
+    }
+  } catch (e) {
+    return fail(ntStatusOf(e));
+  }
+  return { resp: srv.response(conn, h, 0, encodeSetInfoResponse) };
+}
+
+/** srvsvc over a pipe: one PDU in, one PDU out (NetrShareEnumAll, NetrShareGetInfo at level 1). */
+function rpc(srv: SmbServer, sess: SmbSession, input: Buffer): Buffer {
+  const d = tryDecode(() => decodePdu(input));
+  if (!d.ok) return encodeBindNak(input.length >= 16 ? input.readUInt32LE(12) : 0);
+  const pdu = d.value;
+  if (pdu.kind === 'bind') return encodeBindAck(pdu.pdu, bindResults(pdu.pdu, [SYNTAX.SRVSVC]), '\\PIPE\\srvsvc', 0x12345);
+  if (pdu.kind !== 'request') return encodeFault(pdu.header.callId, 0, FaultStatus.PROTO_ERROR);
+  const q = pdu.pdu;
+  const shares: ShareInfo1[] = [
+    ...srv.sessions.sharesFor(sess.root!.principal, 'smb').map((name) => ({ name, type: 0 /* STYPE_DISKTREE */, remark: '' })),
+    { name: 'IPC$', type: 0x8000_0003 /* STYPE_IPC | STYPE_SPECIAL */, remark: 'IPC Service' },
+  ];
+  if (q.opnum === SrvsvcOpnum.NetrShareEnumAll) {
+    const a = tryDecode(() => decodeShareEnumAll(q.stub));
+    if (!a.ok) return encodeFault(q.header.callId, q.contextId, FaultStatus.PROTO_ERROR);
+    return Buffer.concat(encodeResponse(q, encodeShareEnumAllResponse(a.value.level === 1 ? shares : [], a.value.resumeHandle !== undefined, a.value.level === 1 ? WERR.OK : WERR.INVALID_LEVEL)));
+  }
+  if (q.opnum === SrvsvcOpnum.NetrShareGetInfo) {
+    const a = tryDecode(() => decodeShareGetInfo(q.stub));
+    if (!a.ok) return encodeFault(q.header.callId, q.contextId, FaultStatus.PROTO_ERROR);
+    const s = shares.find((x) => x.name.toLowerCase() === a.value.netName.toLowerCase());
+    return Buffer.concat(encodeResponse(q, encodeShareGetInfoResponse(s, s ? WERR.OK : WERR.NET_NAME_NOT_FOUND)));
+  }
+  return encodeFault(q.header.callId, q.contextId, FaultStatus.OP_RNG_ERROR);
+}

@@ -1,0 +1,370 @@
+/**
+ * The SMB2/3 server: the connection loop over the wire layer (framing → decrypt → compound split →
+ * signature check → command → joined, signed or encrypted response) and the per-connection state:
+ * the negotiated dialect, signing algorithm and cipher, the SMB sessions (one core ClientState
+ * each, opened at the end of SESSION_SETUP; every call runs through a Session view of it as the
+ * session's principal), their trees and opens. The commands themselves are in commands.ts.
+ *
+ * Messages of one connection are handled one at a time, in order (no async replies yet).
+ */
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import { FrameParser, frame } from '../framing.ts';
+import { Command, Flags, PROTOCOL_TRANSFORM, RelatedChain, headerTemplate, joinCompound, splitCompound, writeHeader, type Smb2Header } from '../header.ts';
+import { STATUS } from '../status.ts';
+import { WireWriter, tryDecode } from '../wire.ts';
+import {
+  Capabilities, Cipher, ContextType, Dialect, HashAlgorithm, SecurityMode, SigningAlgorithm,
+  chooseContexts, decodeNegotiateRequest, encodeNegotiateResponse, type NegotiateContext, type NegotiateRequest, type NegotiateResponse,
+} from '../messages/negotiate.ts';
+import { decodeSessionSetupRequest, encodeSessionSetupResponse } from '../messages/session-setup.ts';
+import { encodeErrorResponse } from '../messages/error.ts';
+import { decodeSmb1Negotiate, isSmb1, smb2DialectForSmb1 } from '../messages/smb1-negotiate.ts';
+import { PreauthHash, decodeTransformHeader, decryptMessage, deriveKeys, encryptMessage, nonceBytes, signMessage, signingAlgorithmFor, verifySignature, type SessionKeys } from '../crypto.ts';
+import { OID, encodeNegTokenInit2 } from '../spnego.ts';
+import { fileTimeNow } from '../ntlm.ts';
+import { SpnegoLogin } from '../login.ts';
+import type { SessionManager } from '../../../src/session/session-manager.ts';
+import type { Session } from '../../../src/session/session.ts';
+import type { Handle } from '../../../src/vfs/vfs.ts';
+import type { FileAttr } from '../../../src/vfs/types.ts';
+import { runCommand, type CommandResult } from './commands.ts';
+
+/** Largest READ/WRITE/transact announced and accepted (the decoders' bound). */
+export const MAX_IO = 8 * 1024 * 1024;
+/** Credits granted per response at most; a client asking for more gets this many (Windows: 512 by default at first, then up to 8192). */
+export const MAX_CREDIT_GRANT = 512;
+
+export interface SmbServerOptions {
+  sessions: SessionManager;
+  logger?: Logger | undefined;
+  /** Require every request after SESSION_SETUP to be signed (or encrypted). Default true. */
+  signingRequired?: boolean;
+  serverGuid?: Buffer;
+  computerName?: string;
+  domainName?: string;
+}
+
+export interface DirState {
+  pattern?: string;
+  /** Resume after this cookie; undefined before the first page. */
+  cookie?: bigint;
+  dotsSent: boolean;
+  eof: boolean;
+  /** Entries read and not yet returned. */
+  pending: { name: string; attr: FileAttr }[];
+  /** A name without wildcards was answered. */
+  single?: boolean;
+}
+
+export interface Open {
+  volatile: bigint;
+  tree: Tree;
+  kind: 'file' | 'dir' | 'pipe';
+  handle?: Handle;
+  grantedAccess: number;
+  deletePending: boolean;
+  dir?: DirState;
+  /** srvsvc pipe: bytes waiting for a READ. */
+  pipe?: Buffer[];
+}
+
+export interface Tree {
+  id: number;
+  /** undefined: IPC$. */
+  share: string | undefined;
+  maximalAccess: number;
+}
+
+export interface SmbSession {
+  id: bigint;
+  preauth: PreauthHash;
+  login: SpnegoLogin;
+  keys?: SessionKeys;
+  /** The core client state's root view (opened once authenticated); `view` is the call's. */
+  root?: Session;
+  nonce: bigint;
+  trees: Map<number, Tree>;
+  opens: Map<bigint, Open>;
+  nextTree: number;
+  encrypted: boolean;
+}
+
+export interface Conn {
+  id: number;
+  sock: Socket;
+  preauth: PreauthHash;
+  dialect: number;
+  signingAlgorithm: number;
+  cipher: number;
+  sessions: Map<bigint, SmbSession>;
+  negotiate?: NegotiateRequest;
+  serverCapabilities: number;
+  securityMode: number;
+}
+
+let nextConnId = 1;
+
+export class SmbServer {
+  readonly sessions: SessionManager;
+  readonly logger: Logger | undefined;
+  readonly serverGuid: Buffer;
+  readonly signingRequired: boolean;
+  private readonly computerName: string;
+  private readonly domainName: string;
+  private server: Server | undefined;
+  private readonly conns = new Set<Conn>();
+  private nextSession = 0x1000n;
+  private nextFile = 1n;
+  readonly startTime = fileTimeNow();
+
+  constructor(o: SmbServerOptions) {
+    this.sessions = o.sessions;
+    this.logger = o.logger;
+    this.serverGuid = o.serverGuid ?? randomBytes(16);
+    this.signingRequired = o.signingRequired ?? true;
+    this.computerName = o.computerName ?? 'PORTICO';
+    this.domainName = o.domainName ?? 'WORKGROUP';
+  }
+
+  newFileId(): bigint {
+    return this.nextFile++;
+  }
+
+  async listen(port: number, host: string): Promise<AddressInfo> {
+    const server = (this.server = createServer((sock) => this.accept(sock)));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    return server.address() as AddressInfo;
+  }
+
+  async close(): Promise<void> {
+    for (const c of [...this.conns]) c.sock.destroy();
+    for (const c of [...this.conns]) await this.endConn(c);
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+
+  private accept(sock: Socket): void {
+    const conn: Conn = { id: nextConnId++, sock, preauth: new PreauthHash(), dialect: 0, signingAlgorithm: 0, cipher: 0, sessions: new Map(), serverCapabilities: 0, securityMode: 0 };
+    this.conns.add(conn);
+    const parser = new FrameParser(MAX_IO + 64 * 1024);
+    let queue = Promise.resolve();
+    sock.setNoDelay(true);
+    sock.on('data', (chunk: Buffer) => {
+      const r = parser.push(chunk);
+      for (const m of r.messages) {
+        queue = queue.then(() => this.onMessage(conn, m)).catch((e: unknown) => {
+          this.logger?.warn({ err: e }, 'smb: connection failed');
+          sock.destroy();
+        });
+      }
+      if (r.error) queue = queue.then(() => void sock.destroy());
+    });
+    sock.on('error', () => undefined);
+    sock.on('close', () => {
+      queue = queue.then(() => this.endConn(conn));
+    });
+  }
+
+  private async endConn(conn: Conn): Promise<void> {
+    if (!this.conns.delete(conn)) return;
+    for (const s of conn.sessions.values()) await this.endSession(s);
+    conn.sessions.clear();
+  }
+
+  async endSession(s: SmbSession): Promise<void> {
+    s.opens.clear();
+    s.trees.clear();
+    const root = s.root;
+    s.root = undefined;
+    if (root) await root.end().catch((e: unknown) => this.logger?.warn({ err: e }, 'smb: ending a session failed'));
+  }
+
+  response(conn: Conn, req: Smb2Header, status: number, body: (w: WireWriter) => void, over: Partial<Smb2Header> = {}): Buffer {
+    const w = new WireWriter(512);
+    // Credits: what the client asks for, at least what the request cost and one, at most the grant.
+    const credits = Math.max(1, req.creditCharge, Math.min(req.credits, MAX_CREDIT_GRANT));
+    writeHeader(w, headerTemplate({
+      status, command: req.command, credits, creditCharge: req.creditCharge,
+      flags: Flags.SERVER_TO_REDIR | (req.flags & Flags.RELATED_OPERATIONS), messageId: req.messageId, treeId: req.treeId, sessionId: req.sessionId, ...over,
+    }));
+    body(w);
+    void conn;
+    return Buffer.from(w.finish());
+  }
+
+  error(conn: Conn, req: Smb2Header, status: number): Buffer {
+    return this.response(conn, req, status, (w) => encodeErrorResponse(w));
+  }
+
+  private negotiateResponse(conn: Conn, dialect: number, contexts: NegotiateContext[], capabilities: number): NegotiateResponse {
+    conn.securityMode = SecurityMode.SIGNING_ENABLED | (this.signingRequired ? SecurityMode.SIGNING_REQUIRED : 0);
+    return {
+      securityMode: conn.securityMode,
+      dialect, serverGuid: this.serverGuid, capabilities,
+      maxTransactSize: MAX_IO, maxReadSize: MAX_IO, maxWriteSize: MAX_IO,
+      systemTime: fileTimeNow(), serverStartTime: 0n,
+      securityBuffer: encodeNegTokenInit2([OID.NTLMSSP]),
+      contexts,
+    };
+  }
+
+  private async onMessage(conn: Conn, msg: Buffer, encryptedFor?: { sess: SmbSession; sessionId: bigint }): Promise<void> {
+    const sock = conn.sock;
+    const send = (out: Buffer): void => {
+      if (sock.destroyed) return;
+      if (!encryptedFor?.sess.keys) return void sock.write(frame(out));
+      // An encrypted request is answered encrypted, under the same session (MS-SMB2 3.3.4.1.4),
+      // with a per-session nonce counter (never a repeated nonce under one key).
+      const nonce = Buffer.alloc(nonceBytes(conn.cipher));
+      nonce.writeBigUInt64LE(encryptedFor.sess.nonce++);
+      sock.write(frame(encryptMessage(out, encryptedFor.sess.keys.encryptionKey, conn.cipher, encryptedFor.sessionId, nonce)));
+    };
+
+    if (msg.length >= 4 && msg.readUInt32LE(0) === PROTOCOL_TRANSFORM) {
+      const t = tryDecode(() => decodeTransformHeader(msg));
+      const sess = t.ok ? conn.sessions.get(t.value.sessionId) : undefined;
+      const plain = t.ok && sess?.keys && conn.cipher ? decryptMessage(msg, sess.keys.decryptionKey, conn.cipher) : undefined;
+      if (!plain || !sess || !t.ok) return void sock.destroy();
+      sess.encrypted = true;
+      return this.onMessage(conn, plain, { sess, sessionId: t.value.sessionId });
+    }
+    if (isSmb1(msg)) {
+      const d = tryDecode(() => decodeSmb1Negotiate(msg));
+      const dialect = d.ok ? smb2DialectForSmb1(d.value) : undefined;
+      if (!d.ok || dialect === undefined) return void sock.destroy();
+      const req = headerTemplate({ command: Command.NEGOTIATE, credits: 1 });
+      if (dialect === Dialect.SMB2_0_2) conn.dialect = dialect;
+      return send(this.response(conn, req, 0, (w) => encodeNegotiateResponse(w, this.negotiateResponse(conn, dialect, [], 0))));
+    }
+    const split = splitCompound(msg);
+    if (!split.ok) return void sock.destroy();
+    const out: { resp: Buffer; key?: Buffer }[] = [];
+    const chain = new RelatedChain();
+    for (const el of split.value) {
+      const h = el.header;
+      if (h.command === Command.NEGOTIATE) {
+        const d = tryDecode(() => decodeNegotiateRequest(el.bytes));
+        if (!d.ok) return void sock.destroy();
+        const q = d.value;
+        const dialect = [Dialect.SMB3_1_1, Dialect.SMB3_0_2, Dialect.SMB3_0, Dialect.SMB2_1, Dialect.SMB2_0_2].find((x) => q.dialects.includes(x));
+        if (dialect === undefined) {
+          out.push({ resp: this.error(conn, h, STATUS.NOT_SUPPORTED) });
+          continue;
+        }
+        const choice = chooseContexts(q.contexts, {
+          ciphers: [Cipher.AES_128_GCM, Cipher.AES_128_CCM, Cipher.AES_256_GCM, Cipher.AES_256_CCM],
+          signing: [SigningAlgorithm.AES_GMAC, SigningAlgorithm.AES_CMAC],
+        });
+        if (dialect === Dialect.SMB3_1_1 && choice.hashAlgorithm === undefined) {
+          out.push({ resp: this.error(conn, h, STATUS.INVALID_PARAMETER) });
+          continue;
+        }
+        const contexts: NegotiateContext[] = [];
+        if (dialect === Dialect.SMB3_1_1) {
+          contexts.push({ type: ContextType.PREAUTH_INTEGRITY, hashAlgorithms: [HashAlgorithm.SHA512], salt: randomBytes(32) });
+          if (choice.cipher) contexts.push({ type: ContextType.ENCRYPTION, ciphers: [choice.cipher] });
+          if (choice.signingAlgorithm !== undefined) contexts.push({ type: ContextType.SIGNING, signingAlgorithms: [choice.signingAlgorithm] });
+        }
+        conn.dialect = dialect;
+        conn.signingAlgorithm = signingAlgorithmFor(dialect, choice.signingAlgorithm);
+        conn.cipher = dialect === Dialect.SMB3_1_1 ? (choice.cipher ?? 0) : dialect >= Dialect.SMB3_0 && q.capabilities & Capabilities.ENCRYPTION ? Cipher.AES_128_CCM : 0;
+        const caps = (dialect >= Dialect.SMB2_1 ? Capabilities.LARGE_MTU : 0) | (dialect >= Dialect.SMB3_0 && dialect < Dialect.SMB3_1_1 && conn.cipher ? Capabilities.ENCRYPTION : 0);
+        conn.negotiate = q;
+        conn.serverCapabilities = caps;
+        const resp = this.response(conn, h, 0, (w) => encodeNegotiateResponse(w, this.negotiateResponse(conn, dialect, contexts, caps)));
+        conn.preauth.update(el.bytes).update(resp);
+        out.push({ resp });
+        continue;
+      }
+      if (h.command === Command.SESSION_SETUP) {
+        out.push(await this.sessionSetup(conn, h, el.bytes));
+        continue;
+      }
+      const ids = chain.next(h);
+      const sess = conn.sessions.get(ids.sessionId);
+      if (!sess?.keys || !sess.root) {
+        out.push({ resp: this.error(conn, h, STATUS.USER_SESSION_DELETED) });
+        chain.done(STATUS.USER_SESSION_DELETED);
+        continue;
+      }
+      const signed = (h.flags & Flags.SIGNED) !== 0;
+      // A request with a bad signature is refused, never executed (MS-SMB2 3.3.5.2.4); with
+      // signing required an unsigned one too (encrypted requests are authenticated by the cipher).
+      if (!encryptedFor && ((signed && !verifySignature(el.bytes, sess.keys.signingKey, conn.signingAlgorithm)) || (!signed && this.signingRequired))) {
+        out.push({ resp: this.error(conn, h, STATUS.ACCESS_DENIED) });
+        chain.done(STATUS.ACCESS_DENIED);
+        continue;
+      }
+      const key = encryptedFor || !(signed || this.signingRequired) ? undefined : sess.keys.signingKey;
+      if (ids.failWith !== undefined) {
+        out.push({ resp: this.error(conn, h, ids.failWith), ...(key ? { key } : {}) });
+        continue;
+      }
+      let r: CommandResult;
+      try {
+        r = await runCommand(this, conn, sess, { ...h, sessionId: ids.sessionId, treeId: ids.treeId }, el.bytes, chain.currentFileId());
+      } catch (e) {
+        this.logger?.warn({ err: e, command: h.command }, 'smb: command failed');
+        r = { resp: this.error(conn, h, STATUS.INTERNAL_ERROR) };
+      }
+      chain.done(r.resp.readUInt32LE(8), r.fileId);
+      out.push({ resp: r.resp, ...(key ? { key } : {}) });
+      if (r.after) await r.after();
+    }
+    if (out.length === 0) return;
+    const joined = joinCompound(out.map((o) => o.resp));
+    out.forEach((o, i) => {
+      if (o.key) signMessage(joined.message.subarray(joined.offsets[i], joined.offsets[i]! + joined.lengths[i]!), o.key, conn.signingAlgorithm);
+    });
+    send(joined.message);
+  }
+
+  private async sessionSetup(conn: Conn, h: Smb2Header, bytes: Buffer): Promise<{ resp: Buffer; key?: Buffer }> {
+    const d = tryDecode(() => decodeSessionSetupRequest(bytes));
+    if (!d.ok) return { resp: this.error(conn, h, STATUS.INVALID_PARAMETER) };
+    let sessionId = h.sessionId;
+    let sess = conn.sessions.get(sessionId);
+    if (sess?.keys) return { resp: this.error(conn, h, STATUS.REQUEST_NOT_ACCEPTED) }; // re-authentication: later
+    if (!sess) {
+      sessionId = this.nextSession++;
+      sess = {
+        id: sessionId,
+        preauth: conn.preauth.fork(),
+        login: new SpnegoLogin({ authenticator: this.sessions.authenticator, ctx: { protocol: 'smb', clientAddress: conn.sock.remoteAddress ?? '' }, computerName: this.computerName, domainName: this.domainName }),
+        nonce: 1n,
+        trees: new Map(),
+        opens: new Map(),
+        nextTree: 1,
+        encrypted: false,
+      };
+      conn.sessions.set(sessionId, sess);
+    }
+    sess.preauth.update(bytes);
+    const step = await sess.login.step(d.value.securityBuffer);
+    if (step.kind === 'continue') {
+      const resp = this.response(conn, h, STATUS.MORE_PROCESSING_REQUIRED, (w) => encodeSessionSetupResponse(w, { sessionFlags: 0, securityBuffer: step.token }), { sessionId });
+      sess.preauth.update(resp);
+      return { resp };
+    }
+    if (step.kind === 'failed') {
+      conn.sessions.delete(sessionId);
+      return { resp: this.error(conn, { ...h, sessionId }, step.status) };
+    }
+    if (step.anonymous) {
+      // Guest and anonymous sessions come with guest shares (read-only); not yet.
+      conn.sessions.delete(sessionId);
+      return { resp: this.error(conn, { ...h, sessionId }, STATUS.LOGON_FAILURE) };
+    }
+    sess.keys = deriveKeys(step.sessionKey, conn.dialect, { preauthHash: sess.preauth.value, cipher: conn.cipher });
+    sess.root = this.sessions.openSession({ principal: step.principal, protocol: 'smb', clientAddress: conn.sock.remoteAddress ?? '' });
+    // MS-SMB2 3.3.5.5.3: the final SESSION_SETUP response is signed.
+    return { resp: this.response(conn, h, STATUS.SUCCESS, (w) => encodeSessionSetupResponse(w, { sessionFlags: 0, securityBuffer: step.token }), { sessionId }), key: sess.keys.signingKey };
+  }
+}
