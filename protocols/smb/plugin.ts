@@ -7,6 +7,9 @@
  * SESSION_SETUP must be signed or encrypted).
  */
 import type { AddressInfo } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { ProtocolContext, ProtocolDescriptor, ProtocolPlugin } from '../../src/server/plugin.ts';
 import { SmbServer } from './server/server.ts';
 
@@ -19,6 +22,25 @@ export interface SmbOptions {
 export function smbOptions(config: ProtocolContext['config']): SmbOptions {
   const o = config.protocols.smb as { port: number; listen?: string; signing?: 'required' | 'enabled' };
   return { port: o.port, listen: o.listen ?? config.server.listen, signingRequired: o.signing !== 'enabled' };
+}
+
+/**
+ * The server GUID (MS-SMB2 3.3.1.5), kept in <stateDir>/smb-server-guid so clients see the same
+ * server across restarts (Windows keys its connection and lease state by it).
+ */
+export function loadOrCreateServerGuid(stateDir: string): Buffer {
+  const file = join(stateDir, 'smb-server-guid');
+  try {
+    const b = readFileSync(file);
+    if (b.length === 16) return b;
+  } catch {
+    // first start: made below
+  }
+  const guid = randomBytes(16);
+  mkdirSync(stateDir, { recursive: true });
+  writeFileSync(`${file}.tmp`, guid, { mode: 0o600 });
+  renameSync(`${file}.tmp`, file);
+  return guid;
 }
 
 export class SmbPlugin implements ProtocolPlugin {
@@ -45,7 +67,7 @@ export class SmbPlugin implements ProtocolPlugin {
 
   async start(ctx: ProtocolContext): Promise<void> {
     const o = smbOptions(ctx.config);
-    const srv = (this.srv = new SmbServer({ sessions: ctx.sessions, logger: ctx.logger, signingRequired: o.signingRequired }));
+    const srv = (this.srv = new SmbServer({ sessions: ctx.sessions, logger: ctx.logger, signingRequired: o.signingRequired, serverGuid: loadOrCreateServerGuid(ctx.config.server.stateDir) }));
     try {
       this.bound = await srv.listen(o.port, o.listen);
     } catch (e) {

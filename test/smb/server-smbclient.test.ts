@@ -57,6 +57,19 @@ describe.skipIf(!HAVE_SMBCLIENT)('SMB server with smbclient', () => {
     expect(r.out).toMatch(/NT_STATUS_OBJECT_NAME_NOT_FOUND opening remote file \\nothere/);
   }, 40_000);
 
+  it('allinfo, setmode and utimes: QUERY_INFO All and Stream, SET_INFO Basic (attributes, creation time)', async () => {
+    writeFileSync(join(work, 'a'), 'attrs');
+    const r = await client('mem', ['-m', 'SMB3_11'], 'put a at.txt; setmode at.txt +h; utimes at.txt 2020:01:01-00:00:00 -1 -1 -1; allinfo at.txt; ls at.txt');
+    expect(r.out).toMatch(/create_time:\s+Wed Jan  1 00:00:00 2020 UTC/);
+    expect(r.out).toMatch(/attributes: H/);
+    expect(r.out).toMatch(/stream: \[::\$DATA\], 5 bytes/);
+    expect(r.out).toMatch(/\n\s+at\.txt\s+H\s+5 /);
+  }, 30_000);
+
+  it('the server GUID is kept in the state directory', () => {
+    expect(readFileSync(join(stack.tmp, 'state', 'smb-server-guid')).equals(stack.smb.server!.serverGuid)).toBe(true);
+  });
+
   it('-L lists the shares exposed to smb and IPC$', async () => {
     const r = await smbclient(['-L', '127.0.0.1', '-p', String(stack.smbPort), '-U', `${ALICE.name}%${ALICE.password}`, '-m', 'SMB3_11']);
     expect(r.out).toMatch(/\n\s+mem\s+Disk/);

@@ -438,6 +438,9 @@ async function queryInfo(srv: SmbServer, conn: Conn, h: Smb2Header, el: Buffer, 
     if (q.infoType === InfoType.FILE) {
       const a = await view.fstat(o.handle);
       const name = o.handle.path === '/' ? '\\' : o.handle.path.replace(/\//g, '\\');
+      // No 8.3 short names are kept; FileAlternateNameInformation falls to NOT_SUPPORTED, which
+      // smbclient's allinfo tolerates (OBJECT_NAME_NOT_FOUND, NTFS's answer with 8.3 names off,
+      // makes it stop).
       out = fileInfo(q.infoClass, a, { deletePending: o.deletePending, accessMask: o.grantedAccess, name });
       variable = VARIABLE_FILE_CLASSES.has(q.infoClass);
     } else if (q.infoType === InfoType.FILESYSTEM) {

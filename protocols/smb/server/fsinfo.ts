@@ -7,7 +7,7 @@ import { WinAttr } from '../../../src/vfs/types.ts';
 
 export const FileInfoClass = {
   Directory: 1, FullDirectory: 2, BothDirectory: 3, Basic: 4, Standard: 5, Internal: 6, Ea: 7, Access: 8, Name: 9, Rename: 10,
-  Names: 12, Disposition: 13, Position: 14, Mode: 16, Alignment: 17, All: 18, Allocation: 19, EndOfFile: 20, Stream: 22,
+  Names: 12, Disposition: 13, Position: 14, Mode: 16, Alignment: 17, All: 18, Allocation: 19, EndOfFile: 20, AlternateName: 21, Stream: 22,
   NetworkOpen: 34, AttributeTag: 35, IdBothDirectory: 37, IdFullDirectory: 38, DispositionEx: 64,
 } as const;
 export const FsInfoClass = { Volume: 1, Size: 3, Device: 4, Attribute: 5, FullSize: 7, SectorSize: 11 } as const;
