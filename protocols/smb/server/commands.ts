@@ -48,6 +48,8 @@ const Disposition = { SUPERSEDE: 0, OPEN: 1, CREATE: 2, OPEN_IF: 3, OVERWRITE: 4
 const CreateOptions = { DIRECTORY_FILE: 0x1, NON_DIRECTORY_FILE: 0x40, DELETE_ON_CLOSE: 0x1000 } as const;
 const CreateAction = { SUPERSEDED: 0, OPENED: 1, CREATED: 2, OVERWRITTEN: 3 } as const;
 const STATUS_PIPE_EMPTY = 0xc000_00d9;
+/** Opens one SMB session may hold (Windows' default per-session limit is 16,384 too). */
+export const MAX_OPENS_PER_SESSION = 16_384;
 
 const DISPOSITIONS: Record<number, CreateDisposition> = {
   [Disposition.SUPERSEDE]: 'createOrTruncate',
@@ -120,7 +122,7 @@ export async function runCommand(srv: SmbServer, conn: Conn, sess: SmbSession, h
       return ok((w) => encodeTreeConnectResponse(w, { shareType: ShareType.DISK, shareFlags: 0, capabilities: 0, maximalAccess }), { treeId: id });
     }
     case Command.TREE_DISCONNECT: {
-      if (!tree) return fail(NT.INVALID_HANDLE /* STATUS_NETWORK_NAME_DELETED for a gone tree */);
+      if (!tree) return fail(STATUS.NETWORK_NAME_DELETED);
       sess.trees.delete(tree.id);
       for (const [k, o] of sess.opens) {
         if (o.tree !== tree) continue;
@@ -151,7 +153,8 @@ export async function runCommand(srv: SmbServer, conn: Conn, sess: SmbSession, h
       return { resp: srv.response(conn, h, part.length < out.length ? STATUS.BUFFER_OVERFLOW : 0, (w) => encodeIoctlResponse(w, { ctlCode: q.ctlCode, fileId: fidOf(q.fileId), input: Buffer.alloc(0), output: part, flags: 0 })) };
     }
     case Command.CREATE:
-      if (!tree) return fail(NT.INVALID_HANDLE);
+      if (!tree) return fail(STATUS.NETWORK_NAME_DELETED);
+      if (sess.opens.size >= MAX_OPENS_PER_SESSION) return fail(NT.INSUFFICIENT_RESOURCES);
       return create(srv, conn, sess, tree, h, el, view);
     case Command.CLOSE: {
       const q = decoded(() => decodeCloseRequest(el));

@@ -35,6 +35,8 @@ import { runCommand, type CommandResult } from './commands.ts';
 export const MAX_IO = 8 * 1024 * 1024;
 /** Credits granted per response at most; a client asking for more gets this many (Windows: 512 by default at first, then up to 8192). */
 export const MAX_CREDIT_GRANT = 512;
+/** Whole messages read and not yet answered, per connection, before reading stops. */
+export const MAX_QUEUED = 64;
 
 export interface SmbServerOptions {
   sessions: SessionManager;
@@ -155,14 +157,23 @@ export class SmbServer {
     this.conns.add(conn);
     const parser = new FrameParser(MAX_IO + 64 * 1024);
     let queue = Promise.resolve();
+    // Messages waiting for their turn: past MAX_QUEUED the socket is paused (TCP backpressure), so
+    // a client pipelining faster than the VFS answers holds at most that many messages here.
+    let queued = 0;
     sock.setNoDelay(true);
     sock.on('data', (chunk: Buffer) => {
       const r = parser.push(chunk);
       for (const m of r.messages) {
-        queue = queue.then(() => this.onMessage(conn, m)).catch((e: unknown) => {
-          this.logger?.warn({ err: e }, 'smb: connection failed');
-          sock.destroy();
-        });
+        if (++queued >= MAX_QUEUED) sock.pause();
+        queue = queue
+          .then(() => this.onMessage(conn, m))
+          .catch((e: unknown) => {
+            this.logger?.warn({ err: e }, 'smb: connection failed');
+            sock.destroy();
+          })
+          .finally(() => {
+            if (--queued === MAX_QUEUED / 2 && !sock.destroyed) sock.resume();
+          });
       }
       if (r.error) queue = queue.then(() => void sock.destroy());
     });
