@@ -1,7 +1,8 @@
 /**
  * The SMB server with impacket as the client, for what smbclient's commands cannot hold open:
  * share access as VFS share modes across protocols (a deny-write SMB open makes a WebDAV PUT 423
- * and a second SMB write open STATUS_SHARING_VIOLATION until it is closed).
+ * and a second SMB write open STATUS_SHARING_VIOLATION until it is closed), QUERY_DIRECTORY
+ * patterns and the end of a scan.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ALICE, startSmb, type SmbStack } from './gateway.ts';
@@ -51,5 +52,42 @@ out = {'held': held, 'second': second, 'after': after}
     expect(out.held).toBe(423);
     expect(out.second).toMatch(/STATUS_SHARING_VIOLATION/);
     expect([201, 204]).toContain(out.after);
+  }, 40_000);
+
+  it('QUERY_DIRECTORY: *.txt, ?.bin and an exact name; a scan ends with STATUS_NO_MORE_FILES', async () => {
+    const out = await runPython(
+      String.raw`
+from impacket.smbconnection import SMBConnection
+from impacket.smb3structs import FILE_OVERWRITE_IF, FILE_READ_DATA, FILE_READ_ATTRIBUTES, FILE_SHARE_READ, FILE_SHARE_WRITE, FILE_DIRECTORY_FILE, FILE_OPEN, FILE_BOTH_DIRECTORY_INFORMATION
+c = SMBConnection('127.0.0.1', '127.0.0.1', sess_port=inp['smb'])
+c.login(inp['user'], inp['password'])
+tid = c.connectTree('mem')
+c.createDirectory('mem', 'pat')
+for n in ['a1.txt', 'b2.txt', 'c.bin', 'Readme']:
+    fid = c.createFile(tid, 'pat\\' + n, creationDisposition=FILE_OVERWRITE_IF)
+    c.closeFile(tid, fid)
+out = {}
+out['txt'] = sorted(f.get_longname() for f in c.listPath('mem', 'pat\\*.txt'))
+out['qm'] = sorted(f.get_longname() for f in c.listPath('mem', 'pat\\?.bin'))
+out['exact'] = sorted(f.get_longname() for f in c.listPath('mem', 'pat\\Readme'))
+s = c.getSMBServer()
+fid = s.create(tid, 'pat', FILE_READ_DATA | FILE_READ_ATTRIBUTES, FILE_SHARE_READ | FILE_SHARE_WRITE, FILE_DIRECTORY_FILE, FILE_OPEN, 0)
+first = s.queryDirectory(tid, fid, '*', 0, FILE_BOTH_DIRECTORY_INFORMATION, 65536)
+try:
+    s.queryDirectory(tid, fid, '*', 0, FILE_BOTH_DIRECTORY_INFORMATION, 65536)
+    nxt = 'more'
+except Exception as e:
+    nxt = str(e)
+s.close(tid, fid)
+out['bytes'] = len(first)
+out['next'] = nxt
+`,
+      { smb: stack.smbPort, user: ALICE.name, password: ALICE.password },
+    );
+    expect(out.txt).toEqual(['a1.txt', 'b2.txt']);
+    expect(out.qm).toEqual(['c.bin']);
+    expect(out.exact).toEqual(['Readme']);
+    expect(out.bytes).toBeGreaterThan(6 * 94);
+    expect(out.next).toMatch(/STATUS_NO_MORE_FILES/);
   }, 40_000);
 });
