@@ -2,7 +2,7 @@
  * The SMB server with impacket as the client, for what smbclient's commands cannot hold open:
  * share access as VFS share modes across protocols (a deny-write SMB open makes a WebDAV PUT 423
  * and a second SMB write open STATUS_SHARING_VIOLATION until it is closed), QUERY_DIRECTORY
- * patterns and the end of a scan.
+ * patterns and the end of a scan, and signing required: an unsigned request is refused.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ALICE, startSmb, type SmbStack } from './gateway.ts';
@@ -89,5 +89,26 @@ out['next'] = nxt
     expect(out.exact).toEqual(['Readme']);
     expect(out.bytes).toBeGreaterThan(6 * 94);
     expect(out.next).toMatch(/STATUS_NO_MORE_FILES/);
+  }, 40_000);
+
+  it('signing is required: after SESSION_SETUP an unsigned request is STATUS_ACCESS_DENIED (2.1, not encrypted)', async () => {
+    const out = await runPython(
+      `
+from impacket.smbconnection import SMBConnection
+c = SMBConnection('127.0.0.1', '127.0.0.1', sess_port=inp['smb'], preferredDialect=0x210)
+c.login(inp['user'], inp['password'])
+c.connectTree('mem')
+s = c.getSMBServer()
+s._Session['SigningActivated'] = False
+try:
+    c.connectTree('disk')
+    unsigned = 'accepted'
+except Exception as e:
+    unsigned = str(e)
+out = {'unsigned': unsigned}
+`,
+      { smb: stack.smbPort, user: ALICE.name, password: ALICE.password },
+    );
+    expect(out.unsigned).toMatch(/STATUS_ACCESS_DENIED/);
   }, 40_000);
 });
