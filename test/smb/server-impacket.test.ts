@@ -2,7 +2,9 @@
  * The SMB server with impacket as the client, for what smbclient's commands cannot hold open:
  * share access as VFS share modes across protocols (a deny-write SMB open makes a WebDAV PUT 423
  * and a second SMB write open STATUS_SHARING_VIOLATION until it is closed), QUERY_DIRECTORY
- * patterns and the end of a scan, and signing required: an unsigned request is refused.
+ * patterns and the end of a scan, signing required (an unsigned request is refused), and byte-range
+ * LOCK on the shared lock manager (impacket's own `lock` fails on Python 3, so the request is built
+ * here from its structures).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ALICE, startSmb, type SmbStack } from './gateway.ts';
@@ -110,5 +112,75 @@ out = {'unsigned': unsigned}
       { smb: stack.smbPort, user: ALICE.name, password: ALICE.password },
     );
     expect(out.unsigned).toMatch(/STATUS_ACCESS_DENIED/);
+  }, 40_000);
+
+  it("LOCK: an exclusive range refuses a second open's lock (LOCK_NOT_GRANTED) and write (FILE_LOCK_CONFLICT) and a WebDAV PUT (423); unlock frees it", async () => {
+    const out = await runPython(
+      `
+import base64, urllib.request, urllib.error
+from impacket.smbconnection import SMBConnection
+from impacket.smb3structs import SMB2_LOCK, SMB2Lock, SMB2_LOCK_ELEMENT, SMB2_LOCKFLAG_EXCLUSIVE_LOCK, SMB2_LOCKFLAG_SHARED_LOCK, SMB2_LOCKFLAG_UNLOCK, SMB2_LOCKFLAG_FAIL_IMMEDIATELY, FILE_READ_DATA, FILE_WRITE_DATA, FILE_SHARE_READ, FILE_SHARE_WRITE, FILE_OVERWRITE_IF, FILE_OPEN
+from impacket.nt_errors import STATUS_SUCCESS
+c = SMBConnection('127.0.0.1', '127.0.0.1', sess_port=inp['smb'], preferredDialect=0x210)
+c.login(inp['user'], inp['password'])
+tid = c.connectTree('disk')
+s = c.getSMBServer()
+def lk(f, off, ln, flags):
+    l = SMB2_LOCK_ELEMENT()
+    l['Offset'] = off
+    l['Length'] = ln
+    l['Flags'] = flags
+    p = s.SMB_PACKET()
+    p['Command'] = SMB2_LOCK
+    p['TreeID'] = tid
+    b = SMB2Lock()
+    b['FileID'] = f
+    b['LockCount'] = 1
+    b['LockSequence'] = 0
+    b['Locks'] = l.getData()
+    p['Data'] = b
+    try:
+        s.recvSMB(s.sendSMB(p)).isValidAnswer(STATUS_SUCCESS)
+        return 'ok'
+    except Exception as e:
+        return str(e)
+def w(f, off):
+    try:
+        c.writeFile(tid, f, b'xx', off)
+        return 'ok'
+    except Exception as e:
+        return str(e)
+def put():
+    auth = base64.b64encode((inp['user'] + ':' + inp['password']).encode()).decode()
+    req = urllib.request.Request('http://127.0.0.1:%d/disk/locked.txt' % inp['dav'], data=b'from dav', method='PUT', headers={'Authorization': 'Basic ' + auth})
+    try:
+        return urllib.request.urlopen(req).status
+    except urllib.error.HTTPError as e:
+        return e.code
+rw = FILE_READ_DATA | FILE_WRITE_DATA
+both = FILE_SHARE_READ | FILE_SHARE_WRITE
+f1 = c.createFile(tid, 'locked.txt', desiredAccess=rw, shareMode=both, creationDisposition=FILE_OVERWRITE_IF)
+c.writeFile(tid, f1, b'0123456789abcdef')
+f2 = c.createFile(tid, 'locked.txt', desiredAccess=rw, shareMode=both, creationDisposition=FILE_OPEN)
+out = {}
+out['lock'] = lk(f1, 0, 8, SMB2_LOCKFLAG_EXCLUSIVE_LOCK | SMB2_LOCKFLAG_FAIL_IMMEDIATELY)
+out['lock2'] = lk(f2, 4, 8, SMB2_LOCKFLAG_SHARED_LOCK | SMB2_LOCKFLAG_FAIL_IMMEDIATELY)
+out['write2'] = w(f2, 2)
+out['outside'] = w(f2, 10)
+out['dav'] = put()
+out['unlock'] = lk(f1, 0, 8, SMB2_LOCKFLAG_UNLOCK)
+out['unlockAgain'] = lk(f1, 0, 8, SMB2_LOCKFLAG_UNLOCK)
+out['lock2After'] = lk(f2, 4, 8, SMB2_LOCKFLAG_SHARED_LOCK | SMB2_LOCKFLAG_FAIL_IMMEDIATELY)
+`,
+      { smb: stack.smbPort, dav: stack.davPort, user: ALICE.name, password: ALICE.password },
+    );
+    expect(out.lock).toBe('ok');
+    expect(out.lock2).toMatch(/STATUS_LOCK_NOT_GRANTED/);
+    expect(out.write2).toMatch(/STATUS_FILE_LOCK_CONFLICT/);
+    expect(out.outside).toBe('ok');
+    expect(out.dav).toBe(423);
+    expect(out.unlock).toBe('ok');
+    expect(out.unlockAgain).toMatch(/STATUS_RANGE_NOT_LOCKED/);
+    expect(out.lock2After).toBe('ok');
   }, 40_000);
 });
