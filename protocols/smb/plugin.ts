@@ -4,7 +4,9 @@
  * `protocols` include `smb` (or name none), plus IPC$ for share listing.
  *
  * Config (protocols.smb): `signing` required|enabled (default required: every request after
- * SESSION_SETUP must be signed or encrypted).
+ * SESSION_SETUP must be signed or encrypted); `encrypt` off|desired|required (default off: encrypted
+ * when the client asks; desired: every SMB3 session told to encrypt; required: and unencrypted
+ * access refused, 2.x clients get no session).
  */
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
@@ -17,11 +19,13 @@ export interface SmbOptions {
   port: number;
   listen: string;
   signingRequired: boolean;
+  encrypt: 'off' | 'desired' | 'required';
 }
 
 export function smbOptions(config: ProtocolContext['config']): SmbOptions {
-  const o = config.protocols.smb as { port: number; listen?: string; signing?: 'required' | 'enabled' };
-  return { port: o.port, listen: o.listen ?? config.server.listen, signingRequired: o.signing !== 'enabled' };
+  const o = config.protocols.smb as { port: number; listen?: string; signing?: 'required' | 'enabled'; encrypt?: 'off' | 'desired' | 'required' };
+  const encrypt = o.encrypt === 'desired' || o.encrypt === 'required' ? o.encrypt : 'off';
+  return { port: o.port, listen: o.listen ?? config.server.listen, signingRequired: o.signing !== 'enabled', encrypt };
 }
 
 /**
@@ -67,7 +71,7 @@ export class SmbPlugin implements ProtocolPlugin {
 
   async start(ctx: ProtocolContext): Promise<void> {
     const o = smbOptions(ctx.config);
-    const srv = (this.srv = new SmbServer({ sessions: ctx.sessions, logger: ctx.logger, signingRequired: o.signingRequired, serverGuid: loadOrCreateServerGuid(ctx.config.server.stateDir) }));
+    const srv = (this.srv = new SmbServer({ sessions: ctx.sessions, logger: ctx.logger, signingRequired: o.signingRequired, encrypt: o.encrypt, serverGuid: loadOrCreateServerGuid(ctx.config.server.stateDir) }));
     try {
       this.bound = await srv.listen(o.port, o.listen);
     } catch (e) {

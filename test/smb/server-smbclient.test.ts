@@ -120,3 +120,34 @@ describe.skipIf(!HAVE_SMBCLIENT)('SMB server with smbclient', () => {
     expect(readFileSync(join(work, 'back.bin')).equals(other)).toBe(true);
   }, 40_000);
 });
+
+describe.skipIf(!HAVE_SMBCLIENT)('SMB server with protocols.smb.encrypt: required', () => {
+  let stack: SmbStack;
+  let work: string;
+  beforeAll(async () => {
+    stack = await startSmb({ config: { 'protocols.smb.encrypt': 'required' } });
+    work = mkdtempSync(join(tmpdir(), 'portico-smbwork-'));
+  });
+  afterAll(async () => {
+    await stack?.stop();
+    rmSync(work, { recursive: true, force: true });
+  });
+  const run = (dialect: string, cmds: string) =>
+    smbclient(['//127.0.0.1/mem', '-p', String(stack.smbPort), '-U', `${ALICE.name}%${ALICE.password}`, '-m', dialect, '-c', cmds], { cwd: work });
+
+  it('an SMB3 client is told to encrypt (SESSION_FLAG_ENCRYPT_DATA) and works without asking', async () => {
+    writeFileSync(join(work, 'a'), 'sealed');
+    for (const dialect of ['SMB3_00', 'SMB3_11']) {
+      rmSync(join(work, 'c'), { force: true });
+      const r = await run(dialect, 'put a b; get b c; rm b');
+      expect(r.out).not.toMatch(/NT_STATUS_/);
+      expect(readFileSync(join(work, 'c'), 'utf8')).toBe('sealed');
+    }
+  }, 40_000);
+
+  it('a 2.x client, which cannot encrypt, gets no session (NT_STATUS_ACCESS_DENIED)', async () => {
+    const r = await run('SMB2_10', 'ls');
+    expect(r.out).toMatch(/NT_STATUS_ACCESS_DENIED/);
+    expect(r.code).not.toBe(0);
+  }, 30_000);
+});

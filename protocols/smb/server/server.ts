@@ -43,6 +43,13 @@ export interface SmbServerOptions {
   logger?: Logger | undefined;
   /** Require every request after SESSION_SETUP to be signed (or encrypted). Default true. */
   signingRequired?: boolean;
+  /**
+   * Encryption for every session (MS-SMB2 EncryptData / RejectUnencryptedAccess): `off` (default:
+   * encrypted when the client asks), `desired` (sessions are told to encrypt when the dialect can;
+   * 2.x clients still served in clear), `required` (as desired, and a session that cannot encrypt
+   * is refused, an unencrypted request refused).
+   */
+  encrypt?: 'off' | 'desired' | 'required';
   serverGuid?: Buffer;
   computerName?: string;
   domainName?: string;
@@ -91,6 +98,8 @@ export interface SmbSession {
   opens: Map<bigint, Open>;
   nextTree: number;
   encrypted: boolean;
+  /** Unencrypted requests are refused (encrypt: required). */
+  encryptRequired: boolean;
 }
 
 export interface Conn {
@@ -107,12 +116,14 @@ export interface Conn {
 }
 
 let nextConnId = 1;
+const SESSION_FLAG_ENCRYPT_DATA = 0x0004;
 
 export class SmbServer {
   readonly sessions: SessionManager;
   readonly logger: Logger | undefined;
   readonly serverGuid: Buffer;
   readonly signingRequired: boolean;
+  readonly encrypt: 'off' | 'desired' | 'required';
   private readonly computerName: string;
   private readonly domainName: string;
   private server: Server | undefined;
@@ -126,6 +137,7 @@ export class SmbServer {
     this.logger = o.logger;
     this.serverGuid = o.serverGuid ?? randomBytes(16);
     this.signingRequired = o.signingRequired ?? true;
+    this.encrypt = o.encrypt ?? 'off';
     this.computerName = o.computerName ?? 'PORTICO';
     this.domainName = o.domainName ?? 'WORKGROUP';
   }
@@ -305,6 +317,11 @@ export class SmbServer {
         chain.done(STATUS.USER_SESSION_DELETED);
         continue;
       }
+      if (sess.encryptRequired && !encryptedFor) {
+        out.push({ resp: this.error(conn, h, STATUS.ACCESS_DENIED) });
+        chain.done(STATUS.ACCESS_DENIED);
+        continue;
+      }
       const signed = (h.flags & Flags.SIGNED) !== 0;
       // A request with a bad signature is refused, never executed (MS-SMB2 3.3.5.2.4); with
       // signing required an unsigned one too (encrypted requests are authenticated by the cipher).
@@ -354,6 +371,7 @@ export class SmbServer {
         opens: new Map(),
         nextTree: 1,
         encrypted: false,
+        encryptRequired: false,
       };
       conn.sessions.set(sessionId, sess);
     }
@@ -373,9 +391,18 @@ export class SmbServer {
       conn.sessions.delete(sessionId);
       return { resp: this.error(conn, { ...h, sessionId }, STATUS.LOGON_FAILURE) };
     }
+    // MS-SMB2 3.3.5.5.3: with encryption required, a connection that negotiated no cipher (2.x, or
+    // a 3.x client without encryption) gets no session.
+    if (this.encrypt === 'required' && !conn.cipher) {
+      conn.sessions.delete(sessionId);
+      return { resp: this.error(conn, { ...h, sessionId }, STATUS.ACCESS_DENIED) };
+    }
     sess.keys = deriveKeys(step.sessionKey, conn.dialect, { preauthHash: sess.preauth.value, cipher: conn.cipher });
     sess.root = this.sessions.openSession({ principal: step.principal, protocol: 'smb', clientAddress: conn.sock.remoteAddress ?? '' });
-    // MS-SMB2 3.3.5.5.3: the final SESSION_SETUP response is signed.
-    return { resp: this.response(conn, h, STATUS.SUCCESS, (w) => encodeSessionSetupResponse(w, { sessionFlags: 0, securityBuffer: step.token }), { sessionId }), key: sess.keys.signingKey };
+    const encryptData = this.encrypt !== 'off' && conn.cipher !== 0;
+    sess.encryptRequired = encryptData && this.encrypt === 'required';
+    // MS-SMB2 3.3.5.5.3: the final SESSION_SETUP response is signed (not encrypted).
+    const sessionFlags = encryptData ? SESSION_FLAG_ENCRYPT_DATA : 0;
+    return { resp: this.response(conn, h, STATUS.SUCCESS, (w) => encodeSessionSetupResponse(w, { sessionFlags, securityBuffer: step.token }), { sessionId }), key: sess.keys.signingKey };
   }
 }
