@@ -183,4 +183,38 @@ out['lock2After'] = lk(f2, 4, 8, SMB2_LOCKFLAG_SHARED_LOCK | SMB2_LOCKFLAG_FAIL_
     expect(out.unlockAgain).toMatch(/STATUS_RANGE_NOT_LOCKED/);
     expect(out.lock2After).toBe('ok');
   }, 40_000);
+
+  it('the granted access of an open decides: WRITE on a read open and READ on a write open are ACCESS_DENIED', async () => {
+    const out = await runPython(
+      `
+from impacket.smbconnection import SMBConnection
+from impacket.smb3structs import FILE_READ_DATA, FILE_WRITE_DATA, FILE_SHARE_READ, FILE_SHARE_WRITE, FILE_OVERWRITE_IF, FILE_OPEN
+c = SMBConnection('127.0.0.1', '127.0.0.1', sess_port=inp['smb'], preferredDialect=0x210)
+c.login(inp['user'], inp['password'])
+tid = c.connectTree('mem')
+both = FILE_SHARE_READ | FILE_SHARE_WRITE
+f = c.createFile(tid, 'acc.txt', desiredAccess=FILE_READ_DATA | FILE_WRITE_DATA, shareMode=both, creationDisposition=FILE_OVERWRITE_IF)
+c.writeFile(tid, f, b'abc')
+c.closeFile(tid, f)
+out = {}
+r = c.createFile(tid, 'acc.txt', desiredAccess=FILE_READ_DATA, shareMode=both, creationDisposition=FILE_OPEN)
+try:
+    c.writeFile(tid, r, b'x')
+    out['writeOnRead'] = 'ok'
+except Exception as e:
+    out['writeOnRead'] = str(e)
+out['read'] = c.readFile(tid, r).decode()
+w = c.createFile(tid, 'acc.txt', desiredAccess=FILE_WRITE_DATA, shareMode=both, creationDisposition=FILE_OPEN)
+try:
+    c.readFile(tid, w)
+    out['readOnWrite'] = 'ok'
+except Exception as e:
+    out['readOnWrite'] = str(e)
+`,
+      { smb: stack.smbPort, user: ALICE.name, password: ALICE.password },
+    );
+    expect(out.writeOnRead).toMatch(/STATUS_ACCESS_DENIED/);
+    expect(out.read).toBe('abc');
+    expect(out.readOnWrite).toMatch(/STATUS_ACCESS_DENIED/);
+  }, 40_000);
 });

@@ -206,6 +206,8 @@ export async function runCommand(srv: SmbServer, conn: Conn, sess: SmbSession, h
         return ok((w) => encodeReadResponse(w, { data, dataRemaining: 0 }));
       }
       if (o.kind !== 'file' || !o.handle) return fail(STATUS.INVALID_DEVICE_REQUEST);
+      // The open's granted access decides, not the share mode's (MS-SMB2 3.3.5.12).
+      if (!(o.grantedAccess & (Access.READ_DATA | Access.EXECUTE))) return fail(STATUS.ACCESS_DENIED);
       if (q.offset > BigInt(Number.MAX_SAFE_INTEGER)) return fail(STATUS.INVALID_PARAMETER);
       let data: Buffer;
       try {
@@ -228,6 +230,7 @@ export async function runCommand(srv: SmbServer, conn: Conn, sess: SmbSession, h
         return ok((w) => encodeWriteResponse(w, { count: q.data.length, remaining: 0 }));
       }
       if (o.kind !== 'file' || !o.handle) return fail(STATUS.INVALID_DEVICE_REQUEST);
+      if (!(o.grantedAccess & (Access.WRITE_DATA | Access.APPEND_DATA))) return fail(STATUS.ACCESS_DENIED);
       if (q.offset > BigInt(Number.MAX_SAFE_INTEGER)) return fail(STATUS.INVALID_PARAMETER);
       let n: number;
       try {
@@ -532,6 +535,7 @@ async function setInfo(srv: SmbServer, conn: Conn, h: Smb2Header, el: Buffer, vi
     switch (q.infoClass) {
       case FileInfoClass.Basic: {
         if (b.length < 36) return fail(NT.INFO_LENGTH_MISMATCH);
+        if (!(o.grantedAccess & Access.WRITE_ATTRIBUTES)) return fail(STATUS.ACCESS_DENIED);
         // 0 leaves a time as it is; -1 (stop updating it on this handle) too, for now.
         const t = (at: number): bigint | undefined => {
           const v = b.readBigUInt64LE(at);
@@ -550,6 +554,7 @@ async function setInfo(srv: SmbServer, conn: Conn, h: Smb2Header, el: Buffer, vi
       }
       case FileInfoClass.EndOfFile: {
         if (b.length < 8) return fail(NT.INFO_LENGTH_MISMATCH);
+        if (!(o.grantedAccess & Access.WRITE_DATA)) return fail(STATUS.ACCESS_DENIED);
         if (o.kind !== 'file') return fail(STATUS.INVALID_PARAMETER);
         const size = b.readBigUInt64LE(0);
         if (size > BigInt(Number.MAX_SAFE_INTEGER)) return fail(STATUS.INVALID_PARAMETER);
@@ -561,6 +566,7 @@ async function setInfo(srv: SmbServer, conn: Conn, h: Smb2Header, el: Buffer, vi
         // Allocation is the backend's (sizes rounded to 4 KiB); the position is the client's.
         break;
       case FileInfoClass.Rename: {
+        if (!(o.grantedAccess & Access.DELETE)) return fail(STATUS.ACCESS_DENIED);
         // FILE_RENAME_INFORMATION_TYPE_2 (MS-FSCC 2.4.42.2): ReplaceIfExists, 7 reserved, RootDirectory 8, length 4, name.
         if (b.length < 20) return fail(NT.INFO_LENGTH_MISMATCH);
         const len = b.readUInt32LE(16);
@@ -573,6 +579,7 @@ async function setInfo(srv: SmbServer, conn: Conn, h: Smb2Header, el: Buffer, vi
       case FileInfoClass.Disposition:
       case FileInfoClass.DispositionEx: {
         if (b.length < 1) return fail(NT.INFO_LENGTH_MISMATCH);
+        if (!(o.grantedAccess & Access.DELETE)) return fail(STATUS.ACCESS_DENIED);
         const pending = q.infoClass === FileInfoClass.Disposition ? b[0] !== 0 : b.length >= 4 && (b.readUInt32LE(0) & 0x1) !== 0;
         if (pending && o.kind === 'dir') {
           // A non-empty directory cannot be marked (MS-FSA 2.1.5.14.3).
