@@ -217,4 +217,19 @@ except Exception as e:
     expect(out.read).toBe('abc');
     expect(out.readOnWrite).toMatch(/STATUS_ACCESS_DENIED/);
   }, 40_000);
+
+  it('the SMB1 multi-protocol start leads impacket to 3.0 (encrypted): shares over the srvsvc pipe (WRITE/READ), a listing', async () => {
+    const out = await runPython(
+      `
+from impacket.smbconnection import SMBConnection
+c = SMBConnection('127.0.0.1', '127.0.0.1', sess_port=inp['smb'])
+c.login(inp['user'], inp['password'])
+out = {'dialect': c.getDialect(), 'shares': [s['shi1_netname'][:-1] for s in c.listShares()], 'names': [f.get_longname() for f in c.listPath('mem', '*')]}
+`,
+      { smb: stack.smbPort, user: ALICE.name, password: ALICE.password },
+    );
+    expect(out.dialect).toBe(0x300);
+    expect(out.shares).toEqual(['mem', 'disk', 'IPC$']);
+    expect(out.names).toContain('.');
+  }, 40_000);
 });

@@ -88,6 +88,12 @@ describe.skipIf(!HAVE_SMBCLIENT)('SMB server with smbclient', () => {
     expect(r.out).toMatch(/\n\s+IPC\$\s+IPC/);
   }, 30_000);
 
+  it('the SMB1 multi-protocol start (client min protocol=NT1) is led to SMB2 and lists', async () => {
+    const r = await client('mem', ['--option=client min protocol=NT1'], 'ls');
+    expect(r.out).not.toMatch(/NT_STATUS_/);
+    expect(r.out).toMatch(/blocks available/);
+  }, 30_000);
+
   it('a wrong password is NT_STATUS_LOGON_FAILURE', async () => {
     const r = await smbclient(['//127.0.0.1/mem', '-p', String(stack.smbPort), '-U', `${ALICE.name}%wrong`, '-m', 'SMB3_11', '-c', 'ls']);
     expect(r.out).toMatch(/NT_STATUS_LOGON_FAILURE/);
