@@ -232,4 +232,34 @@ out = {'dialect': c.getDialect(), 'shares': [s['shi1_netname'][:-1] for s in c.l
     expect(out.shares).toEqual(['mem', 'disk', 'IPC$']);
     expect(out.names).toContain('.');
   }, 40_000);
+
+  it('a READ of more than 64 KiB charged one credit is STATUS_INVALID_PARAMETER; charged right it reads', async () => {
+    const out = await runPython(
+      `
+from impacket.smbconnection import SMBConnection
+from impacket.smb3structs import FILE_READ_DATA, FILE_WRITE_DATA, FILE_SHARE_READ, FILE_OVERWRITE_IF, SMB2_READ
+c = SMBConnection('127.0.0.1', '127.0.0.1', sess_port=inp['smb'], preferredDialect=0x210)
+c.login(inp['user'], inp['password'])
+tid = c.connectTree('mem')
+s = c.getSMBServer()
+f = c.createFile(tid, 'charge.bin', desiredAccess=FILE_READ_DATA | FILE_WRITE_DATA, shareMode=FILE_SHARE_READ, creationDisposition=FILE_OVERWRITE_IF)
+c.writeFile(tid, f, b'z' * 200000)
+out = {'right': len(s.read(tid, f, 0, 200000))}
+orig = s.sendSMB
+def undercharged(p):
+    if p['Command'] == SMB2_READ:
+        p['CreditCharge'] = 1
+    return orig(p)
+s.sendSMB = undercharged
+try:
+    s.read(tid, f, 0, 200000)
+    out['under'] = 'ok'
+except Exception as e:
+    out['under'] = str(e)
+`,
+      { smb: stack.smbPort, user: ALICE.name, password: ALICE.password },
+    );
+    expect(out.right).toBe(200000);
+    expect(out.under).toMatch(/STATUS_INVALID_PARAMETER/);
+  }, 40_000);
 });

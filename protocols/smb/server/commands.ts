@@ -8,7 +8,7 @@
 import { Command, type Smb2Header } from '../header.ts';
 import { STATUS } from '../status.ts';
 import { isRelatedFileId, tryDecode, type FileId } from '../wire.ts';
-import { SecurityMode } from '../messages/negotiate.ts';
+import { Dialect, SecurityMode } from '../messages/negotiate.ts';
 import { ShareType, decodeTreeConnectRequest, encodeTreeConnectResponse } from '../messages/tree-connect.ts';
 import { decodeCreateRequest, encodeCreateResponse, type CreateContext } from '../messages/create.ts';
 import { CloseFlags, LockFlags, decodeCloseRequest, decodeFlushRequest, decodeLockRequest, decodeReadRequest, decodeWriteRequest, encodeCloseResponse, encodeReadResponse, encodeWriteResponse } from '../messages/file-ops.ts';
@@ -80,6 +80,15 @@ function maximalAccessFor(view: Session, share: string, path: string): number {
   } catch {
     return 0;
   }
+}
+
+/**
+ * MS-SMB2 3.3.5.2.5: from 2.1 on, a request moving more than 64 KiB must be charged one credit per
+ * 64 KiB (the larger of what it sends and what it may get back); an undercharged one is refused.
+ */
+function chargeOk(conn: Conn, h: Smb2Header, bytes: number): boolean {
+  if (conn.dialect < Dialect.SMB2_1) return true;
+  return Math.max(1, h.creditCharge) >= Math.ceil(Math.max(1, bytes) / 65536);
 }
 
 export async function runCommand(srv: SmbServer, conn: Conn, sess: SmbSession, h: Smb2Header, el: Buffer, chainFileId: FileId | undefined): Promise<CommandResult> {
@@ -193,7 +202,7 @@ export async function runCommand(srv: SmbServer, conn: Conn, sess: SmbSession, h
     }
     case Command.READ: {
       const q = decoded(() => decodeReadRequest(el));
-      if (!q) return fail(STATUS.INVALID_PARAMETER);
+      if (!q || !chargeOk(conn, h, q.length)) return fail(STATUS.INVALID_PARAMETER);
       const o = openOf(q.fileId);
       if (!o) return fail(STATUS.FILE_CLOSED);
       if (o.pipe) {
@@ -222,7 +231,7 @@ export async function runCommand(srv: SmbServer, conn: Conn, sess: SmbSession, h
     }
     case Command.WRITE: {
       const q = decoded(() => decodeWriteRequest(el));
-      if (!q) return fail(STATUS.INVALID_PARAMETER);
+      if (!q || !chargeOk(conn, h, q.data.length)) return fail(STATUS.INVALID_PARAMETER);
       const o = openOf(q.fileId);
       if (!o) return fail(STATUS.FILE_CLOSED);
       if (o.pipe) {
@@ -406,7 +415,7 @@ async function lock(srv: SmbServer, conn: Conn, h: Smb2Header, el: Buffer, view:
 async function queryDirectory(srv: SmbServer, conn: Conn, sess: SmbSession, h: Smb2Header, el: Buffer, view: Session, openOf: OpenOf): Promise<CommandResult> {
   const fail = (status: number): CommandResult => ({ resp: srv.error(conn, h, status) });
   const d = tryDecode(() => decodeQueryDirectoryRequest(el));
-  if (!d.ok) return fail(STATUS.INVALID_PARAMETER);
+  if (!d.ok || !chargeOk(conn, h, d.value.outputBufferLength)) return fail(STATUS.INVALID_PARAMETER);
   const q = d.value;
   const o = openOf(q.fileId);
   if (!o) return fail(STATUS.FILE_CLOSED);
