@@ -15,11 +15,12 @@ import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
 import type { Backend, BackendFile, BackendStat, BackendWatcher, FileOwner, BackendWatchListener } from './backend.ts';
 import { VfsError, isVfsError, toVfsError } from './errors.ts';
-import { baseName, isSameOrDescendant, joinPath, nameKey, parentPath } from './path.ts';
+import { baseName, isSameOrDescendant, joinPath, parentPath } from './path.ts';
 import { Volume, type VolumeOptions } from './volume.ts';
 import { ChangeTracker, REPLACED } from './change-tracker.ts';
 import { AttrCache } from './attr-cache.ts';
-import { TreeOps, copyFileData, type TreeError, type TreeGuard } from './tree-ops.ts';
+import { TreeOps, type TreeError, type TreeGuard } from './tree-ops.ts';
+import { NamespaceOps } from './namespace.ts';
 import { WriteStage } from './write-stage.ts';
 import { WriteBack, type WriteBackLogger, type WriteBackOptions } from './write-back.ts';
 import { TreeMoves, type TreeMoveOptions, type TreeMoveReport } from './tree-move/index.ts';
@@ -174,6 +175,8 @@ export class Vfs {
   private readonly deferredCreates = new Map<string, DeferredCreates>();
   /** Recursive copy and removal (src/vfs/tree-ops.ts), given what it needs of this Vfs as a TreeOpsHost. */
   private readonly trees: TreeOps;
+  /** mkdir, unlink, rmdir, rename, links, setattr (src/vfs/namespace.ts), given a NamespaceHost. */
+  private readonly names: NamespaceOps;
 
   constructor(options: VfsOptions) {
     this.store = options.store;
@@ -206,6 +209,22 @@ export class Vfs {
       orphan: (id) => this.orphan(id),
       renamed: (v, dirId, from, to) => this.emit(v, 'rename', dirId, to, 'dir', from),
     }, options.treeMoves);
+    this.names = new NamespaceOps({
+      locks: this.locks,
+      shareModes: this.shareModes,
+      leases: this.leases,
+      writeBack: this.writeBack,
+      treeMoves: this.treeMoves,
+      volume: (name) => this.volume(name),
+      existing: (v, path) => this.existing(v, path),
+      attr: (v, row, st) => this.attr(v, row, st),
+      emit: (v, kind, id, path, type, oldPath) => this.emit(v, kind, id, path, type, oldPath),
+      checkTokenLocks: (v, path, tokens, what) => this.checkTokenLocks(v, path, tokens, what),
+      stageOf: (id) => this.stages.get(id),
+      orphan: (id) => this.orphan(id),
+      retargetHandles: (from, to, v) => this.retargetHandles(from, to, v),
+      reopenMoved: (v, handles) => this.reopenMoved(v, handles),
+    });
     this.trees = new TreeOps({
       store: this.store,
       leases: this.leases,
@@ -215,8 +234,8 @@ export class Vfs {
       existing: (v, path) => this.existing(v, path),
       checkTokenLocks: (v, path, tokens, what) => this.checkTokenLocks(v, path, tokens, what),
       emit: (v, kind, id, path, type, oldPath) => this.emit(v, kind, id, path, type, oldPath),
-      rmdirPath: (v, path) => this.rmdirPath(v, path),
-      unlinkPath: (v, path, fromClose) => this.unlinkPath(v, path, fromClose),
+      rmdirPath: (v, path) => this.names.rmdirPath(v, path),
+      unlinkPath: (v, path, fromClose) => this.names.unlinkPath(v, path, fromClose),
     });
   }
 
@@ -866,8 +885,8 @@ export class Vfs {
     const res = this.shareModes.close(h.id);
     if (res?.last && res.deletePending && !h.orphaned) {
       try {
-        if (h.type === 'dir') await this.rmdirPath(h.volume, h.path);
-        else await this.unlinkPath(h.volume, h.path, true);
+        if (h.type === 'dir') await this.names.rmdirPath(h.volume, h.path);
+        else await this.names.unlinkPath(h.volume, h.path, true);
       } catch (e) {
         failure ??= e;
       }
@@ -1083,200 +1102,63 @@ export class Vfs {
     };
   }
 
-  // ---------------------------------------------------------------- namespace
+  // ---------------------------------------------------------------- namespace (namespace.ts)
 
-  async mkdir(volume: string, path: string, mode?: number, tokens: Tokens = NO_TOKENS, creator?: FileOwner): Promise<FileAttr> {
-    const v = this.volume(volume);
-    const p = v.normalize(path);
-    const r = await v.resolve(p);
-    if (r.stat) throw new VfsError('EEXIST', undefined, { path: p });
-    this.checkTokenLocks(v, r.path, tokens, { self: false, parent: true });
-    v.quota?.check(1, 0, p);
-    const st = await v.backend.mkdir(r.path, mode ?? 0o755, creator);
-    const row = v.newRow(r.path, st);
-    v.quota?.add(r.path, 1, 0);
-    this.emit(v, 'create', row.id, r.path, 'dir');
-    return this.attr(v, row, st);
+  mkdir(volume: string, path: string, mode?: number, tokens: Tokens = NO_TOKENS, creator?: FileOwner): Promise<FileAttr> {
+    return this.names.mkdir(volume, path, mode, tokens, creator);
   }
 
-  async unlink(volume: string, path: string, tokens: Tokens = NO_TOKENS): Promise<void> {
-    const v = this.volume(volume);
-    const p = v.normalize(path);
-    const r = await this.existing(v, p);
-    if (r.stat.type === 'dir') throw new VfsError('EISDIR', undefined, { path: p });
-    this.checkTokenLocks(v, r.path, tokens, { self: true, parent: true });
-    const id = v.row(r.path).id;
-    if (this.leases.size > 0) await this.leases.beforeNamespace(v.name, [id]);
-    this.shareModes.checkDelete(id);
-    await this.unlinkPath(v, r.path, false);
+  unlink(volume: string, path: string, tokens: Tokens = NO_TOKENS): Promise<void> {
+    return this.names.unlink(volume, path, tokens);
   }
 
-  private async unlinkPath(v: Volume, path: string, fromClose: boolean): Promise<void> {
-    const row = v.row(path);
-    // A pending async upload must not land after the delete (it would bring the file back).
-    const wbRelease = this.writeBack.has(row.id) ? await this.writeBack.pause([row.id]) : undefined;
-    const size = v.quota ? await v.quota.sizeOf(path, row.id) : 0;
-    try {
-      await v.backend.unlink(path);
-    } catch (e) {
-      if (!(fromClose && isVfsError(e, 'ENOENT'))) {
-        wbRelease?.();
-        throw e;
-      }
-    }
-    // Orphaned first: a close racing this must not journal the deleted file again.
-    this.orphan(row.id);
-    if (wbRelease !== undefined || this.writeBack.has(row.id)) await this.writeBack.cancel(row.id).finally(() => wbRelease?.());
-    v.removed(path, 'file');
-    v.quota?.replaced(path, row.id, { type: 'file', size });
-    this.locks.releaseFile(row.id);
-    this.emit(v, 'delete', row.id, path, 'file');
-  }
-
-  /** Open handles of a deleted file keep working (POSIX) but must not resurrect it on close. */
-  private orphan(id: FileId): void {
-    for (const h of this.handlesByFile.get(id) ?? []) h.orphaned = true;
-  }
-
-  async rmdir(volume: string, path: string, tokens: Tokens = NO_TOKENS): Promise<void> {
-    const v = this.volume(volume);
-    const p = v.normalize(path);
-    if (p === '/') throw new VfsError('EBUSY', 'cannot remove the share root', { path: p });
-    const r = await this.existing(v, p);
-    if (r.stat.type !== 'dir') throw new VfsError('ENOTDIR', undefined, { path: p });
-    this.checkTokenLocks(v, r.path, tokens, { self: true, parent: true });
-    if (this.leases.size > 0) await this.leases.beforeNamespace(v.name, [], [v.row(r.path).id]);
-    this.shareModes.checkDelete(v.row(r.path).id);
-    await this.rmdirPath(v, r.path);
-  }
-
-  private async rmdirPath(v: Volume, path: string): Promise<void> {
-    const row = v.row(path);
-    await v.backend.rmdir(path);
-    for (const id of v.removed(path, 'dir')) this.locks.releaseFile(id);
-    v.quota?.add(path, -1, 0);
-    this.emit(v, 'delete', row.id, path, 'dir');
+  rmdir(volume: string, path: string, tokens: Tokens = NO_TOKENS): Promise<void> {
+    return this.names.rmdir(volume, path, tokens);
   }
 
   /**
    * rename(2) semantics: replaces a file with a file, or a directory with an empty directory; refuses
-   * to move a directory into itself. Open handles follow the file.
+   * to move a directory into itself. Open handles follow the file (NamespaceOps.rename).
    */
-  async rename(volume: string, from: string, to: string, options: { replace?: boolean; tokens?: Tokens } = {}): Promise<void> {
-    const tokens = options.tokens ?? NO_TOKENS;
-    const v = this.volume(volume);
-    const f = v.normalize(from);
-    const t = v.normalize(to);
-    if (f === '/' || t === '/') throw new VfsError('EBUSY', 'cannot rename the share root', { path: '/' });
-    if (f === t) {
-      await this.existing(v, f);
-      return;
-    }
-    if (isSameOrDescendant(v.key(t), v.key(f)) && v.key(t) !== v.key(f)) throw new VfsError('EINVAL', 'cannot move a directory into itself', { path: t });
-    const src = await this.existing(v, f);
-    const dst = await v.resolve(t);
-    const srcRow = v.row(src.path);
-    this.checkTokenLocks(v, src.path, tokens, { self: true, parent: true });
-    this.checkTokenLocks(v, dst.path, tokens, { self: dst.stat !== undefined && dst.path !== src.path, parent: true });
-    // Moving a directory moves its members' URLs: a token lock on any of them needs its token, as a
-    // removal of the tree would (RFC 4918 §7.5: a lock on a member is a lock on its URL).
-    if (src.stat.type === 'dir' && this.locks.size > 0) {
-      for (const l of this.locks.locksBelow(srcRow.id)) {
-        if (l.style === 'token' && !tokens.has(l.token)) throw new VfsError('ELOCKED', undefined, { path: src.path });
-      }
-    }
-    if (this.leases.size > 0) {
-      await this.leases.beforeNamespace(v.name, dst.stat && dst.path !== src.path ? [srcRow.id, v.row(dst.path).id] : [srcRow.id], src.stat.type === 'dir' ? [srcRow.id] : []);
-    }
-    let target = dst.path;
-    if (dst.stat && dst.path !== src.path) {
-      if (options.replace === false) throw new VfsError('EEXIST', undefined, { path: t });
-      if (src.stat.type === 'dir' && dst.stat.type !== 'dir') throw new VfsError('ENOTDIR', undefined, { path: t });
-      if (src.stat.type !== 'dir' && dst.stat.type === 'dir') throw new VfsError('EISDIR', undefined, { path: t });
-      if (dst.stat.type === 'dir') {
-        const page = await v.backend.list(dst.path, { limit: 1 });
-        if (page.entries.length > 0) throw new VfsError('ENOTEMPTY', undefined, { path: t });
-      }
-      this.shareModes.checkDelete(v.row(dst.path).id);
-    } else if (dst.path === src.path) {
-      // Case-only rename on a case-insensitive share: same file, new spelling.
-      target = joinPath(parentPath(src.path), baseName(t));
-    }
-    this.shareModes.checkDelete(srcRow.id);
-    const replacedId = dst.stat && dst.path !== src.path ? v.row(dst.path).id : undefined;
-    // Pending async uploads at or below the source, and of a replaced target, must not land while
-    // the names move: held here, then retargeted (or cancelled) below.
-    const wbIds = this.writeBack.idsUnder(volume, src.path);
-    if (replacedId !== undefined && this.writeBack.has(replacedId)) wbIds.push(replacedId);
-    const wbRelease = wbIds.length > 0 ? await this.writeBack.pause(wbIds) : undefined;
-    const atomic = v.backend.capabilities.atomicRename && v.backend.rename !== undefined;
-    // A case-insensitive share: the replaced file's name in another spelling than the client gave
-    // (readme.MD over README.md). As on Windows, the result takes the client's spelling: the
-    // rename replaces the file under its stored name, then renames it to the new spelling (on a
-    // case-sensitive store, renaming straight to readme.MD would leave README.md beside it). Not for
-    // directories on stores without atomic rename (a journaled tree move; they keep the old spelling).
-    const stored = target;
-    if (replacedId !== undefined && baseName(t) !== baseName(dst.path) && (atomic || src.stat.type !== 'dir')) target = joinPath(parentPath(dst.path), baseName(t));
-    v.quota?.moved(src.path, target, src.stat.type, src.stat.size);
-    if (!atomic && src.stat.type === 'dir') {
-      // A journaled tree move (src/vfs/tree-move/). It owns the id update, the handles, the
-      // pending uploads and the change event, now or when it completes in the background.
-      await this.treeMoves.renameTree(v, src.path, src.stat, target, srcRow.id, replacedId, wbRelease);
-      if (replacedId !== undefined) v.quota?.replaced(dst.path, replacedId, dst.stat!);
-      return;
-    }
-    let leave: (() => void) | undefined;
-    try {
-      if (atomic) {
-        await v.backend.rename!(src.path, stored);
-        if (stored !== target) await v.backend.rename!(stored, target);
-      } else {
-        // Copy + delete of one file: refused in or around a tree being moved, and a tree move
-        // starting meanwhile waits for it (else it could strand the delete half).
-        leave = this.treeMoves.enter(volume, [src.path, stored, target]);
-        await this.moveByCopy(v, src.path, src.stat, stored, dst.stat);
-        if (stored !== target) await this.moveByCopy(v, stored, src.stat, target, undefined);
-      }
-    } catch (e) {
-      wbRelease?.();
-      throw e;
-    } finally {
-      leave?.();
-    }
-    if (replacedId !== undefined) {
-      this.orphan(replacedId);
-      this.locks.releaseFile(replacedId);
-      v.quota?.replaced(dst.path, replacedId, dst.stat!);
-    }
-    v.moved(src.path, target, src.stat.type);
-    if (stored !== target) v.invalidate(stored);
-    const moved = this.retargetHandles(src.path, target, v);
-    // The old object is gone: open read views move to the new one (S3 reads would find nothing).
-    if (!atomic) await this.reopenMoved(v, moved);
-    if (wbRelease !== undefined) {
-      try {
-        if (replacedId !== undefined) await this.writeBack.cancel(replacedId);
-        await this.writeBack.moved(volume, src.path, target);
-      } finally {
-        wbRelease();
-      }
-    }
-    this.emit(v, 'rename', srcRow.id, target, src.stat.type, src.path);
+  rename(volume: string, from: string, to: string, options: { replace?: boolean; tokens?: Tokens } = {}): Promise<void> {
+    return this.names.rename(volume, from, to, options);
   }
 
-  /**
-   * File rename on a backend without atomic rename: server-side copy (S3 CopyObject), then delete
-   * the source. Not atomic, but a crash leaves at worst both names, never neither. Directories go
-   * through TreeMoves.renameTree() (src/vfs/tree-move/).
-   */
-  private async moveByCopy(v: Volume, from: string, st: BackendStat, to: string, _dstStat: BackendStat | undefined): Promise<void> {
-    if (st.type === 'dir') throw new VfsError('EISDIR', 'directories are moved by renameTree', { path: from });
-    // On a case-insensitive store a case-only rename copies the object onto itself, then deletes it.
-    if (!v.backend.capabilities.caseSensitive && nameKey(from, false) === nameKey(to, false)) {
-      throw new VfsError('ENOTSUP', 'case-only rename on a case-insensitive backend without atomic rename', { path: to });
+  symlink(volume: string, target: string, path: string, tokens: Tokens = NO_TOKENS, creator?: FileOwner): Promise<FileAttr> {
+    return this.names.symlink(volume, target, path, tokens, creator);
+  }
+
+  readlink(volume: string, path: string): Promise<string> {
+    return this.names.readlink(volume, path);
+  }
+
+  /** Hard link. Note: each name has its own file id (ids belong to names; see docs/ARCHITECTURE.md). */
+  link(volume: string, existingPath: string, path: string, tokens: Tokens = NO_TOKENS): Promise<FileAttr> {
+    return this.names.link(volume, existingPath, path, tokens);
+  }
+
+  setattr(volume: string, path: string, set: SetAttr, tokens: Tokens = NO_TOKENS): Promise<FileAttr> {
+    return this.names.setattr(volume, path, set, tokens);
+  }
+
+  async fsetattr(h: Handle, set: SetAttr): Promise<FileAttr> {
+    this.live(h);
+    this.checkTokenLocks(h.volume, h.path, h.lockTokens, { self: true, parent: false });
+    if (set.size !== undefined) {
+      await this.ftruncate(h, set.size);
+      set = { ...set };
+      delete set.size;
     }
-    await copyFileData(v, from, to);
-    await v.backend.unlink(from);
+    const st = await h.volume.backend.stat(h.path);
+    return this.names.applySetattr(h.volume, h.path, st, set);
+  }
+
+  // Handles following namespace changes (NamespaceHost.orphan, retargetHandles, reopenMoved): the
+  // handle table is the open files' state and stays with them.
+
+  /** Open handles of a deleted file keep working (POSIX) but must not resurrect it on close. */
+  private orphan(id: FileId): void {
+    for (const h of this.handlesByFile.get(id) ?? []) h.orphaned = true;
   }
 
   /** Handles at or below `from` now name `to`; returns them. */
@@ -1322,101 +1204,6 @@ export class Vfs {
   /** Removes a file or a whole tree, children first (TreeOps.removeTree, src/vfs/tree-ops.ts). */
   removeTree(volume: string, path: string, tokens: Tokens = NO_TOKENS, guard?: TreeGuard): Promise<TreeError[]> {
     return this.trees.removeTree(volume, path, tokens, guard);
-  }
-
-  async symlink(volume: string, target: string, path: string, tokens: Tokens = NO_TOKENS, creator?: FileOwner): Promise<FileAttr> {
-    const v = this.volume(volume);
-    if (!v.backend.capabilities.symlinks || !v.backend.symlink) throw new VfsError('ENOTSUP', 'backend has no symbolic links');
-    const p = v.normalize(path);
-    if (target.length === 0 || target.includes('\0') || Buffer.byteLength(target) > 4096) throw new VfsError('EINVAL', 'bad symlink target');
-    const r = await v.resolve(p);
-    if (r.stat) throw new VfsError('EEXIST', undefined, { path: p });
-    this.checkTokenLocks(v, r.path, tokens, { self: false, parent: true });
-    v.quota?.check(1, 0, p);
-    const st = await v.backend.symlink(target, r.path, creator);
-    const row = v.newRow(r.path, st);
-    v.quota?.add(r.path, 1, 0);
-    this.emit(v, 'create', row.id, r.path, 'symlink');
-    return this.attr(v, row, st);
-  }
-
-  async readlink(volume: string, path: string): Promise<string> {
-    const v = this.volume(volume);
-    const r = await this.existing(v, v.normalize(path));
-    if (r.stat.type !== 'symlink' || !v.backend.readlink) throw new VfsError('EINVAL', 'not a symbolic link', { path });
-    return v.backend.readlink(r.path);
-  }
-
-  /** Hard link. Note: each name has its own file id (ids belong to names; see docs/ARCHITECTURE.md). */
-  async link(volume: string, existingPath: string, path: string, tokens: Tokens = NO_TOKENS): Promise<FileAttr> {
-    const v = this.volume(volume);
-    if (!v.backend.capabilities.hardLinks || !v.backend.link) throw new VfsError('ENOTSUP', 'backend has no hard links');
-    const src = await this.existing(v, v.normalize(existingPath));
-    if (src.stat.type === 'dir') throw new VfsError('EPERM', 'cannot hard-link a directory');
-    const p = v.normalize(path);
-    const r = await v.resolve(p);
-    if (r.stat) throw new VfsError('EEXIST', undefined, { path: p });
-    this.checkTokenLocks(v, r.path, tokens, { self: false, parent: true });
-    // A hard link counts its size once more, as a scan of names does.
-    v.quota?.check(1, src.stat.type === 'file' ? src.stat.size : 0, p);
-    const st = await v.backend.link(src.path, r.path);
-    const row = v.newRow(r.path, st);
-    v.quota?.add(r.path, 1, st.type === 'file' ? st.size : 0);
-    this.emit(v, 'create', row.id, r.path, 'file');
-    return this.attr(v, row, st);
-  }
-
-  async setattr(volume: string, path: string, set: SetAttr, tokens: Tokens = NO_TOKENS): Promise<FileAttr> {
-    const v = this.volume(volume);
-    const r = await this.existing(v, v.normalize(path));
-    this.checkTokenLocks(v, r.path, tokens, { self: true, parent: false });
-    return this.applySetattr(v, r.path, r.stat, set);
-  }
-
-  async fsetattr(h: Handle, set: SetAttr): Promise<FileAttr> {
-    this.live(h);
-    this.checkTokenLocks(h.volume, h.path, h.lockTokens, { self: true, parent: false });
-    if (set.size !== undefined) {
-      await this.ftruncate(h, set.size);
-      set = { ...set };
-      delete set.size;
-    }
-    const st = await h.volume.backend.stat(h.path);
-    return this.applySetattr(h.volume, h.path, st, set);
-  }
-
-  private async applySetattr(v: Volume, path: string, st: BackendStat, set: SetAttr): Promise<FileAttr> {
-    const row = v.row(path);
-    // A pending async upload lands first: a change applied to the object now would be overwritten
-    // by it (rsync sets mtime right after close). A file open for writing is left alone (sync rules).
-    if (this.writeBack.has(row.id)) await this.writeBack.uploadNow(row.id);
-    let kind: ChangeKind = 'attrib';
-    if (set.size !== undefined) {
-      if (st.type === 'dir') throw new VfsError('EISDIR', undefined, { path });
-      if (!Number.isSafeInteger(set.size) || set.size < 0) throw new VfsError('EINVAL', 'bad size', { path });
-      if (set.size > v.backend.capabilities.maxFileSize) throw new VfsError('EFBIG', undefined, { path });
-      if (this.leases.size > 0) await this.leases.beforeWrite(row.id);
-      const stage = this.stages.get(row.id);
-      const old = v.quota?.openSize(row.id) ?? (stage?.dirty ? stage.size : st.size);
-      v.quota?.check(0, set.size - old, path);
-      if (stage) await stage.truncate(set.size);
-      else await v.backend.truncate(path, set.size);
-      v.quota?.resized(path, row.id, old, set.size);
-      kind = 'modify';
-    }
-    const meta: Parameters<Backend['setMetadata']>[1] = {};
-    if (set.mode !== undefined) meta.mode = set.mode & 0o7777;
-    if (set.uid !== undefined) meta.uid = set.uid;
-    if (set.gid !== undefined) meta.gid = set.gid;
-    if (set.atimeNs !== undefined) meta.atimeNs = set.atimeNs;
-    if (set.mtimeNs !== undefined) meta.mtimeNs = set.mtimeNs;
-    let out = st;
-    if (Object.keys(meta).length > 0) out = await v.backend.setMetadata(path, meta);
-    else if (kind === 'modify') out = await v.backend.stat(path);
-    if (set.birthtimeNs !== undefined) v.setBirthTime(path, set.birthtimeNs);
-    if (set.winAttributes !== undefined) v.setWinAttributes(path, set.winAttributes & SETTABLE_WIN_ATTRS);
-    this.emit(v, kind, row.id, path, st.type);
-    return this.attr(v, v.row(path), out);
   }
 
   // ---------------------------------------------------------------- directories
