@@ -262,4 +262,27 @@ except Exception as e:
     expect(out.right).toBe(200000);
     expect(out.under).toMatch(/STATUS_INVALID_PARAMETER/);
   }, 40_000);
+
+  it('a MessageId spent already or never granted ends the connection; in the window it is served', async () => {
+    const out = await runPython(
+      `
+from impacket.smbconnection import SMBConnection
+def attempt(shift):
+    c = SMBConnection('127.0.0.1', '127.0.0.1', sess_port=inp['smb'], preferredDialect=0x210)
+    c.login(inp['user'], inp['password'])
+    s = c.getSMBServer()
+    s._Connection['SequenceWindow'] += shift
+    try:
+        c.connectTree('mem')
+        return 'served'
+    except Exception as e:
+        return 'refused: ' + type(e).__name__
+out = {'inWindow': attempt(0), 'reused': attempt(-2), 'ahead': attempt(100000)}
+`,
+      { smb: stack.smbPort, user: ALICE.name, password: ALICE.password },
+    );
+    expect(out.inWindow).toBe('served');
+    expect(out.reused).toMatch(/^refused/);
+    expect(out.ahead).toMatch(/^refused/);
+  }, 40_000);
 });

@@ -37,6 +37,8 @@ export const MAX_IO = 8 * 1024 * 1024;
 export const MAX_CREDIT_GRANT = 512;
 /** Whole messages read and not yet answered, per connection, before reading stops. */
 export const MAX_QUEUED = 64;
+/** Credits a client may hold unspent; grants stop growing its window past this. */
+export const MAX_OUTSTANDING_CREDITS = 8192;
 
 export interface SmbServerOptions {
   sessions: SessionManager;
@@ -113,9 +115,23 @@ export interface Conn {
   negotiate?: NegotiateRequest;
   serverCapabilities: number;
   securityMode: number;
+  /** Credits (MS-SMB2 3.3.1.1): MessageIds below `seqLow` are spent, `seqHigh` and up not granted yet; `seqUsed` the spent ones above `seqLow`. */
+  seqLow: bigint;
+  seqHigh: bigint;
+  seqUsed: Set<bigint>;
 }
 
 let nextConnId = 1;
+
+/** Spends the MessageIds a request is charged (one per credit) from the connection's window. */
+function spend(conn: Conn, h: Smb2Header): boolean {
+  const charge = BigInt(Math.max(1, h.creditCharge));
+  if (h.messageId < conn.seqLow || h.messageId + charge > conn.seqHigh) return false;
+  for (let id = h.messageId; id < h.messageId + charge; id++) if (conn.seqUsed.has(id)) return false;
+  for (let id = h.messageId; id < h.messageId + charge; id++) conn.seqUsed.add(id);
+  while (conn.seqUsed.delete(conn.seqLow)) conn.seqLow++;
+  return true;
+}
 const SESSION_FLAG_ENCRYPT_DATA = 0x0004;
 
 export class SmbServer {
@@ -165,7 +181,7 @@ export class SmbServer {
   }
 
   private accept(sock: Socket): void {
-    const conn: Conn = { id: nextConnId++, sock, preauth: new PreauthHash(), dialect: 0, signingAlgorithm: 0, cipher: 0, sessions: new Map(), serverCapabilities: 0, securityMode: 0 };
+    const conn: Conn = { id: nextConnId++, sock, preauth: new PreauthHash(), dialect: 0, signingAlgorithm: 0, cipher: 0, sessions: new Map(), serverCapabilities: 0, securityMode: 0, seqLow: 0n, seqHigh: 1n, seqUsed: new Set() };
     this.conns.add(conn);
     const parser = new FrameParser(MAX_IO + 64 * 1024);
     let queue = Promise.resolve();
@@ -211,14 +227,16 @@ export class SmbServer {
 
   response(conn: Conn, req: Smb2Header, status: number, body: (w: WireWriter) => void, over: Partial<Smb2Header> = {}): Buffer {
     const w = new WireWriter(512);
-    // Credits: what the client asks for, at least what the request cost and one, at most the grant.
-    const credits = Math.max(1, req.creditCharge, Math.min(req.credits, MAX_CREDIT_GRANT));
+    // Credits: what the client asks for, at least what the request cost and one, at most the grant,
+    // and never past MAX_OUTSTANDING_CREDITS unspent (but one while it holds none).
+    const room = MAX_OUTSTANDING_CREDITS - Number(conn.seqHigh - conn.seqLow);
+    const credits = Math.max(conn.seqHigh > conn.seqLow ? 0 : 1, Math.min(Math.max(1, req.creditCharge, Math.min(req.credits, MAX_CREDIT_GRANT)), room));
     writeHeader(w, headerTemplate({
       status, command: req.command, credits, creditCharge: req.creditCharge,
       flags: Flags.SERVER_TO_REDIR | (req.flags & Flags.RELATED_OPERATIONS), messageId: req.messageId, treeId: req.treeId, sessionId: req.sessionId, ...over,
     }));
     body(w);
-    void conn;
+    conn.seqHigh += BigInt(credits);
     return Buffer.from(w.finish());
   }
 
@@ -262,6 +280,8 @@ export class SmbServer {
       const d = tryDecode(() => decodeSmb1Negotiate(msg));
       const dialect = d.ok ? smb2DialectForSmb1(d.value) : undefined;
       if (!d.ok || dialect === undefined) return void sock.destroy();
+      // The SMB1 NEGOTIATE spends MessageId 0; its answer grants the next (3.3.5.3.1).
+      if (conn.seqLow === 0n) conn.seqLow = 1n;
       const req = headerTemplate({ command: Command.NEGOTIATE, credits: 1 });
       if (dialect === Dialect.SMB2_0_2) conn.dialect = dialect;
       return send(this.response(conn, req, 0, (w) => encodeNegotiateResponse(w, this.negotiateResponse(conn, dialect, [], 0))));
@@ -272,6 +292,10 @@ export class SmbServer {
     const chain = new RelatedChain();
     for (const el of split.value) {
       const h = el.header;
+      // CANCEL spends no credit and gets no answer (MS-SMB2 3.3.5.16); nothing runs long enough to cancel yet.
+      if (h.command === Command.CANCEL) continue;
+      // A MessageId outside the granted window, or spent already, ends the connection (3.3.5.2.3).
+      if (!spend(conn, h)) return void sock.destroy();
       if (h.command === Command.NEGOTIATE) {
         const d = tryDecode(() => decodeNegotiateRequest(el.bytes));
         if (!d.ok) return void sock.destroy();
