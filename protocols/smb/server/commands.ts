@@ -120,7 +120,7 @@ export async function runCommand(srv: SmbServer, conn: Conn, sess: SmbSession, h
       const name = q.path.split('\\').pop() ?? '';
       const id = sess.nextTree++;
       if (name.toUpperCase() === 'IPC$') {
-        sess.trees.set(id, { id, share: undefined, maximalAccess: READ_MASK | Access.WRITE_DATA });
+        sess.trees.set(id, { id, share: undefined, maximalAccess: ALL_MASK });
         return ok((w) => encodeTreeConnectResponse(w, { shareType: ShareType.PIPE, shareFlags: 0x30, capabilities: 0, maximalAccess: ALL_MASK }), { treeId: id });
       }
       const share = srv.sessions.sharesFor(view.principal, 'smb').find((s) => s.toLowerCase() === name.toLowerCase());
@@ -252,7 +252,7 @@ export async function runCommand(srv: SmbServer, conn: Conn, sess: SmbSession, h
     case Command.LOCK:
       return lock(srv, conn, h, el, view, openOf);
     case Command.QUERY_DIRECTORY:
-      return queryDirectory(srv, conn, sess, h, el, view, openOf);
+      return queryDirectory(srv, conn, h, el, view, openOf);
     case Command.QUERY_INFO:
       return queryInfo(srv, conn, h, el, view, openOf);
     case Command.SET_INFO:
@@ -412,7 +412,7 @@ async function lock(srv: SmbServer, conn: Conn, h: Smb2Header, el: Buffer, view:
   return { resp: srv.response(conn, h, 0, encodeEmpty) };
 }
 
-async function queryDirectory(srv: SmbServer, conn: Conn, sess: SmbSession, h: Smb2Header, el: Buffer, view: Session, openOf: OpenOf): Promise<CommandResult> {
+async function queryDirectory(srv: SmbServer, conn: Conn, h: Smb2Header, el: Buffer, view: Session, openOf: OpenOf): Promise<CommandResult> {
   const fail = (status: number): CommandResult => ({ resp: srv.error(conn, h, status) });
   const d = tryDecode(() => decodeQueryDirectoryRequest(el));
   if (!d.ok || !chargeOk(conn, h, d.value.outputBufferLength)) return fail(STATUS.INVALID_PARAMETER);
@@ -422,7 +422,6 @@ async function queryDirectory(srv: SmbServer, conn: Conn, sess: SmbSession, h: S
   if (o.kind !== 'dir' || !o.handle || o.tree.share === undefined) return fail(STATUS.INVALID_PARAMETER);
   if (!isDirClass(q.infoClass)) return fail(NT.NOT_SUPPORTED);
   const share = o.tree.share;
-  void sess;
   if (!o.dir || q.flags & (QueryDirectoryFlags.RESTART_SCANS | QueryDirectoryFlags.REOPEN)) {
     o.dir = { pattern: q.pattern || '*', dotsSent: false, eof: false, pending: [] };
   }
@@ -456,7 +455,7 @@ async function queryDirectory(srv: SmbServer, conn: Conn, sess: SmbSession, h: S
       } catch (e) {
         return fail(isVfsError(e, 'ENOENT') ? NT.NO_SUCH_FILE : ntStatusOf(e));
       }
-      if (!add(a.type === 'dir' || pattern !== '' ? pattern : pattern, a)) return fail(NT.INFO_LENGTH_MISMATCH);
+      if (!add(pattern, a)) return fail(NT.INFO_LENGTH_MISMATCH);
     } else {
       if (!st.dotsSent) {
         const self = await view.fstat(o.handle);
