@@ -285,4 +285,32 @@ out = {'inWindow': attempt(0), 'reused': attempt(-2), 'ahead': attempt(100000)}
     expect(out.reused).toMatch(/^refused/);
     expect(out.ahead).toMatch(/^refused/);
   }, 40_000);
+
+  it('QUERY_INFO FileIdInformation carries the VFS id (as FileInternalInformation); NormalizedName is 3.1.1-only', async () => {
+    const out = await runPython(
+      `
+import struct
+from impacket.smbconnection import SMBConnection
+from impacket.smb3structs import FILE_READ_DATA, FILE_WRITE_DATA, FILE_READ_ATTRIBUTES, FILE_SHARE_READ, FILE_OVERWRITE_IF, SMB2_0_INFO_FILE
+c = SMBConnection('127.0.0.1', '127.0.0.1', sess_port=inp['smb'], preferredDialect=0x210)
+c.login(inp['user'], inp['password'])
+tid = c.connectTree('mem')
+s = c.getSMBServer()
+f = c.createFile(tid, 'idinfo.txt', desiredAccess=FILE_READ_DATA | FILE_WRITE_DATA | FILE_READ_ATTRIBUTES, shareMode=FILE_SHARE_READ, creationDisposition=FILE_OVERWRITE_IF)
+internal = struct.unpack('<Q', s.queryInfo(tid, f, infoType=SMB2_0_INFO_FILE, fileInfoClass=6)[:8])[0]
+idinfo = s.queryInfo(tid, f, infoType=SMB2_0_INFO_FILE, fileInfoClass=59)
+try:
+    s.queryInfo(tid, f, infoType=SMB2_0_INFO_FILE, fileInfoClass=48)
+    normalized = 'ok'
+except Exception as e:
+    normalized = str(e)
+out = {'internal': internal, 'idLen': len(idinfo), 'id': struct.unpack('<Q', idinfo[8:16])[0], 'idHigh': struct.unpack('<Q', idinfo[16:24])[0], 'normalized': normalized}
+`,
+      { smb: stack.smbPort, user: ALICE.name, password: ALICE.password },
+    );
+    expect(out.idLen).toBe(24);
+    expect(out.id).toBe(out.internal);
+    expect(out.idHigh).toBe(0);
+    expect(out.normalized).toMatch(/STATUS_NOT_SUPPORTED/);
+  }, 40_000);
 });

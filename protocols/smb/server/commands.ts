@@ -26,7 +26,7 @@ import { isVfsError } from '../../../src/vfs/errors.ts';
 import type { Session } from '../../../src/session/session.ts';
 import { NT, ntStatusOf } from '../errors.ts';
 import {
-  FileInfoClass, VARIABLE_FILE_CLASSES, VARIABLE_FS_CLASSES, attributesOf, dirEntry, fileInfo, fromFileTime, fsInfo, hasWildcards, isDirClass, patternMatcher, timesOf,
+  FileInfoClass, VARIABLE_FILE_CLASSES, VARIABLE_FS_CLASSES, attributesOf, volumeSerial, dirEntry, fileInfo, fromFileTime, fsInfo, hasWildcards, isDirClass, patternMatcher, timesOf,
 } from './fsinfo.ts';
 import type { Conn, Open, SmbServer, SmbSession, Tree } from './server.ts';
 
@@ -508,11 +508,11 @@ async function queryInfo(srv: SmbServer, conn: Conn, h: Smb2Header, el: Buffer, 
       // No 8.3 short names are kept; FileAlternateNameInformation falls to NOT_SUPPORTED, which
       // smbclient's allinfo tolerates (OBJECT_NAME_NOT_FOUND, NTFS's answer with 8.3 names off,
       // makes it stop).
-      out = fileInfo(q.infoClass, a, { deletePending: o.deletePending, accessMask: o.grantedAccess, name });
+      out = fileInfo(q.infoClass, a, { deletePending: o.deletePending, accessMask: o.grantedAccess, name, serial: volumeSerial(o.tree.share), dialect311: conn.dialect === Dialect.SMB3_1_1 });
       variable = VARIABLE_FILE_CLASSES.has(q.infoClass);
     } else if (q.infoType === InfoType.FILESYSTEM) {
       const s = await view.statfs(o.tree.share);
-      out = fsInfo(q.infoClass, s, { label: o.tree.share, serial: Number(BigInt.asUintN(32, BigInt(o.tree.share.length) * 2654435761n)) });
+      out = fsInfo(q.infoClass, s, { label: o.tree.share, serial: volumeSerial(o.tree.share) });
       variable = VARIABLE_FS_CLASSES.has(q.infoClass);
     }
   } catch (e) {

@@ -2,13 +2,14 @@
  * The FILE_*_INFORMATION buffers (MS-FSCC 2.4, 2.5) the commands answer with, built from the
  * VFS's FileAttr and StatFs, and the ones SET_INFO reads. Times are FILETIME (100 ns since 1601).
  */
+import { createHash } from 'node:crypto';
 import type { FileAttr, StatFsResult } from '../../../src/vfs/types.ts';
 import { WinAttr } from '../../../src/vfs/types.ts';
 
 export const FileInfoClass = {
   Directory: 1, FullDirectory: 2, BothDirectory: 3, Basic: 4, Standard: 5, Internal: 6, Ea: 7, Access: 8, Name: 9, Rename: 10,
   Names: 12, Disposition: 13, Position: 14, Mode: 16, Alignment: 17, All: 18, Allocation: 19, EndOfFile: 20, AlternateName: 21, Stream: 22,
-  NetworkOpen: 34, AttributeTag: 35, IdBothDirectory: 37, IdFullDirectory: 38, DispositionEx: 64,
+  NetworkOpen: 34, AttributeTag: 35, IdBothDirectory: 37, IdFullDirectory: 38, NormalizedName: 48, Id: 59, DispositionEx: 64,
 } as const;
 export const FsInfoClass = { Volume: 1, Size: 3, Device: 4, Attribute: 5, FullSize: 7, SectorSize: 11 } as const;
 
@@ -26,6 +27,11 @@ export function attributesOf(a: FileAttr): number {
 export interface Times { creationTime: bigint; lastAccessTime: bigint; lastWriteTime: bigint; changeTime: bigint }
 export function timesOf(a: FileAttr): Times {
   return { creationTime: toFileTime(a.birthtimeNs || a.mtimeNs), lastAccessTime: toFileTime(a.atimeNs), lastWriteTime: toFileTime(a.mtimeNs), changeTime: toFileTime(a.ctimeNs) };
+}
+
+/** A share's volume serial number: stable for its name (lower-cased, as shares are keyed). */
+export function volumeSerial(share: string): number {
+  return createHash('sha256').update(`portico-smb-volume:${share.toLowerCase()}`).digest().readUInt32LE(0);
 }
 
 const sizeOf = (a: FileAttr): bigint => (a.type === 'dir' ? 0n : BigInt(a.size));
@@ -74,8 +80,21 @@ export function allInfo(a: FileAttr, o: { deletePending: boolean; accessMask: nu
   return Buffer.concat([basicInfo(a), standardInfo(a, o.deletePending), u64(a.id), u32(0), u32(o.accessMask), u64(0n), u32(0), u32(0), u32(name.length), name]);
 }
 
-export function fileInfo(cls: number, a: FileAttr, o: { deletePending: boolean; accessMask: number; name: string }): Buffer | undefined {
+export function fileInfo(cls: number, a: FileAttr, o: { deletePending: boolean; accessMask: number; name: string; serial: number; dialect311: boolean }): Buffer | undefined {
   switch (cls) {
+    case FileInfoClass.Id: {
+      // FILE_ID_INFORMATION: VolumeSerialNumber (8), FileId (16: the 64-bit id, zero-extended).
+      const b = Buffer.alloc(24);
+      b.writeBigUInt64LE(BigInt(o.serial), 0);
+      b.writeBigUInt64LE(a.id, 8);
+      return b;
+    }
+    case FileInfoClass.NormalizedName: {
+      // 3.1.1 only (MS-SMB2 3.3.5.20.1): the path from the share root, no leading backslash.
+      if (!o.dialect311) return undefined;
+      const n = Buffer.from(o.name.replace(/^\\/, ''), 'utf16le');
+      return Buffer.concat([u32(n.length), n]);
+    }
     case FileInfoClass.Basic: return basicInfo(a);
     case FileInfoClass.Standard: return standardInfo(a, o.deletePending);
     case FileInfoClass.Internal: return u64(a.id);
@@ -97,7 +116,7 @@ export function fileInfo(cls: number, a: FileAttr, o: { deletePending: boolean; 
 }
 
 /** Variable-length classes answer a short buffer with STATUS_BUFFER_OVERFLOW and a truncated buffer (MS-SMB2 3.3.5.20.1). */
-export const VARIABLE_FILE_CLASSES: ReadonlySet<number> = new Set([FileInfoClass.All, FileInfoClass.Stream, FileInfoClass.Name]);
+export const VARIABLE_FILE_CLASSES: ReadonlySet<number> = new Set([FileInfoClass.All, FileInfoClass.Stream, FileInfoClass.Name, FileInfoClass.NormalizedName]);
 export const VARIABLE_FS_CLASSES: ReadonlySet<number> = new Set([FsInfoClass.Volume, FsInfoClass.Attribute]);
 
 export function fsInfo(cls: number, s: StatFsResult, o: { label: string; serial: number }): Buffer | undefined {
