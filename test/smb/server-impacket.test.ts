@@ -313,4 +313,22 @@ out = {'internal': internal, 'idLen': len(idinfo), 'id': struct.unpack('<Q', idi
     expect(out.idHigh).toBe(0);
     expect(out.normalized).toMatch(/STATUS_NOT_SUPPORTED/);
   }, 40_000);
+
+  it('a second NEGOTIATE on a negotiated connection ends it', async () => {
+    const out = await runPython(
+      `
+from impacket.smbconnection import SMBConnection
+c = SMBConnection('127.0.0.1', '127.0.0.1', sess_port=inp['smb'], preferredDialect=0x210)
+s = c.getSMBServer()
+try:
+    s.negotiateSession(0x210)
+    again = 'answered'
+except Exception as e:
+    again = 'ended: ' + type(e).__name__
+out = {'again': again}
+`,
+      { smb: stack.smbPort },
+    );
+    expect(out.again).toBe('ended: NetBIOSError');
+  }, 40_000);
 });

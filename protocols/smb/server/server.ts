@@ -297,6 +297,8 @@ export class SmbServer {
       // A MessageId outside the granted window, or spent already, ends the connection (3.3.5.2.3).
       if (!spend(conn, h)) return void sock.destroy();
       if (h.command === Command.NEGOTIATE) {
+        // A second NEGOTIATE on a negotiated connection ends it (MS-SMB2 3.3.5.3.1).
+        if (conn.negotiate) return void sock.destroy();
         const d = tryDecode(() => decodeNegotiateRequest(el.bytes));
         if (!d.ok) return void sock.destroy();
         const q = d.value;
