@@ -331,4 +331,58 @@ out = {'again': again}
     );
     expect(out.again).toBe('ended: NetBIOSError');
   }, 40_000);
+
+  it('QUERY_DIRECTORY flags: RETURN_SINGLE_ENTRY gives one entry, RESTART_SCANS starts over after the end', async () => {
+    const out = await runPython(
+      `
+import struct
+from impacket.smbconnection import SMBConnection
+from impacket.smb3structs import SMB2_QUERY_DIRECTORY, SMB2QueryDirectory, SMB2QueryDirectory_Response, SMB2_RESTART_SCANS, SMB2_RETURN_SINGLE_ENTRY, FILE_READ_DATA, FILE_READ_ATTRIBUTES, FILE_SHARE_READ, FILE_SHARE_WRITE, FILE_DIRECTORY_FILE, FILE_OPEN, FILE_OVERWRITE_IF
+from impacket.nt_errors import STATUS_SUCCESS
+c = SMBConnection('127.0.0.1', '127.0.0.1', sess_port=inp['smb'], preferredDialect=0x210)
+c.login(inp['user'], inp['password'])
+tid = c.connectTree('mem')
+s = c.getSMBServer()
+c.createDirectory('mem', 'flags')
+for n in ['x', 'y', 'z']:
+    f = c.createFile(tid, 'flags\\\\' + n, creationDisposition=FILE_OVERWRITE_IF)
+    c.closeFile(tid, f)
+d = s.create(tid, 'flags', FILE_READ_DATA | FILE_READ_ATTRIBUTES, FILE_SHARE_READ | FILE_SHARE_WRITE, FILE_DIRECTORY_FILE, FILE_OPEN, 0)
+def q(flags):
+    p = s.SMB_PACKET()
+    p['Command'] = SMB2_QUERY_DIRECTORY
+    p['TreeID'] = tid
+    b = SMB2QueryDirectory()
+    b['FileInformationClass'] = 37
+    b['Flags'] = flags
+    b['FileIndex'] = 0
+    b['FileID'] = d
+    b['OutputBufferLength'] = 65536
+    b['FileNameLength'] = 2
+    b['Buffer'] = '*'.encode('utf-16le')
+    p['Data'] = b
+    try:
+        ans = s.recvSMB(s.sendSMB(p))
+        ans.isValidAnswer(STATUS_SUCCESS)
+    except Exception as e:
+        return str(e).split('(')[0]
+    buf = SMB2QueryDirectory_Response(ans['Data'])['Buffer']
+    names, at = [], 0
+    while True:
+        nxt = struct.unpack('<I', buf[at:at + 4])[0]
+        ln = struct.unpack('<I', buf[at + 60:at + 64])[0]
+        names.append(buf[at + 104:at + 104 + ln].decode('utf-16le'))
+        if nxt == 0:
+            break
+        at += nxt
+    return names
+out = {'single': q(SMB2_RETURN_SINGLE_ENTRY), 'rest': q(0), 'end': q(0), 'restart': q(SMB2_RESTART_SCANS)}
+`,
+      { smb: stack.smbPort, user: ALICE.name, password: ALICE.password },
+    );
+    expect(out.single).toEqual(['.']);
+    expect(out.rest).toEqual(['..', 'x', 'y', 'z']);
+    expect(out.end).toMatch(/STATUS_NO_MORE_FILES/);
+    expect(out.restart).toEqual(['.', '..', 'x', 'y', 'z']);
+  }, 40_000);
 });
