@@ -385,4 +385,32 @@ out = {'single': q(SMB2_RETURN_SINGLE_ENTRY), 'rest': q(0), 'end': q(0), 'restar
     expect(out.end).toMatch(/STATUS_NO_MORE_FILES/);
     expect(out.restart).toEqual(['.', '..', 'x', 'y', 'z']);
   }, 40_000);
+
+  it('IOCTL: DFS referrals are STATUS_FS_DRIVER_REQUIRED; QUERY_NETWORK_INTERFACE_INFO names the address reached', async () => {
+    const out = await runPython(
+      `
+import struct
+from impacket.smbconnection import SMBConnection
+from impacket.smb3structs import SMB2_0_IOCTL_IS_FSCTL
+c = SMBConnection('127.0.0.1', '127.0.0.1', sess_port=inp['smb'], preferredDialect=0x300)
+c.login(inp['user'], inp['password'])
+tid = c.connectTree('IPC$')
+s = c.getSMBServer()
+try:
+    s.ioctl(tid, None, 0x00060194, SMB2_0_IOCTL_IS_FSCTL, b'\\x04\\x00' + '\\\\127.0.0.1\\\\mem'.encode('utf-16le') + b'\\x00\\x00', maxOutputResponse=4096)
+    dfs = 'answered'
+except Exception as e:
+    dfs = str(e)
+nics = s.ioctl(tid, None, 0x001401fc, SMB2_0_IOCTL_IS_FSCTL, b'', maxOutputResponse=65536)
+fam = struct.unpack('<H', nics[24:26])[0]
+addr = '.'.join(str(x) for x in nics[28:32])
+out = {'dfs': dfs, 'len': len(nics), 'family': fam, 'addr': addr}
+`,
+      { smb: stack.smbPort, user: ALICE.name, password: ALICE.password },
+    );
+    expect(out.dfs).toMatch(/STATUS_FS_DRIVER_REQUIRED/);
+    expect(out.len).toBe(152);
+    expect(out.family).toBe(2);
+    expect(out.addr).toBe('127.0.0.1');
+  }, 40_000);
 });

@@ -12,7 +12,7 @@ import { Dialect, SecurityMode } from '../messages/negotiate.ts';
 import { ShareType, decodeTreeConnectRequest, encodeTreeConnectResponse } from '../messages/tree-connect.ts';
 import { decodeCreateRequest, encodeCreateResponse, type CreateContext } from '../messages/create.ts';
 import { CloseFlags, LockFlags, decodeCloseRequest, decodeFlushRequest, decodeLockRequest, decodeReadRequest, decodeWriteRequest, encodeCloseResponse, encodeReadResponse, encodeWriteResponse } from '../messages/file-ops.ts';
-import { Fsctl, decodeIoctlRequest, decodeValidateNegotiateInfo, encodeIoctlResponse, encodeValidateNegotiateInfoResponse, validateNegotiateMatches } from '../messages/ioctl.ts';
+import { Fsctl, decodeIoctlRequest, encodeNetworkInterfaceInfo, decodeValidateNegotiateInfo, encodeIoctlResponse, encodeValidateNegotiateInfoResponse, validateNegotiateMatches } from '../messages/ioctl.ts';
 import { InfoType, QueryDirectoryFlags, decodeQueryDirectoryRequest, decodeQueryInfoRequest, decodeSetInfoRequest, encodeOutputResponse } from '../messages/info.ts';
 import { encodeEmpty, encodeSetInfoResponse } from '../messages/simple.ts';
 import { ContextName, contextOf, encodeMaximalAccessResponse, findContext } from '../messages/create-contexts.ts';
@@ -48,6 +48,7 @@ const Disposition = { SUPERSEDE: 0, OPEN: 1, CREATE: 2, OPEN_IF: 3, OVERWRITE: 4
 const CreateOptions = { DIRECTORY_FILE: 0x1, NON_DIRECTORY_FILE: 0x40, DELETE_ON_CLOSE: 0x1000 } as const;
 const CreateAction = { SUPERSEDED: 0, OPENED: 1, CREATED: 2, OVERWRITTEN: 3 } as const;
 const STATUS_PIPE_EMPTY = 0xc000_00d9;
+const STATUS_FS_DRIVER_REQUIRED = 0xc000_019c;
 /** Opens one SMB session may hold (Windows' default per-session limit is 16,384 too). */
 export const MAX_OPENS_PER_SESSION = 16_384;
 
@@ -151,6 +152,15 @@ export async function runCommand(srv: SmbServer, conn: Conn, sess: SmbSession, h
           return fail(STATUS.ACCESS_DENIED);
         }
         const output = encodeValidateNegotiateInfoResponse({ capabilities: conn.serverCapabilities, guid: srv.serverGuid, securityMode: conn.securityMode || SecurityMode.SIGNING_ENABLED, dialect: conn.dialect });
+        return ok((w) => encodeIoctlResponse(w, { ctlCode: q.ctlCode, fileId: q.fileId, input: Buffer.alloc(0), output, flags: 0 }));
+      }
+      // A server without DFS answers referral requests so (MS-SMB2 3.3.5.15.2); clients then use the path as is.
+      if (q.ctlCode === Fsctl.DFS_GET_REFERRALS || q.ctlCode === Fsctl.DFS_GET_REFERRALS_EX) return fail(STATUS_FS_DRIVER_REQUIRED);
+      if (q.ctlCode === Fsctl.QUERY_NETWORK_INTERFACE_INFO) {
+        // One interface: the address this connection reached (no RSS, no RDMA; multichannel later).
+        const address = (conn.sock.localAddress ?? '127.0.0.1').replace(/^::ffff:/, '');
+        const output = encodeNetworkInterfaceInfo([{ ifIndex: 1, capability: 0, linkSpeed: 1_000_000_000n, address }]);
+        if (output.length > q.maxOutputResponse) return fail(STATUS.BUFFER_TOO_SMALL);
         return ok((w) => encodeIoctlResponse(w, { ctlCode: q.ctlCode, fileId: q.fileId, input: Buffer.alloc(0), output, flags: 0 }));
       }
       if (q.ctlCode !== Fsctl.PIPE_TRANSCEIVE) return fail(STATUS.NOT_SUPPORTED);
