@@ -7,28 +7,44 @@
  *
  * One lock manager and one share-mode table serve every protocol, so a WebDAV lock, an SMB
  * byte-range lock or share mode and an NFSv4 open/lock all see each other.
+ *
+ * Shape (issue 9). `Vfs` is the one public facade: every caller (src/session, protocols, tests)
+ * uses only its methods, whose names and signatures do not depend on where the work lives. It
+ * keeps the shared state (volumes, lock/share-mode/lease tables, change tracker, attribute cache,
+ * change events, write-back, tree moves) and the helpers every concern uses (attr, existing, emit,
+ * checkTokenLocks, ancestorIds), and it does itself what is small: attributes and lookups by id,
+ * readdir and its cookies, properties, xattrs, outside changes, lifecycle. The big concerns live
+ * in files named after them, each a class that gets a small typed host interface of what it needs
+ * (bound here, in the constructor) rather than the whole Vfs:
+ *
+ * - open-files.ts  OpenFiles (OpenFilesHost): the handle table, open/read/write/truncate/flush/
+ *                  close, delete-on-close, handles following renames and deletes;
+ * - file-data.ts   FileData (FileDataHost): per-file data and its write policy — write stages,
+ *                  attach/publish, async write-back's handles, deferred creates, replaceContent;
+ * - namespace.ts   NamespaceOps (NamespaceHost): mkdir, unlink, rmdir, rename, symlink, link, setattr;
+ * - tree-ops.ts    TreeOps (TreeOpsHost): recursive copy and removal (TreeError, TreeGuard);
+ * - tree-move/     TreeMoves (TreeMoveHost): journaled directory moves without atomic rename.
  */
 import { EventEmitter } from 'node:events';
-import { randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
-import type { BackendFile, BackendStat, BackendWatcher, FileOwner, BackendWatchListener } from './backend.ts';
-import { VfsError, isVfsError, toVfsError } from './errors.ts';
-import { isSameOrDescendant, joinPath, parentPath } from './path.ts';
+import type { BackendStat, BackendWatcher, FileOwner, BackendWatchListener } from './backend.ts';
+import { VfsError, isVfsError } from './errors.ts';
+import { joinPath, parentPath } from './path.ts';
 import { Volume, type VolumeOptions } from './volume.ts';
 import { ChangeTracker, REPLACED } from './change-tracker.ts';
 import { AttrCache } from './attr-cache.ts';
 import { TreeOps, type TreeError, type TreeGuard } from './tree-ops.ts';
 import { NamespaceOps } from './namespace.ts';
 import { FileData } from './file-data.ts';
+import { OpenFiles, handleLockOwner } from './open-files.ts';
 import { WriteBack, type WriteBackLogger, type WriteBackOptions } from './write-back.ts';
 import { TreeMoves, type TreeMoveOptions, type TreeMoveReport } from './tree-move/index.ts';
 import type { VolumeStack } from './volume-stack.ts';
 import { Handle } from './handle.ts';
 import {
   SETTABLE_WIN_ATTRS,
-  SHARE_ALL,
   WinAttr,
   type ChangeEvent,
   type ChangeKind,
@@ -150,10 +166,6 @@ export class Vfs {
   private readonly volumes = new Map<string, Volume>();
   private readonly changes: ChangeTracker;
   private readonly attrCache: AttrCache;
-  private readonly handles = new Map<string, Handle>();
-  private readonly handlesByFile = new Map<FileId, Set<Handle>>();
-  /** Backend stat each handle's open found (attrAtOpen); dies with the handle. */
-  private readonly openStats = new WeakMap<Handle, BackendStat>();
   /**
    * Names of recently listed entries, so a cookie stays resumable after its entry is deleted.
    * maxSize with unit sizes, not max: the same bound without preallocating 50,000 slots up front.
@@ -172,6 +184,11 @@ export class Vfs {
   private readonly data: FileData;
   /** mkdir, unlink, rmdir, rename, links, setattr (src/vfs/namespace.ts), given a NamespaceHost. */
   private readonly names: NamespaceOps;
+  /**
+   * The handle table and I/O through handles (src/vfs/open-files.ts): open, read, write, truncate,
+   * flush, close, delete-on-close, handles following renames and deletes.
+   */
+  private readonly files: OpenFiles;
 
   constructor(options: VfsOptions) {
     this.store = options.store;
@@ -193,15 +210,10 @@ export class Vfs {
     // What a directory move needs of the VFS around it (src/vfs/tree-move/moves.ts TreeMoveHost).
     this.treeMoves = new TreeMoves(this.store, {
       writeBack: this.writeBack,
-      busyBelow: (v, dir) => {
-        for (const h of this.handles.values()) {
-          if (h.volume === v && h.path !== dir && isSameOrDescendant(h.path, dir) && (h.access.write || h.access.delete)) return h.path;
-        }
-        return undefined;
-      },
-      handlesMoved: (v, from, to) => this.reopenMoved(v, this.retargetHandles(from, to, v)),
+      busyBelow: (v, dir) => this.files.busyBelow(v, dir),
+      handlesMoved: (v, from, to) => this.files.reopenMoved(v, this.files.retargetHandles(from, to, v)),
       releaseLocks: (id) => this.locks.releaseFile(id),
-      orphan: (id) => this.orphan(id),
+      orphan: (id) => this.files.orphan(id),
       renamed: (v, dirId, from, to) => this.emit(v, 'rename', dirId, to, 'dir', from),
     }, options.treeMoves);
     this.data = new FileData(stageDir, {
@@ -214,7 +226,7 @@ export class Vfs {
       attr: (v, row, st) => this.attr(v, row, st),
       emit: (v, kind, id, path, type, oldPath) => this.emit(v, kind, id, path, type, oldPath),
       checkTokenLocks: (v, path, tokens, what) => this.checkTokenLocks(v, path, tokens, what),
-      handlesOf: (id) => this.handlesByFile.get(id) ?? [],
+      handlesOf: (id) => this.files.handlesOf(id),
     });
     this.names = new NamespaceOps({
       locks: this.locks,
@@ -228,9 +240,24 @@ export class Vfs {
       emit: (v, kind, id, path, type, oldPath) => this.emit(v, kind, id, path, type, oldPath),
       checkTokenLocks: (v, path, tokens, what) => this.checkTokenLocks(v, path, tokens, what),
       stageOf: (id) => this.data.stages.get(id),
-      orphan: (id) => this.orphan(id),
-      retargetHandles: (from, to, v) => this.retargetHandles(from, to, v),
-      reopenMoved: (v, handles) => this.reopenMoved(v, handles),
+      orphan: (id) => this.files.orphan(id),
+      retargetHandles: (from, to, v) => this.files.retargetHandles(from, to, v),
+      reopenMoved: (v, handles) => this.files.reopenMoved(v, handles),
+    });
+    this.files = new OpenFiles({
+      locks: this.locks,
+      shareModes: this.shareModes,
+      leases: this.leases,
+      writeBack: this.writeBack,
+      treeMoves: this.treeMoves,
+      data: this.data,
+      volume: (name) => this.volume(name),
+      attr: (v, row, st) => this.attr(v, row, st),
+      emit: (v, kind, id, path, type, oldPath) => this.emit(v, kind, id, path, type, oldPath),
+      checkTokenLocks: (v, path, tokens, what) => this.checkTokenLocks(v, path, tokens, what),
+      ancestorIds: (v, path) => this.ancestorIds(v, path),
+      rmdirPath: (v, path) => this.names.rmdirPath(v, path),
+      unlinkPath: (v, path, fromClose) => this.names.unlinkPath(v, path, fromClose),
     });
     this.trees = new TreeOps({
       store: this.store,
@@ -458,146 +485,65 @@ export class Vfs {
     }
   }
 
-  // ---------------------------------------------------------------- open files
+  // ---------------------------------------------------------------- open files (open-files.ts)
 
-  async open(volume: string, path: string, opts: OpenOptions): Promise<Handle> {
-    const v = this.volume(volume);
-    const p = v.normalize(path);
-    const disp = opts.disposition ?? 'open';
-    const expect = opts.expect ?? 'any';
-    const share = opts.share ?? SHARE_ALL;
-    const tokens = opts.lockTokens ?? NO_TOKENS;
-    // An exclusive create needs no lookup first where the exact name is authoritative: the backend's
-    // exclusive create reports EEXIST itself (one round trip less per new file). A plain read-only
-    // open on a random-access backend opens first and takes the attributes from the descriptor
-    // (openForRead): one round trip instead of a stat, then an open.
-    const early = disp === 'open' && expect !== 'dir' && !opts.access.write && !opts.access.delete && !opts.deleteOnClose ? await this.openForRead(v, p) : undefined;
-    const r = early !== undefined ? { path: p, stat: early.st } : disp === 'create' && v.exactLookupAuthoritative(p) ? { path: p, stat: undefined } : await v.resolve(p);
-    // Not inside a directory being renamed by copy (object stores): its close could not publish (tree-move/guard.ts).
-    if (opts.access.write || opts.access.delete || opts.deleteOnClose) this.treeMoves.assertNotMoving(v.name, r.path);
-    let st: BackendStat | undefined = r.stat;
-    let created = false;
-    // The descriptor the handle reads through when openForRead opened it (a directory's was closed).
-    let createdFile: BackendFile | undefined = early?.file;
-    if (st) {
-      if (disp === 'create') throw new VfsError('EEXIST', undefined, { path: p });
-      if (disp === 'truncate' || disp === 'createOrTruncate') this.checkTokenLocks(v, r.path, tokens, { self: true, parent: false });
-      if (st.type === 'dir' && expect === 'file') throw new VfsError('EISDIR', undefined, { path: p });
-      if (st.type !== 'dir' && expect === 'dir') throw new VfsError('ENOTDIR', undefined, { path: p });
-      if (st.type === 'dir' && (opts.access.write || disp === 'truncate' || disp === 'createOrTruncate')) {
-        throw new VfsError('EISDIR', undefined, { path: p });
-      }
-      if (st.type === 'symlink') throw new VfsError('ELOOP', 'cannot open a symbolic link', { path: p });
-    } else {
-      if (disp === 'open' || disp === 'truncate') throw new VfsError('ENOENT', undefined, { path: p });
-      if (r.path === '/') throw new VfsError('EEXIST', undefined, { path: p });
-      this.checkTokenLocks(v, r.path, tokens, { self: false, parent: true });
-      v.quota?.check(1, 0, p);
-      if (expect === 'dir') st = await v.backend.mkdir(r.path, opts.mode, opts.creator);
-      else ({ st, file: createdFile } = await this.data.createEmpty(v, r.path, opts.mode, disp === 'create', opts.access.write, opts.creator));
-      created = true;
-    }
-    // Others' leases are broken, and the breaks acknowledged, before the open acts (leases.ts).
-    if (!created && this.leases.size > 0) await this.leases.beforeOpen(v.row(r.path, st).id, { owner: opts.owner, access: opts.access, share, truncate: disp === 'truncate' || disp === 'createOrTruncate' }, this.shareModes);
-    const row = created ? v.newRow(r.path, st) : v.row(r.path, st);
-    const h = new Handle({
-      id: randomUUID(),
-      volume: v,
-      fileId: row.id,
-      type: st.type,
-      access: { ...opts.access },
-      share: { ...share },
-      owner: opts.owner,
-      path: r.path,
-      lockTokens: tokens,
-    });
-    // Share modes are checked before anything destructive (a sharing violation must not truncate).
-    h.file = createdFile;
-    try {
-      this.shareModes.open({
-      handleId: h.id,
-      fileId: row.id,
-      owner: opts.owner,
-      access: h.access,
-      share: h.share,
-        deleteOnClose: opts.deleteOnClose ?? false,
-      });
-    } catch (e) {
-      await createdFile?.close().catch(() => undefined);
-      if (created) await this.data.deferredCreates.get(v.name)?.abandon(r.path);
-      throw e;
-    }
-    try {
-      if (opts.deleteOnClose) this.shareModes.setDeletePending(row.id, h.id, true);
-      if (created && opts.winAttributes !== undefined) v.setWinAttributes(r.path, opts.winAttributes & SETTABLE_WIN_ATTRS);
-      const truncate = !created && (disp === 'truncate' || disp === 'createOrTruncate');
-      if (st.type === 'file' && !h.file) await this.data.attachData(v, h, truncate);
-      if (truncate && st.type === 'file') v.quota?.truncated(r.path, row.id, st.size);
-    } catch (e) {
-      this.shareModes.close(h.id);
-      await h.file?.close().catch(() => undefined);
-      if (created) await this.data.deferredCreates.get(v.name)?.abandon(r.path);
-      throw toVfsError(e, p);
-    }
-    this.handles.set(h.id, h);
-    if (!created && disp !== 'truncate' && disp !== 'createOrTruncate') this.openStats.set(h, st);
-    let set = this.handlesByFile.get(row.id);
-    if (!set) this.handlesByFile.set(row.id, (set = new Set()));
-    set.add(h);
-    if (created) v.quota?.add(r.path, 1, st.type === 'file' ? st.size : 0);
-    if (created) this.emit(v, 'create', row.id, r.path, st.type);
-    return h;
+  /** Opens or creates a file or directory and returns its handle (OpenFiles.open, src/vfs/open-files.ts). */
+  open(volume: string, path: string, opts: OpenOptions): Promise<Handle> {
+    return this.files.open(volume, path, opts);
+  }
+
+  /** A live handle by its id (EBADF when unknown or closed). */
+  handle(id: string): Handle {
+    return this.files.handle(id);
+  }
+
+  read(h: Handle, offset: number, length: number): Promise<Buffer> {
+    return this.files.read(h, offset, length);
   }
 
   /**
-   * Read-only open without a lookup first, on backends with random access (the local disk): open,
-   * then the attributes from the open descriptor. Returns undefined to take the general path
-   * (resolve, then open) whenever anything is unusual — a symbolic link (O_NOFOLLOW refuses it),
-   * a name that needs the case/normalisation scan, a non-regular file, any error — so those keep
-   * their answers; a miss on a name whose exact lookup is authoritative is ENOENT at once.
+   * Reads into a caller's buffer (from its start): no allocation per call, so streaming reads and
+   * protocol replies can reuse one buffer. Returns the bytes read (fewer at end of file).
    */
-  private async openForRead(v: Volume, p: string): Promise<{ st: BackendStat; file: BackendFile | undefined } | undefined> {
-    if (!v.backend.capabilities.randomWrites || p === '/' || this.writeBack.active(v.name)) return undefined;
-    let file: BackendFile;
-    try {
-      file = await v.backend.openFile(p, { write: false });
-    } catch (e) {
-      if (isVfsError(e, 'ENOENT') && v.exactLookupAuthoritative(p)) throw new VfsError('ENOENT', undefined, { path: p });
-      return undefined;
-    }
-    let st: BackendStat | undefined;
-    try {
-      st = await file.stat();
-    } catch {
-      st = undefined;
-    }
-    if (st?.type === 'file') return { st, file };
-    await file.close().catch(() => undefined);
-    return st?.type === 'dir' ? { st, file: undefined } : undefined;
+  readInto(h: Handle, offset: number, target: Uint8Array): Promise<number> {
+    return this.files.readInto(h, offset, target);
   }
 
-  handle(id: string): Handle {
-    const h = this.handles.get(id);
-    if (!h || h.closed) throw new VfsError('EBADF');
-    return h;
+  write(h: Handle, offset: number, data: Uint8Array): Promise<number> {
+    return this.files.write(h, offset, data);
   }
 
-  private live(h: Handle): void {
-    if (h.closed) throw new VfsError('EBADF');
+  /**
+   * Attributes of an opened file as the open's own lookup found them, without another backend call
+   * (undefined for a handle that created or truncated its file); see OpenFiles.attrAtOpen.
+   */
+  attrAtOpen(h: Handle): FileAttr | undefined {
+    return this.files.attrAtOpen(h);
   }
 
-  /** Lock rules for I/O through a handle: one rule for every protocol, in LockManager.checkIo. */
-  private checkIo(h: Handle, start: number, length: number, access: 'read' | 'write'): void {
-    if (this.locks.size === 0 || length === 0) return;
-    const range = { start: BigInt(start), end: BigInt(start) + BigInt(length) };
-    const ancestors = access === 'write' ? this.ancestorIds(h.volume, h.path) : [];
-    try {
-      this.locks.checkIo(h.fileId, { ownerId: handleLockOwner(h), tokens: h.lockTokens }, range, access, ancestors);
-    } catch (e) {
-      if (isVfsError(e, 'ELOCKED')) throw new VfsError('ELOCKED', undefined, { path: h.path });
-      throw e;
-    }
+  fstat(h: Handle): Promise<FileAttr> {
+    return this.files.fstat(h);
   }
+
+  /** Makes everything written through this handle durable (object stores: uploaded). */
+  flush(h: Handle): Promise<void> {
+    return this.files.flush(h);
+  }
+
+  close(h: Handle): Promise<void> {
+    return this.files.close(h);
+  }
+
+  /** SMB FileDispositionInformation: mark or unmark delete-on-close through a handle. */
+  setDeleteOnClose(h: Handle, pending: boolean): void {
+    this.files.setDeleteOnClose(h, pending);
+  }
+
+  ftruncate(h: Handle, size: number): Promise<void> {
+    return this.files.ftruncate(h, size);
+  }
+
+  // ---------------------------------------------------------------- lock checks (shared by every concern)
 
   /**
    * Namespace check for token locks (WebDAV's semantics, RFC 4918 §7.5-7.7): changing a resource needs the tokens of
@@ -627,142 +573,6 @@ export class Vfs {
       out.unshift(v.row(p).id);
     }
     return out;
-  }
-
-  async read(h: Handle, offset: number, length: number): Promise<Buffer> {
-    this.live(h);
-    if (h.type === 'dir') throw new VfsError('EISDIR');
-    if (!h.access.read) throw new VfsError('EBADF', 'handle not open for reading');
-    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) throw new VfsError('EINVAL');
-    this.checkIo(h, offset, length, 'read');
-    try {
-      if (h.stage) return await h.stage.read(offset, length);
-      return await h.file!.read(offset, length);
-    } catch (e) {
-      throw toVfsError(e, h.path);
-    }
-  }
-
-  /**
-   * Reads into a caller's buffer (from its start): no allocation per call, so streaming reads and
-   * protocol replies can reuse one buffer. Returns the bytes read (fewer at end of file).
-   */
-  async readInto(h: Handle, offset: number, target: Uint8Array): Promise<number> {
-    this.live(h);
-    if (h.type === 'dir') throw new VfsError('EISDIR');
-    if (!h.access.read) throw new VfsError('EBADF', 'handle not open for reading');
-    if (!Number.isSafeInteger(offset) || offset < 0) throw new VfsError('EINVAL');
-    this.checkIo(h, offset, target.length, 'read');
-    try {
-      if (!h.stage && h.file!.readInto) return await h.file!.readInto(offset, target);
-      if (h.stage) return await h.stage.readInto(offset, target);
-      const buf = await h.file!.read(offset, target.length);
-      target.set(buf);
-      return buf.length;
-    } catch (e) {
-      throw toVfsError(e, h.path);
-    }
-  }
-
-  async write(h: Handle, offset: number, data: Uint8Array): Promise<number> {
-    this.live(h);
-    if (h.type === 'dir') throw new VfsError('EISDIR');
-    if (!h.access.write) throw new VfsError('EBADF', 'handle not open for writing');
-    if (!Number.isSafeInteger(offset) || offset < 0) throw new VfsError('EINVAL');
-    if (offset + data.length > h.volume.backend.capabilities.maxFileSize) throw new VfsError('EFBIG');
-    this.checkIo(h, offset, data.length, 'write');
-    if (this.leases.size > 0) await this.leases.beforeWrite(h.fileId, h);
-    // Quota: growth past the limit fails before the bytes land (counted now, undone on failure).
-    const grew = h.volume.quota ? await h.volume.quota.resize(h, offset + data.length) : 0;
-    let n: number;
-    try {
-      n = h.stage ? await h.stage.write(offset, data) : await h.file!.write(offset, data);
-    } catch (e) {
-      h.volume.quota?.undo(h, grew);
-      throw toVfsError(e, h.path);
-    }
-    this.emit(h.volume, 'modify', h.fileId, h.path, 'file');
-    return n;
-  }
-
-  /**
-   * Attributes of an opened file as the open's own lookup found them, without another backend call
-   * (undefined for a handle that created or truncated its file). For a reader that opens a file
-   * only to send it (WebDAV GET): the same information as a getattr just before the open, one round
-   * trip less than fstat. Like that getattr, it may predate a change someone makes after the open.
-   */
-  attrAtOpen(h: Handle): FileAttr | undefined {
-    this.live(h);
-    const st = this.openStats.get(h);
-    if (st === undefined || h.stage?.dirty) return undefined;
-    return this.attr(h.volume, h.volume.row(h.path), st);
-  }
-
-  async fstat(h: Handle): Promise<FileAttr> {
-    this.live(h);
-    const st = h.file ? await h.file.stat() : await h.volume.backend.stat(h.path);
-    if (h.stage?.dirty) st.size = h.stage.size;
-    return this.attr(h.volume, h.volume.row(h.path), st);
-  }
-
-  /** Makes everything written through this handle durable (object stores: uploaded; FileData.flush). */
-  async flush(h: Handle): Promise<void> {
-    this.live(h);
-    await this.data.flush(h);
-  }
-
-  async close(h: Handle): Promise<void> {
-    if (h.closed) return;
-    let failure: unknown;
-    try {
-      await this.data.release(h);
-    } catch (e) {
-      failure = e;
-    }
-    h.closed = true;
-    await h.file?.close().catch(() => undefined);
-    this.handles.delete(h.id);
-    if (this.leases.size > 0) this.leases.closed(h);
-    const set = this.handlesByFile.get(h.fileId);
-    set?.delete(h);
-    if (set?.size === 0) this.handlesByFile.delete(h.fileId);
-    if (set?.size === 0) h.volume.quota?.lastClose(h.fileId);
-    const res = this.shareModes.close(h.id);
-    if (res?.last && res.deletePending && !h.orphaned) {
-      try {
-        if (h.type === 'dir') await this.names.rmdirPath(h.volume, h.path);
-        else await this.names.unlinkPath(h.volume, h.path, true);
-      } catch (e) {
-        failure ??= e;
-      }
-    }
-    if (failure) throw toVfsError(failure, h.path);
-  }
-
-  /** SMB FileDispositionInformation: mark or unmark delete-on-close through a handle. */
-  setDeleteOnClose(h: Handle, pending: boolean): void {
-    this.live(h);
-    if (pending && h.type === 'dir') {
-      // Windows refuses to mark a non-empty directory (STATUS_DIRECTORY_NOT_EMPTY); checked at close too.
-    }
-    this.shareModes.setDeletePending(h.fileId, h.id, pending);
-  }
-
-  async ftruncate(h: Handle, size: number): Promise<void> {
-    this.live(h);
-    if (!h.access.write) throw new VfsError('EBADF', 'handle not open for writing');
-    if (!Number.isSafeInteger(size) || size < 0) throw new VfsError('EINVAL');
-    this.checkIo(h, Math.min(size, Number.MAX_SAFE_INTEGER - 1), 1, 'write');
-    if (this.leases.size > 0) await this.leases.beforeWrite(h.fileId, h);
-    const grew = h.volume.quota ? await h.volume.quota.resize(h, size, true) : 0;
-    try {
-      if (h.stage) await h.stage.truncate(size);
-      else await h.file!.truncate(size);
-    } catch (e) {
-      h.volume.quota?.undo(h, grew);
-      throw e;
-    }
-    this.emit(h.volume, 'modify', h.fileId, h.path, 'file');
   }
 
   // ---------------------------------------------------------------- whole-content replacement (file-data.ts)
@@ -815,7 +625,7 @@ export class Vfs {
   }
 
   async fsetattr(h: Handle, set: SetAttr): Promise<FileAttr> {
-    this.live(h);
+    this.files.live(h);
     this.checkTokenLocks(h.volume, h.path, h.lockTokens, { self: true, parent: false });
     if (set.size !== undefined) {
       await this.ftruncate(h, set.size);
@@ -824,44 +634,6 @@ export class Vfs {
     }
     const st = await h.volume.backend.stat(h.path);
     return this.names.applySetattr(h.volume, h.path, st, set);
-  }
-
-  // Handles following namespace changes (NamespaceHost.orphan, retargetHandles, reopenMoved): the
-  // handle table is the open files' state and stays with them.
-
-  /** Open handles of a deleted file keep working (POSIX) but must not resurrect it on close. */
-  private orphan(id: FileId): void {
-    for (const h of this.handlesByFile.get(id) ?? []) h.orphaned = true;
-  }
-
-  /** Handles at or below `from` now name `to`; returns them. */
-  private retargetHandles(from: string, to: string, v: Volume): Handle[] {
-    const out: Handle[] = [];
-    for (const h of this.handles.values()) {
-      if (h.volume !== v || !isSameOrDescendant(h.path, from)) continue;
-      h.path = to + h.path.slice(from.length);
-      if (h.stage) h.stage.path = h.path;
-      out.push(h);
-    }
-    return out;
-  }
-
-  /**
-   * After a rename by copy: the handles' open objects were deleted, so their read views reopen on
-   * the copies. A failure keeps the old view (reads of cached data still work; others get ESTALE).
-   */
-  private async reopenMoved(v: Volume, handles: Handle[]): Promise<void> {
-    const writable = v.backend.capabilities.randomWrites;
-    await Promise.all(handles.map(async (h) => {
-      if (h.type !== 'file' || h.file === undefined || h.orphaned || h.closed) return;
-      const old = h.file;
-      try {
-        h.file = await v.backend.openFile(h.path, { write: writable && h.access.write });
-      } catch {
-        return;
-      }
-      await old.close().catch(() => undefined);
-    }));
   }
 
   // ---------------------------------------------------------------- tree operations (tree-ops.ts)
@@ -1068,14 +840,14 @@ export class Vfs {
   // ---------------------------------------------------------------- lifecycle
 
   openHandles(): Handle[] {
-    return [...this.handles.values()];
+    return this.files.list();
   }
 
   /** Closes every handle (publishing staged writes), the lock manager and the backends. */
   async shutdown(): Promise<void> {
     // A running directory move stops between objects; the next start finishes it (journaled).
     await this.treeMoves.close();
-    for (const h of [...this.handles.values()]) await this.close(h).catch(() => undefined);
+    for (const h of this.files.list()) await this.close(h).catch(() => undefined);
     // Async write-back: pending uploads get the shares' shutdownDrainMs; the rest stays journaled
     // and is uploaded by the next start.
     await this.writeBack.drain();
@@ -1089,7 +861,4 @@ export class Vfs {
 
 export { WHOLE_FILE };
 
-/** Lock owner id of a handle, for byte-range locks taken through it (SMB: the open is the owner). */
-export function handleLockOwner(h: Handle): string {
-  return `handle:${h.id}`;
-}
+export { handleLockOwner };

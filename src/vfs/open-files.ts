@@ -1,0 +1,394 @@
+/**
+ * Open files: the handle table and I/O through handles — open (with its create, truncate, share-mode
+ * and lease steps), read, write, fstat, ftruncate, flush, close (with delete-on-close), and the
+ * handles' side of namespace changes (a deleted file's handles are orphaned, a renamed one's follow
+ * it, a file moved by copy gets its read views reopened).
+ *
+ * `Vfs` (vfs.ts) stays the one public facade and keeps every public signature; its handle methods
+ * call the OpenFiles it owns. OpenFiles gets what it needs of the VFS around it as a small typed
+ * host (OpenFilesHost), not the whole Vfs. How a handle's bytes reach the backend (descriptor,
+ * write stage, async write-back) is per-file data's concern (file-data.ts, `host.data`); removing a
+ * file at its last close is the namespace's (namespace.ts unlinkPath/rmdirPath).
+ */
+import { randomUUID } from 'node:crypto';
+import type { BackendFile, BackendStat } from './backend.ts';
+import { VfsError, isVfsError, toVfsError } from './errors.ts';
+import { isSameOrDescendant } from './path.ts';
+import type { Volume } from './volume.ts';
+import type { WriteBack } from './write-back.ts';
+import type { TreeMoves } from './tree-move/index.ts';
+import type { FileData } from './file-data.ts';
+import { Handle } from './handle.ts';
+import { SETTABLE_WIN_ATTRS, SHARE_ALL, type ChangeKind, type FileAttr, type FileId, type OpenOptions } from './types.ts';
+import type { NodeRow } from '../store/metadata-store.ts';
+import type { LockManager } from '../locks/lock-manager.ts';
+import type { ShareModeTable } from '../locks/share-modes.ts';
+import type { LeaseTable } from '../locks/leases.ts';
+import type { Tokens } from './vfs.ts';
+
+const NO_TOKENS: Tokens = new Set<string>();
+
+/** Lock owner id of a handle, for byte-range locks taken through it (SMB: the open is the owner). */
+export function handleLockOwner(h: Handle): string {
+  return `handle:${h.id}`;
+}
+
+/** What open files need of the VFS around them (given by Vfs, bound to its own state). */
+export interface OpenFilesHost {
+  readonly locks: LockManager;
+  readonly shareModes: ShareModeTable;
+  readonly leases: LeaseTable;
+  readonly writeBack: WriteBack;
+  readonly treeMoves: TreeMoves;
+  /** Per-file data: creates, attaching a handle's data, flush and the last close's publish. */
+  readonly data: FileData;
+  volume(name: string): Volume;
+  attr(v: Volume, row: NodeRow, st: BackendStat): FileAttr;
+  emit(v: Volume, kind: ChangeKind, id: FileId, path: string, type: FileAttr['type'], oldPath?: string): bigint;
+  checkTokenLocks(v: Volume, path: string, tokens: Tokens, what: { self: boolean; parent: boolean }): void;
+  /** Ids of the existing ancestor directories of a backend path, root first. */
+  ancestorIds(v: Volume, path: string): FileId[];
+  /** Delete-on-close at the last close: the namespace primitives. */
+  rmdirPath(v: Volume, path: string): Promise<void>;
+  unlinkPath(v: Volume, path: string, fromClose: boolean): Promise<void>;
+}
+
+export class OpenFiles {
+  private readonly handles = new Map<string, Handle>();
+  private readonly handlesByFile = new Map<FileId, Set<Handle>>();
+  /** Backend stat each handle's open found (attrAtOpen); dies with the handle. */
+  private readonly openStats = new WeakMap<Handle, BackendStat>();
+  private readonly host: OpenFilesHost;
+
+  constructor(host: OpenFilesHost) {
+    this.host = host;
+  }
+
+  /** Every open handle. */
+  list(): Handle[] {
+    return [...this.handles.values()];
+  }
+
+  /** The open handles of a file. */
+  handlesOf(id: FileId): Iterable<Handle> {
+    return this.handlesByFile.get(id) ?? [];
+  }
+
+  /** A handle open for writing or delete strictly below `dir` (a directory move must wait: TreeMoveHost.busyBelow). */
+  busyBelow(v: Volume, dir: string): string | undefined {
+    for (const h of this.handles.values()) {
+      if (h.volume === v && h.path !== dir && isSameOrDescendant(h.path, dir) && (h.access.write || h.access.delete)) return h.path;
+    }
+    return undefined;
+  }
+
+  async open(volume: string, path: string, opts: OpenOptions): Promise<Handle> {
+    const v = this.host.volume(volume);
+    const p = v.normalize(path);
+    const disp = opts.disposition ?? 'open';
+    const expect = opts.expect ?? 'any';
+    const share = opts.share ?? SHARE_ALL;
+    const tokens = opts.lockTokens ?? NO_TOKENS;
+    // An exclusive create needs no lookup first where the exact name is authoritative: the backend's
+    // exclusive create reports EEXIST itself (one round trip less per new file). A plain read-only
+    // open on a random-access backend opens first and takes the attributes from the descriptor
+    // (openForRead): one round trip instead of a stat, then an open.
+    const early = disp === 'open' && expect !== 'dir' && !opts.access.write && !opts.access.delete && !opts.deleteOnClose ? await this.openForRead(v, p) : undefined;
+    const r = early !== undefined ? { path: p, stat: early.st } : disp === 'create' && v.exactLookupAuthoritative(p) ? { path: p, stat: undefined } : await v.resolve(p);
+    // Not inside a directory being renamed by copy (object stores): its close could not publish (tree-move/guard.ts).
+    if (opts.access.write || opts.access.delete || opts.deleteOnClose) this.host.treeMoves.assertNotMoving(v.name, r.path);
+    let st: BackendStat | undefined = r.stat;
+    let created = false;
+    // The descriptor the handle reads through when openForRead opened it (a directory's was closed).
+    let createdFile: BackendFile | undefined = early?.file;
+    if (st) {
+      if (disp === 'create') throw new VfsError('EEXIST', undefined, { path: p });
+      if (disp === 'truncate' || disp === 'createOrTruncate') this.host.checkTokenLocks(v, r.path, tokens, { self: true, parent: false });
+      if (st.type === 'dir' && expect === 'file') throw new VfsError('EISDIR', undefined, { path: p });
+      if (st.type !== 'dir' && expect === 'dir') throw new VfsError('ENOTDIR', undefined, { path: p });
+      if (st.type === 'dir' && (opts.access.write || disp === 'truncate' || disp === 'createOrTruncate')) {
+        throw new VfsError('EISDIR', undefined, { path: p });
+      }
+      if (st.type === 'symlink') throw new VfsError('ELOOP', 'cannot open a symbolic link', { path: p });
+    } else {
+      if (disp === 'open' || disp === 'truncate') throw new VfsError('ENOENT', undefined, { path: p });
+      if (r.path === '/') throw new VfsError('EEXIST', undefined, { path: p });
+      this.host.checkTokenLocks(v, r.path, tokens, { self: false, parent: true });
+      v.quota?.check(1, 0, p);
+      if (expect === 'dir') st = await v.backend.mkdir(r.path, opts.mode, opts.creator);
+      else ({ st, file: createdFile } = await this.host.data.createEmpty(v, r.path, opts.mode, disp === 'create', opts.access.write, opts.creator));
+      created = true;
+    }
+    // Others' leases are broken, and the breaks acknowledged, before the open acts (leases.ts).
+    if (!created && this.host.leases.size > 0) await this.host.leases.beforeOpen(v.row(r.path, st).id, { owner: opts.owner, access: opts.access, share, truncate: disp === 'truncate' || disp === 'createOrTruncate' }, this.host.shareModes);
+    const row = created ? v.newRow(r.path, st) : v.row(r.path, st);
+    const h = new Handle({
+      id: randomUUID(),
+      volume: v,
+      fileId: row.id,
+      type: st.type,
+      access: { ...opts.access },
+      share: { ...share },
+      owner: opts.owner,
+      path: r.path,
+      lockTokens: tokens,
+    });
+    // Share modes are checked before anything destructive (a sharing violation must not truncate).
+    h.file = createdFile;
+    try {
+      this.host.shareModes.open({
+      handleId: h.id,
+      fileId: row.id,
+      owner: opts.owner,
+      access: h.access,
+      share: h.share,
+        deleteOnClose: opts.deleteOnClose ?? false,
+      });
+    } catch (e) {
+      await createdFile?.close().catch(() => undefined);
+      if (created) await this.host.data.deferredCreates.get(v.name)?.abandon(r.path);
+      throw e;
+    }
+    try {
+      if (opts.deleteOnClose) this.host.shareModes.setDeletePending(row.id, h.id, true);
+      if (created && opts.winAttributes !== undefined) v.setWinAttributes(r.path, opts.winAttributes & SETTABLE_WIN_ATTRS);
+      const truncate = !created && (disp === 'truncate' || disp === 'createOrTruncate');
+      if (st.type === 'file' && !h.file) await this.host.data.attachData(v, h, truncate);
+      if (truncate && st.type === 'file') v.quota?.truncated(r.path, row.id, st.size);
+    } catch (e) {
+      this.host.shareModes.close(h.id);
+      await h.file?.close().catch(() => undefined);
+      if (created) await this.host.data.deferredCreates.get(v.name)?.abandon(r.path);
+      throw toVfsError(e, p);
+    }
+    this.handles.set(h.id, h);
+    if (!created && disp !== 'truncate' && disp !== 'createOrTruncate') this.openStats.set(h, st);
+    let set = this.handlesByFile.get(row.id);
+    if (!set) this.handlesByFile.set(row.id, (set = new Set()));
+    set.add(h);
+    if (created) v.quota?.add(r.path, 1, st.type === 'file' ? st.size : 0);
+    if (created) this.host.emit(v, 'create', row.id, r.path, st.type);
+    return h;
+  }
+
+  /**
+   * Read-only open without a lookup first, on backends with random access (the local disk): open,
+   * then the attributes from the open descriptor. Returns undefined to take the general path
+   * (resolve, then open) whenever anything is unusual — a symbolic link (O_NOFOLLOW refuses it),
+   * a name that needs the case/normalisation scan, a non-regular file, any error — so those keep
+   * their answers; a miss on a name whose exact lookup is authoritative is ENOENT at once.
+   */
+  private async openForRead(v: Volume, p: string): Promise<{ st: BackendStat; file: BackendFile | undefined } | undefined> {
+    if (!v.backend.capabilities.randomWrites || p === '/' || this.host.writeBack.active(v.name)) return undefined;
+    let file: BackendFile;
+    try {
+      file = await v.backend.openFile(p, { write: false });
+    } catch (e) {
+      if (isVfsError(e, 'ENOENT') && v.exactLookupAuthoritative(p)) throw new VfsError('ENOENT', undefined, { path: p });
+      return undefined;
+    }
+    let st: BackendStat | undefined;
+    try {
+      st = await file.stat();
+    } catch {
+      st = undefined;
+    }
+    if (st?.type === 'file') return { st, file };
+    await file.close().catch(() => undefined);
+    return st?.type === 'dir' ? { st, file: undefined } : undefined;
+  }
+
+  handle(id: string): Handle {
+    const h = this.handles.get(id);
+    if (!h || h.closed) throw new VfsError('EBADF');
+    return h;
+  }
+
+  live(h: Handle): void {
+    if (h.closed) throw new VfsError('EBADF');
+  }
+
+  /** Lock rules for I/O through a handle: one rule for every protocol, in LockManager.checkIo. */
+  private checkIo(h: Handle, start: number, length: number, access: 'read' | 'write'): void {
+    if (this.host.locks.size === 0 || length === 0) return;
+    const range = { start: BigInt(start), end: BigInt(start) + BigInt(length) };
+    const ancestors = access === 'write' ? this.host.ancestorIds(h.volume, h.path) : [];
+    try {
+      this.host.locks.checkIo(h.fileId, { ownerId: handleLockOwner(h), tokens: h.lockTokens }, range, access, ancestors);
+    } catch (e) {
+      if (isVfsError(e, 'ELOCKED')) throw new VfsError('ELOCKED', undefined, { path: h.path });
+      throw e;
+    }
+  }
+
+  async read(h: Handle, offset: number, length: number): Promise<Buffer> {
+    this.live(h);
+    if (h.type === 'dir') throw new VfsError('EISDIR');
+    if (!h.access.read) throw new VfsError('EBADF', 'handle not open for reading');
+    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) throw new VfsError('EINVAL');
+    this.checkIo(h, offset, length, 'read');
+    try {
+      if (h.stage) return await h.stage.read(offset, length);
+      return await h.file!.read(offset, length);
+    } catch (e) {
+      throw toVfsError(e, h.path);
+    }
+  }
+
+  /**
+   * Reads into a caller's buffer (from its start): no allocation per call, so streaming reads and
+   * protocol replies can reuse one buffer. Returns the bytes read (fewer at end of file).
+   */
+  async readInto(h: Handle, offset: number, target: Uint8Array): Promise<number> {
+    this.live(h);
+    if (h.type === 'dir') throw new VfsError('EISDIR');
+    if (!h.access.read) throw new VfsError('EBADF', 'handle not open for reading');
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new VfsError('EINVAL');
+    this.checkIo(h, offset, target.length, 'read');
+    try {
+      if (!h.stage && h.file!.readInto) return await h.file!.readInto(offset, target);
+      if (h.stage) return await h.stage.readInto(offset, target);
+      const buf = await h.file!.read(offset, target.length);
+      target.set(buf);
+      return buf.length;
+    } catch (e) {
+      throw toVfsError(e, h.path);
+    }
+  }
+
+  async write(h: Handle, offset: number, data: Uint8Array): Promise<number> {
+    this.live(h);
+    if (h.type === 'dir') throw new VfsError('EISDIR');
+    if (!h.access.write) throw new VfsError('EBADF', 'handle not open for writing');
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new VfsError('EINVAL');
+    if (offset + data.length > h.volume.backend.capabilities.maxFileSize) throw new VfsError('EFBIG');
+    this.checkIo(h, offset, data.length, 'write');
+    if (this.host.leases.size > 0) await this.host.leases.beforeWrite(h.fileId, h);
+    // Quota: growth past the limit fails before the bytes land (counted now, undone on failure).
+    const grew = h.volume.quota ? await h.volume.quota.resize(h, offset + data.length) : 0;
+    let n: number;
+    try {
+      n = h.stage ? await h.stage.write(offset, data) : await h.file!.write(offset, data);
+    } catch (e) {
+      h.volume.quota?.undo(h, grew);
+      throw toVfsError(e, h.path);
+    }
+    this.host.emit(h.volume, 'modify', h.fileId, h.path, 'file');
+    return n;
+  }
+
+  /**
+   * Attributes of an opened file as the open's own lookup found them, without another backend call
+   * (undefined for a handle that created or truncated its file). For a reader that opens a file
+   * only to send it (WebDAV GET): the same information as a getattr just before the open, one round
+   * trip less than fstat. Like that getattr, it may predate a change someone makes after the open.
+   */
+  attrAtOpen(h: Handle): FileAttr | undefined {
+    this.live(h);
+    const st = this.openStats.get(h);
+    if (st === undefined || h.stage?.dirty) return undefined;
+    return this.host.attr(h.volume, h.volume.row(h.path), st);
+  }
+
+  async fstat(h: Handle): Promise<FileAttr> {
+    this.live(h);
+    const st = h.file ? await h.file.stat() : await h.volume.backend.stat(h.path);
+    if (h.stage?.dirty) st.size = h.stage.size;
+    return this.host.attr(h.volume, h.volume.row(h.path), st);
+  }
+
+  /** Makes everything written through this handle durable (object stores: uploaded; FileData.flush). */
+  async flush(h: Handle): Promise<void> {
+    this.live(h);
+    await this.host.data.flush(h);
+  }
+
+  async close(h: Handle): Promise<void> {
+    if (h.closed) return;
+    let failure: unknown;
+    try {
+      await this.host.data.release(h);
+    } catch (e) {
+      failure = e;
+    }
+    h.closed = true;
+    await h.file?.close().catch(() => undefined);
+    this.handles.delete(h.id);
+    if (this.host.leases.size > 0) this.host.leases.closed(h);
+    const set = this.handlesByFile.get(h.fileId);
+    set?.delete(h);
+    if (set?.size === 0) this.handlesByFile.delete(h.fileId);
+    if (set?.size === 0) h.volume.quota?.lastClose(h.fileId);
+    const res = this.host.shareModes.close(h.id);
+    if (res?.last && res.deletePending && !h.orphaned) {
+      try {
+        if (h.type === 'dir') await this.host.rmdirPath(h.volume, h.path);
+        else await this.host.unlinkPath(h.volume, h.path, true);
+      } catch (e) {
+        failure ??= e;
+      }
+    }
+    if (failure) throw toVfsError(failure, h.path);
+  }
+
+  /** SMB FileDispositionInformation: mark or unmark delete-on-close through a handle. */
+  setDeleteOnClose(h: Handle, pending: boolean): void {
+    this.live(h);
+    if (pending && h.type === 'dir') {
+      // Windows refuses to mark a non-empty directory (STATUS_DIRECTORY_NOT_EMPTY); checked at close too.
+    }
+    this.host.shareModes.setDeletePending(h.fileId, h.id, pending);
+  }
+
+  async ftruncate(h: Handle, size: number): Promise<void> {
+    this.live(h);
+    if (!h.access.write) throw new VfsError('EBADF', 'handle not open for writing');
+    if (!Number.isSafeInteger(size) || size < 0) throw new VfsError('EINVAL');
+    this.checkIo(h, Math.min(size, Number.MAX_SAFE_INTEGER - 1), 1, 'write');
+    if (this.host.leases.size > 0) await this.host.leases.beforeWrite(h.fileId, h);
+    const grew = h.volume.quota ? await h.volume.quota.resize(h, size, true) : 0;
+    try {
+      if (h.stage) await h.stage.truncate(size);
+      else await h.file!.truncate(size);
+    } catch (e) {
+      h.volume.quota?.undo(h, grew);
+      throw e;
+    }
+    this.host.emit(h.volume, 'modify', h.fileId, h.path, 'file');
+  }
+
+  /** Open handles of a deleted file keep working (POSIX) but must not resurrect it on close. */
+  orphan(id: FileId): void {
+    for (const h of this.handlesByFile.get(id) ?? []) h.orphaned = true;
+  }
+
+  /** Handles at or below `from` now name `to`; returns them. */
+  retargetHandles(from: string, to: string, v: Volume): Handle[] {
+    const out: Handle[] = [];
+    for (const h of this.handles.values()) {
+      if (h.volume !== v || !isSameOrDescendant(h.path, from)) continue;
+      h.path = to + h.path.slice(from.length);
+      if (h.stage) h.stage.path = h.path;
+      out.push(h);
+    }
+    return out;
+  }
+
+  /**
+   * After a rename by copy: the handles' open objects were deleted, so their read views reopen on
+   * the copies. A failure keeps the old view (reads of cached data still work; others get ESTALE).
+   */
+  async reopenMoved(v: Volume, handles: Handle[]): Promise<void> {
+    const writable = v.backend.capabilities.randomWrites;
+    await Promise.all(handles.map(async (h) => {
+      if (h.type !== 'file' || h.file === undefined || h.orphaned || h.closed) return;
+      const old = h.file;
+      try {
+        h.file = await v.backend.openFile(h.path, { write: writable && h.access.write });
+      } catch {
+        return;
+      }
+      await old.close().catch(() => undefined);
+    }));
+  }
+}
