@@ -586,9 +586,10 @@ export class Session {
     const f = normalizePath(from);
     const t = normalizePath(to);
     if (fromAcl === toAcl && fromAcl.samePath(f, t)) return;
-    const rule = fromAcl.rulesAtOrBelow(f)[0] ?? toAcl.rulesBelow(t)[0];
+    const atSource = fromAcl.rulesAtOrBelow(f)[0];
+    const rule = atSource ?? toAcl.rulesBelow(t)[0];
     if (rule === undefined) return;
-    const ruleShare = fromAcl.rulesAtOrBelow(f).length > 0 ? fromAcl.share : toAcl.share;
+    const ruleShare = atSource !== undefined ? fromAcl.share : toAcl.share;
     this.logger?.warn({ share, from: f, to: t, ruleShare, rule }, 'move refused: it would change which path rule governs files');
     throw new VfsError('EACCES', `moving ${f} would change which path rule governs ${ruleShare}:${rule}; change the rule first`, { path: f });
   }

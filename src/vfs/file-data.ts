@@ -25,14 +25,13 @@ import { WriteStage } from './write-stage.ts';
 import type { WriteBack } from './write-back.ts';
 import type { DeferredCreates } from './deferred-create.ts';
 import type { Handle } from './handle.ts';
-import { SHARE_ALL, type ChangeKind, type FileAttr, type FileId } from './types.ts';
+import { NO_TOKENS, SHARE_ALL, type ChangeKind, type FileAttr, type FileId, type Tokens } from './types.ts';
 import type { NodeRow } from '../store/metadata-store.ts';
 import type { LockManager } from '../locks/lock-manager.ts';
 import type { ShareModeTable } from '../locks/share-modes.ts';
 import type { LeaseTable } from '../locks/leases.ts';
-import type { ContentWriter, ReplaceOptions, Tokens } from './vfs.ts';
+import type { ContentWriter, ReplaceOptions } from './vfs.ts';
 
-const NO_TOKENS: Tokens = new Set<string>();
 
 /** What per-file data needs of the VFS around it (given by Vfs, bound to its own state). */
 export interface FileDataHost {

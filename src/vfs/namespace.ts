@@ -20,14 +20,12 @@ import type { WriteStage } from './write-stage.ts';
 import type { TreeMoves } from './tree-move/index.ts';
 import type { Handle } from './handle.ts';
 import { copyFileData } from './tree-ops.ts';
-import { SETTABLE_WIN_ATTRS, type ChangeKind, type FileAttr, type FileId, type SetAttr } from './types.ts';
+import { NO_TOKENS, SETTABLE_WIN_ATTRS, type ChangeKind, type FileAttr, type FileId, type SetAttr, type Tokens } from './types.ts';
 import type { NodeRow } from '../store/metadata-store.ts';
 import type { LockManager } from '../locks/lock-manager.ts';
 import type { ShareModeTable } from '../locks/share-modes.ts';
 import type { LeaseTable } from '../locks/leases.ts';
-import type { Tokens } from './vfs.ts';
 
-const NO_TOKENS: Tokens = new Set<string>();
 
 /** What the namespace operations need of the VFS around them (given by Vfs, bound to its own state). */
 export interface NamespaceHost {

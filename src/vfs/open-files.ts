@@ -19,14 +19,12 @@ import type { WriteBack } from './write-back.ts';
 import type { TreeMoves } from './tree-move/index.ts';
 import type { FileData } from './file-data.ts';
 import { Handle } from './handle.ts';
-import { SETTABLE_WIN_ATTRS, SHARE_ALL, type ChangeKind, type FileAttr, type FileId, type OpenOptions } from './types.ts';
+import { NO_TOKENS, SETTABLE_WIN_ATTRS, SHARE_ALL, type ChangeKind, type FileAttr, type FileId, type OpenOptions, type Tokens } from './types.ts';
 import type { NodeRow } from '../store/metadata-store.ts';
 import type { LockManager } from '../locks/lock-manager.ts';
 import type { ShareModeTable } from '../locks/share-modes.ts';
 import type { LeaseTable } from '../locks/leases.ts';
-import type { Tokens } from './vfs.ts';
 
-const NO_TOKENS: Tokens = new Set<string>();
 
 /** Lock owner id of a handle, for byte-range locks taken through it (SMB: the open is the owner). */
 export function handleLockOwner(h: Handle): string {

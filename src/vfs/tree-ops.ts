@@ -14,12 +14,11 @@ import { isSameOrDescendant, joinPath } from './path.ts';
 import type { Volume } from './volume.ts';
 import { streamFile } from './file-copy.ts';
 import type { WriteBack } from './write-back.ts';
-import type { ChangeKind, FileAttr, FileId } from './types.ts';
+import { NO_TOKENS, type ChangeKind, type FileAttr, type FileId, type Tokens } from './types.ts';
 import type { MetadataStore } from '../store/metadata-store.ts';
 import type { ShareModeTable } from '../locks/share-modes.ts';
 import type { LeaseTable } from '../locks/leases.ts';
 import { Slicer } from '../util/slicer.ts';
-import type { Tokens } from './vfs.ts';
 
 export interface TreeError {
   path: string;
@@ -43,7 +42,6 @@ export interface TreeGuard {
   visited?(op: 'copy' | 'remove', path: string, error: VfsError | undefined, to?: string): void;
 }
 
-const NO_TOKENS: Tokens = new Set<string>();
 
 /** What the tree operations need of the VFS around them (given by Vfs, bound to its own state). */
 export interface TreeOpsHost {

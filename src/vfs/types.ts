@@ -129,3 +129,11 @@ export interface ChangeEvent {
 }
 
 export type StatFsResult = StatFs;
+
+/**
+ * Lock tokens the caller presents for this operation (generic lock credentials; WebDAV: its `If`
+ * header). A token lock blocks changes by anyone who does not present its token, through every
+ * protocol.
+ */
+export type Tokens = ReadonlySet<string>;
+export const NO_TOKENS: Tokens = new Set<string>();

@@ -44,6 +44,7 @@ import { TreeMoves, type TreeMoveOptions, type TreeMoveReport } from './tree-mov
 import type { VolumeStack } from './volume-stack.ts';
 import { Handle } from './handle.ts';
 import {
+  NO_TOKENS,
   SETTABLE_WIN_ATTRS,
   WinAttr,
   type ChangeEvent,
@@ -56,6 +57,7 @@ import {
   type ReaddirResult,
   type SetAttr,
   type StatFsResult,
+  type Tokens,
 } from './types.ts';
 import type { MetadataStore, NodeRow, PropChange, PropRow } from '../store/metadata-store.ts';
 import { LockManager, WHOLE_FILE, type LockRange } from '../locks/lock-manager.ts';
@@ -93,13 +95,7 @@ export interface AddVolumeOptions extends VolumeOptions {
   writeBack?: Partial<WriteBackOptions>;
 }
 
-/**
- * Lock tokens the caller presents for this operation (generic lock credentials; WebDAV: its `If`
- * header). A token lock blocks changes by anyone who does not present its token, through every
- * protocol.
- */
-export type Tokens = ReadonlySet<string>;
-export const NO_TOKENS: Tokens = new Set<string>();
+export { NO_TOKENS, type Tokens } from './types.ts';
 
 export interface ReplaceOptions {
   /** Identity of the writer (for share modes), like OpenOptions.owner. */

@@ -17,7 +17,7 @@
  * 20,000-member collection held the event loop ~500 ms, its plain list 125-200 ms): the directory is
  * paged through with a yield to the event loop (setImmediate) between pages once the slice is used
  * up, the page's sort and its rows are done in slices, and the answer is written in ~256 KiB chunks
- * with backpressure. Slices are PROPFIND's (methods/propfind.ts `Slicer`), shared by every answer
+ * with backpressure. Slices are PROPFIND's (src/util/slicer.ts `Slicer`), shared by every answer
  * streaming at once. The plain list streams page by page; the HTML page (sorted, with its count
  * and truncation notice ahead of the rows) lists its entries first, at most `maxHtmlEntries`.
  * The first page is listed before the 200, so a failure to list still gets its status; a later one
@@ -37,7 +37,7 @@ import { baseNameOf } from '../paths.ts';
 import { storedContentHeaders } from '../content-policy.ts';
 import { newPageNonce, uiPagePolicy } from '../ui/index.ts';
 import { collectionPageParts, renderRow, sortEntriesInSlices } from '../ui/collection-page.ts';
-import { Slicer } from './propfind.ts';
+import { Slicer } from '../../../src/util/slicer.ts';
 
 /** More ranges than this in one request are served as the whole file (abuse guard). */
 const MAX_RANGES = 64;

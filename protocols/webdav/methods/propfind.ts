@@ -239,8 +239,6 @@ function checkEstimate(ctx: DavContext, self: DavResource, first: string, ahead:
  */
 const BATCH_BYTES = 256 * 1024;
 
-/** Time slices shared with every long operation (src/util/slicer.ts); re-exported for the listings. */
-export { Slicer };
 
 /**
  * The streamed answer: collects responses into writes of about BATCH_BYTES (one chunk each)
