@@ -46,6 +46,10 @@ export interface PorticoChildOptions {
   shareOptions?: Record<string, unknown>;
   /** Server name in results (default 'portico'). */
   name?: string;
+  /** Merged over `protocols` (e.g. `{ smb: { port, listen } }` for the SMB bench). */
+  protocols?: Record<string, unknown>;
+  /** Extra arguments for node before the script (e.g. `--cpu-prof`). */
+  nodeArgs?: string[];
 }
 
 export async function startPorticoChild(o: PorticoChildOptions): Promise<PeerServer> {
@@ -59,14 +63,14 @@ export async function startPorticoChild(o: PorticoChildOptions): Promise<PeerSer
       server: { listen: '127.0.0.1', stateDir: join(tmp, 'state'), shutdownGraceMs: 2000 },
       admin: { port: 0 },
       log: { level: 'warn', format: 'json', audit: { enabled: true, file: join(tmp, 'audit.log') } },
-      protocols: { webdav: { port }, nfs: { port: 0 }, smb: { port: 0 } },
+      protocols: { webdav: { port }, nfs: { port: 0 }, smb: { port: 0 }, ...o.protocols },
       shares: [{ name: 'share', source: o.dir, ...(o.shareOptions ? { options: o.shareOptions } : {}) }],
     }),
   );
   const add = await runPortico(['user', 'add', o.user, '--password-stdin', '--config', conf], `${o.pass}\n`);
   if (add.code !== 0) throw new Error(`portico user add failed (${add.code}): ${add.out}`);
 
-  const child = spawn(NODE, [BIN, 'serve', '--config', conf], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(NODE, [...(o.nodeArgs ?? []), BIN, 'serve', '--config', conf], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const keep = (d: Buffer): void => {
     output = (output + d.toString('utf8')).slice(-8000);
