@@ -11,7 +11,7 @@ import { isRelatedFileId, tryDecode, type FileId } from '../wire.ts';
 import { Dialect, SecurityMode } from '../messages/negotiate.ts';
 import { ShareType, decodeTreeConnectRequest, encodeTreeConnectResponse } from '../messages/tree-connect.ts';
 import { decodeCreateRequest, encodeCreateResponse, type CreateContext } from '../messages/create.ts';
-import { CloseFlags, LockFlags, decodeCloseRequest, decodeFlushRequest, decodeLockRequest, decodeReadRequest, decodeWriteRequest, encodeCloseResponse, encodeReadResponse, encodeWriteResponse } from '../messages/file-ops.ts';
+import { CloseFlags, decodeCloseRequest, decodeFlushRequest, decodeReadRequest, decodeWriteRequest, encodeCloseResponse, encodeReadResponse, encodeWriteResponse } from '../messages/file-ops.ts';
 import { Fsctl, decodeIoctlRequest, encodeNetworkInterfaceInfo, decodeValidateNegotiateInfo, encodeIoctlResponse, encodeValidateNegotiateInfoResponse, validateNegotiateMatches } from '../messages/ioctl.ts';
 import { InfoType, QueryDirectoryFlags, decodeQueryDirectoryRequest, decodeQueryInfoRequest, decodeSetInfoRequest, encodeOutputResponse } from '../messages/info.ts';
 import { encodeEmpty, encodeSetInfoResponse } from '../messages/simple.ts';
@@ -29,12 +29,16 @@ import {
   FileInfoClass, VARIABLE_FILE_CLASSES, VARIABLE_FS_CLASSES, attributesOf, volumeSerial, dirEntry, fileInfo, fromFileTime, fsInfo, hasWildcards, isDirClass, patternMatcher, timesOf,
 } from './fsinfo.ts';
 import type { Conn, Open, SmbServer, SmbSession, Tree } from './server.ts';
+import type { AsyncOp } from './async.ts';
+import { lock } from './lock.ts';
 
 export interface CommandResult {
   resp: Buffer;
   fileId?: FileId;
   /** Work after the response is queued (LOGOFF ends the session's state). */
   after?: () => Promise<void>;
+  /** `resp` is an interim STATUS_PENDING response; the final one comes from this async request. */
+  async?: AsyncOp;
 }
 
 const Access = {
@@ -260,7 +264,7 @@ export async function runCommand(srv: SmbServer, conn: Conn, sess: SmbSession, h
       return ok((w) => encodeWriteResponse(w, { count: n, remaining: 0 }));
     }
     case Command.LOCK:
-      return lock(srv, conn, h, el, view, openOf);
+      return lock(srv, conn, sess, h, el, view, openOf);
     case Command.QUERY_DIRECTORY:
       return queryDirectory(srv, conn, h, el, view, openOf);
     case Command.QUERY_INFO:
@@ -370,57 +374,6 @@ async function create(srv: SmbServer, conn: Conn, sess: SmbSession, tree: Tree, 
 }
 
 type OpenOf = (id: FileId) => Open | undefined;
-
-const STATUS_INVALID_LOCK_RANGE = 0xc000_01a1;
-
-/**
- * LOCK (MS-SMB2 3.3.5.14) on the shared lock manager with Windows semantics, owned by the open
- * (its CLOSE releases them): a request either unlocks ranges (every element UNLOCK) or takes them,
- * all or none — a conflict undoes the ones this request took. Blocking requests (no
- * FAIL_IMMEDIATELY) are not held yet (STATUS_PENDING comes with async replies): a conflict answers
- * at once, LOCK_NOT_GRANTED, as for an immediate one.
- */
-async function lock(srv: SmbServer, conn: Conn, h: Smb2Header, el: Buffer, view: Session, openOf: OpenOf): Promise<CommandResult> {
-  const fail = (status: number): CommandResult => ({ resp: srv.error(conn, h, status) });
-  const d = tryDecode(() => decodeLockRequest(el));
-  if (!d.ok) return fail(STATUS.INVALID_PARAMETER);
-  const q = d.value;
-  const o = openOf(q.fileId);
-  if (!o) return fail(STATUS.FILE_CLOSED);
-  if (o.kind !== 'file' || !o.handle) return fail(STATUS.INVALID_PARAMETER);
-  const handle = o.handle;
-  const ranges = [];
-  for (const l of q.locks) {
-    const end = l.offset + l.length;
-    if (end > 0xffff_ffff_ffff_ffffn) return fail(STATUS_INVALID_LOCK_RANGE);
-    ranges.push({ start: l.offset, end });
-  }
-  const unlocking = (q.locks[0]!.flags & LockFlags.UNLOCK) !== 0;
-  if (q.locks.some((l) => ((l.flags & LockFlags.UNLOCK) !== 0) !== unlocking)) return fail(STATUS.INVALID_PARAMETER);
-  if (unlocking) {
-    for (const r of ranges) {
-      try {
-        await view.unlockHandle(handle, r, 'windows');
-      } catch (e) {
-        return fail(ntStatusOf(e, 'lock'));
-      }
-    }
-    return { resp: srv.response(conn, h, 0, encodeEmpty) };
-  }
-  const taken: typeof ranges = [];
-  for (const [i, l] of q.locks.entries()) {
-    const kind = l.flags & LockFlags.EXCLUSIVE ? 'exclusive' : 'shared';
-    if ((l.flags & (LockFlags.SHARED | LockFlags.EXCLUSIVE)) === (LockFlags.SHARED | LockFlags.EXCLUSIVE)) return fail(STATUS.INVALID_PARAMETER);
-    try {
-      await view.lockHandle(handle, { kind, style: 'windows', range: ranges[i]! });
-      taken.push(ranges[i]!);
-    } catch (e) {
-      for (const r of taken) await view.unlockHandle(handle, r, 'windows').catch(() => undefined);
-      return fail(ntStatusOf(e, 'lock'));
-    }
-  }
-  return { resp: srv.response(conn, h, 0, encodeEmpty) };
-}
 
 async function queryDirectory(srv: SmbServer, conn: Conn, h: Smb2Header, el: Buffer, view: Session, openOf: OpenOf): Promise<CommandResult> {
   const fail = (status: number): CommandResult => ({ resp: srv.error(conn, h, status) });

@@ -5,7 +5,8 @@
  * each, opened at the end of SESSION_SETUP; every call runs through a Session view of it as the
  * session's principal), their trees and opens. The commands themselves are in commands.ts.
  *
- * Messages of one connection are handled one at a time, in order (no async replies yet).
+ * Messages of one connection are handled one at a time, in order; a request that waits (a blocking
+ * LOCK) goes async (async.ts) and the connection moves on.
  */
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
@@ -30,6 +31,7 @@ import type { Session } from '../../../src/session/session.ts';
 import type { Handle } from '../../../src/vfs/vfs.ts';
 import type { FileAttr } from '../../../src/vfs/types.ts';
 import { runCommand, type CommandResult } from './commands.ts';
+import { asyncTable, type AsyncOp } from './async.ts';
 
 /** Largest READ/WRITE/transact announced and accepted (the decoders' bound). */
 export const MAX_IO = 8 * 1024 * 1024;
@@ -192,6 +194,8 @@ export class SmbServer {
     sock.on('data', (chunk: Buffer) => {
       const r = parser.push(chunk);
       for (const m of r.messages) {
+        // A CANCEL is handled on arrival, never queued behind what it cancels (async.ts).
+        if (asyncTable(this, conn).intercept(m)) continue;
         if (++queued >= MAX_QUEUED) sock.pause();
         queue = queue
           .then(() => this.onMessage(conn, m))
@@ -230,7 +234,8 @@ export class SmbServer {
     // Credits: what the client asks for, at least what the request cost and one, at most the grant,
     // and never past MAX_OUTSTANDING_CREDITS unspent (but one while it holds none).
     const room = MAX_OUTSTANDING_CREDITS - Number(conn.seqHigh - conn.seqLow);
-    const credits = Math.max(conn.seqHigh > conn.seqLow ? 0 : 1, Math.min(Math.max(1, req.creditCharge, Math.min(req.credits, MAX_CREDIT_GRANT)), room));
+    // The final response of an async request grants none (`over.credits` 0, MS-SMB2 3.3.4.3).
+    const credits = over.credits ?? Math.max(conn.seqHigh > conn.seqLow ? 0 : 1, Math.min(Math.max(1, req.creditCharge, Math.min(req.credits, MAX_CREDIT_GRANT)), room));
     writeHeader(w, headerTemplate({
       status, command: req.command, credits, creditCharge: req.creditCharge,
       flags: Flags.SERVER_TO_REDIR | (req.flags & Flags.RELATED_OPERATIONS), messageId: req.messageId, treeId: req.treeId, sessionId: req.sessionId, ...over,
@@ -256,17 +261,21 @@ export class SmbServer {
     };
   }
 
+  /** Writes one response message, encrypted when it answers an encrypted request (`encryptedFor`). */
+  transmit(conn: Conn, out: Buffer, encryptedFor?: { sess: SmbSession; sessionId: bigint }): void {
+    const sock = conn.sock;
+    if (sock.destroyed) return;
+    if (!encryptedFor?.sess.keys) return void sock.write(frame(out));
+    // An encrypted request is answered encrypted, under the same session (MS-SMB2 3.3.4.1.4),
+    // with a per-session nonce counter (never a repeated nonce under one key).
+    const nonce = Buffer.alloc(nonceBytes(conn.cipher));
+    nonce.writeBigUInt64LE(encryptedFor.sess.nonce++);
+    sock.write(frame(encryptMessage(out, encryptedFor.sess.keys.encryptionKey, conn.cipher, encryptedFor.sessionId, nonce)));
+  }
+
   private async onMessage(conn: Conn, msg: Buffer, encryptedFor?: { sess: SmbSession; sessionId: bigint }): Promise<void> {
     const sock = conn.sock;
-    const send = (out: Buffer): void => {
-      if (sock.destroyed) return;
-      if (!encryptedFor?.sess.keys) return void sock.write(frame(out));
-      // An encrypted request is answered encrypted, under the same session (MS-SMB2 3.3.4.1.4),
-      // with a per-session nonce counter (never a repeated nonce under one key).
-      const nonce = Buffer.alloc(nonceBytes(conn.cipher));
-      nonce.writeBigUInt64LE(encryptedFor.sess.nonce++);
-      sock.write(frame(encryptMessage(out, encryptedFor.sess.keys.encryptionKey, conn.cipher, encryptedFor.sessionId, nonce)));
-    };
+    const send = (out: Buffer): void => this.transmit(conn, out, encryptedFor);
 
     if (msg.length >= 4 && msg.readUInt32LE(0) === PROTOCOL_TRANSFORM) {
       const t = tryDecode(() => decodeTransformHeader(msg));
@@ -289,11 +298,15 @@ export class SmbServer {
     const split = splitCompound(msg);
     if (!split.ok) return void sock.destroy();
     const out: { resp: Buffer; key?: Buffer }[] = [];
+    const started: { op: AsyncOp; key: Buffer | undefined }[] = [];
     const chain = new RelatedChain();
     for (const el of split.value) {
       const h = el.header;
-      // CANCEL spends no credit and gets no answer (MS-SMB2 3.3.5.16); nothing runs long enough to cancel yet.
-      if (h.command === Command.CANCEL) continue;
+      // CANCEL spends no credit and gets no answer (MS-SMB2 3.3.5.16); a lone one never gets here (async.ts).
+      if (h.command === Command.CANCEL) {
+        asyncTable(this, conn).cancelElement(h, el.bytes, encryptedFor !== undefined);
+        continue;
+      }
       // A MessageId outside the granted window, or spent already, ends the connection (3.3.5.2.3).
       if (!spend(conn, h)) return void sock.destroy();
       if (h.command === Command.NEGOTIATE) {
@@ -369,7 +382,9 @@ export class SmbServer {
         r = { resp: this.error(conn, h, STATUS.INTERNAL_ERROR) };
       }
       chain.done(r.resp.readUInt32LE(8), r.fileId);
-      out.push({ resp: r.resp, ...(key ? { key } : {}) });
+      // An interim STATUS_PENDING response is not signed (3.3.4.2); its final response is, later.
+      out.push({ resp: r.resp, ...(key && !r.async ? { key } : {}) });
+      if (r.async) started.push({ op: r.async, key });
       if (r.after) await r.after();
     }
     if (out.length === 0) return;
@@ -378,6 +393,7 @@ export class SmbServer {
       if (o.key) signMessage(joined.message.subarray(joined.offsets[i], joined.offsets[i]! + joined.lengths[i]!), o.key, conn.signingAlgorithm);
     });
     send(joined.message);
+    for (const s of started) s.op.arm({ key: s.key, encryptedFor });
   }
 
   private async sessionSetup(conn: Conn, h: Smb2Header, bytes: Buffer): Promise<{ resp: Buffer; key?: Buffer }> {
