@@ -22,6 +22,7 @@ import * as IO from '../../protocols/smb/messages/ioctl.ts';
 import * as INF from '../../protocols/smb/messages/info.ts';
 import * as BR from '../../protocols/smb/messages/break.ts';
 import * as ER from '../../protocols/smb/messages/error.ts';
+import * as SD from '../../protocols/smb/messages/security-descriptor.ts';
 import { decodeSmb1Negotiate, encodeSmb1Negotiate } from '../../protocols/smb/messages/smb1-negotiate.ts';
 import { decodeAuthenticateMessage, decodeAvPairs, decodeChallengeMessage, decodeNegotiateMessage, NtlmServer } from '../../protocols/smb/ntlm.ts';
 import { decodeSpnego, encodeNegTokenInit2, encodeNegTokenResp, OID } from '../../protocols/smb/spnego.ts';
@@ -96,6 +97,11 @@ const DECODERS: { name: string; decode: (b: Buffer) => unknown; seed: Buffer }[]
   { name: 'NETWORK_INTERFACE_INFO', decode: IO.decodeNetworkInterfaceInfo, seed: IO.encodeNetworkInterfaceInfo([{ ifIndex: 1, capability: 1, linkSpeed: 1n, address: '10.0.0.1' }, { ifIndex: 2, capability: 0, linkSpeed: 1n, address: 'fe80::1' }]) },
   { name: 'RqLs', decode: CC.decodeLeaseRequest, seed: CC.encodeLease({ version: 2, leaseKey: Buffer.alloc(16, 1), leaseState: 7, flags: 4, parentLeaseKey: Buffer.alloc(16, 2), epoch: 1 }) },
   { name: 'DH2Q', decode: CC.decodeDurableRequestV2, seed: CC.encodeDurableRequestV2({ timeoutMs: 0, flags: 2, createGuid: Buffer.alloc(16, 5) }) },
+  { name: 'security descriptor', decode: SD.decodeSecurityDescriptor, seed: SD.encodeSecurityDescriptor({
+    control: SD.SdControl.DACL_PROTECTED, owner: { authority: 22, subAuthorities: [1, 1001] }, group: { authority: 22, subAuthorities: [2, 1001] },
+    sacl: { revision: 2, aces: [] },
+    dacl: { revision: 2, aces: [{ type: 1, flags: 3, mask: 0x116, sid: { authority: 22, subAuthorities: [1, 1001] } }, { type: 0, flags: 0, mask: 0x1200a9, sid: { authority: 5, subAuthorities: [11] } }, { type: 0x11, flags: 0, raw: Buffer.alloc(12, 1) }] },
+  }) },
   { name: 'symbolic link error response', decode: ER.decodeSymlinkErrorData, seed: ER.encodeSymlinkErrorData({ unparsedPathLength: 4, substituteName: 'a\\b', printName: 'a\\b', relative: true }) },
   // Windows 10's packets from Microsoft's 3.1.1 walkthrough.
   { name: 'NEGOTIATE request (Windows)', decode: N.decodeNegotiateRequest, seed: NEG_REQ },

@@ -31,6 +31,7 @@ import {
 import type { Conn, Open, SmbServer, SmbSession, Tree } from './server.ts';
 import type { AsyncOp } from './async.ts';
 import { lock } from './lock.ts';
+import { querySecurity, setSecurity } from './security.ts';
 
 export interface CommandResult {
   resp: Buffer;
@@ -462,6 +463,7 @@ async function queryInfo(srv: SmbServer, conn: Conn, h: Smb2Header, el: Buffer, 
   const o = openOf(q.fileId);
   if (!o) return fail(STATUS.FILE_CLOSED);
   if (!o.handle || o.tree.share === undefined) return fail(NT.NOT_SUPPORTED);
+  if (q.infoType === InfoType.SECURITY) return querySecurity(srv, conn, h, q, o, view);
   let out: Buffer | undefined;
   let variable = false;
   try {
@@ -498,6 +500,7 @@ async function setInfo(srv: SmbServer, conn: Conn, h: Smb2Header, el: Buffer, vi
   const q = d.value;
   const o = openOf(q.fileId);
   if (!o) return fail(STATUS.FILE_CLOSED);
+  if (q.infoType === InfoType.SECURITY && o.handle && o.tree.share !== undefined) return setSecurity(srv, conn, h, q, o, view);
   if (!o.handle || o.tree.share === undefined || q.infoType !== InfoType.FILE) return fail(NT.NOT_SUPPORTED);
   const b = q.buffer;
   const handle = o.handle;
