@@ -3,12 +3,15 @@
  * protocols.nfs.port/listen, with the dispatcher of server/ over the gateway's SessionManager.
  *
  * Config (protocols.nfs): `squash` none|root|all (default root) and `anonUid`/`anonGid` (default
- * 65534) for the anonymous principal (server/principals.ts). File handles are checked with a key
+ * 65534) for the anonymous principal (server/principals.ts); the wire bounds (`maxRecordBytes`,
+ * `maxCompoundOps`, `maxReadBytes`, `maxWriteBytes`, `maxConnections`, `maxRequestsPerConnection`,
+ * `idleTimeoutMs`; defaults in NFS_DEFAULTS, src/config/schema.ts). File handles are checked with a key
  * derived from the server's secret (auth.secretKey or <stateDir>/secret.key), so they stay valid
  * across restarts.
  */
 import type { AddressInfo } from 'node:net';
 import type { ProtocolContext, ProtocolDescriptor, ProtocolPlugin } from '../../src/server/plugin.ts';
+import { NFS_DEFAULTS } from '../../src/config/schema.ts';
 import { loadOrCreateSecret } from '../../src/auth/secret-box.ts';
 import { RpcServer } from './rpc-server.ts';
 import { nfs4Program } from './nfs4-program.ts';
@@ -24,16 +27,32 @@ export interface NfsOptions {
   squash: Squash;
   anonUid: number;
   anonGid: number;
+  maxRecordBytes: number;
+  maxCompoundOps: number;
+  maxReadBytes: number;
+  maxWriteBytes: number;
+  maxConnections: number;
+  maxRequestsPerConnection: number;
+  idleTimeoutMs: number;
 }
 
+type NfsConfig = { port: number; listen?: string } & Partial<Omit<NfsOptions, 'port' | 'listen'>>;
+
 export function nfsOptions(config: ProtocolContext['config']): NfsOptions {
-  const o = config.protocols.nfs as { port: number; listen?: string; squash?: Squash; anonUid?: number; anonGid?: number };
+  const o = config.protocols.nfs as NfsConfig;
   return {
     port: o.port,
     listen: o.listen ?? config.server.listen,
-    squash: o.squash ?? 'root',
-    anonUid: o.anonUid ?? 65534,
-    anonGid: o.anonGid ?? 65534,
+    squash: o.squash ?? NFS_DEFAULTS.squash,
+    anonUid: o.anonUid ?? NFS_DEFAULTS.anonUid,
+    anonGid: o.anonGid ?? NFS_DEFAULTS.anonGid,
+    maxRecordBytes: o.maxRecordBytes ?? NFS_DEFAULTS.maxRecordBytes,
+    maxCompoundOps: o.maxCompoundOps ?? NFS_DEFAULTS.maxCompoundOps,
+    maxReadBytes: o.maxReadBytes ?? NFS_DEFAULTS.maxReadBytes,
+    maxWriteBytes: o.maxWriteBytes ?? NFS_DEFAULTS.maxWriteBytes,
+    maxConnections: o.maxConnections ?? NFS_DEFAULTS.maxConnections,
+    maxRequestsPerConnection: o.maxRequestsPerConnection ?? NFS_DEFAULTS.maxRequestsPerConnection,
+    idleTimeoutMs: o.idleTimeoutMs ?? NFS_DEFAULTS.idleTimeoutMs,
   };
 }
 
@@ -66,7 +85,7 @@ export class NfsPlugin implements ProtocolPlugin {
 
   async start(ctx: ProtocolContext): Promise<void> {
     const o = nfsOptions(ctx.config);
-    const exports = NfsExports.fromConfig(ctx.config);
+    const exports = NfsExports.fromConfig(ctx.config, { maxRead: o.maxReadBytes, maxWrite: o.maxWriteBytes });
     const secret = loadOrCreateSecret(ctx.config.server.stateDir, ctx.config.auth.secretKey);
     const srv = (this.srv = new NfsServer({
       sessions: ctx.sessions,
@@ -74,8 +93,15 @@ export class NfsPlugin implements ProtocolPlugin {
       fh: new FhCodec(secret, exports),
       principals: new PrincipalMap(ctx.sessions.authenticator, { squash: o.squash, anonUid: o.anonUid, anonGid: o.anonGid }),
       logger: ctx.logger,
+      maxCompoundOps: o.maxCompoundOps,
     }));
-    const rpc = (this.rpc = new RpcServer([nfs4Program(createDispatcher(srv))], { logger: ctx.logger }));
+    const rpc = (this.rpc = new RpcServer([nfs4Program(createDispatcher(srv), { maxOps: o.maxCompoundOps })], {
+      logger: ctx.logger,
+      maxRecordBytes: o.maxRecordBytes,
+      maxConnections: o.maxConnections,
+      maxOutstanding: o.maxRequestsPerConnection,
+      idleTimeoutMs: o.idleTimeoutMs,
+    }));
     this.bound = await rpc.listen(o.port, o.listen);
     this.listening = true;
     this.where = `${o.listen}:${this.bound.port}`;

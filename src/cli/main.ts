@@ -103,6 +103,9 @@ interface ServeOptions extends ToolConfigOptions {
   adminPort?: number;
   fuseMount?: string;
   logLevel?: string;
+  nfsSquash?: string;
+  nfsAnonUid?: number;
+  nfsAnonGid?: number;
   [key: string]: unknown;
 }
 
@@ -120,6 +123,10 @@ export function serveConfig(source: string | undefined, opts: ServeOptions): Loa
   if (opts.adminPort !== undefined) overrides['admin.port'] = opts.adminPort;
   if (opts.fuseMount !== undefined) overrides['protocols.fuse.mountpoint'] = opts.fuseMount;
   if (opts.logLevel !== undefined) overrides['log.level'] = opts.logLevel;
+  // Quick-start NFS squashing (protocols.nfs.squash / anonUid / anonGid; per-export rules are config-only).
+  if (opts.nfsSquash !== undefined) overrides['protocols.nfs.squash'] = opts.nfsSquash;
+  if (opts.nfsAnonUid !== undefined) overrides['protocols.nfs.anonUid'] = opts.nfsAnonUid;
+  if (opts.nfsAnonGid !== undefined) overrides['protocols.nfs.anonGid'] = opts.nfsAnonGid;
   for (const name of portFlagNames()) {
     const v = opts[camel(`${name}-port`)];
     if (typeof v === 'number') overrides[`protocols.${name}.port`] = v;
@@ -221,6 +228,9 @@ export function buildProgram(): Command {
     .option('--admin-port <n>', 'admin endpoint port (0 disables)', parseIntArg);
   for (const name of portFlagNames()) serveCmd.option(`--${name}-port <n>`, `${name} port (0 disables)`, parseIntArg);
   serveCmd
+    .addOption(new Option('--nfs-squash <mode>', 'NFS AUTH_SYS squashing: root (uid 0 → anonymous), all, none').choices(['root', 'all', 'none']))
+    .option('--nfs-anon-uid <n>', 'uid of the NFS anonymous principal (default 65534)', parseIntArg)
+    .option('--nfs-anon-gid <n>', 'gid of the NFS anonymous principal (default 65534)', parseIntArg)
     .option('--fuse-mount <dir>', 'mount the shares with FUSE at this directory')
     .option('--s3-endpoint <url>', 'S3-compatible endpoint for s3:// sources (else AWS_ENDPOINT_URL_S3 or the SDK default)')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent')

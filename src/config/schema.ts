@@ -16,6 +16,7 @@
  *   them with the paths it receives ('/finance/' and '/finance' are the same rule).
  * - Error messages are phrased "must ..." so that load.ts can print `<key>: <message> (got <value>)`.
  */
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { normalizePath } from '../vfs/path.ts';
 import { isVfsError } from '../vfs/errors.ts';
@@ -136,6 +137,12 @@ const protocolEntrySchema = z.looseObject({
 const portProtocol = (defaultPort: number) =>
   z.looseObject({ port: port.default(defaultPort), listen: listen.optional() }).prefault({});
 
+/** SMB's own options; `encrypt` is checked here (a misspelt value must not fall back to off). */
+const SMB_ENCRYPT = ['off', 'desired', 'required'] as const;
+const smbProtocol = z
+  .looseObject({ port: port.default(445), listen: listen.optional(), encrypt: z.enum(SMB_ENCRYPT).optional() })
+  .prefault({});
+
 /**
  * WebDAV's own options (protocols/webdav/settings.ts applies the defaults, so the parsed config
  * only holds what was written). Loose like every protocol entry.
@@ -160,9 +167,28 @@ const webdavProtocol = z
   .prefault({});
 
 /**
- * NFSv4's own options: AUTH_SYS squashing and the anonymous ids (protocols/nfs/plugin.ts applies
- * the defaults — root, 65534 — so the parsed config only holds what was written).
+ * NFSv4's own options: AUTH_SYS squashing and the anonymous ids, the idmap domain of owners, and
+ * the wire bounds (protocols/nfs/plugin.ts applies the defaults — NFS_DEFAULTS —, so the parsed
+ * config only holds what was written). A record must hold the largest WRITE plus its headers.
  */
+export const NFS_DEFAULTS = {
+  squash: 'root',
+  anonUid: 65534,
+  anonGid: 65534,
+  /** Largest RPC record read from a client (fragments and headers together). */
+  maxRecordBytes: 1024 * 1024 + 64 * 1024,
+  /** Largest COMPOUND (operations); 4.1 sessions negotiate at most this many. */
+  maxCompoundOps: 100,
+  maxReadBytes: 1024 * 1024,
+  maxWriteBytes: 1024 * 1024,
+  maxConnections: 4096,
+  /** RPC calls running at once on one connection (more wait, reading pauses). */
+  maxRequestsPerConnection: 128,
+  idleTimeoutMs: 6 * 60_000,
+} as const;
+/** What a record needs beyond a WRITE's data: RPC header, credential, the COMPOUND's other operations. */
+export const NFS_RECORD_HEADROOM = 64 * 1024;
+
 const nfsProtocol = z
   .looseObject({
     port: port.default(2049),
@@ -170,14 +196,31 @@ const nfsProtocol = z
     squash: z.enum(['none', 'root', 'all']).optional(),
     anonUid: int().min(0).max(4294967294).optional(),
     anonGid: int().min(0).max(4294967294).optional(),
+    /** Owners as user@domain (absent: numeric strings, as Linux clients with AUTH_SYS expect). */
+    idmapDomain: z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/, { error: 'must be a DNS domain name (e.g. example.com)' }).optional(),
+    maxRecordBytes: int().min(64 * 1024 + NFS_RECORD_HEADROOM).max(64 * 1024 * 1024 + NFS_RECORD_HEADROOM).optional(),
+    maxCompoundOps: int().min(2).max(4096).optional(),
+    maxReadBytes: int().min(4096).max(64 * 1024 * 1024).optional(),
+    maxWriteBytes: int().min(4096).max(64 * 1024 * 1024).optional(),
+    maxConnections: int().min(1).max(1_000_000).optional(),
+    maxRequestsPerConnection: int().min(1).max(65536).optional(),
+    idleTimeoutMs: int().min(0).max(86_400_000).optional(),
   })
+  .superRefine((o, ctx) => {
+    const write = typeof o.maxWriteBytes === 'number' ? o.maxWriteBytes : NFS_DEFAULTS.maxWriteBytes;
+    const record = typeof o.maxRecordBytes === 'number' ? o.maxRecordBytes : NFS_DEFAULTS.maxRecordBytes;
+    if (record < write + NFS_RECORD_HEADROOM) {
+      const key = typeof o.maxRecordBytes === 'number' ? 'maxRecordBytes' : 'maxWriteBytes';
+      ctx.addIssue({ code: 'custom', path: [key], input: o[key], message: `must leave room for a whole WRITE: maxRecordBytes (${record}) >= maxWriteBytes (${write}) + ${NFS_RECORD_HEADROOM}` });
+    }
+  }, whenObject)
   .prefault({});
 
 const protocolsSchema = z
   .object({
     webdav: webdavProtocol,
     nfs: nfsProtocol,
-    smb: portProtocol(445),
+    smb: smbProtocol,
     // FUSE mounts instead of listening: null = not mounted.
     fuse: z.looseObject({ mountpoint: z.string().min(1).nullable().default(null) }).prefault({}),
   })
@@ -251,6 +294,34 @@ const writeBackSchema = z.preprocess(
     }, whenObject),
 );
 
+/**
+ * `shares[].nfs.clients[].match`: one address (`192.0.2.7`, `2001:db8::1`), a network in CIDR
+ * notation (`192.0.2.0/24`, `2001:db8::/32`) or `*` (every client). Host names are not accepted:
+ * matching them needs a reverse lookup per new client, which whoever controls the client's DNS
+ * answers (written down in protocols/nfs/README.md).
+ */
+export function parseClientMatch(text: string): { kind: 'any' } | { kind: 'net'; family: 'ipv4' | 'ipv6'; address: string; prefix: number } | undefined {
+  if (text === '*') return { kind: 'any' };
+  const slash = text.indexOf('/');
+  const address = slash < 0 ? text : text.slice(0, slash);
+  const v = isIP(address);
+  if (v === 0) return undefined;
+  const max = v === 4 ? 32 : 128;
+  let prefix = max;
+  if (slash >= 0) {
+    const p = text.slice(slash + 1);
+    if (!/^\d{1,3}$/.test(p) || Number(p) > max) return undefined;
+    prefix = Number(p);
+  }
+  return { kind: 'net', family: v === 4 ? 'ipv4' : 'ipv6', address, prefix };
+}
+
+const nfsClientSchema = z.strictObject({
+  match: z.string().refine((s) => parseClientMatch(s) !== undefined, { error: "must be an IP address, a CIDR network (a.b.c.d/n, x::/n) or '*'" }),
+  /** rw: what the share and the ACL allow; ro: read-only for these clients (NFS4ERR_ROFS on changes). */
+  access: z.enum(['rw', 'ro']).default('rw'),
+});
+
 const shareSchema = z.strictObject({
   name: z.string().regex(SHARE_NAME_RE, { error: 'must match [A-Za-z0-9._-]{1,64}' }),
   source: z.string().min(1),
@@ -264,6 +335,14 @@ const shareSchema = z.strictObject({
   rules: z.array(pathRuleSchema).default([]),
   /** New symbolic links leading outside the share: refused (default) or kept (src/acl/acl.ts). */
   symlinks: z.enum(['refuse', 'keep']).default('refuse'),
+  /**
+   * NFS-only share options: `clients`, the addresses that may use the export and how (first match
+   * wins, like an /etc/exports line read left to right; absent = every client, rw). Others get
+   * NFS4ERR_ACCESS entering the export (protocols/nfs/server/exports.ts).
+   */
+  nfs: z.strictObject({ clients: z.array(nfsClientSchema).min(1).optional() }).optional(),
+  /** SMB-only share options: `encrypt` (absent = protocols.smb.encrypt; protocols/smb/server/share-policy.ts). */
+  smb: z.strictObject({ encrypt: z.enum(SMB_ENCRYPT).optional() }).optional(),
   /** WebDAV-only share options (absent = defaults). */
   webdav: z.strictObject({ refuseAppleDouble: z.boolean().optional() }).optional(),
   /**

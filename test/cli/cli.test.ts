@@ -26,7 +26,7 @@ describe('portico CLI', () => {
     for (const c of ['serve', 'user', 'share', 'config']) expect(r.stdout).toContain(c);
     const s = await runCli(['serve', '--help']);
     expect(s.code).toBe(0);
-    for (const f of ['--config', '--state', '--listen', '--admin-port', '--webdav-port', '--nfs-port', '--smb-port', '--fuse-mount', '--log-level']) {
+    for (const f of ['--config', '--state', '--listen', '--admin-port', '--webdav-port', '--nfs-port', '--smb-port', '--nfs-squash', '--nfs-anon-uid', '--fuse-mount', '--log-level']) {
       expect(s.stdout).toContain(f);
     }
   });

@@ -129,6 +129,7 @@ export const ops = {
     stateid(w, s);
     w.u64(offset).u64(length);
   }),
+  secinfo: (name: string) => w4(OP.SECINFO, (w) => w.string(name)),
   setxattr: (name: string, value: Buffer) => w4(OP.SETXATTR, (w) => w.u32(0).string(name).opaque(value)),
   getxattr: (name: string) => w4(OP.GETXATTR, (w) => w.string(name)),
 };
@@ -222,6 +223,8 @@ export class Nfs41Client {
   clientid = 0n;
   sessionid: Buffer = Buffer.alloc(16);
   slotSeq = 0;
+  /** The fore channel CREATE_SESSION granted: headerpad, maxreq, maxresp, maxresp cached, maxops, maxreqs. */
+  foreAttrs: number[] = [];
   owner = randomBytes(8).toString('hex');
   /** The client's boot verifier (the same across server restarts, as a client that did not reboot). */
   verifier: Buffer = randomBytes(8);
@@ -279,6 +282,7 @@ export class Nfs41Client {
     ]);
     if (cs.status !== 0) throw new Error(`CREATE_SESSION ${cs.status}`);
     this.sessionid = cs.results[0]!.body!.sessionid as Buffer;
+    this.foreAttrs = cs.results[0]!.body!.fore as number[];
     this.slotSeq = 0;
     if (reclaimComplete) await this.reclaimComplete();
   }

@@ -7,7 +7,7 @@ import { VfsError } from '../../../src/vfs/errors.ts';
 import { ACCESS4, NFS4ERR, OP } from '../nfs4-types.ts';
 import type { OpResult } from '../compound.ts';
 import type { AccessArgs } from '../xdr4/attributes.ts';
-import { fail, failWith, ok, type OpContext } from '../server/context.ts';
+import { accessIn, fail, failWith, ok, type OpContext } from '../server/context.ts';
 
 const BASE = ACCESS4.READ | ACCESS4.LOOKUP | ACCESS4.MODIFY | ACCESS4.EXTEND | ACCESS4.DELETE | ACCESS4.EXECUTE;
 const XA = ACCESS4.XAREAD | ACCESS4.XAWRITE | ACCESS4.XALIST;
@@ -28,7 +28,7 @@ export async function access(c: OpContext, a: AccessArgs): Promise<OpResult> {
     if (!attr) return ok(OP.ACCESS, { supported, access: 0 });
     const path = await c.view.pathOf(cur.share, cur.id);
     const r = c.view.access(cur.share, path);
-    const write = r.write && !r.readOnlyShare;
+    const write = r.write && !r.readOnlyShare && accessIn(c, cur.exp) === 'rw';
     let granted = 0;
     if (r.read) granted |= ACCESS4.READ | ACCESS4.XAREAD | ACCESS4.XALIST;
     if (r.read && attr.type === 'dir') granted |= ACCESS4.LOOKUP | ACCESS4.EXECUTE;

@@ -7,10 +7,13 @@
 import { NFS4ERR, OP, STABLE_HOW } from '../nfs4-types.ts';
 import type { OpResult } from '../compound.ts';
 import type { CopyArgs } from '../xdr4/io.ts';
-import { MAX_IO, fail, failWith, type OpContext } from '../server/context.ts';
+import { fail, failWith, type OpContext } from '../server/context.ts';
 import { ioHandle } from './read.ts';
 
 const REQS = { consecutive: true, synchronous: true };
+
+/** A COPY moves its bytes in pieces of this size (reads into one buffer, writes from it). */
+const COPY_CHUNK = 1024 * 1024;
 
 export async function copy(c: OpContext, a: CopyArgs): Promise<OpResult> {
   if (!c.cur || !c.saved) return fail(OP.COPY, NFS4ERR.NOFILEHANDLE);
@@ -29,9 +32,9 @@ export async function copy(c: OpContext, a: CopyArgs): Promise<OpResult> {
         if (a.srcOffset > size) return fail(OP.COPY, NFS4ERR.INVAL);
         const end = a.count === 0n || a.srcOffset + a.count > size ? size : a.srcOffset + a.count;
         let done = 0n;
-        const buf = Buffer.allocUnsafe(MAX_IO);
+        const buf = Buffer.allocUnsafe(COPY_CHUNK);
         while (a.srcOffset + done < end) {
-          const want = Number(end - a.srcOffset - done < BigInt(MAX_IO) ? end - a.srcOffset - done : BigInt(MAX_IO));
+          const want = Number(end - a.srcOffset - done < BigInt(COPY_CHUNK) ? end - a.srcOffset - done : BigInt(COPY_CHUNK));
           const n = await src.view.readInto(src.h, Number(a.srcOffset + done), buf.subarray(0, want));
           if (n === 0) break;
           await dst.view.write(dst.h, Number(a.dstOffset + done), buf.subarray(0, n));

@@ -5,7 +5,7 @@
 import { NFS4ERR, OP } from '../nfs4-types.ts';
 import type { OpResult } from '../compound.ts';
 import type { PutfhArgs } from '../xdr4/filehandle.ts';
-import { fail, ok, type OpContext } from '../server/context.ts';
+import { accessIn, fail, ok, type OpContext } from '../server/context.ts';
 
 export function putrootfh(c: OpContext, op: number = OP.PUTROOTFH): OpResult {
   c.cur = c.srv.fh.pseudo;
@@ -15,6 +15,8 @@ export function putrootfh(c: OpContext, op: number = OP.PUTROOTFH): OpResult {
 export function putfh(c: OpContext, a: PutfhArgs): OpResult {
   const d = c.srv.fh.decode(a.fh);
   if ('status' in d) return fail(OP.PUTFH, d.status);
+  // An export this client's address may not use (shares[].nfs.clients): no handle of it works.
+  if (d.kind === 'file' && d.exp.clients && accessIn(c, d.exp) === 'none') return fail(OP.PUTFH, NFS4ERR.ACCESS);
   c.cur = d;
   return ok(OP.PUTFH, null);
 }

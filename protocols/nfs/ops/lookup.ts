@@ -6,7 +6,7 @@
 import { NFS4ERR, OP } from '../nfs4-types.ts';
 import type { OpResult } from '../compound.ts';
 import type { LookupArgs } from '../xdr4/filehandle.ts';
-import { fail, failWith, ok, type OpContext } from '../server/context.ts';
+import { accessIn, fail, failWith, ok, type OpContext } from '../server/context.ts';
 
 export async function lookup(c: OpContext, a: LookupArgs): Promise<OpResult> {
   const cur = c.cur;
@@ -15,6 +15,7 @@ export async function lookup(c: OpContext, a: LookupArgs): Promise<OpResult> {
     if (cur.kind === 'pseudo') {
       const exp = c.srv.exports.byShareName(a.name);
       if (!exp || !c.srv.sessions.sharesFor(c.principal, 'nfs').some((s) => s.toLowerCase() === exp.name.toLowerCase())) return fail(OP.LOOKUP, NFS4ERR.NOENT);
+      if (accessIn(c, exp) === 'none') return fail(OP.LOOKUP, NFS4ERR.ACCESS);
       c.cur = c.srv.fh.forFile(exp, await c.srv.rootId(c.view, exp.name));
       return ok(OP.LOOKUP, null);
     }

@@ -10,7 +10,7 @@ import type { Session } from '../../../src/session/session.ts';
 import { NFS4ERR, OP } from '../nfs4-types.ts';
 import type { OpResult } from '../compound.ts';
 import type { ReadArgs } from '../xdr4/io.ts';
-import { MAX_IO, fail, failWith, handleWith, ok, resolveStateid, type OpContext } from '../server/context.ts';
+import { fail, failWith, handleWith, ok, resolveStateid, type OpContext } from '../server/context.ts';
 import type { Stateid4 } from '../xdr4/common.ts';
 
 /** A handle for I/O on the current file through a stateid, and how to let it go afterwards. */
@@ -45,7 +45,7 @@ export async function read(c: OpContext, a: ReadArgs): Promise<OpResult> {
     const io = await ioHandle(c, OP.READ, a.stateid, 'read');
     if ('status' in io) return fail(OP.READ, io.status);
     try {
-      const count = Math.min(a.count, MAX_IO);
+      const count = Math.min(a.count, c.cur?.kind === 'file' ? c.cur.exp.maxRead : c.srv.exports.maxRead);
       if (a.offset > BigInt(Number.MAX_SAFE_INTEGER)) return ok(OP.READ, { eof: true, data: Buffer.alloc(0) });
       const buf = Buffer.allocUnsafe(count);
       const n = count === 0 ? 0 : await io.view.readInto(io.h, Number(a.offset), buf);

@@ -12,7 +12,7 @@ import { FATTR4, NFS4ERR, OP } from '../nfs4-types.ts';
 import type { OpResult } from '../compound.ts';
 import { READDIR_FIXED_BYTES, readdirEntryBytes, type ReaddirArgs, type ReaddirEntry } from '../xdr4/namespace.ts';
 import { bitmapHas, type Bitmap4 } from '../xdr4/common.ts';
-import { fail, failWith, ok, type OpContext } from '../server/context.ts';
+import { accessIn, fail, failWith, ok, type OpContext } from '../server/context.ts';
 import { fileValues, needsStatfs, pseudoValues } from '../server/attrs.ts';
 import { nfsstatOf } from '../errors.ts';
 import type { AttrValues } from '../fattr4.ts';
@@ -55,7 +55,13 @@ export async function readdir(c: OpContext, a: ReaddirArgs): Promise<OpResult> {
   const req = a.request;
   try {
     if (cur.kind === 'pseudo') {
-      const shares = c.srv.sessions.sharesFor(c.principal, 'nfs').filter((s) => c.srv.exports.byShareName(s)).sort();
+      const shares = c.srv.sessions
+        .sharesFor(c.principal, 'nfs')
+        .filter((s) => {
+          const exp = c.srv.exports.byShareName(s);
+          return exp !== undefined && accessIn(c, exp) !== 'none';
+        })
+        .sort();
       let eof = true;
       for (let i = Number(a.cookie === 0n ? 0n : a.cookie - COOKIE_BASE); i < shares.length; i++) {
         const exp = c.srv.exports.byShareName(shares[i] as string)!;

@@ -1,11 +1,13 @@
 /**
  * SECINFO and SECINFO_NO_NAME (RFC 8881 §18.29, §18.45): AUTH_SYS only. Both consume the current
- * filehandle in 4.1 (§2.6.3.1.1.8), so a client must PUTFH again.
+ * filehandle in 4.1 (§2.6.3.1.1.8), so a client must PUTFH again. The name of an export this
+ * client's address may not use answers NFS4ERR_ACCESS, as LOOKUP of it does (every export offers
+ * the same one flavor, so there is never a flavor to switch to: WRONGSEC does not arise).
  */
 import { NFS4ERR, OP, SECINFO_STYLE } from '../nfs4-types.ts';
 import type { OpResult } from '../compound.ts';
 import type { SecinfoArgs, SecinfoNoNameArgs } from '../xdr4/security.ts';
-import { fail, failWith, ok, type OpContext } from '../server/context.ts';
+import { accessIn, fail, failWith, ok, type OpContext } from '../server/context.ts';
 
 const FLAVORS = { flavors: [{ flavor: 1 }] };
 
@@ -14,7 +16,9 @@ export async function secinfo(c: OpContext, a: SecinfoArgs): Promise<OpResult> {
   if (!cur) return fail(OP.SECINFO, NFS4ERR.NOFILEHANDLE);
   try {
     if (cur.kind === 'pseudo') {
-      if (!c.srv.exports.byShareName(a.name)) return fail(OP.SECINFO, NFS4ERR.NOENT);
+      const exp = c.srv.exports.byShareName(a.name);
+      if (!exp) return fail(OP.SECINFO, NFS4ERR.NOENT);
+      if (accessIn(c, exp) === 'none') return fail(OP.SECINFO, NFS4ERR.ACCESS);
     } else {
       await c.view.lookup(cur.share, cur.id, a.name);
     }

@@ -4,27 +4,30 @@
  * (they decide whether the rest of the COMPOUND runs at all).
  *
  * Channel attributes are negotiated down to what the server keeps: requests and replies of
- * 1 MiB of data plus headers (MAX_MSG), at most 64 operations and 64 slots per session. No back
+ * the largest WRITE (requests) and READ (replies) plus headers (MSG_HEADROOM), at most 64 operations
+ * (fewer when protocols.nfs.maxCompoundOps says so) and 64 slots per session. No back
  * channel is offered (no delegations, so no callbacks): CONN_BACK_CHAN is never granted.
  */
 import { CDFS4, NFS4ERR, OP } from '../nfs4-types.ts';
 import type { OpResult } from '../compound.ts';
 import type { BackchannelCtlArgs, BindConnArgs, CreateSessionArgs, CreateSessionResOk, SessionidArgs } from '../xdr4/session41.ts';
 import type { ChannelAttrs4 } from '../xdr4/common.ts';
-import { MAX_MSG, fail, ok, type OpContext } from '../server/context.ts';
+import { MSG_HEADROOM, fail, ok, type OpContext } from '../server/context.ts';
 import type { NfsSession } from '../server/state.ts';
 import { confirmClient } from './clients.ts';
 
 const MAX_SLOTS = 64;
 const MAX_OPS = 64;
 
-function fore(a: ChannelAttrs4): ChannelAttrs4 {
+function fore(c: OpContext, a: ChannelAttrs4): ChannelAttrs4 {
+  const req = c.srv.exports.maxWrite + MSG_HEADROOM;
+  const res = c.srv.exports.maxRead + MSG_HEADROOM;
   return {
     headerPadSize: 0,
-    maxRequestSize: Math.min(a.maxRequestSize, MAX_MSG),
-    maxResponseSize: Math.min(a.maxResponseSize, MAX_MSG),
-    maxResponseSizeCached: Math.min(a.maxResponseSizeCached, MAX_MSG),
-    maxOperations: Math.max(1, Math.min(a.maxOperations, MAX_OPS)),
+    maxRequestSize: Math.min(a.maxRequestSize, req),
+    maxResponseSize: Math.min(a.maxResponseSize, res),
+    maxResponseSizeCached: Math.min(a.maxResponseSizeCached, res),
+    maxOperations: Math.max(1, Math.min(a.maxOperations, MAX_OPS, c.srv.maxCompoundOps)),
     maxRequests: Math.max(1, Math.min(a.maxRequests, MAX_SLOTS)),
     rdmaIrd: [],
   };
@@ -39,7 +42,7 @@ export async function createSession(c: OpContext, a: CreateSessionArgs): Promise
   if (a.fore.maxRequestSize < 1024 || a.fore.maxResponseSize < 1024) return fail(OP.CREATE_SESSION, NFS4ERR.TOOSMALL);
   await confirmClient(c, client);
   const id = c.srv.state.newSessionId();
-  const f = fore(a.fore);
+  const f = fore(c, a.fore);
   const s: NfsSession = {
     id,
     idHex: id.toString('hex'),

@@ -16,8 +16,11 @@ export async function write(c: OpContext, a: WriteArgs): Promise<OpResult> {
     const io = await ioHandle(c, OP.WRITE, a.stateid, 'write');
     if ('status' in io) return fail(OP.WRITE, io.status);
     try {
-      if (a.offset + BigInt(a.data.length) > BigInt(Number.MAX_SAFE_INTEGER)) return fail(OP.WRITE, NFS4ERR.FBIG);
-      const n = await io.view.write(io.h, Number(a.offset), a.data);
+      // More than maxwrite: a short write (§18.32.3 lets the server write less; the client sends the rest).
+      const max = c.cur?.kind === 'file' ? c.cur.exp.maxWrite : c.srv.exports.maxWrite;
+      const data = a.data.length > max ? a.data.subarray(0, max) : a.data;
+      if (a.offset + BigInt(data.length) > BigInt(Number.MAX_SAFE_INTEGER)) return fail(OP.WRITE, NFS4ERR.FBIG);
+      const n = await io.view.write(io.h, Number(a.offset), data);
       let committed: number = STABLE_HOW.UNSTABLE;
       if (a.stable !== STABLE_HOW.UNSTABLE) {
         await io.view.flush(io.h);

@@ -8,7 +8,7 @@ import type { FileAttr, StatFsResult } from '../../../src/vfs/types.ts';
 import type { AttrValues } from '../fattr4.ts';
 import { FATTR4, FH4, NF4 } from '../nfs4-types.ts';
 import { bitmapHas, bitmapOf, type Bitmap4, type NfsTime4 } from '../xdr4/common.ts';
-import { LEASE_SECONDS, MAX_IO } from './context.ts';
+import { LEASE_SECONDS } from './context.ts';
 import { PSEUDO_FILEID, PSEUDO_FSID, type NfsExport } from './exports.ts';
 
 const COMMON = [
@@ -42,7 +42,7 @@ const time = (ns: bigint): NfsTime4 => {
 
 const TYPE: Record<FileAttr['type'], number> = { file: NF4.REG, dir: NF4.DIR, symlink: NF4.LNK };
 
-function fsValues(minor: number, exp: NfsExport | undefined, fs: StatFsResult | undefined): AttrValues {
+function fsValues(minor: number, exp: NfsExport | undefined, fs: StatFsResult | undefined, io: { maxRead: number; maxWrite: number }): AttrValues {
   const v: AttrValues = {
     supportedAttrs: SUPPORTED[minor] ?? SUPPORTED[2],
     fhExpireType: FH4.PERSISTENT,
@@ -55,8 +55,8 @@ function fsValues(minor: number, exp: NfsExport | undefined, fs: StatFsResult | 
     maxfilesize: 2n ** 63n - 1n,
     maxlink: 255,
     maxname: 255,
-    maxread: BigInt(MAX_IO),
-    maxwrite: BigInt(MAX_IO),
+    maxread: BigInt(io.maxRead),
+    maxwrite: BigInt(io.maxWrite),
     cansettime: true,
     caseInsensitive: exp?.caseInsensitive ?? false,
     casePreserving: true,
@@ -81,7 +81,7 @@ function fsValues(minor: number, exp: NfsExport | undefined, fs: StatFsResult | 
 
 export function fileValues(minor: number, exp: NfsExport, a: FileAttr, fh: Buffer | undefined, fs: StatFsResult | undefined): AttrValues {
   return {
-    ...fsValues(minor, exp, fs),
+    ...fsValues(minor, exp, fs, exp),
     type: TYPE[a.type],
     change: a.change,
     size: BigInt(a.size),
@@ -102,10 +102,10 @@ export function fileValues(minor: number, exp: NfsExport, a: FileAttr, fh: Buffe
 }
 
 /** The pseudo-root: a read-only directory listing the exports. */
-export function pseudoValues(minor: number, change: bigint, fh: Buffer): AttrValues {
+export function pseudoValues(minor: number, change: bigint, fh: Buffer, io: { maxRead: number; maxWrite: number }): AttrValues {
   const t = { seconds: 0n, nseconds: 0 };
   return {
-    ...fsValues(minor, undefined, { totalBytes: 0, freeBytes: 0, availableBytes: 0, totalFiles: 0, freeFiles: 0, blockSize: 4096 }),
+    ...fsValues(minor, undefined, { totalBytes: 0, freeBytes: 0, availableBytes: 0, totalFiles: 0, freeFiles: 0, blockSize: 4096 }, io),
     type: NF4.DIR,
     change,
     size: 4096n,

@@ -14,15 +14,14 @@ import { nfsstatOf, type Nfs4ErrorContext } from '../errors.ts';
 import { NFS4ERR } from '../nfs4-types.ts';
 import type { OpResult } from '../compound.ts';
 import type { ChangeInfo4, Stateid4 } from '../xdr4/common.ts';
-import type { NfsExports } from './exports.ts';
+import { clientAccess, type ClientAccess, type NfsExport, type NfsExports } from './exports.ts';
 import type { Fh, FhCodec } from './filehandle.ts';
 import type { PrincipalMap } from './principals.ts';
 import { StateTable, type LockState, type NfsClient, type OpenState } from './state.ts';
 
 export const LEASE_SECONDS = 90;
-/** Largest READ/WRITE and the channel's request/response sizes: 1 MiB of data plus headers. */
-export const MAX_IO = 1024 * 1024;
-export const MAX_MSG = MAX_IO + 32 * 1024;
+/** A session channel's request/response size beyond its largest WRITE/READ data: the headers. */
+export const MSG_HEADROOM = 32 * 1024;
 
 export class NfsServer {
   readonly sessions: SessionManager;
@@ -43,8 +42,11 @@ export class NfsServer {
   readonly replay40 = new Map<string, { res: OpResult; cur: Fh | undefined }>();
   private readonly statfsCache = new Map<string, { at: number; v: Promise<StatFsResult> }>();
   private readonly rootIds = new Map<string, bigint>();
+  /** Most operations in a COMPOUND (protocols.nfs.maxCompoundOps); sessions negotiate at most this. */
+  readonly maxCompoundOps: number;
 
-  constructor(o: { sessions: SessionManager; exports: NfsExports; fh: FhCodec; principals: PrincipalMap; logger?: Logger }) {
+  constructor(o: { sessions: SessionManager; exports: NfsExports; fh: FhCodec; principals: PrincipalMap; logger?: Logger; maxCompoundOps?: number }) {
+    this.maxCompoundOps = o.maxCompoundOps ?? 100;
     this.sessions = o.sessions;
     this.exports = o.exports;
     this.fh = o.fh;
@@ -137,6 +139,11 @@ export type FileFh = Extract<Fh, { kind: 'file' }>;
 export const ok = <R>(op: number, res?: R): OpResult => ({ op, status: NFS4ERR.OK, res } as OpResult);
 export const fail = (op: number, status: number): OpResult => ({ op, status } as OpResult);
 export const failWith = (op: number, e: unknown, ctx: Nfs4ErrorContext = 'default'): OpResult => ({ op, status: nfsstatOf(e, ctx) } as OpResult);
+
+/** What this call's client address may do in an export (`shares[].nfs.clients`). */
+export function accessIn(c: OpContext, exp: NfsExport): ClientAccess {
+  return exp.clients ? clientAccess(exp, c.clientAddress) : 'rw';
+}
 
 /** The current filehandle, or NOFILEHANDLE. */
 export function curFh(c: OpContext): Fh | number {

@@ -13,7 +13,7 @@
 import { runCompound, type CompoundArgs, type CompoundRes, type DecodedOp, type OpResult } from '../compound.ts';
 import type { Nfs4CallContext, Nfs4Dispatcher } from '../nfs4-program.ts';
 import { NFS4ERR, OP } from '../nfs4-types.ts';
-import { fail, ok, type NfsServer, type OpContext } from './context.ts';
+import { accessIn, fail, ok, type NfsServer, type OpContext } from './context.ts';
 import { putfh, putrootfh, getfh, savefh, restorefh } from '../ops/filehandle.ts';
 import { lookup, lookupp } from '../ops/lookup.ts';
 import { getattr } from '../ops/getattr.ts';
@@ -166,8 +166,20 @@ function replayKey40(c: OpContext, op: DecodedOp): string | undefined {
   return undefined;
 }
 
+/** Operations that change the export their current filehandle is in (OPEN only when it writes or creates). */
+const CHANGES = new Set<number>([OP.WRITE, OP.SETATTR, OP.CREATE, OP.REMOVE, OP.RENAME, OP.LINK, OP.SETXATTR, OP.REMOVEXATTR, OP.COPY, OP.OPEN]);
+
+/** A change in an export that is read-only for this client's address (shares[].nfs.clients: ro). */
+function readOnlyForClient(c: OpContext, op: DecodedOp): boolean {
+  const cur = c.cur;
+  if (cur?.kind !== 'file' || !cur.exp.clients || !CHANGES.has(op.op)) return false;
+  if (op.op === OP.OPEN && (op.args.shareAccess & 2) === 0 && !op.args.create) return false;
+  return accessIn(c, cur.exp) === 'ro';
+}
+
 /** An operation that throws is a bug: SERVERFAULT for it (logged), not an RPC SYSTEM_ERR for the COMPOUND. */
 async function safely(c: OpContext, op: DecodedOp): Promise<OpResult> {
+  if (readOnlyForClient(c, op)) return fail(op.op, NFS4ERR.ROFS);
   try {
     return await execOp(c, op);
   } catch (e) {

@@ -6,9 +6,27 @@
  * The key is a hash of the share's name (lower-cased, as the session manager keys shares), so a
  * handle keeps naming its share across restarts and config reorderings; renaming a share makes
  * its old handles STALE, as it should.
+ *
+ * Client restrictions (`shares[].nfs.clients`, like an /etc/exports line): a list of address or
+ * CIDR matches, each rw or ro; the first entry that matches the connection's address decides, and
+ * an address no entry matches may not use the export (NFS4ERR_ACCESS entering it: PUTFH of one of
+ * its handles, LOOKUP from the pseudo-root, SECINFO of its name; absent from the pseudo-root's
+ * listing). ro makes every change NFS4ERR_ROFS for that client, whatever the ACL grants — the
+ * ACL still decides everything else. An export without the list admits every client, rw, and
+ * costs nothing per call. IPv4-mapped IPv6 addresses (::ffff:a.b.c.d) match as IPv4.
  */
 import { createHash } from 'node:crypto';
-import type { PorticoConfig } from '../../../src/config/schema.ts';
+import { BlockList } from 'node:net';
+import { parseClientMatch, type PorticoConfig } from '../../../src/config/schema.ts';
+
+/** What a client may do in an export. */
+export type ClientAccess = 'rw' | 'ro' | 'none';
+
+interface ClientRule {
+  /** undefined = every address. */
+  list: BlockList | undefined;
+  access: 'rw' | 'ro';
+}
 
 export interface NfsExport {
   name: string;
@@ -19,7 +37,45 @@ export interface NfsExport {
   fsidMajor: bigint;
   caseInsensitive: boolean;
   readOnly: boolean;
+  /** Largest READ and WRITE (maxread/maxwrite). */
+  maxRead: number;
+  maxWrite: number;
+  /** `shares[].nfs.clients`, in order; undefined = every client, rw. */
+  clients: ClientRule[] | undefined;
 }
+
+function ruleOf(c: { match: string; access?: 'rw' | 'ro' | undefined }): ClientRule {
+  const m = parseClientMatch(c.match);
+  if (!m) throw new Error(`invalid NFS client match ${JSON.stringify(c.match)}`);
+  if (m.kind === 'any') return { list: undefined, access: c.access ?? 'rw' };
+  const list = new BlockList();
+  list.addSubnet(m.address, m.prefix, m.family);
+  return { list, access: c.access ?? 'rw' };
+}
+
+/** A connection's address as the rules see it: IPv4-mapped IPv6 as IPv4. */
+function plainAddress(a: string): { address: string; family: 'ipv4' | 'ipv6' } {
+  if (a.startsWith('::ffff:') && a.includes('.')) return { address: a.slice(7), family: 'ipv4' };
+  return { address: a, family: a.includes(':') ? 'ipv6' : 'ipv4' };
+}
+
+/** The first rule matching `address` decides; no match: none. */
+export function clientAccess(exp: NfsExport, address: string): ClientAccess {
+  if (!exp.clients) return 'rw';
+  const a = plainAddress(address);
+  for (const r of exp.clients) {
+    if (!r.list || r.list.check(a.address, a.family)) return r.access;
+  }
+  return 'none';
+}
+
+type ShareInput = {
+  name: string;
+  protocols?: string[] | undefined;
+  caseSensitive?: boolean | undefined;
+  readOnly?: boolean | undefined;
+  nfs?: { clients?: { match: string; access?: 'rw' | 'ro' | undefined }[] | undefined } | undefined;
+};
 
 export const PSEUDO_FSID = { major: 0x504f5254n /* 'PORT' */, minor: 0n } as const;
 export const PSEUDO_FILEID = 1n;
@@ -34,7 +90,13 @@ export class NfsExports {
   /** The pseudo-root's change attribute: a function of the export list. */
   readonly pseudoChange: bigint;
 
-  constructor(shares: readonly { name: string; protocols?: string[] | undefined; caseSensitive?: boolean | undefined; readOnly?: boolean | undefined }[]) {
+  /** Largest READ and WRITE of every export (the pseudo-root's maxread/maxwrite). */
+  readonly maxRead: number;
+  readonly maxWrite: number;
+
+  constructor(shares: readonly ShareInput[], io: { maxRead: number; maxWrite: number } = { maxRead: 1024 * 1024, maxWrite: 1024 * 1024 }) {
+    this.maxRead = io.maxRead;
+    this.maxWrite = io.maxWrite;
     for (const s of shares) {
       if (s.protocols && !s.protocols.includes('nfs')) continue;
       const key = shareKey(s.name);
@@ -45,6 +107,9 @@ export class NfsExports {
         fsidMajor: key.readBigUInt64BE(0) >> 1n,
         caseInsensitive: s.caseSensitive === false,
         readOnly: s.readOnly === true,
+        maxRead: io.maxRead,
+        maxWrite: io.maxWrite,
+        clients: s.nfs?.clients?.map(ruleOf),
       };
       this.byName.set(s.name.toLowerCase(), e);
       this.byKey.set(e.keyHex, e);
@@ -54,8 +119,8 @@ export class NfsExports {
     this.pseudoChange = h.digest().readBigUInt64BE(0) >> 1n;
   }
 
-  static fromConfig(config: PorticoConfig): NfsExports {
-    return new NfsExports(config.shares as unknown as { name: string; protocols?: string[]; caseSensitive?: boolean; readOnly?: boolean }[]);
+  static fromConfig(config: PorticoConfig, io?: { maxRead: number; maxWrite: number }): NfsExports {
+    return new NfsExports(config.shares as unknown as ShareInput[], io);
   }
 
   byShareName(name: string): NfsExport | undefined {
