@@ -31,6 +31,7 @@ import {
 import type { Conn, Open, SmbServer, SmbSession, Tree } from './server.ts';
 import type { AsyncOp } from './async.ts';
 import { lock } from './lock.ts';
+import { lastComponent, refusedCreate, refusedName } from './names.ts';
 import { querySecurity, setSecurity } from './security.ts';
 
 export interface CommandResult {
@@ -326,6 +327,8 @@ async function create(srv: SmbServer, conn: Conn, sess: SmbSession, tree: Tree, 
   if (disposition === 'openOrCreate' || disposition === 'createOrTruncate') {
     existed = await view.getattr(share, path).then(() => true, (e: unknown) => (isVfsError(e, 'ENOENT') ? false : undefined));
   }
+  // Names Windows cannot use are never created; existing ones still open (names.ts).
+  if (refusedCreate(q.name, disposition, existed)) return fail(NT.OBJECT_NAME_INVALID);
   let handle;
   try {
     handle = await view.open(share, path, {
@@ -545,8 +548,9 @@ async function setInfo(srv: SmbServer, conn: Conn, h: Smb2Header, el: Buffer, vi
         if (b.length < 20) return fail(NT.INFO_LENGTH_MISMATCH);
         const len = b.readUInt32LE(16);
         if (20 + len > b.length || len & 1) return fail(STATUS.INVALID_PARAMETER);
-        const to = sharePath(b.subarray(20, 20 + len).toString('utf16le'));
-        if (to === undefined || to === '/') return fail(NT.OBJECT_NAME_INVALID);
+        const toName = b.subarray(20, 20 + len).toString('utf16le');
+        const to = sharePath(toName);
+        if (to === undefined || to === '/' || refusedName(lastComponent(toName))) return fail(NT.OBJECT_NAME_INVALID);
         await view.rename(share, handle.path, to, { replace: b[0] !== 0 });
         break;
       }
