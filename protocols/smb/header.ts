@@ -180,6 +180,7 @@ export class RelatedChain {
   private fileId: { persistent: bigint; volatile: bigint } | undefined;
   private failedStatus = 0;
   private index = 0;
+  private command = -1;
 
   /**
    * The effective ids for the next element, or the status it must fail with without running:
@@ -189,6 +190,7 @@ export class RelatedChain {
   next(h: Smb2Header): { sessionId: bigint; treeId: number; inherit: boolean; failWith?: number } {
     const related = (h.flags & Flags.RELATED_OPERATIONS) !== 0;
     const first = this.index++ === 0;
+    this.command = h.command;
     if (!related) {
       this.sessionId = h.sessionId;
       this.treeId = h.treeId;
@@ -203,8 +205,12 @@ export class RelatedChain {
 
   /** Records the outcome of the element just run: its status, and the FileId it named or created. */
   done(status: number, fileId?: { persistent: bigint; volatile: bigint }, ids?: { sessionId: bigint; treeId: number }): void {
-    // Errors stop the chain; informational/warning statuses (e.g. BUFFER_OVERFLOW) do not.
-    if (status >>> 30 === 3) this.failedStatus = status;
+    // Errors stop the chain when they leave it without an open: a failed CREATE, or any failure
+    // before the chain has a FileId (informational/warning statuses such as BUFFER_OVERFLOW never
+    // do). A failure after the open, as a SET_INFO refused in CREATE + SET_INFO + CLOSE, leaves the
+    // CLOSE to run: the Linux cifs client's rmdir and rename compounds rely on it (Samba and
+    // Windows run it), and a CLOSE failed unrun would leak the open.
+    if (status >>> 30 === 3 && (this.command === Command.CREATE || this.fileId === undefined)) this.failedStatus = status;
     if (fileId) this.fileId = fileId;
     if (ids) {
       this.sessionId = ids.sessionId;

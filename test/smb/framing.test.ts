@@ -116,6 +116,16 @@ describe('compounds (MS-SMB2 3.3.5.2.7)', () => {
     expect(chain2.next(b!.header).failWith).toBe(STATUS.OBJECT_NAME_NOT_FOUND);
     expect(chain2.next(c!.header).failWith).toBe(STATUS.OBJECT_NAME_NOT_FOUND);
 
+    // A failure after the chain has its FileId (a SET_INFO refused between CREATE and CLOSE) does
+    // not stop the CLOSE: the open would leak (the Linux cifs client's rmdir compound).
+    const chain4 = new RelatedChain();
+    chain4.next(a!.header);
+    chain4.done(STATUS.SUCCESS, { persistent: 1n, volatile: 2n });
+    chain4.next(b!.header);
+    chain4.done(STATUS.ACCESS_DENIED);
+    expect(chain4.next(c!.header).failWith).toBeUndefined();
+    expect(chain4.currentFileId()).toEqual({ persistent: 1n, volatile: 2n });
+
     expect(new RelatedChain().next(b!.header).failWith).toBe(STATUS.INVALID_PARAMETER);
     const unrelated = headerTemplate({ sessionId: 9n, treeId: 3 });
     const chain3 = new RelatedChain();
