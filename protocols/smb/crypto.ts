@@ -131,9 +131,19 @@ export function signingAlgorithmFor(dialect: number, negotiated?: number): numbe
  * signature field taken as zero; the message itself is not modified.
  */
 export function computeSignature(element: Buffer, key: Buffer, algorithm: number): Buffer {
-  if (element.length < HEADER_BYTES) throw new RangeError('message shorter than an SMB2 header');
-  // The message as signed: the signature field read as zeros. Fed in three parts, never copied.
-  const parts = [element.subarray(0, SIG_AT), ZERO16, element.subarray(SIG_AT + 16)];
+  return computeSignatureParts([element], key, algorithm);
+}
+
+/**
+ * The signature of one message given as consecutive pieces (the header and fixed body, then a
+ * READ's payload as the backend returned it), so that a large response is signed where it lies
+ * and never joined into one buffer. The first piece holds the whole 64-byte header.
+ */
+export function computeSignatureParts(pieces: Buffer[], key: Buffer, algorithm: number): Buffer {
+  const head = pieces[0];
+  if (!head || head.length < HEADER_BYTES) throw new RangeError('message shorter than an SMB2 header');
+  // The message as signed: the signature field read as zeros. Fed in parts, never copied.
+  const parts = [head.subarray(0, SIG_AT), ZERO16, head.subarray(SIG_AT + 16), ...pieces.slice(1)];
   switch (algorithm) {
     case SigningAlgorithm.HMAC_SHA256: {
       const h = createHmac('sha256', key);
@@ -145,9 +155,9 @@ export function computeSignature(element: Buffer, key: Buffer, algorithm: number
     case SigningAlgorithm.AES_GMAC: {
       // 3.1.4.1: nonce = MessageId, then a 32-bit word: bit 0 set by the server, bit 1 for CANCEL.
       const nonce = Buffer.alloc(12);
-      element.copy(nonce, 0, 24, 32);
-      const flags = element.readUInt32LE(16);
-      const command = element.readUInt16LE(12);
+      head.copy(nonce, 0, 24, 32);
+      const flags = head.readUInt32LE(16);
+      const command = head.readUInt16LE(12);
       nonce.writeUInt32LE(((flags & Flags.SERVER_TO_REDIR) ? 1 : 0) | (command === Command.CANCEL ? 2 : 0), 8);
       const gcm = createCipheriv('aes-128-gcm', key, nonce, { authTagLength: 16 });
       // GCM takes its AAD in several calls (GHASH runs over their concatenation).
@@ -162,8 +172,14 @@ export function computeSignature(element: Buffer, key: Buffer, algorithm: number
 
 /** Signs in place: sets SMB2_FLAGS_SIGNED and writes the signature. */
 export function signMessage(element: Buffer, key: Buffer, algorithm: number): void {
-  element.writeUInt32LE((element.readUInt32LE(16) | Flags.SIGNED) >>> 0, 16);
-  computeSignature(element, key, algorithm).copy(element, SIG_AT);
+  signMessageParts([element], key, algorithm);
+}
+
+/** Signs a message given as pieces (see computeSignatureParts): flag and signature go into the first. */
+export function signMessageParts(pieces: Buffer[], key: Buffer, algorithm: number): void {
+  const head = pieces[0]!;
+  head.writeUInt32LE((head.readUInt32LE(16) | Flags.SIGNED) >>> 0, 16);
+  computeSignatureParts(pieces, key, algorithm).copy(head, SIG_AT);
 }
 
 /** Constant-time check of a received message's signature. */
@@ -244,27 +260,41 @@ export function nonceBytes(cipher: number): number {
  * over 2^32 messages).
  */
 export function encryptMessage(message: Buffer, key: Buffer, cipher: number, sessionId: bigint, nonce: Buffer): Buffer {
+  return Buffer.concat(encryptMessageParts([message], key, cipher, sessionId, nonce));
+}
+
+/**
+ * encryptMessage for a message given as pieces, returned as pieces to be written in order: the
+ * 52-byte TRANSFORM_HEADER, then the ciphertext as the cipher produced it. The ciphertext is the
+ * one copy of the payload (nothing is joined before or after it), except that CCM takes its
+ * plaintext in one call, so CCM joins the pieces first.
+ */
+export function encryptMessageParts(pieces: Buffer[], key: Buffer, cipher: number, sessionId: bigint, nonce: Buffer): Buffer[] {
   const c = cipherName(cipher);
   if (nonce.length !== c.nonce) throw new RangeError(`nonce must be ${c.nonce} bytes`);
-  // Unzeroed: the header is zeroed below and every body byte is written by the cipher.
-  const out = Buffer.allocUnsafe(TRANSFORM_HEADER_BYTES + message.length);
-  out.fill(0, 0, TRANSFORM_HEADER_BYTES);
-  out.writeUInt32LE(PROTOCOL_TRANSFORM, 0);
-  nonce.copy(out, 20);
-  out.writeUInt32LE(message.length, 36);
-  out.writeUInt16LE(ENCRYPTED_FLAG, 42);
-  out.writeBigUInt64LE(sessionId, 44);
-  const aad = out.subarray(20, TRANSFORM_HEADER_BYTES);
+  let length = 0;
+  for (const p of pieces) length += p.length;
+  const header = Buffer.alloc(TRANSFORM_HEADER_BYTES);
+  header.writeUInt32LE(PROTOCOL_TRANSFORM, 0);
+  nonce.copy(header, 20);
+  header.writeUInt32LE(length, 36);
+  header.writeUInt16LE(ENCRYPTED_FLAG, 42);
+  header.writeBigUInt64LE(sessionId, 44);
+  const aad = header.subarray(20, TRANSFORM_HEADER_BYTES);
   const enc: CipherCCM | CipherGCM = c.ccm
     ? createCipheriv(c.name as CipherCCMTypes, key, nonce, { authTagLength: 16 })
     : createCipheriv(c.name as CipherGCMTypes, key, nonce, { authTagLength: 16 });
   // CCM needs the plaintext length up front; GCM accepts and ignores it.
-  (enc as CipherCCM).setAAD(aad, { plaintextLength: message.length });
-  const body = enc.update(message);
+  (enc as CipherCCM).setAAD(aad, { plaintextLength: length });
+  const out: Buffer[] = [header];
+  const plain = c.ccm && pieces.length > 1 ? [Buffer.concat(pieces, length)] : pieces;
+  for (const p of plain) {
+    const b = enc.update(p);
+    if (b.length) out.push(b);
+  }
   const tail = enc.final();
-  body.copy(out, TRANSFORM_HEADER_BYTES);
-  tail.copy(out, TRANSFORM_HEADER_BYTES + body.length);
-  enc.getAuthTag().copy(out, 4);
+  if (tail.length) out.push(tail);
+  enc.getAuthTag().copy(header, 4);
   return out;
 }
 

@@ -18,8 +18,10 @@ import {
   decryptMessage,
   deriveKeys,
   encryptMessage,
+  encryptMessageParts,
   kdfCounterSha256,
   signMessage,
+  signMessageParts,
   verifySignature,
 } from '../../protocols/smb/crypto.ts';
 import { Cipher, Dialect, SigningAlgorithm } from '../../protocols/smb/messages/negotiate.ts';
@@ -111,6 +113,21 @@ describe('signing', () => {
       expect(verifySignature(msg, key, alg)).toBe(true);
       msg[150]! ^= 0x80;
       expect(verifySignature(msg, key, alg)).toBe(false);
+    }
+  });
+
+  it('a message signed as pieces (a READ response and its payload) equals it signed whole, for every algorithm', () => {
+    const key = randomBytes(16);
+    for (const alg of [SigningAlgorithm.HMAC_SHA256, SigningAlgorithm.AES_CMAC, SigningAlgorithm.AES_GMAC]) {
+      for (const split of [64, 80, 81, 95, 96]) {
+        const msg = randomBytes(1000 + split);
+        msg.writeUInt32LE(0x424d53fe, 0);
+        const whole = Buffer.from(msg);
+        signMessage(whole, key, alg);
+        const pieces = [Buffer.from(msg.subarray(0, split)), Buffer.from(msg.subarray(split))];
+        signMessageParts(pieces, key, alg);
+        expect(Buffer.concat(pieces).equals(whole)).toBe(true);
+      }
     }
   });
 
@@ -217,6 +234,16 @@ out = {'plain': c.decrypt_and_verify(e[52:], e[4:20]).hex()}`,
       { enc: enc.toString('hex'), key: key.toString('hex') },
     );
     expect(py.plain).toBe(msg.toString('hex'));
+  });
+
+  it.each([Cipher.AES_128_CCM, Cipher.AES_128_GCM, Cipher.AES_256_CCM, Cipher.AES_256_GCM])('cipher %i: a message encrypted as pieces equals it encrypted whole', (cipher) => {
+    const key = randomBytes(cipher === Cipher.AES_256_CCM || cipher === Cipher.AES_256_GCM ? 32 : 16);
+    const nonce = randomBytes(cipher === Cipher.AES_128_CCM || cipher === Cipher.AES_256_CCM ? 11 : 12);
+    const msg = randomBytes(70_000);
+    const whole = encryptMessage(msg, key, cipher, 7n, nonce);
+    const parts = encryptMessageParts([msg.subarray(0, 80), msg.subarray(80, 65_617), msg.subarray(65_617)], key, cipher, 7n, nonce);
+    expect(parts[0]!.length).toBe(52);
+    expect(Buffer.concat(parts).equals(whole)).toBe(true);
   });
 });
 

@@ -102,9 +102,16 @@ export interface ReadResponse {
 }
 /** DataOffset 0x50: the data follows the 16-byte fixed part right after the header. */
 export function encodeReadResponse(w: WireWriter, p: ReadResponse): void {
-  w.u16(17).u8(64 + 16).u8(0).u32(p.data.length).u32(p.dataRemaining).u32(0);
+  encodeReadResponseHead(w, { dataLength: p.data.length, dataRemaining: p.dataRemaining });
   w.bytes(p.data);
   if (p.data.length === 0) w.u8(0);
+}
+/**
+ * The READ response without its data, for a server that sends the data (at least one byte) as a
+ * piece of its own right after this (the payload is never copied into the response).
+ */
+export function encodeReadResponseHead(w: WireWriter, p: { dataLength: number; dataRemaining: number }): void {
+  w.u16(17).u8(64 + 16).u8(0).u32(p.dataLength).u32(p.dataRemaining).u32(0);
 }
 export function decodeReadResponse(element: Buffer): ReadResponse {
   const r = bodyReader(element, 'READ response');

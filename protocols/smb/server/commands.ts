@@ -11,7 +11,7 @@ import { isRelatedFileId, tryDecode, type FileId } from '../wire.ts';
 import { Dialect, SecurityMode } from '../messages/negotiate.ts';
 import { ShareType, decodeTreeConnectRequest, encodeTreeConnectResponse } from '../messages/tree-connect.ts';
 import { decodeCreateRequest, encodeCreateResponse, type CreateContext } from '../messages/create.ts';
-import { CloseFlags, decodeCloseRequest, decodeFlushRequest, decodeReadRequest, decodeWriteRequest, encodeCloseResponse, encodeReadResponse, encodeWriteResponse } from '../messages/file-ops.ts';
+import { CloseFlags, decodeCloseRequest, decodeFlushRequest, decodeReadRequest, decodeWriteRequest, encodeCloseResponse, encodeReadResponse, encodeReadResponseHead, encodeWriteResponse } from '../messages/file-ops.ts';
 import { Fsctl, decodeIoctlRequest, encodeNetworkInterfaceInfo, decodeValidateNegotiateInfo, encodeIoctlResponse, encodeValidateNegotiateInfoResponse, validateNegotiateMatches } from '../messages/ioctl.ts';
 import { InfoType, QueryDirectoryFlags, decodeQueryDirectoryRequest, decodeQueryInfoRequest, decodeSetInfoRequest, encodeOutputResponse } from '../messages/info.ts';
 import { encodeEmpty, encodeSetInfoResponse } from '../messages/simple.ts';
@@ -36,6 +36,8 @@ import { querySecurity, setSecurity } from './security.ts';
 
 export interface CommandResult {
   resp: Buffer;
+  /** Data that follows `resp` in the same message, sent as a piece of its own (a READ's payload). */
+  payload?: Buffer;
   fileId?: FileId;
   /** Work after the response is queued (LOGOFF ends the session's state). */
   after?: () => Promise<void>;
@@ -243,7 +245,7 @@ export async function runCommand(srv: SmbServer, conn: Conn, sess: SmbSession, h
       // Nothing at or past the end of the file is STATUS_END_OF_FILE (MS-SMB2 3.3.5.12).
       if (data.length === 0 && q.length > 0) return fail(STATUS.END_OF_FILE);
       if (data.length < q.minimumCount) return fail(STATUS.END_OF_FILE);
-      return ok((w) => encodeReadResponse(w, { data, dataRemaining: 0 }));
+      return { ...ok((w) => encodeReadResponseHead(w, { dataLength: data.length, dataRemaining: 0 })), payload: data };
     }
     case Command.WRITE: {
       const q = decoded(() => decodeWriteRequest(el));

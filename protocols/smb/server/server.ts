@@ -11,7 +11,7 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { FrameParser, frame } from '../framing.ts';
+import { FrameParser, writeFramed } from '../framing.ts';
 import { Command, Flags, PROTOCOL_TRANSFORM, RelatedChain, headerTemplate, joinCompound, splitCompound, writeHeader, type Smb2Header } from '../header.ts';
 import { STATUS } from '../status.ts';
 import { WireWriter, tryDecode } from '../wire.ts';
@@ -22,7 +22,7 @@ import {
 import { decodeSessionSetupRequest, encodeSessionSetupResponse } from '../messages/session-setup.ts';
 import { encodeErrorResponse } from '../messages/error.ts';
 import { decodeSmb1Negotiate, isSmb1, smb2DialectForSmb1 } from '../messages/smb1-negotiate.ts';
-import { PreauthHash, decodeTransformHeader, decryptMessage, deriveKeys, encryptMessage, nonceBytes, signMessage, signingAlgorithmFor, verifySignature, type SessionKeys } from '../crypto.ts';
+import { PreauthHash, decodeTransformHeader, decryptMessage, deriveKeys, encryptMessageParts, nonceBytes, signMessage, signMessageParts, signingAlgorithmFor, verifySignature, type SessionKeys } from '../crypto.ts';
 import { OID, encodeNegTokenInit2 } from '../spnego.ts';
 import { fileTimeNow } from '../ntlm.ts';
 import { SpnegoLogin } from '../login.ts';
@@ -262,20 +262,22 @@ export class SmbServer {
   }
 
   /** Writes one response message, encrypted when it answers an encrypted request (`encryptedFor`). */
-  transmit(conn: Conn, out: Buffer, encryptedFor?: { sess: SmbSession; sessionId: bigint }): void {
+  transmit(conn: Conn, out: Buffer | Buffer[], encryptedFor?: { sess: SmbSession; sessionId: bigint }): void {
     const sock = conn.sock;
     if (sock.destroyed) return;
-    if (!encryptedFor?.sess.keys) return void sock.write(frame(out));
+    // A message may come as pieces (a READ response and its payload): written as they are.
+    const pieces = Buffer.isBuffer(out) ? [out] : out;
+    if (!encryptedFor?.sess.keys) return writeFramed(sock, pieces);
     // An encrypted request is answered encrypted, under the same session (MS-SMB2 3.3.4.1.4),
     // with a per-session nonce counter (never a repeated nonce under one key).
     const nonce = Buffer.alloc(nonceBytes(conn.cipher));
     nonce.writeBigUInt64LE(encryptedFor.sess.nonce++);
-    sock.write(frame(encryptMessage(out, encryptedFor.sess.keys.encryptionKey, conn.cipher, encryptedFor.sessionId, nonce)));
+    writeFramed(sock, encryptMessageParts(pieces, encryptedFor.sess.keys.encryptionKey, conn.cipher, encryptedFor.sessionId, nonce));
   }
 
   private async onMessage(conn: Conn, msg: Buffer, encryptedFor?: { sess: SmbSession; sessionId: bigint }): Promise<void> {
     const sock = conn.sock;
-    const send = (out: Buffer): void => this.transmit(conn, out, encryptedFor);
+    const send = (out: Buffer | Buffer[]): void => this.transmit(conn, out, encryptedFor);
 
     if (msg.length >= 4 && msg.readUInt32LE(0) === PROTOCOL_TRANSFORM) {
       const t = tryDecode(() => decodeTransformHeader(msg));
@@ -297,7 +299,7 @@ export class SmbServer {
     }
     const split = splitCompound(msg);
     if (!split.ok) return void sock.destroy();
-    const out: { resp: Buffer; key?: Buffer }[] = [];
+    const out: { resp: Buffer; key?: Buffer; payload?: Buffer }[] = [];
     const started: { op: AsyncOp; key: Buffer | undefined }[] = [];
     const chain = new RelatedChain();
     for (const el of split.value) {
@@ -383,12 +385,21 @@ export class SmbServer {
       }
       chain.done(r.resp.readUInt32LE(8), r.fileId);
       // An interim STATUS_PENDING response is not signed (3.3.4.2); its final response is, later.
-      out.push({ resp: r.resp, ...(key && !r.async ? { key } : {}) });
+      out.push({ resp: r.resp, ...(key && !r.async ? { key } : {}), ...(r.payload ? { payload: r.payload } : {}) });
       if (r.async) started.push({ op: r.async, key });
       if (r.after) await r.after();
     }
     if (out.length === 0) return;
-    const joined = joinCompound(out.map((o) => o.resp));
+    const lone = out.length === 1 ? out[0]! : undefined;
+    if (lone?.payload) {
+      // One response with a payload (a READ): signed and sent as two pieces, the payload never copied.
+      const pieces = [lone.resp, lone.payload];
+      if (lone.key) signMessageParts(pieces, lone.key, conn.signingAlgorithm);
+      send(pieces);
+      for (const s of started) s.op.arm({ key: s.key, encryptedFor });
+      return;
+    }
+    const joined = joinCompound(out.map((o) => (o.payload ? Buffer.concat([o.resp, o.payload]) : o.resp)));
     out.forEach((o, i) => {
       if (o.key) signMessage(joined.message.subarray(joined.offsets[i], joined.offsets[i]! + joined.lengths[i]!), o.key, conn.signingAlgorithm);
     });
