@@ -32,11 +32,22 @@
  *   INLINE_BACKOFF_MS, then tries inline calls again. A cold disk costs a few stalls per back-off
  *   period, not one per request. (Reads from a cold SSD, ~0.1 ms, stay inline: about what a
  *   thread-pool round trip costs anyway; a disk seek, 5-15 ms, counts.)
+ * - before it trips, the breaker asks the kernel whether the slow calls were preemption: the
+ *   thread's run delay (time runnable but waiting for a CPU, /proc/thread-self/schedstat, read only
+ *   when a call was slow) since the window's first slow call. When it grew by at least as much as
+ *   the slow calls took, the machine was short of CPU, not waiting for a device, and the breaker
+ *   stays closed. Measured on the shared 2-core development VM at load 8-16: the read breaker
+ *   tripped within seconds of a 4 KiB GET load and stayed tripped, so every GET made three
+ *   thread-pool round trips (open, pread, close: ~6 futex calls and an event-loop wake-up each)
+ *   instead of three inline calls — more CPU on a machine that had none to spare. A device stall
+ *   on a CPU-starved machine can be taken for preemption; the event loop then waits for the
+ *   device as it already waits for the CPU, and a single call over INLINE_STALL_MS still trips
+ *   unless the run delay explains it too.
  * - long loops (a directory page's lstats) yield to the event loop every INLINE_BATCH calls.
  *
  * `inlineIo: false` (share option) turns it off, `true` forces it on a network file system.
  */
-import { statfsSync } from 'node:fs';
+import { readFileSync, statfsSync } from 'node:fs';
 
 /**
  * A synchronous call slower than this may have waited for the device. Well above a cold SSD read
@@ -78,25 +89,48 @@ export function isLocalFileSystem(dir: string): boolean {
   }
 }
 
+/**
+ * The calling thread's run delay in ms: how long it has been runnable but waiting for a CPU since
+ * it started (field 2 of /proc/thread-self/schedstat, ns). Undefined where the kernel does not say.
+ */
+export function threadRunDelayMs(): number | undefined {
+  try {
+    const f = readFileSync('/proc/thread-self/schedstat', 'latin1');
+    const ns = Number(f.split(' ')[1]);
+    return Number.isFinite(ns) ? ns / 1e6 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export class InlineIo {
   readonly enabled: boolean;
   /** A call slower than this counts as slow. */
   private readonly slowMs: number;
+  private readonly runDelayMs: () => number | undefined;
   /** Date.now() until which the thread pool is used; 0 = inline allowed. */
   private asyncUntil = 0;
   private windowStart = 0;
   private slowInWindow = 0;
+  /** ms the window's slow calls took, its first excepted (it was slow before the run delay was read). */
+  private slowMsInWindow = 0;
+  /** The run delay when the window's first slow call ended. */
+  private runDelayAtStart: number | undefined;
   /** Times the breaker tripped (tests, diagnostics). */
   trips = 0;
+  /** Times slow calls were put down to preemption and the breaker stayed closed (tests, diagnostics). */
+  contended = 0;
 
-  constructor(enabled: boolean, slowMs = INLINE_SLOW_MS) {
+  /** `runDelayMs`: the thread's run delay so far (threadRunDelayMs; tests give their own). */
+  constructor(enabled: boolean, slowMs = INLINE_SLOW_MS, runDelayMs: () => number | undefined = threadRunDelayMs) {
     this.enabled = enabled;
     this.slowMs = slowMs;
+    this.runDelayMs = runDelayMs;
   }
 
   /** The breaker for small-file writes (see the file comment). */
-  static forWrites(enabled: boolean): InlineIo {
-    return new InlineIo(enabled, INLINE_SLOW_WRITE_MS);
+  static forWrites(enabled: boolean, runDelayMs?: () => number | undefined): InlineIo {
+    return new InlineIo(enabled, INLINE_SLOW_WRITE_MS, runDelayMs);
   }
 
   /** Whether synchronous calls may be made now. */
@@ -121,13 +155,36 @@ export class InlineIo {
 
   /** Records a slow call (or batch of calls) of `ms` milliseconds. */
   slow(ms: number): void {
-    if (ms >= INLINE_STALL_MS) return this.trip();
     const now = Date.now();
     if (now - this.windowStart >= 1000) {
+      if (ms >= INLINE_STALL_MS) return this.trip();
+      // Nothing to compare this call with: the run delay is read after it.
       this.windowStart = now;
-      this.slowInWindow = 0;
+      this.slowInWindow = 1;
+      this.slowMsInWindow = 0;
+      this.runDelayAtStart = this.runDelayMs();
+      return;
     }
-    if (++this.slowInWindow >= INLINE_SLOW_PER_SECOND) this.trip();
+    this.slowMsInWindow += ms;
+    if (ms < INLINE_STALL_MS && ++this.slowInWindow < INLINE_SLOW_PER_SECOND) return;
+    if (this.preempted()) {
+      // The CPU, not the device: start over (the run delay from here on is the next window's).
+      this.contended++;
+      this.windowStart = now;
+      this.slowInWindow = 1;
+      this.slowMsInWindow = 0;
+      this.runDelayAtStart = this.runDelayMs();
+      return;
+    }
+    this.trip();
+  }
+
+  /** Whether the thread waited for a CPU since the window's first slow call as long as its later slow calls took. */
+  private preempted(): boolean {
+    const start = this.runDelayAtStart;
+    if (start === undefined) return false;
+    const end = this.runDelayMs();
+    return end !== undefined && end - start >= this.slowMsInWindow;
   }
 
   trip(): void {

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { LocalBackend, TEMP_PREFIX } from '../../backends/local/local-backend.ts';
-import { INLINE_BACKOFF_MS, INLINE_SLOW_PER_SECOND, INLINE_SLOW_WRITE_MS, INLINE_STALL_MS, InlineIo, isLocalFileSystem } from '../../backends/local/inline-io.ts';
+import { INLINE_BACKOFF_MS, INLINE_SLOW_PER_SECOND, INLINE_SLOW_WRITE_MS, INLINE_STALL_MS, InlineIo, isLocalFileSystem, threadRunDelayMs } from '../../backends/local/inline-io.ts';
 import { isVfsError, type VfsErrorCode } from '../../src/vfs/errors.ts';
 
 async function codeOf(p: Promise<unknown>): Promise<VfsErrorCode | 'ok'> {
@@ -28,7 +28,8 @@ describe('InlineIo breaker', () => {
     expect(new InlineIo(false).ok).toBe(false);
     let now = 1_000_000;
     vi.spyOn(Date, 'now').mockImplementation(() => now);
-    const io = new InlineIo(true);
+    // The thread never waits for a CPU here: slow calls are the device's.
+    const io = new InlineIo(true, undefined, () => 0);
     expect(io.ok).toBe(true);
     // Preemption on a busy machine makes a few calls slow: not enough to trip.
     for (let i = 0; i < INLINE_SLOW_PER_SECOND - 1; i++) io.slow(2);
@@ -53,8 +54,8 @@ describe('InlineIo breaker', () => {
       const end = performance.now() + ms;
       while (performance.now() < end);
     };
-    const writes = InlineIo.forWrites(true);
-    const reads = new InlineIo(true);
+    const writes = InlineIo.forWrites(true, () => 0);
+    const reads = new InlineIo(true, undefined, () => 0);
     for (let i = 0; i < INLINE_SLOW_PER_SECOND; i++) {
       writes.run(() => busy(INLINE_SLOW_WRITE_MS + 0.3));
       reads.run(() => busy(INLINE_SLOW_WRITE_MS + 0.3));
@@ -63,6 +64,51 @@ describe('InlineIo breaker', () => {
     expect(writes.trips).toBe(1);
     expect(reads.ok).toBe(true);
     expect(InlineIo.forWrites(false).ok).toBe(false);
+  });
+
+  it('slow calls the thread spent waiting for a CPU (its run delay grew as much) do not trip it', () => {
+    let now = 1_000_000;
+    vi.spyOn(Date, 'now').mockImplementation(() => now);
+    // A preempted call: the kernel's run delay grows by what the call took.
+    let runDelay = 5_000;
+    const io = new InlineIo(true, undefined, () => runDelay);
+    const preempted = (ms: number): void => {
+      runDelay += ms;
+      io.slow(ms);
+    };
+    for (let i = 0; i < 3 * INLINE_SLOW_PER_SECOND; i++) preempted(8);
+    expect(io.ok).toBe(true);
+    expect(io.trips).toBe(0);
+    expect(io.contended).toBeGreaterThanOrEqual(2);
+    // A stall is judged the same way inside a window.
+    preempted(INLINE_STALL_MS + 50);
+    expect(io.ok).toBe(true);
+    // Slow calls the run delay does not explain are the device's: they trip it as before.
+    now += 1000;
+    for (let i = 0; i < INLINE_SLOW_PER_SECOND; i++) io.slow(8);
+    expect(io.ok).toBe(false);
+    expect(io.trips).toBe(1);
+    // Partly explained (half the time waiting for a CPU) is not enough.
+    now += INLINE_BACKOFF_MS;
+    expect(io.ok).toBe(true);
+    for (let i = 0; i < INLINE_SLOW_PER_SECOND; i++) {
+      runDelay += 4;
+      io.slow(8);
+    }
+    expect(io.ok).toBe(false);
+    expect(io.trips).toBe(2);
+    // Where the kernel does not report a run delay, every slow call counts.
+    now += INLINE_BACKOFF_MS;
+    const blind = new InlineIo(true, undefined, () => undefined);
+    for (let i = 0; i < INLINE_SLOW_PER_SECOND; i++) blind.slow(8);
+    expect(blind.ok).toBe(false);
+  });
+
+  it('reads the run delay of the calling thread from the kernel', () => {
+    const d = threadRunDelayMs();
+    if (d === undefined) return; // no schedstat here: the breaker counts every slow call
+    expect(d).toBeGreaterThanOrEqual(0);
+    expect(threadRunDelayMs()!).toBeGreaterThanOrEqual(d);
   });
 
   it('run() returns the call result and rethrows its error', () => {
