@@ -6,7 +6,8 @@
  * Config (protocols.smb): `signing` required|enabled (default required: every request after
  * SESSION_SETUP must be signed or encrypted); `encrypt` off|desired|required (default off: encrypted
  * when the client asks; desired: every SMB3 session told to encrypt; required: and unencrypted
- * access refused, 2.x clients get no session).
+ * access refused, 2.x clients get no session). Per share, `shares[].smb.encrypt` (the same three
+ * values; absent = the global) sets TREE_CONNECT's SHAREFLAG_ENCRYPT_DATA (server/share-policy.ts).
  */
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
@@ -14,18 +15,21 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ProtocolContext, ProtocolDescriptor, ProtocolPlugin } from '../../src/server/plugin.ts';
 import { SmbServer } from './server/server.ts';
+import { shareEncryptModes } from './server/share-policy.ts';
 
 export interface SmbOptions {
   port: number;
   listen: string;
   signingRequired: boolean;
   encrypt: 'off' | 'desired' | 'required';
+  /** `shares[].smb.encrypt` where written (server/share-policy.ts). */
+  shareEncrypt: Map<string, 'off' | 'desired' | 'required'>;
 }
 
 export function smbOptions(config: ProtocolContext['config']): SmbOptions {
   const o = config.protocols.smb as { port: number; listen?: string; signing?: 'required' | 'enabled'; encrypt?: 'off' | 'desired' | 'required' };
   const encrypt = o.encrypt === 'desired' || o.encrypt === 'required' ? o.encrypt : 'off';
-  return { port: o.port, listen: o.listen ?? config.server.listen, signingRequired: o.signing !== 'enabled', encrypt };
+  return { port: o.port, listen: o.listen ?? config.server.listen, signingRequired: o.signing !== 'enabled', encrypt, shareEncrypt: shareEncryptModes(config.shares) };
 }
 
 /**
@@ -71,7 +75,7 @@ export class SmbPlugin implements ProtocolPlugin {
 
   async start(ctx: ProtocolContext): Promise<void> {
     const o = smbOptions(ctx.config);
-    const srv = (this.srv = new SmbServer({ sessions: ctx.sessions, logger: ctx.logger, signingRequired: o.signingRequired, encrypt: o.encrypt, serverGuid: loadOrCreateServerGuid(ctx.config.server.stateDir) }));
+    const srv = (this.srv = new SmbServer({ sessions: ctx.sessions, logger: ctx.logger, signingRequired: o.signingRequired, encrypt: o.encrypt, shareEncrypt: o.shareEncrypt, serverGuid: loadOrCreateServerGuid(ctx.config.server.stateDir) }));
     try {
       this.bound = await srv.listen(o.port, o.listen);
     } catch (e) {

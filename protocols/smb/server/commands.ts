@@ -33,6 +33,7 @@ import type { AsyncOp } from './async.ts';
 import { lock } from './lock.ts';
 import { lastComponent, refusedCreate, refusedName } from './names.ts';
 import { querySecurity, setSecurity } from './security.ts';
+import { treeConnectDecision } from './share-policy.ts';
 
 export interface CommandResult {
   resp: Buffer;
@@ -132,12 +133,13 @@ export async function runCommand(srv: SmbServer, conn: Conn, sess: SmbSession, h
         sess.trees.set(id, { id, share: undefined, maximalAccess: ALL_MASK });
         return ok((w) => encodeTreeConnectResponse(w, { shareType: ShareType.PIPE, shareFlags: 0x30, capabilities: 0, maximalAccess: ALL_MASK }), { treeId: id });
       }
-      const share = srv.sessions.sharesFor(view.principal, 'smb').find((s) => s.toLowerCase() === name.toLowerCase());
-      if (!share) return fail(STATUS.BAD_NETWORK_NAME);
+      const t = treeConnectDecision(srv, conn, sess, view.principal, name);
+      if ('status' in t) return fail(t.status);
+      const share = t.share;
       const maximalAccess = maximalAccessFor(view, share, '/');
       if (maximalAccess === 0) return fail(STATUS.ACCESS_DENIED);
-      sess.trees.set(id, { id, share, maximalAccess });
-      return ok((w) => encodeTreeConnectResponse(w, { shareType: ShareType.DISK, shareFlags: 0, capabilities: 0, maximalAccess }), { treeId: id });
+      sess.trees.set(id, { id, share, maximalAccess, encryptRequired: t.encryptRequired });
+      return ok((w) => encodeTreeConnectResponse(w, { shareType: ShareType.DISK, shareFlags: t.shareFlags, capabilities: 0, maximalAccess }), { treeId: id });
     }
     case Command.TREE_DISCONNECT: {
       if (!tree) return fail(STATUS.NETWORK_NAME_DELETED);

@@ -31,6 +31,7 @@ import type { Session } from '../../../src/session/session.ts';
 import type { Handle } from '../../../src/vfs/vfs.ts';
 import type { FileAttr } from '../../../src/vfs/types.ts';
 import { runCommand, type CommandResult } from './commands.ts';
+import { guestSharesExist } from './share-policy.ts';
 import { asyncTable, type AsyncOp } from './async.ts';
 
 /** Largest READ/WRITE/transact announced and accepted (the decoders' bound). */
@@ -54,6 +55,8 @@ export interface SmbServerOptions {
    * is refused, an unencrypted request refused).
    */
   encrypt?: 'off' | 'desired' | 'required';
+  /** Per-share encryption (`shares[].smb.encrypt`) by lower-cased name; absent: `encrypt` (share-policy.ts). */
+  shareEncrypt?: ReadonlyMap<string, 'off' | 'desired' | 'required'>;
   serverGuid?: Buffer;
   computerName?: string;
   domainName?: string;
@@ -88,6 +91,8 @@ export interface Tree {
   /** undefined: IPC$. */
   share: string | undefined;
   maximalAccess: number;
+  /** The share requires encryption: unencrypted requests on this tree are refused. */
+  encryptRequired?: boolean;
 }
 
 export interface SmbSession {
@@ -104,6 +109,8 @@ export interface SmbSession {
   encrypted: boolean;
   /** Unencrypted requests are refused (encrypt: required). */
   encryptRequired: boolean;
+  /** A null session (IS_NULL): the guest, no session key, so nothing is signed or encrypted. */
+  anonymous?: boolean;
 }
 
 export interface Conn {
@@ -135,6 +142,7 @@ function spend(conn: Conn, h: Smb2Header): boolean {
   return true;
 }
 const SESSION_FLAG_ENCRYPT_DATA = 0x0004;
+const SESSION_FLAG_IS_NULL = 0x0002;
 
 export class SmbServer {
   readonly sessions: SessionManager;
@@ -142,6 +150,7 @@ export class SmbServer {
   readonly serverGuid: Buffer;
   readonly signingRequired: boolean;
   readonly encrypt: 'off' | 'desired' | 'required';
+  readonly shareEncrypt: ReadonlyMap<string, 'off' | 'desired' | 'required'>;
   private readonly computerName: string;
   private readonly domainName: string;
   private server: Server | undefined;
@@ -156,6 +165,7 @@ export class SmbServer {
     this.serverGuid = o.serverGuid ?? randomBytes(16);
     this.signingRequired = o.signingRequired ?? true;
     this.encrypt = o.encrypt ?? 'off';
+    this.shareEncrypt = o.shareEncrypt ?? new Map();
     this.computerName = o.computerName ?? 'PORTICO';
     this.domainName = o.domainName ?? 'WORKGROUP';
   }
@@ -353,12 +363,12 @@ export class SmbServer {
       }
       const ids = chain.next(h);
       const sess = conn.sessions.get(ids.sessionId);
-      if (!sess?.keys || !sess.root) {
+      if (!sess?.root || (!sess.keys && !sess.anonymous)) {
         out.push({ resp: this.error(conn, h, STATUS.USER_SESSION_DELETED) });
         chain.done(STATUS.USER_SESSION_DELETED);
         continue;
       }
-      if (sess.encryptRequired && !encryptedFor) {
+      if ((sess.encryptRequired || sess.trees.get(ids.treeId)?.encryptRequired) && !encryptedFor) {
         out.push({ resp: this.error(conn, h, STATUS.ACCESS_DENIED) });
         chain.done(STATUS.ACCESS_DENIED);
         continue;
@@ -366,12 +376,14 @@ export class SmbServer {
       const signed = (h.flags & Flags.SIGNED) !== 0;
       // A request with a bad signature is refused, never executed (MS-SMB2 3.3.5.2.4); with
       // signing required an unsigned one too (encrypted requests are authenticated by the cipher).
-      if (!encryptedFor && ((signed && !verifySignature(el.bytes, sess.keys.signingKey, conn.signingAlgorithm)) || (!signed && this.signingRequired))) {
+      // A null session has no key: nothing can be signed (MS-SMB2 3.3.5.5.3), so nothing is checked.
+      const keys = sess.keys;
+      if (!encryptedFor && keys && ((signed && !verifySignature(el.bytes, keys.signingKey, conn.signingAlgorithm)) || (!signed && this.signingRequired))) {
         out.push({ resp: this.error(conn, h, STATUS.ACCESS_DENIED) });
         chain.done(STATUS.ACCESS_DENIED);
         continue;
       }
-      const key = encryptedFor || !(signed || this.signingRequired) ? undefined : sess.keys.signingKey;
+      const key = encryptedFor || !keys || !(signed || this.signingRequired) ? undefined : keys.signingKey;
       if (ids.failWith !== undefined) {
         out.push({ resp: this.error(conn, h, ids.failWith), ...(key ? { key } : {}) });
         continue;
@@ -412,13 +424,13 @@ export class SmbServer {
     if (!d.ok) return { resp: this.error(conn, h, STATUS.INVALID_PARAMETER) };
     let sessionId = h.sessionId;
     let sess = conn.sessions.get(sessionId);
-    if (sess?.keys) return { resp: this.error(conn, h, STATUS.REQUEST_NOT_ACCEPTED) }; // re-authentication: later
+    if (sess?.keys || sess?.root) return { resp: this.error(conn, h, STATUS.REQUEST_NOT_ACCEPTED) }; // re-authentication: later
     if (!sess) {
       sessionId = this.nextSession++;
       sess = {
         id: sessionId,
         preauth: conn.preauth.fork(),
-        login: new SpnegoLogin({ authenticator: this.sessions.authenticator, ctx: { protocol: 'smb', clientAddress: conn.sock.remoteAddress ?? '' }, computerName: this.computerName, domainName: this.domainName }),
+        login: new SpnegoLogin({ authenticator: this.sessions.authenticator, ctx: { protocol: 'smb', clientAddress: conn.sock.remoteAddress ?? '' }, computerName: this.computerName, domainName: this.domainName, allowAnonymous: guestSharesExist(this.sessions) }),
         nonce: 1n,
         trees: new Map(),
         opens: new Map(),
@@ -440,9 +452,16 @@ export class SmbServer {
       return { resp: this.error(conn, { ...h, sessionId }, step.status) };
     }
     if (step.anonymous) {
-      // Guest and anonymous sessions come with guest shares (read-only); not yet.
-      conn.sessions.delete(sessionId);
-      return { resp: this.error(conn, { ...h, sessionId }, STATUS.LOGON_FAILURE) };
+      // A null session (login.ts allows it only while a share has `guest: read`): the guest
+      // principal with no session key, answered IS_NULL and unsigned; it cannot encrypt, so
+      // encrypt: required refuses it.
+      if (this.encrypt === 'required') {
+        conn.sessions.delete(sessionId);
+        return { resp: this.error(conn, { ...h, sessionId }, STATUS.ACCESS_DENIED) };
+      }
+      sess.anonymous = true;
+      sess.root = this.sessions.openSession({ principal: step.principal, protocol: 'smb', clientAddress: conn.sock.remoteAddress ?? '' });
+      return { resp: this.response(conn, h, STATUS.SUCCESS, (w) => encodeSessionSetupResponse(w, { sessionFlags: SESSION_FLAG_IS_NULL, securityBuffer: step.token }), { sessionId }) };
     }
     // MS-SMB2 3.3.5.5.3: with encryption required, a connection that negotiated no cipher (2.x, or
     // a 3.x client without encryption) gets no session.
