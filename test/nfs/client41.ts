@@ -88,6 +88,41 @@ export const ops = {
   open40: (seqid: number, clientid: bigint, owner: string, name: string, access = 1) =>
     w4(OP.OPEN, (w) => void w.u32(seqid).u32(access).u32(0).u64(clientid).opaque(Buffer.from(owner)).u32(0).u32(0).string(name)),
   close40: (seqid: number, s: Stateid) => w4(OP.CLOSE, (w) => void stateid(w.u32(seqid), s)),
+  /** 4.0 OPEN CLAIM_NULL creating `name` (GUARDED, no attributes), read and write. */
+  create40: (seqid: number, clientid: bigint, owner: string, name: string) =>
+    w4(OP.OPEN, (w) => {
+      w.u32(seqid).u32(3).u32(0).u64(clientid).opaque(Buffer.from(owner)).u32(1).u32(1);
+      bitmap(w, []);
+      w.opaque(Buffer.alloc(0));
+      w.u32(0).string(name);
+    }),
+  openDowngrade40: (seqid: number, s: Stateid, access: number, deny = 0) => w4(OP.OPEN_DOWNGRADE, (w) => {
+    stateid(w, s);
+    w.u32(seqid).u32(access).u32(deny);
+  }),
+  /** 4.0 LOCK: a new lock-owner (`open` the open stateid, with the open-owner's seqid) or an existing one (`lock`). */
+  lock40: (
+    l: { open: Stateid; openSeqid: number; lockSeqid: number; clientid: bigint; owner: string } | { lock: Stateid; lockSeqid: number },
+    offset: bigint,
+    length: bigint,
+  ) =>
+    w4(OP.LOCK, (w) => {
+      w.u32(2).bool(false).u64(offset).u64(length);
+      if ('open' in l) {
+        w.bool(true).u32(l.openSeqid);
+        stateid(w, l.open);
+        w.u32(l.lockSeqid).u64(l.clientid).opaque(Buffer.from(l.owner));
+      } else {
+        w.bool(false);
+        stateid(w, l.lock);
+        w.u32(l.lockSeqid);
+      }
+    }),
+  locku40: (seqid: number, s: Stateid, offset: bigint, length: bigint) => w4(OP.LOCKU, (w) => {
+    w.u32(2).u32(seqid);
+    stateid(w, s);
+    w.u64(offset).u64(length);
+  }),
   /** OPEN CLAIM_PREVIOUS of the current file (a reclaim after a server restart). */
   openPrevious: (clientid: bigint, owner: string, o: { access?: number; deny?: number } = {}) =>
     w4(OP.OPEN, (w) => void w.u32(0).u32(o.access ?? 3).u32(o.deny ?? 0).u64(clientid).opaque(Buffer.from(owner)).u32(0).u32(1).u32(0)),
@@ -166,6 +201,7 @@ const READERS: Record<number, (r: XdrReader) => Record<string, unknown>> = {
     return { stateid: sid, cinfo, rflags };
   },
   [OP.CLOSE]: (r) => ({ stateid: readStateid(r) }),
+  [OP.OPEN_DOWNGRADE]: (r) => ({ stateid: readStateid(r) }),
   [OP.READ]: (r) => ({ eof: r.bool(), data: Buffer.from(r.opaque(1 << 21)) }),
   [OP.WRITE]: (r) => ({ count: r.u32(), committed: r.u32(), verifier: Buffer.from(r.opaqueFixed(8)) }),
   [OP.COMMIT]: (r) => ({ verifier: Buffer.from(r.opaqueFixed(8)) }),

@@ -17,6 +17,7 @@ import type { ChangeInfo4, Stateid4 } from '../xdr4/common.ts';
 import { clientAccess, type ClientAccess, type NfsExport, type NfsExports } from './exports.ts';
 import type { Fh, FhCodec } from './filehandle.ts';
 import type { PrincipalMap } from './principals.ts';
+import { Seqids40 } from './seqid40.ts';
 import { StateTable, type LockState, type NfsClient, type OpenState } from './state.ts';
 
 export const LEASE_SECONDS = 90;
@@ -38,8 +39,8 @@ export class NfsServer {
   readonly exclusive = new Map<bigint, string>();
   /** Bound of `exclusive` (oldest forgotten first: a retransmission comes within seconds). */
   static readonly MAX_EXCLUSIVE = 10_000;
-  /** 4.0 replays of OPEN and CLOSE by owner seqid (dispatcher.ts), the most recent first to go last. */
-  readonly replay40 = new Map<string, { res: OpResult; cur: Fh | undefined }>();
+  /** 4.0 open-owner and lock-owner seqids and their replies (RFC 7530 §9.1.7). */
+  readonly seqids40 = new Seqids40();
   private readonly statfsCache = new Map<string, { at: number; v: Promise<StatFsResult> }>();
   private readonly rootIds = new Map<string, bigint>();
   /** Most operations in a COMPOUND (protocols.nfs.maxCompoundOps); sessions negotiate at most this. */
@@ -53,11 +54,6 @@ export class NfsServer {
     this.principals = o.principals;
     this.logger = o.logger;
     this.base = o.sessions.openSession({ principal: o.principals.anonymous, protocol: 'nfs', clientAddress: 'nfs' });
-  }
-
-  remember40(key: string, res: OpResult, cur: Fh | undefined): void {
-    if (this.replay40.size >= 4096) this.replay40.delete(this.replay40.keys().next().value as string);
-    this.replay40.set(key, { res, cur });
   }
 
   private readonly baseViews = new WeakMap<Principal, Session>();

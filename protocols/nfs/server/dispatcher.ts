@@ -152,20 +152,6 @@ async function execOp(c: OpContext, op: DecodedOp): Promise<OpResult> {
   }
 }
 
-/**
- * 4.0 has no sessions: a retransmitted OPEN or CLOSE (after a reconnect) is recognised by its
- * owner's seqid (RFC 7530 §9.1.9) and answered with the result it had, with the filehandle it left
- * current, instead of running again. Only successes are kept: the Linux client sends the same seqid
- * again after errors that do not advance it (STALE_CLIENTID, BAD_STATEID...), with a new request.
- * Seqids are not otherwise checked (no BAD_SEQID): see README "4.0 seqids".
- */
-function replayKey40(c: OpContext, op: DecodedOp): string | undefined {
-  if (c.minor !== 0) return undefined;
-  if (op.op === OP.OPEN) return `open:${op.args.owner.clientid}:${op.args.owner.owner.toString('hex')}:${op.args.seqid}`;
-  if (op.op === OP.CLOSE) return `close:${op.args.stateid.other.toString('hex')}:${op.args.seqid}`;
-  return undefined;
-}
-
 /** Operations that change the export their current filehandle is in (OPEN only when it writes or creates). */
 const CHANGES = new Set<number>([OP.WRITE, OP.SETATTR, OP.CREATE, OP.REMOVE, OP.RENAME, OP.LINK, OP.SETXATTR, OP.REMOVEXATTR, OP.COPY, OP.OPEN]);
 
@@ -188,17 +174,10 @@ async function safely(c: OpContext, op: DecodedOp): Promise<OpResult> {
   }
 }
 
-async function guarded(c: OpContext, op: DecodedOp): Promise<OpResult> {
-  const key = replayKey40(c, op);
-  if (key === undefined) return safely(c, op);
-  const hit = c.srv.replay40.get(key);
-  if (hit) {
-    c.cur = hit.cur;
-    return hit.res;
-  }
-  const res = await safely(c, op);
-  if (res.status === NFS4ERR.OK) c.srv.remember40(key, res, c.cur);
-  return res;
+/** 4.0: the owner seqids (RFC 7530 §9.1.7, server/seqid40.ts); 4.1+ has the slots instead. */
+function guarded(c: OpContext, op: DecodedOp): Promise<OpResult> {
+  if (c.minor !== 0) return safely(c, op);
+  return c.srv.seqids40.run(c, op, () => safely(c, op));
 }
 
 export function createDispatcher(srv: NfsServer): Nfs4Dispatcher {
