@@ -30,6 +30,14 @@ class Packer {
     this.maxcount = maxcount;
     this.dircount = dircount;
   }
+  /** How many more entries are likely to fit, from the size of those packed so far (`guess` bytes each before any). */
+  likelyRoom(guess: number): number {
+    const n = this.entries.length;
+    const per = n > 0 ? (this.bytes - READDIR_FIXED_BYTES) / n : guess;
+    let k = Math.floor((this.maxcount - this.bytes) / per);
+    if (this.dircount > 0 && n > 0) k = Math.min(k, Math.floor((this.dircount - this.dirBytes) / (this.dirBytes / n)));
+    return k + 1;
+  }
   /** false when the entry does not fit (the page ends before it). */
   add(e: ReaddirEntry): boolean {
     const n = readdirEntryBytes(e);
@@ -71,6 +79,7 @@ export async function readdir(c: OpContext, a: ReaddirArgs): Promise<OpResult> {
           const attr = await c.view.getattrById(exp.name, id);
           const fs = needsStatfs(req) ? await c.srv.statfs(c.view, exp.name).catch(() => undefined) : undefined;
           v = fileValues(c.minor, exp, attr, c.srv.fh.forFile(exp, id).bytes, fs);
+          if (c.srv.idmap.domain !== undefined) await c.srv.idmap.name(v, attr.uid, attr.gid);
           // The share root is mounted on the pseudo-root's entry: Linux shows this number in ls.
           v.mountedOnFileid = attr.id;
         } catch (e) {
@@ -90,14 +99,17 @@ export async function readdir(c: OpContext, a: ReaddirArgs): Promise<OpResult> {
     const fs = needsStatfs(req) ? await c.srv.statfs(c.view, cur.share).catch(() => undefined) : undefined;
     const wantFh = bitmapHas(req, FATTR4.FILEHANDLE);
     let cookie = a.cookie === 0n ? 0n : a.cookie - COOKIE_BASE;
-    // A page of about as many entries as maxcount can hold (≥ 40 bytes each with attributes).
-    const limit = Math.max(16, Math.min(1000, Math.floor(a.maxcount / 96)));
     let eof = false;
     let full = false;
     while (!full && !eof) {
+      // Every listed entry costs a stat and its id row, used or not: list about as many as the reply
+      // still has room for, sized on the entries packed so far (listing maxcount / 96 entries
+      // stat'ed twice as many as a Linux readdirplus reply holds).
+      const limit = Math.max(1, Math.min(1000, packer.likelyRoom(256)));
       const page = await c.view.readdirById(cur.share, cur.id, { cookie, limit });
       for (const e of page.entries) {
         const v = fileValues(c.minor, cur.exp, e.attr, wantFh ? c.srv.fh.forFile(cur.exp, e.attr.id).bytes : undefined, fs);
+        if (c.srv.idmap.domain !== undefined) await c.srv.idmap.name(v, e.attr.uid, e.attr.gid);
         if (!packer.add({ cookie: e.cookie + COOKIE_BASE, name: e.name, attrs: entryAttrs(req, v) })) {
           full = true;
           break;

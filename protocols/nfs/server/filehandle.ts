@@ -36,6 +36,8 @@ export class FhCodec {
   private readonly key: KeyObject;
   private readonly exports: NfsExports;
   private readonly known = new Map<string, Fh>();
+  /** Handles made recently, per export and id (the same bounds as `known`). */
+  private readonly made = new WeakMap<NfsExport, Map<bigint, Fh>>();
   readonly pseudo: Fh;
 
   constructor(secret: string | Buffer, exports: NfsExports) {
@@ -61,7 +63,14 @@ export class FhCodec {
   }
 
   forFile(exp: NfsExport, id: bigint): Fh {
+    // READDIR asks a handle for every entry of every page (and LOOKUP, OPEN one each): no HMAC for a known one.
+    let ids = this.made.get(exp);
+    if (!ids) this.made.set(exp, (ids = new Map()));
+    const hit = ids.get(id);
+    if (hit) return hit;
     const fh: Fh = { kind: 'file', exp, share: exp.name, id, bytes: this.make(1, exp.key, id) };
+    if (ids.size >= KNOWN_MAX) ids.delete(ids.keys().next().value as bigint);
+    ids.set(id, fh);
     this.remember(fh);
     return fh;
   }
