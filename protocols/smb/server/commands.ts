@@ -32,6 +32,7 @@ import type { Conn, Open, SmbServer, SmbSession, Tree } from './server.ts';
 import type { AsyncOp } from './async.ts';
 import { lock } from './lock.ts';
 import { lastComponent, refusedCreate, refusedName } from './names.ts';
+import { changeNotify, endNotify } from './notify.ts';
 import { querySecurity, setSecurity } from './security.ts';
 import { treeConnectDecision } from './share-policy.ts';
 
@@ -147,6 +148,7 @@ export async function runCommand(srv: SmbServer, conn: Conn, sess: SmbSession, h
       for (const [k, o] of sess.opens) {
         if (o.tree !== tree) continue;
         sess.opens.delete(k);
+        endNotify(o);
         if (o.handle) await view.close(o.handle).catch(() => undefined);
       }
       return ok(encodeEmpty);
@@ -191,6 +193,7 @@ export async function runCommand(srv: SmbServer, conn: Conn, sess: SmbSession, h
       const o = openOf(q.fileId);
       if (!o) return fail(STATUS.FILE_CLOSED);
       sess.opens.delete(o.volatile);
+      endNotify(o);
       let attr: FileAttr | undefined;
       if (o.handle) {
         if (q.flags & CloseFlags.POSTQUERY_ATTRIB) attr = await view.fstat(o.handle).catch(() => undefined);
@@ -271,6 +274,8 @@ export async function runCommand(srv: SmbServer, conn: Conn, sess: SmbSession, h
     }
     case Command.LOCK:
       return lock(srv, conn, sess, h, el, view, openOf);
+    case Command.CHANGE_NOTIFY:
+      return changeNotify(srv, conn, sess, h, el, view, openOf);
     case Command.QUERY_DIRECTORY:
       return queryDirectory(srv, conn, h, el, view, openOf);
     case Command.QUERY_INFO:

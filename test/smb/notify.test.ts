@@ -1,0 +1,164 @@
+/**
+ * CHANGE_NOTIFY (protocols/smb/server/notify.ts) with impacket building the requests and reading
+ * the responses raw: a request with nothing to report goes async and completes with the change
+ * (made over WebDAV, or by another SMB connection); changes between requests are kept and answered
+ * at once; WATCH_TREE reports below; the completion filter picks; a buffer too small is
+ * NOTIFY_ENUM_DIR; CANCEL → CANCELLED; CLOSE → NOTIFY_CLEANUP. On the memory share: a local disk's
+ * inotify echoes are filtered within a time window (src/session/watch.ts), which a loaded machine
+ * could miss.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ALICE, startSmb, type SmbStack } from './gateway.ts';
+import { hasImpacket, runPython } from './python.ts';
+
+const HAVE = await hasImpacket();
+
+const PRELUDE = String.raw`
+import base64, urllib.request, urllib.parse
+from impacket.smbconnection import SMBConnection
+from impacket.smb3structs import *
+PENDING = 0x103
+auth = 'Basic ' + base64.b64encode((inp['user'] + ':' + inp['password']).encode()).decode()
+def dav(method, path, data=None, headers={}):
+    h = {'Authorization': auth}
+    h.update(headers)
+    return urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:%d/mem/%s' % (inp['dav'], path), data=data, method=method, headers=h)).status
+def connect():
+    c = SMBConnection('127.0.0.1', '127.0.0.1', sess_port=inp['smb'], preferredDialect=0x210)
+    c.login(inp['user'], inp['password'])
+    return c, c.getSMBServer(), c.connectTree('mem')
+def opendir(s, tid, path):
+    return s.create(tid, path, FILE_READ_DATA | FILE_READ_ATTRIBUTES, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, FILE_DIRECTORY_FILE, FILE_OPEN, 0)
+def notify_req(s, tid, fid, flt, tree=False, size=4096):
+    p = s.SMB_PACKET()
+    p['Command'] = SMB2_CHANGE_NOTIFY
+    p['TreeID'] = tid
+    b = SMB2ChangeNotify()
+    b['Flags'] = 1 if tree else 0
+    b['OutputBufferLength'] = size
+    b['FileID'] = fid
+    b['CompletionFilter'] = flt
+    p['Data'] = b
+    return s.sendSMB(p)
+def raw(s):
+    d = s._NetBIOSSession.recv_packet(20).get_trailer()
+    p = SMB2PacketAsync(d)
+    return {'status': p['Status'], 'flags': p['Flags'], 'mid': p['MessageID'], 'asyncId': p['AsyncID'], 'data': p['Data']}
+def entries(r):
+    if r['status'] != 0:
+        return []
+    body = SMB2ChangeNotify_Response(r['data'])
+    buf = body['Buffer']
+    out = []
+    off = 0
+    while buf:
+        e = FILE_NOTIFY_INFORMATION(buf[off:])
+        out.append([e['Action'], e['FileName'].decode('utf-16le')])
+        if e['NextEntryOffset'] == 0:
+            break
+        off += e['NextEntryOffset']
+    return out
+NAMES = 0x1 | 0x2
+FILE_NAME = 0x1
+`;
+
+describe.skipIf(!HAVE)('SMB CHANGE_NOTIFY (impacket)', () => {
+  let stack: SmbStack;
+  beforeAll(async () => {
+    stack = await startSmb();
+  });
+  afterAll(async () => {
+    await stack?.stop();
+  });
+  const args = () => ({ smb: stack.smbPort, dav: stack.davPort, user: ALICE.name, password: ALICE.password });
+
+  it('goes async and completes with a WebDAV create; changes between requests are kept; WATCH_TREE reports below', async () => {
+    const out = await runPython(
+      PRELUDE +
+        String.raw`
+dav('MKCOL', 'w1/')
+dav('MKCOL', 'w1/sub/')
+c, s, tid = connect()
+d = opendir(s, tid, 'w1')
+out = {}
+mid = notify_req(s, tid, d, NAMES)
+out['interim'] = {k: v for k, v in raw(s).items() if k != 'data'}
+dav('PUT', 'w1/new.txt', b'x')
+f = raw(s)
+out['final'] = {'status': f['status'], 'mid': f['mid'], 'asyncId': f['asyncId'], 'entries': entries(f)}
+out['mid'] = mid
+# while no request waits: a rename over WebDAV and a mkdir over another SMB connection
+dav('MOVE', 'w1/new.txt', headers={'Destination': 'http://127.0.0.1:%d/mem/w1/renamed.txt' % inp['dav']})
+c2, s2, tid2 = connect()
+c2.createDirectory('mem', 'w1\\made')
+notify_req(s, tid, d, NAMES)
+r = raw(s)
+out['kept'] = {'status': r['status'], 'async': r['flags'] & 2, 'entries': entries(r)}
+# WATCH_TREE on another open: a file created in a subdirectory
+t = opendir(s, tid, 'w1')
+notify_req(s, tid, t, NAMES, tree=True)
+raw(s)
+dav('PUT', 'w1/sub/deep.txt', b'y')
+out['tree'] = entries(raw(s))
+`,
+      args(),
+    );
+    expect(out.interim.status).toBe(0x103);
+    expect(out.interim.flags & 2).toBe(2);
+    expect(out.final).toMatchObject({ status: 0, mid: out.mid, asyncId: out.interim.asyncId, entries: [[1, 'new.txt']] });
+    expect(out.kept.status).toBe(0);
+    expect(out.kept.async).toBe(0); // answered at once
+    expect(out.kept.entries).toEqual([[4, 'new.txt'], [5, 'renamed.txt'], [1, 'made']]);
+    expect(out.tree).toEqual([[1, 'sub\\deep.txt']]);
+  }, 60_000);
+
+  it('the completion filter picks (FILE_NAME skips a mkdir); a buffer too small is NOTIFY_ENUM_DIR; CANCEL → CANCELLED; CLOSE → NOTIFY_CLEANUP', async () => {
+    const out = await runPython(
+      PRELUDE +
+        String.raw`
+dav('MKCOL', 'w2/')
+c, s, tid = connect()
+out = {}
+d = opendir(s, tid, 'w2')
+notify_req(s, tid, d, FILE_NAME)
+raw(s)
+dav('MKCOL', 'w2/adir/')
+dav('PUT', 'w2/afile', b'x')
+out['filtered'] = entries(raw(s))
+small = opendir(s, tid, 'w2')
+notify_req(s, tid, small, NAMES, size=8)
+raw(s)
+dav('PUT', 'w2/a-rather-long-name.txt', b'x')
+out['small'] = raw(s)['status']
+m = notify_req(s, tid, small, NAMES)
+i = raw(s)
+s.cancel(m)
+r = raw(s)
+out['cancel'] = {'status': r['status'], 'mid': r['mid'], 'same': r['asyncId'] == i['asyncId'], 'mine': m}
+w = opendir(s, tid, 'w2')
+mn = notify_req(s, tid, w, NAMES)
+raw(s)
+p = s.SMB_PACKET()
+p['Command'] = SMB2_CLOSE
+p['TreeID'] = tid
+b = SMB2Close()
+b['FileID'] = w
+p['Data'] = b
+mc = s.sendSMB(p)
+got = {}
+for _ in range(2):
+    r = raw(s)
+    got[r['mid']] = r['status']
+out['cleanup'] = got[mn]
+out['close'] = got[mc]
+`,
+      args(),
+    );
+    expect(out.filtered).toEqual([[1, 'afile']]);
+    expect(out.small).toBe(0x10c);
+    expect(out.cancel).toMatchObject({ status: 0xc0000120, same: true });
+    expect(out.cancel.mid).toBe(out.cancel.mine);
+    expect(out.cleanup).toBe(0x10b);
+    expect(out.close).toBe(0);
+  }, 60_000);
+});
