@@ -42,6 +42,8 @@ export const MAX_CREDIT_GRANT = 512;
 export const MAX_QUEUED = 64;
 /** Credits a client may hold unspent; grants stop growing its window past this. */
 export const MAX_OUTSTANDING_CREDITS = 8192;
+/** READs and WRITEs of one connection running side by side (their disk waits overlap). */
+export const MAX_IO_IN_FLIGHT = 16;
 
 export interface SmbServerOptions {
   sessions: SessionManager;
@@ -132,6 +134,14 @@ export interface Conn {
 
 let nextConnId = 1;
 
+const PROTOCOL_SMB2 = 0x424d53fe;
+/** One READ or WRITE, not compounded: what may run beside others of its kind (accept()). */
+function isLoneIo(m: Buffer): boolean {
+  if (m.length < 64 || m.readUInt32LE(0) !== PROTOCOL_SMB2 || m.readUInt32LE(20) !== 0) return false;
+  const command = m.readUInt16LE(12);
+  return command === Command.READ || command === Command.WRITE;
+}
+
 /** Spends the MessageIds a request is charged (one per credit) from the connection's window. */
 function spend(conn: Conn, h: Smb2Header): boolean {
   const charge = BigInt(Math.max(1, h.creditCharge));
@@ -200,6 +210,29 @@ export class SmbServer {
     // Messages waiting for their turn: past MAX_QUEUED the socket is paused (TCP backpressure), so
     // a client pipelining faster than the VFS answers holds at most that many messages here.
     let queued = 0;
+    const failed = (e: unknown): void => {
+      this.logger?.warn({ err: e }, 'smb: connection failed');
+      sock.destroy();
+    };
+    // A lone READ or WRITE does not hold the queue while the VFS works: up to MAX_IO_IN_FLIGHT run
+    // side by side (a client pipelines 1 MiB reads and writes; served one at a time, each waited
+    // for its disk round trip alone). Their order up to the VFS call is the arrival order (the
+    // credit window, the signature check and the open lookup run before the first await), their
+    // responses go out as they finish (MS-SMB2 3.2.5.1: matched by MessageId). Any other message
+    // waits for those in flight and runs alone, so a CLOSE or FLUSH never overtakes a WRITE.
+    const inFlight = new Set<Promise<void>>();
+    const dispatch = async (m: Buffer): Promise<void> => {
+      const d = this.plaintextOf(conn, m);
+      if (!d || !isLoneIo(d.msg)) {
+        if (inFlight.size) await Promise.all(inFlight);
+        return d ? this.onMessage(conn, d.msg, d.encryptedFor) : this.onMessage(conn, m);
+      }
+      while (inFlight.size >= MAX_IO_IN_FLIGHT) await Promise.race(inFlight);
+      const p: Promise<void> = this.onMessage(conn, d.msg, d.encryptedFor)
+        .catch(failed)
+        .finally(() => inFlight.delete(p));
+      inFlight.add(p);
+    };
     sock.setNoDelay(true);
     sock.on('data', (chunk: Buffer) => {
       const r = parser.push(chunk);
@@ -208,11 +241,8 @@ export class SmbServer {
         if (asyncTable(this, conn).intercept(m)) continue;
         if (++queued >= MAX_QUEUED) sock.pause();
         queue = queue
-          .then(() => this.onMessage(conn, m))
-          .catch((e: unknown) => {
-            this.logger?.warn({ err: e }, 'smb: connection failed');
-            sock.destroy();
-          })
+          .then(() => dispatch(m))
+          .catch(failed)
           .finally(() => {
             if (--queued === MAX_QUEUED / 2 && !sock.destroyed) sock.resume();
           });
@@ -221,8 +251,22 @@ export class SmbServer {
     });
     sock.on('error', () => undefined);
     sock.on('close', () => {
-      queue = queue.then(() => this.endConn(conn));
+      queue = queue.then(() => Promise.all(inFlight)).then(() => this.endConn(conn));
     });
+  }
+
+  /**
+   * A message as onMessage runs it: a TRANSFORM_HEADER message decrypted (undefined when it cannot
+   * be: onMessage then refuses the original), any other as it came.
+   */
+  private plaintextOf(conn: Conn, m: Buffer): { msg: Buffer; encryptedFor?: { sess: SmbSession; sessionId: bigint } } | undefined {
+    if (m.length < 4 || m.readUInt32LE(0) !== PROTOCOL_TRANSFORM) return { msg: m };
+    const t = tryDecode(() => decodeTransformHeader(m));
+    const sess = t.ok ? conn.sessions.get(t.value.sessionId) : undefined;
+    const plain = t.ok && sess?.keys && conn.cipher ? decryptMessage(m, sess.keys.decryptionKey, conn.cipher) : undefined;
+    if (!plain || !sess || !t.ok) return undefined;
+    sess.encrypted = true;
+    return { msg: plain, encryptedFor: { sess, sessionId: t.value.sessionId } };
   }
 
   private async endConn(conn: Conn): Promise<void> {
