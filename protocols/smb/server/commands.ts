@@ -322,13 +322,13 @@ async function create(srv: SmbServer, conn: Conn, sess: SmbSession, tree: Tree, 
   desired &= 0x00ff_ffff & ~Access.MAXIMUM_ALLOWED;
   const deleteOnClose = (q.createOptions & CreateOptions.DELETE_ON_CLOSE) !== 0;
   if (deleteOnClose && !(desired & Access.DELETE)) return fail(STATUS.ACCESS_DENIED);
-  // MAXIMUM_ALLOWED grants what the rights allow, but the share-mode access asked for is only what
-  // was named (a client probing with MAXIMUM_ALLOWED must not lock others out of writing).
-  const named = q.desiredAccess & Access.MAXIMUM_ALLOWED ? q.desiredAccess | READ_MASK : desired;
+  // The open's data access (and so its share-mode footprint) is what it was granted, MAXIMUM_ALLOWED
+  // expanded, as on Windows and Samba (MS-FSA 2.1.5.1.2: the share check uses GrantedAccess): a
+  // MAXIMUM_ALLOWED open may write (smbtorture's create_complex_file writes through one).
   const access = {
-    read: (named & (Access.READ_DATA | Access.EXECUTE)) !== 0,
-    write: (named & (Access.WRITE_DATA | Access.APPEND_DATA)) !== 0,
-    delete: (named & Access.DELETE) !== 0,
+    read: (desired & (Access.READ_DATA | Access.EXECUTE)) !== 0,
+    write: (desired & (Access.WRITE_DATA | Access.APPEND_DATA)) !== 0,
+    delete: (desired & Access.DELETE) !== 0,
   };
   const shareAccess = { read: (q.shareAccess & 1) !== 0, write: (q.shareAccess & 2) !== 0, delete: (q.shareAccess & 4) !== 0 };
   // Whether the open creates: known before for the dispositions that may or may not.
@@ -339,16 +339,25 @@ async function create(srv: SmbServer, conn: Conn, sess: SmbSession, tree: Tree, 
   // Names Windows cannot use are never created; existing ones still open (names.ts).
   if (refusedCreate(q.name, disposition, existed)) return fail(NT.OBJECT_NAME_INVALID);
   let handle;
+  // On a directory WRITE_DATA/APPEND_DATA are ADD_FILE/ADD_SUBDIRECTORY, not data access: a
+  // directory open never takes the VFS's write access (which refuses directories, EISDIR).
+  const openAs = (dirAccess: boolean) => view.open(share, path, {
+    access: dirAccess ? { ...access, write: false } : access,
+    share: shareAccess,
+    disposition,
+    expect: wantDir ? 'dir' : wantFile ? 'file' : 'any',
+    deleteOnClose,
+    owner: `smb:${conn.id}:${sess.id}`,
+    ...(q.fileAttributes & SETTABLE_WIN_ATTRS ? { winAttributes: q.fileAttributes & SETTABLE_WIN_ATTRS } : {}),
+  });
   try {
-    handle = await view.open(share, path, {
-      access,
-      share: shareAccess,
-      disposition,
-      expect: wantDir ? 'dir' : wantFile ? 'file' : 'any',
-      deleteOnClose,
-      owner: `smb:${conn.id}:${sess.id}`,
-      ...(q.fileAttributes & SETTABLE_WIN_ATTRS ? { winAttributes: q.fileAttributes & SETTABLE_WIN_ATTRS } : {}),
-    });
+    try {
+      handle = await openAs(wantDir);
+    } catch (e) {
+      // Not known to be a directory before (no FILE_DIRECTORY_FILE): it was one.
+      if (!(isVfsError(e, 'EISDIR') && access.write && !wantDir && !wantFile && (disposition === 'open' || disposition === 'openOrCreate'))) throw e;
+      handle = await openAs(true);
+    }
   } catch (e) {
     // A missing parent directory is a path not found (MS-FSA 2.1.5.1), not a name not found.
     if (isVfsError(e, 'ENOENT') && disposition !== 'open' && disposition !== 'truncate' && path.lastIndexOf('/') > 0) {
@@ -388,6 +397,14 @@ async function create(srv: SmbServer, conn: Conn, sess: SmbSession, tree: Tree, 
 
 type OpenOf = (id: FileId) => Open | undefined;
 
+/**
+ * Entries one QUERY_DIRECTORY response gathers at most, whatever the client's buffer allows (up
+ * to 8 MiB, ~80,000 entries: smbclient asks that much). Each costs a VFS lookup; a cold
+ * 100,000-entry directory took longer than smbclient's 20 s request timeout in one response
+ * (NT_STATUS_INVALID_NETWORK_RESPONSE). Fewer entries than fit is a valid answer: clients ask again.
+ */
+export const MAX_DIR_ENTRIES_PER_RESPONSE = 4096;
+
 async function queryDirectory(srv: SmbServer, conn: Conn, h: Smb2Header, el: Buffer, view: Session, openOf: OpenOf): Promise<CommandResult> {
   const fail = (status: number): CommandResult => ({ resp: srv.error(conn, h, status) });
   const d = tryDecode(() => decodeQueryDirectoryRequest(el));
@@ -409,6 +426,7 @@ async function queryDirectory(srv: SmbServer, conn: Conn, h: Smb2Header, el: Buf
   const chunks: Buffer[] = [];
   let used = 0;
   let lastStart = -1;
+  let count = 0;
   const add = (name: string, attr: FileAttr): boolean => {
     const e = dirEntry(q.infoClass, name, attr);
     const start = (used + 7) & ~7;
@@ -418,6 +436,7 @@ async function queryDirectory(srv: SmbServer, conn: Conn, h: Smb2Header, el: Buf
     chunks.push(e);
     lastStart = start;
     used = start + e.length;
+    count++;
     return true;
   };
   try {
@@ -450,7 +469,7 @@ async function queryDirectory(srv: SmbServer, conn: Conn, h: Smb2Header, el: Buf
           st.pending.shift();
           if (single) break;
         }
-        if (st.pending.length > 0 || (single && chunks.length > 0) || st.eof) break;
+        if (st.pending.length > 0 || (single && chunks.length > 0) || st.eof || count >= MAX_DIR_ENTRIES_PER_RESPONSE) break;
         const page = await view.readdirById(share, o.handle.fileId, { ...(st.cookie !== undefined ? { cookie: st.cookie } : {}), limit: 512 });
         for (const e of page.entries) {
           st.cookie = e.cookie;
