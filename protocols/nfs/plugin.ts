@@ -5,7 +5,8 @@
  * Config (protocols.nfs): `squash` none|root|all (default root) and `anonUid`/`anonGid` (default
  * 65534) for the anonymous principal (server/principals.ts); the wire bounds (`maxRecordBytes`,
  * `maxCompoundOps`, `maxReadBytes`, `maxWriteBytes`, `maxConnections`, `maxRequestsPerConnection`,
- * `idleTimeoutMs`; defaults in NFS_DEFAULTS, src/config/schema.ts). File handles are checked with a key
+ * `idleTimeoutMs`; defaults in NFS_DEFAULTS, src/config/schema.ts), `idmapDomain` for owners as
+ * name@domain (server/idmap.ts). File handles are checked with a key
  * derived from the server's secret (auth.secretKey or <stateDir>/secret.key), so they stay valid
  * across restarts.
  */
@@ -34,6 +35,8 @@ export interface NfsOptions {
   maxConnections: number;
   maxRequestsPerConnection: number;
   idleTimeoutMs: number;
+  /** owner strings as name@domain (absent: numeric, server/idmap.ts). */
+  idmapDomain: string | undefined;
 }
 
 type NfsConfig = { port: number; listen?: string } & Partial<Omit<NfsOptions, 'port' | 'listen'>>;
@@ -53,6 +56,7 @@ export function nfsOptions(config: ProtocolContext['config']): NfsOptions {
     maxConnections: o.maxConnections ?? NFS_DEFAULTS.maxConnections,
     maxRequestsPerConnection: o.maxRequestsPerConnection ?? NFS_DEFAULTS.maxRequestsPerConnection,
     idleTimeoutMs: o.idleTimeoutMs ?? NFS_DEFAULTS.idleTimeoutMs,
+    idmapDomain: o.idmapDomain,
   };
 }
 
@@ -94,6 +98,7 @@ export class NfsPlugin implements ProtocolPlugin {
       principals: new PrincipalMap(ctx.sessions.authenticator, { squash: o.squash, anonUid: o.anonUid, anonGid: o.anonGid }),
       logger: ctx.logger,
       maxCompoundOps: o.maxCompoundOps,
+      idmapDomain: o.idmapDomain,
     }));
     const rpc = (this.rpc = new RpcServer([nfs4Program(createDispatcher(srv), { maxOps: o.maxCompoundOps })], {
       logger: ctx.logger,

@@ -164,6 +164,22 @@ export const ops = {
     stateid(w, s);
     w.u64(offset).u64(length);
   }),
+  /** SETATTR of owner and/or owner_group (strings) with the anonymous stateid. */
+  setOwners: (owner?: string, group?: string) => w4(OP.SETATTR, (w) => {
+    stateid(w, { seqid: 0, other: Buffer.alloc(12) });
+    const vals = new XdrWriter();
+    const attrs: number[] = [];
+    if (owner !== undefined) {
+      attrs.push(36);
+      vals.string(owner);
+    }
+    if (group !== undefined) {
+      attrs.push(37);
+      vals.string(group);
+    }
+    bitmap(w, attrs);
+    w.opaque(vals.toBuffer());
+  }),
   secinfo: (name: string) => w4(OP.SECINFO, (w) => w.string(name)),
   setxattr: (name: string, value: Buffer) => w4(OP.SETXATTR, (w) => w.u32(0).string(name).opaque(value)),
   getxattr: (name: string) => w4(OP.GETXATTR, (w) => w.string(name)),

@@ -32,7 +32,7 @@ class Sink extends Writable {
   }
 }
 
-export async function startNfs(opts: { shares?: Record<string, unknown>[]; config?: Record<string, unknown>; tmp?: string; nfsPort?: number; log?: Writable; users?: { name: string; uid: number; groups?: string[] }[] } = {}): Promise<NfsStack> {
+export async function startNfs(opts: { shares?: Record<string, unknown>[]; config?: Record<string, unknown>; tmp?: string; nfsPort?: number; log?: Writable; users?: { name: string; uid: number; gid?: number; groups?: string[] }[] } = {}): Promise<NfsStack> {
   const tmp = opts.tmp ?? mkdtempSync(join(tmpdir(), 'portico-nfs-'));
   const diskDir = join(tmp, 'disk');
   mkdirSync(diskDir, { recursive: true });
@@ -65,7 +65,7 @@ export async function startNfs(opts: { shares?: Record<string, unknown>[]; confi
   const gateway = new Gateway(config, { registry, logger, audit: logger, stderr: new Sink() });
   await gateway.start();
   for (const u of opts.users ?? [{ name: 'root', uid: 0 }]) {
-    if (!gateway.users!.getUser(u.name)) await gateway.users!.addUser({ name: u.name, password: 'Secret-Pass1', uid: u.uid, gid: u.uid, groups: u.groups ?? [] });
+    if (!gateway.users!.getUser(u.name)) await gateway.users!.addUser({ name: u.name, password: 'Secret-Pass1', uid: u.uid, gid: u.gid ?? u.uid, groups: u.groups ?? [] });
   }
   const nfs = gateway.plugins.find((p) => p.name === 'nfs') as NfsPlugin;
   const dav = gateway.plugins.find((p) => p.name === 'webdav') as WebdavPlugin;

@@ -21,6 +21,8 @@ export async function create(c: OpContext, a: CreateArgs): Promise<OpResult> {
   if (a.name === '.' || a.name === '..') return fail(OP.CREATE, NFS4ERR.BADNAME);
   const d = decodeAttrValues(a.attrs, { settable: true });
   if (!d.ok) return fail(OP.CREATE, d.status);
+  const bad = await c.srv.idmap.numeric(d.values);
+  if (bad !== undefined) return fail(OP.CREATE, bad);
   const s = setAttrOf(d.values);
   if (!s.ok) return fail(OP.CREATE, s.status);
   const view = viewFor(c);

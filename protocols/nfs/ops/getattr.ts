@@ -17,7 +17,9 @@ export async function valuesOf(c: OpContext, fh: Fh, req: Bitmap4): Promise<Attr
   if (fh.kind === 'pseudo') return pseudoValues(c.minor, c.srv.exports.pseudoChange, fh.bytes, c.srv.exports);
   const a = await c.view.getattrById(fh.share, fh.id);
   const fs = needsStatfs(req) ? await c.srv.statfs(c.view, fh.share).catch(() => undefined) : undefined;
-  return fileValues(c.minor, fh.exp, a, fh.bytes, fs);
+  const v = fileValues(c.minor, fh.exp, a, fh.bytes, fs);
+  if (c.srv.idmap.domain !== undefined) await c.srv.idmap.name(v, a.uid, a.gid);
+  return v;
 }
 
 export async function getattr(c: OpContext, a: GetattrArgs): Promise<OpResult> {

@@ -43,10 +43,12 @@ function openOptions(a: OpenArgs, client: NfsClient): OpenOptions {
 }
 
 /** Settable createattrs for the core (mode at create; the rest by setattr after). */
-function createAttrs(f: Fattr4 | undefined): { ok: true; set: SetAttr; attrs: number[] } | { ok: false; status: number } {
+async function createAttrs(c: OpContext, f: Fattr4 | undefined): Promise<{ ok: true; set: SetAttr; attrs: number[] } | { ok: false; status: number }> {
   if (!f || f.mask.length === 0) return { ok: true, set: {}, attrs: [] };
   const d = decodeAttrValues(f, { settable: true });
   if (!d.ok) return { ok: false, status: d.status };
+  const bad = await c.srv.idmap.numeric(d.values);
+  if (bad !== undefined) return { ok: false, status: bad };
   const s = setAttrOf(d.values);
   if (!s.ok) return s;
   return { ok: true, set: s.set, attrs: d.attrs };
@@ -79,7 +81,7 @@ export async function open(c: OpContext, a: OpenArgs): Promise<OpResult> {
         h = await view.openById(cur.share, target.id, opts);
         cinfo = { atomic: true, before: dir.change, after: dir.change };
       } else {
-        const ca = createAttrs('attrs' in how ? how.attrs : undefined);
+        const ca = await createAttrs(c, 'attrs' in how ? how.attrs : undefined);
         if (!ca.ok) return fail(OP.OPEN, ca.status);
         const exclusive = how.mode === CREATEMODE4.EXCLUSIVE || how.mode === CREATEMODE4.EXCLUSIVE4_1;
         const truncate = ca.set.size === 0;

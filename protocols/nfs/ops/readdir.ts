@@ -79,6 +79,7 @@ export async function readdir(c: OpContext, a: ReaddirArgs): Promise<OpResult> {
           const attr = await c.view.getattrById(exp.name, id);
           const fs = needsStatfs(req) ? await c.srv.statfs(c.view, exp.name).catch(() => undefined) : undefined;
           v = fileValues(c.minor, exp, attr, c.srv.fh.forFile(exp, id).bytes, fs);
+          if (c.srv.idmap.domain !== undefined) await c.srv.idmap.name(v, attr.uid, attr.gid);
           // The share root is mounted on the pseudo-root's entry: Linux shows this number in ls.
           v.mountedOnFileid = attr.id;
         } catch (e) {
@@ -108,6 +109,7 @@ export async function readdir(c: OpContext, a: ReaddirArgs): Promise<OpResult> {
       const page = await c.view.readdirById(cur.share, cur.id, { cookie, limit });
       for (const e of page.entries) {
         const v = fileValues(c.minor, cur.exp, e.attr, wantFh ? c.srv.fh.forFile(cur.exp, e.attr.id).bytes : undefined, fs);
+        if (c.srv.idmap.domain !== undefined) await c.srv.idmap.name(v, e.attr.uid, e.attr.gid);
         if (!packer.add({ cookie: e.cookie + COOKIE_BASE, name: e.name, attrs: entryAttrs(req, v) })) {
           full = true;
           break;

@@ -1,8 +1,9 @@
 /**
  * SETATTR (RFC 8881 §18.30) on Session.setattrById, or Session.fsetattr through the open named by
  * the stateid (a size change of an open file goes through its handle, so the open's write access
- * and the core's share modes apply). Owners are numeric strings (uid/gid); a name that is not a
- * number is BADOWNER. time_*_set to server time is the server's clock now.
+ * and the core's share modes apply). Owners are numeric strings (uid/gid), or name@domain when a
+ * domain is configured (server/idmap.ts turns them into numbers first); anything else is BADOWNER.
+ * time_*_set to server time is the server's clock now.
  */
 import type { SetAttr } from '../../../src/vfs/types.ts';
 import type { Handle } from '../../../src/vfs/vfs.ts';
@@ -50,6 +51,8 @@ export async function setattr(c: OpContext, a: SetattrArgs): Promise<OpResult> {
   if (!d.ok) return res(d.status);
   const supported = SUPPORTED[c.minor] ?? [];
   if (d.attrs.some((n) => !bitmapHas(supported, n))) return res(NFS4ERR.ATTRNOTSUPP);
+  const bad = await c.srv.idmap.numeric(d.values);
+  if (bad !== undefined) return res(bad);
   const s = setAttrOf(d.values);
   if (!s.ok) return res(s.status);
   if (d.attrs.length === 0) return res(NFS4ERR.OK);

@@ -17,6 +17,7 @@ import type { ChangeInfo4, Stateid4 } from '../xdr4/common.ts';
 import { clientAccess, type ClientAccess, type NfsExport, type NfsExports } from './exports.ts';
 import type { Fh, FhCodec } from './filehandle.ts';
 import type { PrincipalMap } from './principals.ts';
+import { IdMap } from './idmap.ts';
 import { Seqids40 } from './seqid40.ts';
 import { StateTable, type LockState, type NfsClient, type OpenState } from './state.ts';
 
@@ -45,9 +46,12 @@ export class NfsServer {
   private readonly rootIds = new Map<string, bigint>();
   /** Most operations in a COMPOUND (protocols.nfs.maxCompoundOps); sessions negotiate at most this. */
   readonly maxCompoundOps: number;
+  /** owner / owner_group strings: numeric, or name@domain (protocols.nfs.idmapDomain). */
+  readonly idmap: IdMap;
 
-  constructor(o: { sessions: SessionManager; exports: NfsExports; fh: FhCodec; principals: PrincipalMap; logger?: Logger; maxCompoundOps?: number }) {
+  constructor(o: { sessions: SessionManager; exports: NfsExports; fh: FhCodec; principals: PrincipalMap; logger?: Logger; maxCompoundOps?: number; idmapDomain?: string | undefined }) {
     this.maxCompoundOps = o.maxCompoundOps ?? 100;
+    this.idmap = new IdMap(o.sessions.authenticator, o.idmapDomain);
     this.sessions = o.sessions;
     this.exports = o.exports;
     this.fh = o.fh;
