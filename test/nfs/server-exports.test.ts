@@ -7,12 +7,22 @@
  * maxReadBytes and maxWriteBytes bound COMPOUNDs, READ, WRITE, maxread/maxwrite and CREATE_SESSION.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFile } from 'node:child_process';
 import { ACCESS4, FATTR4, NFS4ERR, OP } from '../../protocols/nfs/nfs4-types.ts';
 import { dav } from '../webdav/helpers.ts';
 import { startNfs, type NfsStack } from './gateway.ts';
 import { Nfs41Client, ops, resultOf, type Stateid } from './client41.ts';
 
 const AUTH: [string, string] = ['root', 'Secret-Pass1'];
+
+function run(cmd: string, args: string[]): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { timeout: 30_000, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
+      const e = err as (NodeJS.ErrnoException & { code?: number | string }) | null;
+      resolve({ code: e ? (typeof e.code === 'number' ? e.code : null) : 0, out: `${stdout}${stderr}` });
+    });
+  });
+}
 const ANON: Stateid = { seqid: 0, other: Buffer.alloc(12) };
 
 describe('shares[].nfs.clients', () => {
@@ -51,6 +61,18 @@ describe('shares[].nfs.clients', () => {
     const fh = srv.fh.forFile(exp, await srv.rootId(root, 'elsewhere')).bytes;
     expect((await c.call([ops.putfh(fh), ops.getattr([FATTR4.TYPE])])).status).toBe(NFS4ERR.ACCESS);
     expect((await c.call([ops.putfh(fh), ops.readdir()])).results.map((r) => r.status)).toEqual([NFS4ERR.OK, NFS4ERR.ACCESS]);
+  });
+
+  it('libnfs: the refused export is not listed and nfs-ls of it fails with NFS4ERR_ACCESS; the ro one reads', async () => {
+    const url = (path: string): string => `nfs://127.0.0.1${path}?version=4&nfsport=${stack.nfsPort}`;
+    const root = await run('nfs-ls', [url('/')]);
+    expect(root.code).toBe(0);
+    expect(root.out).toMatch(/ rohere$/m);
+    expect(root.out).not.toMatch(/elsewhere/);
+    const refused = await run('nfs-ls', [url('/elsewhere')]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.out).toMatch(/NFS4ERR_ACCESS/);
+    expect((await run('nfs-cat', [url('/rohere/f.txt')])).out).toBe('content\n');
   });
 
   it('an export that is ro for the address reads, answers ROFS to changes, grants no write ACCESS bits', async () => {
