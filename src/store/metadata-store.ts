@@ -5,6 +5,12 @@
  *   never stored, only parent links, so renaming a directory is one UPDATE and every id below it
  *   follows. Ids come from AUTOINCREMENT and are never reused, so a stale NFS handle or SMB FileId
  *   can only ever fail (ESTALE), never reach another file.
+ * - `links` and `linked_files` (component `links`): hard links on backends with native identity. A
+ *   file with several names keeps one id: its first known name is its `nodes` row, every other name
+ *   a `links` row (its own id, from the same sequence: the readdir cookie of that name) pointing at
+ *   the file's id, and `linked_files` maps the file's native identity (local: device:inode:birth) to
+ *   its id, so a name linked outside Portico finds the id at its first lookup. Only files seen with
+ *   more than one link have rows here (docs/ARCHITECTURE.md "Hard links").
  * - `props`: properties keyed by file id (WebDAV dead properties, Windows attributes, creation time
  *   overrides, extended attributes). Keyed by id so they follow renames for free.
  * - `kv`: small durable values for other components (boot generation, durable locks, journals).
@@ -135,6 +141,46 @@ const TREE_MOVE_MIGRATIONS: string[][] = [
   ],
 ];
 
+/** One more name of a file with several (hard links): the name's own id is its readdir cookie. */
+export interface LinkRow {
+  id: bigint;
+  vol: string;
+  parent: FileId;
+  name: string;
+  key: string;
+  /** The file's id (its `nodes` row). */
+  target: FileId;
+}
+
+/**
+ * Hard links (component `links`): the other names of files with several, and native identity ->
+ * file id for those files only, so files with one name cost nothing here (see the file comment).
+ */
+const LINK_MIGRATIONS: string[][] = [
+  [
+    `CREATE TABLE links (
+       id INTEGER PRIMARY KEY,
+       vol TEXT NOT NULL,
+       parent INTEGER NOT NULL,
+       name TEXT NOT NULL,
+       key TEXT NOT NULL,
+       target INTEGER NOT NULL
+     ) STRICT`,
+    `CREATE UNIQUE INDEX links_child ON links(vol, parent, key)`,
+    `CREATE INDEX links_target ON links(target)`,
+    `CREATE INDEX links_parent ON links(parent)`,
+    `CREATE TABLE linked_files (
+       vol TEXT NOT NULL,
+       native TEXT NOT NULL,
+       id INTEGER NOT NULL,
+       PRIMARY KEY (vol, native)
+     ) STRICT, WITHOUT ROWID`,
+    `CREATE INDEX linked_files_id ON linked_files(id)`,
+  ],
+];
+
+const LINK_COLS = 'id, vol, parent, name, key, target';
+
 /** A new row's change state (src/vfs/change-tracker.ts initialChange). */
 export type ChangeInit = Pick<NodeRow, 'chg' | 'sigM' | 'sigC' | 'sigS' | 'native'>;
 
@@ -201,6 +247,11 @@ export class MetadataStore {
   /** Next id to hand out and the end of the durably reserved range (inclusive). */
   private nextId = 1n;
   private idEnd = 0n;
+  /**
+   * Whether any hard-link row exists: false on most stores (and always on backends without hard
+   * links), which spares every lookup miss and delete the link queries.
+   */
+  private anyLinks = false;
   /** The open stores on this database file, this one included (undefined for ':memory:'). */
   private readonly siblings: Set<MetadataStore> | undefined;
 
@@ -258,6 +309,25 @@ export class MetadataStore {
       setChange: prep('UPDATE nodes SET chg = ?, sig_m = ?, sig_c = ?, sig_s = ?, native = ? WHERE id = ?'),
       setDirMtime: prep('UPDATE nodes SET dir_mtime = ? WHERE id = ?'),
     });
+    this.migrate('links', LINK_MIGRATIONS);
+    Object.assign(this.st, {
+      linkAt: prep(`SELECT ${LINK_COLS} FROM links WHERE vol = ? AND parent = ? AND key = ?`),
+      linkGet: prep(`SELECT ${LINK_COLS} FROM links WHERE id = ?`),
+      linksOf: prep(`SELECT ${LINK_COLS} FROM links WHERE target = ? ORDER BY id`),
+      linkInsert: prep('INSERT INTO links(id, vol, parent, name, key, target) VALUES (?, ?, ?, ?, ?, ?)'),
+      linkDel: prep('DELETE FROM links WHERE id = ?'),
+      linkDelBelow: prep('DELETE FROM links WHERE parent = ? OR target = ?'),
+      linkMove: prep('UPDATE links SET parent = ?, name = ?, key = ? WHERE id = ?'),
+      linkRetarget: prep('UPDATE links SET target = ? WHERE target = ?'),
+      linkAny: prep('SELECT 1 AS x FROM links LIMIT 1'),
+      fileGet: prep('SELECT id FROM linked_files WHERE vol = ? AND native = ?'),
+      fileSet: prep('INSERT INTO linked_files(vol, native, id) VALUES (?, ?, ?) ON CONFLICT(vol, native) DO UPDATE SET id = excluded.id'),
+      fileDelId: prep('DELETE FROM linked_files WHERE id = ?'),
+      fileAny: prep('SELECT 1 AS x FROM linked_files LIMIT 1'),
+      // A file seen with a second name before its first: its first name may be a known sibling.
+      sibling: prep(`SELECT ${NODE_COLS} FROM nodes WHERE vol = ? AND parent = ? AND native = ? LIMIT 1`),
+    });
+    this.anyLinks = this.row('linkAny').get() !== undefined || this.row('fileAny').get() !== undefined;
     this.migrate('tree-moves', TREE_MOVE_MIGRATIONS);
     this.st.tmInsert = prep('INSERT INTO tree_moves(id, vol, record, created) VALUES (?, ?, ?, ?)');
     this.st.tmPending = prep('SELECT id, vol, record, created FROM tree_moves WHERE vol = ? AND quarantined IS NULL ORDER BY rowid LIMIT ?');
@@ -477,6 +547,12 @@ export class MetadataStore {
       }
       return r;
     }
+    // Another name of a file known by its first (a hard link): the file's row.
+    if (this.anyLinks) {
+      const l = this.lookupLink(vol, parent, key);
+      const target = l && this.getNode(l.target);
+      if (target) return target;
+    }
     const id = this.allocId();
     this.joinGroup();
     const row = this.row('insert').get(id, vol, parent, name, key, ...changeArgs(init)) as unknown as NodeRow;
@@ -492,6 +568,11 @@ export class MetadataStore {
     const id = this.allocId();
     this.joinGroup();
     const r = this.row('insertNew').get(id, vol, parent, name, key, ...changeArgs(init)) as NodeRow | undefined;
+    // A link row left at the name (its file's other name removed outside): the new file's row wins.
+    if (r && this.anyLinks) {
+      const stale = this.lookupLink(vol, parent, key);
+      if (stale) this.row('linkDel').run(stale.id);
+    }
     this.groupFilled();
     return r ?? this.ensureChild(vol, parent, name, key, init);
   }
@@ -501,10 +582,197 @@ export class MetadataStore {
    * name. The old row, what lies below it and their properties are deleted, so the old id is stale.
    */
   replaceChild(old: NodeRow, init?: ChangeInit): NodeRow {
+    return this.replaceName(old.vol, old.parent, old.name, old.key, init);
+  }
+
+  /**
+   * Gives the name (parent, key) a new id: the file it held was replaced outside Portico. The name
+   * is dropped as by dropName (a file with other names keeps its id under one of them), then a new
+   * row is inserted.
+   */
+  replaceName(vol: string, parent: FileId, name: string, key: string, init?: ChangeInit): NodeRow {
     return this.transaction(() => {
-      this.deleteSubtree(old.id);
+      this.dropName(vol, parent, key);
       const id = this.allocId();
-      return this.row('insert').get(id, old.vol, old.parent, old.name, old.key, ...changeArgs(init)) as unknown as NodeRow;
+      return this.row('insert').get(id, vol, parent, name, key, ...changeArgs(init)) as unknown as NodeRow;
+    });
+  }
+
+  // ---------------------------------------------------------------- hard links
+
+  /** Whether any hard-link row exists (most stores: none, and the link queries are skipped). */
+  get hasLinks(): boolean {
+    return this.anyLinks;
+  }
+
+  lookupLink(vol: string, parent: FileId, key: string): LinkRow | undefined {
+    if (!this.anyLinks) return undefined;
+    return this.row('linkAt').get(vol, parent, key) as LinkRow | undefined;
+  }
+
+  getLink(id: bigint): LinkRow | undefined {
+    if (!this.anyLinks) return undefined;
+    return this.row('linkGet').get(id) as LinkRow | undefined;
+  }
+
+  /** The other names of a file, oldest first. */
+  linksOf(target: FileId): LinkRow[] {
+    if (!this.anyLinks) return [];
+    return this.row('linksOf').all(target) as unknown as LinkRow[];
+  }
+
+  /** The id of a file with several names, by its native identity. */
+  linkedFile(vol: string, native: string): FileId | undefined {
+    if (!this.anyLinks) return undefined;
+    return (this.row('fileGet').get(vol, native) as { id: bigint } | undefined)?.id;
+  }
+
+  /**
+   * The row of a name whose file has several names (nlink > 1 on an identity backend), keyed by
+   * the file's native identity so that every name gives the one id:
+   * - the name's own row when the file is known by it (or is not known by another id yet: it is
+   *   registered under this id);
+   * - its link row's file when it is a known other name;
+   * - else the file's id when it is known (by `linked_files`, or as a sibling in the same
+   *   directory with that identity): the name becomes a link of it;
+   * - else a new row, registered.
+   * Two rows for one file (a name known alone before the links were made, another name in another
+   * directory seen first) are merged: the older id (smaller: handed out first) stays, the other
+   * name becomes a link of it and its id goes stale (its properties are dropped with it).
+   */
+  linkedChild(vol: string, parent: FileId, name: string, key: string, native: string, init?: ChangeInit): { row: NodeRow; merged?: FileId } {
+    return this.transaction(() => {
+      const own = this.lookupChild(vol, parent, key);
+      const alias = own ? undefined : this.lookupLink(vol, parent, key);
+      const knownId = this.linkedFile(vol, native);
+      let known = knownId !== undefined ? this.getNode(knownId) : undefined;
+      if (known && known.native !== null && known.native !== native) known = undefined;
+      if (own && (own.native === null || own.native === native)) {
+        if (own.name !== name) {
+          this.row('rename').run(name, own.id);
+          own.name = name;
+        }
+        if (!known || known.id === own.id) {
+          if (knownId !== own.id) this.registerFile(vol, native, own.id);
+          return { row: own };
+        }
+        const [keep, lose] = own.id < known.id ? [own, known] : [known, own];
+        this.mergeInto(keep, lose);
+        this.registerFile(vol, native, keep.id);
+        return { row: keep, merged: lose.id };
+      }
+      if (alias) {
+        const target = this.getNode(alias.target);
+        if (target && (target.native === null || target.native === native)) {
+          if (knownId !== target.id) this.registerFile(vol, native, target.id);
+          return { row: target };
+        }
+        this.row('linkDel').run(alias.id);
+      }
+      // A stale row of another file at this name (replaced outside): dropped.
+      if (own) this.dropName(vol, parent, key);
+      known ??= (this.row('sibling').get(vol, parent, native) as NodeRow | undefined);
+      if (known) {
+        this.insertLink(vol, parent, name, key, known.id);
+        if (knownId !== known.id) this.registerFile(vol, native, known.id);
+        return { row: known };
+      }
+      const id = this.allocId();
+      const row = this.row('insert').get(id, vol, parent, name, key, ...changeArgs(init)) as unknown as NodeRow;
+      this.registerFile(vol, native, id);
+      return { row };
+    });
+  }
+
+  /**
+   * A hard link made through Portico: `name` in `parent` is one more name of the file `target`
+   * (native identity `native`). A stale row at the name (removed outside) is dropped first.
+   * Returns the new name's own id (its readdir cookie).
+   */
+  addLink(vol: string, parent: FileId, name: string, key: string, target: FileId, native: string | undefined): bigint {
+    return this.transaction(() => {
+      const own = this.lookupChild(vol, parent, key);
+      if (own?.id === target) return target;
+      if (own) this.dropName(vol, parent, key);
+      const stale = this.lookupLink(vol, parent, key);
+      if (stale) this.row('linkDel').run(stale.id);
+      const id = this.insertLink(vol, parent, name, key, target);
+      if (native !== undefined) this.registerFile(vol, native, target);
+      return id;
+    });
+  }
+
+  private insertLink(vol: string, parent: FileId, name: string, key: string, target: FileId): bigint {
+    const id = this.allocId();
+    this.anyLinks = true;
+    this.row('linkInsert').run(id, vol, parent, name, key, target);
+    return id;
+  }
+
+  private registerFile(vol: string, native: string, id: FileId): void {
+    this.anyLinks = true;
+    this.row('fileSet').run(vol, native, id);
+  }
+
+  /** `lose` names the same file as `keep`: its name becomes a link of keep, its own id goes. */
+  private mergeInto(keep: NodeRow, lose: NodeRow): void {
+    this.row('linkRetarget').run(keep.id, lose.id);
+    this.deleteSubtree(lose.id);
+    this.insertLink(lose.vol, lose.parent, lose.name, lose.key, keep.id);
+  }
+
+  /**
+   * A name is gone (unlinked, replaced by a rename, or found replaced outside). A link row is just
+   * deleted; a file's own row with other names is moved to the oldest of them (the file keeps its
+   * id, properties and change state: promoted); otherwise the row, every row below it and their
+   * properties are deleted. Returns the deleted ids (empty when the file lives on).
+   */
+  dropName(vol: string, parent: FileId, key: string): FileId[] {
+    return this.transaction(() => {
+      const own = this.lookupChild(vol, parent, key);
+      if (!own) {
+        const l = this.lookupLink(vol, parent, key);
+        if (l) this.row('linkDel').run(l.id);
+        return [];
+      }
+      const heir = this.linksOf(own.id)[0];
+      if (heir) {
+        this.row('linkDel').run(heir.id);
+        this.row('move').run(heir.parent, heir.name, heir.key, own.id);
+        return [];
+      }
+      return this.deleteSubtree(own.id);
+    });
+  }
+
+  /**
+   * Promotes another name of a file to its own row (the name the row held is gone outside Portico).
+   * Returns false when the link row is not one of the file's.
+   */
+  promoteLink(linkId: bigint): boolean {
+    return this.transaction(() => {
+      const l = this.getLink(linkId);
+      if (!l) return false;
+      const displaced = this.lookupChild(l.vol, l.parent, l.key);
+      if (displaced && displaced.id !== l.target) this.deleteSubtree(displaced.id);
+      this.row('linkDel').run(l.id);
+      this.row('move').run(l.parent, l.name, l.key, l.target);
+      return true;
+    });
+  }
+
+  /**
+   * A rename of one name: the name's link row moves when it is one, else its own row (moveNode).
+   * Whatever held the target name is dropped first (dropName), unless it is the same name.
+   */
+  moveName(vol: string, parent: FileId, key: string, id: FileId, newParent: FileId, newName: string, newKey: string): void {
+    if (!this.anyLinks) return this.moveNode(vol, id, newParent, newName, newKey);
+    this.transaction(() => {
+      const own = this.lookupChild(vol, parent, key);
+      const l = own?.id === id ? undefined : this.lookupLink(vol, parent, key);
+      if (!l) return this.moveNode(vol, id, newParent, newName, newKey);
+      if (newParent !== parent || newKey !== key) this.dropName(vol, newParent, newKey);
+      this.row('linkMove').run(newParent, newName, newKey, l.id);
     });
   }
 
@@ -515,7 +783,11 @@ export class MetadataStore {
   moveNode(vol: string, id: FileId, newParent: FileId, newName: string, newKey: string): void {
     this.transaction(() => {
       const existing = this.lookupChild(vol, newParent, newKey);
-      if (existing && existing.id !== id) this.deleteSubtree(existing.id);
+      if (existing && existing.id !== id) this.dropName(vol, newParent, newKey);
+      else if (this.anyLinks) {
+        const l = this.lookupLink(vol, newParent, newKey);
+        if (l) this.row('linkDel').run(l.id);
+      }
       this.row('move').run(newParent, newName, newKey, id);
     });
   }
@@ -527,6 +799,10 @@ export class MetadataStore {
       for (const x of ids) {
         this.row('delNode').run(x);
         this.row('delProps').run(x);
+        if (this.anyLinks) {
+          this.row('linkDelBelow').run(x, x);
+          this.row('fileDelId').run(x);
+        }
       }
       return ids;
     });

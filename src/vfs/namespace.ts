@@ -96,6 +96,15 @@ export class NamespaceOps {
         throw e;
       }
     }
+    // The name goes; the file (its id, handles, locks, pending upload) only when it had no other
+    // name: a hard link's other names keep it.
+    if (v.keepsFile(path, row.id)) {
+      wbRelease?.();
+      v.removed(path, 'file');
+      v.quota?.add(path, -1, -size);
+      this.host.emit(v, 'delete', row.id, path, 'file');
+      return;
+    }
     // Orphaned first: a close racing this must not journal the deleted file again.
     this.host.orphan(row.id);
     if (wbRelease !== undefined || this.host.writeBack.has(row.id)) await this.host.writeBack.cancel(row.id).finally(() => wbRelease?.());
@@ -142,6 +151,8 @@ export class NamespaceOps {
     if (isSameOrDescendant(v.key(t), v.key(f)) && v.key(t) !== v.key(f)) throw new VfsError('EINVAL', 'cannot move a directory into itself', { path: t });
     const src = await this.host.existing(v, f);
     const dst = await v.resolve(t);
+    // Two names of one file (hard links): rename(2) does nothing and reports success.
+    if (dst.stat && dst.path !== src.path && v.identity && src.stat.type === 'file' && src.stat.nativeId !== undefined && src.stat.nativeId === dst.stat.nativeId) return;
     const srcRow = v.row(src.path);
     this.host.checkTokenLocks(v, src.path, tokens, { self: true, parent: true });
     this.host.checkTokenLocks(v, dst.path, tokens, { self: dst.stat !== undefined && dst.path !== src.path, parent: true });
@@ -269,7 +280,11 @@ export class NamespaceOps {
     return v.backend.readlink(r.path);
   }
 
-  /** Hard link. Note: each name has its own file id (ids belong to names; see docs/ARCHITECTURE.md). */
+  /**
+   * Hard link. On identity backends the new name is recorded as one more name of the file's id
+   * (Volume.linkAdded), so every name gives one id (docs/ARCHITECTURE.md "Hard links"); the file's
+   * change attribute advances (its link count changed) through the 'create' event.
+   */
   async link(volume: string, existingPath: string, path: string, tokens: Tokens = NO_TOKENS): Promise<FileAttr> {
     const v = this.host.volume(volume);
     if (!v.backend.capabilities.hardLinks || !v.backend.link) throw new VfsError('ENOTSUP', 'backend has no hard links');
@@ -282,7 +297,7 @@ export class NamespaceOps {
     // A hard link counts its size once more, as a scan of names does.
     v.quota?.check(1, src.stat.type === 'file' ? src.stat.size : 0, p);
     const st = await v.backend.link(src.path, r.path);
-    const row = v.newRow(r.path, st);
+    const row = v.identity && st.nativeId !== undefined ? v.linkAdded(src.path, r.path, st) : v.newRow(r.path, st);
     v.quota?.add(r.path, 1, st.type === 'file' ? st.size : 0);
     this.host.emit(v, 'create', row.id, r.path, 'file');
     return this.host.attr(v, row, st);

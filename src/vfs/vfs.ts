@@ -401,7 +401,12 @@ export class Vfs {
     const path = v.pathOf(id);
     const hit = this.attrCache.get(id);
     if (hit) return hit;
-    const r = await v.resolve(path);
+    let r = await v.resolve(path);
+    // The id's own name is gone outside Portico, but the file may live on under another (a hard link).
+    if (!r.stat) {
+      const moved = await v.relocate(id);
+      if (moved !== undefined) r = await v.resolve(moved);
+    }
     if (!r.stat) throw new VfsError('ESTALE', undefined, { path });
     const row = v.row(r.path, r.stat);
     if (row.id !== id) throw new VfsError('ESTALE', undefined, { path });
@@ -611,7 +616,7 @@ export class Vfs {
     return this.names.readlink(volume, path);
   }
 
-  /** Hard link. Note: each name has its own file id (ids belong to names; see docs/ARCHITECTURE.md). */
+  /** Hard link: on identity backends (local disks) every name of a file gives its one id (docs/ARCHITECTURE.md "Hard links"). */
   link(volume: string, existingPath: string, path: string, tokens: Tokens = NO_TOKENS): Promise<FileAttr> {
     return this.names.link(volume, existingPath, path, tokens);
   }
@@ -674,8 +679,10 @@ export class Vfs {
       const key = v.key(nfc);
       if (seen.has(key)) continue;
       seen.add(key);
-      const attr = this.attr(v, v.childRow(r.path, dirRow, e.name, e), e);
-      entries.push({ name: nfc, cookie: attr.id, attr });
+      const row = v.childRow(r.path, dirRow, e.name, e);
+      const attr = this.attr(v, row, e);
+      // A name's cookie is its file's id, or its own link id for another name of a file (hard links).
+      entries.push({ name: nfc, cookie: v.cookieOf(dirRow.id, nfc, row), attr });
     }
     // Clients resume from the last cookie of a page; remember its backend name in case that entry
     // is deleted before they come back (other cookies resolve through the id store).
@@ -689,6 +696,8 @@ export class Vfs {
     if (recent !== undefined) return recent;
     const node = this.store.getNode(cookie);
     if (node && node.parent === dirId && node.vol === v.name) return node.name;
+    const link = this.store.getLink(cookie);
+    if (link && link.parent === dirId && link.vol === v.name) return link.name;
     throw new VfsError('EBADCOOKIE');
   }
 

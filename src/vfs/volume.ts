@@ -42,6 +42,18 @@ export class Volume {
   /** The same cached rows by id (change state is updated on the one row object). */
   private readonly byId = new Map<FileId, NodeRow>();
   /**
+   * Rows cached under several paths (hard links: every name of a file shares its one row object,
+   * so change state never diverges between names). An eviction of one name must not drop the
+   * object from byId while another name still holds it: these leave byId only when their id goes.
+   */
+  private readonly shared = new WeakSet<NodeRow>();
+  /**
+   * Paths whose row was resolved by native identity (names of files with nlink > 1): a cached row
+   * met with nlink > 1 at a path not in here was taken before the file had other names, and is
+   * resolved again (Volume.row). Cleared with the rows; a stale member only skips that check.
+   */
+  private readonly linkedPaths = new Set<string>();
+  /**
    * id -> share path (pathOf walks one store row per level): what makes an id-addressed operation
    * (NFS, SMB, FUSE) cost no query on a warm entry. Dropped with the rows on directory changes.
    */
@@ -73,7 +85,7 @@ export class Volume {
       maxSize: 100_000,
       sizeCalculation: () => 1,
       dispose: (row) => {
-        if (this.byId.get(row.id) === row) this.byId.delete(row.id);
+        if (this.byId.get(row.id) === row && !this.shared.has(row)) this.byId.delete(row.id);
       },
     });
     this.identity = backend.capabilities.nativeIdentity === true;
@@ -84,9 +96,39 @@ export class Volume {
   }
 
   private cache(path: string, row: NodeRow): NodeRow {
+    // Another name of the same file already cached: the one row object serves both (hard links).
+    const have = this.byId.get(row.id);
+    if (have !== undefined && have !== row) {
+      row = have;
+      this.shared.add(row);
+    }
     this.rows.set(path, row);
     this.byId.set(row.id, row);
     return row;
+  }
+
+  /**
+   * Whether a stat shows a file with several names whose one id is kept by native identity (hard
+   * links on identity backends: docs/ARCHITECTURE.md "Hard links"). Files with one name never
+   * reach the link tables: their lookups cost what they did before.
+   */
+  private linked(st: BackendStat | undefined): st is BackendStat & { nativeId: string } {
+    return st !== undefined && st.type === 'file' && st.nlink !== undefined && st.nlink > 1 && this.identity && st.nativeId !== undefined;
+  }
+
+  /** The row of a name of a file with several names: its one id, by native identity. */
+  private linkedRow(path: string, parent: FileId, st: BackendStat & { nativeId: string }): NodeRow {
+    const name = baseName(path).normalize('NFC');
+    const { row, merged } = this.store.linkedChild(this.name, parent, name, this.key(name), st.nativeId, initialChange(st));
+    // Two ids were found to name one file and one went (rare): names cached with it must not serve it.
+    if (merged !== undefined) this.forgetRows();
+    this.rows.delete(path);
+    this.paths.delete(row.id);
+    if (this.linkedPaths.size >= 100_000) this.linkedPaths.clear();
+    this.linkedPaths.add(path);
+    const cached = this.cache(path, row);
+    this.shared.add(cached);
+    return cached;
   }
 
   /** The cached row of an id (undefined when not cached: the store has it). */
@@ -99,11 +141,27 @@ export class Volume {
    * was replaced outside Portico: the name gets a new row (new id), the old id goes stale.
    */
   private checked(path: string, row: NodeRow, st: BackendStat | undefined): NodeRow {
-    if (!this.identity || st === undefined || !isReplaced(row, st)) return row;
+    if (!this.identity || st === undefined) return row;
+    if (!isReplaced(row, st)) {
+      // A name cached before its file had other names (a link made outside Portico since):
+      // resolved once by native identity, so that every name gives the one id.
+      if (this.linked(st) && path !== '/' && !this.linkedPaths.has(path)) return this.linkedRow(path, this.row(parentPath(path)).id, st);
+      return row;
+    }
     this.rows.delete(path);
+    this.linkedPaths.delete(path);
     this.paths.delete(row.id);
     if (st.type === 'dir' || row.id === this.rootId) this.forgetCachedRows();
-    return this.cache(path, this.store.replaceChild(row, initialChange(st)));
+    if (path === '/') return this.cache(path, this.store.replaceChild(row, initialChange(st)));
+    // The name, not necessarily the row: a file with other names keeps its id under one of them
+    // (MetadataStore.dropName), and an other name of it just stops being one.
+    const parent = this.row(parentPath(path)).id;
+    const name = baseName(path).normalize('NFC');
+    if (this.linked(st)) {
+      this.store.dropName(this.name, parent, this.key(name));
+      return this.linkedRow(path, parent, st);
+    }
+    return this.cache(path, this.store.replaceName(this.name, parent, name, this.key(name), initialChange(st)));
   }
 
   /** The one entry point for client paths on this volume: validated, normalised, no reserved names. */
@@ -240,6 +298,7 @@ export class Volume {
     if (path === '/') row = this.store.getNode(this.rootId)!;
     else {
       const parent = this.row(parentPath(path));
+      if (this.linked(st)) return this.checked(path, this.linkedRow(path, parent.id, st), st);
       const name = baseName(path).normalize('NFC');
       row = this.store.ensureChild(this.name, parent.id, name, this.key(name), st && initialChange(st));
     }
@@ -272,6 +331,7 @@ export class Volume {
     const path = joinPath(parentPathStr, name);
     const cached = this.rows.get(path);
     if (cached) return this.checked(path, cached, st);
+    if (this.linked(st)) return this.checked(path, this.linkedRow(path, parent.id, st), st);
     const nfc = name.normalize('NFC');
     const row = this.store.ensureChild(this.name, parent.id, nfc, this.key(nfc), st && initialChange(st));
     return this.checked(path, this.cache(path, row), st);
@@ -298,12 +358,87 @@ export class Volume {
     return '/' + segs.reverse().join('/');
   }
 
+  /**
+   * The readdir cookie of a name: its file's id, or for another name of a file with several (a
+   * hard link) that name's own link id, so that two names of one file in one directory resume
+   * apart. The row's own (parent, key) answers without a query for every name but those.
+   */
+  cookieOf(dirId: FileId, name: string, row: NodeRow): bigint {
+    const key = this.key(name);
+    if (row.parent === dirId && row.key === key) return row.id;
+    return this.store.lookupLink(this.name, dirId, key)?.id ?? row.id;
+  }
+
+  /**
+   * A hard link made through Portico: `path` is one more name of the file at `existing` (`st`, the
+   * new name's stat). The name is recorded as a link of the file's id at once.
+   */
+  linkAdded(existing: string, path: string, st: BackendStat): NodeRow {
+    const src = this.row(existing, st);
+    const parent = this.row(parentPath(path));
+    const name = baseName(path).normalize('NFC');
+    this.store.addLink(this.name, parent.id, name, this.key(name), src.id, st.nativeId);
+    this.rows.delete(path);
+    this.linkedPaths.add(existing);
+    this.linkedPaths.add(path);
+    this.folded.added(parentPath(path), baseName(path), false);
+    const row = this.cache(path, src);
+    this.shared.add(row);
+    return row;
+  }
+
+  /**
+   * An id whose own name is gone outside Portico while the file has other names (a hard link):
+   * the first other name that still holds the file (same native identity) becomes the id's own
+   * name. Returns the new path, or undefined when no other name does.
+   */
+  async relocate(id: FileId): Promise<string | undefined> {
+    const links = this.store.linksOf(id);
+    if (links.length === 0) return undefined;
+    const row = this.store.getNode(id);
+    if (!row || row.vol !== this.name) return undefined;
+    for (const l of links) {
+      let path: string;
+      try {
+        path = joinPath(this.pathOf(l.parent), l.name);
+      } catch {
+        continue;
+      }
+      const st = await this.backend.stat(path).catch(() => undefined);
+      if (st === undefined || (row.native !== null && st.nativeId !== row.native)) continue;
+      if (!this.store.promoteLink(l.id)) continue;
+      this.paths.delete(id);
+      for (const [p, r] of this.rows.entries()) if (r.id === id) this.rows.delete(p);
+      return path;
+    }
+    return undefined;
+  }
+
+  /**
+   * Whether removing the name `path` of file `id` leaves the file under another name (hard links:
+   * the name is a link row, or the file's own row has links). No query when the store has no link
+   * rows at all.
+   */
+  keepsFile(path: string, id: FileId): boolean {
+    if (!this.store.hasLinks || path === '/') return false;
+    const parent = this.existingId(parentPath(path));
+    if (parent === undefined) return false;
+    const key = this.key(normalizeName(baseName(path)));
+    const own = this.store.lookupChild(this.name, parent, key);
+    if (own === undefined) return this.store.lookupLink(this.name, parent, key)?.target === id;
+    return own.id === id && this.store.linksOf(id).length > 0;
+  }
+
   /** Records a rename in the id store (ids below a directory follow automatically). */
   moved(from: string, to: string, type: string): void {
     const row = this.row(from);
     const parent = this.row(parentPath(to));
     const name = normalizeName(baseName(to));
-    this.store.moveNode(this.name, row.id, parent.id, name, this.key(name));
+    // One name moves: a hard link's other names stay where they are (MetadataStore.moveName).
+    const fromName = normalizeName(baseName(from));
+    this.store.moveName(this.name, this.row(parentPath(from)).id, this.key(fromName), row.id, parent.id, name, this.key(name));
+    this.linkedPaths.delete(from);
+    this.linkedPaths.delete(to);
     this.folded.removed(parentPath(from), baseName(from));
     this.folded.added(parentPath(to), baseName(to), type === 'dir');
     if (type === 'dir') {
@@ -327,11 +462,18 @@ export class Volume {
     if (type === 'dir') {
       this.forgetRows();
       this.folded.forgetTree(path);
-    } else {
-      this.rows.delete(path);
-      if (id !== undefined) this.paths.delete(id);
+      return id === undefined ? [] : this.store.deleteSubtree(id);
     }
-    return id === undefined ? [] : this.store.deleteSubtree(id);
+    this.rows.delete(path);
+    this.linkedPaths.delete(path);
+    if (id === undefined) return [];
+    this.paths.delete(id);
+    // The name goes, and the file with it unless it has other names (hard links: dropName keeps
+    // the id under one of them and returns nothing).
+    const parent = path === '/' ? undefined : this.existingId(parentPath(path));
+    const ids = parent === undefined ? this.store.deleteSubtree(id) : this.store.dropName(this.name, parent, this.key(normalizeName(baseName(path))));
+    for (const x of ids) this.byId.delete(x);
+    return ids;
   }
 
   /** Id of a path only if the store already knows it (no insert). */
@@ -342,9 +484,15 @@ export class Volume {
   private lookupExisting(path: string): FileId | undefined {
     let id = this.rootId;
     for (const seg of splitPath(path)) {
-      const r = this.store.lookupChild(this.name, id, this.key(seg.normalize('NFC')));
-      if (!r) return undefined;
-      id = r.id;
+      const key = this.key(seg.normalize('NFC'));
+      const r = this.store.lookupChild(this.name, id, key);
+      if (r) id = r.id;
+      else {
+        // Another name of a file (a hard link): the file's id.
+        const l = this.store.lookupLink(this.name, id, key);
+        if (!l) return undefined;
+        id = l.target;
+      }
     }
     return id;
   }
@@ -359,6 +507,7 @@ export class Volume {
     this.rows.clear();
     this.byId.clear();
     this.paths.clear();
+    this.linkedPaths.clear();
   }
 
   /** A page Vfs.readdir listed (fills the folded index of a directory paged from start to end). */
@@ -378,6 +527,7 @@ export class Volume {
    */
   invalidate(path: string): void {
     this.rows.delete(path);
+    this.linkedPaths.delete(path);
     if (path !== '/') this.folded.forget(parentPath(path));
     this.folded.forgetTree(path);
   }
