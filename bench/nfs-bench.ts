@@ -10,6 +10,9 @@
  *   npm run bench:nfs                 1 GiB file, 1,000 files per small-file figure, 10,000 entries
  *   BENCH_QUICK=1 npm run bench:nfs   128 MiB, 300 files, 1,000 entries
  *   BENCH_SERVERS=portico             Portico alone (no ganesha)
+ *   BENCH_METRICS=readdir,getattr     only those figures (keys: readBig writeBig smallCycle smallRead
+ *                                     getattr lookup readdir)
+ *   BENCH_PORTICO_NODE_ARGS='--cpu-prof --cpu-prof-dir=DIR'   node options for Portico (profiles)
  *
  * Figures (the COMPOUNDs are those a Linux 4.1 client sends for the same work):
  * - read / write of the big file: OPEN, READ or UNSTABLE WRITE in IO-size pieces with 8 in flight,
@@ -44,6 +47,8 @@ import { Nfs41Pipe, ops, resultOf, type CompoundReply, type OpEnc, type Stateid 
 import { startGanesha, startPorticoNfs, type NfsServerProcess } from './peers/nfs-servers.ts';
 
 const QUICK = process.env.BENCH_QUICK === '1';
+/** BENCH_METRICS=readdir,getattr measures only those (for profiling). */
+const ONLY_METRICS = process.env.BENCH_METRICS ? new Set(process.env.BENCH_METRICS.split(',').map((s) => s.trim())) : undefined;
 const ONLY = process.env.BENCH_SERVERS ? new Set(process.env.BENCH_SERVERS.split(',').map((s) => s.trim())) : undefined;
 const MIB = 1024 * 1024;
 const BIG_BYTES = QUICK ? 128 * MIB : 1024 * MIB;
@@ -260,6 +265,7 @@ async function smallRead(c: Contender, i: number): Promise<void> {
 /** Runs `fn` for each contender, `rounds` times, the order swapped every round (ABBA...). */
 async function interleave(cs: Contender[], key: Metric, rounds: number, fn: (c: Contender, round: number) => Promise<{ ms: number; ops: number }>): Promise<Map<string, { ms: number[]; ops: number[]; cpu: number }>> {
   const acc = new Map<string, { ms: number[]; ops: number[]; cpu: number }>();
+  if (ONLY_METRICS && !ONLY_METRICS.has(key)) return acc;
   for (let round = 0; round < rounds; round++) {
     const order = round % 2 === 0 ? cs : [...cs].reverse();
     for (const c of order) {

@@ -89,7 +89,9 @@ export async function startPorticoNfs(dir: string): Promise<NfsServerProcess> {
   );
   const add = spawnSync(NODE, [BIN, 'user', 'add', 'root', '--uid', '0', '--gid', '0', '--password-stdin', '--config', conf], { env: cleanEnv(), input: 'bench-password-1\n', encoding: 'utf8' });
   if (add.status !== 0) throw new Error(`portico user add failed (${add.status}): ${add.stdout}${add.stderr}`);
-  const { child, output } = spawnKept(NODE, [BIN, 'serve', '--config', conf], cleanEnv());
+  // BENCH_PORTICO_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof": node options for Portico (profiling).
+  const nodeArgs = (process.env.BENCH_PORTICO_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const { child, output } = spawnKept(NODE, [...nodeArgs, BIN, 'serve', '--config', conf], cleanEnv());
   const logTail = (): string => output().split('\n').slice(-30).join('\n');
   const server: NfsServerProcess = {
     name: 'portico',
