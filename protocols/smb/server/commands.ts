@@ -59,6 +59,9 @@ const CreateOptions = { DIRECTORY_FILE: 0x1, NON_DIRECTORY_FILE: 0x40, DELETE_ON
 const CreateAction = { SUPERSEDED: 0, OPENED: 1, CREATED: 2, OVERWRITTEN: 3 } as const;
 const STATUS_PIPE_EMPTY = 0xc000_00d9;
 const STATUS_FS_DRIVER_REQUIRED = 0xc000_019c;
+const INT64_MAX = 0x7fff_ffff_ffff_ffffn;
+/** NTFS's largest file size (16 TiB - 64 KiB), the limit Windows answers writes with. */
+const MAX_FILE_SIZE = 0xfff_ffff_0000n;
 /** Opens one SMB session may hold (Windows' default per-session limit is 16,384 too). */
 export const MAX_OPENS_PER_SESSION = 16_384;
 
@@ -240,7 +243,11 @@ export async function runCommand(srv: SmbServer, conn: Conn, sess: SmbSession, h
       if (o.kind !== 'file' || !o.handle) return fail(STATUS.INVALID_DEVICE_REQUEST);
       // The open's granted access decides, not the share mode's (MS-SMB2 3.3.5.12).
       if (!(o.grantedAccess & (Access.READ_DATA | Access.EXECUTE))) return fail(STATUS.ACCESS_DENIED);
-      if (q.offset > BigInt(Number.MAX_SAFE_INTEGER)) return fail(STATUS.INVALID_PARAMETER);
+      // Offsets are signed 64-bit (as Windows and Samba check them; smbtorture smb2.rw.invalid): past
+      // INT64_MAX, or a range ending past it, is INVALID_PARAMETER; anything past what a file can
+      // hold is the end of the file.
+      if (q.offset > INT64_MAX || q.offset + BigInt(q.length) > INT64_MAX) return fail(STATUS.INVALID_PARAMETER);
+      if (q.offset > BigInt(Number.MAX_SAFE_INTEGER)) return q.length === 0 ? ok((w) => encodeReadResponseHead(w, { dataLength: 0, dataRemaining: 0 })) : fail(STATUS.END_OF_FILE);
       let data: Buffer;
       try {
         data = await view.read(o.handle, Number(q.offset), q.length);
@@ -263,7 +270,12 @@ export async function runCommand(srv: SmbServer, conn: Conn, sess: SmbSession, h
       }
       if (o.kind !== 'file' || !o.handle) return fail(STATUS.INVALID_DEVICE_REQUEST);
       if (!(o.grantedAccess & (Access.WRITE_DATA | Access.APPEND_DATA))) return fail(STATUS.ACCESS_DENIED);
-      if (q.offset > BigInt(Number.MAX_SAFE_INTEGER)) return fail(STATUS.INVALID_PARAMETER);
+      // As Windows (smbtorture smb2.rw.invalid): a negative offset, or data at or past NTFS's largest
+      // file size, is INVALID_PARAMETER; a write ending past it DISK_FULL; an empty write anywhere
+      // below INT64_MAX writes nothing.
+      if (q.offset > INT64_MAX || (q.data.length > 0 && q.offset >= MAX_FILE_SIZE)) return fail(STATUS.INVALID_PARAMETER);
+      if (q.data.length === 0) return ok((w) => encodeWriteResponse(w, { count: 0, remaining: 0 }));
+      if (q.offset + BigInt(q.data.length) >= MAX_FILE_SIZE) return fail(NT.DISK_FULL);
       let n: number;
       try {
         n = await view.write(o.handle, Number(q.offset), q.data);
