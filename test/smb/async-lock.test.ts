@@ -49,7 +49,7 @@ def lock(s, tid, fid, off, ln, flags):
 from Cryptodome.Cipher import AES
 seen = {'encrypted': False}
 def raw(s):
-    data = s._NetBIOSSession.recv_packet(20).get_trailer()
+    data = s._NetBIOSSession.recv_packet(60).get_trailer()
     seen['encrypted'] = data[:4] == b'\xfdSMB'
     if not seen['encrypted']:
         return data
@@ -219,7 +219,7 @@ out['after'] = lock(sb, tb, fb, 0, 20, X | NOW)
     expect(out.after).toBe('ok');
   }, 60_000);
 
-  it('CLOSE of the open and LOGOFF end a waiting lock with STATUS_RANGE_NOT_LOCKED; a lost connection drops its wait', async () => {
+  it('CLOSE of the open, TREE_DISCONNECT and LOGOFF end a waiting lock with STATUS_RANGE_NOT_LOCKED; a lost connection drops its wait', async () => {
     const out = await runPython(
       PRELUDE +
         String.raw`
@@ -253,6 +253,22 @@ for _ in range(2):
     got[h['mid']] = h
 out['lockAfterLogoff'] = got[ml]['status']
 out['logoff'] = got[mo]['status']
+# TREE_DISCONNECT
+t, st, tt = connect(0x210)
+ft = t.createFile(tt, 'gone.txt', desiredAccess=rw, shareMode=both, creationDisposition=FILE_OPEN)
+ml = lock_req(st, tt, ft, 0, 10, X)
+raw(st)
+p = st.SMB_PACKET()
+p['Command'] = SMB2_TREE_DISCONNECT
+p['TreeID'] = tt
+p['Data'] = SMB2TreeDisconnect()
+mt = st.sendSMB(p)
+got = {}
+for _ in range(2):
+    h = hdr(raw(st))
+    got[h['mid']] = h
+out['lockAfterTreeDisconnect'] = got[ml]['status']
+out['treeDisconnect'] = got[mt]['status']
 # connection lost while waiting: its wait must not be granted later
 d, sd, td = connect(0x210)
 fd = d.createFile(td, 'gone.txt', desiredAccess=rw, shareMode=both, creationDisposition=FILE_OPEN)
@@ -272,6 +288,8 @@ out['fresh'] = lock(se, te, fe, 0, 10, X)
     expect(out.close).toBe(0);
     expect(out.lockAfterLogoff).toBe(0xc000007e);
     expect(out.logoff).toBe(0);
+    expect(out.lockAfterTreeDisconnect).toBe(0xc000007e);
+    expect(out.treeDisconnect).toBe(0);
     expect(out.unlock).toBe('ok');
     expect(out.fresh).toBe('ok');
   }, 60_000);

@@ -41,7 +41,7 @@ def notify_req(s, tid, fid, flt, tree=False, size=4096):
     p['Data'] = b
     return s.sendSMB(p)
 def raw(s):
-    d = s._NetBIOSSession.recv_packet(20).get_trailer()
+    d = s._NetBIOSSession.recv_packet(60).get_trailer()
     p = SMB2PacketAsync(d)
     return {'status': p['Status'], 'flags': p['Flags'], 'mid': p['MessageID'], 'asyncId': p['AsyncID'], 'data': p['Data']}
 def entries(r):
@@ -161,4 +161,66 @@ out['close'] = got[mc]
     expect(out.cleanup).toBe(0x10b);
     expect(out.close).toBe(0);
   }, 60_000);
+  it('more changes than the watch keeps are NOTIFY_ENUM_DIR; TREE_DISCONNECT and LOGOFF end a waiting notify with NOTIFY_CLEANUP; deleting the directory with DELETE_PENDING', async () => {
+    const out = await runPython(
+      PRELUDE +
+        String.raw`
+dav('MKCOL', 'w3/')
+c, s, tid = connect()
+out = {}
+d = opendir(s, tid, 'w3')
+notify_req(s, tid, d, NAMES)
+raw(s)
+out['first'] = entries(raw(s)) if dav('PUT', 'w3/first', b'x') else None
+# nothing waits now: 520 creates from another connection overflow the 512 kept
+c2, s2, tid2 = connect()
+for i in range(520):
+    s2.close(tid2, s2.create(tid2, 'w3\\f%03d' % i, FILE_WRITE_DATA, FILE_SHARE_READ, 0, FILE_OVERWRITE_IF, 0))
+notify_req(s, tid, d, NAMES)
+out['overflow'] = raw(s)['status']
+# TREE_DISCONNECT while a notify waits
+d2 = opendir(s2, tid2, 'w3')
+mn = notify_req(s2, tid2, d2, NAMES)
+raw(s2)
+p = s2.SMB_PACKET()
+p['Command'] = SMB2_TREE_DISCONNECT
+p['TreeID'] = tid2
+p['Data'] = SMB2TreeDisconnect()
+mt = s2.sendSMB(p)
+got = {}
+for _ in range(2):
+    r = raw(s2)
+    got[r['mid']] = r['status']
+out['treeDisconnect'] = [got[mn], got[mt]]
+# the watched directory deleted over WebDAV
+dav('MKCOL', 'w4/')
+d4 = opendir(s, tid, 'w4')
+notify_req(s, tid, d4, NAMES)
+raw(s)
+out['delete'] = dav('DELETE', 'w4/')
+out['deleted'] = raw(s)['status']
+# LOGOFF while a notify waits
+c3, s3, tid3 = connect()
+d3 = opendir(s3, tid3, 'w3')
+mn = notify_req(s3, tid3, d3, NAMES)
+raw(s3)
+p = s3.SMB_PACKET()
+p['Command'] = SMB2_LOGOFF
+p['Data'] = SMB2Logoff()
+mo = s3.sendSMB(p)
+got = {}
+for _ in range(2):
+    r = raw(s3)
+    got[r['mid']] = r['status']
+out['logoff'] = [got[mn], got[mo]]
+`,
+      args(),
+    );
+    expect(out.first).toEqual([[1, 'first']]);
+    expect(out.overflow).toBe(0x10c);
+    expect(out.treeDisconnect).toEqual([0x10b, 0]);
+    expect(out.delete).toBe(204);
+    expect(out.deleted).toBe(0xc0000056);
+    expect(out.logoff).toEqual([0x10b, 0]);
+  }, 180_000);
 });
