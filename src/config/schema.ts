@@ -320,6 +320,8 @@ const nfsClientSchema = z.strictObject({
   match: z.string().refine((s) => parseClientMatch(s) !== undefined, { error: "must be an IP address, a CIDR network (a.b.c.d/n, x::/n) or '*'" }),
   /** rw: what the share and the ACL allow; ro: read-only for these clients (NFS4ERR_ROFS on changes). */
   access: z.enum(['rw', 'ro']).default('rw'),
+  /** AUTH_SYS squashing for these clients in this export (absent: protocols.nfs.squash). */
+  squash: z.enum(['none', 'root', 'all']).optional(),
 });
 
 const shareSchema = z.strictObject({

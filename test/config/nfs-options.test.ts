@@ -71,12 +71,12 @@ describe('shares[].nfs.clients', () => {
     const c = loadConfig({
       file: file(
         'shares:\n  - name: data\n    source: "memory:"\n    nfs:\n      clients:\n' +
-          '        - { match: 192.0.2.7, access: ro }\n        - match: 192.0.2.0/24\n        - { match: "2001:db8::/32", access: ro }\n' +
+          '        - { match: 192.0.2.7, access: ro }\n        - match: 192.0.2.0/24\n        - { match: "2001:db8::/32", access: ro, squash: all }\n' +
           '  - name: open\n    source: "memory:"\n',
       ),
       env: {},
     });
-    expect(c.shares[0]!.nfs).toEqual({ clients: [{ match: '192.0.2.7', access: 'ro' }, { match: '192.0.2.0/24', access: 'rw' }, { match: '2001:db8::/32', access: 'ro' }] });
+    expect(c.shares[0]!.nfs).toEqual({ clients: [{ match: '192.0.2.7', access: 'ro' }, { match: '192.0.2.0/24', access: 'rw' }, { match: '2001:db8::/32', access: 'ro', squash: 'all' }] });
     const ex = NfsExports.fromConfig(c);
     const data = ex.byShareName('data')!;
     expect(clientAccess(data, '192.0.2.7')).toBe('ro');
@@ -93,7 +93,7 @@ describe('shares[].nfs.clients', () => {
       loadConfig({
         file: file(
           'shares:\n  - name: data\n    source: "memory:"\n    nfs:\n      clients:\n' +
-            '        - match: host.example.com\n        - match: 10.0.0.0/33\n        - { match: 10.0.0.1, access: rx }\n' +
+            '        - match: host.example.com\n        - match: 10.0.0.0/33\n        - { match: 10.0.0.1, access: rx }\n        - { match: 10.0.0.2, squash: some }\n' +
             '  - name: b\n    source: "memory:"\n    nfs: { clients: [] }\n',
         ),
         env: {},
@@ -103,6 +103,7 @@ describe('shares[].nfs.clients', () => {
       "shares[0].nfs.clients[0].match: must be an IP address, a CIDR network (a.b.c.d/n, x::/n) or '*'",
       "shares[0].nfs.clients[1].match: must be an IP address, a CIDR network (a.b.c.d/n, x::/n) or '*'",
       'shares[0].nfs.clients[2].access: must be one of "rw", "ro"',
+      'shares[0].nfs.clients[3].squash: must be one of "none", "root", "all"',
       'shares[1].nfs.clients: must have at least 1 item',
     ]);
   });

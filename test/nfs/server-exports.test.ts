@@ -106,6 +106,51 @@ describe('shares[].nfs.clients', () => {
   });
 });
 
+describe('shares[].nfs.clients[].squash', () => {
+  let stack: NfsStack;
+  let root: Nfs41Client;
+  let alice: Nfs41Client;
+
+  beforeAll(async () => {
+    stack = await startNfs({
+      config: { 'protocols.nfs.squash': 'root' },
+      users: [{ name: 'root', uid: 0 }, { name: 'alice', uid: 1001 }],
+      shares: [
+        { name: 'trusted', source: 'memory:', nfs: { clients: [{ match: '127.0.0.1', squash: 'none' }] } },
+        { name: 'anonall', source: 'memory:', guest: 'read', nfs: { clients: [{ match: '*', squash: 'all' }] } },
+      ],
+    });
+    expect((await dav({ port: stack.davPort }, 'PUT', '/anonall/pub.txt', { body: 'public\n', auth: AUTH })).status).toBe(201);
+    root = await Nfs41Client.connect(stack.nfsPort, { uid: 0 });
+    alice = await Nfs41Client.connect(stack.nfsPort, { uid: 1001 });
+  }, 60_000);
+
+  afterAll(async () => {
+    root?.close();
+    alice?.close();
+    await stack?.stop();
+  });
+
+  it('uid 0 is squashed by the server (root) but not in the export whose entry says none', async () => {
+    const ls = await root.call([ops.putrootfh(), ops.readdir()]);
+    expect(resultOf(ls, OP.READDIR)!.body!.names).toEqual(['anonall', 'trusted']);
+    expect((await root.call(root.lookupPath('/mem'))).status).toBe(NFS4ERR.NOENT);
+    const made = await root.call([...root.lookupPath('/trusted'), ops.mkdir('by-root'), ops.getattr([FATTR4.OWNER])]);
+    expect(made.status).toBe(NFS4ERR.OK);
+    expect((resultOf(made, OP.GETATTR)!.body!.vals as Buffer).subarray(4, 5).toString()).toBe('0');
+    // Back in the pseudo-root and into a squash-all export: the anonymous guest again.
+    const back = await root.call([...root.lookupPath('/trusted'), ops.lookupp(), ops.lookup('anonall'), ops.mkdir('nope')]);
+    expect(back.status).toBe(NFS4ERR.ACCESS);
+  });
+
+  it('a known uid is squashed in the export whose entry says all: it reads as the guest and may not write', async () => {
+    const rd = await alice.call([...alice.lookupPath('/anonall/pub.txt'), ops.read(ANON, 0n, 100)]);
+    expect((resultOf(rd, OP.READ)!.body!.data as Buffer).toString()).toBe('public\n');
+    expect((await alice.call([...alice.lookupPath('/anonall'), ops.mkdir('d')])).status).toBe(NFS4ERR.ACCESS);
+    expect((await alice.call([...alice.lookupPath('/mem'), ops.mkdir('d')])).status).toBe(NFS4ERR.OK);
+  });
+});
+
 describe('protocols.nfs wire bounds', () => {
   let stack: NfsStack;
   let c: Nfs41Client;

@@ -6,7 +6,7 @@
 import { NFS4ERR, OP } from '../nfs4-types.ts';
 import type { OpResult } from '../compound.ts';
 import type { LookupArgs } from '../xdr4/filehandle.ts';
-import { accessIn, fail, failWith, ok, type OpContext } from '../server/context.ts';
+import { accessIn, fail, failWith, ok, principalIn, type OpContext } from '../server/context.ts';
 
 export async function lookup(c: OpContext, a: LookupArgs): Promise<OpResult> {
   const cur = c.cur;
@@ -14,9 +14,12 @@ export async function lookup(c: OpContext, a: LookupArgs): Promise<OpResult> {
   try {
     if (cur.kind === 'pseudo') {
       const exp = c.srv.exports.byShareName(a.name);
-      if (!exp || !c.srv.sessions.sharesFor(c.principal, 'nfs').some((s) => s.toLowerCase() === exp.name.toLowerCase())) return fail(OP.LOOKUP, NFS4ERR.NOENT);
+      if (!exp) return fail(OP.LOOKUP, NFS4ERR.NOENT);
+      // Entering the export: as the principal its client entry makes of the credential.
+      const p = exp.clients ? await principalIn(c, exp) : c.principal;
+      if (!c.srv.sessions.sharesFor(p, 'nfs').some((s) => s.toLowerCase() === exp.name.toLowerCase())) return fail(OP.LOOKUP, NFS4ERR.NOENT);
       if (accessIn(c, exp) === 'none') return fail(OP.LOOKUP, NFS4ERR.ACCESS);
-      c.cur = c.srv.fh.forFile(exp, await c.srv.rootId(c.view, exp.name));
+      c.cur = c.srv.fh.forFile(exp, await c.srv.rootId(p === c.principal ? c.view : c.srv.baseView(p), exp.name));
       return ok(OP.LOOKUP, null);
     }
     const dir = await c.view.getattrById(cur.share, cur.id);

@@ -12,7 +12,10 @@ import { FATTR4, NFS4ERR, OP } from '../nfs4-types.ts';
 import type { OpResult } from '../compound.ts';
 import { READDIR_FIXED_BYTES, readdirEntryBytes, type ReaddirArgs, type ReaddirEntry } from '../xdr4/namespace.ts';
 import { bitmapHas, type Bitmap4 } from '../xdr4/common.ts';
-import { accessIn, fail, failWith, ok, type OpContext } from '../server/context.ts';
+import { accessIn, fail, failWith, ok, principalIn, type OpContext } from '../server/context.ts';
+import type { NfsExport } from '../server/exports.ts';
+import type { Session } from '../../../src/session/session.ts';
+import type { Principal } from '../../../src/auth/authenticator.ts';
 import { fileValues, needsStatfs, pseudoValues } from '../server/attrs.ts';
 import { nfsstatOf } from '../errors.ts';
 import type { AttrValues } from '../fattr4.ts';
@@ -55,6 +58,23 @@ function entryAttrs(req: Bitmap4, v: AttrValues): Buffer {
   return fattrToBuffer(req, v);
 }
 
+/**
+ * The exports the pseudo-root shows this call, by name: those its address may use, which the
+ * principal of each (an export's client entry may squash otherwise) may see, with that view.
+ */
+async function visibleExports(c: OpContext): Promise<{ exp: NfsExport; view: Session }[]> {
+  const seen = new Map<Principal, Set<string>>();
+  const out: { exp: NfsExport; view: Session }[] = [];
+  for (const exp of c.srv.exports.all()) {
+    if (accessIn(c, exp) === 'none') continue;
+    const p = exp.clients ? await principalIn(c, exp) : c.principal;
+    let names = seen.get(p);
+    if (!names) seen.set(p, (names = new Set(c.srv.sessions.sharesFor(p, 'nfs').map((n) => n.toLowerCase()))));
+    if (names.has(exp.name.toLowerCase())) out.push({ exp, view: p === c.principal ? c.view : c.srv.baseView(p) });
+  }
+  return out.sort((x, y) => (x.exp.name < y.exp.name ? -1 : x.exp.name > y.exp.name ? 1 : 0));
+}
+
 export async function readdir(c: OpContext, a: ReaddirArgs): Promise<OpResult> {
   const cur = c.cur;
   if (!cur) return fail(OP.READDIR, NFS4ERR.NOFILEHANDLE);
@@ -63,21 +83,15 @@ export async function readdir(c: OpContext, a: ReaddirArgs): Promise<OpResult> {
   const req = a.request;
   try {
     if (cur.kind === 'pseudo') {
-      const shares = c.srv.sessions
-        .sharesFor(c.principal, 'nfs')
-        .filter((s) => {
-          const exp = c.srv.exports.byShareName(s);
-          return exp !== undefined && accessIn(c, exp) !== 'none';
-        })
-        .sort();
+      const shares = await visibleExports(c);
       let eof = true;
       for (let i = Number(a.cookie === 0n ? 0n : a.cookie - COOKIE_BASE); i < shares.length; i++) {
-        const exp = c.srv.exports.byShareName(shares[i] as string)!;
+        const { exp, view } = shares[i]!;
         let v: AttrValues;
         try {
-          const id = await c.srv.rootId(c.view, exp.name);
-          const attr = await c.view.getattrById(exp.name, id);
-          const fs = needsStatfs(req) ? await c.srv.statfs(c.view, exp.name).catch(() => undefined) : undefined;
+          const id = await c.srv.rootId(view, exp.name);
+          const attr = await view.getattrById(exp.name, id);
+          const fs = needsStatfs(req) ? await c.srv.statfs(view, exp.name).catch(() => undefined) : undefined;
           v = fileValues(c.minor, exp, attr, c.srv.fh.forFile(exp, id).bytes, fs);
           if (c.srv.idmap.domain !== undefined) await c.srv.idmap.name(v, attr.uid, attr.gid);
           // The share root is mounted on the pseudo-root's entry: Linux shows this number in ls.

@@ -13,7 +13,7 @@
 import { runCompound, type CompoundArgs, type CompoundRes, type DecodedOp, type OpResult } from '../compound.ts';
 import type { Nfs4CallContext, Nfs4Dispatcher } from '../nfs4-program.ts';
 import { NFS4ERR, OP } from '../nfs4-types.ts';
-import { accessIn, fail, ok, type NfsServer, type OpContext } from './context.ts';
+import { accessIn, enterExport, fail, ok, type NfsServer, type OpContext } from './context.ts';
 import { putfh, putrootfh, getfh, savefh, restorefh } from '../ops/filehandle.ts';
 import { lookup, lookupp } from '../ops/lookup.ts';
 import { getattr } from '../ops/getattr.ts';
@@ -167,6 +167,7 @@ function readOnlyForClient(c: OpContext, op: DecodedOp): boolean {
 async function safely(c: OpContext, op: DecodedOp): Promise<OpResult> {
   if (readOnlyForClient(c, op)) return fail(op.op, NFS4ERR.ROFS);
   try {
+    if (c.squash !== undefined || (c.cur?.kind === 'file' && c.cur.exp.clients)) await enterExport(c);
     return await execOp(c, op);
   } catch (e) {
     c.srv.logger?.error({ err: e, op: op.op }, 'nfs: operation failed unexpectedly');
@@ -200,6 +201,7 @@ function dispatcher(srv: NfsServer): (args: CompoundArgs, ctx: Nfs4CallContext) 
     const c: OpContext = {
       srv,
       minor: args.minorversion,
+      cred: ctx.call.cred,
       principal,
       view: srv.baseView(principal),
       clientAddress: ctx.conn.remoteAddress,

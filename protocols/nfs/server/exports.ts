@@ -12,12 +12,16 @@
  * an address no entry matches may not use the export (NFS4ERR_ACCESS entering it: PUTFH of one of
  * its handles, LOOKUP from the pseudo-root, SECINFO of its name; absent from the pseudo-root's
  * listing). ro makes every change NFS4ERR_ROFS for that client, whatever the ACL grants — the
- * ACL still decides everything else. An export without the list admits every client, rw, and
- * costs nothing per call. IPv4-mapped IPv6 addresses (::ffff:a.b.c.d) match as IPv4.
+ * ACL still decides everything else. An entry may also name its own `squash` (none|root|all) for
+ * those clients in this export, as root_squash/no_root_squash/all_squash on an exports line (the
+ * dispatcher maps the credential again when the current filehandle enters such an export). An
+ * export without the list admits every client, rw, with the server's squashing, and costs nothing
+ * per call. IPv4-mapped IPv6 addresses (::ffff:a.b.c.d) match as IPv4.
  */
 import { createHash } from 'node:crypto';
 import { BlockList } from 'node:net';
 import { parseClientMatch, type PorticoConfig } from '../../../src/config/schema.ts';
+import type { Squash } from './principals.ts';
 
 /** What a client may do in an export. */
 export type ClientAccess = 'rw' | 'ro' | 'none';
@@ -26,6 +30,8 @@ interface ClientRule {
   /** undefined = every address. */
   list: BlockList | undefined;
   access: 'rw' | 'ro';
+  /** Squashing for these clients here (undefined: the server's, protocols.nfs.squash). */
+  squash: Squash | undefined;
 }
 
 export interface NfsExport {
@@ -44,13 +50,17 @@ export interface NfsExport {
   clients: ClientRule[] | undefined;
 }
 
-function ruleOf(c: { match: string; access?: 'rw' | 'ro' | undefined }): ClientRule {
+type ClientInput = { match: string; access?: 'rw' | 'ro' | undefined; squash?: Squash | undefined };
+
+function ruleOf(c: ClientInput): ClientRule {
   const m = parseClientMatch(c.match);
   if (!m) throw new Error(`invalid NFS client match ${JSON.stringify(c.match)}`);
-  if (m.kind === 'any') return { list: undefined, access: c.access ?? 'rw' };
-  const list = new BlockList();
-  list.addSubnet(m.address, m.prefix, m.family);
-  return { list, access: c.access ?? 'rw' };
+  let list: BlockList | undefined;
+  if (m.kind === 'net') {
+    list = new BlockList();
+    list.addSubnet(m.address, m.prefix, m.family);
+  }
+  return { list, access: c.access ?? 'rw', squash: c.squash };
 }
 
 /** A connection's address as the rules see it: IPv4-mapped IPv6 as IPv4. */
@@ -59,14 +69,20 @@ function plainAddress(a: string): { address: string; family: 'ipv4' | 'ipv6' } {
   return { address: a, family: a.includes(':') ? 'ipv6' : 'ipv4' };
 }
 
+/** The first rule matching `address` (undefined: none matches, or the export has no list). */
+export function clientRule(exp: NfsExport, address: string): ClientRule | undefined {
+  if (!exp.clients) return undefined;
+  const a = plainAddress(address);
+  for (const r of exp.clients) {
+    if (!r.list || r.list.check(a.address, a.family)) return r;
+  }
+  return undefined;
+}
+
 /** The first rule matching `address` decides; no match: none. */
 export function clientAccess(exp: NfsExport, address: string): ClientAccess {
   if (!exp.clients) return 'rw';
-  const a = plainAddress(address);
-  for (const r of exp.clients) {
-    if (!r.list || r.list.check(a.address, a.family)) return r.access;
-  }
-  return 'none';
+  return clientRule(exp, address)?.access ?? 'none';
 }
 
 type ShareInput = {
@@ -74,7 +90,7 @@ type ShareInput = {
   protocols?: string[] | undefined;
   caseSensitive?: boolean | undefined;
   readOnly?: boolean | undefined;
-  nfs?: { clients?: { match: string; access?: 'rw' | 'ro' | undefined }[] | undefined } | undefined;
+  nfs?: { clients?: ClientInput[] | undefined } | undefined;
 };
 
 export const PSEUDO_FSID = { major: 0x504f5254n /* 'PORT' */, minor: 0n } as const;

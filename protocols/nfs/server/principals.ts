@@ -31,10 +31,11 @@ export class PrincipalMap {
     this.anonymous = { ...auth.guest(), uid: o.anonUid, gid: o.anonGid };
   }
 
-  async of(cred: Credential): Promise<Principal> {
+  /** The principal of a credential; `squash` overrides the server's (an export's client entry). */
+  async of(cred: Credential, squash: Squash = this.squash): Promise<Principal> {
     if (cred.flavor !== AUTH_FLAVOR.SYS) return this.anonymous;
     const uid = cred.sys.uid;
-    if (this.squash === 'all' || (uid === 0 && this.squash === 'root')) return this.anonymous;
+    if (squash === 'all' || (uid === 0 && squash === 'root')) return this.anonymous;
     const now = Date.now();
     const hit = this.cache.get(uid);
     if (hit && now - hit.at < CACHE_MS) return hit.p;
