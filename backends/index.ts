@@ -27,6 +27,8 @@ export interface BackendSourceOptions {
   fsync?: boolean;
   /** local: synchronous lookups and small reads while they are fast (backends/local/inline-io.ts; default 'auto'). */
   inlineIo?: boolean | 'auto';
+  /** local: read-only descriptors kept open for reuse (backends/local/fd-cache.ts; default 256, 0 = none). */
+  readFdCache?: number;
   /** memory: capacity in bytes (default 1 TiB). */
   totalBytes?: number;
   /** memory: capability overrides, applied after the variant's own. */
@@ -92,6 +94,12 @@ function localOptions(options: BackendSourceOptions): LocalBackendOptions {
       throw new VfsError('EINVAL', 'local backend option inlineIo must be auto, true or false');
     }
     out.inlineIo = options.inlineIo;
+  }
+  if (options.readFdCache !== undefined) {
+    if (typeof options.readFdCache !== 'number' || !Number.isInteger(options.readFdCache) || options.readFdCache < 0 || options.readFdCache > 65536) {
+      throw new VfsError('EINVAL', 'local backend option readFdCache must be a whole number from 0 to 65536');
+    }
+    out.readFdCache = options.readFdCache;
   }
   return out;
 }

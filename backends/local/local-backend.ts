@@ -28,6 +28,7 @@ import { INLINE_BATCH, InlineIo, isLocalFileSystem, yieldToLoop } from './inline
 import { firstAfter } from '../paging.ts';
 import { mapLimit } from '../../src/util/map-limit.ts';
 import { LocalWatches, type LocalWatchOptions } from './local-watch.ts';
+import { FD_CACHE_MAX, ReadFdCache } from './fd-cache.ts';
 
 /** Only root may give a file to another user; files this process makes are its own already. */
 const PROCESS_UID = process.getuid?.() ?? -1;
@@ -58,6 +59,11 @@ export interface LocalBackendOptions {
   inlineIo?: boolean | 'auto';
   /** Limits of the watches of outside changes (local-watch.ts). */
   watch?: LocalWatchOptions;
+  /**
+   * Read-only descriptors kept open for reuse (fd-cache.ts), at most this many (default
+   * FD_CACHE_MAX; 0: none).
+   */
+  readFdCache?: number;
 }
 
 /** Directory fsyncs of one directory: commits queued for the next one, and whether one runs. */
@@ -161,6 +167,14 @@ export class LocalBackend implements Backend, WriterHost {
   /** Watches of outside changes, made at the first watch() (local-watch.ts). */
   private watches: LocalWatches | undefined;
   private readonly watchOptions: LocalWatchOptions;
+  /** Read-only descriptors reused while their file is unchanged (fd-cache.ts); undefined: off. */
+  readonly fdCache: ReadFdCache | undefined;
+  /**
+   * Counts the backend's forgetting of paths: an open that started before a change to its path
+   * may have opened the file as it was, so its descriptor is cached only when nothing was
+   * forgotten meanwhile.
+   */
+  private forgets = 0;
   private readonly nameCache = new LRUCache<string, NameCacheEntry>({
     max: 256,
     maxSize: 2_000_000,
@@ -184,6 +198,13 @@ export class LocalBackend implements Backend, WriterHost {
     this.io = new InlineIo(inline === 'auto' ? isLocalFileSystem(this.root) : inline);
     this.wio = InlineIo.forWrites(this.io.enabled);
     this.watchOptions = options.watch ?? {};
+    const fdMax = options.readFdCache ?? FD_CACHE_MAX;
+    // A descriptor leaving the cache is read-only: its close has nothing to flush (inline when allowed).
+    const closeFd = (fd: number): void => {
+      if (this.io.ok) this.io.run(() => closeSync(fd));
+      else closeCb(fd, () => undefined);
+    };
+    this.fdCache = fdMax > 0 ? new ReadFdCache({ max: fdMax, closeFd }) : undefined;
   }
 
   /** Async factory, for symmetry with backends that need to connect. */
@@ -222,6 +243,13 @@ export class LocalBackend implements Backend, WriterHost {
     this.nameCache.delete(parentPath(path));
     this.nameCache.delete(path);
     this.verifiedDirs.delete(path);
+    this.forgetFd(path);
+  }
+
+  /** Drops the cached read descriptor of `path`: the file changed, or may have. */
+  private forgetFd(path: string): void {
+    this.forgets++;
+    this.fdCache?.forget(path);
   }
 
   /** Drops cached knowledge of `path` and everything below it (a directory may have moved or gone). */
@@ -233,6 +261,7 @@ export class LocalBackend implements Backend, WriterHost {
     for (const key of this.nameCache.keys()) {
       if (isSameOrDescendant(key, path)) this.nameCache.delete(key);
     }
+    this.fdCache?.forgetBelow(path);
   }
 
   /** Path of the object behind an open descriptor, as the kernel sees it. */
@@ -523,12 +552,31 @@ export class LocalBackend implements Backend, WriterHost {
   }
 
   async openFile(path: string, options: OpenFileOptions): Promise<BackendFile> {
+    const readOnly = !options.write && !options.create && !options.truncate;
+    const cache = readOnly ? this.fdCache : undefined;
+    if (cache !== undefined) {
+      const hit = cache.take(path);
+      if (hit !== undefined) return new LocalFile(hit.shared.fd, path, false, this.io, hit);
+    }
     let flags = (options.write ? C.O_RDWR : C.O_RDONLY) | C.O_NOFOLLOW | C.O_NONBLOCK;
     if (options.create) flags |= C.O_CREAT | (options.exclusive ? C.O_EXCL : 0);
     if (options.truncate) flags |= C.O_TRUNC;
+    // Portico is about to change the file through a descriptor of its own: readers reopen.
+    if (!readOnly) this.forgetFd(path);
+    const forgets = this.forgets;
+    const openedAt = performance.now();
     const fd = await this.openConfinedFd(path, flags, options.mode ?? 0o666, !options.write, options.owner);
     if (options.create) this.nameCache.delete(parentPath(path));
-    return new LocalFile(fd, path, options.write, this.io);
+    if (cache === undefined) return new LocalFile(fd, path, options.write, this.io);
+    // The fstat that decides whether to cache it is also the caller's first stat() (LocalFile).
+    let st: BigIntStats | undefined;
+    try {
+      st = fstatSync(fd, { bigint: true });
+    } catch {
+      st = undefined;
+    }
+    if (st === undefined || !st.isFile() || this.forgets !== forgets) return new LocalFile(fd, path, false, this.io, { st });
+    return new LocalFile(fd, path, false, this.io, { shared: cache.add(path, fd, st, openedAt), st });
   }
 
   async createWriter(path: string, options: WriterOptions = {}): Promise<BackendWriter> {
@@ -770,6 +818,7 @@ export class LocalBackend implements Backend, WriterHost {
   }
 
   async setMetadata(path: string, meta: SetMetadata): Promise<BackendStat> {
+    this.forgetFd(path);
     try {
       await this.parentOk(path);
       const abs = this.abs(path);
@@ -808,6 +857,7 @@ export class LocalBackend implements Backend, WriterHost {
   }
 
   async truncate(path: string, size: number): Promise<void> {
+    this.forgetFd(path);
     const fh = await this.openConfined(path, C.O_WRONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
     try {
       await fh.truncate(size);
@@ -846,6 +896,7 @@ export class LocalBackend implements Backend, WriterHost {
 
   async close(): Promise<void> {
     this.watches?.closeAll();
+    this.fdCache?.clear();
   }
 
   /**

@@ -18,6 +18,7 @@ import type { BackendFile, BackendStat, BackendWriter, SetMetadata, TimeNs } fro
 import { toVfsError, VfsError } from '../../src/vfs/errors.ts';
 import { baseName } from '../../src/vfs/path.ts';
 import { INLINE_MAX_READ, INLINE_MAX_WRITE, type InlineIo } from './inline-io.ts';
+import type { SharedFd } from './fd-cache.ts';
 
 /** What a LocalWriter needs from its backend. */
 export interface WriterHost {
@@ -102,6 +103,19 @@ const leakedFds = new FinalizationRegistry<number>((fd) => {
   }
 });
 
+/**
+ * A dropped LocalFile over a cached descriptor (fd-cache.ts) gives up its use of it and never
+ * closes it: the descriptor is the cache's and other files may be reading through it.
+ */
+const leakedShares = new FinalizationRegistry<SharedFd>((shared) => shared.release());
+
+/**
+ * How long after the open the open's own fstat answers the first stat() (the VFS asks for the
+ * attributes right after opening to read): within it, the file could as well have changed just
+ * after that stat as just after the open.
+ */
+const OPEN_STAT_MS = 1;
+
 function fsRead(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number> {
   return new Promise((resolve, reject) => fsReadCb(fd, buf, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))));
 }
@@ -159,13 +173,22 @@ export class LocalFile implements BackendFile {
   private readonly io: InlineIo;
   private closed = false;
   private readonly calls = new FdCalls();
+  /** The cached descriptor this file reads through (fd-cache.ts): released, never closed, at close(). */
+  private readonly shared: SharedFd | undefined;
+  /** The fstat made by the open, and when: answers the first stat() within OPEN_STAT_MS. */
+  private openStat: BigIntStats | undefined;
+  private readonly openedAt: number;
 
-  constructor(fd: number, path: string, writable: boolean, io: InlineIo) {
+  constructor(fd: number, path: string, writable: boolean, io: InlineIo, opened?: { shared?: SharedFd; st?: BigIntStats }) {
     this.fd = fd;
     this.path = path;
     this.writable = writable;
     this.io = io;
-    leakedFds.register(this, fd, this);
+    this.shared = opened?.shared;
+    this.openStat = opened?.st;
+    this.openedAt = this.openStat !== undefined ? performance.now() : 0;
+    if (this.shared !== undefined) leakedShares.register(this, this.shared, this);
+    else leakedFds.register(this, fd, this);
   }
 
   private live(): number {
@@ -235,7 +258,13 @@ export class LocalFile implements BackendFile {
 
   async stat(): Promise<BackendStat> {
     try {
-      return toStat(baseName(this.path), fstatSync(this.live(), { bigint: true }));
+      const fd = this.live();
+      const first = this.openStat;
+      if (first !== undefined) {
+        this.openStat = undefined;
+        if (performance.now() - this.openedAt <= OPEN_STAT_MS) return toStat(baseName(this.path), first);
+      }
+      return toStat(baseName(this.path), fstatSync(fd, { bigint: true }));
     } catch (e) {
       throw toVfsError(e, this.path);
     }
@@ -245,6 +274,11 @@ export class LocalFile implements BackendFile {
     if (this.closed) return;
     this.closed = true;
     await this.calls.settled();
+    if (this.shared !== undefined) {
+      leakedShares.unregister(this);
+      this.shared.release();
+      return;
+    }
     leakedFds.unregister(this);
     try {
       // A read-only descriptor has nothing to flush: closed inline when allowed. A written one may
