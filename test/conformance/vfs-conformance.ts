@@ -561,6 +561,8 @@ export function vfsConformance(f: BackendFactory): void {
         await s.link('s', '/orig', '/hl');
         expect((await readFile(s, '/hl')).toString()).toBe('shared');
         expect((await s.getattr('s', '/hl')).nlink).toBe(2);
+        // One id per file where native identity tells files apart (docs/ARCHITECTURE.md "Hard links").
+        if (caps().nativeIdentity) expect((await s.getattr('s', '/hl')).id).toBe((await s.getattr('s', '/orig')).id);
       });
     });
 
