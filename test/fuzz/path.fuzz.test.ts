@@ -241,6 +241,41 @@ describe('normalizePath: output invariants', () => {
   });
 });
 
+describe('normalizePath: the plain-ASCII fast path', () => {
+  /** Result or error code. */
+  const outcome = (p: string): string => {
+    try {
+      return normalizePath(p);
+    } catch (e) {
+      if (e instanceof VfsError) return `error ${e.code}`;
+      throw e;
+    }
+  };
+  // Mostly the characters the fast path takes, with the ones it must leave to the general path.
+  const asciiToken = fc.oneof(
+    { weight: 6, arbitrary: fc.constantFrom('/', 'a', 'Z', '0', '.', '..', ' ', '~', '-', '[', ']', '%2e', '//') },
+    { weight: 1, arbitrary: fc.constantFrom('\\', '\u0001', '\u007f', '\u00e9', 'e\u0301', '\ud800', '\u00a0') },
+    { weight: 1, arbitrary: fc.integer({ min: 250, max: 260 }).map((n) => 'x'.repeat(n)) },
+  );
+  const asciiPath = fc.array(asciiToken, { maxLength: 30 }).map((t) => t.join(''));
+
+  it('answers exactly as the general path does (a trailing slash sends the same path through it)', () => {
+    fc.assert(
+      fc.property(asciiPath, (p) => {
+        if (p.length >= MAX_PATH_BYTES) return;
+        expect(outcome(p)).toBe(outcome(p + '/'));
+      }),
+      { numRuns: 2000 },
+    );
+    expect(outcome('/a/./b')).toBe('error EINVAL');
+    expect(outcome('/a/..')).toBe('error EINVAL');
+    expect(outcome('/..a/b.')).toBe('/..a/b.');
+    expect(outcome('/' + 'x'.repeat(256))).toBe('error ENAMETOOLONG');
+    expect(outcome('/a'.repeat(MAX_DEPTH + 1))).toBe('error ENAMETOOLONG');
+    expect(outcome('/a'.repeat(MAX_DEPTH))).toBe('/a'.repeat(MAX_DEPTH));
+  });
+});
+
 describe('normalizeName', () => {
   it('returns an NFC name without separator or control, or throws a VfsError; agrees with normalizePath', () => {
     fc.assert(
