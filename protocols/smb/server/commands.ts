@@ -479,7 +479,7 @@ async function queryDirectory(srv: SmbServer, conn: Conn, h: Smb2Header, el: Buf
             break;
           }
           st.pending.shift();
-          if (single) break;
+          if (single || count >= MAX_DIR_ENTRIES_PER_RESPONSE) break;
         }
         if (st.pending.length > 0 || (single && chunks.length > 0) || st.eof || count >= MAX_DIR_ENTRIES_PER_RESPONSE) break;
         const page = await view.readdirById(share, o.handle.fileId, { ...(st.cookie !== undefined ? { cookie: st.cookie } : {}), limit: 512 });
