@@ -9,22 +9,16 @@
  * elsewhere; about 20 s under TCG.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { execFile, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { KVM_HARNESS as HARNESS, kvmHarnessMissing, runTool } from '../helpers/kvm-harness.ts';
 import { startServer } from './helpers.ts';
 import { createToyDispatcher } from './toy-dispatcher.ts';
 import type { Nfs4Dispatcher } from '../../protocols/nfs/nfs4-program.ts';
 import type { RpcServer } from '../../protocols/nfs/rpc-server.ts';
 import { NFS4ERR } from '../../protocols/nfs/nfs4-types.ts';
 
-const HARNESS = fileURLToPath(new URL('../../../shared/tools/kvm/mount-test.sh', import.meta.url));
-const CACHE = '/var/cache/kvm-harness/vmlinuz';
-const READY =
-  existsSync(HARNESS) &&
-  existsSync(CACHE) &&
-  spawnSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' }).status === 0 &&
-  spawnSync('busybox', ['true'], { stdio: 'ignore' }).status === 0;
+const MISSING = kvmHarnessMissing();
+if (MISSING) console.warn(`test/nfs/kernel-client.test.ts skipped: ${MISSING}`);
+const READY = MISSING === undefined;
 
 let server: RpcServer | undefined;
 afterEach(async () => {
@@ -44,14 +38,7 @@ describe.skipIf(!READY)('Linux kernel client (QEMU harness)', () => {
     };
     const s = await startServer({ dispatcher });
     server = s.server;
-    const out = await new Promise<{ code: number | null; text: string }>((resolve) => {
-      execFile(
-        HARNESS,
-        ['--no-build', '--nfs', `${s.port}:/`, '--nfs-vers', '4.0 4.1 4.2', '--files', '20', '--big-mb', '4', '--step-timeout', '60', '--timeout', '600'],
-        { timeout: 700_000, killSignal: 'SIGKILL', maxBuffer: 16 << 20 },
-        (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, text: `${stdout}${stderr}` }),
-      );
-    });
+    const out = await runTool(HARNESS, ['--no-build', '--nfs', `${s.port}:/`, '--nfs-vers', '4.0 4.1 4.2', '--files', '20', '--big-mb', '4', '--step-timeout', '60', '--timeout', '600'], 700_000);
     expect(out.text).not.toMatch(/^FAIL/m);
     expect(out.text).toMatch(/^\d+ passed, 0 failed$/m);
     expect(out.code).toBe(0);

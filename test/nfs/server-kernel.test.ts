@@ -11,39 +11,26 @@
  * boot cache are present (as kernel-client.test.ts); about 5 minutes under TCG.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { execFile, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { freePort } from '../cli/helpers.ts';
+import { KVM_HARNESS as HARNESS, gatewayChildCmd, kvmHarnessMissing, runTool as run } from '../helpers/kvm-harness.ts';
 
-const HARNESS = fileURLToPath(new URL('../../../shared/tools/kvm/mount-test.sh', import.meta.url));
-const CHILD = fileURLToPath(new URL('./gateway-child.sh', import.meta.url));
-const CACHE = '/var/cache/kvm-harness/vmlinuz';
-const READY =
-  existsSync(HARNESS) &&
-  existsSync(CACHE) &&
-  spawnSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' }).status === 0 &&
-  spawnSync('busybox', ['true'], { stdio: 'ignore' }).status === 0;
+const MISSING = kvmHarnessMissing();
+if (MISSING) console.warn(`test/nfs/server-kernel.test.ts skipped: ${MISSING}`);
+const READY = MISSING === undefined;
 
 let dir: string | undefined;
 let port = 0;
-const child = (cmd: 'start' | 'stop' | 'restart'): string => `PORTICO_NODE='${process.execPath}' '${CHILD}' ${cmd} ${port} '${dir}'`;
+const child = (cmd: 'start' | 'stop' | 'restart'): string => gatewayChildCmd(cmd, port, dir!);
 
 afterAll(() => {
   if (!dir) return;
   spawnSync('bash', ['-c', child('stop')], { stdio: 'ignore', timeout: 30_000 });
   rmSync(dir, { recursive: true, force: true });
 });
-
-function run(cmd: string, args: string[], timeoutMs: number): Promise<{ code: number | null; text: string }> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 16 << 20 }, (err, stdout, stderr) =>
-      resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, text: `${stdout}${stderr}` }),
-    );
-  });
-}
 
 describe.skipIf(!READY)('Linux kernel client against the real NFS server (QEMU harness)', () => {
   it('mounts 4.0, 4.1 and 4.2, passes the whole workload and goes on across a gateway restart in each', async () => {

@@ -27,7 +27,7 @@ export interface SmbStack {
   davPort: number;
   tmp: string;
   diskDir: string;
-  stop(): Promise<void>;
+  stop(opts?: { keep?: boolean }): Promise<void>;
 }
 
 class Sink extends Writable {
@@ -36,12 +36,12 @@ class Sink extends Writable {
   }
 }
 
-export async function startSmb(opts: { config?: Record<string, unknown>; shares?: Record<string, unknown>[]; log?: Writable } = {}): Promise<SmbStack> {
-  const tmp = mkdtempSync(join(tmpdir(), 'portico-smb-'));
+export async function startSmb(opts: { config?: Record<string, unknown>; shares?: Record<string, unknown>[]; log?: Writable; tmp?: string; smbPort?: number } = {}): Promise<SmbStack> {
+  const tmp = opts.tmp ?? mkdtempSync(join(tmpdir(), 'portico-smb-'));
   const diskDir = join(tmp, 'disk');
   mkdirSync(diskDir, { recursive: true });
   const davPort = await freePort();
-  const smbPort = await freePort();
+  const smbPort = opts.smbPort ?? (await freePort());
   const config = loadConfig({
     env: {},
     overrides: {
@@ -77,9 +77,9 @@ export async function startSmb(opts: { config?: Record<string, unknown>; shares?
     davPort: dav.address()!.port,
     tmp,
     diskDir,
-    stop: async () => {
+    stop: async (o = {}) => {
       await gateway.stop(0);
-      rmSync(tmp, { recursive: true, force: true });
+      if (!o.keep) rmSync(tmp, { recursive: true, force: true });
     },
   };
 }
