@@ -10,7 +10,7 @@
 import { linkSync, mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { LocalBackend } from '../../backends/local/local-backend.ts';
 import { makeVfsEnv, type VfsEnv } from '../helpers/vfs-env.ts';
 import { expectCode, readFile, writeFile } from '../conformance/vfs-conformance.ts';
@@ -261,6 +261,30 @@ describe('hard links on a local disk: one id per file', () => {
     expect((await s2.getattrById('s', id)).nlink).toBe(2);
     expect((await s2.readdir('s', '/')).entries.map((x) => [x.name, x.cookie])).toEqual(cookies);
     rmSync(e.stateDir, { recursive: true, force: true });
+  });
+
+  it('files with one name cost no store query on a warm lookup, getattr or listing, with links elsewhere in the store', async () => {
+    const { env: e, s } = local();
+    await writeFile(s, '/a', 'linked');
+    await s.link('s', '/a', '/b');
+    await s.mkdir('s', '/plain');
+    for (let i = 0; i < 20; i++) await writeFile(s, `/plain/f${i}`, 'x');
+    const dir = (await s.getattr('s', '/plain')).id;
+    const warm = async (): Promise<void> => {
+      for (let i = 0; i < 20; i++) await s.getattr('s', `/plain/f${i}`);
+      await s.readdir('s', '/plain');
+      await s.lookup('s', dir, 'f3');
+    };
+    await warm();
+    // Rows are cached now: a getattr by path (a stat each time) and a listing answer from them,
+    // with no query of the link tables or the node rows.
+    const store = e.store;
+    const spies = (['lookupChild', 'lookupLink', 'linkedChild', 'getNode', 'ensureChild', 'linksOf', 'getLink'] as const).map((m) => vi.spyOn(store, m));
+    for (let i = 0; i < 20; i++) await s.getattr('s', `/plain/f${i}`);
+    await s.readdir('s', '/plain');
+    await s.lookup('s', dir, 'f3');
+    expect(spies.map((x) => [x.getMockName(), x.mock.calls.length]).filter(([, n]) => n !== 0)).toEqual([]);
+    for (const x of spies) x.mockRestore();
   });
 
   it('a name of a linked file replaced outside Portico is a new file; the other name keeps the id', async () => {
