@@ -147,7 +147,20 @@ export class Metrics {
   private readonly requests: OpFamily;
   readonly bytesRead: Counter<'protocol'>;
   readonly bytesWritten: Counter<'protocol'>;
-  readonly sessionsOpen: Gauge<'protocol'>;
+  /**
+   * Hot-path totals behind bytesRead, bytesWritten and portico_sessions_open, by protocol: plain
+   * numbers (a Map lookup and an addition per call), handed to prom-client only when /metrics is
+   * scraped (the metrics' collect()). prom-client's labelled inc/dec validates and hashes its label
+   * object on every call, and a WebDAV GET made three of them (a session opened and ended, bytes).
+   */
+  private readonly readTotals = new Map<string, number>();
+  private readonly writeTotals = new Map<string, number>();
+  private readonly sessionTotals = new Map<string, number>();
+  /** Open sessions by protocol (portico_sessions_open). */
+  readonly sessionsOpen = {
+    inc: (labels: { protocol: string }): void => void this.sessionTotals.set(labels.protocol, (this.sessionTotals.get(labels.protocol) ?? 0) + 1),
+    dec: (labels: { protocol: string }): void => void this.sessionTotals.set(labels.protocol, (this.sessionTotals.get(labels.protocol) ?? 0) - 1),
+  };
   readonly connectionsOpen: Gauge<'protocol'>;
 
   /** portico_backend_requests_total, portico_backend_errors_total, portico_backend_request_duration_seconds. */
@@ -187,23 +200,34 @@ export class Metrics {
       duration: 'portico_request_duration_seconds',
       durationHelp: 'Protocol request latency',
     });
+    const totalsOf = (totals: Map<string, number>) =>
+      function (this: Counter<'protocol'>): void {
+        this.reset();
+        for (const [protocol, n] of totals) if (n > 0) this.inc({ protocol }, n);
+      };
     this.bytesRead = new Counter({
       name: 'portico_bytes_read_total',
       help: 'File content bytes sent to clients',
       labelNames: ['protocol'],
       registers,
+      collect: totalsOf(this.readTotals),
     });
     this.bytesWritten = new Counter({
       name: 'portico_bytes_written_total',
       help: 'File content bytes received from clients',
       labelNames: ['protocol'],
       registers,
+      collect: totalsOf(this.writeTotals),
     });
-    this.sessionsOpen = new Gauge({
+    const sessionTotals = this.sessionTotals;
+    new Gauge({
       name: 'portico_sessions_open',
       help: 'Authenticated sessions currently open',
       labelNames: ['protocol'],
       registers,
+      collect(this: Gauge<'protocol'>) {
+        for (const [protocol, n] of sessionTotals) this.set({ protocol }, n);
+      },
     });
     this.connectionsOpen = new Gauge({
       name: 'portico_connections_open',
@@ -274,7 +298,8 @@ export class Metrics {
 
   addBytes(protocol: string, direction: 'read' | 'write', n: number): void {
     if (n <= 0) return;
-    (direction === 'read' ? this.bytesRead : this.bytesWritten).labels(protocol).inc(n);
+    const totals = direction === 'read' ? this.readTotals : this.writeTotals;
+    totals.set(protocol, (totals.get(protocol) ?? 0) + n);
   }
 
   authFailure(protocol: string, reason: string): void {
