@@ -60,6 +60,15 @@ export class MetaCache {
   private readonly probes: LRUCache<string, Timed<boolean>>;
   /** dirKey -> names that may exist in it; every other name is missing (see above). */
   private readonly complete: LRUCache<string, Timed<Set<string>>>;
+  /**
+   * dirKey -> names our own writes made possible there, with the change clock of each: a listing
+   * raced by our own write is completed with the names touched since it started (setComplete).
+   */
+  private readonly touched: LRUCache<string, Map<string, number>>;
+  /** Highest clock of a touched map evicted (its names are unknown: a raced listing is dropped). */
+  private evictedTouch = 0;
+  /** dirKeys whose first page was truncated: a miss there does not try to learn the membership. */
+  private readonly large: LRUCache<string, number>;
   /** dirKey -> clock of our last change in it (forgetListing), to tell a listing raced by our own write. */
   private readonly changedAt: LRUCache<string, number>;
   private clock = 0;
@@ -76,6 +85,14 @@ export class MetaCache {
     this.pages = new LRUCache({ max: 1024 });
     this.probes = new LRUCache({ max: 10_000 });
     this.complete = new LRUCache({ max: 1024 });
+    this.large = new LRUCache({ max: 1024 });
+    this.touched = new LRUCache({
+      max: 1024,
+      dispose: (m, _k, reason) => {
+        if (reason === 'set') return;
+        for (const c of m.values()) if (c > this.evictedTouch) this.evictedTouch = c;
+      },
+    });
     this.changedAt = new LRUCache({
       max: 10_000,
       dispose: (v, _k, reason) => {
@@ -131,9 +148,16 @@ export class MetaCache {
    */
   setComplete(dirKey: string, names: Iterable<string>, since?: number): void {
     if (this.ttlMs === 0) return;
-    // Our own write landed in the directory while its membership was being read: the answer may miss it.
-    if (since !== undefined && this.changedSince(dirKey, since)) return;
     const set = new Set(names);
+    // Our own write landed in the directory while its membership was being read: the answer may
+    // miss it. Add every name we touched there since (a superset is safe: a name in the set is
+    // only ever asked for); when those are not known any more, drop the answer.
+    if (since !== undefined && this.changedSince(dirKey, since)) {
+      if (this.evictedTouch > since) return;
+      const t = this.touched.get(dirKey);
+      if (t === undefined) return;
+      for (const [name, at] of t) if (at >= since) set.add(name);
+    }
     if (set.size > COMPLETE_MAX_NAMES) return;
     this.complete.set(dirKey, { value: set, expires: Date.now() + this.ttlMs });
   }
@@ -151,6 +175,24 @@ export class MetaCache {
     return !e.value.has(key.slice(cut));
   }
 
+  /**
+   * Whether a miss in `dirKey` should list the directory to learn its membership: the cache is on,
+   * the membership is not known already, and the directory was not found too large for one page
+   * within the TTL.
+   */
+  wantsMembership(dirKey: string): boolean {
+    if (this.ttlMs === 0) return false;
+    const c = this.complete.get(dirKey);
+    if (c !== undefined && c.expires > Date.now()) return false;
+    const l = this.large.get(dirKey);
+    return l === undefined || l <= Date.now();
+  }
+
+  /** `dirKey` has more names than one listing page: remembered for the TTL. */
+  setLarge(dirKey: string): void {
+    if (this.ttlMs > 0) this.large.set(dirKey, Date.now() + this.ttlMs);
+  }
+
   /** A name that may now exist in its directory (our own write; or unknown): never a "known miss". */
   private mayExist(key: string): void {
     if (this.complete.size === 0) return;
@@ -159,6 +201,20 @@ export class MetaCache {
     if (e === undefined) return;
     e.value.add(key.slice(cut));
     if (e.value.size > COMPLETE_MAX_NAMES) this.complete.delete(key.slice(0, cut));
+  }
+
+  private touch(dirKey: string, name: string): void {
+    if (this.ttlMs === 0) return;
+    let t = this.touched.get(dirKey);
+    if (t === undefined) this.touched.set(dirKey, (t = new Map()));
+    t.delete(name);
+    t.set(name, this.clock);
+    // Bounded: the oldest names go first (a listing that old has finished long since).
+    if (t.size > COMPLETE_MAX_NAMES) {
+      const [oldest, at] = t.entries().next().value as [string, number];
+      t.delete(oldest);
+      if (at > this.evictedTouch) this.evictedTouch = at;
+    }
   }
 
   probe(key: string): boolean | undefined {
@@ -201,11 +257,12 @@ export class MetaCache {
     e.value.set(`${limit}\u0000${after ?? ''}`, copyPage(page));
   }
 
-  /** A directory's membership (or an entry's stat) changed. */
-  forgetListing(dirKey: string): void {
+  /** A directory's membership (or an entry's stat) changed; `name`: the entry our write touched. */
+  forgetListing(dirKey: string, name?: string): void {
     this.snapshots.delete(dirKey);
     this.pages.delete(dirKey);
     this.changedAt.set(dirKey, ++this.clock);
+    if (name !== undefined) this.touch(dirKey, name);
   }
 
   /** The change clock now: pass it to setComplete() to ignore a membership raced by our own change. */
@@ -222,6 +279,7 @@ export class MetaCache {
   invalidate(prefix: string): number {
     let n = 0;
     // Directory memberships answer for names below them: drop those at or above the prefix too.
+    for (const k of [...this.large.keys()]) if (k.startsWith(prefix) || prefix.startsWith(k)) this.large.delete(k);
     for (const k of [...this.complete.keys()]) {
       if (k.startsWith(prefix) || prefix.startsWith(k)) {
         this.complete.delete(k);

@@ -103,6 +103,8 @@ export class S3Backend implements Backend, WriterHost, ListHost {
   private readonly options: S3BackendOptions;
   private readonly keyLocks = new Map<string, Promise<unknown>>();
   private readonly lookupsInFlight = new Map<string, Promise<Lookup>>();
+  /** Directory memberships being listed for a create (learnMembership), by directory key. */
+  private readonly learning = new Map<string, Promise<void>>();
   private readonly readStates = new LRUCache<string, ReadState>({ max: 1024 });
   private readonly activeUploads = new Map<string, string>();
   private readonly journal: UploadJournal | undefined;
@@ -204,6 +206,43 @@ export class S3Backend implements Backend, WriterHost, ListHost {
     return l;
   }
 
+  /**
+   * Lists the parent of `path` (one page, delimiter '/') when its membership is unknown, and records
+   * it when the page is the whole directory (meta-cache.ts `complete`); a directory larger than one
+   * page is remembered as such for the TTL, so creates there do not list it again. Best effort,
+   * never awaited by a write: a failure leaves things as they were; a write of ours in the
+   * directory that lands before the page does makes setComplete() drop the page (change clock).
+   */
+  private learnMembership(path: string): Promise<void> {
+    const parent = parentPath(path);
+    const pk = this.keys.dirKey(parent);
+    // Never while the breaker is not closed: a best-effort listing must not take the half-open
+    // probe that the write itself needs.
+    if (!this.meta.wantsMembership(pk) || this.transport.breaker.state !== 'closed') return Promise.resolve();
+    const running = this.learning.get(pk);
+    if (running !== undefined) return running;
+    const p = this.listMembership(parent, pk).finally(() => this.learning.delete(pk));
+    this.learning.set(pk, p);
+    return p;
+  }
+
+  private async listMembership(parent: string, pk: string): Promise<void> {
+    const since = this.meta.now();
+    try {
+      const r = await this.transport.list(pk, { delimiter: '/' }, parent);
+      if (r.truncated) {
+        this.meta.setLarge(pk);
+        return;
+      }
+      const names: string[] = [];
+      for (const k of r.keys) if (k.key.length > pk.length) names.push(k.key.slice(pk.length));
+      for (const p of r.prefixes) if (p.length > pk.length + 1) names.push(p.slice(pk.length, -1));
+      this.meta.setComplete(pk, names, since);
+    } catch {
+      // The lookup's own probe decides; only the shortcut is lost.
+    }
+  }
+
   private rootLookup(): Extract<Lookup, { kind: 'dir' }> {
     return { kind: 'dir', marker: undefined, stat: dirStat('', { size: 0, etag: '', lastModified: undefined, meta: this.rootMeta }, this.defaults, this.baseNs) };
   }
@@ -293,7 +332,7 @@ export class S3Backend implements Backend, WriterHost, ListHost {
   }
 
   private changed(path: string): void {
-    this.meta.forgetListing(this.keys.dirKey(parentPath(path)));
+    this.meta.forgetListing(this.keys.dirKey(parentPath(path)), baseName(path));
   }
 
   // ------------------------------------------------------------------ Backend: reads
@@ -358,6 +397,11 @@ export class S3Backend implements Backend, WriterHost, ListHost {
     await this.checkParent(path);
     const l = await this.lookup(path);
     if (l.kind === 'dir') throw new VfsError('EISDIR', undefined, { path });
+    // A new file: learn its directory's membership beside the upload, so the next new names there
+    // (a PUT after a PUT, cp -r, an untar) cost no HEAD + ListObjectsV2 each (issue 16: a 4 KiB
+    // PUT was HEAD + LIST + PUT + HEAD). Only creating teaches it: a plain miss keeps asking, so
+    // a name another S3 client adds is seen at once unless we are writing in that directory.
+    if (l.kind === 'missing') void this.learnMembership(path);
     return new S3Writer(this, { path, key, exclusive: options.exclusive === true, mode: options.mode, owner: options.owner, sizeHint: options.sizeHint });
   }
 

@@ -158,6 +158,8 @@ describe('addressing, per share', () => {
     await put(v, '/g', 'virtual hosted');
     expect(vhostSeen.some((x) => x === `${s3.bucket}.s3.localhost /addr/g`)).toBe(true);
     expect(vhostSeen.every((x) => x.startsWith(`${s3.bucket}.s3.localhost `))).toBe(true);
+    // p wrote in / and knows its membership: another client's new name shows after the TTL or invalidate().
+    p.invalidate('/g');
     expect(await text(p, '/g')).toBe('virtual hosted');
   });
 });

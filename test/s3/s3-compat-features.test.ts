@@ -172,8 +172,9 @@ describe('answers of a store that is not finished writing', () => {
     expect((await b.stat('/f')).size).toBe(6);
     expect(await text(b, '/f')).toBe('AFTER!');
     // PUT, the HEAD that saw 0 bytes, the HEAD that saw 6; nothing after (stat cached, content
-    // seeded from the write).
-    expect(ap.log.map((e) => e.op)).toEqual(['PutObject', 'HeadObject', 'HeadObject']);
+    // seeded from the write). The listing a create sends beside its upload (learnMembership) may
+    // land in this window: not what this counts.
+    expect(ap.log.map((e) => e.op).filter((op) => op !== 'ListObjectsV2')).toEqual(['PutObject', 'HeadObject', 'HeadObject']);
   });
 });
 

@@ -299,7 +299,8 @@ describe('S3 backend contract', () => {
     // /d was created here: its membership is known, so a miss in it costs no request at all.
     await rejectsWith(b.stat('/d/missing'), 'ENOENT');
     expect(env.proxy.log.length).toBe(0);
-    // Without that knowledge a miss costs one HEAD (and one listing probe), then it is cached.
+    // Without that knowledge a miss costs one HEAD (and one listing probe), then it is cached; a
+    // plain miss does not teach the membership (only creating a file does).
     b.invalidate('/d/missing');
     await rejectsWith(b.stat('/d/missing'), 'ENOENT');
     await rejectsWith(b.stat('/d/missing'), 'ENOENT');
@@ -322,6 +323,23 @@ describe('S3 backend contract', () => {
     await rejectsWith(fresh.stat('/d/nope'), 'ENOENT');
     expect(env.proxy.count('HeadObject')).toBeGreaterThanOrEqual(3);
     expect(env.proxy.count('ListObjectsV2')).toBeGreaterThanOrEqual(4);
+  });
+
+  it('creating a file teaches its directory: the next new files there cost PutObject + HEAD each', async () => {
+    const b = env.backend({ metaTtlMs: 60_000 });
+    await b.mkdir('/d');
+    await env.rawPut(b.keys.fileKey('/d/old'), 'x');
+    b.invalidate('/');
+    await put(b, '/d/f0', 'first');
+    expect(env.proxy.count('ListObjectsV2')).toBeGreaterThanOrEqual(1);
+    env.proxy.resetLog();
+    for (let i = 1; i <= 4; i++) await put(b, `/d/f${i}`, `file ${i}`);
+    expect(env.proxy.count('ListObjectsV2')).toBe(0);
+    expect(env.proxy.count('PutObject')).toBe(4);
+    expect(env.proxy.log.length).toBe(8);
+    // What the store held before is still found (the membership came from its listing).
+    expect(await text(b, '/d/old')).toBe('x');
+    expect(await names(b, '/d')).toEqual(['f0', 'f1', 'f2', 'f3', 'f4', 'old']);
   });
 
   it('invalidate() makes changes by other S3 clients visible before the TTL', async () => {

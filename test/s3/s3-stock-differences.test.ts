@@ -72,6 +72,7 @@ describe('stock s3rver: missing APIs (501 / 405)', () => {
       const s = ve.session();
       const model = pattern(20 * MiB, 3);
       await rawPut(b.keys.fileKey('/v.bin'), model);
+      b.invalidate('/v.bin'); // written beside the gateway in a directory it knows (copy created /copy there)
       const h = await s.open('s', '/v.bin', { access: RW, owner: 'o', expect: 'file' });
       await s.write(h, 10 * MiB, Buffer.from('patched'));
       model.write('patched', 10 * MiB);
