@@ -227,6 +227,31 @@ out['logoff'] = [got[mn], got[mo]]
     expect(out.deleted).toBe(0xc0000056);
     expect(out.logoff).toEqual([0x10b, 0]);
   }, 180_000);
+  it('256 directory opens of a session may watch; the next CHANGE_NOTIFY that would start a watch is INSUFFICIENT_RESOURCES', async () => {
+    const out = await runPython(
+      PRELUDE +
+        String.raw`
+dav('MKCOL', 'w6/')
+c, s, tid = connect()
+statuses = []
+cancelled = 0
+for i in range(257):
+    d = opendir(s, tid, 'w6')
+    m = notify_req(s, tid, d, NAMES)
+    statuses.append(raw(s)['status'])
+    if statuses[-1] == PENDING:
+        # the request ends, the open's watch stays: only the watch bound can refuse the last one
+        s.cancel(m)
+        cancelled += raw(s)['status'] == 0xc0000120
+out = {'pending': statuses[:256].count(PENDING), 'last': statuses[256], 'cancelled': cancelled}
+`,
+      args(),
+    );
+    expect(out.pending).toBe(256);
+    expect(out.cancelled).toBe(256);
+    expect(out.last).toBe(0xc000009a);
+  }, 120_000);
+
   for (const protection of ['sign', 'encrypt']) it.skipIf(!HAVE_SMBCLIENT)(`smbclient notify (3.1.1, ${protection}: smbclient checks the final responses; the interim ones are unsigned) prints changes made over WebDAV`, async () => {
     const w = `w5-${protection}`;
     const auth = `Basic ${Buffer.from(`${ALICE.name}:${ALICE.password}`).toString('base64')}`;

@@ -16,6 +16,9 @@
  *   DIR_NAME → of directories, ATTRIBUTES/CREATION/LAST_ACCESS/EA/SECURITY → attribute changes,
  *   SIZE/LAST_WRITE/STREAM_SIZE/STREAM_WRITE → data changes. A create, delete or rename is
  *   ADDED/REMOVED/RENAMED_OLD_NAME+RENAMED_NEW_NAME, any other change MODIFIED.
+ * - Bounds: MAX_NOTIFY_QUEUE changes per open, MAX_WATCHES_PER_SESSION directory opens with a
+ *   watch per session (the next CHANGE_NOTIFY that would start one is INSUFFICIENT_RESOURCES), an
+ *   OutputBufferLength up to MaxTransactSize (INVALID_PARAMETER past it), and async.ts's waits.
  * - Ends: CANCEL → STATUS_CANCELLED; CLOSE of the open, TREE_DISCONNECT, LOGOFF → STATUS_NOTIFY_CLEANUP
  *   (3.3.5.10 for CLOSE; Samba answers the same for the others); the directory deleted →
  *   STATUS_DELETE_PENDING once what was queued before has been answered; a lost connection ends it
@@ -31,10 +34,12 @@ import type { Watch, WatchEvent, WatchFilter } from '../../../src/session/watch.
 import { NT, ntStatusOf } from '../errors.ts';
 import { asyncTable, type AsyncFinal } from './async.ts';
 import type { CommandResult } from './commands.ts';
-import type { Conn, Open, SmbServer, SmbSession } from './server.ts';
+import { MAX_IO, type Conn, type Open, type SmbServer, type SmbSession } from './server.ts';
 
 /** Changes one directory open keeps unread before they become one NOTIFY_ENUM_DIR. */
 export const MAX_NOTIFY_QUEUE = 512;
+/** Directory opens of one SMB session with a watch at once (so at most 256 × 512 changes kept). */
+export const MAX_WATCHES_PER_SESSION = 256;
 const STATUS_NOTIFY_CLEANUP = 0x0000_010b;
 const FILE_LIST_DIRECTORY = 0x1;
 
@@ -50,6 +55,15 @@ interface NotifyState {
   tree: boolean;
 }
 const states = new WeakMap<Open, NotifyState>();
+const bySession = new WeakMap<SmbSession, Set<Watch>>();
+
+/** The session's watches that still run or hold changes. */
+function watchesOf(sess: SmbSession): Set<Watch> {
+  let set = bySession.get(sess);
+  if (!set) bySession.set(sess, (set = new Set()));
+  for (const w of set) if (w.ended !== undefined && w.queued === 0) set.delete(w);
+  return set;
+}
 
 /** The watch filter for an SMB completion filter, or undefined when it asks for nothing Portico reports. */
 export function watchFilter(completion: number): WatchFilter | undefined {
@@ -110,6 +124,7 @@ export async function changeNotify(srv: SmbServer, conn: Conn, sess: SmbSession,
   if (!o) return fail(STATUS.FILE_CLOSED);
   if (o.kind !== 'dir' || !o.handle || o.tree.share === undefined) return fail(STATUS.INVALID_PARAMETER);
   if (!(o.grantedAccess & FILE_LIST_DIRECTORY)) return fail(STATUS.ACCESS_DENIED);
+  if (q.outputBufferLength > MAX_IO) return fail(STATUS.INVALID_PARAMETER);
   const tree = (q.flags & ChangeNotifyFlags.WATCH_TREE) !== 0;
   let st = states.get(o);
   if (!st || st.filter !== q.completionFilter || st.tree !== tree || st.watch.ended === 'closed' || st.watch.ended === 'session') {
@@ -117,6 +132,8 @@ export async function changeNotify(srv: SmbServer, conn: Conn, sess: SmbSession,
     states.delete(o);
     const filter = watchFilter(q.completionFilter);
     if (filter === undefined) return fail(STATUS.INVALID_PARAMETER);
+    const live = watchesOf(sess);
+    if (live.size >= MAX_WATCHES_PER_SESSION) return fail(NT.INSUFFICIENT_RESOURCES);
     let watch: Watch;
     try {
       watch = await view.watch(o.tree.share, o.handle.path, { recursive: tree, filter, queueLimit: MAX_NOTIFY_QUEUE });
@@ -129,6 +146,7 @@ export async function changeNotify(srv: SmbServer, conn: Conn, sess: SmbSession,
       return fail(STATUS.FILE_CLOSED);
     }
     states.set(o, (st = { watch, filter: q.completionFilter, tree }));
+    live.add(watch);
   }
   // How a watch that ended answers: its directory deleted, or its open or session gone.
   const over = (w: Watch): AsyncFinal =>
