@@ -181,6 +181,9 @@ const LINK_MIGRATIONS: string[][] = [
 
 const LINK_COLS = 'id, vol, parent, name, key, target';
 
+/** Rows of a directory looked at for the first name of a file first seen by another (linkedChild). */
+const SIBLING_SCAN = 256;
+
 /** A new row's change state (src/vfs/change-tracker.ts initialChange). */
 export type ChangeInit = Pick<NodeRow, 'chg' | 'sigM' | 'sigC' | 'sigS' | 'native'>;
 
@@ -324,8 +327,11 @@ export class MetadataStore {
       fileSet: prep('INSERT INTO linked_files(vol, native, id) VALUES (?, ?, ?) ON CONFLICT(vol, native) DO UPDATE SET id = excluded.id'),
       fileDelId: prep('DELETE FROM linked_files WHERE id = ?'),
       fileAny: prep('SELECT 1 AS x FROM linked_files LIMIT 1'),
-      // A file seen with a second name before its first: its first name may be a known sibling.
-      sibling: prep(`SELECT ${NODE_COLS} FROM nodes WHERE vol = ? AND parent = ? AND native = ? LIMIT 1`),
+      // A file seen with a second name before its first: its first name may be a known sibling
+      // (`ln a b`). Bounded: rows of files with one name carry no index by native identity (it
+      // would cost every insert), so at most SIBLING_SCAN rows of the directory are looked at and a
+      // first name beyond them is merged later (linkedChild).
+      sibling: prep(`SELECT ${NODE_COLS} FROM (SELECT * FROM nodes WHERE vol = ? AND parent = ? LIMIT ${SIBLING_SCAN}) WHERE native = ? LIMIT 1`),
     });
     this.anyLinks = this.row('linkAny').get() !== undefined || this.row('fileAny').get() !== undefined;
     this.migrate('tree-moves', TREE_MOVE_MIGRATIONS);
