@@ -6,9 +6,11 @@
  * The lock that blocks is released by another SMB connection, by a WebDAV UNLOCK, or the wait is
  * ended by CANCEL (by AsyncId, by MessageId), CLOSE, LOGOFF or the connection's loss.
  */
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ALICE, startSmb, type SmbStack } from './gateway.ts';
-import { hasImpacket, runPython } from './python.ts';
+import { PYTHON, hasImpacket, runPython } from './python.ts';
 
 const HAVE = await hasImpacket();
 
@@ -182,6 +184,52 @@ out['mid'] = mid
     expect(out.interim.status).toBe(0x103);
     expect(out.unlock).toBe(204);
     expect(out.final).toMatchObject({ status: 0, mid: out.mid, asyncId: out.interim.asyncId });
+  }, 60_000);
+
+  it("an NFS-style (posix) lock released through another protocol's Session wakes the SMB lock waiting on it", async () => {
+    // The NFS server takes LOCK/LOCKU as posix locks of a lock-owner through Session.lockHandle /
+    // unlockHandle; this takes one the same way (protocol 'nfs'), then releases it while impacket
+    // waits: the python side prints its interim response and waits for a line before reading on.
+    const sessions = stack.gateway.sessions!;
+    const principal = await sessions.authenticate(ALICE.name, ALICE.password, { protocol: 'nfs', clientAddress: 'test' });
+    const nfs = sessions.openSession({ principal, protocol: 'nfs', clientAddress: 'test' });
+    const h = await nfs.open('disk', '/nfs-held.txt', { access: { read: true, write: true, delete: false }, disposition: 'createOrTruncate', owner: 'nfs-open' });
+    const range = { start: 0n, end: 100n };
+    await nfs.lockHandle(h, { kind: 'exclusive', style: 'posix', ownerId: 'lock-owner-1', range });
+    const script = PRELUDE + String.raw`
+b, sb, tb = connect(0x210)
+fb = b.createFile(tb, 'nfs-held.txt', desiredAccess=rw, shareMode=both, creationDisposition=FILE_OPEN)
+now = lock(sb, tb, fb, 10, 10, X | NOW)
+mid = lock_req(sb, tb, fb, 10, 10, X)
+interim = hdr(raw(sb))
+print(json.dumps({'now': now, 'interim': interim}), flush=True)
+sys.stdin.readline()
+final = hdr(raw(sb))
+print(json.dumps({'final': final, 'mid': mid}), flush=True)
+`;
+    const child = spawn(PYTHON, ['-c', `import json, sys\ninp = json.loads(sys.stdin.readline())\n${script}`], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+    const next = async (): Promise<any> => {
+      const r = await lines.next();
+      if (r.done) throw new Error(`python ended: ${err}`);
+      return JSON.parse(r.value);
+    };
+    try {
+      child.stdin.write(JSON.stringify(args()) + '\n');
+      const first = await next();
+      expect(first.now).toMatch(/STATUS_LOCK_NOT_GRANTED/);
+      expect(first.interim.status).toBe(0x103);
+      await nfs.unlockHandle(h, range, 'posix', 'lock-owner-1');
+      child.stdin.write('go\n');
+      const second = await next();
+      expect(second.final).toMatchObject({ status: 0, mid: second.mid, asyncId: first.interim.asyncId });
+    } finally {
+      child.kill('SIGKILL');
+      await nfs.close(h).catch(() => undefined);
+      await nfs.end();
+    }
   }, 60_000);
 
   it('CANCEL by AsyncId and by MessageId ends a waiting lock with STATUS_CANCELLED; CANCEL itself is not answered', async () => {
