@@ -50,7 +50,6 @@
  *    same bytes under another ETag, which clients that pin versions by ETag must cope with.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { createReadStream, createWriteStream, mkdtempSync, readdirSync, rmSync, type Dirent } from 'node:fs';
 import { copyFile, mkdir, open, readFile, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -58,6 +57,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { S3Client } from '@aws-sdk/client-s3';
 
 const require = createRequire(import.meta.url);
@@ -433,21 +433,25 @@ async function uploadPartCopy(dir: string, store: FilesystemStore, lock: KeyLock
   }
 }
 
-/** Streams a body into `tmp` (removed again on failure), hashing it on the way. */
+/**
+ * Streams a body into `tmp` (removed again on failure), hashing it on the way. Through pipeline():
+ * a write stream that fails while the body is being awaited (the test's temp dir removed under a
+ * late request, say) must reject this call, not emit an 'error' nobody listens to (that crashed the
+ * test process with ERR_STREAM_DESTROYED once).
+ */
 async function spool(body: Iterable<Buffer> | AsyncIterable<Buffer>, tmp: string): Promise<{ md5: string; size: number }> {
   const md5 = createHash('md5');
   let size = 0;
-  const out = createWriteStream(tmp);
-  try {
+  async function* hashed(): AsyncGenerator<Buffer> {
     for await (const chunk of body) {
       md5.update(chunk);
       size += chunk.length;
-      if (!out.write(chunk)) await once(out, 'drain');
+      yield chunk;
     }
-    out.end();
-    await once(out, 'finish');
+  }
+  try {
+    await pipeline(hashed(), createWriteStream(tmp));
   } catch (e) {
-    out.destroy();
     await unlink(tmp).catch(() => undefined);
     throw e;
   }
