@@ -11,6 +11,9 @@
  *   BENCH_QUICK=1 node bench/smb-bench.ts    100 MB file
  *   BENCH_CPU_PROF=DIR                       Portico runs under `node --cpu-prof --cpu-prof-dir DIR`
  *   BENCH_ONLY=big,small,setup,enc           only those groups of figures
+ *   BENCH_PORTICO_BASELINE=TREE              also measures TREE's Portico (another checkout, e.g. a
+ *                                            `git worktree` of an older commit) as "portico-base",
+ *                                            in the same rotation: before/after figures of one run
  *
  * Figures: `get` and `put` of the big file (MB/s = 10^6 B/s of the whole smbclient run, which
  * includes its connection set-up: a few ms against seconds; get to /dev/null, put from the served
@@ -27,7 +30,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { flushDirtyPages, median } from './lib.ts';
@@ -38,6 +41,7 @@ import { startSmbd, waitForTcp } from './peers/samba.ts';
 const QUICK = process.env.BENCH_QUICK === '1';
 const ONLY = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((s) => s.trim())) : undefined;
 const CPU_PROF = process.env.BENCH_CPU_PROF;
+const BASELINE = process.env.BENCH_PORTICO_BASELINE;
 const BIG_BYTES = QUICK ? 100 * 1000 * 1000 : 1024 * 1024 * 1024;
 const BIG_LABEL = QUICK ? '100 MB' : '1 GiB';
 const BIG_ROUNDS = 2;
@@ -55,7 +59,7 @@ const SAMBA_USER = 'root';
 const log = (line: string): void => void process.stderr.write(`[smb-bench] ${line}\n`);
 
 interface Contender {
-  name: 'portico' | 'smbd';
+  name: 'portico' | 'portico-base' | 'smbd';
   server: PeerServer;
   port: number;
   user: string;
@@ -78,6 +82,52 @@ interface Results {
   figures: Partial<Record<Metric, number>>;
   samples: Partial<Record<Metric, number[]>>;
   errors: Partial<Record<Metric, string>>;
+  /** Server CPU (user + system, ms) per round: the figure a loaded machine does not skew much. */
+  cpuMs: Partial<Record<Metric, number[]>>;
+}
+
+// ---------------------------------------------------------------- server CPU
+
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+
+/** Processes under /proc: pid -> [ppid, utime + stime + cutime + cstime in ticks]. */
+function procTable(): Map<number, [number, number]> {
+  const t = new Map<number, [number, number]>();
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${e}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    t.set(Number(e), [Number(f[1]), Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])]);
+  }
+  return t;
+}
+
+/** CPU ms of a server and every process under it (smbd forks one per connection; reaped ones count in cutime). */
+function treeCpu(root: number): { ms: number; pids: Set<number> } {
+  const t = procTable();
+  const pids = new Set<number>([root]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [pid, [ppid]] of t) if (pids.has(ppid) && !pids.has(pid)) (pids.add(pid), (grew = true));
+  }
+  let ticks = 0;
+  for (const pid of pids) ticks += t.get(pid)?.[1] ?? 0;
+  return { ms: (ticks * 1000) / CLK_TCK, pids };
+}
+
+/** Waits (up to 3 s) until the server's process tree is back to `before` (smbd's connection child reaped). */
+async function settled(root: number, before: Set<number>): Promise<number> {
+  const deadline = Date.now() + 3000;
+  for (;;) {
+    const now = treeCpu(root);
+    if ([...now.pids].every((p) => before.has(p)) || Date.now() > deadline) return now.ms;
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 // ---------------------------------------------------------------- client
@@ -130,7 +180,7 @@ const HAVE_IMPACKET = spawnSync(PYTHON, ['-c', 'import impacket'], { stdio: 'ign
 
 // ---------------------------------------------------------------- measurement
 
-/** Runs fn for each contender, `rounds` times, order alternating (AB, BA, AB, ...). */
+/** Runs fn for each contender, `rounds` times, order alternating (AB, BA, AB, ...; ABC, CBA, ...). */
 async function interleave(cs: Contender[], rounds: number, fn: (c: Contender, round: number) => Promise<void>): Promise<void> {
   for (let r = 0; r < rounds; r++) {
     const order = r % 2 === 0 ? cs : [...cs].reverse();
@@ -146,9 +196,12 @@ async function measure(cs: Contender[], key: Metric, rounds: number, results: Ma
     const res = results.get(c.name)!;
     if (res.errors[key] !== undefined) return;
     try {
+      const cpu0 = treeCpu(c.server.pid);
       const v = await one(c, round);
+      const cpu = (await settled(c.server.pid, cpu0.pids)) - cpu0.ms;
+      (res.cpuMs[key] ??= []).push(cpu);
       (res.samples[key] ??= []).push(...(Array.isArray(v) ? v : [v]));
-      log(`  ${c.name} round ${round + 1}: ${Array.isArray(v) ? `median ${median(v).toFixed(1)}` : v.toFixed(1)}`);
+      log(`  ${c.name} round ${round + 1}: ${Array.isArray(v) ? `median ${median(v).toFixed(1)}` : v.toFixed(1)}, server CPU ${cpu.toFixed(0)} ms`);
     } catch (e) {
       res.errors[key] = e instanceof Error ? e.message : String(e);
       log(`  ${c.name}: ${res.errors[key]}`);
@@ -219,7 +272,7 @@ function prepare(base: string): string {
     writeFileSync(join(data, 'small', name), randomBytes(SMALL_BYTES));
     writeFileSync(join(base, 'small-src', name), randomBytes(SMALL_BYTES));
   }
-  for (const s of ['portico', 'smbd']) mkdirSync(join(data, `put-${s}`));
+  for (const s of ['portico', 'portico-base', 'smbd']) mkdirSync(join(data, `put-${s}`));
   flushDirtyPages();
   return data;
 }
@@ -261,15 +314,26 @@ async function main(): Promise<void> {
     running.push(portico);
     await waitForTcp(smbPort, () => portico.child.exitCode === null, 20_000, portico.logTail);
     log(`portico: SMB on ${smbPort} (pid ${portico.pid})`);
+    let baseline: PeerServer | undefined;
+    let basePort = 0;
+    if (BASELINE) {
+      basePort = await freePort();
+      log(`portico-base (${BASELINE}): starting`);
+      baseline = await startPorticoChild({ dir: data, user: PORTICO_USER, pass: PASS, name: 'portico-base', bin: join(BASELINE, 'bin', 'portico.js'), protocols: { smb: { port: basePort, listen: '127.0.0.1' } } });
+      running.push(baseline);
+      const b = baseline;
+      await waitForTcp(basePort, () => b.child.exitCode === null, 20_000, b.logTail);
+    }
     log('smbd: starting');
     const smbd = await startSmbd({ dir: data, user: SAMBA_USER, pass: PASS });
     running.push(smbd);
     log(`smbd: on ${smbd.port} (pid ${smbd.pid})`);
     const cs: Contender[] = [
       { name: 'portico', server: portico, port: smbPort, user: PORTICO_USER },
+      ...(baseline ? [{ name: 'portico-base' as const, server: baseline, port: basePort, user: PORTICO_USER }] : []),
       { name: 'smbd', server: smbd, port: smbd.port, user: SAMBA_USER },
     ];
-    for (const c of cs) results.set(c.name, { figures: {}, samples: {}, errors: {} });
+    for (const c of cs) results.set(c.name, { figures: {}, samples: {}, errors: {}, cpuMs: {} });
     // Warm-up: one login and listing each (first-start costs out of the figures).
     for (const c of cs) await smbclient(c, 'sign', 'ls', 30_000);
     await measureAll(cs, data, base, results);
@@ -287,6 +351,7 @@ async function main(): Promise<void> {
     return m.higherIsBetter ? a / b : b / a;
   };
   const shown = METRICS.filter((m) => !ONLY || ONLY.has(m.group));
+  const b = results.get('portico-base');
   const out: string[] = [];
   out.push(`SMB benchmark${QUICK ? ' (BENCH_QUICK=1)' : ''}: smbclient 4.17, SMB 3.1.1, Portico vs smbd ${spawnSync('smbd', ['--version'], { encoding: 'utf8' }).stdout.trim()} on the same directory, alternating order`);
   out.push(`big file: best of ${BIG_ROUNDS}; 4 KiB files: median of ${SMALL_ROUNDS}; set-up: median of ${SETUP_ROUNDS} x ${LOGINS}. load average before: ${loadBefore.map((l) => l.toFixed(2)).join(' ')}, after: ${loadAfter.map((l) => l.toFixed(2)).join(' ')} (2 cores, shared)`);
@@ -302,13 +367,38 @@ async function main(): Promise<void> {
     ),
   );
   out.push('ratio: Portico speed / smbd speed (> 1: Portico faster; ms figures: smbd ms / Portico ms)');
+  out.push('');
+  out.push('Server CPU (user + system of the server and its children, median ms per round; less skewed by a loaded machine than the speeds):');
+  const cpuOf = (r: Results, k: Metric): number | undefined => (r.cpuMs[k]?.length ? median(r.cpuMs[k]!) : undefined);
+  out.push(
+    table(
+      ['metric', 'portico CPU ms', 'smbd CPU ms', 'smbd/portico'],
+      shown.map((m) => {
+        const a = cpuOf(p, m.key);
+        const b = cpuOf(s, m.key);
+        return [m.label, fmt(a), fmt(b), a && b ? `${(b / a).toFixed(2)}x` : '-'];
+      }),
+      1,
+    ),
+  );
+  if (b) {
+    out.push('');
+    out.push(`portico-base: ${BASELINE} (the same bench, same rotation). portico / portico-base (> 1: faster now), and portico-base / smbd:`);
+    const rel = (m: (typeof METRICS)[number], x: number | undefined, y: number | undefined): string => (x && y ? `${(m.higherIsBetter ? x / y : y / x).toFixed(2)}x` : '-');
+    out.push(
+      table(
+        ['metric', 'unit', 'portico-base', 'portico/base', 'base/smbd', 'base CPU ms'],
+        shown.map((m) => [m.label, m.unit, fmt(b.figures[m.key]), rel(m, p.figures[m.key], b.figures[m.key]), rel(m, b.figures[m.key], s.figures[m.key]), fmt(b.cpuMs[m.key]?.length ? median(b.cpuMs[m.key]!) : undefined)]),
+      ),
+    );
+  }
   for (const [name, r] of results) for (const [k, e] of Object.entries(r.errors)) out.push(`error: ${name} ${k}: ${e}`);
   if (!HAVE_IMPACKET) out.push(`impacket figures skipped: ${PYTHON} has no impacket (Debian python3-impacket)`);
   process.stdout.write(out.join('\n') + '\n');
   process.stdout.write(
     JSON.stringify({
       bench: 'smb', quick: QUICK, bigBytes: BIG_BYTES, smallFiles: SMALL_FILES, loadBefore, loadAfter,
-      servers: Object.fromEntries([...results].map(([n, r]) => [n, { ...r.figures, samples: r.samples, errors: r.errors }])),
+      servers: Object.fromEntries([...results].map(([n, r]) => [n, { ...r.figures, samples: r.samples, cpuMs: r.cpuMs, errors: r.errors }])),
       ratios: Object.fromEntries(shown.map((m) => [m.key, ratio(m)])),
     }) + '\n',
   );

@@ -25,9 +25,9 @@ function cleanEnv(): NodeJS.ProcessEnv {
   return env;
 }
 
-function runPortico(args: string[], input: string): Promise<{ code: number | null; out: string }> {
+function runPortico(args: string[], input: string, bin = BIN): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(NODE, [BIN, ...args], { env: cleanEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(NODE, [bin, ...args], { env: cleanEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -50,6 +50,8 @@ export interface PorticoChildOptions {
   protocols?: Record<string, unknown>;
   /** Extra arguments for node before the script (e.g. `--cpu-prof`). */
   nodeArgs?: string[];
+  /** Another tree's bin/portico.js (a baseline build measured in the same run); default this tree's. */
+  bin?: string;
 }
 
 export async function startPorticoChild(o: PorticoChildOptions): Promise<PeerServer> {
@@ -67,10 +69,10 @@ export async function startPorticoChild(o: PorticoChildOptions): Promise<PeerSer
       shares: [{ name: 'share', source: o.dir, ...(o.shareOptions ? { options: o.shareOptions } : {}) }],
     }),
   );
-  const add = await runPortico(['user', 'add', o.user, '--password-stdin', '--config', conf], `${o.pass}\n`);
+  const add = await runPortico(['user', 'add', o.user, '--password-stdin', '--config', conf], `${o.pass}\n`, o.bin);
   if (add.code !== 0) throw new Error(`portico user add failed (${add.code}): ${add.out}`);
 
-  const child = spawn(NODE, [...(o.nodeArgs ?? []), BIN, 'serve', '--config', conf], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(NODE, [...(o.nodeArgs ?? []), o.bin ?? BIN, 'serve', '--config', conf], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const keep = (d: Buffer): void => {
     output = (output + d.toString('utf8')).slice(-8000);

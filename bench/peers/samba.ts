@@ -90,7 +90,9 @@ export async function startSmbd(o: SambaOptions): Promise<PeerServer> {
   const add = spawnSync('pdbedit', ['-s', conf, '-a', '-u', o.user, '-t'], { input: `${o.pass}\n${o.pass}\n`, encoding: 'utf8' });
   if (add.status !== 0) throw new Error(`pdbedit -a ${o.user} failed (${add.status}): ${add.stdout}${add.stderr}`);
 
-  const child = spawn('smbd', ['-F', '--no-process-group', '--debug-stdout', '-d', '0', '-s', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // detached: a process group of its own. smbd's parent ends its children with kill(0, SIGTERM)
+  // when it stops, which without this reaches the bench and everything it started.
+  const child = spawn('smbd', ['-F', '--no-process-group', '--debug-stdout', '-d', '0', '-s', conf], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let output = '';
   const keep = (d: Buffer): void => {
     output = (output + d.toString('utf8')).slice(-8000);

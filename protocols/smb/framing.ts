@@ -70,6 +70,13 @@ export class FrameParser {
   private left = -1;
   private pieces: Buffer[] = [];
   private have = 0;
+  /**
+   * A message that spans chunks is copied into one buffer as its chunks arrive (the same one copy
+   * a join at the end makes), so no chunk outlives the read that brought it: an 8 MiB WRITE held
+   * as 128 socket chunks until its last one arrived kept them alive across young-generation GCs,
+   * promoted them, and left them to full collections (most of an SMB put's CPU).
+   */
+  private dest: Buffer | undefined;
   private failed: FrameError | undefined;
 
   constructor(maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES) {
@@ -103,6 +110,7 @@ export class FrameParser {
         const error = this.check(h);
         if (error) {
           this.failed = error;
+          this.dest = undefined;
           this.pieces = [];
           this.have = 0;
           return { messages, error };
@@ -111,13 +119,16 @@ export class FrameParser {
         continue;
       }
       const take = Math.min(this.left, chunk.length - at);
-      this.pieces.push(chunk.subarray(at, at + take));
+      if (this.dest === undefined && this.have === 0 && take < this.left) this.dest = Buffer.allocUnsafe(this.left);
+      if (this.dest !== undefined) chunk.copy(this.dest, this.have, at, at + take);
+      else this.pieces.push(chunk.subarray(at, at + take));
       this.have += take;
       this.left -= take;
       at += take;
       if (this.left === 0) {
         const p = this.pieces;
-        messages.push(p.length === 1 ? p[0]! : Buffer.concat(p, this.have));
+        messages.push(this.dest ?? (p.length === 1 ? p[0]! : Buffer.concat(p, this.have)));
+        this.dest = undefined;
         this.pieces = [];
         this.have = 0;
         this.left = -1;

@@ -31,6 +31,7 @@ import type { Session } from '../../../src/session/session.ts';
 import type { Handle } from '../../../src/vfs/vfs.ts';
 import type { FileAttr } from '../../../src/vfs/types.ts';
 import { runCommand, type CommandResult } from './commands.ts';
+import { countForGc } from '../../../src/util/gc-hint.ts';
 import { guestSharesExist } from './share-policy.ts';
 import { asyncTable, type AsyncOp } from './async.ts';
 
@@ -235,6 +236,7 @@ export class SmbServer {
     };
     sock.setNoDelay(true);
     sock.on('data', (chunk: Buffer) => {
+      countForGc(chunk.length);
       const r = parser.push(chunk);
       for (const m of r.messages) {
         // A CANCEL is handled on arrival, never queued behind what it cancels (async.ts).
@@ -321,6 +323,7 @@ export class SmbServer {
     if (sock.destroyed) return;
     // A message may come as pieces (a READ response and its payload): written as they are.
     const pieces = Buffer.isBuffer(out) ? [out] : out;
+    if (pieces.length > 1) countForGc(pieces[1]!.length);
     if (!encryptedFor?.sess.keys) return writeFramed(sock, pieces);
     // An encrypted request is answered encrypted, under the same session (MS-SMB2 3.3.4.1.4),
     // with a per-session nonce counter (never a repeated nonce under one key).
