@@ -801,7 +801,19 @@ export class MetadataStore {
   /** Deletes a node, every row below it and their properties. Returns the deleted ids. */
   deleteSubtree(id: FileId): FileId[] {
     return this.transaction(() => {
-      const ids = (this.row('delSubtree').all(id) as { id: bigint }[]).map((r) => r.id);
+      let ids = (this.row('delSubtree').all(id) as { id: bigint }[]).map((r) => r.id);
+      // A file in the tree with another name outside it (a hard link) lives on there: that name
+      // becomes its own (promoted, as dropName does), so the id and its properties stay.
+      if (this.anyLinks && ids.length > 0) {
+        const dead = new Set(ids);
+        ids = ids.filter((x) => {
+          const heir = this.linksOf(x).find((l) => !dead.has(l.parent));
+          if (heir === undefined) return true;
+          this.row('linkDel').run(heir.id);
+          this.row('move').run(heir.parent, heir.name, heir.key, x);
+          return false;
+        });
+      }
       for (const x of ids) {
         this.row('delNode').run(x);
         this.row('delProps').run(x);

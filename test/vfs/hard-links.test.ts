@@ -241,6 +241,22 @@ describe('hard links on a local disk: one id per file', () => {
     await expectCode(s.getattr('s', '/a'), 'ENOENT');
   });
 
+  it('a directory removed outside Portico with a name of a linked file in it: the file keeps its id under its other name', async () => {
+    const { root, env: e, s } = local();
+    await s.mkdir('s', '/d');
+    await writeFile(s, '/d/f', 'data');
+    await s.link('s', '/d/f', '/g');
+    await s.setProps('s', '/d/f', PROP);
+    const id = (await s.getattr('s', '/d/f')).id;
+    rmSync(join(root, 'd'), { recursive: true });
+    // What a change watch reports (src/session/watch.ts): the directory is gone.
+    await e.vfs.noticeOutside('s', '/d', () => false);
+    expect(await s.pathOf('s', id)).toBe('/g');
+    const g = await s.getattr('s', '/g');
+    expect([g.id, g.nlink]).toEqual([id, 1]);
+    expect((await s.getProps('s', '/g')).map((x) => x.name)).toEqual(['tag']);
+  });
+
   it('a restart keeps the one id for every name (links through Portico and outside)', async () => {
     const { root, env: e, s } = local();
     await s.mkdir('s', '/d');
