@@ -286,6 +286,7 @@ const writeBackSchema = z.preprocess(
       permanentFailureAttempts: int().min(1).default(WRITE_BACK_DEFAULTS.permanentFailureAttempts),
       shutdownDrainMs: int().min(0).default(WRITE_BACK_DEFAULTS.shutdownDrainMs),
       uploadDelayMs: int().min(0).max(3_600_000).default(WRITE_BACK_DEFAULTS.uploadDelayMs),
+      fsync: z.boolean().default(WRITE_BACK_DEFAULTS.fsync),
     })
     .superRefine((w, ctx) => {
       if (typeof w.retryMaxMs === 'number' && typeof w.retryBaseMs === 'number' && w.retryMaxMs < w.retryBaseMs) {

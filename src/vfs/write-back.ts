@@ -68,7 +68,7 @@
  *   and the uploads run in the background; meanwhile the files read as their staged content.
  *   Records of a share that is no longer configured are kept untouched (and their files).
  */
-import { constants as fsConstants } from 'node:fs';
+import { constants as fsConstants, readFileSync } from 'node:fs';
 import { copyFile, mkdir, open, readFile, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -100,6 +100,16 @@ export interface WriteBackOptions {
    * does not compete with the upload. A shutdown drain starts every upload at once. 0 = at once.
    */
   uploadDelayMs: number;
+  /**
+   * true (default): a close is acknowledged once the stage is fsync'd and its journal record
+   * fdatasync'd — nothing acknowledged is lost, even to a power cut. false: once both are written
+   * (the OS page cache), as `rclone --vfs-cache-mode full` does: a crash of the gateway loses
+   * nothing, a crash of the machine may lose what was acknowledged in its last seconds. Records
+   * written so carry the boot id; after a reboot (another boot id) their stages cannot be trusted
+   * (the page cache may not have reached the disk) and go to lost+found instead of the store, so a
+   * torn stage is never uploaded as the file's content.
+   */
+  fsync: boolean;
 }
 
 export const WRITE_BACK_DEFAULTS: WriteBackOptions = {
@@ -111,6 +121,7 @@ export const WRITE_BACK_DEFAULTS: WriteBackOptions = {
   permanentFailureAttempts: 3,
   shutdownDrainMs: 5000,
   uploadDelayMs: 0,
+  fsync: true,
 };
 
 
@@ -126,6 +137,18 @@ const WRITE_BACK_METRICS = [
  * fsyncs.
  */
 const STAGE_NEW_MIN_BYTES = 1024 * 1024;
+/**
+ * This boot of the machine (Linux: /proc/sys/kernel/random/boot_id). Where it cannot be read, a
+ * value no later boot has either: every record of writeBack.fsync: false is then distrusted after
+ * any restart of the gateway, not only of the machine (safe, never torn content in the store).
+ */
+const BOOT_ID = ((): string => {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return `pid-${process.pid}-${Date.now()}`;
+  }
+})();
 /** While a staged body streams in, its stage is fsync'd in the background every this many bytes. */
 const STAGE_SYNC_EVERY = 64 * 1024 * 1024;
 const JOURNAL_FILE = 'journal.log';
@@ -162,6 +185,11 @@ interface PutRecord {
   mtime: string;
   /** Stage snapshot, `file` relative to the stage directory (the state dir may move). */
   snap: StageSnapshot;
+  /**
+   * Set when neither the stage nor this record was fsync'd (writeBack.fsync: false): the boot id
+   * they were written under. Only that boot can trust them (see WriteBackOptions.fsync).
+   */
+  boot?: string;
 }
 
 interface DelRecord {
@@ -303,7 +331,10 @@ class Journal {
         }
         const text = batch.map((b) => encodeRecord(b.rec)).join('');
         await this.fh.write(text);
-        await this.fh.datasync();
+        // Records of writeBack.fsync: false shares alone need no fdatasync (their stages had none
+        // either; recovery trusts them only within the same boot). Deletes always get one: a
+        // finished upload whose record came back would be uploaded again over newer content.
+        if (batch.some((b) => b.rec.t !== 'put' || b.rec.boot === undefined)) await this.fh.datasync();
         this.bytes += Buffer.byteLength(text);
       } catch (e) {
         this.needsRewrite = true;
@@ -511,6 +542,11 @@ export class WriteBack {
     return this.entries.has(id);
   }
 
+  /** Whether this share's stages and records are fsync'd before a close is acknowledged. */
+  fsyncs(volume: string): boolean {
+    return this.vols.get(volume)?.opts.fsync ?? true;
+  }
+
   /** The pending stage of a file (shared by new opens), if any. */
   stageOf(id: FileId): WriteStage | undefined {
     return this.entries.get(id)?.stage;
@@ -600,17 +636,21 @@ export class WriteBack {
     entry.path = path;
     entry.mtimeNs = BigInt(Date.now()) * 1_000_000n;
     const gen = ++entry.gen;
+    const boot = vs.opts.fsync ? undefined : BOOT_ID;
     const run = entry.chain.then(async () => {
       // Snapshot first, then fsync: every range the snapshot lists was written before the fsync.
       const snap = stage.snapshot();
-      await stage.sync();
-      if (!this.dirSynced.has(stage)) {
-        await fsyncDir(this.stageDir);
-        this.dirSynced.add(stage);
+      if (boot === undefined) {
+        await stage.sync();
+        if (!this.dirSynced.has(stage)) {
+          await fsyncDir(this.stageDir);
+          this.dirSynced.add(stage);
+        }
       }
       await this.journalFor().put({
         t: 'put', k: entry.key, vol: volume, path: entry.path, fid: String(id), size: snap.size,
         mtime: String(entry.mtimeNs), snap: { ...snap, file: basename(snap.file), dirty: true },
+        ...(boot !== undefined ? { boot } : {}),
       });
     });
     entry.chain = run.catch(() => undefined);
@@ -932,6 +972,17 @@ export class WriteBack {
         continue;
       }
       const prev = this.entries.get(id);
+      if (r.boot !== undefined && r.boot !== BOOT_ID) {
+        // Written without fsync under another boot: the machine restarted, and the page cache
+        // may not have reached the disk. Never uploaded as the file's content; kept aside.
+        const lost: Entry = {
+          key: r.k, vol: r.vol, fileId: id, path: r.path, stage, mtimeNs: BigInt(r.mtime), gen: 1,
+          permanent: 0, attempts: 0, lastError: undefined, inflight: undefined, chain: Promise.resolve(),
+        };
+        this.entries.set(id, lost);
+        await this.quarantine(lost, new VfsError('EIO', 'the machine restarted before this write-back stage was on disk (writeBack.fsync: false): it may be torn, so it is not uploaded'));
+        continue;
+      }
       if (prev !== undefined) {
         // Two records for one file: the later one (journal order) is the newer close.
         this.forget(prev);
@@ -1128,7 +1179,7 @@ export class StagedReplace implements BackendWriter {
     const n = await this.stage.writev(this.size, chunks);
     this.size += n;
     this.unsynced += n;
-    if (this.unsynced >= STAGE_SYNC_EVERY && this.syncing === undefined) {
+    if (this.unsynced >= STAGE_SYNC_EVERY && this.syncing === undefined && this.wb.fsyncs(this.volume)) {
       this.unsynced = 0;
       // One at a time, off the request's path; a failure shows again in the final fsync.
       this.syncing = this.stage.sync().catch(() => undefined).finally(() => {

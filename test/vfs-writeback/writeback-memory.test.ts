@@ -5,10 +5,11 @@
  * a torn journal record, and sync mode left as it was. The real-restart tests against s3rver are in
  * writeback-s3-restart.test.ts.
  */
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { open as openHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MemoryBackend, MEMORY_OBJECTSTORE_CAPABILITIES } from '../../backends/memory/memory-backend.ts';
 import type { Backend } from '../../src/vfs/backend.ts';
 import { isVfsError } from '../../src/vfs/errors.ts';
@@ -274,6 +275,49 @@ describe('async write-back (memory:objectstore)', () => {
     expect(await stored(mem, '/one')).toBe('first file');
     expect((await mem.read('/two', 0, big.length + 1)).equals(big)).toBe(true);
     await stageEmpty(env);
+  });
+
+  it('fsync: false acknowledges without fsync or fdatasync; after a reboot its records go to lost+found, never to the store', async () => {
+    // Count fsync/fdatasync on every FileHandle (the class is not exported: take it from one).
+    const probe = await openHandle(join(tmpdir(), `portico-fh-probe-${process.pid}`), 'w');
+    const proto = Object.getPrototypeOf(probe) as { sync: () => Promise<void>; datasync: () => Promise<void> };
+    await probe.close();
+    const syncs = vi.spyOn(proto, 'sync');
+    const datasyncs = vi.spyOn(proto, 'datasync');
+    try {
+      const mem = objectStore();
+      const durable = await start(mem);
+      durable.g.close();
+      await writeFile(durable.vfs, '/d', 'durable');
+      expect(syncs.mock.calls.length + datasyncs.mock.calls.length).toBeGreaterThan(0);
+      const env = await start(mem, { writeBack: { fsync: false } });
+      env.g.close();
+      await writeFile(env.vfs, '/same', 'same boot');
+      // (The first record created the journal file, whose directory entry is fsync'd once.)
+      syncs.mockClear();
+      datasyncs.mockClear();
+      await writeFile(env.vfs, '/same', 'same boot');
+      await writeFile(env.vfs, '/other', 'other boot');
+      expect(syncs).not.toHaveBeenCalled();
+      expect(datasyncs).not.toHaveBeenCalled();
+      // "Reboot" for /other: its record claims another boot id.
+      const journal = join(env.stateDir, 'writeback', 'journal.log');
+      const live = [...parseJournal(readFileSync(journal, 'utf8')).live.values()];
+      expect(live.map((r) => typeof r.boot)).toEqual(['string', 'string']);
+      writeFileSync(journal, live.map((r) => encodeRecord(r.path === '/other' ? { ...r, boot: 'another-boot' } : r)).join(''));
+      const again = await start(mem, { stateDir: env.stateDir, writeBack: { fsync: false } });
+      await drained(again);
+      expect(await stored(mem, '/same')).toBe('same boot');
+      expect(await stored(mem, '/other')).not.toBe('other boot');
+      expect(again.vfs.writeBack.stats().quarantined).toBe(1);
+      const lf = join(env.stateDir, 'writeback', 'lost+found', 's');
+      const kept = readdirSync(lf).find((f) => f.endsWith('other'))!;
+      expect(readFileSync(join(lf, kept), 'utf8')).toBe('other boot');
+      expect(readFileSync(join(lf, `${kept}.json`), 'utf8')).toMatch(/machine restarted/);
+    } finally {
+      syncs.mockRestore();
+      datasyncs.mockRestore();
+    }
   });
 
   it('start-up removes stage files no journal record references', async () => {
