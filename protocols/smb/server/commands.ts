@@ -21,7 +21,7 @@ import {
   encodeResponse, encodeShareEnumAllResponse, encodeShareGetInfoResponse, FaultStatus, type ShareInfo1,
 } from '../dcerpc.ts';
 import type { CreateDisposition, FileAttr } from '../../../src/vfs/types.ts';
-import { SETTABLE_WIN_ATTRS } from '../../../src/vfs/types.ts';
+import { SETTABLE_WIN_ATTRS, WinAttr } from '../../../src/vfs/types.ts';
 import { isVfsError } from '../../../src/vfs/errors.ts';
 import type { Session } from '../../../src/session/session.ts';
 import { NT, ntStatusOf } from '../errors.ts';
@@ -360,7 +360,9 @@ async function create(srv: SmbServer, conn: Conn, sess: SmbSession, tree: Tree, 
     expect: wantDir ? 'dir' : wantFile ? 'file' : 'any',
     deleteOnClose,
     owner: `smb:${conn.id}:${sess.id}`,
-    ...(q.fileAttributes & SETTABLE_WIN_ATTRS ? { winAttributes: q.fileAttributes & SETTABLE_WIN_ATTRS } : {}),
+    // A file created gets ARCHIVE besides what the client asked for, as on NTFS (MS-FSA 2.1.5.1.1);
+    // the VFS applies these only when the open creates (smbtorture smb2.openattr).
+    ...(wantDir ? (q.fileAttributes & SETTABLE_WIN_ATTRS ? { winAttributes: q.fileAttributes & SETTABLE_WIN_ATTRS } : {}) : { winAttributes: (q.fileAttributes & SETTABLE_WIN_ATTRS) | WinAttr.ARCHIVE }),
   });
   try {
     try {
