@@ -21,6 +21,7 @@ import {
 } from '../messages/negotiate.ts';
 import { decodeSessionSetupRequest, encodeSessionSetupResponse } from '../messages/session-setup.ts';
 import { encodeErrorResponse } from '../messages/error.ts';
+import { encodeEmpty } from '../messages/simple.ts';
 import { decodeSmb1Negotiate, isSmb1, smb2DialectForSmb1 } from '../messages/smb1-negotiate.ts';
 import { PreauthHash, decodeTransformHeader, decryptMessage, deriveKeys, encryptMessageParts, nonceBytes, signMessage, signMessageParts, signingAlgorithmFor, verifySignature, type SessionKeys } from '../crypto.ts';
 import { OID, encodeNegTokenInit2 } from '../spnego.ts';
@@ -151,6 +152,16 @@ function spend(conn: Conn, h: Smb2Header): boolean {
   for (let id = h.messageId; id < h.messageId + charge; id++) conn.seqUsed.add(id);
   while (conn.seqUsed.delete(conn.seqLow)) conn.seqLow++;
   return true;
+}
+/**
+ * An answer there is no key to sign (no session): to a signed request it still carries the SIGNED
+ * flag with a zero signature, as Windows and Samba send it. A client that requires signing
+ * (Samba's smbXcli) refuses an answer without the flag (ACCESS_DENIED) and skips the check for
+ * USER_SESSION_DELETED, INVALID_PARAMETER, FILE_CLOSED and NETWORK_NAME_DELETED.
+ */
+function unsignedAnswer(resp: Buffer, req: Smb2Header): Buffer {
+  if (req.flags & Flags.SIGNED) resp.writeUInt32LE(resp.readUInt32LE(16) | Flags.SIGNED, 16);
+  return resp;
 }
 const SESSION_FLAG_ENCRYPT_DATA = 0x0004;
 const SESSION_FLAG_IS_NULL = 0x0002;
@@ -409,9 +420,22 @@ export class SmbServer {
         continue;
       }
       const ids = chain.next(h);
+      // A related first element is refused whatever its (meaningless) SessionId (smbtorture
+      // smb2.compound.invalid*); an ECHO needs no session (MS-SMB2 3.3.5.2.9; smb2.connect echoes
+      // after its LOGOFF).
+      if (ids.failWith !== undefined && !ids.inherit) {
+        out.push({ resp: unsignedAnswer(this.error(conn, h, ids.failWith), h) });
+        chain.done(ids.failWith);
+        continue;
+      }
+      if (h.command === Command.ECHO && !conn.sessions.get(ids.sessionId)?.keys) {
+        out.push({ resp: this.response(conn, h, 0, encodeEmpty) });
+        chain.done(0);
+        continue;
+      }
       const sess = conn.sessions.get(ids.sessionId);
       if (!sess?.root || (!sess.keys && !sess.anonymous)) {
-        out.push({ resp: this.error(conn, h, STATUS.USER_SESSION_DELETED) });
+        out.push({ resp: unsignedAnswer(this.error(conn, h, STATUS.USER_SESSION_DELETED), h) });
         chain.done(STATUS.USER_SESSION_DELETED);
         continue;
       }
