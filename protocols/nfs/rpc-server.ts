@@ -22,6 +22,7 @@
  */
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { DEFAULT_MAX_RECORD_BYTES, RecordParser } from './record-marking.ts';
+import { releaseSent } from './read-buffers.ts';
 import { AUTH_STAT, decodeCall, encodeReplyHeader, type RpcCall, type RpcReply } from './rpc.ts';
 import { XdrWriter } from './xdr.ts';
 
@@ -368,9 +369,12 @@ class RpcConnection {
     if (chunks.length === 1) {
       this.socket.write(chunks[0] as Buffer);
     } else {
-      // Corked writes leave as one writev: header chunks and READ data by reference.
+      // Corked writes leave as one writev: header chunks and READ data by reference; once written,
+      // pooled READ buffers among them can be reused (read-buffers.ts).
       this.socket.cork();
-      for (const c of chunks) this.socket.write(c);
+      const last = chunks.length - 1;
+      for (let i = 0; i < last; i++) this.socket.write(chunks[i] as Buffer);
+      this.socket.write(chunks[last] as Buffer, () => releaseSent(chunks));
       this.socket.uncork();
     }
   }

@@ -132,6 +132,8 @@ export interface OpContext {
   clientAddress: string;
   /** 4.1+: the client of the SEQUENCE's session. */
   client?: NfsClient;
+  /** 4.1+: the SEQUENCE asked for the reply to be kept in the slot (sa_cachethis). */
+  cacheThis?: boolean;
   cur?: Fh;
   saved?: Fh;
   /** 4.1 current stateid (RFC 8881 §16.2.3.1.2). */

@@ -242,6 +242,7 @@ async function sequenced(srv: NfsServer, c: OpContext, args: CompoundArgs, seq: 
   slot.reply = undefined;
   session.client.lastRenew = Date.now();
   c.client = session.client;
+  c.cacheThis = seq.cacheThis;
   try {
     const res = await runCompound(args, (op, i) => (i === 0 ? ok(OP.SEQUENCE, sequenceRes(session, seq)) : guarded(c, op)));
     if (seq.cacheThis) slot.reply = res;
