@@ -73,7 +73,11 @@ export async function streamRange(res: ServerResponse, session: Session, h: Hand
     const buf = Buffer.allocUnsafe(total);
     const n = await readFull(session, h, start, buf);
     if (n < total) throw new HttpError(500, 'file changed while being sent');
-    await writeAndWait(res, buf, endResponse);
+    if (!endResponse) return writeAndWait(res, buf);
+    // The last write of the answer, from a buffer of its own: nothing to wait for (no reuse, no
+    // backpressure), so no promise, listener and callback per small GET.
+    if (res.destroyed) throw new HttpError(499, 'client went away');
+    res.end(buf);
     return;
   }
   const bufs: Array<Buffer | undefined> = [takeBuffer(), undefined];
