@@ -183,6 +183,15 @@ const LINK_COLS = 'id, vol, parent, name, key, target';
 
 /** Rows of a directory looked at for the first name of a file first seen by another (linkedChild). */
 const SIBLING_SCAN = 256;
+/** Sibling scans that found nothing in a row, after which a directory is not scanned again (siblingOf). */
+const SIBLING_GIVE_UP = 8;
+
+/** linkedChild(): the file's row, the id a merge dropped, and the name's own link id when it is not the file's own name. */
+export interface LinkedChild {
+  row: NodeRow;
+  merged?: FileId;
+  link?: bigint;
+}
 
 /** A new row's change state (src/vfs/change-tracker.ts initialChange). */
 export type ChangeInit = Pick<NodeRow, 'chg' | 'sigM' | 'sigC' | 'sigS' | 'native'>;
@@ -255,6 +264,8 @@ export class MetadataStore {
    * links), which spares every lookup miss and delete the link queries.
    */
   private anyLinks = false;
+  /** Per directory id: sibling scans in a row that found nothing (siblingOf). */
+  private readonly siblingMisses = new Map<FileId, number>();
   /** The open stores on this database file, this one included (undefined for ':memory:'). */
   private readonly siblings: Set<MetadataStore> | undefined;
 
@@ -646,8 +657,22 @@ export class MetadataStore {
    * directory seen first) are merged: the older id (smaller: handed out first) stays, the other
    * name becomes a link of it and its id goes stale (its properties are dropped with it).
    */
-  linkedChild(vol: string, parent: FileId, name: string, key: string, native: string, init?: ChangeInit): { row: NodeRow; merged?: FileId } {
-    return this.transaction(() => {
+  linkedChild(vol: string, parent: FileId, name: string, key: string, native: string, init?: ChangeInit): LinkedChild {
+    // Joins the group commit like an id row (the first sight of each name of a linked file would
+    // otherwise be a transaction of its own, ~0.3 ms): the group is one transaction, so these
+    // statements still land or are lost together. The rare steps that call transaction() (a merge,
+    // a stale row dropped) commit the group first and run in their own.
+    if (this.txDepth > 0) return this.linkedChildIn(vol, parent, name, key, native, init);
+    this.joinGroup();
+    try {
+      return this.linkedChildIn(vol, parent, name, key, native, init);
+    } finally {
+      this.groupFilled();
+    }
+  }
+
+  private linkedChildIn(vol: string, parent: FileId, name: string, key: string, native: string, init?: ChangeInit): LinkedChild {
+    {
       const own = this.lookupChild(vol, parent, key);
       const alias = own ? undefined : this.lookupLink(vol, parent, key);
       const knownId = this.linkedFile(vol, native);
@@ -663,31 +688,50 @@ export class MetadataStore {
           return { row: own };
         }
         const [keep, lose] = own.id < known.id ? [own, known] : [known, own];
-        this.mergeInto(keep, lose);
+        const link = this.transaction(() => this.mergeInto(keep, lose));
         this.registerFile(vol, native, keep.id);
-        return { row: keep, merged: lose.id };
+        return lose === own ? { row: keep, merged: lose.id, link } : { row: keep, merged: lose.id };
       }
       if (alias) {
         const target = this.getNode(alias.target);
         if (target && (target.native === null || target.native === native)) {
           if (knownId !== target.id) this.registerFile(vol, native, target.id);
-          return { row: target };
+          return { row: target, link: alias.id };
         }
         this.row('linkDel').run(alias.id);
       }
       // A stale row of another file at this name (replaced outside): dropped.
       if (own) this.dropName(vol, parent, key);
-      known ??= (this.row('sibling').get(vol, parent, native) as NodeRow | undefined);
+      if (!known) known = this.siblingOf(vol, parent, native);
       if (known) {
-        this.insertLink(vol, parent, name, key, known.id);
+        const link = this.insertLink(vol, parent, name, key, known.id);
         if (knownId !== known.id) this.registerFile(vol, native, known.id);
-        return { row: known };
+        return { row: known, link };
       }
       const id = this.allocId();
       const row = this.row('insert').get(id, vol, parent, name, key, ...changeArgs(init)) as unknown as NodeRow;
       this.registerFile(vol, native, id);
       return { row };
-    });
+    }
+  }
+
+  /**
+   * The first name of a linked file, among the first SIBLING_SCAN rows of its other name's
+   * directory. A directory where this found nothing SIBLING_GIVE_UP times in a row (a tree of
+   * links made in bulk elsewhere, like an rsnapshot copy: every name is new) is not scanned again
+   * by this process, so its first listing costs no scan per name; what a scan would have found is
+   * merged later (linkedChild).
+   */
+  private siblingOf(vol: string, parent: FileId, native: string): NodeRow | undefined {
+    const misses = this.siblingMisses.get(parent) ?? 0;
+    if (misses >= SIBLING_GIVE_UP) return undefined;
+    const hit = this.row('sibling').get(vol, parent, native) as NodeRow | undefined;
+    if (hit) this.siblingMisses.delete(parent);
+    else {
+      if (this.siblingMisses.size >= 10_000) this.siblingMisses.clear();
+      this.siblingMisses.set(parent, misses + 1);
+    }
+    return hit;
   }
 
   /**
@@ -720,11 +764,14 @@ export class MetadataStore {
     this.row('fileSet').run(vol, native, id);
   }
 
-  /** `lose` names the same file as `keep`: its name becomes a link of keep, its own id goes. */
-  private mergeInto(keep: NodeRow, lose: NodeRow): void {
+  /**
+   * `lose` names the same file as `keep`: its name becomes a link of keep, its own id goes.
+   * Returns the new link's id.
+   */
+  private mergeInto(keep: NodeRow, lose: NodeRow): bigint {
     this.row('linkRetarget').run(keep.id, lose.id);
     this.deleteSubtree(lose.id);
-    this.insertLink(lose.vol, lose.parent, lose.name, lose.key, keep.id);
+    return this.insertLink(lose.vol, lose.parent, lose.name, lose.key, keep.id);
   }
 
   /**

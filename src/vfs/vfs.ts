@@ -669,6 +669,7 @@ export class Vfs {
     if (options.cookie !== undefined && options.cookie !== 0n) after = this.cookieName(v, dirRow.id, options.cookie);
     const page = await v.backend.list(r.path, after === undefined ? { limit } : { after, limit });
     v.listed(r.path, after, page);
+    v.touchListed(r.path, page.entries);
     const seen = new Set<string>();
     // New ids join the metadata store's group commit (one transaction for many rows).
     const entries: DirEntry[] = [];
@@ -682,7 +683,7 @@ export class Vfs {
       const row = v.childRow(r.path, dirRow, e.name, e);
       const attr = this.attr(v, row, e);
       // A name's cookie is its file's id, or its own link id for another name of a file (hard links).
-      entries.push({ name: nfc, cookie: v.cookieOf(dirRow.id, nfc, row), attr });
+      entries.push({ name: nfc, cookie: v.cookieOf(r.path, dirRow.id, e.name, row), attr });
     }
     // Clients resume from the last cookie of a page; remember its backend name in case that entry
     // is deleted before they come back (other cookies resolve through the id store).
