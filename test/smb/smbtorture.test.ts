@@ -33,7 +33,7 @@ export const PASSING: Record<string, string[]> = {
   'smb2.lock': ['rw-shared', 'rw-exclusive', 'auto-unlock', 'async', 'cancel', 'cancel-tdis', 'cancel-logoff', 'stacking', 'contend', 'context', 'range', 'overlap', 'truncate'],
   'smb2.sharemode': ['sharemode-access', 'access-sharemode', 'bug14375'],
   'smb2.deny': ['deny1', 'deny2'],
-  'smb2.compound': ['related1', 'related2', 'related6', 'related8', 'unrelated1', 'invalid3', 'compound-break', 'create-write-close'],
+  'smb2.compound': ['related1', 'related2', 'related6', 'related8', 'unrelated1', 'invalid3', 'interim1', 'compound-break', 'create-write-close'],
   'smb2.fileid': ['unique', 'unique-dir'],
   'smb2.winattr': ['winattr'],
   'smb2.timestamps': ['delayed-1write'],
