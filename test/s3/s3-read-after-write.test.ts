@@ -311,4 +311,26 @@ describe('read-after-write over WebDAV (the whole gateway)', () => {
       await stack.stop();
     }
   });
+
+  it('small PUTs in a row over WebDAV: after the first, each new file costs PutObject + HEAD, nothing else', async () => {
+    const stack = await startDav({ shares: [{
+      name: 'ss', writeBack: 'sync', source: `s3://${env.s3.bucket}/${env.freshPrefix()}`,
+      options: { endpoint: env.proxy.endpoint, ...S3RVER_CREDENTIALS },
+    }] });
+    try {
+      await stack.addUser('alice', 'alice-pw');
+      const auth = `Basic ${Buffer.from('alice:alice-pw').toString('base64')}`;
+      expect((await fetch(`${stack.origin}/ss/d/`, { method: 'MKCOL', headers: { Authorization: auth } })).status).toBe(201);
+      const put = async (i: number): Promise<void> => {
+        const r = await fetch(`${stack.origin}/ss/d/f${i}.txt`, { method: 'PUT', headers: { Authorization: auth }, body: pattern(4 * KiB, i) });
+        expect(r.status).toBe(201);
+      };
+      await put(0);
+      env.proxy.resetLog();
+      for (let i = 1; i <= 5; i++) await put(i);
+      expect(env.proxy.log.map((e) => e.op).sort()).toEqual([...Array(5).fill('HeadObject'), ...Array(5).fill('PutObject')]);
+    } finally {
+      await stack.stop();
+    }
+  });
 });
