@@ -11,7 +11,9 @@
  *
  * Figures per server: GET and PUT of the big file (MB/s = 10^6 B/s, streamed both ways, best of 2),
  * 4 KiB PUT and GET at concurrency 1 and 16 (ops/s over all slices; every file is touched once per
- * figure, so Portico's first access to a file — creating its persistent id — is included), PROPFIND Depth 1 of the big directory (ms,
+ * figure, so Portico's first access to a file — creating its persistent id — is included; for the
+ * GETs also the server process's CPU µs per GET, Portico's and node-floor's, which a shared
+ * machine's load changes far less than ops/s; the load averages are printed too), PROPFIND Depth 1 of the big directory (ms,
  * median of 5, whole response read and its <response> elements counted), and Portico's peak RSS
  * during the big PUT (/proc/PID/status sampled every 50 ms, plus VmHWM).
  *
@@ -32,7 +34,8 @@
 import { request, Agent } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { flushDirtyPages, mapLimit, median } from './lib.ts';
@@ -88,7 +91,38 @@ interface ServerFigures {
   errors: Partial<Record<Metric, string>>;
   samples: Partial<Record<Metric, number[]>>;
   propfindBytes?: number;
+  /**
+   * CPU time the server process spent per GET 4 KiB (µs, /proc/PID/stat utime+stime over the
+   * figure's slices): unlike ops/s it hardly depends on what else the machine runs, so it compares
+   * Portico with node-floor when a shared machine's load changes the throughput figures.
+   */
+  cpuUsPerOp?: Partial<Record<Metric, number>>;
 }
+
+/** Clock ticks per second of /proc/PID/stat's CPU times. */
+const CLK_TCK = ((): number => {
+  try {
+    const n = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+    return Number.isFinite(n) && n > 0 ? n : 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** CPU time (user + system) a process has used so far, ms; undefined once it is gone. */
+function cpuMsOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces), from field 3: utime is 14, stime 15.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The 1, 5 and 15 minute load averages, as `uptime` prints them. */
+const loadAverages = (): string => loadavg().map((l) => l.toFixed(2)).join(', ');
 
 const log = (line: string): void => void process.stderr.write(`[webdav-bench] ${line}\n`);
 
@@ -289,24 +323,28 @@ async function measureAll(cs: Contender[]): Promise<void> {
   const payload = randomBytes(SMALL_BYTES);
   const perRound = Math.ceil(SMALL_OPS / SMALL_ROUNDS);
   const small = async (key: Metric, c: number, op: (t: Contender, i: number) => Promise<void>): Promise<void> => {
-    const spent = new Map<string, { ops: number; ms: number; samples: number[] }>();
+    const spent = new Map<string, { ops: number; ms: number; samples: number[]; cpuMs: number | undefined }>();
     await interleave(cs, key, SMALL_ROUNDS, async (ct, round) => {
       const first = round * perRound;
       const idx = Array.from({ length: Math.max(0, Math.min(perRound, SMALL_OPS - first)) }, (_, k) => first + k);
+      const cpu0 = cpuMsOf(ct.server.pid);
       const t0 = performance.now();
       await mapLimit(idx, c, (i) => op(ct, i));
       const ms = performance.now() - t0;
+      const cpu1 = cpuMsOf(ct.server.pid);
       let acc = spent.get(ct.name);
-      if (!acc) spent.set(ct.name, (acc = { ops: 0, ms: 0, samples: [] }));
+      if (!acc) spent.set(ct.name, (acc = { ops: 0, ms: 0, samples: [], cpuMs: 0 }));
       acc.ops += idx.length;
       acc.ms += ms;
       acc.samples.push(ms);
+      acc.cpuMs = acc.cpuMs !== undefined && cpu0 !== undefined && cpu1 !== undefined ? acc.cpuMs + (cpu1 - cpu0) : undefined;
     });
     for (const ct of cs) {
       const acc = spent.get(ct.name);
       if (!acc || ct.out.errors[key] !== undefined) continue;
       ct.out.figures[key] = acc.ops / (acc.ms / 1000);
       ct.out.samples[key] = acc.samples;
+      if (acc.cpuMs !== undefined && acc.ops > 0) (ct.out.cpuUsPerOp ??= {})[key] = (acc.cpuMs * 1000) / acc.ops;
     }
   };
   for (const [key, c] of [['put4kC1', 1], ['put4kC16', 16]] as const) {
@@ -393,6 +431,7 @@ function aim(metric: (typeof METRICS)[number], peer: string): { min: number; str
 }
 
 async function main(): Promise<void> {
+  const loadAtStart = loadAverages();
   const base = mkdtempSync(join(tmpdir(), 'portico-webdav-bench-'));
   const running: PeerServer[] = [];
   const results: Record<string, ServerFigures> = {};
@@ -463,6 +502,8 @@ async function main(): Promise<void> {
   out.push(`Same directory, same Node client (keep-alive); all servers up at once, each figure measured on them in turn (rotating order, ${SMALL_ROUNDS} slices per 4 KiB figure). Portico: Basic auth on every request; ${peers.join(', ') || 'no peer'}: no auth.`);
   out.push(`portico: default settings (durable PUT: data and directory fsync'ed before the answer). ${NOFSYNC}: the share with \`fsync: false\`, PUT figures only (the peers never fsync).`);
   if (floor) out.push(`${FLOOR}: not a WebDAV server — node:http answering a fixed 4 KiB body from memory (no disk, no auth), GET 4 KiB only: the ceiling of any server on Node's HTTP stack here.`);
+  const loadAtEnd = loadAverages();
+  out.push(`Load average (1, 5, 15 min): ${loadAtStart} at the start, ${loadAtEnd} at the end (the machine's other work weighs on every ops/s figure; server CPU per GET much less).`);
   for (const [name, why] of Object.entries(skipped)) out.push(`Skipped ${name}: ${why}`);
   out.push('');
   out.push(
@@ -500,6 +541,19 @@ async function main(): Promise<void> {
       ),
     );
     out.push('');
+    const cpuCell = (r: ServerFigures, k: Metric): string => fmt(r.cpuUsPerOp?.[k]);
+    out.push('Server CPU per GET 4 KiB (µs of the server process, user + system, over the figure\'s slices):');
+    out.push(
+      table(
+        ['metric', 'portico', FLOOR, `${FLOOR} / portico`],
+        getMetrics.map((m) => {
+          const a = p.cpuUsPerOp?.[m.key];
+          const b = floor.cpuUsPerOp?.[m.key];
+          return [m.label, cpuCell(p, m.key), cpuCell(floor, m.key), a !== undefined && b !== undefined && a > 0 ? `${(b / a).toFixed(2)}x` : '-'];
+        }),
+      ),
+    );
+    out.push('');
   }
   const nofsyncRatios: Record<string, Record<string, number | undefined>> = {};
   if (nf) {
@@ -521,7 +575,8 @@ async function main(): Promise<void> {
     sizes: { bigBytes: BIG_BYTES, smallBytes: SMALL_BYTES, smallOps: SMALL_OPS, propfindEntries: ENTRIES, bigRounds: BIG_ROUNDS, propfindRounds: PROPFIND_ROUNDS },
     units: Object.fromEntries(METRICS.map((m) => [m.key, m.unit])),
     auth: { portico: 'basic', peers: 'none' },
-    servers: Object.fromEntries(servers.map((s) => [s, { ...results[s]!.figures, samplesMs: results[s]!.samples, propfindBytes: results[s]!.propfindBytes, errors: results[s]!.errors }])),
+    servers: Object.fromEntries(servers.map((s) => [s, { ...results[s]!.figures, samplesMs: results[s]!.samples, cpuUsPerOp: results[s]!.cpuUsPerOp, propfindBytes: results[s]!.propfindBytes, errors: results[s]!.errors }])),
+    loadAverage: { start: loadAtStart, end: loadAtEnd },
     ratios,
     nofsyncRatios,
     porticoRss: rss ? { peakRssBytes: rss.peakRss, vmHwmBytes: rss.hwm, idleRssBytes: rss.idle, aimBytes: RSS_AIM_MB * 1e6 } : null,
