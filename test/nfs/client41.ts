@@ -226,13 +226,14 @@ const READERS: Record<number, (r: XdrReader) => Record<string, unknown>> = {
   [OP.READDIR]: (r) => {
     r.opaqueFixed(8);
     const names: string[] = [];
+    const attrs: Buffer[] = [];
     while (r.bool()) {
       r.u64();
       names.push(r.utf8(1024));
       skipBitmap(r);
-      r.opaque(1 << 20);
+      attrs.push(Buffer.from(r.opaque(1 << 20)));
     }
-    return { names, eof: r.bool() };
+    return { names, attrs, eof: r.bool() };
   },
   [OP.SETXATTR]: (r) => ({ cinfo: readCinfo(r) }),
   [OP.GETXATTR]: (r) => ({ value: Buffer.from(r.opaque(1 << 20)) }),

@@ -60,8 +60,11 @@ describe('idmapDomain set', () => {
     expect(owners(await get())).toEqual(['bob@example.com', '100']);
     expect((await c.call([ops.putfh(fh), ops.setOwners('4242', '4242')])).status).toBe(NFS4ERR.OK);
     expect(owners(await get())).toEqual(['4242', '4242']);
+    expect((await c.call([ops.putfh(fh), ops.setOwners('alice@example.com')])).status).toBe(NFS4ERR.OK);
     const ls = await c.call([...c.lookupPath('/own'), ops.readdir(0n, 8192, [FATTR4.OWNER])]);
-    expect(resultOf(ls, OP.READDIR)!.body!.names).toContain('owned.txt');
+    const body = resultOf(ls, OP.READDIR)!.body as { names: string[]; attrs: Buffer[] };
+    const at = body.names.indexOf('owned.txt');
+    expect(new XdrReader(body.attrs[at]!).utf8(1024)).toBe('alice@example.com');
   });
 
   it('BADOWNER for an unknown name, another domain, a bare name, a group that is no user private group', async () => {
