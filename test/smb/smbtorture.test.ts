@@ -27,7 +27,7 @@ export const PASSING: Record<string, string[]> = {
   'smb2.rw': ['rw1', 'rw2', 'invalid'],
   'smb2.dir': ['find', 'fixed', 'sorted'],
   'smb2.getinfo': ['qsec_buffercheck', 'granted'],
-  'smb2.create': ['brlocked', 'multi', 'delete', 'mkdir-dup', 'dir-alloc-size'],
+  'smb2.create': ['brlocked', 'multi', 'delete', 'leading-slash', 'impersonation', 'mkdir-dup', 'dir-alloc-size'],
   'smb2.delete-on-close-perms': ['BUG14427'],
   'smb2.rename': ['simple', 'simple_nodelete', 'share_delete_and_delete_access', 'no_share_delete_but_delete_access', 'no_share_delete_no_delete_access', 'close-full-information'],
   'smb2.lock': ['rw-shared', 'rw-exclusive', 'auto-unlock', 'async', 'cancel', 'cancel-tdis', 'cancel-logoff', 'stacking', 'contend', 'context', 'range', 'overlap', 'truncate'],

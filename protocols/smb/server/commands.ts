@@ -56,6 +56,10 @@ const READ_MASK = 0x0012_00a9; // FILE_GENERIC_READ | EXECUTE
 const ALL_MASK = 0x001f_01ff; // FILE_ALL_ACCESS
 const Disposition = { SUPERSEDE: 0, OPEN: 1, CREATE: 2, OPEN_IF: 3, OVERWRITE: 4, OVERWRITE_IF: 5 } as const;
 const CreateOptions = { DIRECTORY_FILE: 0x1, NON_DIRECTORY_FILE: 0x40, DELETE_ON_CLOSE: 0x1000 } as const;
+const CREATE_OPTIONS_INVALID = 0xff00_0000;
+/** COMPLETE_IF_OPLOCKED, OPEN_BY_FILE_ID, RESERVE_OPFILTER. */
+const CREATE_OPTIONS_NOT_SUPPORTED = 0x0010_2080;
+const STATUS_BAD_IMPERSONATION_LEVEL = 0xc000_00a5;
 const CreateAction = { SUPERSEDED: 0, OPENED: 1, CREATED: 2, OVERWRITTEN: 3 } as const;
 const STATUS_PIPE_EMPTY = 0xc000_00d9;
 const STATUS_FS_DRIVER_REQUIRED = 0xc000_019c;
@@ -316,6 +320,14 @@ async function create(srv: SmbServer, conn: Conn, sess: SmbSession, tree: Tree, 
     };
   }
   const share = tree.share;
+  // Requests Windows refuses before looking at the name (MS-SMB2 3.3.5.9; the masks are what
+  // smbtorture smb2.create.gentest records from Windows; leading-slash, impersonation): an
+  // impersonation level past Delegation, share access past READ|WRITE|DELETE, create options in
+  // the top byte, a name starting with a backslash; COMPLETE_IF_OPLOCKED, OPEN_BY_FILE_ID and
+  // RESERVE_OPFILTER are not supported.
+  if (q.impersonationLevel > 3) return fail(STATUS_BAD_IMPERSONATION_LEVEL);
+  if (q.shareAccess & ~0x7 || q.createOptions & CREATE_OPTIONS_INVALID || q.name.startsWith('\\')) return fail(STATUS.INVALID_PARAMETER);
+  if (q.createOptions & CREATE_OPTIONS_NOT_SUPPORTED) return fail(NT.NOT_SUPPORTED);
   const path = sharePath(q.name);
   if (path === undefined) return fail(STATUS.OBJECT_NAME_NOT_FOUND);
   const disposition = DISPOSITIONS[q.createDisposition];
