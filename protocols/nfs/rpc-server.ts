@@ -189,6 +189,10 @@ class RpcConnection {
   readonly id: number;
   private readonly socket: Socket;
   private readonly server: RpcServer;
+  /** Reply chunks waiting for the flush, in completion order, and their bytes. */
+  private out: Buffer[] = [];
+  private outBytes = 0;
+  private flushQueued = false;
   private readonly opts: Required<Omit<RpcServerOptions, 'logger'>>;
   private readonly log: RpcLogger;
 
@@ -230,7 +234,7 @@ class RpcConnection {
       id: this.id,
       outstanding: this.outstanding,
       backlog: this.backlog.length,
-      writableLength: this.socket.writableLength,
+      writableLength: this.socket.writableLength + this.outBytes,
       readingPaused: this.readingPaused,
       partialRecordBytes: this.parser.buffered,
     };
@@ -289,14 +293,16 @@ class RpcConnection {
 
   /**
    * At or past the bound, the last write() returned false (the bound is never below the socket's
-   * high-water mark), so 'drain' will come and resume reading.
+   * high-water mark), so 'drain' will come and resume reading; replies waiting for the flush
+   * count too (the flush pumps again).
    */
   private writeBlocked(): boolean {
-    return this.socket.writableLength >= Math.max(this.opts.maxBufferedReplyBytes, this.socket.writableHighWaterMark);
+    return this.socket.writableLength + this.outBytes >= Math.max(this.opts.maxBufferedReplyBytes, this.socket.writableHighWaterMark);
   }
 
   /** Ends the connection once its queued replies are written (destroyed after 1 s at most). */
   private endNow(): void {
+    this.flush();
     this.closed = true;
     this.backlog.length = 0;
     this.socket.end();
@@ -365,17 +371,38 @@ class RpcConnection {
     } else {
       w.patchU32(mark, (LAST_FRAGMENT | length) >>> 0);
     }
-    const chunks = w.chunksOut();
-    if (chunks.length === 1) {
-      this.socket.write(chunks[0] as Buffer);
-    } else {
-      // Corked writes leave as one writev: header chunks and READ data by reference; once written,
-      // pooled READ buffers among them can be reused (read-buffers.ts).
-      this.socket.cork();
-      const last = chunks.length - 1;
-      for (let i = 0; i < last; i++) this.socket.write(chunks[i] as Buffer);
-      this.socket.write(chunks[last] as Buffer, () => releaseSent(chunks));
-      this.socket.uncork();
+    for (const c of w.chunksOut()) this.out.push(c);
+    this.outBytes += w.length;
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      process.nextTick(this.flush);
     }
   }
+
+  /**
+   * Writes the replies completed since the last flush as one writev. The flush runs once the
+   * current event-loop callback's promise chains have settled (a tick), so replies that complete
+   * together — a socket read's worth of cached GETATTRs, say — leave in one syscall instead of one
+   * each (a write per reply was the largest single cost of a small call); no reply waits for
+   * another turn of the loop. Pooled READ buffers among them can be reused once written
+   * (read-buffers.ts). Then the write bound is checked again (pump).
+   */
+  private readonly flush = (): void => {
+    this.flushQueued = false;
+    const out = this.out;
+    if (out.length === 0) return;
+    this.out = [];
+    this.outBytes = 0;
+    if (this.socket.destroyed) return;
+    if (out.length === 1) {
+      this.socket.write(out[0] as Buffer);
+    } else {
+      this.socket.cork();
+      const last = out.length - 1;
+      for (let i = 0; i < last; i++) this.socket.write(out[i] as Buffer);
+      this.socket.write(out[last] as Buffer, () => releaseSent(out));
+      this.socket.uncork();
+    }
+    if (!this.closed) this.pump();
+  };
 }
