@@ -323,6 +323,9 @@ const nfsClientSchema = z.strictObject({
   access: z.enum(['rw', 'ro']).default('rw'),
   /** AUTH_SYS squashing for these clients in this export (absent: protocols.nfs.squash). */
   squash: z.enum(['none', 'root', 'all']).optional(),
+  /** The anonymous ids for these clients in this export (absent: protocols.nfs.anonUid/anonGid). */
+  anonUid: int().min(0).max(4294967294).optional(),
+  anonGid: int().min(0).max(4294967294).optional(),
 });
 
 const shareSchema = z.strictObject({

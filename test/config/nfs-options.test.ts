@@ -12,7 +12,10 @@ import { ConfigError, loadConfig } from '../../src/config/load.ts';
 import { NFS_DEFAULTS } from '../../src/config/schema.ts';
 import { serveConfig } from '../../src/cli/main.ts';
 import { nfsOptions } from '../../protocols/nfs/plugin.ts';
-import { NfsExports, clientAccess } from '../../protocols/nfs/server/exports.ts';
+import { NfsExports, clientAccess, clientRule } from '../../protocols/nfs/server/exports.ts';
+import { PrincipalMap } from '../../protocols/nfs/server/principals.ts';
+import { refuseAllLogins } from '../../src/auth/authenticator.ts';
+import { AUTH_FLAVOR, type Credential } from '../../protocols/nfs/rpc.ts';
 
 let tmp: string;
 beforeAll(() => {
@@ -86,6 +89,24 @@ describe('shares[].nfs.clients', () => {
     expect(clientAccess(data, '198.51.100.1')).toBe('none');
     expect(clientAccess(data, '127.0.0.1')).toBe('none');
     expect(clientAccess(ex.byShareName('open')!, '198.51.100.1')).toBe('rw');
+  });
+
+  it("an entry's squash and anonymous ids map credentials in its export; others keep the server's", async () => {
+    const c = loadConfig({
+      file: file('shares:\n  - name: data\n    source: "memory:"\n    nfs:\n      clients:\n        - { match: 10.0.0.0/8, squash: all, anonUid: 4000, anonGid: 4001 }\n        - { match: "*", squash: none }\n'),
+      env: {},
+    });
+    const exp = NfsExports.fromConfig(c).byShareName('data')!;
+    const map = new PrincipalMap({ ...refuseAllLogins, principalForUid: async (uid) => (uid === 0 || uid === 1001 ? { user: uid === 0 ? 'root' : 'alice', uid, gid: uid, groups: [], guest: false } : undefined) }, { squash: 'root', anonUid: 65534, anonGid: 65534 });
+    const cred = (uid: number): Credential => ({ flavor: AUTH_FLAVOR.SYS, sys: { stamp: 0, machineName: 'test', uid, gid: uid, gids: [] } });
+    const inLan = clientRule(exp, '10.1.2.3')!.mapping;
+    const elsewhere = clientRule(exp, '192.0.2.1')!.mapping;
+    expect(await map.of(cred(1001), inLan)).toMatchObject({ guest: true, uid: 4000, gid: 4001 });
+    expect(await map.of(cred(4242), inLan)).toBe(await map.of(cred(0), inLan));
+    expect(await map.of(cred(0), elsewhere)).toMatchObject({ user: 'root', uid: 0 });
+    expect(await map.of(cred(0))).toMatchObject({ guest: true, uid: 65534 });
+    expect(await map.of(cred(1001))).toMatchObject({ user: 'alice' });
+    expect(await map.of(cred(4242), elsewhere)).toBe(map.anonymous);
   });
 
   it('refuses host names, bad prefixes, unknown access words and an empty list', () => {

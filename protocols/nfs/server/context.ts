@@ -16,7 +16,7 @@ import type { OpResult } from '../compound.ts';
 import type { ChangeInfo4, Stateid4 } from '../xdr4/common.ts';
 import { clientAccess, clientRule, type ClientAccess, type NfsExport, type NfsExports } from './exports.ts';
 import type { Fh, FhCodec } from './filehandle.ts';
-import type { PrincipalMap, Squash } from './principals.ts';
+import type { Mapping, PrincipalMap } from './principals.ts';
 import type { Credential } from '../rpc.ts';
 import { IdMap } from './idmap.ts';
 import { Seqids40 } from './seqid40.ts';
@@ -123,9 +123,9 @@ export class NfsServer {
 export interface OpContext {
   srv: NfsServer;
   minor: number;
-  /** The call's credential, and the squashing `principal` was mapped with (undefined: the server's). */
+  /** The call's credential, and the client entry mapping `principal` was made with (undefined: the server's). */
   cred: Credential;
-  squash?: Squash | undefined;
+  mapping?: Mapping | undefined;
   principal: Principal;
   /** The stateless view: this call's principal on the server's base state. */
   view: Session;
@@ -151,29 +151,29 @@ export function accessIn(c: OpContext, exp: NfsExport): ClientAccess {
   return exp.clients ? clientAccess(exp, c.clientAddress) : 'rw';
 }
 
-/** The squashing an export's client entry sets for this call (undefined: the server's). */
-export function squashIn(c: OpContext, exp: NfsExport): Squash | undefined {
-  return exp.clients ? clientRule(exp, c.clientAddress)?.squash : undefined;
+/** The mapping an export's client entry sets for this call (undefined: the server's). */
+export function mappingIn(c: OpContext, exp: NfsExport): Mapping | undefined {
+  return exp.clients ? clientRule(exp, c.clientAddress)?.mapping : undefined;
 }
 
-/** This call's principal in an export (its client entry may squash differently). */
+/** This call's principal in an export (its client entry may map differently). */
 export async function principalIn(c: OpContext, exp: NfsExport): Promise<Principal> {
-  const sq = squashIn(c, exp);
-  return sq === c.squash ? c.principal : c.srv.principals.of(c.cred, sq);
+  const m = mappingIn(c, exp);
+  return m === c.mapping ? c.principal : c.srv.principals.of(c.cred, m);
 }
 
 /**
  * Maps the credential again when the current filehandle is in an export whose client entry
- * squashes otherwise than the principal in force (and back on leaving it): operations then run
+ * maps otherwise than the principal in force (and back on leaving it): operations then run
  * as the export's principal. Nothing to do for exports without client lists.
  */
 export async function enterExport(c: OpContext): Promise<void> {
   const cur = c.cur;
-  const want = cur?.kind === 'file' && cur.exp.clients ? squashIn(c, cur.exp) : undefined;
-  if (want === c.squash) return;
+  const want = cur?.kind === 'file' && cur.exp.clients ? mappingIn(c, cur.exp) : undefined;
+  if (want === c.mapping) return;
   c.principal = await c.srv.principals.of(c.cred, want);
   c.view = c.srv.baseView(c.principal);
-  c.squash = want;
+  c.mapping = want;
 }
 
 /** The current filehandle, or NOFILEHANDLE. */

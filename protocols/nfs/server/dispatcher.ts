@@ -167,7 +167,7 @@ function readOnlyForClient(c: OpContext, op: DecodedOp): boolean {
 async function safely(c: OpContext, op: DecodedOp): Promise<OpResult> {
   if (readOnlyForClient(c, op)) return fail(op.op, NFS4ERR.ROFS);
   try {
-    if (c.squash !== undefined || (c.cur?.kind === 'file' && c.cur.exp.clients)) await enterExport(c);
+    if (c.mapping !== undefined || (c.cur?.kind === 'file' && c.cur.exp.clients)) await enterExport(c);
     return await execOp(c, op);
   } catch (e) {
     c.srv.logger?.error({ err: e, op: op.op }, 'nfs: operation failed unexpectedly');

@@ -12,16 +12,17 @@
  * an address no entry matches may not use the export (NFS4ERR_ACCESS entering it: PUTFH of one of
  * its handles, LOOKUP from the pseudo-root, SECINFO of its name; absent from the pseudo-root's
  * listing). ro makes every change NFS4ERR_ROFS for that client, whatever the ACL grants — the
- * ACL still decides everything else. An entry may also name its own `squash` (none|root|all) for
- * those clients in this export, as root_squash/no_root_squash/all_squash on an exports line (the
- * dispatcher maps the credential again when the current filehandle enters such an export). An
+ * ACL still decides everything else. An entry may also name its own `squash` (none|root|all) and
+ * `anonUid`/`anonGid` for those clients in this export, as root_squash/no_root_squash/all_squash
+ * and anonuid/anongid on an exports line (the dispatcher maps the credential again when the
+ * current filehandle enters such an export). An
  * export without the list admits every client, rw, with the server's squashing, and costs nothing
  * per call. IPv4-mapped IPv6 addresses (::ffff:a.b.c.d) match as IPv4.
  */
 import { createHash } from 'node:crypto';
 import { BlockList } from 'node:net';
 import { parseClientMatch, type PorticoConfig } from '../../../src/config/schema.ts';
-import type { Squash } from './principals.ts';
+import type { Mapping } from './principals.ts';
 
 /** What a client may do in an export. */
 export type ClientAccess = 'rw' | 'ro' | 'none';
@@ -30,8 +31,8 @@ interface ClientRule {
   /** undefined = every address. */
   list: BlockList | undefined;
   access: 'rw' | 'ro';
-  /** Squashing for these clients here (undefined: the server's, protocols.nfs.squash). */
-  squash: Squash | undefined;
+  /** These clients' own squash / anonUid / anonGid here (undefined: the server's, protocols.nfs.*). */
+  mapping: Mapping | undefined;
 }
 
 export interface NfsExport {
@@ -50,7 +51,7 @@ export interface NfsExport {
   clients: ClientRule[] | undefined;
 }
 
-type ClientInput = { match: string; access?: 'rw' | 'ro' | undefined; squash?: Squash | undefined };
+type ClientInput = { match: string; access?: 'rw' | 'ro' | undefined } & Mapping;
 
 function ruleOf(c: ClientInput): ClientRule {
   const m = parseClientMatch(c.match);
@@ -60,7 +61,8 @@ function ruleOf(c: ClientInput): ClientRule {
     list = new BlockList();
     list.addSubnet(m.address, m.prefix, m.family);
   }
-  return { list, access: c.access ?? 'rw', squash: c.squash };
+  const own = c.squash !== undefined || c.anonUid !== undefined || c.anonGid !== undefined;
+  return { list, access: c.access ?? 'rw', mapping: own ? { squash: c.squash, anonUid: c.anonUid, anonGid: c.anonGid } : undefined };
 }
 
 /** A connection's address as the rules see it: IPv4-mapped IPv6 as IPv4. */

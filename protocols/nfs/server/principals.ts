@@ -15,6 +15,12 @@ import type { Authenticator, Principal } from '../../../src/auth/authenticator.t
 import { AUTH_FLAVOR, type Credential } from '../rpc.ts';
 
 export type Squash = 'none' | 'root' | 'all';
+/** An export's client entry's own mapping (shares[].nfs.clients[]); what it leaves out is the server's. */
+export interface Mapping {
+  squash?: Squash | undefined;
+  anonUid?: number | undefined;
+  anonGid?: number | undefined;
+}
 
 const CACHE_MS = 2000;
 const MAX_CACHED = 4096;
@@ -23,7 +29,10 @@ export class PrincipalMap {
   private readonly auth: Authenticator;
   private readonly squash: Squash;
   readonly anonymous: Principal;
-  private readonly cache = new Map<number, { p: Principal; at: number }>();
+  /** uid → the user carrying it (undefined: nobody, so the anonymous principal), for 2 s. */
+  private readonly cache = new Map<number, { p: Principal | undefined; at: number }>();
+  /** Anonymous principals with other ids (client entries' anonUid/anonGid), one object each. */
+  private readonly anons = new Map<string, Principal>();
 
   constructor(auth: Authenticator, o: { squash: Squash; anonUid: number; anonGid: number }) {
     this.auth = auth;
@@ -31,17 +40,27 @@ export class PrincipalMap {
     this.anonymous = { ...auth.guest(), uid: o.anonUid, gid: o.anonGid };
   }
 
-  /** The principal of a credential; `squash` overrides the server's (an export's client entry). */
-  async of(cred: Credential, squash: Squash = this.squash): Promise<Principal> {
-    if (cred.flavor !== AUTH_FLAVOR.SYS) return this.anonymous;
+  /** The principal of a credential; `m` (an export's client entry) overrides the server's mapping. */
+  async of(cred: Credential, m?: Mapping): Promise<Principal> {
+    const anonymous = m && (m.anonUid !== undefined || m.anonGid !== undefined) ? this.anonymousAs(m.anonUid ?? this.anonymous.uid, m.anonGid ?? this.anonymous.gid) : this.anonymous;
+    if (cred.flavor !== AUTH_FLAVOR.SYS) return anonymous;
     const uid = cred.sys.uid;
-    if (squash === 'all' || (uid === 0 && squash === 'root')) return this.anonymous;
+    const squash = m?.squash ?? this.squash;
+    if (squash === 'all' || (uid === 0 && squash === 'root')) return anonymous;
     const now = Date.now();
     const hit = this.cache.get(uid);
-    if (hit && now - hit.at < CACHE_MS) return hit.p;
-    const p = (await this.auth.principalForUid(uid)) ?? this.anonymous;
+    if (hit && now - hit.at < CACHE_MS) return hit.p ?? anonymous;
+    const p = await this.auth.principalForUid(uid);
     if (this.cache.size >= MAX_CACHED) this.cache.clear();
     this.cache.set(uid, { p, at: now });
+    return p ?? anonymous;
+  }
+
+  private anonymousAs(uid: number, gid: number): Principal {
+    if (uid === this.anonymous.uid && gid === this.anonymous.gid) return this.anonymous;
+    const k = `${uid}:${gid}`;
+    let p = this.anons.get(k);
+    if (!p) this.anons.set(k, (p = { ...this.anonymous, uid, gid }));
     return p;
   }
 }
