@@ -80,12 +80,8 @@ export class Seqids40 {
         c.cur = o.last.cur;
         return o.last.res;
       }
+      // (A request running holds the next seqid, so the next one is either waiting above or runs here.)
       if (o && s.seqid !== ((o.seqid + 1) >>> 0)) return { op: op.op, status: NFS4ERR.BAD_SEQID } as OpResult;
-      if (o?.running) {
-        // The next seqid while the previous request still runs: the client did not wait for its reply.
-        await o.running.done;
-        continue;
-      }
       return this.execute(c, op, s, o, exec);
     }
   }
