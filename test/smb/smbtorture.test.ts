@@ -39,6 +39,16 @@ export const PASSING: Record<string, string[]> = {
   'smb2.timestamps': ['delayed-1write'],
 };
 
+/**
+ * Subtests that still fail, later than they did: each must not fail with the message given (the
+ * check Portico now passes; smbtorture stops at a subtest's first failure).
+ */
+export const PAST: Record<string, RegExp> = {
+  // The fixed part of FileAllInformation & co. (INFO_LENGTH_MISMATCH below it); it stops later at
+  // FileAlternateNameInformation (no 8.3 names).
+  'smb2.getinfo.qfile_buffercheck': /Wrong error code small buffer/,
+};
+
 let stack: SmbStack | undefined;
 let conf = '';
 beforeAll(async () => {
@@ -76,5 +86,12 @@ describe.skipIf(MISSING !== undefined)('smbtorture against the SMB server', () =
       }
       expect(failed).toEqual([]);
     }, 600_000);
+  }
+  for (const [name, notAgain] of Object.entries(PAST)) {
+    it(`${name} gets past ${notAgain.source}`, async () => {
+      const r = await torture(name);
+      expect(r.outcome).not.toBe('none');
+      expect(r.text).not.toMatch(notAgain);
+    }, 120_000);
   }
 });

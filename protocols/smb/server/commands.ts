@@ -512,6 +512,15 @@ async function queryDirectory(srv: SmbServer, conn: Conn, h: Smb2Header, el: Buf
   return { resp: srv.response(conn, h, 0, (w) => encodeOutputResponse(w, output)) };
 }
 
+/**
+ * The fixed part of the variable-length classes (MS-SMB2 3.3.5.20.1): a buffer below it is
+ * INFO_LENGTH_MISMATCH, one above it gets what fits and BUFFER_OVERFLOW. The sizes are Windows',
+ * as smbtorture smb2.getinfo.q*_buffercheck records them: All 104, Stream 32, Name and
+ * NormalizedName 4; FileFsVolume 24, FileFsAttribute 16.
+ */
+const FIXED_PART_FILE: ReadonlyMap<number, number> = new Map([[FileInfoClass.All, 104], [FileInfoClass.Stream, 32], [FileInfoClass.Name, 4], [FileInfoClass.NormalizedName, 4]]);
+const FIXED_PART_FS: ReadonlyMap<number, number> = new Map([[1, 24], [5, 16]]);
+
 async function queryInfo(srv: SmbServer, conn: Conn, h: Smb2Header, el: Buffer, view: Session, openOf: OpenOf): Promise<CommandResult> {
   const fail = (status: number): CommandResult => ({ resp: srv.error(conn, h, status) });
   const d = tryDecode(() => decodeQueryInfoRequest(el));
@@ -523,6 +532,7 @@ async function queryInfo(srv: SmbServer, conn: Conn, h: Smb2Header, el: Buffer, 
   if (q.infoType === InfoType.SECURITY) return querySecurity(srv, conn, h, q, o, view);
   let out: Buffer | undefined;
   let variable = false;
+  let fixed = 0;
   try {
     if (q.infoType === InfoType.FILE) {
       const a = await view.fstat(o.handle);
@@ -532,17 +542,19 @@ async function queryInfo(srv: SmbServer, conn: Conn, h: Smb2Header, el: Buffer, 
       // makes it stop).
       out = fileInfo(q.infoClass, a, { deletePending: o.deletePending, accessMask: o.grantedAccess, name, serial: volumeSerial(o.tree.share), dialect311: conn.dialect === Dialect.SMB3_1_1 });
       variable = VARIABLE_FILE_CLASSES.has(q.infoClass);
+      fixed = FIXED_PART_FILE.get(q.infoClass) ?? 0;
     } else if (q.infoType === InfoType.FILESYSTEM) {
       const s = await view.statfs(o.tree.share);
       out = fsInfo(q.infoClass, s, { label: o.tree.share, serial: volumeSerial(o.tree.share) });
       variable = VARIABLE_FS_CLASSES.has(q.infoClass);
+      fixed = FIXED_PART_FS.get(q.infoClass) ?? 0;
     }
   } catch (e) {
     return fail(ntStatusOf(e));
   }
   if (!out) return fail(NT.NOT_SUPPORTED);
   if (out.length > q.outputBufferLength) {
-    if (!variable) return fail(NT.INFO_LENGTH_MISMATCH);
+    if (!variable || q.outputBufferLength < fixed) return fail(NT.INFO_LENGTH_MISMATCH);
     const part = out.subarray(0, q.outputBufferLength);
     return { resp: srv.response(conn, h, STATUS.BUFFER_OVERFLOW, (w) => encodeOutputResponse(w, part)) };
   }
