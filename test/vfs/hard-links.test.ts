@@ -257,6 +257,22 @@ describe('hard links on a local disk: one id per file', () => {
     expect((await s.getProps('s', '/g')).map((x) => x.name)).toEqual(['tag']);
   });
 
+  it('a whole-content replace through one name (a new inode) parts the names: the name written keeps the id', async () => {
+    const { s } = local();
+    await writeFile(s, '/a', 'one');
+    await s.link('s', '/a', '/b');
+    const id = (await s.getattr('s', '/a')).id;
+    const w = await s.replaceContent('s', '/a', { owner: 'w' });
+    await w.write(Buffer.from('two two'));
+    await w.commit();
+    const b = await s.getattr('s', '/b');
+    const a = await s.getattr('s', '/a');
+    expect([a.id, a.nlink, a.size]).toEqual([id, 1, 7]);
+    expect(b.id).not.toBe(id);
+    expect([b.nlink, b.size]).toEqual([1, 3]);
+    expect(await s.pathOf('s', id)).toBe('/a');
+  });
+
   it('a restart keeps the one id for every name (links through Portico and outside)', async () => {
     const { root, env: e, s } = local();
     await s.mkdir('s', '/d');
