@@ -149,11 +149,16 @@ function ownerKeyOf(owner: LockOwner): string {
   return `${owner.protocol}:${owner.id}`;
 }
 
-function checkRange(range: LockRange): void {
+/**
+ * `empty`: a zero-length range is valid — windows style only: SMB's zero-byte locks (MS-FSA
+ * 2.1.5.7, smbtorture smb2.lock.zerobytelength) are kept and conflict, by the half-open overlap
+ * rule, only with a range strictly around their offset; posix and token ranges are never empty.
+ */
+function checkRange(range: LockRange, empty = false): void {
   if (range === null || typeof range !== 'object' || typeof range.start !== 'bigint' || typeof range.end !== 'bigint') {
     throw einval('range must be { start: bigint, end: bigint }');
   }
-  if (range.start < 0n || range.start >= range.end || range.end > MAX_OFFSET + 1n) {
+  if (range.start < 0n || (empty ? range.start > range.end : range.start >= range.end) || range.end > MAX_OFFSET + 1n) {
     throw einval(`invalid lock range [${range.start}, ${range.end})`);
   }
 }
@@ -268,7 +273,7 @@ export class LockManager {
    */
   unlock(fileId: FileId, owner: LockOwner, range: LockRange = WHOLE_FILE, style: LockStyle = 'posix'): void {
     const ownerKey = ownerKeyOf(owner);
-    checkRange(range);
+    checkRange(range, style === 'windows');
     if (!STYLES.has(style)) throw einval('invalid lock style');
     this.#expireDue();
     const own = [...(this.#files.get(fileId)?.locks ?? [])].filter((e) => e.ownerKey === ownerKey && e.style === style);
@@ -446,7 +451,7 @@ export class LockManager {
     if (!KINDS.has(req.kind)) throw einval('invalid lock kind');
     if (!STYLES.has(req.style)) throw einval('invalid lock style');
     const range = req.range ?? WHOLE_FILE;
-    checkRange(range);
+    checkRange(range, req.style === 'windows');
     const depth = req.depth ?? 0;
     if (depth !== 0 && depth !== 'infinity') throw einval('depth must be 0 or infinity');
     if (depth === 'infinity' && (range.start !== 0n || range.end < MAX_OFFSET)) throw einval('depth-infinity lock must cover the whole file');

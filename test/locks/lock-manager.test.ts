@@ -399,6 +399,24 @@ describe('limits, validation, events, persistence', () => {
     expect(ranges(m.locksOn(F))).toEqual(['c1:a:s:0-10', 'c1:b:e:10-20']);
   });
 
+  it('windows style keeps zero-byte locks: they conflict only with a range strictly around their offset', async () => {
+    const m = make();
+    await m.lock(req(A, 'exclusive', r(10, 10), 'windows'));
+    expect(await code(m.lock(req(B, 'exclusive', r(9, 11), 'windows')))).toBe('ELOCKED');
+    expect(await code(m.lock(req(B, 'shared', r(9, 12), 'windows')))).toBe('ELOCKED');
+    for (const ok of [r(9, 10), r(10, 11), r(10, 12), r(10, 10)]) {
+      await m.lock(req(B, 'exclusive', ok, 'windows'));
+      m.unlock(F, B, ok, 'windows');
+    }
+    // a held range blocks a zero-byte lock strictly inside it, not at its edges
+    await m.lock(req(B, 'exclusive', r(100, 110), 'windows'));
+    expect(await code(m.lock(req(A, 'exclusive', r(102, 102), 'windows')))).toBe('ELOCKED');
+    await m.lock(req(A, 'exclusive', r(100, 100), 'windows'));
+    m.unlock(F, A, r(10, 10), 'windows');
+    expect(await code(() => m.unlock(F, A, r(10, 10), 'windows'))).toBe('ENOTLOCKED');
+    expect(await code(m.lock(req(A, 'shared', r(5, 5))))).toBe('EINVAL'); // posix: never empty
+  });
+
   it('rejects invalid ranges and requests with EINVAL', async () => {
     const m = make();
     const bad = [r(5, 5), r(6, 5), r(-1, 5), { start: 0n, end: MAX_OFFSET + 2n }, { start: 0, end: 1 } as never];

@@ -368,4 +368,37 @@ out['multiStatus'] = hdr(raw(sb))['status']
     expect(out.over).toMatch(/STATUS_INSUFFICIENT_RESOURCES/);
     expect(out.multiStatus).toBe(0xc000000d);
   }, 60_000);
+  it('LOCK validation as smbtorture smb2.lock checks it: zero-byte locks, UNLOCK with other flags, the 64-bit end, a FileId with the wrong persistent half', async () => {
+    const out = await runPython(
+      PRELUDE +
+        String.raw`
+a, sa, ta = connect(0x210)
+fa = a.createFile(ta, 'valid.txt', desiredAccess=rw, shareMode=both, creationDisposition=FILE_OVERWRITE_IF)
+fb = a.createFile(ta, 'valid.txt', desiredAccess=rw, shareMode=both, creationDisposition=FILE_OPEN)
+M = 0xffffffffffffffff
+out = {}
+out['zero'] = lock(sa, ta, fa, 10, 0, X | NOW)
+out['around'] = lock(sa, ta, fb, 9, 2, X | NOW)
+out['edge'] = lock(sa, ta, fb, 10, 2, X | NOW)
+out['zeroUnlock'] = lock(sa, ta, fa, 10, 0, SMB2_LOCKFLAG_UNLOCK)
+out['unlockShared'] = lock(sa, ta, fb, 10, 2, SMB2_LOCKFLAG_UNLOCK | SMB2_LOCKFLAG_SHARED_LOCK)
+out['unlockNow'] = lock(sa, ta, fb, 10, 2, SMB2_LOCKFLAG_UNLOCK | NOW)
+out['max1'] = lock(sa, ta, fa, M, 1, X | NOW)
+out['max2'] = lock(sa, ta, fa, M, 2, X | NOW)
+bad = bytearray(fa)
+bad[0] ^= 1
+out['persistent'] = lock(sa, ta, bytes(bad), 0, 1, X | NOW)
+`,
+      args(),
+    );
+    expect(out.zero).toBe('ok');
+    expect(out.around).toMatch(/STATUS_LOCK_NOT_GRANTED/);
+    expect(out.edge).toBe('ok');
+    expect(out.zeroUnlock).toBe('ok');
+    expect(out.unlockShared).toMatch(/STATUS_INVALID_PARAMETER/);
+    expect(out.unlockNow).toMatch(/STATUS_INVALID_PARAMETER/);
+    expect(out.max1).toBe('ok');
+    expect(out.max2).toMatch(/STATUS_INVALID_LOCK_RANGE|0xc00001a1/i);
+    expect(out.persistent).toMatch(/STATUS_FILE_CLOSED/);
+  }, 60_000);
 });

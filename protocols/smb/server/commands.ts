@@ -120,7 +120,8 @@ export async function runCommand(srv: SmbServer, conn: Conn, sess: SmbSession, h
   const openOf = (id: FileId): Open | undefined => {
     const f = fidOf(id);
     const o = sess.opens.get(f.volatile);
-    return o && o.tree.id === h.treeId ? o : undefined;
+    // Open.DurableFileId must match FileId.Persistent too, else FILE_CLOSED (MS-SMB2 3.3.5.x).
+    return o && o.tree.id === h.treeId && f.persistent === o.volatile ? o : undefined;
   };
   const tree = sess.trees.get(h.treeId);
   const view = viewOf(sess);

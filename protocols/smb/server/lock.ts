@@ -39,25 +39,26 @@ export async function lock(srv: SmbServer, conn: Conn, sess: SmbSession, h: Smb2
   const ranges: LockRange[] = [];
   for (const l of q.locks) {
     const end = l.offset + l.length;
-    if (end > 0xffff_ffff_ffff_ffffn) return fail(STATUS_INVALID_LOCK_RANGE);
+    // The last byte locked must be within 64 bits: max/1 is valid, max/2 is not (smbtorture smb2.lock.lock).
+    if (end > 0x1_0000_0000_0000_0000n) return fail(STATUS_INVALID_LOCK_RANGE);
     ranges.push({ start: l.offset, end });
   }
-  const unlocking = (q.locks[0]!.flags & LockFlags.UNLOCK) !== 0;
-  if (q.locks.some((l) => ((l.flags & LockFlags.UNLOCK) !== 0) !== unlocking)) return fail(STATUS.INVALID_PARAMETER);
-  if (unlocking) {
-    for (const r of ranges) {
+  if (q.locks[0]!.flags === LockFlags.UNLOCK) {
+    // In order, each element exactly UNLOCK (3.3.5.14.1): the first failure answers, what was
+    // unlocked before it stays unlocked (smbtorture smb2.lock.multiple-unlock).
+    for (const [i, l] of q.locks.entries()) {
+      if (l.flags !== LockFlags.UNLOCK) return fail(STATUS.INVALID_PARAMETER);
       try {
-        await view.unlockHandle(handle, r, 'windows');
+        await view.unlockHandle(handle, ranges[i]!, 'windows');
       } catch (e) {
         return fail(ntStatusOf(e, 'lock'));
       }
     }
     return { resp: srv.response(conn, h, 0, encodeEmpty) };
   }
-  for (const l of q.locks) {
-    if ((l.flags & (LockFlags.SHARED | LockFlags.EXCLUSIVE)) === (LockFlags.SHARED | LockFlags.EXCLUSIVE)) return fail(STATUS.INVALID_PARAMETER);
-    if (!(l.flags & (LockFlags.SHARED | LockFlags.EXCLUSIVE))) return fail(STATUS.INVALID_PARAMETER);
-  }
+  // Each element SHARED or EXCLUSIVE, optionally FAIL_IMMEDIATELY; nothing else (3.3.5.14.2).
+  const LOCK_FLAGS = new Set([LockFlags.SHARED, LockFlags.EXCLUSIVE, LockFlags.SHARED | LockFlags.FAIL_IMMEDIATELY, LockFlags.EXCLUSIVE | LockFlags.FAIL_IMMEDIATELY]);
+  if (q.locks.some((l) => !LOCK_FLAGS.has(l.flags))) return fail(STATUS.INVALID_PARAMETER);
   const blocking = !(q.locks[0]!.flags & LockFlags.FAIL_IMMEDIATELY);
   if (q.locks.length > 1 && q.locks.some((l) => !(l.flags & LockFlags.FAIL_IMMEDIATELY))) return fail(STATUS.INVALID_PARAMETER);
   const kindOf = (flags: number) => (flags & LockFlags.EXCLUSIVE ? 'exclusive' : 'shared') as 'exclusive' | 'shared';
