@@ -422,7 +422,9 @@ export class Volume {
       if (st === undefined || (row.native !== null && st.nativeId !== row.native)) continue;
       if (!this.store.promoteLink(l.id)) continue;
       this.paths.delete(id);
-      for (const [p, r] of this.rows.entries()) if (r.id === id) this.rows.delete(p);
+      const stale: string[] = [];
+      for (const [p, r] of this.rows.entries()) if (r.id === id) stale.push(p);
+      for (const p of stale) this.rows.delete(p);
       return path;
     }
     return undefined;
