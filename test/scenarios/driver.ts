@@ -1,12 +1,12 @@
 /**
  * The scenario driver's contract: what a front-end's client must offer so that one scenario list
- * (scenarios.ts) runs through it. A driver speaks its protocol for real (WebDAV over HTTP, later NFS
- * and SMB) and reports two things the scenarios need and nothing else:
+ * (scenarios.ts) runs through it. A driver speaks its protocol for real (WebDAV over HTTP, NFSv4.1
+ * over RPC; SMB next) and reports two things the scenarios need and nothing else:
  *
  * - what it can do, as data (`Capabilities`): a scenario that needs `truncate` is skipped, with that
  *   word, on a client that cannot truncate; it never guesses from a driver's name;
  * - its failures as one small set of codes (`ClientError.code`), mapped from its wire errors once,
- *   in the driver (HTTP status for WebDAV, NFS4ERR_* and STATUS_* later), so a scenario asserts
+ *   in the driver (HTTP status for WebDAV, NFS4ERR_* for NFS, STATUS_* later), so a scenario asserts
  *   "ENOTEMPTY" whatever protocol it runs through.
  *
  * Paths are share-relative, '/'-separated, starting with '/'; names are given as the user typed them

@@ -1,6 +1,6 @@
 /**
  * Runs every scenario (scenarios.ts) through every driver, on every backend, on case-sensitive and
- * case-insensitive shares: one real gateway (WebDAV on 127.0.0.1, s3rver for S3), each driver a
+ * case-insensitive shares: one real gateway (WebDAV and NFS on 127.0.0.1, s3rver for S3), each driver a
  * real client of it. The peer of a client is the other driver on the same share, so cross-client
  * checks cross front-ends: a change made over WebDAV is read through the Session API and back.
  *
@@ -11,18 +11,21 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDav, type DavStack } from '../webdav/helpers.ts';
+import { startNfs, type NfsStack } from '../nfs/gateway.ts';
 import { S3RVER_CREDENTIALS, startS3rver, type S3rverHandle } from '../helpers/s3rver.ts';
 import type { FileClient, ShareInfo } from './driver.ts';
 import { scenarios, type Scenario, type ScenarioContext } from './scenarios.ts';
 import { sessionClient } from './session-driver.ts';
 import { webdavClient } from './webdav-driver.ts';
+import { nfsClient } from './nfs-driver.ts';
 
 /**
  * The client under test logs in as alice, its peer as bob (both may read and write every share);
  * carol may only read them (the scenarios' read-only client).
  */
 const USERS: Record<string, string> = { alice: 'scenario-secret', bob: 'other-secret', carol: 'read-only-secret' };
+/** Their uids: what an NFS client sends (AUTH_SYS) and the gateway maps back to the user. */
+const UIDS: Record<string, number> = { alice: 2001, bob: 2002, carol: 2003 };
 const ACCESS = [
   { users: ['alice', 'bob'], rights: ['read', 'write'] },
   { users: ['carol'], rights: ['read'] },
@@ -56,11 +59,12 @@ type Driver = (share: ShareInfo, user: string) => Promise<FileClient>;
 
 const DRIVERS: Record<string, Driver> = {
   session: (share, user) => sessionClient({ sessions: stack.gateway.sessions!, share, user, password: USERS[user]!, protocol: SESSION_PROTOCOL }),
-  webdav: async (share, user) => webdavClient({ origin: stack.origin, share, user, password: USERS[user]! }),
+  webdav: async (share, user) => webdavClient({ origin: `http://127.0.0.1:${stack.davPort}`, share, user, password: USERS[user]! }),
+  nfs: (share, user) => nfsClient({ port: stack.nfsPort, share, uid: UIDS[user]! }),
 };
 
 /** The client whose view a driver's changes are checked against. */
-const PEER: Record<string, string> = { session: 'webdav', webdav: 'session' };
+const PEER: Record<string, string> = { session: 'webdav', webdav: 'session', nfs: 'webdav' };
 
 /**
  * Scenarios that fail because of a known bug in Portico: run with it.fails (so a fix shows up as
@@ -83,7 +87,7 @@ const KNOWN_FAILURES: KnownFailure[] = [
 ];
 
 let s3: S3rverHandle;
-let stack: DavStack;
+let stack: NfsStack;
 let disks: string;
 
 beforeAll(async () => {
@@ -98,7 +102,8 @@ beforeAll(async () => {
     mkdirSync(dir);
     return { source: dir };
   };
-  stack = await startDav({
+  stack = await startNfs({
+    users: [],
     shares: SHARES.map((spec) => ({
       name: spec.name,
       ...source(spec),
@@ -107,7 +112,9 @@ beforeAll(async () => {
       ...(spec.asyncWriteBack === true ? { writeBack: 'async' } : {}),
     })),
   });
-  for (const [user, password] of Object.entries(USERS)) await stack.addUser(user, password);
+  for (const [user, password] of Object.entries(USERS)) {
+    await stack.gateway.users!.addUser({ name: user, password, uid: UIDS[user]!, gid: UIDS[user]!, groups: [] });
+  }
 }, 60_000);
 
 afterAll(async () => {
