@@ -57,6 +57,12 @@ const ALL_MASK = 0x001f_01ff; // FILE_ALL_ACCESS
 const Disposition = { SUPERSEDE: 0, OPEN: 1, CREATE: 2, OPEN_IF: 3, OVERWRITE: 4, OVERWRITE_IF: 5 } as const;
 const CreateOptions = { DIRECTORY_FILE: 0x1, NON_DIRECTORY_FILE: 0x40, DELETE_ON_CLOSE: 0x1000 } as const;
 const CREATE_OPTIONS_INVALID = 0xff00_0000;
+/** VOLUME, DEVICE, 0x8000 and the top half (smbtorture smb2.create.gentest's mask from Windows). */
+const FILE_ATTRIBUTES_INVALID = 0xffff_8048;
+/** Access bits no access right uses (9-15, 21-23, 26-27). */
+const ACCESS_RESERVED = 0x0ce0_fe00;
+const FILE_ATTRIBUTE_TEMPORARY = 0x100;
+const STATUS_PRIVILEGE_NOT_HELD = 0xc000_0061;
 /** COMPLETE_IF_OPLOCKED, OPEN_BY_FILE_ID, RESERVE_OPFILTER. */
 const CREATE_OPTIONS_NOT_SUPPORTED = 0x0010_2080;
 const STATUS_BAD_IMPERSONATION_LEVEL = 0xc000_00a5;
@@ -329,6 +335,12 @@ async function create(srv: SmbServer, conn: Conn, sess: SmbSession, tree: Tree, 
   if (q.impersonationLevel > 3) return fail(STATUS_BAD_IMPERSONATION_LEVEL);
   if (q.shareAccess & ~0x7 || q.createOptions & CREATE_OPTIONS_INVALID || q.name.startsWith('\\')) return fail(STATUS.INVALID_PARAMETER);
   if (q.createOptions & CREATE_OPTIONS_NOT_SUPPORTED) return fail(NT.NOT_SUPPORTED);
+  // Attributes no file can be created with (VOLUME, DEVICE, the reserved high bits), TEMPORARY on a
+  // directory (MS-FSA 2.1.5.1), reserved access bits, and no access at all: as Windows answers.
+  if (q.desiredAccess === 0 || q.desiredAccess & ACCESS_RESERVED) return fail(STATUS.ACCESS_DENIED);
+  // ACCESS_SYSTEM_SECURITY (SACLs) needs a privilege no Portico user holds.
+  if (q.desiredAccess & 0x0100_0000) return fail(STATUS_PRIVILEGE_NOT_HELD);
+  if (q.fileAttributes & FILE_ATTRIBUTES_INVALID || (q.createOptions & CreateOptions.DIRECTORY_FILE && q.fileAttributes & FILE_ATTRIBUTE_TEMPORARY)) return fail(STATUS.INVALID_PARAMETER);
   const path = sharePath(q.name);
   if (path === undefined) return fail(STATUS.OBJECT_NAME_NOT_FOUND);
   const disposition = DISPOSITIONS[q.createDisposition];
@@ -587,6 +599,8 @@ async function setInfo(srv: SmbServer, conn: Conn, h: Smb2Header, el: Buffer, vi
         };
         const birth = t(0), atime = t(8), mtime = t(16);
         const attrs = b.readUInt32LE(32);
+        // TEMPORARY is for files only (MS-FSA 2.1.5.14.2; smbtorture smb2.create.dosattr_tmp_dir).
+        if (o.kind === 'dir' && attrs & FILE_ATTRIBUTE_TEMPORARY) return fail(STATUS.INVALID_PARAMETER);
         const set = {
           ...(birth !== undefined ? { birthtimeNs: birth } : {}),
           ...(atime !== undefined ? { atimeNs: atime } : {}),
