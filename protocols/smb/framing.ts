@@ -62,6 +62,41 @@ export function writeFramed(sock: FrameSink, pieces: readonly Buffer[]): void {
   sock.uncork();
 }
 
+/**
+ * Large message buffers kept for reuse, per connection: a WRITE's 8 MiB is received into the
+ * buffer the previous one freed instead of a new allocation each time (a fresh ArrayBuffer is
+ * page-faulted in and, outside the JS heap, left to full GCs). A buffer is given back only by
+ * the one who knows nothing refers to it any more (the server, once a READ or WRITE is answered,
+ * or once a TRANSFORM_HEADER message is decrypted).
+ */
+export class MessagePool {
+  private readonly free: ArrayBuffer[] = [];
+  private readonly mine = new WeakSet<ArrayBuffer>();
+  /** Messages smaller than this are not pooled. */
+  readonly minBytes: number;
+  readonly maxBuffers: number;
+  constructor(minBytes = 256 * 1024, maxBuffers = 4) {
+    this.minBytes = minBytes;
+    this.maxBuffers = maxBuffers;
+  }
+
+  alloc = (length: number): Buffer => {
+    if (length < this.minBytes) return Buffer.allocUnsafe(length);
+    const i = this.free.findIndex((b) => b.byteLength >= length);
+    const ab = i >= 0 ? this.free.splice(i, 1)[0]! : new ArrayBuffer(length);
+    this.mine.add(ab);
+    return Buffer.from(ab, 0, length);
+  };
+
+  /** Gives a message's buffer back; anything not from alloc, or given back twice, is ignored. */
+  release(message: Buffer): void {
+    const ab = message.buffer;
+    if (!(ab instanceof ArrayBuffer) || !this.mine.has(ab) || message.byteOffset !== 0) return;
+    this.mine.delete(ab);
+    if (this.free.length < this.maxBuffers) this.free.push(ab);
+  }
+}
+
 export class FrameParser {
   readonly maxMessageBytes: number;
   private header = Buffer.alloc(HEADER);
@@ -79,8 +114,12 @@ export class FrameParser {
   private dest: Buffer | undefined;
   private failed: FrameError | undefined;
 
-  constructor(maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES) {
+  /** Where a message spanning chunks is copied to (a pool's buffer, or a new one). */
+  private readonly alloc: (length: number) => Buffer;
+
+  constructor(maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES, alloc: (length: number) => Buffer = Buffer.allocUnsafe) {
     this.maxMessageBytes = Math.min(maxMessageBytes, MAX_FRAME_LENGTH);
+    this.alloc = alloc;
   }
 
   /** Bytes held for an incomplete message (per-connection accounting). */
@@ -119,7 +158,7 @@ export class FrameParser {
         continue;
       }
       const take = Math.min(this.left, chunk.length - at);
-      if (this.dest === undefined && this.have === 0 && take < this.left) this.dest = Buffer.allocUnsafe(this.left);
+      if (this.dest === undefined && this.have === 0 && take < this.left) this.dest = this.alloc(this.left);
       if (this.dest !== undefined) chunk.copy(this.dest, this.have, at, at + take);
       else this.pieces.push(chunk.subarray(at, at + take));
       this.have += take;

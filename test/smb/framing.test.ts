@@ -1,6 +1,6 @@
 /** Direct TCP framing and the SMB2 header/compound layer. */
 import { describe, expect, it } from 'vitest';
-import { FrameParser, frame } from '../../protocols/smb/framing.ts';
+import { FrameParser, MessagePool, frame, writeFramed } from '../../protocols/smb/framing.ts';
 import { Command, Flags, RelatedChain, joinCompound, readHeader, splitCompound, headerTemplate } from '../../protocols/smb/header.ts';
 import { STATUS } from '../../protocols/smb/status.ts';
 import { SmbDecodeError } from '../../protocols/smb/wire.ts';
@@ -132,5 +132,38 @@ describe('compounds (MS-SMB2 3.3.5.2.7)', () => {
     chain3.next(a!.header);
     chain3.done(STATUS.ACCESS_DENIED);
     expect(chain3.next(unrelated)).toEqual({ sessionId: 9n, treeId: 3, inherit: false });
+  });
+});
+
+describe('large messages: one buffer, pooled; responses written as pieces', () => {
+  it('a message spanning chunks arrives whole in a pool buffer, which the next one reuses once given back', () => {
+    const pool = new MessagePool(1024);
+    const p = new FrameParser(1 << 20, pool.alloc);
+    const body = Buffer.alloc(5000, 7);
+    body[4999] = 9;
+    const wire = frame(body);
+    const got: Buffer[] = [];
+    for (let at = 0; at < wire.length; at += 700) got.push(...p.push(wire.subarray(at, at + 700)).messages);
+    expect(got).toHaveLength(1);
+    expect(got[0]!.equals(body)).toBe(true);
+    const first = got[0]!.buffer;
+    pool.release(got[0]!);
+    pool.release(got[0]!); // a second release is ignored
+    const again = p.push(wire.subarray(0, 3000)).messages.concat(p.push(wire.subarray(3000)).messages);
+    expect(again[0]!.buffer).toBe(first);
+    expect(again[0]!.equals(body)).toBe(true);
+    // Small messages are not pooled, and a buffer the pool did not make is not taken.
+    expect(pool.alloc(100).buffer).not.toBe(first);
+    pool.release(Buffer.alloc(5000));
+  });
+
+  it('writeFramed sends the Direct TCP header and the pieces in order', () => {
+    const out: Buffer[] = [];
+    const sink = { cork: () => undefined, uncork: () => undefined, write: (b: Buffer) => out.push(Buffer.from(b)) > 0 };
+    writeFramed(sink, [Buffer.from('head'), Buffer.alloc(20_000, 1)]);
+    const all = Buffer.concat(out);
+    expect(all.readUInt32BE(0)).toBe(20_004);
+    expect(all.subarray(4, 8).toString()).toBe('head');
+    expect(all.length).toBe(20_008);
   });
 });

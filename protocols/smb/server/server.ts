@@ -11,7 +11,7 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { FrameParser, writeFramed } from '../framing.ts';
+import { FrameParser, MessagePool, writeFramed } from '../framing.ts';
 import { Command, Flags, PROTOCOL_TRANSFORM, RelatedChain, headerTemplate, joinCompound, splitCompound, writeHeader, type Smb2Header } from '../header.ts';
 import { STATUS } from '../status.ts';
 import { WireWriter, tryDecode } from '../wire.ts';
@@ -217,7 +217,8 @@ export class SmbServer {
   private accept(sock: Socket): void {
     const conn: Conn = { id: nextConnId++, sock, preauth: new PreauthHash(), dialect: 0, signingAlgorithm: 0, cipher: 0, sessions: new Map(), serverCapabilities: 0, securityMode: 0, seqLow: 0n, seqHigh: 1n, seqUsed: new Set() };
     this.conns.add(conn);
-    const parser = new FrameParser(MAX_IO + 64 * 1024);
+    const pool = new MessagePool();
+    const parser = new FrameParser(MAX_IO + 64 * 1024, pool.alloc);
     let queue = Promise.resolve();
     // Messages waiting for their turn: past MAX_QUEUED the socket is paused (TCP backpressure), so
     // a client pipelining faster than the VFS answers holds at most that many messages here.
@@ -235,14 +236,20 @@ export class SmbServer {
     const inFlight = new Set<Promise<void>>();
     const dispatch = async (m: Buffer): Promise<void> => {
       const d = this.plaintextOf(conn, m);
+      // A decrypted message's ciphertext is not referred to any more.
+      if (d && d.msg !== m) pool.release(m);
       if (!d || !isLoneIo(d.msg)) {
         if (inFlight.size) await Promise.all(inFlight);
         return d ? this.onMessage(conn, d.msg, d.encryptedFor) : this.onMessage(conn, m);
       }
       while (inFlight.size >= MAX_IO_IN_FLIGHT) await Promise.race(inFlight);
+      // Once answered, nothing refers to a READ or WRITE request (the VFS copied a WRITE's data).
       const p: Promise<void> = this.onMessage(conn, d.msg, d.encryptedFor)
         .catch(failed)
-        .finally(() => inFlight.delete(p));
+        .finally(() => {
+          inFlight.delete(p);
+          pool.release(d.msg);
+        });
       inFlight.add(p);
     };
     sock.setNoDelay(true);
