@@ -200,6 +200,18 @@ function toInfo(e: Entry): LockInfo {
   return out;
 }
 
+/**
+ * ELOCKED with the lock that stands in the way (its range, kind, owner and protocol info), so a
+ * front-end can name the holder: NFSv4 LOCK4denied, fcntl F_GETLK. The first conflicting lock found.
+ */
+export class LockConflictError extends VfsError {
+  readonly holder: LockInfo;
+  constructor(holder: LockInfo) {
+    super('ELOCKED');
+    this.holder = holder;
+  }
+}
+
 /** Does existing lock `e` conflict with request `r`? `sameFile` false = the pair meets through a depth-infinity lock. */
 function conflicts(e: Entry, r: Norm, sameFile: boolean): boolean {
   if (sameFile && !overlaps(e, r.start, r.end)) return false;
@@ -262,7 +274,7 @@ export class LockManager {
       this.#wake();
       return info;
     }
-    if (req.wait === undefined) throw new VfsError('ELOCKED');
+    if (req.wait === undefined) throw new LockConflictError(toInfo(found[0]!));
     return this.#enqueue(r, req.wait, found);
   }
 

@@ -170,6 +170,23 @@ export class ShareModeTable {
     return { fileId: rec.fileId, last, deletePending };
   }
 
+  /**
+   * Narrows an open in place (NFS OPEN_DOWNGRADE, Vfs.downgrade): access no wider and share no
+   * narrower than before (EINVAL otherwise), so it can never conflict with an open already here.
+   */
+  downgrade(handleId: string, access: Access, share: Access): void {
+    const rec = this.#handles.get(handleId);
+    if (rec === undefined) throw new VfsError('EBADF', `EBADF: handle ${handleId} is not open`);
+    const a = checkAccess(access, 'access');
+    const s = checkAccess(share, 'share');
+    for (const k of ['read', 'write', 'delete'] as const) {
+      if ((a[k] && !rec.access[k]) || (!s[k] && rec.share[k])) throw new VfsError('EINVAL', 'EINVAL: a downgrade only narrows access and widens sharing');
+    }
+    if (rec.deleteOnClose && !a.delete) throw new VfsError('EINVAL', 'EINVAL: a delete-on-close open keeps delete access');
+    rec.access = a;
+    rec.share = s;
+  }
+
   /** SMB2 SET_INFO FileDispositionInformation(Ex); needs DELETE access on the handle (else EACCES). */
   setDeletePending(fileId: FileId, handleId: string, pending: boolean): void {
     const rec = this.#handles.get(handleId);

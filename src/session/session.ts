@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import { VfsError, toVfsError } from '../vfs/errors.ts';
 import { joinPath, normalizeName, normalizePath, parentPath, symlinkLeavesShare } from '../vfs/path.ts';
 import { handleLockOwner, type ContentWriter, type Handle, type ReplaceOptions, type TreeError, type TreeGuard, type Vfs } from '../vfs/vfs.ts';
-import type { FileAttr, OpenOptions, ReaddirOptions, ReaddirResult, SetAttr, StatFsResult } from '../vfs/types.ts';
+import type { Access, FileAttr, OpenOptions, ReaddirOptions, ReaddirResult, SetAttr, StatFsResult } from '../vfs/types.ts';
 import type { PropChange, PropRow } from '../store/metadata-store.ts';
 import type { Principal } from '../auth/authenticator.ts';
 import type { Right, ShareAcl } from '../acl/acl.ts';
@@ -239,6 +239,23 @@ export class Session {
     return this.vfs.pathOf(this.host.acl(share, this.protocol).volume, id);
   }
 
+  /**
+   * Runs a by-id operation on the id's current path. When that name is gone (ENOENT) because the
+   * file's first name was removed outside Portico while another name still holds it (a hard link),
+   * the id moves to the surviving name (Vfs.relocateId, what getattrById does) and the operation
+   * runs once more there; every by-id operation then finds the file, whichever comes first.
+   */
+  private async byId<T>(share: string, id: bigint, fn: (path: string) => Promise<T>): Promise<T> {
+    try {
+      return await fn(this.idPath(share, id));
+    } catch (e) {
+      if (!(e instanceof VfsError && e.code === 'ENOENT')) throw e;
+      const moved = await this.vfs.relocateId(this.host.acl(share, this.protocol).volume, id).catch(() => undefined);
+      if (moved === undefined) throw e;
+      return fn(moved);
+    }
+  }
+
   /** A child path of a directory id, the name validated as any client name is. */
   private childPath(share: string, dirId: bigint, name: string): string {
     return joinPath(this.idPath(share, dirId), normalizeName(name));
@@ -284,7 +301,7 @@ export class Session {
    * another file (replaced since the id was handed out) the open is undone and ESTALE answers.
    */
   async openById(share: string, id: bigint, opts: OpenOptions): Promise<Handle> {
-    const h = await this.open(share, this.idPath(share, id), { ...opts, disposition: opts.disposition === 'truncate' ? 'truncate' : 'open' });
+    const h = await this.byId(share, id, (path) => this.open(share, path, { ...opts, disposition: opts.disposition === 'truncate' ? 'truncate' : 'open' }));
     if (h.fileId !== id) {
       await this.close(h);
       throw new VfsError('ESTALE', 'the file was replaced', { path: h.path });
@@ -306,7 +323,7 @@ export class Session {
   }
 
   linkIn(share: string, id: bigint, dirId: bigint, name: string): Promise<FileAttr> {
-    return this.link(share, this.idPath(share, id), this.childPath(share, dirId, name));
+    return this.byId(share, id, (path) => this.link(share, path, this.childPath(share, dirId, name)));
   }
 
   /** Removes a file, link or empty directory by (directory id, name) (NFS REMOVE, FUSE unlink/rmdir). */
@@ -321,11 +338,45 @@ export class Session {
   }
 
   readlinkById(share: string, id: bigint): Promise<string> {
-    return this.readlink(share, this.idPath(share, id));
+    return this.byId(share, id, (path) => this.readlink(share, path));
   }
 
   setattrById(share: string, id: bigint, set: SetAttr): Promise<FileAttr> {
-    return this.setattr(share, this.idPath(share, id), set);
+    return this.byId(share, id, (path) => this.setattr(share, path, set));
+  }
+
+  /** Extended attributes and named streams by id (NFS GETXATTR and friends; see getXattr). */
+  getXattrById(share: string, id: bigint, name: string, space: import('../vfs/xattrs.ts').XattrSpace = 'user'): Promise<Uint8Array> {
+    return this.byId(share, id, (path) => this.getXattr(share, path, name, space));
+  }
+
+  listXattrsById(share: string, id: bigint, space: import('../vfs/xattrs.ts').XattrSpace = 'user'): Promise<import('../vfs/xattrs.ts').XattrEntry[]> {
+    return this.byId(share, id, (path) => this.listXattrs(share, path, space));
+  }
+
+  setXattrById(
+    share: string,
+    id: bigint,
+    name: string,
+    value: Uint8Array,
+    opts: { mode?: import('../vfs/xattrs.ts').XattrSetMode; space?: import('../vfs/xattrs.ts').XattrSpace } = {},
+  ): Promise<void> {
+    return this.byId(share, id, (path) => this.setXattr(share, path, name, value, opts));
+  }
+
+  removeXattrById(share: string, id: bigint, name: string, space: import('../vfs/xattrs.ts').XattrSpace = 'user'): Promise<void> {
+    return this.byId(share, id, (path) => this.removeXattr(share, path, name, space));
+  }
+
+  /**
+   * Makes everything written to a file durable, through whichever handles wrote it, of any client
+   * (NFS COMMIT names no stateid). Needs write on the file. Returns how many handles were flushed.
+   */
+  flushFile(share: string, id: bigint): Promise<number> {
+    return this.gate('flush', share, [], null, (vol, acl) => {
+      acl.check(this.principal, 'write', this.vfs.pathOf(vol, id));
+      return this.vfs.flushFile(vol, id);
+    });
   }
 
   // ---------------------------------------------------------------- directories
@@ -437,6 +488,15 @@ export class Session {
 
   flush(h: Handle): Promise<void> {
     return this.gate('flush', h.volume.name, [], null, () => this.vfs.flush(this.own(h)));
+  }
+
+  /**
+   * Narrows an open handle's access and share mode in place, in the share-mode table (NFS
+   * OPEN_DOWNGRADE): no close and reopen, so its locks, lease and position stay. Only to a subset
+   * (EINVAL otherwise); no right is checked, since nothing is gained.
+   */
+  downgrade(h: Handle, o: { access: Access; share: Access }): Promise<void> {
+    return this.gate('downgrade', h.volume.name, [], null, () => this.vfs.downgrade(this.own(h), o.access, o.share));
   }
 
   fsetattr(h: Handle, set: SetAttr): Promise<FileAttr> {
@@ -734,6 +794,21 @@ export class Session {
     return this.gate('unlock', h.volume.name, [], null, async () =>
       this.vfs.locks.unlock(this.own(h).fileId, ownerId !== undefined ? this.owner(ownerId) : this.owner(handleLockOwner(h), true), range, style),
     );
+  }
+
+  /**
+   * Tests for a byte-range lock on a file by id without taking it (NFSv4 LOCKT, fcntl F_GETLK): the
+   * first lock that would refuse it, with its range, kind, owner and info, or undefined. `ownerId`
+   * names the tester as lockHandle does (its own posix locks are no conflict). Needs read.
+   */
+  testLock(share: string, id: bigint, o: { kind: LockKind; style?: LockStyle; range?: LockRange; ownerId?: string }): Promise<LockInfo | undefined> {
+    return this.gate('lock-test', share, [], null, async (vol, acl) => {
+      acl.check(this.principal, 'read', this.vfs.pathOf(vol, id));
+      // Not this.owner(): a test registers no lock owner in the client's state.
+      const ownerKey = `${this.id}:${o.ownerId ?? 'session'}`;
+      const owner = this.lockOwners.get(ownerKey) ?? { protocol: this.protocol, id: ownerKey, principal: this.principal.user };
+      return this.vfs.locks.test({ fileId: id, owner, kind: o.kind, style: o.style ?? 'posix', ...(o.range ? { range: o.range } : {}) });
+    });
   }
 
   /** Active locks on a path, and depth-infinity locks on its ancestors (WebDAV lockdiscovery, If). */

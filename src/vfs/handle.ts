@@ -25,6 +25,11 @@ export class Handle {
   readonly lockTokens: ReadonlySet<string>;
   /** Set when the file was unlinked while open: nothing is published on close. */
   orphaned = false;
+  /**
+   * Whether this open created its file (NFS OPEN's cinfo and attrset, SMB CREATE's CreateAction):
+   * decided by the open itself, so no stat before it can race with another client's create.
+   */
+  created = false;
   closed = false;
 
   constructor(init: {

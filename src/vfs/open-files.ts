@@ -133,6 +133,7 @@ export class OpenFiles {
     });
     // Share modes are checked before anything destructive (a sharing violation must not truncate).
     h.file = createdFile;
+    h.created = created;
     try {
       this.host.shareModes.open({
       handleId: h.id,

@@ -47,6 +47,7 @@ import {
   NO_TOKENS,
   SETTABLE_WIN_ATTRS,
   WinAttr,
+  type Access,
   type ChangeEvent,
   type ChangeKind,
   type DirEntry,
@@ -416,6 +417,21 @@ export class Vfs {
   }
 
   /**
+   * An id whose own name is gone outside Portico while the file lives on under another name (a
+   * hard link): moves the id to that name (Volume.relocate, as getattrById does) and returns it.
+   * Undefined when the id's name still exists (the caller's ENOENT was about something else) or no
+   * other name holds the file. For the by-id operations besides getattr (Session.byId).
+   */
+  async relocateId(volume: string, id: FileId): Promise<string | undefined> {
+    const v = this.volume(volume);
+    const path = v.pathOf(id);
+    if ((await v.backend.stat(path).catch(() => undefined)) !== undefined) return undefined;
+    const moved = await v.relocate(id);
+    if (moved !== undefined) this.attrCache.drop(id);
+    return moved;
+  }
+
+  /**
    * A name in a directory given by id and path (the caller's pathOf; `name` already normalised by
    * normalizeName): the child's attributes, from the name and attribute caches when warm.
    */
@@ -529,6 +545,39 @@ export class Vfs {
   /** Makes everything written through this handle durable (object stores: uploaded). */
   flush(h: Handle): Promise<void> {
     return this.files.flush(h);
+  }
+
+  /**
+   * Makes everything written to a file through any of its open handles durable (NFS COMMIT, which
+   * names no stateid; FUSE fsync of a file opened twice). Returns how many handles were flushed.
+   */
+  async flushFile(volume: string, id: FileId): Promise<number> {
+    const v = this.volume(volume);
+    let n = 0;
+    for (const h of [...this.files.handlesOf(id)]) {
+      if (h.volume !== v || h.closed || !h.access.write) continue;
+      await this.files.flush(h);
+      n++;
+    }
+    return n;
+  }
+
+  /**
+   * Narrows an open handle's access and share mode in place (NFS OPEN_DOWNGRADE; an SMB open
+   * replaced by a lesser one): the share-mode table sees the narrower open at once, so an open
+   * the old mode refused may now come in. Only to a subset: access no wider, share no narrower
+   * (fewer denies), else EINVAL. Dropping write flushes what was written first.
+   */
+  async downgrade(h: Handle, access: Access, share: Access): Promise<void> {
+    this.files.handle(h.id);
+    for (const k of ['read', 'write', 'delete'] as const) {
+      if (access[k] && !h.access[k]) throw new VfsError('EINVAL', `downgrade cannot add ${k} access`, { path: h.path });
+      if (!share[k] && h.share[k]) throw new VfsError('EINVAL', `downgrade cannot deny ${k} to others`, { path: h.path });
+    }
+    if (h.access.write && !access.write) await this.files.flush(h);
+    this.shareModes.downgrade(h.id, access, share);
+    Object.assign(h.access, { read: access.read, write: access.write, delete: access.delete });
+    Object.assign(h.share, { read: share.read, write: share.write, delete: share.delete });
   }
 
   close(h: Handle): Promise<void> {
