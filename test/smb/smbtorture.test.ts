@@ -30,7 +30,11 @@ export const PASSING: Record<string, string[]> = {
   'smb2.create': ['brlocked', 'multi', 'delete', 'leading-slash', 'impersonation', 'dir-alloc-size', 'dosattr_tmp_dir'],
   'smb2.delete-on-close-perms': ['BUG14427'],
   'smb2.rename': ['simple', 'simple_nodelete', 'share_delete_and_delete_access', 'no_share_delete_but_delete_access', 'no_share_delete_no_delete_access', 'close-full-information'],
-  'smb2.lock': ['rw-shared', 'rw-exclusive', 'auto-unlock', 'async', 'cancel', 'cancel-tdis', 'cancel-logoff', 'stacking', 'contend', 'context', 'range', 'overlap', 'truncate'],
+  'smb2.lock': [
+    'valid-request', 'rw-shared', 'rw-exclusive', 'auto-unlock', 'lock', 'async', 'cancel', 'cancel-tdis', 'cancel-logoff', 'errorcode',
+    'zerobytelength', 'zerobyteread', 'unlock', 'multiple-unlock', 'stacking', 'contend', 'context', 'range', 'overlap', 'truncate',
+  ],
+  'smb2.notify': ['tcon', 'dir', 'tdis', 'tdis1', 'close', 'logoff'],
   'smb2.sharemode': ['sharemode-access', 'access-sharemode', 'bug14375'],
   'smb2.deny': ['deny1', 'deny2'],
   'smb2.compound': ['related1', 'related2', 'related6', 'related8', 'unrelated1', 'invalid3', 'interim1', 'compound-break', 'create-write-close'],
