@@ -159,6 +159,9 @@ export const ops = {
     stateid(w, s);
     w.u32(0).u64(clientid).opaque(Buffer.from(owner));
   }),
+  lockt: (clientid: bigint, owner: string, offset: bigint, length: bigint, write = true) => w4(OP.LOCKT, (w) => {
+    w.u32(write ? 2 : 1).u64(offset).u64(length).u64(clientid).opaque(Buffer.from(owner));
+  }),
   locku: (s: Stateid, offset: bigint, length: bigint) => w4(OP.LOCKU, (w) => {
     w.u32(2).u32(0);
     stateid(w, s);
@@ -261,6 +264,10 @@ export function parseCompoundRes(raw: Buffer): CompoundReply {
     const st = r.u32();
     const res: OpRes = { op, status: st };
     results.push(res);
+    // LOCK and LOCKT answer DENIED with the lock in the way (LOCK4denied, RFC 8881 §18.10.2).
+    if (st === 10010 && (op === OP.LOCK || op === OP.LOCKT)) {
+      res.body = { offset: r.u64(), length: r.u64(), locktype: r.u32(), clientid: r.u64(), owner: Buffer.from(r.opaque(1024)) };
+    }
     if (st !== 0) break;
     const reader = READERS[op];
     if (!reader) break;

@@ -2,11 +2,12 @@
  * LOCK, LOCKT, LOCKU, RELEASE_LOCKOWNER (RFC 8881 §18.10–18.12, RFC 7530 §16.37) onto the one
  * lock manager (Session.lockHandle with an explicit owner id per NFS lock-owner: POSIX style, so
  * closing the open leaves them, as §9.1.4 wants, and SMB and WebDAV see them). A conflict is
- * DENIED without waiting (READW/WRITEW included: the client polls, §18.10.3). The core does not
- * say which lock conflicts, so LOCK4denied names the range asked for and an anonymous owner.
- * LOCKT asks Session.locksOn for the file's locks.
+ * DENIED without waiting (READW/WRITEW included: the client polls, §18.10.3). LOCK4denied names
+ * the lock in the way as the core reports it (LockConflictError.holder; Session.testLock for
+ * LOCKT, which takes nothing): its range, type and owner — an NFS lock-owner as the client sent it
+ * (kept in the lock's info), another protocol's holder as clientid 0 and its principal's name.
  */
-import { WHOLE_FILE, MAX_OFFSET, type LockRange } from '../../../src/locks/lock-manager.ts';
+import { LockConflictError, WHOLE_FILE, MAX_OFFSET, type LockInfo, type LockRange } from '../../../src/locks/lock-manager.ts';
 import { VfsError } from '../../../src/vfs/errors.ts';
 import { LOCK_TYPE, NFS4ERR, OP } from '../nfs4-types.ts';
 import type { OpResult } from '../compound.ts';
@@ -28,14 +29,28 @@ function rangeOf(offset: bigint, length: bigint): LockRange | undefined {
 const kindOf = (t: number): 'shared' | 'exclusive' => (t === LOCK_TYPE.READ_LT || t === LOCK_TYPE.READW_LT ? 'shared' : 'exclusive');
 const ownerIdOf = (lockOwnerKey: string): string => `lo:${lockOwnerKey}`;
 
-function denied(a: { offset: bigint; length: bigint; locktype: number }): Lock4Denied {
-  return { offset: a.offset, length: a.length, locktype: a.locktype, owner: { clientid: 0n, owner: Buffer.alloc(0) } };
+/** What an NFS lock carries in the core (LockInfo.info), so a conflict can name its lock-owner. */
+interface NfsLockInfo {
+  nfsLockOwner: { clientid: bigint; owner: Buffer };
 }
 
-function lockStateFor(c: OpContext, open: OpenState, lockOwnerKey: string): LockState {
+function infoOf(clientid: bigint, owner: Buffer): NfsLockInfo {
+  return { nfsLockOwner: { clientid, owner: Buffer.from(owner) } };
+}
+
+/** LOCK4denied for the lock in the way (RFC 8881 §18.10.2). */
+export function denied(holder: LockInfo): Lock4Denied {
+  const length = holder.range.end === MAX_OFFSET ? ALL : holder.range.end - holder.range.start;
+  const locktype = holder.kind === 'shared' ? LOCK_TYPE.READ_LT : LOCK_TYPE.WRITE_LT;
+  const nfs = (holder.info as Partial<NfsLockInfo> | undefined)?.nfsLockOwner;
+  const owner = nfs !== undefined ? { clientid: nfs.clientid, owner: nfs.owner } : { clientid: 0n, owner: Buffer.from(holder.owner.principal ?? holder.owner.protocol) };
+  return { offset: holder.range.start, length, locktype, owner };
+}
+
+function lockStateFor(c: OpContext, open: OpenState, lockOwnerKey: string, info: NfsLockInfo): LockState {
   for (const l of open.locks) if (l.lockOwnerKey === lockOwnerKey) return l;
   const other = c.srv.state.newOther();
-  const l: LockState = { kind: 'lock', other, key: other.toString('hex'), seqid: 0, client: open.client, open, lockOwnerKey, ownerId: ownerIdOf(lockOwnerKey) };
+  const l: LockState = { kind: 'lock', other, key: other.toString('hex'), seqid: 0, client: open.client, open, lockOwnerKey, ownerId: ownerIdOf(lockOwnerKey), info };
   open.locks.add(l);
   c.srv.state.states.set(l.key, l);
   return l;
@@ -52,7 +67,8 @@ export async function lock(c: OpContext, a: LockArgs): Promise<OpResult> {
     const st = resolveStateid(c, a.locker.openStateid);
     if (st.kind === 'error') return fail(OP.LOCK, st.status);
     if (st.kind !== 'open') return fail(OP.LOCK, NFS4ERR.BAD_STATEID);
-    ls = lockStateFor(c, st.open, `${a.locker.lockOwner.clientid}:${a.locker.lockOwner.owner.toString('hex')}`);
+    const lo = a.locker.lockOwner;
+    ls = lockStateFor(c, st.open, `${lo.clientid}:${lo.owner.toString('hex')}`, infoOf(lo.clientid, lo.owner));
   } else {
     const st = resolveStateid(c, a.locker.lockStateid);
     if (st.kind === 'error') return fail(OP.LOCK, st.status);
@@ -66,11 +82,11 @@ export async function lock(c: OpContext, a: LockArgs): Promise<OpResult> {
   if (!h) return fail(OP.LOCK, NFS4ERR.BAD_STATEID);
   const view = ls.client.viewAs(c.principal);
   try {
-    const o = { kind: kindOf(a.locktype), style: 'posix' as const, range, ownerId: ls.ownerId };
+    const o = { kind: kindOf(a.locktype), style: 'posix' as const, range, ownerId: ls.ownerId, info: ls.info };
     if (a.reclaim) await view.reclaimLock(h, o);
     else await view.lockHandle(h, o);
   } catch (e) {
-    if (e instanceof VfsError && e.code === 'ELOCKED') return { op: OP.LOCK, status: NFS4ERR.DENIED, res: { denied: denied(a) } };
+    if (e instanceof LockConflictError) return { op: OP.LOCK, status: NFS4ERR.DENIED, res: { denied: denied(e.holder) } };
     if (a.reclaim && e instanceof VfsError && e.code === 'EINVAL') return fail(OP.LOCK, NFS4ERR.NO_GRACE);
     return failWith(OP.LOCK, e, 'lock');
   }
@@ -89,19 +105,12 @@ export async function lockt(c: OpContext, a: LocktArgs): Promise<OpResult> {
     const attr = await c.view.getattrById(cur.share, cur.id);
     if (attr.type === 'dir') return fail(OP.LOCKT, NFS4ERR.ISDIR);
     if (attr.type !== 'file') return fail(OP.LOCKT, NFS4ERR.INVAL);
+    // The tester's own locks are no conflict: asked as its lock-owner, through its client's state.
     const client: NfsClient | undefined = c.client ?? c.srv.state.clients.get(a.owner.clientid);
-    const mine = client ? `${client.session.id}:${ownerIdOf(`${a.owner.clientid}:${a.owner.owner.toString('hex')}`)}` : undefined;
-    const path = await c.view.pathOf(cur.share, cur.id);
-    const locks = await c.view.locksOn(cur.share, path);
-    const want = kindOf(a.locktype);
-    for (const l of locks) {
-      if (l.fileId !== cur.id || l.owner.id === mine) continue;
-      if (want === 'shared' && l.kind === 'shared') continue;
-      if (l.range.start < range.end && range.start < l.range.end) {
-        const length = l.range.end === MAX_OFFSET ? ALL : l.range.end - l.range.start;
-        return { op: OP.LOCKT, status: NFS4ERR.DENIED, res: { denied: { offset: l.range.start, length, locktype: l.kind === 'shared' ? LOCK_TYPE.READ_LT : LOCK_TYPE.WRITE_LT, owner: { clientid: 0n, owner: Buffer.from(l.owner.principal ?? '') } } } };
-      }
-    }
+    const view = client ? client.viewAs(c.principal) : c.view;
+    const ownerId = ownerIdOf(`${a.owner.clientid}:${a.owner.owner.toString('hex')}`);
+    const holder = await view.testLock(cur.share, cur.id, { kind: kindOf(a.locktype), style: 'posix', range, ownerId });
+    if (holder !== undefined) return { op: OP.LOCKT, status: NFS4ERR.DENIED, res: { denied: denied(holder) } };
     return ok(OP.LOCKT, null);
   } catch (e) {
     return failWith(OP.LOCKT, e, 'lock');

@@ -88,21 +88,13 @@ export async function open(c: OpContext, a: OpenArgs): Promise<OpResult> {
         const disposition = how.mode === CREATEMODE4.UNCHECKED ? (truncate ? 'createOrTruncate' : 'openOrCreate') : 'create';
         const mode = ca.set.mode ?? 0o644;
         // An UNCHECKED create of an existing file applies none of createattrs but a zero size
-        // (§18.16.3). The core's open does not say whether it created, so ask first (a racing
-        // create in between only makes us skip the attributes, never apply them to another's file).
+        // (§18.16.3): the core's open says whether it created (Handle.created), so no lookup
+        // before it, and no race with another client's create of the same name.
         let existed = false;
-        if (how.mode === CREATEMODE4.UNCHECKED) {
-          existed = await c.view.lookup(cur.share, cur.id, name).then(
-            () => true,
-            (e: unknown) => {
-              if (e instanceof VfsError && e.code === 'ENOENT') return false;
-              throw e;
-            },
-          );
-        }
         try {
           const r = await changeAround(c, cur, () => view.openIn(cur.share, cur.id, name, { ...opts, disposition, mode }));
           h = r.value;
+          existed = !h.created;
           cinfo = r.cinfo;
           if (exclusive) {
             if (c.srv.exclusive.size >= NfsServer.MAX_EXCLUSIVE) c.srv.exclusive.delete(c.srv.exclusive.keys().next().value as bigint);

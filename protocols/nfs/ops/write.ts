@@ -1,7 +1,7 @@
 /**
  * WRITE and COMMIT (RFC 8881 §18.32, §18.3). WRITE goes through the open's core handle (the data
  * is a view of the request record, written before the call returns). UNSTABLE writes are answered
- * UNSTABLE and made durable by COMMIT (Session.flush of the client's handles on the file); DATA_SYNC
+ * UNSTABLE and made durable by COMMIT (Session.flushFile: every handle's writes to the file); DATA_SYNC
  * and FILE_SYNC flush at once and answer FILE_SYNC. The verifier is new on every start, so a client
  * whose unstable writes a restart may have lost sends them again.
  */
@@ -43,15 +43,9 @@ export async function commit(c: OpContext, _a: CommitArgs): Promise<OpResult> {
     const attr = await c.view.getattrById(cur.share, cur.id);
     if (attr.type === 'dir') return fail(OP.COMMIT, NFS4ERR.ISDIR);
     if (attr.type !== 'file') return fail(OP.COMMIT, NFS4ERR.SYMLINK);
-    // COMMIT names no stateid: the session's client's writable handles on the file (4.0 has no
-    // session, so every client's).
-    for (const client of c.client ? [c.client] : c.srv.state.clients.values()) {
-      for (const o of client.opens.values()) {
-        if (o.fileId !== cur.id) continue;
-        const view = client.viewAs(c.principal);
-        for (const h of o.handles) if (!h.closed && h.access.write) await view.flush(h);
-      }
-    }
+    // COMMIT names no stateid: everything written to the file through any handle, of any client
+    // or protocol, is made durable (Session.flushFile), as a server's COMMIT commits the file.
+    await c.view.flushFile(cur.share, cur.id);
     return ok(OP.COMMIT, { verifier: c.srv.writeVerifier });
   } catch (e) {
     return failWith(OP.COMMIT, e);

@@ -1,7 +1,9 @@
 /**
  * GETXATTR, SETXATTR, LISTXATTRS, REMOVEXATTR (RFC 8276 §8.4) on the session's xattrs (space
  * `user`: the same rows WebDAV shows as dead properties). LISTXATTRS cookies are indexes into
- * the sorted name list; names are sent without the `user.` prefix (the client adds it).
+ * the sorted name list; names are sent without the `user.` prefix (the client adds it). All by
+ * file id (Session.getXattrById and friends): no path resolved here, so a rename in between or a
+ * hard-linked file's surviving name changes nothing.
  */
 import { NFS4ERR, OP, SETXATTR4 } from '../nfs4-types.ts';
 import type { OpResult } from '../compound.ts';
@@ -18,8 +20,7 @@ export async function getxattr(c: OpContext, a: XattrNameArgs): Promise<OpResult
   const f = fileOf(c, OP.GETXATTR);
   if ('op' in f) return f;
   try {
-    const path = await c.view.pathOf(f.share, f.id);
-    return ok(OP.GETXATTR, { value: await c.view.getXattr(f.share, path, a.name) });
+    return ok(OP.GETXATTR, { value: await c.view.getXattrById(f.share, f.id, a.name) });
   } catch (e) {
     return failWith(OP.GETXATTR, e, 'xattr');
   }
@@ -31,9 +32,8 @@ export async function setxattr(c: OpContext, a: SetxattrArgs): Promise<OpResult>
   const f = fileOf(c, OP.SETXATTR);
   if ('op' in f) return f;
   try {
-    const path = await c.view.pathOf(f.share, f.id);
     const before = (await c.view.getattrById(f.share, f.id)).change;
-    await viewFor(c).setXattr(f.share, path, a.name, Buffer.from(a.value), { mode: MODES[a.option as 0 | 1 | 2] ?? 'either' });
+    await viewFor(c).setXattrById(f.share, f.id, a.name, Buffer.from(a.value), { mode: MODES[a.option as 0 | 1 | 2] ?? 'either' });
     const after = (await c.view.getattrById(f.share, f.id)).change;
     return ok(OP.SETXATTR, { cinfo: { atomic: false, before, after } });
   } catch (e) {
@@ -45,8 +45,7 @@ export async function listxattrs(c: OpContext, a: ListxattrsArgs): Promise<OpRes
   const f = fileOf(c, OP.LISTXATTRS);
   if ('op' in f) return f;
   try {
-    const path = await c.view.pathOf(f.share, f.id);
-    const all = (await c.view.listXattrs(f.share, path)).map((e) => e.name).sort();
+    const all = (await c.view.listXattrsById(f.share, f.id)).map((e) => e.name).sort();
     const names: string[] = [];
     let bytes = 8 + 4 + 4;
     let i = Number(a.cookie);
@@ -68,9 +67,8 @@ export async function removexattr(c: OpContext, a: XattrNameArgs): Promise<OpRes
   const f = fileOf(c, OP.REMOVEXATTR);
   if ('op' in f) return f;
   try {
-    const path = await c.view.pathOf(f.share, f.id);
     const before = (await c.view.getattrById(f.share, f.id)).change;
-    await viewFor(c).removeXattr(f.share, path, a.name);
+    await viewFor(c).removeXattrById(f.share, f.id, a.name);
     const after = (await c.view.getattrById(f.share, f.id)).change;
     return ok(OP.REMOVEXATTR, { cinfo: { atomic: false, before, after } });
   } catch (e) {

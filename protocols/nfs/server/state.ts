@@ -62,6 +62,8 @@ export interface LockState {
   lockOwnerKey: string;
   /** The owner id passed to Session.lockHandle (posix locks of one NFS lock-owner). */
   ownerId: string;
+  /** The lock-owner as the client sent it, kept on its core locks (LockInfo.info) for LOCK4denied. */
+  info?: unknown;
 }
 
 export type StateidState = OpenState | LockState;
