@@ -40,6 +40,7 @@ export const PASSING: Record<string, string[]> = {
   'smb2.compound': ['related1', 'related2', 'related6', 'related8', 'unrelated1', 'invalid3', 'interim1', 'compound-break', 'create-write-close'],
   'smb2.fileid': ['unique', 'unique-dir'],
   'smb2.winattr': ['winattr'],
+  'smb2.openattr': ['openattr'],
   'smb2.timestamps': ['delayed-1write'],
 };
 

@@ -370,8 +370,15 @@ async function create(srv: SmbServer, conn: Conn, sess: SmbSession, tree: Tree, 
   const shareAccess = { read: (q.shareAccess & 1) !== 0, write: (q.shareAccess & 2) !== 0, delete: (q.shareAccess & 4) !== 0 };
   // Whether the open creates: known before for the dispositions that may or may not.
   let existed: boolean | undefined;
-  if (disposition === 'openOrCreate' || disposition === 'createOrTruncate') {
-    existed = await view.getattr(share, path).then(() => true, (e: unknown) => (isVfsError(e, 'ENOENT') ? false : undefined));
+  let current: FileAttr | undefined;
+  if (disposition === 'openOrCreate' || disposition === 'createOrTruncate' || disposition === 'truncate') {
+    existed = await view.getattr(share, path).then((a) => ((current = a), true), (e: unknown) => (isVfsError(e, 'ENOENT') ? false : undefined));
+  }
+  // Overwriting a hidden or system file must name that attribute again (MS-FSA 2.1.5.1.2.1;
+  // smbtorture smb2.dosmode): else ACCESS_DENIED.
+  if (current?.type === 'file' && (disposition === 'truncate' || disposition === 'createOrTruncate')) {
+    const keep = current.winAttributes & (WinAttr.HIDDEN | WinAttr.SYSTEM);
+    if ((keep & q.fileAttributes) !== keep) return fail(STATUS.ACCESS_DENIED);
   }
   // Names Windows cannot use are never created; existing ones still open (names.ts).
   if (refusedCreate(q.name, disposition, existed)) return fail(NT.OBJECT_NAME_INVALID);
@@ -408,6 +415,11 @@ async function create(srv: SmbServer, conn: Conn, sess: SmbSession, tree: Tree, 
   }
   let attr: FileAttr;
   try {
+    // An overwrite or supersede of a file replaces its attributes with those asked for, plus
+    // ARCHIVE (MS-FSA 2.1.5.1.2.1; smbtorture smb2.dosmode, smb2.openattr).
+    if (current?.type === 'file' && (disposition === 'truncate' || disposition === 'createOrTruncate')) {
+      await view.fsetattr(handle, { winAttributes: (q.fileAttributes & SETTABLE_WIN_ATTRS) | WinAttr.ARCHIVE });
+    }
     attr = await view.fstat(handle);
   } catch (e) {
     await view.close(handle).catch(() => undefined);
