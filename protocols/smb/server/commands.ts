@@ -425,11 +425,12 @@ async function create(srv: SmbServer, conn: Conn, sess: SmbSession, tree: Tree, 
     await view.close(handle).catch(() => undefined);
     return fail(ntStatusOf(e));
   }
+  // Whether this open created its file is the open's own answer (Handle.created), not the stat
+  // made before it: a create or delete by another client in between cannot make it wrong.
   const createAction =
-    disposition === 'create' ? CreateAction.CREATED
+    handle.created ? CreateAction.CREATED
     : disposition === 'truncate' ? CreateAction.OVERWRITTEN
-    : disposition === 'openOrCreate' ? (existed === false ? CreateAction.CREATED : CreateAction.OPENED)
-    : disposition === 'createOrTruncate' ? (existed === false ? CreateAction.CREATED : q.createDisposition === Disposition.SUPERSEDE ? CreateAction.SUPERSEDED : CreateAction.OVERWRITTEN)
+    : disposition === 'createOrTruncate' ? (q.createDisposition === Disposition.SUPERSEDE ? CreateAction.SUPERSEDED : CreateAction.OVERWRITTEN)
     : CreateAction.OPENED;
   const id = srv.newFileId();
   const fileId = { persistent: id, volatile: id };
@@ -652,6 +653,8 @@ async function setInfo(srv: SmbServer, conn: Conn, h: Smb2Header, el: Buffer, vi
         if (b.length < 1) return fail(NT.INFO_LENGTH_MISMATCH);
         if (!(o.grantedAccess & Access.DELETE)) return fail(STATUS.ACCESS_DENIED);
         const pending = q.infoClass === FileInfoClass.Disposition ? b[0] !== 0 : b.length >= 4 && (b.readUInt32LE(0) & 0x1) !== 0;
+        // The share's root is never deleted, empty or not (NTFS: a volume's root cannot be).
+        if (pending && handle.path === '/') return fail(STATUS.ACCESS_DENIED);
         if (pending && o.kind === 'dir') {
           // A non-empty directory cannot be marked (MS-FSA 2.1.5.14.3).
           const page = await view.readdirById(share, handle.fileId, { limit: 1 });
