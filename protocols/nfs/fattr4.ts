@@ -211,7 +211,7 @@ export const SETTABLE_ATTRS: Bitmap4 = bitmapOf(DEFS.filter((d) => d.settable).m
  */
 export function encodeFattr(w: XdrWriter, request: Bitmap4, values: AttrValues): Bitmap4 {
   const present: number[] = [];
-  for (const n of bitmapAttrs(request)) {
+  for (const n of requestedAttrs(request)) {
     const d = BY_NUM[n];
     if (d && values[d.key] !== undefined) present.push(n);
   }
@@ -225,6 +225,14 @@ export function encodeFattr(w: XdrWriter, request: Bitmap4, values: AttrValues):
   }
   w.patchU32(len, w.length - start);
   return mask;
+}
+
+/** A request's attribute numbers, decoded once per request (READDIR encodes one fattr4 per entry). */
+const requested = new WeakMap<Bitmap4, number[]>();
+function requestedAttrs(request: Bitmap4): number[] {
+  let attrs = requested.get(request);
+  if (!attrs) requested.set(request, (attrs = bitmapAttrs(request)));
+  return attrs;
 }
 
 /** fattr4 as one Buffer (READDIR entries, whose sizes must be known before packing). */
