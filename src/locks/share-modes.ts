@@ -74,6 +74,7 @@ interface FileShares {
   deletePending: boolean;
 }
 
+/** 'open' also follows a downgrade, with the narrowed record (same handleId). */
 export type ShareModeEvent = { type: 'open' | 'close'; rec: OpenRecord };
 
 export class ShareModeTable {
@@ -185,6 +186,9 @@ export class ShareModeTable {
     if (rec.deleteOnClose && !a.delete) throw new VfsError('EINVAL', 'EINVAL: a delete-on-close open keeps delete access');
     rec.access = a;
     rec.share = s;
+    // Told as an open of the same handle again: the records kept for reclaim after a restart
+    // (client-records.ts) then hold the narrowed modes, which a reclaim must not exceed.
+    if (this.#listeners.size > 0) this.#emit('open', copy(rec));
   }
 
   /** SMB2 SET_INFO FileDispositionInformation(Ex); needs DELETE access on the handle (else EACCES). */

@@ -202,3 +202,22 @@ describe('ShareModeTable delete pending', () => {
     expect(codeOf(() => t.open(rec(bits(1), SHARE_ALL)))).toBe('ESHARING');
   });
 });
+
+describe('ShareModeTable.downgrade (NFS OPEN_DOWNGRADE)', () => {
+  it('narrows access and widens sharing in place; an open refused before comes in; never the other way', () => {
+    const t = new ShareModeTable();
+    const events: string[] = [];
+    t.onChange((ev) => events.push(`${ev.type}:${ev.rec.access.write}:${ev.rec.share.write}`));
+    const a = rec(bits(3), bits(5));
+    t.open(a);
+    expect(codeOf(() => t.open(rec(bits(2), SHARE_ALL)))).toBe('ESHARING');
+    expect(codeOf(() => t.downgrade(a.handleId, bits(7), bits(5)))).toBe('EINVAL');
+    expect(codeOf(() => t.downgrade(a.handleId, bits(1), bits(1)))).toBe('EINVAL');
+    expect(codeOf(() => t.downgrade('nope', bits(1), SHARE_ALL))).toBe('EBADF');
+    t.downgrade(a.handleId, bits(1), SHARE_ALL);
+    expect(t.opensOn(F).find((o) => o.handleId === a.handleId)).toMatchObject({ access: bits(1), share: SHARE_ALL });
+    expect(codeOf(() => t.open(rec(bits(2), SHARE_ALL)))).toBeUndefined();
+    // Told as an open again, so records kept for reclaim hold the narrowed modes.
+    expect(events.slice(0, 2)).toEqual(['open:true:false', 'open:false:true']);
+  });
+});
