@@ -227,6 +227,36 @@ out['logoff'] = [got[mn], got[mo]]
     expect(out.deleted).toBe(0xc0000056);
     expect(out.logoff).toEqual([0x10b, 0]);
   }, 180_000);
+  it("a filter Portico reports nothing for waits (until CANCEL); the first request's buffer size is the open's (smbtorture valid-req)", async () => {
+    const out = await runPython(
+      PRELUDE +
+        String.raw`
+dav('MKCOL', 'w7/')
+c, s, tid = connect()
+out = {}
+d = opendir(s, tid, 'w7')
+m = notify_req(s, tid, d, 0x200)
+out['streamName'] = raw(s)['status']
+s.cancel(m)
+out['streamNameCancel'] = raw(s)['status']
+e = opendir(s, tid, 'w7')
+notify_req(s, tid, e, NAMES, size=1)
+raw(s)
+dav('PUT', 'w7/a', b'x')
+out['small'] = raw(s)['status']
+notify_req(s, tid, e, NAMES, size=65536)
+raw(s)
+dav('PUT', 'w7/b', b'x')
+out['later'] = raw(s)['status']
+`,
+      args(),
+    );
+    expect(out.streamName).toBe(0x103);
+    expect(out.streamNameCancel).toBe(0xc0000120);
+    expect(out.small).toBe(0x10c);
+    expect(out.later).toBe(0x10c);
+  }, 60_000);
+
   it('256 directory opens of a session may watch; the next CHANGE_NOTIFY that would start a watch is INSUFFICIENT_RESOURCES', async () => {
     const out = await runPython(
       PRELUDE +

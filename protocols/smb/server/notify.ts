@@ -53,6 +53,12 @@ interface NotifyState {
   watch: Watch;
   filter: number;
   tree: boolean;
+  /**
+   * The first request's OutputBufferLength: the open's change buffer, as in Windows and Samba — a
+   * later request never gets more than fits it (so once a small first request overflowed, every
+   * answer is NOTIFY_ENUM_DIR: smbtorture smb2.notify.valid-req).
+   */
+  bufferSize: number;
 }
 const states = new WeakMap<Open, NotifyState>();
 const bySession = new WeakMap<SmbSession, Set<Watch>>();
@@ -65,14 +71,13 @@ function watchesOf(sess: SmbSession): Set<Watch> {
   return set;
 }
 
-/** The watch filter for an SMB completion filter, or undefined when it asks for nothing Portico reports. */
-export function watchFilter(completion: number): WatchFilter | undefined {
+/** The watch filter for an SMB completion filter ({} when it asks for nothing Portico reports: such a request waits until cancelled or closed, as on Windows). */
+export function watchFilter(completion: number): WatchFilter {
   const names: ('file' | 'symlink' | 'dir')[] = [];
   if (completion & CompletionFilter.FILE_NAME) names.push('file', 'symlink');
   if (completion & CompletionFilter.DIR_NAME) names.push('dir');
   const attrib = (completion & (CompletionFilter.ATTRIBUTES | CompletionFilter.CREATION | CompletionFilter.LAST_ACCESS | CompletionFilter.EA | CompletionFilter.SECURITY)) !== 0;
   const modify = (completion & (CompletionFilter.SIZE | CompletionFilter.LAST_WRITE | CompletionFilter.STREAM_SIZE | CompletionFilter.STREAM_WRITE)) !== 0;
-  if (names.length === 0 && !attrib && !modify) return undefined;
   return {
     ...(names.length > 0 ? { create: names, delete: names, rename: names } : {}),
     ...(attrib ? { attrib: true } : {}),
@@ -131,7 +136,6 @@ export async function changeNotify(srv: SmbServer, conn: Conn, sess: SmbSession,
     st?.watch.close();
     states.delete(o);
     const filter = watchFilter(q.completionFilter);
-    if (filter === undefined) return fail(STATUS.INVALID_PARAMETER);
     const live = watchesOf(sess);
     if (live.size >= MAX_WATCHES_PER_SESSION) return fail(NT.INSUFFICIENT_RESOURCES);
     let watch: Watch;
@@ -145,7 +149,7 @@ export async function changeNotify(srv: SmbServer, conn: Conn, sess: SmbSession,
       watch.close();
       return fail(STATUS.FILE_CLOSED);
     }
-    states.set(o, (st = { watch, filter: q.completionFilter, tree }));
+    states.set(o, (st = { watch, filter: q.completionFilter, tree, bufferSize: q.outputBufferLength }));
     live.add(watch);
   }
   // How a watch that ended answers: its directory deleted, or its open or session gone.
@@ -154,7 +158,7 @@ export async function changeNotify(srv: SmbServer, conn: Conn, sess: SmbSession,
   const answer = (): AsyncFinal | undefined => {
     const events = st.watch.take();
     if (events.length === 0) return undefined;
-    const out = notifyBuffer(events, q.outputBufferLength);
+    const out = notifyBuffer(events, Math.min(q.outputBufferLength, st.bufferSize));
     return { status: out ? 0 : STATUS.NOTIFY_ENUM_DIR, body: (w) => encodeOutputResponse(w, out ?? Buffer.alloc(0)) };
   };
   const now = answer();
