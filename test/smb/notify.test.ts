@@ -257,6 +257,25 @@ out['later'] = raw(s)['status']
     expect(out.later).toBe(0x10c);
   }, 60_000);
 
+  it('a directory made delete pending by another open (delete-on-close, then CLOSE) ends a waiting notify with DELETE_PENDING at once', async () => {
+    const out = await runPython(
+      PRELUDE +
+        String.raw`
+dav('MKCOL', 'w8/')
+c, s, tid = connect()
+c2, s2, tid2 = connect()
+d = opendir(s, tid, 'w8')
+notify_req(s, tid, d, NAMES)
+raw(s)
+x = s2.create(tid2, 'w8', DELETE | FILE_READ_ATTRIBUTES, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, FILE_DIRECTORY_FILE | FILE_DELETE_ON_CLOSE, FILE_OPEN, 0)
+s2.close(tid2, x)
+out = {'status': raw(s)['status']}
+`,
+      args(),
+    );
+    expect(out.status).toBe(0xc0000056);
+  }, 60_000);
+
   it('256 directory opens of a session may watch; the next CHANGE_NOTIFY that would start a watch is INSUFFICIENT_RESOURCES', async () => {
     const out = await runPython(
       PRELUDE +

@@ -32,7 +32,7 @@ import type { Conn, Open, SmbServer, SmbSession, Tree } from './server.ts';
 import type { AsyncOp } from './async.ts';
 import { lock } from './lock.ts';
 import { lastComponent, refusedCreate, refusedName } from './names.ts';
-import { changeNotify, endNotify } from './notify.ts';
+import { changeNotify, deletePending, endNotify } from './notify.ts';
 import { querySecurity, setSecurity } from './security.ts';
 import { treeConnectDecision } from './share-policy.ts';
 
@@ -216,6 +216,7 @@ export async function runCommand(srv: SmbServer, conn: Conn, sess: SmbSession, h
         } catch (e) {
           return fail(ntStatusOf(e));
         }
+        if (o.deletePending && o.kind === 'dir') deletePending(o.handle.fileId);
       }
       const t = attr ? timesOf(attr) : { creationTime: 0n, lastAccessTime: 0n, lastWriteTime: 0n, changeTime: 0n };
       return ok((w) => encodeCloseResponse(w, {

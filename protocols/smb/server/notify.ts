@@ -112,6 +112,18 @@ export function notifyBuffer(events: WatchEvent[], max: number): Buffer | undefi
   return Buffer.concat(parts);
 }
 
+/** Waiting CHANGE_NOTIFYs by the VFS id of their directory, for deletePending. */
+const deletePendingWaits = new Map<bigint, Set<() => void>>();
+
+/**
+ * A directory open marked delete-on-close was closed: the directory is delete pending (it goes
+ * when its last open does), and every CHANGE_NOTIFY waiting on it, through any open of any session,
+ * answers STATUS_DELETE_PENDING at once, as Windows does (smbtorture smb2.notify.rmdir1-4).
+ */
+export function deletePending(dirId: bigint): void {
+  for (const f of [...(deletePendingWaits.get(dirId) ?? [])]) f();
+}
+
 /** The open goes (CLOSE, TREE_DISCONNECT): its watch ends, a waiting CHANGE_NOTIFY answers NOTIFY_CLEANUP. */
 export function endNotify(o: Open): void {
   const st = states.get(o);
@@ -173,14 +185,29 @@ export async function changeNotify(srv: SmbServer, conn: Conn, sess: SmbSession,
   const op = table.start(sess, h);
   if (!op) return fail(NT.INSUFFICIENT_RESOURCES);
   const watch = st.watch;
+  const dirId = o.handle.fileId;
+  const stop = new AbortController();
+  const onDeletePending = (): void => {
+    op.finish({ status: NT.DELETE_PENDING, body: (w) => encodeErrorResponse(w) });
+    stop.abort();
+  };
+  let set = deletePendingWaits.get(dirId);
+  if (!set) deletePendingWaits.set(dirId, (set = new Set()));
+  set.add(onDeletePending);
   void (async () => {
-    for (;;) {
-      const ready = await watch.wait(op.abort.signal);
-      const a = ready ? answer() : undefined;
-      if (a) return op.finish(a);
-      if (op.abort.signal.aborted) return op.finish({ status: STATUS.CANCELLED, body: (w) => encodeErrorResponse(w) });
-      if (!ready) return op.finish(over(watch));
-      // Another request on the open took the events first: wait again.
+    try {
+      for (;;) {
+        const ready = await watch.wait(AbortSignal.any([op.abort.signal, stop.signal]));
+        if (stop.signal.aborted) return;
+        const a = ready ? answer() : undefined;
+        if (a) return op.finish(a);
+        if (op.abort.signal.aborted) return op.finish({ status: STATUS.CANCELLED, body: (w) => encodeErrorResponse(w) });
+        if (!ready) return op.finish(over(watch));
+        // Another request on the open took the events first: wait again.
+      }
+    } finally {
+      set.delete(onDeletePending);
+      if (set.size === 0 && deletePendingWaits.get(dirId) === set) deletePendingWaits.delete(dirId);
     }
   })();
   return { resp: op.interim(), async: op };
