@@ -43,7 +43,7 @@ export function frame(message: Buffer): Buffer {
 export interface FrameSink {
   cork(): void;
   uncork(): void;
-  write(chunk: Buffer): boolean;
+  write(chunk: Buffer, cb?: (err?: Error | null) => void): boolean;
 }
 
 /**
@@ -51,14 +51,17 @@ export interface FrameSink {
  * is corked around the writes, so the pieces leave in one writev (a 1 MiB READ payload goes from
  * the buffer the backend filled straight to the kernel).
  */
-export function writeFramed(sock: FrameSink, pieces: readonly Buffer[]): void {
+export function writeFramed(sock: FrameSink, pieces: readonly Buffer[], written?: () => void): void {
   let length = 0;
   for (const p of pieces) length += p.length;
   const header = frameHeader(length);
-  if (pieces.length === 1 && length < 16 * 1024) return void sock.write(Buffer.concat([header, pieces[0]!]));
+  // `written` runs once the socket is done with the pieces (their buffers may then be reused).
+  const cb = written && ((): void => written());
+  if (pieces.length === 1 && length < 16 * 1024) return void sock.write(Buffer.concat([header, pieces[0]!]), cb);
   sock.cork();
   sock.write(header);
-  for (const p of pieces) if (p.length) sock.write(p);
+  const last = pieces.length - 1;
+  pieces.forEach((p, i) => (p.length || i === last) && sock.write(p, i === last ? cb : undefined));
   sock.uncork();
 }
 

@@ -40,6 +40,8 @@ export interface CommandResult {
   resp: Buffer;
   /** Data that follows `resp` in the same message, sent as a piece of its own (a READ's payload). */
   payload?: Buffer;
+  /** Called once `payload` has been sent (or sealed): its buffer goes back to the connection's pool. */
+  payloadDone?: () => void;
   fileId?: FileId;
   /** Work after the response is queued (LOGOFF ends the session's state). */
   after?: () => Promise<void>;
@@ -260,16 +262,24 @@ export async function runCommand(srv: SmbServer, conn: Conn, sess: SmbSession, h
       // hold is the end of the file.
       if (q.offset > INT64_MAX || q.offset + BigInt(q.length) > INT64_MAX) return fail(STATUS.INVALID_PARAMETER);
       if (q.offset > BigInt(Number.MAX_SAFE_INTEGER)) return q.length === 0 ? ok((w) => encodeReadResponseHead(w, { dataLength: 0, dataRemaining: 0 })) : fail(STATUS.END_OF_FILE);
+      // A large READ is read into a buffer of the connection's pool, given back once sent: a new
+      // 1-8 MiB buffer per READ was page-faulted in and left to full GCs (framing.ts MessagePool).
+      const pool = conn.pool && q.length >= conn.pool.minBytes ? conn.pool : undefined;
+      const buf = pool?.alloc(q.length);
+      const giveBack = (): void => void (buf && pool!.release(buf));
       let data: Buffer;
       try {
-        data = await view.read(o.handle, Number(q.offset), q.length);
+        data = buf ? buf.subarray(0, await view.readInto(o.handle, Number(q.offset), buf)) : await view.read(o.handle, Number(q.offset), q.length);
       } catch (e) {
+        giveBack();
         return fail(ntStatusOf(e));
       }
       // Nothing at or past the end of the file is STATUS_END_OF_FILE (MS-SMB2 3.3.5.12).
-      if (data.length === 0 && q.length > 0) return fail(STATUS.END_OF_FILE);
-      if (data.length < q.minimumCount) return fail(STATUS.END_OF_FILE);
-      return { ...ok((w) => encodeReadResponseHead(w, { dataLength: data.length, dataRemaining: 0 })), payload: data };
+      if ((data.length === 0 && q.length > 0) || data.length < q.minimumCount) {
+        giveBack();
+        return fail(STATUS.END_OF_FILE);
+      }
+      return { ...ok((w) => encodeReadResponseHead(w, { dataLength: data.length, dataRemaining: 0 })), payload: data, ...(buf ? { payloadDone: giveBack } : {}) };
     }
     case Command.WRITE: {
       const q = decoded(() => decodeWriteRequest(el));

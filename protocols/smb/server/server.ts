@@ -132,6 +132,8 @@ export interface Conn {
   seqLow: bigint;
   seqHigh: bigint;
   seqUsed: Set<bigint>;
+  /** Large buffers reused on this connection: WRITE requests, READ payloads (framing.ts). */
+  pool?: MessagePool;
 }
 
 let nextConnId = 1;
@@ -218,6 +220,7 @@ export class SmbServer {
     const conn: Conn = { id: nextConnId++, sock, preauth: new PreauthHash(), dialect: 0, signingAlgorithm: 0, cipher: 0, sessions: new Map(), serverCapabilities: 0, securityMode: 0, seqLow: 0n, seqHigh: 1n, seqUsed: new Set() };
     this.conns.add(conn);
     const pool = new MessagePool();
+    conn.pool = pool;
     const parser = new FrameParser(MAX_IO + 64 * 1024, pool.alloc);
     let queue = Promise.resolve();
     // Messages waiting for their turn: past MAX_QUEUED the socket is paused (TCP backpressure), so
@@ -336,23 +339,25 @@ export class SmbServer {
   }
 
   /** Writes one response message, encrypted when it answers an encrypted request (`encryptedFor`). */
-  transmit(conn: Conn, out: Buffer | Buffer[], encryptedFor?: { sess: SmbSession; sessionId: bigint }): void {
+  transmit(conn: Conn, out: Buffer | Buffer[], encryptedFor?: { sess: SmbSession; sessionId: bigint }, written?: () => void): void {
     const sock = conn.sock;
-    if (sock.destroyed) return;
+    if (sock.destroyed) return written?.();
     // A message may come as pieces (a READ response and its payload): written as they are.
     const pieces = Buffer.isBuffer(out) ? [out] : out;
     if (pieces.length > 1) countForGc(pieces[1]!.length);
-    if (!encryptedFor?.sess.keys) return writeFramed(sock, pieces);
+    if (!encryptedFor?.sess.keys) return writeFramed(sock, pieces, written);
     // An encrypted request is answered encrypted, under the same session (MS-SMB2 3.3.4.1.4),
     // with a per-session nonce counter (never a repeated nonce under one key).
     const nonce = Buffer.alloc(nonceBytes(conn.cipher));
     nonce.writeBigUInt64LE(encryptedFor.sess.nonce++);
-    writeFramed(sock, encryptMessageParts(pieces, encryptedFor.sess.keys.encryptionKey, conn.cipher, encryptedFor.sessionId, nonce));
+    const sealed = encryptMessageParts(pieces, encryptedFor.sess.keys.encryptionKey, conn.cipher, encryptedFor.sessionId, nonce);
+    written?.(); // the cipher has read the pieces
+    writeFramed(sock, sealed);
   }
 
   private async onMessage(conn: Conn, msg: Buffer, encryptedFor?: { sess: SmbSession; sessionId: bigint }): Promise<void> {
     const sock = conn.sock;
-    const send = (out: Buffer | Buffer[]): void => this.transmit(conn, out, encryptedFor);
+    const send = (out: Buffer | Buffer[], written?: () => void): void => this.transmit(conn, out, encryptedFor, written);
 
     if (msg.length >= 4 && msg.readUInt32LE(0) === PROTOCOL_TRANSFORM) {
       const t = tryDecode(() => decodeTransformHeader(msg));
@@ -374,7 +379,7 @@ export class SmbServer {
     }
     const split = splitCompound(msg);
     if (!split.ok) return void sock.destroy();
-    const out: { resp: Buffer; key?: Buffer; payload?: Buffer }[] = [];
+    const out: { resp: Buffer; key?: Buffer; payload?: Buffer; payloadDone?: () => void }[] = [];
     const started: { op: AsyncOp; key: Buffer | undefined }[] = [];
     const chain = new RelatedChain();
     for (const el of split.value) {
@@ -475,7 +480,7 @@ export class SmbServer {
       }
       chain.done(r.resp.readUInt32LE(8), r.fileId);
       // An interim STATUS_PENDING response is not signed (3.3.4.2); its final response is, later.
-      out.push({ resp: r.resp, ...(key && !r.async ? { key } : {}), ...(r.payload ? { payload: r.payload } : {}) });
+      out.push({ resp: r.resp, ...(key && !r.async ? { key } : {}), ...(r.payload ? { payload: r.payload } : {}), ...(r.payloadDone ? { payloadDone: r.payloadDone } : {}) });
       if (r.async) started.push({ op: r.async, key });
       if (r.after) await r.after();
     }
@@ -485,11 +490,12 @@ export class SmbServer {
       // One response with a payload (a READ): signed and sent as two pieces, the payload never copied.
       const pieces = [lone.resp, lone.payload];
       if (lone.key) signMessageParts(pieces, lone.key, conn.signingAlgorithm);
-      send(pieces);
+      send(pieces, lone.payloadDone);
       for (const s of started) s.op.arm({ key: s.key, encryptedFor });
       return;
     }
     const joined = joinCompound(out.map((o) => (o.payload ? Buffer.concat([o.resp, o.payload]) : o.resp)));
+    for (const o of out) o.payloadDone?.();
     out.forEach((o, i) => {
       if (o.key) signMessage(joined.message.subarray(joined.offsets[i], joined.offsets[i]! + joined.lengths[i]!), o.key, conn.signingAlgorithm);
     });
