@@ -185,9 +185,18 @@ export class AsyncTable {
 
   /**
    * Looks at a message as it arrives: a lone CANCEL (plain, or encrypted under one of the
-   * connection's sessions) is handled at once and not queued. Returns whether it was.
+   * connection's sessions) is handled at once and not queued. Returns whether it was. Never
+   * throws (it runs in the socket's data handler): anything it cannot read is left to the queue.
    */
   intercept(msg: Buffer): boolean {
+    try {
+      return this.#intercept(msg);
+    } catch {
+      return false;
+    }
+  }
+
+  #intercept(msg: Buffer): boolean {
     if (msg.length < 4) return false;
     if (msg.readUInt32LE(0) === PROTOCOL_TRANSFORM) {
       if (msg.length > SMALL_TRANSFORM || !this.conn.cipher) return false;
