@@ -14,6 +14,7 @@ import { Gateway } from '../../src/server/gateway.ts';
 import type { ProtocolDescriptor } from '../../src/server/plugin.ts';
 import { webdavProtocol, type WebdavPlugin } from '../../protocols/webdav/plugin.ts';
 import { nfsProtocol, type NfsPlugin } from '../../protocols/nfs/plugin.ts';
+import { smbProtocol, type SmbPlugin } from '../../protocols/smb/plugin.ts';
 import { freePort } from '../cli/helpers.ts';
 
 export interface NfsStack {
@@ -21,6 +22,8 @@ export interface NfsStack {
   nfs: NfsPlugin;
   nfsPort: number;
   davPort: number;
+  /** With `smb: true`: the SMB server's port (127.0.0.1), else 0. */
+  smbPort: number;
   tmp: string;
   diskDir: string;
   stop(opts?: { keep?: boolean }): Promise<void>;
@@ -32,12 +35,14 @@ class Sink extends Writable {
   }
 }
 
-export async function startNfs(opts: { shares?: Record<string, unknown>[]; config?: Record<string, unknown>; tmp?: string; nfsPort?: number; log?: Writable; users?: { name: string; uid: number; gid?: number; groups?: string[] }[] } = {}): Promise<NfsStack> {
+export async function startNfs(opts: { shares?: Record<string, unknown>[]; config?: Record<string, unknown>; tmp?: string; nfsPort?: number; log?: Writable; smb?: boolean; users?: { name: string; uid: number; gid?: number; groups?: string[] }[] } = {}): Promise<NfsStack> {
   const tmp = opts.tmp ?? mkdtempSync(join(tmpdir(), 'portico-nfs-'));
   const diskDir = join(tmp, 'disk');
   mkdirSync(diskDir, { recursive: true });
   const davPort = await freePort();
   const nfsPort = opts.nfsPort ?? (await freePort());
+  // SMB as well (the boot of test/smb/gateway.ts) for tests that cross NFS, SMB and WebDAV.
+  const smbPort = opts.smb === true ? await freePort() : 0;
   const config = loadConfig({
     env: {},
     overrides: {
@@ -47,7 +52,8 @@ export async function startNfs(opts: { shares?: Record<string, unknown>[]; confi
       'log.level': opts.log ? 'debug' : 'silent',
       'log.format': 'json',
       'log.audit.enabled': false,
-      'protocols.smb.port': 0,
+      'protocols.smb.port': smbPort,
+      'protocols.smb.listen': '127.0.0.1',
       'protocols.webdav.port': davPort,
       'protocols.webdav.listen': '127.0.0.1',
       'protocols.nfs.port': nfsPort,
@@ -60,6 +66,7 @@ export async function startNfs(opts: { shares?: Record<string, unknown>[]; confi
   const registry = new Map<string, ProtocolDescriptor>([
     ['webdav', webdavProtocol],
     ['nfs', nfsProtocol],
+    ...(opts.smb === true ? [['smb', smbProtocol] as const] : []),
   ]);
   const logger = createLogger(config.log, { destination: opts.log ?? new Sink() });
   const gateway = new Gateway(config, { registry, logger, audit: logger, stderr: new Sink() });
@@ -74,6 +81,7 @@ export async function startNfs(opts: { shares?: Record<string, unknown>[]; confi
     nfs,
     nfsPort: nfs.address()!.port,
     davPort: dav.address()!.port,
+    smbPort: opts.smb === true ? (gateway.plugins.find((p) => p.name === 'smb') as SmbPlugin).address()!.port : 0,
     tmp,
     diskDir,
     stop: async (o = {}) => {

@@ -1,12 +1,12 @@
 /**
  * The scenario driver's contract: what a front-end's client must offer so that one scenario list
  * (scenarios.ts) runs through it. A driver speaks its protocol for real (WebDAV over HTTP, NFSv4.1
- * over RPC; SMB next) and reports two things the scenarios need and nothing else:
+ * over RPC, SMB 3.1.1 through impacket) and reports two things the scenarios need and nothing else:
  *
  * - what it can do, as data (`Capabilities`): a scenario that needs `truncate` is skipped, with that
  *   word, on a client that cannot truncate; it never guesses from a driver's name;
  * - its failures as one small set of codes (`ClientError.code`), mapped from its wire errors once,
- *   in the driver (HTTP status for WebDAV, NFS4ERR_* for NFS, STATUS_* later), so a scenario asserts
+ *   in the driver (HTTP status for WebDAV, NFS4ERR_* for NFS, STATUS_* for SMB), so a scenario asserts
  *   "ENOTEMPTY" whatever protocol it runs through.
  *
  * Paths are share-relative, '/'-separated, starting with '/'; names are given as the user typed them
@@ -79,6 +79,13 @@ export interface Capabilities {
   renameReplacesDir: boolean;
   /** rmdir() of a non-empty directory removes the whole tree (WebDAV DELETE, §9.6.1) instead of ENOTEMPTY. */
   rmdirRecursive: boolean;
+  /**
+   * The client can create any name POSIX allows (all but '/' and NUL), names Windows cannot use
+   * included: `? " < > | * :`, controls, a trailing dot or space, DOS device names (CON, nul.txt).
+   * false: only names Windows allows (SMB: the server refuses the others, protocols/smb/README.md);
+   * such names made by another client are still listed and read (a scenario's peer may make them).
+   */
+  posixNames: boolean;
 }
 
 export type NodeKind = 'file' | 'dir' | 'symlink';
@@ -104,7 +111,7 @@ export interface HeldLock {
  * exist exactly when the matching capability is true (scenarios check `caps`, then call).
  */
 export interface FileClient {
-  /** Driver name for test titles and messages ('session', 'webdav', later 'nfs', 'smb'). */
+  /** Driver name for test titles and messages ('session', 'webdav', 'nfs', 'smb'). */
   readonly name: string;
   readonly caps: Capabilities;
 

@@ -193,6 +193,7 @@ export async function nfsClient(o: NfsClientOptions): Promise<FileClient> {
     caseInsensitive: o.share.caseInsensitive,
     renameReplacesDir: false,
     rmdirRecursive: false,
+    posixNames: true,
   };
 
   const client: FileClient = {

@@ -1,6 +1,6 @@
 /**
  * Runs every scenario (scenarios.ts) through every driver, on every backend, on case-sensitive and
- * case-insensitive shares: one real gateway (WebDAV and NFS on 127.0.0.1, s3rver for S3), each driver a
+ * case-insensitive shares: one real gateway (WebDAV, NFS and SMB on 127.0.0.1, s3rver for S3), each driver a
  * real client of it. The peer of a client is the other driver on the same share, so cross-client
  * checks cross front-ends: a change made over WebDAV is read through the Session API and back.
  *
@@ -18,6 +18,7 @@ import { scenarios, type Scenario, type ScenarioContext } from './scenarios.ts';
 import { sessionClient } from './session-driver.ts';
 import { webdavClient } from './webdav-driver.ts';
 import { nfsClient } from './nfs-driver.ts';
+import { smbClient } from './smb-driver.ts';
 
 /**
  * The client under test logs in as alice, its peer as bob (both may read and write every share);
@@ -61,10 +62,11 @@ const DRIVERS: Record<string, Driver> = {
   session: (share, user) => sessionClient({ sessions: stack.gateway.sessions!, share, user, password: USERS[user]!, protocol: SESSION_PROTOCOL }),
   webdav: async (share, user) => webdavClient({ origin: `http://127.0.0.1:${stack.davPort}`, share, user, password: USERS[user]! }),
   nfs: (share, user) => nfsClient({ port: stack.nfsPort, share, uid: UIDS[user]! }),
+  smb: (share, user) => smbClient({ port: stack.smbPort, share, user, password: USERS[user]! }),
 };
 
 /** The client whose view a driver's changes are checked against. */
-const PEER: Record<string, string> = { session: 'webdav', webdav: 'session', nfs: 'webdav' };
+const PEER: Record<string, string> = { session: 'webdav', webdav: 'session', nfs: 'webdav', smb: 'nfs' };
 
 /**
  * Scenarios that fail because of a known bug in Portico: run with it.fails (so a fix shows up as
@@ -104,6 +106,7 @@ beforeAll(async () => {
   };
   stack = await startNfs({
     users: [],
+    smb: true,
     shares: SHARES.map((spec) => ({
       name: spec.name,
       ...source(spec),

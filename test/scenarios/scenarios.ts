@@ -521,6 +521,7 @@ export const scenarios: Scenario[] = [
     name: 'case-sensitive share: names POSIX allows but URLs and Windows treat specially ( ? " < > | * : ) round-trip exactly',
     namesOnly: true,
     share: 'caseSensitive',
+    needs: ['posixNames'],
     async run(c, ctx) {
       const names = ['what?', 'say "hi"', '<angle>', 'pipe|line', 'star*', 'colon:name', 'mix ?#%&', 'trailing.', 'trailing '];
       for (const n of names) await c.writeFile(ctx.p(n), text(n));
@@ -598,7 +599,8 @@ export const scenarios: Scenario[] = [
     name: 'leading dots: hidden files and directories are ordinary names',
     namesOnly: true,
     async run(c, ctx) {
-      const names = ['.hidden', '..double', '...', '.a.b', '.'.repeat(5) + 'x'];
+      // '...' ends in a dot, which Windows cannot name (the Windows-names scenario covers it).
+      const names = ['.hidden', '..double', ...(c.caps.posixNames ? ['...'] : []), '.a.b', '.'.repeat(5) + 'x'];
       for (const n of names) await c.writeFile(ctx.p(n), text(n));
       await c.mkdir(ctx.p('.config'));
       await c.writeFile(ctx.p('.config', '.rc'), text('rc'));

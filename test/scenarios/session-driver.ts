@@ -85,6 +85,7 @@ export async function sessionClient(o: SessionClientOptions): Promise<FileClient
     caseInsensitive: o.share.caseInsensitive,
     renameReplacesDir: false,
     rmdirRecursive: false,
+    posixNames: true,
   };
 
   /** Runs fn with errors mapped, naming the operation and path. */

@@ -211,6 +211,7 @@ export function webdavClient(o: WebdavClientOptions): FileClient {
     caseInsensitive: o.share.caseInsensitive,
     renameReplacesDir: true,
     rmdirRecursive: true,
+    posixNames: true,
   };
 
   return {
