@@ -5,7 +5,8 @@
  * each, opened at the end of SESSION_SETUP; every call runs through a Session view of it as the
  * session's principal), their trees and opens. The commands themselves are in commands.ts.
  *
- * Messages of one connection are handled one at a time, in order; a request that waits (a blocking
+ * Messages of one connection are handled one at a time, in order, except lone READs and WRITEs,
+ * which run side by side (up to MAX_IO_IN_FLIGHT; accept()); a request that waits (a blocking
  * LOCK) goes async (async.ts) and the connection moves on.
  */
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
