@@ -196,8 +196,10 @@ export class S3Writer implements PatchWriter {
     } else {
       const need = part.len + data.length;
       if (part.buf === undefined || part.buf.length < need) {
-        // Grow geometrically up to the part size: a 10-byte file must not cost an 8 MiB buffer.
-        const hint = this.p.sizeHint !== undefined && part.number === 1 ? this.p.sizeHint : 0;
+        // Grow geometrically up to the part size: a 10-byte file must not cost an 8 MiB buffer. A
+        // part after the first is full but the last one: its whole size at once (growing by
+        // doubling copied every byte of each 8 MiB part once more).
+        const hint = part.number > 1 ? part.size : this.p.sizeHint ?? 0;
         const cap = Math.min(part.size, Math.max(need, hint, 64 * 1024, (part.buf?.length ?? 0) * 2));
         const grown = Buffer.allocUnsafe(cap);
         part.buf?.copy(grown, 0, 0, part.len);
