@@ -28,6 +28,7 @@
  *   npm run bench:s3-gateway                  256 MiB and 1 GiB, 2 rounds
  *   BENCH_QUICK=1 npm run bench:s3-gateway    64 MiB only, 1 round, 50 small files, 200 entries
  *   BENCH_SERVERS=portico-sync,rclone-off     only those servers
+ *   BENCH_CPU_PROF=/tmp/prof                  a CPU profile of each Portico gateway (node --cpu-prof)
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -159,7 +160,10 @@ async function startPortico(name: string, s3: S3Info, prefix: string, writeBack:
   const add = await run(NODE, [BIN, 'user', 'add', USER, '--password-stdin', '--config', conf], `${PASS}\n`);
   if (add.code !== 0) throw new Error(`portico user add failed (${add.code}): ${add.out}`);
   const auth = `Basic ${Buffer.from(`${USER}:${PASS}`).toString('base64')}`;
-  return launch(name, prefix, port, NODE, [BIN, 'serve', '--config', conf], cleanEnv(), auth, tmp);
+  // BENCH_CPU_PROF=<dir>: each Portico gateway writes V8 CPU profiles to <dir>/<server> when it
+  // stops (one per thread; the largest is the main thread's).
+  const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', join(process.env.BENCH_CPU_PROF, name)] : [];
+  return launch(name, prefix, port, NODE, [...prof, BIN, 'serve', '--config', conf], cleanEnv(), auth, tmp);
 }
 
 /** `rclone serve webdav` of the same bucket's `prefix` (an S3 remote from the environment). */
