@@ -77,6 +77,23 @@ describe('filehandles', () => {
     expect((await c.call([ops.putfh(file), ops.verifySize('nverify', 14n)])).status).toBe(NFS4ERR.OK);
   });
 
+  it("GETATTR after LOOKUP answers the looked-up file's attributes, and fresh ones after a change in the same COMPOUND", async () => {
+    const size = (r: Awaited<ReturnType<typeof c.call>>, i = 0): bigint => (r.results.filter((x) => x.op === OP.GETATTR)[i]!.body!.vals as Buffer).readBigUInt64BE(0);
+    await createFile('/mem', 'looked.txt', Buffer.from('abc'));
+    const dir = await fhOf('/mem');
+    const r = await c.call([ops.putfh(dir), ops.lookup('looked.txt'), ops.getfh(), ops.getattr([FATTR4.SIZE]), ops.putfh(dir), ops.getattr([FATTR4.TYPE])]);
+    expect(r.status).toBe(NFS4ERR.OK);
+    expect(size(r)).toBe(3n);
+    // The second GETATTR is the directory's (PUTFH in between): NF4DIR.
+    expect((r.results.filter((x) => x.op === OP.GETATTR)[1]!.body!.vals as Buffer).readUInt32BE(0)).toBe(2);
+    const open = await c.call([ops.putfh(dir), ops.open(c.clientid, 'o-looked', 'looked.txt', { access: 3 })]);
+    const sid = resultOf(open, OP.OPEN)!.body!.stateid as Stateid;
+    const w = await c.call([ops.putfh(dir), ops.lookup('looked.txt'), ops.getattr([FATTR4.SIZE]), ops.write(sid, 0n, Buffer.from('abcdefgh'), 2), ops.getattr([FATTR4.SIZE])]);
+    expect(w.status).toBe(NFS4ERR.OK);
+    expect([size(w, 0), size(w, 1)]).toEqual([3n, 8n]);
+    expect((await c.call([ops.putfh(dir), ops.lookup('looked.txt'), ops.close(sid)])).status).toBe(NFS4ERR.OK);
+  });
+
   it('NOTDIR for a LOOKUP in a file, ISDIR for opening or reading a directory', async () => {
     const file = await fhOf('/mem/file.txt');
     expect((await c.call([ops.putfh(file), ops.lookup('x')])).status).toBe(NFS4ERR.NOTDIR);

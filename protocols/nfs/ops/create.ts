@@ -31,6 +31,7 @@ export async function create(c: OpContext, a: CreateArgs): Promise<OpResult> {
     if (dir.type !== 'dir') return fail(OP.CREATE, dir.type === 'symlink' ? NFS4ERR.SYMLINK : NFS4ERR.NOTDIR);
     const { value: made, cinfo } = await changeAround(c, cur, () =>
       t.type === NF4.DIR ? view.mkdirIn(cur.share, cur.id, a.name, s.set.mode ?? 0o755) : view.symlinkIn(cur.share, cur.id, a.name, (t as { linkData: string }).linkData),
+      dir.change,
     );
     // The mode went with mkdir (a symlink's has no meaning); a size is not a directory's.
     const rest = { ...s.set };

@@ -15,7 +15,8 @@ import type { Fh } from '../server/filehandle.ts';
 /** The attribute values of a handle's object (statfs values only when `req` asks for them). */
 export async function valuesOf(c: OpContext, fh: Fh, req: Bitmap4): Promise<AttrValues> {
   if (fh.kind === 'pseudo') return pseudoValues(c.minor, c.srv.exports.pseudoChange, fh.bytes, c.srv.exports);
-  const a = await c.view.getattrById(fh.share, fh.id);
+  // Just read by LOOKUP in this COMPOUND (same principal, same path, same right): not asked again.
+  const a = c.known?.fh === fh ? c.known.attr : await c.view.getattrById(fh.share, fh.id);
   const fs = needsStatfs(req) ? await c.srv.statfs(c.view, fh.share).catch(() => undefined) : undefined;
   const v = fileValues(c.minor, fh.exp, a, fh.bytes, fs);
   if (c.srv.idmap.domain !== undefined) await c.srv.idmap.name(v, a.uid, a.gid);

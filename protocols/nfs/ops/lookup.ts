@@ -28,6 +28,7 @@ export async function lookup(c: OpContext, a: LookupArgs): Promise<OpResult> {
     if (a.name === '.' || a.name === '..') return fail(OP.LOOKUP, NFS4ERR.BADNAME);
     const attr = await c.view.lookup(cur.share, cur.id, a.name);
     c.cur = c.srv.fh.forFile(cur.exp, attr.id);
+    c.known = { fh: c.cur, attr };
     return ok(OP.LOOKUP, null);
   } catch (e) {
     return failWith(OP.LOOKUP, e);

@@ -92,7 +92,7 @@ export async function open(c: OpContext, a: OpenArgs): Promise<OpResult> {
         // before it, and no race with another client's create of the same name.
         let existed = false;
         try {
-          const r = await changeAround(c, cur, () => view.openIn(cur.share, cur.id, name, { ...opts, disposition, mode }));
+          const r = await changeAround(c, cur, () => view.openIn(cur.share, cur.id, name, { ...opts, disposition, mode }), dir.change);
           h = r.value;
           existed = !h.created;
           cinfo = r.cinfo;

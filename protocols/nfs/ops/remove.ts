@@ -13,7 +13,7 @@ export async function remove(c: OpContext, a: NameArgs): Promise<OpResult> {
     const dir = await c.view.getattrById(cur.share, cur.id);
     if (dir.type !== 'dir') return fail(OP.REMOVE, NFS4ERR.NOTDIR);
     const view = viewFor(c);
-    const { cinfo } = await changeAround(c, cur, () => view.removeIn(cur.share, cur.id, a.name));
+    const { cinfo } = await changeAround(c, cur, () => view.removeIn(cur.share, cur.id, a.name), dir.change);
     return ok(OP.REMOVE, { cinfo });
   } catch (e) {
     return failWith(OP.REMOVE, e);

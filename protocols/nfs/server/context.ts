@@ -138,6 +138,12 @@ export interface OpContext {
   saved?: Fh;
   /** 4.1 current stateid (RFC 8881 §16.2.3.1.2). */
   currentStateid?: Stateid4;
+  /**
+   * The attributes LOOKUP just read of the handle it made current, for the GETATTR that follows in
+   * the same COMPOUND (Linux sends PUTFH LOOKUP GETFH GETATTR): one gate call instead of two. Only
+   * GETFH may come between (the dispatcher drops it before any other operation).
+   */
+  known?: { fh: Fh; attr: FileAttr } | undefined;
 }
 
 export type FileFh = Extract<Fh, { kind: 'file' }>;
@@ -195,9 +201,14 @@ export async function attrOf(c: OpContext, fh: FileFh): Promise<FileAttr> {
   return c.view.getattrById(fh.share, fh.id);
 }
 
-/** change_info4 of a directory around a change: its change attribute before and after (not atomic). */
-export async function changeAround<T>(c: OpContext, dir: FileFh, fn: () => Promise<T>): Promise<{ value: T; cinfo: ChangeInfo4 }> {
-  const before = (await attrOf(c, dir)).change;
+/**
+ * change_info4 of a directory around a change: its change attribute before and after (not atomic).
+ * `before`: the value the operation read already (its directory type check), so the directory is
+ * not asked twice — under concurrent creates in one directory each ask is a stat, since every
+ * create drops the directory's cached attributes.
+ */
+export async function changeAround<T>(c: OpContext, dir: FileFh, fn: () => Promise<T>, known?: bigint): Promise<{ value: T; cinfo: ChangeInfo4 }> {
+  const before = known ?? (await attrOf(c, dir)).change;
   const value = await fn();
   const after = (await attrOf(c, dir).catch(() => undefined))?.change ?? before + 1n;
   return { value, cinfo: { atomic: false, before, after } };

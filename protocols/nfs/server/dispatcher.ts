@@ -166,6 +166,7 @@ function readOnlyForClient(c: OpContext, op: DecodedOp): boolean {
 /** An operation that throws is a bug: SERVERFAULT for it (logged), not an RPC SYSTEM_ERR for the COMPOUND. */
 async function safely(c: OpContext, op: DecodedOp): Promise<OpResult> {
   if (readOnlyForClient(c, op)) return fail(op.op, NFS4ERR.ROFS);
+  if (c.known !== undefined && op.op !== OP.GETFH && op.op !== OP.GETATTR) c.known = undefined;
   try {
     if (c.mapping !== undefined || (c.cur?.kind === 'file' && c.cur.exp.clients)) await enterExport(c);
     return await execOp(c, op);
