@@ -18,7 +18,26 @@ import {
   type CompoundOptions,
   type CompoundRes,
 } from './compound.ts';
-import { NFS4ERR, NFS4_PROGRAM, NFS4_VERSION, NFSPROC4 } from './nfs4-types.ts';
+import { NFS4ERR, NFS4_PROGRAM, NFS4_VERSION, NFSPROC4, OP } from './nfs4-types.ts';
+import { giveBackRecord } from './record-buffers.ts';
+
+/**
+ * Operations that keep no view of their arguments once they are done (handles are copied or
+ * looked up, stateids and session ids looked up, WRITE data written before the call returns).
+ */
+const KEEPS_NOTHING = new Set<number>([OP.SEQUENCE, OP.PUTFH, OP.PUTROOTFH, OP.GETFH, OP.SAVEFH, OP.RESTOREFH, OP.GETATTR, OP.WRITE, OP.COMMIT]);
+
+/**
+ * Whether a COMPOUND's record may be reused once its reply is written (record-buffers.ts): a 4.1+
+ * COMPOUND of only such operations whose reply the slot does not keep (sa_cachethis: a replay
+ * would resend the reply, whose tag is a view of the record).
+ */
+function recordFreeAfterReply(args: CompoundArgs): boolean {
+  const first = args.ops[0];
+  if (args.minorversion === 0 || first?.op !== OP.SEQUENCE || first.args.cacheThis) return false;
+  for (const o of args.ops) if (!KEEPS_NOTHING.has(o.op)) return false;
+  return true;
+}
 
 export interface Nfs4CallContext {
   call: RpcCall;
@@ -45,6 +64,7 @@ export function nfs4Program(dispatcher: Nfs4Dispatcher, opts: Nfs4ProgramOptions
     if (d.kind === 'garbage') return { kind: 'garbage_args' };
     const res: CompoundRes =
       d.kind === 'refuse' ? { status: d.status, tag: d.tag, results: [] } : await dispatcher.compound(d.args, { call, conn });
+    if (d.kind === 'ok' && recordFreeAfterReply(d.args)) return { kind: 'success', encode: (w) => encodeCompoundRes(w, res), sent: () => giveBackRecord(call.args) };
     return { kind: 'success', encode: (w) => encodeCompoundRes(w, res) };
   };
   return {

@@ -12,6 +12,7 @@
  * not read, so the connection is closed (the caller's job, when `error` is set). Records completed
  * before it in the same input are still returned, so the calls a client sent first are answered.
  */
+import { takeRecordBuffer } from './record-buffers.ts';
 
 /** Default bound: a 1 MiB WRITE or READ plus room for the RPC and COMPOUND headers around it. */
 export const DEFAULT_MAX_RECORD_BYTES = 1024 * 1024 + 64 * 1024;
@@ -145,7 +146,17 @@ export class RecordParser {
 
   private finish(): Buffer {
     const pieces = this.pieces;
-    const rec = pieces.length === 1 && pieces[0] ? pieces[0] : Buffer.concat(pieces, this.bodyBytes);
+    let rec: Buffer;
+    if (pieces.length === 1 && pieces[0]) rec = pieces[0];
+    else {
+      // Several pieces (a large WRITE): one copy, into a pooled buffer when it fits (record-buffers.ts).
+      const pooled = takeRecordBuffer(this.bodyBytes);
+      if (pooled) {
+        let at = 0;
+        for (const p of pieces) at += p.copy(pooled, at);
+        rec = pooled;
+      } else rec = Buffer.concat(pieces, this.bodyBytes);
+    }
     this.pieces = [];
     this.bodyBytes = 0;
     this.wireBytes = 0;

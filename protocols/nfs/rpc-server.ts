@@ -36,7 +36,8 @@ export interface RpcConnectionInfo {
 
 /** What a procedure answers: its results (written after the reply header) or an accept error. */
 export type RpcOutcome =
-  | { kind: 'success'; encode: (w: XdrWriter) => void }
+  /** `sent`: called once the reply has been written (or the write failed): the call's buffers may be reused. */
+  | { kind: 'success'; encode: (w: XdrWriter) => void; sent?: () => void }
   | { kind: 'garbage_args' }
   | { kind: 'system_err' }
   | { kind: 'auth_error'; stat: number };
@@ -192,6 +193,8 @@ class RpcConnection {
   /** Reply chunks waiting for the flush, in completion order, and their bytes. */
   private out: Buffer[] = [];
   private outBytes = 0;
+  /** `sent` hooks of the replies in `out` (RpcOutcome), run once the writev carrying them is done. */
+  private sentHooks: (() => void)[] = [];
   private flushQueued = false;
   private readonly opts: Required<Omit<RpcServerOptions, 'logger'>>;
   private readonly log: RpcLogger;
@@ -335,7 +338,7 @@ class RpcConnection {
         this.log.warn({ conn: this.id, xid: call.xid, proc: call.proc, err: e }, 'rpc procedure failed');
         outcome = { kind: 'system_err' };
       }
-      if (outcome.kind === 'success') this.send(call.xid, { kind: 'success' }, outcome.encode);
+      if (outcome.kind === 'success') this.send(call.xid, { kind: 'success' }, outcome.encode, outcome.sent);
       else if (outcome.kind === 'auth_error') this.send(call.xid, { kind: 'auth_error', stat: outcome.stat });
       else this.send(call.xid, { kind: outcome.kind });
     } catch (e) {
@@ -347,7 +350,7 @@ class RpcConnection {
     }
   }
 
-  private send(xid: number, reply: RpcReply, encode?: (w: XdrWriter) => void): void {
+  private send(xid: number, reply: RpcReply, encode?: (w: XdrWriter) => void, sent?: () => void): void {
     if (this.closed || this.socket.destroyed) return;
     let w = new XdrWriter();
     let mark = w.reserveU32();
@@ -372,6 +375,7 @@ class RpcConnection {
       w.patchU32(mark, (LAST_FRAGMENT | length) >>> 0);
     }
     for (const c of w.chunksOut()) this.out.push(c);
+    if (sent) this.sentHooks.push(sent);
     this.outBytes += w.length;
     if (!this.flushQueued) {
       this.flushQueued = true;
@@ -393,14 +397,23 @@ class RpcConnection {
     if (out.length === 0) return;
     this.out = [];
     this.outBytes = 0;
+    const hooks = this.sentHooks;
+    if (hooks.length > 0) this.sentHooks = [];
     if (this.socket.destroyed) return;
+    const done =
+      hooks.length === 0
+        ? () => releaseSent(out)
+        : () => {
+            releaseSent(out);
+            for (const h of hooks) h();
+          };
     if (out.length === 1) {
-      this.socket.write(out[0] as Buffer);
+      this.socket.write(out[0] as Buffer, hooks.length > 0 ? done : undefined);
     } else {
       this.socket.cork();
       const last = out.length - 1;
       for (let i = 0; i < last; i++) this.socket.write(out[i] as Buffer);
-      this.socket.write(out[last] as Buffer, () => releaseSent(out));
+      this.socket.write(out[last] as Buffer, done);
       this.socket.uncork();
     }
     if (!this.closed) this.pump();
