@@ -173,6 +173,37 @@ describe('metadata store group commit', () => {
     expect(committedNames()).toContain('a3');
   });
 
+  it('a pending id row (written by the batch, not by the request) is what every read sees', () => {
+    const s = MetadataStore.open(dir);
+    try {
+      const root = s.rootId('v');
+      const a = s.ensureChild('v', root, 'a', 'a', { chg: 1n, sigM: 5n, sigC: 6n, sigS: 7n, native: '1:2:3' });
+      // Found by key and by id before it is written; a create at the name takes the same row.
+      expect(s.lookupChild('v', root, 'a')).toBe(a);
+      expect(s.getNode(a.id)).toBe(a);
+      expect(s.insertChild('v', root, 'a', 'a').id).toBe(a.id);
+      // A change of its state before the batch is written with it.
+      a.chg = 2n;
+      s.saveChange(a);
+      // A listing (any other statement) writes it first.
+      expect(s.children(root).map((r) => r.name)).toEqual(['a']);
+      // A transaction that fails does not take the row with it.
+      const b = s.ensureChild('v', root, 'b', 'b');
+      expect(() => s.transaction(() => {
+        s.moveNode('v', b.id, root, 'b2', 'b2');
+        throw new Error('boom');
+      })).toThrow('boom');
+      expect(s.lookupChild('v', root, 'b')?.id).toBe(b.id);
+    } finally {
+      s.close();
+    }
+    const db = new DatabaseSync(join(dir, 'portico.db'), { readOnly: true });
+    const r = db.prepare('SELECT chg, sig_m AS m, native FROM nodes WHERE name = ?').get('a') as { chg: number; m: number; native: string };
+    db.close();
+    expect(r).toEqual({ chg: 2, m: 5, native: '1:2:3' });
+    expect(committedNames()).toEqual(['a', 'b']);
+  });
+
   it('an in-memory store (tests) needs no group and behaves the same', () => {
     const s = MetadataStore.open(':memory:');
     const root = s.rootId('v');
