@@ -9,6 +9,8 @@
  * would be resent after reuse.
  */
 const SLAB = 1024 * 1024;
+/** The largest pooled READ buffer (a READ asking more gets a buffer of its own). */
+export const READ_SLAB = SLAB;
 const POOL_MIN = 64 * 1024;
 const KEEP = 32;
 

@@ -94,6 +94,23 @@ describe('filehandles', () => {
     expect((await c.call([ops.putfh(dir), ops.lookup('looked.txt'), ops.close(sid)])).status).toBe(NFS4ERR.OK);
   });
 
+  it('READ says eof exactly when the data reaches the end of the file', async () => {
+    const file = await fhOf('/mem/file.txt'); // "file content\n": 13 bytes
+    const anon: Stateid = { seqid: 0, other: Buffer.alloc(12) };
+    const read = async (offset: bigint, count: number): Promise<{ eof: boolean; data: string }> => {
+      const r = await c.call([ops.putfh(file), ops.read(anon, offset, count)]);
+      expect(r.status).toBe(NFS4ERR.OK);
+      const b = resultOf(r, OP.READ)!.body! as { eof: boolean; data: Buffer };
+      return { eof: b.eof, data: b.data.toString() };
+    };
+    expect(await read(0n, 13)).toEqual({ eof: true, data: 'file content\n' });
+    expect(await read(0n, 12)).toEqual({ eof: false, data: 'file content' });
+    expect(await read(0n, 5)).toEqual({ eof: false, data: 'file ' });
+    expect(await read(5n, 100)).toEqual({ eof: true, data: 'content\n' });
+    expect(await read(13n, 10)).toEqual({ eof: true, data: '' });
+    expect(await read(0n, 1024 * 1024)).toEqual({ eof: true, data: 'file content\n' });
+  });
+
   it('NOTDIR for a LOOKUP in a file, ISDIR for opening or reading a directory', async () => {
     const file = await fhOf('/mem/file.txt');
     expect((await c.call([ops.putfh(file), ops.lookup('x')])).status).toBe(NFS4ERR.NOTDIR);

@@ -12,7 +12,7 @@ import type { OpResult } from '../compound.ts';
 import type { ReadArgs } from '../xdr4/io.ts';
 import { fail, failWith, handleWith, ok, resolveStateid, type OpContext } from '../server/context.ts';
 import type { Stateid4 } from '../xdr4/common.ts';
-import { takeReadBuffer } from '../read-buffers.ts';
+import { READ_SLAB, takeReadBuffer } from '../read-buffers.ts';
 
 /** A handle for I/O on the current file through a stateid, and how to let it go afterwards. */
 export async function ioHandle(
@@ -48,11 +48,16 @@ export async function read(c: OpContext, a: ReadArgs): Promise<OpResult> {
     try {
       const count = Math.min(a.count, c.cur?.kind === 'file' ? c.cur.exp.maxRead : c.srv.exports.maxRead);
       if (a.offset > BigInt(Number.MAX_SAFE_INTEGER)) return ok(OP.READ, { eof: true, data: Buffer.alloc(0) });
+      // A read below the slab size asks one byte more: getting it means there is more (not eof),
+      // without an fstat per READ (a small file's open+read+close paid a third syscall for it).
+      // A 1 MiB READ keeps its slab-sized buffer and asks the size after a full read instead.
+      const extra = count > 0 && count < READ_SLAB ? 1 : 0;
       // Pooled unless the reply is kept for a replay (it would be resent after the buffer's reuse).
-      const buf = c.cacheThis ? Buffer.allocUnsafe(count) : takeReadBuffer(count);
-      const n = count === 0 ? 0 : await io.view.readInto(io.h, Number(a.offset), buf);
-      let eof = n < count;
-      if (!eof) eof = Number(a.offset) + n >= (await io.view.fstat(io.h)).size;
+      const buf = c.cacheThis ? Buffer.allocUnsafe(count + extra) : takeReadBuffer(count + extra);
+      const got = count === 0 ? 0 : await io.view.readInto(io.h, Number(a.offset), buf);
+      const n = Math.min(got, count);
+      let eof = got < count + extra;
+      if (!eof && extra === 0) eof = Number(a.offset) + n >= (await io.view.fstat(io.h)).size;
       return ok(OP.READ, { eof, data: buf.subarray(0, n) });
     } finally {
       await io.done();
