@@ -143,6 +143,8 @@ export class BlockPool {
 interface MemEntry {
   data: Buffer;
   version: string;
+  /** Set on a block only this tier holds (a small write's): spilled to the disk tier when evicted. */
+  spill?: BlockRef;
 }
 
 /**
@@ -164,6 +166,11 @@ export class MemoryTier {
   pool: BlockPool | undefined;
   /** Called when the ahead area shrinks (the read engine lets held read-ahead go on). */
   onAheadFreed: (() => void) | undefined;
+  /**
+   * Takes an evicted block marked `spill` (the disk tier writes it; `done` once it no longer reads
+   * `data`). Unset: such blocks are simply dropped.
+   */
+  onSpill: ((id: string, b: BlockRef, data: Buffer, done: () => void) => void) | undefined;
 
   constructor(maxBytes: number, meters: S3Meters) {
     this.meters = meters;
@@ -172,7 +179,8 @@ export class MemoryTier {
       sizeCalculation: (v) => Math.max(1, v.data.length),
       dispose: (v, id, reason) => {
         if (!this.ahead.has(id)) this.versions.remove(v.version, id);
-        this.pool?.release(v.data);
+        if (reason === 'evict' && v.spill !== undefined && this.onSpill !== undefined) this.onSpill(id, v.spill, v.data, () => this.pool?.release(v.data));
+        else this.pool?.release(v.data);
         if (reason === 'evict') meters.eviction('memory');
         meters.cacheBytes('memory', this.bytes);
       },
@@ -198,8 +206,11 @@ export class MemoryTier {
     return this.ahead.has(id) || this.lru.has(id);
   }
 
-  /** Stores a block; `ahead` = brought in by read-ahead, not read yet. */
-  set(id: string, b: BlockRef, data: Buffer, ahead = false): void {
+  /**
+   * Stores a block; `ahead` = brought in by read-ahead, not read yet; `spill` = the disk tier does
+   * not have it: it goes there when evicted (onSpill).
+   */
+  set(id: string, b: BlockRef, data: Buffer, ahead = false, spill = false): void {
     const version = objectKey(b.key, b.etag);
     if (ahead) {
       if (this.lru.has(id)) return;
@@ -211,7 +222,10 @@ export class MemoryTier {
       this.ahead.set(id, { data, version, at: Date.now() });
       this.aheadSize += data.length;
     } else {
-      if (data.length > this.lru.maxSize) return;
+      if (data.length > this.lru.maxSize) {
+        if (spill) this.onSpill?.(id, b, data, () => this.pool?.release(data));
+        return;
+      }
       // Setting the same buffer again only refreshes it (a replaced entry's buffer is released).
       if (this.lru.peek(id)?.data === data) {
         this.lru.get(id);
@@ -222,7 +236,7 @@ export class MemoryTier {
         this.takeAhead(id, old);
         if (old.data !== data) this.pool?.release(old.data);
       }
-      this.lru.set(id, { data, version });
+      this.lru.set(id, spill ? { data, version, spill: b } : { data, version });
     }
     this.versions.add(version, id);
     this.meters.cacheBytes('memory', this.bytes);

@@ -170,6 +170,7 @@ export class ReadEngine {
     this.pool = new BlockPool(o.blockSize, 4);
     memory.pool = this.pool;
     memory.onAheadFreed = () => this.wake();
+    if (disk !== undefined) memory.onSpill = (id, b, data, done) => disk.put(id, b, data, done);
   }
 
   /** Records the current ETag of a key; the blocks of an older version are dropped. */
@@ -192,20 +193,12 @@ export class ReadEngine {
   }
 
   /**
-   * A small object just written whole (one PutObject): its blocks go to the disk tier in the
-   * background (seed() puts them in memory at once). The caller must not change `data` afterwards.
+   * Puts freshly written content (a small object written whole, one PutObject) in the memory tier:
+   * read-your-writes without a GET. Its blocks reach the disk tier only when memory evicts them:
+   * a file write per small PUT (open, writev, close, rename through the thread pool) had cost about
+   * a fifth of the gateway's CPU per 4 KiB PUT (6.7 -> 5.2 ms of process CPU time each without
+   * it). A restart loses what memory held: those files are read from the store again.
    */
-  stored(key: string, etag: string, data: Buffer): void {
-    const disk = this.disk;
-    if (disk === undefined) return;
-    const B = this.blockSize;
-    for (let i = 0; i * B < data.length; i++) {
-      const ref = { key, etag, index: i };
-      disk.put(blockId(B, ref), ref, data.subarray(i * B, Math.min(data.length, (i + 1) * B)));
-    }
-  }
-
-  /** Puts freshly written content in the memory tier (read-your-writes without a GET). */
   seed(v: ObjectVersion, data: Buffer): void {
     this.observe(v.key, v.etag);
     const B = this.blockSize;
@@ -214,7 +207,7 @@ export class ReadEngine {
       const part = data.subarray(i * B, Math.min(data.length, (i + 1) * B));
       const copy = this.take(part.length);
       part.copy(copy);
-      this.memory.set(blockId(B, ref), ref, copy);
+      this.memory.set(blockId(B, ref), ref, copy, false, this.disk !== undefined);
     }
   }
 

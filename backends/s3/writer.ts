@@ -72,7 +72,6 @@ export interface WriterHost {
   /** The read engine: written bytes are teed into its disk tier (read-after-write without a GET). */
   readonly engine?: {
     sink(key: string, sizeHint: number | undefined): BlockSink | undefined;
-    stored(key: string, etag: string, data: Buffer): void;
   };
 }
 
@@ -118,9 +117,9 @@ export class S3Writer implements PatchWriter {
   /**
    * Multipart uploads: every part, as it ships, also goes into the disk block cache, adopted under
    * the new ETag at commit (block-cache.ts BlockSink). Off after a server-side copied part (its
-   * bytes never pass through here) or a spooled part. A single-PutObject body is handed to the
-   * caches after the PUT instead (memory at once, disk in the background): no file work on a small
-   * write's path.
+   * bytes never pass through here) or a spooled part. A single-PutObject body is seeded into the
+   * memory tier after the PUT instead (published()), and reaches the disk tier only if memory
+   * evicts it: no file work on a small write's path.
    */
   private sink: BlockSink | undefined;
   private sinkOff = false;
@@ -416,7 +415,6 @@ export class S3Writer implements PatchWriter {
         if (await this.host.exists(this.p.key, this.p.path)) throw new VfsError('EEXIST', undefined, { path: this.p.path });
         return put();
       }) : await put();
-      this.host.engine?.stored(this.p.key, etag, body);
       return await this.host.published(this.p.path, this.p.key, etag, body, undefined);
     } finally {
       if (part !== undefined) await releasePart(part);

@@ -77,6 +77,26 @@ describe('read-after-write: backend writer', () => {
     expect(b.meters.local.corruptions).toBe(0);
   });
 
+  it('a small object written whole stays in memory, no file written, and goes to the disk tier when memory evicts it', async () => {
+    const b = env.backend({ blockSize: BLOCK, memoryCacheBytes: 2 * MiB, cacheDir: join(env.tempDir(), 'blocks') });
+    const data = pattern(300 * KiB + 5, 21);
+    const w = await b.createWriter('/s.txt', { sizeHint: data.length });
+    await w.write(data);
+    await w.commit();
+    expect(env.proxy.count('UploadPart')).toBe(0);
+    expect(b.disk!.bytes).toBe(0);
+    // More small writes than memory holds push the first one out: it is written to the disk tier.
+    for (let i = 0; i < 3; i++) {
+      const o = await b.createWriter(`/o${i}.txt`, { sizeHint: 900 * KiB });
+      await o.write(pattern(900 * KiB, 30 + i));
+      await o.commit();
+    }
+    await until(() => b.disk!.bytes >= data.length, 30_000, 'the evicted block in the disk tier');
+    env.proxy.resetLog();
+    expect((await readAll(b, '/s.txt', data.length)).equals(data)).toBe(true);
+    expect(objectGets()).toBe(0);
+  });
+
   it('a sink never holds the writer up: bytes past its disk backlog leave their blocks out, the rest is exact', async () => {
     const tier = new DiskTier({ dir: join(env.tempDir(), 'blocks'), maxBytes: 1024 * MiB }, new S3Meters(undefined, 'sink-test'));
     const sink = tier.sink('k', BLOCK, undefined)!;
