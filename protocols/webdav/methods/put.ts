@@ -104,6 +104,10 @@ async function receive(ctx: DavContext, w: ContentWriter): Promise<void> {
   let total = 0;
   let parts: Buffer[] = [];
   let pending = 0;
+  // One batch is written while the next one is read from the socket (at most two batches held):
+  // awaiting each write before reading on left the socket idle during every disk write (a staged
+  // PUT) or part hand-over. Writes stay in order: a batch starts once the previous one finished.
+  let writing: Promise<void> | undefined;
   const flush = async (): Promise<void> => {
     if (pending === 0) return;
     const batch = parts;
@@ -111,17 +115,25 @@ async function receive(ctx: DavContext, w: ContentWriter): Promise<void> {
     total += n;
     parts = [];
     pending = 0;
-    if (batch.length === 1) await w.write(batch[0]!);
-    else await w.writev(batch);
-    countForGc(n);
+    await writing;
+    writing = (batch.length === 1 ? w.write(batch[0]!) : w.writev(batch)).then(() => countForGc(n));
+    // A failure is seen at the next flush or at the end; until then it must not count as unhandled.
+    writing.catch(() => undefined);
   };
-  for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
-    parts.push(chunk);
-    pending += chunk.length;
-    if (pending >= WRITE_BATCH) await flush();
+  try {
+    for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
+      parts.push(chunk);
+      pending += chunk.length;
+      if (pending >= WRITE_BATCH) await flush();
+    }
+  } finally {
+    // The writer is aborted by the caller on a failure: never while a write of ours still runs.
+    await writing?.catch(() => undefined);
   }
   if (!ctx.req.complete) throw new HttpError(499, 'client went away during PUT');
+  await writing;
   await flush();
+  await writing;
   ctx.bodyConsumed = true;
   const declared = ctx.req.headers['content-length'];
   if (declared !== undefined && Number(declared) !== total) throw new HttpError(400, 'body shorter than Content-Length');
