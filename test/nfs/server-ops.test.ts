@@ -6,6 +6,8 @@
  * between two clients, an xattr shown as a WebDAV dead property, and handles that survive a
  * restart of the gateway.
  */
+import { mkdirSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FATTR4, NFS4ERR, OP } from '../../protocols/nfs/nfs4-types.ts';
 import { dav } from '../webdav/helpers.ts';
@@ -117,6 +119,12 @@ describe('filehandles', () => {
     expect((await c.call([...c.lookupPath('/mem'), ops.open(c.clientid, 'o1', 'dir', { access: 1 })])).status).toBe(NFS4ERR.ISDIR);
     const dir = await fhOf('/mem/dir');
     expect((await c.call([ops.putfh(dir), ops.read({ seqid: 0, other: Buffer.alloc(12) }, 0n, 10)])).status).toBe(NFS4ERR.ISDIR);
+    // OPEN without create of a directory (read or write) or a symlink, on disk too; a missing name is NOENT.
+    mkdirSync(join(stack.diskDir, 'opendir'), { recursive: true });
+    symlinkSync('file.txt', join(stack.diskDir, 'openlink'));
+    for (const [name, status] of [['opendir', NFS4ERR.ISDIR], ['openlink', NFS4ERR.SYMLINK], ['missing', NFS4ERR.NOENT]] as const) {
+      for (const access of [1, 3]) expect((await c.call([...c.lookupPath('/disk'), ops.open(c.clientid, 'o1', name, { access })])).status, `${name} ${access}`).toBe(status);
+    }
   });
 
   it('handles survive a rename of their directory', async () => {
