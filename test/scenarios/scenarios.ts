@@ -533,6 +533,22 @@ export const scenarios: Scenario[] = [
     },
   },
   {
+    // What every client does with such names when another client made them: a client that cannot
+    // create them (SMB, posixNames false) still lists, reads and removes them by their exact name.
+    name: 'names Windows cannot use, made by the peer, are listed, read and removed by the client',
+    namesOnly: true,
+    share: 'caseSensitive',
+    async run(c, ctx) {
+      // No ':' here: on SMB a colon addresses a named stream, so such a name cannot be asked for.
+      const names = ['what?', 'say "hi"', '<angle>', 'pipe|line', 'star*', 'trailing.', 'trailing ', 'CON', 'nul.txt', 'COM1.log'];
+      for (const n of names) await ctx.peer.writeFile(ctx.p(n), text(n));
+      expect(await listed(c, ctx.dir)).toEqual([...names].sort());
+      for (const n of names) await expectContent(c, ctx.p(n), text(n));
+      for (const n of names) await c.remove(ctx.p(n));
+      expect(await listed(ctx.peer, ctx.dir)).toEqual([]);
+    },
+  },
+  {
     name: 'Unicode and emoji names round-trip exactly (files and directories)',
     namesOnly: true,
     async run(c, ctx) {
