@@ -157,6 +157,20 @@ export class S3Transport {
       responseChecksumValidation: 'WHEN_REQUIRED',
       requestHandler: secure ? { httpsAgent: this.agent as https.Agent } : { httpAgent: this.agent },
     });
+    // Over TLS, uploaded bodies are sent with an unsigned payload (x-amz-content-sha256:
+    // UNSIGNED-PAYLOAD, as AWS documents it for SigV4): TLS already protects them, and the SDK
+    // would otherwise hash every uploaded byte with SHA-256 on the event loop before sending it
+    // (a CPU profile of a 64 MiB WebDAV PUT: 171 ms in that hash, 92 ms copying into parts). Plain http
+    // keeps the signed payload: there it is the body's only integrity check.
+    if (secure) {
+      this.client.middlewareStack.add((next, context) => async (args) => {
+        const req = args.request as { headers?: Record<string, string> } | undefined;
+        if ((context.commandName === 'PutObjectCommand' || context.commandName === 'UploadPartCommand') && req?.headers !== undefined) {
+          req.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
+        }
+        return next(args);
+      }, { step: 'build', name: 'porticoUnsignedPayload' });
+    }
   }
 
   /**

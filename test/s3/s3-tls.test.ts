@@ -30,6 +30,8 @@ let endpoint: string;
 let caFile: string;
 let otherCaFile: string;
 let accepted = 0;
+/** The last plaintext requests the proxy passed to s3rver (headers and bodies). */
+let sent = '';
 
 function makeCa(name: string): { key: string; cert: string } {
   const key = join(dir, `${name}.key`);
@@ -55,6 +57,9 @@ beforeAll(async () => {
   // TLS in front of s3rver's plain HTTP: what a load balancer with the company's certificate does.
   proxy = tls.createServer({ key: readFileSync(srvKey), cert: readFileSync(srvCert) }, (client) => {
     const up = net.connect(s3.port, '127.0.0.1');
+    client.on('data', (d: Buffer) => {
+      sent = (sent + d.toString('latin1')).slice(-64 * 1024);
+    });
     client.pipe(up).pipe(client);
     client.on('error', () => up.destroy());
     up.on('error', () => client.destroy());
@@ -99,6 +104,15 @@ describe('S3 over TLS with a private CA', () => {
     await put(b, '/hello.txt', 'over TLS');
     expect(await text(b, '/hello.txt')).toBe('over TLS');
     await b.check();
+  });
+
+  it('uploads go with an unsigned payload over TLS (no SHA-256 of every byte), and the store takes them', async () => {
+    process.env.AWS_CA_BUNDLE = caFile;
+    const b = await backend('unsigned');
+    sent = '';
+    await put(b, '/u.txt', 'unsigned over TLS');
+    expect(sent).toMatch(/^PUT [^\r\n]*u\.txt[^\r\n]* HTTP\/1\.1\r\n(?:[^\r\n]+\r\n)*x-amz-content-sha256: UNSIGNED-PAYLOAD\r\n/im);
+    expect(await text(b, '/u.txt')).toBe('unsigned over TLS');
   });
 
   it('without it: EIO at once, naming the certificate problem and AWS_CA_BUNDLE / s3.tls.ca; the circuit stays closed', async () => {
