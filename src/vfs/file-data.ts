@@ -116,7 +116,18 @@ export class FileData {
       this.host.emit(v, 'modify', h.fileId, h.path, 'file');
     }
     h.file = await v.backend.openFile(h.path, { write: false });
-    if (h.access.write) {
+    if (!h.access.write) {
+      // Another handle's writes not published yet are in its stage: a reader shares it, so it reads
+      // what getattr reports (the staged size) — reading the object instead gave a WebDAV GET a
+      // Content-Length longer than its body. Without a stage the object is the content.
+      const live = this.stages.get(h.fileId);
+      if (live !== undefined) {
+        live.refs++;
+        h.stage = live;
+      }
+      return;
+    }
+    {
       // A stage still uploading from the last close must land before a new one reads the object.
       await this.stagesClosing.get(h.fileId);
       let stage = this.stages.get(h.fileId);
@@ -239,6 +250,11 @@ export class FileData {
             await stage.discard();
           }
         });
+      } else if (h.access.write && !h.orphaned && ![...this.host.handlesOf(h.fileId)].some((o) => o !== h && o.stage === stage && o.access.write)) {
+        // The last writer's close publishes (the sync-mode promise: closed means in the store),
+        // even while readers still share the stage; they keep reading it, rebased on what was
+        // published, and the last of them discards it.
+        await this.trackClosing(h.fileId, async () => void (await stage.publish()));
       }
     }
   }
