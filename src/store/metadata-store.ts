@@ -41,8 +41,8 @@
  * their objects hold then, when the group commits (GROUP_COMMIT_MS, GROUP_COMMIT_ROWS) or before any
  * other statement that reads or writes the table. Measured on a 4 KiB GET paced like one client
  * (session open+read+close, 1 ms apart, shared 2-core VM at load ~14): the store's part of a first
- * access 100 -> 53 µs of CPU on the request (BEGIN IMMEDIATE and the INSERT ... RETURNING moved
- * into the batch, which writes ~3 rows per commit at that pace). Crash semantics are the group's:
+ * access 89 -> 50 µs of CPU on the request (BEGIN IMMEDIATE and the INSERT ... RETURNING moved
+ * into the batch, which writes ~3 rows per commit at that pace and costs 16 -> 32 µs a row). Crash semantics are the group's:
  * a process crash loses the rows of the last GROUP_COMMIT_MS (a file then gets a new id at its
  * next lookup; an NFS handle or ETag holding the lost id gets ESTALE or a changed ETag, never
  * another file), as before this step. docs/ARCHITECTURE.md "Cost per operation" says why that is

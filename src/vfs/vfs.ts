@@ -34,7 +34,8 @@ import { VfsError, isVfsError } from './errors.ts';
 import { joinPath, parentPath } from './path.ts';
 import { Volume, type VolumeOptions } from './volume.ts';
 import { ChangeTracker, REPLACED } from './change-tracker.ts';
-import { AttrCache } from './attr-cache.ts';
+import { AttrCache, ATTR_CACHE_TTL_MS } from './attr-cache.ts';
+import { ListingCache } from './listing-cache.ts';
 import { TreeOps, type TreeError, type TreeGuard } from './tree-ops.ts';
 import { NamespaceOps } from './namespace.ts';
 import { FileData } from './file-data.ts';
@@ -143,6 +144,11 @@ export type { TreeError, TreeGuard } from './tree-ops.ts';
 const READDIR_DEFAULT = 1000;
 const READDIR_MAX = 10_000;
 
+/** A directory's key in the listing cache. */
+function listingKey(v: Volume, dir: string): string {
+  return `${v.name}\0${dir}`;
+}
+
 export class Vfs {
   readonly store: MetadataStore;
   readonly locks: LockManager;
@@ -163,6 +169,8 @@ export class Vfs {
   private readonly volumes = new Map<string, Volume>();
   private readonly changes: ChangeTracker;
   private readonly attrCache: AttrCache;
+  /** Whole listings of directories paged through, served again without a stat per entry (listing-cache.ts). */
+  private readonly listings: ListingCache;
   /**
    * Names of recently listed entries, so a cookie stays resumable after its entry is deleted.
    * maxSize with unit sizes, not max: the same bound without preallocating 50,000 slots up front.
@@ -192,6 +200,7 @@ export class Vfs {
     this.locks = options.locks ?? new LockManager();
     this.changes = new ChangeTracker(this.store);
     this.attrCache = new AttrCache(options.attrCacheMs);
+    this.listings = new ListingCache(options.attrCacheMs ?? ATTR_CACHE_TTL_MS);
     const stageDir = options.stageDir ?? join(tmpdir(), 'portico-stage');
     this.events.setMaxListeners(0);
     this.writeBack = new WriteBack({
@@ -466,6 +475,12 @@ export class Vfs {
    */
   private emit(v: Volume, kind: ChangeKind, id: FileId, path: string, type: FileAttr['type'], oldPath?: string): bigint {
     this.attrCache.drop(id);
+    // A renamed or removed directory moves or ends every listing below it; else the name's directory.
+    if (type === 'dir' && (kind === 'rename' || kind === 'delete')) this.listings.clear();
+    else {
+      this.listings.drop(listingKey(v, parentPath(path)));
+      if (oldPath !== undefined) this.listings.drop(listingKey(v, parentPath(oldPath)));
+    }
     let change = 0n;
     if (kind !== 'delete') {
       const row = v.cachedRow(id) ?? this.store.getNode(id);
@@ -716,7 +731,17 @@ export class Vfs {
     const dirRow = v.row(r.path);
     let after: string | undefined;
     if (options.cookie !== undefined && options.cookie !== 0n) after = this.cookieName(v, dirRow.id, options.cookie);
-    const page = await v.backend.list(r.path, after === undefined ? { limit } : { after, limit });
+    // A listing paged through before and still valid for the directory's fresh stat costs no
+    // backend call and no stat per entry (listing-cache.ts says when it is valid).
+    // Not where directory times do not move (object stores), nor with async write-back (an upload
+    // landing later changes a member's stat without a change event).
+    const cacheable = v.backend.capabilities.constantDirectoryTimes !== true && !this.writeBack.active(v.name);
+    const lkey = listingKey(v, r.path);
+    let page = cacheable ? this.listings.page(lkey, r.stat, after, limit) : undefined;
+    if (page === undefined) {
+      page = await v.backend.list(r.path, after === undefined ? { limit } : { after, limit });
+      this.listings.listed(lkey, r.stat, after, page, cacheable);
+    }
     v.listed(r.path, after, page);
     v.touchListed(r.path, page.entries);
     const seen = new Set<string>();
@@ -832,6 +857,7 @@ export class Vfs {
     const p = v.normalize(path);
     v.forgetCachedRows();
     this.attrCache.clear();
+    this.listings.clear();
     v.backend.invalidate?.(p);
   }
 
@@ -870,6 +896,8 @@ export class Vfs {
     if (found && known !== undefined) return;
     v.invalidate(path);
     v.backend.invalidate?.(path);
+    this.listings.drop(listingKey(v, path));
+    if (path !== '/') this.listings.drop(listingKey(v, parentPath(path)));
     let attr: FileAttr | undefined;
     try {
       attr = await this.getattr(volume, path);
