@@ -129,7 +129,7 @@ const GROUP_COMMIT_ROWS = 256;
  * (into the open group or transaction) before it runs, so it sees the table as if they had been
  * inserted at once.
  */
-const NO_FLUSH = new Set(['child', 'get', 'linkAt', 'linkGet', 'linksOf', 'fileGet', 'fileAny', 'linkAny', 'kvGet', 'props', 'prop', 'migGet', 'seqGet', 'tmPending']);
+const NO_FLUSH = new Set(['child', 'childrenByKeys', 'get', 'linkAt', 'linkGet', 'linksOf', 'fileGet', 'fileAny', 'linkAny', 'kvGet', 'props', 'prop', 'migGet', 'seqGet', 'tmPending']);
 /** Ids reserved per durable reservation. */
 const ID_RESERVE = 4096n;
 
@@ -358,6 +358,7 @@ export class MetadataStore {
       get: prep(`SELECT ${NODE_COLS} FROM nodes WHERE id = ?`),
       move: prep('UPDATE nodes SET parent = ?, name = ?, key = ? WHERE id = ?'),
       rename: prep('UPDATE nodes SET name = ? WHERE id = ?'),
+      childrenByKeys: prep(`SELECT ${NODE_COLS} FROM nodes WHERE vol = ? AND parent = ? AND key IN (SELECT value FROM json_each(?))`),
       children: prep(`SELECT ${NODE_COLS} FROM nodes WHERE parent = ? AND key > ? ORDER BY key LIMIT ?`),
       delSubtree: prep(`WITH RECURSIVE sub(id) AS (SELECT ? UNION ALL SELECT n.id FROM nodes n JOIN sub ON n.parent = sub.id)
                         SELECT id FROM sub`),
@@ -665,11 +666,30 @@ export class MetadataStore {
   }
 
   /**
+   * The rows of several names of one directory (a listed page) in one query, pending rows
+   * included: key -> row; a key absent from the map has no row. Lets ensureChild skip its lookup.
+   */
+  childrenByKeys(vol: string, parent: FileId, keys: readonly string[]): Map<string, NodeRow> {
+    const out = new Map<string, NodeRow>();
+    const ask: string[] = [];
+    for (const k of keys) {
+      const p = this.pending.size > 0 ? this.pending.get(pendingKey(vol, parent, k)) : undefined;
+      if (p !== undefined) out.set(k, p);
+      else ask.push(k);
+    }
+    if (ask.length > 0) {
+      for (const r of this.row('childrenByKeys').all(vol, parent, JSON.stringify(ask)) as unknown as NodeRow[]) out.set(r.key, r);
+    }
+    return out;
+  }
+
+  /**
    * A child's row, inserted when it has none yet (with the change state of its first stat when the
    * caller has one: src/vfs/change-tracker.ts). Keeps the stored display name current.
    */
-  ensureChild(vol: string, parent: FileId, name: string, key: string, init?: ChangeInit): NodeRow {
-    const r = this.lookupChild(vol, parent, key);
+  ensureChild(vol: string, parent: FileId, name: string, key: string, init?: ChangeInit, known?: NodeRow | null): NodeRow {
+    // `known`: the row childrenByKeys just found for the name (null: none), so no lookup of its own.
+    const r = known === undefined ? this.lookupChild(vol, parent, key) : (known ?? undefined);
     if (r) {
       if (r.name !== name) {
         this.w('rename').run(name, r.id);

@@ -744,6 +744,8 @@ export class Vfs {
     }
     v.listed(r.path, after, page);
     v.touchListed(r.path, page.entries);
+    // The stored rows of the page's uncached names in one query (no awaits below: nothing changes them meanwhile).
+    const known = v.knownRows(r.path, dirRow, page.entries);
     const seen = new Set<string>();
     // New ids join the metadata store's group commit (one transaction for many rows).
     const entries: DirEntry[] = [];
@@ -754,7 +756,7 @@ export class Vfs {
       const key = v.key(nfc);
       if (seen.has(key)) continue;
       seen.add(key);
-      const row = v.childRow(r.path, dirRow, e.name, e);
+      const row = v.childRow(r.path, dirRow, e.name, e, known?.get(e.name));
       const attr = this.attr(v, row, e);
       // A name's cookie is its file's id, or its own link id for another name of a file (hard links).
       entries.push({ name: nfc, cookie: v.cookieOf(r.path, dirRow.id, e.name, row), attr });

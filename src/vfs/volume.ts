@@ -338,14 +338,34 @@ export class Volume {
     for (const e of entries) this.rows.get(joinPath(parentPathStr, e.name));
   }
 
+  /**
+   * The stored rows of a listed page's names whose rows are not cached, in one store query (name ->
+   * row, null: none yet), for childRow: a first listing of a directory then costs one query per
+   * page instead of one per name. Nothing when the store has hard-link rows (a linked name's
+   * resolution may move other rows of the directory between two childRow calls).
+   */
+  knownRows(parentPathStr: string, parent: NodeRow, entries: readonly BackendStat[]): Map<string, NodeRow | null> | undefined {
+    if (this.store.hasLinks) return undefined;
+    const keys = new Map<string, string>();
+    for (const e of entries) {
+      if (this.rows.has(joinPath(parentPathStr, e.name))) continue;
+      keys.set(e.name, this.key(e.name.normalize('NFC')));
+    }
+    if (keys.size < 2) return undefined;
+    const rows = this.store.childrenByKeys(this.name, parent.id, [...keys.values()]);
+    const out = new Map<string, NodeRow | null>();
+    for (const [name, key] of keys) out.set(name, rows.get(key) ?? null);
+    return out;
+  }
+
   /** Row of a child given its parent's row and its listed stat (readdir, a whole page at once). */
-  childRow(parentPathStr: string, parent: NodeRow, name: string, st?: BackendStat): NodeRow {
+  childRow(parentPathStr: string, parent: NodeRow, name: string, st?: BackendStat, known?: NodeRow | null): NodeRow {
     const path = joinPath(parentPathStr, name);
     const cached = this.rows.get(path);
     if (cached) return this.checked(path, cached, st);
     if (this.linked(st)) return this.checked(path, this.linkedRow(path, parent.id, st), st);
     const nfc = name.normalize('NFC');
-    const row = this.store.ensureChild(this.name, parent.id, nfc, this.key(nfc), st && initialChange(st));
+    const row = this.store.ensureChild(this.name, parent.id, nfc, this.key(nfc), st && initialChange(st), known);
     return this.checked(path, this.cache(path, row), st);
   }
 

@@ -185,8 +185,13 @@ describe('metadata store group commit', () => {
       // A change of its state before the batch is written with it.
       a.chg = 2n;
       s.saveChange(a);
+      // The rows of a listed page in one query: pending and written rows alike, none for new names.
+      const many = s.childrenByKeys('v', root, ['a', 'zz']);
+      expect(many.get('a')).toBe(a);
+      expect(many.has('zz')).toBe(false);
       // A listing (any other statement) writes it first.
       expect(s.children(root).map((r) => r.name)).toEqual(['a']);
+      expect(s.childrenByKeys('v', root, ['a']).get('a')?.id).toBe(a.id);
       // A transaction that fails does not take the row with it.
       const b = s.ensureChild('v', root, 'b', 'b');
       expect(() => s.transaction(() => {
