@@ -10,7 +10,7 @@
  */
 import {
   close as closeCb, closeSync, constants as C, existsSync, fchown as fchownCb, fchownSync, fdatasync as fdatasyncCb, fstatSync, fsync as fsyncCb, ftruncate, linkSync, lstatSync, mkdirSync,
-  open as openCb, openSync, promises as fsp, readlinkSync, realpathSync, renameSync, statSync, unlinkSync, type BigIntStats,
+  open as openCb, openSync, promises as fsp, readlinkSync, realpathSync, renameSync, statSync, statfsSync, unlinkSync, type BigIntStats,
 } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
@@ -123,6 +123,17 @@ function tempName(): string {
   return `${TEMP_PREFIX}${TEMP_PROCESS}-${(tempCounter++).toString(36)}`;
 }
 
+/** statfs f_type of ext2/3/4, xfs, btrfs, tmpfs, f2fs, zfs, bcachefs, overlayfs: ns file times from the kernel clock. */
+const FINE_TIME_FS = new Set<number>([0xef53, 0x58465342, 0x9123683e, 0x01021994, 0xf2f52010, 0x2fc12fc1, 0xca451a4e, 0x794c7630]);
+
+function fileSystemType(dir: string): number {
+  try {
+    return Number(statfsSync(dir).type) >>> 0;
+  } catch {
+    return 0;
+  }
+}
+
 export class LocalBackend implements Backend, WriterHost {
   readonly kind = 'local';
   readonly capabilities: BackendCapabilities = {
@@ -192,6 +203,8 @@ export class LocalBackend implements Backend, WriterHost {
       throw new VfsError(toVfsError(e).code, `cannot use ${abs} as a share root: ${(e as Error).message}`, { cause: e });
     }
     this.rootPrefix = this.root === '/' ? '/' : this.root + '/';
+    // File systems whose times come from the kernel's clock at its tick (1-10 ms) or finer.
+    if (FINE_TIME_FS.has(fileSystemType(this.root))) this.capabilities.directoryTimeGranularityMs = 20;
     this.fsync = options.fsync ?? true;
     this.procFd = existsSync('/proc/self/fd');
     const inline = options.inlineIo ?? 'auto';

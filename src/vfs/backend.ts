@@ -69,6 +69,12 @@ export interface BackendCapabilities {
    */
   constantDirectoryTimes?: boolean;
   /**
+   * How coarse directory times may be, in ms: a directory changed less than this before a listing
+   * was taken may change again without its times moving, so the VFS keeps no listing of it
+   * (src/vfs/listing-cache.ts). Optional; absent means 2,000 (FAT keeps mtime in 2 s steps).
+   */
+  directoryTimeGranularityMs?: number;
+  /**
    * Names starting with this prefix are the backend's own (local: atomic-write temp files). They are
    * hidden from listings, so the VFS refuses to let a client create or address one.
    */

@@ -7,8 +7,8 @@
  * between, and it is served only while all of these hold:
  * - the directory's fresh stat (every readdir stats the directory anyway) shows the signature the
  *   listing was built under (mtime, ctime, size, native id): a name added or removed outside
- *   Portico changes the directory's mtime and ctime. A directory changed within RACY_MS of the
- *   build is not kept (a change in the same clock tick would leave the times as they were), and
+ *   Portico changes the directory's mtime and ctime. A directory changed within RACY_MS (or the
+ *   backend's capabilities.directoryTimeGranularityMs) of the build is not kept (a change in the same clock tick would leave the times as they were), and
  *   backends without directory times (object stores) keep none;
  * - no change through Portico touched the directory or a member since the build (Vfs.emit drops
  *   the listing of the changed name's directory, and a directory rename or removal drops them
@@ -26,7 +26,7 @@
 import { LRUCache } from 'lru-cache';
 import type { BackendStat, ListPage } from './backend.ts';
 
-/** A directory changed this recently when its listing was built is not kept. */
+/** A directory changed this recently when its listing was built is not kept (unless the backend says its times are finer). */
 const RACY_MS = 2000;
 const MAX_ENTRIES = 200_000;
 const MAX_LISTING = 100_000;
@@ -107,13 +107,13 @@ export class ListingCache {
   }
 
   /** A page the backend listed: continues (or starts) the build of the directory's listing. */
-  listed(dir: string, dirStat: BackendStat, after: string | undefined, page: ListPage, changeable: boolean): void {
+  listed(dir: string, dirStat: BackendStat, after: string | undefined, page: ListPage, changeable: boolean, racyMs = RACY_MS): void {
     if (this.ttlMs <= 0 || !changeable) return;
     const sig = signature(dirStat);
     let b = this.building.get(dir);
     if (after === undefined) {
       const changed = Number((dirStat.mtimeNs > dirStat.ctimeNs ? dirStat.mtimeNs : dirStat.ctimeNs) / 1_000_000n);
-      if (Date.now() - changed < RACY_MS) {
+      if (Date.now() - changed < racyMs) {
         this.building.delete(dir);
         return;
       }

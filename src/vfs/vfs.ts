@@ -740,7 +740,7 @@ export class Vfs {
     let page = cacheable ? this.listings.page(lkey, r.stat, after, limit) : undefined;
     if (page === undefined) {
       page = await v.backend.list(r.path, after === undefined ? { limit } : { after, limit });
-      this.listings.listed(lkey, r.stat, after, page, cacheable);
+      this.listings.listed(lkey, r.stat, after, page, cacheable, v.backend.capabilities.directoryTimeGranularityMs);
     }
     v.listed(r.path, after, page);
     v.touchListed(r.path, page.entries);
