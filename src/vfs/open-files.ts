@@ -291,7 +291,10 @@ export class OpenFiles {
 
   async fstat(h: Handle): Promise<FileAttr> {
     this.live(h);
-    const st = h.file ? await h.file.stat() : await h.volume.backend.stat(h.path);
+    // The open descriptor answers on random-write backends (fstat). On object stores the backend
+    // file is the version the open found: a pending upload landing meanwhile (async write-back)
+    // makes it stale, so ask for the file as it is now (cached by the backend).
+    const st = h.file && h.volume.backend.capabilities.randomWrites ? await h.file.stat() : await h.volume.backend.stat(h.path);
     if (h.stage?.dirty) st.size = h.stage.size;
     return this.host.attr(h.volume, h.volume.row(h.path), st);
   }

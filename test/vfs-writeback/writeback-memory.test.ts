@@ -320,6 +320,24 @@ describe('async write-back (memory:objectstore)', () => {
     }
   });
 
+  it('fstat of a handle opened while the upload was pending shows the file as it is once the upload lands', async () => {
+    const mem = objectStore();
+    const env = await start(mem);
+    env.g.close();
+    await writeFile(env.vfs, '/f', 'five!');
+    const h = await env.vfs.open('s', '/f', { access: RO, owner: 'attrs', expect: 'file' });
+    try {
+      expect((await env.vfs.fstat(h)).size).toBe(5);
+      env.g.open();
+      await drained(env);
+      expect(await stored(mem, '/f')).toBe('five!');
+      // The backend file of the open is the version it found (the empty object of the create).
+      expect((await env.vfs.fstat(h)).size).toBe(5);
+    } finally {
+      await env.vfs.close(h);
+    }
+  });
+
   it('start-up removes stage files no journal record references', async () => {
     const mem = objectStore();
     const env = await start(mem);
