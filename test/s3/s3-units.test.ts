@@ -5,6 +5,8 @@ import { CircuitBreaker, TruncatedBodyError, backoffMs, classify } from '../../b
 import { parseS3Source, parseSize } from '../../backends/s3/config.ts';
 import { createBackend } from '../../backends/index.ts';
 import { isVfsError } from '../../src/vfs/errors.ts';
+import { MetaCache } from '../../backends/s3/meta-cache.ts';
+import { S3Meters } from '../../backends/s3/s3-metrics.ts';
 
 const defaults = { fileMode: 0o644, dirMode: 0o755, uid: 0, gid: 0 };
 
@@ -151,5 +153,42 @@ describe('s3:// sources', () => {
     expect(b.rename).toBeUndefined();
     expect(typeof b.copy).toBe('function');
     await b.close();
+  });
+});
+
+describe('directory membership (meta-cache.ts)', () => {
+  const cache = (): MetaCache => new MetaCache({ ttlMs: 60_000 }, new S3Meters(undefined, 'unit'));
+
+  it('a listing raced by our own write is completed with the names we touched since it started', () => {
+    const m = cache();
+    expect(m.wantsMembership('p/d/')).toBe(true);
+    const since = m.now();
+    // Our PUT of p/d/new lands while the listing (which did not see it) is in flight.
+    m.forgetListing('p/d/', 'new');
+    m.setComplete('p/d/', ['old'], since);
+    expect(m.wantsMembership('p/d/')).toBe(false);
+    expect(m.knownMissing('p/d/new')).toBe(false);
+    expect(m.knownMissing('p/d/old')).toBe(false);
+    expect(m.knownMissing('p/d/other')).toBe(true);
+  });
+
+  it('a raced listing is dropped when the names touched since are no longer known; a large directory is not listed again', () => {
+    const m = cache();
+    const since = m.now();
+    m.forgetListing('p/d/');
+    m.setComplete('p/d/', ['old'], since);
+    expect(m.knownMissing('p/d/other')).toBe(false);
+    expect(m.wantsMembership('p/d/')).toBe(true);
+    m.setLarge('p/d/');
+    expect(m.wantsMembership('p/d/')).toBe(false);
+    m.invalidate('p/d/x');
+    expect(m.wantsMembership('p/d/')).toBe(true);
+  });
+
+  it('with the cache off (TTL 0) nothing is learned', () => {
+    const m = new MetaCache({ ttlMs: 0 }, new S3Meters(undefined, 'unit'));
+    expect(m.wantsMembership('p/d/')).toBe(false);
+    m.setComplete('p/d/', [], m.now());
+    expect(m.knownMissing('p/d/x')).toBe(false);
   });
 });
