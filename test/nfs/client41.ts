@@ -32,9 +32,9 @@ export interface CompoundReply {
   raw: Buffer;
 }
 
-const w4 = (op: number, f: (w: XdrWriter) => void = () => {}): OpEnc => ({ op, write: (w) => void f(w.u32(op)) });
+export const w4 = (op: number, f: (w: XdrWriter) => void = () => {}): OpEnc => ({ op, write: (w) => void f(w.u32(op)) });
 const stateid = (w: XdrWriter, s: Stateid): void => void w.u32(s.seqid).opaqueFixed(s.other);
-const bitmap = (w: XdrWriter, attrs: number[]): void => {
+export const bitmap = (w: XdrWriter, attrs: number[]): void => {
   const words: number[] = [];
   for (const a of attrs) {
     while (words.length <= a >> 5) words.push(0);
@@ -227,17 +227,19 @@ const READERS: Record<number, (r: XdrReader) => Record<string, unknown>> = {
   [OP.LOCK]: (r) => ({ stateid: readStateid(r) }),
   [OP.LOCKU]: (r) => ({ stateid: readStateid(r) }),
   [OP.READDIR]: (r) => {
-    r.opaqueFixed(8);
+    const cookieverf = Buffer.from(r.opaqueFixed(8));
     const names: string[] = [];
     const attrs: Buffer[] = [];
+    const cookies: bigint[] = [];
     while (r.bool()) {
-      r.u64();
+      cookies.push(r.u64());
       names.push(r.utf8(1024));
       skipBitmap(r);
       attrs.push(Buffer.from(r.opaque(1 << 20)));
     }
-    return { names, attrs, eof: r.bool() };
+    return { cookieverf, names, attrs, cookies, eof: r.bool() };
   },
+  [OP.READLINK]: (r) => ({ link: r.utf8(4096) }),
   [OP.SETXATTR]: (r) => ({ cinfo: readCinfo(r) }),
   [OP.GETXATTR]: (r) => ({ value: Buffer.from(r.opaque(1 << 20)) }),
   [OP.COPY]: (r) => {

@@ -13,7 +13,7 @@
  */
 import { OP, NFS4ERR } from '../../protocols/nfs/nfs4-types.ts';
 import { XdrReader, XdrWriter } from '../../protocols/nfs/xdr.ts';
-import { Nfs41Client, ops, resultOf, type CompoundReply, type OpEnc, type Stateid } from '../nfs/client41.ts';
+import { Nfs41Client, bitmap, ops, resultOf, w4, type CompoundReply, type OpEnc, type Stateid } from '../nfs/client41.ts';
 import { ClientError, type Capabilities, type ClientErrorCode, type Entry, type FileClient, type NodeKind, type ShareInfo, type Stat } from './driver.ts';
 
 const CHUNK = 512 * 1024;
@@ -46,15 +46,6 @@ const CODES: Record<number, ClientErrorCode> = {
   [NFS4ERR.DQUOT]: 'ENOSPC',
 };
 
-const w4 = (op: number, f: (w: XdrWriter) => void): OpEnc => ({ op, write: (w) => void f(w.u32(op)) });
-const bitmap = (w: XdrWriter, attrs: number[]): void => {
-  const words: number[] = [];
-  for (const a of attrs) {
-    while (words.length <= a >> 5) words.push(0);
-    words[a >> 5] = ((words[a >> 5] ?? 0) | (1 << (a & 31))) >>> 0;
-  }
-  w.u32Array(words);
-};
 /** SETATTR of size and/or the modification time (SET_TO_CLIENT_TIME). */
 const setattr = (s: Stateid, a: { size?: number; mtimeMs?: number }): OpEnc =>
   w4(OP.SETATTR, (w) => {
@@ -218,22 +209,17 @@ export async function nfsClient(o: NfsClientOptions): Promise<FileClient> {
     list: async (path) => {
       const out: Entry[] = [];
       let cookie = 0n;
-      let verifier = Buffer.alloc(8);
+      let verifier: Buffer = Buffer.alloc(8);
       for (let pages = 0; pages < 100_000; pages++) {
         const r = await run('list', path, [...to(path), readdirOp(cookie, verifier)]);
-        // The READDIR body is the last thing in the reply: parse it here, attributes included.
-        const body = r.raw.subarray(r.raw.length - readdirTail(r.raw));
-        const x = new XdrReader(body);
-        verifier = Buffer.from(x.opaqueFixed(8));
-        let last = cookie;
-        while (x.bool()) {
-          last = x.u64();
-          const name = x.utf8(1024);
-          x.u32Array(8);
-          const vals = new XdrReader(x.opaque(64));
-          out.push({ name, type: kindOf(vals.u32()) });
-        }
-        if (x.bool() || last === cookie) return out;
+        const body = resultOf(r, OP.READDIR)!.body!;
+        verifier = body.cookieverf as Buffer;
+        const names = body.names as string[];
+        const attrs = body.attrs as Buffer[];
+        const cookies = body.cookies as bigint[];
+        names.forEach((name, i) => out.push({ name, type: kindOf(new XdrReader(attrs[i]!).u32()) }));
+        const last = cookies.at(-1) ?? cookie;
+        if (body.eof === true || last === cookie) return out;
         cookie = last;
       }
       throw new Error(`list ${path}: no end after 100,000 pages`);
@@ -271,10 +257,8 @@ export async function nfsClient(o: NfsClientOptions): Promise<FileClient> {
   if (caps.symlinks) {
     client.symlink = async (target, path) => void (await run('symlink', path, [...to(parentOf(path)), symlinkOp(nameOf(path), target)]));
     client.readlink = async (path) => {
-      const r = await run('readlink', path, [...to(path), w4(OP.READLINK, () => {})]);
-      // READLINK is last: its linktext4 ends the reply.
-      const tail = r.raw.subarray(r.raw.length - readlinkTail(r.raw));
-      return new XdrReader(tail).utf8(4096);
+      const r = await run('readlink', path, [...to(path), w4(OP.READLINK)]);
+      return resultOf(r, OP.READLINK)!.body!.link as string;
     };
   }
   if (caps.hardLinks) {
@@ -283,30 +267,3 @@ export async function nfsClient(o: NfsClientOptions): Promise<FileClient> {
   }
   return client;
 }
-
-/**
- * Byte length of the last operation's body in a COMPOUND reply whose last result is a successful
- * READDIR / READLINK: the client's own parser stops there (it does not keep attributes or link
- * text), so the driver re-reads the reply up to that result and takes the rest.
- */
-function bodyAfterLastResult(raw: Buffer, op: number): number {
-  const r = new XdrReader(raw);
-  r.u32();
-  r.opaque(1024);
-  const n = r.u32();
-  for (let i = 0; i < n; i++) {
-    const got = r.u32();
-    const status = r.u32();
-    if (got === op && i === n - 1 && status === 0) return r.remaining;
-    // Only the operations a driver call puts before READDIR/READLINK have to be skipped.
-    if (got === OP.SEQUENCE) {
-      r.opaqueFixed(16);
-      for (let k = 0; k < 5; k++) r.u32();
-    } else if (got !== OP.PUTROOTFH && got !== OP.PUTFH && got !== OP.LOOKUP) {
-      throw new Error(`unexpected operation ${got} before the last result`);
-    }
-  }
-  throw new Error('no successful last result');
-}
-const readdirTail = (raw: Buffer): number => bodyAfterLastResult(raw, OP.READDIR);
-const readlinkTail = (raw: Buffer): number => bodyAfterLastResult(raw, OP.READLINK);
