@@ -176,7 +176,7 @@ export class MetaCache {
   }
 
   /**
-   * Whether a miss in `dirKey` should list the directory to learn its membership: the cache is on,
+   * Whether a create in `dirKey` should list the directory to learn its membership: the cache is on,
    * the membership is not known already, and the directory was not found too large for one page
    * within the TTL.
    */

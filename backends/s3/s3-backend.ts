@@ -210,8 +210,8 @@ export class S3Backend implements Backend, WriterHost, ListHost {
    * Lists the parent of `path` (one page, delimiter '/') when its membership is unknown, and records
    * it when the page is the whole directory (meta-cache.ts `complete`); a directory larger than one
    * page is remembered as such for the TTL, so creates there do not list it again. Best effort,
-   * never awaited by a write: a failure leaves things as they were; a write of ours in the
-   * directory that lands before the page does makes setComplete() drop the page (change clock).
+   * never awaited by a write: a failure leaves things as they were; names our writes touch while
+   * the page is in flight are added to it by setComplete() (change clock).
    */
   private learnMembership(path: string): Promise<void> {
     const parent = parentPath(path);
@@ -239,7 +239,7 @@ export class S3Backend implements Backend, WriterHost, ListHost {
       for (const p of r.prefixes) if (p.length > pk.length + 1) names.push(p.slice(pk.length, -1));
       this.meta.setComplete(pk, names, since);
     } catch {
-      // The lookup's own probe decides; only the shortcut is lost.
+      // Lookups keep asking the store as before; only the shortcut is lost.
     }
   }
 
