@@ -3,7 +3,7 @@
  *
  * Decisions (and why):
  * - Every problem is reported at once, as `<key.path>: <problem> (got <value>)`, so an operator fixes a
- *   file in one round trip. Values of keys named *secretKey are never echoed (logs are not secret stores).
+ *   file in one round trip. Values of keys named *secretKey or *bindPassword are never echoed (logs are not secret stores).
  * - The file is read with a 1 MiB cap and YAML aliases are capped at 100 expansions: a "billion laughs"
  *   file fails with a ConfigError instead of exhausting memory. YAML 1.2 core schema (the yaml package's
  *   default), so `yes`/`on` stay strings and duplicate keys are errors.
@@ -401,6 +401,7 @@ function applyOverride(
 function isPathKey(keys: readonly (string | number)[], value: string): boolean {
   const k = keys.map((x) => (typeof x === 'number' ? '*' : x)).join('.');
   if (k === 'server.stateDir' || k === 'protocols.fuse.mountpoint') return true;
+  if (k === 'auth.ldap.tls.ca' || k === 'auth.ldap.bindPasswordFile') return true;
   // TLS material of any protocol (protocols.webdav.tls.cert / .key, later SMB/NFS ones).
   if (/^protocols\.[^.]+\.tls\.(cert|key)$/.test(k)) return true;
   if (k === 'log.audit.file') return value !== '-';
@@ -473,7 +474,7 @@ function zodIssues(zissues: readonly z.core.$ZodIssue[], raw: unknown, origins: 
       continue;
     }
     const key = formatKey(path);
-    const secret = /secretKey$/i.test(key);
+    const secret = /secretKey$|bindPassword$/i.test(key);
     out.push(withOrigin({ key, value: secret ? '<redacted>' : getAt(raw, path), message: iss.message, hideValue: secret }, origins));
   }
   return out;

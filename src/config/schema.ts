@@ -22,6 +22,7 @@ import { normalizePath } from '../vfs/path.ts';
 import { isVfsError } from '../vfs/errors.ts';
 import { WRITE_BACK_DEFAULTS, WRITE_BACK_MODES } from '../vfs/write-back.ts';
 import { ADMISSION_DEFAULTS } from '../session/admission.ts';
+import { ldapSchema } from '../auth/ldap-config.ts';
 
 export const RIGHTS = ['read', 'write', 'admin'] as const;
 export type Right = (typeof RIGHTS)[number];
@@ -103,6 +104,8 @@ const authSchema = z.strictObject({
   bcryptRounds: int().min(4).max(15).default(12),
   firstRun: z.enum(FIRST_RUN_MODES).default('create-admin'),
   throttle: throttleSchema.prefault({}),
+  /** Directory users and groups (src/auth/ldap-config.ts); null = local users only. */
+  ldap: ldapSchema.nullable().default(null),
 });
 
 /**
