@@ -106,6 +106,41 @@ for n in names:
     for (const n of names) expect(out.read[n], n).toBe(`body of ${n}`);
   }, 60_000);
 
+  it('stream names: a::$DATA opens a; a:b, a:b:$DATA, a::foo and a: are OBJECT_NAME_INVALID (no named streams, as FAT or Samba without streams)', async () => {
+    const out = await runPython(
+      String.raw`
+from impacket.smbconnection import SMBConnection
+from impacket.smb3structs import FILE_OPEN, FILE_CREATE, FILE_OPEN_IF, FILE_OVERWRITE_IF, FILE_READ_DATA, FILE_SHARE_READ
+c = SMBConnection('127.0.0.1', '127.0.0.1', sess_port=inp['smb'], preferredDialect=0x300)
+c.login(inp['user'], inp['password'])
+tid = c.connectTree('mem')
+f = c.createFile(tid, 'plain.txt', creationDisposition=FILE_OVERWRITE_IF)
+c.writeFile(tid, f, b'plain body')
+c.closeFile(tid, f)
+def attempt(name, disp):
+    try:
+        f = c.openFile(tid, name, desiredAccess=FILE_READ_DATA, shareMode=FILE_SHARE_READ, creationOption=0x40, creationDisposition=disp)
+        data = c.readFile(tid, f).decode()
+        c.closeFile(tid, f)
+        return 'read:' + data
+    except Exception as e:
+        return str(e)
+out = {}
+for n in inp['names']:
+    out[n] = [attempt(n, d) for d in (FILE_OPEN, FILE_CREATE, FILE_OPEN_IF)]
+out['list'] = sorted(f.get_longname() for f in c.listPath('mem', '*'))
+`,
+      { smb: stack.smbPort, user: ALICE.name, password: ALICE.password, names: ['plain.txt::$DATA', 'plain.txt::$data', 'plain.txt:b', 'plain.txt:b:$DATA', 'plain.txt::foo', 'plain.txt:', 'nothere:b', 'nothere:b:$DATA'] },
+    );
+    expect(out['plain.txt::$DATA'][0]).toBe('read:plain body');
+    expect(out['plain.txt::$data'][0]).toBe('read:plain body');
+    expect(out['plain.txt::$DATA'][1]).toMatch(/STATUS_OBJECT_NAME_COLLISION/);
+    for (const n of ['plain.txt:b', 'plain.txt:b:$DATA', 'plain.txt::foo', 'plain.txt:', 'nothere:b', 'nothere:b:$DATA']) {
+      for (const r of out[n]) expect(r, n).toMatch(/STATUS_OBJECT_NAME_INVALID/);
+    }
+    expect(out.list).not.toContain('nothere');
+  }, 60_000);
+
   it.skipIf(!HAVE_SMBCLIENT)('smbclient: put to CON and to a name with a trailing dot is NT_STATUS_OBJECT_NAME_INVALID', async () => {
     const src = join(stack.tmp, 'names-src.txt');
     writeFileSync(src, 'x');

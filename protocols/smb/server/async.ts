@@ -109,6 +109,19 @@ export class AsyncOp {
   }
 }
 
+/**
+ * Why a request that would wait cannot go async now, or undefined when it may: a request in the
+ * middle of a compound (NextCommand set) is failed with STATUS_INTERNAL_ERROR, as Windows does
+ * (MS-SMB2 3.3.5.2.7: the server MAY fail requests in a compound chain that need asynchronous
+ * processing; smbtorture smb2.compound.interim2). An interim response there would leave the rest
+ * of the chain — and the client, which waits for the whole compound — hanging until the wait
+ * ended, which for a CHANGE_NOTIFY may be never. The last element of a compound may go async
+ * (smb2.compound.interim1).
+ */
+export function asyncRefusal(h: Smb2Header): number | undefined {
+  return h.nextCommand !== 0 ? STATUS.INTERNAL_ERROR : undefined;
+}
+
 /** A connection's async requests and early cancels. */
 export class AsyncTable {
   readonly #byAsyncId = new Map<bigint, AsyncOp>();

@@ -31,7 +31,7 @@ import {
 import type { Conn, Open, SmbServer, SmbSession, Tree } from './server.ts';
 import type { AsyncOp } from './async.ts';
 import { lock } from './lock.ts';
-import { lastComponent, refusedCreate, refusedName } from './names.ts';
+import { lastComponent, refusedCreate, refusedName, streamlessPath } from './names.ts';
 import { changeNotify, deletePending, endNotify } from './notify.ts';
 import { querySecurity, setSecurity } from './security.ts';
 import { treeConnectDecision } from './share-policy.ts';
@@ -88,15 +88,6 @@ const DISPOSITIONS: Record<number, CreateDisposition> = {
 
 /** The call's view: the SMB session's client state as its principal. */
 const viewOf = (sess: SmbSession): Session => sess.root!.as(sess.root!.principal);
-
-/** A share-relative path from a CREATE or rename name (backslashes, an optional leading one). */
-function sharePath(name: string): string | undefined {
-  let n = name.replace(/\\/g, '/').replace(/^\/+/, '').replace(/\/+$/, '');
-  if (n.endsWith('::$DATA')) n = n.slice(0, -7);
-  // Named streams are not kept (issue 11: refused with the status Windows gives a missing one).
-  if (n.includes(':')) return undefined;
-  return `/${n}`;
-}
 
 function maximalAccessFor(view: Session, share: string, path: string): number {
   try {
@@ -352,8 +343,8 @@ async function create(srv: SmbServer, conn: Conn, sess: SmbSession, tree: Tree, 
   // ACCESS_SYSTEM_SECURITY (SACLs) needs a privilege no Portico user holds.
   if (q.desiredAccess & 0x0100_0000) return fail(STATUS_PRIVILEGE_NOT_HELD);
   if (q.fileAttributes & FILE_ATTRIBUTES_INVALID || (q.createOptions & CreateOptions.DIRECTORY_FILE && q.fileAttributes & FILE_ATTRIBUTE_TEMPORARY)) return fail(STATUS.INVALID_PARAMETER);
-  const path = sharePath(q.name);
-  if (path === undefined) return fail(STATUS.OBJECT_NAME_NOT_FOUND);
+  const path = streamlessPath(q.name);
+  if (path === undefined) return fail(NT.OBJECT_NAME_INVALID);
   const disposition = DISPOSITIONS[q.createDisposition];
   if (disposition === undefined) return fail(STATUS.INVALID_PARAMETER);
   const wantDir = (q.createOptions & CreateOptions.DIRECTORY_FILE) !== 0;
@@ -654,7 +645,7 @@ async function setInfo(srv: SmbServer, conn: Conn, h: Smb2Header, el: Buffer, vi
         const len = b.readUInt32LE(16);
         if (20 + len > b.length || len & 1) return fail(STATUS.INVALID_PARAMETER);
         const toName = b.subarray(20, 20 + len).toString('utf16le');
-        const to = sharePath(toName);
+        const to = streamlessPath(toName);
         if (to === undefined || to === '/' || refusedName(lastComponent(toName))) return fail(NT.OBJECT_NAME_INVALID);
         await view.rename(share, handle.path, to, { replace: b[0] !== 0 });
         break;

@@ -21,7 +21,7 @@ import { isVfsError } from '../../../src/vfs/errors.ts';
 import type { Session } from '../../../src/session/session.ts';
 import type { LockRange } from '../../../src/locks/lock-manager.ts';
 import { NT, ntStatusOf } from '../errors.ts';
-import { asyncTable } from './async.ts';
+import { asyncRefusal, asyncTable } from './async.ts';
 import type { CommandResult } from './commands.ts';
 import type { Conn, Open, SmbServer, SmbSession } from './server.ts';
 
@@ -81,6 +81,8 @@ function wait(srv: SmbServer, conn: Conn, sess: SmbSession, h: Smb2Header, view:
   const table = asyncTable(srv, conn);
   // A CANCEL that arrived while this request was still queued.
   if (table.takeCancelled(h.messageId)) return { resp: srv.error(conn, h, STATUS.CANCELLED) };
+  const refused = asyncRefusal(h);
+  if (refused !== undefined) return { resp: srv.error(conn, h, refused) };
   const op = table.start(sess, h);
   if (!op) return { resp: srv.error(conn, h, NT.INSUFFICIENT_RESOURCES) };
   view.lockHandle(o.handle!, { kind, style: 'windows', range, wait: { signal: op.abort.signal } }).then(

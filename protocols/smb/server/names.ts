@@ -33,11 +33,31 @@ export function refusedName(name: string): boolean {
   return DEVICE.test((dot < 0 ? name : name.slice(0, dot)).trimEnd());
 }
 
+/** The default data stream named explicitly (`file::$DATA`; stream types are case-insensitive). */
+const DEFAULT_STREAM = /::\$DATA$/i;
+
 /** The last component of a CREATE or rename name (backslash-separated, a `::$DATA` suffix dropped). */
 export function lastComponent(wireName: string): string {
   const n = wireName.replace(/\\+$/, '');
-  const last = n.slice(n.lastIndexOf('\\') + 1);
-  return last.endsWith('::$DATA') ? last.slice(0, -7) : last;
+  return n.slice(n.lastIndexOf('\\') + 1).replace(DEFAULT_STREAM, '');
+}
+
+/**
+ * A CREATE or rename name as a share-relative path (`/a/b`), or undefined when it names a stream.
+ *
+ * Portico keeps no named streams and does not announce FILE_NAMED_STREAMS (FileFsAttributeInformation),
+ * so it answers stream syntax as a file system without streams does — FAT on Windows, Samba on a
+ * share without a streams module: `a:b`, `a:b:$DATA`, `a::foo`, `a:` are STATUS_OBJECT_NAME_INVALID
+ * (smbtorture smb2.create_no_streams), whatever the disposition (NOT_FOUND, NTFS's answer for a
+ * missing stream, would tell a client that a CREATE would make it). The one exception is the
+ * unnamed data stream named explicitly, `a::$DATA`, which opens `a` as on Windows (issue 11:
+ * "named streams other than ::$DATA refused"); Samba's no-streams shares refuse that one too.
+ */
+export function streamlessPath(wireName: string): string | undefined {
+  let n = wireName.replace(/\\/g, '/').replace(/^\/+/, '').replace(/\/+$/, '');
+  n = n.replace(DEFAULT_STREAM, '');
+  if (n.includes(':')) return undefined;
+  return `/${n}`;
 }
 
 /**

@@ -32,7 +32,7 @@ import { encodeErrorResponse } from '../messages/error.ts';
 import type { Session } from '../../../src/session/session.ts';
 import type { Watch, WatchEvent, WatchFilter } from '../../../src/session/watch.ts';
 import { NT, ntStatusOf } from '../errors.ts';
-import { asyncTable, type AsyncFinal } from './async.ts';
+import { asyncRefusal, asyncTable, type AsyncFinal } from './async.ts';
 import type { CommandResult } from './commands.ts';
 import { MAX_IO, type Conn, type Open, type SmbServer, type SmbSession } from './server.ts';
 
@@ -182,6 +182,8 @@ export async function changeNotify(srv: SmbServer, conn: Conn, sess: SmbSession,
   const table = asyncTable(srv, conn);
   // A CANCEL that arrived while this request was still queued.
   if (table.takeCancelled(h.messageId)) return fail(STATUS.CANCELLED);
+  const refused = asyncRefusal(h);
+  if (refused !== undefined) return fail(refused);
   const op = table.start(sess, h);
   if (!op) return fail(NT.INSUFFICIENT_RESOURCES);
   const watch = st.watch;
