@@ -7,7 +7,9 @@ import { registerProtocol } from '../src/server/plugin.ts';
 import { webdavProtocol } from './webdav/plugin.ts';
 import { nfsProtocol } from './nfs/plugin.ts';
 import { smbProtocol } from './smb/plugin.ts';
+import { fuseProtocol } from './fuse/plugin.ts';
 
 registerProtocol(webdavProtocol);
 registerProtocol(nfsProtocol);
 registerProtocol(smbProtocol);
+registerProtocol(fuseProtocol);

@@ -1,0 +1,575 @@
+/**
+ * FUSE semantics over the session's by-id operations (as protocols/nfs/ops does): each kernel
+ * request the addon hands over becomes one or two Session calls, and its answer one fuse_reply_*.
+ * The session decides every right (the mount runs as one principal; `default_permissions` is off,
+ * so the kernel does not decide instead), the VFS does the work, errors pass `errnoOf` once.
+ *
+ * - Inodes are file ids (inodes.ts). With several shares the mount's root (inode 1) is a
+ *   read-only directory of the shares the principal may see; with one (`--share`) inode 1 is that
+ *   share's root.
+ * - Requests run concurrently: the handler starts a promise per request and returns; replies are
+ *   sent when each finishes, in any order.
+ * - Open files are core handles in a table keyed by the FUSE file handle. flush (every close(2))
+ *   flushes the handle, so an object-store share publishes at close and another protocol reads the
+ *   data then; release closes it.
+ * - Kernel caches: attributes and entries are kept `attrTimeout`/`entryTimeout` seconds; the page
+ *   cache is kept across opens (keep_cache) while the file's change value is what the last open
+ *   saw. A change made through another protocol (or outside, on local disks) reaches a recursive
+ *   change watch on each share (src/session/watch.ts) and invalidates the kernel's inode and entry
+ *   at once (fuse_lowlevel_notify_inval_*), so the mount does not show stale data for a timeout.
+ *   Changes this mount made itself are not echoed back as invalidations (the kernel knows them).
+ */
+import { constants } from 'node:os';
+import type { Logger } from 'pino';
+import type { Principal } from '../../src/auth/authenticator.ts';
+import type { Session } from '../../src/session/session.ts';
+import type { SessionManager } from '../../src/session/session-manager.ts';
+import type { Watch } from '../../src/session/watch.ts';
+import { isVfsError, VfsError } from '../../src/vfs/errors.ts';
+import type { FileAttr, OpenOptions, SetAttr } from '../../src/vfs/types.ts';
+import { SHARE_ALL } from '../../src/vfs/types.ts';
+import type { Handle } from '../../src/vfs/vfs.ts';
+import { parentPath, splitPath } from '../../src/vfs/path.ts';
+import { errnoOf } from './errors.ts';
+import { InodeTable, ROOT_INO, type Inode } from './inodes.ts';
+import { ATTR_LEN, OP, type NativeSession } from './native.ts';
+
+const E = constants.errno;
+const S_IFREG = 0o100000;
+const S_IFDIR = 0o040000;
+const S_IFLNK = 0o120000;
+const S_IFMT = 0o170000;
+const O_ACCMODE = 3;
+const O_TRUNC = 0o1000;
+const O_EXCL = 0o200;
+const RENAME_NOREPLACE = 1;
+const RENAME_EXCHANGE = 2;
+// FUSE_SET_ATTR_* (fuse_lowlevel.h)
+const SET_MODE = 1 << 0;
+const SET_UID = 1 << 1;
+const SET_GID = 1 << 2;
+const SET_SIZE = 1 << 3;
+const SET_ATIME = 1 << 4;
+const SET_MTIME = 1 << 5;
+const SET_ATIME_NOW = 1 << 7;
+const SET_MTIME_NOW = 1 << 8;
+const XATTR_CREATE = 1;
+const XATTR_REPLACE = 2;
+/** How long after this mount's own change a change event about the file is taken for its echo. */
+const OWN_ECHO_MS = 500;
+const NS = 1_000_000_000n;
+
+export interface FuseFsOptions {
+  sessions: SessionManager;
+  principal: Principal;
+  /** Shares shown as subdirectories of the mount's root. */
+  shares: string[];
+  /** The share that is the mount's root (`--share NAME`); `shares` is then ignored. */
+  single?: string;
+  /** Seconds the kernel keeps attributes and names (FUSE attr_timeout / entry_timeout). */
+  attrTimeout: number;
+  entryTimeout: number;
+  /** Invalidate the kernel's caches on changes from other protocols (default true). */
+  invalidate?: boolean;
+  logger?: Logger;
+}
+
+function typeBits(a: FileAttr): number {
+  return a.type === 'dir' ? S_IFDIR : a.type === 'symlink' ? S_IFLNK : S_IFREG;
+}
+
+/** FileAttr -> the addon's attribute layout (fuse_addon.cc FillStat), at `at` in `out`. */
+function putAttr(out: Float64Array, at: number, ino: number, a: FileAttr): void {
+  out[at] = ino;
+  out[at + 1] = typeBits(a) | (a.mode & 0o7777);
+  out[at + 2] = a.nlink;
+  out[at + 3] = a.uid;
+  out[at + 4] = a.gid;
+  out[at + 5] = a.type === 'symlink' && a.target !== undefined ? Buffer.byteLength(a.target) : a.size;
+  out[at + 6] = Math.ceil(a.allocated / 512);
+  out[at + 7] = Number(a.atimeNs / NS);
+  out[at + 8] = Number(a.atimeNs % NS);
+  out[at + 9] = Number(a.mtimeNs / NS);
+  out[at + 10] = Number(a.mtimeNs % NS);
+  out[at + 11] = Number(a.ctimeNs / NS);
+  out[at + 12] = Number(a.ctimeNs % NS);
+  out[at + 13] = 4096;
+}
+
+export class FuseFs {
+  readonly inodes = new InodeTable();
+  private readonly session: Session;
+  private readonly handles = new Map<number, Handle>();
+  private nextFh = 1;
+  private native: NativeSession | undefined;
+  private readonly watches: Watch[] = [];
+  private readonly o: FuseFsOptions;
+  private readonly rootAttr: FileAttr;
+  /** Requests answered, by kind (tests and the bench read it). */
+  readonly counts = new Map<number, number>();
+  /** Invalidations sent to the kernel (tests). */
+  invalidations = 0;
+
+  constructor(o: FuseFsOptions) {
+    this.o = o;
+    this.session = o.sessions.openSession({ principal: o.principal, protocol: 'fuse', clientAddress: 'fuse' });
+    const now = BigInt(Date.now()) * 1_000_000n;
+    this.rootAttr = {
+      id: 0n, type: 'dir', size: 0, allocated: 0, mode: 0o555, uid: 0, gid: 0, nlink: 2,
+      atimeNs: now, mtimeNs: now, ctimeNs: now, birthtimeNs: now, change: 1n, winAttributes: 0,
+    };
+  }
+
+  private get multi(): boolean {
+    return this.o.single === undefined;
+  }
+
+  /** Resolves share roots (inode 1 for a single share) and starts the change watches. */
+  async start(native: NativeSession): Promise<void> {
+    this.native = native;
+    if (this.o.single !== undefined) {
+      const a = await this.session.getattr(this.o.single, '/');
+      this.inodes.intern(this.o.single, a.id, true, ROOT_INO);
+    }
+    if (this.o.invalidate === false) return;
+    for (const share of this.o.single !== undefined ? [this.o.single] : this.o.shares) {
+      try {
+        const w = await this.session.watch(share, '/', { recursive: true });
+        this.watches.push(w);
+        void this.follow(share, w);
+      } catch (e) {
+        this.o.logger?.warn({ share, err: e }, 'fuse: no change watch on the share; the kernel cache follows other protocols only after its timeouts');
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const w of this.watches.splice(0)) w.close();
+    for (const h of this.handles.values()) await this.session.close(h).catch(() => undefined);
+    this.handles.clear();
+    await this.session.end();
+  }
+
+  // ---------------------------------------------------------------- invalidation
+
+  private async follow(share: string, w: Watch): Promise<void> {
+    try {
+      for await (const ev of w) {
+        const native = this.native;
+        if (!native) continue;
+        if (ev.kind === 'overflow') continue;
+        const node = this.inodes.find(share, ev.id);
+        const now = Date.now();
+        if (node && node.ownUntil !== undefined && node.ownUntil >= now) continue;
+        if (node) {
+          native.invalInode(node.ino);
+          this.invalidations++;
+        }
+        if (ev.kind === 'create' || ev.kind === 'delete' || ev.kind === 'rename') {
+          for (const p of ev.kind === 'rename' && ev.oldPath !== undefined ? [ev.oldPath, ev.path] : [ev.path]) {
+            const parent = await this.inoOfPath(share, parentPath(p));
+            if (parent === undefined) continue;
+            const parentNode = this.inodes.get(parent);
+            if (parentNode?.ownUntil !== undefined && parentNode.ownUntil >= now) continue;
+            native.invalEntry(parent, splitPath(p).at(-1) ?? '');
+            this.invalidations++;
+          }
+        }
+      }
+    } catch (e) {
+      this.o.logger?.warn({ share, err: e }, 'fuse: change watch ended');
+    }
+  }
+
+  /** The kernel-known inode of a share path, if any (no reference made). */
+  private async inoOfPath(share: string, path: string): Promise<number | undefined> {
+    if (path === '/' && !this.multi) return ROOT_INO;
+    try {
+      const a = await this.session.getattr(share, path);
+      return this.inodes.find(share, a.id)?.ino;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private own(n: Inode | undefined): void {
+    if (n) n.ownUntil = Date.now() + OWN_ECHO_MS;
+  }
+
+  // ---------------------------------------------------------------- dispatch
+
+  /** The addon's request handler (fuse_addon.cc CallJs). */
+  readonly handler = (op: number, id: number, ino: number, name: string, name2: string, n1: number, n2: number, n3: number, data: Buffer | Float64Array | undefined): void => {
+    if (op === OP.EXIT) return;
+    if (op === OP.FORGET) {
+      this.inodes.forget(ino, n1);
+      return;
+    }
+    this.counts.set(op, (this.counts.get(op) ?? 0) + 1);
+    const native = this.native!;
+    let p: Promise<void>;
+    try {
+      p = this.run(native, op, id, ino, name, name2, n1, n2, n3, data);
+    } catch (e) {
+      p = Promise.reject(e);
+    }
+    p.catch((e: unknown) => {
+      if (!isVfsError(e)) this.o.logger?.error({ err: e, op }, 'fuse: request failed below the protocol');
+      try {
+        native.replyErr(id, errnoOf(e));
+      } catch {
+        // already answered (the error came from a reply call) or unmounted
+      }
+    });
+  };
+
+  private node(ino: number): Inode {
+    const n = this.inodes.get(ino);
+    if (!n) throw new VfsError('ESTALE', `unknown inode ${ino}`);
+    return n;
+  }
+
+  /** A directory inode inside a share (not the multi-share root). */
+  private dirNode(ino: number): Inode {
+    if (ino === ROOT_INO && this.multi) throw new VfsError('EACCES', 'the mount root lists the shares and cannot be changed');
+    return this.node(ino);
+  }
+
+  private fh(n: number): Handle {
+    const h = this.handles.get(n);
+    if (!h) throw new VfsError('EBADF');
+    return h;
+  }
+
+  private entry(id: number, n: Inode, a: FileAttr): void {
+    const buf = new Float64Array(ATTR_LEN);
+    putAttr(buf, 0, n.ino, a);
+    this.native!.replyEntry(id, buf, this.o.attrTimeout, this.o.entryTimeout);
+  }
+
+  private attrReply(id: number, ino: number, a: FileAttr): void {
+    const buf = new Float64Array(ATTR_LEN);
+    putAttr(buf, 0, ino, a);
+    this.native!.replyAttr(id, buf, this.o.attrTimeout);
+  }
+
+  private async run(native: NativeSession, op: number, id: number, ino: number, name: string, name2: string, n1: number, n2: number, n3: number, data: Buffer | Float64Array | undefined): Promise<void> {
+    const s = this.session;
+    switch (op) {
+      case OP.LOOKUP: {
+        if (ino === ROOT_INO && this.multi) {
+          if (!this.o.shares.includes(name)) throw new VfsError('ENOENT');
+          const a = await s.getattr(name, '/');
+          this.entry(id, this.inodes.intern(name, a.id, true), a);
+          return;
+        }
+        const dir = this.node(ino);
+        const a = await s.lookup(dir.share, dir.id, name);
+        this.entry(id, this.inodes.intern(dir.share, a.id, true), a);
+        return;
+      }
+      case OP.GETATTR: {
+        if (ino === ROOT_INO && this.multi) return this.attrReply(id, ino, this.rootAttr);
+        const n = this.node(ino);
+        const h = n3 >= 0 ? this.handles.get(n3) : undefined;
+        this.attrReply(id, ino, h ? await s.fstat(h) : await s.getattrById(n.share, n.id));
+        return;
+      }
+      case OP.SETATTR: {
+        const n = this.dirNode(ino);
+        const set = setAttrOf(n1, data as Float64Array);
+        this.own(n);
+        const h = n3 >= 0 ? this.handles.get(n3) : undefined;
+        const a = h && set.size !== undefined ? await s.fsetattr(h, set) : await s.setattrById(n.share, n.id, set);
+        this.own(n);
+        this.attrReply(id, ino, a);
+        return;
+      }
+      case OP.READLINK: {
+        const n = this.node(ino);
+        native.replyReadlink(id, await s.readlinkById(n.share, n.id));
+        return;
+      }
+      case OP.MKNOD: {
+        if ((n1 & S_IFMT) !== S_IFREG && (n1 & S_IFMT) !== 0) throw new VfsError('EPERM', 'only regular files can be made on a Portico mount');
+        const dir = this.dirNode(ino);
+        this.own(dir);
+        const h = await s.openIn(dir.share, dir.id, name, { ...this.openOpts(2), disposition: 'create', mode: n1 & 0o7777 });
+        try {
+          const a = await s.attrAtOpen(h);
+          this.entry(id, this.inodes.intern(dir.share, a.id, true), a);
+        } finally {
+          await s.close(h);
+        }
+        return;
+      }
+      case OP.MKDIR: {
+        const dir = this.dirNode(ino);
+        this.own(dir);
+        const a = await s.mkdirIn(dir.share, dir.id, name, n1 & 0o7777);
+        const n = this.inodes.intern(dir.share, a.id, true);
+        this.own(n);
+        this.entry(id, n, a);
+        return;
+      }
+      case OP.UNLINK:
+      case OP.RMDIR: {
+        const dir = this.dirNode(ino);
+        const a = await s.lookup(dir.share, dir.id, name);
+        if (op === OP.UNLINK && a.type === 'dir') throw new VfsError('EISDIR');
+        if (op === OP.RMDIR && a.type !== 'dir') throw new VfsError('ENOTDIR');
+        this.own(dir);
+        this.own(this.inodes.find(dir.share, a.id));
+        await s.removeIn(dir.share, dir.id, name);
+        native.replyErr(id, 0);
+        return;
+      }
+      case OP.SYMLINK: {
+        const dir = this.dirNode(ino);
+        this.own(dir);
+        const a = await s.symlinkIn(dir.share, dir.id, name, name2);
+        this.entry(id, this.inodes.intern(dir.share, a.id, true), a);
+        return;
+      }
+      case OP.RENAME: {
+        const from = this.dirNode(ino);
+        const to = this.dirNode(n1);
+        if (from.share !== to.share) throw new VfsError('EXDEV');
+        if (n2 & RENAME_EXCHANGE) throw new VfsError('EINVAL', 'RENAME_EXCHANGE is not supported');
+        if (n2 & ~RENAME_NOREPLACE) throw new VfsError('EINVAL');
+        this.own(from);
+        this.own(to);
+        const moved = await s.lookup(from.share, from.id, name).catch(() => undefined);
+        if (moved) this.own(this.inodes.find(from.share, moved.id));
+        await s.renameIn(from.share, from.id, name, to.id, name2, { replace: (n2 & RENAME_NOREPLACE) === 0 });
+        native.replyErr(id, 0);
+        return;
+      }
+      case OP.LINK: {
+        const n = this.node(ino);
+        const dir = this.dirNode(n1);
+        if (n.share !== dir.share) throw new VfsError('EXDEV');
+        this.own(dir);
+        this.own(n);
+        const a = await s.linkIn(dir.share, n.id, dir.id, name);
+        this.entry(id, this.inodes.intern(dir.share, a.id, true), a);
+        return;
+      }
+      case OP.OPEN: {
+        const n = this.node(ino);
+        const acc = n1 & O_ACCMODE;
+        const opts = this.openOpts(acc);
+        if (n1 & O_TRUNC && acc !== 0) {
+          opts.disposition = 'truncate';
+          this.own(n);
+        }
+        const h = await s.openById(n.share, n.id, opts);
+        const fh = this.nextFh++;
+        this.handles.set(fh, h);
+        native.replyOpen(id, fh, await this.keepCache(n, h));
+        return;
+      }
+      case OP.CREATE: {
+        const dir = this.dirNode(ino);
+        const acc = n2 & O_ACCMODE;
+        const disposition = n2 & O_EXCL ? 'create' : n2 & O_TRUNC ? 'createOrTruncate' : 'openOrCreate';
+        this.own(dir);
+        const h = await s.openIn(dir.share, dir.id, name, { ...this.openOpts(acc), disposition, mode: n1 & 0o7777 });
+        const fh = this.nextFh++;
+        this.handles.set(fh, h);
+        const a = await s.attrAtOpen(h);
+        const n = this.inodes.intern(dir.share, a.id, true);
+        this.own(n);
+        n.openChange = a.change;
+        const buf = new Float64Array(ATTR_LEN);
+        putAttr(buf, 0, n.ino, a);
+        native.replyCreate(id, buf, this.o.attrTimeout, this.o.entryTimeout, fh, 0);
+        return;
+      }
+      case OP.READ: {
+        const h = this.fh(n3);
+        const buf = await s.read(h, n2, n1);
+        native.replyBuf(id, buf);
+        return;
+      }
+      case OP.WRITE: {
+        const h = this.fh(n3);
+        const n = this.inodes.get(ino);
+        this.own(n);
+        const count = await s.write(h, n2, data as Buffer);
+        this.own(n);
+        native.replyWrite(id, count);
+        return;
+      }
+      case OP.FLUSH: {
+        const h = this.handles.get(n3);
+        if (h && h.access.write) {
+          this.own(this.inodes.get(ino));
+          await s.flush(h);
+          this.own(this.inodes.get(ino));
+        }
+        native.replyErr(id, 0);
+        return;
+      }
+      case OP.RELEASE: {
+        const h = this.handles.get(n3);
+        this.handles.delete(n3);
+        if (h) {
+          const n = this.inodes.get(ino);
+          if (h.access.write) this.own(n);
+          await s.close(h);
+          // What the page cache now holds is this close's content: keep it at the next open.
+          if (n && h.access.write) n.openChange = (await s.getattrById(n.share, n.id).catch(() => undefined))?.change;
+        }
+        native.replyErr(id, 0);
+        return;
+      }
+      case OP.FSYNC: {
+        const h = this.handles.get(n3);
+        const n = this.node(ino);
+        if (h) await s.flush(h);
+        else await s.flushFile(n.share, n.id);
+        native.replyErr(id, 0);
+        return;
+      }
+      case OP.READDIR:
+      case OP.READDIRPLUS:
+        return this.readdir(native, op === OP.READDIRPLUS, id, ino, n1, n2);
+      case OP.STATFS: {
+        const share = ino === ROOT_INO && this.multi ? this.o.shares[0] : this.node(ino).share;
+        const v = new Float64Array(9);
+        if (share !== undefined) {
+          const st = await s.statfs(share);
+          const bs = st.blockSize > 0 ? st.blockSize : 4096;
+          v.set([bs, bs, Math.floor(st.totalBytes / bs), Math.floor(st.freeBytes / bs), Math.floor(st.availableBytes / bs), st.totalFiles, st.freeFiles, st.freeFiles, 255]);
+        }
+        native.replyStatfs(id, v);
+        return;
+      }
+      case OP.GETXATTR: {
+        const n = this.xattrNode(ino);
+        const key = userXattr(name, E.ENODATA);
+        native.replyXattr(id, await s.getXattrById(n.share, n.id, key));
+        return;
+      }
+      case OP.LISTXATTR: {
+        if (ino === ROOT_INO && this.multi) return native.replyXattr(id, Buffer.alloc(0));
+        const n = this.node(ino);
+        const list = await s.listXattrsById(n.share, n.id);
+        native.replyXattr(id, Buffer.from(list.map((x) => `user.${x.name}\0`).join('')));
+        return;
+      }
+      case OP.SETXATTR: {
+        const n = this.xattrNode(ino);
+        const key = userXattr(name, E.EOPNOTSUPP);
+        const mode = n1 & XATTR_CREATE ? 'create' : n1 & XATTR_REPLACE ? 'replace' : 'either';
+        this.own(n);
+        await s.setXattrById(n.share, n.id, key, data as Buffer, { mode });
+        native.replyErr(id, 0);
+        return;
+      }
+      case OP.REMOVEXATTR: {
+        const n = this.xattrNode(ino);
+        const key = userXattr(name, E.ENODATA);
+        this.own(n);
+        await s.removeXattrById(n.share, n.id, key);
+        native.replyErr(id, 0);
+        return;
+      }
+      default:
+        native.replyErr(id, E.ENOSYS);
+    }
+  }
+
+  private xattrNode(ino: number): Inode {
+    if (ino === ROOT_INO && this.multi) throw new VfsError('ENODATA');
+    return this.node(ino);
+  }
+
+  private openOpts(acc: number): OpenOptions {
+    // Share modes: a POSIX open denies nothing to others (Samba's local opens do the same).
+    return {
+      access: { read: acc !== 1, write: acc !== 0, delete: false },
+      share: SHARE_ALL,
+      owner: `fuse:${this.nextFh}`,
+      expect: 'file',
+    };
+  }
+
+  /** keep_cache when the file is as the last open of this mount saw it (FOPEN_KEEP_CACHE). */
+  private async keepCache(n: Inode, h: Handle): Promise<number> {
+    const a = await this.session.attrAtOpen(h).catch(() => undefined);
+    const keep = a !== undefined && n.openChange !== undefined && n.openChange === a.change;
+    if (a) n.openChange = a.change;
+    return keep ? 1 : 0;
+  }
+
+  private async readdir(native: NativeSession, plus: boolean, id: number, ino: number, size: number, off: number): Promise<void> {
+    const names: string[] = [];
+    const attrs: FileAttr[] = [];
+    const ids: bigint[] = [];
+    const shares: string[] = [];
+    const offs: number[] = [];
+    if (ino === ROOT_INO && this.multi) {
+      for (let i = off; i < this.o.shares.length; i++) {
+        const share = this.o.shares[i]!;
+        const a = await this.session.getattr(share, '/').catch(() => undefined);
+        if (!a) continue;
+        names.push(share);
+        attrs.push(a);
+        ids.push(a.id);
+        shares.push(share);
+        offs.push(i + 1);
+      }
+    } else {
+      const dir = this.node(ino);
+      // An entry takes 24 bytes + name (plain) or 152 + name (plus) in the kernel's buffer: ask
+      // for about what fits; what does not is asked again from the last offset that did.
+      const limit = Math.max(1, Math.ceil(size / (plus ? 170 : 40)));
+      const page = await this.session.readdirById(dir.share, dir.id, { ...(off > 0 ? { cookie: BigInt(off) } : {}), limit });
+      for (const e of page.entries) {
+        names.push(e.name);
+        attrs.push(e.attr);
+        ids.push(e.attr.id);
+        shares.push(dir.share);
+        offs.push(Number(e.cookie));
+      }
+    }
+    const buf = new Float64Array(names.length * ATTR_LEN);
+    for (let i = 0; i < names.length; i++) {
+      const num = plus ? (this.inodes.find(shares[i]!, ids[i]!)?.ino ?? this.inodes.intern(shares[i]!, ids[i]!, false).ino) : this.inodes.peek(shares[i]!, ids[i]!);
+      putAttr(buf, i * ATTR_LEN, num, attrs[i]!);
+    }
+    const added = native.replyDir(id, plus, names, buf, Float64Array.from(offs), this.o.attrTimeout, this.o.entryTimeout);
+    if (plus) {
+      // The kernel holds a reference to each entry that fit; entries made for the rest get none.
+      for (let i = 0; i < names.length; i++) {
+        const n = this.inodes.find(shares[i]!, ids[i]!)!;
+        if (i < added) n.lookups++;
+        else if (n.lookups === 0) this.inodes.forget(n.ino, 0);
+      }
+    }
+  }
+}
+
+/** FUSE setattr's mask and values -> the core's SetAttr. */
+function setAttrOf(toSet: number, v: Float64Array): SetAttr {
+  const set: SetAttr = {};
+  if (toSet & SET_MODE) set.mode = v[0]! & 0o7777;
+  if (toSet & SET_UID) set.uid = v[1]!;
+  if (toSet & SET_GID) set.gid = v[2]!;
+  if (toSet & SET_SIZE) set.size = v[3]!;
+  const now = BigInt(Date.now()) * 1_000_000n;
+  if (toSet & SET_ATIME_NOW) set.atimeNs = now;
+  else if (toSet & SET_ATIME) set.atimeNs = BigInt(v[4]!) * NS + BigInt(v[5]!);
+  if (toSet & SET_MTIME_NOW) set.mtimeNs = now;
+  else if (toSet & SET_MTIME) set.mtimeNs = BigInt(v[6]!) * NS + BigInt(v[7]!);
+  return set;
+}
+
+/** `user.NAME` -> NAME; other Linux namespaces are not kept (src/vfs/xattrs.ts). */
+function userXattr(name: string, otherwise: number): string {
+  if (name.startsWith('user.') && name.length > 5) return name.slice(5);
+  throw new VfsError(otherwise === E.ENODATA ? 'ENODATA' : 'ENOTSUP', `xattr namespace of ${name} is not kept`);
+}
+

@@ -1,0 +1,142 @@
+/**
+ * One FUSE mount: the mount point's checks, the addon's session and the FuseFs behind it.
+ *
+ * Mount point rules (issue 13): a directory left by a crashed Portico (a FUSE mount whose server is
+ * gone: stat fails with ENOTCONN) is unmounted (`fusermount3 -u -z`) and used; a live mount point
+ * (busy) or a non-empty directory is refused with a clear error. Unmount: lazy (umount2 MNT_DETACH
+ * as root, else `fusermount3 -u -z`), so a shell sitting in the directory does not keep Portico
+ * from stopping; the kernel ends the connection and the addon's loop thread exits.
+ */
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { Logger } from 'pino';
+import { FuseFs, type FuseFsOptions } from './fs.ts';
+import { nativeModule, type NativeSession } from './native.ts';
+
+export interface FuseMountOptions extends FuseFsOptions {
+  mountpoint: string;
+  allowOther?: boolean;
+  writeback?: boolean;
+  logger?: Logger;
+}
+
+/** Mount points of this machine (from /proc/self/mountinfo, octal escapes decoded). */
+export function mountPoints(): Map<string, string> {
+  const out = new Map<string, string>();
+  let text = '';
+  try {
+    text = readFileSync('/proc/self/mountinfo', 'utf8');
+  } catch {
+    return out;
+  }
+  for (const line of text.split('\n')) {
+    const f = line.split(' ');
+    const dash = f.indexOf('-');
+    if (f.length < 5 || dash < 0) continue;
+    const dir = f[4]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+    out.set(dir, f[dash + 1] ?? '');
+  }
+  return out;
+}
+
+export function fusermountUnmount(dir: string): void {
+  execFileSync('fusermount3', ['-u', '-z', dir], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 10_000 });
+}
+
+/**
+ * Checks a mount point before mounting; cleans a stale FUSE mount. Returns 'stale-cleaned' when
+ * it unmounted one, else 'ok'. Throws with a message that says what is wrong.
+ */
+export function prepareMountpoint(dir: string, logger?: Logger): 'ok' | 'stale-cleaned' {
+  const abs = resolve(dir);
+  let result: 'ok' | 'stale-cleaned' = 'ok';
+  try {
+    statSync(abs);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOTCONN' || code === 'ECONNABORTED') {
+      logger?.warn({ mountpoint: abs }, 'fuse: stale mount (its server is gone); unmounting it');
+      fusermountUnmount(abs);
+      result = 'stale-cleaned';
+    } else if (code === 'ENOENT') {
+      throw new Error(`fuse: mount point ${abs} does not exist`);
+    } else {
+      throw new Error(`fuse: mount point ${abs}: ${(e as Error).message}`);
+    }
+  }
+  const fstype = mountPoints().get(abs);
+  if (fstype !== undefined && fstype.startsWith('fuse')) throw new Error(`fuse: ${abs} is busy: a FUSE file system (${fstype}) is mounted there; unmount it first (fusermount3 -u ${abs})`);
+  if (!statSync(abs).isDirectory()) throw new Error(`fuse: mount point ${abs} is not a directory`);
+  if (readdirSync(abs).length > 0) throw new Error(`fuse: mount point ${abs} is not empty`);
+  return result;
+}
+
+export class FuseMount {
+  readonly fs: FuseFs;
+  readonly mountpoint: string;
+  private native: NativeSession | undefined;
+  private exited: Promise<void>;
+  private onExit!: () => void;
+  private mounted = false;
+  private readonly o: FuseMountOptions;
+
+  constructor(o: FuseMountOptions) {
+    this.o = o;
+    this.mountpoint = resolve(o.mountpoint);
+    this.fs = new FuseFs(o);
+    this.exited = new Promise((r) => (this.onExit = r));
+  }
+
+  get isMounted(): boolean {
+    return this.mounted;
+  }
+
+  /** Resolves when the kernel connection ended (unmount, or fusermount3 -u from outside). */
+  get ended(): Promise<void> {
+    return this.exited;
+  }
+
+  async mount(): Promise<void> {
+    const mod = nativeModule();
+    prepareMountpoint(this.mountpoint, this.o.logger);
+    const opts = ['fsname=portico', 'subtype=portico'];
+    if (this.o.allowOther) opts.push('allow_other');
+    const fs = this.fs;
+    const native = new mod.FuseSession(
+      this.mountpoint,
+      opts,
+      this.o.writeback === true,
+      (op, id, ino, name, name2, n1, n2, n3, data) => {
+        if (op === 0) {
+          this.mounted = false;
+          this.onExit();
+          return;
+        }
+        fs.handler(op, id, ino, name, name2, n1, n2, n3, data);
+      },
+      () => undefined,
+    );
+    this.native = native;
+    await fs.start(native);
+    native.mount();
+    this.mounted = true;
+  }
+
+  /** Unmounts (lazily) and waits for the loop to end, then ends the session. */
+  async unmount(timeoutMs = 10_000): Promise<void> {
+    if (this.native && this.mounted) {
+      if (!this.native.unmount()) {
+        try {
+          fusermountUnmount(this.mountpoint);
+        } catch (e) {
+          this.o.logger?.warn({ err: e, mountpoint: this.mountpoint }, 'fuse: fusermount3 -u failed');
+        }
+      }
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.exited, new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))]);
+      clearTimeout(timer);
+    }
+    await this.fs.close();
+  }
+}

@@ -1,0 +1,794 @@
+// Portico's binding on libfuse3's low-level (inode-based) API — protocols/fuse/README.md.
+//
+// Shape, and why:
+// - One FuseSession per mount. fuse_session_loop() runs on a thread of its own and reads
+//   requests from /dev/fuse; each request callback copies what it needs (names, written bytes)
+//   into an Event, registers the request in a table under a numeric id and hands the Event to the
+//   JS thread through a threadsafe function. The callback returns at once, so the loop reads the
+//   next request while JS works: many requests are in flight with one reader thread.
+// - JS answers with reply*(id, ...), which calls fuse_reply_* on the JS thread (libfuse allows a
+//   reply from any thread). The id, not a pointer, crosses into JS: a second reply, a reply after
+//   unmount, or a made-up id finds nothing and throws or is ignored instead of touching freed
+//   memory. The table's mutex is held across a reply so that teardown (which answers what is still
+//   pending with EIO and destroys the session) cannot run beneath it.
+// - Kernel cache invalidation (fuse_lowlevel_notify_inval_inode/_entry) goes through a notifier
+//   thread with a queue: a notification blocks in the kernel on the inode's or directory's lock,
+//   which a request in flight may hold while it waits for the JS thread's reply — called on the JS
+//   thread it could deadlock (libfuse's documentation of these calls says the same).
+// - Errors are negative errno in libfuse; JS passes a positive errno, the reply negates nothing
+//   (fuse_reply_err takes the positive value).
+// - Numbers: inode numbers, file handles and readdir offsets cross as JS numbers (doubles); the
+//   TypeScript layer keeps them below 2^53 (protocols/fuse/inodes.ts).
+#define FUSE_USE_VERSION 34
+#include <fuse_lowlevel.h>
+#include <napi.h>
+
+#include <condition_variable>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <sys/mount.h>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+namespace {
+
+enum Op {
+  OP_LOOKUP = 1, OP_FORGET, OP_GETATTR, OP_SETATTR, OP_READLINK, OP_MKNOD, OP_MKDIR, OP_UNLINK, OP_RMDIR,
+  OP_SYMLINK, OP_RENAME, OP_LINK, OP_OPEN, OP_READ, OP_WRITE, OP_FLUSH, OP_RELEASE, OP_FSYNC, OP_READDIR,
+  OP_READDIRPLUS, OP_STATFS, OP_SETXATTR, OP_GETXATTR, OP_LISTXATTR, OP_REMOVEXATTR, OP_CREATE,
+};
+
+// Attribute layout shared with protocols/fuse/native.ts (ATTR_*).
+constexpr int ATTR_LEN = 14;
+
+class FuseSession;
+struct Event {
+  int op = 0;
+  uint64_t id = 0;
+  uint64_t ino = 0;
+  std::string name, name2;
+  double n1 = 0, n2 = 0, n3 = 0;
+  char *data = nullptr;  // written bytes (OP_WRITE, OP_SETXATTR): handed to JS as a Buffer
+  size_t dataLen = 0;
+  double set[8] = {0};    // setattr values: mode uid gid size atime_s atime_ns mtime_s mtime_ns
+  bool hasSet = false;
+  FuseSession *self = nullptr;  // the exit notice (op 0)
+};
+
+struct Pending {
+  fuse_req_t req;
+  size_t size;  // getxattr/listxattr: the size the caller asked for
+};
+
+struct Notice {
+  bool entry;
+  uint64_t ino;
+  std::string name;
+};
+
+class FuseSession;
+void CallJs(Napi::Env env, Napi::Function fn, std::nullptr_t *, Event *ev);
+using Tsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, Event, CallJs>;
+
+class FuseSession : public Napi::ObjectWrap<FuseSession> {
+ public:
+  static Napi::Function Init(Napi::Env env);
+  explicit FuseSession(const Napi::CallbackInfo &info);
+  ~FuseSession() override;
+
+  // Called on the loop thread by the request callbacks.
+  void Dispatch(fuse_req_t req, Event *ev, size_t size = 0) {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      if (ended_) {
+        fuse_reply_err(req, EIO);
+        delete ev;
+        return;
+      }
+      ev->id = ++nextId_;
+      pending_.emplace(ev->id, Pending{req, size});
+    }
+    uint64_t id = ev->id;
+    if (tsfn_.BlockingCall(ev) != napi_ok) {
+      free(ev->data);
+      delete ev;
+      Fail(id, EIO);
+    }
+  }
+  // On the JS thread once the loop thread has ended: joins it and lets the object be collected.
+  void Finished() {
+    if (loop_.joinable()) loop_.join();
+    Unref();
+  }
+  void Forget(uint64_t ino, uint64_t n) {
+    auto *ev = new Event();
+    ev->op = OP_FORGET;
+    ev->ino = ino;
+    ev->n1 = static_cast<double>(n);
+    if (tsfn_.BlockingCall(ev) != napi_ok) delete ev;
+  }
+  bool writeback_ = false;
+
+ private:
+  Napi::Value Mount(const Napi::CallbackInfo &info);
+  Napi::Value Unmount(const Napi::CallbackInfo &info);
+  Napi::Value ReplyErr(const Napi::CallbackInfo &info);
+  Napi::Value ReplyEntry(const Napi::CallbackInfo &info);
+  Napi::Value ReplyCreate(const Napi::CallbackInfo &info);
+  Napi::Value ReplyAttr(const Napi::CallbackInfo &info);
+  Napi::Value ReplyOpen(const Napi::CallbackInfo &info);
+  Napi::Value ReplyBuf(const Napi::CallbackInfo &info);
+  Napi::Value ReplyWrite(const Napi::CallbackInfo &info);
+  Napi::Value ReplyReadlink(const Napi::CallbackInfo &info);
+  Napi::Value ReplyStatfs(const Napi::CallbackInfo &info);
+  Napi::Value ReplyXattr(const Napi::CallbackInfo &info);
+  Napi::Value ReplyDir(const Napi::CallbackInfo &info);
+  Napi::Value InvalInode(const Napi::CallbackInfo &info);
+  Napi::Value InvalEntry(const Napi::CallbackInfo &info);
+
+  // Takes the request of an id out of the table (the mutex must be held). Throws for an unknown id
+  // unless the session ended (a late reply after unmount is not the caller's bug).
+  bool Take(Napi::Env env, uint64_t id, Pending *out) {
+    auto it = pending_.find(id);
+    if (it == pending_.end()) {
+      if (!ended_) throw Napi::Error::New(env, "fuse: no pending request " + std::to_string(id));
+      return false;
+    }
+    *out = it->second;
+    pending_.erase(it);
+    return true;
+  }
+  void Fail(uint64_t id, int err) {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = pending_.find(id);
+    if (it == pending_.end()) return;
+    fuse_reply_err(it->second.req, err);
+    pending_.erase(it);
+  }
+  void Loop();
+  void Notifier();
+
+  struct fuse_session *se_ = nullptr;
+  std::string mountpoint_;
+  std::vector<std::string> args_;
+  Tsfn tsfn_;
+  Napi::FunctionReference onExit_;
+  std::thread loop_, notifier_;
+  std::mutex mu_;
+  std::unordered_map<uint64_t, Pending> pending_;
+  uint64_t nextId_ = 0;
+  bool ended_ = false;
+  bool mounted_ = false;
+  std::mutex nmu_;
+  std::condition_variable ncv_;
+  std::deque<Notice> notices_;
+  bool nstop_ = false;
+};
+
+FuseSession *Of(fuse_req_t req) { return static_cast<FuseSession *>(fuse_req_userdata(req)); }
+
+// ---------------------------------------------------------------- request callbacks (loop thread)
+
+Event *Ev(int op, fuse_ino_t ino) {
+  auto *e = new Event();
+  e->op = op;
+  e->ino = ino;
+  return e;
+}
+double FhOf(struct fuse_file_info *fi) { return fi ? static_cast<double>(fi->fh) : -1; }
+
+void op_init(void *ud, struct fuse_conn_info *conn) {
+  auto *s = static_cast<FuseSession *>(ud);
+  if (s->writeback_ && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+  else conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  if (conn->capable & FUSE_CAP_READDIRPLUS) conn->want |= FUSE_CAP_READDIRPLUS;
+  // Several reads of one file in flight at once (the JS side serves them concurrently).
+  if (conn->capable & FUSE_CAP_ASYNC_READ) conn->want |= FUSE_CAP_ASYNC_READ;
+}
+void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  auto *e = Ev(OP_LOOKUP, parent);
+  e->name = name;
+  Of(req)->Dispatch(req, e);
+}
+void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t n) {
+  Of(req)->Forget(ino, n);
+  fuse_reply_none(req);
+}
+void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f) {
+  for (size_t i = 0; i < count; i++) Of(req)->Forget(f[i].ino, f[i].nlookup);
+  fuse_reply_none(req);
+}
+void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  auto *e = Ev(OP_GETATTR, ino);
+  e->n3 = FhOf(fi);
+  Of(req)->Dispatch(req, e);
+}
+void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *a, int to_set, struct fuse_file_info *fi) {
+  auto *e = Ev(OP_SETATTR, ino);
+  e->n1 = to_set;
+  e->n3 = FhOf(fi);
+  e->hasSet = true;
+  double v[8] = {static_cast<double>(a->st_mode), static_cast<double>(a->st_uid), static_cast<double>(a->st_gid),
+                 static_cast<double>(a->st_size), static_cast<double>(a->st_atim.tv_sec), static_cast<double>(a->st_atim.tv_nsec),
+                 static_cast<double>(a->st_mtim.tv_sec), static_cast<double>(a->st_mtim.tv_nsec)};
+  memcpy(e->set, v, sizeof v);
+  Of(req)->Dispatch(req, e);
+}
+void op_readlink(fuse_req_t req, fuse_ino_t ino) { Of(req)->Dispatch(req, Ev(OP_READLINK, ino)); }
+void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev) {
+  auto *e = Ev(OP_MKNOD, parent);
+  e->name = name;
+  e->n1 = mode;
+  e->n2 = static_cast<double>(rdev);
+  Of(req)->Dispatch(req, e);
+}
+void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode) {
+  auto *e = Ev(OP_MKDIR, parent);
+  e->name = name;
+  e->n1 = mode;
+  Of(req)->Dispatch(req, e);
+}
+void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  auto *e = Ev(OP_UNLINK, parent);
+  e->name = name;
+  Of(req)->Dispatch(req, e);
+}
+void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  auto *e = Ev(OP_RMDIR, parent);
+  e->name = name;
+  Of(req)->Dispatch(req, e);
+}
+void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name) {
+  auto *e = Ev(OP_SYMLINK, parent);
+  e->name = name;
+  e->name2 = link;
+  Of(req)->Dispatch(req, e);
+}
+void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent, const char *newname, unsigned int flags) {
+  auto *e = Ev(OP_RENAME, parent);
+  e->name = name;
+  e->name2 = newname;
+  e->n1 = static_cast<double>(newparent);
+  e->n2 = flags;
+  Of(req)->Dispatch(req, e);
+}
+void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname) {
+  auto *e = Ev(OP_LINK, ino);
+  e->name = newname;
+  e->n1 = static_cast<double>(newparent);
+  Of(req)->Dispatch(req, e);
+}
+void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  auto *e = Ev(OP_OPEN, ino);
+  e->n1 = fi->flags;
+  Of(req)->Dispatch(req, e);
+}
+void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  auto *e = Ev(OP_READ, ino);
+  e->n1 = static_cast<double>(size);
+  e->n2 = static_cast<double>(off);
+  e->n3 = FhOf(fi);
+  Of(req)->Dispatch(req, e);
+}
+void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
+  auto *e = Ev(OP_WRITE, ino);
+  // The request buffer is reused for the next request once this returns: the bytes are copied
+  // once, into memory that becomes the JS Buffer (no second copy).
+  e->data = static_cast<char *>(malloc(size ? size : 1));
+  if (!e->data) {
+    delete e;
+    fuse_reply_err(req, ENOMEM);
+    return;
+  }
+  memcpy(e->data, buf, size);
+  e->dataLen = size;
+  e->n2 = static_cast<double>(off);
+  e->n3 = FhOf(fi);
+  Of(req)->Dispatch(req, e);
+}
+void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  auto *e = Ev(OP_FLUSH, ino);
+  e->n3 = FhOf(fi);
+  Of(req)->Dispatch(req, e);
+}
+void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  auto *e = Ev(OP_RELEASE, ino);
+  e->n1 = fi->flags;
+  e->n3 = FhOf(fi);
+  Of(req)->Dispatch(req, e);
+}
+void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) {
+  auto *e = Ev(OP_FSYNC, ino);
+  e->n1 = datasync;
+  e->n3 = FhOf(fi);
+  Of(req)->Dispatch(req, e);
+}
+void op_opendir(fuse_req_t req, fuse_ino_t, struct fuse_file_info *fi) {
+  // Listing rights are decided by readdir (the session's readdirById); an open directory holds nothing.
+  fi->fh = 0;
+  fuse_reply_open(req, fi);
+}
+void op_releasedir(fuse_req_t req, fuse_ino_t, struct fuse_file_info *) { fuse_reply_err(req, 0); }
+void op_fsyncdir(fuse_req_t req, fuse_ino_t, int, struct fuse_file_info *) { fuse_reply_err(req, 0); }
+void op_readdir_any(int op, fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  auto *e = Ev(op, ino);
+  e->n1 = static_cast<double>(size);
+  e->n2 = static_cast<double>(off);
+  e->n3 = FhOf(fi);
+  Of(req)->Dispatch(req, e, size);
+}
+void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  op_readdir_any(OP_READDIR, req, ino, size, off, fi);
+}
+void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  op_readdir_any(OP_READDIRPLUS, req, ino, size, off, fi);
+}
+void op_statfs(fuse_req_t req, fuse_ino_t ino) { Of(req)->Dispatch(req, Ev(OP_STATFS, ino)); }
+void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size, int flags) {
+  auto *e = Ev(OP_SETXATTR, ino);
+  e->name = name;
+  e->data = static_cast<char *>(malloc(size ? size : 1));
+  if (!e->data) {
+    delete e;
+    fuse_reply_err(req, ENOMEM);
+    return;
+  }
+  memcpy(e->data, value, size);
+  e->dataLen = size;
+  e->n1 = flags;
+  Of(req)->Dispatch(req, e);
+}
+void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size) {
+  auto *e = Ev(OP_GETXATTR, ino);
+  e->name = name;
+  e->n1 = static_cast<double>(size);
+  Of(req)->Dispatch(req, e, size);
+}
+void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  auto *e = Ev(OP_LISTXATTR, ino);
+  e->n1 = static_cast<double>(size);
+  Of(req)->Dispatch(req, e, size);
+}
+void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name) {
+  auto *e = Ev(OP_REMOVEXATTR, ino);
+  e->name = name;
+  Of(req)->Dispatch(req, e);
+}
+void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi) {
+  auto *e = Ev(OP_CREATE, parent);
+  e->name = name;
+  e->n1 = mode;
+  e->n2 = fi->flags;
+  Of(req)->Dispatch(req, e);
+}
+
+struct fuse_lowlevel_ops MakeOps() {
+  struct fuse_lowlevel_ops o;
+  memset(&o, 0, sizeof o);
+  o.init = op_init;
+  o.lookup = op_lookup;
+  o.forget = op_forget;
+  o.forget_multi = op_forget_multi;
+  o.getattr = op_getattr;
+  o.setattr = op_setattr;
+  o.readlink = op_readlink;
+  o.mknod = op_mknod;
+  o.mkdir = op_mkdir;
+  o.unlink = op_unlink;
+  o.rmdir = op_rmdir;
+  o.symlink = op_symlink;
+  o.rename = op_rename;
+  o.link = op_link;
+  o.open = op_open;
+  o.read = op_read;
+  o.write = op_write;
+  o.flush = op_flush;
+  o.release = op_release;
+  o.fsync = op_fsync;
+  o.opendir = op_opendir;
+  o.readdir = op_readdir;
+  o.readdirplus = op_readdirplus;
+  o.releasedir = op_releasedir;
+  o.fsyncdir = op_fsyncdir;
+  o.statfs = op_statfs;
+  o.setxattr = op_setxattr;
+  o.getxattr = op_getxattr;
+  o.listxattr = op_listxattr;
+  o.removexattr = op_removexattr;
+  o.create = op_create;
+  return o;
+}
+const struct fuse_lowlevel_ops kOps = MakeOps();
+
+// ---------------------------------------------------------------- JS thread
+
+void FreeData(Napi::Env, char *data) { free(data); }
+
+void CallJs(Napi::Env env, Napi::Function fn, std::nullptr_t *, Event *ev) {
+  if (env == nullptr || fn.IsEmpty()) {
+    if (ev) free(ev->data);
+    delete ev;
+    return;
+  }
+  Napi::HandleScope scope(env);
+  if (ev->op == 0 && ev->self) ev->self->Finished();
+  Napi::Value data = env.Undefined();
+  if (ev->data) {
+    data = Napi::Buffer<char>::New(env, ev->data, ev->dataLen, FreeData);
+    ev->data = nullptr;
+  } else if (ev->hasSet) {
+    auto arr = Napi::Float64Array::New(env, 8);
+    for (int i = 0; i < 8; i++) arr[i] = ev->set[i];
+    data = arr;
+  }
+  napi_value args[] = {
+      Napi::Number::New(env, ev->op),     Napi::Number::New(env, static_cast<double>(ev->id)),
+      Napi::Number::New(env, static_cast<double>(ev->ino)), Napi::String::New(env, ev->name),
+      Napi::String::New(env, ev->name2),  Napi::Number::New(env, ev->n1),
+      Napi::Number::New(env, ev->n2),     Napi::Number::New(env, ev->n3),
+      data,
+  };
+  delete ev;
+  fn.Call(9, args);
+}
+
+void FillStat(const Napi::Value &v, struct stat *st) {
+  memset(st, 0, sizeof *st);
+  if (!v.IsTypedArray()) throw Napi::TypeError::New(v.Env(), "fuse: attributes must be a Float64Array");
+  auto a = v.As<Napi::Float64Array>();
+  if (a.ElementLength() < ATTR_LEN) throw Napi::TypeError::New(v.Env(), "fuse: attributes too short");
+  st->st_ino = static_cast<ino_t>(a[0]);
+  st->st_mode = static_cast<mode_t>(a[1]);
+  st->st_nlink = static_cast<nlink_t>(a[2]);
+  st->st_uid = static_cast<uid_t>(a[3]);
+  st->st_gid = static_cast<gid_t>(a[4]);
+  st->st_size = static_cast<off_t>(a[5]);
+  st->st_blocks = static_cast<blkcnt_t>(a[6]);
+  st->st_atim.tv_sec = static_cast<time_t>(a[7]);
+  st->st_atim.tv_nsec = static_cast<long>(a[8]);
+  st->st_mtim.tv_sec = static_cast<time_t>(a[9]);
+  st->st_mtim.tv_nsec = static_cast<long>(a[10]);
+  st->st_ctim.tv_sec = static_cast<time_t>(a[11]);
+  st->st_ctim.tv_nsec = static_cast<long>(a[12]);
+  st->st_blksize = static_cast<blksize_t>(a[13]);
+}
+
+void FillEntry(const Napi::CallbackInfo &info, int at, struct fuse_entry_param *e) {
+  memset(e, 0, sizeof *e);
+  FillStat(info[at], &e->attr);
+  e->ino = e->attr.st_ino;
+  e->attr_timeout = info[at + 1].As<Napi::Number>().DoubleValue();
+  e->entry_timeout = info[at + 2].As<Napi::Number>().DoubleValue();
+  e->generation = 1;
+}
+
+uint64_t IdArg(const Napi::CallbackInfo &info) {
+  if (!info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "fuse: request id must be a number");
+  return static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue());
+}
+
+Napi::Function FuseSession::Init(Napi::Env env) {
+  return DefineClass(env, "FuseSession",
+                     {
+                         InstanceMethod("mount", &FuseSession::Mount),
+                         InstanceMethod("unmount", &FuseSession::Unmount),
+                         InstanceMethod("replyErr", &FuseSession::ReplyErr),
+                         InstanceMethod("replyEntry", &FuseSession::ReplyEntry),
+                         InstanceMethod("replyCreate", &FuseSession::ReplyCreate),
+                         InstanceMethod("replyAttr", &FuseSession::ReplyAttr),
+                         InstanceMethod("replyOpen", &FuseSession::ReplyOpen),
+                         InstanceMethod("replyBuf", &FuseSession::ReplyBuf),
+                         InstanceMethod("replyWrite", &FuseSession::ReplyWrite),
+                         InstanceMethod("replyReadlink", &FuseSession::ReplyReadlink),
+                         InstanceMethod("replyStatfs", &FuseSession::ReplyStatfs),
+                         InstanceMethod("replyXattr", &FuseSession::ReplyXattr),
+                         InstanceMethod("replyDir", &FuseSession::ReplyDir),
+                         InstanceMethod("invalInode", &FuseSession::InvalInode),
+                         InstanceMethod("invalEntry", &FuseSession::InvalEntry),
+                     });
+}
+
+// new FuseSession(mountpoint, options: string[] (-o values), writeback: boolean, handler, onExit)
+FuseSession::FuseSession(const Napi::CallbackInfo &info) : Napi::ObjectWrap<FuseSession>(info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 5 || !info[0].IsString() || !info[1].IsArray() || !info[3].IsFunction() || !info[4].IsFunction())
+    throw Napi::TypeError::New(env, "FuseSession(mountpoint, options[], writeback, handler, onExit)");
+  mountpoint_ = info[0].As<Napi::String>();
+  auto opts = info[1].As<Napi::Array>();
+  args_.push_back("portico");
+  for (uint32_t i = 0; i < opts.Length(); i++) {
+    args_.push_back("-o");
+    args_.push_back(opts.Get(i).As<Napi::String>());
+  }
+  writeback_ = info[2].ToBoolean();
+  tsfn_ = Tsfn::New(env, info[3].As<Napi::Function>(), "portico-fuse", 0, 1, nullptr);
+  tsfn_.Unref(env);
+  onExit_ = Napi::Persistent(info[4].As<Napi::Function>());
+}
+
+FuseSession::~FuseSession() {
+  // The JS object is collected only after the loop ended (mount() keeps it referenced until then).
+  if (loop_.joinable()) loop_.detach();
+}
+
+Napi::Value FuseSession::Mount(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (se_ || mounted_) throw Napi::Error::New(env, "fuse: already mounted");
+  std::vector<char *> argv;
+  for (auto &a : args_) argv.push_back(const_cast<char *>(a.c_str()));
+  struct fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  se_ = fuse_session_new(&args, &kOps, sizeof kOps, this);
+  if (!se_) throw Napi::Error::New(env, "fuse: fuse_session_new failed (bad mount option?)");
+  if (fuse_session_mount(se_, mountpoint_.c_str()) != 0) {
+    int err = errno;
+    fuse_session_destroy(se_);
+    se_ = nullptr;
+    auto e = Napi::Error::New(env, std::string("fuse: cannot mount ") + mountpoint_ + ": " + strerror(err));
+    e.Set("errno", Napi::Number::New(env, err));
+    throw e;
+  }
+  mounted_ = true;
+  Ref();  // kept alive until the loop has ended
+  tsfn_.Ref(env);
+  notifier_ = std::thread([this] { Notifier(); });
+  loop_ = std::thread([this] { Loop(); });
+  return env.Undefined();
+}
+
+void FuseSession::Loop() {
+  fuse_session_loop(se_);
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    ended_ = true;
+    for (auto &p : pending_) fuse_reply_err(p.second.req, EIO);
+    pending_.clear();
+  }
+  {
+    std::lock_guard<std::mutex> g(nmu_);
+    nstop_ = true;
+  }
+  ncv_.notify_all();
+  notifier_.join();
+  fuse_session_unmount(se_);
+  fuse_session_destroy(se_);
+  se_ = nullptr;
+  // Tell JS the mount is gone; the event with op 0 is the exit notice.
+  auto *ev = new Event();
+  ev->op = 0;
+  ev->self = this;
+  if (tsfn_.BlockingCall(ev) != napi_ok) delete ev;
+  tsfn_.Release();
+}
+
+void FuseSession::Notifier() {
+  for (;;) {
+    Notice n;
+    {
+      std::unique_lock<std::mutex> l(nmu_);
+      ncv_.wait(l, [this] { return nstop_ || !notices_.empty(); });
+      if (nstop_) return;
+      n = std::move(notices_.front());
+      notices_.pop_front();
+    }
+    // ENOENT: the kernel does not know the inode or name (nothing cached) — nothing to do.
+    if (n.entry) fuse_lowlevel_notify_inval_entry(se_, n.ino, n.name.c_str(), n.name.size());
+    else fuse_lowlevel_notify_inval_inode(se_, n.ino, 0, 0);
+  }
+}
+
+Napi::Value FuseSession::Unmount(const Napi::CallbackInfo &info) {
+  // A lazy unmount makes the kernel end the connection: the loop's read returns ENODEV, and the
+  // loop thread tears the session down (Loop). As root umount2 does it; otherwise the caller runs
+  // fusermount3 -u -z (protocols/fuse/mount.ts) — this returns false then.
+  if (!mounted_) return Napi::Boolean::New(info.Env(), true);
+  if (se_) fuse_session_exit(se_);
+  bool ok = umount2(mountpoint_.c_str(), MNT_DETACH) == 0;
+  return Napi::Boolean::New(info.Env(), ok);
+}
+
+#define TAKE_OR_RETURN(p)                                      \
+  std::lock_guard<std::mutex> g(mu_);                          \
+  Pending p;                                                   \
+  if (!Take(info.Env(), IdArg(info), &p)) return info.Env().Undefined();
+
+Napi::Value FuseSession::ReplyErr(const Napi::CallbackInfo &info) {
+  TAKE_OR_RETURN(p);
+  fuse_reply_err(p.req, info[1].As<Napi::Number>().Int32Value());
+  return info.Env().Undefined();
+}
+
+// replyEntry(id, attr, attrTimeout, entryTimeout)
+Napi::Value FuseSession::ReplyEntry(const Napi::CallbackInfo &info) {
+  struct fuse_entry_param e;
+  FillEntry(info, 1, &e);
+  TAKE_OR_RETURN(p);
+  fuse_reply_entry(p.req, &e);
+  return info.Env().Undefined();
+}
+
+// replyCreate(id, attr, attrTimeout, entryTimeout, fh, flags: 1 keep_cache, 2 direct_io)
+Napi::Value FuseSession::ReplyCreate(const Napi::CallbackInfo &info) {
+  struct fuse_entry_param e;
+  FillEntry(info, 1, &e);
+  struct fuse_file_info fi;
+  memset(&fi, 0, sizeof fi);
+  fi.fh = static_cast<uint64_t>(info[4].As<Napi::Number>().DoubleValue());
+  int flags = info[5].As<Napi::Number>().Int32Value();
+  fi.keep_cache = flags & 1;
+  fi.direct_io = (flags & 2) ? 1 : 0;
+  TAKE_OR_RETURN(p);
+  fuse_reply_create(p.req, &e, &fi);
+  return info.Env().Undefined();
+}
+
+// replyAttr(id, attr, timeout)
+Napi::Value FuseSession::ReplyAttr(const Napi::CallbackInfo &info) {
+  struct stat st;
+  FillStat(info[1], &st);
+  double timeout = info[2].As<Napi::Number>().DoubleValue();
+  TAKE_OR_RETURN(p);
+  fuse_reply_attr(p.req, &st, timeout);
+  return info.Env().Undefined();
+}
+
+// replyOpen(id, fh, flags: 1 keep_cache, 2 direct_io)
+Napi::Value FuseSession::ReplyOpen(const Napi::CallbackInfo &info) {
+  struct fuse_file_info fi;
+  memset(&fi, 0, sizeof fi);
+  fi.fh = static_cast<uint64_t>(info[1].As<Napi::Number>().DoubleValue());
+  int flags = info[2].As<Napi::Number>().Int32Value();
+  fi.keep_cache = flags & 1;
+  fi.direct_io = (flags & 2) ? 1 : 0;
+  TAKE_OR_RETURN(p);
+  fuse_reply_open(p.req, &fi);
+  return info.Env().Undefined();
+}
+
+// replyBuf(id, Uint8Array[, length])
+Napi::Value FuseSession::ReplyBuf(const Napi::CallbackInfo &info) {
+  if (!info[1].IsTypedArray()) throw Napi::TypeError::New(info.Env(), "fuse: replyBuf needs a Uint8Array");
+  auto b = info[1].As<Napi::Uint8Array>();
+  size_t len = b.ByteLength();
+  if (info.Length() > 2 && info[2].IsNumber()) len = std::min(len, static_cast<size_t>(info[2].As<Napi::Number>().DoubleValue()));
+  TAKE_OR_RETURN(p);
+  fuse_reply_buf(p.req, reinterpret_cast<const char *>(b.Data()), len);
+  return info.Env().Undefined();
+}
+
+Napi::Value FuseSession::ReplyWrite(const Napi::CallbackInfo &info) {
+  size_t n = static_cast<size_t>(info[1].As<Napi::Number>().DoubleValue());
+  TAKE_OR_RETURN(p);
+  fuse_reply_write(p.req, n);
+  return info.Env().Undefined();
+}
+
+Napi::Value FuseSession::ReplyReadlink(const Napi::CallbackInfo &info) {
+  std::string s = info[1].As<Napi::String>();
+  TAKE_OR_RETURN(p);
+  fuse_reply_readlink(p.req, s.c_str());
+  return info.Env().Undefined();
+}
+
+// replyStatfs(id, Float64Array [bsize, frsize, blocks, bfree, bavail, files, ffree, favail, namemax])
+Napi::Value FuseSession::ReplyStatfs(const Napi::CallbackInfo &info) {
+  auto a = info[1].As<Napi::Float64Array>();
+  if (a.ElementLength() < 9) throw Napi::TypeError::New(info.Env(), "fuse: statfs needs 9 values");
+  struct statvfs s;
+  memset(&s, 0, sizeof s);
+  s.f_bsize = static_cast<unsigned long>(a[0]);
+  s.f_frsize = static_cast<unsigned long>(a[1]);
+  s.f_blocks = static_cast<fsblkcnt_t>(a[2]);
+  s.f_bfree = static_cast<fsblkcnt_t>(a[3]);
+  s.f_bavail = static_cast<fsblkcnt_t>(a[4]);
+  s.f_files = static_cast<fsfilcnt_t>(a[5]);
+  s.f_ffree = static_cast<fsfilcnt_t>(a[6]);
+  s.f_favail = static_cast<fsfilcnt_t>(a[7]);
+  s.f_namemax = static_cast<unsigned long>(a[8]);
+  TAKE_OR_RETURN(p);
+  fuse_reply_statfs(p.req, &s);
+  return info.Env().Undefined();
+}
+
+// replyXattr(id, Uint8Array): the value (getxattr) or the NUL-separated names (listxattr). The
+// size protocol is done here: size 0 asks for the length; a value longer than size is ERANGE.
+Napi::Value FuseSession::ReplyXattr(const Napi::CallbackInfo &info) {
+  auto b = info[1].As<Napi::Uint8Array>();
+  TAKE_OR_RETURN(p);
+  if (p.size == 0) fuse_reply_xattr(p.req, b.ByteLength());
+  else if (b.ByteLength() > p.size) fuse_reply_err(p.req, ERANGE);
+  else fuse_reply_buf(p.req, reinterpret_cast<const char *>(b.Data()), b.ByteLength());
+  return info.Env().Undefined();
+}
+
+// replyDir(id, plus, names[], attrs Float64Array(n*ATTR_LEN), offsets Float64Array(n), attrTimeout,
+// entryTimeout) -> how many entries fit (readdirplus: the kernel counts a lookup for each of those).
+Napi::Value FuseSession::ReplyDir(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  bool plus = info[1].ToBoolean();
+  auto names = info[2].As<Napi::Array>();
+  auto attrs = info[3].As<Napi::Float64Array>();
+  auto offs = info[4].As<Napi::Float64Array>();
+  double attrTimeout = info[5].As<Napi::Number>().DoubleValue();
+  double entryTimeout = info[6].As<Napi::Number>().DoubleValue();
+  uint32_t n = names.Length();
+  if (attrs.ElementLength() < static_cast<size_t>(n) * ATTR_LEN || offs.ElementLength() < n)
+    throw Napi::TypeError::New(env, "fuse: replyDir arrays too short");
+  std::vector<std::string> strs(n);
+  for (uint32_t i = 0; i < n; i++) strs[i] = names.Get(i).As<Napi::String>();
+  std::lock_guard<std::mutex> g(mu_);
+  Pending p;
+  if (!Take(env, IdArg(info), &p)) return Napi::Number::New(env, 0);
+  std::vector<char> buf(p.size);
+  size_t used = 0;
+  uint32_t added = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    struct fuse_entry_param e;
+    memset(&e, 0, sizeof e);
+    const double *a = attrs.Data() + static_cast<size_t>(i) * ATTR_LEN;
+    e.attr.st_ino = static_cast<ino_t>(a[0]);
+    e.attr.st_mode = static_cast<mode_t>(a[1]);
+    e.attr.st_nlink = static_cast<nlink_t>(a[2]);
+    e.attr.st_uid = static_cast<uid_t>(a[3]);
+    e.attr.st_gid = static_cast<gid_t>(a[4]);
+    e.attr.st_size = static_cast<off_t>(a[5]);
+    e.attr.st_blocks = static_cast<blkcnt_t>(a[6]);
+    e.attr.st_atim.tv_sec = static_cast<time_t>(a[7]);
+    e.attr.st_atim.tv_nsec = static_cast<long>(a[8]);
+    e.attr.st_mtim.tv_sec = static_cast<time_t>(a[9]);
+    e.attr.st_mtim.tv_nsec = static_cast<long>(a[10]);
+    e.attr.st_ctim.tv_sec = static_cast<time_t>(a[11]);
+    e.attr.st_ctim.tv_nsec = static_cast<long>(a[12]);
+    e.attr.st_blksize = static_cast<blksize_t>(a[13]);
+    e.ino = e.attr.st_ino;
+    e.generation = 1;
+    e.attr_timeout = attrTimeout;
+    e.entry_timeout = entryTimeout;
+    off_t off = static_cast<off_t>(offs[i]);
+    size_t need = plus ? fuse_add_direntry_plus(p.req, nullptr, 0, strs[i].c_str(), &e, off)
+                       : fuse_add_direntry(p.req, nullptr, 0, strs[i].c_str(), &e.attr, off);
+    if (used + need > p.size) break;
+    if (plus) fuse_add_direntry_plus(p.req, buf.data() + used, p.size - used, strs[i].c_str(), &e, off);
+    else fuse_add_direntry(p.req, buf.data() + used, p.size - used, strs[i].c_str(), &e.attr, off);
+    used += need;
+    added++;
+  }
+  fuse_reply_buf(p.req, buf.data(), used);
+  return Napi::Number::New(env, added);
+}
+
+Napi::Value FuseSession::InvalInode(const Napi::CallbackInfo &info) {
+  {
+    std::lock_guard<std::mutex> g(nmu_);
+    if (nstop_ || !mounted_) return info.Env().Undefined();
+    notices_.push_back(Notice{false, static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue()), ""});
+  }
+  ncv_.notify_one();
+  return info.Env().Undefined();
+}
+
+Napi::Value FuseSession::InvalEntry(const Napi::CallbackInfo &info) {
+  {
+    std::lock_guard<std::mutex> g(nmu_);
+    if (nstop_ || !mounted_) return info.Env().Undefined();
+    notices_.push_back(Notice{true, static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue()), info[1].As<Napi::String>()});
+  }
+  ncv_.notify_one();
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
+// The exit notice (op 0) reaches JS as handler(0, ...); JS calls onExit itself then. The class
+// keeps onExit_ only so that the function stays alive as long as the session.
+Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
+  exports.Set("FuseSession", FuseSession::Init(env));
+  exports.Set("FUSE_MAJOR", Napi::Number::New(env, FUSE_MAJOR_VERSION));
+  exports.Set("FUSE_MINOR", Napi::Number::New(env, FUSE_MINOR_VERSION));
+  return exports;
+}
+
+NODE_API_MODULE(portico_fuse, InitAll)
