@@ -14,6 +14,8 @@
  *   this process or by `portico user ...` in another one) turns every older entry into a miss, so
  *   such changes apply at the next request. Authenticators without `generation()` get the older
  *   rule: a hit re-reads the user (`principalFor`), so a disabled or deleted user is refused at once.
+ *   A principal with `validUntil` (directory logins: src/auth/ldap-authenticator.ts) is not reused
+ *   past it, so this cache never outlives the directory login cache's TTL.
  * - Failures are never cached: every failed attempt goes through the authenticator and its
  *   throttle. An unknown header always costs a bcrypt compare.
  * - Concurrent logins with one header (a client opening 16 connections at once) share the first
@@ -94,7 +96,7 @@ export class BasicAuthCache {
     const generation = this.generation();
     if (key !== undefined) {
       const hit = this.cache.get(key);
-      if (hit !== undefined) {
+      if (hit !== undefined && (hit.principal.validUntil === undefined || hit.principal.validUntil > Date.now())) {
         if (generation !== undefined) {
           if (hit.generation === generation) return hit.principal;
         } else {

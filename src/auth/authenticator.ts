@@ -15,6 +15,12 @@ export interface Principal {
   gid: number;
   groups: string[];
   guest: boolean;
+  /**
+   * Epoch ms after which a protocol must not reuse this principal from its own login cache (a
+   * directory login is only vouched for until its cache entry expires: src/auth/ldap-authenticator.ts).
+   * Absent: no limit beyond the protocol's own TTL and `generation()`.
+   */
+  validUntil?: number;
 }
 
 export interface AuthContext {

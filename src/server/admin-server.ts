@@ -46,7 +46,7 @@ export interface AdminServerOptions {
 }
 
 export interface NotReady {
-  kind: 'protocol' | 'share';
+  kind: 'protocol' | 'share' | 'directory';
   name: string;
   reason: string;
 }

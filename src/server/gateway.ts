@@ -17,7 +17,8 @@
 import { randomInt } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { createBackend } from '../../backends/index.ts';
-import { LocalAuthenticator, LocalUserStore } from '../auth/local-users.ts';
+import { LocalUserStore } from '../auth/local-users.ts';
+import { buildAuthenticator } from '../auth/ldap-authenticator.ts';
 import { loadOrCreateSecret } from '../auth/secret-box.ts';
 import { Throttle } from '../auth/throttle.ts';
 import type { PorticoConfig } from '../config/schema.ts';
@@ -113,6 +114,7 @@ export class Gateway {
   private clientRecords: ClientRecords | undefined;
   /** Shares whose start-up recovery (backend.recover()) is still running: /ready waits for them. */
   private readonly recovering = new Set<string>();
+  private authenticator: ReturnType<typeof buildAuthenticator> | undefined;
 
   constructor(config: PorticoConfig, opts: GatewayOptions = {}) {
     this.config = config;
@@ -141,7 +143,12 @@ export class Gateway {
     const secret = loadOrCreateSecret(server.stateDir, auth.secretKey);
     const users = (this.users = new LocalUserStore(store, { secret, bcryptRounds: auth.bcryptRounds }));
     if (users.count() === 0) await this.applyFirstRunPolicy(users);
-    const authenticator = new LocalAuthenticator(users, new Throttle(auth.throttle));
+    // Local users, and the directory when auth.ldap is set (src/auth/ldap-authenticator.ts).
+    const authenticator = (this.authenticator = buildAuthenticator(auth, users, {
+      throttle: new Throttle(auth.throttle),
+      logger: this.logger.child({ component: 'ldap' }),
+      registry: this.metrics.registry,
+    }));
 
     const s3Ca = this.config.s3.tls.ca;
     const stacks = new Map<string, VolumeStack>();
@@ -249,7 +256,11 @@ export class Gateway {
         metrics: this.metrics,
         plugins: () => this.plugins,
         backends: () => this.backends,
-        starting: () => [...this.recovering].map((name) => ({ kind: 'share' as const, name, reason: 'start-up recovery running' })),
+        // A directory none of whose URLs answers is reported (local users still log in meanwhile).
+        starting: () => [
+          ...[...this.recovering].map((name) => ({ kind: 'share' as const, name, reason: 'start-up recovery running' })),
+          ...directoryNotReady(this.authenticator?.directory?.state()),
+        ],
         logger: this.logger.child({ component: 'admin' }),
         token: adminToken(secret),
         refreshCache: async (share, path) => {
@@ -315,6 +326,7 @@ export class Gateway {
     // Without a VFS (failed start) the backends were never handed over: close them here.
     else for (const b of this.backends.values()) await attempt('backend', () => b.close());
     await attempt('client records', () => this.clientRecords?.stop());
+    await attempt('directory connections', () => this.authenticator?.close?.());
     await attempt('metadata store', () => this.store?.close());
     this.state = 'stopped';
     this.logger.info('portico stopped');
@@ -355,4 +367,10 @@ export class Gateway {
 
 function hostPort(a: AddressInfo): string {
   return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+}
+
+/** /ready entries for the directory: only when every URL is down (one answering URL serves logins). */
+function directoryNotReady(state: { url: string; up: boolean; lastError: string | undefined }[] | undefined): { kind: 'directory'; name: string; reason: string }[] {
+  if (state === undefined || state.some((s) => s.up)) return [];
+  return state.map((s) => ({ kind: 'directory' as const, name: s.url, reason: `unreachable: ${s.lastError ?? 'no answer'}` }));
 }
