@@ -91,10 +91,18 @@ export class MessagePool {
     return Buffer.from(ab, 0, length);
   };
 
-  /** Gives a message's buffer back; anything not from alloc, or given back twice, is ignored. */
+  /** Whether a message (or a view into one) lies in a buffer from alloc not given back yet. */
+  owns(message: Buffer): boolean {
+    return message.buffer instanceof ArrayBuffer && this.mine.has(message.buffer);
+  }
+
+  /**
+   * Gives a message's buffer back (the message or any view into it: a decrypted-in-place message
+   * is a view past its TRANSFORM_HEADER); anything not from alloc, or given back twice, is ignored.
+   */
   release(message: Buffer): void {
     const ab = message.buffer;
-    if (!(ab instanceof ArrayBuffer) || !this.mine.has(ab) || message.byteOffset !== 0) return;
+    if (!(ab instanceof ArrayBuffer) || !this.mine.has(ab)) return;
     this.mine.delete(ab);
     if (this.free.length < this.maxBuffers) this.free.push(ab);
   }

@@ -245,6 +245,30 @@ out = {'plain': c.decrypt_and_verify(e[52:], e[4:20]).hex()}`,
     expect(parts[0]!.length).toBe(52);
     expect(Buffer.concat(parts).equals(whole)).toBe(true);
   });
+
+  it.each([Cipher.AES_128_CCM, Cipher.AES_128_GCM, Cipher.AES_256_CCM, Cipher.AES_256_GCM])('cipher %i: in place (a large piece the caller owns, a large message decrypted where it lies) gives the same bytes', (cipher) => {
+    const gcm = cipher === Cipher.AES_128_GCM || cipher === Cipher.AES_256_GCM;
+    const key = randomBytes(cipher === Cipher.AES_256_CCM || cipher === Cipher.AES_256_GCM ? 32 : 16);
+    const nonce = randomBytes(gcm ? 12 : 11);
+    const head = randomBytes(80);
+    const payload = randomBytes(300_001); // several 64 KiB slices and a short last one
+    const whole = encryptMessage(Buffer.concat([head, payload]), key, cipher, 9n, nonce);
+    const mine = Buffer.from(payload);
+    const parts = encryptMessageParts([head, mine], key, cipher, 9n, nonce, { inPlaceFrom: 1 });
+    expect(Buffer.concat(parts).equals(whole)).toBe(true);
+    // GCM turns the owned piece into its ciphertext and sends that buffer; CCM never touches it.
+    expect(parts.includes(mine)).toBe(gcm);
+    expect(mine.equals(payload)).toBe(!gcm);
+    expect(head.length).toBe(80);
+
+    const received = Buffer.from(whole);
+    const plain = decryptMessage(received, key, cipher, { inPlace: true })!;
+    expect(Buffer.concat([head, payload]).equals(plain)).toBe(true);
+    expect(plain.buffer === received.buffer && plain.byteOffset === received.byteOffset + 52).toBe(gcm);
+    const tampered = Buffer.from(whole);
+    tampered[100]! ^= 1;
+    expect(decryptMessage(tampered, key, cipher, { inPlace: true })).toBeUndefined();
+  });
 });
 
 describe('preauth integrity hash', () => {

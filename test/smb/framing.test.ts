@@ -155,6 +155,11 @@ describe('large messages: one buffer, pooled; responses written as pieces', () =
     // Small messages are not pooled, and a buffer the pool did not make is not taken.
     expect(pool.alloc(100).buffer).not.toBe(first);
     pool.release(Buffer.alloc(5000));
+    // A view into a pooled message (decrypted in place: past its TRANSFORM_HEADER) gives it back too.
+    expect(pool.owns(again[0]!.subarray(52))).toBe(true);
+    pool.release(again[0]!.subarray(52));
+    expect(pool.owns(again[0]!)).toBe(false);
+    expect(pool.alloc(5000).buffer).toBe(first);
   });
 
   it('writeFramed sends the Direct TCP header and the pieces in order', () => {

@@ -240,8 +240,9 @@ export class SmbServer {
     const inFlight = new Set<Promise<void>>();
     const dispatch = async (m: Buffer): Promise<void> => {
       const d = this.plaintextOf(conn, m);
-      // A decrypted message's ciphertext is not referred to any more.
-      if (d && d.msg !== m) pool.release(m);
+      // A message decrypted into a buffer of its own: the ciphertext is not referred to any more
+      // (a large one is decrypted in place, d.msg a view of m, released once answered like m).
+      if (d && d.msg.buffer !== m.buffer) pool.release(m);
       if (!d || !isLoneIo(d.msg)) {
         if (inFlight.size) await Promise.all(inFlight);
         return d ? this.onMessage(conn, d.msg, d.encryptedFor) : this.onMessage(conn, m);
@@ -287,8 +288,11 @@ export class SmbServer {
     if (m.length < 4 || m.readUInt32LE(0) !== PROTOCOL_TRANSFORM) return { msg: m };
     const t = tryDecode(() => decodeTransformHeader(m));
     const sess = t.ok ? conn.sessions.get(t.value.sessionId) : undefined;
-    const plain = t.ok && sess?.keys && conn.cipher ? decryptMessage(m, sess.keys.decryptionKey, conn.cipher) : undefined;
+    // A pooled message (a large WRITE) is the connection's own: decrypted where it lies.
+    const inPlace = conn.pool?.owns(m) ?? false;
+    const plain = t.ok && sess?.keys && conn.cipher ? decryptMessage(m, sess.keys.decryptionKey, conn.cipher, { inPlace }) : undefined;
     if (!plain || !sess || !t.ok) return undefined;
+    countForGc(plain.length);
     sess.encrypted = true;
     return { msg: plain, encryptedFor: { sess, sessionId: t.value.sessionId } };
   }
@@ -351,9 +355,12 @@ export class SmbServer {
     // with a per-session nonce counter (never a repeated nonce under one key).
     const nonce = Buffer.alloc(nonceBytes(conn.cipher));
     nonce.writeBigUInt64LE(encryptedFor.sess.nonce++);
-    const sealed = encryptMessageParts(pieces, encryptedFor.sess.keys.encryptionKey, conn.cipher, encryptedFor.sessionId, nonce);
-    written?.(); // the cipher has read the pieces
-    writeFramed(sock, sealed);
+    // With `written` the pieces after the first are ours until it runs (a READ's pooled payload):
+    // GCM encrypts them in place, and they go back once the socket has sent them.
+    const sealed = encryptMessageParts(pieces, encryptedFor.sess.keys.encryptionKey, conn.cipher, encryptedFor.sessionId, nonce, written ? { inPlaceFrom: 1 } : {});
+    const inPlace = sealed.some((p) => pieces.includes(p));
+    if (!inPlace) written?.(); // the cipher has read the pieces
+    writeFramed(sock, sealed, inPlace ? written : undefined);
   }
 
   private async onMessage(conn: Conn, msg: Buffer, encryptedFor?: { sess: SmbSession; sessionId: bigint }): Promise<void> {
