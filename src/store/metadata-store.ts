@@ -29,7 +29,8 @@
  * rest of a 4 KiB WebDAV GET. Id rows (ensureChild/insertChild) therefore join one open write
  * transaction that commits GROUP_COMMIT_MS after its first row or at GROUP_COMMIT_ROWS rows (~6 µs
  * a row). Every other write (and every explicit transaction) commits the group first, so nothing but
- * id rows is ever delayed and the order of writes on disk stays the order they were made in.
+ * id rows (their change state, and the removal of a name's rows: dropNameGrouped) is ever delayed
+ * and the order of writes on disk stays the order they were made in.
  * What a process crash can now lose: the id rows of the last few milliseconds. Those files get a new
  * id at their next access; the lost ids are never handed out again, because ids come from ranges
  * reserved durably in advance (ID_RESERVE at a time, one fsync each): a client holding a lost id (an
@@ -922,6 +923,7 @@ export class MetadataStore {
    * properties are deleted. Returns the deleted ids (empty when the file lives on).
    */
   dropName(vol: string, parent: FileId, key: string): FileId[] {
+    if (!this.anyLinks && this.deferrable) return this.dropNameGrouped(vol, parent, key);
     return this.transaction(() => {
       const own = this.lookupChild(vol, parent, key);
       if (!own) {
@@ -937,6 +939,42 @@ export class MetadataStore {
       }
       return this.deleteSubtree(own.id);
     });
+  }
+
+  /**
+   * dropName in a store without hard links, outside a transaction: the name's rows are deleted in
+   * the group commit, like id rows, instead of a transaction of their own (which committed the
+   * group first: two commits per remove, the largest store cost of a create-write-remove cycle).
+   * A row still pending (created within the last GROUP_COMMIT_MS, never written) is just
+   * forgotten. What a crash can lose: the deletion of the last few milliseconds, leaving a row for
+   * a name that is gone. The next file at that name then finds the old row: on identity backends
+   * (local disks) its different native id gives it a new id (change-tracker.ts, REPLACED); on
+   * others it takes the old id, as a file deleted and created again outside Portico already does
+   * there. Never does an id name two files at once, and nothing but the rows of that name is
+   * delayed: every other write still commits the group first, so the order on disk is kept.
+   */
+  private dropNameGrouped(vol: string, parent: FileId, key: string): FileId[] {
+    const own = this.lookupChild(vol, parent, key);
+    if (!own) return [];
+    const pk = pendingKey(vol, parent, key);
+    if (this.pending.get(pk) === own) {
+      let childPending = false;
+      for (const r of this.pendingById.values()) if (r.parent === own.id) childPending = true;
+      if (!childPending) {
+        this.pending.delete(pk);
+        this.pendingById.delete(own.id);
+        return [own.id];
+      }
+    }
+    this.joinGroup();
+    const ids = (this.row('delSubtree').all(own.id) as { id: bigint }[]).map((r) => r.id);
+    for (const x of ids) {
+      this.row('delNode').run(x);
+      this.row('delProps').run(x);
+    }
+    if (this.group) this.group.rows += ids.length - 1;
+    this.groupFilled();
+    return ids;
   }
 
   /**

@@ -209,6 +209,38 @@ describe('metadata store group commit', () => {
     expect(committedNames()).toEqual(['a', 'b']);
   });
 
+  it('removing a name joins the group: a pending row is forgotten unwritten, a written one goes with the group, before any other write', () => {
+    const s = MetadataStore.open(dir);
+    try {
+      const root = s.rootId('v');
+      // Created and removed within one group: never written, and its id is not handed out again.
+      const gone = s.insertChild('v', root, 'tmp', 'tmp');
+      expect(s.dropName('v', root, 'tmp')).toEqual([gone.id]);
+      expect(s.lookupChild('v', root, 'tmp')).toBeUndefined();
+      expect(s.getNode(gone.id)).toBeUndefined();
+      expect(s.insertChild('v', root, 'tmp', 'tmp').id > gone.id).toBe(true);
+      // A written directory with a child and a property: the removal takes the subtree and the
+      // property, and is not visible to another connection until the group commits ...
+      const d = s.insertChild('v', root, 'd', 'd');
+      const f = s.insertChild('v', d.id, 'f', 'f');
+      s.setProps(f.id, [{ ns: 'urn:x', name: 'p', value: new Uint8Array([1]) }]);
+      expect(committedNames()).toEqual(['tmp', 'd', 'f']);
+      expect(s.dropName('v', root, 'd').sort()).toEqual([d.id, f.id].sort());
+      expect(s.lookupChild('v', root, 'd')).toBeUndefined();
+      expect(s.getNode(f.id)).toBeUndefined();
+      expect(s.getProps(f.id)).toEqual([]);
+      expect(committedNames()).toEqual(['tmp', 'd', 'f']);
+      // ... which any other write makes it do first.
+      s.setWinAttributes(s.lookupChild('v', root, 'tmp')!.id, 0x20);
+      expect(committedNames()).toEqual(['tmp']);
+      const db = new DatabaseSync(join(dir, 'portico.db'), { readOnly: true });
+      expect((db.prepare('SELECT COUNT(*) AS n FROM props').get() as { n: number }).n).toBe(0);
+      db.close();
+    } finally {
+      s.close();
+    }
+  });
+
   it('an in-memory store (tests) needs no group and behaves the same', () => {
     const s = MetadataStore.open(':memory:');
     const root = s.rootId('v');
