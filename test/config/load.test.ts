@@ -41,6 +41,7 @@ describe('loadConfig: valid files', () => {
       bcryptRounds: 12,
       firstRun: 'create-admin',
       throttle: { maxFailures: 5, windowMs: 900000, lockoutMs: 60000, maxLockoutMs: 900000 },
+      ldap: null,
     });
     expect(c.protocols).toEqual({ webdav: { port: 8080 }, nfs: { port: 2049 }, smb: { port: 445 }, fuse: { mountpoint: null } });
     expect(c.shares).toEqual([
