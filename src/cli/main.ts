@@ -4,6 +4,8 @@
  *   portico serve [SOURCE]         run the gateway
  *   portico user add|passwd|del|list   manage local users (src/cli/user-commands.ts)
  *   portico cache refresh SHARE[/path]  drop cached metadata in the running gateway (src/cli/cache-commands.ts)
+ *   portico auth test USER         one login as a protocol would do it: principal or reason (src/cli/auth-commands.ts)
+ *   portico shard pack|ls ...       build and inspect shard sets (src/cli/shard-commands.ts)
  *   portico share list             show the configured shares
  *   portico config check FILE      validate a config file (exit 2 when invalid)
  *
@@ -32,6 +34,8 @@ import { VfsError } from '../vfs/errors.ts';
 import { userCommand } from './user-commands.ts';
 import { generateSelfSigned } from '../../protocols/webdav/tls.ts';
 import { cacheCommand } from './cache-commands.ts';
+import { authCommand } from './auth-commands.ts';
+import { shardCommand } from './shard-commands.ts';
 
 /** Protocols that get a --<name>-port flag even before their plugin exists. */
 const PORT_PROTOCOLS = ['webdav', 'nfs', 'smb'];
@@ -238,6 +242,8 @@ export function buildProgram(): Command {
 
   program.addCommand(userCommand({ configOption, loadToolConfig, action, printTable }));
   program.addCommand(cacheCommand({ configOption, loadToolConfig, action }));
+  program.addCommand(authCommand({ configOption, loadToolConfig, action }));
+  program.addCommand(shardCommand({ action, printTable }));
 
   program
     .command('cert')

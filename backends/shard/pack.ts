@@ -1,0 +1,328 @@
+/**
+ * `portico shard pack SRC DEST`: packs a local directory tree into a shard set (docs/shard-format.md).
+ *
+ * 1. Walk SRC (lstat each entry; symlinks and names Portico cannot serve are skipped and reported).
+ * 2. Against the set's current catalog, keep what is unchanged (same type, size, mtime and mode as
+ *    its visible entry), pack what is new or changed, tombstone what is gone: an update adds one
+ *    generation of shards instead of rewriting the set.
+ * 3. Plan: the entries to pack, sorted by path bytes, cut into shards of up to `shardSize` bytes of
+ *    original data (deterministic for a given source and options).
+ * 4. Write each shard in turn; files are read, compressed and checksummed by worker threads, ahead
+ *    of the writer, and written in plan order. After each shard the checkpoint records it, so a
+ *    pack that is interrupted and run again with the same plan skips the shards already written.
+ * 5. Replace the catalog atomically, then drop the checkpoint.
+ */
+import { createHash } from 'node:crypto';
+import { lstat, readFile, readdir } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { crc32 } from 'node:zlib';
+import { normalizeName } from '../../src/vfs/path.ts';
+import { CHECKPOINT_NAME, emptyCatalog, parseCatalog, serializeCatalog, shardName, type Catalog, type CatalogShard } from './catalog.ts';
+import type { Codec } from './codec.ts';
+import { comparePathBytes } from './format.ts';
+import { DEFAULT_ALIGNMENT, ShardWriter } from './format-write.ts';
+import { prepareFile, type PrepareTask, type Prepared } from './prepare.ts';
+import { Progress, type ProgressMode } from './progress.ts';
+import { ShardSetReader } from './set-reader.ts';
+import type { ShardStore } from './store.ts';
+
+export interface PackOptions {
+  /** Original bytes per shard, at most (default 1 GiB; a single larger file gets a shard of its own). */
+  shardSize?: number;
+  codec?: Codec | 'auto';
+  level?: number;
+  /** Worker threads for reading and compression (default: cores - 1, at least 1; 0 = on the main thread). */
+  workers?: number;
+  alignment?: number;
+  progress?: ProgressMode;
+  progressOut?: NodeJS.WritableStream;
+  progressIntervalMs?: number;
+  /** Warnings (skipped entries, files that vanished). */
+  warn?: (message: string) => void;
+}
+
+export interface PackResult {
+  upToDate: boolean;
+  generation: number;
+  shardsWritten: number;
+  shardsResumed: number;
+  files: number;
+  dirs: number;
+  bytes: number;
+  storedBytes: number;
+  unchanged: number;
+  tombstones: number;
+  skipped: number;
+  seconds: number;
+}
+
+interface SourceEntry {
+  path: string;
+  type: 'file' | 'dir';
+  size: number;
+  mode: number;
+  mtimeNs: bigint;
+  file: string;
+}
+
+interface Checkpoint {
+  planId: string;
+  generation: number;
+  done: CatalogShard[];
+}
+
+const GiB = 1024 ** 3;
+
+/** The tree under `root` as share paths (NFC names as Portico serves them). */
+async function walk(root: string, warn: (m: string) => void): Promise<{ entries: SourceEntry[]; skipped: number }> {
+  const entries: SourceEntry[] = [];
+  let skipped = 0;
+  const stack: [string, string][] = [[root, '']];
+  while (stack.length > 0) {
+    const [dir, share] = stack.pop() as [string, string];
+    const names = await readdir(dir, { withFileTypes: true });
+    for (const d of names) {
+      let name: string;
+      try {
+        name = normalizeName(d.name);
+      } catch {
+        name = '';
+      }
+      const file = join(dir, d.name);
+      if (name !== d.name) {
+        warn(`skipped ${file}: a name Portico cannot serve as it is`);
+        skipped++;
+        continue;
+      }
+      const st = await lstat(file, { bigint: true });
+      const path = `${share}/${name}`;
+      if (st.isDirectory()) {
+        entries.push({ path, type: 'dir', size: 0, mode: Number(st.mode & 0o7777n), mtimeNs: st.mtimeNs, file });
+        stack.push([file, path]);
+      } else if (st.isFile()) {
+        entries.push({ path, type: 'file', size: Number(st.size), mode: Number(st.mode & 0o7777n), mtimeNs: st.mtimeNs, file });
+      } else {
+        warn(`skipped ${file}: ${st.isSymbolicLink() ? 'symbolic links are' : 'special files are'} not stored in shards`);
+        skipped++;
+      }
+    }
+  }
+  return { entries, skipped };
+}
+
+/** Reads and compresses files on worker threads (or inline), one promise per file. */
+class PreparePool {
+  private readonly workers: Worker[] = [];
+  private readonly pending = new Map<number, { resolve: (p: Prepared) => void; reject: (e: Error) => void }>();
+  private next = 0;
+  private rr = 0;
+
+  constructor(n: number) {
+    for (let i = 0; i < n; i++) {
+      const w = new Worker(new URL('./pack-worker.ts', import.meta.url));
+      w.on('message', (m: { id: number; error?: string; code?: string } & Partial<Prepared>) => {
+        const p = this.pending.get(m.id);
+        if (p === undefined) return;
+        this.pending.delete(m.id);
+        if (m.error !== undefined) p.reject(Object.assign(new Error(m.error), { code: m.code }));
+        else {
+          const s = m.stored as Uint8Array;
+          p.resolve({ codec: m.codec as Codec, stored: Buffer.from(s.buffer, s.byteOffset, s.byteLength), length: m.length as number, crc: m.crc as number });
+        }
+      });
+      w.on('error', (e) => {
+        for (const p of this.pending.values()) p.reject(e);
+        this.pending.clear();
+      });
+      this.workers.push(w);
+    }
+  }
+
+  run(t: PrepareTask): Promise<Prepared> {
+    if (this.workers.length === 0) return prepareFile(t, readFile, crc32);
+    const id = this.next++;
+    const w = this.workers[this.rr++ % this.workers.length] as Worker;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      w.postMessage({ id, ...t });
+    });
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}
+
+function same(a: SourceEntry, e: { type: string; length: number; mtimeNs: bigint; mode: number }): boolean {
+  return a.type === e.type && a.mode === e.mode && a.mtimeNs === e.mtimeNs && (a.type === 'dir' || a.size === e.length);
+}
+
+export async function pack(src: string, store: ShardStore, o: PackOptions = {}): Promise<PackResult> {
+  const t0 = performance.now();
+  const warn = o.warn ?? (() => undefined);
+  const shardSize = o.shardSize ?? GiB;
+  const policy = o.codec ?? 'auto';
+  const alignment = o.alignment ?? DEFAULT_ALIGNMENT;
+  const { entries: source, skipped } = await walk(src, warn);
+
+  // What the set already holds.
+  const got = await store.readCatalog();
+  const base: Catalog = got === undefined ? emptyCatalog() : parseCatalog(got.data);
+  const visible = new Map<string, { type: string; length: number; mtimeNs: bigint; mode: number }>();
+  if (base.shards.length > 0) {
+    const reader = new ShardSetReader(store, { catalogCheckMs: Number.POSITIVE_INFINITY });
+    for await (const l of reader.entries()) visible.set(l.entry.path, l.entry);
+  }
+  const inSource = new Set<string>();
+  const toPack: SourceEntry[] = [];
+  for (const s of source) {
+    inSource.add(s.path);
+    const v = visible.get(s.path);
+    if (v === undefined || !same(s, v)) toPack.push(s);
+  }
+  const gone: string[] = [];
+  for (const p of visible.keys()) if (!inSource.has(p)) gone.push(p);
+  const goneSet = new Set(gone);
+  const tombs = gone.filter((p) => {
+    const parent = p.slice(0, p.lastIndexOf('/'));
+    return parent === '' || !goneSet.has(parent);
+  });
+  const result: PackResult = {
+    upToDate: false, generation: base.generation, shardsWritten: 0, shardsResumed: 0, files: 0, dirs: 0, bytes: 0, storedBytes: 0,
+    unchanged: source.length - toPack.length, tombstones: tombs.length, skipped, seconds: 0,
+  };
+  if (toPack.length === 0 && tombs.length === 0) {
+    result.upToDate = true;
+    result.seconds = (performance.now() - t0) / 1000;
+    return result;
+  }
+  const generation = base.generation + 1;
+  result.generation = generation;
+
+  // Plan.
+  const keyed = toPack.map((e) => ({ e, k: Buffer.from(e.path, 'utf8') })).sort((a, b) => comparePathBytes(a.k, b.k)).map((x) => x.e);
+  const plan: SourceEntry[][] = [];
+  let cur: SourceEntry[] = [];
+  let curBytes = 0;
+  for (const e of keyed) {
+    if (e.type === 'file' && cur.length > 0 && curBytes + e.size > shardSize) {
+      plan.push(cur);
+      cur = [];
+      curBytes = 0;
+    }
+    cur.push(e);
+    curBytes += e.size;
+  }
+  if (cur.length > 0) plan.push(cur);
+  const h = createHash('sha256');
+  h.update(JSON.stringify({ generation, policy, level: o.level ?? null, alignment, shardSize, base: got?.version ?? null }));
+  for (const e of keyed) h.update(`${e.path}\u0000${e.type}\u0000${e.size}\u0000${e.mtimeNs}\u0000${e.mode}\n`);
+  const planId = h.digest('hex');
+
+  // Resume.
+  const done: CatalogShard[] = [];
+  const cpRaw = await store.readAux(CHECKPOINT_NAME);
+  if (cpRaw !== undefined) {
+    try {
+      const cp = JSON.parse(cpRaw.toString('utf8')) as Checkpoint;
+      if (cp.planId === planId && cp.generation === generation && Array.isArray(cp.done)) {
+        const present = new Set(await store.listShards());
+        for (const s of cp.done) if (present.has(s.name)) done.push(s);
+      } else warn('a checkpoint of another plan was found and ignored (the source or options changed): packing from the start');
+    } catch {
+      warn('an unreadable checkpoint was ignored');
+    }
+  }
+  const doneNames = new Set(done.map((s) => s.name));
+  result.shardsResumed = done.length;
+
+  const totalFiles = keyed.filter((e) => e.type === 'file').length;
+  const totalBytes = keyed.reduce((a, e) => a + e.size, 0);
+  const progress = new Progress({ label: 'pack', totalFiles, totalBytes, mode: o.progress ?? 'none', out: o.progressOut ?? process.stderr, ...(o.progressIntervalMs !== undefined ? { intervalMs: o.progressIntervalMs } : {}) });
+  const workers = o.workers ?? Math.max(1, availableParallelism() - 1);
+  const pool = new PreparePool(workers);
+  const ahead = Math.max(8, 8 * Math.max(1, workers));
+  try {
+    for (let k = 0; k < plan.length; k++) {
+      const part = plan[k] as SourceEntry[];
+      const name = shardName(generation, k + 1);
+      if (doneNames.has(name)) {
+        const files = part.filter((e) => e.type === 'file');
+        progress.add(files.length, files.reduce((a, e) => a + e.size, 0));
+        continue;
+      }
+      const out = await store.createShard(name, part.reduce((a, e) => a + e.size, 0));
+      const w = new ShardWriter((c) => out.write(c), { alignment });
+      let stored = 0;
+      try {
+        const started: (Promise<Prepared> | undefined)[] = [];
+        const start = (i: number): void => {
+          const e = part[i];
+          if (e === undefined || e.type !== 'file' || started[i] !== undefined) return;
+          const p = pool.run({ file: e.file, name: e.path.slice(e.path.lastIndexOf('/') + 1), policy, level: o.level });
+          p.catch(() => undefined);
+          started[i] = p;
+        };
+        for (let i = 0; i < Math.min(part.length, ahead); i++) start(i);
+        for (let i = 0; i < part.length; i++) {
+          start(i + ahead);
+          const e = part[i] as SourceEntry;
+          if (e.type === 'dir') {
+            w.addDir(e.path, e.mode, e.mtimeNs);
+            result.dirs++;
+            continue;
+          }
+          let p: Prepared;
+          try {
+            start(i);
+            p = await (started[i] as Promise<Prepared>);
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+              warn(`skipped ${e.file}: it disappeared while packing`);
+              result.skipped++;
+              continue;
+            }
+            throw err;
+          }
+          started[i] = undefined;
+          await w.addFile({ path: e.path, mode: e.mode, mtimeNs: e.mtimeNs, codec: p.codec, stored: p.stored as Buffer, length: p.length, crc: p.crc });
+          stored += p.stored.length;
+          result.files++;
+          result.bytes += p.length;
+          progress.add(1, p.length);
+        }
+        const fin = await w.finish();
+        const committed = await out.commit();
+        if (committed.size !== fin.size) throw new Error(`shard ${name}: ${committed.size} bytes written, ${fin.size} expected`);
+        done.push({
+          name, generation, size: fin.size, ...(committed.etag !== undefined ? { etag: committed.etag } : {}),
+          entries: fin.entries, files: fin.files, bytes: fin.bytes, first: fin.first, last: fin.last, indexCrc: fin.indexCrc,
+        });
+        result.shardsWritten++;
+        result.storedBytes += stored;
+      } catch (err) {
+        await out.abort().catch(() => undefined);
+        throw err;
+      }
+      const cp: Checkpoint = { planId, generation, done };
+      await store.writeAux(CHECKPOINT_NAME, Buffer.from(JSON.stringify(cp)));
+    }
+  } finally {
+    await pool.close();
+  }
+  progress.done();
+
+  const catalog: Catalog = {
+    ...base,
+    generation,
+    alignment,
+    shards: [...base.shards, ...done.sort((a, b) => (a.name < b.name ? -1 : 1))],
+    tombstones: [...base.tombstones, ...tombs.map((path) => ({ path, generation }))],
+  };
+  await store.writeCatalog(serializeCatalog(catalog));
+  await store.removeAux(CHECKPOINT_NAME);
+  result.seconds = (performance.now() - t0) / 1000;
+  return result;
+}

@@ -1,0 +1,121 @@
+/**
+ * `portico shard ...`: build and inspect shard sets (docs/shard-format.md, backends/shard/).
+ *
+ *   portico shard pack SRC DEST     pack a directory tree into a set (DEST: directory or s3://bucket/prefix)
+ *   portico shard ls DEST [PATH]    list a directory of a set
+ *
+ * S3 destinations take the S3 backend's settings from the environment (AWS_* variables, as the
+ * SDK reads them) and --s3-endpoint.
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { parseSize } from '../../backends/s3/config.ts';
+import type { Codec } from '../../backends/shard/codec.ts';
+import type { ProgressMode } from '../../backends/shard/progress.ts';
+import { normalizePath } from '../vfs/path.ts';
+
+export interface ShardCommandDeps {
+  action: <A extends unknown[]>(fn: (...args: A) => void | Promise<void>) => (...args: A) => Promise<void>;
+  printTable: (header: string[], rows: string[][]) => void;
+}
+
+function sizeArg(v: string): number {
+  try {
+    const n = parseSize('size', v);
+    if (n === undefined || n < 1) throw new Error('empty');
+    return n;
+  } catch {
+    throw new InvalidArgumentError('must be a size in bytes or with a unit (e.g. 1GiB, 64MiB)');
+  }
+}
+
+function intArg(v: string): number {
+  if (!/^\d+$/.test(v)) throw new InvalidArgumentError('must be a non-negative integer');
+  return Number(v);
+}
+
+function storeOptions(opts: { s3Endpoint?: string }): Record<string, unknown> {
+  return opts.s3Endpoint !== undefined ? { endpoint: opts.s3Endpoint } : {};
+}
+
+const MiB = 1024 * 1024;
+/** The codecs of backends/shard/codec.ts; the shard modules (and lz4's native code) load only when a shard command runs. */
+const CODEC_NAMES = ['none', 'zstd', 'lz4', 'gzip'];
+
+export function shardCommand(deps: ShardCommandDeps): Command {
+  const shard = new Command('shard').description('shard sets: many small files packed into indexed shard objects');
+  const s3Option = (): Option => new Option('--s3-endpoint <url>', 'S3-compatible endpoint for s3:// sets (else AWS_ENDPOINT_URL_S3 or the SDK default)');
+
+  shard
+    .command('pack')
+    .description('pack the directory tree SRC into the shard set DEST (a directory or s3://bucket/prefix); an existing set gets a new generation with what changed')
+    .argument('<src>', 'source directory')
+    .argument('<dest>', 'shard set: directory or s3://bucket/prefix')
+    .option('--shard-size <size>', 'original bytes per shard, at most (default 1GiB)', sizeArg)
+    .addOption(new Option('--codec <codec>', 'per-file codec: auto (zstd when it saves 10%, skips compressed types), none, zstd, lz4, gzip').choices(['auto', ...CODEC_NAMES]).default('auto'))
+    .option('--level <n>', 'compression level (zstd default 3, gzip 6)', intArg)
+    .option('--workers <n>', 'compression worker threads (default: cores - 1; 0 = none)', intArg)
+    .option('--align <bytes>', 'payloads up to this size never cross a multiple of it (default 128KiB, the S3 read page)', sizeArg)
+    .addOption(new Option('--progress <mode>', 'progress display (default: tty on a terminal, else plain)').choices(['tty', 'plain', 'none']))
+    .option('--progress-interval <seconds>', 'seconds between plain progress lines (default 10)', intArg)
+    .addOption(s3Option())
+    .action(
+      deps.action(async (src: string, dest: string, opts: {
+        shardSize?: number; codec: Codec | 'auto'; level?: number; workers?: number; align?: number; progress?: ProgressMode;
+        progressInterval?: number; s3Endpoint?: string;
+      }) => {
+        const { openShardStore } = await import('../../backends/shard/store.ts');
+        const { pack } = await import('../../backends/shard/pack.ts');
+        const store = await openShardStore(dest, storeOptions(opts));
+        try {
+          const r = await pack(src, store, {
+            codec: opts.codec,
+            ...(opts.shardSize !== undefined ? { shardSize: opts.shardSize } : {}),
+            ...(opts.level !== undefined ? { level: opts.level } : {}),
+            ...(opts.workers !== undefined ? { workers: opts.workers } : {}),
+            ...(opts.align !== undefined ? { alignment: opts.align } : {}),
+            progress: opts.progress ?? (process.stderr.isTTY ? 'tty' : 'plain'),
+            ...(opts.progressInterval !== undefined ? { progressIntervalMs: opts.progressInterval * 1000 } : {}),
+            warn: (m) => process.stderr.write(`portico: warning: ${m}\n`),
+          });
+          if (r.upToDate) {
+            process.stdout.write(`up to date: ${r.unchanged} entries unchanged (generation ${r.generation})\n`);
+            return;
+          }
+          const rate = r.seconds > 0 ? r.bytes / MiB / r.seconds : 0;
+          process.stdout.write(
+            `generation ${r.generation}: ${r.shardsWritten} shards written${r.shardsResumed > 0 ? `, ${r.shardsResumed} resumed from the checkpoint` : ''}, ` +
+              `${r.files} files and ${r.dirs} directories, ${(r.bytes / MiB).toFixed(1)} MiB -> ${(r.storedBytes / MiB).toFixed(1)} MiB stored, ` +
+              `${r.unchanged} unchanged, ${r.tombstones} tombstones, ${r.skipped} skipped; ${r.seconds.toFixed(1)} s, ` +
+              `${rate.toFixed(1)} MB/s, ${(r.seconds > 0 ? r.files / r.seconds : 0).toFixed(0)} files/s\n`,
+          );
+        } finally {
+          await store.close();
+        }
+      }),
+    );
+
+  shard
+    .command('ls')
+    .description('list a directory of the shard set DEST')
+    .argument('<dest>', 'shard set: directory or s3://bucket/prefix')
+    .argument('[path]', 'directory in the set (default /)')
+    .addOption(s3Option())
+    .action(
+      deps.action(async (dest: string, path: string | undefined, opts: { s3Endpoint?: string }) => {
+        const { openShardStore } = await import('../../backends/shard/store.ts');
+        const { ShardSetReader } = await import('../../backends/shard/set-reader.ts');
+        const store = await openShardStore(dest, storeOptions(opts));
+        try {
+          const reader = new ShardSetReader(store);
+          const p = normalizePath(path ?? '/');
+          const kids = await reader.children(p);
+          deps.printTable(['TYPE', 'SIZE', 'NAME', 'SHARD'], kids.map((c) => [
+            c.type, c.located?.entry.type === 'file' ? String(c.located.entry.length) : '-', c.name, c.located?.shard.name ?? '-',
+          ]));
+        } finally {
+          await store.close();
+        }
+      }),
+    );
+  return shard;
+}
