@@ -32,9 +32,9 @@
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -250,7 +250,32 @@ type Metric = string;
 interface Figures {
   values: Map<Metric, number>;
   samples: Map<Metric, number[]>;
+  /** CPU time of the server process (user + system, all threads) per op or per MB, per round. */
+  cpu: Map<Metric, number[]>;
   errors: Map<Metric, string>;
+}
+
+/**
+ * CPU time (ms, user + system, every thread) a process has used so far, from /proc/<pid>/stat
+ * (clock ticks: 10 ms resolution at 100 Hz). On a shared machine wall-clock figures move with the
+ * load; a server's own CPU time per operation does not (much).
+ */
+const TICK_MS = 1000 / 100;
+function cpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * TICK_MS;
+  } catch {
+    return NaN;
+  }
+}
+
+function addCpu(figs: Map<string, Figures>, s: Srv, metric: Metric, perUnit: number): void {
+  const f = figs.get(s.name)!;
+  let xs = f.cpu.get(metric);
+  if (!xs) f.cpu.set(metric, (xs = []));
+  xs.push(perUnit);
 }
 
 const PAIRS = [
@@ -296,7 +321,7 @@ function add(figs: Map<string, Figures>, s: Srv, metric: Metric, value: number):
 }
 
 async function measure(ss: Srv[], s3: S3Info, raw: S3Client): Promise<{ figs: Map<string, Figures>; metrics: { key: Metric; unit: string; higher: boolean }[] }> {
-  const figs = new Map<string, Figures>(ss.map((s) => [s.name, { values: new Map(), samples: new Map(), errors: new Map() }]));
+  const figs = new Map<string, Figures>(ss.map((s) => [s.name, { values: new Map(), samples: new Map(), cpu: new Map(), errors: new Map() }]));
   const metrics: { key: Metric; unit: string; higher: boolean }[] = [];
   const seed = randomBytes(MiB);
   // Warm-up: connections, Portico's first (bcrypt) login, rclone's first listing.
@@ -312,17 +337,25 @@ async function measure(ss: Srv[], s3: S3Info, raw: S3Client): Promise<{ figs: Ma
     await interleave(ss, figs, put, big.rounds, async (s) => {
       flushDirtyPages();
       await new Promise((r) => setTimeout(r, 50));
+      const c0 = cpuMs(s.pid);
       const t0 = performance.now();
       const r = await send(s, 'PUT', name, { headers: { 'Content-Length': big.bytes, 'Content-Type': 'application/octet-stream' }, body: source(big.bytes, seed) });
       expectStatus(r, [200, 201, 204], 'PUT');
       add(figs, s, put, big.bytes / 1e6 / ((performance.now() - t0) / 1000));
+      const c1 = cpuMs(s.pid);
       const t1 = performance.now();
       const g = await send(s, 'GET', name);
       expectStatus(g, [200], 'GET');
       if (g.bytes !== big.bytes) throw new Error(`GET: ${g.bytes} bytes, expected ${big.bytes}`);
       add(figs, s, get, big.bytes / 1e6 / ((performance.now() - t1) / 1000));
+      const c2 = cpuMs(s.pid);
       // Background uploads land before anyone else is measured.
       await stored(raw, s3.bucket, `${s.prefix}/${name}`, big.bytes, 10 * 60_000);
+      const c3 = cpuMs(s.pid);
+      // CPU per MB: the PUT's (with its background upload, which happens after the GET on async
+      // servers), the GET's.
+      addCpu(figs, s, put, (c1 - c0 + (c3 - c2)) / (big.bytes / 1e6));
+      addCpu(figs, s, get, (c2 - c1) / (big.bytes / 1e6));
     });
   }
 
@@ -332,9 +365,11 @@ async function measure(ss: Srv[], s3: S3Info, raw: S3Client): Promise<{ figs: Ma
   log(`${sput}, ${sget} (one at a time)`);
   const payload = randomBytes(SMALL_BYTES);
   await interleave(ss, figs, sput, ROUNDS, async (s, round) => {
+    const c0 = cpuMs(s.pid);
     const t0 = performance.now();
     for (let i = 0; i < SMALL_N; i++) expectStatus(await send(s, 'PUT', `small/r${round}-f${i}`, { body: payload }), [200, 201, 204], 'PUT 4 KiB');
     add(figs, s, sput, SMALL_N / ((performance.now() - t0) / 1000));
+    const c1 = cpuMs(s.pid);
     const t1 = performance.now();
     for (let i = 0; i < SMALL_N; i++) {
       const g = await send(s, 'GET', `small/r${round}-f${i}`, { keep: i === 0 });
@@ -342,16 +377,24 @@ async function measure(ss: Srv[], s3: S3Info, raw: S3Client): Promise<{ figs: Ma
       if (g.bytes !== SMALL_BYTES || (g.body !== undefined && !g.body.equals(payload))) throw new Error('GET 4 KiB: wrong body');
     }
     add(figs, s, sget, SMALL_N / ((performance.now() - t1) / 1000));
+    const c2 = cpuMs(s.pid);
     await stored(raw, s3.bucket, `${s.prefix}/small/r${round}-f${SMALL_N - 1}`, SMALL_BYTES, 5 * 60_000);
+    // Background uploads of the last files: give them their delay (5 s) to land before counting.
+    await new Promise((r) => setTimeout(r, s.name.startsWith('portico-async') || s.name === 'rclone-full' ? 6000 : 0));
+    const c3 = cpuMs(s.pid);
+    addCpu(figs, s, sput, (c1 - c0 + (c3 - c2)) / SMALL_N);
+    addCpu(figs, s, sget, (c2 - c1) / SMALL_N);
   });
 
   const pf = `PROPFIND D1 ${ENTRIES.toLocaleString('en-US')} entries`;
   metrics.push({ key: pf, unit: 'ms', higher: false });
   log(pf);
   await interleave(ss, figs, pf, PROPFIND_ROUNDS, async (s) => {
+    const c0 = cpuMs(s.pid);
     const t0 = performance.now();
     const r = await send(s, 'PROPFIND', 'dir/', { headers: { Depth: 1, 'Content-Type': 'application/xml' }, body: PROPFIND_BODY, keep: true });
     const ms = performance.now() - t0;
+    addCpu(figs, s, pf, cpuMs(s.pid) - c0);
     expectStatus(r, [207], 'PROPFIND');
     const n = countResponses(r.body!);
     if (n !== ENTRIES + 1) throw new Error(`PROPFIND: ${n} responses, expected ${ENTRIES + 1}`);
@@ -364,6 +407,11 @@ async function measure(ss: Srv[], s3: S3Info, raw: S3Client): Promise<{ figs: Ma
       if (!xs || xs.length === 0 || f.errors.has(m.key)) continue;
       // Throughputs: the best round; PROPFIND: the median.
       f.values.set(m.key, m.higher ? Math.max(...xs) : median(xs));
+    }
+    // CPU: the mean over the rounds (each figure is in 10 ms ticks: a mean of several is finer).
+    for (const [k, xs] of f.cpu) {
+      const ok = xs.filter((x) => !Number.isNaN(x));
+      f.cpu.set(k, [ok.reduce((a, b) => a + b, 0) / ok.length]);
     }
   }
   return { figs, metrics };
@@ -400,6 +448,7 @@ function table(head: string[], rows: string[][], left = 2): string {
 }
 
 async function main(): Promise<void> {
+  const loadStart = loadavg().map((x) => x.toFixed(2)).join(' ');
   const skipped: string[] = [];
   const failed = aptInstall(['rclone'], log);
   const haveRclone = !failed.has('rclone');
@@ -450,6 +499,7 @@ async function main(): Promise<void> {
     return `${r.toFixed(2)}x ${r > 1 ? 'ahead' : 'BEHIND'}`;
   };
   const out: string[] = [];
+  const load = (): string => loadavg().map((x) => x.toFixed(2)).join(' ');
   out.push(`S3 gateway benchmark${QUICK ? ' (BENCH_QUICK=1)' : ''}: WebDAV over the same s3rver (child process), one client, servers interleaved; rounds: ${BIG.map((b) => `${b.label} ${b.rounds}`).join(', ')}, 4 KiB ${ROUNDS} (best round); PROPFIND median of ${PROPFIND_ROUNDS}`);
   out.push('portico-before: writeBack sync, no disk block tier (diskCacheBytes: 0) = the gateway before read-after-write; Portico authenticates (Basic), rclone does not.');
   for (const s of skipped) out.push(`Skipped ${s}`);
@@ -459,11 +509,23 @@ async function main(): Promise<void> {
   out.push('ratio = Portico / rclone in the matching mode (> 1: Portico ahead; PROPFIND: rclone ms / Portico ms); after/before = portico-sync or -async / portico-before');
   out.push(table(['metric', ...PAIRS.map((p) => `${p.portico} vs ${p.peer}`), 'sync after/before', 'async after/before'],
     metrics.map((m) => [m.key, ...PAIRS.map((p) => ratio(m, p.portico, p.peer)), ratio(m, 'portico-sync', 'portico-before'), ratio(m, 'portico-async', 'portico-before')]), 1));
+  out.push('');
+  out.push('server CPU (user + system of its process, mean of the rounds): ms per MB for the big files (a PUT with its background upload), ms per op for 4 KiB, ms per PROPFIND; ratio = rclone / Portico (> 1: Portico uses less)');
+  const cpu = (n: string, m: Metric): number | undefined => figs.get(n)?.cpu.get(m)?.[0];
+  const cpuRatio = (m: Metric, a: string, b: string): string => {
+    const x = cpu(a, m);
+    const y = cpu(b, m);
+    if (x === undefined || y === undefined || !(x > 0) || !(y > 0)) return '-';
+    return `${(y / x).toFixed(2)}x`;
+  };
+  out.push(table(['metric', ...names, ...PAIRS.map((p) => `${p.portico} vs ${p.peer}`)],
+    metrics.map((m) => [m.key, ...names.map((n) => fmt(cpu(n, m.key))), ...PAIRS.map((p) => cpuRatio(m.key, p.portico, p.peer))]), 1));
+  out.push(`load average at start: ${loadStart}; at end: ${load()}`);
   for (const [n, f] of figs) for (const [m, e] of f.errors) out.push(`error: ${n} ${m}: ${e}`);
   process.stdout.write(`${out.join('\n')}\n`);
   process.stdout.write(`${JSON.stringify({
     bench: 's3-gateway', quick: QUICK, rounds: ROUNDS,
-    servers: Object.fromEntries([...figs].map(([n, f]) => [n, { values: Object.fromEntries(f.values), samples: Object.fromEntries(f.samples), errors: Object.fromEntries(f.errors) }])),
+    servers: Object.fromEntries([...figs].map(([n, f]) => [n, { values: Object.fromEntries(f.values), samples: Object.fromEntries(f.samples), cpuMs: Object.fromEntries(f.cpu), errors: Object.fromEntries(f.errors) }])),
     skipped,
   })}\n`);
 }
