@@ -47,7 +47,7 @@ export async function readStdinLine(input: NodeJS.ReadableStream = process.stdin
 }
 
 /** Prompts on the terminal without echoing what is typed. */
-function promptHidden(question: string): Promise<string> {
+export function promptHidden(question: string): Promise<string> {
   const stdin = process.stdin;
   const out = process.stderr;
   return new Promise((resolve, reject) => {
