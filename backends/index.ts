@@ -6,7 +6,9 @@
  *   memory:objectstore                    -> MemoryBackend with object-store capabilities
  *   s3://bucket[/prefix]                  -> S3Backend (options: backends/s3/config.ts; endpoint from
  *                                            options.endpoint or AWS_ENDPOINT_URL_S3, path-style then)
- *   shard+...                             -> not built yet (ENOTSUP)
+ *   shard+file:///dir,
+ *   shard+s3://bucket[/prefix]            -> ShardBackend, a read-only shard set (backends/shard/shard-backend.ts;
+ *                                            options there; S3 sets take the S3 options too)
  *
  * Async because the S3 backend is loaded on demand: its module graph (the AWS SDK) costs about
  * 25 MB of RSS and noticeable start-up time, which a gateway serving only local directories should
@@ -40,6 +42,11 @@ const SCHEME = /^([a-z][a-z0-9.-]*)(\+[a-z0-9.+-]*)?:/i;
 
 export async function createBackend(source: string, options: BackendSourceOptions = {}): Promise<Backend> {
   if (typeof source !== 'string' || source.length === 0) throw new VfsError('EINVAL', 'backend source is empty');
+  // Loaded on demand like S3 (an S3 set loads the SDK; lz4 is native code).
+  if (/^shard\+/i.test(source)) {
+    const { ShardBackend } = await import('./shard/shard-backend.ts');
+    return ShardBackend.open(source, options);
+  }
   const m = SCHEME.exec(source);
   // A one-letter "scheme" is a Windows drive letter, not a URL.
   if (m === null || ((m[1] as string).length === 1 && m[2] === undefined)) {

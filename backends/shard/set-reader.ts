@@ -100,6 +100,11 @@ export class ShardSetReader {
     return this.refreshing;
   }
 
+  /** The catalog is checked again at the next operation. */
+  expire(): void {
+    this.checkedAt = -Infinity;
+  }
+
   source(shard: CatalogShard): RangeSource {
     let s = this.sources.get(shard.name);
     if (s === undefined || s.size !== shard.size) {

@@ -58,6 +58,8 @@ export interface ShareAclConfig {
   name: string;
   symlinks?: SymlinkPolicy;
   readOnly?: boolean;
+  /** Why the share is read-only, for the EROFS message clients see (a backend that cannot be written). */
+  readOnlyReason?: string;
   caseSensitive?: boolean;
   guest?: false | 'read';
   access?: AccessEntry[];
@@ -76,6 +78,7 @@ const DEFAULT_ACCESS: AccessEntry[] = [{ users: ['*'], rights: ['read', 'write']
 export class ShareAcl {
   readonly share: string;
   readonly readOnly: boolean;
+  private readonly readOnlyReason: string | undefined;
   private readonly caseSensitive: boolean;
   private readonly guestRead: boolean;
   private readonly access: AccessEntry[];
@@ -90,6 +93,7 @@ export class ShareAcl {
   constructor(cfg: ShareAclConfig) {
     this.share = cfg.name;
     this.readOnly = cfg.readOnly ?? false;
+    this.readOnlyReason = cfg.readOnlyReason;
     this.caseSensitive = cfg.caseSensitive ?? true;
     this.guestRead = cfg.guest === 'read';
     this.access = cfg.access && cfg.access.length > 0 ? cfg.access : DEFAULT_ACCESS;
@@ -182,7 +186,9 @@ export class ShareAcl {
   /** Throws EROFS on a read-only share, EACCES otherwise, when the right is missing. */
   check(p: Principal, right: Right, path: string): void {
     if (this.allows(p, right, path)) return;
-    if (this.readOnly && right !== 'read') throw new VfsError('EROFS', undefined, { path });
+    if (this.readOnly && right !== 'read') {
+      throw new VfsError('EROFS', this.readOnlyReason !== undefined ? `EROFS: ${this.readOnlyReason} (${path})` : undefined, { path });
+    }
     throw new VfsError('EACCES', `${p.user} has no ${right} right on ${this.share}:${path}`, { path });
   }
 

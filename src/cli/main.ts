@@ -143,7 +143,7 @@ export function serveConfig(source: string | undefined, opts: ServeOptions): Loa
   const endpoint = opts.s3Endpoint;
   if (typeof endpoint === 'string') {
     for (const share of loaded.config.shares) {
-      if (share.source.startsWith('s3://')) share.options = { ...share.options, endpoint };
+      if (share.source.startsWith('s3://') || share.source.startsWith('shard+s3://')) share.options = { ...share.options, endpoint };
     }
   }
   return loaded;

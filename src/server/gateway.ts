@@ -98,6 +98,8 @@ export class Gateway {
   readonly logger: Logger;
   readonly audit: Logger;
   readonly metrics: Metrics;
+  /** Shares made read-only by their backend (capabilities.readOnly), with the reason clients are told. */
+  private readonly readOnlyReasons = new Map<string, string>();
   /** Each share's backend as its volume calls it: the top of its stack (buildVolumeStack). */
   readonly backends = new Map<string, Backend>();
   readonly plugins: ProtocolPlugin[] = [];
@@ -164,6 +166,12 @@ export class Gateway {
         logger: this.logger.child({ component: 's3', share: share.name }),
         stateDir: join(server.stateDir, 's3', share.name),
       });
+      // A backend that cannot be written (a shard set) makes its share read-only: the ACL then
+      // refuses writes with EROFS in every protocol, before anything reaches the backend.
+      if (backend.capabilities.readOnly === true) {
+        share.readOnly = true;
+        this.readOnlyReasons.set(share.name, `the share is a read-only ${backend.kind === 'shard' ? 'shard set' : `${backend.kind} backend`}`);
+      }
       // The share's backend stack, in one place (src/vfs/volume-stack.ts has the order and why):
       // storage, metrics, deferred creates (object stores), tree-move guard (no atomic rename).
       const stack = buildVolumeStack(backend, { metrics: this.metrics, metricsLabel: share.name });
@@ -224,7 +232,10 @@ export class Gateway {
     }
     this.sessions = new SessionManager({
       vfs,
-      shares: this.config.shares,
+      shares: this.config.shares.map((sh) => {
+        const reason = this.readOnlyReasons.get(sh.name);
+        return reason === undefined ? sh : { ...sh, readOnlyReason: reason };
+      }),
       authenticator,
       metrics: this.metrics,
       audit: this.audit,

@@ -84,6 +84,12 @@ export interface BackendCapabilities {
    * (local: inotify through node's fs.watch). Absent means false: only Portico's own are seen.
    */
   watch?: boolean;
+  /**
+   * The backend serves content that cannot be changed through it (a shard set): the gateway serves
+   * its share read-only whatever the config says, so every protocol refuses writes with EROFS at the
+   * gate (optional; absent means false).
+   */
+  readOnly?: boolean;
 }
 
 export interface BackendStat {

@@ -466,11 +466,13 @@ describe('createBackend', () => {
     expect((await os.statfs()).totalBytes).toBe(1000);
   });
 
-  it('builds s3:// sources, refuses backends that are not built and malformed sources', async () => {
+  it('builds s3:// sources, refuses malformed sources', async () => {
     const s3 = await createBackend('s3://bucket/prefix', { endpoint: 'http://127.0.0.1:1' });
     expect(s3.kind).toBe('s3');
     await s3.close();
-    await expect(createBackend('shard+s3://a,b')).rejects.toThrow(/backend shard not built yet/);
+    // shard+ sources are shard sets (backends/shard/): a malformed location is refused the same way.
+    await expect(createBackend('shard+s3://a,b')).rejects.toMatchObject({ code: 'EINVAL' });
+    await expect(createBackend('shard+memory:')).rejects.toMatchObject({ code: 'EINVAL' });
     await expect(createBackend('memory:weird')).rejects.toMatchObject({ code: 'EINVAL' });
     await expect(createBackend('')).rejects.toMatchObject({ code: 'EINVAL' });
     // A malformed s3:// source fails before the S3 module is loaded, with the same error.
