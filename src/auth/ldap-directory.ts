@@ -20,7 +20,7 @@
  *   instead of waiting for timeouts on every login. An LDAP result code (the server answered) never
  *   counts as the URL being down.
  * - Groups: the group filter finds the groups naming the user (`member`/`uniqueMember` = DN,
- *   `memberUid` = name). Nested groups: Active Directory resolves them itself through
+ *   `memberUid` = name), plus (not AD) the posixGroup of the user's primary gidNumber. Nested groups: Active Directory resolves them itself through
  *   LDAP_MATCHING_RULE_IN_CHAIN; other servers (OpenLDAP has no such rule) are asked level by level
  *   for groups whose members are the groups found so far, at most `maxGroupDepth` levels and
  *   MAX_GROUPS groups, so a membership cycle or a huge tree ends.
@@ -223,7 +223,7 @@ export class LdapDirectory {
     if (name === undefined) throw new AuthFailure('directory-error', `${e.dn} has no ${a.user} attribute (auth.ldap.attributes.user)`, 'ldap', 'EAUTH');
     const ids = this.ids(e);
     if (typeof ids === 'string') throw new AuthFailure('no-uid', ids, 'ldap');
-    const groups = await this.groupsOf(e.dn, name);
+    const groups = await this.groupsOf(e.dn, name, ids.gid);
     return { dn: e.dn, name, uid: ids.uid, gid: ids.gid, displayName: first(e, a.displayName), groups };
   }
 
@@ -248,7 +248,7 @@ export class LdapDirectory {
     return { uid, gid };
   }
 
-  private async groupsOf(dn: string, name: string): Promise<string[]> {
+  private async groupsOf(dn: string, name: string, gid: number): Promise<string[]> {
     const s = this.settings;
     const names = new Set<string>();
     const seen = new Set<string>([dn.toLowerCase()]);
@@ -263,7 +263,11 @@ export class LdapDirectory {
       }
       return next;
     };
-    let frontier = collect(await this.search(s.groupBase, fillFilter(s.groupFilter, { user: name, dn }), [s.attributes.groupName], MAX_GROUPS));
+    let filter = fillFilter(s.groupFilter, { user: name, dn });
+    // RFC 2307: the posixGroup whose gidNumber is the user's primary gid lists no memberUid for
+    // them, yet they are in it (as on any Unix host). Same query, so no extra round trip.
+    if (!s.activeDirectory) filter = `(|${filter}(&(objectClass=posixGroup)(${s.attributes.groupGidNumber}=${gid})))`;
+    let frontier = collect(await this.search(s.groupBase, filter, [s.attributes.groupName], MAX_GROUPS));
     for (let depth = 1; s.expandNested && depth < s.maxGroupDepth && frontier.length > 0 && names.size < MAX_GROUPS; depth++) {
       const found: Entry[] = [];
       // Batches keep each filter small; a directory's filter length limits are far above this.

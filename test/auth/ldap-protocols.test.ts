@@ -161,7 +161,7 @@ describe.skipIf(!haveSlapd() || !haveCurl)('directory users over WebDAV and in `
       expect(ok.stdout).toMatch(new RegExp(`dn:\\s+uid=alice,${PEOPLE}`));
       expect(ok.stdout).toMatch(new RegExp(`uid:\\s+${USERS.alice}\\n`));
       expect(ok.stdout).toMatch(/gid:\s+20000\n/);
-      expect(ok.stdout).toMatch(/groups:\s+developers, engineering\n/);
+      expect(ok.stdout).toMatch(/groups:\s+developers, engineering, staff\n/);
 
       const bad = await run('alice', 'wrong');
       expect(bad.code).toBe(1);

@@ -6,7 +6,8 @@
  * The DIT (suffix dc=example,dc=org, password of every user = `<name>-pw`):
  * - ou=people: alice (uid 20001, groupOfNames engineering, posixGroup developers), bob (20002,
  *   groupOfUniqueNames finance), carol (20003, in `leads`, which is itself a member of engineering:
- *   nested), dave (20004, locked by ppolicy: pwdAccountLockedTime), and two entries whose `uid` is
+ *   nested), dave (20004, locked by ppolicy: pwdAccountLockedTime), all with primary gid 20000
+ *   (posixGroup staff, which lists no memberUid), and two entries whose `uid` is
  *   both `twin` (the ambiguous filter). Each has posixAccount and sambaNTPassword (the Samba
  *   schema's attribute, declared here with Samba's OID since Debian's slapd does not ship it).
  * - `*)(uid=*` style names are not in it: injection attempts must find nothing.
@@ -90,6 +91,8 @@ export function testDit(): string {
     `dn: cn=leads,${GROUPS}\nobjectClass: groupOfNames\ncn: leads\nmember: uid=carol,${PEOPLE}\n`,
     `dn: cn=finance,${GROUPS}\nobjectClass: groupOfUniqueNames\ncn: finance\nuniqueMember: uid=bob,${PEOPLE}\n`,
     `dn: cn=developers,${GROUPS}\nobjectClass: posixGroup\ncn: developers\ngidNumber: 20100\nmemberUid: alice\n`,
+    // Every test user's primary group (gidNumber 20000), naming no one: members by gidNumber.
+    `dn: cn=staff,${GROUPS}\nobjectClass: posixGroup\ncn: staff\ngidNumber: 20000\n`,
   ];
   return entries.join('\n');
 }
