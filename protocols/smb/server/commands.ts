@@ -24,6 +24,7 @@ import type { CreateDisposition, FileAttr } from '../../../src/vfs/types.ts';
 import { SETTABLE_WIN_ATTRS, WinAttr } from '../../../src/vfs/types.ts';
 import { isVfsError } from '../../../src/vfs/errors.ts';
 import type { Session } from '../../../src/session/session.ts';
+import type { Handle } from '../../../src/vfs/vfs.ts';
 import { NT, ntStatusOf } from '../errors.ts';
 import {
   FileInfoClass, VARIABLE_FILE_CLASSES, VARIABLE_FS_CLASSES, attributesOf, volumeSerial, dirEntry, fileInfo, fromFileTime, fsInfo, hasWildcards, isDirClass, patternMatcher, timesOf,
@@ -370,10 +371,31 @@ async function create(srv: SmbServer, conn: Conn, sess: SmbSession, tree: Tree, 
     delete: (desired & Access.DELETE) !== 0,
   };
   const shareAccess = { read: (q.shareAccess & 1) !== 0, write: (q.shareAccess & 2) !== 0, delete: (q.shareAccess & 4) !== 0 };
+  // On a directory WRITE_DATA/APPEND_DATA are ADD_FILE/ADD_SUBDIRECTORY, not data access: a
+  // directory open never takes the VFS's write access (which refuses directories, EISDIR).
+  const openAs = (dirAccess: boolean, disp: CreateDisposition = disposition): Promise<Handle> => view.open(share, path, {
+    access: dirAccess ? { ...access, write: false } : access,
+    share: shareAccess,
+    disposition: disp,
+    expect: wantDir ? 'dir' : wantFile ? 'file' : 'any',
+    deleteOnClose,
+    owner: `smb:${conn.id}:${sess.id}`,
+    // A file created gets ARCHIVE besides what the client asked for, as on NTFS (MS-FSA 2.1.5.1.1);
+    // the VFS applies these only when the open creates (smbtorture smb2.openattr).
+    ...(wantDir ? (q.fileAttributes & SETTABLE_WIN_ATTRS ? { winAttributes: q.fileAttributes & SETTABLE_WIN_ATTRS } : {}) : { winAttributes: (q.fileAttributes & SETTABLE_WIN_ATTRS) | WinAttr.ARCHIVE }),
+  });
+  // A new name first (smbclient's put and mput, cifs creates): OPEN_IF, OVERWRITE_IF and SUPERSEDE
+  // try an exclusive create without the lookup before it, which serves only an existing file (its
+  // CreateAction, the overwrite rules below). EEXIST, or any other failure, takes the general path,
+  // which looks first. Saves a getattr (a backend stat, a store lookup, an ENOENT error) per new file.
+  let fresh: Handle | undefined;
+  if ((disposition === 'openOrCreate' || disposition === 'createOrTruncate') && !deleteOnClose && !refusedCreate(q.name, 'create', false)) {
+    fresh = await openAs(wantDir, 'create').catch(() => undefined);
+  }
   // Whether the open creates: known before for the dispositions that may or may not.
   let existed: boolean | undefined;
   let current: FileAttr | undefined;
-  if (disposition === 'openOrCreate' || disposition === 'createOrTruncate' || disposition === 'truncate') {
+  if (!fresh && (disposition === 'openOrCreate' || disposition === 'createOrTruncate' || disposition === 'truncate')) {
     existed = await view.getattr(share, path).then((a) => ((current = a), true), (e: unknown) => (isVfsError(e, 'ENOENT') ? false : undefined));
   }
   // Overwriting a hidden or system file must name that attribute again (MS-FSA 2.1.5.1.2.1;
@@ -385,22 +407,9 @@ async function create(srv: SmbServer, conn: Conn, sess: SmbSession, tree: Tree, 
   // Names Windows cannot use are never created; existing ones still open (names.ts).
   if (refusedCreate(q.name, disposition, existed)) return fail(NT.OBJECT_NAME_INVALID);
   let handle;
-  // On a directory WRITE_DATA/APPEND_DATA are ADD_FILE/ADD_SUBDIRECTORY, not data access: a
-  // directory open never takes the VFS's write access (which refuses directories, EISDIR).
-  const openAs = (dirAccess: boolean) => view.open(share, path, {
-    access: dirAccess ? { ...access, write: false } : access,
-    share: shareAccess,
-    disposition,
-    expect: wantDir ? 'dir' : wantFile ? 'file' : 'any',
-    deleteOnClose,
-    owner: `smb:${conn.id}:${sess.id}`,
-    // A file created gets ARCHIVE besides what the client asked for, as on NTFS (MS-FSA 2.1.5.1.1);
-    // the VFS applies these only when the open creates (smbtorture smb2.openattr).
-    ...(wantDir ? (q.fileAttributes & SETTABLE_WIN_ATTRS ? { winAttributes: q.fileAttributes & SETTABLE_WIN_ATTRS } : {}) : { winAttributes: (q.fileAttributes & SETTABLE_WIN_ATTRS) | WinAttr.ARCHIVE }),
-  });
   try {
     try {
-      handle = await openAs(wantDir);
+      handle = fresh ?? (await openAs(wantDir));
     } catch (e) {
       // Not known to be a directory before (no FILE_DIRECTORY_FILE): it was one.
       if (!(isVfsError(e, 'EISDIR') && access.write && !wantDir && !wantFile && (disposition === 'open' || disposition === 'openOrCreate'))) throw e;
