@@ -10,7 +10,7 @@
  *   node bench/smb-bench.ts                  1 GiB file (best of 2), 500 x 4 KiB (3 rounds), 20 logins per round
  *   BENCH_QUICK=1 node bench/smb-bench.ts    100 MB file
  *   BENCH_CPU_PROF=DIR                       Portico runs under `node --cpu-prof --cpu-prof-dir DIR`
- *   BENCH_ONLY=big,small,setup,enc           only those groups of figures
+ *   BENCH_ONLY=big,small,setup,enc           only those groups of figures (or metrics: getBig,putBigEnc,...)
  *   BENCH_PORTICO_BASELINE=TREE              also measures TREE's Portico (another checkout, e.g. a
  *                                            `git worktree` of an older commit) as "portico-base",
  *                                            in the same rotation: before/after figures of one run
@@ -190,7 +190,7 @@ async function interleave(cs: Contender[], rounds: number, fn: (c: Contender, ro
 
 async function measure(cs: Contender[], key: Metric, rounds: number, results: Map<string, Results>, one: (c: Contender, round: number) => Promise<number | number[]>, reduce: (samples: number[]) => number): Promise<void> {
   const group = METRICS.find((m) => m.key === key)!.group;
-  if (ONLY && !ONLY.has(group)) return;
+  if (ONLY && !ONLY.has(group) && !ONLY.has(key)) return;
   log(`${key}: ${rounds} rounds, ${cs.map((c) => c.name).join('/')} alternating; load ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   await interleave(cs, rounds, async (c, round) => {
     const res = results.get(c.name)!;
@@ -350,7 +350,7 @@ async function main(): Promise<void> {
     if (a === undefined || b === undefined || a <= 0 || b <= 0) return undefined;
     return m.higherIsBetter ? a / b : b / a;
   };
-  const shown = METRICS.filter((m) => !ONLY || ONLY.has(m.group));
+  const shown = METRICS.filter((m) => !ONLY || ONLY.has(m.group) || ONLY.has(m.key));
   const b = results.get('portico-base');
   const out: string[] = [];
   out.push(`SMB benchmark${QUICK ? ' (BENCH_QUICK=1)' : ''}: smbclient 4.17, SMB 3.1.1, Portico vs smbd ${spawnSync('smbd', ['--version'], { encoding: 'utf8' }).stdout.trim()} on the same directory, alternating order`);
@@ -368,17 +368,21 @@ async function main(): Promise<void> {
   );
   out.push('ratio: Portico speed / smbd speed (> 1: Portico faster; ms figures: smbd ms / Portico ms)');
   out.push('');
-  out.push('Server CPU (user + system of the server and its children, median ms per round; less skewed by a loaded machine than the speeds):');
+  out.push('Server CPU (user + system of the server and its children, median per round; less skewed by a loaded machine than the speeds),');
+  out.push('also per unit of work: per MB (10^6 B) moved, per file, per login:');
   const cpuOf = (r: Results, k: Metric): number | undefined => (r.cpuMs[k]?.length ? median(r.cpuMs[k]!) : undefined);
+  const perUnit = (m: (typeof METRICS)[number]): { unit: string; n: number } =>
+    m.unit === 'MB/s' ? { unit: 'ms/MB', n: BIG_BYTES / 1e6 } : m.unit === 'files/s' ? { unit: 'ms/file', n: SMALL_FILES } : { unit: 'ms/login', n: LOGINS };
+  const per = (v: number | undefined, m: (typeof METRICS)[number]): string => (v === undefined ? '-' : (v / perUnit(m).n).toFixed(3));
   out.push(
     table(
-      ['metric', 'portico CPU ms', 'smbd CPU ms', 'smbd/portico'],
+      ['metric', 'per', 'portico CPU ms', 'smbd CPU ms', 'portico per', 'smbd per', 'smbd/portico'],
       shown.map((m) => {
         const a = cpuOf(p, m.key);
         const b = cpuOf(s, m.key);
-        return [m.label, fmt(a), fmt(b), a && b ? `${(b / a).toFixed(2)}x` : '-'];
+        return [m.label, perUnit(m).unit, fmt(a), fmt(b), per(a, m), per(b, m), a && b ? `${(b / a).toFixed(2)}x` : '-'];
       }),
-      1,
+      2,
     ),
   );
   if (b) {
