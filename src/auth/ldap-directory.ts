@@ -104,6 +104,8 @@ interface Conn {
   /** DN the connection is bound as: the service account's ('' = anonymous), a user's, or undefined before any bind. */
   boundAs: string | undefined;
   fresh: boolean;
+  /** The (StartTLS) socket closed: never reuse. */
+  closed?: boolean;
 }
 
 interface UrlState {
@@ -343,7 +345,7 @@ export class LdapDirectory {
     for (;;) {
       if (this.closed) throw new AuthFailure('unreachable', 'directory client closed', 'ldap');
       for (let c = this.idle.pop(); c !== undefined; c = this.idle.pop()) {
-        if (c.client.isConnected) {
+        if (c.client.isConnected && c.closed !== true) {
           c.fresh = false;
           return c;
         }
@@ -391,6 +393,15 @@ export class LdapDirectory {
         if (!upgraded) {
           await this.timed('connect', () => client.startTLS(tlsOptions));
           upgraded = true;
+          // ldapts does not notice the upgraded socket closing (the server stopped or dropped an idle
+          // connection): without this an idle pooled connection looked alive and its next request
+          // waited for timeoutMs. Reaching into the client is the price; the field is stable in 9.x.
+          const socket = (client as unknown as { socket?: NodeJS.EventEmitter }).socket;
+          const dead = (): void => {
+            conn.closed = true;
+          };
+          socket?.once('close', dead);
+          socket?.once('end', dead);
         }
         return bind(...args);
       };

@@ -59,7 +59,7 @@ describe.skipIf(!haveSlapd() || !haveCurl)('directory users over WebDAV and in `
         'auth.throttle.maxFailures': 1000,
         'admin.port': adminPort,
         'admin.listen': '127.0.0.1',
-        'auth.ldap': { url: slapd.url, startTls: true, tls: { ca: slapd.caFile }, userBase: SUFFIX, bindDn: READER_DN, bindPassword: READER_PW, cacheTtlMs: TTL, retryMs: 200 },
+        'auth.ldap': { url: slapd.url, startTls: true, tls: { ca: slapd.caFile }, userBase: SUFFIX, bindDn: READER_DN, bindPassword: READER_PW, cacheTtlMs: TTL, retryMs: 200, timeoutMs: 20_000 },
       },
       shares: [
         {
@@ -128,8 +128,11 @@ describe.skipIf(!haveSlapd() || !haveCurl)('directory users over WebDAV and in `
     await slapd.stop();
     try {
       expect(await curl('localuser', 'local-pw', 'PROPFIND', '/team/')).toBe(207);
-      // An uncached directory login: the directory cannot say yes or no.
+      // An uncached directory login: the directory cannot say yes or no. At once, not after
+      // timeoutMs (20 s) on a pooled StartTLS connection that died with the server.
+      const t0 = Date.now();
       expect(await curl('bob', 'bob-pw-not-cached', 'PROPFIND', '/team/')).toBe(503);
+      expect(Date.now() - t0).toBeLessThan(10_000);
       const r = await ready();
       expect(r.status).toBe(503);
       expect(JSON.parse(r.body).notReady).toContainEqual(expect.objectContaining({ kind: 'directory', name: slapd.url }));
