@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Attribute, Change } from 'ldapts';
+import { Registry } from 'prom-client';
 import { ldapSchema, resolveLdapSettings, type LdapConfig } from '../../src/auth/ldap-config.ts';
 import { DirectoryAuthenticator } from '../../src/auth/ldap-authenticator.ts';
 import { AuthFailure } from '../../src/auth/ldap-directory.ts';
@@ -31,9 +32,9 @@ function throttle(maxFailures = 1000): Throttle {
   return new Throttle({ maxFailures, windowMs: 60_000, lockoutMs: 60_000, maxLockoutMs: 60_000 });
 }
 
-function auth(over: Partial<Record<keyof LdapConfig, unknown>> = {}, t = throttle()): DirectoryAuthenticator {
+function auth(over: Partial<Record<keyof LdapConfig, unknown>> = {}, t = throttle(), registry?: Registry): DirectoryAuthenticator {
   const cfg = ldapSchema.parse({ url: slapd.url, userBase: SUFFIX, bindDn: READER_DN, bindPassword: READER_PW, ...over });
-  const a = new DirectoryAuthenticator({ users, throttle: t, settings: resolveLdapSettings(cfg) });
+  const a = new DirectoryAuthenticator({ users, throttle: t, settings: resolveLdapSettings(cfg), registry });
   made.push(a);
   return a;
 }
@@ -249,5 +250,33 @@ describe.skipIf(!haveSlapd())('LDAP authenticator against slapd', () => {
     } finally {
       await slapd.start();
     }
+  });
+
+  it('keeps logins apart on a small pool under concurrency (a connection bound as one user never searches or answers for another)', async () => {
+    const a = auth({ poolSize: 2, cacheTtlMs: 0 });
+    const cases = Array.from({ length: 30 }, (_, i) => {
+      const name = ['alice', 'bob', 'carol'][i % 3]!;
+      const good = i % 4 !== 1;
+      return { name, password: good ? `${name}-pw` : 'wrong', good };
+    });
+    const results = await Promise.all(cases.map((c) => a.login(c.name, c.password, CTX).then((r) => r.principal.user, (e: unknown) => (e instanceof AuthFailure ? e.reason : String(e)))));
+    expect(results).toEqual(cases.map((c) => (c.good ? c.name : 'bad-password')));
+  });
+
+  it('counts logins by source and result, directory round trips and cache hits in the metrics', async () => {
+    const registry = new Registry();
+    const a = auth({}, throttle(), registry);
+    await a.login('alice', 'alice-pw', CTX);
+    await a.login('alice', 'alice-pw', CTX);
+    await a.login('localuser', 'local-pw', CTX);
+    await failure(a.login('alice', 'wrong', CTX));
+    const text = await registry.metrics();
+    expect(text).toContain('portico_auth_logins_total{source="ldap",result="ok"} 2');
+    expect(text).toContain('portico_auth_logins_total{source="local",result="ok"} 1');
+    expect(text).toContain('portico_auth_logins_total{source="ldap",result="bad-password"} 1');
+    expect(text).toContain('portico_ldap_cache_hits_total{cache="login"} 1');
+    expect(text).toMatch(/portico_ldap_request_seconds_count\{op="search",result="ok"\} [1-9]/);
+    expect(text).toMatch(/portico_ldap_request_seconds_count\{op="bind",result="error"\} 1/);
+    expect(text).toContain(`portico_ldap_up{url="${slapd.url}"} 1`);
   });
 });
