@@ -177,13 +177,15 @@ export class MetaCache {
 
   /**
    * Whether a create in `dirKey` should list the directory to learn its membership: the cache is on,
-   * the membership is not known already, and the directory was not found too large for one page
-   * within the TTL.
+   * the membership is not known already, or known but past half its TTL (refreshed ahead, so a run
+   * of creates never finds it expired: each expiry used to cost the next new names a HEAD +
+   * ListObjectsV2 each until the new listing came back), and the directory was not found too large
+   * for one page within the TTL.
    */
   wantsMembership(dirKey: string): boolean {
     if (this.ttlMs === 0) return false;
     const c = this.complete.get(dirKey);
-    if (c !== undefined && c.expires > Date.now()) return false;
+    if (c !== undefined && c.expires - Date.now() > this.ttlMs / 2) return false;
     const l = this.large.get(dirKey);
     return l === undefined || l <= Date.now();
   }

@@ -342,6 +342,55 @@ describe('S3 backend contract', () => {
     expect(await names(b, '/d')).toEqual(['f0', 'f1', 'f2', 'f3', 'f4', 'old']);
   });
 
+  /** How a gateway creates a file: a lookup of the new name (ENOENT), then the upload. */
+  const create = async (b: S3Backend, path: string, data: string): Promise<void> => {
+    await rejectsWith(b.stat(path), 'ENOENT');
+    await put(b, path, data);
+  };
+  /** Miss probes: ListObjectsV2 of a file name's own prefix (what a lookup of a missing name sends). */
+  const probes = (b: S3Backend, dir: string): number => env.proxy.log.filter((e) => e.op === 'ListObjectsV2'
+    && new URL(e.url, 'http://x').searchParams.get('prefix')?.startsWith(`${key(b, dir)}/f`) === true).length;
+
+  it('new names created while the directory is being listed wait for that listing, not a HEAD + LIST each', async () => {
+    const b = env.backend({ metaTtlMs: 60_000 });
+    await env.rawPut(key(b, '/d/old'), 'x');
+    // The membership listing (the only one with a delimiter below /d) is slow, as s3rver is with a
+    // few hundred keys on a loaded machine.
+    env.proxy.inject({ kind: 'delay', ms: 500, match: (r) => r.op === 'ListObjectsV2' && r.url.includes('delimiter=') && r.url.includes(encodeURIComponent(`${key(b, '/d')}/`)) });
+    await create(b, '/d/f0', 'first');
+    env.proxy.resetLog();
+    for (let i = 1; i <= 5; i++) await create(b, `/d/f${i}`, `file ${i}`);
+    // Before: each of the five cost HeadObject + ListObjectsV2 (the miss) while the listing ran.
+    expect(probes(b, '/d')).toBe(0);
+    expect(env.proxy.count('PutObject')).toBe(5);
+    expect(env.proxy.count('HeadObject')).toBe(5); // the new objects' own
+    expect(await names(b, '/d')).toEqual(['f0', 'f1', 'f2', 'f3', 'f4', 'f5', 'old']);
+    expect(await text(b, '/d/old')).toBe('x');
+  });
+
+  it('a run of creates refreshes the membership before it expires: no lookup of a new name reaches the store', async () => {
+    const ttl = 1500;
+    const b = env.backend({ metaTtlMs: ttl });
+    await env.rawPut(key(b, '/d/old'), 'x');
+    await create(b, '/d/f0', 'first');
+    // Wait for the membership listing the first create started.
+    for (let i = 0; i < 100 && env.proxy.log.filter((e) => e.op === 'ListObjectsV2' && e.url.includes('delimiter=')).length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    env.proxy.resetLog();
+    // Creates for three TTLs (bounded by count): before, every expiry cost the next new name a
+    // HEAD + ListObjectsV2 (and each one during the new listing too).
+    const start = Date.now();
+    let n = 1;
+    for (; n <= 400 && Date.now() - start < 3 * ttl; n++) {
+      await create(b, `/d/f${n}`, 'x');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(n).toBeGreaterThan(10);
+    expect(probes(b, '/d')).toBe(0);
+    expect(env.proxy.count('PutObject')).toBe(n - 1);
+    expect(await text(b, '/d/old')).toBe('x');
+    expect((await names(b, '/d')).length).toBe(n + 1);
+  });
+
   it('invalidate() makes changes by other S3 clients visible before the TTL', async () => {
     const b = env.backend({ direct: true, metaTtlMs: 60_000 });
     await put(b, '/f', 'one');
