@@ -1,0 +1,212 @@
+/**
+ * Shard sets served by the real gateway and read with real clients: curl (one process fetching
+ * every file over keep-alive) and raw HTTP for PROPFIND listings and refused writes. The same tree
+ * is packed into a local set and into a set on s3rver, read through a counting proxy: after the
+ * index of a shard is loaded, a small file's read is one ranged GET (and none when read again).
+ * A corrupted shard answers an error, never the wrong bytes.
+ */
+import { spawn } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pack } from '../../backends/shard/pack.ts';
+import { ShardSetReader } from '../../backends/shard/set-reader.ts';
+import { LocalShardStore, openShardStore } from '../../backends/shard/store.ts';
+import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.ts';
+import { S3RVER_CREDENTIALS, startS3rver, type S3rverHandle } from '../helpers/s3rver.ts';
+import { dav, startDav, type DavStack } from '../webdav/helpers.ts';
+import { makeTree, type TreeFile } from './tree.ts';
+
+const ALICE: [string, string] = ['alice', 'alice-pw'];
+const tmp = mkdtempSync(join(tmpdir(), 'portico-shard-dav-'));
+let files: TreeFile[];
+let dirs: string[];
+let s3: S3rverHandle;
+let proxy: FaultProxy;
+let stack: DavStack;
+
+const enc = (p: string): string => p.split('/').map(encodeURIComponent).join('/');
+
+beforeAll(async () => {
+  ({ files, dirs } = makeTree(join(tmp, 'src'), 3000, { seed: 21, large: 1 }));
+  await pack(join(tmp, 'src'), new LocalShardStore(join(tmp, 'set')), { shardSize: 1024 * 1024, workers: 1 });
+  cpSync(join(tmp, 'set'), join(tmp, 'bad'), { recursive: true });
+  s3 = await startS3rver();
+  const store = await openShardStore(`s3://${s3.bucket}/set`, { endpoint: s3.endpoint, ...S3RVER_CREDENTIALS });
+  await pack(join(tmp, 'src'), store, { shardSize: 1024 * 1024, workers: 1 });
+  await store.close();
+  proxy = await startFaultProxy(s3.endpoint);
+  stack = await startDav({
+    shares: [
+      { name: 'shard', source: `shard+${pathToFileURL(join(tmp, 'set')).href}` },
+      { name: 'bad', source: `shard+${pathToFileURL(join(tmp, 'bad')).href}` },
+      { name: 's3shard', source: `shard+s3://${s3.bucket}/set`, options: { endpoint: proxy.endpoint, ...S3RVER_CREDENTIALS, catalogCheckMs: 600_000 } },
+    ],
+  });
+  await stack.addUser(...ALICE);
+}, 180_000);
+
+afterAll(async () => {
+  await stack?.stop();
+  await proxy?.stop();
+  await s3?.stop();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+/** curl fetches every file of `share` in one process (keep-alive); returns the HTTP codes it saw. */
+async function curlAll(share: string, out: string): Promise<string[]> {
+  mkdirSync(out, { recursive: true });
+  const cfg = files.map((f, i) => `url = "${stack.origin}/${share}${enc(f.path)}"\noutput = "${join(out, String(i))}"\n`).join('');
+  const cfgFile = join(out, 'curl.cfg');
+  writeFileSync(cfgFile, cfg);
+  const child = spawn('curl', ['-sS', '-u', `${ALICE[0]}:${ALICE[1]}`, '-w', '%{http_code}\\n', '-K', cfgFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const code = await new Promise<number | null>((r) => child.once('close', r));
+  expect(code, stderr).toBe(0);
+  return stdout.trim().split('\n');
+}
+
+async function curlOne(url: string, out: string): Promise<{ exit: number | null; status: string; stderr: string }> {
+  const child = spawn('curl', ['-sS', '-u', `${ALICE[0]}:${ALICE[1]}`, '-o', out, '-w', '%{http_code}', url], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let status = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (status += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const exit = await new Promise<number | null>((r) => child.once('close', r));
+  return { exit, status, stderr };
+}
+
+function expectFetched(out: string, codes: string[]): void {
+  expect(codes.length).toBe(files.length);
+  files.forEach((f, i) => {
+    expect(codes[i], f.path).toBe('200');
+    const got = readFileSync(join(out, String(i)));
+    expect(got.equals(f.data), f.path).toBe(true);
+  });
+}
+
+async function propfindNames(share: string, dir: string): Promise<Set<string>> {
+  const r = await dav(stack, 'PROPFIND', `/${share}${enc(dir)}${dir === '/' ? '' : '/'}`, { auth: ALICE, headers: { Depth: '1' } });
+  expect(r.status).toBe(207);
+  const hrefs = [...r.text.matchAll(/<D:href>([^<]*)<\/D:href>/g)].map((m) => decodeURIComponent(m[1] as string));
+  const self = `/${share}${dir === '/' ? '/' : `${dir}/`}`;
+  return new Set(hrefs.filter((h) => h !== self).map((h) => h.slice(self.length).replace(/\/$/, '')));
+}
+
+function wantNames(dir: string): Set<string> {
+  const prefix = dir === '/' ? '/' : `${dir}/`;
+  const want = new Set<string>();
+  for (const p of [...files.map((f) => f.path), ...dirs]) if (p !== '/' && p.startsWith(prefix) && !p.slice(prefix.length).includes('/')) want.add(p.slice(prefix.length));
+  return want;
+}
+
+describe('shard sets over WebDAV', () => {
+  it('curl reads every file of a local set back byte for byte', async () => {
+    const out = join(tmp, 'curl-local');
+    expectFetched(out, await curlAll('shard', out));
+  }, 180_000);
+
+  it('PROPFIND lists every directory as the tree has it', async () => {
+    for (const d of dirs) expect(await propfindNames('shard', d), d).toEqual(wantNames(d));
+  }, 60_000);
+
+  it('writes are refused: 403 with a body naming the read-only shard set', async () => {
+    const f = files[1]!.path;
+    for (const [m, p, h] of [
+      ['PUT', '/shard/new.txt', {}], ['MKCOL', '/shard/newdir/', {}], ['DELETE', `/shard${enc(f)}`, {}],
+      ['MOVE', `/shard${enc(f)}`, { Destination: `${stack.origin}/shard/moved` }], ['COPY', `/shard${enc(f)}`, { Destination: `${stack.origin}/shard/copied` }],
+    ] as [string, string, Record<string, string>][]) {
+      const r = await dav(stack, m, p, { auth: ALICE, headers: h, ...(m === 'PUT' ? { body: 'x' } : {}) });
+      expect(r.status, `${m} ${p}`).toBe(403);
+      expect(r.text, `${m} ${p}`).toMatch(/read-only shard set/);
+    }
+    // Nothing changed.
+    expect((await dav(stack, 'GET', '/shard/new.txt', { auth: ALICE })).status).toBe(404);
+    expect((await dav(stack, 'GET', `/shard${enc(f)}`, { auth: ALICE })).body.equals(files[1]!.data)).toBe(true);
+  });
+
+  it('a set on s3rver: curl reads every file back, PROPFIND lists', async () => {
+    const out = join(tmp, 'curl-s3');
+    expectFetched(out, await curlAll('s3shard', out));
+    for (const d of dirs.slice(0, 10)) expect(await propfindNames('s3shard', d), d).toEqual(wantNames(d));
+  }, 180_000);
+
+  it('counts the requests of small-file reads on a fresh gateway', async () => {
+    // A second gateway on the same set: nothing cached in memory.
+    const fresh = await startDav({ shares: [{ name: 's3shard', source: `shard+s3://${s3.bucket}/set`, options: { endpoint: proxy.endpoint, ...S3RVER_CREDENTIALS, catalogCheckMs: 600_000 } }] });
+    try {
+      await fresh.addUser(...ALICE);
+      const reader = new ShardSetReader(await openShardStore(`s3://${s3.bucket}/set`, { endpoint: s3.endpoint, ...S3RVER_CREDENTIALS }));
+      // Two small files of one shard, in different 128 KiB pages, away from its tail.
+      const located = [];
+      for await (const l of reader.entries()) if (l.entry.type === 'file' && l.entry.storedLength > 100 && l.entry.storedLength < 8192) located.push(l);
+      const byShard = new Map<string, typeof located>();
+      for (const l of located) byShard.set(l.shard.name, [...(byShard.get(l.shard.name) ?? []), l]);
+      const page = (o: number): number => Math.floor(o / (128 * 1024));
+      let pair: [typeof located[0], typeof located[0]] | undefined;
+      for (const ls of byShard.values()) {
+        const tailPage = page(ls[0]!.shard.size - 64 * 1024);
+        const a = ls.find((l) => page(l.entry.offset) < tailPage);
+        const b = ls.find((l) => a !== undefined && page(l.entry.offset) !== page(a.entry.offset) && page(l.entry.offset) < tailPage);
+        if (a && b) {
+          pair = [a, b];
+          break;
+        }
+      }
+      expect(pair).toBeDefined();
+      await reader.store.close();
+      const [a, b] = pair!;
+      const want = (p: string): Buffer => files.find((f) => f.path === p)!.data;
+      // First read: the catalog and the shard's index (its tail) come in, then the payload.
+      const r1 = await dav(fresh, 'GET', `/s3shard${enc(a.entry.path)}`, { auth: ALICE });
+      expect(r1.body.equals(want(a.entry.path))).toBe(true);
+      proxy.log.length = 0;
+      const r2 = await dav(fresh, 'GET', `/s3shard${enc(b.entry.path)}`, { auth: ALICE });
+      expect(r2.status).toBe(200);
+      expect(r2.body.equals(want(b.entry.path))).toBe(true);
+      const gets = proxy.log.filter((e) => e.op === 'GetObject');
+      expect(proxy.log.map((e) => `${e.op} ${e.range ?? ''}`)).toEqual([`GetObject ${gets[0]?.range ?? ''}`]);
+      expect(gets[0]!.range).toMatch(/^bytes=\d+-\d+$/);
+      proxy.log.length = 0;
+      const r3 = await dav(fresh, 'GET', `/s3shard${enc(b.entry.path)}`, { auth: ALICE });
+      expect(r3.body.equals(want(b.entry.path))).toBe(true);
+      expect(proxy.log.length).toBe(0);
+    } finally {
+      await fresh.stop();
+    }
+  }, 60_000);
+
+  it('a corrupted shard answers an error, never other bytes', async () => {
+    const reader = new ShardSetReader(new LocalShardStore(join(tmp, 'bad')));
+    const victim = files.find((f) => f.data.length > 1000 && f.path.endsWith('.txt'))!;
+    const l = (await reader.lookup(victim.path))!;
+    const shardFile = join(tmp, 'bad', 'shards', l.shard.name);
+    const bytes = readFileSync(shardFile);
+    const at = l.entry.offset + Math.floor(l.entry.storedLength / 2);
+    bytes.writeUInt8(bytes[at]! ^ 0x10, at);
+    writeFileSync(shardFile, bytes);
+    // curl either gets an error status or sees the response cut short (the gateway may have sent
+    // its headers before the read failed: it then drops the connection, so the client knows).
+    const out = join(tmp, 'bad-get');
+    const got = await curlOne(`${stack.origin}/bad${enc(victim.path)}`, out);
+    expect(got.exit !== 0 || Number(got.status) >= 500, JSON.stringify(got)).toBe(true);
+    const body = existsSync(out) ? readFileSync(out) : Buffer.alloc(0);
+    expect(body.equals(victim.data)).toBe(false);
+    expect(body.includes(victim.data.subarray(0, 64))).toBe(false);
+    // Index corruption: a reader that loads that index fails cleanly (EIO naming the part) for the
+    // shard's files; files of other shards still read.
+    const tailFlip = Buffer.from(bytes);
+    tailFlip.writeUInt8(tailFlip[tailFlip.length - 60]! ^ 0x01, tailFlip.length - 60);
+    writeFileSync(shardFile, tailFlip);
+    const cold = new ShardSetReader(new LocalShardStore(join(tmp, 'bad')));
+    await expect(cold.lookup(victim.path)).rejects.toMatchObject({ code: 'EIO', message: expect.stringMatching(/corrupt shard .*index: checksum mismatch/) });
+    const other = files.find((f) => f.data.length > 0 && f.path > l.shard.last)!;
+    const lo = (await cold.lookup(other.path))!;
+    expect((await cold.read(lo, 0, other.data.length)).equals(other.data)).toBe(true);
+  });
+});
