@@ -29,7 +29,7 @@
  *   does, so ids are stable without a table. Other entries without a uidNumber cannot own files and
  *   are refused with that reason. 65534 (the guest's) is never handed to a directory user.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { Client, InvalidCredentialsError, ResultCodeError, SizeLimitExceededError, type Entry } from 'ldapts';
 import type { ConnectionOptions } from 'node:tls';
 import { GUEST_ID } from './authenticator.ts';
@@ -467,7 +467,12 @@ function first(e: Entry, attr: string): string | undefined {
   return Buffer.isBuffer(one) ? one.toString('utf8') : String(one);
 }
 
-/** Cache key of a successful login: a password change misses at once, the old password expires with the TTL. */
+/**
+ * Cache key of a successful login: a password change misses at once, the old password expires with
+ * the TTL. The name's length goes first, so no (name, password) pair can spell another's key
+ * ("a" + "b\0c" vs "a\0b" + "c"). One-shot `hash` (~1 µs) rather than createHash + update.
+ */
 export function loginCacheKey(secret: string, name: string, password: string): string {
-  return createHash('sha256').update(secret).update('\0').update(name.toLowerCase()).update('\0').update(password).digest('base64');
+  const n = name.toLowerCase();
+  return hash('sha256', `${secret}\0${n.length}:${n}\0${password}`, 'base64');
 }

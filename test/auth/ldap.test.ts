@@ -11,7 +11,7 @@ import { Attribute, Change } from 'ldapts';
 import { Registry } from 'prom-client';
 import { ldapSchema, resolveLdapSettings, type LdapConfig } from '../../src/auth/ldap-config.ts';
 import { DirectoryAuthenticator } from '../../src/auth/ldap-authenticator.ts';
-import { AuthFailure } from '../../src/auth/ldap-directory.ts';
+import { AuthFailure, loginCacheKey } from '../../src/auth/ldap-directory.ts';
 import { escapeFilterValue, fillFilter } from '../../src/auth/ldap-filter.ts';
 import { LocalUserStore } from '../../src/auth/local-users.ts';
 import { ntHash } from '../../src/auth/md4.ts';
@@ -278,5 +278,16 @@ describe.skipIf(!haveSlapd())('LDAP authenticator against slapd', () => {
     expect(text).toMatch(/portico_ldap_request_seconds_count\{op="search",result="ok"\} [1-9]/);
     expect(text).toMatch(/portico_ldap_request_seconds_count\{op="bind",result="error"\} 1/);
     expect(text).toContain(`portico_ldap_up{url="${slapd.url}"} 1`);
+  });
+});
+
+describe('login cache key', () => {
+  it('differs for every (name, password) split of the same characters, and ignores the name case only', () => {
+    const k = (n: string, p: string) => loginCacheKey('s', n, p);
+    expect(k('a', 'b\0c')).not.toBe(k('a\0b', 'c'));
+    expect(k('ab', 'c')).not.toBe(k('a', 'bc'));
+    expect(k('Alice', 'pw')).toBe(k('alice', 'pw'));
+    expect(k('alice', 'pw')).not.toBe(k('alice', 'PW'));
+    expect(loginCacheKey('s2', 'alice', 'pw')).not.toBe(k('alice', 'pw'));
   });
 });
