@@ -35,6 +35,8 @@ import { Throttle as ThrottleImpl, type Throttle } from './throttle.ts';
 import type { Logger } from '../log/logger.ts';
 import { VfsError } from '../vfs/errors.ts';
 
+const UNAVAILABLE_LOG_MS = 10_000;
+
 /** A resolved login, as `portico auth test` prints it. */
 export interface LoginResult {
   principal: Principal;
@@ -91,6 +93,8 @@ export class DirectoryAuthenticator implements Authenticator {
   private readonly byName: LRUCache<string, DirectoryUser> | undefined;
   private readonly byUid: LRUCache<number, { user: DirectoryUser | undefined }> | undefined;
   private readonly adNoticeAt = new Map<string, number>();
+  private unavailableLoggedAt = -Infinity;
+  private unavailableSince = 0;
 
   constructor(o: DirectoryAuthOptions) {
     this.users = o.users;
@@ -160,12 +164,26 @@ export class DirectoryAuthenticator implements Authenticator {
     if (outcome instanceof AuthFailure) {
       this.metrics?.logins.labels(outcome.source ?? 'none', outcome.reason).inc();
       if (outcome.code === 'EAUTH') this.throttle.fail(user, ctx.clientAddress);
-      else this.logger?.warn({ user, protocol: ctx.protocol, reason: outcome.reason }, outcome.detail);
+      else this.logUnavailable(user, ctx, outcome);
       throw outcome;
     }
     this.metrics?.logins.labels(outcome.source, 'ok').inc();
     this.throttle.succeed(user, ctx.clientAddress);
     return outcome;
+  }
+
+  /**
+   * A login the directory could not answer: one warning per UNAVAILABLE_LOG_MS (with how many were
+   * refused meanwhile), so a directory outage under load does not flood the log; the URL going down
+   * and coming back is logged by the directory events as it happens.
+   */
+  private logUnavailable(user: string, ctx: AuthContext, f: AuthFailure): void {
+    const now = Date.now();
+    this.unavailableSince++;
+    if (now - this.unavailableLoggedAt < UNAVAILABLE_LOG_MS) return;
+    this.logger?.warn({ user, protocol: ctx.protocol, reason: f.reason, refused: this.unavailableSince }, `directory login refused: ${f.detail}`);
+    this.unavailableLoggedAt = now;
+    this.unavailableSince = 0;
   }
 
   private async ldapLogin(user: string, password: string): Promise<LoginResult> {

@@ -207,7 +207,14 @@ describe.skipIf(!haveSlapd())('LDAP authenticator against slapd', () => {
     expect((await a.login('erin', 'erin-old', CTX)).cached).toBe(true);
     await sleep(ttl + 100);
     expect((await failure(a.login('erin', 'erin-old', CTX))).reason).toBe('bad-password');
+    expect((await a.login('erin', 'erin-new', CTX)).cached).toBe(false);
+    // Locked (password policy) while cached: refused once the entry expires.
+    await slapd.admin((c) => c.modify(`uid=erin,${PEOPLE}`, new Change({ operation: 'add', modification: new Attribute({ type: 'pwdAccountLockedTime', values: ['000001010000Z'] }) })));
+    expect((await a.login('erin', 'erin-new', CTX)).cached).toBe(true);
+    await sleep(ttl + 100);
+    expect((await failure(a.login('erin', 'erin-new', CTX))).reason).toBe('bad-password');
     // Removed from the directory: the cached login ends with the TTL.
+    await slapd.admin((c) => c.modify(`uid=erin,${PEOPLE}`, new Change({ operation: 'delete', modification: new Attribute({ type: 'pwdAccountLockedTime', values: [] }) })));
     expect((await a.login('erin', 'erin-new', CTX)).cached).toBe(false);
     await slapd.admin((c) => c.del(`uid=erin,${PEOPLE}`));
     expect((await a.login('erin', 'erin-new', CTX)).cached).toBe(true);
