@@ -5,7 +5,8 @@
  *
  * - `attrs`: id -> the attributes last seen, for `ttlMs`. Every change made through Portico drops
  *   the entries it affects at once (the file, and the parent directory of a namespace change: see
- *   Vfs.emit and Vfs.write), so a client never reads back stale attributes of its own change;
+ *   Vfs.emit and Vfs.write), or — a file created, removed or renamed in a directory — updates the
+ *   directory's in place (touchDir), so a client never reads back stale attributes of its own change;
  *   changes made outside Portico show within `ttlMs` (nfs-ganesha's mdcache and Samba's stat cache
  *   make the same trade). ttlMs 0 turns the cache off.
  * - `names`: (directory id, name key) -> child id, so a warm LOOKUP needs no path walk and no
@@ -61,6 +62,27 @@ export class AttrCache {
   /** A change through Portico to a file (its attributes). */
   drop(id: FileId): void {
     this.attrs?.delete(id);
+  }
+
+  /**
+   * A file (not a directory: the parent's link count would move) was created, removed or renamed
+   * in the directory `id` through Portico: the names' entries go, and the directory's cached
+   * attributes, when there are any, are replaced by `update(attrs)` for what is left of their
+   * time (never longer: outside changes still show within ttlMs of the last stat). Returns whether
+   * they were kept.
+   */
+  touchDir(id: FileId, keys: readonly string[], update: (a: FileAttr) => FileAttr): boolean {
+    const m = this.names?.get(id);
+    if (m) for (const k of keys) m.delete(k);
+    const a = this.attrs?.get(id);
+    if (a === undefined) return false;
+    const ttl = this.attrs!.getRemainingTTL(id);
+    if (!(ttl > 0)) {
+      this.attrs!.delete(id);
+      return false;
+    }
+    this.attrs!.set(id, update(a), { ttl });
+    return true;
   }
 
   /** A directory's membership changed: its attributes and its name map. */

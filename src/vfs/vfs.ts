@@ -31,7 +31,7 @@ import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
 import type { BackendStat, BackendWatcher, FileOwner, BackendWatchListener } from './backend.ts';
 import { VfsError, isVfsError } from './errors.ts';
-import { joinPath, parentPath } from './path.ts';
+import { baseName, joinPath, parentPath } from './path.ts';
 import { Volume, type VolumeOptions } from './volume.ts';
 import { ChangeTracker, REPLACED } from './change-tracker.ts';
 import { AttrCache, ATTR_CACHE_TTL_MS } from './attr-cache.ts';
@@ -43,6 +43,7 @@ import { OpenFiles, handleLockOwner } from './open-files.ts';
 import { WriteBack, type WriteBackLogger, type WriteBackOptions } from './write-back.ts';
 import { TreeMoves, type TreeMoveOptions, type TreeMoveReport } from './tree-move/index.ts';
 import type { VolumeStack } from './volume-stack.ts';
+import { ChangeTimes } from './change-times.ts';
 import { Handle } from './handle.ts';
 import {
   NO_TOKENS,
@@ -153,6 +154,8 @@ export class Vfs {
   readonly store: MetadataStore;
   readonly locks: LockManager;
   readonly shareModes = new ShareModeTable();
+  /** ChangeTimes Portico set over the backend's ctime (change-times.ts). */
+  readonly changeTimes = new ChangeTimes();
   /** Leases, oplocks and delegations, broken before every conflicting operation (src/locks/leases.ts). */
   readonly leases: LeaseTable = new LeaseTable({
     opensOn: (id) => this.shareModes.opensOn(id),
@@ -237,6 +240,7 @@ export class Vfs {
     this.names = new NamespaceOps({
       locks: this.locks,
       shareModes: this.shareModes,
+      changeTimes: this.changeTimes,
       leases: this.leases,
       writeBack: this.writeBack,
       treeMoves: this.treeMoves,
@@ -372,7 +376,7 @@ export class Vfs {
       nlink: st.nlink ?? (dir ? 2 : 1),
       atimeNs: st.atimeNs,
       mtimeNs: st.mtimeNs,
-      ctimeNs: st.ctimeNs,
+      ctimeNs: this.changeTimes.apply(row.id, st.ctimeNs),
       birthtimeNs: row.birth ?? st.birthtimeNs ?? (st.ctimeNs < st.mtimeNs ? st.ctimeNs : st.mtimeNs),
       change,
       winAttributes: win,
@@ -487,8 +491,13 @@ export class Vfs {
       if (row) change = this.changes.bump(row);
     }
     if (kind === 'create' || kind === 'delete' || kind === 'rename') {
-      this.touchDir(v, parentPath(path));
-      if (oldPath !== undefined && parentPath(oldPath) !== parentPath(path)) this.touchDir(v, parentPath(oldPath));
+      const dir = parentPath(path);
+      if (oldPath === undefined) this.touchDir(v, dir, type, [baseName(path)]);
+      else if (parentPath(oldPath) === dir) this.touchDir(v, dir, type, [baseName(path), baseName(oldPath)]);
+      else {
+        this.touchDir(v, dir, type, [baseName(path)]);
+        this.touchDir(v, parentPath(oldPath), type, [baseName(oldPath)]);
+      }
     }
     if (this.events.listenerCount('change') > 0) {
       const ev: ChangeEvent = { volume: v.name, kind, id, path, type, change };
@@ -498,22 +507,96 @@ export class Vfs {
     return change;
   }
 
-  /** A directory's membership changed through Portico (emit). */
-  private touchDir(v: Volume, dir: string): void {
+  /**
+   * A directory's membership changed through Portico (emit): `names` (its entries that changed)
+   * were created, removed or renamed, and `childType` is what they name.
+   *
+   * A file's create, remove or rename keeps the directory's cached attributes (AttrCache.touchDir)
+   * with the new change value, instead of dropping them: NFS asks the
+   * directory's attributes before and after every create and remove (change_info4), and with
+   * clients creating and removing in one directory each ask was a stat and a store write (the
+   * change tracker learning the new signature). A directory's create, remove or rename still drops
+   * them (its parent's link count moves). The stat that learns the directory's new signature runs
+   * right after, off the request (learnDir), one at a time per directory: an outside change made
+   * after it still advances the change value at the next stat, as before.
+   */
+  private touchDir(v: Volume, dir: string, childType: FileAttr['type'], names: readonly string[]): void {
     let row: NodeRow;
     try {
       row = v.row(dir);
     } catch {
       return;
     }
-    this.changes.bump(row);
-    this.attrCache.dropDir(row.id);
+    const change = this.changes.bump(row);
+    // Where Portico keeps the directory's time (no backend directory times), it is the truth now;
+    // elsewhere the kept attributes keep the times last seen until the learning stat shows the
+    // backend's (an estimate from this clock could run ahead of the file system's coarser one, and
+    // the time seen would then go back).
+    let mtime: bigint | undefined;
     if (v.backend.capabilities.constantDirectoryTimes) {
       const now = BigInt(Date.now()) * 1_000_000n;
       if (row.dirMtime === null || now > row.dirMtime) {
         row.dirMtime = now;
         this.store.setDirMtime(row.id, now);
       }
+      mtime = row.dirMtime;
+    }
+    if (childType === 'dir') {
+      this.attrCache.dropDir(row.id);
+      return;
+    }
+    const keys = names.map((n) => v.key(n.normalize('NFC')));
+    const kept = this.attrCache.touchDir(row.id, keys, (a) => {
+      if (mtime === undefined || mtime <= a.mtimeNs) return { ...a, change };
+      return { ...a, change, mtimeNs: mtime, ctimeNs: mtime > a.ctimeNs ? mtime : a.ctimeNs };
+    });
+    // Backends without directory times (object stores: a directory's "stat" may be a listing)
+    // show no outside change in a directory's stat for the learning stat to catch: none is made.
+    if (kept && mtime === undefined) this.learnDir(v, row.id);
+  }
+
+  /** Directories whose kept attributes wait for the stat that learns their signature (touchDir). */
+  private readonly dirLearns = new Map<FileId, { again: boolean }>();
+
+  private learnDir(v: Volume, id: FileId): void {
+    const job = this.dirLearns.get(id);
+    if (job !== undefined) {
+      job.again = true;
+      return;
+    }
+    const j = { again: false };
+    this.dirLearns.set(id, j);
+    setImmediate(() => void this.runLearn(v, id, j));
+  }
+
+  /**
+   * Stats a directory whose attributes touchDir kept, and caches what the stat shows (the change
+   * tracker learns its signature). A stat during which the directory changed again through
+   * Portico is not learned from (it may show the state before that change: the next stat would
+   * then take the change for an outside one); after a few such, the attributes are dropped and
+   * the next ask stats, as before touchDir kept any.
+   */
+  private async runLearn(v: Volume, id: FileId, job: { again: boolean }): Promise<void> {
+    try {
+      for (let i = 0; i < 4; i++) {
+        job.again = false;
+        const path = v.pathOf(id);
+        const before = v.cachedRow(id)?.chg;
+        if (before === undefined) break;
+        const r = await v.resolve(path);
+        if (job.again || v.cachedRow(id)?.chg !== before) continue;
+        if (!r.stat || r.stat.type !== 'dir') break;
+        const row = v.row(r.path, r.stat);
+        if (row.id !== id) break;
+        this.attrCache.set(this.attr(v, row, r.stat));
+        return;
+      }
+      this.attrCache.dropDir(id);
+    } catch {
+      // Gone, renamed away or the store closed: the next ask finds out.
+      this.attrCache.dropDir(id);
+    } finally {
+      this.dirLearns.delete(id);
     }
   }
 
