@@ -286,7 +286,13 @@ export class LdapDirectory {
     return this.run(async (c) => {
       if (c.boundAs !== this.serviceDn) {
         c.boundAs = undefined;
-        await this.timed('bind', () => c.client.bind(this.serviceDn, this.serviceDn === '' ? '' : this.settings.bindPassword ?? ''));
+        try {
+          await this.timed('bind', () => c.client.bind(this.serviceDn, this.serviceDn === '' ? '' : this.settings.bindPassword ?? ''));
+        } catch (e) {
+          if (!(e instanceof ResultCodeError) || isUnavailable(e)) throw e;
+          const who = this.serviceDn === '' ? 'an anonymous bind' : `the service account ${this.serviceDn}`;
+          throw new AuthFailure('directory-error', `${c.url} refused ${who}: ${e.message} (LDAP result ${e.code}); check auth.ldap.bindDn and its password`, 'ldap');
+        }
         c.boundAs = this.serviceDn;
       }
       const r = await this.timed('search', () =>
@@ -325,7 +331,8 @@ export class LdapDirectory {
       } catch (e) {
         if (e instanceof AuthFailure || (e instanceof ResultCodeError && !isUnavailable(e))) {
           this.release(c);
-          if (e instanceof AuthFailure) throw e;
+          // findEntry turns "more entries than asked for" into its own reason (ambiguous).
+          if (e instanceof AuthFailure || e instanceof SizeLimitExceededError) throw e;
           throw new AuthFailure('directory-error', `${c.url}: ${e.message} (LDAP result ${e.code})`, 'ldap');
         }
         this.discard(c);

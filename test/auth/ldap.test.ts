@@ -96,6 +96,13 @@ describe.skipIf(!haveSlapd())('LDAP authenticator against slapd', () => {
     const twin = await failure(a.login('twin', 'twin-pw', CTX));
     expect([twin.code, twin.reason]).toEqual(['EAUTH', 'ambiguous']);
     expect(twin.detail).toContain('(uid=twin)');
+    // A filter matching more entries than the search asks for (the server's sizeLimitExceeded).
+    const wide = await failure(auth({ userFilter: '(|(uid={user})(objectClass=posixAccount))' }).login('alice', 'alice-pw', CTX));
+    expect([wide.code, wide.reason]).toEqual(['EAUTH', 'ambiguous']);
+    // A wrong service account password is a configuration problem, said as such (EIO, not "bad password").
+    const svc = await failure(auth({ bindPassword: 'not-the-reader-pw' }).login('alice', 'alice-pw', CTX));
+    expect([svc.code, svc.reason]).toEqual(['EIO', 'directory-error']);
+    expect(svc.detail).toContain(`refused the service account ${READER_DN}`);
     // dave's password is right, but the password policy overlay has locked the account.
     const dave = await failure(a.login('dave', 'dave-pw', CTX));
     expect([dave.code, dave.reason]).toEqual(['EAUTH', 'bad-password']);
