@@ -138,7 +138,35 @@ export class FrameParser {
     return this.have + this.headerHave;
   }
 
-  push(chunk: Buffer): FramePush {
+  /**
+   * Where the next socket read may land directly (zero-copy receive, server.ts): the rest of a
+   * large message being received, at most what it still lacks so that a read never takes bytes of
+   * the next message; undefined when the next read must go through push() (a header, a small
+   * message, a failed stream).
+   */
+  landingZone(): Buffer | undefined {
+    if (this.failed || this.dest === undefined || this.left <= 0) return undefined;
+    return this.dest.subarray(this.have, this.have + this.left);
+  }
+
+  /** `n` bytes were read straight into landingZone(): the message is complete once nothing lacks. */
+  landed(n: number): FramePush {
+    if (this.dest === undefined || n > this.left) throw new RangeError('landed() without a landing zone');
+    this.have += n;
+    this.left -= n;
+    if (this.left > 0) return { messages: [] };
+    const m = this.dest;
+    this.dest = undefined;
+    this.have = 0;
+    this.left = -1;
+    return { messages: [m] };
+  }
+
+  /**
+   * `transient`: the chunk's memory is reused after this call (a connection's read buffer), so a
+   * message lying wholly inside it is copied out instead of returned as a view.
+   */
+  push(chunk: Buffer, transient = false): FramePush {
     const messages: Buffer[] = [];
     if (this.failed) return { messages, error: { kind: 'failed', message: `stream already failed: ${this.failed.message}` } };
     let at = 0;
@@ -177,7 +205,7 @@ export class FrameParser {
       at += take;
       if (this.left === 0) {
         const p = this.pieces;
-        messages.push(this.dest ?? (p.length === 1 ? p[0]! : Buffer.concat(p, this.have)));
+        messages.push(this.dest ?? (p.length === 1 && !transient ? p[0]! : Buffer.concat(p, this.have)));
         this.dest = undefined;
         this.pieces = [];
         this.have = 0;

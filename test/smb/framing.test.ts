@@ -1,11 +1,13 @@
 /** Direct TCP framing and the SMB2 header/compound layer. */
 import { describe, expect, it } from 'vitest';
+import { Socket } from 'node:net';
 import { FrameParser, MessagePool, frame, writeFramed } from '../../protocols/smb/framing.ts';
 import { Command, Flags, RelatedChain, joinCompound, readHeader, splitCompound, headerTemplate } from '../../protocols/smb/header.ts';
 import { STATUS } from '../../protocols/smb/status.ts';
 import { SmbDecodeError } from '../../protocols/smb/wire.ts';
 import { encodeEmpty } from '../../protocols/smb/messages/simple.ts';
 import { element } from './helpers.ts';
+import { receiveInPlace } from '../../protocols/smb/server/server.ts';
 
 describe('FrameParser', () => {
   it('reassembles messages split at every byte and joined in one chunk', () => {
@@ -160,6 +162,43 @@ describe('large messages: one buffer, pooled; responses written as pieces', () =
     pool.release(again[0]!.subarray(52));
     expect(pool.owns(again[0]!)).toBe(false);
     expect(pool.alloc(5000).buffer).toBe(first);
+  });
+
+  it('zero-copy receive: a large message is read straight into its buffer, never past its end; small ones are copied out of a reused read buffer', () => {
+    const pool = new MessagePool(1024);
+    const p = new FrameParser(1 << 20, pool.alloc);
+    const big = Buffer.alloc(10_000);
+    for (let i = 0; i < big.length; i++) big[i] = i % 251;
+    const small = Buffer.from('next message');
+    const wire = Buffer.concat([frame(big), frame(small)]);
+    const scratch = Buffer.alloc(600); // the connection's read buffer, reused for every read
+    expect(p.landingZone()).toBeUndefined(); // a header: read through push()
+    wire.copy(scratch, 0, 0, 600);
+    expect(p.push(scratch, true).messages).toEqual([]);
+    const got: Buffer[] = [];
+    let at = 600;
+    for (let zone = p.landingZone(); zone; zone = p.landingZone()) {
+      // What the kernel may write: the rest of this message, not a byte of the next one.
+      expect(zone.length).toBe(4 + big.length - at);
+      const n = Math.min(zone.length, 1500);
+      wire.copy(zone, 0, at, at + n);
+      at += n;
+      got.push(...p.landed(n).messages);
+    }
+    expect(got).toHaveLength(1);
+    expect(got[0]!.equals(big)).toBe(true);
+    expect(pool.owns(got[0]!)).toBe(true);
+    // The next message comes through the read buffer and is a copy of it.
+    wire.copy(scratch, 0, at);
+    const rest = p.push(scratch.subarray(0, wire.length - at), true).messages;
+    scratch.fill(0);
+    expect(rest).toHaveLength(1);
+    expect(rest[0]!.equals(small)).toBe(true);
+    expect(() => p.landed(1)).toThrow(RangeError);
+  });
+
+  it('an accepted socket without a handle to hand over is read as it is (receiveInPlace gives up)', () => {
+    expect(receiveInPlace(new Socket(), { buffer: Buffer.alloc(16), callback: () => true })).toBeUndefined();
   });
 
   it('writeFramed sends the Direct TCP header and the pieces in order', () => {
