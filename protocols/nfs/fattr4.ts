@@ -210,29 +210,44 @@ export const SETTABLE_ATTRS: Bitmap4 = bitmapOf(DEFS.filter((d) => d.settable).m
  * Returns the bitmap written.
  */
 export function encodeFattr(w: XdrWriter, request: Bitmap4, values: AttrValues): Bitmap4 {
-  const present: number[] = [];
-  for (const n of requestedAttrs(request)) {
-    const d = BY_NUM[n];
-    if (d && values[d.key] !== undefined) present.push(n);
+  const plan = planOf(request);
+  let defs = plan.defs;
+  let mask = plan.mask;
+  // Every requested attribute has a value (the usual case): the plan's bitmap, no per-call arrays.
+  for (let i = 0; i < defs.length; i++) {
+    if (values[defs[i]!.key] === undefined) {
+      defs = defs.filter((d) => values[d.key] !== undefined);
+      mask = bitmapOf(defs.map((d) => d.num));
+      break;
+    }
   }
-  const mask = bitmapOf(present);
   writeBitmap(w, mask);
   const len = w.reserveU32();
   const start = w.length;
-  for (const n of present) {
-    const d = BY_NUM[n] as AttrDef;
+  for (let i = 0; i < defs.length; i++) {
+    const d = defs[i]!;
     d.write(w, values[d.key] as never);
   }
   w.patchU32(len, w.length - start);
   return mask;
 }
 
-/** A request's attribute numbers, decoded once per request (READDIR encodes one fattr4 per entry). */
-const requested = new WeakMap<Bitmap4, number[]>();
-function requestedAttrs(request: Bitmap4): number[] {
-  let attrs = requested.get(request);
-  if (!attrs) requested.set(request, (attrs = bitmapAttrs(request)));
-  return attrs;
+/**
+ * A request's supported attributes in number order and their bitmap, worked out once per request
+ * bitmap (READDIR encodes one fattr4 per entry with the same request).
+ */
+interface Plan {
+  defs: AttrDef[];
+  mask: Bitmap4;
+}
+const plans = new WeakMap<Bitmap4, Plan>();
+function planOf(request: Bitmap4): Plan {
+  let plan = plans.get(request);
+  if (!plan) {
+    const defs = bitmapAttrs(request).flatMap((n) => BY_NUM[n] ?? []);
+    plans.set(request, (plan = { defs, mask: bitmapOf(defs.map((d) => d.num)) }));
+  }
+  return plan;
 }
 
 /** fattr4 as one Buffer (READDIR entries, whose sizes must be known before packing). */

@@ -332,6 +332,30 @@ export class XdrWriter {
     m.chunk.writeUInt32BE(v >>> 0, m.offset);
   }
 
+  /**
+   * The bytes written between two earlier `length` values: a view when they lie in the current
+   * scratch chunk (no copy: the writer never writes over bytes it wrote, so the view stays valid),
+   * else a copy. READDIR packs its entries this way and keeps only the ones that fit.
+   */
+  slice(start: number, end: number): Buffer {
+    const from = start - this.flushedBytes;
+    if (from >= 0) return this.cur.subarray(from, end - this.flushedBytes);
+    const out = Buffer.allocUnsafe(end - start);
+    let at = 0;
+    let base = 0;
+    for (const c of [...this.chunks, this.cur.subarray(0, this.pos)]) {
+      const lo = Math.max(start, base);
+      const hi = Math.min(end, base + c.length);
+      if (hi > lo) {
+        c.copy(out, at, lo - base, hi - base);
+        at += hi - lo;
+      }
+      base += c.length;
+      if (base >= end) break;
+    }
+    return out;
+  }
+
   /** The written bytes as a list of chunks (some by reference to caller buffers), for writev. */
   chunksOut(): Buffer[] {
     this.seal();

@@ -45,6 +45,33 @@ describe('XdrWriter', () => {
   });
 });
 
+describe('XdrWriter.slice (READDIR packs its entries into one writer and keeps those that fit)', () => {
+  it('is a view of the writer\'s buffer when the range lies in its current chunk, and stays valid as writing goes on', () => {
+    const w = new XdrWriter(64);
+    w.u32(1).u32(2);
+    const a = w.length;
+    w.u32(3).string('abc');
+    const b = w.length;
+    const s = w.slice(a, b);
+    w.u32(4);
+    expect([...s]).toEqual([0, 0, 0, 3, 0, 0, 0, 3, 97, 98, 99, 0]);
+    // A view: no copy of the bytes.
+    expect(s.buffer).toBe(w.chunksOut()[0]!.buffer);
+    expect(Buffer.concat(w.chunksOut()).subarray(a, b)).toEqual(s);
+  });
+
+  it('copies a range that spans chunks (past the first buffer, or around an opaque taken by reference)', () => {
+    const w = new XdrWriter(16);
+    for (let i = 0; i < 10; i++) w.u32(i);
+    w.opaque(Buffer.alloc(2000, 7));
+    w.u32(99);
+    const ranges = [[0, w.length], [8, 60], [36, w.length - 4], [0, 0], [w.length - 4, w.length]] as const;
+    const slices = ranges.map(([a, b]) => w.slice(a, b));
+    const all = Buffer.concat(w.chunksOut());
+    ranges.forEach(([a, b], i) => expect(slices[i]).toEqual(all.subarray(a, b)));
+  });
+});
+
 describe('XdrReader', () => {
   it('round-trips every type', () => {
     const w = new XdrWriter();

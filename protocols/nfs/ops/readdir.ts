@@ -7,10 +7,11 @@
  * a first entry that does not fit is TOOSMALL. Attributes come with the listing (no per-entry
  * stat); rdattr_error is per entry for the pseudo-root's shares.
  */
-import { fattrToBuffer } from '../fattr4.ts';
+import { encodeFattr } from '../fattr4.ts';
+import { XdrWriter } from '../xdr.ts';
 import { FATTR4, NFS4ERR, OP } from '../nfs4-types.ts';
 import type { OpResult } from '../compound.ts';
-import { READDIR_FIXED_BYTES, readdirEntryBytes, type ReaddirArgs, type ReaddirEntry } from '../xdr4/namespace.ts';
+import { READDIR_FIXED_BYTES, type ReaddirArgs } from '../xdr4/namespace.ts';
 import { bitmapHas, type Bitmap4 } from '../xdr4/common.ts';
 import { accessIn, fail, failWith, ok, principalIn, type OpContext } from '../server/context.ts';
 import type { NfsExport } from '../server/exports.ts';
@@ -22,40 +23,59 @@ import type { AttrValues } from '../fattr4.ts';
 
 const VERIFIER = Buffer.alloc(8);
 const COOKIE_BASE = 2n;
+/** Largest page buffer allocated up front (a reply past it continues in further chunks). */
+const PAGE_BUFFER_MAX = 1024 * 1024;
 
+/**
+ * Packs entries while they fit maxcount (the whole reply) and dircount (cookies and names): each
+ * entry4 is encoded straight into one writer for the page (cookie, name, fattr4) and the page's
+ * reply takes the packed bytes by reference, so an entry costs no Buffer of its own and is never
+ * copied (a fattr4 Buffer per entry, copied again into the reply, was most of the NFS side of a
+ * 10,000-entry READDIR). An entry that does not fit is left out of the packed range.
+ */
 class Packer {
-  readonly entries: ReaddirEntry[] = [];
+  count = 0;
+  private readonly w: XdrWriter;
   private bytes = READDIR_FIXED_BYTES;
   private dirBytes = 0;
+  private end = 0;
   private readonly maxcount: number;
   private readonly dircount: number;
-  constructor(maxcount: number, dircount: number) {
+  private readonly req: Bitmap4;
+  constructor(maxcount: number, dircount: number, req: Bitmap4) {
     this.maxcount = maxcount;
     this.dircount = dircount;
+    this.req = req;
+    // Room for the whole reply (bounded: maxcount is the client's); an entry past it goes to a new chunk.
+    this.w = new XdrWriter(Math.min(Math.max(maxcount, 256), PAGE_BUFFER_MAX) + 512);
   }
   /** How many more entries are likely to fit, from the size of those packed so far (`guess` bytes each before any). */
   likelyRoom(guess: number): number {
-    const n = this.entries.length;
+    const n = this.count;
     const per = n > 0 ? (this.bytes - READDIR_FIXED_BYTES) / n : guess;
     let k = Math.floor((this.maxcount - this.bytes) / per);
     if (this.dircount > 0 && n > 0) k = Math.min(k, Math.floor((this.dircount - this.dirBytes) / (this.dirBytes / n)));
     return k + 1;
   }
   /** false when the entry does not fit (the page ends before it). */
-  add(e: ReaddirEntry): boolean {
-    const n = readdirEntryBytes(e);
-    const d = 8 + 4 + ((Buffer.byteLength(e.name) + 3) & ~3);
+  add(cookie: bigint, name: string, values: AttrValues): boolean {
+    const w = this.w;
+    const start = w.length;
+    w.u32(1).u64(cookie).string(name);
+    const d = w.length - start - 4;
+    encodeFattr(w, this.req, values);
+    const n = w.length - start;
     if (this.bytes + n > this.maxcount) return false;
-    if (this.dircount > 0 && this.entries.length > 0 && this.dirBytes + d > this.dircount) return false;
+    if (this.dircount > 0 && this.count > 0 && this.dirBytes + d > this.dircount) return false;
     this.bytes += n;
     this.dirBytes += d;
-    this.entries.push(e);
+    this.count++;
+    this.end = w.length;
     return true;
   }
-}
-
-function entryAttrs(req: Bitmap4, v: AttrValues): Buffer {
-  return fattrToBuffer(req, v);
+  result(eof: boolean): OpResult {
+    return ok(OP.READDIR, { cookieverf: VERIFIER, entries: [], packed: this.w.slice(0, this.end), eof });
+  }
 }
 
 /**
@@ -79,8 +99,8 @@ export async function readdir(c: OpContext, a: ReaddirArgs): Promise<OpResult> {
   const cur = c.cur;
   if (!cur) return fail(OP.READDIR, NFS4ERR.NOFILEHANDLE);
   if (a.cookie === 1n || a.cookie === 2n) return fail(OP.READDIR, NFS4ERR.BAD_COOKIE);
-  const packer = new Packer(a.maxcount, a.dircount);
   const req = a.request;
+  const packer = new Packer(a.maxcount, a.dircount, req);
   try {
     if (cur.kind === 'pseudo') {
       const shares = await visibleExports(c);
@@ -100,13 +120,13 @@ export async function readdir(c: OpContext, a: ReaddirArgs): Promise<OpResult> {
           if (!bitmapHas(req, FATTR4.RDATTR_ERROR)) throw e;
           v = { rdattrError: nfsstatOf(e) };
         }
-        if (!packer.add({ cookie: BigInt(i + 1) + COOKIE_BASE, name: exp.name, attrs: entryAttrs(req, v) })) {
+        if (!packer.add(BigInt(i + 1) + COOKIE_BASE, exp.name, v)) {
           eof = false;
           break;
         }
       }
-      if (packer.entries.length === 0 && !eof) return fail(OP.READDIR, NFS4ERR.TOOSMALL);
-      return ok(OP.READDIR, { cookieverf: VERIFIER, entries: packer.entries, eof });
+      if (packer.count === 0 && !eof) return fail(OP.READDIR, NFS4ERR.TOOSMALL);
+      return packer.result(eof);
     }
     const dir = await c.view.getattrById(cur.share, cur.id);
     if (dir.type !== 'dir') return fail(OP.READDIR, NFS4ERR.NOTDIR);
@@ -124,7 +144,7 @@ export async function readdir(c: OpContext, a: ReaddirArgs): Promise<OpResult> {
       for (const e of page.entries) {
         const v = fileValues(c.minor, cur.exp, e.attr, wantFh ? c.srv.fh.forFile(cur.exp, e.attr.id).bytes : undefined, fs);
         if (c.srv.idmap.domain !== undefined) await c.srv.idmap.name(v, e.attr.uid, e.attr.gid);
-        if (!packer.add({ cookie: e.cookie + COOKIE_BASE, name: e.name, attrs: entryAttrs(req, v) })) {
+        if (!packer.add(e.cookie + COOKIE_BASE, e.name, v)) {
           full = true;
           break;
         }
@@ -132,8 +152,8 @@ export async function readdir(c: OpContext, a: ReaddirArgs): Promise<OpResult> {
       }
       if (!full) eof = page.eof || page.entries.length === 0;
     }
-    if (packer.entries.length === 0 && !eof) return fail(OP.READDIR, NFS4ERR.TOOSMALL);
-    return ok(OP.READDIR, { cookieverf: VERIFIER, entries: packer.entries, eof });
+    if (packer.count === 0 && !eof) return fail(OP.READDIR, NFS4ERR.TOOSMALL);
+    return packer.result(eof);
   } catch (e) {
     return failWith(OP.READDIR, e);
   }

@@ -79,26 +79,40 @@ function fsValues(minor: number, exp: NfsExport | undefined, fs: StatFsResult | 
   return v;
 }
 
+/** fsValues without statfs figures per export and minor version: the same for every file. */
+const BASES = new WeakMap<NfsExport, AttrValues[]>();
+
+function baseValues(minor: number, exp: NfsExport): AttrValues {
+  let per = BASES.get(exp);
+  if (!per) BASES.set(exp, (per = []));
+  return (per[minor] ??= fsValues(minor, exp, undefined, exp));
+}
+
+/**
+ * A file's values. The export-wide ones (fsValues) are the object's prototype, built once per
+ * export and minor version unless statfs figures are asked, not copied into every file's values:
+ * READDIR builds one per entry, and the spread of ~20 values plus their BigInts was a third of
+ * its attribute encoding. Readers only index the values by name (fattr4.ts), never list them.
+ */
 export function fileValues(minor: number, exp: NfsExport, a: FileAttr, fh: Buffer | undefined, fs: StatFsResult | undefined): AttrValues {
-  return {
-    ...fsValues(minor, exp, fs, exp),
-    type: TYPE[a.type],
-    change: a.change,
-    size: BigInt(a.size),
-    fsid: { major: exp.fsidMajor, minor: 1n },
-    ...(fh ? { filehandle: fh } : {}),
-    fileid: a.id,
-    mode: a.mode & 0o7777,
-    numlinks: Math.max(1, a.nlink),
-    owner: String(a.uid),
-    ownerGroup: String(a.gid),
-    spaceUsed: BigInt(a.allocated),
-    timeAccess: time(a.atimeNs),
-    timeCreate: time(a.birthtimeNs),
-    timeMetadata: time(a.ctimeNs),
-    timeModify: time(a.mtimeNs),
-    mountedOnFileid: a.id,
-  };
+  const v = Object.create(fs ? fsValues(minor, exp, fs, exp) : baseValues(minor, exp)) as AttrValues;
+  v.type = TYPE[a.type];
+  v.change = a.change;
+  v.size = BigInt(a.size);
+  v.fsid = { major: exp.fsidMajor, minor: 1n };
+  if (fh) v.filehandle = fh;
+  v.fileid = a.id;
+  v.mode = a.mode & 0o7777;
+  v.numlinks = Math.max(1, a.nlink);
+  v.owner = String(a.uid);
+  v.ownerGroup = String(a.gid);
+  v.spaceUsed = BigInt(a.allocated);
+  v.timeAccess = time(a.atimeNs);
+  v.timeCreate = time(a.birthtimeNs);
+  v.timeMetadata = time(a.ctimeNs);
+  v.timeModify = time(a.mtimeNs);
+  v.mountedOnFileid = a.id;
+  return v;
 }
 
 /** The pseudo-root: a read-only directory listing the exports. */

@@ -67,6 +67,12 @@ export interface ReaddirEntry {
 export interface ReaddirResOk {
   cookieverf: Buffer;
   entries: ReaddirEntry[];
+  /**
+   * The entry4 list already encoded (each entry's value_follows TRUE, cookie, name, fattr4; not the
+   * final FALSE), written after `entries`: the server's READDIR packs its entries into one buffer
+   * (ops/readdir.ts), which the reply then takes by reference.
+   */
+  packed?: Buffer;
   eof: boolean;
 }
 export interface ReadlinkResOk {
@@ -116,6 +122,7 @@ export const READDIR: OpCodec<ReaddirArgs, ReaddirResOk> = {
     for (const e of res.entries) {
       w.u32(1).u64(e.cookie).string(e.name).opaqueFixed(e.attrs);
     }
+    if (res.packed) w.opaqueFixed(res.packed);
     w.u32(0).bool(res.eof);
   }),
 };
