@@ -43,7 +43,9 @@ const catalogSchema = z.object({
   updated: z.string(),
   alignment: z.number().int().min(1).optional(),
   shards: z.array(shardSchema),
-  tombstones: z.array(z.object({ path: sharePath, generation: z.number().int().min(1) })),
+  tombstones: z.array(z.object({ path: sharePath, generation: z.number().int().min(0) })),
+  /** Shards a repack replaced, deleted once `at` (ms) is older than the grace period: readers that loaded the previous catalog finish on them. */
+  retired: z.array(z.object({ name: z.string().regex(SHARD_NAME), at: z.number().int().min(0) })).optional(),
 });
 
 export type CatalogShard = z.infer<typeof shardSchema>;

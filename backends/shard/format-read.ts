@@ -43,7 +43,19 @@ function payloadError(e: ShardEntry, message: string): ShardFormatError {
 
 /** The whole original content of a (non-chunked) file entry, verified. */
 export async function readWhole(src: RangeSource, e: ShardEntry): Promise<Buffer> {
-  if (e.chunked) throw new Error('readWhole of a chunked entry');
+  return (await readStored(src, e)).data;
+}
+
+/**
+ * A file's payload as stored and its original bytes, both verified (chunked: every chunk and the
+ * table): what verify checks and what repack copies into a new shard without compressing again.
+ */
+export async function readStored(src: RangeSource, e: ShardEntry): Promise<{ stored: Buffer; data: Buffer }> {
+  if (e.chunked) {
+    const table = await readChunkTable(src, e);
+    const data = await readChunked(src, e, table, 0, e.length);
+    return { stored: data, data };
+  }
   const stored = await exact(src, e.offset, e.storedLength, `payload of ${e.path}`);
   let data: Buffer;
   try {
@@ -53,7 +65,7 @@ export async function readWhole(src: RangeSource, e: ShardEntry): Promise<Buffer
     throw err;
   }
   if (crc32(data) !== e.crc) throw payloadError(e, 'checksum mismatch');
-  return data;
+  return { stored, data };
 }
 
 /** The CRC table of a chunked entry (after its payload), verified against the entry's CRC. */

@@ -3,6 +3,9 @@
  *
  *   portico shard pack SRC DEST     pack a directory tree into a set (DEST: directory or s3://bucket/prefix)
  *   portico shard ls DEST [PATH]    list a directory of a set
+ *   portico shard verify DEST       check every shard and file (exit 1 when anything is wrong)
+ *   portico shard rm DEST PATH...   remove files or directories (tombstones)
+ *   portico shard repack DEST       rebuild shards whose dead fraction passed a threshold
  *
  * S3 destinations take the S3 backend's settings from the environment (AWS_* variables, as the
  * SDK reads them) and --s3-endpoint.
@@ -112,6 +115,83 @@ export function shardCommand(deps: ShardCommandDeps): Command {
           deps.printTable(['TYPE', 'SIZE', 'NAME', 'SHARD'], kids.map((c) => [
             c.type, c.located?.entry.type === 'file' ? String(c.located.entry.length) : '-', c.name, c.located?.shard.name ?? '-',
           ]));
+        } finally {
+          await store.close();
+        }
+      }),
+    );
+  shard
+    .command('verify')
+    .description('check the catalog, every shard (header, footer, index) and every file (decoding and checksum); exit 1 on any problem')
+    .argument('<dest>', 'shard set: directory or s3://bucket/prefix')
+    .addOption(new Option('--progress <mode>', 'progress display (default: tty on a terminal, else plain)').choices(['tty', 'plain', 'none']))
+    .addOption(s3Option())
+    .action(
+      deps.action(async (dest: string, opts: { progress?: ProgressMode; s3Endpoint?: string }) => {
+        const { openShardStore } = await import('../../backends/shard/store.ts');
+        const { verify } = await import('../../backends/shard/verify.ts');
+        const store = await openShardStore(dest, storeOptions(opts));
+        try {
+          const r = await verify(store, { progress: opts.progress ?? (process.stderr.isTTY ? 'tty' : 'plain') });
+          for (const p of r.problems) process.stdout.write(`CORRUPT ${p.shard}${p.path !== undefined ? ` ${p.path}` : ''}: ${p.message}\n`);
+          for (const n of r.unreferenced) process.stdout.write(`note: ${n} is not named by the catalog (interrupted pack or retired shard)\n`);
+          process.stdout.write(`generation ${r.generation}: ${r.shards} shards, ${r.files} files (${(r.bytes / MiB).toFixed(1)} MiB) verified, ${r.problems.length} problems, ${r.seconds.toFixed(1)} s\n`);
+          if (r.problems.length > 0) process.exitCode = 1;
+        } finally {
+          await store.close();
+        }
+      }),
+    );
+
+  shard
+    .command('rm')
+    .description('remove files or directories from the shard set DEST (tombstones; readers apply them at their next catalog check)')
+    .argument('<dest>', 'shard set: directory or s3://bucket/prefix')
+    .argument('<paths...>', 'paths in the set')
+    .addOption(s3Option())
+    .action(
+      deps.action(async (dest: string, paths: string[], opts: { s3Endpoint?: string }) => {
+        const { openShardStore } = await import('../../backends/shard/store.ts');
+        const { removePaths } = await import('../../backends/shard/maintenance.ts');
+        const store = await openShardStore(dest, storeOptions(opts));
+        try {
+          const n = await removePaths(store, paths);
+          process.stdout.write(`removed ${n} path${n === 1 ? '' : 's'}\n`);
+        } finally {
+          await store.close();
+        }
+      }),
+    );
+
+  shard
+    .command('repack')
+    .description('rebuild the shards of DEST whose dead fraction reached --threshold; old shards are deleted after --grace')
+    .argument('<dest>', 'shard set: directory or s3://bucket/prefix')
+    .option('--threshold <fraction>', 'dead fraction that triggers a rebuild (default 0.3)', (v: string) => {
+      const n = Number(v);
+      if (!(n >= 0 && n <= 1)) throw new InvalidArgumentError('must be a number from 0 to 1');
+      return n;
+    })
+    .option('--grace <seconds>', 'how long replaced shards stay for readers of the previous catalog (default 600)', intArg)
+    .option('--shard-size <size>', 'original bytes per new shard, at most (default 1GiB)', sizeArg)
+    .addOption(new Option('--progress <mode>', 'progress display').choices(['tty', 'plain', 'none']))
+    .addOption(s3Option())
+    .action(
+      deps.action(async (dest: string, opts: { threshold?: number; grace?: number; shardSize?: number; progress?: ProgressMode; s3Endpoint?: string }) => {
+        const { openShardStore } = await import('../../backends/shard/store.ts');
+        const { repack } = await import('../../backends/shard/maintenance.ts');
+        const store = await openShardStore(dest, storeOptions(opts));
+        try {
+          const r = await repack(store, {
+            ...(opts.threshold !== undefined ? { threshold: opts.threshold } : {}),
+            ...(opts.grace !== undefined ? { graceMs: opts.grace * 1000 } : {}),
+            ...(opts.shardSize !== undefined ? { shardSize: opts.shardSize } : {}),
+            progress: opts.progress ?? (process.stderr.isTTY ? 'tty' : 'plain'),
+          });
+          process.stdout.write(
+            `generation ${r.generation}: ${r.rebuilt.length} shards rebuilt into ${r.written} (${r.liveEntries} live entries, ${(r.reclaimedBytes / MiB).toFixed(1)} MiB reclaimed), ` +
+              `${r.deleted.length} retired shards deleted\n`,
+          );
         } finally {
           await store.close();
         }
