@@ -417,6 +417,11 @@ export class LdapDirectory {
   }
 
   private release(c: Conn): void {
+    if (this.closed) {
+      // An operation that was running when close() came: its connection must not outlive the client.
+      this.discard(c);
+      return;
+    }
     const w = this.waiters.shift();
     if (w) w(c);
     else this.idle.push(c);
