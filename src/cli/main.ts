@@ -2,6 +2,7 @@
  * The `portico` command line.
  *
  *   portico serve [SOURCE]         run the gateway
+ *   portico mount SOURCE DIR       mount one share with FUSE at DIR, no network servers (protocols/fuse)
  *   portico user add|passwd|del|list   manage local users (src/cli/user-commands.ts)
  *   portico cache refresh SHARE[/path]  drop cached metadata in the running gateway (src/cli/cache-commands.ts)
  *   portico auth test USER         one login as a protocol would do it: principal or reason (src/cli/auth-commands.ts)
@@ -106,6 +107,8 @@ interface ServeOptions extends ToolConfigOptions {
   listen?: string;
   adminPort?: number;
   fuseMount?: string;
+  fuseUser?: string;
+  fuseShare?: string;
   logLevel?: string;
   nfsSquash?: string;
   nfsAnonUid?: number;
@@ -126,6 +129,8 @@ export function serveConfig(source: string | undefined, opts: ServeOptions): Loa
   if (opts.listen !== undefined) overrides['server.listen'] = opts.listen;
   if (opts.adminPort !== undefined) overrides['admin.port'] = opts.adminPort;
   if (opts.fuseMount !== undefined) overrides['protocols.fuse.mountpoint'] = opts.fuseMount;
+  if (opts.fuseUser !== undefined) overrides['protocols.fuse.user'] = opts.fuseUser;
+  if (opts.fuseShare !== undefined) overrides['protocols.fuse.share'] = opts.fuseShare;
   if (opts.logLevel !== undefined) overrides['log.level'] = opts.logLevel;
   // Quick-start NFS squashing (protocols.nfs.squash / anonUid / anonGid; per-export rules are config-only).
   if (opts.nfsSquash !== undefined) overrides['protocols.nfs.squash'] = opts.nfsSquash;
@@ -235,10 +240,32 @@ export function buildProgram(): Command {
     .addOption(new Option('--nfs-squash <mode>', 'NFS AUTH_SYS squashing: root (uid 0 → anonymous), all, none').choices(['root', 'all', 'none']))
     .option('--nfs-anon-uid <n>', 'uid of the NFS anonymous principal (default 65534)', parseIntArg)
     .option('--nfs-anon-gid <n>', 'gid of the NFS anonymous principal (default 65534)', parseIntArg)
-    .option('--fuse-mount <dir>', 'mount the shares with FUSE at this directory')
+    .option('--fuse-mount <dir>', 'mount the shares with FUSE at this directory (one subdirectory per share)')
+    .option('--fuse-user <name>', 'the Portico user the FUSE mount acts as (default admin)')
+    .option('--fuse-share <name>', 'mount only this share, as the mount point itself')
     .option('--s3-endpoint <url>', 'S3-compatible endpoint for s3:// sources (else AWS_ENDPOINT_URL_S3 or the SDK default)')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent')
     .action(action((source: string | undefined, opts: ServeOptions) => serve(source, opts)));
+
+  program
+    .command('mount')
+    .description('mount SOURCE (directory or backend URL) with FUSE at DIR through the VFS, without network servers; SIGINT/SIGTERM unmounts')
+    .argument('<source>', 'directory or backend source (replaces the first share of a config)')
+    .argument('<dir>', 'mount point (an empty directory)')
+    .addOption(configOption())
+    .option('--state <dir>', 'state directory (metadata store, keys)')
+    .option('--fuse-user <name>', 'the Portico user the mount acts as (default admin)')
+    .option('--s3-endpoint <url>', 'S3-compatible endpoint for s3:// sources')
+    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent')
+    .action(
+      action((source: string, dir: string, opts: ServeOptions) => {
+        const off: ServeOptions = { ...opts, fuseMount: dir, adminPort: 0 };
+        for (const name of portFlagNames()) off[camel(`${name}-port`)] = 0;
+        // The share SOURCE became is the mount's root (like rclone mount), not a subdirectory.
+        off.fuseShare = serveConfig(source, off).config.shares[0]!.name;
+        return serve(source, off);
+      }),
+    );
 
   program.addCommand(userCommand({ configOption, loadToolConfig, action, printTable }));
   program.addCommand(cacheCommand({ configOption, loadToolConfig, action }));

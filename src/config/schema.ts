@@ -224,8 +224,19 @@ const protocolsSchema = z
     webdav: webdavProtocol,
     nfs: nfsProtocol,
     smb: smbProtocol,
-    // FUSE mounts instead of listening: null = not mounted.
-    fuse: z.looseObject({ mountpoint: z.string().min(1).nullable().default(null) }).prefault({}),
+    // FUSE mounts instead of listening: null = not mounted (protocols/fuse/plugin.ts has the keys).
+    fuse: z
+      .looseObject({
+        mountpoint: z.string().min(1).nullable().default(null),
+        user: z.string().min(1).optional(),
+        share: z.string().min(1).optional(),
+        attrTimeout: z.number().min(0).max(86_400).optional(),
+        entryTimeout: z.number().min(0).max(86_400).optional(),
+        allowOther: z.boolean().optional(),
+        writeback: z.boolean().optional(),
+        invalidate: z.boolean().optional(),
+      })
+      .prefault({}),
   })
   .catchall(protocolEntrySchema);
 
