@@ -18,7 +18,7 @@ import { ntHash } from '../../src/auth/md4.ts';
 import { Throttle } from '../../src/auth/throttle.ts';
 import { MetadataStore } from '../../src/store/metadata-store.ts';
 import { isVfsError } from '../../src/vfs/errors.ts';
-import { freePort, haveSlapd, PEOPLE, READER_DN, READER_PW, startSlapd, SUFFIX, USERS, type Slapd } from '../helpers/slapd.ts';
+import { AD_BASE, freePort, haveSlapd, PEOPLE, READER_DN, READER_PW, startSlapd, SUFFIX, USERS, type Slapd } from '../helpers/slapd.ts';
 
 const CTX = { protocol: 'test', clientAddress: '127.0.0.1' };
 
@@ -293,6 +293,24 @@ describe.skipIf(!haveSlapd())('LDAP authenticator against slapd', () => {
     expect(text).toMatch(/portico_ldap_request_seconds_count\{op="bind",result="error"\} 1/);
     expect(text).toContain(`portico_ldap_up{url="${slapd.url}"} 1`);
   });
+
+  it('the activeDirectory preset: sAMAccountName or userPrincipalName logins, ids from the objectSid RID and primaryGroupID', async () => {
+    // slapd has no LDAP_MATCHING_RULE_IN_CHAIN (it evaluates the preset's nested filter as Undefined:
+    // no groups), so direct groups only here (nestedGroups: false).
+    const a = auth({ activeDirectory: true, userBase: AD_BASE, nestedGroups: false });
+    const byName = await a.login('hank', 'hank-pw', CTX);
+    expect(byName.principal).toMatchObject({ user: 'hank', uid: 1_000_000 + 1105, gid: 1_000_000 + 513 });
+    expect(byName.principal.groups).toEqual(['ad-engineers']);
+    expect(byName.dn).toBe(`cn=Hank Hill,${AD_BASE}`);
+    // The UPN logs the same account in, under its sAMAccountName.
+    expect((await a.login('hank@example.org', 'hank-pw', CTX)).principal.user).toBe('hank');
+    expect((await failure(a.login('hank', 'wrong', CTX))).reason).toBe('bad-password');
+    // NFS: the RID-mapped uid cannot be searched for (no uidNumber attribute): nobody.
+    expect(await a.principalForUid(1_000_000 + 1105)).toBeUndefined();
+    // SMB: AD never exposes NT hashes (none here either): refused, with the reason logged.
+    expect(await a.ntHash('hank')).toBeUndefined();
+  });
+
 });
 
 describe('login cache key', () => {

@@ -10,6 +10,8 @@
  *   (posixGroup staff, which lists no memberUid), and two entries whose `uid` is
  *   both `twin` (the ambiguous filter). Each has posixAccount and sambaNTPassword (the Samba
  *   schema's attribute, declared here with Samba's OID since Debian's slapd does not ship it).
+ * - ou=ad: an Active Directory-shaped user (hank / hank@example.org, objectSid RID 1105,
+ *   primaryGroupID 513, no uidNumber) in group ad-engineers, for the `activeDirectory` preset.
  * - `*)(uid=*` style names are not in it: injection attempts must find nothing.
  * - cn=reader,dc=example,dc=org: the service account (password reader-pw), which may read
  *   everything but the userPassword attribute, like a real deployment's search account.
@@ -93,9 +95,45 @@ export function testDit(): string {
     `dn: cn=developers,${GROUPS}\nobjectClass: posixGroup\ncn: developers\ngidNumber: 20100\nmemberUid: alice\n`,
     // Every test user's primary group (gidNumber 20000), naming no one: members by gidNumber.
     `dn: cn=staff,${GROUPS}\nobjectClass: posixGroup\ncn: staff\ngidNumber: 20000\n`,
+    ...adEntries(),
   ];
   return entries.join('\n');
 }
+
+/** An objectSid as AD stores it: revision, count, 48-bit authority (big-endian), sub-authorities (little-endian). */
+export function sidBytes(sid: string): Buffer {
+  const [, rev, auth, ...subs] = sid.split('-');
+  const b = Buffer.alloc(8 + 4 * subs.length);
+  b[0] = Number(rev);
+  b[1] = subs.length;
+  b.writeUIntBE(Number(auth), 2, 6);
+  subs.forEach((x, i) => b.writeUInt32LE(Number(x), 8 + 4 * i));
+  return b;
+}
+
+/** Active Directory-shaped entries (ou=ad): sAMAccountName, userPrincipalName, objectSid, primaryGroupID, no uidNumber. */
+export const AD_BASE = `ou=ad,${SUFFIX}`;
+export const AD_SID = 'S-1-5-21-1004336348-1177238915-682003330';
+
+function adEntries(): string[] {
+  return [
+    `dn: ${AD_BASE}\nobjectClass: organizationalUnit\nou: ad\n`,
+    `dn: cn=Hank Hill,${AD_BASE}\nobjectClass: inetOrgPerson\nobjectClass: user\ncn: Hank Hill\nsn: Hill\nsAMAccountName: hank\nuserPrincipalName: hank@example.org\n` +
+      `objectSid:: ${sidBytes(`${AD_SID}-1105`).toString('base64')}\nprimaryGroupID: 513\nuserPassword: hank-pw\n`,
+    `dn: cn=AD Engineers,${AD_BASE}\nobjectClass: groupOfNames\nobjectClass: group\ncn: ad-engineers\ncn: AD Engineers\nsAMAccountName: ad-engineers\nmember: cn=Hank Hill,${AD_BASE}\n`,
+  ];
+}
+
+// The few Active Directory attributes the AD preset reads, with Microsoft's OIDs (Debian's msuser.schema
+// needs the whole AD object model). `user`/`group` are auxiliary here so they sit on standard classes.
+const AD_SCHEMA = `
+attributetype ( 1.2.840.113556.1.4.221 NAME 'sAMAccountName' EQUALITY caseIgnoreMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 SINGLE-VALUE )
+attributetype ( 1.2.840.113556.1.4.656 NAME 'userPrincipalName' EQUALITY caseIgnoreMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 SINGLE-VALUE )
+attributetype ( 1.2.840.113556.1.4.146 NAME 'objectSid' EQUALITY octetStringMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.40 SINGLE-VALUE )
+attributetype ( 1.2.840.113556.1.4.98 NAME 'primaryGroupID' EQUALITY integerMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.27 SINGLE-VALUE )
+objectclass ( 1.2.840.113556.1.5.9 NAME 'user' SUP top AUXILIARY MAY ( sAMAccountName $ userPrincipalName $ objectSid $ primaryGroupID ) )
+objectclass ( 1.2.840.113556.1.5.8 NAME 'group' SUP top AUXILIARY MAY ( sAMAccountName $ objectSid ) )
+`;
 
 const SAMBA_SCHEMA = `
 attributetype ( 1.3.6.1.4.1.7165.2.1.25 NAME 'sambaNTPassword'
@@ -139,6 +177,7 @@ export async function startSlapd(): Promise<Slapd> {
   writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
   run('openssl', ['x509', '-req', '-in', join(dir, 'server.csr'), '-CA', ca, '-CAkey', caKey, '-CAcreateserial', '-out', cert, '-days', '2', '-extfile', join(dir, 'ext.cnf')]);
   writeFileSync(join(dir, 'samba-min.schema'), SAMBA_SCHEMA);
+  writeFileSync(join(dir, 'ad-min.schema'), AD_SCHEMA);
   const conf = join(dir, 'slapd.conf');
   writeFileSync(
     conf,
@@ -147,6 +186,7 @@ include /etc/ldap/schema/cosine.schema
 include /etc/ldap/schema/nis.schema
 include /etc/ldap/schema/inetorgperson.schema
 include ${join(dir, 'samba-min.schema')}
+include ${join(dir, 'ad-min.schema')}
 pidfile ${join(dir, 'slapd.pid')}
 modulepath /usr/lib/ldap
 moduleload back_mdb
