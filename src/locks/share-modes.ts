@@ -211,12 +211,31 @@ export class ShareModeTable {
   /**
    * Path-level rename/unlink (NFS REMOVE, WebDAV DELETE/MOVE, FUSE unlink) behaves like a DELETE-access
    * open that shares everything: it fails when an open with data access does not share delete.
+   * `exceptHandleId`: the open the operation is made through (SMB SET_INFO rename), whose own share
+   * mode does not stand in its way — only the other opens' do.
    */
-  checkDelete(fileId: FileId): void {
+  checkDelete(fileId: FileId, exceptHandleId?: string): void {
     for (const existing of this.#files.get(fileId)?.opens.values() ?? []) {
+      if (existing.handleId === exceptHandleId) continue;
       if (shareConflict(existing, { access: { read: false, write: false, delete: true }, share: SHARE_ALL })) {
         throw new VfsError('ESHARING');
       }
+    }
+  }
+
+  /**
+   * A name in directory `dirId` is renamed away: the directory's opens must allow it as an open
+   * that adds an entry (write) and shares read and write but not delete would — so an open of the
+   * directory with DELETE access, or one that shares nothing, refuses it (ESHARING). This is how
+   * Windows and Samba answer a rename under a directory held open (smbtorture smb2.rename
+   * share_delete_and_delete_access, no_share_delete_but_delete_access,
+   * no_share_delete_no_delete_access; a LIST_DIRECTORY open that shares all, as Explorer and
+   * change notifications keep, allows it).
+   */
+  checkRenameIn(dirId: FileId): void {
+    const next = { access: { read: false, write: true, delete: false }, share: { read: true, write: true, delete: false } };
+    for (const existing of this.#files.get(dirId)?.opens.values() ?? []) {
+      if (shareConflict(existing, next)) throw new VfsError('ESHARING');
     }
   }
 

@@ -582,12 +582,15 @@ export class Session {
 
   /**
    * Renames within a share. Refused (EACCES) when a path rule lies at `from` or below it, or below
-   * `to`: the rule would then govern other files than before (see refuseRuleMove).
+   * `to`: the rule would then govern other files than before (see refuseRuleMove). `through`: an
+   * open of `from` the rename is made through (SMB SET_INFO rename): only the other opens' share
+   * modes can refuse it; the handle follows the file as every open does.
    */
-  rename(share: string, from: string, to: string, options?: { replace?: boolean }): Promise<void> {
+  rename(share: string, from: string, to: string, options?: { replace?: boolean; through?: Handle }): Promise<void> {
     return this.gate('rename', share, [[from, 'write'], [to, 'write']], { path: from, to }, (vol, acl) => {
       this.refuseRuleMove(share, acl, from, acl, to);
-      return this.vfs.rename(vol, from, to, { ...options, tokens: this.lockTokens });
+      const through = options?.through ? this.own(options.through) : undefined;
+      return this.vfs.rename(vol, from, to, { tokens: this.lockTokens, ...(options?.replace !== undefined ? { replace: options.replace } : {}), ...(through ? { through } : {}) });
     });
   }
 

@@ -19,6 +19,7 @@ import type { WriteBack } from './write-back.ts';
 import type { WriteStage } from './write-stage.ts';
 import type { TreeMoves } from './tree-move/index.ts';
 import type { Handle } from './handle.ts';
+import type { ChangeTimes } from './change-times.ts';
 import { copyFileData } from './tree-ops.ts';
 import { NO_TOKENS, SETTABLE_WIN_ATTRS, type ChangeKind, type FileAttr, type FileId, type SetAttr, type Tokens } from './types.ts';
 import type { NodeRow } from '../store/metadata-store.ts';
@@ -31,6 +32,7 @@ import type { LeaseTable } from '../locks/leases.ts';
 export interface NamespaceHost {
   readonly locks: LockManager;
   readonly shareModes: ShareModeTable;
+  readonly changeTimes: ChangeTimes;
   readonly leases: LeaseTable;
   readonly writeBack: WriteBack;
   readonly treeMoves: TreeMoves;
@@ -138,7 +140,7 @@ export class NamespaceOps {
    * rename(2) semantics: replaces a file with a file, or a directory with an empty directory; refuses
    * to move a directory into itself. Open handles follow the file.
    */
-  async rename(volume: string, from: string, to: string, options: { replace?: boolean; tokens?: Tokens } = {}): Promise<void> {
+  async rename(volume: string, from: string, to: string, options: { replace?: boolean; tokens?: Tokens; through?: Handle } = {}): Promise<void> {
     const tokens = options.tokens ?? NO_TOKENS;
     const v = this.host.volume(volume);
     const f = v.normalize(from);
@@ -180,7 +182,10 @@ export class NamespaceOps {
       // Case-only rename on a case-insensitive share: same file, new spelling.
       target = joinPath(parentPath(src.path), baseName(t));
     }
-    this.host.shareModes.checkDelete(srcRow.id);
+    // A rename made through an open of the file (SMB SET_INFO FileRenameInformation) is checked
+    // against the other opens only: that open's own share mode does not refuse it.
+    this.host.shareModes.checkDelete(srcRow.id, options.through?.fileId === srcRow.id ? options.through.id : undefined);
+    if (src.path !== '/' && parentPath(src.path) !== src.path) this.host.shareModes.checkRenameIn(v.row(parentPath(src.path)).id);
     const replacedId = dst.stat && dst.path !== src.path ? v.row(dst.path).id : undefined;
     // Pending async uploads at or below the source, and of a replaced target, must not land while
     // the names move: held here, then retargeted (or cancelled) below.
@@ -340,6 +345,9 @@ export class NamespaceOps {
     else if (kind === 'modify') out = await v.backend.stat(path);
     if (set.birthtimeNs !== undefined) v.setBirthTime(path, set.birthtimeNs);
     if (set.winAttributes !== undefined) v.setWinAttributes(path, set.winAttributes & SETTABLE_WIN_ATTRS);
+    // ChangeTime: as set, or now for a change only Portico's store sees (change-times.ts).
+    if (set.ctimeNs !== undefined) this.host.changeTimes.set(row.id, set.ctimeNs, out.ctimeNs);
+    else if (set.winAttributes !== undefined || set.birthtimeNs !== undefined) this.host.changeTimes.set(row.id, BigInt(Date.now()) * 1_000_000n, out.ctimeNs);
     this.host.emit(v, kind, row.id, path, st.type);
     return this.host.attr(v, v.row(path), out);
   }

@@ -149,7 +149,9 @@ export class OpenFiles {
       throw e;
     }
     try {
-      if (opts.deleteOnClose) this.host.shareModes.setDeletePending(row.id, h.id, true);
+      // FILE_DELETE_ON_CLOSE marks the file delete-pending when this open closes (MS-FSA 2.1.5.5
+      // phase 1, ShareModeTable.close), not now: other opens that share delete still succeed
+      // meanwhile, as on Windows and Samba (test/smb/delete-on-close.test.ts).
       if (created && opts.winAttributes !== undefined) v.setWinAttributes(r.path, opts.winAttributes & SETTABLE_WIN_ATTRS);
       const truncate = !created && (disp === 'truncate' || disp === 'createOrTruncate');
       if (st.type === 'file' && !h.file) await this.host.data.attachData(v, h, truncate);

@@ -92,6 +92,8 @@ export interface SetAttr {
   atimeNs?: TimeNs;
   mtimeNs?: TimeNs;
   birthtimeNs?: TimeNs;
+  /** ChangeTime set explicitly (SMB FileBasicInformation): kept until the file's next change (change-times.ts). */
+  ctimeNs?: TimeNs;
   winAttributes?: number;
 }
 

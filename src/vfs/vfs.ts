@@ -751,7 +751,7 @@ export class Vfs {
    * rename(2) semantics: replaces a file with a file, or a directory with an empty directory; refuses
    * to move a directory into itself. Open handles follow the file (NamespaceOps.rename).
    */
-  rename(volume: string, from: string, to: string, options: { replace?: boolean; tokens?: Tokens } = {}): Promise<void> {
+  rename(volume: string, from: string, to: string, options: { replace?: boolean; tokens?: Tokens; through?: Handle } = {}): Promise<void> {
     return this.names.rename(volume, from, to, options);
   }
 

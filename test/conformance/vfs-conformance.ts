@@ -10,6 +10,7 @@ import { isVfsError, type VfsErrorCode } from '../../src/vfs/errors.ts';
 import { makeVfsEnv, alice, bob, RW, RO, type VfsEnv } from '../helpers/vfs-env.ts';
 import type { Session } from '../../src/session/session.ts';
 import { WHOLE_FILE } from '../../src/locks/lock-manager.ts';
+import { SHARE_ALL } from '../../src/locks/share-modes.ts';
 import { xattrConformance } from '../xattr/xattr-conformance.ts';
 
 export interface BackendFactory {
@@ -604,6 +605,43 @@ export function vfsConformance(f: BackendFactory): void {
         await other.rename('s', '/sm', '/sm2');
       });
 
+      it('a rename through an open ignores that open\'s share mode; other opens, and opens of the parent directory with delete access or no sharing, refuse it', async () => {
+        await writeFile(s, '/rt', 'x');
+        const DEL = { read: true, write: false, delete: true };
+        const NONE = { read: false, write: false, delete: false };
+        // The renaming open shares nothing: it is its own rename (Windows: smbtorture smb2.rename.no_sharing).
+        const h = await s.open('s', '/rt', { access: DEL, share: NONE, owner: 'o' });
+        await s.rename('s', '/rt', '/rt2', { through: h });
+        expect(h.path).toBe('/rt2');
+        // Another open that does not share delete refuses a delete-access open and a path rename;
+        // one that shares delete follows the file.
+        await s.close(h);
+        const other = await s.open('s', '/rt2', { access: RO, share: { read: true, write: true, delete: false }, owner: 'p' });
+        await expectCode(s.open('s', '/rt2', { access: DEL, owner: 'q' }), 'ESHARING');
+        await expectCode(s.rename('s', '/rt2', '/rt3'), 'ESHARING');
+        await s.close(other);
+        const h2 = await s.open('s', '/rt2', { access: DEL, owner: 'q' });
+        const reader = await s.open('s', '/rt2', { access: RO, owner: 'r' });
+        await s.rename('s', '/rt2', '/rt3', { through: h2 });
+        expect(reader.path).toBe('/rt3');
+        expect((await s.read(reader, 0, 10)).toString()).toBe('x');
+        await s.close(reader);
+        await s.close(h2);
+        // The parent directory open with DELETE access (even sharing all), or sharing nothing, refuses
+        // a rename of a name in it; a listing open that shares all does not.
+        await s.mkdir('s', '/pd');
+        await writeFile(s, '/pd/f', 'y');
+        for (const [access, share, code] of [[DEL, SHARE_ALL, 'ESHARING'], [RO, NONE, 'ESHARING'], [RO, SHARE_ALL, undefined]] as const) {
+          const d = await s.open('s', '/pd', { access, share, expect: 'dir', owner: 'd' });
+          if (code) await expectCode(s.rename('s', '/pd/f', '/pd/g'), code);
+          else {
+            await s.rename('s', '/pd/f', '/pd/g');
+            await s.rename('s', '/pd/g', '/pd/f');
+          }
+          await s.close(d);
+        }
+      });
+
       it('a sharing violation does not truncate the file', async () => {
         await writeFile(s, '/keepme', 'precious');
         const h = await s.open('s', '/keepme', { access: RO, share: { read: true, write: false, delete: false }, owner: 'o' });
@@ -612,11 +650,18 @@ export function vfsConformance(f: BackendFactory): void {
         expect((await readFile(s, '/keepme')).toString()).toBe('precious');
       });
 
-      it('delete-on-close removes the file at last close and blocks new opens meanwhile', async () => {
+      it('delete-on-close marks the file delete-pending when its open closes, and removes it at the last close', async () => {
         await writeFile(s, '/doc', 'x');
         const h = await s.open('s', '/doc', { access: { read: true, write: false, delete: true }, deleteOnClose: true, owner: 'o' });
-        await expectCode(s.open('s', '/doc', { access: RO, owner: 'p' }), 'EDELETEPENDING');
+        // While the delete-on-close open lives the file opens as usual (MS-FSA 2.1.5.5: the mark is
+        // set at that open's close), within the share modes: this open does not share delete.
+        const r = await s.open('s', '/doc', { access: RO, owner: 'p' });
+        await expectCode(s.open('s', '/doc', { access: RO, share: { read: true, write: true, delete: false }, owner: 'q' }), 'ESHARING');
         await s.close(h);
+        // Closed: delete pending until the last open goes.
+        await expectCode(s.open('s', '/doc', { access: RO, owner: 'p2' }), 'EDELETEPENDING');
+        expect((await s.getattr('s', '/doc')).type).toBe('file');
+        await s.close(r);
         await expectCode(s.getattr('s', '/doc'), 'ENOENT');
       });
 

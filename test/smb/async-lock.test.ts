@@ -245,6 +245,10 @@ m1 = lock_req(sb, tb, fb, 0, 10, X)
 i1 = hdr(raw(sb))
 cancel(sb, m1, i1['asyncId'])
 out['byAsyncId'] = hdr(raw(sb))
+# the session encrypts (3.0 with impacket): the CANCEL above went as a plain signed message, not
+# sealed, and still cancelled (MS-SMB2 3.3.5.16: CANCEL is looked up as it arrives); the final
+# response is sealed like every answer to the sealed LOCK
+out['cancelledEncrypted'] = seen['encrypted']
 out['m1'] = m1
 m2 = lock_req(sb, tb, fb, 10, 10, X)
 i2 = hdr(raw(sb))
@@ -261,6 +265,7 @@ out['after'] = lock(sb, tb, fb, 0, 20, X | NOW)
     );
     expect(out.held).toBe('ok');
     expect(out.byAsyncId).toMatchObject({ status: 0xc0000120, mid: out.m1, credits: 0 });
+    expect(out.cancelledEncrypted).toBe(true);
     expect(out.byMessageId).toMatchObject({ status: 0xc0000120, mid: out.m2 });
     expect(out.echo).toBe(true);
     expect(out.unlock).toBe('ok');

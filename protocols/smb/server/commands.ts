@@ -398,6 +398,15 @@ async function create(srv: SmbServer, conn: Conn, sess: SmbSession, tree: Tree, 
   if (!fresh && (disposition === 'openOrCreate' || disposition === 'createOrTruncate' || disposition === 'truncate')) {
     existed = await view.getattr(share, path).then((a) => ((current = a), true), (e: unknown) => (isVfsError(e, 'ENOENT') ? false : undefined));
   }
+  // FILE_DELETE_ON_CLOSE on an existing read-only file or directory is STATUS_CANNOT_DELETE (MS-FSA
+  // 2.1.5.1.2.1), as SET_INFO Disposition answers; so is a file it would create read-only (2.1.5.1.1).
+  // The mark itself is set when this open closes (the VFS: other opens go on meanwhile), and a
+  // directory that is not empty then stays, its CLOSE answering DIRECTORY_NOT_EMPTY as Samba's does.
+  if (deleteOnClose) {
+    if (disposition !== 'create' && current === undefined && existed === undefined) current = await view.getattr(share, path).catch(() => undefined);
+    const readOnly = current ? (current.winAttributes & WinAttr.READONLY) !== 0 : (q.fileAttributes & WinAttr.READONLY) !== 0 && disposition !== 'open' && disposition !== 'truncate';
+    if (readOnly) return fail(NT.CANNOT_DELETE);
+  }
   // Overwriting a hidden or system file must name that attribute again (MS-FSA 2.1.5.1.2.1;
   // smbtorture smb2.dosmode): else ACCESS_DENIED.
   if (current?.type === 'file' && (disposition === 'truncate' || disposition === 'createOrTruncate')) {
@@ -621,7 +630,7 @@ async function setInfo(srv: SmbServer, conn: Conn, h: Smb2Header, el: Buffer, vi
           const v = b.readBigUInt64LE(at);
           return v === 0n || v === 0xffff_ffff_ffff_ffffn || v === 0xffff_ffff_ffff_fffen ? undefined : fromFileTime(v);
         };
-        const birth = t(0), atime = t(8), mtime = t(16);
+        const birth = t(0), atime = t(8), mtime = t(16), ctime = t(24);
         const attrs = b.readUInt32LE(32);
         // TEMPORARY is for files only (MS-FSA 2.1.5.14.2; smbtorture smb2.create.dosattr_tmp_dir).
         if (o.kind === 'dir' && attrs & FILE_ATTRIBUTE_TEMPORARY) return fail(STATUS.INVALID_PARAMETER);
@@ -629,6 +638,7 @@ async function setInfo(srv: SmbServer, conn: Conn, h: Smb2Header, el: Buffer, vi
           ...(birth !== undefined ? { birthtimeNs: birth } : {}),
           ...(atime !== undefined ? { atimeNs: atime } : {}),
           ...(mtime !== undefined ? { mtimeNs: mtime } : {}),
+          ...(ctime !== undefined ? { ctimeNs: ctime } : {}),
           ...(attrs !== 0 ? { winAttributes: attrs & SETTABLE_WIN_ATTRS } : {}),
         };
         if (Object.keys(set).length > 0) await view.fsetattr(handle, set);
@@ -656,7 +666,7 @@ async function setInfo(srv: SmbServer, conn: Conn, h: Smb2Header, el: Buffer, vi
         const toName = b.subarray(20, 20 + len).toString('utf16le');
         const to = streamlessPath(toName);
         if (to === undefined || to === '/' || refusedName(lastComponent(toName))) return fail(NT.OBJECT_NAME_INVALID);
-        await view.rename(share, handle.path, to, { replace: b[0] !== 0 });
+        await view.rename(share, handle.path, to, { replace: b[0] !== 0, through: handle });
         break;
       }
       case FileInfoClass.Disposition:
@@ -666,6 +676,8 @@ async function setInfo(srv: SmbServer, conn: Conn, h: Smb2Header, el: Buffer, vi
         const pending = q.infoClass === FileInfoClass.Disposition ? b[0] !== 0 : b.length >= 4 && (b.readUInt32LE(0) & 0x1) !== 0;
         // The share's root is never deleted, empty or not (NTFS: a volume's root cannot be).
         if (pending && handle.path === '/') return fail(STATUS.ACCESS_DENIED);
+        // A read-only file or directory cannot be marked (MS-FSA 2.1.5.15.3).
+        if (pending && (await view.fstat(handle)).winAttributes & WinAttr.READONLY) return fail(NT.CANNOT_DELETE);
         if (pending && o.kind === 'dir') {
           // A non-empty directory cannot be marked (MS-FSA 2.1.5.14.3).
           const page = await view.readdirById(share, handle.fileId, { limit: 1 });
