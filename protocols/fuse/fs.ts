@@ -55,8 +55,6 @@ const SET_ATIME_NOW = 1 << 7;
 const SET_MTIME_NOW = 1 << 8;
 const XATTR_CREATE = 1;
 const XATTR_REPLACE = 2;
-/** How long after this mount's own change a change event about the file is taken for its echo. */
-const OWN_ECHO_MS = 500;
 const NS = 1_000_000_000n;
 
 export interface FuseFsOptions {
@@ -159,8 +157,7 @@ export class FuseFs {
         if (!native) continue;
         if (ev.kind === 'overflow') continue;
         const node = this.inodes.find(share, ev.id);
-        const now = Date.now();
-        if (node && node.ownUntil !== undefined && node.ownUntil >= now) continue;
+        if (node && (node.ownOps ?? 0) > 0) continue;
         if (node) {
           native.invalInode(node.ino);
           this.invalidations++;
@@ -169,8 +166,7 @@ export class FuseFs {
           for (const p of ev.kind === 'rename' && ev.oldPath !== undefined ? [ev.oldPath, ev.path] : [ev.path]) {
             const parent = await this.inoOfPath(share, parentPath(p));
             if (parent === undefined) continue;
-            const parentNode = this.inodes.get(parent);
-            if (parentNode?.ownUntil !== undefined && parentNode.ownUntil >= now) continue;
+            if ((this.inodes.get(parent)?.ownOps ?? 0) > 0) continue;
             native.invalEntry(parent, splitPath(p).at(-1) ?? '');
             this.invalidations++;
           }
@@ -192,8 +188,16 @@ export class FuseFs {
     }
   }
 
-  private own(n: Inode | undefined): void {
-    if (n) n.ownUntil = Date.now() + OWN_ECHO_MS;
+  /**
+   * Marks a file as changed by this mount until the request ends: change events about it that
+   * arrive meanwhile are this request's own, which the kernel knows (no invalidation). Decision: no
+   * time window after the request — an event that arrives later costs one needless invalidation,
+   * while a window would hide another protocol's change made just after ours (stale for a timeout).
+   */
+  private own(n: Inode | undefined, touched: Inode[]): void {
+    if (!n) return;
+    n.ownOps = (n.ownOps ?? 0) + 1;
+    touched.push(n);
   }
 
   // ---------------------------------------------------------------- dispatch
@@ -207,13 +211,16 @@ export class FuseFs {
     }
     this.counts.set(op, (this.counts.get(op) ?? 0) + 1);
     const native = this.native!;
+    const touched: Inode[] = [];
     let p: Promise<void>;
     try {
-      p = this.run(native, op, id, ino, name, name2, n1, n2, n3, data);
+      p = this.run(native, touched, op, id, ino, name, name2, n1, n2, n3, data);
     } catch (e) {
       p = Promise.reject(e);
     }
-    p.catch((e: unknown) => {
+    p.finally(() => {
+      for (const n of touched) n.ownOps = (n.ownOps ?? 1) - 1;
+    }).catch((e: unknown) => {
       if (!isVfsError(e)) this.o.logger?.error({ err: e, op }, 'fuse: request failed below the protocol');
       try {
         native.replyErr(id, errnoOf(e));
@@ -253,7 +260,7 @@ export class FuseFs {
     this.native!.replyAttr(id, buf, this.o.attrTimeout);
   }
 
-  private async run(native: NativeSession, op: number, id: number, ino: number, name: string, name2: string, n1: number, n2: number, n3: number, data: Buffer | Float64Array | undefined): Promise<void> {
+  private async run(native: NativeSession, touched: Inode[], op: number, id: number, ino: number, name: string, name2: string, n1: number, n2: number, n3: number, data: Buffer | Float64Array | undefined): Promise<void> {
     const s = this.session;
     switch (op) {
       case OP.LOOKUP: {
@@ -278,10 +285,9 @@ export class FuseFs {
       case OP.SETATTR: {
         const n = this.dirNode(ino);
         const set = setAttrOf(n1, data as Float64Array);
-        this.own(n);
+        this.own(n, touched);
         const h = n3 >= 0 ? this.handles.get(n3) : undefined;
         const a = h && set.size !== undefined ? await s.fsetattr(h, set) : await s.setattrById(n.share, n.id, set);
-        this.own(n);
         this.attrReply(id, ino, a);
         return;
       }
@@ -293,7 +299,7 @@ export class FuseFs {
       case OP.MKNOD: {
         if ((n1 & S_IFMT) !== S_IFREG && (n1 & S_IFMT) !== 0) throw new VfsError('EPERM', 'only regular files can be made on a Portico mount');
         const dir = this.dirNode(ino);
-        this.own(dir);
+        this.own(dir, touched);
         const h = await s.openIn(dir.share, dir.id, name, { ...this.openOpts(2), disposition: 'create', mode: n1 & 0o7777 });
         try {
           const a = await s.attrAtOpen(h);
@@ -305,10 +311,10 @@ export class FuseFs {
       }
       case OP.MKDIR: {
         const dir = this.dirNode(ino);
-        this.own(dir);
+        this.own(dir, touched);
         const a = await s.mkdirIn(dir.share, dir.id, name, n1 & 0o7777);
         const n = this.inodes.intern(dir.share, a.id, true);
-        this.own(n);
+        this.own(n, touched);
         this.entry(id, n, a);
         return;
       }
@@ -318,15 +324,15 @@ export class FuseFs {
         const a = await s.lookup(dir.share, dir.id, name);
         if (op === OP.UNLINK && a.type === 'dir') throw new VfsError('EISDIR');
         if (op === OP.RMDIR && a.type !== 'dir') throw new VfsError('ENOTDIR');
-        this.own(dir);
-        this.own(this.inodes.find(dir.share, a.id));
+        this.own(dir, touched);
+        this.own(this.inodes.find(dir.share, a.id), touched);
         await s.removeIn(dir.share, dir.id, name);
         native.replyErr(id, 0);
         return;
       }
       case OP.SYMLINK: {
         const dir = this.dirNode(ino);
-        this.own(dir);
+        this.own(dir, touched);
         const a = await s.symlinkIn(dir.share, dir.id, name, name2);
         this.entry(id, this.inodes.intern(dir.share, a.id, true), a);
         return;
@@ -337,10 +343,10 @@ export class FuseFs {
         if (from.share !== to.share) throw new VfsError('EXDEV');
         if (n2 & RENAME_EXCHANGE) throw new VfsError('EINVAL', 'RENAME_EXCHANGE is not supported');
         if (n2 & ~RENAME_NOREPLACE) throw new VfsError('EINVAL');
-        this.own(from);
-        this.own(to);
+        this.own(from, touched);
+        this.own(to, touched);
         const moved = await s.lookup(from.share, from.id, name).catch(() => undefined);
-        if (moved) this.own(this.inodes.find(from.share, moved.id));
+        if (moved) this.own(this.inodes.find(from.share, moved.id), touched);
         await s.renameIn(from.share, from.id, name, to.id, name2, { replace: (n2 & RENAME_NOREPLACE) === 0 });
         native.replyErr(id, 0);
         return;
@@ -349,8 +355,8 @@ export class FuseFs {
         const n = this.node(ino);
         const dir = this.dirNode(n1);
         if (n.share !== dir.share) throw new VfsError('EXDEV');
-        this.own(dir);
-        this.own(n);
+        this.own(dir, touched);
+        this.own(n, touched);
         const a = await s.linkIn(dir.share, n.id, dir.id, name);
         this.entry(id, this.inodes.intern(dir.share, a.id, true), a);
         return;
@@ -361,7 +367,7 @@ export class FuseFs {
         const opts = this.openOpts(acc);
         if (n1 & O_TRUNC && acc !== 0) {
           opts.disposition = 'truncate';
-          this.own(n);
+          this.own(n, touched);
         }
         const h = await s.openById(n.share, n.id, opts);
         const fh = this.nextFh++;
@@ -373,13 +379,13 @@ export class FuseFs {
         const dir = this.dirNode(ino);
         const acc = n2 & O_ACCMODE;
         const disposition = n2 & O_EXCL ? 'create' : n2 & O_TRUNC ? 'createOrTruncate' : 'openOrCreate';
-        this.own(dir);
+        this.own(dir, touched);
         const h = await s.openIn(dir.share, dir.id, name, { ...this.openOpts(acc), disposition, mode: n1 & 0o7777 });
         const fh = this.nextFh++;
         this.handles.set(fh, h);
         const a = await s.attrAtOpen(h);
         const n = this.inodes.intern(dir.share, a.id, true);
-        this.own(n);
+        this.own(n, touched);
         n.openChange = a.change;
         const buf = new Float64Array(ATTR_LEN);
         putAttr(buf, 0, n.ino, a);
@@ -395,18 +401,16 @@ export class FuseFs {
       case OP.WRITE: {
         const h = this.fh(n3);
         const n = this.inodes.get(ino);
-        this.own(n);
+        this.own(n, touched);
         const count = await s.write(h, n2, data as Buffer);
-        this.own(n);
         native.replyWrite(id, count);
         return;
       }
       case OP.FLUSH: {
         const h = this.handles.get(n3);
         if (h && h.access.write) {
-          this.own(this.inodes.get(ino));
+          this.own(this.inodes.get(ino), touched);
           await s.flush(h);
-          this.own(this.inodes.get(ino));
         }
         native.replyErr(id, 0);
         return;
@@ -416,7 +420,7 @@ export class FuseFs {
         this.handles.delete(n3);
         if (h) {
           const n = this.inodes.get(ino);
-          if (h.access.write) this.own(n);
+          if (h.access.write) this.own(n, touched);
           await s.close(h);
           // What the page cache now holds is this close's content: keep it at the next open.
           if (n && h.access.write) n.openChange = (await s.getattrById(n.share, n.id).catch(() => undefined))?.change;
@@ -463,7 +467,7 @@ export class FuseFs {
         const n = this.xattrNode(ino);
         const key = userXattr(name, E.EOPNOTSUPP);
         const mode = n1 & XATTR_CREATE ? 'create' : n1 & XATTR_REPLACE ? 'replace' : 'either';
-        this.own(n);
+        this.own(n, touched);
         await s.setXattrById(n.share, n.id, key, data as Buffer, { mode });
         native.replyErr(id, 0);
         return;
@@ -471,7 +475,7 @@ export class FuseFs {
       case OP.REMOVEXATTR: {
         const n = this.xattrNode(ino);
         const key = userXattr(name, E.ENODATA);
-        this.own(n);
+        this.own(n, touched);
         await s.removeXattrById(n.share, n.id, key);
         native.replyErr(id, 0);
         return;

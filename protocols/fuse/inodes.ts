@@ -21,8 +21,8 @@ export interface Inode {
   lookups: number;
   /** Change value the last open saw (keep_cache while it is unchanged). */
   openChange?: bigint;
-  /** This mount's own change in flight or just made (its change events need no invalidation). */
-  ownUntil?: number;
+  /** This mount's own changes of the file in flight (their change events need no invalidation). */
+  ownOps?: number;
 }
 
 export class InodeTable {

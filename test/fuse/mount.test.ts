@@ -1,0 +1,231 @@
+/**
+ * The FUSE front-end with real mounts (issue 13): a local share, a read-only share and an S3 share
+ * (s3rver) mounted under a temp directory by a real `portico serve` process, driven by the kernel
+ * through plain Node fs calls and shell tools (cp, ls -l, mv, rm, dd, cat, stat, setfattr/getfattr). Kernel
+ * attribute and entry timeouts are 60 s here, so a change made over WebDAV shows through the mount
+ * at once only because the kernel's cache was invalidated.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdir, readFile, rename, rm, stat, writeFile, mkdir, chmod, truncate, symlink, readlink, utimes } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { S3RVER_CREDENTIALS, startS3rver, type S3rverHandle } from '../helpers/s3rver.ts';
+import { http, fuseUnusable, mountPoints, removeTmp, runNode, sh, startFuseStack, USER, type FuseStack } from './helpers.ts';
+
+const dav = http;
+
+const unusable = fuseUnusable();
+if (unusable) console.warn(`FUSE mount tests skipped: ${unusable}`);
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+async function errCode(p: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await p;
+    return undefined;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code;
+  }
+}
+
+describe.skipIf(unusable !== undefined)('FUSE mount of local, read-only and S3 shares', () => {
+  let s3: S3rverHandle;
+  let stack: FuseStack;
+  let tmp: string;
+  let disk: string;
+  let ro: string;
+  let m: (share: string, ...p: string[]) => string;
+
+  beforeAll(async () => {
+    s3 = await startS3rver();
+    tmp = mkdtempSync(join(tmpdir(), 'portico-fuse-'));
+    disk = join(tmp, 'disk');
+    ro = join(tmp, 'ro');
+    mkdirSync(join(disk, 'secret'), { recursive: true });
+    writeFileSync(join(disk, 'secret', 'plan.txt'), 'hidden');
+    mkdirSync(ro);
+    writeFileSync(join(ro, 'readme.txt'), 'read me');
+    stack = await startFuseStack({
+      tmp,
+      fuse: { attrTimeout: 60, entryTimeout: 60 },
+      shares: [
+        { name: 'disk', source: disk, rules: [{ path: '/secret', users: [USER], deny: ['read', 'write'] }] },
+        { name: 'ro', source: ro, readOnly: true },
+        { name: 's3', source: `s3://${s3.bucket}/fuse`, options: { endpoint: s3.endpoint, ...S3RVER_CREDENTIALS } },
+      ],
+    });
+    m = (share, ...p) => join(stack.mnt, share, ...p);
+  }, 60_000);
+
+  afterAll(async () => {
+    await stack?.stop();
+    if (stack && mountPoints().has(stack.mnt)) await sh('fusermount3', ['-u', '-z', stack.mnt]);
+    await s3?.stop();
+    if (tmp) removeTmp(tmp);
+  }, 60_000);
+
+  it('shows one directory per share at the mount root', async () => {
+    expect((await readdir(stack.mnt)).sort()).toEqual(['disk', 'ro', 's3']);
+    expect(mountPoints().get(stack.mnt)).toBe('fuse.portico');
+    expect(await errCode(mkdir(join(stack.mnt, 'new')))).toBe('EACCES');
+  });
+
+  for (const share of ['disk', 's3']) {
+    describe(`${share} share`, () => {
+      it('writes and reads files with fs calls; stat reports size, mode and times', async () => {
+        const data = randomBytes(300_000);
+        await writeFile(m(share, 'f.bin'), data);
+        expect(sha(await readFile(m(share, 'f.bin')))).toBe(sha(data));
+        const st = await stat(m(share, 'f.bin'));
+        expect(st.size).toBe(data.length);
+        expect(st.isFile()).toBe(true);
+        await chmod(m(share, 'f.bin'), 0o600);
+        await utimes(m(share, 'f.bin'), 1_700_000_000, 1_700_000_000);
+        const st2 = await stat(m(share, 'f.bin'));
+        expect(st2.mtimeMs).toBe(1_700_000_000_000);
+        if (share === 'disk') {
+          expect(st2.mode & 0o777).toBe(0o600);
+          expect(sha(readFileSync(join(disk, 'f.bin')))).toBe(sha(data));
+        }
+        // Seen by another protocol: WebDAV GET of the same file.
+        const got = await dav(stack.port, 'GET', `/${share}/f.bin`);
+        expect(got.status).toBe(200);
+        expect(sha(got.body)).toBe(sha(data));
+      });
+
+      it('cp -r, ls -l, mv, rm, dd, cat, stat with shell tools', async () => {
+        const src = join(tmp, `tree-${share}`);
+        mkdirSync(join(src, 'sub'), { recursive: true });
+        writeFileSync(join(src, 'a.txt'), 'alpha\n');
+        writeFileSync(join(src, 'sub', 'b.txt'), 'beta\n');
+        await sh('cp', ['-r', src, m(share, 'tree')]);
+        const ls = (await sh('ls', ['-l', m(share, 'tree')])).stdout;
+        expect(ls).toMatch(/-rw-r--r-- +1 +\S+ +\S+ +6 .* a\.txt/);
+        expect(ls).toMatch(/^d.* sub$/m);
+        expect((await sh('cat', [m(share, 'tree', 'sub', 'b.txt')])).stdout).toBe('beta\n');
+        await sh('mv', [m(share, 'tree', 'a.txt'), m(share, 'tree', 'sub', 'moved.txt')]);
+        expect((await readdir(m(share, 'tree', 'sub'))).sort()).toEqual(['b.txt', 'moved.txt']);
+        expect(await errCode(stat(m(share, 'tree', 'a.txt')))).toBe('ENOENT');
+        await sh('dd', ['if=/dev/urandom', `of=${m(share, 'tree', 'big')}`, 'bs=1M', 'count=8', 'status=none']);
+        expect((await sh('stat', ['-c', '%s %F', m(share, 'tree', 'big')])).stdout.trim()).toBe(`${8 * 1024 * 1024} regular file`);
+        const back = await dav(stack.port, 'GET', `/${share}/tree/big`);
+        expect(sha(back.body)).toBe(sha(await readFile(m(share, 'tree', 'big'))));
+        await sh('rm', ['-r', m(share, 'tree')]);
+        expect(await errCode(stat(m(share, 'tree')))).toBe('ENOENT');
+        expect((await dav(stack.port, 'GET', `/${share}/tree/big`)).status).toBe(404);
+      });
+
+      it('rename over an existing file, truncate, directories and their errors', async () => {
+        await writeFile(m(share, 'r1'), 'one');
+        await writeFile(m(share, 'r2'), 'two two');
+        await rename(m(share, 'r1'), m(share, 'r2'));
+        expect(await readFile(m(share, 'r2'), 'utf8')).toBe('one');
+        await truncate(m(share, 'r2'), 1);
+        expect(await readFile(m(share, 'r2'), 'utf8')).toBe('o');
+        await mkdir(m(share, 'd'));
+        await writeFile(m(share, 'd', 'x'), 'x');
+        expect(await errCode(rm(m(share, 'd'), { recursive: false }))).toMatch(/EISDIR|ERR_FS_EISDIR/);
+        expect(await errCode(sh('rmdir', [m(share, 'd')]))).toBeDefined();
+        expect(await errCode(mkdir(m(share, 'd')))).toBe('EEXIST');
+        expect(await errCode(readFile(m(share, 'nope')))).toBe('ENOENT');
+        await rm(m(share, 'd'), { recursive: true });
+        await rm(m(share, 'r2'));
+        expect(await readdir(m(share))).not.toContain('r2');
+      });
+
+      it('user xattrs with setfattr/getfattr', async () => {
+        await writeFile(m(share, 'xa'), 'x');
+        await sh('setfattr', ['-n', 'user.color', '-v', 'blue', m(share, 'xa')]);
+        expect((await sh('getfattr', ['--only-values', '-n', 'user.color', m(share, 'xa')])).stdout).toBe('blue');
+        expect((await sh('getfattr', ['-d', m(share, 'xa')])).stdout).toContain('user.color="blue"');
+        await sh('setfattr', ['-x', 'user.color', m(share, 'xa')]);
+        expect(await errCode(sh('getfattr', ['-n', 'user.color', m(share, 'xa')]))).toBeDefined();
+        await rm(m(share, 'xa'));
+      });
+    });
+  }
+
+  it('symbolic links on the local share', async () => {
+    await writeFile(m('disk', 'target.txt'), 'pointed');
+    await symlink('target.txt', m('disk', 'link'));
+    expect(await readlink(m('disk', 'link'))).toBe('target.txt');
+    expect(await readFile(m('disk', 'link'), 'utf8')).toBe('pointed');
+    expect(await readlink(join(disk, 'link'))).toBe('target.txt');
+    // A link leading outside the share is refused by the share's policy (symlinks: refuse).
+    expect(await errCode(symlink('/etc/passwd', m('disk', 'out')))).toBe('EACCES');
+  });
+
+  it('a path rule denies with EACCES; a read-only share refuses changes with EROFS', async () => {
+    expect(await errCode(readFile(m('disk', 'secret', 'plan.txt')))).toBe('EACCES');
+    expect(await errCode(writeFile(m('disk', 'secret', 'new.txt'), 'x'))).toBe('EACCES');
+    expect(await readdir(m('disk'))).not.toContain('secret');
+    expect(await readFile(m('ro', 'readme.txt'), 'utf8')).toBe('read me');
+    expect(await errCode(writeFile(m('ro', 'new.txt'), 'x'))).toBe('EROFS');
+    expect(await errCode(writeFile(m('ro', 'readme.txt'), 'x'))).toBe('EROFS');
+    expect(await errCode(rm(m('ro', 'readme.txt')))).toBe('EROFS');
+    expect(await errCode(mkdir(m('ro', 'd')))).toBe('EROFS');
+    expect(existsSync(join(ro, 'new.txt'))).toBe(false);
+  });
+
+  for (const share of ['disk', 's3']) {
+    it(`a change over WebDAV shows through the mount at once (${share}: kernel cache invalidated)`, async () => {
+      await writeFile(m(share, 'shared.txt'), 'first');
+      // Sizes through coreutils' stat: it asks statx for the basic fields, which the kernel answers
+      // from its attribute cache (60 s here). (Node's stat also asks for the birth time, which the
+      // kernel never caches for FUSE, so it would always reach Portico and prove nothing.)
+      const size = async (): Promise<string> => (await sh('stat', ['-c', '%s', m(share, 'shared.txt')])).stdout.trim();
+      expect(await size()).toBe('5');
+      expect((await sh('cat', [m(share, 'shared.txt')])).stdout).toBe('first');
+      expect((await dav(stack.port, 'PUT', `/${share}/shared.txt`, 'second version')).status).toBeLessThan(300);
+      let now = '';
+      for (let i = 0; i < 50 && now !== '14'; i++) {
+        now = await size();
+        if (now !== '14') await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(now).toBe('14');
+      expect((await sh('cat', [m(share, 'shared.txt')])).stdout).toBe('second version');
+      // A name removed over WebDAV is gone from the kernel's entry cache too.
+      expect((await dav(stack.port, 'DELETE', `/${share}/shared.txt`)).status).toBeLessThan(300);
+      let listed = true;
+      for (let i = 0; i < 50 && listed; i++) {
+        listed = (await sh('ls', [m(share)])).stdout.split('\n').includes('shared.txt') || (await sh('stat', [m(share, 'shared.txt')]).then(() => true, () => false));
+        if (listed) await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(listed).toBe(false);
+    });
+  }
+
+  it('keeps several requests in flight (16 concurrent writers and readers in another process)', async () => {
+    const out = await runNode(
+      `import { randomBytes, createHash } from 'node:crypto';
+       import { writeFile, readFile, open } from 'node:fs/promises';
+       const dir = process.argv[1];
+       const sha = (b) => createHash('sha256').update(b).digest('hex');
+       const files = Array.from({ length: 16 }, (_, i) => ({ name: dir + '/c' + i, data: randomBytes(64 * 1024 + i) }));
+       await Promise.all(files.map((f) => writeFile(f.name, f.data)));
+       const got = await Promise.all(files.map((f) => readFile(f.name)));
+       const fh = await open(dir + '/fsync.bin', 'w');
+       await fh.write(Buffer.from('durable'));
+       await fh.sync();
+       await fh.close();
+       console.log(JSON.stringify(got.map((g, i) => sha(g) === sha(files[i].data))));`,
+      [m('s3')],
+    );
+    expect(JSON.parse(out)).toEqual(Array(16).fill(true));
+    expect((await dav(stack.port, 'GET', '/s3/fsync.bin')).body.toString()).toBe('durable');
+  });
+
+  it('statfs reports the share (df)', async () => {
+    const out = (await sh('df', ['-P', m('disk')])).stdout.trim().split('\n').at(-1)!;
+    expect(out).toMatch(/^portico +\d+ +\d+ +\d+/);
+    expect(Number(out.split(/ +/)[1])).toBeGreaterThan(0);
+  });
+
+  it('the mount is gone after SIGTERM', async () => {
+    expect(await stack.stop('SIGTERM')).toBe(0);
+    expect(mountPoints().has(stack.mnt)).toBe(false);
+    expect(await readdir(stack.mnt)).toEqual([]);
+  }, 30_000);
+});
