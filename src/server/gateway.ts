@@ -144,7 +144,9 @@ export class Gateway {
     const store = (this.store = MetadataStore.open(server.stateDir));
     const secret = loadOrCreateSecret(server.stateDir, auth.secretKey);
     const users = (this.users = new LocalUserStore(store, { secret, bcryptRounds: auth.bcryptRounds }));
-    if (users.count() === 0) await this.applyFirstRunPolicy(users);
+    // With a directory configured, "no local user" does not mean nobody can log in: no first-run
+    // admin (nor loopback-only listeners) then; directory users are the accounts.
+    if (users.count() === 0 && auth.ldap === null) await this.applyFirstRunPolicy(users);
     // Local users, and the directory when auth.ldap is set (src/auth/ldap-authenticator.ts).
     const authenticator = (this.authenticator = buildAuthenticator(auth, users, {
       throttle: new Throttle(auth.throttle),

@@ -76,6 +76,8 @@ describe.skipIf(!haveSlapd() || !haveCurl)('directory users over WebDAV and in `
         { name: 'fin', source: 'memory:', access: [{ groups: ['finance'], rights: ['read', 'write'] }] },
       ],
     });
+    // A directory is configured: no first-run admin was made although no local user existed.
+    expect(dav.gateway.users!.count()).toBe(0);
     await dav.addUser('localuser', 'local-pw');
   }, 60_000);
   afterAll(async () => {
