@@ -70,7 +70,8 @@ interface NativeModule {
 /** The command that makes FUSE available on a Debian machine (README, log, /health). */
 export const FUSE_ENABLE_COMMAND = 'apt-get install fuse3 libfuse3-dev && npm run build:fuse';
 
-export const ADDON_PATH = new URL('./native/build/Release/portico_fuse.node', import.meta.url).pathname;
+/** Where the addon is: the build's output, or FUSE_ADDON_PATH (packagers; tests of a machine without it). */
+export const ADDON_PATH = process.env.FUSE_ADDON_PATH ?? new URL('./native/build/Release/portico_fuse.node', import.meta.url).pathname;
 
 export type FuseAvailability =
   | { available: true; libfuse: string }
@@ -81,7 +82,7 @@ let loaded: { mod: NativeModule } | { error: string } | undefined;
 function load(): { mod: NativeModule } | { error: string } {
   if (loaded) return loaded;
   if (!existsSync(ADDON_PATH)) {
-    loaded = { error: 'the FUSE addon is not built (protocols/fuse/native; libfuse3-dev was missing when npm ran the build)' };
+    loaded = { error: `the FUSE addon is not built (${ADDON_PATH} is missing: libfuse3-dev was not installed when the build ran)` };
   } else {
     try {
       loaded = { mod: createRequire(import.meta.url)(ADDON_PATH) as NativeModule };

@@ -88,4 +88,8 @@ export const fuseProtocol: ProtocolDescriptor = {
   name: 'fuse',
   defaultPort: 0,
   create: () => new FusePlugin(),
+  availability: () => {
+    const a = fuseAvailability();
+    return a.available ? { available: true, detail: `libfuse ${a.libfuse}` } : a;
+  },
 };

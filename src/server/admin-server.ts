@@ -1,7 +1,9 @@
 /**
  * The admin HTTP endpoint: liveness, readiness and Prometheus metrics.
  *
- * - GET /health  -> 200 {"status":"ok"} while the process runs (liveness: never touches backends).
+ * - GET /health  -> 200 {"status":"ok"} while the process runs (liveness: never touches backends);
+ *                   with `protocols`, the optional protocols that cannot run on this machine and
+ *                   the command that enables each (FUSE without its addon).
  * - GET /ready   -> 200 when every started protocol plugin is listening, start-up work (a share's
  *                   recovery of interrupted uploads) has finished, and every share's backend
  *                   answers check() within READY_CHECK_TIMEOUT_MS; else 503 naming what is not ready.
@@ -43,6 +45,8 @@ export interface AdminServerOptions {
   token?: string;
   /** Drops cached metadata of a share below a path; rejects with a VfsError (ENOENT: no such share). */
   refreshCache?: (share: string, path: string) => Promise<void>;
+  /** Optional protocols and whether they can run here (ProtocolDescriptor.availability). */
+  availability?: () => Record<string, unknown>;
 }
 
 export interface NotReady {
@@ -129,9 +133,11 @@ export class AdminServer {
     }
     const path = (req.url ?? '/').split('?', 1)[0];
     switch (path) {
-      case '/health':
-        send(res, req, 200, { status: 'ok' });
+      case '/health': {
+        const protocols = this.opts.availability?.();
+        send(res, req, 200, protocols && Object.keys(protocols).length > 0 ? { status: 'ok', protocols } : { status: 'ok' });
         return;
+      }
       case '/ready': {
         const notReady = await this.notReady();
         if (notReady.length === 0) send(res, req, 200, { status: 'ready' });

@@ -37,7 +37,7 @@ import { Vfs } from '../vfs/vfs.ts';
 import { buildVolumeStack, type VolumeStack } from '../vfs/volume-stack.ts';
 import { registerQuotaMetrics } from '../vfs/quota.ts';
 import { AdminServer } from './admin-server.ts';
-import { protocolRegistry, type ProtocolDescriptor, type ProtocolPlugin } from './plugin.ts';
+import { protocolRegistry, type ProtocolAvailability, type ProtocolDescriptor, type ProtocolPlugin } from './plugin.ts';
 
 export interface GatewayOptions {
   logger?: Logger;
@@ -244,6 +244,10 @@ export class Gateway {
       logger: this.logger,
     });
 
+    // Optional protocols this machine cannot run are said once, with the command that enables them.
+    for (const [name, a] of Object.entries(this.availability())) {
+      if (!a.available) this.logger.info({ protocol: name, reason: a.reason, enable: a.enable }, `${name} unavailable: ${a.reason}; enable with: ${a.enable}`);
+    }
     for (const name of Object.keys(this.config.protocols)) {
       if (!protocolEnabled(this.config, name)) continue;
       const descriptor = this.registry.get(name);
@@ -276,6 +280,7 @@ export class Gateway {
         ],
         logger: this.logger.child({ component: 'admin' }),
         token: adminToken(secret),
+        availability: () => this.availability(),
         refreshCache: async (share, path) => {
           const name = this.config.shares.find((s) => s.name.toLowerCase() === share.toLowerCase())?.name;
           if (!name || !this.vfs) throw new VfsError('ENOENT', `no share named ${share}`);
@@ -351,6 +356,13 @@ export class Gateway {
    * immediately. Returns a function that removes the handlers. `exit` and `signals` are replaceable
    * for tests.
    */
+  /** Optional protocols (ProtocolDescriptor.availability) and whether they can run here (/health). */
+  availability(): Record<string, ProtocolAvailability> {
+    const out: Record<string, ProtocolAvailability> = {};
+    for (const d of this.registry.values()) if (d.availability) out[d.name] = d.availability();
+    return out;
+  }
+
   installSignalHandlers(
     exit: (code: number) => void = (code) => process.exit(code),
     signals: Pick<NodeJS.EventEmitter, 'on' | 'off'> = process,

@@ -36,7 +36,14 @@ export interface ProtocolDescriptor {
   /** Port used when the config does not name one (documentation and CLI help). */
   defaultPort: number;
   create(): ProtocolPlugin;
+  /**
+   * Protocols that need something optional of the machine (FUSE: its addon, /dev/fuse) say whether
+   * they can run here and, if not, why and the command that enables them (logged at start, /health).
+   */
+  availability?(): ProtocolAvailability;
 }
+
+export type ProtocolAvailability = { available: true; detail?: string } | { available: false; reason: string; enable: string };
 
 export const protocolRegistry: Map<string, ProtocolDescriptor> = new Map();
 
