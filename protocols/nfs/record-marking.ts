@@ -12,7 +12,7 @@
  * not read, so the connection is closed (the caller's job, when `error` is set). Records completed
  * before it in the same input are still returned, so the calls a client sent first are answered.
  */
-import { takeRecordBuffer } from './record-buffers.ts';
+import { giveBackRecord, takeRecordBuffer } from './record-buffers.ts';
 
 /** Default bound: a 1 MiB WRITE or READ plus room for the RPC and COMPOUND headers around it. */
 export const DEFAULT_MAX_RECORD_BYTES = 1024 * 1024 + 64 * 1024;
@@ -58,6 +58,15 @@ export class RecordParser {
   private fragLast = false;
   /** Pieces of the record being assembled and their total (bodies plus headers, for the bound). */
   private pieces: Buffer[] = [];
+  /**
+   * A large single-fragment record (a WRITE) is received into a pooled buffer (record-buffers.ts)
+   * from its header on: socket reads may land in it directly (landingZone/landed), else push()
+   * copies into it; `destHave` bytes of it are there.
+   */
+  private dest: Buffer | undefined;
+  /** Set by a connection whose reads may land in the parser's buffers (rpc-server.ts); off, a record read whole in one chunk stays a view of it. */
+  receivesInPlace = false;
+  private destHave = 0;
   private bodyBytes = 0;
   private wireBytes = 0;
   private failure: RecordMarkingError | undefined;
@@ -73,6 +82,9 @@ export class RecordParser {
 
   /** Drops any incomplete record (the connection is going away). */
   reset(): void {
+    if (this.dest) giveBackRecord(this.dest);
+    this.dest = undefined;
+    this.destHave = 0;
     this.pieces = [];
     this.bodyBytes = 0;
     this.wireBytes = 0;
@@ -91,7 +103,30 @@ export class RecordParser {
    * a record over the bound sets `error` (the records completed before it are still returned) and
    * every later input is ignored.
    */
-  push(chunk: Buffer): Buffer[] {
+  /**
+   * Where the next socket read may land directly (zero-copy receive, rpc-server.ts): the rest of
+   * the large record's fragment being received, at most what it still lacks, so a read never takes
+   * bytes of the next record; undefined when the next read must go through push().
+   */
+  landingZone(): Buffer | undefined {
+    if (this.failure || this.dest === undefined || this.fragLeft <= 0) return undefined;
+    return this.dest.subarray(this.destHave, this.destHave + this.fragLeft);
+  }
+
+  /** `n` bytes were read straight into landingZone(): the record, once nothing lacks. */
+  landed(n: number): Buffer[] {
+    if (this.dest === undefined || n > this.fragLeft) throw new RangeError('landed() without a landing zone');
+    this.destHave += n;
+    this.bodyBytes += n;
+    this.fragLeft -= n;
+    return this.fragLeft === 0 ? [this.finish()] : [];
+  }
+
+  /**
+   * `transient`: the chunk's memory is reused after this call (a connection's read buffer), so
+   * bytes a record keeps are copied out of it instead of kept as views.
+   */
+  push(chunk: Buffer, transient = false): Buffer[] {
     const out: Buffer[] = [];
     if (this.failure) return out;
     let at = 0;
@@ -116,7 +151,10 @@ export class RecordParser {
       }
       const take = Math.min(this.fragLeft, chunk.length - at);
       if (take > 0) {
-        this.pieces.push(chunk.subarray(at, at + take));
+        if (this.dest !== undefined) {
+          chunk.copy(this.dest, this.destHave, at, at + take);
+          this.destHave += take;
+        } else this.pieces.push(transient ? Buffer.from(chunk.subarray(at, at + take)) : chunk.subarray(at, at + take));
         this.bodyBytes += take;
         this.fragLeft -= take;
         at += take;
@@ -141,13 +179,22 @@ export class RecordParser {
     }
     this.fragLeft = len;
     if (len === 0 && !this.fragLast) this.fragLeft = -1;
+    // A record in one fragment, large enough for a pooled buffer: received straight into it.
+    else if (this.receivesInPlace && this.fragLast && this.bodyBytes === 0 && len > 0) {
+      this.dest = takeRecordBuffer(len);
+      this.destHave = 0;
+    }
     return true;
   }
 
   private finish(): Buffer {
     const pieces = this.pieces;
     let rec: Buffer;
-    if (pieces.length === 1 && pieces[0]) rec = pieces[0];
+    if (this.dest !== undefined) {
+      rec = this.dest;
+      this.dest = undefined;
+      this.destHave = 0;
+    } else if (pieces.length === 1 && pieces[0]) rec = pieces[0];
     else {
       // Several pieces (a large WRITE): one copy, into a pooled buffer when it fits (record-buffers.ts).
       const pooled = takeRecordBuffer(this.bodyBytes);

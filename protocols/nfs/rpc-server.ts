@@ -20,7 +20,7 @@
  * No input crashes the server: decoding is total (rpc.ts), a handler's exception becomes
  * SYSTEM_ERR for that call, socket errors close that socket only.
  */
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { Socket, createServer, type AddressInfo, type OnReadOpts, type Server } from 'node:net';
 import { DEFAULT_MAX_RECORD_BYTES, RecordParser } from './record-marking.ts';
 import { releaseSent } from './read-buffers.ts';
 import { AUTH_STAT, decodeCall, encodeReplyHeader, type RpcCall, type RpcReply } from './rpc.ts';
@@ -121,7 +121,8 @@ export class RpcServer {
       maxPartialBytes: options.maxPartialBytes ?? RPC_SERVER_DEFAULTS.maxPartialBytes,
     };
     this.log = options.logger ?? NOOP_LOGGER;
-    this.server = createServer({ noDelay: true }, (s) => this.accept(s));
+    // Accepted sockets start paused: accept() re-makes them with read buffers of the connection's first.
+    this.server = createServer({ noDelay: true, pauseOnConnect: true }, (s) => this.accept(s));
     this.server.maxConnections = this.opts.maxConnections;
     this.server.on('error', (e) => this.log.warn({ err: e }, 'rpc listener error'));
   }
@@ -147,10 +148,29 @@ export class RpcServer {
     return [...this.conns].map((c) => c.stats());
   }
 
-  private accept(socket: Socket): void {
-    const conn = new RpcConnection(this.nextId++, socket, this, this.opts, this.log);
+  private accept(accepted: Socket): void {
+    // Adopted sockets leave net.Server's count (receiveInPlace): the bound is kept here too.
+    if (this.conns.size >= this.opts.maxConnections) {
+      accepted.destroy();
+      return;
+    }
+    // Reads land in a 64 KiB buffer of the connection's, or straight in the large record being
+    // received (RecordParser.landingZone); where the socket cannot be adopted, 'data' events.
+    const scratch = Buffer.allocUnsafe(64 * 1024);
+    let conn: RpcConnection | undefined;
+    const adopted = receiveInPlace(accepted, {
+      buffer: () => conn?.landingZone() ?? scratch,
+      callback: (n, buf) => {
+        conn?.received(n, buf as Buffer, buf === scratch);
+        return true;
+      },
+    });
+    const socket = adopted ?? accepted;
+    conn = new RpcConnection(this.nextId++, socket, this, this.opts, this.log, adopted !== undefined);
     this.conns.add(conn);
-    socket.once('close', () => this.conns.delete(conn));
+    const c = conn;
+    socket.once('close', () => this.conns.delete(c));
+    if (!adopted) accepted.resume();
   }
 
   /** Program/version/procedure/auth checks: the procedure to run, or the rejection. */
@@ -177,6 +197,33 @@ export class RpcServer {
   }
 }
 
+/**
+ * The accepted socket re-made as a socket reading into buffers of ours: net.Socket's documented
+ * `onread` option, which net.Server does not offer for the sockets it accepts, so the accepted
+ * socket (paused: pauseOnConnect) hands its handle over — the private `_handle`, the one
+ * undocumented piece (the SMB server does the same: protocols/smb/server/server.ts); when it is
+ * missing or the new socket cannot be made, undefined and the caller reads the accepted socket.
+ * Why: a socket reads each chunk (up to 64 KiB) into a new buffer outside the JS heap; a 1 MiB
+ * WRITE was ~16 of them, copied into the record and left to the collector, whose external-memory
+ * pressure made V8 collect every few MiB written. Now a read lands in the connection's 64 KiB
+ * buffer (small records are copied out of it) or straight in the large record's pooled buffer.
+ */
+function receiveInPlace(accepted: Socket, onread: OnReadOpts): Socket | undefined {
+  const raw = accepted as unknown as { _handle?: unknown };
+  const handle = raw._handle;
+  if (handle === null || typeof handle !== 'object') return undefined;
+  let sock: Socket;
+  try {
+    sock = new Socket({ handle, onread } as ConstructorParameters<typeof Socket>[0]);
+  } catch {
+    return undefined;
+  }
+  // The accepted socket lets go of the handle (destroying it closes nothing now).
+  raw._handle = null;
+  accepted.destroy();
+  return sock;
+}
+
 class RpcConnection {
   private readonly parser: RecordParser;
   private readonly info: RpcConnectionInfo;
@@ -196,16 +243,19 @@ class RpcConnection {
   /** `sent` hooks of the replies in `out` (RpcOutcome), run once the writev carrying them is done. */
   private sentHooks: (() => void)[] = [];
   private flushQueued = false;
+  /** The parser's incomplete bytes after the last read (partial-record accounting). */
+  private parsedBefore = 0;
   private readonly opts: Required<Omit<RpcServerOptions, 'logger'>>;
   private readonly log: RpcLogger;
 
-  constructor(id: number, socket: Socket, server: RpcServer, opts: Required<Omit<RpcServerOptions, 'logger'>>, log: RpcLogger) {
+  constructor(id: number, socket: Socket, server: RpcServer, opts: Required<Omit<RpcServerOptions, 'logger'>>, log: RpcLogger, inPlace = false) {
     this.id = id;
     this.socket = socket;
     this.server = server;
     this.opts = opts;
     this.log = log;
     this.parser = new RecordParser(opts.maxRecordBytes);
+    this.parser.receivesInPlace = inPlace;
     this.info = {
       id,
       remoteAddress: socket.remoteAddress ?? '',
@@ -214,7 +264,7 @@ class RpcConnection {
     };
     socket.setNoDelay(true);
     socket.setTimeout(opts.idleTimeoutMs);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    if (!inPlace) socket.on('data', (chunk: Buffer) => this.closed || this.closing || this.onData(this.parser.push(chunk)));
     socket.on('drain', () => this.pump());
     socket.on('timeout', () => {
       if (this.outstanding === 0) {
@@ -224,7 +274,8 @@ class RpcConnection {
     });
     socket.on('error', (e) => this.log.debug({ conn: id, err: e }, 'rpc socket error'));
     socket.on('close', () => {
-      this.server.partialBytes -= this.parser.buffered;
+      this.server.partialBytes -= this.parsedBefore;
+      this.parsedBefore = 0;
       this.parser.reset();
       this.closed = true;
       this.backlog.length = 0;
@@ -248,11 +299,23 @@ class RpcConnection {
     this.socket.destroy();
   }
 
-  private onData(chunk: Buffer): void {
+  /** Where the next read may land (receiveInPlace): the large record being received, if any. */
+  landingZone(): Buffer | undefined {
+    return this.closed || this.closing ? undefined : this.parser.landingZone();
+  }
+
+  /** `n` bytes read into `buf`: the connection's reused buffer (`transient`) or the landing zone. */
+  received(n: number, buf: Buffer, transient: boolean): void {
+    if (this.closed || this.closing || n <= 0) return;
+    this.onData(transient ? this.parser.push(buf.subarray(0, n), true) : this.parser.landed(n));
+  }
+
+  /** Records completed by a read; `buffered` held the parser's incomplete bytes before it. */
+  private onData(records: Buffer[]): void {
     if (this.closed || this.closing) return;
-    const before = this.parser.buffered;
-    const records = this.parser.push(chunk);
     const after = this.parser.buffered;
+    const before = this.parsedBefore;
+    this.parsedBefore = after;
     this.server.partialBytes += after - before;
     for (const rec of records) this.backlog.push(rec);
     if (this.parser.error) {
@@ -261,6 +324,7 @@ class RpcConnection {
     } else if (after > 0 && this.server.partialBytes > this.opts.maxPartialBytes) {
       this.log.warn({ conn: this.id, remote: this.info.remoteAddress, held: this.server.partialBytes }, 'rpc partial records over the server budget, closing connection');
       this.server.partialBytes -= after;
+      this.parsedBefore = 0;
       this.parser.reset();
       this.closing = true;
     }

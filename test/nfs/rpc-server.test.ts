@@ -161,6 +161,39 @@ describe('framing', () => {
   });
 });
 
+describe('receive in place (reads into the connection\'s buffers)', () => {
+  it('a 1 MiB record lands in a pooled slab; small records are copied out of the reused read buffer, intact after later reads', async () => {
+    const seen: Buffer[] = [];
+    const program: RpcProgram = {
+      prog: TEST_PROG,
+      versions: new Map([[1, { procedures: new Map<number, RpcProcedure>([[9, (call) => {
+        seen.push(call.args);
+        return { kind: 'success', encode: (w) => void w.u32(call.args.length) };
+      }]]) }]]),
+    };
+    const port = await start({ programs: [program] });
+    const c = await client(port);
+    const big = Buffer.alloc(1024 * 1024);
+    for (let i = 0; i < big.length; i += 4) big.writeUInt32BE(i, i);
+    const small = Array.from({ length: 40 }, (_, i) => Buffer.alloc(64 + 4 * i, i + 1));
+    // Small calls before and after the big one, all pipelined on one connection.
+    const calls = [
+      ...small.slice(0, 20).map((a, i) => c.call(100 + i, callRecord({ xid: 100 + i, prog: TEST_PROG, vers: 1, proc: 9, args: a }))),
+      c.call(200, callRecord({ xid: 200, prog: TEST_PROG, vers: 1, proc: 9, args: big })),
+      ...small.slice(20).map((a, i) => c.call(120 + i, callRecord({ xid: 120 + i, prog: TEST_PROG, vers: 1, proc: 9, args: a }))),
+    ];
+    const replies = await Promise.all(calls);
+    expect(replies.map((r) => r.results.readUInt32BE(0))).toEqual([...small.slice(0, 20), big, ...small.slice(20)].map((a) => a.length));
+    // Every record as sent, read after all the others went through the same read buffer.
+    expect(seen.length).toBe(41);
+    const got = seen.find((a) => a.length === big.length)!;
+    expect(got.equals(big)).toBe(true);
+    // The big record is a view of a pooled slab (record-buffers.ts: 1 MiB + 64 KiB), not of a socket read.
+    expect(got.buffer.byteLength).toBe(1024 * 1024 + 64 * 1024);
+    for (const a of small) expect(seen.some((x) => x.equals(a))).toBe(true);
+  });
+});
+
 describe('concurrency and bounds', () => {
   it('replies out of order: a slow call does not hold back a fast one on the same connection', async () => {
     const t = testProgram();
