@@ -30,7 +30,7 @@
  *   are refused with that reason. 65534 (the guest's) is never handed to a directory user.
  */
 import { hash } from 'node:crypto';
-import { Client, InvalidCredentialsError, ResultCodeError, SizeLimitExceededError, type Entry } from 'ldapts';
+import { AndFilter, Client, EqualityFilter, FilterParser, InvalidCredentialsError, ResultCodeError, SizeLimitExceededError, type Entry, type Filter } from 'ldapts';
 import type { ConnectionOptions } from 'node:tls';
 import { GUEST_ID } from './authenticator.ts';
 import type { LdapSettings } from './ldap-config.ts';
@@ -123,6 +123,8 @@ export class LdapDirectory {
   private readonly urls = new Map<string, UrlState>();
   private closed = false;
   private readonly serviceDn: string;
+  /** Domain SIDs (hex, without the RID) seen on AD entries: how a RID-mapped uid finds its user. */
+  private readonly domainSids = new Set<string>();
 
   constructor(settings: LdapSettings, events: DirectoryEvents = {}) {
     this.settings = settings;
@@ -171,8 +173,35 @@ export class LdapDirectory {
     // `{user}` filled with a bare `*` (not escaped) turns the login filter into "any user".
     const anyUser = this.settings.userFilter.replace(/\{user\}/g, '*');
     const entries = await this.search(this.settings.userBase, `(&(${a.uidNumber}=${uid})${anyUser})`, this.userAttributes([a.displayName]), 2);
-    if (entries.length !== 1) return undefined;
-    return this.toUser(entries[0]!);
+    if (entries.length === 1) return this.toUser(entries[0]!);
+    if (entries.length > 1 || !this.settings.activeDirectory || uid < this.settings.ridBase || uid - this.settings.ridBase > 0xffffffff) return undefined;
+    // AD without uidNumber: the uid was ridBase + RID, so the user is the domain SID + that RID.
+    // The domain SIDs are the ones seen on entries (learned from one user entry if none was yet).
+    if (this.domainSids.size === 0) {
+      const any = await this.search(this.settings.userBase, `(&(objectSid=*)${anyUser})`, ['objectSid'], 1).catch((e: unknown) => {
+        if (e instanceof SizeLimitExceededError) return [];
+        throw e;
+      });
+      for (const e of any) this.noteSid(sidOf(e));
+    }
+    const rid = Buffer.alloc(4);
+    rid.writeUInt32LE(uid - this.settings.ridBase);
+    for (const domain of this.domainSids) {
+      const sid = Buffer.concat([Buffer.from(domain, 'hex'), rid]);
+      sid[1] = (sid.length - 8) / 4; // the sub-authority count, one more than the domain's
+      // A filter object, not text: ldapts reads `\XX` escapes in filter text as UTF-8, which mangles
+      // binary values.
+      const filter = new AndFilter({ filters: [new EqualityFilter({ attribute: 'objectSid', value: sid }), FilterParser.parseString(anyUser)] });
+      const found = await this.search(this.settings.userBase, filter, this.userAttributes([a.displayName]), 2);
+      if (found.length === 1) return this.toUser(found[0]!);
+    }
+    return undefined;
+  }
+
+  /** Remembers the domain part of an AD objectSid (all but the RID), for lookupUid. */
+  private noteSid(sid: Buffer | undefined): void {
+    if (sid === undefined || sid.length < 12 || this.domainSids.size >= 16) return;
+    this.domainSids.add(sid.subarray(0, sid.length - 4).toString('hex'));
   }
 
   /** The NT hash stored in the directory (sambaNTPassword), or undefined when the entry has none. */
@@ -235,10 +264,12 @@ export class LdapDirectory {
     let uid = num(first(e, a.uidNumber));
     let gid = num(first(e, a.gidNumber));
     if (uid === undefined && this.settings.activeDirectory) {
-      const sid = e['objectSid'];
-      const buf = Buffer.isBuffer(sid) ? sid : Array.isArray(sid) && Buffer.isBuffer(sid[0]) ? sid[0] : typeof sid === 'string' ? Buffer.from(sid, 'binary') : undefined;
+      const buf = sidOf(e);
       // A SID ends with the RID, the last 32-bit little-endian sub-authority.
-      if (buf !== undefined && buf.length >= 12) uid = this.settings.ridBase + buf.readUInt32LE(buf.length - 4);
+      if (buf !== undefined && buf.length >= 12) {
+        uid = this.settings.ridBase + buf.readUInt32LE(buf.length - 4);
+        this.noteSid(buf);
+      }
       if (gid === undefined) {
         const pg = num(first(e, 'primaryGroupID'));
         if (pg !== undefined) gid = this.settings.ridBase + pg;
@@ -282,7 +313,7 @@ export class LdapDirectory {
     return [...names];
   }
 
-  private async search(base: string, filter: string, attributes: string[], sizeLimit: number): Promise<Entry[]> {
+  private async search(base: string, filter: string | Filter, attributes: string[], sizeLimit: number): Promise<Entry[]> {
     return this.run(async (c) => {
       if (c.boundAs !== this.serviceDn) {
         c.boundAs = undefined;
@@ -467,6 +498,12 @@ function describe(e: unknown): string {
   const code = (e as { code?: unknown }).code;
   const msg = e instanceof Error ? e.message : String(e);
   return typeof code === 'string' && !msg.includes(code) ? `${code}: ${msg}` : msg;
+}
+
+function sidOf(e: Entry): Buffer | undefined {
+  const v = e['objectSid'];
+  const b = Array.isArray(v) ? v[0] : v;
+  return Buffer.isBuffer(b) ? b : undefined;
 }
 
 function first(e: Entry, attr: string): string | undefined {

@@ -305,8 +305,13 @@ describe.skipIf(!haveSlapd())('LDAP authenticator against slapd', () => {
     // The UPN logs the same account in, under its sAMAccountName.
     expect((await a.login('hank@example.org', 'hank-pw', CTX)).principal.user).toBe('hank');
     expect((await failure(a.login('hank', 'wrong', CTX))).reason).toBe('bad-password');
-    // NFS: the RID-mapped uid cannot be searched for (no uidNumber attribute): nobody.
-    expect(await a.principalForUid(1_000_000 + 1105)).toBeUndefined();
+    // NFS: the RID-mapped uid finds its user by objectSid (domain SID learned from the entries),
+    // also in a fresh authenticator that has not seen any AD entry yet.
+    expect(await a.principalForUid(1_000_000 + 1105)).toMatchObject({ user: 'hank', gid: 1_000_000 + 513 });
+    const fresh = auth({ activeDirectory: true, userBase: AD_BASE, nestedGroups: false });
+    expect((await fresh.principalForUid(1_000_000 + 1105))?.user).toBe('hank');
+    expect(await fresh.principalForUid(1_000_000 + 1106)).toBeUndefined();
+    expect(await fresh.principalForUid(999_999)).toBeUndefined();
     // SMB: AD never exposes NT hashes (none here either): refused, with the reason logged.
     expect(await a.ntHash('hank')).toBeUndefined();
   });
