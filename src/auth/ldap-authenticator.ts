@@ -221,6 +221,8 @@ export class DirectoryAuthenticator implements Authenticator {
       }
       try {
         const { user: u, hash } = await this.directory.ntHash(user);
+        // SMB asks principalFor right after a good NTLM answer: the entry just read serves it.
+        this.byName?.set(user.toLowerCase(), u);
         if (hash === undefined) this.noNtHash(u);
         return hash;
       } catch (e) {
