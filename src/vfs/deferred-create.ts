@@ -12,7 +12,10 @@
  * Decision and reasons:
  * - Only a create whose handle will publish anyway is deferred (write access, on a share without
  *   async write-back: see Vfs.createEmpty). A create without write access still uploads the empty
- *   object at once (nothing else would ever publish it).
+ *   object at once (nothing else would ever publish it). On async shares a WebDAV PUT of a new file
+ *   (not exclusive) is deferred too: its staged content is journaled before the PUT is answered, and
+ *   the journal record names the file as created here, so the name is as durable as the content: a
+ *   start-up that resumes the upload announces the file again (src/vfs/write-back.ts).
  * - Everything that needs the object itself to exist (a server-side copy or rename of it, a
  *   truncate to a non-zero size without a stage, a patch writer) first writes the empty object
  *   ("materialises" it), so those paths keep exactly their old behaviour. Metadata changes (chmod,
@@ -97,6 +100,18 @@ function applyMeta(st: BackendStat, m: SetMetadata): BackendStat {
   if (m.mtimeNs !== undefined) out.mtimeNs = m.mtimeNs;
   if (m.birthtimeNs !== undefined) out.birthtimeNs = m.birthtimeNs;
   return out;
+}
+
+/** The wrapped backend answers this property with its DeferredCreates (deferredCreatesOf). */
+const LAYER = Symbol('portico.deferredCreates');
+
+/**
+ * The deferred-create layer of a volume's backend (the Proxy DeferredCreates.backend), if it has
+ * one: write-back reaches it through the backend it is given (src/vfs/write-back.ts, new files of a
+ * staged PUT).
+ */
+export function deferredCreatesOf(backend: Backend): DeferredCreates | undefined {
+  return (backend as unknown as { [LAYER]?: DeferredCreates })[LAYER];
 }
 
 export class DeferredCreates {
@@ -397,6 +412,7 @@ export class DeferredCreates {
     };
     return new Proxy(inner, {
       get: (target, prop) => {
+        if (prop === LAYER) return this;
         const value = Reflect.get(target, prop, target) as unknown;
         if (typeof value !== 'function') return value;
         const name = String(prop);

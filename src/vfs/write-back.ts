@@ -54,9 +54,15 @@
  * - Whole-content replacements (WebDAV PUT, Vfs.replaceContent) are staged too (stagedReplace): the
  *   body goes to a fresh stage private to the request (readers keep the old content; an abort leaves
  *   nothing), fsync'd in the background every 64 MiB while it streams in, and journaled at its end
- *   exactly as a last close is, so the PUT is answered at local-disk speed. A new file first gets its
- *   empty object (as a create does); a new file under 1 MiB goes in-band instead, since that empty
- *   object costs the round trips of its whole upload.
+ *   exactly as a last close is, so the PUT is answered at local-disk speed. A new file (not an
+ *   exclusive create) is announced to the volume's deferred-create layer instead of getting its
+ *   empty object first (src/vfs/deferred-create.ts): this gateway shows it at once, other S3
+ *   clients when its upload lands. Its record carries `nw` (mode, owner), and a start-up that
+ *   restores the record announces the file again, so an acknowledged new file is never missing on
+ *   this gateway while its upload waits (and a crash loses nothing acknowledged: the record makes
+ *   the name durable with the content). Without such a layer, or for an exclusive create (the
+ *   store checks it), the empty object goes first, and a new file under 1 MiB goes in-band, since
+ *   that empty object costs the round trips of its whole upload.
  * - Back-pressure: each pending stage keeps a temp file (and a descriptor). A share holds at most
  *   `maxPendingUploads`; a close beyond that uploads in-band as in sync mode (the client slows down
  *   to the store's pace instead of the gateway's disk and descriptors filling up).
@@ -80,6 +86,7 @@ import { COPY_CHUNK } from './file-copy.ts';
 import { isSameOrDescendant } from './path.ts';
 import type { FileId } from './types.ts';
 import { WriteStage, type StageSnapshot } from './write-stage.ts';
+import { deferredCreatesOf } from './deferred-create.ts';
 import { backoffCeilingMs } from './backoff.ts';
 
 export const WRITE_BACK_MODES = ['sync', 'async'] as const;
@@ -186,6 +193,11 @@ interface PutRecord {
   /** Stage snapshot, `file` relative to the stage directory (the state dir may move). */
   snap: StageSnapshot;
   /**
+   * A new file announced to the deferred-create layer (a staged PUT that created it): not in the
+   * store before this upload lands, so a start-up announces it again (mode and owner of the create).
+   */
+  nw?: CreatedFile;
+  /**
    * Set when neither the stage nor this record was fsync'd (writeBack.fsync: false): the boot id
    * they were written under. Only that boot can trust them (see WriteBackOptions.fsync).
    */
@@ -203,7 +215,9 @@ function isPut(r: unknown): r is PutRecord {
   const o = r as Partial<PutRecord> | null;
   return typeof o === 'object' && o !== null && o.t === 'put' && typeof o.k === 'string' && typeof o.vol === 'string'
     && typeof o.path === 'string' && typeof o.fid === 'string' && typeof o.size === 'number' && typeof o.mtime === 'string'
-    && /^\d+$/.test(o.mtime) && typeof o.snap === 'object' && o.snap !== null;
+    && /^\d+$/.test(o.mtime) && typeof o.snap === 'object' && o.snap !== null
+    && (o.nw === undefined || (typeof o.nw === 'object' && o.nw !== null && Number.isInteger(o.nw.mode)
+      && (o.nw.uid === undefined || Number.isInteger(o.nw.uid)) && (o.nw.gid === undefined || Number.isInteger(o.nw.gid))));
 }
 
 function isDel(r: unknown): r is DelRecord {
@@ -395,6 +409,13 @@ class Journal {
 // ------------------------------------------------------------------------------------------ entries
 
 /** A journaled stage whose upload has not committed yet. */
+/** How a file created by a staged PUT was created (PutRecord.nw). */
+export interface CreatedFile {
+  mode: number;
+  uid?: number;
+  gid?: number;
+}
+
 interface Entry {
   key: string;
   vol: string;
@@ -411,6 +432,8 @@ interface Entry {
   inflight: Promise<void> | undefined;
   /** Serialises journaling of this entry (records land in the order they were taken). */
   chain: Promise<void>;
+  /** Created by a staged PUT through the deferred-create layer, not uploaded yet (PutRecord.nw). */
+  created?: CreatedFile | undefined;
 }
 
 interface VolumeState {
@@ -612,7 +635,7 @@ export class WriteBack {
    * the stage. Rejects (entry not registered, or its previous record still standing) when the
    * journal cannot be written or the share is at maxPendingUploads: the caller then uploads in-band.
    */
-  commit(volume: string, id: FileId, path: string, stage: WriteStage): Promise<void> {
+  commit(volume: string, id: FileId, path: string, stage: WriteStage, created?: CreatedFile): Promise<void> {
     const vs = this.vols.get(volume);
     if (vs === undefined || this.dir === undefined || this.stopped) return Promise.reject(new VfsError('EIO', 'write-back is not available'));
     let e = this.entries.get(id);
@@ -634,6 +657,7 @@ export class WriteBack {
     }
     const entry = e;
     entry.path = path;
+    if (created !== undefined) entry.created = created;
     entry.mtimeNs = BigInt(Date.now()) * 1_000_000n;
     const gen = ++entry.gen;
     const boot = vs.opts.fsync ? undefined : BOOT_ID;
@@ -651,6 +675,7 @@ export class WriteBack {
         t: 'put', k: entry.key, vol: volume, path: entry.path, fid: String(id), size: snap.size,
         mtime: String(entry.mtimeNs), snap: { ...snap, file: basename(snap.file), dirty: true },
         ...(boot !== undefined ? { boot } : {}),
+        ...(entry.created !== undefined ? { nw: entry.created } : {}),
       });
     });
     entry.chain = run.catch(() => undefined);
@@ -681,7 +706,10 @@ export class WriteBack {
   stagedReplace(volume: string, backend: Backend, path: string, o: StagedReplaceOptions): StagedReplace | undefined {
     const vs = this.vols.get(volume);
     if (vs === undefined || vs.opts.mode !== 'async' || this.dir === undefined || this.stopped) return undefined;
-    if (o.existing === undefined && o.sizeHint !== undefined && o.sizeHint < STAGE_NEW_MIN_BYTES) return undefined;
+    // A new file needs its empty object first unless the deferred-create layer can show it (see the
+    // file comment): then small ones are staged too, answered without a request to the store.
+    const deferrable = !o.exclusive && deferredCreatesOf(backend) !== undefined;
+    if (o.existing === undefined && !deferrable && o.sizeHint !== undefined && o.sizeHint < STAGE_NEW_MIN_BYTES) return undefined;
     return new StagedReplace(this, volume, new WriteStage(this.stageDir, backend, path, true), backend, o);
   }
 
@@ -997,6 +1025,15 @@ export class WriteBack {
       this.entries.set(id, e);
       this.vols.get(r.vol)!.queue.add(id);
       restored++;
+      if (r.nw !== undefined) {
+        // A new file whose upload has not landed: shown on this gateway again until it does (a name
+        // found in the store meanwhile is left to the store; the upload replaces its content).
+        e.created = r.nw;
+        const owner = r.nw.uid !== undefined && r.nw.gid !== undefined ? { uid: r.nw.uid, gid: r.nw.gid } : undefined;
+        await deferredCreatesOf(backend)?.create(r.path, r.nw.mode, false, owner).catch((err: unknown) => {
+          this.log.warn({ err, share: r.vol, path: r.path }, 'write-back: a new file waiting for its upload cannot be shown before the upload lands');
+        });
+      }
     }
     for (const v of this.vols.keys()) this.pump(v);
     if (restored > 0) this.log.info({ uploads: restored }, 'write-back: resuming uploads journaled before the last stop');
@@ -1144,9 +1181,9 @@ export interface StagedReplaceOptions {
 /**
  * The writer of WriteBack.stagedReplace(): the acknowledgement of a PUT at local-disk speed, as a
  * close is in async mode. write()/writev() go to the stage (fsync'd in the background every
- * STAGE_SYNC_EVERY bytes, so the last fsync has little left to write); commit() only creates the
- * empty object of a new file (the name must exist for every client; exclusivity is checked by the
- * store there); journal(id) then makes the stage the file's pending upload exactly as a last close
+ * STAGE_SYNC_EVERY bytes, so the last fsync has little left to write); commit() only makes a new
+ * file exist: announced to the deferred-create layer, or (exclusive creates, checked by the store,
+ * and backends without the layer) as its empty object; journal(id) then makes the stage the file's pending upload exactly as a last close
  * does (fsync, journal record; WriteBack.commit) — once the VFS knows the file's id. When it cannot
  * be journaled (maxPendingUploads, journal unwritable) the stage is uploaded in-band.
  */
@@ -1160,6 +1197,8 @@ export class StagedReplace implements BackendWriter {
   private unsynced = 0;
   private syncing: Promise<void> | undefined;
   private stat: BackendStat | undefined;
+  /** Set when commit() announced a new file to the deferred-create layer. */
+  private created: CreatedFile | undefined;
   private settled = false;
 
   constructor(wb: WriteBack, volume: string, stage: WriteStage, backend: Backend, o: StagedReplaceOptions) {
@@ -1195,8 +1234,16 @@ export class StagedReplace implements BackendWriter {
     try {
       if (this.o.existing !== undefined) this.stat = this.o.existing;
       else {
-        const w = await this.backend.createWriter(this.stage.path, { exclusive: this.o.exclusive, mode: this.o.mode, sizeHint: 0, ...(this.o.owner ? { owner: this.o.owner } : {}) });
-        this.stat = await w.commit();
+        // Announced, not uploaded (see stagedReplace): no request to the store before the answer.
+        const deferred = this.o.exclusive ? undefined : deferredCreatesOf(this.backend);
+        const st = await deferred?.create(this.stage.path, this.o.mode, false, this.o.owner);
+        if (st !== undefined) {
+          this.stat = st;
+          this.created = { mode: this.o.mode, ...(this.o.owner ? { uid: this.o.owner.uid, gid: this.o.owner.gid } : {}) };
+        } else {
+          const w = await this.backend.createWriter(this.stage.path, { exclusive: this.o.exclusive, mode: this.o.mode, sizeHint: 0, ...(this.o.owner ? { owner: this.o.owner } : {}) });
+          this.stat = await w.commit();
+        }
       }
       await this.syncing;
       return this.stat;
@@ -1215,7 +1262,7 @@ export class StagedReplace implements BackendWriter {
     const stat = this.stat;
     if (stat === undefined) throw new VfsError('EINVAL', 'journal() before commit()', { path: this.stage.path });
     try {
-      await this.wb.commit(this.volume, id, this.stage.path, this.stage);
+      await this.wb.commit(this.volume, id, this.stage.path, this.stage, this.created);
       return stat;
     } catch (e) {
       if (!isVfsError(e, 'EAGAIN')) this.wb.logWarn({ err: e, share: this.volume, path: this.stage.path }, 'write-back: could not journal a PUT; uploading in-band');

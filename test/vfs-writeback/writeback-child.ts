@@ -64,6 +64,19 @@ async function run(c: Cmd): Promise<Record<string, unknown>> {
       }
       return {};
     }
+    case 'put': {
+      // A WebDAV PUT's path (Session.replaceContent): answered when commit() returned.
+      const data = Buffer.from(c.data ?? '', 'base64');
+      const w = await session.replaceContent('s', c.path!, { sizeHint: data.length });
+      try {
+        await w.write(data);
+      } catch (e) {
+        await w.abort();
+        throw e;
+      }
+      const a = await w.commit();
+      return { size: a.size, created: w.created };
+    }
     case 'read': {
       const h = await session.open('s', c.path!, { access: RO, owner: 'child', expect: 'file' });
       try {

@@ -227,6 +227,37 @@ describe('async write-back over S3, across a crash', () => {
     await second.quit();
   });
 
+  it('a PUT of a new small file is answered without uploading it, shown at once, and shown again after a crash until its upload lands', async () => {
+    const prefix = env.freshPrefix();
+    const state = stateDir();
+    const body = pattern(4096, 15);
+    // Uploads wait a minute: nothing of the PUT may have reached the store when it is answered.
+    const first = new Child({ stateDir: state, prefix, writeBack: { uploadDelayMs: 60_000 } });
+    await first.call('mkdir', { path: '/n' });
+    env.proxy.resetLog();
+    expect(await first.call('put', { path: '/n/new', data: body.toString('base64') })).toMatchObject({ size: body.length, created: true });
+    // Before: a new file under 1 MiB went in-band (HEAD + PutObject + HEAD); now no write at all.
+    expect(env.proxy.log.filter((e) => e.method !== 'GET' && e.method !== 'HEAD')).toEqual([]);
+    expect(await env.rawHead(`${prefix}/n/new`)).toBe(false);
+    expect((await first.read('/n/new')).equals(body)).toBe(true);
+    expect((await first.call('stat', { path: '/n/new' })).size).toBe(body.length);
+    expect((await first.call('list', { path: '/n' })).entries).toEqual([{ name: 'new', size: body.length }]);
+    await first.crash();
+
+    // The next start shows the file while its upload is held at the store, then the upload lands.
+    env.proxy.inject({ kind: 'hang', times: Infinity, match: uploadsUnder(`${prefix}/n`) });
+    const second = new Child({ stateDir: state, prefix, options: { requestTimeoutMs: 2000 } });
+    await until(() => heldAt(`${prefix}/n/new`), 20_000, 'the held upload');
+    expect(await env.rawHead(`${prefix}/n/new`)).toBe(false);
+    expect((await second.read('/n/new')).equals(body)).toBe(true);
+    expect((await second.call('list', { path: '/n' })).entries).toEqual([{ name: 'new', size: body.length }]);
+    env.proxy.clearFaults();
+    await drained(second);
+    expect((await env.rawGet(`${prefix}/n/new`))!.equals(body)).toBe(true);
+    expect((await second.call('list', { path: '/n' })).entries).toEqual([{ name: 'new', size: body.length }]);
+    await second.quit();
+  });
+
   it('rename and unlink of pending files; the store down during uploads (retries, then success)', async () => {
     const prefix = env.freshPrefix();
     const state = stateDir();
