@@ -343,6 +343,13 @@ void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *v
   Of(req)->Dispatch(req, e);
 }
 void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size) {
+  // Only user.* is kept (src/vfs/xattrs.ts). The kernel asks for others all the time — for
+  // security.capability before every write(2), for ACLs and labels on every `ls -l` entry — so
+  // they are answered here, without a trip through JS.
+  if (strncmp(name, "user.", 5) != 0) {
+    fuse_reply_err(req, ENODATA);
+    return;
+  }
   auto *e = Ev(OP_GETXATTR, ino);
   e->name = name;
   e->n1 = static_cast<double>(size);
