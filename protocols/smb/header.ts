@@ -198,7 +198,13 @@ export class RelatedChain {
       this.failedStatus = 0;
       return { sessionId: h.sessionId, treeId: h.treeId, inherit: false };
     }
-    if (first) return { sessionId: h.sessionId, treeId: h.treeId, inherit: false, failWith: 0xc000_000d };
+    if (first) {
+      // Refused, but its ids stay the chain's: the related elements after it fail the same way
+      // (INVALID_PARAMETER) on its session, not as a missing session (smbtorture smb2.compound.invalid1).
+      this.sessionId = h.sessionId;
+      this.treeId = h.treeId;
+      return { sessionId: h.sessionId, treeId: h.treeId, inherit: false, failWith: 0xc000_000d };
+    }
     if (this.failedStatus !== 0) return { sessionId: this.sessionId, treeId: this.treeId, inherit: true, failWith: this.failedStatus };
     return { sessionId: this.sessionId, treeId: this.treeId, inherit: true };
   }

@@ -13,7 +13,7 @@ import { Socket, createServer, type AddressInfo, type OnReadOpts, type Server } 
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { FrameParser, MessagePool, writeFramed, type FramePush } from '../framing.ts';
-import { Command, Flags, PROTOCOL_TRANSFORM, RelatedChain, headerTemplate, joinCompound, splitCompound, writeHeader, type Smb2Header } from '../header.ts';
+import { Command, Flags, LAST_COMMAND, PROTOCOL_TRANSFORM, RelatedChain, headerTemplate, joinCompound, splitCompound, writeHeader, type Smb2Header } from '../header.ts';
 import { STATUS } from '../status.ts';
 import { WireWriter, tryDecode } from '../wire.ts';
 import {
@@ -510,8 +510,11 @@ export class SmbServer {
       }
       const sess = conn.sessions.get(ids.sessionId);
       if (!sess?.root || (!sess.keys && !sess.anonymous)) {
-        out.push({ resp: unsignedAnswer(this.error(conn, h, STATUS.USER_SESSION_DELETED), h) });
-        chain.done(STATUS.USER_SESSION_DELETED);
+        // A related element whose chain has no valid session is INVALID_PARAMETER (MS-SMB2
+        // 3.3.5.2.7.2; smbtorture smb2.compound.invalid2, related9), an unrelated one USER_SESSION_DELETED.
+        const status = ids.inherit ? STATUS.INVALID_PARAMETER : STATUS.USER_SESSION_DELETED;
+        out.push({ resp: unsignedAnswer(this.error(conn, h, status), h) });
+        chain.done(status);
         continue;
       }
       if ((sess.encryptRequired || sess.trees.get(ids.treeId)?.encryptRequired) && !encryptedFor) {
@@ -530,8 +533,11 @@ export class SmbServer {
         continue;
       }
       const key = encryptedFor || !keys || !(signed || this.signingRequired) ? undefined : keys.signingKey;
-      if (ids.failWith !== undefined) {
-        out.push({ resp: this.error(conn, h, ids.failWith), ...(key ? { key } : {}) });
+      // A command code past the last one is INVALID_PARAMETER (MS-SMB2 3.3.5.2), before a failure
+      // it would inherit from its chain (smbtorture smb2.compound.invalid4).
+      const failWith = h.command > LAST_COMMAND ? STATUS.INVALID_PARAMETER : ids.failWith;
+      if (failWith !== undefined) {
+        out.push({ resp: this.error(conn, h, failWith), ...(key ? { key } : {}) });
         continue;
       }
       let r: CommandResult;
