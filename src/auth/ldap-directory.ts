@@ -139,25 +139,41 @@ export class LdapDirectory {
     return [...this.urls].map(([url, s]) => ({ url, up: s.failures === 0, lastError: s.lastError, retryInMs: Math.max(0, s.downUntil - now) }));
   }
 
-  /** Search-then-bind. Resolves the user with groups and ids, or throws AuthFailure. */
+  /**
+   * Search-then-bind. Resolves the user with groups and ids, or throws AuthFailure.
+   * Groups are searched only once the password is known to be right; a name that matches no entry
+   * still costs a bind (against a DN that does not exist), so a wrong password and an unknown name
+   * take the same directory round trips and their answer times do not tell which names exist.
+   */
   async login(name: string, password: string): Promise<DirectoryUser> {
     if (typeof password !== 'string' || password.length === 0) throw new AuthFailure('empty-password', 'empty password (an anonymous bind is not a login)', 'ldap');
     if (password.length > MAX_LDAP_PASSWORD) throw new AuthFailure('bad-password', `password longer than ${MAX_LDAP_PASSWORD} characters`, 'ldap');
-    const user = await this.lookup(name);
-    await this.run(async (c) => {
+    let entry: Entry;
+    try {
+      entry = await this.findEntry(name, [this.settings.attributes.displayName]);
+    } catch (e) {
+      if (e instanceof AuthFailure && e.reason === 'no-such-user') await this.bind(`cn=portico-no-such-user,${this.settings.userBase}`, password).catch(() => undefined);
+      throw e;
+    }
+    const ok = await this.bind(entry.dn, password);
+    if (!ok) throw new AuthFailure('bad-password', `the directory refused the password of ${entry.dn} (wrong password, or the account is locked or disabled)`, 'ldap');
+    return this.toUser(entry);
+  }
+
+  /** A simple bind on a pooled connection: true when accepted, false when the credentials were refused. */
+  private bind(dn: string, password: string): Promise<boolean> {
+    return this.run(async (c) => {
       try {
-        await this.timed('bind', () => c.client.bind(user.dn, password));
-        c.boundAs = user.dn;
+        await this.timed('bind', () => c.client.bind(dn, password));
+        c.boundAs = dn;
+        return true;
       } catch (e) {
         // The connection's identity is unknown after a failed bind: rebind before the next search.
         c.boundAs = undefined;
-        if (e instanceof InvalidCredentialsError) {
-          throw new AuthFailure('bad-password', `the directory refused the password of ${user.dn} (wrong password, or the account is locked or disabled)`, 'ldap');
-        }
+        if (e instanceof InvalidCredentialsError) return false;
         throw e;
       }
     });
-    return user;
   }
 
   /** The user named `name` with groups and ids, without a password check. */

@@ -292,6 +292,22 @@ describe.skipIf(!haveSlapd())('LDAP authenticator against slapd', () => {
     expect(text).toMatch(/portico_ldap_request_seconds_count\{op="search",result="ok"\} [1-9]/);
     expect(text).toMatch(/portico_ldap_request_seconds_count\{op="bind",result="error"\} 1/);
     expect(text).toContain(`portico_ldap_up{url="${slapd.url}"} 1`);
+
+    // A wrong password and an unknown name cost the same round trips (one search, one refused bind),
+    // so answer times do not tell which names exist; groups are searched only after a good password.
+    const count = async (op: string, result: string): Promise<number> =>
+      Number(new RegExp(`portico_ldap_request_seconds_count\\{op="${op}",result="${result}"\\} (\\d+)`).exec(await registry.metrics())?.[1] ?? 0);
+    const trips = async (): Promise<number[]> => [await count('search', 'ok'), await count('bind', 'ok'), await count('bind', 'error')];
+    const delta = async (fn: () => Promise<unknown>): Promise<number[]> => {
+      const before = await trips();
+      await fn();
+      return (await trips()).map((n, i) => n - before[i]!);
+    };
+    const wrong = await delta(() => failure(a.login('bob', 'wrong', CTX)));
+    const unknown = await delta(() => failure(a.login('no-such-name', 'wrong', CTX)));
+    // [searches, service rebinds, refused binds]: one user search (no group search), one refused bind.
+    expect([wrong[0], wrong[2]]).toEqual([1, 1]);
+    expect(unknown).toEqual(wrong);
   });
 
   it('the activeDirectory preset: sAMAccountName or userPrincipalName logins, ids from the objectSid RID and primaryGroupID', async () => {
