@@ -14,6 +14,13 @@ import {
 export interface RangeSource {
   readonly size: number;
   read(offset: number, length: number): Promise<Buffer>;
+  /**
+   * Where the first read of a shard (the tail holding the footer and usually the index) should
+   * start, when the source knows better than the default last 64 KiB (the S3 store with a disk
+   * tier: from the start of the last cache block, so the tail lands in the disk tier and a restart
+   * finds the index without a request).
+   */
+  readonly tailStart?: number;
 }
 
 async function exact(src: RangeSource, offset: number, length: number, part: string): Promise<Buffer> {
@@ -27,7 +34,8 @@ async function exact(src: RangeSource, offset: number, length: number, part: str
  * of a shard of up to about 1,000 small files; a second read only for a larger index.
  */
 export async function openShard(src: RangeSource, tailBytes = TAIL_READ_BYTES): Promise<{ footer: ShardFooter; index: ShardIndex }> {
-  const tailLen = Math.min(src.size, Math.max(FOOTER_BYTES, tailBytes));
+  let tailLen = Math.min(src.size, Math.max(FOOTER_BYTES, tailBytes));
+  if (src.tailStart !== undefined && src.tailStart >= 0 && src.tailStart <= src.size - tailLen) tailLen = src.size - src.tailStart;
   const tailStart = src.size - tailLen;
   const tail = await exact(src, tailStart, tailLen, 'footer');
   const footer = decodeFooter(tail, src.size);

@@ -12,8 +12,12 @@ import { parseS3Source } from '../s3/config.ts';
 import { S3Backend } from '../s3/s3-backend.ts';
 import { EtagChangedError } from '../s3/transport.ts';
 import { CATALOG_NAME, SHARD_DIR, type CatalogShard } from './catalog.ts';
+import { TAIL_READ_BYTES } from './format.ts';
 import type { RangeSource } from './format-read.ts';
 import type { ShardOutput, ShardStore } from './store.ts';
+
+/** ReadEngine.block priority of a read a caller waits for (read-engine.ts FG). */
+const FOREGROUND = 0;
 
 export class S3ShardStore implements ShardStore {
   readonly label: string;
@@ -99,8 +103,16 @@ export class S3ShardStore implements ShardStore {
   shardSource(shard: CatalogShard): RangeSource {
     const path = `/${SHARD_DIR}/${shard.name}`;
     const key = this.key(`${SHARD_DIR}/${shard.name}`);
+    // With a disk tier, the tail read starts at the last block (or the one before, when the last is
+    // shorter than the usual 64 KiB tail): it is then read as whole blocks, which the disk tier
+    // keeps, instead of 128 KiB pages, which live in memory only; a restarted gateway finds the
+    // footer and the index on disk. Without one, the default 64 KiB tail costs less.
+    const B = this.s3.engine.blockSize;
+    const lastBlock = Math.floor(Math.max(0, shard.size - 1) / B) * B;
+    const tailStart = this.s3.disk === undefined ? undefined : shard.size - lastBlock >= TAIL_READ_BYTES || lastBlock === 0 ? lastBlock : lastBlock - B;
     return {
       size: shard.size,
+      ...(tailStart !== undefined ? { tailStart } : {}),
       read: async (offset, length) => {
         let etag = shard.etag ?? this.etags.get(shard.name);
         if (etag === undefined) {
@@ -109,8 +121,15 @@ export class S3ShardStore implements ShardStore {
           etag = head.etag;
           this.etags.set(shard.name, etag);
         }
+        const v = { key, etag, size: shard.size, path };
         try {
-          return await this.s3.engine.read({ key, etag, size: shard.size, path }, offset, length);
+          if (tailStart !== undefined && offset === tailStart && offset + length === shard.size) {
+            // The tail as whole blocks (engine.read would fetch a short tail as pages, memory only).
+            const blocks: Buffer[] = [];
+            for (let i = tailStart / B; i * B < shard.size; i++) blocks.push(await this.s3.engine.block(v, i, FOREGROUND));
+            return blocks.length === 1 ? (blocks[0] as Buffer) : Buffer.concat(blocks);
+          }
+          return await this.s3.engine.read(v, offset, length);
         } catch (e) {
           if (e instanceof EtagChangedError) throw new VfsError('EIO', `shard ${shard.name} was replaced (ETag ${e.etag}, the catalog says ${etag}): shards are immutable`, { path });
           throw e;
