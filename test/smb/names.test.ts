@@ -106,7 +106,7 @@ for n in names:
     for (const n of names) expect(out.read[n], n).toBe(`body of ${n}`);
   }, 60_000);
 
-  it('stream names: a::$DATA opens a; a:b, a:b:$DATA, a::foo and a: are OBJECT_NAME_INVALID (no named streams, as FAT or Samba without streams)', async () => {
+  it('stream names: a::$DATA opens a; a:b, a:b:$DATA, a::foo and a: are OBJECT_NAME_INVALID (no named streams, as FAT or Samba without streams); . and .. resolve inside the share', async () => {
     const out = await runPython(
       String.raw`
 from impacket.smbconnection import SMBConnection
@@ -129,6 +129,11 @@ out = {}
 for n in inp['names']:
     out[n] = [attempt(n, d) for d in (FILE_OPEN, FILE_CREATE, FILE_OPEN_IF)]
 out['list'] = sorted(f.get_longname() for f in c.listPath('mem', '*'))
+c.createDirectory('mem', 'sub')
+out['dotdot'] = attempt('sub\\..\\plain.txt', FILE_OPEN)
+out['dot'] = attempt('.\\sub\\.\\..\\plain.txt', FILE_OPEN)
+out['above'] = attempt('..\\..\\plain.txt', FILE_OPEN)
+out['aboveCreate'] = attempt('sub\\..\\..\\new.txt', FILE_CREATE)
 `,
       { smb: stack.smbPort, user: ALICE.name, password: ALICE.password, names: ['plain.txt::$DATA', 'plain.txt::$data', 'plain.txt:b', 'plain.txt:b:$DATA', 'plain.txt::foo', 'plain.txt:', 'nothere:b', 'nothere:b:$DATA'] },
     );
@@ -139,6 +144,12 @@ out['list'] = sorted(f.get_longname() for f in c.listPath('mem', '*'))
       for (const r of out[n]) expect(r, n).toMatch(/STATUS_OBJECT_NAME_INVALID/);
     }
     expect(out.list).not.toContain('nothere');
+    // `.` and `..` resolve inside the share, as Windows' server canonicalizes; above its root is
+    // OBJECT_PATH_SYNTAX_BAD.
+    expect(out.dotdot).toBe('read:plain body');
+    expect(out.dot).toBe('read:plain body');
+    expect(out.above).toMatch(/STATUS_OBJECT_PATH_SYNTAX_BAD/);
+    expect(out.aboveCreate).toMatch(/STATUS_OBJECT_PATH_SYNTAX_BAD/);
   }, 60_000);
 
   it.skipIf(!HAVE_SMBCLIENT)('smbclient: put to CON and to a name with a trailing dot is NT_STATUS_OBJECT_NAME_INVALID', async () => {

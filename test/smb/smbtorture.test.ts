@@ -21,7 +21,7 @@ if (MISSING) console.warn(`test/smb/smbtorture.test.ts skipped: ${MISSING}`);
 
 /** Subtests that pass today, by suite (full names: suite.subtest). */
 export const PASSING: Record<string, string[]> = {
-  'smb2': ['connect', 'session-id', 'tcon', 'maxfid'],
+  'smb2': ['connect', 'session-id', 'tcon', 'maxfid', 'mkdir'],
   'smb2.read': ['eof', 'dir', 'access'],
   'smb2.rw': ['rw1', 'rw2', 'invalid'],
   'smb2.dir': ['find', 'fixed', 'sorted'],
@@ -36,7 +36,7 @@ export const PASSING: Record<string, string[]> = {
     'valid-request', 'rw-shared', 'rw-exclusive', 'auto-unlock', 'lock', 'async', 'cancel', 'cancel-tdis', 'cancel-logoff', 'errorcode',
     'zerobytelength', 'zerobyteread', 'unlock', 'multiple-unlock', 'stacking', 'contend', 'context', 'range', 'overlap', 'truncate',
   ],
-  'smb2.notify': ['valid-req', 'tcon', 'dir', 'tdis', 'tdis1', 'close', 'logoff'],
+  'smb2.notify': ['valid-req', 'tcon', 'dir', 'tdis', 'tdis1', 'close', 'logoff', 'tree'],
   'smb2.sharemode': ['sharemode-access', 'access-sharemode', 'bug14375'],
   'smb2.deny': ['deny1', 'deny2'],
   'smb2.compound': [

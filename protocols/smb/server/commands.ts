@@ -32,7 +32,7 @@ import {
 import type { Conn, Open, SmbServer, SmbSession, Tree } from './server.ts';
 import type { AsyncOp } from './async.ts';
 import { lock } from './lock.ts';
-import { lastComponent, refusedCreate, refusedName, streamlessPath } from './names.ts';
+import { lastComponent, refusedCreate, refusedName, resolveDots, streamlessPath } from './names.ts';
 import { changeNotify, deletePending, endNotify } from './notify.ts';
 import { querySecurity, setSecurity } from './security.ts';
 import { treeConnectDecision } from './share-policy.ts';
@@ -344,8 +344,10 @@ async function create(srv: SmbServer, conn: Conn, sess: SmbSession, tree: Tree, 
   // ACCESS_SYSTEM_SECURITY (SACLs) needs a privilege no Portico user holds.
   if (q.desiredAccess & 0x0100_0000) return fail(STATUS_PRIVILEGE_NOT_HELD);
   if (q.fileAttributes & FILE_ATTRIBUTES_INVALID || (q.createOptions & CreateOptions.DIRECTORY_FILE && q.fileAttributes & FILE_ATTRIBUTE_TEMPORARY)) return fail(STATUS.INVALID_PARAMETER);
-  const path = streamlessPath(q.name);
-  if (path === undefined) return fail(NT.OBJECT_NAME_INVALID);
+  const named = streamlessPath(q.name);
+  if (named === undefined) return fail(NT.OBJECT_NAME_INVALID);
+  const path = resolveDots(named);
+  if (path === undefined) return fail(NT.OBJECT_PATH_SYNTAX_BAD);
   const disposition = DISPOSITIONS[q.createDisposition];
   if (disposition === undefined) return fail(STATUS.INVALID_PARAMETER);
   const wantDir = (q.createOptions & CreateOptions.DIRECTORY_FILE) !== 0;
@@ -664,7 +666,8 @@ async function setInfo(srv: SmbServer, conn: Conn, h: Smb2Header, el: Buffer, vi
         const len = b.readUInt32LE(16);
         if (20 + len > b.length || len & 1) return fail(STATUS.INVALID_PARAMETER);
         const toName = b.subarray(20, 20 + len).toString('utf16le');
-        const to = streamlessPath(toName);
+        const named = streamlessPath(toName);
+        const to = named === undefined ? undefined : resolveDots(named);
         if (to === undefined || to === '/' || refusedName(lastComponent(toName))) return fail(NT.OBJECT_NAME_INVALID);
         await view.rename(share, handle.path, to, { replace: b[0] !== 0, through: handle });
         break;

@@ -61,6 +61,25 @@ export function streamlessPath(wireName: string): string | undefined {
 }
 
 /**
+ * `.` and `..` components of a share path resolved as Windows' server canonicalizes a name before
+ * the file system sees it (`dir\sub\..` is `dir`; smbtorture smb2.notify.tree opens one such);
+ * undefined when `..` climbs above the share's root, which Windows and Samba answer with
+ * STATUS_OBJECT_PATH_SYNTAX_BAD (smbtorture smb2.mkdir: `..\..\..`).
+ */
+export function resolveDots(path: string): string | undefined {
+  if (!/(^|\/)\.\.?(\/|$)/.test(path)) return path;
+  const out: string[] = [];
+  for (const c of path.split('/')) {
+    if (c === '' || c === '.') continue;
+    if (c === '..') {
+      if (out.length === 0) return undefined;
+      out.pop();
+    } else out.push(c);
+  }
+  return `/${out.join('/')}`;
+}
+
+/**
  * Whether a CREATE of `wireName` must be refused: only when it would create the name — the
  * CREATE disposition, or OPEN_IF/OVERWRITE_IF/SUPERSEDE on a name not there (`existed` false, or
  * unknown) — never when it opens an existing one.
