@@ -103,6 +103,50 @@ export class ShardWriter {
     await this.sink(out);
   }
 
+  /**
+   * A large file streamed into the shard as a chunked payload (its bytes, then one CRC per 1 MiB
+   * chunk): memory stays at one read buffer whatever the file's size. Returns the bytes written.
+   */
+  async addChunkedStream(f: { path: string; mode: number; mtimeNs: bigint }, source: AsyncIterable<Uint8Array>): Promise<number> {
+    if (!this.started) {
+      await this.sink([this.header]);
+      this.pos = HEADER_BYTES;
+      this.started = true;
+    }
+    const offset = this.pos;
+    const crcs: number[] = [];
+    let cur = 0;
+    let curLen = 0;
+    let length = 0;
+    for await (const piece of source) {
+      const buf = Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
+      for (let o = 0; o < buf.length; ) {
+        const take = Math.min(buf.length - o, CHUNK_BYTES - curLen);
+        cur = crc32(buf.subarray(o, o + take), cur);
+        curLen += take;
+        o += take;
+        if (curLen === CHUNK_BYTES) {
+          crcs.push(cur);
+          cur = 0;
+          curLen = 0;
+        }
+      }
+      await this.sink([buf]);
+      length += buf.length;
+    }
+    if (curLen > 0) crcs.push(cur);
+    const table = Buffer.alloc(4 * crcs.length);
+    crcs.forEach((c, i) => table.writeUInt32LE(c >>> 0, 4 * i));
+    await this.sink([table]);
+    this.pos += length + table.length;
+    this.bytes += length;
+    this.entries.push({
+      path: f.path, type: 'file', codec: 'none', chunked: true, mode: f.mode, mtimeNs: f.mtimeNs,
+      offset: length === 0 ? 0 : offset, storedLength: length + table.length, length, crc: crc32(table),
+    });
+    return length;
+  }
+
   /** Writes the index and the footer. */
   async finish(): Promise<FinishedShard> {
     const out: Buffer[] = [];

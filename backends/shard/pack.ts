@@ -13,6 +13,7 @@
  * 5. Replace the catalog atomically, then drop the checkpoint.
  */
 import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { lstat, readFile, readdir } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
@@ -21,7 +22,7 @@ import { crc32 } from 'node:zlib';
 import { normalizeName } from '../../src/vfs/path.ts';
 import { CHECKPOINT_NAME, emptyCatalog, parseCatalog, serializeCatalog, shardName, type Catalog, type CatalogShard } from './catalog.ts';
 import type { Codec } from './codec.ts';
-import { comparePathBytes } from './format.ts';
+import { WHOLE_MAX_BYTES, comparePathBytes } from './format.ts';
 import { DEFAULT_ALIGNMENT, ShardWriter } from './format-write.ts';
 import { prepareFile, type PrepareTask, type Prepared } from './prepare.ts';
 import { Progress, type ProgressMode } from './progress.ts';
@@ -260,7 +261,7 @@ export async function pack(src: string, store: ShardStore, o: PackOptions = {}):
         const started: (Promise<Prepared> | undefined)[] = [];
         const start = (i: number): void => {
           const e = part[i];
-          if (e === undefined || e.type !== 'file' || started[i] !== undefined) return;
+          if (e === undefined || e.type !== 'file' || e.size > WHOLE_MAX_BYTES || started[i] !== undefined) return;
           const p = pool.run({ file: e.file, name: e.path.slice(e.path.lastIndexOf('/') + 1), policy, level: o.level });
           p.catch(() => undefined);
           started[i] = p;
@@ -272,6 +273,26 @@ export async function pack(src: string, store: ShardStore, o: PackOptions = {}):
           if (e.type === 'dir') {
             w.addDir(e.path, e.mode, e.mtimeNs);
             result.dirs++;
+            continue;
+          }
+          if (e.size > WHOLE_MAX_BYTES) {
+            // Large files are streamed (chunked payload, no codec): one 1 MiB buffer, not the file.
+            let n: number;
+            try {
+              n = await w.addChunkedStream(e, createReadStream(e.file, { highWaterMark: 1024 * 1024 }));
+            } catch (err) {
+              // ENOENT comes from the open, before any of its bytes went out; anything else aborts the shard.
+              if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+                warn(`skipped ${e.file}: it disappeared while packing`);
+                result.skipped++;
+                continue;
+              }
+              throw err;
+            }
+            stored += n;
+            result.files++;
+            result.bytes += n;
+            progress.add(1, n);
             continue;
           }
           let p: Prepared;

@@ -1,6 +1,6 @@
 /**
  * One file's preparation for a shard (in a worker thread or inline): its bytes, codec, payload and
- * CRC. Files over WHOLE_MAX_BYTES are stored chunked, without a codec (format.ts).
+ * CRC. Files over WHOLE_MAX_BYTES do not come here: the packer streams them (ShardWriter.addChunkedStream).
  */
 import { WHOLE_MAX_BYTES } from './format.ts';
 import { encodeFor, type Codec } from './codec.ts';

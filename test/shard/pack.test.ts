@@ -50,6 +50,9 @@ describe('shard pack', () => {
     const codecs = new Set<string>();
     for await (const l of reader.entries()) codecs.add(l.entry.codec);
     expect(codecs).toEqual(new Set(['none', 'zstd']));
+    // The large file was streamed as a chunked payload (a CRC per 1 MiB chunk).
+    const large = await reader.lookup('/large-0.bin');
+    expect(large?.entry).toMatchObject({ chunked: true, codec: 'none', length: files.find((f) => f.path === '/large-0.bin')!.data.length });
   });
 
   it('an update adds a generation: new and changed files, tombstones for what is gone', async () => {
