@@ -213,9 +213,9 @@ access to * by dn.exact="${READER_DN}" read by self read by * none
   );
   writeFileSync(join(dir, 'dit.ldif'), testDit());
   run(SLAPADD, ['-f', conf, '-l', join(dir, 'dit.ldif')]);
-  const [port, ldapsPort] = [await freePort(), await freePort()];
-  const url = `ldap://127.0.0.1:${port}`;
-  const ldapsUrl = `ldaps://127.0.0.1:${ldapsPort}`;
+  let [port, ldapsPort] = [await freePort(), await freePort()];
+  let url = `ldap://127.0.0.1:${port}`;
+  let ldapsUrl = `ldaps://127.0.0.1:${ldapsPort}`;
   let child: ChildProcess | undefined;
   let log = '';
 
@@ -252,7 +252,22 @@ access to * by dn.exact="${READER_DN}" read by self read by * none
     clearTimeout(t);
   };
 
-  await start();
+  // A free port can be taken by another process before slapd binds it: new ports, up to 3 tries.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await start();
+      break;
+    } catch (e) {
+      await stop();
+      if (attempt >= 3) {
+        rmSync(dir, { recursive: true, force: true });
+        throw e;
+      }
+      [port, ldapsPort] = [await freePort(), await freePort()];
+      url = `ldap://127.0.0.1:${port}`;
+      ldapsUrl = `ldaps://127.0.0.1:${ldapsPort}`;
+    }
+  }
   return {
     dir,
     url,
