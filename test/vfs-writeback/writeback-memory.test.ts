@@ -8,7 +8,7 @@
 import { appendFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { open as openHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MemoryBackend, MEMORY_OBJECTSTORE_CAPABILITIES } from '../../backends/memory/memory-backend.ts';
 import type { Backend } from '../../src/vfs/backend.ts';
@@ -275,6 +275,44 @@ describe('async write-back (memory:objectstore)', () => {
     expect(await stored(mem, '/one')).toBe('first file');
     expect((await mem.read('/two', 0, big.length + 1)).equals(big)).toBe(true);
     await stageEmpty(env);
+  });
+
+  it('a small stage is journaled with its content: one fdatasync per close, and a restart after the stage file was lost uploads the acknowledged bytes', async () => {
+    const probe = await openHandle(join(tmpdir(), `portico-fh-probe2-${process.pid}`), 'w');
+    const proto = Object.getPrototypeOf(probe) as { sync: () => Promise<void>; datasync: () => Promise<void> };
+    await probe.close();
+    const syncs = vi.spyOn(proto, 'sync');
+    const datasyncs = vi.spyOn(proto, 'datasync');
+    try {
+      const mem = objectStore();
+      const env = await start(mem);
+      env.g.close();
+      // (The first record creates the journal file, whose directory entry is fsync'd once.)
+      await writeFile(env.vfs, '/warm', 'warm-up');
+      syncs.mockClear();
+      datasyncs.mockClear();
+      const small = Buffer.alloc(4096, 3);
+      await writeFile(env.vfs, '/small', small);
+      // Before: fsync of the stage, fsync of the stage directory, fdatasync of the journal.
+      expect(syncs).not.toHaveBeenCalled();
+      expect(datasyncs).toHaveBeenCalledTimes(1);
+      // A larger stage still has its own file synced (and its directory entry).
+      await writeFile(env.vfs, '/large', Buffer.alloc(200 * 1024, 4));
+      expect(syncs.mock.calls.length).toBeGreaterThanOrEqual(2);
+      // A machine crash lost the small stage's page cache: its file is empty, the record holds the bytes.
+      const journal = join(env.stateDir, 'writeback', 'journal.log');
+      const rec = [...parseJournal(readFileSync(journal, 'utf8')).live.values()].find((r) => r.path === '/small')!;
+      expect(Buffer.from(rec.data!, 'base64').equals(small)).toBe(true);
+      writeFileSync(join(env.stateDir, 'stage', basename(rec.snap.file)), '');
+      const again = await start(mem, { stateDir: env.stateDir });
+      expect((await readFile(again.vfs, '/small')) === small.toString()).toBe(true);
+      await drained(again);
+      expect((await mem.read('/small', 0, 10_000)).equals(small)).toBe(true);
+      expect((await mem.read('/large', 0, 300 * 1024)).equals(Buffer.alloc(200 * 1024, 4))).toBe(true);
+    } finally {
+      syncs.mockRestore();
+      datasyncs.mockRestore();
+    }
   });
 
   it('fsync: false acknowledges without fsync or fdatasync; after a reboot its records go to lost+found, never to the store', async () => {
