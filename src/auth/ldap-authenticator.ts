@@ -93,6 +93,7 @@ export class DirectoryAuthenticator implements Authenticator {
   private readonly byName: LRUCache<string, DirectoryUser> | undefined;
   private readonly byUid: LRUCache<number, { user: DirectoryUser | undefined }> | undefined;
   private readonly adNoticeAt = new Map<string, number>();
+  private readonly ntlmSources = new Map<string, AuthSource>();
   private unavailableLoggedAt = -Infinity;
   private unavailableSince = 0;
 
@@ -216,11 +217,15 @@ export class DirectoryAuthenticator implements Authenticator {
     for (const source of this.order) {
       if (source === 'local') {
         const row = typeof user === 'string' && USER_NAME_RE.test(user) ? this.users.getUser(user) : undefined;
-        if (row !== undefined) return this.users.ntHash(user);
+        if (row !== undefined) {
+          this.ntlmSource(user, 'local');
+          return this.users.ntHash(user);
+        }
         continue;
       }
       try {
         const { user: u, hash } = await this.directory.ntHash(user);
+        this.ntlmSource(user, 'ldap');
         // SMB asks principalFor right after a good NTLM answer: the entry just read serves it.
         this.byName?.set(user.toLowerCase(), u);
         if (hash === undefined) this.noNtHash(u);
@@ -253,6 +258,17 @@ export class DirectoryAuthenticator implements Authenticator {
   recordResult(user: string, ctx: AuthContext, ok: boolean): void {
     if (ok) this.throttle.succeed(user, ctx.clientAddress);
     else this.throttle.fail(user, ctx.clientAddress);
+    // NTLM logins (SMB) count in the same metric, under the source that gave the hash.
+    const key = typeof user === 'string' ? user.toLowerCase() : '';
+    const source = this.ntlmSources.get(key) ?? 'none';
+    this.ntlmSources.delete(key);
+    this.metrics?.logins.labels(source, ok ? 'ok' : 'ntlm-failed').inc();
+  }
+
+  /** Which source answered the NT hash of a name, until its recordResult (bounded: SMB reports every attempt). */
+  private ntlmSource(user: string, source: AuthSource): void {
+    if (this.ntlmSources.size >= 10_000) this.ntlmSources.clear();
+    this.ntlmSources.set(user.toLowerCase(), source);
   }
 
   checkThrottle(user: string, ctx: AuthContext): void {

@@ -104,6 +104,10 @@ describe.skipIf(!haveSlapd())('directory users over NFS (AUTH_SYS uid) and SMB (
     const wrong = await smb('bob', 'wrong', 'ls');
     expect(wrong.code).not.toBe(0);
     expect(wrong.out).toContain('NT_STATUS_LOGON_FAILURE');
+    // Counted with the password logins, by the source that gave the NT hash.
+    const metrics = await stack.gateway.metrics.registry.metrics();
+    expect(metrics).toMatch(/portico_auth_logins_total\{source="ldap",result="ok"\} [1-9]/);
+    expect(metrics).toMatch(/portico_auth_logins_total\{source="ldap",result="ntlm-failed"\} [1-9]/);
   });
 
   it.skipIf(!HAVE_SMBCLIENT)('refuses SMB for a directory user without an NT hash and logs what NTLM needs', async () => {
