@@ -54,6 +54,16 @@ interface LdapMetrics {
 }
 
 function ldapMetrics(registry: Registry): LdapMetrics {
+  // A registry that already has them (a gateway restarted on the same Metrics) keeps its counters.
+  const existing = registry.getSingleMetric('portico_auth_logins_total');
+  if (existing !== undefined) {
+    return {
+      logins: existing as Counter<'source' | 'result'>,
+      latency: registry.getSingleMetric('portico_ldap_request_seconds') as Histogram<'op' | 'result'>,
+      cacheHits: registry.getSingleMetric('portico_ldap_cache_hits_total') as Counter<'cache'>,
+      up: registry.getSingleMetric('portico_ldap_up') as Gauge<'url'>,
+    };
+  }
   return {
     logins: new Counter({ name: 'portico_auth_logins_total', help: 'Password logins by source (local, ldap) and result (ok, or the failure reason)', labelNames: ['source', 'result'], registers: [registry] }),
     latency: new Histogram({

@@ -292,6 +292,9 @@ describe.skipIf(!haveSlapd())('LDAP authenticator against slapd', () => {
     expect(text).toMatch(/portico_ldap_request_seconds_count\{op="search",result="ok"\} [1-9]/);
     expect(text).toMatch(/portico_ldap_request_seconds_count\{op="bind",result="error"\} 1/);
     expect(text).toContain(`portico_ldap_up{url="${slapd.url}"} 1`);
+    // A second authenticator on the same registry (a restarted gateway) shares the counters.
+    await auth({}, throttle(), registry).login('alice', 'alice-pw', CTX);
+    expect(await registry.metrics()).toContain('portico_auth_logins_total{source="ldap",result="ok"} 3');
 
     // A wrong password and an unknown name cost the same round trips (one search, one refused bind),
     // so answer times do not tell which names exist; groups are searched only after a good password.
