@@ -20,8 +20,9 @@
  *   instead of waiting for timeouts on every login. An LDAP result code (the server answered) never
  *   counts as the URL being down.
  * - Groups: the group filter finds the groups naming the user (`member`/`uniqueMember` = DN,
- *   `memberUid` = name), plus (not AD) the posixGroup of the user's primary gidNumber. Nested groups: Active Directory resolves them itself through
- *   LDAP_MATCHING_RULE_IN_CHAIN; other servers (OpenLDAP has no such rule) are asked level by level
+ *   `memberUid` = name), plus (not AD) the posixGroup of the user's primary gidNumber; they are
+ *   searched only after the bind accepted the password. Nested groups: Active Directory resolves
+ *   them itself through LDAP_MATCHING_RULE_IN_CHAIN; other servers (OpenLDAP has no such rule) are asked level by level
  *   for groups whose members are the groups found so far, at most `maxGroupDepth` levels and
  *   MAX_GROUPS groups, so a membership cycle or a huge tree ends.
  * - ids: `uidNumber`/`gidNumber` (RFC 2307). AD entries without them map the objectSid's last
