@@ -21,6 +21,10 @@
  * full size), so that no server's upload runs during another's figure. Servers take turns in an order
  * that rotates every round (a shared machine's load then weighs on every server alike).
  *
+ * Beside each figure, the server's own CPU time (user + system of its process, every thread, from
+ * /proc/<pid>/stat) per MB or per operation, a PUT's background upload included: on a shared
+ * machine the wall-clock figures move with the load, a process's CPU per operation much less.
+ *
  * Portico authenticates every request (Basic, default bcrypt cost; cached after the first); rclone
  * runs without auth. rclone is installed with apt-get when missing (skipped, and said so, when apt
  * cannot). Figures are printed, never judged: the script does not fail on a ratio.
