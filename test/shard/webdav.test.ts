@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pack } from '../../backends/shard/pack.ts';
@@ -26,6 +27,14 @@ let dirs: string[];
 let s3: S3rverHandle;
 let proxy: FaultProxy;
 let stack: DavStack;
+/** The gateway's log (JSON lines). */
+let logText = '';
+const logSink = new Writable({
+  write(chunk: Buffer, _enc, cb) {
+    logText += chunk.toString('utf8');
+    cb();
+  },
+});
 
 const enc = (p: string): string => p.split('/').map(encodeURIComponent).join('/');
 
@@ -46,6 +55,7 @@ beforeAll(async () => {
       { name: 'bad', source: `shard+${pathToFileURL(join(tmp, 'bad')).href}` },
       { name: 's3shard', source: `shard+s3://${s3.bucket}/set`, options: { endpoint: proxy.endpoint, ...S3RVER_CREDENTIALS, catalogCheckMs: 600_000 } },
     ],
+    log: logSink,
   });
   await stack.addUser(...ALICE);
 }, 180_000);
@@ -204,6 +214,10 @@ describe('shard sets over WebDAV', () => {
     const body = existsSync(out) ? readFileSync(out) : Buffer.alloc(0);
     expect(body.equals(victim.data)).toBe(false);
     expect(body.includes(victim.data.subarray(0, 64))).toBe(false);
+    // And the gateway logged it, naming the shard and the file.
+    const line = logText.split('\n').find((l) => l.includes('shard set integrity failure') && l.includes(JSON.stringify(victim.path).slice(1, -1)));
+    expect(line, 'no integrity log line').toBeDefined();
+    expect(line).toContain(l.shard.name);
     // Index corruption: a reader that loads that index fails cleanly (EIO naming the part) for the
     // shard's files; files of other shards still read.
     const tailFlip = Buffer.from(bytes);
