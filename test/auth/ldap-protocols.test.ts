@@ -175,6 +175,15 @@ describe.skipIf(!haveSlapd() || !haveCurl)('directory users over WebDAV and in `
       expect(unknown.stdout).toMatch(/^failed: no-such-user \(ldap\): no entry under dc=example,dc=org matches \(uid=nobody\)/);
       const twin = await run('twin', 'twin-pw');
       expect(twin.stdout).toMatch(/^failed: ambiguous \(ldap\): the user filter \(uid=twin\) matches several entries/);
+      // A local user answers first (order [local, ldap]), with its local groups; a wrong local password says so.
+      const added = await runCli(['user', 'add', 'ops', '--groups', 'staff,oncall', '--password-stdin', '-c', cfg], { input: 'ops-pw\n', env: cleanEnv() });
+      expect(added.code, added.stderr).toBe(0);
+      const local = await run('ops', 'ops-pw');
+      expect(local.code, local.stderr).toBe(0);
+      expect(local.stdout).toMatch(/source:\s+local\n/);
+      expect(local.stdout).toMatch(/groups:\s+oncall, staff\n/);
+      expect(local.stdout).not.toContain('dn:');
+      expect((await run('ops', 'nope')).stdout).toMatch(/^failed: local-bad-password \(local\): wrong password for local user "ops"/);
 
       // Unreachable: both URLs named with their errors.
       write(['ldap://127.0.0.1:1', 'ldap://127.0.0.1:9']);
