@@ -46,6 +46,8 @@ export interface NamespaceHost {
   stageOf(id: FileId): WriteStage | undefined;
   /** Open handles of a deleted file keep working but must not resurrect it on close. */
   orphan(id: FileId): void;
+  /** Whether a handle other than `except` is open below the directory `path`. */
+  openBelow(v: Volume, path: string, except?: Handle): boolean;
   /** Handles at or below `from` now name `to`; returns them. */
   retargetHandles(from: string, to: string, v: Volume): Handle[];
   /** After a rename by copy: the handles' read views reopen on the copies. */
@@ -186,6 +188,12 @@ export class NamespaceOps {
     // against the other opens only: that open's own share mode does not refuse it.
     this.host.shareModes.checkDelete(srcRow.id, options.through?.fileId === srcRow.id ? options.through.id : undefined);
     if (src.path !== '/' && parentPath(src.path) !== src.path) this.host.shareModes.checkRenameIn(v.row(parentPath(src.path)).id);
+    // A directory renamed through an open of it (SMB) with a file open below it: EACCES, as Windows
+    // and Samba refuse it (STATUS_ACCESS_DENIED; smbtorture smb2.rename.rename_dir_openfile). A
+    // path-level rename (NFS RENAME, WebDAV MOVE) keeps POSIX's answer: it moves, the handles follow.
+    if (options.through && src.stat.type === 'dir' && this.host.openBelow(v, src.path, options.through)) {
+      throw new VfsError('EACCES', 'a file below the directory is open', { path: src.path });
+    }
     const replacedId = dst.stat && dst.path !== src.path ? v.row(dst.path).id : undefined;
     // Pending async uploads at or below the source, and of a replaced target, must not land while
     // the names move: held here, then retargeted (or cancelled) below.

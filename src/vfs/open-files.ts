@@ -367,6 +367,14 @@ export class OpenFiles {
   }
 
   /** Handles at or below `from` now name `to`; returns them. */
+  /** Whether a handle other than `except` is open strictly below the directory `path` of `v`. */
+  openBelow(v: Volume, path: string, except?: Handle): boolean {
+    for (const h of this.handles.values()) {
+      if (h !== except && h.volume === v && h.path !== path && isSameOrDescendant(h.path, path)) return true;
+    }
+    return false;
+  }
+
   retargetHandles(from: string, to: string, v: Volume): Handle[] {
     const out: Handle[] = [];
     for (const h of this.handles.values()) {

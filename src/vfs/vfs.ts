@@ -251,6 +251,7 @@ export class Vfs {
       checkTokenLocks: (v, path, tokens, what) => this.checkTokenLocks(v, path, tokens, what),
       stageOf: (id) => this.data.stages.get(id),
       orphan: (id) => this.files.orphan(id),
+      openBelow: (v, path, except) => this.files.openBelow(v, path, except),
       retargetHandles: (from, to, v) => this.files.retargetHandles(from, to, v),
       reopenMoved: (v, handles) => this.files.reopenMoved(v, handles),
     });

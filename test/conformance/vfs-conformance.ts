@@ -631,6 +631,16 @@ export function vfsConformance(f: BackendFactory): void {
         // a rename of a name in it; a listing open that shares all does not.
         await s.mkdir('s', '/pd');
         await writeFile(s, '/pd/f', 'y');
+        // A directory renamed through an open of it while a file below is open: EACCES (Windows'
+        // rule); a path-level rename moves it and the file's handle follows (POSIX's).
+        const inner = await s.open('s', '/pd/f', { access: RO, owner: 'i' });
+        const dh = await s.open('s', '/pd', { access: DEL, expect: 'dir', owner: 'dh' });
+        await expectCode(s.rename('s', '/pd', '/pd2', { through: dh }), 'EACCES');
+        await s.close(dh);
+        await s.rename('s', '/pd', '/pd2');
+        expect(inner.path).toBe('/pd2/f');
+        await s.rename('s', '/pd2', '/pd');
+        await s.close(inner);
         for (const [access, share, code] of [[DEL, SHARE_ALL, 'ESHARING'], [RO, NONE, 'ESHARING'], [RO, SHARE_ALL, undefined]] as const) {
           const d = await s.open('s', '/pd', { access, share, expect: 'dir', owner: 'd' });
           if (code) await expectCode(s.rename('s', '/pd/f', '/pd/g'), code);

@@ -4,7 +4,8 @@
  * itself, as on Windows); another open of the file that shares delete follows the file (its
  * FileAllInformation names the new path, it reads on); an open of the parent directory with
  * DELETE access, or one that shares nothing, makes the rename a sharing violation, and a listing
- * open that shares all does not.
+ * open that shares all does not; a directory with a file open below it is not renamed
+ * (ACCESS_DENIED, as on Windows) until that file is closed.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ALICE, startSmb, type SmbStack } from './gateway.ts';
@@ -84,6 +85,13 @@ for key, access, share in [('parentDelete', DELETE | FILE_LIST_DIRECTORY, ALL), 
     close(m)
     close(d)
 out['list'] = sorted(f.get_longname() for f in c.listPath('mem', 'd\\*'))
+# a directory with a file open below it: its rename is ACCESS_DENIED; once closed it renames
+inner = s.create(tid, 'd\\g.txt', FILE_READ_DATA, ALL, FILE_NON_DIRECTORY_FILE, FILE_OPEN, 0)
+dm = s.create(tid, 'd', DELETE | FILE_READ_ATTRIBUTES, ALL, FILE_DIRECTORY_FILE, FILE_OPEN, 0)
+out['dirWithOpenFile'] = rename(dm, 'd2')
+close(inner)
+out['dirAfterClose'] = rename(dm, 'd2')
+close(dm)
 `,
       { smb: stack.smbPort, user: ALICE.name, password: ALICE.password },
     );
@@ -96,5 +104,7 @@ out['list'] = sorted(f.get_longname() for f in c.listPath('mem', 'd\\*'))
     expect(out.parentNoShare).toBe('0xc0000043');
     expect(out.parentListing).toBe('ok');
     expect(out.list).toEqual(['.', '..', 'alone2.txt', 'g.txt']);
+    expect(out.dirWithOpenFile).toBe('0xc0000022'); // ACCESS_DENIED
+    expect(out.dirAfterClose).toBe('ok');
   }, 60_000);
 });

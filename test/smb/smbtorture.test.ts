@@ -30,13 +30,13 @@ export const PASSING: Record<string, string[]> = {
   'smb2.delete-on-close-perms': ['READONLY', 'BUG14427'],
   'smb2.rename': [
     'simple', 'simple_nodelete', 'no_sharing', 'share_delete_and_delete_access', 'no_share_delete_but_delete_access', 'share_delete_no_delete_access',
-    'no_share_delete_no_delete_access', 'msword', 'rename_dir_bench', 'close-full-information',
+    'no_share_delete_no_delete_access', 'msword', 'rename_dir_openfile', 'rename_dir_bench', 'close-full-information',
   ],
   'smb2.lock': [
     'valid-request', 'rw-shared', 'rw-exclusive', 'auto-unlock', 'lock', 'async', 'cancel', 'cancel-tdis', 'cancel-logoff', 'errorcode',
     'zerobytelength', 'zerobyteread', 'unlock', 'multiple-unlock', 'stacking', 'contend', 'context', 'range', 'overlap', 'truncate',
   ],
-  'smb2.notify': ['valid-req', 'tcon', 'dir', 'tdis', 'tdis1', 'close', 'logoff', 'tree'],
+  'smb2.notify': ['valid-req', 'tcon', 'dir', 'tdis', 'tdis1', 'close', 'logoff'],
   'smb2.sharemode': ['sharemode-access', 'access-sharemode', 'bug14375'],
   'smb2.deny': ['deny1', 'deny2'],
   'smb2.compound': [
