@@ -13,8 +13,6 @@
  * once its write completed, so at most two chunks are in flight per response.
  */
 import type { ServerResponse } from 'node:http';
-import type { Handle } from '../../src/vfs/vfs.ts';
-import type { Session } from '../../src/session/session.ts';
 import { HttpError } from './errors.ts';
 
 /** Read size of large transfers. */
@@ -62,16 +60,22 @@ export function writeAndWait(res: ServerResponse, chunk: Uint8Array, end = false
 }
 
 /**
+ * Reads an open file into `target` from `offset`; the bytes read (fewer at end of file). A bound
+ * `Session.readInto`, or the reader `Session.readFile` hands out.
+ */
+export type FileReader = (offset: number, target: Uint8Array) => Promise<number>;
+
+/**
  * Streams bytes [start, end] (inclusive) of an open file, ending the response when `endResponse`.
  * Throws 500 when the file shrank (the promised Content-Length can no longer be met; the caller
  * cuts the connection).
  */
-export async function streamRange(res: ServerResponse, session: Session, h: Handle, start: number, end: number, endResponse: boolean): Promise<void> {
+export async function streamRange(res: ServerResponse, read: FileReader, start: number, end: number, endResponse: boolean): Promise<void> {
   const total = end - start + 1;
   if (total <= SMALL) {
     // One exact read (a read of more than the file would cost a second one to see the end).
     const buf = Buffer.allocUnsafe(total);
-    const n = await readFull(session, h, start, buf);
+    const n = await readFull(read, start, buf);
     if (n < total) throw new HttpError(500, 'file changed while being sent');
     if (!endResponse) return writeAndWait(res, buf);
     // The last write of the answer, from a buffer of its own: nothing to wait for (no reuse, no
@@ -86,7 +90,7 @@ export async function streamRange(res: ServerResponse, session: Session, h: Hand
   try {
     let off = start;
     let cur = 0;
-    let reading = session.readInto(h, off, bufs[0]!.subarray(0, Math.min(CHUNK, total)));
+    let reading = read(off, bufs[0]!.subarray(0, Math.min(CHUNK, total)));
     for (;;) {
       const n = await reading;
       // The file shrank under us: the promised length can no longer be met.
@@ -98,7 +102,7 @@ export async function streamRange(res: ServerResponse, session: Session, h: Hand
         const other = cur ^ 1;
         await writes[other];
         const buf = (bufs[other] ??= takeBuffer());
-        reading = session.readInto(h, off, buf.subarray(0, Math.min(CHUNK, end - off + 1)));
+        reading = read(off, buf.subarray(0, Math.min(CHUNK, end - off + 1)));
         // A rejected read is awaited at the top of the loop; keep it from counting as unhandled meanwhile.
         reading.catch(() => undefined);
       }
@@ -119,10 +123,10 @@ export async function streamRange(res: ServerResponse, session: Session, h: Hand
 }
 
 /** readInto until `buf` is full or end of file; returns the bytes read. */
-async function readFull(session: Session, h: Handle, offset: number, buf: Buffer): Promise<number> {
+async function readFull(read: FileReader, offset: number, buf: Buffer): Promise<number> {
   let n = 0;
   while (n < buf.length) {
-    const got = await session.readInto(h, offset + n, n === 0 ? buf : buf.subarray(n));
+    const got = await read(offset + n, n === 0 ? buf : buf.subarray(n));
     if (got === 0) break;
     n += got;
   }

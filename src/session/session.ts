@@ -31,6 +31,17 @@ export interface AccessRights {
   readOnlyShare: boolean;
 }
 
+/** A file opened for reading by Session.readFile. */
+export interface ReadableFile {
+  readonly handle: Handle;
+  /** Its attributes as the open found them (fstat when the open did not look it up). */
+  readonly attr: FileAttr;
+  /** Reads into `target` from `offset`; returns the bytes read (fewer at end of file). */
+  read(offset: number, target: Uint8Array): Promise<number>;
+}
+
+const READ_ONLY: Access = Object.freeze({ read: true, write: false, delete: false });
+
 export interface SessionInit {
   principal: Principal;
   protocol: string;
@@ -454,6 +465,48 @@ export class Session {
       this.handles.add(h);
       return h;
     });
+  }
+
+  /**
+   * Opens a file for reading and runs `use` with its attributes as the open found them and a reader,
+   * then closes it: the whole of a front-end's "send this file" (WebDAV GET/HEAD) in ONE gate — one
+   * rights check (`read` on the path, what open() checks for read access), one metrics observation
+   * (op 'readFile') — instead of four (open, fstat, read, close). The reader reads through the
+   * handle without another check, as `readInto` through an owned handle does (it checks nothing
+   * either); its bytes are counted. Not a regular file: EISDIR for a directory, ELOOP for a symbolic
+   * link, like open() with `expect: 'file'`. The handle is this session's while `use` runs and is
+   * closed whatever happens (a close failure is not reported: the bytes were already sent).
+   */
+  async readFile<T>(share: string, path: string, owner: string, use: (f: ReadableFile) => Promise<T>): Promise<T> {
+    // An error of the caller's own (an HTTP answer, a client gone) is not a VFS error: it leaves
+    // unchanged, past the gate (which would turn it into EIO and log it as an I/O error).
+    let foreign: { error: unknown } | undefined;
+    const result = await this.gate('readFile', share, [[path, 'read']], null, async (vol) => {
+      const lockTokens = this.lockTokens.size > 0 ? new Set(this.lockTokens) : undefined;
+      const h = await this.vfs.open(vol, path, { access: READ_ONLY, expect: 'file', lockTokens, creator: this.creator, owner: `${this.id}:${owner}` });
+      this.handles.add(h);
+      try {
+        const attr = this.vfs.attrAtOpen(h) ?? (await this.vfs.fstat(h));
+        return await use({
+          handle: h,
+          attr,
+          read: async (offset, target) => {
+            const n = await this.vfs.readInto(this.own(h), offset, target);
+            this.host.bytes(this.protocol, 'read', n);
+            return n;
+          },
+        });
+      } catch (e) {
+        if (e instanceof VfsError) throw e;
+        foreign = { error: e };
+        return undefined;
+      } finally {
+        this.handles.delete(h);
+        await this.vfs.close(h).catch(() => undefined);
+      }
+    });
+    if (foreign !== undefined) throw foreign.error;
+    return result as T;
   }
 
   async read(h: Handle, offset: number, length: number): Promise<Buffer> {
