@@ -2,13 +2,15 @@
  * A shard set under an S3 prefix. Everything goes through an S3Backend built for that prefix: its
  * transport (retries, circuit breaker, metrics) for the catalog and side files, its streaming
  * multipart writer for shards, and its read engine (memory and disk block tiers, single flight,
- * 128 KiB random-read pages) for shard reads. A shard is immutable, so its blocks are cached under
+ * 128 KiB random-read pages) for shard tails, indexes, scans and cached data; a small file away from
+ * the previous read is one exact ranged GET (see read()). A shard is immutable, so its blocks are cached under
  * the ETag the catalog recorded; a GET answered with another ETag fails (EtagChangedError) rather
  * than mixing versions.
  */
 import type { BackendWriter } from '../../src/vfs/backend.ts';
 import { VfsError, isVfsError } from '../../src/vfs/errors.ts';
 import { parseS3Source } from '../s3/config.ts';
+import { blockId } from '../s3/block-cache.ts';
 import { S3Backend } from '../s3/s3-backend.ts';
 import { EtagChangedError } from '../s3/transport.ts';
 import { CATALOG_NAME, SHARD_DIR, type CatalogShard } from './catalog.ts';
@@ -18,6 +20,8 @@ import type { ShardOutput, ShardStore } from './store.ts';
 
 /** ReadEngine.block priority of a read a caller waits for (read-engine.ts FG). */
 const FOREGROUND = 0;
+/** Payloads up to this size are read by an exact ranged GET when nothing of them is cached. */
+const DIRECT_MAX_BYTES = 64 * 1024;
 
 export class S3ShardStore implements ShardStore {
   readonly label: string;
@@ -25,16 +29,20 @@ export class S3ShardStore implements ShardStore {
   /** ETags learned by HEAD for shards a catalog names without one. */
   private readonly etags = new Map<string, string>();
 
-  private constructor(s3: S3Backend, label: string) {
+  /** The read engine's random-read page (S3 option randomReadSize). */
+  private readonly pageSize: number;
+
+  private constructor(s3: S3Backend, label: string, pageSize: number) {
     this.s3 = s3;
     this.label = label;
+    this.pageSize = pageSize;
   }
 
   static open(location: string, options: Record<string, unknown>): S3ShardStore {
     const o = parseS3Source(location, options);
     // Shards are read by small random pages and by their tails; a directory of millions of files
     // is never listed from S3 (the catalog and indexes answer), so the S3 meta cache is unused.
-    return new S3ShardStore(new S3Backend({ metricsLabel: `shard+${location}`, ...o }), location);
+    return new S3ShardStore(new S3Backend({ metricsLabel: `shard+${location}`, ...o }), location, o.randomReadSize ?? 128 * 1024);
   }
 
   private key(name: string): string {
@@ -110,6 +118,7 @@ export class S3ShardStore implements ShardStore {
     const B = this.s3.engine.blockSize;
     const lastBlock = Math.floor(Math.max(0, shard.size - 1) / B) * B;
     const tailStart = this.s3.disk === undefined ? undefined : shard.size - lastBlock >= TAIL_READ_BYTES || lastBlock === 0 ? lastBlock : lastBlock - B;
+    let lastEnd = -Infinity;
     return {
       size: shard.size,
       ...(tailStart !== undefined ? { tailStart } : {}),
@@ -129,6 +138,19 @@ export class S3ShardStore implements ShardStore {
             for (let i = tailStart / B; i * B < shard.size; i++) blocks.push(await this.s3.engine.block(v, i, FOREGROUND));
             return blocks.length === 1 ? (blocks[0] as Buffer) : Buffer.concat(blocks);
           }
+          const end = offset + length;
+          const near = Math.abs(offset - lastEnd) < this.pageSize;
+          lastEnd = end;
+          // A small payload away from the previous read: exactly its bytes, one ranged GET through
+          // the transport (retries, circuit breaker, metrics, ETag check); the set reader keeps the
+          // decoded file. Measured (bench:shard, 100,000 files of 1-8 KiB in 64 MiB shards, load
+          // 32): through 128 KiB read-engine pages a cold read cost 3.3 ms of client CPU and 0.88
+          // GETs, 0.79x the rate of one object per file; a GET moves 32x the file's bytes and the
+          // SDK's cost grows with them. Reads next to the previous one (a scan in shard order), and
+          // payloads whose block or page is cached, still go through the engine and its pages.
+          if (length <= DIRECT_MAX_BYTES && !near && !this.cached(v, offset, end)) {
+            return await this.s3.transport.getRange(key, offset, end, etag, path);
+          }
           return await this.s3.engine.read(v, offset, length);
         } catch (e) {
           if (e instanceof EtagChangedError) throw new VfsError('EIO', `shard ${shard.name} was replaced (ETag ${e.etag}, the catalog says ${etag}): shards are immutable`, { path });
@@ -136,6 +158,20 @@ export class S3ShardStore implements ShardStore {
         }
       },
     };
+  }
+
+  /** Every byte of [offset, end) is in a cached block (memory or disk tier) or memory page. */
+  private cached(v: { key: string; etag: string }, offset: number, end: number): boolean {
+    const B = this.s3.engine.blockSize;
+    for (let i = Math.floor(offset / B); i * B < end; i++) {
+      const id = blockId(B, { key: v.key, etag: v.etag, index: i });
+      if (this.s3.memory.has(id) || this.s3.disk?.has(id) === true) continue;
+      const P = this.pageSize;
+      for (let p = Math.floor(Math.max(offset, i * B) / P); p * P < Math.min(end, (i + 1) * B); p++) {
+        if (!this.s3.memory.has(blockId(P, { key: v.key, etag: v.etag, index: p }))) return false;
+      }
+    }
+    return true;
   }
 
   async listShards(): Promise<string[]> {

@@ -187,11 +187,22 @@ describe('shard sets over WebDAV', () => {
       expect(r2.body.equals(want(b.entry.path))).toBe(true);
       const gets = proxy.log.filter((e) => e.op === 'GetObject');
       expect(proxy.log.map((e) => `${e.op} ${e.range ?? ''}`)).toEqual([`GetObject ${gets[0]?.range ?? ''}`]);
-      expect(gets[0]!.range).toMatch(/^bytes=\d+-\d+$/);
+      // Exactly the file's payload (store-s3.ts: a small file away from the previous read).
+      expect(gets[0]!.range).toBe(`bytes=${b.entry.offset}-${b.entry.offset + b.entry.storedLength - 1}`);
       proxy.log.length = 0;
       const r3 = await dav(fresh, 'GET', `/s3shard${enc(b.entry.path)}`, { auth: ALICE });
       expect(r3.body.equals(want(b.entry.path))).toBe(true);
       expect(proxy.log.length).toBe(0);
+      // A scan in shard order (each file next to the previous one) goes by 128 KiB pages: far fewer
+      // GETs than files.
+      const run = byShard.get(b.shard.name)!.filter((l) => l.entry.offset > b.entry.offset + 256 * 1024).sort((x, y) => x.entry.offset - y.entry.offset).slice(0, 20);
+      expect(run.length).toBe(20);
+      proxy.log.length = 0;
+      for (const l of run) expect((await dav(fresh, 'GET', `/s3shard${enc(l.entry.path)}`, { auth: ALICE })).body.equals(want(l.entry.path))).toBe(true);
+      const span = run.at(-1)!.entry.offset + run.at(-1)!.entry.storedLength - run[0]!.entry.offset;
+      // The first file alone (it is away from the previous read), then the pages the run spans.
+      expect(proxy.count('GetObject')).toBeLessThanOrEqual(1 + Math.ceil(span / (128 * 1024)) + 1);
+      expect(proxy.count('GetObject')).toBeLessThan(run.length / 2);
     } finally {
       await fresh.stop();
     }
