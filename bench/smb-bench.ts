@@ -90,33 +90,48 @@ interface Results {
 
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 
-/** Processes under /proc: pid -> [ppid, utime + stime + cutime + cstime in ticks]. */
-function procTable(): Map<number, [number, number]> {
-  const t = new Map<number, [number, number]>();
-  for (const e of readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    let text: string;
-    try {
-      text = readFileSync(`/proc/${e}/stat`, 'utf8');
-    } catch {
-      continue;
-    }
-    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    t.set(Number(e), [Number(f[1]), Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])]);
+/** A process's utime + stime + cutime + cstime in ticks (undefined once it is gone). */
+function procTicks(pid: number): number | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
   }
-  return t;
+  const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
 }
 
-/** CPU ms of a server and every process under it (smbd forks one per connection; reaped ones count in cutime). */
-function treeCpu(root: number): { ms: number; pids: Set<number> } {
-  const t = procTable();
-  const pids = new Set<number>([root]);
-  for (let grew = true; grew; ) {
-    grew = false;
-    for (const [pid, [ppid]] of t) if (pids.has(ppid) && !pids.has(pid)) (pids.add(pid), (grew = true));
+/** A process's children, from /proc/PID/task/TID/children of each of its threads. */
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
   }
+  for (const t of tasks) {
+    try {
+      for (const c of readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').trim().split(/\s+/)) if (c) out.push(Number(c));
+    } catch {
+      // the thread is gone
+    }
+  }
+  return out;
+}
+
+/**
+ * CPU ms of a server and every process under it (smbd forks one per connection; reaped ones count
+ * in cutime). The tree is walked down from the server (/proc/PID/task/TID/children), never by
+ * reading every process's stat: on a shared machine a stat read of someone else's process stuck in
+ * uninterruptible sleep blocks, and did block this bench for good.
+ */
+function treeCpu(root: number): { ms: number; pids: Set<number> } {
+  const pids = new Set<number>([root]);
+  for (const todo = [root]; todo.length > 0; ) for (const c of childrenOf(todo.pop()!)) if (!pids.has(c)) (pids.add(c), todo.push(c));
   let ticks = 0;
-  for (const pid of pids) ticks += t.get(pid)?.[1] ?? 0;
+  for (const pid of pids) ticks += procTicks(pid) ?? 0;
   return { ms: (ticks * 1000) / CLK_TCK, pids };
 }
 
