@@ -442,7 +442,9 @@ async function create(srv: SmbServer, conn: Conn, sess: SmbSession, tree: Tree, 
     if (current?.type === 'file' && (disposition === 'truncate' || disposition === 'createOrTruncate')) {
       await view.fsetattr(handle, { winAttributes: (q.fileAttributes & SETTABLE_WIN_ATTRS) | WinAttr.ARCHIVE });
     }
-    attr = await view.fstat(handle);
+    // The attributes the open itself found (no second stat: a backend call per CREATE); a file
+    // this open created, truncated or re-attributed is stat'ed (Session.attrAtOpen falls back).
+    attr = await view.attrAtOpen(handle);
   } catch (e) {
     await view.close(handle).catch(() => undefined);
     return fail(ntStatusOf(e));
