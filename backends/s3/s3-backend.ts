@@ -415,6 +415,17 @@ export class S3Backend implements Backend, WriterHost, ListHost {
   }
 
   /**
+   * A file will be created at `path` later (the VFS's deferred-create layer announced it: a create
+   * through a handle, or an async share's staged PUT): learn its directory's membership now, as
+   * createWriter() of a new name does, so the next new names there cost no HEAD + ListObjectsV2 each
+   * (an async 4 KiB PUT runs no createWriter before its upload, seconds later).
+   */
+  willCreate(path: string): void {
+    if (path === '/') return;
+    void this.learnMembership(path);
+  }
+
+  /**
    * A writer replacing `path` whose unchanged ranges are copied from its current version `base`
    * (UploadPartCopy with if-match; see writer.ts). ESTALE at once when the cached state already
    * shows another version.

@@ -250,6 +250,7 @@ export function instrumentBackend(backend: Backend, metrics: Metrics, label: str
   // Maintenance calls: forwarded without timing.
   if (b.recover) wrapped.recover = b.recover.bind(b);
   if (b.invalidate) wrapped.invalidate = b.invalidate.bind(b);
+  if (b.willCreate) wrapped.willCreate = b.willCreate.bind(b);
   // Change watches (capabilities.watch): the watcher's events are not backend calls to time.
   if (b.watch) wrapped.watch = b.watch.bind(b);
   return wrapped;

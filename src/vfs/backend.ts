@@ -332,6 +332,13 @@ export interface Backend {
    */
   invalidate?(path: string): void;
   /**
+   * A hint, not a call to wait for: a file is about to be created at `path` (a lookup just found
+   * nothing; the VFS's deferred-create layer announced it and publishes it later). A backend may
+   * prepare what makes creating in that directory cheap (S3: learns the directory's membership,
+   * as a createWriter of a new name does). Backends without such state omit it.
+   */
+  willCreate?(path: string): void;
+  /**
    * Only when capabilities.watch: reports changes at the direct children of the directory `dir`,
    * or anywhere below it when `recursive`, made by anyone (the VFS tells its own apart). The
    * watcher holds resources (local: one inotify watch per directory) until close(); the VFS keeps

@@ -164,6 +164,8 @@ export class DeferredCreates {
       if (exclusive) throw new VfsError('EEXIST', undefined, { path });
       return undefined;
     }
+    // The object comes later (the first publish); the backend may prepare the directory now.
+    this.inner.willCreate?.(path);
     const now = nowNs();
     const st: BackendStat = { name: baseName(path), type: 'file', size: 0, mtimeNs: now, ctimeNs: now, atimeNs: now, mode: mode & 0o7777 };
     if (this.inner.capabilities.birthTime) st.birthtimeNs = now;

@@ -315,6 +315,31 @@ describe('read-after-write through the VFS (the WebDAV PUT and GET paths)', () =
   });
 });
 
+describe('small PUTs on an async share', () => {
+  it('a run of new files in a directory another client made: after the first, no lookup of a new name reaches the store', async () => {
+    const g = await gateway('async');
+    // /d exists in the store (another client's object): its membership is not known here.
+    await env.rawPut(`${g.b.keys.prefix}d/old`, 'x');
+    env.proxy.inject({ kind: 'hang', times: Infinity, match: (r) => r.op === 'PutObject' });
+    await davPut(g.vfs, '/d/f0', pattern(4 * KiB, 70));
+    // The first create listed /d in the background (the deferred-create layer's willCreate hint);
+    // the next names wait for that listing rather than HEAD + ListObjectsV2 each.
+    env.proxy.resetLog();
+    for (let i = 1; i <= 5; i++) await davPut(g.vfs, `/d/f${i}`, pattern(4 * KiB, 70 + i));
+    const probes = env.proxy.log.filter((e) => (e.op === 'HeadObject' || e.op === 'ListObjectsV2') && /\/d\/f\d/.test(decodeURIComponent(e.url)));
+    // Before: every one of them cost HeadObject + ListObjectsV2 in-band (no createWriter ran before
+    // the upload to teach the membership).
+    expect(probes).toEqual([]);
+    // Answered from the stage: the uploads (started in the background) are held at the proxy.
+    expect(await env.rawHead(`${g.b.keys.prefix}d/f5`)).toBe(false);
+    expect(g.vfs.writeBack.stats().pending).toBe(6);
+    expect((await g.vfs.readdir('s', '/d')).entries.map((e) => e.name)).toEqual(['f0', 'f1', 'f2', 'f3', 'f4', 'f5', 'old']);
+    env.proxy.clearFaults();
+    await until(() => g.vfs.writeBack.stats().pending === 0, 30_000, 'the uploads');
+    for (let i = 0; i <= 5; i++) expect((await env.rawGet(`${g.b.keys.prefix}d/f${i}`))!.equals(pattern(4 * KiB, 70 + i))).toBe(true);
+  });
+});
+
 describe('read-after-write over WebDAV (the whole gateway)', () => {
   it('PUT then GET: zero object GETs reach the store on sync and async shares, and the bytes are right', async () => {
     const share = (name: string, writeBack: 'sync' | 'async'): Record<string, unknown> => ({
