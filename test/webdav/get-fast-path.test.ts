@@ -6,10 +6,10 @@
  * in status, headers (but Date and X-Request-Id) and body. The metrics prove which path ran: the
  * fast path is the session operation `readFile`, the general path `open`.
  */
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import type { Handle } from '../../src/vfs/vfs.ts';
 import { dav, useDav, type DavResponse, type DavStack } from './helpers.ts';
 
@@ -21,6 +21,7 @@ let stack: DavStack;
 useDav((s) => (stack = s), { alice: 'alice-pw' }, {
   shares: [{ name: 'ruled', source: ruledDir, rules: [{ path: '/secret', users: ['alice'], deny: ['read'] }] }],
 });
+afterAll(() => rmSync(ruledDir, { recursive: true, force: true }));
 
 /** Sum of portico_requests_total for the WebDAV session operation `op`. */
 async function opCount(op: string): Promise<number> {
@@ -122,7 +123,6 @@ async function withUnrelatedLock<T>(fn: () => Promise<T>): Promise<T> {
 /** Both paths' answers to `list`, checking through the metrics that each path really ran. */
 async function bothPaths(list: Probe[]): Promise<{ fast: Map<string, ReturnType<typeof normalised>>; general: Map<string, ReturnType<typeof normalised>> }> {
   const fast0 = await opCount('readFile');
-  const open0 = await opCount('open');
   const fast = await answers(list);
   expect(await opCount('readFile')).toBeGreaterThan(fast0);
   const fast1 = await opCount('readFile');
@@ -131,7 +131,6 @@ async function bothPaths(list: Probe[]): Promise<{ fast: Map<string, ReturnType<
   // No GET went through readFile while the lock existed; the general path opened instead.
   expect(await opCount('readFile')).toBe(fast1);
   expect(await opCount('open')).toBeGreaterThan(open1);
-  expect(open1).toBeGreaterThanOrEqual(open0);
   return { fast, general };
 }
 
