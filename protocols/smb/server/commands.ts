@@ -27,7 +27,7 @@ import type { Session } from '../../../src/session/session.ts';
 import type { Handle } from '../../../src/vfs/vfs.ts';
 import { NT, ntStatusOf } from '../errors.ts';
 import {
-  FileInfoClass, VARIABLE_FILE_CLASSES, VARIABLE_FS_CLASSES, attributesOf, volumeSerial, dirEntry, fileInfo, fromFileTime, fsInfo, hasWildcards, isDirClass, patternMatcher, timesOf,
+  FileInfoClass, VARIABLE_FILE_CLASSES, VARIABLE_FS_CLASSES, attributesOf, volumeSerial, dirEntry, dirEntryMinBytes, fileInfo, fromFileTime, fsInfo, hasWildcards, isDirClass, patternMatcher, timesOf,
 } from './fsinfo.ts';
 import type { Conn, Open, SmbServer, SmbSession, Tree } from './server.ts';
 import type { AsyncOp } from './async.ts';
@@ -546,7 +546,11 @@ async function queryDirectory(srv: SmbServer, conn: Conn, h: Smb2Header, el: Buf
           if (single || count >= MAX_DIR_ENTRIES_PER_RESPONSE) break;
         }
         if (st.pending.length > 0 || (single && chunks.length > 0) || st.eof || count >= MAX_DIR_ENTRIES_PER_RESPONSE) break;
-        const page = await view.readdirById(share, o.handle.fileId, { ...(st.cookie !== undefined ? { cookie: st.cookie } : {}), limit: 512 });
+        // No more read ahead than this response can hold: entries kept for a later call would carry
+        // the attributes (and the existence) they had when read, where Windows reports them as
+        // they are at the call (a file deleted or changed between two calls of one scan).
+        const room = single ? 1 : Math.min(MAX_DIR_ENTRIES_PER_RESPONSE - count, Math.ceil((q.outputBufferLength - used) / dirEntryMinBytes(q.infoClass)));
+        const page = await view.readdirById(share, o.handle.fileId, { ...(st.cookie !== undefined ? { cookie: st.cookie } : {}), limit: Math.max(1, Math.min(512, room)) });
         for (const e of page.entries) {
           st.cookie = e.cookie;
           if (matches(e.name)) st.pending.push({ name: e.name, attr: e.attr });

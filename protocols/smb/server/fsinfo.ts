@@ -166,6 +166,8 @@ const DIR_FIXED: Record<number, number> = {
   [FileInfoClass.IdFullDirectory]: 80,
 };
 export const isDirClass = (cls: number): boolean => DIR_FIXED[cls] !== undefined;
+/** The smallest entry of a directory class (a one-character name, 8-byte aligned). */
+export const dirEntryMinBytes = (cls: number): number => ((DIR_FIXED[cls] ?? 0) + 2 + 7) & ~7;
 
 /** One directory entry of class `cls` (NextEntryOffset 0, patched by the caller), unpadded. */
 export function dirEntry(cls: number, name: string, a: FileAttr): Buffer {
