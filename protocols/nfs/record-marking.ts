@@ -77,7 +77,10 @@ export class RecordParser {
 
   /** Bytes held for an incomplete record (for per-connection accounting). */
   get buffered(): number {
-    return this.bodyBytes + this.headerHave;
+    // A record received in place holds its whole pooled buffer from its header on: that counts
+    // (the server's budget for incomplete records bounds what a client can make it reserve with
+    // bare headers), not just the bytes received so far.
+    return (this.dest !== undefined ? this.dest.length : this.bodyBytes) + this.headerHave;
   }
 
   /** Drops any incomplete record (the connection is going away). */

@@ -139,16 +139,31 @@ describe('framing', () => {
     const port = await start({ maxPartialBytes: 100 * 1024 });
     const a = await client(port);
     const b = await client(port);
-    a.socket.write(Buffer.concat([hex('80080000'), Buffer.alloc(60 * 1024)]));
-    await expect.poll(() => server?.partialBytes, { timeout: 5000 }).toBe(60 * 1024);
-    b.socket.write(Buffer.concat([hex('80080000'), Buffer.alloc(60 * 1024)]));
+    // 60 KiB records (below the pooled size: what was received is what is held).
+    a.socket.write(Buffer.concat([hex('8000f000'), Buffer.alloc(55 * 1024)]));
+    await expect.poll(() => server?.partialBytes, { timeout: 5000 }).toBe(55 * 1024);
+    b.socket.write(Buffer.concat([hex('8000f000'), Buffer.alloc(55 * 1024)]));
     await expect.poll(() => b.closed, { timeout: 5000 }).toBe(true);
     expect(a.closed).toBe(false);
-    expect(server?.partialBytes).toBe(60 * 1024);
+    expect(server?.partialBytes).toBe(55 * 1024);
     a.close();
     await expect.poll(() => server?.partialBytes, { timeout: 5000 }).toBe(0);
     const c = await client(port);
     expect((await c.call(24, callRecord({ xid: 24, proc: 0 }))).reply).toEqual({ kind: 'success' });
+  });
+
+  it('a large record received in place counts its whole pooled buffer from its header on: bare headers cannot make the server reserve past the budget', async () => {
+    const port = await start({ maxPartialBytes: 1536 * 1024 });
+    const a = await client(port);
+    const b = await client(port);
+    a.socket.write(hex('80100000'));
+    await expect.poll(() => server?.partialBytes, { timeout: 5000 }).toBe(1024 * 1024);
+    b.socket.write(hex('80100000'));
+    await expect.poll(() => b.closed, { timeout: 5000 }).toBe(true);
+    expect(a.closed).toBe(false);
+    expect(server?.partialBytes).toBe(1024 * 1024);
+    a.close();
+    await expect.poll(() => server?.partialBytes, { timeout: 5000 }).toBe(0);
   });
 
   it('a client stuck in the middle of a record does not stall another', async () => {
