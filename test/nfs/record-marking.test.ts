@@ -1,6 +1,7 @@
 /**
  * TCP record marking (RFC 5531 §11): reassembly across fragments and across arbitrary TCP
- * segment boundaries, the record-size bound, and zero copy for a record in one chunk.
+ * segment boundaries, the record-size bound, zero copy for a record in one chunk, and receiving in
+ * place (reads landing in a large record's pooled buffer, small ones copied out of a reused buffer).
  */
 import { describe, expect, it } from 'vitest';
 import { RecordMarkingError, RecordParser, frameRecord, recordMark } from '../../protocols/nfs/record-marking.ts';
@@ -63,5 +64,45 @@ describe('RecordParser', () => {
     const huge = new RecordParser();
     huge.push(Buffer.from('ffffffff', 'hex'));
     expect(huge.error).toBeInstanceOf(RecordMarkingError);
+  });
+
+  it('receiving in place: random streams of small, large and multi-fragment records, read at random sizes into a reused buffer or the landing zone, come out whole', () => {
+    let seed = 12345;
+    const rnd = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      return seed % n;
+    };
+    for (let round = 0; round < 20; round++) {
+      const recs: Buffer[] = [];
+      const frames: Buffer[] = [];
+      for (let i = 0; i < 8; i++) {
+        const size = [0, 1, 100, 70_000, 300_000, 1024 * 1024][rnd(6)]!;
+        const rec = Buffer.alloc(size);
+        for (let k = 0; k < size; k += 997) rec[k] = (k + i + round) & 0xff;
+        recs.push(rec);
+        // Some records in several fragments (never received in place), most in one.
+        frames.push(rnd(4) === 0 && size > 0 ? frameRecord(rec, Math.max(1, size >> 2)) : frameRecord(rec));
+      }
+      const wire = Buffer.concat(frames);
+      const p = new RecordParser(2 * 1024 * 1024);
+      p.receivesInPlace = true;
+      const scratch = Buffer.alloc(64 * 1024);
+      const got: Buffer[] = [];
+      let at = 0;
+      for (let reads = 0; at < wire.length && reads < 100_000; reads++) {
+        const zone = p.landingZone();
+        const target = zone ?? scratch;
+        const n = Math.min(target.length, wire.length - at, 1 + rnd(80_000));
+        wire.copy(target, 0, at, at + n);
+        at += n;
+        got.push(...(zone ? p.landed(n) : p.push(scratch.subarray(0, n), true)));
+        // The reused buffer is overwritten by the next read: nothing returned may refer to it.
+        scratch.fill(0xee);
+      }
+      expect(p.error).toBeUndefined();
+      expect(got.length).toBe(recs.length);
+      got.forEach((g, i) => expect(g.equals(recs[i]!)).toBe(true));
+      expect(p.buffered).toBe(0);
+    }
   });
 });
