@@ -70,6 +70,8 @@ export interface SmbServerOptions {
   /** Per-share encryption (`shares[].smb.encrypt`) by lower-cased name; absent: `encrypt` (share-policy.ts). */
   shareEncrypt?: ReadonlyMap<string, 'off' | 'desired' | 'required'>;
   serverGuid?: Buffer;
+  /** Reads into the connection's own buffers (receiveInPlace; default true). false: 'data' events, the fallback. */
+  receiveInPlace?: boolean;
   computerName?: string;
   domainName?: string;
 }
@@ -213,6 +215,7 @@ export class SmbServer {
   readonly signingRequired: boolean;
   readonly encrypt: 'off' | 'desired' | 'required';
   readonly shareEncrypt: ReadonlyMap<string, 'off' | 'desired' | 'required'>;
+  private readonly receiveInPlace: boolean;
   private readonly computerName: string;
   private readonly domainName: string;
   private server: Server | undefined;
@@ -228,6 +231,7 @@ export class SmbServer {
     this.signingRequired = o.signingRequired ?? true;
     this.encrypt = o.encrypt ?? 'off';
     this.shareEncrypt = o.shareEncrypt ?? new Map();
+    this.receiveInPlace = o.receiveInPlace ?? true;
     this.computerName = o.computerName ?? 'PORTICO';
     this.domainName = o.domainName ?? 'WORKGROUP';
   }
@@ -262,7 +266,7 @@ export class SmbServer {
     // received (receiveInPlace); where that cannot be done, 'data' events as any socket.
     const scratch = Buffer.allocUnsafe(64 * 1024);
     let onFrames: (r: FramePush) => void = () => undefined;
-    const adopted = receiveInPlace(accepted, {
+    const adopted = !this.receiveInPlace ? undefined : receiveInPlace(accepted, {
       buffer: () => parser.landingZone() ?? scratch,
       callback: (n, buf) => {
         onFrames(buf === scratch ? parser.push(scratch.subarray(0, n), true) : parser.landed(n));
