@@ -29,6 +29,7 @@ import { isVfsError, VfsError } from '../../src/vfs/errors.ts';
 import type { FileAttr, OpenOptions, SetAttr } from '../../src/vfs/types.ts';
 import { SHARE_ALL } from '../../src/vfs/types.ts';
 import type { Handle } from '../../src/vfs/vfs.ts';
+import type { LockRange } from '../../src/locks/lock-manager.ts';
 import { parentPath, splitPath } from '../../src/vfs/path.ts';
 import { errnoOf } from './errors.ts';
 import { InodeTable, ROOT_INO, type Inode } from './inodes.ts';
@@ -53,6 +54,14 @@ const SET_ATIME = 1 << 4;
 const SET_MTIME = 1 << 5;
 const SET_ATIME_NOW = 1 << 7;
 const SET_MTIME_NOW = 1 << 8;
+// fcntl lock types and flock(2) operations (Linux).
+const F_RDLCK = 0;
+const F_WRLCK = 1;
+const F_UNLCK = 2;
+const LOCK_SH = 1;
+const LOCK_EX = 2;
+const LOCK_UN = 8;
+const WHOLE: LockRange = { start: 0n, end: 0xffff_ffff_ffff_ffffn };
 const XATTR_CREATE = 1;
 const XATTR_REPLACE = 2;
 const NS = 1_000_000_000n;
@@ -412,6 +421,50 @@ export class FuseFs {
           this.own(this.inodes.get(ino), touched);
           await s.flush(h);
         }
+        // close(2) releases the closing process's POSIX locks on the file (fcntl semantics).
+        if (h && s.anyLocks) await s.unlockHandle(h, WHOLE, 'posix', `posix:${name}`).catch(() => undefined);
+        native.replyErr(id, 0);
+        return;
+      }
+      case OP.GETLK:
+      case OP.SETLK: {
+        const h = this.fh(n3);
+        const v = data as Float64Array;
+        const type = v[0]!;
+        const start = BigInt(Math.max(0, v[1]!));
+        const range: LockRange = { start, end: v[2]! > 0 ? start + BigInt(v[2]!) : WHOLE.end };
+        const ownerId = `posix:${name}`;
+        if (op === OP.GETLK) {
+          const n = this.node(ino);
+          const c = await s.testLock(n.share, n.id, { kind: type === F_WRLCK ? 'exclusive' : 'shared', style: 'posix', range, ownerId });
+          if (!c) return native.replyLock(id, F_UNLCK, 0, 0);
+          const len = c.range.end >= WHOLE.end ? 0 : Number(c.range.end - c.range.start);
+          native.replyLock(id, c.kind === 'exclusive' ? F_WRLCK : F_RDLCK, Number(c.range.start), len);
+          return;
+        }
+        if (type === F_UNLCK) {
+          await s.unlockHandle(h, range, 'posix', ownerId).catch((e: unknown) => {
+            if (!(isVfsError(e) && e.code === 'ENOTLOCKED')) throw e;
+          });
+        } else {
+          // F_SETLKW waits in the lock manager (no FUSE interrupt support yet: a waiter killed by a
+          // signal stays queued until the lock is granted or the file is closed).
+          await s.lockHandle(h, { kind: type === F_WRLCK ? 'exclusive' : 'shared', style: 'posix', range, ownerId, ...(v[3] ? { wait: {} } : {}) });
+        }
+        native.replyErr(id, 0);
+        return;
+      }
+      case OP.FLOCK: {
+        // flock(2) locks are whole-file locks of the open file description, in the same manager.
+        const h = this.fh(n3);
+        const ownerId = `flock:${name}`;
+        if (n1 & LOCK_UN) {
+          await s.unlockHandle(h, WHOLE, 'posix', ownerId).catch(() => undefined);
+        } else {
+          const kind = n1 & LOCK_EX ? 'exclusive' : n1 & LOCK_SH ? 'shared' : undefined;
+          if (!kind) throw new VfsError('EINVAL');
+          await s.lockHandle(h, { kind, style: 'posix', range: WHOLE, ownerId, ...(n1 & 4 ? {} : { wait: {} }) });
+        }
         native.replyErr(id, 0);
         return;
       }
@@ -419,6 +472,8 @@ export class FuseFs {
         const h = this.handles.get(n3);
         this.handles.delete(n3);
         if (h) {
+          // The last close of an open file description releases its flock.
+          if (n2 && s.anyLocks) await s.unlockHandle(h, WHOLE, 'posix', `flock:${name}`).catch(() => undefined);
           const n = this.inodes.get(ino);
           if (h.access.write) this.own(n, touched);
           await s.close(h);

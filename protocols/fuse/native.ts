@@ -38,6 +38,9 @@ export const OP = {
   LISTXATTR: 24,
   REMOVEXATTR: 25,
   CREATE: 26,
+  GETLK: 27,
+  SETLK: 28,
+  FLOCK: 29,
 } as const;
 
 export type FuseHandler = (op: number, id: number, ino: number, name: string, name2: string, n1: number, n2: number, n3: number, data: Buffer | Float64Array | undefined) => void;
@@ -57,6 +60,7 @@ export interface NativeSession {
   replyStatfs(id: number, values: Float64Array): void;
   replyXattr(id: number, data: Uint8Array): void;
   replyDir(id: number, plus: boolean, names: string[], attrs: Float64Array, offsets: Float64Array, attrTimeout: number, entryTimeout: number): number;
+  replyLock(id: number, type: number, start: number, len: number): void;
   invalInode(ino: number): void;
   invalEntry(parent: number, name: string): void;
 }

@@ -9,10 +9,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { readdir, readFile, rename, rm, stat, writeFile, mkdir, chmod, truncate, symlink, readlink, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
+import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3RVER_CREDENTIALS, startS3rver, type S3rverHandle } from '../helpers/s3rver.ts';
-import { http, fuseUnusable, mountPoints, removeTmp, runNode, sh, startFuseStack, USER, type FuseStack } from './helpers.ts';
+import { http, fuseUnusable, mountPoints, removeTmp, runNode, sh, startFuseStack, PW, USER, type FuseStack } from './helpers.ts';
 
 const dav = http;
 
@@ -215,6 +217,57 @@ describe.skipIf(unusable !== undefined)('FUSE mount of local, read-only and S3 s
     );
     expect(JSON.parse(out)).toEqual(Array(16).fill(true));
     expect((await dav(stack.port, 'GET', '/s3/fsync.bin')).body.toString()).toBe('durable');
+  });
+
+  it('POSIX locks and flock go to the shared lock manager: they conflict with WebDAV locks', async () => {
+    const file = m('disk', 'lk.txt');
+    await writeFile(file, 'locked');
+    const lockBody = '<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>';
+    const locked = await new Promise<{ status: number; token: string }>((resolve, reject) => {
+      const req = httpRequest(
+        { host: '127.0.0.1', port: stack.port, method: 'LOCK', path: '/disk/lk.txt', agent: false, headers: { Authorization: `Basic ${Buffer.from(`${USER}:${PW}`).toString('base64')}`, 'Content-Type': 'application/xml', 'Content-Length': Buffer.byteLength(lockBody), Timeout: 'Second-60' } },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, token: String(res.headers['lock-token'] ?? '') }));
+        },
+      );
+      req.on('error', reject);
+      req.end(lockBody);
+    });
+    expect(locked.status).toBe(200);
+    // flock(1) through the mount: refused at once (-n) while WebDAV holds the file, granted after.
+    expect(await errCode(sh('flock', ['-n', '-x', file, 'true']))).toBeDefined();
+    expect(await errCode(sh('flock', ['-n', '-s', file, 'true']))).toBeDefined();
+    const un = await new Promise<number>((resolve, reject) => {
+      const req = httpRequest({ host: '127.0.0.1', port: stack.port, method: 'UNLOCK', path: '/disk/lk.txt', agent: false, headers: { Authorization: `Basic ${Buffer.from(`${USER}:${PW}`).toString('base64')}`, 'Lock-Token': locked.token } }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(un).toBe(204);
+    await sh('flock', ['-n', '-x', file, 'true']);
+    // And the other way: a process holding flock through the mount makes a WebDAV LOCK fail (423).
+    // (-o: flock(1) keeps the descriptor to itself, so killing its process group ends the lock.)
+    const holder = spawn('flock', ['-o', '-x', file, 'sleep', '20'], { stdio: 'ignore', detached: true });
+    try {
+      let status = 0;
+      for (let i = 0; i < 100 && status !== 423; i++) {
+        status = (await dav(stack.port, 'LOCK', '/disk/lk.txt', lockBody)).status;
+        if (status !== 423) await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(status).toBe(423);
+    } finally {
+      process.kill(-holder.pid!, 'SIGKILL');
+    }
+    // The killed holder's lock goes with its file (flush/release): the file can be locked again.
+    let again: string | undefined = 'x';
+    for (let i = 0; i < 100 && again !== undefined; i++) {
+      again = await errCode(sh('flock', ['-n', '-x', file, 'true']));
+      if (again !== undefined) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(again).toBeUndefined();
   });
 
   it('statfs reports the share (df)', async () => {

@@ -39,7 +39,7 @@ namespace {
 enum Op {
   OP_LOOKUP = 1, OP_FORGET, OP_GETATTR, OP_SETATTR, OP_READLINK, OP_MKNOD, OP_MKDIR, OP_UNLINK, OP_RMDIR,
   OP_SYMLINK, OP_RENAME, OP_LINK, OP_OPEN, OP_READ, OP_WRITE, OP_FLUSH, OP_RELEASE, OP_FSYNC, OP_READDIR,
-  OP_READDIRPLUS, OP_STATFS, OP_SETXATTR, OP_GETXATTR, OP_LISTXATTR, OP_REMOVEXATTR, OP_CREATE,
+  OP_READDIRPLUS, OP_STATFS, OP_SETXATTR, OP_GETXATTR, OP_LISTXATTR, OP_REMOVEXATTR, OP_CREATE, OP_GETLK, OP_SETLK, OP_FLOCK,
 };
 
 // Attribute layout shared with protocols/fuse/native.ts (ATTR_*).
@@ -54,7 +54,7 @@ struct Event {
   double n1 = 0, n2 = 0, n3 = 0;
   char *data = nullptr;  // written bytes (OP_WRITE, OP_SETXATTR): handed to JS as a Buffer
   size_t dataLen = 0;
-  double set[8] = {0};    // setattr values: mode uid gid size atime_s atime_ns mtime_s mtime_ns
+  double set[8] = {0};    // setattr: mode uid gid size atime_s atime_ns mtime_s mtime_ns; locks: type start len sleep
   bool hasSet = false;
   FuseSession *self = nullptr;  // the exit notice (op 0)
 };
@@ -127,6 +127,7 @@ class FuseSession : public Napi::ObjectWrap<FuseSession> {
   Napi::Value ReplyStatfs(const Napi::CallbackInfo &info);
   Napi::Value ReplyXattr(const Napi::CallbackInfo &info);
   Napi::Value ReplyDir(const Napi::CallbackInfo &info);
+  Napi::Value ReplyLock(const Napi::CallbackInfo &info);
   Napi::Value InvalInode(const Napi::CallbackInfo &info);
   Napi::Value InvalEntry(const Napi::CallbackInfo &info);
 
@@ -188,6 +189,9 @@ void op_init(void *ud, struct fuse_conn_info *conn) {
   if (conn->capable & FUSE_CAP_READDIRPLUS) conn->want |= FUSE_CAP_READDIRPLUS;
   // Several reads of one file in flight at once (the JS side serves them concurrently).
   if (conn->capable & FUSE_CAP_ASYNC_READ) conn->want |= FUSE_CAP_ASYNC_READ;
+  // Locks go to Portico's lock manager (they conflict with NFS, SMB and WebDAV locks).
+  if (conn->capable & FUSE_CAP_POSIX_LOCKS) conn->want |= FUSE_CAP_POSIX_LOCKS;
+  if (conn->capable & FUSE_CAP_FLOCK_LOCKS) conn->want |= FUSE_CAP_FLOCK_LOCKS;
 }
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
   auto *e = Ev(OP_LOOKUP, parent);
@@ -290,14 +294,22 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
   e->n3 = FhOf(fi);
   Of(req)->Dispatch(req, e);
 }
+std::string OwnerHex(uint64_t owner) {
+  char b[17];
+  snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(owner));
+  return b;
+}
 void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   auto *e = Ev(OP_FLUSH, ino);
   e->n3 = FhOf(fi);
+  e->name = OwnerHex(fi->lock_owner);  // close(2) drops this owner's POSIX locks on the file
   Of(req)->Dispatch(req, e);
 }
 void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   auto *e = Ev(OP_RELEASE, ino);
   e->n1 = fi->flags;
+  e->n2 = fi->flock_release;
+  e->name = OwnerHex(fi->lock_owner);
   e->n3 = FhOf(fi);
   Of(req)->Dispatch(req, e);
 }
@@ -373,6 +385,29 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
   Of(req)->Dispatch(req, e);
 }
 
+// POSIX locks and flock: the owner (the kernel's lock owner id) crosses as hex text (it does not
+// fit a double); the lock as set[] = {type, start, len, sleep}.
+void op_lk(int op, fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct flock *lock, int sleep) {
+  auto *e = Ev(op, ino);
+  e->n3 = FhOf(fi);
+  e->name = OwnerHex(fi->lock_owner);
+  e->hasSet = true;
+  e->set[0] = lock->l_type;
+  e->set[1] = static_cast<double>(lock->l_start);
+  e->set[2] = static_cast<double>(lock->l_len);
+  e->set[3] = sleep;
+  Of(req)->Dispatch(req, e);
+}
+void op_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct flock *lock) { op_lk(OP_GETLK, req, ino, fi, lock, 0); }
+void op_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct flock *lock, int sleep) { op_lk(OP_SETLK, req, ino, fi, lock, sleep); }
+void op_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, int op) {
+  auto *e = Ev(OP_FLOCK, ino);
+  e->n3 = FhOf(fi);
+  e->n1 = op;
+  e->name = OwnerHex(fi->lock_owner);
+  Of(req)->Dispatch(req, e);
+}
+
 struct fuse_lowlevel_ops MakeOps() {
   struct fuse_lowlevel_ops o;
   memset(&o, 0, sizeof o);
@@ -407,6 +442,9 @@ struct fuse_lowlevel_ops MakeOps() {
   o.listxattr = op_listxattr;
   o.removexattr = op_removexattr;
   o.create = op_create;
+  o.getlk = op_getlk;
+  o.setlk = op_setlk;
+  o.flock = op_flock;
   return o;
 }
 const struct fuse_lowlevel_ops kOps = MakeOps();
@@ -494,6 +532,7 @@ Napi::Function FuseSession::Init(Napi::Env env) {
                          InstanceMethod("replyStatfs", &FuseSession::ReplyStatfs),
                          InstanceMethod("replyXattr", &FuseSession::ReplyXattr),
                          InstanceMethod("replyDir", &FuseSession::ReplyDir),
+                         InstanceMethod("replyLock", &FuseSession::ReplyLock),
                          InstanceMethod("invalInode", &FuseSession::InvalInode),
                          InstanceMethod("invalEntry", &FuseSession::InvalEntry),
                      });
@@ -765,6 +804,19 @@ Napi::Value FuseSession::ReplyDir(const Napi::CallbackInfo &info) {
   }
   fuse_reply_buf(p.req, buf.data(), used);
   return Napi::Number::New(env, added);
+}
+
+// replyLock(id, type, start, len): the lock that would conflict (F_GETLK), or type F_UNLCK.
+Napi::Value FuseSession::ReplyLock(const Napi::CallbackInfo &info) {
+  struct flock l;
+  memset(&l, 0, sizeof l);
+  l.l_type = static_cast<short>(info[1].As<Napi::Number>().Int32Value());
+  l.l_whence = SEEK_SET;
+  l.l_start = static_cast<off_t>(info[2].As<Napi::Number>().DoubleValue());
+  l.l_len = static_cast<off_t>(info[3].As<Napi::Number>().DoubleValue());
+  TAKE_OR_RETURN(p);
+  fuse_reply_lock(p.req, &l);
+  return info.Env().Undefined();
 }
 
 Napi::Value FuseSession::InvalInode(const Napi::CallbackInfo &info) {
