@@ -138,10 +138,11 @@ const WRITE_BACK_METRICS = [
 ];
 
 /**
- * A whole-content replacement (WebDAV PUT) of a file that does not exist yet is staged only from
- * this size (or of unknown size): a new file needs its empty object in the store at once, which
- * costs the same round trips as uploading a small body in-band, so staging it would only add the
- * fsyncs.
+ * Where a new file must get its empty object in the store first (an exclusive create, or a backend
+ * without the deferred-create layer), a whole-content replacement (WebDAV PUT) that creates it is
+ * staged only from this size (or of unknown size): that empty object costs the same round trips as
+ * uploading a small body in-band, so staging it would only add the fsyncs. With the layer (the
+ * usual case on object stores) every size is staged (stagedReplace).
  */
 const STAGE_NEW_MIN_BYTES = 1024 * 1024;
 /**
