@@ -109,6 +109,7 @@ export class FuseFs {
   private readonly handles = new Map<number, Handle>();
   private nextFh = 1;
   private native: NativeSession | undefined;
+  private slabs: Buffer[] = [];
   private readonly watches: Watch[] = [];
   private readonly o: FuseFsOptions;
   private readonly rootAttr: FileAttr;
@@ -134,6 +135,7 @@ export class FuseFs {
   /** Resolves share roots (inode 1 for a single share) and starts the change watches. */
   async start(native: NativeSession): Promise<void> {
     this.native = native;
+    this.slabs = native.slabs();
     if (this.o.single !== undefined) {
       const a = await this.session.getattr(this.o.single, '/');
       this.inodes.intern(this.o.single, a.id, true, ROOT_INO);
@@ -411,7 +413,10 @@ export class FuseFs {
         const h = this.fh(n3);
         const n = this.inodes.get(ino);
         this.own(n, touched);
-        const count = await s.write(h, n2, data as Buffer);
+        // The bytes are in a slab (name2: its index, n1: the length) that is reused once this
+        // request is answered, so the write completes before the reply; or in their own Buffer.
+        const bytes = name2 !== '' ? this.slabs[Number(name2)]!.subarray(0, n1) : (data as Buffer);
+        const count = await s.write(h, n2, bytes);
         native.replyWrite(id, count);
         return;
       }

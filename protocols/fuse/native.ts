@@ -61,6 +61,8 @@ export interface NativeSession {
   replyXattr(id: number, data: Uint8Array): void;
   replyDir(id: number, plus: boolean, names: string[], attrs: Float64Array, offsets: Float64Array, attrTimeout: number, entryTimeout: number): number;
   replyLock(id: number, type: number, start: number, len: number): void;
+  /** The write slabs (made once, before mount): a WRITE's bytes arrive in one (fuse_addon.cc). */
+  slabs(): Buffer[];
   invalInode(ino: number): void;
   invalEntry(parent: number, name: string): void;
 }

@@ -219,7 +219,7 @@ describe.skipIf(unusable !== undefined)('FUSE mount of local, read-only and S3 s
     expect((await dav(stack.port, 'GET', '/s3/fsync.bin')).body.toString()).toBe('durable');
   });
 
-  it('POSIX locks and flock go to the shared lock manager: they conflict with WebDAV locks', async () => {
+  it('POSIX locks and flock go to the shared lock manager: they conflict with WebDAV locks', { timeout: 120_000 }, async () => {
     const file = m('disk', 'lk.txt');
     await writeFile(file, 'locked');
     const lockBody = '<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>';
@@ -253,7 +253,8 @@ describe.skipIf(unusable !== undefined)('FUSE mount of local, read-only and S3 s
     const holder = spawn('flock', ['-o', '-x', file, 'sleep', '20'], { stdio: 'ignore', detached: true });
     try {
       let status = 0;
-      for (let i = 0; i < 100 && status !== 423; i++) {
+      // Bounded wait for the holder to take its lock (a process start under a loaded machine).
+      for (let i = 0; i < 400 && status !== 423; i++) {
         status = (await dav(stack.port, 'LOCK', '/disk/lk.txt', lockBody)).status;
         if (status !== 423) await new Promise((r) => setTimeout(r, 50));
       }
@@ -263,7 +264,7 @@ describe.skipIf(unusable !== undefined)('FUSE mount of local, read-only and S3 s
     }
     // The killed holder's lock goes with its file (flush/release): the file can be locked again.
     let again: string | undefined = 'x';
-    for (let i = 0; i < 100 && again !== undefined; i++) {
+    for (let i = 0; i < 400 && again !== undefined; i++) {
       again = await errCode(sh('flock', ['-n', '-x', file, 'true']));
       if (again !== undefined) await new Promise((r) => setTimeout(r, 50));
     }
