@@ -53,7 +53,18 @@ const listen = z.string().min(1);
 const userName = z.string().refine((s) => s === '*' || PRINCIPAL_NAME_RE.test(s), {
   error: "must be '*' or match [A-Za-z0-9._@-]{1,64}",
 });
-const groupName = z.string().regex(PRINCIPAL_NAME_RE, { error: 'must match [A-Za-z0-9._@-]{1,64}' });
+/**
+ * Group names in grants and rules are wider than user names: directory groups are named by people
+ * (Active Directory's "Domain Users", a German domain's "Domänen-Benutzer", "R&D (EU)"), and a grant
+ * must be able to name them as the directory spells them. Any characters but control characters and
+ * '*' (which means any authenticated user and is spelled only on its own in `users`), no leading or
+ * trailing space, at most 256 (AD's sAMAccountName limit). Local groups keep the user-name alphabet
+ * (src/auth/local-users.ts), so a name with a space only ever matches a directory group.
+ */
+export const GROUP_NAME_RE = /^(?=[^\s])(?=[\s\S]*[^\s]$)[^\p{Cc}*]{1,256}$/u;
+const groupName = z.string().regex(GROUP_NAME_RE, {
+  error: "must be 1-256 characters, without control characters or '*', and not start or end with a space",
+});
 const right = z.enum(RIGHTS);
 const rights = z.array(right);
 

@@ -74,6 +74,8 @@ describe.skipIf(!haveSlapd() || !haveCurl)('directory users over WebDAV and in `
         },
         // Only the finance group (groupOfUniqueNames) has this share at all.
         { name: 'fin', source: 'memory:', access: [{ groups: ['finance'], rights: ['read', 'write'] }] },
+        // A directory group named with spaces and parentheses, as directories name them ("Domain Users").
+        { name: 'sales', source: 'memory:', access: [{ groups: ['Sales Team (EU)'], rights: ['read', 'write'] }] },
       ],
     });
     // A directory is configured: no first-run admin was made although no local user existed.
@@ -96,6 +98,9 @@ describe.skipIf(!haveSlapd() || !haveCurl)('directory users over WebDAV and in `
     // The finance share: bob (finance) yes; alice is not granted anything there.
     expect(await curl('bob', 'bob-pw', 'PUT', '/fin/q4.txt', 'q4')).toBe(201);
     expect([403, 404]).toContain(await curl('alice', 'alice-pw', 'GET', '/fin/q4.txt'));
+    // The group named with spaces: bob is in it, alice is not.
+    expect(await curl('bob', 'bob-pw', 'PUT', '/sales/lead.txt', 'lead')).toBe(201);
+    expect([403, 404]).toContain(await curl('alice', 'alice-pw', 'GET', '/sales/lead.txt'));
     // Wrong password, unknown user, injection attempt, locked account: 401.
     expect(await curl('alice', 'nope', 'GET', '/team/')).toBe(401);
     expect(await curl('nobody', 'x', 'GET', '/team/')).toBe(401);

@@ -113,6 +113,27 @@ shares:
     expect(b!.protocols).toEqual(['webdav', 'nfs', 'smb', 'fuse', 'ftp']);
   });
 
+  it('takes directory group names as the directory spells them (spaces, parentheses, non-ASCII) and refuses *, control characters and outer spaces', () => {
+    const c = loadConfig({
+      file: write(`shares:
+  - name: data
+    source: ./data
+    access:
+      - { groups: ["Domain Users", "Domänen-Benutzer", "R&D (EU)"], rights: [read] }
+    rules:
+      - { path: /hr, groups: ["HR Team"], deny: [read] }
+`),
+      env: {},
+    });
+    expect(c.shares[0]!.access[0]!.groups).toEqual(['Domain Users', 'Domänen-Benutzer', 'R&D (EU)']);
+    expect(c.shares[0]!.rules[0]!.groups).toEqual(['HR Team']);
+    const err = configError(() =>
+      loadConfig({ file: write(`shares:\n  - name: data\n    source: ./data\n    access:\n      - { groups: ["*", " lead", "tab\\there", "x*"], rights: [read] }\n`), env: {} }),
+    );
+    const lines = err.message.split('\n').slice(1).map((l) => l.trim());
+    expect(lines.filter((l) => l.startsWith('shares[0].access[0].groups['))).toHaveLength(4);
+  });
+
   it('treats a section whose keys are all commented out as absent', () => {
     const c = loadConfig({ file: write(`server:\n  # listen: x\nauth:\n  throttle:\n${MINIMAL}`), env: {} });
     expect(c.server.listen).toBe('0.0.0.0');

@@ -5,7 +5,8 @@
  *
  * The DIT (suffix dc=example,dc=org, password of every user = `<name>-pw`):
  * - ou=people: alice (uid 20001, groupOfNames engineering, posixGroup developers), bob (20002,
- *   groupOfUniqueNames finance), carol (20003, in `leads`, which is itself a member of engineering:
+ *   groupOfUniqueNames finance, and groupOfNames "Sales Team (EU)": a name with spaces and
+ *   parentheses, as directory groups are named), carol (20003, in `leads`, which is itself a member of engineering:
  *   nested), dave (20004, locked by ppolicy: pwdAccountLockedTime), all with primary gid 20000
  *   (posixGroup staff, which lists no memberUid), and two entries whose `uid` is
  *   both `twin` (the ambiguous filter). Each has posixAccount and sambaNTPassword (the Samba
@@ -92,6 +93,7 @@ export function testDit(): string {
     `dn: cn=engineering,${GROUPS}\nobjectClass: groupOfNames\ncn: engineering\nmember: uid=alice,${PEOPLE}\nmember: cn=leads,${GROUPS}\n`,
     `dn: cn=leads,${GROUPS}\nobjectClass: groupOfNames\ncn: leads\nmember: uid=carol,${PEOPLE}\n`,
     `dn: cn=finance,${GROUPS}\nobjectClass: groupOfUniqueNames\ncn: finance\nuniqueMember: uid=bob,${PEOPLE}\n`,
+    `dn: cn=Sales Team (EU),${GROUPS}\nobjectClass: groupOfNames\ncn: Sales Team (EU)\nmember: uid=bob,${PEOPLE}\n`,
     `dn: cn=developers,${GROUPS}\nobjectClass: posixGroup\ncn: developers\ngidNumber: 20100\nmemberUid: alice\n`,
     // Every test user's primary group (gidNumber 20000), naming no one: members by gidNumber.
     `dn: cn=staff,${GROUPS}\nobjectClass: posixGroup\ncn: staff\ngidNumber: 20000\n`,
