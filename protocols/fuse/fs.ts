@@ -65,6 +65,8 @@ const WHOLE: LockRange = { start: 0n, end: 0xffff_ffff_ffff_ffffn };
 const XATTR_CREATE = 1;
 const XATTR_REPLACE = 2;
 const NS = 1_000_000_000n;
+/** Pooled read buffers: FUSE reads are at most 1 MiB (max_pages 256). */
+const READ_BUF = 1 << 20;
 
 export interface FuseFsOptions {
   sessions: SessionManager;
@@ -110,6 +112,7 @@ export class FuseFs {
   private nextFh = 1;
   private native: NativeSession | undefined;
   private slabs: Buffer[] = [];
+  private readonly readBufs: Buffer[] = [];
   private readonly watches: Watch[] = [];
   private readonly o: FuseFsOptions;
   private readonly rootAttr: FileAttr;
@@ -405,8 +408,13 @@ export class FuseFs {
       }
       case OP.READ: {
         const h = this.fh(n3);
-        const buf = await s.read(h, n2, n1);
-        native.replyBuf(id, buf);
+        // Into a pooled buffer (a new Buffer per read made V8 collect garbage often, as writes
+        // did); fuse_reply_buf copies it to the kernel at once, so it is free again after.
+        const buf = n1 <= READ_BUF ? (this.readBufs.pop() ?? Buffer.allocUnsafeSlow(READ_BUF)) : Buffer.allocUnsafeSlow(n1);
+        const got = await s.readInto(h, n2, buf.subarray(0, n1));
+        native.replyBuf(id, buf, got);
+        // Back to the pool only after a read that completed (a failed one may still be filled late).
+        if (buf.length === READ_BUF && this.readBufs.length < 16) this.readBufs.push(buf);
         return;
       }
       case OP.WRITE: {

@@ -252,13 +252,15 @@ describe.skipIf(unusable !== undefined)('FUSE mount of local, read-only and S3 s
     // (-o: flock(1) keeps the descriptor to itself, so killing its process group ends the lock.)
     const holder = spawn('flock', ['-o', '-x', file, 'sleep', '20'], { stdio: 'ignore', detached: true });
     try {
-      let status = 0;
-      // Bounded wait for the holder to take its lock (a process start under a loaded machine).
-      for (let i = 0; i < 400 && status !== 423; i++) {
-        status = (await dav(stack.port, 'LOCK', '/disk/lk.txt', lockBody)).status;
-        if (status !== 423) await new Promise((r) => setTimeout(r, 50));
+      // Bounded wait for the holder to take its lock (a process start under a loaded machine),
+      // seen through the mount; then one WebDAV LOCK, which must be refused.
+      let held = false;
+      for (let i = 0; i < 400 && !held; i++) {
+        held = (await errCode(sh('flock', ['-n', '-x', file, 'true']))) !== undefined;
+        if (!held) await new Promise((r) => setTimeout(r, 50));
       }
-      expect(status).toBe(423);
+      expect(held).toBe(true);
+      expect((await dav(stack.port, 'LOCK', '/disk/lk.txt', lockBody)).status).toBe(423);
     } finally {
       process.kill(-holder.pid!, 'SIGKILL');
     }
