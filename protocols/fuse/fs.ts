@@ -67,6 +67,8 @@ const XATTR_REPLACE = 2;
 const NS = 1_000_000_000n;
 /** Pooled read buffers: FUSE reads are at most 1 MiB (max_pages 256). */
 const READ_BUF = 1 << 20;
+/** The second invalidation after a change event (see follow()). */
+const REINVALIDATE_MS = 300;
 
 export interface FuseFsOptions {
   sessions: SessionManager;
@@ -175,6 +177,11 @@ export class FuseFs {
         if (node) {
           native.invalInode(node.ino);
           this.invalidations++;
+          // Once more a little later: on object-store shares an event can come before the new
+          // state is what a lookup reads (a publish still landing), and a kernel that asked in
+          // between would keep the old attributes for a whole timeout (seen: 1 run in 6 on s3rver).
+          const ino = node.ino;
+          setTimeout(() => this.native?.invalInode(ino), REINVALIDATE_MS).unref();
         }
         if (ev.kind === 'create' || ev.kind === 'delete' || ev.kind === 'rename') {
           for (const p of ev.kind === 'rename' && ev.oldPath !== undefined ? [ev.oldPath, ev.path] : [ev.path]) {

@@ -1,5 +1,6 @@
 /**
- * The FUSE front-end with real mounts (issue 13): a local share, a read-only share and an S3 share
+ * The FUSE front-end with real mounts (issue 13): a local share, a read-only share, an S3 share
+ * and a memory share
  * (s3rver) mounted under a temp directory by a real `portico serve` process, driven by the kernel
  * through plain Node fs calls and shell tools (cp, ls -l, mv, rm, dd, cat, stat, setfattr/getfattr). Kernel
  * attribute and entry timeouts are 60 s here, so a change made over WebDAV shows through the mount
@@ -56,6 +57,7 @@ describe.skipIf(unusable !== undefined)('FUSE mount of local, read-only and S3 s
         { name: 'disk', source: disk, rules: [{ path: '/secret', users: [USER], deny: ['read', 'write'] }] },
         { name: 'ro', source: ro, readOnly: true },
         { name: 's3', source: `s3://${s3.bucket}/fuse`, options: { endpoint: s3.endpoint, ...S3RVER_CREDENTIALS } },
+        { name: 'mem', source: 'memory:' },
       ],
     });
     m = (share, ...p) => join(stack.mnt, share, ...p);
@@ -69,12 +71,12 @@ describe.skipIf(unusable !== undefined)('FUSE mount of local, read-only and S3 s
   }, 60_000);
 
   it('shows one directory per share at the mount root', async () => {
-    expect((await readdir(stack.mnt)).sort()).toEqual(['disk', 'ro', 's3']);
+    expect((await readdir(stack.mnt)).sort()).toEqual(['disk', 'mem', 'ro', 's3']);
     expect(mountPoints().get(stack.mnt)).toBe('fuse.portico');
     expect(await errCode(mkdir(join(stack.mnt, 'new')))).toBe('EACCES');
   });
 
-  for (const share of ['disk', 's3']) {
+  for (const share of ['disk', 's3', 'mem']) {
     describe(`${share} share`, () => {
       it('writes and reads files with fs calls; stat reports size, mode and times', async () => {
         const data = randomBytes(300_000);
@@ -122,6 +124,9 @@ describe.skipIf(unusable !== undefined)('FUSE mount of local, read-only and S3 s
       it('rename over an existing file, truncate, directories and their errors', async () => {
         await writeFile(m(share, 'r1'), 'one');
         await writeFile(m(share, 'r2'), 'two two');
+        // mv -n: renameat2(RENAME_NOREPLACE) keeps the existing target.
+        await sh('mv', ['-n', m(share, 'r1'), m(share, 'r2')]);
+        expect(await readFile(m(share, 'r2'), 'utf8')).toBe('two two');
         await rename(m(share, 'r1'), m(share, 'r2'));
         expect(await readFile(m(share, 'r2'), 'utf8')).toBe('one');
         await truncate(m(share, 'r2'), 1);
