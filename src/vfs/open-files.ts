@@ -10,7 +10,6 @@
  * write stage, async write-back) is per-file data's concern (file-data.ts, `host.data`); removing a
  * file at its last close is the namespace's (namespace.ts unlinkPath/rmdirPath).
  */
-import { randomUUID } from 'node:crypto';
 import type { BackendFile, BackendStat } from './backend.ts';
 import { VfsError, isVfsError, toVfsError } from './errors.ts';
 import { isSameOrDescendant } from './path.ts';
@@ -51,9 +50,23 @@ export interface OpenFilesHost {
   unlinkPath(v: Volume, path: string, fromClose: boolean): Promise<void>;
 }
 
+/**
+ * Handle ids: a process-wide counter, not a random UUID (crypto.randomUUID cost ~0.7 KB and a
+ * serialisation per open, issue 9). An id is only a key inside this process — the share-mode,
+ * lease, durable-handle and client-record tables and `handle:<id>` lock owners — and is never sent
+ * to a client or stored: protocols mint their own wire identifiers (SMB FileIds and durable
+ * handle GUIDs, NFS stateids, FUSE fhs), and those that must be unguessable stay random there.
+ * Unique for the life of the process (2^53 opens), which is all those tables need.
+ */
+let handleSeq = 0;
+
 export class OpenFiles {
   private readonly handles = new Map<string, Handle>();
-  private readonly handlesByFile = new Map<FileId, Set<Handle>>();
+  /**
+   * The open handles of each file: the handle itself while it is the only one (nearly always),
+   * a Set from the second on — no Set allocated and emptied per open and close.
+   */
+  private readonly handlesByFile = new Map<FileId, Handle | Set<Handle>>();
   /** Backend stat each handle's open found (attrAtOpen); dies with the handle. */
   private readonly openStats = new WeakMap<Handle, BackendStat>();
   private readonly host: OpenFilesHost;
@@ -69,7 +82,8 @@ export class OpenFiles {
 
   /** The open handles of a file. */
   handlesOf(id: FileId): Iterable<Handle> {
-    return this.handlesByFile.get(id) ?? [];
+    const e = this.handlesByFile.get(id);
+    return e === undefined ? [] : e instanceof Handle ? [e] : e;
   }
 
   /** A handle open for writing or delete strictly below `dir` (a directory move must wait: TreeMoveHost.busyBelow). */
@@ -121,7 +135,7 @@ export class OpenFiles {
     if (!created && this.host.leases.size > 0) await this.host.leases.beforeOpen(v.row(r.path, st).id, { owner: opts.owner, access: opts.access, share, truncate: disp === 'truncate' || disp === 'createOrTruncate' }, this.host.shareModes);
     const row = created ? v.newRow(r.path, st) : v.row(r.path, st);
     const h = new Handle({
-      id: randomUUID(),
+      id: `h${++handleSeq}`,
       volume: v,
       fileId: row.id,
       type: st.type,
@@ -164,9 +178,10 @@ export class OpenFiles {
     }
     this.handles.set(h.id, h);
     if (!created && disp !== 'truncate' && disp !== 'createOrTruncate') this.openStats.set(h, st);
-    let set = this.handlesByFile.get(row.id);
-    if (!set) this.handlesByFile.set(row.id, (set = new Set()));
-    set.add(h);
+    const others = this.handlesByFile.get(row.id);
+    if (others === undefined) this.handlesByFile.set(row.id, h);
+    else if (others instanceof Handle) this.handlesByFile.set(row.id, new Set([others, h]));
+    else others.add(h);
     if (created) v.quota?.add(r.path, 1, st.type === 'file' ? st.size : 0);
     if (created) this.host.emit(v, 'create', row.id, r.path, st.type);
     return h;
@@ -310,19 +325,34 @@ export class OpenFiles {
   async close(h: Handle): Promise<void> {
     if (h.closed) return;
     let failure: unknown;
-    try {
-      await this.host.data.release(h);
-    } catch (e) {
-      failure = e;
+    // FileData.release only acts on a handle with a write stage: a plain descriptor's close skips
+    // the call (one async hop and its promise less per close).
+    if (h.stage) {
+      try {
+        await this.host.data.release(h);
+      } catch (e) {
+        failure = e;
+      }
     }
     h.closed = true;
-    await h.file?.close().catch(() => undefined);
+    if (h.file) {
+      try {
+        await h.file.close();
+      } catch {
+        // ignored, as it always was: what the handle owed the backend was released above
+      }
+    }
     this.handles.delete(h.id);
     if (this.host.leases.size > 0) this.host.leases.closed(h);
     const set = this.handlesByFile.get(h.fileId);
-    set?.delete(h);
-    if (set?.size === 0) this.handlesByFile.delete(h.fileId);
-    if (set?.size === 0) h.volume.quota?.lastClose(h.fileId);
+    let last = false;
+    if (set === h) last = true;
+    else if (set instanceof Set) {
+      set.delete(h);
+      last = set.size === 0;
+    }
+    if (last) this.handlesByFile.delete(h.fileId);
+    if (last) h.volume.quota?.lastClose(h.fileId);
     const res = this.host.shareModes.close(h.id);
     if (res?.last && res.deletePending && !h.orphaned) {
       try {
@@ -363,7 +393,7 @@ export class OpenFiles {
 
   /** Open handles of a deleted file keep working (POSIX) but must not resurrect it on close. */
   orphan(id: FileId): void {
-    for (const h of this.handlesByFile.get(id) ?? []) h.orphaned = true;
+    for (const h of this.handlesOf(id)) h.orphaned = true;
   }
 
   /** Handles at or below `from` now name `to`; returns them. */
