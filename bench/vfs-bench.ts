@@ -21,6 +21,8 @@ import { promises as fsp, readFileSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { getHeapStatistics, setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type { Session } from '../src/session/session.ts';
 import type { Handle } from '../src/vfs/vfs.ts';
 import { counterTotal, flushDirtyPages, makePorticoStack, mapLimit, median, peakRss, renderTable, timed, verdict, type Row } from './lib.ts';
@@ -48,6 +50,11 @@ const BY_ID_ROUNDS = 5;
 const BLOCKS = 20;
 /** The fan-out LocalBackend.list uses for its per-entry lstat; the raw listing uses the same. */
 const LIST_STAT_CONCURRENCY = 64;
+/** readFile cost rounds: operations per CPU round, rounds, and heap-growth batches (bytes/op). */
+const COST_OPS = 3000 / SCALE;
+const COST_ROUNDS = 5;
+const ALLOC_BATCHES = 40;
+const ALLOC_BATCH_OPS = 20;
 const AIM_SMALL = 0.5;
 const AIM_STREAM = 0.9;
 
@@ -191,6 +198,38 @@ async function porticoReadBig(s: Session, path: string, reuse: boolean): Promise
     await s.close(h);
   }
   return total;
+}
+
+/**
+ * Cost of one operation as CPU time and heap bytes, the figures that hold on a loaded machine
+ * (issue 9): CPU µs/op is process.cpuUsage (user + system, every thread: the fs thread pool too)
+ * over COST_OPS sequential operations, best of COST_ROUNDS; bytes/op is the growth of the used heap
+ * over ALLOC_BATCH_OPS operations started right after a full GC (no collection runs inside so small
+ * a batch; a batch in which one did shows no growth and is dropped), median of ALLOC_BATCHES.
+ */
+async function opCost(op: (i: number) => Promise<unknown>, gc: () => void): Promise<{ cpuUs: number; bytes: number }> {
+  let cpuUs = Infinity;
+  for (let r = 0; r < COST_ROUNDS; r++) {
+    const c0 = process.cpuUsage();
+    for (let i = 0; i < COST_OPS; i++) await op(i);
+    const c = process.cpuUsage(c0);
+    cpuUs = Math.min(cpuUs, (c.user + c.system) / COST_OPS);
+  }
+  const samples: number[] = [];
+  for (let b = 0; b < ALLOC_BATCHES; b++) {
+    gc();
+    const h0 = getHeapStatistics().used_heap_size;
+    for (let i = 0; i < ALLOC_BATCH_OPS; i++) await op(i);
+    const grown = getHeapStatistics().used_heap_size - h0;
+    if (grown > 0) samples.push(grown / ALLOC_BATCH_OPS);
+  }
+  return { cpuUs, bytes: samples.length > 0 ? median(samples) : Number.NaN };
+}
+
+/** A full-GC function without --expose-gc on the command line (npm run bench passes no flags). */
+function fullGc(): () => void {
+  setFlagsFromString('--expose-gc');
+  return runInNewContext('gc') as () => void;
 }
 
 // ---------------------------------------------------------------- driver
@@ -343,6 +382,23 @@ async function main(): Promise<void> {
     rows.push({ workload: 'by id: GETATTR (warm)', unit: 'µs/op', raw: us(best(byId.rawPair), 2 * N_STAT), portico: us(best(byId.getattr), N_STAT), ratio: undefined, aim: undefined, note: 'raw: one stat' });
     rows.push({ workload: 'by id: LOOKUP+GETATTR', unit: 'µs/pair', raw: us(best(byId.rawPair), N_STAT), portico: us(best(byId.pair), N_STAT), ratio: best(byId.rawPair) / best(byId.pair), aim: undefined, note: 'aim <= 5 µs; raw: two stats', samplesMs: { raw: byId.rawPair, portico: byId.pair } });
     rows.push({ workload: 'by id: open+read 4K+close', unit: 'µs/op', raw: us(best(byId.rawRead), N_CREATE), portico: us(best(byId.read), N_CREATE), ratio: best(byId.rawRead) / best(byId.read), aim: undefined, note: 'aim <= 30 µs; raw: open, read, close', samplesMs: { raw: byId.rawRead, portico: byId.read } });
+
+    // 2c. Session.readFile of 4 KiB (WebDAV GET's open, attributes, read, close in one gate; the
+    // open/close path NFS OPEN/CLOSE and SMB CREATE/CLOSE share): CPU and heap bytes per operation,
+    // raw = fs/promises open, read, close. Sides run one after the other (CPU time and allocation
+    // counts are what this row is for; they hold under load where wall time does not).
+    log(`readFile 4 KiB cost x${COST_OPS * COST_ROUNDS}`);
+    const gc = fullGc();
+    const costPaths = porticoPaths.slice(0, 200);
+    for (let i = 0; i < WARMUP; i++) await s.readFile('s', costPaths[i % costPaths.length] as string, 'bench', (f) => f.read(0, readBuf));
+    const costRaw = await opCost(async (i) => {
+      const fh = await fsp.open(rawPaths[i % costPaths.length] as string, 'r');
+      await fh.read(readBuf, 0, SMALL, 0);
+      await fh.close();
+    }, gc);
+    const costPortico = await opCost((i) => s.readFile('s', costPaths[i % costPaths.length] as string, 'bench', (f) => f.read(0, readBuf)), gc);
+    rows.push({ workload: 'readFile 4K (session)', unit: 'µs CPU/op', raw: costRaw.cpuUs, portico: costPortico.cpuUs, ratio: costRaw.cpuUs / costPortico.cpuUs, aim: undefined, note: 'raw: open, read, close; best of 5' });
+    rows.push({ workload: 'readFile 4K (session)', unit: 'bytes alloc/op', raw: costRaw.bytes, portico: costPortico.bytes, ratio: undefined, aim: undefined, note: `heap growth, median of ${ALLOC_BATCHES} batches` });
 
     // 3. readdir with attributes of an N_DIR-entry directory
     log(`readdir ${N_DIR} entries x${LISTINGS}`);
