@@ -278,6 +278,36 @@ describe.skipIf(unusable !== undefined)('FUSE mount of local, read-only and S3 s
     expect(again).toBeUndefined();
   });
 
+  it('git clone, tar x, rsync -a and an sqlite3 database through the mount', { timeout: 120_000 }, async () => {
+    const src = join(tmp, 'repo-src');
+    mkdirSync(join(src, 'lib'), { recursive: true });
+    for (let i = 0; i < 20; i++) writeFileSync(join(src, 'lib', `m${i}.txt`), `module ${i}\n`.repeat(i + 1));
+    const git = (...a: string[]): Promise<{ stdout: string }> => sh('git', ['-c', 'user.name=t', '-c', 'user.email=t@t', '-c', 'init.defaultBranch=main', '-c', 'safe.directory=*', ...a]);
+    await git('-C', src, 'init', '-q');
+    await git('-C', src, 'add', '.');
+    await git('-C', src, 'commit', '-q', '-m', 'first');
+    // (safe.directory: the clone's files belong to the mount's Portico user, not to root.)
+    await git('clone', '-q', src, m('disk', 'repo'));
+    expect((await git('-C', m('disk', 'repo'), 'status', '--porcelain')).stdout).toBe('');
+    await git('-C', m('disk', 'repo'), 'fsck', '--full');
+    expect((await git('-C', m('disk', 'repo'), 'log', '--oneline')).stdout.trim().split('\n')).toHaveLength(1);
+    // tar x onto the S3 share, rsync -a onto the memory share: the trees compare equal. (As root
+    // both would give the files root's owner; the mount's user may not chown — no admin right —
+    // so they keep their owner, as a non-root user's tar and rsync do.)
+    await sh('tar', ['cf', join(tmp, 'lib.tar'), '-C', src, 'lib']);
+    await mkdir(m('s3', 'untar'));
+    await sh('tar', ['xf', join(tmp, 'lib.tar'), '--no-same-owner', '-C', m('s3', 'untar')]);
+    await sh('diff', ['-r', join(src, 'lib'), m('s3', 'untar', 'lib')]);
+    await sh('rsync', ['-a', '--no-owner', '--no-group', `${src}/lib/`, `${m('mem', 'synced')}/`]);
+    await sh('diff', ['-r', join(src, 'lib'), m('mem', 'synced')]);
+    const again = await sh('rsync', ['-a', '--no-owner', '--no-group', '--itemize-changes', `${src}/lib/`, `${m('mem', 'synced')}/`]);
+    expect(again.stdout).toBe('');
+    // sqlite3: its POSIX locks and fsyncs go through the mount.
+    const db = m('disk', 'db.sqlite');
+    await sh('sqlite3', [db, 'create table t(a); insert into t values (1), (2), (3);']);
+    expect((await sh('sqlite3', [db, 'pragma integrity_check; select sum(a) from t;'])).stdout).toBe('ok\n6\n');
+  });
+
   it('statfs reports the share (df)', async () => {
     const out = (await sh('df', ['-P', m('disk')])).stdout.trim().split('\n').at(-1)!;
     expect(out).toMatch(/^portico +\d+ +\d+ +\d+/);
