@@ -308,6 +308,43 @@ describe.skipIf(unusable !== undefined)('FUSE mount of local, read-only and S3 s
     expect((await sh('sqlite3', [db, 'pragma integrity_check; select sum(a) from t;'])).stdout).toBe('ok\n6\n');
   });
 
+  for (const share of ['disk', 's3']) {
+    it(`fsx-style random writes, truncates and reads against a reference file (${share})`, { timeout: 120_000 }, async () => {
+      // In a child process (see helpers.ts); a seeded generator, so a failure names its step.
+      const out = await runNode(
+        `import { openSync, writeSync, readSync, ftruncateSync, closeSync, fstatSync } from 'node:fs';
+         import { createHash } from 'node:crypto';
+         const [file, ref] = process.argv.slice(1);
+         let seed = 12345;
+         const rnd = (n) => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed % n; };
+         const a = openSync(file, 'w+'), b = openSync(ref, 'w+');
+         const MAX = 1 << 20;
+         for (let step = 0; step < 400; step++) {
+           const op = rnd(10), off = rnd(MAX), len = 1 + rnd(65536);
+           if (op < 5) {
+             const buf = Buffer.alloc(len, step % 251);
+             writeSync(a, buf, 0, len, off); writeSync(b, buf, 0, len, off);
+           } else if (op < 7) {
+             ftruncateSync(a, off); ftruncateSync(b, off);
+           } else {
+             const x = Buffer.alloc(len), y = Buffer.alloc(len);
+             const n = readSync(a, x, 0, len, off), m = readSync(b, y, 0, len, off);
+             if (n !== m || !x.subarray(0, n).equals(y.subarray(0, m))) { console.log('read differs at step ' + step); process.exit(1); }
+           }
+           if (fstatSync(a).size !== fstatSync(b).size) { console.log('size differs at step ' + step); process.exit(1); }
+         }
+         closeSync(a); closeSync(b);
+         const h = (f) => { const fd = openSync(f, 'r'); const st = fstatSync(fd); const buf = Buffer.alloc(st.size); readSync(fd, buf, 0, st.size, 0); closeSync(fd); return createHash('sha256').update(buf).digest('hex'); };
+         console.log(h(file) === h(ref) ? 'same' : 'differs');`,
+        [m(share, 'fsx.bin'), join(tmp, `fsx-ref-${share}.bin`)],
+      );
+      expect(out.trim()).toBe('same');
+      // What another protocol reads is what the reference holds.
+      const got = await dav(stack.port, 'GET', `/${share}/fsx.bin`);
+      expect(sha(got.body)).toBe(sha(readFileSync(join(tmp, `fsx-ref-${share}.bin`))));
+    });
+  }
+
   it('statfs reports the share (df)', async () => {
     const out = (await sh('df', ['-P', m('disk')])).stdout.trim().split('\n').at(-1)!;
     expect(out).toMatch(/^portico +\d+ +\d+ +\d+/);
