@@ -1,6 +1,6 @@
 /**
  * The FUSE front-end with real mounts (issue 13): a local share, a read-only share, an S3 share
- * and a memory share
+ * a memory share and a shard set
  * (s3rver) mounted under a temp directory by a real `portico serve` process, driven by the kernel
  * through plain Node fs calls and shell tools (cp, ls -l, mv, rm, dd, cat, stat, setfattr/getfattr). Kernel
  * attribute and entry timeouts are 60 s here, so a change made over WebDAV shows through the mount
@@ -15,6 +15,7 @@ import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3RVER_CREDENTIALS, startS3rver, type S3rverHandle } from '../helpers/s3rver.ts';
+import { runCli } from '../cli/helpers.ts';
 import { http, fuseUnusable, mountPoints, removeTmp, runNode, sh, startFuseStack, PW, USER, type FuseStack } from './helpers.ts';
 
 const dav = http;
@@ -50,6 +51,12 @@ describe.skipIf(unusable !== undefined)('FUSE mount of local, read-only and S3 s
     writeFileSync(join(disk, 'secret', 'plan.txt'), 'hidden');
     mkdirSync(ro);
     writeFileSync(join(ro, 'readme.txt'), 'read me');
+    // A shard set (read-only, packed by the CLI) as a fifth share.
+    mkdirSync(join(tmp, 'shard-src', 'docs'), { recursive: true });
+    writeFileSync(join(tmp, 'shard-src', 'docs', 'a.txt'), 'packed a');
+    writeFileSync(join(tmp, 'shard-src', 'b.bin'), Buffer.alloc(200_000, 7));
+    const packed = await runCli(['shard', 'pack', join(tmp, 'shard-src'), join(tmp, 'shards')], { timeoutMs: 90_000 });
+    if (packed.code !== 0) throw new Error(`shard pack failed: ${packed.stderr}`);
     stack = await startFuseStack({
       tmp,
       fuse: { attrTimeout: 60, entryTimeout: 60 },
@@ -58,6 +65,7 @@ describe.skipIf(unusable !== undefined)('FUSE mount of local, read-only and S3 s
         { name: 'ro', source: ro, readOnly: true },
         { name: 's3', source: `s3://${s3.bucket}/fuse`, options: { endpoint: s3.endpoint, ...S3RVER_CREDENTIALS } },
         { name: 'mem', source: 'memory:' },
+        { name: 'shard', source: `shard+file://${join(tmp, 'shards')}` },
       ],
     });
     m = (share, ...p) => join(stack.mnt, share, ...p);
@@ -71,7 +79,7 @@ describe.skipIf(unusable !== undefined)('FUSE mount of local, read-only and S3 s
   }, 60_000);
 
   it('shows one directory per share at the mount root', async () => {
-    expect((await readdir(stack.mnt)).sort()).toEqual(['disk', 'mem', 'ro', 's3']);
+    expect((await readdir(stack.mnt)).sort()).toEqual(['disk', 'mem', 'ro', 's3', 'shard']);
     expect(mountPoints().get(stack.mnt)).toBe('fuse.portico');
     expect(await errCode(mkdir(join(stack.mnt, 'new')))).toBe('EACCES');
   });
@@ -344,6 +352,14 @@ describe.skipIf(unusable !== undefined)('FUSE mount of local, read-only and S3 s
       expect(sha(got.body)).toBe(sha(readFileSync(join(tmp, `fsx-ref-${share}.bin`))));
     });
   }
+
+  it('a shard set reads through the mount and refuses changes', async () => {
+    expect((await readdir(m('shard'))).sort()).toEqual(['b.bin', 'docs']);
+    expect((await sh('cat', [m('shard', 'docs', 'a.txt')])).stdout).toBe('packed a');
+    expect(sha(await readFile(m('shard', 'b.bin')))).toBe(sha(Buffer.alloc(200_000, 7)));
+    expect((await sh('stat', ['-c', '%s', m('shard', 'b.bin')])).stdout.trim()).toBe('200000');
+    expect(await errCode(writeFile(m('shard', 'new.txt'), 'x'))).toBe('EROFS');
+  });
 
   it('statfs reports the share (df)', async () => {
     const out = (await sh('df', ['-P', m('disk')])).stdout.trim().split('\n').at(-1)!;
