@@ -161,6 +161,7 @@ async function addHiddenDirs(host: ListHost, c: Collector, dirKey: string, lastN
 async function fromSnapshot(host: ListHost, dirKey: string, after: string | undefined, limit: number, path: string): Promise<ListPage> {
   let snap = host.meta.snapshot(dirKey);
   if (snap === undefined) {
+    const since = host.meta.now();
     const c = new Collector(host, dirKey, undefined);
     let token: string | undefined;
     for (;;) {
@@ -172,7 +173,7 @@ async function fromSnapshot(host: ListHost, dirKey: string, after: string | unde
     }
     await c.fill();
     snap = { entries: sorted(c.entries) };
-    host.meta.setSnapshot(dirKey, snap);
+    host.meta.setSnapshot(dirKey, snap, since);
   }
   const all = snap.entries;
   // First index with name > after (binary search on the sorted snapshot).

@@ -237,8 +237,9 @@ export class MetaCache {
     return e.value;
   }
 
-  setSnapshot(dirKey: string, s: Snapshot): void {
-    if (this.ttlMs === 0) return;
+  /** `since`: the change clock when the listing started (now()); a listing our own write raced is not kept. */
+  setSnapshot(dirKey: string, s: Snapshot, since?: number): void {
+    if (this.ttlMs === 0 || (since !== undefined && this.changedSince(dirKey, since))) return;
     this.snapshots.set(dirKey, { value: s, expires: Date.now() + this.ttlMs });
   }
 
@@ -250,8 +251,13 @@ export class MetaCache {
     return p === undefined ? undefined : copyPage(p);
   }
 
-  setPage(dirKey: string, after: string | undefined, limit: number, page: ListPage): void {
-    if (this.ttlMs === 0) return;
+  /**
+   * `since`: the change clock when the listing started (now()). A page our own write raced (an
+   * upload that landed while it was listed: async write-back uploads land in the background) may
+   * miss that name; it is not kept (it was: the name then vanished from listings for the TTL).
+   */
+  setPage(dirKey: string, after: string | undefined, limit: number, page: ListPage, since?: number): void {
+    if (this.ttlMs === 0 || (since !== undefined && this.changedSince(dirKey, since))) return;
     let e = this.pages.get(dirKey);
     if (e === undefined || e.expires <= Date.now()) this.pages.set(dirKey, (e = { value: new Map(), expires: Date.now() + this.ttlMs }));
     // Bounded: a directory paged with ever new `after` values keeps at most this many pages.

@@ -358,7 +358,7 @@ export class S3Backend implements Backend, WriterHost, ListHost {
     if (cached !== undefined) return cached;
     const since = this.meta.now();
     const page = await listPage(this, dk, options.after, options.limit, path);
-    this.meta.setPage(dk, options.after, options.limit, page);
+    this.meta.setPage(dk, options.after, options.limit, page, since);
     // The whole directory in one page: lookups of other names in it need no request for a while.
     if (options.after === undefined && page.next === undefined) this.meta.setComplete(dk, page.entries.map((e) => e.name), since);
     return page;

@@ -11,7 +11,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-export type FaultKind = 'drop' | 'status500' | 'slowdown' | 'delay' | 'truncate' | 'hang' | 'garbage' | 'lose';
+export type FaultKind = 'drop' | 'status500' | 'slowdown' | 'delay' | 'delayAnswer' | 'truncate' | 'hang' | 'garbage' | 'lose';
 
 export interface RequestInfo {
   method: string;
@@ -26,7 +26,7 @@ export interface FaultRule {
   /** How many matching requests this rule applies to (default 1; Infinity for all). */
   times?: number;
   match?: (r: RequestInfo) => boolean;
-  /** delay: milliseconds added before forwarding. */
+  /** delay: milliseconds added before forwarding; delayAnswer: forwarded at once, the answer held this long. */
   ms?: number;
   /** truncate: response body bytes passed before the connection is cut. */
   bytes?: number;
@@ -162,12 +162,12 @@ export class FaultProxy {
       });
       return;
     }
-    const forward = (): void => this.forward(req, res, entry, rule?.kind === 'truncate' ? rule.bytes ?? 0 : rule?.kind === 'lose' ? 0 : undefined);
+    const forward = (): void => this.forward(req, res, entry, rule?.kind === 'truncate' ? rule.bytes ?? 0 : rule?.kind === 'lose' ? 0 : undefined, rule?.kind === 'delayAnswer' ? rule.ms ?? 1000 : 0);
     if (rule?.kind === 'delay') setTimeout(forward, rule.ms ?? 1000);
     else forward();
   }
 
-  private forward(req: http.IncomingMessage, res: http.ServerResponse, entry: LogEntry, truncateAt: number | undefined): void {
+  private forward(req: http.IncomingMessage, res: http.ServerResponse, entry: LogEntry, truncateAt: number | undefined, answerDelayMs = 0): void {
     const up = http.request({
       host: this.upstream.hostname,
       port: this.upstream.port,
@@ -176,6 +176,13 @@ export class FaultProxy {
       headers: req.headers,
       agent: this.agent,
     }, (ur) => {
+      // delayAnswer: the store did the work at once; its answer reaches the client later.
+      if (answerDelayMs > 0) {
+        ur.pause();
+        setTimeout(() => pass(ur), answerDelayMs);
+      } else pass(ur);
+    });
+    const pass = (ur: http.IncomingMessage): void => {
       entry.status = ur.statusCode ?? 0;
       if (truncateAt === 0) {
         // The server did the work; its answer never reaches the client.
@@ -200,7 +207,9 @@ export class FaultProxy {
       });
       ur.on('end', () => res.end());
       ur.on('error', () => res.socket?.destroy());
-    });
+      // A stream paused explicitly does not flow again when 'data' listeners are added.
+      if (answerDelayMs > 0) ur.resume();
+    };
     up.on('error', () => res.socket?.destroy());
     req.pipe(up);
     res.on('close', () => {

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { CreateMultipartUploadCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import type { S3Backend } from '../../backends/s3/s3-backend.ts';
 import { names, put, rejectsWith, useS3Env, text, type S3Env } from './fixture.ts';
+import { until } from '../vfs-writeback/gate.ts';
 
 let env: S3Env;
 useS3Env((e) => (env = e));
@@ -390,6 +391,22 @@ describe('S3 backend contract', () => {
     expect(env.proxy.count('PutObject')).toBe(n - 1);
     expect(await text(b, '/d/old')).toBe('x');
     expect((await names(b, '/d')).length).toBe(n + 1);
+  });
+
+  it('a listing our own upload raced is not cached: the new name shows in the next listing', async () => {
+    const b = env.backend({ metaTtlMs: 60_000 });
+    await b.mkdir('/r');
+    await put(b, '/r/a', 'a');
+    // The store lists at once, its answer comes back late; meanwhile our upload of /r/b lands
+    // (as an async write-back upload does in the background).
+    env.proxy.inject({ kind: 'delayAnswer', ms: 600, match: (r) => r.op === 'ListObjectsV2' && r.url.includes('delimiter=') });
+    const listing = names(b, '/r');
+    await until(() => env.proxy.log.some((e) => e.op === 'ListObjectsV2' && e.url.includes('delimiter=')), 5000, 'the listing to reach the store');
+    await new Promise((r) => setTimeout(r, 100));
+    await put(b, '/r/b', 'b');
+    expect(await listing).toEqual(['a']);
+    // Before: that page was cached for the TTL, and /r/b was missing from listings until then.
+    expect(await names(b, '/r')).toEqual(['a', 'b']);
   });
 
   it('invalidate() makes changes by other S3 clients visible before the TTL', async () => {
