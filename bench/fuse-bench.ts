@@ -12,9 +12,14 @@
  * stime of its process from /proc) per MiB or per op — the steadier figure on a shared machine —
  * with the load average at the start and end.
  *
- * Not here yet: S3 shares against `rclone mount` of the same bucket (issue 13's second baseline).
+ * S3 (FUSE_BENCH_S3=0 skips it): the tests' s3rver in a child process (this process blocks in
+ * execFileSync while it measures, and must never serve what it measures); a `portico mount` of
+ * s3://bench/portico against `rclone mount` (Debian's rclone, --vfs-cache-mode writes, the mode a
+ * POSIX workload needs) of s3://bench/rclone: FUSE_BENCH_S3_SMALL small-file cycles (default 200)
+ * and FUSE_BENCH_S3_MB MiB (default 64) sequential write and read (a file the other client put),
+ * with both processes' CPU.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,6 +33,17 @@ const MB = Number(process.env.FUSE_BENCH_MB ?? 1024);
 const SMALL = Number(process.env.FUSE_BENCH_SMALL ?? 1000);
 const LIST = Number(process.env.FUSE_BENCH_LIST ?? 10_000);
 const TICK_MS = 1000 / Number(execFileSync('getconf', ['CLK_TCK']).toString().trim() || 100);
+
+if (process.argv.includes('--serve-s3')) {
+  // The s3rver child (see s3Part): serves until told to stop; nothing below runs here.
+  const { startS3rver } = await import('../test/helpers/s3rver.ts');
+  const h = await startS3rver({ bucket: 'bench' });
+  process.send?.({ endpoint: h.endpoint, bucket: h.bucket });
+  process.on('message', (m) => {
+    if (m === 'stop') void h.stop().then(() => process.exit(0));
+  });
+  await new Promise(() => undefined);
+}
 
 const avail = fuseAvailability();
 if (!avail.available) {
@@ -112,7 +128,76 @@ async function main(): Promise<void> {
   console.log(`load average at end: ${load()}`);
 }
 
+const S3_SMALL = Number(process.env.FUSE_BENCH_S3_SMALL ?? 200);
+const S3_MB = Number(process.env.FUSE_BENCH_S3_MB ?? 64);
+
+async function waitMount(dir: string, type: string, child: ChildProcess): Promise<void> {
+  const end = Date.now() + 120_000;
+  while (mountPoints().get(dir) !== type) {
+    if (child.exitCode !== null || Date.now() > end) throw new Error(`${type} mount at ${dir} did not come up`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** S3 share: Portico's mount against rclone mount of the same s3rver (child process). */
+async function s3Part(): Promise<void> {
+  const s3c = fork(fileURLToPath(import.meta.url), ['--serve-s3'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const info = await new Promise<{ endpoint: string; bucket: string }>((resolve, reject) => {
+    s3c.once('message', (m) => resolve(m as { endpoint: string; bucket: string }));
+    s3c.once('exit', (code) => reject(new Error(`s3rver child exited (${code})`)));
+  });
+  const pm = join(tmp, 'mnt-s3-portico');
+  const rm = join(tmp, 'mnt-s3-rclone');
+  mkdirSync(pm);
+  mkdirSync(rm);
+  const creds = { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', PORTICO_LOG__AUDIT__ENABLED: 'false' };
+  const portico = spawn(NODE, [join(ROOT, 'bin/portico.js'), 'mount', `s3://${info.bucket}/portico`, pm, '--s3-endpoint', info.endpoint, '--state', join(tmp, 'state-s3'), '--log-level', 'warn'], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, ...creds } });
+  const remote = `:s3,provider=Other,env_auth=false,access_key_id=S3RVER,secret_access_key=S3RVER,endpoint='${info.endpoint}':${info.bucket}/rclone`;
+  // AWS_CA_BUNDLE (set on some machines) makes rclone's S3 client fail on an http endpoint.
+  const rcloneEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('AWS_') && !k.startsWith('RCLONE_')));
+  const rclone = spawn('rclone', ['mount', remote, rm, '--vfs-cache-mode', 'writes', '--cache-dir', join(tmp, 'rclone-cache')], { stdio: ['ignore', 'inherit', 'inherit'], env: rcloneEnv });
+  try {
+    await waitMount(pm, 'fuse.portico', portico);
+    await waitMount(rm, 'fuse.rclone', rclone);
+    const rows: string[][] = [];
+    const measure = (pid: number, run: () => void): { ms: number; cpu: number } => {
+      const c0 = cpuMs(pid);
+      const t0 = process.hrtime.bigint();
+      run();
+      return { ms: Number(process.hrtime.bigint() - t0) / 1e6, cpu: cpuMs(pid) - c0 };
+    };
+    const small = (dir: string): void =>
+      void execFileSync(NODE, ['-e', `const fs=require('fs');const b=Buffer.alloc(4096,1);const d=process.argv[1];for(let i=0;i<${S3_SMALL};i++){const p=d+'/s'+i;const fd=fs.openSync(p,'w');fs.writeSync(fd,b);fs.closeSync(fd);fs.statSync(p);fs.unlinkSync(p);}`, dir]);
+    const dd = (args: string[]): void => void execFileSync('dd', [...args, 'bs=1M', 'status=none'], { stdio: 'ignore' });
+    const sp = measure(portico.pid!, () => small(pm));
+    const sr = measure(rclone.pid!, () => small(rm));
+    rows.push([`small-file cycle µs`, ((sr.ms * 1000) / S3_SMALL).toFixed(0), ((sp.ms * 1000) / S3_SMALL).toFixed(0), (sr.ms / sp.ms).toFixed(2), `${((sr.cpu * 1000) / S3_SMALL).toFixed(0)} / ${((sp.cpu * 1000) / S3_SMALL).toFixed(0)} µs`]);
+    const wp = measure(portico.pid!, () => dd(['if=/dev/zero', `of=${join(pm, 'seq')}`, `count=${S3_MB}`, 'conv=fsync']));
+    const wr = measure(rclone.pid!, () => dd(['if=/dev/zero', `of=${join(rm, 'seq')}`, `count=${S3_MB}`, 'conv=fsync']));
+    rows.push(['seq write MB/s', (S3_MB / (wr.ms / 1000)).toFixed(0), (S3_MB / (wp.ms / 1000)).toFixed(0), (wr.ms / wp.ms).toFixed(2), `${(wr.cpu / S3_MB).toFixed(2)} / ${(wp.cpu / S3_MB).toFixed(2)} ms/MiB`]);
+    // Read what the other mount wrote (neither has it in its own cache).
+    const rp = measure(portico.pid!, () => dd([`if=${join(pm, 'seq')}`, 'of=/dev/null']));
+    const rr = measure(rclone.pid!, () => dd([`if=${join(rm, 'seq')}`, 'of=/dev/null']));
+    rows.push(['seq read MB/s', (S3_MB / (rr.ms / 1000)).toFixed(0), (S3_MB / (rp.ms / 1000)).toFixed(0), (rr.ms / rp.ms).toFixed(2), `${(rr.cpu / S3_MB).toFixed(2)} / ${(rp.cpu / S3_MB).toFixed(2)} ms/MiB`]);
+    console.log(`S3 share (s3rver child): ${S3_SMALL} small-file cycles, ${S3_MB} MiB sequential; load average ${load()}`);
+    const head = ['', 'rclone', 'portico', 'portico/rclone', 'CPU rclone / portico'];
+    const all = [head, ...rows];
+    const w = head.map((_, i) => Math.max(...all.map((r) => r[i]!.length)));
+    for (const r of all) console.log(r.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('  '));
+    console.log('(portico/rclone: speed ratio, > 1.00 = Portico faster; rclone mount --vfs-cache-mode writes)');
+  } finally {
+    for (const [c, dir] of [[portico, pm], [rclone, rm]] as const) {
+      c.kill('SIGTERM');
+      await new Promise((r) => (c.exitCode !== null ? r(undefined) : c.once('exit', r)));
+      if (mountPoints().has(dir)) execFileSync('fusermount3', ['-u', '-z', dir]);
+    }
+    s3c.send('stop');
+    await new Promise((r) => s3c.once('exit', r));
+  }
+}
+
 main()
+  .then(() => (process.env.FUSE_BENCH_S3 === '0' ? undefined : s3Part()))
   .catch((e: unknown) => {
     console.error(e);
     process.exitCode = 1;
