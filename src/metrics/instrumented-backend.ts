@@ -42,6 +42,18 @@ class OpMeter {
     return value;
   }
 
+  /**
+   * Records how `p`, started at t0, settles and passes it through: `then` instead of an async
+   * wrapper with an await (about 180 bytes and a microtask hop less per call, issue 9). Used on the
+   * calls every open makes (openFile and the file's own methods); a synchronous throw by the inner
+   * call is the caller's to catch and record with fail().
+   */
+  track<T>(t0: number, p: Promise<T>): Promise<T> {
+    return p.then((v) => this.ok(t0, v), (e: unknown) => {
+      throw this.fail(t0, e);
+    });
+  }
+
   /** Records a failure started at t0 and returns the error so the caller can rethrow it. */
   fail(t0: number, err: unknown): unknown {
     // A non-VfsError from a backend is a bug there; the protocols will treat it as EIO, so count it as such.
@@ -73,43 +85,43 @@ class MeteredFile implements BackendFile {
     this.m = m;
   }
 
-  async read(offset: number, length: number): Promise<Buffer> {
+  read(offset: number, length: number): Promise<Buffer> {
     const t = performance.now();
-    try { return this.m['file.read'].ok(t, await this.f.read(offset, length)); } catch (e) { throw this.m['file.read'].fail(t, e); }
+    try { return this.m['file.read'].track(t, this.f.read(offset, length)); } catch (e) { return Promise.reject(this.m['file.read'].fail(t, e)); }
   }
 
-  async write(offset: number, data: Uint8Array): Promise<number> {
+  write(offset: number, data: Uint8Array): Promise<number> {
     const t = performance.now();
-    try { return this.m['file.write'].ok(t, await this.f.write(offset, data)); } catch (e) { throw this.m['file.write'].fail(t, e); }
+    try { return this.m['file.write'].track(t, this.f.write(offset, data)); } catch (e) { return Promise.reject(this.m['file.write'].fail(t, e)); }
   }
 
-  async truncate(size: number): Promise<void> {
+  truncate(size: number): Promise<void> {
     const t = performance.now();
-    try { return this.m['file.truncate'].ok(t, await this.f.truncate(size)); } catch (e) { throw this.m['file.truncate'].fail(t, e); }
+    try { return this.m['file.truncate'].track(t, this.f.truncate(size)); } catch (e) { return Promise.reject(this.m['file.truncate'].fail(t, e)); }
   }
 
-  async sync(): Promise<void> {
+  sync(): Promise<void> {
     const t = performance.now();
-    try { return this.m['file.sync'].ok(t, await this.f.sync()); } catch (e) { throw this.m['file.sync'].fail(t, e); }
+    try { return this.m['file.sync'].track(t, this.f.sync()); } catch (e) { return Promise.reject(this.m['file.sync'].fail(t, e)); }
   }
 
-  async stat(): Promise<BackendStat> {
+  stat(): Promise<BackendStat> {
     const t = performance.now();
-    try { return this.m['file.stat'].ok(t, await this.f.stat()); } catch (e) { throw this.m['file.stat'].fail(t, e); }
+    try { return this.m['file.stat'].track(t, this.f.stat()); } catch (e) { return Promise.reject(this.m['file.stat'].fail(t, e)); }
   }
 
-  async close(): Promise<void> {
+  close(): Promise<void> {
     const t = performance.now();
-    try { return this.m['file.close'].ok(t, await this.f.close()); } catch (e) { throw this.m['file.close'].fail(t, e); }
+    try { return this.m['file.close'].track(t, this.f.close()); } catch (e) { return Promise.reject(this.m['file.close'].fail(t, e)); }
   }
 }
 
 /** The same with readInto, for inner files that have it (its presence is part of the contract). */
 class MeteredReadIntoFile extends MeteredFile {
   // Counted as file.read: the same operation without the allocation.
-  async readInto(offset: number, target: Uint8Array): Promise<number> {
+  readInto(offset: number, target: Uint8Array): Promise<number> {
     const t = performance.now();
-    try { return this.m['file.read'].ok(t, await this.f.readInto!(offset, target)); } catch (e) { throw this.m['file.read'].fail(t, e); }
+    try { return this.m['file.read'].track(t, this.f.readInto!(offset, target)); } catch (e) { return Promise.reject(this.m['file.read'].fail(t, e)); }
   }
 }
 
@@ -171,9 +183,13 @@ export function instrumentBackend(backend: Backend, metrics: Metrics, label: str
       const t = performance.now();
       try { return m.read.ok(t, await b.read(path, offset, length)); } catch (e) { throw m.read.fail(t, e); }
     },
-    async openFile(path: string, options: OpenFileOptions): Promise<BackendFile> {
+    openFile(path: string, options: OpenFileOptions): Promise<BackendFile> {
       const t = performance.now();
-      try { return wrapFile(m.openFile.ok(t, await b.openFile(path, options)), m); } catch (e) { throw m.openFile.fail(t, e); }
+      let p: Promise<BackendFile>;
+      try { p = b.openFile(path, options); } catch (e) { return Promise.reject(m.openFile.fail(t, e)); }
+      return p.then((f) => wrapFile(m.openFile.ok(t, f), m), (e: unknown) => {
+        throw m.openFile.fail(t, e);
+      });
     },
     async createWriter(path: string, options?: WriterOptions): Promise<BackendWriter> {
       const t = performance.now();

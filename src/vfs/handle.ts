@@ -2,7 +2,7 @@
  * An open file or directory. Handles are created and driven only by the Vfs; protocols keep them
  * opaque (SMB FileIds, NFSv4 stateids and FUSE fhs map onto them).
  */
-import type { BackendFile } from './backend.ts';
+import type { BackendFile, BackendStat } from './backend.ts';
 import type { Volume } from './volume.ts';
 import type { WriteStage } from './write-stage.ts';
 import type { Access, FileId, NodeType } from './types.ts';
@@ -21,6 +21,12 @@ export class Handle {
   file: BackendFile | undefined;
   /** Shared write stage on backends without random writes. */
   stage: WriteStage | undefined;
+  /**
+   * The backend stat the open found (OpenFiles.attrAtOpen); undefined when the open created or
+   * truncated the file. A field rather than a WeakMap entry per open (issue 9: one ephemeron less
+   * for the GC per handle).
+   */
+  openStat: BackendStat | undefined;
   /** WebDAV lock tokens presented when the handle was opened (writes through it may use them). */
   readonly lockTokens: ReadonlySet<string>;
   /** Set when the file was unlinked while open: nothing is published on close. */

@@ -67,8 +67,6 @@ export class OpenFiles {
    * a Set from the second on — no Set allocated and emptied per open and close.
    */
   private readonly handlesByFile = new Map<FileId, Handle | Set<Handle>>();
-  /** Backend stat each handle's open found (attrAtOpen); dies with the handle. */
-  private readonly openStats = new WeakMap<Handle, BackendStat>();
   private readonly host: OpenFilesHost;
 
   constructor(host: OpenFilesHost) {
@@ -177,7 +175,7 @@ export class OpenFiles {
       throw toVfsError(e, p);
     }
     this.handles.set(h.id, h);
-    if (!created && disp !== 'truncate' && disp !== 'createOrTruncate') this.openStats.set(h, st);
+    if (!created && disp !== 'truncate' && disp !== 'createOrTruncate') h.openStat = st;
     const others = this.handlesByFile.get(row.id);
     if (others === undefined) this.handlesByFile.set(row.id, h);
     else if (others instanceof Handle) this.handlesByFile.set(row.id, new Set([others, h]));
@@ -301,7 +299,7 @@ export class OpenFiles {
    */
   attrAtOpen(h: Handle): FileAttr | undefined {
     this.live(h);
-    const st = this.openStats.get(h);
+    const st = h.openStat;
     if (st === undefined || h.stage?.dirty) return undefined;
     return this.host.attr(h.volume, h.volume.row(h.path), st);
   }
