@@ -84,6 +84,11 @@ async function walk(root: string, warn: (m: string) => void): Promise<{ entries:
   while (stack.length > 0) {
     const [dir, share] = stack.pop() as [string, string];
     const names = await readdir(dir, { withFileTypes: true });
+    // A name stored in another normal form (NFD, as macOS writes them) is packed under its NFC
+    // spelling, the one Portico serves and clients address (the VFS resolves NFD requests to it):
+    // skipping it would lose the file. Two names of one directory that are the same in NFC cannot
+    // both be served: the NFC spelling wins (or the first in readdir order), the other is skipped.
+    const taken = new Set(names.map((d) => d.name).filter((n) => n.normalize('NFC') === n));
     for (const d of names) {
       let name: string;
       try {
@@ -92,11 +97,12 @@ async function walk(root: string, warn: (m: string) => void): Promise<{ entries:
         name = '';
       }
       const file = join(dir, d.name);
-      if (name !== d.name) {
-        warn(`skipped ${file}: a name Portico cannot serve as it is`);
+      if (name === '' || (name !== d.name && taken.has(name))) {
+        warn(`skipped ${file}: ${name === '' ? 'a name Portico cannot serve' : 'its NFC spelling names another file of the directory'}`);
         skipped++;
         continue;
       }
+      taken.add(name);
       const st = await lstat(file, { bigint: true });
       const path = `${share}/${name}`;
       if (st.isDirectory()) {

@@ -116,7 +116,7 @@ describe('shard backend through the VFS', () => {
   it('applies a tombstone of a newer catalog to a running reader', async () => {
     const victim = files.find((f) => f.data.length > 0 && f.path.split('/').length === 2)!;
     expect((await backend.stat(victim.path)).type).toBe('file');
-    unlinkSync(join(src, victim.path));
+    unlinkSync(join(src, victim.disk));
     removed.add(victim.path);
     const r = await pack(src, new LocalShardStore(set), { workers: 0 });
     expect(r.tombstones).toBe(1);

@@ -61,10 +61,10 @@ describe('shard pack', () => {
     const set = join(tmp, 'set2');
     await pack(src, new LocalShardStore(set), { shardSize: 64 * 1024, workers: 0 });
     const removed = files.filter((_, i) => i % 7 === 1);
-    for (const f of removed) unlinkSync(join(src, f.path));
-    const changed = files.filter((_, i) => i % 7 === 2).map((f) => ({ path: f.path, data: Buffer.from(`changed ${f.path}`) }));
-    for (const f of changed) writeFileSync(join(src, f.path), f.data);
-    const added = [{ path: '/added-ü.txt', data: Buffer.from('new file') }];
+    for (const f of removed) unlinkSync(join(src, f.disk));
+    const changed = files.filter((_, i) => i % 7 === 2).map((f) => ({ path: f.path, disk: f.disk, data: Buffer.from(`changed ${f.path}`) }));
+    for (const f of changed) writeFileSync(join(src, f.disk), f.data);
+    const added = [{ path: '/added-ü.txt', disk: '/added-ü.txt', data: Buffer.from('new file') }];
     writeFileSync(join(src, added[0]!.path), added[0]!.data);
     const r = await pack(src, new LocalShardStore(set), { shardSize: 64 * 1024, workers: 1, codec: 'lz4' });
     expect(r.generation).toBe(2);
