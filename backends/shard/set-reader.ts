@@ -11,6 +11,7 @@ import { baseName } from '../../src/vfs/path.ts';
 import { ShardRouter, emptyCatalog, parseCatalog, subtreeBounds, type Catalog, type CatalogShard } from './catalog.ts';
 import { ShardFormatError, comparePathBytes, type ShardEntry, type ShardIndex } from './format.ts';
 import { openShard, readChunkTable, readChunked, readWhole, type RangeSource } from './format-read.ts';
+import { ShardReaderStats, type ShardMetricsSource } from './metrics.ts';
 import type { ShardStore } from './store.ts';
 
 export interface SetReaderOptions {
@@ -37,8 +38,10 @@ export interface Child {
   type: 'file' | 'dir';
 }
 
-export class ShardSetReader {
+export class ShardSetReader implements ShardMetricsSource {
   readonly store: ShardStore;
+  /** Read, cache and integrity counters (metrics.ts exposes them on a gateway's /metrics). */
+  readonly stats = new ShardReaderStats();
   private readonly o: Required<Omit<SetReaderOptions, 'onCorruption'>> & Pick<SetReaderOptions, 'onCorruption'>;
   private router: ShardRouter = new ShardRouter(emptyCatalog());
   private version: string | undefined;
@@ -85,10 +88,12 @@ export class ShardSetReader {
         try {
           catalog = parseCatalog(got.data);
         } catch (e) {
+          this.stats.failure('catalog');
           this.o.onCorruption?.({ shard: 'catalog.json', message: (e as Error).message });
           throw new VfsError('EIO', `${this.store.label}: ${(e as Error).message}`, { cause: e });
         }
         this.router = new ShardRouter(catalog);
+        this.stats.catalogLoads++;
         this.version = got.version;
         this.listings.clear();
         this.loadedOnce = true;
@@ -116,6 +121,7 @@ export class ShardSetReader {
 
   private fail(shard: CatalogShard, e: unknown, path?: string): never {
     if (e instanceof ShardFormatError) {
+      this.stats.failure(e.part);
       this.o.onCorruption?.({ shard: shard.name, ...(path !== undefined ? { path } : {}), message: e.message });
       throw new VfsError('EIO', `corrupt shard ${shard.name}: ${e.message}`, path !== undefined ? { path, cause: e } : { cause: e });
     }
@@ -125,9 +131,13 @@ export class ShardSetReader {
   /** The decoded index of a shard: cached, one load at a time per shard. */
   index(shard: CatalogShard): Promise<ShardIndex> {
     const have = this.indexes.get(shard.name);
-    if (have !== undefined) return Promise.resolve(have);
+    if (have !== undefined) {
+      this.stats.indexHits++;
+      return Promise.resolve(have);
+    }
     let p = this.loading.get(shard.name);
     if (p === undefined) {
+      this.stats.indexLoads++;
       p = (async () => {
         try {
           const { footer, index } = await openShard(this.source(shard));
@@ -209,6 +219,7 @@ export class ShardSetReader {
     if (end <= offset) return Buffer.alloc(0);
     try {
       if (e.chunked) {
+        this.stats.readsChunked++;
         const tk = `${l.shard.name}:${e.offset}`;
         let table = this.tables.get(tk);
         if (table === undefined) this.tables.set(tk, (table = await readChunkTable(this.source(l.shard), e)));
@@ -225,7 +236,11 @@ export class ShardSetReader {
   async readFile(l: Located): Promise<Buffer> {
     const k = `${l.shard.name}:${l.entry.offset}:${l.entry.path}`;
     const have = this.data.get(k);
-    if (have !== undefined) return have;
+    if (have !== undefined) {
+      this.stats.readsCache++;
+      return have;
+    }
+    this.stats.readsStore++;
     try {
       const b = await readWhole(this.source(l.shard), l.entry);
       if (b.length <= this.o.dataCacheBytes / 8) this.data.set(k, b);
@@ -262,6 +277,26 @@ export class ShardSetReader {
       bytes += s.bytes;
     }
     return { files, bytes };
+  }
+
+  indexCacheBytes(): number {
+    return this.indexes.calculatedSize;
+  }
+
+  indexCacheLimit(): number {
+    return this.o.indexCacheBytes;
+  }
+
+  dataCacheBytes(): number {
+    return this.data.calculatedSize;
+  }
+
+  generation(): number {
+    return this.catalog.generation;
+  }
+
+  files(): number {
+    return this.totals().files;
   }
 
   nameOf(path: string): string {

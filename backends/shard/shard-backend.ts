@@ -21,8 +21,10 @@
 import type {
   Backend, BackendCapabilities, BackendFile, BackendStat, BackendWriter, ListOptions, ListPage, OpenFileOptions, SetMetadata, StatFs,
 } from '../../src/vfs/backend.ts';
+import type { Metrics } from '../../src/metrics/metrics.ts';
 import { VfsError } from '../../src/vfs/errors.ts';
 import { baseName, parentPath } from '../../src/vfs/path.ts';
+import { registerShardReader } from './metrics.ts';
 import { ShardSetReader, type Located, type SetReaderOptions } from './set-reader.ts';
 import { openShardStore, type ShardStore } from './store.ts';
 
@@ -89,8 +91,17 @@ export class ShardBackend implements Backend {
     // The gateway hands every backend its S3 extras (state directory, metrics, logger): an S3 set
     // uses them for its disk block tier and metrics; a local set has no use for them.
     const store = await openShardStore(loc, isS3 ? { ...rest, ...(rest.stateDir === undefined ? {} : { stateDir: rest.stateDir }) } : {});
-    return new ShardBackend(store, own);
+    const backend = new ShardBackend(store, own);
+    // The gateway's metrics (the share's name as `backend`): reads, integrity failures, index cache.
+    const metrics = rest.metrics as Metrics | undefined;
+    if (metrics?.registry !== undefined) {
+      backend.unregister = registerShardReader(metrics.registry, typeof rest.metricsLabel === 'string' ? rest.metricsLabel : source, backend.reader);
+    }
+    return backend;
   }
+
+  /** Removes the reader from the gateway's metrics (close). */
+  private unregister: (() => void) | undefined;
 
   private refuse(path: string): never {
     throw new VfsError('EROFS', `the share is a read-only shard set (${this.store.label}); change it with portico shard pack`, { path });
@@ -232,6 +243,8 @@ export class ShardBackend implements Backend {
   }
 
   async close(): Promise<void> {
+    this.unregister?.();
+    this.unregister = undefined;
     await this.store.close();
   }
 }

@@ -47,6 +47,8 @@ const CODEC_NAMES = ['none', 'zstd', 'lz4', 'gzip'];
 export function shardCommand(deps: ShardCommandDeps): Command {
   const shard = new Command('shard').description('shard sets: many small files packed into indexed shard objects');
   const s3Option = (): Option => new Option('--s3-endpoint <url>', 'S3-compatible endpoint for s3:// sets (else AWS_ENDPOINT_URL_S3 or the SDK default)');
+  // For cron jobs: node_exporter's textfile collector reads the file (backends/shard/metrics.ts).
+  const metricsOption = (): Option => new Option('--metrics-file <file>', "write the run's counters, duration, success and time as Prometheus text (node_exporter textfile collector)");
 
   shard
     .command('pack')
@@ -126,13 +128,15 @@ export function shardCommand(deps: ShardCommandDeps): Command {
     .argument('<dest>', 'shard set: directory or s3://bucket/prefix')
     .addOption(new Option('--progress <mode>', 'progress display (default: tty on a terminal, else plain)').choices(['tty', 'plain', 'none']))
     .addOption(s3Option())
+    .addOption(metricsOption())
     .action(
-      deps.action(async (dest: string, opts: { progress?: ProgressMode; s3Endpoint?: string }) => {
+      deps.action(async (dest: string, opts: { progress?: ProgressMode; s3Endpoint?: string; metricsFile?: string }) => {
         const { openShardStore } = await import('../../backends/shard/store.ts');
         const { verify } = await import('../../backends/shard/verify.ts');
+        const { withRunMetrics, verifyValues } = await import('../../backends/shard/metrics.ts');
         const store = await openShardStore(dest, storeOptions(opts));
         try {
-          const r = await verify(store, { progress: opts.progress ?? (process.stderr.isTTY ? 'tty' : 'plain') });
+          const r = await withRunMetrics(opts.metricsFile, 'verify', dest, () => verify(store, { progress: opts.progress ?? (process.stderr.isTTY ? 'tty' : 'plain') }), verifyValues);
           for (const p of r.problems) process.stdout.write(`CORRUPT ${p.shard}${p.path !== undefined ? ` ${p.path}` : ''}: ${p.message}\n`);
           for (const n of r.unreferenced) process.stdout.write(`note: ${n} is not named by the catalog (interrupted pack or retired shard)\n`);
           process.stdout.write(`generation ${r.generation}: ${r.shards} shards, ${r.files} files (${(r.bytes / MiB).toFixed(1)} MiB) verified, ${r.problems.length} problems, ${r.seconds.toFixed(1)} s\n`);
@@ -149,13 +153,15 @@ export function shardCommand(deps: ShardCommandDeps): Command {
     .argument('<dest>', 'shard set: directory or s3://bucket/prefix')
     .argument('<paths...>', 'paths in the set')
     .addOption(s3Option())
+    .addOption(metricsOption())
     .action(
-      deps.action(async (dest: string, paths: string[], opts: { s3Endpoint?: string }) => {
+      deps.action(async (dest: string, paths: string[], opts: { s3Endpoint?: string; metricsFile?: string }) => {
         const { openShardStore } = await import('../../backends/shard/store.ts');
         const { removePaths } = await import('../../backends/shard/maintenance.ts');
+        const { withRunMetrics, rmValues } = await import('../../backends/shard/metrics.ts');
         const store = await openShardStore(dest, storeOptions(opts));
         try {
-          const n = await removePaths(store, paths);
+          const n = await withRunMetrics(opts.metricsFile, 'rm', dest, () => removePaths(store, paths), rmValues);
           process.stdout.write(`removed ${n} path${n === 1 ? '' : 's'}\n`);
         } finally {
           await store.close();
@@ -176,18 +182,20 @@ export function shardCommand(deps: ShardCommandDeps): Command {
     .option('--shard-size <size>', 'original bytes per new shard, at most (default 1GiB)', sizeArg)
     .addOption(new Option('--progress <mode>', 'progress display').choices(['tty', 'plain', 'none']))
     .addOption(s3Option())
+    .addOption(metricsOption())
     .action(
-      deps.action(async (dest: string, opts: { threshold?: number; grace?: number; shardSize?: number; progress?: ProgressMode; s3Endpoint?: string }) => {
+      deps.action(async (dest: string, opts: { threshold?: number; grace?: number; shardSize?: number; progress?: ProgressMode; s3Endpoint?: string; metricsFile?: string }) => {
         const { openShardStore } = await import('../../backends/shard/store.ts');
         const { repack } = await import('../../backends/shard/maintenance.ts');
+        const { withRunMetrics, repackValues } = await import('../../backends/shard/metrics.ts');
         const store = await openShardStore(dest, storeOptions(opts));
         try {
-          const r = await repack(store, {
+          const r = await withRunMetrics(opts.metricsFile, 'repack', dest, () => repack(store, {
             ...(opts.threshold !== undefined ? { threshold: opts.threshold } : {}),
             ...(opts.grace !== undefined ? { graceMs: opts.grace * 1000 } : {}),
             ...(opts.shardSize !== undefined ? { shardSize: opts.shardSize } : {}),
             progress: opts.progress ?? (process.stderr.isTTY ? 'tty' : 'plain'),
-          });
+          }), repackValues);
           process.stdout.write(
             `generation ${r.generation}: ${r.rebuilt.length} shards rebuilt into ${r.written} (${r.liveEntries} live entries, ${(r.reclaimedBytes / MiB).toFixed(1)} MiB reclaimed), ` +
               `${r.deleted.length} retired shards deleted\n`,
