@@ -283,14 +283,28 @@ export class DeferredCreates {
   }
 
   private async list(path: string, options: ListOptions): Promise<ListPage> {
+    // Pending when the listing starts: one whose publish lands while the backend lists may be
+    // missing from the backend's page (listed before it landed) and from byDir (forgotten when it
+    // landed). Async write-back uploads land in the background, so this is no rare race.
+    const before = [...(this.byDir.get(path)?.values() ?? [])];
     const page = await this.inner.list(path, options);
     const dir = this.byDir.get(path);
-    if (dir === undefined) return page;
+    if (dir === undefined && before.length === 0) return page;
     const { after } = options;
+    const inRange = (name: string): boolean => !((after !== undefined && name <= after) || (page.next !== undefined && name > page.next));
     const extra: BackendStat[] = [];
-    for (const [name, f] of dir) {
-      if ((after !== undefined && name <= after) || (page.next !== undefined && name > page.next)) continue;
-      extra.push(applyMeta(f.st, f.meta));
+    for (const [name, f] of dir ?? []) {
+      if (inRange(name)) extra.push(applyMeta(f.st, f.meta));
+    }
+    const listed = new Set(page.entries.map((e) => e.name));
+    for (const f of before) {
+      if (this.files.get(f.path) === f || listed.has(f.st.name) || !inRange(f.st.name)) continue;
+      // Landed (or removed) meanwhile: what the backend has now.
+      const st = await this.inner.stat(f.path).catch((e: unknown) => {
+        if (isVfsError(e, 'ENOENT')) return undefined;
+        throw e;
+      });
+      if (st !== undefined && !extra.some((x) => x.name === f.st.name)) extra.push({ ...st, name: f.st.name });
     }
     if (extra.length === 0) return page;
     const names = new Set(extra.map((e) => e.name));
