@@ -20,7 +20,8 @@
  * No input crashes the server: decoding is total (rpc.ts), a handler's exception becomes
  * SYSTEM_ERR for that call, socket errors close that socket only.
  */
-import { Socket, createServer, type AddressInfo, type OnReadOpts, type Server } from 'node:net';
+import { Socket, createServer, type AddressInfo, type Server } from 'node:net';
+import { receiveInPlace } from '../../src/util/receive-in-place.ts';
 import { DEFAULT_MAX_RECORD_BYTES, RecordParser } from './record-marking.ts';
 import { releaseSent } from './read-buffers.ts';
 import { AUTH_STAT, decodeCall, encodeReplyHeader, type RpcCall, type RpcReply } from './rpc.ts';
@@ -197,32 +198,6 @@ export class RpcServer {
   }
 }
 
-/**
- * The accepted socket re-made as a socket reading into buffers of ours: net.Socket's documented
- * `onread` option, which net.Server does not offer for the sockets it accepts, so the accepted
- * socket (paused: pauseOnConnect) hands its handle over — the private `_handle`, the one
- * undocumented piece (the SMB server does the same: protocols/smb/server/server.ts); when it is
- * missing or the new socket cannot be made, undefined and the caller reads the accepted socket.
- * Why: a socket reads each chunk (up to 64 KiB) into a new buffer outside the JS heap; a 1 MiB
- * WRITE was ~16 of them, copied into the record and left to the collector, whose external-memory
- * pressure made V8 collect every few MiB written. Now a read lands in the connection's 64 KiB
- * buffer (small records are copied out of it) or straight in the large record's pooled buffer.
- */
-function receiveInPlace(accepted: Socket, onread: OnReadOpts): Socket | undefined {
-  const raw = accepted as unknown as { _handle?: unknown };
-  const handle = raw._handle;
-  if (handle === null || typeof handle !== 'object') return undefined;
-  let sock: Socket;
-  try {
-    sock = new Socket({ handle, onread } as ConstructorParameters<typeof Socket>[0]);
-  } catch {
-    return undefined;
-  }
-  // The accepted socket lets go of the handle (destroying it closes nothing now).
-  raw._handle = null;
-  accepted.destroy();
-  return sock;
-}
 
 class RpcConnection {
   private readonly parser: RecordParser;

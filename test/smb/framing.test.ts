@@ -7,7 +7,7 @@ import { STATUS } from '../../protocols/smb/status.ts';
 import { SmbDecodeError } from '../../protocols/smb/wire.ts';
 import { encodeEmpty } from '../../protocols/smb/messages/simple.ts';
 import { element } from './helpers.ts';
-import { receiveInPlace } from '../../protocols/smb/server/server.ts';
+import { receiveInPlace } from '../../src/util/receive-in-place.ts';
 
 describe('FrameParser', () => {
   it('reassembles messages split at every byte and joined in one chunk', () => {

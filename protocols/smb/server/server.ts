@@ -9,7 +9,8 @@
  * which run side by side (up to MAX_IO_IN_FLIGHT; accept()); a request that waits (a blocking
  * LOCK) goes async (async.ts) and the connection moves on.
  */
-import { Socket, createServer, type AddressInfo, type OnReadOpts, type Server } from 'node:net';
+import { Socket, createServer, type AddressInfo, type Server } from 'node:net';
+import { receiveInPlace } from '../../../src/util/receive-in-place.ts';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { FrameParser, MessagePool, writeFramed, type FramePush } from '../framing.ts';
@@ -174,35 +175,6 @@ function spend(conn: Conn, h: Smb2Header): boolean {
 function unsignedAnswer(resp: Buffer, req: Smb2Header): Buffer {
   if (req.flags & Flags.SIGNED) resp.writeUInt32LE(resp.readUInt32LE(16) | Flags.SIGNED, 16);
   return resp;
-}
-/**
- * The accepted socket re-made as a socket reading into buffers of ours: net.Socket's documented
- * `onread` option (the buffer may be a function called before each read), which net.Server does
- * not offer for the sockets it accepts, so the accepted socket (paused: pauseOnConnect) hands its
- * handle over — the private `_handle`, the one undocumented piece; when it is missing or the new
- * socket cannot be made, undefined and the caller reads the accepted socket as usual.
- * Why: a socket reads each chunk (up to 64 KiB) into a new ArrayBuffer outside the JS heap. An
- * 8 MiB WRITE was 128 of them, copied into the message buffer and left to the collector: under a
- * put, V8's old generation kept reaching its limit and ran 5-8 mark-compacts per 100 MB (most of
- * put's CPU, which was 2-3 times smbd's). Now a read lands in one 64 KiB buffer per connection
- * (small messages are copied out of it) or straight in the message buffer (framing.ts
- * landingZone): a put allocates nothing per chunk and copies nothing.
- */
-export function receiveInPlace(accepted: Socket, onread: OnReadOpts): Socket | undefined {
-  const raw = accepted as unknown as { _handle?: unknown };
-  const handle = raw._handle;
-  if (handle === null || typeof handle !== 'object') return undefined;
-  let sock: Socket;
-  try {
-    sock = new Socket({ handle, onread } as ConstructorParameters<typeof Socket>[0]);
-  } catch {
-    return undefined;
-  }
-  // The accepted socket lets go of the handle (destroying it closes nothing now) and leaves the
-  // server's connection count; SmbServer.close() ends the connections it adopted itself.
-  raw._handle = null;
-  accepted.destroy();
-  return sock;
 }
 
 const SESSION_FLAG_ENCRYPT_DATA = 0x0004;
