@@ -60,6 +60,7 @@ const F_WRLCK = 1;
 const F_UNLCK = 2;
 const LOCK_SH = 1;
 const LOCK_EX = 2;
+const LOCK_NB = 4;
 const LOCK_UN = 8;
 const WHOLE: LockRange = { start: 0n, end: 0xffff_ffff_ffff_ffffn };
 const XATTR_CREATE = 1;
@@ -116,6 +117,8 @@ export class FuseFs {
   private slabs: Buffer[] = [];
   private readonly readBufs: Buffer[] = [];
   private readonly watches: Watch[] = [];
+  /** Blocking lock waits in flight by request id: a FUSE_INTERRUPT of one aborts its wait. */
+  private readonly waits = new Map<number, AbortController>();
   private readonly o: FuseFsOptions;
   private readonly rootAttr: FileAttr;
   /** Requests answered, by kind (tests and the bench read it). */
@@ -228,6 +231,13 @@ export class FuseFs {
     if (op === OP.EXIT) return;
     if (op === OP.FORGET) {
       this.inodes.forget(ino, n1);
+      return;
+    }
+    if (op === OP.INTERRUPT) {
+      // The waiter's process got a signal (killed, or a handler runs): its lock request leaves
+      // the lock manager's queue (ECANCELED, answered EINTR), so nothing is granted to it later.
+      // An interrupt of a request that is not waiting (answered meanwhile) changes nothing.
+      this.waits.get(id)?.abort();
       return;
     }
     this.counts.set(op, (this.counts.get(op) ?? 0) + 1);
@@ -467,9 +477,8 @@ export class FuseFs {
             if (!(isVfsError(e) && e.code === 'ENOTLOCKED')) throw e;
           });
         } else {
-          // F_SETLKW waits in the lock manager (no FUSE interrupt support yet: a waiter killed by a
-          // signal stays queued until the lock is granted or the file is closed).
-          await s.lockHandle(h, { kind: type === F_WRLCK ? 'exclusive' : 'shared', style: 'posix', range, ownerId, ...(v[3] ? { wait: {} } : {}) });
+          // F_SETLKW waits in the lock manager until granted or interrupted (FUSE_INTERRUPT).
+          await this.lockWait(id, v[3] !== 0, (wait) => s.lockHandle(h, { kind: type === F_WRLCK ? 'exclusive' : 'shared', style: 'posix', range, ownerId, ...wait }));
         }
         native.replyErr(id, 0);
         return;
@@ -483,7 +492,7 @@ export class FuseFs {
         } else {
           const kind = n1 & LOCK_EX ? 'exclusive' : n1 & LOCK_SH ? 'shared' : undefined;
           if (!kind) throw new VfsError('EINVAL');
-          await s.lockHandle(h, { kind, style: 'posix', range: WHOLE, ownerId, ...(n1 & 4 ? {} : { wait: {} }) });
+          await this.lockWait(id, (n1 & LOCK_NB) === 0, (wait) => s.lockHandle(h, { kind, style: 'posix', range: WHOLE, ownerId, ...wait }));
         }
         native.replyErr(id, 0);
         return;
@@ -557,6 +566,22 @@ export class FuseFs {
       }
       default:
         native.replyErr(id, E.ENOSYS);
+    }
+  }
+
+  /**
+   * A lock request that may wait (F_SETLKW, flock without LOCK_NB): the wait is cancellable by the
+   * request's FUSE_INTERRUPT, with the abort signal SMB CANCEL uses for its waits (the lock manager
+   * drops the waiter and rejects with ECANCELED, which answers EINTR).
+   */
+  private async lockWait<T>(id: number, wait: boolean, lock: (w: { wait?: { signal: AbortSignal } }) => Promise<T>): Promise<T> {
+    if (!wait) return lock({});
+    const ac = new AbortController();
+    this.waits.set(id, ac);
+    try {
+      return await lock({ wait: { signal: ac.signal } });
+    } finally {
+      this.waits.delete(id);
     }
   }
 

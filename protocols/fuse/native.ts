@@ -41,6 +41,11 @@ export const OP = {
   GETLK: 27,
   SETLK: 28,
   FLOCK: 29,
+  /** FUSE_INTERRUPT of the request `id` (a blocking lock wait); answers nothing itself. */
+  INTERRUPT: 30,
+  LSEEK: 31,
+  COPY_FILE_RANGE: 32,
+  FALLOCATE: 33,
 } as const;
 
 export type FuseHandler = (op: number, id: number, ino: number, name: string, name2: string, n1: number, n2: number, n3: number, data: Buffer | Float64Array | undefined) => void;
@@ -61,6 +66,8 @@ export interface NativeSession {
   replyXattr(id: number, data: Uint8Array): void;
   replyDir(id: number, plus: boolean, names: string[], attrs: Float64Array, offsets: Float64Array, attrTimeout: number, entryTimeout: number): number;
   replyLock(id: number, type: number, start: number, len: number): void;
+  /** lseek SEEK_DATA/SEEK_HOLE: the offset found. */
+  replyLseek(id: number, offset: number): void;
   /** The write slabs (made once, before mount): a WRITE's bytes arrive in one (fuse_addon.cc). */
   slabs(): Buffer[];
   invalInode(ino: number): void;

@@ -29,6 +29,7 @@
 #include <deque>
 #include <mutex>
 #include <string>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <thread>
 #include <unordered_map>
@@ -40,6 +41,8 @@ enum Op {
   OP_LOOKUP = 1, OP_FORGET, OP_GETATTR, OP_SETATTR, OP_READLINK, OP_MKNOD, OP_MKDIR, OP_UNLINK, OP_RMDIR,
   OP_SYMLINK, OP_RENAME, OP_LINK, OP_OPEN, OP_READ, OP_WRITE, OP_FLUSH, OP_RELEASE, OP_FSYNC, OP_READDIR,
   OP_READDIRPLUS, OP_STATFS, OP_SETXATTR, OP_GETXATTR, OP_LISTXATTR, OP_REMOVEXATTR, OP_CREATE, OP_GETLK, OP_SETLK, OP_FLOCK,
+  // FUSE_INTERRUPT of a request in flight (ev->id is that request's id; nothing to answer).
+  OP_INTERRUPT, OP_LSEEK, OP_COPY_FILE_RANGE, OP_FALLOCATE,
 };
 
 // Attribute layout shared with protocols/fuse/native.ts (ATTR_*).
@@ -55,7 +58,8 @@ struct Event {
   char *data = nullptr;  // written bytes (OP_WRITE, OP_SETXATTR): handed to JS as a Buffer
   size_t dataLen = 0;
   int slab = -1;          // OP_WRITE: the bytes are in this slab (data is null then)
-  double set[8] = {0};    // setattr: mode uid gid size atime_s atime_ns mtime_s mtime_ns; locks: type start len sleep
+  double set[8] = {0};    // setattr: mode uid gid size atime_s atime_ns mtime_s mtime_ns; locks: type start len sleep;
+                          // copy_file_range: off_in fh_in ino_out off_out fh_out len flags; fallocate: offset length
   bool hasSet = false;
   FuseSession *self = nullptr;  // the exit notice (op 0)
 };
@@ -89,8 +93,9 @@ class FuseSession : public Napi::ObjectWrap<FuseSession> {
   explicit FuseSession(const Napi::CallbackInfo &info);
   ~FuseSession() override;
 
-  // Called on the loop thread by the request callbacks.
-  void Dispatch(fuse_req_t req, Event *ev, size_t size = 0) {
+  // Called on the loop thread by the request callbacks. `interruptible`: a FUSE_INTERRUPT of the
+  // request reaches JS as an OP_INTERRUPT event with the request's id (blocking lock waits).
+  void Dispatch(fuse_req_t req, Event *ev, size_t size = 0, bool interruptible = false) {
     {
       std::lock_guard<std::mutex> g(mu_);
       if (ended_) {
@@ -107,7 +112,26 @@ class FuseSession : public Napi::ObjectWrap<FuseSession> {
       free(ev->data);
       delete ev;
       Fail(id, EIO);
+      return;
     }
+    if (interruptible) {
+      // Registered after the request's event is queued, so that an interrupt that already came
+      // (libfuse then calls OnInterrupt at once) reaches JS after the request it names. Under mu_,
+      // and only while the request is pending: a reply (which frees the request) holds mu_ too.
+      // Lock order mu_ -> req lock -> session lock; OnInterrupt takes neither mu_ nor a reply.
+      std::lock_guard<std::mutex> g(mu_);
+      auto it = pending_.find(id);
+      if (it != pending_.end()) fuse_req_interrupt_func(it->second.req, OnInterrupt, reinterpret_cast<void *>(static_cast<uintptr_t>(id)));
+    }
+  }
+  // libfuse's interrupt callback (loop thread, the request's lock held): tells JS, which cancels the
+  // wait and answers the request (EINTR) through the usual reply path.
+  static void OnInterrupt(fuse_req_t req, void *data);
+  void Interrupt(uint64_t id) {
+    auto *ev = new Event();
+    ev->op = OP_INTERRUPT;
+    ev->id = id;
+    if (tsfn_.BlockingCall(ev) != napi_ok) delete ev;
   }
   // On the JS thread once the loop thread has ended: joins it and lets the object be collected.
   void Finished() {
@@ -152,6 +176,7 @@ class FuseSession : public Napi::ObjectWrap<FuseSession> {
   Napi::Value ReplyXattr(const Napi::CallbackInfo &info);
   Napi::Value ReplyDir(const Napi::CallbackInfo &info);
   Napi::Value ReplyLock(const Napi::CallbackInfo &info);
+  Napi::Value ReplyLseek(const Napi::CallbackInfo &info);
   Napi::Value Slabs(const Napi::CallbackInfo &info);
   std::vector<Napi::Reference<Napi::Buffer<char>>> slabRefs_;
   Napi::Value InvalInode(const Napi::CallbackInfo &info);
@@ -199,6 +224,7 @@ class FuseSession : public Napi::ObjectWrap<FuseSession> {
 };
 
 FuseSession *Of(fuse_req_t req) { return static_cast<FuseSession *>(fuse_req_userdata(req)); }
+void FuseSession::OnInterrupt(fuse_req_t req, void *data) { Of(req)->Interrupt(static_cast<uint64_t>(reinterpret_cast<uintptr_t>(data))); }
 
 // ---------------------------------------------------------------- request callbacks (loop thread)
 
@@ -430,7 +456,7 @@ void op_lk(int op, fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, st
   e->set[1] = static_cast<double>(lock->l_start);
   e->set[2] = static_cast<double>(lock->l_len);
   e->set[3] = sleep;
-  Of(req)->Dispatch(req, e);
+  Of(req)->Dispatch(req, e, 0, sleep != 0);
 }
 void op_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct flock *lock) { op_lk(OP_GETLK, req, ino, fi, lock, 0); }
 void op_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct flock *lock, int sleep) { op_lk(OP_SETLK, req, ino, fi, lock, sleep); }
@@ -439,6 +465,31 @@ void op_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, int op)
   e->n3 = FhOf(fi);
   e->n1 = op;
   e->name = OwnerHex(fi->lock_owner);
+  Of(req)->Dispatch(req, e, 0, (op & (LOCK_SH | LOCK_EX)) != 0 && (op & LOCK_NB) == 0);
+}
+void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_file_info *fi) {
+  auto *e = Ev(OP_LSEEK, ino);
+  e->n1 = static_cast<double>(off);
+  e->n2 = whence;
+  e->n3 = FhOf(fi);
+  Of(req)->Dispatch(req, e);
+}
+void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, struct fuse_file_info *fi_in, fuse_ino_t ino_out,
+                        off_t off_out, struct fuse_file_info *fi_out, size_t len, int flags) {
+  auto *e = Ev(OP_COPY_FILE_RANGE, ino_in);
+  e->hasSet = true;
+  double v[8] = {static_cast<double>(off_in), FhOf(fi_in), static_cast<double>(ino_out), static_cast<double>(off_out),
+                 FhOf(fi_out), static_cast<double>(len), static_cast<double>(flags), 0};
+  memcpy(e->set, v, sizeof v);
+  Of(req)->Dispatch(req, e);
+}
+void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, struct fuse_file_info *fi) {
+  auto *e = Ev(OP_FALLOCATE, ino);
+  e->n1 = mode;
+  e->n3 = FhOf(fi);
+  e->hasSet = true;
+  e->set[0] = static_cast<double>(offset);
+  e->set[1] = static_cast<double>(length);
   Of(req)->Dispatch(req, e);
 }
 
@@ -479,6 +530,9 @@ struct fuse_lowlevel_ops MakeOps() {
   o.getlk = op_getlk;
   o.setlk = op_setlk;
   o.flock = op_flock;
+  o.lseek = op_lseek;
+  o.copy_file_range = op_copy_file_range;
+  o.fallocate = op_fallocate;
   return o;
 }
 const struct fuse_lowlevel_ops kOps = MakeOps();
@@ -571,6 +625,7 @@ Napi::Function FuseSession::Init(Napi::Env env) {
                          InstanceMethod("replyXattr", &FuseSession::ReplyXattr),
                          InstanceMethod("replyDir", &FuseSession::ReplyDir),
                          InstanceMethod("replyLock", &FuseSession::ReplyLock),
+                         InstanceMethod("replyLseek", &FuseSession::ReplyLseek),
                          InstanceMethod("slabs", &FuseSession::Slabs),
                          InstanceMethod("invalInode", &FuseSession::InvalInode),
                          InstanceMethod("invalEntry", &FuseSession::InvalEntry),
@@ -873,6 +928,14 @@ Napi::Value FuseSession::ReplyLock(const Napi::CallbackInfo &info) {
   l.l_len = static_cast<off_t>(info[3].As<Napi::Number>().DoubleValue());
   TAKE_OR_RETURN(p);
   fuse_reply_lock(p.req, &l);
+  return info.Env().Undefined();
+}
+
+// replyLseek(id, offset): the offset of the data or hole asked for (SEEK_DATA / SEEK_HOLE).
+Napi::Value FuseSession::ReplyLseek(const Napi::CallbackInfo &info) {
+  off_t off = static_cast<off_t>(info[1].As<Napi::Number>().DoubleValue());
+  TAKE_OR_RETURN(p);
+  fuse_reply_lseek(p.req, off);
   return info.Env().Undefined();
 }
 

@@ -1,0 +1,135 @@
+/**
+ * FUSE operations beyond the basic set (issue 13), on a real mount of a local and a memory share
+ * served by a `portico serve` child: FUSE_INTERRUPT of blocking lock waits (flock and F_SETLKW).
+ * The system calls come from small python3 scripts (fcntl, os) run as separate processes, so that
+ * the kernel sees distinct lock owners and a waiter can be killed while it waits.
+ *
+ * Kernel caches are kept 60 s and not invalidated (`invalidate: false`), so an answer that only
+ * the server can give (a size changed over WebDAV) shows that the request reached Portico.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fuseUnusable, mountPoints, removeTmp, sh, startFuseStack, waitFor, type FuseStack } from './helpers.ts';
+
+const unusable = fuseUnusable();
+if (unusable) console.warn(`FUSE operation tests skipped: ${unusable}`);
+
+/** Lock modes: hold (lock, report, unlock on a line, exit at EOF), wait (blocking lock), try (non-blocking). */
+const LOCKER = `
+import fcntl, os, sys, time
+mode, kind, path = sys.argv[1:4]
+fd = os.open(path, os.O_RDWR)
+def lock(nb):
+    flags = fcntl.LOCK_EX | (fcntl.LOCK_NB if nb else 0)
+    (fcntl.flock if kind == 'flock' else fcntl.lockf)(fd, flags)
+if mode == 'hold':
+    lock(False); print('locked', flush=True)
+    sys.stdin.readline()
+    (fcntl.flock if kind == 'flock' else fcntl.lockf)(fd, fcntl.LOCK_UN); print('unlocked', flush=True)
+    sys.stdin.readline()
+elif mode == 'wait':
+    print('waiting', flush=True); lock(False); print('granted', flush=True); time.sleep(60)
+else:
+    try:
+        lock(True); print('got', flush=True)
+    except OSError as e:
+        print('busy', e.errno, flush=True)
+`;
+
+interface Proc {
+  child: ChildProcess;
+  out(): string;
+  exited: Promise<number | null>;
+}
+
+function python(args: string[]): Proc {
+  const child = spawn('python3', ['-c', LOCKER, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (out += d));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  return { child, out: () => out, exited };
+}
+
+/** The kernel function a process sleeps in (/proc/PID/wchan). */
+async function wchan(pid: number): Promise<string> {
+  return (await sh('cat', [`/proc/${pid}/wchan`]).catch(() => ({ stdout: '' }))).stdout;
+}
+
+/** portico_requests_total{protocol="fuse",op,status} from the admin /metrics. */
+async function requests(adminPort: number, op: string, status: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('portico_requests_total{')) continue;
+    if (line.includes('protocol="fuse"') && line.includes(`op="${op}"`) && line.includes(`status="${status}"`)) return Number(line.split(' ').at(-1));
+  }
+  return 0;
+}
+
+describe.skipIf(unusable !== undefined)('FUSE operations: interrupts, rename flags, lseek, copy_file_range, fallocate', () => {
+  let stack: FuseStack;
+  let tmp: string;
+  let disk: string;
+  let m: (share: string, ...p: string[]) => string;
+  const procs: ChildProcess[] = [];
+
+  beforeAll(async () => {
+    tmp = mkdtempSync(join(tmpdir(), 'portico-fuse-ops-'));
+    disk = join(tmp, 'disk');
+    mkdirSync(disk);
+    stack = await startFuseStack({
+      tmp,
+      fuse: { attrTimeout: 60, entryTimeout: 60, invalidate: false },
+      shares: [
+        { name: 'disk', source: disk },
+        { name: 'mem', source: 'memory:' },
+      ],
+    });
+    m = (share, ...p) => join(stack.mnt, share, ...p);
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const c of procs) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    await stack?.stop();
+    if (stack && mountPoints().has(stack.mnt)) await sh('fusermount3', ['-u', '-z', stack.mnt]);
+    if (tmp) removeTmp(tmp);
+  }, 60_000);
+
+  for (const kind of ['flock', 'fcntl'] as const) {
+    it(`a ${kind === 'flock' ? 'blocking flock' : 'F_SETLKW'} waiter killed by a signal leaves the lock queue (FUSE_INTERRUPT)`, { timeout: 60_000 }, async () => {
+      const file = m('disk', `intr-${kind}.txt`);
+      await writeFile(file, 'x');
+      const holder = python(['hold', kind, file]);
+      procs.push(holder.child);
+      await waitFor(() => holder.out().includes('locked'), 20_000, 'the holder to lock');
+      const waiter = python(['wait', kind, file]);
+      procs.push(waiter.child);
+      await waitFor(() => waiter.out().includes('waiting'), 20_000, 'the waiter to start');
+      // The waiter sleeps in the kernel until Portico answers its lock request.
+      await waitFor(async () => (await wchan(waiter.child.pid!)).includes('request_wait_answer'), 20_000, 'the waiter to block in FUSE');
+      await new Promise((r) => setTimeout(r, 300));
+      const canceledBefore = await requests(stack.adminPort, 'lock', 'ECANCELED');
+      waiter.child.kill('SIGKILL');
+      // Without interrupt support the killed process would stay in the kernel until the lock is
+      // granted; it exits now, while the holder still holds the lock.
+      let gone = false;
+      void waiter.exited.then(() => (gone = true));
+      await waitFor(() => gone, 20_000, 'the killed waiter to exit');
+      expect(waiter.out()).not.toContain('granted');
+      await waitFor(async () => (await requests(stack.adminPort, 'lock', 'ECANCELED')) === canceledBefore + 1, 20_000, 'the lock manager to cancel the wait');
+      // The holder releases; nothing is granted to the dead waiter: a third locker gets it at once.
+      holder.child.stdin!.write('\n');
+      await waitFor(() => holder.out().includes('unlocked'), 20_000, 'the holder to unlock');
+      const third = python(['try', kind, file]);
+      procs.push(third.child);
+      await third.exited;
+      expect(third.out().trim()).toBe('got');
+      holder.child.stdin!.end();
+      await holder.exited;
+    });
+  }
+});
