@@ -63,6 +63,9 @@ const LOCK_EX = 2;
 const LOCK_NB = 4;
 const LOCK_UN = 8;
 const WHOLE: LockRange = { start: 0n, end: 0xffff_ffff_ffff_ffffn };
+// lseek(2) whence values the kernel forwards (the others it answers itself).
+const SEEK_DATA = 3;
+const SEEK_HOLE = 4;
 const XATTR_CREATE = 1;
 const XATTR_REPLACE = 2;
 const NS = 1_000_000_000n;
@@ -562,6 +565,16 @@ export class FuseFs {
         this.own(n, touched);
         await s.removeXattrById(n.share, n.id, key);
         native.replyErr(id, 0);
+        return;
+      }
+      case OP.LSEEK: {
+        // SEEK_DATA / SEEK_HOLE. The core keeps no holes (NFS SEEK answers the same,
+        // protocols/nfs/ops/seek.ts): data everywhere below the size, the only hole at the end.
+        // The size is the handle's in the core, not the kernel's cached one.
+        if (n2 !== SEEK_DATA && n2 !== SEEK_HOLE) throw new VfsError('EINVAL');
+        const size = (await s.fstat(this.fh(n3))).size;
+        if (n1 < 0 || n1 >= size) return native.replyErr(id, E.ENXIO);
+        native.replyLseek(id, n2 === SEEK_DATA ? n1 : size);
         return;
       }
       default:

@@ -1,7 +1,7 @@
 /**
  * FUSE operations beyond the basic set (issue 13), on a real mount of a local and a memory share
  * served by a `portico serve` child: FUSE_INTERRUPT of blocking lock waits (flock and F_SETLKW),
- * renameat2 flags.
+ * renameat2 flags, lseek SEEK_DATA/SEEK_HOLE, copy_file_range and fallocate.
  * The system calls come from small python3 scripts (fcntl, os) run as separate processes, so that
  * the kernel sees distinct lock owners and a waiter can be killed while it waits.
  *
@@ -9,8 +9,8 @@
  * the server can give (a size changed over WebDAV) shows that the request reached Portico.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { appendFileSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -47,6 +47,20 @@ import ctypes, errno, sys
 libc = ctypes.CDLL(None, use_errno=True)
 r = libc.renameat2(-100, sys.argv[1].encode(), -100, sys.argv[2].encode(), int(sys.argv[3]))
 print('ok' if r == 0 else errno.errorcode[ctypes.get_errno()])
+`;
+
+/** lseek(fd, offset, whence) for each "offset:whence" argument -> the offsets or errno names. */
+const SEEK = `
+import errno, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+out = []
+for a in sys.argv[2:]:
+    off, whence = a.split(':')
+    try:
+        out.append(str(os.lseek(fd, int(off), os.SEEK_DATA if whence == 'data' else os.SEEK_HOLE)))
+    except OSError as e:
+        out.append(errno.errorcode[e.errno])
+print(' '.join(out))
 `;
 
 async function py(script: string, args: (string | number)[]): Promise<string> {
@@ -165,5 +179,24 @@ describe.skipIf(unusable !== undefined)('FUSE operations: interrupts, rename fla
       expect(await py(RENAME2, [m(share, 'rc'), m(share, 'rb'), 0])).toBe('ok');
       expect(await readFile(m(share, 'rb'), 'utf8')).toBe('alpha');
     });
+
+    it(`lseek SEEK_DATA/SEEK_HOLE: data below the size, the hole at the end, ENXIO past it (${share})`, async () => {
+      await writeFile(m(share, 'seek.bin'), Buffer.alloc(100_000, 1));
+      expect(await py(SEEK, [m(share, 'seek.bin'), '0:data', '4096:data', '99999:data', '0:hole', '70000:hole', '100000:data', '100000:hole', '200000:hole'])).toBe(
+        '0 4096 99999 100000 100000 ENXIO ENXIO ENXIO',
+      );
+      await writeFile(m(share, 'empty.bin'), '');
+      expect(await py(SEEK, [m(share, 'empty.bin'), '0:data', '0:hole'])).toBe('ENXIO ENXIO');
+    });
   }
+
+  it('lseek answers from the size Portico holds, not from the kernel\'s cached attributes', async () => {
+    await writeFile(m('disk', 'grown.bin'), Buffer.alloc(10, 1));
+    expect((await stat(m('disk', 'grown.bin'))).size).toBe(10);
+    // Grown outside the mount; the kernel keeps size 10 (attributes cached 60 s, no invalidation).
+    appendFileSync(join(disk, 'grown.bin'), Buffer.alloc(20, 2));
+    await new Promise((r) => setTimeout(r, 1_200)); // the VFS's own attribute cache (1 s)
+    expect((await stat(m('disk', 'grown.bin'))).size).toBe(10);
+    expect(await py(SEEK, [m('disk', 'grown.bin'), '0:hole', '15:data'])).toBe('30 15');
+  });
 });
