@@ -204,6 +204,11 @@ export class ShareModeTable {
     return this.#files.get(fileId)?.deletePending ?? false;
   }
 
+  /** Whether any open (or delete-pending state) exists on the file: the handle-less read's test (OpenFiles.readSmall). */
+  hasOpens(fileId: FileId): boolean {
+    return this.#files.has(fileId);
+  }
+
   opensOn(fileId: FileId): OpenRecord[] {
     return [...(this.#files.get(fileId)?.opens.values() ?? [])].map(copy);
   }

@@ -63,7 +63,7 @@ class OpMeter {
 }
 
 const BACKEND_OPS = [
-  'stat', 'list', 'read', 'openFile', 'createWriter', 'mkdir', 'rmdir', 'unlink', 'rename', 'copy', 'symlink',
+  'stat', 'list', 'read', 'readSmall', 'openFile', 'createWriter', 'mkdir', 'rmdir', 'unlink', 'rename', 'copy', 'symlink',
   'readlink', 'link', 'setMetadata', 'truncate', 'statfs', 'check', 'close',
   'file.read', 'file.write', 'file.truncate', 'file.sync', 'file.stat', 'file.close',
   'writer.write', 'writer.commit', 'writer.abort',
@@ -283,6 +283,15 @@ export function instrumentBackend(backend: Backend, metrics: Metrics, label: str
     };
   }
   // Maintenance calls: forwarded without timing.
+  if (b.readSmallSync) {
+    const readSmallSync = b.readSmallSync.bind(b);
+    // Counted when it answered: an undefined is no request of its own (the open that follows is).
+    wrapped.readSmallSync = (path: string, maxBytes: number) => {
+      const t = performance.now();
+      const r = readSmallSync(path, maxBytes);
+      return r === undefined ? undefined : m.readSmall.ok(t, r);
+    };
+  }
   if (b.recover) wrapped.recover = b.recover.bind(b);
   if (b.invalidate) wrapped.invalidate = b.invalidate.bind(b);
   if (b.willCreate) wrapped.willCreate = b.willCreate.bind(b);

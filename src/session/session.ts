@@ -33,7 +33,8 @@ export interface AccessRights {
 
 /** A file opened for reading by Session.readFile. */
 export interface ReadableFile {
-  readonly handle: Handle;
+  /** The open handle; undefined when the file was read whole without one (OpenFiles.readSmall). */
+  readonly handle: Handle | undefined;
   /** Its attributes as the open found them (fstat when the open did not look it up). */
   readonly attr: FileAttr;
   /** Reads into `target` from `offset`; returns the bytes read (fewer at end of file). */
@@ -41,6 +42,11 @@ export interface ReadableFile {
 }
 
 const READ_ONLY: Access = Object.freeze({ read: true, write: false, delete: false });
+/**
+ * Files up to this size are read whole without a handle by readFile when nothing is open, staged or
+ * locked on them (OpenFiles.readSmall): the size WebDAV sends in one exact read (file-stream.ts).
+ */
+const READ_SMALL_MAX = 64 * 1024;
 
 export interface SessionInit {
   principal: Principal;
@@ -475,13 +481,26 @@ export class Session {
    * handle without another check, as `readInto` through an owned handle does (it checks nothing
    * either); its bytes are counted. Not a regular file: EISDIR for a directory, ELOOP for a symbolic
    * link, like open() with `expect: 'file'`. The handle is this session's while `use` runs and is
-   * closed whatever happens (a close failure is not reported: the bytes were already sent).
+   * closed whatever happens (a close failure is not reported: the bytes were already sent). A small
+   * file with nothing open, staged or locked on it is read whole first, without a handle
+   * (Vfs.readSmall: `handle` is then undefined and `read` copies from memory).
    */
   async readFile<T>(share: string, path: string, owner: string, use: (f: ReadableFile) => Promise<T>): Promise<T> {
     // An error of the caller's own (an HTTP answer, a client gone) is not a VFS error: it leaves
     // unchanged, past the gate (which would turn it into EIO and log it as an I/O error).
     let foreign: { error: unknown } | undefined;
     const result = await this.gate('readFile', share, [[path, 'read']], null, async (vol) => {
+      // A small file with nothing open, staged or locked on it: read whole in one step, no handle.
+      const small = this.vfs.readSmall(vol, path, READ_SMALL_MAX);
+      if (small !== undefined) {
+        try {
+          return await use({ handle: undefined, attr: small.attr, read: (offset, target) => this.readFrom(small.data, offset, target) });
+        } catch (e) {
+          if (e instanceof VfsError) throw e;
+          foreign = { error: e };
+          return undefined;
+        }
+      }
       const lockTokens = this.lockTokens.size > 0 ? new Set(this.lockTokens) : undefined;
       const h = await this.vfs.open(vol, path, { access: READ_ONLY, expect: 'file', lockTokens, creator: this.creator, owner: `${this.id}:${owner}` });
       this.handles.add(h);
@@ -507,6 +526,13 @@ export class Session {
     });
     if (foreign !== undefined) throw foreign.error;
     return result as T;
+  }
+
+  /** readFile's reader over a file read whole: copies from `data`, counts the bytes. */
+  private async readFrom(data: Buffer, offset: number, target: Uint8Array): Promise<number> {
+    const n = offset >= data.length ? 0 : data.copy(target, 0, offset, Math.min(data.length, offset + target.length));
+    this.host.bytes(this.protocol, 'read', n);
+    return n;
   }
 
   async read(h: Handle, offset: number, length: number): Promise<Buffer> {

@@ -281,6 +281,17 @@ export interface Backend {
   read(path: string, offset: number, length: number): Promise<Buffer>;
   /** Random access. Backends without randomWrites may refuse `write: true` with ENOTSUP. */
   openFile(path: string, options: OpenFileOptions): Promise<BackendFile>;
+  /**
+   * Optional: the whole of a small regular file in one synchronous step — a local disk's open,
+   * fstat, pread and close while they complete in memory time — for "send this file" of a small
+   * file (WebDAV GET) without a descriptor object, a handle and a promise per step
+   * (OpenFiles.readSmall). Undefined whenever that cannot be done at once: not a regular file
+   * (symbolic links are not followed), larger than `maxBytes`, any error, synchronous I/O not
+   * allowed now (the local backend's breaker). The caller then takes the general path (openFile),
+   * which gives every case its usual answer. Wrappers that must see every open (tree-move guard,
+   * deferred creates) do not forward it, so it is absent above them.
+   */
+  readSmallSync?(path: string, maxBytes: number): { stat: BackendStat; data: Buffer } | undefined;
   /** Streaming, atomic-on-commit write of a whole file. Parent must exist (ENOENT otherwise). */
   createWriter(path: string, options?: WriterOptions): Promise<BackendWriter>;
   /**

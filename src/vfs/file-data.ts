@@ -53,6 +53,11 @@ export class FileData {
   readonly stages = new Map<FileId, WriteStage>();
   /** Last-close work (publish, discard) still running per file: an open of the file waits for it. */
   private readonly stagesClosing = new Map<FileId, Promise<void>>();
+  /** Whether the file has a live write stage or last-close work still running (OpenFiles.readSmall). */
+  busy(id: FileId): boolean {
+    return this.stages.has(id) || this.stagesClosing.has(id);
+  }
+
   /** Handles opened through the write-back paths (async shares); their close/flush use them too. */
   private readonly wbHandles = new WeakSet<Handle>();
   /** Of those, the ones with write access (or a truncating open): they hold the file's upload. */

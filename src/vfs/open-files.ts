@@ -210,6 +210,31 @@ export class OpenFiles {
     return h;
   }
 
+  /**
+   * A whole small regular file and its attributes without a handle (WebDAV GET of a small file,
+   * Session.readFile): the backend reads it in one synchronous step (Backend.readSmallSync), so
+   * nothing can happen to the file between its open and its close, and the open has no window in
+   * which another open could see it — it needs no handle, share-mode record or lease of its own,
+   * only the checks an open for reading would make against what exists: undefined (the caller
+   * opens the file as usual, which gives every other case its answer) whenever the file has an
+   * open handle, a share-mode record or delete-pending state, a write stage, a pending upload,
+   * byte-range locks or leases exist anywhere, or the backend cannot answer at once (larger than
+   * `maxBytes`, not a regular file, an error). Like the read-only open it stands for, it takes the
+   * file's row (and so its id) and the attributes the open would have given.
+   */
+  readSmall(volume: string, path: string, maxBytes: number): { attr: FileAttr; data: Buffer } | undefined {
+    const v = this.host.volume(volume);
+    const readSmallSync = v.backend.readSmallSync;
+    if (readSmallSync === undefined || this.host.locks.size > 0 || this.host.leases.size > 0 || this.host.writeBack.active(v.name)) return undefined;
+    const p = v.normalize(path);
+    if (p === '/') return undefined;
+    const r = readSmallSync.call(v.backend, p, maxBytes);
+    if (r === undefined || r.stat.type !== 'file') return undefined;
+    const row = v.row(p, r.stat);
+    if (this.handlesByFile.has(row.id) || this.host.shareModes.hasOpens(row.id) || this.host.data.busy(row.id)) return undefined;
+    return { attr: this.host.attr(v, row, r.stat), data: r.data };
+  }
+
   handle(id: string): Handle {
     const h = this.handles.get(id);
     if (!h || h.closed) throw new VfsError('EBADF');

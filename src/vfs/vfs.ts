@@ -608,6 +608,11 @@ export class Vfs {
     return this.files.open(volume, path, opts);
   }
 
+  /** A whole small file and its attributes without a handle, or undefined (OpenFiles.readSmall). */
+  readSmall(volume: string, path: string, maxBytes: number): { attr: FileAttr; data: Buffer } | undefined {
+    return this.files.readSmall(volume, path, maxBytes);
+  }
+
   /** A live handle by its id (EBADF when unknown or closed). */
   handle(id: string): Handle {
     return this.files.handle(id);
