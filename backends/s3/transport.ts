@@ -27,6 +27,7 @@ import {
   PutObjectCommand, S3Client, UploadPartCommand, UploadPartCopyCommand, type ListObjectsV2CommandOutput,
 } from '@aws-sdk/client-s3';
 import { VfsError } from '../../src/vfs/errors.ts';
+import { DirectRequests } from './direct.ts';
 import { StoreFeatures } from './features.ts';
 import type { ObjectHead } from './keys.ts';
 import {
@@ -107,6 +108,11 @@ const MiB = 1024 * 1024;
 
 export class S3Transport {
   readonly client: S3Client;
+  /**
+   * PutObject and HeadObject without the SDK's pipeline (direct.ts), with an explicit endpoint;
+   * undefined: every request goes through the SDK.
+   */
+  readonly direct: DirectRequests | undefined;
   readonly bucket: string;
   readonly breaker: CircuitBreaker;
   readonly features: StoreFeatures;
@@ -157,6 +163,15 @@ export class S3Transport {
       responseChecksumValidation: 'WHEN_REQUIRED',
       requestHandler: secure ? { httpsAgent: this.agent as https.Agent } : { httpAgent: this.agent },
     });
+    const client = this.client;
+    this.direct = DirectRequests.usable(o.endpoint, o.bucket, o.forcePathStyle)
+      ? new DirectRequests({
+        endpoint: o.endpoint, bucket: o.bucket, region: o.region, forcePathStyle: o.forcePathStyle, agent: this.agent,
+        credentials: () => client.config.credentials(),
+        clockOffset: () => client.config.systemClockOffset ?? 0,
+        unsignedPayload: secure,
+      })
+      : undefined;
     // Over TLS, uploaded bodies are sent with an unsigned payload (x-amz-content-sha256:
     // UNSIGNED-PAYLOAD, as AWS documents it for SigV4): TLS already protects them, and the SDK
     // would otherwise hash every uploaded byte with SHA-256 on the event loop before sending it
@@ -253,6 +268,7 @@ export class S3Transport {
   async head(key: string, path?: string): Promise<ObjectHead | undefined> {
     try {
       return await this.run('HeadObject', async (signal) => {
+        if (this.direct !== undefined) return this.direct.head(key, signal);
         const r = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal: signal });
         return {
           size: r.ContentLength ?? 0,
@@ -389,6 +405,11 @@ export class S3Transport {
   async put(key: string, body: Buffer, meta: Record<string, string>, o: { ifNoneMatch?: boolean; contentType?: string | undefined; path?: string } = {}): Promise<string> {
     const conditional = o.ifNoneMatch === true && this.features.has('conditionalWrites');
     const once = (ifNoneMatch: boolean): Promise<string> => this.run('PutObject', async (signal) => {
+      if (this.direct !== undefined) {
+        const etag = await this.direct.put(key, body, meta, { contentType: o.contentType, ifNoneMatch }, signal);
+        this.meters.bytes('out', body.length);
+        return etag;
+      }
       const r = await this.client.send(new PutObjectCommand({
         Bucket: this.bucket, Key: key, Body: body, ContentLength: body.length, Metadata: meta,
         ...(o.contentType !== undefined ? { ContentType: o.contentType } : {}),

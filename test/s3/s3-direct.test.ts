@@ -1,0 +1,178 @@
+/**
+ * PutObject / HeadObject without the SDK pipeline (backends/s3/direct.ts): what goes on the wire
+ * is signed as the SDK's own signer signs it (s3rver does not check signatures, so a recording
+ * server re-derives each one with @smithy/signature-v4), and the answers map to the same errors,
+ * results and breaker behaviour as the SDK path's.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { describe, expect, it } from 'vitest';
+import { SignatureV4 } from '@smithy/signature-v4';
+import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
+import { HeadObjectCommand } from '@aws-sdk/client-s3';
+import { S3Backend } from '../../backends/s3/s3-backend.ts';
+import { DirectRequests } from '../../backends/s3/direct.ts';
+import { isVfsError } from '../../src/vfs/errors.ts';
+import { useS3Env, type S3Env } from './fixture.ts';
+
+let env: S3Env;
+useS3Env((e) => {
+  env = e;
+});
+
+interface Seen {
+  method: string;
+  url: string;
+  headers: Record<string, string>;
+  body: Buffer;
+}
+
+/** Records requests and answers each with `answer` (status, headers, body). */
+async function recorder(answer: (s: Seen) => { status: number; headers?: Record<string, string>; body?: string }): Promise<{ url: string; seen: Seen[]; close(): Promise<void> }> {
+  const seen: Seen[] = [];
+  const srv = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const s: Seen = { method: req.method ?? '', url: req.url ?? '', headers: req.headers as Record<string, string>, body: Buffer.concat(chunks) };
+      seen.push(s);
+      const a = answer(s);
+      res.writeHead(a.status, a.headers ?? {});
+      res.end(a.body);
+    });
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(srv.address() as AddressInfo).port}`,
+    seen,
+    close: () => new Promise((r) => srv.close(() => r())),
+  };
+}
+
+/** SHA-256 (keyed: HMAC) in the shape the SDK signer takes. */
+class Sha256 {
+  private readonly h: Hash | Hmac;
+  constructor(secret?: unknown) {
+    this.h = secret === undefined ? createHash('sha256') : createHmac('sha256', secret as string | Uint8Array);
+  }
+  update(data: unknown): void {
+    this.h.update(data as string | Uint8Array);
+  }
+  digest(): Promise<Uint8Array> {
+    return Promise.resolve(this.h.digest());
+  }
+}
+
+/** The SDK signer's signature for a request as it arrived, over the headers it names as signed. */
+async function sdkSignature(s: Seen, creds: { accessKeyId: string; secretAccessKey: string; sessionToken?: string }, region: string): Promise<string> {
+  const auth = s.headers.authorization ?? '';
+  const signedNames = /SignedHeaders=([^,]+)/.exec(auth)?.[1]?.split(';') ?? [];
+  const headers: Record<string, string> = {};
+  for (const n of signedNames) if (n !== 'x-amz-date' && n !== 'x-amz-security-token') headers[n] = s.headers[n] as string;
+  const amz = s.headers['x-amz-date'] as string;
+  const date = new Date(`${amz.slice(0, 4)}-${amz.slice(4, 6)}-${amz.slice(6, 8)}T${amz.slice(9, 11)}:${amz.slice(11, 13)}:${amz.slice(13, 15)}Z`);
+  const signer = new SignatureV4({ service: 's3', region, credentials: creds, sha256: Sha256, uriEscapePath: false, applyChecksum: false });
+  const [host, port] = (headers.host as string).split(':');
+  const signedReq = await signer.sign({
+    method: s.method, protocol: 'http:', hostname: host as string, ...(port !== undefined ? { port: Number(port) } : {}), path: s.url, query: {}, headers, body: s.body,
+  }, { signingDate: date, unsignableHeaders: new Set(Object.keys(s.headers).filter((n) => !signedNames.includes(n))) });
+  return /Signature=([0-9a-f]+)/.exec(signedReq.headers.authorization as string)?.[1] ?? '';
+}
+
+describe('direct PutObject / HeadObject', () => {
+  it('signs as the SDK signer does (keys with spaces, unicode and reserved characters, metadata, session tokens)', async () => {
+    const rec = await recorder((s) => (s.method === 'PUT' ? { status: 200, headers: { etag: '"abc"' } } : { status: 404 }));
+    try {
+      const creds = { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY', sessionToken: 'tok/en+==' };
+      for (const forcePathStyle of [true, false]) {
+        const b = new S3Backend({ bucket: 'bucket-1', prefix: 'pre fix', endpoint: rec.url, region: 'eu-west-3', forcePathStyle, ...creds, maxAttempts: 1 });
+        expect(b.transport.direct).toBeDefined();
+        if (!forcePathStyle) {
+          // No DNS for bucket-1.127.0.0.1: connect to the server, keep the signed Host header.
+          (b.transport.direct as DirectRequests).onRequest = (t) => {
+            t.hostname = '127.0.0.1';
+          };
+        }
+        for (const key of ['a/b c/ü+ä%~*\'()!$&=;:@,.txt', 'plain', 'x/  two  spaces ']) {
+          await b.transport.put(key, Buffer.from(`body of ${key}`), { mode: '33188', 'Other-Tool': ' spaced  value ' }, { contentType: 'text/plain' });
+          expect(await b.transport.head(key)).toBeUndefined();
+        }
+        await b.close();
+      }
+      expect(rec.seen.length).toBe(12);
+      for (const s of rec.seen) {
+        const mine = /Signature=([0-9a-f]+)/.exec(s.headers.authorization ?? '')?.[1];
+        expect(mine).toBe(await sdkSignature(s, creds, 'eu-west-3'));
+        expect(s.headers['x-amz-security-token']).toBe('tok/en+==');
+      }
+      const vhost = rec.seen.filter((s) => s.headers.host?.startsWith('bucket-1.'));
+      expect(vhost.length).toBe(6);
+      expect(vhost[0]?.url).toBe('/a/b%20c/%C3%BC%2B%C3%A4%25~%2A%27%28%29%21%24%26%3D%3B%3A%40%2C.txt');
+      expect(rec.seen[0]?.url).toBe('/bucket-1/a/b%20c/%C3%BC%2B%C3%A4%25~%2A%27%28%29%21%24%26%3D%3B%3A%40%2C.txt');
+      // Over plain http the payload is signed (its only integrity check).
+      const put = rec.seen.find((s) => s.method === 'PUT') as Seen;
+      expect(put.headers['x-amz-content-sha256']).toMatch(/^[0-9a-f]{64}$/);
+      expect(put.headers['x-amz-meta-other-tool']?.trim()).toBe('spaced  value');
+      expect(put.headers['content-type']).toBe('text/plain');
+    } finally {
+      await rec.close();
+    }
+  });
+
+  it('answers map like the SDK path: 403 EACCES, 412 EEXIST, 501 ENOTSUP without opening the breaker, 503 retried, 200 with an error document retried', async () => {
+    let mode = '403';
+    let n = 0;
+    const rec = await recorder(() => {
+      n++;
+      if (mode === '503') return n % 2 === 1 ? { status: 503, body: '<Error><Code>SlowDown</Code><Message>slow</Message></Error>' } : { status: 200, headers: { etag: '"e"' } };
+      if (mode === '200err') return n % 2 === 1 ? { status: 200, body: '<?xml version="1.0"?><Error><Code>InternalError</Code></Error>' } : { status: 200, headers: { etag: '"e2"' } };
+      const status = Number(mode);
+      const code = status === 403 ? 'AccessDenied' : status === 412 ? 'PreconditionFailed' : 'NotImplemented';
+      return { status, body: `<?xml version="1.0"?><Error><Code>${code}</Code><Message>m &amp; m</Message></Error>` };
+    });
+    try {
+      const b = new S3Backend({ bucket: 'b', prefix: 'p', endpoint: rec.url, accessKeyId: 'a', secretAccessKey: 's', retryBaseMs: 1, retryMaxMs: 2, circuitFailureThreshold: 2 });
+      await expect(b.transport.put('k', Buffer.from('x'), {})).rejects.toSatisfy((e) => isVfsError(e, 'EACCES'));
+      mode = '412';
+      await expect(b.transport.put('k', Buffer.from('x'), {}, { ifNoneMatch: true })).rejects.toSatisfy((e) => isVfsError(e, 'EEXIST'));
+      mode = '501';
+      for (let i = 0; i < 3; i++) await expect(b.transport.put('k', Buffer.from('x'), {})).rejects.toSatisfy((e) => isVfsError(e, 'ENOTSUP'));
+      expect(b.transport.breaker.state).toBe('closed');
+      mode = '503';
+      n = 0;
+      expect(await b.transport.put('k', Buffer.from('x'), {})).toBe('"e"');
+      mode = '200err';
+      n = 0;
+      expect(await b.transport.put('k', Buffer.from('x'), {})).toBe('"e2"');
+      expect(b.meters.local.retries).toBe(2);
+      await b.close();
+    } finally {
+      await rec.close();
+    }
+  });
+
+  it('against s3rver: the same object, metadata and content type as an SDK HEAD sees; misses and connection failures', async () => {
+    const b = env.backend();
+    expect(b.transport.direct).toBeDefined();
+    const key = `${b.keys.prefix}dir/ü ä+%&=?#!*()~/k`;
+    const etag = await b.transport.put(key, Buffer.from('hello'), { mode: '33188', 'x-y': 'a b' });
+    const raw = await env.raw.send(new HeadObjectCommand({ Bucket: env.s3.bucket, Key: key }));
+    expect(etag).toBe(raw.ETag);
+    const h = await b.transport.head(key);
+    expect(h).toEqual({ size: 5, etag: raw.ETag, lastModified: raw.LastModified, meta: raw.Metadata, contentType: raw.ContentType });
+    expect(raw.ContentType).toBe('application/octet-stream');
+    expect(await b.transport.head(`${key}-missing`)).toBeUndefined();
+    const before = env.proxy.log.length;
+    env.proxy.inject({ kind: 'drop', match: (r) => r.op === 'PutObject' });
+    expect(await b.transport.put(key, Buffer.from('again'), {})).toMatch(/^"/);
+    expect(env.proxy.log.slice(before).filter((r) => r.op === 'PutObject').length).toBe(2);
+  });
+
+  it('is not used without an endpoint, nor for a bucket the SDK would not put in the host name', () => {
+    expect(DirectRequests.usable(undefined, 'b', false)).toBe(false);
+    expect(DirectRequests.usable('http://127.0.0.1:9000', 'my.bucket', false)).toBe(false);
+    expect(DirectRequests.usable('http://127.0.0.1:9000', 'my.bucket', true)).toBe(true);
+    expect(DirectRequests.usable('http://127.0.0.1:9000', 'Upper', false)).toBe(false);
+  });
+});
+
