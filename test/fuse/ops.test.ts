@@ -9,7 +9,8 @@
  * the server can give (a size changed over WebDAV) shows that the request reached Portico.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -62,6 +63,34 @@ for a in sys.argv[2:]:
         out.append(errno.errorcode[e.errno])
 print(' '.join(out))
 `;
+
+/** copy_file_range(src, dst, count) from offIn to offOut until done or 0 -> the bytes copied. */
+const COPY = `
+import os, sys
+src, dst, off_in, off_out, count = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+a = os.open(src, os.O_RDONLY)
+b = os.open(dst, os.O_WRONLY | os.O_CREAT, 0o644)
+done = 0
+while done < count:
+    n = os.copy_file_range(a, b, count - done, off_in + done, off_out + done)
+    if n == 0:
+        break
+    done += n
+print(done)
+`;
+
+/** Opens and reads src (the kernel caches its pages), waits for a line, then copies it to dst. */
+const COPY_AFTER_READ = `
+import os, sys
+a = os.open(sys.argv[1], os.O_RDONLY)
+os.read(a, 1 << 20)
+print('read', flush=True)
+sys.stdin.readline()
+b = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+print(os.copy_file_range(a, b, 1 << 20, 0, 0), flush=True)
+`;
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 async function py(script: string, args: (string | number)[]): Promise<string> {
   return (await sh('python3', ['-c', script, ...args.map(String)], { timeout: 60_000 })).stdout.trim();
@@ -189,6 +218,45 @@ describe.skipIf(unusable !== undefined)('FUSE operations: interrupts, rename fla
       expect(await py(SEEK, [m(share, 'empty.bin'), '0:data', '0:hole'])).toBe('ENXIO ENXIO');
     });
   }
+
+  it('copy_file_range: cp --reflink=never and os.copy_file_range with offsets, bytes compared (local share)', { timeout: 60_000 }, async () => {
+    const data = randomBytes(3 * 1024 * 1024 + 777);
+    await writeFile(m('disk', 'big.bin'), data);
+    await sh('cp', ['--reflink=never', m('disk', 'big.bin'), m('disk', 'big-copy.bin')]);
+    expect(sha(await readFile(m('disk', 'big-copy.bin')))).toBe(sha(data));
+    expect(sha(readFileSync(join(disk, 'big-copy.bin')))).toBe(sha(data));
+    // Into the middle of an existing file, from an offset.
+    await writeFile(m('disk', 'mid.bin'), Buffer.alloc(10_000, 'z'));
+    expect(await py(COPY, [m('disk', 'big.bin'), m('disk', 'mid.bin'), 1000, 5000, 100_000])).toBe('100000');
+    const mid = await readFile(m('disk', 'mid.bin'));
+    expect(mid.length).toBe(105_000);
+    expect(mid.subarray(0, 5000).equals(Buffer.alloc(5000, 'z'))).toBe(true);
+    expect(mid.subarray(5000).equals(data.subarray(1000, 101_000))).toBe(true);
+    // Past the source's end: what there is, then 0.
+    expect(await py(COPY, [m('disk', 'big.bin'), m('disk', 'tail.bin'), data.length - 100, 0, 5000])).toBe('100');
+    expect((await readFile(m('disk', 'tail.bin'))).equals(data.subarray(data.length - 100))).toBe(true);
+    // From one share to another (one mount, one superblock: the kernel sends it to Portico).
+    expect(await py(COPY, [m('disk', 'big.bin'), m('mem', 'from-disk.bin'), 0, 0, data.length])).toBe(String(data.length));
+    expect(sha(await readFile(m('mem', 'from-disk.bin')))).toBe(sha(data));
+  });
+
+  it('copy_file_range copies inside Portico: what the share holds, not the kernel\'s cached pages', { timeout: 60_000 }, async () => {
+    await writeFile(m('disk', 'cached.txt'), Buffer.alloc(4096, 'A'));
+    const proc = spawn('python3', ['-c', COPY_AFTER_READ, m('disk', 'cached.txt'), m('disk', 'cached-copy.txt')], { stdio: ['pipe', 'pipe', 'pipe'] });
+    procs.push(proc);
+    let out = '';
+    proc.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    proc.stderr.setEncoding('utf8').on('data', (d: string) => (out += d));
+    const exited = new Promise((r) => proc.on('exit', r));
+    await waitFor(() => out.includes('read'), 20_000, 'the reader');
+    // Rewritten outside the mount (same file, same size) while the reader's pages hold the old bytes.
+    writeFileSync(join(disk, 'cached.txt'), Buffer.alloc(4096, 'B'));
+    await new Promise((r) => setTimeout(r, 1_200)); // the VFS's own attribute cache (1 s)
+    proc.stdin.write('\n');
+    await exited;
+    expect(out.split('\n')[1]).toBe('4096');
+    expect(readFileSync(join(disk, 'cached-copy.txt')).equals(Buffer.alloc(4096, 'B'))).toBe(true);
+  });
 
   it('lseek answers from the size Portico holds, not from the kernel\'s cached attributes', async () => {
     await writeFile(m('disk', 'grown.bin'), Buffer.alloc(10, 1));
