@@ -272,6 +272,26 @@ export function nonceBytes(cipher: number): number {
 }
 
 /**
+ * A TRANSFORM_HEADER for a message of `length` bytes, its Signature (the tag, bytes 4-20) left zero.
+ * Its bytes from 20 on (Nonce to SessionId) are the AAD.
+ */
+export function transformHeader(length: number, sessionId: bigint, nonce: Buffer): Buffer {
+  const header = Buffer.alloc(TRANSFORM_HEADER_BYTES);
+  header.writeUInt32LE(PROTOCOL_TRANSFORM, 0);
+  nonce.copy(header, 20);
+  header.writeUInt32LE(length, 36);
+  header.writeUInt16LE(ENCRYPTED_FLAG, 42);
+  header.writeBigUInt64LE(sessionId, 44);
+  return header;
+}
+
+/** node:crypto's name of a GCM cipher; undefined for CCM (serial, one call: never split nor sent to the seal worker). */
+export function gcmName(cipher: number): CipherGCMTypes | undefined {
+  const c = cipherName(cipher);
+  return c.ccm ? undefined : (c.name as CipherGCMTypes);
+}
+
+/**
  * Encrypts one message (a whole, possibly compounded, SMB2 message) into TRANSFORM_HEADER +
  * ciphertext. The AAD is the header from Nonce to SessionId (32 bytes). `nonce` must never repeat
  * under one key: the caller keeps a counter per session (a random nonce is not safe for GCM
@@ -294,12 +314,7 @@ export function encryptMessageParts(pieces: Buffer[], key: Buffer, cipher: numbe
   if (nonce.length !== c.nonce) throw new RangeError(`nonce must be ${c.nonce} bytes`);
   let length = 0;
   for (const p of pieces) length += p.length;
-  const header = Buffer.alloc(TRANSFORM_HEADER_BYTES);
-  header.writeUInt32LE(PROTOCOL_TRANSFORM, 0);
-  nonce.copy(header, 20);
-  header.writeUInt32LE(length, 36);
-  header.writeUInt16LE(ENCRYPTED_FLAG, 42);
-  header.writeBigUInt64LE(sessionId, 44);
+  const header = transformHeader(length, sessionId, nonce);
   const aad = header.subarray(20, TRANSFORM_HEADER_BYTES);
   const enc: CipherCCM | CipherGCM = c.ccm
     ? createCipheriv(c.name as CipherCCMTypes, keyOf(key), nonce, { authTagLength: 16 })

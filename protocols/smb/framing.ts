@@ -70,11 +70,12 @@ export function writeFramed(sock: FrameSink, pieces: readonly Buffer[], written?
  * buffer the previous one freed instead of a new allocation each time (a fresh ArrayBuffer is
  * page-faulted in and, outside the JS heap, left to full GCs). A buffer is given back only by
  * the one who knows nothing refers to it any more (the server, once a READ or WRITE is answered,
- * or once a TRANSFORM_HEADER message is decrypted).
+ * or once a TRANSFORM_HEADER message is decrypted). The buffers are SharedArrayBuffers, so the
+ * seal worker (seal-worker.ts) can encrypt or decrypt a message where it lies.
  */
 export class MessagePool {
-  private readonly free: ArrayBuffer[] = [];
-  private readonly mine = new WeakSet<ArrayBuffer>();
+  private readonly free: SharedArrayBuffer[] = [];
+  private readonly mine = new WeakSet<ArrayBufferLike>();
   /** Messages smaller than this are not pooled. */
   readonly minBytes: number;
   readonly maxBuffers: number;
@@ -86,14 +87,14 @@ export class MessagePool {
   alloc = (length: number): Buffer => {
     if (length < this.minBytes) return Buffer.allocUnsafe(length);
     const i = this.free.findIndex((b) => b.byteLength >= length);
-    const ab = i >= 0 ? this.free.splice(i, 1)[0]! : new ArrayBuffer(length);
+    const ab = i >= 0 ? this.free.splice(i, 1)[0]! : new SharedArrayBuffer(length);
     this.mine.add(ab);
     return Buffer.from(ab, 0, length);
   };
 
   /** Whether a message (or a view into one) lies in a buffer from alloc not given back yet. */
   owns(message: Buffer): boolean {
-    return message.buffer instanceof ArrayBuffer && this.mine.has(message.buffer);
+    return this.mine.has(message.buffer);
   }
 
   /**
@@ -102,7 +103,7 @@ export class MessagePool {
    */
   release(message: Buffer): void {
     const ab = message.buffer;
-    if (!(ab instanceof ArrayBuffer) || !this.mine.has(ab)) return;
+    if (!(ab instanceof SharedArrayBuffer) || !this.mine.has(ab)) return;
     this.mine.delete(ab);
     if (this.free.length < this.maxBuffers) this.free.push(ab);
   }

@@ -25,7 +25,8 @@ import { decodeSessionSetupRequest, encodeSessionSetupResponse } from '../messag
 import { encodeErrorResponse } from '../messages/error.ts';
 import { encodeEmpty } from '../messages/simple.ts';
 import { decodeSmb1Negotiate, isSmb1, smb2DialectForSmb1 } from '../messages/smb1-negotiate.ts';
-import { PreauthHash, decodeTransformHeader, decryptMessage, deriveKeys, encryptMessageParts, nonceBytes, signMessage, signMessageParts, signingAlgorithmFor, verifySignature, type SessionKeys } from '../crypto.ts';
+import { PreauthHash, TRANSFORM_HEADER_BYTES, decodeTransformHeader, decryptMessage, deriveKeys, encryptMessageParts, gcmName, nonceBytes, signMessage, signMessageParts, signingAlgorithmFor, transformHeader, verifySignature, type SessionKeys } from '../crypto.ts';
+import { sealWorker } from '../seal-worker.ts';
 import { OID, encodeNegTokenInit2 } from '../spnego.ts';
 import { fileTimeNow } from '../ntlm.ts';
 import { SpnegoLogin } from '../login.ts';
@@ -265,7 +266,7 @@ export class SmbServer {
     // waits for those in flight and runs alone, so a CLOSE or FLUSH never overtakes a WRITE.
     const inFlight = new Set<Promise<void>>();
     const dispatch = async (m: Buffer): Promise<void> => {
-      const d = this.plaintextOf(conn, m);
+      const d = await this.plaintextOf(conn, m);
       // A message decrypted into a buffer of its own: the ciphertext is not referred to any more
       // (a large one is decrypted in place, d.msg a view of m, released once answered like m).
       if (d && d.msg.buffer !== m.buffer) pool.release(m);
@@ -315,15 +316,25 @@ export class SmbServer {
    * A message as onMessage runs it: a TRANSFORM_HEADER message decrypted (undefined when it cannot
    * be: onMessage then refuses the original), any other as it came.
    */
-  private plaintextOf(conn: Conn, m: Buffer): { msg: Buffer; encryptedFor?: { sess: SmbSession; sessionId: bigint } } | undefined {
+  private async plaintextOf(conn: Conn, m: Buffer): Promise<{ msg: Buffer; encryptedFor?: { sess: SmbSession; sessionId: bigint } } | undefined> {
     if (m.length < 4 || m.readUInt32LE(0) !== PROTOCOL_TRANSFORM) return { msg: m };
     const t = tryDecode(() => decodeTransformHeader(m));
     const sess = t.ok ? conn.sessions.get(t.value.sessionId) : undefined;
-    // A pooled message (a large WRITE) is the connection's own: decrypted where it lies.
+    if (!t.ok || !sess?.keys || !conn.cipher) return undefined;
+    // A pooled message (a large WRITE) is the connection's own: decrypted where it lies, by the
+    // seal worker when the cipher is GCM (seal-worker.ts says why), else here.
     const inPlace = conn.pool?.owns(m) ?? false;
-    const plain = t.ok && sess?.keys && conn.cipher ? decryptMessage(m, sess.keys.decryptionKey, conn.cipher, { inPlace }) : undefined;
-    if (!plain || !sess || !t.ok) return undefined;
-    countForGc(plain.length);
+    const gcm = gcmName(conn.cipher);
+    const ct = m.subarray(TRANSFORM_HEADER_BYTES);
+    let plain: Buffer | undefined;
+    if (inPlace && gcm && sealWorker.canTake(ct)) {
+      const ok = await sealWorker.open(gcm, sess.keys.decryptionKey, t.value.nonce.subarray(0, nonceBytes(conn.cipher)), m.subarray(20, TRANSFORM_HEADER_BYTES), t.value.signature, ct);
+      plain = ok ? ct : undefined;
+    } else {
+      plain = decryptMessage(m, sess.keys.decryptionKey, conn.cipher, { inPlace });
+      if (plain) countForGc(plain.length);
+    }
+    if (!plain) return undefined;
     sess.encrypted = true;
     return { msg: plain, encryptedFor: { sess, sessionId: t.value.sessionId } };
   }
@@ -374,18 +385,45 @@ export class SmbServer {
     };
   }
 
-  /** Writes one response message, encrypted when it answers an encrypted request (`encryptedFor`). */
-  transmit(conn: Conn, out: Buffer | Buffer[], encryptedFor?: { sess: SmbSession; sessionId: bigint }, written?: () => void): void {
+  /**
+   * Writes one response message, encrypted when it answers an encrypted request (`encryptedFor`).
+   * A promise when the seal worker encrypts it (a large READ's pooled payload): settled once the
+   * message is handed to the socket.
+   */
+  transmit(conn: Conn, out: Buffer | Buffer[], encryptedFor?: { sess: SmbSession; sessionId: bigint }, written?: () => void): void | Promise<void> {
     const sock = conn.sock;
     if (sock.destroyed) return written?.();
     // A message may come as pieces (a READ response and its payload): written as they are.
     const pieces = Buffer.isBuffer(out) ? [out] : out;
-    if (pieces.length > 1) countForGc(pieces[1]!.length);
-    if (!encryptedFor?.sess.keys) return writeFramed(sock, pieces, written);
+    if (!encryptedFor?.sess.keys) {
+      if (pieces.length > 1 && !conn.pool?.owns(pieces[1]!)) countForGc(pieces[1]!.length);
+      return writeFramed(sock, pieces, written);
+    }
     // An encrypted request is answered encrypted, under the same session (MS-SMB2 3.3.4.1.4),
     // with a per-session nonce counter (never a repeated nonce under one key).
     const nonce = Buffer.alloc(nonceBytes(conn.cipher));
     nonce.writeBigUInt64LE(encryptedFor.sess.nonce++);
+    const gcm = gcmName(conn.cipher);
+    const payload = pieces[1];
+    if (written && gcm && pieces.length === 2 && payload && sealWorker.canTake(payload)) {
+      // The payload is ours until `written` runs: the worker encrypts it where it lies, the
+      // response head (a hundred bytes) comes back encrypted beside the tag.
+      const header = transformHeader(pieces[0]!.length + payload.length, encryptedFor.sessionId, nonce);
+      return sealWorker.seal(gcm, encryptedFor.sess.keys.encryptionKey, nonce, header.subarray(20), pieces[0]!, payload).then(
+        ({ head, tag }) => {
+          tag.copy(header, 4);
+          if (sock.destroyed) return written();
+          writeFramed(sock, [header, head, payload], written);
+        },
+        (e: unknown) => {
+          // The payload may be half encrypted: nothing can be answered; the client reconnects.
+          this.logger?.warn({ err: e }, 'smb: sealing a response failed');
+          written();
+          sock.destroy();
+        },
+      );
+    }
+    if (pieces.length > 1) countForGc(pieces[1]!.length);
     // With `written` the pieces after the first are ours until it runs (a READ's pooled payload):
     // GCM encrypts them in place, and they go back once the socket has sent them.
     const sealed = encryptMessageParts(pieces, encryptedFor.sess.keys.encryptionKey, conn.cipher, encryptedFor.sessionId, nonce, written ? { inPlaceFrom: 1 } : {});
@@ -396,7 +434,7 @@ export class SmbServer {
 
   private async onMessage(conn: Conn, msg: Buffer, encryptedFor?: { sess: SmbSession; sessionId: bigint }): Promise<void> {
     const sock = conn.sock;
-    const send = (out: Buffer | Buffer[], written?: () => void): void => this.transmit(conn, out, encryptedFor, written);
+    const send = (out: Buffer | Buffer[], written?: () => void): void | Promise<void> => this.transmit(conn, out, encryptedFor, written);
 
     if (msg.length >= 4 && msg.readUInt32LE(0) === PROTOCOL_TRANSFORM) {
       const t = tryDecode(() => decodeTransformHeader(msg));
@@ -535,7 +573,7 @@ export class SmbServer {
       // One response with a payload (a READ): signed and sent as two pieces, the payload never copied.
       const pieces = [lone.resp, lone.payload];
       if (lone.key) signMessageParts(pieces, lone.key, conn.signingAlgorithm);
-      send(pieces, lone.payloadDone);
+      await send(pieces, lone.payloadDone);
       for (const s of started) s.op.arm({ key: s.key, encryptedFor });
       return;
     }
