@@ -77,6 +77,8 @@ const READ_BUF = 1 << 20;
  * not hold its system call for minutes.
  */
 const COPY_MAX = 64 * 1024 * 1024;
+/** The one fallocate(2) mode kept besides 0: allocate without changing the size. */
+const FALLOC_FL_KEEP_SIZE = 1;
 /** The second invalidation after a change event (see follow()). */
 const REINVALIDATE_MS = 300;
 
@@ -606,6 +608,24 @@ export class FuseFs {
         }
         if (this.readBufs.length < 16) this.readBufs.push(buf);
         native.replyWrite(id, done);
+        return;
+      }
+      case OP.FALLOCATE: {
+        // Mode 0 makes [offset, offset+length) part of the file: the size grows to its end (the
+        // new bytes read as zeros). The core reserves no space (no backend has an allocation
+        // call; a local share's file grows sparse), so KEEP_SIZE has nothing to do and succeeds.
+        // Hole punching, zeroing, collapsing and inserting ranges: EOPNOTSUPP.
+        if (n1 & ~FALLOC_FL_KEEP_SIZE) throw new VfsError('ENOTSUP', `fallocate mode ${n1}`);
+        const v = data as Float64Array;
+        const [offset, length] = [v[0]!, v[1]!];
+        if (offset < 0 || length <= 0) throw new VfsError('EINVAL');
+        const h = this.fh(n3);
+        if (!h.access.write) throw new VfsError('EBADF');
+        if (!(n1 & FALLOC_FL_KEEP_SIZE) && offset + length > (await s.fstat(h)).size) {
+          this.own(this.inodes.get(ino), touched);
+          await s.fsetattr(h, { size: offset + length });
+        }
+        native.replyErr(id, 0);
         return;
       }
       default:

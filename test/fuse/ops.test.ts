@@ -90,7 +90,26 @@ b = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
 print(os.copy_file_range(a, b, 1 << 20, 0, 0), flush=True)
 `;
 
+/** fallocate(fd, mode, offset, length) -> 'ok' or the errno's name (95 is EOPNOTSUPP, which python calls ENOTSUP). */
+const FALLOCATE = `
+import ctypes, errno, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+fd = os.open(sys.argv[1], os.O_RDWR)
+r = libc.fallocate(fd, int(sys.argv[2]), ctypes.c_long(int(sys.argv[3])), ctypes.c_long(int(sys.argv[4])))
+e = ctypes.get_errno()
+print('ok' if r == 0 else 'EOPNOTSUPP' if e == errno.EOPNOTSUPP else errno.errorcode[e])
+`;
+
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+async function failure(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return 'succeeded';
+  } catch (e) {
+    return String((e as { stderr?: string }).stderr ?? e);
+  }
+}
 
 async function py(script: string, args: (string | number)[]): Promise<string> {
   return (await sh('python3', ['-c', script, ...args.map(String)], { timeout: 60_000 })).stdout.trim();
@@ -257,6 +276,35 @@ describe.skipIf(unusable !== undefined)('FUSE operations: interrupts, rename fla
     expect(out.split('\n')[1]).toBe('4096');
     expect(readFileSync(join(disk, 'cached-copy.txt')).equals(Buffer.alloc(4096, 'B'))).toBe(true);
   });
+
+  for (const share of ['disk', 'mem']) {
+    it(`fallocate: mode 0 extends the size with zeros, KEEP_SIZE keeps it, hole punching and zeroing are EOPNOTSUPP (${share})`, { timeout: 60_000 }, async () => {
+      const f = m(share, 'alloc.bin');
+      await writeFile(f, 'hello');
+      await sh('fallocate', ['-l', '8192', f]);
+      expect((await stat(f)).size).toBe(8192);
+      await sh('fallocate', ['-o', '8192', '-l', '4096', f]);
+      expect((await stat(f)).size).toBe(12_288);
+      await sh('fallocate', ['-n', '-o', '0', '-l', '1048576', f]);
+      await sh('fallocate', ['-l', '4096', f]);
+      expect((await stat(f)).size).toBe(12_288);
+      const want = Buffer.concat([Buffer.from('hello'), Buffer.alloc(12_288 - 5)]);
+      expect((await readFile(f)).equals(want)).toBe(true);
+      // fallocate(1) -p and -z (it says "keep size mode is unsupported" for the first).
+      expect(await failure(sh('fallocate', ['-p', '-o', '0', '-l', '4096', f]))).toMatch(/unsupported|not supported/);
+      expect(await failure(sh('fallocate', ['-z', '-o', '0', '-l', '4096', f]))).toMatch(/unsupported|not supported/);
+      // PUNCH_HOLE|KEEP_SIZE, ZERO_RANGE, ZERO_RANGE|KEEP_SIZE
+      for (const mode of [3, 0x10, 0x11]) expect(await py(FALLOCATE, [f, mode, 0, 4096])).toBe('EOPNOTSUPP');
+      expect(await py(FALLOCATE, [f, 0, 0, 16_384])).toBe('ok');
+      expect((await stat(f)).size).toBe(16_384);
+      await sh('truncate', ['-s', '12288', f]);
+      expect((await readFile(f)).equals(want)).toBe(true);
+      if (share === 'disk') expect(readFileSync(join(disk, 'alloc.bin')).equals(want)).toBe(true);
+      // A new file made by fallocate(1) itself.
+      await sh('fallocate', ['-l', '1M', m(share, 'alloc-new.bin')]);
+      expect((await readFile(m(share, 'alloc-new.bin'))).equals(Buffer.alloc(1024 * 1024))).toBe(true);
+    });
+  }
 
   it('lseek answers from the size Portico holds, not from the kernel\'s cached attributes', async () => {
     await writeFile(m('disk', 'grown.bin'), Buffer.alloc(10, 1));
