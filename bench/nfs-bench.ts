@@ -13,6 +13,9 @@
  *   BENCH_METRICS=readdir,getattr     only those figures (keys: readBig writeBig smallCycle smallRead
  *                                     getattr lookup readdir)
  *   BENCH_PORTICO_NODE_ARGS='--cpu-prof --cpu-prof-dir=DIR'   node options for Portico (profiles)
+ *   BENCH_PORTICO_BASE=/tmp/base/bin/portico.js   also a baseline tree's Portico ("base"), measured
+ *                                     in the same run, interleaved, with its CPU per op next to this
+ *                                     tree's (A/B of a change; BENCH_SERVERS=portico,base without ganesha)
  *
  * Figures (the COMPOUNDs are those a Linux 4.1 client sends for the same work):
  * - read / write of the big file: OPEN, READ or UNSTABLE WRITE in IO-size pieces with 8 in flight,
@@ -50,6 +53,8 @@ const QUICK = process.env.BENCH_QUICK === '1';
 /** BENCH_METRICS=readdir,getattr measures only those (for profiling). */
 const ONLY_METRICS = process.env.BENCH_METRICS ? new Set(process.env.BENCH_METRICS.split(',').map((s) => s.trim())) : undefined;
 const ONLY = process.env.BENCH_SERVERS ? new Set(process.env.BENCH_SERVERS.split(',').map((s) => s.trim())) : undefined;
+/** A baseline tree's bin/portico.js, run as server "base" next to this tree's (A/B). */
+const BASE_BIN = process.env.BENCH_PORTICO_BASE;
 const MIB = 1024 * 1024;
 const BIG_BYTES = QUICK ? 128 * MIB : 1024 * MIB;
 const BIG_LABEL = QUICK ? '128 MiB' : '1 GiB';
@@ -432,13 +437,13 @@ async function main(): Promise<void> {
       const failed = aptInstall(['nfs-ganesha', 'nfs-ganesha-vfs'], log);
       if (failed.size > 0) skipped.ganesha = `apt-get could not install ${[...failed].map(([p, why]) => `${p}: ${why}`).join('; ')}`;
     }
-    const names = ['portico', ...(wantGanesha && !skipped.ganesha ? ['ganesha'] : [])];
+    const names = ['portico', ...(BASE_BIN ? ['base'] : []), ...(wantGanesha && !skipped.ganesha ? ['ganesha'] : [])];
     dataDir = prepare(base, names);
     for (const name of names) {
       log(`${name}: starting`);
       let server: NfsServerProcess;
       try {
-        server = name === 'portico' ? await startPorticoNfs(dataDir) : await startGanesha(dataDir);
+        server = name === 'portico' ? await startPorticoNfs(dataDir) : name === 'base' ? await startPorticoNfs(dataDir, BASE_BIN, 'base') : await startGanesha(dataDir);
       } catch (e) {
         if (name === 'portico') throw e;
         skipped[name] = `did not start: ${e instanceof Error ? e.message : String(e)}`;
@@ -509,6 +514,16 @@ async function main(): Promise<void> {
       return [m.label, speed === undefined ? '-' : `${speed.toFixed(2)}x ${speed >= 1 ? 'PASS' : 'BELOW'}`, cpu === undefined ? '-' : `${cpu.toFixed(2)}x`];
     });
     out.push(table(['metric', 'speed ratio', 'cpu ratio'], rows));
+  }
+  const baseC = byName.get('base');
+  if (baseC) {
+    out.push('');
+    out.push('A/B: base CPU per op / this tree\'s CPU per op (> 1: this tree cheaper)');
+    out.push(table(['metric', 'cpu base/portico'], METRICS.map((m) => {
+      const a = p.cpuUsPerOp[m.key];
+      const b = baseC.cpuUsPerOp[m.key];
+      return [m.label, a !== undefined && b !== undefined && a > 0 && b > 0 ? `${(b / a).toFixed(2)}x` : '-'];
+    })));
   }
   for (const c of cs) for (const [k, e] of Object.entries(c.errors)) out.push(`error: ${c.name} ${k}: ${e}`);
   process.stdout.write(out.join('\n') + '\n');

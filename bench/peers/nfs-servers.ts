@@ -72,7 +72,8 @@ function spawnKept(cmd: string, args: string[], env?: NodeJS.ProcessEnv): { chil
   return { child, output: () => out };
 }
 
-export async function startPorticoNfs(dir: string): Promise<NfsServerProcess> {
+/** `bin`: another tree's bin/portico.js (a baseline measured in the same run, named `name`). */
+export async function startPorticoNfs(dir: string, bin = BIN, name = 'portico'): Promise<NfsServerProcess> {
   const tmp = mkdtempSync(join(tmpdir(), 'portico-nfs-bench-portico-'));
   const port = await freePort();
   const conf = join(tmp, 'portico.yaml');
@@ -87,14 +88,14 @@ export async function startPorticoNfs(dir: string): Promise<NfsServerProcess> {
       shares: [{ name: 'share', source: dir }],
     }),
   );
-  const add = spawnSync(NODE, [BIN, 'user', 'add', 'root', '--uid', '0', '--gid', '0', '--password-stdin', '--config', conf], { env: cleanEnv(), input: 'bench-password-1\n', encoding: 'utf8' });
+  const add = spawnSync(NODE, [bin, 'user', 'add', 'root', '--uid', '0', '--gid', '0', '--password-stdin', '--config', conf], { env: cleanEnv(), input: 'bench-password-1\n', encoding: 'utf8' });
   if (add.status !== 0) throw new Error(`portico user add failed (${add.status}): ${add.stdout}${add.stderr}`);
   // BENCH_PORTICO_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof": node options for Portico (profiling).
   const nodeArgs = (process.env.BENCH_PORTICO_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const { child, output } = spawnKept(NODE, [...nodeArgs, BIN, 'serve', '--config', conf], cleanEnv());
+  const { child, output } = spawnKept(NODE, [...nodeArgs, bin, 'serve', '--config', conf], cleanEnv());
   const logTail = (): string => output().split('\n').slice(-30).join('\n');
   const server: NfsServerProcess = {
-    name: 'portico',
+    name,
     port,
     pid: child.pid!,
     tmp,

@@ -182,6 +182,8 @@ const REF_THRESHOLD = 1024;
 /** Under half of Buffer.poolSize (8 KiB): allocUnsafe slices the shared pool instead of allocating. */
 const SCRATCH = 2048;
 const ZERO = Buffer.alloc(4);
+/** Strings up to this many UTF-16 units are tried as ASCII first (XdrWriter.string). */
+const SHORT_STRING = 256;
 
 /** A reserved position to patch later. */
 export interface XdrMark {
@@ -222,9 +224,16 @@ export class XdrWriter {
   }
 
   u32(v: number): this {
-    this.room(4);
-    this.cur.writeUInt32BE(v >>> 0, this.pos);
-    this.pos += 4;
+    // Byte stores instead of writeUInt32BE (its checks were 3.5% of the server's CPU in a READDIR
+    // profile): a Uint8Array store keeps the low 8 bits, so this writes `v >>> 0` big-endian.
+    if (this.cur.length - this.pos < 4) this.room(4);
+    const b = this.cur;
+    const p = this.pos;
+    b[p] = v >>> 24;
+    b[p + 1] = v >>> 16;
+    b[p + 2] = v >>> 8;
+    b[p + 3] = v;
+    this.pos = p + 4;
     return this;
   }
 
@@ -280,8 +289,10 @@ export class XdrWriter {
     const p = pad4(n);
     if (p) {
       this.room(p);
-      this.cur.set(ZERO.subarray(0, p), this.pos);
-      this.pos += p;
+      const b = this.cur;
+      const at = this.pos;
+      for (let i = 0; i < p; i++) b[at + i] = 0;
+      this.pos = at + p;
     }
   }
 
@@ -300,6 +311,26 @@ export class XdrWriter {
   }
 
   string(s: string): this {
+    // Short ASCII (names, numeric owners): written byte by byte, no UTF-8 length pass and no
+    // native call; anything else goes the general way.
+    const len = s.length;
+    if (len <= SHORT_STRING) {
+      this.room(len + 8);
+      const b = this.cur;
+      const p = this.pos + 4;
+      let i = 0;
+      for (; i < len; i++) {
+        const ch = s.charCodeAt(i);
+        if (ch >= 0x80) break;
+        b[p + i] = ch;
+      }
+      if (i === len) {
+        this.u32(len);
+        this.pos += len;
+        this.padding(len);
+        return this;
+      }
+    }
     const n = Buffer.byteLength(s, 'utf8');
     this.u32(n);
     if (n >= REF_THRESHOLD) {

@@ -17,7 +17,8 @@ import { accessIn, fail, failWith, ok, principalIn, type OpContext } from '../se
 import type { NfsExport } from '../server/exports.ts';
 import type { Session } from '../../../src/session/session.ts';
 import type { Principal } from '../../../src/auth/authenticator.ts';
-import { fileValues, needsStatfs, pseudoValues } from '../server/attrs.ts';
+import { encodeFileFattr, fileValues, needsStatfs } from '../server/attrs.ts';
+import type { FileAttr } from '../../../src/vfs/types.ts';
 import { nfsstatOf } from '../errors.ts';
 import type { AttrValues } from '../fattr4.ts';
 
@@ -64,6 +65,19 @@ class Packer {
     w.u32(1).u64(cookie).string(name);
     const d = w.length - start - 4;
     encodeFattr(w, this.req, values);
+    return this.fits(start, d);
+  }
+  /** add() for a file of an export, its attributes straight from the FileAttr (encodeFileFattr). */
+  addFile(cookie: bigint, name: string, minor: number, exp: NfsExport, attr: FileAttr, fh: Buffer | undefined): boolean {
+    const w = this.w;
+    const start = w.length;
+    w.u32(1).u64(cookie).string(name);
+    const d = w.length - start - 4;
+    encodeFileFattr(w, minor, exp, this.req, attr, fh);
+    return this.fits(start, d);
+  }
+  private fits(start: number, d: number): boolean {
+    const w = this.w;
     const n = w.length - start;
     if (this.bytes + n > this.maxcount) return false;
     if (this.dircount > 0 && this.count > 0 && this.dirBytes + d > this.dircount) return false;
@@ -141,10 +155,18 @@ export async function readdir(c: OpContext, a: ReaddirArgs): Promise<OpResult> {
       // stat'ed twice as many as a Linux readdirplus reply holds).
       const limit = Math.max(1, Math.min(1000, packer.likelyRoom(256)));
       const page = await c.view.readdirById(cur.share, cur.id, { cookie, limit });
+      // Written straight from each FileAttr unless statfs figures or idmapped owners are asked.
+      const direct = fs === undefined && c.srv.idmap.domain === undefined;
       for (const e of page.entries) {
-        const v = fileValues(c.minor, cur.exp, e.attr, wantFh ? c.srv.fh.forFile(cur.exp, e.attr.id).bytes : undefined, fs);
-        if (c.srv.idmap.domain !== undefined) await c.srv.idmap.name(v, e.attr.uid, e.attr.gid);
-        if (!packer.add(e.cookie + COOKIE_BASE, e.name, v)) {
+        const fh = wantFh ? c.srv.fh.forFile(cur.exp, e.attr.id).bytes : undefined;
+        let added: boolean;
+        if (direct) added = packer.addFile(e.cookie + COOKIE_BASE, e.name, c.minor, cur.exp, e.attr, fh);
+        else {
+          const v = fileValues(c.minor, cur.exp, e.attr, fh, fs);
+          if (c.srv.idmap.domain !== undefined) await c.srv.idmap.name(v, e.attr.uid, e.attr.gid);
+          added = packer.add(e.cookie + COOKIE_BASE, e.name, v);
+        }
+        if (!added) {
           full = true;
           break;
         }
