@@ -6,8 +6,9 @@
  * inode is in memory, so fstat never waits for the device on a local file system (a few µs), while
  * a thread-pool round trip costs ~20 µs of CPU plus a wake-up of the event loop. Small reads and
  * read-only closes are inline only while the breaker of inline-io.ts allows it, and so are the
- * first INLINE_MAX_WRITE bytes a writer stages (a small file); other writes, truncates and fsync
- * always use the thread pool.
+ * first INLINE_MAX_WRITE bytes a writer stages (a small file) and those of a file created empty
+ * through a LocalFile, with its close (the write breaker); other writes, truncates and fsync always
+ * use the thread pool.
  */
 import {
   close as closeCb, closeSync, fchmod, fchown, fdatasync, fstatSync, ftruncate, futimes, read as fsReadCb, readSync, write as fsWriteCb,
@@ -154,6 +155,11 @@ class FdCalls {
     }
   }
 
+  /** Whether no call is in flight. */
+  get idle(): boolean {
+    return this.inFlight === 0;
+  }
+
   /** Resolves once no call is in flight. */
   settled(): Promise<void> {
     return this.inFlight === 0 ? Promise.resolve() : new Promise((resolve) => this.waiters.push(resolve));
@@ -178,14 +184,23 @@ export class LocalFile implements BackendFile {
   /** The fstat made by the open, and when: answers the first stat() within OPEN_STAT_MS. */
   private openStat: BigIntStats | undefined;
   private readonly openedAt: number;
+  /**
+   * The write breaker, for a file its open found empty (a create): its first INLINE_MAX_WRITE
+   * bytes are written inline and its descriptor is closed inline while the breaker allows it, as
+   * LocalWriter does for a small file (no page of an empty file has to be read from the device
+   * first, and the close of a file that was never truncated starts no writeback on ext4). Dropped
+   * by a truncate.
+   */
+  private writeIo: InlineIo | undefined;
 
-  constructor(fd: number, path: string, writable: boolean, io: InlineIo, opened?: { shared?: SharedFd; st?: BigIntStats }) {
+  constructor(fd: number, path: string, writable: boolean, io: InlineIo, opened?: { shared?: SharedFd; st?: BigIntStats; writeIo?: InlineIo }) {
     this.fd = fd;
     this.path = path;
     this.writable = writable;
     this.io = io;
     this.shared = opened?.shared;
     this.openStat = opened?.st;
+    this.writeIo = writable ? opened?.writeIo : undefined;
     this.openedAt = this.openStat !== undefined ? performance.now() : 0;
     if (this.shared !== undefined) leakedShares.register(this, this.shared, this);
     else leakedFds.register(this, fd, this);
@@ -241,6 +256,23 @@ export class LocalFile implements BackendFile {
   }
 
   async write(offset: number, data: Uint8Array): Promise<number> {
+    // The open's fstat no longer describes the file.
+    this.openStat = undefined;
+    const wio = this.writeIo;
+    // Inline only when no thread-pool call is in flight on the descriptor: one still running was
+    // asked for first and must not land after this write.
+    if (wio !== undefined && offset + data.length <= INLINE_MAX_WRITE && this.calls.idle && wio.ok) {
+      const fd = this.live();
+      try {
+        return wio.run(() => {
+          let done = 0;
+          while (done < data.length) done += writeSync(fd, data, done, data.length - done, offset + done);
+          return done;
+        });
+      } catch (e) {
+        throw toVfsError(e, this.path);
+      }
+    }
     return this.tracked(async (fd) => {
       let done = 0;
       while (done < data.length) done += await fsWrite(fd, data, done, data.length - done, offset + done);
@@ -249,6 +281,8 @@ export class LocalFile implements BackendFile {
   }
 
   async truncate(size: number): Promise<void> {
+    this.openStat = undefined;
+    this.writeIo = undefined;
     return this.tracked((fd) => fsCall((cb) => ftruncate(fd, size, cb)));
   }
 
@@ -284,6 +318,7 @@ export class LocalFile implements BackendFile {
       // A read-only descriptor has nothing to flush: closed inline when allowed. A written one may
       // flush on close (network file systems report write errors there): thread pool.
       if (!this.writable && this.io.ok) this.io.run(() => closeSync(this.fd));
+      else if (this.writeIo?.ok) this.writeIo.run(() => closeSync(this.fd));
       else await fsCall((cb) => closeCb(this.fd, cb));
     } catch (e) {
       throw toVfsError(e, this.path);
