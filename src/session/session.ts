@@ -85,7 +85,20 @@ export interface PathLockOptions {
  * view of it carrying that call's principal (Session.as).
  */
 export class ClientState {
-  readonly id = randomUUID();
+  #id: string | undefined;
+  /**
+   * Made at first use (audit entries, open and lock owners, leases): a WebDAV GET, which opens a
+   * session per request and reads without a handle, never needs one (a UUID per request, issue 9).
+   */
+  get id(): string {
+    return (this.#id ??= randomUUID());
+  }
+
+  /** Whether anything asked for the id (nothing outside can refer to a state whose id was never made). */
+  get named(): boolean {
+    return this.#id !== undefined;
+  }
+
   readonly handles = new Set<Handle>();
   readonly lockOwners = new Map<string, LockOwner>();
   closed = false;
@@ -1123,6 +1136,7 @@ export class Session {
         durable.park(h, owner);
       }
     }
+    if (!this.state.named) return;
     this.vfs.leases.releaseState(this.state.id);
     this.vfs.leases.clients.unbind(this.state.id);
   }
