@@ -1,6 +1,6 @@
 /**
- * FUSE operations beyond the basic set (issue 13), on a real mount of a local and a memory share
- * served by a `portico serve` child: FUSE_INTERRUPT of blocking lock waits (flock and F_SETLKW),
+ * FUSE operations beyond the basic set (issue 13), on a real mount of a local, a memory and an S3
+ * (s3rver) share served by a `portico serve` child: FUSE_INTERRUPT of blocking lock waits (flock and F_SETLKW),
  * renameat2 flags, lseek SEEK_DATA/SEEK_HOLE, copy_file_range and fallocate.
  * The system calls come from small python3 scripts (fcntl, os) run as separate processes, so that
  * the kernel sees distinct lock owners and a waiter can be killed while it waits.
@@ -15,6 +15,7 @@ import { readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { S3RVER_CREDENTIALS, startS3rver, type S3rverHandle } from '../helpers/s3rver.ts';
 import { fuseUnusable, mountPoints, removeTmp, sh, startFuseStack, waitFor, type FuseStack } from './helpers.ts';
 
 const unusable = fuseUnusable();
@@ -147,12 +148,14 @@ async function requests(adminPort: number, op: string, status: string): Promise<
 
 describe.skipIf(unusable !== undefined)('FUSE operations: interrupts, rename flags, lseek, copy_file_range, fallocate', () => {
   let stack: FuseStack;
+  let s3: S3rverHandle;
   let tmp: string;
   let disk: string;
   let m: (share: string, ...p: string[]) => string;
   const procs: ChildProcess[] = [];
 
   beforeAll(async () => {
+    s3 = await startS3rver();
     tmp = mkdtempSync(join(tmpdir(), 'portico-fuse-ops-'));
     disk = join(tmp, 'disk');
     mkdirSync(disk);
@@ -162,6 +165,7 @@ describe.skipIf(unusable !== undefined)('FUSE operations: interrupts, rename fla
       shares: [
         { name: 'disk', source: disk },
         { name: 'mem', source: 'memory:' },
+        { name: 's3', source: `s3://${s3.bucket}/ops`, options: { endpoint: s3.endpoint, ...S3RVER_CREDENTIALS } },
       ],
     });
     m = (share, ...p) => join(stack.mnt, share, ...p);
@@ -171,6 +175,7 @@ describe.skipIf(unusable !== undefined)('FUSE operations: interrupts, rename fla
     for (const c of procs) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     await stack?.stop();
     if (stack && mountPoints().has(stack.mnt)) await sh('fusermount3', ['-u', '-z', stack.mnt]);
+    await s3?.stop();
     if (tmp) removeTmp(tmp);
   }, 60_000);
 
@@ -238,7 +243,7 @@ describe.skipIf(unusable !== undefined)('FUSE operations: interrupts, rename fla
     });
   }
 
-  it('copy_file_range: cp --reflink=never and os.copy_file_range with offsets, bytes compared (local share)', { timeout: 60_000 }, async () => {
+  it('copy_file_range: cp --reflink=never and os.copy_file_range with offsets, bytes compared (local, memory, S3)', { timeout: 60_000 }, async () => {
     const data = randomBytes(3 * 1024 * 1024 + 777);
     await writeFile(m('disk', 'big.bin'), data);
     await sh('cp', ['--reflink=never', m('disk', 'big.bin'), m('disk', 'big-copy.bin')]);
@@ -254,9 +259,14 @@ describe.skipIf(unusable !== undefined)('FUSE operations: interrupts, rename fla
     // Past the source's end: what there is, then 0.
     expect(await py(COPY, [m('disk', 'big.bin'), m('disk', 'tail.bin'), data.length - 100, 0, 5000])).toBe('100');
     expect((await readFile(m('disk', 'tail.bin'))).equals(data.subarray(data.length - 100))).toBe(true);
-    // From one share to another (one mount, one superblock: the kernel sends it to Portico).
-    expect(await py(COPY, [m('disk', 'big.bin'), m('mem', 'from-disk.bin'), 0, 0, data.length])).toBe(String(data.length));
-    expect(sha(await readFile(m('mem', 'from-disk.bin')))).toBe(sha(data));
+    // From one share to another (one mount, one superblock: the kernel sends it to Portico), and
+    // within an S3 share (published at close, read back over the S3 backend).
+    for (const share of ['mem', 's3']) {
+      expect(await py(COPY, [m('disk', 'big.bin'), m(share, 'from-disk.bin'), 0, 0, data.length])).toBe(String(data.length));
+      expect(sha(await readFile(m(share, 'from-disk.bin')))).toBe(sha(data));
+    }
+    await sh('cp', ['--reflink=never', m('s3', 'from-disk.bin'), m('s3', 's3-copy.bin')]);
+    expect(sha(await readFile(m('s3', 's3-copy.bin')))).toBe(sha(data));
   });
 
   it('copy_file_range copies inside Portico: what the share holds, not the kernel\'s cached pages', { timeout: 60_000 }, async () => {
@@ -277,7 +287,7 @@ describe.skipIf(unusable !== undefined)('FUSE operations: interrupts, rename fla
     expect(readFileSync(join(disk, 'cached-copy.txt')).equals(Buffer.alloc(4096, 'B'))).toBe(true);
   });
 
-  for (const share of ['disk', 'mem']) {
+  for (const share of ['disk', 'mem', 's3']) {
     it(`fallocate: mode 0 extends the size with zeros, KEEP_SIZE keeps it, hole punching and zeroing are EOPNOTSUPP (${share})`, { timeout: 60_000 }, async () => {
       const f = m(share, 'alloc.bin');
       await writeFile(f, 'hello');
