@@ -10,14 +10,14 @@
  *   mkdir -p /tmp/ab-base && git archive HEAD | tar -x -C /tmp/ab-base && ln -s $PWD/node_modules /tmp/ab-base/
  *
  * Usage: node bench/s3-put-cpu.ts [name=treeDir ...]   (default: this checkout only)
- * Env: BENCH_PUT_N (PUTs measured per worker, default 400), BENCH_PUT_WARM (default 100),
+ * Env: BENCH_PUT_VIA=vfs (through Session and VFS, the WebDAV PUT path without HTTP), BENCH_PUT_N (PUTs measured per worker, default 400), BENCH_PUT_WARM (default 100),
  * BENCH_PUT_ROUNDS (default 4), BENCH_PUT_SIZE (bytes, default 4096), BENCH_PUT_PROF=dir (a CPU
  * profile of each worker's measured PUTs into dir), BENCH_S3_OPTS (JSON of extra backend options).
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import inspector from 'node:inspector/promises';
-import { loadavg } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -27,6 +27,8 @@ const N = Number(process.env.BENCH_PUT_N ?? 400);
 const WARM = Number(process.env.BENCH_PUT_WARM ?? 100);
 const ROUNDS = Number(process.env.BENCH_PUT_ROUNDS ?? 4);
 const SIZE = Number(process.env.BENCH_PUT_SIZE ?? 4096);
+/** 'backend' (createWriter + write + commit) or 'vfs' (Session.replaceContent on a sync share, the WebDAV PUT path without HTTP). */
+const VIA = process.env.BENCH_PUT_VIA ?? 'backend';
 const CREDS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
 
 interface ServerInfo { endpoint: string; bucket: string }
@@ -37,12 +39,44 @@ async function worker(tree: string, endpoint: string, bucket: string, prefix: st
   const extra = JSON.parse(process.env.BENCH_S3_OPTS ?? '{}') as Record<string, unknown>;
   const b = new S3Backend({ bucket, prefix, endpoint, ...CREDS, ...extra });
   const body = Buffer.alloc(SIZE, 0x61);
-  await b.mkdir('/d');
-  const put = async (i: number): Promise<void> => {
-    const w = await b.createWriter(`/d/f${i}`, { sizeHint: SIZE });
-    await w.write(body);
-    await w.commit();
-  };
+  let put: (i: number) => Promise<void>;
+  let close = (): Promise<void> => b.close();
+  if (VIA === 'vfs') {
+    // Session -> VFS (sync write-back) -> backend, as a WebDAV PUT reaches it (without HTTP).
+    const imp = async <T>(rel: string): Promise<T> => import(pathToFileURL(join(tree, rel)).href) as Promise<T>;
+    const { MetadataStore } = await imp<typeof import('../src/store/metadata-store.ts')>('src/store/metadata-store.ts');
+    const { Vfs } = await imp<typeof import('../src/vfs/vfs.ts')>('src/vfs/vfs.ts');
+    const { buildVolumeStack } = await imp<typeof import('../src/vfs/volume-stack.ts')>('src/vfs/volume-stack.ts');
+    const { SessionManager } = await imp<typeof import('../src/session/session-manager.ts')>('src/session/session-manager.ts');
+    const { refuseAllLogins } = await imp<typeof import('../src/auth/authenticator.ts')>('src/auth/authenticator.ts');
+    const { benchUser } = await import('./lib.ts');
+    const stateDir = mkdtempSync(join(tmpdir(), 'portico-putcpu-'));
+    const store = MetadataStore.open(stateDir);
+    const vfs = new Vfs({ store, stageDir: join(stateDir, 'stage'), writeBackDir: join(stateDir, 'writeback') });
+    vfs.addVolume('s', buildVolumeStack(b), { caseSensitive: true, writeBack: { mode: 'sync' } });
+    const sessions = new SessionManager({ vfs, shares: [{ name: 's', caseSensitive: true }], authenticator: refuseAllLogins });
+    const session = sessions.openSession({ principal: benchUser, protocol: 'bench', clientAddress: '127.0.0.1' });
+    await session.mkdir('s', '/d');
+    put = async (i) => {
+      const w = await session.replaceContent('s', `/d/f${i}`, { owner: 'put', sizeHint: SIZE });
+      await w.writev([body]);
+      await w.commit();
+    };
+    close = async () => {
+      await sessions.closeAll();
+      await vfs.shutdown();
+      store.close();
+      await b.close();
+      rmSync(stateDir, { recursive: true, force: true });
+    };
+  } else {
+    await b.mkdir('/d');
+    put = async (i) => {
+      const w = await b.createWriter(`/d/f${i}`, { sizeHint: SIZE });
+      await w.write(body);
+      await w.commit();
+    };
+  }
   for (let i = 0; i < WARM; i++) await put(i);
   const prof = process.env.BENCH_PUT_PROF;
   const session = prof !== undefined ? new inspector.Session() : undefined;
@@ -67,7 +101,7 @@ async function worker(tree: string, endpoint: string, bucket: string, prefix: st
     const d = n - (before.get(op) ?? 0);
     if (d > 0) requests[op] = d / N;
   }
-  await b.close();
+  await close();
   return { cpuUsPerPut: (c.user + c.system) / N, userUs: c.user / N, sysUs: c.system / N, wallMs, requests };
 }
 
@@ -113,7 +147,7 @@ async function main(): Promise<void> {
     const s = [...xs].sort((a, b) => a - b);
     return s.length % 2 === 1 ? s[(s.length - 1) / 2] as number : ((s[s.length / 2 - 1] as number) + (s[s.length / 2] as number)) / 2;
   };
-  process.stdout.write(`\nS3 backend, ${SIZE}-byte PUTs of new names (createWriter + write + commit), ${N} measured per worker after ${WARM}, ${ROUNDS} rounds alternating; load avg ${Math.min(...loads).toFixed(1)}-${Math.max(...loads).toFixed(1)}\n`);
+  process.stdout.write(`\nS3 backend, ${SIZE}-byte PUTs of new names (${VIA === 'vfs' ? 'Session.replaceContent + writev + commit, sync share' : 'createWriter + write + commit'}), ${N} measured per worker after ${WARM}, ${ROUNDS} rounds alternating; load avg ${Math.min(...loads).toFixed(1)}-${Math.max(...loads).toFixed(1)}\n`);
   for (const v of variants) {
     const rs = results.get(v.name) ?? [];
     const cpu = rs.map((x) => x.cpuUsPerPut / 1000);
