@@ -36,8 +36,11 @@ export interface DirectOptions {
   forcePathStyle: boolean;
   agent: http.Agent;
   credentials: () => Promise<DirectCredentials>;
-  /** Milliseconds to add to the local clock when signing (the SDK's systemClockOffset). */
-  clockOffset?: () => number;
+  /**
+   * Milliseconds added to the local clock when signing: the SDK's systemClockOffset, shared both
+   * ways (an error answer whose Date is 5 min or more away from ours corrects it, as the SDK does).
+   */
+  clock?: { get(): number; set(ms: number): void };
   /** Over TLS: PutObject bodies go with x-amz-content-sha256: UNSIGNED-PAYLOAD. */
   unsignedPayload: boolean;
 }
@@ -126,7 +129,7 @@ export class DirectRequests {
     const payloadHash = this.o.unsignedPayload ? 'UNSIGNED-PAYLOAD' : createHash('sha256').update(body).digest('hex');
     const res = await this.send('PUT', key, headers, payloadHash, body, signal);
     const text = await readBody(res, signal);
-    if (res.statusCode !== 200 || /<Error>/.test(text)) throw answerError(res, text);
+    if (res.statusCode !== 200 || /<Error>/.test(text)) throw this.failed(res, text);
     const etag = res.headers.etag;
     return typeof etag === 'string' ? etag : '';
   }
@@ -135,7 +138,7 @@ export class DirectRequests {
   async head(key: string, signal: AbortSignal): Promise<DirectHead> {
     const res = await this.send('HEAD', key, {}, EMPTY_SHA256, undefined, signal);
     res.resume();
-    if (res.statusCode !== 200) throw answerError(res, '');
+    if (res.statusCode !== 200) throw this.failed(res, '');
     const h = res.headers;
     const meta: Record<string, string> = {};
     for (const name in h) {
@@ -160,7 +163,7 @@ export class DirectRequests {
     const creds = await this.o.credentials();
     signal.throwIfAborted();
     const path = this.basePath + encodeKey(key);
-    const now = new Date(Date.now() + (this.o.clockOffset?.() ?? 0));
+    const now = new Date(Date.now() + (this.o.clock?.get() ?? 0));
     headers.host = this.host;
     signV4(method, path, headers, payloadHash, creds, this.o.region, now, (scope, day) => this.key(scope, day, creds));
     const target = { hostname: this.hostname, path };
@@ -173,6 +176,20 @@ export class DirectRequests {
       req.once('error', reject);
       req.end(body);
     });
+  }
+
+  /**
+   * The error for an answer; first, a server Date 5 min or more away from our (corrected) clock
+   * corrects it for the next requests (RequestTimeTooSkewed is not retried here, as in the SDK path).
+   */
+  private failed(res: http.IncomingMessage, text: string): S3AnswerError {
+    const date = res.headers.date;
+    const clock = this.o.clock;
+    if (clock !== undefined && date !== undefined) {
+      const server = Date.parse(date);
+      if (!Number.isNaN(server) && Math.abs(Date.now() + clock.get() - server) >= 300_000) clock.set(server - Date.now());
+    }
+    return answerError(res, text);
   }
 
   /** kSigning for (day, region, s3), derived once per day and credentials. */

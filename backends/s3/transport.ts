@@ -168,7 +168,12 @@ export class S3Transport {
       ? new DirectRequests({
         endpoint: o.endpoint, bucket: o.bucket, region: o.region, forcePathStyle: o.forcePathStyle, agent: this.agent,
         credentials: () => client.config.credentials(),
-        clockOffset: () => client.config.systemClockOffset ?? 0,
+        clock: {
+          get: () => client.config.systemClockOffset ?? 0,
+          set: (ms) => {
+            client.config.systemClockOffset = ms;
+          },
+        },
         unsignedPayload: secure,
       })
       : undefined;

@@ -151,6 +151,35 @@ describe('direct PutObject / HeadObject', () => {
     }
   });
 
+  it('a skewed clock: RequestTimeTooSkewed with the server Date corrects the signing clock (shared with the SDK client)', async () => {
+    const ahead = 3_600_000;
+    const serverDate = (): string => new Date(Date.now() + ahead).toUTCString();
+    let first = true;
+    const rec = await recorder((): { status: number; headers: Record<string, string>; body?: string } => {
+      if (first) {
+        first = false;
+        return { status: 403, headers: { date: serverDate() }, body: '<Error><Code>RequestTimeTooSkewed</Code><Message>skewed</Message></Error>' };
+      }
+      return { status: 200, headers: { date: serverDate(), etag: '"ok"' } };
+    });
+    try {
+      const b = new S3Backend({ bucket: 'b', prefix: 'p', endpoint: rec.url, accessKeyId: 'a', secretAccessKey: 's', maxAttempts: 1 });
+      await expect(b.transport.put('k', Buffer.from('x'), {})).rejects.toSatisfy((e) => isVfsError(e, 'EACCES'));
+      expect(await b.transport.put('k', Buffer.from('x'), {})).toBe('"ok"');
+      const amz = (s: Seen): number => {
+        const d = s.headers['x-amz-date'] as string;
+        return Date.parse(`${d.slice(0, 4)}-${d.slice(4, 6)}-${d.slice(6, 8)}T${d.slice(9, 11)}:${d.slice(11, 13)}:${d.slice(13, 15)}Z`);
+      };
+      const [s1, s2] = rec.seen as [Seen, Seen];
+      expect(Math.abs(amz(s1) - Date.now())).toBeLessThan(60_000);
+      expect(Math.abs(amz(s2) - (Date.now() + ahead))).toBeLessThan(60_000);
+      expect(Math.abs((b.transport.client.config.systemClockOffset ?? 0) - ahead)).toBeLessThan(60_000);
+      await b.close();
+    } finally {
+      await rec.close();
+    }
+  });
+
   it('against s3rver: the same object, metadata and content type as an SDK HEAD sees; misses and connection failures', async () => {
     const b = env.backend();
     expect(b.transport.direct).toBeDefined();
