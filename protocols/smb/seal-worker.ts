@@ -32,7 +32,15 @@ export class SealWorker {
 
   /** Whether `data` can be handed to the worker: shared memory, large enough, and a worker that works. */
   canTake(data: Uint8Array): boolean {
-    return !this.broken && data.length >= SEAL_WORKER_MIN && data.buffer instanceof SharedArrayBuffer;
+    if (this.broken || data.length < SEAL_WORKER_MIN || !(data.buffer instanceof SharedArrayBuffer)) return false;
+    try {
+      this.start();
+      return true;
+    } catch {
+      // No worker here (a runtime without worker_threads or type stripping in workers): in-process.
+      this.broken = true;
+      return false;
+    }
   }
 
   /** Encrypts `head` (returned) and then `data` in place under one GCM operation; the tag is returned. */
