@@ -212,7 +212,9 @@ export async function runCompound(
 ): Promise<CompoundRes> {
   const results: OpResult[] = [];
   for (let i = 0; i < args.ops.length; i++) {
-    const res = await exec(args.ops[i] as DecodedOp, i);
+    // Only an operation that waits for something is awaited (each await is a turn of the microtask queue).
+    const r = exec(args.ops[i] as DecodedOp, i);
+    const res = r instanceof Promise ? await r : r;
     results.push(res);
     if (res.status !== NFS4ERR.OK) return { status: res.status, tag: args.tag, results };
   }

@@ -131,13 +131,13 @@ export interface OpContext {
   view: Session;
   clientAddress: string;
   /** 4.1+: the client of the SEQUENCE's session. */
-  client?: NfsClient;
+  client?: NfsClient | undefined;
   /** 4.1+: the SEQUENCE asked for the reply to be kept in the slot (sa_cachethis). */
-  cacheThis?: boolean;
-  cur?: Fh;
-  saved?: Fh;
+  cacheThis?: boolean | undefined;
+  cur?: Fh | undefined;
+  saved?: Fh | undefined;
   /** 4.1 current stateid (RFC 8881 §16.2.3.1.2). */
-  currentStateid?: Stateid4;
+  currentStateid?: Stateid4 | undefined;
   /**
    * The attributes LOOKUP just read of the handle it made current, for the GETATTR that follows in
    * the same COMPOUND (Linux sends PUTFH LOOKUP GETFH GETATTR): one gate call instead of two. Only

@@ -43,7 +43,7 @@ import type { SequenceArgs } from '../xdr4/session41.ts';
 /** 4.1 operations that may come without a SEQUENCE before them (§2.10.6.4 and §18.x). */
 const SESSIONLESS = new Set<number>([OP.EXCHANGE_ID, OP.CREATE_SESSION, OP.DESTROY_SESSION, OP.DESTROY_CLIENTID, OP.BIND_CONN_TO_SESSION]);
 
-async function execOp(c: OpContext, op: DecodedOp): Promise<OpResult> {
+function execOp(c: OpContext, op: DecodedOp): OpResult | Promise<OpResult> {
   switch (op.op) {
     case OP.PUTROOTFH:
     case OP.PUTPUBFH:
@@ -164,48 +164,79 @@ function readOnlyForClient(c: OpContext, op: DecodedOp): boolean {
 }
 
 /** An operation that throws is a bug: SERVERFAULT for it (logged), not an RPC SYSTEM_ERR for the COMPOUND. */
-async function safely(c: OpContext, op: DecodedOp): Promise<OpResult> {
+function serverFault(c: OpContext, op: DecodedOp, e: unknown): OpResult {
+  c.srv.logger?.error({ err: e, op: op.op }, 'nfs: operation failed unexpectedly');
+  return fail(op.op, NFS4ERR.SERVERFAULT);
+}
+
+/**
+ * Runs one operation (SERVERFAULT if it throws). Synchronous operations (SEQUENCE's siblings
+ * PUTFH, GETFH, SAVEFH, RESTOREFH...) answer without a promise, so the COMPOUND loop awaits only
+ * the operations that wait for something.
+ */
+function safely(c: OpContext, op: DecodedOp): OpResult | Promise<OpResult> {
   if (readOnlyForClient(c, op)) return fail(op.op, NFS4ERR.ROFS);
   if (c.known !== undefined && op.op !== OP.GETFH && op.op !== OP.GETATTR) c.known = undefined;
+  if (c.mapping !== undefined || (c.cur?.kind === 'file' && c.cur.exp.clients)) return enteringExport(c, op);
   try {
-    if (c.mapping !== undefined || (c.cur?.kind === 'file' && c.cur.exp.clients)) await enterExport(c);
+    const r = execOp(c, op);
+    return r instanceof Promise ? r.catch((e: unknown) => serverFault(c, op, e)) : r;
+  } catch (e) {
+    return serverFault(c, op, e);
+  }
+}
+
+async function enteringExport(c: OpContext, op: DecodedOp): Promise<OpResult> {
+  try {
+    await enterExport(c);
     return await execOp(c, op);
   } catch (e) {
-    c.srv.logger?.error({ err: e, op: op.op }, 'nfs: operation failed unexpectedly');
-    return fail(op.op, NFS4ERR.SERVERFAULT);
+    return serverFault(c, op, e);
   }
 }
 
 /** 4.0: the owner seqids (RFC 7530 §9.1.7, server/seqid40.ts); 4.1+ has the slots instead. */
-function guarded(c: OpContext, op: DecodedOp): Promise<OpResult> {
+function guarded(c: OpContext, op: DecodedOp): OpResult | Promise<OpResult> {
   if (c.minor !== 0) return safely(c, op);
-  return c.srv.seqids40.run(c, op, () => safely(c, op));
+  return c.srv.seqids40.run(c, op, async () => safely(c, op));
 }
 
 export function createDispatcher(srv: NfsServer): Nfs4Dispatcher {
   const inner = dispatcher(srv);
   return {
-    async compound(args: CompoundArgs, ctx: Nfs4CallContext): Promise<CompoundRes> {
-      const res = await inner(args, ctx);
+    compound(args: CompoundArgs, ctx: Nfs4CallContext): Promise<CompoundRes> {
+      if (!srv.logger?.isLevelEnabled('debug')) return inner(args, ctx);
       // Failures at debug level, one line each: what a client asked and where it stopped.
-      if (res.status !== NFS4ERR.OK && srv.logger?.isLevelEnabled('debug')) {
-        srv.logger.debug({ minor: args.minorversion, ops: args.ops.map((o) => o.op), results: res.results.map((r) => `${r.op}:${r.status}`) }, 'nfs: compound failed');
-      }
-      return res;
+      return inner(args, ctx).then((res) => {
+        if (res.status !== NFS4ERR.OK) {
+          srv.logger?.debug({ minor: args.minorversion, ops: args.ops.map((o) => o.op), results: res.results.map((r) => `${r.op}:${r.status}`) }, 'nfs: compound failed');
+        }
+        return res;
+      });
     },
   };
 }
 
 function dispatcher(srv: NfsServer): (args: CompoundArgs, ctx: Nfs4CallContext) => Promise<CompoundRes> {
   return async (args, ctx) => {
-    const principal = await srv.principals.of(ctx.call.cred);
+    const p = srv.principals.of(ctx.call.cred);
+    const principal = p instanceof Promise ? await p : p;
+    // Every field set here, in one order, so every COMPOUND's context has the same shape (the
+    // operations' property reads stay monomorphic).
     const c: OpContext = {
       srv,
       minor: args.minorversion,
       cred: ctx.call.cred,
+      mapping: undefined,
       principal,
       view: srv.baseView(principal),
       clientAddress: ctx.conn.remoteAddress,
+      client: undefined,
+      cacheThis: undefined,
+      cur: undefined,
+      saved: undefined,
+      currentStateid: undefined,
+      known: undefined,
     };
     if (args.minorversion === 0) return runCompound(args, (op) => guarded(c, op));
     const first = args.ops[0];

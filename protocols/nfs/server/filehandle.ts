@@ -32,18 +32,30 @@ const MAGIC0 = 0x50;
 const MAGIC1 = 0x6e;
 const VERSION = 1;
 
+/** A Map key from 30 bits of a handle's check value (a small integer: V8 hashes it inline). */
+const knownKey = (bytes: Buffer): number => bytes.readUInt32BE(20) >>> 2;
+/** Ids are counters: as numbers they are small-integer keys (a BigInt key is hashed out of line). */
+const idKey = (id: bigint): number | bigint => (id <= MAX_SAFE_ID ? Number(id) : id);
+const MAX_SAFE_ID = BigInt(Number.MAX_SAFE_INTEGER);
+
 export class FhCodec {
   private readonly key: KeyObject;
   private readonly exports: NfsExports;
-  private readonly known = new Map<string, Fh>();
+  /**
+   * Handles made or checked, by 30 bits of their check value (an HMAC: as good as random); a hit
+   * counts only if every byte matches, and a collision just means the HMAC is checked. Keyed by a
+   * string of the bytes before: making that string and hashing it were most of a PUTFH.
+   */
+  private readonly known = new Map<number, Fh>();
   /** Handles made recently, per export and id (the same bounds as `known`). */
-  private readonly made = new WeakMap<NfsExport, Map<bigint, Fh>>();
+  private readonly made = new WeakMap<NfsExport, Map<number | bigint, Fh>>();
   readonly pseudo: Fh;
 
   constructor(secret: string | Buffer, exports: NfsExports) {
     this.key = createSecretKey(createHmac('sha256', secret).update('portico-nfs-filehandle-v1').digest());
     this.exports = exports;
     this.pseudo = { kind: 'pseudo', bytes: this.make(0, Buffer.alloc(8), 0n) };
+    this.remember(this.pseudo);
   }
 
   private make(kind: number, shareKey: Buffer, id: bigint): Buffer {
@@ -66,26 +78,30 @@ export class FhCodec {
     // READDIR asks a handle for every entry of every page (and LOOKUP, OPEN one each): no HMAC for a known one.
     let ids = this.made.get(exp);
     if (!ids) this.made.set(exp, (ids = new Map()));
-    const hit = ids.get(id);
+    const k = idKey(id);
+    const hit = ids.get(k);
     if (hit) return hit;
     const fh: Fh = { kind: 'file', exp, share: exp.name, id, bytes: this.make(1, exp.key, id) };
-    if (ids.size >= KNOWN_MAX) ids.delete(ids.keys().next().value as bigint);
-    ids.set(id, fh);
+    if (ids.size >= KNOWN_MAX) ids.delete(ids.keys().next().value as number | bigint);
+    ids.set(k, fh);
     this.remember(fh);
     return fh;
   }
 
   private remember(fh: Fh): void {
-    const k = fh.bytes.toString('latin1');
-    if (this.known.has(k)) return;
-    if (this.known.size >= KNOWN_MAX) this.known.delete(this.known.keys().next().value as string);
+    const k = knownKey(fh.bytes);
+    const prev = this.known.get(k);
+    if (prev === fh) return;
+    if (prev === undefined && this.known.size >= KNOWN_MAX) this.known.delete(this.known.keys().next().value as number);
     this.known.set(k, fh);
   }
 
   /** The handle a client sent, or the status to answer. */
   decode(bytes: Buffer): Fh | { status: number } {
-    const hit = bytes.length === LEN ? this.known.get(bytes.toString('latin1')) : undefined;
-    if (hit) return hit;
+    if (bytes.length === LEN) {
+      const hit = this.known.get(knownKey(bytes));
+      if (hit !== undefined && hit.bytes.equals(bytes)) return hit;
+    }
     if (bytes.length !== LEN || bytes[0] !== MAGIC0 || bytes[1] !== MAGIC1 || bytes[2] !== VERSION) return { status: NFS4ERR.BADHANDLE };
     if (!timingSafeEqual(this.mac(bytes).subarray(0, 8), bytes.subarray(20, 28))) return { status: NFS4ERR.BADHANDLE };
     const kind = bytes[3];

@@ -40,8 +40,11 @@ export class PrincipalMap {
     this.anonymous = { ...auth.guest(), uid: o.anonUid, gid: o.anonGid };
   }
 
-  /** The principal of a credential; `m` (an export's client entry) overrides the server's mapping. */
-  async of(cred: Credential, m?: Mapping): Promise<Principal> {
+  /**
+   * The principal of a credential; `m` (an export's client entry) overrides the server's mapping.
+   * Answered at once (no promise) when the uid's user is cached: every COMPOUND asks.
+   */
+  of(cred: Credential, m?: Mapping): Principal | Promise<Principal> {
     const anonymous = m && (m.anonUid !== undefined || m.anonGid !== undefined) ? this.anonymousAs(m.anonUid ?? this.anonymous.uid, m.anonGid ?? this.anonymous.gid) : this.anonymous;
     if (cred.flavor !== AUTH_FLAVOR.SYS) return anonymous;
     const uid = cred.sys.uid;
@@ -50,10 +53,11 @@ export class PrincipalMap {
     const now = Date.now();
     const hit = this.cache.get(uid);
     if (hit && now - hit.at < CACHE_MS) return hit.p ?? anonymous;
-    const p = await this.auth.principalForUid(uid);
-    if (this.cache.size >= MAX_CACHED) this.cache.clear();
-    this.cache.set(uid, { p, at: now });
-    return p ?? anonymous;
+    return this.auth.principalForUid(uid).then((p) => {
+      if (this.cache.size >= MAX_CACHED) this.cache.clear();
+      this.cache.set(uid, { p, at: now });
+      return p ?? anonymous;
+    });
   }
 
   private anonymousAs(uid: number, gid: number): Principal {
