@@ -49,6 +49,13 @@
  * next lookup; an NFS handle or ETag holding the lost id gets ESTALE or a changed ETag, never
  * another file), as before this step. docs/ARCHITECTURE.md "Cost per operation" says why that is
  * the line drawn.
+ * Change state. A written row's change state (saveChange: change attribute, signature, identity)
+ * waits for the batch the same way, kept by id (`dirty`) and written once with its state then: a
+ * create advanced its directory's row and the stat that learns the directory's new signature
+ * advanced it again, two UPDATEs of one row per file created in it, each also writing that file's
+ * pending row at once (an UPDATE is a statement that must see the pending rows first). Lookups by
+ * key and by id read the row with that state, as if the UPDATE had run; every other statement
+ * writes the batch first. Crash semantics are those of the group the UPDATE joined before.
  * An open group holds SQLite's write lock for those milliseconds. Another process waiting for it
  * (`portico user ...`) just waits; a second store on the same file in THIS process could not (its
  * busy wait would block the very event loop whose timer commits the group), so while a process has
@@ -306,6 +313,11 @@ export class MetadataStore {
    */
   private readonly pending = new Map<string, NodeRow>();
   private readonly pendingById = new Map<FileId, NodeRow>();
+  /**
+   * Written rows whose change state changed since (saveChange), by id, not written yet: the batch
+   * writes each once with its state then (see the file comment, "Change state").
+   */
+  private readonly dirty = new Map<FileId, NodeRow>();
   private pendingTimer: NodeJS.Timeout | undefined;
   /** Next id to hand out and the end of the durably reserved range (inclusive). */
   private nextId = 1n;
@@ -429,13 +441,13 @@ export class MetadataStore {
   }
 
   private row(s: string): StatementSync {
-    if (this.pending.size > 0 && !NO_FLUSH.has(s)) this.writePending();
+    if ((this.pending.size > 0 || this.dirty.size > 0) && !NO_FLUSH.has(s)) this.writePending();
     return this.st[s]!;
   }
 
   /** A write statement that must not wait for a group commit: the open group commits first. */
   private w(s: string): StatementSync {
-    if (this.group || this.pending.size > 0) this.commitGroup();
+    if (this.group || this.pending.size > 0 || this.dirty.size > 0) this.commitGroup();
     return this.st[s]!;
   }
 
@@ -444,7 +456,7 @@ export class MetadataStore {
    * write; components writing through `db` directly must call it first too.
    */
   commitGroup(): void {
-    if (this.pending.size > 0) this.writePending();
+    if (this.pending.size > 0 || this.dirty.size > 0) this.writePending();
     const g = this.group;
     if (!g) return;
     this.group = undefined;
@@ -470,7 +482,13 @@ export class MetadataStore {
   private addPending(row: NodeRow): NodeRow {
     this.pending.set(pendingKey(row.vol, row.parent, row.key), row);
     this.pendingById.set(row.id, row);
-    if (this.pending.size >= GROUP_COMMIT_ROWS) this.commitGroup();
+    this.batchSoon();
+    return row;
+  }
+
+  /** The batch of pending rows and change states is written within GROUP_COMMIT_MS, or now when full. */
+  private batchSoon(): void {
+    if (this.pending.size + this.dirty.size >= GROUP_COMMIT_ROWS) this.commitGroup();
     else if (this.pendingTimer === undefined) {
       this.pendingTimer = setTimeout(() => {
         this.pendingTimer = undefined;
@@ -478,7 +496,23 @@ export class MetadataStore {
       }, GROUP_COMMIT_MS);
       this.pendingTimer.unref();
     }
-    return row;
+  }
+
+  /**
+   * A row as the table holds it, with the change state of an unwritten saveChange of it (`dirty`):
+   * what the query would have read had the UPDATE been run at once.
+   */
+  private withDirty(r: NodeRow | undefined): NodeRow | undefined {
+    if (r === undefined || this.dirty.size === 0) return r;
+    const d = this.dirty.get(r.id);
+    if (d !== undefined) {
+      r.chg = d.chg;
+      r.sigM = d.sigM;
+      r.sigC = d.sigC;
+      r.sigS = d.sigS;
+      r.native = d.native;
+    }
+    return r;
   }
 
   /**
@@ -488,8 +522,10 @@ export class MetadataStore {
    */
   private writePending(): void {
     const rows = [...this.pending.values()];
+    const changed = [...this.dirty.values()];
     this.pending.clear();
     this.pendingById.clear();
+    this.dirty.clear();
     if (this.pendingTimer !== undefined) {
       clearTimeout(this.pendingTimer);
       this.pendingTimer = undefined;
@@ -500,13 +536,22 @@ export class MetadataStore {
       timer.unref();
       this.group = { rows: 0, timer };
     }
-    if (this.group) this.group.rows += rows.length;
+    if (this.group) this.group.rows += rows.length + changed.length;
     const ins = this.st.insertPlain!;
     for (const r of rows) {
       try {
         ins.run(r.id, r.vol, r.parent, r.name, r.key, r.attrs, r.chg, r.sigM, r.sigC, r.sigS, r.native);
       } catch (e) {
         process.emitWarning(`metadata store: id row ${r.id} not written: ${(e as Error).message}`);
+      }
+    }
+    // After the inserts: a row written by an earlier batch may have changed again since.
+    const upd = this.st.setChange!;
+    for (const r of changed) {
+      try {
+        upd.run(r.chg, r.sigM, r.sigC, r.sigS, r.native, r.id);
+      } catch (e) {
+        process.emitWarning(`metadata store: change state of id ${r.id} not written: ${(e as Error).message}`);
       }
     }
   }
@@ -557,7 +602,7 @@ export class MetadataStore {
 
   /** Runs fn in one transaction (nestable: inner calls join the outer one). */
   transaction<T>(fn: () => T): T {
-    if (this.group || this.pending.size > 0) this.commitGroup();
+    if (this.group || this.pending.size > 0 || this.dirty.size > 0) this.commitGroup();
     if (this.txDepth > 0) {
       this.txDepth++;
       try {
@@ -588,7 +633,7 @@ export class MetadataStore {
    */
   durableTransaction<T>(fn: () => T): T {
     if (this.txDepth > 0 || this.path === ':memory:') return this.transaction(fn);
-    if (this.group || this.pending.size > 0) this.commitGroup();
+    if (this.group || this.pending.size > 0 || this.dirty.size > 0) this.commitGroup();
     this.db.exec('PRAGMA synchronous = FULL');
     try {
       return this.transaction(fn);
@@ -656,7 +701,7 @@ export class MetadataStore {
       const p = this.pendingById.get(id);
       if (p !== undefined) return p;
     }
-    return this.row('get').get(id) as NodeRow | undefined;
+    return this.withDirty(this.row('get').get(id) as NodeRow | undefined);
   }
 
   lookupChild(vol: string, parent: FileId, key: string): NodeRow | undefined {
@@ -664,7 +709,7 @@ export class MetadataStore {
       const p = this.pending.get(pendingKey(vol, parent, key));
       if (p !== undefined) return p;
     }
-    return this.row('child').get(vol, parent, key) as NodeRow | undefined;
+    return this.withDirty(this.row('child').get(vol, parent, key) as NodeRow | undefined);
   }
 
   /**
@@ -680,7 +725,7 @@ export class MetadataStore {
       else ask.push(k);
     }
     if (ask.length > 0) {
-      for (const r of this.row('childrenByKeys').all(vol, parent, JSON.stringify(ask)) as unknown as NodeRow[]) out.set(r.key, r);
+      for (const r of this.row('childrenByKeys').all(vol, parent, JSON.stringify(ask)) as unknown as NodeRow[]) out.set(r.key, this.withDirty(r)!);
     }
     return out;
   }
@@ -1062,6 +1107,13 @@ export class MetadataStore {
   saveChange(row: NodeRow): void {
     // A pending row is inserted with its change state as it is then: nothing to write now.
     if (this.pendingById.get(row.id) === row) return;
+    if (this.deferrable) {
+      // Written by the batch, once however often it changes until then (a directory takes a
+      // change per create in it, and a learned signature after).
+      this.dirty.set(row.id, row);
+      this.batchSoon();
+      return;
+    }
     this.joinGroup();
     this.row('setChange').run(row.chg, row.sigM, row.sigC, row.sigS, row.native, row.id);
     this.groupFilled();

@@ -226,6 +226,57 @@ describe('metadata store group commit', () => {
     expect(committedNames()).toEqual(['a', 'b']);
   });
 
+  it('a written row\'s change state waits for the batch: read back as saved, written once, before any other statement, kept across a restart', async () => {
+    const changeOf = (name: string): { chg: number; m: number | null } | undefined => {
+      const db = new DatabaseSync(join(dir, 'portico.db'), { readOnly: true });
+      try {
+        return db.prepare('SELECT chg, sig_m AS m FROM nodes WHERE name = ?').get(name) as { chg: number; m: number | null } | undefined;
+      } finally {
+        db.close();
+      }
+    };
+    let s = MetadataStore.open(dir);
+    let id: bigint;
+    try {
+      const root = s.rootId('v');
+      const d = s.insertChild('v', root, 'd', 'd', { chg: 1n, sigM: 5n, sigC: 5n, sigS: 0n, native: '1:2:3' });
+      s.commitGroup();
+      id = d.id;
+      // A directory advanced by three creates in it, then its new signature learned (change-tracker.ts).
+      for (let i = 0; i < 3; i++) {
+        d.chg++;
+        d.sigM = d.sigC = d.sigS = null;
+        s.saveChange(d);
+      }
+      d.sigM = 9n;
+      d.sigC = 9n;
+      d.sigS = 0n;
+      s.saveChange(d);
+      // Not written yet, but every read in this process sees it: by id, by key, by a page's keys.
+      expect(changeOf('d')).toEqual({ chg: 1, m: 5 });
+      const fresh = { get: s.getNode(id), child: s.lookupChild('v', root, 'd'), page: s.childrenByKeys('v', root, ['d']).get('d') };
+      for (const r of Object.values(fresh)) expect([r?.chg, r?.sigM, r?.native]).toEqual([4n, 9n, '1:2:3']);
+      // Any other statement writes it first (a listing here) ...
+      expect(s.children(root).find((r) => r.id === id)?.chg).toBe(4n);
+      // ... and the group commits it within milliseconds.
+      d.chg = 5n;
+      s.saveChange(d);
+      for (let i = 0; i < 200 && changeOf('d')?.chg !== 5; i++) await sleep(5);
+      expect(changeOf('d')).toEqual({ chg: 5, m: 9 });
+      d.chg = 6n;
+      s.saveChange(d);
+    } finally {
+      // close() writes what is left.
+      s.close();
+    }
+    s = MetadataStore.open(dir);
+    try {
+      expect(s.getNode(id)?.chg).toBe(6n);
+    } finally {
+      s.close();
+    }
+  });
+
   it('removing a name joins the group: a pending row is forgotten unwritten, a written one goes with the group, before any other write', () => {
     const s = MetadataStore.open(dir);
     try {
