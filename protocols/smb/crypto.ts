@@ -285,10 +285,9 @@ export function transformHeader(length: number, sessionId: bigint, nonce: Buffer
   return header;
 }
 
-/** node:crypto's name of a GCM cipher; undefined for CCM (serial, one call: never split nor sent to the seal worker). */
-export function gcmName(cipher: number): CipherGCMTypes | undefined {
-  const c = cipherName(cipher);
-  return c.ccm ? undefined : (c.name as CipherGCMTypes);
+/** node:crypto's name of an SMB3 cipher (for the seal worker). */
+export function nodeCipherName(cipher: number): CipherGCMTypes | CipherCCMTypes {
+  return cipherName(cipher).name;
 }
 
 /**

@@ -1,19 +1,22 @@
 /**
- * The body of the SMB seal worker (seal-worker.ts): AES-GCM over a large message's payload where it
- * lies, in memory shared with the main thread (the connection's SharedArrayBuffer pool), so that
- * node:crypto's per-call output buffers are allocated, and collected, in this thread's small heap
- * instead of the gateway's. Only GCM: its update() returns as many bytes as it is given, so the
- * output can be copied back over the input slice by slice (crypto.ts, updateInPlace).
+ * The body of the SMB seal worker (seal-worker.ts): AES-GCM or AES-CCM over a large message's
+ * payload where it lies, in memory shared with the main thread (the connection's SharedArrayBuffer
+ * pool), so that node:crypto's output buffers are allocated, and collected, in this thread's small
+ * heap instead of the gateway's. GCM's update() returns as many bytes as it is given, so it runs
+ * slice by slice, each slice's output copied back over it; CCM takes its whole input in one call
+ * (a message-sized output buffer, copied back once).
  */
-import { createCipheriv, createDecipheriv, type CipherGCMTypes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, type CipherCCMTypes, type CipherGCMTypes } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
 import { countForGc } from '../../src/util/gc-hint.ts';
 
+export type SealCipher = CipherGCMTypes | CipherCCMTypes;
+
 export interface SealJob {
   id: number;
-  /** seal: encrypt `head` (copied back in the answer) then `data` in place; open: decrypt `data` in place and check `tag`. */
+  /** seal: encrypt `head` (returned encrypted) then `data` in place; open: decrypt `data` in place and check `tag`. */
   op: 'seal' | 'open';
-  cipher: CipherGCMTypes;
+  cipher: SealCipher;
   key: Uint8Array;
   nonce: Uint8Array;
   aad: Uint8Array;
@@ -25,56 +28,87 @@ export interface SealJob {
 
 export interface SealAnswer {
   id: number;
-  /** open: the tag matched. seal: always true. */
+  /** open: the tag matched (`data` is then the plaintext). seal: true unless `error`. */
   ok: boolean;
   head?: Uint8Array;
   tag?: Uint8Array;
   error?: string;
 }
 
-/** The slice the cipher gets at once: its output buffer dies at once and the copy back stays in cache. */
+/** The slice GCM gets at once: its output buffer dies at once and the copy back stays in cache. */
 const CHUNK = 256 * 1024;
 
+const isCcm = (c: SealCipher): c is CipherCCMTypes => c.endsWith('-ccm');
+
 /**
- * Copies `out` into shared memory with a plain memmove. TypedArray#set into a SharedArrayBuffer is
- * V8's relaxed (race-safe, byte-wise) copy, and Node 24's Buffer#copy of a whole source takes that
- * path too: 2-7x a memmove, more CPU than the AES itself in a profile. A copy of part of the
- * source goes through Node's C++ memmove, so the last byte is copied on its own.
+ * Copies `src` to `dst` at `at` with a plain memmove. TypedArray#set into (or out of) a
+ * SharedArrayBuffer is V8's relaxed (race-safe, byte-wise) copy, and Node 24's Buffer#copy of a
+ * whole source takes that path too: 2-7x a memmove, more CPU than the AES itself in a profile. A
+ * copy of part of the source goes through Node's C++ memmove, so the last byte is copied on its own.
  */
-function copyInto(out: Buffer, buf: Buffer, at: number): number {
-  const n = out.length;
+function copyInto(src: Buffer, dst: Buffer, at: number): number {
+  const n = src.length;
   if (n === 0) return 0;
-  out.copy(buf, at, 0, n - 1);
-  buf[at + n - 1] = out[n - 1]!;
+  src.copy(dst, at, 0, n - 1);
+  dst[at + n - 1] = src[n - 1]!;
   return n;
 }
 
-function inPlace(c: { update(data: Uint8Array): Buffer }, data: Uint8Array): void {
-  const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+function gcmInPlace(c: { update(data: Uint8Array): Buffer }, buf: Buffer): void {
   let written = 0;
   for (let at = 0; at < buf.length; at += CHUNK) {
     written += copyInto(c.update(buf.subarray(at, Math.min(buf.length, at + CHUNK))), buf, written);
   }
-  // The output buffers are this thread's only garbage: a young collection every few MiB frees them
-  // (with --expose-gc, which the gateway runs with) before V8's external-memory limit asks for
-  // mark-compacts (20-25 per 256 MiB here without it).
-  countForGc(buf.length);
   if (written !== buf.length) throw new Error(`in-place cipher produced ${written} of ${buf.length} bytes`);
 }
 
+const asBuffer = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+/** A copy in an ArrayBuffer of its own: postMessage clones a view's whole ArrayBuffer (for a CCM head, the message-sized output). */
+const exact = (u: Uint8Array): Uint8Array => new Uint8Array(u);
+
 export function runJob(j: SealJob): SealAnswer {
+  const data = asBuffer(j.data);
+  const head = j.head && j.head.length ? asBuffer(j.head) : Buffer.alloc(0);
+  // The output buffers are this thread's only garbage: a young collection every few MiB frees them
+  // (with --expose-gc, which the gateway runs with) before V8's external-memory limit asks for
+  // mark-compacts (20-25 per 256 MiB here without it).
+  countForGc(data.length * (isCcm(j.cipher) ? 2 : 1));
   if (j.op === 'seal') {
+    if (isCcm(j.cipher)) {
+      const enc = createCipheriv(j.cipher, j.key, j.nonce, { authTagLength: 16 });
+      enc.setAAD(j.aad, { plaintextLength: head.length + data.length });
+      const plain = Buffer.allocUnsafe(head.length + data.length);
+      head.copy(plain);
+      copyInto(data, plain, head.length);
+      const out = enc.update(plain);
+      enc.final();
+      copyInto(out.subarray(head.length), data, 0);
+      return { id: j.id, ok: true, head: exact(out.subarray(0, head.length)), tag: exact(enc.getAuthTag()) };
+    }
     const enc = createCipheriv(j.cipher, j.key, j.nonce, { authTagLength: 16 });
     enc.setAAD(j.aad);
-    const head = j.head && j.head.length ? enc.update(j.head) : undefined;
-    inPlace(enc, j.data);
+    const headOut = head.length ? enc.update(head) : head;
+    gcmInPlace(enc, data);
     enc.final();
-    return { id: j.id, ok: true, ...(head ? { head } : {}), tag: enc.getAuthTag() };
+    return { id: j.id, ok: true, head: exact(headOut), tag: exact(enc.getAuthTag()) };
+  }
+  if (isCcm(j.cipher)) {
+    const dec = createDecipheriv(j.cipher, j.key, j.nonce, { authTagLength: 16 });
+    dec.setAuthTag(j.tag!);
+    dec.setAAD(j.aad, { plaintextLength: data.length });
+    try {
+      const out = dec.update(data);
+      dec.final();
+      copyInto(out, data, 0);
+      return { id: j.id, ok: true };
+    } catch {
+      return { id: j.id, ok: false };
+    }
   }
   const dec = createDecipheriv(j.cipher, j.key, j.nonce, { authTagLength: 16 });
   dec.setAuthTag(j.tag!);
   dec.setAAD(j.aad);
-  inPlace(dec, j.data);
+  gcmInPlace(dec, data);
   try {
     dec.final();
     return { id: j.id, ok: true };

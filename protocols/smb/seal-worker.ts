@@ -1,5 +1,5 @@
 /**
- * AES-GCM of large SMB3 messages (an encrypted READ's payload, an encrypted WRITE) in a worker
+ * AES-GCM and AES-CCM of large SMB3 messages (an encrypted READ's payload, an encrypted WRITE) in a worker
  * thread, over memory shared with it: the connection's MessagePool buffers are SharedArrayBuffers,
  * so the worker works on the payload where it lies and nothing is copied across.
  *
@@ -18,8 +18,7 @@
  * in-process path (crypto.ts); the jobs it had are answered with an error.
  */
 import { Worker } from 'node:worker_threads';
-import type { CipherGCMTypes } from 'node:crypto';
-import type { SealAnswer, SealJob } from './seal-thread.ts';
+import type { SealAnswer, SealCipher, SealJob } from './seal-thread.ts';
 
 /** Payloads from this size go to the worker: below, a postMessage round trip costs more than it saves. */
 export const SEAL_WORKER_MIN = 256 * 1024;
@@ -43,15 +42,15 @@ export class SealWorker {
     }
   }
 
-  /** Encrypts `head` (returned) and then `data` in place under one GCM operation; the tag is returned. */
-  async seal(cipher: CipherGCMTypes, key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, head: Uint8Array, data: Uint8Array): Promise<{ head: Buffer; tag: Buffer }> {
+  /** Encrypts `head` (returned) and then `data` in place as one message; the tag is returned. */
+  async seal(cipher: SealCipher, key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, head: Uint8Array, data: Uint8Array): Promise<{ head: Buffer; tag: Buffer }> {
     const a = await this.run({ op: 'seal', cipher, key, nonce, aad, head, data });
     if (!a.ok || !a.tag) throw new Error(`seal worker: ${a.error ?? 'failed'}`);
     return { head: toBuffer(a.head), tag: toBuffer(a.tag) };
   }
 
   /** Decrypts `data` in place; false when the tag does not match (the data is then garbage). */
-  async open(cipher: CipherGCMTypes, key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, tag: Uint8Array, data: Uint8Array): Promise<boolean> {
+  async open(cipher: SealCipher, key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, tag: Uint8Array, data: Uint8Array): Promise<boolean> {
     const a = await this.run({ op: 'open', cipher, key, nonce, aad, tag, data });
     if (a.error) throw new Error(`seal worker: ${a.error}`);
     return a.ok;

@@ -25,7 +25,7 @@ import { decodeSessionSetupRequest, encodeSessionSetupResponse } from '../messag
 import { encodeErrorResponse } from '../messages/error.ts';
 import { encodeEmpty } from '../messages/simple.ts';
 import { decodeSmb1Negotiate, isSmb1, smb2DialectForSmb1 } from '../messages/smb1-negotiate.ts';
-import { PreauthHash, TRANSFORM_HEADER_BYTES, decodeTransformHeader, decryptMessage, deriveKeys, encryptMessageParts, gcmName, nonceBytes, signMessage, signMessageParts, signingAlgorithmFor, transformHeader, verifySignature, type SessionKeys } from '../crypto.ts';
+import { PreauthHash, TRANSFORM_HEADER_BYTES, decodeTransformHeader, decryptMessage, deriveKeys, encryptMessageParts, nodeCipherName, nonceBytes, signMessage, signMessageParts, signingAlgorithmFor, transformHeader, verifySignature, type SessionKeys } from '../crypto.ts';
 import { sealWorker } from '../seal-worker.ts';
 import { OID, encodeNegTokenInit2 } from '../spnego.ts';
 import { fileTimeNow } from '../ntlm.ts';
@@ -321,14 +321,13 @@ export class SmbServer {
     const t = tryDecode(() => decodeTransformHeader(m));
     const sess = t.ok ? conn.sessions.get(t.value.sessionId) : undefined;
     if (!t.ok || !sess?.keys || !conn.cipher) return undefined;
-    // A pooled message (a large WRITE) is the connection's own: decrypted where it lies, by the
-    // seal worker when the cipher is GCM (seal-worker.ts says why), else here.
+    // A pooled message (a large WRITE) is the connection's own: decrypted where it lies by the
+    // seal worker (seal-worker.ts says why), else here.
     const inPlace = conn.pool?.owns(m) ?? false;
-    const gcm = gcmName(conn.cipher);
     const ct = m.subarray(TRANSFORM_HEADER_BYTES);
     let plain: Buffer | undefined;
-    if (inPlace && gcm && sealWorker.canTake(ct)) {
-      const ok = await sealWorker.open(gcm, sess.keys.decryptionKey, t.value.nonce.subarray(0, nonceBytes(conn.cipher)), m.subarray(20, TRANSFORM_HEADER_BYTES), t.value.signature, ct);
+    if (inPlace && sealWorker.canTake(ct)) {
+      const ok = await sealWorker.open(nodeCipherName(conn.cipher), sess.keys.decryptionKey, t.value.nonce.subarray(0, nonceBytes(conn.cipher)), m.subarray(20, TRANSFORM_HEADER_BYTES), t.value.signature, ct);
       plain = ok ? ct : undefined;
     } else {
       plain = decryptMessage(m, sess.keys.decryptionKey, conn.cipher, { inPlace });
@@ -403,13 +402,12 @@ export class SmbServer {
     // with a per-session nonce counter (never a repeated nonce under one key).
     const nonce = Buffer.alloc(nonceBytes(conn.cipher));
     nonce.writeBigUInt64LE(encryptedFor.sess.nonce++);
-    const gcm = gcmName(conn.cipher);
     const payload = pieces[1];
-    if (written && gcm && pieces.length === 2 && payload && sealWorker.canTake(payload)) {
+    if (written && pieces.length === 2 && payload && sealWorker.canTake(payload)) {
       // The payload is ours until `written` runs: the worker encrypts it where it lies, the
       // response head (a hundred bytes) comes back encrypted beside the tag.
       const header = transformHeader(pieces[0]!.length + payload.length, encryptedFor.sessionId, nonce);
-      return sealWorker.seal(gcm, encryptedFor.sess.keys.encryptionKey, nonce, header.subarray(20), pieces[0]!, payload).then(
+      return sealWorker.seal(nodeCipherName(conn.cipher), encryptedFor.sess.keys.encryptionKey, nonce, header.subarray(20), pieces[0]!, payload).then(
         ({ head, tag }) => {
           tag.copy(header, 4);
           if (sock.destroyed) return written();
