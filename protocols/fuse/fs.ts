@@ -128,6 +128,11 @@ export class FuseFs {
   private slabs: Buffer[] = [];
   private readonly readBufs: Buffer[] = [];
   private readonly watches: Watch[] = [];
+  /**
+   * RELEASEs being answered: the program's close(2) has returned (the kernel sends RELEASE after
+   * it, asynchronously), but the core handle is still closing. A rename waits for them (below).
+   */
+  private readonly releasing = new Set<Promise<void>>();
   /** Blocking lock waits in flight by request id: a FUSE_INTERRUPT of one aborts its wait. */
   private readonly waits = new Map<number, AbortController>();
   private readonly o: FuseFsOptions;
@@ -233,6 +238,17 @@ export class FuseFs {
     if (!n) return;
     n.ownOps = (n.ownOps ?? 0) + 1;
     touched.push(n);
+  }
+
+  /** RELEASE's work: the flock of the open file description, the core handle, the cache mark. */
+  private async release(s: Session, h: Handle, ino: number, lastFlock: number, lockOwner: string, touched: Inode[]): Promise<void> {
+    // The last close of an open file description releases its flock.
+    if (lastFlock && s.anyLocks) await s.unlockHandle(h, WHOLE, 'posix', `flock:${lockOwner}`).catch(() => undefined);
+    const n = this.inodes.get(ino);
+    if (h.access.write) this.own(n, touched);
+    await s.close(h);
+    // What the page cache now holds is this close's content: keep it at the next open.
+    if (n && h.access.write) n.openChange = (await s.getattrById(n.share, n.id).catch(() => undefined))?.change;
   }
 
   // ---------------------------------------------------------------- dispatch
@@ -387,6 +403,11 @@ export class FuseFs {
         if (n2 & ~RENAME_NOREPLACE) throw new VfsError('EINVAL');
         this.own(from, touched);
         this.own(to, touched);
+        // Files closed just before: the kernel queued their RELEASEs ahead of this RENAME, so they
+        // are in `releasing` now. The core refuses to move a directory (on stores without atomic
+        // rename) while a file inside is open for writing, and a program that wrote a file,
+        // closed it and renames its directory must not get EBUSY from a handle it no longer has.
+        if (this.releasing.size > 0) await Promise.allSettled([...this.releasing]);
         const moved = await s.lookup(from.share, from.id, name).catch(() => undefined);
         if (moved) this.own(this.inodes.find(from.share, moved.id), touched);
         await s.renameIn(from.share, from.id, name, to.id, name2, { replace: (n2 & RENAME_NOREPLACE) === 0 });
@@ -512,13 +533,14 @@ export class FuseFs {
         const h = this.handles.get(n3);
         this.handles.delete(n3);
         if (h) {
-          // The last close of an open file description releases its flock.
-          if (n2 && s.anyLocks) await s.unlockHandle(h, WHOLE, 'posix', `flock:${name}`).catch(() => undefined);
-          const n = this.inodes.get(ino);
-          if (h.access.write) this.own(n, touched);
-          await s.close(h);
-          // What the page cache now holds is this close's content: keep it at the next open.
-          if (n && h.access.write) n.openChange = (await s.getattrById(n.share, n.id).catch(() => undefined))?.change;
+          // Registered before the first await: a request the kernel sent after this one sees it.
+          const closing = this.release(s, h, ino, n2, name, touched);
+          this.releasing.add(closing);
+          try {
+            await closing;
+          } finally {
+            this.releasing.delete(closing);
+          }
         }
         native.replyErr(id, 0);
         return;
