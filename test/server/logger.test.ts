@@ -44,6 +44,48 @@ describe('logger', () => {
     ]);
   });
 
+  it('the audit logger redacts the same keys as the root logger (top level and one level down) without changing the entry', () => {
+    let out = '';
+    const dest = new Writable({
+      write(chunk: Buffer, _e, cb) {
+        out += chunk.toString();
+        cb();
+      },
+    });
+    const a = createAuditLogger(cfg({ enabled: true, file: '-' }), { destination: dest });
+    const entry = { user: 'bob', password: 'hunter2', auth: { authorization: 'Basic xyz', scheme: 'basic' }, cfg: { secretKey: 'k', secret: 's' }, path: '/a' };
+    a.info(entry, 'audit');
+    a.info({ op: 'open', path: '/b', status: 'ok' }, 'audit');
+    const lines = out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines[0]).toMatchObject({
+      name: 'audit',
+      user: 'bob',
+      password: '[redacted]',
+      auth: { authorization: '[redacted]', scheme: 'basic' },
+      cfg: { secretKey: '[redacted]', secret: '[redacted]' },
+      path: '/a',
+    });
+    expect(lines[1]).toMatchObject({ name: 'audit', op: 'open', path: '/b', status: 'ok' });
+    // The caller's object is left as it was.
+    expect(entry.password).toBe('hunter2');
+    expect(entry.auth.authorization).toBe('Basic xyz');
+    // Nothing else of the line changes: the root logger (pino's redact) writes the same fields.
+    const keys = (l: Record<string, unknown>): string[] => Object.keys(l).filter((k) => !['time', 'pid', 'hostname', 'name'].includes(k)).sort();
+    let rootOut = '';
+    const root = createLogger(cfg({ enabled: false, file: '-' }), {
+      destination: new Writable({
+        write(chunk: Buffer, _e, cb) {
+          rootOut += chunk.toString();
+          cb();
+        },
+      }),
+    });
+    root.info(entry, 'audit');
+    const r = JSON.parse(rootOut.trim()) as Record<string, unknown>;
+    expect(keys(lines[0]!)).toEqual(keys(r));
+    for (const k of keys(r)) expect(lines[0]![k]).toEqual(r[k]);
+  });
+
   it('disabled audit is silent; pretty only on a TTY in auto mode', () => {
     const a = createAuditLogger(cfg({ enabled: false, file: join(tmp, 'never.log') }));
     expect(a.isLevelEnabled('info')).toBe(false);
