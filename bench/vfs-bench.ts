@@ -400,6 +400,29 @@ async function main(): Promise<void> {
     rows.push({ workload: 'readFile 4K (session)', unit: 'µs CPU/op', raw: costRaw.cpuUs, portico: costPortico.cpuUs, ratio: costRaw.cpuUs / costPortico.cpuUs, aim: undefined, note: 'raw: open, read, close; best of 5' });
     rows.push({ workload: 'readFile 4K (session)', unit: 'bytes alloc/op', raw: costRaw.bytes, portico: costPortico.bytes, ratio: undefined, aim: undefined, note: `heap growth, median of ${ALLOC_BATCHES} batches` });
 
+    // 2d. create + write 4 KiB + close through the session (the small-file create of NFS
+    // OPEN+WRITE+CLOSE, SMB CREATE+WRITE+CLOSE, FUSE create/write/release): CPU and heap bytes per
+    // operation, each a new file (its id row, the directory's change, an audit line), raw =
+    // fs/promises open('wx'), write, close in a sibling directory. The store's group commits land
+    // inside the measured rounds. bench/create-cost.ts has the same path with more variants.
+    log(`create 4 KiB cost x${COST_OPS * COST_ROUNDS}`);
+    await fsp.mkdir(join(rawRoot, 'cc'));
+    await s.mkdir('s', '/cc');
+    let rawSeq = 0;
+    let porticoSeq = 0;
+    const createCostRaw = await opCost(async () => {
+      const fh = await fsp.open(join(rawRoot, 'cc', fileName(rawSeq++)), 'wx');
+      await fh.write(small, 0, SMALL, 0);
+      await fh.close();
+    }, gc);
+    const createCostPortico = await opCost(async () => {
+      const h = await s.open('s', `/cc/${fileName(porticoSeq++)}`, { access: RW, disposition: 'create', owner: 'bench', expect: 'file' });
+      await s.write(h, 0, small);
+      await s.close(h);
+    }, gc);
+    rows.push({ workload: 'create+write 4K+close (session)', unit: 'µs CPU/op', raw: createCostRaw.cpuUs, portico: createCostPortico.cpuUs, ratio: createCostRaw.cpuUs / createCostPortico.cpuUs, aim: undefined, note: "raw: open('wx'), write, close; best of 5" });
+    rows.push({ workload: 'create+write 4K+close (session)', unit: 'bytes alloc/op', raw: createCostRaw.bytes, portico: createCostPortico.bytes, ratio: undefined, aim: undefined, note: `heap growth, median of ${ALLOC_BATCHES} batches` });
+
     // 3. readdir with attributes of an N_DIR-entry directory
     log(`readdir ${N_DIR} entries x${LISTINGS}`);
     const empty = Buffer.alloc(0);
