@@ -44,7 +44,9 @@ export class SealWorker {
 
   /** Encrypts `head` (returned) and then `data` in place as one message; the tag is returned. */
   async seal(cipher: SealCipher, key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, head: Uint8Array, data: Uint8Array): Promise<{ head: Buffer; tag: Buffer }> {
-    const a = await this.run({ op: 'seal', cipher, key, nonce, aad, head, data });
+    // postMessage clones a view's whole ArrayBuffer: a response head is a view of Node's 8 KiB
+    // buffer pool, so it goes as a copy of its own ~100 bytes.
+    const a = await this.run({ op: 'seal', cipher, key, nonce, aad, head: new Uint8Array(head), data });
     if (!a.ok || !a.tag) throw new Error(`seal worker: ${a.error ?? 'failed'}`);
     return { head: toBuffer(a.head), tag: toBuffer(a.tag) };
   }
