@@ -431,6 +431,7 @@ async function main(): Promise<void> {
   const cs: Contender[] = [];
   const loadStart = load();
   let io = MIB;
+  let keepAlive: NodeJS.Timeout | undefined;
   try {
     const wantGanesha = !ONLY || ONLY.has('ganesha');
     if (wantGanesha) {
@@ -466,11 +467,18 @@ async function main(): Promise<void> {
       const fit = Math.min(c.pipe.fore.maxRequest, c.pipe.fore.maxResponse) - 4096;
       while (io > fit && io > 4096) io >>= 1;
     }
+    // A SEQUENCE every 15 s on each session: the figures measured on the other servers can take
+    // longer than a lease (three servers under load: ganesha answered the OPEN after them
+    // NFS4ERR_EXPIRED, then BADSESSION to everything).
+    keepAlive = setInterval(() => {
+      for (const c of cs) void c.pipe.call([], 'SEQUENCE (lease)').catch(() => undefined);
+    }, 15_000);
     log(`I/O size ${io} bytes; warming up`);
     for (const c of cs) await warmUp(c);
     log(`measuring ${cs.map((c) => c.name).join(', ')}, interleaved (load average ${load()})`);
     await measureAll(cs, io);
   } finally {
+    if (keepAlive) clearInterval(keepAlive);
     for (const c of cs) c.pipe.close();
     for (const s of started) await s.stop().catch(() => undefined);
     rmSync(base, { recursive: true, force: true });
