@@ -5,7 +5,8 @@
  * - `open`: Session.open(create, exclusive) + write 4 KiB + close — NFS OPEN(create)+WRITE+CLOSE,
  *   SMB CREATE+WRITE+CLOSE, FUSE create/write/release;
  * - `nfs`: the same by directory id with the directory's attributes asked before and after the
- *   create, as the NFS server does for change_info4;
+ *   create, as the NFS server does for change_info4; `nfscycle`: bench:nfs's small-file cycle
+ *   (that create, a flushed write, close, getattr, remove by directory id; durable share);
  * - `put`: Session.replaceContent of a new 4 KiB file + commit — WebDAV PUT's core part;
  * - `raw`: fs/promises open('wx') + write + close on the same file system.
  *
@@ -17,9 +18,10 @@
  * round trips); the idle time is not CPU, so the figure stays per operation.
  *
  * Env: BENCH_N (operations per round, default 2000), BENCH_ROUNDS (5), BENCH_PACE_US (0),
- * BENCH_ONLY (comma list of rows: open-durable,open-nofsync,nfs-nofsync,put-durable,put-nofsync,raw),
+ * BENCH_ONLY (comma list of rows: open-durable,open-nofsync,nfs-nofsync,nfscycle-durable,put-durable,put-nofsync,raw),
  * BENCH_SECONDS (profile mode: run BENCH_ONLY rows for this long), BENCH_WARMUP (operations per row, 300),
- * BENCH_DIR (where the shares, state and raw directory go; default the OS temp directory).
+ * BENCH_DIR (where the shares, state and raw directory go; default the OS temp directory),
+ * BENCH_AUDIT=0 (the audit log off, to see its share).
  *
  * On ext4 the kernel's own inode allocation can dominate: with many inodes freed in the last
  * seconds in the directory's block group, each create scans past them (recently_deleted in
@@ -47,7 +49,7 @@ const N = Number(process.env.BENCH_N ?? 2000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const PACE_US = Number(process.env.BENCH_PACE_US ?? 0);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 0);
-export const ALL = ['open-durable', 'open-nofsync', 'nfs-nofsync', 'put-durable', 'put-nofsync', 'raw'];
+export const ALL = ['open-durable', 'open-nofsync', 'nfs-nofsync', 'nfscycle-durable', 'put-durable', 'put-nofsync', 'raw'];
 const ONLY = (process.env.BENCH_ONLY ?? ALL.join(',')).split(',').filter((s) => s.length > 0);
 const SMALL = 4096;
 const RW = { read: true, write: true, delete: false };
@@ -63,7 +65,7 @@ function makeStack(base: string): { session: Session; close: () => Promise<void>
   const backends = [new LocalBackend(roots.d), new LocalBackend(roots.n, { fsync: false })] as const;
   vfs.addVolume('d', buildVolumeStack(backends[0], { metrics, metricsLabel: 'd' }), { caseSensitive: true });
   vfs.addVolume('n', buildVolumeStack(backends[1], { metrics, metricsLabel: 'n' }), { caseSensitive: true });
-  const audit = createAuditLogger({ level: 'info', format: 'json', audit: { enabled: true, file: join(base, 'audit.log') } });
+  const audit = createAuditLogger({ level: 'info', format: 'json', audit: { enabled: process.env.BENCH_AUDIT !== '0', file: join(base, 'audit.log') } });
   const logger = createLogger({ level: 'info', format: 'json', audit: { enabled: false, file: '-' } }, { destination: process.stderr });
   const sessions = new SessionManager({
     vfs,
@@ -125,6 +127,21 @@ export async function setup(): Promise<CreateCost> {
       await s.getattrById('n', d);
       await s.write(h, 0, data);
       await s.close(h);
+    },
+    // bench:nfs's small-file cycle: OPEN GUARDED create (with the directory's attributes around
+    // it), WRITE 4 KiB FILE_SYNC (a flush), CLOSE, GETATTR, REMOVE.
+    'nfscycle-durable': async (dir, i) => {
+      const d = dirIds.get(dir)!;
+      await s.getattrById('d', d);
+      const h = await s.openIn('d', d, `f${i}`, { access: RW, disposition: 'create', owner: 'bench', expect: 'file' });
+      await s.getattrById('d', d);
+      await s.write(h, 0, data);
+      await s.flush(h);
+      await s.close(h);
+      await s.getattrById('d', h.fileId);
+      await s.getattrById('d', d);
+      await s.removeIn('d', d, `f${i}`);
+      await s.getattrById('d', d);
     },
     'put-durable': async (dir, i) => {
       const w = await s.replaceContent('d', `${dir}/f${i}`, { owner: 'put', sizeHint: SMALL });

@@ -384,6 +384,12 @@ export class Volume {
     for (let depth = 0; cur && cur.id !== this.rootId; depth++) {
       if (cur.vol !== this.name || depth > 4096) throw new VfsError('ESTALE');
       segs.push(cur.name);
+      // An ancestor whose path is cached ends the walk with the path the rest of it would find:
+      // `paths` is dropped on every change that moves or ends a directory. A file just created
+      // (NFS GETATTR or FUSE getattr of it by id) then costs no query for its directory and each
+      // directory above (two SELECTs per GETATTR one level down).
+      const above = cur.parent === 0n ? undefined : this.paths.get(cur.parent);
+      if (above !== undefined) return (above === '/' ? '/' : above + '/') + segs.reverse().join('/');
       cur = cur.parent === 0n ? undefined : this.store.getNode(cur.parent);
     }
     if (!cur) throw new VfsError('ESTALE');

@@ -351,11 +351,23 @@ export function vfsConformance(f: BackendFactory): void {
         await s.mkdir('s', '/d1/sub');
         await writeFile(s, '/d1/sub/f', 'deep');
         const id = (await s.getattr('s', '/d1/sub/f')).id;
+        // Paths looked up by id before the rename (the directories' are then cached): a file's
+        // path is found from its directory's, which must follow the rename.
+        const subId = (await s.getattr('s', '/d1/sub')).id;
+        expect(await s.pathOf('s', subId)).toBe('/d1/sub');
+        await writeFile(s, '/d1/sub/g', 'G');
+        const gid = (await s.getattr('s', '/d1/sub/g')).id;
         await s.rename('s', '/d1', '/d2');
         expect((await s.getattr('s', '/d2/sub/f')).id).toBe(id);
         expect(await s.pathOf('s', id)).toBe('/d2/sub/f');
+        expect(await s.pathOf('s', gid)).toBe('/d2/sub/g');
         expect((await readFile(s, '/d2/sub/f')).toString()).toBe('deep');
         await expectCode(s.getattr('s', '/d1'), 'ENOENT');
+        // A file moved to another directory, and one created after the rename.
+        await s.rename('s', '/d2/sub/g', '/d2/g2');
+        expect(await s.pathOf('s', gid)).toBe('/d2/g2');
+        await writeFile(s, '/d2/sub/h', 'H');
+        expect(await s.pathOf('s', (await s.getattr('s', '/d2/sub/h')).id)).toBe('/d2/sub/h');
       });
 
       it('edge cases: into itself, over non-empty dir, type mismatches, no-replace, missing source, same path', async () => {
