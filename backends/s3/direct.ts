@@ -22,6 +22,7 @@
 import { createHash, createHmac, createSecretKey, type KeyObject } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
+import { TruncatedBodyError } from './retry.ts';
 
 export interface DirectCredentials {
   accessKeyId: string;
@@ -53,6 +54,13 @@ export interface DirectHead {
   contentType: string | undefined;
 }
 
+export interface DirectListPage {
+  keys: { key: string; size: number; etag: string; lastModified: Date | undefined }[];
+  prefixes: string[];
+  truncated: boolean;
+  token: string | undefined;
+}
+
 /** An S3 error answer, shaped like the SDK's service exceptions. */
 export class S3AnswerError extends Error {
   readonly Code: string;
@@ -70,6 +78,8 @@ export class S3AnswerError extends Error {
 const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 /** Largest error body read (an S3 error document is well under 1 KiB). */
 const MAX_ERROR_BODY = 64 * 1024;
+/** Largest listing page read (1,000 keys of 1,024 bytes, each character escaped, fit). */
+const MAX_LIST_BODY = 64 * 1024 * 1024;
 
 /** Status texts the SDK gives bodiless answers (HEAD has no error body). */
 const BODILESS_CODES: Record<number, string> = { 301: 'MovedPermanently', 304: 'NotModified', 400: 'BadRequest', 403: 'Forbidden', 404: 'NotFound', 405: 'MethodNotAllowed', 412: 'PreconditionFailed', 501: 'NotImplemented', 503: 'ServiceUnavailable' };
@@ -83,6 +93,8 @@ export class DirectRequests {
   private readonly host: string;
   /** Path before the key, with a trailing '/': "/bucket/" (path style) or "/" (+ any endpoint path). */
   private readonly basePath: string;
+  /** Path of the bucket itself (ListObjectsV2): "/bucket" (path style) or "/" (+ any endpoint path). */
+  private readonly bucketPath: string;
   private signingKey: { scope: string; accessKeyId: string; secret: string; key: KeyObject } | undefined;
   /** Test hook: sees (and may change) where each request connects; the signed Host header stays. */
   onRequest: ((req: { hostname: string; path: string }) => void) | undefined;
@@ -98,6 +110,7 @@ export class DirectRequests {
     this.host = (vhost ? `${o.bucket}.` : '') + u.host;
     const prefix = u.pathname.replace(/\/+$/, '');
     this.basePath = `${prefix}/${vhost ? '' : `${encodeSegment(o.bucket)}/`}`;
+    this.bucketPath = vhost ? `${prefix}/` : `${prefix}/${encodeSegment(o.bucket)}`;
   }
 
   /**
@@ -158,15 +171,31 @@ export class DirectRequests {
     };
   }
 
-  private async send(method: string, key: string, headers: Record<string, string>, payloadHash: string, body: Buffer | undefined, signal: AbortSignal): Promise<http.IncomingMessage> {
+  /**
+   * ListObjectsV2 (one page). The answer is read whole (at most MAX_LIST_BODY bytes) and must be a
+   * complete ListBucketResult document: a cut or garbled one is a TruncatedBodyError (retried).
+   */
+  async list(prefix: string, o: { delimiter?: string | undefined; startAfter?: string | undefined; token?: string | undefined; maxKeys: number }, signal: AbortSignal): Promise<DirectListPage> {
+    const params: [string, string][] = [['list-type', '2'], ['max-keys', String(o.maxKeys)], ['prefix', prefix]];
+    if (o.delimiter !== undefined) params.push(['delimiter', o.delimiter]);
+    if (o.token !== undefined) params.push(['continuation-token', o.token]);
+    else if (o.startAfter !== undefined) params.push(['start-after', o.startAfter]);
+    const res = await this.send('GET', undefined, {}, EMPTY_SHA256, undefined, signal, canonicalQuery(params));
+    const text = await readBody(res, signal, MAX_LIST_BODY);
+    if (res.statusCode !== 200) throw this.failed(res, text);
+    return parseListPage(text);
+  }
+
+  /** `key` undefined: the bucket itself (`query`: its canonical query string). */
+  private async send(method: string, key: string | undefined, headers: Record<string, string>, payloadHash: string, body: Buffer | undefined, signal: AbortSignal, query = ''): Promise<http.IncomingMessage> {
     signal.throwIfAborted();
     const creds = await this.o.credentials();
     signal.throwIfAborted();
-    const path = this.basePath + encodeKey(key);
+    const path = key === undefined ? this.bucketPath : this.basePath + encodeKey(key);
     const now = new Date(Date.now() + (this.o.clock?.get() ?? 0));
     headers.host = this.host;
-    signV4(method, path, headers, payloadHash, creds, this.o.region, now, (scope, day) => this.key(scope, day, creds));
-    const target = { hostname: this.hostname, path };
+    signV4(method, path, headers, payloadHash, creds, this.o.region, now, (scope, day) => this.key(scope, day, creds), query);
+    const target = { hostname: this.hostname, path: query === '' ? path : `${path}?${query}` };
     this.onRequest?.(target);
     return new Promise<http.IncomingMessage>((resolve, reject) => {
       const req = this.mod.request({
@@ -216,11 +245,13 @@ export function signingKey(secret: string, day: string, region: string): Buffer 
  * Signs a request in place (SigV4, header form, as the SDK signs S3 requests): adds x-amz-date,
  * x-amz-content-sha256, x-amz-security-token (with a session token) and authorization. `headers`
  * has lowercase names and includes host; `path` is already URI-encoded (S3 does not encode it twice)
- * and carries no query. Every header given is signed.
+ * and carries no query; `query` is the canonical query string (canonicalQuery). Every header given
+ * is signed.
  */
 export function signV4(
   method: string, path: string, headers: Record<string, string>, payloadHash: string, creds: DirectCredentials, region: string, now: Date,
   key: (scope: string, day: string) => Buffer | KeyObject = (_s, day) => signingKey(creds.secretAccessKey, day, region),
+  query = '',
 ): void {
   const amzDate = now.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
   const day = amzDate.slice(0, 8);
@@ -231,15 +262,15 @@ export function signV4(
   let canonicalHeaders = '';
   for (const n of names) canonicalHeaders += `${n}:${(headers[n] as string).trim().replace(/\s+/g, ' ')}\n`;
   const signed = names.join(';');
-  const canonical = `${method}\n${path}\n\n${canonicalHeaders}\n${signed}\n${payloadHash}`;
+  const canonical = `${method}\n${path}\n${query}\n${canonicalHeaders}\n${signed}\n${payloadHash}`;
   const scope = `${day}/${region}/s3/aws4_request`;
   const toSign = `AWS4-HMAC-SHA256\n${amzDate}\n${scope}\n${createHash('sha256').update(canonical).digest('hex')}`;
   const signature = createHmac('sha256', key(scope, day)).update(toSign).digest('hex');
   headers.authorization = `AWS4-HMAC-SHA256 Credential=${creds.accessKeyId}/${scope}, SignedHeaders=${signed}, Signature=${signature}`;
 }
 
-/** The response body as text, at most MAX_ERROR_BODY bytes kept (the rest is drained). */
-function readBody(res: http.IncomingMessage, signal: AbortSignal): Promise<string> {
+/** The response body as text, at most `limit` bytes kept (the rest is drained; a longer body is cut). */
+function readBody(res: http.IncomingMessage, signal: AbortSignal, limit = MAX_ERROR_BODY): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let n = 0;
@@ -248,7 +279,7 @@ function readBody(res: http.IncomingMessage, signal: AbortSignal): Promise<strin
     };
     signal.addEventListener('abort', onAbort, { once: true });
     res.on('data', (c: Buffer) => {
-      if (n < MAX_ERROR_BODY) chunks.push(c);
+      if (n < limit) chunks.push(c);
       n += c.length;
     });
     res.once('end', () => {
@@ -262,13 +293,24 @@ function readBody(res: http.IncomingMessage, signal: AbortSignal): Promise<strin
   });
 }
 
+const FIELD_RES = new Map<string, RegExp>();
+
 function xmlField(text: string, name: string): string | undefined {
-  const m = new RegExp(`<${name}>([^<]*)</${name}>`).exec(text);
+  let re = FIELD_RES.get(name);
+  if (re === undefined) FIELD_RES.set(name, re = new RegExp(`<${name}>([^<]*)</${name}>`));
+  const m = re.exec(text);
   return m === null ? undefined : unescapeXml(m[1] as string);
 }
 
+const NAMED_ENTITIES: Record<string, string> = { lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" };
+
 function unescapeXml(s: string): string {
-  return s.replace(/&(lt|gt|amp|quot|apos);/g, (_m, e: string) => ({ lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" } as Record<string, string>)[e] as string);
+  if (s.indexOf('&') < 0) return s;
+  return s.replace(/&(lt|gt|amp|quot|apos|#[0-9]{1,7}|#x[0-9a-fA-F]{1,6});/g, (whole, e: string) => {
+    if (e[0] !== '#') return NAMED_ENTITIES[e] as string;
+    const cp = e[1] === 'x' ? Number.parseInt(e.slice(2), 16) : Number(e.slice(1));
+    return cp <= 0x10ffff ? String.fromCodePoint(cp) : whole;
+  });
 }
 
 function answerError(res: http.IncomingMessage, text: string): S3AnswerError {
@@ -286,4 +328,49 @@ export function encodeKey(key: string): string {
 
 function encodeSegment(s: string): string {
   return encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${(c.codePointAt(0) as number).toString(16).toUpperCase()}`);
+}
+
+/** SigV4's canonical query string: names and values RFC 3986-encoded, sorted by name then value. */
+export function canonicalQuery(params: readonly [string, string][]): string {
+  return params.map(([k, v]) => `${encodeSegment(k)}=${encodeSegment(v)}`).sort().join('&');
+}
+
+/**
+ * A ListObjectsV2 answer (ListBucketResult): Contents (Key, LastModified, ETag, Size),
+ * CommonPrefixes, IsTruncated, NextContinuationToken. Anything short of a whole document (a body
+ * cut at a clean boundary, another document) is a TruncatedBodyError, as the SDK path treats an XML
+ * it cannot parse: retried.
+ */
+export function parseListPage(text: string): DirectListPage {
+  const end = text.lastIndexOf('</ListBucketResult>');
+  if (text.indexOf('<ListBucketResult') < 0 || end < 0 || text.slice(end + 19).trim() !== '') {
+    throw new TruncatedBodyError('ListObjectsV2: the answer is not a whole ListBucketResult document');
+  }
+  const keys: DirectListPage['keys'] = [];
+  const prefixes: string[] = [];
+  let truncated = false;
+  let token: string | undefined;
+  // Elements of the document's top level, in order; Contents and CommonPrefixes hold no nesting
+  // beyond one level (Owner, ChecksumAlgorithm... are skipped).
+  const top = /<(Contents|CommonPrefixes)>([\s\S]*?)<\/\1>|<(IsTruncated|NextContinuationToken)>([^<]*)<\/\3>/g;
+  for (let m = top.exec(text); m !== null; m = top.exec(text)) {
+    if (m[1] === 'Contents') {
+      const body = m[2] as string;
+      const key = xmlField(body, 'Key');
+      if (key === undefined) throw new TruncatedBodyError('ListObjectsV2: a Contents entry without a Key');
+      const lm = xmlField(body, 'LastModified');
+      const date = lm === undefined ? undefined : new Date(lm);
+      keys.push({
+        key,
+        size: Number(xmlField(body, 'Size') ?? 0),
+        etag: xmlField(body, 'ETag') ?? '',
+        lastModified: date === undefined || Number.isNaN(date.getTime()) ? undefined : date,
+      });
+    } else if (m[1] === 'CommonPrefixes') {
+      const p = xmlField(m[2] as string, 'Prefix');
+      if (p !== undefined && p !== '') prefixes.push(p);
+    } else if (m[3] === 'IsTruncated') truncated = (m[4] as string).trim() === 'true';
+    else token = unescapeXml(m[4] as string);
+  }
+  return { keys, prefixes, truncated, token: token === '' ? undefined : token };
 }

@@ -109,7 +109,7 @@ const MiB = 1024 * 1024;
 export class S3Transport {
   readonly client: S3Client;
   /**
-   * PutObject and HeadObject without the SDK's pipeline (direct.ts), with an explicit endpoint;
+   * PutObject, HeadObject and ListObjectsV2 without the SDK's pipeline (direct.ts), with an explicit endpoint;
    * undefined: every request goes through the SDK.
    */
   readonly direct: DirectRequests | undefined;
@@ -432,6 +432,12 @@ export class S3Transport {
   }
 
   async list(prefix: string, o: { delimiter?: string; startAfter?: string | undefined; token?: string | undefined; maxKeys?: number }, path?: string): Promise<ListResult> {
+    if (this.direct !== undefined) {
+      const direct = this.direct;
+      return this.run('ListObjectsV2', (signal) => direct.list(prefix, {
+        delimiter: o.delimiter, token: o.token, startAfter: o.startAfter, maxKeys: o.maxKeys ?? 1000,
+      }, signal), { path });
+    }
     const r: ListObjectsV2CommandOutput = await this.run('ListObjectsV2', (signal) => this.client.send(new ListObjectsV2Command({
       Bucket: this.bucket, Prefix: prefix,
       ...(o.delimiter !== undefined ? { Delimiter: o.delimiter } : {}),

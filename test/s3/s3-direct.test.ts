@@ -9,9 +9,10 @@ import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
-import { HeadObjectCommand } from '@aws-sdk/client-s3';
+import { HeadObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { S3Backend } from '../../backends/s3/s3-backend.ts';
-import { DirectRequests } from '../../backends/s3/direct.ts';
+import { DirectRequests, parseListPage } from '../../backends/s3/direct.ts';
+import { TruncatedBodyError } from '../../backends/s3/retry.ts';
 import { isVfsError } from '../../src/vfs/errors.ts';
 import { useS3Env, type S3Env } from './fixture.ts';
 
@@ -73,15 +74,18 @@ async function sdkSignature(s: Seen, creds: { accessKeyId: string; secretAccessK
   const date = new Date(`${amz.slice(0, 4)}-${amz.slice(4, 6)}-${amz.slice(6, 8)}T${amz.slice(9, 11)}:${amz.slice(11, 13)}:${amz.slice(13, 15)}Z`);
   const signer = new SignatureV4({ service: 's3', region, credentials: creds, sha256: Sha256, uriEscapePath: false, applyChecksum: false });
   const [host, port] = (headers.host as string).split(':');
+  const q = s.url.indexOf('?');
+  const query: Record<string, string> = {};
+  if (q >= 0) for (const [k, v] of new URLSearchParams(s.url.slice(q + 1).replace(/\+/g, '%2B'))) query[k] = v;
   const signedReq = await signer.sign({
-    method: s.method, protocol: 'http:', hostname: host as string, ...(port !== undefined ? { port: Number(port) } : {}), path: s.url, query: {}, headers, body: s.body,
+    method: s.method, protocol: 'http:', hostname: host as string, ...(port !== undefined ? { port: Number(port) } : {}), path: q >= 0 ? s.url.slice(0, q) : s.url, query, headers, body: s.body,
   }, { signingDate: date, unsignableHeaders: new Set(Object.keys(s.headers).filter((n) => !signedNames.includes(n))) });
   return /Signature=([0-9a-f]+)/.exec(signedReq.headers.authorization as string)?.[1] ?? '';
 }
 
 describe('direct PutObject / HeadObject', () => {
   it('signs as the SDK signer does (keys with spaces, unicode and reserved characters, metadata, session tokens)', async () => {
-    const rec = await recorder((s) => (s.method === 'PUT' ? { status: 200, headers: { etag: '"abc"' } } : { status: 404 }));
+    const rec = await recorder((s) => (s.method === 'PUT' ? { status: 200, headers: { etag: '"abc"' } } : s.method === 'GET' ? { status: 403, body: '<Error><Code>AccessDenied</Code></Error>' } : { status: 404 }));
     try {
       const creds = { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY', sessionToken: 'tok/en+==' };
       for (const forcePathStyle of [true, false]) {
@@ -96,16 +100,23 @@ describe('direct PutObject / HeadObject', () => {
         for (const key of ['a/b c/ü+ä%~*\'()!$&=;:@,.txt', 'plain', 'x/  two  spaces ']) {
           await b.transport.put(key, Buffer.from(`body of ${key}`), { mode: '33188', 'Other-Tool': ' spaced  value ' }, { contentType: 'text/plain' });
           expect(await b.transport.head(key)).toBeUndefined();
+          await b.transport.list(key, { delimiter: '/', startAfter: `${key} a+b=c&d`, maxKeys: 7 }).catch(() => undefined);
+          await b.transport.list(key, { token: 'tok+en/=&x y' }).catch(() => undefined);
         }
         await b.close();
       }
-      expect(rec.seen.length).toBe(12);
+      expect(rec.seen.length).toBe(24);
+      const lists = rec.seen.filter((x) => x.method === 'GET');
+      expect(lists.length).toBe(12);
+      expect(lists[0]?.url).toMatch(/^\/bucket-1\?/);
+      expect(lists.find((x) => x.headers.host?.startsWith('bucket-1.'))?.url).toMatch(/^\/\?/);
+      expect(new URLSearchParams((lists[1]?.url ?? '').split('?')[1]).get('continuation-token')).toBe('tok+en/=&x y');
       for (const s of rec.seen) {
         const mine = /Signature=([0-9a-f]+)/.exec(s.headers.authorization ?? '')?.[1];
         expect(mine).toBe(await sdkSignature(s, creds, 'eu-west-3'));
         expect(s.headers['x-amz-security-token']).toBe('tok/en+==');
       }
-      const vhost = rec.seen.filter((s) => s.headers.host?.startsWith('bucket-1.'));
+      const vhost = rec.seen.filter((s) => s.headers.host?.startsWith('bucket-1.') && s.method !== 'GET');
       expect(vhost.length).toBe(6);
       expect(vhost[0]?.url).toBe('/a/b%20c/%C3%BC%2B%C3%A4%25~%2A%27%28%29%21%24%26%3D%3B%3A%40%2C.txt');
       expect(rec.seen[0]?.url).toBe('/bucket-1/a/b%20c/%C3%BC%2B%C3%A4%25~%2A%27%28%29%21%24%26%3D%3B%3A%40%2C.txt');
@@ -195,6 +206,58 @@ describe('direct PutObject / HeadObject', () => {
     env.proxy.inject({ kind: 'drop', match: (r) => r.op === 'PutObject' });
     expect(await b.transport.put(key, Buffer.from('again'), {})).toMatch(/^"/);
     expect(env.proxy.log.slice(before).filter((r) => r.op === 'PutObject').length).toBe(2);
+  });
+
+  it('ListObjectsV2 answers as the SDK parses them: odd names, delimiters, paging by token and start-after', async () => {
+    const b = env.backend();
+    const pre = `${b.keys.prefix}list/`;
+    const names = ['a', 'a b', 'a&b<c>"d\'', 'a+b', 'a-b', 'a.b', 'a/x', 'a/y/z', 'b%2F', 'ü', '日本', '😀 x', 'z/'];
+    for (const n of names) await env.rawPut(pre + n, n);
+    const sdkList = async (o: { delimiter?: string; token?: string; startAfter?: string; maxKeys?: number }): Promise<unknown> => {
+      const r = await env.raw.send(new ListObjectsV2Command({
+        Bucket: env.s3.bucket, Prefix: pre, MaxKeys: o.maxKeys ?? 1000,
+        ...(o.delimiter !== undefined ? { Delimiter: o.delimiter } : {}),
+        ...(o.token !== undefined ? { ContinuationToken: o.token } : o.startAfter !== undefined ? { StartAfter: o.startAfter } : {}),
+      }));
+      return {
+        keys: (r.Contents ?? []).map((c) => ({ key: c.Key ?? '', size: c.Size ?? 0, etag: c.ETag ?? '', lastModified: c.LastModified })),
+        prefixes: (r.CommonPrefixes ?? []).map((p) => p.Prefix ?? '').filter((p) => p !== ''),
+        truncated: r.IsTruncated === true,
+        token: r.NextContinuationToken,
+      };
+    };
+    for (const o of [{}, { delimiter: '/' }, { startAfter: `${pre}a.b` }, { delimiter: '/', startAfter: `${pre}a+b` }]) {
+      expect(await b.transport.list(pre, o)).toEqual(await sdkList(o));
+    }
+    // Paging by token, two at a time: the same pages, and every name once.
+    let token: string | undefined;
+    const seen: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      const mine = await b.transport.list(pre, { maxKeys: 2, token });
+      expect(mine).toEqual(await sdkList({ maxKeys: 2, ...(token !== undefined ? { token } : {}) }));
+      seen.push(...mine.keys.map((k) => k.key.slice(pre.length)));
+      if (!mine.truncated) break;
+      token = mine.token;
+    }
+    expect(seen).toEqual([...names].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y))));
+    // A listing cut mid-body is retried and comes back whole.
+    env.proxy.inject({ kind: 'truncate', bytes: 300, match: (r) => r.op === 'ListObjectsV2' });
+    const retries = b.meters.local.retries;
+    expect((await b.transport.list(pre, {})).keys.length).toBe(names.length);
+    expect(b.meters.local.retries).toBe(retries + 1);
+  });
+
+  it('parseListPage: entities (named and numeric), a cut document, an error-free empty page', () => {
+    const doc = '<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name>'
+      + '<Contents><Key>a&amp;&lt;&#x1;&#233;&#x1F600;</Key><LastModified>2026-01-02T03:04:05.000Z</LastModified><ETag>&quot;e&quot;</ETag><Size>12</Size><Owner><ID>x</ID></Owner></Contents>'
+      + '<CommonPrefixes><Prefix>p/</Prefix></CommonPrefixes><IsTruncated>true</IsTruncated><NextContinuationToken>t&amp;1</NextContinuationToken></ListBucketResult>';
+    expect(parseListPage(doc)).toEqual({
+      keys: [{ key: 'a&<\u0001é😀', size: 12, etag: '"e"', lastModified: new Date('2026-01-02T03:04:05.000Z') }],
+      prefixes: ['p/'], truncated: true, token: 't&1',
+    });
+    expect(() => parseListPage(doc.slice(0, 200))).toThrow(TruncatedBodyError);
+    expect(() => parseListPage('<Error><Code>X</Code></Error>')).toThrow(TruncatedBodyError);
+    expect(parseListPage('<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>\n')).toEqual({ keys: [], prefixes: [], truncated: false, token: undefined });
   });
 
   it('is not used without an endpoint, nor for a bucket the SDK would not put in the host name', () => {
