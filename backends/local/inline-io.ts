@@ -16,9 +16,11 @@
  *   readlink, reads of at most INLINE_MAX_READ bytes, the close of a read-only descriptor, and a
  *   whole small-file write — creating the temp file, its first INLINE_MAX_WRITE bytes (page cache),
  *   its close and the rename that publishes it (a journaled metadata change each on ext4/xfs, ~5-15
- *   µs when the journal is not committing). Larger writes, truncates, unlinks, directory changes
- *   and fsync always use the thread pool (fsync always waits for the device; a long stream of
- *   writes is what the kernel throttles when dirty pages pile up);
+ *   µs when the journal is not committing); likewise a file created through openFile (NFS OPEN
+ *   create, SMB CREATE, FUSE create), its first INLINE_MAX_WRITE bytes while it was empty at the
+ *   open, and its close. Larger writes, truncates, unlinks, directory changes and fsync always use
+ *   the thread pool (fsync always waits for the device; a long stream of writes is what the kernel
+ *   throttles when dirty pages pile up);
  * - writes have a breaker of their own (`InlineIo.forWrites`), with a much lower threshold: a
  *   create or rename normally takes 15-50 µs, but on a file system busy with journal commits or
  *   discards (seen here after deleting many files: ~0.9 ms per create, for minutes) each one stalls
