@@ -22,6 +22,7 @@
 import { createHash, createHmac, createSecretKey, type KeyObject } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
+import { isIP } from 'node:net';
 import { TruncatedBodyError } from './retry.ts';
 
 export interface DirectCredentials {
@@ -128,7 +129,10 @@ export class DirectRequests {
     }
     if (u.protocol !== 'http:' && u.protocol !== 'https:') return false;
     if (u.search !== '' || u.username !== '' || u.password !== '') return false;
-    return forcePathStyle || /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/.test(bucket);
+    if (forcePathStyle) return true;
+    // Virtual-hosted: an IP endpoint has no host names to put the bucket in (the SDK's rules
+    // decide what to do then), nor has a bucket name that is not a DNS label.
+    return isIP(u.hostname.replace(/^\[(.*)\]$/, '$1')) === 0 && /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/.test(bucket);
   }
 
   /** PutObject of a whole body; resolves with the ETag. */

@@ -89,10 +89,12 @@ describe('direct PutObject / HeadObject', () => {
     try {
       const creds = { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY', sessionToken: 'tok/en+==' };
       for (const forcePathStyle of [true, false]) {
-        const b = new S3Backend({ bucket: 'bucket-1', prefix: 'pre fix', endpoint: rec.url, region: 'eu-west-3', forcePathStyle, ...creds, maxAttempts: 1 });
+        // Virtual-hosted needs a host name to put the bucket in (an IP endpoint is left to the SDK).
+        const endpoint = forcePathStyle ? rec.url : rec.url.replace('127.0.0.1', 's3.example.test');
+        const b = new S3Backend({ bucket: 'bucket-1', prefix: 'pre fix', endpoint, region: 'eu-west-3', forcePathStyle, ...creds, maxAttempts: 1 });
         expect(b.transport.direct).toBeDefined();
         if (!forcePathStyle) {
-          // No DNS for bucket-1.127.0.0.1: connect to the server, keep the signed Host header.
+          // No DNS for bucket-1.s3.example.test: connect to the server, keep the signed Host header.
           (b.transport.direct as DirectRequests).onRequest = (t) => {
             t.hostname = '127.0.0.1';
           };
@@ -265,6 +267,9 @@ describe('direct PutObject / HeadObject', () => {
     expect(DirectRequests.usable('http://127.0.0.1:9000', 'my.bucket', false)).toBe(false);
     expect(DirectRequests.usable('http://127.0.0.1:9000', 'my.bucket', true)).toBe(true);
     expect(DirectRequests.usable('http://127.0.0.1:9000', 'Upper', false)).toBe(false);
+    expect(DirectRequests.usable('http://127.0.0.1:9000', 'bucket', false)).toBe(false);
+    expect(DirectRequests.usable('http://[::1]:9000', 'bucket', false)).toBe(false);
+    expect(DirectRequests.usable('http://s3.local:9000', 'bucket', false)).toBe(true);
   });
 });
 
