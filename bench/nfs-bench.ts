@@ -13,6 +13,7 @@
  *   BENCH_METRICS=readdir,getattr     only those figures (keys: readBig writeBig smallCycle smallRead
  *                                     getattr lookup readdir)
  *   BENCH_PORTICO_NODE_ARGS='--cpu-prof --cpu-prof-dir=DIR'   node options for Portico (profiles)
+ *   BENCH_REPEAT=4                    every figure 4 times over (A/B of CPU per op: more clock ticks)
  *   BENCH_PORTICO_BASE=/tmp/base/bin/portico.js   also a baseline tree's Portico ("base"), measured
  *                                     in the same run, interleaved, with its CPU per op next to this
  *                                     tree's (A/B of a change; BENCH_SERVERS=portico,base without ganesha)
@@ -62,9 +63,11 @@ const SMALL_FILES = QUICK ? 300 : 1000;
 const SMALL_BYTES = 4096;
 const ENTRIES = QUICK ? 1000 : 10_000;
 const META_OPS = QUICK ? 8000 : 40_000;
-const BIG_ROUNDS = 2;
+/** BENCH_REPEAT=N: every figure N times over (its rounds and slices; for A/B of CPU per op, whose clock ticks are 10 ms). */
+const REPEAT = Math.max(1, Math.floor(Number(process.env.BENCH_REPEAT ?? '1')) || 1);
+const BIG_ROUNDS = 2 * REPEAT;
 const SLICES = 4;
-const READDIR_ROUNDS = 5;
+const READDIR_ROUNDS = 5 * REPEAT;
 const IO_IN_FLIGHT = 8;
 const CONCURRENCY = 16;
 const FILE_SYNC = 2;
@@ -317,20 +320,20 @@ async function measureAll(cs: Contender[], io: number): Promise<void> {
   }
   const perSlice = Math.ceil(SMALL_FILES / SLICES);
   const sliceIdx = (round: number): number[] => {
-    const first = round * perSlice;
+    const first = (round % SLICES) * perSlice;
     return Array.from({ length: Math.max(0, Math.min(perSlice, SMALL_FILES - first)) }, (_, k) => first + k);
   };
   const rate = (a: { ms: number[]; ops: number[] }): number => a.ops.reduce((x, y) => x + y, 0) / (a.ms.reduce((x, y) => x + y, 0) / 1000);
   const payload = randomBytes(SMALL_BYTES);
   {
-    const res = await interleave(cs, 'smallCycle', SLICES, (c, round) => {
+    const res = await interleave(cs, 'smallCycle', SLICES * REPEAT, (c, round) => {
       const idx = sliceIdx(round);
       return timedOps(idx.length, () => mapLimit(idx, CONCURRENCY, (i) => smallCycle(c, i, payload)).then(() => undefined));
     });
     record(cs, 'smallCycle', res, rate);
   }
   {
-    const res = await interleave(cs, 'smallRead', SLICES, (c, round) => {
+    const res = await interleave(cs, 'smallRead', SLICES * REPEAT, (c, round) => {
       const idx = sliceIdx(round);
       return timedOps(idx.length, () => mapLimit(idx, CONCURRENCY, (i) => smallRead(c, i)).then(() => undefined));
     });
@@ -338,7 +341,7 @@ async function measureAll(cs: Contender[], io: number): Promise<void> {
   }
   {
     const per = Math.ceil(META_OPS / SLICES);
-    const res = await interleave(cs, 'getattr', SLICES, (c) => {
+    const res = await interleave(cs, 'getattr', SLICES * REPEAT, (c) => {
       const idx = Array.from({ length: per }, (_, k) => k);
       return timedOps(per, () =>
         mapLimit(idx, CONCURRENCY, async (k) => {
@@ -350,8 +353,9 @@ async function measureAll(cs: Contender[], io: number): Promise<void> {
   }
   {
     const per = Math.ceil(ENTRIES / SLICES);
-    const res = await interleave(cs, 'lookup', SLICES, (c, round) => {
-      const idx = Array.from({ length: Math.min(per, ENTRIES - round * per) }, (_, k) => round * per + k);
+    const res = await interleave(cs, 'lookup', SLICES * REPEAT, (c, round) => {
+      const first = (round % SLICES) * per;
+      const idx = Array.from({ length: Math.min(per, ENTRIES - first) }, (_, k) => first + k);
       return timedOps(idx.length, () =>
         mapLimit(idx, CONCURRENCY, async (k) => {
           await c.pipe.call([ops.putfh(c.dir), ops.lookup(entryName(k)), ops.getfh(), ops.getattr(LINUX_ATTRS)], 'LOOKUP');
@@ -491,7 +495,7 @@ async function main(): Promise<void> {
   const g = byName.get('ganesha');
   const out: string[] = [];
   out.push(`NFS benchmark${QUICK ? ' (BENCH_QUICK=1)' : ''}: NFSv4.1 over TCP on 127.0.0.1, one connection, the project's client pipelining (${IO_IN_FLIGHT} big I/Os or ${CONCURRENCY} COMPOUNDs in flight), I/O size ${io / 1024} KiB`);
-  out.push(`Same directory; all servers up at once, each figure measured on them in turn (order swapped every round: big ${BIG_ROUNDS} rounds (best), small/metadata ${SLICES} slices, READDIR ${READDIR_ROUNDS} rounds (median)).`);
+  out.push(`Same directory; all servers up at once, each figure measured on them in turn (order swapped every round: big ${BIG_ROUNDS} rounds (best), small/metadata ${SLICES * REPEAT} slices, READDIR ${READDIR_ROUNDS} rounds (median)).`);
   out.push(`Load average (1/5/15 min): ${loadStart} at start, ${loadEnd} at end; ${process.env.BENCH_NOTE ?? ''}`.trimEnd());
   for (const [name, why] of Object.entries(skipped)) out.push(`Skipped ${name}: ${why}`);
   out.push('');
