@@ -1,0 +1,124 @@
+/**
+ * SMB large-file CPU, before and after: Portico gateway children built from several trees (this
+ * checkout and, say, a `git worktree` of an older commit with node_modules symlinked) on the same
+ * directory, driven by smbclient 4.17 `put`/`get` of one file, signed or encrypted, the trees
+ * alternating every round (ABBA). The figure is the server's CPU per MiB (user and system apart,
+ * all its threads: the main thread, the libuv pool, V8's helpers, the SMB seal worker) read from
+ * /proc/PID/stat around each transfer; on a shared machine it moves far less than the speed,
+ * which is printed too. No smbd here: `npm run bench:smb` compares with Samba.
+ *
+ *   node bench/smb-cpu-ab.ts                        this tree only
+ *   SMB_AB_TREES=/tmp/smb-base,. node bench/smb-cpu-ab.ts
+ *   SMB_AB_MB=256 SMB_AB_ROUNDS=3 SMB_AB_OPS=get-enc,put-enc,get-sign,put-sign SMB_AB_DIALECT=SMB3_11
+ *   SMB_AB_NODE_ARGS="--trace-gc"                   node flags for the children; their stdout goes
+ *                                                   to SMB_AB_TRACE_DIR/TREE-N.log when that is set
+ *   SMB_AB_PERF_DIR=DIR                             `perf record -g` of the server during each transfer
+ *                                                   (with SMB_AB_NODE_ARGS=--perf-basic-prof for JS names)
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { loadavg, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { startPorticoChild } from './peers/portico-child.ts';
+import { freePort } from './peers/peers.ts';
+import { waitForTcp } from './peers/samba.ts';
+
+const MIB = Number(process.env.SMB_AB_MB ?? 256);
+const ROUNDS = Number(process.env.SMB_AB_ROUNDS ?? 3);
+const TREES = (process.env.SMB_AB_TREES ?? '.').split(',').map((t) => resolve(t));
+const OPS = (process.env.SMB_AB_OPS ?? 'get-sign,put-sign,get-enc,put-enc').split(',');
+const DIALECT = process.env.SMB_AB_DIALECT ?? 'SMB3_11';
+const NODE_ARGS = process.env.SMB_AB_NODE_ARGS?.split(' ').filter(Boolean);
+const TRACE_DIR = process.env.SMB_AB_TRACE_DIR;
+const PERF_DIR = process.env.SMB_AB_PERF_DIR;
+const PASS = 'bench-password-1';
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+
+/** utime and stime of a process (all its threads), in ms. */
+function cpuOf(pid: number): { user: number; sys: number } {
+  const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return { user: (Number(f[11]) * 1000) / CLK_TCK, sys: (Number(f[12]) * 1000) / CLK_TCK };
+}
+
+const work = mkdtempSync(join(tmpdir(), 'portico-smb-ab-'));
+const data = join(work, 'share');
+mkdirSync(data);
+const src = join(work, 'big.bin');
+const content = Buffer.alloc(MIB * 1024 * 1024);
+for (let at = 0; at < content.length; at += 1 << 20) randomBytes(1 << 20).copy(content, at);
+writeFileSync(src, content);
+writeFileSync(join(data, 'big.bin'), content);
+const conf = join(work, 'client.conf');
+writeFileSync(conf, '[global]\n  workgroup = WORKGROUP\n');
+
+function smbclient(port: number, protection: 'sign' | 'encrypt', command: string): Promise<number> {
+  return new Promise((ok, fail) => {
+    const t0 = performance.now();
+    const c = spawn('smbclient', ['-s', conf, '//127.0.0.1/share', '-p', String(port), '-U', `bench%${PASS}`, '-m', DIALECT, `--client-protection=${protection}`, '-c', command], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    c.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    c.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    c.on('error', fail);
+    c.on('close', (code) => (code !== 0 || /NT_STATUS_/.test(out) ? fail(new Error(`smbclient ${command}: ${out.trim().slice(-500)}`)) : ok(performance.now() - t0)));
+  });
+}
+
+interface Server { tree: string; port: number; pid: number; stop: () => Promise<void> }
+const servers: Server[] = [];
+const rows = new Map<string, { user: number[]; sys: number[]; mbps: number[] }>();
+try {
+  for (const [i, tree] of TREES.entries()) {
+    const port = await freePort();
+    const s = await startPorticoChild({ dir: data, user: 'bench', pass: PASS, name: tree, bin: join(tree, 'bin', 'portico.js'), protocols: { smb: { port, listen: '127.0.0.1' } }, ...(NODE_ARGS ? { nodeArgs: NODE_ARGS } : {}) });
+    if (TRACE_DIR) s.child.stdout?.pipe(createWriteStream(join(TRACE_DIR, `${i}.log`)));
+    await waitForTcp(port, () => s.child.exitCode === null, 20_000, s.logTail);
+    servers.push({ tree, port, pid: s.pid, stop: s.stop });
+    await smbclient(port, 'sign', 'ls');
+  }
+  const before = loadavg();
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const op of OPS) {
+      for (const s of r % 2 ? [...servers].reverse() : servers) {
+        const [kind, protection] = op.split('-') as ['get' | 'put', 'sign' | 'enc'];
+        const name = `ab-${r}-${s.port}.bin`;
+        let perf: ChildProcess | undefined;
+        if (PERF_DIR) {
+          perf = spawn('perf', ['record', '-g', '-F', '999', '-p', String(s.pid), '-o', join(PERF_DIR, `${op}-${r}-${servers.indexOf(s)}.data`)], { stdio: 'ignore' });
+          await new Promise((z) => setTimeout(z, 500));
+        }
+        const a = cpuOf(s.pid);
+        const ms = await smbclient(s.port, protection === 'enc' ? 'encrypt' : 'sign', kind === 'put' ? `put ${src} ${name}` : 'get big.bin /dev/null');
+        await new Promise((z) => setTimeout(z, 300)); // the last responses' CPU
+        const b = cpuOf(s.pid);
+        if (perf) {
+          perf.kill('SIGINT');
+          await new Promise((z) => perf!.on('close', z));
+        }
+        const key = `${op} ${s.tree}`;
+        const row = rows.get(key) ?? { user: [], sys: [], mbps: [] };
+        rows.set(key, row);
+        row.user.push((b.user - a.user) / MIB);
+        row.sys.push((b.sys - a.sys) / MIB);
+        row.mbps.push((MIB * 1.048576) / (ms / 1000));
+        if (kind === 'put') rmSync(join(data, name), { force: true });
+      }
+    }
+  }
+  const after = loadavg();
+  const list = (xs: number[], d = 2): string => xs.map((x) => x.toFixed(d)).join(' ');
+  const median = (xs: number[]): number => [...xs].sort((x, y) => x - y)[xs.length >> 1]!;
+  console.log(`SMB CPU A/B: ${MIB} MiB, ${DIALECT}, ${ROUNDS} rounds; load average before ${list(before, 1)}, after ${list(after, 1)}`);
+  console.log('op        tree                               user ms/MiB per round  sys ms/MiB per round   total (median)  MB/s');
+  for (const op of OPS) {
+    for (const s of servers) {
+      const row = rows.get(`${op} ${s.tree}`)!;
+      const total = median(row.user.map((u, i) => u + row.sys[i]!));
+      console.log(`${op.padEnd(9)} ${s.tree.slice(-34).padEnd(34)} ${list(row.user).padEnd(22)} ${list(row.sys).padEnd(22)} ${total.toFixed(2).padStart(6)}          ${list(row.mbps, 0)}`);
+    }
+  }
+} finally {
+  for (const s of servers) await s.stop();
+  rmSync(work, { recursive: true, force: true });
+}
