@@ -4,8 +4,8 @@
  * directory, driven by smbclient 4.17 `put`/`get` of one file, signed or encrypted, the trees
  * alternating every round (ABBA). The figure is the server's CPU per MiB (user and system apart,
  * all its threads: the main thread, the libuv pool, V8's helpers, the SMB seal worker) read from
- * /proc/PID/stat around each transfer; on a shared machine it moves far less than the speed,
- * which is printed too. No smbd here: `npm run bench:smb` compares with Samba.
+ * /proc/PID/stat around each transfer, and by thread name from each /proc/PID/task/TID/stat; on a
+ * shared machine it moves far less than the speed, which is printed too. No smbd here: `npm run bench:smb` compares with Samba.
  *
  *   node bench/smb-cpu-ab.ts                        this tree only
  *   SMB_AB_TREES=/tmp/smb-base,. node bench/smb-cpu-ab.ts
@@ -16,7 +16,7 @@
  *                                                   (with SMB_AB_NODE_ARGS=--perf-basic-prof for JS names)
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -40,6 +40,23 @@ function cpuOf(pid: number): { user: number; sys: number } {
   const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
   return { user: (Number(f[11]) * 1000) / CLK_TCK, sys: (Number(f[12]) * 1000) / CLK_TCK };
+}
+
+/** CPU ms (user + system) of a process's live threads, summed by thread name (MainThread, libuv-worker, V8Worker, WorkerThread...). */
+function threadsOf(pid: number): Map<string, number> {
+  const by = new Map<string, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    } catch {
+      continue; // the thread ended
+    }
+    const name = text.slice(text.indexOf('(') + 1, text.lastIndexOf(')'));
+    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    by.set(name, (by.get(name) ?? 0) + ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK);
+  }
+  return by;
 }
 
 const work = mkdtempSync(join(tmpdir(), 'portico-smb-ab-'));
@@ -67,7 +84,7 @@ function smbclient(port: number, protection: 'sign' | 'encrypt', command: string
 
 interface Server { tree: string; port: number; pid: number; stop: () => Promise<void> }
 const servers: Server[] = [];
-const rows = new Map<string, { user: number[]; sys: number[]; mbps: number[] }>();
+const rows = new Map<string, { user: number[]; sys: number[]; mbps: number[]; threads: Map<string, number[]> }>();
 try {
   for (const [i, tree] of TREES.entries()) {
     const port = await freePort();
@@ -89,15 +106,18 @@ try {
           await new Promise((z) => setTimeout(z, 500));
         }
         const a = cpuOf(s.pid);
+        const ta = threadsOf(s.pid);
         const ms = await smbclient(s.port, protection === 'enc' ? 'encrypt' : 'sign', kind === 'put' ? `put ${src} ${name}` : 'get big.bin /dev/null');
         await new Promise((z) => setTimeout(z, 300)); // the last responses' CPU
         const b = cpuOf(s.pid);
+        const tb = threadsOf(s.pid);
         if (perf) {
           perf.kill('SIGINT');
           await new Promise((z) => perf!.on('close', z));
         }
         const key = `${op} ${s.tree}`;
-        const row = rows.get(key) ?? { user: [], sys: [], mbps: [] };
+        const row = rows.get(key) ?? { user: [], sys: [], mbps: [], threads: new Map<string, number[]>() };
+        for (const [name, ms] of tb) row.threads.set(name, [...(row.threads.get(name) ?? []), (ms - (ta.get(name) ?? 0)) / MIB]);
         rows.set(key, row);
         row.user.push((b.user - a.user) / MIB);
         row.sys.push((b.sys - a.sys) / MIB);
@@ -116,6 +136,7 @@ try {
       const row = rows.get(`${op} ${s.tree}`)!;
       const total = median(row.user.map((u, i) => u + row.sys[i]!));
       console.log(`${op.padEnd(9)} ${s.tree.slice(-34).padEnd(34)} ${list(row.user).padEnd(22)} ${list(row.sys).padEnd(22)} ${total.toFixed(2).padStart(6)}          ${list(row.mbps, 0)}`);
+      console.log(`          by thread, ms/MiB per round: ${[...row.threads].filter(([, v]) => v.some((x) => x > 0.01)).map(([n, v]) => `${n} ${list(v)}`).join('; ')}`);
     }
   }
 } finally {

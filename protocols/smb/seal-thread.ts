@@ -8,7 +8,6 @@
  */
 import { createCipheriv, createDecipheriv, type CipherCCMTypes, type CipherGCMTypes } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
-import { countForGc } from '../../src/util/gc-hint.ts';
 
 export type SealCipher = CipherGCMTypes | CipherCCMTypes;
 
@@ -54,10 +53,30 @@ function copyInto(src: Buffer, dst: Buffer, at: number): number {
   return n;
 }
 
+/**
+ * The cipher's output buffers are this thread's only garbage. A young collection every 2 MiB of it
+ * (with --expose-gc, which the gateway runs with and its workers share) frees them while malloc
+ * still holds their memory: with a collection every 16 MiB (gc-hint.ts's rule) malloc gave the
+ * freed memory back to the system and every new output buffer was page-faulted in and zeroed
+ * again (page faults and the copy into fresh pages, ~15% of the worker's samples); without any,
+ * V8's external-memory limit asked for 20-25 mark-compacts per 256 MiB.
+ */
+const GC_EVERY = 2 * 1024 * 1024;
+const minorGc = (globalThis as { gc?: (o: { type: 'minor' }) => void }).gc;
+let garbage = 0;
+function collected(n: number): void {
+  garbage += n;
+  if (garbage < GC_EVERY || minorGc === undefined) return;
+  garbage = 0;
+  minorGc({ type: 'minor' });
+}
+
 function gcmInPlace(c: { update(data: Uint8Array): Buffer }, buf: Buffer): void {
   let written = 0;
   for (let at = 0; at < buf.length; at += CHUNK) {
-    written += copyInto(c.update(buf.subarray(at, Math.min(buf.length, at + CHUNK))), buf, written);
+    const n = copyInto(c.update(buf.subarray(at, Math.min(buf.length, at + CHUNK))), buf, written);
+    written += n;
+    collected(n);
   }
   if (written !== buf.length) throw new Error(`in-place cipher produced ${written} of ${buf.length} bytes`);
 }
@@ -69,10 +88,6 @@ const exact = (u: Uint8Array): Uint8Array => new Uint8Array(u);
 export function runJob(j: SealJob): SealAnswer {
   const data = asBuffer(j.data);
   const head = j.head && j.head.length ? asBuffer(j.head) : Buffer.alloc(0);
-  // The output buffers are this thread's only garbage: a young collection every few MiB frees them
-  // (with --expose-gc, which the gateway runs with) before V8's external-memory limit asks for
-  // mark-compacts (20-25 per 256 MiB here without it).
-  countForGc(data.length * (isCcm(j.cipher) ? 2 : 1));
   if (j.op === 'seal') {
     if (isCcm(j.cipher)) {
       const enc = createCipheriv(j.cipher, j.key, j.nonce, { authTagLength: 16 });
@@ -83,6 +98,7 @@ export function runJob(j: SealJob): SealAnswer {
       const out = enc.update(plain);
       enc.final();
       copyInto(out.subarray(head.length), data, 0);
+      collected(plain.length + out.length);
       return { id: j.id, ok: true, head: exact(out.subarray(0, head.length)), tag: exact(enc.getAuthTag()) };
     }
     const enc = createCipheriv(j.cipher, j.key, j.nonce, { authTagLength: 16 });
@@ -98,6 +114,7 @@ export function runJob(j: SealJob): SealAnswer {
     dec.setAAD(j.aad, { plaintextLength: data.length });
     try {
       const out = dec.update(data);
+      collected(out.length);
       dec.final();
       copyInto(out, data, 0);
       return { id: j.id, ok: true };
