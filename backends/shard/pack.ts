@@ -11,6 +11,25 @@
  *    of the writer, and written in plan order. After each shard the checkpoint records it, so a
  *    pack that is interrupted and run again with the same plan skips the shards already written.
  * 5. Replace the catalog atomically, then drop the checkpoint.
+ *
+ * Unfinished shards. A shard being written exists in the store before it is complete: on S3 as a
+ * multipart upload (parts stored and billed until it is completed or aborted, invisible to listings
+ * of objects, unknown to the S3 backend's start-up recovery, which knows the uploads of its own
+ * journal only), in a directory as a temporary file. The checkpoint records the one being written
+ * (`partial`) as soon as it exists: a run that finds a checkpoint discards the recorded one before
+ * anything else, whether or not the plan still matches. It is discarded, not continued: the index at
+ * a shard's end needs every earlier file's offset and checksum, so continuing means reading and
+ * compressing every file before the cut again anyway and proving the bytes come out identical to
+ * the parts already stored (the same codec decisions, the same zstd output; a part's ETag is its MD5
+ * on AWS but not with SSE-KMS/SSE-C or on every compatible store). A mismatch would be a corrupt
+ * shard found only by verify; restarting costs at most one shard's upload (shardSize, 1 GiB by
+ * default). Recording is not atomic with the start (the upload exists before the checkpoint PUT
+ * lands; the part upload and the checkpoint write run together, and the next write waits for the
+ * record), and repack keeps no checkpoint: so every pack also lists the unfinished shard writes under
+ * the set (ListMultipartUploads of PREFIX/shards/, or the directory's temporary files) and discards
+ * those older than `abortPartialsOlderThanMs`, 24 h by default (the S3 backend's orphanUploadAgeMs
+ * default): a younger one may be another writer's upload in progress (one writer at a time is the
+ * rule, docs/shard-format.md, but a second host is not prevented), and is reported, not touched.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -19,6 +38,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { crc32 } from 'node:zlib';
+import { isVfsError } from '../../src/vfs/errors.ts';
 import { normalizeName } from '../../src/vfs/path.ts';
 import { CHECKPOINT_NAME, emptyCatalog, parseCatalog, serializeCatalog, shardName, type Catalog, type CatalogShard } from './catalog.ts';
 import type { Codec } from './codec.ts';
@@ -27,7 +47,7 @@ import { DEFAULT_ALIGNMENT, ShardWriter } from './format-write.ts';
 import { prepareFile, type PrepareTask, type Prepared } from './prepare.ts';
 import { Progress, type ProgressMode } from './progress.ts';
 import { ShardSetReader } from './set-reader.ts';
-import type { ShardStore } from './store.ts';
+import type { PartialShard, ShardStore } from './store.ts';
 
 export interface PackOptions {
   /** Original bytes per shard, at most (default 1 GiB; a single larger file gets a shard of its own). */
@@ -40,9 +60,18 @@ export interface PackOptions {
   progress?: ProgressMode;
   progressOut?: NodeJS.WritableStream;
   progressIntervalMs?: number;
+  /**
+   * Unfinished shard writes under the set that no checkpoint names (S3 multipart uploads, temporary
+   * files) are discarded when older than this (default 24 h; 0 = all of them: only when no other
+   * pack or repack of the set is running).
+   */
+  abortPartialsOlderThanMs?: number;
   /** Warnings (skipped entries, files that vanished). */
   warn?: (message: string) => void;
 }
+
+/** See the header: the age above which an unfinished shard write nobody recorded is discarded. */
+export const PARTIAL_MAX_AGE_MS = 24 * 3600 * 1000;
 
 export interface PackResult {
   upToDate: boolean;
@@ -56,6 +85,10 @@ export interface PackResult {
   unchanged: number;
   tombstones: number;
   skipped: number;
+  /** Unfinished shard writes discarded (the checkpoint's, and those older than the age). */
+  partialsDiscarded: number;
+  /** Younger unfinished shard writes found and left alone (reported by a warning). */
+  partialsKept: number;
   seconds: number;
 }
 
@@ -72,6 +105,62 @@ interface Checkpoint {
   planId: string;
   generation: number;
   done: CatalogShard[];
+  /** The shard being written when this was saved, as the store knows it (S3 UploadId, temporary file). */
+  partial?: { name: string; id: string };
+}
+
+function ageText(ms: number): string {
+  return ms % 3_600_000 === 0 ? `${ms / 3_600_000} h` : ms % 60_000 === 0 ? `${ms / 60_000} min` : `${ms / 1000} s`;
+}
+
+/**
+ * Discards `recorded` (a checkpoint's unfinished shard), then every unfinished shard write of the
+ * store older than `olderThanMs`; younger ones are counted and reported. A store that cannot list or
+ * abort multipart uploads gets a warning instead (a bucket lifecycle rule has to do it there).
+ */
+export async function discardPartials(store: ShardStore, o: { recorded?: PartialShard | undefined; olderThanMs: number; warn: (m: string) => void }): Promise<{ discarded: number; kept: number }> {
+  let discarded = 0;
+  const kept: PartialShard[] = [];
+  const unsupported = (e: unknown): boolean => {
+    if (!isVfsError(e, 'ENOTSUP')) return false;
+    o.warn(`unfinished shard uploads under ${store.label} cannot be cleaned up: ${(e as Error).message}`);
+    return true;
+  };
+  try {
+    let found: PartialShard[] | undefined;
+    try {
+      found = await store.listPartials();
+    } catch (e) {
+      if (!isVfsError(e, 'ENOTSUP')) throw e;
+      unsupported(e);
+    }
+    // The recorded one is discarded even when the store cannot list (it is counted when it was there).
+    if (o.recorded !== undefined) {
+      await store.discardPartial(o.recorded);
+      if (found === undefined || found.some((p) => p.id === o.recorded?.id)) discarded++;
+    }
+    if (found === undefined) return { discarded, kept: 0 };
+    const cutoff = Date.now() - o.olderThanMs;
+    for (const p of found) {
+      if (p.id === o.recorded?.id) continue;
+      // No start time (a store that does not say): only an explicit "all of them" removes it.
+      if (p.started === undefined ? o.olderThanMs > 0 : p.started.getTime() > cutoff) {
+        kept.push(p);
+        continue;
+      }
+      await store.discardPartial(p);
+      discarded++;
+    }
+  } catch (e) {
+    if (!unsupported(e)) throw e;
+  }
+  if (kept.length > 0) {
+    o.warn(
+      `${kept.length} unfinished shard upload${kept.length === 1 ? '' : 's'} under ${store.label} (${kept.map((p) => `${p.name} started ${p.started?.toISOString() ?? 'at an unknown time'}`).join(', ')}) ` +
+        `younger than ${ageText(o.olderThanMs)} left alone: another pack or repack may be writing ${kept.length === 1 ? 'it' : 'them'}; if none is, --abort-uploads-older-than 0 discards ${kept.length === 1 ? 'it' : 'them'}`,
+    );
+  }
+  return { discarded, kept: kept.length };
 }
 
 const GiB = 1024 ** 3;
@@ -198,10 +287,29 @@ export async function pack(src: string, store: ShardStore, o: PackOptions = {}):
   });
   const result: PackResult = {
     upToDate: false, generation: base.generation, shardsWritten: 0, shardsResumed: 0, files: 0, dirs: 0, bytes: 0, storedBytes: 0,
-    unchanged: source.length - toPack.length, tombstones: tombs.length, skipped, seconds: 0,
+    unchanged: source.length - toPack.length, tombstones: tombs.length, skipped, partialsDiscarded: 0, partialsKept: 0, seconds: 0,
   };
+
+  // An interrupted run's checkpoint, and what it (or anything else) left unfinished.
+  let cp: Checkpoint | undefined;
+  const cpRaw = await store.readAux(CHECKPOINT_NAME);
+  if (cpRaw !== undefined) {
+    try {
+      cp = JSON.parse(cpRaw.toString('utf8')) as Checkpoint;
+    } catch {
+      warn('an unreadable checkpoint was ignored');
+    }
+  }
+  const rec = cp?.partial;
+  const recorded = rec !== undefined && typeof rec.name === 'string' && typeof rec.id === 'string' ? { name: rec.name, id: rec.id } : undefined;
+  const cleaned = await discardPartials(store, { recorded, olderThanMs: o.abortPartialsOlderThanMs ?? PARTIAL_MAX_AGE_MS, warn });
+  result.partialsDiscarded = cleaned.discarded;
+  result.partialsKept = cleaned.kept;
+
   if (toPack.length === 0 && tombs.length === 0) {
     result.upToDate = true;
+    // A checkpoint's plan had something to pack: it can never match again.
+    if (cpRaw !== undefined) await store.removeAux(CHECKPOINT_NAME);
     result.seconds = (performance.now() - t0) / 1000;
     return result;
   }
@@ -230,18 +338,21 @@ export async function pack(src: string, store: ShardStore, o: PackOptions = {}):
 
   // Resume.
   const done: CatalogShard[] = [];
-  const cpRaw = await store.readAux(CHECKPOINT_NAME);
-  if (cpRaw !== undefined) {
-    try {
-      const cp = JSON.parse(cpRaw.toString('utf8')) as Checkpoint;
-      if (cp.planId === planId && cp.generation === generation && Array.isArray(cp.done)) {
-        const present = new Set(await store.listShards());
-        for (const s of cp.done) if (present.has(s.name)) done.push(s);
-      } else warn('a checkpoint of another plan was found and ignored (the source or options changed): packing from the start');
-    } catch {
-      warn('an unreadable checkpoint was ignored');
-    }
+  if (cp !== undefined) {
+    if (cp.planId === planId && cp.generation === generation && Array.isArray(cp.done)) {
+      const present = new Set(await store.listShards());
+      for (const s of cp.done) if (present.has(s.name)) done.push(s);
+    } else warn('a checkpoint of another plan was found and ignored (the source or options changed): packing from the start');
   }
+  // Checkpoint writes, in order (a later one must never be overtaken by an earlier one).
+  let saving: Promise<void> = Promise.resolve();
+  const saveCheckpoint = (partial?: Checkpoint['partial']): Promise<void> => {
+    const data = Buffer.from(JSON.stringify({ planId, generation, done, ...(partial !== undefined ? { partial } : {}) } satisfies Checkpoint));
+    saving = saving.then(() => store.writeAux(CHECKPOINT_NAME, data));
+    // Awaited by the shard's next write (or its end); a failure fails the pack there.
+    saving.catch(() => undefined);
+    return saving;
+  };
   const doneNames = new Set(done.map((s) => s.name));
   result.shardsResumed = done.length;
 
@@ -260,8 +371,12 @@ export async function pack(src: string, store: ShardStore, o: PackOptions = {}):
         progress.add(files.length, files.reduce((a, e) => a + e.size, 0));
         continue;
       }
-      const out = await store.createShard(name, part.reduce((a, e) => a + e.size, 0));
-      const w = new ShardWriter((c) => out.write(c), { alignment });
+      const out = await store.createShard(name, part.reduce((a, e) => a + e.size, 0), (p) => void saveCheckpoint({ name: p.name, id: p.id }));
+      const w = new ShardWriter(async (c) => {
+        await out.write(c);
+        // The upload the write may have started is recorded before more of the shard goes out.
+        await saving;
+      }, { alignment });
       let stored = 0;
       try {
         const started: (Promise<Prepared> | undefined)[] = [];
@@ -333,8 +448,7 @@ export async function pack(src: string, store: ShardStore, o: PackOptions = {}):
         await out.abort().catch(() => undefined);
         throw err;
       }
-      const cp: Checkpoint = { planId, generation, done };
-      await store.writeAux(CHECKPOINT_NAME, Buffer.from(JSON.stringify(cp)));
+      await saveCheckpoint();
     }
   } finally {
     await pool.close();

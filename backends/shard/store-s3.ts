@@ -16,23 +16,39 @@ import { EtagChangedError } from '../s3/transport.ts';
 import { CATALOG_NAME, SHARD_DIR, type CatalogShard } from './catalog.ts';
 import { TAIL_READ_BYTES } from './format.ts';
 import type { RangeSource } from './format-read.ts';
-import type { ShardOutput, ShardStore } from './store.ts';
+import type { PartialShard, ShardOutput, ShardStore } from './store.ts';
 
 /** ReadEngine.block priority of a read a caller waits for (read-engine.ts FG). */
 const FOREGROUND = 0;
 /** Payloads up to this size are read by an exact ranged GET when nothing of them is cached. */
 const DIRECT_MAX_BYTES = 64 * 1024;
 
+/**
+ * The S3 backend, plus a hook on the multipart uploads its writer starts: the pack records a shard's
+ * UploadId in its checkpoint (pack.ts) as soon as the upload exists, so the run that resumes it can
+ * abort it. The writer reports every upload it starts through uploadStarted() (writer.ts
+ * WriterHost), which is where the backend's own upload journal learns them too.
+ */
+class ShardS3Backend extends S3Backend {
+  /** key -> who wants to know the UploadId of the upload started for it. */
+  readonly uploadHooks = new Map<string, (uploadId: string) => void>();
+
+  override uploadStarted(key: string, uploadId: string): void {
+    super.uploadStarted(key, uploadId);
+    this.uploadHooks.get(key)?.(uploadId);
+  }
+}
+
 export class S3ShardStore implements ShardStore {
   readonly label: string;
-  readonly s3: S3Backend;
+  readonly s3: ShardS3Backend;
   /** ETags learned by HEAD for shards a catalog names without one. */
   private readonly etags = new Map<string, string>();
 
   /** The read engine's random-read page (S3 option randomReadSize). */
   private readonly pageSize: number;
 
-  private constructor(s3: S3Backend, label: string, pageSize: number) {
+  private constructor(s3: ShardS3Backend, label: string, pageSize: number) {
     this.s3 = s3;
     this.label = label;
     this.pageSize = pageSize;
@@ -42,7 +58,7 @@ export class S3ShardStore implements ShardStore {
     const o = parseS3Source(location, options);
     // Shards are read by small random pages and by their tails; a directory of millions of files
     // is never listed from S3 (the catalog and indexes answer), so the S3 meta cache is unused.
-    return new S3ShardStore(new S3Backend({ metricsLabel: `shard+${location}`, ...o }), location, o.randomReadSize ?? 128 * 1024);
+    return new S3ShardStore(new ShardS3Backend({ metricsLabel: `shard+${location}`, ...o }), location, o.randomReadSize ?? 128 * 1024);
   }
 
   private key(name: string): string {
@@ -85,13 +101,24 @@ export class S3ShardStore implements ShardStore {
     await this.s3.transport.delete(this.key(name), `/${name}`);
   }
 
-  async createShard(name: string, sizeHint?: number): Promise<ShardOutput> {
+  async createShard(name: string, sizeHint?: number, onPartial?: (p: PartialShard) => void): Promise<ShardOutput> {
     try {
       await this.s3.mkdir(`/${SHARD_DIR}`);
     } catch (e) {
       if (!isVfsError(e, 'EEXIST')) throw e;
     }
-    const w: BackendWriter = await this.s3.createWriter(`/${SHARD_DIR}/${name}`, sizeHint !== undefined ? { sizeHint } : {});
+    // A shard under one part is one PutObject at commit: nothing to record. Above, the writer starts
+    // the multipart upload when the first part fills.
+    const key = this.key(`${SHARD_DIR}/${name}`);
+    if (onPartial !== undefined) this.s3.uploadHooks.set(key, (id) => onPartial({ name, id }));
+    const unhook = (): void => void this.s3.uploadHooks.delete(key);
+    let w: BackendWriter;
+    try {
+      w = await this.s3.createWriter(`/${SHARD_DIR}/${name}`, sizeHint !== undefined ? { sizeHint } : {});
+    } catch (e) {
+      unhook();
+      throw e;
+    }
     let size = 0;
     return {
       write: async (chunks) => {
@@ -101,11 +128,40 @@ export class S3ShardStore implements ShardStore {
         }
       },
       commit: async () => {
-        const st = await w.commit();
-        return { size, ...(st.nativeId !== undefined ? { etag: st.nativeId } : {}) };
+        try {
+          const st = await w.commit();
+          return { size, ...(st.nativeId !== undefined ? { etag: st.nativeId } : {}) };
+        } finally {
+          unhook();
+        }
       },
-      abort: () => w.abort(),
+      abort: async () => {
+        unhook();
+        await w.abort();
+      },
     };
+  }
+
+  /** Multipart uploads under the set's shards/ prefix (ListMultipartUploads). */
+  async listPartials(): Promise<PartialShard[]> {
+    const prefix = `${this.s3.keys.prefix}${SHARD_DIR}/`;
+    const out: PartialShard[] = [];
+    for (const u of await this.s3.transport.listUploads(prefix)) {
+      const name = u.key.slice(prefix.length);
+      if (name.includes('/') || !name.endsWith('.shard')) continue;
+      out.push({ name, id: u.uploadId, ...(u.initiated !== undefined ? { started: u.initiated } : {}) });
+    }
+    return out;
+  }
+
+  async discardPartial(p: PartialShard): Promise<void> {
+    const features = this.s3.transport.features;
+    const cannot = (): VfsError => new VfsError('ENOTSUP', 'the S3 store does not implement AbortMultipartUpload: an AbortIncompleteMultipartUpload lifecycle rule on the bucket (if the store has them) must remove unfinished uploads');
+    if (!features.has('multipartAbort')) throw cannot();
+    if (!/^[^/]+\.shard$/.test(p.name)) throw new VfsError('EINVAL', `'${p.name}' is not a shard name`);
+    // NoSuchUpload (completed or aborted already) is success; a 405/501 marks the feature missing.
+    await this.s3.transport.abortUpload(this.key(`${SHARD_DIR}/${p.name}`), p.id, `/${SHARD_DIR}/${p.name}`);
+    if (!features.has('multipartAbort')) throw cannot();
   }
 
   shardSource(shard: CatalogShard): RangeSource {

@@ -18,6 +18,22 @@ export interface ShardOutput {
   abort(): Promise<void>;
 }
 
+/**
+ * A shard write that was started and never finished: an S3 multipart upload (its parts are stored,
+ * and billed, until it is completed or aborted; nothing lists it among the objects) or a temporary
+ * file in a directory. A killed pack or repack leaves one behind. The pack checkpoint records the
+ * one being written (pack.ts), so the next run discards it; listPartials() finds the ones no
+ * checkpoint names (a crash before the record was written, a killed repack, a lost checkpoint).
+ */
+export interface PartialShard {
+  /** The shard it was to become. */
+  name: string;
+  /** What discardPartial() needs: the UploadId, or the temporary file's name. */
+  id: string;
+  /** S3: when the upload was initiated; a directory: the temporary file's last write. */
+  started?: Date;
+}
+
 export interface ShardStore {
   /** For messages: the directory or s3:// URL. */
   readonly label: string;
@@ -31,7 +47,15 @@ export interface ShardStore {
   readAux(name: string): Promise<Buffer | undefined>;
   writeAux(name: string, data: Buffer): Promise<void>;
   removeAux(name: string): Promise<void>;
-  createShard(name: string, sizeHint?: number): Promise<ShardOutput>;
+  /**
+   * A new shard. `onPartial` is called once something that outlives a crash exists for it (the
+   * multipart upload has an id, the temporary file is created), so the caller can record it.
+   */
+  createShard(name: string, sizeHint?: number, onPartial?: (p: PartialShard) => void): Promise<ShardOutput>;
+  /** Unfinished shard writes present in the store (ENOTSUP when the store cannot list them). */
+  listPartials(): Promise<PartialShard[]>;
+  /** Discards one (gone already is fine; ENOTSUP when the store cannot). */
+  discardPartial(p: PartialShard): Promise<void>;
   /** Ranged reads of a shard the catalog names. */
   shardSource(shard: CatalogShard): RangeSource;
   /** Names of the shard objects present (including ones no catalog names). */
@@ -39,6 +63,9 @@ export interface ShardStore {
   deleteShard(name: string): Promise<void>;
   close(): Promise<void>;
 }
+
+/** A temporary shard file (createShard): `.NAME.PID.tmp`. */
+const PARTIAL_FILE = /^\.([^/]+\.shard)\.\d+\.tmp$/;
 
 /** Open read descriptors kept per local store (shards are immutable: a descriptor never goes stale). */
 const LOCAL_FD_CACHE = 64;
@@ -125,12 +152,14 @@ export class LocalShardStore implements ShardStore {
     await rm(join(this.dir, name), { force: true });
   }
 
-  async createShard(name: string): Promise<ShardOutput> {
+  async createShard(name: string, _sizeHint?: number, onPartial?: (p: PartialShard) => void): Promise<ShardOutput> {
     const dir = join(this.dir, SHARD_DIR);
     await mkdir(dir, { recursive: true });
     const final = join(dir, name);
-    const tmp = join(dir, `.${name}.${process.pid}.tmp`);
+    const tmpName = `.${name}.${process.pid}.tmp`;
+    const tmp = join(dir, tmpName);
     const fh = await open(tmp, 'w');
+    onPartial?.({ name, id: tmpName });
     let size = 0;
     let closed = false;
     return {
@@ -185,6 +214,24 @@ export class LocalShardStore implements ShardStore {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw e;
     }
+  }
+
+  async listPartials(): Promise<PartialShard[]> {
+    const dir = join(this.dir, SHARD_DIR);
+    const out: PartialShard[] = [];
+    for (const id of await readdir(dir).catch(() => [] as string[])) {
+      const m = PARTIAL_FILE.exec(id);
+      if (m === null) continue;
+      const st = await stat(join(dir, id)).catch(() => undefined);
+      if (st !== undefined) out.push({ name: m[1] as string, id, started: st.mtime });
+    }
+    return out;
+  }
+
+  async discardPartial(p: PartialShard): Promise<void> {
+    // The id comes from a checkpoint file: only a temporary shard name of this directory.
+    if (!PARTIAL_FILE.test(p.id)) throw new VfsError('EINVAL', `'${p.id}' is not the name of a temporary shard file`);
+    await rm(join(this.dir, SHARD_DIR, p.id), { force: true });
   }
 
   async deleteShard(name: string): Promise<void> {

@@ -36,6 +36,14 @@ function intArg(v: string): number {
   return Number(v);
 }
 
+/** A duration: a number with s, m, h or d (seconds without a unit). */
+function durationArg(v: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(s|m|min|h|d)?$/i.exec(v.trim());
+  if (m === null) throw new InvalidArgumentError('must be a duration such as 0, 90s, 30m, 24h or 7d');
+  const unit = { s: 1, m: 60, min: 60, h: 3600, d: 86400 }[(m[2] ?? 's').toLowerCase() as 's' | 'm' | 'min' | 'h' | 'd'];
+  return Math.round(Number(m[1]) * unit * 1000);
+}
+
 function storeOptions(opts: { s3Endpoint?: string }): Record<string, unknown> {
   return opts.s3Endpoint !== undefined ? { endpoint: opts.s3Endpoint } : {};
 }
@@ -62,11 +70,16 @@ export function shardCommand(deps: ShardCommandDeps): Command {
     .option('--align <bytes>', 'payloads up to this size never cross a multiple of it (default 128KiB, the S3 read page)', sizeArg)
     .addOption(new Option('--progress <mode>', 'progress display (default: tty on a terminal, else plain)').choices(['tty', 'plain', 'none']))
     .option('--progress-interval <seconds>', 'seconds between plain progress lines (default 10)', intArg)
+    .option(
+      '--abort-uploads-older-than <duration>',
+      "unfinished shard uploads under DEST that no checkpoint names (S3 multipart uploads, temporary files of a killed run) are aborted when older than this (default 24h; 0 = all: only when nothing else writes the set); the interrupted run's own recorded upload is always aborted",
+      durationArg,
+    )
     .addOption(s3Option())
     .action(
       deps.action(async (src: string, dest: string, opts: {
         shardSize?: number; codec: Codec | 'auto'; level?: number; workers?: number; align?: number; progress?: ProgressMode;
-        progressInterval?: number; s3Endpoint?: string;
+        progressInterval?: number; abortUploadsOlderThan?: number; s3Endpoint?: string;
       }) => {
         const { openShardStore } = await import('../../backends/shard/store.ts');
         const { pack } = await import('../../backends/shard/pack.ts');
@@ -80,8 +93,12 @@ export function shardCommand(deps: ShardCommandDeps): Command {
             ...(opts.align !== undefined ? { alignment: opts.align } : {}),
             progress: opts.progress ?? (process.stderr.isTTY ? 'tty' : 'plain'),
             ...(opts.progressInterval !== undefined ? { progressIntervalMs: opts.progressInterval * 1000 } : {}),
+            ...(opts.abortUploadsOlderThan !== undefined ? { abortPartialsOlderThanMs: opts.abortUploadsOlderThan } : {}),
             warn: (m) => process.stderr.write(`portico: warning: ${m}\n`),
           });
+          if (r.partialsDiscarded > 0) {
+            process.stdout.write(`aborted ${r.partialsDiscarded} unfinished shard upload${r.partialsDiscarded === 1 ? '' : 's'} left by an interrupted run\n`);
+          }
           if (r.upToDate) {
             process.stdout.write(`up to date: ${r.unchanged} entries unchanged (generation ${r.generation})\n`);
             return;

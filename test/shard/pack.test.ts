@@ -4,7 +4,7 @@
  * changed files and tombstones; an interrupted pack (the process killed) resumes from its checkpoint.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -84,8 +84,16 @@ describe('shard pack', () => {
     const set = join(tmp, 'set3');
     const child = spawn(NODE, [BIN, 'shard', 'pack', src, set, '--shard-size', '32KiB', '--workers', '1', '--progress', 'none'], { env: cleanEnv(), stdio: 'ignore' });
     const cp = join(set, 'pack-checkpoint.json');
-    for (let i = 0; i < 2000 && !existsSync(cp) && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 5));
-    expect(existsSync(cp)).toBe(true);
+    // The checkpoint exists from the first shard's start (it names the temporary file): wait for a shard done.
+    const shardsDone = (): number => {
+      try {
+        return (JSON.parse(readFileSync(cp, 'utf8')) as { done: unknown[] }).done.length;
+      } catch {
+        return 0;
+      }
+    };
+    for (let i = 0; i < 2000 && shardsDone() === 0 && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(shardsDone()).toBeGreaterThan(0);
     process.kill(child.pid!, 'SIGKILL');
     await new Promise((r) => child.once('close', r));
     expect(existsSync(join(set, 'catalog.json'))).toBe(false);
@@ -94,6 +102,8 @@ describe('shard pack', () => {
     expect(r.stdout).toMatch(/generation 1: \d+ shards written, [1-9]\d* resumed from the checkpoint/);
     expect(r.stderr).toMatch(/pack: \d+\/\d+ files/);
     expect(existsSync(cp)).toBe(false);
+    // The killed run's temporary shard file (named by its checkpoint) is gone too.
+    expect(readdirSync(join(set, 'shards')).filter((n) => n.endsWith('.tmp'))).toEqual([]);
     await expectSet(set, files);
     const ls = await runCli(['shard', 'ls', set, '/empty-dir']);
     expect(ls.code).toBe(0);
