@@ -15,6 +15,7 @@ import { parseCatalog, serializeCatalog, shardName, type Catalog, type CatalogSh
 import { comparePathBytes } from './format.ts';
 import { readStored } from './format-read.ts';
 import { DEFAULT_ALIGNMENT, ShardWriter } from './format-write.ts';
+import { PARTIAL_MAX_AGE_MS, discardPartials } from './partials.ts';
 import { Progress, type ProgressMode } from './progress.ts';
 import { ShardSetReader, type Located } from './set-reader.ts';
 import type { ShardStore } from './store.ts';
@@ -49,6 +50,13 @@ export interface RepackOptions {
   alignment?: number;
   progress?: ProgressMode;
   progressOut?: NodeJS.WritableStream;
+  /**
+   * Unfinished shard writes under the set (a killed pack's or repack's S3 multipart uploads or
+   * temporary files) older than this are discarded first (default 24 h, partials.ts). Repack keeps
+   * no checkpoint, so its own killed runs' uploads are found this way only.
+   */
+  abortPartialsOlderThanMs?: number;
+  warn?: (message: string) => void;
 }
 
 export interface RepackResult {
@@ -58,6 +66,8 @@ export interface RepackResult {
   liveEntries: number;
   reclaimedBytes: number;
   deleted: string[];
+  /** Unfinished shard writes discarded (see RepackOptions.abortPartialsOlderThanMs). */
+  partialsDiscarded: number;
 }
 
 export async function repack(store: ShardStore, o: RepackOptions = {}): Promise<RepackResult> {
@@ -65,7 +75,8 @@ export async function repack(store: ShardStore, o: RepackOptions = {}): Promise<
   const grace = o.graceMs ?? 10 * 60_000;
   const catalog = await loadCatalog(store);
   const now = Date.now();
-  const result: RepackResult = { generation: catalog.generation, rebuilt: [], written: 0, liveEntries: 0, reclaimedBytes: 0, deleted: [] };
+  const result: RepackResult = { generation: catalog.generation, rebuilt: [], written: 0, liveEntries: 0, reclaimedBytes: 0, deleted: [], partialsDiscarded: 0 };
+  result.partialsDiscarded = (await discardPartials(store, { olderThanMs: o.abortPartialsOlderThanMs ?? PARTIAL_MAX_AGE_MS, warn: o.warn ?? (() => undefined) })).discarded;
 
   // Retired shards past their grace period go first.
   const retired = [...(catalog.retired ?? [])];

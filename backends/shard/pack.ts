@@ -38,7 +38,6 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { crc32 } from 'node:zlib';
-import { isVfsError } from '../../src/vfs/errors.ts';
 import { normalizeName } from '../../src/vfs/path.ts';
 import { CHECKPOINT_NAME, emptyCatalog, parseCatalog, serializeCatalog, shardName, type Catalog, type CatalogShard } from './catalog.ts';
 import type { Codec } from './codec.ts';
@@ -47,7 +46,8 @@ import { DEFAULT_ALIGNMENT, ShardWriter } from './format-write.ts';
 import { prepareFile, type PrepareTask, type Prepared } from './prepare.ts';
 import { Progress, type ProgressMode } from './progress.ts';
 import { ShardSetReader } from './set-reader.ts';
-import type { PartialShard, ShardStore } from './store.ts';
+import { PARTIAL_MAX_AGE_MS, discardPartials } from './partials.ts';
+import type { ShardStore } from './store.ts';
 
 export interface PackOptions {
   /** Original bytes per shard, at most (default 1 GiB; a single larger file gets a shard of its own). */
@@ -69,9 +69,6 @@ export interface PackOptions {
   /** Warnings (skipped entries, files that vanished). */
   warn?: (message: string) => void;
 }
-
-/** See the header: the age above which an unfinished shard write nobody recorded is discarded. */
-export const PARTIAL_MAX_AGE_MS = 24 * 3600 * 1000;
 
 export interface PackResult {
   upToDate: boolean;
@@ -107,60 +104,6 @@ interface Checkpoint {
   done: CatalogShard[];
   /** The shard being written when this was saved, as the store knows it (S3 UploadId, temporary file). */
   partial?: { name: string; id: string };
-}
-
-function ageText(ms: number): string {
-  return ms % 3_600_000 === 0 ? `${ms / 3_600_000} h` : ms % 60_000 === 0 ? `${ms / 60_000} min` : `${ms / 1000} s`;
-}
-
-/**
- * Discards `recorded` (a checkpoint's unfinished shard), then every unfinished shard write of the
- * store older than `olderThanMs`; younger ones are counted and reported. A store that cannot list or
- * abort multipart uploads gets a warning instead (a bucket lifecycle rule has to do it there).
- */
-export async function discardPartials(store: ShardStore, o: { recorded?: PartialShard | undefined; olderThanMs: number; warn: (m: string) => void }): Promise<{ discarded: number; kept: number }> {
-  let discarded = 0;
-  const kept: PartialShard[] = [];
-  const unsupported = (e: unknown): boolean => {
-    if (!isVfsError(e, 'ENOTSUP')) return false;
-    o.warn(`unfinished shard uploads under ${store.label} cannot be cleaned up: ${(e as Error).message}`);
-    return true;
-  };
-  try {
-    let found: PartialShard[] | undefined;
-    try {
-      found = await store.listPartials();
-    } catch (e) {
-      if (!isVfsError(e, 'ENOTSUP')) throw e;
-      unsupported(e);
-    }
-    // The recorded one is discarded even when the store cannot list (it is counted when it was there).
-    if (o.recorded !== undefined) {
-      await store.discardPartial(o.recorded);
-      if (found === undefined || found.some((p) => p.id === o.recorded?.id)) discarded++;
-    }
-    if (found === undefined) return { discarded, kept: 0 };
-    const cutoff = Date.now() - o.olderThanMs;
-    for (const p of found) {
-      if (p.id === o.recorded?.id) continue;
-      // No start time (a store that does not say): only an explicit "all of them" removes it.
-      if (p.started === undefined ? o.olderThanMs > 0 : p.started.getTime() > cutoff) {
-        kept.push(p);
-        continue;
-      }
-      await store.discardPartial(p);
-      discarded++;
-    }
-  } catch (e) {
-    if (!unsupported(e)) throw e;
-  }
-  if (kept.length > 0) {
-    o.warn(
-      `${kept.length} unfinished shard upload${kept.length === 1 ? '' : 's'} under ${store.label} (${kept.map((p) => `${p.name} started ${p.started?.toISOString() ?? 'at an unknown time'}`).join(', ')}) ` +
-        `younger than ${ageText(o.olderThanMs)} left alone: another pack or repack may be writing ${kept.length === 1 ? 'it' : 'them'}; if none is, --abort-uploads-older-than 0 discards ${kept.length === 1 ? 'it' : 'them'}`,
-    );
-  }
-  return { discarded, kept: kept.length };
 }
 
 const GiB = 1024 ** 3;

@@ -8,7 +8,8 @@ import { parseCatalog, type Catalog } from './catalog.ts';
 import { HEADER_BYTES, ShardFormatError, decodeHeader } from './format.ts';
 import { openShard, readStored } from './format-read.ts';
 import { Progress, type ProgressMode } from './progress.ts';
-import type { ShardStore } from './store.ts';
+import { isVfsError } from '../../src/vfs/errors.ts';
+import type { PartialShard, ShardStore } from './store.ts';
 
 export interface VerifyProblem {
   shard: string;
@@ -24,6 +25,12 @@ export interface VerifyReport {
   problems: VerifyProblem[];
   /** Shard objects present that the catalog does not name (an interrupted pack's, or retired ones). */
   unreferenced: string[];
+  /**
+   * Unfinished shard writes under the set (S3 multipart uploads, temporary files): stored (and
+   * billed) until aborted; the next pack or repack aborts those past its age (partials.ts).
+   * Undefined when the store cannot list them. Not problems: a writer may be running.
+   */
+  partials?: PartialShard[];
   seconds: number;
 }
 
@@ -48,6 +55,11 @@ export async function verify(store: ShardStore, o: VerifyOptions = {}): Promise<
     label: 'verify', totalFiles: catalog.shards.reduce((a, s) => a + s.files, 0), totalBytes: catalog.shards.reduce((a, s) => a + s.bytes, 0),
     mode: o.progress ?? 'none', out: o.progressOut ?? process.stderr, ...(o.progressIntervalMs !== undefined ? { intervalMs: o.progressIntervalMs } : {}),
   });
+  try {
+    report.partials = await store.listPartials();
+  } catch (e) {
+    if (!isVfsError(e, 'ENOTSUP')) throw e;
+  }
   const present = new Set(await store.listShards());
   for (const name of present) if (!catalog.shards.some((s) => s.name === name)) report.unreferenced.push(name);
   for (const shard of catalog.shards) {

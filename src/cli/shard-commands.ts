@@ -156,6 +156,9 @@ export function shardCommand(deps: ShardCommandDeps): Command {
           const r = await withRunMetrics(opts.metricsFile, 'verify', dest, () => verify(store, { progress: opts.progress ?? (process.stderr.isTTY ? 'tty' : 'plain') }), verifyValues);
           for (const p of r.problems) process.stdout.write(`CORRUPT ${p.shard}${p.path !== undefined ? ` ${p.path}` : ''}: ${p.message}\n`);
           for (const n of r.unreferenced) process.stdout.write(`note: ${n} is not named by the catalog (interrupted pack or retired shard)\n`);
+          for (const u of r.partials ?? []) {
+            process.stdout.write(`note: unfinished upload of ${u.name} (${u.id}, started ${u.started?.toISOString() ?? 'at an unknown time'}): stored until aborted; a pack or repack aborts it once older than its --abort-uploads-older-than (default 24h)\n`);
+          }
           process.stdout.write(`generation ${r.generation}: ${r.shards} shards, ${r.files} files (${(r.bytes / MiB).toFixed(1)} MiB) verified, ${r.problems.length} problems, ${r.seconds.toFixed(1)} s\n`);
           if (r.problems.length > 0) process.exitCode = 1;
         } finally {
@@ -197,11 +200,12 @@ export function shardCommand(deps: ShardCommandDeps): Command {
     })
     .option('--grace <seconds>', 'how long replaced shards stay for readers of the previous catalog (default 600)', intArg)
     .option('--shard-size <size>', 'original bytes per new shard, at most (default 1GiB)', sizeArg)
+    .option('--abort-uploads-older-than <duration>', 'unfinished shard uploads under DEST (a killed pack or repack) older than this are aborted first (default 24h; 0 = all: only when nothing else writes the set)', durationArg)
     .addOption(new Option('--progress <mode>', 'progress display').choices(['tty', 'plain', 'none']))
     .addOption(s3Option())
     .addOption(metricsOption())
     .action(
-      deps.action(async (dest: string, opts: { threshold?: number; grace?: number; shardSize?: number; progress?: ProgressMode; s3Endpoint?: string; metricsFile?: string }) => {
+      deps.action(async (dest: string, opts: { threshold?: number; grace?: number; shardSize?: number; abortUploadsOlderThan?: number; progress?: ProgressMode; s3Endpoint?: string; metricsFile?: string }) => {
         const { openShardStore } = await import('../../backends/shard/store.ts');
         const { repack } = await import('../../backends/shard/maintenance.ts');
         const { withRunMetrics, repackValues } = await import('../../backends/shard/metrics.ts');
@@ -211,8 +215,13 @@ export function shardCommand(deps: ShardCommandDeps): Command {
             ...(opts.threshold !== undefined ? { threshold: opts.threshold } : {}),
             ...(opts.grace !== undefined ? { graceMs: opts.grace * 1000 } : {}),
             ...(opts.shardSize !== undefined ? { shardSize: opts.shardSize } : {}),
+            ...(opts.abortUploadsOlderThan !== undefined ? { abortPartialsOlderThanMs: opts.abortUploadsOlderThan } : {}),
             progress: opts.progress ?? (process.stderr.isTTY ? 'tty' : 'plain'),
+            warn: (m) => process.stderr.write(`portico: warning: ${m}\n`),
           }), repackValues);
+          if (r.partialsDiscarded > 0) {
+            process.stdout.write(`aborted ${r.partialsDiscarded} unfinished shard upload${r.partialsDiscarded === 1 ? '' : 's'} left by an interrupted run\n`);
+          }
           process.stdout.write(
             `generation ${r.generation}: ${r.rebuilt.length} shards rebuilt into ${r.written} (${r.liveEntries} live entries, ${(r.reclaimedBytes / MiB).toFixed(1)} MiB reclaimed), ` +
               `${r.deleted.length} retired shards deleted\n`,

@@ -4,10 +4,11 @@
  * changed files and tombstones; an interrupted pack (the process killed) resumes from its checkpoint.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { repack } from '../../backends/shard/maintenance.ts';
 import { pack } from '../../backends/shard/pack.ts';
 import { ShardSetReader } from '../../backends/shard/set-reader.ts';
 import { LocalShardStore } from '../../backends/shard/store.ts';
@@ -108,5 +109,27 @@ describe('shard pack', () => {
     const ls = await runCli(['shard', 'ls', set, '/empty-dir']);
     expect(ls.code).toBe(0);
     expect(ls.stdout.trim()).toBe('TYPE  SIZE  NAME  SHARD');
+  });
+
+  it('unfinished shard files no checkpoint names: older than the age discarded by pack, younger ones kept and reported, then discarded by repack with age 0', async () => {
+    const src = join(tmp, 'src4');
+    makeTree(src, 50, { seed: 6 });
+    const set = join(tmp, 'set4');
+    await pack(src, new LocalShardStore(set), { workers: 0 });
+    const old = join(set, 'shards', '.g000002-000001.shard.4242.tmp');
+    const young = join(set, 'shards', '.g000002-000002.shard.4243.tmp');
+    writeFileSync(old, Buffer.alloc(4096));
+    writeFileSync(young, Buffer.alloc(4096));
+    utimesSync(old, new Date(Date.now() - 25 * 3600_000), new Date(Date.now() - 25 * 3600_000));
+    writeFileSync(join(src, 'new.txt'), 'new');
+    const warnings: string[] = [];
+    const r = await pack(src, new LocalShardStore(set), { workers: 0, warn: (m) => warnings.push(m) });
+    expect(r).toMatchObject({ generation: 2, files: 1, partialsDiscarded: 1, partialsKept: 1 });
+    expect(existsSync(old)).toBe(false);
+    expect(existsSync(young)).toBe(true);
+    expect(warnings.join('\n')).toMatch(/1 unfinished shard upload under .* \(g000002-000002\.shard started .*\) younger than 24 h left alone/);
+    const rp = await repack(new LocalShardStore(set), { abortPartialsOlderThanMs: 0 });
+    expect(rp.partialsDiscarded).toBe(1);
+    expect(readdirSync(join(set, 'shards')).filter((n) => n.endsWith('.tmp'))).toEqual([]);
   });
 });
