@@ -33,6 +33,8 @@
  *   BENCH_QUICK=1 npm run bench:s3-gateway    64 MiB only, 1 round, 50 small files, 200 entries
  *   BENCH_SERVERS=portico-sync,rclone-off     only those servers
  *   BENCH_CPU_PROF=/tmp/prof                  a CPU profile of each Portico gateway (node --cpu-prof)
+ *   BENCH_SMALL_ONLY=1                        no big files: the 4 KiB rows and PROPFIND
+ *   BENCH_TREES=a=/tmp/a,b=/tmp/b             also a sync gateway from each source tree (A/B of versions)
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -56,7 +58,8 @@ const ONLY = process.env.BENCH_SERVERS ? new Set(process.env.BENCH_SERVERS.split
 const MiB = 1024 * 1024;
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? (QUICK ? 1 : 2));
 /** The 1 GiB file: one round unless BENCH_ROUNDS says more (each round moves 5 x 2 GiB through s3rver). */
-const BIG = QUICK
+/** BENCH_SMALL_ONLY=1: no big files (the 4 KiB rows and PROPFIND only). */
+const BIG = process.env.BENCH_SMALL_ONLY === '1' ? [] : QUICK
   ? [{ label: '64 MiB', bytes: 64 * MiB, rounds: ROUNDS }]
   : [{ label: '256 MiB', bytes: 256 * MiB, rounds: ROUNDS }, { label: '1 GiB', bytes: 1024 * MiB, rounds: Number(process.env.BENCH_ROUNDS ?? 1) }];
 const SMALL_N = QUICK ? 50 : 200;
@@ -147,7 +150,7 @@ async function launch(name: string, prefix: string, port: number, cmd: string, a
 }
 
 /** `portico serve` with one S3 share "share" on `prefix`, WebDAV only, as a user would start it. */
-async function startPortico(name: string, s3: S3Info, prefix: string, writeBack: 'sync' | 'async' | 'async-os', options: Record<string, unknown> = {}): Promise<Srv> {
+async function startPortico(name: string, s3: S3Info, prefix: string, writeBack: 'sync' | 'async' | 'async-os', options: Record<string, unknown> = {}, bin = BIN): Promise<Srv> {
   const tmp = mkdtempSync(join(tmpdir(), `portico-s3gw-${name}-`));
   const port = await freePort();
   const conf = join(tmp, 'portico.yaml');
@@ -161,13 +164,13 @@ async function startPortico(name: string, s3: S3Info, prefix: string, writeBack:
     // default: the matching mode, and a GET right after a PUT does not compete with its upload.
     shares: [{ name: 'share', source: `s3://${s3.bucket}/${prefix}`, writeBack: writeBack === 'sync' ? writeBack : { mode: 'async', uploadDelayMs: 5000, fsync: writeBack === 'async' }, options: { endpoint: s3.endpoint, ...CREDS, ...options } }],
   }));
-  const add = await run(NODE, [BIN, 'user', 'add', USER, '--password-stdin', '--config', conf], `${PASS}\n`);
+  const add = await run(NODE, [bin, 'user', 'add', USER, '--password-stdin', '--config', conf], `${PASS}\n`);
   if (add.code !== 0) throw new Error(`portico user add failed (${add.code}): ${add.out}`);
   const auth = `Basic ${Buffer.from(`${USER}:${PASS}`).toString('base64')}`;
   // BENCH_CPU_PROF=<dir>: each Portico gateway writes V8 CPU profiles to <dir>/<server> when it
   // stops (one per thread; the largest is the main thread's).
   const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', join(process.env.BENCH_CPU_PROF, name)] : [];
-  return launch(name, prefix, port, NODE, [...prof, BIN, 'serve', '--config', conf], cleanEnv(), auth, tmp);
+  return launch(name, prefix, port, NODE, [...prof, bin, 'serve', '--config', conf], cleanEnv(), auth, tmp);
 }
 
 /** `rclone serve webdav` of the same bucket's `prefix` (an S3 remote from the environment). */
@@ -464,6 +467,12 @@ async function main(): Promise<void> {
     { name: 'portico-sync', start: () => startPortico('portico-sync', s3, 'portico-sync', 'sync') },
     { name: 'portico-async', start: () => startPortico('portico-async', s3, 'portico-async', 'async') },
     { name: 'portico-async-os', start: () => startPortico('portico-async-os', s3, 'portico-async-os', 'async-os') },
+    // BENCH_TREES=name=dir,...: a sync gateway from each of those source trees too (an A/B of code
+    // versions in one run; a tree is e.g. `git archive <rev> | tar -x -C dir` plus a node_modules link).
+    ...(process.env.BENCH_TREES ?? '').split(',').filter((t) => t.includes('=')).map((t) => {
+      const [tn, dir] = t.split('=') as [string, string];
+      return { name: tn, start: () => startPortico(tn, s3, tn, 'sync', {}, join(dir, 'bin', 'portico.js')) };
+    }),
     ...(haveRclone ? [
       { name: 'rclone-off', start: () => startRclone('rclone-off', s3, 'rclone-off', 'off') },
       { name: 'rclone-full', start: () => startRclone('rclone-full', s3, 'rclone-full', 'full') },
