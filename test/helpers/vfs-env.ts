@@ -3,6 +3,8 @@
  * directory, one share named "s", and sessions for principals the test chooses.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import { afterEach } from 'vitest';
+import { LocalBackend } from '../../backends/local/local-backend.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Backend } from '../../src/vfs/backend.ts';
@@ -80,3 +82,29 @@ export function makeVfsEnv(backend: Backend, opts: VfsEnvOptions = {}): VfsEnv {
 
 export const RW = { read: true, write: true, delete: false };
 export const RO = { read: true, write: false, delete: false };
+
+/**
+ * Stacks a test file makes and drops after each test: `local()` builds one over a fresh temporary
+ * directory on the local backend (removed afterwards), `track()` adopts any other (a restart over
+ * the same state, another backend). Registers its own afterEach.
+ */
+export function useVfsEnvs(prefix: string): { local(opts?: VfsEnvOptions): { root: string; env: VfsEnv }; track(env: VfsEnv): VfsEnv } {
+  const envs: VfsEnv[] = [];
+  const dirs: string[] = [];
+  afterEach(async () => {
+    for (const e of envs.splice(0)) await e.destroy();
+    for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  });
+  const track = (env: VfsEnv): VfsEnv => {
+    envs.push(env);
+    return env;
+  };
+  return {
+    local(opts: VfsEnvOptions = {}) {
+      const root = mkdtempSync(join(tmpdir(), prefix));
+      dirs.push(root);
+      return { root, env: track(makeVfsEnv(new LocalBackend(root), opts)) };
+    },
+    track,
+  };
+}

@@ -5,29 +5,15 @@
  * properties. A change in place outside Portico keeps the id and advances the change attribute; an
  * atomic content replace through Portico (a new inode) keeps the id. Across a restart too.
  */
-import { appendFileSync, mkdtempSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LocalBackend } from '../../backends/local/local-backend.ts';
-import { makeVfsEnv, type VfsEnv } from '../helpers/vfs-env.ts';
+import { makeVfsEnv, useVfsEnvs } from '../helpers/vfs-env.ts';
 import { expectCode, readFile, writeFile } from '../conformance/vfs-conformance.ts';
 
 const PROP = [{ ns: 'urn:x', name: 'tag', value: Buffer.from('kept') }];
-let env: VfsEnv | undefined;
-const dirs: string[] = [];
-afterEach(async () => {
-  await env?.destroy();
-  env = undefined;
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-
-function local(): { root: string; env: VfsEnv } {
-  const root = mkdtempSync(join(tmpdir(), 'portico-ident-'));
-  dirs.push(root);
-  env = makeVfsEnv(new LocalBackend(root));
-  return { root, env };
-}
+const { local, track } = useVfsEnvs('portico-ident-');
 
 describe('identity on a local disk', () => {
   it('a file deleted and created again outside Portico gets a new id; the old id is stale, its properties stay behind', async () => {
@@ -99,11 +85,9 @@ describe('identity on a local disk', () => {
     await e.stop();
     unlinkSync(join(root, 'swapped'));
     writeFileSync(join(root, 'swapped'), 'y');
-    env = makeVfsEnv(new LocalBackend(root), { stateDir: e.stateDir });
-    const s2 = env.session();
+    const s2 = track(makeVfsEnv(new LocalBackend(root), { stateDir: e.stateDir })).session();
     const same2 = await s2.getattr('s', '/same');
     expect([same2.id, same2.change]).toEqual([same.id, same.change]);
     expect((await s2.getattr('s', '/swapped')).id).not.toBe(swapped.id);
-    rmSync(e.stateDir, { recursive: true, force: true });
   });
 });

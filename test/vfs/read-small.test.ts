@@ -6,30 +6,20 @@
  * file no larger than the limit on a backend that reads synchronously. Otherwise the general path
  * runs and answers as it always did (a deny-read open elsewhere still refuses the read).
  */
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { LocalBackend } from '../../backends/local/local-backend.ts';
+import { describe, expect, it } from 'vitest';
 import { MemoryBackend } from '../../backends/memory/memory-backend.ts';
 import { LEASE_R } from '../../src/locks/leases.ts';
 import type { Session } from '../../src/session/session.ts';
 import type { FileAttr } from '../../src/vfs/types.ts';
-import { alice, bob, makeVfsEnv, RO, RW, type VfsEnv } from '../helpers/vfs-env.ts';
+import { alice, bob, makeVfsEnv, RO, RW, useVfsEnvs, type VfsEnv } from '../helpers/vfs-env.ts';
 import { expectCode, writeFile } from '../conformance/vfs-conformance.ts';
 
-let env: VfsEnv | undefined;
-const dirs: string[] = [];
-afterEach(async () => {
-  await env?.destroy();
-  env = undefined;
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const envs = useVfsEnvs('portico-read-small-');
 
 function local(): { e: VfsEnv; root: string } {
-  const root = mkdtempSync(join(tmpdir(), 'portico-read-small-'));
-  dirs.push(root);
-  env = makeVfsEnv(new LocalBackend(root));
+  const { root, env } = envs.local();
   return { e: env, root };
 }
 
@@ -164,8 +154,7 @@ describe('handle-less read of a small file', () => {
   });
 
   it('a backend without synchronous reads (memory) reads through a handle', async () => {
-    env = makeVfsEnv(new MemoryBackend());
-    const s = env.session(alice, 'webdav');
+    const s = envs.track(makeVfsEnv(new MemoryBackend())).session(alice, 'webdav');
     await writeFile(s, '/m', 'memory');
     const r = await readVia(s, '/m');
     expect(r.handleLess).toBe(false);
