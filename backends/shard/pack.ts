@@ -296,6 +296,8 @@ export async function pack(src: string, store: ShardStore, o: PackOptions = {}):
     saving.catch(() => undefined);
     return saving;
   };
+  /** `done` has a shard the stored checkpoint does not list yet. */
+  let unsaved = false;
   const doneNames = new Set(done.map((s) => s.name));
   result.shardsResumed = done.length;
 
@@ -314,7 +316,18 @@ export async function pack(src: string, store: ShardStore, o: PackOptions = {}):
         progress.add(files.length, files.reduce((a, e) => a + e.size, 0));
         continue;
       }
-      const out = await store.createShard(name, part.reduce((a, e) => a + e.size, 0), (p) => void saveCheckpoint({ name: p.name, id: p.id }));
+      // The previous shard's completion is saved with this one's partial when the store reports it
+      // at once (a directory's temporary file): one fsynced checkpoint write per shard, as before
+      // partials were recorded. Else (S3: the upload starts with the first full part, or never for
+      // a shard under one part) it is saved right after the create, and the partial when it comes.
+      const out = await store.createShard(name, part.reduce((a, e) => a + e.size, 0), (p) => {
+        unsaved = false;
+        void saveCheckpoint({ name: p.name, id: p.id });
+      });
+      if (unsaved) {
+        unsaved = false;
+        void saveCheckpoint();
+      }
       const w = new ShardWriter(async (c) => {
         await out.write(c);
         // The upload the write may have started is recorded before more of the shard goes out.
@@ -391,8 +404,9 @@ export async function pack(src: string, store: ShardStore, o: PackOptions = {}):
         await out.abort().catch(() => undefined);
         throw err;
       }
-      await saveCheckpoint();
+      unsaved = true;
     }
+    if (unsaved) await saveCheckpoint();
   } finally {
     await pool.close();
   }
