@@ -370,7 +370,12 @@ export class ClientRecords {
     if (this.#dirty.size === 0) return;
     const store = this.#host.store;
     if (!store.db.isOpen) return;
-    store.commitGroup();
+    // In the same commit as the id rows and change state waiting for the group (one commit, not
+    // the group's and then one per statement): durable before any reply to the change leaves.
+    store.commitWith(() => this.#writeDirty());
+  }
+
+  #writeDirty(): void {
     const now = this.#now();
     const grace = this.#graceEndsAt !== undefined;
     for (const client of this.#dirty) {

@@ -470,6 +470,25 @@ export class MetadataStore {
     }
   }
 
+  /**
+   * Runs `fn` (its own statements) and has it committed together with what the group holds: when a
+   * group is open or rows wait for one, `fn` runs inside that transaction and it commits now — one
+   * commit where commitGroup() followed by `fn`'s own autocommit statements made two or more. Inside
+   * an explicit transaction, that transaction commits it; with nothing waiting, `fn`'s statements
+   * commit as they run. For writes that must be durable before the caller answers (client records:
+   * src/locks/client-records.ts), as after commitGroup().
+   */
+  commitWith(fn: () => void): void {
+    if (this.txDepth > 0) return fn();
+    if (this.pending.size > 0 || this.dirty.size > 0) this.writePending();
+    if (!this.group) return fn();
+    try {
+      fn();
+    } finally {
+      this.commitGroup();
+    }
+  }
+
   /** Whether id rows may wait for a batch (not in a transaction, not ':memory:', no sibling store). */
   private get deferrable(): boolean {
     return this.txDepth === 0 && this.siblings !== undefined && this.siblings.size === 1;

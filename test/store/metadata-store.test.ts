@@ -49,6 +49,38 @@ describe('metadata store group commit', () => {
     }
   });
 
+  it('commitWith runs its statements inside the open group and commits both at once; with nothing waiting they commit on their own', () => {
+    const s = MetadataStore.open(dir);
+    try {
+      s.db.exec('CREATE TABLE IF NOT EXISTS t_extra (v TEXT)');
+      const root = s.rootId('v');
+      s.ensureChild('v', root, 'a', 'a');
+      expect(committedNames()).toEqual([]);
+      let inTx: boolean | undefined;
+      s.commitWith(() => {
+        inTx = s.db.isTransaction;
+        s.db.prepare('INSERT INTO t_extra (v) VALUES (?)').run('x');
+      });
+      // One transaction: the waiting row and the statement, both on disk once it returns.
+      expect(inTx).toBe(true);
+      expect(s.db.isTransaction).toBe(false);
+      expect(committedNames()).toEqual(['a']);
+      const other = new DatabaseSync(join(dir, 'portico.db'), { readOnly: true });
+      try {
+        expect(other.prepare('SELECT v FROM t_extra').all()).toEqual([{ v: 'x' }]);
+      } finally {
+        other.close();
+      }
+      // Nothing waiting: no transaction of its own, the statement commits as it runs.
+      s.commitWith(() => {
+        inTx = s.db.isTransaction;
+      });
+      expect(inTx).toBe(false);
+    } finally {
+      s.close();
+    }
+  });
+
   it('any other write commits the open group first, in order', () => {
     const s = MetadataStore.open(dir);
     try {
