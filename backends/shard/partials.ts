@@ -63,7 +63,7 @@ export async function discardPartials(store: ShardStore, o: { recorded?: Partial
   }
   if (kept.length > 0) {
     o.warn(
-      `${kept.length} unfinished shard upload${kept.length === 1 ? '' : 's'} under ${store.label} (${kept.map((p) => `${p.name} started ${p.started?.toISOString() ?? 'at an unknown time'}`).join(', ')}) ` +
+      `${kept.length} unfinished shard upload${kept.length === 1 ? '' : 's'} under ${store.label} (${kept.slice(0, 5).map((p) => `${p.name} started ${p.started?.toISOString() ?? 'at an unknown time'}`).join(', ')}${kept.length > 5 ? ', ...' : ''}) ` +
         `younger than ${ageText(o.olderThanMs)} left alone: another pack or repack may be writing ${kept.length === 1 ? 'it' : 'them'}; if none is, --abort-uploads-older-than 0 discards ${kept.length === 1 ? 'it' : 'them'}`,
     );
   }
