@@ -13,7 +13,10 @@
  *   SMB_AB_NODE_ARGS="--trace-gc"                   node flags for the children; their stdout goes
  *                                                   to SMB_AB_TRACE_DIR/TREE-N.log when that is set
  *   SMB_AB_PERF_DIR=DIR                             `perf record -g` of the server during each transfer
- *                                                   (with SMB_AB_NODE_ARGS=--perf-basic-prof for JS names)
+ *                                                   (with SMB_AB_NODE_ARGS=--perf-basic-prof for JS names;
+ *                                                   or --perf-prof with SMB_AB_PERF_ARGS="-k 1" and `perf inject --jit`)
+ *   SMB_AB_OPS=mput-sign,mget-sign SMB_AB_FILES=500 small files: smbclient `mput`/`mget` of FILES x 4 KiB
+ *                                                   (`prompt off`), the figure in ms of CPU per file
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -32,6 +35,7 @@ const DIALECT = process.env.SMB_AB_DIALECT ?? 'SMB3_11';
 const NODE_ARGS = process.env.SMB_AB_NODE_ARGS?.split(' ').filter(Boolean);
 const TRACE_DIR = process.env.SMB_AB_TRACE_DIR;
 const PERF_DIR = process.env.SMB_AB_PERF_DIR;
+const FILES = Number(process.env.SMB_AB_FILES ?? 500);
 const PASS = 'bench-password-1';
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 
@@ -63,10 +67,23 @@ const work = mkdtempSync(join(tmpdir(), 'portico-smb-ab-'));
 const data = join(work, 'share');
 mkdirSync(data);
 const src = join(work, 'big.bin');
-const content = Buffer.alloc(MIB * 1024 * 1024);
+const bigOps = OPS.some((op) => op.startsWith('get-') || op.startsWith('put-'));
+const content = Buffer.alloc(bigOps ? MIB * 1024 * 1024 : 0);
 for (let at = 0; at < content.length; at += 1 << 20) randomBytes(1 << 20).copy(content, at);
 writeFileSync(src, content);
 writeFileSync(join(data, 'big.bin'), content);
+const smallSrc = join(work, 'small-src');
+const smallDst = join(work, 'small-dst');
+mkdirSync(smallSrc);
+mkdirSync(smallDst);
+mkdirSync(join(data, 'small'));
+if (OPS.some((op) => op.startsWith('m'))) {
+  for (let i = 0; i < FILES; i++) {
+    const body = randomBytes(4096);
+    writeFileSync(join(smallSrc, `f${String(i).padStart(4, '0')}`), body);
+    writeFileSync(join(data, 'small', `f${String(i).padStart(4, '0')}`), body);
+  }
+}
 const conf = join(work, 'client.conf');
 writeFileSync(conf, '[global]\n  workgroup = WORKGROUP\n');
 
@@ -98,16 +115,22 @@ try {
   for (let r = 0; r < ROUNDS; r++) {
     for (const op of OPS) {
       for (const s of r % 2 ? [...servers].reverse() : servers) {
-        const [kind, protection] = op.split('-') as ['get' | 'put', 'sign' | 'enc'];
+        const [kind, protection] = op.split('-') as ['get' | 'put' | 'mput' | 'mget', 'sign' | 'enc'];
+        const per = kind === 'mput' || kind === 'mget' ? FILES : MIB;
         const name = `ab-${r}-${s.port}.bin`;
         let perf: ChildProcess | undefined;
         if (PERF_DIR) {
-          perf = spawn('perf', ['record', '-g', '-F', '999', '-p', String(s.pid), '-o', join(PERF_DIR, `${op}-${r}-${servers.indexOf(s)}.data`)], { stdio: 'ignore' });
+          perf = spawn('perf', ['record', ...(process.env.SMB_AB_PERF_ARGS ?? '-g').split(' ').filter(Boolean), '-F', '999', '-p', String(s.pid), '-o', join(PERF_DIR, `${op}-${r}-${servers.indexOf(s)}.data`)], { stdio: 'ignore' });
           await new Promise((z) => setTimeout(z, 500));
         }
         const a = cpuOf(s.pid);
         const ta = threadsOf(s.pid);
-        const ms = await smbclient(s.port, protection === 'enc' ? 'encrypt' : 'sign', kind === 'put' ? `put ${src} ${name}` : 'get big.bin /dev/null');
+        const command =
+          kind === 'put' ? `put ${src} ${name}`
+          : kind === 'get' ? 'get big.bin /dev/null'
+          : kind === 'mput' ? `mkdir ${name}; cd ${name}; lcd ${smallSrc}; prompt off; mput f*`
+          : `cd small; lcd ${smallDst}; prompt off; mget f*`;
+        const ms = await smbclient(s.port, protection === 'enc' ? 'encrypt' : 'sign', command);
         await new Promise((z) => setTimeout(z, 300)); // the last responses' CPU
         const b = cpuOf(s.pid);
         const tb = threadsOf(s.pid);
@@ -117,12 +140,13 @@ try {
         }
         const key = `${op} ${s.tree}`;
         const row = rows.get(key) ?? { user: [], sys: [], mbps: [], threads: new Map<string, number[]>() };
-        for (const [name, ms] of tb) row.threads.set(name, [...(row.threads.get(name) ?? []), (ms - (ta.get(name) ?? 0)) / MIB]);
+        for (const [name, ms] of tb) row.threads.set(name, [...(row.threads.get(name) ?? []), (ms - (ta.get(name) ?? 0)) / per]);
         rows.set(key, row);
-        row.user.push((b.user - a.user) / MIB);
-        row.sys.push((b.sys - a.sys) / MIB);
-        row.mbps.push((MIB * 1.048576) / (ms / 1000));
-        if (kind === 'put') rmSync(join(data, name), { force: true });
+        row.user.push((b.user - a.user) / per);
+        row.sys.push((b.sys - a.sys) / per);
+        row.mbps.push(per === FILES ? FILES / (ms / 1000) : (MIB * 1.048576) / (ms / 1000));
+        if (kind === 'put' || kind === 'mput') rmSync(join(data, name), { recursive: true, force: true });
+        if (kind === 'mget') for (const f of readdirSync(smallDst)) rmSync(join(smallDst, f));
       }
     }
   }
@@ -130,7 +154,7 @@ try {
   const list = (xs: number[], d = 2): string => xs.map((x) => x.toFixed(d)).join(' ');
   const median = (xs: number[]): number => [...xs].sort((x, y) => x - y)[xs.length >> 1]!;
   console.log(`SMB CPU A/B: ${MIB} MiB, ${DIALECT}, ${ROUNDS} rounds; load average before ${list(before, 1)}, after ${list(after, 1)}`);
-  console.log('op        tree                               user ms/MiB per round  sys ms/MiB per round   total (median)  MB/s');
+  console.log('op        tree                               user ms/MiB per round  sys ms/MiB per round   total (median)  MB/s  (mput/mget: ms per file, files/s)');
   for (const op of OPS) {
     for (const s of servers) {
       const row = rows.get(`${op} ${s.tree}`)!;
