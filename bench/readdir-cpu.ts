@@ -2,7 +2,7 @@
  * CPU per directory entry of Vfs.readdir through the session (what NFS READDIR, SMB
  * QUERY_DIRECTORY, WebDAV PROPFIND and FUSE readdirplus all take), in process, A/B.
  *
- *   node bench/readdir-cpu.ts [BASELINE_CHECKOUT]
+ *   node bench/readdir-cpu.ts [BASELINE_CHECKOUT]     (env: ENTRIES, PAGE, ROUNDS, KINDS=warm,expired)
  *
  * A directory of ENTRIES (10,000) files is paged through as NFS does (PAGE entries a call, each
  * call resuming from the last cookie), through Session.readdir and Session.readdirWithProps:
@@ -21,6 +21,8 @@ import { pathToFileURL } from 'node:url';
 const ENTRIES = Number(process.env.ENTRIES ?? 10_000);
 const PAGE = Number(process.env.PAGE ?? 200);
 const ROUNDS = Number(process.env.ROUNDS ?? 7);
+/** KINDS=warm (or expired, withProps, ...): only the kinds whose label contains one of these. */
+const KINDS = process.env.KINDS;
 
 interface Stack {
   session: {
@@ -78,12 +80,14 @@ async function main(): Promise<void> {
   await sleep(2200);
   // First passes: ids created, code warmed up.
   for (const v of variants) for (let i = 0; i < 3; i++) await pass(v, i % 2 === 1);
-  const kinds: [string, boolean, boolean][] = [
-    ['readdir warm', false, false],
-    ['readdir expired', false, true],
-    ['withProps warm', true, false],
-    ['withProps expired', true, true],
-  ];
+  const kinds = (
+    [
+      ['readdir warm', false, false],
+      ['readdir expired', false, true],
+      ['withProps warm', true, false],
+      ['withProps expired', true, true],
+    ] as [string, boolean, boolean][]
+  ).filter(([k]) => KINDS === undefined || KINDS.split(',').some((w) => k.includes(w)));
   for (let r = 0; r < ROUNDS; r++) {
     for (const [kind, props, expired] of kinds) {
       const order = r % 2 === 0 ? variants : [...variants].reverse();

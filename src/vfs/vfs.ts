@@ -832,23 +832,23 @@ export class Vfs {
       this.listings.listed(lkey, r.stat, after, page, cacheable, v.backend.capabilities.directoryTimeGranularityMs);
     }
     v.listed(r.path, after, page);
-    v.touchListed(r.path, page.entries);
-    // The stored rows of the page's uncached names in one query (no awaits below: nothing changes them meanwhile).
-    const known = v.knownRows(r.path, dirRow, page.entries);
+    // Each name's path, key and cached row, looked up once; the stored rows of the page's uncached
+    // names in one query (no awaits below: nothing changes them meanwhile).
+    const listed = v.listedRows(r.path, dirRow, page.entries);
     const seen = new Set<string>();
     // New ids join the metadata store's group commit (one transaction for many rows).
     const entries: DirEntry[] = [];
-    for (const e of page.entries) {
-      const nfc = e.name.normalize('NFC');
+    for (let i = 0; i < page.entries.length; i++) {
+      const e = page.entries[i]!;
       // Two names that differ only in case (possible on a case-sensitive disk) cannot both be
       // addressed through a case-insensitive share: the first in order is shown.
-      const key = v.key(nfc);
+      const key = listed.keys[i]!;
       if (seen.has(key)) continue;
       seen.add(key);
-      const row = v.childRow(r.path, dirRow, e.name, e, known?.get(e.name));
+      const row = v.childRow(listed, i, dirRow, e);
       const attr = this.attr(v, row, e);
       // A name's cookie is its file's id, or its own link id for another name of a file (hard links).
-      entries.push({ name: nfc, cookie: v.cookieOf(r.path, dirRow.id, e.name, row), attr });
+      entries.push({ name: listed.nfcs[i]!, cookie: v.cookieAt(listed.paths[i]!, dirRow.id, key, row), attr });
     }
     // Clients resume from the last cookie of a page; remember its backend name in case that entry
     // is deleted before they come back (other cookies resolve through the id store).
