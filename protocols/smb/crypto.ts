@@ -152,6 +152,11 @@ export function computeSignature(element: Buffer, key: Buffer, algorithm: number
   return computeSignatureParts([element], key, algorithm);
 }
 
+/** computeSignatureParts' scratch space: used synchronously, within one call (the ciphers and HMAC take their input at once). */
+const SIGN_SCRATCH = Buffer.alloc(16 * 1024);
+const GMAC_NONCE = Buffer.alloc(12);
+const GMAC_OPTIONS = { authTagLength: 16 } as const;
+
 /**
  * The signature of one message given as consecutive pieces (the header and fixed body, then a
  * READ's payload as the backend returned it), so that a large response is signed where it lies
@@ -160,8 +165,18 @@ export function computeSignature(element: Buffer, key: Buffer, algorithm: number
 export function computeSignatureParts(pieces: Buffer[], key: Buffer, algorithm: number): Buffer {
   const head = pieces[0];
   if (!head || head.length < HEADER_BYTES) throw new RangeError('message shorter than an SMB2 header');
-  // The message as signed: the signature field read as zeros. Fed in parts, never copied.
-  const parts = [head.subarray(0, SIG_AT), ZERO16, head.subarray(SIG_AT + 16), ...pieces.slice(1)];
+  // The message as signed: the signature field read as zeros. A small message in one piece (every
+  // request, every response but a READ's) is copied once into a scratch buffer with that field
+  // zeroed and fed in one call; a large or split one is fed in parts, never copied.
+  let parts: Buffer[];
+  if (pieces.length === 1 && head.length <= SIGN_SCRATCH.length) {
+    head.copy(SIGN_SCRATCH);
+    SIGN_SCRATCH.fill(0, SIG_AT, SIG_AT + 16);
+    parts = [SIGN_SCRATCH.subarray(0, head.length)];
+  } else {
+    parts = [head.subarray(0, SIG_AT), ZERO16, head.subarray(SIG_AT + 16)];
+    for (let i = 1; i < pieces.length; i++) parts.push(pieces[i]!);
+  }
   switch (algorithm) {
     case SigningAlgorithm.HMAC_SHA256: {
       const h = createHmac('sha256', keyOf(key));
@@ -172,12 +187,13 @@ export function computeSignatureParts(pieces: Buffer[], key: Buffer, algorithm: 
       return aesCmacParts(key, parts);
     case SigningAlgorithm.AES_GMAC: {
       // 3.1.4.1: nonce = MessageId, then a 32-bit word: bit 0 set by the server, bit 1 for CANCEL.
-      const nonce = Buffer.alloc(12);
+      // (The nonce buffer is shared: createCipheriv copies it.)
+      const nonce = GMAC_NONCE;
       head.copy(nonce, 0, 24, 32);
       const flags = head.readUInt32LE(16);
       const command = head.readUInt16LE(12);
       nonce.writeUInt32LE(((flags & Flags.SERVER_TO_REDIR) ? 1 : 0) | (command === Command.CANCEL ? 2 : 0), 8);
-      const gcm = createCipheriv('aes-128-gcm', keyOf(key), nonce, { authTagLength: 16 });
+      const gcm = createCipheriv('aes-128-gcm', keyOf(key), nonce, GMAC_OPTIONS);
       // GCM takes its AAD in several calls (GHASH runs over their concatenation).
       for (const p of parts) gcm.setAAD(p);
       gcm.final();

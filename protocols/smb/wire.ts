@@ -138,7 +138,9 @@ export class WireWriter {
   len = 0;
 
   constructor(initial = 256) {
-    this.buf = Buffer.alloc(initial);
+    // A small writer (a response's head and body) takes its zeroed bytes from Node's 8 KiB pool
+    // rather than an ArrayBuffer of its own (one per response before: allocation, and GC work).
+    this.buf = initial <= 4096 ? Buffer.allocUnsafe(initial).fill(0) : Buffer.alloc(initial);
   }
 
   private room(n: number): void {

@@ -365,7 +365,7 @@ export class SmbServer {
     }));
     body(w);
     conn.seqHigh += BigInt(credits);
-    return Buffer.from(w.finish());
+    return w.finish(); // the writer's own bytes (a slice of Node's pool for most), not copied again
   }
 
   error(conn: Conn, req: Smb2Header, status: number): Buffer {
@@ -572,6 +572,15 @@ export class SmbServer {
       const pieces = [lone.resp, lone.payload];
       if (lone.key) signMessageParts(pieces, lone.key, conn.signingAlgorithm);
       await send(pieces, lone.payloadDone);
+      for (const s of started) s.op.arm({ key: s.key, encryptedFor });
+      return;
+    }
+    if (lone) {
+      // One response without payload (most requests): signed where it lies and sent as it is —
+      // joinCompound would copy it unchanged (the last element is neither padded nor patched).
+      if (lone.key) signMessage(lone.resp, lone.key, conn.signingAlgorithm);
+      lone.payloadDone?.();
+      send(lone.resp);
       for (const s of started) s.op.arm({ key: s.key, encryptedFor });
       return;
     }
