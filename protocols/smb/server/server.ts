@@ -266,7 +266,8 @@ export class SmbServer {
     // waits for those in flight and runs alone, so a CLOSE or FLUSH never overtakes a WRITE.
     const inFlight = new Set<Promise<void>>();
     const dispatch = async (m: Buffer): Promise<void> => {
-      const d = await this.plaintextOf(conn, m);
+      // (A plain message is taken as it is, without the await of plaintextOf: a promise and a turn less.)
+      const d = m.length >= 4 && m.readUInt32LE(0) === PROTOCOL_TRANSFORM ? await this.plaintextOf(conn, m) : { msg: m };
       // A message decrypted into a buffer of its own: the ciphertext is not referred to any more
       // (a large one is decrypted in place, d.msg a view of m, released once answered like m).
       if (d && d.msg.buffer !== m.buffer) pool.release(m);
