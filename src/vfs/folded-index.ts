@@ -243,8 +243,9 @@ export class FoldedIndex {
   /**
    * A page Vfs.readdir listed: a pass from the start of the directory (`after` undefined) that
    * reaches its end with each page starting after the previous one's last name becomes its index.
+   * `keys`: the names' keys when the caller has them (index i: the page's ith entry).
    */
-  listed(dir: string, after: string | undefined, page: ListPage): void {
+  listed(dir: string, after: string | undefined, page: ListPage, keys?: readonly string[]): void {
     let l: Listing | undefined;
     if (after === undefined) {
       this.listings.delete(dir);
@@ -261,7 +262,12 @@ export class FoldedIndex {
         return;
       }
     }
-    for (const e of page.entries) l.index.add(this.keyOf(e.name), e.name, e.type === 'dir');
+    const entries = page.entries;
+    const index = l.index;
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
+      index.add(keys?.[i] ?? this.keyOf(e.name), e.name, e.type === 'dir');
+    }
     if (l.index.names.size > this.o.maxDirEntries) {
       this.listings.delete(dir);
       return;

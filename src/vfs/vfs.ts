@@ -831,11 +831,11 @@ export class Vfs {
       page = await v.backend.list(r.path, after === undefined ? { limit } : { after, limit });
       this.listings.listed(lkey, r.stat, after, page, cacheable, v.backend.capabilities.directoryTimeGranularityMs);
     }
-    v.listed(r.path, after, page);
     // Each name's path, key and cached row, looked up once; the stored rows of the page's uncached
     // names in one query (no awaits below: nothing changes them meanwhile).
     const listed = v.listedRows(r.path, dirRow, page.entries);
-    const seen = new Set<string>();
+    v.listed(r.path, after, page, listed);
+    const seen = listed.distinct ? undefined : new Set<string>();
     // New ids join the metadata store's group commit (one transaction for many rows).
     const entries: DirEntry[] = [];
     for (let i = 0; i < page.entries.length; i++) {
@@ -843,8 +843,10 @@ export class Vfs {
       // Two names that differ only in case (possible on a case-sensitive disk) cannot both be
       // addressed through a case-insensitive share: the first in order is shown.
       const key = listed.keys[i]!;
-      if (seen.has(key)) continue;
-      seen.add(key);
+      if (seen !== undefined) {
+        if (seen.has(key)) continue;
+        seen.add(key);
+      }
       const row = v.childRow(listed, i, dirRow, e);
       const attr = this.attr(v, row, e);
       // A name's cookie is its file's id, or its own link id for another name of a file (hard links).

@@ -25,6 +25,7 @@ export interface VolumeOptions {
 
 /** Pages used when a name must be found by scanning a directory (case/normalisation mismatch). */
 const SCAN_PAGE = 1000;
+const ASCII = /^[\x00-\x7f]*$/;
 /** Characters of listed paths Volume.listedRows keeps (over all directories; 10,000 names of 100 chars: 1 M). */
 const MAX_LISTED_PATH_CHARS = 4_000_000;
 /** A scan gives up after this many entries (a hostile client must not make us list forever). */
@@ -38,6 +39,8 @@ export interface ListedRows {
   cached: (NodeRow | undefined)[];
   known: Map<string, NodeRow | null> | undefined;
   gen: number;
+  /** No two names of the page have the same key (no dedup needed). */
+  distinct: boolean;
 }
 
 export class Volume {
@@ -372,6 +375,7 @@ export class Volume {
     const keys = new Array<string>(n);
     const cached = new Array<NodeRow | undefined>(n);
     let misses = 0;
+    let renamed = false;
     const prefix = parentPathStr === '/' ? '/' : parentPathStr + '/';
     let memo = this.listedPaths.get(parentPathStr);
     if (memo === undefined || this.listedPathChars > MAX_LISTED_PATH_CHARS) {
@@ -390,7 +394,10 @@ export class Volume {
         memo.set(name, path);
         this.listedPathChars += path.length;
       }
-      const nfc = name.normalize('NFC');
+      // ASCII is its own NFC form (the common case costs no ICU call).
+      const nfc = ASCII.test(name) ? name : name.normalize('NFC');
+      // (A backend listing the same name twice, sorted so next to each other, is deduplicated too.)
+      if (nfc !== name || (i > 0 && entries[i - 1]!.name === name)) renamed = true;
       paths[i] = path;
       nfcs[i] = nfc;
       keys[i] = this.key(nfc);
@@ -408,7 +415,9 @@ export class Volume {
         for (const [name, key] of missKeys) known.set(name, rows.get(key) ?? null);
       }
     }
-    return { paths, nfcs, keys, cached, known, gen: this.gen };
+    // Two names of the page can share a key only when keys fold case or a name is not its own NFC
+    // form (or a name is listed twice).
+    return { paths, nfcs, keys, cached, known, gen: this.gen, distinct: this.caseSensitive && !renamed };
   }
 
   /**
@@ -613,9 +622,9 @@ export class Volume {
     this.linkedPaths.clear();
   }
 
-  /** A page Vfs.readdir listed (fills the folded index of a directory paged from start to end). */
-  listed(dir: string, after: string | undefined, page: ListPage): void {
-    this.folded.listed(dir, after, page);
+  /** A page Vfs.readdir listed (fills the folded index of a directory paged from start to end); `l`: its listedRows. */
+  listed(dir: string, after: string | undefined, page: ListPage, l?: ListedRows): void {
+    this.folded.listed(dir, after, page, l?.keys);
   }
 
   /** The id of a backend path when its row is cached (no store query, no insert). */
