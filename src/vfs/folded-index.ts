@@ -66,6 +66,8 @@ class DirIndex {
    */
   at: number;
   readonly dir: string;
+  /** The kept listing (ListingCache.page's source) every page of the pass that built it came from. */
+  source: object | undefined;
   constructor(at: number, dir: string) {
     this.at = at;
     this.dir = dir;
@@ -109,6 +111,14 @@ interface Listing {
   index: DirIndex;
   /** The last name of the last page: the next page must start after it. */
   last: string | undefined;
+  /**
+   * A pass over the same kept listing as the installed index was built from: `index` is that
+   * installed index (Portico's changes reach it as the installed one), not filled again; its age
+   * restarts at `start` when the pass ends.
+   */
+  reuse: boolean;
+  start: number;
+  source: object | undefined;
 }
 
 export class FoldedIndex {
@@ -129,7 +139,7 @@ export class FoldedIndex {
     this.key = key;
     this.dirs = new LRUCache({ max: this.o.maxDirs, maxSize: this.o.maxEntries, sizeCalculation: (d) => d.names.size + 1 });
     // Readdir passes in progress: bounded by count and by the names they hold together.
-    this.listings = new LRUCache({ max: 64, maxSize: this.o.maxEntries, sizeCalculation: (l) => l.index.names.size + 1, dispose: (l) => this.endBuild(l.index) });
+    this.listings = new LRUCache({ max: 64, maxSize: this.o.maxEntries, sizeCalculation: (l) => (l.reuse ? 1 : l.index.names.size + 1), dispose: (l) => this.endBuild(l.index) });
     this.oversized = new LRUCache({ max: 1024, ttl: this.o.oversizedMs });
   }
 
@@ -243,39 +253,54 @@ export class FoldedIndex {
   /**
    * A page Vfs.readdir listed: a pass from the start of the directory (`after` undefined) that
    * reaches its end with each page starting after the previous one's last name becomes its index.
-   * `keys`: the names' keys when the caller has them (index i: the page's ith entry).
+   * `keys`: the names' keys when the caller has them (index i: the page's ith entry). `source`: the
+   * kept listing the page came from (ListingCache.page), if any: a pass over the one the installed
+   * index was built from renews that index instead of building the same one again.
    */
-  listed(dir: string, after: string | undefined, page: ListPage, keys?: readonly string[]): void {
+  listed(dir: string, after: string | undefined, page: ListPage, keys?: readonly string[], source?: object): void {
     let l: Listing | undefined;
     if (after === undefined) {
       this.listings.delete(dir);
       if (this.oversized.has(dir)) return;
-      const index = new DirIndex(Date.now(), dir);
-      this.startBuild(dir, index);
-      l = { index, last: undefined };
+      const now = Date.now();
+      // The same kept listing as the installed index was built from (no change through Portico
+      // since, or the listing would have been dropped): the pass would build that index again.
+      const cur = source === undefined ? undefined : this.dirs.peek(dir);
+      if (cur !== undefined && cur.source === source && !cur.stale && now - cur.at <= this.o.ttlMs) {
+        l = { index: cur, last: undefined, reuse: true, start: now, source };
+      } else {
+        const index = new DirIndex(now, dir);
+        index.source = source;
+        this.startBuild(dir, index);
+        l = { index, last: undefined, reuse: false, start: now, source };
+      }
       this.listings.set(dir, l);
     } else {
       l = this.listings.get(dir);
       if (l === undefined) return;
-      if (l.last !== after || l.index.stale) {
+      if (l.last !== after || l.index.stale || (l.reuse && source !== l.source)) {
+        this.listings.delete(dir);
+        return;
+      }
+      if (source !== l.source) l.index.source = undefined;
+    }
+    if (!l.reuse) {
+      const entries = page.entries;
+      const index = l.index;
+      for (let i = 0; i < entries.length; i++) {
+        const e = entries[i]!;
+        index.add(keys?.[i] ?? this.keyOf(e.name), e.name, e.type === 'dir');
+      }
+      if (index.names.size > this.o.maxDirEntries) {
         this.listings.delete(dir);
         return;
       }
     }
-    const entries = page.entries;
-    const index = l.index;
-    for (let i = 0; i < entries.length; i++) {
-      const e = entries[i]!;
-      index.add(keys?.[i] ?? this.keyOf(e.name), e.name, e.type === 'dir');
-    }
-    if (l.index.names.size > this.o.maxDirEntries) {
-      this.listings.delete(dir);
-      return;
-    }
     l.last = page.entries.at(-1)?.name ?? l.last;
     if (page.next === undefined) {
       this.listings.delete(dir);
-      this.install(dir, l.index);
+      if (!l.reuse) this.install(dir, l.index);
+      else if (this.dirs.peek(dir) === l.index && Date.now() - l.start <= this.o.ttlMs && l.start >= l.index.at) l.index.at = l.start;
     } else this.listings.set(dir, l); // its size is counted again
   }
 

@@ -76,8 +76,12 @@ export class ListingCache {
     this.done = new LRUCache({ maxSize: MAX_ENTRIES, sizeCalculation: (l) => Math.max(1, l.entries.length) });
   }
 
-  /** A page of `dir` from a kept listing valid for `dirStat`, or undefined (ask the backend). */
-  page(dir: string, dirStat: BackendStat, after: string | undefined, limit: number): ListPage | undefined {
+  /**
+   * A page of `dir` from a kept listing valid for `dirStat`, or undefined (ask the backend).
+   * `source` names the kept listing the page came from (the same object for every page of it, a
+   * new one once it is built again): pages with one source hold the same names as before.
+   */
+  page(dir: string, dirStat: BackendStat, after: string | undefined, limit: number): (ListPage & { source: object }) | undefined {
     if (this.ttlMs <= 0) return undefined;
     const l = this.done.get(dir);
     if (l === undefined) return undefined;
@@ -101,7 +105,7 @@ export class ListingCache {
       start = lo;
     }
     const entries = e.slice(start, start + limit);
-    const out: ListPage = { entries };
+    const out: ListPage & { source: object } = { entries, source: l };
     if (start + limit < e.length && entries.length > 0) out.next = entries[entries.length - 1]!.name;
     return out;
   }

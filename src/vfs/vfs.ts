@@ -29,7 +29,7 @@ import { EventEmitter } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
-import type { BackendStat, BackendWatcher, FileOwner, BackendWatchListener } from './backend.ts';
+import type { BackendStat, BackendWatcher, FileOwner, BackendWatchListener, ListPage } from './backend.ts';
 import { VfsError, isVfsError } from './errors.ts';
 import { baseName, joinPath, parentPath } from './path.ts';
 import { Volume, type VolumeOptions } from './volume.ts';
@@ -826,7 +826,8 @@ export class Vfs {
     // landing later changes a member's stat without a change event).
     const cacheable = v.backend.capabilities.constantDirectoryTimes !== true && !this.writeBack.active(v.name);
     const lkey = listingKey(v, r.path);
-    let page = cacheable ? this.listings.page(lkey, r.stat, after, limit) : undefined;
+    const kept = cacheable ? this.listings.page(lkey, r.stat, after, limit) : undefined;
+    let page: ListPage | undefined = kept;
     if (page === undefined) {
       page = await v.backend.list(r.path, after === undefined ? { limit } : { after, limit });
       this.listings.listed(lkey, r.stat, after, page, cacheable, v.backend.capabilities.directoryTimeGranularityMs);
@@ -834,7 +835,7 @@ export class Vfs {
     // Each name's path, key and cached row, looked up once; the stored rows of the page's uncached
     // names in one query (no awaits below: nothing changes them meanwhile).
     const listed = v.listedRows(r.path, dirRow, page.entries);
-    v.listed(r.path, after, page, listed);
+    v.listed(r.path, after, page, listed, kept?.source);
     const seen = listed.distinct ? undefined : new Set<string>();
     // New ids join the metadata store's group commit (one transaction for many rows).
     const entries: DirEntry[] = [];

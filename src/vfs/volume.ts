@@ -622,9 +622,12 @@ export class Volume {
     this.linkedPaths.clear();
   }
 
-  /** A page Vfs.readdir listed (fills the folded index of a directory paged from start to end); `l`: its listedRows. */
-  listed(dir: string, after: string | undefined, page: ListPage, l?: ListedRows): void {
-    this.folded.listed(dir, after, page, l?.keys);
+  /**
+   * A page Vfs.readdir listed (fills the folded index of a directory paged from start to end); `l`:
+   * its listedRows; `source`: the kept listing it came from (ListingCache.page), if any.
+   */
+  listed(dir: string, after: string | undefined, page: ListPage, l?: ListedRows, source?: object): void {
+    this.folded.listed(dir, after, page, l?.keys, source);
   }
 
   /** The id of a backend path when its row is cached (no store query, no insert). */
