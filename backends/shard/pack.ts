@@ -322,7 +322,7 @@ export async function pack(src: string, store: ShardStore, o: PackOptions = {}):
       // a shard under one part) it is saved right after the create, and the partial when it comes.
       const out = await store.createShard(name, part.reduce((a, e) => a + e.size, 0), (p) => {
         unsaved = false;
-        void saveCheckpoint({ name: p.name, id: p.id });
+        return saveCheckpoint({ name: p.name, id: p.id });
       });
       if (unsaved) {
         unsaved = false;

@@ -101,7 +101,7 @@ export class S3ShardStore implements ShardStore {
     await this.s3.transport.delete(this.key(name), `/${name}`);
   }
 
-  async createShard(name: string, sizeHint?: number, onPartial?: (p: PartialShard) => void): Promise<ShardOutput> {
+  async createShard(name: string, sizeHint?: number, onPartial?: (p: PartialShard) => void | Promise<void>): Promise<ShardOutput> {
     try {
       await this.s3.mkdir(`/${SHARD_DIR}`);
     } catch (e) {
@@ -110,7 +110,7 @@ export class S3ShardStore implements ShardStore {
     // A shard under one part is one PutObject at commit: nothing to record. Above, the writer starts
     // the multipart upload when the first part fills.
     const key = this.key(`${SHARD_DIR}/${name}`);
-    if (onPartial !== undefined) this.s3.uploadHooks.set(key, (id) => onPartial({ name, id }));
+    if (onPartial !== undefined) this.s3.uploadHooks.set(key, (id) => void onPartial({ name, id }));
     const unhook = (): void => void this.s3.uploadHooks.delete(key);
     let w: BackendWriter;
     try {

@@ -111,6 +111,30 @@ describe('shard pack', () => {
     expect(ls.stdout.trim()).toBe('TYPE  SIZE  NAME  SHARD');
   });
 
+  it('a shard\'s temporary file is named by the checkpoint before it exists, so a kill at any moment leaves none unnamed', async () => {
+    const src = join(tmp, 'src5');
+    makeTree(src, 300, { seed: 7 });
+    const set = join(tmp, 'set5');
+    const seen: Array<{ tmp: string[]; named: string | undefined }> = [];
+    // What a process killed right after each create would leave: the temporary files, and what the checkpoint names.
+    class Watching extends LocalShardStore {
+      override async createShard(...args: Parameters<LocalShardStore['createShard']>): ReturnType<LocalShardStore['createShard']> {
+        const out = await super.createShard(...args);
+        let named: string | undefined;
+        try {
+          named = (JSON.parse(readFileSync(join(set, 'pack-checkpoint.json'), 'utf8')) as { partial?: { id: string } }).partial?.id;
+        } catch {
+          named = undefined;
+        }
+        seen.push({ tmp: readdirSync(join(set, 'shards')).filter((n) => n.endsWith('.tmp')), named });
+        return out;
+      }
+    }
+    await pack(src, new Watching(set), { workers: 0, shardSize: 32 * 1024 });
+    expect(seen.length).toBeGreaterThan(2);
+    for (const s of seen) expect(s.tmp).toEqual([s.named]);
+  });
+
   it('unfinished shard files no checkpoint names: older than the age discarded by pack, younger ones kept and reported, then discarded by repack with age 0', async () => {
     const src = join(tmp, 'src4');
     makeTree(src, 50, { seed: 6 });
