@@ -282,6 +282,12 @@ export class LocalBackend implements Backend, WriterHost {
     return `/proc/self/fd/${typeof fh === 'number' ? fh : fh.fd}`;
   }
 
+  /** Whether descriptor `fd` lies inside the root, by its /proc path (only where `procFd`). */
+  private fdInsideRoot(fd: number): boolean {
+    const real = readlinkSync(this.fdPath(fd));
+    return real === this.root || real.startsWith(this.rootPrefix);
+  }
+
   /**
    * Throws ELOOP unless descriptor `fd` (opened for `path`) lies inside the root. The /proc
    * readlink is synchronous: the kernel answers it from the open file's dentry (no device I/O,
@@ -291,8 +297,7 @@ export class LocalBackend implements Backend, WriterHost {
     let inside: boolean;
     try {
       if (this.procFd) {
-        const real = readlinkSync(this.fdPath(fd));
-        inside = real === this.root || real.startsWith(this.rootPrefix);
+        inside = this.fdInsideRoot(fd);
       } else {
         // No /proc: re-walk the parents uncached and check the descriptor is what the path names.
         for (let dir = parentPath(path); dir !== '/'; dir = parentPath(dir)) {
@@ -641,7 +646,7 @@ export class LocalBackend implements Backend, WriterHost {
     const hit = cache?.take(path);
     if (hit !== undefined) {
       try {
-        return hit.st.isFile() && hit.st.size <= BigInt(maxBytes) ? this.readWhole(hit.shared.fd, path, hit.st) : undefined;
+        return this.readWhole(hit.shared.fd, path, hit.st, maxBytes);
       } finally {
         hit.shared.release();
       }
@@ -658,8 +663,7 @@ export class LocalBackend implements Backend, WriterHost {
       return undefined;
     }
     try {
-      const real = this.io.run(() => readlinkSync(this.fdPath(fd)));
-      if (real !== this.root && !real.startsWith(this.rootPrefix)) {
+      if (!this.io.run(() => this.fdInsideRoot(fd))) {
         closeSync(fd);
         return undefined;
       }
@@ -670,21 +674,25 @@ export class LocalBackend implements Backend, WriterHost {
     }
     if (!st.isFile() || cache === undefined) {
       try {
-        return st.isFile() && st.size <= BigInt(maxBytes) ? this.readWhole(fd, path, st) : undefined;
+        return this.readWhole(fd, path, st, maxBytes);
       } finally {
         closeSync(fd);
       }
     }
     const shared = cache.add(path, fd, st, openedAt);
     try {
-      return st.size <= BigInt(maxBytes) ? this.readWhole(fd, path, st) : undefined;
+      return this.readWhole(fd, path, st, maxBytes);
     } finally {
       shared.release();
     }
   }
 
-  /** The `st.size` bytes of an open descriptor (undefined when the file is not that long any more). */
-  private readWhole(fd: number, path: string, st: BigIntStats): { stat: BackendStat; data: Buffer } | undefined {
+  /**
+   * The `st.size` bytes of an open regular file of at most `maxBytes` (undefined when it is not
+   * one, is larger, or is not that long any more).
+   */
+  private readWhole(fd: number, path: string, st: BigIntStats, maxBytes: number): { stat: BackendStat; data: Buffer } | undefined {
+    if (!st.isFile() || st.size > BigInt(maxBytes)) return undefined;
     const size = Number(st.size);
     const data = Buffer.allocUnsafe(size);
     let done = 0;

@@ -440,14 +440,19 @@ export class MetadataStore {
     return new MetadataStore(db, file);
   }
 
+  /** Whether pending id rows or change state wait for the batch (writePending). */
+  private get unwritten(): boolean {
+    return this.pending.size > 0 || this.dirty.size > 0;
+  }
+
   private row(s: string): StatementSync {
-    if ((this.pending.size > 0 || this.dirty.size > 0) && !NO_FLUSH.has(s)) this.writePending();
+    if (this.unwritten && !NO_FLUSH.has(s)) this.writePending();
     return this.st[s]!;
   }
 
   /** A write statement that must not wait for a group commit: the open group commits first. */
   private w(s: string): StatementSync {
-    if (this.group || this.pending.size > 0 || this.dirty.size > 0) this.commitGroup();
+    if (this.group || this.unwritten) this.commitGroup();
     return this.st[s]!;
   }
 
@@ -456,7 +461,7 @@ export class MetadataStore {
    * write; components writing through `db` directly must call it first too.
    */
   commitGroup(): void {
-    if (this.pending.size > 0 || this.dirty.size > 0) this.writePending();
+    if (this.unwritten) this.writePending();
     const g = this.group;
     if (!g) return;
     this.group = undefined;
@@ -480,7 +485,7 @@ export class MetadataStore {
    */
   commitWith(fn: () => void): void {
     if (this.txDepth > 0) return fn();
-    if (this.pending.size > 0 || this.dirty.size > 0) this.writePending();
+    if (this.unwritten) this.writePending();
     if (!this.group) return fn();
     try {
       fn();
@@ -621,7 +626,7 @@ export class MetadataStore {
 
   /** Runs fn in one transaction (nestable: inner calls join the outer one). */
   transaction<T>(fn: () => T): T {
-    if (this.group || this.pending.size > 0 || this.dirty.size > 0) this.commitGroup();
+    if (this.group || this.unwritten) this.commitGroup();
     if (this.txDepth > 0) {
       this.txDepth++;
       try {
@@ -652,7 +657,7 @@ export class MetadataStore {
    */
   durableTransaction<T>(fn: () => T): T {
     if (this.txDepth > 0 || this.path === ':memory:') return this.transaction(fn);
-    if (this.group || this.pending.size > 0 || this.dirty.size > 0) this.commitGroup();
+    if (this.group || this.unwritten) this.commitGroup();
     this.db.exec('PRAGMA synchronous = FULL');
     try {
       return this.transaction(fn);

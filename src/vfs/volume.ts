@@ -334,7 +334,7 @@ export class Volume {
 
   /** True when a miss of the exact name means the name does not exist (no scan would find it). */
   exactLookupAuthoritative(path: string): boolean {
-    return !this.foldCase && /^[\x00-\x7f]*$/.test(path);
+    return !this.foldCase && ASCII.test(path);
   }
 
   /**
