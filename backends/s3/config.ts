@@ -17,6 +17,9 @@ import type { Metrics } from '../../src/metrics/metrics.ts';
 import { STORE_FEATURES, type StoreFeature } from './features.ts';
 import { VfsError } from '../../src/vfs/errors.ts';
 
+/** Default of `orphanUploadAgeMs`: multipart uploads older than a day are a crashed writer's (shard packs use it too). */
+export const ORPHAN_UPLOAD_AGE_MS = 24 * 3600 * 1000;
+
 export interface S3BackendOptions {
   bucket: string;
   /** Key prefix of the share inside the bucket ('' = whole bucket). */

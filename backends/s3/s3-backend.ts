@@ -19,7 +19,7 @@ import type {
 import { VfsError, isVfsError } from '../../src/vfs/errors.ts';
 import { baseName, parentPath } from '../../src/vfs/path.ts';
 import { DiskTier, MemoryTier } from './block-cache.ts';
-import type { S3BackendOptions } from './config.ts';
+import { ORPHAN_UPLOAD_AGE_MS, type S3BackendOptions } from './config.ts';
 import { StoreFeatures } from './features.ts';
 import {
   KeyMap, dirStat, encodeMeta, fileStat, formatTime, inheritedMeta, type MetaDefaults, type ObjectHead,
@@ -783,7 +783,7 @@ export class S3Backend implements Backend, WriterHost, ListHost {
    */
   async recover(): Promise<number> {
     const journaled = this.journal !== undefined ? await this.journal.pending() : new Map<string, string>();
-    const cutoff = Date.now() - (this.options.orphanUploadAgeMs ?? 24 * 3600 * 1000);
+    const cutoff = Date.now() - (this.options.orphanUploadAgeMs ?? ORPHAN_UPLOAD_AGE_MS);
     let n = 0;
     const uploads = this.transport.features.has('multipartListing') && this.transport.features.has('multipartAbort')
       ? await this.transport.listUploads(this.keys.prefix).catch((e: unknown) => {

@@ -7,6 +7,7 @@
  */
 import { isVfsError } from '../../src/vfs/errors.ts';
 import type { PartialShard, ShardStore } from './store.ts';
+import { ORPHAN_UPLOAD_AGE_MS } from '../s3/config.ts';
 
 /**
  * Default age above which an unfinished shard write that no checkpoint names is discarded: a day,
@@ -14,7 +15,7 @@ import type { PartialShard, ShardStore } from './store.ts';
  * running right now on another host (one writer at a time is the rule, not enforced); a shard
  * upload lasts minutes (1 GiB at a few MB/s), not a day.
  */
-export const PARTIAL_MAX_AGE_MS = 24 * 3600 * 1000;
+export const PARTIAL_MAX_AGE_MS = ORPHAN_UPLOAD_AGE_MS;
 
 function ageText(ms: number): string {
   return ms % 3_600_000 === 0 ? `${ms / 3_600_000} h` : ms % 60_000 === 0 ? `${ms / 60_000} min` : `${ms / 1000} s`;
@@ -38,8 +39,7 @@ export async function discardPartials(store: ShardStore, o: { recorded?: Partial
     try {
       found = await store.listPartials();
     } catch (e) {
-      if (!isVfsError(e, 'ENOTSUP')) throw e;
-      unsupported(e);
+      if (!unsupported(e)) throw e;
     }
     // The recorded one is discarded even when the store cannot list (it is counted when it was there).
     if (o.recorded !== undefined) {

@@ -16,12 +16,12 @@
  *   would rely on, and test/fuse covers it on its own.
  * - Errors: the worker reports the errno's name; `CODES` maps it to the scenario codes once.
  */
-import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { FuseMount, mountPoints } from '../../protocols/fuse/mount.ts';
+import { FuseMount, fusermountUnmount, mountPoints } from '../../protocols/fuse/mount.ts';
 import type { SessionManager } from '../../src/session/session-manager.ts';
 import { ClientError, type Capabilities, type ClientErrorCode, type Entry, type FileClient, type ShareInfo, type Stat } from './driver.ts';
 
@@ -101,7 +101,7 @@ export class FuseMounts {
     for (const [dir, type] of mountPoints()) {
       if (!dir.startsWith(`${this.base}/`) || !type.startsWith('fuse')) continue;
       try {
-        execFileSync('fusermount3', ['-u', '-z', dir], { stdio: 'ignore', timeout: 10_000 });
+        fusermountUnmount(dir);
       } catch {
         left = true;
       }

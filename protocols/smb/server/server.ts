@@ -314,11 +314,10 @@ export class SmbServer {
   }
 
   /**
-   * A message as onMessage runs it: a TRANSFORM_HEADER message decrypted (undefined when it cannot
-   * be: onMessage then refuses the original), any other as it came.
+   * A TRANSFORM_HEADER message (the caller tells them from the others) as onMessage runs it:
+   * decrypted, or undefined when it cannot be (onMessage then refuses the original).
    */
   private async plaintextOf(conn: Conn, m: Buffer): Promise<{ msg: Buffer; encryptedFor?: { sess: SmbSession; sessionId: bigint } } | undefined> {
-    if (m.length < 4 || m.readUInt32LE(0) !== PROTOCOL_TRANSFORM) return { msg: m };
     const t = tryDecode(() => decodeTransformHeader(m));
     const sess = t.ok ? conn.sessions.get(t.value.sessionId) : undefined;
     if (!t.ok || !sess?.keys || !conn.cipher) return undefined;
