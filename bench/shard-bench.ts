@@ -5,10 +5,12 @@
  *   to a set on s3rver
  * - random small-file reads (the same random sequence for each side, 16 at a time, distinct files):
  *   the shard backend on s3rver (after its indexes are loaded: one shard file read each) vs the
- *   same files as individual objects through Portico's S3 backend (cold metadata: HEAD + GET) vs
+ *   same files as individual objects through Portico's S3 backend (cold metadata: one GET that is
+ *   also the lookup; HEAD + GET before) vs
  *   the same files read as raw ranged GetObject (no HEAD: the floor of one request per file) vs a
  *   local directory (LocalBackend); files/s and client CPU per read
- * - backend requests per small-file read after warm-up, and on a second pass (cached)
+ * - backend requests per small-file read after warm-up, and on a second pass (cached); s3rver's own
+ *   CPU per read (its process's user + system time from /proc)
  * - listing the N-entry directory: shard backend (catalog + indexes) vs ListObjectsV2 pages through
  *   the S3 backend
  * - memory of the decoded indexes of a 1,000,000-file set (synthetic entries, 100 shards)
@@ -17,7 +19,7 @@
  * default 3000). Prints figures and ratios; never judges. Run with `npm run bench:shard`.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -106,8 +108,24 @@ function makeFiles(dir: string): { names: string[]; bytes: number } {
   return { names, bytes };
 }
 
-async function readRate(label: string, read: (name: string) => Promise<number>, picks: string[]): Promise<{ rate: number; cpuPerRead: number; bytes: number }> {
+/** CPU time (user + system, every thread) of the s3rver child so far, ms (/proc/<pid>/stat, clock ticks). */
+let serverPid: number | undefined;
+function serverCpuMs(): number {
+  if (serverPid === undefined) return 0;
+  try {
+    const f = readFileSync(`/proc/${serverPid}/stat`, 'utf8');
+    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    // Fields 14 and 15 (utime, stime) are the 12th and 13th after the command name.
+    return ((Number(rest[11]) + Number(rest[12])) * 1000) / TICKS;
+  } catch {
+    return 0;
+  }
+}
+const TICKS = 100;
+
+async function readRate(label: string, read: (name: string) => Promise<number>, picks: string[]): Promise<{ rate: number; cpuPerRead: number; serverCpuPerRead: number; bytes: number }> {
   const c0 = cpuMs();
+  const s0 = serverCpuMs();
   const t0 = performance.now();
   let bytes = 0;
   await mapLimit(picks, CONC, async (n) => {
@@ -115,8 +133,9 @@ async function readRate(label: string, read: (name: string) => Promise<number>, 
   });
   const secs = (performance.now() - t0) / 1000;
   const cpu = cpuMs() - c0;
+  const server = serverCpuMs() - s0;
   log(`${label}: ${picks.length} reads in ${secs.toFixed(2)} s`);
-  return { rate: picks.length / secs, cpuPerRead: cpu / picks.length, bytes };
+  return { rate: picks.length / secs, cpuPerRead: cpu / picks.length, serverCpuPerRead: server / picks.length, bytes };
 }
 
 function line(cells: (string | number)[]): string {
@@ -162,6 +181,7 @@ async function indexMemory(): Promise<{ files: number; heapMB: number; indexMB: 
 async function main(): Promise<void> {
   const base = mkdtempSync(join(tmpdir(), 'portico-shard-bench-'));
   const srv = await startServer();
+  serverPid = srv.child.pid;
   const load0 = loadavg();
   const out: string[] = [];
   try {
@@ -186,7 +206,6 @@ async function main(): Promise<void> {
 
     // ---- the same files as individual objects
     const client = new S3Client({ endpoint: srv.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: CREDS, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' });
-    const { readFileSync } = await import('node:fs');
     const tUp = performance.now();
     await mapLimit(names, 32, async (n) => {
       await client.send(new PutObjectCommand({ Bucket: srv.bucket, Key: `objects/flat/${n}`, Body: readFileSync(join(src, 'flat', n)) }));
@@ -281,13 +300,16 @@ async function main(): Promise<void> {
       out.push(line([label, (mb / p.r.seconds).toFixed(1), (N / p.r.seconds).toFixed(0), (p.cpu / 1000).toFixed(1), (p.r.storedBytes / MiB).toFixed(1)]));
     }
     out.push('');
-    out.push(line(['random small-file reads', 'files/s', 'CPU ms/read', 'requests/read', 'vs objects']));
-    out.push(line([`shard set on s3rver (${shards} shards, indexes loaded)`, shardRead.rate.toFixed(0), shardRead.cpuPerRead.toFixed(2), `${shardReqs.toFixed(2)} (${shardGets.toFixed(2)} GET)`, `${(shardRead.rate / objRead.rate).toFixed(2)}x`]));
-    out.push(line(['shard set, same files again (cached)', shardAgain.rate.toFixed(0), shardAgain.cpuPerRead.toFixed(2), shardReqs2.toFixed(2), `${(shardAgain.rate / objRead.rate).toFixed(2)}x`]));
-    out.push(line(['one object per file, Portico S3 backend', objRead.rate.toFixed(0), objRead.cpuPerRead.toFixed(2), objReqs.toFixed(2), '1.00x']));
-    out.push(line(['one object per file, raw GetObject (floor)', rawRead.rate.toFixed(0), rawRead.cpuPerRead.toFixed(2), '1.00', `${(rawRead.rate / objRead.rate).toFixed(2)}x`]));
-    out.push(line(['local directory (LocalBackend)', localRead.rate.toFixed(0), localRead.cpuPerRead.toFixed(2), '-', `${(localRead.rate / objRead.rate).toFixed(2)}x`]));
-    out.push(line(['shard set in a local directory', localShardRead.rate.toFixed(0), localShardRead.cpuPerRead.toFixed(2), '-', `${(localShardRead.rate / objRead.rate).toFixed(2)}x`]));
+    // s3rver's own CPU (its process, /proc, 10 ms ticks) per read: what the store spends per
+    // request bounds every S3 row on a machine whose cores it shares with the client.
+    out.push(line(['random small-file reads', 'files/s', 'CPU ms/read', 'requests/read', 'vs objects', 's3rver CPU ms/read']));
+    const srvCpu = (r: { serverCpuPerRead: number }): string => r.serverCpuPerRead.toFixed(2);
+    out.push(line([`shard set on s3rver (${shards} shards, indexes loaded)`, shardRead.rate.toFixed(0), shardRead.cpuPerRead.toFixed(2), `${shardReqs.toFixed(2)} (${shardGets.toFixed(2)} GET)`, `${(shardRead.rate / objRead.rate).toFixed(2)}x`, srvCpu(shardRead)]));
+    out.push(line(['shard set, same files again (cached)', shardAgain.rate.toFixed(0), shardAgain.cpuPerRead.toFixed(2), shardReqs2.toFixed(2), `${(shardAgain.rate / objRead.rate).toFixed(2)}x`, srvCpu(shardAgain)]));
+    out.push(line(['one object per file, Portico S3 backend', objRead.rate.toFixed(0), objRead.cpuPerRead.toFixed(2), objReqs.toFixed(2), '1.00x', srvCpu(objRead)]));
+    out.push(line(['one object per file, raw GetObject (floor)', rawRead.rate.toFixed(0), rawRead.cpuPerRead.toFixed(2), '1.00', `${(rawRead.rate / objRead.rate).toFixed(2)}x`, srvCpu(rawRead)]));
+    out.push(line(['local directory (LocalBackend)', localRead.rate.toFixed(0), localRead.cpuPerRead.toFixed(2), '-', `${(localRead.rate / objRead.rate).toFixed(2)}x`, '-']));
+    out.push(line(['shard set in a local directory', localShardRead.rate.toFixed(0), localShardRead.cpuPerRead.toFixed(2), '-', `${(localShardRead.rate / objRead.rate).toFixed(2)}x`, '-']));
     out.push('');
     out.push(line(['listing the directory', 'entries', 'ms', 'vs S3 listing', '']));
     out.push(line(['shard backend (indexes loaded)', listed, shardListMs.toFixed(0), `${(objListMs / shardListMs).toFixed(1)}x faster`, '']));

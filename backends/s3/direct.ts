@@ -1,7 +1,7 @@
 /**
- * PutObject and HeadObject without the AWS SDK's request pipeline: the two requests every small
- * write costs (the PUT, then the HEAD for its LastModified), built, signed (SigV4) and parsed here
- * over the transport's own keep-alive agent. The SDK spends most of a small request's client CPU on
+ * PutObject, HeadObject, GetObject and ListObjectsV2 without the AWS SDK's request pipeline (the
+ * requests every small write, read and listing costs), built, signed (SigV4) and parsed here over
+ * the transport's own keep-alive agent. The SDK spends most of a small request's client CPU on
  * its middleware stack (endpoint rules, schema serde, user agent, checksum and S3 body-inspection
  * middleware, a fresh HMAC chain per signature); here a request is one header object, one SHA-256
  * of the canonical request and one HMAC with a signing key cached per day, region and credentials.
@@ -156,23 +156,22 @@ export class DirectRequests {
     const res = await this.send('HEAD', key, {}, EMPTY_SHA256, undefined, signal);
     res.resume();
     if (res.statusCode !== 200) throw this.failed(res, '');
-    const h = res.headers;
-    const meta: Record<string, string> = {};
-    for (const name in h) {
-      if (name.startsWith('x-amz-meta-')) {
-        const v = h[name];
-        meta[name.slice(11)] = Array.isArray(v) ? v.join(', ') : String(v);
-      }
-    }
-    const lm = h['last-modified'];
-    const date = lm === undefined ? undefined : new Date(lm);
-    return {
-      size: Number(h['content-length'] ?? 0),
-      etag: h.etag ?? '',
-      lastModified: date === undefined || Number.isNaN(date.getTime()) ? undefined : date,
-      meta,
-      contentType: h['content-type'],
-    };
+    return headOf(res.headers, Number(res.headers['content-length'] ?? 0));
+  }
+
+  /**
+   * GetObject, whole or of `range` (an HTTP Range value, "bytes=first-last"; signed like every
+   * header). Resolves on a 200 or 206 with the response itself: its body is the object's bytes as
+   * Node's HTTP client hands them over (no wrapper stream, no copy); the caller reads or destroys
+   * it (the attempt's abort signal destroys it too). Any other status is an S3AnswerError (its
+   * error body read, at most 64 KiB). No conditional headers: as on the SDK path, the caller
+   * checks the answer's ETag itself (an If-Match 412 would cost a second request to learn the new
+   * version, which the ETag of the answer tells at once).
+   */
+  async get(key: string, range: string | undefined, signal: AbortSignal): Promise<http.IncomingMessage> {
+    const res = await this.send('GET', key, range === undefined ? {} : { range }, EMPTY_SHA256, undefined, signal);
+    if (res.statusCode === 200 || res.statusCode === 206) return res;
+    throw this.failed(res, await readBody(res, signal));
   }
 
   /**
@@ -295,6 +294,29 @@ function readBody(res: http.IncomingMessage, signal: AbortSignal, limit = MAX_ER
       reject(e);
     });
   });
+}
+
+/**
+ * What a HEAD (or a GET's answer) tells about an object: `size` is the object's whole size (the
+ * caller takes it from Content-Length or a GET's Content-Range).
+ */
+export function headOf(h: http.IncomingHttpHeaders, size: number): DirectHead {
+  const meta: Record<string, string> = {};
+  for (const name in h) {
+    if (name.startsWith('x-amz-meta-')) {
+      const v = h[name];
+      meta[name.slice(11)] = Array.isArray(v) ? v.join(', ') : String(v);
+    }
+  }
+  const lm = h['last-modified'];
+  const date = lm === undefined ? undefined : new Date(lm);
+  return {
+    size,
+    etag: h.etag ?? '',
+    lastModified: date === undefined || Number.isNaN(date.getTime()) ? undefined : date,
+    meta,
+    contentType: h['content-type'],
+  };
 }
 
 const FIELD_RES = new Map<string, RegExp>();

@@ -211,6 +211,37 @@ export class ReadEngine {
     }
   }
 
+  /**
+   * The unit a read of [offset, offset + length) by a new reader fetches first, when it is one
+   * unit: block 0 for a read at 0 (sequential from the start), else the random-read page holding
+   * the whole read. Undefined when the read spans units (or pages are off and it is not at 0).
+   */
+  firstUnit(offset: number, length: number): { size: number; index: number } | undefined {
+    if (offset === 0 && length <= this.blockSize) return { size: this.blockSize, index: 0 };
+    const P = this.pageSize;
+    if (P === 0 || Math.floor(offset / P) !== Math.floor((offset + length - 1) / P)) return undefined;
+    return { size: P, index: Math.floor(offset / P) };
+  }
+
+  /**
+   * Unit `index` of `unitSize` bytes (a block or a page; the object's last one may be shorter),
+   * fetched outside the engine (S3Backend's GET that was also a lookup): cached as fetch() caches
+   * what it gets - memory tier, and a block also to the disk tier. Kept out when the unit is
+   * already cached or in flight.
+   */
+  adopt(v: ObjectVersion, unitSize: number, index: number, buf: Buffer): void {
+    this.observe(v.key, v.etag);
+    const ref: BlockRef = { key: v.key, etag: v.etag, index };
+    const id = blockId(unitSize, ref);
+    if (this.memory.has(id) || this.inflight.has(id)) return;
+    this.memory.set(id, ref, buf);
+    const disk = unitSize === this.blockSize ? this.disk : undefined;
+    if (disk !== undefined) {
+      const op = this.pool.enter();
+      disk.put(id, ref, buf, () => this.pool.leave(op));
+    }
+  }
+
   async read(v: ObjectVersion, offset: number, length: number, state?: ReadState): Promise<Buffer> {
     const end = Math.min(v.size, offset + length);
     if (end <= offset) return Buffer.alloc(0);

@@ -194,9 +194,55 @@ export class S3Backend implements Backend, WriterHost, ListHost {
     return p;
   }
 
-  private async fetchLookup(path: string, key: string): Promise<Lookup> {
+  /**
+   * A read of a path nothing is known about (no cached lookup, none in flight, not a known miss,
+   * no membership listing of its directory running): the lookup is a GET of the unit the read
+   * engine would fetch first, whose answer's headers tell what a HEAD would (size from
+   * Content-Range, ETag, LastModified, metadata), so a small file costs one request instead of
+   * HEAD + GET (issue 12: the S3 backend's random small-file reads were 2 requests each). The unit:
+   * block 0 for a read at offset 0 (what a new reader's sequential read fetches; a file under a
+   * block is then whole), else the random-read page the read lies in; a read that spans pages
+   * takes the HEAD path. The bytes go into the caches as the engine's own fetch would put them,
+   * under the ETag the answer carries, and the lookup is cached like a HEAD's. A 404 goes on with
+   * the directory probe a missing HEAD leads to (no second request for the file key); a 416 (the
+   * read starts past the end, or an empty object) falls back to a HEAD.
+   *
+   * Only reads do this, not stat(): a stat of a large file would fetch a whole block (or page) it
+   * may never read. Undefined: take the ordinary lookup.
+   */
+  private lookupByGet(path: string, offset: number, length: number): Promise<Lookup> | undefined {
+    if (path === '/' || length === 0) return undefined;
+    const key = this.keys.fileKey(path);
+    if (this.meta.get(key) !== undefined || this.lookupsInFlight.has(key) || this.meta.knownMissing(key)) return undefined;
+    if (this.learning.has(key.slice(0, key.lastIndexOf('/', key.length - 2) + 1))) return undefined;
+    const unit = this.engine.firstUnit(offset, length);
+    if (unit === undefined) return undefined;
+    const p = (async (): Promise<Lookup> => {
+      let got: Awaited<ReturnType<S3Transport['getWithHead']>>;
+      try {
+        got = await this.transport.getWithHead(key, unit.index * unit.size, (unit.index + 1) * unit.size, path);
+      } catch (e) {
+        if (httpStatusOf(e) === 416 || httpStatusOf((e as { cause?: unknown }).cause) === 416) return this.fetchLookup(path, key);
+        throw e;
+      }
+      if (got === undefined) return this.fetchLookup(path, key, true);
+      const { head, data } = got;
+      const l: Lookup = { kind: 'file', head, stat: fileStat(baseName(path), head, this.defaults, this.baseNs) };
+      this.engine.observe(key, head.etag);
+      this.engine.adopt({ key, etag: head.etag, size: head.size, path }, unit.size, unit.index, data);
+      this.meta.set(key, l);
+      return l;
+    })().finally(() => {
+      if (this.lookupsInFlight.get(key) === p) this.lookupsInFlight.delete(key);
+    });
+    this.lookupsInFlight.set(key, p);
+    return p;
+  }
+
+  /** `missingFile`: the file key is known not to exist (a GET just answered 404): skip its HEAD. */
+  private async fetchLookup(path: string, key: string, missingFile = false): Promise<Lookup> {
     const name = baseName(path);
-    const head = await this.transport.head(key, path);
+    const head = missingFile ? undefined : await this.transport.head(key, path);
     let l: Lookup;
     if (head !== undefined) {
       l = { kind: 'file', head, stat: fileStat(name, head, this.defaults, this.baseNs) };
@@ -371,7 +417,8 @@ export class S3Backend implements Backend, WriterHost, ListHost {
 
   async read(path: string, offset: number, length: number): Promise<Buffer> {
     if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) throw new VfsError('EINVAL', undefined, { path });
-    let v = this.versionOf(path, await this.existing(path));
+    const unknown = this.lookupByGet(path, offset, length);
+    let v = this.versionOf(path, unknown !== undefined ? await unknown : await this.existing(path));
     let state = this.readStates.get(v.key);
     if (state === undefined) this.readStates.set(v.key, (state = new ReadState()));
     try {

@@ -27,7 +27,7 @@ import {
   PutObjectCommand, S3Client, UploadPartCommand, UploadPartCopyCommand, type ListObjectsV2CommandOutput,
 } from '@aws-sdk/client-s3';
 import { VfsError } from '../../src/vfs/errors.ts';
-import { DirectRequests } from './direct.ts';
+import { DirectRequests, headOf } from './direct.ts';
 import { StoreFeatures } from './features.ts';
 import type { ObjectHead } from './keys.ts';
 import {
@@ -109,7 +109,7 @@ const MiB = 1024 * 1024;
 export class S3Transport {
   readonly client: S3Client;
   /**
-   * PutObject, HeadObject and ListObjectsV2 without the SDK's pipeline (direct.ts), with an explicit endpoint;
+   * PutObject, HeadObject, GetObject and ListObjectsV2 without the SDK's pipeline (direct.ts), with an explicit endpoint;
    * undefined: every request goes through the SDK.
    */
   readonly direct: DirectRequests | undefined;
@@ -338,8 +338,8 @@ export class S3Transport {
     await this.run('GetObject', async (signal, clock) => {
       const from = start + delivered * piece;
       const want = end - from;
-      const r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: `bytes=${from}-${end - 1}` }), { abortSignal: signal });
-      const body = r.Body as Readable | undefined;
+      const r = await this.getObject(key, `bytes=${from}-${end - 1}`, signal);
+      const body = r.Body;
       const onAbort = (): void => {
         body?.destroy(signal.reason as Error);
       };
@@ -365,6 +365,17 @@ export class S3Transport {
             got += chunk.length;
             for (let c = 0; c < chunk.length; ) {
               if (cur === undefined) {
+                const size = Math.min(piece, end - (start + delivered * piece));
+                // A whole piece inside this chunk, no pool to fill and no gate: the chunk's own
+                // bytes, no copy - when the chunk does not pin a much larger buffer (a cache keeps
+                // pieces for minutes, and counts only their length).
+                if (alloc === undefined && gate === undefined && chunk.length - c >= size && chunk.buffer.byteLength <= 2 * size) {
+                  const done = chunk.subarray(c, c + size);
+                  c += size;
+                  this.meters.bytes('in', size);
+                  onPiece(delivered++, done);
+                  continue;
+                }
                 let go = gate?.(delivered) ?? true;
                 if (go instanceof Promise) {
                   clock.hold();
@@ -379,7 +390,6 @@ export class S3Transport {
                   body.destroy();
                   return;
                 }
-                const size = Math.min(piece, end - (start + delivered * piece));
                 cur = alloc?.(size) ?? Buffer.allocUnsafe(size);
                 fill = 0;
               }
@@ -401,6 +411,90 @@ export class S3Transport {
         signal.removeEventListener('abort', onAbort);
       }
     }, { bytes: end - start, path });
+  }
+
+  /**
+   * One GetObject attempt (`range`: an HTTP Range value): the answer's length, range, ETag and
+   * body. Direct (direct.ts) with an explicit endpoint: the body is Node's response stream itself;
+   * else the SDK's GetObjectCommand.
+   */
+  private async getObject(key: string, range: string | undefined, signal: AbortSignal): Promise<GetAnswer> {
+    if (this.direct !== undefined) {
+      const res = await this.direct.get(key, range, signal);
+      const h = res.headers;
+      const cl = h['content-length'];
+      return {
+        ContentLength: cl === undefined ? undefined : Number(cl),
+        ContentRange: h['content-range'],
+        ETag: h.etag,
+        Body: res,
+        head: (size) => headOf(h, size),
+      };
+    }
+    const r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, ...(range !== undefined ? { Range: range } : {}) }), { abortSignal: signal });
+    return {
+      ContentLength: r.ContentLength,
+      ContentRange: r.ContentRange,
+      ETag: r.ETag,
+      Body: r.Body as Readable | undefined,
+      head: (size) => ({ size, etag: r.ETag ?? '', lastModified: r.LastModified, meta: lowerKeys(r.Metadata), contentType: r.ContentType }),
+    };
+  }
+
+  /**
+   * A GET that is also a lookup: bytes [start, end) of `key` (fewer when the object ends before
+   * `end`) with what a HEAD would have told about the object (size from Content-Range, ETag,
+   * LastModified, metadata, content type), from one request. Undefined when the key does not exist
+   * (404); a range starting at or past the end of the object is a 416 (EINVAL, cause kept), for
+   * the caller to ask with a HEAD instead. Retried as any GET; a body shorter or longer than the
+   * answer's range is a TruncatedBodyError (retried).
+   */
+  async getWithHead(key: string, start: number, end: number, path?: string): Promise<{ head: ObjectHead; data: Buffer } | undefined> {
+    try {
+      return await this.run('GetObject', async (signal) => {
+        const r = await this.getObject(key, `bytes=${start}-${end - 1}`, signal);
+        const body = r.Body;
+        const onAbort = (): void => {
+          body?.destroy(signal.reason as Error);
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+        try {
+          const total = totalFromRange(r.ContentRange) ?? r.ContentLength ?? 0;
+          if (total === 0) {
+            // An empty object has no bytes to wait for (stock s3rver answers a range of one as
+            // "bytes 0-0/0" with a Content-Length of 1 and no body; S3 itself a 416).
+            body?.destroy();
+            return { head: r.head(0), data: Buffer.alloc(0) };
+          }
+          const want = Math.min(end, total) - start;
+          // A 200 to a ranged GET (a store that ignores Range) is the whole object: only usable
+          // when that is what was asked for.
+          if (r.ContentLength !== undefined && r.ContentLength !== want) {
+            body?.destroy();
+            throw new TruncatedBodyError(`Content-Length ${r.ContentLength}, expected ${want}`);
+          }
+          const chunks: Buffer[] = [];
+          let got = 0;
+          if (body !== undefined) {
+            for await (const chunk of body as AsyncIterable<Buffer>) {
+              got += chunk.length;
+              if (got > want) throw new TruncatedBodyError('body longer than requested');
+              chunks.push(chunk);
+            }
+          }
+          if (got !== want) throw new TruncatedBodyError(`body ended after ${got} of ${want} bytes`);
+          this.meters.bytes('in', got);
+          // One chunk is the common case for a small object: no copy (see getStream on pinning).
+          const data = chunks.length === 1 && (chunks[0] as Buffer).buffer.byteLength <= 2 * got ? chunks[0] as Buffer : Buffer.concat(chunks, got);
+          return { head: r.head(total), data };
+        } finally {
+          signal.removeEventListener('abort', onAbort);
+        }
+      }, { bytes: end - start, path });
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      throw e;
+    }
   }
 
   /**
@@ -689,6 +783,16 @@ export class S3Transport {
     this.client.destroy();
     this.agent.destroy();
   }
+}
+
+/** One GetObject answer, from either path (the SDK's output names). */
+interface GetAnswer {
+  ContentLength: number | undefined;
+  ContentRange: string | undefined;
+  ETag: string | undefined;
+  Body: Readable | undefined;
+  /** What the answer's headers tell about the object, as a HEAD would (`size`: the whole object's). */
+  head(size: number): ObjectHead;
 }
 
 /** A failed copy condition found by the gateway itself: shaped like the store's 412 answer. */

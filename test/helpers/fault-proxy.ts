@@ -191,6 +191,9 @@ export class FaultProxy {
         return;
       }
       res.writeHead(ur.statusCode ?? 502, ur.headers);
+      // The answer's head goes on at once, as the store sent it (Node would hold it back until the
+      // first body byte: stock s3rver's answer to a range of an empty object never sends one).
+      res.flushHeaders();
       ur.on('data', (chunk: Buffer) => {
         if (truncateAt !== undefined && entry.bytes + chunk.length >= truncateAt) {
           const part = chunk.subarray(0, Math.max(0, truncateAt - entry.bytes));

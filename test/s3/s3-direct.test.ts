@@ -9,10 +9,11 @@ import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
-import { HeadObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { S3Backend } from '../../backends/s3/s3-backend.ts';
 import { DirectRequests, parseListPage } from '../../backends/s3/direct.ts';
 import { TruncatedBodyError } from '../../backends/s3/retry.ts';
+import { EtagChangedError } from '../../backends/s3/transport.ts';
 import { isVfsError } from '../../src/vfs/errors.ts';
 import { useS3Env, type S3Env } from './fixture.ts';
 
@@ -273,3 +274,115 @@ describe('direct PutObject / HeadObject', () => {
   });
 });
 
+describe('direct GetObject', () => {
+  it('signs as the SDK signer does, the Range header included (path style and virtual-hosted, session token)', async () => {
+    const body = 'hello, world';
+    const rec = await recorder((s): { status: number; headers: Record<string, string>; body: string } => {
+      const m = /^bytes=(\d+)-(\d+)$/.exec(s.headers.range ?? '');
+      if (m === null) return { status: 200, headers: { etag: '"g"', 'content-length': String(body.length) }, body };
+      const a = Number(m[1]);
+      const z = Math.min(body.length - 1, Number(m[2]));
+      return { status: 206, headers: { etag: '"g"', 'content-range': `bytes ${a}-${z}/${body.length}`, 'content-length': String(z - a + 1), 'last-modified': 'Mon, 07 Dec 2026 10:00:00 GMT', 'x-amz-meta-mode': '33188', 'content-type': 'text/plain' }, body: body.slice(a, z + 1) };
+    });
+    try {
+      const creds = { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY', sessionToken: 'tok/en+==' };
+      for (const forcePathStyle of [true, false]) {
+        const endpoint = forcePathStyle ? rec.url : rec.url.replace('127.0.0.1', 's3.example.test');
+        const b = new S3Backend({ bucket: 'bucket-1', prefix: 'pre fix', endpoint, region: 'eu-west-3', forcePathStyle, ...creds, maxAttempts: 1 });
+        if (!forcePathStyle) {
+          (b.transport.direct as DirectRequests).onRequest = (t) => {
+            t.hostname = '127.0.0.1';
+          };
+        }
+        for (const key of ['a/b c/ü+ä%~*\'()!$&=;:@,.txt', 'plain']) {
+          expect((await b.transport.getRange(key, 7, 12, '"g"')).toString()).toBe('world');
+          const got = await b.transport.getWithHead(key, 0, 4 * 1024 * 1024);
+          expect(got?.data.toString()).toBe(body);
+          expect(got?.head).toEqual({ size: body.length, etag: '"g"', lastModified: new Date('2026-12-07T10:00:00Z'), meta: { mode: '33188' }, contentType: 'text/plain' });
+        }
+        await b.close();
+      }
+      expect(rec.seen.length).toBe(8);
+      expect(rec.seen[0]?.headers.range).toBe('bytes=7-11');
+      expect(rec.seen[1]?.headers.range).toBe(`bytes=0-${4 * 1024 * 1024 - 1}`);
+      for (const s of rec.seen) {
+        expect(s.method).toBe('GET');
+        expect(s.headers.authorization).toMatch(/SignedHeaders=[^,]*\brange\b/);
+        expect(/Signature=([0-9a-f]+)/.exec(s.headers.authorization ?? '')?.[1]).toBe(await sdkSignature(s, creds, 'eu-west-3'));
+      }
+    } finally {
+      await rec.close();
+    }
+  });
+
+  it('against s3rver: the bytes and head an SDK GetObject sees; 404, 416, a changed ETag, a cut body retried', async () => {
+    const b = env.backend();
+    expect(b.transport.direct).toBeDefined();
+    const key = `${b.keys.prefix}g/ü ä+%&=?#!*()~/k`;
+    const data = Buffer.alloc(300_000);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7 + (i >> 9)) & 255;
+    const etag = await b.transport.put(key, data, { mode: '33188', 'x-y': 'a b' }, { contentType: 'application/x-test' });
+    const raw = await env.raw.send(new GetObjectCommand({ Bucket: env.s3.bucket, Key: key, Range: 'bytes=1000-70999' }));
+    const rawBytes = Buffer.from(await raw.Body!.transformToByteArray());
+    const mine = await b.transport.getRange(key, 1000, 71_000, etag);
+    expect(mine.equals(rawBytes)).toBe(true);
+    expect(mine.equals(data.subarray(1000, 71_000))).toBe(true);
+    // Pieces: one GET, every piece exact.
+    const pieces = await b.transport.getPieces(key, 0, data.length, 65_536, etag);
+    expect(pieces.length).toBe(5);
+    expect(Buffer.concat(pieces).equals(data)).toBe(true);
+    const h = await b.transport.getWithHead(key, 0, 128 * 1024);
+    expect(h?.data.equals(data.subarray(0, 128 * 1024))).toBe(true);
+    expect(h?.head).toEqual({ size: data.length, etag: raw.ETag, lastModified: raw.LastModified, meta: raw.Metadata, contentType: raw.ContentType });
+    expect(raw.ContentType).toBe('application/x-test');
+    // The range runs past the end: what there is.
+    expect((await b.transport.getWithHead(key, 256 * 1024, 384 * 1024))?.data.equals(data.subarray(256 * 1024))).toBe(true);
+    expect(await b.transport.getWithHead(`${key}-missing`, 0, 10)).toBeUndefined();
+    await expect(b.transport.getRange(`${key}-missing`, 0, 10, undefined)).rejects.toSatisfy((e) => isVfsError(e, 'ENOENT'));
+    await expect(b.transport.getWithHead(key, data.length + 10, data.length + 20)).rejects.toSatisfy((e) => isVfsError(e, 'EINVAL'));
+    await expect(b.transport.getRange(key, 0, 10, '"other"')).rejects.toBeInstanceOf(EtagChangedError);
+    // A body cut mid-way is retried; the pieces delivered before stay, the rest is asked again.
+    const retries = b.meters.local.retries;
+    env.proxy.inject({ kind: 'truncate', bytes: 100_000, match: (r) => r.op === 'GetObject' });
+    const again = await b.transport.getPieces(key, 0, data.length, 65_536, etag);
+    expect(Buffer.concat(again).equals(data)).toBe(true);
+    expect(b.meters.local.retries).toBe(retries + 1);
+    env.proxy.inject({ kind: 'truncate', bytes: 1000, match: (r) => r.op === 'GetObject' });
+    expect((await b.transport.getWithHead(key, 0, 128 * 1024))?.data.equals(data.subarray(0, 128 * 1024))).toBe(true);
+    expect(b.meters.local.retries).toBe(retries + 2);
+  });
+
+  it('a read of a file nothing is known about is one GET (no HEAD), its stat the one a HEAD gives; misses and directories as before', async () => {
+    const b = env.backend();
+    const data = Buffer.from('small file content');
+    await env.rawPut(`${b.keys.prefix}d/f.txt`, data, { mode: String(0o100600), mtime: '1700000000.123456789' });
+    await env.rawPut(`${b.keys.prefix}d/big`, Buffer.alloc(300 * 1024, 7));
+    env.proxy.resetLog();
+    expect((await b.read('/d/f.txt', 0, 1 << 20)).equals(data)).toBe(true);
+    expect(env.proxy.count('GetObject')).toBe(1);
+    expect(env.proxy.count('HeadObject')).toBe(0);
+    // The lookup is cached: stat and a second read cost nothing.
+    const st = await b.stat('/d/f.txt');
+    expect((await b.read('/d/f.txt', 6, 4)).toString()).toBe('file');
+    expect(env.proxy.log.length).toBe(1);
+    const other = env.backend({ prefix: b.keys.prefix.replace(/\/$/, '') });
+    expect(st).toEqual(await other.stat('/d/f.txt'));
+    expect(st.mode).toBe(0o600);
+    expect(st.mtimeNs).toBe(1_700_000_000_123_456_789n);
+    // A random read inside one page of a larger file: that page's GET, no HEAD.
+    env.proxy.resetLog();
+    expect((await b.read('/d/big', 200 * 1024, 100)).equals(Buffer.alloc(100, 7))).toBe(true);
+    expect(env.proxy.count('GetObject')).toBe(1);
+    expect(env.proxy.count('HeadObject')).toBe(0);
+    expect((await b.stat('/d/big')).size).toBe(300 * 1024);
+    // Missing: the GET's 404, then the directory probe (no HEAD of the same key).
+    env.proxy.resetLog();
+    await expect(b.read('/d/nope', 0, 10)).rejects.toSatisfy((e) => isVfsError(e, 'ENOENT'));
+    expect(env.proxy.log.map((r) => r.op)).toEqual(['GetObject', 'ListObjectsV2']);
+    await expect(b.read('/d', 0, 10)).rejects.toSatisfy((e) => isVfsError(e, 'EISDIR'));
+    // An empty object (416 or an empty answer, depending on the store): read as empty.
+    await env.rawPut(`${b.keys.prefix}d/empty`, Buffer.alloc(0));
+    expect((await b.read('/d/empty', 0, 10)).length).toBe(0);
+    expect((await b.stat('/d/empty')).size).toBe(0);
+  });
+});
