@@ -108,6 +108,12 @@ export function writeHeader(w: WireWriter, h: Smb2Header): void {
   else w.bytes(h.signature);
 }
 
+/**
+ * The signature field of a header made here: zeros, shared (writeHeader only copies it; a Buffer.alloc
+ * per response was an ArrayBuffer of its own each time). Never written to.
+ */
+const NO_SIGNATURE = Buffer.alloc(16);
+
 export function headerTemplate(over: Partial<Smb2Header> = {}): Smb2Header {
   return {
     creditCharge: 0,
@@ -120,7 +126,7 @@ export function headerTemplate(over: Partial<Smb2Header> = {}): Smb2Header {
     treeId: 0,
     asyncId: 0n,
     sessionId: 0n,
-    signature: Buffer.alloc(16),
+    signature: NO_SIGNATURE,
     ...over,
   };
 }

@@ -25,9 +25,18 @@ export const ContextName = {
 
 /** The context with this 4-character name, if present (names are compared as bytes, 2.2.13.2). */
 export function findContext(contexts: CreateContext[], name: string): CreateContext | undefined {
-  const key = Buffer.from(name, 'latin1');
-  return contexts.find((c) => c.name.equals(key));
+  if (contexts.length === 0) return undefined;
+  let key = NAME_BYTES.get(name);
+  if (key === undefined) {
+    key = Buffer.from(name, 'latin1');
+    if (NAME_BYTES.size < 64) NAME_BYTES.set(name, key);
+  }
+  for (const c of contexts) if (c.name.equals(key)) return c;
+  return undefined;
 }
+
+/** findContext's names as bytes, made once (they are the ContextName constants; CREATE looks up several per request). */
+const NAME_BYTES = new Map<string, Buffer>();
 
 export function contextOf(name: string, data: Buffer): CreateContext {
   return { name: Buffer.from(name, 'latin1'), data };

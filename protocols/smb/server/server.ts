@@ -160,6 +160,15 @@ function isLoneIo(m: Buffer): boolean {
 
 /** Spends the MessageIds a request is charged (one per credit) from the connection's window. */
 function spend(conn: Conn, h: Smb2Header): boolean {
+  // The common case, a client numbering in order (smbclient's one request at a time): the lowest
+  // MessageId with none spent above it. The window just moves, no set of spent ids is touched
+  // (the general path below gives the same answer, with a BigInt set insertion per id).
+  if (h.messageId === conn.seqLow && conn.seqUsed.size === 0) {
+    const end = h.messageId + (h.creditCharge > 1 ? BigInt(h.creditCharge) : 1n);
+    if (end > conn.seqHigh) return false;
+    conn.seqLow = end;
+    return true;
+  }
   const charge = BigInt(Math.max(1, h.creditCharge));
   if (h.messageId < conn.seqLow || h.messageId + charge > conn.seqHigh) return false;
   for (let id = h.messageId; id < h.messageId + charge; id++) if (conn.seqUsed.has(id)) return false;
@@ -454,7 +463,7 @@ export class SmbServer {
     }
     const split = splitCompound(msg);
     if (!split.ok) return void sock.destroy();
-    const out: { resp: Buffer; key?: Buffer; payload?: Buffer; payloadDone?: () => void }[] = [];
+    const out: { resp: Buffer; key?: Buffer | undefined; payload?: Buffer | undefined; payloadDone?: (() => void) | undefined }[] = [];
     const started: { op: AsyncOp; key: Buffer | undefined }[] = [];
     const chain = new RelatedChain();
     for (const el of split.value) {
@@ -554,14 +563,16 @@ export class SmbServer {
       }
       let r: CommandResult;
       try {
-        r = await runCommand(this, conn, sess, { ...h, sessionId: ids.sessionId, treeId: ids.treeId }, el.bytes, chain.currentFileId());
+        // A related element runs with the ids it inherits; any other with its own (no copy of its header).
+        const eh = ids.sessionId === h.sessionId && ids.treeId === h.treeId ? h : { ...h, sessionId: ids.sessionId, treeId: ids.treeId };
+        r = await runCommand(this, conn, sess, eh, el.bytes, chain.currentFileId());
       } catch (e) {
         this.logger?.warn({ err: e, command: h.command }, 'smb: command failed');
         r = { resp: this.error(conn, h, STATUS.INTERNAL_ERROR) };
       }
       chain.done(r.resp.readUInt32LE(8), r.fileId);
       // An interim STATUS_PENDING response is not signed (3.3.4.2); its final response is, later.
-      out.push({ resp: r.resp, ...(key && !r.async ? { key } : {}), ...(r.payload ? { payload: r.payload } : {}), ...(r.payloadDone ? { payloadDone: r.payloadDone } : {}) });
+      out.push({ resp: r.resp, key: key && !r.async ? key : undefined, payload: r.payload, payloadDone: r.payloadDone });
       if (r.async) started.push({ op: r.async, key });
       if (r.after) await r.after();
     }
