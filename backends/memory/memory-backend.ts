@@ -35,12 +35,15 @@ export const MEMORY_POSIX_CAPABILITIES: BackendCapabilities = {
   maxFileSize: Number.MAX_SAFE_INTEGER,
   maxNameBytes: 255,
   nativeIdentity: true,
+  // Two names swap in one step of the tree (exchangeNodes).
+  atomicExchange: true,
 };
 
 /** What `memory:objectstore` overrides: an S3-like store. */
 export const MEMORY_OBJECTSTORE_CAPABILITIES: Partial<BackendCapabilities> = {
   randomWrites: false,
   atomicRename: false,
+  atomicExchange: false,
   hardLinks: false,
   symlinks: false,
   serverSideCopy: true,
@@ -83,6 +86,7 @@ export class MemoryBackend implements Backend {
   readonly kind = 'memory';
   readonly capabilities: BackendCapabilities;
   readonly rename?: (from: string, to: string) => Promise<void>;
+  readonly exchange?: (a: string, b: string) => Promise<void>;
   readonly copy?: (from: string, to: string) => Promise<BackendStat>;
   readonly symlink?: (target: string, path: string, owner?: FileOwner) => Promise<BackendStat>;
   readonly readlink?: (path: string) => Promise<string>;
@@ -100,6 +104,7 @@ export class MemoryBackend implements Backend {
     this.root = this.newNode('dir', 0o755);
     const caps = this.capabilities;
     if (caps.atomicRename) this.rename = (from, to) => this.renameNode(from, to);
+    if (caps.atomicExchange) this.exchange = (a, b) => this.exchangeNodes(a, b);
     if (caps.serverSideCopy) this.copy = (from, to) => this.copyNode(from, to);
     if (caps.symlinks) {
       this.symlink = (target, path, owner) => this.symlinkNode(target, path, owner);
@@ -435,6 +440,39 @@ export class MemoryBackend implements Backend {
     fromDir.mtimeNs = fromDir.ctimeNs = this.now();
     this.attach(toDir, toName, node);
     node.ctimeNs = this.now();
+  }
+
+  /**
+   * renameat2(RENAME_EXCHANGE): the two entries swap nodes, each keeping its stored name. Checked
+   * as the kernel does: both exist (ENOENT), neither is inside the other (EINVAL).
+   */
+  private async exchangeNodes(a: string, b: string): Promise<void> {
+    if (a === '/' || b === '/') throw new VfsError('EBUSY', 'cannot exchange the share root', { path: a });
+    const aDir = this.parentOf(a);
+    const bDir = this.parentOf(b);
+    const aEntry = aDir.children?.get(this.key(baseName(a)));
+    const bEntry = bDir.children?.get(this.key(baseName(b)));
+    if (aEntry === undefined) throw new VfsError('ENOENT', undefined, { path: a });
+    if (bEntry === undefined) throw new VfsError('ENOENT', undefined, { path: b });
+    if (aEntry.node === bEntry.node) return;
+    for (const [node, other] of [[aEntry.node, b], [bEntry.node, a]] as const) {
+      if (node.type !== 'dir') continue;
+      for (let p = other; p !== '/'; p = parentPath(p)) {
+        if (this.lookupOrUndefined(p) === node) throw new VfsError('EINVAL', 'cannot exchange a directory with a name inside it', { path: other });
+      }
+    }
+    const [x, y] = [aEntry.node, bEntry.node];
+    aEntry.node = y;
+    bEntry.node = x;
+    // A directory moving between parents moves its '..' link.
+    if (aDir !== bDir && x.type !== y.type) {
+      const d = x.type === 'dir' ? 1 : -1;
+      aDir.nlink -= d;
+      bDir.nlink += d;
+    }
+    const t = this.now();
+    aDir.mtimeNs = aDir.ctimeNs = bDir.mtimeNs = bDir.ctimeNs = t;
+    x.ctimeNs = y.ctimeNs = t;
   }
 
   private lookupOrUndefined(path: string): MemNode | undefined {

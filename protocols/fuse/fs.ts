@@ -399,8 +399,9 @@ export class FuseFs {
         const from = this.dirNode(ino);
         const to = this.dirNode(n1);
         if (from.share !== to.share) throw new VfsError('EXDEV');
-        if (n2 & RENAME_EXCHANGE) throw new VfsError('EINVAL', 'RENAME_EXCHANGE is not supported');
-        if (n2 & ~RENAME_NOREPLACE) throw new VfsError('EINVAL');
+        // RENAME_EXCHANGE swaps the two names (the core's exchange: atomic where the share's backend
+        // can, ENOTSUP elsewhere, which renameat2 reports as EINVAL: "not supported by the file system").
+        if (n2 & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) || n2 === (RENAME_NOREPLACE | RENAME_EXCHANGE)) throw new VfsError('EINVAL');
         this.own(from, touched);
         this.own(to, touched);
         // Files closed just before: the kernel queued their RELEASEs ahead of this RENAME, so they
@@ -410,6 +411,18 @@ export class FuseFs {
         if (this.releasing.size > 0) await Promise.allSettled([...this.releasing]);
         const moved = await s.lookup(from.share, from.id, name).catch(() => undefined);
         if (moved) this.own(this.inodes.find(from.share, moved.id), touched);
+        if (n2 & RENAME_EXCHANGE) {
+          const other = await s.lookup(to.share, to.id, name2).catch(() => undefined);
+          if (other) this.own(this.inodes.find(to.share, other.id), touched);
+          try {
+            await s.renameIn(from.share, from.id, name, to.id, name2, { exchange: true });
+          } catch (e) {
+            if (isVfsError(e, 'ENOTSUP')) throw new VfsError('EINVAL', 'RENAME_EXCHANGE: this share cannot exchange names atomically');
+            throw e;
+          }
+          native.replyErr(id, 0);
+          return;
+        }
         await s.renameIn(from.share, from.id, name, to.id, name2, { replace: (n2 & RENAME_NOREPLACE) === 0 });
         native.replyErr(id, 0);
         return;

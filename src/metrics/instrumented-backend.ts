@@ -6,7 +6,7 @@
  * (backend, op) at wrap time (metrics.ts explains why not prom-client's own counters here). Series
  * appear in /metrics only once an op has been called.
  *
- * Optional methods (rename, copy, symlink, readlink, link, createPatchWriter, readVersion) are defined only when the inner backend
+ * Optional methods (rename, exchange, copy, symlink, readlink, link, createPatchWriter, readVersion) are defined only when the inner backend
  * has them, because the VFS treats their presence as part of the capability contract.
  */
 import { performance } from 'node:perf_hooks';
@@ -63,7 +63,7 @@ class OpMeter {
 }
 
 const BACKEND_OPS = [
-  'stat', 'list', 'read', 'readSmall', 'openFile', 'createWriter', 'mkdir', 'rmdir', 'unlink', 'rename', 'copy', 'symlink',
+  'stat', 'list', 'read', 'readSmall', 'openFile', 'createWriter', 'mkdir', 'rmdir', 'unlink', 'rename', 'exchange', 'copy', 'symlink',
   'readlink', 'link', 'setMetadata', 'truncate', 'statfs', 'check', 'close',
   'file.read', 'file.write', 'file.truncate', 'file.sync', 'file.stat', 'file.close',
   'writer.write', 'writer.commit', 'writer.abort',
@@ -234,6 +234,13 @@ export function instrumentBackend(backend: Backend, metrics: Metrics, label: str
     wrapped.rename = async (from: string, to: string): Promise<void> => {
       const t = performance.now();
       try { return m.rename.ok(t, await rename(from, to)); } catch (e) { throw m.rename.fail(t, e); }
+    };
+  }
+  if (b.exchange) {
+    const exchange = b.exchange.bind(b);
+    wrapped.exchange = async (x: string, y: string): Promise<void> => {
+      const t = performance.now();
+      try { return m.exchange.ok(t, await exchange(x, y)); } catch (e) { throw m.exchange.fail(t, e); }
     };
   }
   if (b.copy) {

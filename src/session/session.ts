@@ -363,7 +363,7 @@ export class Session {
     await (attr.type === 'dir' ? this.rmdir(share, path) : this.unlink(share, path));
   }
 
-  renameIn(share: string, dirId: bigint, name: string, toDirId: bigint, toName: string, options?: { replace?: boolean }): Promise<void> {
+  renameIn(share: string, dirId: bigint, name: string, toDirId: bigint, toName: string, options?: { replace?: boolean; exchange?: boolean }): Promise<void> {
     return this.rename(share, this.childPath(share, dirId, name), this.childPath(share, toDirId, toName), options);
   }
 
@@ -678,11 +678,26 @@ export class Session {
    * open of `from` the rename is made through (SMB SET_INFO rename): only the other opens' share
    * modes can refuse it; the handle follows the file as every open does.
    */
-  rename(share: string, from: string, to: string, options?: { replace?: boolean; through?: Handle }): Promise<void> {
+  rename(share: string, from: string, to: string, options?: { replace?: boolean; exchange?: boolean; through?: Handle }): Promise<void> {
+    if (options?.exchange === true) return this.exchange(share, from, to);
     return this.gate('rename', share, [[from, 'write'], [to, 'write']], { path: from, to }, (vol, acl) => {
       this.refuseRuleMove(share, acl, from, acl, to);
       const through = options?.through ? this.own(options.through) : undefined;
       return this.vfs.rename(vol, from, to, { tokens: this.lockTokens, ...(options?.replace !== undefined ? { replace: options.replace } : {}), ...(through ? { through } : {}) });
+    });
+  }
+
+  /**
+   * Swaps two existing names (renameat2 RENAME_EXCHANGE; Vfs.rename with `exchange`). It is a rename
+   * each way, and is checked as both: write at both names (what either rename needs), and neither
+   * may change which path rule governs a file (refuseRuleMove from `a` to `b` and from `b` to `a`).
+   * ENOTSUP on shares whose backend cannot swap atomically (object stores).
+   */
+  private exchange(share: string, a: string, b: string): Promise<void> {
+    return this.gate('exchange', share, [[a, 'write'], [b, 'write']], { path: a, to: b }, (vol, acl) => {
+      this.refuseRuleMove(share, acl, a, acl, b);
+      this.refuseRuleMove(share, acl, b, acl, a);
+      return this.vfs.rename(vol, a, b, { tokens: this.lockTokens, exchange: true });
     });
   }
 

@@ -546,7 +546,28 @@ class WatchHub {
     if (oldKey !== undefined) vw.collect(oldKey, targets);
     for (const w of targets) w.offer(ev, key, oldKey);
     if (ev.kind === 'delete') this.removed(vw, ev, key);
-    else if (ev.kind === 'rename' && ev.type === 'dir') this.renamed(vw, ev, key, oldKey!);
+    else if (ev.kind === 'rename' && ev.exchange !== undefined) {
+      if (ev.exchange === 1) this.exchanged(vw, oldKey!, ev.oldPath!, key, ev.path);
+    } else if (ev.kind === 'rename' && ev.type === 'dir') this.renamed(vw, ev, key, oldKey!);
+  }
+
+  /**
+   * Two names were exchanged (ChangeEvent.exchange): watches at or below either now watch the same
+   * place below the other, all moved in one pass (two renames one after the other would move the
+   * first side's watches back with the second, and end the second's as if replaced).
+   */
+  private exchanged(vw: VolumeWatches, aKey: string, aPath: string, bKey: string, bPath: string): void {
+    for (const w of [...vw.all]) {
+      const inA = isSameOrDescendant(w.key, aKey);
+      if (!inA && !isSameOrDescendant(w.key, bKey)) continue;
+      const [fromPath, toPath] = inA ? [aPath, bPath] : [bPath, aPath];
+      const path = splitPath(w.path).slice(splitPath(fromPath).length).reduce((p, s) => joinPath(p, s), toPath);
+      vw.unindex(w);
+      this.release(vw, w);
+      w.moved(path, vw.key(path));
+      vw.index(w);
+      void this.acquire(vw, w);
+    }
   }
 
   /** A watched directory, or one above it, was removed: those watches end. */

@@ -24,6 +24,13 @@ export type TimeNs = bigint;
 export interface BackendCapabilities {
   /** rename(2)-style atomic rename of files and directories, replacing the target. */
   atomicRename: boolean;
+  /**
+   * exchange() swaps two existing names atomically (renameat2 RENAME_EXCHANGE): each name then
+   * holds the other's file or directory, and at no moment is either name missing (optional; absent
+   * means false). The local backend has it when its native helper is loaded
+   * (backends/local/native); object stores never (no store swaps two keys at once).
+   */
+  atomicExchange?: boolean;
   /** copy() is implemented without moving the bytes through Portico. */
   serverSideCopy: boolean;
   /** openFile() allows writes at arbitrary offsets into an existing file (else the VFS stages writes). */
@@ -318,6 +325,12 @@ export interface Backend {
    * copies then deletes.
    */
   rename?(from: string, to: string): Promise<void>;
+  /**
+   * Only when capabilities.atomicExchange: swaps the files or directories at `a` and `b` (both
+   * exist; types may differ; neither is inside the other) in one atomic step. ENOENT when either is
+   * missing; the backend does no other check.
+   */
+  exchange?(a: string, b: string): Promise<void>;
   /** Only when capabilities.serverSideCopy: copies one file, replacing the target. */
   copy?(from: string, to: string): Promise<BackendStat>;
   /** Only when capabilities.symlinks. */

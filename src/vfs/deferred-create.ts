@@ -408,6 +408,16 @@ export class DeferredCreates {
         const t = this.files.get(to);
         if (t !== undefined && t.writers.size === 0) this.forget(t);
       },
+      // Both objects must exist to be swapped: a pending file is written (empty) first, and its
+      // record goes, as for a rename (its publish then writes to the name the VFS gives its stage).
+      exchange: async (a: string, b: string) => {
+        for (const p of [a, b]) if (this.files.has(p)) await this.materialize(p);
+        await call('exchange', [a, b]);
+        for (const p of [a, b]) {
+          const t = this.files.get(p);
+          if (t !== undefined && t.writers.size === 0) this.forget(t);
+        }
+      },
       createPatchWriter: async (path: string, ...rest: unknown[]) => {
         if (this.files.has(path)) await this.materialize(path);
         return call('createPatchWriter', [path, ...rest]);

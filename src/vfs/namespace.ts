@@ -40,7 +40,7 @@ export interface NamespaceHost {
   /** The resolved path and stat of an existing node, else ENOENT. */
   existing(v: Volume, path: string): Promise<{ path: string; stat: BackendStat }>;
   attr(v: Volume, row: NodeRow, st: BackendStat): FileAttr;
-  emit(v: Volume, kind: ChangeKind, id: FileId, path: string, type: FileAttr['type'], oldPath?: string): bigint;
+  emit(v: Volume, kind: ChangeKind, id: FileId, path: string, type: FileAttr['type'], oldPath?: string, exchange?: 1 | 2): bigint;
   checkTokenLocks(v: Volume, path: string, tokens: Tokens, what: { self: boolean; parent: boolean }): void;
   /** The live write stage of a file (backends without random writes), if any. */
   stageOf(id: FileId): WriteStage | undefined;
@@ -50,6 +50,8 @@ export interface NamespaceHost {
   openBelow(v: Volume, path: string, except?: Handle): boolean;
   /** Handles at or below `from` now name `to`; returns them. */
   retargetHandles(from: string, to: string, v: Volume): Handle[];
+  /** After an exchange of two names: handles below each now name the other. */
+  exchangeHandles(a: string, b: string, v: Volume): void;
   /** After a rename by copy: the handles' read views reopen on the copies. */
   reopenMoved(v: Volume, handles: Handle[]): Promise<void>;
 }
@@ -142,7 +144,8 @@ export class NamespaceOps {
    * rename(2) semantics: replaces a file with a file, or a directory with an empty directory; refuses
    * to move a directory into itself. Open handles follow the file.
    */
-  async rename(volume: string, from: string, to: string, options: { replace?: boolean; tokens?: Tokens; through?: Handle } = {}): Promise<void> {
+  async rename(volume: string, from: string, to: string, options: { replace?: boolean; exchange?: boolean; tokens?: Tokens; through?: Handle } = {}): Promise<void> {
+    if (options.exchange === true) return this.exchange(volume, from, to, options.tokens ?? NO_TOKENS);
     const tokens = options.tokens ?? NO_TOKENS;
     const v = this.host.volume(volume);
     const f = v.normalize(from);
@@ -253,6 +256,76 @@ export class NamespaceOps {
       }
     }
     this.host.emit(v, 'rename', srcRow.id, target, src.stat.type, src.path);
+  }
+
+  /**
+   * renameat2(RENAME_EXCHANGE): the files or directories at `a` and `b` swap names in one atomic
+   * step of the backend (capabilities.atomicExchange; ENOTSUP elsewhere: there is no safe emulation,
+   * since a swap through a third name leaves a moment where one name is missing, and a crash there
+   * leaves it missing). Both must exist (ENOENT); types may differ; neither may be inside the other
+   * (EINVAL). Each side is checked as the rename that moves it would be: token locks on the name,
+   * its parent and (a directory) its members, leases, share modes of the file and its parent. Ids,
+   * handles, locks, pending uploads and properties follow the files; both names' listings, change
+   * values and watches see a rename (two events, one per file).
+   *
+   * Write-back: pending uploads at or below either name are held while the names swap, then go to
+   * the file's new name (WriteBack.exchanged), as a rename's do. Unflushed data of an open file is
+   * in its stage or descriptor, both bound to the file, not the name, so nothing is flushed first.
+   */
+  private async exchange(volume: string, a: string, b: string, tokens: Tokens): Promise<void> {
+    const v = this.host.volume(volume);
+    const pa = v.normalize(a);
+    const pb = v.normalize(b);
+    if (pa === '/' || pb === '/') throw new VfsError('EBUSY', 'cannot exchange the share root', { path: '/' });
+    const ra = await this.host.existing(v, pa);
+    const rb = await this.host.existing(v, pb);
+    // One file under two spellings or two hard links: nothing changes (as renameat2 answers).
+    if (ra.path === rb.path) return;
+    if (v.identity && ra.stat.type === 'file' && ra.stat.nativeId !== undefined && ra.stat.nativeId === rb.stat.nativeId) return;
+    if (isSameOrDescendant(v.key(rb.path), v.key(ra.path)) || isSameOrDescendant(v.key(ra.path), v.key(rb.path))) {
+      throw new VfsError('EINVAL', 'cannot exchange a directory with a name inside it', { path: rb.path });
+    }
+    if (!v.backend.capabilities.atomicExchange || v.backend.exchange === undefined) {
+      throw new VfsError('ENOTSUP', 'this share\'s backend cannot exchange two names atomically', { path: ra.path });
+    }
+    const sides = [ra, rb].map((r) => ({ path: r.path, stat: r.stat, row: v.row(r.path) }));
+    for (const side of sides) {
+      this.host.checkTokenLocks(v, side.path, tokens, { self: true, parent: true });
+      if (side.stat.type === 'dir' && this.host.locks.size > 0) {
+        for (const l of this.host.locks.locksBelow(side.row.id)) {
+          if (l.style === 'token' && !tokens.has(l.token)) throw new VfsError('ELOCKED', undefined, { path: side.path });
+        }
+      }
+    }
+    if (this.host.leases.size > 0) {
+      await this.host.leases.beforeNamespace(v.name, sides.map((x) => x.row.id), sides.filter((x) => x.stat.type === 'dir').map((x) => x.row.id));
+    }
+    for (const side of sides) {
+      this.host.shareModes.checkDelete(side.row.id);
+      this.host.shareModes.checkRenameIn(v.row(parentPath(side.path)).id);
+    }
+    const [x, y] = sides as [typeof sides[0], typeof sides[0]];
+    const wbIds = [...this.host.writeBack.idsUnder(volume, x.path), ...this.host.writeBack.idsUnder(volume, y.path)];
+    const wbRelease = wbIds.length > 0 ? await this.host.writeBack.pause(wbIds) : undefined;
+    try {
+      await v.backend.exchange(x.path, y.path);
+    } catch (e) {
+      wbRelease?.();
+      throw e;
+    }
+    v.quota?.moved(x.path, y.path, x.stat.type, x.stat.size);
+    v.quota?.moved(y.path, x.path, y.stat.type, y.stat.size);
+    v.exchanged(x.path, y.path, x.stat.type, y.stat.type);
+    this.host.exchangeHandles(x.path, y.path, v);
+    if (wbRelease !== undefined) {
+      try {
+        await this.host.writeBack.exchanged(volume, x.path, y.path);
+      } finally {
+        wbRelease();
+      }
+    }
+    this.host.emit(v, 'rename', x.row.id, y.path, x.stat.type, x.path, 1);
+    this.host.emit(v, 'rename', y.row.id, x.path, y.stat.type, y.path, 2);
   }
 
   /**

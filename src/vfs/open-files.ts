@@ -417,6 +417,17 @@ export class OpenFiles {
     for (const h of this.handlesOf(id)) h.orphaned = true;
   }
 
+  /** After an exchange of two names (neither inside the other): handles below each name the other. */
+  exchangeHandles(a: string, b: string, v: Volume): void {
+    for (const h of this.handles.values()) {
+      if (h.volume !== v) continue;
+      const from = isSameOrDescendant(h.path, a) ? a : isSameOrDescendant(h.path, b) ? b : undefined;
+      if (from === undefined) continue;
+      h.path = (from === a ? b : a) + h.path.slice(from.length);
+      if (h.stage) h.stage.path = h.path;
+    }
+  }
+
   /** Handles at or below `from` now name `to`; returns them. */
   /** Whether a handle other than `except` is open strictly below the directory `path` of `v`. */
   openBelow(v: Volume, path: string, except?: Handle): boolean {

@@ -126,6 +126,12 @@ export interface ChangeEvent {
   path: string;
   /** For rename: the path before. */
   oldPath?: string;
+  /**
+   * The two renames of an exchange of names (renameat2 RENAME_EXCHANGE) are emitted one after the
+   * other, 1 then 2: the first file went from oldPath to path, the second from path to oldPath.
+   * Whoever re-keys state by path (change watches) swaps both sides once, at the first.
+   */
+  exchange?: 1 | 2;
   type: NodeType;
   change: bigint;
 }

@@ -247,12 +247,13 @@ export class Vfs {
       volume: (name) => this.volume(name),
       existing: (v, path) => this.existing(v, path),
       attr: (v, row, st) => this.attr(v, row, st),
-      emit: (v, kind, id, path, type, oldPath) => this.emit(v, kind, id, path, type, oldPath),
+      emit: (v, kind, id, path, type, oldPath, exchange) => this.emit(v, kind, id, path, type, oldPath, exchange),
       checkTokenLocks: (v, path, tokens, what) => this.checkTokenLocks(v, path, tokens, what),
       stageOf: (id) => this.data.stages.get(id),
       orphan: (id) => this.files.orphan(id),
       openBelow: (v, path, except) => this.files.openBelow(v, path, except),
       retargetHandles: (from, to, v) => this.files.retargetHandles(from, to, v),
+      exchangeHandles: (a, b, v) => this.files.exchangeHandles(a, b, v),
       reopenMoved: (v, handles) => this.files.reopenMoved(v, handles),
     });
     this.files = new OpenFiles({
@@ -478,7 +479,7 @@ export class Vfs {
    * NFS clients revalidate cached directories by it (change_info4) — and, where the backend keeps
    * no directory times, the parent's mtime too. Then tells the listeners.
    */
-  private emit(v: Volume, kind: ChangeKind, id: FileId, path: string, type: FileAttr['type'], oldPath?: string): bigint {
+  private emit(v: Volume, kind: ChangeKind, id: FileId, path: string, type: FileAttr['type'], oldPath?: string, exchange?: 1 | 2): bigint {
     this.attrCache.drop(id);
     // A renamed or removed directory moves or ends every listing below it; else the name's directory.
     if (type === 'dir' && (kind === 'rename' || kind === 'delete')) this.listings.clear();
@@ -503,6 +504,7 @@ export class Vfs {
     if (this.events.listenerCount('change') > 0) {
       const ev: ChangeEvent = { volume: v.name, kind, id, path, type, change };
       if (oldPath !== undefined) ev.oldPath = oldPath;
+      if (exchange !== undefined) ev.exchange = exchange;
       this.events.emit('change', ev);
     }
     return change;
@@ -756,8 +758,9 @@ export class Vfs {
   /**
    * rename(2) semantics: replaces a file with a file, or a directory with an empty directory; refuses
    * to move a directory into itself. Open handles follow the file (NamespaceOps.rename).
+   * `exchange`: renameat2(RENAME_EXCHANGE), the two existing names swap (NamespaceOps.exchange).
    */
-  rename(volume: string, from: string, to: string, options: { replace?: boolean; tokens?: Tokens; through?: Handle } = {}): Promise<void> {
+  rename(volume: string, from: string, to: string, options: { replace?: boolean; exchange?: boolean; tokens?: Tokens; through?: Handle } = {}): Promise<void> {
     return this.names.rename(volume, from, to, options);
   }
 

@@ -565,6 +565,42 @@ export class Volume {
     }
   }
 
+  /**
+   * Records an exchange of two names (renameat2 RENAME_EXCHANGE) in the id store: each name's id
+   * moves to the other name (ids follow the files), in one store transaction. Both rows go through
+   * a temporary key no name can have (names hold no NUL), since a directory holds each key once.
+   */
+  exchanged(a: string, b: string, aType: string, bType: string): void {
+    const ra = this.row(a);
+    const rb = this.row(b);
+    const pa = this.row(parentPath(a)).id;
+    const pb = this.row(parentPath(b)).id;
+    const na = normalizeName(baseName(a));
+    const nb = normalizeName(baseName(b));
+    const tmp = '\0exchange';
+    this.store.transaction(() => {
+      this.store.moveName(this.name, pa, this.key(na), ra.id, pa, tmp, tmp);
+      this.store.moveName(this.name, pb, this.key(nb), rb.id, pa, na, this.key(na));
+      this.store.moveName(this.name, pa, tmp, ra.id, pb, nb, this.key(nb));
+    });
+    for (const p of [a, b]) this.linkedPaths.delete(p);
+    // Both names stay; what they are (a directory or not) may change.
+    this.folded.removed(parentPath(a), baseName(a));
+    this.folded.added(parentPath(a), baseName(a), bType === 'dir');
+    this.folded.removed(parentPath(b), baseName(b));
+    this.folded.added(parentPath(b), baseName(b), aType === 'dir');
+    if (aType === 'dir' || bType === 'dir') {
+      this.forgetRows();
+      this.folded.forgetTree(a);
+      this.folded.forgetTree(b);
+    } else {
+      this.rows.delete(a);
+      this.rows.delete(b);
+      this.paths.delete(ra.id);
+      this.paths.delete(rb.id);
+    }
+  }
+
   /** Forgets a deleted name and everything below it. Returns the ids that were removed. */
   removed(path: string, type: string): FileId[] {
     const cached = this.rows.get(path);

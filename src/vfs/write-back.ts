@@ -775,6 +775,25 @@ export class WriteBack {
   }
 
   /**
+   * After an exchange of two names (neither inside the other): pending uploads at or below `a` go
+   * to the same place below `b` and the other way round, re-journaled durably as moved() does.
+   */
+  async exchanged(volume: string, a: string, b: string): Promise<void> {
+    const jobs: Promise<void>[] = [];
+    for (const e of [...this.entries.values()]) {
+      if (e.vol !== volume) continue;
+      const from = isSameOrDescendant(e.path, a) ? a : isSameOrDescendant(e.path, b) ? b : undefined;
+      if (from === undefined) continue;
+      const p = (from === a ? b : a) + e.path.slice(from.length);
+      e.stage.path = p;
+      jobs.push(this.commit(volume, e.fileId, p, e.stage).catch((err: unknown) => {
+        this.log.error({ err, share: volume, path: p }, 'write-back: could not journal an exchange of a pending upload');
+      }));
+    }
+    await Promise.all(jobs);
+  }
+
+  /**
    * Uploads a pending file now and waits (setattr, copy of a pending file). A file held by a writer
    * is left alone (its stage is live, as in sync mode). Rejects with the attempt's error.
    */

@@ -197,7 +197,7 @@ export class TreeMoveGuard {
         }
         if (MUTATES_ARG0.has(name)) return (path: string, ...rest: unknown[]) => run([path], () => (value as (...a: unknown[]) => Promise<unknown>).apply(target, [path, ...rest]));
         if (MUTATES_ARG1.has(name)) return (a: string, path: string, ...rest: unknown[]) => run([path], () => (value as (...a: unknown[]) => Promise<unknown>).apply(target, [a, path, ...rest]));
-        if (name === 'rename') return (a: string, c: string) => run([a, c], () => (value as (x: string, y: string) => Promise<void>).call(target, a, c));
+        if (name === 'rename' || name === 'exchange') return (a: string, c: string) => run([a, c], () => (value as (x: string, y: string) => Promise<void>).call(target, a, c));
         if (name === 'openFile') {
           return (path: string, opts: { write?: boolean; create?: boolean; truncate?: boolean }) =>
             opts?.write || opts?.create || opts?.truncate
