@@ -29,6 +29,7 @@ import { firstAfter } from '../paging.ts';
 import { mapLimit } from '../../src/util/map-limit.ts';
 import { LocalWatches, type LocalWatchOptions } from './local-watch.ts';
 import { FD_CACHE_MAX, ReadFdCache } from './fd-cache.ts';
+import { localNative, type LocalNative } from './native.ts';
 
 /** Only root may give a file to another user; files this process makes are its own already. */
 const PROCESS_UID = process.getuid?.() ?? -1;
@@ -64,6 +65,12 @@ export interface LocalBackendOptions {
    * FD_CACHE_MAX; 0: none).
    */
   readFdCache?: number;
+  /**
+   * The native helper (backends/local/native: renameat2, fallocate, SEEK_DATA/SEEK_HOLE,
+   * copy_file_range): by default the built addon when it loads; null runs without it (the
+   * capabilities it gives are then absent, as on a machine without the addon).
+   */
+  native?: LocalNative | null;
 }
 
 /** Directory fsyncs of one directory: commits queued for the next one, and whether one runs. */
@@ -157,6 +164,8 @@ export class LocalBackend implements Backend, WriterHost {
     // Outside changes through inotify (local-watch.ts).
     watch: true,
   };
+  /** The native helper (native.ts), when loaded: exchange, allocation, hole map, range copy. */
+  readonly native: LocalNative | undefined;
   /** Absolute, symlink-free path of the share root. */
   readonly root: string;
   private readonly rootPrefix: string;
@@ -207,6 +216,10 @@ export class LocalBackend implements Backend, WriterHost {
     if (FINE_TIME_FS.has(fileSystemType(this.root))) this.capabilities.directoryTimeGranularityMs = 20;
     this.fsync = options.fsync ?? true;
     this.procFd = existsSync('/proc/self/fd');
+    this.native = options.native === null ? undefined : (options.native ?? localNative());
+    // renameat2(RENAME_EXCHANGE) through the helper; a file system without it answers EINVAL then,
+    // reported as ENOTSUP (exchange below).
+    if (this.native !== undefined) this.capabilities.atomicExchange = true;
     const inline = options.inlineIo ?? 'auto';
     this.io = new InlineIo(inline === 'auto' ? isLocalFileSystem(this.root) : inline);
     this.wio = InlineIo.forWrites(this.io.enabled);
@@ -885,6 +898,34 @@ export class LocalBackend implements Backend, WriterHost {
     } finally {
       this.forgetTree(from);
       this.forgetTree(to);
+    }
+  }
+
+  /**
+   * Backend.exchange: renameat2(RENAME_EXCHANGE) through the native helper, on descriptors of the
+   * two parent directories opened and confined as every open is (O_NOFOLLOW, /proc check) and the
+   * two last names: a rename never follows a symbolic link in its last component, so neither side
+   * can reach outside the root. A file system without the flag (the kernel's EINVAL; the VFS has
+   * already refused a directory with a name inside it) gives ENOTSUP.
+   */
+  async exchange(a: string, b: string): Promise<void> {
+    const n = this.native;
+    if (n === undefined) throw new VfsError('ENOTSUP', 'the local backend\'s native helper is not loaded', { path: a });
+    if (a === '/' || b === '/') throw new VfsError('EBUSY', 'cannot exchange the share root', { path: a });
+    let da: FileHandle | undefined;
+    let db: FileHandle | undefined;
+    try {
+      da = await this.openConfined(parentPath(a), O_DIR);
+      db = parentPath(b) === parentPath(a) ? da : await this.openConfined(parentPath(b), O_DIR);
+      await n.renameat2(da.fd, baseName(a), db.fd, baseName(b), n.RENAME_EXCHANGE);
+    } catch (e) {
+      if ((e as { code?: unknown }).code === 'EINVAL') throw new VfsError('ENOTSUP', 'the file system cannot exchange names (renameat2 RENAME_EXCHANGE)', { path: a, cause: e });
+      throw toVfsError(e, a);
+    } finally {
+      if (db !== undefined && db !== da) await db.close().catch(() => {});
+      await da?.close().catch(() => {});
+      this.forgetTree(a);
+      this.forgetTree(b);
     }
   }
 

@@ -9,6 +9,10 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isVfsError } from '../../src/vfs/errors.ts';
 import type { VfsErrorCode } from '../../src/vfs/errors.ts';
 import { LocalBackend, TEMP_PREFIX } from '../../backends/local/local-backend.ts';
+import { localNativeAvailability } from '../../backends/local/native.ts';
+
+const native = localNativeAvailability();
+if (!native.available) console.warn(`local exchange confinement not tested: ${native.reason} (enable: ${native.enable})`);
 
 async function rejectsWith(p: Promise<unknown>, ...codes: VfsErrorCode[]): Promise<void> {
   const e = await p.then(
@@ -122,6 +126,26 @@ describe('LocalBackend symlink confinement', () => {
     await b.unlink('/esc');
     await rejectsWith(b.stat('/esc'), 'ENOENT');
     expect((await readFile(join(root, 'plain.txt'), 'utf8'))).toBe('plain');
+    await outsideUntouched();
+  });
+
+  it.skipIf(!native.available)('exchange (renameat2 through the native helper) cannot use a symlink as a parent; it swaps a link itself, never its target', async () => {
+    await rejectsWith(b.exchange('/plain.txt', '/esc/secret.txt'), 'ELOOP', 'ENOTDIR');
+    await rejectsWith(b.exchange('/esc/secret.txt', '/plain.txt'), 'ELOOP', 'ENOTDIR');
+    await rejectsWith(b.exchange('/esc/sub', '/plain.txt'), 'ELOOP', 'ENOTDIR');
+    // A directory verified, then swapped for a symlink to the outside: the parent's descriptor is
+    // opened with O_NOFOLLOW and checked by its /proc path.
+    await mkdir(join(root, 'd'));
+    await writeFile(join(root, 'd', 'secret.txt'), 'inside');
+    expect((await b.read('/d/secret.txt', 0, 100)).toString()).toBe('inside');
+    await rename(join(root, 'd'), join(base, 'd-moved'));
+    await symlink(outside, join(root, 'd'));
+    await rejectsWith(b.exchange('/d/secret.txt', '/plain.txt'), 'ELOOP', 'ENOTDIR');
+    expect(await readFile(join(root, 'plain.txt'), 'utf8')).toBe('plain');
+    // The link named /escfile and the file /plain.txt swap names; the link's target stays outside, untouched.
+    await b.exchange('/escfile', '/plain.txt');
+    expect((await lstat(join(root, 'plain.txt'))).isSymbolicLink()).toBe(true);
+    expect(await readFile(join(root, 'escfile'), 'utf8')).toBe('plain');
     await outsideUntouched();
   });
 

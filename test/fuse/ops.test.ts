@@ -15,11 +15,14 @@ import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { localNativeAvailability } from '../../backends/local/native.ts';
 import { S3RVER_CREDENTIALS, startS3rver, type S3rverHandle } from '../helpers/s3rver.ts';
 import { fuseUnusable, http, mountPoints, removeTmp, sh, startFuseStack, waitFor, type FuseStack } from './helpers.ts';
 
-/** Whether local shares exchange names: set once the local backend's native helper exists (step 2). */
-const LOCAL_EXCHANGE = false;
+/** Local shares exchange names, punch holes and copy ranges in the kernel with their native helper. */
+const localHelper = localNativeAvailability();
+if (!localHelper.available) console.warn(`FUSE operations on local shares tested without the native helper: ${localHelper.reason} (enable: ${localHelper.enable})`);
+const LOCAL_EXCHANGE = localHelper.available;
 
 const unusable = fuseUnusable();
 if (unusable) console.warn(`FUSE operation tests skipped: ${unusable}`);

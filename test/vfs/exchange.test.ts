@@ -12,6 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryBackend, MEMORY_OBJECTSTORE_CAPABILITIES } from '../../backends/memory/memory-backend.ts';
+import { LocalBackend } from '../../backends/local/local-backend.ts';
+import { localNativeAvailability } from '../../backends/local/native.ts';
 import type { Backend } from '../../src/vfs/backend.ts';
 import { MetadataStore } from '../../src/store/metadata-store.ts';
 import { Vfs } from '../../src/vfs/vfs.ts';
@@ -32,7 +34,15 @@ afterEach(async () => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
+const localDir = (): string => {
+  const root = mkdtempSync(join(tmpdir(), 'portico-exchange-'));
+  dirs.push(root);
+  return root;
+};
+const native = localNativeAvailability();
 const backends: Array<[string, () => Backend]> = [['memory', () => new MemoryBackend()]];
+if (native.available) backends.push(['local', () => new LocalBackend(localDir())]);
+else console.warn(`exchange on the local backend not tested: ${native.reason} (enable: ${native.enable})`);
 
 async function names(s: Session, dir: string): Promise<string[]> {
   return (await s.readdir('s', dir)).entries.map((e) => `${e.name}:${e.attr.type}`).sort();
@@ -170,6 +180,17 @@ describe.each(backends)('exchange of two names on the %s backend', (_name, make)
 });
 
 describe('exchange where the backend cannot swap atomically', () => {
+  it('local without its native helper: the capability is absent, ENOTSUP, both names keep their files', async () => {
+    const b = new LocalBackend(localDir(), { native: null });
+    expect(b.capabilities.atomicExchange).toBeUndefined();
+    env = makeVfsEnv(b);
+    const s = env.session(alice);
+    await writeFile(s, '/a', 'alpha');
+    await writeFile(s, '/b', 'beta');
+    await expectCode(s.rename('s', '/a', '/b', { exchange: true }), 'ENOTSUP');
+    expect((await readFile(s, '/a')).toString()).toBe('alpha');
+  });
+
   it('memory:objectstore: ENOTSUP, both names keep their files', async () => {
     env = makeVfsEnv(new MemoryBackend({ capabilities: MEMORY_OBJECTSTORE_CAPABILITIES }));
     const s = env.session(alice);

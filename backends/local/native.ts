@@ -1,0 +1,61 @@
+/**
+ * Loading the local backend's optional native helper (backends/local/native, README there):
+ * renameat2, fallocate, lseek SEEK_DATA/SEEK_HOLE and copy_file_range, which Node's fs does not
+ * have. Without it the local backend declares the capabilities they give absent and behaves as
+ * before (no exchange of names, no real allocation or hole punching, no hole map, range copies
+ * through Portico).
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+
+export interface LocalNative {
+  renameat2(oldDirFd: number, oldName: string, newDirFd: number, newName: string, flags: number): Promise<number>;
+  fallocate(fd: number, mode: number, offset: number, length: number): Promise<number>;
+  /** lseek with SEEK_DATA or SEEK_HOLE: the offset found (ENXIO at or past the end, or no data after offset). */
+  seek(fd: number, offset: number, whence: number): Promise<number>;
+  /** Positioned copy of up to `length` bytes; fewer at the source's end (0 past it). */
+  copyFileRange(fdIn: number, offIn: number, fdOut: number, offOut: number, length: number): Promise<number>;
+  RENAME_NOREPLACE: number;
+  RENAME_EXCHANGE: number;
+  FALLOC_FL_KEEP_SIZE: number;
+  FALLOC_FL_PUNCH_HOLE: number;
+  FALLOC_FL_ZERO_RANGE: number;
+  SEEK_DATA: number;
+  SEEK_HOLE: number;
+}
+
+/** The command that builds it (README, test warnings). */
+export const LOCAL_NATIVE_ENABLE = 'npm run build:local (needs a C++ compiler)';
+
+/** The build's output, or PORTICO_LOCAL_ADDON (an addon built elsewhere; '' turns it off). */
+const ADDON_PATH = process.env.PORTICO_LOCAL_ADDON ?? new URL('./native/build/Release/portico_local.node', import.meta.url).pathname;
+
+let loaded: { mod: LocalNative } | { error: string } | undefined;
+
+function load(): { mod: LocalNative } | { error: string } {
+  if (loaded) return loaded;
+  if (process.platform !== 'linux') loaded = { error: 'the local backend\'s native helper is Linux-only' };
+  else if (ADDON_PATH === '') loaded = { error: 'turned off (PORTICO_LOCAL_ADDON is empty)' };
+  else if (!existsSync(ADDON_PATH)) loaded = { error: `the local backend's native helper is not built (${ADDON_PATH} is missing)` };
+  else {
+    try {
+      loaded = { mod: createRequire(import.meta.url)(ADDON_PATH) as LocalNative };
+    } catch (e) {
+      loaded = { error: `the local backend's native helper does not load: ${e instanceof Error ? e.message : String(e)}` };
+    }
+  }
+  return loaded;
+}
+
+export type LocalNativeAvailability = { available: true } | { available: false; reason: string; enable: string };
+
+export function localNativeAvailability(): LocalNativeAvailability {
+  const l = load();
+  return 'error' in l ? { available: false, reason: l.error, enable: LOCAL_NATIVE_ENABLE } : { available: true };
+}
+
+/** The helper's module, or undefined when it is not available. */
+export function localNative(): LocalNative | undefined {
+  const l = load();
+  return 'mod' in l ? l.mod : undefined;
+}
