@@ -219,7 +219,11 @@ export class LocalBackend implements Backend, WriterHost {
     this.native = options.native === null ? undefined : (options.native ?? localNative());
     // renameat2(RENAME_EXCHANGE) through the helper; a file system without it answers EINVAL then,
     // reported as ENOTSUP (exchange below).
-    if (this.native !== undefined) this.capabilities.atomicExchange = true;
+    // With the helper: exchange of names, fallocate (reservation, punching, zeroing), the hole map
+    // and in-kernel range copies (native/README.md).
+    if (this.native !== undefined) {
+      Object.assign(this.capabilities, { atomicExchange: true, fileAllocate: true, sparseSeek: true, rangeCopy: true });
+    }
     const inline = options.inlineIo ?? 'auto';
     this.io = new InlineIo(inline === 'auto' ? isLocalFileSystem(this.root) : inline);
     this.wio = InlineIo.forWrites(this.io.enabled);
@@ -602,7 +606,7 @@ export class LocalBackend implements Backend, WriterHost {
     const cache = readOnly ? this.fdCache : undefined;
     if (cache !== undefined) {
       const hit = cache.take(path);
-      if (hit !== undefined) return new LocalFile(hit.shared.fd, path, false, this.io, hit);
+      if (hit !== undefined) return this.localFile(hit.shared.fd, path, false, this.io, hit);
     }
     let flags = (options.write ? C.O_RDWR : C.O_RDONLY) | C.O_NOFOLLOW | C.O_NONBLOCK;
     if (options.create) flags |= C.O_CREAT | (options.exclusive ? C.O_EXCL : 0);
@@ -619,7 +623,7 @@ export class LocalBackend implements Backend, WriterHost {
     const fd = await this.openConfinedFd(path, flags, options.mode ?? 0o666, !options.write || creates, options.owner);
     if (creates) this.nameCache.delete(parentPath(path));
     if (cache === undefined) {
-      if (!creates || !options.write || options.truncate) return new LocalFile(fd, path, options.write, this.io);
+      if (!creates || !options.write || options.truncate) return this.localFile(fd, path, options.write, this.io);
       // An exclusive create made the file, empty; a plain one may have found it: empty or not, its
       // fstat says. A non-empty file's writes may need its pages read from the device first:
       // thread pool. (Not kept as the first stat()'s answer: a setattr by path may follow at once.)
@@ -632,7 +636,7 @@ export class LocalBackend implements Backend, WriterHost {
           empty = false;
         }
       }
-      return new LocalFile(fd, path, true, this.io, empty ? { writeIo: this.wio } : undefined);
+      return this.localFile(fd, path, true, this.io, empty ? { writeIo: this.wio } : undefined);
     }
     // The fstat that decides whether to cache it is also the caller's first stat() (LocalFile).
     let st: BigIntStats | undefined;
@@ -641,8 +645,15 @@ export class LocalBackend implements Backend, WriterHost {
     } catch {
       st = undefined;
     }
-    if (st === undefined || !st.isFile() || this.forgets !== forgets) return new LocalFile(fd, path, false, this.io, { st });
-    return new LocalFile(fd, path, false, this.io, { shared: cache.add(path, fd, st, openedAt), st });
+    if (st === undefined || !st.isFile() || this.forgets !== forgets) return this.localFile(fd, path, false, this.io, { st });
+    return this.localFile(fd, path, false, this.io, { shared: cache.add(path, fd, st, openedAt), st });
+  }
+
+  /** A LocalFile with the native helper when loaded (allocate, seekData, copyRange). */
+  private localFile(...args: ConstructorParameters<typeof LocalFile>): LocalFile {
+    const f = new LocalFile(...args);
+    f.native = this.native;
+    return f;
   }
 
   /**

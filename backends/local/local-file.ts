@@ -15,7 +15,8 @@ import {
   writeSync, writev as fsWritevCb, writevSync, type BigIntStats,
 } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import type { BackendFile, BackendStat, BackendWriter, SetMetadata, TimeNs } from '../../src/vfs/backend.ts';
+import type { AllocateOp, BackendFile, BackendStat, BackendWriter, SetMetadata, TimeNs } from '../../src/vfs/backend.ts';
+import type { LocalNative } from './native.ts';
 import { toVfsError, VfsError } from '../../src/vfs/errors.ts';
 import { baseName } from '../../src/vfs/path.ts';
 import { INLINE_MAX_READ, INLINE_MAX_WRITE, type InlineIo } from './inline-io.ts';
@@ -288,6 +289,63 @@ export class LocalFile implements BackendFile {
 
   async sync(): Promise<void> {
     return this.tracked((fd) => fsCall((cb) => fdatasync(fd, cb)));
+  }
+
+  /**
+   * The native helper (native.ts), set by the backend when loaded: allocate, seekData and
+   * copyRange use it on this descriptor (the backend declares fileAllocate, sparseSeek and
+   * rangeCopy only then).
+   */
+  native: LocalNative | undefined;
+
+  private helper(): LocalNative {
+    if (this.native === undefined) throw new VfsError('ENOTSUP', 'the local backend\'s native helper is not loaded', { path: this.path });
+    return this.native;
+  }
+
+  /** BackendFile.allocate: fallocate(2) on the descriptor (EOPNOTSUPP from the file system: ENOTSUP). */
+  async allocate(op: AllocateOp, offset: number, length: number, keepSize: boolean): Promise<void> {
+    const n = this.helper();
+    const mode = op === 'punch' ? n.FALLOC_FL_PUNCH_HOLE | n.FALLOC_FL_KEEP_SIZE : (op === 'zero' ? n.FALLOC_FL_ZERO_RANGE : 0) | (keepSize ? n.FALLOC_FL_KEEP_SIZE : 0);
+    this.openStat = undefined;
+    this.writeIo = undefined;
+    await this.tracked((fd) => n.fallocate(fd, mode, offset, length));
+  }
+
+  /** BackendFile.seekData: lseek SEEK_DATA/SEEK_HOLE on the descriptor; ENXIO is "none". */
+  async seekData(offset: number, what: 'data' | 'hole'): Promise<number | undefined> {
+    const n = this.helper();
+    const fd = this.live();
+    try {
+      return await this.calls.run(() => n.seek(fd, offset, what === 'data' ? n.SEEK_DATA : n.SEEK_HOLE));
+    } catch (e) {
+      if ((e as { code?: unknown }).code === 'ENXIO') return undefined;
+      throw toVfsError(e, this.path);
+    }
+  }
+
+  /**
+   * BackendFile.copyRange: copy_file_range(2) between this descriptor and the target's (another
+   * LocalFile: both confined when opened). The kernel clones or copies inside the file system; the
+   * bytes never reach user space. Two file systems, overlapping ranges of one file or a file system
+   * without it: ENOTSUP (the caller copies through Portico).
+   */
+  async copyRange(offset: number, target: BackendFile, targetOffset: number, length: number): Promise<number> {
+    const n = this.helper();
+    if (!(target instanceof LocalFile)) throw new VfsError('ENOTSUP', 'range copy to a file of another backend', { path: this.path });
+    const fd = this.live();
+    const tfd = target.live();
+    target.openStat = undefined;
+    target.writeIo = undefined;
+    try {
+      return await this.calls.run(() => target.calls.run(() => n.copyFileRange(fd, offset, tfd, targetOffset, length)));
+    } catch (e) {
+      const code = (e as { code?: unknown }).code;
+      if (code === 'EXDEV' || code === 'EINVAL' || code === 'EOPNOTSUPP' || code === 'ENOSYS') {
+        throw new VfsError('ENOTSUP', `copy_file_range: ${String(code)}`, { path: this.path, cause: e });
+      }
+      throw toVfsError(e, this.path);
+    }
   }
 
   async stat(): Promise<BackendStat> {

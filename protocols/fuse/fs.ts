@@ -27,6 +27,7 @@ import type { SessionManager } from '../../src/session/session-manager.ts';
 import type { Watch } from '../../src/session/watch.ts';
 import { isVfsError, VfsError } from '../../src/vfs/errors.ts';
 import type { FileAttr, OpenOptions, SetAttr } from '../../src/vfs/types.ts';
+import type { AllocateOp } from '../../src/vfs/backend.ts';
 import { SHARE_ALL } from '../../src/vfs/types.ts';
 import type { Handle } from '../../src/vfs/vfs.ts';
 import type { LockRange } from '../../src/locks/lock-manager.ts';
@@ -77,8 +78,10 @@ const READ_BUF = 1 << 20;
  * not hold its system call for minutes.
  */
 const COPY_MAX = 64 * 1024 * 1024;
-/** The one fallocate(2) mode kept besides 0: allocate without changing the size. */
-const FALLOC_FL_KEEP_SIZE = 1;
+/** fallocate(2) mode flags (linux/falloc.h) the mount passes to the core (Session.allocate). */
+const FALLOC_FL_KEEP_SIZE = 0x01;
+const FALLOC_FL_PUNCH_HOLE = 0x02;
+const FALLOC_FL_ZERO_RANGE = 0x10;
 /** The second invalidation after a change event (see follow()). */
 const REINVALIDATE_MS = 300;
 
@@ -611,18 +614,21 @@ export class FuseFs {
         return;
       }
       case OP.LSEEK: {
-        // SEEK_DATA / SEEK_HOLE. The core keeps no holes (NFS SEEK answers the same,
-        // protocols/nfs/ops/seek.ts): data everywhere below the size, the only hole at the end.
-        // The size is the handle's in the core, not the kernel's cached one.
+        // SEEK_DATA / SEEK_HOLE through the core (Session.seekData): the store's hole map on a local
+        // share with its native helper; elsewhere no holes (as NFS SEEK answers,
+        // protocols/nfs/ops/seek.ts): data below the size, the one hole at the end. The size is the
+        // handle's in the core, not the kernel's cached one.
         if (n2 !== SEEK_DATA && n2 !== SEEK_HOLE) throw new VfsError('EINVAL');
-        const size = (await s.fstat(this.fh(n3))).size;
-        if (n1 < 0 || n1 >= size) return native.replyErr(id, E.ENXIO);
-        native.replyLseek(id, n2 === SEEK_DATA ? n1 : size);
+        if (n1 < 0) throw new VfsError('EINVAL');
+        const off = await s.seekData(this.fh(n3), n1, n2 === SEEK_DATA ? 'data' : 'hole');
+        if (off === undefined) return native.replyErr(id, E.ENXIO);
+        native.replyLseek(id, off);
         return;
       }
       case OP.COPY_FILE_RANGE: {
-        // The core has no server-side copy of a byte range (NFS COPY is the same read/write loop,
-        // protocols/nfs/ops/copy.ts): Portico reads from the source handle and writes to the
+        // Inside the store where it can (Session.copyRange: copy_file_range(2) on a local share with
+        // its native helper; the bytes never leave the kernel). Elsewhere (object stores, two file
+        // systems, staged bytes) Portico reads from the source handle and writes to the
         // destination's, so the bytes do not cross the kernel twice. Handles of two shares work too.
         const v = data as Float64Array;
         const [offIn, fhIn, inoOut, offOut, fhOut, len, flags] = [v[0]!, v[1]!, v[2]!, v[3]!, v[4]!, v[5]!, v[6]!];
@@ -632,6 +638,11 @@ export class FuseFs {
         if (!src.access.read || !dst.access.write) throw new VfsError('EBADF');
         this.own(this.inodes.get(inoOut), touched);
         const want = Math.min(len, COPY_MAX);
+        const inStore = await s.copyRange(src, offIn, dst, offOut, want).catch((e: unknown) => {
+          if (isVfsError(e, 'ENOTSUP')) return undefined;
+          throw e;
+        });
+        if (inStore !== undefined) return native.replyWrite(id, inStore);
         const buf = this.readBufs.pop() ?? Buffer.allocUnsafeSlow(READ_BUF);
         let done = 0;
         while (done < want) {
@@ -646,20 +657,26 @@ export class FuseFs {
         return;
       }
       case OP.FALLOCATE: {
-        // Mode 0 makes [offset, offset+length) part of the file: the size grows to its end (the
-        // new bytes read as zeros). The core reserves no space (no backend has an allocation
-        // call; a local share's file grows sparse), so KEEP_SIZE has nothing to do and succeeds.
-        // Hole punching, zeroing, collapsing and inserting ranges: EOPNOTSUPP.
-        if (n1 & ~FALLOC_FL_KEEP_SIZE) throw new VfsError('ENOTSUP', `fallocate mode ${n1}`);
+        // Through the core (Session.allocate). Mode 0 reserves [offset, offset+length) and grows the
+        // size to its end; KEEP_SIZE reserves only; PUNCH_HOLE|KEEP_SIZE frees the range; ZERO_RANGE
+        // (with or without KEEP_SIZE) makes it read as zeros. Reservation, punching and zeroing need
+        // an allocation call in the store (a local share with its native helper): elsewhere mode 0
+        // only grows the size (nothing reserved), KEEP_SIZE does nothing, punching and zeroing are
+        // EOPNOTSUPP. Collapsing and inserting ranges, and PUNCH_HOLE without KEEP_SIZE: EOPNOTSUPP.
+        const keep = (n1 & FALLOC_FL_KEEP_SIZE) !== 0;
+        const rest = n1 & ~FALLOC_FL_KEEP_SIZE;
+        let op: AllocateOp;
+        if (rest === 0) op = 'allocate';
+        else if (rest === FALLOC_FL_PUNCH_HOLE && keep) op = 'punch';
+        else if (rest === FALLOC_FL_ZERO_RANGE) op = 'zero';
+        else throw new VfsError('ENOTSUP', `fallocate mode ${n1}`);
         const v = data as Float64Array;
         const [offset, length] = [v[0]!, v[1]!];
         if (offset < 0 || length <= 0) throw new VfsError('EINVAL');
         const h = this.fh(n3);
         if (!h.access.write) throw new VfsError('EBADF');
-        if (!(n1 & FALLOC_FL_KEEP_SIZE) && offset + length > (await s.fstat(h)).size) {
-          this.own(this.inodes.get(ino), touched);
-          await s.fsetattr(h, { size: offset + length });
-        }
+        this.own(this.inodes.get(ino), touched);
+        await s.allocate(h, op, offset, length, keep);
         native.replyErr(id, 0);
         return;
       }

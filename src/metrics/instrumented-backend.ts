@@ -11,6 +11,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import type {
+  AllocateOp,
   Backend,
   BackendFile,
   BackendStat,
@@ -65,7 +66,7 @@ class OpMeter {
 const BACKEND_OPS = [
   'stat', 'list', 'read', 'readSmall', 'openFile', 'createWriter', 'mkdir', 'rmdir', 'unlink', 'rename', 'exchange', 'copy', 'symlink',
   'readlink', 'link', 'setMetadata', 'truncate', 'statfs', 'check', 'close',
-  'file.read', 'file.write', 'file.truncate', 'file.sync', 'file.stat', 'file.close',
+  'file.read', 'file.write', 'file.truncate', 'file.sync', 'file.stat', 'file.close', 'file.allocate', 'file.seek', 'file.copyRange',
   'writer.write', 'writer.commit', 'writer.abort',
 ] as const;
 
@@ -113,6 +114,28 @@ class MeteredFile implements BackendFile {
   close(): Promise<void> {
     const t = performance.now();
     try { return this.m['file.close'].track(t, this.f.close()); } catch (e) { return Promise.reject(this.m['file.close'].fail(t, e)); }
+  }
+
+  // The optional file calls (capabilities fileAllocate, sparseSeek, rangeCopy), on the prototype:
+  // the VFS calls them only when the capability says the inner file has them; ENOTSUP otherwise.
+  allocate(op: AllocateOp, offset: number, length: number, keepSize: boolean): Promise<void> {
+    const t = performance.now();
+    if (this.f.allocate === undefined) return Promise.reject(new VfsError('ENOTSUP', 'no allocate on this backend'));
+    try { return this.m['file.allocate'].track(t, this.f.allocate(op, offset, length, keepSize)); } catch (e) { return Promise.reject(this.m['file.allocate'].fail(t, e)); }
+  }
+
+  seekData(offset: number, what: 'data' | 'hole'): Promise<number | undefined> {
+    const t = performance.now();
+    if (this.f.seekData === undefined) return Promise.reject(new VfsError('ENOTSUP', 'no hole map on this backend'));
+    try { return this.m['file.seek'].track(t, this.f.seekData(offset, what)); } catch (e) { return Promise.reject(this.m['file.seek'].fail(t, e)); }
+  }
+
+  copyRange(offset: number, target: BackendFile, targetOffset: number, length: number): Promise<number> {
+    const t = performance.now();
+    if (this.f.copyRange === undefined) return Promise.reject(new VfsError('ENOTSUP', 'no range copy on this backend'));
+    // The inner file copies into the inner target: a metered target is unwrapped (one layer each).
+    const inner = target instanceof MeteredFile ? target.f : target;
+    try { return this.m['file.copyRange'].track(t, this.f.copyRange(offset, inner, targetOffset, length)); } catch (e) { return Promise.reject(this.m['file.copyRange'].fail(t, e)); }
   }
 }
 

@@ -13,6 +13,7 @@ import { VfsError, toVfsError } from '../vfs/errors.ts';
 import { joinPath, normalizeName, normalizePath, parentPath, symlinkLeavesShare } from '../vfs/path.ts';
 import { handleLockOwner, type ContentWriter, type Handle, type ReplaceOptions, type TreeError, type TreeGuard, type Vfs } from '../vfs/vfs.ts';
 import type { Access, FileAttr, OpenOptions, ReaddirOptions, ReaddirResult, SetAttr, StatFsResult } from '../vfs/types.ts';
+import type { AllocateOp } from '../vfs/backend.ts';
 import type { PropChange, PropRow } from '../store/metadata-store.ts';
 import type { Principal } from '../auth/authenticator.ts';
 import type { Right, ShareAcl } from '../acl/acl.ts';
@@ -563,6 +564,30 @@ export class Session {
 
   async write(h: Handle, offset: number, data: Uint8Array): Promise<number> {
     const n = await this.gate('write', h.volume.name, [], null, () => this.vfs.write(this.own(h), offset, data));
+    this.host.bytes(this.protocol, 'write', n);
+    return n;
+  }
+
+  /**
+   * fallocate(2) through a handle open for writing (Vfs.allocate): 'allocate' reserves the range
+   * (or, without an allocation call in the store, grows the size), 'punch' and 'zero' need one
+   * (ENOTSUP otherwise). The open has checked the rights, as for write.
+   */
+  allocate(h: Handle, op: AllocateOp, offset: number, length: number, keepSize: boolean): Promise<void> {
+    return this.gate('allocate', h.volume.name, [], null, () => this.vfs.allocate(this.own(h), op, offset, length, keepSize));
+  }
+
+  /** lseek SEEK_DATA / SEEK_HOLE (Vfs.seekData): the offset found, undefined for none (ENXIO). */
+  seekData(h: Handle, offset: number, what: 'data' | 'hole'): Promise<number | undefined> {
+    return this.gate('seek', h.volume.name, [], null, () => this.vfs.seekData(this.own(h), offset, what));
+  }
+
+  /**
+   * copy_file_range inside the store (Vfs.copyRange): bytes copied, or ENOTSUP where the store
+   * cannot (the caller copies through read and write). Both handles must be this session's.
+   */
+  async copyRange(src: Handle, srcOffset: number, dst: Handle, dstOffset: number, length: number): Promise<number> {
+    const n = await this.gate('copy-range', dst.volume.name, [], null, () => this.vfs.copyRange(this.own(src), srcOffset, this.own(dst), dstOffset, length));
     this.host.bytes(this.protocol, 'write', n);
     return n;
   }

@@ -31,6 +31,18 @@ export interface BackendCapabilities {
    * (backends/local/native); object stores never (no store swaps two keys at once).
    */
   atomicExchange?: boolean;
+  /**
+   * BackendFile.allocate() reserves space and punches or zeroes ranges in the store (fallocate(2);
+   * optional, absent means false). Local: with the native helper.
+   */
+  fileAllocate?: boolean;
+  /** BackendFile.seekData() reports the file's holes (SEEK_DATA/SEEK_HOLE; optional). */
+  sparseSeek?: boolean;
+  /**
+   * BackendFile.copyRange() copies a byte range between two open files of this backend inside the
+   * store, without the bytes passing through Portico (copy_file_range(2); optional).
+   */
+  rangeCopy?: boolean;
   /** copy() is implemented without moving the bytes through Portico. */
   serverSideCopy: boolean;
   /** openFile() allows writes at arbitrary offsets into an existing file (else the VFS stages writes). */
@@ -188,7 +200,30 @@ export interface BackendFile {
   sync(): Promise<void>;
   stat(): Promise<BackendStat>;
   close(): Promise<void>;
+  /**
+   * Only when capabilities.fileAllocate (a file open for writing): fallocate(2) on
+   * [offset, offset + length). 'allocate' reserves the space (and grows the size to the range's end
+   * unless keepSize), 'punch' frees it (reads as zeros; keepSize is implied), 'zero' makes it read
+   * as zeros with the space kept allocated. ENOTSUP where the store's file system cannot.
+   */
+  allocate?(op: AllocateOp, offset: number, length: number, keepSize: boolean): Promise<void>;
+  /**
+   * Only when capabilities.sparseSeek: lseek SEEK_DATA / SEEK_HOLE from `offset`: the start of the
+   * next data or hole at or after it (the end of the file is a hole), undefined when there is none
+   * (offset at or past the end, or no data after it).
+   */
+  seekData?(offset: number, what: 'data' | 'hole'): Promise<number | undefined>;
+  /**
+   * Only when capabilities.rangeCopy: copies up to `length` bytes from `offset` of this file to
+   * `targetOffset` of `target` (open for writing, of this backend) inside the store; fewer at this
+   * file's end. ENOTSUP when it cannot be done there (another backend's file, two file systems,
+   * overlapping ranges of one file): the caller then copies through Portico.
+   */
+  copyRange?(offset: number, target: BackendFile, targetOffset: number, length: number): Promise<number>;
 }
+
+/** What BackendFile.allocate does to its range (fallocate(2) modes 0 / PUNCH_HOLE / ZERO_RANGE). */
+export type AllocateOp = 'allocate' | 'punch' | 'zero';
 
 /**
  * A streaming writer of unknown length. Nothing is visible at the target path until commit()

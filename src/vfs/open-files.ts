@@ -10,7 +10,7 @@
  * write stage, async write-back) is per-file data's concern (file-data.ts, `host.data`); removing a
  * file at its last close is the namespace's (namespace.ts unlinkPath/rmdirPath).
  */
-import type { BackendFile, BackendStat } from './backend.ts';
+import type { AllocateOp, BackendFile, BackendStat } from './backend.ts';
 import { VfsError, isVfsError, toVfsError } from './errors.ts';
 import { isSameOrDescendant } from './path.ts';
 import type { Volume } from './volume.ts';
@@ -410,6 +410,109 @@ export class OpenFiles {
       throw e;
     }
     this.host.emit(h.volume, 'modify', h.fileId, h.path, 'file');
+  }
+
+  /**
+   * fallocate(2) through a handle open for writing (FUSE fallocate; NFSv4.2 ALLOCATE/DEALLOCATE
+   * could use it). Where the backend has an allocation call (capabilities.fileAllocate: a local
+   * share with its native helper) the range is reserved, punched ('punch': keeps the size) or
+   * zeroed in the store. Elsewhere 'allocate' only grows the size to the range's end (the new
+   * bytes read as zeros; nothing is reserved, so a later write can still fail with ENOSPC/EDQUOT)
+   * and 'punch'/'zero' are ENOTSUP. A handle with a write stage (stores without random writes) has
+   * its bytes in Portico, not in the store: the same fallback, never a call on the store's file.
+   */
+  async allocate(h: Handle, op: AllocateOp, offset: number, length: number, keepSize: boolean): Promise<void> {
+    this.live(h);
+    if (h.type === 'dir') throw new VfsError('EISDIR');
+    if (!h.access.write) throw new VfsError('EBADF', 'handle not open for writing');
+    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length <= 0) throw new VfsError('EINVAL');
+    const end = offset + length;
+    if (end > h.volume.backend.capabilities.maxFileSize) throw new VfsError('EFBIG');
+    const file = h.file;
+    if (h.volume.backend.capabilities.fileAllocate !== true || file?.allocate === undefined || h.stage !== undefined) {
+      if (op !== 'allocate') throw new VfsError('ENOTSUP', `no ${op === 'punch' ? 'hole punching' : 'range zeroing'} on this share`, { path: h.path });
+      if (!keepSize && end > (await this.fstat(h)).size) await this.ftruncate(h, end);
+      return;
+    }
+    this.checkIo(h, offset, length, 'write');
+    if (this.host.leases.size > 0) await this.host.leases.beforeWrite(h.fileId, h);
+    // Quota counts sizes: only a range that may grow the file is counted (punching keeps the size).
+    const grows = !keepSize && op !== 'punch';
+    const grew = grows && h.volume.quota ? await h.volume.quota.resize(h, end) : 0;
+    try {
+      await file.allocate(op, offset, length, keepSize || op === 'punch');
+    } catch (e) {
+      h.volume.quota?.undo(h, grew);
+      throw toVfsError(e, h.path);
+    }
+    this.host.emit(h.volume, 'modify', h.fileId, h.path, 'file');
+  }
+
+  /**
+   * lseek SEEK_DATA / SEEK_HOLE through a handle: the next data or hole at or after `offset`,
+   * undefined when there is none (ENXIO). From the store's hole map where it has one
+   * (capabilities.sparseSeek); elsewhere, and for a handle whose bytes are staged in Portico, the
+   * file has no holes: data everywhere below the size, the one hole at its end.
+   */
+  async seekData(h: Handle, offset: number, what: 'data' | 'hole'): Promise<number | undefined> {
+    this.live(h);
+    if (h.type === 'dir') throw new VfsError('EISDIR');
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new VfsError('EINVAL');
+    const file = h.file;
+    if (h.volume.backend.capabilities.sparseSeek === true && file?.seekData !== undefined && h.stage === undefined) {
+      try {
+        return await file.seekData(offset, what);
+      } catch (e) {
+        throw toVfsError(e, h.path);
+      }
+    }
+    const size = (await this.fstat(h)).size;
+    if (offset >= size) return undefined;
+    return what === 'data' ? offset : size;
+  }
+
+  /**
+   * copy_file_range(2) between two handles inside the store (capabilities.rangeCopy on both
+   * shares' backends: a local share with its native helper): up to `length` bytes from `srcOffset`
+   * of `src` to `dstOffset` of `dst`, fewer at the source's end (0 past it). ENOTSUP when the store
+   * cannot (another backend, two file systems, overlapping ranges of one file, a handle whose
+   * bytes are staged in Portico): the caller then copies through Portico (read and write).
+   */
+  async copyRange(src: Handle, srcOffset: number, dst: Handle, dstOffset: number, length: number): Promise<number> {
+    this.live(src);
+    this.live(dst);
+    if (src.type === 'dir' || dst.type === 'dir') throw new VfsError('EISDIR');
+    if (!src.access.read || !dst.access.write) throw new VfsError('EBADF');
+    for (const n of [srcOffset, dstOffset, length]) if (!Number.isSafeInteger(n) || n < 0) throw new VfsError('EINVAL');
+    const from = src.file;
+    const to = dst.file;
+    if (
+      src.volume.backend.capabilities.rangeCopy !== true || dst.volume.backend.capabilities.rangeCopy !== true ||
+      from?.copyRange === undefined || to === undefined || src.stage !== undefined || dst.stage !== undefined
+    ) {
+      throw new VfsError('ENOTSUP', 'no range copy inside the store here', { path: dst.path });
+    }
+    let n: number;
+    try {
+      n = Math.min(length, (await from.stat()).size - srcOffset);
+    } catch (e) {
+      throw toVfsError(e, src.path);
+    }
+    if (n <= 0) return 0;
+    if (dstOffset + n > dst.volume.backend.capabilities.maxFileSize) throw new VfsError('EFBIG');
+    this.checkIo(src, srcOffset, n, 'read');
+    this.checkIo(dst, dstOffset, n, 'write');
+    if (this.host.leases.size > 0) await this.host.leases.beforeWrite(dst.fileId, dst);
+    const grew = dst.volume.quota ? await dst.volume.quota.resize(dst, dstOffset + n) : 0;
+    let copied: number;
+    try {
+      copied = await from.copyRange(srcOffset, to, dstOffset, n);
+    } catch (e) {
+      dst.volume.quota?.undo(dst, grew);
+      throw toVfsError(e, dst.path);
+    }
+    if (copied > 0) this.host.emit(dst.volume, 'modify', dst.fileId, dst.path, 'file');
+    return copied;
   }
 
   /** Open handles of a deleted file keep working (POSIX) but must not resurrect it on close. */

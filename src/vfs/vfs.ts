@@ -29,7 +29,7 @@ import { EventEmitter } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
-import type { BackendStat, BackendWatcher, FileOwner, BackendWatchListener, ListPage } from './backend.ts';
+import type { AllocateOp, BackendStat, BackendWatcher, FileOwner, BackendWatchListener, ListPage } from './backend.ts';
 import { VfsError, isVfsError } from './errors.ts';
 import { baseName, joinPath, parentPath } from './path.ts';
 import { Volume, type VolumeOptions } from './volume.ts';
@@ -634,6 +634,21 @@ export class Vfs {
 
   write(h: Handle, offset: number, data: Uint8Array): Promise<number> {
     return this.files.write(h, offset, data);
+  }
+
+  /** fallocate(2) through a handle: reserve, punch or zero a range (OpenFiles.allocate). */
+  allocate(h: Handle, op: AllocateOp, offset: number, length: number, keepSize: boolean): Promise<void> {
+    return this.files.allocate(h, op, offset, length, keepSize);
+  }
+
+  /** lseek SEEK_DATA / SEEK_HOLE through a handle; undefined: none (OpenFiles.seekData). */
+  seekData(h: Handle, offset: number, what: 'data' | 'hole'): Promise<number | undefined> {
+    return this.files.seekData(h, offset, what);
+  }
+
+  /** copy_file_range inside the store between two handles; ENOTSUP where it cannot (OpenFiles.copyRange). */
+  copyRange(src: Handle, srcOffset: number, dst: Handle, dstOffset: number, length: number): Promise<number> {
+    return this.files.copyRange(src, srcOffset, dst, dstOffset, length);
   }
 
   /**

@@ -10,7 +10,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -185,6 +185,16 @@ async function requests(adminPort: number, op: string, status: string): Promise<
     if (line.includes('protocol="fuse"') && line.includes(`op="${op}"`) && line.includes(`status="${status}"`)) return Number(line.split(' ').at(-1));
   }
   return 0;
+}
+
+/** portico_backend_requests_total{backend=share,op} summed over statuses, from the admin /metrics. */
+async function backendCalls(adminPort: number, share: string, op: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+  let n = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('portico_backend_requests_total{') && line.includes(`backend="${share}"`) && line.includes(`op="${op}"`)) n += Number(line.split(' ').at(-1));
+  }
+  return n;
 }
 
 describe.skipIf(unusable !== undefined)('FUSE operations: interrupts, rename flags, lseek, copy_file_range, fallocate', () => {
@@ -366,7 +376,51 @@ describe.skipIf(unusable !== undefined)('FUSE operations: interrupts, rename fla
     expect(readFileSync(join(disk, 'cached-copy.txt')).equals(Buffer.alloc(4096, 'B'))).toBe(true);
   });
 
-  for (const share of ['disk', 'mem', 's3']) {
+  it.skipIf(!LOCAL_EXCHANGE)('local share with its native helper: fallocate reserves, punches and zeroes; lseek finds the holes; copy_file_range copies in the kernel', { timeout: 60_000 }, async () => {
+    const f = m('disk', 'sparse.bin');
+    const outside = join(disk, 'sparse.bin');
+    const blocks = (): number => statSync(outside).blocks;
+    // Reservation: the blocks exist (not a sparse file), KEEP_SIZE reserves past the end.
+    await sh('fallocate', ['-l', '1M', f]);
+    expect((await stat(f)).size).toBe(1024 * 1024);
+    expect(blocks()).toBeGreaterThanOrEqual(2048);
+    await sh('fallocate', ['-n', '-o', '1M', '-l', '1M', f]);
+    expect((await stat(f)).size).toBe(1024 * 1024);
+    expect(blocks()).toBeGreaterThanOrEqual(4096);
+    // Data, then a hole punched in its middle: zeros there, the blocks freed, lseek reports it.
+    const data = Buffer.alloc(64 * 1024, 7);
+    await writeFile(f, data);
+    expect(await py(FALLOCATE, [f, 3, 16_384, 16_384])).toBe('ok');
+    const want = Buffer.from(data);
+    want.fill(0, 16_384, 32_768);
+    expect((await readFile(f)).equals(want)).toBe(true);
+    expect(readFileSync(outside).equals(want)).toBe(true);
+    expect(blocks()).toBeLessThanOrEqual(128 - 32 + 8);
+    expect(await py(SEEK, [f, '0:hole', '16384:data', '20000:data', '40000:hole', '65536:data'])).toBe('16384 32768 32768 65536 ENXIO');
+    // ZERO_RANGE|KEEP_SIZE past the end keeps the size; ZERO_RANGE reads as zeros.
+    expect(await py(FALLOCATE, [f, 0x11, 0, 4096])).toBe('ok');
+    want.fill(0, 0, 4096);
+    expect((await readFile(f)).equals(want)).toBe(true);
+    expect(await py(FALLOCATE, [f, 0x10, 60_000, 10_000])).toBe('ok');
+    expect((await stat(f)).size).toBe(70_000);
+    // PUNCH_HOLE without KEEP_SIZE and COLLAPSE_RANGE: EOPNOTSUPP, as Linux answers.
+    expect(await py(FALLOCATE, [f, 2, 0, 4096])).toBe('EOPNOTSUPP');
+    expect(await py(FALLOCATE, [f, 8, 0, 4096])).toBe('EOPNOTSUPP');
+    // copy_file_range inside the share: no read or write of the bytes through Portico, only the
+    // backend's copyRange call (portico_backend_requests_total).
+    const big = randomBytes(2 * 1024 * 1024 + 5);
+    await writeFile(m('disk', 'cfr-src.bin'), big);
+    const [reads, writes, copies] = await Promise.all(['file.read', 'file.write', 'file.copyRange'].map((op) => backendCalls(stack.adminPort, 'disk', op)));
+    expect(await py(COPY, [m('disk', 'cfr-src.bin'), m('disk', 'cfr-dst.bin'), 5, 3, big.length])).toBe(String(big.length - 5));
+    expect(await backendCalls(stack.adminPort, 'disk', 'file.copyRange')).toBeGreaterThan(copies!);
+    expect(await backendCalls(stack.adminPort, 'disk', 'file.read')).toBe(reads);
+    expect(await backendCalls(stack.adminPort, 'disk', 'file.write')).toBe(writes);
+    const got = readFileSync(join(disk, 'cfr-dst.bin'));
+    expect(got.subarray(0, 3).equals(Buffer.alloc(3))).toBe(true);
+    expect(sha(got.subarray(3))).toBe(sha(big.subarray(5)));
+  });
+
+  for (const share of LOCAL_EXCHANGE ? ['mem', 's3'] : ['disk', 'mem', 's3']) {
     it(`fallocate: mode 0 extends the size with zeros, KEEP_SIZE keeps it, hole punching and zeroing are EOPNOTSUPP (${share})`, { timeout: 60_000 }, async () => {
       const f = m(share, 'alloc.bin');
       await writeFile(f, 'hello');
@@ -388,7 +442,6 @@ describe.skipIf(unusable !== undefined)('FUSE operations: interrupts, rename fla
       expect((await stat(f)).size).toBe(16_384);
       await sh('truncate', ['-s', '12288', f]);
       expect((await readFile(f)).equals(want)).toBe(true);
-      if (share === 'disk') expect(readFileSync(join(disk, 'alloc.bin')).equals(want)).toBe(true);
       // A new file made by fallocate(1) itself.
       await sh('fallocate', ['-l', '1M', m(share, 'alloc-new.bin')]);
       expect((await readFile(m(share, 'alloc-new.bin'))).equals(Buffer.alloc(1024 * 1024))).toBe(true);
