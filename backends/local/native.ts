@@ -27,15 +27,18 @@ export interface LocalNative {
 /** The command that builds it (README, test warnings). */
 export const LOCAL_NATIVE_ENABLE = 'npm run build:local (needs a C++ compiler)';
 
-/** The build's output, or PORTICO_LOCAL_ADDON (an addon built elsewhere; '' turns it off). */
-const ADDON_PATH = process.env.PORTICO_LOCAL_ADDON ?? new URL('./native/build/Release/portico_local.node', import.meta.url).pathname;
+/**
+ * The build's output, or LOCAL_ADDON_PATH (an addon built elsewhere; '' turns it off). Named like
+ * FUSE_ADDON_PATH, outside PORTICO_*: those are configuration keys (src/config/load.ts).
+ */
+const ADDON_PATH = process.env.LOCAL_ADDON_PATH ?? new URL('./native/build/Release/portico_local.node', import.meta.url).pathname;
 
 let loaded: { mod: LocalNative } | { error: string } | undefined;
 
 function load(): { mod: LocalNative } | { error: string } {
   if (loaded) return loaded;
   if (process.platform !== 'linux') loaded = { error: 'the local backend\'s native helper is Linux-only' };
-  else if (ADDON_PATH === '') loaded = { error: 'turned off (PORTICO_LOCAL_ADDON is empty)' };
+  else if (ADDON_PATH === '') loaded = { error: 'turned off (LOCAL_ADDON_PATH is empty)' };
   else if (!existsSync(ADDON_PATH)) loaded = { error: `the local backend's native helper is not built (${ADDON_PATH} is missing)` };
   else {
     try {
