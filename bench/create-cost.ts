@@ -21,7 +21,9 @@
  * BENCH_ONLY (comma list of rows: open-durable,open-nofsync,nfs-nofsync,nfscycle-durable,put-durable,put-nofsync,raw),
  * BENCH_SECONDS (profile mode: run BENCH_ONLY rows for this long), BENCH_WARMUP (operations per row, 300),
  * BENCH_DIR (where the shares, state and raw directory go; default the OS temp directory),
- * BENCH_AUDIT=0 (the audit log off, to see its share).
+ * BENCH_AUDIT=0 (the audit log off, to see its share), BENCH_CHECKPOINT=sqlite (SQLite's own WAL checkpoints
+ * inside commits, instead of the checkpoint thread the gateway starts while writes are frequent:
+ * src/store/checkpointer.ts; the thread's CPU is counted either way).
  *
  * On ext4 the kernel's own inode allocation can dominate: with many inodes freed in the last
  * seconds in the directory's block group, each create scans past them (recently_deleted in
@@ -60,6 +62,8 @@ function makeStack(base: string): { session: Session; close: () => Promise<void>
   const roots = { d: join(base, 'durable'), n: join(base, 'nofsync') };
   for (const r of Object.values(roots)) mkdirSync(r, { recursive: true });
   const store = MetadataStore.open(stateDir);
+  // As the gateway does (src/server/gateway.ts), unless BENCH_CHECKPOINT=sqlite.
+  if (process.env.BENCH_CHECKPOINT !== 'sqlite') store.checkpointInBackground();
   const vfs = new Vfs({ store, stageDir: join(stateDir, 'stage') });
   const metrics = new Metrics();
   const backends = [new LocalBackend(roots.d), new LocalBackend(roots.n, { fsync: false })] as const;

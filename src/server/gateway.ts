@@ -142,6 +142,8 @@ export class Gateway {
   private async startInner(): Promise<void> {
     const { server, auth } = this.config;
     const store = (this.store = MetadataStore.open(server.stateDir));
+    // Checkpoints' fsyncs off the event loop every protocol shares (src/store/checkpointer.ts).
+    store.checkpointInBackground();
     const secret = loadOrCreateSecret(server.stateDir, auth.secretKey);
     const users = (this.users = new LocalUserStore(store, { secret, bcryptRounds: auth.bcryptRounds }));
     // With a directory configured, "no local user" does not mean nobody can log in: no first-run

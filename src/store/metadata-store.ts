@@ -65,6 +65,7 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { chmodSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { VfsError } from '../vfs/errors.ts';
+import { Checkpointer, type CheckpointerOptions } from './checkpointer.ts';
 
 export type FileId = bigint;
 
@@ -331,6 +332,8 @@ export class MetadataStore {
   private readonly siblingMisses = new Map<FileId, number>();
   /** The open stores on this database file, this one included (undefined for ':memory:'). */
   private readonly siblings: Set<MetadataStore> | undefined;
+  /** The checkpoint thread, once checkpointInBackground() started it. */
+  private checkpointer: Checkpointer | undefined;
 
   private constructor(db: DatabaseSync, path: string) {
     this.db = db;
@@ -452,6 +455,7 @@ export class MetadataStore {
 
   /** A write statement that must not wait for a group commit: the open group commits first. */
   private w(s: string): StatementSync {
+    this.checkpointer?.noteWrite();
     if (this.group || this.unwritten) this.commitGroup();
     return this.st[s]!;
   }
@@ -466,6 +470,7 @@ export class MetadataStore {
     if (!g) return;
     this.group = undefined;
     clearTimeout(g.timer);
+    this.checkpointer?.noteWrite();
     try {
       this.db.exec('COMMIT');
     } catch (e) {
@@ -639,6 +644,7 @@ export class MetadataStore {
     this.txDepth = 1;
     try {
       const out = fn();
+      this.checkpointer?.noteWrite();
       this.db.exec('COMMIT');
       return out;
     } catch (e) {
@@ -1232,9 +1238,23 @@ export class MetadataStore {
     this.w('propCopy').run(to, from);
   }
 
+  /**
+   * WAL checkpoints in a thread of their own while writes are frequent, not inside commits on this
+   * thread (checkpointer.ts says why and when). For long-running processes: the gateway calls it
+   * after opening.
+   * A no-op for ':memory:' stores and when already on.
+   */
+  checkpointInBackground(options?: CheckpointerOptions): Checkpointer | undefined {
+    if (this.path === ':memory:' || !this.db.isOpen) return undefined;
+    this.checkpointer ??= new Checkpointer(this.db, this.path, options);
+    return this.checkpointer;
+  }
+
   close(): void {
     if (!this.db.isOpen) return;
     this.commitGroup();
+    this.checkpointer?.stop();
+    this.checkpointer = undefined;
     this.db.close();
     this.siblings?.delete(this);
     if (this.siblings?.size === 0) openStores.delete(resolve(this.path));
