@@ -481,7 +481,10 @@ export class Session {
     if (rights.length === 0) rights.push([path, 'read']);
     const audited = creates || opts.access.write || opts.deleteOnClose ? { path, disposition: opts.disposition ?? 'open' } : null;
     return this.gate('open', share, rights, audited, async (vol) => {
-      const h = await this.vfs.open(vol, path, { lockTokens: new Set(this.lockTokens), creator: this.creator, ...opts, owner: `${this.id}:${opts.owner}` });
+      // The session's lock tokens as they are now (a copy: later LOCKs do not reach this handle);
+      // none held, none passed (the VFS's own empty set), as readFile does: no Set per open.
+      const lockTokens = this.lockTokens.size > 0 ? new Set(this.lockTokens) : undefined;
+      const h = await this.vfs.open(vol, path, { ...(lockTokens ? { lockTokens } : {}), creator: this.creator, ...opts, owner: `${this.id}:${opts.owner}` });
       this.handles.add(h);
       return h;
     });

@@ -223,6 +223,9 @@ export class AsyncTable {
       this.cancelElement(h, plain, true);
       return true;
     }
+    // Anything but a CANCEL goes to the queue: told by its Command field before decoding the header
+    // (every request passes here; lone() would decode it once more than onMessage does).
+    if (msg.length >= 64 && msg.readUInt16LE(12) !== Command.CANCEL) return false;
     const h = lone(msg);
     if (!h || h.command !== Command.CANCEL) return false;
     this.cancelElement(h, msg, false);
