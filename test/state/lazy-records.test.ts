@@ -1,0 +1,108 @@
+/**
+ * Client records follow opens eagerly and closes lazily (src/locks/client-records.ts): an open is
+ * in the stored record before anything else runs (its reply cannot leave first), a close shrinks
+ * the record with the client's next write or within LAZY_MS, an open the record already shows
+ * writes nothing, and a downgrade is written at once (a reclaim must not get the wider modes).
+ * Read straight from the store's table, as a restart would.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { makeVfsEnv, alice, RO, RW, type VfsEnv } from '../helpers/vfs-env.ts';
+import { ClientRecords, LAZY_MS } from '../../src/locks/client-records.ts';
+import { MemoryBackend } from '../../backends/memory/memory-backend.ts';
+import { sleep } from './backends.ts';
+
+interface Stored {
+  opens: Array<{ f: string; a: { read: boolean; write: boolean; delete: boolean } }>;
+}
+
+describe('client records: eager opens, lazy closes', () => {
+  let env: VfsEnv;
+  let records: ClientRecords;
+  let base = 0;
+
+  const stored = (): Stored => {
+    const row = env.store.db.prepare('SELECT state FROM client_records WHERE client = ?').get('nfs:c1') as { state: string } | undefined;
+    return JSON.parse(row?.state ?? '{"opens":[]}') as Stored;
+  };
+
+  beforeEach(async () => {
+    env = makeVfsEnv(new MemoryBackend());
+    records = ClientRecords.install(env.vfs, { graceMs: 60_000 });
+    for (const p of ['/a', '/b']) {
+      const w = await env.session(alice, 'nfs').replaceContent('s', p);
+      await w.write(Buffer.from('x'));
+      await w.commit();
+    }
+    // Counts the record's rewrites (upserts of an existing row are UPDATEs).
+    env.store.db.exec('CREATE TEMP TABLE n(x)');
+    env.store.db.exec('CREATE TEMP TRIGGER count_up AFTER UPDATE ON main.client_records BEGIN INSERT INTO n VALUES (1); END');
+    base = 0;
+  });
+
+  afterEach(async () => {
+    records.stop();
+    await env.destroy();
+  });
+
+  const rewrites = (): number => (env.store.db.prepare('SELECT count(*) AS c FROM n').get() as { c: number }).c;
+  /** Rewrites since the last call. */
+  const updates = (): number => {
+    const n = rewrites();
+    const d = n - base;
+    base = n;
+    return d;
+  };
+
+  it('an open is stored at once, its close lazily; reopening what the record shows writes nothing', async () => {
+    const s = env.session(alice, 'nfs');
+    s.bindClient('nfs:c1', { verifier: 'v1' });
+    const h = await s.open('s', '/a', { access: RO, owner: 'o1' });
+    await Promise.resolve();
+    const id = String(h.fileId);
+    expect(stored().opens.map((o) => o.f)).toEqual([id]);
+    updates();
+
+    await s.close(h);
+    await Promise.resolve();
+    // Not yet written: the record still shows the open (never less than the client holds).
+    expect(stored().opens.map((o) => o.f)).toEqual([id]);
+    expect(updates()).toBe(0);
+
+    // The same file with the same modes again: already in the record, no write.
+    const h2 = await s.open('s', '/a', { access: RO, owner: 'o1' });
+    await Promise.resolve();
+    expect(updates()).toBe(0);
+    // Another file (or other modes): written at once, with the current opens only.
+    const hb = await s.open('s', '/b', { access: RW, owner: 'o1' });
+    await Promise.resolve();
+    expect(updates()).toBe(1);
+    expect(stored().opens.map((o) => o.f).sort()).toEqual([id, String(hb.fileId)].sort());
+
+    await s.close(h2);
+    await s.close(hb);
+    await sleep(LAZY_MS + 300);
+    expect(stored().opens).toEqual([]);
+  });
+
+  it('a downgrade is written at once', async () => {
+    const s = env.session(alice, 'nfs');
+    s.bindClient('nfs:c1', { verifier: 'v1' });
+    const h = await s.open('s', '/a', { access: RW, owner: 'o1' });
+    await Promise.resolve();
+    expect(stored().opens[0]!.a.write).toBe(true);
+    await s.downgrade(h, { access: RO, share: { read: true, write: true, delete: true } });
+    await Promise.resolve();
+    expect(stored().opens.map((o) => o.a.write)).toEqual([false]);
+  });
+
+  it('freeze writes the closes still pending', async () => {
+    const s = env.session(alice, 'nfs');
+    s.bindClient('nfs:c1', { verifier: 'v1' });
+    const h = await s.open('s', '/a', { access: RO, owner: 'o1' });
+    await Promise.resolve();
+    await s.close(h);
+    expect(stored().opens.length).toBe(1);
+    records.freeze();
+    expect(stored().opens).toEqual([]);
+  });
+});
