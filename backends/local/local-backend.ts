@@ -25,6 +25,7 @@ import { baseName, isSameOrDescendant, joinPath, parentPath } from '../../src/vf
 import { applyMetaToFd, LocalFile, LocalWriter, nsToSeconds, readAt, toStat } from './local-file.ts';
 import type { WriterHost } from './local-file.ts';
 import { INLINE_BATCH, InlineIo, isLocalFileSystem, yieldToLoop } from './inline-io.ts';
+import { lstatBatch } from './stat-batch.ts';
 import { firstAfter } from '../paging.ts';
 import { mapLimit } from '../../src/util/map-limit.ts';
 import { LocalWatches, type LocalWatchOptions } from './local-watch.ts';
@@ -521,7 +522,8 @@ export class LocalBackend implements Backend, WriterHost {
   /**
    * lstat of a page of names: inline in batches of INLINE_BATCH with a yield to the event loop
    * between them while the breaker allows it (a batch slower than INLINE_SLOW_BATCH_MS trips it),
-   * the rest through the thread pool (LIST_STAT_CONCURRENCY at a time).
+   * the rest in one batch on a worker thread (stat-batch.ts), or through the thread pool
+   * (LIST_STAT_CONCURRENCY at a time) where no worker can run.
    */
   private async statNames(base: string, names: readonly string[]): Promise<Array<BackendStat | undefined>> {
     const out = new Array<BackendStat | undefined>(names.length);
@@ -535,7 +537,10 @@ export class LocalBackend implements Backend, WriterHost {
       if (i < names.length) await yieldToLoop();
     }
     if (i < names.length) {
-      const rest = await mapLimit(names.slice(i), LIST_STAT_CONCURRENCY, async (name) => {
+      // Off the event loop: one worker-thread round trip for the rest of the page (stat-batch.ts),
+      // else one thread-pool round trip per name.
+      const batch = lstatBatch(base, i === 0 ? names : names.slice(i));
+      const rest = batch !== undefined ? await batch : await mapLimit(names.slice(i), LIST_STAT_CONCURRENCY, async (name) => {
         try {
           const st = await fsp.lstat(`${base}/${name}`, { bigint: true });
           const target = st.isSymbolicLink() ? await fsp.readlink(`${base}/${name}`).catch(() => undefined) : undefined;
