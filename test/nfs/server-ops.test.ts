@@ -125,6 +125,13 @@ describe('filehandles', () => {
     for (const [name, status] of [['opendir', NFS4ERR.ISDIR], ['openlink', NFS4ERR.SYMLINK], ['missing', NFS4ERR.NOENT]] as const) {
       for (const access of [1, 3]) expect((await c.call([...c.lookupPath('/disk'), ops.open(c.clientid, 'o1', name, { access })])).status, `${name} ${access}`).toBe(status);
     }
+    // LOOKUP from a symlink is SYMLINK, from a file NOTDIR — before the name's own error ('.': BADNAME).
+    const link = resultOf(await c.call([...c.lookupPath('/disk'), ops.lookup('openlink'), ops.getfh()]), OP.GETFH)!.body!.fh as Buffer;
+    expect((await c.call([ops.putfh(link), ops.lookup('x')])).status).toBe(NFS4ERR.SYMLINK);
+    expect((await c.call([ops.putfh(link), ops.lookup('.')])).status).toBe(NFS4ERR.SYMLINK);
+    expect((await c.call([ops.putfh(file), ops.lookup('..')])).status).toBe(NFS4ERR.NOTDIR);
+    expect((await c.call([ops.putfh(dir), ops.lookup('.')])).status).toBe(NFS4ERR.BADNAME);
+    expect((await c.call([ops.putfh(dir), ops.lookup('missing')])).status).toBe(NFS4ERR.NOENT);
   });
 
   it('handles survive a rename of their directory', async () => {
