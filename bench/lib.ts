@@ -43,7 +43,7 @@ export function makePorticoStack(base: string): PorticoStack {
   const vfs = new Vfs({ store, stageDir: join(stateDir, 'stage') });
   const metrics = new Metrics();
   // As src/server/gateway.ts wires a share: the backend is wrapped by the metrics layer.
-  vfs.addVolume('s', buildVolumeStack(new LocalBackend(root), { metrics, metricsLabel: 's' }), { caseSensitive: true });
+  vfs.addVolume('s', buildVolumeStack(new LocalBackend(root, process.env.BENCH_INLINE_IO === '0' ? { inlineIo: false } : {}), { metrics, metricsLabel: 's' }), { caseSensitive: true });
   const audit: Logger = createAuditLogger({ level: 'info', format: 'json', audit: { enabled: true, file: auditFile } });
   const logger: Logger = createLogger({ level: 'info', format: 'json', audit: { enabled: false, file: '-' } }, {
     destination: process.stderr,

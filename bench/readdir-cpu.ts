@@ -12,6 +12,8 @@
  * With a baseline checkout (a git worktree of another commit with node_modules symlinked), its
  * stack runs in the same process and the two alternate pass by pass, so load and GC fall on both.
  * Reported: median process CPU (user+system, including the thread pool's stats) per entry, µs.
+ * BENCH_INLINE_IO=0: the local backend without inline calls (as after its breaker tripped: the
+ * listing's lstats off the event loop), in both stacks when the baseline's bench/lib.ts reads it.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
