@@ -73,6 +73,12 @@ export interface S3BackendOptions {
   metaTtlMs?: number;
   /** 'listing' (default): listings use cached metadata or listing data; 'head': HEAD unknown files. */
   listMetadata?: 'listing' | 'head';
+  /**
+   * HEAD every object written by a single PutObject (default false: its LastModified is taken from
+   * the answer's Date until the store's own value is seen). For stores that acknowledge a PUT before
+   * the object is complete (stock s3rver): the HEAD then checks the size (README, "Writes").
+   */
+  headAfterPut?: boolean;
 
   requestTimeoutMs?: number;
   maxAttempts?: number;
@@ -211,6 +217,8 @@ export function parseS3Source(source: string, options: Record<string, unknown> =
   if (fm !== undefined) out.defaultFileMode = fm;
   const dm = mode('defaultDirMode', o.defaultDirMode);
   if (dm !== undefined) out.defaultDirMode = dm;
+  const hap = bool('headAfterPut', o.headAfterPut);
+  if (hap !== undefined) out.headAfterPut = hap;
   if (o.listMetadata !== undefined) {
     if (o.listMetadata !== 'listing' && o.listMetadata !== 'head') throw bad('listMetadata', o.listMetadata, "'listing' or 'head'");
     out.listMetadata = o.listMetadata;

@@ -135,8 +135,11 @@ export class DirectRequests {
     return isIP(u.hostname.replace(/^\[(.*)\]$/, '$1')) === 0 && /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/.test(bucket);
   }
 
-  /** PutObject of a whole body; resolves with the ETag. */
-  async put(key: string, body: Buffer, meta: Record<string, string>, o: { contentType?: string | undefined; ifNoneMatch?: boolean }, signal: AbortSignal): Promise<string> {
+  /**
+   * PutObject of a whole body; resolves with the ETag and the answer's Date (the store's clock,
+   * whole seconds; undefined when absent or unreadable).
+   */
+  async put(key: string, body: Buffer, meta: Record<string, string>, o: { contentType?: string | undefined; ifNoneMatch?: boolean }, signal: AbortSignal): Promise<{ etag: string; date: Date | undefined }> {
     const headers: Record<string, string> = {
       'content-length': String(body.length),
       'content-type': o.contentType ?? 'application/octet-stream',
@@ -148,7 +151,8 @@ export class DirectRequests {
     const text = await readBody(res, signal);
     if (res.statusCode !== 200 || /<Error>/.test(text)) throw this.failed(res, text);
     const etag = res.headers.etag;
-    return typeof etag === 'string' ? etag : '';
+    const date = res.headers.date === undefined ? undefined : new Date(res.headers.date);
+    return { etag: typeof etag === 'string' ? etag : '', date: date === undefined || Number.isNaN(date.getTime()) ? undefined : date };
   }
 
   /** HeadObject: the object's head, or an S3AnswerError (404 NotFound when missing). */

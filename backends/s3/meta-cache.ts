@@ -43,6 +43,8 @@ interface Attr {
   lastModifiedMs: number;
   head: ObjectHead;
   stat: BackendStat;
+  /** LastModified is the PUT answer's Date, not the store's own value yet (S3Backend.published). */
+  provisional?: boolean;
 }
 
 export interface Snapshot {
@@ -76,8 +78,12 @@ export class MetaCache {
   private evictedChange = 0;
   private readonly meters: S3Meters;
 
-  constructor(o: { ttlMs: number; maxEntries?: number }, meters: S3Meters) {
+  /** The stat of a file object from its head (keys.ts fileStat with the backend's defaults), for corrections. */
+  private readonly restat: ((key: string, head: ObjectHead) => BackendStat) | undefined;
+
+  constructor(o: { ttlMs: number; maxEntries?: number; restat?: (key: string, head: ObjectHead) => BackendStat }, meters: S3Meters) {
     this.ttlMs = Math.max(0, o.ttlMs);
+    this.restat = o.restat;
     const max = o.maxEntries ?? 100_000;
     this.lookups = new LRUCache({ max });
     this.attrs = new LRUCache({ max });
@@ -115,23 +121,36 @@ export class MetaCache {
     return e.value;
   }
 
-  set(key: string, value: Lookup): void {
-    if (value.kind === 'file') this.setAttr(key, value.head, value.stat);
+  /** `provisional`: a file's LastModified is not the store's own yet (attr() corrects it from a listing). */
+  set(key: string, value: Lookup, provisional = false): void {
+    if (value.kind === 'file') this.setAttr(key, value.head, value.stat, provisional);
     if (value.kind !== 'missing') this.mayExist(key);
     this.probes.delete(key);
     if (this.ttlMs === 0) return;
     this.lookups.set(key, { value, expires: Date.now() + this.ttlMs });
   }
 
-  setAttr(key: string, head: ObjectHead, stat: BackendStat): void {
-    this.attrs.set(key, { etag: head.etag, lastModifiedMs: head.lastModified?.getTime() ?? -1, head, stat });
+  setAttr(key: string, head: ObjectHead, stat: BackendStat, provisional = false): void {
+    this.attrs.set(key, { etag: head.etag, lastModifiedMs: head.lastModified?.getTime() ?? -1, head, stat, ...(provisional ? { provisional } : {}) });
   }
 
-  /** The full stat of a listed file, when its (ETag, LastModified) pair is one we have seen. */
+  /**
+   * The full stat of a listed file, when its (ETag, LastModified) pair is one we have seen. A
+   * provisional entry (our own PUT, its LastModified taken from the answer's Date) with the listed
+   * ETag takes the listed LastModified - the store's own - and so does its cached lookup: the
+   * file's mtime and ctime move once, to the store's value, and a listing and a stat agree again.
+   */
   attr(key: string, etag: string, lastModified: Date | undefined): BackendStat | undefined {
     const a = this.attrs.get(key);
-    if (a === undefined || a.etag !== etag || a.lastModifiedMs !== (lastModified?.getTime() ?? -1)) return undefined;
-    return a.stat;
+    if (a === undefined || a.etag !== etag) return undefined;
+    if (a.lastModifiedMs === (lastModified?.getTime() ?? -1)) return a.stat;
+    if (a.provisional !== true || lastModified === undefined || this.restat === undefined) return undefined;
+    const head = { ...a.head, lastModified };
+    const stat = this.restat(key, head);
+    this.attrs.set(key, { etag, lastModifiedMs: lastModified.getTime(), head, stat });
+    const l = this.lookups.peek(key);
+    if (l !== undefined && l.value.kind === 'file' && l.value.head.etag === etag) l.value = { kind: 'file', head, stat };
+    return stat;
   }
 
   /** Forget what we know about one key (our own write or delete changed it). */

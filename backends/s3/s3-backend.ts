@@ -32,7 +32,7 @@ import { S3Meters } from './s3-metrics.ts';
 import { httpStatusOf } from './retry.ts';
 import { EtagChangedError, S3Transport, isNotFound, isPreconditionFailed } from './transport.ts';
 import { UploadJournal } from './upload-journal.ts';
-import { MAX_PART_BYTES, S3Writer, type WriterHost } from './writer.ts';
+import { MAX_PART_BYTES, S3Writer, type PutAnswer, type WriterHost } from './writer.ts';
 
 const MiB = 1024 * 1024;
 const TiB = 1024 ** 4;
@@ -137,7 +137,10 @@ export class S3Backend implements Backend, WriterHost, ListHost {
         ...(o.circuitCooldownMs !== undefined ? { cooldownMs: o.circuitCooldownMs } : {}),
       },
     }, this.meters);
-    this.meta = new MetaCache({ ttlMs: o.metaTtlMs ?? 5000 }, this.meters);
+    this.meta = new MetaCache({
+      ttlMs: o.metaTtlMs ?? 5000,
+      restat: (key, head) => fileStat(key.slice(key.lastIndexOf('/') + 1), head, this.defaults, this.baseNs),
+    }, this.meters);
     this.memory = new MemoryTier(o.memoryCacheBytes ?? 32 * MiB, this.meters);
     // The disk tier is on by default where the share has a state directory (the gateway gives each
     // one): files just written are read back from it (write-through, block-cache.ts BlockSink).
@@ -290,7 +293,11 @@ export class S3Backend implements Backend, WriterHost, ListHost {
         return;
       }
       const names: string[] = [];
-      for (const k of r.keys) if (k.key.length > pk.length) names.push(k.key.slice(pk.length));
+      for (const k of r.keys) {
+        if (k.key.length > pk.length) names.push(k.key.slice(pk.length));
+        // Our own PUTs' provisional LastModified takes the store's value (MetaCache.attr).
+        this.meta.attr(k.key, k.etag, k.lastModified);
+      }
       for (const p of r.prefixes) if (p.length > pk.length + 1) names.push(p.slice(pk.length, -1));
       this.meta.setComplete(pk, names, since);
     } catch {
@@ -583,9 +590,32 @@ export class S3Backend implements Backend, WriterHost, ListHost {
     return (await this.transport.head(key, path)) !== undefined;
   }
 
-  async published(path: string, key: string, etag: string, data: Buffer | undefined, meta: SetMetadata | undefined): Promise<BackendStat> {
+  /**
+   * A new version of `path` is in the store as `etag`: its stat into the caches (and a small body
+   * into the memory tier). A multipart upload or a copy is HEADed for its size and LastModified. A
+   * single PutObject is not (`answer`, unless headAfterPut): a store that answered 200 holds the
+   * object as sent - size our body's, ETag the answer's, metadata and content type ours (S3 has
+   * strong read-after-write consistency) - and the one thing a HEAD adds is LastModified, which is
+   * the file's mtime and ctime. It is taken from the answer's Date: the store's clock, whole
+   * seconds like Last-Modified, never earlier than LastModified and equal to it unless the request
+   * crossed a second boundary inside the store. That value is provisional: the first listing that
+   * shows the key with our ETag puts the store's LastModified in its place (MetaCache.attr; the
+   * cached lookup too), as does a HEAD once the lookup expires, so mtime and ctime move at most
+   * once, by at most the PUT's own duration, and a listing and a stat agree from then on. Without a
+   * Date (the SDK path, a store that sends none) the HEAD stays.
+   */
+  async published(path: string, key: string, etag: string, data: Buffer | undefined, meta: SetMetadata | undefined, answer?: PutAnswer): Promise<BackendStat> {
     this.changed(path);
     if (meta !== undefined) return this.setMetadata(path, meta);
+    if (answer !== undefined && data !== undefined && this.options.headAfterPut !== true) {
+      const sent: Record<string, string> = {};
+      for (const k in answer.meta) sent[k.toLowerCase()] = String(answer.meta[k]);
+      const head: ObjectHead = { size: data.length, etag, lastModified: answer.date, meta: sent, contentType: answer.contentType ?? 'application/octet-stream' };
+      const stat = fileStat(baseName(path), head, this.defaults, this.baseNs);
+      this.meta.set(key, { kind: 'file', head, stat }, true);
+      this.engine.seed({ key, etag, size: data.length, path }, data);
+      return { ...stat };
+    }
     const expected = data?.length ?? this.transport.takeCompletedSize(key, etag);
     let head = await this.transport.head(key, path);
     // Our ETag with another size: the store answered before the object was complete (stock

@@ -498,16 +498,18 @@ export class S3Transport {
   }
 
   /**
+   * `onDate`: told the answer's Date (direct requests only; the SDK's output has none).
    * `ifNoneMatch`: create only (If-None-Match: *; a 412 when the key exists). A store that does not
    * implement the header (501) gets the PUT again without it, and conditionalWrites is switched off.
    */
-  async put(key: string, body: Buffer, meta: Record<string, string>, o: { ifNoneMatch?: boolean; contentType?: string | undefined; path?: string } = {}): Promise<string> {
+  async put(key: string, body: Buffer, meta: Record<string, string>, o: { ifNoneMatch?: boolean; contentType?: string | undefined; path?: string; onDate?: (date: Date) => void } = {}): Promise<string> {
     const conditional = o.ifNoneMatch === true && this.features.has('conditionalWrites');
     const once = (ifNoneMatch: boolean): Promise<string> => this.run('PutObject', async (signal) => {
       if (this.direct !== undefined) {
-        const etag = await this.direct.put(key, body, meta, { contentType: o.contentType, ifNoneMatch }, signal);
+        const r = await this.direct.put(key, body, meta, { contentType: o.contentType, ifNoneMatch }, signal);
         this.meters.bytes('out', body.length);
-        return etag;
+        if (r.date !== undefined) o.onDate?.(r.date);
+        return r.etag;
       }
       const r = await this.client.send(new PutObjectCommand({
         Bucket: this.bucket, Key: key, Body: body, ContentLength: body.length, Metadata: meta,

@@ -48,6 +48,13 @@ export const MIN_PART_BYTES = 5 * MiB;
 const MAX_PARTS = 10_000;
 
 /** What a writer needs from its backend. */
+/** What a single PutObject's answer tells, with what it sent (S3Backend.published). */
+export interface PutAnswer {
+  date: Date;
+  meta: Record<string, string>;
+  contentType: string | undefined;
+}
+
 export interface WriterHost {
   transport: S3Transport;
   partSize: number;
@@ -62,7 +69,11 @@ export interface WriterHost {
   /** Fresh existence check of a file key (no cache). */
   exists(key: string, path: string): Promise<boolean>;
   /** Called once the object is in S3: HEAD, cache updates; `data` = the whole content when small. */
-  published(path: string, key: string, etag: string, data: Buffer | undefined, meta: SetMetadata | undefined): Promise<BackendStat>;
+  /**
+   * `answer`: a single PutObject's answer Date, with the metadata and content type it sent (what a
+   * HEAD would report besides LastModified).
+   */
+  published(path: string, key: string, etag: string, data: Buffer | undefined, meta: SetMetadata | undefined, answer?: PutAnswer): Promise<BackendStat>;
   uploadStarted(key: string, uploadId: string): void;
   uploadEnded(uploadId: string): void;
   /** Largest UploadPartCopy part (patch writers). */
@@ -410,12 +421,17 @@ export class S3Writer implements PatchWriter {
     try {
       const base = await this.base;
       const m = hasMeta(meta) ? encodeMeta('file', base.meta, meta as SetMetadata) : base.meta;
-      const put = (): Promise<string> => this.host.transport.put(this.p.key, body, m, { ifNoneMatch: this.p.exclusive, contentType: base.contentType, path: this.p.path });
+      let date: Date | undefined;
+      const put = (): Promise<string> => this.host.transport.put(this.p.key, body, m, {
+        ifNoneMatch: this.p.exclusive, contentType: base.contentType, path: this.p.path, onDate: (d) => {
+          date = d;
+        },
+      });
       const etag = this.p.exclusive ? await this.host.withKeyLock(this.p.key, async () => {
         if (await this.host.exists(this.p.key, this.p.path)) throw new VfsError('EEXIST', undefined, { path: this.p.path });
         return put();
       }) : await put();
-      return await this.host.published(this.p.path, this.p.key, etag, body, undefined);
+      return await this.host.published(this.p.path, this.p.key, etag, body, undefined, date === undefined ? undefined : { date, meta: m, contentType: base.contentType });
     } finally {
       if (part !== undefined) await releasePart(part);
     }

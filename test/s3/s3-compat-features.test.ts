@@ -158,9 +158,9 @@ describe('optional S3 APIs the store lacks', () => {
 });
 
 describe('answers of a store that is not finished writing', () => {
-  it('a HEAD right after our PUT showing our ETag with another size is asked again, not cached (stock s3rver answers PUTs early)', async () => {
+  it('headAfterPut: a HEAD right after our PUT showing our ETag with another size is asked again, not cached (stock s3rver answers PUTs early)', async () => {
     ap = await startAnswerProxy(env.s3.endpoint);
-    const b = env.backend({ endpoint: ap.endpoint, metaTtlMs: 60_000 });
+    const b = env.backend({ endpoint: ap.endpoint, metaTtlMs: 60_000, headAfterPut: true });
     let puts = 0;
     ap.rewrite({ match: (r) => r.op === 'HeadObject' && puts > 0, headers: (h) => void (h['content-length'] = '0') });
     const w = await b.createWriter('/f');
