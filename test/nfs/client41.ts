@@ -70,6 +70,11 @@ export const ops = {
     stateid(w, dst);
     w.u64(srcOffset).u64(dstOffset).u64(count).bool(false).bool(true).u32(0);
   }),
+  /** ALLOCATE / DEALLOCATE (4.2) of a range of the file the stateid opened. */
+  allocate: (s: Stateid, offset: bigint, length: bigint, de = false) => w4(de ? OP.DEALLOCATE : OP.ALLOCATE, (w) => {
+    stateid(w, s);
+    w.u64(offset).u64(length);
+  }),
   seek: (s: Stateid, offset: bigint, what: 0 | 1) => w4(OP.SEEK, (w) => {
     stateid(w, s);
     w.u64(offset).u32(what);

@@ -6,13 +6,14 @@
  * between two clients, an xattr shown as a WebDAV dead property, and handles that survive a
  * restart of the gateway.
  */
-import { mkdirSync, symlinkSync } from 'node:fs';
+import { mkdirSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FATTR4, NFS4ERR, OP } from '../../protocols/nfs/nfs4-types.ts';
 import { dav } from '../webdav/helpers.ts';
 import { startNfs, type NfsStack } from './gateway.ts';
 import { Nfs41Client, ops, resultOf, type Stateid } from './client41.ts';
+import { localNativeAvailability } from '../../backends/local/native.ts';
 
 let stack: NfsStack;
 let c: Nfs41Client;
@@ -358,6 +359,29 @@ describe('data and locks', () => {
     const data = Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7) & 0xff));
     const got = await dav({ port: stack.davPort }, 'GET', '/disk/copied.bin', { auth: AUTH });
     expect(got.body.equals(data.subarray(1000))).toBe(true);
+  });
+
+  it('DEALLOCATE punches a hole SEEK then finds and ALLOCATE grows the file (local share); elsewhere ALLOCATE grows only, DEALLOCATE is NOTSUPP', async () => {
+    const data = Buffer.alloc(64 * 1024, 9);
+    for (const share of ['disk', 'mem']) {
+      expect((await dav({ port: stack.davPort }, 'PUT', `/${share}/holes.bin`, { body: data, auth: AUTH })).status).toBe(201);
+      const o = await c.call([...c.lookupPath(`/${share}`), ops.open(c.clientid, 'al', 'holes.bin', { access: 3 }), ops.getfh()], 2);
+      const sid = resultOf(o, OP.OPEN)!.body!.stateid as Stateid;
+      const fh = resultOf(o, OP.GETFH)!.body!.fh as Buffer;
+      const helper = share === 'disk' && localNativeAvailability().available;
+      const de = await c.call([ops.putfh(fh), ops.allocate(sid, 16_384n, 16_384n, true)], 2);
+      expect(de.status).toBe(helper ? NFS4ERR.OK : NFS4ERR.NOTSUPP);
+      const seek = await c.call([ops.putfh(fh), ops.seek(sid, 0n, 1)], 2);
+      expect(resultOf(seek, OP.SEEK)!.body).toEqual(helper ? { eof: false, offset: 16_384n } : { eof: true, offset: 65_536n });
+      expect((await c.call([ops.putfh(fh), ops.allocate(sid, 65_536n, 4096n)], 2)).status).toBe(NFS4ERR.OK);
+      expect((await c.call([ops.putfh(fh), ops.allocate(sid, 0n, 0n)], 2)).status).toBe(NFS4ERR.INVAL);
+      expect((await c.call([ops.putfh(fh), ops.close(sid)], 2)).status).toBe(NFS4ERR.OK);
+      const want = Buffer.concat([data, Buffer.alloc(4096)]);
+      if (helper) want.fill(0, 16_384, 32_768);
+      const got = await dav({ port: stack.davPort }, 'GET', `/${share}/holes.bin`, { auth: AUTH });
+      expect(got.body.equals(want)).toBe(true);
+      if (helper) expect(statSync(join(stack.diskDir, 'holes.bin')).blocks).toBeLessThanOrEqual(128 - 32 + 8 + 8);
+    }
   });
 
   it('an xattr set over NFS (4.2) is read back and shows as a WebDAV dead property', async () => {

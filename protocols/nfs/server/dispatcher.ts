@@ -37,6 +37,7 @@ import { lock, lockt, locku, releaseLockowner } from '../ops/lock.ts';
 import { freeStateid, testStateid } from '../ops/stateids.ts';
 import { seek } from '../ops/seek.ts';
 import { copy } from '../ops/copy.ts';
+import { allocate } from '../ops/allocate.ts';
 import { getxattr, listxattrs, removexattr, setxattr } from '../ops/xattr.ts';
 import type { SequenceArgs } from '../xdr4/session41.ts';
 
@@ -139,6 +140,10 @@ function execOp(c: OpContext, op: DecodedOp): OpResult | Promise<OpResult> {
       return seek(c, op.args);
     case OP.COPY:
       return copy(c, op.args);
+    case OP.ALLOCATE:
+      return allocate(c, op.args, 'allocate');
+    case OP.DEALLOCATE:
+      return allocate(c, op.args, 'deallocate');
     case OP.GETXATTR:
       return getxattr(c, op.args);
     case OP.SETXATTR:
@@ -153,7 +158,7 @@ function execOp(c: OpContext, op: DecodedOp): OpResult | Promise<OpResult> {
 }
 
 /** Operations that change the export their current filehandle is in (OPEN only when it writes or creates). */
-const CHANGES = new Set<number>([OP.WRITE, OP.SETATTR, OP.CREATE, OP.REMOVE, OP.RENAME, OP.LINK, OP.SETXATTR, OP.REMOVEXATTR, OP.COPY, OP.OPEN]);
+const CHANGES = new Set<number>([OP.WRITE, OP.SETATTR, OP.CREATE, OP.REMOVE, OP.RENAME, OP.LINK, OP.SETXATTR, OP.REMOVEXATTR, OP.COPY, OP.ALLOCATE, OP.DEALLOCATE, OP.OPEN]);
 
 /** A change in an export that is read-only for this client's address (shares[].nfs.clients: ro). */
 function readOnlyForClient(c: OpContext, op: DecodedOp): boolean {

@@ -1,5 +1,6 @@
 /**
- * Data operations: READ, WRITE, COMMIT (RFC 8881 §18.22, §18.32, §18.3) and 4.2's SEEK and COPY
+ * Data operations: READ, WRITE, COMMIT (RFC 8881 §18.22, §18.32, §18.3) and 4.2's SEEK, ALLOCATE,
+ * DEALLOCATE and COPY
  * (RFC 7862 §15.11, §15.2).
  *
  * Zero copy: WRITE's data is a subarray of the request record; READ's data is spliced into the
@@ -14,6 +15,7 @@ import {
   readNetAddr,
   readStateid,
   readUtf8,
+  statusOnly,
   writeStateid,
   writeVerifier,
   type NetAddr4,
@@ -59,6 +61,12 @@ export interface SeekArgs {
 export interface SeekResOk {
   eof: boolean;
   offset: bigint;
+}
+/** ALLOCATE and DEALLOCATE (RFC 7862 §15.1, §15.4): a range of the file the stateid opened. */
+export interface AllocateArgs {
+  stateid: Stateid4;
+  offset: bigint;
+  length: bigint;
 }
 export type Netloc4 = { type: typeof NETLOC.NAME | typeof NETLOC.URL; value: string } | { type: typeof NETLOC.NETADDR; addr: NetAddr4 };
 export interface CopyArgs {
@@ -114,6 +122,14 @@ export const COMMIT: OpCodec<CommitArgs, CommitResOk> = {
 export const SEEK: OpCodec<SeekArgs, SeekResOk> = {
   decode: (r) => ({ stateid: readStateid(r), offset: r.u64(), what: r.enumOf(new Set<number>(Object.values(DATA_CONTENT)), 'data_content4') }),
   encode: okArm((w: XdrWriter, res: SeekResOk) => void w.bool(res.eof).u64(res.offset)),
+};
+export const ALLOCATE: OpCodec<AllocateArgs, null> = {
+  decode: (r) => ({ stateid: readStateid(r), offset: r.u64(), length: r.u64() }),
+  encode: statusOnly,
+};
+export const DEALLOCATE: OpCodec<AllocateArgs, null> = {
+  decode: (r) => ({ stateid: readStateid(r), offset: r.u64(), length: r.u64() }),
+  encode: statusOnly,
 };
 export const COPY: OpCodec<CopyArgs, CopyRes> = {
   decode: (r) => ({
