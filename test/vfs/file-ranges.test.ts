@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { MemoryBackend } from '../../backends/memory/memory-backend.ts';
+import { MemoryBackend, MEMORY_OBJECTSTORE_CAPABILITIES } from '../../backends/memory/memory-backend.ts';
 import { LocalBackend } from '../../backends/local/local-backend.ts';
 import { localNativeAvailability } from '../../backends/local/native.ts';
 import { makeVfsEnv, alice, RW, RO, type VfsEnv } from '../helpers/vfs-env.ts';
@@ -109,6 +109,25 @@ describe('range operations where the store has no allocation, hole or copy call'
       expect((await readFile(s, '/f')).subarray(0, 5).toString()).toBe('hello');
     });
   }
+
+  it('a handle whose bytes are staged in Portico (object store): the core\'s size, not the store\'s; no punch or range copy', async () => {
+    env = makeVfsEnv(new MemoryBackend({ capabilities: MEMORY_OBJECTSTORE_CAPABILITIES }));
+    const s = env.session(alice);
+    await writeFile(s, '/f', 'x');
+    const h = await s.open('s', '/f', { access: RW, owner: 'o' });
+    await s.write(h, 0, Buffer.alloc(10_000, 1));
+    // Not published yet: the store still holds 1 byte; the staged file has 10,000 and no holes.
+    expect(await s.seekData(h, 0, 'hole')).toBe(10_000);
+    expect(await s.seekData(h, 5_000, 'data')).toBe(5_000);
+    await s.allocate(h, 'allocate', 0, 20_000, false);
+    expect((await s.fstat(h)).size).toBe(20_000);
+    await expectCode(s.allocate(h, 'punch', 0, 4096, true), 'ENOTSUP');
+    await expectCode(s.copyRange(h, 0, h, 15_000, 10), 'ENOTSUP');
+    await s.close(h);
+    const got = await readFile(s, '/f');
+    expect(got.length).toBe(20_000);
+    expect(got.subarray(0, 10_000).equals(Buffer.alloc(10_000, 1))).toBe(true);
+  });
 
   it('a read-only handle cannot allocate (EBADF); bad ranges are EINVAL', async () => {
     env = makeVfsEnv(new MemoryBackend());
