@@ -129,7 +129,7 @@ export class OpenFiles {
         }
       }
     }
-    const r = early !== undefined ? { path: p, stat: early.st } : disp === 'create' && v.exactLookupAuthoritative(p) ? { path: p, stat: undefined } : await v.resolve(p);
+    let r = early !== undefined ? { path: p, stat: early.st } : disp === 'create' && v.exactLookupAuthoritative(p) ? { path: p, stat: undefined } : await v.resolve(p);
     // Not inside a directory being renamed by copy (object stores): its close could not publish (tree-move/guard.ts).
     if (opts.access.write || opts.access.delete || opts.deleteOnClose) this.host.treeMoves.assertNotMoving(v.name, r.path);
     let st: BackendStat | undefined = r.stat;
@@ -150,9 +150,27 @@ export class OpenFiles {
       if (r.path === '/') throw new VfsError('EEXIST', undefined, { path: p });
       this.host.checkTokenLocks(v, r.path, tokens, { self: false, parent: true });
       v.quota?.check(1, 0, p);
-      if (expect === 'dir') st = await v.backend.mkdir(r.path, opts.mode, opts.creator);
-      else ({ st, file: createdFile } = await this.host.data.createEmpty(v, r.path, opts.mode, disp === 'create', opts.access.write, opts.creator));
-      created = true;
+      if (expect === 'dir') {
+        try {
+          st = await v.backend.mkdir(r.path, opts.mode, opts.creator);
+          created = true;
+        } catch (e) {
+          // Another open made the name between the lookup and the mkdir (two SMB clients' OPEN_IF of
+          // one directory at once: smbtorture smb2.create mkdir-dup). Only an exclusive create may
+          // fail on that; the others open what is there now, with the checks an existing name gets.
+          if (disp === 'create' || !isVfsError(e, 'EEXIST')) throw e;
+          const again = await v.resolve(p);
+          if (again.stat === undefined) throw e;
+          r = again;
+          st = again.stat;
+          if (st.type === 'symlink') throw new VfsError('ELOOP', 'cannot open a symbolic link', { path: p });
+          if (st.type !== 'dir') throw new VfsError('ENOTDIR', undefined, { path: p });
+          if (opts.access.write || disp === 'createOrTruncate') throw new VfsError('EISDIR', undefined, { path: p });
+        }
+      } else {
+        ({ st, file: createdFile } = await this.host.data.createEmpty(v, r.path, opts.mode, disp === 'create', opts.access.write, opts.creator));
+        created = true;
+      }
     }
     // Others' leases are broken, and the breaks acknowledged, before the open acts (leases.ts).
     if (!created && this.host.leases.size > 0) await this.host.leases.beforeOpen(v.row(r.path, st).id, { owner: opts.owner, access: opts.access, share, truncate: disp === 'truncate' || disp === 'createOrTruncate' }, this.host.shareModes);

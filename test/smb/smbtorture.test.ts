@@ -26,7 +26,7 @@ export const PASSING: Record<string, string[]> = {
   'smb2.rw': ['rw1', 'rw2', 'invalid'],
   'smb2.dir': ['find', 'fixed', 'sorted'],
   'smb2.getinfo': ['qsec_buffercheck', 'granted'],
-  'smb2.create': ['brlocked', 'multi', 'delete', 'leading-slash', 'impersonation', 'dir-alloc-size', 'dosattr_tmp_dir'],
+  'smb2.create': ['brlocked', 'multi', 'delete', 'leading-slash', 'impersonation', 'dir-alloc-size', 'dosattr_tmp_dir', 'mkdir-dup'],
   'smb2.delete-on-close-perms': ['READONLY', 'BUG14427'],
   'smb2.rename': [
     'simple', 'simple_nodelete', 'no_sharing', 'share_delete_and_delete_access', 'no_share_delete_but_delete_access', 'share_delete_no_delete_access',
