@@ -7,8 +7,9 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Command, Flags, headerTemplate, writeHeader } from '../../protocols/smb/header.ts';
 import { WireWriter } from '../../protocols/smb/wire.ts';
+import { encryptMessage } from '../../protocols/smb/crypto.ts';
 import { AsyncTable } from '../../protocols/smb/server/async.ts';
-import type { Conn, SmbServer } from '../../protocols/smb/server/server.ts';
+import type { Conn, SmbServer, SmbSession } from '../../protocols/smb/server/server.ts';
 
 function cancel(over: Record<string, unknown> = {}): Buffer {
   const w = new WireWriter(128);
@@ -44,5 +45,25 @@ describe('AsyncTable.intercept', () => {
       }),
       { numRuns: 2000 },
     );
+  });
+
+  it('an encrypted request that is not a CANCEL: its plaintext is handed to the queue once, for the session it was decrypted under', () => {
+    const key = Buffer.alloc(16, 7);
+    const sess = { id: 0x1000n, keys: { decryptionKey: key } } as unknown as SmbSession;
+    const other = { id: 0x1000n, keys: { decryptionKey: key } } as unknown as SmbSession;
+    const conn = { sessions: new Map([[0x1000n, sess]]), cipher: 0x0002, signingAlgorithm: 1, seqLow: 0n, seqHigh: 100n } as unknown as Conn;
+    const t = new AsyncTable({} as SmbServer, conn);
+    const echo = cancel({ command: Command.ECHO });
+    const sealed = encryptMessage(echo, key, 0x0002, 0x1000n, Buffer.alloc(12, 1));
+    expect(t.intercept(sealed)).toBe(false);
+    expect(t.takePlaintext(sealed, sess)).toEqual(echo);
+    expect(t.takePlaintext(sealed, sess)).toBeUndefined(); // once
+    // Another session object (the first logged off, a new one under the same id): decrypted again by the caller.
+    expect(t.intercept(sealed)).toBe(false);
+    expect(t.takePlaintext(sealed, other)).toBeUndefined();
+    // A sealed CANCEL is taken, nothing kept for the queue.
+    const sealedCancel = encryptMessage(cancel(), key, 0x0002, 0x1000n, Buffer.alloc(12, 2));
+    expect(t.intercept(sealedCancel)).toBe(true);
+    expect(t.takePlaintext(sealedCancel, sess)).toBeUndefined();
   });
 });

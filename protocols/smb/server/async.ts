@@ -128,6 +128,11 @@ export class AsyncTable {
   readonly #perSession = new Map<bigint, number>();
   readonly #early: bigint[] = [];
   #nextAsyncId = 1n;
+  /**
+   * Small TRANSFORM messages intercept() decrypted and found not to be a CANCEL, by message: the
+   * queue takes the plaintext from here (takePlaintext) instead of decrypting the message again.
+   */
+  readonly #opened = new WeakMap<Buffer, { plain: Buffer; sess: SmbSession }>();
 
   readonly srv: SmbServer;
   readonly conn: Conn;
@@ -201,6 +206,18 @@ export class AsyncTable {
    * connection's sessions) is handled at once and not queued. Returns whether it was. Never
    * throws (it runs in the socket's data handler): anything it cannot read is left to the queue.
    */
+  /**
+   * The plaintext intercept() found in `msg`, once, when `sess` (the session the queue finds for
+   * it now) is the one it was decrypted under: its key is the same (a session's keys never change),
+   * so the answer is what decrypting again would give.
+   */
+  takePlaintext(msg: Buffer, sess: SmbSession): Buffer | undefined {
+    const o = this.#opened.get(msg);
+    if (o === undefined) return undefined;
+    this.#opened.delete(msg);
+    return o.sess === sess ? o.plain : undefined;
+  }
+
   intercept(msg: Buffer): boolean {
     try {
       return this.#intercept(msg);
@@ -219,7 +236,10 @@ export class AsyncTable {
       const plain = decryptMessage(msg, sess.keys.decryptionKey, this.conn.cipher);
       if (!plain) return false;
       const h = lone(plain);
-      if (!h || h.command !== Command.CANCEL) return false;
+      if (!h || h.command !== Command.CANCEL) {
+        this.#opened.set(msg, { plain, sess });
+        return false;
+      }
       this.cancelElement(h, plain, true);
       return true;
     }

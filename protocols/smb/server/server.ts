@@ -330,6 +330,12 @@ export class SmbServer {
     const t = tryDecode(() => decodeTransformHeader(m));
     const sess = t.ok ? conn.sessions.get(t.value.sessionId) : undefined;
     if (!t.ok || !sess?.keys || !conn.cipher) return undefined;
+    // A small message the CANCEL check on arrival decrypted already (async.ts intercept): not twice.
+    const opened = asyncTable(this, conn).takePlaintext(m, sess);
+    if (opened) {
+      sess.encrypted = true;
+      return { msg: opened, encryptedFor: { sess, sessionId: t.value.sessionId } };
+    }
     // A pooled message (a large WRITE) is the connection's own: decrypted where it lies by the
     // seal worker (seal-worker.ts says why), else here.
     const inPlace = conn.pool?.owns(m) ?? false;
