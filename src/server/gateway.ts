@@ -17,6 +17,7 @@
 import { randomInt } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { createBackend } from '../../backends/index.ts';
+import { localNativeAvailability } from '../../backends/local/native.ts';
 import { LocalUserStore } from '../auth/local-users.ts';
 import { buildAuthenticator } from '../auth/ldap-authenticator.ts';
 import { loadOrCreateSecret } from '../auth/secret-box.ts';
@@ -181,6 +182,12 @@ export class Gateway {
       const stack = buildVolumeStack(backend, { metrics: this.metrics, metricsLabel: share.name });
       stacks.set(share.name, stack);
       this.backends.set(share.name, stack.backend);
+    }
+    // Local shares without their native helper work, without exchange of names, fallocate, a hole
+    // map or in-kernel range copies (backends/local/native/README.md): said once, with the remedy.
+    const localNative = localNativeAvailability();
+    if (!localNative.available && [...stacks.values()].some((st) => st.storage.kind === 'local')) {
+      this.logger.info({ reason: localNative.reason, enable: localNative.enable }, `local shares run without their native helper: ${localNative.reason}; enable with: ${localNative.enable}`);
     }
     const stageDir = join(server.stateDir, 'stage');
     const vfs = (this.vfs = new Vfs({
