@@ -323,6 +323,11 @@ export function vfsConformance(f: BackendFactory): void {
         const next = await s.readdir('s', '/p', { cookie: first.entries[9]!.cookie, limit: 5 });
         expect(next.entries.map((e) => e.name)).toEqual(names.slice(10, 15));
         expect(next.entries[0]!.attr.size).toBe(5);
+        // NFS resumes from the last entry its reply had room for, a few before the page's end.
+        const page = await s.readdir('s', '/p', { cookie: next.entries[4]!.cookie, limit: 10 });
+        await s.unlink('s', `/p/${page.entries[6]!.name}`);
+        const after = await s.readdir('s', '/p', { cookie: page.entries[6]!.cookie, limit: 3 });
+        expect(after.entries.map((e) => e.name)).toEqual(names.slice(22, 25));
         await expectCode(s.readdir('s', '/p', { cookie: 999_999_999n }), 'EBADCOOKIE');
         await expectCode(s.readdir('s', '/p/f0000'), 'ENOTDIR');
       });
