@@ -149,6 +149,35 @@ describe.each(backends)('exchange of two names on the %s backend', (_name, make)
     expect((await readFile(a, '/ro/f')).toString()).toBe('g');
   });
 
+  it('is refused by an open that denies delete (ESHARING) and by a token lock on either side (ELOCKED); byte-range locks follow the file', async () => {
+    env = makeVfsEnv(make());
+    const a = env.session(alice);
+    const b = env.session(bob);
+    await writeFile(a, '/x', 'x');
+    await writeFile(a, '/y', 'y');
+    // An SMB-style open of /y that lets others read and write but not delete or rename it.
+    const held = await b.open('s', '/y', { access: RO, share: { read: true, write: true, delete: false }, owner: 'smb' });
+    await expectCode(a.rename('s', '/x', '/y', { exchange: true }), 'ESHARING');
+    await expectCode(a.rename('s', '/y', '/x', { exchange: true }), 'ESHARING');
+    await b.close(held);
+    // A WebDAV lock on /x: bob, without its token, may not move it either way.
+    await a.lockPath('s', '/x', { kind: 'exclusive', style: 'token' });
+    await expectCode(b.rename('s', '/y', '/x', { exchange: true }), 'ELOCKED');
+    expect((await readFile(a, '/x')).toString()).toBe('x');
+    // A byte-range lock is the file's: after the swap it is on /y, and a write at /x is free.
+    await writeFile(a, '/p', 'pppp');
+    await writeFile(a, '/q', 'qqqq');
+    const locker = await a.open('s', '/p', { access: RW, owner: 'l' });
+    await a.lockHandle(locker, { kind: 'exclusive', style: 'windows', range: { start: 0n, end: 4n } });
+    await a.rename('s', '/p', '/q', { exchange: true });
+    const wq = await b.open('s', '/q', { access: RW, owner: 'w' });
+    await expectCode(b.write(wq, 0, Buffer.from('Z')), 'ELOCKED');
+    const wp = await b.open('s', '/p', { access: RW, owner: 'w' });
+    await b.write(wp, 0, Buffer.from('Z'));
+    for (const h of [wq, wp, locker]) await (h === locker ? a : b).close(h);
+    expect((await readFile(a, '/p')).toString()).toBe('Zqqq');
+  });
+
   it('change watches follow their directories to the other name', async () => {
     env = makeVfsEnv(make());
     const a = env.session(alice);
