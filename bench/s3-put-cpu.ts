@@ -2,7 +2,8 @@
  * Client CPU per small PUT through the S3 backend: createWriter + write(4 KiB) + commit, one at a
  * time, new names in one directory (the WebDAV PUT of a new small file without HTTP and VFS), against
  * the tests' s3rver in a child process. Only the client process's CPU (process.cpuUsage) over the
- * measured PUTs counts; s3rver's is its own.
+ * measured PUTs counts; s3rver's is printed beside it (its process's CPU over each whole worker,
+ * warm-up included, per PUT, from /proc).
  *
  * A/B in one run: every variant is a tree holding `backends/s3` (and the rest of the project); each
  * round runs one worker process per variant, in alternating order, against the same s3rver, and the
@@ -15,7 +16,7 @@
  * profile of each worker's measured PUTs into dir), BENCH_S3_OPTS (JSON of extra backend options).
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import inspector from 'node:inspector/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -32,7 +33,19 @@ const VIA = process.env.BENCH_PUT_VIA ?? 'backend';
 const CREDS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
 
 interface ServerInfo { endpoint: string; bucket: string }
-interface WorkerResult { cpuUsPerPut: number; userUs: number; sysUs: number; wallMs: number; requests: Record<string, number> }
+interface WorkerResult { cpuUsPerPut: number; userUs: number; sysUs: number; wallMs: number; requests: Record<string, number>; serverMsPerPut?: number }
+
+/** CPU time (user + system, all threads) of a process so far, ms, from /proc/<pid>/stat (10 ms ticks). */
+function procCpuMs(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    return (Number(rest[11]) + Number(rest[12])) * 10;
+  } catch {
+    return 0;
+  }
+}
 
 async function worker(tree: string, endpoint: string, bucket: string, prefix: string): Promise<WorkerResult> {
   const { S3Backend } = await import(pathToFileURL(join(tree, 'backends/s3/s3-backend.ts')).href) as typeof import('../backends/s3/s3-backend.ts');
@@ -134,9 +147,12 @@ async function main(): Promise<void> {
       const order = r % 2 === 0 ? variants : [...variants].reverse();
       for (const v of order) {
         loads.push(loadavg()[0] as number);
+        const s0 = procCpuMs(child.pid);
         const res = await runWorker(v.dir, srv, `p${r}-${v.name}-${Date.now()}`);
+        // s3rver's CPU over the whole worker (its warm-up PUTs and set-up included) per PUT.
+        res.serverMsPerPut = (procCpuMs(child.pid) - s0) / (WARM + N);
         results.get(v.name)?.push(res);
-        process.stderr.write(`round ${r + 1} ${v.name}: ${(res.cpuUsPerPut / 1000).toFixed(3)} ms CPU/PUT (user ${(res.userUs / 1000).toFixed(3)}, sys ${(res.sysUs / 1000).toFixed(3)}), ${(N / (res.wallMs / 1000)).toFixed(0)} PUT/s, requests/PUT ${JSON.stringify(res.requests)}\n`);
+        process.stderr.write(`round ${r + 1} ${v.name}: ${(res.cpuUsPerPut / 1000).toFixed(3)} ms CPU/PUT (user ${(res.userUs / 1000).toFixed(3)}, sys ${(res.sysUs / 1000).toFixed(3)}), ${(N / (res.wallMs / 1000)).toFixed(0)} PUT/s, requests/PUT ${JSON.stringify(res.requests)}, s3rver ${res.serverMsPerPut?.toFixed(3)} ms CPU/PUT\n`);
       }
     }
   } finally {
@@ -151,7 +167,8 @@ async function main(): Promise<void> {
   for (const v of variants) {
     const rs = results.get(v.name) ?? [];
     const cpu = rs.map((x) => x.cpuUsPerPut / 1000);
-    process.stdout.write(`${v.name.padEnd(12)} CPU ms/PUT median ${med(cpu).toFixed(3)} best ${Math.min(...cpu).toFixed(3)} (all: ${cpu.map((x) => x.toFixed(3)).join(' ')}); requests/PUT ${JSON.stringify(rs[0]?.requests)}\n`);
+    const srvCpu = rs.map((x) => x.serverMsPerPut ?? 0);
+    process.stdout.write(`${v.name.padEnd(12)} CPU ms/PUT median ${med(cpu).toFixed(3)} best ${Math.min(...cpu).toFixed(3)} (all: ${cpu.map((x) => x.toFixed(3)).join(' ')}); requests/PUT ${JSON.stringify(rs[0]?.requests)}; s3rver CPU ms/PUT median ${med(srvCpu).toFixed(3)} (all: ${srvCpu.map((x) => x.toFixed(3)).join(' ')})\n`);
   }
 }
 
