@@ -4,7 +4,7 @@
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { afterEach } from 'vitest';
-import { LocalBackend } from '../../backends/local/local-backend.ts';
+import { LocalBackend, type LocalBackendOptions } from '../../backends/local/local-backend.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Backend } from '../../src/vfs/backend.ts';
@@ -91,7 +91,7 @@ export const RO = { read: true, write: false, delete: false };
  * directory on the local backend (removed afterwards), `track()` adopts any other (a restart over
  * the same state, another backend). Registers its own afterEach.
  */
-export function useVfsEnvs(prefix: string): { local(opts?: VfsEnvOptions): { root: string; env: VfsEnv }; track(env: VfsEnv): VfsEnv } {
+export function useVfsEnvs(prefix: string): { local(opts?: VfsEnvOptions, backend?: LocalBackendOptions): { root: string; env: VfsEnv }; track(env: VfsEnv): VfsEnv } {
   const envs: VfsEnv[] = [];
   const dirs: string[] = [];
   afterEach(async () => {
@@ -103,10 +103,10 @@ export function useVfsEnvs(prefix: string): { local(opts?: VfsEnvOptions): { roo
     return env;
   };
   return {
-    local(opts: VfsEnvOptions = {}) {
+    local(opts: VfsEnvOptions = {}, backend?: LocalBackendOptions) {
       const root = mkdtempSync(join(tmpdir(), prefix));
       dirs.push(root);
-      return { root, env: track(makeVfsEnv(new LocalBackend(root), opts)) };
+      return { root, env: track(makeVfsEnv(new LocalBackend(root, backend), opts)) };
     },
     track,
   };

@@ -7,32 +7,22 @@
  * holes. Both paths keep the core's rules: byte-range locks of other owners refuse (ELOCKED), the
  * quota counts growth (EDQUOT) and a change event is emitted.
  */
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { MemoryBackend, MEMORY_OBJECTSTORE_CAPABILITIES } from '../../backends/memory/memory-backend.ts';
-import { LocalBackend } from '../../backends/local/local-backend.ts';
 import { localNativeAvailability } from '../../backends/local/native.ts';
-import { makeVfsEnv, alice, RW, RO, type VfsEnv } from '../helpers/vfs-env.ts';
+import { makeVfsEnv, alice, RW, RO, useVfsEnvs } from '../helpers/vfs-env.ts';
 import { expectCode, readFile, writeFile } from '../conformance/vfs-conformance.ts';
 import type { Session } from '../../src/session/session.ts';
 
-let env: VfsEnv | undefined;
-const dirs: string[] = [];
-afterEach(async () => {
-  await env?.destroy();
-  env = undefined;
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const envs = useVfsEnvs('portico-ranges-');
 
 const native = localNativeAvailability();
 if (!native.available) console.warn(`range operations on the local backend's helper not tested: ${native.reason} (enable: ${native.enable})`);
 
 function local(helper: boolean): { root: string; s: Session } {
-  const root = mkdtempSync(join(tmpdir(), 'portico-ranges-'));
-  dirs.push(root);
-  env = makeVfsEnv(new LocalBackend(root, helper ? {} : { native: null }));
+  const { root, env } = envs.local({}, helper ? {} : { native: null });
   return { root, s: env.session(alice) };
 }
 
@@ -84,8 +74,7 @@ describe.skipIf(!native.available)('range operations on a local share with the n
 describe('range operations where the store has no allocation, hole or copy call', () => {
   for (const [name, make] of [
     ['memory', (): { s: Session } => {
-      env = makeVfsEnv(new MemoryBackend());
-      return { s: env.session(alice) };
+      return { s: envs.track(makeVfsEnv(new MemoryBackend())).session(alice) };
     }],
     ['local without its helper', (): { s: Session } => local(false)],
   ] as const) {
@@ -111,8 +100,7 @@ describe('range operations where the store has no allocation, hole or copy call'
   }
 
   it('a handle whose bytes are staged in Portico (object store): the core\'s size, not the store\'s; no punch or range copy', async () => {
-    env = makeVfsEnv(new MemoryBackend({ capabilities: MEMORY_OBJECTSTORE_CAPABILITIES }));
-    const s = env.session(alice);
+    const s = envs.track(makeVfsEnv(new MemoryBackend({ capabilities: MEMORY_OBJECTSTORE_CAPABILITIES }))).session(alice);
     await writeFile(s, '/f', 'x');
     const h = await s.open('s', '/f', { access: RW, owner: 'o' });
     await s.write(h, 0, Buffer.alloc(10_000, 1));
@@ -130,8 +118,7 @@ describe('range operations where the store has no allocation, hole or copy call'
   });
 
   it('a read-only handle cannot allocate (EBADF); bad ranges are EINVAL', async () => {
-    env = makeVfsEnv(new MemoryBackend());
-    const s = env.session(alice);
+    const s = envs.track(makeVfsEnv(new MemoryBackend())).session(alice);
     await writeFile(s, '/f', 'x');
     const h = await s.open('s', '/f', { access: RO, owner: 'o' });
     await expectCode(s.allocate(h, 'allocate', 0, 10, false), 'EBADF');
