@@ -42,6 +42,12 @@ export class SealWorker {
     }
   }
 
+  /** Ends the thread as a crash would (tests of the in-process fallback). */
+  async killForTest(): Promise<void> {
+    this.start();
+    await this.worker?.terminate();
+  }
+
   /** Encrypts `head` (returned) and then `data` in place as one message; the tag is returned. */
   async seal(cipher: SealCipher, key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, head: Uint8Array, data: Uint8Array): Promise<{ head: Buffer; tag: Buffer }> {
     // postMessage clones a view's whole ArrayBuffer: a response head is a view of Node's 8 KiB
