@@ -25,7 +25,7 @@ import { baseName, isSameOrDescendant, joinPath, parentPath } from '../../src/vf
 import { applyMetaToFd, LocalFile, LocalWriter, nsToSeconds, readAt, toStat } from './local-file.ts';
 import type { WriterHost } from './local-file.ts';
 import { INLINE_BATCH, InlineIo, isLocalFileSystem, yieldToLoop } from './inline-io.ts';
-import { lstatBatch } from './stat-batch.ts';
+import { decodeStatPage, lstatBatch } from './stat-batch.ts';
 import { firstAfter } from '../paging.ts';
 import { mapLimit } from '../../src/util/map-limit.ts';
 import { LocalWatches, type LocalWatchOptions } from './local-watch.ts';
@@ -167,6 +167,8 @@ export class LocalBackend implements Backend, WriterHost {
   };
   /** The native helper (native.ts), when loaded: exchange, allocation, hole map, range copy. */
   readonly native: LocalNative | undefined;
+  /** Listings stat through the native helper (statNamesNative); false without it or without statx. */
+  private nativeStats: boolean;
   /** Absolute, symlink-free path of the share root. */
   readonly root: string;
   private readonly rootPrefix: string;
@@ -222,6 +224,7 @@ export class LocalBackend implements Backend, WriterHost {
     // reported as ENOTSUP (exchange below).
     // With the helper: exchange of names, fallocate (reservation, punching, zeroing), the hole map
     // and in-kernel range copies (native/README.md).
+    this.nativeStats = typeof this.native?.statNames === 'function' && typeof this.native.statNamesAsync === 'function';
     if (this.native !== undefined) {
       Object.assign(this.capabilities, { atomicExchange: true, fileAllocate: true, sparseSeek: true, rangeCopy: true });
     }
@@ -525,7 +528,11 @@ export class LocalBackend implements Backend, WriterHost {
    * the rest in one batch on a worker thread (stat-batch.ts), or through the thread pool
    * (LIST_STAT_CONCURRENCY at a time) where no worker can run.
    */
-  private async statNames(base: string, names: readonly string[]): Promise<Array<BackendStat | undefined>> {
+  private async statNames(fd: number, base: string, names: readonly string[]): Promise<Array<BackendStat | undefined>> {
+    if (this.nativeStats) {
+      const done = await this.statNamesNative(fd, base, names);
+      if (done !== undefined) return done;
+    }
     const out = new Array<BackendStat | undefined>(names.length);
     let i = 0;
     while (i < names.length && this.io.ok) {
@@ -556,6 +563,44 @@ export class LocalBackend implements Backend, WriterHost {
     return out;
   }
 
+  /**
+   * statNames through the native helper (statNames / statNamesAsync: statx and readlinkat on the
+   * listing's own descriptor, the figures of a batch in one buffer): inline in batches of
+   * INLINE_BATCH, each one call timed by the breaker as one inline call (a batch of 128 takes
+   * ~0.3 ms, so one slower than INLINE_SLOW_MS is as suspect as a single slow lstat), a yield to the
+   * event loop between them; once the breaker has tripped, the rest of the page in one thread-pool
+   * round trip. Why: an lstatSync per name cost ~7 µs of CPU in a listing (a BigIntStats, its
+   * BigInts, toStat's conversions) against ~2.7 µs for the system call (protocols/nfs/README.md,
+   * issue 10, fifth round). Undefined (the caller stats through Node) when the helper answers
+   * ENOSYS (no statx: it is then not asked again) or on a big-endian machine.
+   */
+  private async statNamesNative(fd: number, base: string, names: readonly string[]): Promise<Array<BackendStat | undefined> | undefined> {
+    const n = this.native!;
+    const out = new Array<BackendStat | undefined>(names.length);
+    let i = 0;
+    try {
+      while (i < names.length) {
+        const inline = this.io.ok;
+        const end = inline ? Math.min(i + INLINE_BATCH, names.length) : names.length;
+        const part = i === 0 && end === names.length ? names : names.slice(i, end);
+        const page = inline ? this.io.run(() => n.statNames!(fd, part)) : await n.statNamesAsync!(fd, part);
+        const stats = decodeStatPage(part, page.nums, page.targets);
+        if (stats === undefined) {
+          this.nativeStats = false;
+          return undefined;
+        }
+        for (let k = 0; k < stats.length; k++) out[i + k] = stats[k];
+        i = end;
+        if (i < names.length) await yieldToLoop();
+      }
+    } catch (e) {
+      if ((e as { code?: unknown }).code !== 'ENOSYS') throw e;
+      this.nativeStats = false;
+      return i === 0 ? undefined : [...out.slice(0, i), ...(await this.statNames(fd, base, names.slice(i)))];
+    }
+    return out;
+  }
+
   async list(path: string, options: ListOptions): Promise<ListPage> {
     const limit = Math.max(1, Math.floor(options.limit));
     const inline = this.io.ok;
@@ -566,7 +611,7 @@ export class LocalBackend implements Backend, WriterHost {
       const names = await this.sortedNames(path, fd, base, options.after === undefined);
       const start = firstAfter(names, options.after);
       const pageNames = names.slice(start, start + limit);
-      const stats = await this.statNames(base, pageNames);
+      const stats = await this.statNames(fd, base, pageNames);
       const entries = stats.filter((s): s is BackendStat => s !== undefined);
       const page: ListPage = { entries };
       if (start + limit < names.length && pageNames.length > 0) page.next = pageNames[pageNames.length - 1] as string;

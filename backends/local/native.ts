@@ -15,6 +15,13 @@ export interface LocalNative {
   seek(fd: number, offset: number, whence: number): Promise<number>;
   /** Positioned copy of up to `length` bytes; fewer at the source's end (0 past it). */
   copyFileRange(fdIn: number, offIn: number, fdOut: number, offOut: number, length: number): Promise<number>;
+  /**
+   * lstat of each name in the directory `dirFd` (statx AT_SYMLINK_NOFOLLOW, readlinkat for links),
+   * synchronously; the figures in one buffer (decodeStatPage). Absent from an addon built before it.
+   */
+  statNames?(dirFd: number, names: readonly string[]): NativeStatPage;
+  /** statNames on libuv's thread pool: one round trip for the whole page. */
+  statNamesAsync?(dirFd: number, names: readonly string[]): Promise<NativeStatPage>;
   RENAME_NOREPLACE: number;
   RENAME_EXCHANGE: number;
   FALLOC_FL_KEEP_SIZE: number;
@@ -22,6 +29,12 @@ export interface LocalNative {
   FALLOC_FL_ZERO_RANGE: number;
   SEEK_DATA: number;
   SEEK_HOLE: number;
+}
+
+/** What statNames answers: STAT_FIELDS int64 per name (local_addon.cc), and [index, target, ...] of its links. */
+export interface NativeStatPage {
+  nums: ArrayBuffer;
+  targets: Array<number | string>;
 }
 
 /** The command that builds it (README, test warnings). */

@@ -157,3 +157,57 @@ export function lstatBatch(base: string, names: readonly string[]): Promise<Arra
     w.postMessage({ id, base, names });
   });
 }
+
+/** int64 per name in the native helper's statNames buffer (local_addon.cc STAT_FIELDS). */
+const NATIVE_FIELDS = 12;
+/** The Uint32 halves of an int64 are (low, high) only on a little-endian machine. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+const TWO_32 = 4294967296;
+/** Below this high half a 64-bit value is a safe integer: its Number prints as its BigInt does. */
+const SAFE_HIGH = 0x200000;
+
+/**
+ * BackendStats from the native helper's statNames page (names[i] for entry i; undefined for a name
+ * gone since the readdir): field for field what toStat makes of Node's lstat(bigint) of the same
+ * file. Only the four times are read as BigInts (BackendStat keeps them so); the other figures are
+ * read as their two Uint32 halves, so an entry costs no BigInt for its size, mode, owner, link
+ * count or identity (dev and ino are printed from Numbers while they are safe integers, which
+ * print the same). Undefined on a big-endian machine (the caller stats through Node there).
+ */
+export function decodeStatPage(names: readonly string[], nums: ArrayBuffer, targets: Array<number | string>): Array<BackendStat | undefined> | undefined {
+  if (!LITTLE_ENDIAN) return undefined;
+  const big = new BigInt64Array(nums);
+  const u = new Uint32Array(nums);
+  const out = new Array<BackendStat | undefined>(names.length);
+  let t = 0;
+  for (let i = 0; i < names.length; i++) {
+    const o = i * NATIVE_FIELDS;
+    const kind = u[2 * o]!;
+    if (kind === 0) continue;
+    const birth = big[o + 5]!;
+    const dh = u[2 * (o + 10) + 1]!;
+    const ih = u[2 * (o + 11) + 1]!;
+    const dev = dh < SAFE_HIGH ? String(dh * TWO_32 + u[2 * (o + 10)]!) : String(BigInt.asUintN(64, big[o + 10]!));
+    const ino = ih < SAFE_HIGH ? String(ih * TWO_32 + u[2 * (o + 11)]!) : String(BigInt.asUintN(64, big[o + 11]!));
+    const st: BackendStat = {
+      name: names[i]!,
+      type: kind === 2 ? 'dir' : kind === 3 ? 'symlink' : 'file',
+      size: u[2 * (o + 1) + 1]! * TWO_32 + u[2 * (o + 1)]!,
+      mtimeNs: big[o + 2]!,
+      ctimeNs: big[o + 3]!,
+      atimeNs: big[o + 4]!,
+      mode: u[2 * (o + 6)]! & 0o7777,
+      uid: u[2 * (o + 7)]!,
+      gid: u[2 * (o + 8)]!,
+      nlink: u[2 * (o + 9)]!,
+      nativeId: birth !== 0n ? `${dev}:${ino}:${birth}` : `${dev}:${ino}`,
+    };
+    if (birth !== 0n) st.birthtimeNs = birth;
+    if (t < targets.length && targets[t] === i) {
+      st.target = targets[t + 1] as string;
+      t += 2;
+    }
+    out[i] = st;
+  }
+  return out;
+}

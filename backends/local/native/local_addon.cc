@@ -27,7 +27,11 @@
 #include <linux/falloc.h>
 #include <stdio.h>
 #include <string>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <utility>
+#include <vector>
 #include <unistd.h>
 
 namespace {
@@ -172,11 +176,147 @@ Napi::Value CopyFileRange(const Napi::CallbackInfo &info) {
   return p;
 }
 
+// ---- statNames / statNamesAsync: a directory page's lstats in one call ----
+//
+// statNames(dirfd, names) -> { nums: ArrayBuffer, targets: [index, target, ...] }
+// For each name, statx(dirfd, name, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS | STATX_BTIME) — what
+// libuv's lstat asks (so every figure is what Node's lstatSync(bigint) reports) — and, for a
+// symbolic link, readlinkat(dirfd, name). `nums` holds STAT_FIELDS int64 per name: kind (0 gone
+// since the readdir (ENOENT/ENOTDIR, as lstatSync's throwIfNoEntry: false), 1 anything not a
+// directory or link, 2 directory, 3 symbolic link), size, mtime, ctime, atime, birth time (ns;
+// 0 where the file system keeps none), mode, uid, gid, nlink, dev (makedev, as libuv), ino. Any
+// other error stops the page: an Error with its code (the caller maps it as an fs error).
+// Confinement: dirfd is the listing's descriptor, opened and confined by the backend; each name is
+// a single component (Name()), never followed when it is a link (AT_SYMLINK_NOFOLLOW).
+// ENOSYS (no statx: a kernel before 4.11 or a seccomp filter) is reported as such; the caller then
+// stats through Node, which has its own fallback.
+constexpr int STAT_FIELDS = 12;
+
+struct StatPage {
+  std::vector<int64_t> nums;
+  std::vector<std::pair<uint32_t, std::string>> targets;
+  int err = 0;
+};
+
+int64_t Ns(const struct statx_timestamp &t) { return static_cast<int64_t>(t.tv_sec) * 1000000000LL + t.tv_nsec; }
+
+void StatAll(int dirfd, const std::vector<std::string> &names, StatPage &out) {
+  out.nums.assign(names.size() * STAT_FIELDS, 0);
+  char link[4096];
+  for (size_t i = 0; i < names.size(); i++) {
+    struct statx sx;
+    if (statx(dirfd, names[i].c_str(), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS | STATX_BTIME, &sx) < 0) {
+      if (errno == ENOENT || errno == ENOTDIR) continue;
+      out.err = errno;
+      return;
+    }
+    int64_t *o = &out.nums[i * STAT_FIELDS];
+    mode_t m = sx.stx_mode;
+    o[0] = S_ISDIR(m) ? 2 : S_ISLNK(m) ? 3 : 1;
+    o[1] = static_cast<int64_t>(sx.stx_size);
+    o[2] = Ns(sx.stx_mtime);
+    o[3] = Ns(sx.stx_ctime);
+    o[4] = Ns(sx.stx_atime);
+    o[5] = (sx.stx_mask & STATX_BTIME) ? Ns(sx.stx_btime) : 0;
+    o[6] = m;
+    o[7] = sx.stx_uid;
+    o[8] = sx.stx_gid;
+    o[9] = sx.stx_nlink;
+    o[10] = static_cast<int64_t>(makedev(sx.stx_dev_major, sx.stx_dev_minor));
+    o[11] = static_cast<int64_t>(sx.stx_ino);
+    if (S_ISLNK(m)) {
+      // Node's readlinkSync: the whole target (a failure leaves it unknown, as the JS path does).
+      ssize_t r = readlinkat(dirfd, names[i].c_str(), link, sizeof link);
+      if (r >= 0 && static_cast<size_t>(r) < sizeof link) out.targets.emplace_back(static_cast<uint32_t>(i), std::string(link, r));
+      else if (r >= 0) {
+        std::string big(1 << 16, '\0');
+        r = readlinkat(dirfd, names[i].c_str(), big.data(), big.size());
+        if (r >= 0 && static_cast<size_t>(r) < big.size()) out.targets.emplace_back(static_cast<uint32_t>(i), big.substr(0, r));
+      }
+    }
+  }
+}
+
+std::vector<std::string> Names(const Napi::CallbackInfo &info, size_t i) {
+  if (i >= info.Length() || !info[i].IsArray()) throw Napi::TypeError::New(info.Env(), "expected an array of names");
+  Napi::Array a = info[i].As<Napi::Array>();
+  std::vector<std::string> out;
+  out.reserve(a.Length());
+  for (uint32_t k = 0; k < a.Length(); k++) {
+    Napi::Value v = a.Get(k);
+    if (!v.IsString()) throw Napi::TypeError::New(info.Env(), "expected a name");
+    std::string s = v.As<Napi::String>().Utf8Value();
+    if (s.empty() || s == "." || s == ".." || s.find('/') != std::string::npos || s.find('\0') != std::string::npos) {
+      throw Napi::Error::New(info.Env(), "not a single name");
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+Napi::Object StatResult(Napi::Env env, StatPage &page) {
+  Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, page.nums.size() * sizeof(int64_t));
+  if (!page.nums.empty()) memcpy(buf.Data(), page.nums.data(), page.nums.size() * sizeof(int64_t));
+  Napi::Array targets = Napi::Array::New(env, page.targets.size() * 2);
+  for (size_t k = 0; k < page.targets.size(); k++) {
+    targets.Set(static_cast<uint32_t>(2 * k), Napi::Number::New(env, page.targets[k].first));
+    targets.Set(static_cast<uint32_t>(2 * k + 1), Napi::String::New(env, page.targets[k].second));
+  }
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("nums", buf);
+  r.Set("targets", targets);
+  return r;
+}
+
+// Synchronous, for the backend's inline calls (timed by its breaker like its other inline calls).
+Napi::Value StatNames(const Napi::CallbackInfo &info) {
+  int dirfd = static_cast<int>(Arg(info, 0));
+  std::vector<std::string> names = Names(info, 1);
+  StatPage page;
+  StatAll(dirfd, names, page);
+  if (page.err != 0) throw ErrnoError(info.Env(), page.err, "statx");
+  return StatResult(info.Env(), page);
+}
+
+// On the thread pool, one round trip per page (after the backend's inline breaker has tripped).
+class StatNamesWorker : public Napi::AsyncWorker {
+ public:
+  StatNamesWorker(Napi::Env env, int dirfd, std::vector<std::string> names)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), dirfd_(dirfd), names_(std::move(names)) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override { StatAll(dirfd_, names_, page_); }
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (page_.err != 0) deferred_.Reject(ErrnoError(env, page_.err, "statx").Value());
+    else deferred_.Resolve(StatResult(env, page_));
+  }
+  void OnError(const Napi::Error &e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  int dirfd_;
+  std::vector<std::string> names_;
+  StatPage page_;
+};
+
+Napi::Value StatNamesAsync(const Napi::CallbackInfo &info) {
+  int dirfd = static_cast<int>(Arg(info, 0));
+  auto *w = new StatNamesWorker(info.Env(), dirfd, Names(info, 1));
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("renameat2", Napi::Function::New(env, Renameat2));
   exports.Set("fallocate", Napi::Function::New(env, Fallocate));
   exports.Set("seek", Napi::Function::New(env, Seek));
   exports.Set("copyFileRange", Napi::Function::New(env, CopyFileRange));
+  exports.Set("statNames", Napi::Function::New(env, StatNames));
+  exports.Set("statNamesAsync", Napi::Function::New(env, StatNamesAsync));
+  exports.Set("STAT_FIELDS", Napi::Number::New(env, STAT_FIELDS));
   exports.Set("RENAME_NOREPLACE", Napi::Number::New(env, RENAME_NOREPLACE));
   exports.Set("RENAME_EXCHANGE", Napi::Number::New(env, RENAME_EXCHANGE));
   exports.Set("FALLOC_FL_KEEP_SIZE", Napi::Number::New(env, FALLOC_FL_KEEP_SIZE));
