@@ -32,13 +32,10 @@
  * rule, docs/shard-format.md, but a second host is not prevented), and is reported, not touched.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { lstat, readFile, readdir } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { crc32 } from 'node:zlib';
-import { normalizeName } from '../../src/vfs/path.ts';
 import { CHECKPOINT_NAME, emptyCatalog, parseCatalog, serializeCatalog, shardName, type Catalog, type CatalogShard } from './catalog.ts';
 import type { Codec } from './codec.ts';
 import { WHOLE_MAX_BYTES, comparePathBytes } from './format.ts';
@@ -47,6 +44,7 @@ import { prepareFile, type PrepareTask, type Prepared } from './prepare.ts';
 import { Progress, type ProgressMode } from './progress.ts';
 import { ShardSetReader } from './set-reader.ts';
 import { PARTIAL_MAX_AGE_MS, discardPartials } from './partials.ts';
+import { LocalSource, type PackSource, type SourceEntry } from './source.ts';
 import type { ShardStore } from './store.ts';
 
 export interface PackOptions {
@@ -89,15 +87,6 @@ export interface PackResult {
   seconds: number;
 }
 
-interface SourceEntry {
-  path: string;
-  type: 'file' | 'dir';
-  size: number;
-  mode: number;
-  mtimeNs: bigint;
-  file: string;
-}
-
 interface Checkpoint {
   planId: string;
   generation: number;
@@ -107,49 +96,8 @@ interface Checkpoint {
 }
 
 const GiB = 1024 ** 3;
-
-/** The tree under `root` as share paths (NFC names as Portico serves them). */
-async function walk(root: string, warn: (m: string) => void): Promise<{ entries: SourceEntry[]; skipped: number }> {
-  const entries: SourceEntry[] = [];
-  let skipped = 0;
-  const stack: [string, string][] = [[root, '']];
-  while (stack.length > 0) {
-    const [dir, share] = stack.pop() as [string, string];
-    const names = await readdir(dir, { withFileTypes: true });
-    // A name stored in another normal form (NFD, as macOS writes them) is packed under its NFC
-    // spelling, the one Portico serves and clients address (the VFS resolves NFD requests to it):
-    // skipping it would lose the file. Two names of one directory that are the same in NFC cannot
-    // both be served: the NFC spelling wins (or the first in readdir order), the other is skipped.
-    const taken = new Set(names.map((d) => d.name).filter((n) => n.normalize('NFC') === n));
-    for (const d of names) {
-      let name: string;
-      try {
-        name = normalizeName(d.name);
-      } catch {
-        name = '';
-      }
-      const file = join(dir, d.name);
-      if (name === '' || (name !== d.name && taken.has(name))) {
-        warn(`skipped ${file}: ${name === '' ? 'a name Portico cannot serve' : 'its NFC spelling names another file of the directory'}`);
-        skipped++;
-        continue;
-      }
-      taken.add(name);
-      const st = await lstat(file, { bigint: true });
-      const path = `${share}/${name}`;
-      if (st.isDirectory()) {
-        entries.push({ path, type: 'dir', size: 0, mode: Number(st.mode & 0o7777n), mtimeNs: st.mtimeNs, file });
-        stack.push([file, path]);
-      } else if (st.isFile()) {
-        entries.push({ path, type: 'file', size: Number(st.size), mode: Number(st.mode & 0o7777n), mtimeNs: st.mtimeNs, file });
-      } else {
-        warn(`skipped ${file}: ${st.isSymbolicLink() ? 'symbolic links are' : 'special files are'} not stored in shards`);
-        skipped++;
-      }
-    }
-  }
-  return { entries, skipped };
-}
+/** Bytes of files read ahead of the writer, at most (plus the one it waits for). */
+const AHEAD_BYTES = 64 * 1024 * 1024;
 
 /** Reads and compresses files on worker threads (or inline), one promise per file. */
 class PreparePool {
@@ -185,7 +133,9 @@ class PreparePool {
     const w = this.workers[this.rr++ % this.workers.length] as Worker;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      w.postMessage({ id, ...t });
+      // Bytes fetched on this thread (an S3 source) move to the worker, not copied.
+      const d = t.data;
+      w.postMessage({ id, ...t }, d !== undefined && d.byteLength > 0 && d.byteOffset === 0 && d.buffer.byteLength === d.byteLength ? [d.buffer as ArrayBuffer] : []);
     });
   }
 
@@ -198,13 +148,14 @@ function same(a: SourceEntry, e: { type: string; length: number; mtimeNs: bigint
   return a.type === e.type && a.mode === e.mode && a.mtimeNs === e.mtimeNs && (a.type === 'dir' || a.size === e.length);
 }
 
-export async function pack(src: string, store: ShardStore, o: PackOptions = {}): Promise<PackResult> {
+export async function pack(src: string | PackSource, store: ShardStore, o: PackOptions = {}): Promise<PackResult> {
+  const source: PackSource = typeof src === 'string' ? new LocalSource(src) : src;
   const t0 = performance.now();
   const warn = o.warn ?? (() => undefined);
   const shardSize = o.shardSize ?? GiB;
   const policy = o.codec ?? 'auto';
   const alignment = o.alignment ?? DEFAULT_ALIGNMENT;
-  const { entries: source, skipped } = await walk(src, warn);
+  const { entries: listed, skipped } = await source.walk(warn);
 
   // What the set already holds.
   const got = await store.readCatalog();
@@ -216,7 +167,7 @@ export async function pack(src: string, store: ShardStore, o: PackOptions = {}):
   }
   const inSource = new Set<string>();
   const toPack: SourceEntry[] = [];
-  for (const s of source) {
+  for (const s of listed) {
     inSource.add(s.path);
     const v = visible.get(s.path);
     if (v === undefined || !same(s, v)) toPack.push(s);
@@ -230,7 +181,7 @@ export async function pack(src: string, store: ShardStore, o: PackOptions = {}):
   });
   const result: PackResult = {
     upToDate: false, generation: base.generation, shardsWritten: 0, shardsResumed: 0, files: 0, dirs: 0, bytes: 0, storedBytes: 0,
-    unchanged: source.length - toPack.length, tombstones: tombs.length, skipped, partialsDiscarded: 0, partialsKept: 0, seconds: 0,
+    unchanged: listed.length - toPack.length, tombstones: tombs.length, skipped, partialsDiscarded: 0, partialsKept: 0, seconds: 0,
   };
 
   // An interrupted run's checkpoint, and what it (or anything else) left unfinished.
@@ -276,7 +227,9 @@ export async function pack(src: string, store: ShardStore, o: PackOptions = {}):
   if (cur.length > 0) plan.push(cur);
   const h = createHash('sha256');
   h.update(JSON.stringify({ generation, policy, level: o.level ?? null, alignment, shardSize, base: got?.version ?? null }));
-  for (const e of keyed) h.update(`${e.path}\u0000${e.type}\u0000${e.size}\u0000${e.mtimeNs}\u0000${e.mode}\n`);
+  // An S3 source's entries add their ETag: a resumed run skips shards only when every object in the
+  // plan is the very version the interrupted run packed (LastModified has whole seconds).
+  for (const e of keyed) h.update(`${e.path}\u0000${e.type}\u0000${e.size}\u0000${e.mtimeNs}\u0000${e.mode}${e.etag !== undefined ? `\u0000${e.etag}` : ''}\n`);
   const planId = h.digest('hex');
 
   // Resume.
@@ -306,12 +259,23 @@ export async function pack(src: string, store: ShardStore, o: PackOptions = {}):
   const progress = new Progress({ label: 'pack', totalFiles, totalBytes, mode: o.progress ?? 'none', out: o.progressOut ?? process.stderr, ...(o.progressIntervalMs !== undefined ? { intervalMs: o.progressIntervalMs } : {}) });
   const workers = o.workers ?? Math.max(1, availableParallelism() - 1);
   const pool = new PreparePool(workers);
-  const ahead = Math.max(8, 8 * Math.max(1, workers));
+  // Files read ahead of the writer, at most (count and bytes): the workers' queue for a local source;
+  // for an S3 source also the GETs in flight (small objects are latency-bound, source.ts).
+  const ahead = Math.max(8, 8 * Math.max(1, workers), source.readAhead ?? 0);
+  const name = (e: SourceEntry): string => e.path.slice(e.path.lastIndexOf('/') + 1);
+  /** A file that vanished or was replaced since the walk: skipped (reported); the next pack takes it. */
+  const vanished = (err: unknown, e: SourceEntry): boolean => {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' && code !== 'ESTALE') return false;
+    warn(`skipped ${source instanceof LocalSource ? e.file : `${source.label} ${e.path}`}: ${code === 'ENOENT' ? 'it disappeared while packing' : 'it was replaced while packing (the next pack takes it)'}`);
+    result.skipped++;
+    return true;
+  };
   try {
     for (let k = 0; k < plan.length; k++) {
       const part = plan[k] as SourceEntry[];
-      const name = shardName(generation, k + 1);
-      if (doneNames.has(name)) {
+      const shard = shardName(generation, k + 1);
+      if (doneNames.has(shard)) {
         const files = part.filter((e) => e.type === 'file');
         progress.add(files.length, files.reduce((a, e) => a + e.size, 0));
         continue;
@@ -320,7 +284,7 @@ export async function pack(src: string, store: ShardStore, o: PackOptions = {}):
       // at once (a directory's temporary file): one fsynced checkpoint write per shard, as before
       // partials were recorded. Else (S3: the upload starts with the first full part, or never for
       // a shard under one part) it is saved right after the create, and the partial when it comes.
-      const out = await store.createShard(name, part.reduce((a, e) => a + e.size, 0), (p) => {
+      const out = await store.createShard(shard, part.reduce((a, e) => a + e.size, 0), (p) => {
         unsaved = false;
         return saveCheckpoint({ name: p.name, id: p.id });
       });
@@ -336,16 +300,26 @@ export async function pack(src: string, store: ShardStore, o: PackOptions = {}):
       let stored = 0;
       try {
         const started: (Promise<Prepared> | undefined)[] = [];
+        let aheadBytes = 0;
+        let next = 0;
         const start = (i: number): void => {
           const e = part[i];
           if (e === undefined || e.type !== 'file' || e.size > WHOLE_MAX_BYTES || started[i] !== undefined) return;
-          const p = pool.run({ file: e.file, name: e.path.slice(e.path.lastIndexOf('/') + 1), policy, level: o.level });
+          const t = { file: e.file, name: name(e), policy, level: o.level };
+          const p = source.read === undefined ? pool.run(t) : source.read(e).then((data) => pool.run({ ...t, data }));
           p.catch(() => undefined);
           started[i] = p;
+          aheadBytes += e.size;
         };
-        for (let i = 0; i < Math.min(part.length, ahead); i++) start(i);
+        /** Starts files after `i` while under both bounds (the one at `i` always). */
+        const fill = (i: number): void => {
+          for (; next < part.length && next < i + ahead; next++) {
+            if (next > i && aheadBytes + (part[next] as SourceEntry).size > AHEAD_BYTES && (part[next] as SourceEntry).size <= WHOLE_MAX_BYTES) break;
+            start(next);
+          }
+        };
         for (let i = 0; i < part.length; i++) {
-          start(i + ahead);
+          fill(i);
           const e = part[i] as SourceEntry;
           if (e.type === 'dir') {
             w.addDir(e.path, e.mode, e.mtimeNs);
@@ -356,14 +330,11 @@ export async function pack(src: string, store: ShardStore, o: PackOptions = {}):
             // Large files are streamed (chunked payload, no codec): one 1 MiB buffer, not the file.
             let n: number;
             try {
-              n = await w.addChunkedStream(e, createReadStream(e.file, { highWaterMark: 1024 * 1024 }));
+              n = await w.addChunkedStream(e, source.stream(e));
             } catch (err) {
-              // ENOENT comes from the open, before any of its bytes went out; anything else aborts the shard.
-              if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-                warn(`skipped ${e.file}: it disappeared while packing`);
-                result.skipped++;
-                continue;
-              }
+              // ENOENT/ESTALE come before any of its bytes went out (the open, the first GET:
+              // source.ts); anything else aborts the shard.
+              if (vanished(err, e)) continue;
               throw err;
             }
             stored += n;
@@ -377,14 +348,13 @@ export async function pack(src: string, store: ShardStore, o: PackOptions = {}):
             start(i);
             p = await (started[i] as Promise<Prepared>);
           } catch (err) {
-            if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-              warn(`skipped ${e.file}: it disappeared while packing`);
-              result.skipped++;
-              continue;
-            }
+            started[i] = undefined;
+            aheadBytes -= e.size;
+            if (vanished(err, e)) continue;
             throw err;
           }
           started[i] = undefined;
+          aheadBytes -= e.size;
           await w.addFile({ path: e.path, mode: e.mode, mtimeNs: e.mtimeNs, codec: p.codec, stored: p.stored as Buffer, length: p.length, crc: p.crc });
           stored += p.stored.length;
           result.files++;
@@ -393,9 +363,9 @@ export async function pack(src: string, store: ShardStore, o: PackOptions = {}):
         }
         const fin = await w.finish();
         const committed = await out.commit();
-        if (committed.size !== fin.size) throw new Error(`shard ${name}: ${committed.size} bytes written, ${fin.size} expected`);
+        if (committed.size !== fin.size) throw new Error(`shard ${shard}: ${committed.size} bytes written, ${fin.size} expected`);
         done.push({
-          name, generation, size: fin.size, ...(committed.etag !== undefined ? { etag: committed.etag } : {}),
+          name: shard, generation, size: fin.size, ...(committed.etag !== undefined ? { etag: committed.etag } : {}),
           entries: fin.entries, files: fin.files, bytes: fin.bytes, first: fin.first, last: fin.last, indexCrc: fin.indexCrc,
         });
         result.shardsWritten++;

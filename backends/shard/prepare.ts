@@ -12,6 +12,8 @@ export interface PrepareTask {
   name: string;
   policy: Codec | 'auto';
   level?: number | undefined;
+  /** The file's bytes when the main thread fetched them (an S3 source): `file` is then not read. */
+  data?: Uint8Array | undefined;
 }
 
 export interface Prepared {
@@ -22,7 +24,7 @@ export interface Prepared {
 }
 
 export async function prepareFile(t: PrepareTask, read: (file: string) => Promise<Buffer>, crc32: (b: Uint8Array) => number): Promise<Prepared> {
-  const data = await read(t.file);
+  const data = t.data !== undefined ? Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength) : await read(t.file);
   const crc = crc32(data);
   if (data.length > WHOLE_MAX_BYTES) return { codec: 'none', stored: data, length: data.length, crc };
   const { codec, stored } = encodeFor(t.policy, t.name, data, t.level);

@@ -1,14 +1,16 @@
 /**
  * `portico shard ...`: build and inspect shard sets (docs/shard-format.md, backends/shard/).
  *
- *   portico shard pack SRC DEST     pack a directory tree into a set (DEST: directory or s3://bucket/prefix)
+ *   portico shard pack SRC DEST     pack a directory tree or every object under an S3 prefix into a set
+ *                                   (SRC and DEST: a directory or s3://bucket/prefix)
  *   portico shard ls DEST [PATH]    list a directory of a set
  *   portico shard verify DEST       check every shard and file (exit 1 when anything is wrong)
  *   portico shard rm DEST PATH...   remove files or directories (tombstones)
  *   portico shard repack DEST       rebuild shards whose dead fraction passed a threshold
  *
- * S3 destinations take the S3 backend's settings from the environment (AWS_* variables, as the
- * SDK reads them) and --s3-endpoint.
+ * S3 sources and destinations take the S3 backend's settings from the environment (AWS_* variables,
+ * as the SDK reads them) and --s3-endpoint; one endpoint for both (a pack between two stores goes
+ * through a local copy or two runs).
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { parseSize } from '../../backends/s3/config.ts';
@@ -48,6 +50,22 @@ function storeOptions(opts: { s3Endpoint?: string }): Record<string, unknown> {
   return opts.s3Endpoint !== undefined ? { endpoint: opts.s3Endpoint } : {};
 }
 
+/**
+ * The key prefix of DEST when it lies under the S3 source SRC (same bucket): the walk leaves it out,
+ * else a set inside its source would pack its own shards and catalog.
+ */
+function insideSource(src: string, dest: string): string | undefined {
+  const s = /^s3:\/\/([^/]+)\/?(.*)$/i.exec(src);
+  const d = /^s3:\/\/([^/]+)\/?(.*)$/i.exec(dest);
+  if (s === null || d === null || s[1] !== d[1]) return undefined;
+  const trim = (p: string): string => p.replace(/^\/+|\/+$/g, '');
+  const sp = trim(s[2] ?? '');
+  const dp = trim(d[2] ?? '');
+  if (dp === sp) throw new InvalidArgumentError('DEST is the source prefix itself: the set must live outside SRC, or under it in its own prefix');
+  if (sp !== '' && !dp.startsWith(`${sp}/`)) return undefined;
+  return `${dp}/`;
+}
+
 const MiB = 1024 * 1024;
 /** The codecs of backends/shard/codec.ts; the shard modules (and lz4's native code) load only when a shard command runs. */
 const CODEC_NAMES = ['none', 'zstd', 'lz4', 'gzip'];
@@ -60,13 +78,18 @@ export function shardCommand(deps: ShardCommandDeps): Command {
 
   shard
     .command('pack')
-    .description('pack the directory tree SRC into the shard set DEST (a directory or s3://bucket/prefix); an existing set gets a new generation with what changed')
-    .argument('<src>', 'source directory')
+    .description('pack the directory tree SRC, or every object under the S3 prefix SRC, into the shard set DEST (a directory or s3://bucket/prefix); an existing set gets a new generation with what changed (an S3 source: size and LastModified from the listing, no HEAD per object)')
+    .argument('<src>', 'source: directory or s3://bucket/prefix (keys ending in / are directories)')
     .argument('<dest>', 'shard set: directory or s3://bucket/prefix')
     .option('--shard-size <size>', 'original bytes per shard, at most (default 1GiB)', sizeArg)
     .addOption(new Option('--codec <codec>', 'per-file codec: auto (zstd when it saves 10%, skips compressed types), none, zstd, lz4, gzip').choices(['auto', ...CODEC_NAMES]).default('auto'))
     .option('--level <n>', 'compression level (zstd default 3, gzip 6)', intArg)
     .option('--workers <n>', 'compression worker threads (default: cores - 1; 0 = none)', intArg)
+    .option('--read-concurrency <n>', 'S3 source: whole-object GETs in flight, at most (default 32; reads ahead are also bounded to 64 MiB)', (v: string) => {
+      const n = intArg(v);
+      if (n < 1 || n > 1024) throw new InvalidArgumentError('must be from 1 to 1024');
+      return n;
+    })
     .option('--align <bytes>', 'payloads up to this size never cross a multiple of it (default 128KiB, the S3 read page)', sizeArg)
     .addOption(new Option('--progress <mode>', 'progress display (default: tty on a terminal, else plain)').choices(['tty', 'plain', 'none']))
     .option('--progress-interval <seconds>', 'seconds between plain progress lines (default 10)', intArg)
@@ -78,14 +101,19 @@ export function shardCommand(deps: ShardCommandDeps): Command {
     .addOption(s3Option())
     .action(
       deps.action(async (src: string, dest: string, opts: {
-        shardSize?: number; codec: Codec | 'auto'; level?: number; workers?: number; align?: number; progress?: ProgressMode;
+        shardSize?: number; codec: Codec | 'auto'; level?: number; workers?: number; readConcurrency?: number; align?: number; progress?: ProgressMode;
         progressInterval?: number; abortUploadsOlderThan?: number; s3Endpoint?: string;
       }) => {
         const { openShardStore } = await import('../../backends/shard/store.ts');
         const { pack } = await import('../../backends/shard/pack.ts');
+        const { openPackSource } = await import('../../backends/shard/source.ts');
         const store = await openShardStore(dest, storeOptions(opts));
+        const source = openPackSource(src, storeOptions(opts), {
+          ...(opts.readConcurrency !== undefined ? { readAhead: opts.readConcurrency } : {}),
+          ...(insideSource(src, dest) !== undefined ? { exclude: insideSource(src, dest) as string } : {}),
+        });
         try {
-          const r = await pack(src, store, {
+          const r = await pack(source, store, {
             codec: opts.codec,
             ...(opts.shardSize !== undefined ? { shardSize: opts.shardSize } : {}),
             ...(opts.level !== undefined ? { level: opts.level } : {}),
@@ -111,6 +139,7 @@ export function shardCommand(deps: ShardCommandDeps): Command {
               `${rate.toFixed(1)} MB/s, ${(r.seconds > 0 ? r.files / r.seconds : 0).toFixed(0)} files/s\n`,
           );
         } finally {
+          await source.close();
           await store.close();
         }
       }),
