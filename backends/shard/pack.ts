@@ -1,7 +1,9 @@
 /**
- * `portico shard pack SRC DEST`: packs a local directory tree into a shard set (docs/shard-format.md).
+ * `portico shard pack SRC DEST`: packs a local directory tree or every object under an S3 prefix
+ * into a shard set (docs/shard-format.md).
  *
- * 1. Walk SRC (lstat each entry; symlinks and names Portico cannot serve are skipped and reported).
+ * 1. Walk SRC (source.ts: lstat each local entry, or list the S3 prefix; symlinks and names Portico
+ *    cannot serve are skipped and reported).
  * 2. Against the set's current catalog, keep what is unchanged (same type, size, mtime and mode as
  *    its visible entry), pack what is new or changed, tombstone what is gone: an update adds one
  *    generation of shards instead of rewriting the set.

@@ -107,10 +107,14 @@ export function shardCommand(deps: ShardCommandDeps): Command {
         const { openShardStore } = await import('../../backends/shard/store.ts');
         const { pack } = await import('../../backends/shard/pack.ts');
         const { openPackSource } = await import('../../backends/shard/source.ts');
-        const store = await openShardStore(dest, storeOptions(opts));
+        const exclude = insideSource(src, dest);
         const source = openPackSource(src, storeOptions(opts), {
           ...(opts.readConcurrency !== undefined ? { readAhead: opts.readConcurrency } : {}),
-          ...(insideSource(src, dest) !== undefined ? { exclude: insideSource(src, dest) as string } : {}),
+          ...(exclude !== undefined ? { exclude } : {}),
+        });
+        const store = await openShardStore(dest, storeOptions(opts)).catch(async (e: unknown) => {
+          await source.close();
+          throw e;
         });
         try {
           const r = await pack(source, store, {

@@ -142,6 +142,9 @@ it('packs an S3 prefix to a set on s3rver from the command line; an update adds 
   // DEST inside the source prefix: left out of the walk, so the set never packs itself.
   const dest = `s3://${s3.bucket}/src2/.set`;
   const ep = ['--s3-endpoint', s3.endpoint];
+  const same = await runCli(['shard', 'pack', src, `${src}/`, ...ep], { env, timeoutMs: 60_000 });
+  expect(same.code).not.toBe(0);
+  expect(same.stderr).toMatch(/DEST is the source prefix itself/);
   const p = await runCli(['shard', 'pack', src, dest, '--shard-size', '64KiB', '--workers', '1', '--read-concurrency', '8', '--progress', 'none', ...ep], { env, timeoutMs: 120_000 });
   expect(p.code, p.stderr).toBe(0);
   expect(p.stdout).toMatch(new RegExp(`generation 1: \\d+ shards written, ${want.files.size} files`));
