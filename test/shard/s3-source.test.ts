@@ -5,7 +5,9 @@
  * '/', one with nothing below it), odd characters, a key that is both a file and a prefix, keys
  * Portico cannot serve. Packed to a local set and to a set on s3rver; every file read back and
  * compared; an incremental re-pack after adding, changing and deleting objects (no HEAD and no GET
- * of unchanged objects: counted on the source's transport); a pack killed mid-run and resumed.
+ * of unchanged objects: counted on the source's transport); a pack killed mid-run and resumed;
+ * objects replaced or deleted between the listing and their GET (ETag-pinned reads: skipped, the
+ * previous version kept, taken by the next pack).
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -243,3 +245,67 @@ it('a pack from S3 killed mid-run resumes from its checkpoint, and reads back', 
   const v = await runCli(['shard', 'verify', set, '--progress', 'none'], { env, timeoutMs: 120_000 });
   expect(v.code, v.stdout + v.stderr).toBe(0);
 }, 300_000);
+
+it('objects replaced or deleted between the listing and their GET are skipped and reported; the set keeps the previous version, the next pack takes the new one', async () => {
+  await putAll([['src4/keep.txt', 'kept'], ['src4/swap.txt', 'version 1'], ['src4/gone.txt', 'was here'], ['src4/big.bin', Buffer.alloc(5 * 1024 * 1024, 7)]]);
+  const set = join(tmp, 'set4');
+  const src = `s3://${s3.bucket}/src4`;
+  const first = new S3PrefixSource(src, opts());
+  try {
+    expect((await pack(first, new LocalShardStore(set), { workers: 0 })).files).toBe(4);
+  } finally {
+    await first.close();
+  }
+  await new Promise((r) => setTimeout(r, 1100));
+  await put('src4/swap.txt', 'version 2, longer');
+  await put('src4/big.bin', Buffer.alloc(5 * 1024 * 1024, 8));
+  await put('src4/new.txt', 'new, then deleted before its GET');
+  // The store changes right after the walk listed it: the GETs are pinned to the listed ETags.
+  class Racing extends S3PrefixSource {
+    override async walk(warn: (m: string) => void): ReturnType<S3PrefixSource['walk']> {
+      const r = await super.walk(warn);
+      await put('src4/swap.txt', 'version 3, longer still');
+      await put('src4/big.bin', Buffer.alloc(5 * 1024 * 1024, 9));
+      await client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: 'src4/new.txt' }));
+      await client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: 'src4/gone.txt' }));
+      await put('src4/gone.txt', 'back again but not listed as such');
+      await client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: 'src4/gone.txt' }));
+      return r;
+    }
+  }
+  const racing = new Racing(src, opts());
+  const warnings: string[] = [];
+  try {
+    const r = await pack(racing, new LocalShardStore(set), { workers: 0, warn: (m) => warnings.push(m) });
+    // Listed as changed or new: swap.txt, big.bin, new.txt; gone.txt unchanged in the listing (never fetched).
+    expect(r).toMatchObject({ generation: 2, files: 0, skipped: 3 });
+  } finally {
+    await racing.close();
+  }
+  expect(warnings.join('\n')).toMatch(/\/swap\.txt: it was replaced while packing/);
+  expect(warnings.join('\n')).toMatch(/\/big\.bin: it was replaced while packing/);
+  expect(warnings.join('\n')).toMatch(/\/new\.txt: it disappeared while packing/);
+  const store = new LocalShardStore(set);
+  const reader = new ShardSetReader(store, { catalogCheckMs: 0 });
+  const text = async (p: string): Promise<string> => (await reader.read((await reader.lookup(p))!, 0, 100)).toString();
+  expect(await text('/swap.txt')).toBe('version 1');
+  expect((await reader.read((await reader.lookup('/big.bin'))!, 0, 10)).equals(Buffer.alloc(10, 7))).toBe(true);
+  await store.close();
+
+  const next = new S3PrefixSource(src, opts());
+  try {
+    const r = await pack(next, new LocalShardStore(set), { workers: 0 });
+    expect(r).toMatchObject({ generation: 3, files: 2, tombstones: 1, skipped: 0 });
+  } finally {
+    await next.close();
+  }
+  const store2 = new LocalShardStore(set);
+  const reader2 = new ShardSetReader(store2, { catalogCheckMs: 0 });
+  expect((await reader2.read((await reader2.lookup('/swap.txt'))!, 0, 100)).toString()).toBe('version 3, longer still');
+  const big = await reader2.lookup('/big.bin');
+  expect((await reader2.read(big!, 0, 5 * 1024 * 1024)).equals(Buffer.alloc(5 * 1024 * 1024, 9))).toBe(true);
+  expect(await reader2.lookup('/gone.txt')).toBeUndefined();
+  expect(await reader2.lookup('/new.txt')).toBeUndefined();
+  expect((await reader2.read((await reader2.lookup('/keep.txt'))!, 0, 100)).toString()).toBe('kept');
+  await store2.close();
+}, 180_000);
