@@ -152,6 +152,16 @@ const uploadsUnder = (prefix: string) => (r: RequestInfo): boolean =>
 /** An upload of `key` reached the proxy and has no answer (held). */
 const heldAt = (key: string): boolean => env.proxy.log.some((e) => e.url.includes(`/${key}`) && e.status === 'dropped' && e.method !== 'GET' && e.method !== 'HEAD');
 
+/**
+ * The limit for a test that starts two gateway children. A child's start (Node loading the gateway,
+ * opening the state directory) is CPU work whose wall time grows with the machine's load: 10.6 s
+ * and 17.1 s (spawn to ready) for the two children of one run at load 23-27 on 2 cores, against
+ * the whole test's 36 s under vitest's default 60 s — at load 28 that run timed out. The checks
+ * below never count a start against their own waits (each awaits the child's `ready` first);
+ * this limit only stops a test that hangs.
+ */
+const TWO_STARTS_MS = 180_000;
+
 async function drained(c: Child, ms = 60_000): Promise<Stats> {
   let last: Stats | undefined;
   await until(async () => (last = await c.stats()).pending === 0, ms, 'pending uploads to drain');
@@ -225,7 +235,7 @@ describe('async write-back over S3, across a crash', () => {
     expect(await env.rawHead(`${prefix}/a/doomed`)).toBe(false);
     await until(() => readdirSync(join(state, 'stage')).length === 0, 20_000, 'stage files to be removed');
     await second.quit();
-  });
+  }, TWO_STARTS_MS);
 
   it('a PUT of a new small file is answered without uploading it, shown at once, and shown again after a crash until its upload lands', async () => {
     const prefix = env.freshPrefix();
@@ -247,6 +257,9 @@ describe('async write-back over S3, across a crash', () => {
     // The next start shows the file while its upload is held at the store, then the upload lands.
     env.proxy.inject({ kind: 'hang', times: Infinity, match: uploadsUnder(`${prefix}/n`) });
     const second = new Child({ stateDir: state, prefix, options: { requestTimeoutMs: 2000 } });
+    // The child's start first: the 20 s are for the restored upload to reach the store, and a start
+    // alone took 17 s at load 27 (spawn to ready), so counting it here timed out at load 28.
+    await second.ready;
     await until(() => heldAt(`${prefix}/n/new`), 20_000, 'the held upload');
     expect(await env.rawHead(`${prefix}/n/new`)).toBe(false);
     expect((await second.read('/n/new')).equals(body)).toBe(true);
@@ -256,7 +269,7 @@ describe('async write-back over S3, across a crash', () => {
     expect((await env.rawGet(`${prefix}/n/new`))!.equals(body)).toBe(true);
     expect((await second.call('list', { path: '/n' })).entries).toEqual([{ name: 'new', size: body.length }]);
     await second.quit();
-  });
+  }, TWO_STARTS_MS);
 
   it('rename and unlink of pending files; the store down during uploads (retries, then success)', async () => {
     const prefix = env.freshPrefix();
@@ -326,7 +339,7 @@ describe('async write-back over S3, across a crash', () => {
     // Rewritten clean at start-up.
     expect(readFileSync(journal, 'utf8').endsWith('\n') || readFileSync(journal, 'utf8') === '').toBe(true);
     await second.quit();
-  });
+  }, TWO_STARTS_MS);
 
   it('a pending change whose base object another client replaced is quarantined, not lost and not uploaded over it', async () => {
     const prefix = env.freshPrefix();
@@ -364,5 +377,5 @@ describe('async write-back over S3, across a crash', () => {
     expect(metrics).toMatch(/portico_writeback_pending_uploads\{share="s"\} 0/);
     expect(metrics).toMatch(/portico_writeback_upload_failures_total\{share="s",code="ESTALE"\} 2/);
     await second.quit();
-  });
+  }, TWO_STARTS_MS);
 });
