@@ -1,6 +1,8 @@
 /**
  * lstat of many names in one round trip to a worker thread: the local backend's directory listing
  * when its inline calls are off (the breaker in inline-io.ts has tripped, or `inlineIo: false`).
+ * Used where the native helper's statNames is not loaded (with it, LocalBackend.statNamesNative
+ * stats a page through it; decodeStatPage below reads its answer).
  *
  * Why: a listing stats every name of its page. Through libuv's thread pool each lstat is a round
  * trip of its own (a queue lock, a worker wake-up, an eventfd write, an event-loop wake-up, a
