@@ -5,7 +5,8 @@
  * '/', one with nothing below it), odd characters, a key that is both a file and a prefix, keys
  * Portico cannot serve. Packed to a local set and to a set on s3rver; every file read back and
  * compared; an incremental re-pack after adding, changing and deleting objects (no HEAD and no GET
- * of unchanged objects: counted on the source's transport); a pack killed mid-run and resumed;
+ * of unchanged objects: counted on the source's transport); a pack killed mid-run and resumed (to
+ * a local set and to a set on s3rver);
  * objects replaced or deleted between the listing and their GET (ETag-pinned reads: skipped, the
  * previous version kept, taken by the next pack).
  */
@@ -13,7 +14,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DeleteObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { pack } from '../../backends/shard/pack.ts';
 import { ShardSetReader } from '../../backends/shard/set-reader.ts';
@@ -309,3 +310,42 @@ it('objects replaced or deleted between the listing and their GET are skipped an
   expect((await reader2.read((await reader2.lookup('/keep.txt'))!, 0, 100)).toString()).toBe('kept');
   await store2.close();
 }, 180_000);
+
+it('a pack from S3 to a set on S3 killed mid-run resumes from its checkpoint stored on S3, and reads back', async () => {
+  const want = await seed('src5/', 14, 600);
+  const prefix = 'sets/five/';
+  const dest = `s3://${s3.bucket}/${prefix}`;
+  // 48 KiB shards: one PutObject each (a kill mid multipart upload is test/shard/s3-interrupted.test.ts).
+  const args = ['shard', 'pack', `s3://${s3.bucket}/src5`, dest, '--shard-size', '48KiB', '--workers', '1', '--progress', 'none', '--s3-endpoint', s3.endpoint];
+  const child = spawn(NODE, [BIN, ...args], { env, stdio: 'ignore' });
+  const shardsDone = async (): Promise<number> => {
+    try {
+      const r = await client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: `${prefix}pack-checkpoint.json` }));
+      return (JSON.parse(await r.Body!.transformToString()) as { done: unknown[] }).done.length;
+    } catch {
+      return 0;
+    }
+  };
+  try {
+    for (let i = 0; i < 3000 && (await shardsDone()) < 2 && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(child.exitCode, 'the pack ended before two shards were done').toBeNull();
+    process.kill(child.pid!, 'SIGKILL');
+    await new Promise((r) => child.once('close', r));
+    expect(child.signalCode).toBe('SIGKILL');
+  } finally {
+    killQuietly(child);
+  }
+  expect(await shardsDone()).toBeGreaterThanOrEqual(2);
+  const r = await runCli(args, { env, timeoutMs: 180_000 });
+  expect(r.code, r.stderr).toBe(0);
+  const resumed = /generation 1: \d+ shards written, (\d+) resumed from the checkpoint/.exec(r.stdout);
+  expect(resumed, r.stdout).not.toBeNull();
+  expect(Number(resumed![1])).toBeGreaterThanOrEqual(2);
+  expect(await shardsDone()).toBe(0);
+  const store = await openShardStore(dest, opts());
+  try {
+    await expectSet(store, want);
+  } finally {
+    await store.close();
+  }
+}, 300_000);
