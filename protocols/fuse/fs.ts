@@ -24,7 +24,7 @@ import type { Logger } from 'pino';
 import type { Principal } from '../../src/auth/authenticator.ts';
 import type { Session } from '../../src/session/session.ts';
 import type { SessionManager } from '../../src/session/session-manager.ts';
-import type { Watch } from '../../src/session/watch.ts';
+import type { Watch, WatchEvent } from '../../src/session/watch.ts';
 import { isVfsError, VfsError } from '../../src/vfs/errors.ts';
 import type { FileAttr, OpenOptions, SetAttr } from '../../src/vfs/types.ts';
 import type { AllocateOp } from '../../src/vfs/backend.ts';
@@ -100,6 +100,17 @@ export interface FuseFsOptions {
   logger?: Logger;
 }
 
+/**
+ * A share's change-watch reader: events taken and finished so far, and own marks to end once the
+ * first `after` events are finished (in order of `after`).
+ */
+interface Follower {
+  w: Watch;
+  taken: number;
+  finished: number;
+  later: Array<{ n: Inode; after: number }>;
+}
+
 function typeBits(a: FileAttr): number {
   return a.type === 'dir' ? S_IFDIR : a.type === 'symlink' ? S_IFLNK : S_IFREG;
 }
@@ -131,6 +142,8 @@ export class FuseFs {
   private slabs: Buffer[] = [];
   private readonly readBufs: Buffer[] = [];
   private readonly watches: Watch[] = [];
+  /** The change watch's reader of each share (follow()). */
+  private readonly followers = new Map<string, Follower>();
   /**
    * RELEASEs being answered: the program's close(2) has returned (the kernel sends RELEASE after
    * it, asynchronously), but the core handle is still closing. A rename waits for them all, a
@@ -190,13 +203,76 @@ export class FuseFs {
   // ---------------------------------------------------------------- invalidation
 
   private async follow(share: string, w: Watch): Promise<void> {
+    const f: Follower = { w, taken: 0, finished: 0, later: [] };
+    this.followers.set(share, f);
     try {
-      for await (const ev of w) {
+      for (;;) {
+        // Counted in queue entries (take() skips those the principal may no longer see).
+        const before = w.queued;
+        const [ev] = w.take(1);
+        const consumed = before - w.queued;
+        f.taken += consumed;
+        if (ev === undefined) {
+          f.finished += consumed;
+          this.settle(f);
+          if (!(await w.wait())) return;
+          continue;
+        }
+        try {
+          await this.followOne(share, ev);
+        } finally {
+          // An overflow replaced the queue: the entries counted before it are gone, so all marks end
+          // (at worst one of our own changes comes back as a needless invalidation).
+          f.finished = ev.kind === 'overflow' ? Math.max(f.finished + consumed, f.later.at(-1)?.after ?? 0) : f.finished + consumed;
+          this.settle(f);
+        }
+      }
+    } catch (e) {
+      this.o.logger?.warn({ share, err: e }, 'fuse: change watch ended');
+    } finally {
+      this.followers.delete(share);
+      f.finished = Infinity;
+      this.settle(f);
+      w.close();
+    }
+  }
+
+  /** Ends the own marks of requests whose events have all been looked at now (see done()). */
+  private settle(f: Follower): void {
+    let i = 0;
+    for (; i < f.later.length && f.later[i]!.after <= f.finished; i++) {
+      const n = f.later[i]!.n;
+      n.ownOps = (n.ownOps ?? 1) - 1;
+    }
+    if (i > 0) f.later.splice(0, i);
+  }
+
+  /**
+   * A request ended: its own marks end too — but only once the change watch has looked at every
+   * event queued so far. The core queues a change's event during the call that makes it, while the
+   * watch's reader may still be busy with earlier events (each can await a lookup); a mark dropped
+   * at the reply would let the request's own events through as foreign (measured: all 1,000 creates
+   * of a small-file loop came back as entry invalidations, each costing a lookup here and another
+   * LOOKUP from the kernel).
+   */
+  private done(touched: Inode[]): void {
+    for (const n of touched) {
+      const f = this.followers.get(n.share);
+      // The events this request queued are among the first `after` the reader takes.
+      const after = f === undefined ? 0 : f.taken + f.w.queued;
+      if (f !== undefined && after > f.finished) f.later.push({ n, after });
+      else n.ownOps = (n.ownOps ?? 1) - 1;
+    }
+  }
+
+  private async followOne(share: string, ev: WatchEvent): Promise<void> {
+    {
+      {
         const native = this.native;
-        if (!native) continue;
-        if (ev.kind === 'overflow') continue;
+        if (!native) return;
+        if (ev.kind === 'overflow') return;
         const node = this.inodes.find(share, ev.id);
-        if (node && (node.ownOps ?? 0) > 0) continue;
+        if (node && (node.ownOps ?? 0) > 0) return;
         if (node) {
           native.invalInode(node.ino);
           this.invalidations++;
@@ -216,8 +292,6 @@ export class FuseFs {
           }
         }
       }
-    } catch (e) {
-      this.o.logger?.warn({ share, err: e }, 'fuse: change watch ended');
     }
   }
 
@@ -280,9 +354,7 @@ export class FuseFs {
     } catch (e) {
       p = Promise.reject(e);
     }
-    p.finally(() => {
-      for (const n of touched) n.ownOps = (n.ownOps ?? 1) - 1;
-    }).catch((e: unknown) => {
+    p.finally(() => this.done(touched)).catch((e: unknown) => {
       if (!isVfsError(e)) this.o.logger?.error({ err: e, op }, 'fuse: request failed below the protocol');
       try {
         native.replyErr(id, errnoOf(e));
