@@ -582,7 +582,9 @@ export class FuseFs {
         const h = this.handles.get(n3);
         if (h && h.access.write) {
           this.own(this.inodes.get(ino), touched);
-          await s.flush(h);
+          // What another protocol needs to read the bytes (a staged write is published), not an
+          // fsync: close(2) does not make data durable, FSYNC (below) does.
+          await s.flush(h, { durable: false });
         }
         // close(2) releases the closing process's POSIX locks on the file (fcntl semantics).
         if (h && s.anyLocks) await s.unlockHandle(h, WHOLE, 'posix', `posix:${name}`).catch(() => undefined);

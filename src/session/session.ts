@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import { VfsError, toVfsError } from '../vfs/errors.ts';
 import { joinPath, normalizeName, normalizePath, parentPath, symlinkLeavesShare } from '../vfs/path.ts';
 import { handleLockOwner, type ContentWriter, type Handle, type ReplaceOptions, type TreeError, type TreeGuard, type Vfs } from '../vfs/vfs.ts';
-import type { Access, FileAttr, OpenOptions, ReaddirOptions, ReaddirResult, SetAttr, StatFsResult } from '../vfs/types.ts';
+import type { Access, FileAttr, FlushOptions, OpenOptions, ReaddirOptions, ReaddirResult, SetAttr, StatFsResult } from '../vfs/types.ts';
 import type { AllocateOp } from '../vfs/backend.ts';
 import type { PropChange, PropRow } from '../store/metadata-store.ts';
 import type { Principal } from '../auth/authenticator.ts';
@@ -607,8 +607,9 @@ export class Session {
     return this.gate('fstat', h.volume.name, [], null, () => this.vfs.fstat(this.own(h)));
   }
 
-  flush(h: Handle): Promise<void> {
-    return this.gate('flush', h.volume.name, [], null, () => this.vfs.flush(this.own(h)));
+  /** See Vfs.flush; `{ durable: false }`: what a close(2) needs (FUSE FLUSH), not an fsync. */
+  flush(h: Handle, opts?: FlushOptions): Promise<void> {
+    return this.gate('flush', h.volume.name, [], null, () => this.vfs.flush(this.own(h), opts));
   }
 
   /**

@@ -25,7 +25,7 @@ import { WriteStage } from './write-stage.ts';
 import type { WriteBack } from './write-back.ts';
 import type { DeferredCreates } from './deferred-create.ts';
 import type { Handle } from './handle.ts';
-import { NO_TOKENS, SHARE_ALL, type ChangeKind, type FileAttr, type FileId, type Tokens } from './types.ts';
+import { NO_TOKENS, SHARE_ALL, type ChangeKind, type FileAttr, type FileId, type FlushOptions, type Tokens } from './types.ts';
 import type { NodeRow } from '../store/metadata-store.ts';
 import type { LockManager } from '../locks/lock-manager.ts';
 import type { ShareModeTable } from '../locks/share-modes.ts';
@@ -207,7 +207,7 @@ export class FileData {
   }
 
   /** Makes everything written through this handle durable (object stores: uploaded; async write-back: journaled). */
-  async flush(h: Handle): Promise<void> {
+  async flush(h: Handle, opts?: FlushOptions): Promise<void> {
     try {
       if (h.stage && !h.orphaned && this.wbHandles.has(h)) {
         // Async write-back: durable on this gateway (journaled); uploaded once the last writer
@@ -219,7 +219,7 @@ export class FileData {
         });
       } else if (h.stage && !h.orphaned) {
         if (await h.stage.publish()) await this.reopenReader(h);
-      } else if (h.file && h.access.write) await h.file.sync();
+      } else if (h.file && h.access.write && opts?.durable !== false) await h.file.sync();
     } catch (e) {
       throw toVfsError(e, h.path);
     }

@@ -18,7 +18,7 @@ import type { WriteBack } from './write-back.ts';
 import type { TreeMoves } from './tree-move/index.ts';
 import type { FileData } from './file-data.ts';
 import { Handle } from './handle.ts';
-import { NO_TOKENS, SETTABLE_WIN_ATTRS, SHARE_ALL, type ChangeKind, type FileAttr, type FileId, type OpenOptions, type Tokens } from './types.ts';
+import { NO_TOKENS, SETTABLE_WIN_ATTRS, SHARE_ALL, type ChangeKind, type FileAttr, type FileId, type FlushOptions, type OpenOptions, type Tokens } from './types.ts';
 import type { NodeRow } from '../store/metadata-store.ts';
 import type { LockManager } from '../locks/lock-manager.ts';
 import type { ShareModeTable } from '../locks/share-modes.ts';
@@ -356,9 +356,9 @@ export class OpenFiles {
   }
 
   /** Makes everything written through this handle durable (object stores: uploaded; FileData.flush). */
-  async flush(h: Handle): Promise<void> {
+  async flush(h: Handle, opts?: FlushOptions): Promise<void> {
     this.live(h);
-    await this.host.data.flush(h);
+    await this.host.data.flush(h, opts);
   }
 
   async close(h: Handle): Promise<void> {

@@ -64,6 +64,11 @@ export const SHARE_ALL: Access = Object.freeze({ read: true, write: true, delete
  */
 export type CreateDisposition = 'open' | 'create' | 'openOrCreate' | 'truncate' | 'createOrTruncate';
 
+/** Vfs.flush: `durable: false` publishes what was written without forcing it to disk (close(2)). */
+export interface FlushOptions {
+  durable?: boolean;
+}
+
 export interface OpenOptions {
   access: Access;
   /** What other opens may do meanwhile (default: everything). */

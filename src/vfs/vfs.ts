@@ -55,6 +55,7 @@ import {
   type DirEntry,
   type FileAttr,
   type FileId,
+  type FlushOptions,
   type OpenOptions,
   type ReaddirOptions,
   type ReaddirResult,
@@ -665,9 +666,15 @@ export class Vfs {
     return this.files.fstat(h);
   }
 
-  /** Makes everything written through this handle durable (object stores: uploaded). */
-  flush(h: Handle): Promise<void> {
-    return this.files.flush(h);
+  /**
+   * Makes everything written through this handle durable (object stores: uploaded). With
+   * `{ durable: false }` only what other clients need to see it: a staged write is published (an
+   * object store has nothing else to read), but a descriptor the bytes went to directly (random-write
+   * stores: local) is not synced to disk — POSIX close(2) does not fsync either, and the FUSE mount
+   * flushes at every close (a small-file create/write/close paid an fdatasync each).
+   */
+  flush(h: Handle, opts?: FlushOptions): Promise<void> {
+    return this.files.flush(h, opts);
   }
 
   /**
