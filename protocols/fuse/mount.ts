@@ -8,7 +8,7 @@
  * from stopping; the kernel ends the connection and the addon's loop thread exits.
  */
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { FuseFs, type FuseFsOptions } from './fs.ts';
@@ -38,6 +38,41 @@ export function mountPoints(): Map<string, string> {
     out.set(dir, f[dash + 1] ?? '');
   }
   return out;
+}
+
+/**
+ * Kernel readahead of the mount (KiB): the size of the READ requests a sequential read makes. The
+ * kernel gives a FUSE mount 128 KiB (it offers that at INIT and takes only a smaller answer), so a
+ * `dd bs=1M` came as 8 requests per MiB; each costs Portico a request's fixed work. 1 MiB is the
+ * most one request carries (max_pages 256) and the size of the read pool's buffers (fs.ts).
+ */
+export const READAHEAD_KB = 1024;
+
+/**
+ * Raises the mount's readahead through its backing device's sysfs knob
+ * (/sys/class/bdi/MAJOR:MINOR/read_ahead_kb, found in /proc/self/mountinfo — never by a stat of
+ * the mount point, which this process serves). Only root may write it; elsewhere the kernel's
+ * 128 KiB stays (false). Called after the INIT exchange, which would lower it again.
+ */
+export function raiseReadahead(dir: string, kb = READAHEAD_KB): boolean {
+  try {
+    // The last FUSE mount at the directory: the one on top (ours).
+    let dev: string | undefined;
+    for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+      const f = line.split(' ');
+      const dash = f.indexOf('-');
+      if (f.length < 5 || dash < 0 || !(f[dash + 1] ?? '').startsWith('fuse')) continue;
+      const at = f[4]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+      if (at === dir && /^\d+:\d+$/.test(f[2]!)) dev = f[2];
+    }
+    if (dev === undefined) return false;
+    const knob = `/sys/class/bdi/${dev}/read_ahead_kb`;
+    if (Number(readFileSync(knob, 'utf8')) < kb) writeFileSync(knob, String(kb));
+    return true;
+  } catch {
+    // not root, or no sysfs: the kernel's default stays
+  }
+  return false;
 }
 
 export function fusermountUnmount(dir: string): void {
@@ -103,6 +138,8 @@ export class FuseMount {
     const opts = ['fsname=portico', 'subtype=portico'];
     if (this.o.allowOther) opts.push('allow_other');
     const fs = this.fs;
+    // The first request comes after the kernel took INIT's answer (requests wait for it).
+    let first = true;
     const native = new mod.FuseSession(
       this.mountpoint,
       opts,
@@ -112,6 +149,10 @@ export class FuseMount {
           this.mounted = false;
           this.onExit();
           return;
+        }
+        if (first) {
+          first = false;
+          if (!raiseReadahead(this.mountpoint)) this.o.logger?.debug({ mountpoint: this.mountpoint }, 'fuse: readahead stays at the kernel default (128 KiB; raising it needs root)');
         }
         fs.handler(op, id, ino, name, name2, n1, n2, n3, data);
       },
