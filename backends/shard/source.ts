@@ -39,6 +39,8 @@
  *   other keys ("a" and "a/b") is served as the directory: the file is skipped and reported.
  * - a DEST under the source prefix (same bucket) is left out of the walk (`exclude`), so a set
  *   never packs its own shards.
+ * - a prefix with no objects at all is an error (ENOENT), as a missing local directory is: packed
+ *   into an existing set, an empty listing would tombstone every file (a mistyped prefix).
  */
 import { createReadStream } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
@@ -183,6 +185,7 @@ export class S3PrefixSource implements PackSource {
     const byPath = new Map<string, SourceEntry>();
     let skipped = 0;
     let excluded = 0;
+    let listed = 0;
     const skip = (key: string, why: string): void => {
       warn(`skipped ${at(key)}: ${why}`);
       skipped++;
@@ -202,6 +205,7 @@ export class S3PrefixSource implements PackSource {
     let token: string | undefined;
     for (let pages = 0; ; pages++) {
       const page = await this.s3.transport.list(prefix, { token, maxKeys: 1000 }, '/');
+      listed += page.keys.length;
       for (const k of page.keys) {
         if (this.exclude !== undefined && k.key.startsWith(this.exclude)) {
           excluded++;
@@ -261,6 +265,10 @@ export class S3PrefixSource implements PackSource {
       if (!page.truncated || page.token === undefined) break;
       token = page.token;
     }
+    // A local SRC that does not exist fails (readdir ENOENT); an S3 prefix has no existence of its
+    // own, and an empty listing packed into an existing set would tombstone all of it: a mistyped
+    // prefix must not empty a set. (An empty source is not worth a set.)
+    if (listed === 0) throw new VfsError('ENOENT', `no objects under ${this.label} (s3://${this.s3.transport.bucket}/${prefix})`);
     if (excluded > 0) warn(`left out ${excluded} objects under s3://${this.s3.transport.bucket}/${this.exclude} (the destination set is inside the source prefix)`);
     return { entries: [...byPath.values()], skipped };
   }

@@ -133,6 +133,14 @@ it('packs an S3 prefix to a local set: every object reads back, markers are dire
   expect(w).toMatch(/twin-e\u0301\.txt: its NFC spelling names another object/);
   const store = new LocalShardStore(join(tmp, 'set1'));
   await expectSet(store, want);
+  // A prefix with no objects (a typo) is an error, not an empty source that would tombstone the set.
+  const typo = new S3PrefixSource(`s3://${s3.bucket}/src1-typo`, opts());
+  try {
+    await expect(pack(typo, store, { workers: 0 })).rejects.toMatchObject({ code: 'ENOENT', message: expect.stringMatching(/no objects under s3:\/\/portico-test\/src1-typo/) });
+  } finally {
+    await typo.close();
+  }
+  await expectSet(store, want);
   // The 5 MiB object went in as a chunked payload (streamed by ranged GETs).
   const large = await new ShardSetReader(store).lookup('/large-0.bin');
   expect(large?.entry).toMatchObject({ chunked: true, length: want.files.get('/large-0.bin')!.length });
