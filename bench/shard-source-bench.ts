@@ -4,7 +4,8 @@
  * (B, backends/shard/source.ts S3PrefixSource: one ListObjectsV2 walk, whole-object GETs, 32 in
  * flight by default), alternating A B A B ... in one run. Per run: files/s and MB/s (wall clock,
  * noisy on shared cores), the client's CPU per file (process.cpuUsage: every thread, workers too)
- * and s3rver's own CPU per file (/proc/<pid>/stat of its child process). Medians over the rounds,
+ * and s3rver's own CPU per file (/proc/<pid>/stat of its child process), the main thread's peak
+ * heap + buffers above its start (sampled every 20 ms). Medians over the rounds,
  * load average at start and end. Prints; never judges.
  *
  * Env: BENCH_SHARD_N (files, default 5000), BENCH_ROUNDS (default 3), BENCH_READ_AHEAD (S3 GETs in
@@ -100,7 +101,11 @@ async function main(): Promise<void> {
     client.destroy();
     log(`${N} files (${(bytes / MiB).toFixed(1)} MiB) on disk and on s3rver`);
 
-    const runs: Record<'local' | 's3', { fps: number; mbps: number; cpu: number; srv: number }[]> = { local: [], s3: [] };
+    const runs: Record<'local' | 's3', { fps: number; mbps: number; cpu: number; srv: number; mem: number }[]> = { local: [], s3: [] };
+    const memNow = (): number => {
+      const m = process.memoryUsage();
+      return m.heapUsed + m.external + m.arrayBuffers;
+    };
     const one = async (kind: 'local' | 's3', round: number): Promise<void> => {
       const source: PackSource = kind === 'local'
         ? new LocalSource(src)
@@ -109,19 +114,26 @@ async function main(): Promise<void> {
       const store = new LocalShardStore(dest);
       const c0 = cpuMs();
       const s0 = serverCpuMs();
+      // Peak of this thread's heap + buffers above the start, sampled every 20 ms (workers not included).
+      const m0 = memNow();
+      let peak = 0;
+      const sampler = setInterval(() => {
+        peak = Math.max(peak, memNow() - m0);
+      }, 20);
       let res: PackResult;
       try {
         res = await pack(source, store, { shardSize: 64 * MiB, progress: 'none' });
       } finally {
+        clearInterval(sampler);
         await source.close();
         await store.close();
       }
       const cpu = cpuMs() - c0;
       const sv = serverCpuMs() - s0;
       if (res.files !== N) throw new Error(`${kind}: packed ${res.files} files, expected ${N}`);
-      const row = { fps: res.files / res.seconds, mbps: res.bytes / MiB / res.seconds, cpu: cpu / N, srv: sv / N };
+      const row = { fps: res.files / res.seconds, mbps: res.bytes / MiB / res.seconds, cpu: cpu / N, srv: sv / N, mem: peak / MiB };
       runs[kind].push(row);
-      log(`round ${round} ${kind}: ${res.seconds.toFixed(2)} s, ${row.fps.toFixed(0)} files/s, ${row.mbps.toFixed(2)} MB/s, client CPU ${row.cpu.toFixed(3)} ms/file, s3rver CPU ${row.srv.toFixed(3)} ms/file (load ${loadavg()[0]!.toFixed(1)})`);
+      log(`round ${round} ${kind}: ${res.seconds.toFixed(2)} s, ${row.fps.toFixed(0)} files/s, ${row.mbps.toFixed(2)} MB/s, client CPU ${row.cpu.toFixed(3)} ms/file, s3rver CPU ${row.srv.toFixed(3)} ms/file, peak heap+buffers +${row.mem.toFixed(1)} MiB (load ${loadavg()[0]!.toFixed(1)})`);
       rmSync(dest, { recursive: true, force: true });
     };
     for (let round = 1; round <= ROUNDS; round++) {
@@ -132,10 +144,10 @@ async function main(): Promise<void> {
     const out: string[] = [];
     out.push(`Portico shard pack by source: ${N} files of 1-8 KiB (${(bytes / MiB).toFixed(1)} MiB) to a local set, ${ROUNDS} rounds A B, medians`);
     out.push(`load average at start ${load0.map((x) => x.toFixed(2)).join(' ')}, at end ${load1.map((x) => x.toFixed(2)).join(' ')}`);
-    out.push(`${'source'.padEnd(40)}${'files/s'.padStart(12)}${'MB/s'.padStart(10)}${'client CPU ms/file'.padStart(22)}${'s3rver CPU ms/file'.padStart(22)}`);
+    out.push(`${'source'.padEnd(40)}${'files/s'.padStart(12)}${'MB/s'.padStart(10)}${'client CPU ms/file'.padStart(22)}${'s3rver CPU ms/file'.padStart(22)}${'peak MiB'.padStart(10)}`);
     for (const [label, k] of [['local directory', 'local'], ['S3 prefix on s3rver', 's3']] as const) {
       const rs = runs[k];
-      out.push(`${label.padEnd(40)}${median(rs.map((x) => x.fps)).toFixed(0).padStart(12)}${median(rs.map((x) => x.mbps)).toFixed(2).padStart(10)}${median(rs.map((x) => x.cpu)).toFixed(3).padStart(22)}${median(rs.map((x) => x.srv)).toFixed(3).padStart(22)}`);
+      out.push(`${label.padEnd(40)}${median(rs.map((x) => x.fps)).toFixed(0).padStart(12)}${median(rs.map((x) => x.mbps)).toFixed(2).padStart(10)}${median(rs.map((x) => x.cpu)).toFixed(3).padStart(22)}${median(rs.map((x) => x.srv)).toFixed(3).padStart(22)}${median(rs.map((x) => x.mem)).toFixed(1).padStart(10)}`);
     }
     process.stdout.write(`${out.join('\n')}\n`);
   } finally {
