@@ -1003,7 +1003,9 @@ export class Vfs {
    * A path a backend watcher reported, turned into a change event like Portico's own. Its cached
    * metadata is dropped and it is looked at afresh: a name the store does not know is a create (it
    * gets its id now); a known name that is gone is a delete (its ids go, as for a delete through
-   * Portico; the type is 'dir' when the store knew members of it, else 'file'; a name nobody ever
+   * Portico; the type is 'dir' when the store knew members of it, else the one `lastType` knows for
+   * that id (the last event at the path through Portico: an empty directory made and removed
+   * through Portico, its echo looked at once it was gone), else 'file'; a name nobody ever
    * looked up or listed has no id, and no client can miss it); a known name that now holds another
    * file (a new id) is a delete and a create; else a modify (a file whose mtime and ctime moved
    * together: content) or an attrib (ctime alone: chmod, chown, touch) — for a directory only the
@@ -1012,7 +1014,10 @@ export class Vfs {
    * the last event at the path carried that value: the report was Portico's own change echoed. A
    * path only `found` in a directory that appeared is news only when unknown (a create).
    */
-  async noticeOutside(volume: string, path: string, own: (path: string, change: bigint) => boolean, found = false): Promise<void> {
+  async noticeOutside(
+    volume: string, path: string, own: (path: string, change: bigint) => boolean, found = false,
+    lastType: (path: string, id: FileId) => FileAttr['type'] | undefined = () => undefined,
+  ): Promise<void> {
     const v = this.volume(volume);
     v.normalize(path); // a name no client could address (reserved, invalid) is not reported
     const known = v.existingId(path);
@@ -1032,7 +1037,7 @@ export class Vfs {
       if (this.events.listenerCount('change') > 0) this.events.emit('change', { volume: v.name, kind, id, path, type, change } satisfies ChangeEvent);
     };
     if (known !== undefined && attr?.id !== known) {
-      const type = this.store.children(known, '', 1).length > 0 ? 'dir' : 'file';
+      const type = this.store.children(known, '', 1).length > 0 ? 'dir' : (lastType(path, known) ?? 'file');
       if (attr === undefined) v.removed(path, type);
       send('delete', known, type, 0n);
     }

@@ -36,7 +36,7 @@ export const PASSING: Record<string, string[]> = {
     'valid-request', 'rw-shared', 'rw-exclusive', 'auto-unlock', 'lock', 'async', 'cancel', 'cancel-tdis', 'cancel-logoff', 'errorcode',
     'zerobytelength', 'zerobyteread', 'unlock', 'multiple-unlock', 'stacking', 'contend', 'context', 'range', 'overlap', 'truncate',
   ],
-  'smb2.notify': ['valid-req', 'tcon', 'dir', 'tdis', 'tdis1', 'close', 'logoff'],
+  'smb2.notify': ['valid-req', 'tcon', 'dir', 'tdis', 'tdis1', 'close', 'logoff', 'tree'],
   'smb2.sharemode': ['sharemode-access', 'access-sharemode', 'bug14375'],
   'smb2.deny': ['deny1', 'deny2'],
   'smb2.compound': [

@@ -181,6 +181,24 @@ describe('outside changes on a local share', () => {
     ]);
   });
 
+  it('an empty directory made through Portico and gone when its echo is looked at is a directory\'s delete, not a file\'s', async () => {
+    // A Portico mkdir then rmdir whose echo is looked at between the rmdir on disk and the VFS
+    // recording it (smbtorture smb2.notify.tree under load): the store knows no members of the
+    // directory, and its delete was typed 'file', so a watch of file names alone reported it.
+    const root = tempDir('portico-outside-');
+    env = makeVfsEnv(new LocalBackend(root));
+    const a = env.session(alice);
+    const b = env.session(bob);
+    const files = await a.watch('s', '/', { filter: { create: ['file', 'symlink'], delete: ['file', 'symlink'], rename: ['file', 'symlink'] } });
+    const all = await a.watch('s', '/');
+    await b.mkdir('s', '/e');
+    rmSync(join(root, 'e'), { recursive: true });
+    const seen = await until(all, has('delete e'));
+    expect(seen.find((e) => brief(e) === 'delete e')).toMatchObject({ type: 'dir' });
+    await writeFile(b, '/f', 'x');
+    expect((await until(files, has('create f'))).map(brief)).toEqual(['create f']);
+  });
+
   it('holds one inotify watch per watched directory, shared by watches and closed with the last', async () => {
     const root = tempDir('portico-outside-');
     mkdirSync(join(root, 'x', 'y', 'z'), { recursive: true });
