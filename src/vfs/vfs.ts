@@ -1036,6 +1036,10 @@ export class Vfs {
     const send = (kind: ChangeKind, id: FileId, type: FileAttr['type'], change: bigint): void => {
       if (this.events.listenerCount('change') > 0) this.events.emit('change', { volume: v.name, kind, id, path, type, change } satisfies ChangeEvent);
     };
+    // Gone now, but the store no longer has the name where this report found it: a rename or
+    // delete through Portico ran while the path was being looked at, and its own event tells it
+    // (reporting the name's absence too gave watchers a second delete; seen under load).
+    if (attr === undefined && known !== undefined && v.existingId(path) !== known) return;
     if (known !== undefined && attr?.id !== known) {
       const type = this.store.children(known, '', 1).length > 0 ? 'dir' : (lastType(path, known) ?? 'file');
       if (attr === undefined) v.removed(path, type);
