@@ -72,7 +72,7 @@ const CODEC_NAMES = ['none', 'zstd', 'lz4', 'gzip'];
 
 export function shardCommand(deps: ShardCommandDeps): Command {
   const shard = new Command('shard').description('shard sets: many small files packed into indexed shard objects');
-  const s3Option = (): Option => new Option('--s3-endpoint <url>', 'S3-compatible endpoint for s3:// sets (else AWS_ENDPOINT_URL_S3 or the SDK default)');
+  const s3Option = (what = 's3:// sets'): Option => new Option('--s3-endpoint <url>', `S3-compatible endpoint for ${what} (else AWS_ENDPOINT_URL_S3 or the SDK default)`);
   // For cron jobs: node_exporter's textfile collector reads the file (backends/shard/metrics.ts).
   const metricsOption = (): Option => new Option('--metrics-file <file>', "write the run's counters, duration, success and time as Prometheus text (node_exporter textfile collector)");
 
@@ -98,7 +98,7 @@ export function shardCommand(deps: ShardCommandDeps): Command {
       "unfinished shard uploads under DEST that no checkpoint names (S3 multipart uploads, temporary files of a killed run) are aborted when older than this (default 24h; 0 = all: only when nothing else writes the set); the interrupted run's own recorded upload is always aborted",
       durationArg,
     )
-    .addOption(s3Option())
+    .addOption(s3Option('an s3:// SRC and DEST (one endpoint and one set of credentials for both)'))
     .action(
       deps.action(async (src: string, dest: string, opts: {
         shardSize?: number; codec: Codec | 'auto'; level?: number; workers?: number; readConcurrency?: number; align?: number; progress?: ProgressMode;
