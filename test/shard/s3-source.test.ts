@@ -116,9 +116,25 @@ afterAll(async () => {
 it('packs an S3 prefix to a local set: every object reads back, markers are directories, unservable keys are reported', async () => {
   const want = await seed('src1/', 11, 300);
   const source = new S3PrefixSource(`s3://${s3.bucket}/src1`, opts(), { readAhead: 16 });
+  // GETs in flight: many at once, never more than the read-ahead (16 whole reads; a large object's
+  // ranged GETs come one at a time, while the writer waits for it).
+  const t = source.s3.transport;
+  const getRange = t.getRange.bind(t);
+  let inFlight = 0;
+  let most = 0;
+  t.getRange = async (...a) => {
+    most = Math.max(most, ++inFlight);
+    try {
+      return await getRange(...a);
+    } finally {
+      inFlight--;
+    }
+  };
   const warnings: string[] = [];
   try {
     const r = await pack(source, new LocalShardStore(join(tmp, 'set1')), { shardSize: 128 * 1024, workers: 1, warn: (m) => warnings.push(m) });
+    expect(most).toBeGreaterThanOrEqual(8);
+    expect(most).toBeLessThanOrEqual(17);
     expect(r.files).toBe(want.files.size);
     expect(r.shardsWritten).toBeGreaterThan(5);
     // The tree's NFD twin, the file "conflict" shadowed by its directory, and two bad keys.
