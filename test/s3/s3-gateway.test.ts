@@ -47,7 +47,10 @@ describe('s3:// share in the gateway', () => {
           source: `s3://${env.s3.bucket}/gateway-share`,
           options: {
             endpoint: env.proxy.endpoint, ...S3RVER_CREDENTIALS,
-            maxAttempts: 1, requestTimeoutMs: 500, circuitFailureThreshold: 2, circuitCooldownMs: 200,
+            // The store goes down by dropping connections (fast failures), so no short request
+            // timeout is needed: one of 500 ms failed the set-up's requests, or the probe after
+            // clearFaults (the circuit re-opens: 503), when the loaded machine answered late.
+            maxAttempts: 1, requestTimeoutMs: 10_000, circuitFailureThreshold: 2, circuitCooldownMs: 200,
           },
         }],
       },
@@ -69,8 +72,17 @@ describe('s3:// share in the gateway', () => {
       await ready();
       expect(await ready()).toBe(503);
       env.proxy.clearFaults();
-      await new Promise((r) => setTimeout(r, 250));
-      expect(await ready()).toBe(200);
+      // Ready again once the circuit lets a probe through: after its 200 ms cooldown, doubled by
+      // each probe that failed while the store was down — under load the third check above came
+      // more than 200 ms after the second and was such a probe, so a fixed 250 ms wait here saw
+      // 503 (1 of 3 runs at load 19). Polled, within a bound far above a few cooldowns.
+      const deadline = Date.now() + 10_000;
+      let status = await ready();
+      while (status !== 200 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 100));
+        status = await ready();
+      }
+      expect(status).toBe(200);
     } finally {
       env.proxy.clearFaults();
       await gateway.stop(0);
