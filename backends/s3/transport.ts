@@ -340,10 +340,7 @@ export class S3Transport {
       const want = end - from;
       const r = await this.getObject(key, `bytes=${from}-${end - 1}`, signal);
       const body = r.Body;
-      const onAbort = (): void => {
-        body?.destroy(signal.reason as Error);
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
+      const detach = destroyOnAbort(body, signal);
       try {
         const total = totalFromRange(r.ContentRange) ?? r.ContentLength ?? 0;
         if (etag !== undefined && r.ETag !== undefined && r.ETag !== etag) {
@@ -408,7 +405,7 @@ export class S3Transport {
         }
         if (got !== want) throw new TruncatedBodyError(`body ended after ${got} of ${want} bytes`);
       } finally {
-        signal.removeEventListener('abort', onAbort);
+        detach();
       }
     }, { bytes: end - start, path });
   }
@@ -454,10 +451,7 @@ export class S3Transport {
       return await this.run('GetObject', async (signal) => {
         const r = await this.getObject(key, `bytes=${start}-${end - 1}`, signal);
         const body = r.Body;
-        const onAbort = (): void => {
-          body?.destroy(signal.reason as Error);
-        };
-        signal.addEventListener('abort', onAbort, { once: true });
+        const detach = destroyOnAbort(body, signal);
         try {
           const total = totalFromRange(r.ContentRange) ?? r.ContentLength ?? 0;
           if (total === 0) {
@@ -488,7 +482,7 @@ export class S3Transport {
           const data = chunks.length === 1 && (chunks[0] as Buffer).buffer.byteLength <= 2 * got ? chunks[0] as Buffer : Buffer.concat(chunks, got);
           return { head: r.head(total), data };
         } finally {
-          signal.removeEventListener('abort', onAbort);
+          detach();
         }
       }, { bytes: end - start, path });
     } catch (e) {
@@ -839,4 +833,16 @@ function clientError(status: number | undefined, op: string, cause: unknown, pat
   const code = status === 404 ? 'ENOENT' : status === 403 ? 'EACCES' : status === 412 || status === 409 ? 'EEXIST' : status === 416 ? 'EINVAL' : 'EIO';
   const msg = `S3 ${op}: ${(cause as Error)?.name ?? 'error'}${status !== undefined ? ` (HTTP ${status})` : ''}`;
   return new VfsError(code, msg, path === undefined ? { cause } : { path, cause });
+}
+
+/**
+ * Destroys a response body when the attempt's signal aborts (its timeout, a retry's cancel), so a
+ * stalled body cannot hold a read; the returned function detaches the listener once the body is done.
+ */
+function destroyOnAbort(body: { destroy(error?: Error): void } | undefined, signal: AbortSignal): () => void {
+  const onAbort = (): void => {
+    body?.destroy(signal.reason as Error);
+  };
+  signal.addEventListener('abort', onAbort, { once: true });
+  return () => signal.removeEventListener('abort', onAbort);
 }
