@@ -91,17 +91,12 @@ std::string Name(const Napi::CallbackInfo &info, size_t i) {
 
 int64_t Result(long r) { return r < 0 ? -static_cast<int64_t>(errno) : static_cast<int64_t>(r); }
 
-Napi::Value Renameat2(const Napi::CallbackInfo &info) {
-  auto *c = new Call(info.Env(), "renameat2", [](const Call &c) -> int64_t {
-    long r = syscall(SYS_renameat2, static_cast<int>(c.a[0]), c.s1.c_str(), static_cast<int>(c.a[1]), c.s2.c_str(), static_cast<unsigned>(c.a[2]));
-    return Result(r);
-  });
+// Reads a call's arguments with `fill` (a bad one throws a JS error: the call is then dropped, never
+// queued) and queues it on the thread pool; its promise settles with the call's result.
+template <typename Fill>
+Napi::Value Start(Call *c, Fill fill) {
   try {
-    c->a[0] = Arg(info, 0);
-    c->s1 = Name(info, 1);
-    c->a[1] = Arg(info, 2);
-    c->s2 = Name(info, 3);
-    c->a[2] = Arg(info, 4);
+    fill(*c);
   } catch (...) {
     delete c;
     throw;
@@ -109,6 +104,20 @@ Napi::Value Renameat2(const Napi::CallbackInfo &info) {
   Napi::Promise p = c->Promise();
   c->Queue();
   return p;
+}
+
+Napi::Value Renameat2(const Napi::CallbackInfo &info) {
+  auto *c = new Call(info.Env(), "renameat2", [](const Call &c) -> int64_t {
+    long r = syscall(SYS_renameat2, static_cast<int>(c.a[0]), c.s1.c_str(), static_cast<int>(c.a[1]), c.s2.c_str(), static_cast<unsigned>(c.a[2]));
+    return Result(r);
+  });
+  return Start(c, [&](Call &k) {
+    k.a[0] = Arg(info, 0);
+    k.s1 = Name(info, 1);
+    k.a[1] = Arg(info, 2);
+    k.s2 = Name(info, 3);
+    k.a[2] = Arg(info, 4);
+  });
 }
 
 Napi::Value Fallocate(const Napi::CallbackInfo &info) {
@@ -118,15 +127,9 @@ Napi::Value Fallocate(const Napi::CallbackInfo &info) {
     while (r < 0 && errno == EINTR);
     return Result(r);
   });
-  try {
-    for (size_t i = 0; i < 4; i++) c->a[i] = Arg(info, i);
-  } catch (...) {
-    delete c;
-    throw;
-  }
-  Napi::Promise p = c->Promise();
-  c->Queue();
-  return p;
+  return Start(c, [&](Call &k) {
+    for (size_t i = 0; i < 4; i++) k.a[i] = Arg(info, i);
+  });
 }
 
 Napi::Value Seek(const Napi::CallbackInfo &info) {
@@ -134,16 +137,10 @@ Napi::Value Seek(const Napi::CallbackInfo &info) {
     off_t r = lseek(static_cast<int>(c.a[0]), static_cast<off_t>(c.a[1]), static_cast<int>(c.a[2]));
     return r < 0 ? -static_cast<int64_t>(errno) : static_cast<int64_t>(r);
   });
-  try {
-    for (size_t i = 0; i < 3; i++) c->a[i] = Arg(info, i);
-    if (c->a[2] != SEEK_DATA && c->a[2] != SEEK_HOLE) throw Napi::Error::New(info.Env(), "whence must be SEEK_DATA or SEEK_HOLE");
-  } catch (...) {
-    delete c;
-    throw;
-  }
-  Napi::Promise p = c->Promise();
-  c->Queue();
-  return p;
+  return Start(c, [&](Call &k) {
+    for (size_t i = 0; i < 3; i++) k.a[i] = Arg(info, i);
+    if (k.a[2] != SEEK_DATA && k.a[2] != SEEK_HOLE) throw Napi::Error::New(info.Env(), "whence must be SEEK_DATA or SEEK_HOLE");
+  });
 }
 
 // Copies up to `length` bytes with positioned offsets (the descriptors' own positions are not
@@ -165,15 +162,9 @@ Napi::Value CopyFileRange(const Napi::CallbackInfo &info) {
     }
     return done;
   });
-  try {
-    for (size_t i = 0; i < 5; i++) c->a[i] = Arg(info, i);
-  } catch (...) {
-    delete c;
-    throw;
-  }
-  Napi::Promise p = c->Promise();
-  c->Queue();
-  return p;
+  return Start(c, [&](Call &k) {
+    for (size_t i = 0; i < 5; i++) k.a[i] = Arg(info, i);
+  });
 }
 
 // ---- statNames / statNamesAsync: a directory page's lstats in one call ----
