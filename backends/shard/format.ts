@@ -335,7 +335,9 @@ export function decodeIndex(stored: Buffer, footer: ShardFooter): ShardIndex {
     if (type === TYPE_DIR) {
       if (offset !== 0 || storedLength !== 0 || length !== 0 || codecId !== 0 || flags !== 0) throw new ShardFormatError(where, `directory with a payload (${path})`);
     } else {
-      if (storedLength > 0 && (offset < HEADER_BYTES || offset + storedLength > dataEnd)) {
+      // An empty payload is written with offset 0; any other offset, even of an empty payload, must lie in
+      // the data region, so that every accepted entry satisfies offset + storedLength <= dataEnd.
+      if ((storedLength > 0 || offset !== 0) && (offset < HEADER_BYTES || offset + storedLength > dataEnd)) {
         throw new ShardFormatError(where, `payload [${offset}, +${storedLength}) outside the data region [${HEADER_BYTES}, ${dataEnd}) (${path})`);
       }
       if ((flags & FLAG_CHUNKED) !== 0) {

@@ -10,7 +10,7 @@ import { crc32 } from 'node:zlib';
 import { CODECS, encodeFor, type Codec } from '../../backends/shard/codec.ts';
 import {
   FOOTER_BYTES, HEADER_BYTES, ShardFormatError, decodeFooter, decodeHeader, decodeIndex, encodeFooter, encodeIndex,
-  type ShardIndex,
+  type ShardEntry, type ShardIndex,
 } from '../../backends/shard/format.ts';
 import { openShard, readChunkTable, readChunked, readWhole, type RangeSource } from '../../backends/shard/format-read.ts';
 import { ShardWriter } from '../../backends/shard/format-write.ts';
@@ -206,6 +206,22 @@ describe('shard format', () => {
         }
       }
     }), { numRuns: RUNS });
+  });
+
+  it('an empty payload whose offset lies past the data region is refused (fuzz counterexample of seed -976938297)', async () => {
+    const { shard } = await build([['/a', Buffer.alloc(0), 'auto'], ['/b', Buffer.alloc(0), 'auto']], 1);
+    const { footer, index } = await openShard(source(shard));
+    const entries: ShardEntry[] = [];
+    for (let i = 0; i < index.count; i++) entries.push(index.entry(i));
+    const rebuild = (offset: number): Buffer => {
+      const raw = encodeIndex(entries.map((e) => (e.path === '/b' ? { ...e, offset } : e)));
+      const foot = encodeFooter({ indexOffset: footer.indexOffset, indexStoredLength: raw.length, indexLength: raw.length, entryCount: footer.entryCount, indexCodec: 'none', indexCrc: crc32(raw) });
+      return Buffer.concat([shard.subarray(0, footer.indexOffset), raw, foot]);
+    };
+    await expect(openShard(source(rebuild(footer.indexOffset + 1)))).rejects.toThrow(/outside the data region .*\/b/);
+    await expect(openShard(source(rebuild(1)))).rejects.toThrow(/outside the data region/);
+    const ok = await openShard(source(rebuild(0)));
+    expect(ok.index.entry(ok.index.find('/b')).length).toBe(0);
   });
 
   it('names the part that is wrong', async () => {
