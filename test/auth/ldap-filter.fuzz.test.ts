@@ -7,6 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
+import { runs } from '../setup/fuzz-seed.ts';
 import { AndFilter, EqualityFilter, FilterParser, OrFilter } from 'ldapts';
 import { fillFilter } from '../../src/auth/ldap-filter.ts';
 
@@ -32,7 +33,7 @@ describe('LDAP filter templates (RFC 4515 escaping)', () => {
         expect((f as EqualityFilter).attribute).toBe('uid');
         expect(valueOf(f)).toBe(n);
       }),
-      { numRuns: RUNS },
+      { numRuns: runs(RUNS) },
     );
   });
 
@@ -47,7 +48,7 @@ describe('LDAP filter templates (RFC 4515 escaping)', () => {
         expect((or as OrFilter).filters.map(valueOf)).toEqual([n, n]);
         expect(valueOf(member)).toBe(dn);
       }),
-      { numRuns: RUNS },
+      { numRuns: runs(RUNS) },
     );
   });
 });

@@ -11,6 +11,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
+import { runs } from '../setup/fuzz-seed.ts';
 import { ShareAcl, type AccessEntry, type PathRule, type Right, type ShareAclConfig } from '../../src/acl/acl.ts';
 import { VfsError } from '../../src/vfs/errors.ts';
 import { normalizePath } from '../../src/vfs/path.ts';
@@ -150,7 +151,7 @@ describe('ShareAcl against the reference model', () => {
         const acl = new ShareAcl(cfg);
         expect(acl.allows(p, right, path), show(cfg, p, right, path)).toBe(refAllows(cfg, p, right, path));
       }),
-      { numRuns: 3000 },
+      { numRuns: runs(3000) },
     );
   });
 
@@ -175,7 +176,7 @@ describe('ShareAcl against the reference model', () => {
           }
         },
       ),
-      { numRuns: 60 },
+      { numRuns: runs(60) },
     );
   });
 
@@ -197,7 +198,7 @@ describe('ShareAcl against the reference model', () => {
         expect(thrown).toBeInstanceOf(VfsError);
         expect((thrown as VfsError).code).toBe(cfg.readOnly === true && right !== 'read' ? 'EROFS' : 'EACCES');
       }),
-      { numRuns: RUNS },
+      { numRuns: runs(RUNS) },
     );
   });
 
@@ -207,7 +208,7 @@ describe('ShareAcl against the reference model', () => {
         const acl = new ShareAcl(cfg);
         if (acl.allows(p, right, path)) expect(acl.visibleTo(p), show(cfg, p, right, path)).toBe(true);
       }),
-      { numRuns: RUNS },
+      { numRuns: runs(RUNS) },
     );
   });
 
@@ -217,7 +218,7 @@ describe('ShareAcl against the reference model', () => {
         const canonical: ShareAclConfig = { ...cfg, rules: (cfg.rules ?? []).map((r) => ({ ...r, path: normalizePath(r.path) })) };
         expect(new ShareAcl(cfg).allows(p, right, path)).toBe(new ShareAcl(canonical).allows(p, right, path));
       }),
-      { numRuns: RUNS },
+      { numRuns: runs(RUNS) },
     );
   });
 });
@@ -256,7 +257,7 @@ describe('ShareAcl on case-insensitive shares', () => {
           expect(acl.allows(p, 'write', variant), `rule on ${JSON.stringify(segments)}, path ${JSON.stringify(variant)}`).toBe(kind === 'allow');
         },
       ),
-      { numRuns: RUNS },
+      { numRuns: runs(RUNS) },
     );
   });
 });

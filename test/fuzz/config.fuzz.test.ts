@@ -8,6 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import fc from 'fast-check';
+import { runs } from '../setup/fuzz-seed.ts';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
@@ -289,7 +290,7 @@ describe('loadConfig({ file }) on random and hostile documents', () => {
       fc.property(hostileDoc, (doc) => {
         load(doc);
       }),
-      { numRuns: RUNS },
+      { numRuns: runs(RUNS) },
     );
   });
 
@@ -298,7 +299,7 @@ describe('loadConfig({ file }) on random and hostile documents', () => {
       fc.property(rawBytes, (bytes) => {
         load(bytes);
       }),
-      { numRuns: 100 },
+      { numRuns: runs(100) },
     );
   });
 
@@ -307,7 +308,7 @@ describe('loadConfig({ file }) on random and hostile documents', () => {
       fc.property(fc.oneof(deepDoc, aliasBomb), (doc) => {
         load(doc);
       }),
-      { numRuns: 60 },
+      { numRuns: runs(60) },
     );
   });
 
@@ -319,7 +320,7 @@ describe('loadConfig({ file }) on random and hostile documents', () => {
         const again = load(YAML.stringify(first.config));
         expect(again.ok ? again.config : again.error.message).toEqual(first.config);
       }),
-      { numRuns: RUNS },
+      { numRuns: runs(RUNS) },
     );
   });
 
@@ -335,7 +336,7 @@ describe('loadConfig({ file }) on random and hostile documents', () => {
           expect(JSON.stringify(r.error.issues).includes(s)).toBe(false);
         }
       }),
-      { numRuns: 100 },
+      { numRuns: runs(100) },
     );
   });
 });
@@ -361,7 +362,7 @@ describe('loadConfig({ file }) on documents whose aliases reshape the tree', () 
       fc.property(cycle, place, (c, at) => {
         load(at(c));
       }),
-      { numRuns: 40 },
+      { numRuns: runs(40) },
     );
   });
 
@@ -377,7 +378,7 @@ describe('loadConfig({ file }) on documents whose aliases reshape the tree', () 
         const block = (indent: number): string => lines.map((l) => ' '.repeat(indent) + l + '\n').join('');
         load(at === 'options' ? `${SHARE}    options:\n${block(6)}` : `protocols:\n  ftp:\n${block(4)}${SHARE}`);
       }),
-      { numRuns: 20 },
+      { numRuns: runs(20) },
     );
   });
 
@@ -434,7 +435,7 @@ describe('loadConfig({ env }) on random PORTICO_* environments', () => {
         if (file === undefined) run(() => loadConfig({ env: e, cwd: dir }));
         else load(file, e);
       }),
-      { numRuns: RUNS },
+      { numRuns: runs(RUNS) },
     );
   });
 
@@ -450,7 +451,7 @@ describe('loadConfig({ env }) on random PORTICO_* environments', () => {
         // secretKey is nullable: YAML's null spellings unset it, as documented.
         else expect(r.config.auth.secretKey).toBe(/^\s*(null|Null|NULL|~)?\s*$/.test(v) ? null : v);
       }),
-      { numRuns: 100 },
+      { numRuns: runs(100) },
     );
   });
 
@@ -474,7 +475,7 @@ describe('loadConfig({ env }) on random PORTICO_* environments', () => {
         if (!r.ok) expect(r.error.message.includes(secret), r.error.message).toBe(false);
         expect(warnings.filter((w) => w.includes(secret))).toEqual([]);
       }),
-      { numRuns: 100 },
+      { numRuns: runs(100) },
     );
   });
 });

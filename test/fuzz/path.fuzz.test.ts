@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
+import { runs } from '../setup/fuzz-seed.ts';
 import { posix } from 'node:path';
 import { VfsError } from '../../src/vfs/errors.ts';
 import {
@@ -138,7 +139,7 @@ describe('normalizePath: totality and bounded work', () => {
         const r = outcome(() => normalizePath(p));
         if (r.ok) expect(typeof r.value).toBe('string');
       }),
-      { numRuns: RUNS },
+      { numRuns: runs(RUNS) },
     );
   });
 
@@ -149,7 +150,7 @@ describe('normalizePath: totality and bounded work', () => {
         const r = outcome(() => normalizePath(v as string));
         expect(r.ok).toBe(false);
       }),
-      { numRuns: 100 },
+      { numRuns: runs(100) },
     );
   });
 
@@ -158,7 +159,7 @@ describe('normalizePath: totality and bounded work', () => {
       fc.property(fc.oneof(hugePath, deepPath, anyPath), (p) => {
         expect(timed(() => normalizePath(p))).toBeLessThan(MAX_CALL_MS);
       }),
-      { numRuns: 150 },
+      { numRuns: runs(150) },
     );
   });
 
@@ -177,7 +178,7 @@ describe('normalizePath: output invariants', () => {
         const r = outcome(() => normalizePath(p));
         if (r.ok) expectCanonical(r.value);
       }),
-      { numRuns: RUNS },
+      { numRuns: runs(RUNS) },
     );
   });
 
@@ -187,7 +188,7 @@ describe('normalizePath: output invariants', () => {
         const r = outcome(() => normalizePath(p, max));
         if (r.ok) expectCanonical(r.value, max);
       }),
-      { numRuns: 200 },
+      { numRuns: runs(200) },
     );
   });
 
@@ -197,7 +198,7 @@ describe('normalizePath: output invariants', () => {
         const r = outcome(() => normalizePath(p));
         if (r.ok) expect(normalizePath(r.value)).toBe(r.value);
       }),
-      { numRuns: RUNS },
+      { numRuns: runs(RUNS) },
     );
   });
 
@@ -207,7 +208,7 @@ describe('normalizePath: output invariants', () => {
         const r = outcome(() => normalizePath(p));
         if (r.ok) expect(r.value).toBe('/' + p.split('/').filter((s) => s !== '').map((s) => s.normalize('NFC')).join('/'));
       }),
-      { numRuns: RUNS },
+      { numRuns: runs(RUNS) },
     );
   });
 
@@ -217,7 +218,7 @@ describe('normalizePath: output invariants', () => {
         const hostile = p.split('/').some((s) => s === '.' || s === '..') || p.includes('\\') || CONTROL.test(p);
         if (hostile) expect(outcome(() => normalizePath(p)).ok).toBe(false);
       }),
-      { numRuns: RUNS },
+      { numRuns: runs(RUNS) },
     );
   });
 
@@ -236,7 +237,7 @@ describe('normalizePath: output invariants', () => {
         // The output is already what posix.normalize would make of it: nothing left to resolve.
         expect(posix.normalize(r.value)).toBe(r.value);
       }),
-      { numRuns: RUNS },
+      { numRuns: runs(RUNS) },
     );
   });
 });
@@ -265,7 +266,7 @@ describe('normalizePath: the plain-ASCII fast path', () => {
         if (p.length >= MAX_PATH_BYTES) return;
         expect(outcome(p)).toBe(outcome(p + '/'));
       }),
-      { numRuns: 2000 },
+      { numRuns: runs(2000) },
     );
     expect(outcome('/a/./b')).toBe('error EINVAL');
     expect(outcome('/a/..')).toBe('error EINVAL');
@@ -295,7 +296,7 @@ describe('normalizeName', () => {
         expect(bytes(r.value)).toBeLessThanOrEqual(MAX_NAME_BYTES);
         expect(normalizePath('/' + n)).toBe('/' + r.value);
       }),
-      { numRuns: RUNS },
+      { numRuns: runs(RUNS) },
     );
   });
 });
@@ -326,7 +327,7 @@ describe('nameKey', () => {
       fc.property(fc.string({ unit: 'binary', maxLength: 20 }), (n) => {
         expect(nameKey(n, true)).toBe(n);
       }),
-      { numRuns: 200 },
+      { numRuns: runs(200) },
     );
   });
 
@@ -339,7 +340,7 @@ describe('nameKey', () => {
         expect(nameKey(k, false)).toBe(k);
         if (/^[\x20-\x7e]*$/.test(n)) expect(k).toBe(n.toLowerCase());
       }),
-      { numRuns: RUNS },
+      { numRuns: runs(RUNS) },
     );
   });
 
@@ -352,7 +353,7 @@ describe('nameKey', () => {
         const k = nameKey(n, false);
         expect(k.normalize('NFC')).toBe(k);
       }),
-      { numRuns: RUNS },
+      { numRuns: runs(RUNS) },
     );
   });
 
@@ -369,7 +370,7 @@ describe('nameKey', () => {
           if (v !== undefined) expect(nameKey(v, false), `${JSON.stringify(n)} vs ${JSON.stringify(v)}`).toBe(k);
         }
       }),
-      { numRuns: RUNS },
+      { numRuns: runs(RUNS) },
     );
   });
 });
@@ -386,7 +387,7 @@ describe('isSameOrDescendant', () => {
       fc.property(segs, segs, (a, b) => {
         expect(isSameOrDescendant(toPath(a), toPath(b))).toBe(isPrefix(b, a));
       }),
-      { numRuns: RUNS },
+      { numRuns: runs(RUNS) },
     );
   });
 
@@ -404,7 +405,7 @@ describe('isSameOrDescendant', () => {
         expect(isSameOrDescendant(i + '/x', o)).toBe(false);
         expect(isSameOrDescendant(o + '/x', o)).toBe(true);
       }),
-      { numRuns: 200 },
+      { numRuns: runs(200) },
     );
   });
 
@@ -417,7 +418,7 @@ describe('isSameOrDescendant', () => {
         expect(isSameOrDescendant(r.value, r.value)).toBe(true);
         if (r.value !== '/') expect(isSameOrDescendant('/', r.value)).toBe(false);
       }),
-      { numRuns: 200 },
+      { numRuns: runs(200) },
     );
   });
 });

@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
+import { runs } from '../setup/fuzz-seed.ts';
 import { crc32 } from 'node:zlib';
 import { CODECS, encodeFor, type Codec } from '../../backends/shard/codec.ts';
 import {
@@ -111,7 +112,7 @@ describe('shard format', () => {
         expect(index.find(e.path)).toBe(i);
       }
       expect(seen).toEqual(new Set(files.keys()));
-    }), { numRuns: RUNS });
+    }), { numRuns: runs(RUNS) });
   });
 
   it('stores large files chunked and verifies each chunk of a ranged read', async () => {
@@ -142,7 +143,7 @@ describe('shard format', () => {
       for (const [pos, x] of flips) flip(bad, pos % bad.length, x);
       if (cut !== null) bad = bad.subarray(0, cut % bad.length);
       await checkAll(bad, files);
-    }), { numRuns: RUNS });
+    }), { numRuns: runs(RUNS) });
   });
 
   it('a corrupted payload is an error naming the file, never its bytes', async () => {
@@ -168,7 +169,7 @@ describe('shard format', () => {
           expect(e).toBeInstanceOf(ShardFormatError);
         }
       }
-    }), { numRuns: 2000 });
+    }), { numRuns: runs(2000) });
   });
 
   it('an index with valid checksums but hostile fields is refused entry by entry, bounded', async () => {
@@ -205,7 +206,7 @@ describe('shard format', () => {
           expect(err).toBeInstanceOf(ShardFormatError);
         }
       }
-    }), { numRuns: RUNS });
+    }), { numRuns: runs(RUNS) });
   });
 
   it('an empty payload whose offset lies past the data region is refused (fuzz counterexample of seed -976938297)', async () => {

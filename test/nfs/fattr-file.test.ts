@@ -7,6 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
+import { runs } from '../setup/fuzz-seed.ts';
 import { encodeFileFattr, encodeFileFattrGeneric } from '../../protocols/nfs/server/attrs.ts';
 import { FATTR4 } from '../../protocols/nfs/nfs4-types.ts';
 import { bitmapOf } from '../../protocols/nfs/xdr4/common.ts';
@@ -75,7 +76,7 @@ describe('encodeFileFattr', () => {
         const [fast, slow] = both(minor, exp, req, a, fh ?? undefined, prefix);
         expect(fast).toBe(slow);
       }),
-      { numRuns: 3000 },
+      { numRuns: runs(3000) },
     );
   });
 

@@ -8,6 +8,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
+import { runs } from '../setup/fuzz-seed.ts';
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -144,7 +145,7 @@ describe('record marking', () => {
         if (p.error) expect(p.error).toBeInstanceOf(RecordMarkingError);
         expect(out).toBeLessThanOrEqual(stream.length);
       }),
-      { numRuns: RUNS },
+      { numRuns: runs(RUNS) },
     );
   });
 });
@@ -160,7 +161,7 @@ describe('RPC call decoder', () => {
           expect(d.call.rawCred.body.length).toBeLessThanOrEqual(400);
         }
       }),
-      { numRuns: RUNS },
+      { numRuns: runs(RUNS) },
     );
   });
 });
@@ -187,7 +188,7 @@ describe('COMPOUND decoder', () => {
   };
 
   it('random and mutated COMPOUNDs: a value, bounded by the input, for every operation decoder', () => {
-    fc.assert(fc.property(fc.oneof(randomBytes, mutated(COMPOUNDS)), (args) => void check(args)), { numRuns: RUNS * 3 });
+    fc.assert(fc.property(fc.oneof(randomBytes, mutated(COMPOUNDS)), (args) => void check(args)), { numRuns: runs(RUNS) * 3 });
   });
 
   it('every operation number with random arguments', () => {
@@ -196,7 +197,7 @@ describe('COMPOUND decoder', () => {
         const head = new XdrWriter().u32(0).u32(minor).u32(1).u32(op).toBuffer();
         check(Buffer.concat([head, body]));
       }),
-      { numRuns: RUNS * 2 },
+      { numRuns: runs(RUNS) * 2 },
     );
   });
 
@@ -210,7 +211,7 @@ describe('COMPOUND decoder', () => {
         encodeCompoundRes(w, res);
         expect(w.length).toBeLessThanOrEqual(12 + args.length + 8);
       }),
-      { numRuns: RUNS },
+      { numRuns: runs(RUNS) },
     );
   });
 
@@ -232,7 +233,7 @@ describe('fattr4 values', () => {
         const d = decodeAttrValues({ mask, vals }, { settable });
         if (!d.ok) expect([NFS4ERR.BADXDR, NFS4ERR.ATTRNOTSUPP, NFS4ERR.INVAL]).toContain(d.status);
       }),
-      { numRuns: RUNS },
+      { numRuns: runs(RUNS) },
     );
   });
 });
@@ -251,7 +252,7 @@ describe('through the server', () => {
           await sleep(1);
           s.destroy();
         }),
-        { numRuns: 150 },
+        { numRuns: runs(150) },
       );
       const c = await RpcClient.connect(port);
       try {

@@ -4,6 +4,7 @@
  * CANCEL is taken (and then never answered), anything else is left to the connection's queue.
  */
 import fc from 'fast-check';
+import { runs } from '../setup/fuzz-seed.ts';
 import { describe, expect, it } from 'vitest';
 import { Command, Flags, headerTemplate, writeHeader } from '../../protocols/smb/header.ts';
 import { WireWriter } from '../../protocols/smb/wire.ts';
@@ -43,7 +44,7 @@ describe('AsyncTable.intercept', () => {
         const plain = Buffer.from(noise);
         for (const m of [mutated, plain]) expect(typeof t.intercept(m)).toBe('boolean');
       }),
-      { numRuns: 2000 },
+      { numRuns: runs(2000) },
     );
   });
 

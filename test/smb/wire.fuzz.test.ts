@@ -8,6 +8,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
+import { runs } from '../setup/fuzz-seed.ts';
 import { readFileSync } from 'node:fs';
 import { FrameParser, frame } from '../../protocols/smb/framing.ts';
 import { Command, HEADER_BYTES, joinCompound, splitCompound } from '../../protocols/smb/header.ts';
@@ -214,7 +215,7 @@ describe('framing', () => {
         }
         expect(out).toBeLessThanOrEqual(stream.length);
       }),
-      { numRuns: RUNS },
+      { numRuns: runs(RUNS) },
     );
   });
 });
@@ -234,14 +235,14 @@ describe('header and compounds', () => {
         }
         expect(total).toBe(msg.length);
       }),
-      { numRuns: RUNS },
+      { numRuns: runs(RUNS) },
     );
   });
 });
 
 describe('every decoder', () => {
   it.each(DECODERS.map((d) => [d.name, d] as const))('%s: random and mutated input give a value bounded by it or an SmbDecodeError', (_n, d) => {
-    fc.assert(fc.property(fc.oneof({ weight: 1, arbitrary: randomBytes }, { weight: 4, arbitrary: mutated([d.seed]) }), (b) => decodeOrCodecError(d.decode, b)), { numRuns: Math.ceil(RUNS / 4) });
+    fc.assert(fc.property(fc.oneof({ weight: 1, arbitrary: randomBytes }, { weight: 4, arbitrary: mutated([d.seed]) }), (b) => decodeOrCodecError(d.decode, b)), { numRuns: runs(Math.ceil(RUNS / 4)) });
   });
 
   it('every command decoder fed every other command\'s body', () => {

@@ -8,6 +8,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
+import { runs } from '../setup/fuzz-seed.ts';
 import { MemoryBackend, MEMORY_OBJECTSTORE_CAPABILITIES } from '../../backends/memory/memory-backend.ts';
 import { MetadataStore } from '../../src/store/metadata-store.ts';
 import { decodeTreeMove, encodeTreeMove, TREE_MOVE_RECORD_MAX_BYTES, type TreeMoveRecord } from '../../src/vfs/tree-move/index.ts';
@@ -99,7 +100,7 @@ describe('tree-move journal record', () => {
           expect(isVfsError(e, 'EINVAL')).toBe(true);
         }
       }),
-      { numRuns: 2000 },
+      { numRuns: runs(2000) },
     );
     // Mutations of a valid record: every field replaced by arbitrary JSON.
     fc.assert(
@@ -110,7 +111,7 @@ describe('tree-move journal record', () => {
           expect(isVfsError(e, 'EINVAL')).toBe(true);
         }
       }),
-      { numRuns: 1000 },
+      { numRuns: runs(1000) },
     );
   });
 });
