@@ -83,6 +83,7 @@ interface DirSync {
 // O_NONBLOCK: opening a FIFO someone left in the share must not hang a worker thread; it has no
 // effect on regular files.
 const O_READ = C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK;
+const NO_TARGETS: Array<number | string> = [];
 const O_DIR = C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW;
 const LIST_STAT_CONCURRENCY = 64;
 /**
@@ -169,6 +170,10 @@ export class LocalBackend implements Backend, WriterHost {
   readonly native: LocalNative | undefined;
   /** Listings stat through the native helper (statNamesNative); false without it or without statx. */
   private nativeStats: boolean;
+  /** The native helper's readSmall (readSmallSync in one call), when the helper has it. */
+  private readonly nativeReadSmall: LocalNative['readSmall'];
+  /** readSmall's stat figures (one entry of decodeStatPage's layout), reused by every call. */
+  private readonly readSmallStat = new ArrayBuffer(12 * 8);
   /** Absolute, symlink-free path of the share root. */
   readonly root: string;
   private readonly rootPrefix: string;
@@ -225,6 +230,7 @@ export class LocalBackend implements Backend, WriterHost {
     // With the helper: exchange of names, fallocate (reservation, punching, zeroing), the hole map
     // and in-kernel range copies (native/README.md).
     this.nativeStats = typeof this.native?.statNames === 'function' && typeof this.native.statNamesAsync === 'function';
+    this.nativeReadSmall = typeof this.native?.readSmall === 'function' ? this.native.readSmall.bind(this.native) : undefined;
     if (this.native !== undefined) {
       Object.assign(this.capabilities, { atomicExchange: true, fileAllocate: true, sparseSeek: true, rangeCopy: true });
     }
@@ -728,6 +734,21 @@ export class LocalBackend implements Backend, WriterHost {
     // Parents not verified yet: the general path walks them (and answers ELOOP/ENOTDIR there).
     const dir = parentPath(path);
     if (!this.procFd || (dir !== '/' && !this.verifiedDirs.has(dir))) return undefined;
+    const readSmall = this.nativeReadSmall;
+    if (readSmall !== undefined) {
+      // The same open, confinement check, stat and read in one native call; the descriptor is not
+      // cached (a small file read whole needs none: the next read of it is one call again).
+      const out = this.readSmallStat;
+      let data: Buffer | undefined;
+      try {
+        data = this.io.run(() => readSmall(this.abs(path), this.root, this.rootPrefix, maxBytes, out));
+      } catch {
+        return undefined;
+      }
+      if (data === undefined) return undefined;
+      const st = decodeStatPage([baseName(path)], out, NO_TARGETS)?.[0];
+      return st === undefined ? undefined : { stat: st, data };
+    }
     const openedAt = performance.now();
     let fd: number;
     let st: BigIntStats;

@@ -22,6 +22,13 @@ export interface LocalNative {
   statNames?(dirFd: number, names: readonly string[]): NativeStatPage;
   /** statNames on libuv's thread pool: one round trip for the whole page. */
   statNamesAsync?(dirFd: number, names: readonly string[]): Promise<NativeStatPage>;
+  /**
+   * A small regular file read whole in one synchronous call: open(path, O_RDONLY | O_NOFOLLOW |
+   * O_NONBLOCK), the descriptor confined by its /proc path (== root or under rootPrefix), statx into
+   * statOut (STAT_FIELDS int64, decodeStatPage's layout), read, close. Undefined whenever anything is
+   * unusual (the caller takes the general path). Absent from an addon built before it.
+   */
+  readSmall?(path: string, root: string, rootPrefix: string, maxBytes: number, statOut: ArrayBuffer): Buffer | undefined;
   RENAME_NOREPLACE: number;
   RENAME_EXCHANGE: number;
   FALLOC_FL_KEEP_SIZE: number;
