@@ -26,12 +26,16 @@ import { LRUCache } from 'lru-cache';
 import type { BackendStat, ListPage } from '../../src/vfs/backend.ts';
 import type { ObjectHead } from './keys.ts';
 import type { S3Meters } from './s3-metrics.ts';
+import { KeptLru } from '../../src/util/kept-lru.ts';
 
 export type Lookup =
   | { kind: 'file'; head: ObjectHead; stat: BackendStat }
   /** `marker`: a `dir/` marker object exists (else the directory is implied by keys below it). */
   | { kind: 'dir'; marker: ObjectHead | undefined; stat: BackendStat }
   | { kind: 'missing' };
+
+/** The KeptLru placeholder key of the caches a single file's change deletes from. */
+const SPARE_KEY = '\0';
 
 interface Timed<T> {
   value: T;
@@ -85,11 +89,13 @@ export class MetaCache {
     this.ttlMs = Math.max(0, o.ttlMs);
     this.restat = o.restat;
     const max = o.maxEntries ?? 100_000;
-    this.lookups = new LRUCache({ max });
-    this.attrs = new LRUCache({ max });
+    // KeptLru: a delete never empties these (lru-cache then resets all `max` slots: ~0.8 ms); the
+    // placeholder key is no object key (paths have no NUL) and matches no invalidate() prefix.
+    this.lookups = new KeptLru<string, Timed<Lookup>>({ max }, SPARE_KEY, { value: { kind: 'missing' }, expires: 0 });
+    this.attrs = new KeptLru<string, Attr>({ max }, SPARE_KEY, Object.freeze({}) as Attr);
     this.snapshots = new LRUCache({ max: 64 });
     this.pages = new LRUCache({ max: 1024 });
-    this.probes = new LRUCache({ max: 10_000 });
+    this.probes = new KeptLru<string, Timed<boolean>>({ max: 10_000 }, SPARE_KEY, { value: false, expires: 0 });
     this.complete = new LRUCache({ max: 1024 });
     this.large = new LRUCache({ max: 1024 });
     this.touched = new LRUCache({

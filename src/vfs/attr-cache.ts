@@ -16,13 +16,17 @@
  *   changes show within the same ttlMs.
  * Both are bounded (LRU).
  */
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
+import { KeptLru } from '../util/kept-lru.ts';
 import type { FileAttr, FileId } from './types.ts';
 
 export const ATTR_CACHE_TTL_MS = 1000;
 const MAX_ATTRS = 100_000;
 const MAX_DIRS = 10_000;
 const MAX_NAMES_PER_DIR = 10_000;
+/** KeptLru's placeholder key (ids are positive) and value: a delete never empties a cache (O(max)). */
+const SPARE_ID: FileId = -1n;
+const SPARE_ATTR = Object.freeze({ id: SPARE_ID }) as FileAttr;
 
 export class AttrCache {
   readonly ttlMs: number;
@@ -32,8 +36,8 @@ export class AttrCache {
   constructor(ttlMs = ATTR_CACHE_TTL_MS) {
     this.ttlMs = ttlMs;
     if (ttlMs <= 0) return;
-    this.attrs = new LRUCache({ max: MAX_ATTRS, ttl: ttlMs, ttlAutopurge: false, updateAgeOnGet: false });
-    this.names = new LRUCache({ max: MAX_DIRS });
+    this.attrs = new KeptLru<FileId, FileAttr>({ max: MAX_ATTRS, ttl: ttlMs, ttlAutopurge: false, updateAgeOnGet: false }, SPARE_ID, SPARE_ATTR);
+    this.names = new KeptLru<FileId, Map<string, FileId>>({ max: MAX_DIRS }, SPARE_ID, new Map());
   }
 
   get(id: FileId): FileAttr | undefined {
