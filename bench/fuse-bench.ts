@@ -17,7 +17,11 @@
  * s3://bench/portico against `rclone mount` (Debian's rclone, --vfs-cache-mode writes, the mode a
  * POSIX workload needs) of s3://bench/rclone: FUSE_BENCH_S3_SMALL small-file cycles (default 200)
  * and FUSE_BENCH_S3_MB MiB (default 64) sequential write and read (a file the other client put),
- * with both processes' CPU.
+ * with both processes' CPU. Portico's share has async write-back (FUSE_BENCH_S3_WRITEBACK, default
+ * `{ mode: async, uploadDelayMs: 5000 }`; `sync` for the other mode): rclone --vfs-cache-mode writes
+ * answers close(2) before the upload too and starts it 5 s after the last close (--vfs-write-back
+ * 5s), so a sync share (close = the object is in the store) compared different promises. Portico
+ * still fsyncs the staged content and its journal record before close(2) returns (rclone does not).
  */
 import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -130,6 +134,7 @@ async function main(): Promise<void> {
 
 const S3_SMALL = Number(process.env.FUSE_BENCH_S3_SMALL ?? 200);
 const S3_MB = Number(process.env.FUSE_BENCH_S3_MB ?? 64);
+const S3_WRITEBACK = process.env.FUSE_BENCH_S3_WRITEBACK ?? '{ mode: async, uploadDelayMs: 5000 }';
 
 async function waitMount(dir: string, type: string, child: ChildProcess): Promise<void> {
   const end = Date.now() + 120_000;
@@ -151,7 +156,10 @@ async function s3Part(): Promise<void> {
   mkdirSync(pm);
   mkdirSync(rm);
   const creds = { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', PORTICO_LOG__AUDIT__ENABLED: 'false' };
-  const portico = spawn(NODE, [join(ROOT, 'bin/portico.js'), 'mount', `s3://${info.bucket}/portico`, pm, '--s3-endpoint', info.endpoint, '--state', join(tmp, 'state-s3'), '--log-level', 'warn'], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, ...creds } });
+  // The share's write-back mode needs a config file (the SOURCE argument replaces its source).
+  const cfg = join(tmp, 'portico-s3.yaml');
+  writeFileSync(cfg, `shares:\n  - name: bench\n    source: s3://${info.bucket}/portico\n    writeBack: ${S3_WRITEBACK}\n`);
+  const portico = spawn(NODE, [join(ROOT, 'bin/portico.js'), 'mount', `s3://${info.bucket}/portico`, pm, '--config', cfg, '--s3-endpoint', info.endpoint, '--state', join(tmp, 'state-s3'), '--log-level', 'warn'], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, ...creds } });
   const remote = `:s3,provider=Other,env_auth=false,access_key_id=S3RVER,secret_access_key=S3RVER,endpoint='${info.endpoint}':${info.bucket}/rclone`;
   // AWS_CA_BUNDLE (set on some machines) makes rclone's S3 client fail on an http endpoint.
   const rcloneEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('AWS_') && !k.startsWith('RCLONE_')));
@@ -179,7 +187,7 @@ async function s3Part(): Promise<void> {
     const rp = measure(portico.pid!, () => dd([`if=${join(pm, 'seq')}`, 'of=/dev/null']));
     const rr = measure(rclone.pid!, () => dd([`if=${join(rm, 'seq')}`, 'of=/dev/null']));
     rows.push(['seq read MB/s', (S3_MB / (rr.ms / 1000)).toFixed(0), (S3_MB / (rp.ms / 1000)).toFixed(0), (rr.ms / rp.ms).toFixed(2), `${(rr.cpu / S3_MB).toFixed(2)} / ${(rp.cpu / S3_MB).toFixed(2)} ms/MiB`]);
-    console.log(`S3 share (s3rver child): ${S3_SMALL} small-file cycles, ${S3_MB} MiB sequential; load average ${load()}`);
+    console.log(`S3 share (s3rver child): ${S3_SMALL} small-file cycles, ${S3_MB} MiB sequential, Portico writeBack ${S3_WRITEBACK}; load average ${load()}`);
     const head = ['', 'rclone', 'portico', 'portico/rclone', 'CPU rclone / portico'];
     const all = [head, ...rows];
     const w = head.map((_, i) => Math.max(...all.map((r) => r[i]!.length)));
