@@ -9,6 +9,8 @@
  *
  *   node bench/smb-bench.ts                  1 GiB file (best of 2), 500 x 4 KiB (3 rounds), 20 logins per round
  *   BENCH_QUICK=1 node bench/smb-bench.ts    100 MB file
+ *   BENCH_BIG_ROUNDS=N                       N rounds of each big-file figure (default 2; best of them)
+ *   BENCH_PUT_SETTLE_MS=MS                   pause before each big put (default 6000; 0: none), see below
  *   BENCH_CPU_PROF=DIR                       Portico runs under `node --cpu-prof --cpu-prof-dir DIR`
  *   BENCH_ONLY=big,small,setup,enc           only those groups of figures (or metrics: getBig,putBigEnc,...)
  *   BENCH_PORTICO_BASELINE=TREE              also measures TREE's Portico (another checkout, e.g. a
@@ -44,7 +46,19 @@ const CPU_PROF = process.env.BENCH_CPU_PROF;
 const BASELINE = process.env.BENCH_PORTICO_BASELINE;
 const BIG_BYTES = QUICK ? 100 * 1000 * 1000 : 1024 * 1024 * 1024;
 const BIG_LABEL = QUICK ? '100 MB' : '1 GiB';
-const BIG_ROUNDS = 2;
+const BIG_ROUNDS = Number(process.env.BENCH_BIG_ROUNDS ?? 2);
+/**
+ * The pause before each big put. On the development VM (Firecracker, virtio-balloon with free page
+ * reporting) memory the guest has left free for ~2 s or more goes back to the host, and the next
+ * first touch of each page is a host fault: a put into a new file then costs ~2.5 ms of system time
+ * per MiB in the writer's page-cache copy and runs several times slower (a 1 GiB `dd` into a new
+ * file: 2.5-2.8 s of system time and 4-6 s after a pause of 5 s or more, 0.25 s and 0.6 s right
+ * after an `rm` of the previous one). Each put's file is removed after it, so without a pause the
+ * round right after another's put reuses its freed pages and the round after a pause (the first
+ * put of a group, after the gets) does not: the order, not the server, decided most of the figure.
+ * With the pause every round, on every server, starts from the same cold state.
+ */
+const PUT_SETTLE_MS = Number(process.env.BENCH_PUT_SETTLE_MS ?? 6000);
 const SMALL_FILES = 500;
 const SMALL_BYTES = 4096;
 const SMALL_ROUNDS = Number(process.env.BENCH_SMALL_ROUNDS ?? 3);
@@ -239,6 +253,7 @@ async function measureAll(cs: Contender[], data: string, base: string, results: 
   for (const [key, protection] of [['putBig', 'sign'], ['putBigEnc', 'encrypt']] as const) {
     await measure(cs, key, BIG_ROUNDS, results, async (c) => {
       flushDirtyPages();
+      if (PUT_SETTLE_MS > 0) await new Promise((z) => setTimeout(z, PUT_SETTLE_MS));
       const ms = (await smbclient(c, protection, `put ${join(data, 'big.bin')} put-${c.name}\\big.bin`, bigTimeout)).ms;
       rmSync(join(data, `put-${c.name}`, 'big.bin'), { force: true });
       return mbps(ms);
