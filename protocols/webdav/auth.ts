@@ -62,6 +62,25 @@ interface Entry {
 /** Headers longer than this are never cached (nor hashed for the cache). */
 const MAX_CACHED_HEADER = 1024;
 
+/**
+ * The last successful login of a connection (a keep-alive client sends the same header with every
+ * request): its next request with the same header is answered from here without the hash and the
+ * LRU lookup (~5 µs of a ~100 µs small GET, issue 9). Kept on the socket object, so it goes with the
+ * connection. It is a copy of the cache entry under the same rules: the same generation, the
+ * principal's validUntil, and no longer than the entry's own TTL (`until`). Authenticators without
+ * `generation()` get no memo (their hits re-read the user).
+ */
+interface ConnectionLogin {
+  header: string;
+  principal: Principal;
+  generation: number;
+  until: number;
+}
+
+const LOGIN = Symbol('portico.webdav.login');
+
+type WithLogin = { [LOGIN]?: ConnectionLogin };
+
 export class BasicAuthCache {
   private readonly secret = randomBytes(32).toString('base64');
   private readonly cache: LRUCache<string, Entry>;
@@ -86,11 +105,32 @@ export class BasicAuthCache {
   }
 
   /**
+   * The principal of `connection`'s last login when `header` is the one it used and the login is
+   * still what the cache would answer (ConnectionLogin); else undefined (authenticate() decides).
+   */
+  connectionLogin(connection: object, header: string | undefined): Principal | undefined {
+    const m = (connection as WithLogin)[LOGIN];
+    if (m === undefined || header !== m.header) return undefined;
+    if (Date.now() >= m.until || this.generation() !== m.generation) {
+      (connection as WithLogin)[LOGIN] = undefined;
+      return undefined;
+    }
+    return m.principal;
+  }
+
+  private remember(connection: object | undefined, header: string, principal: Principal, generation: number | undefined, ttlLeft: number): void {
+    if (connection === undefined || generation === undefined || !(ttlLeft > 0)) return;
+    const until = Math.min(Date.now() + ttlLeft, principal.validUntil ?? Infinity);
+    (connection as WithLogin)[LOGIN] = { header, principal, generation, until };
+  }
+
+  /**
    * Authenticates an `Authorization` header: 'invalid' when it is not well-formed Basic (the
    * caller answers 401), else the principal; throws VfsError EAUTH / ETHROTTLED like the
-   * authenticator.
+   * authenticator. With `connection` (the request's socket), a success is also remembered for that
+   * connection's next requests (connectionLogin).
    */
-  async authenticate(header: string, clientAddress: string): Promise<Principal | 'invalid'> {
+  async authenticate(header: string, clientAddress: string, connection?: object): Promise<Principal | 'invalid'> {
     const cacheable = this.enabled && header.length <= MAX_CACHED_HEADER;
     const key = cacheable ? this.digest(header) : undefined;
     const generation = this.generation();
@@ -98,7 +138,10 @@ export class BasicAuthCache {
       const hit = this.cache.get(key);
       if (hit !== undefined && (hit.principal.validUntil === undefined || hit.principal.validUntil > Date.now())) {
         if (generation !== undefined) {
-          if (hit.generation === generation) return hit.principal;
+          if (hit.generation === generation) {
+            this.remember(connection, header, hit.principal, generation, this.cache.getRemainingTTL(key));
+            return hit.principal;
+          }
         } else {
           const p = await this.sessions.authenticator.principalFor(hit.principal.user);
           if (p) return p;
@@ -125,6 +168,7 @@ export class BasicAuthCache {
     try {
       const p = await attempt;
       this.cache.set(key, { principal: p, generation });
+      this.remember(connection, header, p, generation, this.cache.getRemainingTTL(key));
       return p;
     } finally {
       if (this.inflight.get(key) === attempt) this.inflight.delete(key);

@@ -155,7 +155,8 @@ export class DavServer {
       } else {
         guestOk = this.sessions.sharesFor(this.sessions.authenticator.guest(), 'webdav').length > 0;
       }
-      const principal = await this.principal(req, clientAddress, guestOk && READ_METHODS.has(method));
+      // A keep-alive connection's next request with the same credentials: no hash, no await.
+      const principal = this.auth.connectionLogin(req.socket, req.headers.authorization) ?? (await this.principal(req, clientAddress, guestOk && READ_METHODS.has(method)));
       user = principal.user;
       if (pass) await this.admit(res, () => pass!.enterUser(principal.user, principal.guest));
       if (!isRoot && share === '') throw new HttpError(404, `no share named ${target.share}`);
@@ -245,7 +246,7 @@ export class DavServer {
     }
     let p: Principal | 'invalid';
     try {
-      p = await this.auth.authenticate(header, clientAddress);
+      p = await this.auth.authenticate(header, clientAddress, req.socket);
     } catch (e) {
       if (isVfsError(e, 'EAUTH')) throw new HttpError(401, 'invalid user name or password');
       if (isVfsError(e, 'ETHROTTLED')) {

@@ -92,6 +92,55 @@ describe('BasicAuthCache', () => {
     expect(calls.authenticate).toBe(2);
   });
 
+  it('remembers a login for its connection under the cache entry\'s rules: same header, same generation, its TTL and validUntil', async () => {
+    let gen = 1;
+    let validUntil: number | undefined;
+    const { sessions, calls } = fakeSessions({ password: 'pw', generation: () => gen });
+    const base = sessions.authenticator.authenticate.bind(sessions.authenticator);
+    sessions.authenticator.authenticate = async (u, p, c) => ({ ...(await base(u, p, c)), ...(validUntil !== undefined ? { validUntil } : {}) });
+    const cache = new BasicAuthCache(sessions, 200);
+    const conn = {};
+    const other = {};
+    const h = basic('alice', 'pw');
+    expect(cache.connectionLogin(conn, h)).toBeUndefined();
+    const p = await cache.authenticate(h, '127.0.0.1', conn);
+    expect(cache.connectionLogin(conn, h)).toBe(p);
+    // Another header on the same connection, the same header on another connection, no header: not it.
+    expect(cache.connectionLogin(conn, basic('alice', 'other'))).toBeUndefined();
+    expect(cache.connectionLogin(conn, undefined)).toBeUndefined();
+    expect(cache.connectionLogin(other, h)).toBeUndefined();
+    // A failed login on the connection leaves the memo of the good one alone, and is never remembered.
+    await expect(cache.authenticate(basic('alice', 'bad'), '127.0.0.1', conn)).rejects.toThrow();
+    expect(cache.connectionLogin(conn, basic('alice', 'bad'))).toBeUndefined();
+    // The user database moves: forgotten at once.
+    gen = 2;
+    expect(cache.connectionLogin(conn, h)).toBeUndefined();
+    await cache.authenticate(h, '127.0.0.1', conn);
+    expect(calls.authenticate).toBe(3);
+    expect(cache.connectionLogin(conn, h)).toMatchObject({ user: 'alice' });
+    // Not past the cache entry's TTL (200 ms here).
+    await new Promise((r) => setTimeout(r, 260));
+    expect(cache.connectionLogin(conn, h)).toBeUndefined();
+    // Nor past the principal's validUntil (a directory login).
+    validUntil = Date.now() + 40;
+    await cache.authenticate(h, '127.0.0.1', conn);
+    expect(cache.connectionLogin(conn, h)).toMatchObject({ user: 'alice' });
+    await new Promise((r) => setTimeout(r, 60));
+    expect(cache.connectionLogin(conn, h)).toBeUndefined();
+  });
+
+  it('remembers nothing per connection for an authenticator without a generation, or with the cache off', async () => {
+    const a = fakeSessions({ password: 'pw' });
+    const noGen = new BasicAuthCache(a.sessions, 60_000);
+    const conn = {};
+    await noGen.authenticate(basic('alice', 'pw'), '127.0.0.1', conn);
+    expect(noGen.connectionLogin(conn, basic('alice', 'pw'))).toBeUndefined();
+    const b = fakeSessions({ password: 'pw', generation: () => 1 });
+    const off = new BasicAuthCache(b.sessions, 0);
+    await off.authenticate(basic('alice', 'pw'), '127.0.0.1', conn);
+    expect(off.connectionLogin(conn, basic('alice', 'pw'))).toBeUndefined();
+  });
+
   it('answers invalid for malformed headers and caches nothing when the TTL is 0', async () => {
     const { sessions, calls } = fakeSessions({ password: 'pw', generation: () => 1 });
     const off = new BasicAuthCache(sessions, 0);
