@@ -19,6 +19,7 @@ import type { ProtocolContext, ProtocolDescriptor, ProtocolPlugin } from '../../
 import type { SessionManager } from '../../src/session/session-manager.ts';
 import { admissionFor } from '../../src/session/admission.ts';
 import { DavServer } from './server.ts';
+import { DavResponse } from './response.ts';
 import { HEADERS_TIMEOUT_MS, KEEP_ALIVE_TIMEOUT_MS, MAX_HEADER_BYTES, davSettings, webdavOptions } from './settings.ts';
 import { loadTls } from './tls.ts';
 
@@ -62,6 +63,8 @@ export class WebdavPlugin implements ProtocolPlugin {
       keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
       // Request targets are taken raw (paths.ts); never let node merge slashes or decode.
       joinDuplicateHeaders: true,
+      // The headers every answer carries, set in writeHead rather than by setHeader (response.ts).
+      ServerResponse: DavResponse,
     };
     const onRequest = (req: IncomingMessage, res: ServerResponse): void => dav.handle(req, res);
     const server = o.tls ? createHttpsServer({ ...serverOptions, ...loadTls(o.tls) }, onRequest) : createHttpServer(serverOptions, onRequest);

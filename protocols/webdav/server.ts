@@ -25,6 +25,7 @@ import { HttpError, errorHeaders, isExpected, statusOf } from './errors.ts';
 import { parseRequestTarget, type DavTarget } from './paths.ts';
 import { escapeText } from './xml.ts';
 import { DEFAULT_CSP } from './content-policy.ts';
+import { DavResponse } from './response.ts';
 import { assertSameOrigin } from './same-origin.ts';
 import { UI_ASSET_PREFIX, serveUiAsset } from './ui/index.ts';
 import { ALLOW, ROOT_ALLOW, options } from './methods/options.ts';
@@ -71,6 +72,11 @@ const MAC_PROBES = new Set([
 ]);
 
 export const REALM = 'Portico';
+
+/** The client gave up (while its request waited for a slot): no work for it (serve()'s finally releases the slot). */
+function stillThere(res: ServerResponse): void {
+  if (res.destroyed) throw new HttpError(499, 'client went away');
+}
 
 export interface DavServerOptions {
   sessions: SessionManager;
@@ -122,16 +128,25 @@ export class DavServer {
     let session: Session | undefined;
     let ctx: DavContext | undefined;
     let pass: AdmissionPass | undefined;
-    res.setHeader('X-Request-Id', id);
-    // Every answer, errors and UI assets included: browsers use our Content-Type, never a guess,
-    // and a document made from an answer that sets no policy of its own runs nothing
-    // (content-policy.ts; GET of files and the UI page set theirs).
-    res.setHeader('X-Content-Type-Options', 'nosniff');
-    res.setHeader('Content-Security-Policy', DEFAULT_CSP);
+    // Every answer, errors and UI assets included, carries its request id; browsers use our
+    // Content-Type, never a guess, and a document made from an answer that sets no policy of its own
+    // runs nothing (content-policy.ts; GET of files and the UI page set theirs). With the server's
+    // own response class these go into the answer's writeHead (response.ts: Node's fast header path).
+    if (res instanceof DavResponse) {
+      res.requestId = id;
+    } else {
+      res.setHeader('X-Request-Id', id);
+      res.setHeader('X-Content-Type-Options', 'nosniff');
+      res.setHeader('Content-Security-Policy', DEFAULT_CSP);
+    }
     try {
       // Before any work (authentication included: a first login costs a bcrypt).
       const admission = this.admission;
-      if (admission) await this.admit(res, async () => (pass = await admission.enter(clientAddress)));
+      if (admission) {
+        const got = this.admit(() => admission.enter(clientAddress));
+        pass = got instanceof Promise ? await got : got;
+        stillThere(res);
+      }
       const url = req.url ?? '/';
       const target = parseRequestTarget(url);
       if (url.startsWith(UI_ASSET_PREFIX)) return this.uiAsset(req, res, url.slice(UI_ASSET_PREFIX.length));
@@ -158,7 +173,12 @@ export class DavServer {
       // A keep-alive connection's next request with the same credentials: no hash, no await.
       const principal = this.auth.connectionLogin(req.socket, req.headers.authorization) ?? (await this.principal(req, clientAddress, guestOk && READ_METHODS.has(method)));
       user = principal.user;
-      if (pass) await this.admit(res, () => pass!.enterUser(principal.user, principal.guest));
+      if (pass) {
+        const p = pass;
+        const got = this.admit(() => p.enterUser(principal.user, principal.guest));
+        if (got instanceof Promise) await got;
+        stillThere(res);
+      }
       if (!isRoot && share === '') throw new HttpError(404, `no share named ${target.share}`);
       const path = this.sharePath(target);
       if (!isRoot) this.macShortcuts(method, share, path);
@@ -206,15 +226,19 @@ export class DavServer {
    * limits.inFlightWaitMs; a cap still full then is 503 with Retry-After naming the limit, so
    * clients back off and retry instead of failing.
    */
-  private async admit(res: ServerResponse, take: () => unknown): Promise<void> {
+  private admit<T>(take: () => T | Promise<T>): T | Promise<T> {
+    const refused = (e: unknown): unknown => (e instanceof AdmissionRefused ? new HttpError(503, e.message) : e);
+    let got: T | Promise<T>;
     try {
-      await take();
+      got = take();
     } catch (e) {
-      if (e instanceof AdmissionRefused) throw new HttpError(503, e.message);
-      throw e;
+      throw refused(e);
     }
-    // The client gave up while waiting: no work for it (serve()'s finally releases the slot).
-    if (res.destroyed) throw new HttpError(499, 'client went away');
+    // At once (the common case): no promise, no await.
+    if (!(got instanceof Promise)) return got;
+    return got.catch((e: unknown) => {
+      throw refused(e);
+    });
   }
 
   /** Share-relative path, validated by the one VFS validator (400/414). */
