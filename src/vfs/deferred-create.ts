@@ -10,12 +10,15 @@
  * read it as empty, and its write stage (shared by every writer handle) holds what is being written.
  *
  * Decision and reasons:
- * - Only a create whose handle will publish anyway is deferred (write access, on a share without
- *   async write-back: see Vfs.createEmpty). A create without write access still uploads the empty
- *   object at once (nothing else would ever publish it). On async shares a WebDAV PUT of a new file
- *   (not exclusive) is deferred too: its staged content is journaled before the PUT is answered, and
- *   the journal record names the file as created here, so the name is as durable as the content: a
- *   start-up that resumes the upload announces the file again (src/vfs/write-back.ts).
+ * - Only a create whose handle will publish anyway is deferred (write access: see
+ *   FileData.createEmpty). A create without write access still uploads the empty object at once
+ *   (nothing else would ever publish it). On async write-back shares the publish is the
+ *   write-back's upload: the writer's close (or flush) journals the stage, and the journal record
+ *   names the file as created here (`nw`, pendingCreate), so the name is as durable as the content
+ *   from that close on: a start-up that resumes the upload announces the file again
+ *   (src/vfs/write-back.ts). A WebDAV PUT of a new file (not exclusive) is deferred the same way.
+ *   Before the first close the name is as durable as the bytes written so far on either kind of
+ *   share: a crash loses both (below).
  * - Everything that needs the object itself to exist (a server-side copy or rename of it, a
  *   truncate to a non-zero size without a stage, a patch writer) first writes the empty object
  *   ("materialises" it), so those paths keep exactly their old behaviour. Metadata changes (chmod,
@@ -40,6 +43,7 @@
 import type { Backend, BackendFile, BackendStat, BackendWriter, FileOwner, ListOptions, ListPage, SetMetadata, WriterOptions } from './backend.ts';
 import { VfsError, isVfsError } from './errors.ts';
 import { baseName, parentPath } from './path.ts';
+import type { CreatedFile } from './write-back.ts';
 
 interface PendingFile {
   path: string;
@@ -133,6 +137,13 @@ export class DeferredCreates {
 
   isPending(path: string): boolean {
     return this.files.has(path);
+  }
+
+  /** A pending file's create (mode and owner, as a write-back journal record keeps them: `nw`). */
+  pendingCreate(path: string): CreatedFile | undefined {
+    const f = this.files.get(path);
+    if (f === undefined) return undefined;
+    return { mode: f.mode, ...(f.meta.uid !== undefined ? { uid: f.meta.uid } : {}), ...(f.meta.gid !== undefined ? { gid: f.meta.gid } : {}) };
   }
 
   /**

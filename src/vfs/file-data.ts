@@ -22,7 +22,7 @@ import { baseName } from './path.ts';
 import type { Volume } from './volume.ts';
 import type { ChangeTracker } from './change-tracker.ts';
 import { WriteStage } from './write-stage.ts';
-import type { WriteBack } from './write-back.ts';
+import type { CreatedFile, WriteBack } from './write-back.ts';
 import type { DeferredCreates } from './deferred-create.ts';
 import type { Handle } from './handle.ts';
 import { NO_TOKENS, SHARE_ALL, type ChangeKind, type FileAttr, type FileId, type FlushOptions, type Tokens } from './types.ts';
@@ -77,11 +77,15 @@ export class FileData {
    * create is kept for the handle (no close and reopen).
    *
    * Object stores: when the creating handle has write access (so its close publishes the file
-   * anyway) and the share has no async write-back, the empty upload is skipped: the file is
-   * announced to the volume's deferred-create layer, which shows it on this gateway until the
-   * handle's first publish writes it, once (src/vfs/deferred-create.ts has the decision and its
-   * limits). S3: create + write + close drops from 7 requests to 2-4. Otherwise the empty object is
-   * uploaded at once, visible to every client.
+   * anyway), the empty upload is skipped: the file is announced to the volume's deferred-create
+   * layer, which shows it on this gateway until the handle's first publish writes it, once
+   * (src/vfs/deferred-create.ts has the decision and its limits). S3: create + write + close drops
+   * from 7 requests to 2-4. With async write-back the publish is the write-back's upload: the
+   * writer's close journals the stage with the create (`nw`, createdOf), as a staged PUT of a new
+   * file does, so a restart announces the file again; a create + write + close + unlink then makes
+   * no request to the store at all (before: HEAD, PUT, HEAD at the create, and the DELETE of that
+   * empty object at the unlink — 14-19 ms of a FUSE small-file cycle's ~50 on s3rver). Otherwise
+   * (no write access) the empty object is uploaded at once, visible to every client.
    */
   async createEmpty(v: Volume, path: string, mode: number | undefined, exclusive: boolean, willWrite = false, owner?: FileOwner): Promise<{ st: BackendStat; file?: BackendFile }> {
     if (v.backend.capabilities.randomWrites) {
@@ -99,7 +103,7 @@ export class FileData {
       return { st: { name: baseName(path), type: 'file', size: 0, mtimeNs: now, ctimeNs: now, atimeNs: now }, file };
     }
     const deferred = this.deferredCreates.get(v.name);
-    if (deferred !== undefined && willWrite && !this.host.writeBack.active(v.name)) {
+    if (deferred !== undefined && willWrite) {
       const st = await deferred.create(path, mode ?? 0o644, exclusive, owner);
       if (st !== undefined) return { st };
     }
@@ -173,9 +177,11 @@ export class FileData {
       }
       if (!stage) {
         // A truncating open is a content change like any write: staged (an empty, dirty stage) and
-        // uploaded after the close, not an empty PUT now. Creates still reach the store at once
-        // (createEmpty): the name must exist for every client and exclusivity is checked there.
-        stage = new WriteStage(this.stageDir, v.backend, h.path, truncate);
+        // uploaded after the close, not an empty PUT now. So is a file just announced to the
+        // deferred-create layer (createEmpty): empty, and dirty so that the writer's close journals
+        // it (with its create) even when nothing was written.
+        const pending = this.deferredCreates.get(v.name)?.isPending(h.path) === true;
+        stage = new WriteStage(this.stageDir, v.backend, h.path, truncate || pending);
         if (truncate) {
           truncate = false;
           this.host.emit(v, 'modify', h.fileId, h.path, 'file');
@@ -214,7 +220,7 @@ export class FileData {
         // closes. A stage that cannot be journaled is uploaded now, as in sync mode.
         if (!this.wbWriters.has(h) || !h.stage.dirty) return;
         const stage = h.stage;
-        await this.host.writeBack.commit(h.volume.name, h.fileId, h.path, stage).catch(async () => {
+        await this.host.writeBack.commit(h.volume.name, h.fileId, h.path, stage, this.createdOf(h)).catch(async () => {
           if (await stage.publish()) await this.reopenReader(h);
         });
       } else if (h.stage && !h.orphaned) {
@@ -223,6 +229,14 @@ export class FileData {
     } catch (e) {
       throw toVfsError(e, h.path);
     }
+  }
+
+  /**
+   * How the handle's file was created when it is still only announced to the deferred-create layer
+   * (not in the store): the write-back journal record carries it, so a restart announces it again.
+   */
+  private createdOf(h: Handle): CreatedFile | undefined {
+    return this.deferredCreates.get(h.volume.name)?.pendingCreate(h.path);
   }
 
   /** After an object is replaced, readers must see the new object. */
@@ -281,7 +295,7 @@ export class FileData {
       if (!h.orphaned && stage.dirty && !otherWriters && (writer || !wb.has(h.fileId))) {
         // commit() registers the pending stage before its first await: an open arriving meanwhile
         // finds it there once it leaves this.stages.
-        const journaled = wb.commit(h.volume.name, h.fileId, h.path, stage);
+        const journaled = wb.commit(h.volume.name, h.fileId, h.path, stage, this.createdOf(h));
         if (stage.refs === 0) this.stages.delete(h.fileId);
         await journaled.catch((e: unknown) => this.publishInBand(h, stage, e));
         return;

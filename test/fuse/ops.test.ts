@@ -11,12 +11,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, unlink as unlinkFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { localNativeAvailability } from '../../backends/local/native.ts';
-import { S3RVER_CREDENTIALS, startS3rver, type S3rverHandle } from '../helpers/s3rver.ts';
+import { S3RVER_CREDENTIALS, startS3rver, storedFiles, type S3rverHandle } from '../helpers/s3rver.ts';
 import { fuseUnusable, http, mountPoints, removeTmp, sh, startFuseStack, waitFor, type FuseStack } from './helpers.ts';
 
 /** Local shares exchange names, punch holes and copy ranges in the kernel with their native helper. */
@@ -203,6 +203,18 @@ async function requests(adminPort: number, op: string, status: string): Promise<
   return 0;
 }
 
+/** portico_s3_requests_total{backend=share} by op, summed over statuses, from the admin /metrics. */
+async function s3Requests(adminPort: number, share: string): Promise<Record<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+  const out: Record<string, number> = {};
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('portico_s3_requests_total{') || !line.includes(`backend="${share}"`)) continue;
+    const op = /op="([^"]+)"/.exec(line)?.[1] ?? '';
+    out[op] = (out[op] ?? 0) + Number(line.split(' ').at(-1));
+  }
+  return out;
+}
+
 /** portico_backend_requests_total{backend=share,op} summed over statuses, from the admin /metrics. */
 async function backendCalls(adminPort: number, share: string, op: string): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
@@ -234,6 +246,8 @@ describe.skipIf(unusable !== undefined)('FUSE operations: interrupts, rename fla
         { name: 'mem', source: 'memory:' },
         { name: 's3', source: `s3://${s3.bucket}/ops`, options: { endpoint: s3.endpoint, ...S3RVER_CREDENTIALS } },
         { name: 's3-async', source: `s3://${s3.bucket}/ops-async`, options: { endpoint: s3.endpoint, ...S3RVER_CREDENTIALS }, writeBack: 'async' },
+        // Uploads start 3 s after the last close (rclone's --vfs-write-back, 5 s by default).
+        { name: 's3-later', source: `s3://${s3.bucket}/ops-later`, options: { endpoint: s3.endpoint, ...S3RVER_CREDENTIALS }, writeBack: { mode: 'async', uploadDelayMs: 3000 } },
       ],
     });
     m = (share, ...p) => join(stack.mnt, share, ...p);
@@ -490,6 +504,37 @@ describe.skipIf(unusable !== undefined)('FUSE operations: interrupts, rename fla
       expect((await stat(m(share, 'uac', 'u14'))).mtimeMs).toBe(1_000_000_000_000);
     });
   }
+
+  // Async write-back: a file created through the mount is announced, not uploaded empty (deferred
+  // create, src/vfs/deferred-create.ts); its writer's close journals it with its create, and its
+  // object is written once, by its upload. A create + write + close + stat + unlink (the small-file
+  // cycle of bench:fuse) makes no request to the store at all: before, HEAD + PUT + HEAD of an empty
+  // object at the create and a DELETE of it at the unlink (14-19 ms of a ~50 ms cycle on s3rver).
+  it('async write-back: create, write, close, stat, unlink make no store request; a kept file is uploaded once, after the delay', { timeout: 60_000 }, async () => {
+    await mkdir(m('s3-later', 'small'));
+    // The directory and the lookups of its new names come first (their HEAD/LIST requests are not the point).
+    await writeFile(m('s3-later', 'small', 'warm'), 'w');
+    await new Promise((r) => setTimeout(r, 4_000));
+    const before = await s3Requests(stack.adminPort, 's3-later');
+    for (let i = 0; i < 5; i++) {
+      const p = m('s3-later', 'small', `s${i}`);
+      await writeFile(p, Buffer.alloc(4096, i));
+      expect((await stat(p)).size).toBe(4096);
+      // Another protocol sees the content at once (this gateway serves the staged bytes).
+      expect((await http(stack.port, 'GET', `/s3-later/small/s${i}`)).body.equals(Buffer.alloc(4096, i))).toBe(true);
+      await unlinkFile(p);
+    }
+    const during = await s3Requests(stack.adminPort, 's3-later');
+    expect(during.PutObject ?? 0).toBe(before.PutObject ?? 0);
+    expect(during.DeleteObject ?? 0).toBe(before.DeleteObject ?? 0);
+    // A kept file: not in the store until its upload, which then writes it once, with its content.
+    await writeFile(m('s3-later', 'small', 'kept'), 'kept content');
+    expect(storedFiles(s3).some((f) => f.includes('ops-later/small/kept'))).toBe(false);
+    await waitFor(() => storedFiles(s3).some((f) => f.includes('ops-later/small/kept')), 20_000, 'the upload of the kept file');
+    const after = await s3Requests(stack.adminPort, 's3-later');
+    expect((after.PutObject ?? 0) - (during.PutObject ?? 0)).toBe(1);
+    expect(await readFile(m('s3-later', 'small', 'kept'), 'utf8')).toBe('kept content');
+  });
 
   it('lseek answers from the size Portico holds, not from the kernel\'s cached attributes', async () => {
     await writeFile(m('disk', 'grown.bin'), Buffer.alloc(10, 1));
