@@ -7,7 +7,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { makeVfsEnv, alice, RO, RW, type VfsEnv } from '../helpers/vfs-env.ts';
-import { ClientRecords, LAZY_MS } from '../../src/locks/client-records.ts';
+import { ClientRecords, LAZY_MS, encodeState } from '../../src/locks/client-records.ts';
 import { MemoryBackend } from '../../backends/memory/memory-backend.ts';
 import { sleep } from './backends.ts';
 
@@ -93,6 +93,48 @@ describe('client records: eager opens, lazy closes', () => {
     await s.downgrade(h, { access: RO, share: { read: true, write: true, delete: true } });
     await Promise.resolve();
     expect(stored().opens.map((o) => o.a.write)).toEqual([false]);
+  });
+
+  it('the record is encodeState\'s text, and what it shows is tracked across several changes between writes', async () => {
+    const raw = (): string => (env.store.db.prepare('SELECT state FROM client_records WHERE client = ?').get('nfs:c1') as { state: string }).state;
+    /** The stored text, encoded again by encodeState from what it says: the same bytes. */
+    const reencoded = (text: string): string => {
+      const v = JSON.parse(text) as { opens: Array<{ f: string; a: { read: boolean; write: boolean; delete: boolean }; s: { read: boolean; write: boolean; delete: boolean } }>; locks: unknown[] };
+      expect(v.locks).toEqual([]);
+      return encodeState(v.opens.map((o) => ({ fileId: BigInt(o.f), access: o.a, share: o.s })), []);
+    };
+    const s = env.session(alice, 'nfs');
+    s.bindClient('nfs:c1', { verifier: 'v1' });
+    const a1 = await s.open('s', '/a', { access: RO, owner: 'o1' });
+    await Promise.resolve();
+    updates();
+    // A second open of the same file and modes: its count passes the record's, so it is written.
+    const a2 = await s.open('s', '/a', { access: RO, owner: 'o1' });
+    await Promise.resolve();
+    expect(updates()).toBe(1);
+    expect(stored().opens.map((o) => o.f)).toEqual([String(a1.fileId), String(a2.fileId)]);
+    expect(raw()).toBe(reencoded(raw()));
+    // Both closed (lazily), then another file opened: the write drops /a from the record.
+    await s.close(a1);
+    await s.close(a2);
+    const b = await s.open('s', '/b', { access: RW, owner: 'o1' });
+    await Promise.resolve();
+    expect(updates()).toBe(1);
+    expect(stored().opens.map((o) => o.f)).toEqual([String(b.fileId)]);
+    expect(raw()).toBe(reencoded(raw()));
+    // /a again: no longer in the record, so written at once.
+    const a3 = await s.open('s', '/a', { access: RO, owner: 'o1' });
+    await Promise.resolve();
+    expect(updates()).toBe(1);
+    expect(stored().opens.map((o) => o.f).sort()).toEqual([String(a3.fileId), String(b.fileId)].sort());
+    // Closed and reopened before any write: the record still shows it, nothing to write.
+    await s.close(a3);
+    const a4 = await s.open('s', '/a', { access: RO, owner: 'o1' });
+    await Promise.resolve();
+    expect(updates()).toBe(0);
+    expect(raw()).toBe(reencoded(raw()));
+    await s.close(a4);
+    await s.close(b);
   });
 
   it('freeze writes the closes still pending', async () => {
