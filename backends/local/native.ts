@@ -24,11 +24,13 @@ export interface LocalNative {
   statNamesAsync?(dirFd: number, names: readonly string[]): Promise<NativeStatPage>;
   /**
    * A small regular file read whole in one synchronous call: open(path, O_RDONLY | O_NOFOLLOW |
-   * O_NONBLOCK), the descriptor confined by its /proc path (== root or under rootPrefix), statx into
+   * O_NONBLOCK), the descriptor confined by its /proc path (== root or under rootPrefix) — or, given
+   * a descriptor of the root and the path below it, openat2 beneath it with no symbolic link on the
+   * way, which needs no /proc check — statx into
    * statOut (STAT_FIELDS int64, decodeStatPage's layout), read, close. Undefined whenever anything is
    * unusual (the caller takes the general path). Absent from an addon built before it.
    */
-  readSmall?(path: string, root: string, rootPrefix: string, maxBytes: number, statOut: ArrayBuffer): Buffer | undefined;
+  readSmall?(path: string, root: string, rootPrefix: string, maxBytes: number, statOut: ArrayBuffer, rootFd?: number, relPath?: string): Buffer | undefined;
   RENAME_NOREPLACE: number;
   RENAME_EXCHANGE: number;
   FALLOC_FL_KEEP_SIZE: number;
