@@ -79,11 +79,16 @@ interface LiveOpen extends RecordedOpen {
   json: string;
 }
 
+/** A live lock with its entry of the record's JSON, made once (a client holding many locks). */
+interface LiveLock extends RecordedLock {
+  json: string;
+}
+
 interface Live {
   protocol: string;
   verifier: string | null;
   opens: Map<string, LiveOpen>;
-  locks: Map<string, RecordedLock>;
+  locks: Map<string, LiveLock>;
   /** Live opens per openKey (file, access, share). */
   counts: Map<string, number>;
   /** The opens of the last record written, per openKey (undefined: none written this run). */
@@ -140,19 +145,20 @@ const openJson = (o: RecordedOpen): string => JSON.stringify({ f: String(o.fileI
 const lockJson = (l: RecordedLock): string => JSON.stringify({ f: String(l.fileId), b: String(l.start), e: String(l.end), k: l.kind, y: l.style });
 
 /**
- * encodeState's text, byte for byte (test/state/lazy-records.test.ts), from the live opens' entries
- * made once each (LiveOpen.json) rather than a new object per open stringified on every write: a
- * client's whole record is written whenever it gains an open, so a client holding n files paid
- * O(n) objects and a stringify of all of them per OPEN — ~300 µs of CPU at 1,024 held against
+ * encodeState's text, byte for byte (test/state/lazy-records.test.ts), from the live opens' and
+ * locks' entries made once each (LiveOpen.json, LiveLock.json) rather than a new object per entry
+ * stringified on every write: a client's whole record is written whenever it gains an open or a
+ * lock, so a client holding n files paid O(n) objects and a stringify of all of them per OPEN — ~300 µs of CPU at 1,024 held against
  * ~30 µs joined (bench:nfs-ops with 1,024 files open at once: OPEN create 979 µs against
  * ganesha's 360, 367 against 437 with 64).
  */
-function encodeRecord(live: Iterable<LiveOpen>, extraOpens: RecordedOpen[], locks: Iterable<RecordedLock>): string {
+function encodeRecord(live: Iterable<LiveOpen>, extraOpens: RecordedOpen[], liveLocks: Iterable<LiveLock>, extraLocks: RecordedLock[]): string {
   const opens: string[] = [];
   for (const o of live) opens.push(o.json);
   for (const o of extraOpens) opens.push(openJson(o));
   const ls: string[] = [];
-  for (const l of locks) ls.push(lockJson(l));
+  for (const l of liveLocks) ls.push(l.json);
+  for (const l of extraLocks) ls.push(lockJson(l));
   return `{"opens":[${opens.join(',')}],"locks":[${ls.join(',')}]}`;
 }
 
@@ -427,7 +433,7 @@ export class ClientRecords {
     const live = this.#liveOf(client);
     if (live === undefined) return;
     this.#lockClient.set(token, client!);
-    live.locks.set(token, lock);
+    live.locks.set(token, { ...lock, json: lockJson(lock) });
     this.#markDirty(client!);
   }
 
@@ -478,12 +484,12 @@ export class ClientRecords {
       const prev = grace ? this.#prev.get(client) : undefined;
       // During grace the row keeps what may still be reclaimed: a crash now must not lose it.
       const prevOpens = prev?.complete === false ? prev.opens.filter((o) => !o.reclaimed) : [];
-      const locks = [...(live?.locks.values() ?? []), ...(prev?.complete === false ? prev.locks.filter((l) => !l.reclaimed) : [])];
+      const prevLocks = prev?.complete === false ? prev.locks.filter((l) => !l.reclaimed) : [];
       const protocol = live?.protocol ?? prev?.protocol ?? '';
       const verifier = live?.verifier ?? prev?.verifier ?? null;
       this.#lazy.delete(client);
       try {
-        this.#st.upsert.run(client, protocol, verifier, encodeRecord(live?.opens.values() ?? [], prevOpens, locks), now);
+        this.#st.upsert.run(client, protocol, verifier, encodeRecord(live?.opens.values() ?? [], prevOpens, live?.locks.values() ?? [], prevLocks), now);
         if (live !== undefined) this.#wrote(live);
       } catch {
         // A store failure loses reclaimability, not service (the client's next open writes again).

@@ -99,9 +99,12 @@ describe('client records: eager opens, lazy closes', () => {
     const raw = (): string => (env.store.db.prepare('SELECT state FROM client_records WHERE client = ?').get('nfs:c1') as { state: string }).state;
     /** The stored text, encoded again by encodeState from what it says: the same bytes. */
     const reencoded = (text: string): string => {
-      const v = JSON.parse(text) as { opens: Array<{ f: string; a: { read: boolean; write: boolean; delete: boolean }; s: { read: boolean; write: boolean; delete: boolean } }>; locks: unknown[] };
-      expect(v.locks).toEqual([]);
-      return encodeState(v.opens.map((o) => ({ fileId: BigInt(o.f), access: o.a, share: o.s })), []);
+      type Bits = { read: boolean; write: boolean; delete: boolean };
+      const v = JSON.parse(text) as { opens: Array<{ f: string; a: Bits; s: Bits }>; locks: Array<{ f: string; b: string; e: string; k: 'shared' | 'exclusive'; y: 'posix' }> };
+      return encodeState(
+        v.opens.map((o) => ({ fileId: BigInt(o.f), access: o.a, share: o.s })),
+        v.locks.map((l) => ({ fileId: BigInt(l.f), start: BigInt(l.b), end: BigInt(l.e), kind: l.k, style: l.y })),
+      );
     };
     const s = env.session(alice, 'nfs');
     s.bindClient('nfs:c1', { verifier: 'v1' });
@@ -132,6 +135,13 @@ describe('client records: eager opens, lazy closes', () => {
     const a4 = await s.open('s', '/a', { access: RO, owner: 'o1' });
     await Promise.resolve();
     expect(updates()).toBe(0);
+    expect(raw()).toBe(reencoded(raw()));
+    // Locks are in the same text.
+    await s.lockHandle(b, { kind: 'exclusive', style: 'posix', range: { start: 0n, end: 100n }, ownerId: 'c1-lo' });
+    await s.lockHandle(b, { kind: 'shared', style: 'posix', range: { start: 200n, end: 300n }, ownerId: 'c1-lo' });
+    await Promise.resolve();
+    const locked = JSON.parse(raw()) as { locks: Array<{ b: string; e: string; k: string }> };
+    expect(locked.locks.map((l) => [l.b, l.e, l.k])).toEqual([['0', '100', 'exclusive'], ['200', '300', 'shared']]);
     expect(raw()).toBe(reencoded(raw()));
     await s.close(a4);
     await s.close(b);
