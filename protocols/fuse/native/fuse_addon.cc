@@ -1,11 +1,15 @@
 // Portico's binding on libfuse3's low-level (inode-based) API — protocols/fuse/README.md.
 //
 // Shape, and why:
-// - One FuseSession per mount. fuse_session_loop() runs on a thread of its own and reads
-//   requests from /dev/fuse; each request callback copies what it needs (names, written bytes)
-//   into an Event, registers the request in a table under a numeric id and hands the Event to the
-//   JS thread through a threadsafe function. The callback returns at once, so the loop reads the
-//   next request while JS works: many requests are in flight with one reader thread.
+// - One FuseSession per mount. Its /dev/fuse descriptor is non-blocking and polled by the JS
+//   thread's event loop (uv_poll): when it is readable, requests are read and processed right there
+//   (fuse_session_receive_buf / _process_buf, at most READ_BATCH per wake-up); each request callback
+//   copies what it needs (names, written bytes) into an Event, registers the request in a table under
+//   a numeric id and calls the JS handler at once (MakeCallback), which starts the request's work and
+//   returns: many requests are in flight, answered as each finishes. Decision (measured, README):
+//   before, fuse_session_loop ran on a thread of its own and handed each request over through a
+//   threadsafe function — a mutex, an eventfd write and read, an epoll wake-up and two context
+//   switches per request, which a one-request-at-a-time client (stat, create, close) pays in full.
 // - JS answers with reply*(id, ...), which calls fuse_reply_* on the JS thread (libfuse allows a
 //   reply from any thread). The id, not a pointer, crosses into JS: a second reply, a reply after
 //   unmount, or a made-up id finds nothing and throws or is ignored instead of touching freed
@@ -29,8 +33,10 @@
 #include <deque>
 #include <mutex>
 #include <string>
+#include <fcntl.h>
 #include <sys/file.h>
 #include <sys/mount.h>
+#include <uv.h>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -61,7 +67,6 @@ struct Event {
   double set[8] = {0};    // setattr: mode uid gid size atime_s atime_ns mtime_s mtime_ns; locks: type start len sleep;
                           // copy_file_range: off_in fh_in ino_out off_out fh_out len flags; fallocate: offset length
   bool hasSet = false;
-  FuseSession *self = nullptr;  // the exit notice (op 0)
 };
 
 struct Pending {
@@ -93,7 +98,7 @@ class FuseSession : public Napi::ObjectWrap<FuseSession> {
   explicit FuseSession(const Napi::CallbackInfo &info);
   ~FuseSession() override;
 
-  // Called on the loop thread by the request callbacks. `interruptible`: a FUSE_INTERRUPT of the
+  // Called on the JS thread by the request callbacks (inside Readable). `interruptible`: a FUSE_INTERRUPT of the
   // request reaches JS as an OP_INTERRUPT event with the request's id (blocking lock waits).
   void Dispatch(fuse_req_t req, Event *ev, size_t size = 0, bool interruptible = false) {
     {
@@ -108,14 +113,9 @@ class FuseSession : public Napi::ObjectWrap<FuseSession> {
       pending_.emplace(ev->id, Pending{req, size, ev->slab});
     }
     uint64_t id = ev->id;
-    if (tsfn_.BlockingCall(ev) != napi_ok) {
-      free(ev->data);
-      delete ev;
-      Fail(id, EIO);
-      return;
-    }
+    Call(ev);
     if (interruptible) {
-      // Registered after the request's event is queued, so that an interrupt that already came
+      // Registered after the request's event is handled, so that an interrupt that already came
       // (libfuse then calls OnInterrupt at once) reaches JS after the request it names. Under mu_,
       // and only while the request is pending: a reply (which frees the request) holds mu_ too.
       // Lock order mu_ -> req lock -> session lock; OnInterrupt takes neither mu_ nor a reply.
@@ -124,8 +124,9 @@ class FuseSession : public Napi::ObjectWrap<FuseSession> {
       if (it != pending_.end()) fuse_req_interrupt_func(it->second.req, OnInterrupt, reinterpret_cast<void *>(static_cast<uintptr_t>(id)));
     }
   }
-  // libfuse's interrupt callback (loop thread, the request's lock held): tells JS, which cancels the
-  // wait and answers the request (EINTR) through the usual reply path.
+  // libfuse's interrupt callback (JS thread, inside request processing or the registration above,
+  // the request's lock held): tells JS through the threadsafe function, i.e. later and outside these
+  // locks, which cancels the wait and answers the request (EINTR) through the usual reply path.
   static void OnInterrupt(fuse_req_t req, void *data);
   void Interrupt(uint64_t id) {
     auto *ev = new Event();
@@ -133,20 +134,17 @@ class FuseSession : public Napi::ObjectWrap<FuseSession> {
     ev->id = id;
     if (tsfn_.BlockingCall(ev) != napi_ok) delete ev;
   }
-  // On the JS thread once the loop thread has ended: joins it and lets the object be collected.
-  void Finished() {
-    if (loop_.joinable()) loop_.join();
-    Unref();
-  }
   void Forget(uint64_t ino, uint64_t n) {
     auto *ev = new Event();
     ev->op = OP_FORGET;
     ev->ino = ino;
     ev->n1 = static_cast<double>(n);
-    if (tsfn_.BlockingCall(ev) != napi_ok) delete ev;
+    Call(ev);
   }
+  // Hands an event to the JS handler now (JS thread) and frees it.
+  void Call(Event *ev);
   bool writeback_ = false;
-  // A free slab for `len` written bytes (-1: none; the caller mallocs). Loop thread.
+  // A free slab for `len` written bytes (-1: none; the caller mallocs). JS thread (request processing).
   int TakeSlab(size_t len) {
     if (len > SLAB_SIZE) return -1;
     std::lock_guard<std::mutex> g(mu_);
@@ -203,15 +201,23 @@ class FuseSession : public Napi::ObjectWrap<FuseSession> {
     if (it->second.slab >= 0) slabBusy_[it->second.slab] = false;
     pending_.erase(it);
   }
-  void Loop();
+  static void OnPoll(uv_poll_t *h, int status, int events);
+  void Readable(int status);
+  void Teardown();
   void Notifier();
 
   struct fuse_session *se_ = nullptr;
   std::string mountpoint_;
   std::vector<std::string> args_;
-  Tsfn tsfn_;
+  Tsfn tsfn_;  // interrupts only (they must reach JS outside libfuse's request lock)
+  Napi::FunctionReference handler_;
   Napi::FunctionReference onExit_;
-  std::thread loop_, notifier_;
+  napi_env env_ = nullptr;
+  napi_async_context actx_ = nullptr;
+  uv_poll_t poll_;
+  struct fuse_buf fbuf_ = {};
+  bool tornDown_ = false;
+  std::thread notifier_;
   std::mutex mu_;
   std::unordered_map<uint64_t, Pending> pending_;
   uint64_t nextId_ = 0;
@@ -226,7 +232,7 @@ class FuseSession : public Napi::ObjectWrap<FuseSession> {
 FuseSession *Of(fuse_req_t req) { return static_cast<FuseSession *>(fuse_req_userdata(req)); }
 void FuseSession::OnInterrupt(fuse_req_t req, void *data) { Of(req)->Interrupt(static_cast<uint64_t>(reinterpret_cast<uintptr_t>(data))); }
 
-// ---------------------------------------------------------------- request callbacks (loop thread)
+// ---------------------------------------------------------------- request callbacks (JS thread, inside Readable)
 
 Event *Ev(int op, fuse_ino_t ino) {
   auto *e = new Event();
@@ -541,14 +547,9 @@ const struct fuse_lowlevel_ops kOps = MakeOps();
 
 void FreeData(Napi::Env, char *data) { free(data); }
 
-void CallJs(Napi::Env env, Napi::Function fn, std::nullptr_t *, Event *ev) {
-  if (env == nullptr || fn.IsEmpty()) {
-    if (ev) free(ev->data);
-    delete ev;
-    return;
-  }
-  Napi::HandleScope scope(env);
-  if (ev->op == 0 && ev->self) ev->self->Finished();
+// The handler's nine arguments for an event (op, id, ino, name, name2, n1, n2, n3, data); frees
+// nothing (the caller deletes the event). A scope must be open.
+void EventArgs(Napi::Env env, Event *ev, napi_value *args) {
   Napi::Value data = env.Undefined();
   if (ev->slab >= 0) {
     // JS takes slab ev->slab, bytes [0, n1): n1 carries the length, name2 the slab index.
@@ -562,15 +563,97 @@ void CallJs(Napi::Env env, Napi::Function fn, std::nullptr_t *, Event *ev) {
     for (int i = 0; i < 8; i++) arr[i] = ev->set[i];
     data = arr;
   }
-  napi_value args[] = {
-      Napi::Number::New(env, ev->op),     Napi::Number::New(env, static_cast<double>(ev->id)),
-      Napi::Number::New(env, static_cast<double>(ev->ino)), Napi::String::New(env, ev->name),
-      Napi::String::New(env, ev->name2),  Napi::Number::New(env, ev->n1),
-      Napi::Number::New(env, ev->n2),     Napi::Number::New(env, ev->n3),
-      data,
-  };
+  args[0] = Napi::Number::New(env, ev->op);
+  args[1] = Napi::Number::New(env, static_cast<double>(ev->id));
+  args[2] = Napi::Number::New(env, static_cast<double>(ev->ino));
+  args[3] = Napi::String::New(env, ev->name);
+  args[4] = Napi::String::New(env, ev->name2);
+  args[5] = Napi::Number::New(env, ev->n1);
+  args[6] = Napi::Number::New(env, ev->n2);
+  args[7] = Napi::Number::New(env, ev->n3);
+  args[8] = data;
+}
+
+// The threadsafe function's callback (interrupts).
+void CallJs(Napi::Env env, Napi::Function fn, std::nullptr_t *, Event *ev) {
+  if (env == nullptr || fn.IsEmpty()) {
+    if (ev) free(ev->data);
+    delete ev;
+    return;
+  }
+  Napi::HandleScope scope(env);
+  napi_value args[9];
+  EventArgs(env, ev, args);
   delete ev;
   fn.Call(9, args);
+}
+
+void FuseSession::Call(Event *ev) {
+  Napi::Env env(env_);
+  Napi::HandleScope scope(env);
+  napi_value args[9];
+  EventArgs(env, ev, args);
+  delete ev;
+  try {
+    // MakeCallback, not Call: this runs from an event-loop callback (uv_poll), and the promise jobs
+    // and nextTicks the handler queues must run when it returns, as after any I/O callback.
+    handler_.Value().MakeCallback(env.Global(), 9, args, actx_);
+  } catch (const Napi::Error &e) {
+    // A throw out of the handler (it catches its requests' errors itself): uncaught, as from the
+    // threadsafe function before.
+    napi_fatal_exception(env_, e.Value());
+  }
+}
+
+constexpr int READ_BATCH = 64;
+
+void FuseSession::OnPoll(uv_poll_t *h, int status, int) { static_cast<FuseSession *>(h->data)->Readable(status); }
+
+// /dev/fuse is readable (or the connection ended: ENODEV, or an error status): processes up to
+// READ_BATCH requests, then lets the event loop run the rest of its work (the poll is level-triggered).
+void FuseSession::Readable(int status) {
+  if (tornDown_) return;
+  if (status < 0) return Teardown();
+  for (int i = 0; i < READ_BATCH; i++) {
+    if (fuse_session_exited(se_)) return Teardown();
+    int res = fuse_session_receive_buf(se_, &fbuf_);
+    if (res == -EAGAIN) return;
+    if (res == -EINTR) continue;
+    if (res <= 0) return Teardown();  // 0: ENODEV (unmounted) or exited
+    fuse_session_process_buf(se_, &fbuf_);
+  }
+}
+
+// The connection ended (unmount, fusermount3 -u from outside, or an error reading it): what is still
+// pending is answered EIO, the session destroyed, and JS told (op 0). JS thread.
+void FuseSession::Teardown() {
+  if (tornDown_) return;
+  tornDown_ = true;
+  uv_poll_stop(&poll_);
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    ended_ = true;
+    for (auto &p : pending_) fuse_reply_err(p.second.req, EIO);
+    pending_.clear();
+  }
+  {
+    std::lock_guard<std::mutex> g(nmu_);
+    nstop_ = true;
+  }
+  ncv_.notify_all();
+  if (notifier_.joinable()) notifier_.join();
+  free(fbuf_.mem);
+  fbuf_.mem = nullptr;
+  fuse_session_reset(se_);
+  fuse_session_unmount(se_);
+  fuse_session_destroy(se_);  // closes the descriptor: polled no more since uv_poll_stop
+  se_ = nullptr;
+  tsfn_.Release();
+  // The handle goes with its close callback; the object may be collected after that.
+  uv_close(reinterpret_cast<uv_handle_t *>(&poll_), [](uv_handle_t *h) { static_cast<FuseSession *>(h->data)->Unref(); });
+  auto *ev = new Event();
+  ev->op = 0;
+  Call(ev);
 }
 
 void FillStat(const Napi::Value &v, struct stat *st) {
@@ -647,12 +730,16 @@ FuseSession::FuseSession(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Fuse
   writeback_ = info[2].ToBoolean();
   tsfn_ = Tsfn::New(env, info[3].As<Napi::Function>(), "portico-fuse", 0, 1, nullptr);
   tsfn_.Unref(env);
+  handler_ = Napi::Persistent(info[3].As<Napi::Function>());
   onExit_ = Napi::Persistent(info[4].As<Napi::Function>());
+  env_ = env;
+  napi_value resource = Napi::Object::New(env);
+  if (napi_async_init(env, resource, Napi::String::New(env, "portico-fuse"), &actx_) != napi_ok) throw Napi::Error::New(env, "fuse: napi_async_init failed");
 }
 
 FuseSession::~FuseSession() {
-  // The JS object is collected only after the loop ended (mount() keeps it referenced until then).
-  if (loop_.joinable()) loop_.detach();
+  // The JS object is collected only after the teardown (mount() keeps it referenced until then).
+  if (actx_ != nullptr) napi_async_destroy(env_, actx_);
 }
 
 Napi::Value FuseSession::Mount(const Napi::CallbackInfo &info) {
@@ -671,37 +758,22 @@ Napi::Value FuseSession::Mount(const Napi::CallbackInfo &info) {
     e.Set("errno", Napi::Number::New(env, err));
     throw e;
   }
+  int fd = fuse_session_fd(se_);
+  uv_loop_t *loop = nullptr;
+  if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0 || napi_get_uv_event_loop(env, &loop) != napi_ok ||
+      uv_poll_init(loop, &poll_, fd) != 0) {
+    fuse_session_unmount(se_);
+    fuse_session_destroy(se_);
+    se_ = nullptr;
+    throw Napi::Error::New(env, "fuse: cannot poll the session's descriptor");
+  }
+  poll_.data = this;
   mounted_ = true;
-  Ref();  // kept alive until the loop has ended
-  tsfn_.Ref(env);
+  Ref();  // kept alive until the teardown's poll handle is closed
   notifier_ = std::thread([this] { Notifier(); });
-  loop_ = std::thread([this] { Loop(); });
+  // The active poll keeps the event loop (the process) alive while mounted.
+  uv_poll_start(&poll_, UV_READABLE, OnPoll);
   return env.Undefined();
-}
-
-void FuseSession::Loop() {
-  fuse_session_loop(se_);
-  {
-    std::lock_guard<std::mutex> g(mu_);
-    ended_ = true;
-    for (auto &p : pending_) fuse_reply_err(p.second.req, EIO);
-    pending_.clear();
-  }
-  {
-    std::lock_guard<std::mutex> g(nmu_);
-    nstop_ = true;
-  }
-  ncv_.notify_all();
-  notifier_.join();
-  fuse_session_unmount(se_);
-  fuse_session_destroy(se_);
-  se_ = nullptr;
-  // Tell JS the mount is gone; the event with op 0 is the exit notice.
-  auto *ev = new Event();
-  ev->op = 0;
-  ev->self = this;
-  if (tsfn_.BlockingCall(ev) != napi_ok) delete ev;
-  tsfn_.Release();
 }
 
 void FuseSession::Notifier() {
@@ -721,8 +793,8 @@ void FuseSession::Notifier() {
 }
 
 Napi::Value FuseSession::Unmount(const Napi::CallbackInfo &info) {
-  // A lazy unmount makes the kernel end the connection: the loop's read returns ENODEV, and the
-  // loop thread tears the session down (Loop). As root umount2 does it; otherwise the caller runs
+  // A lazy unmount makes the kernel end the connection: the descriptor polls readable (or with an
+  // error), its read returns ENODEV, and Readable tears the session down (Teardown). As root umount2 does it; otherwise the caller runs
   // fusermount3 -u -z (protocols/fuse/mount.ts) — this returns false then.
   if (!mounted_) return Napi::Boolean::New(info.Env(), true);
   if (se_) fuse_session_exit(se_);
