@@ -1184,7 +1184,7 @@ export class LocalBackend implements Backend, WriterHost {
    */
   async watch(dir: string, recursive: boolean, listener: BackendWatchListener): Promise<BackendWatcher> {
     await this.walk(dir);
-    this.watches ??= new LocalWatches(this.root, TEMP_PREFIX, this.watchOptions);
+    this.watches ??= new LocalWatches(this.root, TEMP_PREFIX, this.watchOptions, this.io);
     return this.watches.watch(dir, recursive, listener);
   }
 
