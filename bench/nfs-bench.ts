@@ -17,6 +17,8 @@
  *   BENCH_PORTICO_BASE=/tmp/base/bin/portico.js   also a baseline tree's Portico ("base"), measured
  *                                     in the same run, interleaved, with its CPU per op next to this
  *                                     tree's (A/B of a change; BENCH_SERVERS=portico,base without ganesha)
+ *   BENCH_BASE_NODE_ARGS='...'        node options for "base" alone (default: BENCH_PORTICO_NODE_ARGS);
+ *                                     with BENCH_PORTICO_BASE=<this tree>/bin/portico.js, an A/B of a node option
  *
  * Figures (the COMPOUNDs are those a Linux 4.1 client sends for the same work):
  * - read / write of the big file: OPEN, READ or UNSTABLE WRITE in IO-size pieces with 8 in flight,

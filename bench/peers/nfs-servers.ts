@@ -90,8 +90,10 @@ export async function startPorticoNfs(dir: string, bin = BIN, name = 'portico'):
   );
   const add = spawnSync(NODE, [bin, 'user', 'add', 'root', '--uid', '0', '--gid', '0', '--password-stdin', '--config', conf], { env: cleanEnv(), input: 'bench-password-1\n', encoding: 'utf8' });
   if (add.status !== 0) throw new Error(`portico user add failed (${add.status}): ${add.stdout}${add.stderr}`);
-  // BENCH_PORTICO_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof": node options for Portico (profiling).
-  const nodeArgs = (process.env.BENCH_PORTICO_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  // BENCH_PORTICO_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof": node options for Portico (profiling);
+  // BENCH_BASE_NODE_ARGS: the baseline's ("base"), when they should differ (A/B of a node option).
+  const args = name === 'base' ? (process.env.BENCH_BASE_NODE_ARGS ?? process.env.BENCH_PORTICO_NODE_ARGS) : process.env.BENCH_PORTICO_NODE_ARGS;
+  const nodeArgs = (args ?? '').split(' ').filter(Boolean);
   const { child, output } = spawnKept(NODE, [...nodeArgs, bin, 'serve', '--config', conf], cleanEnv());
   const logTail = (): string => output().split('\n').slice(-30).join('\n');
   const server: NfsServerProcess = {
