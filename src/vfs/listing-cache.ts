@@ -12,7 +12,10 @@
  *   backends without directory times (object stores) keep none;
  * - no change through Portico touched the directory or a member since the build (Vfs.emit drops
  *   the listing of the changed name's directory, and a directory rename or removal drops them
- *   all; a change while a listing was being built keeps it from being stored);
+ *   all; a change while a listing was being built keeps it from being stored: the drop ends the
+ *   build, and its next page starts none). A change in another directory does not: a drop used
+ *   to void every build in progress (a global epoch), so under writes anywhere in the gateway a
+ *   large directory's listing was never kept and each of its passes stat'ed every entry again.
  * - a pass (its first page) starts at most `ttlMs` (the attribute cache's TTL) after the listing
  *   was complete, and its later pages come within PASS_MS: a member's attributes changed outside
  *   Portico (an outside write, chmod: no directory time moves) show in a pass that starts ttlMs
@@ -42,7 +45,6 @@ interface Listing {
 
 interface Building {
   sig: string;
-  epoch: number;
   entries: BackendStat[];
   /** The `after` the next page must be asked with to continue this build. */
   next: string;
@@ -67,9 +69,8 @@ function indexOf(entries: readonly BackendStat[], name: string): number {
 export class ListingCache {
   readonly ttlMs: number;
   private readonly done: LRUCache<string, Listing>;
+  /** Builds in progress by directory: a drop of the directory deletes its build (it may hold a stale member). */
   private readonly building = new Map<string, Building>();
-  /** Advances at every drop: a build that saw one is not stored (it may hold a stale member). */
-  private epoch = 0;
 
   constructor(ttlMs: number) {
     this.ttlMs = ttlMs;
@@ -122,7 +123,7 @@ export class ListingCache {
         return;
       }
       if (this.building.size >= 1000) this.building.clear();
-      b = { sig, epoch: this.epoch, entries: [], next: '' };
+      b = { sig, entries: [], next: '' };
       this.building.set(dir, b);
     } else {
       // A client resumes from the last entry its reply had room for, which may lie inside the page
@@ -141,7 +142,7 @@ export class ListingCache {
       if (x.type !== 'dir' && x.nlink !== undefined && x.nlink > 1) linked = true;
       b.entries.push(x);
     }
-    if (linked || b.entries.length > MAX_LISTING || b.epoch !== this.epoch) {
+    if (linked || b.entries.length > MAX_LISTING) {
       this.building.delete(dir);
       return;
     }
@@ -155,14 +156,12 @@ export class ListingCache {
 
   /** A change through Portico (or one seen outside) in the directory `dir`. */
   drop(dir: string): void {
-    this.epoch++;
     this.done.delete(dir);
     this.building.delete(dir);
   }
 
   /** A directory renamed or removed, a cache refresh: every listing goes. */
   clear(): void {
-    this.epoch++;
     this.done.clear();
     this.building.clear();
   }

@@ -93,6 +93,42 @@ describe('listing cache', () => {
     await expect(v.readdir('s', '/d')).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
+  it('a change in another directory while a listing is built does not keep it from being kept; one in the directory does', async () => {
+    const { vfs: v, lists } = await setup(30);
+    await v.mkdir('s', '/other');
+    /** A pass of /d in pages of 7, `between` run after each page. */
+    const pass = async (between: (page: number) => Promise<void>): Promise<Map<string, number>> => {
+      const out = new Map<string, number>();
+      let cookie: bigint | undefined;
+      for (let page = 0; ; page++) {
+        const r = await v.readdir('s', '/d', cookie === undefined ? { limit: 7 } : { cookie, limit: 7 });
+        for (const e of r.entries) out.set(e.name, e.attr.size);
+        if (r.eof) return out;
+        cookie = r.entries.at(-1)!.cookie;
+        await between(page);
+      }
+    };
+    // Files created and written in /other between the pages of the build.
+    await pass(async (page) => {
+      const h = await v.open('s', `/other/o${page}`, { access: RW, disposition: 'create', owner: 't', expect: 'file' });
+      await v.write(h, 0, Buffer.from('abc'));
+      await v.close(h);
+    });
+    const n = lists();
+    expect((await pass(async () => undefined)).size).toBe(30);
+    expect(lists()).toBe(n);
+    // A member of /d changed between the pages of a build (after its page was listed): that build
+    // is not kept, so the next pass lists again and shows the change.
+    await v.setattr('s', '/d/f010', { size: 1 });
+    await pass(async (page) => {
+      if (page === 2) await v.setattr('s', '/d/f000', { size: 4 });
+    });
+    const m = lists();
+    const again = await pass(async () => undefined);
+    expect(again.get('f000')).toBe(4);
+    expect(lists()).toBeGreaterThan(m);
+  });
+
   it('a name added or removed outside shows at once; a member written outside once the TTL is over', async () => {
     const { root, vfs: v, lists } = await setup(20, 300);
     // Built from pages resumed inside themselves (what an NFS READDIR does).
