@@ -297,6 +297,8 @@ class Journal {
   private readonly dir: string;
   private fh: FileHandle | undefined;
   private readonly live = new Map<string, PutRecord>();
+  /** Encoded length of each live record (liveBytes without encoding them again). */
+  private readonly liveLen = new Map<string, number>();
   private queue: { rec: JournalRecord; resolve: () => void; reject: (e: unknown) => void }[] = [];
   private running: Promise<void> | undefined;
   private needsRewrite = false;
@@ -350,6 +352,9 @@ class Journal {
     while (this.queue.length > 0) {
       const batch = this.queue;
       this.queue = [];
+      // Each record is encoded once: its line is written and its length kept for compaction
+      // (a small put carries its content, ~5.5 KiB of JSON for 4 KiB: stringify + CRC per call).
+      let lines: string[];
       try {
         if (this.needsRewrite) await this.rewrite();
         if (this.fh === undefined) {
@@ -358,7 +363,8 @@ class Journal {
           this.fh = await open(this.file, 'a', 0o600);
           if (created) await fsyncDir(this.dir);
         }
-        const text = batch.map((b) => encodeRecord(b.rec)).join('');
+        lines = batch.map((b) => encodeRecord(b.rec));
+        const text = lines.join('');
         await this.fh.write(text);
         // Records of writeBack.fsync: false shares alone need no fdatasync (their stages had none
         // either; recovery trusts them only within the same boot). Deletes always get one: a
@@ -370,14 +376,17 @@ class Journal {
         for (const b of batch) b.reject(toVfsError(e));
         continue;
       }
-      for (const b of batch) {
+      for (let i = 0; i < batch.length; i++) {
+        const b = batch[i]!;
         if (b.rec.t === 'put') {
-          this.liveBytes -= this.live.has(b.rec.k) ? encodeRecord(this.live.get(b.rec.k)!).length : 0;
+          this.liveBytes -= this.liveLen.get(b.rec.k) ?? 0;
           this.live.set(b.rec.k, b.rec);
-          this.liveBytes += encodeRecord(b.rec).length;
+          this.liveLen.set(b.rec.k, lines[i]!.length);
+          this.liveBytes += lines[i]!.length;
         } else if (this.live.has(b.rec.k)) {
-          this.liveBytes -= encodeRecord(this.live.get(b.rec.k)!).length;
+          this.liveBytes -= this.liveLen.get(b.rec.k) ?? 0;
           this.live.delete(b.rec.k);
+          this.liveLen.delete(b.rec.k);
         }
         b.resolve();
       }
@@ -397,7 +406,11 @@ class Journal {
     this.fh = undefined;
     await old?.close().catch(() => undefined);
     const tmp = `${this.file}.tmp`;
-    const text = [...this.live.values()].map(encodeRecord).join('');
+    const lines = [...this.live.values()].map(encodeRecord);
+    this.liveLen.clear();
+    let i = 0;
+    for (const k of this.live.keys()) this.liveLen.set(k, lines[i++]!.length);
+    const text = lines.join('');
     const fh = await open(tmp, 'w', 0o600);
     try {
       await fh.write(text);
@@ -680,12 +693,17 @@ export class WriteBack {
       // Snapshot first, then fsync: every range the snapshot lists was written before the fsync.
       const snap = stage.snapshot();
       let data: string | undefined;
-      if (boot === undefined && snap.mode === 'whole' && snap.base === null && snap.size <= INLINE_MAX_BYTES) {
+      if ((boot === undefined || stage.inMemoryOnly) && snap.mode === 'whole' && snap.base === null && snap.size <= INLINE_MAX_BYTES) {
         // Small: the content goes into the record (read after the snapshot, as the fsync below
         // covers writes after it too). The stage file itself is not synced: a later record without
-        // data (the stage grew) syncs it and, unless done before, its directory entry.
+        // data (the stage grew) syncs it and, unless done before, its directory entry. A memory
+        // stage (a small staged PUT, WriteStage.inMemory) has no file at all: the record is its only
+        // copy on disk, on fsync: false shares too (a restore writes the file from the record).
         data = (await stage.read(0, snap.size)).toString('base64');
-      } else if (boot === undefined) {
+      } else if (boot !== undefined) {
+        // Not synced, but on disk (the page cache) before the record that names the file.
+        await stage.persist();
+      } else {
         await stage.sync();
         if (!this.dirSynced.has(stage)) {
           await fsyncDir(this.stageDir);
@@ -732,7 +750,12 @@ export class WriteBack {
     // file comment): then small ones are staged too, answered without a request to the store.
     const deferrable = !o.exclusive && deferredCreatesOf(backend) !== undefined;
     if (o.existing === undefined && !deferrable && o.sizeHint !== undefined && o.sizeHint < STAGE_NEW_MIN_BYTES) return undefined;
-    return new StagedReplace(this, volume, new WriteStage(this.stageDir, backend, path, true), backend, o);
+    // A body that may be small starts in memory (journaled with its content, uploaded from memory);
+    // one declared larger goes to its temp file from the first byte.
+    const stage = o.sizeHint === undefined || o.sizeHint <= INLINE_MAX_BYTES
+      ? WriteStage.inMemory(this.stageDir, backend, path, INLINE_MAX_BYTES)
+      : new WriteStage(this.stageDir, backend, path, true);
+    return new StagedReplace(this, volume, stage, backend, o);
   }
 
   private journalFor(): Journal {
@@ -1031,7 +1054,11 @@ export class WriteBack {
       try {
         // Inline content (PutRecord.data): the record is the durable copy; the file may be torn or
         // missing after a machine crash.
-        if (r.data !== undefined) await writeFile(file, Buffer.from(r.data, 'base64'), { mode: 0o600 });
+        // A memory stage (WriteStage.inMemory) never had a file, maybe not even the directory.
+        if (r.data !== undefined) {
+          await mkdir(this.stageDir, { recursive: true, mode: 0o700 });
+          await writeFile(file, Buffer.from(r.data, 'base64'), { mode: 0o600 });
+        }
         await stat(file);
         stage = WriteStage.restore(this.stageDir, backend, r.path, { ...r.snap, file });
         // Journaled stages are dirty by definition (the snapshot may predate a flag change).

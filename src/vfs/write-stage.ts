@@ -41,7 +41,7 @@
  * Memory stays bounded: reads and publishes move at most COPY_CHUNK bytes at a time; the writer
  * bounds its own part buffers.
  */
-import { open, mkdir, rm, type FileHandle } from 'node:fs/promises';
+import { open, mkdir, unlink, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Backend, BackendStat, BackendWriter, ContentVersion } from './backend.ts';
@@ -49,6 +49,8 @@ import { VfsError, toVfsError } from './errors.ts';
 import { COPY_CHUNK } from './file-copy.ts';
 
 const ZEROS = Buffer.alloc(COPY_CHUNK);
+/** Stage directories this process has made (see the constructor). */
+const madeDirs = new Set<string>();
 
 export type StageMode = 'pending' | 'whole' | 'sparse';
 
@@ -101,17 +103,35 @@ export class WriteStage {
   private fh: FileHandle | undefined;
   private readonly tmpPath: string;
   private readonly backend: Backend;
-  private readonly ready: Promise<void>;
+  /** Every file operation waits for it: the temp file's open (or a memory stage's spill to it). */
+  private ready: Promise<void>;
+  /**
+   * A memory stage (WriteStage.inMemory): the content while it is at most `memLimit` bytes, no temp
+   * file yet. Undefined once spilled to the file (or for a file stage).
+   */
+  private mem: Buffer | undefined;
+  private memLimit = 0;
+  private readonly dir: string;
 
   /**
    * Synchronous so that concurrent opens of one file find and share the same stage; the temporary
    * file is opened in the background and every method waits for it. `empty` = the file starts
    * empty (created or truncated): nothing will be downloaded. `restoreFrom` is internal (restore()).
    */
-  constructor(dir: string, backend: Backend, path: string, empty: boolean, restoreFrom?: StageSnapshot) {
+  constructor(dir: string, backend: Backend, path: string, empty: boolean, restoreFrom?: StageSnapshot, memory?: number) {
     this.backend = backend;
     this.path = path;
-    if (restoreFrom !== undefined) {
+    this.dir = dir;
+    if (memory !== undefined && restoreFrom === undefined && empty) {
+      // A memory stage: the temp file is made only if the content outgrows `memory` or must be on disk.
+      this.tmpPath = join(dir, `stage-${randomBytes(12).toString('hex')}`);
+      this.size = 0;
+      this.mode = 'whole';
+      this.dirty = true;
+      this.mem = Buffer.alloc(0);
+      this.memLimit = memory;
+      this.ready = Promise.resolve();
+    } else if (restoreFrom !== undefined) {
       const s = restoreFrom;
       this.tmpPath = resolve(dir, s.file);
       this.mode = s.mode;
@@ -132,8 +152,7 @@ export class WriteStage {
       this.mode = empty ? 'whole' : 'pending';
       this.dirty = empty;
       this.ready = (async () => {
-        await mkdir(dir, { recursive: true, mode: 0o700 });
-        this.fh = await open(tmp, 'w+', 0o600);
+        this.fh = await openNew(dir, tmp);
       })();
     }
     // Failures surface on first use; never as an unhandled rejection.
@@ -148,6 +167,61 @@ export class WriteStage {
   static restore(dir: string, backend: Backend, path: string, snap: StageSnapshot): WriteStage {
     if (!validSnapshot(snap)) throw new VfsError('EINVAL', 'malformed write-stage snapshot', { path });
     return new WriteStage(dir, backend, path, false, snap);
+  }
+
+  /**
+   * An empty (created or truncated) whole stage held in memory while its content is at most `limit`
+   * bytes: a small WebDAV PUT on an async share is journaled with its content (write-back.ts
+   * INLINE_MAX_BYTES) and uploaded from memory, so its temp file would only be written, read back
+   * and removed (open, pwritev, pread, pread, close, unlink: six thread-pool round trips per PUT).
+   * It spills to its temp file (from then on a file stage) when a write or truncate goes past
+   * `limit`, and when it must be on disk: sync(), persist(). snapshot() names the temp file either
+   * way; a snapshot of a memory stage is only journaled together with the content.
+   */
+  static inMemory(dir: string, backend: Backend, path: string, limit: number): WriteStage {
+    return new WriteStage(dir, backend, path, true, undefined, limit);
+  }
+
+  /** Whether the content is in memory only (no temp file written yet). */
+  get inMemoryOnly(): boolean {
+    return this.mem !== undefined;
+  }
+
+  /**
+   * A memory stage goes to its temp file (not synced): every later operation works on the file.
+   * Synchronous up to the hand-over, so a write arriving meanwhile goes after the spilled bytes.
+   */
+  private spill(): void {
+    const data = this.mem;
+    if (data === undefined) return;
+    this.mem = undefined;
+    const content = data.subarray(0, this.size);
+    const before = this.ready;
+    this.ready = (async () => {
+      await before;
+      this.fh = await openNew(this.dir, this.tmpPath);
+      await writeAll(this.fh, content, 0);
+    })();
+    this.ready.catch(() => undefined);
+  }
+
+  /** The content is in the temp file (a memory stage spills; nothing is synced). */
+  async persist(): Promise<void> {
+    this.spill();
+    await this.ready;
+  }
+
+  /** Copies `data` into the memory stage at `offset` (within memLimit), growing its buffer. */
+  private memWrite(offset: number, data: Uint8Array): void {
+    const end = offset + data.length;
+    let buf = this.mem!;
+    if (end > buf.length) {
+      const grown = Buffer.alloc(Math.min(this.memLimit, Math.max(end, buf.length * 2, 4096)));
+      // The whole old buffer: a writev's earlier chunks are past `size` until it returns.
+      buf.copy(grown, 0, 0, buf.length);
+      this.mem = buf = grown;
+    }
+    buf.set(data, offset);
   }
 
   /** Plain JSON description of the stage (see StageSnapshot). */
@@ -167,6 +241,7 @@ export class WriteStage {
 
   /** Makes the temp file's content durable (fsync). */
   async sync(): Promise<void> {
+    this.spill();
     await this.ready;
     await this.fh!.sync();
   }
@@ -209,6 +284,10 @@ export class WriteStage {
 
   async read(offset: number, length: number): Promise<Buffer> {
     if (this.mode === 'pending') return this.backend.read(this.path, offset, length);
+    if (this.mem !== undefined) {
+      const e = Math.min(this.size, offset + length);
+      return e <= offset ? Buffer.alloc(0) : Buffer.from(this.mem.subarray(offset, e));
+    }
     await this.ready;
     const end = Math.min(this.size, offset + length);
     if (end <= offset) return Buffer.alloc(0);
@@ -240,7 +319,7 @@ export class WriteStage {
    * straight into it: a stream of reads (a WebDAV GET of a pending file) allocates nothing.
    */
   async readInto(offset: number, target: Uint8Array): Promise<number> {
-    if (this.mode !== 'whole') {
+    if (this.mode !== 'whole' || this.mem !== undefined) {
       const buf = await this.read(offset, target.length);
       target.set(buf);
       return buf.length;
@@ -262,7 +341,12 @@ export class WriteStage {
 
   async write(offset: number, data: Uint8Array): Promise<number> {
     await this.begin();
-    await writeAll(this.fh!, data, offset);
+    if (this.mem !== undefined && offset <= this.size && offset + data.length <= this.memLimit) this.memWrite(offset, data);
+    else {
+      this.spill();
+      await this.ready;
+      await writeAll(this.fh!, data, offset);
+    }
     const end = offset + data.length;
     if (this.mode === 'sparse' && data.length > 0) {
       addExtent(this.extents, offset, end);
@@ -279,7 +363,17 @@ export class WriteStage {
     await this.begin();
     let n = 0;
     for (const c of chunks) n += c.length;
-    await writevAll(this.fh!, chunks, offset);
+    if (this.mem !== undefined && offset <= this.size && offset + n <= this.memLimit) {
+      let at = offset;
+      for (const c of chunks) {
+        this.memWrite(at, c);
+        at += c.length;
+      }
+    } else {
+      this.spill();
+      await this.ready;
+      await writevAll(this.fh!, chunks, offset);
+    }
     const end = offset + n;
     if (this.mode === 'sparse' && n > 0) {
       addExtent(this.extents, offset, end);
@@ -292,6 +386,7 @@ export class WriteStage {
   }
 
   async truncate(size: number): Promise<void> {
+    this.spill();
     await this.begin();
     if (this.mode === 'sparse') {
       if (size < this.size) {
@@ -367,6 +462,12 @@ export class WriteStage {
    * or cut by a truncate running meanwhile) go as zeros; a cut range stays dirty for the next publish.
    */
   private async sendFromFile(w: BackendWriter, start: number, end: number): Promise<void> {
+    if (this.mem !== undefined) {
+      // A fresh copy: the writer may keep it, and the stage may change after this publish started.
+      if (end > start) await w.write(Buffer.from(this.mem.subarray(start, end)));
+      return;
+    }
+    await this.ready;
     for (let off = start; off < end;) {
       const want = Math.min(COPY_CHUNK, end - off);
       const buf = Buffer.allocUnsafe(want);
@@ -422,12 +523,40 @@ export class WriteStage {
   }
 
   async discard(): Promise<void> {
+    if (this.mem !== undefined) {
+      // Never on disk.
+      this.mem = undefined;
+      this.ready = Promise.reject(new VfsError('EBADF', 'write stage discarded', { path: this.path }));
+      this.ready.catch(() => undefined);
+      return;
+    }
     await this.ready.catch(() => undefined);
     const fh = this.fh;
     this.fh = undefined;
     await fh?.close().catch(() => undefined);
-    await rm(this.tmpPath, { force: true });
+    // One unlink (fs.rm is an lstat and then the unlink: two thread-pool round trips per stage).
+    await unlink(this.tmpPath).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== 'ENOENT') throw e;
+    });
   }
+}
+
+/**
+ * Creates a stage's temp file. The directory is made once per process (a recursive mkdir per stage
+ * was one more thread-pool round trip on every small PUT of an async share); if it went away since,
+ * the open fails with ENOENT and it is made again.
+ */
+async function openNew(dir: string, tmp: string): Promise<FileHandle> {
+  if (madeDirs.has(dir)) {
+    try {
+      return await open(tmp, 'w+', 0o600);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+  }
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  madeDirs.add(dir);
+  return open(tmp, 'w+', 0o600);
 }
 
 async function writeAll(fh: FileHandle, data: Uint8Array, position: number): Promise<void> {

@@ -403,6 +403,59 @@ describe('async write-back (memory:objectstore)', () => {
     }
   });
 
+  it('a small PUT is held in memory: no stage file, journaled with its content (fsync: false too), restored and uploaded from the record; a reboot sends it to lost+found', async () => {
+    const put = async (vfs: Vfs, path: string, body: string): Promise<void> => {
+      const w = await vfs.replaceContent('s', path, { owner: 'dav', sizeHint: body.length });
+      await w.write(Buffer.from(body));
+      await w.commit();
+    };
+    const stageFiles = (e: Env): string[] => (existsSync(join(e.stateDir, 'stage')) ? readdirSync(join(e.stateDir, 'stage')) : []);
+    const probe = await openHandle(join(tmpdir(), `portico-fh-probe2-${process.pid}`), 'w');
+    const proto = Object.getPrototypeOf(probe) as { sync: () => Promise<void>; datasync: () => Promise<void> };
+    await probe.close();
+    const syncs = vi.spyOn(proto, 'sync');
+    const datasyncs = vi.spyOn(proto, 'datasync');
+    try {
+      for (const fsync of [true, false]) {
+        const mem = objectStore();
+        const env = await start(mem, { writeBack: { fsync } });
+        env.g.close();
+        await put(env.vfs, '/first', 'x');
+        syncs.mockClear();
+        datasyncs.mockClear();
+        await put(env.vfs, '/same', 'same boot');
+        await put(env.vfs, '/other', 'other boot');
+        // fsync: true: one journal fdatasync per PUT, nothing else; false: none.
+        expect(syncs).not.toHaveBeenCalled();
+        expect(datasyncs.mock.calls.length).toBe(fsync ? 2 : 0);
+        expect(stageFiles(env)).toEqual([]);
+        expect(await readFile(env.vfs, '/same')).toBe('same boot');
+        const journal = join(env.stateDir, 'writeback', 'journal.log');
+        const live = [...parseJournal(readFileSync(journal, 'utf8')).live.values()];
+        expect(live.map((r) => Buffer.from(r.data ?? '', 'base64').toString())).toEqual(['x', 'same boot', 'other boot']);
+        expect(live.every((r) => (r.boot !== undefined) === !fsync)).toBe(true);
+        // A crash (the process gone, the uploads never ran), then a start on the same state dir; on
+        // fsync: false /other's record claims another boot (a machine restart).
+        if (!fsync) writeFileSync(journal, live.map((r) => encodeRecord(r.path === '/other' ? { ...r, boot: 'another-boot' } : r)).join(''));
+        const again = await start(mem, { stateDir: env.stateDir, writeBack: { fsync } });
+        await drained(again);
+        expect(await stored(mem, '/same')).toBe('same boot');
+        expect(await stored(mem, '/first')).toBe('x');
+        if (fsync) expect(await stored(mem, '/other')).toBe('other boot');
+        else {
+          expect(await stored(mem, '/other')).toBeUndefined();
+          const lf = join(env.stateDir, 'writeback', 'lost+found', 's');
+          const kept = readdirSync(lf).find((f) => f.endsWith('other'))!;
+          expect(readFileSync(join(lf, kept), 'utf8')).toBe('other boot');
+        }
+        await until(() => stageFiles(again).length === 0, 10_000, 'restored stage files to be removed');
+      }
+    } finally {
+      syncs.mockRestore();
+      datasyncs.mockRestore();
+    }
+  });
+
   it('fstat of a handle opened while the upload was pending shows the file as it is once the upload lands', async () => {
     const mem = objectStore();
     const env = await start(mem);

@@ -8,7 +8,7 @@
  * uploaded over the other client's object).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -250,6 +250,9 @@ describe('async write-back over S3, across a crash', () => {
     expect(await first.call('put', { path: '/n/new', data: body.toString('base64') })).toMatchObject({ size: body.length, created: true });
     // Before: a new file under 1 MiB went in-band (HEAD + PutObject + HEAD); now no write at all.
     expect(env.proxy.log.filter((e) => e.method !== 'GET' && e.method !== 'HEAD')).toEqual([]);
+    // Nor a temp file: a small staged PUT is held in memory and journaled with its content (the
+    // record is its only copy on disk until the upload lands; the restart below restores from it).
+    expect(existsSync(join(state, 'stage')) ? readdirSync(join(state, 'stage')) : []).toEqual([]);
     expect(await env.rawHead(`${prefix}/n/new`)).toBe(false);
     expect((await first.read('/n/new')).equals(body)).toBe(true);
     expect((await first.call('stat', { path: '/n/new' })).size).toBe(body.length);
