@@ -351,3 +351,104 @@ describe('metadata store group commit', () => {
     s.close();
   });
 });
+
+describe('metadata store known child keys', () => {
+  /** Counts the SELECTs of one child row (lookupChild's query). */
+  function countChildQueries(s: MetadataStore): { n: number } {
+    const st = (s as unknown as { st: Record<string, { get: (...a: unknown[]) => unknown }> }).st;
+    const child = st.child!;
+    const counter = { n: 0 };
+    const get = child.get.bind(child);
+    st.child = { ...child, get: (...a: unknown[]) => (counter.n++, get(...a)) };
+    return counter;
+  }
+
+  it('a directory whose lookups missed twice has its keys known: a miss asks no query, and every way a row gets there is seen', () => {
+    // Rows made by an earlier run of the process: this one knows nothing of them.
+    const s0 = MetadataStore.open(dir);
+    const root = s0.rootId('v');
+    const d = s0.ensureChild('v', root, 'd', 'd');
+    const other = s0.ensureChild('v', root, 'o', 'o');
+    const x = s0.ensureChild('v', d.id, 'x', 'x');
+    const mv = s0.ensureChild('v', other.id, 'mv', 'mv');
+    s0.close();
+    const s = MetadataStore.open(dir);
+    try {
+      const q = countChildQueries(s);
+      expect(s.lookupChild('v', d.id, 'm1')).toBeUndefined();
+      expect(s.lookupChild('v', d.id, 'm2')).toBeUndefined();
+      expect(q.n).toBe(2);
+      // Known now: a miss costs no query; a stored key is still read from the table.
+      expect(s.lookupChild('v', d.id, 'm3')).toBeUndefined();
+      expect(q.n).toBe(2);
+      expect(s.lookupChild('v', d.id, 'x')?.id).toBe(x.id);
+      expect(q.n).toBe(3);
+      // A new id row: pending, then written by the batch.
+      const e = s.ensureChild('v', d.id, 'e', 'e');
+      s.commitGroup();
+      expect(s.lookupChild('v', d.id, 'e')?.id).toBe(e.id);
+      // A created name, a name moved in, a name replaced, a name removed.
+      const i = s.insertChild('v', d.id, 'i', 'i');
+      s.commitGroup();
+      expect(s.lookupChild('v', d.id, 'i')?.id).toBe(i.id);
+      s.moveNode('v', mv.id, d.id, 'moved', 'moved');
+      expect(s.lookupChild('v', d.id, 'moved')?.id).toBe(mv.id);
+      const x2 = s.replaceName('v', d.id, 'x', 'x');
+      expect(x2.id).not.toBe(x.id);
+      expect(s.lookupChild('v', d.id, 'x')?.id).toBe(x2.id);
+      s.dropName('v', d.id, 'e');
+      s.commitGroup();
+      expect(s.lookupChild('v', d.id, 'e')).toBeUndefined();
+      // A rolled-back move in leaves a key too many: a query, and the right answer.
+      expect(() => s.transaction(() => {
+        s.moveNode('v', i.id, d.id, 'rb', 'rb');
+        throw new Error('boom');
+      })).toThrow('boom');
+      expect(s.lookupChild('v', d.id, 'rb')).toBeUndefined();
+      expect(s.lookupChild('v', d.id, 'i')?.id).toBe(i.id);
+    } finally {
+      s.close();
+    }
+  });
+
+  it('a directory with more rows than the bound is not tracked: its misses keep asking the table', () => {
+    const s0 = MetadataStore.open(dir);
+    const root = s0.rootId('v');
+    const d = s0.ensureChild('v', root, 'big', 'big');
+    s0.transaction(() => {
+      for (let k = 0; k < 4097; k++) s0.ensureChild('v', d.id, `f${k}`, `f${k}`);
+    });
+    s0.close();
+    const s = MetadataStore.open(dir);
+    try {
+      const q = countChildQueries(s);
+      for (let k = 0; k < 4; k++) expect(s.lookupChild('v', d.id, `none${k}`)).toBeUndefined();
+      expect(q.n).toBe(4);
+      expect(s.lookupChild('v', d.id, 'f4096')?.name).toBe('f4096');
+    } finally {
+      s.close();
+    }
+  });
+
+  it('rows another store on the same file wrote are found after it closes (its open drops the known keys)', () => {
+    const a = MetadataStore.open(dir);
+    try {
+      const root = a.rootId('v');
+      const d = a.ensureChild('v', root, 'd', 'd');
+      a.commitGroup();
+      expect(a.lookupChild('v', d.id, 'm1')).toBeUndefined();
+      expect(a.lookupChild('v', d.id, 'm2')).toBeUndefined();
+      const b = MetadataStore.open(dir);
+      const n = b.ensureChild('v', d.id, 'n', 'n');
+      // While both are open, a's misses are not tracked either.
+      expect(a.lookupChild('v', d.id, 'm3')).toBeUndefined();
+      expect(a.lookupChild('v', d.id, 'm4')).toBeUndefined();
+      const n2 = b.ensureChild('v', d.id, 'n2', 'n2');
+      b.close();
+      expect(a.lookupChild('v', d.id, 'n')?.id).toBe(n.id);
+      expect(a.lookupChild('v', d.id, 'n2')?.id).toBe(n2.id);
+    } finally {
+      a.close();
+    }
+  });
+});
