@@ -5,11 +5,13 @@
  * last close then removes the WAL as SQLite does), and a thread that dies gives the checkpoints back
  * to SQLite.
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MetadataStore } from '../../src/store/metadata-store.ts';
+import { NODE, ROOT } from '../cli/helpers.ts';
 
 let dir: string;
 beforeEach(() => {
@@ -61,6 +63,31 @@ describe('metadata store: checkpoints in a thread', () => {
     } finally {
       s.close();
     }
+  });
+
+  it('in a process with the compile cache on (the gateway: bin/portico.js), the thread starts from it and checkpoints', () => {
+    const cache = join(dir, 'compile-cache');
+    const script = `
+      import module from 'node:module';
+      module.enableCompileCache(${JSON.stringify(cache)});
+      const { MetadataStore } = await import(${JSON.stringify(join(ROOT, 'src/store/metadata-store.ts'))});
+      const s = MetadataStore.open(${JSON.stringify(join(dir, 'state'))});
+      const c = s.checkpointInBackground({ intervalMs: 20, startCommits: 0 });
+      const root = s.rootId('v');
+      for (let i = 0; i < 200; i++) { s.ensureChild('v', root, 'f' + i, 'f' + i); s.commitGroup(); }
+      const end = Date.now() + 15000;
+      while (c.runs === 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+      process.stdout.write(JSON.stringify({ runs: c.runs, last: c.last, running: c.running, dir: module.getCompileCacheDir() }) + '\\n');
+      s.close();
+    `;
+    const r = spawnSync(NODE, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+    expect(r.stderr).not.toMatch(/checkpoint thread/);
+    const out = JSON.parse(r.stdout.trim()) as { runs: number; last: string; running: boolean; dir: string };
+    expect(out.dir.startsWith(cache)).toBe(true);
+    expect(out.running).toBe(true);
+    expect(out.runs).toBeGreaterThan(0);
+    expect(out.last).toBe('ok');
+    expect(existsSync(cache)).toBe(true);
   });
 
   it('without the thread and with autocheckpoint off, the database file does not grow (the probe is meaningful)', async () => {
