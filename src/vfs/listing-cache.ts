@@ -160,7 +160,20 @@ export class ListingCache {
     this.building.delete(dir);
   }
 
-  /** A directory renamed or removed, a cache refresh: every listing goes. */
+  /**
+   * A directory renamed or removed: the listings (and builds) of `dir` and of every directory
+   * below it go; the others stay (the listing of its parent is the caller's to drop). Keys are
+   * `<volume>\0<path>`: `dir` is one such key.
+   */
+  dropTree(dir: string): void {
+    const sep = dir.indexOf('\0');
+    const prefix = dir.endsWith('/') ? dir : `${dir}/`;
+    const below = (k: string): boolean => k === dir || (k.startsWith(prefix) && k.indexOf('\0') === sep);
+    for (const k of [...this.done.keys()]) if (below(k)) this.done.delete(k);
+    for (const k of [...this.building.keys()]) if (below(k)) this.building.delete(k);
+  }
+
+  /** A cache refresh: every listing goes. */
   clear(): void {
     this.done.clear();
     this.building.clear();

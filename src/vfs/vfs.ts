@@ -484,12 +484,16 @@ export class Vfs {
    */
   private emit(v: Volume, kind: ChangeKind, id: FileId, path: string, type: FileAttr['type'], oldPath?: string, exchange?: 1 | 2): bigint {
     this.attrCache.drop(id);
-    // A renamed or removed directory moves or ends every listing below it; else the name's directory.
-    if (type === 'dir' && (kind === 'rename' || kind === 'delete')) this.listings.clear();
-    else {
-      this.listings.drop(listingKey(v, parentPath(path)));
-      if (oldPath !== undefined) this.listings.drop(listingKey(v, parentPath(oldPath)));
+    // A renamed or removed directory moves or ends every listing at and below it (at both names
+    // of a rename: it may have replaced an empty directory); the name's directory changes either
+    // way. Listings elsewhere stay (every listing used to go: a build tool's temporary
+    // directories made each pass of a large directory elsewhere list and stat it again).
+    if (type === 'dir' && (kind === 'rename' || kind === 'delete')) {
+      this.listings.dropTree(listingKey(v, path));
+      if (oldPath !== undefined) this.listings.dropTree(listingKey(v, oldPath));
     }
+    this.listings.drop(listingKey(v, parentPath(path)));
+    if (oldPath !== undefined) this.listings.drop(listingKey(v, parentPath(oldPath)));
     let change = 0n;
     if (kind !== 'delete') {
       const row = v.cachedRow(id) ?? this.store.getNode(id);

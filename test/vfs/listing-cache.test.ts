@@ -129,6 +129,35 @@ describe('listing cache', () => {
     expect(lists()).toBeGreaterThan(m);
   });
 
+  it('a directory renamed or removed elsewhere keeps the listing of /d; its own listings and its parent\'s go', async () => {
+    const { root, vfs: v, lists } = await setup(20);
+    await v.mkdir('s', '/x');
+    await v.mkdir('s', '/x/sub');
+    await v.mkdir('s', '/tmp1');
+    for (let i = 0; i < 10; i++) writeFileSync(join(root, 'x', 'sub', `g${i}`), 'y');
+    await sleep(2100);
+    const d = await listAll(v);
+    expect((await listAll(v, '/x/sub')).size).toBe(10);
+    expect((await listAll(v, '/')).has('tmp1')).toBe(true);
+    let n = lists();
+    // Kept: a second pass of each lists nothing.
+    await listAll(v);
+    await listAll(v, '/x/sub');
+    expect(lists()).toBe(n);
+    // An empty directory removed elsewhere, then a directory renamed elsewhere: /d's listing stays.
+    await v.rmdir('s', '/tmp1');
+    await v.rename('s', '/x', '/y');
+    n = lists();
+    expect(await listAll(v)).toEqual(d);
+    expect(lists()).toBe(n);
+    // The parent's listing shows both changes, the moved directory lists under its new name only.
+    const top = await listAll(v, '/');
+    expect([...top.keys()].filter((k) => k !== 'd').sort()).toEqual(['y']);
+    expect((await listAll(v, '/y/sub')).size).toBe(10);
+    await expect(v.readdir('s', '/x/sub')).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(lists()).toBeGreaterThan(n);
+  });
+
   it('a name added or removed outside shows at once; a member written outside once the TTL is over', async () => {
     const { root, vfs: v, lists } = await setup(20, 300);
     // Built from pages resumed inside themselves (what an NFS READDIR does).
