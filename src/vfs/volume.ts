@@ -26,6 +26,12 @@ export interface VolumeOptions {
 /** Pages used when a name must be found by scanning a directory (case/normalisation mismatch). */
 const SCAN_PAGE = 1000;
 const ASCII = /^[\x00-\x7f]*$/;
+/**
+ * A name's NFC form; ASCII is its own (no ICU call). On a file's first access (row(), newRow())
+ * `normalize` showed in the server's profile at ~1 µs a call (4,000 first GETs, load ~12); in a
+ * tight loop 100-300 ns against 70-90 ns for the test.
+ */
+const nfcOf = (name: string): string => (ASCII.test(name) ? name : name.normalize('NFC'));
 /** Characters of listed paths Volume.listedRows keeps (over all directories; 10,000 names of 100 chars: 1 M). */
 const MAX_LISTED_PATH_CHARS = 4_000_000;
 /** A scan gives up after this many entries (a hostile client must not make us list forever). */
@@ -326,7 +332,7 @@ export class Volume {
     else {
       const parent = this.row(parentPath(path));
       if (this.linked(st)) return this.checked(path, this.linkedRow(path, parent.id, st), st);
-      const name = baseName(path).normalize('NFC');
+      const name = nfcOf(baseName(path));
       row = this.store.ensureChild(this.name, parent.id, name, this.key(name), st && initialChange(st));
     }
     return this.checked(path, this.cache(path, row), st);
@@ -345,7 +351,7 @@ export class Volume {
   newRow(path: string, st?: BackendStat): NodeRow {
     if (path === '/') return this.row(path);
     const parent = this.row(parentPath(path));
-    const name = baseName(path).normalize('NFC');
+    const name = nfcOf(baseName(path));
     const init = st && initialChange(st);
     const row = this.store.insertChild(this.name, parent.id, name, this.key(name), init);
     this.rows.delete(path);
