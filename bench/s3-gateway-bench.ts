@@ -35,6 +35,7 @@
  *   BENCH_CPU_PROF=/tmp/prof                  a CPU profile of each Portico gateway (node --cpu-prof)
  *   BENCH_SMALL_ONLY=1                        no big files: the 4 KiB rows and PROPFIND
  *   BENCH_TREES=a=/tmp/a,b=/tmp/b             also a sync gateway from each source tree (A/B of versions)
+ *   BENCH_TREES_WRITEBACK=async|async-os      those gateways in that write-back mode instead of sync
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -63,6 +64,8 @@ const BIG = process.env.BENCH_SMALL_ONLY === '1' ? [] : QUICK
   ? [{ label: '64 MiB', bytes: 64 * MiB, rounds: ROUNDS }]
   : [{ label: '256 MiB', bytes: 256 * MiB, rounds: ROUNDS }, { label: '1 GiB', bytes: 1024 * MiB, rounds: Number(process.env.BENCH_ROUNDS ?? 1) }];
 const SMALL_N = QUICK ? 50 : 200;
+const TREES_WRITEBACK = (process.env.BENCH_TREES_WRITEBACK ?? 'sync') as 'sync' | 'async' | 'async-os';
+if (!['sync', 'async', 'async-os'].includes(TREES_WRITEBACK)) throw new Error(`BENCH_TREES_WRITEBACK: sync, async or async-os, not ${TREES_WRITEBACK}`);
 const SMALL_BYTES = 4096;
 const ENTRIES = QUICK ? 200 : 1000;
 const PROPFIND_ROUNDS = 5;
@@ -245,6 +248,9 @@ function source(bytes: number, seed: Buffer): Readable {
   });
 }
 
+/** Names of the BENCH_TREES gateways. */
+const treeNames = new Set((process.env.BENCH_TREES ?? '').split(',').filter((t) => t.includes('=')).map((t) => t.split('=')[0]!));
+
 const PROPFIND_BODY = Buffer.from('<?xml version="1.0" encoding="utf-8"?>\n<D:propfind xmlns:D="DAV:"><D:prop>'
   + '<D:resourcetype/><D:getcontentlength/><D:getlastmodified/><D:getetag/><D:getcontenttype/><D:displayname/></D:prop></D:propfind>');
 
@@ -387,7 +393,8 @@ async function measure(ss: Srv[], s3: S3Info, raw: S3Client): Promise<{ figs: Ma
     const c2 = cpuMs(s.pid);
     await stored(raw, s3.bucket, `${s.prefix}/small/r${round}-f${SMALL_N - 1}`, SMALL_BYTES, 5 * 60_000);
     // Background uploads of the last files: give them their delay (5 s) to land before counting.
-    await new Promise((r) => setTimeout(r, s.name.startsWith('portico-async') || s.name === 'rclone-full' ? 6000 : 0));
+    const background = s.name.startsWith('portico-async') || s.name === 'rclone-full' || (TREES_WRITEBACK !== 'sync' && treeNames.has(s.name));
+    await new Promise((r) => setTimeout(r, background ? 6000 : 0));
     const c3 = cpuMs(s.pid);
     addCpu(figs, s, sput, (c1 - c0 + (c3 - c2)) / SMALL_N);
     addCpu(figs, s, sget, (c2 - c1) / SMALL_N);
@@ -471,7 +478,7 @@ async function main(): Promise<void> {
     // versions in one run; a tree is e.g. `git archive <rev> | tar -x -C dir` plus a node_modules link).
     ...(process.env.BENCH_TREES ?? '').split(',').filter((t) => t.includes('=')).map((t) => {
       const [tn, dir] = t.split('=') as [string, string];
-      return { name: tn, start: () => startPortico(tn, s3, tn, 'sync', {}, join(dir, 'bin', 'portico.js')) };
+      return { name: tn, start: () => startPortico(tn, s3, tn, TREES_WRITEBACK, {}, join(dir, 'bin', 'portico.js')) };
     }),
     ...(haveRclone ? [
       { name: 'rclone-off', start: () => startRclone('rclone-off', s3, 'rclone-off', 'off') },
