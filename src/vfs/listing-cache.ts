@@ -71,6 +71,10 @@ export class ListingCache {
   private readonly done: LRUCache<string, Listing>;
   /** Builds in progress by directory: a drop of the directory deletes its build (it may hold a stale member). */
   private readonly building = new Map<string, Building>();
+  /** Drops so far; per directory, the count at its last drop (bounded: see drop); below `floor`, every directory's. */
+  private drops = 0;
+  private readonly lastDrop = new Map<string, number>();
+  private floor = 0;
 
   constructor(ttlMs: number) {
     this.ttlMs = ttlMs;
@@ -111,9 +115,23 @@ export class ListingCache {
     return out;
   }
 
-  /** A page the backend listed: continues (or starts) the build of the directory's listing. */
-  listed(dir: string, dirStat: BackendStat, after: string | undefined, page: ListPage, changeable: boolean, racyMs = RACY_MS): void {
+  /**
+   * Taken before asking the backend for a page, and given to listed(): a drop of the directory
+   * while the page was being listed keeps that page out of any build. (The drop deletes a build
+   * in progress, but a build starts only once its first page is back, after the drop: that first
+   * page, listed before the change, would have entered the listing.)
+   */
+  mark(): number {
+    return this.drops;
+  }
+
+  /** A page the backend listed (`mark`: mark() before the backend was asked): continues (or starts) the build of the directory's listing. */
+  listed(dir: string, dirStat: BackendStat, after: string | undefined, page: ListPage, changeable: boolean, racyMs = RACY_MS, mark?: number): void {
     if (this.ttlMs <= 0 || !changeable) return;
+    if (mark !== undefined && (mark < this.floor || (this.lastDrop.get(dir) ?? -1) > mark)) {
+      this.building.delete(dir);
+      return;
+    }
     const sig = signature(dirStat);
     let b = this.building.get(dir);
     if (after === undefined) {
@@ -156,6 +174,7 @@ export class ListingCache {
 
   /** A change through Portico (or one seen outside) in the directory `dir`. */
   drop(dir: string): void {
+    this.noteDrop(dir);
     this.done.delete(dir);
     this.building.delete(dir);
   }
@@ -166,6 +185,8 @@ export class ListingCache {
    * `<volume>\0<path>`: `dir` is one such key.
    */
   dropTree(dir: string): void {
+    // Pages of any directory below may be in flight: every one is refused (rare: a directory moved or removed).
+    this.floor = ++this.drops;
     const sep = dir.indexOf('\0');
     const prefix = dir.endsWith('/') ? dir : `${dir}/`;
     const below = (k: string): boolean => k === dir || (k.startsWith(prefix) && k.indexOf('\0') === sep);
@@ -173,8 +194,19 @@ export class ListingCache {
     for (const k of [...this.building.keys()]) if (below(k)) this.building.delete(k);
   }
 
+  private noteDrop(dir: string): void {
+    this.drops++;
+    // Bounded: past 10,000 directories, forget them and refuse every page listed before now.
+    if (this.lastDrop.size >= 10_000 && !this.lastDrop.has(dir)) {
+      this.lastDrop.clear();
+      this.floor = this.drops;
+    }
+    this.lastDrop.set(dir, this.drops);
+  }
+
   /** A cache refresh: every listing goes. */
   clear(): void {
+    this.floor = ++this.drops;
     this.done.clear();
     this.building.clear();
   }

@@ -860,8 +860,9 @@ export class Vfs {
     const kept = cacheable ? this.listings.page(lkey, r.stat, after, limit) : undefined;
     let page: ListPage | undefined = kept;
     if (page === undefined) {
+      const mark = this.listings.mark();
       page = await v.backend.list(r.path, after === undefined ? { limit } : { after, limit });
-      this.listings.listed(lkey, r.stat, after, page, cacheable, v.backend.capabilities.directoryTimeGranularityMs);
+      this.listings.listed(lkey, r.stat, after, page, cacheable, v.backend.capabilities.directoryTimeGranularityMs, mark);
     }
     // Each name's path, key and cached row, looked up once; the stored rows of the page's uncached
     // names in one query (no awaits below: nothing changes them meanwhile).

@@ -129,6 +129,38 @@ describe('listing cache', () => {
     expect(lists()).toBeGreaterThan(m);
   });
 
+  it('a member changed while a page is being listed does not enter the listing (first page and later ones)', async () => {
+    for (const pausedPage of [0, 2]) {
+      const { root, vfs: v } = await setup(30);
+      const backend = (v as unknown as { volume(n: string): { backend: { list: (p: string, o?: { after?: string; limit?: number }) => Promise<unknown> } } }).volume('s').backend;
+      // The backend's answer for one page of /d is held back until the change below is made.
+      let calls = 0;
+      let release: (() => void) | undefined;
+      const held = new Promise<void>((r) => (release = r));
+      let reached: (() => void) | undefined;
+      const atList = new Promise<void>((r) => (reached = r));
+      const list = backend.list.bind(backend);
+      backend.list = async (p, o) => {
+        const page = await list(p, o);
+        if (p === '/d' && calls++ === pausedPage) {
+          reached!();
+          await held;
+        }
+        return page;
+      };
+      const first = (async () => listAll(v))();
+      await atList;
+      await v.setattr('s', '/d/f001', { size: 7 });
+      release!();
+      await first;
+      // Whatever the held pass showed, the next one shows the change: the stale page was not kept.
+      expect((await listAll(v)).get('f001')?.size).toBe(7);
+      await vfs?.shutdown();
+      vfs = undefined;
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
   it('a directory renamed or removed elsewhere keeps the listing of /d; its own listings and its parent\'s go', async () => {
     const { root, vfs: v, lists } = await setup(20);
     await v.mkdir('s', '/x');
