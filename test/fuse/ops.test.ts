@@ -204,6 +204,21 @@ async function requests(adminPort: number, op: string, status: string): Promise<
 }
 
 /** portico_s3_requests_total{backend=share} by op, summed over statuses, from the admin /metrics. */
+/**
+ * The share's request counts once they stopped moving (two reads 300 ms apart agree; at most 10 s):
+ * a request the store has answered is counted when its answer reaches the gateway, a moment later.
+ */
+async function settledRequests(adminPort: number, share: string): Promise<Record<string, number>> {
+  let last = await s3Requests(adminPort, share);
+  for (let i = 0; i < 33; i++) {
+    await new Promise((r) => setTimeout(r, 300));
+    const now = await s3Requests(adminPort, share);
+    if (JSON.stringify(now) === JSON.stringify(last)) return now;
+    last = now;
+  }
+  return last;
+}
+
 async function s3Requests(adminPort: number, share: string): Promise<Record<string, number>> {
   const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
   const out: Record<string, number> = {};
@@ -513,9 +528,14 @@ describe.skipIf(unusable !== undefined)('FUSE operations: interrupts, rename fla
   it('async write-back: create, write, close, stat, unlink make no store request; a kept file is uploaded once, after the delay', { timeout: 60_000 }, async () => {
     await mkdir(m('s3-later', 'small'));
     // The directory and the lookups of its new names come first (their HEAD/LIST requests are not the point).
+    const puts = async (): Promise<number> => (await s3Requests(stack.adminPort, 's3-later')).PutObject ?? 0;
+    const atStart = await puts();
     await writeFile(m('s3-later', 'small', 'warm'), 'w');
-    await new Promise((r) => setTimeout(r, 4_000));
-    const before = await s3Requests(stack.adminPort, 's3-later');
+    // Counted from when its upload (after the share's 3 s delay) is in the gateway's request count:
+    // the store has the object a moment before the gateway has its answer and counts it, and under
+    // load the upload lands later than any fixed wait.
+    await waitFor(async () => (await puts()) > atStart, 20_000, 'the upload of the warm file');
+    const before = await settledRequests(stack.adminPort, 's3-later');
     for (let i = 0; i < 5; i++) {
       const p = m('s3-later', 'small', `s${i}`);
       await writeFile(p, Buffer.alloc(4096, i));
@@ -531,7 +551,8 @@ describe.skipIf(unusable !== undefined)('FUSE operations: interrupts, rename fla
     await writeFile(m('s3-later', 'small', 'kept'), 'kept content');
     expect(storedFiles(s3).some((f) => f.includes('ops-later/small/kept'))).toBe(false);
     await waitFor(() => storedFiles(s3).some((f) => f.includes('ops-later/small/kept')), 20_000, 'the upload of the kept file');
-    const after = await s3Requests(stack.adminPort, 's3-later');
+    await waitFor(async () => (await puts()) > (during.PutObject ?? 0), 20_000, 'the upload of the kept file, counted');
+    const after = await settledRequests(stack.adminPort, 's3-later');
     expect((after.PutObject ?? 0) - (during.PutObject ?? 0)).toBe(1);
     expect(await readFile(m('s3-later', 'small', 'kept'), 'utf8')).toBe('kept content');
   });
