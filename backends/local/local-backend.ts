@@ -25,7 +25,7 @@ import { baseName, isSameOrDescendant, joinPath, parentPath } from '../../src/vf
 import { applyMetaToFd, LocalFile, LocalWriter, nsToSeconds, readAt, toStat } from './local-file.ts';
 import type { WriterHost } from './local-file.ts';
 import { INLINE_BATCH, InlineIo, isLocalFileSystem, yieldToLoop } from './inline-io.ts';
-import { decodeStatPage, lstatBatch } from './stat-batch.ts';
+import { NATIVE_FIELDS, decodeStatPage, lstatBatch } from './stat-batch.ts';
 import { firstAfter } from '../paging.ts';
 import { mapLimit } from '../../src/util/map-limit.ts';
 import { LocalWatches, type LocalWatchOptions } from './local-watch.ts';
@@ -178,11 +178,9 @@ export class LocalBackend implements Backend, WriterHost {
    * keep finding the directory it was (every other path-based call resolves the root's path anew).
    */
   private rootDirFd: number | undefined;
-  private closed = false;
 
   private rootFd(): number {
     if (this.rootDirFd !== undefined) return this.rootDirFd;
-    if (this.closed) return -1;
     try {
       this.rootDirFd = openSync(this.root, C.O_RDONLY | C.O_DIRECTORY);
     } catch {
@@ -194,7 +192,7 @@ export class LocalBackend implements Backend, WriterHost {
   /** The native helper's readSmall (readSmallSync in one call), when the helper has it. */
   private readonly nativeReadSmall: LocalNative['readSmall'];
   /** readSmall's stat figures (one entry of decodeStatPage's layout), reused by every call. */
-  private readonly readSmallStat = new ArrayBuffer(12 * 8);
+  private readonly readSmallStat = new ArrayBuffer(NATIVE_FIELDS * 8);
   /** Absolute, symlink-free path of the share root. */
   readonly root: string;
   private readonly rootPrefix: string;
@@ -1173,7 +1171,6 @@ export class LocalBackend implements Backend, WriterHost {
   async close(): Promise<void> {
     this.watches?.closeAll();
     this.fdCache?.clear();
-    this.closed = true;
     if (this.rootDirFd !== undefined && this.rootDirFd >= 0) closeSync(this.rootDirFd);
     this.rootDirFd = -1;
   }

@@ -161,7 +161,7 @@ export function lstatBatch(base: string, names: readonly string[]): Promise<Arra
 }
 
 /** int64 per name in the native helper's statNames buffer (local_addon.cc STAT_FIELDS). */
-const NATIVE_FIELDS = 12;
+export const NATIVE_FIELDS = 12;
 /** The Uint32 halves of an int64 are (low, high) only on a little-endian machine. */
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 const TWO_32 = 4294967296;

@@ -66,10 +66,11 @@ export class WebdavPlugin implements ProtocolPlugin {
       // The headers every answer carries, set in writeHead rather than by setHeader (response.ts).
       ServerResponse: DavResponse,
     };
-    const onRequest = (req: IncomingMessage, res: ServerResponse): void => dav.handle(req, res);
+    const onRequest = (req: IncomingMessage, res: DavResponse): void => dav.handle(req, res);
     const server = o.tls ? createHttpsServer({ ...serverOptions, ...loadTls(o.tls) }, onRequest) : createHttpServer(serverOptions, onRequest);
     // `Expect: 100-continue` is answered by the handler once the request passed its checks.
-    server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => dav.handle(req, res, true));
+    // The server's response class answers here too (`ServerResponse` option above).
+    server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => dav.handle(req, res as DavResponse, true));
     server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
       if (!socket.writable) return socket.destroy();
       const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';

@@ -24,8 +24,7 @@ import { DavContext, type DavSettings } from './context.ts';
 import { HttpError, errorHeaders, isExpected, statusOf } from './errors.ts';
 import { parseRequestTarget, type DavTarget } from './paths.ts';
 import { escapeText } from './xml.ts';
-import { DEFAULT_CSP } from './content-policy.ts';
-import { DavResponse } from './response.ts';
+import type { DavResponse } from './response.ts';
 import { assertSameOrigin } from './same-origin.ts';
 import { UI_ASSET_PREFIX, serveUiAsset } from './ui/index.ts';
 import { ALLOW, ROOT_ALLOW, options } from './methods/options.ts';
@@ -108,7 +107,7 @@ export class DavServer {
   }
 
   /** The `request` (and `checkContinue`) listener. */
-  handle(req: IncomingMessage, res: ServerResponse, expectContinue = false): void {
+  handle(req: IncomingMessage, res: DavResponse, expectContinue = false): void {
     this.inFlight++;
     this.serve(req, res, expectContinue)
       .catch((err: unknown) => {
@@ -119,7 +118,7 @@ export class DavServer {
       .finally(() => this.inFlight--);
   }
 
-  private async serve(req: IncomingMessage, res: ServerResponse, expectContinue: boolean): Promise<void> {
+  private async serve(req: IncomingMessage, res: DavResponse, expectContinue: boolean): Promise<void> {
     const id = `${this.idPrefix}-${(++this.seq).toString(36)}`;
     const t0 = performance.now();
     const method = req.method ?? '';
@@ -128,17 +127,11 @@ export class DavServer {
     let session: Session | undefined;
     let ctx: DavContext | undefined;
     let pass: AdmissionPass | undefined;
-    // Every answer, errors and UI assets included, carries its request id; browsers use our
-    // Content-Type, never a guess, and a document made from an answer that sets no policy of its own
-    // runs nothing (content-policy.ts; GET of files and the UI page set theirs). With the server's
-    // own response class these go into the answer's writeHead (response.ts: Node's fast header path).
-    if (res instanceof DavResponse) {
-      res.requestId = id;
-    } else {
-      res.setHeader('X-Request-Id', id);
-      res.setHeader('X-Content-Type-Options', 'nosniff');
-      res.setHeader('Content-Security-Policy', DEFAULT_CSP);
-    }
+    // Every answer, errors and UI assets included, carries its request id, nosniff and the default
+    // Content-Security-Policy (content-policy.ts; GET of files and the UI page set theirs): the
+    // server's own response class puts them into the answer's writeHead (response.ts: Node's fast
+    // header path).
+    res.requestId = id;
     try {
       // Before any work (authentication included: a first login costs a bcrypt).
       const admission = this.admission;
