@@ -145,7 +145,7 @@ process.on('exit', () => {
 });
 
 /** Longest an id row waits for its group commit. */
-const GROUP_COMMIT_MS = 5;
+const GROUP_COMMIT_MS = 20;
 /** Rows after which a group commits at once. */
 const GROUP_COMMIT_ROWS = 256;
 /**
