@@ -39,11 +39,28 @@ export interface PeerServer {
   stop(): Promise<void>;
 }
 
-export function freePort(): Promise<number> {
+/**
+ * A port nothing listens on: the kernel's pick, or with BENCH_PORT_RANGE=LOW-HIGH the next free one
+ * in that range (on a machine shared by several engineers, each keeps to a range of their own).
+ */
+let nextInRange = 0;
+export async function freePort(): Promise<number> {
+  const range = /^(\d+)-(\d+)$/.exec(process.env.BENCH_PORT_RANGE ?? '');
+  if (!range) return listenOnce(0);
+  const [low, high] = [Number(range[1]), Number(range[2])];
+  for (let tries = 0; tries <= high - low; tries++) {
+    const port = low + ((nextInRange++ + process.pid) % (high - low + 1));
+    const got = await listenOnce(port).catch(() => undefined);
+    if (got !== undefined) return got;
+  }
+  throw new Error(`BENCH_PORT_RANGE ${low}-${high}: no free port`);
+}
+
+function listenOnce(want: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
+    s.listen(want, '127.0.0.1', () => {
       const a = s.address();
       const port = typeof a === 'object' && a ? a.port : 0;
       s.close(() => resolve(port));
