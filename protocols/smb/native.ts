@@ -1,0 +1,55 @@
+/**
+ * Loading the SMB front-end's optional native helper (protocols/smb/native, README there): AES-GMAC
+ * signatures on one OpenSSL GCM context per signing key. Without it signing goes through
+ * node:crypto as before (a cipher object per message): the same signatures, more CPU.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+
+/** One GCM context holding a signing key's schedule; each tag() sets a new nonce. */
+export interface NativeGmac {
+  /** The GMAC tag of the parts' concatenation (the AAD of a GCM with no plaintext), written to out[offset..offset+16). */
+  tag(nonce: Buffer, parts: readonly Buffer[], out: Buffer, offset: number): void;
+}
+
+export interface SmbNative {
+  Gmac: new (key: Buffer) => NativeGmac;
+}
+
+/** The command that builds it. */
+export const SMB_NATIVE_ENABLE = 'npm run build:smb (needs a C++ compiler)';
+
+/**
+ * The build's output, or SMB_ADDON_PATH (an addon built elsewhere; '' turns it off, as the tests do
+ * to check the node:crypto path). Named like LOCAL_ADDON_PATH, outside PORTICO_* (configuration keys).
+ */
+const ADDON_PATH = process.env.SMB_ADDON_PATH ?? new URL('./native/build/Release/portico_smb.node', import.meta.url).pathname;
+
+let loaded: { mod: SmbNative } | { error: string } | undefined;
+
+function load(): { mod: SmbNative } | { error: string } {
+  if (loaded) return loaded;
+  if (ADDON_PATH === '') loaded = { error: 'turned off (SMB_ADDON_PATH is empty)' };
+  else if (!existsSync(ADDON_PATH)) loaded = { error: `the SMB native helper is not built (${ADDON_PATH} is missing)` };
+  else {
+    try {
+      loaded = { mod: createRequire(import.meta.url)(ADDON_PATH) as SmbNative };
+    } catch (e) {
+      loaded = { error: `the SMB native helper does not load: ${e instanceof Error ? e.message : String(e)}` };
+    }
+  }
+  return loaded;
+}
+
+export type SmbNativeAvailability = { available: true } | { available: false; reason: string; enable: string };
+
+export function smbNativeAvailability(): SmbNativeAvailability {
+  const l = load();
+  return 'error' in l ? { available: false, reason: l.error, enable: SMB_NATIVE_ENABLE } : { available: true };
+}
+
+/** The helper's module, or undefined when it is not available. */
+export function smbNative(): SmbNative | undefined {
+  const l = load();
+  return 'mod' in l ? l.mod : undefined;
+}

@@ -1,0 +1,100 @@
+/**
+ * The SMB native helper's AES-GMAC (protocols/smb/native, native.ts): one OpenSSL GCM context per
+ * signing key, a new nonce per message. Its tags must be node:crypto's AES-128-GCM tags over the
+ * same AAD for any message and nonce, in one piece or several, in ordinary or shared memory (the
+ * connection's MessagePool buffers are SharedArrayBuffers), a context used for many messages in
+ * turn; and computeSignatureParts must sign the same with the helper and without it
+ * (SMB_ADDON_PATH='' in a child process: the node:crypto path).
+ */
+import { spawnSync } from 'node:child_process';
+import { createCipheriv, randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { computeSignatureParts } from '../../protocols/smb/crypto.ts';
+import { SigningAlgorithm } from '../../protocols/smb/messages/negotiate.ts';
+import { smbNative, smbNativeAvailability } from '../../protocols/smb/native.ts';
+
+const native = smbNative();
+const availability = smbNativeAvailability();
+if (!availability.available) console.warn(`SMB native GMAC not tested: ${availability.reason} (enable: ${availability.enable})`);
+
+function nodeTag(key: Buffer, nonce: Buffer, parts: Buffer[]): Buffer {
+  const c = createCipheriv('aes-128-gcm', key, nonce, { authTagLength: 16 });
+  for (const p of parts) c.setAAD(p);
+  c.final();
+  return c.getAuthTag();
+}
+
+function shared(b: Buffer): Buffer {
+  const s = Buffer.from(new SharedArrayBuffer(b.length + 3), 3, b.length);
+  b.copy(s);
+  return s;
+}
+
+describe.skipIf(!native)('native AES-GMAC', () => {
+  it('is node:crypto\'s GCM tag for any message, nonce and split, one context for many messages', () => {
+    const key = randomBytes(16);
+    const g = new native!.Gmac(key);
+    const out = Buffer.alloc(40);
+    for (let i = 0; i < 500; i++) {
+      const nonce = randomBytes(12);
+      const n = 1 + (i % 4);
+      const parts = Array.from({ length: n }, (_, j) => {
+        const b = randomBytes(i % 7 === 0 ? 0 : (i * 37 + j * 101) % (i % 50 === 0 ? 70_000 : 700));
+        return j % 2 ? shared(b) : b;
+      });
+      g.tag(nonce, parts, out, 7);
+      expect(out.subarray(7, 23).toString('hex')).toBe(nodeTag(key, nonce, parts).toString('hex'));
+    }
+  });
+
+  it('keeps one key per context', () => {
+    const k1 = randomBytes(16);
+    const k2 = randomBytes(16);
+    const g1 = new native!.Gmac(k1);
+    const g2 = new native!.Gmac(k2);
+    const nonce = randomBytes(12);
+    const msg = [randomBytes(100)];
+    const a = Buffer.alloc(16);
+    const b = Buffer.alloc(16);
+    g1.tag(nonce, msg, a, 0);
+    g2.tag(nonce, msg, b, 0);
+    g1.tag(nonce, msg, b, 0);
+    expect(b.equals(a)).toBe(true);
+    g2.tag(nonce, msg, b, 0);
+    expect(b.equals(nodeTag(k2, nonce, msg))).toBe(true);
+  });
+
+  it('refuses a bad nonce, key or output', () => {
+    expect(() => new native!.Gmac(randomBytes(15))).toThrow(RangeError);
+    const g = new native!.Gmac(randomBytes(16));
+    expect(() => g.tag(randomBytes(11), [], Buffer.alloc(16), 0)).toThrow(RangeError);
+    expect(() => g.tag(randomBytes(12), [], Buffer.alloc(16), 1)).toThrow(RangeError);
+    expect(() => g.tag(randomBytes(12), ['x' as unknown as Buffer], Buffer.alloc(16), 0)).toThrow(TypeError);
+  });
+});
+
+describe('SMB signing with and without the native helper', () => {
+  it('AES-GMAC signatures are the same through node:crypto (SMB_ADDON_PATH empty)', () => {
+    const key = randomBytes(16);
+    const msgs = Array.from({ length: 40 }, (_, i) => {
+      const m = randomBytes(64 + ((i * 131) % 3000));
+      m.writeUInt32LE(0x424d53fe, 0);
+      m.writeUInt16LE(i % 2 ? 0x0c : 0x08, 12);
+      m.writeUInt32LE(i % 3 ? 1 : 0, 16);
+      return m;
+    });
+    const here = msgs.map((m, i) => (i % 5 === 4 ? computeSignatureParts([m.subarray(0, 80), m.subarray(80)], key, SigningAlgorithm.AES_GMAC) : computeSignatureParts([m], key, SigningAlgorithm.AES_GMAC)).toString('hex'));
+    const script = `
+      const { computeSignatureParts } = await import(${JSON.stringify(new URL('../../protocols/smb/crypto.ts', import.meta.url).href)});
+      const { smbNative } = await import(${JSON.stringify(new URL('../../protocols/smb/native.ts', import.meta.url).href)});
+      const inp = JSON.parse(process.argv[1]);
+      const key = Buffer.from(inp.key, 'hex');
+      const sigs = inp.msgs.map((h, i) => { const m = Buffer.from(h, 'hex'); return (i % 5 === 4 ? computeSignatureParts([m.subarray(0, 80), m.subarray(80)], key, inp.alg) : computeSignatureParts([m], key, inp.alg)).toString('hex'); });
+      console.log(JSON.stringify({ native: smbNative() !== undefined, sigs }));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script, JSON.stringify({ alg: SigningAlgorithm.AES_GMAC, key: key.toString('hex'), msgs: msgs.map((m) => m.toString('hex')) })], { env: { ...process.env, SMB_ADDON_PATH: '' }, encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    const out = JSON.parse(r.stdout) as { native: boolean; sigs: string[] };
+    expect(out.native).toBe(false);
+    expect(out.sigs).toEqual(here);
+  });
+});
