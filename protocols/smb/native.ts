@@ -1,7 +1,7 @@
 /**
  * Loading the SMB front-end's optional native helper (protocols/smb/native, README there): AES-GMAC
- * signatures on one OpenSSL GCM context per signing key. Without it signing goes through
- * node:crypto as before (a cipher object per message): the same signatures, more CPU.
+ * signatures on one OpenSSL GCM context per signing key, and the seal worker's AES-GCM of a large
+ * message where it lies. Without it both go through node:crypto as before: the same bytes, more CPU.
  */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
@@ -14,6 +14,10 @@ export interface NativeGmac {
 
 export interface SmbNative {
   Gmac: new (key: Buffer) => NativeGmac;
+  /** AES-GCM (128- or 256-bit key, 12-byte nonce): head encrypted into headOut, data encrypted where it lies, the tag into tagOut. */
+  sealGcm(key: Buffer, nonce: Buffer, aad: Buffer, head: Buffer, headOut: Buffer, data: Buffer, tagOut: Buffer): void;
+  /** AES-GCM decryption of data where it lies; whether the tag matched (when not, data is garbage). */
+  openGcm(key: Buffer, nonce: Buffer, aad: Buffer, data: Buffer, tag: Buffer): boolean;
 }
 
 /** The command that builds it. */

@@ -4,10 +4,12 @@
  * pool), so that node:crypto's output buffers are allocated, and collected, in this thread's small
  * heap instead of the gateway's. GCM's update() returns as many bytes as it is given, so it runs
  * slice by slice, each slice's output copied back over it; CCM takes its whole input in one call
- * (a message-sized output buffer, copied back once).
+ * (a message-sized output buffer, copied back once). With the SMB native helper (native.ts) GCM
+ * runs in place in one call instead: no output buffers, no copy back, no garbage.
  */
 import { createCipheriv, createDecipheriv, type CipherCCMTypes, type CipherGCMTypes } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
+import { smbNative, type SmbNative } from './native.ts';
 
 export type SealCipher = CipherGCMTypes | CipherCCMTypes;
 
@@ -85,9 +87,32 @@ const asBuffer = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, 
 /** A copy in an ArrayBuffer of its own: postMessage clones a view's whole ArrayBuffer (for a CCM head, the message-sized output). */
 const exact = (u: Uint8Array): Uint8Array => new Uint8Array(u);
 
-export function runJob(j: SealJob): SealAnswer {
+/**
+ * GCM through the native helper: OpenSSL encrypts or decrypts the payload where it lies (in == out),
+ * where node:crypto's update() hands back a new buffer per slice that is copied over the payload and
+ * collected later. In the gateway's sealed put the worker's CPU was 0.9-1.8 ms per MiB against
+ * ~0.4 for the decryption alone.
+ */
+const native = smbNative();
+const buf = (u: Uint8Array): Buffer => (Buffer.isBuffer(u) ? u : asBuffer(u));
+
+/** One job; `helper` is the native helper when loaded (the tests pass undefined for node:crypto's path). */
+export function runJob(j: SealJob, helper: SmbNative | undefined = native): SealAnswer {
   const data = asBuffer(j.data);
   const head = j.head && j.head.length ? asBuffer(j.head) : Buffer.alloc(0);
+  if (helper && !isCcm(j.cipher)) {
+    const native = helper;
+    const key = buf(j.key);
+    const nonce = buf(j.nonce);
+    const aad = buf(j.aad);
+    if (j.op === 'seal') {
+      const headOut = Buffer.alloc(head.length);
+      const tag = Buffer.alloc(16);
+      native.sealGcm(key, nonce, aad, head, headOut, data, tag);
+      return { id: j.id, ok: true, head: headOut, tag };
+    }
+    return { id: j.id, ok: native.openGcm(key, nonce, aad, data, buf(j.tag!)) };
+  }
   if (j.op === 'seal') {
     if (isCcm(j.cipher)) {
       const enc = createCipheriv(j.cipher, j.key, j.nonce, { authTagLength: 16 });
