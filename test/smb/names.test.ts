@@ -7,10 +7,23 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { resolveDots, streamlessPath } from '../../protocols/smb/server/names.ts';
 import { ALICE, HAVE_SMBCLIENT, smbclient, startSmb, type SmbStack } from './gateway.ts';
 import { hasImpacket, runPython } from './python.ts';
 
 const HAVE = await hasImpacket();
+
+describe('CREATE names as share paths (streamlessPath, resolveDots)', () => {
+  it('turns backslashes into slashes, drops leading and trailing separators and an explicit ::$DATA; any other stream form is undefined', () => {
+    const cases: [string, string | undefined][] = [
+      ['', '/'], ['f0001', '/f0001'], ['dir\\sub\\f', '/dir/sub/f'], ['\\\\a\\b\\\\', '/a/b'], ['a/b/', '/a/b'], ['/a', '/a'],
+      ['a::$DATA', '/a'], ['d\\a::$data', '/d/a'], ['a::$DATA\\', '/a'], ['a:b', undefined], ['a:b:$DATA', undefined], ['a::foo', undefined],
+      ['a:', undefined], [':', undefined], ['a::$DATA::$DATA', undefined], ['a\\b::$DATA:', undefined], ['..\\x', '/../x'],
+    ];
+    for (const [wire, want] of cases) expect([wire, streamlessPath(wire)]).toEqual([wire, want]);
+    expect(resolveDots('/../x')).toBeUndefined();
+  });
+});
 
 describe.skipIf(!HAVE)('SMB reserved names and invalid characters', () => {
   let stack: SmbStack;

@@ -354,9 +354,12 @@ async function create(srv: SmbServer, conn: Conn, sess: SmbSession, tree: Tree, 
   const wantFile = (q.createOptions & CreateOptions.NON_DIRECTORY_FILE) !== 0;
   if (wantDir && wantFile) return fail(STATUS.INVALID_PARAMETER);
   if (wantDir && (disposition === 'truncate' || disposition === 'createOrTruncate')) return fail(STATUS.INVALID_PARAMETER);
-  const max = maximalAccessFor(view, share, path);
+  // The rights asked of the ACL only when needed: for MAXIMUM_ALLOWED and the MxAc context
+  // (smbclient's get/put and the cifs client's opens ask for neither).
+  let maxKnown: number | undefined;
+  const maximal = (): number => (maxKnown ??= maximalAccessFor(view, share, path));
   let desired = q.desiredAccess;
-  if (desired & Access.MAXIMUM_ALLOWED) desired |= max;
+  if (desired & Access.MAXIMUM_ALLOWED) desired |= maximal();
   if (desired & Access.GENERIC_ALL) desired |= ALL_MASK;
   if (desired & Access.GENERIC_READ) desired |= READ_MASK;
   if (desired & Access.GENERIC_EXECUTE) desired |= Access.EXECUTE | Access.READ_ATTRIBUTES;
@@ -460,7 +463,7 @@ async function create(srv: SmbServer, conn: Conn, sess: SmbSession, tree: Tree, 
   const fileId = { persistent: id, volatile: id };
   sess.opens.set(id, { volatile: id, tree, kind: attr.type === 'dir' ? 'dir' : 'file', handle, grantedAccess: desired, deletePending: deleteOnClose });
   const contexts: CreateContext[] = [];
-  if (findContext(q.contexts, ContextName.MAXIMAL_ACCESS)) contexts.push(contextOf(ContextName.MAXIMAL_ACCESS, encodeMaximalAccessResponse(0, max)));
+  if (findContext(q.contexts, ContextName.MAXIMAL_ACCESS)) contexts.push(contextOf(ContextName.MAXIMAL_ACCESS, encodeMaximalAccessResponse(0, maximal())));
   return {
     resp: srv.response(conn, h, 0, (w) => encodeCreateResponse(w, {
       oplockLevel: 0, flags: 0, createAction, ...timesOf(attr),

@@ -54,9 +54,13 @@ export function lastComponent(wireName: string): string {
  * "named streams other than ::$DATA refused"); Samba's no-streams shares refuse that one too.
  */
 export function streamlessPath(wireName: string): string | undefined {
-  let n = wireName.replace(/\\/g, '/').replace(/^\/+/, '').replace(/\/+$/, '');
-  n = n.replace(DEFAULT_STREAM, '');
-  if (n.includes(':')) return undefined;
+  // Every CREATE passes here: the regular expressions run only on names that need them.
+  let n = wireName.includes('\\') ? wireName.replaceAll('\\', '/') : wireName;
+  if (n.startsWith('/') || n.endsWith('/')) n = n.replace(/^\/+/, '').replace(/\/+$/, '');
+  if (n.includes(':')) {
+    n = n.replace(DEFAULT_STREAM, '');
+    if (n.includes(':')) return undefined;
+  }
   return `/${n}`;
 }
 
