@@ -12,12 +12,38 @@ export interface NativeGmac {
   tag(nonce: Buffer, parts: readonly Buffer[], out: Buffer, offset: number): void;
 }
 
+/** One AES-GCM context holding a 128- or 256-bit key's schedule; each call sets a new 12-byte nonce. */
+export interface NativeGcm {
+  /** head encrypted into headOut (as long), data encrypted where it lies, the tag into tagOut (16 bytes). */
+  seal(nonce: Buffer, aad: Buffer, head: Buffer, headOut: Buffer, data: Buffer, tagOut: Buffer): void;
+  /** data decrypted where it lies; whether the tag matched (when not, data is garbage). */
+  open(nonce: Buffer, aad: Buffer, data: Buffer, tag: Buffer): boolean;
+}
+
 export interface SmbNative {
   Gmac: new (key: Buffer) => NativeGmac;
-  /** AES-GCM (128- or 256-bit key, 12-byte nonce): head encrypted into headOut, data encrypted where it lies, the tag into tagOut. */
-  sealGcm(key: Buffer, nonce: Buffer, aad: Buffer, head: Buffer, headOut: Buffer, data: Buffer, tagOut: Buffer): void;
-  /** AES-GCM decryption of data where it lies; whether the tag matched (when not, data is garbage). */
-  openGcm(key: Buffer, nonce: Buffer, aad: Buffer, data: Buffer, tag: Buffer): boolean;
+  Gcm: new (key: Buffer) => NativeGcm;
+}
+
+/**
+ * The helper's GCM context of a key, made once per key Buffer (session keys are never modified
+ * after derivation; a seal job's key is a copy per job, so the worker keeps its own map); `null`
+ * for a key it refused. Undefined without the helper.
+ */
+const gcmContexts = new WeakMap<Uint8Array, NativeGcm | null>();
+export function nativeGcmOf(key: Buffer): NativeGcm | undefined {
+  let g = gcmContexts.get(key);
+  if (g === undefined) {
+    const native = smbNative();
+    if (!native) return undefined;
+    try {
+      g = new native.Gcm(key);
+    } catch {
+      g = null;
+    }
+    gcmContexts.set(key, g);
+  }
+  return g ?? undefined;
 }
 
 /** The command that builds it. */

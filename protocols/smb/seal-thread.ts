@@ -100,18 +100,19 @@ const buf = (u: Uint8Array): Buffer => (Buffer.isBuffer(u) ? u : asBuffer(u));
 export function runJob(j: SealJob, helper: SmbNative | undefined = native): SealAnswer {
   const data = asBuffer(j.data);
   const head = j.head && j.head.length ? asBuffer(j.head) : Buffer.alloc(0);
-  if (helper && !isCcm(j.cipher)) {
-    const native = helper;
-    const key = buf(j.key);
+  if (helper && !isCcm(j.cipher) && j.key.length === (j.cipher === 'aes-256-gcm' ? 32 : 16)) {
+    // A context per job: the job's key is a copy made for the message (postMessage), and one key
+    // schedule beside 256 KiB-8 MiB of AES is nothing.
+    const gcm = new helper.Gcm(buf(j.key));
     const nonce = buf(j.nonce);
     const aad = buf(j.aad);
     if (j.op === 'seal') {
       const headOut = Buffer.alloc(head.length);
       const tag = Buffer.alloc(16);
-      native.sealGcm(key, nonce, aad, head, headOut, data, tag);
+      gcm.seal(nonce, aad, head, headOut, data, tag);
       return { id: j.id, ok: true, head: headOut, tag };
     }
-    return { id: j.id, ok: native.openGcm(key, nonce, aad, data, buf(j.tag!)) };
+    return { id: j.id, ok: gcm.open(nonce, aad, data, buf(j.tag!)) };
   }
   if (j.op === 'seal') {
     if (isCcm(j.cipher)) {

@@ -1,16 +1,17 @@
 /**
- * The SMB native helper's AES-GMAC (protocols/smb/native, native.ts): one OpenSSL GCM context per
+ * The SMB native helper's AES-GMAC and AES-GCM (protocols/smb/native, native.ts): one OpenSSL GCM context per
  * signing key, a new nonce per message. Its tags must be node:crypto's AES-128-GCM tags over the
  * same AAD for any message and nonce, in one piece or several, in ordinary or shared memory (the
  * connection's MessagePool buffers are SharedArrayBuffers), a context used for many messages in
  * turn; and computeSignatureParts must sign the same with the helper and without it
- * (SMB_ADDON_PATH='' in a child process: the node:crypto path).
+ * (SMB_ADDON_PATH='' in a child process: the node:crypto path); and encryptMessageParts and
+ * decryptMessage must give and take the same TRANSFORM_HEADER messages both ways.
  */
 import { spawnSync } from 'node:child_process';
 import { createCipheriv, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { computeSignatureParts } from '../../protocols/smb/crypto.ts';
-import { SigningAlgorithm } from '../../protocols/smb/messages/negotiate.ts';
+import { computeSignatureParts, decryptMessage, encryptMessageParts } from '../../protocols/smb/crypto.ts';
+import { Cipher, SigningAlgorithm } from '../../protocols/smb/messages/negotiate.ts';
 import { smbNative, smbNativeAvailability } from '../../protocols/smb/native.ts';
 
 const native = smbNative();
@@ -96,5 +97,50 @@ describe('SMB signing with and without the native helper', () => {
     const out = JSON.parse(r.stdout) as { native: boolean; sigs: string[] };
     expect(out.native).toBe(false);
     expect(out.sigs).toEqual(here);
+  });
+});
+
+describe('SMB encryption (TRANSFORM_HEADER, AES-GCM) with and without the native helper', () => {
+  it('encryptMessageParts gives the same bytes through node:crypto (SMB_ADDON_PATH empty), and each side decrypts the other\'s', () => {
+    const cases = [Cipher.AES_128_GCM, Cipher.AES_256_GCM, Cipher.AES_128_CCM].flatMap((cipher) =>
+      [100, 4096 + 64, 70_000, 300_000].map((n, i) => ({ cipher, key: randomBytes(cipher === Cipher.AES_256_GCM ? 32 : 16), nonce: randomBytes(cipher === Cipher.AES_128_CCM ? 11 : 12), head: randomBytes(64 + i), payload: randomBytes(n) })),
+    );
+    // Here (the helper when built): one piece, and a head with a payload encrypted where it lies.
+    const here = cases.map((k) => {
+      const whole = Buffer.concat(encryptMessageParts([Buffer.concat([k.head, k.payload])], k.key, k.cipher, 7n, k.nonce));
+      const payload = Buffer.from(k.payload);
+      const parts = Buffer.concat(encryptMessageParts([k.head, payload], k.key, k.cipher, 7n, k.nonce, { inPlaceFrom: 1 }));
+      return { whole: whole.toString('hex'), parts: parts.toString('hex') };
+    });
+    for (const [i, k] of cases.entries()) {
+      expect(here[i]!.parts).toBe(here[i]!.whole);
+      const plain = decryptMessage(Buffer.from(here[i]!.whole, 'hex'), k.key, k.cipher);
+      expect(plain?.equals(Buffer.concat([k.head, k.payload]))).toBe(true);
+      const inPlace = Buffer.from(here[i]!.whole, 'hex');
+      expect(decryptMessage(inPlace, k.key, k.cipher, { inPlace: true })?.equals(Buffer.concat([k.head, k.payload]))).toBe(true);
+      const bad = Buffer.from(here[i]!.whole, 'hex');
+      bad[bad.length - 1]! ^= 1;
+      expect(decryptMessage(bad, k.key, k.cipher)).toBeUndefined();
+    }
+    const script = `
+      const { encryptMessageParts, decryptMessage } = await import(${JSON.stringify(new URL('../../protocols/smb/crypto.ts', import.meta.url).href)});
+      const { smbNative } = await import(${JSON.stringify(new URL('../../protocols/smb/native.ts', import.meta.url).href)});
+      const inp = JSON.parse(require('node:fs').readFileSync(0, 'utf8'));
+      const out = inp.cases.map((k) => {
+        const key = Buffer.from(k.key, 'hex'), nonce = Buffer.from(k.nonce, 'hex'), head = Buffer.from(k.head, 'hex'), payload = Buffer.from(k.payload, 'hex');
+        const whole = Buffer.concat(encryptMessageParts([Buffer.concat([head, payload])], key, k.cipher, 7n, nonce)).toString('hex');
+        const theirs = decryptMessage(Buffer.from(k.here, 'hex'), key, k.cipher);
+        return { whole, opened: theirs !== undefined && theirs.equals(Buffer.concat([head, payload])) };
+      });
+      console.log(JSON.stringify({ native: smbNative() !== undefined, out }));`;
+    const input = JSON.stringify({ cases: cases.map((k, i) => ({ cipher: k.cipher, key: k.key.toString('hex'), nonce: k.nonce.toString('hex'), head: k.head.toString('hex'), payload: k.payload.toString('hex'), here: here[i]!.whole })) });
+    const r = spawnSync(process.execPath, ['--input-type=commonjs', '-e', `(async () => {${script}})()`], { input, env: { ...process.env, SMB_ADDON_PATH: '' }, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+    expect(r.stderr).toBe('');
+    const res = JSON.parse(r.stdout) as { native: boolean; out: { whole: string; opened: boolean }[] };
+    expect(res.native).toBe(false);
+    for (const [i, o] of res.out.entries()) {
+      expect(o.whole === here[i]!.whole).toBe(true);
+      expect(o.opened).toBe(true);
+    }
   });
 });

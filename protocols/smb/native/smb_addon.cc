@@ -7,7 +7,8 @@
 // GHASH stays OpenSSL's (PCLMULQDQ / AES-NI where the CPU has them): no key-derived tables read
 // by secret-dependent indexes in JavaScript.
 //
-//   sealGcm / openGcm                                  AES-GCM of a large message where it lies (seal-thread.ts)
+//   new Gcm(key16|32)                                  one AES-GCM context per encryption or decryption key
+//   gcm.seal(nonce12, aad, head, headOut, data, tagOut) / gcm.open(nonce12, aad, data, tag) -> matched
 //   new Gmac(key16)                                    one context per signing key
 //   gmac.tag(nonce12, parts: Buffer[], out, outOffset) the 16-byte tag of the parts' concatenation
 //                                                      (as GCM AAD, no plaintext) into out
@@ -85,91 +86,104 @@ class Gmac : public Napi::ObjectWrap<Gmac> {
   EVP_CIPHER_CTX *ctx_ = nullptr;
 };
 
-// One AES-GCM context for one message (a key schedule per message is nothing beside 256 KiB-8 MiB).
-class GcmCtx {
+// AES-GCM (128- or 256-bit key, 12-byte nonce) with the key schedule made once: one context per
+// key, each message only sets its nonce and direction (EVP_CipherInit_ex with key NULL). For the
+// TRANSFORM_HEADER's encryption: every message of an encrypted session in-process (one context for
+// the session's encryption key, one for its decryption key) and the seal worker's large ones.
+// GCM's update gives as many bytes as it takes, so a payload is encrypted or decrypted where it
+// lies (OpenSSL allows in == out).
+class Gcm : public Napi::ObjectWrap<Gcm> {
  public:
-  GcmCtx(Napi::Env env, const Napi::Buffer<uint8_t> &key, const Napi::Buffer<uint8_t> &nonce, bool enc) {
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "Gcm", {InstanceMethod<&Gcm::Seal>("seal"), InstanceMethod<&Gcm::Open>("open")});
+  }
+
+  explicit Gcm(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Gcm>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsBuffer()) throw Napi::TypeError::New(env, "Gcm(key): key must be a Buffer");
+    auto key = info[0].As<Napi::Buffer<uint8_t>>();
     const EVP_CIPHER *cipher = key.Length() == 16 ? EVP_aes_128_gcm() : key.Length() == 32 ? EVP_aes_256_gcm() : nullptr;
-    if (cipher == nullptr) throw Napi::RangeError::New(env, "gcm: a 16- or 32-byte key");
-    if (nonce.Length() != 12) throw Napi::RangeError::New(env, "gcm: a 12-byte nonce");
+    if (cipher == nullptr) throw Napi::RangeError::New(env, "Gcm(key): a 16- or 32-byte key");
     ctx_ = EVP_CIPHER_CTX_new();
-    if (ctx_ == nullptr || EVP_CipherInit_ex(ctx_, cipher, nullptr, nullptr, nullptr, enc ? 1 : 0) != 1 ||
+    if (ctx_ == nullptr || EVP_CipherInit_ex(ctx_, cipher, nullptr, nullptr, nullptr, 1) != 1 ||
         EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_GCM_SET_IVLEN, 12, nullptr) != 1 ||
-        EVP_CipherInit_ex(ctx_, nullptr, nullptr, key.Data(), nonce.Data(), enc ? 1 : 0) != 1) {
-      throw Napi::Error::New(env, "gcm: OpenSSL refused the context");
+        EVP_CipherInit_ex(ctx_, nullptr, nullptr, key.Data(), nullptr, 1) != 1) {
+      throw Napi::Error::New(env, "Gcm: OpenSSL refused the AES-GCM context");
     }
   }
-  ~GcmCtx() {
-    if (ctx_ != nullptr) EVP_CIPHER_CTX_free(ctx_);
+
+  ~Gcm() override {
+    if (ctx_ != nullptr) EVP_CIPHER_CTX_free(ctx_);  // clears the key schedule
   }
-  // GCM's update gives as many bytes as it takes, so `out` may be `in` (OpenSSL allows in == out).
+
+ private:
+  void Start(Napi::Env env, const Napi::Buffer<uint8_t> &nonce, const Napi::Buffer<uint8_t> &aad, bool enc) {
+    if (nonce.Length() != 12) throw Napi::RangeError::New(env, "gcm: a 12-byte nonce");
+    if (EVP_CipherInit_ex(ctx_, nullptr, nullptr, nullptr, nonce.Data(), enc ? 1 : 0) != 1) throw Napi::Error::New(env, "gcm: nonce refused");
+    Update(env, aad.Data(), nullptr, aad.Length());
+  }
+
   void Update(Napi::Env env, const uint8_t *in, uint8_t *out, size_t n) {
     while (n > 0) {
       int step = n > (1u << 30) ? (1 << 30) : static_cast<int>(n);
       int len = 0;
-      if (EVP_CipherUpdate(ctx_, out, &len, in, step) != 1 || len != step) throw Napi::Error::New(env, "gcm: update failed");
-      if (in != nullptr) in += step;
+      if (EVP_CipherUpdate(ctx_, out, &len, in, step) != 1 || (out != nullptr && len != step)) throw Napi::Error::New(env, "gcm: update failed");
+      in += step;
       if (out != nullptr) out += step;
       n -= static_cast<size_t>(step);
     }
   }
+
+  // seal(nonce, aad, head, headOut, data, tagOut): head encrypted into headOut (same length), then
+  // data encrypted where it lies, the 16-byte tag into tagOut.
+  Napi::Value Seal(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    for (size_t i = 0; i < 6; i++) {
+      if (i >= info.Length() || !info[i].IsBuffer()) throw Napi::TypeError::New(env, "seal(nonce, aad, head, headOut, data, tagOut): Buffers");
+    }
+    auto head = info[2].As<Napi::Buffer<uint8_t>>();
+    auto headOut = info[3].As<Napi::Buffer<uint8_t>>();
+    auto data = info[4].As<Napi::Buffer<uint8_t>>();
+    auto tag = info[5].As<Napi::Buffer<uint8_t>>();
+    if (headOut.Length() != head.Length() || tag.Length() != 16) throw Napi::RangeError::New(env, "seal: headOut as long as head, a 16-byte tag");
+    Start(env, info[0].As<Napi::Buffer<uint8_t>>(), info[1].As<Napi::Buffer<uint8_t>>(), true);
+    Update(env, head.Data(), headOut.Data(), head.Length());
+    Update(env, data.Data(), data.Data(), data.Length());
+    int len = 0;
+    uint8_t none[16];
+    if (EVP_CipherFinal_ex(ctx_, none, &len) != 1 || EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_GCM_GET_TAG, 16, tag.Data()) != 1) {
+      throw Napi::Error::New(env, "seal: final failed");
+    }
+    return env.Undefined();
+  }
+
+  // open(nonce, aad, data, tag) -> whether the tag matched: data decrypted where it lies (garbage
+  // when it did not match: the caller drops the message and the connection).
+  Napi::Value Open(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    for (size_t i = 0; i < 4; i++) {
+      if (i >= info.Length() || !info[i].IsBuffer()) throw Napi::TypeError::New(env, "open(nonce, aad, data, tag): Buffers");
+    }
+    auto data = info[2].As<Napi::Buffer<uint8_t>>();
+    auto tag = info[3].As<Napi::Buffer<uint8_t>>();
+    if (tag.Length() != 16) throw Napi::RangeError::New(env, "open: a 16-byte tag");
+    uint8_t expected[16];
+    std::memcpy(expected, tag.Data(), 16);  // the tag may lie in data's buffer
+    Start(env, info[0].As<Napi::Buffer<uint8_t>>(), info[1].As<Napi::Buffer<uint8_t>>(), false);
+    Update(env, data.Data(), data.Data(), data.Length());
+    if (EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_GCM_SET_TAG, 16, expected) != 1) throw Napi::Error::New(env, "open: tag refused");
+    int len = 0;
+    uint8_t none[16];
+    // EVP_DecryptFinal_ex compares the tags in constant time (CRYPTO_memcmp).
+    return Napi::Boolean::New(env, EVP_CipherFinal_ex(ctx_, none, &len) == 1);
+  }
+
   EVP_CIPHER_CTX *ctx_ = nullptr;
 };
 
-// sealGcm(key, nonce, aad, head, headOut, data, tagOut): encrypts head into headOut (same length)
-// and data where it lies, writes the 16-byte tag. The TRANSFORM_HEADER's encryption of a large READ
-// response (seal-thread.ts): the payload is a view of the connection's shared message pool.
-Napi::Value SealGcm(const Napi::CallbackInfo &info) {
-  Napi::Env env = info.Env();
-  for (size_t i = 0; i < 7; i++) {
-    if (i >= info.Length() || !info[i].IsBuffer()) throw Napi::TypeError::New(env, "sealGcm(key, nonce, aad, head, headOut, data, tagOut): Buffers");
-  }
-  auto aad = info[2].As<Napi::Buffer<uint8_t>>();
-  auto head = info[3].As<Napi::Buffer<uint8_t>>();
-  auto headOut = info[4].As<Napi::Buffer<uint8_t>>();
-  auto data = info[5].As<Napi::Buffer<uint8_t>>();
-  auto tag = info[6].As<Napi::Buffer<uint8_t>>();
-  if (headOut.Length() != head.Length() || tag.Length() != 16) throw Napi::RangeError::New(env, "sealGcm: headOut as long as head, a 16-byte tag");
-  GcmCtx c(env, info[0].As<Napi::Buffer<uint8_t>>(), info[1].As<Napi::Buffer<uint8_t>>(), true);
-  c.Update(env, aad.Data(), nullptr, aad.Length());
-  c.Update(env, head.Data(), headOut.Data(), head.Length());
-  c.Update(env, data.Data(), data.Data(), data.Length());
-  int len = 0;
-  uint8_t none[16];
-  if (EVP_CipherFinal_ex(c.ctx_, none, &len) != 1 || EVP_CIPHER_CTX_ctrl(c.ctx_, EVP_CTRL_GCM_GET_TAG, 16, tag.Data()) != 1) {
-    throw Napi::Error::New(env, "sealGcm: final failed");
-  }
-  return env.Undefined();
-}
-
-// openGcm(key, nonce, aad, data, tag) -> whether the tag matched: decrypts data where it lies (a
-// large WRITE's ciphertext in the shared pool). On a mismatch the data is garbage: the caller drops
-// the connection, as node:crypto's path did.
-Napi::Value OpenGcm(const Napi::CallbackInfo &info) {
-  Napi::Env env = info.Env();
-  for (size_t i = 0; i < 5; i++) {
-    if (i >= info.Length() || !info[i].IsBuffer()) throw Napi::TypeError::New(env, "openGcm(key, nonce, aad, data, tag): Buffers");
-  }
-  auto aad = info[2].As<Napi::Buffer<uint8_t>>();
-  auto data = info[3].As<Napi::Buffer<uint8_t>>();
-  auto tag = info[4].As<Napi::Buffer<uint8_t>>();
-  if (tag.Length() != 16) throw Napi::RangeError::New(env, "openGcm: a 16-byte tag");
-  GcmCtx c(env, info[0].As<Napi::Buffer<uint8_t>>(), info[1].As<Napi::Buffer<uint8_t>>(), false);
-  c.Update(env, aad.Data(), nullptr, aad.Length());
-  c.Update(env, data.Data(), data.Data(), data.Length());
-  uint8_t expected[16];
-  std::memcpy(expected, tag.Data(), 16);
-  int len = 0;
-  uint8_t none[16];
-  if (EVP_CIPHER_CTX_ctrl(c.ctx_, EVP_CTRL_GCM_SET_TAG, 16, expected) != 1) throw Napi::Error::New(env, "openGcm: tag refused");
-  // EVP_DecryptFinal_ex compares the tags in constant time (CRYPTO_memcmp).
-  return Napi::Boolean::New(env, EVP_CipherFinal_ex(c.ctx_, none, &len) == 1);
-}
-
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Gmac", Gmac::Init(env));
-  exports.Set("sealGcm", Napi::Function::New(env, SealGcm, "sealGcm"));
-  exports.Set("openGcm", Napi::Function::New(env, OpenGcm, "openGcm"));
+  exports.Set("Gcm", Gcm::Init(env));
   return exports;
 }
 
