@@ -68,10 +68,18 @@ export type FileReader = (offset: number, target: Uint8Array) => Promise<number>
 /**
  * Streams bytes [start, end] (inclusive) of an open file, ending the response when `endResponse`.
  * Throws 500 when the file shrank (the promised Content-Length can no longer be met; the caller
- * cuts the connection).
+ * cuts the connection). `whole`: the file was read whole (Session ReadableFile.whole): the last
+ * write of a small answer sends its bytes as they are, without a read into a buffer of its own.
  */
-export async function streamRange(res: ServerResponse, read: FileReader, start: number, end: number, endResponse: boolean): Promise<void> {
+export async function streamRange(res: ServerResponse, read: FileReader, start: number, end: number, endResponse: boolean, whole?: (start: number, end: number) => Buffer): Promise<void> {
   const total = end - start + 1;
+  if (whole !== undefined && endResponse && total <= SMALL) {
+    const buf = whole(start, end);
+    if (buf.length < total) throw new HttpError(500, 'file changed while being sent');
+    if (res.destroyed) throw new HttpError(499, 'client went away');
+    res.end(buf);
+    return;
+  }
   if (total <= SMALL) {
     // One exact read (a read of more than the file would cost a second one to see the end).
     const buf = Buffer.allocUnsafe(total);

@@ -63,14 +63,28 @@ export function decodeSegment(raw: string): string {
 /** Splits a raw origin-form path ('/share/a%20b/') into share and share-relative path. */
 export function parseRawPath(rawPath: string): DavTarget {
   if (!rawPath.startsWith('/')) throw new HttpError(400, 'request target must be an absolute path');
-  const segs = rawPath.split('/').filter((s) => s !== '').map(decodeSegment);
+  return targetOf(rawPath, rawPath.split('/').filter((s) => s !== '').map(decodeSegment));
+}
+
+/** The target of a raw path from its decoded non-empty segments. */
+function targetOf(rawPath: string, segs: string[]): DavTarget {
   const trailingSlash = rawPath.length > 1 && rawPath.endsWith('/');
   if (segs.length === 0) return { share: '', path: '/', trailingSlash: true };
   return { share: segs[0]!, path: '/' + segs.slice(1).join('/'), trailingSlash };
 }
 
+/** Characters that make a raw path need parseRawPath's work: percent-escapes, '\\', a query or fragment. */
+const NEEDS_PARSING = /[%\\?#]/;
+
+/** parseRawPath of an absolute path without percent-escapes or backslashes (its decode is the identity). */
+function splitPlain(rawPath: string): DavTarget {
+  return targetOf(rawPath, rawPath.split('/').filter((s) => s !== ''));
+}
+
 /** The request target of an HTTP request (origin-form or absolute-form), without its query. */
 export function parseRequestTarget(url: string): DavTarget {
+  // An absolute path with nothing to decode, strip or refuse (nearly every request): split only.
+  if (url.length * 3 <= MAX_URL_BYTES && url.charCodeAt(0) === 0x2f && !NEEDS_PARSING.test(url)) return splitPlain(url);
   if (Buffer.byteLength(url, 'utf8') > MAX_URL_BYTES) throw new HttpError(414, 'URL too long');
   let raw = url;
   const abs = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/.exec(raw);

@@ -17,6 +17,7 @@ import type { SessionManager } from '../../src/session/session-manager.ts';
 import type { Session } from '../../src/session/session.ts';
 import { AdmissionRefused, type Admission, type AdmissionPass } from '../../src/session/admission.ts';
 import { VfsError, isVfsError } from '../../src/vfs/errors.ts';
+import type { ShareAcl } from '../../src/acl/acl.ts';
 import { normalizePath } from '../../src/vfs/path.ts';
 import { BasicAuthCache } from './auth.ts';
 import { applyIfHeader } from './conditional.ts';
@@ -151,20 +152,24 @@ export class DavServer {
 
       const isRoot = target.share === '';
       let share = '';
-      let guestOk = false;
+      let shareAcl: ShareAcl | undefined;
       if (!isRoot) {
         try {
           const { acl, volume } = this.sessions.acl(target.share, 'webdav');
           share = volume;
-          guestOk = acl.visibleTo(this.sessions.authenticator.guest());
+          shareAcl = acl;
         } catch (e) {
           if (!isVfsError(e, 'ENOENT')) throw e;
         }
-      } else {
-        guestOk = this.sessions.sharesFor(this.sessions.authenticator.guest(), 'webdav').length > 0;
       }
+      // Whether a request without credentials may go on as the guest: asked only when there are
+      // none to reuse (not on a keep-alive connection's next request with the same header).
+      const guestOk = (): boolean => {
+        const guest = this.sessions.authenticator.guest();
+        return isRoot ? this.sessions.sharesFor(guest, 'webdav').length > 0 : shareAcl !== undefined && shareAcl.visibleTo(guest);
+      };
       // A keep-alive connection's next request with the same credentials: no hash, no await.
-      const principal = this.auth.connectionLogin(req.socket, req.headers.authorization) ?? (await this.principal(req, clientAddress, guestOk && READ_METHODS.has(method)));
+      const principal = this.auth.connectionLogin(req.socket, req.headers.authorization) ?? (await this.principal(req, clientAddress, () => READ_METHODS.has(method) && guestOk()));
       user = principal.user;
       if (pass) {
         const p = pass;
@@ -255,10 +260,10 @@ export class DavServer {
     }
   }
 
-  private async principal(req: IncomingMessage, clientAddress: string, guestAllowed: boolean): Promise<Principal> {
+  private async principal(req: IncomingMessage, clientAddress: string, guestAllowed: () => boolean): Promise<Principal> {
     const header = req.headers.authorization;
     if (header === undefined) {
-      if (guestAllowed) return this.sessions.authenticator.guest();
+      if (guestAllowed()) return this.sessions.authenticator.guest();
       throw new HttpError(401, 'authentication required');
     }
     let p: Principal | 'invalid';

@@ -40,6 +40,12 @@ export interface ReadableFile {
   readonly attr: FileAttr;
   /** Reads into `target` from `offset`; returns the bytes read (fewer at end of file). */
   read(offset: number, target: Uint8Array): Promise<number>;
+  /**
+   * When the file was read whole (no handle): its bytes [start, end] (inclusive, clamped to the
+   * file), counted as read — a view of a buffer that belongs to this call alone, so a front-end can
+   * send it as it is instead of copying it through `read`.
+   */
+  readonly whole?: (start: number, end: number) => Buffer;
 }
 
 const READ_ONLY: Access = Object.freeze({ read: true, write: false, delete: false });
@@ -511,7 +517,17 @@ export class Session {
       const small = this.vfs.readSmall(vol, path, READ_SMALL_MAX);
       if (small !== undefined) {
         try {
-          return await use({ handle: undefined, attr: small.attr, read: (offset, target) => this.readFrom(small.data, offset, target) });
+          const data = small.data;
+          return await use({
+            handle: undefined,
+            attr: small.attr,
+            read: (offset, target) => this.readFrom(data, offset, target),
+            whole: (start, end) => {
+              const b = data.subarray(start, end + 1);
+              this.host.bytes(this.protocol, 'read', b.length);
+              return b;
+            },
+          });
         } catch (e) {
           if (e instanceof VfsError) throw e;
           foreign = { error: e };

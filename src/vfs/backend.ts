@@ -331,7 +331,8 @@ export interface Backend {
    * (symbolic links are not followed), larger than `maxBytes`, any error, synchronous I/O not
    * allowed now (the local backend's breaker). The caller then takes the general path (openFile),
    * which gives every case its usual answer. Wrappers that must see every open (tree-move guard,
-   * deferred creates) do not forward it, so it is absent above them.
+   * deferred creates) do not forward it, so it is absent above them. `data` belongs to the caller
+   * alone (a buffer no one else holds or reuses): it may be sent as it is (Session ReadableFile.whole).
    */
   readSmallSync?(path: string, maxBytes: number): { stat: BackendStat; data: Buffer } | undefined;
   /** Streaming, atomic-on-commit write of a whole file. Parent must exist (ENOENT otherwise). */

@@ -60,6 +60,28 @@ describe('handle-less read of a small file', () => {
     expect(part).toEqual({ text: 'small', past: 0 });
   });
 
+  it('offers the bytes of a file read whole as they are (whole), counted as read like the reads through read()', async () => {
+    const read: number[] = [];
+    const metrics = { observeRequest: () => undefined, addBytes: (_p: string, d: 'read' | 'write', n: number) => void (d === 'read' && read.push(n)) };
+    const { env: e, root } = envs.local({ metrics });
+    const s = e.session(alice, 'webdav');
+    writeFileSync(join(root, 'w.txt'), 'hello whole world');
+    const got = await s.readFile('s', '/w.txt', 'test', async (f) => {
+      expect(f.handle).toBeUndefined();
+      return { all: f.whole!(0, f.attr.size - 1).toString(), part: f.whole!(6, 10).toString(), past: f.whole!(6, 100).toString() };
+    });
+    expect(got).toEqual({ all: 'hello whole world', part: 'whole', past: 'whole world' });
+    expect(read).toEqual([17, 5, 11]);
+    // Two reads of the same file get buffers of their own: sending one never shows the other's bytes.
+    const [a, b] = await Promise.all([0, 1].map(() => s.readFile('s', '/w.txt', 'test', async (f) => f.whole!(0, 4))));
+    a!.fill(0x2a);
+    expect(b!.toString()).toBe('hello');
+    // A file read through a handle offers none (its bytes come through read()).
+    const big = 'x'.repeat(70 * 1024);
+    writeFileSync(join(root, 'big'), big);
+    expect(await s.readFile('s', '/big', 'test', async (f) => [f.handle !== undefined, f.whole])).toEqual([true, undefined]);
+  });
+
   it('sees a change made outside Portico at the next read (the cached descriptor is checked)', async () => {
     const { e, root } = local();
     const s = e.session(alice, 'webdav');

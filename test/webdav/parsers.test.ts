@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { VfsError } from '../../src/vfs/errors.ts';
 import { HttpError, statusFor } from '../../protocols/webdav/errors.ts';
 import { evaluateIf, parseIfHeader } from '../../protocols/webdav/if-header.ts';
-import { decodeSegment, hrefOf, parseDestination, parseRequestTarget } from '../../protocols/webdav/paths.ts';
+import { decodeSegment, hrefOf, parseDestination, parseRawPath, parseRequestTarget } from '../../protocols/webdav/paths.ts';
 import { parseTimeout } from '../../protocols/webdav/methods/lock.ts';
 import { parseXml, serializeElement } from '../../protocols/webdav/xml.ts';
 
@@ -71,6 +71,18 @@ describe('URL paths', () => {
     expect(status(() => parseRequestTarget('/s/x#f'))).toBe(400);
     expect(status(() => parseRequestTarget(`/s/${'a'.repeat(9000)}`))).toBe(414);
     expect(hrefOf('s', '/a b/€', false)).toBe('/s/a%20b/%E2%82%AC');
+  });
+
+  it('a plain path (nothing to decode) parses as parseRawPath would: every shape of slashes, non-ASCII, the length bound', () => {
+    for (const url of ['/s', '/s/', '//s//a///b//', '/s/a/b', '/s/a/b/', '/s/é€/x', '/s/.', '/s/..', '/s/a b']) {
+      expect(parseRequestTarget(url)).toEqual(parseRawPath(url));
+    }
+    // The length bound holds on the plain path too: 8 KiB of bytes, not of UTF-16 units.
+    expect(status(() => parseRequestTarget(`/s/${'é'.repeat(4100)}`))).toBe(414);
+    expect(status(() => parseRequestTarget(`/s/${'é'.repeat(4000)}`))).toBe(0);
+    // A backslash still needs the full parse (400), as does a percent-escape (decoded).
+    expect(status(() => parseRequestTarget('/s/a\\b'))).toBe(400);
+    expect(parseRequestTarget('/s/%61')).toEqual({ share: 's', path: '/a', trailingSlash: false });
   });
 
   it('parses Destination: same authority only, paths as they are', () => {

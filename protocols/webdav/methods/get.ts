@@ -53,7 +53,7 @@ export async function get(ctx: DavContext): Promise<void> {
     try {
       return await ctx.session.readFile(ctx.share, ctx.path, 'get', (f) => {
         opened = true;
-        return sendFile(ctx, f.attr, f.read);
+        return sendFile(ctx, f.attr, f.read, f.whole);
       });
     } catch (e) {
       if (opened || isVfsError(e, 'ENOENT') || isVfsError(e, 'ENOTDIR')) throw e;
@@ -112,8 +112,8 @@ function preconditionAnswer(ctx: DavContext, attr: FileAttr): (() => void) | und
   return undefined;
 }
 
-/** Answers a GET/HEAD of a file, its bytes read through `read`. */
-async function sendFile(ctx: DavContext, attr: FileAttr, read: FileReader): Promise<void> {
+/** Answers a GET/HEAD of a file, its bytes read through `read` (or taken from `whole`: ReadableFile.whole). */
+async function sendFile(ctx: DavContext, attr: FileAttr, read: FileReader, whole?: (start: number, end: number) => Buffer): Promise<void> {
   const pre = preconditionAnswer(ctx, attr);
   if (pre) return pre();
   const base = baseHeaders(ctx, attr);
@@ -134,12 +134,12 @@ async function sendFile(ctx: DavContext, attr: FileAttr, read: FileReader): Prom
   if (ranges === undefined) {
     res.writeHead(200, { ...base, 'Content-Length': size });
     if (ctx.req.method === 'HEAD' || size === 0) return void res.end();
-    return streamRange(res, read, 0, size - 1, true);
+    return streamRange(res, read, 0, size - 1, true, whole);
   }
   if (ranges.length === 1) {
     const r = ranges[0]!;
     res.writeHead(206, { ...base, 'Content-Range': `bytes ${r.start}-${r.end}/${size}`, 'Content-Length': r.end - r.start + 1 });
-    return streamRange(res, read, r.start, r.end, true);
+    return streamRange(res, read, r.start, r.end, true, whole);
   }
   const boundary = randomBytes(12).toString('hex');
   const type = String(base['Content-Type']);
