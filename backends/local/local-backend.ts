@@ -165,6 +165,8 @@ export class LocalBackend implements Backend, WriterHost {
     nativeIdentity: true,
     // Outside changes through inotify (local-watch.ts).
     watch: true,
+    // Every LocalFile reads through one descriptor (lendDescriptor: the FUSE front-end splices from it).
+    descriptorReads: true,
   };
   /** The native helper (native.ts), when loaded: exchange, allocation, hole map, range copy. */
   readonly native: LocalNative | undefined;

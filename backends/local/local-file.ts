@@ -348,6 +348,16 @@ export class LocalFile implements BackendFile {
     }
   }
 
+  /**
+   * BackendFile.lendDescriptor: the descriptor, counted as a call in flight until `use` settles, so
+   * close() never releases the number while the kernel still reads through it (a reused number would
+   * send another file's bytes).
+   */
+  async lendDescriptor<T>(use: (fd: number) => Promise<T>): Promise<T> {
+    const fd = this.live();
+    return this.calls.run(() => use(fd));
+  }
+
   async stat(): Promise<BackendStat> {
     try {
       const fd = this.live();

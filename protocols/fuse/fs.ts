@@ -558,6 +558,9 @@ export class FuseFs {
       }
       case OP.READ: {
         const h = this.fh(n3);
+        // From the store's descriptor where the handle's bytes are all in it (a local share; no
+        // write stage): the kernel splices them to /dev/fuse, they never enter Portico's memory.
+        if (native.replyFd !== undefined && (await s.readVia(h, n2, n1, (fd, off, len) => native.replyFd!(id, fd, off, len))) !== undefined) return;
         // Into a pooled buffer (a new Buffer per read made V8 collect garbage often, as writes
         // did); fuse_reply_buf copies it to the kernel at once, so it is free again after.
         const buf = n1 <= READ_BUF ? (this.readBufs.pop() ?? Buffer.allocUnsafeSlow(READ_BUF)) : Buffer.allocUnsafeSlow(n1);

@@ -41,12 +41,23 @@ export function mountPoints(): Map<string, string> {
 }
 
 /**
+ * Largest READ the kernel sends (the max_read mount option; init() asks for the same): 1008 KiB,
+ * not the 1 MiB a request could carry (max_pages 256). A read answered from a local file's
+ * descriptor is spliced file -> pipe -> /dev/fuse by libfuse (fuse_addon.cc ReplyFd), and its pipe
+ * must hold the whole reply: header and data take a pipe slot per page, and libfuse sizes it as
+ * data + 3 pages. A pipe may grow to /proc/sys/fs/pipe-max-size (1 MiB) without CAP_SYS_RESOURCE,
+ * which even root lacks in containers: a 1 MiB READ never fit (libfuse then preads into a fresh
+ * 1 MiB buffer, mmap'ed and faulted in per request, and writes it), 1008 KiB does.
+ */
+export const MAX_READ = 1008 * 1024;
+
+/**
  * Kernel readahead of the mount (KiB): the size of the READ requests a sequential read makes. The
  * kernel gives a FUSE mount 128 KiB (it offers that at INIT and takes only a smaller answer), so a
- * `dd bs=1M` came as 8 requests per MiB; each costs Portico a request's fixed work. 1 MiB is the
- * most one request carries (max_pages 256) and the size of the read pool's buffers (fs.ts).
+ * `dd bs=1M` came as 8 requests per MiB; each costs Portico a request's fixed work. Equal to
+ * max_read: a 1 MiB window was split into a 1008 KiB and a 16 KiB request.
  */
-export const READAHEAD_KB = 1024;
+export const READAHEAD_KB = MAX_READ / 1024;
 
 /**
  * Raises the mount's readahead through its backing device's sysfs knob
@@ -135,7 +146,7 @@ export class FuseMount {
   async mount(): Promise<void> {
     const mod = nativeModule();
     prepareMountpoint(this.mountpoint, this.o.logger);
-    const opts = ['fsname=portico', 'subtype=portico'];
+    const opts = ['fsname=portico', 'subtype=portico', `max_read=${MAX_READ}`];
     if (this.o.allowOther) opts.push('allow_other');
     const fs = this.fs;
     // The first request comes after the kernel took INIT's answer (requests wait for it).

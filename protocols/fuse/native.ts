@@ -60,6 +60,13 @@ export interface NativeSession {
   replyAttr(id: number, attr: Float64Array, timeout: number): void;
   replyOpen(id: number, fh: number, flags: number): void;
   replyBuf(id: number, data: Uint8Array, length?: number): void;
+  /**
+   * A READ answered from descriptor `fd` (`length` bytes at `offset`, fewer at its end), spliced to
+   * /dev/fuse on the thread pool: resolves with the bytes sent once done (the caller keeps `fd` open
+   * until then). Always answers the request, with an error if reading fails. Absent in addons built
+   * before it (fs.ts then reads into a buffer).
+   */
+  replyFd?(id: number, fd: number, offset: number, length: number): Promise<number>;
   replyWrite(id: number, count: number): void;
   replyReadlink(id: number, target: string): void;
   replyStatfs(id: number, values: Float64Array): void;

@@ -67,6 +67,7 @@ const BACKEND_OPS = [
   'stat', 'list', 'read', 'readSmall', 'openFile', 'createWriter', 'mkdir', 'rmdir', 'unlink', 'rename', 'exchange', 'copy', 'symlink',
   'readlink', 'link', 'setMetadata', 'truncate', 'statfs', 'check', 'close',
   'file.read', 'file.write', 'file.truncate', 'file.sync', 'file.stat', 'file.close', 'file.allocate', 'file.seek', 'file.copyRange',
+  'file.lend',
   'writer.write', 'writer.commit', 'writer.abort',
 ] as const;
 
@@ -116,7 +117,7 @@ class MeteredFile implements BackendFile {
     try { return this.m['file.close'].track(t, this.f.close()); } catch (e) { return Promise.reject(this.m['file.close'].fail(t, e)); }
   }
 
-  // The optional file calls (capabilities fileAllocate, sparseSeek, rangeCopy), on the prototype:
+  // The optional file calls (capabilities fileAllocate, sparseSeek, rangeCopy, descriptorReads), on the prototype:
   // the VFS calls them only when the capability says the inner file has them; ENOTSUP otherwise.
   allocate(op: AllocateOp, offset: number, length: number, keepSize: boolean): Promise<void> {
     const t = performance.now();
@@ -136,6 +137,13 @@ class MeteredFile implements BackendFile {
     // The inner file copies into the inner target: a metered target is unwrapped (one layer each).
     const inner = target instanceof MeteredFile ? target.f : target;
     try { return this.m['file.copyRange'].track(t, this.f.copyRange(offset, inner, targetOffset, length)); } catch (e) { return Promise.reject(this.m['file.copyRange'].fail(t, e)); }
+  }
+
+  /** A read the caller makes through the descriptor (a splice): file.lend, not file.read. */
+  lendDescriptor<T>(use: (fd: number) => Promise<T>): Promise<T> {
+    const t = performance.now();
+    if (this.f.lendDescriptor === undefined) return Promise.reject(new VfsError('ENOTSUP', 'no descriptor on this backend'));
+    try { return this.m['file.lend'].track(t, this.f.lendDescriptor(use)); } catch (e) { return Promise.reject(this.m['file.lend'].fail(t, e)); }
   }
 }
 

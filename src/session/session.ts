@@ -581,6 +581,17 @@ export class Session {
     return n;
   }
 
+  /**
+   * A read whose bytes the kernel moves from the store's descriptor to the client (Vfs.readVia: FUSE
+   * splices them to /dev/fuse), checked and counted as readInto is; undefined where the handle's
+   * bytes are not all in a descriptor (staged, an object store): the caller uses readInto.
+   */
+  async readVia(h: Handle, offset: number, length: number, send: (fd: number, offset: number, length: number) => Promise<number>): Promise<number | undefined> {
+    const n = await this.gate('read', h.volume.name, [], null, () => this.vfs.readVia(this.own(h), offset, length, send));
+    if (n !== undefined) this.host.bytes(this.protocol, 'read', n);
+    return n;
+  }
+
   async write(h: Handle, offset: number, data: Uint8Array): Promise<number> {
     const n = await this.gate('write', h.volume.name, [], null, () => this.vfs.write(this.own(h), offset, data));
     this.host.bytes(this.protocol, 'write', n);

@@ -43,6 +43,12 @@ export interface BackendCapabilities {
    * store, without the bytes passing through Portico (copy_file_range(2); optional).
    */
   rangeCopy?: boolean;
+  /**
+   * BackendFile.lendDescriptor() lends the kernel descriptor a file reads through, so that a
+   * front-end can have the kernel move a range of it (splice to /dev/fuse) without the bytes
+   * entering Portico (optional; local only: object stores have no descriptor).
+   */
+  descriptorReads?: boolean;
   /** copy() is implemented without moving the bytes through Portico. */
   serverSideCopy: boolean;
   /** openFile() allows writes at arbitrary offsets into an existing file (else the VFS stages writes). */
@@ -220,6 +226,12 @@ export interface BackendFile {
    * overlapping ranges of one file): the caller then copies through Portico.
    */
   copyRange?(offset: number, target: BackendFile, targetOffset: number, length: number): Promise<number>;
+  /**
+   * Only when capabilities.descriptorReads: runs `use` with the descriptor this file reads through
+   * (the file's bytes are all in it). The descriptor stays open until `use` settles (close() waits
+   * for it); `use` only reads from it (pread, splice), never seeks, writes or closes it.
+   */
+  lendDescriptor?<T>(use: (fd: number) => Promise<T>): Promise<T>;
 }
 
 /** What BackendFile.allocate does to its range (fallocate(2) modes 0 / PUNCH_HOLE / ZERO_RANGE). */

@@ -311,6 +311,29 @@ export class OpenFiles {
     }
   }
 
+  /**
+   * Reads `length` bytes at `offset` through the store's own descriptor instead of into Portico's
+   * memory: `send` gets the descriptor of the handle's file and moves the bytes in the kernel (FUSE:
+   * a splice to /dev/fuse) and returns how many it sent. The checks are readInto's (open for
+   * reading, byte-range locks); the rights were decided at open. Only for a handle whose bytes are
+   * all in the store's file (no write stage; capabilities.descriptorReads: local): undefined
+   * otherwise, and the caller reads with readInto. The descriptor stays open until `send` settles.
+   */
+  async readVia(h: Handle, offset: number, length: number, send: (fd: number, offset: number, length: number) => Promise<number>): Promise<number | undefined> {
+    this.live(h);
+    if (h.type === 'dir') throw new VfsError('EISDIR');
+    if (!h.access.read) throw new VfsError('EBADF', 'handle not open for reading');
+    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) throw new VfsError('EINVAL');
+    const file = h.file;
+    if (h.volume.backend.capabilities.descriptorReads !== true || h.stage !== undefined || file?.lendDescriptor === undefined) return undefined;
+    this.checkIo(h, offset, length, 'read');
+    try {
+      return await file.lendDescriptor((fd) => send(fd, offset, length));
+    } catch (e) {
+      throw toVfsError(e, h.path);
+    }
+  }
+
   async write(h: Handle, offset: number, data: Uint8Array): Promise<number> {
     this.live(h);
     if (h.type === 'dir') throw new VfsError('EISDIR');

@@ -639,6 +639,11 @@ export class Vfs {
     return this.files.readInto(h, offset, target);
   }
 
+  /** A read the kernel moves from the store's descriptor; undefined where it cannot (OpenFiles.readVia). */
+  readVia(h: Handle, offset: number, length: number, send: (fd: number, offset: number, length: number) => Promise<number>): Promise<number | undefined> {
+    return this.files.readVia(h, offset, length, send);
+  }
+
   write(h: Handle, offset: number, data: Uint8Array): Promise<number> {
     return this.files.write(h, offset, data);
   }

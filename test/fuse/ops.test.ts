@@ -160,6 +160,14 @@ print(' '.join(bad) or 'ok')
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
+/** pread(path, length, offset) in a process of its own -> "<bytes read> <sha256 of them>". */
+const PREAD = `
+import hashlib, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+b = os.pread(fd, int(sys.argv[2]), int(sys.argv[3]))
+print(len(b), hashlib.sha256(b).hexdigest())
+`;
+
 async function failure(p: Promise<unknown>): Promise<string> {
   try {
     await p;
@@ -401,6 +409,33 @@ describe.skipIf(unusable !== undefined)('FUSE operations: interrupts, rename fla
     }
     await sh('cp', ['--reflink=never', m('s3', 'from-disk.bin'), m('s3', 's3-copy.bin')]);
     expect(sha(await readFile(m('s3', 's3-copy.bin')))).toBe(sha(data));
+  });
+
+  it('reads of a local file are spliced from its descriptor (file.lend, no file.read); other shares read into Portico; bytes and ends right', { timeout: 60_000 }, async () => {
+    const data = randomBytes(3 * 1024 * 1024 + 4321);
+    // Written beside the mount: nothing of it is in the mount's page cache, every byte is a READ.
+    writeFileSync(join(disk, 'spliced.bin'), data);
+    const [reads, lends] = await Promise.all(['file.read', 'file.lend'].map((op) => backendCalls(stack.adminPort, 'disk', op)));
+    expect(await py(PREAD, [m('disk', 'spliced.bin'), 100_000, 1_234_567])).toBe(`100000 ${sha(data.subarray(1_234_567, 1_334_567))}`);
+    // Across the end: what there is; past it: nothing.
+    expect(await py(PREAD, [m('disk', 'spliced.bin'), 1 << 20, data.length - 999])).toBe(`999 ${sha(data.subarray(data.length - 999))}`);
+    expect(await py(PREAD, [m('disk', 'spliced.bin'), 10, data.length + 5])).toBe(`0 ${sha(Buffer.alloc(0))}`);
+    expect(sha(await readFile(m('disk', 'spliced.bin')))).toBe(sha(data));
+    expect(await backendCalls(stack.adminPort, 'disk', 'file.lend')).toBeGreaterThan(lends!);
+    expect(await backendCalls(stack.adminPort, 'disk', 'file.read')).toBe(reads);
+    // A file open for writing through the mount reads back what it wrote (one descriptor: no stage on a local share).
+    const back = await py(`
+import os, sys, hashlib
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+os.pwrite(fd, b'x' * 70000, 0)
+print(hashlib.sha256(os.pread(fd, 70000, 0)).hexdigest())
+`, [m('disk', 'rw.bin')]);
+    expect(back).toBe(sha(Buffer.alloc(70000, 'x')));
+    // Memory and S3 shares have no descriptor (read into Portico): the same bytes.
+    for (const share of ['mem', 's3']) {
+      await writeFile(m(share, 'read.bin'), data);
+      expect(await py(PREAD, [m(share, 'read.bin'), 100_000, 1_234_567])).toBe(`100000 ${sha(data.subarray(1_234_567, 1_334_567))}`);
+    }
   });
 
   it('copy_file_range copies inside Portico: what the share holds, not the kernel\'s cached pages', { timeout: 60_000 }, async () => {

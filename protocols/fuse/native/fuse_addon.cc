@@ -36,6 +36,7 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <uv.h>
 #include <thread>
 #include <unordered_map>
@@ -144,6 +145,8 @@ class FuseSession : public Napi::ObjectWrap<FuseSession> {
   // Hands an event to the JS handler now (JS thread) and frees it.
   void Call(Event *ev);
   bool writeback_ = false;
+  // The mount's max_read option (0: none): libfuse wants init() to ask for the same.
+  unsigned maxRead_ = 0;
   // A free slab for `len` written bytes (-1: none; the caller mallocs). JS thread (request processing).
   int TakeSlab(size_t len) {
     if (len > SLAB_SIZE) return -1;
@@ -155,6 +158,13 @@ class FuseSession : public Napi::ObjectWrap<FuseSession> {
       }
     return -1;
   }
+  // A descriptor read (ReplyFd) finished on the thread pool (JS thread): the last one lets a
+  // teardown that waited for it end the session.
+  void FdReplyDone() {
+    if (--fdReplies_ == 0 && teardownWaits_) FinishTeardown();
+    Unref();
+  }
+  struct fuse_session *Se() const { return se_; }
   char *slabs_[SLABS] = {nullptr};
   bool slabBusy_[SLABS] = {false};
   int nslabs_ = 0;
@@ -168,6 +178,7 @@ class FuseSession : public Napi::ObjectWrap<FuseSession> {
   Napi::Value ReplyAttr(const Napi::CallbackInfo &info);
   Napi::Value ReplyOpen(const Napi::CallbackInfo &info);
   Napi::Value ReplyBuf(const Napi::CallbackInfo &info);
+  Napi::Value ReplyFd(const Napi::CallbackInfo &info);
   Napi::Value ReplyWrite(const Napi::CallbackInfo &info);
   Napi::Value ReplyReadlink(const Napi::CallbackInfo &info);
   Napi::Value ReplyStatfs(const Napi::CallbackInfo &info);
@@ -204,7 +215,11 @@ class FuseSession : public Napi::ObjectWrap<FuseSession> {
   static void OnPoll(uv_poll_t *h, int status, int events);
   void Readable(int status);
   void Teardown();
+  void FinishTeardown();
   void Notifier();
+  // Descriptor reads in flight on the thread pool (JS thread only): the session is destroyed after them.
+  int fdReplies_ = 0;
+  bool teardownWaits_ = false;
 
   struct fuse_session *se_ = nullptr;
   std::string mountpoint_;
@@ -244,6 +259,7 @@ double FhOf(struct fuse_file_info *fi) { return fi ? static_cast<double>(fi->fh)
 
 void op_init(void *ud, struct fuse_conn_info *conn) {
   auto *s = static_cast<FuseSession *>(ud);
+  if (s->maxRead_ != 0) conn->max_read = s->maxRead_;
   if (s->writeback_ && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) conn->want |= FUSE_CAP_WRITEBACK_CACHE;
   else conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
   if (conn->capable & FUSE_CAP_READDIRPLUS) conn->want |= FUSE_CAP_READDIRPLUS;
@@ -252,6 +268,9 @@ void op_init(void *ud, struct fuse_conn_info *conn) {
   // Locks go to Portico's lock manager (they conflict with NFS, SMB and WebDAV locks).
   if (conn->capable & FUSE_CAP_POSIX_LOCKS) conn->want |= FUSE_CAP_POSIX_LOCKS;
   if (conn->capable & FUSE_CAP_FLOCK_LOCKS) conn->want |= FUSE_CAP_FLOCK_LOCKS;
+  // Read replies from a descriptor (ReplyFd) go file -> pipe -> /dev/fuse by splice, not through
+  // a buffer; without it libfuse preads into a buffer and writes that (its own fallback).
+  if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
 }
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
   auto *e = Ev(OP_LOOKUP, parent);
@@ -642,6 +661,16 @@ void FuseSession::Teardown() {
   }
   ncv_.notify_all();
   if (notifier_.joinable()) notifier_.join();
+  // A descriptor read still splicing on the thread pool uses the session: destroyed after it.
+  if (fdReplies_ > 0) {
+    teardownWaits_ = true;
+    return;
+  }
+  FinishTeardown();
+}
+
+void FuseSession::FinishTeardown() {
+  teardownWaits_ = false;
   free(fbuf_.mem);
   fbuf_.mem = nullptr;
   fuse_session_reset(se_);
@@ -702,6 +731,7 @@ Napi::Function FuseSession::Init(Napi::Env env) {
                          InstanceMethod("replyAttr", &FuseSession::ReplyAttr),
                          InstanceMethod("replyOpen", &FuseSession::ReplyOpen),
                          InstanceMethod("replyBuf", &FuseSession::ReplyBuf),
+                         InstanceMethod("replyFd", &FuseSession::ReplyFd),
                          InstanceMethod("replyWrite", &FuseSession::ReplyWrite),
                          InstanceMethod("replyReadlink", &FuseSession::ReplyReadlink),
                          InstanceMethod("replyStatfs", &FuseSession::ReplyStatfs),
@@ -725,7 +755,9 @@ FuseSession::FuseSession(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Fuse
   args_.push_back("portico");
   for (uint32_t i = 0; i < opts.Length(); i++) {
     args_.push_back("-o");
-    args_.push_back(opts.Get(i).As<Napi::String>());
+    std::string o = opts.Get(i).As<Napi::String>();
+    if (o.rfind("max_read=", 0) == 0) maxRead_ = static_cast<unsigned>(std::stoul(o.substr(9)));
+    args_.push_back(o);
   }
   writeback_ = info[2].ToBoolean();
   tsfn_ = Tsfn::New(env, info[3].As<Napi::Function>(), "portico-fuse", 0, 1, nullptr);
@@ -869,6 +901,77 @@ Napi::Value FuseSession::ReplyBuf(const Napi::CallbackInfo &info) {
   TAKE_OR_RETURN(p);
   fuse_reply_buf(p.req, reinterpret_cast<const char *>(b.Data()), len);
   return info.Env().Undefined();
+}
+
+// A READ answered from a descriptor (protocols/fuse/fs.ts READ through Session.readVia): on a
+// thread-pool thread, fuse_reply_data with the descriptor as the buffer, which libfuse splices
+// file -> pipe -> /dev/fuse (FUSE_CAP_SPLICE_WRITE): the bytes never enter Portico's memory, and a
+// read the page cache does not hold waits for the disk there, not on the JS thread. The request
+// leaves the pending table here, on the JS thread; the worker always answers it (data, or the
+// error reading the descriptor gave); the session outlives it (FinishTeardown waits).
+class FdReply : public Napi::AsyncWorker {
+ public:
+  FdReply(Napi::Env env, FuseSession *s, fuse_req_t req, int fd, off_t off, size_t len)
+      : Napi::AsyncWorker(env, "portico-fuse-read"), s_(s), req_(req), fd_(fd), off_(off), len_(len), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override {
+    // Clamped to the file's size: past the end libfuse would allocate a buffer for the rest.
+    struct stat st;
+    size_t n = len_;
+    if (fstat(fd_, &st) == 0 && S_ISREG(st.st_mode)) n = st.st_size > off_ ? std::min(len_, static_cast<size_t>(st.st_size - off_)) : 0;
+    if (n == 0) {
+      fuse_reply_buf(req_, nullptr, 0);
+      sent_ = 0;
+      return;
+    }
+    struct fuse_bufvec bv = FUSE_BUFVEC_INIT(n);
+    bv.buf[0].flags = static_cast<enum fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+    bv.buf[0].fd = fd_;
+    bv.buf[0].pos = off_;
+    // Answered either way: data, or fuse_reply_err with the read's error (libfuse does that).
+    sent_ = fuse_reply_data(req_, &bv, static_cast<enum fuse_buf_copy_flags>(0)) == 0 ? static_cast<double>(n) : 0;
+  }
+  void OnOK() override {
+    s_->FdReplyDone();
+    deferred_.Resolve(Napi::Number::New(Env(), sent_));
+  }
+  void OnError(const Napi::Error &e) override {
+    s_->FdReplyDone();
+    deferred_.Reject(e.Value());
+  }
+
+ private:
+  FuseSession *s_;
+  fuse_req_t req_;
+  int fd_;
+  off_t off_;
+  size_t len_;
+  double sent_ = 0;
+  Napi::Promise::Deferred deferred_;
+};
+
+// replyFd(id, fd, offset, length) -> Promise<bytes sent>. The caller keeps fd open until it settles.
+Napi::Value FuseSession::ReplyFd(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int fd = info[1].As<Napi::Number>().Int32Value();
+  double off = info[2].As<Napi::Number>().DoubleValue();
+  double len = info[3].As<Napi::Number>().DoubleValue();
+  if (fd < 0 || off < 0 || len < 0) throw Napi::TypeError::New(env, "fuse: replyFd(id, fd, offset, length)");
+  Pending p;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    if (!Take(env, IdArg(info), &p)) {
+      auto d = Napi::Promise::Deferred::New(env);
+      d.Resolve(Napi::Number::New(env, 0));
+      return d.Promise();
+    }
+  }
+  auto *w = new FdReply(env, this, p.req, fd, static_cast<off_t>(off), static_cast<size_t>(len));
+  fdReplies_++;
+  Ref();  // the worker's callbacks use this object
+  Napi::Promise promise = w->Promise();
+  w->Queue();
+  return promise;
 }
 
 Napi::Value FuseSession::ReplyWrite(const Napi::CallbackInfo &info) {
