@@ -527,6 +527,12 @@ export class FuseFs {
       }
       case OP.OPEN: {
         const n = this.node(ino);
+        // A RELEASE of this file the kernel sent before this OPEN (close(2), then open again) ends
+        // first: its content is what the page cache holds, and keep_cache compares with it.
+        if (this.releasing.size > 0) {
+          const mine = [...this.releasing].filter(([, i]) => i === ino).map(([p]) => p);
+          if (mine.length > 0) await Promise.allSettled(mine);
+        }
         const acc = n1 & O_ACCMODE;
         const opts = this.openOpts(acc);
         if (n1 & O_TRUNC && acc !== 0) {

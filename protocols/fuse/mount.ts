@@ -148,6 +148,10 @@ export class FuseMount {
     prepareMountpoint(this.mountpoint, this.o.logger);
     const opts = ['fsname=portico', 'subtype=portico', `max_read=${MAX_READ}`];
     if (this.o.allowOther) opts.push('allow_other');
+    // Page cache: explicit invalidation only (README "page cache"), where change events invalidate
+    // (invalidate on) and the addon knows the option (built with replyFd; an older build would pass
+    // it to libfuse, which refuses unknown options).
+    if (this.o.invalidate !== false && typeof (mod.FuseSession.prototype as { replyFd?: unknown }).replyFd === 'function') opts.push('no_auto_inval_data');
     const fs = this.fs;
     // The first request comes after the kernel took INIT's answer (requests wait for it).
     let first = true;

@@ -20,6 +20,16 @@ import { http, fuseUnusable, mountPoints, removeTmp, runNode, sh, startFuseStack
 
 const dav = http;
 
+/** Reads Portico served (portico_requests_total{protocol="fuse",op="read"}, all statuses). */
+async function portReads(adminPort: number): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+  let n = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('portico_requests_total{') && line.includes('protocol="fuse"') && line.includes('op="read"')) n += Number(line.split(' ').at(-1));
+  }
+  return n;
+}
+
 const unusable = fuseUnusable();
 if (unusable) console.warn(`FUSE mount tests skipped: ${unusable}`);
 
@@ -209,6 +219,28 @@ describe.skipIf(unusable !== undefined)('FUSE mount of local, read-only and S3 s
         if (listed) await new Promise((r) => setTimeout(r, 20));
       }
       expect(listed).toBe(false);
+    });
+  }
+
+  for (const share of ['disk', 's3']) {
+    it(`what the mount wrote is read back from the kernel's page cache; a same-size change over WebDAV shows at once (${share})`, async () => {
+      const a = Buffer.alloc(64 * 1024, 'a');
+      await writeFile(m(share, 'kept.bin'), a);
+      // The file's mtime moved with the write: with the kernel's auto_inval_data its next attribute
+      // refresh dropped these pages and every byte was read from Portico again.
+      expect((await sh('stat', ['-c', '%s', m(share, 'kept.bin')])).stdout.trim()).toBe(String(a.length));
+      const before = await portReads(stack.adminPort);
+      expect((await sh('sha256sum', [m(share, 'kept.bin')])).stdout.split(' ')[0]).toBe(createHash('sha256').update(a).digest('hex'));
+      expect(await portReads(stack.adminPort)).toBe(before);
+      // The same size over WebDAV: the size does not give it away, the change event does.
+      expect((await dav(stack.port, 'PUT', `/${share}/kept.bin`, Buffer.alloc(a.length, 'b'))).status).toBeLessThan(300);
+      const want = createHash('sha256').update(Buffer.alloc(a.length, 'b')).digest('hex');
+      let got = '';
+      for (let i = 0; i < 50 && got !== want; i++) {
+        got = (await sh('sha256sum', [m(share, 'kept.bin')])).stdout.split(' ')[0]!;
+        if (got !== want) await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(got).toBe(want);
     });
   }
 

@@ -147,6 +147,9 @@ class FuseSession : public Napi::ObjectWrap<FuseSession> {
   bool writeback_ = false;
   // The mount's max_read option (0: none): libfuse wants init() to ask for the same.
   unsigned maxRead_ = 0;
+  // The addon's own option no_auto_inval_data (not passed to libfuse): init() leaves
+  // FUSE_CAP_AUTO_INVAL_DATA out.
+  bool noAutoInval_ = false;
   // A free slab for `len` written bytes (-1: none; the caller mallocs). JS thread (request processing).
   int TakeSlab(size_t len) {
     if (len > SLAB_SIZE) return -1;
@@ -260,6 +263,9 @@ double FhOf(struct fuse_file_info *fi) { return fi ? static_cast<double>(fi->fh)
 void op_init(void *ud, struct fuse_conn_info *conn) {
   auto *s = static_cast<FuseSession *>(ud);
   if (s->maxRead_ != 0) conn->max_read = s->maxRead_;
+  // Explicit invalidation only (protocols/fuse/README.md, "page cache"): the kernel keeps the pages
+  // this mount wrote when the file's mtime moves; changes from elsewhere arrive as notifications.
+  if (s->noAutoInval_) conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
   if (s->writeback_ && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) conn->want |= FUSE_CAP_WRITEBACK_CACHE;
   else conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
   if (conn->capable & FUSE_CAP_READDIRPLUS) conn->want |= FUSE_CAP_READDIRPLUS;
@@ -754,9 +760,13 @@ FuseSession::FuseSession(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Fuse
   auto opts = info[1].As<Napi::Array>();
   args_.push_back("portico");
   for (uint32_t i = 0; i < opts.Length(); i++) {
-    args_.push_back("-o");
     std::string o = opts.Get(i).As<Napi::String>();
+    if (o == "no_auto_inval_data") {
+      noAutoInval_ = true;
+      continue;
+    }
     if (o.rfind("max_read=", 0) == 0) maxRead_ = static_cast<unsigned>(std::stoul(o.substr(9)));
+    args_.push_back("-o");
     args_.push_back(o);
   }
   writeback_ = info[2].ToBoolean();
