@@ -3,9 +3,13 @@
  *
  * A `portico mount` process mounts a local share; the same operations run through the mount and
  * on the backing directory directly, in the same run:
- *   - sequential write and read of FUSE_BENCH_MB MiB (default 1024) with dd bs=1M (the read is of
- *     a file the page cache of the host holds on both sides: the FUSE side's first open does not
- *     keep the mount's cache, so every byte passes Portico);
+ *   - sequential write and read of FUSE_BENCH_MB MiB (default 1024) with dd bs=1M. The read is of
+ *     the file just written through the mount, warm in the host's page cache: since the mount
+ *     keeps the pages it wrote (explicit invalidation only, protocols/fuse/README.md), this read is
+ *     the kernel's copy from the mount's page cache. "seq read uncached" reads it again after a
+ *     change beside the mount (its mtime): the change drops the mount's pages and the next open
+ *     keeps none, so every byte is a READ through Portico (a local share splices it from the
+ *     backing file);
  *   - 1,000 × (create, write 4 KiB, close, stat, unlink) from a Node child process (sync fs calls);
  *   - `ls -l` of a 10,000-entry directory (the mount's first listing: entries are not cached).
  * Printed: wall time, MB/s or µs per op, the ratio FUSE/direct, and Portico's CPU time (utime +
@@ -24,7 +28,7 @@
  * still fsyncs the staged content and its journal record before close(2) returns (rclone does not).
  */
 import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -101,6 +105,13 @@ async function main(): Promise<void> {
   const rDirect = measure(() => dd([`if=${join(data, 'seq-fuse')}`, 'of=/dev/null']));
   const rFuse = measure(() => dd([`if=${join(mnt, 'seq-fuse')}`, 'of=/dev/null']));
   rows.push(['seq read MB/s', (MB / (rDirect.ms / 1000)).toFixed(0), (MB / (rFuse.ms / 1000)).toFixed(0), (rDirect.ms / rFuse.ms).toFixed(2), `${(rFuse.cpu / MB).toFixed(2)} ms/MiB`]);
+  // Changed beside the mount: the watch invalidates the mount's pages, the next open keeps none.
+  const t = new Date(Date.now() - 60_000);
+  utimesSync(join(data, 'seq-fuse'), t, t);
+  await new Promise((r) => setTimeout(r, 1000));
+  const rDirect2 = measure(() => dd([`if=${join(data, 'seq-fuse')}`, 'of=/dev/null']));
+  const rUncached = measure(() => dd([`if=${join(mnt, 'seq-fuse')}`, 'of=/dev/null']));
+  rows.push(['seq read uncached MB/s', (MB / (rDirect2.ms / 1000)).toFixed(0), (MB / (rUncached.ms / 1000)).toFixed(0), (rDirect2.ms / rUncached.ms).toFixed(2), `${(rUncached.cpu / MB).toFixed(2)} ms/MiB`]);
   rmSync(join(data, 'seq-direct'));
   rmSync(join(data, 'seq-fuse'));
 
