@@ -5,8 +5,9 @@
  *
  * Node has no CMAC primitive, so CMAC is built on AES-128-CBC with a zero IV (CBC-MAC over the
  * blocks, the last one xored with K1 or K2; one cipher call per message). GMAC is AES-128-GCM
- * with the message as AAD and no plaintext, its tag being the signature; with the native helper
- * (native.ts) on one OpenSSL context per key instead of a cipher object per message.
+ * with the message as AAD and no plaintext, its tag being the signature. With the native helper
+ * (native.ts) GMAC signing and GCM encryption run on one OpenSSL context per key instead of a
+ * cipher object per message (the same bytes; CCM stays on node:crypto).
  */
 import { createCipheriv, createDecipheriv, createHash, createHmac, createSecretKey, timingSafeEqual, type KeyObject, type CipherCCM, type CipherCCMTypes, type CipherGCM, type CipherGCMTypes, type DecipherCCM, type DecipherGCM } from 'node:crypto';
 import { Command, Flags, HEADER_BYTES, PROTOCOL_TRANSFORM } from './header.ts';
