@@ -2,8 +2,8 @@
  * The Docker image (docker/Dockerfile) as far as this machine can check it: no Docker engine runs
  * here (`docker build` needs one), so the image itself is not built. What is checked instead:
  * - the addon stage's build, replayed: a directory holding only what that stage copies (package
- *   files, scripts/, the two native/ source trees) with the packages `npm ci --ignore-scripts`
- *   installs, the two build scripts run as the stage runs them, both addons built and loadable by a
+ *   files, scripts/, the three native/ source trees) with the packages `npm ci --ignore-scripts`
+ *   installs, the build scripts run as the stage runs them, every addon built and loadable by a
  *   Node 24 process — so the stage does not depend on a file it does not copy;
  * - the runtime stage puts each addon where the code loads it by default (the ADDON_PATH of each
  *   loader), and both stages use the Node major version the repository pins.
@@ -21,6 +21,7 @@ const NODE = join(ROOT, 'node_modules', '.bin', 'node');
 const ADDONS = [
   { loader: 'backends/local/native.ts', built: 'backends/local/native/build/Release/portico_local.node' },
   { loader: 'protocols/fuse/native.ts', built: 'protocols/fuse/native/build/Release/portico_fuse.node' },
+  { loader: 'protocols/smb/native.ts', built: 'protocols/smb/native/build/Release/portico_smb.node' },
 ];
 
 /** The instructions of one stage (from its FROM to the next), continuation lines joined. */
@@ -61,10 +62,10 @@ describe('Docker image', () => {
     expect(runtime!.some((l) => /apt-get install .*\bfuse3\b/.test(l))).toBe(true);
   });
 
-  it.skipIf(!hasFuseHeaders)('the addon stage, replayed on the files it copies, builds both addons and they load', () => {
+  it.skipIf(!hasFuseHeaders)('the addon stage, replayed on the files it copies, builds every addon and they load', () => {
     // What the stage copies, and nothing else (its COPY lines name the paths).
     const copies = build!.filter((l) => /^COPY\s/i.test(l)).map((l) => l.split(/\s+/).slice(1, -1)).flat();
-    expect(copies).toEqual(['package.json', 'package-lock.json', 'scripts', 'backends/local/native', 'protocols/fuse/native']);
+    expect(copies).toEqual(['package.json', 'package-lock.json', 'scripts', 'backends/local/native', 'protocols/fuse/native', 'protocols/smb/native']);
     const dir = mkdtempSync(join(tmpdir(), 'portico-docker-addons-'));
     try {
       for (const c of copies) {
