@@ -36,6 +36,9 @@
  *   BENCH_SMALL_ONLY=1                        no big files: the 4 KiB rows and PROPFIND
  *   BENCH_TREES=a=/tmp/a,b=/tmp/b             also a sync gateway from each source tree (A/B of versions)
  *   BENCH_TREES_WRITEBACK=async|async-os      those gateways in that write-back mode instead of sync
+ *   BENCH_BIG=256MiB                          only those big files (256MiB, 1GiB)
+ *   BENCH_BIG_ONLY=1                          no 4 KiB rows, no PROPFIND
+ *   BENCH_PORT_BASE=24000                     listen on ports from there up (s3rver first), not on free ephemeral ones
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -62,7 +65,8 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? (QUICK ? 1 : 2));
 /** BENCH_SMALL_ONLY=1: no big files (the 4 KiB rows and PROPFIND only). */
 const BIG = process.env.BENCH_SMALL_ONLY === '1' ? [] : QUICK
   ? [{ label: '64 MiB', bytes: 64 * MiB, rounds: ROUNDS }]
-  : [{ label: '256 MiB', bytes: 256 * MiB, rounds: ROUNDS }, { label: '1 GiB', bytes: 1024 * MiB, rounds: Number(process.env.BENCH_ROUNDS ?? 1) }];
+  : [{ label: '256 MiB', bytes: 256 * MiB, rounds: ROUNDS }, { label: '1 GiB', bytes: 1024 * MiB, rounds: Number(process.env.BENCH_ROUNDS ?? 1) }]
+    .filter((b) => process.env.BENCH_BIG === undefined || process.env.BENCH_BIG.split(',').includes(b.label.replace(' ', '')));
 const SMALL_N = QUICK ? 50 : 200;
 const TREES_WRITEBACK = (process.env.BENCH_TREES_WRITEBACK ?? 'sync') as 'sync' | 'async' | 'async-os';
 if (!['sync', 'async', 'async-os'].includes(TREES_WRITEBACK)) throw new Error(`BENCH_TREES_WRITEBACK: sync, async or async-os, not ${TREES_WRITEBACK}`);
@@ -72,6 +76,10 @@ const PROPFIND_ROUNDS = 5;
 const CREDS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
 const USER = 'bench';
 const PASS = 'bench-password-1';
+
+/** BENCH_PORT_BASE: consecutive ports from there (on a shared machine each user keeps to a range). */
+let nextPort = Number(process.env.BENCH_PORT_BASE ?? 0);
+const pickPort = (): Promise<number> => (nextPort > 0 ? Promise.resolve(nextPort++) : freePort());
 
 const log = (line: string): void => void process.stderr.write(`[s3-gateway-bench] ${line}\n`);
 
@@ -96,7 +104,7 @@ interface S3Info {
 }
 
 function startS3(): Promise<S3Info & { child: ChildProcess }> {
-  const child = fork(SELF, ['--serve'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = fork(SELF, ['--serve', String(nextPort > 0 ? nextPort++ : 0)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   return new Promise((resolve, reject) => {
     child.once('message', (m) => resolve({ ...(m as S3Info), child }));
     child.once('exit', (code) => reject(new Error(`s3rver child exited (${code})`)));
@@ -155,7 +163,7 @@ async function launch(name: string, prefix: string, port: number, cmd: string, a
 /** `portico serve` with one S3 share "share" on `prefix`, WebDAV only, as a user would start it. */
 async function startPortico(name: string, s3: S3Info, prefix: string, writeBack: 'sync' | 'async' | 'async-os', options: Record<string, unknown> = {}, bin = BIN): Promise<Srv> {
   const tmp = mkdtempSync(join(tmpdir(), `portico-s3gw-${name}-`));
-  const port = await freePort();
+  const port = await pickPort();
   const conf = join(tmp, 'portico.yaml');
   mkdirSync(join(tmp, 'state'));
   writeFileSync(conf, stringify({
@@ -179,7 +187,7 @@ async function startPortico(name: string, s3: S3Info, prefix: string, writeBack:
 /** `rclone serve webdav` of the same bucket's `prefix` (an S3 remote from the environment). */
 async function startRclone(name: string, s3: S3Info, prefix: string, mode: 'off' | 'full'): Promise<Srv> {
   const tmp = mkdtempSync(join(tmpdir(), `portico-s3gw-${name}-`));
-  const port = await freePort();
+  const port = await pickPort();
   const env = cleanEnv({
     RCLONE_CONFIG_BENCHS3_TYPE: 's3',
     RCLONE_CONFIG_BENCHS3_PROVIDER: 'Other',
@@ -372,48 +380,51 @@ async function measure(ss: Srv[], s3: S3Info, raw: S3Client): Promise<{ figs: Ma
     });
   }
 
-  const sput = `PUT 4 KiB x ${SMALL_N}`;
-  const sget = `GET 4 KiB x ${SMALL_N}`;
-  metrics.push({ key: sput, unit: 'ops/s', higher: true }, { key: sget, unit: 'ops/s', higher: true });
-  log(`${sput}, ${sget} (one at a time)`);
-  const payload = randomBytes(SMALL_BYTES);
-  await interleave(ss, figs, sput, ROUNDS, async (s, round) => {
-    const c0 = cpuMs(s.pid);
-    const t0 = performance.now();
-    for (let i = 0; i < SMALL_N; i++) expectStatus(await send(s, 'PUT', `small/r${round}-f${i}`, { body: payload }), [200, 201, 204], 'PUT 4 KiB');
-    add(figs, s, sput, SMALL_N / ((performance.now() - t0) / 1000));
-    const c1 = cpuMs(s.pid);
-    const t1 = performance.now();
-    for (let i = 0; i < SMALL_N; i++) {
-      const g = await send(s, 'GET', `small/r${round}-f${i}`, { keep: i === 0 });
-      expectStatus(g, [200], 'GET 4 KiB');
-      if (g.bytes !== SMALL_BYTES || (g.body !== undefined && !g.body.equals(payload))) throw new Error('GET 4 KiB: wrong body');
-    }
-    add(figs, s, sget, SMALL_N / ((performance.now() - t1) / 1000));
-    const c2 = cpuMs(s.pid);
-    await stored(raw, s3.bucket, `${s.prefix}/small/r${round}-f${SMALL_N - 1}`, SMALL_BYTES, 5 * 60_000);
-    // Background uploads of the last files: give them their delay (5 s) to land before counting.
-    const background = s.name.startsWith('portico-async') || s.name === 'rclone-full' || (TREES_WRITEBACK !== 'sync' && treeNames.has(s.name));
-    await new Promise((r) => setTimeout(r, background ? 6000 : 0));
-    const c3 = cpuMs(s.pid);
-    addCpu(figs, s, sput, (c1 - c0 + (c3 - c2)) / SMALL_N);
-    addCpu(figs, s, sget, (c2 - c1) / SMALL_N);
-  });
+  // BENCH_BIG_ONLY=1: the big files only.
+  if (process.env.BENCH_BIG_ONLY !== '1') {
+    const sput = `PUT 4 KiB x ${SMALL_N}`;
+    const sget = `GET 4 KiB x ${SMALL_N}`;
+    metrics.push({ key: sput, unit: 'ops/s', higher: true }, { key: sget, unit: 'ops/s', higher: true });
+    log(`${sput}, ${sget} (one at a time)`);
+    const payload = randomBytes(SMALL_BYTES);
+    await interleave(ss, figs, sput, ROUNDS, async (s, round) => {
+      const c0 = cpuMs(s.pid);
+      const t0 = performance.now();
+      for (let i = 0; i < SMALL_N; i++) expectStatus(await send(s, 'PUT', `small/r${round}-f${i}`, { body: payload }), [200, 201, 204], 'PUT 4 KiB');
+      add(figs, s, sput, SMALL_N / ((performance.now() - t0) / 1000));
+      const c1 = cpuMs(s.pid);
+      const t1 = performance.now();
+      for (let i = 0; i < SMALL_N; i++) {
+        const g = await send(s, 'GET', `small/r${round}-f${i}`, { keep: i === 0 });
+        expectStatus(g, [200], 'GET 4 KiB');
+        if (g.bytes !== SMALL_BYTES || (g.body !== undefined && !g.body.equals(payload))) throw new Error('GET 4 KiB: wrong body');
+      }
+      add(figs, s, sget, SMALL_N / ((performance.now() - t1) / 1000));
+      const c2 = cpuMs(s.pid);
+      await stored(raw, s3.bucket, `${s.prefix}/small/r${round}-f${SMALL_N - 1}`, SMALL_BYTES, 5 * 60_000);
+      // Background uploads of the last files: give them their delay (5 s) to land before counting.
+      const background = s.name.startsWith('portico-async') || s.name === 'rclone-full' || (TREES_WRITEBACK !== 'sync' && treeNames.has(s.name));
+      await new Promise((r) => setTimeout(r, background ? 6000 : 0));
+      const c3 = cpuMs(s.pid);
+      addCpu(figs, s, sput, (c1 - c0 + (c3 - c2)) / SMALL_N);
+      addCpu(figs, s, sget, (c2 - c1) / SMALL_N);
+    });
 
-  const pf = `PROPFIND D1 ${ENTRIES.toLocaleString('en-US')} entries`;
-  metrics.push({ key: pf, unit: 'ms', higher: false });
-  log(pf);
-  await interleave(ss, figs, pf, PROPFIND_ROUNDS, async (s) => {
-    const c0 = cpuMs(s.pid);
-    const t0 = performance.now();
-    const r = await send(s, 'PROPFIND', 'dir/', { headers: { Depth: 1, 'Content-Type': 'application/xml' }, body: PROPFIND_BODY, keep: true });
-    const ms = performance.now() - t0;
-    addCpu(figs, s, pf, cpuMs(s.pid) - c0);
-    expectStatus(r, [207], 'PROPFIND');
-    const n = countResponses(r.body!);
-    if (n !== ENTRIES + 1) throw new Error(`PROPFIND: ${n} responses, expected ${ENTRIES + 1}`);
-    add(figs, s, pf, ms);
-  });
+    const pf = `PROPFIND D1 ${ENTRIES.toLocaleString('en-US')} entries`;
+    metrics.push({ key: pf, unit: 'ms', higher: false });
+    log(pf);
+    await interleave(ss, figs, pf, PROPFIND_ROUNDS, async (s) => {
+      const c0 = cpuMs(s.pid);
+      const t0 = performance.now();
+      const r = await send(s, 'PROPFIND', 'dir/', { headers: { Depth: 1, 'Content-Type': 'application/xml' }, body: PROPFIND_BODY, keep: true });
+      const ms = performance.now() - t0;
+      addCpu(figs, s, pf, cpuMs(s.pid) - c0);
+      expectStatus(r, [207], 'PROPFIND');
+      const n = countResponses(r.body!);
+      if (n !== ENTRIES + 1) throw new Error(`PROPFIND: ${n} responses, expected ${ENTRIES + 1}`);
+      add(figs, s, pf, ms);
+    });
+  }
 
   for (const f of figs.values()) {
     for (const m of metrics) {
@@ -560,7 +571,7 @@ if (process.argv.includes('--serve')) {
     if (e.code !== 'ERR_STREAM_DESTROYED') throw e;
     process.stderr.write(`[s3-gateway-bench] s3rver: ${e.message} (a client dropped a body; the store goes on)\n`);
   });
-  const h = await startS3rver({ bucket: 'bench' });
+  const h = await startS3rver({ bucket: 'bench', port: Number(process.argv[process.argv.indexOf('--serve') + 1]) || 0 });
   process.send?.({ endpoint: h.endpoint, dir: h.dir, bucket: h.bucket });
   process.on('message', (m) => {
     if (m === 'stop') void h.stop().then(() => process.exit(0));

@@ -18,13 +18,24 @@
  * the next start: idempotent, same bytes) or neither.
  *
  * Decisions (and why):
- * - Journal: an append-only file (`<writeBackDir>/journal.log`) of `crc32 json` lines, fdatasync'd
- *   per batch (group commit: closes arriving together share one fsync). Not the SQLite metadata
+ * - Journal: a log file (`<writeBackDir>/journal.log`) of `crc32 json` lines, fdatasync'd per
+ *   batch (group commit: closes arriving together share one fsync). Not the SQLite metadata
  *   store: it runs `synchronous = NORMAL`, which may lose the last transactions on a power cut —
  *   acceptable for file ids, not for an acknowledged close. A torn or corrupt line (a crash in the
  *   middle of an append) is skipped at start-up — it was never acknowledged — and the journal is
  *   rewritten clean (temp file, fsync, rename, directory fsync) before any new append. It is also
  *   compacted when it grows past 4 x its live size (and 1 MiB).
+ * - The journal is preallocated: each rewrite writes zeros (real blocks, not fallocate's unwritten
+ *   extents) for JOURNAL_SLACK bytes past its records and fsyncs them, and records are then written
+ *   over the zeros in place. An append to the end of a file changes its size, and on ext4
+ *   (data=ordered) the fdatasync of a size change is a jbd2 commit that waits for every other
+ *   file's metadata and ordered data in the transaction; an overwrite of written blocks leaves
+ *   nothing for fdatasync but the data and the disk-cache flush (measured beside a bulk writer:
+ *   backends/s3/README.md, "a preallocated write-back journal"). The zero tail is not a record:
+ *   parsing stops at it, and a line with NUL bytes (a crash tore a write: some of its blocks
+ *   reached the disk, some not) is torn like any other. Past the zeros, the journal is compacted
+ *   when most of it is dead, else an append writes the next JOURNAL_SLACK of zeros with its record
+ *   (one size change per that many bytes).
  * - Flush in async mode = durable on the gateway (steps 1-3), not uploaded: the file is still open,
  *   and uploading a stage that writers keep changing would publish a moving target. The upload
  *   starts once no handle with write access is left on the file (its last writer closed). NFS
@@ -167,6 +178,10 @@ const STAGE_SYNC_EVERY = 64 * 1024 * 1024;
 const INLINE_MAX_BYTES = 64 * 1024;
 const JOURNAL_FILE = 'journal.log';
 const COMPACT_MIN_BYTES = 1024 * 1024;
+/** Zeros written past the journal's records, overwritten by the next appends (see the file comment). */
+export const JOURNAL_SLACK = 1024 * 1024;
+const JOURNAL_ALIGN = 4096;
+const alignUp = (n: number): number => Math.ceil(n / JOURNAL_ALIGN) * JOURNAL_ALIGN;
 
 export interface WriteBackLogger {
   info(obj: object, msg?: string): void;
@@ -249,7 +264,10 @@ export function encodeRecord(r: JournalRecord): string {
 export function parseJournal(text: string): { live: Map<string, PutRecord>; bad: number } {
   const live = new Map<string, PutRecord>();
   let bad = 0;
-  const lines = text.split('\n');
+  // The preallocated tail (zeros not yet overwritten by a record) is not a record.
+  let end = text.length;
+  while (end > 0 && text.charCodeAt(end - 1) === 0) end--;
+  const lines = (end === text.length ? text : text.slice(0, end)).split('\n');
   // The piece after the last newline is a torn append (or empty).
   const tail = lines.pop();
   if (tail !== undefined && tail !== '') bad++;
@@ -287,15 +305,19 @@ async function fsyncDir(dir: string): Promise<void> {
 }
 
 /**
- * The append-only journal. Appends are batched: every record queued while a write + fdatasync runs
- * goes out in the next one (group commit), and each caller's promise resolves only once its record
- * is on disk. A failed write may leave a partial line, so the next batch first rewrites the file
- * from the live records it knows (never appending after garbage).
+ * The journal. Appends are batched: every record queued while a write + fdatasync runs goes out in
+ * the next one (group commit), and each caller's promise resolves only once its record is on disk.
+ * Records are written in place over the preallocated zeros (`bytes` is where the next one goes,
+ * `allocated` the file's size). A failed write may leave a partial line, so the next batch first
+ * rewrites the file from the live records it knows (never appending after garbage). The file is
+ * rewritten before its first append in a process too (after load(), or reading what a journal
+ * nobody loaded holds: its records are kept), so `bytes` is always known.
  */
 class Journal {
   readonly file: string;
   private readonly dir: string;
   private fh: FileHandle | undefined;
+  private allocated = 0;
   private readonly live = new Map<string, PutRecord>();
   /** Encoded length of each live record (liveBytes without encoding them again). */
   private readonly liveLen = new Map<string, number>();
@@ -305,6 +327,8 @@ class Journal {
   private bytes = 0;
   private liveBytes = 0;
   private closed = false;
+  /** load() ran: `live` holds what the file held. */
+  private loaded = false;
 
   constructor(dir: string) {
     this.dir = dir;
@@ -321,6 +345,7 @@ class Journal {
     }
     const { live, bad } = parseJournal(text);
     for (const [k, r] of live) this.live.set(k, r);
+    this.loaded = true;
     if (text !== '') await this.rewrite();
     return { live: [...live.values()], bad };
   }
@@ -356,21 +381,28 @@ class Journal {
       // (a small put carries its content, ~5.5 KiB of JSON for 4 KiB: stringify + CRC per call).
       let lines: string[];
       try {
-        if (this.needsRewrite) await this.rewrite();
-        if (this.fh === undefined) {
-          await mkdir(this.dir, { recursive: true, mode: 0o700 });
-          const created = await stat(this.file).then(() => false, () => true);
-          this.fh = await open(this.file, 'a', 0o600);
-          if (created) await fsyncDir(this.dir);
-        }
         lines = batch.map((b) => encodeRecord(b.rec));
         const text = lines.join('');
-        await this.fh.write(text);
+        const len = Buffer.byteLength(text);
+        // Past the zeros with mostly dead records: compact now rather than grow (the rewrite
+        // preallocates anew; growing first and compacting after the batch wrote zeros twice).
+        const compact = this.fh !== undefined && this.bytes + len > this.allocated && this.bytes > COMPACT_MIN_BYTES && this.bytes > 4 * this.liveBytes;
+        if (this.needsRewrite || this.fh === undefined || compact) await this.rewrite(this.fh === undefined && !this.loaded);
+        const fh = this.fh!;
+        // In place over the zeros; past them, the next JOURNAL_SLACK of zeros goes with the records
+        // (a size change: this batch's fdatasync is a full commit, once per that many bytes).
+        const grow = this.bytes + len > this.allocated ? alignUp(this.bytes + len + JOURNAL_SLACK) : this.allocated;
+        const buf = Buffer.alloc(grow > this.allocated ? grow - this.bytes : len);
+        buf.write(text, 0, 'utf8');
+        const { bytesWritten } = await fh.write(buf, 0, buf.length, this.bytes);
+        // A short write (a full disk) leaves a partial record: the batch fails, the next rewrites.
+        if (bytesWritten !== buf.length) throw new VfsError('EIO', `write-back journal: short write (${bytesWritten} of ${buf.length} bytes)`);
+        this.allocated = grow;
         // Records of writeBack.fsync: false shares alone need no fdatasync (their stages had none
         // either; recovery trusts them only within the same boot). Deletes always get one: a
         // finished upload whose record came back would be uploaded again over newer content.
-        if (batch.some((b) => b.rec.t !== 'put' || b.rec.boot === undefined)) await this.fh.datasync();
-        this.bytes += Buffer.byteLength(text);
+        if (batch.some((b) => b.rec.t !== 'put' || b.rec.boot === undefined)) await fh.datasync();
+        this.bytes += len;
       } catch (e) {
         this.needsRewrite = true;
         for (const b of batch) b.reject(toVfsError(e));
@@ -399,28 +431,45 @@ class Journal {
     }
   }
 
-  /** Writes the live records to a temp file, fsyncs, renames over the journal, fsyncs the directory. */
-  private async rewrite(): Promise<void> {
+  /**
+   * Writes the live records and JOURNAL_SLACK of zeros to a temp file, fsyncs, renames over the
+   * journal, fsyncs the directory, and opens it for the in-place appends. `adopt`: first read what
+   * the file holds (a journal this process never loaded), keeping its records.
+   */
+  private async rewrite(adopt = false): Promise<void> {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     const old = this.fh;
     this.fh = undefined;
     await old?.close().catch(() => undefined);
+    if (adopt) {
+      const found = await readFile(this.file, 'utf8').catch(() => '');
+      for (const [k, r] of parseJournal(found).live) if (!this.live.has(k)) this.live.set(k, r);
+      this.loaded = true;
+    }
     const tmp = `${this.file}.tmp`;
     const lines = [...this.live.values()].map(encodeRecord);
     this.liveLen.clear();
     let i = 0;
     for (const k of this.live.keys()) this.liveLen.set(k, lines[i++]!.length);
     const text = lines.join('');
+    const len = Buffer.byteLength(text);
+    const size = alignUp(len + JOURNAL_SLACK);
+    const buf = Buffer.alloc(size);
+    buf.write(text, 0, 'utf8');
     const fh = await open(tmp, 'w', 0o600);
     try {
-      await fh.write(text);
+      const { bytesWritten } = await fh.write(buf, 0, size, 0);
+      if (bytesWritten !== size) throw new VfsError('EIO', `write-back journal: short write (${bytesWritten} of ${size} bytes)`);
       await fh.sync();
     } finally {
       await fh.close();
     }
     await rename(tmp, this.file);
     await fsyncDir(this.dir);
-    this.bytes = Buffer.byteLength(text);
+    // 'r+': positioned writes (an O_APPEND descriptor would ignore the position on Linux).
+    this.fh = await open(this.file, 'r+');
+    this.allocated = size;
+    this.bytes = len;
     this.liveBytes = this.bytes;
     this.needsRewrite = false;
   }

@@ -5,7 +5,7 @@
  * a torn journal record, and sync mode left as it was. The real-restart tests against s3rver are in
  * writeback-s3-restart.test.ts.
  */
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { open as openHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -16,7 +16,7 @@ import { isVfsError } from '../../src/vfs/errors.ts';
 import { MetadataStore } from '../../src/store/metadata-store.ts';
 import { Vfs } from '../../src/vfs/vfs.ts';
 import { buildVolumeStack } from '../../src/vfs/volume-stack.ts';
-import { encodeRecord, parseJournal, type WriteBackOptions } from '../../src/vfs/write-back.ts';
+import { encodeRecord, JOURNAL_SLACK, parseJournal, type WriteBackOptions } from '../../src/vfs/write-back.ts';
 import { Registry } from 'prom-client';
 import { gate, until, type GatedBackend } from './gate.ts';
 
@@ -489,6 +489,77 @@ describe('async write-back (memory:objectstore)', () => {
     expect(await stored(mem, '/kept')).toBe('kept');
   });
 
+  it('the journal is preallocated: records overwrite its zeros in place (no size change, one fdatasync each), it grows by JOURNAL_SLACK past them, and a crash anywhere restores every acknowledged record', async () => {
+    const probe = await openHandle(join(tmpdir(), `portico-fh-probe3-${process.pid}`), 'w');
+    const proto = Object.getPrototypeOf(probe) as { sync: () => Promise<void>; datasync: () => Promise<void> };
+    await probe.close();
+    const datasyncs = vi.spyOn(proto, 'datasync');
+    try {
+      const mem = objectStore();
+      const env = await start(mem);
+      env.g.close();
+      const journal = join(env.stateDir, 'writeback', 'journal.log');
+      await writeFile(env.vfs, '/f0', 'zero');
+      const size0 = statSync(journal).size;
+      expect(size0).toBeGreaterThanOrEqual(JOURNAL_SLACK);
+      expect(size0 % 4096).toBe(0);
+      datasyncs.mockClear();
+      for (let i = 1; i <= 5; i++) await writeFile(env.vfs, `/f${i}`, `small ${i}`);
+      // Written over the zeros: the size a rewrite gave the file, one fdatasync per close.
+      expect(statSync(journal).size).toBe(size0);
+      expect(datasyncs).toHaveBeenCalledTimes(5);
+      // Records of ~80 KiB (60 KiB inline, base64) until the slack is used up: the file grows.
+      const body = (i: number): Buffer => Buffer.alloc(60 * 1024, i);
+      const n = Math.ceil(JOURNAL_SLACK / (60 * 1024)) + 2;
+      for (let i = 0; i < n; i++) await writeFile(env.vfs, `/big${i}`, body(i));
+      const grown = statSync(journal).size;
+      expect(grown).toBeGreaterThan(size0);
+      // The records end before the zeros; nothing is torn.
+      const text = readFileSync(journal, 'utf8');
+      expect(text.charCodeAt(text.length - 1)).toBe(0);
+      const parsed = parseJournal(text);
+      expect(parsed.bad).toBe(0);
+      expect(parsed.live.size).toBe(6 + n);
+      // "Crash" (the first VFS abandoned, uploads held) and a write torn inside the zeros: part of
+      // a record reached the disk, the block before it did not.
+      const fd = await openHandle(journal, 'r+');
+      const torn = Buffer.from(encodeRecord({ t: 'del', k: 'never-acknowledged' }));
+      await fd.write(torn.subarray(10), 0, torn.length - 10, text.search(/\0+$/) + 5000);
+      await fd.close();
+      expect(parseJournal(readFileSync(journal, 'utf8')).bad).toBe(1);
+      const again = await start(mem, { stateDir: env.stateDir });
+      expect(await readFile(again.vfs, '/f3')).toBe('small 3');
+      await drained(again);
+      for (let i = 0; i <= 5; i++) expect(await stored(mem, `/f${i}`)).toBe(i === 0 ? 'zero' : `small ${i}`);
+      for (let i = 0; i < n; i++) expect((await mem.read(`/big${i}`, 0, 70 * 1024)).equals(body(i))).toBe(true);
+      // The restart rewrote it clean, preallocated again; the uploads' deletes went in place (each
+      // moments after its upload counts as done).
+      await until(() => parseJournal(readFileSync(journal, 'utf8')).live.size === 0, 20_000, 'the uploads\' delete records');
+      expect(parseJournal(readFileSync(journal, 'utf8')).bad).toBe(0);
+      expect(statSync(journal).size).toBeGreaterThanOrEqual(JOURNAL_SLACK);
+    } finally {
+      datasyncs.mockRestore();
+    }
+  });
+
+  it('a preallocated journal of uploaded records is compacted when its zeros run out: it stays within its live records and the slack', async () => {
+    const mem = objectStore();
+    const env = await start(mem);
+    const journal = join(env.stateDir, 'writeback', 'journal.log');
+    let largest = 0;
+    // 3 x the slack in ~80 KiB records, each uploaded (and its record deleted) soon after.
+    const n = Math.ceil((3 * JOURNAL_SLACK) / (80 * 1024));
+    for (let i = 0; i < n; i++) {
+      await writeFile(env.vfs, `/c${i % 4}`, Buffer.alloc(60 * 1024, i));
+      largest = Math.max(largest, statSync(journal).size);
+    }
+    await drained(env);
+    await until(() => parseJournal(readFileSync(journal, 'utf8')).live.size === 0, 20_000, 'the uploads\' delete records');
+    // At most 4 files pending (~330 KiB of records) + the slack + one batch past it.
+    expect(largest).toBeLessThan(2 * JOURNAL_SLACK + 512 * 1024);
+    for (let i = 0; i < 4; i++) expect((await mem.read(`/c${i}`, 0, 70 * 1024)).length).toBe(60 * 1024);
+  });
+
   it('shutdown drains pending uploads within shutdownDrainMs, and leaves the rest journaled', async () => {
     const mem = objectStore();
     const env = await start(mem, { writeBack: { shutdownDrainMs: 100 } });
@@ -616,5 +687,24 @@ describe('write-back journal format', () => {
     expect(bad).toBe(2);
     expect([...live.keys()]).toEqual(['a']);
     expect(live.get('a')!.path).toBe('/a2');
+  });
+
+  it('the zero tail of a preallocated journal is not a record; a line holding zeros is torn', () => {
+    const put = (k: string): string => encodeRecord({
+      t: 'put', k, vol: 's', path: `/${k}`, fid: '1', size: 1, mtime: '1',
+      snap: { v: 1, file: 'stage-x', path: `/${k}`, mode: 'whole', size: 1, dirty: true, base: null, baseEnd: 0, extents: [] },
+    });
+    const zeros = (n: number): string => '\0'.repeat(n);
+    expect(parseJournal(put('a') + put('b') + zeros(5000))).toMatchObject({ bad: 0 });
+    expect([...parseJournal(put('a') + put('b') + zeros(5000)).live.keys()]).toEqual(['a', 'b']);
+    // A write torn at a block boundary: its first block still zeros, the rest on disk.
+    const b = put('b');
+    const r1 = parseJournal(put('a') + zeros(100) + b.slice(40) + zeros(5000));
+    expect([...r1.live.keys()]).toEqual(['a']);
+    expect(r1.bad).toBe(1);
+    // Or the other way round: the record's start on disk, its end still zeros.
+    const r2 = parseJournal(put('a') + b.slice(0, 40) + zeros(5000));
+    expect([...r2.live.keys()]).toEqual(['a']);
+    expect(r2.bad).toBe(1);
   });
 });
