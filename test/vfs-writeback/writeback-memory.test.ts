@@ -49,6 +49,15 @@ async function start(inner: Backend, o: { stateDir?: string; writeBack?: Partial
   return { vfs, store, stateDir, g };
 }
 
+/** FileHandle's prototype (the tests spy on its sync and datasync), from a probe file removed at once. */
+async function fileHandlePrototype(): Promise<{ sync: () => Promise<void>; datasync: () => Promise<void> }> {
+  const path = join(tmpdir(), `portico-fh-probe-${process.pid}`);
+  const probe = await openHandle(path, 'w');
+  await probe.close();
+  rmSync(path, { force: true });
+  return Object.getPrototypeOf(probe) as { sync: () => Promise<void>; datasync: () => Promise<void> };
+}
+
 const objectStore = (): MemoryBackend => new MemoryBackend({ capabilities: MEMORY_OBJECTSTORE_CAPABILITIES });
 
 async function writeFile(vfs: Vfs, path: string, data: string | Buffer, disposition: 'createOrTruncate' | 'openOrCreate' = 'createOrTruncate'): Promise<void> {
@@ -281,9 +290,7 @@ describe('async write-back (memory:objectstore)', () => {
   });
 
   it('a small stage is journaled with its content: one fdatasync per close, and a restart after the stage file was lost uploads the acknowledged bytes', async () => {
-    const probe = await openHandle(join(tmpdir(), `portico-fh-probe2-${process.pid}`), 'w');
-    const proto = Object.getPrototypeOf(probe) as { sync: () => Promise<void>; datasync: () => Promise<void> };
-    await probe.close();
+    const proto = await fileHandlePrototype();
     const syncs = vi.spyOn(proto, 'sync');
     const datasyncs = vi.spyOn(proto, 'datasync');
     try {
@@ -362,9 +369,7 @@ describe('async write-back (memory:objectstore)', () => {
 
   it('fsync: false acknowledges without fsync or fdatasync; after a reboot its records go to lost+found, never to the store', async () => {
     // Count fsync/fdatasync on every FileHandle (the class is not exported: take it from one).
-    const probe = await openHandle(join(tmpdir(), `portico-fh-probe-${process.pid}`), 'w');
-    const proto = Object.getPrototypeOf(probe) as { sync: () => Promise<void>; datasync: () => Promise<void> };
-    await probe.close();
+    const proto = await fileHandlePrototype();
     const syncs = vi.spyOn(proto, 'sync');
     const datasyncs = vi.spyOn(proto, 'datasync');
     try {
@@ -410,9 +415,7 @@ describe('async write-back (memory:objectstore)', () => {
       await w.commit();
     };
     const stageFiles = (e: Env): string[] => (existsSync(join(e.stateDir, 'stage')) ? readdirSync(join(e.stateDir, 'stage')) : []);
-    const probe = await openHandle(join(tmpdir(), `portico-fh-probe2-${process.pid}`), 'w');
-    const proto = Object.getPrototypeOf(probe) as { sync: () => Promise<void>; datasync: () => Promise<void> };
-    await probe.close();
+    const proto = await fileHandlePrototype();
     const syncs = vi.spyOn(proto, 'sync');
     const datasyncs = vi.spyOn(proto, 'datasync');
     try {
@@ -490,9 +493,7 @@ describe('async write-back (memory:objectstore)', () => {
   });
 
   it('the journal is preallocated: records overwrite its zeros in place (no size change, one fdatasync each), it grows by JOURNAL_SLACK past them, and a crash anywhere restores every acknowledged record', async () => {
-    const probe = await openHandle(join(tmpdir(), `portico-fh-probe3-${process.pid}`), 'w');
-    const proto = Object.getPrototypeOf(probe) as { sync: () => Promise<void>; datasync: () => Promise<void> };
-    await probe.close();
+    const proto = await fileHandlePrototype();
     const datasyncs = vi.spyOn(proto, 'datasync');
     try {
       const mem = objectStore();
