@@ -704,11 +704,12 @@ export function vfsConformance(f: BackendFactory): void {
         await expectCode(other.lockHandle(h2, { kind: 'shared', style: 'windows', range: { start: 0n, end: 11n } }), 'ELOCKED');
         await s.unlockHandle(h1, { start: 10n, end: 20n }, 'windows');
         await other.write(h2, 15, enc('z'));
-        // A WebDAV lock with a 50 ms timeout conflicts, then expires by itself.
-        const l = await s.lockPath('s', '/lk', { kind: 'exclusive', style: 'token', timeoutMs: 50 });
+        // A WebDAV lock with a short timeout conflicts, then expires by itself. (1 s: with 50 ms the
+        // two conflicting calls outlasted the lock on a loaded machine, on the write-back shares.)
+        const l = await s.lockPath('s', '/lk', { kind: 'exclusive', style: 'token', timeoutMs: 1000 });
         await expectCode(other.lockPath('s', '/lk', { kind: 'exclusive', style: 'token' }), 'ELOCKED');
         await expectCode(other.write(h2, 0, enc('q')), 'ELOCKED');
-        await new Promise((r) => setTimeout(r, 80));
+        for (let i = 0; i < 100 && env.vfs.locks.get(l.token) !== undefined; i++) await new Promise((r) => setTimeout(r, 50));
         expect(env.vfs.locks.get(l.token)).toBeUndefined();
         await other.write(h2, 0, enc('q'));
         await s.close(h1);
