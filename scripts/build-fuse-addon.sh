@@ -16,10 +16,4 @@ if ! pkg-config --exists fuse3 2>/dev/null; then
   exit 0
 fi
 . scripts/node-gyp-build.sh
-rc=0
-node_gyp_build protocols/fuse/native "fuse addon" || rc=$?
-case $rc in
-  0) echo "fuse addon: built protocols/fuse/native/build/Release/portico_fuse.node (libfuse $(pkg-config --modversion fuse3))" ;;
-  2) exit 0 ;;
-  *) exit 1 ;;
-esac
+build_optional_addon protocols/fuse/native "fuse addon" portico_fuse.node "libfuse $(pkg-config --modversion fuse3)"

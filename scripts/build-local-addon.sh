@@ -7,14 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/node-gyp-build.sh
 ENABLE="apt-get install g++ make && npm run build:local"
-if ! command -v c++ >/dev/null 2>&1 && ! command -v g++ >/dev/null 2>&1; then
+if ! has_cxx; then
   echo "local addon: no C++ compiler; local shares keep working without exchange, hole and range-copy calls (enable: $ENABLE)"
   exit 0
 fi
-rc=0
-node_gyp_build backends/local/native "local addon" || rc=$?
-case $rc in
-  0) echo "local addon: built backends/local/native/build/Release/portico_local.node" ;;
-  2) exit 0 ;;
-  *) exit 1 ;;
-esac
+build_optional_addon backends/local/native "local addon" portico_local.node

@@ -7,14 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/node-gyp-build.sh
 ENABLE="apt-get install g++ make && npm run build:smb"
-if ! command -v c++ >/dev/null 2>&1 && ! command -v g++ >/dev/null 2>&1; then
+if ! has_cxx; then
   echo "smb addon: no C++ compiler; SMB signs with node:crypto (enable: $ENABLE)"
   exit 0
 fi
-rc=0
-node_gyp_build protocols/smb/native "smb addon" || rc=$?
-case $rc in
-  0) echo "smb addon: built protocols/smb/native/build/Release/portico_smb.node" ;;
-  2) exit 0 ;;
-  *) exit 1 ;;
-esac
+build_optional_addon protocols/smb/native "smb addon" portico_smb.node

@@ -1,4 +1,4 @@
-# Shared by the build scripts of the project's own N-API addons (build-fuse-addon.sh,
+# Shared by the build scripts of the project's own N-API addons (build-fuse-addon.sh, build-smb-addon.sh,
 # build-local-addon.sh): `node_gyp_build DIR LABEL` builds the addon in DIR with npm's own node-gyp
 # (npm exports its path as npm_config_node_gyp to scripts; else found beside npm) against the
 # project's Node headers (node_modules/node; else Debian's /usr/include/node: the addons use N-API
@@ -30,4 +30,23 @@ node_gyp_build() {
   echo "$label: build failed ($dir/build.log):" >&2
   tail -20 "$dir/build.log" >&2
   return 1
+}
+
+# Whether a C++ compiler is on PATH (the addons need one; without it each build script says how to
+# get one and exits 0: the addons are optional).
+has_cxx() {
+  command -v c++ >/dev/null 2>&1 || command -v g++ >/dev/null 2>&1
+}
+
+# `build_optional_addon DIR LABEL FILE [NOTE]`: node_gyp_build with the answer every build script
+# gives — "LABEL: built DIR/build/Release/FILE (NOTE)"; nothing more when node-gyp is missing (said
+# already; the addon stays unavailable, exit status 0); exit 1 when the build failed.
+build_optional_addon() {
+  local dir="$1" label="$2" file="$3" note="${4:-}" rc=0
+  node_gyp_build "$dir" "$label" || rc=$?
+  case $rc in
+    0) echo "$label: built $dir/build/Release/$file${note:+ ($note)}" ;;
+    2) return 0 ;;
+    *) exit 1 ;;
+  esac
 }
