@@ -5,8 +5,10 @@
  * followed, anywhere in the path. Final components are opened with O_NOFOLLOW (or lstat'ed);
  * intermediate directories are checked with an lstat walk whose verified results are cached, so
  * hot paths pay no extra syscalls. Because something outside Portico may swap a directory for a
- * symlink after it was verified, every opened descriptor is also checked against the root
- * (readlink of /proc/self/fd/N), and directory listings read through that verified descriptor.
+ * symlink after it was verified, every opened descriptor is also confined to the root: opened by
+ * openat2 beneath the root's descriptor with no symbolic link allowed on the way (the native
+ * helper's openBeneath, for the opens made inline), or else checked after the open (readlink of
+ * /proc/self/fd/N); directory listings read through that confined descriptor.
  */
 import {
   close as closeCb, closeSync, constants as C, existsSync, fchown as fchownCb, fchownSync, fdatasync as fdatasyncCb, fstatSync, fsync as fsyncCb, ftruncate, linkSync, lstatSync, mkdirSync,
@@ -14,6 +16,7 @@ import {
 } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
+import { constants as osConstants } from 'node:os';
 import { resolve } from 'node:path';
 import { LRUCache } from 'lru-cache';
 import type {
@@ -85,6 +88,17 @@ interface DirSync {
 const O_READ = C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK;
 const NO_TARGETS: Array<number | string> = [];
 const O_DIR = C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW;
+const OS_ERRNO = osConstants.errno;
+/** errno number -> its first name (EAGAIN, not EWOULDBLOCK; ENOTSUP, not EOPNOTSUPP). */
+const ERRNO_NAMES = new Map<number, string>();
+for (const [k, v] of Object.entries(OS_ERRNO)) if (!ERRNO_NAMES.has(v)) ERRNO_NAMES.set(v, k);
+
+/** An fs-style error (code, errno, syscall) for a native call's -errno answer: toVfsError maps it as Node's. */
+function errnoError(errno: number, path: string): Error {
+  const code = ERRNO_NAMES.get(errno) ?? 'EIO';
+  return Object.assign(new Error(`${code}: open '${path}'`), { code, errno: -errno, syscall: 'open' });
+}
+
 const LIST_STAT_CONCURRENCY = 64;
 /**
  * A batch of INLINE_BATCH inline lstats slower than this counts as one slow call: ~150 µs a name
@@ -191,6 +205,8 @@ export class LocalBackend implements Backend, WriterHost {
     return this.rootDirFd;
   }
 
+  /** The native helper's openBeneath (openConfinedFd's inline opens, kernel-confined), when the helper has it. */
+  private readonly openBeneath: LocalNative['openBeneath'];
   /** The native helper's readSmall (readSmallSync in one call), when the helper has it. */
   private readonly nativeReadSmall: LocalNative['readSmall'];
   /** readSmall's stat figures (one entry of decodeStatPage's layout), reused by every call. */
@@ -252,6 +268,7 @@ export class LocalBackend implements Backend, WriterHost {
     // and in-kernel range copies (native/README.md).
     this.nativeStats = typeof this.native?.statNames === 'function' && typeof this.native.statNamesAsync === 'function';
     this.nativeReadSmall = typeof this.native?.readSmall === 'function' ? this.native.readSmall.bind(this.native) : undefined;
+    this.openBeneath = typeof this.native?.openBeneath === 'function' ? this.native.openBeneath.bind(this.native) : undefined;
     if (this.native !== undefined) {
       Object.assign(this.capabilities, { atomicExchange: true, fileAllocate: true, sparseSeek: true, rangeCopy: true });
     }
@@ -385,27 +402,49 @@ export class LocalBackend implements Backend, WriterHost {
     const open = (f: number): Promise<number> => new Promise((res, rej) => openCb(abs, f, mode ?? 0o666, (e, fd) => (e ? rej(e) : res(fd))));
     let fd: number | undefined;
     let created = false;
+    // The inline opens go beneath the root's descriptor where the native helper can (openat2: the
+    // kernel confines them, no /proc readlink after); `confined` says the last one did.
+    let confined = false;
+    const openNow = (f: number): number => {
+      const beneath = this.openBeneath;
+      // No root descriptor (it could not be opened, or the backend is closed): the /proc way.
+      const rootFd = beneath === undefined ? -1 : this.rootFd();
+      if (beneath !== undefined && rootFd >= 0) {
+        const r = beneath(rootFd, path === '/' ? '.' : path.slice(1), f, mode ?? 0o666);
+        if (r >= 0) {
+          confined = true;
+          return r;
+        }
+        // A link on the way (ELOOP; EXDEV: out of the root) goes the /proc way, which decides as
+        // before (a link whose target is inside the root is accepted there); so does a missing
+        // openat2. Any other failure is the open's answer.
+        if (r !== -OS_ERRNO.ELOOP && r !== -OS_ERRNO.EXDEV && r !== -OS_ERRNO.ENOSYS && r !== -OS_ERRNO.EAGAIN && r !== -OS_ERRNO.EPERM) throw errnoError(-r, path);
+      }
+      confined = false;
+      return openSync(abs, f, mode ?? 0o666);
+    };
     try {
       const creates = (base & C.O_CREAT) !== 0;
       const io = creates ? this.wio : this.io;
       if (inline && (!creates || (base & C.O_EXCL) !== 0) && !truncate && io.ok) {
-        fd = io.run(() => openSync(abs, base, mode ?? 0o666));
+        fd = io.run(() => openNow(base));
         created = creates;
       } else if (inline && creates && io.ok) {
         // A plain create, inline: O_EXCL first (so that a file made here is known to be ours),
         // else the file as it is; one that vanished in between goes to the loop below.
         try {
-          fd = io.run(() => openSync(abs, base | C.O_EXCL, mode ?? 0o666));
+          fd = io.run(() => openNow(base | C.O_EXCL));
           created = true;
         } catch (e) {
           if ((e as { code?: unknown }).code !== 'EEXIST') throw e;
           try {
-            fd = io.run(() => openSync(abs, base & ~C.O_CREAT));
+            fd = io.run(() => openNow(base & ~C.O_CREAT));
           } catch (e2) {
             if ((e2 as { code?: unknown }).code !== 'ENOENT') throw e2;
           }
         }
       }
+      if (fd === undefined) confined = false;
       if (fd === undefined && ((base & C.O_CREAT) === 0 || (base & C.O_EXCL) !== 0)) {
         fd = await open(base);
         created = (base & C.O_CREAT) !== 0;
@@ -429,7 +468,7 @@ export class LocalBackend implements Backend, WriterHost {
     }
     const closeFd = (): Promise<void> => new Promise((res) => closeCb(fd!, () => res()));
     try {
-      await this.checkConfined(fd, path);
+      if (!confined) await this.checkConfined(fd, path);
     } catch (e) {
       if (inline && !created) closeSync(fd);
       else await closeFd();

@@ -31,6 +31,14 @@ export interface LocalNative {
    * unusual (the caller takes the general path). Absent from an addon built before it.
    */
   readSmall?(path: string, root: string, rootPrefix: string, maxBytes: number, statOut: ArrayBuffer, rootFd?: number, relPath?: string): Buffer | undefined;
+  /**
+   * open(2) of `relPath` (no leading '/'; '.' for the root) below the root's descriptor by openat2
+   * with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS, O_CLOEXEC added,
+   * synchronously: the kernel confines the open (O_CREAT included), so no /proc check follows. The
+   * descriptor, or -errno; -ENOSYS where openat2 is missing or filtered. Absent from an addon built
+   * before it.
+   */
+  openBeneath?(rootFd: number, relPath: string, flags: number, mode: number): number;
   RENAME_NOREPLACE: number;
   RENAME_EXCHANGE: number;
   FALLOC_FL_KEEP_SIZE: number;

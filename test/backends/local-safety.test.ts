@@ -203,31 +203,97 @@ describe('LocalBackend symlink confinement', () => {
     expect((await b.read('/real/f', 0, 10)).toString()).toBe('in');
   });
 
-  it('catches a directory swapped for an outside symlink after it was verified', async () => {
-    await mkdir(join(root, 'd'));
-    await mkdir(join(root, 'd', 'sub'));
-    await writeFile(join(root, 'd', 'secret.txt'), 'inside');
-    // Warm the verified-directory cache for /d and /d/sub.
-    expect((await b.read('/d/secret.txt', 0, 100)).toString()).toBe('inside');
-    expect((await b.list('/d/sub', { limit: 10 })).entries).toEqual([]);
-    // Someone outside Portico swaps /d for a symlink to the outside directory.
-    await rename(join(root, 'd'), join(base, 'd-moved'));
-    await symlink(outside, join(root, 'd'));
-    await rejectsWith(b.read('/d/secret.txt', 0, 100), 'ELOOP');
-    // O_TRUNC and O_CREAT must not take effect outside before the descriptor check.
-    await rejectsWith(b.openFile('/d/secret.txt', { write: true, truncate: true }), 'ELOOP');
-    await rejectsWith(b.openFile('/d/sub/new', { write: true, create: true }), 'ELOOP');
-    await rejectsWith(b.openFile('/d/sub/new2', { write: true, create: true, exclusive: true }), 'ELOOP');
-    await rejectsWith(b.list('/d/sub', { limit: 10 }), 'ELOOP');
-    await rejectsWith(b.truncate('/d/secret.txt', 0), 'ELOOP');
-    const w = await b.createWriter('/d/sub/x').then(
-      async (writer) => {
-        await writer.abort();
-        return 'opened';
-      },
-      (e: unknown) => e,
-    );
-    expect(isVfsError(w, 'ELOOP')).toBe(true);
+  // The descriptor of every open is confined: by its /proc path after the open (the JS way, and
+  // wherever openat2 is missing), or by the kernel during it (the native helper's openBeneath:
+  // openat2 beneath the root's descriptor, no link on the way). Both ways are run, with the same
+  // answers: a link the kernel refuses on the way is taken to the /proc way, which decides.
+  for (const way of ['js', 'native'] as const) {
+    it.skipIf(way === 'native' && !native.available)(`catches a directory swapped for an outside symlink after it was verified (${way})`, async () => {
+      const r = way === 'js' ? new LocalBackend(root, { fsync: false, native: null }) : b;
+      try {
+        await mkdir(join(root, 'd'));
+        await mkdir(join(root, 'd', 'sub'));
+        await writeFile(join(root, 'd', 'secret.txt'), 'inside');
+        // Warm the verified-directory cache for /d and /d/sub.
+        expect((await r.read('/d/secret.txt', 0, 100)).toString()).toBe('inside');
+        expect((await r.list('/d/sub', { limit: 10 })).entries).toEqual([]);
+        // Someone outside Portico swaps /d for a symlink to the outside directory.
+        await rename(join(root, 'd'), join(base, 'd-moved'));
+        await symlink(outside, join(root, 'd'));
+        await rejectsWith(r.read('/d/secret.txt', 0, 100), 'ELOOP');
+        await rejectsWith(r.openFile('/d/secret.txt', { write: false }), 'ELOOP');
+        // O_TRUNC and O_CREAT must not take effect outside before the descriptor check.
+        await rejectsWith(r.openFile('/d/secret.txt', { write: true, truncate: true }), 'ELOOP');
+        await rejectsWith(r.openFile('/d/sub/new', { write: true, create: true }), 'ELOOP');
+        await rejectsWith(r.openFile('/d/sub/new2', { write: true, create: true, exclusive: true }), 'ELOOP');
+        await rejectsWith(r.openFile('/d/secret.txt', { write: true, create: true }), 'ELOOP');
+        await rejectsWith(r.list('/d/sub', { limit: 10 }), 'ELOOP');
+        await rejectsWith(r.truncate('/d/secret.txt', 0), 'ELOOP');
+        const w = await r.createWriter('/d/sub/x').then(
+          async (writer) => {
+            await writer.abort();
+            return 'opened';
+          },
+          (e: unknown) => e,
+        );
+        expect(isVfsError(w, 'ELOOP')).toBe(true);
+        await outsideUntouched();
+        // Swapped for a link to a directory inside the root: both ways answer as the /proc way
+        // always has (the descriptor lies inside the root: opened).
+        await rm(join(root, 'd'));
+        await mkdir(join(root, 'in'));
+        await writeFile(join(root, 'in', 'f.txt'), 'in');
+        await symlink('in', join(root, 'd'));
+        const f = await r.openFile('/d/f.txt', { write: false });
+        expect((await f.read(0, 10)).toString()).toBe('in');
+        await f.close();
+        const c = await r.openFile('/d/made', { write: true, create: true, exclusive: true });
+        await c.close();
+        expect(await readdir(join(root, 'in'))).toEqual(['f.txt', 'made']);
+      } finally {
+        if (r !== b) await r.close();
+      }
+      await outsideUntouched();
+    });
+  }
+
+  it.skipIf(!native.available)('openBeneath (native) opens and creates only beneath the root, never through a link', async () => {
+    const n = b.native!;
+    if (typeof n.openBeneath !== 'function') throw new Error('the native helper has no openBeneath: rebuild it (npm run build:local)');
+    const { openSync, closeSync, fstatSync, constants: C } = await import('node:fs');
+    const { constants } = await import('node:os');
+    const E = constants.errno;
+    const rootFd = openSync(root, C.O_RDONLY | C.O_DIRECTORY);
+    try {
+      await mkdir(join(root, 'd'));
+      await writeFile(join(root, 'd', 'f'), 'abc');
+      const fd = n.openBeneath(rootFd, 'd/f', C.O_RDONLY | C.O_NOFOLLOW, 0);
+      expect(fd).toBeGreaterThanOrEqual(0);
+      expect(fstatSync(fd).size).toBe(3);
+      closeSync(fd);
+      expect(n.openBeneath(rootFd, '.', C.O_RDONLY | C.O_DIRECTORY, 0)).toBeGreaterThanOrEqual(0);
+      // A create with its mode (under the umask), O_EXCL refused on an existing name.
+      const cfd = n.openBeneath(rootFd, 'd/new', C.O_RDWR | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+      expect(cfd).toBeGreaterThanOrEqual(0);
+      closeSync(cfd);
+      expect((await stat(join(root, 'd', 'new'))).mode & 0o777).toBe(0o600);
+      expect(n.openBeneath(rootFd, 'd/new', C.O_RDWR | C.O_CREAT | C.O_EXCL, 0o600)).toBe(-E.EEXIST);
+      expect(n.openBeneath(rootFd, 'd/none', C.O_RDONLY, 0)).toBe(-E.ENOENT);
+      // Links: the last component, a parent pointing outside, one pointing inside: all refused, nothing created.
+      expect(n.openBeneath(rootFd, 'escfile', C.O_RDONLY | C.O_NOFOLLOW, 0)).toBe(-E.ELOOP);
+      expect(n.openBeneath(rootFd, 'escfile', C.O_RDONLY, 0)).toBe(-E.ELOOP);
+      expect(n.openBeneath(rootFd, 'esc/secret.txt', C.O_RDONLY, 0)).toBe(-E.ELOOP);
+      expect(n.openBeneath(rootFd, 'esc/made', C.O_RDWR | C.O_CREAT | C.O_EXCL, 0o644)).toBe(-E.ELOOP);
+      await symlink('d', join(root, 'dl'));
+      expect(n.openBeneath(rootFd, 'dl/f', C.O_RDONLY, 0)).toBe(-E.ELOOP);
+      // Out by "..", or by an absolute path: refused.
+      expect(n.openBeneath(rootFd, '../outside/secret.txt', C.O_RDONLY, 0)).toBe(-E.EXDEV);
+      expect(n.openBeneath(rootFd, `${outside.slice(1)}/secret.txt`, C.O_RDONLY, 0)).toBe(-E.ENOENT);
+      expect(n.openBeneath(rootFd, `${outside}/secret.txt`, C.O_RDONLY, 0)).toBe(-E.EINVAL);
+      expect(n.openBeneath(rootFd, '', C.O_RDONLY, 0)).toBe(-E.EINVAL);
+    } finally {
+      closeSync(rootFd);
+    }
     await outsideUntouched();
   });
 

@@ -1,7 +1,8 @@
 // The local backend's native helper: the four Linux calls Node's fs does not expose, each on a
 // descriptor the local backend has already opened and confined to its share root (O_NOFOLLOW,
 // /proc/self/fd check; backends/local/local-backend.ts). Only readSmall opens a path, with the
-// backend's own read-only open and confinement check done here in C (see there). Otherwise:
+// backend's own read-only open and confinement check done here in C (see there), and openBeneath
+// opens a path below the root's descriptor with the kernel confining it (openat2). Otherwise:
 // renameat2 takes two confined directory descriptors and two single names (no '/', never '.' or
 // '..': the VFS has validated them), and a rename never follows a symbolic link in its last
 // component, so nothing here can reach outside the root.
@@ -394,6 +395,55 @@ Napi::Value ReadSmall(const Napi::CallbackInfo &info) {
   return data;
 }
 
+// openBeneath(rootFd, relPath, flags, mode) -> descriptor (>= 0) or -errno. The local backend's
+// inline open (openConfinedFd: NFS OPEN, SMB CREATE, FUSE open, listings, writer temp files) made
+// by openat2 beneath the root's descriptor with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+// RESOLVE_NO_MAGICLINKS: the kernel confines the open (no "..", no symbolic link anywhere on the
+// way, O_CREAT included: nothing is ever created outside), so the descriptor needs no /proc readlink
+// afterwards. O_CLOEXEC is added as Node's open adds it. Synchronous (the caller makes it inline,
+// timed by its breaker). -ENOSYS where openat2 is missing or filtered (then never asked again, as
+// readSmall): the caller opens the /proc-checked way. Any other -errno is the open's answer, which the
+// caller may still take to its /proc way (ELOOP, EXDEV: a link the /proc way may accept inside).
+Napi::Value OpenBeneath(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[0].IsNumber() || !info[1].IsString() || !info[2].IsNumber() || !info[3].IsNumber()) {
+    throw Napi::TypeError::New(env, "openBeneath(rootFd, relPath, flags, mode)");
+  }
+  if (g_no_openat2) return Napi::Number::New(env, -ENOSYS);
+  int rootFd = static_cast<int>(Arg(info, 0));
+  std::string rel = info[1].As<Napi::String>().Utf8Value();
+  int64_t flags = Arg(info, 2);
+  int64_t mode = Arg(info, 3);
+  if (rootFd < 0 || rel.empty() || rel[0] == '/' || rel.find('\0') != std::string::npos || flags < 0 || mode < 0 || mode > 07777) {
+    return Napi::Number::New(env, -EINVAL);
+  }
+  struct open_how how;
+  memset(&how, 0, sizeof how);
+  how.flags = static_cast<uint64_t>(flags) | O_CLOEXEC;
+  // openat2 refuses a mode without O_CREAT / O_TMPFILE (EINVAL).
+  how.mode = (flags & O_CREAT) != 0 || (flags & O_TMPFILE) == O_TMPFILE ? static_cast<uint64_t>(mode) : 0;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  int fd = static_cast<int>(syscall(SYS_openat2, rootFd, rel.c_str(), &how, sizeof how));
+  if (fd >= 0) return Napi::Number::New(env, fd);
+  int e = errno;
+  if (e == ENOSYS) g_no_openat2 = true;
+  if (e == EPERM) {
+    // A seccomp filter answers EPERM for every openat2; a file (immutable, O_NOATIME) only for
+    // itself. The root's own descriptor tells which.
+    struct open_how probe;
+    memset(&probe, 0, sizeof probe);
+    probe.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+    probe.resolve = RESOLVE_BENEATH;
+    int pfd = static_cast<int>(syscall(SYS_openat2, rootFd, ".", &probe, sizeof probe));
+    if (pfd >= 0) close(pfd);
+    else if (errno == EPERM || errno == ENOSYS) {
+      g_no_openat2 = true;
+      e = ENOSYS;
+    }
+  }
+  return Napi::Number::New(env, -e);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("renameat2", Napi::Function::New(env, Renameat2));
   exports.Set("fallocate", Napi::Function::New(env, Fallocate));
@@ -402,6 +452,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("statNames", Napi::Function::New(env, StatNames));
   exports.Set("statNamesAsync", Napi::Function::New(env, StatNamesAsync));
   exports.Set("readSmall", Napi::Function::New(env, ReadSmall));
+  exports.Set("openBeneath", Napi::Function::New(env, OpenBeneath));
   exports.Set("STAT_FIELDS", Napi::Number::New(env, STAT_FIELDS));
   exports.Set("RENAME_NOREPLACE", Napi::Number::New(env, RENAME_NOREPLACE));
   exports.Set("RENAME_EXCHANGE", Napi::Number::New(env, RENAME_EXCHANGE));
