@@ -356,7 +356,13 @@ export class Volume {
     const row = this.store.insertChild(this.name, parent.id, name, this.key(name), init);
     this.rows.delete(path);
     this.folded.added(parentPath(path), baseName(path), st?.type === 'dir');
-    return this.checked(path, this.cache(path, row), st);
+    const r = this.checked(path, this.cache(path, row), st);
+    // The new file's path by its id, as pathOf would walk it: the next operation by id (an NFS
+    // GETATTR or WRITE by handle, FUSE by inode) costs no store SELECT. Only for a row of its own
+    // (a name of a file with several names resolves through the link tables), and an ASCII path
+    // (the stored names walkPath joins are the NFC forms: for ASCII, the path's own).
+    if (r.id === row.id && !this.linkedPaths.has(path) && !this.shared.has(r) && ASCII.test(path)) this.paths.set(r.id, path);
+    return r;
   }
 
   /**

@@ -7,7 +7,7 @@
  */
 import { appendFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { LocalBackend } from '../../backends/local/local-backend.ts';
 import { makeVfsEnv, useVfsEnvs } from '../helpers/vfs-env.ts';
 import { expectCode, readFile, writeFile } from '../conformance/vfs-conformance.ts';
@@ -89,5 +89,35 @@ describe('identity on a local disk', () => {
     const same2 = await s2.getattr('s', '/same');
     expect([same2.id, same2.change]).toEqual([same.id, same.change]);
     expect((await s2.getattr('s', '/swapped')).id).not.toBe(swapped.id);
+  });
+});
+
+describe('a file created through Portico, by id', () => {
+  it('is found by its id with no store query; after a rename, a directory rename or a removal the id follows or is stale', async () => {
+    const { env: e } = local();
+    const s = e.session();
+    await s.mkdir('s', '/d');
+    await writeFile(s, '/d/new.txt', 'made');
+    const id = (await s.getattr('s', '/d/new.txt')).id;
+    // Past the group commit, so a store lookup would be a SELECT (not a pending row).
+    e.store.commitGroup();
+    const getNode = vi.spyOn(e.store, 'getNode');
+    try {
+      expect((await s.getattrById('s', id)).size).toBe(4);
+      expect(await s.pathOf('s', id)).toBe('/d/new.txt');
+      expect(getNode).not.toHaveBeenCalled();
+    } finally {
+      getNode.mockRestore();
+    }
+    await s.rename('s', '/d/new.txt', '/d/moved.txt');
+    expect(await s.pathOf('s', id)).toBe('/d/moved.txt');
+    await s.rename('s', '/d', '/e');
+    expect(await s.pathOf('s', id)).toBe('/e/moved.txt');
+    expect((await s.getattrById('s', id)).size).toBe(4);
+    await writeFile(s, '/e/other.txt', 'x');
+    const other = (await s.getattr('s', '/e/other.txt')).id;
+    await s.unlink('s', '/e/other.txt');
+    await expectCode(s.pathOf('s', other), 'ESTALE');
+    await expectCode(s.getattrById('s', other), 'ESTALE');
   });
 });
