@@ -1101,8 +1101,8 @@ export class MetadataStore {
    * id, properties and change state: promoted); otherwise the row, every row below it and their
    * properties are deleted. Returns the deleted ids (empty when the file lives on).
    */
-  dropName(vol: string, parent: FileId, key: string): FileId[] {
-    if (!this.anyLinks && this.deferrable) return this.dropNameGrouped(vol, parent, key);
+  dropName(vol: string, parent: FileId, key: string, id?: FileId): FileId[] {
+    if (!this.anyLinks && this.deferrable) return this.dropNameGrouped(vol, parent, key, id);
     return this.transaction(() => {
       const own = this.lookupChild(vol, parent, key);
       if (!own) {
@@ -1132,10 +1132,11 @@ export class MetadataStore {
    * there. Never does an id name two files at once, and nothing but the rows of that name is
    * delayed: every other write still commits the group first, so the order on disk is kept.
    */
-  private dropNameGrouped(vol: string, parent: FileId, key: string): FileId[] {
-    const own = this.lookupChild(vol, parent, key);
-    if (!own) return [];
+  private dropNameGrouped(vol: string, parent: FileId, key: string, id?: FileId): FileId[] {
     const pk = pendingKey(vol, parent, key);
+    // The caller's id (its cached row of the name) saves the SELECT; a pending row is found by key.
+    const own = id !== undefined && (this.pending.size === 0 || !this.pending.has(pk)) ? { id } : this.lookupChild(vol, parent, key);
+    if (!own) return [];
     if (this.pending.get(pk) === own) {
       let childPending = false;
       for (const r of this.pendingById.values()) if (r.parent === own.id) childPending = true;

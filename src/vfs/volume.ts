@@ -630,7 +630,9 @@ export class Volume {
     // The name goes, and the file with it unless it has other names (hard links: dropName keeps
     // the id under one of them and returns nothing).
     const parent = path === '/' ? undefined : this.existingId(parentPath(path));
-    const ids = parent === undefined ? this.store.deleteSubtree(id) : this.store.dropName(this.name, parent, this.key(normalizeName(baseName(path))));
+    // A cached row is the store's row of the name (every change through Portico updates both), so
+    // its id spares dropName the lookup.
+    const ids = parent === undefined ? this.store.deleteSubtree(id) : this.store.dropName(this.name, parent, this.key(normalizeName(baseName(path))), cached?.id);
     for (const x of ids) this.byId.delete(x);
     return ids;
   }

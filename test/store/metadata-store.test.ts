@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { MetadataStore } from '../../src/store/metadata-store.ts';
 import { NODE, ROOT } from '../cli/helpers.ts';
 
@@ -336,6 +336,40 @@ describe('metadata store group commit', () => {
       const db = new DatabaseSync(join(dir, 'portico.db'), { readOnly: true });
       expect((db.prepare('SELECT COUNT(*) AS n FROM props').get() as { n: number }).n).toBe(0);
       db.close();
+    } finally {
+      s.close();
+    }
+  });
+
+  it('removing a name by the id its caller has cached asks no lookup and removes the same rows', () => {
+    const s = MetadataStore.open(dir);
+    try {
+      const root = s.rootId('v');
+      const lookups = vi.spyOn(s, 'lookupChild');
+      // Pending (made within the group): found by its key, forgotten unwritten, as without the id.
+      const gone = s.insertChild('v', root, 'tmp', 'tmp');
+      expect(s.dropName('v', root, 'tmp', gone.id)).toEqual([gone.id]);
+      expect(s.getNode(gone.id)).toBeUndefined();
+      // Written: the subtree and its properties go, with no lookup of the name.
+      const d = s.insertChild('v', root, 'd', 'd');
+      const f = s.insertChild('v', d.id, 'f', 'f');
+      const g = s.insertChild('v', root, 'g', 'g');
+      s.setProps(f.id, [{ ns: 'urn:x', name: 'p', value: new Uint8Array([1]) }]);
+      s.setProps(g.id, [{ ns: 'urn:x', name: 'p', value: new Uint8Array([2]) }]);
+      s.commitGroup();
+      lookups.mockClear();
+      expect(s.dropName('v', root, 'd', d.id).sort()).toEqual([d.id, f.id].sort());
+      expect(s.dropName('v', root, 'g', g.id)).toEqual([g.id]);
+      expect(lookups).not.toHaveBeenCalled();
+      lookups.mockRestore();
+      for (const x of [d, f, g]) {
+        expect(s.getNode(x.id)).toBeUndefined();
+        expect(s.getProps(x.id)).toEqual([]);
+      }
+      expect(s.lookupChild('v', root, 'd')).toBeUndefined();
+      expect(s.lookupChild('v', root, 'g')).toBeUndefined();
+      s.kvSet('k', 'v');
+      expect(committedNames()).toEqual([]);
     } finally {
       s.close();
     }
