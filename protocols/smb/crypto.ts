@@ -12,7 +12,7 @@
 import { createCipheriv, createDecipheriv, createHash, createHmac, createSecretKey, timingSafeEqual, type KeyObject, type CipherCCM, type CipherCCMTypes, type CipherGCM, type CipherGCMTypes, type DecipherCCM, type DecipherGCM } from 'node:crypto';
 import { Command, Flags, HEADER_BYTES, PROTOCOL_TRANSFORM } from './header.ts';
 import { Cipher, Dialect, SigningAlgorithm } from './messages/negotiate.ts';
-import { nativeGcmOf, smbNative, type NativeGcm, type NativeGmac } from './native.ts';
+import { nativeContextOf, nativeGcmOf, type NativeGcm, type NativeGmac } from './native.ts';
 import { SmbDecodeError, WireReader } from './wire.ts';
 
 const ZERO16 = Buffer.alloc(16);
@@ -164,21 +164,10 @@ const SIGN_SCRATCH = Buffer.alloc(16 * 1024);
  * small request's ~100 in the running server (8-16% of an smbclient small file's CPU, 8 messages
  * each), the native tag ~1 µs.
  */
-const gmacContexts = new WeakMap<Buffer, NativeGmac | null>();
+const gmacContexts = new WeakMap<Uint8Array, NativeGmac | null>();
 function nativeGmacOf(key: Buffer): NativeGmac | undefined {
-  let g = gmacContexts.get(key);
-  if (g === undefined) {
-    if (key.length !== 16) return undefined; // AES-128-GMAC only; node:crypto refuses another key as before
-    const native = smbNative();
-    if (!native) return undefined;
-    try {
-      g = new native.Gmac(key);
-    } catch {
-      g = null;
-    }
-    gmacContexts.set(key, g);
-  }
-  return g ?? undefined;
+  if (key.length !== 16) return undefined; // AES-128-GMAC only; node:crypto refuses another key as before
+  return nativeContextOf(gmacContexts, key, (native) => new native.Gmac(key));
 }
 const GMAC_NONCE = Buffer.alloc(12);
 const GMAC_OPTIONS = { authTagLength: 16 } as const;

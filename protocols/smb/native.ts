@@ -32,18 +32,27 @@ export interface SmbNative {
  */
 const gcmContexts = new WeakMap<Uint8Array, NativeGcm | null>();
 export function nativeGcmOf(key: Buffer): NativeGcm | undefined {
-  let g = gcmContexts.get(key);
-  if (g === undefined) {
+  return nativeContextOf(gcmContexts, key, (native) => new native.Gcm(key));
+}
+
+/**
+ * The helper's context for `key` from `contexts`, made by `make` at the key's first use (`null`
+ * kept for a key the helper refused); undefined without the helper or for a refused key. One
+ * piece for every per-key context (GCM here, GMAC in crypto.ts).
+ */
+export function nativeContextOf<T>(contexts: WeakMap<Uint8Array, T | null>, key: Uint8Array, make: (native: SmbNative) => T): T | undefined {
+  let c = contexts.get(key);
+  if (c === undefined) {
     const native = smbNative();
     if (!native) return undefined;
     try {
-      g = new native.Gcm(key);
+      c = make(native);
     } catch {
-      g = null;
+      c = null;
     }
-    gcmContexts.set(key, g);
+    contexts.set(key, c);
   }
-  return g ?? undefined;
+  return c ?? undefined;
 }
 
 /** The command that builds it. */
