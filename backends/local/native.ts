@@ -5,8 +5,7 @@
  * before (no exchange of names, no real allocation or hole punching, no hole map, range copies
  * through Portico).
  */
-import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
+import { loadAddon, type AddonLoad } from '../../src/util/native-addon.ts';
 
 export interface LocalNative {
   renameat2(oldDirFd: number, oldName: string, newDirFd: number, newName: string, flags: number): Promise<number>;
@@ -63,21 +62,13 @@ export const LOCAL_NATIVE_ENABLE = 'npm run build:local (needs a C++ compiler)';
  */
 const ADDON_PATH = process.env.LOCAL_ADDON_PATH ?? new URL('./native/build/Release/portico_local.node', import.meta.url).pathname;
 
-let loaded: { mod: LocalNative } | { error: string } | undefined;
+let loaded: AddonLoad<LocalNative> | undefined;
 
-function load(): { mod: LocalNative } | { error: string } {
-  if (loaded) return loaded;
-  if (process.platform !== 'linux') loaded = { error: 'the local backend\'s native helper is Linux-only' };
-  else if (ADDON_PATH === '') loaded = { error: 'turned off (LOCAL_ADDON_PATH is empty)' };
-  else if (!existsSync(ADDON_PATH)) loaded = { error: `the local backend's native helper is not built (${ADDON_PATH} is missing)` };
-  else {
-    try {
-      loaded = { mod: createRequire(import.meta.url)(ADDON_PATH) as LocalNative };
-    } catch (e) {
-      loaded = { error: `the local backend's native helper does not load: ${e instanceof Error ? e.message : String(e)}` };
-    }
-  }
-  return loaded;
+function load(): AddonLoad<LocalNative> {
+  return (loaded ??=
+    process.platform !== 'linux'
+      ? { error: 'the local backend\'s native helper is Linux-only' }
+      : loadAddon<LocalNative>(ADDON_PATH, 'the local backend\'s native helper', 'LOCAL_ADDON_PATH'));
 }
 
 export type LocalNativeAvailability = { available: true } | { available: false; reason: string; enable: string };

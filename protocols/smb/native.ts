@@ -3,8 +3,7 @@
  * signatures on one OpenSSL GCM context per signing key, and the seal worker's AES-GCM of a large
  * message where it lies. Without it both go through node:crypto as before: the same bytes, more CPU.
  */
-import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
+import { loadAddon, type AddonLoad } from '../../src/util/native-addon.ts';
 
 /** One GCM context holding a signing key's schedule; each tag() sets a new nonce. */
 export interface NativeGmac {
@@ -64,20 +63,10 @@ export const SMB_NATIVE_ENABLE = 'npm run build:smb (needs a C++ compiler)';
  */
 const ADDON_PATH = process.env.SMB_ADDON_PATH ?? new URL('./native/build/Release/portico_smb.node', import.meta.url).pathname;
 
-let loaded: { mod: SmbNative } | { error: string } | undefined;
+let loaded: AddonLoad<SmbNative> | undefined;
 
-function load(): { mod: SmbNative } | { error: string } {
-  if (loaded) return loaded;
-  if (ADDON_PATH === '') loaded = { error: 'turned off (SMB_ADDON_PATH is empty)' };
-  else if (!existsSync(ADDON_PATH)) loaded = { error: `the SMB native helper is not built (${ADDON_PATH} is missing)` };
-  else {
-    try {
-      loaded = { mod: createRequire(import.meta.url)(ADDON_PATH) as SmbNative };
-    } catch (e) {
-      loaded = { error: `the SMB native helper does not load: ${e instanceof Error ? e.message : String(e)}` };
-    }
-  }
-  return loaded;
+function load(): AddonLoad<SmbNative> {
+  return (loaded ??= loadAddon<SmbNative>(ADDON_PATH, 'the SMB native helper', 'SMB_ADDON_PATH'));
 }
 
 export type SmbNativeAvailability = { available: true } | { available: false; reason: string; enable: string };
