@@ -162,14 +162,11 @@ export class DavServer {
           if (!isVfsError(e, 'ENOENT')) throw e;
         }
       }
-      // Whether a request without credentials may go on as the guest: asked only when there are
-      // none to reuse (not on a keep-alive connection's next request with the same header).
-      const guestOk = (): boolean => {
-        const guest = this.sessions.authenticator.guest();
-        return isRoot ? this.sessions.sharesFor(guest, 'webdav').length > 0 : shareAcl !== undefined && shareAcl.visibleTo(guest);
-      };
-      // A keep-alive connection's next request with the same credentials: no hash, no await.
-      const principal = this.auth.connectionLogin(req.socket, req.headers.authorization) ?? (await this.principal(req, clientAddress, () => READ_METHODS.has(method) && guestOk()));
+      // A keep-alive connection's next request with the same credentials: no hash, no await (and
+      // whether a guest could read is asked only when there are no credentials to reuse).
+      const principal =
+        this.auth.connectionLogin(req.socket, req.headers.authorization) ??
+        (await this.principal(req, clientAddress, () => READ_METHODS.has(method) && this.guestSees(isRoot, shareAcl)));
       user = principal.user;
       if (pass) {
         const p = pass;
@@ -258,6 +255,12 @@ export class DavServer {
     if (name.startsWith('._') && this.settings.refuseAppleDouble.has(share.toLowerCase())) {
       throw new HttpError(read ? 404 : 403, 'AppleDouble files are refused on this share');
     }
+  }
+
+  /** Whether the guest may see the server root's listing (isRoot) or the share whose rules are `acl`. */
+  private guestSees(isRoot: boolean, acl: ShareAcl | undefined): boolean {
+    const guest = this.sessions.authenticator.guest();
+    return isRoot ? this.sessions.sharesFor(guest, 'webdav').length > 0 : acl !== undefined && acl.visibleTo(guest);
   }
 
   private async principal(req: IncomingMessage, clientAddress: string, guestAllowed: () => boolean): Promise<Principal> {
