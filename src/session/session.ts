@@ -210,19 +210,24 @@ export class Session {
       if (ve.code === 'EIO') this.logger?.error({ err: ve.cause ?? ve, op, share }, 'I/O error');
       throw ve;
     } finally {
-      this.host.observe(this.protocol, op, status, (performance.now() - t0) / 1000);
-      if (audit) {
-        this.host.audit({
-          session: this.id,
-          user: this.principal.user,
-          client: this.clientAddress,
-          protocol: this.protocol,
-          op,
-          share,
-          ...audit,
-          status,
-        });
-      }
+      this.settled(op, share, audit, status, t0);
+    }
+  }
+
+  /** A gated call's end: counted, and audited when `audit` is given. */
+  private settled(op: string, share: string, audit: Record<string, unknown> | null, status: string, t0: number): void {
+    this.host.observe(this.protocol, op, status, (performance.now() - t0) / 1000);
+    if (audit) {
+      this.host.audit({
+        session: this.id,
+        user: this.principal.user,
+        client: this.clientAddress,
+        protocol: this.protocol,
+        op,
+        share,
+        ...audit,
+        status,
+      });
     }
   }
 
@@ -366,8 +371,32 @@ export class Session {
   /** Removes a file, link or empty directory by (directory id, name) (NFS REMOVE, FUSE unlink/rmdir). */
   async removeIn(share: string, dirId: bigint, name: string): Promise<void> {
     const path = this.childPath(share, dirId, name);
-    const attr = await this.getattr(share, path);
-    await (attr.type === 'dir' ? this.rmdir(share, path) : this.unlink(share, path));
+    // One lookup of the name (Vfs.remove), with the checks, counts and audit line of the getattr
+    // then unlink or rmdir this was: read on the name before it is looked up, write once it is
+    // found, the removal audited under the operation its type makes it.
+    const t0 = performance.now();
+    let op = 'getattr';
+    let audit: Record<string, unknown> | null = null;
+    let status = 'ok';
+    try {
+      if (this.closed) throw new VfsError('EBADF', 'session closed');
+      const { acl, volume } = this.host.acl(share, this.protocol);
+      const p = normalizePath(path);
+      acl.check(this.principal, 'read', p);
+      await this.vfs.remove(volume, path, this.lockTokens, (type) => {
+        this.host.observe(this.protocol, op, 'ok', (performance.now() - t0) / 1000);
+        op = type === 'dir' ? 'rmdir' : 'unlink';
+        audit = { path };
+        acl.check(this.principal, 'write', p);
+      });
+    } catch (e) {
+      const ve = toVfsError(e);
+      status = ve.code;
+      if (ve.code === 'EIO') this.logger?.error({ err: ve.cause ?? ve, op, share }, 'I/O error');
+      throw ve;
+    } finally {
+      this.settled(op, share, audit, status, t0);
+    }
   }
 
   renameIn(share: string, dirId: bigint, name: string, toDirId: bigint, toName: string, options?: { replace?: boolean; exchange?: boolean }): Promise<void> {

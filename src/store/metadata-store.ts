@@ -1099,10 +1099,11 @@ export class MetadataStore {
    * A name is gone (unlinked, replaced by a rename, or found replaced outside). A link row is just
    * deleted; a file's own row with other names is moved to the oldest of them (the file keeps its
    * id, properties and change state: promoted); otherwise the row, every row below it and their
-   * properties are deleted. Returns the deleted ids (empty when the file lives on).
+   * properties are deleted. Returns the deleted ids (empty when the file lives on). `leaf`: the
+   * caller knows the name is not a directory's.
    */
-  dropName(vol: string, parent: FileId, key: string, id?: FileId): FileId[] {
-    if (!this.anyLinks && this.deferrable) return this.dropNameGrouped(vol, parent, key, id);
+  dropName(vol: string, parent: FileId, key: string, id?: FileId, leaf = false): FileId[] {
+    if (!this.anyLinks && this.deferrable) return this.dropNameGrouped(vol, parent, key, id, leaf);
     return this.transaction(() => {
       const own = this.lookupChild(vol, parent, key);
       if (!own) {
@@ -1132,7 +1133,7 @@ export class MetadataStore {
    * there. Never does an id name two files at once, and nothing but the rows of that name is
    * delayed: every other write still commits the group first, so the order on disk is kept.
    */
-  private dropNameGrouped(vol: string, parent: FileId, key: string, id?: FileId): FileId[] {
+  private dropNameGrouped(vol: string, parent: FileId, key: string, id?: FileId, leaf = false): FileId[] {
     const pk = pendingKey(vol, parent, key);
     // The caller's id (its cached row of the name) saves the SELECT; a pending row is found by key.
     const own = id !== undefined && (this.pending.size === 0 || !this.pending.has(pk)) ? { id } : this.lookupChild(vol, parent, key);
@@ -1147,10 +1148,16 @@ export class MetadataStore {
       }
     }
     this.joinGroup();
-    const ids = (this.row('delSubtree').all(own.id) as { id: bigint }[]).map((r) => r.id);
+    // A name that is not a directory's has no pending row below it (new rows go under directories),
+    // so nothing waiting needs writing first: the waiting change states (a directory's, advanced by
+    // each create and remove in it) stay coalesced until the batch, instead of an UPDATE per remove.
+    const st = leaf ? this.st : undefined;
+    const ids = ((st?.delSubtree ?? this.row('delSubtree')).all(own.id) as { id: bigint }[]).map((r) => r.id);
     for (const x of ids) {
-      this.row('delNode').run(x);
-      this.row('delProps').run(x);
+      (st?.delNode ?? this.row('delNode')).run(x);
+      (st?.delProps ?? this.row('delProps')).run(x);
+      // A waiting change state of a deleted row would update nothing.
+      if (this.dirty.size > 0) this.dirty.delete(x);
     }
     if (this.group) this.group.rows += ids.length - 1;
     this.groupFilled();

@@ -82,11 +82,33 @@ export class NamespaceOps {
     const p = v.normalize(path);
     const r = await this.host.existing(v, p);
     if (r.stat.type === 'dir') throw new VfsError('EISDIR', undefined, { path: p });
-    this.host.checkTokenLocks(v, r.path, tokens, { self: true, parent: true });
-    const id = v.row(r.path).id;
+    await this.unlinkResolved(v, r.path, tokens);
+  }
+
+  /**
+   * Removes whatever the name holds, a file, link or empty directory, from one lookup of it (an
+   * unlink or rmdir would look it up again). `decide` is told what was found before anything
+   * changes, and may refuse by throwing (the session checks the right to remove there).
+   */
+  async remove(volume: string, path: string, tokens: Tokens, decide: (type: BackendStat['type']) => void): Promise<void> {
+    const v = this.host.volume(volume);
+    const p = v.normalize(path);
+    if (p === '/') {
+      decide('dir');
+      throw new VfsError('EBUSY', 'cannot remove the share root', { path: p });
+    }
+    const r = await this.host.existing(v, p);
+    decide(r.stat.type);
+    if (r.stat.type === 'dir') await this.rmdirResolved(v, r.path, tokens);
+    else await this.unlinkResolved(v, r.path, tokens);
+  }
+
+  private async unlinkResolved(v: Volume, path: string, tokens: Tokens): Promise<void> {
+    this.host.checkTokenLocks(v, path, tokens, { self: true, parent: true });
+    const id = v.row(path).id;
     if (this.host.leases.size > 0) await this.host.leases.beforeNamespace(v.name, [id]);
     this.host.shareModes.checkDelete(id);
-    await this.unlinkPath(v, r.path, false);
+    await this.unlinkPath(v, path, false);
   }
 
   async unlinkPath(v: Volume, path: string, fromClose: boolean): Promise<void> {
@@ -126,10 +148,14 @@ export class NamespaceOps {
     if (p === '/') throw new VfsError('EBUSY', 'cannot remove the share root', { path: p });
     const r = await this.host.existing(v, p);
     if (r.stat.type !== 'dir') throw new VfsError('ENOTDIR', undefined, { path: p });
-    this.host.checkTokenLocks(v, r.path, tokens, { self: true, parent: true });
-    if (this.host.leases.size > 0) await this.host.leases.beforeNamespace(v.name, [], [v.row(r.path).id]);
-    this.host.shareModes.checkDelete(v.row(r.path).id);
-    await this.rmdirPath(v, r.path);
+    await this.rmdirResolved(v, r.path, tokens);
+  }
+
+  private async rmdirResolved(v: Volume, path: string, tokens: Tokens): Promise<void> {
+    this.host.checkTokenLocks(v, path, tokens, { self: true, parent: true });
+    if (this.host.leases.size > 0) await this.host.leases.beforeNamespace(v.name, [], [v.row(path).id]);
+    this.host.shareModes.checkDelete(v.row(path).id);
+    await this.rmdirPath(v, path);
   }
 
   async rmdirPath(v: Volume, path: string): Promise<void> {

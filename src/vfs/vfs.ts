@@ -784,6 +784,11 @@ export class Vfs {
     return this.names.unlink(volume, path, tokens);
   }
 
+  /** A file, link or empty directory removed from one lookup of its name (NamespaceOps.remove). */
+  remove(volume: string, path: string, tokens: Tokens, decide: (type: BackendStat['type']) => void): Promise<void> {
+    return this.names.remove(volume, path, tokens, decide);
+  }
+
   rmdir(volume: string, path: string, tokens: Tokens = NO_TOKENS): Promise<void> {
     return this.names.rmdir(volume, path, tokens);
   }

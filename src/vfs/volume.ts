@@ -632,7 +632,7 @@ export class Volume {
     const parent = path === '/' ? undefined : this.existingId(parentPath(path));
     // A cached row is the store's row of the name (every change through Portico updates both), so
     // its id spares dropName the lookup.
-    const ids = parent === undefined ? this.store.deleteSubtree(id) : this.store.dropName(this.name, parent, this.key(normalizeName(baseName(path))), cached?.id);
+    const ids = parent === undefined ? this.store.deleteSubtree(id) : this.store.dropName(this.name, parent, this.key(normalizeName(baseName(path))), cached?.id, true);
     for (const x of ids) this.byId.delete(x);
     return ids;
   }

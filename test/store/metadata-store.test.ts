@@ -375,6 +375,38 @@ describe('metadata store group commit', () => {
     }
   });
 
+  it('removing a file leaves the waiting change states waiting: one UPDATE per directory per batch, none for the removed row', () => {
+    const s = MetadataStore.open(dir);
+    try {
+      const root = s.rootId('v');
+      const d = s.insertChild('v', root, 'd', 'd', { chg: 1n, sigM: 5n, sigC: 5n, sigS: 0n, native: '1:2:3' });
+      const files = [1, 2, 3].map((i) => s.insertChild('v', d.id, `f${i}`, `f${i}`));
+      s.commitGroup();
+      const setChange = vi.spyOn((s as unknown as { st: Record<string, { run: (...a: unknown[]) => unknown }> }).st.setChange!, 'run');
+      // A file's own change state waiting, then the file removed: nothing to write for it.
+      files[0]!.chg = 7n;
+      s.saveChange(files[0]!);
+      // Each removal advances the directory's change (Vfs.touchDir), as a client's REMOVEs do.
+      for (const f of files) {
+        d.chg++;
+        s.saveChange(d);
+        expect(s.dropName('v', d.id, f.key, f.id, true)).toEqual([f.id]);
+        expect(s.getNode(f.id)).toBeUndefined();
+      }
+      expect(setChange).not.toHaveBeenCalled();
+      expect(s.getNode(d.id)?.chg).toBe(4n);
+      s.commitGroup();
+      expect(setChange).toHaveBeenCalledTimes(1);
+      setChange.mockRestore();
+      expect(committedNames()).toEqual(['d']);
+      const db = new DatabaseSync(join(dir, 'portico.db'), { readOnly: true });
+      expect((db.prepare('SELECT chg FROM nodes WHERE name = ?').get('d') as { chg: number }).chg).toBe(4);
+      db.close();
+    } finally {
+      s.close();
+    }
+  });
+
   it('an in-memory store (tests) needs no group and behaves the same', () => {
     const s = MetadataStore.open(':memory:');
     const root = s.rootId('v');
