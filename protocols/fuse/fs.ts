@@ -580,9 +580,14 @@ export class FuseFs {
         const h = this.fh(n3);
         const n = this.inodes.get(ino);
         this.own(n, touched);
-        // The bytes are in a slab (name2: its index, n1: the length) that is reused once this
+        // The bytes are in a slab (name2: "index@offset", n1: the length) that is reused once this
         // request is answered, so the write completes before the reply; or in their own Buffer.
-        const bytes = name2 !== '' ? this.slabs[Number(name2)]!.subarray(0, n1) : (data as Buffer);
+        let bytes = data as Buffer;
+        if (name2 !== '') {
+          const at = name2.indexOf('@');
+          const off = at < 0 ? 0 : Number(name2.slice(at + 1));
+          bytes = this.slabs[Number(at < 0 ? name2 : name2.slice(0, at))]!.subarray(off, off + n1);
+        }
         const count = await s.write(h, n2, bytes);
         native.replyWrite(id, count);
         return;

@@ -37,6 +37,7 @@
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <uv.h>
 #include <thread>
 #include <unordered_map>
@@ -64,7 +65,8 @@ struct Event {
   double n1 = 0, n2 = 0, n3 = 0;
   char *data = nullptr;  // written bytes (OP_WRITE, OP_SETXATTR): handed to JS as a Buffer
   size_t dataLen = 0;
-  int slab = -1;          // OP_WRITE: the bytes are in this slab (data is null then)
+  int slab = -1;          // OP_WRITE: the bytes are in this slab at slabOff (data is null then)
+  size_t slabOff = 0;
   double set[8] = {0};    // setattr: mode uid gid size atime_s atime_ns mtime_s mtime_ns; locks: type start len sleep;
                           // copy_file_range: off_in fh_in ino_out off_out fh_out len flags; fallocate: offset length
   bool hasSet = false;
@@ -76,12 +78,19 @@ struct Pending {
   int slab = -1;  // write slab freed with the reply
 };
 
-// Written bytes go into one of a few slabs that JS holds as Buffers for the whole mount, instead of
-// a new 1 MiB external Buffer per write: those made V8 collect garbage after every few writes
-// (measured: GC was the largest CPU item of a sequential write). A slab is free again once the
-// request is answered (the session's write has completed by then). No free slab: malloc, as before.
+// Requests are read from /dev/fuse straight into one of a few slabs that JS holds as Buffers for the
+// whole mount, so a WRITE's bytes stay where the kernel put them: JS writes them to the store from
+// the slab, and the slab is not read into again until the request is answered (the session's write
+// has completed by then). Before, requests were read into libfuse's one buffer and each WRITE's
+// bytes copied into a slab (a 1 MiB memmove per WRITE: ~6 % of a sequential write's CPU); and
+// before that, a new 1 MiB external Buffer per write made V8 collect garbage after every few writes.
+// A slab is as large as libfuse's receive buffer (se->bufsize: FUSE_MAX_MAX_PAGES pages and a 4 KiB
+// header area, libfuse 3.0-3.16; a later libfuse may size it otherwise, so it gets its own buffer
+// and the copy, RecvIntoSlabs). No free slab: libfuse's buffer, and the copy into a slab or malloc.
 constexpr int SLABS = 16;
 constexpr size_t SLAB_SIZE = 1 << 20;
+size_t RecvSize() { return 256 * static_cast<size_t>(sysconf(_SC_PAGESIZE)) + 0x1000; }
+bool RecvIntoSlabs() { return fuse_version() < 317 && RecvSize() >= SLAB_SIZE + 0x1000; }
 
 struct Notice {
   bool entry;
@@ -155,11 +164,23 @@ class FuseSession : public Napi::ObjectWrap<FuseSession> {
     if (len > SLAB_SIZE) return -1;
     std::lock_guard<std::mutex> g(mu_);
     for (int i = 0; i < nslabs_; i++)
-      if (!slabBusy_[i]) {
+      if (!slabBusy_[i] && i != recvSlab_) {
         slabBusy_[i] = true;
         return i;
       }
     return -1;
+  }
+  // op_write of the request being processed: whether its bytes lie in the slab it was read into;
+  // if so the slab is kept for them (busy until the reply) and *off says where they start.
+  bool KeepRecvSlab(const char *buf, size_t len, int *slab, size_t *off) {
+    if (recvSlab_ < 0) return false;
+    const char *base = slabs_[recvSlab_];
+    if (buf < base || buf + len > base + slabSize_) return false;
+    std::lock_guard<std::mutex> g(mu_);
+    slabBusy_[recvSlab_] = true;
+    *slab = recvSlab_;
+    *off = static_cast<size_t>(buf - base);
+    return true;
   }
   // A descriptor read (ReplyFd) finished on the thread pool (JS thread): the last one lets a
   // teardown that waited for it end the session.
@@ -171,6 +192,9 @@ class FuseSession : public Napi::ObjectWrap<FuseSession> {
   char *slabs_[SLABS] = {nullptr};
   bool slabBusy_[SLABS] = {false};
   int nslabs_ = 0;
+  size_t slabSize_ = SLAB_SIZE;
+  // The slab the request being processed was read into (-1: libfuse's own buffer). JS thread.
+  int recvSlab_ = -1;
 
  private:
   Napi::Value Mount(const Napi::CallbackInfo &info);
@@ -368,8 +392,9 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
   // The request buffer is reused for the next request once this returns: the bytes are copied
   // once, into a slab JS already holds (or memory that becomes the JS Buffer).
   FuseSession *s = Of(req);
-  e->slab = s->TakeSlab(size);
-  if (e->slab >= 0) {
+  if (s->KeepRecvSlab(buf, size, &e->slab, &e->slabOff)) {
+    // read into a slab: the bytes stay there (no copy)
+  } else if ((e->slab = s->TakeSlab(size)) >= 0) {
     memcpy(s->slabs_[e->slab], buf, size);
   } else {
     e->data = static_cast<char *>(malloc(size ? size : 1));
@@ -577,9 +602,9 @@ void FreeData(Napi::Env, char *data) { free(data); }
 void EventArgs(Napi::Env env, Event *ev, napi_value *args) {
   Napi::Value data = env.Undefined();
   if (ev->slab >= 0) {
-    // JS takes slab ev->slab, bytes [0, n1): n1 carries the length, name2 the slab index.
+    // JS takes slab ev->slab, bytes [off, off + n1): n1 carries the length, name2 "slab@off".
     ev->n1 = static_cast<double>(ev->dataLen);
-    ev->name2 = std::to_string(ev->slab);
+    ev->name2 = std::to_string(ev->slab) + "@" + std::to_string(ev->slabOff);
   } else if (ev->data) {
     data = Napi::Buffer<char>::New(env, ev->data, ev->dataLen, FreeData);
     ev->data = nullptr;
@@ -641,11 +666,30 @@ void FuseSession::Readable(int status) {
   if (status < 0) return Teardown();
   for (int i = 0; i < READ_BATCH; i++) {
     if (fuse_session_exited(se_)) return Teardown();
-    int res = fuse_session_receive_buf(se_, &fbuf_);
+    // Into a free slab where there is one (see SLABS), else libfuse's own buffer.
+    int slab = -1;
+    if (slabSize_ > SLAB_SIZE) {
+      std::lock_guard<std::mutex> g(mu_);
+      for (int k = 0; k < nslabs_; k++)
+        if (!slabBusy_[k]) {
+          slab = k;
+          break;
+        }
+    }
+    struct fuse_buf sb = {};
+    struct fuse_buf *b = &fbuf_;
+    if (slab >= 0) {
+      sb.mem = slabs_[slab];
+      sb.size = slabSize_;
+      b = &sb;
+    }
+    int res = fuse_session_receive_buf(se_, b);
     if (res == -EAGAIN) return;
     if (res == -EINTR) continue;
     if (res <= 0) return Teardown();  // 0: ENODEV (unmounted) or exited
-    fuse_session_process_buf(se_, &fbuf_);
+    recvSlab_ = slab;
+    fuse_session_process_buf(se_, b);
+    recvSlab_ = -1;
   }
 }
 
@@ -1090,10 +1134,11 @@ Napi::Value FuseSession::Slabs(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   auto arr = Napi::Array::New(env);
   if (nslabs_ == 0 && !mounted_) {
+    if (RecvIntoSlabs()) slabSize_ = RecvSize();
     for (int i = 0; i < SLABS; i++) {
-      char *mem = static_cast<char *>(malloc(SLAB_SIZE));
+      char *mem = static_cast<char *>(malloc(slabSize_));
       if (!mem) break;
-      auto b = Napi::Buffer<char>::New(env, mem, SLAB_SIZE, FreeData);
+      auto b = Napi::Buffer<char>::New(env, mem, slabSize_, FreeData);
       slabRefs_.push_back(Napi::Persistent(b));
       slabs_[i] = mem;
       nslabs_ = i + 1;
