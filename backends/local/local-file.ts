@@ -262,7 +262,7 @@ export class LocalFile implements BackendFile {
     const wio = this.writeIo;
     // Inline only when no thread-pool call is in flight on the descriptor: one still running was
     // asked for first and must not land after this write.
-    if (wio !== undefined && offset + data.length <= INLINE_MAX_WRITE && this.calls.idle && wio.ok) {
+    if (wio !== undefined && this.inlineWrite(offset, data.length)) {
       const fd = this.live();
       try {
         return wio.run(() => {
@@ -356,6 +356,26 @@ export class LocalFile implements BackendFile {
   async lendDescriptor<T>(use: (fd: number) => Promise<T>): Promise<T> {
     const fd = this.live();
     return this.calls.run(() => use(fd));
+  }
+
+  /**
+   * BackendFile.writeVia: a write write() would make inline is made so; any other lends the
+   * descriptor of the file (its own, opened for writing), counted as a call in flight until `use`
+   * settles, as a thread-pool write is: a later inline write waits its turn (write()), and close()
+   * waits for it.
+   */
+  async writeVia(offset: number, data: Uint8Array, use: (fd: number) => Promise<number>): Promise<number> {
+    if (!this.writable || this.shared !== undefined) throw new VfsError('EBADF', 'not open for writing', { path: this.path });
+    if (this.inlineWrite(offset, data.length)) return this.write(offset, data);
+    // The open's fstat no longer describes the file.
+    this.openStat = undefined;
+    return this.tracked(use);
+  }
+
+  /** Whether write() makes a write of `length` bytes at `offset` inline now. */
+  private inlineWrite(offset: number, length: number): boolean {
+    const wio = this.writeIo;
+    return wio !== undefined && offset + length <= INLINE_MAX_WRITE && this.calls.idle && wio.ok;
   }
 
   async stat(): Promise<BackendStat> {

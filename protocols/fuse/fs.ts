@@ -150,6 +150,11 @@ export class FuseFs {
    * setattr for those of its inode (below). Value: the inode.
    */
   private readonly releasing = new Map<Promise<void>, number>();
+  /**
+   * WRITEs the addon answered from the thread pool (writeFd) whose core write is not complete yet
+   * (the change event follows the answer); other requests wait for them (handler).
+   */
+  private readonly writing = new Set<Promise<void>>();
   /** Blocking lock waits in flight by request id: a FUSE_INTERRUPT of one aborts its wait. */
   private readonly waits = new Map<number, AbortController>();
   private readonly o: FuseFsOptions;
@@ -350,7 +355,16 @@ export class FuseFs {
     const touched: Inode[] = [];
     let p: Promise<void>;
     try {
-      p = this.run(native, touched, op, id, ino, name, name2, n1, n2, n3, data);
+      // WRITEs answered from the thread pool (below, WRITE) complete in the core after their answer:
+      // a request that may show their effect (close, fsync, stat, a rename, an unlink...) starts after
+      // them, so that what it returns — a close(2) above all, after which other protocols read the
+      // file — comes after the writes it follows are done everywhere. READs need not wait (the bytes
+      // are in the file); nor do WRITEs (the kernel orders them).
+      if (this.writing.size > 0 && op !== OP.WRITE && op !== OP.READ) {
+        p = Promise.all(this.writing).then(() => this.run(native, touched, op, id, ino, name, name2, n1, n2, n3, data));
+      } else {
+        p = this.run(native, touched, op, id, ino, name, name2, n1, n2, n3, data);
+      }
     } catch (e) {
       p = Promise.reject(e);
     }
@@ -587,6 +601,30 @@ export class FuseFs {
           const at = name2.indexOf('@');
           const off = at < 0 ? 0 : Number(name2.slice(at + 1));
           bytes = this.slabs[Number(at < 0 ? name2 : name2.slice(0, at))]!.subarray(off, off + n1);
+          if (native.writeFd !== undefined) {
+            // On a local share the addon writes them from the slab to the file's descriptor and
+            // answers the kernel from the thread pool (Session.writeVia, after the core's checks);
+            // elsewhere the core writes them and the answer is given here.
+            // The writer has its answer before the core's change event (attribute cache, change
+            // value, watches): until then the write is in `writing`, which other requests wait for.
+            let finish = undefined as (() => void) | undefined;
+            try {
+              const count = await s.writeVia(h, n2, bytes, (fd, offset) => {
+                const w: Promise<void> = new Promise((r) => {
+                  finish = () => {
+                    this.writing.delete(w);
+                    r();
+                  };
+                });
+                this.writing.add(w);
+                return native.writeFd!(id, fd, offset);
+              });
+              if (finish === undefined) native.replyWrite(id, count);
+            } finally {
+              finish?.();
+            }
+            return;
+          }
         }
         const count = await s.write(h, n2, bytes);
         native.replyWrite(id, count);

@@ -67,6 +67,12 @@ export interface NativeSession {
    * before it (fs.ts then reads into a buffer).
    */
   replyFd?(id: number, fd: number, offset: number, length: number): Promise<number>;
+  /**
+   * A WRITE whose bytes are in a slab, written to `fd` at `offset` and answered from a thread-pool
+   * thread (fuse_addon.cc FdWrite); resolves with the bytes written, rejects with the write's error
+   * (the kernel has that answer already). Absent in older builds.
+   */
+  writeFd?(id: number, fd: number, offset: number): Promise<number>;
   replyWrite(id: number, count: number): void;
   replyReadlink(id: number, target: string): void;
   replyStatfs(id: number, values: Float64Array): void;

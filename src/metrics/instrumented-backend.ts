@@ -145,6 +145,13 @@ class MeteredFile implements BackendFile {
     if (this.f.lendDescriptor === undefined) return Promise.reject(new VfsError('ENOTSUP', 'no descriptor on this backend'));
     try { return this.m['file.lend'].track(t, this.f.lendDescriptor(use)); } catch (e) { return Promise.reject(this.m['file.lend'].fail(t, e)); }
   }
+
+  /** A write the file makes or the caller makes through its descriptor (FUSE, from its request buffer): file.write. */
+  writeVia(offset: number, data: Uint8Array, use: (fd: number) => Promise<number>): Promise<number> {
+    const t = performance.now();
+    if (this.f.writeVia === undefined) return Promise.reject(new VfsError('ENOTSUP', 'no descriptor on this backend'));
+    try { return this.m['file.write'].track(t, this.f.writeVia(offset, data, use)); } catch (e) { return Promise.reject(this.m['file.write'].fail(t, e)); }
+  }
 }
 
 /** The same with readInto, for inner files that have it (its presence is part of the contract). */

@@ -628,6 +628,17 @@ export class Session {
   }
 
   /**
+   * write() whose bytes the caller writes through the store's descriptor where the core allows it
+   * (Vfs.writeVia: FUSE pwrites them from its request buffer and answers the kernel from the thread
+   * pool); otherwise the core writes `data` and `send` is not called. Checked and counted as write.
+   */
+  async writeVia(h: Handle, offset: number, data: Uint8Array, send: (fd: number, offset: number, length: number) => Promise<number>): Promise<number> {
+    const n = await this.gate('write', h.volume.name, [], null, () => this.vfs.writeVia(this.own(h), offset, data, send));
+    this.host.bytes(this.protocol, 'write', n);
+    return n;
+  }
+
+  /**
    * fallocate(2) through a handle open for writing (Vfs.allocate): 'allocate' reserves the range
    * (or, without an allocation call in the store, grows the size), 'punch' and 'zero' need one
    * (ENOTSUP otherwise). The open has checked the rights, as for write.

@@ -232,6 +232,14 @@ export interface BackendFile {
    * for it); `use` only reads from it (pread, splice), never seeks, writes or closes it.
    */
   lendDescriptor?<T>(use: (fd: number) => Promise<T>): Promise<T>;
+  /**
+   * Only when capabilities.descriptorReads, on a file opened for writing: write() of `data` at
+   * `offset`, which the file either makes itself (a small write it makes inline, as write() would)
+   * or lends its descriptor for: `use` writes `data` there (pwrite at `offset`; never seeks,
+   * truncates or closes it) and returns the bytes written. The descriptor stays open until `use`
+   * settles (close() waits for it), and later calls on the file come after it.
+   */
+  writeVia?(offset: number, data: Uint8Array, use: (fd: number) => Promise<number>): Promise<number>;
 }
 
 /** What BackendFile.allocate does to its range (fallocate(2) modes 0 / PUNCH_HOLE / ZERO_RANGE). */

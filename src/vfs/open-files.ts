@@ -334,7 +334,20 @@ export class OpenFiles {
     }
   }
 
-  async write(h: Handle, offset: number, data: Uint8Array): Promise<number> {
+  /**
+   * write() whose bytes the caller writes through the store's descriptor (`send`: the FUSE addon
+   * pwrites them from its request buffer on a thread-pool thread and answers the kernel itself), after
+   * the same checks, quota and leases, and with the same change event once `send` has settled.
+   * Where the handle's bytes do not all go to a descriptor (a write stage, an object store, memory)
+   * the core writes `data` itself and `send` is not called.
+   */
+  async writeVia(h: Handle, offset: number, data: Uint8Array, send: (fd: number, offset: number, length: number) => Promise<number>): Promise<number> {
+    const file = h.file;
+    if (h.volume.backend.capabilities.descriptorReads !== true || h.stage !== undefined || file?.writeVia === undefined) return this.write(h, offset, data);
+    return this.write(h, offset, data, () => file.writeVia!(offset, data, (fd) => send(fd, offset, data.length)));
+  }
+
+  async write(h: Handle, offset: number, data: Uint8Array, via?: () => Promise<number>): Promise<number> {
     this.live(h);
     if (h.type === 'dir') throw new VfsError('EISDIR');
     if (!h.access.write) throw new VfsError('EBADF', 'handle not open for writing');
@@ -346,7 +359,8 @@ export class OpenFiles {
     const grew = h.volume.quota ? await h.volume.quota.resize(h, offset + data.length) : 0;
     let n: number;
     try {
-      n = h.stage ? await h.stage.write(offset, data) : await h.file!.write(offset, data);
+      // `via` (writeVia) only while there is still no stage (one may have come during the awaits).
+      n = h.stage ? await h.stage.write(offset, data) : via !== undefined ? await via() : await h.file!.write(offset, data);
     } catch (e) {
       h.volume.quota?.undo(h, grew);
       throw toVfsError(e, h.path);

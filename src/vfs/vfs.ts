@@ -648,6 +648,11 @@ export class Vfs {
     return this.files.write(h, offset, data);
   }
 
+  /** A write the caller makes through the store's descriptor where it can (OpenFiles.writeVia). */
+  writeVia(h: Handle, offset: number, data: Uint8Array, send: (fd: number, offset: number, length: number) => Promise<number>): Promise<number> {
+    return this.files.writeVia(h, offset, data, send);
+  }
+
   /** fallocate(2) through a handle: reserve, punch or zero a range (OpenFiles.allocate). */
   allocate(h: Handle, op: AllocateOp, offset: number, length: number, keepSize: boolean): Promise<void> {
     return this.files.allocate(h, op, offset, length, keepSize);

@@ -76,6 +76,7 @@ struct Pending {
   fuse_req_t req;
   size_t size;    // getxattr/listxattr: the size the caller asked for
   int slab = -1;  // write slab freed with the reply
+  size_t slabOff = 0, slabLen = 0;  // where in the slab the written bytes are (WriteFd)
 };
 
 // Requests are read from /dev/fuse straight into one of a few slabs that JS holds as Buffers for the
@@ -120,7 +121,7 @@ class FuseSession : public Napi::ObjectWrap<FuseSession> {
         return;
       }
       ev->id = ++nextId_;
-      pending_.emplace(ev->id, Pending{req, size, ev->slab});
+      pending_.emplace(ev->id, Pending{req, size, ev->slab, ev->slabOff, ev->dataLen});
     }
     uint64_t id = ev->id;
     Call(ev);
@@ -188,6 +189,11 @@ class FuseSession : public Napi::ObjectWrap<FuseSession> {
     if (--fdReplies_ == 0 && teardownWaits_) FinishTeardown();
     Unref();
   }
+  // A descriptor write (WriteFd) finished: its slab may be read into again.
+  void SlabDone(int slab) {
+    std::lock_guard<std::mutex> g(mu_);
+    slabBusy_[slab] = false;
+  }
   struct fuse_session *Se() const { return se_; }
   char *slabs_[SLABS] = {nullptr};
   bool slabBusy_[SLABS] = {false};
@@ -207,6 +213,7 @@ class FuseSession : public Napi::ObjectWrap<FuseSession> {
   Napi::Value ReplyBuf(const Napi::CallbackInfo &info);
   Napi::Value ReplyFd(const Napi::CallbackInfo &info);
   Napi::Value ReplyWrite(const Napi::CallbackInfo &info);
+  Napi::Value WriteFd(const Napi::CallbackInfo &info);
   Napi::Value ReplyReadlink(const Napi::CallbackInfo &info);
   Napi::Value ReplyStatfs(const Napi::CallbackInfo &info);
   Napi::Value ReplyXattr(const Napi::CallbackInfo &info);
@@ -783,6 +790,7 @@ Napi::Function FuseSession::Init(Napi::Env env) {
                          InstanceMethod("replyBuf", &FuseSession::ReplyBuf),
                          InstanceMethod("replyFd", &FuseSession::ReplyFd),
                          InstanceMethod("replyWrite", &FuseSession::ReplyWrite),
+                         InstanceMethod("writeFd", &FuseSession::WriteFd),
                          InstanceMethod("replyReadlink", &FuseSession::ReplyReadlink),
                          InstanceMethod("replyStatfs", &FuseSession::ReplyStatfs),
                          InstanceMethod("replyXattr", &FuseSession::ReplyXattr),
@@ -1021,6 +1029,94 @@ Napi::Value FuseSession::ReplyFd(const Napi::CallbackInfo &info) {
     }
   }
   auto *w = new FdReply(env, this, p.req, fd, static_cast<off_t>(off), static_cast<size_t>(len));
+  fdReplies_++;
+  Ref();  // the worker's callbacks use this object
+  Napi::Promise promise = w->Promise();
+  w->Queue();
+  return promise;
+}
+
+// A WRITE whose bytes are in a slab, written to a descriptor (protocols/fuse/fs.ts WRITE through
+// Session.writeVia, after the core's checks): on a thread-pool thread, pwrite from the slab, then the
+// answer to the kernel from there (fuse_reply_write, or fuse_reply_err with the write's error), so
+// the writer is woken by the thread that wrote, not after one more trip through the JS thread (a
+// sequential writer waits for each WRITE's answer). The request leaves the pending table here; the
+// slab stays taken until the worker is done; the session outlives it (FinishTeardown waits).
+class FdWrite : public Napi::AsyncWorker {
+ public:
+  FdWrite(Napi::Env env, FuseSession *s, fuse_req_t req, int fd, off_t off, const char *data, size_t len, int slab)
+      : Napi::AsyncWorker(env, "portico-fuse-write"), s_(s), req_(req), fd_(fd), off_(off), data_(data), len_(len), slab_(slab), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override {
+    while (done_ < len_) {
+      ssize_t n = pwrite(fd_, data_ + done_, len_ - done_, off_ + static_cast<off_t>(done_));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        err_ = n < 0 ? errno : EIO;
+        break;
+      }
+      done_ += static_cast<size_t>(n);
+    }
+    // As write(2): the bytes written, or the error when none were.
+    if (done_ > 0 || err_ == 0) fuse_reply_write(req_, done_);
+    else fuse_reply_err(req_, err_);
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    s_->SlabDone(slab_);
+    s_->FdReplyDone();
+    if (done_ > 0 || err_ == 0) {
+      deferred_.Resolve(Napi::Number::New(env, static_cast<double>(done_)));
+      return;
+    }
+    // Node's shape of a system call error (code, errno), which the core maps (toVfsError).
+    auto e = Napi::Error::New(env, std::string("pwrite: ") + strerror(err_));
+    e.Set("code", Napi::String::New(env, uv_err_name(-err_)));
+    e.Set("errno", Napi::Number::New(env, -err_));
+    e.Set("syscall", Napi::String::New(env, "write"));
+    deferred_.Reject(e.Value());
+  }
+  void OnError(const Napi::Error &e) override {
+    s_->SlabDone(slab_);
+    s_->FdReplyDone();
+    deferred_.Reject(e.Value());
+  }
+
+ private:
+  FuseSession *s_;
+  fuse_req_t req_;
+  int fd_;
+  off_t off_;
+  const char *data_;
+  size_t len_;
+  int slab_;
+  size_t done_ = 0;
+  int err_ = 0;
+  Napi::Promise::Deferred deferred_;
+};
+
+// writeFd(id, fd, offset) -> Promise<bytes written> (rejected with the write's error, which the
+// kernel has been answered with already). Only for a WRITE whose bytes are in a slab; the caller
+// keeps fd open until it settles.
+Napi::Value FuseSession::WriteFd(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int fd = info[1].As<Napi::Number>().Int32Value();
+  double off = info[2].As<Napi::Number>().DoubleValue();
+  if (fd < 0 || off < 0) throw Napi::TypeError::New(env, "fuse: writeFd(id, fd, offset)");
+  Pending p;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    uint64_t id = IdArg(info);
+    auto it = pending_.find(id);
+    if (it != pending_.end() && it->second.slab < 0) throw Napi::TypeError::New(env, "fuse: writeFd needs a WRITE whose bytes are in a slab");
+    if (!Take(env, id, &p)) {
+      auto d = Napi::Promise::Deferred::New(env);
+      d.Resolve(Napi::Number::New(env, 0));
+      return d.Promise();
+    }
+    slabBusy_[p.slab] = true;  // Take freed it: the worker reads from it
+  }
+  auto *w = new FdWrite(env, this, p.req, fd, static_cast<off_t>(off), slabs_[p.slab] + p.slabOff, p.slabLen, p.slab);
   fdReplies_++;
   Ref();  // the worker's callbacks use this object
   Napi::Promise promise = w->Promise();
