@@ -234,12 +234,22 @@ export function signMessage(element: Buffer, key: Buffer, algorithm: number): vo
 export function signMessageParts(pieces: Buffer[], key: Buffer, algorithm: number): void {
   const head = pieces[0]!;
   head.writeUInt32LE((head.readUInt32LE(16) | Flags.SIGNED) >>> 0, 16);
+  // AES-GMAC with the native helper: the whole message (and a READ's payload) in one call, the
+  // tag written where it goes (native/smb_addon.cc says why).
+  if (algorithm === SigningAlgorithm.AES_GMAC && pieces.length <= 2 && head.length >= HEADER_BYTES) {
+    const native = nativeGmacOf(key);
+    if (native?.sign) return native.sign(head, pieces[1]);
+  }
   computeSignatureParts(pieces, key, algorithm).copy(head, SIG_AT);
 }
 
 /** Constant-time check of a received message's signature. */
 export function verifySignature(element: Buffer, key: Buffer, algorithm: number): boolean {
   if (element.length < HEADER_BYTES) return false;
+  if (algorithm === SigningAlgorithm.AES_GMAC) {
+    const native = nativeGmacOf(key);
+    if (native?.verify) return native.verify(element);
+  }
   const expected = computeSignature(element, key, algorithm);
   return timingSafeEqual(expected, element.subarray(SIG_AT, SIG_AT + 16));
 }

@@ -9,6 +9,14 @@ import { loadAddon, type AddonLoad } from '../../src/util/native-addon.ts';
 export interface NativeGmac {
   /** The GMAC tag of the parts' concatenation (the AAD of a GCM with no plaintext), written to out[offset..offset+16). */
   tag(nonce: Buffer, parts: readonly Buffer[], out: Buffer, offset: number): void;
+  /**
+   * Signs an SMB2 message (its header first; flags as sent) in one call: the nonce from its own
+   * header, the signature field read as zeros, `payload` (a READ's, sent as a piece of its own)
+   * after it; the tag written into the signature field. Absent from a helper built before it.
+   */
+  sign?(message: Buffer, payload?: Buffer): void;
+  /** Whether a received SMB2 message's signature field holds its tag (constant time). Absent from an older build. */
+  verify?(message: Buffer): boolean;
 }
 
 /** One AES-GCM context holding a 128- or 256-bit key's schedule; each call sets a new 12-byte nonce. */

@@ -10,7 +10,7 @@
 import { spawnSync } from 'node:child_process';
 import { createCipheriv, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { computeSignatureParts, decryptMessage, encryptMessageParts } from '../../protocols/smb/crypto.ts';
+import { computeSignatureParts, decryptMessage, encryptMessageParts, signMessageParts, verifySignature } from '../../protocols/smb/crypto.ts';
 import { Cipher, SigningAlgorithm } from '../../protocols/smb/messages/negotiate.ts';
 import { smbNative, smbNativeAvailability } from '../../protocols/smb/native.ts';
 
@@ -65,6 +65,33 @@ describe.skipIf(!native)('native AES-GMAC', () => {
     expect(b.equals(nodeTag(k2, nonce, msg))).toBe(true);
   });
 
+  it('signs and checks a whole SMB2 message in one call: the same tag as computeSignatureParts, the nonce from its header', () => {
+    const key = randomBytes(16);
+    const g = new native!.Gmac(key);
+    for (let i = 0; i < 300; i++) {
+      const m = randomBytes(64 + ((i * 131) % 3000));
+      m.writeUInt32LE(0x424d53fe, 0);
+      m.writeUInt16LE(i % 4 === 1 ? 0x0c : 0x08, 12); // CANCEL sets nonce bit 1
+      m.writeUInt32LE(i % 3 ? 0x9 : 0x8, 16); // SERVER_TO_REDIR sets nonce bit 0
+      const msg = i % 2 ? shared(m) : m;
+      const payload = i % 5 === 0 ? (i % 10 ? shared(randomBytes(i * 97)) : randomBytes(i * 97)) : undefined;
+      const expected = computeSignatureParts(payload ? [Buffer.from(msg), payload] : [Buffer.from(msg)], key, SigningAlgorithm.AES_GMAC);
+      g.sign!(msg, payload);
+      expect(msg.subarray(48, 64).toString('hex')).toBe(expected.toString('hex'));
+      if (payload) continue;
+      expect(g.verify!(msg)).toBe(true);
+      // Any changed bit — in the signature, the header the nonce comes from, or the body — fails.
+      for (const at of [48, 63, 12, 16, 24, 31, 64, msg.length - 1]) {
+        msg[at]! ^= 0x01;
+        expect(g.verify!(msg)).toBe(false);
+        msg[at]! ^= 0x01;
+      }
+    }
+    expect(g.verify!(randomBytes(63))).toBe(false);
+    expect(() => g.sign!(randomBytes(63))).toThrow(RangeError);
+    expect(() => g.sign!(randomBytes(64), 'x' as unknown as Buffer)).toThrow(TypeError);
+  });
+
   it('refuses a bad nonce, key or output', () => {
     expect(() => new native!.Gmac(randomBytes(15))).toThrow(RangeError);
     const g = new native!.Gmac(randomBytes(16));
@@ -97,6 +124,44 @@ describe('SMB signing with and without the native helper', () => {
     const out = JSON.parse(r.stdout) as { native: boolean; sigs: string[] };
     expect(out.native).toBe(false);
     expect(out.sigs).toEqual(here);
+  });
+
+  it('signMessageParts and verifySignature (the server\'s calls) agree with node:crypto both ways (SMB_ADDON_PATH empty)', () => {
+    const key = randomBytes(16);
+    const msgs = Array.from({ length: 40 }, (_, i) => {
+      const m = randomBytes(64 + ((i * 131) % 3000));
+      m.writeUInt32LE(0x424d53fe, 0);
+      m.writeUInt16LE(i % 2 ? 0x0c : 0x08, 12);
+      m.writeUInt32LE(i % 3 ? 1 : 0, 16);
+      return m;
+    });
+    // Signed here (the helper when built): one piece, or a head and a payload (a READ response).
+    const signed = msgs.map((m, i) => {
+      const pieces = i % 5 === 4 ? [Buffer.from(m.subarray(0, 80)), Buffer.from(m.subarray(80))] : [Buffer.from(m)];
+      signMessageParts(pieces, key, SigningAlgorithm.AES_GMAC);
+      return Buffer.concat(pieces);
+    });
+    for (const m of signed) {
+      expect(verifySignature(m, key, SigningAlgorithm.AES_GMAC)).toBe(true);
+      const bad = Buffer.from(m);
+      bad[bad.length - 1]! ^= 0x80;
+      expect(verifySignature(bad, key, SigningAlgorithm.AES_GMAC)).toBe(false);
+    }
+    const script = `
+      const { signMessageParts, verifySignature } = await import(${JSON.stringify(new URL('../../protocols/smb/crypto.ts', import.meta.url).href)});
+      const { smbNative } = await import(${JSON.stringify(new URL('../../protocols/smb/native.ts', import.meta.url).href)});
+      const inp = JSON.parse((await import('node:fs')).readFileSync(0, 'utf8'));
+      const key = Buffer.from(inp.key, 'hex');
+      const sigs = inp.msgs.map((h, i) => { const m = Buffer.from(h, 'hex'); const pieces = i % 5 === 4 ? [m.subarray(0, 80), m.subarray(80)] : [m]; signMessageParts(pieces, key, inp.alg); return Buffer.concat(pieces).toString('hex'); });
+      const verified = inp.signed.map((h) => verifySignature(Buffer.from(h, 'hex'), key, inp.alg));
+      console.log(JSON.stringify({ native: smbNative() !== undefined, sigs, verified }));`;
+    const input = JSON.stringify({ alg: SigningAlgorithm.AES_GMAC, key: key.toString('hex'), msgs: msgs.map((m) => m.toString('hex')), signed: signed.map((m) => m.toString('hex')) });
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { input, env: { ...process.env, SMB_ADDON_PATH: '' }, encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    const out = JSON.parse(r.stdout) as { native: boolean; sigs: string[]; verified: boolean[] };
+    expect(out.native).toBe(false);
+    expect(out.sigs).toEqual(signed.map((m) => m.toString('hex')));
+    expect(out.verified.every(Boolean)).toBe(true);
   });
 });
 
