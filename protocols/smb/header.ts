@@ -109,6 +109,22 @@ export function writeHeader(w: WireWriter, h: Smb2Header): void {
 }
 
 /**
+ * A response's header, written as writeHeader writes headerTemplate({ status, command, credits,
+ * creditCharge, flags: SERVER_TO_REDIR | the request's RELATED_OPERATIONS, messageId, treeId and
+ * sessionId of the request, ...over }) — the same bytes without the two objects.
+ */
+export function writeResponseHeader(w: WireWriter, req: Smb2Header, status: number, credits: number, over: Partial<Smb2Header>): void {
+  const flags = over.flags ?? (Flags.SERVER_TO_REDIR | (req.flags & Flags.RELATED_OPERATIONS));
+  w.u32(PROTOCOL_SMB2).u16(64).u16(over.creditCharge ?? req.creditCharge).u32(over.status ?? status).u16(over.command ?? req.command).u16(credits).u32(flags).u32(over.nextCommand ?? 0).u64(over.messageId ?? req.messageId);
+  if (flags & Flags.ASYNC_COMMAND) w.u64(over.asyncId ?? 0n);
+  else w.u32(0).u32(over.treeId ?? req.treeId);
+  w.u64(over.sessionId ?? req.sessionId);
+  const sig = over.signature;
+  if (sig === undefined || sig.length !== 16) w.zeros(16);
+  else w.bytes(sig);
+}
+
+/**
  * The signature field of a header made here: zeros, shared (writeHeader only copies it; a Buffer.alloc
  * per response was an ArrayBuffer of its own each time). Never written to.
  */

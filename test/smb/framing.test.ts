@@ -2,7 +2,10 @@
 import { describe, expect, it } from 'vitest';
 import { Socket } from 'node:net';
 import { FrameParser, MessagePool, frame, writeFramed } from '../../protocols/smb/framing.ts';
-import { Command, Flags, RelatedChain, joinCompound, readHeader, splitCompound, headerTemplate } from '../../protocols/smb/header.ts';
+import { Command, Flags, RelatedChain, joinCompound, readHeader, splitCompound, headerTemplate, writeHeader, writeResponseHeader, type Smb2Header } from '../../protocols/smb/header.ts';
+import { WireWriter } from '../../protocols/smb/wire.ts';
+import fc from 'fast-check';
+import { runs } from '../setup/fuzz-seed.ts';
 import { STATUS } from '../../protocols/smb/status.ts';
 import { SmbDecodeError } from '../../protocols/smb/wire.ts';
 import { encodeEmpty } from '../../protocols/smb/messages/simple.ts';
@@ -57,6 +60,30 @@ describe('SMB2 header', () => {
     expect(readHeader(sync)).toMatchObject({ command: Command.ECHO, treeId: 9, asyncId: 0n, sessionId: 0x1122334455667788n, credits: 31, creditCharge: 2, status: 0x103 });
     const asy = element(Command.LOCK, encodeEmpty, { flags: Flags.ASYNC_COMMAND | Flags.SERVER_TO_REDIR, asyncId: 0xabcdefn, treeId: 5 });
     expect(readHeader(asy)).toMatchObject({ asyncId: 0xabcdefn, treeId: 0 });
+  });
+
+  it('writeResponseHeader writes what writeHeader(headerTemplate({...request fields, ...over})) wrote', () => {
+    const u64 = fc.bigInt({ min: 0n, max: 0xffff_ffff_ffff_ffffn });
+    const header = fc.record({
+      creditCharge: fc.integer({ min: 0, max: 0xffff }), status: fc.nat({ max: 0xffff_ffff }), command: fc.integer({ min: 0, max: 0x13 }),
+      credits: fc.integer({ min: 0, max: 0xffff }), flags: fc.nat({ max: 0xffff_ffff }), nextCommand: fc.nat({ max: 0xffff }),
+      messageId: u64, treeId: fc.nat({ max: 0xffff_ffff }), asyncId: u64, sessionId: u64, signature: fc.uint8Array({ minLength: 16, maxLength: 16 }).map((a) => Buffer.from(a)),
+    });
+    fc.assert(
+      fc.property(header, fc.nat({ max: 0xffff_ffff }), fc.integer({ min: 0, max: 0xffff }), fc.subarray(['status', 'flags', 'asyncId', 'sessionId', 'treeId', 'credits', 'signature', 'messageId'] as const), header, (req, status, credits, keys, from) => {
+        const over: Partial<Smb2Header> = {};
+        for (const k of keys) (over as Record<string, unknown>)[k] = from[k];
+        const a = new WireWriter(64);
+        writeHeader(a, headerTemplate({
+          status, command: req.command, credits: over.credits ?? credits, creditCharge: req.creditCharge,
+          flags: Flags.SERVER_TO_REDIR | (req.flags & Flags.RELATED_OPERATIONS), messageId: req.messageId, treeId: req.treeId, sessionId: req.sessionId, ...over,
+        }));
+        const b = new WireWriter(64);
+        writeResponseHeader(b, req, status, over.credits ?? credits, over);
+        expect(b.finish().toString('hex')).toBe(a.finish().toString('hex'));
+      }),
+      { numRuns: runs(300) },
+    );
   });
 
   it('refuses a wrong protocol id, StructureSize or a short header', () => {

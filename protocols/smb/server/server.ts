@@ -14,7 +14,7 @@ import { receiveInPlace } from '../../../src/util/receive-in-place.ts';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { FrameParser, MessagePool, writeFramed, type FramePush } from '../framing.ts';
-import { Command, Flags, LAST_COMMAND, PROTOCOL_TRANSFORM, RelatedChain, headerTemplate, joinCompound, splitCompound, writeHeader, type Smb2Header } from '../header.ts';
+import { Command, Flags, LAST_COMMAND, PROTOCOL_TRANSFORM, RelatedChain, headerTemplate, joinCompound, splitCompound, writeResponseHeader, type Smb2Header } from '../header.ts';
 import { STATUS } from '../status.ts';
 import { WireWriter, tryDecode } from '../wire.ts';
 import {
@@ -374,10 +374,9 @@ export class SmbServer {
     const room = MAX_OUTSTANDING_CREDITS - Number(conn.seqHigh - conn.seqLow);
     // The final response of an async request grants none (`over.credits` 0, MS-SMB2 3.3.4.3).
     const credits = over.credits ?? Math.max(conn.seqHigh > conn.seqLow ? 0 : 1, Math.min(Math.max(1, req.creditCharge, Math.min(req.credits, MAX_CREDIT_GRANT)), room));
-    writeHeader(w, headerTemplate({
-      status, command: req.command, credits, creditCharge: req.creditCharge,
-      flags: Flags.SERVER_TO_REDIR | (req.flags & Flags.RELATED_OPERATIONS), messageId: req.messageId, treeId: req.treeId, sessionId: req.sessionId, ...over,
-    }));
+    // The header written field by field, `over` taking precedence: no header object built from two
+    // object spreads per response (V8's CopyDataProperties, ~1% of an smbclient mget's samples).
+    writeResponseHeader(w, req, status, credits, over);
     body(w);
     conn.seqHigh += BigInt(credits);
     return w.finish(); // the writer's own bytes (a slice of Node's pool for most), not copied again
