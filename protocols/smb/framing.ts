@@ -208,6 +208,19 @@ export class FrameParser {
         continue;
       }
       const take = Math.min(this.left, chunk.length - at);
+      if (this.dest === undefined && this.have === 0 && take === this.left) {
+        // A whole message inside this chunk (every small request): its own copy, or a view of a
+        // chunk that is not reused — no pieces array and concat per message.
+        let m: Buffer;
+        if (transient) {
+          m = Buffer.allocUnsafe(take);
+          chunk.copy(m, 0, at, at + take);
+        } else m = chunk.subarray(at, at + take);
+        messages.push(m);
+        at += take;
+        this.left = -1;
+        continue;
+      }
       if (this.dest === undefined && this.have === 0 && take < this.left) this.dest = this.alloc(this.left);
       if (this.dest !== undefined) chunk.copy(this.dest, this.have, at, at + take);
       else this.pieces.push(chunk.subarray(at, at + take));
