@@ -205,13 +205,19 @@ export class Session {
       for (const [path, right] of checks) acl.check(this.principal, right, normalizePath(path));
       return await fn(volume, acl);
     } catch (e) {
-      const ve = toVfsError(e);
+      const ve = this.failure(e, op, share);
       status = ve.code;
-      if (ve.code === 'EIO') this.logger?.error({ err: ve.cause ?? ve, op, share }, 'I/O error');
       throw ve;
     } finally {
       this.settled(op, share, audit, status, t0);
     }
+  }
+
+  /** A gated call's error as the core's error, logged when it is an I/O error. */
+  private failure(e: unknown, op: string, share: string): VfsError {
+    const ve = toVfsError(e);
+    if (ve.code === 'EIO') this.logger?.error({ err: ve.cause ?? ve, op, share }, 'I/O error');
+    return ve;
   }
 
   /** A gated call's end: counted, and audited when `audit` is given. */
@@ -390,9 +396,8 @@ export class Session {
         acl.check(this.principal, 'write', p);
       });
     } catch (e) {
-      const ve = toVfsError(e);
+      const ve = this.failure(e, op, share);
       status = ve.code;
-      if (ve.code === 'EIO') this.logger?.error({ err: ve.cause ?? ve, op, share }, 'I/O error');
       throw ve;
     } finally {
       this.settled(op, share, audit, status, t0);
