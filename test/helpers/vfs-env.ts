@@ -13,12 +13,28 @@ import { Vfs } from '../../src/vfs/vfs.ts';
 import { buildVolumeStack } from '../../src/vfs/volume-stack.ts';
 import { SessionManager, type SessionMetrics, type ShareDefinition } from '../../src/session/session-manager.ts';
 import type { Logger } from 'pino';
+import { PassThrough } from 'node:stream';
+import { createAuditLogger } from '../../src/log/logger.ts';
 import { refuseAllLogins, type Authenticator, type Principal } from '../../src/auth/authenticator.ts';
 import type { Session } from '../../src/session/session.ts';
 
 export const alice: Principal = { user: 'alice', uid: 1001, gid: 1001, groups: ['staff'], guest: false };
 export const bob: Principal = { user: 'bob', uid: 1002, gid: 1002, groups: ['finance'], guest: false };
 export const guest: Principal = { user: 'guest', uid: 65534, gid: 65534, groups: [], guest: true };
+
+/**
+ * An audit logger (JSON, as the gateway's) whose entries land parsed in `lines`, in order: what a
+ * test of the session gate's audit trail reads.
+ */
+export function auditCapture(): { audit: Logger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const sink = new PassThrough();
+  sink.on('data', (chunk: Buffer) => {
+    for (const l of chunk.toString().split('\n')) if (l.trim()) lines.push(JSON.parse(l) as Record<string, unknown>);
+  });
+  const audit = createAuditLogger({ level: 'info', format: 'json', audit: { enabled: true, file: '-' } }, { destination: sink });
+  return { audit, lines };
+}
 
 /** Principals are handed in directly: these tests are about the VFS, not about passwords. */
 export const noPasswords: Authenticator = refuseAllLogins;

@@ -4,21 +4,14 @@
  * status; bytes counted per protocol.
  */
 import { describe, it, expect } from 'vitest';
-import { PassThrough } from 'node:stream';
 import { MemoryBackend } from '../../backends/memory/memory-backend.ts';
-import { makeVfsEnv, alice, bob, RO } from '../helpers/vfs-env.ts';
+import { makeVfsEnv, alice, bob, RO, auditCapture } from '../helpers/vfs-env.ts';
 import { expectCode, writeFile, readFile } from '../conformance/vfs-conformance.ts';
 import { Metrics } from '../../src/metrics/metrics.ts';
-import { createAuditLogger } from '../../src/log/logger.ts';
 
 describe('audit log and metrics through the session gate', () => {
   it('audits changes and refusals, not reads; counts operations, statuses and bytes', async () => {
-    const lines: Record<string, unknown>[] = [];
-    const sink = new PassThrough();
-    sink.on('data', (chunk: Buffer) => {
-      for (const l of chunk.toString().split('\n')) if (l.trim()) lines.push(JSON.parse(l) as Record<string, unknown>);
-    });
-    const audit = createAuditLogger({ level: 'info', format: 'json', audit: { enabled: true, file: '-' } }, { destination: sink });
+    const { audit, lines } = auditCapture();
     const metrics = new Metrics({ defaultMetrics: false });
     const env = makeVfsEnv(new MemoryBackend(), {
       metrics,

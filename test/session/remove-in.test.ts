@@ -4,24 +4,17 @@
  * read on the name before anything, write once it is found.
  */
 import { describe, it, expect } from 'vitest';
-import { PassThrough } from 'node:stream';
 import { MemoryBackend } from '../../backends/memory/memory-backend.ts';
-import { makeVfsEnv, alice, bob } from '../helpers/vfs-env.ts';
+import { makeVfsEnv, alice, bob, auditCapture } from '../helpers/vfs-env.ts';
 import { expectCode, writeFile } from '../conformance/vfs-conformance.ts';
 import { Metrics } from '../../src/metrics/metrics.ts';
-import { createAuditLogger } from '../../src/log/logger.ts';
 import type { Principal } from '../../src/auth/authenticator.ts';
 
 const carol: Principal = { user: 'carol', uid: 1003, gid: 1003, groups: [], guest: false };
 
 describe('Session.removeIn', () => {
   it('looks the name up once, needs read then write, and audits unlink or rmdir', async () => {
-    const lines: Record<string, unknown>[] = [];
-    const sink = new PassThrough();
-    sink.on('data', (chunk: Buffer) => {
-      for (const l of chunk.toString().split('\n')) if (l.trim()) lines.push(JSON.parse(l) as Record<string, unknown>);
-    });
-    const audit = createAuditLogger({ level: 'info', format: 'json', audit: { enabled: true, file: '-' } }, { destination: sink });
+    const { audit, lines } = auditCapture();
     const metrics = new Metrics({ defaultMetrics: false });
     const backend = new MemoryBackend();
     const stats: string[] = [];
