@@ -101,16 +101,24 @@ describe.skipIf(!native)('native AES-GMAC', () => {
   });
 });
 
+/**
+ * 40 SMB2-shaped messages of 64 to ~3,000 random bytes: the protocol id, commands READ (0x08) and
+ * CANCEL (0x0c), the SERVER_TO_REDIR flag on two of three: what the signing nonce is built from.
+ */
+function fakeMessages(): Buffer[] {
+  return Array.from({ length: 40 }, (_, i) => {
+    const m = randomBytes(64 + ((i * 131) % 3000));
+    m.writeUInt32LE(0x424d53fe, 0);
+    m.writeUInt16LE(i % 2 ? 0x0c : 0x08, 12);
+    m.writeUInt32LE(i % 3 ? 1 : 0, 16);
+    return m;
+  });
+}
+
 describe('SMB signing with and without the native helper', () => {
   it('AES-GMAC signatures are the same through node:crypto (SMB_ADDON_PATH empty)', () => {
     const key = randomBytes(16);
-    const msgs = Array.from({ length: 40 }, (_, i) => {
-      const m = randomBytes(64 + ((i * 131) % 3000));
-      m.writeUInt32LE(0x424d53fe, 0);
-      m.writeUInt16LE(i % 2 ? 0x0c : 0x08, 12);
-      m.writeUInt32LE(i % 3 ? 1 : 0, 16);
-      return m;
-    });
+    const msgs = fakeMessages();
     const here = msgs.map((m, i) => (i % 5 === 4 ? computeSignatureParts([m.subarray(0, 80), m.subarray(80)], key, SigningAlgorithm.AES_GMAC) : computeSignatureParts([m], key, SigningAlgorithm.AES_GMAC)).toString('hex'));
     const script = `
       const { computeSignatureParts } = await import(${JSON.stringify(new URL('../../protocols/smb/crypto.ts', import.meta.url).href)});
@@ -128,13 +136,7 @@ describe('SMB signing with and without the native helper', () => {
 
   it('signMessageParts and verifySignature (the server\'s calls) agree with node:crypto both ways (SMB_ADDON_PATH empty)', () => {
     const key = randomBytes(16);
-    const msgs = Array.from({ length: 40 }, (_, i) => {
-      const m = randomBytes(64 + ((i * 131) % 3000));
-      m.writeUInt32LE(0x424d53fe, 0);
-      m.writeUInt16LE(i % 2 ? 0x0c : 0x08, 12);
-      m.writeUInt32LE(i % 3 ? 1 : 0, 16);
-      return m;
-    });
+    const msgs = fakeMessages();
     // Signed here (the helper when built): one piece, or a head and a payload (a READ response).
     const signed = msgs.map((m, i) => {
       const pieces = i % 5 === 4 ? [Buffer.from(m.subarray(0, 80)), Buffer.from(m.subarray(80))] : [Buffer.from(m)];
