@@ -194,6 +194,22 @@ class FuseSession : public Napi::ObjectWrap<FuseSession> {
     std::lock_guard<std::mutex> g(mu_);
     slabBusy_[slab] = false;
   }
+  // Queues a descriptor worker (FdReply, FdWrite): counted until FdReplyDone (a teardown waits for
+  // it), this object kept alive for its callbacks; its promise is the caller's answer.
+  template <class Worker>
+  Napi::Value QueueFdWorker(Worker *w) {
+    fdReplies_++;
+    Ref();
+    Napi::Promise promise = w->Promise();
+    w->Queue();
+    return promise;
+  }
+  // replyFd/writeFd for a request already answered or dropped: nothing sent, nothing written.
+  static Napi::Value NothingSent(Napi::Env env) {
+    auto d = Napi::Promise::Deferred::New(env);
+    d.Resolve(Napi::Number::New(env, 0));
+    return d.Promise();
+  }
   struct fuse_session *Se() const { return se_; }
   char *slabs_[SLABS] = {nullptr};
   bool slabBusy_[SLABS] = {false};
@@ -971,11 +987,26 @@ Napi::Value FuseSession::ReplyBuf(const Napi::CallbackInfo &info) {
 // read the page cache does not hold waits for the disk there, not on the JS thread. The request
 // leaves the pending table here, on the JS thread; the worker always answers it (data, or the
 // error reading the descriptor gave); the session outlives it (FinishTeardown waits).
-class FdReply : public Napi::AsyncWorker {
+// What the descriptor workers (FdReply, FdWrite) share: the request they answer, the descriptor
+// and range, and the promise their caller gets.
+class FdWorker : public Napi::AsyncWorker {
  public:
-  FdReply(Napi::Env env, FuseSession *s, fuse_req_t req, int fd, off_t off, size_t len)
-      : Napi::AsyncWorker(env, "portico-fuse-read"), s_(s), req_(req), fd_(fd), off_(off), len_(len), deferred_(Napi::Promise::Deferred::New(env)) {}
   Napi::Promise Promise() { return deferred_.Promise(); }
+
+ protected:
+  FdWorker(Napi::Env env, const char *name, FuseSession *s, fuse_req_t req, int fd, off_t off, size_t len)
+      : Napi::AsyncWorker(env, name), s_(s), req_(req), fd_(fd), off_(off), len_(len), deferred_(Napi::Promise::Deferred::New(env)) {}
+  FuseSession *s_;
+  fuse_req_t req_;
+  int fd_;
+  off_t off_;
+  size_t len_;
+  Napi::Promise::Deferred deferred_;
+};
+
+class FdReply : public FdWorker {
+ public:
+  FdReply(Napi::Env env, FuseSession *s, fuse_req_t req, int fd, off_t off, size_t len) : FdWorker(env, "portico-fuse-read", s, req, fd, off, len) {}
   void Execute() override {
     // Clamped to the file's size: past the end libfuse would allocate a buffer for the rest.
     struct stat st;
@@ -1003,13 +1034,7 @@ class FdReply : public Napi::AsyncWorker {
   }
 
  private:
-  FuseSession *s_;
-  fuse_req_t req_;
-  int fd_;
-  off_t off_;
-  size_t len_;
   double sent_ = 0;
-  Napi::Promise::Deferred deferred_;
 };
 
 // replyFd(id, fd, offset, length) -> Promise<bytes sent>. The caller keeps fd open until it settles.
@@ -1022,18 +1047,9 @@ Napi::Value FuseSession::ReplyFd(const Napi::CallbackInfo &info) {
   Pending p;
   {
     std::lock_guard<std::mutex> g(mu_);
-    if (!Take(env, IdArg(info), &p)) {
-      auto d = Napi::Promise::Deferred::New(env);
-      d.Resolve(Napi::Number::New(env, 0));
-      return d.Promise();
-    }
+    if (!Take(env, IdArg(info), &p)) return NothingSent(env);
   }
-  auto *w = new FdReply(env, this, p.req, fd, static_cast<off_t>(off), static_cast<size_t>(len));
-  fdReplies_++;
-  Ref();  // the worker's callbacks use this object
-  Napi::Promise promise = w->Promise();
-  w->Queue();
-  return promise;
+  return QueueFdWorker(new FdReply(env, this, p.req, fd, static_cast<off_t>(off), static_cast<size_t>(len)));
 }
 
 // A WRITE whose bytes are in a slab, written to a descriptor (protocols/fuse/fs.ts WRITE through
@@ -1042,11 +1058,10 @@ Napi::Value FuseSession::ReplyFd(const Napi::CallbackInfo &info) {
 // the writer is woken by the thread that wrote, not after one more trip through the JS thread (a
 // sequential writer waits for each WRITE's answer). The request leaves the pending table here; the
 // slab stays taken until the worker is done; the session outlives it (FinishTeardown waits).
-class FdWrite : public Napi::AsyncWorker {
+class FdWrite : public FdWorker {
  public:
   FdWrite(Napi::Env env, FuseSession *s, fuse_req_t req, int fd, off_t off, const char *data, size_t len, int slab)
-      : Napi::AsyncWorker(env, "portico-fuse-write"), s_(s), req_(req), fd_(fd), off_(off), data_(data), len_(len), slab_(slab), deferred_(Napi::Promise::Deferred::New(env)) {}
-  Napi::Promise Promise() { return deferred_.Promise(); }
+      : FdWorker(env, "portico-fuse-write", s, req, fd, off, len), data_(data), slab_(slab) {}
   void Execute() override {
     while (done_ < len_) {
       ssize_t n = pwrite(fd_, data_ + done_, len_ - done_, off_ + static_cast<off_t>(done_));
@@ -1083,16 +1098,10 @@ class FdWrite : public Napi::AsyncWorker {
   }
 
  private:
-  FuseSession *s_;
-  fuse_req_t req_;
-  int fd_;
-  off_t off_;
   const char *data_;
-  size_t len_;
   int slab_;
   size_t done_ = 0;
   int err_ = 0;
-  Napi::Promise::Deferred deferred_;
 };
 
 // writeFd(id, fd, offset) -> Promise<bytes written> (rejected with the write's error, which the
@@ -1109,19 +1118,10 @@ Napi::Value FuseSession::WriteFd(const Napi::CallbackInfo &info) {
     uint64_t id = IdArg(info);
     auto it = pending_.find(id);
     if (it != pending_.end() && it->second.slab < 0) throw Napi::TypeError::New(env, "fuse: writeFd needs a WRITE whose bytes are in a slab");
-    if (!Take(env, id, &p)) {
-      auto d = Napi::Promise::Deferred::New(env);
-      d.Resolve(Napi::Number::New(env, 0));
-      return d.Promise();
-    }
+    if (!Take(env, id, &p)) return NothingSent(env);
     slabBusy_[p.slab] = true;  // Take freed it: the worker reads from it
   }
-  auto *w = new FdWrite(env, this, p.req, fd, static_cast<off_t>(off), slabs_[p.slab] + p.slabOff, p.slabLen, p.slab);
-  fdReplies_++;
-  Ref();  // the worker's callbacks use this object
-  Napi::Promise promise = w->Promise();
-  w->Queue();
-  return promise;
+  return QueueFdWorker(new FdWrite(env, this, p.req, fd, static_cast<off_t>(off), slabs_[p.slab] + p.slabOff, p.slabLen, p.slab));
 }
 
 Napi::Value FuseSession::ReplyWrite(const Napi::CallbackInfo &info) {
